@@ -1,0 +1,303 @@
+/*
+ * ts_frame: length-prefixed protobuf frames.
+ *
+ * Decoder invariants: buf[pos..len) holds unconsumed stream bytes; pos only
+ * grows until the buffer is compacted (when a frame must be completed and the
+ * tail would not fit) or released (when empty). A poisoned decoder (err != 0)
+ * never decodes again: after a bad length there is no way to find the next
+ * frame boundary, so the connection must be closed.
+ */
+#include "ts_frame.h"
+
+#include "ts_err.h"
+#include "ts_valid.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Unpacking may allocate more than the wire size (every submessage is a
+ * struct, every string a copy with its NUL). A budget of 8x the body plus a
+ * floor covers every legitimate frame; a frame crafted to blow up (millions of
+ * empty submessages) fails with BAD_FRAME instead of exhausting memory. */
+#define UNPACK_BUDGET_FACTOR 8
+#define UNPACK_BUDGET_FLOOR (64u << 10)
+#define WALK_DEPTH_MAX 8
+
+struct capped_alloc {
+    size_t used;
+    size_t cap;
+};
+
+static void *capped_malloc(void *data, size_t size)
+{
+    struct capped_alloc *ca = data;
+    if (size > ca->cap - ca->used)
+        return NULL;
+    ca->used += size;
+    return malloc(size);
+}
+
+static void capped_free(void *data, void *ptr)
+{
+    (void)data;
+    free(ptr);
+}
+
+static size_t put_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        out[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    out[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Reads a varint from p[0..end); returns bytes read, 0 when malformed. */
+static size_t get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (size_t i = 0; i < 10 && p + i < end; i++) {
+        r |= (uint64_t)(p[i] & 0x7F) << (7 * i);
+        if (!(p[i] & 0x80)) {
+            *v = r;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Checks every string field in a serialized message of type desc: valid
+ * UTF-8 without NUL. Malformed wire data is left for protobuf-c to reject. */
+static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+                        const uint8_t *end, int depth, const char **bad_field)
+{
+    if (depth > WALK_DEPTH_MAX)
+        return TS_OK;
+    while (p < end) {
+        uint64_t tag, len;
+        size_t n = get_varint(p, end, &tag);
+        if (!n)
+            return TS_OK;
+        p += n;
+        switch (tag & 7) {
+        case 0:
+            n = get_varint(p, end, &len);
+            if (!n)
+                return TS_OK;
+            p += n;
+            break;
+        case 1:
+            p += 8;
+            break;
+        case 5:
+            p += 4;
+            break;
+        case 2: {
+            n = get_varint(p, end, &len);
+            if (!n || len > (uint64_t)(end - p - (ptrdiff_t)n))
+                return TS_OK;
+            p += n;
+            const ProtobufCFieldDescriptor *fd =
+                protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
+            if (fd && fd->type == PROTOBUF_C_TYPE_STRING) {
+                if (memchr(p, 0, len) || !ts_valid_utf8((const char *)p, len)) {
+                    *bad_field = fd->name;
+                    return TS_E_INVALID_ARGUMENT;
+                }
+            } else if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+                int rc = walk_strings(fd->descriptor, p, p + len, depth + 1, bad_field);
+                if (rc != TS_OK)
+                    return rc;
+            }
+            p += len;
+            break;
+        }
+        default:
+            return TS_OK;
+        }
+    }
+    return TS_OK;
+}
+
+size_t ts_frame_size(const Threadsync__Frame *f)
+{
+    return TS_FRAME_HEADER + protobuf_c_message_get_packed_size(&f->base);
+}
+
+size_t ts_frame_pack(const Threadsync__Frame *f, uint8_t *out)
+{
+    size_t n = protobuf_c_message_pack(&f->base, out + TS_FRAME_HEADER);
+    out[0] = (uint8_t)(n >> 24);
+    out[1] = (uint8_t)(n >> 16);
+    out[2] = (uint8_t)(n >> 8);
+    out[3] = (uint8_t)n;
+    return n + TS_FRAME_HEADER;
+}
+
+int ts_frame_encode(const Threadsync__Frame *f, uint8_t **out, size_t *len)
+{
+    size_t size = ts_frame_size(f);
+    if (size - TS_FRAME_HEADER > TS_FRAME_MAX_LIMIT)
+        return TS_E_TOO_LARGE;
+    uint8_t *buf = malloc(size);
+    if (!buf)
+        return TS_E_NOMEM;
+    *len = ts_frame_pack(f, buf);
+    *out = buf;
+    return TS_OK;
+}
+
+void ts_frame_free(Threadsync__Frame *f)
+{
+    if (f)
+        protobuf_c_message_free_unpacked(&f->base, NULL);
+}
+
+int ts_frame_unpack(const uint8_t *body, size_t len, Threadsync__Frame **out,
+                    const char **bad_field)
+{
+    struct capped_alloc budget = {0, len * UNPACK_BUDGET_FACTOR + UNPACK_BUDGET_FLOOR};
+    ProtobufCAllocator alloc = {capped_malloc, capped_free, &budget};
+    *bad_field = NULL;
+    *out = threadsync__frame__unpack(&alloc, len, body);
+    if (!*out)
+        return TS_E_BAD_FRAME;
+    return walk_strings(&threadsync__frame__descriptor, body, body + len, 0, bad_field);
+}
+
+struct ts_frame_decoder {
+    uint8_t *buf;
+    size_t pos, len, cap;
+    uint32_t max_frame;
+    int err;
+};
+
+struct ts_frame_decoder *ts_frame_decoder_new(uint32_t max_frame)
+{
+    struct ts_frame_decoder *dec = calloc(1, sizeof(*dec));
+    if (dec)
+        dec->max_frame = max_frame;
+    return dec;
+}
+
+void ts_frame_decoder_free(struct ts_frame_decoder *dec)
+{
+    if (!dec)
+        return;
+    free(dec->buf);
+    free(dec);
+}
+
+void ts_frame_decoder_set_max(struct ts_frame_decoder *dec, uint32_t max_frame)
+{
+    dec->max_frame = max_frame;
+}
+
+int ts_frame_decoder_feed(struct ts_frame_decoder *dec, const void *data, size_t len)
+{
+    if (dec->err || len == 0)
+        return TS_OK; /* a poisoned decoder drops bytes; next() reports why */
+    if (dec->pos == dec->len)
+        dec->pos = dec->len = 0;
+    if (len > dec->cap - dec->len) {
+        if (dec->pos > 0) {
+            memmove(dec->buf, dec->buf + dec->pos, dec->len - dec->pos);
+            dec->len -= dec->pos;
+            dec->pos = 0;
+        }
+        if (len > dec->cap - dec->len) {
+            size_t cap = dec->cap ? dec->cap : 4096;
+            while (cap - dec->len < len)
+                cap *= 2;
+            uint8_t *nb = realloc(dec->buf, cap);
+            if (!nb)
+                return TS_E_NOMEM;
+            dec->buf = nb;
+            dec->cap = cap;
+        }
+    }
+    memcpy(dec->buf + dec->len, data, len);
+    dec->len += len;
+    return TS_OK;
+}
+
+/* Drops the buffer once it is empty, so idle connections hold no memory. */
+static void release_if_empty(struct ts_frame_decoder *dec)
+{
+    if (dec->pos == dec->len) {
+        free(dec->buf);
+        dec->buf = NULL;
+        dec->pos = dec->len = dec->cap = 0;
+    }
+}
+
+int ts_frame_decoder_next(struct ts_frame_decoder *dec, Threadsync__Frame **out,
+                          const char **bad_field)
+{
+    *out = NULL;
+    *bad_field = NULL;
+    if (dec->err)
+        return dec->err;
+    size_t avail = dec->len - dec->pos;
+    if (avail < TS_FRAME_HEADER)
+        return TS_E_AGAIN;
+    const uint8_t *p = dec->buf + dec->pos;
+    uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    if (n == 0)
+        return dec->err = TS_E_BAD_FRAME;
+    if (n > dec->max_frame)
+        return dec->err = TS_E_TOO_LARGE;
+    if (avail - TS_FRAME_HEADER < n)
+        return TS_E_AGAIN;
+    int rc = ts_frame_unpack(p + TS_FRAME_HEADER, n, out, bad_field);
+    if (rc == TS_E_BAD_FRAME)
+        return dec->err = rc;
+    dec->pos += TS_FRAME_HEADER + n;
+    release_if_empty(dec);
+    return rc;
+}
+
+size_t ts_frame_decoder_pending(const struct ts_frame_decoder *dec)
+{
+    return dec->len - dec->pos;
+}
+
+size_t ts_frame_event_element(const Threadsync__Event *ev, uint8_t *out)
+{
+    size_t body = protobuf_c_message_get_packed_size(&ev->base);
+    size_t n = 0;
+    out[n++] = (1 << 3) | 2; /* Events.events, length-delimited */
+    n += put_varint(out + n, body);
+    n += protobuf_c_message_pack(&ev->base, out + n);
+    return n;
+}
+
+void ts_frame_events_wrap(size_t elements_len, uint64_t last_seq, int caught_up,
+                          uint8_t head[TS_FRAME_EVENTS_HEAD_MAX], size_t *head_len,
+                          uint8_t tail[TS_FRAME_EVENTS_TAIL_MAX], size_t *tail_len)
+{
+    size_t t = 0;
+    if (last_seq) {
+        tail[t++] = (2 << 3) | 0; /* Events.last_seq */
+        t += put_varint(tail + t, last_seq);
+    }
+    if (caught_up) {
+        tail[t++] = (3 << 3) | 0; /* Events.caught_up */
+        tail[t++] = 1;
+    }
+    *tail_len = t;
+    size_t events_len = elements_len + t;
+    uint8_t inner[12];
+    size_t i = 0;
+    i += put_varint(inner, (THREADSYNC__FRAME__MSG_EVENTS << 3) | 2); /* Frame.events */
+    i += put_varint(inner + i, events_len);
+    size_t frame_len = i + events_len;
+    head[0] = (uint8_t)(frame_len >> 24);
+    head[1] = (uint8_t)(frame_len >> 16);
+    head[2] = (uint8_t)(frame_len >> 8);
+    head[3] = (uint8_t)frame_len;
+    memcpy(head + TS_FRAME_HEADER, inner, i);
+    *head_len = TS_FRAME_HEADER + i;
+}

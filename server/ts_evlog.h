@@ -1,0 +1,78 @@
+/*
+ * ts_evlog: the retained, in-memory event log that subscribers read.
+ *
+ * Each event is encoded once, at append, in two forms: "full" (what a
+ * moderator may see) and "public" (what a reader may see: no e-mail, and no
+ * body of a comment that is not VISIBLE). Both are stored as ready
+ * Events.events elements (ts_frame_event_element), so a batch for any number
+ * of subscribers is a concatenation of stored bytes with a small head and
+ * tail (ts_frame_events_wrap), never a re-encoding.
+ *
+ * Entries are addressed by position: a 64-bit counter that numbers every
+ * appended event from 0 and never wraps or is reused, so a subscriber's
+ * cursor (the next position it needs) stays meaningful while old entries are
+ * evicted. The log retains the newest events within max_events and
+ * max_bytes; ts_evlog_first_pos() moves forward as it evicts. A cursor below
+ * it has fallen out of the window (the subscriber needs a snapshot).
+ *
+ * seq is the Raft index of the entry that carried the event: strictly
+ * increasing along positions, with gaps.
+ */
+#ifndef TS_EVLOG_H
+#define TS_EVLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "threadsync.pb-c.h"
+
+struct ts_evlog;
+
+struct ts_evlog_config {
+    size_t max_events; /* 0 = default 1,000,000 */
+    size_t max_bytes;  /* both encodings counted; 0 = default 512 MiB */
+};
+
+struct ts_evlog_entry {
+    uint64_t seq;
+    uint64_t thread_id;
+    const uint8_t *pub; /* public element bytes; valid until evicted */
+    size_t pub_len;
+    const uint8_t *full; /* full element bytes */
+    size_t full_len;
+};
+
+int ts_evlog_new(const struct ts_evlog_config *cfg, struct ts_evlog **out);
+void ts_evlog_free(struct ts_evlog *log);
+
+/* Encodes and appends one event. full->seq and pub->seq must equal seq and
+ * seq must exceed ts_evlog_last_seq(). Evicts the oldest entries to stay
+ * within the limits (never the one just appended). TS_E_NOMEM on failure. */
+int ts_evlog_append(struct ts_evlog *log, uint64_t seq, uint64_t thread_id,
+                    const Threadsync__Event *full, const Threadsync__Event *pub);
+
+/* Position of the oldest retained entry, and one past the newest: the
+ * retained entries are [first_pos, end_pos). */
+uint64_t ts_evlog_first_pos(const struct ts_evlog *log);
+uint64_t ts_evlog_end_pos(const struct ts_evlog *log);
+
+/* seq of the newest event ever appended (0 when none). */
+uint64_t ts_evlog_last_seq(const struct ts_evlog *log);
+
+/* The largest seq that was evicted (0 when nothing was): a subscriber
+ * asking for events after since_seq can be served from the log iff
+ * since_seq >= ts_evlog_horizon(). */
+uint64_t ts_evlog_horizon(const struct ts_evlog *log);
+
+/* Position of the first retained entry with seq > since_seq (end_pos when
+ * none). Only meaningful when since_seq >= horizon. O(log n). */
+uint64_t ts_evlog_pos_after(const struct ts_evlog *log, uint64_t since_seq);
+
+/* Fills *e for a retained position. TS_E_NOT_FOUND when evicted or not yet
+ * appended. */
+int ts_evlog_get(const struct ts_evlog *log, uint64_t pos, struct ts_evlog_entry *e);
+
+/* Bytes held (both encodings plus index), for metrics and the benchmark. */
+size_t ts_evlog_memory(const struct ts_evlog *log);
+
+#endif

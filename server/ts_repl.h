@@ -1,0 +1,83 @@
+/*
+ * ts_repl: the only module that knows about Raft (canonical raft, libraft
+ * 0.15, on its libuv I/O backend). The rest of the server sees "propose a
+ * command, get called back once it is committed and applied".
+ *
+ * ts_repl owns the raft instance, its data directory (with an exclusive lock
+ * on it), and the FSM glue: entries are applied with ts_store_apply(), and
+ * snapshots are ts_store_snapshot() / ts_store_restore(). After a restore,
+ * the hub's subscribers are moved to snapshots by the caller (on_restore).
+ *
+ * Workarounds for libraft 0.15 defects live here and only here:
+ *   - entry payloads are framed (4-byte length) and padded to a multiple of
+ *     8 bytes (an unpadded entry is lost on restart);
+ *   - auto-recovery is off (it would rename a damaged segment aside and
+ *     drop acknowledged entries): corruption stops the node with an error;
+ *   - raft_close() is never called from a raft callback (it aborts): close
+ *     is deferred to an idle handle;
+ *   - in-flight applies are capped: past the cap, propose answers
+ *     TS_E_UNAVAILABLE without touching raft;
+ *   - pre-vote on; election timeout, heartbeat, snapshot threshold and
+ *     trailing are set explicitly from the config.
+ */
+#ifndef TS_REPL_H
+#define TS_REPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct ts_repl;
+struct ts_store;
+struct ts_store_result;
+
+struct ts_repl_config {
+    const char *data_dir;       /* raft log and snapshots; locked exclusively */
+    uint64_t node_id;           /* 1 for the embedded default */
+    const char *raft_address;   /* host:port of this node's raft listener */
+    unsigned election_timeout_ms; /* 0 = 1000 */
+    unsigned heartbeat_ms;        /* 0 = 100 */
+    unsigned snapshot_threshold;  /* entries between snapshots, 0 = 8192 */
+    unsigned snapshot_trailing;   /* entries kept after one, 0 = 2048 */
+    unsigned max_inflight;        /* proposals awaiting apply, 0 = 4096 */
+};
+
+/* Called once per proposal: status TS_OK with res filled (res->status may
+ * still be a rejection), or TS_E_NOT_LEADER / TS_E_UNAVAILABLE when the
+ * outcome is that the entry was not (or may not have been) applied. res is
+ * valid during the call only. Never called synchronously from propose. */
+typedef void (*ts_repl_cb)(void *arg, int status, const struct ts_store_result *res);
+
+struct ts_repl_hooks {
+    /* After each applied entry that changed the store (to wake the hub). */
+    void (*on_applied)(void *arg, uint64_t index);
+    /* After a snapshot replaced the store (subscribers need snapshots). */
+    void (*on_restore)(void *arg, uint64_t index);
+    void *arg;
+};
+
+/* Opens the data directory (creating it and bootstrapping a one-node
+ * cluster on first start), takes its lock (TS_E_BUSY with a clear log line
+ * when another process holds it), replays snapshot and log into store, and
+ * starts raft. The store is borrowed. */
+int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, struct ts_store *store,
+                  const struct ts_repl_hooks *hooks, struct ts_repl **out);
+
+/* Proposes one command payload (as built by ts_store_encode_*; copied).
+ * TS_E_NOT_LEADER (this node cannot propose: cb not called),
+ * TS_E_UNAVAILABLE (too many in flight: cb not called), or TS_OK and cb
+ * follows exactly once. */
+int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_repl_cb cb,
+                    void *arg);
+
+int ts_repl_is_leader(const struct ts_repl *r);
+/* The leader's raft address, "" when unknown. */
+const char *ts_repl_leader_address(const struct ts_repl *r);
+uint64_t ts_repl_last_applied(const struct ts_repl *r);
+
+/* Stops raft (deferred out of any raft callback); pending proposals get
+ * TS_E_UNAVAILABLE; cb is called when everything is closed and freed. */
+void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,104 @@
+/*
+ * ts_store: the authoritative state (threads and comments) in memory, and the
+ * deterministic state machine that changes it.
+ *
+ * Every change comes through ts_store_apply() with the payload of a
+ * replicated log entry (a threadsync.state.Command) and that entry's index:
+ * the same sequence of (index, payload) gives the same state on every
+ * replica. Ids are the index of the entry that created the thing; times come
+ * from the command (the leader's clock), never from this machine's clock. A
+ * semantic rejection (unknown parent, locked thread) is a result, not a
+ * failure of the apply. Each successful change appends its event(s) to the
+ * evlog given at creation, with seq = index.
+ *
+ * Idempotency: a Post whose idempotency_key was seen before returns the
+ * first post's result (same comment id and seq) and changes nothing. Keys
+ * are retained for TS_STORE_IDEMPOTENCY_RETENTION_MS of command time after
+ * their first use, then forgotten (a retry days later makes a new comment).
+ *
+ * Reads return views: protobuf-c structs whose strings point into the store.
+ * A view is valid until the next ts_store_apply() or ts_store_restore(); the
+ * caller must not free or modify it. Layout is chosen for memory: a comment
+ * is one allocation holding its fixed fields and its strings.
+ *
+ * Single-threaded: all calls on the loop thread that applies.
+ */
+#ifndef TS_STORE_H
+#define TS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "threadsync.pb-c.h"
+
+#define TS_STORE_IDEMPOTENCY_RETENTION_MS (24LL * 3600 * 1000)
+
+struct ts_store;
+struct ts_evlog;
+
+struct ts_store_result {
+    int status;          /* TS_OK or the rejection (NOT_FOUND, THREAD_LOCKED,
+                            INVALID_ARGUMENT, BAD_FRAME for an undecodable payload) */
+    const char *field;   /* static field name for INVALID_ARGUMENT / NOT_FOUND */
+    uint64_t seq;        /* seq of the event that carried the change (the
+                            original one for a repeated idempotency key) */
+    uint64_t thread_id;
+    uint64_t comment_id;
+    int comment_status;  /* Threadsync__Status of the new comment */
+};
+
+/* log is borrowed: events are appended to it on every change. */
+int ts_store_new(struct ts_evlog *log, struct ts_store **out);
+void ts_store_free(struct ts_store *s);
+
+/* Builds the payload for a Post command (request_id cleared). *out is
+ * malloc'd; the caller frees it. */
+int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t **out,
+                         size_t *len);
+
+/* Applies one log entry. index must exceed every index applied before.
+ * Returns TS_OK (with *res filled, res->status saying what happened) or
+ * TS_E_NOMEM, after which the store must not be used. */
+int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
+                   struct ts_store_result *res);
+
+/* Index of the last entry applied (or restored). */
+uint64_t ts_store_last_index(const struct ts_store *s);
+
+size_t ts_store_thread_count(const struct ts_store *s);
+size_t ts_store_comment_count(const struct ts_store *s);
+
+/* Bytes held for threads, comments and indexes, for the benchmark. */
+size_t ts_store_memory(const struct ts_store *s);
+
+/* View of the thread with this key / id. TS_E_NOT_FOUND when none. */
+int ts_store_thread_by_key(const struct ts_store *s, const char *key, Threadsync__Thread *out);
+int ts_store_thread_by_id(const struct ts_store *s, uint64_t id, Threadsync__Thread *out);
+
+/* Visits threads with id > after_id in id order; stops early when cb
+ * returns non-zero and returns that value (0 when all were visited). */
+int ts_store_foreach_thread(const struct ts_store *s, uint64_t after_id,
+                            int (*cb)(void *arg, const Threadsync__Thread *t), void *arg);
+
+/* Visits the comments of a thread with id > after_id in id order (so a
+ * parent always comes before its replies); same stopping rule. */
+int ts_store_foreach_comment(const struct ts_store *s, uint64_t thread_id, uint64_t after_id,
+                             int (*cb)(void *arg, const Threadsync__Comment *c), void *arg);
+
+/* View of one comment. TS_E_NOT_FOUND when none. */
+int ts_store_comment(const struct ts_store *s, uint64_t id, Threadsync__Comment *out);
+
+/* Serialises the whole state (threads, comments, idempotency table, last
+ * index) into one malloc'd buffer the caller frees. */
+int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len);
+
+/* Replaces the whole state with a snapshot's. The evlog is not touched:
+ * events before a restore are the caller's business. */
+int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len);
+
+/* A SHA-256 over the canonical content (every thread and comment field in
+ * id order, idempotency table excluded), hex, into out[65]. Replicas and
+ * restarts compare it. */
+void ts_store_digest(const struct ts_store *s, char out[65]);
+
+#endif

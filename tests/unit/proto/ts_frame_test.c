@@ -1,0 +1,330 @@
+/*
+ * ts_frame: encode/decode round trips, every split of a byte stream into
+ * reads, several frames in one read, and every way a length can be wrong.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts_err.h"
+#include "ts_frame.h"
+
+/* Builds a Post frame with the given body; returns its wire bytes. */
+static uint8_t *make_post(uint64_t request_id, const char *body, size_t *len)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.request_id = request_id;
+    p.thread_key = "site/a";
+    p.author_name = "Ann";
+    p.body = (char *)body;
+    f.msg_case = THREADSYNC__FRAME__MSG_POST;
+    f.post = &p;
+    uint8_t *out;
+    ck_assert_int_eq(ts_frame_encode(&f, &out, len), TS_OK);
+    return out;
+}
+
+START_TEST(test_roundtrip)
+{
+    size_t len;
+    uint8_t *wire = make_post(7, "hello", &len);
+    ck_assert_uint_eq(((size_t)wire[0] << 24 | wire[1] << 16 | wire[2] << 8 | wire[3]), len - 4);
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ck_assert_int_eq(ts_frame_decoder_feed(dec, wire, len), TS_OK);
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_OK);
+    ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_POST);
+    ck_assert_uint_eq(f->post->request_id, 7);
+    ck_assert_str_eq(f->post->body, "hello");
+    ts_frame_free(f);
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_AGAIN);
+    ck_assert_uint_eq(ts_frame_decoder_pending(dec), 0);
+    ts_frame_decoder_free(dec);
+    free(wire);
+}
+END_TEST
+
+/* Three frames back to back, cut at every pair of positions (i, j): each
+ * piece fed separately must yield the same three frames in order. */
+START_TEST(test_every_split)
+{
+    size_t l1, l2, l3;
+    uint8_t *a = make_post(1, "first", &l1);
+    uint8_t *b = make_post(2, "second, a little longer", &l2);
+    uint8_t *c = make_post(3, "x", &l3);
+    size_t total = l1 + l2 + l3;
+    uint8_t *stream = malloc(total);
+    memcpy(stream, a, l1);
+    memcpy(stream + l1, b, l2);
+    memcpy(stream + l1 + l2, c, l3);
+    for (size_t i = 0; i <= total; i++) {
+        for (size_t j = i; j <= total; j++) {
+            struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+            size_t cuts[4] = {0, i, j, total};
+            uint64_t want = 1;
+            for (int k = 0; k < 3; k++) {
+                ck_assert_int_eq(
+                    ts_frame_decoder_feed(dec, stream + cuts[k], cuts[k + 1] - cuts[k]), TS_OK);
+                Threadsync__Frame *f;
+                const char *field;
+                int rc;
+                while ((rc = ts_frame_decoder_next(dec, &f, &field)) == TS_OK) {
+                    ck_assert_uint_eq(f->post->request_id, want);
+                    want++;
+                    ts_frame_free(f);
+                }
+                ck_assert_int_eq(rc, TS_E_AGAIN);
+            }
+            ck_assert_uint_eq(want, 4);
+            ck_assert_uint_eq(ts_frame_decoder_pending(dec), 0);
+            ts_frame_decoder_free(dec);
+        }
+    }
+    free(stream);
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
+START_TEST(test_byte_at_a_time)
+{
+    size_t len;
+    uint8_t *wire = make_post(9, "one byte at a time", &len);
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    Threadsync__Frame *f;
+    const char *field;
+    for (size_t i = 0; i + 1 < len; i++) {
+        ts_frame_decoder_feed(dec, wire + i, 1);
+        ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_AGAIN);
+        ck_assert_uint_eq(ts_frame_decoder_pending(dec), i + 1);
+    }
+    ts_frame_decoder_feed(dec, wire + len - 1, 1);
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_OK);
+    ts_frame_free(f);
+    ts_frame_decoder_free(dec);
+    free(wire);
+}
+END_TEST
+
+START_TEST(test_too_large_before_body)
+{
+    /* Only the header arrives: the decoder must refuse without waiting for,
+     * or buffering room for, the 16 MiB it announces. */
+    uint8_t hdr[4] = {0x01, 0x00, 0x00, 0x00};
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, hdr, 4);
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_TOO_LARGE);
+    ck_assert_ptr_null(f);
+    /* poisoned: stays an error even after valid bytes */
+    size_t len;
+    uint8_t *wire = make_post(1, "ok", &len);
+    ts_frame_decoder_feed(dec, wire, len);
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_TOO_LARGE);
+    ts_frame_decoder_free(dec);
+    free(wire);
+}
+END_TEST
+
+START_TEST(test_limit_is_inclusive)
+{
+    size_t len;
+    uint8_t *wire = make_post(1, "body", &len);
+    struct ts_frame_decoder *dec = ts_frame_decoder_new((uint32_t)(len - 4));
+    Threadsync__Frame *f;
+    const char *field;
+    ts_frame_decoder_feed(dec, wire, len);
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_OK);
+    ts_frame_free(f);
+    ts_frame_decoder_set_max(dec, (uint32_t)(len - 5));
+    ts_frame_decoder_feed(dec, wire, len);
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_TOO_LARGE);
+    ts_frame_decoder_free(dec);
+    free(wire);
+}
+END_TEST
+
+START_TEST(test_zero_length)
+{
+    uint8_t hdr[4] = {0, 0, 0, 0};
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, hdr, 4);
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_BAD_FRAME);
+    ts_frame_decoder_free(dec);
+}
+END_TEST
+
+START_TEST(test_garbage_body)
+{
+    /* field 1, wire type 2, length 100 but only 3 bytes follow */
+    uint8_t bad[] = {0, 0, 0, 5, 0x0A, 100, 1, 2, 3};
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, bad, sizeof(bad));
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_BAD_FRAME);
+    ck_assert_ptr_null(f);
+    ts_frame_decoder_free(dec);
+}
+END_TEST
+
+START_TEST(test_truncated_pending)
+{
+    size_t len;
+    uint8_t *wire = make_post(1, "truncated", &len);
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, wire, len - 3);
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_AGAIN);
+    ck_assert_uint_eq(ts_frame_decoder_pending(dec), len - 3);
+    ts_frame_decoder_free(dec);
+    free(wire);
+}
+END_TEST
+
+START_TEST(test_invalid_utf8_names_field)
+{
+    size_t len;
+    uint8_t *wire = make_post(5, "caf\xC3\xA9 \xED\xA0\x80", &len); /* a surrogate */
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, wire, len);
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(f->post->request_id, 5); /* so the error can answer it */
+    ck_assert_str_eq(field, "body");
+    ts_frame_free(f);
+    /* the stream stays usable */
+    free(wire);
+    wire = make_post(6, "fine", &len);
+    ts_frame_decoder_feed(dec, wire, len);
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_OK);
+    ts_frame_free(f);
+    ts_frame_decoder_free(dec);
+    free(wire);
+}
+END_TEST
+
+START_TEST(test_embedded_nul_rejected)
+{
+    /* Post{author_name="A\0B"} by hand: protobuf-c would hand us "A". */
+    uint8_t body[] = {0x52, 7, 0x2A, 3, 'A', 0, 'B', 0x08, 1};
+    /* Frame.post is field 10 (tag 0x52); Post.author_name is field 5 (0x2A) */
+    uint8_t wire[4 + sizeof(body)] = {0, 0, 0, sizeof(body)};
+    memcpy(wire + 4, body, sizeof(body));
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, wire, sizeof(wire));
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(field, "author_name");
+    ts_frame_free(f);
+    ts_frame_decoder_free(dec);
+}
+END_TEST
+
+START_TEST(test_alloc_budget)
+{
+    /* 60,000 empty Events elements: 2 bytes each on the wire, a struct each
+     * when unpacked. The capped allocator must refuse rather than allocate
+     * megabytes for a 120 KB frame. */
+    size_t n = 60000, inner = 2 * n;
+    uint8_t *wire = malloc(4 + 5 + inner);
+    size_t o = 4;
+    wire[o++] = 0xAA; /* Frame.events */
+    wire[o++] = 0x01;
+    wire[o++] = (uint8_t)(inner | 0x80); /* varint of 120000 */
+    wire[o++] = (uint8_t)((inner >> 7) | 0x80);
+    wire[o++] = (uint8_t)(inner >> 14);
+    for (size_t i = 0; i < n; i++) {
+        wire[o++] = 0x0A;
+        wire[o++] = 0;
+    }
+    size_t body = o - 4;
+    wire[0] = (uint8_t)(body >> 24);
+    wire[1] = (uint8_t)(body >> 16);
+    wire[2] = (uint8_t)(body >> 8);
+    wire[3] = (uint8_t)body;
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, wire, o);
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_BAD_FRAME);
+    ts_frame_decoder_free(dec);
+    free(wire);
+}
+END_TEST
+
+/* Events built from pre-encoded elements decode like any Events frame. */
+START_TEST(test_events_wrap)
+{
+    uint8_t elems[4096];
+    size_t elen = 0;
+    for (uint64_t s = 10; s < 13; s++) {
+        Threadsync__Event ev = THREADSYNC__EVENT__INIT;
+        Threadsync__Thread th = THREADSYNC__THREAD__INIT;
+        th.id = 3;
+        th.key = "k";
+        ev.seq = s;
+        ev.thread = &th;
+        elen += ts_frame_event_element(&ev, elems + elen);
+    }
+    uint8_t head[TS_FRAME_EVENTS_HEAD_MAX], tail[TS_FRAME_EVENTS_TAIL_MAX];
+    size_t hl, tl;
+    ts_frame_events_wrap(elen, 12, 1, head, &hl, tail, &tl);
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, head, hl);
+    ts_frame_decoder_feed(dec, elems, elen);
+    ts_frame_decoder_feed(dec, tail, tl);
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_OK);
+    ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_EVENTS);
+    ck_assert_uint_eq(f->events->n_events, 3);
+    ck_assert_uint_eq(f->events->events[2]->seq, 12);
+    ck_assert_str_eq(f->events->events[0]->thread->key, "k");
+    ck_assert_uint_eq(f->events->last_seq, 12);
+    ck_assert(f->events->caught_up);
+    ck_assert_uint_eq(ts_frame_decoder_pending(dec), 0);
+    ts_frame_free(f);
+    ts_frame_decoder_free(dec);
+}
+END_TEST
+
+static Suite *frame_suite(void)
+{
+    Suite *s = suite_create("ts_frame");
+    TCase *tc = tcase_create("codec");
+    tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_every_split);
+    tcase_add_test(tc, test_byte_at_a_time);
+    tcase_add_test(tc, test_too_large_before_body);
+    tcase_add_test(tc, test_limit_is_inclusive);
+    tcase_add_test(tc, test_zero_length);
+    tcase_add_test(tc, test_garbage_body);
+    tcase_add_test(tc, test_truncated_pending);
+    tcase_add_test(tc, test_invalid_utf8_names_field);
+    tcase_add_test(tc, test_embedded_nul_rejected);
+    tcase_add_test(tc, test_alloc_budget);
+    tcase_add_test(tc, test_events_wrap);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(frame_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
