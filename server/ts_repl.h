@@ -4,9 +4,9 @@
  * command, get called back once it is committed and applied".
  *
  * ts_repl owns the raft instance, its data directory (with an exclusive lock
- * on it), and the FSM glue: entries are applied with ts_store_apply(), and
- * snapshots are ts_store_snapshot() / ts_store_restore(). After a restore,
- * the hub's subscribers are moved to snapshots by the caller (on_restore).
+ * on it), and the glue to a state machine given as struct ts_repl_fsm (in the
+ * server: ts_store_apply, ts_store_snapshot, ts_store_restore). It does not
+ * know what a command means.
  *
  * Workarounds for libraft 0.15 defects live here and only here:
  *   - entry payloads are framed (4-byte length) and padded to a multiple of
@@ -29,8 +29,18 @@
 #include <uv.h>
 
 struct ts_repl;
-struct ts_store;
-struct ts_store_result;
+
+/* The state machine. apply must be deterministic; its result is written
+ * into a buffer of result_size bytes that ts_repl hands to the proposer's
+ * callback. A non-zero return from apply, snapshot or restore is fatal to
+ * the node (out of memory, corrupt snapshot): raft stops. */
+struct ts_repl_fsm {
+    int (*apply)(void *arg, uint64_t index, const uint8_t *payload, size_t len, void *result);
+    int (*snapshot)(void *arg, uint8_t **out, size_t *len); /* *out: malloc'd, ts_repl frees */
+    int (*restore)(void *arg, uint64_t index, const uint8_t *buf, size_t len);
+    size_t result_size;
+    void *arg;
+};
 
 struct ts_repl_config {
     const char *data_dir;       /* raft log and snapshots; locked exclusively */
@@ -43,11 +53,12 @@ struct ts_repl_config {
     unsigned max_inflight;        /* proposals awaiting apply, 0 = 4096 */
 };
 
-/* Called once per proposal: status TS_OK with res filled (res->status may
- * still be a rejection), or TS_E_NOT_LEADER / TS_E_UNAVAILABLE when the
- * outcome is that the entry was not (or may not have been) applied. res is
- * valid during the call only. Never called synchronously from propose. */
-typedef void (*ts_repl_cb)(void *arg, int status, const struct ts_store_result *res);
+/* Called once per proposal: status TS_OK with result filled by the fsm's
+ * apply (which may still say "rejected"), or TS_E_NOT_LEADER /
+ * TS_E_UNAVAILABLE when the entry was not (or may not have been) applied.
+ * result is valid during the call only. Never called synchronously from
+ * propose. */
+typedef void (*ts_repl_cb)(void *arg, int status, const void *result);
 
 struct ts_repl_hooks {
     /* After each applied entry that changed the store (to wake the hub). */
@@ -60,11 +71,11 @@ struct ts_repl_hooks {
 /* Opens the data directory (creating it and bootstrapping a one-node
  * cluster on first start), takes its lock (TS_E_BUSY with a clear log line
  * when another process holds it), replays snapshot and log into store, and
- * starts raft. The store is borrowed. */
-int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, struct ts_store *store,
+ * starts raft. fsm is copied; its arg is borrowed. */
+int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struct ts_repl_fsm *fsm,
                   const struct ts_repl_hooks *hooks, struct ts_repl **out);
 
-/* Proposes one command payload (as built by ts_store_encode_*; copied).
+/* Proposes one command payload (copied).
  * TS_E_NOT_LEADER (this node cannot propose: cb not called),
  * TS_E_UNAVAILABLE (too many in flight: cb not called), or TS_OK and cb
  * follows exactly once. */
