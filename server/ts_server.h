@@ -1,0 +1,52 @@
+/*
+ * ts_server: one threadsyncd node: the client listener, TLS context, token
+ * table, store, event log, hub and replication, on one libuv loop.
+ *
+ * Lifecycle: ts_server_start() sets everything up (creating the embedded
+ * defaults' CA, certificate and admin token when asked), ts_server_stop()
+ * starts an orderly shutdown (stop accepting, close sessions, close raft),
+ * and the loop returns once every handle is closed; then ts_server_free().
+ */
+#ifndef TS_SERVER_H
+#define TS_SERVER_H
+
+#include <stdint.h>
+
+#include <uv.h>
+
+struct ts_server;
+
+struct ts_server_config {
+    const char *data_dir;      /* default "threadsync-data" */
+    const char *listen;        /* client listener host:port, default 127.0.0.1:7420; port 0 = any */
+    const char *raft_listen;   /* raft host:port, default 127.0.0.1:7421 */
+    const char *advertise;     /* client address others are told, default = listen */
+    const char *cert_file;     /* default DATA/server.pem (generated when absent) */
+    const char *key_file;      /* default DATA/server.key */
+    const char *tokens_file;   /* default DATA/tokens (admin token generated when absent) */
+    const char *addr_file;     /* when set, the bound client address is written here */
+    uint64_t node_id;          /* default 1 */
+    uint32_t max_frame;        /* default TS_FRAME_MAX_DEFAULT */
+    uint32_t heartbeat_ms;     /* default 10000 */
+    uint32_t handshake_ms;     /* default 5000 */
+    size_t evlog_max_events;   /* 0 = ts_evlog default */
+    size_t evlog_max_bytes;
+    unsigned snapshot_threshold; /* 0 = ts_repl default */
+    unsigned snapshot_trailing;
+    unsigned max_inflight;
+};
+
+/* Starts a node on loop. On failure everything created is released and a
+ * log line says why. */
+int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct ts_server **out);
+
+/* Begins an orderly shutdown; safe to call more than once. */
+void ts_server_stop(struct ts_server *srv);
+
+/* Frees the server once the loop has returned. */
+void ts_server_free(struct ts_server *srv);
+
+/* The bound client address ("127.0.0.1:7420"). */
+const char *ts_server_address(const struct ts_server *srv);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * ts_server's insides, shared with ts_session only.
+ */
+#ifndef TS_SERVER_INT_H
+#define TS_SERVER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "ts_server.h"
+
+struct ts_auth;
+struct ts_evlog;
+struct ts_hub;
+struct ts_repl;
+struct ts_session;
+struct ts_store;
+
+struct ts_server {
+    uv_loop_t *loop;
+    struct ts_server_config cfg; /* strings point into owned copies below */
+    char *data_dir, *listen, *raft_listen, *advertise, *cert_file, *key_file, *tokens_file,
+        *addr_file;
+    char bound[64];
+
+    SSL_CTX *ssl_ctx;
+    struct ts_auth *auth;
+    struct ts_evlog *evlog;
+    struct ts_store *store;
+    struct ts_hub *hub;
+    struct ts_repl *repl;
+
+    uv_tcp_t listener;
+    uv_timer_t ticker;
+    int listener_open, ticker_open;
+
+    struct ts_session *sessions; /* intrusive list, kept by ts_session.c */
+    size_t n_sessions;
+    uint64_t next_conn_id;
+    int stopping;
+    int pending_closes; /* handles and modules whose close callback is due */
+};
+
+#endif

@@ -1,0 +1,562 @@
+/*
+ * ts_session: the server side of PROTOCOL.md section 3.
+ *
+ * Invariants:
+ *   - every request frame gets exactly one answer (Result or Error with its
+ *     request_id) unless the connection closes first;
+ *   - nothing reaches the replicated log that failed ts_valid_post();
+ *   - a write's answer is sent only from the replication callback, i.e. after
+ *     commit and apply;
+ *   - the session is freed only in on_close, the connection's last callback;
+ *     in-flight writes hold a pointer that on_close clears.
+ */
+#include "ts_session.h"
+
+#include "ts_auth.h"
+#include "ts_conn.h"
+#include "ts_err.h"
+#include "ts_frame.h"
+#include "ts_hub.h"
+#include "ts_log.h"
+#include "ts_repl.h"
+#include "ts_server_int.h"
+#include "ts_store.h"
+#include "ts_valid.h"
+#include "ts_view.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Stop reading requests from a client whose answers pile up unread. */
+#define READ_PAUSE_QUEUED (4u << 20)
+/* Answers above this cannot be framed for the client (PROTOCOL.md §2). */
+#define SEND_FRAME_MAX (TS_FRAME_MAX_DEFAULT + (64u << 10))
+
+enum { AWAIT_HELLO, READY, CLOSING };
+
+struct pending_write {
+    struct ts_session *s; /* NULL once the session closed */
+    struct pending_write *prev, *next;
+    uint64_t request_id;
+};
+
+struct ts_session {
+    struct ts_server *srv;
+    struct ts_conn *conn;
+    struct ts_session *prev, *next;
+    struct ts_hub_sub *sub;
+    struct pending_write *writes;
+    uint64_t created_ms, last_rx_ms, last_tx_ms;
+    uint64_t ping_nonce;
+    int state;
+    int role;
+    int reading_paused;
+    char token_name[72];
+};
+
+static const char *role_name(int role)
+{
+    return role ? ts_auth_role_name(role) : "none";
+}
+
+static void note_tx(struct ts_session *s)
+{
+    s->last_tx_ms = uv_now(s->srv->loop);
+}
+
+static int send_frame(struct ts_session *s, const Threadsync__Frame *f)
+{
+    int rc = ts_conn_send_frame(s->conn, f);
+    if (rc == TS_OK)
+        note_tx(s);
+    if (!s->reading_paused && ts_conn_queued(s->conn) > READ_PAUSE_QUEUED) {
+        ts_conn_pause_reading(s->conn);
+        s->reading_paused = 1;
+    }
+    return rc;
+}
+
+static void send_error(struct ts_session *s, uint64_t request_id, int code, const char *field,
+                       const char *message)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Error e = THREADSYNC__ERROR__INIT;
+    e.request_id = request_id;
+    e.code = (Threadsync__ErrorCode)ts_err_wire(code);
+    e.field = (char *)(field ? field : "");
+    e.message = (char *)(message ? message : ts_err_message(code));
+    if (code == TS_E_NOT_LEADER)
+        e.leader_address = (char *)ts_repl_leader_address(s->srv->repl);
+    if (code == TS_E_UNAVAILABLE)
+        e.retry_after_ms = 100;
+    f.msg_case = THREADSYNC__FRAME__MSG_ERROR;
+    f.error = &e;
+    send_frame(s, &f);
+    TS_DEBUG("conn=%llu peer=%s event=error request=%llu code=%s field=%s",
+             (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn),
+             (unsigned long long)request_id, ts_err_name(e.code), e.field);
+}
+
+static void fail_and_close(struct ts_session *s, int code, const char *message)
+{
+    if (s->state == CLOSING)
+        return;
+    send_error(s, 0, code, NULL, message);
+    ts_session_close(s, code);
+}
+
+/* ---- Hello ---- */
+
+static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int status)
+{
+    uint32_t max = h->max_version ? h->max_version : h->min_version;
+    if (h->min_version > TS_PROTOCOL_VERSION || max < TS_PROTOCOL_VERSION) {
+        fail_and_close(s, TS_E_UNSUPPORTED_VERSION, "this server speaks version 1");
+        return;
+    }
+    int role;
+    const char *name;
+    if (status != TS_OK || ts_auth_check(s->srv->auth, h->token, &role, &name) != TS_OK) {
+        TS_WARN("conn=%llu peer=%s event=auth_failed", (unsigned long long)ts_conn_id(s->conn),
+                ts_conn_peer(s->conn));
+        fail_and_close(s, TS_E_UNAUTHENTICATED, "unknown token");
+        return;
+    }
+    s->role = role;
+    snprintf(s->token_name, sizeof(s->token_name), "%s", name);
+    s->state = READY;
+    ts_conn_set_max_frame(s->conn, s->srv->cfg.max_frame);
+
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Welcome w = THREADSYNC__WELCOME__INIT;
+    w.version = TS_PROTOCOL_VERSION;
+    w.node_id = s->srv->cfg.node_id;
+    w.role = (Threadsync__Role)role;
+    w.leader_address = (char *)(ts_repl_is_leader(s->srv->repl) ? s->srv->cfg.advertise : "");
+    w.last_seq = ts_store_last_index(s->srv->store);
+    w.max_frame = s->srv->cfg.max_frame;
+    w.heartbeat_ms = s->srv->cfg.heartbeat_ms;
+    w.server_name = "threadsyncd/" TS_VERSION;
+    f.msg_case = THREADSYNC__FRAME__MSG_WELCOME;
+    f.welcome = &w;
+    send_frame(s, &f);
+    char qname[160];
+    TS_INFO("conn=%llu peer=%s role=%s token=%s event=hello client=%s",
+            (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn), role_name(role),
+            s->token_name, ts_log_quote(h->client_name, qname, sizeof(qname)));
+}
+
+/* ---- Post ---- */
+
+static void post_applied(void *arg, int status, const void *result)
+{
+    struct pending_write *pw = arg;
+    struct ts_session *s = pw->s;
+    if (s) {
+        if (pw->prev)
+            pw->prev->next = pw->next;
+        else
+            s->writes = pw->next;
+        if (pw->next)
+            pw->next->prev = pw->prev;
+    }
+    if (s && s->state != CLOSING) {
+        const struct ts_store_result *res = result;
+        if (status != TS_OK) {
+            send_error(s, pw->request_id, status, NULL, NULL);
+        } else if (res->status != TS_OK) {
+            send_error(s, pw->request_id, res->status, res->field, NULL);
+        } else {
+            Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+            Threadsync__Result r = THREADSYNC__RESULT__INIT;
+            Threadsync__PostResult pr = THREADSYNC__POST_RESULT__INIT;
+            pr.comment_id = res->comment_id;
+            pr.seq = res->seq;
+            pr.thread_id = res->thread_id;
+            pr.status = (Threadsync__Status)res->comment_status;
+            r.request_id = pw->request_id;
+            r.body_case = THREADSYNC__RESULT__BODY_POST;
+            r.post = &pr;
+            f.msg_case = THREADSYNC__FRAME__MSG_RESULT;
+            f.result = &r;
+            send_frame(s, &f);
+        }
+    }
+    free(pw);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void handle_post(struct ts_session *s, Threadsync__Post *p)
+{
+    if (!ts_auth_role_allows(s->role, TS_AUTH_POST)) {
+        send_error(s, p->request_id, TS_E_FORBIDDEN, NULL, NULL);
+        return;
+    }
+    const char *field;
+    if (ts_valid_post(p, &field) != TS_OK) {
+        send_error(s, p->request_id, TS_E_INVALID_ARGUMENT, field, NULL);
+        return;
+    }
+    if (!ts_repl_is_leader(s->srv->repl)) {
+        send_error(s, p->request_id, TS_E_NOT_LEADER, NULL, NULL);
+        return;
+    }
+    uint8_t *payload;
+    size_t len;
+    if (ts_store_encode_post(p, wall_ms(), &payload, &len) != TS_OK) {
+        send_error(s, p->request_id, TS_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    struct pending_write *pw = calloc(1, sizeof(*pw));
+    if (!pw) {
+        free(payload);
+        send_error(s, p->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    pw->s = s;
+    pw->request_id = p->request_id;
+    int rc = ts_repl_propose(s->srv->repl, payload, len, post_applied, pw);
+    free(payload);
+    if (rc != TS_OK) {
+        free(pw);
+        send_error(s, p->request_id, rc, NULL, NULL);
+        return;
+    }
+    pw->next = s->writes;
+    if (s->writes)
+        s->writes->prev = pw;
+    s->writes = pw;
+}
+
+/* ---- Get ---- */
+
+struct get_acc {
+    Threadsync__Comment *items;
+    size_t n, cap;
+    int full;
+    int failed;
+};
+
+static int collect_comment(void *arg, const Threadsync__Comment *c)
+{
+    struct get_acc *acc = arg;
+    if (acc->n == acc->cap) {
+        size_t cap = acc->cap ? acc->cap * 2 : 64;
+        Threadsync__Comment *items = realloc(acc->items, cap * sizeof(*items));
+        if (!items) {
+            acc->failed = 1;
+            return 1;
+        }
+        acc->items = items;
+        acc->cap = cap;
+    }
+    acc->items[acc->n] = *c;
+    if (!acc->full)
+        ts_view_public_comment(&acc->items[acc->n]);
+    acc->n++;
+    return 0;
+}
+
+static void handle_get(struct ts_session *s, const Threadsync__Get *g)
+{
+    if (!ts_auth_role_allows(s->role, TS_AUTH_GET)) {
+        send_error(s, g->request_id, TS_E_FORBIDDEN, NULL, NULL);
+        return;
+    }
+    if (ts_valid_thread_key(g->thread_key) != TS_OK) {
+        send_error(s, g->request_id, TS_E_INVALID_ARGUMENT, "thread_key", NULL);
+        return;
+    }
+    Threadsync__Thread thread;
+    if (ts_store_thread_by_key(s->srv->store, g->thread_key, &thread) != TS_OK) {
+        send_error(s, g->request_id, TS_E_NOT_FOUND, "thread_key", NULL);
+        return;
+    }
+    struct get_acc acc = {.full = ts_auth_role_allows(s->role, TS_AUTH_MODERATE)};
+    ts_store_foreach_comment(s->srv->store, thread.id, 0, collect_comment, &acc);
+    Threadsync__Comment **ptrs = acc.failed ? NULL : malloc((acc.n + 1) * sizeof(*ptrs));
+    if (!ptrs) {
+        free(acc.items);
+        send_error(s, g->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < acc.n; i++)
+        ptrs[i] = &acc.items[i];
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__GetResult gr = THREADSYNC__GET_RESULT__INIT;
+    gr.thread = &thread;
+    gr.comments = ptrs;
+    gr.n_comments = acc.n;
+    gr.seq = ts_store_last_index(s->srv->store);
+    r.request_id = g->request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_GET;
+    r.get = &gr;
+    f.msg_case = THREADSYNC__FRAME__MSG_RESULT;
+    f.result = &r;
+    if (ts_frame_size(&f) - TS_FRAME_HEADER > SEND_FRAME_MAX)
+        send_error(s, g->request_id, TS_E_TOO_LARGE, "thread_key",
+                   "thread too large for Get; use Subscribe");
+    else
+        send_frame(s, &f);
+    free(ptrs);
+    free(acc.items);
+}
+
+/* ---- Subscribe ---- */
+
+static int sink_write(void *sink, const void *data, size_t len)
+{
+    struct ts_session *s = sink;
+    if (s->state == CLOSING)
+        return TS_E_CLOSED;
+    int rc = ts_conn_send(s->conn, data, len);
+    if (rc == TS_OK)
+        note_tx(s);
+    return rc;
+}
+
+static size_t sink_queued(void *sink)
+{
+    struct ts_session *s = sink;
+    return ts_conn_queued(s->conn);
+}
+
+static const struct ts_hub_sink_ops hub_sink = {sink_write, sink_queued};
+
+static void handle_subscribe(struct ts_session *s, const Threadsync__Subscribe *sub)
+{
+    if (!ts_auth_role_allows(s->role, TS_AUTH_SUBSCRIBE)) {
+        send_error(s, sub->request_id, TS_E_FORBIDDEN, NULL, NULL);
+        return;
+    }
+    if (s->sub) {
+        send_error(s, sub->request_id, TS_E_INVALID_ARGUMENT, "subscribe", "already subscribed");
+        return;
+    }
+    if (!sub->all && (sub->n_thread_keys == 0 || sub->n_thread_keys > TS_SUBSCRIBE_KEYS_MAX)) {
+        send_error(s, sub->request_id, TS_E_INVALID_ARGUMENT, "thread_keys", NULL);
+        return;
+    }
+    for (size_t i = 0; !sub->all && i < sub->n_thread_keys; i++) {
+        if (ts_valid_thread_key(sub->thread_keys[i]) != TS_OK) {
+            send_error(s, sub->request_id, TS_E_INVALID_ARGUMENT, "thread_keys", NULL);
+            return;
+        }
+    }
+    struct ts_hub_filter filter = {
+        .all = sub->all,
+        .thread_keys = (const char **)sub->thread_keys,
+        .n_thread_keys = sub->all ? 0 : sub->n_thread_keys,
+    };
+    uint64_t from_seq;
+    int snapshot;
+    int full = ts_auth_role_allows(s->role, TS_AUTH_MODERATE);
+    int rc = ts_hub_subscribe(s->srv->hub, &filter, full, sub->since_seq, &hub_sink, s, &s->sub,
+                              &from_seq, &snapshot);
+    if (rc != TS_OK) {
+        send_error(s, sub->request_id, rc, NULL, NULL);
+        return;
+    }
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__SubscribeResult sr = THREADSYNC__SUBSCRIBE_RESULT__INIT;
+    sr.from_seq = from_seq;
+    sr.snapshot = snapshot;
+    r.request_id = sub->request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_SUBSCRIBE;
+    r.subscribe = &sr;
+    f.msg_case = THREADSYNC__FRAME__MSG_RESULT;
+    f.result = &r;
+    send_frame(s, &f);
+    TS_INFO("conn=%llu peer=%s role=%s event=subscribe all=%d keys=%zu since=%llu snapshot=%d",
+            (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn), role_name(s->role),
+            sub->all, filter.n_thread_keys, (unsigned long long)sub->since_seq, snapshot);
+}
+
+/* ---- connection callbacks ---- */
+
+static uint64_t request_id_of(const Threadsync__Frame *f)
+{
+    switch (f->msg_case) {
+    case THREADSYNC__FRAME__MSG_POST:
+        return f->post->request_id;
+    case THREADSYNC__FRAME__MSG_GET:
+        return f->get->request_id;
+    case THREADSYNC__FRAME__MSG_SUBSCRIBE:
+        return f->subscribe->request_id;
+    default:
+        return 0;
+    }
+}
+
+static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const char *bad_field)
+{
+    struct ts_session *s = ts_conn_data(c);
+    s->last_rx_ms = uv_now(s->srv->loop);
+    if (s->state == CLOSING)
+        goto out;
+    if (s->state == AWAIT_HELLO) {
+        if (f->msg_case != THREADSYNC__FRAME__MSG_HELLO)
+            fail_and_close(s, TS_E_BAD_FRAME, "expected Hello");
+        else
+            handle_hello(s, f->hello, status);
+        goto out;
+    }
+    switch (f->msg_case) {
+    case THREADSYNC__FRAME__MSG_POST:
+    case THREADSYNC__FRAME__MSG_GET:
+    case THREADSYNC__FRAME__MSG_SUBSCRIBE: {
+        uint64_t rid = request_id_of(f);
+        if (rid == 0) {
+            send_error(s, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
+            break;
+        }
+        if (status != TS_OK) {
+            send_error(s, rid, status, bad_field, NULL);
+            break;
+        }
+        if (f->msg_case == THREADSYNC__FRAME__MSG_POST)
+            handle_post(s, f->post);
+        else if (f->msg_case == THREADSYNC__FRAME__MSG_GET)
+            handle_get(s, f->get);
+        else
+            handle_subscribe(s, f->subscribe);
+        break;
+    }
+    case THREADSYNC__FRAME__MSG_PING: {
+        Threadsync__Frame r = THREADSYNC__FRAME__INIT;
+        Threadsync__Pong pong = THREADSYNC__PONG__INIT;
+        pong.nonce = f->ping->nonce;
+        r.msg_case = THREADSYNC__FRAME__MSG_PONG;
+        r.pong = &pong;
+        send_frame(s, &r);
+        break;
+    }
+    case THREADSYNC__FRAME__MSG_PONG:
+        break;
+    default:
+        fail_and_close(s, TS_E_BAD_FRAME, "message not allowed from a client");
+        break;
+    }
+out:
+    ts_frame_free(f);
+}
+
+static void on_error(struct ts_conn *c, int err)
+{
+    struct ts_session *s = ts_conn_data(c);
+    TS_INFO("conn=%llu peer=%s event=bad_input code=%s", (unsigned long long)ts_conn_id(c),
+            ts_conn_peer(c), ts_err_name(err));
+    fail_and_close(s, err, err == TS_E_TOO_LARGE ? "frame above the limit" : "bad frame");
+}
+
+static void on_drain(struct ts_conn *c)
+{
+    struct ts_session *s = ts_conn_data(c);
+    if (s->reading_paused) {
+        ts_conn_resume_reading(c);
+        s->reading_paused = 0;
+    }
+    if (s->sub)
+        ts_hub_drained(s->sub);
+}
+
+static void on_close(struct ts_conn *c, int err)
+{
+    struct ts_session *s = ts_conn_data(c);
+    struct ts_server *srv = s->srv;
+    if (s->sub)
+        ts_hub_unsubscribe(s->sub);
+    for (struct pending_write *pw = s->writes; pw; pw = pw->next)
+        pw->s = NULL;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    srv->n_sessions--;
+    TS_INFO("conn=%llu peer=%s role=%s event=close reason=%s", (unsigned long long)ts_conn_id(c),
+            ts_conn_peer(c), role_name(s->role), ts_err_name(err));
+    free(s);
+}
+
+static const struct ts_conn_cbs session_cbs = {
+    .on_frame = on_frame,
+    .on_error = on_error,
+    .on_drain = on_drain,
+    .on_close = on_close,
+};
+
+int ts_session_accept(struct ts_server *srv, uv_stream_t *listener, SSL_CTX *ctx)
+{
+    struct ts_session *s = calloc(1, sizeof(*s));
+    if (!s)
+        return TS_E_NOMEM;
+    s->srv = srv;
+    s->state = AWAIT_HELLO;
+    int rc = ts_conn_accept(srv->loop, listener, ctx, &session_cbs, s, TS_FRAME_MAX_PREAUTH,
+                            &s->conn);
+    if (rc != TS_OK) {
+        free(s);
+        return rc;
+    }
+    s->created_ms = s->last_rx_ms = s->last_tx_ms = uv_now(srv->loop);
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+    srv->n_sessions++;
+    TS_DEBUG("conn=%llu peer=%s event=accept", (unsigned long long)ts_conn_id(s->conn),
+             ts_conn_peer(s->conn));
+    return TS_OK;
+}
+
+void ts_session_tick(struct ts_session *s, uint64_t now_ms)
+{
+    const struct ts_server_config *cfg = &s->srv->cfg;
+    if (s->state == AWAIT_HELLO) {
+        if (now_ms - s->created_ms >= cfg->handshake_ms)
+            fail_and_close(s, TS_E_BAD_FRAME, "handshake timeout");
+        return;
+    }
+    if (s->state != READY)
+        return;
+    if (now_ms - s->last_rx_ms >= 3ull * cfg->heartbeat_ms) {
+        fail_and_close(s, TS_E_UNAVAILABLE, "heartbeat timeout");
+        return;
+    }
+    if (now_ms - s->last_tx_ms >= cfg->heartbeat_ms) {
+        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+        Threadsync__Ping ping = THREADSYNC__PING__INIT;
+        ping.nonce = ++s->ping_nonce;
+        f.msg_case = THREADSYNC__FRAME__MSG_PING;
+        f.ping = &ping;
+        send_frame(s, &f);
+    }
+}
+
+void ts_session_close(struct ts_session *s, int err)
+{
+    if (s->state == CLOSING)
+        return;
+    s->state = CLOSING;
+    if (s->sub) {
+        ts_hub_unsubscribe(s->sub);
+        s->sub = NULL;
+    }
+    ts_conn_close(s->conn, err);
+}
+
+struct ts_session *ts_session_next(const struct ts_session *s)
+{
+    return s->next;
+}

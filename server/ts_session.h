@@ -1,0 +1,40 @@
+/*
+ * ts_session: one client connection's protocol state machine (PROTOCOL.md
+ * section 3): AWAIT_HELLO -> READY (-> subscribed), and the dispatch of
+ * requests to the store (reads), the replication module (writes) and the
+ * hub (subscriptions).
+ *
+ * A session lives exactly as long as its ts_conn: it is created on accept
+ * and freed in the connection's on_close. Writes in flight when it closes
+ * are detached, not cancelled: their callbacks find no session and drop the
+ * answer (the client retries with its idempotency key).
+ *
+ * Memory per idle session: struct ts_session plus its ts_conn; no buffers.
+ */
+#ifndef TS_SESSION_H
+#define TS_SESSION_H
+
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+struct ts_server;
+struct ts_session;
+
+/* Accepts one pending connection from listener into a new session that
+ * registers itself with srv. */
+int ts_session_accept(struct ts_server *srv, uv_stream_t *listener, SSL_CTX *ctx);
+
+/* Periodic upkeep (called by the server about once a second): handshake
+ * deadline, heartbeat Ping, dropping peers silent for 3 intervals. */
+void ts_session_tick(struct ts_session *s, uint64_t now_ms);
+
+/* Starts closing: the session is freed later, from its connection's
+ * on_close. err is logged and decides the close reason. */
+void ts_session_close(struct ts_session *s, int err);
+
+/* The server's sessions form an intrusive list (for ticks and shutdown). */
+struct ts_session *ts_session_next(const struct ts_session *s);
+
+#endif
