@@ -36,8 +36,9 @@ struct ts_server_config {
     unsigned max_inflight;
 };
 
-/* Starts a node on loop. On failure everything created is released and a
- * log line says why. */
+/* Starts a node on loop. On failure a log line says why, the shutdown has
+ * begun, and *out is still set: the caller runs the loop until it returns
+ * (handles close) and then calls ts_server_free(), as after a stop. */
 int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct ts_server **out);
 
 /* Begins an orderly shutdown; safe to call more than once. */

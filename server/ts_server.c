@@ -1,0 +1,369 @@
+/*
+ * ts_server: wiring of one node. Owns every module's instance and the order
+ * in which they start and stop:
+ *
+ *   start: data dir -> certificates and admin token (embedded defaults) ->
+ *          tokens -> TLS context -> evlog, store, hub -> raft (replays the
+ *          log into the store) -> client listener -> ticker
+ *   stop:  listener and ticker -> sessions (unsubscribe now, close async)
+ *          -> hub -> raft; the loop ends when the last handle closed.
+ *
+ * Everything runs on the one loop given at start; nothing here blocks except
+ * the first-start file creation.
+ */
+#include "ts_server.h"
+
+#include "ts_addr.h"
+#include "ts_auth.h"
+#include "ts_certgen.h"
+#include "ts_err.h"
+#include "ts_evlog.h"
+#include "ts_file.h"
+#include "ts_frame.h"
+#include "ts_hub.h"
+#include "ts_log.h"
+#include "ts_repl.h"
+#include "ts_server_int.h"
+#include "ts_session.h"
+#include "ts_store.h"
+#include "ts_tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define TICK_MS 1000
+
+static char *join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static char *dup_or(const char *v, const char *dflt)
+{
+    return strdup(v ? v : dflt);
+}
+
+/* ---- state machine glue for ts_repl ---- */
+
+static int fsm_apply(void *arg, uint64_t index, const uint8_t *payload, size_t len, void *result)
+{
+    struct ts_server *srv = arg;
+    return ts_store_apply(srv->store, index, payload, len, result);
+}
+
+static int fsm_snapshot(void *arg, uint8_t **out, size_t *len)
+{
+    struct ts_server *srv = arg;
+    return ts_store_snapshot(srv->store, out, len);
+}
+
+static int fsm_restore(void *arg, uint64_t index, const uint8_t *buf, size_t len)
+{
+    struct ts_server *srv = arg;
+    int rc = ts_store_restore(srv->store, buf, len);
+    if (rc == TS_OK)
+        ts_evlog_set_horizon(srv->evlog, index);
+    return rc;
+}
+
+static void on_applied(void *arg, uint64_t index)
+{
+    struct ts_server *srv = arg;
+    ts_hub_notify(srv->hub);
+}
+
+static void on_restore(void *arg, uint64_t index)
+{
+    struct ts_server *srv = arg;
+    TS_INFO("event=restore index=%llu threads=%zu comments=%zu", (unsigned long long)index,
+            ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
+    ts_hub_notify(srv->hub);
+}
+
+/* ---- listener and ticker ---- */
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    struct ts_server *srv = listener->data;
+    if (status < 0) {
+        TS_WARN("event=accept_failed error=%s", uv_strerror(status));
+        return;
+    }
+    int rc = ts_session_accept(srv, listener, srv->ssl_ctx);
+    if (rc != TS_OK)
+        TS_WARN("event=accept_failed error=%s", ts_err_name(rc));
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct ts_server *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    struct ts_session *s = srv->sessions;
+    while (s) {
+        struct ts_session *next = ts_session_next(s); /* tick may start a close */
+        ts_session_tick(s, now);
+        s = next;
+    }
+}
+
+static int start_listener(struct ts_server *srv)
+{
+    char host[256];
+    uint16_t port;
+    struct sockaddr_storage ss;
+    if (ts_addr_parse(srv->cfg.listen, host, sizeof(host), &port) != TS_OK ||
+        ts_addr_numeric(host, port, &ss) != TS_OK) {
+        TS_ERROR("event=config_error key=listen value=%s reason=\"need a numeric host:port\"",
+                 srv->cfg.listen);
+        return TS_E_CONFIG;
+    }
+    uv_tcp_init(srv->loop, &srv->listener);
+    srv->listener.data = srv;
+    srv->listener_open = 1;
+    int r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+    if (r < 0) {
+        TS_ERROR("event=listen_failed addr=%s error=%s", srv->cfg.listen, uv_strerror(r));
+        return TS_E_IO;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
+    ts_addr_format((struct sockaddr *)&bound, srv->bound, sizeof(srv->bound));
+    if (srv->addr_file) {
+        char line[80];
+        int n = snprintf(line, sizeof(line), "%s\n", srv->bound);
+        if (ts_file_write_atomic(srv->addr_file, line, (size_t)n, 0644) != TS_OK)
+            TS_WARN("event=addr_file_failed path=%s", srv->addr_file);
+    }
+    TS_INFO("event=listen addr=%s node=%llu", srv->bound, (unsigned long long)srv->cfg.node_id);
+    return TS_OK;
+}
+
+/* ---- first start: the embedded defaults ---- */
+
+static int ensure_identity(struct ts_server *srv, int *fresh)
+{
+    *fresh = 0;
+    if (mkdir(srv->data_dir, 0700) != 0 && errno != EEXIST) {
+        TS_ERROR("event=data_dir_failed path=%s error=\"%s\"", srv->data_dir, strerror(errno));
+        return TS_E_IO;
+    }
+    if (!srv->cfg.cert_file) {
+        char host[256];
+        uint16_t port;
+        const char *hosts[1];
+        size_t n_hosts = 0;
+        if (ts_addr_parse(srv->cfg.advertise, host, sizeof(host), &port) == TS_OK)
+            hosts[n_hosts++] = host;
+        struct ts_certgen_paths paths;
+        int rc = ts_certgen_ensure(srv->data_dir, hosts, n_hosts, &paths);
+        if (rc != TS_OK)
+            return rc;
+        *fresh |= paths.created;
+        srv->cert_file = strdup(paths.server_cert);
+        srv->key_file = strdup(paths.server_key);
+        if (!srv->cert_file || !srv->key_file)
+            return TS_E_NOMEM;
+    }
+    if (!srv->cfg.tokens_file) {
+        char *admin = join(srv->data_dir, "admin.token");
+        int created = 0;
+        int rc = admin ? ts_auth_ensure_admin(srv->tokens_file, admin, &created) : TS_E_NOMEM;
+        free(admin);
+        if (rc != TS_OK)
+            return rc;
+        *fresh |= created;
+    }
+    return TS_OK;
+}
+
+static void print_first_start(const struct ts_server *srv)
+{
+    fprintf(stderr,
+            "\nthreadsyncd: new node, files in %s/\n"
+            "  ca.pem        CA certificate clients verify this node with\n"
+            "  server.pem    server certificate (and server.key, its key)\n"
+            "  admin.token   admin token (keep secret; tokens lists token hashes)\n"
+            "Post from this directory with:\n"
+            "  threadsync post --thread demo/hello --name Ann --body 'First!'\n"
+            "(or: build/client/threadsync ..., with --server %s --ca %s/ca.pem"
+            " --token-file %s/admin.token from elsewhere)\n\n",
+            srv->data_dir, srv->bound, srv->data_dir, srv->data_dir);
+}
+
+int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct ts_server **out)
+{
+    struct ts_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return TS_E_NOMEM;
+    srv->loop = loop;
+    srv->cfg = *cfg;
+    srv->data_dir = dup_or(cfg->data_dir, "threadsync-data");
+    srv->listen = dup_or(cfg->listen, "127.0.0.1:7420");
+    srv->raft_listen = dup_or(cfg->raft_listen, "127.0.0.1:7421");
+    srv->advertise = dup_or(cfg->advertise, srv->listen ? srv->listen : "");
+    srv->cert_file = cfg->cert_file ? strdup(cfg->cert_file) : NULL;
+    srv->key_file = cfg->key_file ? strdup(cfg->key_file) : NULL;
+    srv->tokens_file = cfg->tokens_file ? strdup(cfg->tokens_file) : join(srv->data_dir, "tokens");
+    srv->addr_file = cfg->addr_file ? strdup(cfg->addr_file) : NULL;
+    srv->cfg.data_dir = srv->data_dir;
+    srv->cfg.listen = srv->listen;
+    srv->cfg.raft_listen = srv->raft_listen;
+    srv->cfg.advertise = srv->advertise;
+    if (!srv->cfg.node_id)
+        srv->cfg.node_id = 1;
+    if (!srv->cfg.max_frame)
+        srv->cfg.max_frame = TS_FRAME_MAX_DEFAULT;
+    if (!srv->cfg.heartbeat_ms)
+        srv->cfg.heartbeat_ms = 10000;
+    if (!srv->cfg.handshake_ms)
+        srv->cfg.handshake_ms = 5000;
+    *out = NULL;
+
+    int rc = TS_E_NOMEM;
+    int fresh = 0;
+    if (!srv->data_dir || !srv->listen || !srv->raft_listen || !srv->advertise ||
+        !srv->tokens_file)
+        goto fail;
+    if (srv->cfg.max_frame > TS_FRAME_MAX_LIMIT || srv->cfg.max_frame < TS_FRAME_MAX_PREAUTH) {
+        TS_ERROR("event=config_error key=max_frame value=%u", srv->cfg.max_frame);
+        rc = TS_E_CONFIG;
+        goto fail;
+    }
+    if ((rc = ensure_identity(srv, &fresh)) != TS_OK)
+        goto fail;
+    if ((rc = ts_auth_new(&srv->auth)) != TS_OK ||
+        (rc = ts_auth_load(srv->auth, srv->tokens_file)) != TS_OK)
+        goto fail;
+    if ((rc = ts_tls_server_ctx(srv->cert_file, srv->key_file, &srv->ssl_ctx)) != TS_OK)
+        goto fail;
+    struct ts_evlog_config ecfg = {cfg->evlog_max_events, cfg->evlog_max_bytes};
+    if ((rc = ts_evlog_new(&ecfg, &srv->evlog)) != TS_OK ||
+        (rc = ts_store_new(srv->evlog, &srv->store)) != TS_OK ||
+        (rc = ts_hub_new(loop, srv->evlog, srv->store, &srv->hub)) != TS_OK)
+        goto fail;
+
+    char *raft_dir = join(srv->data_dir, "raft");
+    if (!raft_dir) {
+        rc = TS_E_NOMEM;
+        goto fail;
+    }
+    struct ts_repl_config rcfg = {
+        .data_dir = raft_dir,
+        .node_id = srv->cfg.node_id,
+        .raft_address = srv->raft_listen,
+        .snapshot_threshold = cfg->snapshot_threshold,
+        .snapshot_trailing = cfg->snapshot_trailing,
+        .max_inflight = cfg->max_inflight,
+    };
+    struct ts_repl_fsm fsm = {fsm_apply, fsm_snapshot, fsm_restore,
+                              sizeof(struct ts_store_result), srv};
+    struct ts_repl_hooks hooks = {on_applied, on_restore, srv};
+    rc = ts_repl_start(loop, &rcfg, &fsm, &hooks, &srv->repl);
+    free(raft_dir);
+    if (rc != TS_OK)
+        goto fail;
+
+    if ((rc = start_listener(srv)) != TS_OK)
+        goto fail;
+    if (!cfg->advertise) { /* tell clients the port actually bound */
+        char *adv = strdup(srv->bound);
+        if (adv) {
+            free(srv->advertise);
+            srv->advertise = adv;
+            srv->cfg.advertise = adv;
+        }
+    }
+    uv_timer_init(loop, &srv->ticker);
+    srv->ticker.data = srv;
+    srv->ticker_open = 1;
+    uv_timer_start(&srv->ticker, on_tick, TICK_MS, TICK_MS);
+    if (fresh)
+        print_first_start(srv);
+    TS_INFO("event=started node=%llu data_dir=%s threads=%zu comments=%zu last_seq=%llu",
+            (unsigned long long)srv->cfg.node_id, srv->data_dir,
+            ts_store_thread_count(srv->store), ts_store_comment_count(srv->store),
+            (unsigned long long)ts_store_last_index(srv->store));
+    *out = srv;
+    return TS_OK;
+
+fail:
+    TS_ERROR("event=start_failed error=%s", ts_err_name(rc));
+    ts_server_stop(srv);
+    *out = srv;
+    return rc;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_hub_closed(void *arg)
+{
+    (void)arg;
+}
+
+static void on_repl_closed(void *arg)
+{
+    struct ts_server *srv = arg;
+    srv->repl = NULL;
+    TS_INFO("event=stopped node=%llu", (unsigned long long)srv->cfg.node_id);
+}
+
+void ts_server_stop(struct ts_server *srv)
+{
+    if (srv->stopping)
+        return;
+    srv->stopping = 1;
+    if (srv->listener_open) {
+        uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
+        srv->listener_open = 0;
+    }
+    if (srv->ticker_open) {
+        uv_close((uv_handle_t *)&srv->ticker, on_handle_closed);
+        srv->ticker_open = 0;
+    }
+    for (struct ts_session *s = srv->sessions; s; s = ts_session_next(s))
+        ts_session_close(s, TS_E_UNAVAILABLE);
+    if (srv->hub) {
+        ts_hub_close(srv->hub, on_hub_closed, srv);
+        srv->hub = NULL;
+    }
+    if (srv->repl)
+        ts_repl_close(srv->repl, on_repl_closed, srv);
+}
+
+void ts_server_free(struct ts_server *srv)
+{
+    if (!srv)
+        return;
+    ts_store_free(srv->store);
+    ts_evlog_free(srv->evlog);
+    ts_auth_free(srv->auth);
+    if (srv->ssl_ctx)
+        SSL_CTX_free(srv->ssl_ctx);
+    free(srv->data_dir);
+    free(srv->listen);
+    free(srv->raft_listen);
+    free(srv->advertise);
+    free(srv->cert_file);
+    free(srv->key_file);
+    free(srv->tokens_file);
+    free(srv->addr_file);
+    free(srv);
+}
+
+const char *ts_server_address(const struct ts_server *srv)
+{
+    return srv->bound;
+}

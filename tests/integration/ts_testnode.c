@@ -1,0 +1,558 @@
+/*
+ * ts_testnode: see ts_testnode.h. Paths of the binaries come from the build
+ * (TS_THREADSYNCD_PATH, TS_THREADSYNC_PATH).
+ */
+#include "ts_testnode.h"
+
+#include "ts_addr.h"
+#include "ts_err.h"
+#include "ts_frame.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void random_token(char out[80])
+{
+    unsigned char b[24];
+    RAND_bytes(b, sizeof(b));
+    strcpy(out, "ts_test_");
+    for (size_t i = 0; i < sizeof(b); i++)
+        sprintf(out + 8 + 2 * i, "%02x", b[i]);
+}
+
+static void sha256_hex(const char *s, char out[65])
+{
+    unsigned char md[32];
+    unsigned int len = 0;
+    EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+static int write_file(const char *path, const char *text, mode_t mode)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0)
+        return -1;
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static int write_tokens(struct ts_testnode *n)
+{
+    struct {
+        const char *role;
+        char *tok;
+    } rows[] = {{"admin", n->admin_token},
+                {"moderator", n->moderator_token},
+                {"poster", n->poster_token},
+                {"reader", n->reader_token}};
+    char text[1024] = "# written by ts_testnode\n";
+    for (size_t i = 0; i < 4; i++) {
+        char hex[65], line[160];
+        random_token(rows[i].tok);
+        sha256_hex(rows[i].tok, hex);
+        snprintf(line, sizeof(line), "%s test-%s %s\n", rows[i].role, rows[i].role, hex);
+        strcat(text, line);
+    }
+    char tok_line[100];
+    snprintf(tok_line, sizeof(tok_line), "%s\n", n->admin_token);
+    if (write_file(n->tokens, text, 0600) != 0 || write_file(n->token_file, tok_line, 0600) != 0)
+        return -1;
+    return 0;
+}
+
+static int spawn(struct ts_testnode *n, const char *const *extra)
+{
+    char addr_file[400], raft[32];
+    snprintf(addr_file, sizeof(addr_file), "%s/addr", n->dir);
+    snprintf(raft, sizeof(raft), "127.0.0.1:%u", n->raft_port);
+    unlink(addr_file);
+    const char *argv[64];
+    size_t a = 0;
+    argv[a++] = TS_THREADSYNCD_PATH;
+    argv[a++] = "--log-level";
+    argv[a++] = getenv("TS_TEST_LOG_LEVEL") ? getenv("TS_TEST_LOG_LEVEL") : "warn";
+    argv[a++] = "--addr-file";
+    argv[a++] = addr_file;
+    argv[a++] = "--raft-listen";
+    argv[a++] = raft;
+    if (!n->embedded) {
+        argv[a++] = "--data-dir";
+        argv[a++] = n->data_dir;
+        argv[a++] = "--listen";
+        argv[a++] = n->addr[0] ? n->addr : "127.0.0.1:0";
+        argv[a++] = "--tokens";
+        argv[a++] = n->tokens;
+    } else {
+        argv[a++] = "--listen";
+        argv[a++] = n->addr[0] ? n->addr : "127.0.0.1:0";
+    }
+    for (size_t i = 0; extra && extra[i] && a < 62; i++)
+        argv[a++] = extra[i];
+    argv[a] = NULL;
+
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return TS_E_IO;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        if (chdir(n->dir) != 0)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    n->pid = pid;
+    uint64_t deadline = now_ms() + 20000;
+    while (now_ms() < deadline) {
+        FILE *f = fopen(addr_file, "r");
+        if (f) {
+            char line[64] = "";
+            int got = fgets(line, sizeof(line), f) != NULL;
+            fclose(f);
+            line[strcspn(line, "\n")] = '\0';
+            if (got && line[0]) {
+                snprintf(n->addr, sizeof(n->addr), "%s", line);
+                return TS_OK;
+            }
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            n->pid = 0;
+            return TS_E_IO;
+        }
+        usleep(20000);
+    }
+    ts_testnode_kill(n, SIGKILL);
+    return TS_E_TIMEOUT;
+}
+
+static int prepare(struct ts_testnode *n)
+{
+    memset(n, 0, sizeof(*n));
+    const char *base = getenv("TS_TEST_TMPDIR");
+    snprintf(n->dir, sizeof(n->dir), "%s/tsnode.XXXXXX", base ? base : "/var/tmp");
+    if (!mkdtemp(n->dir))
+        return TS_E_IO;
+    snprintf(n->data_dir, sizeof(n->data_dir), "%s/data", n->dir);
+    snprintf(n->tokens, sizeof(n->tokens), "%s/tokens", n->dir);
+    snprintf(n->token_file, sizeof(n->token_file), "%s/admin.token", n->dir);
+    n->raft_port = free_port();
+    return n->raft_port ? TS_OK : TS_E_IO;
+}
+
+int ts_testnode_start(struct ts_testnode *n, const char *const *extra)
+{
+    int rc = prepare(n);
+    if (rc != TS_OK)
+        return rc;
+    if (write_tokens(n) != 0)
+        return TS_E_IO;
+    snprintf(n->ca, sizeof(n->ca), "%s/ca.pem", n->data_dir);
+    return spawn(n, extra);
+}
+
+int ts_testnode_start_default(struct ts_testnode *n)
+{
+    int rc = prepare(n);
+    if (rc != TS_OK)
+        return rc;
+    n->embedded = 1;
+    snprintf(n->data_dir, sizeof(n->data_dir), "%s/threadsync-data", n->dir);
+    snprintf(n->ca, sizeof(n->ca), "%s/ca.pem", n->data_dir);
+    snprintf(n->token_file, sizeof(n->token_file), "%s/admin.token", n->data_dir);
+    rc = spawn(n, NULL);
+    if (rc != TS_OK)
+        return rc;
+    FILE *f = fopen(n->token_file, "r");
+    if (!f)
+        return TS_E_IO;
+    if (!fgets(n->admin_token, sizeof(n->admin_token), f))
+        n->admin_token[0] = '\0';
+    fclose(f);
+    n->admin_token[strcspn(n->admin_token, "\n")] = '\0';
+    return TS_OK;
+}
+
+int ts_testnode_restart(struct ts_testnode *n, const char *const *extra)
+{
+    if (n->pid)
+        ts_testnode_kill(n, SIGTERM);
+    /* the same client port, so clients that knew it can reconnect */
+    return spawn(n, extra);
+}
+
+int ts_testnode_kill(struct ts_testnode *n, int sig)
+{
+    if (!n->pid)
+        return -1;
+    kill(n->pid, sig);
+    int status = 0;
+    uint64_t deadline = now_ms() + 10000;
+    while (waitpid(n->pid, &status, WNOHANG) == 0) {
+        if (now_ms() > deadline) {
+            kill(n->pid, SIGKILL);
+            waitpid(n->pid, &status, 0);
+            break;
+        }
+        usleep(10000);
+    }
+    n->pid = 0;
+    return status;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void ts_testnode_cleanup(struct ts_testnode *n)
+{
+    if (n->pid)
+        ts_testnode_kill(n, SIGTERM);
+    if (n->dir[0] && !getenv("TS_TEST_KEEP"))
+        nftw(n->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int ts_test_run(const char *const *argv, const char *cwd, const char *input, char **out)
+{
+    int in_pipe[2], out_pipe[2];
+    if (pipe(in_pipe) != 0)
+        return -1;
+    if (pipe(out_pipe) != 0) {
+        close(in_pipe[0]);
+        close(in_pipe[1]);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(in_pipe[0], 0);
+        dup2(out_pipe[1], 1);
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        if (cwd && chdir(cwd) != 0)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    if (input) {
+        size_t len = strlen(input);
+        if (write(in_pipe[1], input, len) != (ssize_t)len) {
+            /* the child may not read stdin at all */
+        }
+    }
+    close(in_pipe[1]);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while (buf && (r = read(out_pipe[0], buf + len, cap - len - 1)) > 0) {
+        len += (size_t)r;
+        if (cap - len < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb)
+                break;
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    close(out_pipe[0]);
+    if (buf)
+        buf[len] = '\0';
+    int status;
+    waitpid(pid, &status, 0);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* ---- raw TLS client ---- */
+
+struct ts_raw {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+    struct ts_frame_decoder *dec;
+    int eof;
+};
+
+int ts_plain_connect(const char *addr)
+{
+    char host[64];
+    uint16_t port;
+    struct sockaddr_storage ss;
+    if (ts_addr_parse(addr, host, sizeof(host), &port) != TS_OK ||
+        ts_addr_numeric(host, port, &ss) != TS_OK)
+        return -1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                            : sizeof(struct sockaddr_in6);
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int ts_raw_connect(const char *addr, const char *ca_file, const char *alpn, struct ts_raw **out)
+{
+    struct ts_raw *r = calloc(1, sizeof(*r));
+    if (!r)
+        return TS_E_NOMEM;
+    r->fd = ts_plain_connect(addr);
+    r->dec = ts_frame_decoder_new(TS_FRAME_MAX_LIMIT);
+    r->ctx = SSL_CTX_new(TLS_client_method());
+    if (r->fd < 0 || !r->dec || !r->ctx)
+        goto fail;
+    SSL_CTX_set_verify(r->ctx, SSL_VERIFY_PEER, NULL);
+    if (SSL_CTX_load_verify_locations(r->ctx, ca_file, NULL) != 1)
+        goto fail;
+    if (alpn) {
+        unsigned char wire[64];
+        size_t l = strlen(alpn);
+        wire[0] = (unsigned char)l;
+        memcpy(wire + 1, alpn, l);
+        SSL_CTX_set_alpn_protos(r->ctx, wire, (unsigned)(l + 1));
+    }
+    r->ssl = SSL_new(r->ctx);
+    char host[64];
+    uint16_t port;
+    ts_addr_parse(addr, host, sizeof(host), &port);
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(r->ssl), host);
+    SSL_set_fd(r->ssl, r->fd);
+    struct timeval tv = {10, 0};
+    setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (SSL_connect(r->ssl) != 1)
+        goto fail_tls;
+    *out = r;
+    return TS_OK;
+fail_tls:
+    ts_raw_close(r);
+    ERR_clear_error();
+    return TS_E_TLS;
+fail:
+    ts_raw_close(r);
+    return TS_E_IO;
+}
+
+int ts_raw_send(struct ts_raw *r, const void *data, size_t len)
+{
+    while (len) {
+        int n = SSL_write(r->ssl, data, (int)(len > (1u << 30) ? (1u << 30) : len));
+        if (n <= 0)
+            return TS_E_CLOSED;
+        data = (const char *)data + n;
+        len -= (size_t)n;
+    }
+    return TS_OK;
+}
+
+int ts_raw_send_frame(struct ts_raw *r, const Threadsync__Frame *f)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = ts_frame_encode(f, &buf, &len);
+    if (rc != TS_OK)
+        return rc;
+    rc = ts_raw_send(r, buf, len);
+    free(buf);
+    return rc;
+}
+
+int ts_raw_recv(struct ts_raw *r, int timeout_ms, Threadsync__Frame **out)
+{
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        const char *field;
+        int rc = ts_frame_decoder_next(r->dec, out, &field);
+        if (rc == TS_OK || rc == TS_E_INVALID_ARGUMENT)
+            return TS_OK;
+        if (rc != TS_E_AGAIN)
+            return rc;
+        if (r->eof)
+            return TS_E_CLOSED;
+        if (SSL_pending(r->ssl) == 0) {
+            uint64_t now = now_ms();
+            if (now >= deadline)
+                return TS_E_TIMEOUT;
+            struct pollfd p = {.fd = r->fd, .events = POLLIN};
+            int pr = poll(&p, 1, (int)(deadline - now));
+            if (pr == 0)
+                return TS_E_TIMEOUT;
+        }
+        char buf[16384];
+        int n = SSL_read(r->ssl, buf, sizeof(buf));
+        if (n <= 0) {
+            int e = SSL_get_error(r->ssl, n);
+            if (e == SSL_ERROR_WANT_READ)
+                continue;
+            ERR_clear_error();
+            r->eof = 1;
+            continue;
+        }
+        ts_frame_decoder_feed(r->dec, buf, (size_t)n);
+    }
+}
+
+int ts_raw_recv_nonping(struct ts_raw *r, int timeout_ms, Threadsync__Frame **out)
+{
+    for (;;) {
+        int rc = ts_raw_recv(r, timeout_ms, out);
+        if (rc != TS_OK || (*out)->msg_case != THREADSYNC__FRAME__MSG_PING)
+            return rc;
+        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+        Threadsync__Pong pong = THREADSYNC__PONG__INIT;
+        pong.nonce = (*out)->ping->nonce;
+        f.msg_case = THREADSYNC__FRAME__MSG_PONG;
+        f.pong = &pong;
+        ts_frame_free(*out);
+        ts_raw_send_frame(r, &f);
+    }
+}
+
+int ts_raw_hello(struct ts_raw *r, const char *token, int *role)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
+    h.min_version = 1;
+    h.max_version = 1;
+    h.client_name = "ts_testnode";
+    h.token = (char *)token;
+    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
+    f.hello = &h;
+    int rc = ts_raw_send_frame(r, &f);
+    if (rc != TS_OK)
+        return rc;
+    Threadsync__Frame *in;
+    rc = ts_raw_recv(r, 10000, &in);
+    if (rc != TS_OK)
+        return rc;
+    if (in->msg_case == THREADSYNC__FRAME__MSG_WELCOME) {
+        if (role)
+            *role = in->welcome->role;
+        rc = TS_OK;
+    } else if (in->msg_case == THREADSYNC__FRAME__MSG_ERROR) {
+        rc = in->error->code;
+    } else {
+        rc = TS_E_BAD_FRAME;
+    }
+    ts_frame_free(in);
+    return rc;
+}
+
+int ts_raw_post(struct ts_raw *r, uint64_t request_id, const char *thread, uint64_t parent,
+                const char *name, const char *body, uint64_t *id, uint64_t *seq)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    char key[40];
+    snprintf(key, sizeof(key), "raw-%d-%llu-%ld", (int)getpid(), (unsigned long long)request_id,
+             (long)now_ms());
+    p.request_id = request_id;
+    p.idempotency_key = key;
+    p.thread_key = (char *)thread;
+    p.parent_id = parent;
+    p.author_name = (char *)name;
+    p.body = (char *)body;
+    f.msg_case = THREADSYNC__FRAME__MSG_POST;
+    f.post = &p;
+    int rc = ts_raw_send_frame(r, &f);
+    if (rc != TS_OK)
+        return rc;
+    for (;;) {
+        Threadsync__Frame *in;
+        rc = ts_raw_recv_nonping(r, 10000, &in);
+        if (rc != TS_OK)
+            return rc;
+        if (in->msg_case == THREADSYNC__FRAME__MSG_RESULT && in->result->request_id == request_id &&
+            in->result->body_case == THREADSYNC__RESULT__BODY_POST) {
+            if (id)
+                *id = in->result->post->comment_id;
+            if (seq)
+                *seq = in->result->post->seq;
+            ts_frame_free(in);
+            return TS_OK;
+        }
+        if (in->msg_case == THREADSYNC__FRAME__MSG_ERROR && in->error->request_id == request_id) {
+            rc = in->error->code;
+            ts_frame_free(in);
+            return rc;
+        }
+        ts_frame_free(in); /* pushes of a subscription on the same connection */
+    }
+}
+
+void ts_raw_shutdown_write(struct ts_raw *r)
+{
+    SSL_shutdown(r->ssl);
+}
+
+void ts_raw_close(struct ts_raw *r)
+{
+    if (!r)
+        return;
+    if (r->ssl)
+        SSL_free(r->ssl);
+    if (r->ctx)
+        SSL_CTX_free(r->ctx);
+    if (r->fd >= 0)
+        close(r->fd);
+    ts_frame_decoder_free(r->dec);
+    free(r);
+}
