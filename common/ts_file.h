@@ -19,9 +19,11 @@
 #include <sys/types.h>
 
 /* Replaces path with data[0..len) and permission bits mode (exactly mode:
- * the umask does not apply). Returns TS_OK or TS_E_IO with errno saying why;
- * on error path is untouched and the temporary file removed. Not safe against
- * two writers of the same path: the last rename wins. */
+ * the umask does not apply). Returns TS_OK or TS_E_IO with errno saying why.
+ * On an error path holds its old content (or still does not exist) and the
+ * temporary is removed, except when only the final directory fsync failed:
+ * then the new content is in place but may not survive a crash. Not safe
+ * against two writers of the same path: the last rename wins. */
 int ts_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
 /* Reads the whole of path into a new buffer *out (OUT, caller frees with
