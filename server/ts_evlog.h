@@ -51,6 +51,14 @@ void ts_evlog_free(struct ts_evlog *log);
 int ts_evlog_append(struct ts_evlog *log, uint64_t seq, uint64_t thread_id,
                     const Threadsync__Event *full, const Threadsync__Event *pub);
 
+/* Drops every retained entry and declares every seq <= seq unavailable
+ * (horizon and last_seq become at least seq). Call it after the store was
+ * replaced by ts_store_restore(), with ts_store_last_index(), then
+ * ts_hub_notify(): the log's old events no longer describe the store. One
+ * position is skipped, so every existing cursor falls below first_pos and
+ * its subscriber gets a snapshot. */
+void ts_evlog_reset(struct ts_evlog *log, uint64_t seq);
+
 /* Position of the oldest retained entry, and one past the newest: the
  * retained entries are [first_pos, end_pos). */
 uint64_t ts_evlog_first_pos(const struct ts_evlog *log);

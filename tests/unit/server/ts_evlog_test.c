@@ -1,0 +1,257 @@
+/*
+ * ts_evlog: append and read back both encodings, eviction by count and by
+ * bytes, horizon, pos_after over seq gaps, reset, and memory that follows
+ * what is retained.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ts_err.h"
+#include "ts_evlog.h"
+
+/* Appends an event for comment seq in thread tid with a body of body_len
+ * bytes; the public form has no e-mail. */
+static int append(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t body_len)
+{
+    char *body = malloc(body_len + 1);
+    memset(body, 'b', body_len);
+    body[body_len] = '\0';
+    Threadsync__Thread t = THREADSYNC__THREAD__INIT;
+    t.id = tid;
+    t.key = "site/t";
+    Threadsync__Comment c = THREADSYNC__COMMENT__INIT;
+    c.id = seq;
+    c.thread_id = tid;
+    c.author_name = "Ann";
+    c.author_email = "ann@example.org";
+    c.body = body;
+    c.status = THREADSYNC__STATUS__VISIBLE;
+    Threadsync__Comment pc = c;
+    pc.author_email = "";
+    Threadsync__Event full = THREADSYNC__EVENT__INIT, pub;
+    full.seq = seq;
+    full.thread = &t;
+    full.comment = &c;
+    pub = full;
+    pub.comment = &pc;
+    int rc = ts_evlog_append(log, seq, tid, &full, &pub);
+    free(body);
+    return rc;
+}
+
+/* Decodes one stored Events.events element (tag, varint length, Event). */
+static Threadsync__Event *decode_element(const uint8_t *p, size_t len)
+{
+    ck_assert_uint_eq(p[0], (1 << 3) | 2);
+    size_t i = 1;
+    uint64_t n = 0;
+    for (int shift = 0;; shift += 7) {
+        n |= (uint64_t)(p[i] & 0x7F) << shift;
+        if (!(p[i++] & 0x80))
+            break;
+    }
+    ck_assert_uint_eq(i + n, len);
+    Threadsync__Event *ev = threadsync__event__unpack(NULL, n, p + i);
+    ck_assert_ptr_nonnull(ev);
+    return ev;
+}
+
+START_TEST(test_append_get)
+{
+    struct ts_evlog *log;
+    ck_assert_int_eq(ts_evlog_new(NULL, &log), TS_OK);
+    ck_assert_uint_eq(ts_evlog_last_seq(log), 0);
+    ck_assert_uint_eq(ts_evlog_end_pos(log), 0);
+    for (uint64_t i = 0; i < 10; i++)
+        ck_assert_int_eq(append(log, 3 * i + 5, 100 + i % 3, 20 + i), TS_OK);
+    ck_assert_uint_eq(ts_evlog_first_pos(log), 0);
+    ck_assert_uint_eq(ts_evlog_end_pos(log), 10);
+    ck_assert_uint_eq(ts_evlog_last_seq(log), 32);
+    ck_assert_uint_eq(ts_evlog_horizon(log), 0);
+    for (uint64_t i = 0; i < 10; i++) {
+        struct ts_evlog_entry e;
+        ck_assert_int_eq(ts_evlog_get(log, i, &e), TS_OK);
+        ck_assert_uint_eq(e.seq, 3 * i + 5);
+        ck_assert_uint_eq(e.thread_id, 100 + i % 3);
+        Threadsync__Event *full = decode_element(e.full, e.full_len);
+        Threadsync__Event *pub = decode_element(e.pub, e.pub_len);
+        ck_assert_uint_eq(full->seq, e.seq);
+        ck_assert_uint_eq(pub->seq, e.seq);
+        ck_assert_str_eq(full->comment->author_email, "ann@example.org");
+        ck_assert_str_eq(pub->comment->author_email, "");
+        ck_assert_uint_eq(strlen(full->comment->body), 20 + i);
+        ck_assert_uint_eq(full->thread->id, 100 + i % 3);
+        threadsync__event__free_unpacked(full, NULL);
+        threadsync__event__free_unpacked(pub, NULL);
+    }
+    struct ts_evlog_entry e;
+    ck_assert_int_eq(ts_evlog_get(log, 10, &e), TS_E_NOT_FOUND);
+    /* seq must grow, and the events must carry it. */
+    ck_assert_int_eq(append(log, 32, 1, 5), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(append(log, 31, 1, 5), TS_E_INVALID_ARGUMENT);
+    ck_assert_uint_eq(ts_evlog_end_pos(log), 10);
+    ts_evlog_free(log);
+}
+END_TEST
+
+START_TEST(test_evict_by_count)
+{
+    struct ts_evlog_config cfg = {.max_events = 5};
+    struct ts_evlog *log;
+    ck_assert_int_eq(ts_evlog_new(&cfg, &log), TS_OK);
+    for (uint64_t i = 0; i < 12; i++)
+        ck_assert_int_eq(append(log, 10 * (i + 1), 1, 30), TS_OK);
+    ck_assert_uint_eq(ts_evlog_end_pos(log), 12);
+    ck_assert_uint_eq(ts_evlog_first_pos(log), 7);
+    /* Positions 0..6 (seq 10..70) were evicted. */
+    ck_assert_uint_eq(ts_evlog_horizon(log), 70);
+    struct ts_evlog_entry e;
+    ck_assert_int_eq(ts_evlog_get(log, 6, &e), TS_E_NOT_FOUND);
+    ck_assert_int_eq(ts_evlog_get(log, 7, &e), TS_OK);
+    ck_assert_uint_eq(e.seq, 80);
+    ck_assert_int_eq(ts_evlog_get(log, 11, &e), TS_OK);
+    ck_assert_uint_eq(e.seq, 120);
+    ts_evlog_free(log);
+}
+END_TEST
+
+START_TEST(test_evict_by_bytes)
+{
+    struct ts_evlog *probe;
+    ck_assert_int_eq(ts_evlog_new(NULL, &probe), TS_OK);
+    ck_assert_int_eq(append(probe, 1, 1, 1000), TS_OK);
+    struct ts_evlog_entry e;
+    ck_assert_int_eq(ts_evlog_get(probe, 0, &e), TS_OK);
+    size_t one = e.pub_len + e.full_len;
+    ts_evlog_free(probe);
+
+    /* Room for three and a half events of this size. */
+    struct ts_evlog_config cfg = {.max_bytes = one * 7 / 2};
+    struct ts_evlog *log;
+    ck_assert_int_eq(ts_evlog_new(&cfg, &log), TS_OK);
+    for (uint64_t i = 1; i <= 10; i++)
+        ck_assert_int_eq(append(log, i, 1, 1000), TS_OK);
+    ck_assert_uint_eq(ts_evlog_end_pos(log) - ts_evlog_first_pos(log), 3);
+    ck_assert_uint_eq(ts_evlog_horizon(log), 7);
+
+    /* An event bigger than the whole budget is still kept, alone. */
+    ck_assert_int_eq(append(log, 11, 1, 8000), TS_OK);
+    ck_assert_uint_eq(ts_evlog_first_pos(log), 10);
+    ck_assert_uint_eq(ts_evlog_end_pos(log), 11);
+    ck_assert_uint_eq(ts_evlog_horizon(log), 10);
+    ck_assert_int_eq(ts_evlog_get(log, 10, &e), TS_OK);
+    ck_assert_uint_eq(e.seq, 11);
+    /* The next small one evicts it. */
+    ck_assert_int_eq(append(log, 12, 1, 1000), TS_OK);
+    ck_assert_uint_eq(ts_evlog_first_pos(log), 11);
+    ck_assert_uint_eq(ts_evlog_horizon(log), 11);
+    ts_evlog_free(log);
+}
+END_TEST
+
+START_TEST(test_pos_after_gaps)
+{
+    struct ts_evlog_config cfg = {.max_events = 50};
+    struct ts_evlog *log;
+    ck_assert_int_eq(ts_evlog_new(&cfg, &log), TS_OK);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 0), 0);
+    /* seq 10, 20, ..., 1000 at positions 0..99; 0..49 get evicted. */
+    for (uint64_t i = 0; i < 100; i++)
+        ck_assert_int_eq(append(log, 10 * (i + 1), 1, 10), TS_OK);
+    ck_assert_uint_eq(ts_evlog_first_pos(log), 50);
+    ck_assert_uint_eq(ts_evlog_horizon(log), 500);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 500), 50);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 505), 50);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 510), 51);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 511), 51);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 999), 99);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 1000), 100);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 5000), 100);
+    for (uint64_t s = 500; s < 1000; s++) {
+        uint64_t p = ts_evlog_pos_after(log, s);
+        struct ts_evlog_entry e;
+        ck_assert_int_eq(ts_evlog_get(log, p, &e), TS_OK);
+        ck_assert_uint_gt(e.seq, s);
+        if (p > 50) {
+            ck_assert_int_eq(ts_evlog_get(log, p - 1, &e), TS_OK);
+            ck_assert_uint_le(e.seq, s);
+        }
+    }
+    ts_evlog_free(log);
+}
+END_TEST
+
+START_TEST(test_memory_follows_retention)
+{
+    struct ts_evlog_config cfg = {.max_events = 1000};
+    struct ts_evlog *log;
+    ck_assert_int_eq(ts_evlog_new(&cfg, &log), TS_OK);
+    size_t empty = ts_evlog_memory(log);
+    size_t retained = 0;
+    for (uint64_t i = 1; i <= 1000; i++)
+        ck_assert_int_eq(append(log, i, 1, 500), TS_OK);
+    for (uint64_t p = 0; p < 1000; p++) {
+        struct ts_evlog_entry e;
+        ck_assert_int_eq(ts_evlog_get(log, p, &e), TS_OK);
+        retained += e.pub_len + e.full_len;
+    }
+    size_t full = ts_evlog_memory(log);
+    ck_assert_uint_gt(full, empty + retained);
+    /* 50x more appended than retained: whole chunks must have been freed,
+     * leaving the retained bytes, one partly used chunk at each end and the
+     * index. */
+    for (uint64_t i = 1001; i <= 50000; i++)
+        ck_assert_int_eq(append(log, i, 1, 500), TS_OK);
+    size_t after = ts_evlog_memory(log);
+    ck_assert_uint_lt(after, retained + 2 * (256u << 10) + 1024 * 32 + 4096);
+    ck_assert_uint_eq(ts_evlog_end_pos(log) - ts_evlog_first_pos(log), 1000);
+    fprintf(stderr, "evlog: %zu bytes for 1000 events of ~%zu element bytes (%.1f per event)\n",
+            after, retained / 1000, (double)after / 1000);
+    ts_evlog_free(log);
+}
+END_TEST
+
+START_TEST(test_reset)
+{
+    struct ts_evlog *log;
+    ck_assert_int_eq(ts_evlog_new(NULL, &log), TS_OK);
+    for (uint64_t i = 1; i <= 5; i++)
+        ck_assert_int_eq(append(log, i, 1, 10), TS_OK);
+    uint64_t old_end = ts_evlog_end_pos(log);
+    ts_evlog_reset(log, 40);
+    ck_assert_uint_gt(ts_evlog_first_pos(log), old_end);
+    ck_assert_uint_eq(ts_evlog_first_pos(log), ts_evlog_end_pos(log));
+    ck_assert_uint_eq(ts_evlog_horizon(log), 40);
+    ck_assert_uint_eq(ts_evlog_last_seq(log), 40);
+    ck_assert_int_eq(append(log, 40, 1, 10), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(append(log, 41, 1, 10), TS_OK);
+    ck_assert_uint_eq(ts_evlog_pos_after(log, 40), ts_evlog_first_pos(log));
+    ts_evlog_free(log);
+}
+END_TEST
+
+static Suite *evlog_suite(void)
+{
+    Suite *s = suite_create("ts_evlog");
+    TCase *tc = tcase_create("evlog");
+    tcase_add_test(tc, test_append_get);
+    tcase_add_test(tc, test_evict_by_count);
+    tcase_add_test(tc, test_evict_by_bytes);
+    tcase_add_test(tc, test_pos_after_gaps);
+    tcase_add_test(tc, test_memory_follows_retention);
+    tcase_add_test(tc, test_reset);
+    tcase_set_timeout(tc, 60);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(evlog_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
