@@ -28,6 +28,7 @@
  * marked dead and freed by the turn once its write returns.
  */
 #include "ts_hub.h"
+#include "ts_view.h"
 
 #include "ts_err.h"
 #include "ts_evlog.h"
@@ -405,15 +406,6 @@ static int serve_events(struct ts_hub *hub, struct ts_hub_sub *sub)
 
 /* ---- snapshots ----------------------------------------------------------------- */
 
-/* What a reader may see of a comment: never an e-mail, and of a comment
- * that is not VISIBLE only its place in the tree. */
-static void redact(Threadsync__Comment *c)
-{
-    c->author_email = (char *)protobuf_c_empty_string;
-    if (c->status != THREADSYNC__STATUS__VISIBLE)
-        c->author_name = c->body = (char *)protobuf_c_empty_string;
-}
-
 struct collect {
     struct ts_hub *hub;
     struct ts_hub_sub *sub;
@@ -470,7 +462,7 @@ static int collect_comment(void *arg, const Threadsync__Comment *cm)
     Threadsync__Comment *v = &hub->cv[hub->n_cv++];
     *v = *cm;
     if (!c->sub->full)
-        redact(v);
+        ts_view_public_comment(v);
     c->size += record_size(&v->base);
     c->last = cm->id;
     return 0;

@@ -21,6 +21,7 @@
  * state and swap it in, leaving the old one intact when the snapshot is bad.
  */
 #include "ts_store.h"
+#include "ts_view.h"
 
 #include "threadsync_state.pb-c.h"
 #include "ts_err.h"
@@ -537,9 +538,7 @@ static int append_event(struct ts_store *s, uint64_t seq, const struct thread *t
         comment_view(c, &cv);
         full.comment = &cv;
         pc = cv;
-        pc.author_email = (char *)protobuf_c_empty_string;
-        if (c->status != THREADSYNC__STATUS__VISIBLE)
-            pc.author_name = pc.body = (char *)protobuf_c_empty_string;
+        ts_view_public_comment(&pc);
         pub.comment = &pc;
     }
     return ts_evlog_append(s->log, seq, t->id, &full, &pub);

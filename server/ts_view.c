@@ -5,10 +5,7 @@
 
 void ts_view_public_comment(Threadsync__Comment *c)
 {
-    static char empty[] = "";
-    c->author_email = empty;
-    if (c->status != THREADSYNC__STATUS__VISIBLE) {
-        c->body = empty;
-        c->author_name = empty;
-    }
+    c->author_email = (char *)protobuf_c_empty_string;
+    if (c->status != THREADSYNC__STATUS__VISIBLE)
+        c->author_name = c->body = (char *)protobuf_c_empty_string;
 }
