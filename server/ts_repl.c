@@ -10,15 +10,19 @@
  *   - A snapshot is [u64 LE magic][u64 LE last index][fsm bytes]: raft's fsm
  *     restore() does not say which index the snapshot stands for, the state
  *     machine needs it (event seqs are raft indexes), so we carry it.
- *   - Each accepted proposal sits on r->pending (index order) from raft_apply
- *     until its callback runs, exactly once; r->inflight counts them.
+ *   - Each accepted proposal sits on r->head..tail (index order) from
+ *     raft_apply until its callback runs, exactly once; r->inflight counts
+ *     them. fsm_apply hands raft the proposer's result buffer through
+ *     raft's `void **result`, or r->scratch for entries proposed elsewhere
+ *     or replayed.
  *   - raft_close() runs only from r->defer (a timer), never from a raft
  *     callback: libraft 0.15 aborts when closed from inside one. It also
  *     waits until every entry raft appended is on disk (last_stored ==
  *     last index): libraft 0.15 crashes (appendLeaderCb -> removeSuffix on a
  *     cleared log) when raft_close cancels an in-flight leader append.
  *   - The data directory's LOCK is held from before raft touches the
- *     directory until after raft and its I/O are closed.
+ *     directory until after raft and its I/O are closed (after a failed
+ *     start: until ts_repl_start returns, raft writes nothing then).
  *
  * Load: one proposal per client write, up to max_inflight queued; raft's
  * libuv backend coalesces appends that queue up while a write is in flight.
@@ -48,7 +52,7 @@
 #define REPL_DEFAULT_MAX_INFLIGHT 4096
 
 #define REPL_FRAME_HDR 4
-#define REPL_SNAP_MAGIC 0x31504e5374727374ULL /* "tstrSNP1" little endian */
+#define REPL_SNAP_MAGIC 0x31504e5374727374ULL /* bytes "tsrtSNP1" */
 #define REPL_SNAP_HDR 16
 
 struct repl_prop {
@@ -79,11 +83,12 @@ struct ts_repl {
     uint64_t applied;
 
     uv_timer_t defer;
-    int failed;        /* fsm error or corrupt entry: raft is being stopped */
-    int raft_stopping; /* raft_close() called */
-    int raft_closed;   /* raft's close callback ran */
-    int io_released;   /* raft_uv_close and the transport's close done */
-    int closing;       /* ts_repl_close() called */
+    unsigned store_waits; /* 1 ms polls of on_defer waiting for the disk */
+    int failed;           /* fsm error or corrupt entry: raft is being stopped */
+    int raft_stopping;    /* raft_close() called */
+    int raft_closed;      /* raft's close callback ran */
+    int io_released;      /* raft_uv_close and the transport's close done */
+    int closing;          /* ts_repl_close() called */
     void (*close_cb)(void *arg);
     void *close_arg;
 };
@@ -223,9 +228,9 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
         return RAFT_IOERR;
     int rc = r->fsm.snapshot(r->fsm.arg, &data, &len);
     if (rc != 0) {
-        /* Not fatal to raft's log; raft retries at the next threshold. */
-        TS_WARN("event=repl_snapshot_failed dir=%s index=%llu err=%d", r->dir,
-                (unsigned long long)index, rc);
+        TS_ERROR("event=repl_snapshot_failed dir=%s index=%llu err=%d", r->dir,
+                 (unsigned long long)index, rc);
+        repl_fail(r);
         return RAFT_NOMEM;
     }
     struct raft_buffer *v = raft_calloc(2, sizeof(*v));
@@ -234,6 +239,7 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
         raft_free(v);
         raft_free(hdr);
         free(data);
+        repl_fail(r);
         return RAFT_NOMEM;
     }
     put_le64(hdr, REPL_SNAP_MAGIC);
@@ -273,6 +279,7 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     const uint8_t *b = buf->base;
     if (buf->len < REPL_SNAP_HDR || get_le64(b) != REPL_SNAP_MAGIC) {
         TS_ERROR("event=repl_bad_snapshot dir=%s bytes=%zu", r->dir, buf->len);
+        repl_fail(r);
         return RAFT_CORRUPT;
     }
     uint64_t index = get_le64(b + 8);
@@ -280,6 +287,7 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     if (rc != 0) {
         TS_ERROR("event=repl_restore_failed dir=%s index=%llu err=%d", r->dir,
                  (unsigned long long)index, rc);
+        repl_fail(r);
         return RAFT_CORRUPT;
     }
     /* On success the buffer is ours (raft frees it only on failure). */
@@ -397,7 +405,11 @@ static void on_defer(uv_timer_t *h)
     if (!r->raft_stopping) {
         if (r->raft.last_stored < raft_last_index(&r->raft)) {
             /* A disk write is in flight; it ends in milliseconds (or never,
-             * and then closing could not finish anyway). */
+             * and then closing could not finish anyway; a failed write
+             * truncates raft's log, which also ends the wait). */
+            if (++r->store_waits == 5000)
+                TS_WARN("event=repl_close_waiting dir=%s msg=\"log write still in flight\"",
+                        r->dir);
             uv_timer_start(&r->defer, on_defer, 1, 0);
             return;
         }
