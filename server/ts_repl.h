@@ -18,7 +18,16 @@
  *   - in-flight applies are capped: past the cap, propose answers
  *     TS_E_UNAVAILABLE without touching raft;
  *   - pre-vote on; election timeout, heartbeat, snapshot threshold and
- *     trailing are set explicitly from the config.
+ *     trailing are set explicitly from the config;
+ *   - raft_close() waits until every appended entry is on disk (0.15 crashes
+ *     when close cancels a leader's in-flight append), and raft's close
+ *     callback, which 0.15 may fire twice (canonical/raft#341), is absorbed.
+ *
+ * Data directory: raft's files (metadata1/2, segments, snapshot-*) plus
+ * LOCK. The file system need not support O_DIRECT or kernel AIO: libraft
+ * probes it and falls back to buffered writes + fdatasync on the thread
+ * pool (tmpfs works, tested); on ext4 it uses O_DIRECT + AIO, and appends
+ * that queue while a write is in flight go out as one write (group commit).
  */
 #ifndef TS_REPL_H
 #define TS_REPL_H
@@ -61,7 +70,8 @@ struct ts_repl_config {
 typedef void (*ts_repl_cb)(void *arg, int status, const void *result);
 
 struct ts_repl_hooks {
-    /* After each applied entry that changed the store (to wake the hub). */
+    /* After each fsm->apply that returned 0 (to wake the hub); ts_repl cannot
+     * tell whether the entry changed the store. */
     void (*on_applied)(void *arg, uint64_t index);
     /* After a snapshot replaced the store (subscribers need snapshots). */
     void (*on_restore)(void *arg, uint64_t index);
@@ -71,13 +81,21 @@ struct ts_repl_hooks {
 /* Opens the data directory (creating it and bootstrapping a one-node
  * cluster on first start), takes its lock (TS_E_BUSY with a clear log line
  * when another process holds it), replays snapshot and log into store, and
- * starts raft. fsm is copied; its arg is borrowed. */
+ * starts raft. fsm is copied; its arg is borrowed.
+ * The snapshot is restored (fsm->restore, hooks->on_restore) inside this
+ * call; on a one-node cluster raft also elects itself and applies the log
+ * tail inside it; with peers the tail is applied once the leader's commit
+ * index is known. Errors: TS_E_CONFIG (missing field, heartbeat >= election
+ * timeout), TS_E_BUSY, TS_E_IO (unreadable or corrupt data: the node does
+ * not start and nothing is renamed or deleted), TS_E_NOMEM; *out is NULL
+ * then. After a failed start raft still finishes closing on the loop. */
 int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struct ts_repl_fsm *fsm,
                   const struct ts_repl_hooks *hooks, struct ts_repl **out);
 
 /* Proposes one command payload (copied).
  * TS_E_NOT_LEADER (this node cannot propose: cb not called),
- * TS_E_UNAVAILABLE (too many in flight: cb not called), or TS_OK and cb
+ * TS_E_UNAVAILABLE (too many in flight, or closing or stopped: cb not
+ * called), TS_E_TOO_LARGE / TS_E_NOMEM (cb not called), or TS_OK and cb
  * follows exactly once. */
 int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_repl_cb cb,
                     void *arg);
@@ -85,10 +103,14 @@ int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_re
 int ts_repl_is_leader(const struct ts_repl *r);
 /* The leader's raft address, "" when unknown. */
 const char *ts_repl_leader_address(const struct ts_repl *r);
+/* The index of the last entry given to fsm->apply or restored from a
+ * snapshot (raft's own entries, e.g. configuration changes, do not move it). */
 uint64_t ts_repl_last_applied(const struct ts_repl *r);
 
 /* Stops raft (deferred out of any raft callback); pending proposals get
- * TS_E_UNAVAILABLE; cb is called when everything is closed and freed. */
+ * TS_E_UNAVAILABLE (or TS_OK if their entry was stored and applied while
+ * closing); cb is called when everything is closed and freed, never from
+ * inside ts_repl_close. Call once; r is invalid once cb runs. */
 void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg);
 
 #endif
