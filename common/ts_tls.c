@@ -184,7 +184,9 @@ static void log_ctx_error(const char *what, const char *file)
             snprintf(sys, sizeof(sys), "%s", strerror(ERR_GET_REASON(e)));
             r = sys;
         }
-        int n = snprintf(reason + o, sizeof(reason) - o, "%s%s", o ? ": " : "", r ? r : "?");
+        if (!r || strstr(reason, r))
+            continue; /* "system lib" repeats what errno said */
+        int n = snprintf(reason + o, sizeof(reason) - o, "%s%s", o ? ": " : "", r);
         if (n > 0)
             o += (size_t)n;
     }

@@ -555,6 +555,95 @@ START_TEST(test_plaintext_refused)
 }
 END_TEST
 
+/* ---- a truncated frame, then a bare FIN (no close_notify) ----
+ * The peer is a ts_tls engine on a raw socket, since a ts_conn always sends
+ * close_notify. */
+
+static struct {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_shutdown_t sreq;
+    struct ts_tls *t;
+    int sent, eof;
+} E;
+
+static void e_written(uv_write_t *req, int status)
+{
+    free(req->data);
+    free(req);
+}
+
+static void e_flush(void)
+{
+    size_t n = ts_tls_pending(E.t);
+    if (!n)
+        return;
+    uv_write_t *req = malloc(sizeof(*req));
+    char *buf = malloc(n);
+    ck_assert_uint_eq(ts_tls_take(E.t, buf, n), n);
+    req->data = buf;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)n);
+    ck_assert_int_eq(uv_write(req, (uv_stream_t *)&E.tcp, &b, 1, e_written), 0);
+}
+
+static void e_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    if (n < 0) {
+        E.eof = 1;
+        uv_close((uv_handle_t *)s, handle_closed);
+        if (++W.closes == W.closes_wanted)
+            end_world();
+        return;
+    }
+    ck_assert_int_eq(ts_tls_feed(E.t, buf->base, (size_t)n), TS_OK);
+    char plain[4096];
+    size_t got;
+    while (ts_tls_read(E.t, plain, sizeof(plain), &got) == TS_OK)
+        ;
+    e_flush();
+    if (ts_tls_established(E.t) && !E.sent) {
+        static const uint8_t partial[] = {0, 0, 0, 50, 0x22, 0x02};
+        E.sent = 1;
+        ck_assert_int_eq(ts_tls_write(E.t, partial, sizeof(partial)), TS_OK);
+        e_flush();
+        ck_assert_int_eq(uv_shutdown(&E.sreq, (uv_stream_t *)&E.tcp, NULL), 0);
+    }
+}
+
+static void e_connected(uv_connect_t *req, int status)
+{
+    ck_assert_int_eq(status, 0);
+    ck_assert_int_eq(ts_tls_handshake(E.t), TS_E_AGAIN);
+    e_flush();
+    ck_assert_int_eq(uv_read_start((uv_stream_t *)&E.tcp, raw_alloc, e_read), 0);
+}
+
+static void tf_srv_error(struct ts_conn *c, int err)
+{
+    on_error(c, err);
+    ts_conn_close(c, err);
+}
+
+START_TEST(test_truncated_at_fin)
+{
+    memset(&E, 0, sizeof(E));
+    W.srv_cbs.on_error = tf_srv_error;
+    ck_assert_int_eq(ts_tls_new_client(W.cli_ctx, "127.0.0.1", NULL, &E.t), TS_OK);
+    struct sockaddr_in a;
+    uv_ip4_addr("127.0.0.1", W.port, &a);
+    ck_assert_int_eq(uv_tcp_init(&W.loop, &E.tcp), 0);
+    ck_assert_int_eq(uv_tcp_connect(&E.creq, &E.tcp, (struct sockaddr *)&a, e_connected), 0);
+    run_world();
+    ts_tls_free(E.t);
+    ck_assert(E.sent);
+    ck_assert(E.eof);
+    ck_assert_int_eq(W.srv.opened, 1);
+    ck_assert_int_eq(W.srv.errors, 1);
+    ck_assert_int_eq(W.srv.last_error, TS_E_BAD_FRAME);
+    ck_assert_int_eq(W.srv.close_err, TS_E_BAD_FRAME);
+}
+END_TEST
+
 /* ---- session resumption on reconnect ---- */
 
 static int rs_round;
@@ -778,6 +867,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_backpressure);
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_truncated);
+    tcase_add_test(tc, test_truncated_at_fin);
     tcase_add_test(tc, test_plaintext_refused);
     tcase_add_test(tc, test_resumption);
     tcase_add_test(tc, test_localhost_by_name);
