@@ -34,7 +34,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define TICK_MS 1000
+#define TICK_MS 1000 /* at most; less with short heartbeats */
 
 static char *join(const char *dir, const char *name)
 {
@@ -241,8 +241,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     }
     if ((rc = ensure_identity(srv, &fresh)) != TS_OK)
         goto fail;
-    if ((rc = ts_auth_new(&srv->auth)) != TS_OK ||
-        (rc = ts_auth_load(srv->auth, srv->tokens_file)) != TS_OK)
+    rc = TS_E_NOMEM;
+    if (!(srv->auth = ts_auth_new()) || (rc = ts_auth_load(srv->auth, srv->tokens_file)) != TS_OK)
         goto fail;
     if ((rc = ts_tls_server_ctx(srv->cert_file, srv->key_file, &srv->ssl_ctx)) != TS_OK)
         goto fail;
@@ -286,7 +286,9 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     uv_timer_init(loop, &srv->ticker);
     srv->ticker.data = srv;
     srv->ticker_open = 1;
-    uv_timer_start(&srv->ticker, on_tick, TICK_MS, TICK_MS);
+    /* ticks often enough to Ping on time and drop after 3 beats */
+    uint64_t tick = srv->cfg.heartbeat_ms / 4 < TICK_MS ? srv->cfg.heartbeat_ms / 4 : TICK_MS;
+    uv_timer_start(&srv->ticker, on_tick, tick, tick);
     if (fresh)
         print_first_start(srv);
     TS_INFO("event=started node=%llu data_dir=%s threads=%zu comments=%zu last_seq=%llu",

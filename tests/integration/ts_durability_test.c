@@ -20,7 +20,8 @@ static struct ts_testnode node;
 
 static void stop_node(void)
 {
-    ts_testnode_cleanup(&node);
+    int status = ts_testnode_cleanup(&node);
+    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
 }
 
 static struct ts_raw *connect_as(const char *token)
