@@ -52,7 +52,8 @@ struct ts_conn_cbs {
      * Error frame and calls ts_conn_close(). May be NULL: then the
      * connection closes with err. */
     void (*on_error)(struct ts_conn *c, int err);
-    /* All queued output reached the socket. May be NULL. */
+    /* All queued output reached the socket, after a ts_conn_send*() (TLS's
+     * own handshake traffic is not reported). May be NULL. */
     void (*on_drain)(struct ts_conn *c);
     /* The last callback. err is TS_OK for an orderly close (either side),
      * else why (TS_E_TLS, TS_E_IO, TS_E_CLOSED, TS_E_TIMEOUT...). */
@@ -89,6 +90,14 @@ size_t ts_conn_queued(const struct ts_conn *c);
 
 /* Changes the input frame limit (e.g. after authentication). */
 void ts_conn_set_max_frame(struct ts_conn *c, uint32_t max_frame);
+
+/* Stops reading from the socket and delivering frames (at most one read of
+ * input stays buffered), e.g. while this peer's output queue is large.
+ * Pausing before on_open stalls the handshake. Resuming delivers what is
+ * buffered from the loop, never from inside ts_conn_resume_reading().
+ * Both are no-ops once closing. */
+void ts_conn_pause_reading(struct ts_conn *c);
+void ts_conn_resume_reading(struct ts_conn *c);
 
 /* Flushes what is queued, sends close_notify, waits a bounded time for the
  * socket to drain, closes. err is passed to on_close. Idempotent. */
