@@ -28,7 +28,20 @@ static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *
     cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH;
 }
 
-static int finish(int err, const Threadsync__Error *detail, const char *context)
+/* "get (a:7420,b:7420)": what a local failure message is about. */
+static char context[512];
+
+static void context_init(const char *cmd, const struct ts_cli_opts *o)
+{
+    size_t n = (size_t)snprintf(context, sizeof(context), "%s (", cmd);
+    for (size_t i = 0; i < o->n_servers && n < sizeof(context); i++)
+        n +=
+            (size_t)snprintf(context + n, sizeof(context) - n, "%s%s", i ? "," : "", o->servers[i]);
+    if (n < sizeof(context))
+        snprintf(context + n, sizeof(context) - n, ")");
+}
+
+static int finish(int err, const Threadsync__Error *detail)
 {
     ts_cli_print_error(stderr, err, detail, context);
     return ts_cli_exit_code(err);
@@ -71,7 +84,7 @@ static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *
     rc = ts_sync_post(cfg, &p, &res, &detail);
     free(body);
     if (rc != TS_OK) {
-        int code = finish(rc, detail, "post");
+        int code = finish(rc, detail);
         ts_msg_free(detail);
         return code;
     }
@@ -86,7 +99,7 @@ static int cmd_get(const struct ts_cli_opts *o, const struct ts_client_config *c
     Threadsync__Error *detail;
     int rc = ts_sync_get(cfg, o->threads[0], &res, &detail);
     if (rc != TS_OK) {
-        int code = finish(rc, detail, "get");
+        int code = finish(rc, detail);
         ts_msg_free(detail);
         return code;
     }
@@ -186,7 +199,7 @@ static void on_sub_error(void *arg, int err, const Threadsync__Error *detail)
     if (err == TS_E_CLOSED && w->stopping)
         return;
     if (!w->stopping)
-        watch_stop(w, finish(err, detail, "watch"));
+        watch_stop(w, finish(err, detail));
 }
 
 static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
@@ -201,7 +214,7 @@ static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
     int rc = ts_client_new(loop, cfg, &w.c);
     if (rc != TS_OK) {
         ts_cli_keymap_free(w.keys);
-        return finish(rc, NULL, "watch");
+        return finish(rc, NULL);
     }
     uv_signal_init(loop, &w.sigint);
     uv_signal_init(loop, &w.sigterm);
@@ -216,7 +229,7 @@ static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
     };
     rc = ts_client_subscribe(w.c, o->n_threads == 0, o->threads, o->n_threads, o->since, &cbs, &w);
     if (rc != TS_OK)
-        watch_stop(&w, finish(rc, NULL, "watch"));
+        watch_stop(&w, finish(rc, NULL));
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     ts_cli_keymap_free(w.keys);
@@ -248,6 +261,8 @@ int main(int argc, char **argv)
     }
     struct ts_client_config cfg;
     config_init(&cfg, &o, token);
+    static const char *const names[] = {"", "post", "get", "watch"};
+    context_init(names[o.cmd], &o);
     int code = TS_CLI_EXIT_USAGE;
     switch (o.cmd) {
     case TS_CLI_CMD_POST:
