@@ -1,0 +1,283 @@
+/*
+ * threadsync: the command-line client (post, get, watch) over libthreadsync.
+ *
+ * Thin on purpose: parsing and formatting live in ts_cli.c. post and get
+ * use the blocking helpers in fail-fast mode (each server tried once);
+ * watch runs the async client with reconnects until SIGINT or SIGTERM, but
+ * gives up with exit code 3 when no server of the list ever answered.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "threadsync.h"
+#include "ts_cli.h"
+#include "ts_valid.h"
+
+static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
+                        const char *token)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->servers = (const char *const *)o->servers;
+    cfg->n_servers = o->n_servers;
+    cfg->ca_file = o->ca_file;
+    cfg->token = token;
+    cfg->client_name = "threadsync-cli";
+    cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH;
+}
+
+/* "get (a:7420,b:7420)": what a local failure message is about. */
+static char context[512];
+
+static void context_init(const char *cmd, const struct ts_cli_opts *o)
+{
+    size_t n = (size_t)snprintf(context, sizeof(context), "%s (", cmd);
+    for (size_t i = 0; i < o->n_servers && n < sizeof(context); i++)
+        n +=
+            (size_t)snprintf(context + n, sizeof(context) - n, "%s%s", i ? "," : "", o->servers[i]);
+    if (n < sizeof(context))
+        snprintf(context + n, sizeof(context) - n, ")");
+}
+
+static int finish(int err, const Threadsync__Error *detail)
+{
+    ts_cli_print_error(stderr, err, detail, context);
+    return ts_cli_exit_code(err);
+}
+
+static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+{
+    char *body = NULL;
+    int rc = TS_OK;
+    if (o->body) {
+        body = strdup(o->body);
+    } else {
+        FILE *f = o->body_file ? fopen(o->body_file, "r") : stdin;
+        if (!f) {
+            fprintf(stderr, "error: cannot open %s\n", o->body_file);
+            return TS_CLI_EXIT_USAGE;
+        }
+        rc = ts_cli_read_all(f, TS_BODY_MAX * 4, &body, NULL);
+        if (f != stdin)
+            fclose(f);
+    }
+    if (rc || !body) {
+        fprintf(stderr, "error: cannot read the body: %s\n", ts_err_message(rc ? rc : TS_E_NOMEM));
+        free(body);
+        return TS_CLI_EXIT_USAGE;
+    }
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.thread_key = (char *)o->threads[0];
+    p.parent_id = o->parent;
+    p.author_name = (char *)o->name;
+    if (o->email)
+        p.author_email = (char *)o->email;
+    if (o->title)
+        p.title = (char *)o->title;
+    if (o->url)
+        p.url = (char *)o->url;
+    p.body = body;
+    Threadsync__PostResult *res;
+    Threadsync__Error *detail;
+    rc = ts_sync_post(cfg, &p, &res, &detail);
+    free(body);
+    if (rc != TS_OK) {
+        int code = finish(rc, detail);
+        ts_msg_free(detail);
+        return code;
+    }
+    ts_cli_print_post(stdout, res, o->json);
+    ts_msg_free(res);
+    return TS_CLI_EXIT_OK;
+}
+
+static int cmd_get(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+{
+    Threadsync__GetResult *res;
+    Threadsync__Error *detail;
+    int rc = ts_sync_get(cfg, o->threads[0], &res, &detail);
+    if (rc != TS_OK) {
+        int code = finish(rc, detail);
+        ts_msg_free(detail);
+        return code;
+    }
+    ts_cli_print_thread(stdout, res, o->json);
+    ts_msg_free(res);
+    return TS_CLI_EXIT_OK;
+}
+
+/* ---- watch ---------------------------------------------------------------- */
+
+struct watch {
+    const struct ts_cli_opts *o;
+    struct ts_client *c;
+    uv_signal_t sigint, sigterm;
+    struct ts_cli_keymap *keys;
+    uint64_t snapshot_seq;
+    int ever_ready;
+    int exit_code;
+    int stopping;
+};
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void watch_stop(struct watch *w, int exit_code)
+{
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    w->exit_code = exit_code;
+    ts_client_close(w->c, NULL, NULL);
+    uv_close((uv_handle_t *)&w->sigint, on_closed);
+    uv_close((uv_handle_t *)&w->sigterm, on_closed);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    watch_stop(s->data, TS_CLI_EXIT_OK);
+}
+
+static void on_state(void *arg, const struct ts_client_state_info *info)
+{
+    struct watch *w = arg;
+    switch (info->state) {
+    case TS_CLIENT_READY:
+        w->ever_ready = 1;
+        fprintf(stderr, "threadsync: connected to %s\n", info->server);
+        break;
+    case TS_CLIENT_DISCONNECTED:
+        if (w->stopping)
+            break;
+        /* Exit 3 when every server of the list failed before any answered:
+         * a typo in --server should not look like a quiet feed. */
+        if (!w->ever_ready && info->failures >= w->o->n_servers) {
+            fprintf(stderr, "error: cannot connect to %s: %s (%s)\n", info->server,
+                    ts_err_message(info->err), ts_err_name(info->err));
+            watch_stop(w, TS_CLI_EXIT_CONN);
+            break;
+        }
+        fprintf(stderr, "threadsync: disconnected from %s: %s; reconnecting\n", info->server,
+                ts_err_message(info->err));
+        break;
+    case TS_CLIENT_FAILED:
+        /* The subscription's on_error reports it. */
+        break;
+    case TS_CLIENT_CONNECTING:
+        break;
+    }
+}
+
+static void on_sub_events(void *arg, const Threadsync__Events *ev)
+{
+    struct watch *w = arg;
+    ts_cli_print_events(stdout, ev, w->o->json);
+    fflush(stdout);
+}
+
+static void on_snap_begin(void *arg, const Threadsync__SnapshotBegin *b)
+{
+    struct watch *w = arg;
+    w->snapshot_seq = b->seq;
+}
+
+static void on_snap_chunk(void *arg, const Threadsync__SnapshotChunk *chunk)
+{
+    struct watch *w = arg;
+    ts_cli_print_chunk(stdout, w->keys, w->snapshot_seq, chunk, w->o->json);
+    fflush(stdout);
+}
+
+static void on_sub_error(void *arg, int err, const Threadsync__Error *detail)
+{
+    struct watch *w = arg;
+    if (err == TS_E_CLOSED && w->stopping)
+        return;
+    if (!w->stopping)
+        watch_stop(w, finish(err, detail));
+}
+
+static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
+{
+    uv_loop_t *loop = uv_default_loop();
+    struct watch w = {.o = o, .exit_code = TS_CLI_EXIT_OK};
+    w.keys = ts_cli_keymap_new();
+    if (!w.keys)
+        return TS_CLI_EXIT_CONN;
+    cfg->on_state = on_state;
+    cfg->state_arg = &w;
+    int rc = ts_client_new(loop, cfg, &w.c);
+    if (rc != TS_OK) {
+        ts_cli_keymap_free(w.keys);
+        return finish(rc, NULL);
+    }
+    uv_signal_init(loop, &w.sigint);
+    uv_signal_init(loop, &w.sigterm);
+    w.sigint.data = w.sigterm.data = &w;
+    uv_signal_start(&w.sigint, on_signal, SIGINT);
+    uv_signal_start(&w.sigterm, on_signal, SIGTERM);
+    static const struct ts_client_sub_cbs cbs = {
+        .on_events = on_sub_events,
+        .on_snapshot_begin = on_snap_begin,
+        .on_snapshot_chunk = on_snap_chunk,
+        .on_error = on_sub_error,
+    };
+    rc = ts_client_subscribe(w.c, o->n_threads == 0, o->threads, o->n_threads, o->since, &cbs, &w);
+    if (rc != TS_OK)
+        watch_stop(&w, finish(rc, NULL));
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    ts_cli_keymap_free(w.keys);
+    fflush(stdout);
+    return w.exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    struct ts_cli_opts o;
+    char err[256];
+    int rc = ts_cli_parse(argc, argv, getenv, &o, err, sizeof(err));
+    if (rc != TS_OK) {
+        fprintf(stderr, "threadsync: %s\n", rc == TS_E_NOMEM ? "out of memory" : err);
+        ts_cli_usage(stderr);
+        ts_cli_opts_free(&o);
+        return TS_CLI_EXIT_USAGE;
+    }
+    if (o.help) {
+        ts_cli_usage(stdout);
+        ts_cli_opts_free(&o);
+        return TS_CLI_EXIT_OK;
+    }
+    char *token = NULL;
+    if (ts_cli_read_token(o.token_file, &token, err, sizeof(err)) != TS_OK) {
+        fprintf(stderr, "error: %s\n", err);
+        ts_cli_opts_free(&o);
+        return TS_CLI_EXIT_CONN;
+    }
+    struct ts_client_config cfg;
+    config_init(&cfg, &o, token);
+    static const char *const names[] = {"", "post", "get", "watch"};
+    context_init(names[o.cmd], &o);
+    int code = TS_CLI_EXIT_USAGE;
+    switch (o.cmd) {
+    case TS_CLI_CMD_POST:
+        code = cmd_post(&o, &cfg);
+        break;
+    case TS_CLI_CMD_GET:
+        code = cmd_get(&o, &cfg);
+        break;
+    case TS_CLI_CMD_WATCH:
+        code = cmd_watch(&o, &cfg);
+        break;
+    case TS_CLI_CMD_NONE:
+        break;
+    }
+    free(token);
+    ts_cli_opts_free(&o);
+    return code;
+}

@@ -1,0 +1,173 @@
+/*
+ * libthreadsync: the client library of threadsync (the one public header).
+ *
+ * A ts_client runs on the caller's libuv loop and keeps one TLS connection
+ * to one server of a list (proto/PROTOCOL.md). It connects at once, sends
+ * requests as soon as a connection is READY (queued until then, pipelined
+ * after), answers and sends heartbeats, and, when the connection fails or
+ * drops, reconnects with exponential backoff and jitter, rotating through the
+ * server list. What it guarantees across reconnects:
+ *
+ *   - every request gets exactly one callback: its answer, an error, a
+ *     timeout (request_timeout_ms after it was submitted) or TS_E_CLOSED;
+ *   - a Post is re-sent after a reconnect with the SAME idempotency key, so
+ *     it is applied at most once by the servers and answered at least once;
+ *     NOT_LEADER moves the connection to the leader and re-sends, UNAVAILABLE
+ *     re-sends after the server's retry_after_ms;
+ *   - a subscription resumes from its cursor (the last Events.last_seq or
+ *     SnapshotEnd.seq seen) on the next connection.
+ *
+ * Callbacks are never called from inside the ts_client_* call that takes
+ * them; a function that returns an error never calls its callback. Protocol
+ * messages handed to callbacks are borrowed: valid until the callback
+ * returns. Callbacks may call any ts_client_* function, ts_client_close()
+ * included.
+ *
+ * Not thread-safe: use a client from its loop's thread only.
+ */
+#ifndef THREADSYNC_H
+#define THREADSYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "threadsync.pb-c.h"
+#include "ts_err.h"
+
+#define TS_DEFAULT_PORT 7420
+
+struct ts_client;
+
+enum ts_client_state {
+    TS_CLIENT_CONNECTING = 1, /* dialling info->server */
+    TS_CLIENT_READY,          /* Welcome received; requests flow */
+    TS_CLIENT_DISCONNECTED,   /* a connection failed or dropped; will retry */
+    TS_CLIENT_FAILED,         /* gave up: pending requests failed, new ones refused */
+};
+
+struct ts_client_state_info {
+    enum ts_client_state state;
+    /* DISCONNECTED, FAILED: why (TS_E_IO, TS_E_TLS, TS_E_TIMEOUT, TS_E_CLOSED,
+     * or a protocol code such as TS_E_UNAUTHENTICATED or TS_E_NOT_LEADER). */
+    int err;
+    const char *server;                 /* "host:port" concerned */
+    const Threadsync__Welcome *welcome; /* READY: the server's Welcome */
+    const Threadsync__Error *error;     /* the Error frame that ended it, or NULL */
+    unsigned failures;                  /* consecutive failed attempts so far */
+};
+
+typedef void (*ts_client_state_cb)(void *arg, const struct ts_client_state_info *info);
+
+/* Everything is copied by ts_client_new(); the config may be freed after. */
+struct ts_client_config {
+    /* "host:port" (or "[v6]:port"; the port defaults to 7420), tried in
+     * order; the next one after each failure. At least one. */
+    const char *const *servers;
+    size_t n_servers;
+    const char *ca_file;     /* PEM CA the servers' certificates must chain to */
+    const char *token;       /* bearer token (Hello.token) */
+    const char *client_name; /* for the server's logs; NULL: "libthreadsync" */
+    /* 0 means the default shown. */
+    unsigned connect_timeout_ms; /* TCP + TLS + Welcome; 5000 */
+    unsigned request_timeout_ms; /* Post and Get, from submission to answer; 30000 */
+    unsigned backoff_min_ms;     /* first retry delay; 100 */
+    unsigned backoff_max_ms;     /* delay cap; 10000 */
+    /* Non-zero: after any failure keep retrying until ts_client_close().
+     * Zero (fail fast): connect tries each server once, in order (following
+     * a NOT_LEADER redirect still); if none answers, or once a READY
+     * connection drops, the client goes FAILED: pending requests and the
+     * subscription fail with the reason. */
+    int reconnect;
+    ts_client_state_cb on_state; /* may be NULL */
+    void *state_arg;
+};
+
+/* Creates a client and starts connecting. *out is valid until the close
+ * callback of ts_client_close() has run (there is no separate _free).
+ * TS_E_CONFIG: no servers, a malformed address; TS_E_TLS: the CA file
+ * cannot be loaded; TS_E_NOMEM. On error nothing is left to free. */
+int ts_client_new(uv_loop_t *loop, const struct ts_client_config *cfg, struct ts_client **out);
+
+typedef void (*ts_client_close_cb)(void *arg);
+
+/* Closes the connection and frees the client. Every pending request's
+ * callback runs with TS_E_CLOSED and the subscription's on_error with
+ * TS_E_CLOSED, then cb (may be NULL); after cb the client pointer is
+ * invalid. Further ts_client_* calls before cb return TS_E_CLOSED. Calling
+ * it twice is a no-op (the second cb is not called). */
+void ts_client_close(struct ts_client *c, ts_client_close_cb cb, void *arg);
+
+/* err: TS_OK and result set; or a protocol code (1..12) with detail, the
+ * server's Error; or a local code (TS_E_TIMEOUT, TS_E_CLOSED, TS_E_IO,
+ * TS_E_TLS...) with detail NULL unless a server Error ended the connection. */
+typedef void (*ts_client_post_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                  const Threadsync__PostResult *result);
+
+/* Posts a comment. post is copied (borrowed only during the call); its
+ * request_id is ignored, and an empty idempotency_key is replaced by 32 hex
+ * digits of RAND_bytes. Returns TS_OK (cb will run once), TS_E_CLOSED
+ * (closing or FAILED) or TS_E_NOMEM/TS_E_INTERNAL (no callback). A post
+ * that timed out may still have been applied: re-post with the same
+ * idempotency key to learn its result. */
+int ts_client_post(struct ts_client *c, const Threadsync__Post *post, ts_client_post_cb cb,
+                   void *arg);
+
+typedef void (*ts_client_get_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                 const Threadsync__GetResult *result);
+
+/* Fetches a thread and all its comments. thread_key is copied. */
+int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb cb, void *arg);
+
+/* A subscription's callbacks; arg is the one given to ts_client_subscribe().
+ * Any may be NULL. */
+struct ts_client_sub_cbs {
+    /* The server accepted the Subscribe (again after every reconnect):
+     * events follow with seq > from_seq, or a snapshot first. */
+    void (*on_result)(void *arg, uint64_t from_seq, int snapshot);
+    /* A batch. ts_client_cursor() already returns ev->last_seq. */
+    void (*on_events)(void *arg, const Threadsync__Events *ev);
+    /* A snapshot as of seq. One interrupted by a reconnect never ends: the
+     * next on_snapshot_begin restarts it; upsert by version throughout. */
+    void (*on_snapshot_begin)(void *arg, const Threadsync__SnapshotBegin *b);
+    void (*on_snapshot_chunk)(void *arg, const Threadsync__SnapshotChunk *chunk);
+    /* The cursor is now e->seq. */
+    void (*on_snapshot_end)(void *arg, const Threadsync__SnapshotEnd *e);
+    /* The subscription ended; the last callback of it. err TS_E_CLOSED after
+     * ts_client_close(); a protocol code (detail set) when the server
+     * refused it; the connection's error when the client went FAILED. */
+    void (*on_error)(void *arg, int err, const Threadsync__Error *detail);
+};
+
+/* Subscribes to every thread (all non-zero) or to keys[0..n_keys) (copied,
+ * 1..1024), from since_seq (0: the beginning). One subscription per client:
+ * TS_E_EXISTS if one is active. TS_E_INVALID_ARGUMENT for a bad key list.
+ * cbs is copied. */
+int ts_client_subscribe(struct ts_client *c, int all, const char *const *keys, size_t n_keys,
+                        uint64_t since_seq, const struct ts_client_sub_cbs *cbs, void *arg);
+
+/* The subscription's cursor: resume point of the last complete batch or
+ * snapshot (since_seq until then); 0 without a subscription. */
+uint64_t ts_client_cursor(const struct ts_client *c);
+
+/* The current connection state. */
+enum ts_client_state ts_client_state(const struct ts_client *c);
+
+/* ------------------------------------------------------------------------ */
+/* Blocking helpers (ts_client_sync.c): each call runs a private uv loop with
+ * a client on cfg (cfg->on_state is ignored), does one request and closes.
+ * Returns TS_OK with *out set, or the error as for the async callbacks. When
+ * the server refused (protocol code), *err_out (if err_out is non-NULL) is
+ * a copy of its Error; else *err_out is NULL. Free *out and *err_out with
+ * ts_msg_free(). With cfg->reconnect zero a dead server list fails fast;
+ * otherwise the call lasts up to request_timeout_ms. */
+int ts_sync_post(const struct ts_client_config *cfg, const Threadsync__Post *post,
+                 Threadsync__PostResult **out, Threadsync__Error **err_out);
+int ts_sync_get(const struct ts_client_config *cfg, const char *thread_key,
+                Threadsync__GetResult **out, Threadsync__Error **err_out);
+
+/* Frees any protobuf message a ts_sync_* call returned; NULL is a no-op. */
+void ts_msg_free(void *msg);
+
+#endif

@@ -1,0 +1,773 @@
+/*
+ * ts_cli: argument parsing and output formatting of the threadsync CLI (see
+ * ts_cli.h for the formats).
+ *
+ * Parsing is table-driven and order-free: options are collected wherever
+ * they appear, then checked against the command (an option the command
+ * does not take is a usage error, never silently ignored). Formatting
+ * writes to a FILE so tests can capture it with open_memstream. The tree
+ * printer is iterative: a reply chain thousands deep must not overflow the
+ * stack.
+ */
+#include "ts_cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ts_err.h"
+#include "ts_json.h"
+
+/* ---- parsing ------------------------------------------------------------ */
+
+enum opt_id {
+    OPT_SERVER,
+    OPT_CA,
+    OPT_TOKEN_FILE,
+    OPT_JSON,
+    OPT_HELP,
+    OPT_THREAD,
+    OPT_PARENT,
+    OPT_NAME,
+    OPT_EMAIL,
+    OPT_TITLE,
+    OPT_URL,
+    OPT_BODY,
+    OPT_BODY_FILE,
+    OPT_SINCE,
+};
+
+#define CMD_BIT(c) (1u << (c))
+#define ALL_CMDS                                                                                   \
+    (CMD_BIT(TS_CLI_CMD_NONE) | CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) |               \
+     CMD_BIT(TS_CLI_CMD_WATCH))
+
+static const struct opt_def {
+    const char *name;
+    enum opt_id id;
+    int has_value;
+    unsigned cmds; /* commands that accept it */
+} opt_defs[] = {
+    {"server", OPT_SERVER, 1, ALL_CMDS},
+    {"ca", OPT_CA, 1, ALL_CMDS},
+    {"token-file", OPT_TOKEN_FILE, 1, ALL_CMDS},
+    {"json", OPT_JSON, 0, ALL_CMDS},
+    {"help", OPT_HELP, 0, ALL_CMDS},
+    {"thread", OPT_THREAD, 1,
+     CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) | CMD_BIT(TS_CLI_CMD_WATCH)},
+    {"parent", OPT_PARENT, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"name", OPT_NAME, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"email", OPT_EMAIL, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"title", OPT_TITLE, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"url", OPT_URL, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"body", OPT_BODY, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"body-file", OPT_BODY_FILE, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"since", OPT_SINCE, 1, CMD_BIT(TS_CLI_CMD_WATCH)},
+};
+
+static const char *const cmd_names[] = {"", "post", "get", "watch"};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return TS_E_INVALID_ARGUMENT;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !isdigit((unsigned char)*s))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int push_server(struct ts_cli_opts *o, const char *s, size_t len)
+{
+    char **v = realloc(o->servers, (o->n_servers + 1) * sizeof(*v));
+    if (!v)
+        return TS_E_NOMEM;
+    o->servers = v;
+    if (!(v[o->n_servers] = strndup(s, len)))
+        return TS_E_NOMEM;
+    o->n_servers++;
+    return TS_OK;
+}
+
+static int push_thread(struct ts_cli_opts *o, const char *s)
+{
+    const char **v = realloc(o->threads, (o->n_threads + 1) * sizeof(*v));
+    if (!v)
+        return TS_E_NOMEM;
+    o->threads = v;
+    v[o->n_threads++] = s;
+    return TS_OK;
+}
+
+static const char *env_or(ts_cli_getenv_fn get_env, const char *name, const char *dflt)
+{
+    const char *v = get_env ? get_env(name) : NULL;
+    return v && *v ? v : dflt;
+}
+
+void ts_cli_opts_free(struct ts_cli_opts *o)
+{
+    for (size_t i = 0; i < o->n_servers; i++)
+        free(o->servers[i]);
+    free(o->servers);
+    free(o->threads);
+    memset(o, 0, sizeof(*o));
+}
+
+static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err, size_t errlen)
+{
+    switch (id) {
+    case OPT_SERVER:
+        return push_server(o, v, strlen(v));
+    case OPT_CA:
+        o->ca_file = v;
+        break;
+    case OPT_TOKEN_FILE:
+        o->token_file = v;
+        break;
+    case OPT_JSON:
+        o->json = 1;
+        break;
+    case OPT_HELP:
+        o->help = 1;
+        break;
+    case OPT_THREAD:
+        return push_thread(o, v);
+    case OPT_PARENT:
+        if (parse_u64(v, &o->parent))
+            return fail(err, errlen, "--parent wants a comment id, not '%s'", v);
+        break;
+    case OPT_NAME:
+        o->name = v;
+        break;
+    case OPT_EMAIL:
+        o->email = v;
+        break;
+    case OPT_TITLE:
+        o->title = v;
+        break;
+    case OPT_URL:
+        o->url = v;
+        break;
+    case OPT_BODY:
+        o->body = v;
+        break;
+    case OPT_BODY_FILE:
+        o->body_file = v;
+        break;
+    case OPT_SINCE:
+        if (parse_u64(v, &o->since))
+            return fail(err, errlen, "--since wants a sequence number, not '%s'", v);
+        break;
+    }
+    return TS_OK;
+}
+
+int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct ts_cli_opts *o,
+                 char *err, size_t errlen)
+{
+    memset(o, 0, sizeof(*o));
+    if (err && errlen)
+        err[0] = '\0';
+    const struct opt_def *seen[sizeof(opt_defs) / sizeof(opt_defs[0])] = {0};
+    size_t n_seen = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0)
+            a = "--help";
+        if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+            if (a[0] == '-' && a[1] != '\0')
+                return fail(err, errlen, "unknown option '%s'", a);
+            if (o->cmd != TS_CLI_CMD_NONE)
+                return fail(err, errlen, "unexpected argument '%s'", a);
+            for (int c = TS_CLI_CMD_POST; c <= TS_CLI_CMD_WATCH; c++)
+                if (strcmp(a, cmd_names[c]) == 0)
+                    o->cmd = (enum ts_cli_cmd)c;
+            if (o->cmd == TS_CLI_CMD_NONE)
+                return fail(err, errlen, "unknown command '%s'", a);
+            continue;
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt_def *d = NULL;
+        for (size_t k = 0; k < sizeof(opt_defs) / sizeof(opt_defs[0]); k++)
+            if (strlen(opt_defs[k].name) == nlen && strncmp(opt_defs[k].name, name, nlen) == 0)
+                d = &opt_defs[k];
+        if (!d)
+            return fail(err, errlen, "unknown option '%.*s'", (int)(nlen + 2), a);
+        const char *v = NULL;
+        if (d->has_value) {
+            if (eq)
+                v = eq + 1;
+            else if (i + 1 < argc)
+                v = argv[++i];
+            else
+                return fail(err, errlen, "--%s needs a value", d->name);
+        } else if (eq) {
+            return fail(err, errlen, "--%s takes no value", d->name);
+        }
+        int rc = apply(o, d->id, v, err, errlen);
+        if (rc)
+            return rc;
+        int dup = 0;
+        for (size_t k = 0; k < n_seen; k++)
+            dup |= seen[k] == d;
+        if (!dup)
+            seen[n_seen++] = d;
+    }
+    if (o->help)
+        return TS_OK;
+    if (o->cmd == TS_CLI_CMD_NONE)
+        return fail(err, errlen, "no command given");
+    for (size_t k = 0; k < n_seen; k++)
+        if (!(seen[k]->cmds & CMD_BIT(o->cmd)))
+            return fail(err, errlen, "%s does not take --%s", cmd_names[o->cmd], seen[k]->name);
+    if (o->cmd == TS_CLI_CMD_POST || o->cmd == TS_CLI_CMD_GET) {
+        if (o->n_threads != 1)
+            return fail(err, errlen, "%s needs exactly one --thread", cmd_names[o->cmd]);
+    }
+    if (o->cmd == TS_CLI_CMD_POST) {
+        if (!o->name)
+            return fail(err, errlen, "post needs --name");
+        if (o->body && o->body_file)
+            return fail(err, errlen, "--body and --body-file exclude each other");
+    }
+
+    if (o->n_servers == 0) {
+        const char *env = env_or(get_env, "THREADSYNC_SERVER", TS_CLI_DEFAULT_SERVER);
+        /* A list in one variable: "a:7420,b:7420". */
+        for (const char *p = env; *p;) {
+            size_t n = strcspn(p, ", ");
+            if (n && push_server(o, p, n))
+                return TS_E_NOMEM;
+            p += n;
+            p += strspn(p, ", ");
+        }
+        if (o->n_servers == 0 &&
+            push_server(o, TS_CLI_DEFAULT_SERVER, strlen(TS_CLI_DEFAULT_SERVER)))
+            return TS_E_NOMEM;
+    }
+    if (!o->ca_file)
+        o->ca_file = env_or(get_env, "THREADSYNC_CA", TS_CLI_DEFAULT_CA);
+    if (!o->token_file)
+        o->token_file = env_or(get_env, "THREADSYNC_TOKEN_FILE", TS_CLI_DEFAULT_TOKEN_FILE);
+    return TS_OK;
+}
+
+void ts_cli_usage(FILE *out)
+{
+    fputs("usage: threadsync [options] COMMAND [options]\n"
+          "\n"
+          "commands:\n"
+          "  post  --thread KEY --name NAME [--parent ID] [--email E] [--title T] [--url U]\n"
+          "        [--body TEXT | --body-file F]     (body from stdin when neither)\n"
+          "  get   --thread KEY                      print a thread as a tree\n"
+          "  watch [--thread KEY]... [--since SEQ]   print changes as they happen\n"
+          "\n"
+          "options (also after the command):\n"
+          "  --server HOST:PORT   repeatable; env THREADSYNC_SERVER (comma-separated);\n"
+          "                       default " TS_CLI_DEFAULT_SERVER "\n"
+          "  --ca FILE            env THREADSYNC_CA; default " TS_CLI_DEFAULT_CA "\n"
+          "  --token-file FILE    env THREADSYNC_TOKEN_FILE; default " TS_CLI_DEFAULT_TOKEN_FILE
+          "\n"
+          "  --json               machine-readable output\n"
+          "  --help               this text\n"
+          "\n"
+          "exit status: 0 ok, 1 refused by the server, 2 usage, 3 connection/TLS failure\n",
+          out);
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+int ts_cli_read_all(FILE *in, size_t limit, char **out, size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    if (!buf)
+        return TS_E_NOMEM;
+    for (;;) {
+        if (cap - n < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return TS_E_NOMEM;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, in);
+        n += r;
+        if (n > limit) {
+            free(buf);
+            return TS_E_TOO_LARGE;
+        }
+        if (r == 0)
+            break;
+    }
+    if (ferror(in)) {
+        free(buf);
+        return TS_E_IO;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return TS_OK;
+}
+
+int ts_cli_read_token(const char *path, char **out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+        return TS_E_IO;
+    }
+    char *buf;
+    int rc = ts_cli_read_all(f, 4096, &buf, NULL);
+    fclose(f);
+    if (rc) {
+        snprintf(err, errlen, "cannot read token file %s: %s", path, ts_err_message(rc));
+        return TS_E_IO;
+    }
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (!*buf) {
+        free(buf);
+        snprintf(err, errlen, "token file %s is empty", path);
+        return TS_E_IO;
+    }
+    *out = buf;
+    return TS_OK;
+}
+
+/* ---- errors --------------------------------------------------------------- */
+
+int ts_cli_exit_code(int err)
+{
+    if (err == TS_OK)
+        return TS_CLI_EXIT_OK;
+    if (err >= TS_E_BAD_FRAME && err <= TS_E_INTERNAL)
+        return TS_CLI_EXIT_REFUSED;
+    return TS_CLI_EXIT_CONN;
+}
+
+void ts_cli_print_error(FILE *out, int err, const Threadsync__Error *detail, const char *context)
+{
+    if (ts_cli_exit_code(err) == TS_CLI_EXIT_REFUSED) {
+        fprintf(out, "error: %s", ts_err_name(err));
+        if (detail && detail->field && *detail->field)
+            fprintf(out, " field=%s", detail->field);
+        const char *msg =
+            detail && detail->message && *detail->message ? detail->message : ts_err_message(err);
+        fprintf(out, ": %s\n", msg);
+        return;
+    }
+    fprintf(out, "error: %s: %s (%s)\n", context ? context : "failed", ts_err_message(err),
+            ts_err_name(err));
+}
+
+/* ---- formatting ---------------------------------------------------------- */
+
+void ts_cli_format_time(int64_t ms, char buf[32])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    if (ms < 0 || !gmtime_r(&t, &tm) || !strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, 32, "%" PRId64 "ms", ms);
+}
+
+const char *ts_cli_status_name(int status)
+{
+    switch (status) {
+    case THREADSYNC__STATUS__VISIBLE:
+        return "VISIBLE";
+    case THREADSYNC__STATUS__PENDING:
+        return "PENDING";
+    case THREADSYNC__STATUS__HIDDEN:
+        return "HIDDEN";
+    case THREADSYNC__STATUS__DELETED:
+        return "DELETED";
+    default:
+        return "UNSPECIFIED";
+    }
+}
+
+static const char *str_or_empty(const char *s)
+{
+    return s ? s : "";
+}
+
+void ts_cli_print_post(FILE *out, const Threadsync__PostResult *r, int json)
+{
+    if (json) {
+        fputc('{', out);
+        ts_json_kv_u64(out, "id", r->comment_id, 1);
+        ts_json_kv_u64(out, "seq", r->seq, 0);
+        ts_json_kv_u64(out, "thread_id", r->thread_id, 0);
+        fputs("}\n", out);
+    } else {
+        fprintf(out, "id=%" PRIu64 " seq=%" PRIu64 "\n", r->comment_id, r->seq);
+    }
+}
+
+void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t)
+{
+    fputc('{', out);
+    ts_json_kv_u64(out, "id", t->id, 1);
+    ts_json_kv_str(out, "key", t->key, 0);
+    ts_json_kv_str(out, "title", t->title, 0);
+    ts_json_kv_str(out, "url", t->url, 0);
+    ts_json_kv_i64(out, "created_at_ms", t->created_at_ms, 0);
+    ts_json_kv_bool(out, "locked", t->locked, 0);
+    ts_json_kv_u64(out, "comment_count", t->comment_count, 0);
+    ts_json_kv_u64(out, "version", t->version, 0);
+    fputc('}', out);
+}
+
+void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm)
+{
+    fputc('{', out);
+    ts_json_kv_u64(out, "id", cm->id, 1);
+    ts_json_kv_u64(out, "thread_id", cm->thread_id, 0);
+    ts_json_kv_u64(out, "parent_id", cm->parent_id, 0);
+    ts_json_kv_str(out, "author_name", cm->author_name, 0);
+    if (cm->author_email && *cm->author_email)
+        ts_json_kv_str(out, "author_email", cm->author_email, 0);
+    ts_json_kv_str(out, "body", cm->body, 0);
+    ts_json_kv_i64(out, "created_at_ms", cm->created_at_ms, 0);
+    ts_json_kv_i64(out, "edited_at_ms", cm->edited_at_ms, 0);
+    ts_json_kv_str(out, "status", ts_cli_status_name(cm->status), 0);
+    ts_json_kv_u64(out, "version", cm->version, 0);
+    fputc('}', out);
+}
+
+static void indent(FILE *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fputc(' ', out);
+}
+
+static void print_comment_text(FILE *out, const Threadsync__Comment *cm, size_t depth)
+{
+    indent(out, 2 * depth);
+    fprintf(out, "#%" PRIu64, cm->id);
+    const char *name = str_or_empty(cm->author_name), *body = str_or_empty(cm->body);
+    if (cm->status == THREADSYNC__STATUS__DELETED) {
+        fputs(" [deleted]\n", out);
+        return;
+    }
+    if (cm->status != THREADSYNC__STATUS__VISIBLE && !*name && !*body) {
+        /* The public view of a hidden or pending comment: a placeholder. */
+        fprintf(out, " [%s]\n", cm->status == THREADSYNC__STATUS__PENDING ? "pending" : "hidden");
+        return;
+    }
+    char when[32];
+    ts_cli_format_time(cm->created_at_ms, when);
+    fprintf(out, " %s (%s)", name, when);
+    if (cm->status != THREADSYNC__STATUS__VISIBLE)
+        fprintf(out, " [%s]", cm->status == THREADSYNC__STATUS__PENDING ? "pending" : "hidden");
+    fputc('\n', out);
+    while (*body) {
+        size_t n = strcspn(body, "\n");
+        size_t shown = n;
+        if (shown && body[shown - 1] == '\r')
+            shown--;
+        indent(out, 2 * depth + 4);
+        fwrite(body, 1, shown, out);
+        fputc('\n', out);
+        body += n;
+        if (*body == '\n')
+            body++;
+    }
+}
+
+static int cmp_comment_id(const void *a, const void *b)
+{
+    const Threadsync__Comment *x = *(const Threadsync__Comment *const *)a;
+    const Threadsync__Comment *y = *(const Threadsync__Comment *const *)b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void print_tree(FILE *out, const Threadsync__GetResult *g)
+{
+    const Threadsync__Thread *t = g->thread;
+    const char *key = t ? str_or_empty(t->key) : "?";
+    uint32_t count = t ? t->comment_count : 0;
+    fputs(key, out);
+    if (t && t->title && *t->title)
+        fprintf(out, " \xe2\x80\x94 \"%s\"", t->title);
+    fprintf(out, " \xe2\x80\x94 %u comment%s", count, count == 1 ? "" : "s");
+    if (t && t->locked)
+        fputs(" \xe2\x80\x94 locked", out);
+    fputc('\n', out);
+
+    size_t n = g->n_comments;
+    if (n == 0)
+        return;
+    /* Sorted by id (the server sends them so; not trusted), then children
+     * lists as first_child / next_sibling indices, built backwards so
+     * siblings come out in id order. SIZE_MAX is "none". */
+    const Threadsync__Comment **v = malloc(n * sizeof(*v));
+    size_t *first = malloc(n * sizeof(*first)), *next = malloc(n * sizeof(*next));
+    size_t *stack = malloc(n * sizeof(*stack)), *depth = malloc(n * sizeof(*depth));
+    if (!v || !first || !next || !stack || !depth)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        v[i] = g->comments[i];
+        first[i] = next[i] = SIZE_MAX;
+    }
+    qsort(v, n, sizeof(*v), cmp_comment_id);
+    size_t roots = SIZE_MAX;
+    for (size_t i = n; i-- > 0;) {
+        size_t p = SIZE_MAX;
+        if (v[i]->parent_id && v[i]->parent_id < v[i]->id) {
+            Threadsync__Comment key_c = THREADSYNC__COMMENT__INIT;
+            const Threadsync__Comment *kp = &key_c;
+            key_c.id = v[i]->parent_id;
+            const Threadsync__Comment **hit = bsearch(&kp, v, i, sizeof(*v), cmp_comment_id);
+            if (hit)
+                p = (size_t)(hit - v);
+        }
+        /* A parent that is missing (or not older than its reply) cannot
+         * happen on a sane server; show the comment at the top rather than
+         * lose it or loop. */
+        size_t *head = p == SIZE_MAX ? &roots : &first[p];
+        next[i] = *head;
+        *head = i;
+    }
+    size_t sp = 0;
+    for (size_t r = roots; r != SIZE_MAX; r = next[r]) {
+        stack[sp] = r;
+        depth[sp++] = 0;
+        while (sp) {
+            sp--;
+            size_t i = stack[sp], d = depth[sp];
+            print_comment_text(out, v[i], d);
+            /* Push children in reverse so the first is printed first. */
+            size_t base = sp;
+            for (size_t ch = first[i]; ch != SIZE_MAX; ch = next[ch]) {
+                stack[sp] = ch;
+                depth[sp++] = d + 1;
+            }
+            for (size_t a = base, b = sp; b > a + 1; a++, b--) {
+                size_t tmp = stack[a];
+                stack[a] = stack[b - 1];
+                stack[b - 1] = tmp;
+                tmp = depth[a];
+                depth[a] = depth[b - 1];
+                depth[b - 1] = tmp;
+            }
+        }
+    }
+out:
+    free(v);
+    free(first);
+    free(next);
+    free(stack);
+    free(depth);
+}
+
+void ts_cli_print_thread(FILE *out, const Threadsync__GetResult *g, int json)
+{
+    if (!json) {
+        print_tree(out, g);
+        return;
+    }
+    fputc('{', out);
+    ts_json_key(out, "thread", 1);
+    if (g->thread)
+        ts_cli_json_thread(out, g->thread);
+    else
+        fputs("null", out);
+    ts_json_key(out, "comments", 0);
+    fputc('[', out);
+    for (size_t i = 0; i < g->n_comments; i++) {
+        if (i)
+            fputc(',', out);
+        ts_cli_json_comment(out, g->comments[i]);
+    }
+    fputc(']', out);
+    ts_json_kv_u64(out, "seq", g->seq, 0);
+    fputs("}\n", out);
+}
+
+/* A logfmt value: bare when it is a non-empty run of safe bytes, else a JSON
+ * string. */
+static void logfmt_value(FILE *out, const char *s)
+{
+    s = str_or_empty(s);
+    int bare = *s != '\0';
+    for (const unsigned char *p = (const unsigned char *)s; *p && bare; p++)
+        bare = *p > 0x20 && *p != 0x7f && *p != '"' && *p != '\\' && *p != '=';
+    if (bare)
+        fputs(s, out);
+    else
+        ts_json_str(out, s);
+}
+
+void ts_cli_print_change(FILE *out, uint64_t seq, const char *thread_key,
+                         const Threadsync__Thread *thread, const Threadsync__Comment *comment,
+                         int snapshot, int json)
+{
+    if (!thread_key)
+        thread_key = thread ? thread->key : "";
+    if (json) {
+        fputc('{', out);
+        ts_json_kv_u64(out, "seq", seq, 1);
+        ts_json_kv_bool(out, "snapshot", snapshot, 0);
+        ts_json_kv_str(out, "thread_key", thread_key, 0);
+        if (thread) {
+            ts_json_key(out, "thread", 0);
+            ts_cli_json_thread(out, thread);
+        }
+        if (comment) {
+            ts_json_key(out, "comment", 0);
+            ts_cli_json_comment(out, comment);
+        }
+        fputs("}\n", out);
+        return;
+    }
+    fprintf(out, "seq=%" PRIu64 " thread=", seq);
+    logfmt_value(out, thread_key);
+    if (comment) {
+        const char *body = str_or_empty(comment->body);
+        size_t n = strcspn(body, "\n");
+        if (n && body[n - 1] == '\r')
+            n--;
+        fprintf(out, " comment=%" PRIu64 " parent=%" PRIu64 " author=", comment->id,
+                comment->parent_id);
+        logfmt_value(out, comment->author_name);
+        fprintf(out, " status=%s body=", ts_cli_status_name(comment->status));
+        ts_json_strn(out, body, n);
+    } else {
+        fputs(" comment=0 title=", out);
+        ts_json_str(out, thread ? thread->title : "");
+        fprintf(out, " count=%u locked=%d", thread ? thread->comment_count : 0,
+                thread && thread->locked ? 1 : 0);
+    }
+    if (snapshot)
+        fputs(" snapshot=1", out);
+    fputc('\n', out);
+}
+
+void ts_cli_print_events(FILE *out, const Threadsync__Events *ev, int json)
+{
+    for (size_t i = 0; i < ev->n_events; i++) {
+        const Threadsync__Event *e = ev->events[i];
+        ts_cli_print_change(out, e->seq, NULL, e->thread, e->comment, 0, json);
+    }
+}
+
+/* ---- keymap: open addressing, linear probing, ids are never 0 ---------- */
+
+struct ts_cli_keymap {
+    uint64_t *ids;
+    char **keys;
+    size_t cap, n;
+};
+
+struct ts_cli_keymap *ts_cli_keymap_new(void)
+{
+    return calloc(1, sizeof(struct ts_cli_keymap));
+}
+
+void ts_cli_keymap_free(struct ts_cli_keymap *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->cap; i++)
+        free(m->keys[i]);
+    free(m->ids);
+    free(m->keys);
+    free(m);
+}
+
+static size_t slot_of(const struct ts_cli_keymap *m, uint64_t id)
+{
+    size_t i = (size_t)((id * 0x9e3779b97f4a7c15ull) >> 17) & (m->cap - 1);
+    while (m->ids[i] && m->ids[i] != id)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+int ts_cli_keymap_put(struct ts_cli_keymap *m, uint64_t id, const char *key)
+{
+    if (id == 0)
+        return TS_E_INVALID_ARGUMENT;
+    if ((m->n + 1) * 2 > m->cap) {
+        struct ts_cli_keymap g = {.cap = m->cap ? m->cap * 2 : 64};
+        g.ids = calloc(g.cap, sizeof(*g.ids));
+        g.keys = calloc(g.cap, sizeof(*g.keys));
+        if (!g.ids || !g.keys) {
+            free(g.ids);
+            free(g.keys);
+            return TS_E_NOMEM;
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->ids[i])
+                continue;
+            size_t s = slot_of(&g, m->ids[i]);
+            g.ids[s] = m->ids[i];
+            g.keys[s] = m->keys[i];
+        }
+        free(m->ids);
+        free(m->keys);
+        m->ids = g.ids;
+        m->keys = g.keys;
+        m->cap = g.cap;
+    }
+    char *copy = strdup(str_or_empty(key));
+    if (!copy)
+        return TS_E_NOMEM;
+    size_t s = slot_of(m, id);
+    if (m->ids[s])
+        free(m->keys[s]);
+    else
+        m->n++;
+    m->ids[s] = id;
+    m->keys[s] = copy;
+    return TS_OK;
+}
+
+const char *ts_cli_keymap_get(const struct ts_cli_keymap *m, uint64_t id)
+{
+    if (!m->cap || id == 0)
+        return NULL;
+    size_t s = slot_of(m, id);
+    return m->ids[s] ? m->keys[s] : NULL;
+}
+
+void ts_cli_print_chunk(FILE *out, struct ts_cli_keymap *m, uint64_t seq,
+                        const Threadsync__SnapshotChunk *chunk, int json)
+{
+    for (size_t i = 0; i < chunk->n_threads; i++) {
+        const Threadsync__Thread *t = chunk->threads[i];
+        ts_cli_keymap_put(m, t->id, t->key);
+        ts_cli_print_change(out, seq, t->key, t, NULL, 1, json);
+    }
+    for (size_t i = 0; i < chunk->n_comments; i++) {
+        const Threadsync__Comment *cm = chunk->comments[i];
+        const char *key = ts_cli_keymap_get(m, cm->thread_id);
+        ts_cli_print_change(out, seq, key ? key : "?", NULL, cm, 1, json);
+    }
+}

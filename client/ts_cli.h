@@ -1,0 +1,128 @@
+/*
+ * ts_cli: the threadsync CLI's argument parsing and output formatting, kept
+ * out of main.c so they can be unit-tested without a server.
+ *
+ *   threadsync [common options] COMMAND [options]
+ *
+ * Options may come before or after the command. Output formats:
+ *   post   text: "id=<id> seq=<seq>"; JSON: {"id":..,"seq":..,"thread_id":..}
+ *   get    text: a header line "<key> — "<title>" — <n> comments", then each
+ *          comment at two spaces per depth: "#<id> <author> (<UTC time>)",
+ *          its body lines four spaces deeper than that line, replies below;
+ *          a deleted comment as "#<id> [deleted]" with its replies kept.
+ *          JSON: {"thread":{..},"comments":[..],"seq":..}
+ *   watch  text: one line per comment: "seq=<seq> thread=<key> comment=<id>
+ *          parent=<id> author=<name> status=<STATUS> body=<first line as a
+ *          JSON string>", " snapshot=1" appended for snapshot content; a
+ *          change to a thread alone: "seq=<seq> thread=<key> comment=0
+ *          title=<t> count=<n> locked=<0|1>". Key and author are written bare
+ *          when they hold no space, quote, backslash or '=', else quoted.
+ *          JSON: one object per line {"seq":..,"snapshot":bool,
+ *          "thread_key":..,["thread":{..}],["comment":{..}]}.
+ * Times are UTC, ISO 8601 to the second: 2024-05-01T12:00:00Z.
+ */
+#ifndef TS_CLI_H
+#define TS_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "threadsync.pb-c.h"
+
+#define TS_CLI_DEFAULT_SERVER "127.0.0.1:7420"
+#define TS_CLI_DEFAULT_CA "./threadsync-data/ca.pem"
+#define TS_CLI_DEFAULT_TOKEN_FILE "./threadsync-data/admin.token"
+
+enum ts_cli_exit {
+    TS_CLI_EXIT_OK = 0,
+    TS_CLI_EXIT_REFUSED = 1, /* the server answered with an Error */
+    TS_CLI_EXIT_USAGE = 2,
+    TS_CLI_EXIT_CONN = 3, /* connection, TLS or local setup failure */
+};
+
+enum ts_cli_cmd { TS_CLI_CMD_NONE = 0, TS_CLI_CMD_POST, TS_CLI_CMD_GET, TS_CLI_CMD_WATCH };
+
+/* Strings are borrowed from argv, the environment or static defaults unless
+ * said otherwise; free with ts_cli_opts_free(). */
+struct ts_cli_opts {
+    enum ts_cli_cmd cmd;
+    int help;
+    int json;
+    char **servers; /* owned, each owned: --server, else $THREADSYNC_SERVER
+                     * (comma-separated), else the default */
+    size_t n_servers;
+    const char *ca_file;
+    const char *token_file;
+    const char **threads; /* owned array: every --thread, in order */
+    size_t n_threads;
+    uint64_t parent;
+    const char *name, *email, *title, *url, *body, *body_file;
+    uint64_t since;
+};
+
+typedef char *(*ts_cli_getenv_fn)(const char *name);
+
+/* Parses argv[1..argc). get_env is getenv or a test's stand-in. TS_OK, or
+ * TS_E_INVALID_ARGUMENT with a one-line reason in err (exit code 2), or
+ * TS_E_NOMEM. With --help anywhere, TS_OK and o->help set (other checks
+ * skipped). o is always left safe to pass to ts_cli_opts_free(). */
+int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct ts_cli_opts *o,
+                 char *err, size_t errlen);
+void ts_cli_opts_free(struct ts_cli_opts *o);
+
+void ts_cli_usage(FILE *out);
+
+/* Reads the token: the file's first line without its line end. *out is
+ * malloc'd (caller frees). TS_E_IO (reason in err) when unreadable or
+ * empty. */
+int ts_cli_read_token(const char *path, char **out, char *err, size_t errlen);
+
+/* Reads a whole stream into a malloc'd NUL-terminated buffer (caller frees).
+ * TS_E_IO / TS_E_NOMEM / TS_E_TOO_LARGE (above limit bytes). */
+int ts_cli_read_all(FILE *in, size_t limit, char **out, size_t *len);
+
+/* The exit code for an error code: 0 for TS_OK, 1 for protocol codes
+ * (1..12, the server refused), 3 for local ones (connection, TLS...). */
+int ts_cli_exit_code(int err);
+
+/* Prints to out (stderr) "error: <CODE_NAME>[ field=<f>]: <message>" for a
+ * protocol code (message from detail, or the code's text when none), or
+ * "error: <context>: <text> (<CODE_NAME>)" for a local one. */
+void ts_cli_print_error(FILE *out, int err, const Threadsync__Error *detail, const char *context);
+
+/* Writes ms since the epoch as 2024-05-01T12:00:00Z into buf. */
+void ts_cli_format_time(int64_t ms, char buf[32]);
+
+/* "VISIBLE", "DELETED"...; "UNSPECIFIED" for unknown values. */
+const char *ts_cli_status_name(int status);
+
+void ts_cli_print_post(FILE *out, const Threadsync__PostResult *r, int json);
+void ts_cli_print_thread(FILE *out, const Threadsync__GetResult *g, int json);
+
+/* JSON objects for one thread / comment (no trailing newline). */
+void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t);
+void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm);
+
+/* One watch line (see above) for a change: thread may be NULL when comment
+ * is set (thread_key then names it), comment NULL for a thread-only one. */
+void ts_cli_print_change(FILE *out, uint64_t seq, const char *thread_key,
+                         const Threadsync__Thread *thread, const Threadsync__Comment *comment,
+                         int snapshot, int json);
+void ts_cli_print_events(FILE *out, const Threadsync__Events *ev, int json);
+
+/* Thread id -> key, so snapshot comments (which carry only thread_id) can
+ * be printed with their key. Keys are copied. */
+struct ts_cli_keymap;
+struct ts_cli_keymap *ts_cli_keymap_new(void);
+void ts_cli_keymap_free(struct ts_cli_keymap *m);
+int ts_cli_keymap_put(struct ts_cli_keymap *m, uint64_t id, const char *key);
+/* The key, or NULL; valid until the map changes. */
+const char *ts_cli_keymap_get(const struct ts_cli_keymap *m, uint64_t id);
+
+/* Prints a snapshot chunk's threads and comments as of seq, recording its
+ * threads in m. */
+void ts_cli_print_chunk(FILE *out, struct ts_cli_keymap *m, uint64_t seq,
+                        const Threadsync__SnapshotChunk *chunk, int json);
+
+#endif

@@ -1,0 +1,1098 @@
+/*
+ * ts_client: libthreadsync's connection, request and subscription engine.
+ *
+ * One client has at most one ts_conn at a time; a new one is dialled only
+ * after the old one's on_close, so every conn callback belongs to c->conn.
+ * Requests live in one table from submission to their single callback; a
+ * request's id is the request_id it was sent with on the current
+ * connection, and every id is cleared when that connection closes, which is
+ * what makes "re-send after reconnect" a plain walk over the table. Ids come
+ * from one counter per client, so an answer that arrives late (after a
+ * timeout removed its request) can never be taken for another request's.
+ *
+ * Every deadline (dial, connect timeout, heartbeat, silence, request
+ * timeouts, retry-after) is served by one timer armed for the earliest of
+ * them; when it fires it handles whatever is due and re-arms. So a client
+ * costs one timer however many requests it has in flight; finding the
+ * earliest deadline walks the table, fine for the tens to hundreds of
+ * requests a client pipelines.
+ *
+ * Re-entrancy: user callbacks may call ts_client_close(). Closing only
+ * marks the client, closes the connection and the timer; the memory goes in
+ * the last of their close callbacks. So after each user callback the code
+ * checks c->closing and stops instead of touching the connection or timer.
+ */
+#include "ts_client_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "ts_conn.h"
+#include "ts_frame.h"
+#include "ts_log.h"
+#include "ts_tls.h"
+
+/* ---- servers ------------------------------------------------------------ */
+
+int ts__server_parse(const char *text, char **host, uint16_t *port)
+{
+    if (!text || !*text)
+        return TS_E_CONFIG;
+    const char *h = text, *hend, *p = NULL;
+    if (text[0] == '[') {
+        const char *rb = strchr(text, ']');
+        if (!rb || rb == text + 1)
+            return TS_E_CONFIG;
+        h = text + 1;
+        hend = rb;
+        if (rb[1] == ':')
+            p = rb + 2;
+        else if (rb[1] != '\0')
+            return TS_E_CONFIG;
+    } else {
+        const char *colon = strrchr(text, ':');
+        /* Two colons without brackets: an IPv6 address whose port cannot be
+         * told apart; insist on the bracket form. */
+        if (colon && strchr(text, ':') != colon)
+            return TS_E_CONFIG;
+        hend = colon ? colon : text + strlen(text);
+        if (colon)
+            p = colon + 1;
+    }
+    if (hend == h)
+        return TS_E_CONFIG;
+    unsigned long v = TS_DEFAULT_PORT;
+    if (p) {
+        if (!isdigit((unsigned char)*p))
+            return TS_E_CONFIG;
+        char *end;
+        errno = 0;
+        v = strtoul(p, &end, 10);
+        if (errno || *end || v == 0 || v > 65535)
+            return TS_E_CONFIG;
+    }
+    char *copy = strndup(h, (size_t)(hend - h));
+    if (!copy)
+        return TS_E_NOMEM;
+    *host = copy;
+    *port = (uint16_t)v;
+    return TS_OK;
+}
+
+static void server_clear(struct ts__server *s)
+{
+    free(s->host);
+    free(s->text);
+    memset(s, 0, sizeof(*s));
+}
+
+static int server_set(struct ts__server *s, const char *text)
+{
+    struct ts__server n = {0};
+    int rc = ts__server_parse(text, &n.host, &n.port);
+    if (rc)
+        return rc;
+    n.text = strdup(text);
+    if (!n.text) {
+        free(n.host);
+        return TS_E_NOMEM;
+    }
+    server_clear(s);
+    *s = n;
+    return TS_OK;
+}
+
+void ts__dial_free(struct ts__dial *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        server_clear(&d->v[i]);
+    free(d->v);
+    server_clear(&d->redirect);
+    server_clear(&d->redirect_used);
+    memset(d, 0, sizeof(*d));
+}
+
+int ts__dial_init(struct ts__dial *d, const char *const *texts, size_t n)
+{
+    memset(d, 0, sizeof(*d));
+    if (n == 0 || !texts)
+        return TS_E_CONFIG;
+    d->v = calloc(n, sizeof(*d->v));
+    if (!d->v)
+        return TS_E_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        d->n = i + 1;
+        int rc = server_set(&d->v[i], texts[i]);
+        if (rc) {
+            ts__dial_free(d);
+            return rc;
+        }
+    }
+    return TS_OK;
+}
+
+const struct ts__server *ts__dial_pick(struct ts__dial *d)
+{
+    if (d->redirect.host) {
+        /* Kept apart from the pending slot: the connection's messages point
+         * at it while a newer redirect may already be pending. */
+        server_clear(&d->redirect_used);
+        d->redirect_used = d->redirect;
+        memset(&d->redirect, 0, sizeof(d->redirect));
+        d->on_redirect = 1;
+        return &d->redirect_used;
+    }
+    d->on_redirect = 0;
+    return &d->v[d->cur];
+}
+
+void ts__dial_failed(struct ts__dial *d)
+{
+    /* A leader that failed goes back to the list where we left it. */
+    if (d->on_redirect)
+        d->on_redirect = 0;
+    else
+        d->cur = (d->cur + 1) % d->n;
+}
+
+int ts__dial_redirect(struct ts__dial *d, const char *addr)
+{
+    return server_set(&d->redirect, addr);
+}
+
+/* ---- backoff, keys ------------------------------------------------------ */
+
+uint64_t ts__backoff_delay(unsigned min_ms, unsigned max_ms, unsigned attempt, uint32_t rnd)
+{
+    if (max_ms < min_ms)
+        max_ms = min_ms;
+    uint64_t b = min_ms;
+    for (unsigned i = 1; i < attempt && b < max_ms; i++)
+        b *= 2;
+    if (b > max_ms)
+        b = max_ms;
+    uint64_t half = b / 2;
+    return half + rnd % (b - half + 1);
+}
+
+static uint32_t rand32(void)
+{
+    uint32_t r = 0;
+    /* Jitter only spreads clients apart; a failing RNG degrades it to the
+     * lower bound, it does not stop reconnecting. */
+    if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+        r = 0;
+    return r;
+}
+
+int ts__idem_key(char out[TS__IDEM_KEY_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char b[TS__IDEM_KEY_LEN / 2];
+    if (RAND_bytes(b, sizeof(b)) != 1)
+        return TS_E_INTERNAL;
+    for (size_t i = 0; i < sizeof(b); i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
+    }
+    out[TS__IDEM_KEY_LEN] = '\0';
+    return TS_OK;
+}
+
+/* ---- request table ------------------------------------------------------ */
+
+void ts__reqs_append(struct ts__reqs *t, struct ts__req *r)
+{
+    r->next = NULL;
+    r->prev = t->tail;
+    if (t->tail)
+        t->tail->next = r;
+    else
+        t->head = r;
+    t->tail = r;
+    t->n++;
+}
+
+void ts__reqs_unlink(struct ts__reqs *t, struct ts__req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        t->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        t->tail = r->prev;
+    r->next = r->prev = NULL;
+    t->n--;
+}
+
+struct ts__req *ts__reqs_find(const struct ts__reqs *t, uint64_t id)
+{
+    if (id == 0)
+        return NULL;
+    for (struct ts__req *r = t->head; r; r = r->next)
+        if (r->id == id)
+            return r;
+    return NULL;
+}
+
+static void req_free(struct ts__req *r)
+{
+    if (r->post)
+        threadsync__post__free_unpacked(r->post, NULL);
+    free(r->thread_key);
+    free(r);
+}
+
+void ts__req_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
+                    const Threadsync__Result *res)
+{
+    switch (r->kind) {
+    case TS__REQ_POST:
+        r->cb.post(r->arg, err, detail,
+                   err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_POST
+                       ? res->post
+                       : NULL);
+        break;
+    case TS__REQ_GET:
+        r->cb.get(r->arg, err, detail,
+                  err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_GET ? res->get
+                                                                                        : NULL);
+        break;
+    }
+    req_free(r);
+}
+
+void ts__reqs_fail_all(struct ts__reqs *t, int err, const Threadsync__Error *detail)
+{
+    struct ts__req *r;
+    while ((r = t->head) != NULL) {
+        ts__reqs_unlink(t, r);
+        ts__req_finish(r, err, detail, NULL);
+    }
+}
+
+/* ---- client internals --------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t);
+static void conn_on_open(struct ts_conn *conn);
+static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status,
+                          const char *bad_field);
+static void conn_on_error(struct ts_conn *conn, int err);
+static void conn_on_close(struct ts_conn *conn, int err);
+
+static const struct ts_conn_cbs conn_cbs = {
+    .on_open = conn_on_open,
+    .on_frame = conn_on_frame,
+    .on_error = conn_on_error,
+    .on_drain = NULL,
+    .on_close = conn_on_close,
+};
+
+static uint64_t now_ms(const struct ts_client *c)
+{
+    return uv_now(c->loop);
+}
+
+/* An Error's code as a ts_err code; codes this version does not know are
+ * the server's problem, reported as INTERNAL. */
+static int wire_code(const Threadsync__Error *e)
+{
+    int code = (int)e->code;
+    return code >= TS_E_BAD_FRAME && code <= TS_E_INTERNAL ? code : TS_E_INTERNAL;
+}
+
+static void emit_state(struct ts_client *c, enum ts_client_state st, int err,
+                       const Threadsync__Welcome *w, const Threadsync__Error *e)
+{
+    c->state = st;
+    if (!c->on_state)
+        return;
+    struct ts_client_state_info info = {
+        .state = st,
+        .err = err,
+        .server = c->server ? c->server->text : "",
+        .welcome = w,
+        .error = e,
+        .failures = c->failures,
+    };
+    c->on_state(c->state_arg, &info);
+}
+
+/* Arms the tick for due unless it already fires no later. */
+static void tick_arm(struct ts_client *c, uint64_t due)
+{
+    if (c->closing)
+        return;
+    if (due == 0)
+        due = 1;
+    if (c->tick_due && c->tick_due <= due)
+        return;
+    uint64_t now = now_ms(c);
+    c->tick_due = due;
+    uv_timer_start(&c->tick, on_tick, due > now ? due - now : 0, 0);
+}
+
+static void consider(uint64_t *best, uint64_t t)
+{
+    if (t && (*best == 0 || t < *best))
+        *best = t;
+}
+
+/* Arms the tick for the earliest thing pending, from scratch. Only things
+ * that can act now count: a retry waits for a READY connection, so it is
+ * not a deadline while disconnected (READY re-arms). */
+static void tick_rearm(struct ts_client *c)
+{
+    if (c->closing)
+        return;
+    uint64_t best = 0;
+    if (!c->conn)
+        consider(&best, c->reconnect_at);
+    else if (!c->conn_closing && !c->ready)
+        consider(&best, c->connect_deadline);
+    else if (!c->conn_closing) {
+        consider(&best, c->last_tx + c->heartbeat_ms);
+        consider(&best, c->last_rx + 3ull * c->heartbeat_ms);
+    }
+    int can_send = c->ready && !c->conn_closing;
+    for (struct ts__req *r = c->reqs.head; r; r = r->next) {
+        consider(&best, r->deadline);
+        if (can_send)
+            consider(&best, r->retry_at);
+    }
+    if (c->sub && can_send)
+        consider(&best, c->sub->retry_at);
+    c->tick_due = 0;
+    if (best)
+        tick_arm(c, best);
+    else
+        uv_timer_stop(&c->tick);
+}
+
+static int send_frame(struct ts_client *c, const Threadsync__Frame *f)
+{
+    if (!c->conn || c->conn_closing)
+        return TS_E_CLOSED;
+    int rc = ts_conn_send_frame(c->conn, f);
+    if (rc == TS_OK)
+        c->last_tx = now_ms(c);
+    return rc;
+}
+
+static void conn_close(struct ts_client *c, int err)
+{
+    if (c->conn && !c->conn_closing) {
+        c->conn_closing = 1;
+        ts_conn_close(c->conn, err);
+    }
+}
+
+/* The server broke the protocol: say so (as the protocol asks of either
+ * side) and drop the connection; the reconnect logic takes it from there. */
+static void violation(struct ts_client *c, const char *what)
+{
+    TS_WARN("event=protocol_violation server=%s what=\"%s\"", c->server ? c->server->text : "?",
+            what);
+    Threadsync__Error e = THREADSYNC__ERROR__INIT;
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    e.code = THREADSYNC__ERROR_CODE__BAD_FRAME;
+    e.message = (char *)what;
+    f.msg_case = THREADSYNC__FRAME__MSG_ERROR;
+    f.error = &e;
+    send_frame(c, &f);
+    conn_close(c, TS_E_BAD_FRAME);
+}
+
+static void send_req(struct ts_client *c, struct ts__req *r)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Get g = THREADSYNC__GET__INIT;
+    uint64_t id = ++c->next_id;
+    if (r->kind == TS__REQ_POST) {
+        r->post->request_id = id;
+        f.msg_case = THREADSYNC__FRAME__MSG_POST;
+        f.post = r->post;
+    } else {
+        g.request_id = id;
+        g.thread_key = r->thread_key;
+        f.msg_case = THREADSYNC__FRAME__MSG_GET;
+        f.get = &g;
+    }
+    /* On failure the connection is going away; its on_close leaves the
+     * request unsent for the next one. */
+    r->id = send_frame(c, &f) == TS_OK ? id : 0;
+}
+
+static void send_sub(struct ts_client *c)
+{
+    struct ts__sub *s = c->sub;
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Subscribe m = THREADSYNC__SUBSCRIBE__INIT;
+    uint64_t id = ++c->next_id;
+    m.request_id = id;
+    m.all = s->all ? 1 : 0;
+    m.n_thread_keys = s->n_keys;
+    m.thread_keys = s->keys;
+    m.since_seq = s->cursor;
+    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
+    f.subscribe = &m;
+    s->in_snapshot = 0;
+    s->id = send_frame(c, &f) == TS_OK ? id : 0;
+}
+
+/* Sends everything unsent whose retry time (if any) has come. */
+static void flush_unsent(struct ts_client *c, uint64_t now)
+{
+    if (!c->ready || c->conn_closing)
+        return;
+    if (c->sub && !c->sub->id && (!c->sub->retry_at || c->sub->retry_at <= now)) {
+        c->sub->retry_at = 0;
+        send_sub(c);
+    }
+    for (struct ts__req *r = c->reqs.head; r; r = r->next) {
+        if (r->id || (r->retry_at && r->retry_at > now))
+            continue;
+        r->retry_at = 0;
+        send_req(c, r);
+    }
+}
+
+static void sub_free(struct ts__sub *s)
+{
+    for (size_t i = 0; i < s->n_keys; i++)
+        free(s->keys[i]);
+    free(s->keys);
+    free(s);
+}
+
+/* Ends the subscription with its one on_error. */
+static void sub_end(struct ts_client *c, int err, const Threadsync__Error *detail)
+{
+    struct ts__sub *s = c->sub;
+    if (!s)
+        return;
+    c->sub = NULL;
+    if (s->cbs.on_error)
+        s->cbs.on_error(s->arg, err, detail);
+    sub_free(s);
+}
+
+static void go_failed(struct ts_client *c, int err, const Threadsync__Error *detail)
+{
+    /* FAILED first, so requests a callback submits are refused, not
+     * queued forever. */
+    c->state = TS_CLIENT_FAILED;
+    c->reconnect_at = 0;
+    ts__reqs_fail_all(&c->reqs, err, detail);
+    sub_end(c, err, detail);
+    emit_state(c, TS_CLIENT_FAILED, err, NULL, detail);
+    tick_rearm(c);
+}
+
+static void dial(struct ts_client *c)
+{
+    c->server = ts__dial_pick(&c->dial);
+    c->ready = 0;
+    c->conn_closing = 0;
+    c->redirecting = 0;
+    if (c->conn_error) {
+        ts_frame_free(c->conn_error);
+        c->conn_error = NULL;
+    }
+    c->connect_deadline = now_ms(c) + c->connect_timeout_ms;
+    emit_state(c, TS_CLIENT_CONNECTING, TS_OK, NULL, NULL);
+    if (c->closing)
+        return;
+    struct ts_conn *conn = NULL;
+    int rc = ts_conn_connect(c->loop, c->server->host, c->server->port, c->ssl, &conn_cbs, c,
+                             TS__CLIENT_MAX_FRAME, &conn);
+    if (rc != TS_OK) {
+        /* Same path as a connection that failed later. */
+        c->failures++;
+        ts__dial_failed(&c->dial);
+        if (!c->reconnect && --c->pass_left == 0) {
+            go_failed(c, rc, NULL);
+            return;
+        }
+        emit_state(c, TS_CLIENT_DISCONNECTED, rc, NULL, NULL);
+        if (c->closing)
+            return;
+        c->reconnect_at =
+            now_ms(c) + (c->reconnect ? ts__backoff_delay(c->backoff_min_ms, c->backoff_max_ms,
+                                                          c->failures, rand32())
+                                      : 0);
+        tick_rearm(c);
+        return;
+    }
+    c->conn = conn;
+    tick_rearm(c);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct ts_client *c = (struct ts_client *)t->data;
+    c->tick_due = 0;
+    uint64_t now = now_ms(c);
+
+    if (!c->conn && c->reconnect_at && now >= c->reconnect_at && c->state != TS_CLIENT_FAILED) {
+        c->reconnect_at = 0;
+        dial(c);
+        if (c->closing)
+            return;
+    }
+    if (c->conn && !c->conn_closing) {
+        if (!c->ready) {
+            if (now >= c->connect_deadline)
+                conn_close(c, TS_E_TIMEOUT);
+        } else if (now >= c->last_rx + 3ull * c->heartbeat_ms) {
+            TS_WARN("event=heartbeat_timeout server=%s", c->server->text);
+            conn_close(c, TS_E_TIMEOUT);
+        } else if (now >= c->last_tx + c->heartbeat_ms) {
+            Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+            Threadsync__Ping p = THREADSYNC__PING__INIT;
+            p.nonce = ++c->ping_nonce;
+            f.msg_case = THREADSYNC__FRAME__MSG_PING;
+            f.ping = &p;
+            send_frame(c, &f);
+        }
+    }
+    /* Restart the walk after each callback: it may have added requests. */
+    for (int again = 1; again && !c->closing;) {
+        again = 0;
+        for (struct ts__req *r = c->reqs.head; r; r = r->next) {
+            if (r->deadline && now >= r->deadline) {
+                ts__reqs_unlink(&c->reqs, r);
+                ts__req_finish(r, TS_E_TIMEOUT, NULL, NULL);
+                again = 1;
+                break;
+            }
+        }
+    }
+    if (c->closing)
+        return;
+    flush_unsent(c, now);
+    tick_rearm(c);
+}
+
+static void conn_on_open(struct ts_conn *conn)
+{
+    struct ts_client *c = ts_conn_data(conn);
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
+    h.min_version = TS_PROTOCOL_VERSION;
+    h.max_version = TS_PROTOCOL_VERSION;
+    h.client_name = c->client_name;
+    h.token = c->token;
+    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
+    f.hello = &h;
+    c->last_rx = now_ms(c);
+    send_frame(c, &f);
+}
+
+static void on_welcome(struct ts_client *c, const Threadsync__Welcome *w)
+{
+    if (w->version != TS_PROTOCOL_VERSION) {
+        violation(c, "welcome with a version we did not offer");
+        return;
+    }
+    c->ready = 1;
+    c->failures = 0;
+    /* Fail-fast mode: a READY connection that drops is the end. */
+    c->pass_left = 1;
+    c->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : TS__HEARTBEAT_MS;
+    TS_DEBUG("event=ready server=%s node=%llu role=%d resumed=%d", c->server->text,
+             (unsigned long long)w->node_id, (int)w->role, ts_conn_resumed(c->conn));
+    emit_state(c, TS_CLIENT_READY, TS_OK, w, NULL);
+    if (c->closing)
+        return;
+    flush_unsent(c, now_ms(c));
+    tick_rearm(c);
+}
+
+static uint64_t retry_delay(const struct ts_client *c, const Threadsync__Error *e)
+{
+    return e->retry_after_ms ? e->retry_after_ms : c->backoff_min_ms;
+}
+
+static void on_result(struct ts_client *c, const Threadsync__Result *res)
+{
+    struct ts__sub *s = c->sub;
+    if (s && s->id && res->request_id == s->id) {
+        if (res->body_case != THREADSYNC__RESULT__BODY_SUBSCRIBE) {
+            violation(c, "subscribe answered with another result type");
+            return;
+        }
+        if (s->cbs.on_result)
+            s->cbs.on_result(s->arg, res->subscribe->from_seq, res->subscribe->snapshot);
+        return;
+    }
+    struct ts__req *r = ts__reqs_find(&c->reqs, res->request_id);
+    if (!r)
+        return; /* answer to a request that timed out meanwhile */
+    int want =
+        r->kind == TS__REQ_POST ? THREADSYNC__RESULT__BODY_POST : THREADSYNC__RESULT__BODY_GET;
+    if ((int)res->body_case != want) {
+        violation(c, "result type does not match the request");
+        return;
+    }
+    ts__reqs_unlink(&c->reqs, r);
+    ts__req_finish(r, TS_OK, NULL, res);
+}
+
+/* Follows a NOT_LEADER: the connection closes and the next one dials the
+ * leader; everything in flight is re-sent there. */
+static void begin_redirect(struct ts_client *c)
+{
+    c->redirecting = 1;
+    conn_close(c, TS_E_NOT_LEADER);
+}
+
+static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
+{
+    const Threadsync__Error *e = f->error;
+    int code = wire_code(e);
+    uint64_t now = now_ms(c);
+    struct ts__sub *s = c->sub;
+    if (s && s->id && e->request_id == s->id) {
+        if (code == TS_E_UNAVAILABLE) {
+            s->id = 0;
+            s->retry_at = now + retry_delay(c, e);
+            tick_rearm(c);
+            return;
+        }
+        sub_end(c, code, e);
+        return;
+    }
+    struct ts__req *r = ts__reqs_find(&c->reqs, e->request_id);
+    if (!r)
+        return;
+    if (code == TS_E_NOT_LEADER && r->kind == TS__REQ_POST && r->redirects < TS__MAX_REDIRECTS) {
+        r->redirects++;
+        r->id = 0;
+        if (e->leader_address && *e->leader_address &&
+            ts__dial_redirect(&c->dial, e->leader_address) == TS_OK) {
+            begin_redirect(c);
+            return;
+        }
+        /* No leader known yet (an election is on): ask again later. */
+        uint64_t at =
+            now + ts__backoff_delay(c->backoff_min_ms, c->backoff_max_ms, r->redirects, rand32());
+        if (!r->deadline || at < r->deadline) {
+            r->retry_at = at;
+            tick_rearm(c);
+            return;
+        }
+    }
+    if (code == TS_E_UNAVAILABLE) {
+        uint64_t at = now + retry_delay(c, e);
+        if (!r->deadline || at < r->deadline) {
+            r->id = 0;
+            r->retry_at = at;
+            tick_rearm(c);
+            return;
+        }
+    }
+    ts__reqs_unlink(&c->reqs, r);
+    ts__req_finish(r, code, e, NULL);
+}
+
+static void on_push(struct ts_client *c, const Threadsync__Frame *f)
+{
+    struct ts__sub *s = c->sub;
+    /* Pushes without a subscription would be a server bug, but harmless. */
+    if (!s || !s->id)
+        return;
+    switch (f->msg_case) {
+    case THREADSYNC__FRAME__MSG_EVENTS: {
+        const Threadsync__Events *ev = f->events;
+        uint64_t cur = ev->last_seq;
+        if (ev->n_events && ev->events[ev->n_events - 1]->seq > cur)
+            cur = ev->events[ev->n_events - 1]->seq;
+        if (cur > s->cursor)
+            s->cursor = cur;
+        if (s->cbs.on_events)
+            s->cbs.on_events(s->arg, ev);
+        break;
+    }
+    case THREADSYNC__FRAME__MSG_SNAPSHOT_BEGIN:
+        s->in_snapshot = 1;
+        if (s->cbs.on_snapshot_begin)
+            s->cbs.on_snapshot_begin(s->arg, f->snapshot_begin);
+        break;
+    case THREADSYNC__FRAME__MSG_SNAPSHOT_CHUNK:
+        if (s->cbs.on_snapshot_chunk)
+            s->cbs.on_snapshot_chunk(s->arg, f->snapshot_chunk);
+        break;
+    case THREADSYNC__FRAME__MSG_SNAPSHOT_END:
+        /* The snapshot replaces everything up to its seq, so the cursor
+         * becomes exactly that, even if lower than before. */
+        s->in_snapshot = 0;
+        s->cursor = f->snapshot_end->seq;
+        if (s->cbs.on_snapshot_end)
+            s->cbs.on_snapshot_end(s->arg, f->snapshot_end);
+        break;
+    default:
+        break;
+    }
+}
+
+static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status,
+                          const char *bad_field)
+{
+    struct ts_client *c = ts_conn_data(conn);
+    c->last_rx = now_ms(c);
+    if (c->closing || c->conn_closing) {
+        ts_frame_free(f);
+        return;
+    }
+    if (status != TS_OK) {
+        (void)bad_field;
+        violation(c, "string field is not valid UTF-8");
+        ts_frame_free(f);
+        return;
+    }
+    if (f->msg_case == THREADSYNC__FRAME__MSG_ERROR && f->error->request_id == 0) {
+        /* About the connection; the close follows. Kept to explain it. */
+        TS_DEBUG("event=server_error server=%s code=%d", c->server->text, (int)f->error->code);
+        if (c->conn_error)
+            ts_frame_free(c->conn_error);
+        c->conn_error = f;
+        return;
+    }
+    if (!c->ready) {
+        if (f->msg_case == THREADSYNC__FRAME__MSG_WELCOME)
+            on_welcome(c, f->welcome);
+        else
+            violation(c, "expected Welcome");
+        ts_frame_free(f);
+        return;
+    }
+    switch (f->msg_case) {
+    case THREADSYNC__FRAME__MSG_RESULT:
+        on_result(c, f->result);
+        break;
+    case THREADSYNC__FRAME__MSG_ERROR:
+        on_error_frame(c, f);
+        break;
+    case THREADSYNC__FRAME__MSG_EVENTS:
+    case THREADSYNC__FRAME__MSG_SNAPSHOT_BEGIN:
+    case THREADSYNC__FRAME__MSG_SNAPSHOT_CHUNK:
+    case THREADSYNC__FRAME__MSG_SNAPSHOT_END:
+        on_push(c, f);
+        break;
+    case THREADSYNC__FRAME__MSG_PING: {
+        Threadsync__Frame pf = THREADSYNC__FRAME__INIT;
+        Threadsync__Pong p = THREADSYNC__PONG__INIT;
+        p.nonce = f->ping->nonce;
+        pf.msg_case = THREADSYNC__FRAME__MSG_PONG;
+        pf.pong = &p;
+        send_frame(c, &pf);
+        break;
+    }
+    case THREADSYNC__FRAME__MSG_PONG:
+        break;
+    default:
+        violation(c, "message not allowed from a server");
+        break;
+    }
+    ts_frame_free(f);
+}
+
+static void conn_on_error(struct ts_conn *conn, int err)
+{
+    struct ts_client *c = ts_conn_data(conn);
+    violation(c, err == TS_E_TOO_LARGE ? "frame too large" : "bad frame");
+}
+
+static void finish_close(struct ts_client *c);
+
+static void conn_on_close(struct ts_conn *conn, int err)
+{
+    struct ts_client *c = ts_conn_data(conn);
+    int was_ready = c->ready;
+    c->conn = NULL;
+    c->ready = 0;
+    c->conn_closing = 0;
+    if (c->closing) {
+        finish_close(c);
+        return;
+    }
+    /* Whatever was in flight is unanswered: send it again next time. */
+    for (struct ts__req *r = c->reqs.head; r; r = r->next)
+        r->id = 0;
+    if (c->sub)
+        c->sub->id = 0;
+
+    const Threadsync__Error *detail = c->conn_error ? c->conn_error->error : NULL;
+    int reason = detail ? wire_code(detail) : err != TS_OK ? err : TS_E_CLOSED;
+    TS_DEBUG("event=disconnected server=%s ready=%d reason=%s", c->server->text, was_ready,
+             ts_err_name(reason));
+
+    if (c->redirecting) {
+        c->redirecting = 0;
+        emit_state(c, TS_CLIENT_DISCONNECTED, TS_E_NOT_LEADER, NULL, NULL);
+        if (c->closing)
+            return;
+        c->reconnect_at = now_ms(c);
+        tick_rearm(c);
+        return;
+    }
+    c->failures++;
+    ts__dial_failed(&c->dial);
+    /* A server that does not know our token or version will not learn it
+     * by being asked again. */
+    int fatal = reason == TS_E_UNAUTHENTICATED || reason == TS_E_UNSUPPORTED_VERSION;
+    if (fatal || (!c->reconnect && --c->pass_left == 0)) {
+        go_failed(c, reason, detail);
+        return;
+    }
+    emit_state(c, TS_CLIENT_DISCONNECTED, reason, NULL, detail);
+    if (c->closing)
+        return;
+    c->reconnect_at = now_ms(c);
+    if (c->reconnect)
+        c->reconnect_at +=
+            ts__backoff_delay(c->backoff_min_ms, c->backoff_max_ms, c->failures, rand32());
+    tick_rearm(c);
+}
+
+static void client_free(struct ts_client *c)
+{
+    ts__dial_free(&c->dial);
+    free(c->token);
+    free(c->client_name);
+    if (c->ssl)
+        SSL_CTX_free(c->ssl);
+    if (c->conn_error)
+        ts_frame_free(c->conn_error);
+    free(c);
+}
+
+/* Runs once both the connection and the timer are closed. */
+static void finish_close(struct ts_client *c)
+{
+    if (c->conn || !c->tick_closed)
+        return;
+    ts__reqs_fail_all(&c->reqs, TS_E_CLOSED, NULL);
+    sub_end(c, TS_E_CLOSED, NULL);
+    ts_client_close_cb cb = c->close_cb;
+    void *arg = c->close_arg;
+    client_free(c);
+    if (cb)
+        cb(arg);
+}
+
+static void on_tick_closed(uv_handle_t *h)
+{
+    struct ts_client *c = (struct ts_client *)h->data;
+    c->tick_closed = 1;
+    finish_close(c);
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+int ts_client_new(uv_loop_t *loop, const struct ts_client_config *cfg, struct ts_client **out)
+{
+    if (!loop || !cfg || !out)
+        return TS_E_CONFIG;
+    struct ts_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return TS_E_NOMEM;
+    c->loop = loop;
+    int rc = ts__dial_init(&c->dial, cfg->servers, cfg->n_servers);
+    if (rc) {
+        free(c);
+        return rc;
+    }
+    c->token = strdup(cfg->token ? cfg->token : "");
+    c->client_name = strdup(cfg->client_name ? cfg->client_name : "libthreadsync");
+    if (!c->token || !c->client_name) {
+        client_free(c);
+        return TS_E_NOMEM;
+    }
+    c->connect_timeout_ms =
+        cfg->connect_timeout_ms ? cfg->connect_timeout_ms : TS__CONNECT_TIMEOUT_MS;
+    c->request_timeout_ms =
+        cfg->request_timeout_ms ? cfg->request_timeout_ms : TS__REQUEST_TIMEOUT_MS;
+    c->backoff_min_ms = cfg->backoff_min_ms ? cfg->backoff_min_ms : TS__BACKOFF_MIN_MS;
+    c->backoff_max_ms = cfg->backoff_max_ms ? cfg->backoff_max_ms : TS__BACKOFF_MAX_MS;
+    if (c->backoff_max_ms < c->backoff_min_ms)
+        c->backoff_max_ms = c->backoff_min_ms;
+    c->reconnect = cfg->reconnect;
+    c->on_state = cfg->on_state;
+    c->state_arg = cfg->state_arg;
+    c->heartbeat_ms = TS__HEARTBEAT_MS;
+    c->pass_left = (unsigned)cfg->n_servers;
+    rc = ts_tls_client_ctx(cfg->ca_file, NULL, NULL, &c->ssl);
+    if (rc) {
+        c->ssl = NULL;
+        client_free(c);
+        return rc;
+    }
+    /* Last: from here on the client can only go away through uv_close. */
+    uv_timer_init(loop, &c->tick);
+    c->tick.data = c;
+    c->state = TS_CLIENT_CONNECTING;
+    /* The first dial happens on the loop, so no state callback runs inside
+     * this call. */
+    c->reconnect_at = now_ms(c);
+    tick_rearm(c);
+    *out = c;
+    return TS_OK;
+}
+
+void ts_client_close(struct ts_client *c, ts_client_close_cb cb, void *arg)
+{
+    if (!c || c->closing)
+        return;
+    c->closing = 1;
+    c->close_cb = cb;
+    c->close_arg = arg;
+    if (c->conn)
+        conn_close(c, TS_E_CLOSED);
+    uv_timer_stop(&c->tick);
+    uv_close((uv_handle_t *)&c->tick, on_tick_closed);
+}
+
+static int accepting(const struct ts_client *c)
+{
+    return !c->closing && c->state != TS_CLIENT_FAILED;
+}
+
+static struct ts__req *req_new(struct ts_client *c, enum ts__req_kind kind, void *arg)
+{
+    struct ts__req *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->kind = kind;
+    r->arg = arg;
+    r->deadline = now_ms(c) + c->request_timeout_ms;
+    return r;
+}
+
+static void req_submit(struct ts_client *c, struct ts__req *r)
+{
+    ts__reqs_append(&c->reqs, r);
+    if (c->ready && !c->conn_closing)
+        send_req(c, r);
+    tick_arm(c, r->deadline);
+}
+
+int ts_client_post(struct ts_client *c, const Threadsync__Post *post, ts_client_post_cb cb,
+                   void *arg)
+{
+    if (!c || !post || !cb)
+        return TS_E_INVALID_ARGUMENT;
+    if (!accepting(c))
+        return TS_E_CLOSED;
+    Threadsync__Post tmp = *post;
+    char key[TS__IDEM_KEY_LEN + 1];
+    tmp.request_id = 0;
+    if (!tmp.idempotency_key || !*tmp.idempotency_key) {
+        int rc = ts__idem_key(key);
+        if (rc)
+            return rc;
+        tmp.idempotency_key = key;
+    }
+    /* A post the server's frame limit refuses would close the connection,
+     * reconnect and be re-sent forever; refuse it here instead. */
+    size_t len = threadsync__post__get_packed_size(&tmp);
+    if (len + 16 > TS_FRAME_MAX_DEFAULT)
+        return TS_E_TOO_LARGE;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return TS_E_NOMEM;
+    threadsync__post__pack(&tmp, buf);
+    /* The deep copy is protobuf-c's own unpack: one free function for it. */
+    Threadsync__Post *copy = threadsync__post__unpack(NULL, len, buf);
+    free(buf);
+    if (!copy)
+        return TS_E_NOMEM;
+    struct ts__req *r = req_new(c, TS__REQ_POST, arg);
+    if (!r) {
+        threadsync__post__free_unpacked(copy, NULL);
+        return TS_E_NOMEM;
+    }
+    r->cb.post = cb;
+    r->post = copy;
+    req_submit(c, r);
+    return TS_OK;
+}
+
+int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb cb, void *arg)
+{
+    if (!c || !thread_key || !cb)
+        return TS_E_INVALID_ARGUMENT;
+    if (!accepting(c))
+        return TS_E_CLOSED;
+    if (strlen(thread_key) + 16 > TS_FRAME_MAX_PREAUTH)
+        return TS_E_TOO_LARGE;
+    struct ts__req *r = req_new(c, TS__REQ_GET, arg);
+    if (!r)
+        return TS_E_NOMEM;
+    r->thread_key = strdup(thread_key);
+    if (!r->thread_key) {
+        free(r);
+        return TS_E_NOMEM;
+    }
+    r->cb.get = cb;
+    req_submit(c, r);
+    return TS_OK;
+}
+
+int ts_client_subscribe(struct ts_client *c, int all, const char *const *keys, size_t n_keys,
+                        uint64_t since_seq, const struct ts_client_sub_cbs *cbs, void *arg)
+{
+    if (!c || !cbs)
+        return TS_E_INVALID_ARGUMENT;
+    if (!accepting(c))
+        return TS_E_CLOSED;
+    if (c->sub)
+        return TS_E_EXISTS;
+    if (!all && (n_keys == 0 || n_keys > 1024 || !keys))
+        return TS_E_INVALID_ARGUMENT;
+    if (all)
+        n_keys = 0;
+    struct ts__sub *s = calloc(1, sizeof(*s));
+    if (!s)
+        return TS_E_NOMEM;
+    if (n_keys) {
+        s->keys = calloc(n_keys, sizeof(*s->keys));
+        if (!s->keys) {
+            free(s);
+            return TS_E_NOMEM;
+        }
+        for (size_t i = 0; i < n_keys; i++) {
+            s->n_keys = i + 1;
+            if (!keys[i] || !(s->keys[i] = strdup(keys[i]))) {
+                int rc = keys[i] ? TS_E_NOMEM : TS_E_INVALID_ARGUMENT;
+                sub_free(s);
+                return rc;
+            }
+        }
+    }
+    s->cbs = *cbs;
+    s->arg = arg;
+    s->all = all;
+    s->cursor = since_seq;
+    c->sub = s;
+    if (c->ready && !c->conn_closing)
+        send_sub(c);
+    return TS_OK;
+}
+
+uint64_t ts_client_cursor(const struct ts_client *c)
+{
+    return c && c->sub ? c->sub->cursor : 0;
+}
+
+enum ts_client_state ts_client_state(const struct ts_client *c)
+{
+    return c->state;
+}

@@ -1,0 +1,126 @@
+/*
+ * ts_client_sync: blocking helpers over the async client, for programs that
+ * do one request and exit (the CLI's post and get).
+ *
+ * Each call owns a private uv loop, creates a client on it, submits one
+ * request, closes the client from the request's callback and runs the loop
+ * until every handle is closed, so nothing outlives the call. Results are
+ * copied out of the borrowed frame by pack + unpack: the caller gets one
+ * protobuf-c allocation tree and frees it with ts_msg_free().
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "threadsync.h"
+
+struct sync_call {
+    struct ts_client *c;
+    int err;
+    ProtobufCMessage *out;
+    Threadsync__Error *detail;
+};
+
+static ProtobufCMessage *msg_copy(const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+    free(buf);
+    return copy;
+}
+
+void ts_msg_free(void *msg)
+{
+    if (msg)
+        protobuf_c_message_free_unpacked((ProtobufCMessage *)msg, NULL);
+}
+
+static void finish(struct sync_call *s, int err, const Threadsync__Error *detail,
+                   const ProtobufCMessage *result)
+{
+    s->err = err;
+    if (err == TS_OK && result) {
+        s->out = msg_copy(result);
+        if (!s->out)
+            s->err = TS_E_NOMEM;
+    } else if (err == TS_OK) {
+        s->err = TS_E_INTERNAL;
+    }
+    if (err >= TS_E_BAD_FRAME && err <= TS_E_INTERNAL && detail)
+        s->detail = (Threadsync__Error *)msg_copy(&detail->base);
+    ts_client_close(s->c, NULL, NULL);
+}
+
+static void on_post(void *arg, int err, const Threadsync__Error *detail,
+                    const Threadsync__PostResult *result)
+{
+    finish(arg, err, detail, result ? &result->base : NULL);
+}
+
+static void on_get(void *arg, int err, const Threadsync__Error *detail,
+                   const Threadsync__GetResult *result)
+{
+    finish(arg, err, detail, result ? &result->base : NULL);
+}
+
+/* Runs one request; submit starts it on s->c and returns its ts_client_*
+ * result. */
+static int run(const struct ts_client_config *cfg, int (*submit)(struct sync_call *, const void *),
+               const void *req, void **out, Threadsync__Error **err_out)
+{
+    if (out)
+        *out = NULL;
+    if (err_out)
+        *err_out = NULL;
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0)
+        return TS_E_IO;
+    struct ts_client_config conf = *cfg;
+    conf.on_state = NULL;
+    conf.state_arg = NULL;
+    struct sync_call s = {.err = TS_E_INTERNAL};
+    int rc = ts_client_new(&loop, &conf, &s.c);
+    if (rc == TS_OK) {
+        rc = submit(&s, req);
+        if (rc != TS_OK)
+            ts_client_close(s.c, NULL, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (rc == TS_OK)
+            rc = s.err;
+    }
+    uv_loop_close(&loop);
+    if (rc == TS_OK && out)
+        *out = s.out;
+    else
+        ts_msg_free(s.out);
+    if (err_out)
+        *err_out = s.detail;
+    else
+        ts_msg_free(s.detail);
+    return rc;
+}
+
+static int submit_post(struct sync_call *s, const void *req)
+{
+    return ts_client_post(s->c, req, on_post, s);
+}
+
+static int submit_get(struct sync_call *s, const void *req)
+{
+    return ts_client_get(s->c, req, on_get, s);
+}
+
+int ts_sync_post(const struct ts_client_config *cfg, const Threadsync__Post *post,
+                 Threadsync__PostResult **out, Threadsync__Error **err_out)
+{
+    return run(cfg, submit_post, post, (void **)out, err_out);
+}
+
+int ts_sync_get(const struct ts_client_config *cfg, const char *thread_key,
+                Threadsync__GetResult **out, Threadsync__Error **err_out)
+{
+    return run(cfg, submit_get, thread_key, (void **)out, err_out);
+}

@@ -1,0 +1,128 @@
+/*
+ * ts_json: JSON string escaping and key/value helpers (see ts_json.h).
+ *
+ * UTF-8 is checked inline rather than through ts_valid so that one bad byte
+ * costs one U+FFFD and the rest of the string still comes through: output
+ * meant for people and scripts should degrade, not vanish.
+ */
+#include "ts_json.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+/* Length of the well-formed UTF-8 sequence at s (n bytes left, n >= 1):
+ * 1..4, or 0 when s[0] does not start one (overlong forms, surrogates and
+ * code points above U+10FFFF are ill-formed). */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf)
+        return n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        if (n < 3)
+            return 0;
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80)
+            return 0;
+        return 3;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        if (n < 4)
+            return 0;
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        if (s[1] < lo || s[1] > hi || (s[2] & 0xc0) != 0x80 || (s[3] & 0xc0) != 0x80)
+            return 0;
+        return 4;
+    }
+    return 0;
+}
+
+void ts_json_str(FILE *out, const char *str)
+{
+    ts_json_strn(out, str, str ? strlen(str) : 0);
+}
+
+void ts_json_strn(FILE *out, const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)(str ? str : "");
+    const unsigned char *end = s + len;
+    fputc('"', out);
+    while (s < end) {
+        unsigned char c = *s;
+        switch (c) {
+        case '"':
+            fputs("\\\"", out);
+            break;
+        case '\\':
+            fputs("\\\\", out);
+            break;
+        case '\n':
+            fputs("\\n", out);
+            break;
+        case '\r':
+            fputs("\\r", out);
+            break;
+        case '\t':
+            fputs("\\t", out);
+            break;
+        case '\b':
+            fputs("\\b", out);
+            break;
+        case '\f':
+            fputs("\\f", out);
+            break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                /* NUL included: a length-bounded string may hold one. */
+                fprintf(out, "\\u%04x", c);
+            } else if (c < 0x80) {
+                fputc(c, out);
+            } else {
+                size_t n = utf8_seq_len(s, (size_t)(end - s));
+                if (n == 0) {
+                    fputs("\xef\xbf\xbd", out);
+                    break;
+                }
+                fwrite(s, 1, n, out);
+                s += n;
+                continue;
+            }
+        }
+        s++;
+    }
+    fputc('"', out);
+}
+
+void ts_json_key(FILE *out, const char *key, int first)
+{
+    if (!first)
+        fputc(',', out);
+    ts_json_str(out, key);
+    fputc(':', out);
+}
+
+void ts_json_kv_str(FILE *out, const char *key, const char *value, int first)
+{
+    ts_json_key(out, key, first);
+    ts_json_str(out, value);
+}
+
+void ts_json_kv_u64(FILE *out, const char *key, uint64_t value, int first)
+{
+    ts_json_key(out, key, first);
+    fprintf(out, "%" PRIu64, value);
+}
+
+void ts_json_kv_i64(FILE *out, const char *key, int64_t value, int first)
+{
+    ts_json_key(out, key, first);
+    fprintf(out, "%" PRId64, value);
+}
+
+void ts_json_kv_bool(FILE *out, const char *key, int value, int first)
+{
+    ts_json_key(out, key, first);
+    fputs(value ? "true" : "false", out);
+}

@@ -1,0 +1,613 @@
+/*
+ * ts_cli: argument parsing (order-free options, env defaults, repeated
+ * --server, every usage error), the thread tree (a reply to a reply under a
+ * deleted parent, input out of order), watch lines, JSON escaping, token
+ * files, exit codes.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ts_cli.h"
+#include "ts_err.h"
+#include "ts_json.h"
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+static const char *fake_env[8][2];
+
+static char *fake_getenv(const char *name)
+{
+    for (size_t i = 0; i < 8 && fake_env[i][0]; i++)
+        if (strcmp(fake_env[i][0], name) == 0)
+            return (char *)fake_env[i][1];
+    return NULL;
+}
+
+static void env_set(size_t i, const char *name, const char *value)
+{
+    fake_env[i][0] = name;
+    fake_env[i][1] = value;
+}
+
+static void env_clear(void)
+{
+    memset(fake_env, 0, sizeof(fake_env));
+}
+
+#define PARSE(o, err, ...)                                                                         \
+    ({                                                                                             \
+        char *argv_[] = {"threadsync", __VA_ARGS__, NULL};                                         \
+        ts_cli_parse((int)(sizeof(argv_) / sizeof(argv_[0])) - 1, argv_, fake_getenv, (o), (err),  \
+                     sizeof(err));                                                                 \
+    })
+
+/* Runs fn into a memory stream and returns the text (caller frees). */
+struct capture {
+    FILE *f;
+    char *buf;
+    size_t len;
+};
+
+static FILE *cap_open(struct capture *c)
+{
+    c->buf = NULL;
+    c->len = 0;
+    c->f = open_memstream(&c->buf, &c->len);
+    ck_assert_ptr_nonnull(c->f);
+    return c->f;
+}
+
+static char *cap_close(struct capture *c)
+{
+    fclose(c->f);
+    return c->buf;
+}
+
+static char *json_of(const char *s)
+{
+    struct capture c;
+    ts_json_str(cap_open(&c), s);
+    return cap_close(&c);
+}
+
+/* ---- parsing ---------------------------------------------------------------- */
+
+START_TEST(test_parse_post_options_anywhere)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    int rc = PARSE(&o, err, "--json", "post", "--thread", "site/a", "--parent=7", "--name", "Ann",
+                   "--email", "a@example.org", "--title", "T", "--url", "https://x/a", "--body",
+                   "hello", "--server", "h1:1");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_POST);
+    ck_assert_int_eq(o.json, 1);
+    ck_assert_uint_eq(o.n_threads, 1);
+    ck_assert_str_eq(o.threads[0], "site/a");
+    ck_assert_uint_eq(o.parent, 7);
+    ck_assert_str_eq(o.name, "Ann");
+    ck_assert_str_eq(o.email, "a@example.org");
+    ck_assert_str_eq(o.title, "T");
+    ck_assert_str_eq(o.url, "https://x/a");
+    ck_assert_str_eq(o.body, "hello");
+    ck_assert_ptr_null(o.body_file);
+    ck_assert_uint_eq(o.n_servers, 1);
+    ck_assert_str_eq(o.servers[0], "h1:1");
+    ck_assert_str_eq(o.ca_file, TS_CLI_DEFAULT_CA);
+    ck_assert_str_eq(o.token_file, TS_CLI_DEFAULT_TOKEN_FILE);
+    ts_cli_opts_free(&o);
+}
+END_TEST
+
+START_TEST(test_parse_defaults_and_env)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "k"), TS_OK);
+    ck_assert_uint_eq(o.n_servers, 1);
+    ck_assert_str_eq(o.servers[0], TS_CLI_DEFAULT_SERVER);
+    ck_assert_str_eq(o.ca_file, TS_CLI_DEFAULT_CA);
+    ck_assert_str_eq(o.token_file, TS_CLI_DEFAULT_TOKEN_FILE);
+    ts_cli_opts_free(&o);
+
+    env_set(0, "THREADSYNC_SERVER", "a:1, b:2,,c:3");
+    env_set(1, "THREADSYNC_CA", "/etc/ca.pem");
+    env_set(2, "THREADSYNC_TOKEN_FILE", "/etc/tok");
+    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "k"), TS_OK);
+    ck_assert_uint_eq(o.n_servers, 3);
+    ck_assert_str_eq(o.servers[0], "a:1");
+    ck_assert_str_eq(o.servers[1], "b:2");
+    ck_assert_str_eq(o.servers[2], "c:3");
+    ck_assert_str_eq(o.ca_file, "/etc/ca.pem");
+    ck_assert_str_eq(o.token_file, "/etc/tok");
+    ts_cli_opts_free(&o);
+
+    /* Flags beat the environment; repeated --server keeps every one, in
+     * order, and none from the environment. */
+    ck_assert_int_eq(PARSE(&o, err, "--server", "x:1", "watch", "--server=y:2", "--ca", "ca2",
+                           "--token-file", "t2", "--server", "z:3"),
+                     TS_OK);
+    ck_assert_uint_eq(o.n_servers, 3);
+    ck_assert_str_eq(o.servers[0], "x:1");
+    ck_assert_str_eq(o.servers[1], "y:2");
+    ck_assert_str_eq(o.servers[2], "z:3");
+    ck_assert_str_eq(o.ca_file, "ca2");
+    ck_assert_str_eq(o.token_file, "t2");
+    ts_cli_opts_free(&o);
+
+    /* An empty variable is unset. */
+    env_clear();
+    env_set(0, "THREADSYNC_SERVER", "");
+    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "k"), TS_OK);
+    ck_assert_uint_eq(o.n_servers, 1);
+    ck_assert_str_eq(o.servers[0], TS_CLI_DEFAULT_SERVER);
+    ts_cli_opts_free(&o);
+}
+END_TEST
+
+START_TEST(test_parse_watch)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(PARSE(&o, err, "watch", "--thread", "a", "--since", "42", "--thread", "b"),
+                     TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_WATCH);
+    ck_assert_uint_eq(o.n_threads, 2);
+    ck_assert_str_eq(o.threads[0], "a");
+    ck_assert_str_eq(o.threads[1], "b");
+    ck_assert_uint_eq(o.since, 42);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "watch"), TS_OK);
+    ck_assert_uint_eq(o.n_threads, 0);
+    ck_assert_uint_eq(o.since, 0);
+    ts_cli_opts_free(&o);
+}
+END_TEST
+
+START_TEST(test_parse_help)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(PARSE(&o, err, "--help"), TS_OK);
+    ck_assert_int_eq(o.help, 1);
+    ts_cli_opts_free(&o);
+    /* --help wins over what would be usage errors. */
+    ck_assert_int_eq(PARSE(&o, err, "post", "-h"), TS_OK);
+    ck_assert_int_eq(o.help, 1);
+    ts_cli_opts_free(&o);
+}
+END_TEST
+
+static const struct usage_case {
+    const char *argv[10];
+    const char *needle; /* expected in the reason */
+} usage_cases[] = {
+    {{NULL}, "no command"},
+    {{"frobnicate"}, "unknown command"},
+    {{"get", "--thread", "k", "--bogus"}, "unknown option '--bogus'"},
+    {{"get", "-x"}, "unknown option '-x'"},
+    {{"get", "--thread"}, "--thread needs a value"},
+    {{"get", "--json=1", "--thread", "k"}, "--json takes no value"},
+    {{"get"}, "exactly one --thread"},
+    {{"get", "--thread", "a", "--thread", "b"}, "exactly one --thread"},
+    {{"post", "--thread", "a", "--body", "b"}, "needs --name"},
+    {{"post", "--thread", "a", "--name", "n", "--body", "b", "--body-file", "f"}, "exclude"},
+    {{"post", "--thread", "a", "--name", "n", "--parent", "x1"}, "--parent"},
+    {{"post", "--thread", "a", "--name", "n", "--since", "3"}, "post does not take --since"},
+    {{"get", "--thread", "a", "--name", "n"}, "get does not take --name"},
+    {{"watch", "--since", "-1"}, "--since"},
+    {{"watch", "extra"}, "unexpected argument"},
+};
+
+START_TEST(test_parse_usage_errors)
+{
+    env_clear();
+    const struct usage_case *uc = &usage_cases[_i];
+    char *argv[12] = {"threadsync"};
+    int argc = 1;
+    for (int k = 0; uc->argv[k]; k++)
+        argv[argc++] = (char *)uc->argv[k];
+    argv[argc] = NULL;
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(ts_cli_parse(argc, argv, fake_getenv, &o, err, sizeof(err)),
+                     TS_E_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err, uc->needle) != NULL, "case %d: '%s' lacks '%s'", _i, err, uc->needle);
+    ts_cli_opts_free(&o);
+}
+END_TEST
+
+/* ---- thread tree -------------------------------------------------------------- */
+
+static Threadsync__Comment *comment(uint64_t id, uint64_t parent, const char *name,
+                                    const char *body, int status, int64_t at)
+{
+    Threadsync__Comment *c = malloc(sizeof(*c));
+    threadsync__comment__init(c);
+    c->id = id;
+    c->thread_id = 1;
+    c->parent_id = parent;
+    c->author_name = (char *)name;
+    c->body = (char *)body;
+    c->status = status;
+    c->created_at_ms = at;
+    c->version = 1;
+    return c;
+}
+
+/* 1 Ann; 2 Bob replies to 1 and is deleted; 3 Cy replies to 2 (a reply to a
+ * reply, under a deleted parent); 4 Dee top level, two body lines (CRLF);
+ * 5 Eve replies to 1. */
+static Threadsync__GetResult *sample(Threadsync__Thread *t, int reverse)
+{
+    threadsync__thread__init(t);
+    t->id = 1;
+    t->key = "site/a";
+    t->title = "Title";
+    t->comment_count = 4;
+    Threadsync__GetResult *g = malloc(sizeof(*g));
+    threadsync__get_result__init(g);
+    g->thread = t;
+    g->n_comments = 5;
+    g->comments = malloc(5 * sizeof(*g->comments));
+    Threadsync__Comment *v[5] = {
+        comment(1, 0, "Ann", "first!", THREADSYNC__STATUS__VISIBLE, 1714564800000),
+        comment(2, 1, "", "", THREADSYNC__STATUS__DELETED, 1714564801000),
+        comment(3, 2, "Cy", "reply to a reply", THREADSYNC__STATUS__VISIBLE, 1714564802000),
+        comment(4, 0, "Dee Lee", "line one\r\nline two", THREADSYNC__STATUS__VISIBLE,
+                1714564861000),
+        comment(5, 1, "Eve", "late", THREADSYNC__STATUS__VISIBLE, 1714564862000),
+    };
+    for (int i = 0; i < 5; i++)
+        g->comments[i] = v[reverse ? 4 - i : i];
+    g->seq = 9;
+    return g;
+}
+
+static void sample_free(Threadsync__GetResult *g)
+{
+    for (size_t i = 0; i < g->n_comments; i++)
+        free(g->comments[i]);
+    free(g->comments);
+    free(g);
+}
+
+static const char expected_tree[] = "site/a \xe2\x80\x94 \"Title\" \xe2\x80\x94 4 comments\n"
+                                    "#1 Ann (2024-05-01T12:00:00Z)\n"
+                                    "    first!\n"
+                                    "  #2 [deleted]\n"
+                                    "    #3 Cy (2024-05-01T12:00:02Z)\n"
+                                    "        reply to a reply\n"
+                                    "  #5 Eve (2024-05-01T12:01:02Z)\n"
+                                    "      late\n"
+                                    "#4 Dee Lee (2024-05-01T12:01:01Z)\n"
+                                    "    line one\n"
+                                    "    line two\n";
+
+START_TEST(test_tree)
+{
+    Threadsync__Thread t;
+    Threadsync__GetResult *g = sample(&t, _i);
+    struct capture c;
+    ts_cli_print_thread(cap_open(&c), g, 0);
+    char *out = cap_close(&c);
+    ck_assert_str_eq(out, expected_tree);
+    free(out);
+    sample_free(g);
+}
+END_TEST
+
+/* A chain far deeper than any recursion would survive in a test's stack. */
+START_TEST(test_tree_deep_chain)
+{
+    enum { N = 3000 };
+    Threadsync__Thread t = THREADSYNC__THREAD__INIT;
+    t.key = "deep";
+    Threadsync__GetResult g = THREADSYNC__GET_RESULT__INIT;
+    g.thread = &t;
+    g.n_comments = N;
+    g.comments = malloc(N * sizeof(*g.comments));
+    for (uint64_t i = 0; i < N; i++)
+        g.comments[i] = comment(i + 1, i, "a", "b", THREADSYNC__STATUS__VISIBLE, 0);
+    struct capture c;
+    ts_cli_print_thread(cap_open(&c), &g, 0);
+    char *out = cap_close(&c);
+    /* Last comment: 2*(N-1) spaces then its header. */
+    char want[64];
+    snprintf(want, sizeof(want), "#%d a (", N);
+    char *last = strstr(out, want);
+    ck_assert_ptr_nonnull(last);
+    size_t spaces = 0;
+    while (last - spaces > out && last[-(ptrdiff_t)spaces - 1] == ' ')
+        spaces++;
+    ck_assert_uint_eq(spaces, 2 * (N - 1));
+    free(out);
+    for (size_t i = 0; i < N; i++)
+        free(g.comments[i]);
+    free(g.comments);
+}
+END_TEST
+
+START_TEST(test_tree_json)
+{
+    Threadsync__Thread t;
+    Threadsync__GetResult *g = sample(&t, 0);
+    g->n_comments = 2;
+    g->comments[1]->author_email = "";
+    g->comments[0]->author_email = "ann@x";
+    struct capture c;
+    ts_cli_print_thread(cap_open(&c), g, 1);
+    char *out = cap_close(&c);
+    ck_assert_str_eq(out,
+                     "{\"thread\":{\"id\":1,\"key\":\"site/a\",\"title\":\"Title\",\"url\":\"\","
+                     "\"created_at_ms\":0,\"locked\":false,\"comment_count\":4,\"version\":0},"
+                     "\"comments\":[{\"id\":1,\"thread_id\":1,\"parent_id\":0,"
+                     "\"author_name\":\"Ann\",\"author_email\":\"ann@x\",\"body\":\"first!\","
+                     "\"created_at_ms\":1714564800000,\"edited_at_ms\":0,\"status\":"
+                     "\"VISIBLE\",\"version\":1},{\"id\":2,\"thread_id\":1,\"parent_id\":1,"
+                     "\"author_name\":\"\",\"body\":\"\",\"created_at_ms\":1714564801000,"
+                     "\"edited_at_ms\":0,\"status\":\"DELETED\",\"version\":1}],\"seq\":9}\n");
+    free(out);
+    g->n_comments = 5;
+    sample_free(g);
+}
+END_TEST
+
+/* ---- JSON ------------------------------------------------------------------- */
+
+START_TEST(test_json_escape)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain", "\"plain\""},
+        {"", "\"\""},
+        {"say \"hi\"", "\"say \\\"hi\\\"\""},
+        {"back\\slash", "\"back\\\\slash\""},
+        {"a\nb\tc\rd", "\"a\\nb\\tc\\rd\""},
+        {"\x01\x1f\x7f", "\"\\u0001\\u001f\\u007f\""},
+        {"\b\f", "\"\\b\\f\""},
+        /* Emoji (4 bytes), CJK (3), e-acute (2) pass through untouched. */
+        {"\xf0\x9f\x98\x80 \xe6\x97\xa5 \xc3\xa9", "\"\xf0\x9f\x98\x80 \xe6\x97\xa5 \xc3\xa9\""},
+        /* Ill-formed: a lone continuation byte, an overlong '/', a surrogate,
+         * a truncated emoji at the end: each bad lead byte becomes U+FFFD. */
+        {"a\x80z", "\"a\xef\xbf\xbdz\""},
+        {"\xc0\xaf", "\"\xef\xbf\xbd\xef\xbf\xbd\""},
+        {"\xed\xa0\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
+        {"x\xf0\x9f\x98", "\"x\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = json_of(cases[i].in);
+        ck_assert_msg(strcmp(out, cases[i].out) == 0, "case %zu: got %s", i, out);
+        free(out);
+    }
+    struct capture c;
+    ts_json_strn(cap_open(&c), "a\0b", 3);
+    char *out = cap_close(&c);
+    ck_assert_str_eq(out, "\"a\\u0000b\"");
+    free(out);
+}
+END_TEST
+
+/* ---- watch lines ---------------------------------------------------------------- */
+
+START_TEST(test_watch_lines)
+{
+    Threadsync__Thread t = THREADSYNC__THREAD__INIT;
+    t.id = 3;
+    t.key = "site/b";
+    t.title = "A \"quoted\" title";
+    t.comment_count = 2;
+    t.locked = 1;
+    Threadsync__Comment *cm =
+        comment(8, 5, "Ann Lee", "first \"line\"\r\nsecond", THREADSYNC__STATUS__VISIBLE, 0);
+    Threadsync__Event e1 = THREADSYNC__EVENT__INIT, e2 = THREADSYNC__EVENT__INIT;
+    e1.seq = 10;
+    e1.thread = &t;
+    e1.comment = cm;
+    e2.seq = 12;
+    e2.thread = &t;
+    Threadsync__Event *evs[] = {&e1, &e2};
+    Threadsync__Events ev = THREADSYNC__EVENTS__INIT;
+    ev.n_events = 2;
+    ev.events = evs;
+    ev.last_seq = 13;
+    struct capture c;
+    ts_cli_print_events(cap_open(&c), &ev, 0);
+    char *out = cap_close(&c);
+    ck_assert_str_eq(out, "seq=10 thread=site/b comment=8 parent=5 author=\"Ann Lee\" "
+                          "status=VISIBLE body=\"first \\\"line\\\"\"\n"
+                          "seq=12 thread=site/b comment=0 title=\"A \\\"quoted\\\" title\" "
+                          "count=2 locked=1\n");
+    free(out);
+
+    ts_cli_print_events(cap_open(&c), &ev, 1);
+    out = cap_close(&c);
+    ck_assert_ptr_nonnull(strstr(out, "{\"seq\":10,\"snapshot\":false,\"thread_key\":\"site/b\","
+                                      "\"thread\":{\"id\":3,"));
+    ck_assert_ptr_nonnull(strstr(out, "\"comment\":{\"id\":8,"));
+    ck_assert_ptr_nonnull(strstr(out, "}}\n{\"seq\":12,"));
+    ck_assert_ptr_null(strstr(strstr(out, "{\"seq\":12,"), "\"comment\""));
+    free(out);
+
+    /* Snapshot: the comment learns its key from the chunk's thread. */
+    struct ts_cli_keymap *m = ts_cli_keymap_new();
+    Threadsync__Thread *tp = &t;
+    cm->thread_id = 3;
+    Threadsync__SnapshotChunk ch = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    ch.n_threads = 1;
+    ch.threads = &tp;
+    ch.n_comments = 1;
+    ch.comments = &cm;
+    ts_cli_print_chunk(cap_open(&c), m, 77, &ch, 0);
+    out = cap_close(&c);
+    ck_assert_str_eq(out, "seq=77 thread=site/b comment=0 title=\"A \\\"quoted\\\" title\" "
+                          "count=2 locked=1 snapshot=1\n"
+                          "seq=77 thread=site/b comment=8 parent=5 author=\"Ann Lee\" "
+                          "status=VISIBLE body=\"first \\\"line\\\"\" snapshot=1\n");
+    free(out);
+    ts_cli_keymap_free(m);
+    free(cm);
+}
+END_TEST
+
+START_TEST(test_keymap)
+{
+    struct ts_cli_keymap *m = ts_cli_keymap_new();
+    char key[32];
+    for (uint64_t id = 1; id <= 1000; id++) {
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)(id * 7));
+        ck_assert_int_eq(ts_cli_keymap_put(m, id * 7, key), TS_OK);
+    }
+    ck_assert_int_eq(ts_cli_keymap_put(m, 14, "renamed"), TS_OK);
+    for (uint64_t id = 1; id <= 1000; id++) {
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)(id * 7));
+        const char *got = ts_cli_keymap_get(m, id * 7);
+        ck_assert_ptr_nonnull(got);
+        ck_assert_str_eq(got, id == 2 ? "renamed" : key);
+        ck_assert_ptr_null(ts_cli_keymap_get(m, id * 7 + 1));
+    }
+    ck_assert_int_eq(ts_cli_keymap_put(m, 0, "x"), TS_E_INVALID_ARGUMENT);
+    ts_cli_keymap_free(m);
+}
+END_TEST
+
+/* ---- misc ------------------------------------------------------------------------ */
+
+START_TEST(test_post_output)
+{
+    Threadsync__PostResult r = THREADSYNC__POST_RESULT__INIT;
+    r.comment_id = 17;
+    r.seq = 18;
+    r.thread_id = 3;
+    struct capture c;
+    ts_cli_print_post(cap_open(&c), &r, 0);
+    char *out = cap_close(&c);
+    ck_assert_str_eq(out, "id=17 seq=18\n");
+    free(out);
+    ts_cli_print_post(cap_open(&c), &r, 1);
+    out = cap_close(&c);
+    ck_assert_str_eq(out, "{\"id\":17,\"seq\":18,\"thread_id\":3}\n");
+    free(out);
+}
+END_TEST
+
+START_TEST(test_errors_and_exit_codes)
+{
+    ck_assert_int_eq(ts_cli_exit_code(TS_OK), 0);
+    ck_assert_int_eq(ts_cli_exit_code(TS_E_NOT_FOUND), 1);
+    ck_assert_int_eq(ts_cli_exit_code(TS_E_UNAUTHENTICATED), 1);
+    ck_assert_int_eq(ts_cli_exit_code(TS_E_IO), 3);
+    ck_assert_int_eq(ts_cli_exit_code(TS_E_TLS), 3);
+    ck_assert_int_eq(ts_cli_exit_code(TS_E_TIMEOUT), 3);
+
+    Threadsync__Error e = THREADSYNC__ERROR__INIT;
+    e.code = THREADSYNC__ERROR_CODE__INVALID_ARGUMENT;
+    e.field = "author_name";
+    e.message = "too long";
+    struct capture c;
+    ts_cli_print_error(cap_open(&c), TS_E_INVALID_ARGUMENT, &e, "post");
+    char *out = cap_close(&c);
+    ck_assert_str_eq(out, "error: INVALID_ARGUMENT field=author_name: too long\n");
+    free(out);
+    ts_cli_print_error(cap_open(&c), TS_E_NOT_FOUND, NULL, "get");
+    out = cap_close(&c);
+    ck_assert_str_eq(out, "error: NOT_FOUND: not found\n");
+    free(out);
+    ts_cli_print_error(cap_open(&c), TS_E_IO, NULL, "get");
+    out = cap_close(&c);
+    ck_assert_str_eq(out, "error: get: i/o error (IO)\n");
+    free(out);
+}
+END_TEST
+
+START_TEST(test_token_file)
+{
+    char dir[] = "/tmp/ts_cli_test.XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/token", dir);
+    static const char *const contents[] = {"s3cret\n", "s3cret\r\n", "s3cret", "s3cret\nmore\n"};
+    for (size_t i = 0; i < 4; i++) {
+        FILE *f = fopen(path, "w");
+        fputs(contents[i], f);
+        fclose(f);
+        char *tok = NULL;
+        ck_assert_int_eq(ts_cli_read_token(path, &tok, err, sizeof(err)), TS_OK);
+        ck_assert_str_eq(tok, "s3cret");
+        free(tok);
+    }
+    FILE *f = fopen(path, "w");
+    fputs("\n", f);
+    fclose(f);
+    char *tok = NULL;
+    ck_assert_int_eq(ts_cli_read_token(path, &tok, err, sizeof(err)), TS_E_IO);
+    ck_assert_ptr_nonnull(strstr(err, "empty"));
+    unlink(path);
+    ck_assert_int_eq(ts_cli_read_token(path, &tok, err, sizeof(err)), TS_E_IO);
+    ck_assert_ptr_nonnull(strstr(err, path));
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_read_all_limit)
+{
+    char *buf;
+    size_t len;
+    FILE *f = fmemopen("0123456789", 10, "r");
+    ck_assert_int_eq(ts_cli_read_all(f, 10, &buf, &len), TS_OK);
+    ck_assert_uint_eq(len, 10);
+    ck_assert_str_eq(buf, "0123456789");
+    free(buf);
+    fclose(f);
+    f = fmemopen("0123456789", 10, "r");
+    ck_assert_int_eq(ts_cli_read_all(f, 9, &buf, &len), TS_E_TOO_LARGE);
+    fclose(f);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("ts_cli");
+    TCase *tc = tcase_create("parse");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_parse_post_options_anywhere);
+    tcase_add_test(tc, test_parse_defaults_and_env);
+    tcase_add_test(tc, test_parse_watch);
+    tcase_add_test(tc, test_parse_help);
+    tcase_add_loop_test(tc, test_parse_usage_errors, 0,
+                        (int)(sizeof(usage_cases) / sizeof(usage_cases[0])));
+    suite_add_tcase(s, tc);
+    tc = tcase_create("format");
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, test_tree, 0, 2);
+    tcase_add_test(tc, test_tree_deep_chain);
+    tcase_add_test(tc, test_tree_json);
+    tcase_add_test(tc, test_json_escape);
+    tcase_add_test(tc, test_watch_lines);
+    tcase_add_test(tc, test_keymap);
+    tcase_add_test(tc, test_post_output);
+    tcase_add_test(tc, test_errors_and_exit_codes);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("files");
+    tcase_set_timeout(tc, 10);
+    tcase_add_test(tc, test_token_file);
+    tcase_add_test(tc, test_read_all_limit);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
