@@ -158,7 +158,8 @@ static void touched_restore(struct ts_mirror_touched *t, const uint64_t *saved, 
 {
     if (!t)
         return;
-    memcpy(t->ids, saved, n_saved * sizeof(*saved));
+    if (n_saved)
+        memcpy(t->ids, saved, n_saved * sizeof(*saved));
     t->n = n_saved;
 }
 
@@ -274,8 +275,12 @@ static int touched_save(const struct ts_mirror_touched *t, uint64_t **saved)
     return TS_OK;
 }
 
-int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events *ev,
-                              struct ts_mirror_touched *touched)
+/* Runs body in one transaction. touched is put back as it was when the
+ * transaction does not commit, so callers never re-render on a phantom. */
+static int in_transaction(struct ts_mirror_db *db, struct ts_mirror_touched *touched,
+                          int (*body)(struct ts_mirror_db *, const void *,
+                                      struct ts_mirror_touched *),
+                          const void *arg)
 {
     uint64_t *saved;
     size_t n_saved = touched ? touched->n : 0;
@@ -283,30 +288,37 @@ int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events 
     if (err != TS_OK)
         return err;
     err = tx_begin(db);
-    if (err != TS_OK) {
-        free(saved);
-        return err;
-    }
+    if (err == TS_OK)
+        err = tx_end(db, body(db, arg, touched));
+    if (err != TS_OK)
+        touched_restore(touched, saved, n_saved);
+    free(saved);
+    return err;
+}
+
+static int events_body(struct ts_mirror_db *db, const void *arg, struct ts_mirror_touched *touched)
+{
+    const Threadsync__Events *ev = arg;
+    int err = TS_OK;
     for (size_t i = 0; i < ev->n_events && err == TS_OK; i++) {
         const Threadsync__Event *e = ev->events[i];
         if (ts__mirror_db_fault_hook && ts__mirror_db_fault_hook(e->seq)) {
             TS_ERROR("event=mirror_db_error op=apply_events msg=\"injected fault\" seq=%llu",
                      (unsigned long long)e->seq);
-            err = TS_E_IO;
-            break;
+            return TS_E_IO;
         }
         if (e->thread)
             err = upsert_thread(db, e->thread, touched);
         if (err == TS_OK && e->comment)
             err = upsert_comment(db, e->comment, touched);
     }
-    if (err == TS_OK)
-        err = set_cursor(db, ev->last_seq);
-    err = tx_end(db, err);
-    if (err != TS_OK)
-        touched_restore(touched, saved, n_saved);
-    free(saved);
-    return err;
+    return err == TS_OK ? set_cursor(db, ev->last_seq) : err;
+}
+
+int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events *ev,
+                              struct ts_mirror_touched *touched)
+{
+    return in_transaction(db, touched, events_body, ev);
 }
 
 int ts_mirror_db_snapshot_begin(struct ts_mirror_db *db, uint64_t seq)
@@ -316,40 +328,35 @@ int ts_mirror_db_snapshot_begin(struct ts_mirror_db *db, uint64_t seq)
     return TS_OK;
 }
 
+static int chunk_body(struct ts_mirror_db *db, const void *arg, struct ts_mirror_touched *touched)
+{
+    const Threadsync__SnapshotChunk *c = arg;
+    int err = TS_OK;
+    for (size_t i = 0; i < c->n_threads && err == TS_OK; i++)
+        err = upsert_thread(db, c->threads[i], touched);
+    for (size_t i = 0; i < c->n_comments && err == TS_OK; i++)
+        err = upsert_comment(db, c->comments[i], touched);
+    return err;
+}
+
 int ts_mirror_db_snapshot_apply_chunk(struct ts_mirror_db *db, const Threadsync__SnapshotChunk *c,
                                       struct ts_mirror_touched *touched)
 {
     if (!db->snap_open)
         return TS_E_INVALID_ARGUMENT;
-    uint64_t *saved;
-    size_t n_saved = touched ? touched->n : 0;
-    int err = touched_save(touched, &saved);
-    if (err != TS_OK)
-        return err;
-    err = tx_begin(db);
-    if (err != TS_OK) {
-        free(saved);
-        return err;
-    }
-    for (size_t i = 0; i < c->n_threads && err == TS_OK; i++)
-        err = upsert_thread(db, c->threads[i], touched);
-    for (size_t i = 0; i < c->n_comments && err == TS_OK; i++)
-        err = upsert_comment(db, c->comments[i], touched);
-    err = tx_end(db, err);
-    if (err != TS_OK)
-        touched_restore(touched, saved, n_saved);
-    free(saved);
-    return err;
+    return in_transaction(db, touched, chunk_body, c);
+}
+
+static int end_body(struct ts_mirror_db *db, const void *arg, struct ts_mirror_touched *touched)
+{
+    return set_cursor(db, *(const uint64_t *)arg);
 }
 
 int ts_mirror_db_snapshot_end(struct ts_mirror_db *db, uint64_t seq)
 {
     if (!db->snap_open || seq != db->snap_seq)
         return TS_E_INVALID_ARGUMENT;
-    int err = tx_begin(db);
-    if (err != TS_OK)
-        return err;
-    err = tx_end(db, set_cursor(db, seq));
+    int err = in_transaction(db, NULL, end_body, &seq);
     if (err == TS_OK)
         db->snap_open = 0;
     return err;

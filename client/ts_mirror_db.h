@@ -129,7 +129,8 @@ int ts_mirror_db_thread_by_key(struct ts_mirror_db *db, const char *key,
 
 /* Calls cb for every thread row in id order (comments are not loaded; call
  * ts_mirror_db_thread_by_id from cb for them). t and its strings live only
- * during the call. A non-zero return from cb stops the walk and is returned.
+ * during the call. A non-zero return from cb stops the walk and is returned;
+ * otherwise 0, or TS_E_IO when reading fails.
  * Not reentrant: cb must not call ts_mirror_db_foreach_thread, apply or
  * snapshot functions on the same db. */
 int ts_mirror_db_foreach_thread(struct ts_mirror_db *db,

@@ -409,6 +409,10 @@ START_TEST(test_failed_batch_moves_nothing)
     ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 6, &mt), TS_E_NOT_FOUND);
     ck_assert_uint_eq(touched.n, 1); /* put back as it was */
     ck_assert(ts_mirror_touched_has(&touched, 77));
+    struct ts_mirror_touched empty = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &bad.ev, &empty), TS_E_IO);
+    ck_assert_uint_eq(empty.n, 0);
+    ts_mirror_touched_free(&empty);
 
     /* Same with an injected storage failure before the third event. */
     struct batch good;
