@@ -1,0 +1,701 @@
+/*
+ * ts_mirror_db: SQLite storage of a mirror. See ts_mirror_db.h for the schema
+ * and the invariants (cursor never ahead of the data, upsert by version,
+ * public view only).
+ *
+ * Every statement is prepared once at open and reset after each use, so a
+ * batch costs no SQL parsing. Upserts use "ON CONFLICT DO UPDATE ... WHERE
+ * excluded.version > stored.version": a stale or repeated row is a no-op that
+ * sqlite3_changes() reports as 0, which is how touched stays exact.
+ */
+#include "ts_mirror_db.h"
+
+#include "ts_digest.h"
+#include "ts_err.h"
+#include "ts_log.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int (*ts__mirror_db_fault_hook)(uint64_t seq);
+
+enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_THREAD_UPSERT,
+    S_COMMENT_UPSERT,
+    S_CURSOR_GET,
+    S_CURSOR_SET,
+    S_THREAD_BY_ID,
+    S_THREAD_BY_KEY,
+    S_COMMENTS_OF,
+    S_THREADS_ALL,
+    S_COUNT_ALL,
+    S_COUNT_THREAD,
+    S__COUNT
+};
+
+#define THREAD_COLS "id, key, title, url, created_at_ms, locked, comment_count, version"
+
+static const char *const stmt_sql[S__COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_THREAD_UPSERT] =
+        "INSERT INTO threads(" THREAD_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+        "ON CONFLICT(id) DO UPDATE SET key = excluded.key, title = excluded.title, "
+        "url = excluded.url, created_at_ms = excluded.created_at_ms, locked = excluded.locked, "
+        "comment_count = excluded.comment_count, version = excluded.version "
+        "WHERE excluded.version > threads.version",
+    [S_COMMENT_UPSERT] =
+        "INSERT INTO comments(id, thread_id, parent_id, author_name, body, created_at_ms, "
+        "edited_at_ms, status, version) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+        "ON CONFLICT(id) DO UPDATE SET thread_id = excluded.thread_id, "
+        "parent_id = excluded.parent_id, author_name = excluded.author_name, "
+        "body = excluded.body, created_at_ms = excluded.created_at_ms, "
+        "edited_at_ms = excluded.edited_at_ms, status = excluded.status, "
+        "version = excluded.version WHERE excluded.version > comments.version",
+    [S_CURSOR_GET] = "SELECT value FROM meta WHERE key = 'last_seq'",
+    [S_CURSOR_SET] = "INSERT INTO meta(key, value) VALUES('last_seq', ?1) "
+                     "ON CONFLICT(key) DO UPDATE SET value = excluded.value "
+                     "WHERE excluded.value > meta.value",
+    [S_THREAD_BY_ID] = "SELECT " THREAD_COLS " FROM threads WHERE id = ?1",
+    [S_THREAD_BY_KEY] = "SELECT " THREAD_COLS " FROM threads WHERE key = ?1",
+    [S_COMMENTS_OF] = "SELECT id, thread_id, parent_id, author_name, body, created_at_ms, "
+                      "edited_at_ms, status, version FROM comments WHERE thread_id = ?1 "
+                      "ORDER BY id",
+    [S_THREADS_ALL] = "SELECT " THREAD_COLS " FROM threads ORDER BY id",
+    [S_COUNT_ALL] = "SELECT (SELECT count(*) FROM threads), (SELECT count(*) FROM comments), "
+                    "(SELECT count(*) FROM comments WHERE status = 'VISIBLE')",
+    [S_COUNT_THREAD] =
+        "SELECT (SELECT count(*) FROM threads WHERE id = ?1), "
+        "(SELECT count(*) FROM comments WHERE thread_id = ?1), "
+        "(SELECT count(*) FROM comments WHERE thread_id = ?1 AND status = 'VISIBLE')",
+};
+
+/* The CHECK on status is the last line of defence against a value this
+ * version cannot name: such a batch is refused whole, never half-stored. */
+static const char schema_sql[] =
+    "CREATE TABLE IF NOT EXISTS threads("
+    " id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, title TEXT NOT NULL,"
+    " url TEXT NOT NULL, created_at_ms INTEGER NOT NULL, locked INTEGER NOT NULL,"
+    " comment_count INTEGER NOT NULL, version INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS comments("
+    " id INTEGER PRIMARY KEY, thread_id INTEGER NOT NULL, parent_id INTEGER NOT NULL,"
+    " author_name TEXT NOT NULL, body TEXT NOT NULL, created_at_ms INTEGER NOT NULL,"
+    " edited_at_ms INTEGER NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('VISIBLE', 'PENDING', 'HIDDEN', 'DELETED')),"
+    " version INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS comments_thread ON comments(thread_id, id);";
+
+struct ts_mirror_db {
+    sqlite3 *sql;
+    sqlite3_stmt *st[S__COUNT];
+    int snap_open;
+    uint64_t snap_seq;
+};
+
+/* ---- touched set ---- */
+
+static size_t touched_pos(const struct ts_mirror_touched *t, uint64_t id)
+{
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (t->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+int ts_mirror_touched_add(struct ts_mirror_touched *t, uint64_t id)
+{
+    size_t i = touched_pos(t, id);
+    if (i < t->n && t->ids[i] == id)
+        return TS_OK;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        uint64_t *ids = realloc(t->ids, cap * sizeof(*ids));
+        if (!ids)
+            return TS_E_NOMEM;
+        t->ids = ids;
+        t->cap = cap;
+    }
+    memmove(t->ids + i + 1, t->ids + i, (t->n - i) * sizeof(*t->ids));
+    t->ids[i] = id;
+    t->n++;
+    return TS_OK;
+}
+
+int ts_mirror_touched_has(const struct ts_mirror_touched *t, uint64_t id)
+{
+    size_t i = touched_pos(t, id);
+    return i < t->n && t->ids[i] == id;
+}
+
+void ts_mirror_touched_clear(struct ts_mirror_touched *t)
+{
+    t->n = 0;
+}
+
+void ts_mirror_touched_free(struct ts_mirror_touched *t)
+{
+    free(t->ids);
+    t->ids = NULL;
+    t->n = t->cap = 0;
+}
+
+/* Restores a set to the ids it held before a failed transaction: the ids
+ * added since are exactly those not in the saved copy. */
+static void touched_restore(struct ts_mirror_touched *t, const uint64_t *saved, size_t n_saved)
+{
+    if (!t)
+        return;
+    if (n_saved)
+        memcpy(t->ids, saved, n_saved * sizeof(*saved));
+    t->n = n_saved;
+}
+
+/* ---- errors and statements ---- */
+
+static int db_fail(sqlite3 *sql, const char *op)
+{
+    char q[256];
+    TS_ERROR("event=mirror_db_error op=%s code=%d msg=%s", op,
+             sql ? sqlite3_extended_errcode(sql) : 0,
+             ts_log_quote(sql ? sqlite3_errmsg(sql) : "out of memory", q, sizeof(q)));
+    return TS_E_IO;
+}
+
+/* Runs a statement that returns no rows, then resets it. */
+static int step_done(struct ts_mirror_db *db, int s, const char *op)
+{
+    int rc = sqlite3_step(db->st[s]);
+    int err = rc == SQLITE_DONE ? TS_OK : db_fail(db->sql, op);
+    sqlite3_reset(db->st[s]);
+    return err;
+}
+
+static int tx_begin(struct ts_mirror_db *db)
+{
+    return step_done(db, S_BEGIN, "begin");
+}
+
+/* Commits when err is TS_OK, else rolls back; returns the final status. */
+static int tx_end(struct ts_mirror_db *db, int err)
+{
+    if (err == TS_OK)
+        err = step_done(db, S_COMMIT, "commit");
+    /* SQLite may already have rolled back on its own (I/O error, full disk);
+     * a ROLLBACK then would only log a second, misleading error. */
+    if (err != TS_OK && !sqlite3_get_autocommit(db->sql))
+        step_done(db, S_ROLLBACK, "rollback");
+    return err;
+}
+
+static int bind_u64(sqlite3_stmt *st, int i, uint64_t v)
+{
+    return sqlite3_bind_int64(st, i, (sqlite3_int64)v);
+}
+
+static int bind_str(sqlite3_stmt *st, int i, const char *s)
+{
+    return sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
+}
+
+/* ---- writes ---- */
+
+static int upsert_thread(struct ts_mirror_db *db, const Threadsync__Thread *t,
+                         struct ts_mirror_touched *touched)
+{
+    sqlite3_stmt *st = db->st[S_THREAD_UPSERT];
+    bind_u64(st, 1, t->id);
+    bind_str(st, 2, t->key);
+    bind_str(st, 3, t->title);
+    bind_str(st, 4, t->url);
+    sqlite3_bind_int64(st, 5, t->created_at_ms);
+    sqlite3_bind_int(st, 6, t->locked ? 1 : 0);
+    bind_u64(st, 7, t->comment_count);
+    bind_u64(st, 8, t->version);
+    int err = step_done(db, S_THREAD_UPSERT, "upsert_thread");
+    if (err == TS_OK && sqlite3_changes(db->sql) > 0 && touched)
+        err = ts_mirror_touched_add(touched, t->id);
+    return err;
+}
+
+static int upsert_comment(struct ts_mirror_db *db, const Threadsync__Comment *c,
+                          struct ts_mirror_touched *touched)
+{
+    sqlite3_stmt *st = db->st[S_COMMENT_UPSERT];
+    int visible = c->status == THREADSYNC__STATUS__VISIBLE;
+    const char *status = ts_digest_status_name((int)c->status);
+    char num[16];
+    if (!status) {
+        snprintf(num, sizeof(num), "%d", (int)c->status);
+        status = num;
+    }
+    bind_u64(st, 1, c->id);
+    bind_u64(st, 2, c->thread_id);
+    bind_u64(st, 3, c->parent_id);
+    bind_str(st, 4, visible ? c->author_name : "");
+    bind_str(st, 5, visible ? c->body : "");
+    sqlite3_bind_int64(st, 6, c->created_at_ms);
+    sqlite3_bind_int64(st, 7, c->edited_at_ms);
+    bind_str(st, 8, status);
+    bind_u64(st, 9, c->version);
+    int err = step_done(db, S_COMMENT_UPSERT, "upsert_comment");
+    if (err == TS_OK && sqlite3_changes(db->sql) > 0 && touched)
+        err = ts_mirror_touched_add(touched, c->thread_id);
+    return err;
+}
+
+static int set_cursor(struct ts_mirror_db *db, uint64_t seq)
+{
+    bind_u64(db->st[S_CURSOR_SET], 1, seq);
+    return step_done(db, S_CURSOR_SET, "set_cursor");
+}
+
+/* Saves touched before a transaction so a failure can put it back. */
+static int touched_save(const struct ts_mirror_touched *t, uint64_t **saved)
+{
+    *saved = NULL;
+    if (!t || t->n == 0)
+        return TS_OK;
+    *saved = malloc(t->n * sizeof(**saved));
+    if (!*saved)
+        return TS_E_NOMEM;
+    memcpy(*saved, t->ids, t->n * sizeof(**saved));
+    return TS_OK;
+}
+
+/* Runs body in one transaction. touched is put back as it was when the
+ * transaction does not commit, so callers never re-render on a phantom. */
+static int in_transaction(struct ts_mirror_db *db, struct ts_mirror_touched *touched,
+                          int (*body)(struct ts_mirror_db *, const void *,
+                                      struct ts_mirror_touched *),
+                          const void *arg)
+{
+    uint64_t *saved;
+    size_t n_saved = touched ? touched->n : 0;
+    int err = touched_save(touched, &saved);
+    if (err != TS_OK)
+        return err;
+    err = tx_begin(db);
+    if (err == TS_OK)
+        err = tx_end(db, body(db, arg, touched));
+    if (err != TS_OK)
+        touched_restore(touched, saved, n_saved);
+    free(saved);
+    return err;
+}
+
+static int events_body(struct ts_mirror_db *db, const void *arg, struct ts_mirror_touched *touched)
+{
+    const Threadsync__Events *ev = arg;
+    int err = TS_OK;
+    for (size_t i = 0; i < ev->n_events && err == TS_OK; i++) {
+        const Threadsync__Event *e = ev->events[i];
+        if (ts__mirror_db_fault_hook && ts__mirror_db_fault_hook(e->seq)) {
+            TS_ERROR("event=mirror_db_error op=apply_events msg=\"injected fault\" seq=%llu",
+                     (unsigned long long)e->seq);
+            return TS_E_IO;
+        }
+        if (e->thread)
+            err = upsert_thread(db, e->thread, touched);
+        if (err == TS_OK && e->comment)
+            err = upsert_comment(db, e->comment, touched);
+    }
+    return err == TS_OK ? set_cursor(db, ev->last_seq) : err;
+}
+
+int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events *ev,
+                              struct ts_mirror_touched *touched)
+{
+    return in_transaction(db, touched, events_body, ev);
+}
+
+int ts_mirror_db_snapshot_begin(struct ts_mirror_db *db, uint64_t seq)
+{
+    db->snap_open = 1;
+    db->snap_seq = seq;
+    return TS_OK;
+}
+
+static int chunk_body(struct ts_mirror_db *db, const void *arg, struct ts_mirror_touched *touched)
+{
+    const Threadsync__SnapshotChunk *c = arg;
+    int err = TS_OK;
+    for (size_t i = 0; i < c->n_threads && err == TS_OK; i++)
+        err = upsert_thread(db, c->threads[i], touched);
+    for (size_t i = 0; i < c->n_comments && err == TS_OK; i++)
+        err = upsert_comment(db, c->comments[i], touched);
+    return err;
+}
+
+int ts_mirror_db_snapshot_apply_chunk(struct ts_mirror_db *db, const Threadsync__SnapshotChunk *c,
+                                      struct ts_mirror_touched *touched)
+{
+    if (!db->snap_open)
+        return TS_E_INVALID_ARGUMENT;
+    return in_transaction(db, touched, chunk_body, c);
+}
+
+static int end_body(struct ts_mirror_db *db, const void *arg, struct ts_mirror_touched *touched)
+{
+    return set_cursor(db, *(const uint64_t *)arg);
+}
+
+int ts_mirror_db_snapshot_end(struct ts_mirror_db *db, uint64_t seq)
+{
+    if (!db->snap_open || seq != db->snap_seq)
+        return TS_E_INVALID_ARGUMENT;
+    int err = in_transaction(db, NULL, end_body, &seq);
+    if (err == TS_OK)
+        db->snap_open = 0;
+    return err;
+}
+
+/* ---- reads ---- */
+
+int ts_mirror_db_cursor(struct ts_mirror_db *db, uint64_t *seq)
+{
+    sqlite3_stmt *st = db->st[S_CURSOR_GET];
+    int rc = sqlite3_step(st);
+    int err = TS_OK;
+    *seq = 0;
+    if (rc == SQLITE_ROW)
+        *seq = (uint64_t)sqlite3_column_int64(st, 0);
+    else if (rc != SQLITE_DONE)
+        err = db_fail(db->sql, "cursor");
+    sqlite3_reset(st);
+    return err;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    return s ? (const char *)s : "";
+}
+
+/* Fills t from a THREAD_COLS row; strings point into the statement's row. */
+static void thread_from_row(sqlite3_stmt *st, Threadsync__Thread *t)
+{
+    threadsync__thread__init(t);
+    t->id = (uint64_t)sqlite3_column_int64(st, 0);
+    t->key = (char *)col_text(st, 1);
+    t->title = (char *)col_text(st, 2);
+    t->url = (char *)col_text(st, 3);
+    t->created_at_ms = sqlite3_column_int64(st, 4);
+    t->locked = sqlite3_column_int(st, 5) != 0;
+    t->comment_count = (uint32_t)sqlite3_column_int64(st, 6);
+    t->version = (uint64_t)sqlite3_column_int64(st, 7);
+}
+
+static Threadsync__Status status_from_name(const char *s)
+{
+    for (int i = THREADSYNC__STATUS__VISIBLE; i <= THREADSYNC__STATUS__DELETED; i++)
+        if (strcmp(s, ts_digest_status_name(i)) == 0)
+            return (Threadsync__Status)i;
+    return THREADSYNC__STATUS__STATUS_UNSPECIFIED;
+}
+
+/* The comment structs live in one array whose base is comments[0]; the
+ * pointer array beside it is what callers see. */
+void ts_mirror_thread_free(struct ts_mirror_thread *t)
+{
+    if (!t)
+        return;
+    free(t->thread.key);
+    free(t->thread.title);
+    free(t->thread.url);
+    for (size_t i = 0; i < t->n_comments; i++) {
+        free(t->comments[i]->author_name);
+        free(t->comments[i]->body);
+    }
+    if (t->n_comments)
+        free(t->comments[0]);
+    free(t->comments);
+    free(t);
+}
+
+static int load_comments(struct ts_mirror_db *db, struct ts_mirror_thread *mt)
+{
+    sqlite3_stmt *st = db->st[S_COMMENTS_OF];
+    Threadsync__Comment *arr = NULL;
+    size_t n = 0, cap = 0;
+    int err = TS_OK, rc;
+    bind_u64(st, 1, mt->thread.id);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            Threadsync__Comment *na = realloc(arr, ncap * sizeof(*na));
+            if (!na) {
+                err = TS_E_NOMEM;
+                break;
+            }
+            arr = na;
+            cap = ncap;
+        }
+        Threadsync__Comment *c = &arr[n];
+        threadsync__comment__init(c);
+        c->id = (uint64_t)sqlite3_column_int64(st, 0);
+        c->thread_id = (uint64_t)sqlite3_column_int64(st, 1);
+        c->parent_id = (uint64_t)sqlite3_column_int64(st, 2);
+        c->author_name = strdup(col_text(st, 3));
+        c->body = strdup(col_text(st, 4));
+        c->created_at_ms = sqlite3_column_int64(st, 5);
+        c->edited_at_ms = sqlite3_column_int64(st, 6);
+        c->status = status_from_name(col_text(st, 7));
+        c->version = (uint64_t)sqlite3_column_int64(st, 8);
+        n++;
+        if (!c->author_name || !c->body) {
+            err = TS_E_NOMEM;
+            break;
+        }
+    }
+    if (err == TS_OK && rc != SQLITE_DONE)
+        err = db_fail(db->sql, "load_comments");
+    sqlite3_reset(st);
+    if (err == TS_OK && n > 0) {
+        mt->comments = malloc(n * sizeof(*mt->comments));
+        if (!mt->comments)
+            err = TS_E_NOMEM;
+    }
+    if (err != TS_OK) {
+        for (size_t i = 0; i < n; i++) {
+            free(arr[i].author_name);
+            free(arr[i].body);
+        }
+        free(arr);
+        return err;
+    }
+    for (size_t i = 0; i < n; i++)
+        mt->comments[i] = &arr[i];
+    mt->n_comments = n;
+    if (n == 0)
+        free(arr);
+    return TS_OK;
+}
+
+static int load_thread(struct ts_mirror_db *db, int s, struct ts_mirror_thread **out)
+{
+    sqlite3_stmt *st = db->st[s];
+    *out = NULL;
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        int err = rc == SQLITE_DONE ? TS_E_NOT_FOUND : db_fail(db->sql, "load_thread");
+        sqlite3_reset(st);
+        return err;
+    }
+    struct ts_mirror_thread *mt = calloc(1, sizeof(*mt));
+    if (!mt) {
+        sqlite3_reset(st);
+        return TS_E_NOMEM;
+    }
+    Threadsync__Thread row;
+    thread_from_row(st, &row);
+    mt->thread = row;
+    mt->thread.key = strdup(row.key);
+    mt->thread.title = strdup(row.title);
+    mt->thread.url = strdup(row.url);
+    sqlite3_reset(st);
+    int err = TS_OK;
+    if (!mt->thread.key || !mt->thread.title || !mt->thread.url)
+        err = TS_E_NOMEM;
+    if (err == TS_OK)
+        err = load_comments(db, mt);
+    if (err != TS_OK) {
+        ts_mirror_thread_free(mt);
+        return err;
+    }
+    *out = mt;
+    return TS_OK;
+}
+
+int ts_mirror_db_thread_by_id(struct ts_mirror_db *db, uint64_t id, struct ts_mirror_thread **out)
+{
+    bind_u64(db->st[S_THREAD_BY_ID], 1, id);
+    return load_thread(db, S_THREAD_BY_ID, out);
+}
+
+int ts_mirror_db_thread_by_key(struct ts_mirror_db *db, const char *key,
+                               struct ts_mirror_thread **out)
+{
+    /* TRANSIENT: key need not outlive this call once the row is read. */
+    sqlite3_bind_text(db->st[S_THREAD_BY_KEY], 1, key, -1, SQLITE_TRANSIENT);
+    return load_thread(db, S_THREAD_BY_KEY, out);
+}
+
+int ts_mirror_db_foreach_thread(struct ts_mirror_db *db,
+                                int (*cb)(void *arg, const Threadsync__Thread *t), void *arg)
+{
+    sqlite3_stmt *st = db->st[S_THREADS_ALL];
+    int rc, ret = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        Threadsync__Thread t;
+        thread_from_row(st, &t);
+        ret = cb(arg, &t);
+        if (ret != 0)
+            break;
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_fail(db->sql, "foreach_thread");
+    sqlite3_reset(st);
+    return ret;
+}
+
+int ts_mirror_db_counts(struct ts_mirror_db *db, uint64_t thread_id, struct ts_mirror_counts *out)
+{
+    int s = thread_id ? S_COUNT_THREAD : S_COUNT_ALL;
+    sqlite3_stmt *st = db->st[s];
+    memset(out, 0, sizeof(*out));
+    if (thread_id)
+        bind_u64(st, 1, thread_id);
+    int err = TS_OK;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out->threads = (uint64_t)sqlite3_column_int64(st, 0);
+        out->comments = (uint64_t)sqlite3_column_int64(st, 1);
+        out->visible = (uint64_t)sqlite3_column_int64(st, 2);
+    } else {
+        err = db_fail(db->sql, "counts");
+    }
+    sqlite3_reset(st);
+    return err;
+}
+
+int ts_mirror_db_digest(struct ts_mirror_db *db, uint64_t thread_id, char out[65])
+{
+    out[0] = '\0';
+    struct ts_mirror_thread *mt;
+    int err = ts_mirror_db_thread_by_id(db, thread_id, &mt);
+    if (err != TS_OK)
+        return err;
+    err = ts_digest_thread(&mt->thread, (const Threadsync__Comment *const *)mt->comments,
+                           mt->n_comments, out);
+    ts_mirror_thread_free(mt);
+    return err;
+}
+
+/* ---- open / close ---- */
+
+static int exec(sqlite3 *sql, const char *text, const char *op)
+{
+    return sqlite3_exec(sql, text, NULL, NULL, NULL) == SQLITE_OK ? TS_OK : db_fail(sql, op);
+}
+
+static int journal_is_wal(void *arg, int ncol, char **vals, char **names)
+{
+    *(int *)arg = ncol > 0 && vals[0] && strcmp(vals[0], "wal") == 0;
+    return 0;
+}
+
+/* Creates the schema, or checks the version of an existing one, in one
+ * transaction so two processes opening a new mirror at once do not race. */
+static int init_schema(struct ts_mirror_db *db)
+{
+    int err = exec(db->sql, "BEGIN IMMEDIATE", "schema_begin");
+    if (err != TS_OK)
+        return err;
+    err = exec(db->sql, "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value)",
+               "schema_meta");
+    sqlite3_stmt *st = NULL;
+    if (err == TS_OK &&
+        sqlite3_prepare_v2(db->sql, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &st,
+                           NULL) != SQLITE_OK)
+        err = db_fail(db->sql, "schema_version");
+    if (err == TS_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            sqlite3_int64 v = sqlite3_column_int64(st, 0);
+            if (v != TS_MIRROR_DB_SCHEMA_VERSION) {
+                TS_ERROR("event=mirror_db_error op=open msg=\"unsupported schema version\" "
+                         "found=%lld want=%d",
+                         (long long)v, TS_MIRROR_DB_SCHEMA_VERSION);
+                err = TS_E_CONFIG;
+            }
+        } else if (rc == SQLITE_DONE) {
+            err = exec(db->sql, schema_sql, "schema_create");
+            if (err == TS_OK)
+                err = exec(db->sql,
+                           "INSERT INTO meta(key, value) VALUES('schema_version', 1),"
+                           " ('last_seq', 0)",
+                           "schema_version_set");
+        } else {
+            err = db_fail(db->sql, "schema_version");
+        }
+    }
+    sqlite3_finalize(st);
+    if (err == TS_OK)
+        return exec(db->sql, "COMMIT", "schema_commit");
+    sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+    return err;
+}
+
+int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out)
+{
+    *out = NULL;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        TS_ERROR("event=mirror_db_error op=mkdir errno=%d msg=\"%s\"", errno, strerror(errno));
+        return TS_E_IO;
+    }
+    size_t len = strlen(dir) + sizeof("/mirror.db");
+    char *path = malloc(len);
+    struct ts_mirror_db *db = calloc(1, sizeof(*db));
+    if (!path || !db) {
+        free(path);
+        free(db);
+        return TS_E_NOMEM;
+    }
+    snprintf(path, len, "%s/mirror.db", dir);
+    int rc = sqlite3_open_v2(
+        path, &db->sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    free(path);
+    int err = rc == SQLITE_OK ? TS_OK : db_fail(db->sql, "open");
+    if (err == TS_OK) {
+        sqlite3_extended_result_codes(db->sql, 1);
+        /* Readers (a web stack) may hold the file briefly; wait, do not fail. */
+        sqlite3_busy_timeout(db->sql, 5000);
+        int wal = 0;
+        if (sqlite3_exec(db->sql, "PRAGMA journal_mode=WAL", journal_is_wal, &wal, NULL) !=
+            SQLITE_OK)
+            err = db_fail(db->sql, "journal_mode");
+        else if (!wal) {
+            TS_ERROR("event=mirror_db_error op=journal_mode msg=\"WAL refused\"");
+            err = TS_E_IO;
+        }
+    }
+    /* FULL: in WAL mode NORMAL may lose the last commits on power loss; the
+     * cursor they carried would then be lost too, which is safe, but a
+     * mirror that said "synced to N" should still be there after a reboot. */
+    if (err == TS_OK)
+        err = exec(db->sql, "PRAGMA synchronous=FULL", "synchronous");
+    if (err == TS_OK)
+        err = init_schema(db);
+    for (int s = 0; s < S__COUNT && err == TS_OK; s++)
+        if (sqlite3_prepare_v3(db->sql, stmt_sql[s], -1, SQLITE_PREPARE_PERSISTENT, &db->st[s],
+                               NULL) != SQLITE_OK)
+            err = db_fail(db->sql, "prepare");
+    if (err != TS_OK) {
+        ts_mirror_db_close(db);
+        return err;
+    }
+    *out = db;
+    return TS_OK;
+}
+
+void ts_mirror_db_close(struct ts_mirror_db *db)
+{
+    if (!db)
+        return;
+    for (int s = 0; s < S__COUNT; s++)
+        sqlite3_finalize(db->st[s]);
+    sqlite3_close(db->sql);
+    free(db);
+}

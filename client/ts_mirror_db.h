@@ -1,0 +1,159 @@
+/*
+ * ts_mirror_db: the SQLite copy a mirror keeps in DIR/mirror.db.
+ *
+ * Schema (version 1), readable by any web stack:
+ *
+ *   threads(id INTEGER PRIMARY KEY, key TEXT UNIQUE, title, url,
+ *           created_at_ms, locked 0/1, comment_count, version)
+ *   comments(id INTEGER PRIMARY KEY, thread_id, parent_id, author_name, body,
+ *            created_at_ms, edited_at_ms,
+ *            status TEXT CHECK IN ('VISIBLE','PENDING','HIDDEN','DELETED'),
+ *            version)                 index comments_thread(thread_id, id)
+ *   meta(key TEXT PRIMARY KEY, value)  'schema_version' = 1, 'last_seq' = cursor
+ *
+ * Invariants:
+ * - The cursor never runs ahead of the data: each Events batch (rows and
+ *   cursor) and each snapshot chunk commit in one transaction, and the cursor
+ *   moves only in the transaction that holds the data it covers. WAL with
+ *   synchronous=FULL: a committed batch survives power loss.
+ * - Rows are upserted by version: a row changes only when the incoming
+ *   version is higher than the stored one, so replays, duplicated batches and
+ *   snapshot content newer than its seq all converge on the server's state.
+ * - The cursor never goes down.
+ * - The database holds the public view only: author_email is never stored,
+ *   and author_name and body are stored empty for a comment that is not
+ *   VISIBLE, even when a moderator's connection sent them. A mirror is
+ *   meant to be served; what it may not show it does not keep.
+ *
+ * Ids and versions are u64 on the wire and INTEGER (signed 64-bit) in SQLite;
+ * they are stored bit for bit, so values above 2^63 (never produced: they are
+ * Raft indices and counters) would read back right but sort wrong in SQL.
+ *
+ * Errors: every SQLite failure returns TS_E_IO after one TS_ERROR line naming
+ * the operation and sqlite's message; the transaction is rolled back.
+ *
+ * Threading: one handle belongs to one thread at a time. Other processes
+ * (a web server) may read the file concurrently; WAL never blocks them.
+ * Load: a batch costs one fsync of the WAL plus a few indexed upserts per
+ * event; reads use cached prepared statements.
+ */
+#ifndef TS_MIRROR_DB_H
+#define TS_MIRROR_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "threadsync.pb-c.h"
+
+#define TS_MIRROR_DB_SCHEMA_VERSION 1
+
+struct ts_mirror_db;
+
+/* The set of thread ids whose stored content changed, so the caller
+ * re-renders only those. Caller-owned: zero it (or TS_MIRROR_TOUCHED_INIT),
+ * pass it to any number of apply calls (ids accumulate, each once), read
+ * ids[0..n) (ascending), then ts_mirror_touched_clear() or _free(). */
+struct ts_mirror_touched {
+    uint64_t *ids; /* ascending, no duplicates */
+    size_t n;
+    size_t cap;
+};
+#define TS_MIRROR_TOUCHED_INIT                                                                     \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
+
+/* Adds id (no-op when present). TS_OK or TS_E_NOMEM. */
+int ts_mirror_touched_add(struct ts_mirror_touched *t, uint64_t id);
+/* 1 when id is in the set. */
+int ts_mirror_touched_has(const struct ts_mirror_touched *t, uint64_t id);
+/* Empties the set, keeping its memory for reuse. */
+void ts_mirror_touched_clear(struct ts_mirror_touched *t);
+/* Frees the memory; the set is then empty and reusable. */
+void ts_mirror_touched_free(struct ts_mirror_touched *t);
+
+/* Opens DIR/mirror.db, creating DIR (0755) and the schema when missing.
+ * *out (OUT) is the handle, freed by ts_mirror_db_close(). Returns TS_OK,
+ * TS_E_IO, TS_E_NOMEM, or TS_E_CONFIG when the file has another schema
+ * version (nothing is changed then). */
+int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out);
+
+/* Closes and frees db (NULL is fine). An unfinished snapshot is forgotten;
+ * its committed chunks stay (they are valid upserts) and the cursor is where
+ * the last completed batch left it. */
+void ts_mirror_db_close(struct ts_mirror_db *db);
+
+/* *seq (OUT): the stored cursor, 0 on a new mirror. TS_OK or TS_E_IO. */
+int ts_mirror_db_cursor(struct ts_mirror_db *db, uint64_t *seq);
+
+/* Applies one Events batch in ONE transaction: for each event, upserts its
+ * thread and then its comment (when present) by version, then sets the
+ * cursor to max(cursor, ev->last_seq). Either all of it commits or nothing
+ * does. touched (may be NULL) gains the ids of threads whose thread row or
+ * any comment row changed; on failure it is left as it was before the call.
+ * ev is read during the call only. Returns TS_OK or TS_E_IO (e.g. a comment
+ * whose status is none of the four names violates the CHECK: the whole
+ * batch is refused). */
+int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events *ev,
+                              struct ts_mirror_touched *touched);
+
+/* Snapshot protocol: begin(S), apply_chunk() per SnapshotChunk, end(S).
+ * Each chunk commits in its own transaction (threads, then comments, by
+ * version); the cursor does not move until end, which sets it to max(cursor,
+ * S) in its own transaction. A crash in between leaves the cursor before
+ * the snapshot, so the next subscribe re-fetches it; chunk rows already
+ * committed are harmless upserts. begin while a snapshot is open restarts
+ * it (a new snapshot replaces an interrupted one). apply_chunk or end
+ * without begin, or end with another seq: TS_E_INVALID_ARGUMENT. */
+int ts_mirror_db_snapshot_begin(struct ts_mirror_db *db, uint64_t seq);
+int ts_mirror_db_snapshot_apply_chunk(struct ts_mirror_db *db, const Threadsync__SnapshotChunk *c,
+                                      struct ts_mirror_touched *touched);
+int ts_mirror_db_snapshot_end(struct ts_mirror_db *db, uint64_t seq);
+
+/* A thread with its comments, read from the database and owned by the
+ * caller (free with ts_mirror_thread_free()). Strings are NUL-terminated
+ * copies; comments[0..n_comments) are in id order, laid out like a protobuf
+ * repeated field so they can be passed where Threadsync__Comment ** goes. */
+struct ts_mirror_thread {
+    Threadsync__Thread thread;
+    size_t n_comments;
+    Threadsync__Comment **comments;
+};
+void ts_mirror_thread_free(struct ts_mirror_thread *t);
+
+/* Loads a thread and all its comments. *out (OUT) is NULL on error.
+ * TS_OK, TS_E_NOT_FOUND, TS_E_NOMEM or TS_E_IO. */
+int ts_mirror_db_thread_by_id(struct ts_mirror_db *db, uint64_t id, struct ts_mirror_thread **out);
+int ts_mirror_db_thread_by_key(struct ts_mirror_db *db, const char *key,
+                               struct ts_mirror_thread **out);
+
+/* Calls cb for every thread row in id order (comments are not loaded; call
+ * ts_mirror_db_thread_by_id from cb for them). t and its strings live only
+ * during the call. A non-zero return from cb stops the walk and is returned;
+ * otherwise 0, or TS_E_IO when reading fails.
+ * Not reentrant: cb must not call ts_mirror_db_foreach_thread, apply or
+ * snapshot functions on the same db. */
+int ts_mirror_db_foreach_thread(struct ts_mirror_db *db,
+                                int (*cb)(void *arg, const Threadsync__Thread *t), void *arg);
+
+/* Row counts: over the whole mirror when thread_id is 0, else over that
+ * thread (threads is then 0 or 1). visible counts VISIBLE comments, which
+ * equals the threads' comment_count when the mirror is consistent. */
+struct ts_mirror_counts {
+    uint64_t threads;
+    uint64_t comments;
+    uint64_t visible;
+};
+int ts_mirror_db_counts(struct ts_mirror_db *db, uint64_t thread_id, struct ts_mirror_counts *out);
+
+/* The canonical digest (common/ts_digest.h) of a stored thread, as 64 hex
+ * digits and a NUL in out. TS_OK, TS_E_NOT_FOUND, TS_E_NOMEM or TS_E_IO. */
+int ts_mirror_db_digest(struct ts_mirror_db *db, uint64_t thread_id, char out[65]);
+
+/* Testing only: when set, called before each event of a batch is applied,
+ * inside the transaction; a non-zero return fails the batch with TS_E_IO
+ * as a storage error would (a test may also _exit() here to simulate a
+ * crash mid-transaction). */
+extern int (*ts__mirror_db_fault_hook)(uint64_t seq);
+
+#endif

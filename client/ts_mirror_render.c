@@ -1,0 +1,624 @@
+/*
+ * ts_mirror_render: JSON and HTML of one thread, written atomically into the
+ * mirror directory. See ts_mirror_render.h for the file names and formats.
+ *
+ * The tree walk uses parent links instead of recursion: descending follows
+ * first_child, a leaf moves to its next sibling or climbs until an ancestor
+ * has one. Memory is a few arrays of n entries; no C stack per level, so a
+ * reply chain 1,000 (or 100,000) deep renders as easily as a flat thread.
+ *
+ * Text is copied byte for byte except for the escapes the format needs; UTF-8
+ * is never normalised (combining marks and emoji pass through untouched), and
+ * only bytes that are not well-formed UTF-8 are replaced, so a stray byte in
+ * the database cannot make the whole page invalid.
+ */
+#include "ts_mirror_render.h"
+
+#include "ts_file.h"
+
+#include "ts_digest.h"
+#include "ts_err.h"
+#include "ts_log.h"
+#include "ts_valid.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- growable output buffer; an allocation failure sticks ---- */
+
+struct buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+};
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_puts(struct buf *b, const char *s)
+{
+    buf_add(b, s, strlen(s));
+}
+
+static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        b->oom = 1; /* only short fixed formats go through here */
+        return;
+    }
+    buf_add(b, tmp, (size_t)n);
+}
+
+static int buf_finish(struct buf *b, char **out, size_t *len)
+{
+    if (!b->oom && !b->p)
+        buf_add(b, "", 0);
+    if (b->oom) {
+        free(b->p);
+        *out = NULL;
+        *len = 0;
+        return TS_E_NOMEM;
+    }
+    *out = b->p;
+    *len = b->len;
+    return TS_OK;
+}
+
+/* ---- text escaping ---- */
+
+enum esc { ESC_JSON, ESC_HTML };
+
+static void add_ascii(struct buf *b, unsigned char ch, enum esc mode)
+{
+    char tmp[8];
+    if (mode == ESC_HTML) {
+        switch (ch) {
+        case '&':
+            buf_puts(b, "&amp;");
+            return;
+        case '<':
+            buf_puts(b, "&lt;");
+            return;
+        case '>':
+            buf_puts(b, "&gt;");
+            return;
+        case '"':
+            buf_puts(b, "&quot;");
+            return;
+        case '\'':
+            buf_puts(b, "&#39;");
+            return;
+        case '\t':
+        case '\n':
+        case '\r':
+            break;
+        default:
+            if (ch < 0x20) { /* not allowed in an HTML document */
+                buf_puts(b, "\xEF\xBF\xBD");
+                return;
+            }
+        }
+        tmp[0] = (char)ch;
+        buf_add(b, tmp, 1);
+        return;
+    }
+    switch (ch) {
+    case '"':
+        buf_puts(b, "\\\"");
+        return;
+    case '\\':
+        buf_puts(b, "\\\\");
+        return;
+    case '\n':
+        buf_puts(b, "\\n");
+        return;
+    case '\r':
+        buf_puts(b, "\\r");
+        return;
+    case '\t':
+        buf_puts(b, "\\t");
+        return;
+    case '<':
+    case '>':
+    case '&':
+        break;
+    default:
+        if (ch >= 0x20) {
+            tmp[0] = (char)ch;
+            buf_add(b, tmp, 1);
+            return;
+        }
+    }
+    snprintf(tmp, sizeof(tmp), "\\u%04x", ch);
+    buf_puts(b, tmp);
+}
+
+static size_t utf8_seq_len(unsigned char lead)
+{
+    if (lead >= 0xC2 && lead <= 0xDF)
+        return 2;
+    if (lead >= 0xE0 && lead <= 0xEF)
+        return 3;
+    if (lead >= 0xF0 && lead <= 0xF4)
+        return 4;
+    return 0;
+}
+
+static void add_text(struct buf *b, const char *s, enum esc mode)
+{
+    if (!s)
+        return;
+    size_t len = strlen(s);
+    size_t i = 0;
+    while (i < len) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x80) {
+            /* Copy runs of bytes that need no escape in one go. */
+            size_t j = i;
+            while (j < len) {
+                unsigned char c = (unsigned char)s[j];
+                if (c >= 0x80 || c < 0x20 || c == '&' || c == '<' || c == '>' || c == '"' ||
+                    (mode == ESC_HTML && c == '\'') || (mode == ESC_JSON && c == '\\'))
+                    break;
+                j++;
+            }
+            if (j > i) {
+                buf_add(b, s + i, j - i);
+                i = j;
+            } else {
+                add_ascii(b, ch, mode);
+                i++;
+            }
+            continue;
+        }
+        size_t k = utf8_seq_len(ch);
+        if (k && i + k <= len && ts_valid_utf8(s + i, k)) {
+            buf_add(b, s + i, k);
+            i += k;
+        } else {
+            buf_puts(b, "\xEF\xBF\xBD");
+            i++;
+        }
+    }
+}
+
+static void json_str(struct buf *b, const char *s)
+{
+    buf_puts(b, "\"");
+    add_text(b, s, ESC_JSON);
+    buf_puts(b, "\"");
+}
+
+/* ---- shared helpers ---- */
+
+static const char *status_name(int status)
+{
+    const char *n = ts_digest_status_name(status);
+    return n ? n : "UNSPECIFIED";
+}
+
+static int cmp_by_id(const void *a, const void *b)
+{
+    const Threadsync__Comment *x = *(const Threadsync__Comment *const *)a;
+    const Threadsync__Comment *y = *(const Threadsync__Comment *const *)b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* A copy of the pointer array sorted by id (NULL entries dropped). */
+static const Threadsync__Comment **sorted_copy(const Threadsync__Comment *const *comments, size_t n,
+                                               size_t *out_n)
+{
+    const Threadsync__Comment **v = malloc((n ? n : 1) * sizeof(*v));
+    if (!v)
+        return NULL;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (comments[i])
+            v[m++] = comments[i];
+    qsort(v, m, sizeof(*v), cmp_by_id);
+    *out_n = m;
+    return v;
+}
+
+/* ---- JSON ---- */
+
+int ts_mirror_render_json(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
+                          size_t n, char **out, size_t *len)
+{
+    size_t m;
+    const Threadsync__Comment **v = sorted_copy(comments, n, &m);
+    if (!v)
+        return TS_E_NOMEM;
+    struct buf b = {0};
+    buf_printf(&b, "{\"thread\":{\"id\":%" PRIu64 ",\"key\":", t->id);
+    json_str(&b, t->key);
+    buf_puts(&b, ",\"title\":");
+    json_str(&b, t->title);
+    buf_puts(&b, ",\"url\":");
+    json_str(&b, t->url);
+    buf_printf(&b,
+               ",\"created_at_ms\":%" PRId64 ",\"locked\":%s,\"comment_count\":%" PRIu32
+               ",\"version\":%" PRIu64 "},\n\"comments\":[",
+               t->created_at_ms, t->locked ? "true" : "false", t->comment_count, t->version);
+    uint64_t visible = 0;
+    for (size_t i = 0; i < m; i++) {
+        const Threadsync__Comment *c = v[i];
+        int vis = c->status == THREADSYNC__STATUS__VISIBLE;
+        visible += (uint64_t)vis;
+        buf_printf(&b, "%s\n{\"id\":%" PRIu64 ",\"parent_id\":%" PRIu64 ",\"author_name\":",
+                   i ? "," : "", c->id, c->parent_id);
+        json_str(&b, vis ? c->author_name : "");
+        buf_puts(&b, ",\"body\":");
+        json_str(&b, vis ? c->body : "");
+        buf_printf(&b,
+                   ",\"created_at_ms\":%" PRId64 ",\"edited_at_ms\":%" PRId64
+                   ",\"status\":\"%s\",\"version\":%" PRIu64 "}",
+                   c->created_at_ms, c->edited_at_ms, status_name((int)c->status), c->version);
+    }
+    buf_printf(&b, "],\n\"count\":%" PRIu64 "}\n", visible);
+    free(v);
+    return buf_finish(&b, out, len);
+}
+
+/* ---- HTML ---- */
+
+static const char page_css[] =
+    "body{font-family:system-ui,-apple-system,\"Segoe UI\",Roboto,sans-serif;line-height:1.45;"
+    "max-width:48rem;margin:1rem auto;padding:0 1rem;color:#1a1a1a;background:#fff}"
+    "h1{font-size:1.4rem;margin:.5rem 0}"
+    "h1 a{color:inherit}"
+    ".ts-count{color:#555;margin:.25rem 0 1rem}"
+    "ol{list-style:none;margin:0;padding:0}"
+    ".ts-replies{padding-left:1.1rem;margin-left:.3rem;border-left:2px solid #e4e4e4}"
+    ".ts-deep{padding-left:.3rem}"
+    ".ts-comment{margin:.7rem 0 0}"
+    ".ts-comment header{font-size:.9rem}"
+    ".ts-author{font-weight:600}"
+    "time{color:#666}"
+    ".ts-body{white-space:pre-wrap;overflow-wrap:anywhere;margin:.15rem 0 0}"
+    ".ts-placeholder{color:#888;font-style:italic;margin:.15rem 0 0}";
+
+/* From this depth on, replies are indented only a little: the structure is
+ * kept, the page just does not drift off the right edge. */
+#define DEEP_LEVEL 8
+
+static void add_time(struct buf *b, int64_t ms)
+{
+    int64_t s = ms / 1000, r = ms % 1000;
+    if (r < 0) {
+        r += 1000;
+        s--;
+    }
+    time_t tt = (time_t)s;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm)) {
+        tt = 0;
+        r = 0;
+        gmtime_r(&tt, &tm);
+    }
+    buf_printf(b, "<time datetime=\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\">", tm.tm_year + 1900,
+               tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)r);
+    buf_printf(b, "%04d-%02d-%02d %02d:%02d UTC</time>", tm.tm_year + 1900, tm.tm_mon + 1,
+               tm.tm_mday, tm.tm_hour, tm.tm_min);
+}
+
+static int is_http_url(const char *u)
+{
+    return u && (strncasecmp(u, "http://", 7) == 0 || strncasecmp(u, "https://", 8) == 0);
+}
+
+/* Opens <li> for c and writes its content; the caller closes it. */
+static void add_comment(struct buf *b, const Threadsync__Comment *c)
+{
+    if (c->status == THREADSYNC__STATUS__VISIBLE) {
+        buf_printf(b, "<li class=\"ts-comment\" id=\"c%" PRIu64 "\"><article><header>", c->id);
+        buf_puts(b, "<span class=\"ts-author\">");
+        add_text(b, c->author_name, ESC_HTML);
+        buf_puts(b, "</span> ");
+        add_time(b, c->created_at_ms);
+        if (c->edited_at_ms) {
+            buf_puts(b, " <span class=\"ts-edited\">(edited ");
+            add_time(b, c->edited_at_ms);
+            buf_puts(b, ")</span>");
+        }
+        buf_puts(b, "</header><div class=\"ts-body\">");
+        add_text(b, c->body, ESC_HTML);
+        buf_puts(b, "</div></article>");
+    } else if (c->status == THREADSYNC__STATUS__DELETED) {
+        buf_printf(b,
+                   "<li class=\"ts-comment ts-deleted\" id=\"c%" PRIu64
+                   "\"><p class=\"ts-placeholder\">[deleted]</p>",
+                   c->id);
+    } else {
+        buf_printf(b,
+                   "<li class=\"ts-comment ts-removed\" id=\"c%" PRIu64
+                   "\"><p class=\"ts-placeholder\">[removed]</p>",
+                   c->id);
+    }
+}
+
+struct tree {
+    size_t n;
+    ssize_t *parent, *first_child, *next_sib;
+    ssize_t first_root;
+    unsigned char *shown;
+    uint64_t visible;
+};
+
+static void tree_free(struct tree *tr)
+{
+    free(tr->parent);
+    free(tr->first_child);
+    free(tr->next_sib);
+    free(tr->shown);
+}
+
+/* v is sorted by id. Links every shown comment under its parent. */
+static int tree_build(struct tree *tr, const Threadsync__Comment **v, size_t n)
+{
+    memset(tr, 0, sizeof(*tr));
+    tr->n = n;
+    size_t sz = (n ? n : 1) * sizeof(ssize_t);
+    tr->parent = malloc(sz);
+    tr->first_child = malloc(sz);
+    tr->next_sib = malloc(sz);
+    tr->shown = calloc(n ? n : 1, 1);
+    ssize_t *last_child = malloc(sz);
+    if (!tr->parent || !tr->first_child || !tr->next_sib || !tr->shown || !last_child) {
+        free(last_child);
+        tree_free(tr);
+        return TS_E_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        tr->parent[i] = -1;
+        tr->first_child[i] = tr->next_sib[i] = last_child[i] = -1;
+        uint64_t pid = v[i]->parent_id;
+        if (pid == 0)
+            continue;
+        /* Parents have smaller ids (ids are log positions); searching only
+         * below i also rules out cycles in a corrupt input. */
+        size_t lo = 0, hi = i;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (v[mid]->id < pid)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < i && v[lo]->id == pid)
+            tr->parent[i] = (ssize_t)lo;
+    }
+    /* Children come after parents, so one backward pass settles "something
+     * beneath is shown" before each node is looked at. */
+    unsigned char *below = calloc(n ? n : 1, 1);
+    if (!below) {
+        free(last_child);
+        tree_free(tr);
+        return TS_E_NOMEM;
+    }
+    for (size_t k = n; k-- > 0;) {
+        int st = v[k]->status;
+        tr->visible += st == THREADSYNC__STATUS__VISIBLE;
+        tr->shown[k] =
+            st == THREADSYNC__STATUS__VISIBLE || st == THREADSYNC__STATUS__DELETED || below[k];
+        if (tr->shown[k] && tr->parent[k] >= 0)
+            below[tr->parent[k]] = 1;
+    }
+    free(below);
+    ssize_t last_root = -1;
+    tr->first_root = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!tr->shown[i])
+            continue;
+        ssize_t p = tr->parent[i];
+        ssize_t *first = p >= 0 ? &tr->first_child[p] : &tr->first_root;
+        ssize_t *last = p >= 0 ? &last_child[p] : &last_root;
+        if (*last >= 0)
+            tr->next_sib[*last] = (ssize_t)i;
+        else
+            *first = (ssize_t)i;
+        *last = (ssize_t)i;
+    }
+    free(last_child);
+    return TS_OK;
+}
+
+static void add_tree(struct buf *b, const struct tree *tr, const Threadsync__Comment **v)
+{
+    ssize_t cur = tr->first_root;
+    size_t depth = 0;
+    buf_puts(b, "<ol class=\"ts-comments\">\n");
+    while (cur >= 0 && !b->oom) {
+        add_comment(b, v[cur]);
+        if (tr->first_child[cur] >= 0) {
+            depth++;
+            buf_puts(b, depth >= DEEP_LEVEL ? "\n<ol class=\"ts-replies ts-deep\">\n"
+                                            : "\n<ol class=\"ts-replies\">\n");
+            cur = tr->first_child[cur];
+            continue;
+        }
+        buf_puts(b, "</li>\n");
+        while (cur >= 0 && tr->next_sib[cur] < 0) {
+            cur = tr->parent[cur];
+            if (cur >= 0) {
+                depth--;
+                buf_puts(b, "</ol></li>\n");
+            }
+        }
+        if (cur >= 0)
+            cur = tr->next_sib[cur];
+    }
+    buf_puts(b, "</ol>\n");
+}
+
+int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
+                          size_t n, char **out, size_t *len)
+{
+    size_t m;
+    const Threadsync__Comment **v = sorted_copy(comments, n, &m);
+    if (!v)
+        return TS_E_NOMEM;
+    struct tree tr;
+    if (tree_build(&tr, v, m) != TS_OK) {
+        free(v);
+        return TS_E_NOMEM;
+    }
+    const char *title = t->title && t->title[0] ? t->title : t->key;
+    struct buf b = {0};
+    buf_puts(&b, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+                 "<title>");
+    add_text(&b, title, ESC_HTML);
+    buf_puts(&b, "</title>\n<style>");
+    buf_puts(&b, page_css);
+    buf_printf(&b,
+               "</style>\n</head>\n<body>\n<main class=\"ts-thread\" id=\"t%" PRIu64 "\">\n<h1>",
+               t->id);
+    if (is_http_url(t->url)) {
+        buf_puts(&b, "<a href=\"");
+        add_text(&b, t->url, ESC_HTML);
+        buf_puts(&b, "\">");
+        add_text(&b, title, ESC_HTML);
+        buf_puts(&b, "</a>");
+    } else {
+        add_text(&b, title, ESC_HTML);
+    }
+    buf_printf(&b, "</h1>\n<p class=\"ts-count\">%" PRIu64 " comment%s</p>\n", tr.visible,
+               tr.visible == 1 ? "" : "s");
+    if (tr.first_root >= 0)
+        add_tree(&b, &tr, v);
+    buf_puts(&b, "</main>\n</body>\n</html>\n");
+    tree_free(&tr);
+    free(v);
+    return buf_finish(&b, out, len);
+}
+
+/* ---- file names ---- */
+
+static int keep_byte(unsigned char c, size_t pos)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || (c == '.' && pos > 0);
+}
+
+int ts_mirror_render_file_name(const char *key, char out[TS_MIRROR_NAME_SIZE])
+{
+    static const char hex[] = "0123456789ABCDEF";
+    static const char lower[] = "0123456789abcdef";
+    out[0] = '\0';
+    size_t klen = key ? strlen(key) : 0;
+    if (klen == 0)
+        return TS_E_INVALID_ARGUMENT;
+    size_t enc = 0;
+    for (size_t i = 0; i < klen; i++)
+        enc += keep_byte((unsigned char)key[i], i) ? 1 : 3;
+    size_t o = 0;
+    for (size_t i = 0; i < klen; i++) {
+        unsigned char c = (unsigned char)key[i];
+        size_t w = keep_byte(c, i) ? 1 : 3;
+        if (o + w > TS_MIRROR_NAME_PLAIN_MAX)
+            break;
+        if (w == 1) {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 0x0f];
+        }
+    }
+    if (enc > TS_MIRROR_NAME_PLAIN_MAX) {
+        unsigned char md[32];
+        unsigned int mdlen = 0;
+        if (EVP_Digest(key, klen, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+            return TS_E_INTERNAL;
+        out[o++] = '~';
+        for (size_t i = 0; i < 32; i++) {
+            out[o++] = lower[md[i] >> 4];
+            out[o++] = lower[md[i] & 0x0f];
+        }
+    }
+    out[o] = '\0';
+    return TS_OK;
+}
+
+int ts_mirror_render_thread(const char *dir, const Threadsync__Thread *t,
+                            const Threadsync__Comment *const *comments, size_t n)
+{
+    char name[TS_MIRROR_NAME_SIZE];
+    int err = ts_mirror_render_file_name(t->key, name);
+    if (err != TS_OK)
+        return err;
+    size_t dlen = strlen(dir) + sizeof("/threads");
+    size_t plen = dlen + 1 + TS_MIRROR_NAME_SIZE + sizeof(".html");
+    char *tdir = malloc(dlen);
+    char *path = malloc(plen);
+    char *json = NULL, *html = NULL;
+    size_t json_len, html_len;
+    if (!tdir || !path) {
+        err = TS_E_NOMEM;
+        goto out;
+    }
+    snprintf(tdir, dlen, "%s/threads", dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        TS_ERROR("event=mirror_render_error op=mkdir errno=%d msg=\"%s\"", errno, strerror(errno));
+        err = TS_E_IO;
+        goto out;
+    }
+    if (mkdir(tdir, 0755) != 0 && errno != EEXIST) {
+        TS_ERROR("event=mirror_render_error op=mkdir errno=%d msg=\"%s\"", errno, strerror(errno));
+        err = TS_E_IO;
+        goto out;
+    }
+    err = ts_mirror_render_json(t, comments, n, &json, &json_len);
+    if (err == TS_OK)
+        err = ts_mirror_render_html(t, comments, n, &html, &html_len);
+    if (err != TS_OK)
+        goto out;
+    snprintf(path, plen, "%s/%s.json", tdir, name);
+    err = ts_file_write_atomic(path, json, json_len, 0644);
+    if (err != TS_OK)
+        goto out;
+    snprintf(path, plen, "%s/%s.html", tdir, name);
+    err = ts_file_write_atomic(path, html, html_len, 0644);
+out:
+    free(json);
+    free(html);
+    free(path);
+    free(tdir);
+    return err;
+}

@@ -1,0 +1,82 @@
+/*
+ * ts_mirror_render: a thread's ready-to-serve files in a mirror directory,
+ * DIR/threads/<file>.json and DIR/threads/<file>.html.
+ *
+ * File names. <file> is the thread key made safe for any file system and
+ * collision-free (two different keys never share a file):
+ *   - every byte in [A-Za-z0-9_-], and '.' except as the first byte, is kept;
+ *   - every other byte (including '/', '%', '~', a leading '.', and each byte
+ *     of a multi-byte UTF-8 character) becomes '%' and two uppercase hex
+ *     digits: "site/2021/a b" -> "site%2F2021%2Fa%20b";
+ *   - when that encoding is longer than TS_MIRROR_NAME_PLAIN_MAX (150) bytes
+ *     (a key may be 256 bytes, i.e. up to 768 encoded, but a file name may
+ *     not exceed 255), <file> is the encoding cut at 150 bytes (never inside
+ *     a %XX) followed by '~' and the 64 hex digits of SHA-256(key). Since '~'
+ *     never appears in a plain encoding, long and short names cannot meet.
+ * Web servers decode %XX in URLs, so a link to such a file escapes the '%'
+ * itself (%252F).
+ *
+ * JSON (UTF-8, one object):
+ *   {"thread":{"id","key","title","url","created_at_ms","locked",
+ *              "comment_count","version"},
+ *    "comments":[{"id","parent_id","author_name","body","created_at_ms",
+ *                 "edited_at_ms","status","version"}, ...],   flat, id order
+ *    "count":N}
+ * Every comment is listed whatever its status (tombstones keep the tree);
+ * author_name and body are "" unless status is "VISIBLE". count is the
+ * number of VISIBLE comments, i.e. what the HTML page shows; it equals the
+ * thread's comment_count when the mirror is consistent. Integers are
+ * decimal; <, >, & are written as \u003c, \u003e, \u0026 so the JSON can be
+ * inlined in a <script> block; bytes that are not UTF-8 become U+FFFD.
+ *
+ * HTML: a complete page, no JavaScript, inline CSS only, <meta
+ * charset="utf-8">. The title links to the thread's url only when that is an
+ * http(s) URL. Then "N comments" and the tree as nested <ol>/<li>, one <li
+ * id="c<id>"> per comment shown:
+ *   - VISIBLE: author, <time datetime="...Z"> in UTC, "edited" when it was,
+ *     the body escaped (< > & " ') with line breaks kept (pre-wrap);
+ *   - DELETED: "[deleted]" in its place, its replies beneath it;
+ *   - HIDDEN, PENDING (or an unknown status): not shown, unless something
+ *     beneath it is shown: then "[removed]" in its place.
+ * A comment whose parent is not among the comments (or is not an earlier
+ * id) is shown at the top level. Nesting is unbounded and rendered without
+ * recursion, so 1,000 levels cost no C stack (browsers flatten very deep
+ * trees on their own: Chromium's parser caps element depth at 512).
+ *
+ * Inputs are read during each call only. Load: linear in the thread's size
+ * plus a sort of the comments by id; writes cost two fsyncs per file.
+ */
+#ifndef TS_MIRROR_RENDER_H
+#define TS_MIRROR_RENDER_H
+
+#include <stddef.h>
+
+#include "threadsync.pb-c.h"
+
+#define TS_MIRROR_NAME_PLAIN_MAX 150
+/* Longest <file> (without extension) plus its NUL: 150 + '~' + 64 + 1. */
+#define TS_MIRROR_NAME_SIZE 216
+
+/* Writes <file> for key (rules above) and a NUL to out[TS_MIRROR_NAME_SIZE].
+ * Returns TS_OK, TS_E_INVALID_ARGUMENT for an empty key, or TS_E_INTERNAL
+ * when hashing fails. */
+int ts_mirror_render_file_name(const char *key, char out[TS_MIRROR_NAME_SIZE]);
+
+/* Builds the JSON, or the HTML, of a thread and its n comments (any order;
+ * they are sorted by id here) into a new NUL-terminated buffer *out (OUT,
+ * caller frees with free()) of *len bytes. TS_OK or TS_E_NOMEM. */
+int ts_mirror_render_json(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
+                          size_t n, char **out, size_t *len);
+int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
+                          size_t n, char **out, size_t *len);
+
+/* Renders both and writes DIR/threads/<file>.json then .html, each
+ * atomically (temp file in the same directory, fsync, rename, fsync of the
+ * directory), creating DIR/threads (0755) when missing. Files are 0644. On
+ * a crash or error each file holds its old content or its new, never a mix;
+ * the two may be one batch apart. TS_OK, TS_E_NOMEM, TS_E_IO (after a
+ * TS_ERROR line with the path and errno) or as ts_mirror_render_file_name. */
+int ts_mirror_render_thread(const char *dir, const Threadsync__Thread *t,
+                            const Threadsync__Comment *const *comments, size_t n);
+
+#endif

@@ -1,0 +1,762 @@
+/*
+ * ts_mirror_db: upsert by version, idempotent batches, the cursor moving in
+ * the same transaction as the data (forced failure and a real crash in a
+ * child process mid-transaction), snapshots, reads, and the digest agreeing
+ * across different batchings of the same content.
+ */
+#include <check.h>
+#include <ftw.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ts_digest.h"
+#include "ts_err.h"
+#include "ts_mirror_db.h"
+
+/* ---- fixtures ---- */
+
+static char tmpdir[64];
+static char mdir[128];
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(p);
+}
+
+static void setup(void)
+{
+    strcpy(tmpdir, "/tmp/ts_mirror_db_test.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    /* The mirror dir does not exist yet: open must create it. */
+    snprintf(mdir, sizeof(mdir), "%s/m", tmpdir);
+}
+
+static void teardown(void)
+{
+    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static Threadsync__Thread mk_thread(uint64_t id, const char *key, uint64_t version, uint32_t count)
+{
+    Threadsync__Thread t = THREADSYNC__THREAD__INIT;
+    t.id = id;
+    t.key = (char *)key;
+    t.title = "A title";
+    t.url = "https://example.org/a";
+    t.created_at_ms = 1609459200000 + (int64_t)id;
+    t.comment_count = count;
+    t.version = version;
+    return t;
+}
+
+static Threadsync__Comment mk_comment(uint64_t id, uint64_t thread, uint64_t parent,
+                                      Threadsync__Status st, const char *body, uint64_t version)
+{
+    Threadsync__Comment c = THREADSYNC__COMMENT__INIT;
+    c.id = id;
+    c.thread_id = thread;
+    c.parent_id = parent;
+    c.author_name = "Zo\xC3\xAB";
+    c.author_email = "zoe@example.org";
+    c.body = (char *)body;
+    c.created_at_ms = 1609459200000 + (int64_t)id * 1000;
+    c.status = st;
+    c.version = version;
+    return c;
+}
+
+/* A batch over caller-owned events: evs[i] gets thread ts[i] and comment cs[i]
+ * (cs[i] may be NULL). */
+#define MAXEV 16
+struct batch {
+    Threadsync__Events ev;
+    Threadsync__Event e[MAXEV];
+    Threadsync__Event *pe[MAXEV];
+};
+
+static void batch_init(struct batch *b, uint64_t last_seq)
+{
+    Threadsync__Events ev = THREADSYNC__EVENTS__INIT;
+    b->ev = ev;
+    b->ev.events = b->pe;
+    b->ev.last_seq = last_seq;
+}
+
+static void batch_add(struct batch *b, uint64_t seq, Threadsync__Thread *t, Threadsync__Comment *c)
+{
+    ck_assert_uint_lt(b->ev.n_events, MAXEV);
+    Threadsync__Event e = THREADSYNC__EVENT__INIT;
+    e.seq = seq;
+    e.thread = t;
+    e.comment = c;
+    b->e[b->ev.n_events] = e;
+    b->pe[b->ev.n_events] = &b->e[b->ev.n_events];
+    b->ev.n_events++;
+}
+
+static struct ts_mirror_db *open_db(void)
+{
+    struct ts_mirror_db *db;
+    ck_assert_int_eq(ts_mirror_db_open(mdir, &db), TS_OK);
+    return db;
+}
+
+static uint64_t cursor_of(struct ts_mirror_db *db)
+{
+    uint64_t seq = 12345;
+    ck_assert_int_eq(ts_mirror_db_cursor(db, &seq), TS_OK);
+    return seq;
+}
+
+static struct ts_mirror_counts counts_of(struct ts_mirror_db *db, uint64_t thread)
+{
+    struct ts_mirror_counts c;
+    ck_assert_int_eq(ts_mirror_db_counts(db, thread, &c), TS_OK);
+    return c;
+}
+
+static char *body_of(struct ts_mirror_db *db, uint64_t thread, uint64_t comment)
+{
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, thread, &mt), TS_OK);
+    char *r = NULL;
+    for (size_t i = 0; i < mt->n_comments; i++)
+        if (mt->comments[i]->id == comment)
+            r = strdup(mt->comments[i]->body);
+    ts_mirror_thread_free(mt);
+    ck_assert_ptr_nonnull(r);
+    return r;
+}
+
+/* A standard first batch: thread 1 with two comments, cursor 10. */
+static Threadsync__Thread g_t1;
+static Threadsync__Comment g_c2, g_c3;
+static void first_batch(struct batch *b)
+{
+    g_t1 = mk_thread(1, "site/2021/one", 3, 2);
+    g_c2 = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "first", 1);
+    g_c3 = mk_comment(3, 1, 2, THREADSYNC__STATUS__VISIBLE, "reply", 1);
+    batch_init(b, 10);
+    batch_add(b, 2, &g_t1, &g_c2);
+    batch_add(b, 3, &g_t1, &g_c3);
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_open_schema)
+{
+    struct ts_mirror_db *db = open_db();
+    ck_assert_uint_eq(cursor_of(db), 0);
+    struct ts_mirror_counts c = counts_of(db, 0);
+    ck_assert_uint_eq(c.threads, 0);
+    ck_assert_uint_eq(c.comments, 0);
+    ts_mirror_db_close(db);
+
+    char path[256];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    sqlite3 *s;
+    ck_assert_int_eq(sqlite3_open(path, &s), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(s, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(s, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(st, 0), TS_MIRROR_DB_SCHEMA_VERSION);
+    sqlite3_finalize(st);
+    /* A file from a future schema is refused, not "upgraded" by accident. */
+    ck_assert_int_eq(
+        sqlite3_exec(s, "UPDATE meta SET value=99 WHERE key='schema_version'", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(s);
+    struct ts_mirror_db *db2 = (void *)1;
+    ck_assert_int_eq(ts_mirror_db_open(mdir, &db2), TS_E_CONFIG);
+    ck_assert_ptr_null(db2);
+}
+END_TEST
+
+START_TEST(test_apply_and_read)
+{
+    struct ts_mirror_db *db = open_db();
+    struct batch b;
+    first_batch(&b);
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 1);
+    ck_assert(ts_mirror_touched_has(&touched, 1));
+    ck_assert_uint_eq(cursor_of(db), 10);
+
+    struct ts_mirror_counts c = counts_of(db, 0);
+    ck_assert_uint_eq(c.threads, 1);
+    ck_assert_uint_eq(c.comments, 2);
+    ck_assert_uint_eq(c.visible, 2);
+
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_key(db, "site/2021/one", &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.id, 1);
+    ck_assert_str_eq(mt->thread.title, "A title");
+    ck_assert_str_eq(mt->thread.url, "https://example.org/a");
+    ck_assert_int_eq(mt->thread.created_at_ms, g_t1.created_at_ms);
+    ck_assert_uint_eq(mt->thread.version, 3);
+    ck_assert_uint_eq(mt->thread.comment_count, 2);
+    ck_assert_uint_eq(mt->n_comments, 2);
+    ck_assert_uint_eq(mt->comments[0]->id, 2);
+    ck_assert_uint_eq(mt->comments[1]->id, 3);
+    ck_assert_uint_eq(mt->comments[1]->parent_id, 2);
+    ck_assert_str_eq(mt->comments[1]->body, "reply");
+    ck_assert_str_eq(mt->comments[1]->author_name, "Zo\xC3\xAB");
+    ck_assert_str_eq(mt->comments[1]->author_email, ""); /* never stored */
+    ck_assert_int_eq(mt->comments[1]->status, THREADSYNC__STATUS__VISIBLE);
+    ck_assert_int_eq(mt->comments[1]->created_at_ms, g_c3.created_at_ms);
+    ts_mirror_thread_free(mt);
+
+    ck_assert_int_eq(ts_mirror_db_thread_by_key(db, "nope", &mt), TS_E_NOT_FOUND);
+    ck_assert_ptr_null(mt);
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 999, &mt), TS_E_NOT_FOUND);
+
+    /* Survives a close and reopen. */
+    ts_mirror_db_close(db);
+    db = open_db();
+    ck_assert_uint_eq(cursor_of(db), 10);
+    ck_assert_uint_eq(counts_of(db, 1).comments, 2);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_duplicate_batch_changes_nothing)
+{
+    struct ts_mirror_db *db = open_db();
+    struct batch b;
+    first_batch(&b);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+    char before[65], after[65];
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, before), TS_OK);
+
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 0); /* nothing to re-render */
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, after), TS_OK);
+    ck_assert_str_eq(before, after);
+    ck_assert_uint_eq(cursor_of(db), 10);
+    ck_assert_uint_eq(counts_of(db, 0).comments, 2);
+
+    /* Even a batch with a changed body is a no-op when its version is not
+     * higher: the stored row wins. */
+    Threadsync__Comment same_version = g_c2;
+    same_version.body = "tampered";
+    struct batch b2;
+    batch_init(&b2, 10);
+    batch_add(&b2, 2, &g_t1, &same_version);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 0);
+    char *body = body_of(db, 1, 2);
+    ck_assert_str_eq(body, "first");
+    free(body);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_older_version_ignored)
+{
+    struct ts_mirror_db *db = open_db();
+    Threadsync__Thread t = mk_thread(1, "k", 5, 1);
+    Threadsync__Comment v2 = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "edited", 2);
+    v2.edited_at_ms = 1700000000000;
+    struct batch b;
+    batch_init(&b, 20);
+    batch_add(&b, 20, &t, &v2);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+
+    /* The original version and an older thread arrive late (replayed from
+     * an older cursor after failover): ignored, but the cursor moves. */
+    Threadsync__Thread t_old = mk_thread(1, "k", 4, 1);
+    t_old.title = "old title";
+    Threadsync__Comment v1 = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "original", 1);
+    struct batch b2;
+    batch_init(&b2, 30);
+    batch_add(&b2, 2, &t_old, &v1);
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 0);
+    ck_assert_uint_eq(cursor_of(db), 30);
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 1, &mt), TS_OK);
+    ck_assert_str_eq(mt->thread.title, "A title");
+    ck_assert_uint_eq(mt->thread.version, 5);
+    ck_assert_str_eq(mt->comments[0]->body, "edited");
+    ck_assert_uint_eq(mt->comments[0]->version, 2);
+    ck_assert_int_eq(mt->comments[0]->edited_at_ms, 1700000000000);
+    ts_mirror_thread_free(mt);
+
+    /* A newer version does apply, and a delete keeps the tombstone. */
+    Threadsync__Comment v3 = mk_comment(2, 1, 0, THREADSYNC__STATUS__DELETED, "", 3);
+    Threadsync__Thread t6 = mk_thread(1, "k", 6, 0);
+    struct batch b3;
+    batch_init(&b3, 31);
+    batch_add(&b3, 31, &t6, &v3);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b3.ev, &touched), TS_OK);
+    ck_assert(ts_mirror_touched_has(&touched, 1));
+    struct ts_mirror_counts c = counts_of(db, 1);
+    ck_assert_uint_eq(c.comments, 1);
+    ck_assert_uint_eq(c.visible, 0);
+
+    /* The cursor never goes down. */
+    struct batch b4;
+    batch_init(&b4, 25);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b4.ev, NULL), TS_OK);
+    ck_assert_uint_eq(cursor_of(db), 31);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_public_view_stored)
+{
+    /* A moderator's connection sends bodies of hidden comments; the mirror
+     * keeps only what a reader may see. */
+    struct ts_mirror_db *db = open_db();
+    Threadsync__Thread t = mk_thread(1, "k", 1, 0);
+    Threadsync__Comment h = mk_comment(2, 1, 0, THREADSYNC__STATUS__HIDDEN, "spam spam", 2);
+    struct batch b;
+    batch_init(&b, 2);
+    batch_add(&b, 2, &t, &h);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 1, &mt), TS_OK);
+    ck_assert_str_eq(mt->comments[0]->body, "");
+    ck_assert_str_eq(mt->comments[0]->author_name, "");
+    ck_assert_int_eq(mt->comments[0]->status, THREADSYNC__STATUS__HIDDEN);
+    ts_mirror_thread_free(mt);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+/* State before a failing batch, to compare with after. */
+struct state {
+    uint64_t cursor;
+    struct ts_mirror_counts counts;
+    char digest[65];
+};
+
+static struct state state_of(struct ts_mirror_db *db)
+{
+    struct state s;
+    s.cursor = cursor_of(db);
+    s.counts = counts_of(db, 0);
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, s.digest), TS_OK);
+    return s;
+}
+
+static void assert_same_state(struct ts_mirror_db *db, const struct state *a)
+{
+    struct state b = state_of(db);
+    ck_assert_uint_eq(a->cursor, b.cursor);
+    ck_assert_uint_eq(a->counts.threads, b.counts.threads);
+    ck_assert_uint_eq(a->counts.comments, b.counts.comments);
+    ck_assert_uint_eq(a->counts.visible, b.counts.visible);
+    ck_assert_str_eq(a->digest, b.digest);
+}
+
+/* Second batch: edits thread 1, adds comments 4 and 5, and a new thread 6,
+ * cursor 40. */
+static Threadsync__Thread g_t1b, g_t6;
+static Threadsync__Comment g_c4, g_c5, g_c2b;
+static void second_batch(struct batch *b, Threadsync__Status c5_status)
+{
+    g_t1b = mk_thread(1, "site/2021/one", 7, 3);
+    g_t6 = mk_thread(6, "site/other", 1, 0);
+    g_c4 = mk_comment(4, 1, 3, THREADSYNC__STATUS__VISIBLE, "deeper", 1);
+    g_c2b = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "first, edited", 2);
+    g_c5 = mk_comment(5, 1, 0, c5_status, "fifth", 1);
+    batch_init(b, 40);
+    batch_add(b, 4, &g_t1b, &g_c4);
+    batch_add(b, 5, &g_t1b, &g_c2b);
+    batch_add(b, 6, &g_t6, NULL);
+    batch_add(b, 7, &g_t1b, &g_c5);
+}
+
+static int fail_at_6(uint64_t seq)
+{
+    return seq == 6;
+}
+
+START_TEST(test_failed_batch_moves_nothing)
+{
+    struct ts_mirror_db *db = open_db();
+    struct batch b;
+    first_batch(&b);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+    struct state before = state_of(db);
+
+    /* The last event carries a status no name exists for: the CHECK refuses
+     * it after three events were already written in the transaction. */
+    struct batch bad;
+    second_batch(&bad, (Threadsync__Status)7);
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_touched_add(&touched, 77), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &bad.ev, &touched), TS_E_IO);
+    assert_same_state(db, &before);
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 6, &mt), TS_E_NOT_FOUND);
+    ck_assert_uint_eq(touched.n, 1); /* put back as it was */
+    ck_assert(ts_mirror_touched_has(&touched, 77));
+    struct ts_mirror_touched empty = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &bad.ev, &empty), TS_E_IO);
+    ck_assert_uint_eq(empty.n, 0);
+    ts_mirror_touched_free(&empty);
+
+    /* Same with an injected storage failure before the third event. */
+    struct batch good;
+    second_batch(&good, THREADSYNC__STATUS__VISIBLE);
+    ts__mirror_db_fault_hook = fail_at_6;
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &good.ev, &touched), TS_E_IO);
+    assert_same_state(db, &before);
+    ck_assert_uint_eq(touched.n, 1);
+
+    /* The mirror is still usable: the same batch goes through afterwards. */
+    ts__mirror_db_fault_hook = NULL;
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &good.ev, &touched), TS_OK);
+    ck_assert_uint_eq(cursor_of(db), 40);
+    ck_assert_uint_eq(counts_of(db, 0).comments, 4);
+    ck_assert(ts_mirror_touched_has(&touched, 1));
+    ck_assert(ts_mirror_touched_has(&touched, 6));
+    ck_assert(ts_mirror_touched_has(&touched, 77));
+    ck_assert_uint_eq(touched.n, 3);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+static int crash_at_7(uint64_t seq)
+{
+    if (seq == 7)
+        _exit(42); /* like kill -9: no rollback, no close */
+    return 0;
+}
+
+START_TEST(test_crash_mid_batch)
+{
+    struct ts_mirror_db *db = open_db();
+    struct batch b;
+    first_batch(&b);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+    struct state before = state_of(db);
+    ts_mirror_db_close(db);
+
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct ts_mirror_db *cdb;
+        if (ts_mirror_db_open(mdir, &cdb) != TS_OK)
+            _exit(1);
+        ts__mirror_db_fault_hook = crash_at_7;
+        struct batch good;
+        second_batch(&good, THREADSYNC__STATUS__VISIBLE);
+        ts_mirror_db_apply_events(cdb, &good.ev, NULL);
+        _exit(2); /* the hook should have ended us first */
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 42);
+
+    db = open_db();
+    assert_same_state(db, &before);
+    struct batch good;
+    second_batch(&good, THREADSYNC__STATUS__VISIBLE);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &good.ev, NULL), TS_OK);
+    ck_assert_uint_eq(cursor_of(db), 40);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_snapshot_then_events)
+{
+    struct ts_mirror_db *db = open_db();
+    struct batch b;
+    first_batch(&b); /* cursor 10, thread 1 v3, comments 2,3 v1 */
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+
+    Threadsync__SnapshotChunk ch = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &ch, NULL), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 100), TS_E_INVALID_ARGUMENT);
+
+    ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 100), TS_OK);
+    /* Chunk 1: thread 1 newer, thread 9 new, comment 2 edited (v2) and a
+     * comment 11 that is newer than S (v3, its v2 arrives later as an
+     * event and must not win). */
+    Threadsync__Thread t1 = mk_thread(1, "site/2021/one", 8, 3);
+    Threadsync__Thread t9 = mk_thread(9, "site/nine", 2, 1);
+    Threadsync__Comment c2 = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "snap edit", 2);
+    Threadsync__Comment c11 = mk_comment(11, 1, 3, THREADSYNC__STATUS__VISIBLE, "v3 text", 3);
+    Threadsync__Thread *ths[] = {&t1, &t9};
+    Threadsync__Comment *cms[] = {&c2, &c11};
+    ch.threads = ths;
+    ch.n_threads = 2;
+    ch.comments = cms;
+    ch.n_comments = 2;
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &ch, &touched), TS_OK);
+    ck_assert_uint_eq(cursor_of(db), 10); /* not before end */
+
+    /* Chunk 2: comments of thread 9, and an old copy of comment 3. */
+    Threadsync__Comment c12 = mk_comment(12, 9, 0, THREADSYNC__STATUS__VISIBLE, "nine", 1);
+    Threadsync__Comment c3 = mk_comment(3, 1, 2, THREADSYNC__STATUS__VISIBLE, "reply", 1);
+    Threadsync__Comment *cms2[] = {&c3, &c12};
+    Threadsync__SnapshotChunk ch2 = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    ch2.comments = cms2;
+    ch2.n_comments = 2;
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &ch2, &touched), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 99), TS_E_INVALID_ARGUMENT);
+    ck_assert_uint_eq(cursor_of(db), 10);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 100), TS_OK);
+    ck_assert_uint_eq(cursor_of(db), 100);
+    ck_assert_uint_eq(touched.n, 2);
+    ck_assert(ts_mirror_touched_has(&touched, 1));
+    ck_assert(ts_mirror_touched_has(&touched, 9));
+    ts_mirror_touched_clear(&touched);
+
+    /* Events after S: the v2 of comment 11 (older than what the snapshot
+     * carried) and a new comment 13. */
+    Threadsync__Comment c11v2 = mk_comment(11, 1, 3, THREADSYNC__STATUS__VISIBLE, "v2 text", 2);
+    Threadsync__Comment c13 = mk_comment(13, 9, 12, THREADSYNC__STATUS__VISIBLE, "new", 1);
+    Threadsync__Thread t9b = mk_thread(9, "site/nine", 3, 2);
+    struct batch e;
+    batch_init(&e, 120);
+    batch_add(&e, 101, &t1, &c11v2);
+    batch_add(&e, 110, &t9b, &c13);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &e.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 1);
+    ck_assert(ts_mirror_touched_has(&touched, 9));
+    char *body = body_of(db, 1, 11);
+    ck_assert_str_eq(body, "v3 text");
+    free(body);
+    body = body_of(db, 1, 2);
+    ck_assert_str_eq(body, "snap edit");
+    free(body);
+    ck_assert_uint_eq(cursor_of(db), 120);
+    struct ts_mirror_counts c = counts_of(db, 0);
+    ck_assert_uint_eq(c.threads, 2);
+    ck_assert_uint_eq(c.comments, 5);
+    ck_assert_uint_eq(counts_of(db, 9).comments, 2);
+    ck_assert_uint_eq(counts_of(db, 9).threads, 1);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+/* The final state of one thread, as the server would hold it. */
+#define NC 6
+static Threadsync__Thread fin_t;
+static Threadsync__Comment fin_c[NC];
+static const Threadsync__Comment *fin_p[NC];
+
+static void final_state(void)
+{
+    fin_t = mk_thread(1, "site/2021/\xE2\x80\x9Cquoted\xE2\x80\x9D", 9, 4);
+    fin_c[0] = mk_comment(2, 1, 0, THREADSYNC__STATUS__DELETED, "", 3);
+    fin_c[1] = mk_comment(3, 1, 2, THREADSYNC__STATUS__VISIBLE, "reply \xF0\x9F\x98\x80", 1);
+    fin_c[2] = mk_comment(4, 1, 3, THREADSYNC__STATUS__VISIBLE, "e\xCC\x81t\xC3\xA9", 2);
+    fin_c[2].edited_at_ms = 1700000000123;
+    fin_c[3] = mk_comment(5, 1, 0, THREADSYNC__STATUS__HIDDEN, "hidden", 2);
+    fin_c[4] = mk_comment(6, 1, 5, THREADSYNC__STATUS__VISIBLE, "under hidden", 1);
+    fin_c[5] = mk_comment(7, 1, 0, THREADSYNC__STATUS__VISIBLE, "<b>last</b>", 1);
+    for (int i = 0; i < NC; i++)
+        fin_p[i] = &fin_c[i];
+}
+
+START_TEST(test_digest_same_across_batchings)
+{
+    final_state();
+    char want[65];
+    ck_assert_int_eq(ts_digest_thread(&fin_t, fin_p, NC, want), TS_OK);
+
+    /* Mirror A: one batch carrying the final state. */
+    struct ts_mirror_db *a = open_db();
+    struct batch b;
+    batch_init(&b, 50);
+    for (int i = 0; i < NC; i++)
+        batch_add(&b, (uint64_t)(i + 2), &fin_t, &fin_c[i]);
+    ck_assert_int_eq(ts_mirror_db_apply_events(a, &b.ev, NULL), TS_OK);
+    char da[65];
+    ck_assert_int_eq(ts_mirror_db_digest(a, 1, da), TS_OK);
+    ck_assert_str_eq(da, want);
+    ts_mirror_db_close(a);
+
+    /* Mirror B: history in many small batches, newest first for some, with
+     * duplicates, older versions arriving late, a snapshot in the middle,
+     * and bodies of non-visible comments present (a moderator's view). */
+    snprintf(mdir, sizeof(mdir), "%s/b", tmpdir);
+    struct ts_mirror_db *db = open_db();
+    Threadsync__Thread t_old = mk_thread(1, fin_t.key, 2, 1);
+    Threadsync__Comment c2v1 = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "was here", 1);
+    Threadsync__Comment c2v2 = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "edited", 2);
+    Threadsync__Comment c4v1 = mk_comment(4, 1, 3, THREADSYNC__STATUS__VISIBLE, "et\xC3\xA9", 1);
+    Threadsync__Comment c5v1 = mk_comment(5, 1, 0, THREADSYNC__STATUS__PENDING, "hidden", 1);
+    Threadsync__Comment c5mod = fin_c[3]; /* HIDDEN with its body, as a moderator sees it */
+
+    struct batch x;
+    batch_init(&x, 5);
+    batch_add(&x, 5, &fin_t, &fin_c[5]); /* newest thread state first */
+    batch_add(&x, 6, &t_old, &c2v2);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &x.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &x.ev, NULL), TS_OK); /* duplicate */
+    batch_init(&x, 7);
+    batch_add(&x, 2, &t_old, &c2v1); /* late, older */
+    batch_add(&x, 3, &t_old, &c4v1);
+    batch_add(&x, 4, &t_old, &c5v1);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &x.ev, NULL), TS_OK);
+    char mid[65];
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, mid), TS_OK);
+    ck_assert_str_ne(mid, want);
+
+    ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 30), TS_OK);
+    Threadsync__Thread *ths[] = {&fin_t};
+    Threadsync__Comment *cms[] = {&fin_c[0], &fin_c[1], &c5mod};
+    Threadsync__SnapshotChunk ch = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    ch.threads = ths;
+    ch.n_threads = 1;
+    ch.comments = cms;
+    ch.n_comments = 3;
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &ch, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 30), TS_OK);
+    batch_init(&x, 60);
+    batch_add(&x, 31, &t_old, &fin_c[2]);
+    batch_add(&x, 32, &t_old, &fin_c[4]);
+    batch_add(&x, 33, &t_old, &c2v1);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &x.ev, NULL), TS_OK);
+
+    char db_[65];
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, db_), TS_OK);
+    ck_assert_str_eq(db_, want);
+    ck_assert_int_eq(ts_mirror_db_digest(db, 404, db_), TS_E_NOT_FOUND);
+
+    /* One more change anywhere makes the digests differ. */
+    Threadsync__Comment c7v2 = fin_c[5];
+    c7v2.version = 2;
+    c7v2.body = "<b>last</b>!";
+    batch_init(&x, 61);
+    batch_add(&x, 61, &fin_t, &c7v2);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &x.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, db_), TS_OK);
+    ck_assert_str_ne(db_, want);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+struct walk {
+    uint64_t ids[8];
+    int n;
+    int stop_after;
+};
+
+static int walk_cb(void *arg, const Threadsync__Thread *t)
+{
+    struct walk *w = arg;
+    w->ids[w->n++] = t->id;
+    ck_assert_ptr_nonnull(t->key);
+    return w->n == w->stop_after ? 7 : 0;
+}
+
+static int walk_load_cb(void *arg, const Threadsync__Thread *t)
+{
+    struct ts_mirror_db *db = arg;
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, t->id, &mt), TS_OK);
+    ck_assert_str_eq(mt->thread.key, t->key);
+    ts_mirror_thread_free(mt);
+    return 0;
+}
+
+START_TEST(test_foreach_and_counts)
+{
+    struct ts_mirror_db *db = open_db();
+    Threadsync__Thread t30 = mk_thread(30, "c", 1, 0);
+    Threadsync__Thread t10 = mk_thread(10, "a", 1, 1);
+    Threadsync__Thread t20 = mk_thread(20, "b", 1, 0);
+    Threadsync__Comment c11 = mk_comment(11, 10, 0, THREADSYNC__STATUS__VISIBLE, "x", 1);
+    Threadsync__Comment c21 = mk_comment(21, 20, 0, THREADSYNC__STATUS__PENDING, "", 1);
+    struct batch b;
+    batch_init(&b, 31);
+    batch_add(&b, 10, &t10, &c11);
+    batch_add(&b, 20, &t20, &c21);
+    batch_add(&b, 30, &t30, NULL);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+
+    struct walk w = {.stop_after = 0};
+    ck_assert_int_eq(ts_mirror_db_foreach_thread(db, walk_cb, &w), 0);
+    ck_assert_int_eq(w.n, 3);
+    ck_assert_uint_eq(w.ids[0], 10);
+    ck_assert_uint_eq(w.ids[1], 20);
+    ck_assert_uint_eq(w.ids[2], 30);
+    struct walk w2 = {.stop_after = 2};
+    ck_assert_int_eq(ts_mirror_db_foreach_thread(db, walk_cb, &w2), 7);
+    ck_assert_int_eq(w2.n, 2);
+    /* Loading threads from inside the walk works, and the walk restarts
+     * cleanly after a stopped one. */
+    ck_assert_int_eq(ts_mirror_db_foreach_thread(db, walk_load_cb, db), 0);
+
+    struct ts_mirror_counts c = counts_of(db, 0);
+    ck_assert_uint_eq(c.threads, 3);
+    ck_assert_uint_eq(c.comments, 2);
+    ck_assert_uint_eq(c.visible, 1);
+    c = counts_of(db, 20);
+    ck_assert_uint_eq(c.threads, 1);
+    ck_assert_uint_eq(c.comments, 1);
+    ck_assert_uint_eq(c.visible, 0);
+    c = counts_of(db, 999);
+    ck_assert_uint_eq(c.threads, 0);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_touched_set)
+{
+    struct ts_mirror_touched t = TS_MIRROR_TOUCHED_INIT;
+    for (uint64_t i = 0; i < 100; i++)
+        ck_assert_int_eq(ts_mirror_touched_add(&t, (i * 37) % 50 + 1), TS_OK);
+    ck_assert_uint_eq(t.n, 50);
+    for (size_t i = 1; i < t.n; i++)
+        ck_assert_uint_lt(t.ids[i - 1], t.ids[i]);
+    ck_assert(ts_mirror_touched_has(&t, 50));
+    ck_assert(!ts_mirror_touched_has(&t, 51));
+    ts_mirror_touched_clear(&t);
+    ck_assert_uint_eq(t.n, 0);
+    ck_assert(!ts_mirror_touched_has(&t, 1));
+    ts_mirror_touched_free(&t);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ts_mirror_db");
+    TCase *tc = tcase_create("db");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_open_schema);
+    tcase_add_test(tc, test_apply_and_read);
+    tcase_add_test(tc, test_duplicate_batch_changes_nothing);
+    tcase_add_test(tc, test_older_version_ignored);
+    tcase_add_test(tc, test_public_view_stored);
+    tcase_add_test(tc, test_failed_batch_moves_nothing);
+    tcase_add_test(tc, test_crash_mid_batch);
+    tcase_add_test(tc, test_snapshot_then_events);
+    tcase_add_test(tc, test_digest_same_across_batchings);
+    tcase_add_test(tc, test_foreach_and_counts);
+    tcase_add_test(tc, test_touched_set);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,505 @@
+/*
+ * ts_mirror_render: the comment tree (reply to a reply, a deleted parent
+ * with its replies, hidden branches), escaping, Unicode passing through,
+ * 1,000 and 100,000 levels of nesting without recursion, file names, and
+ * atomic writes that leave no temporary files behind.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ts_err.h"
+#include "ts_mirror_render.h"
+
+static char tmpdir[64];
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(p);
+}
+
+static void setup(void)
+{
+    strcpy(tmpdir, "/tmp/ts_mirror_render_test.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void)
+{
+    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static Threadsync__Thread mk_thread(const char *key)
+{
+    Threadsync__Thread t = THREADSYNC__THREAD__INIT;
+    t.id = 1;
+    t.key = (char *)key;
+    t.title = "Caf\xC3\xA9 & \xE2\x80\x9C"
+              "friends\xE2\x80\x9D";
+    t.url = "https://example.org/a?x=1&y=2";
+    t.created_at_ms = 1609459200000;
+    t.version = 1;
+    return t;
+}
+
+static Threadsync__Comment mk(uint64_t id, uint64_t parent, Threadsync__Status st, const char *body)
+{
+    Threadsync__Comment c = THREADSYNC__COMMENT__INIT;
+    c.id = id;
+    c.thread_id = 1;
+    c.parent_id = parent;
+    c.author_name = "Ann";
+    c.body = (char *)body;
+    c.created_at_ms = 1609459200000 + (int64_t)id * 60000;
+    c.status = st;
+    c.version = 1;
+    return c;
+}
+
+/* a and b both found, a first. */
+static void assert_before(const char *a, const char *b)
+{
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert(a < b);
+}
+
+static size_t count(const char *hay, const char *needle)
+{
+    /* memmem, not strstr: ASan's strstr measures the whole haystack on each
+     * call, which makes counting in a 100,000-level page quadratic. */
+    size_t n = 0, l = strlen(needle), total = strlen(hay);
+    const char *p = hay;
+    while ((p = memmem(p, total - (size_t)(p - hay), needle, l))) {
+        p += l;
+        n++;
+    }
+    return n;
+}
+
+/* Depth (number of enclosing <li>) of the <li> with id="c<id>", or -1 when
+ * absent; also checks every <li> is closed in order. */
+static int li_depth(const char *html, uint64_t id)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "id=\"c%llu\"", (unsigned long long)id);
+    int depth = 0, found = -1;
+    for (const char *p = html; *p; p++) {
+        if (strncmp(p, "<li ", 4) == 0 || strncmp(p, "<li>", 4) == 0) {
+            const char *end = strchr(p, '>');
+            ck_assert_ptr_nonnull(end);
+            const char *idp = memmem(p, (size_t)(end - p), want, strlen(want));
+            if (idp)
+                found = depth;
+            depth++;
+        } else if (strncmp(p, "</li>", 5) == 0) {
+            depth--;
+            ck_assert_int_ge(depth, 0);
+        }
+    }
+    ck_assert_int_eq(depth, 0);
+    return found;
+}
+
+START_TEST(test_tree)
+{
+    Threadsync__Thread t = mk_thread("site/2021/tree");
+    Threadsync__Comment c[] = {
+        mk(1, 0, THREADSYNC__STATUS__VISIBLE, "top"),
+        mk(2, 1, THREADSYNC__STATUS__VISIBLE, "reply"),
+        mk(3, 2, THREADSYNC__STATUS__VISIBLE, "reply to reply"),
+        mk(4, 0, THREADSYNC__STATUS__DELETED, ""),
+        mk(5, 4, THREADSYNC__STATUS__VISIBLE, "under deleted"),
+        mk(6, 5, THREADSYNC__STATUS__VISIBLE, "deeper under deleted"),
+        mk(7, 0, THREADSYNC__STATUS__HIDDEN, "hidden leaf"),
+        mk(8, 0, THREADSYNC__STATUS__PENDING, "pending parent"),
+        mk(9, 8, THREADSYNC__STATUS__VISIBLE, "under pending"),
+        mk(10, 0, THREADSYNC__STATUS__HIDDEN, "hidden"),
+        mk(11, 10, THREADSYNC__STATUS__HIDDEN, "hidden under hidden"),
+        mk(12, 1, THREADSYNC__STATUS__VISIBLE, "second reply to top"),
+        mk(13, 999, THREADSYNC__STATUS__VISIBLE, "orphan"),
+    };
+    size_t n = sizeof(c) / sizeof(c[0]);
+    /* Given in a shuffled order: the renderer sorts by id itself. */
+    const Threadsync__Comment *p[sizeof(c) / sizeof(c[0])];
+    for (size_t i = 0; i < n; i++)
+        p[i] = &c[(i * 5) % n];
+
+    char *html;
+    size_t len;
+    ck_assert_int_eq(ts_mirror_render_html(&t, p, n, &html, &len), TS_OK);
+    ck_assert_uint_eq(strlen(html), len);
+    ck_assert_int_eq(li_depth(html, 1), 0);
+    ck_assert_int_eq(li_depth(html, 2), 1);
+    ck_assert_int_eq(li_depth(html, 3), 2);
+    ck_assert_int_eq(li_depth(html, 12), 1);
+    ck_assert_int_eq(li_depth(html, 4), 0);
+    ck_assert_int_eq(li_depth(html, 5), 1);
+    ck_assert_int_eq(li_depth(html, 6), 2);
+    ck_assert_int_eq(li_depth(html, 7), -1);
+    ck_assert_int_eq(li_depth(html, 8), 0);
+    ck_assert_int_eq(li_depth(html, 9), 1);
+    ck_assert_int_eq(li_depth(html, 10), -1);
+    ck_assert_int_eq(li_depth(html, 11), -1);
+    ck_assert_int_eq(li_depth(html, 13), 0);
+    /* Siblings in id order: 2 before 12, and 3 inside 2 before 12. */
+    assert_before(strstr(html, "id=\"c3\""), strstr(html, "id=\"c12\""));
+    ck_assert_uint_eq(count(html, "</li>"), 10);
+    ck_assert_uint_eq(count(html, "[deleted]"), 1);
+    ck_assert_uint_eq(count(html, "[removed]"), 1);
+    ck_assert_ptr_null(strstr(html, "hidden"));
+    ck_assert_ptr_null(strstr(html, "pending parent"));
+    ck_assert_ptr_nonnull(strstr(html, "reply to reply"));
+    /* Visible: 1,2,3,5,6,9,12,13. */
+    ck_assert_ptr_nonnull(strstr(html, "<p class=\"ts-count\">8 comments</p>"));
+    ck_assert_ptr_nonnull(strstr(html, "<time datetime=\"2021-01-01T00:01:00.000Z\">"
+                                       "2021-01-01 00:01 UTC</time>"));
+    ck_assert_ptr_nonnull(strstr(html, "<!DOCTYPE html>"));
+    ck_assert_ptr_nonnull(strstr(html, "<meta charset=\"utf-8\">"));
+    ck_assert_ptr_nonnull(strstr(html, "</html>\n"));
+    ck_assert_ptr_null(strstr(html, "<script"));
+    free(html);
+
+    char *json;
+    ck_assert_int_eq(ts_mirror_render_json(&t, p, n, &json, &len), TS_OK);
+    ck_assert_uint_eq(count(json, "{\"id\":"), n + 1); /* comments + thread */
+    ck_assert_ptr_nonnull(strstr(json, "\"count\":8}"));
+    ck_assert_ptr_nonnull(strstr(json, "{\"id\":3,\"parent_id\":2,"));
+    assert_before(strstr(json, "{\"id\":9,"), strstr(json, "{\"id\":10,"));
+    assert_before(strstr(json, "{\"id\":2,"), strstr(json, "{\"id\":13,"));
+    /* Tombstones listed, their text never. */
+    ck_assert_ptr_nonnull(
+        strstr(json, "{\"id\":7,\"parent_id\":0,\"author_name\":\"\",\"body\":\"\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"status\":\"PENDING\""));
+    ck_assert_ptr_null(strstr(json, "hidden"));
+    free(json);
+}
+END_TEST
+
+START_TEST(test_escaping_and_unicode)
+{
+    Threadsync__Thread t = mk_thread("k");
+    t.url = "javascript:alert(1)";
+    const char *uni = "\xE2\x80\x9C"
+                      "curly\xE2\x80\x9D \xE2\x80\x98q\xE2\x80\x99 \xF0\x9F\x98\x80 "
+                      "\xF0\x9F\x91\xA9\xE2\x80\x8D\xF0\x9F\x92\xBB e\xCC\x81 "
+                      "\xD7\xA9\xD7\x9C\xD7\x95\xD7\x9D";
+    Threadsync__Comment c[] = {
+        mk(1, 0, THREADSYNC__STATUS__VISIBLE, "<script>alert(\"x\")</script> & 'q'"),
+        mk(2, 1, THREADSYNC__STATUS__VISIBLE, uni),
+        mk(3, 0, THREADSYNC__STATUS__VISIBLE, "line one\nline two\r\n\ttabbed"),
+        mk(4, 0, THREADSYNC__STATUS__VISIBLE, "bad \xFF byte \xC3"),
+    };
+    c[1].author_name = "J\xC3\xBCrgen <b>";
+    c[2].edited_at_ms = 1609459300000;
+    const Threadsync__Comment *p[] = {&c[0], &c[1], &c[2], &c[3]};
+
+    char *html;
+    size_t len;
+    ck_assert_int_eq(ts_mirror_render_html(&t, p, 4, &html, &len), TS_OK);
+    ck_assert_ptr_null(strstr(html, "<script"));
+    ck_assert_ptr_nonnull(
+        strstr(html, "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;q&#39;"));
+    ck_assert_ptr_nonnull(strstr(html, uni)); /* bytes pass through untouched */
+    ck_assert_ptr_nonnull(strstr(html, "J\xC3\xBCrgen &lt;b&gt;"));
+    ck_assert_ptr_nonnull(strstr(html, "line one\nline two\r\n\ttabbed"));
+    ck_assert_ptr_nonnull(strstr(html, "white-space:pre-wrap"));
+    ck_assert_ptr_nonnull(strstr(html, "bad \xEF\xBF\xBD byte \xEF\xBF\xBD<"));
+    ck_assert_ptr_nonnull(strstr(html, "(edited <time datetime=\"2021-01-01T00:01:40.000Z\">"));
+    /* Not an http(s) URL: the title is not a link. */
+    ck_assert_ptr_null(strstr(html, "javascript:"));
+    ck_assert_ptr_null(strstr(html, "<a "));
+    ck_assert_ptr_nonnull(strstr(html, "<h1>Caf\xC3\xA9 &amp; \xE2\x80\x9C"
+                                       "friends\xE2\x80\x9D</h1>"));
+    free(html);
+
+    t.url = "https://example.org/a?x=1&y=\"2\"";
+    ck_assert_int_eq(ts_mirror_render_html(&t, p, 4, &html, &len), TS_OK);
+    ck_assert_ptr_nonnull(
+        strstr(html, "<a href=\"https://example.org/a?x=1&amp;y=&quot;2&quot;\">"));
+    free(html);
+
+    char *json;
+    ck_assert_int_eq(ts_mirror_render_json(&t, p, 4, &json, &len), TS_OK);
+    ck_assert_ptr_nonnull(strstr(json, "\"body\":\"\\u003cscript\\u003ealert(\\\"x\\\")"
+                                       "\\u003c/script\\u003e \\u0026 'q'\""));
+    ck_assert_ptr_nonnull(strstr(json, uni));
+    ck_assert_ptr_nonnull(strstr(json, "line one\\nline two\\r\\n\\ttabbed"));
+    ck_assert_ptr_nonnull(strstr(json, "bad \xEF\xBF\xBD byte \xEF\xBF\xBD\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"url\":\"https://example.org/a?x=1\\u0026y=\\\"2\\\"\""));
+    ck_assert_ptr_null(strstr(json, "<"));
+    free(json);
+}
+END_TEST
+
+START_TEST(test_empty_and_singular)
+{
+    Threadsync__Thread t = mk_thread("k");
+    t.title = "";
+    char *html;
+    size_t len;
+    ck_assert_int_eq(ts_mirror_render_html(&t, NULL, 0, &html, &len), TS_OK);
+    ck_assert_ptr_nonnull(strstr(html, "0 comments"));
+    ck_assert_ptr_null(strstr(html, "<ol"));
+    ck_assert_ptr_nonnull(strstr(html, ">k</a></h1>")); /* key stands in for a title */
+    free(html);
+    Threadsync__Comment c = mk(1, 0, THREADSYNC__STATUS__VISIBLE, "one");
+    const Threadsync__Comment *p[] = {&c};
+    ck_assert_int_eq(ts_mirror_render_html(&t, p, 1, &html, &len), TS_OK);
+    ck_assert_ptr_nonnull(strstr(html, ">1 comment<"));
+    free(html);
+    char *json;
+    ck_assert_int_eq(ts_mirror_render_json(&t, NULL, 0, &json, &len), TS_OK);
+    ck_assert_ptr_nonnull(strstr(json, "\"comments\":[]"));
+    ck_assert_ptr_nonnull(strstr(json, "\"count\":0}"));
+    free(json);
+}
+END_TEST
+
+/* A reply chain: comment i+1 replies to comment i. */
+static const Threadsync__Comment **chain(size_t depth, Threadsync__Comment **store)
+{
+    Threadsync__Comment *c = calloc(depth, sizeof(*c));
+    const Threadsync__Comment **p = calloc(depth, sizeof(*p));
+    ck_assert(c && p);
+    for (size_t i = 0; i < depth; i++) {
+        c[i] = mk(i + 1, i, THREADSYNC__STATUS__VISIBLE, "deep");
+        p[i] = &c[i];
+    }
+    c[depth / 2].status = THREADSYNC__STATUS__DELETED; /* a hole in the middle */
+    *store = c;
+    return p;
+}
+
+START_TEST(test_deep_nesting_file)
+{
+    enum { DEPTH = 1000 };
+    Threadsync__Thread t = mk_thread("site/deep");
+    Threadsync__Comment *store;
+    const Threadsync__Comment **p = chain(DEPTH, &store);
+    ck_assert_int_eq(ts_mirror_render_thread(tmpdir, &t, p, DEPTH), TS_OK);
+
+    char path[256];
+    snprintf(path, sizeof(path), "%s/threads/site%%2Fdeep.html", tmpdir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    rewind(f);
+    char *html = malloc((size_t)size + 1);
+    ck_assert_uint_eq(fread(html, 1, (size_t)size, f), (size_t)size);
+    html[size] = '\0';
+    fclose(f);
+    ck_assert_uint_eq(count(html, "</li>"), DEPTH);
+    ck_assert_uint_eq(count(html, "<li "), DEPTH);
+    ck_assert_uint_eq(count(html, "</ol>"), DEPTH); /* 999 reply lists + the top */
+    ck_assert_int_eq(li_depth(html, DEPTH), DEPTH - 1);
+    ck_assert_uint_eq(count(html, "[deleted]"), 1);
+    char want[32];
+    snprintf(want, sizeof(want), ">%d comments<", DEPTH - 1);
+    ck_assert_ptr_nonnull(strstr(html, want));
+    free(html);
+    free(p);
+    free(store);
+}
+END_TEST
+
+struct deep_job {
+    size_t depth;
+    int err;
+    size_t closes;
+};
+
+static void *deep_thread(void *arg)
+{
+    struct deep_job *j = arg;
+    Threadsync__Thread t = mk_thread("k");
+    Threadsync__Comment *store;
+    const Threadsync__Comment **p = chain(j->depth, &store);
+    char *html;
+    size_t len;
+    j->err = ts_mirror_render_html(&t, p, j->depth, &html, &len);
+    if (j->err == TS_OK) {
+        j->closes = count(html, "</li>");
+        free(html);
+    }
+    free(p);
+    free(store);
+    return NULL;
+}
+
+START_TEST(test_deep_nesting_small_stack)
+{
+    /* 100,000 levels on a 256 KiB stack: any recursion per level would
+     * overflow it many times over. */
+    struct deep_job j = {.depth = 100000};
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    ck_assert_int_eq(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, &attr, deep_thread, &j), 0);
+    ck_assert_int_eq(pthread_join(th, NULL), 0);
+    pthread_attr_destroy(&attr);
+    ck_assert_int_eq(j.err, TS_OK);
+    ck_assert_uint_eq(j.closes, j.depth);
+}
+END_TEST
+
+START_TEST(test_file_names)
+{
+    char out[TS_MIRROR_NAME_SIZE];
+#define NAME(key, want)                                                                            \
+    do {                                                                                           \
+        ck_assert_int_eq(ts_mirror_render_file_name(key, out), TS_OK);                             \
+        ck_assert_str_eq(out, want);                                                               \
+    } while (0)
+    NAME("site/2021/a b", "site%2F2021%2Fa%20b");
+    NAME("plain-key_1.x", "plain-key_1.x");
+    NAME(".htaccess", "%2Ehtaccess");
+    NAME("..", "%2E.");
+    NAME("100%", "100%25");
+    NAME("a~b", "a%7Eb");
+    NAME("caf\xC3\xA9", "caf%C3%A9");
+    NAME("a\\b:c*?\"<>|", "a%5Cb%3Ac%2A%3F%22%3C%3E%7C");
+#undef NAME
+    ck_assert_int_eq(ts_mirror_render_file_name("", out), TS_E_INVALID_ARGUMENT);
+
+    /* Distinct keys, distinct names, including keys that look encoded. */
+    const char *keys[] = {"a/b", "a%2Fb", "a%252Fb", "A/b", "a/b/", "a b", "a+b"};
+    char names[7][TS_MIRROR_NAME_SIZE];
+    for (int i = 0; i < 7; i++) {
+        ck_assert_int_eq(ts_mirror_render_file_name(keys[i], names[i]), TS_OK);
+        for (int k = 0; k < i; k++)
+            ck_assert_str_ne(names[i], names[k]);
+    }
+
+    /* Exactly 150 encoded bytes: kept whole. 151: hashed. */
+    char key[300];
+    memset(key, 'x', 150);
+    key[150] = '\0';
+    ck_assert_int_eq(ts_mirror_render_file_name(key, out), TS_OK);
+    ck_assert_str_eq(out, key);
+    key[150] = 'y';
+    key[151] = '\0';
+    ck_assert_int_eq(ts_mirror_render_file_name(key, out), TS_OK);
+    ck_assert_uint_eq(strlen(out), 150 + 1 + 64);
+    ck_assert_int_eq(out[150], '~');
+    ck_assert_int_eq(strncmp(out, key, 150), 0);
+
+    /* The longest key, all escapes: cut on a %XX boundary, under NAME_MAX. */
+    memset(key, '/', 256);
+    key[256] = '\0';
+    ck_assert_int_eq(ts_mirror_render_file_name(key, out), TS_OK);
+    ck_assert_uint_eq(strlen(out), 150 + 1 + 64);
+    ck_assert_int_eq(strncmp(out, "%2F%2F", 6), 0);
+    ck_assert_int_eq(out[147], '%');
+    ck_assert_int_eq(out[150], '~');
+    ck_assert_uint_lt(strlen(out) + strlen(".html"), 256);
+    /* Two long keys with the same 150-byte prefix differ in the hash. */
+    char other[TS_MIRROR_NAME_SIZE];
+    key[255] = 'z';
+    ck_assert_int_eq(ts_mirror_render_file_name(key, other), TS_OK);
+    ck_assert_str_ne(out, other);
+    ck_assert_int_eq(strncmp(out, other, 151), 0);
+    for (const char *q = other; *q; q++)
+        ck_assert(*q != '/');
+}
+END_TEST
+
+static int count_entries(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, needle))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char *buf = calloc(1, 65536);
+    size_t n = fread(buf, 1, 65535, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+START_TEST(test_files_atomic)
+{
+    char mdir[128], tdir[160], path[512];
+    snprintf(mdir, sizeof(mdir), "%s/mirror", tmpdir); /* created by render */
+    snprintf(tdir, sizeof(tdir), "%s/threads", mdir);
+    Threadsync__Thread t = mk_thread("site/2021/\xE2\x80\x9Cq\xE2\x80\x9D");
+    Threadsync__Comment c = mk(1, 0, THREADSYNC__STATUS__VISIBLE, "first version");
+    const Threadsync__Comment *p[] = {&c};
+    ck_assert_int_eq(ts_mirror_render_thread(mdir, &t, p, 1), TS_OK);
+
+    const char *stem = "site%2F2021%2F%E2%80%9Cq%E2%80%9D";
+    snprintf(path, sizeof(path), "%s/%s.html", tdir, stem);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0644);
+    char *html = slurp(path);
+    ck_assert_ptr_nonnull(strstr(html, "first version"));
+    free(html);
+    snprintf(path, sizeof(path), "%s/%s.json", tdir, stem);
+    char *json = slurp(path);
+    ck_assert_ptr_nonnull(strstr(json, "first version"));
+    free(json);
+
+    /* Rewrite: new content replaces the old; still exactly two files. */
+    c.body = "second version";
+    c.version = 2;
+    ck_assert_int_eq(ts_mirror_render_thread(mdir, &t, p, 1), TS_OK);
+    json = slurp(path);
+    ck_assert_ptr_nonnull(strstr(json, "second version"));
+    ck_assert_ptr_null(strstr(json, "first version"));
+    free(json);
+    ck_assert_int_eq(count_entries(tdir, ".tmp"), 0);
+    ck_assert_int_eq(count_entries(tdir, stem), 2);
+
+    /* A failing write (the target name is a directory) reports TS_E_IO and
+     * leaves no temporary behind. */
+    Threadsync__Thread t2 = mk_thread("blocked");
+    snprintf(path, sizeof(path), "%s/blocked.json", tdir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    ck_assert_int_eq(ts_mirror_render_thread(mdir, &t2, p, 1), TS_E_IO);
+    ck_assert_int_eq(count_entries(tdir, ".tmp"), 0);
+    /* A mirror dir that cannot exist: TS_E_IO. */
+    snprintf(path, sizeof(path), "%s/%s.html/x", tdir, stem);
+    ck_assert_int_eq(ts_mirror_render_thread(path, &t, p, 1), TS_E_IO);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ts_mirror_render");
+    TCase *tc = tcase_create("render");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_tree);
+    tcase_add_test(tc, test_escaping_and_unicode);
+    tcase_add_test(tc, test_empty_and_singular);
+    tcase_add_test(tc, test_deep_nesting_file);
+    tcase_add_test(tc, test_deep_nesting_small_stack);
+    tcase_add_test(tc, test_file_names);
+    tcase_add_test(tc, test_files_atomic);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
