@@ -69,7 +69,10 @@ static size_t get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
 }
 
 /* Checks every string field in a serialized message of type desc: valid
- * UTF-8 without NUL. Malformed wire data is left for protobuf-c to reject. */
+ * UTF-8 without NUL; and refuses field number 0, which the protobuf spec
+ * forbids but protobuf-c accepts as an unknown field (it then re-encodes
+ * into bytes it refuses: found by fuzz_frame). Other malformed wire data is
+ * left for protobuf-c to reject. */
 static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
                         const uint8_t *end, int depth, const char **bad_field)
 {
@@ -80,6 +83,8 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
         size_t n = get_varint(p, end, &tag);
         if (!n)
             return TS_OK;
+        if ((tag >> 3) == 0)
+            return TS_E_BAD_FRAME;
         p += n;
         switch (tag & 7) {
         case 0:
@@ -102,14 +107,14 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
             const ProtobufCFieldDescriptor *fd =
                 protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3));
             if (fd && fd->type == PROTOBUF_C_TYPE_STRING) {
-                if (memchr(p, 0, len) || !ts_valid_utf8((const char *)p, len)) {
+                /* the first bad string is reported; the walk goes on, since
+                 * a field 0 further on still makes the frame BAD_FRAME */
+                if (!*bad_field && (memchr(p, 0, len) || !ts_valid_utf8((const char *)p, len)))
                     *bad_field = fd->name;
-                    return TS_E_INVALID_ARGUMENT;
-                }
             } else if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
-                int rc = walk_strings(fd->descriptor, p, p + len, depth + 1, bad_field);
-                if (rc != TS_OK)
-                    return rc;
+                if (walk_strings(fd->descriptor, p, p + len, depth + 1, bad_field) ==
+                    TS_E_BAD_FRAME)
+                    return TS_E_BAD_FRAME;
             }
             p += len;
             break;
@@ -118,7 +123,7 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
             return TS_OK;
         }
     }
-    return TS_OK;
+    return *bad_field ? TS_E_INVALID_ARGUMENT : TS_OK;
 }
 
 size_t ts_frame_size(const Threadsync__Frame *f)
@@ -164,7 +169,12 @@ int ts_frame_unpack(const uint8_t *body, size_t len, Threadsync__Frame **out,
     *out = threadsync__frame__unpack(&alloc, len, body);
     if (!*out)
         return TS_E_BAD_FRAME;
-    return walk_strings(&threadsync__frame__descriptor, body, body + len, 0, bad_field);
+    int rc = walk_strings(&threadsync__frame__descriptor, body, body + len, 0, bad_field);
+    if (rc == TS_E_BAD_FRAME) {
+        ts_frame_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 struct ts_frame_decoder {

@@ -44,7 +44,7 @@ void ts_frame_free(Threadsync__Frame *f);
 /* Unpacks one message body (no length header) of len bytes.
  * TS_OK: *out is the frame. TS_E_INVALID_ARGUMENT: *out is the frame too,
  * and *bad_field names a string field that is not valid UTF-8 or holds a NUL.
- * TS_E_BAD_FRAME: undecodable, *out is NULL. */
+ * TS_E_BAD_FRAME: undecodable (or a field numbered 0), *out is NULL. */
 int ts_frame_unpack(const uint8_t *body, size_t len, Threadsync__Frame **out,
                     const char **bad_field);
 

@@ -26,7 +26,7 @@ static void check_frame(Threadsync__Frame *f)
     size_t len;
     if (ts_frame_encode(f, &wire, &len) != TS_OK)
         return;
-    Threadsync__Frame *again;
+    Threadsync__Frame *again = NULL;
     if (len > TS_FRAME_HEADER &&
         ts_frame_unpack(wire + TS_FRAME_HEADER, len - TS_FRAME_HEADER, &again, &field) ==
             TS_E_BAD_FRAME)

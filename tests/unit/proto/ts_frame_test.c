@@ -299,6 +299,21 @@ START_TEST(test_events_wrap)
 }
 END_TEST
 
+START_TEST(test_field_number_zero)
+{
+    /* tag varint 0x82 0x00 = field 0, wire type 2: invalid protobuf that
+     * protobuf-c would accept as an unknown field (found by fuzz_frame) */
+    uint8_t wire[] = {0, 0, 0, 3, 0x82, 0x00, 0x00};
+    struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ts_frame_decoder_feed(dec, wire, sizeof(wire));
+    Threadsync__Frame *f;
+    const char *field;
+    ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_E_BAD_FRAME);
+    ck_assert_ptr_null(f);
+    ts_frame_decoder_free(dec);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
     Suite *s = suite_create("ts_frame");
@@ -315,6 +330,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_embedded_nul_rejected);
     tcase_add_test(tc, test_alloc_budget);
     tcase_add_test(tc, test_events_wrap);
+    tcase_add_test(tc, test_field_number_zero);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
