@@ -435,6 +435,56 @@ START_TEST(print_reads_back_as_the_same_config)
 }
 END_TEST
 
+/* deploy/threadsyncd.conf documents every key, and the default it shows
+ * (commented out, "; key = value") is the one the code uses. */
+START_TEST(sample_config_documents_every_key_and_default)
+{
+    struct ts_config *c = ts_config_new();
+    ck_assert_int_eq(ts_config_load_file(c, TS_SAMPLE_CONF), TS_OK);
+    ts_config_free(c);
+
+    char *defaults = NULL;
+    size_t dlen = 0;
+    FILE *mem = open_memstream(&defaults, &dlen);
+    c = ts_config_new();
+    ts_config_print(c, mem);
+    fclose(mem);
+    ts_config_free(c);
+
+    FILE *f = fopen(TS_SAMPLE_CONF, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512], section[32] = "";
+    int seen[N_EVERY] = {0};
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (sscanf(line, "[%31[^]]]", section) == 1)
+            continue;
+        const char *kv = strncmp(line, "; ", 2) ? line : line + 2;
+        char key[64], value[256];
+        if (sscanf(kv, "%63[a-z_] = %255s", key, value) != 2)
+            continue;
+        for (size_t i = 0; i < N_EVERY; i++) {
+            if (strcmp(every[i].section, section) || strcmp(every[i].key, key))
+                continue;
+            seen[i] = 1;
+            char dflt[320];
+            snprintf(dflt, sizeof(dflt), "\n%s = ", key);
+            const char *d = strstr(defaults, dflt);
+            if (kv != line && d && strstr(d, " ; default")) { /* a commented default */
+                char want[400];
+                snprintf(want, sizeof(want), "\n%s = %s ; default", key, value);
+                ck_assert_msg(strstr(defaults, want), "sample says '%s', the code another default",
+                              kv);
+            }
+        }
+    }
+    fclose(f);
+    for (size_t i = 0; i < N_EVERY; i++)
+        ck_assert_msg(seen[i], "sample lacks [%s] %s", every[i].section, every[i].key);
+    free(defaults);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ts_config");
@@ -455,6 +505,7 @@ static Suite *suite(void)
     tcase_add_test(tc, parse_args_actions_and_usage_errors);
     tcase_add_test(tc, reload_rereads_file_and_keeps_flags);
     tcase_add_test(tc, print_reads_back_as_the_same_config);
+    tcase_add_test(tc, sample_config_documents_every_key_and_default);
     suite_add_tcase(s, tc);
     return s;
 }
