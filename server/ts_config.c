@@ -385,10 +385,10 @@ static char *read_line(char *str, int num, void *stream)
     char *r = fgets(str, num, l->f);
     if (!r)
         return NULL;
-    if (l->at_line_start)
+    if (l->at_line_start) {
         l->line++;
-    if (l->at_line_start)
         check_section_line(l, r);
+    }
     size_t n = strlen(r);
     l->at_line_start = n > 0 && r[n - 1] == '\n';
     if (!l->at_line_start) {
