@@ -1,140 +1,119 @@
 /*
- * threadsyncd: a threadsync node. Flags only here; everything else is in
- * libts_server. With no arguments it runs the embedded default: a one-node
- * cluster on loopback with its data in ./threadsync-data.
+ * threadsyncd: a threadsync node. Settings come from ts_config (flags and
+ * an optional INI file); everything else is in libts_server. With no
+ * arguments it runs the embedded default: a one-node cluster on loopback
+ * with its data in ./threadsync-data. SIGINT/SIGTERM stop it in order;
+ * SIGHUP re-reads the file and applies what can change live.
  */
+#include "ts_config.h"
 #include "ts_err.h"
-#include "ts_frame.h"
 #include "ts_log.h"
 #include "ts_server.h"
 
-#include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: threadsyncd [options]\n"
-            "  --data-dir DIR          data directory (default threadsync-data)\n"
-            "  --listen HOST:PORT      client listener (default 127.0.0.1:7420; port 0 = any)\n"
-            "  --raft-listen HOST:PORT raft listener (default 127.0.0.1:7421)\n"
-            "  --advertise HOST:PORT   client address told to clients (default: bound address)\n"
-            "  --node-id N             this node's id (default 1)\n"
-            "  --cert FILE --key FILE  server certificate and key (default: generated in DIR)\n"
-            "  --tokens FILE           tokens file (default DIR/tokens, admin token generated)\n"
-            "  --addr-file FILE        write the bound client address to FILE\n"
-            "  --max-frame BYTES       largest client frame after the handshake (default %u)\n"
-            "  --heartbeat-ms MS       heartbeat interval (default 10000)\n"
-            "  --evlog-max-events N    events retained for subscribers (default 1000000)\n"
-            "  --evlog-max-bytes N     bytes retained for subscribers (default 512 MiB)\n"
-            "  --snapshot-threshold N  raft entries between snapshots (default 8192)\n"
-            "  --snapshot-trailing N   raft entries kept after a snapshot (default 2048)\n"
-            "  --log-level LEVEL       error, warn, info or debug (default info)\n"
-            "  --version, --help\n",
-            TS_FRAME_MAX_DEFAULT);
-}
-
-static int parse_u64(const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    if (!s || *s < '0' || *s > '9')
-        return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static uv_signal_t sigint_h, sigterm_h;
+static uv_signal_t sigint_h, sigterm_h, sighup_h;
 static struct ts_server *server;
+static struct ts_config *config;
 
-static void on_signal(uv_signal_t *h, int signum)
+static void on_stop_signal(uv_signal_t *h, int signum)
 {
     TS_INFO("event=signal signal=%d action=stop", signum);
     uv_close((uv_handle_t *)&sigint_h, NULL);
     uv_close((uv_handle_t *)&sigterm_h, NULL);
+    uv_close((uv_handle_t *)&sighup_h, NULL);
     ts_server_stop(server);
+}
+
+/* Logs each of ts_config's newline-separated messages as its own line. */
+static void log_config_errors(const char *event, const char *errors)
+{
+    char line[512], q[600];
+    while (*errors) {
+        size_t n = strcspn(errors, "\n");
+        snprintf(line, sizeof(line), "%.*s", (int)(n < sizeof(line) ? n : sizeof(line) - 1),
+                 errors);
+        TS_ERROR("event=%s reason=%s", event, ts_log_quote(line, q, sizeof(q)));
+        errors += n + (errors[n] == '\n');
+    }
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+    const char *path = ts_config_path(config);
+    TS_INFO("event=signal signal=%d action=reload config=%s", signum, path ? path : "-");
+    struct ts_config *next;
+    if (ts_config_reload(config, &next) != TS_OK) {
+        log_config_errors("reload_failed", ts_config_error(config));
+        TS_ERROR("event=reload_failed action=\"kept the running configuration\"");
+        return;
+    }
+    const char *old_level = ts_config_log_level(config);
+    const char *level = ts_config_log_level(next);
+    if (strcmp(old_level, level)) {
+        ts_log_set_level(level); /* validated by ts_config */
+        TS_WARN("event=reloaded log_level=%s old=%s", level, old_level);
+    }
+    ts_server_reload(server, ts_config_server(next)); /* copies what it keeps */
+    ts_config_free(config);
+    config = next;
 }
 
 int main(int argc, char **argv)
 {
-    enum {
-        O_DATA = 256, O_LISTEN, O_RAFT, O_ADV, O_NODE, O_CERT, O_KEY, O_TOKENS, O_ADDRF,
-        O_MAXF, O_HB, O_EVN, O_EVB, O_SNT, O_SNTR, O_LOG, O_VER, O_HELP
-    };
-    static const struct option opts[] = {
-        {"data-dir", required_argument, 0, O_DATA},
-        {"listen", required_argument, 0, O_LISTEN},
-        {"raft-listen", required_argument, 0, O_RAFT},
-        {"advertise", required_argument, 0, O_ADV},
-        {"node-id", required_argument, 0, O_NODE},
-        {"cert", required_argument, 0, O_CERT},
-        {"key", required_argument, 0, O_KEY},
-        {"tokens", required_argument, 0, O_TOKENS},
-        {"addr-file", required_argument, 0, O_ADDRF},
-        {"max-frame", required_argument, 0, O_MAXF},
-        {"heartbeat-ms", required_argument, 0, O_HB},
-        {"evlog-max-events", required_argument, 0, O_EVN},
-        {"evlog-max-bytes", required_argument, 0, O_EVB},
-        {"snapshot-threshold", required_argument, 0, O_SNT},
-        {"snapshot-trailing", required_argument, 0, O_SNTR},
-        {"log-level", required_argument, 0, O_LOG},
-        {"version", no_argument, 0, O_VER},
-        {"help", no_argument, 0, O_HELP},
-        {0, 0, 0, 0},
-    };
-    struct ts_server_config cfg = {0};
-    int opt;
-    uint64_t v;
-    while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        int bad = 0;
-        switch (opt) {
-        case O_DATA: cfg.data_dir = optarg; break;
-        case O_LISTEN: cfg.listen = optarg; break;
-        case O_RAFT: cfg.raft_listen = optarg; break;
-        case O_ADV: cfg.advertise = optarg; break;
-        case O_CERT: cfg.cert_file = optarg; break;
-        case O_KEY: cfg.key_file = optarg; break;
-        case O_TOKENS: cfg.tokens_file = optarg; break;
-        case O_ADDRF: cfg.addr_file = optarg; break;
-        case O_NODE: bad = parse_u64(optarg, UINT64_MAX, &cfg.node_id) || !cfg.node_id; break;
-        case O_MAXF: bad = parse_u64(optarg, TS_FRAME_MAX_LIMIT, &v); cfg.max_frame = (uint32_t)v; break;
-        case O_HB: bad = parse_u64(optarg, 3600000, &v) || v < 50; cfg.heartbeat_ms = (uint32_t)v; break;
-        case O_EVN: bad = parse_u64(optarg, SIZE_MAX, &v); cfg.evlog_max_events = (size_t)v; break;
-        case O_EVB: bad = parse_u64(optarg, SIZE_MAX, &v); cfg.evlog_max_bytes = (size_t)v; break;
-        case O_SNT: bad = parse_u64(optarg, UINT32_MAX, &v); cfg.snapshot_threshold = (unsigned)v; break;
-        case O_SNTR: bad = parse_u64(optarg, UINT32_MAX, &v); cfg.snapshot_trailing = (unsigned)v; break;
-        case O_LOG: bad = ts_log_set_level(optarg) != TS_OK; break;
-        case O_VER: printf("threadsyncd %s\n", TS_VERSION); return 0;
-        case O_HELP: usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-        if (bad) {
-            fprintf(stderr, "threadsyncd: bad value for --%s: %s\n", opts[opt - O_DATA].name,
-                    optarg);
-            return 2;
-        }
+    config = ts_config_new();
+    if (!config) {
+        fprintf(stderr, "threadsyncd: out of memory\n");
+        return 1;
     }
-    if (optind < argc) {
-        fprintf(stderr, "threadsyncd: unexpected argument: %s\n", argv[optind]);
-        usage(stderr);
-        return 2;
+    enum ts_config_action action;
+    int rc = ts_config_parse_args(config, argc, argv, &action);
+    if (rc != TS_OK) {
+        const char *e = ts_config_error(config);
+        while (*e) { /* one message a line, each prefixed */
+            size_t n = strcspn(e, "\n");
+            fprintf(stderr, "threadsyncd: %.*s\n", (int)n, e);
+            e += n + (e[n] == '\n');
+        }
+        if (rc == TS_E_INVALID_ARGUMENT)
+            fprintf(stderr, "threadsyncd: --help lists the options\n");
+        ts_config_free(config);
+        return rc == TS_E_INVALID_ARGUMENT ? 2 : 1;
     }
+    switch (action) {
+    case TS_CONFIG_HELP:
+        ts_config_print_usage(stdout);
+        ts_config_free(config);
+        return 0;
+    case TS_CONFIG_VERSION:
+        printf("threadsyncd %s\n", TS_VERSION);
+        ts_config_free(config);
+        return 0;
+    case TS_CONFIG_CHECK:
+        ts_config_print(config, stdout);
+        fprintf(stderr, "threadsyncd: %s: configuration OK\n", ts_config_path(config));
+        ts_config_free(config);
+        return 0;
+    case TS_CONFIG_RUN:
+        break;
+    }
+    ts_log_set_level(ts_config_log_level(config));
 
     uv_loop_t *loop = uv_default_loop();
-    int rc = ts_server_start(loop, &cfg, &server);
+    rc = ts_server_start(loop, ts_config_server(config), &server);
     if (rc == TS_OK) {
         uv_signal_init(loop, &sigint_h);
         uv_signal_init(loop, &sigterm_h);
-        uv_signal_start(&sigint_h, on_signal, SIGINT);
-        uv_signal_start(&sigterm_h, on_signal, SIGTERM);
+        uv_signal_init(loop, &sighup_h);
+        uv_signal_start(&sigint_h, on_stop_signal, SIGINT);
+        uv_signal_start(&sigterm_h, on_stop_signal, SIGTERM);
+        uv_signal_start(&sighup_h, on_hup, SIGHUP);
     }
     uv_run(loop, UV_RUN_DEFAULT);
     int closed = uv_loop_close(loop);
     ts_server_free(server);
+    ts_config_free(config);
     if (closed != 0)
         TS_WARN("event=loop_not_closed");
     return rc == TS_OK ? 0 : 1;

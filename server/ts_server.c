@@ -101,6 +101,12 @@ static void on_connection(uv_stream_t *listener, int status)
         TS_WARN("event=accept_failed error=%s", ts_err_name(rc));
 }
 
+static uint64_t tick_interval(uint32_t heartbeat_ms)
+{
+    /* often enough to Ping on time and drop after 3 beats */
+    return heartbeat_ms / 4 < TICK_MS ? heartbeat_ms / 4 : TICK_MS;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct ts_server *srv = t->data;
@@ -219,6 +225,11 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     srv->cfg.listen = srv->listen;
     srv->cfg.raft_listen = srv->raft_listen;
     srv->cfg.advertise = srv->advertise;
+    /* NULL stays NULL: ensure_identity reads it as "generate the default" */
+    srv->cfg.cert_file = srv->cert_file;
+    srv->cfg.key_file = srv->key_file;
+    srv->cfg.tokens_file = cfg->tokens_file ? srv->tokens_file : NULL;
+    srv->cfg.addr_file = srv->addr_file;
     if (!srv->cfg.node_id)
         srv->cfg.node_id = 1;
     if (!srv->cfg.max_frame)
@@ -286,8 +297,7 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     uv_timer_init(loop, &srv->ticker);
     srv->ticker.data = srv;
     srv->ticker_open = 1;
-    /* ticks often enough to Ping on time and drop after 3 beats */
-    uint64_t tick = srv->cfg.heartbeat_ms / 4 < TICK_MS ? srv->cfg.heartbeat_ms / 4 : TICK_MS;
+    uint64_t tick = tick_interval(srv->cfg.heartbeat_ms);
     uv_timer_start(&srv->ticker, on_tick, tick, tick);
     if (fresh)
         print_first_start(srv);
@@ -302,6 +312,43 @@ fail:
     TS_ERROR("event=start_failed error=%s", ts_err_name(rc));
     ts_server_stop(srv);
     *out = srv;
+    return rc;
+}
+
+int ts_server_reload(struct ts_server *srv, const struct ts_server_config *cfg)
+{
+    uint32_t max_frame = cfg->max_frame ? cfg->max_frame : TS_FRAME_MAX_DEFAULT;
+    uint32_t heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 10000;
+    if (max_frame > TS_FRAME_MAX_LIMIT || max_frame < TS_FRAME_MAX_PREAUTH || heartbeat_ms < 4) {
+        TS_ERROR("event=reload_failed reason=\"limits out of range\" max_frame=%u heartbeat_ms=%u",
+                 max_frame, heartbeat_ms);
+        return TS_E_CONFIG;
+    }
+    if (heartbeat_ms != srv->cfg.heartbeat_ms) {
+        srv->cfg.heartbeat_ms = heartbeat_ms;
+        if (srv->ticker_open) {
+            uint64_t tick = tick_interval(heartbeat_ms);
+            uv_timer_start(&srv->ticker, on_tick, tick, tick);
+        }
+    }
+    srv->cfg.max_frame = max_frame;
+
+    char *path = cfg->tokens_file ? strdup(cfg->tokens_file) : join(srv->data_dir, "tokens");
+    int rc = path ? ts_auth_load(srv->auth, path) : TS_E_NOMEM;
+    if (rc == TS_OK) {
+        free(srv->tokens_file);
+        srv->tokens_file = path;
+        srv->cfg.tokens_file = cfg->tokens_file ? path : NULL;
+        TS_INFO("event=reloaded heartbeat_ms=%u max_frame=%u tokens_file=%s tokens=%zu",
+                heartbeat_ms, max_frame, path, ts_auth_count(srv->auth));
+    } else {
+        /* ts_auth_load logged the file and line; the old table is in use */
+        TS_ERROR("event=reload_tokens_failed path=%s error=%s tokens=%zu", path ? path : "-",
+                 ts_err_name(rc), ts_auth_count(srv->auth));
+        free(path);
+        TS_INFO("event=reloaded heartbeat_ms=%u max_frame=%u tokens=unchanged", heartbeat_ms,
+                max_frame);
+    }
     return rc;
 }
 

@@ -47,6 +47,19 @@ void ts_server_stop(struct ts_server *srv);
 /* Frees the server once the loop has returned. */
 void ts_server_free(struct ts_server *srv);
 
+/* SIGHUP: applies the settings of cfg that may change while the node runs,
+ * and logs what it applied:
+ *   - heartbeat_ms: every session from the next tick; Welcome announces it;
+ *   - max_frame: sessions that complete their handshake from now on;
+ *   - the tokens file (cfg->tokens_file, or DATA/tokens when NULL), re-read
+ *     with ts_auth_load: all or nothing, on error the old table stays.
+ * Zero fields mean the defaults, as at start. The other fields are ignored:
+ * they need a restart (ts_config_reload logs which ones changed). cfg need
+ * only live for the call. Returns TS_OK, or the tokens load's error (the
+ * limits are applied regardless); TS_E_CONFIG for an out-of-range max_frame
+ * (nothing applied). */
+int ts_server_reload(struct ts_server *srv, const struct ts_server_config *cfg);
+
 /* The bound client address ("127.0.0.1:7420"). */
 const char *ts_server_address(const struct ts_server *srv);
 
