@@ -17,19 +17,19 @@
 struct ts_server;
 
 struct ts_server_config {
-    const char *data_dir;      /* default "threadsync-data" */
-    const char *listen;        /* client listener host:port, default 127.0.0.1:7420; port 0 = any */
-    const char *raft_listen;   /* raft host:port, default 127.0.0.1:7421 */
-    const char *advertise;     /* client address others are told, default = listen */
-    const char *cert_file;     /* default DATA/server.pem (generated when absent) */
-    const char *key_file;      /* default DATA/server.key */
-    const char *tokens_file;   /* default DATA/tokens (admin token generated when absent) */
-    const char *addr_file;     /* when set, the bound client address is written here */
-    uint64_t node_id;          /* default 1 */
-    uint32_t max_frame;        /* default TS_FRAME_MAX_DEFAULT */
-    uint32_t heartbeat_ms;     /* default 10000 */
-    uint32_t handshake_ms;     /* default 5000 */
-    size_t evlog_max_events;   /* 0 = ts_evlog default */
+    const char *data_dir;    /* default "threadsync-data" */
+    const char *listen;      /* client listener host:port, default 127.0.0.1:7420; port 0 = any */
+    const char *raft_listen; /* raft host:port, default 127.0.0.1:7421 */
+    const char *advertise;   /* client address others are told, default = listen */
+    const char *cert_file;   /* default DATA/server.pem (generated when absent) */
+    const char *key_file;    /* default DATA/server.key */
+    const char *tokens_file; /* default DATA/tokens (admin token generated when absent) */
+    const char *addr_file;   /* when set, the bound client address is written here */
+    uint64_t node_id;        /* default 1 */
+    uint32_t max_frame;      /* default TS_FRAME_MAX_DEFAULT */
+    uint32_t heartbeat_ms;   /* default 10000 */
+    uint32_t handshake_ms;   /* default 5000 */
+    size_t evlog_max_events; /* 0 = ts_evlog default */
     size_t evlog_max_bytes;
     unsigned snapshot_threshold; /* 0 = ts_repl default */
     unsigned snapshot_trailing;

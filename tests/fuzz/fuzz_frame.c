@@ -27,9 +27,8 @@ static void check_frame(Threadsync__Frame *f)
     if (ts_frame_encode(f, &wire, &len) != TS_OK)
         return;
     Threadsync__Frame *again = NULL;
-    if (len > TS_FRAME_HEADER &&
-        ts_frame_unpack(wire + TS_FRAME_HEADER, len - TS_FRAME_HEADER, &again, &field) ==
-            TS_E_BAD_FRAME)
+    if (len > TS_FRAME_HEADER && ts_frame_unpack(wire + TS_FRAME_HEADER, len - TS_FRAME_HEADER,
+                                                 &again, &field) == TS_E_BAD_FRAME)
         abort(); /* what we encode, we must decode */
     ts_frame_free(again);
     free(wire);

@@ -63,23 +63,22 @@ static uint64_t now_ms(void)
 START_TEST(test_post_get_tree)
 {
     char *out;
-    const char *p1[] = {"post", "--thread", "demo/hello", "--name", "Ann", "--title",
-                        "Hello world", "--body", "First!", NULL};
+    const char *p1[] = {"post",    "--thread",    "demo/hello", "--name", "Ann",
+                        "--title", "Hello world", "--body",     "First!", NULL};
     ck_assert_int_eq(cli(&out, NULL, p1), 0);
     uint64_t a = field_u64(out, "id=");
     ck_assert_uint_gt(field_u64(out, "seq="), 0);
     free(out);
     char parent[32];
     snprintf(parent, sizeof(parent), "%llu", (unsigned long long)a);
-    const char *p2[] = {"post", "--thread", "demo/hello", "--parent", parent, "--name", "Bob",
-                        "--body", "Welcome", NULL};
+    const char *p2[] = {"post",   "--thread", "demo/hello", "--parent", parent,
+                        "--name", "Bob",      "--body",     "Welcome",  NULL};
     ck_assert_int_eq(cli(&out, NULL, p2), 0);
     uint64_t b = field_u64(out, "id=");
     free(out);
     snprintf(parent, sizeof(parent), "%llu", (unsigned long long)b);
     /* body from stdin, two lines */
-    const char *p3[] = {"post", "--thread", "demo/hello", "--parent", parent, "--name", "Cy",
-                        NULL};
+    const char *p3[] = {"post", "--thread", "demo/hello", "--parent", parent, "--name", "Cy", NULL};
     ck_assert_int_eq(cli(&out, "Thanks\nboth of you\n", p3), 0);
     free(out);
 
@@ -107,8 +106,8 @@ START_TEST(test_post_get_tree)
 
     const char *gj[] = {"get", "--thread", "demo/hello", "--json", NULL};
     ck_assert_int_eq(cli(&out, NULL, gj), 0);
-    ck_assert_msg(out[0] == '{' && strstr(out, "\"comments\"") && strstr(out, "\"Welcome\""),
-                  "%s", out);
+    ck_assert_msg(out[0] == '{' && strstr(out, "\"comments\"") && strstr(out, "\"Welcome\""), "%s",
+                  out);
     free(out);
 }
 END_TEST
@@ -135,8 +134,7 @@ START_TEST(test_watch_sees_posts_within_a_second)
     for (int i = 0; i < 3; i++) {
         char body[32], *out;
         snprintf(body, sizeof(body), "watched-%d", i);
-        const char *p[] = {"post", "--thread", "demo/watch", "--name", "Ann", "--body", body,
-                           NULL};
+        const char *p[] = {"post", "--thread", "demo/watch", "--name", "Ann", "--body", body, NULL};
         ck_assert_int_eq(cli(&out, NULL, p), 0);
         free(out);
         uint64_t posted = now_ms();
@@ -170,16 +168,16 @@ START_TEST(test_exit_codes)
     ck_assert_int_eq(cli(&out, NULL, u), 2);
     free(out);
     /* 1: the server refused (unknown parent) */
-    const char *nf[] = {"post", "--thread", "demo/x", "--parent", "999999", "--name", "Ann",
-                        "--body", "orphan", NULL};
+    const char *nf[] = {"post",   "--thread", "demo/x", "--parent", "999999",
+                        "--name", "Ann",      "--body", "orphan",   NULL};
     ck_assert_int_eq(cli(&out, NULL, nf), 1);
     free(out);
     const char *g[] = {"get", "--thread", "demo/none", NULL};
     ck_assert_int_eq(cli(&out, NULL, g), 1);
     free(out);
     /* 3: nobody listening */
-    const char *argv[] = {TS_THREADSYNC_PATH, "--server", "127.0.0.1:1", "get", "--thread",
-                          "demo/x", NULL};
+    const char *argv[] = {TS_THREADSYNC_PATH, "--server", "127.0.0.1:1", "get",
+                          "--thread",         "demo/x",   NULL};
     ck_assert_int_eq(ts_test_run(argv, node.dir, NULL, &out), 3);
     free(out);
     /* 3: a CA that did not sign the server */
@@ -195,8 +193,8 @@ START_TEST(test_exit_codes)
     ck_assert_int_eq(cli(&out, NULL, wca), 3);
     free(out);
     /* 1 with a --json post result otherwise fine */
-    const char *pj[] = {"post", "--json", "--thread", "demo/j", "--name", "Ann", "--body", "j",
-                        NULL};
+    const char *pj[] = {"post", "--json", "--thread", "demo/j", "--name",
+                        "Ann",  "--body", "j",        NULL};
     ck_assert_int_eq(cli(&out, NULL, pj), 0);
     ck_assert_msg(out[0] == '{' && strstr(out, "\"id\"") && strstr(out, "\"seq\""), "%s", out);
     free(out);

@@ -284,8 +284,8 @@ START_TEST(test_second_node_same_dir_refused)
     snprintf(out_path, sizeof(out_path), "%s/second.log", node.dir);
     /* same data dir, other ports */
     const char *argv[] = {TS_THREADSYNCD_PATH, "--data-dir", node.data_dir, "--tokens",
-                          node.tokens, "--listen", "127.0.0.1:0", "--raft-listen",
-                          "127.0.0.1:0", NULL};
+                          node.tokens,         "--listen",   "127.0.0.1:0", "--raft-listen",
+                          "127.0.0.1:0",       NULL};
     char *out = NULL;
     int code = ts_test_run(argv, node.dir, NULL, &out);
     ck_assert_int_ne(code, 0);

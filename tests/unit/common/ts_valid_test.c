@@ -15,24 +15,26 @@ START_TEST(test_utf8_edges)
 {
     ck_assert(U8("plain ascii"));
     ck_assert(U8("caf\xC3\xA9"));
-    ck_assert(U8("\xE2\x80\x9C" "curly" "\xE2\x80\x9D"));
-    ck_assert(U8("\xF0\x9F\x98\x80"));        /* emoji */
-    ck_assert(U8("e\xCC\x81"));               /* combining acute */
-    ck_assert(U8("\xF4\x8F\xBF\xBF"));        /* U+10FFFF */
-    ck_assert(U8("\xEF\xBF\xBF"));            /* U+FFFF */
-    ck_assert(!U8("\xC0\xAF"));               /* overlong '/' */
-    ck_assert(!U8("\xC1\xBF"));               /* overlong */
-    ck_assert(!U8("\xE0\x80\xAF"));           /* overlong 3-byte */
-    ck_assert(!U8("\xF0\x80\x80\xAF"));       /* overlong 4-byte */
-    ck_assert(!U8("\xED\xA0\x80"));           /* U+D800 surrogate */
-    ck_assert(!U8("\xED\xBF\xBF"));           /* U+DFFF */
-    ck_assert(!U8("\xF4\x90\x80\x80"));       /* U+110000 */
+    ck_assert(U8("\xE2\x80\x9C"
+                 "curly"
+                 "\xE2\x80\x9D"));
+    ck_assert(U8("\xF0\x9F\x98\x80"));  /* emoji */
+    ck_assert(U8("e\xCC\x81"));         /* combining acute */
+    ck_assert(U8("\xF4\x8F\xBF\xBF"));  /* U+10FFFF */
+    ck_assert(U8("\xEF\xBF\xBF"));      /* U+FFFF */
+    ck_assert(!U8("\xC0\xAF"));         /* overlong '/' */
+    ck_assert(!U8("\xC1\xBF"));         /* overlong */
+    ck_assert(!U8("\xE0\x80\xAF"));     /* overlong 3-byte */
+    ck_assert(!U8("\xF0\x80\x80\xAF")); /* overlong 4-byte */
+    ck_assert(!U8("\xED\xA0\x80"));     /* U+D800 surrogate */
+    ck_assert(!U8("\xED\xBF\xBF"));     /* U+DFFF */
+    ck_assert(!U8("\xF4\x90\x80\x80")); /* U+110000 */
     ck_assert(!U8("\xF5\x80\x80\x80"));
     ck_assert(!U8("\xFF"));
-    ck_assert(!U8("\x80"));                   /* lone continuation */
-    ck_assert(!U8("\xC3"));                   /* truncated */
-    ck_assert(!U8("\xE2\x80"));               /* truncated */
-    ck_assert(!U8("\xC3\x28"));               /* bad continuation */
+    ck_assert(!U8("\x80"));     /* lone continuation */
+    ck_assert(!U8("\xC3"));     /* truncated */
+    ck_assert(!U8("\xE2\x80")); /* truncated */
+    ck_assert(!U8("\xC3\x28")); /* bad continuation */
 }
 END_TEST
 
