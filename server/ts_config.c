@@ -33,6 +33,7 @@
 enum opt_type {
     T_PATH, /* non-empty text */
     T_BIND, /* host:port with a numeric host: something we bind */
+    T_BIND_OFF, /* T_BIND, or "" for "off" */
     T_ADDR, /* host:port, host may be a name */
     T_UINT, /* decimal in [min, max] */
     T_LEVEL,
@@ -88,15 +89,21 @@ static const struct opt opts[] = {
      F(snapshot_threshold), 0, "8192", "raft entries between snapshots"},
     {"raft", "snapshot_trailing", "snapshot-trailing", "N", T_UINT, 1, UINT32_MAX,
      F(snapshot_trailing), 0, "2048", "raft entries kept after a snapshot"},
+    {"metrics", "listen", "metrics-listen", "HOST:PORT", T_BIND_OFF, 0, 0, F(metrics_listen), 0,
+     "127.0.0.1:7422",
+     "HTTP listener for /metrics and /healthz, numeric host; \"\" turns it off (the default "
+     "is skipped with a warning when taken; an address given must bind)"},
     {"log", "level", "log-level", "LEVEL", T_LEVEL, 0, 0, NO_FIELD, 0, LIVE, "info",
      "error, warn, info or debug"},
 };
 #define N_OPT (sizeof(opts) / sizeof(opts[0]))
 
-static const char *const sections[] = {"node", "listen", "tls", "auth", "limits", "raft", "log"};
+static const char *const sections[] = {"node",  "listen",  "tls", "auth",
+                                       "limits", "metrics", "raft", "log"};
 
 struct ts_config {
     char *path;
+    char *restore; /* --restore FILE: a flag only, not a setting */
     char *val[N_OPT]; /* NULL: default */
     enum ts_config_source src[N_OPT];
     struct ts_server_config srv;
@@ -221,6 +228,10 @@ static int check_value(const struct opt *o, const char *value, char *why, size_t
             return -1;
         }
         return 0;
+    case T_BIND_OFF:
+        if (!*value)
+            return 0;
+        /* fall through */
     case T_BIND:
         if (ts_addr_parse(value, host, sizeof(host), &port) != TS_OK ||
             ts_addr_numeric(host, port, &ss) != TS_OK) {
@@ -274,6 +285,7 @@ static void rebuild(struct ts_config *c)
             memcpy(field, &v32, sizeof(v32));
         }
     }
+    c->srv.restore_file = c->restore;
 }
 
 static int store(struct ts_config *c, size_t i, const char *value, enum ts_config_source src)
@@ -302,6 +314,7 @@ void ts_config_free(struct ts_config *c)
     for (size_t i = 0; i < N_OPT; i++)
         free(c->val[i]);
     free(c->path);
+    free(c->restore);
     free(c);
 }
 
@@ -495,18 +508,19 @@ int ts_config_load_file(struct ts_config *c, const char *path)
 
 /* ---- flags ---- */
 
-enum { O_CONFIG = 1000, O_CHECK, O_VERSION, O_HELP };
+enum { O_CONFIG = 1000, O_CHECK, O_VERSION, O_HELP, O_RESTORE };
 
 int ts_config_parse_args(struct ts_config *c, int argc, char **argv, enum ts_config_action *action)
 {
-    struct option lo[N_OPT + 5];
+    struct option lo[N_OPT + 6];
     for (size_t i = 0; i < N_OPT; i++)
         lo[i] = (struct option){opts[i].flag, required_argument, NULL, (int)i};
     lo[N_OPT + 0] = (struct option){"config", required_argument, NULL, O_CONFIG};
     lo[N_OPT + 1] = (struct option){"check-config", required_argument, NULL, O_CHECK};
     lo[N_OPT + 2] = (struct option){"version", no_argument, NULL, O_VERSION};
     lo[N_OPT + 3] = (struct option){"help", no_argument, NULL, O_HELP};
-    lo[N_OPT + 4] = (struct option){NULL, 0, NULL, 0};
+    lo[N_OPT + 4] = (struct option){"restore", required_argument, NULL, O_RESTORE};
+    lo[N_OPT + 5] = (struct option){NULL, 0, NULL, 0};
 
     c->err[0] = '\0';
     *action = TS_CONFIG_RUN;
@@ -534,6 +548,16 @@ int ts_config_parse_args(struct ts_config *c, int argc, char **argv, enum ts_con
             n_files++;
             if (opt == O_CHECK)
                 *action = TS_CONFIG_CHECK;
+            break;
+        case O_RESTORE:
+            if (!*optarg) {
+                add_err(c, "--restore: needs a backup file");
+                return TS_E_INVALID_ARGUMENT;
+            }
+            free(c->restore);
+            if (!(c->restore = strdup(optarg)))
+                return TS_E_NOMEM;
+            rebuild(c);
             break;
         case O_VERSION:
             *action = TS_CONFIG_VERSION;
@@ -650,7 +674,9 @@ void ts_config_print_usage(FILE *out)
     fprintf(out, "usage: threadsyncd [--config FILE] [options]\n"
                  "       threadsyncd --check-config FILE [options]\n"
                  "  --config FILE            read settings from an INI file (flags win)\n"
-                 "  --check-config FILE      validate FILE, print the effective settings, exit\n");
+                 "  --check-config FILE      validate FILE, print the effective settings, exit\n"
+                 "  --restore FILE           seed a new data directory (no raft data yet) from a\n"
+                 "                           backup (threadsync admin backup), then run\n");
     for (size_t i = 0; i < N_OPT; i++) {
         const struct opt *o = &opts[i];
         char lhs[64];

@@ -9,8 +9,12 @@
  *     [tls]     cert, key                  (paths; the key's contents are never read here)
  *     [auth]    tokens                     (path of the tokens file)
  *     [limits]  max_frame, heartbeat_ms, evlog_max_events, evlog_max_bytes
+ *     [metrics] listen                   ("" = off)
  *     [raft]    snapshot_threshold, snapshot_trailing
  *     [log]     level
+ *
+ * --restore FILE is a flag only (a one-time start-up step, never a setting
+ * of a file): it lands in ts_server_config.restore_file.
  *
  * The flag of [sec] key is --key with '_' as '-', except where that would be
  * ambiguous or where the flag predates the file: --node-id, --listen,

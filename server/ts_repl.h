@@ -107,6 +107,34 @@ const char *ts_repl_leader_address(const struct ts_repl *r);
  * snapshot (raft's own entries, e.g. configuration changes, do not move it). */
 uint64_t ts_repl_last_applied(const struct ts_repl *r);
 
+/* What operators watch (metrics, /healthz). */
+struct ts_repl_status {
+    uint64_t term;           /* raft's current term */
+    uint64_t commit_index;   /* highest index known committed */
+    uint64_t applied_index;  /* raft's last applied (configuration entries too) */
+    uint64_t last_index;     /* last index in the log */
+    uint64_t leader_id;      /* 0 when no leader is known */
+    int is_leader;
+    uint64_t snapshots;      /* snapshots taken by this process */
+    uint64_t snapshot_bytes; /* state machine bytes of the last one (0: none yet) */
+};
+
+/* Fills *out; all zero once raft is stopping. */
+void ts_repl_get_status(const struct ts_repl *r, struct ts_repl_status *out);
+
+/* Seeds a fresh raft directory with a snapshot of a state machine, so that a
+ * node started on dir afterwards restores fsm_bytes (through fsm->restore,
+ * with index last_index) and numbers new entries from last_index + 1: ids and
+ * seqs stay monotonic across a backup and restore. The snapshot carries term
+ * 1 and a configuration of this node alone (node_id at raft_address, a
+ * voter); the metadata records term 1, so the node does not bootstrap.
+ * dir is created when missing and locked for the duration; it must hold no
+ * raft data (TS_E_EXISTS otherwise, nothing written). Blocks (a private
+ * loop, fsyncs); for a start-up step, not for a running node. Errors:
+ * TS_E_CONFIG, TS_E_EXISTS, TS_E_BUSY, TS_E_IO, TS_E_NOMEM, logged. */
+int ts_repl_seed_snapshot(const char *dir, uint64_t node_id, const char *raft_address,
+                          uint64_t last_index, const uint8_t *fsm_bytes, size_t len);
+
 /* Stops raft (deferred out of any raft callback); pending proposals get
  * TS_E_UNAVAILABLE (or TS_OK if their entry was stored and applied while
  * closing); cb is called when everything is closed and freed, never from

@@ -15,6 +15,7 @@
 
 #include "ts_addr.h"
 #include "ts_auth.h"
+#include "ts_backup.h"
 #include "ts_certgen.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
@@ -25,6 +26,7 @@
 #include "ts_repl.h"
 #include "ts_server_int.h"
 #include "ts_session.h"
+#include "ts_stats.h"
 #include "ts_store.h"
 #include "ts_tls.h"
 
@@ -76,6 +78,7 @@ static int fsm_restore(void *arg, uint64_t index, const uint8_t *buf, size_t len
 static void on_applied(void *arg, uint64_t index)
 {
     struct ts_server *srv = arg;
+    ts_stats_applied(srv->stats);
     ts_hub_notify(srv->hub);
 }
 
@@ -84,6 +87,7 @@ static void on_restore(void *arg, uint64_t index)
     struct ts_server *srv = arg;
     TS_INFO("event=restore index=%llu threads=%zu comments=%zu", (unsigned long long)index,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
+    ts_stats_restored(srv->stats);
     ts_hub_notify(srv->hub);
 }
 
@@ -96,6 +100,7 @@ static void on_connection(uv_stream_t *listener, int status)
         TS_WARN("event=accept_failed error=%s", uv_strerror(status));
         return;
     }
+    ts_stats_accepted(srv->stats);
     int rc = ts_session_accept(srv, listener, srv->ssl_ctx);
     if (rc != TS_OK)
         TS_WARN("event=accept_failed error=%s", ts_err_name(rc));
@@ -152,6 +157,22 @@ static int start_listener(struct ts_server *srv)
     }
     TS_INFO("event=listen addr=%s node=%llu", srv->bound, (unsigned long long)srv->cfg.node_id);
     return TS_OK;
+}
+
+/* The default address is best effort (a second node on the host, a test
+ * run): without metrics the node still serves. An address asked for must
+ * bind. */
+static int start_metrics(struct ts_server *srv)
+{
+    if (srv->metrics_listen && !*srv->metrics_listen)
+        return TS_OK;
+    const char *addr = srv->metrics_listen ? srv->metrics_listen : TS_STATS_DEFAULT_LISTEN;
+    int rc = ts_stats_listen(srv->stats, addr);
+    if (rc != TS_OK && !srv->metrics_listen) {
+        TS_WARN("event=metrics_off reason=\"default address unavailable\" addr=%s", addr);
+        return TS_OK;
+    }
+    return rc;
 }
 
 /* ---- first start: the embedded defaults ---- */
@@ -221,6 +242,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     srv->key_file = cfg->key_file ? strdup(cfg->key_file) : NULL;
     srv->tokens_file = cfg->tokens_file ? strdup(cfg->tokens_file) : join(srv->data_dir, "tokens");
     srv->addr_file = cfg->addr_file ? strdup(cfg->addr_file) : NULL;
+    srv->metrics_listen = cfg->metrics_listen ? strdup(cfg->metrics_listen) : NULL;
+    srv->restore_file = cfg->restore_file ? strdup(cfg->restore_file) : NULL;
     srv->cfg.data_dir = srv->data_dir;
     srv->cfg.listen = srv->listen;
     srv->cfg.raft_listen = srv->raft_listen;
@@ -230,6 +253,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     srv->cfg.key_file = srv->key_file;
     srv->cfg.tokens_file = cfg->tokens_file ? srv->tokens_file : NULL;
     srv->cfg.addr_file = srv->addr_file;
+    srv->cfg.metrics_listen = srv->metrics_listen;
+    srv->cfg.restore_file = srv->restore_file;
     if (!srv->cfg.node_id)
         srv->cfg.node_id = 1;
     if (!srv->cfg.max_frame)
@@ -243,7 +268,10 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     int rc = TS_E_NOMEM;
     int fresh = 0;
     if (!srv->data_dir || !srv->listen || !srv->raft_listen || !srv->advertise ||
-        !srv->tokens_file)
+        !srv->tokens_file || (cfg->metrics_listen && !srv->metrics_listen) ||
+        (cfg->restore_file && !srv->restore_file))
+        goto fail;
+    if ((rc = ts_stats_new(srv, &srv->stats)) != TS_OK)
         goto fail;
     if (srv->cfg.max_frame > TS_FRAME_MAX_LIMIT || srv->cfg.max_frame < TS_FRAME_MAX_PREAUTH) {
         TS_ERROR("event=config_error key=max_frame value=%u", srv->cfg.max_frame);
@@ -279,12 +307,18 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     struct ts_repl_fsm fsm = {fsm_apply, fsm_snapshot, fsm_restore,
                               sizeof(struct ts_store_result), srv};
     struct ts_repl_hooks hooks = {on_applied, on_restore, srv};
-    rc = ts_repl_start(loop, &rcfg, &fsm, &hooks, &srv->repl);
+    rc = TS_OK;
+    if (srv->restore_file)
+        rc = ts_backup_seed(srv->restore_file, raft_dir, srv->cfg.node_id, srv->raft_listen);
+    if (rc == TS_OK)
+        rc = ts_repl_start(loop, &rcfg, &fsm, &hooks, &srv->repl);
     free(raft_dir);
     if (rc != TS_OK)
         goto fail;
 
     if ((rc = start_listener(srv)) != TS_OK)
+        goto fail;
+    if ((rc = start_metrics(srv)) != TS_OK)
         goto fail;
     if (!cfg->advertise) { /* tell clients the port actually bound */
         char *adv = strdup(srv->bound);
@@ -382,6 +416,7 @@ void ts_server_stop(struct ts_server *srv)
         uv_close((uv_handle_t *)&srv->ticker, on_handle_closed);
         srv->ticker_open = 0;
     }
+    ts_stats_close(srv->stats);
     for (struct ts_session *s = srv->sessions; s; s = ts_session_next(s))
         ts_session_close(s, TS_E_UNAVAILABLE);
     if (srv->hub) {
@@ -399,6 +434,7 @@ void ts_server_free(struct ts_server *srv)
     ts_store_free(srv->store);
     ts_evlog_free(srv->evlog);
     ts_auth_free(srv->auth);
+    ts_stats_free(srv->stats);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
     free(srv->data_dir);
@@ -409,6 +445,8 @@ void ts_server_free(struct ts_server *srv)
     free(srv->key_file);
     free(srv->tokens_file);
     free(srv->addr_file);
+    free(srv->metrics_listen);
+    free(srv->restore_file);
     free(srv);
 }
 

@@ -34,6 +34,13 @@ struct ts_server_config {
     unsigned snapshot_threshold; /* 0 = ts_repl default */
     unsigned snapshot_trailing;
     unsigned max_inflight;
+    /* metrics HTTP listener (/metrics, /healthz): NULL = 127.0.0.1:7422,
+     * where a failure to bind is logged and the node runs without; "" = off;
+     * an address given must bind or the node does not start */
+    const char *metrics_listen;
+    /* --restore: seed DATA/raft (which must hold no raft data) from this
+     * backup file before raft starts (ts_backup_seed) */
+    const char *restore_file;
 };
 
 /* Starts a node on loop. On failure a log line says why, the shutdown has

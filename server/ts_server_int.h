@@ -17,13 +17,14 @@ struct ts_evlog;
 struct ts_hub;
 struct ts_repl;
 struct ts_session;
+struct ts_stats;
 struct ts_store;
 
 struct ts_server {
     uv_loop_t *loop;
     struct ts_server_config cfg; /* strings point into owned copies below */
     char *data_dir, *listen, *raft_listen, *advertise, *cert_file, *key_file, *tokens_file,
-        *addr_file;
+        *addr_file, *metrics_listen, *restore_file;
     char bound[64];
 
     SSL_CTX *ssl_ctx;
@@ -32,6 +33,7 @@ struct ts_server {
     struct ts_store *store;
     struct ts_hub *hub;
     struct ts_repl *repl;
+    struct ts_stats *stats; /* metrics and /healthz (ts_stats.c) */
 
     uv_tcp_t listener;
     uv_timer_t ticker;

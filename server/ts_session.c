@@ -13,6 +13,7 @@
 #include "ts_session.h"
 
 #include "ts_auth.h"
+#include "ts_backup.h"
 #include "ts_conn.h"
 #include "ts_err.h"
 #include "ts_frame.h"
@@ -20,6 +21,7 @@
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_server_int.h"
+#include "ts_stats.h"
 #include "ts_store.h"
 #include "ts_valid.h"
 #include "ts_view.h"
@@ -39,6 +41,8 @@ struct pending_write {
     struct ts_session *s; /* NULL once the session closed */
     struct pending_write *prev, *next;
     uint64_t request_id;
+    struct ts_stats *stats; /* post-to-commit latency: proposed at t0 */
+    uint64_t t0;
 };
 
 struct ts_session {
@@ -47,11 +51,13 @@ struct ts_session {
     struct ts_session *prev, *next;
     struct ts_hub_sub *sub;
     struct pending_write *writes;
+    struct ts_backup *backup; /* a backup being streamed (ts_backup.c) */
     uint64_t created_ms, last_rx_ms, last_tx_ms;
     uint64_t ping_nonce;
     int state;
     int role;
     int reading_paused;
+    int tls_done;
     char token_name[72];
 };
 
@@ -70,6 +76,8 @@ static int send_frame(struct ts_session *s, const Threadsync__Frame *f)
     int rc = ts_conn_send_frame(s->conn, f);
     if (rc == TS_OK)
         note_tx(s);
+    if (rc == TS_OK)
+        ts_stats_frame_out(s->srv->stats, f);
     if (!s->reading_paused && ts_conn_queued(s->conn) > READ_PAUSE_QUEUED) {
         ts_conn_pause_reading(s->conn);
         s->reading_paused = 1;
@@ -93,8 +101,9 @@ static void send_error(struct ts_session *s, uint64_t request_id, int code, cons
     f.msg_case = THREADSYNC__FRAME__MSG_ERROR;
     f.error = &e;
     send_frame(s, &f);
-    TS_DEBUG("conn=%llu peer=%s event=error request=%llu code=%s field=%s",
-             (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn),
+    ts_stats_error(s->srv->stats, code);
+    TS_DEBUG("conn=%llu peer=%s role=%s event=error request=%llu code=%s field=%s",
+             (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn), role_name(s->role),
              (unsigned long long)request_id, ts_err_name(e.code), e.field);
 }
 
@@ -118,8 +127,8 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
     int role;
     const char *name;
     if (status != TS_OK || ts_auth_check(s->srv->auth, h->token, &role, &name) != TS_OK) {
-        TS_WARN("conn=%llu peer=%s event=auth_failed", (unsigned long long)ts_conn_id(s->conn),
-                ts_conn_peer(s->conn));
+        TS_WARN("conn=%llu peer=%s role=none event=auth_failed",
+                (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn));
         fail_and_close(s, TS_E_UNAUTHENTICATED, "unknown token");
         return;
     }
@@ -153,6 +162,7 @@ static void post_applied(void *arg, int status, const void *result)
 {
     struct pending_write *pw = arg;
     struct ts_session *s = pw->s;
+    ts_stats_post_done(pw->stats, status, pw->t0);
     if (s) {
         if (pw->prev)
             pw->prev->next = pw->next;
@@ -222,6 +232,7 @@ static void handle_post(struct ts_session *s, Threadsync__Post *p)
     }
     pw->s = s;
     pw->request_id = p->request_id;
+    pw->stats = s->srv->stats, pw->t0 = uv_hrtime();
     int rc = ts_repl_propose(s->srv->repl, payload, len, post_applied, pw);
     free(payload);
     if (rc != TS_OK) {
@@ -320,6 +331,8 @@ static int sink_write(void *sink, const void *data, size_t len)
     int rc = ts_conn_send(s->conn, data, len);
     if (rc == TS_OK)
         note_tx(s);
+    if (rc == TS_OK)
+        ts_stats_frames_out(s->srv->stats, data, len);
     return rc;
 }
 
@@ -401,6 +414,7 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
 {
     struct ts_session *s = ts_conn_data(c);
     s->last_rx_ms = uv_now(s->srv->loop);
+    ts_stats_frame_in(s->srv->stats, f);
     if (s->state == CLOSING)
         goto out;
     if (s->state == AWAIT_HELLO) {
@@ -442,6 +456,10 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
     }
     case THREADSYNC__FRAME__MSG_PONG:
         break;
+    case THREADSYNC__FRAME__MSG_BACKUP:
+    case THREADSYNC__FRAME__MSG_STATE_DIGEST:
+        ts_backup_request(s->srv, s->conn, s->role, f, status, &s->backup);
+        break;
     default:
         fail_and_close(s, TS_E_BAD_FRAME, "message not allowed from a client");
         break;
@@ -453,8 +471,8 @@ out:
 static void on_error(struct ts_conn *c, int err)
 {
     struct ts_session *s = ts_conn_data(c);
-    TS_INFO("conn=%llu peer=%s event=bad_input code=%s", (unsigned long long)ts_conn_id(c),
-            ts_conn_peer(c), ts_err_name(err));
+    TS_INFO("conn=%llu peer=%s role=%s event=bad_input code=%s", (unsigned long long)ts_conn_id(c),
+            ts_conn_peer(c), role_name(s->role), ts_err_name(err));
     fail_and_close(s, err, err == TS_E_TOO_LARGE ? "frame above the limit" : "bad frame");
 }
 
@@ -467,6 +485,8 @@ static void on_drain(struct ts_conn *c)
     }
     if (s->sub)
         ts_hub_drained(s->sub);
+    if (s->backup)
+        ts_backup_drained(&s->backup);
 }
 
 static void on_close(struct ts_conn *c, int err)
@@ -475,6 +495,9 @@ static void on_close(struct ts_conn *c, int err)
     struct ts_server *srv = s->srv;
     if (s->sub)
         ts_hub_unsubscribe(s->sub);
+    ts_backup_free(s->backup);
+    if (!s->tls_done && err == TS_E_TLS)
+        ts_stats_tls_failed(srv->stats);
     for (struct pending_write *pw = s->writes; pw; pw = pw->next)
         pw->s = NULL;
     if (s->prev)
@@ -489,7 +512,15 @@ static void on_close(struct ts_conn *c, int err)
     free(s);
 }
 
+static void on_open(struct ts_conn *c)
+{
+    struct ts_session *s = ts_conn_data(c);
+    s->tls_done = 1;
+    ts_stats_tls(s->srv->stats, ts_conn_resumed(c));
+}
+
 static const struct ts_conn_cbs session_cbs = {
+    .on_open = on_open,
     .on_frame = on_frame,
     .on_error = on_error,
     .on_drain = on_drain,
@@ -515,7 +546,7 @@ int ts_session_accept(struct ts_server *srv, uv_stream_t *listener, SSL_CTX *ctx
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->n_sessions++;
-    TS_DEBUG("conn=%llu peer=%s event=accept", (unsigned long long)ts_conn_id(s->conn),
+    TS_DEBUG("conn=%llu peer=%s role=none event=accept", (unsigned long long)ts_conn_id(s->conn),
              ts_conn_peer(s->conn));
     return TS_OK;
 }
@@ -559,4 +590,17 @@ void ts_session_close(struct ts_session *s, int err)
 struct ts_session *ts_session_next(const struct ts_session *s)
 {
     return s->next;
+}
+
+int ts_session_role(const struct ts_session *s)
+{
+    return s->role;
+}
+
+int ts_session_sub_seq(const struct ts_session *s, uint64_t *seq)
+{
+    if (!s->sub)
+        return 0;
+    *seq = ts_hub_sub_seq(s->sub);
+    return 1;
 }

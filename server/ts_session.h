@@ -37,4 +37,9 @@ void ts_session_close(struct ts_session *s, int err);
 /* The server's sessions form an intrusive list (for ticks and shutdown). */
 struct ts_session *ts_session_next(const struct ts_session *s);
 
+/* For metrics: the session's role (0 before Hello), and whether it is
+ * subscribed (1, with its hub cursor in *seq) or not (0). */
+int ts_session_role(const struct ts_session *s);
+int ts_session_sub_seq(const struct ts_session *s, uint64_t *seq);
+
 #endif

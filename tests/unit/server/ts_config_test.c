@@ -73,6 +73,7 @@ static const struct {
     {"limits", "heartbeat_ms", "500", "--heartbeat-ms"},
     {"limits", "evlog_max_events", "1234", "--evlog-max-events"},
     {"limits", "evlog_max_bytes", "99999", "--evlog-max-bytes"},
+    {"metrics", "listen", "127.0.0.1:9100", "--metrics-listen"},
     {"raft", "snapshot_threshold", "100", "--snapshot-threshold"},
     {"raft", "snapshot_trailing", "20", "--snapshot-trailing"},
     {"log", "level", "debug", "--log-level"},
@@ -97,6 +98,7 @@ static void assert_every_value(const struct ts_config *c, enum ts_config_source 
     ck_assert_uint_eq(s->evlog_max_bytes, 99999);
     ck_assert_uint_eq(s->snapshot_threshold, 100);
     ck_assert_uint_eq(s->snapshot_trailing, 20);
+    ck_assert_str_eq(s->metrics_listen, "127.0.0.1:9100");
     ck_assert_str_eq(ts_config_log_level(c), "debug");
     for (size_t i = 0; i < N_EVERY; i++) {
         enum ts_config_source got;
@@ -229,6 +231,8 @@ static const struct {
     {"limits", "evlog_max_bytes", "many"},
     {"raft", "snapshot_threshold", "4294967296"},
     {"raft", "snapshot_trailing", "0"},
+    {"metrics", "listen", "localhost:7422"},
+    {"metrics", "listen", "127.0.0.1"},
     {"log", "level", "verbose"},
     {"log", "level", "INFO"},
     {"tls", "cert", ""},

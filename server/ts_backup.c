@@ -1,0 +1,362 @@
+/*
+ * ts_backup: see ts_backup.h.
+ *
+ * A stream's state: the header and the store's snapshot (taken in one go on
+ * the loop, so as of one seq), the offset reached, and the figures of the
+ * final Result, all computed up front (the store moves on while chunks go
+ * out; the digest and counts must describe the snapshot, not the live
+ * state). Chunks are assembled from the header and the snapshot into a
+ * scratch buffer, so the file is never held twice.
+ */
+#include "ts_backup.h"
+
+#include "ts_auth.h"
+#include "ts_conn.h"
+#include "ts_err.h"
+#include "ts_evlog.h"
+#include "ts_file.h"
+#include "ts_log.h"
+#include "ts_repl.h"
+#include "ts_server_int.h"
+#include "ts_stats.h"
+#include "ts_store.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAGIC "TSBKUP01"
+
+struct ts_backup {
+    struct ts_server *srv;
+    struct ts_conn *conn;
+    uint64_t request_id;
+    uint8_t header[TS_BACKUP_HEADER];
+    uint8_t *snap; /* ts_store_snapshot's buffer */
+    size_t snap_len;
+    uint64_t total, off;
+    uint32_t chunk;
+    uint8_t *scratch; /* one chunk */
+    uint64_t seq, threads, comments;
+    char sha256[65], state_digest[65];
+};
+
+/* ---- the file format ---- */
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static void sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned n = 0;
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) || !EVP_DigestUpdate(md, a, alen) ||
+        !EVP_DigestUpdate(md, b, blen) || !EVP_DigestFinal_ex(md, out, &n))
+        memset(out, 0, 32); /* matches nothing: the reader reports damage */
+    EVP_MD_CTX_free(md);
+}
+
+void ts_backup_header(uint8_t out[TS_BACKUP_HEADER], uint64_t seq, const uint8_t *snapshot,
+                      size_t len)
+{
+    memcpy(out, MAGIC, 8);
+    put_be64(out + 8, seq);
+    put_be64(out + 16, len);
+    sha256(snapshot, len, NULL, 0, out + 24);
+}
+
+int ts_backup_parse(const uint8_t *buf, size_t len, uint64_t *seq, const uint8_t **snapshot,
+                    size_t *snapshot_len)
+{
+    if (len < TS_BACKUP_HEADER || memcmp(buf, MAGIC, 8) != 0)
+        return TS_E_BAD_FRAME;
+    uint64_t n = get_be64(buf + 16);
+    if (n != len - TS_BACKUP_HEADER)
+        return TS_E_BAD_FRAME;
+    uint8_t md[32];
+    sha256(buf + TS_BACKUP_HEADER, (size_t)n, NULL, 0, md);
+    if (memcmp(md, buf + 24, 32) != 0)
+        return TS_E_INVALID_ARGUMENT;
+    *seq = get_be64(buf + 8);
+    *snapshot = buf + TS_BACKUP_HEADER;
+    *snapshot_len = (size_t)n;
+    return TS_OK;
+}
+
+/* ---- serving ---- */
+
+static int send_counted(struct ts_conn *conn, struct ts_server *srv, const Threadsync__Frame *f)
+{
+    int rc = ts_conn_send_frame(conn, f);
+    if (rc == TS_OK)
+        ts_stats_frame_out(srv->stats, f);
+    return rc;
+}
+
+static void send_error(struct ts_server *srv, struct ts_conn *conn, uint64_t request_id, int code,
+                       const char *field, const char *message)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Error e = THREADSYNC__ERROR__INIT;
+    e.request_id = request_id;
+    e.code = (Threadsync__ErrorCode)ts_err_wire(code);
+    e.field = (char *)(field ? field : "");
+    e.message = (char *)(message ? message : ts_err_message(code));
+    f.msg_case = THREADSYNC__FRAME__MSG_ERROR;
+    f.error = &e;
+    send_counted(conn, srv, &f);
+    ts_stats_error(srv->stats, code);
+}
+
+void ts_backup_free(struct ts_backup *b)
+{
+    if (!b)
+        return;
+    free(b->snap);
+    free(b->scratch);
+    free(b);
+}
+
+static void send_result(struct ts_backup *b)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__BackupResult br = THREADSYNC__BACKUP_RESULT__INIT;
+    br.seq = b->seq;
+    br.size = b->total;
+    br.sha256 = b->sha256;
+    br.state_digest = b->state_digest;
+    br.threads = b->threads;
+    br.comments = b->comments;
+    r.request_id = b->request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_BACKUP;
+    r.backup = &br;
+    f.msg_case = THREADSYNC__FRAME__MSG_RESULT;
+    f.result = &r;
+    send_counted(b->conn, b->srv, &f);
+}
+
+/* Sends chunks while the connection's queue is below the window. Returns 1
+ * when the stream is over (finished or failed): the caller frees b. */
+static int pump(struct ts_backup *b)
+{
+    while (b->off < b->total) {
+        if (ts_conn_queued(b->conn) >= TS_BACKUP_WINDOW)
+            return 0; /* on_drain resumes */
+        size_t n = b->total - b->off < b->chunk ? (size_t)(b->total - b->off) : b->chunk;
+        for (size_t i = 0; i < n;) { /* the header, then the snapshot */
+            uint64_t at = b->off + i;
+            size_t take;
+            if (at < TS_BACKUP_HEADER) {
+                take =
+                    TS_BACKUP_HEADER - (size_t)at < n - i ? TS_BACKUP_HEADER - (size_t)at : n - i;
+                memcpy(b->scratch + i, b->header + at, take);
+            } else {
+                take = n - i;
+                memcpy(b->scratch + i, b->snap + (at - TS_BACKUP_HEADER), take);
+            }
+            i += take;
+        }
+        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+        Threadsync__BackupChunk c = THREADSYNC__BACKUP_CHUNK__INIT;
+        c.request_id = b->request_id;
+        c.offset = b->off;
+        c.data.data = b->scratch;
+        c.data.len = n;
+        f.msg_case = THREADSYNC__FRAME__MSG_BACKUP_CHUNK;
+        f.backup_chunk = &c;
+        if (send_counted(b->conn, b->srv, &f) != TS_OK) {
+            TS_INFO("conn=%llu peer=%s role=admin event=backup_aborted offset=%llu",
+                    (unsigned long long)ts_conn_id(b->conn), ts_conn_peer(b->conn),
+                    (unsigned long long)b->off);
+            return 1;
+        }
+        b->off += n;
+    }
+    send_result(b);
+    ts_stats_backup_done(b->srv->stats, b->total);
+    TS_INFO("conn=%llu peer=%s role=admin event=backup_done seq=%llu bytes=%llu threads=%llu "
+            "comments=%llu",
+            (unsigned long long)ts_conn_id(b->conn), ts_conn_peer(b->conn),
+            (unsigned long long)b->seq, (unsigned long long)b->total,
+            (unsigned long long)b->threads, (unsigned long long)b->comments);
+    return 1;
+}
+
+void ts_backup_drained(struct ts_backup **slot)
+{
+    if (*slot && pump(*slot)) {
+        ts_backup_free(*slot);
+        *slot = NULL;
+    }
+}
+
+static void answer_digest(struct ts_server *srv, struct ts_conn *conn, uint64_t request_id)
+{
+    char digest[65];
+    ts_store_digest(srv->store, digest);
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__StateDigestResult dr = THREADSYNC__STATE_DIGEST_RESULT__INIT;
+    dr.seq = ts_store_last_index(srv->store);
+    dr.digest = digest;
+    dr.threads = ts_store_thread_count(srv->store);
+    dr.comments = ts_store_comment_count(srv->store);
+    r.request_id = request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_STATE_DIGEST;
+    r.state_digest = &dr;
+    f.msg_case = THREADSYNC__FRAME__MSG_RESULT;
+    f.result = &r;
+    send_counted(conn, srv, &f);
+}
+
+static void start_backup(struct ts_server *srv, struct ts_conn *conn, const Threadsync__Backup *req,
+                         struct ts_backup **slot)
+{
+    uint32_t chunk = req->chunk_size ? req->chunk_size : TS_BACKUP_CHUNK_DEFAULT;
+    if (chunk > TS_BACKUP_CHUNK_MAX) {
+        send_error(srv, conn, req->request_id, TS_E_INVALID_ARGUMENT, "chunk_size", NULL);
+        return;
+    }
+    if (*slot) {
+        send_error(srv, conn, req->request_id, TS_E_UNAVAILABLE, NULL,
+                   "a backup is already streaming on this connection");
+        return;
+    }
+    struct ts_backup *b = calloc(1, sizeof(*b));
+    if (!b || !(b->scratch = malloc(chunk)) ||
+        ts_store_snapshot(srv->store, &b->snap, &b->snap_len) != TS_OK) {
+        ts_backup_free(b);
+        send_error(srv, conn, req->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    b->srv = srv;
+    b->conn = conn;
+    b->request_id = req->request_id;
+    b->chunk = chunk;
+    b->seq = ts_store_last_index(srv->store);
+    b->threads = ts_store_thread_count(srv->store);
+    b->comments = ts_store_comment_count(srv->store);
+    ts_store_digest(srv->store, b->state_digest);
+    ts_backup_header(b->header, b->seq, b->snap, b->snap_len);
+    b->total = TS_BACKUP_HEADER + (uint64_t)b->snap_len;
+    uint8_t md[32];
+    sha256(b->header, TS_BACKUP_HEADER, b->snap, b->snap_len, md);
+    hex(md, 32, b->sha256);
+    TS_INFO("conn=%llu peer=%s role=admin event=backup_start seq=%llu bytes=%llu",
+            (unsigned long long)ts_conn_id(conn), ts_conn_peer(conn), (unsigned long long)b->seq,
+            (unsigned long long)b->total);
+    if (pump(b))
+        ts_backup_free(b);
+    else
+        *slot = b;
+}
+
+void ts_backup_request(struct ts_server *srv, struct ts_conn *conn, int role,
+                       const Threadsync__Frame *f, int status, struct ts_backup **slot)
+{
+    uint64_t rid = f->msg_case == THREADSYNC__FRAME__MSG_BACKUP ? f->backup->request_id
+                                                                : f->state_digest->request_id;
+    if (rid == 0) {
+        send_error(srv, conn, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
+        return;
+    }
+    if (status != TS_OK) {
+        send_error(srv, conn, rid, status, NULL, NULL);
+        return;
+    }
+    if (!ts_auth_role_allows(role, TS_AUTH_ADMIN)) {
+        send_error(srv, conn, rid, TS_E_FORBIDDEN, NULL, NULL);
+        return;
+    }
+    if (f->msg_case == THREADSYNC__FRAME__MSG_BACKUP)
+        start_backup(srv, conn, f->backup, slot);
+    else
+        answer_digest(srv, conn, rid);
+}
+
+/* ---- seeding ---- */
+
+int ts_backup_seed(const char *path, const char *raft_dir, uint64_t node_id,
+                   const char *raft_address)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = ts_file_read_all(path, TS_BACKUP_FILE_MAX, &buf, &len);
+    if (rc != TS_OK) {
+        TS_ERROR("event=restore_failed path=%s error=%s reason=\"cannot read the backup\"", path,
+                 ts_err_name(rc));
+        return rc;
+    }
+    uint64_t seq;
+    const uint8_t *snap;
+    size_t snap_len;
+    rc = ts_backup_parse(buf, len, &seq, &snap, &snap_len);
+    if (rc != TS_OK) {
+        TS_ERROR("event=restore_failed path=%s error=%s reason=\"%s\"", path, ts_err_name(rc),
+                 rc == TS_E_BAD_FRAME ? "not a threadsync backup, or truncated"
+                                      : "digest mismatch: the file is damaged");
+        free(buf);
+        return rc;
+    }
+    /* Decode it once here: a backup that would not restore must not become
+     * the new node's only state. */
+    struct ts_evlog *log = NULL;
+    struct ts_store *store = NULL;
+    char digest[65] = "";
+    size_t threads = 0, comments = 0;
+    struct ts_evlog_config ecfg = {0, 0};
+    rc = ts_evlog_new(&ecfg, &log);
+    if (rc == TS_OK)
+        rc = ts_store_new(log, &store);
+    if (rc == TS_OK)
+        rc = ts_store_restore(store, snap, snap_len);
+    if (rc == TS_OK && ts_store_last_index(store) != seq)
+        rc = TS_E_BAD_FRAME;
+    if (rc == TS_OK) {
+        ts_store_digest(store, digest);
+        threads = ts_store_thread_count(store);
+        comments = ts_store_comment_count(store);
+    } else {
+        TS_ERROR("event=restore_failed path=%s error=%s reason=\"the snapshot does not decode "
+                 "or does not match its seq\"",
+                 path, ts_err_name(rc));
+    }
+    ts_store_free(store);
+    ts_evlog_free(log);
+    if (rc == TS_OK && seq == 0) {
+        TS_ERROR("event=restore_failed path=%s reason=\"empty backup (seq 0): start the node "
+                 "without --restore\"",
+                 path);
+        rc = TS_E_INVALID_ARGUMENT;
+    }
+    if (rc == TS_OK)
+        rc = ts_repl_seed_snapshot(raft_dir, node_id, raft_address, seq, snap, snap_len);
+    if (rc == TS_OK)
+        TS_INFO("event=restored path=%s seq=%llu threads=%zu comments=%zu state_digest=%s", path,
+                (unsigned long long)seq, threads, comments, digest);
+    free(buf);
+    return rc;
+}
