@@ -14,6 +14,7 @@
 
 #include "threadsync.h"
 #include "ts_cli.h"
+#include "ts_cli_backup.h"
 #include "ts_valid.h"
 
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
@@ -239,6 +240,8 @@ static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 
 int main(int argc, char **argv)
 {
+    if (ts_cli_backup_wants(argc, argv)) /* admin backup, admin digest */
+        return ts_cli_backup_main(argc, argv, getenv);
     struct ts_cli_opts o;
     char err[256];
     int rc = ts_cli_parse(argc, argv, getenv, &o, err, sizeof(err));

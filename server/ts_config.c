@@ -33,7 +33,8 @@
 enum opt_type {
     T_PATH, /* non-empty text */
     T_BIND, /* host:port with a numeric host: something we bind */
-    T_BIND_OFF, /* T_BIND, or "" for "off" */
+    /* T_BIND, or "" for "off" */
+    T_BIND_OFF,
     T_ADDR, /* host:port, host may be a name */
     T_UINT, /* decimal in [min, max] */
     T_LEVEL,
@@ -98,13 +99,13 @@ static const struct opt opts[] = {
 };
 #define N_OPT (sizeof(opts) / sizeof(opts[0]))
 
-static const char *const sections[] = {"node",  "listen",  "tls", "auth",
+static const char *const sections[] = {"node",   "listen",  "tls",  "auth",
                                        "limits", "metrics", "raft", "log"};
 
 struct ts_config {
     char *path;
-    char *restore; /* --restore FILE: a flag only, not a setting */
     char *val[N_OPT]; /* NULL: default */
+    char *restore;    /* --restore FILE: a flag only, not a setting */
     enum ts_config_source src[N_OPT];
     struct ts_server_config srv;
     char err[TS_CONFIG_ERR_MAX];

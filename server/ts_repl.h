@@ -109,11 +109,11 @@ uint64_t ts_repl_last_applied(const struct ts_repl *r);
 
 /* What operators watch (metrics, /healthz). */
 struct ts_repl_status {
-    uint64_t term;           /* raft's current term */
-    uint64_t commit_index;   /* highest index known committed */
-    uint64_t applied_index;  /* raft's last applied (configuration entries too) */
-    uint64_t last_index;     /* last index in the log */
-    uint64_t leader_id;      /* 0 when no leader is known */
+    uint64_t term;          /* raft's current term */
+    uint64_t commit_index;  /* highest index known committed */
+    uint64_t applied_index; /* raft's last applied (configuration entries too) */
+    uint64_t last_index;    /* last index in the log */
+    uint64_t leader_id;     /* 0 when no leader is known */
     int is_leader;
     uint64_t snapshots;      /* snapshots taken by this process */
     uint64_t snapshot_bytes; /* state machine bytes of the last one (0: none yet) */
