@@ -119,6 +119,8 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
     argv[a++] = addr_file;
     argv[a++] = "--raft-listen";
     argv[a++] = raft;
+    argv[a++] = "--metrics-listen"; /* exercised, never on a fixed port; extra may override */
+    argv[a++] = "127.0.0.1:0";
     if (!n->embedded) {
         argv[a++] = "--data-dir";
         argv[a++] = n->data_dir;
