@@ -1,0 +1,469 @@
+/*
+ * Integration: what an operator sees of a real threadsyncd.
+ *
+ *   - /metrics scraped repeatedly while a child process posts, every page
+ *     read by the strict text-format parser (ts_promparse), counters never
+ *     going back, and the figures matching what the test did (posts,
+ *     connections and subscribers by role, errors by code, lag, raft);
+ *   - /healthz 200 "ok" on a healthy node, 404 elsewhere, HEAD without body;
+ *   - threadsync admin backup while posts flow, threadsyncd --restore into a
+ *     new node, the same state digest (and seq) there, new ids above every
+ *     restored one, the same state after a restart; refusals: a non-admin
+ *     token, a damaged file, a data directory that already has raft data.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ts_err.h"
+#include "ts_frame.h"
+#include "ts_promparse.h"
+#include "ts_testnode.h"
+
+static struct ts_testnode node, node2;
+static char metrics_addr[64];
+
+static uint16_t free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void start_node(void)
+{
+    snprintf(metrics_addr, sizeof(metrics_addr), "127.0.0.1:%u", free_port());
+    const char *extra[] = {"--metrics-listen", metrics_addr, NULL};
+    ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
+}
+
+static void stop_nodes(void)
+{
+    int status = ts_testnode_cleanup(&node);
+    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
+    if (node2.dir[0]) {
+        status = ts_testnode_cleanup(&node2);
+        ck_assert_msg(status == 0, "node2 exit status %d", status);
+    }
+}
+
+/* One HTTP exchange; returns the status, *body (malloc'd) the body, checked
+ * against Content-Length. */
+static int http(const char *method, const char *path, char **body)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_port = htons((uint16_t)atoi(strrchr(metrics_addr, ':') + 1));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char req[256];
+    int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s\r\n\r\n", method, path,
+                     metrics_addr);
+    ck_assert_int_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+        struct pollfd p = {fd, POLLIN, 0};
+        ck_assert_msg(poll(&p, 1, 10000) == 1, "no answer");
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    close(fd);
+    int status = 0;
+    ck_assert_int_eq(sscanf(buf, "HTTP/1.1 %d ", &status), 1);
+    char *sep = strstr(buf, "\r\n\r\n");
+    ck_assert_ptr_nonnull(sep);
+    const char *cl = strstr(buf, "\r\nContent-Length: ");
+    ck_assert_msg(cl && cl < sep, "no Content-Length");
+    size_t clen = strtoull(cl + 18, NULL, 10);
+    size_t blen = len - (size_t)(sep + 4 - buf);
+    ck_assert_uint_eq(blen, strcmp(method, "HEAD") ? clen : 0);
+    *body = strdup(sep + 4);
+    free(buf);
+    return status;
+}
+
+static struct ts_prom *scrape(void)
+{
+    char *body;
+    ck_assert_int_eq(http("GET", "/metrics", &body), 200);
+    struct ts_prom *p;
+    char err[256];
+    ck_assert_msg(ts_prom_parse(body, strlen(body), &p, err, sizeof(err)) == 0, "%s", err);
+    free(body);
+    return p;
+}
+
+static double get(const struct ts_prom *p, const char *name, const char *labels)
+{
+    double v;
+    ck_assert_msg(ts_prom_get(p, name, labels, &v), "no %s{%s}", name, labels ? labels : "");
+    return v;
+}
+
+static struct ts_raw *connect_as(const char *token)
+{
+    struct ts_raw *r;
+    int role;
+    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
+    ck_assert_int_eq(ts_raw_hello(r, token, &role), TS_OK);
+    return r;
+}
+
+/* Posts n comments over threads ops/0..ops/4 as the poster. */
+static void post_many(const struct ts_testnode *n, int count, uint64_t first_rid)
+{
+    struct ts_raw *r;
+    int role;
+    ck_assert_int_eq(ts_raw_connect(n->addr, n->ca, TS_ALPN, &r), TS_OK);
+    ck_assert_int_eq(ts_raw_hello(r, n->poster_token, &role), TS_OK);
+    for (int i = 0; i < count; i++) {
+        char thread[32], body[64];
+        snprintf(thread, sizeof(thread), "ops/%d", i % 5);
+        snprintf(body, sizeof(body), "comment %d", i);
+        uint64_t id, seq;
+        ck_assert_int_eq(ts_raw_post(r, first_rid + (uint64_t)i, thread, 0, "Ann", body, &id, &seq),
+                         TS_OK);
+    }
+    ts_raw_close(r);
+}
+
+/* A child that posts count comments; returns its pid. */
+static pid_t poster_child(const struct ts_testnode *n, int count)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        post_many(n, count, 1000);
+        _exit(0);
+    }
+    return pid;
+}
+
+static void wait_child(pid_t pid)
+{
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "poster child: %d", status);
+}
+
+START_TEST(test_metrics_while_posting)
+{
+    /* a subscribed reader, for the role gauges and the lag histogram */
+    struct ts_raw *reader = connect_as(node.reader_token);
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
+    sub.request_id = 1;
+    sub.all = 1;
+    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
+    f.subscribe = &sub;
+    ck_assert_int_eq(ts_raw_send_frame(reader, &f), TS_OK);
+    Threadsync__Frame *in;
+    ck_assert_int_eq(ts_raw_recv_nonping(reader, 10000, &in), TS_OK);
+    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
+    ts_frame_free(in);
+
+    const int posts = 300;
+    pid_t child = poster_child(&node, posts);
+    double last_frames = 0, last_commits = 0;
+    int scrapes = 0;
+    for (;;) {
+        int status;
+        int done = waitpid(child, &status, WNOHANG) == child;
+        struct ts_prom *p = scrape();
+        double frames = get(p, "threadsync_frames_received_total", NULL);
+        double commits = get(p, "threadsync_post_commit_seconds_count", NULL);
+        ck_assert(frames >= last_frames && commits >= last_commits);
+        last_frames = frames;
+        last_commits = commits;
+        ts_prom_free(p);
+        scrapes++;
+        if (done) {
+            ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d", status);
+            break;
+        }
+        usleep(20000);
+    }
+    ck_assert_int_ge(scrapes, 2);
+
+    /* one refused request, for errors by code */
+    struct ts_raw *poster = connect_as(node.poster_token);
+    Threadsync__Get g = THREADSYNC__GET__INIT;
+    g.request_id = 7;
+    g.thread_key = "no/such/thread";
+    Threadsync__Frame gf = THREADSYNC__FRAME__INIT;
+    gf.msg_case = THREADSYNC__FRAME__MSG_GET;
+    gf.get = &g;
+    ck_assert_int_eq(ts_raw_send_frame(poster, &gf), TS_OK);
+    ck_assert_int_eq(ts_raw_recv_nonping(poster, 10000, &in), TS_OK);
+    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_ERROR);
+    ts_frame_free(in);
+
+    struct ts_prom *p = scrape();
+    ck_assert(get(p, "threadsync_post_commit_seconds_count", NULL) >= posts);
+    ck_assert(get(p, "threadsync_post_commit_seconds_bucket", "le=\"+Inf\"") >= posts);
+    ck_assert(get(p, "threadsync_frames_received_total", NULL) >= posts + 3);
+    ck_assert(get(p, "threadsync_frames_sent_total", NULL) >= posts + 3);
+    ck_assert(get(p, "threadsync_received_bytes_total", NULL) >
+              get(p, "threadsync_frames_received_total", NULL) * 4);
+    ck_assert(get(p, "threadsync_events_applied_total", NULL) >= posts);
+    ck_assert(get(p, "threadsync_entries_applied_total", NULL) >= posts);
+    ck_assert(get(p, "threadsync_store_comments", NULL) == posts);
+    ck_assert(get(p, "threadsync_store_threads", NULL) == 5);
+    ck_assert(get(p, "threadsync_errors_total", "code=\"NOT_FOUND\"") == 1);
+    ck_assert(get(p, "threadsync_connections", "role=\"reader\"") == 1);
+    ck_assert(get(p, "threadsync_connections", "role=\"poster\"") == 1);
+    ck_assert(get(p, "threadsync_connections", "role=\"admin\"") == 0);
+    ck_assert(get(p, "threadsync_subscribers", "role=\"reader\"") == 1);
+    ck_assert(get(p, "threadsync_subscriber_lag_seqs_count", NULL) == 1);
+    ck_assert(get(p, "threadsync_connections_accepted_total", NULL) >= 3);
+    ck_assert(get(p, "threadsync_tls_handshakes_total", NULL) >= 3);
+    ck_assert(get(p, "threadsync_tls_resumptions_total", NULL) >= 0);
+    ck_assert(get(p, "threadsync_raft_leader", NULL) == 1);
+    ck_assert(get(p, "threadsync_raft_has_leader", NULL) == 1);
+    ck_assert(get(p, "threadsync_raft_term", NULL) >= 1);
+    double commit = get(p, "threadsync_raft_commit_index", NULL);
+    ck_assert(commit >= posts);
+    ck_assert(get(p, "threadsync_raft_applied_index", NULL) == commit);
+    ck_assert(get(p, "threadsync_raft_last_index", NULL) >= commit);
+    ck_assert(get(p, "threadsync_store_last_seq", NULL) <= commit);
+    ck_assert(get(p, "threadsync_healthy", NULL) == 1);
+    ck_assert(get(p, "threadsync_raft_snapshots_total", NULL) >= 0);
+    ck_assert_str_eq(ts_prom_type(p, "threadsync_subscriber_lag_seqs"), "histogram");
+    ck_assert_str_eq(ts_prom_type(p, "threadsync_errors_total"), "counter");
+    ck_assert_str_eq(ts_prom_type(p, "threadsync_connections"), "gauge");
+    ts_prom_free(p);
+
+    ts_raw_close(poster);
+    ts_raw_close(reader);
+}
+END_TEST
+
+START_TEST(test_healthz_and_paths)
+{
+    char *body;
+    ck_assert_int_eq(http("GET", "/healthz", &body), 200);
+    ck_assert_str_eq(body, "ok\n");
+    free(body);
+    ck_assert_int_eq(http("HEAD", "/metrics", &body), 200);
+    ck_assert_str_eq(body, "");
+    free(body);
+    ck_assert_int_eq(http("GET", "/nope", &body), 404);
+    free(body);
+    ck_assert_int_eq(http("DELETE", "/metrics", &body), 405);
+    free(body);
+}
+END_TEST
+
+/* ---- backup and restore ---- */
+
+static int cli(const struct ts_testnode *n, const char *token_file, char **out,
+               const char *const *args)
+{
+    const char *argv[32];
+    size_t a = 0;
+    argv[a++] = TS_THREADSYNC_PATH;
+    argv[a++] = "--server";
+    argv[a++] = n->addr;
+    argv[a++] = "--ca";
+    argv[a++] = n->ca;
+    argv[a++] = "--token-file";
+    argv[a++] = token_file;
+    for (size_t i = 0; args[i]; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    return ts_test_run(argv, n->dir, NULL, out);
+}
+
+static uint64_t field_u64(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    ck_assert_msg(p != NULL, "no %s in: %s", key, text);
+    return strtoull(p + strlen(key), NULL, 10);
+}
+
+static void field_str(const char *text, const char *key, char out[65])
+{
+    const char *p = strstr(text, key);
+    ck_assert_msg(p != NULL, "no %s in: %s", key, text);
+    ck_assert_int_eq(sscanf(p + strlen(key), "%64[0-9a-f]", out), 1);
+    ck_assert_uint_eq(strlen(out), 64);
+}
+
+/* Max comment id over threads ops/0..4 on n (0 when none). */
+static uint64_t max_comment_id(const struct ts_testnode *n, uint64_t *count)
+{
+    struct ts_raw *r;
+    int role;
+    ck_assert_int_eq(ts_raw_connect(n->addr, n->ca, TS_ALPN, &r), TS_OK);
+    ck_assert_int_eq(ts_raw_hello(r, n->admin_token, &role), TS_OK);
+    uint64_t max = 0;
+    *count = 0;
+    for (int t = 0; t < 5; t++) {
+        char key[16];
+        snprintf(key, sizeof(key), "ops/%d", t);
+        Threadsync__Get g = THREADSYNC__GET__INIT;
+        g.request_id = (uint64_t)t + 1;
+        g.thread_key = key;
+        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+        f.msg_case = THREADSYNC__FRAME__MSG_GET;
+        f.get = &g;
+        ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
+        Threadsync__Frame *in;
+        ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+        if (in->msg_case == THREADSYNC__FRAME__MSG_RESULT) {
+            const Threadsync__GetResult *gr = in->result->get;
+            for (size_t i = 0; i < gr->n_comments; i++) {
+                if (gr->comments[i]->id > max)
+                    max = gr->comments[i]->id;
+                (*count)++;
+            }
+        }
+        ts_frame_free(in);
+    }
+    ts_raw_close(r);
+    return max;
+}
+
+START_TEST(test_backup_while_posting_and_restore)
+{
+    post_many(&node, 60, 1);
+    pid_t child = poster_child(&node, 400);
+    char backup[512], out_digest[65], b_digest[65];
+    snprintf(backup, sizeof(backup), "%s/node.backup", node.dir);
+    const char *args[] = {"admin", "backup", "--out", backup, NULL};
+    char *out;
+    ck_assert_int_eq(cli(&node, node.token_file, &out, args), 0);
+    uint64_t seq = field_u64(out, " seq=");
+    uint64_t comments = field_u64(out, " comments=");
+    uint64_t bytes = field_u64(out, " bytes=");
+    field_str(out, " state_digest=", out_digest);
+    free(out);
+    wait_child(child);
+    ck_assert_uint_ge(comments, 60);
+    struct stat st;
+    ck_assert_int_eq(stat(backup, &st), 0);
+    ck_assert_uint_eq((uint64_t)st.st_size, bytes);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600); /* it holds e-mail addresses */
+
+    /* a new node from the backup */
+    const char *extra[] = {"--restore", backup, NULL};
+    ck_assert_int_eq(ts_testnode_start(&node2, extra), TS_OK);
+    const char *dargs[] = {"admin", "digest", NULL};
+    ck_assert_int_eq(cli(&node2, node2.token_file, &out, dargs), 0);
+    ck_assert_uint_eq(field_u64(out, "seq="), seq);
+    ck_assert_uint_eq(field_u64(out, " comments="), comments);
+    field_str(out, " digest=", b_digest);
+    free(out);
+    ck_assert_str_eq(b_digest, out_digest);
+    uint64_t restored;
+    uint64_t max_id = max_comment_id(&node2, &restored);
+    ck_assert_uint_eq(restored, comments);
+    ck_assert_uint_le(max_id, seq);
+
+    /* new writes number after the restored ones */
+    struct ts_raw *r;
+    int role;
+    ck_assert_int_eq(ts_raw_connect(node2.addr, node2.ca, TS_ALPN, &r), TS_OK);
+    ck_assert_int_eq(ts_raw_hello(r, node2.poster_token, &role), TS_OK);
+    uint64_t id, nseq;
+    ck_assert_int_eq(ts_raw_post(r, 1, "ops/0", 0, "Zed", "after restore", &id, &nseq), TS_OK);
+    ts_raw_close(r);
+    ck_assert_uint_gt(id, seq);
+    ck_assert_uint_gt(id, max_id);
+    ck_assert_uint_gt(nseq, seq);
+
+    /* the same state after a plain restart */
+    ck_assert_int_eq(cli(&node2, node2.token_file, &out, dargs), 0);
+    field_str(out, " digest=", b_digest);
+    free(out);
+    ck_assert_int_eq(ts_testnode_kill(&node2, SIGTERM), 0);
+    ck_assert_int_eq(ts_testnode_restart(&node2, NULL), TS_OK);
+    ck_assert_int_eq(cli(&node2, node2.token_file, &out, dargs), 0);
+    char again[65];
+    field_str(out, " digest=", again);
+    ck_assert_uint_eq(field_u64(out, "seq="), nseq);
+    free(out);
+    ck_assert_str_eq(again, b_digest);
+
+    /* --restore on a directory with raft data is refused; the data stays */
+    ck_assert_int_eq(ts_testnode_kill(&node2, SIGTERM), 0);
+    ck_assert_int_ne(ts_testnode_restart(&node2, extra), TS_OK);
+    ck_assert_int_eq(ts_testnode_restart(&node2, NULL), TS_OK);
+    ck_assert_int_eq(cli(&node2, node2.token_file, &out, dargs), 0);
+    field_str(out, " digest=", again);
+    free(out);
+    ck_assert_str_eq(again, b_digest);
+}
+END_TEST
+
+START_TEST(test_backup_refusals)
+{
+    post_many(&node, 5, 1);
+    char backup[512], tok[512];
+    snprintf(backup, sizeof(backup), "%s/x.backup", node.dir);
+    snprintf(tok, sizeof(tok), "%s/poster.token", node.dir);
+    FILE *f = fopen(tok, "w");
+    fprintf(f, "%s\n", node.poster_token);
+    fclose(f);
+    const char *args[] = {"admin", "backup", "--out", backup, NULL};
+    char *out;
+    ck_assert_int_eq(cli(&node, tok, &out, args), 1); /* FORBIDDEN: refused */
+    free(out);
+    ck_assert_int_ne(access(backup, F_OK), 0); /* nothing written */
+    ck_assert_int_eq(cli(&node, node.token_file, &out, args), 0);
+    free(out);
+
+    /* one flipped byte: the node refuses to start from it */
+    FILE *b = fopen(backup, "r+");
+    fseek(b, -3, SEEK_END);
+    int c = fgetc(b);
+    fseek(b, -3, SEEK_END);
+    fputc(c ^ 0x40, b);
+    fclose(b);
+    const char *extra[] = {"--restore", backup, NULL};
+    ck_assert_int_ne(ts_testnode_start(&node2, extra), TS_OK);
+    char raft[512];
+    snprintf(raft, sizeof(raft), "%s/raft/metadata1", node2.data_dir);
+    ck_assert_int_ne(access(raft, F_OK), 0); /* nothing seeded */
+}
+END_TEST
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("ops");
+    tcase_add_checked_fixture(tc, start_node, stop_nodes);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, test_metrics_while_posting);
+    tcase_add_test(tc, test_healthz_and_paths);
+    tcase_add_test(tc, test_backup_while_posting_and_restore);
+    tcase_add_test(tc, test_backup_refusals);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
