@@ -81,6 +81,7 @@ struct ts_conn {
     int close_err;
     unsigned refs;
     char peer[INET6_ADDRSTRLEN + 9];
+    const char *role; /* for logs: static, "none" until ts_conn_set_role */
     unsigned connected : 1, reading : 1, open : 1, paused : 1, input_dead : 1, closing : 1,
         finishing : 1, eof : 1, write_busy : 1, shut_busy : 1, shut_done : 1, silent : 1,
         in_pump : 1, pump_again : 1, want_drain : 1;
@@ -98,8 +99,8 @@ static void start_write(struct ts_conn *c);
 static void final_free(struct ts_conn *c)
 {
     if (!c->silent) {
-        TS_DEBUG("event=conn_closed conn=%llu peer=%s err=%s", (unsigned long long)c->id, c->peer,
-                 ts_err_name(c->close_err));
+        TS_DEBUG("event=conn_closed conn=%llu peer=%s role=%s err=%s", (unsigned long long)c->id,
+                 c->peer, c->role, ts_err_name(c->close_err));
         if (c->cbs.on_close)
             c->cbs.on_close(c, c->close_err);
     }
@@ -174,6 +175,7 @@ static int conn_new(uv_loop_t *loop, const struct ts_conn_cbs *cbs, void *data, 
     c->data = data;
     c->id = atomic_fetch_add(&next_id, 1);
     strcpy(c->peer, "?");
+    c->role = "none";
     *out = c;
     return TS_OK;
 }
@@ -212,8 +214,8 @@ static void flush_output(struct ts_conn *c)
         size_t cap = n < CHUNK_MIN ? CHUNK_MIN : n;
         t = malloc(sizeof(*t) + cap);
         if (!t) {
-            TS_ERROR("event=conn_nomem conn=%llu peer=%s bytes=%zu", (unsigned long long)c->id,
-                     c->peer, n);
+            TS_ERROR("event=conn_nomem conn=%llu peer=%s role=%s bytes=%zu",
+                     (unsigned long long)c->id, c->peer, c->role, n);
             fail_now(c, TS_E_NOMEM);
             return;
         }
@@ -248,8 +250,8 @@ static void write_done(uv_write_t *req, int status)
     if (c->finishing)
         return;
     if (status < 0) {
-        TS_DEBUG("event=conn_write_error conn=%llu peer=%s error=%s", (unsigned long long)c->id,
-                 c->peer, uv_err_name(status));
+        TS_DEBUG("event=conn_write_error conn=%llu peer=%s role=%s error=%s",
+                 (unsigned long long)c->id, c->peer, c->role, uv_err_name(status));
         fail_now(c, TS_E_IO);
         return;
     }
@@ -284,8 +286,8 @@ static void start_write(struct ts_conn *c)
     if (r < 0) {
         for (struct out_chunk *ch = c->out_head; ch; ch = ch->next)
             ch->inflight = 0;
-        TS_DEBUG("event=conn_write_error conn=%llu peer=%s error=%s", (unsigned long long)c->id,
-                 c->peer, uv_err_name(r));
+        TS_DEBUG("event=conn_write_error conn=%llu peer=%s role=%s error=%s",
+                 (unsigned long long)c->id, c->peer, c->role, uv_err_name(r));
         fail_now(c, TS_E_IO);
         return;
     }
@@ -327,8 +329,8 @@ static void input_error(struct ts_conn *c, int err)
 {
     c->input_dead = 1;
     read_stop(c);
-    TS_DEBUG("event=conn_input_error conn=%llu peer=%s err=%s", (unsigned long long)c->id, c->peer,
-             ts_err_name(err));
+    TS_DEBUG("event=conn_input_error conn=%llu peer=%s role=%s err=%s", (unsigned long long)c->id,
+             c->peer, c->role, ts_err_name(err));
     if (c->cbs.on_error)
         c->cbs.on_error(c, err);
     else
@@ -338,8 +340,8 @@ static void input_error(struct ts_conn *c, int err)
 static void tls_failed(struct ts_conn *c)
 {
     char why[160];
-    TS_INFO("event=tls_error conn=%llu peer=%s reason=\"%s\"", (unsigned long long)c->id, c->peer,
-            ts_tls_strerror(c->tls, why, sizeof(why)));
+    TS_INFO("event=tls_error conn=%llu peer=%s role=%s reason=\"%s\"", (unsigned long long)c->id,
+            c->peer, c->role, ts_tls_strerror(c->tls, why, sizeof(why)));
     ts_conn_close(c, TS_E_TLS);
 }
 
@@ -373,8 +375,8 @@ static void pump_once(struct ts_conn *c)
             return;
         if (!c->open && ts_tls_established(c->tls)) {
             c->open = 1;
-            TS_DEBUG("event=conn_open conn=%llu peer=%s resumed=%d", (unsigned long long)c->id,
-                     c->peer, ts_tls_resumed(c->tls));
+            TS_DEBUG("event=conn_open conn=%llu peer=%s role=%s resumed=%d",
+                     (unsigned long long)c->id, c->peer, c->role, ts_tls_resumed(c->tls));
             if (c->cbs.on_open)
                 c->cbs.on_open(c);
             if (c->closing)
@@ -445,8 +447,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         } else if (nread == UV_EOF) {
             on_eof(c);
         } else {
-            TS_DEBUG("event=conn_read_error conn=%llu peer=%s error=%s", (unsigned long long)c->id,
-                     c->peer, uv_err_name((int)nread));
+            TS_DEBUG("event=conn_read_error conn=%llu peer=%s role=%s error=%s",
+                     (unsigned long long)c->id, c->peer, c->role, uv_err_name((int)nread));
             ts_conn_close(c, TS_E_IO);
         }
         return;
@@ -552,8 +554,8 @@ static void retry_closed(uv_handle_t *h)
  * connect failed cannot be reused, and the next may be another family). */
 static void connect_failed(struct ts_conn *c, int uverr)
 {
-    TS_DEBUG("event=conn_connect_error conn=%llu peer=%s error=%s", (unsigned long long)c->id,
-             c->peer, uv_err_name(uverr));
+    TS_DEBUG("event=conn_connect_error conn=%llu peer=%s role=%s error=%s",
+             (unsigned long long)c->id, c->peer, c->role, uv_err_name(uverr));
     if (c->ai_next) {
         uv_close((uv_handle_t *)&c->tcp, retry_closed);
         return;
@@ -620,8 +622,8 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     c->refs--; /* cannot reach 0: the handles are open while not closing */
     if (status < 0) {
-        TS_INFO("event=conn_resolve_error conn=%llu error=%s", (unsigned long long)c->id,
-                uv_err_name(status));
+        TS_INFO("event=conn_resolve_error conn=%llu peer=%s role=%s error=%s",
+                (unsigned long long)c->id, c->peer, c->role, uv_err_name(status));
         ts_conn_close(c, TS_E_IO);
         return;
     }
@@ -657,7 +659,8 @@ int ts_conn_connect(uv_loop_t *loop, const char *host, uint16_t port, SSL_CTX *c
         set_peer(c, &addr.sa);
         rc = uv_tcp_connect(&c->req.connect, &c->tcp, &addr.sa, connect_done);
         if (rc < 0) {
-            TS_INFO("event=conn_connect_error peer=%s error=%s", c->peer, uv_err_name(rc));
+            TS_INFO("event=conn_connect_error conn=%llu peer=%s role=%s error=%s",
+                    (unsigned long long)c->id, c->peer, c->role, uv_err_name(rc));
             discard(c);
             return TS_E_IO;
         }
@@ -704,7 +707,8 @@ int ts_conn_accept(uv_loop_t *loop, uv_stream_t *listener, SSL_CTX *ctx,
     }
     int r = uv_accept(listener, (uv_stream_t *)&c->tcp);
     if (r < 0) {
-        TS_INFO("event=conn_accept_error error=%s", uv_err_name(r));
+        TS_INFO("event=conn_accept_error conn=%llu peer=? role=%s error=%s",
+                (unsigned long long)c->id, c->role, uv_err_name(r));
         discard(c);
         return TS_E_IO;
     }
@@ -747,8 +751,8 @@ int ts_conn_send(struct ts_conn *c, const void *data, size_t len)
     if (len == 0)
         return TS_OK;
     if (len > TS_CONN_QUEUE_HARD_MAX || ts_conn_queued(c) > TS_CONN_QUEUE_HARD_MAX - len) {
-        TS_WARN("event=conn_queue_full conn=%llu peer=%s queued=%zu", (unsigned long long)c->id,
-                c->peer, ts_conn_queued(c));
+        TS_WARN("event=conn_queue_full conn=%llu peer=%s role=%s queued=%zu",
+                (unsigned long long)c->id, c->peer, c->role, ts_conn_queued(c));
         fail_now(c, TS_E_TOO_LARGE);
         return TS_E_TOO_LARGE;
     }
@@ -813,6 +817,11 @@ void ts_conn_resume_reading(struct ts_conn *c)
 const char *ts_conn_peer(const struct ts_conn *c)
 {
     return c->peer;
+}
+
+void ts_conn_set_role(struct ts_conn *c, const char *role)
+{
+    c->role = role ? role : "none";
 }
 
 uint64_t ts_conn_id(const struct ts_conn *c)

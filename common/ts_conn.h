@@ -106,6 +106,11 @@ void ts_conn_close(struct ts_conn *c, int err);
 /* "ip:port" of the peer; "?" when unknown. */
 const char *ts_conn_peer(const struct ts_conn *c);
 
+/* The peer's role as logged on every line about the connection ("role=");
+ * role must be a static string (e.g. ts_auth_role_name()); "none" until
+ * set. */
+void ts_conn_set_role(struct ts_conn *c, const char *role);
+
 /* A process-unique id for logs. */
 uint64_t ts_conn_id(const struct ts_conn *c);
 

@@ -133,6 +133,7 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
         return;
     }
     s->role = role;
+    ts_conn_set_role(s->conn, role_name(role));
     snprintf(s->token_name, sizeof(s->token_name), "%s", name);
     s->state = READY;
     ts_conn_set_max_frame(s->conn, s->srv->cfg.max_frame);
@@ -151,7 +152,7 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
     f.welcome = &w;
     send_frame(s, &f);
     char qname[160];
-    TS_INFO("conn=%llu peer=%s role=%s token=%s event=hello client=%s",
+    TS_INFO("conn=%llu peer=%s role=%s token_name=%s event=hello client=%s",
             (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn), role_name(role),
             s->token_name, ts_log_quote(h->client_name, qname, sizeof(qname)));
 }

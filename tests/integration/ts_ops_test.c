@@ -449,6 +449,117 @@ START_TEST(test_backup_refusals)
 }
 END_TEST
 
+/* ---- logs ---- */
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* At debug level, through hellos (good and bad), a post with an e-mail and
+ * an idempotency key, a refused request, a subscription, garbage input and
+ * a backup: no secret reaches the log, and every line about a connection
+ * names it, its peer and its role. */
+START_TEST(test_logs_name_connections_and_keep_secrets)
+{
+    char log[512];
+    snprintf(log, sizeof(log), "%s/node.log", node.dir);
+    ck_assert_int_eq(ts_testnode_kill(&node, SIGTERM), 0);
+    int saved = dup(2);
+    FILE *lf = fopen(log, "w");
+    ck_assert_ptr_nonnull(lf);
+    dup2(fileno(lf), 2); /* the node inherits it */
+    const char *extra[] = {"--metrics-listen", metrics_addr, "--log-level", "debug", NULL};
+    int rc = ts_testnode_restart(&node, extra);
+    dup2(saved, 2);
+    close(saved);
+    fclose(lf);
+    ck_assert_int_eq(rc, TS_OK);
+
+    const char *wrong = "ts_wrong_token_0123456789abcdef0123456789";
+    struct ts_raw *r;
+    int role;
+    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
+    ck_assert_int_eq(ts_raw_hello(r, wrong, &role), TS_E_UNAUTHENTICATED);
+    ts_raw_close(r);
+
+    const char *email = "secret.person@example.org", *idem = "idem-secret-key-42";
+    r = connect_as(node.poster_token);
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.request_id = 1;
+    p.idempotency_key = (char *)idem;
+    p.thread_key = "logs/t";
+    p.author_name = "Ann";
+    p.author_email = (char *)email;
+    p.body = "hello";
+    f.msg_case = THREADSYNC__FRAME__MSG_POST;
+    f.post = &p;
+    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
+    Threadsync__Frame *in;
+    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
+    ts_frame_free(in);
+    Threadsync__Get g = THREADSYNC__GET__INIT;
+    g.request_id = 2;
+    g.thread_key = "logs/none";
+    Threadsync__Frame gf = THREADSYNC__FRAME__INIT;
+    gf.msg_case = THREADSYNC__FRAME__MSG_GET;
+    gf.get = &g;
+    ck_assert_int_eq(ts_raw_send_frame(r, &gf), TS_OK);
+    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+    ts_frame_free(in);
+    const uint8_t garbage[] = {0, 0, 0, 3, 0xff, 0xff, 0xff};
+    ck_assert_int_eq(ts_raw_send(r, garbage, sizeof(garbage)), TS_OK);
+    while (ts_raw_recv(r, 5000, &in) == TS_OK)
+        ts_frame_free(in); /* the Error, then the close */
+    ts_raw_close(r);
+
+    char backup[512];
+    snprintf(backup, sizeof(backup), "%s/logs.backup", node.dir);
+    const char *args[] = {"admin", "backup", "--out", backup, NULL};
+    char *out;
+    ck_assert_int_eq(cli(&node, node.token_file, &out, args), 0);
+    free(out);
+    char *body;
+    ck_assert_int_eq(http("GET", "/metrics", &body), 200);
+    free(body);
+    ck_assert_int_eq(ts_testnode_kill(&node, SIGTERM), 0);
+
+    char *text = read_file(log);
+    const char *secrets[] = {node.admin_token,
+                             node.poster_token,
+                             node.reader_token,
+                             node.moderator_token,
+                             wrong,
+                             email,
+                             idem};
+    for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
+        ck_assert_msg(!strstr(text, secrets[i]), "the log holds a secret: %s", secrets[i]);
+    int conn_lines = 0, hellos = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (!strstr(line, " conn="))
+            continue;
+        conn_lines++;
+        hellos += strstr(line, "event=hello") != NULL;
+        ck_assert_msg(strstr(line, " peer=") && strstr(line, " role="),
+                      "line without peer/role: %s", line);
+    }
+    ck_assert_int_ge(hellos, 2);
+    ck_assert_int_ge(conn_lines, 10);
+    free(text);
+}
+END_TEST
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -460,6 +571,7 @@ int main(void)
     tcase_add_test(tc, test_healthz_and_paths);
     tcase_add_test(tc, test_backup_while_posting_and_restore);
     tcase_add_test(tc, test_backup_refusals);
+    tcase_add_test(tc, test_logs_name_connections_and_keep_secrets);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
