@@ -6,3 +6,4 @@ target_include_directories(ts_promparse PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/integ
 target_link_libraries(ts_promparse PRIVATE ts_build_flags m)
 ts_add_test(ts_metrics_test SOURCES unit/server/ts_metrics_test.c LIBS ts_server ts_promparse m)
 ts_add_test(ts_httpd_test SOURCES unit/server/ts_httpd_test.c LIBS ts_server)
+ts_add_test(ts_stats_test SOURCES unit/server/ts_stats_test.c LIBS ts_server ts_promparse)
