@@ -529,6 +529,8 @@ static void verify_request(struct mirror *m, uint64_t after_id)
 
 static void verify_round_start(struct mirror *m)
 {
+    /* Report what still differs in the last round, not what settled. */
+    m->first_diff[0] = '\0';
     verify_request(m, 0);
 }
 
