@@ -364,7 +364,7 @@ static int compare_thread(struct mirror *m, const struct page_entry *e)
             note_diff_u64(m, e->key, "comments", t->n_comments, e->comments);
         else if (strcmp(hex, e->digest) != 0)
             note_diff(m, e->key, "digest", hex, e->digest);
-        else if (m->round == 0) {
+        else {
             m->v_threads++;
             m->v_comments += e->comments;
         }
@@ -410,6 +410,7 @@ static void verify_round_end(struct mirror *m)
     }
     /* Re-check what differed: it may have been moving under us. */
     m->round++;
+    m->round_all = 0;
     free_strv(m->round_keys, m->n_round_keys);
     m->round_keys = m->suspects;
     m->n_round_keys = m->n_suspects < VERIFY_KEYS_MAX ? m->n_suspects : VERIFY_KEYS_MAX;

@@ -447,7 +447,6 @@ static int digest_thread(void *arg, const Threadsync__Thread *t)
     td->id = t->id;
     td->comment_count = t->comment_count;
     td->comments = comments;
-    td->digest = acc->hex[acc->n];
     td->version = t->version;
     acc->n++;
     acc->bytes += strlen(t->key) + TS_DIGEST_HEX_LEN + 48;
@@ -485,8 +484,11 @@ static void handle_digest(struct ts_session *s, const Threadsync__Digest *dg)
     if (!ptrs) {
         send_error(s, dg->request_id, acc.failed ? acc.failed : TS_E_UNAVAILABLE, NULL, NULL);
     } else {
-        for (size_t i = 0; i < acc.n; i++)
+        /* hex moves while it grows: point into it only now. */
+        for (size_t i = 0; i < acc.n; i++) {
+            acc.items[i].digest = acc.hex[i];
             ptrs[i] = &acc.items[i];
+        }
         Threadsync__Frame f = THREADSYNC__FRAME__INIT;
         Threadsync__Result r = THREADSYNC__RESULT__INIT;
         Threadsync__DigestResult dr = THREADSYNC__DIGEST_RESULT__INIT;
