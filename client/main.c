@@ -1,5 +1,6 @@
 /*
- * threadsync: the command-line client (post, get, watch) over libthreadsync.
+ * threadsync: the command-line client (post, get, watch, mirror, verify) over
+ * libthreadsync.
  *
  * Thin on purpose: parsing and formatting live in ts_cli.c. post and get
  * use the blocking helpers in fail-fast mode (each server tried once);
@@ -14,6 +15,7 @@
 
 #include "threadsync.h"
 #include "ts_cli.h"
+#include "ts_cli_mirror.h"
 #include "ts_valid.h"
 
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
@@ -261,7 +263,7 @@ int main(int argc, char **argv)
     }
     struct ts_client_config cfg;
     config_init(&cfg, &o, token);
-    static const char *const names[] = {"", "post", "get", "watch"};
+    static const char *const names[] = {"", "post", "get", "watch", "mirror", "verify"};
     context_init(names[o.cmd], &o);
     int code = TS_CLI_EXIT_USAGE;
     switch (o.cmd) {
@@ -273,6 +275,12 @@ int main(int argc, char **argv)
         break;
     case TS_CLI_CMD_WATCH:
         code = cmd_watch(&o, &cfg);
+        break;
+    case TS_CLI_CMD_MIRROR:
+        code = ts_cli_mirror_run(&o, &cfg);
+        break;
+    case TS_CLI_CMD_VERIFY:
+        code = ts_cli_verify_run(&o, &cfg);
         break;
     case TS_CLI_CMD_NONE:
         break;

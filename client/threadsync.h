@@ -120,6 +120,16 @@ typedef void (*ts_client_get_cb)(void *arg, int err, const Threadsync__Error *de
 /* Fetches a thread and all its comments. thread_key is copied. */
 int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb cb, void *arg);
 
+typedef void (*ts_client_digest_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                    const Threadsync__DigestResult *result);
+
+/* Asks for the canonical digests of threads (PROTOCOL.md, "Digest"):
+ * keys[0..n_keys) (copied, at most 1024), or every thread with id >
+ * after_id when n_keys is 0 (a page; result->next_after_id says where the
+ * next one starts). Returns and calls back as ts_client_get(). */
+int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys, uint64_t after_id,
+                     ts_client_digest_cb cb, void *arg);
+
 /* A subscription's callbacks; arg is the one given to ts_client_subscribe().
  * Any may be NULL. */
 struct ts_client_sub_cbs {

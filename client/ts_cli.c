@@ -39,12 +39,16 @@ enum opt_id {
     OPT_BODY,
     OPT_BODY_FILE,
     OPT_SINCE,
+    OPT_DIR,
+    OPT_ALL,
+    OPT_ONCE,
 };
 
 #define CMD_BIT(c) (1u << (c))
 #define ALL_CMDS                                                                                   \
     (CMD_BIT(TS_CLI_CMD_NONE) | CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) |               \
-     CMD_BIT(TS_CLI_CMD_WATCH))
+     CMD_BIT(TS_CLI_CMD_WATCH) | MIRROR_CMDS)
+#define MIRROR_CMDS (CMD_BIT(TS_CLI_CMD_MIRROR) | CMD_BIT(TS_CLI_CMD_VERIFY))
 
 static const struct opt_def {
     const char *name;
@@ -58,7 +62,7 @@ static const struct opt_def {
     {"json", OPT_JSON, 0, ALL_CMDS},
     {"help", OPT_HELP, 0, ALL_CMDS},
     {"thread", OPT_THREAD, 1,
-     CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) | CMD_BIT(TS_CLI_CMD_WATCH)},
+     CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) | CMD_BIT(TS_CLI_CMD_WATCH) | MIRROR_CMDS},
     {"parent", OPT_PARENT, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"name", OPT_NAME, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"email", OPT_EMAIL, 1, CMD_BIT(TS_CLI_CMD_POST)},
@@ -67,9 +71,13 @@ static const struct opt_def {
     {"body", OPT_BODY, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"body-file", OPT_BODY_FILE, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"since", OPT_SINCE, 1, CMD_BIT(TS_CLI_CMD_WATCH)},
+    {"dir", OPT_DIR, 1, MIRROR_CMDS},
+    {"all", OPT_ALL, 0, MIRROR_CMDS},
+    {"once", OPT_ONCE, 0, CMD_BIT(TS_CLI_CMD_MIRROR)},
 };
 
-static const char *const cmd_names[] = {"", "post", "get", "watch"};
+static const char *const cmd_names[] = {"", "post", "get", "watch", "mirror", "verify"};
+#define N_CMDS (sizeof(cmd_names) / sizeof(cmd_names[0]))
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -180,6 +188,15 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
         if (parse_u64(v, &o->since))
             return fail(err, errlen, "--since wants a sequence number, not '%s'", v);
         break;
+    case OPT_DIR:
+        o->dir = v;
+        break;
+    case OPT_ALL:
+        o->all = 1;
+        break;
+    case OPT_ONCE:
+        o->once = 1;
+        break;
     }
     return TS_OK;
 }
@@ -201,7 +218,7 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
                 return fail(err, errlen, "unknown option '%s'", a);
             if (o->cmd != TS_CLI_CMD_NONE)
                 return fail(err, errlen, "unexpected argument '%s'", a);
-            for (int c = TS_CLI_CMD_POST; c <= TS_CLI_CMD_WATCH; c++)
+            for (int c = TS_CLI_CMD_POST; c < (int)N_CMDS; c++)
                 if (strcmp(a, cmd_names[c]) == 0)
                     o->cmd = (enum ts_cli_cmd)c;
             if (o->cmd == TS_CLI_CMD_NONE)
@@ -253,6 +270,12 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
         if (o->body && o->body_file)
             return fail(err, errlen, "--body and --body-file exclude each other");
     }
+    if (o->cmd == TS_CLI_CMD_MIRROR || o->cmd == TS_CLI_CMD_VERIFY) {
+        if (!o->dir || !*o->dir)
+            return fail(err, errlen, "%s needs --dir", cmd_names[o->cmd]);
+        if (o->all && o->n_threads)
+            return fail(err, errlen, "--all and --thread exclude each other");
+    }
 
     if (o->n_servers == 0) {
         const char *env = env_or(get_env, "THREADSYNC_SERVER", TS_CLI_DEFAULT_SERVER);
@@ -284,6 +307,10 @@ void ts_cli_usage(FILE *out)
           "        [--body TEXT | --body-file F]     (body from stdin when neither)\n"
           "  get   --thread KEY                      print a thread as a tree\n"
           "  watch [--thread KEY]... [--since SEQ]   print changes as they happen\n"
+          "  mirror --dir DIR [--thread KEY]... [--all] [--once]\n"
+          "                  keep DIR/mirror.db and DIR/threads/*.{json,html} up to date\n"
+          "  verify --dir DIR [--thread KEY]... [--all]\n"
+          "                  compare the mirror with the server (exit 1 on a difference)\n"
           "\n"
           "options (also after the command):\n"
           "  --server HOST:PORT   repeatable; env THREADSYNC_SERVER (comma-separated);\n"
@@ -294,7 +321,8 @@ void ts_cli_usage(FILE *out)
           "  --json               machine-readable output\n"
           "  --help               this text\n"
           "\n"
-          "exit status: 0 ok, 1 refused by the server, 2 usage, 3 connection/TLS failure\n",
+          "exit status: 0 ok, 1 refused by the server (verify: a difference), 2 usage,\n"
+          "             3 connection/TLS or local failure\n",
           out);
 }
 

@@ -41,7 +41,14 @@ enum ts_cli_exit {
     TS_CLI_EXIT_CONN = 3, /* connection, TLS or local setup failure */
 };
 
-enum ts_cli_cmd { TS_CLI_CMD_NONE = 0, TS_CLI_CMD_POST, TS_CLI_CMD_GET, TS_CLI_CMD_WATCH };
+enum ts_cli_cmd {
+    TS_CLI_CMD_NONE = 0,
+    TS_CLI_CMD_POST,
+    TS_CLI_CMD_GET,
+    TS_CLI_CMD_WATCH,
+    TS_CLI_CMD_MIRROR,
+    TS_CLI_CMD_VERIFY,
+};
 
 /* Strings are borrowed from argv, the environment or static defaults unless
  * said otherwise; free with ts_cli_opts_free(). */
@@ -59,6 +66,9 @@ struct ts_cli_opts {
     uint64_t parent;
     const char *name, *email, *title, *url, *body, *body_file;
     uint64_t since;
+    const char *dir; /* mirror, verify: the mirror directory */
+    int all;         /* mirror, verify: every thread (the default without --thread) */
+    int once;        /* mirror: stop once caught up */
 };
 
 typedef char *(*ts_cli_getenv_fn)(const char *name);

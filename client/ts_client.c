@@ -246,6 +246,8 @@ static void req_free(struct ts__req *r)
     if (r->post)
         threadsync__post__free_unpacked(r->post, NULL);
     free(r->thread_key);
+    if (r->digest)
+        threadsync__digest__free_unpacked(r->digest, NULL);
     free(r);
 }
 
@@ -263,6 +265,12 @@ void ts__req_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
         r->cb.get(r->arg, err, detail,
                   err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_GET ? res->get
                                                                                         : NULL);
+        break;
+    case TS__REQ_DIGEST:
+        r->cb.digest(r->arg, err, detail,
+                     err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_DIGEST
+                         ? res->digest
+                         : NULL);
         break;
     }
     req_free(r);
@@ -418,6 +426,10 @@ static void send_req(struct ts_client *c, struct ts__req *r)
         r->post->request_id = id;
         f.msg_case = THREADSYNC__FRAME__MSG_POST;
         f.post = r->post;
+    } else if (r->kind == TS__REQ_DIGEST) {
+        r->digest->request_id = id;
+        f.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
+        f.digest = r->digest;
     } else {
         g.request_id = id;
         g.thread_key = r->thread_key;
@@ -635,8 +647,9 @@ static void on_result(struct ts_client *c, const Threadsync__Result *res)
     struct ts__req *r = ts__reqs_find(&c->reqs, res->request_id);
     if (!r)
         return; /* answer to a request that timed out meanwhile */
-    int want =
-        r->kind == TS__REQ_POST ? THREADSYNC__RESULT__BODY_POST : THREADSYNC__RESULT__BODY_GET;
+    int want = r->kind == TS__REQ_POST     ? THREADSYNC__RESULT__BODY_POST
+               : r->kind == TS__REQ_DIGEST ? THREADSYNC__RESULT__BODY_DIGEST
+                                           : THREADSYNC__RESULT__BODY_GET;
     if ((int)res->body_case != want) {
         violation(c, "result type does not match the request");
         return;
@@ -1042,6 +1055,39 @@ int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb 
         return TS_E_NOMEM;
     }
     r->cb.get = cb;
+    req_submit(c, r);
+    return TS_OK;
+}
+
+int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys, uint64_t after_id,
+                     ts_client_digest_cb cb, void *arg)
+{
+    if (!c || !cb || (n_keys && !keys))
+        return TS_E_INVALID_ARGUMENT;
+    if (!accepting(c))
+        return TS_E_CLOSED;
+    Threadsync__Digest tmp = THREADSYNC__DIGEST__INIT;
+    tmp.thread_keys = (char **)keys;
+    tmp.n_thread_keys = n_keys;
+    tmp.after_id = n_keys ? 0 : after_id;
+    size_t len = threadsync__digest__get_packed_size(&tmp);
+    if (len + 16 > TS_FRAME_MAX_DEFAULT)
+        return TS_E_TOO_LARGE;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return TS_E_NOMEM;
+    threadsync__digest__pack(&tmp, buf);
+    Threadsync__Digest *copy = threadsync__digest__unpack(NULL, len, buf);
+    free(buf);
+    if (!copy)
+        return TS_E_NOMEM;
+    struct ts__req *r = req_new(c, TS__REQ_DIGEST, arg);
+    if (!r) {
+        threadsync__digest__free_unpacked(copy, NULL);
+        return TS_E_NOMEM;
+    }
+    r->cb.digest = cb;
+    r->digest = copy;
     req_submit(c, r);
     return TS_OK;
 }

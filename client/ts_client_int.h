@@ -73,7 +73,7 @@ int ts__idem_key(char out[TS__IDEM_KEY_LEN + 1]);
 
 /* ---- requests ----------------------------------------------------------- */
 
-enum ts__req_kind { TS__REQ_POST = 1, TS__REQ_GET };
+enum ts__req_kind { TS__REQ_POST = 1, TS__REQ_GET, TS__REQ_DIGEST };
 
 struct ts__req {
     struct ts__req *next, *prev;
@@ -86,9 +86,11 @@ struct ts__req {
     union {
         ts_client_post_cb post;
         ts_client_get_cb get;
+        ts_client_digest_cb digest;
     } cb;
-    Threadsync__Post *post; /* owned deep copy (protobuf-c unpacked) */
-    char *thread_key;       /* Get: owned */
+    Threadsync__Post *post;     /* owned deep copy (protobuf-c unpacked) */
+    char *thread_key;           /* Get: owned */
+    Threadsync__Digest *digest; /* owned deep copy, like post */
 };
 
 /* The pending requests, in submission order (re-sent in that order). */

@@ -14,7 +14,9 @@
 
 #include "ts_auth.h"
 #include "ts_conn.h"
+#include "ts_digest.h"
 #include "ts_err.h"
+#include "ts_evlog.h"
 #include "ts_frame.h"
 #include "ts_hub.h"
 #include "ts_log.h"
@@ -381,6 +383,135 @@ static void handle_subscribe(struct ts_session *s, const Threadsync__Subscribe *
             sub->all, filter.n_thread_keys, (unsigned long long)sub->since_seq, snapshot);
 }
 
+/* ---- Digest ---- */
+
+/* A page of a Digest answer stops at either bound, well inside one frame:
+ * a ThreadDigest is at most ~360 bytes (a 256-byte key and 64 hex). */
+#define DIGEST_PAGE_THREADS 1000
+#define DIGEST_PAGE_BYTES (768u << 10)
+
+struct digest_acc {
+    struct ts_session *s;
+    Threadsync__ThreadDigest *items;
+    char (*hex)[TS_DIGEST_HEX_LEN + 1];
+    size_t n, cap, bytes;
+    uint64_t next_after_id; /* set when the page is cut */
+    int failed;
+};
+
+static int digest_add_comment(void *arg, const Threadsync__Comment *c)
+{
+    void **ctx = arg;
+    uint64_t *count = ctx[1];
+    (*count)++;
+    return ts_digest_add_comment(ctx[0], c) != TS_OK;
+}
+
+/* Digests one thread into the next slot (the store's views stay valid: this
+ * runs within one loop turn, no apply in between). */
+static int digest_thread(void *arg, const Threadsync__Thread *t)
+{
+    struct digest_acc *acc = arg;
+    if (acc->n == DIGEST_PAGE_THREADS || acc->bytes >= DIGEST_PAGE_BYTES) {
+        acc->next_after_id = acc->items[acc->n - 1].id;
+        return 1;
+    }
+    if (acc->n == acc->cap) {
+        size_t cap = acc->cap ? acc->cap * 2 : 16;
+        Threadsync__ThreadDigest *items = realloc(acc->items, cap * sizeof(*items));
+        char(*hex)[TS_DIGEST_HEX_LEN + 1] = items ? realloc(acc->hex, cap * sizeof(*hex)) : NULL;
+        if (items)
+            acc->items = items;
+        if (!items || !hex) {
+            acc->failed = TS_E_UNAVAILABLE;
+            return 1;
+        }
+        acc->hex = hex;
+        acc->cap = cap;
+    }
+    struct ts_digest *d;
+    uint64_t comments = 0;
+    if (ts_digest_begin(&d, t) != TS_OK) {
+        acc->failed = TS_E_INTERNAL;
+        return 1;
+    }
+    void *ctx[2] = {d, &comments};
+    ts_store_foreach_comment(acc->s->srv->store, t->id, 0, digest_add_comment, ctx);
+    if (ts_digest_end(d, acc->hex[acc->n]) != TS_OK) {
+        acc->failed = TS_E_INTERNAL;
+        return 1;
+    }
+    Threadsync__ThreadDigest *td = &acc->items[acc->n];
+    threadsync__thread_digest__init(td);
+    td->key = t->key;
+    td->id = t->id;
+    td->comment_count = t->comment_count;
+    td->comments = comments;
+    td->version = t->version;
+    acc->n++;
+    acc->bytes += strlen(t->key) + TS_DIGEST_HEX_LEN + 48;
+    return 0;
+}
+
+static void handle_digest(struct ts_session *s, const Threadsync__Digest *dg)
+{
+    if (!ts_auth_role_allows(s->role, TS_AUTH_GET)) {
+        send_error(s, dg->request_id, TS_E_FORBIDDEN, NULL, NULL);
+        return;
+    }
+    if (dg->n_thread_keys > TS_SUBSCRIBE_KEYS_MAX) {
+        send_error(s, dg->request_id, TS_E_INVALID_ARGUMENT, "thread_keys", NULL);
+        return;
+    }
+    for (size_t i = 0; i < dg->n_thread_keys; i++) {
+        if (ts_valid_thread_key(dg->thread_keys[i]) != TS_OK) {
+            send_error(s, dg->request_id, TS_E_INVALID_ARGUMENT, "thread_keys", NULL);
+            return;
+        }
+    }
+    struct digest_acc acc = {.s = s};
+    if (dg->n_thread_keys == 0) {
+        ts_store_foreach_thread(s->srv->store, dg->after_id, digest_thread, &acc);
+    } else {
+        for (size_t i = 0; i < dg->n_thread_keys && !acc.failed; i++) {
+            Threadsync__Thread t;
+            /* Keys name at most 1024 threads: one page always holds them. */
+            if (ts_store_thread_by_key(s->srv->store, dg->thread_keys[i], &t) == TS_OK)
+                digest_thread(&acc, &t);
+        }
+    }
+    Threadsync__ThreadDigest **ptrs = acc.failed ? NULL : malloc((acc.n + 1) * sizeof(*ptrs));
+    if (!ptrs) {
+        send_error(s, dg->request_id, acc.failed ? acc.failed : TS_E_UNAVAILABLE, NULL, NULL);
+    } else {
+        /* hex moves while it grows: point into it only now. */
+        for (size_t i = 0; i < acc.n; i++) {
+            acc.items[i].digest = acc.hex[i];
+            ptrs[i] = &acc.items[i];
+        }
+        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+        Threadsync__Result r = THREADSYNC__RESULT__INIT;
+        Threadsync__DigestResult dr = THREADSYNC__DIGEST_RESULT__INIT;
+        dr.threads = ptrs;
+        dr.n_threads = acc.n;
+        /* The last event's seq, not the last log index: a subscriber's
+         * cursor only ever reaches seqs that carried events (or a snapshot's
+         * seq, which is at least this), and the state changes only with
+         * events, so this is the earliest seq the state is "as of". */
+        dr.seq = ts_evlog_last_seq(s->srv->evlog);
+        dr.next_after_id = acc.next_after_id;
+        r.request_id = dg->request_id;
+        r.body_case = THREADSYNC__RESULT__BODY_DIGEST;
+        r.digest = &dr;
+        f.msg_case = THREADSYNC__FRAME__MSG_RESULT;
+        f.result = &r;
+        send_frame(s, &f);
+    }
+    free(ptrs);
+    free(acc.items);
+    free(acc.hex);
+}
+
 /* ---- connection callbacks ---- */
 
 static uint64_t request_id_of(const Threadsync__Frame *f)
@@ -392,6 +523,8 @@ static uint64_t request_id_of(const Threadsync__Frame *f)
         return f->get->request_id;
     case THREADSYNC__FRAME__MSG_SUBSCRIBE:
         return f->subscribe->request_id;
+    case THREADSYNC__FRAME__MSG_DIGEST:
+        return f->digest->request_id;
     default:
         return 0;
     }
@@ -413,7 +546,8 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
     switch (f->msg_case) {
     case THREADSYNC__FRAME__MSG_POST:
     case THREADSYNC__FRAME__MSG_GET:
-    case THREADSYNC__FRAME__MSG_SUBSCRIBE: {
+    case THREADSYNC__FRAME__MSG_SUBSCRIBE:
+    case THREADSYNC__FRAME__MSG_DIGEST: {
         uint64_t rid = request_id_of(f);
         if (rid == 0) {
             send_error(s, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
@@ -427,6 +561,8 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
             handle_post(s, f->post);
         else if (f->msg_case == THREADSYNC__FRAME__MSG_GET)
             handle_get(s, f->get);
+        else if (f->msg_case == THREADSYNC__FRAME__MSG_DIGEST)
+            handle_digest(s, f->digest);
         else
             handle_subscribe(s, f->subscribe);
         break;
@@ -503,8 +639,8 @@ int ts_session_accept(struct ts_server *srv, uv_stream_t *listener, SSL_CTX *ctx
         return TS_E_NOMEM;
     s->srv = srv;
     s->state = AWAIT_HELLO;
-    int rc = ts_conn_accept(srv->loop, listener, ctx, &session_cbs, s, TS_FRAME_MAX_PREAUTH,
-                            &s->conn);
+    int rc =
+        ts_conn_accept(srv->loop, listener, ctx, &session_cbs, s, TS_FRAME_MAX_PREAUTH, &s->conn);
     if (rc != TS_OK) {
         free(s);
         return rc;

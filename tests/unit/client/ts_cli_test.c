@@ -169,6 +169,39 @@ START_TEST(test_parse_watch)
 }
 END_TEST
 
+START_TEST(test_parse_mirror_verify)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(
+        PARSE(&o, err, "mirror", "--dir", "m", "--thread", "a", "--once", "--thread", "b"), TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_MIRROR);
+    ck_assert_str_eq(o.dir, "m");
+    ck_assert_uint_eq(o.n_threads, 2);
+    ck_assert_int_eq(o.once, 1);
+    ck_assert_int_eq(o.all, 0);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "--all", "verify", "--dir=v"), TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_VERIFY);
+    ck_assert_str_eq(o.dir, "v");
+    ck_assert_int_eq(o.all, 1);
+    ts_cli_opts_free(&o);
+    /* usage errors */
+    ck_assert_int_eq(PARSE(&o, err, "mirror"), TS_E_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err, "--dir"), "%s", err);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "mirror", "--dir", "m", "--all", "--thread", "a"),
+                     TS_E_INVALID_ARGUMENT);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "verify", "--dir", "m", "--once"), TS_E_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err, "--once"), "%s", err);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "watch", "--dir", "m"), TS_E_INVALID_ARGUMENT);
+    ts_cli_opts_free(&o);
+}
+END_TEST
+
 START_TEST(test_parse_help)
 {
     env_clear();
@@ -580,6 +613,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_parse_post_options_anywhere);
     tcase_add_test(tc, test_parse_defaults_and_env);
     tcase_add_test(tc, test_parse_watch);
+    tcase_add_test(tc, test_parse_mirror_verify);
     tcase_add_test(tc, test_parse_help);
     tcase_add_loop_test(tc, test_parse_usage_errors, 0,
                         (int)(sizeof(usage_cases) / sizeof(usage_cases[0])));
