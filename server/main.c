@@ -32,6 +32,11 @@ static void usage(FILE *out)
             "  --snapshot-threshold N  raft entries between snapshots (default 8192)\n"
             "  --snapshot-trailing N   raft entries kept after a snapshot (default 2048)\n"
             "  --log-level LEVEL       error, warn, info or debug (default info)\n"
+            "  --ca FILE               cluster CA: raft's mutual TLS (default DIR/ca.pem)\n"
+            "  --join HOST:PORT        first start: join the cluster of the node with this\n"
+            "                          client address (as a voter, once caught up)\n"
+            "  --join-token-file FILE  admin token for --join (default DIR/admin.token)\n"
+            "  --election-timeout-ms MS raft election timeout (default 1000)\n"
             "  --version, --help\n",
             TS_FRAME_MAX_DEFAULT);
 }
@@ -63,7 +68,8 @@ int main(int argc, char **argv)
 {
     enum {
         O_DATA = 256, O_LISTEN, O_RAFT, O_ADV, O_NODE, O_CERT, O_KEY, O_TOKENS, O_ADDRF,
-        O_MAXF, O_HB, O_EVN, O_EVB, O_SNT, O_SNTR, O_LOG, O_VER, O_HELP
+        O_MAXF, O_HB, O_EVN, O_EVB, O_SNT, O_SNTR, O_LOG, O_VER, O_HELP,
+        O_CA, O_JOIN, O_JOINTOK, O_ELECT
     };
     static const struct option opts[] = {
         {"data-dir", required_argument, 0, O_DATA},
@@ -84,6 +90,10 @@ int main(int argc, char **argv)
         {"log-level", required_argument, 0, O_LOG},
         {"version", no_argument, 0, O_VER},
         {"help", no_argument, 0, O_HELP},
+        {"ca", required_argument, 0, O_CA},
+        {"join", required_argument, 0, O_JOIN},
+        {"join-token-file", required_argument, 0, O_JOINTOK},
+        {"election-timeout-ms", required_argument, 0, O_ELECT},
         {0, 0, 0, 0},
     };
     struct ts_server_config cfg = {0};
@@ -110,6 +120,10 @@ int main(int argc, char **argv)
         case O_LOG: bad = ts_log_set_level(optarg) != TS_OK; break;
         case O_VER: printf("threadsyncd %s\n", TS_VERSION); return 0;
         case O_HELP: usage(stdout); return 0;
+        case O_CA: cfg.ca_file = optarg; break;
+        case O_JOIN: cfg.join = optarg; break;
+        case O_JOINTOK: cfg.join_token_file = optarg; break;
+        case O_ELECT: bad = parse_u64(optarg, 600000, &v) || v < 200; cfg.election_timeout_ms = (unsigned)v; break;
         default: usage(stderr); return 2;
         }
         if (bad) {
@@ -134,8 +148,9 @@ int main(int argc, char **argv)
     }
     uv_run(loop, UV_RUN_DEFAULT);
     int closed = uv_loop_close(loop);
+    int failed = ts_server_failed(server);
     ts_server_free(server);
     if (closed != 0)
         TS_WARN("event=loop_not_closed");
-    return rc == TS_OK ? 0 : 1;
+    return rc == TS_OK && !failed ? 0 : 1;
 }
