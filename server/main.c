@@ -145,8 +145,17 @@ int main(int argc, char **argv)
         uv_signal_init(loop, &sigterm_h);
         uv_signal_start(&sigint_h, on_signal, SIGINT);
         uv_signal_start(&sigterm_h, on_signal, SIGTERM);
+        /* The node may stop by itself (a refused --join): the signal
+         * handles must not keep the loop alive then. */
+        uv_unref((uv_handle_t *)&sigint_h);
+        uv_unref((uv_handle_t *)&sigterm_h);
     }
     uv_run(loop, UV_RUN_DEFAULT);
+    if (rc == TS_OK && !uv_is_closing((uv_handle_t *)&sigint_h)) {
+        uv_close((uv_handle_t *)&sigint_h, NULL);
+        uv_close((uv_handle_t *)&sigterm_h, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+    }
     int closed = uv_loop_close(loop);
     int failed = ts_server_failed(server);
     ts_server_free(server);

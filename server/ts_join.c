@@ -123,6 +123,7 @@ static void send_join(struct ts_join *j)
 static void on_error_frame(struct ts_join *j, const Threadsync__Error *e)
 {
     char qm[200];
+    ts_log_quote(e->message, qm, sizeof(qm));
     TS_INFO("event=join_answer target=%s code=%s leader=%s message=%s", j->target,
             ts_err_name((int)e->code), e->leader_address, ts_log_quote(e->message, qm, sizeof(qm)));
     switch ((int)e->code) {
