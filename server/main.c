@@ -9,6 +9,7 @@
 #include "ts_server.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,10 @@ int main(int argc, char **argv)
         return 2;
     }
 
+    /* A peer that goes away must cost a write error, not the process:
+     * libuv writes with write(2), and raft writes into its end of the
+     * mTLS transport's socketpair after the tunnel closed. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
     int rc = ts_server_start(loop, &cfg, &server);
     if (rc == TS_OK) {

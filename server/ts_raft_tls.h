@@ -23,6 +23,9 @@
  * in raft's configuration, so every node knows every node's client address;
  * PROTOCOL.md "Cluster"). Hosts are numeric (IPv4, or bracketed IPv6).
  *
+ * The process must ignore SIGPIPE (threadsyncd's main does): raft writes
+ * into its end of a socketpair whose other end may have closed.
+ *
  * Load: one connection per peer and direction (raft keeps them open);
  * every byte is copied twice (socketpair, TLS), which is small next to the
  * disk writes of the same entries. Output toward a slow peer is bounded:

@@ -162,6 +162,10 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
             _exit(127);
         if (chdir(n->dir) != 0)
             _exit(127);
+        /* The test ignores SIGPIPE, and an ignored signal stays ignored
+         * across exec: give the node the disposition it gets in real life,
+         * so a write to a closed peer that kills it shows here too. */
+        signal(SIGPIPE, SIG_DFL);
         /* A small ASan quarantine, so RSS tracks live memory in the tests
          * that measure it; leak detection stays on. */
         char asan[512];
@@ -255,9 +259,9 @@ int ts_testnode_start_member(struct ts_testnode *n, const struct ts_testnode *fi
         }
         char tok_line[100];
         snprintf(tok_line, sizeof(tok_line), "%s\n", first->admin_token);
-        rc = write_file(n->tokens, text, 0600) == 0 && write_file(n->token_file, tok_line, 0600) == 0
-                 ? TS_OK
-                 : TS_E_IO;
+        rc = TS_OK;
+        if (write_file(n->tokens, text, 0600) != 0 || write_file(n->token_file, tok_line, 0600) != 0)
+            rc = TS_E_IO;
         free(text);
         if (rc != TS_OK)
             return rc;
