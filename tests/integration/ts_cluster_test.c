@@ -589,9 +589,29 @@ static void check_acked(const char *path, const char *thread, int total)
     }
 }
 
-/* A child mirrors the cluster from one follower (Subscribe{all} as a
- * reader) until it has seen `total` comments of thread, then writes their
- * ids to path. */
+/* A child mirrors the cluster (Subscribe{all} as a reader), starting on
+ * `node`; when its node goes away (or is behind its cursor) it moves to
+ * the next one and resumes from its cursor, as libthreadsync does. Once it
+ * has seen `total` comments of thread it writes their ids to path. */
+static struct ts_raw *mirror_subscribe(int node, uint64_t since)
+{
+    struct ts_raw *r = connect_as(&nodes[node], nodes[0].reader_token);
+    if (!r)
+        return NULL;
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
+    sub.request_id = 1;
+    sub.all = 1;
+    sub.since_seq = since;
+    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
+    f.subscribe = &sub;
+    if (ts_raw_send_frame(r, &f) != TS_OK) {
+        ts_raw_close(r);
+        return NULL;
+    }
+    return r;
+}
+
 static pid_t start_mirror(int node, const char *path, int total, const char *thread)
 {
     pid_t child = fork();
@@ -599,40 +619,58 @@ static pid_t start_mirror(int node, const char *path, int total, const char *thr
     if (child)
         return child;
     static unsigned char seen[1 << 16];
-    struct ts_raw *r = connect_as(&nodes[node], nodes[0].reader_token);
-    if (!r)
-        _exit(2);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
-    sub.request_id = 1;
-    sub.all = 1;
-    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-    f.subscribe = &sub;
-    if (ts_raw_send_frame(r, &f) != TS_OK)
-        _exit(3);
-    int distinct = 0;
-    uint64_t thread_id = 0, deadline = now_ms() + 180000;
+    int distinct = 0, moves = 0;
+    uint64_t thread_id = 0, cursor = 0, deadline = now_ms() + 240000;
+    struct ts_raw *r = NULL;
     while (distinct < total && now_ms() < deadline) {
+        if (!r) {
+            r = mirror_subscribe(node, cursor);
+            if (!r) {
+                node = (node + 1) % N;
+                moves++;
+                usleep(100000);
+                continue;
+            }
+        }
         Threadsync__Frame *in;
-        if (ts_raw_recv_nonping(r, 1000, &in) != TS_OK)
+        int rc = ts_raw_recv_nonping(r, 1000, &in);
+        if (rc == TS_E_TIMEOUT)
             continue;
+        if (rc != TS_OK || in->msg_case == THREADSYNC__FRAME__MSG_ERROR) {
+            /* node gone, or not as far as our cursor yet: another node */
+            if (rc == TS_OK)
+                ts_frame_free(in);
+            ts_raw_close(r);
+            r = NULL;
+            node = (node + 1) % N;
+            moves++;
+            usleep(100000);
+            continue;
+        }
         Threadsync__Comment **cs = NULL;
         size_t n = 0;
         if (in->msg_case == THREADSYNC__FRAME__MSG_EVENTS) {
             for (size_t i = 0; i < in->events->n_events; i++) {
                 Threadsync__Event *e = in->events->events[i];
+                if (e->seq <= cursor && cursor) {
+                    ts_frame_free(in);
+                    _exit(5); /* sent something older than the cursor */
+                }
                 if (e->thread && strcmp(e->thread->key, thread) == 0)
                     thread_id = e->thread->id;
                 Threadsync__Comment *c = e->comment;
                 if (c && c->thread_id == thread_id && c->id < sizeof(seen) && !seen[c->id]++)
                     distinct++;
             }
+            cursor = in->events->last_seq > cursor ? in->events->last_seq : cursor;
         } else if (in->msg_case == THREADSYNC__FRAME__MSG_SNAPSHOT_CHUNK) {
             for (size_t i = 0; i < in->snapshot_chunk->n_threads; i++)
                 if (strcmp(in->snapshot_chunk->threads[i]->key, thread) == 0)
                     thread_id = in->snapshot_chunk->threads[i]->id;
             cs = in->snapshot_chunk->comments;
             n = in->snapshot_chunk->n_comments;
+        } else if (in->msg_case == THREADSYNC__FRAME__MSG_SNAPSHOT_END) {
+            cursor = in->snapshot_end->seq > cursor ? in->snapshot_end->seq : cursor;
         }
         for (size_t i = 0; i < n; i++)
             if (cs[i]->thread_id == thread_id && cs[i]->id < sizeof(seen) && !seen[cs[i]->id]++)
@@ -646,7 +684,28 @@ static pid_t start_mirror(int node, const char *path, int total, const char *thr
             fprintf(out, "%zu\n", id);
     if (out)
         fclose(out);
+    fprintf(stderr, "cluster: mirror saw %d comments, moved %d times, cursor %llu\n", distinct,
+            moves, (unsigned long long)cursor);
     _exit(distinct == total ? 0 : 4);
+}
+
+/* The mirror's ids against the acknowledged ones. */
+static void check_mirror(pid_t mirror, const char *acked, const char *mirrored, int total)
+{
+    await_child(mirror, 240000);
+    FILE *f = fopen(acked, "r"), *m = fopen(mirrored, "r");
+    ck_assert(f && m);
+    static unsigned char in_mirror[1 << 16];
+    memset(in_mirror, 0, sizeof(in_mirror));
+    unsigned long long id;
+    int i, n = 0;
+    while (fscanf(m, "%llu", &id) == 1)
+        in_mirror[id < sizeof(in_mirror) ? id : 0] = 1, n++;
+    ck_assert_int_eq(n, total);
+    while (fscanf(f, "%d %llu", &i, &id) == 2)
+        ck_assert_msg(id < sizeof(in_mirror) && in_mirror[id], "post %d missing in the mirror", i);
+    fclose(f);
+    fclose(m);
 }
 
 START_TEST(test_kill9_leader_loses_nothing)
@@ -681,20 +740,35 @@ START_TEST(test_kill9_leader_loses_nothing)
     check_acked(acked, "clu/k", total);
 
     /* the mirror on a follower got every acknowledged comment */
-    await_child(mirror, 120000);
-    FILE *f = fopen(acked, "r"), *m = fopen(mirrored, "r");
-    ck_assert(f && m);
-    static unsigned char in_mirror[1 << 16];
-    unsigned long long id;
-    int i, n = 0;
-    while (fscanf(m, "%llu", &id) == 1)
-        in_mirror[id < sizeof(in_mirror) ? id : 0] = 1, n++;
-    ck_assert_int_eq(n, total);
-    while (fscanf(f, "%d %llu", &i, &id) == 2)
-        ck_assert_msg(id < sizeof(in_mirror) && in_mirror[id], "post %d missing in the mirror", i);
-    fclose(f);
-    fclose(m);
+    check_mirror(mirror, acked, mirrored, total);
 }
+
+/* The acceptance scenario in small: every node in turn is killed -9 and
+ * restarted while a client posts and a mirror follows, failing over. */
+START_TEST(test_rolling_kills)
+{
+    start_cluster(NULL);
+    ck_assert_int_ge(await_leader(10000), 0);
+    char acked[300], mirrored[300];
+    snprintf(acked, sizeof(acked), "%s/acked", nodes[0].dir);
+    snprintf(mirrored, sizeof(mirrored), "%s/mirrored", nodes[0].dir);
+    const int total = 1200, rounds = 4;
+    pid_t mirror = start_mirror(1, mirrored, total, "clu/r");
+    pid_t poster = start_poster(acked, total, "clu/r");
+    for (int k = 0; k < rounds; k++) {
+        await_lines(acked, (k + 1) * total / (rounds + 1), 120000);
+        int victim = k % N;
+        int st = ts_testnode_kill(&nodes[victim], SIGKILL);
+        ck_assert(WIFSIGNALED(st));
+        int before = count_lines(acked);
+        await_lines(acked, before + 30, 60000); /* writes go on without it */
+        ck_assert_int_eq(ts_testnode_restart(&nodes[victim], NULL), TS_OK);
+    }
+    await_child(poster, 240000);
+    check_acked(acked, "clu/r", total);
+    check_mirror(mirror, acked, mirrored, total);
+}
+END_TEST
 END_TEST
 
 static int has_snapshot(const struct ts_testnode *n)
@@ -857,6 +931,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_membership_and_reads);
     tcase_add_test(tc, test_kill9_leader_loses_nothing);
+    tcase_add_test(tc, test_rolling_kills);
     tcase_add_test(tc, test_lagging_node_catches_up_by_snapshot);
     tcase_add_test(tc, test_majority_down_never_acknowledges);
     tcase_add_test(tc, test_outsiders_are_refused);
