@@ -235,8 +235,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     srv->tokens_file = cfg->tokens_file ? strdup(cfg->tokens_file) : join(srv->data_dir, "tokens");
     srv->addr_file = cfg->addr_file ? strdup(cfg->addr_file) : NULL;
     srv->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : join(srv->data_dir, "ca.pem");
-    srv->join_token_file = cfg->join_token_file ? strdup(cfg->join_token_file)
-                                                : join(srv->data_dir, "admin.token");
+    srv->join_token_file =
+        cfg->join_token_file ? strdup(cfg->join_token_file) : join(srv->data_dir, "admin.token");
     srv->cfg.data_dir = srv->data_dir;
     srv->cfg.listen = srv->listen;
     srv->cfg.raft_listen = srv->raft_listen;

@@ -441,7 +441,8 @@ static void change_done(void *arg, int status)
     }
     if (s && s->state != CLOSING) {
         if (status != TS_OK) {
-            send_error(s, pc->request_id, status, status == TS_E_INVALID_ARGUMENT ? "node_id" : NULL,
+            send_error(s, pc->request_id, status,
+                       status == TS_E_INVALID_ARGUMENT ? "node_id" : NULL,
                        status == TS_E_FORBIDDEN ? "the node's raft endpoint failed mutual TLS "
                                                   "with this cluster's CA"
                                                 : NULL);
@@ -496,8 +497,8 @@ static void handle_change(struct ts_session *s, uint64_t rid, int join, uint64_t
         if (ts_addr_parse(raft_address, host, sizeof(host), &port) != TS_OK || port == 0 ||
             strlen(raft_address) >= sizeof(pc->raft_address))
             bad = "raft_address";
-        else if (ts_addr_parse(client_address, host, sizeof(host), &port) != TS_OK ||
-                 port == 0 || strlen(client_address) >= sizeof(pc->client_address))
+        else if (ts_addr_parse(client_address, host, sizeof(host), &port) != TS_OK || port == 0 ||
+                 strlen(client_address) >= sizeof(pc->client_address))
             bad = "client_address";
         if (bad) {
             free(pc);
@@ -511,19 +512,19 @@ static void handle_change(struct ts_session *s, uint64_t rid, int join, uint64_t
     pc->request_id = rid;
     pc->join = join;
     pc->node_id = node_id;
-    int rc = join ? ts_repl_join(s->srv->repl, node_id, raft_address, client_address, change_done,
-                                 pc)
-                  : ts_repl_remove(s->srv->repl, node_id, change_done, pc);
+    int rc =
+        join ? ts_repl_join(s->srv->repl, node_id, raft_address, client_address, change_done, pc)
+             : ts_repl_remove(s->srv->repl, node_id, change_done, pc);
     if (rc != TS_OK) {
         free(pc);
-        send_error(s, rid, rc, rc == TS_E_INVALID_ARGUMENT || rc == TS_E_NOT_FOUND ? "node_id" : NULL,
-                   rc == TS_E_UNAVAILABLE ? "another membership change is in progress, or closing"
-                                          : NULL);
+        send_error(
+            s, rid, rc, rc == TS_E_INVALID_ARGUMENT || rc == TS_E_NOT_FOUND ? "node_id" : NULL,
+            rc == TS_E_UNAVAILABLE ? "another membership change is in progress, or closing" : NULL);
         return;
     }
-    TS_INFO("conn=%llu peer=%s token=%s event=%s node=%llu", (unsigned long long)ts_conn_id(s->conn),
-            ts_conn_peer(s->conn), s->token_name, join ? "join" : "remove_node",
-            (unsigned long long)node_id);
+    TS_INFO("conn=%llu peer=%s token=%s event=%s node=%llu",
+            (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn), s->token_name,
+            join ? "join" : "remove_node", (unsigned long long)node_id);
     pc->next = s->changes;
     if (s->changes)
         s->changes->prev = pc;
@@ -715,8 +716,8 @@ int ts_session_accept(struct ts_server *srv, uv_stream_t *listener, SSL_CTX *ctx
         return TS_E_NOMEM;
     s->srv = srv;
     s->state = AWAIT_HELLO;
-    int rc = ts_conn_accept(srv->loop, listener, ctx, &session_cbs, s, TS_FRAME_MAX_PREAUTH,
-                            &s->conn);
+    int rc =
+        ts_conn_accept(srv->loop, listener, ctx, &session_cbs, s, TS_FRAME_MAX_PREAUTH, &s->conn);
     if (rc != TS_OK) {
         free(s);
         return rc;
