@@ -73,6 +73,8 @@ static const struct opt opts[] = {
      "server certificate chain, PEM (default: DATA_DIR/server.pem, generated)"},
     {"tls", "key", "key", "FILE", T_PATH, 0, 0, F(key_file), 0, NULL,
      "server private key, PEM (default: DATA_DIR/server.key, generated)"},
+    {"tls", "ca", "ca", "FILE", T_PATH, 0, 0, F(ca_file), 0, NULL,
+     "cluster CA for raft's mutual TLS (default: DATA_DIR/ca.pem)"},
     {"auth", "tokens", "tokens", "FILE", T_PATH, 0, 0, F(tokens_file), LIVE, NULL,
      "tokens file, lines ROLE NAME SHA256HEX (default: DATA_DIR/tokens, admin token "
      "generated)"},
@@ -88,12 +90,19 @@ static const struct opt opts[] = {
      F(snapshot_threshold), 0, "8192", "raft entries between snapshots"},
     {"raft", "snapshot_trailing", "snapshot-trailing", "N", T_UINT, 1, UINT32_MAX,
      F(snapshot_trailing), 0, "2048", "raft entries kept after a snapshot"},
+    {"raft", "election_timeout_ms", "election-timeout-ms", "MS", T_UINT, 200, 600000,
+     F(election_timeout_ms), 0, "1000", "raft election timeout"},
+    {"cluster", "join", "join", "HOST:PORT", T_ADDR, 0, 0, F(join), 0, NULL,
+     "first start only: join the cluster of the member with this client address"},
+    {"cluster", "join_token_file", "join-token-file", "FILE", T_PATH, 0, 0, F(join_token_file), 0,
+     NULL, "admin token used by --join (default: DATA_DIR/admin.token)"},
     {"log", "level", "log-level", "LEVEL", T_LEVEL, 0, 0, NO_FIELD, 0, LIVE, "info",
      "error, warn, info or debug"},
 };
 #define N_OPT (sizeof(opts) / sizeof(opts[0]))
 
-static const char *const sections[] = {"node", "listen", "tls", "auth", "limits", "raft", "log"};
+static const char *const sections[] = {"node",   "listen", "tls", "auth",
+                                       "limits", "raft",   "cluster", "log"};
 
 struct ts_config {
     char *path;

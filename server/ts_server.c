@@ -3,10 +3,13 @@
  * in which they start and stop:
  *
  *   start: data dir -> certificates and admin token (embedded defaults) ->
- *          tokens -> TLS context -> evlog, store, hub -> raft (replays the
- *          log into the store) -> client listener -> ticker
- *   stop:  listener and ticker -> sessions (unsubscribe now, close async)
- *          -> hub -> raft; the loop ends when the last handle closed.
+ *          tokens -> TLS context -> evlog, store, hub -> client socket bound
+ *          (its address goes into raft's) -> raft (replays the log into the
+ *          store) -> client listener -> ticker -> join (--join, first
+ *          start only)
+ *   stop:  join attempt, listener and ticker -> sessions (unsubscribe now,
+ *          close async) -> hub -> raft (a leader hands over leadership
+ *          first); the loop ends when the last handle closed.
  *
  * Everything runs on the one loop given at start; nothing here blocks except
  * the first-start file creation.
@@ -21,6 +24,7 @@
 #include "ts_file.h"
 #include "ts_frame.h"
 #include "ts_hub.h"
+#include "ts_join.h"
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_server_int.h"
@@ -33,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define TICK_MS 1000 /* at most; less with short heartbeats */
 
@@ -119,7 +124,10 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
-static int start_listener(struct ts_server *srv)
+/* Binds the client socket without listening yet: its address must be known
+ * before raft starts (it travels in the raft address), and no client may
+ * connect before raft is there to serve it. */
+static int bind_listener(struct ts_server *srv)
 {
     char host[256];
     uint16_t port;
@@ -134,16 +142,25 @@ static int start_listener(struct ts_server *srv)
     srv->listener.data = srv;
     srv->listener_open = 1;
     int r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+        r = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
     if (r < 0) {
         TS_ERROR("event=listen_failed addr=%s error=%s", srv->cfg.listen, uv_strerror(r));
         return TS_E_IO;
     }
-    struct sockaddr_storage bound;
-    int blen = sizeof(bound);
-    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
     ts_addr_format((struct sockaddr *)&bound, srv->bound, sizeof(srv->bound));
+    return TS_OK;
+}
+
+static int start_listening(struct ts_server *srv)
+{
+    int r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+    if (r < 0) {
+        TS_ERROR("event=listen_failed addr=%s error=%s", srv->cfg.listen, uv_strerror(r));
+        return TS_E_IO;
+    }
     if (srv->addr_file) {
         char line[80];
         int n = snprintf(line, sizeof(line), "%s\n", srv->bound);
@@ -153,6 +170,8 @@ static int start_listener(struct ts_server *srv)
     TS_INFO("event=listen addr=%s node=%llu", srv->bound, (unsigned long long)srv->cfg.node_id);
     return TS_OK;
 }
+
+static int start_join(struct ts_server *srv);
 
 /* ---- first start: the embedded defaults ---- */
 
@@ -221,6 +240,9 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     srv->key_file = cfg->key_file ? strdup(cfg->key_file) : NULL;
     srv->tokens_file = cfg->tokens_file ? strdup(cfg->tokens_file) : join(srv->data_dir, "tokens");
     srv->addr_file = cfg->addr_file ? strdup(cfg->addr_file) : NULL;
+    srv->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : join(srv->data_dir, "ca.pem");
+    srv->join_token_file =
+        cfg->join_token_file ? strdup(cfg->join_token_file) : join(srv->data_dir, "admin.token");
     srv->cfg.data_dir = srv->data_dir;
     srv->cfg.listen = srv->listen;
     srv->cfg.raft_listen = srv->raft_listen;
@@ -243,7 +265,7 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     int rc = TS_E_NOMEM;
     int fresh = 0;
     if (!srv->data_dir || !srv->listen || !srv->raft_listen || !srv->advertise ||
-        !srv->tokens_file)
+        !srv->tokens_file || !srv->ca_file || !srv->join_token_file)
         goto fail;
     if (srv->cfg.max_frame > TS_FRAME_MAX_LIMIT || srv->cfg.max_frame < TS_FRAME_MAX_PREAUTH) {
         TS_ERROR("event=config_error key=max_frame value=%u", srv->cfg.max_frame);
@@ -257,11 +279,29 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         goto fail;
     if ((rc = ts_tls_server_ctx(srv->cert_file, srv->key_file, &srv->ssl_ctx)) != TS_OK)
         goto fail;
+    if (access(srv->ca_file, R_OK) != 0) {
+        TS_ERROR("event=config_error key=ca value=%s reason=\"raft's mutual TLS needs the "
+                 "cluster CA (--ca)\"",
+                 srv->ca_file);
+        rc = TS_E_CONFIG;
+        goto fail;
+    }
     struct ts_evlog_config ecfg = {cfg->evlog_max_events, cfg->evlog_max_bytes};
     if ((rc = ts_evlog_new(&ecfg, &srv->evlog)) != TS_OK ||
         (rc = ts_store_new(srv->evlog, &srv->store)) != TS_OK ||
         (rc = ts_hub_new(loop, srv->evlog, srv->store, &srv->hub)) != TS_OK)
         goto fail;
+
+    if ((rc = bind_listener(srv)) != TS_OK)
+        goto fail;
+    if (!cfg->advertise) { /* tell clients the port actually bound */
+        char *adv = strdup(srv->bound);
+        if (adv) {
+            free(srv->advertise);
+            srv->advertise = adv;
+            srv->cfg.advertise = adv;
+        }
+    }
 
     char *raft_dir = join(srv->data_dir, "raft");
     if (!raft_dir) {
@@ -275,6 +315,12 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         .snapshot_threshold = cfg->snapshot_threshold,
         .snapshot_trailing = cfg->snapshot_trailing,
         .max_inflight = cfg->max_inflight,
+        .election_timeout_ms = cfg->election_timeout_ms,
+        .client_address = srv->advertise,
+        .cert_file = srv->cert_file,
+        .key_file = srv->key_file,
+        .ca_file = srv->ca_file,
+        .join = cfg->join != NULL,
     };
     struct ts_repl_fsm fsm = {fsm_apply, fsm_snapshot, fsm_restore,
                               sizeof(struct ts_store_result), srv};
@@ -284,16 +330,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     if (rc != TS_OK)
         goto fail;
 
-    if ((rc = start_listener(srv)) != TS_OK)
+    if ((rc = start_listening(srv)) != TS_OK)
         goto fail;
-    if (!cfg->advertise) { /* tell clients the port actually bound */
-        char *adv = strdup(srv->bound);
-        if (adv) {
-            free(srv->advertise);
-            srv->advertise = adv;
-            srv->cfg.advertise = adv;
-        }
-    }
     uv_timer_init(loop, &srv->ticker);
     srv->ticker.data = srv;
     srv->ticker_open = 1;
@@ -301,6 +339,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     uv_timer_start(&srv->ticker, on_tick, tick, tick);
     if (fresh)
         print_first_start(srv);
+    if (cfg->join && (rc = start_join(srv)) != TS_OK)
+        goto fail;
     TS_INFO("event=started node=%llu data_dir=%s threads=%zu comments=%zu last_seq=%llu",
             (unsigned long long)srv->cfg.node_id, srv->data_dir,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store),
@@ -352,6 +392,59 @@ int ts_server_reload(struct ts_server *srv, const struct ts_server_config *cfg)
     return rc;
 }
 
+/* ---- joining a cluster ---- */
+
+static void on_joined(void *arg, int status)
+{
+    struct ts_server *srv = arg;
+    srv->join = NULL;
+    if (status == TS_OK) {
+        TS_INFO("event=cluster_joined node=%llu", (unsigned long long)srv->cfg.node_id);
+        return;
+    }
+    TS_ERROR("event=join_failed node=%llu error=%s msg=\"stopping: this node is not part of "
+             "the cluster\"",
+             (unsigned long long)srv->cfg.node_id, ts_err_name(status));
+    srv->failed = 1;
+    ts_server_stop(srv);
+}
+
+static int start_join(struct ts_server *srv)
+{
+    if (ts_repl_is_member(srv->repl)) {
+        TS_INFO("event=join_skipped node=%llu reason=\"already a member\"",
+                (unsigned long long)srv->cfg.node_id);
+        return TS_OK;
+    }
+    char token[300] = "";
+    FILE *f = fopen(srv->join_token_file, "r");
+    if (!f || !fgets(token, sizeof(token), f)) {
+        TS_ERROR("event=config_error key=join_token_file value=%s reason=\"cannot read the admin "
+                 "token\"",
+                 srv->join_token_file);
+        if (f)
+            fclose(f);
+        return TS_E_CONFIG;
+    }
+    fclose(f);
+    token[strcspn(token, "\r\n")] = '\0';
+    int rc = ts_tls_client_ctx(srv->ca_file, srv->cert_file, srv->key_file, &srv->join_ctx);
+    if (rc != TS_OK)
+        return rc;
+    struct ts_join_config jc = {
+        .target = srv->cfg.join,
+        .token = token,
+        .node_id = srv->cfg.node_id,
+        .raft_address = srv->raft_listen,
+        .client_address = srv->advertise,
+        .ctx = srv->join_ctx,
+    };
+    rc = ts_join_start(srv->loop, &jc, on_joined, srv, &srv->join);
+    if (rc != TS_OK)
+        TS_ERROR("event=config_error key=join value=%s", srv->cfg.join);
+    return rc;
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     (void)h;
@@ -374,6 +467,10 @@ void ts_server_stop(struct ts_server *srv)
     if (srv->stopping)
         return;
     srv->stopping = 1;
+    if (srv->join) {
+        ts_join_cancel(srv->join);
+        srv->join = NULL;
+    }
     if (srv->listener_open) {
         uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
         srv->listener_open = 0;
@@ -401,6 +498,10 @@ void ts_server_free(struct ts_server *srv)
     ts_auth_free(srv->auth);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
+    if (srv->join_ctx)
+        SSL_CTX_free(srv->join_ctx);
+    free(srv->ca_file);
+    free(srv->join_token_file);
     free(srv->data_dir);
     free(srv->listen);
     free(srv->raft_listen);
@@ -415,4 +516,9 @@ void ts_server_free(struct ts_server *srv)
 const char *ts_server_address(const struct ts_server *srv)
 {
     return srv->bound;
+}
+
+int ts_server_failed(const struct ts_server *srv)
+{
+    return srv && srv->failed;
 }

@@ -34,6 +34,12 @@ struct ts_server_config {
     unsigned snapshot_threshold; /* 0 = ts_repl default */
     unsigned snapshot_trailing;
     unsigned max_inflight;
+    /* Cluster. The raft port runs mutual TLS with the node's certificate
+     * (cert_file, which must carry clientAuth and serverAuth) and ca_file. */
+    const char *ca_file;         /* cluster CA, default DATA/ca.pem */
+    const char *join;            /* first start: join through this member's client address */
+    const char *join_token_file; /* admin token for the join, default DATA/admin.token */
+    unsigned election_timeout_ms; /* 0 = ts_repl default */
 };
 
 /* Starts a node on loop. On failure a log line says why, the shutdown has
@@ -41,7 +47,8 @@ struct ts_server_config {
  * (handles close) and then calls ts_server_free(), as after a stop. */
 int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct ts_server **out);
 
-/* Begins an orderly shutdown; safe to call more than once. */
+/* Begins an orderly shutdown; safe to call more than once. A leader first
+ * hands leadership to another voter (bounded). */
 void ts_server_stop(struct ts_server *srv);
 
 /* Frees the server once the loop has returned. */
@@ -62,5 +69,9 @@ int ts_server_reload(struct ts_server *srv, const struct ts_server_config *cfg);
 
 /* The bound client address ("127.0.0.1:7420"). */
 const char *ts_server_address(const struct ts_server *srv);
+
+/* 1 when the node stopped because of an error after a successful start
+ * (a join that was refused or timed out): the process should exit non-zero. */
+int ts_server_failed(const struct ts_server *srv);
 
 #endif

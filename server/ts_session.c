@@ -8,10 +8,17 @@
  *   - a write's answer is sent only from the replication callback, i.e. after
  *     commit and apply;
  *   - the session is freed only in on_close, the connection's last callback;
- *     in-flight writes hold a pointer that on_close clears.
+ *     in-flight writes and membership changes hold a pointer that on_close
+ *     clears;
+ *   - NOT_LEADER always carries the leader's client address; with no leader
+ *     (or none whose client address is known) the answer is UNAVAILABLE;
+ *   - a subscriber is never sent anything older than its cursor: a
+ *     since_seq beyond this node's applied state (a lagging follower) is
+ *     answered UNAVAILABLE, to be retried here or on another node.
  */
 #include "ts_session.h"
 
+#include "ts_addr.h"
 #include "ts_auth.h"
 #include "ts_conn.h"
 #include "ts_digest.h"
@@ -26,6 +33,7 @@
 #include "ts_valid.h"
 #include "ts_view.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,12 +51,23 @@ struct pending_write {
     uint64_t request_id;
 };
 
+/* A Join or RemoveNode waiting for the replication module. */
+struct pending_change {
+    struct ts_session *s; /* NULL once the session closed */
+    struct pending_change *prev, *next;
+    uint64_t request_id;
+    int join;
+    uint64_t node_id;
+    char raft_address[256], client_address[256];
+};
+
 struct ts_session {
     struct ts_server *srv;
     struct ts_conn *conn;
     struct ts_session *prev, *next;
     struct ts_hub_sub *sub;
     struct pending_write *writes;
+    struct pending_change *changes;
     uint64_t created_ms, last_rx_ms, last_tx_ms;
     uint64_t ping_nonce;
     int state;
@@ -84,12 +103,17 @@ static void send_error(struct ts_session *s, uint64_t request_id, int code, cons
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Error e = THREADSYNC__ERROR__INIT;
+    if (code == TS_E_NOT_LEADER) {
+        e.leader_address = (char *)ts_repl_leader_client_address(s->srv->repl);
+        if (!*e.leader_address) {
+            code = TS_E_UNAVAILABLE; /* nobody to send the client to: retry later */
+            message = "no leader known";
+        }
+    }
     e.request_id = request_id;
     e.code = (Threadsync__ErrorCode)ts_err_wire(code);
     e.field = (char *)(field ? field : "");
     e.message = (char *)(message ? message : ts_err_message(code));
-    if (code == TS_E_NOT_LEADER)
-        e.leader_address = (char *)ts_repl_leader_address(s->srv->repl);
     if (code == TS_E_UNAVAILABLE)
         e.retry_after_ms = 100;
     f.msg_case = THREADSYNC__FRAME__MSG_ERROR;
@@ -135,7 +159,7 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
     w.version = TS_PROTOCOL_VERSION;
     w.node_id = s->srv->cfg.node_id;
     w.role = (Threadsync__Role)role;
-    w.leader_address = (char *)(ts_repl_is_leader(s->srv->repl) ? s->srv->cfg.advertise : "");
+    w.leader_address = (char *)ts_repl_leader_client_address(s->srv->repl);
     w.last_seq = ts_store_last_index(s->srv->store);
     w.max_frame = s->srv->cfg.max_frame;
     w.heartbeat_ms = s->srv->cfg.heartbeat_ms;
@@ -353,6 +377,17 @@ static void handle_subscribe(struct ts_session *s, const Threadsync__Subscribe *
             return;
         }
     }
+    uint64_t applied = ts_store_last_index(s->srv->store);
+    if (sub->since_seq > applied) {
+        /* A cursor from a node further ahead: this one has not applied that
+         * far yet. Serving it would either claim a head we do not have or,
+         * after a snapshot, send state older than the cursor. */
+        char msg[96];
+        snprintf(msg, sizeof(msg), "since_seq is ahead of this node (applied %llu); retry",
+                 (unsigned long long)applied);
+        send_error(s, sub->request_id, TS_E_UNAVAILABLE, "since_seq", msg);
+        return;
+    }
     struct ts_hub_filter filter = {
         .all = sub->all,
         .thread_keys = (const char **)sub->thread_keys,
@@ -512,6 +547,166 @@ static void handle_digest(struct ts_session *s, const Threadsync__Digest *dg)
     free(acc.hex);
 }
 
+/* ---- cluster membership (ADMIN) ---- */
+
+static void fill_node(Threadsync__ClusterNode *cn, const struct ts_repl_node *n)
+{
+    cn->id = n->id;
+    cn->raft_address = (char *)n->raft_address;
+    cn->client_address = (char *)n->client_address;
+    cn->role = (Threadsync__NodeRole)n->role;
+    cn->is_leader = n->is_leader;
+}
+
+static void change_done(void *arg, int status)
+{
+    struct pending_change *pc = arg;
+    struct ts_session *s = pc->s;
+    if (s) {
+        if (pc->prev)
+            pc->prev->next = pc->next;
+        else
+            s->changes = pc->next;
+        if (pc->next)
+            pc->next->prev = pc->prev;
+    }
+    if (s && s->state != CLOSING) {
+        if (status != TS_OK) {
+            send_error(s, pc->request_id, status,
+                       status == TS_E_INVALID_ARGUMENT ? "node_id" : NULL,
+                       status == TS_E_FORBIDDEN ? "the node's raft endpoint failed mutual TLS "
+                                                  "with this cluster's CA"
+                                                : NULL);
+        } else {
+            Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+            Threadsync__Result r = THREADSYNC__RESULT__INIT;
+            Threadsync__JoinResult jr = THREADSYNC__JOIN_RESULT__INIT;
+            Threadsync__RemoveNodeResult rr = THREADSYNC__REMOVE_NODE_RESULT__INIT;
+            Threadsync__ClusterNode cn = THREADSYNC__CLUSTER_NODE__INIT;
+            struct ts_repl_node n = {.id = pc->node_id, .role = TS_REPL_VOTER};
+            r.request_id = pc->request_id;
+            if (pc->join) {
+                memcpy(n.raft_address, pc->raft_address, sizeof(n.raft_address));
+                memcpy(n.client_address, pc->client_address, sizeof(n.client_address));
+                fill_node(&cn, &n);
+                jr.node = &cn;
+                r.body_case = THREADSYNC__RESULT__BODY_JOIN;
+                r.join = &jr;
+            } else {
+                rr.node_id = pc->node_id;
+                r.body_case = THREADSYNC__RESULT__BODY_REMOVE_NODE;
+                r.remove_node = &rr;
+            }
+            f.msg_case = THREADSYNC__FRAME__MSG_RESULT;
+            f.result = &r;
+            send_frame(s, &f);
+        }
+    }
+    free(pc);
+}
+
+static void handle_change(struct ts_session *s, uint64_t rid, int join, uint64_t node_id,
+                          const char *raft_address, const char *client_address)
+{
+    if (!ts_auth_role_allows(s->role, TS_AUTH_ADMIN)) {
+        send_error(s, rid, TS_E_FORBIDDEN, NULL, NULL);
+        return;
+    }
+    if (node_id == 0) {
+        send_error(s, rid, TS_E_INVALID_ARGUMENT, "node_id", NULL);
+        return;
+    }
+    struct pending_change *pc = calloc(1, sizeof(*pc));
+    if (!pc) {
+        send_error(s, rid, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    if (join) {
+        char host[256];
+        uint16_t port;
+        const char *bad = NULL;
+        if (ts_addr_parse(raft_address, host, sizeof(host), &port) != TS_OK || port == 0 ||
+            strlen(raft_address) >= sizeof(pc->raft_address))
+            bad = "raft_address";
+        else if (ts_addr_parse(client_address, host, sizeof(host), &port) != TS_OK || port == 0 ||
+                 strlen(client_address) >= sizeof(pc->client_address))
+            bad = "client_address";
+        if (bad) {
+            free(pc);
+            send_error(s, rid, TS_E_INVALID_ARGUMENT, bad, NULL);
+            return;
+        }
+        snprintf(pc->raft_address, sizeof(pc->raft_address), "%s", raft_address);
+        snprintf(pc->client_address, sizeof(pc->client_address), "%s", client_address);
+    }
+    pc->s = s;
+    pc->request_id = rid;
+    pc->join = join;
+    pc->node_id = node_id;
+    int rc =
+        join ? ts_repl_join(s->srv->repl, node_id, raft_address, client_address, change_done, pc)
+             : ts_repl_remove(s->srv->repl, node_id, change_done, pc);
+    if (rc != TS_OK) {
+        free(pc);
+        send_error(
+            s, rid, rc, rc == TS_E_INVALID_ARGUMENT || rc == TS_E_NOT_FOUND ? "node_id" : NULL,
+            rc == TS_E_UNAVAILABLE ? "another membership change is in progress, or closing" : NULL);
+        return;
+    }
+    TS_INFO("conn=%llu peer=%s token=%s event=%s node=%llu",
+            (unsigned long long)ts_conn_id(s->conn), ts_conn_peer(s->conn), s->token_name,
+            join ? "join" : "remove_node", (unsigned long long)node_id);
+    pc->next = s->changes;
+    if (s->changes)
+        s->changes->prev = pc;
+    s->changes = pc;
+}
+
+static void handle_cluster(struct ts_session *s, const Threadsync__Cluster *c)
+{
+    if (!ts_auth_role_allows(s->role, TS_AUTH_ADMIN)) {
+        send_error(s, c->request_id, TS_E_FORBIDDEN, NULL, NULL);
+        return;
+    }
+    struct ts_repl_node *nodes;
+    size_t n;
+    if (ts_repl_nodes(s->srv->repl, &nodes, &n) != TS_OK) {
+        send_error(s, c->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    Threadsync__ClusterNode *cn = calloc(n ? n : 1, sizeof(*cn));
+    Threadsync__ClusterNode **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+    if (!cn || !ptrs) {
+        free(cn);
+        free(ptrs);
+        free(nodes);
+        send_error(s, c->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        threadsync__cluster_node__init(&cn[i]);
+        fill_node(&cn[i], &nodes[i]);
+        ptrs[i] = &cn[i];
+    }
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__ClusterResult cr = THREADSYNC__CLUSTER_RESULT__INIT;
+    cr.nodes = ptrs;
+    cr.n_nodes = n;
+    cr.leader_id = ts_repl_leader_id(s->srv->repl);
+    cr.node_id = s->srv->cfg.node_id;
+    cr.applied_seq = ts_store_last_index(s->srv->store);
+    r.request_id = c->request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_CLUSTER;
+    r.cluster = &cr;
+    f.msg_case = THREADSYNC__FRAME__MSG_RESULT;
+    f.result = &r;
+    send_frame(s, &f);
+    free(ptrs);
+    free(cn);
+    free(nodes);
+}
+
 /* ---- connection callbacks ---- */
 
 static uint64_t request_id_of(const Threadsync__Frame *f)
@@ -525,8 +720,45 @@ static uint64_t request_id_of(const Threadsync__Frame *f)
         return f->subscribe->request_id;
     case THREADSYNC__FRAME__MSG_DIGEST:
         return f->digest->request_id;
+    case THREADSYNC__FRAME__MSG_JOIN:
+        return f->join->request_id;
+    case THREADSYNC__FRAME__MSG_REMOVE_NODE:
+        return f->remove_node->request_id;
+    case THREADSYNC__FRAME__MSG_CLUSTER:
+        return f->cluster->request_id;
     default:
         return 0;
+    }
+}
+
+/* One request that passed the common checks (request id, field text). */
+static void dispatch_request(struct ts_session *s, Threadsync__Frame *f, uint64_t rid)
+{
+    switch (f->msg_case) {
+    case THREADSYNC__FRAME__MSG_POST:
+        handle_post(s, f->post);
+        break;
+    case THREADSYNC__FRAME__MSG_GET:
+        handle_get(s, f->get);
+        break;
+    case THREADSYNC__FRAME__MSG_SUBSCRIBE:
+        handle_subscribe(s, f->subscribe);
+        break;
+    case THREADSYNC__FRAME__MSG_DIGEST:
+        handle_digest(s, f->digest);
+        break;
+    case THREADSYNC__FRAME__MSG_JOIN:
+        handle_change(s, rid, 1, f->join->node_id, f->join->raft_address,
+                      f->join->client_address);
+        break;
+    case THREADSYNC__FRAME__MSG_REMOVE_NODE:
+        handle_change(s, rid, 0, f->remove_node->node_id, NULL, NULL);
+        break;
+    case THREADSYNC__FRAME__MSG_CLUSTER:
+        handle_cluster(s, f->cluster);
+        break;
+    default:
+        break;
     }
 }
 
@@ -547,24 +779,17 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
     case THREADSYNC__FRAME__MSG_POST:
     case THREADSYNC__FRAME__MSG_GET:
     case THREADSYNC__FRAME__MSG_SUBSCRIBE:
-    case THREADSYNC__FRAME__MSG_DIGEST: {
+    case THREADSYNC__FRAME__MSG_DIGEST:
+    case THREADSYNC__FRAME__MSG_JOIN:
+    case THREADSYNC__FRAME__MSG_REMOVE_NODE:
+    case THREADSYNC__FRAME__MSG_CLUSTER: {
         uint64_t rid = request_id_of(f);
-        if (rid == 0) {
+        if (rid == 0)
             send_error(s, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
-            break;
-        }
-        if (status != TS_OK) {
+        else if (status != TS_OK)
             send_error(s, rid, status, bad_field, NULL);
-            break;
-        }
-        if (f->msg_case == THREADSYNC__FRAME__MSG_POST)
-            handle_post(s, f->post);
-        else if (f->msg_case == THREADSYNC__FRAME__MSG_GET)
-            handle_get(s, f->get);
-        else if (f->msg_case == THREADSYNC__FRAME__MSG_DIGEST)
-            handle_digest(s, f->digest);
         else
-            handle_subscribe(s, f->subscribe);
+            dispatch_request(s, f, rid);
         break;
     }
     case THREADSYNC__FRAME__MSG_PING: {
@@ -613,6 +838,8 @@ static void on_close(struct ts_conn *c, int err)
         ts_hub_unsubscribe(s->sub);
     for (struct pending_write *pw = s->writes; pw; pw = pw->next)
         pw->s = NULL;
+    for (struct pending_change *pc = s->changes; pc; pc = pc->next)
+        pc->s = NULL;
     if (s->prev)
         s->prev->next = s->next;
     else
