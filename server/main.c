@@ -31,6 +31,14 @@ static void usage(FILE *out)
             "  --evlog-max-bytes N     bytes retained for subscribers (default 512 MiB)\n"
             "  --snapshot-threshold N  raft entries between snapshots (default 8192)\n"
             "  --snapshot-trailing N   raft entries kept after a snapshot (default 2048)\n"
+            "  --premoderate           every new comment starts PENDING until approved\n"
+            "  --edit-window-ms MS     authors may edit/delete for MS after posting\n"
+            "                          (default 900000, at most 86400000)\n"
+            "  --rate-author N/TIME    posts per author (e-mail, else name) per TIME, e.g.\n"
+            "                          10/10s (default), 5/500ms; 'off' disables\n"
+            "  --rate-token N/TIME     posts per token per TIME (default 100/1s; 'off')\n"
+            "  --max-conns-per-addr N  open connections per source address (default 64,\n"
+            "                          0 = unlimited)\n"
             "  --log-level LEVEL       error, warn, info or debug (default info)\n"
             "  --version, --help\n",
             TS_FRAME_MAX_DEFAULT);
@@ -45,6 +53,36 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out)
     if (*end || v > max)
         return -1;
     *out = v;
+    return 0;
+}
+
+/* "N/TIME" with TIME a number and ms, s (default) or m; "off" or "0":
+ * unlimited. */
+static int parse_rate(const char *s, uint32_t *burst, uint32_t *window_ms)
+{
+    if (strcmp(s, "off") == 0 || strcmp(s, "0") == 0) {
+        *burst = TS_SERVER_UNLIMITED;
+        *window_ms = 0;
+        return 0;
+    }
+    char *end;
+    unsigned long n = strtoul(s, &end, 10);
+    if (end == s || *end != '/' || n == 0 || n >= TS_SERVER_UNLIMITED)
+        return -1;
+    const char *t = end + 1;
+    unsigned long long w = strtoull(t, &end, 10);
+    if (end == t || w == 0)
+        return -1;
+    if (strcmp(end, "m") == 0)
+        w *= 60000;
+    else if (*end == '\0' || strcmp(end, "s") == 0)
+        w *= 1000;
+    else if (strcmp(end, "ms") != 0)
+        return -1;
+    if (w > 24ull * 3600 * 1000)
+        return -1;
+    *burst = (uint32_t)n;
+    *window_ms = (uint32_t)w;
     return 0;
 }
 
@@ -63,7 +101,8 @@ int main(int argc, char **argv)
 {
     enum {
         O_DATA = 256, O_LISTEN, O_RAFT, O_ADV, O_NODE, O_CERT, O_KEY, O_TOKENS, O_ADDRF,
-        O_MAXF, O_HB, O_EVN, O_EVB, O_SNT, O_SNTR, O_LOG, O_VER, O_HELP
+        O_MAXF, O_HB, O_EVN, O_EVB, O_SNT, O_SNTR, O_LOG, O_VER, O_HELP,
+        O_PREMOD, O_EDITW, O_RATEA, O_RATET, O_MAXC
     };
     static const struct option opts[] = {
         {"data-dir", required_argument, 0, O_DATA},
@@ -84,6 +123,11 @@ int main(int argc, char **argv)
         {"log-level", required_argument, 0, O_LOG},
         {"version", no_argument, 0, O_VER},
         {"help", no_argument, 0, O_HELP},
+        {"premoderate", no_argument, 0, O_PREMOD},
+        {"edit-window-ms", required_argument, 0, O_EDITW},
+        {"rate-author", required_argument, 0, O_RATEA},
+        {"rate-token", required_argument, 0, O_RATET},
+        {"max-conns-per-addr", required_argument, 0, O_MAXC},
         {0, 0, 0, 0},
     };
     struct ts_server_config cfg = {0};
@@ -110,6 +154,11 @@ int main(int argc, char **argv)
         case O_LOG: bad = ts_log_set_level(optarg) != TS_OK; break;
         case O_VER: printf("threadsyncd %s\n", TS_VERSION); return 0;
         case O_HELP: usage(stdout); return 0;
+        case O_PREMOD: cfg.premoderate = 1; break;
+        case O_EDITW: bad = parse_u64(optarg, 24ull * 3600 * 1000, &v) || !v; cfg.edit_window_ms = v; break;
+        case O_RATEA: bad = parse_rate(optarg, &cfg.rate_author_burst, &cfg.rate_author_window_ms); break;
+        case O_RATET: bad = parse_rate(optarg, &cfg.rate_token_burst, &cfg.rate_token_window_ms); break;
+        case O_MAXC: bad = parse_u64(optarg, UINT32_MAX - 1, &v); cfg.max_conns_per_addr = v ? (uint32_t)v : TS_SERVER_UNLIMITED; break;
         default: usage(stderr); return 2;
         }
         if (bad) {

@@ -11,6 +11,9 @@
  * Tokens: the harness writes a tokens file with one token per role
  * (admin/moderator/poster/reader, values in the struct) and passes --tokens,
  * unless the node is started with embedded defaults (ts_testnode_start_default).
+ *
+ * Post-rate limits are off (--rate-author off --rate-token off) because
+ * tests post in bursts; a test's extra flags come after and override that.
  */
 #ifndef TS_TESTNODE_H
 #define TS_TESTNODE_H
