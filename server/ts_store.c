@@ -1024,6 +1024,19 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
     return TS_OK;
 }
 
+/* Blanks a comment in an earlier public event: its body always; its name
+ * too, with the comment's new status, when it is no longer VISIBLE. */
+static void blank_public(void *arg, Threadsync__Event *ev)
+{
+    uint8_t status = *(const uint8_t *)arg;
+    Threadsync__Comment *c = ev->comment;
+    c->body = (char *)protobuf_c_empty_string;
+    if (status != THREADSYNC__STATUS__VISIBLE) {
+        c->author_name = (char *)protobuf_c_empty_string;
+        c->status = (Threadsync__Status)status;
+    }
+}
+
 /* An author's or a moderator's change to one comment (CommentChange). */
 static int apply_comment_change(struct ts_store *s, uint64_t index,
                                 const Threadsync__State__Command *cmd, struct ts_store_result *res)
@@ -1126,6 +1139,13 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
     c->modby = modby;
     c->version++;
     t->version++;
+    /* History replays (a subscriber from an old cursor, or after a restart)
+     * must not bring back what the public may no longer read. */
+    if (c->status != THREADSYNC__STATUS__VISIBLE ||
+        (!author && cc->kind == THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT)) {
+        uint8_t now_status = c->status;
+        ts_evlog_rewrite_public(s->log, t->id, c->id, c->id, blank_public, &now_status);
+    }
     int rc = append_event(s, index, t, c);
     if (rc != TS_OK)
         return rc;

@@ -684,6 +684,23 @@ START_TEST(test_hide_unhide_delete)
     threadsync__event__free_unpacked(pub, NULL);
     threadsync__event__free_unpacked(full, NULL);
 
+    /* history: the post's own public event no longer carries the text (a
+     * subscriber replaying from 0 never gets it); the full one still does */
+    pub = event_at(&f, 0, 0);
+    full = event_at(&f, 0, 1);
+    ck_assert_uint_eq(pub->comment->id, 1);
+    ck_assert_str_eq(pub->comment->body, "");
+    ck_assert_str_eq(pub->comment->author_name, "");
+    ck_assert_int_eq(pub->comment->status, THREADSYNC__STATUS__HIDDEN);
+    ck_assert_uint_eq(pub->comment->version, 1);
+    ck_assert_str_eq(full->comment->body, "original words");
+    threadsync__event__free_unpacked(pub, NULL);
+    threadsync__event__free_unpacked(full, NULL);
+    /* the other comment's event is untouched */
+    pub = event_at(&f, 1, 0);
+    ck_assert_str_eq(pub->comment->body, "original words");
+    threadsync__event__free_unpacked(pub, NULL);
+
     /* hide again: nothing changes, no event */
     r = change(&f, 4, 130, 1, K_HIDE, NULL, NULL, 0);
     ck_assert_int_eq(r.status, TS_OK);
