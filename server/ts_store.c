@@ -1367,6 +1367,18 @@ size_t ts_store_memory(const struct ts_store *s)
     for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
         if (maps[i]->cap)
             n += alloc_cost(maps[i]->cap * sizeof(void *));
+    if (st->idem_by_comment.cap)
+        n += alloc_cost(st->idem_by_comment.cap * sizeof(void *));
+    if (st->cap_names)
+        n += alloc_cost(st->cap_names * sizeof(*st->names));
+    for (size_t i = 1; i < st->n_names; i++)
+        n += alloc_cost(strlen(st->names[i]) + 1);
+    if (st->cap_tokens)
+        n += alloc_cost(st->cap_tokens * sizeof(*st->tokens));
+    if (st->cap_bans)
+        n += alloc_cost(st->cap_bans * sizeof(*st->bans));
+    for (size_t i = 0; i < st->n_bans; i++)
+        n += alloc_cost(strlen(st->bans[i].author) + strlen(st->bans[i].by) + 2);
     return n;
 }
 
@@ -1809,6 +1821,8 @@ int ts_store_pending(const struct ts_store *s, uint64_t thread_id, uint64_t afte
     const struct state *st = &s->st;
     *n = 0;
     *more = 0;
+    if (after_id == UINT64_MAX)
+        return TS_OK;
     size_t total = 0;
     for (size_t i = 0; i < st->n_threads; i++)
         if (!thread_id || st->threads[i]->id == thread_id)

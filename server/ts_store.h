@@ -15,6 +15,14 @@
  * first post's result (same comment id and seq) and changes nothing. Keys
  * are retained for TS_STORE_IDEMPOTENCY_RETENTION_MS of command time after
  * their first use, then forgotten (a retry days later makes a new comment).
+ * The entry also keeps the SHA-256 of the comment's edit key (made by the
+ * leader; the store never sees a plain secret), so authors' edits are
+ * possible for at most that long. "Changes nothing" holds for the comment;
+ * the retry's new key hash replaces the first (PROTOCOL.md, Post).
+ *
+ * Besides threads and comments the state holds the replicated token table
+ * (grants and revoked names, hashes only) and the bans in force; both go
+ * into snapshots and the digest.
  *
  * Reads return views: protobuf-c structs whose strings point into the store.
  * A view is valid until the next ts_store_apply() or ts_store_restore(); the
@@ -44,11 +52,11 @@ struct ts_store;
 struct ts_evlog;
 
 struct ts_store_result {
-    int status;          /* TS_OK or the rejection (NOT_FOUND, THREAD_LOCKED,
-                            INVALID_ARGUMENT, BAD_FRAME for an undecodable payload) */
-    const char *field;   /* static field name for INVALID_ARGUMENT / NOT_FOUND */
-    uint64_t seq;        /* seq of the event that carried the change (the
-                            original one for a repeated idempotency key) */
+    int status;        /* TS_OK or the rejection (NOT_FOUND, THREAD_LOCKED,
+                          INVALID_ARGUMENT, BAD_FRAME for an undecodable payload) */
+    const char *field; /* static field name for INVALID_ARGUMENT / NOT_FOUND */
+    uint64_t seq;      /* seq of the event that carried the change (the
+                          original one for a repeated idempotency key) */
     uint64_t thread_id;
     uint64_t comment_id;
     int comment_status;  /* Threadsync__Status of the new comment */
@@ -69,8 +77,7 @@ int ts_store_encode(const Threadsync__State__Command *cmd, uint8_t **out, size_t
 
 /* Builds the payload for a Post command (request_id cleared). *out is
  * malloc'd; the caller frees it. */
-int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t **out,
-                         size_t *len);
+int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t **out, size_t *len);
 
 /* Applies one log entry. index must exceed every index applied before.
  * Commands (threadsync_state.proto; PROTOCOL.md sections 4 and 8):
