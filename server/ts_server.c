@@ -25,6 +25,7 @@
 #include "ts_frame.h"
 #include "ts_hub.h"
 #include "ts_join.h"
+#include "ts_limits.h"
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_server_int.h"
@@ -78,10 +79,28 @@ static int fsm_restore(void *arg, uint64_t index, const uint8_t *buf, size_t len
     return rc;
 }
 
+/* A token was granted or revoked (here or, replicated, on another node):
+ * every open session re-checks its token now, so a revoked one is closed
+ * as this node applies the revocation. */
+static void recheck_sessions(struct ts_server *srv)
+{
+    uint64_t gen = ts_store_auth_generation(srv->store);
+    if (gen == srv->auth_gen)
+        return;
+    srv->auth_gen = gen;
+    struct ts_session *s = srv->sessions;
+    while (s) {
+        struct ts_session *next = ts_session_next(s);
+        ts_session_recheck_auth(s);
+        s = next;
+    }
+}
+
 static void on_applied(void *arg, uint64_t index)
 {
     struct ts_server *srv = arg;
     ts_hub_notify(srv->hub);
+    recheck_sessions(srv);
 }
 
 static void on_restore(void *arg, uint64_t index)
@@ -90,6 +109,7 @@ static void on_restore(void *arg, uint64_t index)
     TS_INFO("event=restore index=%llu threads=%zu comments=%zu", (unsigned long long)index,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
     ts_hub_notify(srv->hub);
+    recheck_sessions(srv);
 }
 
 /* ---- listener and ticker ---- */
@@ -172,6 +192,33 @@ static int start_listening(struct ts_server *srv)
 }
 
 static int start_join(struct ts_server *srv);
+/* ---- abuse limits ---- */
+
+static uint32_t limit_or(uint32_t v, uint32_t dflt)
+{
+    return v == TS_SERVER_UNLIMITED ? 0 : v ? v : dflt;
+}
+
+static int start_limits(struct ts_server *srv)
+{
+    const struct ts_server_config *c = &srv->cfg;
+    struct ts_limits_config lc = {
+        .author_burst = limit_or(c->rate_author_burst, TS_LIMITS_AUTHOR_BURST),
+        .author_window_ms = c->rate_author_window_ms,
+        .token_burst = limit_or(c->rate_token_burst, TS_LIMITS_TOKEN_BURST),
+        .token_window_ms = c->rate_token_window_ms,
+        .conns_per_addr = limit_or(c->max_conns_per_addr, TS_LIMITS_CONNS_PER_ADDR),
+    };
+    srv->limits = ts_limits_new(&lc);
+    if (!srv->limits)
+        return TS_E_NOMEM;
+    TS_INFO("event=limits author=%u/%ums token=%u/%ums conns_per_addr=%u premoderate=%d "
+            "edit_window_ms=%llu",
+            lc.author_burst, lc.author_window_ms ? lc.author_window_ms : TS_LIMITS_AUTHOR_WINDOW_MS,
+            lc.token_burst, lc.token_window_ms ? lc.token_window_ms : TS_LIMITS_TOKEN_WINDOW_MS,
+            lc.conns_per_addr, c->premoderate, (unsigned long long)c->edit_window_ms);
+    return TS_OK;
+}
 
 /* ---- first start: the embedded defaults ---- */
 
@@ -260,6 +307,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         srv->cfg.heartbeat_ms = 10000;
     if (!srv->cfg.handshake_ms)
         srv->cfg.handshake_ms = 5000;
+    if (!srv->cfg.edit_window_ms)
+        srv->cfg.edit_window_ms = TS_SERVER_EDIT_WINDOW_MS;
     *out = NULL;
 
     int rc = TS_E_NOMEM;
@@ -272,7 +321,15 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         rc = TS_E_CONFIG;
         goto fail;
     }
+    if (srv->cfg.edit_window_ms > (uint64_t)TS_STORE_EDIT_WINDOW_MAX_MS) {
+        TS_ERROR("event=config_error key=edit_window_ms value=%llu max=%lld",
+                 (unsigned long long)srv->cfg.edit_window_ms, TS_STORE_EDIT_WINDOW_MAX_MS);
+        rc = TS_E_CONFIG;
+        goto fail;
+    }
     if ((rc = ensure_identity(srv, &fresh)) != TS_OK)
+        goto fail;
+    if ((rc = start_limits(srv)) != TS_OK)
         goto fail;
     rc = TS_E_NOMEM;
     if (!(srv->auth = ts_auth_new()) || (rc = ts_auth_load(srv->auth, srv->tokens_file)) != TS_OK)
@@ -496,6 +553,7 @@ void ts_server_free(struct ts_server *srv)
     ts_store_free(srv->store);
     ts_evlog_free(srv->evlog);
     ts_auth_free(srv->auth);
+    ts_limits_free(srv->limits);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
     if (srv->join_ctx)

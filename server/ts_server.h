@@ -40,7 +40,20 @@ struct ts_server_config {
     const char *join;            /* first start: join through this member's client address */
     const char *join_token_file; /* admin token for the join, default DATA/admin.token */
     unsigned election_timeout_ms; /* 0 = ts_repl default */
+    /* Moderation and abuse limits (PROTOCOL.md sections 4 and 5). For the
+     * numbers 0 means the default shown; TS_SERVER_UNLIMITED turns a limit
+     * off. */
+    int premoderate;                /* every new comment starts PENDING */
+    uint64_t edit_window_ms;        /* authors' Edit/Delete; 900000, at most 24 h */
+    uint32_t rate_author_burst;     /* posts per author per window: 10 */
+    uint32_t rate_author_window_ms; /* 10000 */
+    uint32_t rate_token_burst;      /* posts per token per window: 100 */
+    uint32_t rate_token_window_ms;  /* 1000 */
+    uint32_t max_conns_per_addr;    /* open connections per source address: 64 */
 };
+
+#define TS_SERVER_UNLIMITED UINT32_MAX
+#define TS_SERVER_EDIT_WINDOW_MS (15u * 60 * 1000)
 
 /* Starts a node on loop. On failure a log line says why, the shutdown has
  * begun, and *out is still set: the caller runs the loop until it returns

@@ -16,6 +16,7 @@ struct ts_auth;
 struct ts_evlog;
 struct ts_hub;
 struct ts_join;
+struct ts_limits;
 struct ts_repl;
 struct ts_session;
 struct ts_store;
@@ -35,6 +36,8 @@ struct ts_server {
     struct ts_repl *repl;
     struct ts_join *join;
     SSL_CTX *join_ctx;
+    struct ts_limits *limits; /* node-local rate and connection limits */
+    uint64_t auth_gen;        /* ts_store_auth_generation sessions were checked at */
 
     uv_tcp_t listener;
     uv_timer_t ticker;

@@ -119,6 +119,12 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
     argv[a++] = addr_file;
     argv[a++] = "--raft-listen";
     argv[a++] = raft;
+    /* Post-rate limits off: tests post in bursts. A test that wants them
+     * passes --rate-author / --rate-token in extra, which come later and win. */
+    argv[a++] = "--rate-author";
+    argv[a++] = "off";
+    argv[a++] = "--rate-token";
+    argv[a++] = "off";
     if (!n->embedded) {
         argv[a++] = "--data-dir";
         argv[a++] = n->data_dir;

@@ -17,6 +17,8 @@
  * them (--cert/--key/--ca, --node-id), either as the first node (it
  * bootstraps) or joining through another member (--join), sharing that
  * member's tokens so every token works on every node.
+ * Post-rate limits are off (--rate-author off --rate-token off) because
+ * tests post in bursts; a test's extra flags come after and override that.
  */
 #ifndef TS_TESTNODE_H
 #define TS_TESTNODE_H
