@@ -1,5 +1,6 @@
 /*
- * threadsync: the command-line client (post, get, watch) over libthreadsync.
+ * threadsync: the command-line client (post, get, watch, mirror, verify,
+ * edit, delete, moderate, admin) over libthreadsync.
  *
  * Thin on purpose: parsing and formatting live in ts_cli.c. post and get
  * use the blocking helpers in fail-fast mode (each server tried once);
@@ -15,6 +16,7 @@
 #include "threadsync.h"
 #include "ts_cli.h"
 #include "ts_cli_backup.h"
+#include "ts_cli_mirror.h"
 #include "ts_valid.h"
 
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
@@ -48,7 +50,9 @@ static int finish(int err, const Threadsync__Error *detail)
     return ts_cli_exit_code(err);
 }
 
-static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+/* --body, --body-file or stdin into *out (malloc'd); an exit code on
+ * failure (already reported). */
+static int read_body(const struct ts_cli_opts *o, char **out)
 {
     char *body = NULL;
     int rc = TS_OK;
@@ -69,6 +73,16 @@ static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *
         free(body);
         return TS_CLI_EXIT_USAGE;
     }
+    *out = body;
+    return TS_CLI_EXIT_OK;
+}
+
+static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+{
+    char *body = NULL;
+    int rc = read_body(o, &body);
+    if (rc != TS_CLI_EXIT_OK)
+        return rc;
     Threadsync__Post p = THREADSYNC__POST__INIT;
     p.thread_key = (char *)o->threads[0];
     p.parent_id = o->parent;
@@ -105,6 +119,137 @@ static int cmd_get(const struct ts_cli_opts *o, const struct ts_client_config *c
         return code;
     }
     ts_cli_print_thread(stdout, res, o->json);
+    ts_msg_free(res);
+    return TS_CLI_EXIT_OK;
+}
+
+/* ---- edit, delete, moderate, admin ---------------------------------------- */
+
+/* Reports a refusal or failure and frees its detail; the exit code. */
+static int refused(int rc, Threadsync__Error *detail)
+{
+    int code = finish(rc, detail);
+    ts_msg_free(detail);
+    return code;
+}
+
+static int print_change(int rc, Threadsync__ChangeResult *res, Threadsync__Error *detail, int json)
+{
+    if (rc != TS_OK)
+        return refused(rc, detail);
+    ts_cli_print_change_result(stdout, res, json);
+    ts_msg_free(res);
+    return TS_CLI_EXIT_OK;
+}
+
+static int cmd_edit(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+{
+    char *body = NULL;
+    int rc = read_body(o, &body);
+    if (rc != TS_CLI_EXIT_OK)
+        return rc;
+    Threadsync__Edit m = THREADSYNC__EDIT__INIT;
+    m.comment_id = o->id;
+    if (o->edit_key)
+        m.edit_key = (char *)o->edit_key;
+    m.body = body;
+    Threadsync__ChangeResult *res = NULL;
+    Threadsync__Error *detail = NULL;
+    rc = ts_sync_edit(cfg, &m, &res, &detail);
+    free(body);
+    return print_change(rc, res, detail, o->json);
+}
+
+static int cmd_delete(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+{
+    Threadsync__Delete m = THREADSYNC__DELETE__INIT;
+    m.comment_id = o->id;
+    if (o->edit_key)
+        m.edit_key = (char *)o->edit_key;
+    Threadsync__ChangeResult *res = NULL;
+    Threadsync__Error *detail = NULL;
+    int rc = ts_sync_delete(cfg, &m, &res, &detail);
+    return print_change(rc, res, detail, o->json);
+}
+
+static int cmd_moderate(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+{
+    Threadsync__Error *detail = NULL;
+    int rc;
+    if (o->mod <= TS_CLI_MOD_DELETE) {
+        Threadsync__Moderate m = THREADSYNC__MODERATE__INIT;
+        m.comment_id = o->id;
+        m.action = (Threadsync__ModerationAction)o->mod;
+        Threadsync__ChangeResult *res = NULL;
+        rc = ts_sync_moderate(cfg, &m, &res, &detail);
+        return print_change(rc, res, detail, o->json);
+    }
+    if (o->mod <= TS_CLI_MOD_POSTMODERATE) {
+        Threadsync__ModerateThread m = THREADSYNC__MODERATE_THREAD__INIT;
+        m.thread_key = (char *)o->threads[0];
+        m.action = (Threadsync__ThreadAction)(o->mod - TS_CLI_MOD_DELETE);
+        Threadsync__ChangeResult *res = NULL;
+        rc = ts_sync_moderate_thread(cfg, &m, &res, &detail);
+        return print_change(rc, res, detail, o->json);
+    }
+    if (o->mod == TS_CLI_MOD_QUEUE) {
+        Threadsync__PendingQueue m = THREADSYNC__PENDING_QUEUE__INIT;
+        if (o->n_threads)
+            m.thread_key = (char *)o->threads[0];
+        Threadsync__PendingQueueResult *res = NULL;
+        rc = ts_sync_pending(cfg, &m, &res, &detail);
+        if (rc != TS_OK)
+            return refused(rc, detail);
+        ts_cli_print_pending(stdout, res, o->json);
+        ts_msg_free(res);
+        return TS_CLI_EXIT_OK;
+    }
+    Threadsync__BanAuthor m = THREADSYNC__BAN_AUTHOR__INIT;
+    m.author = (char *)o->author;
+    m.duration_ms = o->duration_s * 1000;
+    Threadsync__BanResult *res = NULL;
+    rc = ts_sync_ban(cfg, &m, &res, &detail);
+    if (rc != TS_OK)
+        return refused(rc, detail);
+    ts_cli_print_ban(stdout, res, o->json);
+    ts_msg_free(res);
+    return TS_CLI_EXIT_OK;
+}
+
+static int cmd_admin(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+{
+    Threadsync__Error *detail = NULL;
+    int rc;
+    if (o->token_op == TS_CLI_TOKEN_ADD) {
+        Threadsync__TokenAdd m = THREADSYNC__TOKEN_ADD__INIT;
+        m.name = (char *)o->token_name;
+        m.role = (Threadsync__Role)o->role;
+        Threadsync__TokenAddResult *res = NULL;
+        rc = ts_sync_token_add(cfg, &m, &res, &detail);
+        if (rc != TS_OK)
+            return refused(rc, detail);
+        ts_cli_print_token_add(stdout, res, o->json);
+        if (!o->json)
+            fprintf(stderr, "threadsync: keep this token secret; it is not shown again\n");
+        ts_msg_free(res);
+        return TS_CLI_EXIT_OK;
+    }
+    if (o->token_op == TS_CLI_TOKEN_LIST) {
+        Threadsync__TokenListResult *res = NULL;
+        rc = ts_sync_token_list(cfg, &res, &detail);
+        if (rc != TS_OK)
+            return refused(rc, detail);
+        ts_cli_print_token_list(stdout, res, o->json);
+        ts_msg_free(res);
+        return TS_CLI_EXIT_OK;
+    }
+    Threadsync__TokenRevoke m = THREADSYNC__TOKEN_REVOKE__INIT;
+    m.name = (char *)o->token_name;
+    Threadsync__TokenRevokeResult *res = NULL;
+    rc = ts_sync_token_revoke(cfg, &m, &res, &detail);
+    if (rc != TS_OK)
+        return refused(rc, detail);
+    ts_cli_print_token_revoke(stdout, res, o->json);
     ts_msg_free(res);
     return TS_CLI_EXIT_OK;
 }
@@ -264,7 +409,8 @@ int main(int argc, char **argv)
     }
     struct ts_client_config cfg;
     config_init(&cfg, &o, token);
-    static const char *const names[] = {"", "post", "get", "watch"};
+    static const char *const names[] = {"",       "post",     "get",  "watch",  "mirror",
+                                        "verify", "moderate", "edit", "delete", "admin"};
     context_init(names[o.cmd], &o);
     int code = TS_CLI_EXIT_USAGE;
     switch (o.cmd) {
@@ -276,6 +422,24 @@ int main(int argc, char **argv)
         break;
     case TS_CLI_CMD_WATCH:
         code = cmd_watch(&o, &cfg);
+        break;
+    case TS_CLI_CMD_MIRROR:
+        code = ts_cli_mirror_run(&o, &cfg);
+        break;
+    case TS_CLI_CMD_VERIFY:
+        code = ts_cli_verify_run(&o, &cfg);
+        break;
+    case TS_CLI_CMD_EDIT:
+        code = cmd_edit(&o, &cfg);
+        break;
+    case TS_CLI_CMD_DELETE:
+        code = cmd_delete(&o, &cfg);
+        break;
+    case TS_CLI_CMD_MODERATE:
+        code = cmd_moderate(&o, &cfg);
+        break;
+    case TS_CLI_CMD_ADMIN:
+        code = cmd_admin(&o, &cfg);
         break;
     case TS_CLI_CMD_NONE:
         break;

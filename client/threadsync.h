@@ -120,6 +120,68 @@ typedef void (*ts_client_get_cb)(void *arg, int err, const Threadsync__Error *de
 /* Fetches a thread and all its comments. thread_key is copied. */
 int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb cb, void *arg);
 
+typedef void (*ts_client_digest_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                    const Threadsync__DigestResult *result);
+
+/* Asks for the canonical digests of threads (PROTOCOL.md, "Digest"):
+ * keys[0..n_keys) (copied, at most 1024), or every thread with id >
+ * after_id when n_keys is 0 (a page; result->next_after_id says where the
+ * next one starts). Returns and calls back as ts_client_get(). */
+int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys, uint64_t after_id,
+                     ts_client_digest_cb cb, void *arg);
+/* ---- moderation, authors' edits, bans, tokens (PROTOCOL.md section 4) ----
+ *
+ * Each takes its request as the wire message, copied during the call (its
+ * request_id is ignored), and calls cb once as ts_client_post does. Writes
+ * (all but ts_client_pending and ts_client_token_list) follow NOT_LEADER to
+ * the leader and, like every request, are re-sent after a reconnect: they
+ * are idempotent (a repeated transition answers changed = false) except
+ * TokenAdd, whose re-sent copy after a lost answer is refused with
+ * INVALID_ARGUMENT field "name" (the token was made; revoke it and add
+ * another). */
+
+/* Answer of Moderate, Edit, Delete and ModerateThread. */
+typedef void (*ts_client_change_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                    const Threadsync__ChangeResult *result);
+typedef void (*ts_client_pending_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                     const Threadsync__PendingQueueResult *result);
+typedef void (*ts_client_ban_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                 const Threadsync__BanResult *result);
+typedef void (*ts_client_token_add_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                       const Threadsync__TokenAddResult *result);
+typedef void (*ts_client_token_list_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                        const Threadsync__TokenListResult *result);
+typedef void (*ts_client_token_revoke_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                          const Threadsync__TokenRevokeResult *result);
+
+/* Approve, hide, unhide or delete a comment (MODERATOR). */
+int ts_client_moderate(struct ts_client *c, const Threadsync__Moderate *m, ts_client_change_cb cb,
+                       void *arg);
+/* Edit a comment's body: with m->edit_key as its author (POSTER, within the
+ * edit window), without as a moderator. */
+int ts_client_edit(struct ts_client *c, const Threadsync__Edit *m, ts_client_change_cb cb,
+                   void *arg);
+/* Delete a comment: with m->edit_key as its author, without as a moderator. */
+int ts_client_delete(struct ts_client *c, const Threadsync__Delete *m, ts_client_change_cb cb,
+                     void *arg);
+/* Lock, unlock, pre-moderate or post-moderate a thread (MODERATOR). */
+int ts_client_moderate_thread(struct ts_client *c, const Threadsync__ModerateThread *m,
+                              ts_client_change_cb cb, void *arg);
+/* The pending queue (MODERATOR). */
+int ts_client_pending(struct ts_client *c, const Threadsync__PendingQueue *m,
+                      ts_client_pending_cb cb, void *arg);
+/* Ban an author for a duration, or lift the ban with 0 (MODERATOR). */
+int ts_client_ban(struct ts_client *c, const Threadsync__BanAuthor *m, ts_client_ban_cb cb,
+                  void *arg);
+/* Create a token (ADMIN): the answer holds it, once. */
+int ts_client_token_add(struct ts_client *c, const Threadsync__TokenAdd *m,
+                        ts_client_token_add_cb cb, void *arg);
+/* List the tokens' names and roles (ADMIN). */
+int ts_client_token_list(struct ts_client *c, ts_client_token_list_cb cb, void *arg);
+/* Revoke a token by name (ADMIN): its connections close on every node. */
+int ts_client_token_revoke(struct ts_client *c, const Threadsync__TokenRevoke *m,
+                           ts_client_token_revoke_cb cb, void *arg);
+
 /* A subscription's callbacks; arg is the one given to ts_client_subscribe().
  * Any may be NULL. */
 struct ts_client_sub_cbs {
@@ -166,6 +228,24 @@ int ts_sync_post(const struct ts_client_config *cfg, const Threadsync__Post *pos
                  Threadsync__PostResult **out, Threadsync__Error **err_out);
 int ts_sync_get(const struct ts_client_config *cfg, const char *thread_key,
                 Threadsync__GetResult **out, Threadsync__Error **err_out);
+int ts_sync_moderate(const struct ts_client_config *cfg, const Threadsync__Moderate *m,
+                     Threadsync__ChangeResult **out, Threadsync__Error **err_out);
+int ts_sync_edit(const struct ts_client_config *cfg, const Threadsync__Edit *m,
+                 Threadsync__ChangeResult **out, Threadsync__Error **err_out);
+int ts_sync_delete(const struct ts_client_config *cfg, const Threadsync__Delete *m,
+                   Threadsync__ChangeResult **out, Threadsync__Error **err_out);
+int ts_sync_moderate_thread(const struct ts_client_config *cfg, const Threadsync__ModerateThread *m,
+                            Threadsync__ChangeResult **out, Threadsync__Error **err_out);
+int ts_sync_pending(const struct ts_client_config *cfg, const Threadsync__PendingQueue *m,
+                    Threadsync__PendingQueueResult **out, Threadsync__Error **err_out);
+int ts_sync_ban(const struct ts_client_config *cfg, const Threadsync__BanAuthor *m,
+                Threadsync__BanResult **out, Threadsync__Error **err_out);
+int ts_sync_token_add(const struct ts_client_config *cfg, const Threadsync__TokenAdd *m,
+                      Threadsync__TokenAddResult **out, Threadsync__Error **err_out);
+int ts_sync_token_list(const struct ts_client_config *cfg, Threadsync__TokenListResult **out,
+                       Threadsync__Error **err_out);
+int ts_sync_token_revoke(const struct ts_client_config *cfg, const Threadsync__TokenRevoke *m,
+                         Threadsync__TokenRevokeResult **out, Threadsync__Error **err_out);
 
 /* Frees any protobuf message a ts_sync_* call returned; NULL is a no-op. */
 void ts_msg_free(void *msg);

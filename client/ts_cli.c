@@ -39,12 +39,18 @@ enum opt_id {
     OPT_BODY,
     OPT_BODY_FILE,
     OPT_SINCE,
+    OPT_DIR,
+    OPT_ALL,
+    OPT_ONCE,
+    OPT_EDIT_KEY,
+    OPT_AUTHOR,
+    OPT_DURATION,
+    OPT_ROLE,
 };
 
 #define CMD_BIT(c) (1u << (c))
-#define ALL_CMDS                                                                                   \
-    (CMD_BIT(TS_CLI_CMD_NONE) | CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) |               \
-     CMD_BIT(TS_CLI_CMD_WATCH))
+#define ALL_CMDS 0xffffffffu
+#define MIRROR_CMDS (CMD_BIT(TS_CLI_CMD_MIRROR) | CMD_BIT(TS_CLI_CMD_VERIFY))
 
 static const struct opt_def {
     const char *name;
@@ -58,18 +64,43 @@ static const struct opt_def {
     {"json", OPT_JSON, 0, ALL_CMDS},
     {"help", OPT_HELP, 0, ALL_CMDS},
     {"thread", OPT_THREAD, 1,
-     CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) | CMD_BIT(TS_CLI_CMD_WATCH)},
+     CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) | CMD_BIT(TS_CLI_CMD_WATCH) |
+         CMD_BIT(TS_CLI_CMD_MODERATE) | MIRROR_CMDS},
     {"parent", OPT_PARENT, 1, CMD_BIT(TS_CLI_CMD_POST)},
-    {"name", OPT_NAME, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"name", OPT_NAME, 1, CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_ADMIN)},
     {"email", OPT_EMAIL, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"title", OPT_TITLE, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"url", OPT_URL, 1, CMD_BIT(TS_CLI_CMD_POST)},
-    {"body", OPT_BODY, 1, CMD_BIT(TS_CLI_CMD_POST)},
-    {"body-file", OPT_BODY_FILE, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"body", OPT_BODY, 1, CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_EDIT)},
+    {"body-file", OPT_BODY_FILE, 1, CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_EDIT)},
     {"since", OPT_SINCE, 1, CMD_BIT(TS_CLI_CMD_WATCH)},
+    {"dir", OPT_DIR, 1, MIRROR_CMDS},
+    {"all", OPT_ALL, 0, MIRROR_CMDS},
+    {"once", OPT_ONCE, 0, CMD_BIT(TS_CLI_CMD_MIRROR)},
+    {"edit-key", OPT_EDIT_KEY, 1, CMD_BIT(TS_CLI_CMD_EDIT) | CMD_BIT(TS_CLI_CMD_DELETE)},
+    {"author", OPT_AUTHOR, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
+    {"duration", OPT_DURATION, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
+    {"role", OPT_ROLE, 1, CMD_BIT(TS_CLI_CMD_ADMIN)},
 };
 
-static const char *const cmd_names[] = {"", "post", "get", "watch"};
+static const char *const cmd_names[] = {"",       "post",     "get",  "watch",  "mirror",
+                                        "verify", "moderate", "edit", "delete", "admin"};
+#define N_CMDS (sizeof(cmd_names) / sizeof(cmd_names[0]))
+
+static const char *const mod_names[] = {"",     "approve", "hide",        "unhide",       "delete",
+                                        "lock", "unlock",  "premoderate", "postmoderate", "queue",
+                                        "ban"};
+#define N_MODS (sizeof(mod_names) / sizeof(mod_names[0]))
+
+static const char *const token_ops[] = {"", "add", "list", "revoke"};
+
+static int lookup(const char *const *names, size_t n, const char *word)
+{
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(word, names[i]) == 0)
+            return (int)i;
+    return 0;
+}
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -180,7 +211,111 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
         if (parse_u64(v, &o->since))
             return fail(err, errlen, "--since wants a sequence number, not '%s'", v);
         break;
+    case OPT_DIR:
+        o->dir = v;
+        break;
+    case OPT_ALL:
+        o->all = 1;
+        break;
+    case OPT_ONCE:
+        o->once = 1;
+        break;
+    case OPT_EDIT_KEY:
+        o->edit_key = v;
+        break;
+    case OPT_AUTHOR:
+        o->author = v;
+        break;
+    case OPT_DURATION:
+        if (parse_u64(v, &o->duration_s) || o->duration_s > 10ull * 365 * 24 * 3600)
+            return fail(err, errlen, "--duration wants seconds (0 lifts a ban), not '%s'", v);
+        o->duration_set = 1;
+        break;
+    case OPT_ROLE:
+        for (int r = 1; r <= 4; r++)
+            if (strcmp(v, (const char *const[]){"", "reader", "poster", "moderator", "admin"}[r]) ==
+                0)
+                o->role = r;
+        if (!o->role)
+            return fail(err, errlen, "--role wants reader, poster, moderator or admin, not '%s'",
+                        v);
+        break;
     }
+    return TS_OK;
+}
+
+/* The words after moderate, edit, delete and admin. */
+static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
+{
+    const char *cmd = cmd_names[o->cmd];
+    size_t want_id = 0; /* index of the ID word, when there is one */
+    size_t n_words = 0;
+    switch (o->cmd) {
+    case TS_CLI_CMD_MODERATE:
+        if (o->n_args == 0)
+            return fail(err, errlen,
+                        "moderate needs an action: approve, hide, unhide, delete, "
+                        "lock, unlock, premoderate, postmoderate, queue or ban");
+        o->mod = (enum ts_cli_mod)lookup(mod_names, N_MODS, o->args[0]);
+        if (!o->mod)
+            return fail(err, errlen, "unknown moderate action '%s'", o->args[0]);
+        if (o->mod <= TS_CLI_MOD_DELETE) {
+            want_id = 1;
+            n_words = 2;
+            if (o->n_threads)
+                return fail(err, errlen, "moderate %s takes a comment ID, not --thread",
+                            o->args[0]);
+        } else {
+            n_words = 1;
+            if (o->mod <= TS_CLI_MOD_POSTMODERATE && o->n_threads != 1)
+                return fail(err, errlen, "moderate %s needs exactly one --thread", o->args[0]);
+            if (o->mod == TS_CLI_MOD_QUEUE && o->n_threads > 1)
+                return fail(err, errlen, "moderate queue takes at most one --thread");
+            if (o->mod == TS_CLI_MOD_BAN && o->n_threads)
+                return fail(err, errlen, "moderate ban takes no --thread");
+        }
+        if ((o->author || o->duration_set) != (o->mod == TS_CLI_MOD_BAN) ||
+            (o->mod == TS_CLI_MOD_BAN && (!o->author || !o->duration_set)))
+            return fail(err, errlen,
+                        o->mod == TS_CLI_MOD_BAN
+                            ? "moderate ban needs --author NAME_OR_EMAIL and --duration SECONDS"
+                            : "--author and --duration go with moderate ban only");
+        break;
+    case TS_CLI_CMD_EDIT:
+    case TS_CLI_CMD_DELETE:
+        want_id = 0;
+        n_words = 1;
+        break;
+    case TS_CLI_CMD_ADMIN:
+        if (o->n_args < 2 || strcmp(o->args[0], "token") != 0)
+            return fail(err, errlen, "admin needs: token add|list|revoke, backup or digest");
+        o->token_op = (enum ts_cli_token_op)lookup(token_ops, 4, o->args[1]);
+        if (!o->token_op)
+            return fail(err, errlen, "unknown admin token action '%s'", o->args[1]);
+        n_words = o->token_op == TS_CLI_TOKEN_REVOKE ? 3 : 2;
+        if (o->token_op == TS_CLI_TOKEN_ADD) {
+            if (!o->name || !o->role)
+                return fail(err, errlen, "admin token add needs --role ROLE and --name NAME");
+            o->token_name = o->name;
+        } else if (o->name || o->role) {
+            return fail(err, errlen, "--role and --name go with admin token add only");
+        }
+        if (o->token_op == TS_CLI_TOKEN_REVOKE && o->n_args == 3)
+            o->token_name = o->args[2];
+        break;
+    default:
+        return TS_OK;
+    }
+    if (o->n_args != n_words)
+        return fail(err, errlen, "%s %s: %s", cmd, o->n_args > 0 ? o->args[0] : "",
+                    o->n_args < n_words ? "missing argument" : "too many arguments");
+    if (n_words && (o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE || want_id)) {
+        const char *w = o->args[want_id];
+        if (parse_u64(w, &o->id) || o->id == 0)
+            return fail(err, errlen, "%s wants a comment ID, not '%s'", cmd, w);
+    }
+    if (o->cmd == TS_CLI_CMD_EDIT && o->body && o->body_file)
+        return fail(err, errlen, "--body and --body-file exclude each other");
     return TS_OK;
 }
 
@@ -199,11 +334,15 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
         if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
             if (a[0] == '-' && a[1] != '\0')
                 return fail(err, errlen, "unknown option '%s'", a);
+            if (o->cmd >= TS_CLI_CMD_MODERATE) {
+                if (o->n_args == sizeof(o->args) / sizeof(o->args[0]))
+                    return fail(err, errlen, "unexpected argument '%s'", a);
+                o->args[o->n_args++] = a;
+                continue;
+            }
             if (o->cmd != TS_CLI_CMD_NONE)
                 return fail(err, errlen, "unexpected argument '%s'", a);
-            for (int c = TS_CLI_CMD_POST; c <= TS_CLI_CMD_WATCH; c++)
-                if (strcmp(a, cmd_names[c]) == 0)
-                    o->cmd = (enum ts_cli_cmd)c;
+            o->cmd = (enum ts_cli_cmd)lookup(cmd_names, N_CMDS, a);
             if (o->cmd == TS_CLI_CMD_NONE)
                 return fail(err, errlen, "unknown command '%s'", a);
             continue;
@@ -253,6 +392,15 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
         if (o->body && o->body_file)
             return fail(err, errlen, "--body and --body-file exclude each other");
     }
+    if (o->cmd == TS_CLI_CMD_MIRROR || o->cmd == TS_CLI_CMD_VERIFY) {
+        if (!o->dir || !*o->dir)
+            return fail(err, errlen, "%s needs --dir", cmd_names[o->cmd]);
+        if (o->all && o->n_threads)
+            return fail(err, errlen, "--all and --thread exclude each other");
+    }
+    int rc = check_args(o, err, errlen);
+    if (rc)
+        return rc;
 
     if (o->n_servers == 0) {
         const char *env = env_or(get_env, "THREADSYNC_SERVER", TS_CLI_DEFAULT_SERVER);
@@ -284,6 +432,24 @@ void ts_cli_usage(FILE *out)
           "        [--body TEXT | --body-file F]     (body from stdin when neither)\n"
           "  get   --thread KEY                      print a thread as a tree\n"
           "  watch [--thread KEY]... [--since SEQ]   print changes as they happen\n"
+          "  mirror --dir DIR [--thread KEY]... [--all] [--once]\n"
+          "                  keep DIR/mirror.db and DIR/threads/*.{json,html} up to date\n"
+          "  verify --dir DIR [--thread KEY]... [--all]\n"
+          "                  compare the mirror with the server (exit 1 on a difference)\n"
+          "  edit ID [--edit-key K] [--body TEXT | --body-file F]\n"
+          "                         replace a comment's body: with the key its post\n"
+          "                         printed (within the edit window), or as a moderator\n"
+          "  delete ID [--edit-key K]   delete a comment (a tombstone stays)\n"
+          "  moderate approve|hide|unhide|delete ID\n"
+          "  moderate lock|unlock|premoderate|postmoderate --thread KEY\n"
+          "  moderate queue [--thread KEY]           list PENDING comments\n"
+          "  moderate ban --author NAME_OR_EMAIL --duration SECONDS   (0 lifts it)\n"
+          "  admin token add --role reader|poster|moderator|admin --name NAME\n"
+          "                         prints the new token once\n"
+          "  admin token list\n"
+          "  admin token revoke NAME\n"
+          "  admin backup --out FILE                verified backup of the whole store\n"
+          "  admin digest                           the node's seq and state digest\n"
           "\n"
           "options (also after the command):\n"
           "  --server HOST:PORT   repeatable; env THREADSYNC_SERVER (comma-separated);\n"
@@ -294,7 +460,8 @@ void ts_cli_usage(FILE *out)
           "  --json               machine-readable output\n"
           "  --help               this text\n"
           "\n"
-          "exit status: 0 ok, 1 refused by the server, 2 usage, 3 connection/TLS failure\n",
+          "exit status: 0 ok, 1 refused by the server (verify: a difference), 2 usage,\n"
+          "             3 connection/TLS or local failure\n",
           out);
 }
 
@@ -424,9 +591,18 @@ void ts_cli_print_post(FILE *out, const Threadsync__PostResult *r, int json)
         ts_json_kv_u64(out, "id", r->comment_id, 1);
         ts_json_kv_u64(out, "seq", r->seq, 0);
         ts_json_kv_u64(out, "thread_id", r->thread_id, 0);
+        if (r->status && r->status != THREADSYNC__STATUS__VISIBLE)
+            ts_json_kv_str(out, "status", ts_cli_status_name(r->status), 0);
+        if (r->edit_key && *r->edit_key)
+            ts_json_kv_str(out, "edit_key", r->edit_key, 0);
         fputs("}\n", out);
     } else {
-        fprintf(out, "id=%" PRIu64 " seq=%" PRIu64 "\n", r->comment_id, r->seq);
+        fprintf(out, "id=%" PRIu64 " seq=%" PRIu64, r->comment_id, r->seq);
+        if (r->status && r->status != THREADSYNC__STATUS__VISIBLE)
+            fprintf(out, " status=%s", ts_cli_status_name(r->status));
+        if (r->edit_key && *r->edit_key)
+            fprintf(out, " edit_key=%s", r->edit_key);
+        fputc('\n', out);
     }
 }
 
@@ -441,6 +617,10 @@ void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t)
     ts_json_kv_bool(out, "locked", t->locked, 0);
     ts_json_kv_u64(out, "comment_count", t->comment_count, 0);
     ts_json_kv_u64(out, "version", t->version, 0);
+    if (t->premoderated)
+        ts_json_kv_bool(out, "premoderated", 1, 0);
+    if (t->moderated_by && *t->moderated_by)
+        ts_json_kv_str(out, "moderated_by", t->moderated_by, 0);
     fputc('}', out);
 }
 
@@ -458,6 +638,8 @@ void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm)
     ts_json_kv_i64(out, "edited_at_ms", cm->edited_at_ms, 0);
     ts_json_kv_str(out, "status", ts_cli_status_name(cm->status), 0);
     ts_json_kv_u64(out, "version", cm->version, 0);
+    if (cm->moderated_by && *cm->moderated_by)
+        ts_json_kv_str(out, "moderated_by", cm->moderated_by, 0);
     fputc('}', out);
 }
 
@@ -770,4 +952,181 @@ void ts_cli_print_chunk(FILE *out, struct ts_cli_keymap *m, uint64_t seq,
         const char *key = ts_cli_keymap_get(m, cm->thread_id);
         ts_cli_print_change(out, seq, key ? key : "?", NULL, cm, 1, json);
     }
+}
+
+/* ---- moderation, edits, bans, tokens ---------------------------------------- */
+
+void ts_cli_print_change_result(FILE *out, const Threadsync__ChangeResult *r, int json)
+{
+    const Threadsync__Thread *t = r->thread;
+    const Threadsync__Comment *c = r->comment;
+    if (json) {
+        fputc('{', out);
+        ts_json_kv_u64(out, "seq", r->seq, 1);
+        ts_json_kv_bool(out, "changed", r->changed, 0);
+        if (t) {
+            ts_json_key(out, "thread", 0);
+            ts_cli_json_thread(out, t);
+        }
+        if (c) {
+            ts_json_key(out, "comment", 0);
+            ts_cli_json_comment(out, c);
+        }
+        fputs("}\n", out);
+        return;
+    }
+    fprintf(out, "seq=%" PRIu64 " changed=%d thread=", r->seq, r->changed ? 1 : 0);
+    logfmt_value(out, t ? t->key : "?");
+    if (c)
+        fprintf(out, " comment=%" PRIu64 " status=%s version=%" PRIu64, c->id,
+                ts_cli_status_name(c->status), c->version);
+    else if (t)
+        fprintf(out, " locked=%d premoderated=%d version=%" PRIu64, t->locked ? 1 : 0,
+                t->premoderated ? 1 : 0, t->version);
+    fprintf(out, " count=%u\n", t ? t->comment_count : 0);
+}
+
+static const char *thread_key_of(const Threadsync__PendingQueueResult *r, uint64_t id)
+{
+    for (size_t i = 0; i < r->n_threads; i++)
+        if (r->threads[i]->id == id)
+            return str_or_empty(r->threads[i]->key);
+    return "?";
+}
+
+void ts_cli_print_pending(FILE *out, const Threadsync__PendingQueueResult *r, int json)
+{
+    if (json) {
+        fputc('{', out);
+        ts_json_key(out, "comments", 1);
+        fputc('[', out);
+        for (size_t i = 0; i < r->n_comments; i++) {
+            if (i)
+                fputc(',', out);
+            ts_cli_json_comment(out, r->comments[i]);
+        }
+        fputc(']', out);
+        ts_json_key(out, "threads", 0);
+        fputc('[', out);
+        for (size_t i = 0; i < r->n_threads; i++) {
+            if (i)
+                fputc(',', out);
+            ts_cli_json_thread(out, r->threads[i]);
+        }
+        fputc(']', out);
+        ts_json_kv_bool(out, "more", r->more, 0);
+        ts_json_kv_u64(out, "seq", r->seq, 0);
+        fputs("}\n", out);
+        return;
+    }
+    fprintf(out, "%zu pending\n", r->n_comments);
+    for (size_t i = 0; i < r->n_comments; i++) {
+        const Threadsync__Comment *c = r->comments[i];
+        char when[32];
+        ts_cli_format_time(c->created_at_ms, when);
+        fprintf(out, "#%" PRIu64 " ", c->id);
+        logfmt_value(out, thread_key_of(r, c->thread_id));
+        fprintf(out, " parent=%" PRIu64 " ", c->parent_id);
+        logfmt_value(out, c->author_name);
+        if (c->author_email && *c->author_email)
+            fprintf(out, " <%s>", c->author_email);
+        fprintf(out, " (%s)\n", when);
+        const char *body = str_or_empty(c->body);
+        while (*body) {
+            size_t n = strcspn(body, "\n");
+            fputs("    ", out);
+            fwrite(body, 1, n && body[n - 1] == '\r' ? n - 1 : n, out);
+            fputc('\n', out);
+            body += n;
+            if (*body == '\n')
+                body++;
+        }
+    }
+    if (r->more && r->n_comments)
+        fprintf(out, "more after #%" PRIu64 "\n", r->comments[r->n_comments - 1]->id);
+}
+
+void ts_cli_print_ban(FILE *out, const Threadsync__BanResult *r, int json)
+{
+    char until[32] = "lifted";
+    if (r->until_ms)
+        ts_cli_format_time(r->until_ms, until);
+    if (json) {
+        fputc('{', out);
+        ts_json_kv_str(out, "author", r->author, 1);
+        ts_json_kv_i64(out, "until_ms", r->until_ms, 0);
+        ts_json_kv_u64(out, "seq", r->seq, 0);
+        fputs("}\n", out);
+        return;
+    }
+    fputs("author=", out);
+    logfmt_value(out, r->author);
+    fprintf(out, " until=%s seq=%" PRIu64 "\n", until, r->seq);
+}
+
+static const char *role_word(int role)
+{
+    static const char *const names[] = {"unspecified", "reader", "poster", "moderator", "admin"};
+    return role >= 0 && role <= 4 ? names[role] : names[0];
+}
+
+void ts_cli_print_token_add(FILE *out, const Threadsync__TokenAddResult *r, int json)
+{
+    if (json) {
+        fputc('{', out);
+        ts_json_kv_str(out, "name", r->name, 1);
+        ts_json_kv_str(out, "role", role_word(r->role), 0);
+        ts_json_kv_str(out, "token", r->token, 0);
+        ts_json_kv_u64(out, "seq", r->seq, 0);
+        fputs("}\n", out);
+        return;
+    }
+    fprintf(out, "name=%s role=%s token=%s\n", str_or_empty(r->name), role_word(r->role),
+            str_or_empty(r->token));
+}
+
+void ts_cli_print_token_list(FILE *out, const Threadsync__TokenListResult *r, int json)
+{
+    if (json)
+        fputc('[', out);
+    for (size_t i = 0; i < r->n_tokens; i++) {
+        const Threadsync__TokenInfo *t = r->tokens[i];
+        if (json) {
+            fputs(i ? ",{" : "{", out);
+            ts_json_kv_str(out, "name", t->name, 1);
+            ts_json_kv_str(out, "role", role_word(t->role), 0);
+            ts_json_kv_i64(out, "created_at_ms", t->created_at_ms, 0);
+            ts_json_kv_str(out, "created_by", t->created_by, 0);
+            ts_json_kv_bool(out, "from_file", t->from_file, 0);
+            ts_json_kv_bool(out, "revoked", t->revoked, 0);
+            fputc('}', out);
+            continue;
+        }
+        char when[32] = "-";
+        if (t->created_at_ms)
+            ts_cli_format_time(t->created_at_ms, when);
+        fprintf(out, "%s %s %s %s", str_or_empty(t->name), role_word(t->role), when,
+                t->from_file ? "file" : "replicated");
+        if (t->created_by && *t->created_by)
+            fprintf(out, " by=%s", t->created_by);
+        fputs(t->revoked ? " revoked\n" : "\n", out);
+    }
+    if (json)
+        fputs("]\n", out);
+}
+
+void ts_cli_print_token_revoke(FILE *out, const Threadsync__TokenRevokeResult *r, int json)
+{
+    if (json) {
+        fputc('{', out);
+        ts_json_kv_str(out, "name", r->name, 1);
+        ts_json_kv_bool(out, "changed", r->changed, 0);
+        ts_json_kv_u64(out, "seq", r->seq, 0);
+        fputs("}\n", out);
+        return;
+    }
+    if (r->changed)
+        fprintf(out, "revoked name=%s seq=%" PRIu64 "\n", str_or_empty(r->name), r->seq);
+    else
+        fprintf(out, "already revoked name=%s\n", str_or_empty(r->name));
 }

@@ -5,7 +5,8 @@
  *   threadsync [common options] COMMAND [options]
  *
  * Options may come before or after the command. Output formats:
- *   post   text: "id=<id> seq=<seq>"; JSON: {"id":..,"seq":..,"thread_id":..}
+ *   post   text: "id=<id> seq=<seq>[ status=PENDING] edit_key=<key>"; JSON:
+ *          {"id":..,"seq":..,"thread_id":..[,"status":..],"edit_key":..}
  *   get    text: a header line "<key> — "<title>" — <n> comments", then each
  *          comment at two spaces per depth: "#<id> <author> (<UTC time>)",
  *          its body lines four spaces deeper than that line, replies below;
@@ -41,7 +42,41 @@ enum ts_cli_exit {
     TS_CLI_EXIT_CONN = 3, /* connection, TLS or local setup failure */
 };
 
-enum ts_cli_cmd { TS_CLI_CMD_NONE = 0, TS_CLI_CMD_POST, TS_CLI_CMD_GET, TS_CLI_CMD_WATCH };
+enum ts_cli_cmd {
+    TS_CLI_CMD_NONE = 0,
+    TS_CLI_CMD_POST,
+    TS_CLI_CMD_GET,
+    TS_CLI_CMD_WATCH,
+    TS_CLI_CMD_MIRROR,
+    TS_CLI_CMD_VERIFY,
+    TS_CLI_CMD_MODERATE, /* ACTION [ID] */
+    TS_CLI_CMD_EDIT,     /* ID */
+    TS_CLI_CMD_DELETE,   /* ID */
+    TS_CLI_CMD_ADMIN,    /* token add|list|revoke [NAME] */
+};
+
+/* moderate's first word. */
+enum ts_cli_mod {
+    TS_CLI_MOD_NONE = 0,
+    TS_CLI_MOD_APPROVE, /* = ModerationAction values 1..4 */
+    TS_CLI_MOD_HIDE,
+    TS_CLI_MOD_UNHIDE,
+    TS_CLI_MOD_DELETE,
+    TS_CLI_MOD_LOCK, /* = ThreadAction values 1..4, plus 4 */
+    TS_CLI_MOD_UNLOCK,
+    TS_CLI_MOD_PREMODERATE,
+    TS_CLI_MOD_POSTMODERATE,
+    TS_CLI_MOD_QUEUE,
+    TS_CLI_MOD_BAN,
+};
+
+/* admin token's word. */
+enum ts_cli_token_op {
+    TS_CLI_TOKEN_NONE = 0,
+    TS_CLI_TOKEN_ADD,
+    TS_CLI_TOKEN_LIST,
+    TS_CLI_TOKEN_REVOKE
+};
 
 /* Strings are borrowed from argv, the environment or static defaults unless
  * said otherwise; free with ts_cli_opts_free(). */
@@ -59,6 +94,21 @@ struct ts_cli_opts {
     uint64_t parent;
     const char *name, *email, *title, *url, *body, *body_file;
     uint64_t since;
+    const char *dir; /* mirror, verify: the mirror directory */
+    int all;         /* mirror, verify: every thread (the default without --thread) */
+    int once;        /* mirror: stop once caught up */
+    /* moderate, edit, delete, admin */
+    const char *args[4]; /* words after the command, in order */
+    size_t n_args;
+    enum ts_cli_mod mod;
+    enum ts_cli_token_op token_op;
+    uint64_t id;          /* the comment ID argument */
+    const char *edit_key; /* --edit-key */
+    const char *author;   /* --author (ban) */
+    uint64_t duration_s;  /* --duration (ban, seconds; 0 lifts) */
+    int duration_set;
+    int role;               /* --role (admin token add), a Threadsync__Role */
+    const char *token_name; /* admin token add --name / revoke NAME */
 };
 
 typedef char *(*ts_cli_getenv_fn)(const char *name);
@@ -97,7 +147,33 @@ void ts_cli_format_time(int64_t ms, char buf[32]);
 /* "VISIBLE", "DELETED"...; "UNSPECIFIED" for unknown values. */
 const char *ts_cli_status_name(int status);
 
+/* post: "id=<id> seq=<seq>[ status=PENDING][ edit_key=<key>]"; JSON adds
+ * "status" and "edit_key" likewise. */
 void ts_cli_print_post(FILE *out, const Threadsync__PostResult *r, int json);
+
+/* moderate approve|hide|unhide|delete|lock|..., edit, delete:
+ *   "seq=<seq> changed=<0|1> thread=<key> comment=<id> status=<STATUS>
+ *    version=<v> count=<n>" (thread changes: "... thread=<key> locked=<0|1>
+ *    premoderated=<0|1> version=<v> count=<n>");
+ *   JSON {"seq":..,"changed":..,"thread":{..}[,"comment":{..}]}. */
+void ts_cli_print_change_result(FILE *out, const Threadsync__ChangeResult *r, int json);
+
+/* moderate queue: "<n> pending" then each comment as "#<id> <key>
+ * parent=<p> <author> <email> (<time>)" with its body indented 4 spaces;
+ * "more after #<id>" when there are more. JSON {"comments":[..],
+ * "threads":[..],"more":..,"seq":..}. */
+void ts_cli_print_pending(FILE *out, const Threadsync__PendingQueueResult *r, int json);
+
+/* moderate ban: "author=<a> until=<UTC time>|lifted seq=<seq>". */
+void ts_cli_print_ban(FILE *out, const Threadsync__BanResult *r, int json);
+
+/* admin token add: "name=<n> role=<role> token=<token>"; list: one line per
+ * token "<name> <role> <created UTC time or -> file|replicated[ by=<n>]
+ * [ revoked]"; revoke: "revoked name=<n> seq=<seq>" or "already revoked
+ * name=<n>". JSON objects with the same fields. */
+void ts_cli_print_token_add(FILE *out, const Threadsync__TokenAddResult *r, int json);
+void ts_cli_print_token_list(FILE *out, const Threadsync__TokenListResult *r, int json);
+void ts_cli_print_token_revoke(FILE *out, const Threadsync__TokenRevokeResult *r, int json);
 void ts_cli_print_thread(FILE *out, const Threadsync__GetResult *g, int json);
 
 /* JSON objects for one thread / comment (no trailing newline). */

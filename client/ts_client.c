@@ -245,8 +245,40 @@ static void req_free(struct ts__req *r)
 {
     if (r->post)
         threadsync__post__free_unpacked(r->post, NULL);
+    if (r->msg)
+        protobuf_c_message_free_unpacked(r->msg, NULL);
     free(r->thread_key);
+    if (r->digest)
+        threadsync__digest__free_unpacked(r->digest, NULL);
     free(r);
+}
+
+/* The typed callback of a TS__REQ_MSG request; res NULL unless TS_OK. */
+static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
+                       const Threadsync__Result *res)
+{
+    switch (r->result_case) {
+    case THREADSYNC__RESULT__BODY_CHANGE:
+        r->cb.change(r->arg, err, detail, res ? res->change : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_PENDING_QUEUE:
+        r->cb.pending(r->arg, err, detail, res ? res->pending_queue : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_BAN:
+        r->cb.ban(r->arg, err, detail, res ? res->ban : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_TOKEN_ADD:
+        r->cb.token_add(r->arg, err, detail, res ? res->token_add : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_TOKEN_LIST:
+        r->cb.token_list(r->arg, err, detail, res ? res->token_list : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_TOKEN_REVOKE:
+        r->cb.token_revoke(r->arg, err, detail, res ? res->token_revoke : NULL);
+        break;
+    default:
+        break;
+    }
 }
 
 void ts__req_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
@@ -263,6 +295,16 @@ void ts__req_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
         r->cb.get(r->arg, err, detail,
                   err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_GET ? res->get
                                                                                         : NULL);
+        break;
+    case TS__REQ_DIGEST:
+        r->cb.digest(r->arg, err, detail,
+                     err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_DIGEST
+                         ? res->digest
+                         : NULL);
+        break;
+    case TS__REQ_MSG:
+        msg_finish(r, err, detail,
+                   err == TS_OK && res && (int)res->body_case == r->result_case ? res : NULL);
         break;
     }
     req_free(r);
@@ -418,6 +460,20 @@ static void send_req(struct ts_client *c, struct ts__req *r)
         r->post->request_id = id;
         f.msg_case = THREADSYNC__FRAME__MSG_POST;
         f.post = r->post;
+    } else if (r->kind == TS__REQ_DIGEST) {
+        r->digest->request_id = id;
+        f.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
+        f.digest = r->digest;
+    } else if (r->kind == TS__REQ_MSG) {
+        /* Every request message has request_id; the Frame field of its
+         * type points at it (both found through the descriptors). */
+        const ProtobufCFieldDescriptor *rid =
+            protobuf_c_message_descriptor_get_field_by_name(r->msg->descriptor, "request_id");
+        const ProtobufCFieldDescriptor *slot = protobuf_c_message_descriptor_get_field(
+            &threadsync__frame__descriptor, (unsigned)r->frame_case);
+        *(uint64_t *)((char *)r->msg + rid->offset) = id;
+        *(ProtobufCMessage **)((char *)&f + slot->offset) = r->msg;
+        f.msg_case = (Threadsync__Frame__MsgCase)r->frame_case;
     } else {
         g.request_id = id;
         g.thread_key = r->thread_key;
@@ -635,8 +691,10 @@ static void on_result(struct ts_client *c, const Threadsync__Result *res)
     struct ts__req *r = ts__reqs_find(&c->reqs, res->request_id);
     if (!r)
         return; /* answer to a request that timed out meanwhile */
-    int want =
-        r->kind == TS__REQ_POST ? THREADSYNC__RESULT__BODY_POST : THREADSYNC__RESULT__BODY_GET;
+    int want = r->kind == TS__REQ_POST     ? THREADSYNC__RESULT__BODY_POST
+               : r->kind == TS__REQ_GET    ? THREADSYNC__RESULT__BODY_GET
+               : r->kind == TS__REQ_DIGEST ? THREADSYNC__RESULT__BODY_DIGEST
+                                           : r->result_case;
     if ((int)res->body_case != want) {
         violation(c, "result type does not match the request");
         return;
@@ -672,7 +730,8 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     struct ts__req *r = ts__reqs_find(&c->reqs, e->request_id);
     if (!r)
         return;
-    if (code == TS_E_NOT_LEADER && r->kind == TS__REQ_POST && r->redirects < TS__MAX_REDIRECTS) {
+    if (code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write) &&
+        r->redirects < TS__MAX_REDIRECTS) {
         r->redirects++;
         r->id = 0;
         if (e->leader_address && *e->leader_address &&
@@ -1046,6 +1105,39 @@ int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb 
     return TS_OK;
 }
 
+int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys, uint64_t after_id,
+                     ts_client_digest_cb cb, void *arg)
+{
+    if (!c || !cb || (n_keys && !keys))
+        return TS_E_INVALID_ARGUMENT;
+    if (!accepting(c))
+        return TS_E_CLOSED;
+    Threadsync__Digest tmp = THREADSYNC__DIGEST__INIT;
+    tmp.thread_keys = (char **)keys;
+    tmp.n_thread_keys = n_keys;
+    tmp.after_id = n_keys ? 0 : after_id;
+    size_t len = threadsync__digest__get_packed_size(&tmp);
+    if (len + 16 > TS_FRAME_MAX_DEFAULT)
+        return TS_E_TOO_LARGE;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return TS_E_NOMEM;
+    threadsync__digest__pack(&tmp, buf);
+    Threadsync__Digest *copy = threadsync__digest__unpack(NULL, len, buf);
+    free(buf);
+    if (!copy)
+        return TS_E_NOMEM;
+    struct ts__req *r = req_new(c, TS__REQ_DIGEST, arg);
+    if (!r) {
+        threadsync__digest__free_unpacked(copy, NULL);
+        return TS_E_NOMEM;
+    }
+    r->cb.digest = cb;
+    r->digest = copy;
+    req_submit(c, r);
+    return TS_OK;
+}
+
 int ts_client_subscribe(struct ts_client *c, int all, const char *const *keys, size_t n_keys,
                         uint64_t since_seq, const struct ts_client_sub_cbs *cbs, void *arg)
 {
@@ -1095,4 +1187,87 @@ uint64_t ts_client_cursor(const struct ts_client *c)
 enum ts_client_state ts_client_state(const struct ts_client *c)
 {
     return c->state;
+}
+
+/* ---- moderation, edits, bans, tokens ------------------------------------- */
+
+/* Submits msg (deep-copied) as a request carried by Frame field frame_case
+ * and answered by Result body result_case. cb is stored by the caller
+ * through set_cb once the request exists. */
+static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int frame_case,
+                      int result_case, int write, void *arg, struct ts__req **out)
+{
+    if (!c || !msg)
+        return TS_E_INVALID_ARGUMENT;
+    if (!accepting(c))
+        return TS_E_CLOSED;
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    if (len + 16 > TS_FRAME_MAX_DEFAULT)
+        return TS_E_TOO_LARGE;
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return TS_E_NOMEM;
+    protobuf_c_message_pack(msg, buf);
+    ProtobufCMessage *copy = protobuf_c_message_unpack(msg->descriptor, NULL, len, buf);
+    free(buf);
+    if (!copy)
+        return TS_E_NOMEM;
+    struct ts__req *r = req_new(c, TS__REQ_MSG, arg);
+    if (!r) {
+        protobuf_c_message_free_unpacked(copy, NULL);
+        return TS_E_NOMEM;
+    }
+    r->msg = copy;
+    r->frame_case = frame_case;
+    r->result_case = result_case;
+    r->write = write;
+    *out = r;
+    return TS_OK;
+}
+
+#define TS__MSG_API(fn, type, frame, result, write, cbtype, member)                                \
+    int fn(struct ts_client *c, const type *m, cbtype cb, void *arg)                               \
+    {                                                                                              \
+        if (!cb || !m)                                                                             \
+            return TS_E_INVALID_ARGUMENT;                                                          \
+        struct ts__req *r;                                                                         \
+        int rc = msg_submit(c, &m->base, frame, result, write, arg, &r);                           \
+        if (rc != TS_OK)                                                                           \
+            return rc;                                                                             \
+        r->cb.member = cb;                                                                         \
+        req_submit(c, r);                                                                          \
+        return TS_OK;                                                                              \
+    }
+
+TS__MSG_API(ts_client_moderate, Threadsync__Moderate, THREADSYNC__FRAME__MSG_MODERATE,
+            THREADSYNC__RESULT__BODY_CHANGE, 1, ts_client_change_cb, change)
+TS__MSG_API(ts_client_edit, Threadsync__Edit, THREADSYNC__FRAME__MSG_EDIT,
+            THREADSYNC__RESULT__BODY_CHANGE, 1, ts_client_change_cb, change)
+TS__MSG_API(ts_client_delete, Threadsync__Delete, THREADSYNC__FRAME__MSG_DELETE,
+            THREADSYNC__RESULT__BODY_CHANGE, 1, ts_client_change_cb, change)
+TS__MSG_API(ts_client_moderate_thread, Threadsync__ModerateThread,
+            THREADSYNC__FRAME__MSG_MODERATE_THREAD, THREADSYNC__RESULT__BODY_CHANGE, 1,
+            ts_client_change_cb, change)
+TS__MSG_API(ts_client_pending, Threadsync__PendingQueue, THREADSYNC__FRAME__MSG_PENDING_QUEUE,
+            THREADSYNC__RESULT__BODY_PENDING_QUEUE, 0, ts_client_pending_cb, pending)
+TS__MSG_API(ts_client_ban, Threadsync__BanAuthor, THREADSYNC__FRAME__MSG_BAN_AUTHOR,
+            THREADSYNC__RESULT__BODY_BAN, 1, ts_client_ban_cb, ban)
+TS__MSG_API(ts_client_token_add, Threadsync__TokenAdd, THREADSYNC__FRAME__MSG_TOKEN_ADD,
+            THREADSYNC__RESULT__BODY_TOKEN_ADD, 1, ts_client_token_add_cb, token_add)
+TS__MSG_API(ts_client_token_revoke, Threadsync__TokenRevoke, THREADSYNC__FRAME__MSG_TOKEN_REVOKE,
+            THREADSYNC__RESULT__BODY_TOKEN_REVOKE, 1, ts_client_token_revoke_cb, token_revoke)
+
+int ts_client_token_list(struct ts_client *c, ts_client_token_list_cb cb, void *arg)
+{
+    if (!cb)
+        return TS_E_INVALID_ARGUMENT;
+    Threadsync__TokenList m = THREADSYNC__TOKEN_LIST__INIT;
+    struct ts__req *r;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_TOKEN_LIST,
+                        THREADSYNC__RESULT__BODY_TOKEN_LIST, 0, arg, &r);
+    if (rc != TS_OK)
+        return rc;
+    r->cb.token_list = cb;
+    req_submit(c, r);
+    return TS_OK;
 }

@@ -73,7 +73,9 @@ int ts__idem_key(char out[TS__IDEM_KEY_LEN + 1]);
 
 /* ---- requests ----------------------------------------------------------- */
 
-enum ts__req_kind { TS__REQ_POST = 1, TS__REQ_GET };
+/* TS__REQ_MSG: any other request, carried as its wire message (the
+ * moderation, edit and token requests). */
+enum ts__req_kind { TS__REQ_POST = 1, TS__REQ_GET, TS__REQ_DIGEST, TS__REQ_MSG };
 
 struct ts__req {
     struct ts__req *next, *prev;
@@ -86,9 +88,21 @@ struct ts__req {
     union {
         ts_client_post_cb post;
         ts_client_get_cb get;
+        ts_client_digest_cb digest;
+        ts_client_change_cb change;
+        ts_client_pending_cb pending;
+        ts_client_ban_cb ban;
+        ts_client_token_add_cb token_add;
+        ts_client_token_list_cb token_list;
+        ts_client_token_revoke_cb token_revoke;
     } cb;
-    Threadsync__Post *post; /* owned deep copy (protobuf-c unpacked) */
-    char *thread_key;       /* Get: owned */
+    Threadsync__Post *post;     /* owned deep copy (protobuf-c unpacked) */
+    char *thread_key;           /* Get: owned */
+    Threadsync__Digest *digest; /* owned deep copy, like post */
+    ProtobufCMessage *msg;      /* TS__REQ_MSG: owned deep copy */
+    int frame_case;             /* TS__REQ_MSG: the Frame field that carries msg */
+    int result_case;            /* TS__REQ_MSG: the Result body that answers it */
+    int write;                  /* follows NOT_LEADER to the leader, as a Post does */
 };
 
 /* The pending requests, in submission order (re-sent in that order). */

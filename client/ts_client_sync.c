@@ -66,6 +66,19 @@ static void on_get(void *arg, int err, const Threadsync__Error *detail,
     finish(arg, err, detail, result ? &result->base : NULL);
 }
 
+/* Every other answer type: the same copy-out, through the base message. */
+#define TS__SYNC_CB(name, type)                                                                    \
+    static void name(void *arg, int err, const Threadsync__Error *detail, const type *result)      \
+    {                                                                                              \
+        finish(arg, err, detail, result ? &result->base : NULL);                                   \
+    }
+TS__SYNC_CB(on_change, Threadsync__ChangeResult)
+TS__SYNC_CB(on_pending, Threadsync__PendingQueueResult)
+TS__SYNC_CB(on_ban, Threadsync__BanResult)
+TS__SYNC_CB(on_token_add, Threadsync__TokenAddResult)
+TS__SYNC_CB(on_token_list, Threadsync__TokenListResult)
+TS__SYNC_CB(on_token_revoke, Threadsync__TokenRevokeResult)
+
 /* Runs one request; submit starts it on s->c and returns its ts_client_*
  * result. */
 static int run(const struct ts_client_config *cfg, int (*submit)(struct sync_call *, const void *),
@@ -123,4 +136,42 @@ int ts_sync_get(const struct ts_client_config *cfg, const char *thread_key,
                 Threadsync__GetResult **out, Threadsync__Error **err_out)
 {
     return run(cfg, submit_get, thread_key, (void **)out, err_out);
+}
+
+#define TS__SYNC_API(fn, reqtype, outtype, client_fn, cb)                                          \
+    static int submit_##client_fn(struct sync_call *s, const void *req)                            \
+    {                                                                                              \
+        return client_fn(s->c, req, cb, s);                                                        \
+    }                                                                                              \
+    int fn(const struct ts_client_config *cfg, const reqtype *m, outtype **out,                    \
+           Threadsync__Error **err_out)                                                            \
+    {                                                                                              \
+        return run(cfg, submit_##client_fn, m, (void **)out, err_out);                             \
+    }
+
+TS__SYNC_API(ts_sync_moderate, Threadsync__Moderate, Threadsync__ChangeResult, ts_client_moderate,
+             on_change)
+TS__SYNC_API(ts_sync_edit, Threadsync__Edit, Threadsync__ChangeResult, ts_client_edit, on_change)
+TS__SYNC_API(ts_sync_delete, Threadsync__Delete, Threadsync__ChangeResult, ts_client_delete,
+             on_change)
+TS__SYNC_API(ts_sync_moderate_thread, Threadsync__ModerateThread, Threadsync__ChangeResult,
+             ts_client_moderate_thread, on_change)
+TS__SYNC_API(ts_sync_pending, Threadsync__PendingQueue, Threadsync__PendingQueueResult,
+             ts_client_pending, on_pending)
+TS__SYNC_API(ts_sync_ban, Threadsync__BanAuthor, Threadsync__BanResult, ts_client_ban, on_ban)
+TS__SYNC_API(ts_sync_token_add, Threadsync__TokenAdd, Threadsync__TokenAddResult,
+             ts_client_token_add, on_token_add)
+TS__SYNC_API(ts_sync_token_revoke, Threadsync__TokenRevoke, Threadsync__TokenRevokeResult,
+             ts_client_token_revoke, on_token_revoke)
+
+static int submit_token_list(struct sync_call *s, const void *req)
+{
+    (void)req;
+    return ts_client_token_list(s->c, on_token_list, s);
+}
+
+int ts_sync_token_list(const struct ts_client_config *cfg, Threadsync__TokenListResult **out,
+                       Threadsync__Error **err_out)
+{
+    return run(cfg, submit_token_list, NULL, (void **)out, err_out);
 }

@@ -364,6 +364,50 @@ int ts_mirror_db_snapshot_end(struct ts_mirror_db *db, uint64_t seq)
 
 /* ---- reads ---- */
 
+static int setting_name_ok(const char *name)
+{
+    return name && *name && strcmp(name, "last_seq") != 0 && strcmp(name, "schema_version") != 0;
+}
+
+int ts_mirror_db_setting_get(struct ts_mirror_db *db, const char *name, char **out)
+{
+    *out = NULL;
+    if (!setting_name_ok(name))
+        return TS_E_INVALID_ARGUMENT;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db->sql, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
+        return db_fail(db->sql, "setting_get");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), err = TS_OK;
+    if (rc == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_text(st, 0);
+        if (!(*out = strdup(v ? (const char *)v : "")))
+            err = TS_E_NOMEM;
+    } else if (rc != SQLITE_DONE) {
+        err = db_fail(db->sql, "setting_get");
+    }
+    sqlite3_finalize(st);
+    return err;
+}
+
+int ts_mirror_db_setting_set(struct ts_mirror_db *db, const char *name, const char *value)
+{
+    if (!setting_name_ok(name) || !value)
+        return TS_E_INVALID_ARGUMENT;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db->sql,
+                           "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           -1, &st, NULL) != SQLITE_OK)
+        return db_fail(db->sql, "setting_set");
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+    int err = sqlite3_step(st) == SQLITE_DONE ? TS_OK : db_fail(db->sql, "setting_set");
+    sqlite3_finalize(st);
+    return err;
+}
+
 int ts_mirror_db_cursor(struct ts_mirror_db *db, uint64_t *seq)
 {
     sqlite3_stmt *st = db->st[S_CURSOR_GET];

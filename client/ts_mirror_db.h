@@ -150,6 +150,14 @@ int ts_mirror_db_counts(struct ts_mirror_db *db, uint64_t thread_id, struct ts_m
  * digits and a NUL in out. TS_OK, TS_E_NOT_FOUND, TS_E_NOMEM or TS_E_IO. */
 int ts_mirror_db_digest(struct ts_mirror_db *db, uint64_t thread_id, char out[65]);
 
+/* A setting the mirror program keeps next to its data (e.g. 'filter', the
+ * subscription it follows), in meta under name; 'last_seq' and
+ * 'schema_version' are refused with TS_E_INVALID_ARGUMENT. get: *out (OUT)
+ * is a malloc'd copy the caller frees, NULL when unset. set: its own
+ * transaction. TS_OK, TS_E_NOMEM or TS_E_IO. */
+int ts_mirror_db_setting_get(struct ts_mirror_db *db, const char *name, char **out);
+int ts_mirror_db_setting_set(struct ts_mirror_db *db, const char *name, const char *value);
+
 /* Testing only: when set, called before each event of a batch is applied,
  * inside the transaction; a non-zero return fails the batch with TS_E_IO
  * as a storage error would (a test may also _exit() here to simulate a

@@ -290,6 +290,45 @@ int ts_tls_server_ctx(const char *cert_file, const char *key_file, SSL_CTX **out
     return TS_OK;
 }
 
+/* Chain verification already checked clientAuth (OpenSSL's default purpose
+ * for a server verifying its client); a node certificate must also be fit
+ * to serve, which tells it from a client certificate of the same CA. */
+static int node_verify_cb(int ok, X509_STORE_CTX *xs)
+{
+    if (!ok || X509_STORE_CTX_get_error_depth(xs) != 0)
+        return ok;
+    X509 *leaf = X509_STORE_CTX_get_current_cert(xs);
+    if (!leaf || X509_check_purpose(leaf, X509_PURPOSE_SSL_SERVER, 0) != 1) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_INVALID_PURPOSE);
+        return 0;
+    }
+    return 1;
+}
+
+int ts_tls_server_ctx_mtls(const char *cert_file, const char *key_file, const char *ca_file,
+                           SSL_CTX **out)
+{
+    int rc = ts_tls_server_ctx(cert_file, key_file, out);
+    if (rc != TS_OK)
+        return rc;
+    SSL_CTX *ctx = *out;
+    *out = NULL;
+    ERR_clear_error();
+    if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)
+        return ctx_fail(ctx, TS_E_CONFIG, "ca", ca_file);
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+    if (names)
+        SSL_CTX_set_client_CA_list(ctx, names); /* takes ownership */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, node_verify_cb);
+    /* Its own session id context: a TLS 1.2 session from the client port
+     * (no verified node certificate behind it) never resumes here. */
+    static const unsigned char sid_ctx[] = "threadsync-raft";
+    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+    ERR_clear_error();
+    *out = ctx;
+    return TS_OK;
+}
+
 int ts_tls_client_ctx(const char *ca_file, const char *cert_file, const char *key_file,
                       SSL_CTX **out)
 {

@@ -38,6 +38,16 @@
  * OpenSSL reason. */
 int ts_tls_server_ctx(const char *cert_file, const char *key_file, SSL_CTX **out);
 
+/* A server context for cluster traffic (the raft port): as
+ * ts_tls_server_ctx(), and it also requires every peer to present a
+ * certificate that verifies against the CA certificates in ca_file and is a
+ * cluster node's: its leaf carries extendedKeyUsage clientAuth and
+ * serverAuth (deploy/gen-certs.sh --node, ts_certgen); a client-only
+ * certificate (clientAuth alone) is refused. A peer without a certificate
+ * fails the handshake. Errors as ts_tls_server_ctx(). */
+int ts_tls_server_ctx_mtls(const char *cert_file, const char *key_file, const char *ca_file,
+                           SSL_CTX **out);
+
 /* A client context that verifies servers against the CA certificates in
  * ca_file, and presents cert_file/key_file when cert_file is not NULL.
  * Errors as ts_tls_server_ctx(). SSL_CTX_free() also frees its session

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
-      libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev "$@")
+      libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev
+      chromium "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

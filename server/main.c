@@ -10,6 +10,7 @@
 #include "ts_log.h"
 #include "ts_server.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -23,7 +24,8 @@ static void on_stop_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&sigint_h, NULL);
     uv_close((uv_handle_t *)&sigterm_h, NULL);
     uv_close((uv_handle_t *)&sighup_h, NULL);
-    ts_server_stop(server);
+    if (server)
+        ts_server_stop(server);
 }
 
 /* Logs each of ts_config's newline-separated messages as its own line. */
@@ -41,6 +43,8 @@ static void log_config_errors(const char *event, const char *errors)
 
 static void on_hup(uv_signal_t *h, int signum)
 {
+    if (!server)
+        return;
     const char *path = ts_config_path(config);
     TS_INFO("event=signal signal=%d action=reload config=%s", signum, path ? path : "-");
     struct ts_config *next;
@@ -100,21 +104,37 @@ int main(int argc, char **argv)
     }
     ts_log_set_level(ts_config_log_level(config));
 
+    /* A peer that vanishes mid-write must cost an EPIPE, not the process. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
+    /* Handlers go in before the server starts: it announces itself (the
+     * address file) during the start, and a SIGTERM right after must stop it
+     * in order, not kill it. A signal caught during the start is acted on
+     * at the loop's first turn. */
+    uv_signal_init(loop, &sigint_h);
+    uv_signal_init(loop, &sigterm_h);
+    uv_signal_init(loop, &sighup_h);
+    uv_signal_start(&sigint_h, on_stop_signal, SIGINT);
+    uv_signal_start(&sigterm_h, on_stop_signal, SIGTERM);
+    uv_signal_start(&sighup_h, on_hup, SIGHUP);
+    /* The node may stop by itself (a refused --join): the signal handles
+     * must not keep the loop alive then. */
+    uv_unref((uv_handle_t *)&sigint_h);
+    uv_unref((uv_handle_t *)&sigterm_h);
+    uv_unref((uv_handle_t *)&sighup_h);
     rc = ts_server_start(loop, ts_config_server(config), &server);
-    if (rc == TS_OK) {
-        uv_signal_init(loop, &sigint_h);
-        uv_signal_init(loop, &sigterm_h);
-        uv_signal_init(loop, &sighup_h);
-        uv_signal_start(&sigint_h, on_stop_signal, SIGINT);
-        uv_signal_start(&sigterm_h, on_stop_signal, SIGTERM);
-        uv_signal_start(&sighup_h, on_hup, SIGHUP);
-    }
     uv_run(loop, UV_RUN_DEFAULT);
+    if (!uv_is_closing((uv_handle_t *)&sigint_h)) {
+        uv_close((uv_handle_t *)&sigint_h, NULL);
+        uv_close((uv_handle_t *)&sigterm_h, NULL);
+        uv_close((uv_handle_t *)&sighup_h, NULL);
+        uv_run(loop, UV_RUN_DEFAULT);
+    }
     int closed = uv_loop_close(loop);
+    int failed = ts_server_failed(server);
     ts_server_free(server);
     ts_config_free(config);
     if (closed != 0)
         TS_WARN("event=loop_not_closed");
-    return rc == TS_OK ? 0 : 1;
+    return rc == TS_OK && !failed ? 0 : 1;
 }

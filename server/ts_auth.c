@@ -366,16 +366,42 @@ size_t ts_auth_count(const struct ts_auth *auth)
     return auth->table->n;
 }
 
-int ts_auth_check(const struct ts_auth *auth, const char *token, int *role, const char **name)
+int ts_auth_hash_token(const char *token, uint8_t out[TS_AUTH_HASH_LEN])
 {
     if (token == NULL)
         return TS_E_UNAUTHENTICATED;
     size_t len = strnlen(token, TS_TOKEN_MAX + 1);
     if (len == 0 || len > TS_TOKEN_MAX)
         return TS_E_UNAUTHENTICATED;
-    uint8_t h[HASH_LEN];
-    if (sha256(token, len, h) != TS_OK)
+    if (sha256(token, len, out) != TS_OK)
         return TS_E_UNAUTHENTICATED;
+    return TS_OK;
+}
+
+int ts_auth_entry(const struct ts_auth *auth, size_t i, int *role, const char **name)
+{
+    if (i >= auth->table->n)
+        return TS_E_NOT_FOUND;
+    if (role != NULL)
+        *role = auth->table->e[i].role;
+    if (name != NULL)
+        *name = auth->table->e[i].name;
+    return TS_OK;
+}
+
+int ts_auth_check(const struct ts_auth *auth, const char *token, int *role, const char **name)
+{
+    uint8_t h[HASH_LEN];
+    int rc = ts_auth_hash_token(token, h);
+    if (rc == TS_OK)
+        rc = ts_auth_check_hash(auth, h, role, name);
+    OPENSSL_cleanse(h, sizeof(h));
+    return rc;
+}
+
+int ts_auth_check_hash(const struct ts_auth *auth, const uint8_t h[TS_AUTH_HASH_LEN], int *role,
+                       const char **name)
+{
     const struct table *t = auth->table;
     /* No early exit and a branch-free select: the time taken depends on the
      * table's size, not on which entry (if any) matched. */
@@ -386,7 +412,6 @@ int ts_auth_check(const struct ts_auth *auth, const char *token, int *role, cons
         found = (found & ~mask) | (i & mask);
         any |= hit;
     }
-    OPENSSL_cleanse(h, sizeof(h));
     if (!any)
         return TS_E_UNAUTHENTICATED;
     if (role != NULL)

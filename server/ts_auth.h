@@ -18,8 +18,9 @@
  *
  * Invariant: a struct ts_auth always holds a complete, valid table; a load
  * that fails leaves the previous one in use. Load: a check hashes the token
- * once and compares against every entry (a few hundred entries expected), on
- * each Hello only, never per request.
+ * once and compares against every entry (a few hundred entries expected);
+ * the Hello hashes it, and sessions re-check the kept hash on every request
+ * (ts_auth_check_hash: a comparison per entry, no hashing).
  *
  * Not thread-safe: one loop owns a struct ts_auth. The file-editing calls
  * (ensure_admin, add) are not safe against another process editing the same
@@ -29,6 +30,7 @@
 #define TS_AUTH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "threadsync.pb-c.h"
 
@@ -69,6 +71,23 @@ size_t ts_auth_count(const struct ts_auth *auth);
  * visits every entry, so timing reveals only the table's size. role and name
  * may be NULL. */
 int ts_auth_check(const struct ts_auth *auth, const char *token, int *role, const char **name);
+
+#define TS_AUTH_HASH_LEN 32
+
+/* SHA-256 of a token (NUL-terminated, at most TS_TOKEN_MAX bytes) into
+ * out: what the tables hold, and what a session keeps instead of the
+ * token. TS_OK, or TS_E_UNAUTHENTICATED for an empty or oversized token. */
+int ts_auth_hash_token(const char *token, uint8_t out[TS_AUTH_HASH_LEN]);
+
+/* ts_auth_check() for a token already hashed (ts_auth_hash_token): a
+ * session re-checks its token on every request without keeping it. */
+int ts_auth_check_hash(const struct ts_auth *auth, const uint8_t hash[TS_AUTH_HASH_LEN], int *role,
+                       const char **name);
+
+/* Entry i (0 .. ts_auth_count()-1) of the table, in file order: TS_OK with
+ * *role and *name (into auth's table, as for ts_auth_check), or
+ * TS_E_NOT_FOUND. */
+int ts_auth_entry(const struct ts_auth *auth, size_t i, int *role, const char **name);
 
 /* Writes a fresh random token and its NUL into out. TS_OK or TS_E_INTERNAL
  * when the random generator fails. */

@@ -299,8 +299,7 @@ void ts_backup_request(struct ts_server *srv, struct ts_conn *conn, int role,
 
 /* ---- seeding ---- */
 
-int ts_backup_seed(const char *path, const char *raft_dir, uint64_t node_id,
-                   const char *raft_address)
+int ts_backup_seed(const char *path, const struct ts_repl_config *rcfg)
 {
     uint8_t *buf;
     size_t len;
@@ -353,7 +352,7 @@ int ts_backup_seed(const char *path, const char *raft_dir, uint64_t node_id,
         rc = TS_E_INVALID_ARGUMENT;
     }
     if (rc == TS_OK)
-        rc = ts_repl_seed_snapshot(raft_dir, node_id, raft_address, seq, snap, snap_len);
+        rc = ts_repl_seed_snapshot(rcfg, seq, snap, snap_len);
     if (rc == TS_OK)
         TS_INFO("event=restored path=%s seq=%llu threads=%zu comments=%zu state_digest=%s", path,
                 (unsigned long long)seq, threads, comments, digest);

@@ -44,6 +44,7 @@
 struct ts_server;
 struct ts_conn;
 struct ts_backup;
+struct ts_repl_config;
 
 /* Writes the header for a snapshot of len bytes as of seq. */
 void ts_backup_header(uint8_t out[TS_BACKUP_HEADER], uint64_t seq, const uint8_t *snapshot,
@@ -71,12 +72,12 @@ void ts_backup_drained(struct ts_backup **slot);
 /* Frees an unfinished backup (the connection closed). NULL is a no-op. */
 void ts_backup_free(struct ts_backup *b);
 
-/* --restore: seeds raft_dir (which must hold no raft data) from the backup
- * file at path, for node node_id at raft_address. Logs what it did or why
- * not. TS_OK; TS_E_IO / TS_E_NOT_FOUND (unreadable), TS_E_BAD_FRAME /
+/* --restore: seeds rcfg->data_dir (which must hold no raft data) from the
+ * backup file at path, for the node rcfg describes (the config ts_repl_start
+ * will get: ts_repl_seed_snapshot). Logs what it did or why not. TS_OK;
+ * TS_E_IO / TS_E_NOT_FOUND (unreadable), TS_E_BAD_FRAME /
  * TS_E_INVALID_ARGUMENT (not a backup, damaged), TS_E_EXISTS (raft data
  * present), TS_E_BUSY, TS_E_NOMEM. */
-int ts_backup_seed(const char *path, const char *raft_dir, uint64_t node_id,
-                   const char *raft_address);
+int ts_backup_seed(const char *path, const struct ts_repl_config *rcfg);
 
 #endif

@@ -10,6 +10,12 @@
  * completes by issuing a certificate for that key. Keys are EC P-256,
  * signatures ECDSA-SHA256, serials 128 random bits.
  *
+ * The server certificate carries extendedKeyUsage serverAuth and clientAuth:
+ * the node presents it on the client port and on both ends of the raft
+ * port's mutual TLS (ts_raft_tls). One made before clientAuth was added
+ * serves clients but cannot take part in a multi-node cluster; delete
+ * server.pem to have it reissued.
+ *
  * Load: called once at start (a few milliseconds of key generation); not on
  * any hot path, blocking file I/O.
  */

@@ -38,6 +38,10 @@ enum opt_type {
     T_ADDR, /* host:port, host may be a name */
     T_UINT, /* decimal in [min, max] */
     T_LEVEL,
+    T_BOOL,  /* true/false in a file; a flag without a value sets true */
+    T_LIMIT, /* decimal in [min, max], or "off" (TS_SERVER_UNLIMITED) */
+    T_RATE,  /* "N/TIME" (TIME: ms, s or m; plain = s) or "off": fills the
+                burst field named and the uint32 window_ms field after it */
 };
 
 #define LIVE 1u   /* SIGHUP applies it */
@@ -75,6 +79,8 @@ static const struct opt opts[] = {
      "server certificate chain, PEM (default: DATA_DIR/server.pem, generated)"},
     {"tls", "key", "key", "FILE", T_PATH, 0, 0, F(key_file), 0, NULL,
      "server private key, PEM (default: DATA_DIR/server.key, generated)"},
+    {"tls", "ca", "ca", "FILE", T_PATH, 0, 0, F(ca_file), 0, NULL,
+     "cluster CA for raft's mutual TLS (default: DATA_DIR/ca.pem)"},
     {"auth", "tokens", "tokens", "FILE", T_PATH, 0, 0, F(tokens_file), LIVE, NULL,
      "tokens file, lines ROLE NAME SHA256HEX (default: DATA_DIR/tokens, admin token "
      "generated)"},
@@ -90,6 +96,22 @@ static const struct opt opts[] = {
      F(snapshot_threshold), 0, "8192", "raft entries between snapshots"},
     {"raft", "snapshot_trailing", "snapshot-trailing", "N", T_UINT, 1, UINT32_MAX,
      F(snapshot_trailing), 0, "2048", "raft entries kept after a snapshot"},
+    {"raft", "election_timeout_ms", "election-timeout-ms", "MS", T_UINT, 200, 600000,
+     F(election_timeout_ms), 0, "1000", "raft election timeout"},
+    {"cluster", "join", "join", "HOST:PORT", T_ADDR, 0, 0, F(join), 0, NULL,
+     "first start only: join the cluster of the member with this client address"},
+    {"cluster", "join_token_file", "join-token-file", "FILE", T_PATH, 0, 0, F(join_token_file), 0,
+     NULL, "admin token used by --join (default: DATA_DIR/admin.token)"},
+    {"moderation", "premoderate", "premoderate", NULL, T_BOOL, 0, 0, F(premoderate), 0, "false",
+     "every new comment starts PENDING until a moderator approves it"},
+    {"moderation", "edit_window_ms", "edit-window-ms", "MS", T_UINT, 1, 24ull * 3600 * 1000,
+     F(edit_window_ms), 0, "900000", "authors may edit or delete their comment for this long"},
+    {"limits", "rate_author", "rate-author", "N/TIME", T_RATE, 0, 0, F(rate_author_burst), 0,
+     "10/10s", "posts per author (e-mail, or name) per window, or off"},
+    {"limits", "rate_token", "rate-token", "N/TIME", T_RATE, 0, 0, F(rate_token_burst), 0, "100/1s",
+     "posts per token per window, or off"},
+    {"limits", "max_conns_per_addr", "max-conns-per-addr", "N", T_LIMIT, 1, UINT32_MAX - 1,
+     F(max_conns_per_addr), 0, "64", "open connections per source address, or off"},
     {"metrics", "listen", "metrics-listen", "HOST:PORT", T_BIND_OFF, 0, 0, F(metrics_listen), 0,
      "127.0.0.1:7422",
      "HTTP listener for /metrics and /healthz, numeric host; \"\" turns it off (the default "
@@ -99,8 +121,8 @@ static const struct opt opts[] = {
 };
 #define N_OPT (sizeof(opts) / sizeof(opts[0]))
 
-static const char *const sections[] = {"node",   "listen",  "tls",  "auth",
-                                       "limits", "metrics", "raft", "log"};
+static const char *const sections[] = {"node",    "listen", "tls",     "auth",       "limits",
+                                       "metrics", "raft",   "cluster", "moderation", "log"};
 
 struct ts_config {
     char *path;
@@ -209,6 +231,37 @@ static int parse_uint(const char *s, uint64_t *out)
     return 0;
 }
 
+/* "N/TIME" or "off" (see T_RATE); -1 when malformed. */
+static int parse_rate(const char *s, uint32_t *burst, uint32_t *window_ms)
+{
+    if (strcmp(s, "off") == 0) {
+        *burst = TS_SERVER_UNLIMITED;
+        *window_ms = 0;
+        return 0;
+    }
+    char *end;
+    unsigned long n = strtoul(s, &end, 10);
+    if (end == s || *s < '0' || *s > '9' || *end != '/' || n == 0 || n >= TS_SERVER_UNLIMITED)
+        return -1;
+    const char *t = end + 1;
+    if (*t < '0' || *t > '9')
+        return -1;
+    unsigned long long w = strtoull(t, &end, 10);
+    if (w == 0)
+        return -1;
+    if (strcmp(end, "m") == 0)
+        w *= 60000;
+    else if (*end == '\0' || strcmp(end, "s") == 0)
+        w *= 1000;
+    else if (strcmp(end, "ms") != 0)
+        return -1;
+    if (w > 24ull * 3600 * 1000)
+        return -1;
+    *burst = (uint32_t)n;
+    *window_ms = (uint32_t)w;
+    return 0;
+}
+
 /* 0 when value is valid for o; otherwise -1 with the reason in why. */
 static int check_value(const struct opt *o, const char *value, char *why, size_t n)
 {
@@ -254,6 +307,28 @@ static int check_value(const struct opt *o, const char *value, char *why, size_t
             return -1;
         }
         return 0;
+    case T_BOOL:
+        if (strcmp(value, "true") && strcmp(value, "false")) {
+            snprintf(why, n, "need true or false");
+            return -1;
+        }
+        return 0;
+    case T_LIMIT:
+        if (strcmp(value, "off") &&
+            (parse_uint(value, &v) != 0 || v < o->min || v > o->max)) {
+            snprintf(why, n, "need off or an integer in %llu..%llu", (unsigned long long)o->min,
+                     (unsigned long long)o->max);
+            return -1;
+        }
+        return 0;
+    case T_RATE: {
+        uint32_t burst, window;
+        if (parse_rate(value, &burst, &window) != 0) {
+            snprintf(why, n, "need N/TIME (e.g. 10/10s, 100/1s, 5/1m, 500/250ms) or off");
+            return -1;
+        }
+        return 0;
+    }
     }
     return -1;
 }
@@ -272,13 +347,26 @@ static void rebuild(struct ts_config *c)
         if (o->off == NO_FIELD || !c->val[i])
             continue;
         char *field = (char *)&c->srv + o->off;
-        if (o->type != T_UINT) {
+        if (o->type == T_BOOL) {
+            int b = strcmp(c->val[i], "true") == 0;
+            memcpy(field, &b, sizeof(b));
+            continue;
+        }
+        if (o->type == T_RATE) {
+            uint32_t burst = 0, window = 0;
+            parse_rate(c->val[i], &burst, &window); /* validated when set */
+            memcpy(field, &burst, sizeof(burst));
+            memcpy(field + sizeof(burst), &window, sizeof(window));
+            continue;
+        }
+        if (o->type != T_UINT && o->type != T_LIMIT) {
             const char *s = c->val[i];
             memcpy(field, &s, sizeof(s));
             continue;
         }
-        uint64_t v = 0;
-        parse_uint(c->val[i], &v); /* validated when set */
+        uint64_t v = TS_SERVER_UNLIMITED;
+        if (strcmp(c->val[i], "off") != 0)
+            parse_uint(c->val[i], &v); /* validated when set */
         if (o->size == sizeof(uint64_t)) {
             memcpy(field, &v, sizeof(v));
         } else {
@@ -515,7 +603,9 @@ int ts_config_parse_args(struct ts_config *c, int argc, char **argv, enum ts_con
 {
     struct option lo[N_OPT + 6];
     for (size_t i = 0; i < N_OPT; i++)
-        lo[i] = (struct option){opts[i].flag, required_argument, NULL, (int)i};
+        lo[i] = (struct option){opts[i].flag,
+                                opts[i].type == T_BOOL ? no_argument : required_argument, NULL,
+                                (int)i};
     lo[N_OPT + 0] = (struct option){"config", required_argument, NULL, O_CONFIG};
     lo[N_OPT + 1] = (struct option){"check-config", required_argument, NULL, O_CHECK};
     lo[N_OPT + 2] = (struct option){"version", no_argument, NULL, O_VERSION};
@@ -533,6 +623,8 @@ int ts_config_parse_args(struct ts_config *c, int argc, char **argv, enum ts_con
     while ((opt = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
         if (opt >= 0 && (size_t)opt < N_OPT) {
             const struct opt *o = &opts[opt];
+            if (o->type == T_BOOL)
+                optarg = "true";
             char why[128];
             if (check_value(o, optarg, why, sizeof(why)) != 0) {
                 add_err(c, "--%s: bad value '%s': %s", o->flag, shown(o, optarg), why);
@@ -681,7 +773,7 @@ void ts_config_print_usage(FILE *out)
     for (size_t i = 0; i < N_OPT; i++) {
         const struct opt *o = &opts[i];
         char lhs[64];
-        snprintf(lhs, sizeof(lhs), "--%s %s", o->flag, o->arg);
+        snprintf(lhs, sizeof(lhs), "--%s%s%s", o->flag, o->arg ? " " : "", o->arg ? o->arg : "");
         fprintf(out, "  %-24s %s%s%s%s [%s] %s\n", lhs, o->help, o->dflt ? " (default " : "",
                 o->dflt ? o->dflt : "", o->dflt ? ")" : "", o->section, o->key);
     }

@@ -250,3 +250,60 @@ size_t ts_evlog_memory(const struct ts_evlog *log)
 {
     return sizeof(*log) + log->ring_cap * sizeof(struct slot) + log->chunk_bytes;
 }
+
+size_t ts_evlog_rewrite_public(struct ts_evlog *log, uint64_t thread_id, uint64_t comment_id,
+                               uint64_t from_seq, void (*fn)(void *arg, Threadsync__Event *ev),
+                               void *arg)
+{
+    size_t n = 0;
+    uint64_t pos = ts_evlog_pos_after(log, from_seq ? from_seq - 1 : 0);
+    for (; pos < log->end_pos; pos++) {
+        struct slot *s = slot_at(log, pos);
+        if (s->thread_id != thread_id)
+            continue;
+        /* element: tag, varint length, Event */
+        const uint8_t *p = s->bytes;
+        size_t i = 1, len = 0;
+        for (int shift = 0; i < s->pub_len && shift < 35; shift += 7) {
+            len |= (size_t)(p[i] & 0x7f) << shift;
+            if (!(p[i++] & 0x80))
+                break;
+        }
+        if (i + len != s->pub_len)
+            continue;
+        Threadsync__Event *ev = threadsync__event__unpack(NULL, len, p + i);
+        if (!ev)
+            continue;
+        if (ev->comment && ev->comment->id == comment_id) {
+            /* fn edits shallow copies: the decoded strings stay owned by ev
+             * and are freed with it. */
+            Threadsync__Event copy = *ev;
+            Threadsync__Comment cc = *ev->comment;
+            Threadsync__Thread tc;
+            copy.comment = &cc;
+            if (ev->thread) {
+                tc = *ev->thread;
+                copy.thread = &tc;
+            }
+            fn(arg, &copy);
+            size_t max = protobuf_c_message_get_packed_size(&copy.base) + TS_FRAME_ELEMENT_OVERHEAD;
+            uint8_t small[512];
+            uint8_t *tmp = max <= sizeof(small) ? small : malloc(max);
+            if (tmp) {
+                size_t nl = ts_frame_event_element(&copy, tmp);
+                if (nl <= s->pub_len) {
+                    uint8_t *b = (uint8_t *)s->bytes;
+                    memcpy(b, tmp, nl);
+                    memmove(b + nl, b + s->pub_len, s->full_len);
+                    log->bytes -= s->pub_len - nl;
+                    s->pub_len = (uint32_t)nl;
+                    n++;
+                }
+                if (tmp != small)
+                    free(tmp);
+            }
+        }
+        threadsync__event__free_unpacked(ev, NULL);
+    }
+    return n;
+}

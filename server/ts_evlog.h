@@ -80,6 +80,21 @@ uint64_t ts_evlog_pos_after(const struct ts_evlog *log, uint64_t since_seq);
  * appended. */
 int ts_evlog_get(const struct ts_evlog *log, uint64_t pos, struct ts_evlog_entry *e);
 
+/* Rewrites history for moderation: in each retained event of thread_id
+ * with seq >= from_seq whose public element carries comment comment_id, fn
+ * edits the decoded public Event (shallow copies of it and of its thread
+ * and comment: re-point fields, never free them) and the new encoding
+ * replaces the old one
+ * in place. fn may only remove content (empty strings, change an enum of
+ * the same size), so the new element is never longer; one that would be is
+ * left alone. The full element is not touched. Subscribers replaying
+ * history then never receive what a moderator took away. Cost: a scan of
+ * the thread's retained entries from from_seq, decoding those entries; meant
+ * for rare moderation events. Returns the number of entries rewritten. */
+size_t ts_evlog_rewrite_public(struct ts_evlog *log, uint64_t thread_id, uint64_t comment_id,
+                               uint64_t from_seq, void (*fn)(void *arg, Threadsync__Event *ev),
+                               void *arg);
+
 /* Bytes held (both encodings plus index), for metrics and the benchmark. */
 size_t ts_evlog_memory(const struct ts_evlog *log);
 

@@ -445,6 +445,8 @@ static int collect_thread(void *arg, const Threadsync__Thread *t)
         grow((void **)&hub->tv, &hub->cap_tv, sizeof(*hub->tv)) != TS_OK)
         return c->nomem = 1;
     hub->tv[hub->n_tv++] = *t;
+    if (!c->sub->full)
+        ts_view_public_thread(&hub->tv[hub->n_tv - 1]);
     c->size += record_size(&t->base);
     c->last = t->id;
     return 0;

@@ -45,12 +45,15 @@
 
 #include "ts_err.h"
 #include "ts_log.h"
+#include "ts_raft_tls.h"
 
 #define REPL_DEFAULT_ELECTION_MS 1000
 #define REPL_DEFAULT_HEARTBEAT_MS 100
 #define REPL_DEFAULT_SNAPSHOT_THRESHOLD 8192
 #define REPL_DEFAULT_SNAPSHOT_TRAILING 2048
 #define REPL_DEFAULT_MAX_INFLIGHT 4096
+#define REPL_DEFAULT_TRANSFER_MS 3000
+#define REPL_CONNECT_RETRY_MS 250
 
 #define REPL_FRAME_HDR 4
 #define REPL_SNAP_MAGIC 0x31504e5374727374ULL /* bytes "tsrtSNP1" */
@@ -65,6 +68,20 @@ struct repl_prop {
     unsigned char result[]; /* fsm->result_size bytes */
 };
 
+/* The one membership change in progress (libraft takes one at a time). */
+enum { MOP_PROBE = 1, MOP_ADD, MOP_ASSIGN, MOP_REMOVE, MOP_DONE };
+
+struct repl_mop {
+    int stage;
+    int raft_pending; /* raft holds change, its callback is due */
+    int status;       /* of the last step, TS_OK to go on */
+    uint64_t id;
+    char *address; /* composite raft address */
+    struct raft_change change;
+    ts_repl_change_cb cb;
+    void *arg;
+};
+
 struct ts_repl {
     uv_loop_t *loop;
     struct raft raft;
@@ -74,8 +91,18 @@ struct ts_repl {
     struct ts_repl_fsm fsm;
     struct ts_repl_hooks hooks;
     char *dir;
-    char *address;
+    char *address; /* composite: "RAFT,CLIENT" when a client address is known */
+    char *client_address;
+    char leader_client[256];
     int lock_fd;
+    int tls; /* transport is ts_raft_tls */
+    unsigned transfer_ms;
+
+    struct repl_mop *mop;
+    uv_timer_t kick; /* continues a membership change outside raft's callbacks */
+    struct raft_transfer transfer;
+    int transferring;
+    int handles_open; /* defer and kick */
 
     struct repl_prop *head, *tail; /* pending proposals, ascending index */
     unsigned inflight;
@@ -304,21 +331,35 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
 
 /* ---- transport ------------------------------------------------------ */
 
-/* The one place that picks raft's transport (plain TCP for now; an mTLS
- * transport replaces it here). */
-static int repl_transport_init(struct ts_repl *r)
+/* The one place that picks raft's transport: mutual TLS when the node has
+ * a certificate, else libraft's stock TCP (one-node tests only). */
+static int repl_transport_init(struct ts_repl *r, const struct ts_repl_config *cfg)
 {
+    if (cfg->cert_file) {
+        struct ts_raft_tls_config tcfg = {cfg->cert_file, cfg->key_file, cfg->ca_file, 0};
+        int rc = ts_raft_tls_init(&r->transport, r->loop, &tcfg);
+        if (rc != TS_OK) {
+            TS_ERROR("event=repl_transport_failed err=%s", ts_err_name(rc));
+            return rc;
+        }
+        r->tls = 1;
+        return TS_OK;
+    }
     int rv = raft_uv_tcp_init(&r->transport, r->loop);
     if (rv != 0) {
         TS_ERROR("event=repl_transport_failed err=%s", raft_strerror(rv));
         return repl_err(rv);
     }
+    TS_WARN("event=repl_plain_transport msg=\"raft traffic is not authenticated\"");
     return TS_OK;
 }
 
 static void repl_transport_close(struct ts_repl *r)
 {
-    raft_uv_tcp_close(&r->transport);
+    if (r->tls)
+        ts_raft_tls_close(&r->transport);
+    else
+        raft_uv_tcp_close(&r->transport);
 }
 
 /* ---- close ---------------------------------------------------------- */
@@ -330,12 +371,17 @@ static void repl_free(struct ts_repl *r)
     free(r->scratch);
     free(r->dir);
     free(r->address);
+    free(r->client_address);
     free(r);
 }
+
+static void mop_finish(struct ts_repl *r, int status);
 
 static void on_defer_closed(uv_handle_t *h)
 {
     struct ts_repl *r = h->data;
+    if (--r->handles_open > 0)
+        return;
     void (*cb)(void *) = r->close_cb;
     void *arg = r->close_arg;
     repl_free(r);
@@ -357,7 +403,10 @@ static void fail_pending(struct ts_repl *r)
 static void repl_finish(struct ts_repl *r)
 {
     fail_pending(r);
+    if (r->mop)
+        mop_finish(r, TS_E_UNAVAILABLE);
     uv_close((uv_handle_t *)&r->defer, on_defer_closed);
+    uv_close((uv_handle_t *)&r->kick, on_defer_closed);
 }
 
 /* libraft 0.15 can fire raft's close callback a second time (canonical/raft
@@ -382,6 +431,8 @@ static void on_raft_closed(struct raft *raft)
     /* raft fails its own requests while closing; whatever is left never
      * reached it or was dropped, and still gets its one callback. */
     fail_pending(r);
+    if (r->mop)
+        r->mop->raft_pending = 0; /* raft will not call it back now */
     schedule_defer(r);
 }
 
@@ -405,6 +456,11 @@ static int writer_closing(uv_loop_t *loop)
 static void on_defer(uv_timer_t *h)
 {
     struct ts_repl *r = h->data;
+    if (r->transferring) {
+        /* the transfer's bound ran out (its callback stops the wait sooner) */
+        r->transferring = 0;
+        TS_WARN("event=repl_transfer_timeout dir=%s", r->dir);
+    }
     if (!r->raft_stopping) {
         if (r->raft.last_stored < raft_last_index(&r->raft)) {
             /* A disk write is in flight; it ends in milliseconds (or never,
@@ -435,6 +491,29 @@ static void on_defer(uv_timer_t *h)
         repl_finish(r);
 }
 
+static void on_transfer(struct raft_transfer *req)
+{
+    struct ts_repl *r = req->data;
+    if (!r->transferring)
+        return; /* the bound ran out first */
+    r->transferring = 0;
+    raft_id id = 0;
+    const char *addr = NULL;
+    raft_leader(&r->raft, &id, &addr);
+    TS_INFO("event=repl_transfer_done dir=%s leader=%llu", r->dir, (unsigned long long)id);
+    schedule_defer(r);
+}
+
+static int has_other_voter(struct ts_repl *r)
+{
+    for (unsigned i = 0; i < r->raft.configuration.n; i++) {
+        const struct raft_server *s = &r->raft.configuration.servers[i];
+        if (s->id != r->raft.id && s->role == RAFT_VOTER)
+            return 1;
+    }
+    return 0;
+}
+
 void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg)
 {
     if (r->closing)
@@ -442,6 +521,20 @@ void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg)
     r->closing = 1;
     r->close_cb = cb;
     r->close_arg = arg;
+    /* A leader that just stops leaves the cluster without one for an
+     * election timeout; handing over first keeps writes going. */
+    if (!r->raft_stopping && !r->failed && raft_state(&r->raft) == RAFT_LEADER &&
+        has_other_voter(r)) {
+        r->transfer.data = r;
+        int rv = raft_transfer(&r->raft, &r->transfer, 0, on_transfer);
+        if (rv == 0) {
+            r->transferring = 1;
+            TS_INFO("event=repl_transfer dir=%s", r->dir);
+            uv_timer_start(&r->defer, on_defer, r->transfer_ms, 0);
+            return;
+        }
+        TS_WARN("event=repl_transfer_failed dir=%s err=%s", r->dir, raft_strerror(rv));
+    }
     /* Even when raft is already closed, finish from the loop so cb is never
      * called from inside ts_repl_close. */
     schedule_defer(r);
@@ -477,6 +570,38 @@ static int repl_lock(struct ts_repl *r)
         return TS_E_IO;
     }
     return TS_OK;
+}
+
+/* The address this node has in raft's configuration: "raft,client" on our
+ * TLS transport (peers learn the client address from it), the raft address
+ * alone on libraft's stock transport (which parses it itself). malloc'd;
+ * NULL when out of memory. ts_repl_start and ts_repl_seed_snapshot must
+ * agree on it: a node that does not find itself in the configuration never
+ * votes. */
+static char *repl_address(const struct ts_repl_config *cfg)
+{
+    const char *client = cfg->client_address ? cfg->client_address : "";
+    size_t alen = strlen(cfg->raft_address) + strlen(client) + 2;
+    char *a = malloc(alen);
+    if (!a)
+        return NULL;
+    if (*client && cfg->cert_file)
+        snprintf(a, alen, "%s,%s", cfg->raft_address, client);
+    else
+        snprintf(a, alen, "%s", cfg->raft_address);
+    return a;
+}
+
+/* Non-zero (logged) when address is not one repl_address may produce. */
+static int repl_address_bad(const struct ts_repl_config *cfg, const char *address)
+{
+    if (strchr(cfg->raft_address, ',') ||
+        (cfg->cert_file && ts_raft_tls_split_address(address, NULL, 0, NULL, 0) != TS_OK) ||
+        strlen(address) > TS_RAFT_TLS_ADDR_MAX) {
+        TS_ERROR("event=repl_bad_config msg=\"bad raft or client address\" addr=%s", address);
+        return 1;
+    }
+    return 0;
 }
 
 static int repl_bootstrap(struct ts_repl *r, uint64_t node_id)
@@ -526,12 +651,18 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     if (hooks)
         r->hooks = *hooks;
     r->max_inflight = cfg->max_inflight ? cfg->max_inflight : REPL_DEFAULT_MAX_INFLIGHT;
+    r->transfer_ms = cfg->transfer_ms ? cfg->transfer_ms : REPL_DEFAULT_TRANSFER_MS;
     r->dir = strdup(cfg->data_dir);
-    r->address = strdup(cfg->raft_address);
+    r->client_address = strdup(cfg->client_address ? cfg->client_address : "");
+    r->address = repl_address(cfg);
     r->scratch = calloc(1, fsm->result_size ? fsm->result_size : 1);
-    if (!r->dir || !r->address || !r->scratch) {
+    if (!r->dir || !r->address || !r->scratch || !r->client_address) {
         repl_free(r);
         return TS_E_NOMEM;
+    }
+    if (repl_address_bad(cfg, r->address)) {
+        repl_free(r);
+        return TS_E_CONFIG;
     }
 
     int rc = repl_lock(r);
@@ -540,7 +671,7 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
         return rc;
     }
 
-    rc = repl_transport_init(r);
+    rc = repl_transport_init(r, cfg);
     if (rc != TS_OK) {
         repl_free(r);
         return rc;
@@ -556,6 +687,8 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     /* Off: on a damaged segment libraft would rename it aside and carry on
      * without acknowledged entries. We would rather not start. */
     raft_uv_set_auto_recovery(&r->io, false);
+    /* A restarted peer is found again within a quarter second (default 1 s). */
+    raft_uv_set_connect_retry_delay(&r->io, REPL_CONNECT_RETRY_MS);
 
     r->rfsm.version = 2;
     r->rfsm.data = r;
@@ -585,8 +718,13 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
 
     uv_timer_init(loop, &r->defer);
     r->defer.data = r;
+    uv_timer_init(loop, &r->kick);
+    r->kick.data = r;
+    r->handles_open = 2;
 
-    rc = repl_bootstrap(r, cfg->node_id);
+    /* A joining node starts empty and waits for the leader's entries;
+     * raft_bootstrap would make it a cluster of its own. */
+    rc = cfg->join ? TS_OK : repl_bootstrap(r, cfg->node_id);
     if (rc == TS_OK) {
         rv = raft_start(&r->raft);
         if (rv != 0) {
@@ -696,6 +834,315 @@ const char *ts_repl_leader_address(const struct ts_repl *r)
 uint64_t ts_repl_last_applied(const struct ts_repl *r)
 {
     return r->applied;
+}
+
+const char *ts_repl_leader_client_address(struct ts_repl *r)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+    if (r->raft_stopping)
+        return "";
+    raft_leader(&r->raft, &id, &addr);
+    if (!addr || !id)
+        return "";
+    if (id == r->raft.id)
+        return r->client_address;
+    if (ts_raft_tls_split_address(addr, NULL, 0, r->leader_client, sizeof(r->leader_client)) !=
+        TS_OK)
+        return "";
+    return r->leader_client;
+}
+
+uint64_t ts_repl_leader_id(const struct ts_repl *r)
+{
+    raft_id id = 0;
+    const char *addr = NULL;
+    if (r->raft_stopping)
+        return 0;
+    raft_leader((struct raft *)&r->raft, &id, &addr);
+    return id;
+}
+
+int ts_repl_is_member(const struct ts_repl *r)
+{
+    for (unsigned i = 0; i < r->raft.configuration.n; i++)
+        if (r->raft.configuration.servers[i].id == r->raft.id)
+            return 1;
+    return 0;
+}
+
+static int cmp_node(const void *a, const void *b)
+{
+    const struct ts_repl_node *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int ts_repl_nodes(const struct ts_repl *r, struct ts_repl_node **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    const struct raft_configuration *c = &r->raft.configuration;
+    if (r->raft_stopping || c->n == 0)
+        return TS_OK;
+    struct ts_repl_node *v = calloc(c->n, sizeof(*v));
+    if (!v)
+        return TS_E_NOMEM;
+    uint64_t leader = ts_repl_leader_id(r);
+    for (unsigned i = 0; i < c->n; i++) {
+        const struct raft_server *s = &c->servers[i];
+        v[i].id = s->id;
+        if (ts_raft_tls_split_address(s->address, v[i].raft_address, sizeof(v[i].raft_address),
+                                      v[i].client_address, sizeof(v[i].client_address)) != TS_OK)
+            snprintf(v[i].raft_address, sizeof(v[i].raft_address), "%s", s->address);
+        if (s->id == r->raft.id && !v[i].client_address[0])
+            snprintf(v[i].client_address, sizeof(v[i].client_address), "%s", r->client_address);
+        v[i].role = s->role == RAFT_VOTER     ? TS_REPL_VOTER
+                    : s->role == RAFT_STANDBY ? TS_REPL_STANDBY
+                                              : TS_REPL_SPARE;
+        v[i].is_leader = s->id == leader;
+    }
+    qsort(v, c->n, sizeof(*v), cmp_node);
+    *out = v;
+    *n = c->n;
+    return TS_OK;
+}
+
+/* ---- membership ------------------------------------------------------ */
+
+static int change_err(int rv)
+{
+    switch (rv) {
+    case 0:
+        return TS_OK;
+    case RAFT_NOTLEADER:
+        return TS_E_NOT_LEADER;
+    case RAFT_BADID:
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+    case RAFT_BADROLE:
+        return TS_E_INVALID_ARGUMENT;
+    case RAFT_NOMEM:
+        return TS_E_NOMEM;
+    default: /* CANTCHANGE, LEADERSHIPLOST, NOCONNECTION (no catch-up), SHUTDOWN */
+        return TS_E_UNAVAILABLE;
+    }
+}
+
+/* Ends the change: its callback runs from the loop (kick), never from
+ * inside a raft callback or a ts_repl_* call. */
+static void mop_finish(struct ts_repl *r, int status)
+{
+    struct repl_mop *m = r->mop;
+    r->mop = NULL;
+    TS_INFO("event=repl_membership_done dir=%s node=%llu result=%s", r->dir,
+            (unsigned long long)m->id, ts_err_name(status));
+    if (m->cb)
+        m->cb(m->arg, status);
+    free(m->address);
+    free(m);
+}
+
+static void mop_step(struct ts_repl *r);
+
+static void on_kick(uv_timer_t *h)
+{
+    struct ts_repl *r = h->data;
+    if (r->mop && !r->mop->raft_pending)
+        mop_step(r);
+}
+
+static void on_change(struct raft_change *req, int status)
+{
+    struct ts_repl *r = req->data;
+    if (!r->mop || !r->mop->raft_pending)
+        return;
+    r->mop->raft_pending = 0;
+    r->mop->status = change_err(status);
+    uv_timer_start(&r->kick, on_kick, 0, 0);
+}
+
+static void on_probe(void *arg, int status)
+{
+    struct ts_repl *r = arg;
+    if (!r->mop)
+        return;
+    if (status == TS_E_TLS) {
+        TS_WARN("event=repl_join_refused dir=%s node=%llu addr=%s reason=\"mutual TLS failed\"",
+                r->dir, (unsigned long long)r->mop->id, r->mop->address);
+        status = TS_E_FORBIDDEN;
+    } else if (status == TS_E_TIMEOUT) {
+        status = TS_E_IO;
+    }
+    r->mop->status = status;
+    uv_timer_start(&r->kick, on_kick, 0, 0);
+}
+
+static const struct raft_server *find_server(struct ts_repl *r, uint64_t id)
+{
+    for (unsigned i = 0; i < r->raft.configuration.n; i++)
+        if (r->raft.configuration.servers[i].id == id)
+            return &r->raft.configuration.servers[i];
+    return NULL;
+}
+
+/* Runs the next step once the previous one ended with TS_OK. */
+static void mop_step(struct ts_repl *r)
+{
+    struct repl_mop *m = r->mop;
+    if (m->status != TS_OK) {
+        mop_finish(r, m->status);
+        return;
+    }
+    if (r->closing || r->failed || r->raft_stopping) {
+        mop_finish(r, TS_E_UNAVAILABLE);
+        return;
+    }
+    if (m->stage == MOP_DONE) {
+        mop_finish(r, TS_OK);
+        return;
+    }
+    if (raft_state(&r->raft) != RAFT_LEADER) {
+        mop_finish(r, TS_E_NOT_LEADER);
+        return;
+    }
+    const struct raft_server *srv = find_server(r, m->id);
+    int rv = 0;
+    m->change.data = r;
+    if (m->stage == MOP_PROBE) {
+        if (srv && srv->role == RAFT_VOTER) {
+            mop_finish(r, TS_OK); /* already joined */
+            return;
+        }
+        m->stage = srv ? MOP_ASSIGN : MOP_ADD;
+    }
+    switch (m->stage) {
+    case MOP_ADD:
+        TS_INFO("event=repl_add dir=%s node=%llu addr=%s role=spare", r->dir,
+                (unsigned long long)m->id, m->address);
+        rv = raft_add(&r->raft, &m->change, m->id, m->address, on_change);
+        m->stage = MOP_ASSIGN;
+        break;
+    case MOP_ASSIGN:
+        /* libraft replicates to the node in rounds and commits the new
+         * role only once the node is caught up (or gives up: NOCONNECTION). */
+        TS_INFO("event=repl_assign dir=%s node=%llu role=voter", r->dir, (unsigned long long)m->id);
+        rv = raft_assign(&r->raft, &m->change, m->id, RAFT_VOTER, on_change);
+        m->stage = MOP_DONE;
+        break;
+    case MOP_REMOVE:
+        if (!srv) {
+            mop_finish(r, TS_OK);
+            return;
+        }
+        TS_INFO("event=repl_remove dir=%s node=%llu", r->dir, (unsigned long long)m->id);
+        rv = raft_remove(&r->raft, &m->change, m->id, on_change);
+        m->stage = MOP_DONE;
+        break;
+    default:
+        break;
+    }
+    if (rv != 0) {
+        TS_WARN("event=repl_membership_failed dir=%s node=%llu err=%s msg=\"%s\"", r->dir,
+                (unsigned long long)m->id, raft_strerror(rv), raft_errmsg(&r->raft));
+        mop_finish(r, change_err(rv));
+        return;
+    }
+    m->raft_pending = 1;
+}
+
+static int mop_begin(struct ts_repl *r, uint64_t id, ts_repl_change_cb cb, void *arg,
+                     struct repl_mop **out)
+{
+    if (r->closing || r->failed || r->raft_stopping)
+        return TS_E_UNAVAILABLE;
+    if (raft_state(&r->raft) != RAFT_LEADER)
+        return TS_E_NOT_LEADER;
+    if (r->mop)
+        return TS_E_UNAVAILABLE;
+    if (id == 0)
+        return TS_E_INVALID_ARGUMENT;
+    struct repl_mop *m = calloc(1, sizeof(*m));
+    if (!m)
+        return TS_E_NOMEM;
+    m->id = id;
+    m->cb = cb;
+    m->arg = arg;
+    *out = m;
+    return TS_OK;
+}
+
+int ts_repl_join(struct ts_repl *r, uint64_t id, const char *raft_address,
+                 const char *client_address, ts_repl_change_cb cb, void *arg)
+{
+    struct repl_mop *m;
+    if (!raft_address || !client_address || strchr(raft_address, ',') ||
+        strchr(client_address, ','))
+        return TS_E_INVALID_ARGUMENT;
+    size_t alen = strlen(raft_address) + strlen(client_address) + 2;
+    if (alen > TS_RAFT_TLS_ADDR_MAX)
+        return TS_E_INVALID_ARGUMENT;
+    char *address = malloc(alen);
+    if (!address)
+        return TS_E_NOMEM;
+    size_t rlen = strlen(raft_address);
+    memcpy(address, raft_address, rlen);
+    address[rlen] = ',';
+    memcpy(address + rlen + 1, client_address, strlen(client_address) + 1);
+    if (ts_raft_tls_split_address(address, NULL, 0, NULL, 0) != TS_OK) {
+        free(address);
+        return TS_E_INVALID_ARGUMENT;
+    }
+    const struct raft_server *known = find_server(r, id);
+    if (known && strcmp(known->address, address) != 0) {
+        free(address);
+        return TS_E_INVALID_ARGUMENT;
+    }
+    for (unsigned i = 0; !known && i < r->raft.configuration.n; i++) {
+        char other[TS_RAFT_TLS_ADDR_MAX + 1];
+        if (ts_raft_tls_split_address(r->raft.configuration.servers[i].address, other,
+                                      sizeof(other), NULL, 0) == TS_OK &&
+            strcmp(other, raft_address) == 0) {
+            free(address);
+            return TS_E_INVALID_ARGUMENT;
+        }
+    }
+    int rc = mop_begin(r, id, cb, arg, &m);
+    if (rc != TS_OK) {
+        free(address);
+        return rc;
+    }
+    m->address = address;
+    m->stage = MOP_PROBE;
+    r->mop = m;
+    TS_INFO("event=repl_join dir=%s node=%llu addr=%s", r->dir, (unsigned long long)id, address);
+    if (r->tls) {
+        rc = ts_raft_tls_probe(&r->transport, address, on_probe, r);
+        if (rc != TS_OK) {
+            r->mop = NULL;
+            free(m->address);
+            free(m);
+            return rc;
+        }
+    } else {
+        uv_timer_start(&r->kick, on_kick, 0, 0);
+    }
+    return TS_OK;
+}
+
+int ts_repl_remove(struct ts_repl *r, uint64_t id, ts_repl_change_cb cb, void *arg)
+{
+    struct repl_mop *m;
+    if (raft_state(&r->raft) == RAFT_LEADER && id == r->raft.id)
+        return TS_E_INVALID_ARGUMENT;
+    if (raft_state(&r->raft) == RAFT_LEADER && !find_server(r, id))
+        return TS_E_NOT_FOUND;
+    int rc = mop_begin(r, id, cb, arg, &m);
+    if (rc != TS_OK)
+        return rc;
+    m->stage = MOP_REMOVE;
+    r->mop = m;
+    uv_timer_start(&r->kick, on_kick, 0, 0);
+    return TS_OK;
 }
 
 void ts_repl_get_status(const struct ts_repl *r, struct ts_repl_status *out)
@@ -841,20 +1288,27 @@ static int seed_write(struct ts_repl *r, uv_loop_t *loop, uint64_t node_id, uint
     return TS_OK;
 }
 
-int ts_repl_seed_snapshot(const char *dir, uint64_t node_id, const char *raft_address,
-                          uint64_t last_index, const uint8_t *fsm_bytes, size_t len)
+int ts_repl_seed_snapshot(const struct ts_repl_config *cfg, uint64_t last_index,
+                          const uint8_t *fsm_bytes, size_t len)
 {
-    if (!dir || !*dir || !raft_address || !*raft_address || node_id == 0 || last_index == 0)
+    if (!cfg->data_dir || !*cfg->data_dir || !cfg->raft_address || !*cfg->raft_address ||
+        cfg->node_id == 0 || last_index == 0)
         return TS_E_CONFIG;
+    const char *dir = cfg->data_dir;
+    uint64_t node_id = cfg->node_id;
     struct ts_repl *r = calloc(1, sizeof(*r));
     if (!r)
         return TS_E_NOMEM;
     r->lock_fd = -1;
     r->dir = strdup(dir);
-    r->address = strdup(raft_address);
+    r->address = repl_address(cfg);
     if (!r->dir || !r->address) {
         repl_free(r);
         return TS_E_NOMEM;
+    }
+    if (repl_address_bad(cfg, r->address)) {
+        repl_free(r);
+        return TS_E_CONFIG;
     }
     int rc = repl_lock(r);
     if (rc != TS_OK) {
@@ -872,7 +1326,8 @@ int ts_repl_seed_snapshot(const char *dir, uint64_t node_id, const char *raft_ad
         return TS_E_IO;
     }
     r->loop = &loop;
-    rc = repl_transport_init(r);
+    /* The io needs a transport, but nothing is sent: the stock one will do. */
+    rc = raft_uv_tcp_init(&r->transport, &loop) == 0 ? TS_OK : TS_E_NOMEM;
     int io_ready = 0;
     if (rc == TS_OK) {
         int rv = raft_uv_init(&r->io, &loop, r->dir, &r->transport);

@@ -23,6 +23,19 @@
  *     when close cancels a leader's in-flight append), and raft's close
  *     callback, which 0.15 may fire twice (canonical/raft#341), is absorbed.
  *
+ * Cluster: raft's transport is ts_raft_tls (mutual TLS with the cluster CA)
+ * whenever a certificate is configured. A node's raft address, as stored in
+ * raft's configuration, is "RAFT_HOST:PORT,CLIENT_HOST:PORT": every node
+ * learns every node's client address (for NOT_LEADER answers and the
+ * Cluster listing) from the configuration itself, without a store change.
+ * Membership follows dqlite: a node is added as a spare (raft_add), then
+ * promoted to voter (raft_assign), which libraft does only once the node
+ * has caught up with the log; before adding, the leader dials the new node
+ * over the mTLS transport (a probe), so a node whose certificate the
+ * cluster does not accept is refused up front. One membership change runs
+ * at a time. On close, a leader first hands leadership to another voter
+ * (raft_transfer), bounded by transfer_ms.
+ *
  * Data directory: raft's files (metadata1/2, segments, snapshot-*) plus
  * LOCK. The file system need not support O_DIRECT or kernel AIO: libraft
  * probes it and falls back to buffered writes + fdatasync on the thread
@@ -60,6 +73,13 @@ struct ts_repl_config {
     unsigned snapshot_threshold;  /* entries between snapshots, 0 = 8192 */
     unsigned snapshot_trailing;   /* entries kept after one, 0 = 2048 */
     unsigned max_inflight;        /* proposals awaiting apply, 0 = 4096 */
+    /* Cluster (all optional). client_address is carried in the raft
+     * address (see above). Without cert_file raft uses libraft's stock,
+     * unauthenticated TCP transport: for tests of one node only. */
+    const char *client_address;
+    const char *cert_file, *key_file, *ca_file;
+    int join;             /* first start: do not bootstrap, wait to be added */
+    unsigned transfer_ms; /* bound on the leadership transfer at close, 0 = 3000 */
 };
 
 /* Called once per proposal: status TS_OK with result filled by the fsm's
@@ -101,11 +121,58 @@ int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_re
                     void *arg);
 
 int ts_repl_is_leader(const struct ts_repl *r);
-/* The leader's raft address, "" when unknown. */
+/* The leader's raft address as configured ("RAFT,CLIENT" or "RAFT"), ""
+ * when unknown. */
 const char *ts_repl_leader_address(const struct ts_repl *r);
+/* The leader's client address, "" when no leader is known or its entry
+ * carries none. Points into r: valid until the next call. */
+const char *ts_repl_leader_client_address(struct ts_repl *r);
+/* The leader's id, 0 when unknown. */
+uint64_t ts_repl_leader_id(const struct ts_repl *r);
+/* 1 when this node is in the configuration it knows (a joining node is
+ * not, until the leader added it and it received the entry). */
+int ts_repl_is_member(const struct ts_repl *r);
 /* The index of the last entry given to fsm->apply or restored from a
  * snapshot (raft's own entries, e.g. configuration changes, do not move it). */
 uint64_t ts_repl_last_applied(const struct ts_repl *r);
+
+/* ---- membership (leader only) ---- */
+
+/* Called once with TS_OK, or TS_E_NOT_LEADER, TS_E_UNAVAILABLE (retry:
+ * leadership lost, another change in progress, the node did not catch up
+ * in time, closing), TS_E_FORBIDDEN (the node's raft endpoint failed mutual
+ * TLS: wrong CA, or not a node certificate), TS_E_INVALID_ARGUMENT, TS_E_IO
+ * (the node could not be reached). Never called synchronously. */
+typedef void (*ts_repl_change_cb)(void *arg, int status);
+
+/* Adds node id with raft_address and client_address (host:port each) as a
+ * spare, then promotes it to voter once it caught up. Joining again with
+ * the same id and addresses finishes an interrupted join (or succeeds at
+ * once for a voter). Errors returned directly (cb not called):
+ * TS_E_NOT_LEADER, TS_E_UNAVAILABLE (closing, or a change in progress),
+ * TS_E_INVALID_ARGUMENT (id 0, a bad address, the id known with other
+ * addresses, the raft address used by another id). */
+int ts_repl_join(struct ts_repl *r, uint64_t id, const char *raft_address,
+                 const char *client_address, ts_repl_change_cb cb, void *arg);
+
+/* Removes node id from the configuration. Direct errors as for join, plus
+ * TS_E_NOT_FOUND (unknown id) and TS_E_INVALID_ARGUMENT for the leader
+ * itself (stop it: it hands over leadership, then remove it). */
+int ts_repl_remove(struct ts_repl *r, uint64_t id, ts_repl_change_cb cb, void *arg);
+
+enum { TS_REPL_VOTER = 1, TS_REPL_STANDBY = 2, TS_REPL_SPARE = 3 }; /* = NodeRole */
+
+struct ts_repl_node {
+    uint64_t id;
+    char raft_address[256];
+    char client_address[256];
+    int role; /* TS_REPL_VOTER... */
+    int is_leader;
+};
+
+/* The configuration this node knows, in id order: *out is malloc'd (the
+ * caller frees it), *n its length (0 and NULL when empty). TS_E_NOMEM. */
+int ts_repl_nodes(const struct ts_repl *r, struct ts_repl_node **out, size_t *n);
 
 /* What operators watch (metrics, /healthz). */
 struct ts_repl_status {
@@ -122,20 +189,24 @@ struct ts_repl_status {
 /* Fills *out; all zero once raft is stopping. */
 void ts_repl_get_status(const struct ts_repl *r, struct ts_repl_status *out);
 
-/* Seeds a fresh raft directory with a snapshot of a state machine, so that a
- * node started on dir afterwards restores fsm_bytes (through fsm->restore,
- * with index last_index) and numbers new entries from last_index + 1: ids and
- * seqs stay monotonic across a backup and restore. The snapshot carries term
- * 1 and a configuration of this node alone (node_id at raft_address, a
- * voter); the metadata records term 1, so the node does not bootstrap.
- * dir is created when missing and locked for the duration; it must hold no
- * raft data (TS_E_EXISTS otherwise, nothing written). Blocks (a private
- * loop, fsyncs); for a start-up step, not for a running node. Errors:
- * TS_E_CONFIG, TS_E_EXISTS, TS_E_BUSY, TS_E_IO, TS_E_NOMEM, logged. */
-int ts_repl_seed_snapshot(const char *dir, uint64_t node_id, const char *raft_address,
-                          uint64_t last_index, const uint8_t *fsm_bytes, size_t len);
+/* Seeds a fresh raft directory (cfg->data_dir) with a snapshot of a state
+ * machine, so that ts_repl_start with the same cfg afterwards restores
+ * fsm_bytes (through fsm->restore, with index last_index) and numbers new
+ * entries from last_index + 1: ids and seqs stay monotonic across a backup
+ * and restore. The snapshot carries term 1 and a configuration of this node
+ * alone (cfg->node_id, a voter, at the address ts_repl_start gives raft:
+ * raft_address, with client_address on the TLS transport); the metadata
+ * records term 1, so the node does not bootstrap. Only data_dir, node_id,
+ * raft_address, client_address and cert_file are read. The directory is
+ * created when missing and locked for the duration; it must hold no raft
+ * data (TS_E_EXISTS otherwise, nothing written). Blocks (a private loop,
+ * fsyncs); a start-up step, not for a running node. Errors: TS_E_CONFIG,
+ * TS_E_EXISTS, TS_E_BUSY, TS_E_IO, TS_E_NOMEM, logged. */
+int ts_repl_seed_snapshot(const struct ts_repl_config *cfg, uint64_t last_index,
+                          const uint8_t *fsm_bytes, size_t len);
 
-/* Stops raft (deferred out of any raft callback); pending proposals get
+/* Stops raft (deferred out of any raft callback); a leader first transfers
+ * leadership to another voter (at most transfer_ms); pending proposals get
  * TS_E_UNAVAILABLE (or TS_OK if their entry was stored and applied while
  * closing); cb is called when everything is closed and freed, never from
  * inside ts_repl_close. Call once; r is invalid once cb runs. */

@@ -3,10 +3,13 @@
  * in which they start and stop:
  *
  *   start: data dir -> certificates and admin token (embedded defaults) ->
- *          tokens -> TLS context -> evlog, store, hub -> raft (replays the
- *          log into the store) -> client listener -> ticker
- *   stop:  listener and ticker -> sessions (unsubscribe now, close async)
- *          -> hub -> raft; the loop ends when the last handle closed.
+ *          tokens -> TLS context -> evlog, store, hub -> client socket bound
+ *          (its address goes into raft's) -> raft (replays the log into the
+ *          store) -> client listener -> ticker -> join (--join, first
+ *          start only)
+ *   stop:  join attempt, listener and ticker -> sessions (unsubscribe now,
+ *          close async) -> hub -> raft (a leader hands over leadership
+ *          first); the loop ends when the last handle closed.
  *
  * Everything runs on the one loop given at start; nothing here blocks except
  * the first-start file creation.
@@ -22,6 +25,8 @@
 #include "ts_file.h"
 #include "ts_frame.h"
 #include "ts_hub.h"
+#include "ts_join.h"
+#include "ts_limits.h"
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_server_int.h"
@@ -35,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define TICK_MS 1000 /* at most; less with short heartbeats */
 
@@ -75,11 +81,29 @@ static int fsm_restore(void *arg, uint64_t index, const uint8_t *buf, size_t len
     return rc;
 }
 
+/* A token was granted or revoked (here or, replicated, on another node):
+ * every open session re-checks its token now, so a revoked one is closed
+ * as this node applies the revocation. */
+static void recheck_sessions(struct ts_server *srv)
+{
+    uint64_t gen = ts_store_auth_generation(srv->store);
+    if (gen == srv->auth_gen)
+        return;
+    srv->auth_gen = gen;
+    struct ts_session *s = srv->sessions;
+    while (s) {
+        struct ts_session *next = ts_session_next(s);
+        ts_session_recheck_auth(s);
+        s = next;
+    }
+}
+
 static void on_applied(void *arg, uint64_t index)
 {
     struct ts_server *srv = arg;
     ts_stats_applied(srv->stats);
     ts_hub_notify(srv->hub);
+    recheck_sessions(srv);
 }
 
 static void on_restore(void *arg, uint64_t index)
@@ -89,6 +113,7 @@ static void on_restore(void *arg, uint64_t index)
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
     ts_stats_restored(srv->stats);
     ts_hub_notify(srv->hub);
+    recheck_sessions(srv);
 }
 
 /* ---- listener and ticker ---- */
@@ -124,7 +149,10 @@ static void on_tick(uv_timer_t *t)
     }
 }
 
-static int start_listener(struct ts_server *srv)
+/* Binds the client socket without listening yet: its address must be known
+ * before raft starts (it travels in the raft address), and no client may
+ * connect before raft is there to serve it. */
+static int bind_listener(struct ts_server *srv)
 {
     char host[256];
     uint16_t port;
@@ -139,16 +167,25 @@ static int start_listener(struct ts_server *srv)
     srv->listener.data = srv;
     srv->listener_open = 1;
     int r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
     if (r == 0)
-        r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+        r = uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
     if (r < 0) {
         TS_ERROR("event=listen_failed addr=%s error=%s", srv->cfg.listen, uv_strerror(r));
         return TS_E_IO;
     }
-    struct sockaddr_storage bound;
-    int blen = sizeof(bound);
-    uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&bound, &blen);
     ts_addr_format((struct sockaddr *)&bound, srv->bound, sizeof(srv->bound));
+    return TS_OK;
+}
+
+static int start_listening(struct ts_server *srv)
+{
+    int r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_connection);
+    if (r < 0) {
+        TS_ERROR("event=listen_failed addr=%s error=%s", srv->cfg.listen, uv_strerror(r));
+        return TS_E_IO;
+    }
     if (srv->addr_file) {
         char line[80];
         int n = snprintf(line, sizeof(line), "%s\n", srv->bound);
@@ -156,6 +193,35 @@ static int start_listener(struct ts_server *srv)
             TS_WARN("event=addr_file_failed path=%s", srv->addr_file);
     }
     TS_INFO("event=listen addr=%s node=%llu", srv->bound, (unsigned long long)srv->cfg.node_id);
+    return TS_OK;
+}
+
+static int start_join(struct ts_server *srv);
+/* ---- abuse limits ---- */
+
+static uint32_t limit_or(uint32_t v, uint32_t dflt)
+{
+    return v == TS_SERVER_UNLIMITED ? 0 : v ? v : dflt;
+}
+
+static int start_limits(struct ts_server *srv)
+{
+    const struct ts_server_config *c = &srv->cfg;
+    struct ts_limits_config lc = {
+        .author_burst = limit_or(c->rate_author_burst, TS_LIMITS_AUTHOR_BURST),
+        .author_window_ms = c->rate_author_window_ms,
+        .token_burst = limit_or(c->rate_token_burst, TS_LIMITS_TOKEN_BURST),
+        .token_window_ms = c->rate_token_window_ms,
+        .conns_per_addr = limit_or(c->max_conns_per_addr, TS_LIMITS_CONNS_PER_ADDR),
+    };
+    srv->limits = ts_limits_new(&lc);
+    if (!srv->limits)
+        return TS_E_NOMEM;
+    TS_INFO("event=limits author=%u/%ums token=%u/%ums conns_per_addr=%u premoderate=%d "
+            "edit_window_ms=%llu",
+            lc.author_burst, lc.author_window_ms ? lc.author_window_ms : TS_LIMITS_AUTHOR_WINDOW_MS,
+            lc.token_burst, lc.token_window_ms ? lc.token_window_ms : TS_LIMITS_TOKEN_WINDOW_MS,
+            lc.conns_per_addr, c->premoderate, (unsigned long long)c->edit_window_ms);
     return TS_OK;
 }
 
@@ -242,6 +308,9 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     srv->key_file = cfg->key_file ? strdup(cfg->key_file) : NULL;
     srv->tokens_file = cfg->tokens_file ? strdup(cfg->tokens_file) : join(srv->data_dir, "tokens");
     srv->addr_file = cfg->addr_file ? strdup(cfg->addr_file) : NULL;
+    srv->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : join(srv->data_dir, "ca.pem");
+    srv->join_token_file =
+        cfg->join_token_file ? strdup(cfg->join_token_file) : join(srv->data_dir, "admin.token");
     srv->metrics_listen = cfg->metrics_listen ? strdup(cfg->metrics_listen) : NULL;
     srv->restore_file = cfg->restore_file ? strdup(cfg->restore_file) : NULL;
     srv->cfg.data_dir = srv->data_dir;
@@ -263,13 +332,15 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         srv->cfg.heartbeat_ms = 10000;
     if (!srv->cfg.handshake_ms)
         srv->cfg.handshake_ms = 5000;
+    if (!srv->cfg.edit_window_ms)
+        srv->cfg.edit_window_ms = TS_SERVER_EDIT_WINDOW_MS;
     *out = NULL;
 
     int rc = TS_E_NOMEM;
     int fresh = 0;
     if (!srv->data_dir || !srv->listen || !srv->raft_listen || !srv->advertise ||
-        !srv->tokens_file || (cfg->metrics_listen && !srv->metrics_listen) ||
-        (cfg->restore_file && !srv->restore_file))
+        !srv->tokens_file || !srv->ca_file || !srv->join_token_file ||
+        (cfg->metrics_listen && !srv->metrics_listen) || (cfg->restore_file && !srv->restore_file))
         goto fail;
     if ((rc = ts_stats_new(srv, &srv->stats)) != TS_OK)
         goto fail;
@@ -278,18 +349,44 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         rc = TS_E_CONFIG;
         goto fail;
     }
+    if (srv->cfg.edit_window_ms > (uint64_t)TS_STORE_EDIT_WINDOW_MAX_MS) {
+        TS_ERROR("event=config_error key=edit_window_ms value=%llu max=%lld",
+                 (unsigned long long)srv->cfg.edit_window_ms, TS_STORE_EDIT_WINDOW_MAX_MS);
+        rc = TS_E_CONFIG;
+        goto fail;
+    }
     if ((rc = ensure_identity(srv, &fresh)) != TS_OK)
+        goto fail;
+    if ((rc = start_limits(srv)) != TS_OK)
         goto fail;
     rc = TS_E_NOMEM;
     if (!(srv->auth = ts_auth_new()) || (rc = ts_auth_load(srv->auth, srv->tokens_file)) != TS_OK)
         goto fail;
     if ((rc = ts_tls_server_ctx(srv->cert_file, srv->key_file, &srv->ssl_ctx)) != TS_OK)
         goto fail;
+    if (access(srv->ca_file, R_OK) != 0) {
+        TS_ERROR("event=config_error key=ca value=%s reason=\"raft's mutual TLS needs the "
+                 "cluster CA (--ca)\"",
+                 srv->ca_file);
+        rc = TS_E_CONFIG;
+        goto fail;
+    }
     struct ts_evlog_config ecfg = {cfg->evlog_max_events, cfg->evlog_max_bytes};
     if ((rc = ts_evlog_new(&ecfg, &srv->evlog)) != TS_OK ||
         (rc = ts_store_new(srv->evlog, &srv->store)) != TS_OK ||
         (rc = ts_hub_new(loop, srv->evlog, srv->store, &srv->hub)) != TS_OK)
         goto fail;
+
+    if ((rc = bind_listener(srv)) != TS_OK)
+        goto fail;
+    if (!cfg->advertise) { /* tell clients the port actually bound */
+        char *adv = strdup(srv->bound);
+        if (adv) {
+            free(srv->advertise);
+            srv->advertise = adv;
+            srv->cfg.advertise = adv;
+        }
+    }
 
     char *raft_dir = join(srv->data_dir, "raft");
     if (!raft_dir) {
@@ -303,31 +400,34 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         .snapshot_threshold = cfg->snapshot_threshold,
         .snapshot_trailing = cfg->snapshot_trailing,
         .max_inflight = cfg->max_inflight,
+        .election_timeout_ms = cfg->election_timeout_ms,
+        .client_address = srv->advertise,
+        .cert_file = srv->cert_file,
+        .key_file = srv->key_file,
+        .ca_file = srv->ca_file,
+        .join = cfg->join != NULL,
     };
     struct ts_repl_fsm fsm = {fsm_apply, fsm_snapshot, fsm_restore,
                               sizeof(struct ts_store_result), srv};
     struct ts_repl_hooks hooks = {on_applied, on_restore, srv};
     rc = TS_OK;
-    if (srv->restore_file)
-        rc = ts_backup_seed(srv->restore_file, raft_dir, srv->cfg.node_id, srv->raft_listen);
+    if (srv->restore_file && cfg->join) {
+        /* a restored node starts its own cluster; others join it */
+        TS_ERROR("event=config_error reason=\"--restore and --join exclude each other\"");
+        rc = TS_E_CONFIG;
+    } else if (srv->restore_file) {
+        rc = ts_backup_seed(srv->restore_file, &rcfg);
+    }
     if (rc == TS_OK)
         rc = ts_repl_start(loop, &rcfg, &fsm, &hooks, &srv->repl);
     free(raft_dir);
     if (rc != TS_OK)
         goto fail;
 
-    if ((rc = start_listener(srv)) != TS_OK)
+    if ((rc = start_listening(srv)) != TS_OK)
         goto fail;
     if ((rc = start_metrics(srv)) != TS_OK)
         goto fail;
-    if (!cfg->advertise) { /* tell clients the port actually bound */
-        char *adv = strdup(srv->bound);
-        if (adv) {
-            free(srv->advertise);
-            srv->advertise = adv;
-            srv->cfg.advertise = adv;
-        }
-    }
     uv_timer_init(loop, &srv->ticker);
     srv->ticker.data = srv;
     srv->ticker_open = 1;
@@ -335,6 +435,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     uv_timer_start(&srv->ticker, on_tick, tick, tick);
     if (fresh)
         print_first_start(srv);
+    if (cfg->join && (rc = start_join(srv)) != TS_OK)
+        goto fail;
     TS_INFO("event=started node=%llu data_dir=%s threads=%zu comments=%zu last_seq=%llu",
             (unsigned long long)srv->cfg.node_id, srv->data_dir,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store),
@@ -386,6 +488,59 @@ int ts_server_reload(struct ts_server *srv, const struct ts_server_config *cfg)
     return rc;
 }
 
+/* ---- joining a cluster ---- */
+
+static void on_joined(void *arg, int status)
+{
+    struct ts_server *srv = arg;
+    srv->join = NULL;
+    if (status == TS_OK) {
+        TS_INFO("event=cluster_joined node=%llu", (unsigned long long)srv->cfg.node_id);
+        return;
+    }
+    TS_ERROR("event=join_failed node=%llu error=%s msg=\"stopping: this node is not part of "
+             "the cluster\"",
+             (unsigned long long)srv->cfg.node_id, ts_err_name(status));
+    srv->failed = 1;
+    ts_server_stop(srv);
+}
+
+static int start_join(struct ts_server *srv)
+{
+    if (ts_repl_is_member(srv->repl)) {
+        TS_INFO("event=join_skipped node=%llu reason=\"already a member\"",
+                (unsigned long long)srv->cfg.node_id);
+        return TS_OK;
+    }
+    char token[300] = "";
+    FILE *f = fopen(srv->join_token_file, "r");
+    if (!f || !fgets(token, sizeof(token), f)) {
+        TS_ERROR("event=config_error key=join_token_file value=%s reason=\"cannot read the admin "
+                 "token\"",
+                 srv->join_token_file);
+        if (f)
+            fclose(f);
+        return TS_E_CONFIG;
+    }
+    fclose(f);
+    token[strcspn(token, "\r\n")] = '\0';
+    int rc = ts_tls_client_ctx(srv->ca_file, srv->cert_file, srv->key_file, &srv->join_ctx);
+    if (rc != TS_OK)
+        return rc;
+    struct ts_join_config jc = {
+        .target = srv->cfg.join,
+        .token = token,
+        .node_id = srv->cfg.node_id,
+        .raft_address = srv->raft_listen,
+        .client_address = srv->advertise,
+        .ctx = srv->join_ctx,
+    };
+    rc = ts_join_start(srv->loop, &jc, on_joined, srv, &srv->join);
+    if (rc != TS_OK)
+        TS_ERROR("event=config_error key=join value=%s", srv->cfg.join);
+    return rc;
+}
+
 static void on_handle_closed(uv_handle_t *h)
 {
     (void)h;
@@ -408,6 +563,10 @@ void ts_server_stop(struct ts_server *srv)
     if (srv->stopping)
         return;
     srv->stopping = 1;
+    if (srv->join) {
+        ts_join_cancel(srv->join);
+        srv->join = NULL;
+    }
     if (srv->listener_open) {
         uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
         srv->listener_open = 0;
@@ -434,9 +593,14 @@ void ts_server_free(struct ts_server *srv)
     ts_store_free(srv->store);
     ts_evlog_free(srv->evlog);
     ts_auth_free(srv->auth);
+    ts_limits_free(srv->limits);
     ts_stats_free(srv->stats);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
+    if (srv->join_ctx)
+        SSL_CTX_free(srv->join_ctx);
+    free(srv->ca_file);
+    free(srv->join_token_file);
     free(srv->data_dir);
     free(srv->listen);
     free(srv->raft_listen);
@@ -453,4 +617,9 @@ void ts_server_free(struct ts_server *srv)
 const char *ts_server_address(const struct ts_server *srv)
 {
     return srv->bound;
+}
+
+int ts_server_failed(const struct ts_server *srv)
+{
+    return srv && srv->failed;
 }

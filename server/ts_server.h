@@ -34,6 +34,22 @@ struct ts_server_config {
     unsigned snapshot_threshold; /* 0 = ts_repl default */
     unsigned snapshot_trailing;
     unsigned max_inflight;
+    /* Cluster. The raft port runs mutual TLS with the node's certificate
+     * (cert_file, which must carry clientAuth and serverAuth) and ca_file. */
+    const char *ca_file;         /* cluster CA, default DATA/ca.pem */
+    const char *join;            /* first start: join through this member's client address */
+    const char *join_token_file; /* admin token for the join, default DATA/admin.token */
+    unsigned election_timeout_ms; /* 0 = ts_repl default */
+    /* Moderation and abuse limits (PROTOCOL.md sections 4 and 5). For the
+     * numbers 0 means the default shown; TS_SERVER_UNLIMITED turns a limit
+     * off. */
+    int premoderate;                /* every new comment starts PENDING */
+    uint64_t edit_window_ms;        /* authors' Edit/Delete; 900000, at most 24 h */
+    uint32_t rate_author_burst;     /* posts per author per window: 10 */
+    uint32_t rate_author_window_ms; /* 10000 */
+    uint32_t rate_token_burst;      /* posts per token per window: 100 */
+    uint32_t rate_token_window_ms;  /* 1000 */
+    uint32_t max_conns_per_addr;    /* open connections per source address: 64 */
     /* metrics HTTP listener (/metrics, /healthz): NULL = 127.0.0.1:7422,
      * where a failure to bind is logged and the node runs without; "" = off;
      * an address given must bind or the node does not start */
@@ -43,12 +59,16 @@ struct ts_server_config {
     const char *restore_file;
 };
 
+#define TS_SERVER_UNLIMITED UINT32_MAX
+#define TS_SERVER_EDIT_WINDOW_MS (15u * 60 * 1000)
+
 /* Starts a node on loop. On failure a log line says why, the shutdown has
  * begun, and *out is still set: the caller runs the loop until it returns
  * (handles close) and then calls ts_server_free(), as after a stop. */
 int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct ts_server **out);
 
-/* Begins an orderly shutdown; safe to call more than once. */
+/* Begins an orderly shutdown; safe to call more than once. A leader first
+ * hands leadership to another voter (bounded). */
 void ts_server_stop(struct ts_server *srv);
 
 /* Frees the server once the loop has returned. */
@@ -69,5 +89,9 @@ int ts_server_reload(struct ts_server *srv, const struct ts_server_config *cfg);
 
 /* The bound client address ("127.0.0.1:7420"). */
 const char *ts_server_address(const struct ts_server *srv);
+
+/* 1 when the node stopped because of an error after a successful start
+ * (a join that was refused or timed out): the process should exit non-zero. */
+int ts_server_failed(const struct ts_server *srv);
 
 #endif

@@ -15,6 +15,8 @@
 struct ts_auth;
 struct ts_evlog;
 struct ts_hub;
+struct ts_join;
+struct ts_limits;
 struct ts_repl;
 struct ts_session;
 struct ts_stats;
@@ -24,7 +26,7 @@ struct ts_server {
     uv_loop_t *loop;
     struct ts_server_config cfg; /* strings point into owned copies below */
     char *data_dir, *listen, *raft_listen, *advertise, *cert_file, *key_file, *tokens_file,
-        *addr_file, *metrics_listen, *restore_file;
+        *addr_file, *ca_file, *join_token_file, *metrics_listen, *restore_file;
     char bound[64];
 
     SSL_CTX *ssl_ctx;
@@ -33,6 +35,10 @@ struct ts_server {
     struct ts_store *store;
     struct ts_hub *hub;
     struct ts_repl *repl;
+    struct ts_join *join;
+    SSL_CTX *join_ctx;
+    struct ts_limits *limits; /* node-local rate and connection limits */
+    uint64_t auth_gen;        /* ts_store_auth_generation sessions were checked at */
     struct ts_stats *stats; /* metrics and /healthz (ts_stats.c) */
 
     uv_tcp_t listener;
@@ -43,6 +49,7 @@ struct ts_server {
     size_t n_sessions;
     uint64_t next_conn_id;
     int stopping;
+    int failed;         /* stopped by an error after start (ts_server_failed) */
     int pending_closes; /* handles and modules whose close callback is due */
 };
 

@@ -30,6 +30,12 @@ int ts_session_accept(struct ts_server *srv, uv_stream_t *listener, SSL_CTX *ctx
  * deadline, heartbeat Ping, dropping peers silent for 3 intervals. */
 void ts_session_tick(struct ts_session *s, uint64_t now_ms);
 
+/* Checks the session's token again (tokens file and replicated table): a
+ * revoked or removed token's connection is closed (Error UNAUTHENTICATED),
+ * a changed role takes effect. The server calls it on every session when
+ * the token table changes; requests do it themselves. */
+void ts_session_recheck_auth(struct ts_session *s);
+
 /* Starts closing: the session is freed later, from its connection's
  * on_close. err is logged and decides the close reason. */
 void ts_session_close(struct ts_session *s, int err);

@@ -15,6 +15,14 @@
  * first post's result (same comment id and seq) and changes nothing. Keys
  * are retained for TS_STORE_IDEMPOTENCY_RETENTION_MS of command time after
  * their first use, then forgotten (a retry days later makes a new comment).
+ * The entry also keeps the SHA-256 of the comment's edit key (made by the
+ * leader; the store never sees a plain secret), so authors' edits are
+ * possible for at most that long. "Changes nothing" holds for the comment;
+ * the retry's new key hash replaces the first (PROTOCOL.md, Post).
+ *
+ * Besides threads and comments the state holds the replicated token table
+ * (grants and revoked names, hashes only) and the bans in force; both go
+ * into snapshots and the digest.
  *
  * Reads return views: protobuf-c structs whose strings point into the store.
  * A view is valid until the next ts_store_apply() or ts_store_restore(); the
@@ -30,33 +38,63 @@
 #include <stdint.h>
 
 #include "threadsync.pb-c.h"
+#include "threadsync_state.pb-c.h"
 
 #define TS_STORE_IDEMPOTENCY_RETENTION_MS (24LL * 3600 * 1000)
+/* An edit key's hash is kept in its post's idempotency entry, so no edit
+ * window can be longer than that entry lives. */
+#define TS_STORE_EDIT_WINDOW_MAX_MS TS_STORE_IDEMPOTENCY_RETENTION_MS
+#define TS_STORE_BAN_MAX_MS (10LL * 365 * 24 * 3600 * 1000)
+#define TS_STORE_HASH_LEN 32 /* SHA-256 */
+#define TS_STORE_NAME_MAX 64 /* token names, as ts_auth's */
 
 struct ts_store;
 struct ts_evlog;
 
 struct ts_store_result {
-    int status;          /* TS_OK or the rejection (NOT_FOUND, THREAD_LOCKED,
-                            INVALID_ARGUMENT, BAD_FRAME for an undecodable payload) */
-    const char *field;   /* static field name for INVALID_ARGUMENT / NOT_FOUND */
-    uint64_t seq;        /* seq of the event that carried the change (the
-                            original one for a repeated idempotency key) */
+    int status;        /* TS_OK or the rejection (NOT_FOUND, THREAD_LOCKED,
+                          INVALID_ARGUMENT, BAD_FRAME for an undecodable payload) */
+    const char *field; /* static field name for INVALID_ARGUMENT / NOT_FOUND */
+    uint64_t seq;      /* seq of the event that carried the change (the
+                          original one for a repeated idempotency key) */
     uint64_t thread_id;
     uint64_t comment_id;
     int comment_status;  /* Threadsync__Status of the new comment */
+    int changed;         /* 0: the command asked for what was already there (a
+                            retry); nothing changed, no event, seq 0 for
+                            comment and thread changes */
+    int64_t until_ms;    /* BanAuthor: the ban's end, 0 when lifted */
+    const char *message; /* static human text for a rejection, or NULL */
 };
 
 /* log is borrowed: events are appended to it on every change. */
 int ts_store_new(struct ts_evlog *log, struct ts_store **out);
 void ts_store_free(struct ts_store *s);
 
+/* Packs a command the caller built (request_ids of wire messages in it
+ * cleared, secrets only as hashes). *out is malloc'd; the caller frees it. */
+int ts_store_encode(const Threadsync__State__Command *cmd, uint8_t **out, size_t *len);
+
 /* Builds the payload for a Post command (request_id cleared). *out is
  * malloc'd; the caller frees it. */
-int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t **out,
-                         size_t *len);
+int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t **out, size_t *len);
 
 /* Applies one log entry. index must exceed every index applied before.
+ * Commands (threadsync_state.proto; PROTOCOL.md sections 4 and 8):
+ *   - Post: a new comment, VISIBLE, or PENDING when the command says
+ *     premoderate or the thread is pre-moderated (unless trusted); refused
+ *     FORBIDDEN (field author_email / author_name) while its author is
+ *     banned; the edit key's hash is kept with the idempotency entry;
+ *   - CommentChange: a moderator's approve / hide / unhide / delete / edit,
+ *     or its author's edit / delete with the edit key's hash within the
+ *     edit window (FORBIDDEN, field edit_key, otherwise). A transition that
+ *     makes no sense is INVALID_ARGUMENT, field status; one to the state
+ *     already there changes nothing (changed 0). Each change bumps the
+ *     comment's and the thread's version and appends one event with both;
+ *     DELETE erases name, e-mail and body (a tombstone);
+ *   - ModerateThread: lock / unlock / pre-moderation, one event;
+ *   - BanAuthor, TokenGrant, TokenRevoke: tables, no event.
+ * Moderators' changes record the command's actor as moderated_by.
  * Returns TS_OK (with *res filled, res->status saying what happened) or
  * TS_E_NOMEM, after which the store must not be used. */
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
@@ -100,5 +138,54 @@ int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len);
  * id order, idempotency table excluded), hex, into out[65]. Replicas and
  * restarts compare it. */
 void ts_store_digest(const struct ts_store *s, char out[65]);
+
+/* ---- moderation, bans and tokens ---- */
+
+/* 1 when a Post with this idempotency key would be answered from the
+ * table (a retry, which limits should not count twice). */
+int ts_store_idempotency_known(const struct ts_store *s, const char *key);
+
+/* 1 when a post by (author_name, author_email) is refused at now_ms by a
+ * ban; *until_ms (may be NULL) is its end, *field (may be NULL) the field
+ * that matched ("author_email" or "author_name"). */
+int ts_store_banned(const struct ts_store *s, const char *author_name, const char *author_email,
+                    int64_t now_ms, int64_t *until_ms, const char **field);
+
+/* The PENDING comments (of thread_id, or all when 0) with id > after_id, in
+ * id order: up to limit views into out[0..limit) (full view), *n of them;
+ * *more when there are further ones. TS_E_NOMEM. */
+int ts_store_pending(const struct ts_store *s, uint64_t thread_id, uint64_t after_id, size_t limit,
+                     Threadsync__Comment *out, size_t *n, int *more);
+
+enum { TS_STORE_TOKEN_NONE = 0, TS_STORE_TOKEN_ACTIVE, TS_STORE_TOKEN_REVOKED };
+
+/* Whether name is a replicated token, a revoked name (tokens-file names
+ * included), or unknown to the replicated table. */
+int ts_store_token_state(const struct ts_store *s, const char *name);
+
+/* Looks a token's SHA-256 up among the active replicated tokens: TS_OK with
+ * *role and *name (pointing into the store: valid until the next apply or
+ * restore; either may be NULL), or TS_E_UNAUTHENTICATED. Constant time per
+ * entry. */
+int ts_store_token_check(const struct ts_store *s, const uint8_t hash[TS_STORE_HASH_LEN], int *role,
+                         const char **name);
+
+struct ts_store_token {
+    const char *name;
+    int role; /* 0 for a revoked tokens-file name */
+    int64_t created_at_ms;
+    const char *created_by;
+    int revoked;
+    int has_secret; /* 0: a revoked tokens-file name */
+};
+
+/* Visits the replicated table in name order; stops when cb returns non-zero
+ * and returns that. */
+int ts_store_foreach_token(const struct ts_store *s,
+                           int (*cb)(void *arg, const struct ts_store_token *t), void *arg);
+
+/* Changes whenever the token table may have changed (grant, revoke,
+ * restore): the server rechecks open sessions when it moves. */
+uint64_t ts_store_auth_generation(const struct ts_store *s);
 
 #endif

@@ -8,9 +8,13 @@
 
 #include "threadsync.pb-c.h"
 
-/* Turns a comment view into its public form in place: no e-mail ever, and
- * no body or author name unless the comment is VISIBLE. Strings are only
- * re-pointed at "", never freed: works on store views and copies alike. */
+/* Turns a comment view into its public form in place: no e-mail and no
+ * moderated_by ever, and no body or author name unless the comment is
+ * VISIBLE. Strings are only re-pointed at "", never freed: works on store
+ * views and copies alike. */
 void ts_view_public_comment(Threadsync__Comment *c);
+
+/* The same for a thread: no moderated_by. */
+void ts_view_public_thread(Threadsync__Thread *t);
 
 #endif

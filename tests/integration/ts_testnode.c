@@ -119,6 +119,12 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
     argv[a++] = addr_file;
     argv[a++] = "--raft-listen";
     argv[a++] = raft;
+    /* Post-rate limits off: tests post in bursts. A test that wants them
+     * passes --rate-author / --rate-token in extra, which come later and win. */
+    argv[a++] = "--rate-author";
+    argv[a++] = "off";
+    argv[a++] = "--rate-token";
+    argv[a++] = "off";
     argv[a++] = "--metrics-listen"; /* exercised, never on a fixed port; extra may override */
     argv[a++] = "127.0.0.1:0";
     if (!n->embedded) {
@@ -131,6 +137,24 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
     } else {
         argv[a++] = "--listen";
         argv[a++] = n->addr[0] ? n->addr : "127.0.0.1:0";
+    }
+    char node_id[24];
+    if (n->cert[0]) {
+        snprintf(node_id, sizeof(node_id), "%llu", (unsigned long long)n->node_id);
+        argv[a++] = "--cert";
+        argv[a++] = n->cert;
+        argv[a++] = "--key";
+        argv[a++] = n->key;
+        argv[a++] = "--ca";
+        argv[a++] = n->ca;
+        argv[a++] = "--node-id";
+        argv[a++] = node_id;
+        if (n->join[0]) {
+            argv[a++] = "--join";
+            argv[a++] = n->join;
+            argv[a++] = "--join-token-file";
+            argv[a++] = n->token_file;
+        }
     }
     for (size_t i = 0; extra && extra[i] && a < 62; i++)
         argv[a++] = extra[i];
@@ -146,6 +170,10 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
             _exit(127);
         if (chdir(n->dir) != 0)
             _exit(127);
+        /* The test ignores SIGPIPE, and an ignored signal stays ignored
+         * across exec: give the node the disposition it gets in real life,
+         * so a write to a closed peer that kills it shows here too. */
+        signal(SIGPIPE, SIG_DFL);
         /* A small ASan quarantine, so RSS tracks live memory in the tests
          * that measure it; leak detection stays on. */
         char asan[512];
@@ -203,6 +231,60 @@ int ts_testnode_start(struct ts_testnode *n, const char *const *extra)
     if (write_tokens(n) != 0)
         return TS_E_IO;
     snprintf(n->ca, sizeof(n->ca), "%s/ca.pem", n->data_dir);
+    return spawn(n, extra);
+}
+
+int ts_test_gen_certs(const char *dir, const char *const *names)
+{
+    const char *argv[64];
+    size_t a = 0;
+    argv[a++] = "/bin/bash";
+    argv[a++] = TS_GEN_CERTS_PATH;
+    argv[a++] = dir;
+    for (size_t i = 0; names[i] && a < 60; i++) {
+        argv[a++] = "--node";
+        argv[a++] = names[i];
+        argv[a++] = "127.0.0.1";
+    }
+    argv[a] = NULL;
+    return ts_test_run(argv, NULL, NULL, NULL) == 0 ? TS_OK : TS_E_IO;
+}
+
+int ts_testnode_start_member(struct ts_testnode *n, const struct ts_testnode *first,
+                             const char *cert_dir, const char *name, uint64_t node_id,
+                             const char *const *extra)
+{
+    int rc = prepare(n);
+    if (rc != TS_OK)
+        return rc;
+    if (first) {
+        /* one token table for the whole cluster */
+        char *text = NULL;
+        const char *cat[] = {"/bin/cat", first->tokens, NULL};
+        if (ts_test_run(cat, NULL, NULL, &text) != 0 || !text) {
+            free(text);
+            return TS_E_IO;
+        }
+        char tok_line[100];
+        snprintf(tok_line, sizeof(tok_line), "%s\n", first->admin_token);
+        rc = TS_OK;
+        if (write_file(n->tokens, text, 0600) != 0 || write_file(n->token_file, tok_line, 0600) != 0)
+            rc = TS_E_IO;
+        free(text);
+        if (rc != TS_OK)
+            return rc;
+        memcpy(n->admin_token, first->admin_token, sizeof(n->admin_token));
+        memcpy(n->moderator_token, first->moderator_token, sizeof(n->moderator_token));
+        memcpy(n->poster_token, first->poster_token, sizeof(n->poster_token));
+        memcpy(n->reader_token, first->reader_token, sizeof(n->reader_token));
+        snprintf(n->join, sizeof(n->join), "%s", first->addr);
+    } else if (write_tokens(n) != 0) {
+        return TS_E_IO;
+    }
+    n->node_id = node_id;
+    snprintf(n->ca, sizeof(n->ca), "%s/ca.pem", cert_dir);
+    snprintf(n->cert, sizeof(n->cert), "%s/%s.pem", cert_dir, name);
+    snprintf(n->key, sizeof(n->key), "%s/%s.key", cert_dir, name);
     return spawn(n, extra);
 }
 

@@ -11,6 +11,14 @@
  * Tokens: the harness writes a tokens file with one token per role
  * (admin/moderator/poster/reader, values in the struct) and passes --tokens,
  * unless the node is started with embedded defaults (ts_testnode_start_default).
+ *
+ * Clusters: ts_test_gen_certs() makes a CA and node certificates with
+ * deploy/gen-certs.sh; ts_testnode_start_member() starts a node with one of
+ * them (--cert/--key/--ca, --node-id), either as the first node (it
+ * bootstraps) or joining through another member (--join), sharing that
+ * member's tokens so every token works on every node.
+ * Post-rate limits are off (--rate-author off --rate-token off) because
+ * tests post in bursts; a test's extra flags come after and override that.
  */
 #ifndef TS_TESTNODE_H
 #define TS_TESTNODE_H
@@ -32,6 +40,10 @@ struct ts_testnode {
     uint16_t raft_port;
     pid_t pid;
     int embedded; /* started with embedded defaults only */
+    /* cluster members only (ts_testnode_start_member) */
+    uint64_t node_id;
+    char cert[384], key[384];
+    char join[64]; /* client address joined through, "" for the first node */
 };
 
 /* Starts a node in a new scratch dir. extra: NULL-terminated extra flags
@@ -41,6 +53,21 @@ int ts_testnode_start(struct ts_testnode *n, const char *const *extra);
 /* Starts threadsyncd with no token or certificate flags, cwd = scratch dir,
  * so it creates the embedded defaults in dir/threadsync-data. */
 int ts_testnode_start_default(struct ts_testnode *n);
+
+/* Runs deploy/gen-certs.sh: DIR/ca.pem, and DIR/NAME.pem + NAME.key for
+ * each name (node certificates for 127.0.0.1), names NULL-terminated.
+ * TS_OK or TS_E_IO. */
+int ts_test_gen_certs(const char *dir, const char *const *names);
+
+/* Starts a cluster member with the node certificate NAME from cert_dir
+ * (cert_dir/ca.pem is its cluster CA and the CA clients verify it with).
+ * first NULL: a new cluster (bootstrap); else the node joins through
+ * first's client address, with first's tokens (admin token for the join).
+ * extra as for ts_testnode_start. TS_OK once the node listens (joining
+ * goes on in the background). */
+int ts_testnode_start_member(struct ts_testnode *n, const struct ts_testnode *first,
+                             const char *cert_dir, const char *name, uint64_t node_id,
+                             const char *const *extra);
 
 /* Starts the node again on the same directory and ports. */
 int ts_testnode_restart(struct ts_testnode *n, const char *const *extra);

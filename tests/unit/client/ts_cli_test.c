@@ -169,6 +169,39 @@ START_TEST(test_parse_watch)
 }
 END_TEST
 
+START_TEST(test_parse_mirror_verify)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(
+        PARSE(&o, err, "mirror", "--dir", "m", "--thread", "a", "--once", "--thread", "b"), TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_MIRROR);
+    ck_assert_str_eq(o.dir, "m");
+    ck_assert_uint_eq(o.n_threads, 2);
+    ck_assert_int_eq(o.once, 1);
+    ck_assert_int_eq(o.all, 0);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "--all", "verify", "--dir=v"), TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_VERIFY);
+    ck_assert_str_eq(o.dir, "v");
+    ck_assert_int_eq(o.all, 1);
+    ts_cli_opts_free(&o);
+    /* usage errors */
+    ck_assert_int_eq(PARSE(&o, err, "mirror"), TS_E_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err, "--dir"), "%s", err);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "mirror", "--dir", "m", "--all", "--thread", "a"),
+                     TS_E_INVALID_ARGUMENT);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "verify", "--dir", "m", "--once"), TS_E_INVALID_ARGUMENT);
+    ck_assert_msg(strstr(err, "--once"), "%s", err);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "watch", "--dir", "m"), TS_E_INVALID_ARGUMENT);
+    ts_cli_opts_free(&o);
+}
+END_TEST
+
 START_TEST(test_parse_help)
 {
     env_clear();
@@ -572,6 +605,173 @@ START_TEST(test_read_all_limit)
 }
 END_TEST
 
+/* ---- moderation, edit, delete, admin ------------------------------------------ */
+
+START_TEST(test_parse_moderation_commands)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    int rc = PARSE(&o, err, "moderate", "hide", "12");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_MODERATE);
+    ck_assert_int_eq(o.mod, TS_CLI_MOD_HIDE);
+    ck_assert_uint_eq(o.id, 12);
+    ts_cli_opts_free(&o);
+    rc = PARSE(&o, err, "moderate", "lock", "--thread", "site/a");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.mod, TS_CLI_MOD_LOCK);
+    ck_assert_str_eq(o.threads[0], "site/a");
+    ts_cli_opts_free(&o);
+    rc = PARSE(&o, err, "moderate", "queue");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.mod, TS_CLI_MOD_QUEUE);
+    ck_assert_uint_eq(o.n_threads, 0);
+    ts_cli_opts_free(&o);
+    rc = PARSE(&o, err, "moderate", "ban", "--author", "spam@x.org", "--duration", "3600");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.mod, TS_CLI_MOD_BAN);
+    ck_assert_str_eq(o.author, "spam@x.org");
+    ck_assert_uint_eq(o.duration_s, 3600);
+    ts_cli_opts_free(&o);
+    rc = PARSE(&o, err, "edit", "5", "--edit-key", "abc", "--body", "new");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_EDIT);
+    ck_assert_uint_eq(o.id, 5);
+    ck_assert_str_eq(o.edit_key, "abc");
+    ck_assert_str_eq(o.body, "new");
+    ts_cli_opts_free(&o);
+    rc = PARSE(&o, err, "delete", "--edit-key", "abc", "9");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_DELETE);
+    ck_assert_uint_eq(o.id, 9);
+    ts_cli_opts_free(&o);
+    rc = PARSE(&o, err, "admin", "token", "add", "--role", "moderator", "--name", "mod-1");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.token_op, TS_CLI_TOKEN_ADD);
+    ck_assert_int_eq(o.role, 3);
+    ck_assert_str_eq(o.token_name, "mod-1");
+    ts_cli_opts_free(&o);
+    rc = PARSE(&o, err, "admin", "token", "revoke", "mod-1");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.token_op, TS_CLI_TOKEN_REVOKE);
+    ck_assert_str_eq(o.token_name, "mod-1");
+    ts_cli_opts_free(&o);
+    rc = PARSE(&o, err, "admin", "token", "list");
+    ck_assert_msg(rc == TS_OK, "%s", err);
+    ck_assert_int_eq(o.token_op, TS_CLI_TOKEN_LIST);
+    ts_cli_opts_free(&o);
+}
+END_TEST
+
+START_TEST(test_parse_moderation_errors)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+#define REFUSED(...)                                                                               \
+    do {                                                                                           \
+        ck_assert_int_eq(PARSE(&o, err, __VA_ARGS__), TS_E_INVALID_ARGUMENT);                      \
+        ck_assert_uint_gt(strlen(err), 0);                                                         \
+        ts_cli_opts_free(&o);                                                                      \
+    } while (0)
+    REFUSED("moderate");
+    REFUSED("moderate", "frobnicate", "1");
+    REFUSED("moderate", "hide");
+    REFUSED("moderate", "hide", "x");
+    REFUSED("moderate", "hide", "0");
+    REFUSED("moderate", "hide", "1", "2");
+    REFUSED("moderate", "hide", "1", "--thread", "a");
+    REFUSED("moderate", "lock");
+    REFUSED("moderate", "ban", "--author", "x");
+    REFUSED("moderate", "ban", "--duration", "5");
+    REFUSED("moderate", "hide", "1", "--author", "x");
+    REFUSED("edit", "abc", "--body", "x");
+    REFUSED("edit", "--body", "x");
+    REFUSED("delete", "1", "--body", "x");
+    REFUSED("post", "--thread", "a", "--name", "A", "--edit-key", "k");
+    REFUSED("admin", "token", "add", "--name", "x");
+    REFUSED("admin", "token", "add", "--role", "boss", "--name", "x");
+    REFUSED("admin", "token", "revoke");
+    REFUSED("admin", "user", "list");
+    REFUSED("admin", "token", "list", "--name", "x");
+#undef REFUSED
+}
+END_TEST
+
+START_TEST(test_moderation_output)
+{
+    Threadsync__PostResult p = THREADSYNC__POST_RESULT__INIT;
+    p.comment_id = 4;
+    p.seq = 4;
+    p.status = THREADSYNC__STATUS__PENDING;
+    p.edit_key = "0123abcd";
+    struct capture c;
+    ts_cli_print_post(cap_open(&c), &p, 0);
+    char *out = cap_close(&c);
+    ck_assert_str_eq(out, "id=4 seq=4 status=PENDING edit_key=0123abcd\n");
+    free(out);
+    ts_cli_print_post(cap_open(&c), &p, 1);
+    out = cap_close(&c);
+    ck_assert_str_eq(out, "{\"id\":4,\"seq\":4,\"thread_id\":0,\"status\":\"PENDING\","
+                          "\"edit_key\":\"0123abcd\"}\n");
+    free(out);
+
+    Threadsync__Thread t = THREADSYNC__THREAD__INIT;
+    t.key = "site/a";
+    t.comment_count = 2;
+    t.version = 9;
+    t.locked = 1;
+    Threadsync__Comment cm = THREADSYNC__COMMENT__INIT;
+    cm.id = 4;
+    cm.status = THREADSYNC__STATUS__HIDDEN;
+    cm.version = 3;
+    cm.moderated_by = "mod-1";
+    Threadsync__ChangeResult r = THREADSYNC__CHANGE_RESULT__INIT;
+    r.seq = 11;
+    r.changed = 1;
+    r.thread = &t;
+    r.comment = &cm;
+    ts_cli_print_change_result(cap_open(&c), &r, 0);
+    out = cap_close(&c);
+    ck_assert_str_eq(out, "seq=11 changed=1 thread=site/a comment=4 status=HIDDEN version=3 "
+                          "count=2\n");
+    free(out);
+    r.comment = NULL;
+    ts_cli_print_change_result(cap_open(&c), &r, 0);
+    out = cap_close(&c);
+    ck_assert_str_eq(out, "seq=11 changed=1 thread=site/a locked=1 premoderated=0 version=9 "
+                          "count=2\n");
+    free(out);
+    r.comment = &cm;
+    ts_cli_print_change_result(cap_open(&c), &r, 1);
+    out = cap_close(&c);
+    ck_assert_msg(strstr(out, "\"changed\":true") && strstr(out, "\"moderated_by\":\"mod-1\"") &&
+                      strstr(out, "\"status\":\"HIDDEN\""),
+                  "%s", out);
+    free(out);
+
+    Threadsync__TokenInfo a = THREADSYNC__TOKEN_INFO__INIT, b = THREADSYNC__TOKEN_INFO__INIT;
+    a.name = "admin";
+    a.role = THREADSYNC__ROLE__ADMIN;
+    a.from_file = 1;
+    b.name = "mod-1";
+    b.role = THREADSYNC__ROLE__MODERATOR;
+    b.created_at_ms = 1714564800000;
+    b.created_by = "admin";
+    b.revoked = 1;
+    Threadsync__TokenInfo *v[] = {&a, &b};
+    Threadsync__TokenListResult l = THREADSYNC__TOKEN_LIST_RESULT__INIT;
+    l.tokens = v;
+    l.n_tokens = 2;
+    ts_cli_print_token_list(cap_open(&c), &l, 0);
+    out = cap_close(&c);
+    ck_assert_str_eq(out, "admin admin - file\n"
+                          "mod-1 moderator 2024-05-01T12:00:00Z replicated by=admin revoked\n");
+    free(out);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ts_cli");
@@ -580,6 +780,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_parse_post_options_anywhere);
     tcase_add_test(tc, test_parse_defaults_and_env);
     tcase_add_test(tc, test_parse_watch);
+    tcase_add_test(tc, test_parse_mirror_verify);
     tcase_add_test(tc, test_parse_help);
     tcase_add_loop_test(tc, test_parse_usage_errors, 0,
                         (int)(sizeof(usage_cases) / sizeof(usage_cases[0])));
@@ -599,6 +800,9 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_token_file);
     tcase_add_test(tc, test_read_all_limit);
+    tcase_add_test(tc, test_parse_moderation_commands);
+    tcase_add_test(tc, test_parse_moderation_errors);
+    tcase_add_test(tc, test_moderation_output);
     suite_add_tcase(s, tc);
     return s;
 }

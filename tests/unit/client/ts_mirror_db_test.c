@@ -719,6 +719,28 @@ START_TEST(test_foreach_and_counts)
 }
 END_TEST
 
+START_TEST(test_settings)
+{
+    struct ts_mirror_db *db = open_db();
+    char *v = (char *)1;
+    ck_assert_int_eq(ts_mirror_db_setting_get(db, "filter", &v), TS_OK);
+    ck_assert_ptr_null(v);
+    ck_assert_int_eq(ts_mirror_db_setting_set(db, "filter", "keys\na\n"), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_setting_set(db, "filter", "all"), TS_OK);
+    /* The cursor and the schema version are not settings. */
+    ck_assert_int_eq(ts_mirror_db_setting_set(db, "last_seq", "99"), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_mirror_db_setting_set(db, "schema_version", "2"), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_mirror_db_setting_get(db, "last_seq", &v), TS_E_INVALID_ARGUMENT);
+    ts_mirror_db_close(db);
+    db = open_db();
+    ck_assert_uint_eq(cursor_of(db), 0);
+    ck_assert_int_eq(ts_mirror_db_setting_get(db, "filter", &v), TS_OK);
+    ck_assert_str_eq(v, "all");
+    free(v);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
 START_TEST(test_touched_set)
 {
     struct ts_mirror_touched t = TS_MIRROR_TOUCHED_INIT;
@@ -753,6 +775,7 @@ int main(void)
     tcase_add_test(tc, test_digest_same_across_batchings);
     tcase_add_test(tc, test_foreach_and_counts);
     tcase_add_test(tc, test_touched_set);
+    tcase_add_test(tc, test_settings);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

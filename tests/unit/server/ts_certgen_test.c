@@ -143,7 +143,8 @@ START_TEST(test_first_start)
     ck_assert(X509_get_key_usage(ca) & KU_KEY_CERT_SIGN);
     ck_assert_int_eq(X509_check_ca(srv), 0);
     ck_assert(X509_get_extended_key_usage(srv) & XKU_SSL_SERVER);
-    ck_assert(!(X509_get_extended_key_usage(srv) & XKU_SSL_CLIENT));
+    /* the node presents it on both ends of the raft port's mutual TLS */
+    ck_assert(X509_get_extended_key_usage(srv) & XKU_SSL_CLIENT);
     assert_lifetime(ca, 3650);
     assert_lifetime(srv, 730);
     /* 128 random bits: below 2^128, and above 2^64 except with odds 2^-64. */

@@ -2,10 +2,14 @@
  * ts_store: posts and replies, the rejections (unknown parent, parent in
  * another thread, locked thread via a restored snapshot), idempotent
  * retries, idempotency expiry, the public and full events, snapshot and
- * restore, determinism across replicas, and payloads that do not decode.
+ * restore, determinism across replicas, and payloads that do not decode;
+ * moderation (each transition and refusal, pre-moderation, the queue),
+ * authors' edit keys and their window, bans, the token table, and the same
+ * moderation log applied twice / to two replicas / through a snapshot.
  * Also prints the memory a comment costs.
  */
 #include <check.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,6 +495,715 @@ START_TEST(test_memory_per_comment)
 }
 END_TEST
 
+/* ---- moderation, authors' edits, bans, tokens ------------------------------ */
+
+static void sha(const char *s, uint8_t out[32])
+{
+    unsigned n;
+    ck_assert_int_eq(EVP_Digest(s, strlen(s), out, &n, EVP_sha256(), NULL), 1);
+}
+
+static struct ts_store_result apply_cmd(struct fx *f, uint64_t index,
+                                        Threadsync__State__Command *cmd)
+{
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(ts_store_encode(cmd, &buf, &len), TS_OK);
+    struct ts_store_result res;
+    ck_assert_int_eq(ts_store_apply(f->s, index, buf, len, &res), TS_OK);
+    free(buf);
+    return res;
+}
+
+/* A Post with an edit key (may be NULL), as the leader proposes it. */
+static struct ts_store_result post_ex(struct fx *f, uint64_t index, int64_t t, const char *ikey,
+                                      const char *thread, const char *edit_key, int premoderate,
+                                      int trusted)
+{
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.idempotency_key = (char *)ikey;
+    p.thread_key = (char *)thread;
+    p.author_name = "Ann";
+    p.author_email = "Ann@Example.org";
+    p.body = "original words";
+    uint8_t h[32];
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = t;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_POST;
+    cmd.post = &p;
+    cmd.actor = "poster";
+    cmd.premoderate = premoderate;
+    cmd.trusted = trusted;
+    if (edit_key) {
+        sha(edit_key, h);
+        cmd.edit_key_hash.data = h;
+        cmd.edit_key_hash.len = 32;
+    }
+    return apply_cmd(f, index, &cmd);
+}
+
+/* A CommentChange: a moderator's (edit_key NULL) or an author's. */
+static struct ts_store_result change(struct fx *f, uint64_t index, int64_t t, uint64_t id,
+                                     Threadsync__State__ChangeKind kind, const char *body,
+                                     const char *edit_key, int64_t window)
+{
+    Threadsync__State__CommentChange cc = THREADSYNC__STATE__COMMENT_CHANGE__INIT;
+    cc.comment_id = id;
+    cc.kind = kind;
+    cc.body = (char *)body;
+    uint8_t h[32];
+    if (edit_key) {
+        sha(edit_key, h);
+        cc.edit_key_hash.data = h;
+        cc.edit_key_hash.len = 32;
+        cc.edit_window_ms = window;
+    }
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = t;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE;
+    cmd.comment_change = &cc;
+    cmd.actor = edit_key ? "poster" : "mod-alice";
+    return apply_cmd(f, index, &cmd);
+}
+
+static struct ts_store_result thread_act(struct fx *f, uint64_t index, const char *key,
+                                         Threadsync__ThreadAction action)
+{
+    Threadsync__ModerateThread m = THREADSYNC__MODERATE_THREAD__INIT;
+    m.thread_key = (char *)key;
+    m.action = action;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = (int64_t)index;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_MODERATE_THREAD;
+    cmd.moderate_thread = &m;
+    cmd.actor = "mod-bob";
+    return apply_cmd(f, index, &cmd);
+}
+
+static struct ts_store_result ban(struct fx *f, uint64_t index, int64_t t, const char *author,
+                                  uint64_t duration)
+{
+    Threadsync__BanAuthor b = THREADSYNC__BAN_AUTHOR__INIT;
+    b.author = (char *)author;
+    b.duration_ms = duration;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = t;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_BAN_AUTHOR;
+    cmd.ban_author = &b;
+    cmd.actor = "mod-alice";
+    return apply_cmd(f, index, &cmd);
+}
+
+static struct ts_store_result grant(struct fx *f, uint64_t index, const char *name, int role,
+                                    const char *token)
+{
+    uint8_t h[32];
+    sha(token, h);
+    Threadsync__State__TokenGrant g = THREADSYNC__STATE__TOKEN_GRANT__INIT;
+    g.name = (char *)name;
+    g.role = (Threadsync__Role)role;
+    g.token_hash.data = h;
+    g.token_hash.len = 32;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = (int64_t)index * 10;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_TOKEN_GRANT;
+    cmd.token_grant = &g;
+    cmd.actor = "admin";
+    return apply_cmd(f, index, &cmd);
+}
+
+static struct ts_store_result revoke(struct fx *f, uint64_t index, const char *name)
+{
+    Threadsync__TokenRevoke r = THREADSYNC__TOKEN_REVOKE__INIT;
+    r.name = (char *)name;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = (int64_t)index * 10;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_TOKEN_REVOKE;
+    cmd.token_revoke = &r;
+    cmd.actor = "admin";
+    return apply_cmd(f, index, &cmd);
+}
+
+#define K_APPROVE THREADSYNC__STATE__CHANGE_KIND__CHANGE_APPROVE
+#define K_HIDE THREADSYNC__STATE__CHANGE_KIND__CHANGE_HIDE
+#define K_UNHIDE THREADSYNC__STATE__CHANGE_KIND__CHANGE_UNHIDE
+#define K_DELETE THREADSYNC__STATE__CHANGE_KIND__CHANGE_DELETE
+#define K_EDIT THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT
+
+static Threadsync__Comment get_comment(struct fx *f, uint64_t id)
+{
+    Threadsync__Comment c;
+    ck_assert_int_eq(ts_store_comment(f->s, id, &c), TS_OK);
+    return c;
+}
+
+static Threadsync__Thread get_thread(struct fx *f, const char *key)
+{
+    Threadsync__Thread t;
+    ck_assert_int_eq(ts_store_thread_by_key(f->s, key, &t), TS_OK);
+    return t;
+}
+
+START_TEST(test_hide_unhide_delete)
+{
+    struct fx f;
+    fx_init(&f);
+    ck_assert_int_eq(post_ex(&f, 1, 100, "k1", "m/a", "key1", 0, 0).status, TS_OK);
+    ck_assert_int_eq(post_ex(&f, 2, 110, "k2", "m/a", "key2", 0, 0).status, TS_OK);
+    Threadsync__Thread t = get_thread(&f, "m/a");
+    ck_assert_uint_eq(t.comment_count, 2);
+    uint64_t tv = t.version;
+
+    /* hide: one event with both new states; the public one has no body,
+     * name, e-mail nor moderator */
+    struct ts_store_result r = change(&f, 3, 120, 1, K_HIDE, NULL, NULL, 0);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert(r.changed);
+    ck_assert_uint_eq(r.seq, 3);
+    ck_assert_int_eq(r.comment_status, THREADSYNC__STATUS__HIDDEN);
+    Threadsync__Comment c = get_comment(&f, 1);
+    ck_assert_int_eq(c.status, THREADSYNC__STATUS__HIDDEN);
+    ck_assert_uint_eq(c.version, 2);
+    ck_assert_str_eq(c.moderated_by, "mod-alice");
+    ck_assert_str_eq(c.body, "original words"); /* moderators still see it */
+    t = get_thread(&f, "m/a");
+    ck_assert_uint_eq(t.comment_count, 1);
+    ck_assert_uint_eq(t.version, tv + 1);
+    ck_assert_uint_eq(ts_evlog_end_pos(f.log), 3);
+    Threadsync__Event *pub = event_at(&f, 2, 0), *full = event_at(&f, 2, 1);
+    ck_assert_uint_eq(pub->seq, 3);
+    ck_assert_int_eq(pub->comment->status, THREADSYNC__STATUS__HIDDEN);
+    ck_assert_str_eq(pub->comment->body, "");
+    ck_assert_str_eq(pub->comment->author_name, "");
+    ck_assert_str_eq(pub->comment->author_email, "");
+    ck_assert_str_eq(pub->comment->moderated_by, "");
+    ck_assert_uint_eq(pub->thread->comment_count, 1);
+    ck_assert_uint_eq(pub->thread->version, tv + 1);
+    ck_assert_str_eq(full->comment->body, "original words");
+    ck_assert_str_eq(full->comment->moderated_by, "mod-alice");
+    threadsync__event__free_unpacked(pub, NULL);
+    threadsync__event__free_unpacked(full, NULL);
+
+    /* history: the post's own public event no longer carries the text (a
+     * subscriber replaying from 0 never gets it); the full one still does */
+    pub = event_at(&f, 0, 0);
+    full = event_at(&f, 0, 1);
+    ck_assert_uint_eq(pub->comment->id, 1);
+    ck_assert_str_eq(pub->comment->body, "");
+    ck_assert_str_eq(pub->comment->author_name, "");
+    ck_assert_int_eq(pub->comment->status, THREADSYNC__STATUS__HIDDEN);
+    ck_assert_uint_eq(pub->comment->version, 1);
+    ck_assert_str_eq(full->comment->body, "original words");
+    threadsync__event__free_unpacked(pub, NULL);
+    threadsync__event__free_unpacked(full, NULL);
+    /* the other comment's event is untouched */
+    pub = event_at(&f, 1, 0);
+    ck_assert_str_eq(pub->comment->body, "original words");
+    threadsync__event__free_unpacked(pub, NULL);
+
+    /* hide again: nothing changes, no event */
+    r = change(&f, 4, 130, 1, K_HIDE, NULL, NULL, 0);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert(!r.changed);
+    ck_assert_uint_eq(ts_evlog_end_pos(f.log), 3);
+    ck_assert_uint_eq(get_comment(&f, 1).version, 2);
+
+    /* unhide */
+    r = change(&f, 5, 140, 1, K_UNHIDE, NULL, NULL, 0);
+    ck_assert(r.changed);
+    ck_assert_int_eq(get_comment(&f, 1).status, THREADSYNC__STATUS__VISIBLE);
+    ck_assert_uint_eq(get_thread(&f, "m/a").comment_count, 2);
+
+    /* delete: a tombstone keeping id, thread, parent and times */
+    r = change(&f, 6, 150, 1, K_DELETE, NULL, NULL, 0);
+    ck_assert(r.changed);
+    c = get_comment(&f, 1);
+    ck_assert_int_eq(c.status, THREADSYNC__STATUS__DELETED);
+    ck_assert_str_eq(c.body, "");
+    ck_assert_str_eq(c.author_name, "");
+    ck_assert_str_eq(c.author_email, "");
+    ck_assert_uint_eq(c.thread_id, 1);
+    ck_assert_int_eq(c.created_at_ms, 100);
+    ck_assert_uint_eq(c.version, 4);
+    ck_assert_uint_eq(get_thread(&f, "m/a").comment_count, 1);
+    ck_assert_uint_eq(ts_store_comment_count(f.s), 2);
+    /* and the other comment is untouched */
+    ck_assert_str_eq(get_comment(&f, 2).body, "original words");
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_refused_transitions)
+{
+    struct fx f;
+    fx_init(&f);
+    post_ex(&f, 1, 100, "k1", "m/r", NULL, 1, 0); /* PENDING */
+    post_ex(&f, 2, 100, "k2", "m/r", NULL, 0, 0); /* VISIBLE */
+    ck_assert_int_eq(get_comment(&f, 1).status, THREADSYNC__STATUS__PENDING);
+    uint64_t end = ts_evlog_end_pos(f.log);
+    struct {
+        uint64_t id;
+        Threadsync__State__ChangeKind kind;
+    } bad[] = {{1, K_UNHIDE}, {3, K_APPROVE}};
+    struct ts_store_result r;
+    for (size_t i = 0; i < 2; i++) {
+        r = change(&f, 10 + i, 200, bad[i].id, bad[i].kind, NULL, NULL, 0);
+        ck_assert_int_eq(r.status, bad[i].id == 3 ? TS_E_NOT_FOUND : TS_E_INVALID_ARGUMENT);
+        ck_assert_str_eq(r.field, bad[i].id == 3 ? "comment_id" : "status");
+    }
+    /* HIDDEN cannot be approved (unhide it) */
+    ck_assert(change(&f, 20, 200, 2, K_HIDE, NULL, NULL, 0).changed);
+    r = change(&f, 21, 200, 2, K_APPROVE, NULL, NULL, 0);
+    ck_assert_int_eq(r.status, TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(r.field, "status");
+    ck_assert_ptr_nonnull(r.message);
+    /* DELETED refuses everything but a repeated delete */
+    ck_assert(change(&f, 22, 200, 2, K_DELETE, NULL, NULL, 0).changed);
+    end = ts_evlog_end_pos(f.log);
+    Threadsync__State__ChangeKind kinds[] = {K_APPROVE, K_HIDE, K_UNHIDE, K_EDIT};
+    for (size_t i = 0; i < 4; i++) {
+        r = change(&f, 30 + i, 200, 2, kinds[i], "new", NULL, 0);
+        ck_assert_int_eq(r.status, TS_E_INVALID_ARGUMENT);
+        ck_assert_str_eq(r.field, "status");
+    }
+    r = change(&f, 40, 200, 2, K_DELETE, NULL, NULL, 0);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert(!r.changed);
+    ck_assert_uint_eq(ts_evlog_end_pos(f.log), end);
+    ck_assert_uint_eq(get_comment(&f, 2).version, 3);
+    /* an empty body is refused */
+    r = change(&f, 41, 200, 1, K_EDIT, "", NULL, 0);
+    ck_assert_int_eq(r.status, TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(r.field, "body");
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_premoderation)
+{
+    struct fx f;
+    fx_init(&f);
+    post_ex(&f, 1, 100, "k1", "m/p", NULL, 0, 0);
+    ck_assert(thread_act(&f, 2, "m/p", THREADSYNC__THREAD_ACTION__THREAD_PREMODERATE).changed);
+    Threadsync__Thread t = get_thread(&f, "m/p");
+    ck_assert(t.premoderated);
+    ck_assert_str_eq(t.moderated_by, "mod-bob");
+    /* the thread event's public form does not name the moderator */
+    Threadsync__Event *pub = event_at(&f, 1, 0);
+    ck_assert(pub->thread->premoderated);
+    ck_assert_str_eq(pub->thread->moderated_by, "");
+    ck_assert_ptr_null(pub->comment);
+    threadsync__event__free_unpacked(pub, NULL);
+
+    struct ts_store_result r = post_ex(&f, 3, 110, "k3", "m/p", NULL, 0, 0);
+    ck_assert_int_eq(r.comment_status, THREADSYNC__STATUS__PENDING);
+    ck_assert_uint_eq(get_thread(&f, "m/p").comment_count, 1);
+    /* a moderator's own post is not queued */
+    r = post_ex(&f, 4, 110, "k4", "m/p", NULL, 0, 1);
+    ck_assert_int_eq(r.comment_status, THREADSYNC__STATUS__VISIBLE);
+    /* the server-wide default, on another thread */
+    r = post_ex(&f, 5, 110, "k5", "m/q", NULL, 1, 0);
+    ck_assert_int_eq(r.comment_status, THREADSYNC__STATUS__PENDING);
+    ck_assert_uint_eq(get_thread(&f, "m/q").comment_count, 0);
+
+    /* the queue, oldest first, with paging and a thread filter */
+    Threadsync__Comment out[4];
+    size_t n;
+    int more;
+    ck_assert_int_eq(ts_store_pending(f.s, 0, 0, 4, out, &n, &more), TS_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert(!more);
+    ck_assert_uint_eq(out[0].id, 3);
+    ck_assert_uint_eq(out[1].id, 5);
+    ck_assert_str_eq(out[0].author_email, "Ann@Example.org");
+    ck_assert_int_eq(ts_store_pending(f.s, 0, 0, 1, out, &n, &more), TS_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert(more);
+    ck_assert_int_eq(ts_store_pending(f.s, 0, 3, 4, out, &n, &more), TS_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(out[0].id, 5);
+    ck_assert_int_eq(ts_store_pending(f.s, get_thread(&f, "m/q").id, 0, 4, out, &n, &more), TS_OK);
+    ck_assert_uint_eq(n, 1);
+
+    /* approve */
+    r = change(&f, 6, 120, 3, K_APPROVE, NULL, NULL, 0);
+    ck_assert(r.changed);
+    ck_assert_uint_eq(get_thread(&f, "m/p").comment_count, 3);
+    ck_assert_int_eq(ts_store_pending(f.s, 0, 0, 4, out, &n, &more), TS_OK);
+    ck_assert_uint_eq(n, 1);
+    /* hiding a PENDING comment takes it out of the queue */
+    ck_assert(change(&f, 7, 120, 5, K_HIDE, NULL, NULL, 0).changed);
+    ck_assert_int_eq(ts_store_pending(f.s, 0, 0, 4, out, &n, &more), TS_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(get_thread(&f, "m/q").comment_count, 0);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_author_edit_key)
+{
+    struct fx f;
+    fx_init(&f);
+    const int64_t W = 1000;
+    post_ex(&f, 1, 100, "k1", "m/e", "secret-1", 0, 0);
+    post_ex(&f, 2, 100, "k2", "m/e", "secret-2", 0, 0);
+    /* the right key within the window */
+    struct ts_store_result r = change(&f, 3, 600, 1, K_EDIT, "better words", "secret-1", W);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert(r.changed);
+    Threadsync__Comment c = get_comment(&f, 1);
+    ck_assert_str_eq(c.body, "better words");
+    ck_assert_int_eq(c.edited_at_ms, 600);
+    ck_assert_uint_eq(c.version, 2);
+    ck_assert_str_eq(c.moderated_by, ""); /* an author is not a moderator */
+    ck_assert_str_eq(c.author_email, "Ann@Example.org");
+    /* another comment's key */
+    r = change(&f, 4, 600, 1, K_EDIT, "hijack", "secret-2", W);
+    ck_assert_int_eq(r.status, TS_E_FORBIDDEN);
+    ck_assert_str_eq(r.field, "edit_key");
+    r = change(&f, 5, 600, 2, K_DELETE, NULL, "secret-1", W);
+    ck_assert_int_eq(r.status, TS_E_FORBIDDEN);
+    /* after the window (created 100, window 1000: 1101 is too late) */
+    r = change(&f, 6, 1101, 1, K_EDIT, "too late", "secret-1", W);
+    ck_assert_int_eq(r.status, TS_E_FORBIDDEN);
+    ck_assert_str_eq(r.field, "edit_key");
+    ck_assert_str_eq(get_comment(&f, 1).body, "better words");
+    /* authors may not moderate */
+    r = change(&f, 7, 600, 2, K_HIDE, NULL, "secret-2", W);
+    ck_assert_int_eq(r.status, TS_E_INVALID_ARGUMENT);
+    /* a locked thread refuses authors' edits, not their deletes */
+    ck_assert(thread_act(&f, 8, "m/e", THREADSYNC__THREAD_ACTION__THREAD_LOCK).changed);
+    r = change(&f, 9, 700, 2, K_EDIT, "while locked", "secret-2", W);
+    ck_assert_int_eq(r.status, TS_E_THREAD_LOCKED);
+    r = post_ex(&f, 10, 700, "k10", "m/e", NULL, 0, 0);
+    ck_assert_int_eq(r.status, TS_E_THREAD_LOCKED);
+    r = change(&f, 11, 700, 2, K_DELETE, NULL, "secret-2", W);
+    ck_assert(r.changed);
+    ck_assert_int_eq(get_comment(&f, 2).status, THREADSYNC__STATUS__DELETED);
+    /* a moderator edits at any time */
+    r = change(&f, 12, 99999, 1, K_EDIT, "moderated words", NULL, 0);
+    ck_assert(r.changed);
+    ck_assert_str_eq(get_comment(&f, 1).moderated_by, "mod-alice");
+
+    /* a retried post gets a new key, which replaces the first */
+    ck_assert(thread_act(&f, 13, "m/e", THREADSYNC__THREAD_ACTION__THREAD_UNLOCK).changed);
+    r = post_ex(&f, 14, 800, "k1", "m/e", "secret-1b", 0, 0);
+    ck_assert_uint_eq(r.comment_id, 1);
+    ck_assert_int_eq(change(&f, 15, 900, 1, K_EDIT, "x", "secret-1", W).status, TS_E_FORBIDDEN);
+    ck_assert_int_eq(change(&f, 16, 900, 1, K_EDIT, "y", "secret-1b", W).status, TS_OK);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_author_edit_repending)
+{
+    struct fx f;
+    fx_init(&f);
+    post_ex(&f, 1, 100, "k1", "m/rp", "s1", 1, 0);
+    ck_assert(change(&f, 2, 110, 1, K_APPROVE, NULL, NULL, 0).changed);
+    ck_assert_uint_eq(get_thread(&f, "m/rp").comment_count, 1);
+    /* approval was of other words: back to the queue */
+    Threadsync__State__CommentChange cc = THREADSYNC__STATE__COMMENT_CHANGE__INIT;
+    uint8_t h[32];
+    sha("s1", h);
+    cc.comment_id = 1;
+    cc.kind = K_EDIT;
+    cc.body = "now with spam";
+    cc.edit_key_hash.data = h;
+    cc.edit_key_hash.len = 32;
+    cc.edit_window_ms = 1000;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = 120;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE;
+    cmd.comment_change = &cc;
+    cmd.premoderate = 1;
+    struct ts_store_result r = apply_cmd(&f, 3, &cmd);
+    ck_assert(r.changed);
+    ck_assert_int_eq(r.comment_status, THREADSYNC__STATUS__PENDING);
+    ck_assert_uint_eq(get_thread(&f, "m/rp").comment_count, 0);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_bans)
+{
+    struct fx f;
+    fx_init(&f);
+    /* e-mails match without regard to case */
+    struct ts_store_result r = ban(&f, 1, 1000, "ANN@example.ORG", 500);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert_int_eq(r.until_ms, 1500);
+    r = post_ex(&f, 2, 1200, "k2", "m/b", NULL, 0, 0);
+    ck_assert_int_eq(r.status, TS_E_FORBIDDEN);
+    ck_assert_str_eq(r.field, "author_email");
+    ck_assert(ts_store_banned(f.s, "x", "ann@example.org", 1499, NULL, NULL));
+    ck_assert(!ts_store_banned(f.s, "x", "ann@example.org", 1500, NULL, NULL));
+    /* expired by command time */
+    r = post_ex(&f, 3, 1500, "k3", "m/b", NULL, 0, 0);
+    ck_assert_int_eq(r.status, TS_OK);
+    /* a name ban, then lifted */
+    ck_assert_int_eq(ban(&f, 4, 2000, "Bob", 10000).status, TS_OK);
+    const char *field = NULL;
+    int64_t until = 0;
+    ck_assert(ts_store_banned(f.s, "Bob", "", 2001, &until, &field));
+    ck_assert_str_eq(field, "author_name");
+    ck_assert_int_eq(until, 12000);
+    ck_assert(!ts_store_banned(f.s, "bob", "", 2001, NULL, NULL));
+    r = ban(&f, 5, 2100, "Bob", 0);
+    ck_assert(r.changed);
+    ck_assert(!ts_store_banned(f.s, "Bob", "", 2101, NULL, NULL));
+    /* a retry of a post made before the ban still gets its answer */
+    ck_assert_int_eq(ban(&f, 6, 2200, "ann@example.org", 10000).status, TS_OK);
+    r = post_ex(&f, 7, 2300, "k3", "m/b", NULL, 0, 0);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert_uint_eq(r.comment_id, 3);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_tokens)
+{
+    struct fx f;
+    fx_init(&f);
+    uint64_t gen = ts_store_auth_generation(f.s);
+    ck_assert_int_eq(grant(&f, 1, "mod-1", THREADSYNC__ROLE__MODERATOR, "tok-1").status, TS_OK);
+    ck_assert_uint_gt(ts_store_auth_generation(f.s), gen);
+    uint8_t h[32];
+    sha("tok-1", h);
+    int role = 0;
+    const char *name = NULL;
+    ck_assert_int_eq(ts_store_token_check(f.s, h, &role, &name), TS_OK);
+    ck_assert_int_eq(role, THREADSYNC__ROLE__MODERATOR);
+    ck_assert_str_eq(name, "mod-1");
+    sha("tok-2", h);
+    ck_assert_int_eq(ts_store_token_check(f.s, h, &role, &name), TS_E_UNAUTHENTICATED);
+    /* a name is used once */
+    struct ts_store_result r = grant(&f, 2, "mod-1", THREADSYNC__ROLE__READER, "tok-2");
+    ck_assert_int_eq(r.status, TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(r.field, "name");
+    ck_assert_int_eq(grant(&f, 3, "bad name", THREADSYNC__ROLE__READER, "t").status,
+                     TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(grant(&f, 4, "r", 9, "t").status, TS_E_INVALID_ARGUMENT);
+    /* revoke: the hash no longer opens anything */
+    gen = ts_store_auth_generation(f.s);
+    r = revoke(&f, 5, "mod-1");
+    ck_assert(r.changed);
+    ck_assert_uint_gt(ts_store_auth_generation(f.s), gen);
+    sha("tok-1", h);
+    ck_assert_int_eq(ts_store_token_check(f.s, h, NULL, NULL), TS_E_UNAUTHENTICATED);
+    ck_assert_int_eq(ts_store_token_state(f.s, "mod-1"), TS_STORE_TOKEN_REVOKED);
+    ck_assert(!revoke(&f, 6, "mod-1").changed);
+    /* a tokens-file name: a tombstone */
+    ck_assert(revoke(&f, 7, "file-admin").changed);
+    ck_assert_int_eq(ts_store_token_state(f.s, "file-admin"), TS_STORE_TOKEN_REVOKED);
+    ck_assert_int_eq(ts_store_token_state(f.s, "nobody"), TS_STORE_TOKEN_NONE);
+    fx_free(&f);
+}
+END_TEST
+
+/* One log of every kind of command, with refusals and repeats in it. */
+static size_t moderation_log(uint8_t **payloads, size_t *lens)
+{
+    size_t n = 0;
+    srand(11);
+    for (int i = 0; i < 300; i++) {
+        Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+        Threadsync__Post p = THREADSYNC__POST__INIT;
+        Threadsync__State__CommentChange cc = THREADSYNC__STATE__COMMENT_CHANGE__INIT;
+        Threadsync__ModerateThread mt = THREADSYNC__MODERATE_THREAD__INIT;
+        Threadsync__BanAuthor b = THREADSYNC__BAN_AUTHOR__INIT;
+        Threadsync__State__TokenGrant g = THREADSYNC__STATE__TOKEN_GRANT__INIT;
+        Threadsync__TokenRevoke tr = THREADSYNC__TOKEN_REVOKE__INIT;
+        char key[16], thread[16], body[32], ek[16], name[16];
+        uint8_t h[32];
+        int op = rand() % 10;
+        cmd.time_ms = 1000 + i * 10;
+        cmd.actor = i % 2 ? "mod-a" : "mod-b";
+        snprintf(thread, sizeof(thread), "t/%d", rand() % 4);
+        snprintf(body, sizeof(body), "b%d", i);
+        snprintf(ek, sizeof(ek), "e%d", rand() % 40);
+        sha(ek, h);
+        if (op < 4) {
+            snprintf(key, sizeof(key), "k%d", rand() % 40);
+            p.idempotency_key = key;
+            p.thread_key = thread;
+            p.author_name = rand() % 5 ? "Ann" : "Spammer";
+            p.body = body;
+            cmd.op_case = THREADSYNC__STATE__COMMAND__OP_POST;
+            cmd.post = &p;
+            cmd.premoderate = rand() % 3 == 0;
+            cmd.edit_key_hash.data = h;
+            cmd.edit_key_hash.len = 32;
+        } else if (op < 8) {
+            cc.comment_id = (uint64_t)(rand() % (i + 1)) + 1;
+            cc.kind = (Threadsync__State__ChangeKind)(rand() % 5 + 1);
+            cc.body = body;
+            if (rand() % 3 == 0) {
+                cc.edit_key_hash.data = h;
+                cc.edit_key_hash.len = 32;
+                cc.edit_window_ms = 500;
+            }
+            cmd.op_case = THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE;
+            cmd.comment_change = &cc;
+        } else if (op == 8) {
+            mt.thread_key = thread;
+            mt.action = (Threadsync__ThreadAction)(rand() % 4 + 1);
+            cmd.op_case = THREADSYNC__STATE__COMMAND__OP_MODERATE_THREAD;
+            cmd.moderate_thread = &mt;
+        } else {
+            snprintf(name, sizeof(name), "n%d", rand() % 6);
+            int t = rand() % 3;
+            if (t == 0) {
+                b.author = rand() % 2 ? "Spammer" : name;
+                b.duration_ms = (uint64_t)(rand() % 2000);
+                cmd.op_case = THREADSYNC__STATE__COMMAND__OP_BAN_AUTHOR;
+                cmd.ban_author = &b;
+            } else if (t == 1) {
+                g.name = name;
+                g.role = THREADSYNC__ROLE__READER;
+                g.token_hash.data = h;
+                g.token_hash.len = 32;
+                cmd.op_case = THREADSYNC__STATE__COMMAND__OP_TOKEN_GRANT;
+                cmd.token_grant = &g;
+            } else {
+                tr.name = name;
+                cmd.op_case = THREADSYNC__STATE__COMMAND__OP_TOKEN_REVOKE;
+                cmd.token_revoke = &tr;
+            }
+        }
+        ck_assert_int_eq(ts_store_encode(&cmd, &payloads[n], &lens[n]), TS_OK);
+        n++;
+    }
+    return n;
+}
+
+START_TEST(test_moderation_log_deterministic)
+{
+    static uint8_t *payloads[300];
+    static size_t lens[300];
+    size_t n = moderation_log(payloads, lens);
+    struct fx a, b;
+    fx_init(&a);
+    fx_init(&b);
+    int changes = 0, refusals = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ts_store_result ra, rb;
+        ck_assert_int_eq(ts_store_apply(a.s, i + 1, payloads[i], lens[i], &ra), TS_OK);
+        ck_assert_int_eq(ts_store_apply(b.s, i + 1, payloads[i], lens[i], &rb), TS_OK);
+        ck_assert_int_eq(ra.status, rb.status);
+        ck_assert_int_eq(ra.changed, rb.changed);
+        changes += ra.changed;
+        refusals += ra.status != TS_OK;
+    }
+    char da[65], db[65];
+    ts_store_digest(a.s, da);
+    ts_store_digest(b.s, db);
+    ck_assert_str_eq(da, db);
+    ck_assert_int_gt(changes, 50);
+    ck_assert_int_gt(refusals, 10);
+    ck_assert_uint_eq(ts_evlog_end_pos(a.log), ts_evlog_end_pos(b.log));
+
+    /* Applied again (the same commands at later indexes, as repeated
+     * commands would be): both replicas still agree. */
+    for (size_t i = 0; i < n; i++) {
+        struct ts_store_result ra, rb;
+        ck_assert_int_eq(ts_store_apply(a.s, n + i + 1, payloads[i], lens[i], &ra), TS_OK);
+        ck_assert_int_eq(ts_store_apply(b.s, n + i + 1, payloads[i], lens[i], &rb), TS_OK);
+        ck_assert_int_eq(ra.status, rb.status);
+    }
+    ts_store_digest(a.s, da);
+    ts_store_digest(b.s, db);
+    ck_assert_str_eq(da, db);
+
+    /* A snapshot carries it all: tokens, bans, flags, moderators, keys. */
+    uint8_t *snap;
+    size_t len;
+    struct fx c;
+    fx_init(&c);
+    ck_assert_int_eq(ts_store_snapshot(a.s, &snap, &len), TS_OK);
+    ck_assert_int_eq(ts_store_restore(c.s, snap, len), TS_OK);
+    char dc[65];
+    ts_store_digest(c.s, dc);
+    ck_assert_str_eq(da, dc);
+    free(snap);
+    for (size_t i = 0; i < n; i++)
+        free(payloads[i]);
+    fx_free(&a);
+    fx_free(&b);
+    fx_free(&c);
+}
+END_TEST
+
+/* The same hide applied twice (a repeated command) changes nothing the
+ * second time, on every replica. */
+START_TEST(test_same_moderation_twice)
+{
+    struct fx f;
+    fx_init(&f);
+    post_ex(&f, 1, 100, "k1", "m/t", NULL, 0, 0);
+    Threadsync__State__CommentChange cc = THREADSYNC__STATE__COMMENT_CHANGE__INIT;
+    cc.comment_id = 1;
+    cc.kind = K_HIDE;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = 200;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE;
+    cmd.comment_change = &cc;
+    cmd.actor = "m";
+    ck_assert(apply_cmd(&f, 2, &cmd).changed);
+    char d1[65], d2[65];
+    ts_store_digest(f.s, d1);
+    uint64_t events = ts_evlog_end_pos(f.log);
+    struct ts_store_result r = apply_cmd(&f, 3, &cmd);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert(!r.changed);
+    ts_store_digest(f.s, d2);
+    ck_assert_str_eq(d1, d2);
+    ck_assert_uint_eq(ts_evlog_end_pos(f.log), events);
+    fx_free(&f);
+}
+END_TEST
+
+START_TEST(test_snapshot_keeps_moderation)
+{
+    struct fx f, g;
+    fx_init(&f);
+    fx_init(&g);
+    post_ex(&f, 1, 100, "k1", "m/s", "ek", 0, 0);
+    post_ex(&f, 2, 100, "k2", "m/s", NULL, 1, 0);
+    change(&f, 3, 110, 1, K_HIDE, NULL, NULL, 0);
+    thread_act(&f, 4, "m/s", THREADSYNC__THREAD_ACTION__THREAD_LOCK);
+    ban(&f, 5, 120, "spam@x.org", 100000);
+    grant(&f, 6, "r1", THREADSYNC__ROLE__READER, "rtok");
+    revoke(&f, 7, "file-name");
+    uint8_t *snap;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
+    free(snap);
+    char d1[65], d2[65];
+    ts_store_digest(f.s, d1);
+    ts_store_digest(g.s, d2);
+    ck_assert_str_eq(d1, d2);
+    ck_assert_str_eq(get_comment(&g, 1).moderated_by, "mod-alice");
+    ck_assert(get_thread(&g, "m/s").locked);
+    ck_assert(ts_store_banned(g.s, "x", "SPAM@x.org", 130, NULL, NULL));
+    uint8_t h[32];
+    sha("rtok", h);
+    ck_assert_int_eq(ts_store_token_check(g.s, h, NULL, NULL), TS_OK);
+    ck_assert_int_eq(ts_store_token_state(g.s, "file-name"), TS_STORE_TOKEN_REVOKED);
+    Threadsync__Comment out[2];
+    size_t n;
+    int more;
+    ck_assert_int_eq(ts_store_pending(g.s, 0, 0, 2, out, &n, &more), TS_OK);
+    ck_assert_uint_eq(n, 1);
+    /* the edit key came along (the thread is locked, so delete) */
+    ck_assert(change(&g, 8, 130, 1, K_DELETE, NULL, "ek", 1000).changed);
+    ck_assert_int_eq(change(&g, 9, 130, 2, K_DELETE, NULL, "ek", 1000).status, TS_E_FORBIDDEN);
+    fx_free(&f);
+    fx_free(&g);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("ts_store");
@@ -505,6 +1218,16 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_same_log_same_digest);
     tcase_add_test(tc, test_undecodable_payload);
     tcase_add_test(tc, test_memory_per_comment);
+    tcase_add_test(tc, test_hide_unhide_delete);
+    tcase_add_test(tc, test_refused_transitions);
+    tcase_add_test(tc, test_premoderation);
+    tcase_add_test(tc, test_author_edit_key);
+    tcase_add_test(tc, test_author_edit_repending);
+    tcase_add_test(tc, test_bans);
+    tcase_add_test(tc, test_tokens);
+    tcase_add_test(tc, test_moderation_log_deterministic);
+    tcase_add_test(tc, test_same_moderation_twice);
+    tcase_add_test(tc, test_snapshot_keeps_moderation);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

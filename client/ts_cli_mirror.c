@@ -1,0 +1,841 @@
+/*
+ * ts_cli_mirror: `threadsync mirror` and `threadsync verify` (see
+ * ts_cli_mirror.h for what they promise).
+ *
+ * Invariants:
+ * - The mirror's cursor is the database's. The subscription starts from it,
+ *   and every batch is committed (rows and cursor in one transaction) inside
+ *   the callback that delivered it, before the loop can run anything else:
+ *   the library's resume cursor and the database's move together. A batch
+ *   that cannot be committed ends the program (exit 3) rather than let the
+ *   library resume past data the database does not hold.
+ * - Rendering follows the database, never the wire: touched thread ids
+ *   accumulate across batches and each is rendered once per flush, from its
+ *   committed rows. A flush happens after a caught-up batch, at a snapshot's
+ *   end, at most a second apart while catching up, and before exit. The
+ *   setting 'rendered_seq' records the cursor of the last complete flush; a
+ *   mirror that finds it behind the cursor (killed between a commit and its
+ *   flush) re-renders every thread once at start.
+ * - SIGINT/SIGTERM only set the stop in motion from the loop: the batch
+ *   being applied (a synchronous callback) always finishes first.
+ * - verify compares at one seq: it asks for the server's Digest (state as
+ *   of seq S) only once caught up, applies events up to exactly S (a batch
+ *   crossing S is split there) and compares then. Threads that differ are
+ *   asked again (content moving while posts continue, or a snapshot's
+ *   newer-than-S content, settles); only a difference seen VERIFY_ROUNDS
+ *   times in a row is reported.
+ *
+ * Load: one SQLite transaction (one WAL fsync) per batch; rendering costs two
+ * atomic file writes per touched thread per flush. A first sync of 10,000
+ * comments arrives in a few dozen 256 KiB batches.
+ */
+#include "ts_cli_mirror.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ts_digest.h"
+#include "ts_mirror_db.h"
+#include "ts_mirror_render.h"
+
+#define RENDER_EVERY_NS (1000ull * 1000 * 1000)
+#define PROGRESS_EVERY_NS (200ull * 1000 * 1000)
+#define VERIFY_ROUNDS 5
+#define VERIFY_KEYS_MAX 1024
+
+struct page_entry {
+    char *key;
+    uint64_t id, comments, version;
+    uint32_t comment_count;
+    char digest[TS_DIGEST_HEX_LEN + 1];
+};
+
+struct mirror {
+    const struct ts_cli_opts *o;
+    uv_loop_t *loop;
+    struct ts_client *c;
+    struct ts_mirror_db *db;
+    uv_signal_t sigint, sigterm;
+    int verify;
+
+    /* the subscription's filter */
+    int all;
+    char **keys; /* owned, each owned */
+    size_t n_keys;
+    char *filter_text;  /* canonical form kept in the setting 'filter' */
+    int filter_saved;   /* the setting holds filter_text */
+    int filter_covered; /* the stored filter includes ours: the cursor holds */
+
+    struct ts_mirror_touched pending; /* threads to render at the next flush */
+    uint64_t last_flush_ns;
+    uint64_t rendered_seq; /* the setting, as last written */
+
+    /* progress and summary */
+    uint64_t events, snap_threads, snap_comments, rendered, start_cursor;
+    unsigned snapshots;
+    uint64_t start_ns, last_progress_ns;
+    int tty, first_sync, progress_line;
+    int caught_up;
+    int ever_ready;
+    int stopping, exit_code;
+
+    /* verify */
+    int round;         /* 0: the full pass; 1..: re-checks of suspects */
+    int round_all;     /* this round pages over every thread */
+    char **round_keys; /* keys asked this round (keys mode), owned */
+    size_t n_round_keys;
+    struct page_entry *page; /* the answer waiting to be compared */
+    size_t n_page;
+    uint64_t want_seq, next_after_id;
+    int waiting;                   /* page holds an answer not yet compared */
+    struct ts_mirror_touched seen; /* round 0: server thread ids met */
+    char **suspects;               /* keys that differed this round, owned */
+    size_t n_suspects;
+    char first_diff[1024];
+    uint64_t v_threads, v_comments, v_seq;
+};
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static uint64_t now_ns(void)
+{
+    return uv_hrtime();
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static int push_str(char ***v, size_t *n, const char *s)
+{
+    char **nv = realloc(*v, (*n + 1) * sizeof(*nv));
+    if (!nv)
+        return TS_E_NOMEM;
+    *v = nv;
+    if (!(nv[*n] = strdup(s)))
+        return TS_E_NOMEM;
+    (*n)++;
+    return TS_OK;
+}
+
+static void page_clear(struct mirror *m)
+{
+    for (size_t i = 0; i < m->n_page; i++)
+        free(m->page[i].key);
+    free(m->page);
+    m->page = NULL;
+    m->n_page = 0;
+}
+
+/* ---- progress ---------------------------------------------------------- */
+
+static void progress(struct mirror *m, int force)
+{
+    if (!m->tty || !m->first_sync)
+        return;
+    uint64_t now = now_ns();
+    if (!force && now - m->last_progress_ns < PROGRESS_EVERY_NS)
+        return;
+    m->last_progress_ns = now;
+    double secs = (double)(now - m->start_ns) / 1e9;
+    uint64_t cursor = 0;
+    ts_mirror_db_cursor(m->db, &cursor);
+    uint64_t items = m->events + m->snap_threads + m->snap_comments;
+    fprintf(stderr, "\r\033[Ksync: %" PRIu64 " events", m->events);
+    if (m->snapshots)
+        fprintf(stderr, ", snapshot %" PRIu64 " threads %" PRIu64 " comments", m->snap_threads,
+                m->snap_comments);
+    fprintf(stderr, ", %" PRIu64 " threads rendered, seq %" PRIu64 ", %.0f/s", m->rendered, cursor,
+            secs > 0 ? (double)items / secs : 0.0);
+    m->progress_line = 1;
+}
+
+static void progress_end(struct mirror *m)
+{
+    if (m->progress_line)
+        fputc('\n', stderr);
+    m->progress_line = 0;
+}
+
+/* ---- stopping ------------------------------------------------------------ */
+
+static int render_flush(struct mirror *m);
+
+static void stop(struct mirror *m, int exit_code)
+{
+    if (m->stopping)
+        return;
+    m->stopping = 1;
+    m->exit_code = exit_code;
+    if (m->db && render_flush(m) != TS_OK && m->exit_code == TS_CLI_EXIT_OK)
+        m->exit_code = TS_CLI_EXIT_CONN;
+    ts_client_close(m->c, NULL, NULL);
+    uv_close((uv_handle_t *)&m->sigint, on_closed);
+    uv_close((uv_handle_t *)&m->sigterm, on_closed);
+}
+
+static void local_failure(struct mirror *m, const char *what, int err)
+{
+    progress_end(m);
+    fprintf(stderr, "error: %s: %s in %s (%s)\n", m->verify ? "verify" : "mirror", what, m->o->dir,
+            ts_err_name(err));
+    stop(m, TS_CLI_EXIT_CONN);
+}
+
+/* ---- rendering ----------------------------------------------------------- */
+
+static int render_one(struct mirror *m, uint64_t id)
+{
+    struct ts_mirror_thread *t;
+    int rc = ts_mirror_db_thread_by_id(m->db, id, &t);
+    if (rc == TS_E_NOT_FOUND)
+        return TS_OK;
+    if (rc != TS_OK)
+        return rc;
+    rc = ts_mirror_render_thread(m->o->dir, &t->thread,
+                                 (const Threadsync__Comment *const *)t->comments, t->n_comments);
+    ts_mirror_thread_free(t);
+    if (rc == TS_OK)
+        m->rendered++;
+    return rc;
+}
+
+/* Renders every pending thread, then records the cursor they cover. */
+static int render_flush(struct mirror *m)
+{
+    uint64_t cursor = 0;
+    int rc = ts_mirror_db_cursor(m->db, &cursor);
+    for (size_t i = 0; rc == TS_OK && i < m->pending.n; i++)
+        rc = render_one(m, m->pending.ids[i]);
+    if (rc != TS_OK)
+        return rc;
+    ts_mirror_touched_clear(&m->pending);
+    m->last_flush_ns = now_ns();
+    if (cursor != m->rendered_seq) {
+        char v[32];
+        snprintf(v, sizeof(v), "%" PRIu64, cursor);
+        rc = ts_mirror_db_setting_set(m->db, "rendered_seq", v);
+        if (rc == TS_OK)
+            m->rendered_seq = cursor;
+    }
+    return rc;
+}
+
+static int collect_id(void *arg, const Threadsync__Thread *t)
+{
+    return ts_mirror_touched_add(arg, t->id) != TS_OK;
+}
+
+/* A mirror stopped between a commit and its render flush has files behind
+ * its rows; which ones is unknown, so all are rendered again. */
+static int render_catch_up(struct mirror *m, uint64_t cursor)
+{
+    char *v = NULL;
+    int rc = ts_mirror_db_setting_get(m->db, "rendered_seq", &v);
+    if (rc != TS_OK)
+        return rc;
+    m->rendered_seq = v ? strtoull(v, NULL, 10) : 0;
+    free(v);
+    if (cursor == 0 || m->rendered_seq >= cursor)
+        return TS_OK;
+    rc = ts_mirror_db_foreach_thread(m->db, collect_id, &m->pending);
+    if (rc != TS_OK)
+        return rc == 1 ? TS_E_NOMEM : rc;
+    fprintf(stderr,
+            "threadsync: files behind the database (rendered seq %" PRIu64 ", cursor %" PRIu64
+            "): rendering %zu threads\n",
+            m->rendered_seq, cursor, m->pending.n);
+    return render_flush(m);
+}
+
+/* ---- the filter ------------------------------------------------------------ */
+
+static int filter_setup(struct mirror *m)
+{
+    const struct ts_cli_opts *o = m->o;
+    char *stored = NULL;
+    int rc = ts_mirror_db_setting_get(m->db, "filter", &stored);
+    if (rc != TS_OK)
+        return rc;
+    if (o->n_threads) {
+        for (size_t i = 0; i < o->n_threads && rc == TS_OK; i++)
+            rc = push_str(&m->keys, &m->n_keys, o->threads[i]);
+    } else if (!o->all && stored && strncmp(stored, "keys\n", 5) == 0) {
+        /* Follow what this mirror was built with. */
+        for (char *p = stored + 5; *p && rc == TS_OK;) {
+            size_t n = strcspn(p, "\n");
+            char save = p[n];
+            p[n] = '\0';
+            if (n)
+                rc = push_str(&m->keys, &m->n_keys, p);
+            p[n] = save;
+            p += n + (save != '\0');
+        }
+    }
+    m->all = m->n_keys == 0;
+    size_t len = 8;
+    for (size_t i = 0; i < m->n_keys; i++)
+        len += strlen(m->keys[i]) + 1;
+    if (rc == TS_OK && !(m->filter_text = malloc(len)))
+        rc = TS_E_NOMEM;
+    if (rc == TS_OK) {
+        strcpy(m->filter_text, m->all ? "all" : "keys\n");
+        for (size_t i = 0; i < m->n_keys; i++) {
+            strcat(m->filter_text, m->keys[i]);
+            strcat(m->filter_text, "\n");
+        }
+        m->filter_saved = stored && strcmp(stored, m->filter_text) == 0;
+        /* No setting: a mirror that predates it followed every thread. */
+        m->filter_covered = !stored || strcmp(stored, "all") == 0;
+        for (size_t i = 0; !m->filter_covered && !m->all && i < m->n_keys; i++) {
+            size_t n = strlen(m->keys[i]);
+            int found = 0;
+            for (const char *p = stored + 5; *p && !found;) {
+                size_t klen = strcspn(p, "\n");
+                found = klen == n && memcmp(p, m->keys[i], n) == 0;
+                p += klen + (p[klen] != '\0');
+            }
+            if (!found)
+                break;
+            m->filter_covered = i + 1 == m->n_keys;
+        }
+        if (stored && strncmp(stored, "keys\n", 5) != 0 && strcmp(stored, "all") != 0)
+            m->filter_covered = 0;
+    }
+    free(stored);
+    return rc;
+}
+
+/* ---- verify --------------------------------------------------------------- */
+
+static void verify_round_start(struct mirror *m);
+static void verify_request(struct mirror *m, uint64_t after_id);
+
+static void note_diff(struct mirror *m, const char *key, const char *field, const char *mv,
+                      const char *sv)
+{
+    if (!m->first_diff[0])
+        snprintf(m->first_diff, sizeof(m->first_diff),
+                 "verify: thread %s: %s differs: mirror=%s server=%s", key, field, mv, sv);
+    if (push_str(&m->suspects, &m->n_suspects, key) != TS_OK)
+        local_failure(m, "out of memory", TS_E_NOMEM);
+}
+
+static void note_diff_u64(struct mirror *m, const char *key, const char *field, uint64_t mv,
+                          uint64_t sv)
+{
+    char a[24], b[24];
+    snprintf(a, sizeof(a), "%" PRIu64, mv);
+    snprintf(b, sizeof(b), "%" PRIu64, sv);
+    note_diff(m, key, field, a, b);
+}
+
+/* Compares one server thread with the mirror's copy. */
+static int compare_thread(struct mirror *m, const struct page_entry *e)
+{
+    struct ts_mirror_thread *t;
+    int rc = ts_mirror_db_thread_by_key(m->db, e->key, &t);
+    if (rc == TS_E_NOT_FOUND) {
+        note_diff(m, e->key, "presence", "missing", "present");
+        return TS_OK;
+    }
+    if (rc != TS_OK)
+        return rc;
+    char hex[TS_DIGEST_HEX_LEN + 1];
+    rc = ts_digest_thread(&t->thread, (const Threadsync__Comment *const *)t->comments,
+                          t->n_comments, hex);
+    if (rc == TS_OK) {
+        if (t->thread.id != e->id)
+            note_diff_u64(m, e->key, "id", t->thread.id, e->id);
+        else if (t->thread.comment_count != e->comment_count)
+            note_diff_u64(m, e->key, "comment_count", t->thread.comment_count, e->comment_count);
+        else if (t->n_comments != e->comments)
+            note_diff_u64(m, e->key, "comments", t->n_comments, e->comments);
+        else if (strcmp(hex, e->digest) != 0)
+            note_diff(m, e->key, "digest", hex, e->digest);
+        else {
+            m->v_threads++;
+            m->v_comments += e->comments;
+        }
+    }
+    ts_mirror_thread_free(t);
+    return rc;
+}
+
+static int collect_unseen(void *arg, const Threadsync__Thread *t)
+{
+    struct mirror *m = arg;
+    if (!ts_mirror_touched_has(&m->seen, t->id))
+        note_diff(m, t->key, "presence", "present", "missing");
+    return 0;
+}
+
+static void verify_round_end(struct mirror *m)
+{
+    if (m->stopping)
+        return;
+    if (m->round == 0 && m->round_all) {
+        int rc = ts_mirror_db_foreach_thread(m->db, collect_unseen, m);
+        if (rc != TS_OK) {
+            local_failure(m, "cannot read the mirror", rc);
+            return;
+        }
+    }
+    if (m->n_suspects == 0) {
+        if (m->round == 0)
+            printf("verify: ok seq=%" PRIu64 " threads=%" PRIu64 " comments=%" PRIu64 "\n",
+                   m->v_seq, m->v_threads, m->v_comments);
+        else
+            printf("verify: ok seq=%" PRIu64 " threads=%" PRIu64 " comments=%" PRIu64
+                   " (after %d re-check%s)\n",
+                   m->v_seq, m->v_threads, m->v_comments, m->round, m->round == 1 ? "" : "s");
+        stop(m, TS_CLI_EXIT_OK);
+        return;
+    }
+    if (m->round + 1 >= VERIFY_ROUNDS) {
+        printf("%s\n", m->first_diff);
+        stop(m, TS_CLI_EXIT_REFUSED);
+        return;
+    }
+    /* Re-check what differed: it may have been moving under us. */
+    m->round++;
+    m->round_all = 0;
+    free_strv(m->round_keys, m->n_round_keys);
+    m->round_keys = m->suspects;
+    m->n_round_keys = m->n_suspects < VERIFY_KEYS_MAX ? m->n_suspects : VERIFY_KEYS_MAX;
+    for (size_t i = m->n_round_keys; i < m->n_suspects; i++)
+        free(m->suspects[i]);
+    m->suspects = NULL;
+    m->n_suspects = 0;
+    verify_round_start(m);
+}
+
+/* Compares the waiting page once the mirror holds exactly the state of its
+ * seq (or later: then differences are re-checked). */
+static void verify_maybe_compare(struct mirror *m)
+{
+    if (!m->waiting || m->stopping)
+        return;
+    uint64_t cursor = 0;
+    int rc = ts_mirror_db_cursor(m->db, &cursor);
+    if (rc != TS_OK) {
+        local_failure(m, "cannot read the mirror", rc);
+        return;
+    }
+    if (cursor < m->want_seq)
+        return;
+    m->waiting = 0;
+    if (m->want_seq > m->v_seq)
+        m->v_seq = m->want_seq;
+    for (size_t i = 0; i < m->n_page && !m->stopping; i++) {
+        if (m->round == 0 && m->round_all &&
+            ts_mirror_touched_add(&m->seen, m->page[i].id) != TS_OK) {
+            local_failure(m, "out of memory", TS_E_NOMEM);
+            return;
+        }
+        rc = compare_thread(m, &m->page[i]);
+        if (rc != TS_OK) {
+            local_failure(m, "cannot read the mirror", rc);
+            return;
+        }
+    }
+    if (!m->round_all) {
+        /* Keys the server left out: threads it does not have. */
+        for (size_t k = 0; k < m->n_round_keys && !m->stopping; k++) {
+            int found = 0;
+            for (size_t i = 0; i < m->n_page && !found; i++)
+                found = strcmp(m->page[i].key, m->round_keys[k]) == 0;
+            if (found)
+                continue;
+            struct ts_mirror_thread *t;
+            rc = ts_mirror_db_thread_by_key(m->db, m->round_keys[k], &t);
+            if (rc == TS_OK) {
+                ts_mirror_thread_free(t);
+                note_diff(m, m->round_keys[k], "presence", "present", "missing");
+            } else if (rc != TS_E_NOT_FOUND) {
+                local_failure(m, "cannot read the mirror", rc);
+                return;
+            }
+        }
+    }
+    page_clear(m);
+    if (m->stopping)
+        return;
+    if (m->round_all && m->next_after_id)
+        verify_request(m, m->next_after_id);
+    else
+        verify_round_end(m);
+}
+
+static void on_digest(void *arg, int err, const Threadsync__Error *detail,
+                      const Threadsync__DigestResult *r)
+{
+    struct mirror *m = arg;
+    if (m->stopping)
+        return;
+    if (err != TS_OK) {
+        progress_end(m);
+        ts_cli_print_error(stderr, err, detail, "verify");
+        stop(m, ts_cli_exit_code(err));
+        return;
+    }
+    page_clear(m);
+    m->page = calloc(r->n_threads ? r->n_threads : 1, sizeof(*m->page));
+    if (!m->page) {
+        local_failure(m, "out of memory", TS_E_NOMEM);
+        return;
+    }
+    for (size_t i = 0; i < r->n_threads; i++) {
+        const Threadsync__ThreadDigest *td = r->threads[i];
+        struct page_entry *e = &m->page[m->n_page];
+        if (!(e->key = strdup(td->key ? td->key : ""))) {
+            local_failure(m, "out of memory", TS_E_NOMEM);
+            return;
+        }
+        m->n_page++;
+        e->id = td->id;
+        e->comments = td->comments;
+        e->version = td->version;
+        e->comment_count = td->comment_count;
+        snprintf(e->digest, sizeof(e->digest), "%s", td->digest ? td->digest : "");
+    }
+    m->want_seq = r->seq;
+    m->next_after_id = r->next_after_id;
+    m->waiting = 1;
+    verify_maybe_compare(m);
+}
+
+static void verify_request(struct mirror *m, uint64_t after_id)
+{
+    const char *const *keys = m->round_all ? NULL : (const char *const *)m->round_keys;
+    size_t n = m->round_all ? 0 : m->n_round_keys;
+    int rc = ts_client_digest(m->c, keys, n, after_id, on_digest, m);
+    if (rc != TS_OK) {
+        progress_end(m);
+        ts_cli_print_error(stderr, rc, NULL, "verify");
+        stop(m, ts_cli_exit_code(rc));
+    }
+}
+
+static void verify_round_start(struct mirror *m)
+{
+    /* Report what still differs in the last round, not what settled. */
+    m->first_diff[0] = '\0';
+    verify_request(m, 0);
+}
+
+static void verify_begin(struct mirror *m)
+{
+    m->round = 0;
+    m->round_all = m->all;
+    if (!m->all) {
+        for (size_t i = 0; i < m->n_keys && i < VERIFY_KEYS_MAX; i++)
+            if (push_str(&m->round_keys, &m->n_round_keys, m->keys[i]) != TS_OK) {
+                local_failure(m, "out of memory", TS_E_NOMEM);
+                return;
+            }
+    }
+    verify_round_start(m);
+}
+
+/* ---- the subscription ------------------------------------------------------ */
+
+static void caught_up(struct mirror *m)
+{
+    if (m->caught_up)
+        return;
+    m->caught_up = 1;
+    if (!m->filter_saved && !m->verify) {
+        /* Only now: a crash during a resync for a new filter must not leave
+         * the new filter recorded with the old cursor. */
+        int rc = ts_mirror_db_setting_set(m->db, "filter", m->filter_text);
+        if (rc != TS_OK) {
+            local_failure(m, "cannot write the mirror", rc);
+            return;
+        }
+        m->filter_saved = 1;
+    }
+    progress(m, 1);
+    progress_end(m);
+    if (m->verify)
+        verify_begin(m);
+    else if (m->o->once)
+        stop(m, TS_CLI_EXIT_OK);
+}
+
+static int apply_batch(struct mirror *m, const Threadsync__Events *ev)
+{
+    int rc = ts_mirror_db_apply_events(m->db, ev, &m->pending);
+    if (rc != TS_OK) {
+        local_failure(m, "cannot write the mirror", rc);
+        return rc;
+    }
+    m->events += ev->n_events;
+    return TS_OK;
+}
+
+static void on_sub_result(void *arg, uint64_t from_seq, int snapshot)
+{
+    struct mirror *m = arg;
+    if (snapshot && !m->progress_line)
+        fprintf(stderr,
+                "threadsync: cursor %" PRIu64 " is older than the server keeps: "
+                "taking a snapshot\n",
+                from_seq < m->start_cursor ? m->start_cursor : from_seq);
+}
+
+static void on_sub_events(void *arg, const Threadsync__Events *ev)
+{
+    struct mirror *m = arg;
+    if (m->stopping)
+        return;
+    uint64_t cursor = 0;
+    if (m->waiting && ts_mirror_db_cursor(m->db, &cursor) == TS_OK && cursor < m->want_seq) {
+        /* Split a batch that crosses the seq verify compares at. */
+        size_t k = 0;
+        while (k < ev->n_events && ev->events[k]->seq <= m->want_seq)
+            k++;
+        if (k < ev->n_events) {
+            Threadsync__Events a = *ev, b = *ev;
+            a.n_events = k;
+            a.last_seq = m->want_seq;
+            a.caught_up = 0;
+            if (apply_batch(m, &a) != TS_OK)
+                return;
+            verify_maybe_compare(m);
+            if (m->stopping)
+                return;
+            b.events += k;
+            b.n_events -= k;
+            ev = &b;
+            if (apply_batch(m, &b) != TS_OK)
+                return;
+            goto applied;
+        }
+    }
+    if (apply_batch(m, ev) != TS_OK)
+        return;
+applied:
+    if (ev->caught_up || now_ns() - m->last_flush_ns >= RENDER_EVERY_NS) {
+        int rc = render_flush(m);
+        if (rc != TS_OK) {
+            local_failure(m, "cannot render", rc);
+            return;
+        }
+    }
+    progress(m, 0);
+    if (ev->caught_up)
+        caught_up(m);
+    verify_maybe_compare(m);
+}
+
+static void on_snap_begin(void *arg, const Threadsync__SnapshotBegin *b)
+{
+    struct mirror *m = arg;
+    if (m->stopping)
+        return;
+    int rc = ts_mirror_db_snapshot_begin(m->db, b->seq);
+    if (rc != TS_OK) {
+        local_failure(m, "cannot write the mirror", rc);
+        return;
+    }
+    m->snapshots++;
+    m->first_sync = 1;
+    progress(m, 1);
+}
+
+static void on_snap_chunk(void *arg, const Threadsync__SnapshotChunk *chunk)
+{
+    struct mirror *m = arg;
+    if (m->stopping)
+        return;
+    int rc = ts_mirror_db_snapshot_apply_chunk(m->db, chunk, &m->pending);
+    if (rc != TS_OK) {
+        local_failure(m, "cannot write the mirror", rc);
+        return;
+    }
+    m->snap_threads += chunk->n_threads;
+    m->snap_comments += chunk->n_comments;
+    progress(m, 0);
+}
+
+static void on_snap_end(void *arg, const Threadsync__SnapshotEnd *e)
+{
+    struct mirror *m = arg;
+    if (m->stopping)
+        return;
+    int rc = ts_mirror_db_snapshot_end(m->db, e->seq);
+    if (rc == TS_OK)
+        rc = render_flush(m);
+    if (rc != TS_OK) {
+        local_failure(m, "cannot write the mirror", rc);
+        return;
+    }
+    progress(m, 1);
+    verify_maybe_compare(m);
+}
+
+static void on_sub_error(void *arg, int err, const Threadsync__Error *detail)
+{
+    struct mirror *m = arg;
+    if (m->stopping)
+        return;
+    progress_end(m);
+    ts_cli_print_error(stderr, err, detail, m->verify ? "verify" : "mirror");
+    stop(m, ts_cli_exit_code(err));
+}
+
+static void on_state(void *arg, const struct ts_client_state_info *info)
+{
+    struct mirror *m = arg;
+    if (m->stopping)
+        return;
+    switch (info->state) {
+    case TS_CLIENT_READY:
+        m->ever_ready = 1;
+        if (!m->progress_line)
+            fprintf(stderr, "threadsync: connected to %s\n", info->server);
+        break;
+    case TS_CLIENT_DISCONNECTED:
+        /* A typo in --server must not look like a quiet, empty feed. */
+        if (!m->ever_ready && info->failures >= m->o->n_servers) {
+            progress_end(m);
+            fprintf(stderr, "error: cannot connect to %s: %s (%s)\n", info->server,
+                    ts_err_message(info->err), ts_err_name(info->err));
+            stop(m, TS_CLI_EXIT_CONN);
+            break;
+        }
+        progress_end(m);
+        fprintf(stderr, "threadsync: disconnected from %s: %s; reconnecting\n", info->server,
+                ts_err_message(info->err));
+        break;
+    case TS_CLIENT_FAILED:
+    case TS_CLIENT_CONNECTING:
+        break; /* FAILED is reported by the subscription's on_error */
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    stop(s->data, TS_CLI_EXIT_OK);
+}
+
+/* ---- the commands ------------------------------------------------------------ */
+
+static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int verify)
+{
+    struct mirror m = {.o = o, .verify = verify, .exit_code = TS_CLI_EXIT_OK};
+    m.loop = uv_default_loop();
+    m.tty = isatty(STDERR_FILENO);
+    m.start_ns = m.last_flush_ns = now_ns();
+    const char *what = verify ? "verify" : "mirror";
+    if (verify) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/mirror.db", o->dir);
+        if (stat(path, &st) != 0) {
+            fprintf(stderr, "error: verify: no mirror in %s (run threadsync mirror first)\n",
+                    o->dir);
+            return TS_CLI_EXIT_CONN;
+        }
+    }
+    int rc = ts_mirror_db_open(o->dir, &m.db);
+    if (rc != TS_OK) {
+        fprintf(stderr, "error: %s: cannot open %s/mirror.db (%s)\n", what, o->dir,
+                ts_err_name(rc));
+        return TS_CLI_EXIT_CONN;
+    }
+    uint64_t cursor = 0;
+    rc = ts_mirror_db_cursor(m.db, &cursor);
+    if (rc == TS_OK)
+        rc = filter_setup(&m);
+    if (rc == TS_OK)
+        rc = render_catch_up(&m, cursor);
+    int code = TS_CLI_EXIT_CONN;
+    if (rc != TS_OK) {
+        fprintf(stderr, "error: %s: cannot read %s/mirror.db (%s)\n", what, o->dir,
+                ts_err_name(rc));
+        goto out;
+    }
+    uint64_t since = cursor;
+    if (cursor && !m.filter_covered) {
+        /* Threads the old filter left out have history before the cursor. */
+        fprintf(stderr, "threadsync: the thread filter changed: syncing from the start\n");
+        since = 0;
+    }
+    m.start_cursor = cursor;
+    m.first_sync = since == 0;
+
+    cfg->on_state = on_state;
+    cfg->state_arg = &m;
+    cfg->reconnect = !verify;
+    rc = ts_client_new(m.loop, cfg, &m.c);
+    if (rc != TS_OK) {
+        ts_cli_print_error(stderr, rc, NULL, what);
+        code = ts_cli_exit_code(rc);
+        goto out;
+    }
+    uv_signal_init(m.loop, &m.sigint);
+    uv_signal_init(m.loop, &m.sigterm);
+    m.sigint.data = m.sigterm.data = &m;
+    uv_signal_start(&m.sigint, on_signal, SIGINT);
+    uv_signal_start(&m.sigterm, on_signal, SIGTERM);
+    static const struct ts_client_sub_cbs cbs = {
+        .on_result = on_sub_result,
+        .on_events = on_sub_events,
+        .on_snapshot_begin = on_snap_begin,
+        .on_snapshot_chunk = on_snap_chunk,
+        .on_snapshot_end = on_snap_end,
+        .on_error = on_sub_error,
+    };
+    rc = ts_client_subscribe(m.c, m.all, (const char *const *)m.keys, m.n_keys, since, &cbs, &m);
+    if (rc != TS_OK) {
+        ts_cli_print_error(stderr, rc, NULL, what);
+        stop(&m, ts_cli_exit_code(rc));
+    }
+    uv_run(m.loop, UV_RUN_DEFAULT);
+    uv_loop_close(m.loop);
+    progress_end(&m);
+    code = m.exit_code;
+    uint64_t end = 0;
+    ts_mirror_db_cursor(m.db, &end);
+    struct ts_mirror_counts counts = {0};
+    ts_mirror_db_counts(m.db, 0, &counts);
+    fprintf(stderr,
+            "threadsync: %s stopped seq=%" PRIu64 " from=%" PRIu64 " events=%" PRIu64
+            " snapshots=%u rendered=%" PRIu64 " threads=%" PRIu64 " comments=%" PRIu64 "\n",
+            what, end, cursor, m.events, m.snapshots, m.rendered, counts.threads, counts.comments);
+out:
+    ts_mirror_db_close(m.db);
+    ts_mirror_touched_free(&m.pending);
+    ts_mirror_touched_free(&m.seen);
+    page_clear(&m);
+    free_strv(m.keys, m.n_keys);
+    free_strv(m.round_keys, m.n_round_keys);
+    free_strv(m.suspects, m.n_suspects);
+    free(m.filter_text);
+    fflush(stdout);
+    return code;
+}
+
+int ts_cli_mirror_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
+{
+    return run(o, cfg, 0);
+}
+
+int ts_cli_verify_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
+{
+    return run(o, cfg, 1);
+}

@@ -1,0 +1,951 @@
+/*
+ * Integration: `threadsync mirror` and `threadsync verify` against real
+ * threadsyncd nodes: from empty, from a cursor, across a server restart,
+ * after falling out of the retained window (snapshot), a tampered mirror,
+ * and the HTML of deep, Unicode, partly deleted threads in headless
+ * Chromium (screenshots kept in the build tree's test-artifacts/).
+ *
+ * `ts_mirror_test --acceptance` runs the acceptance case instead: 10,000
+ * comments in 100 threads, verify while posts continue, SIGKILL and resume.
+ *
+ * The mirror runs with a READER token, as a mirror site would. Each case
+ * starts its own node; the mirror directory lives in the node's scratch
+ * directory and goes with it.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "threadsync.pb-c.h"
+#include "ts_err.h"
+#include "ts_frame.h"
+#include "ts_mirror_render.h"
+#include "ts_testnode.h"
+
+#define CHROMIUM "/usr/bin/chromium"
+
+static struct ts_testnode node;
+static int node_up;
+static char mdir[512];        /* the mirror directory */
+static char reader_file[512]; /* the reader token, for the CLI */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void start(const char *const *extra)
+{
+    ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
+    node_up = 1;
+    snprintf(mdir, sizeof(mdir), "%s/mirror", node.dir);
+    snprintf(reader_file, sizeof(reader_file), "%s/reader.token", node.dir);
+    FILE *f = fopen(reader_file, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", node.reader_token);
+    fclose(f);
+}
+
+static void teardown(void)
+{
+    if (node_up) {
+        int status = ts_testnode_cleanup(&node);
+        node_up = 0;
+        ck_assert_msg(status == 0, "node exit status %d", status);
+    }
+}
+
+/* ---- posting ---------------------------------------------------------------- */
+
+/* Comments posted by post_many, per thread: ids in posting order. */
+struct posted {
+    size_t n_threads;
+    char (*keys)[64];
+    uint64_t **ids;
+    size_t *n_ids;
+    uint64_t last_seq;
+    size_t total;
+};
+
+static void posted_free(struct posted *p)
+{
+    for (size_t t = 0; t < p->n_threads; t++)
+        free(p->ids[t]);
+    free(p->ids);
+    free(p->n_ids);
+    free(p->keys);
+    memset(p, 0, sizeof(*p));
+}
+
+static void posted_init(struct posted *p, const char *prefix, size_t n_threads)
+{
+    memset(p, 0, sizeof(*p));
+    p->n_threads = n_threads;
+    p->keys = calloc(n_threads, sizeof(*p->keys));
+    p->ids = calloc(n_threads, sizeof(*p->ids));
+    p->n_ids = calloc(n_threads, sizeof(*p->n_ids));
+    ck_assert(p->keys && p->ids && p->n_ids);
+    for (size_t t = 0; t < n_threads; t++) {
+        /* Every fourth key is not ASCII: file names must encode it. */
+        if (t % 4 == 3)
+            snprintf(p->keys[t], sizeof(p->keys[t]), "%s/caf\xc3\xa9 %zu", prefix, t);
+        else
+            snprintf(p->keys[t], sizeof(p->keys[t]), "%s/thread-%zu", prefix, t);
+    }
+}
+
+static const char *const bodies[] = {
+    "Plain text, nothing special.",
+    "\xe2\x80\x9c"
+    "Curly quotes\xe2\x80\x9d and \xe2\x80\x98single\xe2\x80\x99 ones",
+    "Emoji \xf0\x9f\x98\x80\xf0\x9f\x8e\x89 and a flag \xf0\x9f\x87\xab\xf0\x9f\x87\xb7",
+    "Combining: e\xcc\x81 a\xcc\x8a n\xcc\x83 (decomposed accents)",
+    "Two lines:\nsecond line here",
+    "<b>not bold</b> & not a tag",
+};
+
+/* Posts n comments round-robin over p's threads, WINDOW at a time on one
+ * connection (pipelined). About a third are replies to an earlier comment
+ * of the same thread. Records ids and the last seq in p. */
+static void post_many(struct posted *p, size_t n, unsigned seed)
+{
+    enum { WINDOW = 64 };
+    struct ts_raw *r;
+    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, "threadsync/1", &r), TS_OK);
+    int role;
+    ck_assert_int_eq(ts_raw_hello(r, node.poster_token, &role), TS_OK);
+    static uint64_t rid_base;
+    rid_base += 1000000;
+    size_t done = 0;
+    while (done < n) {
+        size_t k = n - done < WINDOW ? n - done : WINDOW;
+        size_t thread_of[WINDOW];
+        for (size_t i = 0; i < k; i++) {
+            size_t idx = done + i;
+            size_t t = (p->total + idx) % p->n_threads;
+            thread_of[i] = t;
+            char key[64], body[256], name[32];
+            snprintf(key, sizeof(key), "mt-%d-%u-%" PRIu64 "-%zu", (int)getpid(), seed, rid_base,
+                     idx);
+            snprintf(body, sizeof(body), "%s #%zu",
+                     bodies[((p->total + idx) / p->n_threads + seed) % 6], p->total + idx);
+            snprintf(name, sizeof(name), idx % 5 == 0 ? "Zo\xc3\xab %zu" : "user%zu", idx % 17);
+            Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+            Threadsync__Post post = THREADSYNC__POST__INIT;
+            post.request_id = rid_base + idx + 1;
+            post.idempotency_key = key;
+            post.thread_key = p->keys[t];
+            post.author_name = name;
+            post.body = body;
+            if (p->n_ids[t] && (idx * 2654435761u + seed) % 3 == 0)
+                post.parent_id = p->ids[t][(idx * 40503u + seed) % p->n_ids[t]];
+            f.msg_case = THREADSYNC__FRAME__MSG_POST;
+            f.post = &post;
+            ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
+        }
+        for (size_t got = 0; got < k;) {
+            Threadsync__Frame *in;
+            ck_assert_int_eq(ts_raw_recv_nonping(r, 30000, &in), TS_OK);
+            ck_assert_msg(in->msg_case == THREADSYNC__FRAME__MSG_RESULT,
+                          "post refused: frame case %d code %d", (int)in->msg_case,
+                          in->msg_case == THREADSYNC__FRAME__MSG_ERROR ? (int)in->error->code : 0);
+            uint64_t i = in->result->request_id - rid_base - 1 - done;
+            ck_assert_uint_lt(i, k);
+            size_t t = thread_of[i];
+            uint64_t *v = realloc(p->ids[t], (p->n_ids[t] + 1) * sizeof(*v));
+            ck_assert_ptr_nonnull(v);
+            p->ids[t] = v;
+            v[p->n_ids[t]++] = in->result->post->comment_id;
+            if (in->result->post->seq > p->last_seq)
+                p->last_seq = in->result->post->seq;
+            ts_frame_free(in);
+            got++;
+        }
+        done += k;
+    }
+    p->total += n;
+    ts_raw_close(r);
+}
+
+/* One post, sequential, returning its id (and seq). */
+static uint64_t post_one(const char *thread, uint64_t parent, const char *name, const char *body,
+                         uint64_t *seq)
+{
+    struct ts_raw *r;
+    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, "threadsync/1", &r), TS_OK);
+    int role;
+    ck_assert_int_eq(ts_raw_hello(r, node.poster_token, &role), TS_OK);
+    uint64_t id = 0;
+    static uint64_t rid;
+    ck_assert_int_eq(ts_raw_post(r, ++rid, thread, parent, name, body, &id, seq), TS_OK);
+    ts_raw_close(r);
+    return id;
+}
+
+/* ---- running the CLI -------------------------------------------------------- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)len + 1);
+    ck_assert_ptr_nonnull(buf);
+    size_t n = fread(buf, 1, (size_t)len, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* Starts threadsync CMD --dir mdir [extra...] with stdout and stderr to
+ * files in the node's directory (tag names them). */
+static pid_t cli_start(const char *cmd, const char *tag, const char *const *extra)
+{
+    char out[600], err[600];
+    snprintf(out, sizeof(out), "%s/%s.out", node.dir, tag);
+    snprintf(err, sizeof(err), "%s/%s.err", node.dir, tag);
+    const char *argv[32];
+    size_t a = 0;
+    argv[a++] = TS_THREADSYNC_PATH;
+    argv[a++] = cmd;
+    argv[a++] = "--server";
+    argv[a++] = node.addr;
+    argv[a++] = "--ca";
+    argv[a++] = node.ca;
+    argv[a++] = "--token-file";
+    argv[a++] = reader_file;
+    argv[a++] = "--dir";
+    argv[a++] = mdir;
+    for (size_t i = 0; extra && extra[i]; i++)
+        argv[a++] = extra[i];
+    argv[a] = NULL;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0)
+            _exit(127);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int cli_wait(pid_t pid, int timeout_s)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+    int status;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid)
+            break;
+        ck_assert_int_eq(w, 0);
+        if (now_ms() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            ck_abort_msg("threadsync did not finish within %d s", timeout_s);
+        }
+        usleep(20000);
+    }
+    ck_assert_msg(WIFEXITED(status), "threadsync died: status %d", status);
+    return WEXITSTATUS(status);
+}
+
+/* Runs a command to its end; *out and *err (may be NULL) get its output. */
+static int cli(const char *cmd, const char *const *extra, char **out, char **err)
+{
+    pid_t pid = cli_start(cmd, cmd, extra);
+    int code = cli_wait(pid, 120);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s.out", node.dir, cmd);
+    if (out)
+        *out = slurp(path);
+    snprintf(path, sizeof(path), "%s/%s.err", node.dir, cmd);
+    char *e = slurp(path);
+    if (err)
+        *err = e;
+    else
+        free(e);
+    return code;
+}
+
+/* A number after "key=" in a summary line. */
+static uint64_t field(const char *text, const char *key)
+{
+    const char *p = strstr(text, key);
+    ck_assert_msg(p != NULL, "no %s in: %.2000s", key, text);
+    return strtoull(p + strlen(key), NULL, 10);
+}
+
+static void mirror_once(char **err_out)
+{
+    const char *once[] = {"--once", NULL};
+    char *err;
+    int code = cli("mirror", once, NULL, &err);
+    ck_assert_msg(code == 0, "mirror --once exit %d: %.2000s", code, err);
+    ck_assert_msg(strstr(err, "mirror stopped"), "%.2000s", err);
+    if (err_out)
+        *err_out = err;
+    else
+        free(err);
+}
+
+static void verify_ok(uint64_t threads, uint64_t comments)
+{
+    char *out, *err;
+    int code = cli("verify", NULL, &out, &err);
+    ck_assert_msg(code == 0, "verify exit %d: %.500s %.1500s", code, out, err);
+    ck_assert_msg(strncmp(out, "verify: ok", 10) == 0, "%.2000s", out);
+    if (threads)
+        ck_assert_uint_eq(field(out, "threads="), threads);
+    if (comments)
+        ck_assert_uint_eq(field(out, "comments="), comments);
+    free(out);
+    free(err);
+}
+
+/* The mirror's stored cursor (read-only, while a mirror may be writing). */
+static uint64_t db_cursor(void)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    sqlite3 *db;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return 0;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt *st;
+    uint64_t v = 0;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'last_seq'", -1, &st, NULL) ==
+        SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = (uint64_t)sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return v;
+}
+
+static void wait_cursor(uint64_t seq, int timeout_s)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+    uint64_t c;
+    while ((c = db_cursor()) < seq) {
+        ck_assert_msg(now_ms() < end, "mirror cursor %" PRIu64 " did not reach %" PRIu64 " in %d s",
+                      c, seq, timeout_s);
+        usleep(50000);
+    }
+}
+
+static void sql_exec(const char *text)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, text, NULL, NULL, &msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s: %s", text, msg ? msg : "");
+    ck_assert_int_gt(sqlite3_changes(db), 0);
+    sqlite3_close(db);
+}
+
+static void thread_path(const char *key, const char *ext, char *out, size_t len)
+{
+    char name[TS_MIRROR_NAME_SIZE];
+    ck_assert_int_eq(ts_mirror_render_file_name(key, name), TS_OK);
+    snprintf(out, len, "%s/threads/%s.%s", mdir, name, ext);
+}
+
+/* mtime of a thread's HTML file in ns; 0 when missing. */
+static int64_t html_mtime(const char *key)
+{
+    char path[1024];
+    thread_path(key, "html", path, sizeof(path));
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    return (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+static void assert_files(const struct posted *p)
+{
+    for (size_t t = 0; t < p->n_threads; t++) {
+        char path[1024];
+        struct stat st;
+        thread_path(p->keys[t], "json", path, sizeof(path));
+        ck_assert_msg(stat(path, &st) == 0 && st.st_size > 0, "missing %s", path);
+        thread_path(p->keys[t], "html", path, sizeof(path));
+        ck_assert_msg(stat(path, &st) == 0 && st.st_size > 0, "missing %s", path);
+    }
+}
+
+/* ---- cases ------------------------------------------------------------------- */
+
+START_TEST(test_from_empty_then_from_cursor)
+{
+    start(NULL);
+    struct posted p;
+    posted_init(&p, "site", 6);
+    post_many(&p, 300, 1);
+
+    char *err;
+    mirror_once(&err);
+    ck_assert_uint_eq(field(err, "from="), 0);
+    ck_assert_uint_eq(field(err, "events="), 300);
+    ck_assert_uint_eq(field(err, " seq="), p.last_seq);
+    ck_assert_uint_eq(field(err, "rendered="), 6);
+    free(err);
+    ck_assert_uint_eq(db_cursor(), p.last_seq);
+    assert_files(&p);
+    verify_ok(6, 300);
+
+    /* The JSON of a thread carries its comments, Unicode intact. */
+    char path[1024];
+    thread_path(p.keys[1], "json", path, sizeof(path));
+    char *json = slurp(path);
+    ck_assert_msg(strstr(json, "\xe2\x80\x9c"
+                               "Curly quotes\xe2\x80\x9d"),
+                  "%.300s", json);
+    free(json);
+
+    /* From the cursor: 3 posts to one thread; only they are applied and
+     * only that thread is rendered again. */
+    int64_t before[6];
+    for (size_t t = 0; t < 6; t++)
+        before[t] = html_mtime(p.keys[t]);
+    uint64_t cursor = p.last_seq, seq = 0;
+    for (int i = 0; i < 3; i++)
+        post_one(p.keys[2], p.ids[2][0], "Late", "a later reply", &seq);
+    mirror_once(&err);
+    ck_assert_uint_eq(field(err, "from="), cursor);
+    ck_assert_uint_eq(field(err, "events="), 3);
+    ck_assert_uint_eq(field(err, "snapshots="), 0);
+    ck_assert_uint_eq(field(err, "rendered="), 1);
+    free(err);
+    ck_assert_uint_eq(db_cursor(), seq);
+    for (size_t t = 0; t < 6; t++) {
+        if (t == 2)
+            ck_assert_int_gt(html_mtime(p.keys[t]), before[t]);
+        else
+            ck_assert_int_eq(html_mtime(p.keys[t]), before[t]);
+    }
+    /* Nothing new: nothing applied, nothing rendered. */
+    mirror_once(&err);
+    ck_assert_uint_eq(field(err, "events="), 0);
+    ck_assert_uint_eq(field(err, "rendered="), 0);
+    free(err);
+    verify_ok(6, 303);
+    posted_free(&p);
+}
+END_TEST
+
+START_TEST(test_across_server_restart)
+{
+    start(NULL);
+    struct posted p;
+    posted_init(&p, "restart", 3);
+    post_many(&p, 60, 2);
+    pid_t m = cli_start("mirror", "live", NULL);
+    wait_cursor(p.last_seq, 30);
+
+    ck_assert_int_eq(ts_testnode_kill(&node, SIGTERM), 0);
+    usleep(300000); /* the mirror notices and backs off */
+    ck_assert_int_eq(ts_testnode_restart(&node, NULL), TS_OK);
+    post_many(&p, 40, 3);
+    wait_cursor(p.last_seq, 30);
+    verify_ok(3, 100);
+
+    kill(m, SIGINT);
+    ck_assert_int_eq(cli_wait(m, 30), 0);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/live.err", node.dir);
+    char *err = slurp(path);
+    ck_assert_msg(strstr(err, "reconnecting"), "%.2000s", err);
+    ck_assert_uint_eq(field(err, "snapshots="), 0);
+    ck_assert_uint_eq(field(err, "events="), 100);
+    free(err);
+    posted_free(&p);
+}
+END_TEST
+
+START_TEST(test_snapshot_after_window)
+{
+    const char *extra[] = {"--evlog-max-events", "10", NULL};
+    start(extra);
+    struct posted p;
+    posted_init(&p, "window", 4);
+    post_many(&p, 40, 4);
+    char *err;
+    mirror_once(&err); /* the cursor 0 is already outside the window */
+    ck_assert_uint_eq(field(err, "snapshots="), 1);
+    free(err);
+    verify_ok(4, 40);
+    uint64_t cursor = db_cursor();
+
+    /* Stopped while 60 more events went by: 50 fell out of the window. */
+    post_many(&p, 60, 5);
+    mirror_once(&err);
+    ck_assert_uint_eq(field(err, "from="), cursor);
+    ck_assert_uint_eq(field(err, "snapshots="), 1);
+    ck_assert_msg(strstr(err, "taking a snapshot"), "%.2000s", err);
+    free(err);
+    ck_assert_uint_ge(db_cursor(), p.last_seq);
+    verify_ok(4, 100);
+    posted_free(&p);
+}
+END_TEST
+
+START_TEST(test_verify_detects_difference)
+{
+    start(NULL);
+    struct posted p;
+    posted_init(&p, "tamper", 3);
+    post_many(&p, 30, 6);
+    mirror_once(NULL);
+    verify_ok(3, 30);
+
+    char sql[256];
+    snprintf(sql, sizeof(sql), "UPDATE comments SET body = 'tampered' WHERE id = %" PRIu64,
+             p.ids[1][2]);
+    sql_exec(sql);
+    char *out, *err;
+    ck_assert_int_eq(cli("verify", NULL, &out, &err), 1);
+    char want[128];
+    snprintf(want, sizeof(want), "thread %s: digest differs", p.keys[1]);
+    ck_assert_msg(strstr(out, want), "%.2000s", out);
+    free(out);
+    free(err);
+
+    /* A missing comment is named by its count. */
+    snprintf(sql, sizeof(sql), "DELETE FROM comments WHERE id = %" PRIu64, p.ids[0][3]);
+    sql_exec(sql);
+    ck_assert_int_eq(cli("verify", NULL, &out, &err), 1);
+    snprintf(want, sizeof(want), "thread %s: comments differs", p.keys[0]);
+    ck_assert_msg(strstr(out, want), "%.2000s", out);
+    free(out);
+    free(err);
+
+    /* A thread the server does not have. */
+    sql_exec("INSERT INTO threads VALUES(999999, 'ghost/thread', '', '', 0, 0, 0, 1)");
+    ck_assert_int_eq(cli("verify", NULL, &out, &err), 1);
+    ck_assert_msg(strstr(out, "ghost/thread") || strstr(out, p.keys[0]), "%.2000s", out);
+    free(out);
+    free(err);
+    posted_free(&p);
+}
+END_TEST
+
+START_TEST(test_verify_many_threads_pages)
+{
+    /* More threads than one Digest page holds (1,000): verify pages. */
+    start(NULL);
+    struct posted p;
+    posted_init(&p, "pages", 1234);
+    post_many(&p, 1234, 8);
+    mirror_once(NULL);
+    verify_ok(1234, 1234);
+    /* A difference on the second page is found too. */
+    char sql[256];
+    snprintf(sql, sizeof(sql), "UPDATE threads SET comment_count = 7 WHERE key = '%s'",
+             p.keys[1200]);
+    sql_exec(sql);
+    char *out, *err;
+    ck_assert_int_eq(cli("verify", NULL, &out, &err), 1);
+    char want[160];
+    snprintf(want, sizeof(want), "thread %s: comment_count differs: mirror=7 server=1",
+             p.keys[1200]);
+    ck_assert_msg(strstr(out, want), "%.2000s", out);
+    free(out);
+    free(err);
+    posted_free(&p);
+}
+END_TEST
+
+/* ---- Chromium ----------------------------------------------------------------- */
+
+static void artifact_path(const char *name, char *out, size_t len)
+{
+    mkdir(TS_TEST_ARTIFACTS_DIR, 0755);
+    snprintf(out, len, "%s/%s", TS_TEST_ARTIFACTS_DIR, name);
+}
+
+static int run_chromium(const char *html, const char *mode_arg, const char *out_file)
+{
+    char profile[] = "/tmp/ts-chromium-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(profile));
+    char udd[128], url[3000];
+    snprintf(udd, sizeof(udd), "--user-data-dir=%s", profile);
+    /* The file names hold %XX escapes themselves: escape everything but
+     * the plainest bytes again. */
+    size_t u = (size_t)snprintf(url, sizeof(url), "file://");
+    for (const unsigned char *c = (const unsigned char *)html; *c && u + 4 < sizeof(url); c++) {
+        if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') ||
+            strchr("/-_.~", *c))
+            url[u++] = (char)*c;
+        else
+            u += (size_t)snprintf(url + u, sizeof(url) - u, "%%%02X", *c);
+    }
+    url[u] = '\0';
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fo = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open("/dev/null", O_WRONLY);
+        if (fo < 0 || fe < 0)
+            _exit(127);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        setenv("HOME", profile, 1);
+        execl(CHROMIUM, CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+              "--no-first-run", "--disable-background-networking", "--disable-component-update",
+              "--disable-sync", udd, mode_arg, "--window-size=1000,2000", url, (char *)0);
+        _exit(127);
+    }
+    int code = cli_wait(pid, 90);
+    char cmd[256];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", profile);
+    ck_assert_int_eq(system(cmd), 0);
+    return code;
+}
+
+/* Runs Chromium on an HTML file: a screenshot kept as an artifact, and the
+ * DOM after parsing (returned). */
+static char *chromium_render(const char *html, const char *png_name)
+{
+    ck_assert_msg(access(CHROMIUM, X_OK) == 0,
+                  CHROMIUM " is missing: run deploy/install-deps.sh (Debian package chromium)");
+    char png[600], shot[700], dom_file[600];
+    artifact_path(png_name, png, sizeof(png));
+    unlink(png);
+    snprintf(shot, sizeof(shot), "--screenshot=%s", png);
+    char scratch[] = "/tmp/ts-dom-XXXXXX";
+    int fd = mkstemp(scratch);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    snprintf(dom_file, sizeof(dom_file), "%s", scratch);
+    ck_assert_int_eq(run_chromium(html, shot, dom_file), 0);
+    struct stat st;
+    ck_assert_msg(stat(png, &st) == 0 && st.st_size > 1000, "no screenshot at %s", png);
+    ck_assert_int_eq(run_chromium(html, "--dump-dom", dom_file), 0);
+    char *dom = slurp(dom_file);
+    unlink(dom_file);
+    ck_assert_msg(strstr(dom, "</html>"), "no DOM dumped: %.500s", dom);
+    return dom;
+}
+
+/* Deepest nesting of <li> elements in serialised HTML. */
+static int li_depth(const char *dom)
+{
+    int depth = 0, max = 0;
+    for (const char *p = dom; (p = strchr(p, '<')) != NULL; p++) {
+        if (strncmp(p, "<li", 3) == 0 && (p[3] == ' ' || p[3] == '>')) {
+            if (++depth > max)
+                max = depth;
+        } else if (strncmp(p, "</li>", 5) == 0) {
+            depth--;
+        }
+    }
+    return max;
+}
+
+/* The text of a body as Chromium serialises it (& < > escaped). */
+static void dom_text(const char *body, char *out, size_t len)
+{
+    size_t n = 0;
+    for (const char *p = body; *p && n + 6 < len; p++) {
+        const char *rep = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : NULL;
+        if (rep) {
+            memcpy(out + n, rep, strlen(rep));
+            n += strlen(rep);
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n] = '\0';
+}
+
+START_TEST(test_chromium_built_thread)
+{
+    /* Built here (deleted comments cannot be made through the protocol
+     * yet): a 30-deep chain under a deleted parent, Unicode bodies, and a
+     * deleted leaf. */
+    enum { DEPTH = 30 };
+    char dir[] = "/tmp/ts-mirror-html-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    Threadsync__Thread t = THREADSYNC__THREAD__INIT;
+    t.id = 1;
+    t.key = "site/unicode-deep";
+    t.title = "Deep \xe2\x80\x9cthread\xe2\x80\x9d";
+    t.url = "https://example.org/a";
+    t.version = 1;
+    Threadsync__Comment cs[DEPTH + 3];
+    const Threadsync__Comment *ptrs[DEPTH + 3];
+    char bodies_buf[DEPTH + 3][160];
+    size_t n = 0;
+    /* 2: the deleted parent (tombstone) */
+    threadsync__comment__init(&cs[n]);
+    cs[n].id = 2;
+    cs[n].thread_id = 1;
+    cs[n].status = THREADSYNC__STATUS__DELETED;
+    cs[n].author_name = "";
+    cs[n].body = "";
+    cs[n].version = 2;
+    n++;
+    for (int d = 0; d < DEPTH; d++, n++) {
+        threadsync__comment__init(&cs[n]);
+        cs[n].id = 3 + (uint64_t)d;
+        cs[n].thread_id = 1;
+        cs[n].parent_id = 2 + (uint64_t)d;
+        cs[n].author_name = d % 2 ? "Zo\xc3\xab" : "\xe5\xb1\xb1\xe7\x94\xb0";
+        snprintf(bodies_buf[n], sizeof(bodies_buf[n]), "level %d: %s", d + 1, bodies[d % 6]);
+        cs[n].body = bodies_buf[n];
+        cs[n].status = THREADSYNC__STATUS__VISIBLE;
+        cs[n].created_at_ms = 1700000000000 + d * 60000;
+        cs[n].version = 1;
+    }
+    /* a deleted leaf under level 5, and a visible reply to the root */
+    threadsync__comment__init(&cs[n]);
+    cs[n].id = 100;
+    cs[n].thread_id = 1;
+    cs[n].parent_id = 7;
+    cs[n].status = THREADSYNC__STATUS__DELETED;
+    cs[n].author_name = "";
+    cs[n].body = "";
+    cs[n].version = 2;
+    n++;
+    threadsync__comment__init(&cs[n]);
+    cs[n].id = 101;
+    cs[n].thread_id = 1;
+    cs[n].author_name = "Ann";
+    cs[n].body = "A second top-level comment \xf0\x9f\x91\x8d";
+    cs[n].status = THREADSYNC__STATUS__VISIBLE;
+    cs[n].version = 1;
+    n++;
+    for (size_t i = 0; i < n; i++)
+        ptrs[i] = &cs[i];
+    t.comment_count = DEPTH + 1;
+    ck_assert_int_eq(ts_mirror_render_thread(dir, &t, ptrs, n), TS_OK);
+    char name[TS_MIRROR_NAME_SIZE], html[700];
+    ck_assert_int_eq(ts_mirror_render_file_name(t.key, name), TS_OK);
+    snprintf(html, sizeof(html), "%s/threads/%s.html", dir, name);
+
+    char *dom = chromium_render(html, "mirror-thread.png");
+    for (size_t i = 0; i < n; i++) {
+        if (cs[i].status != THREADSYNC__STATUS__VISIBLE)
+            continue;
+        char want[400];
+        dom_text(cs[i].body, want, sizeof(want));
+        ck_assert_msg(strstr(dom, want), "body missing from the DOM: %s", cs[i].body);
+    }
+    ck_assert_msg(strstr(dom, "Zo\xc3\xab") && strstr(dom, "\xe5\xb1\xb1\xe7\x94\xb0"),
+                  "authors missing");
+    /* the root placeholder plus the deleted leaf */
+    const char *p = strstr(dom, "[deleted]");
+    ck_assert_msg(p && strstr(p + 1, "[deleted]"), "placeholders missing");
+    ck_assert_msg(strstr(dom, "id=\"c2\"") && strstr(dom, "id=\"c100\""), "tombstones missing");
+    /* the deleted root, then 30 levels of replies beneath it */
+    ck_assert_int_eq(li_depth(dom), DEPTH + 1);
+    ck_assert_msg(strstr(dom, "31 comments"), "count missing");
+    free(dom);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(test_chromium_mirrored_thread)
+{
+    enum { DEPTH = 30 };
+    start(NULL);
+    const char *key = "site/\xc3\xa9t\xc3\xa9 deep";
+    uint64_t parent = 0, seq = 0;
+    char bodies_buf[DEPTH][160];
+    for (int d = 0; d < DEPTH; d++) {
+        snprintf(bodies_buf[d], sizeof(bodies_buf[d]), "depth %d %s", d + 1, bodies[d % 6]);
+        parent = post_one(key, parent, d % 2 ? "Zo\xc3\xab" : "Bob", bodies_buf[d], &seq);
+    }
+    post_one(key, 0, "Ann", "Another root \xf0\x9f\x8e\x89", &seq);
+    mirror_once(NULL);
+    verify_ok(1, DEPTH + 1);
+    char html[1024];
+    thread_path(key, "html", html, sizeof(html));
+    char *dom = chromium_render(html, "mirror-thread-node.png");
+    for (int d = 0; d < DEPTH; d++) {
+        char want[400];
+        dom_text(bodies_buf[d], want, sizeof(want));
+        ck_assert_msg(strstr(dom, want), "body missing from the DOM: %s", bodies_buf[d]);
+    }
+    ck_assert_msg(strstr(dom, "Another root \xf0\x9f\x8e\x89"), "root missing");
+    ck_assert_int_eq(li_depth(dom), DEPTH);
+    ck_assert_msg(strstr(dom, "31 comments"), "count missing");
+    free(dom);
+}
+END_TEST
+
+/* ---- acceptance ------------------------------------------------------------------ */
+
+/* A child that posts to the threads of p until killed. */
+static pid_t poster_start(struct posted *p, unsigned seed)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (unsigned i = 0;; i++) {
+            post_many(p, 20, seed + i);
+            usleep(100000);
+        }
+    }
+    return pid;
+}
+
+static void poster_stop(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+}
+
+/* The server's last seq, as the Welcome says. */
+static uint64_t server_seq(void)
+{
+    struct ts_raw *r;
+    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, "threadsync/1", &r), TS_OK);
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
+    h.min_version = 1;
+    h.max_version = 1;
+    h.token = node.reader_token;
+    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
+    f.hello = &h;
+    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
+    Threadsync__Frame *in;
+    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_WELCOME);
+    uint64_t seq = in->welcome->last_seq;
+    ts_frame_free(in);
+    ts_raw_close(r);
+    return seq;
+}
+
+START_TEST(test_acceptance_10k)
+{
+    start(NULL);
+    uint64_t t0 = now_ms();
+    struct posted p;
+    posted_init(&p, "soak", 100);
+    post_many(&p, 10000, 7);
+    uint64_t t_posted = now_ms();
+    fprintf(stderr, "acceptance: posted 10000 comments in 100 threads in %.1f s\n",
+            (double)(t_posted - t0) / 1000);
+
+    pid_t m = cli_start("mirror", "soak1", NULL);
+    wait_cursor(p.last_seq, 300);
+    uint64_t t_synced = now_ms();
+    fprintf(stderr, "acceptance: first sync of 10000 comments in %.1f s\n",
+            (double)(t_synced - t_posted) / 1000);
+    verify_ok(100, 10000);
+
+    /* Stays equal while posts continue. */
+    pid_t poster = poster_start(&p, 1000);
+    for (int i = 0; i < 5; i++) {
+        usleep(500000);
+        verify_ok(100, 0);
+    }
+    /* Killed, and restarted while posts go on: it resumes from its cursor. */
+    kill(m, SIGKILL);
+    int status;
+    waitpid(m, &status, 0);
+    uint64_t killed_at = db_cursor();
+    ck_assert_uint_ge(killed_at, p.last_seq);
+    sleep(1);
+    m = cli_start("mirror", "soak2", NULL);
+    sleep(1);
+    poster_stop(poster);
+    uint64_t head = server_seq();
+    /* Every post seen by the server is an event up to some seq <= head;
+     * the mirror reaches the last event's seq. */
+    uint64_t end = now_ms() + 60000;
+    char out_path[600];
+    snprintf(out_path, sizeof(out_path), "%s/verify.out", node.dir);
+    for (;;) {
+        char *out, *err;
+        int code = cli("verify", NULL, &out, &err);
+        free(err);
+        if (code == 0) {
+            free(out);
+            break;
+        }
+        ck_assert_msg(now_ms() < end, "mirror not equal after posting stopped: %s", out);
+        free(out);
+        usleep(200000);
+    }
+    kill(m, SIGINT);
+    ck_assert_int_eq(cli_wait(m, 30), 0);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/soak2.err", node.dir);
+    char *err = slurp(path);
+    ck_assert_uint_eq(field(err, "from="), killed_at);
+    ck_assert_uint_eq(field(err, "snapshots="), 0);
+    uint64_t events = field(err, "events=");
+    ck_assert_msg(events < 2000, "resumed with %" PRIu64 " events: a resync? %s", events, err);
+    fprintf(stderr,
+            "acceptance: resumed from %" PRIu64 " (head %" PRIu64 "): %" PRIu64
+            " events, no snapshot; total %.1f s\n",
+            killed_at, head, events, (double)(now_ms() - t0) / 1000);
+    free(err);
+    posted_free(&p);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int acceptance = argc > 1 && strcmp(argv[1], "--acceptance") == 0;
+    Suite *s = suite_create("mirror");
+    TCase *tc = tcase_create(acceptance ? "acceptance" : "mirror");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    if (acceptance) {
+        tcase_set_timeout(tc, 600);
+        tcase_add_test(tc, test_acceptance_10k);
+    } else {
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_from_empty_then_from_cursor);
+        tcase_add_test(tc, test_across_server_restart);
+        tcase_add_test(tc, test_snapshot_after_window);
+        tcase_add_test(tc, test_verify_detects_difference);
+        tcase_add_test(tc, test_verify_many_threads_pages);
+        tcase_add_test(tc, test_chromium_built_thread);
+        tcase_add_test(tc, test_chromium_mirrored_thread);
+    }
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
