@@ -15,6 +15,13 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A broken invariant is a crash for libFuzzer to report and minimise. */
+#define FUZZ_ASSERT(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            abort();                                                                               \
+    } while (0)
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct ts_evlog_config cfg = {64, 1 << 20};
@@ -34,8 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len > size - off)
             len = size - off;
         struct ts_store_result res;
-        if (ts_store_apply(store, index++, data + off, len, &res) != TS_OK)
-            abort(); /* only allocation failure may fail an apply */
+        /* only allocation failure may fail an apply */
+        FUZZ_ASSERT(ts_store_apply(store, index++, data + off, len, &res) == TS_OK);
         off += len;
     }
     char before[65], after[65];
@@ -47,11 +54,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct ts_store *copy;
         if (ts_evlog_new(&cfg, &log2) == TS_OK) {
             if (ts_store_new(log2, &copy) == TS_OK) {
-                if (ts_store_restore(copy, snap, snap_len) != TS_OK)
-                    abort();
+                FUZZ_ASSERT(ts_store_restore(copy, snap, snap_len) == TS_OK);
                 ts_store_digest(copy, after);
-                if (strcmp(before, after) != 0)
-                    abort();
+                FUZZ_ASSERT(strcmp(before, after) == 0);
                 ts_store_free(copy);
             }
             ts_evlog_free(log2);
