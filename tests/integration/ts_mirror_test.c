@@ -5,8 +5,20 @@
  * and the HTML of deep, Unicode, partly deleted threads in headless
  * Chromium (screenshots kept in the build tree's test-artifacts/).
  *
+ * Also: progress on a terminal (a pty) and none off one; a server list
+ * with a dead entry and both down a while (rotation, backoff, cursor kept);
+ * SIGKILLs during a first sync converging on a clean mirror's bytes.
+ *
  * `ts_mirror_test --acceptance` runs the acceptance case instead: 10,000
  * comments in 100 threads, verify while posts continue, SIGKILL and resume.
+ *
+ * `ts_mirror_test --moderation` runs moderation as mirrors see it: hides,
+ * unhides, deletes, approvals and authors' edits and deletes followed live
+ * and across a restart, before a snapshot, through a moderator's token, and
+ * a moderated thread from a real node in Chromium. After each step the
+ * rows, JSON and HTML show exactly the public view (checked against a
+ * model of the thread), the count is the server's, verify passes, and text
+ * no reader may see is in no byte of the database or its WAL.
  *
  * The mirror runs with a READER token, as a mirror site would. Each case
  * starts its own node; the mirror directory lives in the node's scratch
@@ -21,7 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pty.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -225,12 +241,8 @@ static char *slurp(const char *path)
 
 /* Starts threadsync CMD --dir mdir [extra...] with stdout and stderr to
  * files in the node's directory (tag names them). */
-static pid_t cli_start(const char *cmd, const char *tag, const char *const *extra)
+static void cli_argv(const char *cmd, const char *const *extra, const char **argv)
 {
-    char out[600], err[600];
-    snprintf(out, sizeof(out), "%s/%s.out", node.dir, tag);
-    snprintf(err, sizeof(err), "%s/%s.err", node.dir, tag);
-    const char *argv[32];
     size_t a = 0;
     argv[a++] = TS_THREADSYNC_PATH;
     argv[a++] = cmd;
@@ -245,6 +257,15 @@ static pid_t cli_start(const char *cmd, const char *tag, const char *const *extr
     for (size_t i = 0; extra && extra[i]; i++)
         argv[a++] = extra[i];
     argv[a] = NULL;
+}
+
+static pid_t cli_start(const char *cmd, const char *tag, const char *const *extra)
+{
+    char out[600], err[600];
+    snprintf(out, sizeof(out), "%s/%s.out", node.dir, tag);
+    snprintf(err, sizeof(err), "%s/%s.err", node.dir, tag);
+    const char *argv[32];
+    cli_argv(cmd, extra, argv);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -1605,6 +1626,195 @@ START_TEST(test_chromium_moderated_thread)
 }
 END_TEST
 
+/* ---- what the mirror does around the sync: terminal, servers, crashes ------ */
+
+/* Runs `threadsync mirror --once` on a pseudo-terminal (stdout and stderr)
+ * and returns what it wrote there. */
+static char *mirror_once_on_tty(void)
+{
+    const char *once[] = {"--once", NULL};
+    const char *argv[32];
+    cli_argv("mirror", once, argv);
+    int master;
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    uint64_t end = now_ms() + 120000;
+    for (;;) {
+        /* EIO once the child is gone and the terminal has no writer. */
+        ssize_t r = read(master, buf + len, cap - len - 1);
+        if (r <= 0 && !(r < 0 && errno == EINTR))
+            break;
+        if (r > 0)
+            len += (size_t)r;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+        ck_assert_msg(now_ms() < end, "mirror on a terminal did not finish");
+    }
+    buf[len] = '\0';
+    close(master);
+    ck_assert_int_eq(cli_wait(pid, 30), 0);
+    return buf;
+}
+
+START_TEST(test_progress_on_terminal)
+{
+    start(NULL);
+    struct posted p;
+    posted_init(&p, "tty", 10);
+    post_many(&p, 2000, 9);
+    char *out = mirror_once_on_tty();
+    /* Redrawn in place, with counts, the target and a rate; the last line
+     * is the whole sync, and it is ended. */
+    char want[160];
+    snprintf(want, sizeof(want),
+             "\r\033[Ksync: 2000 events, 10 threads rendered, seq %" PRIu64 " of %" PRIu64
+             " (100%%), ",
+             p.last_seq, p.last_seq);
+    const char *last = strstr(out, want);
+    ck_assert_msg(last, "no final progress line \"%s\" in: %s", want + 4, out);
+    for (const char *q; (q = strstr(last + 1, want)) != NULL;)
+        last = q;
+    const char *rate = last + strlen(want);
+    ck_assert_msg(strtoull(rate, NULL, 10) > 0 &&
+                      strstr(rate, "/s\r\n") == rate + strcspn(rate, "/"),
+                  "no rate in: %.200s", last);
+    free(out);
+    /* Not on a terminal: no progress at all. */
+    snprintf(mdir, sizeof(mdir), "%s/mirror-quiet", node.dir);
+    char *err;
+    mirror_once(&err);
+    ck_assert_msg(!strstr(err, " events, ") && !strchr(err, '\r'), "progress off a terminal: %s",
+                  err);
+    free(err);
+    verify_ok(10, 2000);
+    posted_free(&p);
+}
+END_TEST
+
+/* A loopback address nothing listens on. */
+static void dead_address(char *out, size_t size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    snprintf(out, size, "127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+}
+
+static size_t count_of(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+START_TEST(test_server_list_and_backoff)
+{
+    start(NULL);
+    struct posted p;
+    posted_init(&p, "servers", 2);
+    post_many(&p, 20, 10);
+    char dead[64];
+    dead_address(dead, sizeof(dead));
+    const char *extra[] = {"--server", dead, NULL};
+    pid_t m = cli_start("mirror", "servers", extra);
+    wait_cursor(p.last_seq, 30);
+
+    /* Both servers down for 4 s: the mirror goes round the list, backing
+     * off (100 ms doubling, jittered to 50-100% of each step: 5 to 7
+     * attempts; a fixed 100 ms would be 40). */
+    ck_assert_int_eq(ts_testnode_kill(&node, SIGTERM), 0);
+    usleep(4000000);
+    ck_assert_int_eq(ts_testnode_restart(&node, NULL), TS_OK);
+    post_many(&p, 20, 11);
+    wait_cursor(p.last_seq, 30);
+    verify_ok(2, 40);
+    kill(m, SIGINT);
+    ck_assert_int_eq(cli_wait(m, 30), 0);
+    char path[600], want[128];
+    snprintf(path, sizeof(path), "%s/servers.err", node.dir);
+    char *err = slurp(path);
+    snprintf(want, sizeof(want), "disconnected from %s", dead);
+    size_t to_dead = count_of(err, want);
+    snprintf(want, sizeof(want), "disconnected from %s", node.addr);
+    size_t to_node = count_of(err, want);
+    ck_assert_msg(to_dead >= 1 && to_node >= 2, "not round the list: %s", err);
+    ck_assert_msg(to_dead + to_node >= 3 && to_dead + to_node <= 12,
+                  "%zu attempts in 4 s: no backoff? %s", to_dead + to_node, err);
+    snprintf(want, sizeof(want), "connected to %s", node.addr);
+    ck_assert_uint_eq(count_of(err, want), 2);
+    /* the cursor was kept: no snapshot, no event twice */
+    ck_assert_uint_eq(field(err, "snapshots="), 0);
+    ck_assert_uint_eq(field(err, "events="), 40);
+    free(err);
+    posted_free(&p);
+}
+END_TEST
+
+START_TEST(test_killed_mid_sync_converges)
+{
+    start(NULL);
+    struct posted p;
+    posted_init(&p, "crash", 20);
+    post_many(&p, 6000, 12);
+    /* SIGKILL while the first sync runs, a little later after each commit
+     * it sees: in the middle of the next transaction, between a commit and
+     * its rendering, or while a file is being replaced. Every restart
+     * resumes from the stored cursor. */
+    uint64_t cursor = 0;
+    int mid = 0;
+    for (int round = 0; round < 20 && cursor < p.last_seq; round++) {
+        char tag[16];
+        snprintf(tag, sizeof(tag), "crash%d", round);
+        pid_t m = cli_start("mirror", tag, NULL);
+        uint64_t end = now_ms() + 30000;
+        while (db_cursor() <= cursor && waitpid(m, NULL, WNOHANG) == 0) {
+            ck_assert_msg(now_ms() < end, "the mirror made no progress");
+            usleep(500);
+        }
+        usleep((useconds_t)round * 3000);
+        kill(m, SIGKILL);
+        int status;
+        waitpid(m, &status, 0);
+        uint64_t c = db_cursor();
+        ck_assert_uint_ge(c, cursor);
+        mid += c > cursor && c < p.last_seq;
+        cursor = c;
+    }
+    ck_assert_msg(mid >= 1, "no kill landed inside the sync (cursor %" PRIu64 ")", cursor);
+    char *err;
+    mirror_once(&err);
+    ck_assert_uint_eq(field(err, "from="), cursor);
+    ck_assert_uint_eq(field(err, "snapshots="), 0);
+    free(err);
+    verify_ok(20, 6000);
+    /* Files and rows as a mirror that was never killed has them. */
+    char killed[512];
+    snprintf(killed, sizeof(killed), "%s", mdir);
+    snprintf(mdir, sizeof(mdir), "%s/mirror-clean", node.dir);
+    mirror_once(NULL);
+    for (size_t t = 0; t < p.n_threads; t++)
+        assert_same_files(killed, mdir, p.keys[t]);
+    fprintf(stderr, "killed mid-sync: %d of the kills landed inside the sync\n", mid);
+    posted_free(&p);
+}
+END_TEST
+
 /* ---- acceptance ------------------------------------------------------------------ */
 
 /* A child that posts to the threads of p until killed. */
@@ -1747,6 +1957,9 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_verify_many_threads_pages);
         tcase_add_test(tc, test_chromium_built_thread);
         tcase_add_test(tc, test_chromium_mirrored_thread);
+        tcase_add_test(tc, test_progress_on_terminal);
+        tcase_add_test(tc, test_server_list_and_backoff);
+        tcase_add_test(tc, test_killed_mid_sync_converges);
     }
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
