@@ -757,15 +757,17 @@ int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out)
     if (err == TS_OK)
         err = init_schema(db);
     /* TEMP: the trigger belongs to this connection only; the schema other
-     * programs read stays as documented. */
+     * programs read stays as documented. Only text that was there and is
+     * replaced counts: an approval (empty to text) leaves nothing behind. */
     if (err == TS_OK && sqlite3_create_function_v2(db->sql, "ts_scrub_note", 0, SQLITE_UTF8, db,
                                                    scrub_note, NULL, NULL, NULL) != SQLITE_OK)
         err = db_fail(db->sql, "create_function");
     if (err == TS_OK)
         err = exec(db->sql,
                    "CREATE TEMP TRIGGER ts_scrub_watch AFTER UPDATE OF author_name, body "
-                   "ON main.comments WHEN old.body <> new.body OR "
-                   "old.author_name <> new.author_name BEGIN SELECT ts_scrub_note(); END",
+                   "ON main.comments WHEN (old.body <> '' AND old.body <> new.body) OR "
+                   "(old.author_name <> '' AND old.author_name <> new.author_name) "
+                   "BEGIN SELECT ts_scrub_note(); END",
                    "scrub_trigger");
     for (int s = 0; s < S__COUNT && err == TS_OK; s++)
         if (sqlite3_prepare_v3(db->sql, stmt_sql[s], -1, SQLITE_PREPARE_PERSISTENT, &db->st[s],

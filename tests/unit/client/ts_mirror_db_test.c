@@ -1,8 +1,9 @@
 /*
  * ts_mirror_db: upsert by version, idempotent batches, the cursor moving in
  * the same transaction as the data (forced failure and a real crash in a
- * child process mid-transaction), snapshots, reads, and the digest agreeing
- * across different batchings of the same content.
+ * child process mid-transaction), snapshots, reads, the digest agreeing
+ * across different batchings of the same content, and replaced text gone
+ * from the file's bytes.
  */
 #include <check.h>
 #include <ftw.h>
