@@ -79,6 +79,7 @@ struct mirror {
     uint64_t events, snap_threads, snap_comments, rendered, start_cursor;
     unsigned snapshots;
     uint64_t start_ns, last_progress_ns;
+    uint64_t head; /* the server's last seq when we connected: the target */
     int tty, first_sync, progress_line;
     int caught_up;
     int ever_ready;
@@ -156,8 +157,13 @@ static void progress(struct mirror *m, int force)
     if (m->snapshots)
         fprintf(stderr, ", snapshot %" PRIu64 " threads %" PRIu64 " comments", m->snap_threads,
                 m->snap_comments);
-    fprintf(stderr, ", %" PRIu64 " threads rendered, seq %" PRIu64 ", %.0f/s", m->rendered, cursor,
-            secs > 0 ? (double)items / secs : 0.0);
+    fprintf(stderr, ", %" PRIu64 " threads rendered, seq %" PRIu64, m->rendered, cursor);
+    /* The head moves on while we sync; it is only the target we were
+     * given, so past it the share stays at 100%. */
+    if (m->head)
+        fprintf(stderr, " of %" PRIu64 " (%.0f%%)", m->head,
+                cursor >= m->head ? 100.0 : 100.0 * (double)cursor / (double)m->head);
+    fprintf(stderr, ", %.0f/s", secs > 0 ? (double)items / secs : 0.0);
     m->progress_line = 1;
 }
 
@@ -704,6 +710,8 @@ static void on_state(void *arg, const struct ts_client_state_info *info)
     switch (info->state) {
     case TS_CLIENT_READY:
         m->ever_ready = 1;
+        if (info->welcome && info->welcome->last_seq > m->head)
+            m->head = info->welcome->last_seq;
         if (!m->progress_line)
             fprintf(stderr, "threadsync: connected to %s\n", info->server);
         break;

@@ -98,7 +98,10 @@ struct ts_mirror_db {
     sqlite3_stmt *st[S__COUNT];
     int snap_open;
     uint64_t snap_seq;
+    int scrub_due; /* a commit replaced stored text; old copies may linger */
 };
+
+#define BUSY_TIMEOUT_MS 5000
 
 /* ---- touched set ---- */
 
@@ -275,6 +278,33 @@ static int touched_save(const struct ts_mirror_touched *t, uint64_t **saved)
     return TS_OK;
 }
 
+/* Called by the temporary trigger 'ts_scrub_watch' (see open) when an
+ * update replaced a comment's name or body. */
+static void scrub_note(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    struct ts_mirror_db *db = sqlite3_user_data(ctx);
+    db->scrub_due = 1;
+}
+
+/* Text a comment no longer shows (hidden, deleted, edited) must not stay
+ * readable in the files: secure_delete zeroes the space the old row
+ * leaves in its page, but the WAL still holds the old page images until
+ * it is checkpointed and truncated. A reader (the web stack) in the middle
+ * of a read transaction blocks that; the mirror does not wait for it
+ * (busy timeout 0) and tries again after its next commit. */
+static void scrub(struct ts_mirror_db *db)
+{
+    sqlite3_busy_timeout(db->sql, 0);
+    int rc = sqlite3_wal_checkpoint_v2(db->sql, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(db->sql, BUSY_TIMEOUT_MS);
+    if (rc == SQLITE_OK)
+        db->scrub_due = 0;
+    else
+        TS_DEBUG("event=mirror_db_scrub_deferred code=%d", rc);
+}
+
 /* Runs body in one transaction. touched is put back as it was when the
  * transaction does not commit, so callers never re-render on a phantom. */
 static int in_transaction(struct ts_mirror_db *db, struct ts_mirror_touched *touched,
@@ -293,6 +323,8 @@ static int in_transaction(struct ts_mirror_db *db, struct ts_mirror_touched *tou
     if (err != TS_OK)
         touched_restore(touched, saved, n_saved);
     free(saved);
+    if (err == TS_OK && db->scrub_due)
+        scrub(db);
     return err;
 }
 
@@ -705,7 +737,7 @@ int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out)
     if (err == TS_OK) {
         sqlite3_extended_result_codes(db->sql, 1);
         /* Readers (a web stack) may hold the file briefly; wait, do not fail. */
-        sqlite3_busy_timeout(db->sql, 5000);
+        sqlite3_busy_timeout(db->sql, BUSY_TIMEOUT_MS);
         int wal = 0;
         if (sqlite3_exec(db->sql, "PRAGMA journal_mode=WAL", journal_is_wal, &wal, NULL) !=
             SQLITE_OK)
@@ -721,7 +753,22 @@ int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out)
     if (err == TS_OK)
         err = exec(db->sql, "PRAGMA synchronous=FULL", "synchronous");
     if (err == TS_OK)
+        err = exec(db->sql, "PRAGMA secure_delete=ON", "secure_delete");
+    if (err == TS_OK)
         err = init_schema(db);
+    /* TEMP: the trigger belongs to this connection only; the schema other
+     * programs read stays as documented. Only text that was there and is
+     * replaced counts: an approval (empty to text) leaves nothing behind. */
+    if (err == TS_OK && sqlite3_create_function_v2(db->sql, "ts_scrub_note", 0, SQLITE_UTF8, db,
+                                                   scrub_note, NULL, NULL, NULL) != SQLITE_OK)
+        err = db_fail(db->sql, "create_function");
+    if (err == TS_OK)
+        err = exec(db->sql,
+                   "CREATE TEMP TRIGGER ts_scrub_watch AFTER UPDATE OF author_name, body "
+                   "ON main.comments WHEN (old.body <> '' AND old.body <> new.body) OR "
+                   "(old.author_name <> '' AND old.author_name <> new.author_name) "
+                   "BEGIN SELECT ts_scrub_note(); END",
+                   "scrub_trigger");
     for (int s = 0; s < S__COUNT && err == TS_OK; s++)
         if (sqlite3_prepare_v3(db->sql, stmt_sql[s], -1, SQLITE_PREPARE_PERSISTENT, &db->st[s],
                                NULL) != SQLITE_OK)

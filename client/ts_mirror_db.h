@@ -24,6 +24,10 @@
  *   and author_name and body are stored empty for a comment that is not
  *   VISIBLE, even when a moderator's connection sent them. A mirror is
  *   meant to be served; what it may not show it does not keep.
+ * - Nor does it keep it in the file's free space: text an update replaced
+ *   (hidden, deleted, edited) is zeroed (secure_delete), and the WAL that
+ *   still holds the old pages is checkpointed and truncated after that
+ *   commit, or after a later one when a reader held it open then.
  *
  * Ids and versions are u64 on the wire and INTEGER (signed 64-bit) in SQLite;
  * they are stored bit for bit, so values above 2^63 (never produced: they are

@@ -4,9 +4,12 @@
 # is missing. Extra package names on the command line are added to the list.
 set -euo pipefail
 
+# The mirror's HTML test screenshots pages in Chromium: the fonts give emoji
+# and CJK glyphs instead of boxes (DejaVu covers neither; Noto Color Emoji
+# is 10 MB, WenQuanYi Micro Hei 5 MB, where fonts-noto-cjk would be 90 MB).
 pkgs=(build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev
-      chromium "$@")
+      chromium fonts-noto-color-emoji fonts-wqy-microhei "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -9,17 +9,20 @@
  * The posting client is a raw TLS client that retries with the same
  * idempotency key on NOT_LEADER (following leader_address), UNAVAILABLE and
  * lost connections, against the other nodes, as libthreadsync does.
- * Every wait is bounded.
+ * The `threadsync mirror` CLI follows one cluster across kills down its
+ * --server list. Every wait is bounded.
  */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -771,6 +774,107 @@ START_TEST(test_rolling_kills)
 END_TEST
 END_TEST
 
+/* ---- threadsync mirror against the cluster ---- */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fputc('\n', f);
+    fclose(f);
+}
+
+/* `threadsync verify` of dir against every node; its exit code, stdout in
+ * *out. */
+static int cli_verify(const char *dir, const char *token_file, char **out)
+{
+    const char *argv[] = {
+        TS_THREADSYNC_PATH, "verify",       "--dir",    dir,           "--ca",
+        nodes[0].ca,        "--token-file", token_file, "--server",    nodes[0].addr,
+        "--server",         nodes[1].addr,  "--server", nodes[2].addr, NULL};
+    return ts_test_run(argv, NULL, NULL, out);
+}
+
+/* The `threadsync mirror` CLI, given every node, follows the cluster while
+ * the node it reads from is killed -9 and then the leader: it moves on
+ * down its --server list, keeps its cursor (no snapshot, nothing applied
+ * twice) and ends equal to the cluster (verify). */
+START_TEST(test_cli_mirror_fails_over)
+{
+    start_cluster(NULL);
+    int l = await_leader(10000);
+    ck_assert_int_ge(l, 0);
+    int first = (l + 1) % N; /* a follower, first in the mirror's list */
+    char dir[300], token[300], acked[300], err_path[300];
+    snprintf(dir, sizeof(dir), "%s/mirror", nodes[0].dir);
+    snprintf(token, sizeof(token), "%s/reader.token", nodes[0].dir);
+    snprintf(acked, sizeof(acked), "%s/acked", nodes[0].dir);
+    snprintf(err_path, sizeof(err_path), "%s/mirror.err", nodes[0].dir);
+    write_file(token, nodes[0].reader_token);
+    const int total = 600;
+    pid_t poster = start_poster(acked, total, "clu/m");
+    pid_t mirror = fork();
+    ck_assert_int_ge(mirror, 0);
+    if (mirror == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            _exit(127);
+        dup2(fd, 2);
+        execl(TS_THREADSYNC_PATH, TS_THREADSYNC_PATH, "mirror", "--dir", dir, "--ca", nodes[0].ca,
+              "--token-file", token, "--server", nodes[first].addr, "--server",
+              nodes[(first + 1) % N].addr, "--server", nodes[(first + 2) % N].addr, (char *)0);
+        _exit(127);
+    }
+    await_lines(acked, total / 4, 120000);
+    int st = ts_testnode_kill(&nodes[first], SIGKILL);
+    ck_assert(WIFSIGNALED(st));
+    await_lines(acked, total / 2, 120000);
+    l = await_leader(20000);
+    ck_assert_int_ge(l, 0);
+    st = ts_testnode_kill(&nodes[l], SIGKILL);
+    ck_assert(WIFSIGNALED(st));
+    ck_assert_int_eq(ts_testnode_restart(&nodes[first], NULL), TS_OK);
+    await_lines(acked, 3 * total / 4, 120000);
+    ck_assert_int_eq(ts_testnode_restart(&nodes[l], NULL), TS_OK);
+    await_child(poster, 240000);
+    check_acked(acked, "clu/m", total);
+
+    /* The mirror follows live: verify passes once it has caught up. */
+    uint64_t deadline = now_ms() + 60000;
+    char *out = NULL;
+    while (cli_verify(dir, token, &out) != 0) {
+        ck_assert_msg(now_ms() < deadline, "mirror never equal to the cluster: %s", out);
+        free(out);
+        usleep(300000);
+    }
+    char want[64];
+    snprintf(want, sizeof(want), "comments=%d", total);
+    ck_assert_msg(strstr(out, "verify: ok") && strstr(out, want), "%s", out);
+    free(out);
+    kill(mirror, SIGINT);
+    int status;
+    ck_assert_int_eq(waitpid(mirror, &status, 0), mirror);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "mirror status %d", status);
+    FILE *f = fopen(err_path, "r");
+    ck_assert_ptr_nonnull(f);
+    static char err[1 << 16];
+    err[fread(err, 1, sizeof(err) - 1, f)] = '\0';
+    fclose(f);
+    /* It read from more than one node, and resumed each time. */
+    int nodes_read = 0;
+    for (int i = 0; i < N; i++) {
+        char line[96];
+        snprintf(line, sizeof(line), "connected to %s", nodes[i].addr);
+        nodes_read += strstr(err, line) != NULL;
+    }
+    ck_assert_msg(nodes_read >= 2, "never failed over: %s", err);
+    ck_assert_msg(strstr(err, "snapshots=0"), "%s", err);
+    fprintf(stderr, "cluster: the mirror CLI read from %d nodes\n", nodes_read);
+}
+END_TEST
+
 static int has_snapshot(const struct ts_testnode *n)
 {
     char dir[400];
@@ -932,6 +1036,7 @@ int main(void)
     tcase_add_test(tc, test_membership_and_reads);
     tcase_add_test(tc, test_kill9_leader_loses_nothing);
     tcase_add_test(tc, test_rolling_kills);
+    tcase_add_test(tc, test_cli_mirror_fails_over);
     tcase_add_test(tc, test_lagging_node_catches_up_by_snapshot);
     tcase_add_test(tc, test_majority_down_never_acknowledges);
     tcase_add_test(tc, test_outsiders_are_refused);

@@ -1,8 +1,9 @@
 /*
  * ts_mirror_db: upsert by version, idempotent batches, the cursor moving in
  * the same transaction as the data (forced failure and a real crash in a
- * child process mid-transaction), snapshots, reads, and the digest agreeing
- * across different batchings of the same content.
+ * child process mid-transaction), snapshots, reads, the digest agreeing
+ * across different batchings of the same content, and replaced text gone
+ * from the file's bytes.
  */
 #include <check.h>
 #include <ftw.h>
@@ -336,6 +337,78 @@ START_TEST(test_public_view_stored)
     ck_assert_str_eq(mt->comments[0]->author_name, "");
     ck_assert_int_eq(mt->comments[0]->status, THREADSYNC__STATUS__HIDDEN);
     ts_mirror_thread_free(mt);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+/* 1 when a file's bytes hold text (0 for a missing file). */
+static int file_has(const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", mdir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    return memmem(buf, n, text, strlen(text)) != NULL;
+}
+
+static int db_has(const char *text)
+{
+    return file_has("mirror.db", text) || file_has("mirror.db-wal", text);
+}
+
+/* Applies one event: comment 2 of thread 1 with body and status. */
+static void apply_c2(struct ts_mirror_db *db, uint64_t version, Threadsync__Status st,
+                     const char *body)
+{
+    Threadsync__Thread t = mk_thread(1, "k", version, st == THREADSYNC__STATUS__VISIBLE);
+    Threadsync__Comment c = mk_comment(2, 1, 0, st, body, version);
+    struct batch b;
+    batch_init(&b, version + 1);
+    batch_add(&b, version + 1, &t, &c);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+}
+
+START_TEST(test_replaced_text_scrubbed)
+{
+    /* Text a moderator hid or an author replaced is gone from the bytes of
+     * the database and its WAL as soon as the batch commits, while the
+     * mirror keeps running (closing would hide the question: the last
+     * connection's close checkpoints and removes the WAL anyway). */
+    struct ts_mirror_db *db = open_db();
+    apply_c2(db, 1, THREADSYNC__STATUS__VISIBLE, "first words of a comment");
+    ck_assert(db_has("first words of a comment"));
+    apply_c2(db, 2, THREADSYNC__STATUS__VISIBLE, "edited words of a comment");
+    ck_assert(!db_has("first words of a comment"));
+    ck_assert(db_has("edited words of a comment"));
+    apply_c2(db, 3, THREADSYNC__STATUS__HIDDEN, "edited words of a comment");
+    ck_assert(!db_has("edited words of a comment"));
+    ck_assert(!db_has("Zo\xC3\xAB"));
+
+    /* A reader in the middle of a read transaction delays the scrub: the
+     * batch commits all the same, and the next commit after the reader is
+     * done finishes the job. */
+    apply_c2(db, 4, THREADSYNC__STATUS__VISIBLE, "visible again for a while");
+    char path[256];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    sqlite3 *reader;
+    ck_assert_int_eq(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    ck_assert_int_eq(
+        sqlite3_exec(reader, "BEGIN; SELECT count(*) FROM comments;", NULL, NULL, NULL), SQLITE_OK);
+    apply_c2(db, 5, THREADSYNC__STATUS__DELETED, "");
+    ck_assert_uint_eq(cursor_of(db), 6);
+    ck_assert(db_has("visible again for a while"));
+    ck_assert_int_eq(sqlite3_exec(reader, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    Threadsync__Thread t = mk_thread(7, "other", 1, 0);
+    struct batch b;
+    batch_init(&b, 7);
+    batch_add(&b, 7, &t, NULL);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+    ck_assert(!db_has("visible again for a while"));
+    sqlite3_close(reader);
     ts_mirror_db_close(db);
 }
 END_TEST
@@ -769,6 +842,7 @@ int main(void)
     tcase_add_test(tc, test_duplicate_batch_changes_nothing);
     tcase_add_test(tc, test_older_version_ignored);
     tcase_add_test(tc, test_public_view_stored);
+    tcase_add_test(tc, test_replaced_text_scrubbed);
     tcase_add_test(tc, test_failed_batch_moves_nothing);
     tcase_add_test(tc, test_crash_mid_batch);
     tcase_add_test(tc, test_snapshot_then_events);
