@@ -193,8 +193,14 @@ static void on_tick(uv_timer_t *t)
             submit(i);
         }
     }
-    /* rate new posts a second, spread over the ticks */
+    /* rate new posts a second, spread over the ticks; a steady poster:
+     * after a stall (a failover) it goes on at its rate instead of firing
+     * its backlog into the new leader's rate limit */
     uint64_t allowed = (now - P.start) * (uint64_t)opt.rate / 1000;
+    if (allowed > (uint64_t)P.next + WINDOW) {
+        P.start = now - (uint64_t)P.next * 1000 / (uint64_t)opt.rate;
+        allowed = (uint64_t)P.next + 1;
+    }
     while (P.next < opt.count && (uint64_t)P.next < allowed && P.in_flight < WINDOW) {
         P.in_flight++;
         submit(P.next++);
