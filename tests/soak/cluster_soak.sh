@@ -38,7 +38,9 @@ ok=0
 cleanup() {
     local p
     for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    [[ -d $cl ]] && "$src/deploy/local-cluster.sh" stop "$cl" >/dev/null 2>&1 || true
+    if [[ -d $cl ]]; then
+        "$src/deploy/local-cluster.sh" stop "$cl" >/dev/null 2>&1 || true
+    fi
     if [[ $ok == 1 && ${TS_SOAK_KEEP:-0} != 1 ]]; then
         rm -rf "$work"
     else
@@ -68,7 +70,7 @@ done
 
 t0=$(date +%s%N)
 BASE_PORT=$base THREADSYNCD=$threadsyncd "$src/deploy/local-cluster.sh" start "$cl" >"$work/start.log"
-servers=(127.0.0.1:$base 127.0.0.1:$((base + 10)) 127.0.0.1:$((base + 20)))
+servers=("127.0.0.1:$base" "127.0.0.1:$((base + 10))" "127.0.0.1:$((base + 20))")
 common=(--ca "$cl/certs/ca.pem" --token-file "$cl/admin.token")
 srv_args=()
 for s in "${servers[@]}"; do srv_args+=(--server "$s"); done
@@ -95,7 +97,9 @@ while kill -0 "$poster" 2>/dev/null; do
     kill -0 "$poster" 2>/dev/null || break
     n=$((1 + RANDOM % 3))
     pid=$(cat "$cl/node$n.pid" 2>/dev/null || true)
-    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || continue
+    if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
+        continue
+    fi
     kill -KILL "$pid"
     kills=$((kills + 1))
     killed_by_node[$n]=$((killed_by_node[$n] + 1))
