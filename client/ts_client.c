@@ -744,8 +744,8 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
             ts__dial_redirect(&c->dial, e->leader_address) == TS_OK) {
             /* After a leader dies, the followers keep naming it until
              * their election timeout: the dial to it fails, the list
-             * brings us back to a follower, which names it again. Giving
-             * up after a few rounds failed posts in every failover, so
+             * brings us back to a follower, which names it again. A cap
+             * on the count would fail the posts of every failover, so
              * the request's deadline is the bound, and past
              * TS__MAX_REDIRECTS the rounds slow down with backoff instead
              * of bouncing. */

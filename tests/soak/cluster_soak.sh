@@ -91,6 +91,7 @@ pids+=("$poster")
 
 # The killer: one node at a time, any of the three, while the poster runs.
 kills=0
+leader_kills=0
 declare -A killed_by_node=([1]=0 [2]=0 [3]=0)
 while kill -0 "$poster" 2>/dev/null; do
     sleep "$((2 + RANDOM % 3)).$((RANDOM % 10))"
@@ -100,11 +101,14 @@ while kill -0 "$poster" 2>/dev/null; do
     if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
         continue
     fi
+    leader=$("$threadsync" admin cluster --json "${srv_args[@]}" "${common[@]}" 2>/dev/null |
+        grep -o '"leader_id":[0-9]*' | cut -d: -f2 || true)
     kill -KILL "$pid"
     kills=$((kills + 1))
+    [[ $leader != "$n" ]] || leader_kills=$((leader_kills + 1))
     killed_by_node[$n]=$((killed_by_node[$n] + 1))
     acked=$(($(wc -l <"$work/acked") - 1))
-    log "kill -9 node$n (pid $pid) at $acked acknowledged"
+    log "kill -9 node$n (pid $pid$([[ $leader == "$n" ]] && echo ', the leader')) at $acked acknowledged"
     sleep "1.$((RANDOM % 10))"
     BASE_PORT=$base THREADSYNCD=$threadsyncd "$src/deploy/local-cluster.sh" start "$cl" \
         >>"$work/start.log" 2>&1 || fail "node$n did not restart (see $cl/node$n.log)"
@@ -157,5 +161,5 @@ got=$(timeout 5 bash -c "exec 3<>/dev/tcp/127.0.0.1/$((base + 1)); printf 'hello
 log "outsiders: another CA's node refused (exit $evil_rc), plain TCP on the raft port got 0 bytes"
 
 t1=$(date +%s%N)
-log "FIGURES count=$count kills=$kills (node1 ${killed_by_node[1]}, node2 ${killed_by_node[2]}, node3 ${killed_by_node[3]}) post_s=$(((t_post - t0) / 1000000000)) total_s=$(((t1 - t0) / 1000000000)) mirror_reconnects=$mirror_reconnects $(cat "$work/post.out")"
+log "FIGURES count=$count kills=$kills leader_kills=$leader_kills (node1 ${killed_by_node[1]}, node2 ${killed_by_node[2]}, node3 ${killed_by_node[3]}) post_s=$(((t_post - t0) / 1000000000)) total_s=$(((t1 - t0) / 1000000000)) mirror_reconnects=$mirror_reconnects $(cat "$work/post.out")"
 ok=1
