@@ -16,6 +16,7 @@
 #include "threadsync.h"
 #include "ts_cli.h"
 #include "ts_cli_backup.h"
+#include "ts_cli_cluster.h"
 #include "ts_cli_mirror.h"
 #include "ts_valid.h"
 
@@ -387,6 +388,8 @@ int main(int argc, char **argv)
 {
     if (ts_cli_backup_wants(argc, argv)) /* admin backup, admin digest */
         return ts_cli_backup_main(argc, argv, getenv);
+    if (ts_cli_cluster_wants(argc, argv)) /* admin cluster, admin remove-node */
+        return ts_cli_cluster_main(argc, argv, getenv);
     struct ts_cli_opts o;
     char err[256];
     int rc = ts_cli_parse(argc, argv, getenv, &o, err, sizeof(err));

@@ -182,6 +182,23 @@ int ts_client_token_list(struct ts_client *c, ts_client_token_list_cb cb, void *
 int ts_client_token_revoke(struct ts_client *c, const Threadsync__TokenRevoke *m,
                            ts_client_token_revoke_cb cb, void *arg);
 
+/* ---- cluster (PROTOCOL.md, "Cluster"; ADMIN only) ---------------------- */
+
+typedef void (*ts_client_cluster_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                     const Threadsync__ClusterResult *result);
+typedef void (*ts_client_remove_node_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                         const Threadsync__RemoveNodeResult *result);
+
+/* The cluster's configuration as the connected node knows it (any node
+ * answers; no redirect): nodes, roles, the leader, that node's applied seq. */
+int ts_client_cluster(struct ts_client *c, ts_client_cluster_cb cb, void *arg);
+/* Removes node m->node_id from the cluster: a write, so it follows
+ * NOT_LEADER to the leader. Re-sent after a lost answer it gets NOT_FOUND
+ * (the first one removed the node). The leader cannot remove itself
+ * (INVALID_ARGUMENT): stop it (SIGTERM hands leadership over) first. */
+int ts_client_remove_node(struct ts_client *c, const Threadsync__RemoveNode *m,
+                          ts_client_remove_node_cb cb, void *arg);
+
 /* A subscription's callbacks; arg is the one given to ts_client_subscribe().
  * Any may be NULL. */
 struct ts_client_sub_cbs {
@@ -246,6 +263,11 @@ int ts_sync_token_list(const struct ts_client_config *cfg, Threadsync__TokenList
                        Threadsync__Error **err_out);
 int ts_sync_token_revoke(const struct ts_client_config *cfg, const Threadsync__TokenRevoke *m,
                          Threadsync__TokenRevokeResult **out, Threadsync__Error **err_out);
+
+int ts_sync_cluster(const struct ts_client_config *cfg, Threadsync__ClusterResult **out,
+                    Threadsync__Error **err_out);
+int ts_sync_remove_node(const struct ts_client_config *cfg, const Threadsync__RemoveNode *m,
+                        Threadsync__RemoveNodeResult **out, Threadsync__Error **err_out);
 
 /* Frees any protobuf message a ts_sync_* call returned; NULL is a no-op. */
 void ts_msg_free(void *msg);

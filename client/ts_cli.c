@@ -170,7 +170,15 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
 {
     switch (id) {
     case OPT_SERVER:
-        return push_server(o, v, strlen(v));
+        /* "a:7420,b:7420" is a list too, as in $THREADSYNC_SERVER */
+        for (const char *p = v; *p;) {
+            size_t n = strcspn(p, ",");
+            if (n && push_server(o, p, n))
+                return TS_E_NOMEM;
+            p += n;
+            p += strspn(p, ",");
+        }
+        break;
     case OPT_CA:
         o->ca_file = v;
         break;
@@ -288,7 +296,9 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
         break;
     case TS_CLI_CMD_ADMIN:
         if (o->n_args < 2 || strcmp(o->args[0], "token") != 0)
-            return fail(err, errlen, "admin needs: token add|list|revoke, backup or digest");
+            return fail(err, errlen,
+                        "admin needs: token add|list|revoke, backup, digest, cluster or "
+                        "remove-node ID");
         o->token_op = (enum ts_cli_token_op)lookup(token_ops, 4, o->args[1]);
         if (!o->token_op)
             return fail(err, errlen, "unknown admin token action '%s'", o->args[1]);
@@ -450,9 +460,12 @@ void ts_cli_usage(FILE *out)
           "  admin token revoke NAME\n"
           "  admin backup --out FILE                verified backup of the whole store\n"
           "  admin digest                           the node's seq and state digest\n"
+          "  admin cluster            nodes, addresses, roles, leader, applied seq of each\n"
+          "  admin remove-node ID     remove a node (not the leader: stop that one first)\n"
           "\n"
           "options (also after the command):\n"
-          "  --server HOST:PORT   repeatable; env THREADSYNC_SERVER (comma-separated);\n"
+          "  --server HOST:PORT   repeatable, or a comma-separated list (failover order);\n"
+          "                       env THREADSYNC_SERVER (comma-separated);\n"
           "                       default " TS_CLI_DEFAULT_SERVER "\n"
           "  --ca FILE            env THREADSYNC_CA; default " TS_CLI_DEFAULT_CA "\n"
           "  --token-file FILE    env THREADSYNC_TOKEN_FILE; default " TS_CLI_DEFAULT_TOKEN_FILE

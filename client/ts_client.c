@@ -276,6 +276,12 @@ static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *deta
     case THREADSYNC__RESULT__BODY_TOKEN_REVOKE:
         r->cb.token_revoke(r->arg, err, detail, res ? res->token_revoke : NULL);
         break;
+    case THREADSYNC__RESULT__BODY_CLUSTER:
+        r->cb.cluster(r->arg, err, detail, res ? res->cluster : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_REMOVE_NODE:
+        r->cb.remove_node(r->arg, err, detail, res ? res->remove_node : NULL);
+        break;
     default:
         break;
     }
@@ -704,10 +710,11 @@ static void on_result(struct ts_client *c, const Threadsync__Result *res)
 }
 
 /* Follows a NOT_LEADER: the connection closes and the next one dials the
- * leader; everything in flight is re-sent there. */
-static void begin_redirect(struct ts_client *c)
+ * leader, delay_ms later; everything in flight is re-sent there. */
+static void begin_redirect(struct ts_client *c, uint64_t delay_ms)
 {
     c->redirecting = 1;
+    c->redirect_delay = delay_ms;
     conn_close(c, TS_E_NOT_LEADER);
 }
 
@@ -730,14 +737,26 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     struct ts__req *r = ts__reqs_find(&c->reqs, e->request_id);
     if (!r)
         return;
-    if (code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write) &&
-        r->redirects < TS__MAX_REDIRECTS) {
+    if (code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) {
         r->redirects++;
         r->id = 0;
         if (e->leader_address && *e->leader_address &&
             ts__dial_redirect(&c->dial, e->leader_address) == TS_OK) {
-            begin_redirect(c);
-            return;
+            /* After a leader dies, the followers keep naming it until
+             * their election timeout: the dial to it fails, the list
+             * brings us back to a follower, which names it again. A cap
+             * on the count would fail the posts of every failover, so
+             * the request's deadline is the bound, and past
+             * TS__MAX_REDIRECTS the rounds slow down with backoff instead
+             * of bouncing. */
+            uint64_t delay = r->redirects > TS__MAX_REDIRECTS
+                                 ? ts__backoff_delay(c->backoff_min_ms, c->backoff_max_ms,
+                                                     r->redirects - TS__MAX_REDIRECTS, rand32())
+                                 : 0;
+            if (!r->deadline || now + delay < r->deadline) {
+                begin_redirect(c, delay);
+                return;
+            }
         }
         /* No leader known yet (an election is on): ask again later. */
         uint64_t at =
@@ -898,7 +917,7 @@ static void conn_on_close(struct ts_conn *conn, int err)
         emit_state(c, TS_CLIENT_DISCONNECTED, TS_E_NOT_LEADER, NULL, NULL);
         if (c->closing)
             return;
-        c->reconnect_at = now_ms(c);
+        c->reconnect_at = now_ms(c) + c->redirect_delay;
         tick_rearm(c);
         return;
     }
@@ -1256,6 +1275,24 @@ TS__MSG_API(ts_client_token_add, Threadsync__TokenAdd, THREADSYNC__FRAME__MSG_TO
             THREADSYNC__RESULT__BODY_TOKEN_ADD, 1, ts_client_token_add_cb, token_add)
 TS__MSG_API(ts_client_token_revoke, Threadsync__TokenRevoke, THREADSYNC__FRAME__MSG_TOKEN_REVOKE,
             THREADSYNC__RESULT__BODY_TOKEN_REVOKE, 1, ts_client_token_revoke_cb, token_revoke)
+
+TS__MSG_API(ts_client_remove_node, Threadsync__RemoveNode, THREADSYNC__FRAME__MSG_REMOVE_NODE,
+            THREADSYNC__RESULT__BODY_REMOVE_NODE, 1, ts_client_remove_node_cb, remove_node)
+
+int ts_client_cluster(struct ts_client *c, ts_client_cluster_cb cb, void *arg)
+{
+    if (!cb)
+        return TS_E_INVALID_ARGUMENT;
+    Threadsync__Cluster m = THREADSYNC__CLUSTER__INIT;
+    struct ts__req *r;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_CLUSTER,
+                        THREADSYNC__RESULT__BODY_CLUSTER, 0, arg, &r);
+    if (rc != TS_OK)
+        return rc;
+    r->cb.cluster = cb;
+    req_submit(c, r);
+    return TS_OK;
+}
 
 int ts_client_token_list(struct ts_client *c, ts_client_token_list_cb cb, void *arg)
 {

@@ -17,8 +17,10 @@
 #define TS__BACKOFF_MIN_MS 100u
 #define TS__BACKOFF_MAX_MS 10000u
 #define TS__HEARTBEAT_MS 10000u
-/* A NOT_LEADER answer is followed at most this many times per request: two
- * nodes naming each other as leader must not bounce a post forever. */
+/* A NOT_LEADER answer is followed at once this many times per request;
+ * after that each redirect waits a backoff delay first (the request's
+ * deadline bounds them all): two nodes naming each other as leader, or
+ * followers naming a dead leader, must not bounce a post in a hot loop. */
 #define TS__MAX_REDIRECTS 5u
 /* The protocol promises frames of at most 1 MiB + 64 KiB. */
 #define TS__CLIENT_MAX_FRAME ((1u << 20) + (64u << 10))
@@ -95,6 +97,8 @@ struct ts__req {
         ts_client_token_add_cb token_add;
         ts_client_token_list_cb token_list;
         ts_client_token_revoke_cb token_revoke;
+        ts_client_cluster_cb cluster;
+        ts_client_remove_node_cb remove_node;
     } cb;
     Threadsync__Post *post;     /* owned deep copy (protobuf-c unpacked) */
     char *thread_key;           /* Get: owned */
@@ -162,6 +166,7 @@ struct ts_client {
     uint64_t reconnect_at;         /* loop ms; 0: none scheduled */
     Threadsync__Frame *conn_error; /* request_id-0 Error that ends conn */
     int redirecting;               /* conn is being closed to follow NOT_LEADER */
+    uint64_t redirect_delay;       /* ms to wait before dialling the leader */
 
     uint32_t heartbeat_ms;
     uint64_t last_rx, last_tx;

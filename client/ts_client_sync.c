@@ -78,6 +78,8 @@ TS__SYNC_CB(on_ban, Threadsync__BanResult)
 TS__SYNC_CB(on_token_add, Threadsync__TokenAddResult)
 TS__SYNC_CB(on_token_list, Threadsync__TokenListResult)
 TS__SYNC_CB(on_token_revoke, Threadsync__TokenRevokeResult)
+TS__SYNC_CB(on_cluster, Threadsync__ClusterResult)
+TS__SYNC_CB(on_remove_node, Threadsync__RemoveNodeResult)
 
 /* Runs one request; submit starts it on s->c and returns its ts_client_*
  * result. */
@@ -163,6 +165,21 @@ TS__SYNC_API(ts_sync_token_add, Threadsync__TokenAdd, Threadsync__TokenAddResult
              ts_client_token_add, on_token_add)
 TS__SYNC_API(ts_sync_token_revoke, Threadsync__TokenRevoke, Threadsync__TokenRevokeResult,
              ts_client_token_revoke, on_token_revoke)
+
+TS__SYNC_API(ts_sync_remove_node, Threadsync__RemoveNode, Threadsync__RemoveNodeResult,
+             ts_client_remove_node, on_remove_node)
+
+static int submit_cluster(struct sync_call *s, const void *req)
+{
+    (void)req;
+    return ts_client_cluster(s->c, on_cluster, s);
+}
+
+int ts_sync_cluster(const struct ts_client_config *cfg, Threadsync__ClusterResult **out,
+                    Threadsync__Error **err_out)
+{
+    return run(cfg, submit_cluster, NULL, (void **)out, err_out);
+}
 
 static int submit_token_list(struct sync_call *s, const void *req)
 {

@@ -16,9 +16,9 @@
 #
 # Environment: THREADSYNCD (the binary; default build/server/threadsyncd next
 # to this script's source tree), BASE_PORT (default 7420).
-# Sample configuration files for the three nodes will come with the config
-# file module (threadsyncd --config); until then the flags below are the
-# configuration.
+# The flags below are the configuration (loopback, ports from BASE_PORT);
+# deploy/cluster/nodeN.conf are the same three nodes as config files for
+# real hosts.
 set -euo pipefail
 umask 077
 

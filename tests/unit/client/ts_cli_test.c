@@ -139,6 +139,15 @@ START_TEST(test_parse_defaults_and_env)
     ck_assert_str_eq(o.token_file, "t2");
     ts_cli_opts_free(&o);
 
+    /* --server takes a comma-separated list too, mixed with repeats. */
+    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "k", "--server", "p:1,q:2,", "--server=r:3"),
+                     TS_OK);
+    ck_assert_uint_eq(o.n_servers, 3);
+    ck_assert_str_eq(o.servers[0], "p:1");
+    ck_assert_str_eq(o.servers[1], "q:2");
+    ck_assert_str_eq(o.servers[2], "r:3");
+    ts_cli_opts_free(&o);
+
     /* An empty variable is unset. */
     env_clear();
     env_set(0, "THREADSYNC_SERVER", "");

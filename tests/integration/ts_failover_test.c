@@ -1,0 +1,580 @@
+/*
+ * Integration: libthreadsync against a real three-node cluster.
+ *
+ * ts_cluster_test breaks the cluster under a raw protocol client; this suite
+ * puts the client library itself in front of it. One ts_client (all three
+ * servers in its list, reconnecting) posts at a steady rate with its own
+ * idempotency keys, re-posting with the same key whatever the library
+ * reports as failed; another subscribes to everything on a follower. Then:
+ *
+ *   1. kill -9 the leader: the poster must follow the new leader (NOT_LEADER
+ *      redirects, reconnects) and posting resume, with no request failed by
+ *      the library inside its timeout;
+ *   2. kill -9 the subscriber's node: the subscription moves to another node
+ *      and resumes from its cursor, never receiving an event at or below
+ *      it, never missing an acknowledged comment.
+ *
+ * At the end every comment acknowledged to the library is on every node
+ * exactly once, with the id the library was told. One libuv loop runs both
+ * clients and a driver timer that kills and restarts nodes (the harness
+ * blocks the loop while a node starts; the clients ride that out). Every
+ * phase has a deadline.
+ */
+#include <check.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "threadsync.h"
+#include "ts_testnode.h"
+
+#define N 3
+#define TOTAL 800
+#define WINDOW 8         /* posts in flight at most */
+#define POST_EVERY_MS 10 /* one new post per tick while under WINDOW */
+#define PHASE_MS 60000   /* each phase's deadline */
+#define THREAD "fo/main"
+
+static struct ts_testnode nodes[N];
+static char certs[256];
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void teardown(void)
+{
+    for (int i = 0; i < N; i++) {
+        int st = ts_testnode_cleanup(&nodes[i]);
+        ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
+    }
+    if (certs[0])
+        nftw(certs, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- blocking helpers over libthreadsync, one node at a time ---- */
+
+static void one_node_cfg(struct ts_client_config *cfg, const char *const *server, const char *token)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->servers = server;
+    cfg->n_servers = 1;
+    cfg->ca_file = nodes[0].ca;
+    cfg->token = token;
+    cfg->client_name = "failover-test";
+    cfg->request_timeout_ms = 10000;
+    cfg->connect_timeout_ms = 3000;
+}
+
+/* Node i's view of the cluster (NULL when it does not answer). */
+static Threadsync__ClusterResult *cluster_of(int i)
+{
+    if (!nodes[i].pid)
+        return NULL;
+    const char *server[] = {nodes[i].addr};
+    struct ts_client_config cfg;
+    one_node_cfg(&cfg, server, nodes[0].admin_token);
+    Threadsync__ClusterResult *res = NULL;
+    Threadsync__Error *err = NULL;
+    if (ts_sync_cluster(&cfg, &res, &err) != TS_OK)
+        res = NULL;
+    ts_msg_free(err);
+    return res;
+}
+
+/* The index of the leader every running node agrees on, or -1. */
+static int agreed_leader(void)
+{
+    int agreed = -2;
+    for (int i = 0; i < N; i++) {
+        if (!nodes[i].pid)
+            continue;
+        Threadsync__ClusterResult *cr = cluster_of(i);
+        int l = cr && cr->leader_id >= 1 && cr->leader_id <= N ? (int)cr->leader_id - 1 : -1;
+        ts_msg_free(cr);
+        if (l < 0 || !nodes[l].pid || (agreed >= 0 && l != agreed))
+            return -1;
+        agreed = l;
+    }
+    return agreed;
+}
+
+static int await_leader(int timeout_ms)
+{
+    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    while (now_ms() < deadline) {
+        int l = agreed_leader();
+        if (l >= 0)
+            return l;
+        usleep(100000);
+    }
+    return -1;
+}
+
+static size_t voters_of(int i)
+{
+    Threadsync__ClusterResult *cr = cluster_of(i);
+    size_t v = 0;
+    for (size_t k = 0; cr && k < cr->n_nodes; k++)
+        v += cr->nodes[k]->role == THREADSYNC__NODE_ROLE__NODE_VOTER;
+    ts_msg_free(cr);
+    return v;
+}
+
+static void start_cluster(void)
+{
+    const char *base = getenv("TS_TEST_TMPDIR");
+    snprintf(certs, sizeof(certs), "%s/tsfocerts.XXXXXX", base ? base : "/var/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(certs));
+    const char *names[] = {"n1", "n2", "n3", NULL};
+    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
+    ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, NULL), TS_OK);
+    ck_assert_int_eq(await_leader(20000), 0);
+    for (int i = 1; i < N; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "n%d", i + 1);
+        ck_assert_int_eq(
+            ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, NULL),
+            TS_OK);
+        uint64_t deadline = now_ms() + 60000;
+        while (voters_of(0) != (size_t)i + 1 && now_ms() < deadline)
+            usleep(100000);
+        ck_assert_uint_eq(voters_of(0), (size_t)i + 1);
+    }
+}
+
+static void body_of(int i, char *out, size_t size)
+{
+    snprintf(out, size, "failover post %d: %.*s", i, i % 30 + 1, "abcdefghijklmnopqrstuvwxyz0123");
+}
+
+/* ---- the poster ---- */
+
+struct slot {
+    struct poster *p;
+    int idx;
+};
+
+struct poster {
+    struct ts_client *c;
+    int next, in_flight, acked, stop;
+    uint64_t ids[TOTAL];
+    struct slot slots[TOTAL];
+    unsigned lib_errors;  /* requests the library gave up on (re-posted) */
+    unsigned disconnects; /* DISCONNECTED states */
+    unsigned not_leader;  /* of which: redirects */
+    uint64_t last_ack_ms;
+    int last_err;
+};
+
+static void post_submit(struct poster *p, int idx);
+
+static void on_post(void *arg, int err, const Threadsync__Error *detail,
+                    const Threadsync__PostResult *res)
+{
+    (void)detail;
+    struct slot *s = arg;
+    struct poster *p = s->p;
+    if (err == TS_E_CLOSED) { /* the test closed the client */
+        p->in_flight--;
+        return;
+    }
+    if (err != TS_OK) {
+        /* The library is meant to ride out a failover inside its timeout;
+         * counted (and asserted on later), then re-posted with the key. */
+        p->lib_errors++;
+        p->last_err = err;
+        fprintf(stderr, "failover: post %d failed in the library: %s\n", s->idx, ts_err_name(err));
+        post_submit(p, s->idx);
+        return;
+    }
+    p->in_flight--;
+    ck_assert_uint_ne(res->comment_id, 0);
+    if (p->ids[s->idx]) {
+        /* a re-post of an applied post answers the first result */
+        ck_assert_uint_eq(res->comment_id, p->ids[s->idx]);
+        return;
+    }
+    p->ids[s->idx] = res->comment_id;
+    p->acked++;
+    p->last_ack_ms = now_ms();
+}
+
+static void post_submit(struct poster *p, int idx)
+{
+    char key[32], body[96];
+    snprintf(key, sizeof(key), "fo-key-%d", idx);
+    body_of(idx, body, sizeof(body));
+    Threadsync__Post m = THREADSYNC__POST__INIT;
+    m.idempotency_key = key;
+    m.thread_key = THREAD;
+    m.author_name = "Fay";
+    m.body = body;
+    p->slots[idx] = (struct slot){p, idx};
+    ck_assert_int_eq(ts_client_post(p->c, &m, on_post, &p->slots[idx]), TS_OK);
+}
+
+static void poster_state(void *arg, const struct ts_client_state_info *info)
+{
+    struct poster *p = arg;
+    if (info->state == TS_CLIENT_DISCONNECTED) {
+        p->disconnects++;
+        p->not_leader += info->err == TS_E_NOT_LEADER;
+    }
+    ck_assert_int_ne(info->state, TS_CLIENT_FAILED);
+}
+
+/* ---- the subscriber ---- */
+
+struct subscriber {
+    struct ts_client *c;
+    uint64_t cursor;       /* ours: the highest resume point delivered */
+    uint64_t node;         /* node id of the current READY connection, 0: none */
+    uint64_t last_node;    /* node id of the last READY connection */
+    unsigned moves;        /* READY on another node than before */
+    unsigned stale;        /* events at or below the cursor (must stay 0) */
+    unsigned resubscribed; /* on_result calls */
+    unsigned snapshots;
+    unsigned char seen[1 << 16]; /* by comment id */
+    int ended;
+};
+
+static void sub_state(void *arg, const struct ts_client_state_info *info)
+{
+    struct subscriber *s = arg;
+    if (info->state == TS_CLIENT_READY) {
+        if (s->last_node && info->welcome->node_id != s->last_node)
+            s->moves++;
+        s->last_node = info->welcome->node_id;
+        s->node = info->welcome->node_id;
+    } else if (info->state == TS_CLIENT_DISCONNECTED) {
+        s->node = 0;
+    }
+    ck_assert_int_ne(info->state, TS_CLIENT_FAILED);
+}
+
+static void sub_result(void *arg, uint64_t from_seq, int snapshot)
+{
+    struct subscriber *s = arg;
+    s->resubscribed++;
+    /* resumed exactly where we left off (a snapshot restarts lower) */
+    if (!snapshot)
+        ck_assert_uint_eq(from_seq, s->cursor);
+}
+
+static void sub_events(void *arg, const Threadsync__Events *ev)
+{
+    struct subscriber *s = arg;
+    for (size_t i = 0; i < ev->n_events; i++) {
+        const Threadsync__Event *e = ev->events[i];
+        if (e->seq <= s->cursor) {
+            s->stale++;
+            fprintf(stderr, "failover: event seq %llu at or below the cursor %llu\n",
+                    (unsigned long long)e->seq, (unsigned long long)s->cursor);
+        }
+        if (e->comment && e->comment->id < sizeof(s->seen))
+            s->seen[e->comment->id] = 1;
+    }
+    if (ev->last_seq > s->cursor)
+        s->cursor = ev->last_seq;
+    ck_assert_uint_eq(ts_client_cursor(s->c), s->cursor);
+}
+
+static void sub_chunk(void *arg, const Threadsync__SnapshotChunk *chunk)
+{
+    struct subscriber *s = arg;
+    for (size_t i = 0; i < chunk->n_comments; i++)
+        if (chunk->comments[i]->id < sizeof(s->seen))
+            s->seen[chunk->comments[i]->id] = 1;
+}
+
+static void sub_snap_end(void *arg, const Threadsync__SnapshotEnd *e)
+{
+    struct subscriber *s = arg;
+    s->snapshots++;
+    s->cursor = e->seq;
+}
+
+static void sub_error(void *arg, int err, const Threadsync__Error *detail)
+{
+    (void)detail;
+    struct subscriber *s = arg;
+    s->ended = 1;
+    ck_assert_msg(err == TS_E_CLOSED, "subscription ended: %s", ts_err_name(err));
+}
+
+/* ---- the driver ---- */
+
+struct run {
+    uv_loop_t loop;
+    uv_timer_t post_timer, driver;
+    struct poster p;
+    struct subscriber s;
+    int phase;
+    uint64_t phase_start, phase_deadline;
+    int killed; /* node index killed in this phase */
+    int acked_at_kill;
+    uint64_t cursor_at_kill;
+    uint64_t leader_gap_ms; /* kill of the leader -> next acknowledgement */
+    uint64_t sub_gap_ms;    /* kill of the subscriber's node -> READY elsewhere */
+    unsigned sub_moves_at_kill;
+    int done;
+};
+
+static void on_post_tick(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    struct poster *p = &r->p;
+    if (!p->stop && p->next < TOTAL && p->in_flight < WINDOW) {
+        p->in_flight++;
+        post_submit(p, p->next++);
+    }
+}
+
+static int seen_all_acked(const struct run *r)
+{
+    for (int i = 0; i < TOTAL; i++)
+        if (r->p.ids[i] && !r->s.seen[r->p.ids[i]])
+            return 0;
+    return 1;
+}
+
+static void next_phase(struct run *r)
+{
+    r->phase++;
+    r->phase_start = now_ms();
+    r->phase_deadline = r->phase_start + PHASE_MS;
+}
+
+static void close_all(struct run *r)
+{
+    r->done = 1;
+    uv_timer_stop(&r->post_timer);
+    uv_timer_stop(&r->driver);
+    uv_close((uv_handle_t *)&r->post_timer, NULL);
+    uv_close((uv_handle_t *)&r->driver, NULL);
+    ts_client_close(r->p.c, NULL, NULL);
+    ts_client_close(r->s.c, NULL, NULL);
+}
+
+/* n acknowledgements, or all of them when fewer are left */
+static int at_least(int n)
+{
+    return n < TOTAL ? n : TOTAL;
+}
+
+static void on_driver(uv_timer_t *t)
+{
+    struct run *r = t->data;
+    uint64_t now = now_ms();
+    ck_assert_msg(now < r->phase_deadline,
+                  "phase %d timed out: acked %d/%d, in flight %d, sub cursor %llu on node %llu",
+                  r->phase, r->p.acked, TOTAL, r->p.in_flight, (unsigned long long)r->s.cursor,
+                  (unsigned long long)r->s.node);
+    switch (r->phase) {
+    case 0: /* steady state before any failure */
+        if (r->p.acked < 80 || r->s.cursor == 0)
+            return;
+        r->killed = agreed_leader();
+        ck_assert_int_ge(r->killed, 0);
+        ck_assert_uint_ne(r->s.node, (uint64_t)r->killed + 1); /* it subscribed to a follower */
+        r->acked_at_kill = r->p.acked;
+        ck_assert(WIFSIGNALED(ts_testnode_kill(&nodes[r->killed], SIGKILL)));
+        fprintf(stderr, "failover: killed the leader, node %d, after %d acks\n", r->killed + 1,
+                r->acked_at_kill);
+        next_phase(r);
+        return;
+    case 1: /* posting resumes through the new leader */
+        if (!r->leader_gap_ms && r->p.acked > r->acked_at_kill && r->p.last_ack_ms > r->phase_start)
+            r->leader_gap_ms = r->p.last_ack_ms - r->phase_start;
+        if (r->p.acked < at_least(r->acked_at_kill + 60))
+            return;
+        ck_assert_int_eq(ts_testnode_restart(&nodes[r->killed], NULL), TS_OK);
+        next_phase(r);
+        return;
+    case 2: /* the subscriber's node goes, once the subscriber is on one */
+        if (!r->s.node || r->p.acked < at_least(r->acked_at_kill + 120))
+            return;
+        r->killed = (int)r->s.node - 1;
+        r->acked_at_kill = r->p.acked;
+        r->cursor_at_kill = r->s.cursor;
+        r->sub_moves_at_kill = r->s.moves;
+        ck_assert(WIFSIGNALED(ts_testnode_kill(&nodes[r->killed], SIGKILL)));
+        fprintf(stderr, "failover: killed the subscriber's node %d at cursor %llu\n", r->killed + 1,
+                (unsigned long long)r->cursor_at_kill);
+        next_phase(r);
+        return;
+    case 3: /* it resumes elsewhere and gets what was posted meanwhile */
+        if (!r->sub_gap_ms && r->s.moves > r->sub_moves_at_kill && r->s.node)
+            r->sub_gap_ms = now - r->phase_start;
+        if (!r->sub_gap_ms || r->s.cursor <= r->cursor_at_kill ||
+            r->p.acked < at_least(r->acked_at_kill + 60))
+            return;
+        ck_assert_uint_ne(r->s.node, (uint64_t)r->killed + 1);
+        ck_assert_int_eq(ts_testnode_restart(&nodes[r->killed], NULL), TS_OK);
+        next_phase(r);
+        r->phase_deadline = r->phase_start + 3 * PHASE_MS;
+        return;
+    case 4: /* the rest, then every acknowledged post in the subscription */
+        if (r->p.acked < TOTAL || r->p.in_flight || !seen_all_acked(r))
+            return;
+        close_all(r);
+        return;
+    }
+}
+
+/* Get on node i alone: the thread, or NULL. */
+static Threadsync__GetResult *get_on(int i)
+{
+    const char *server[] = {nodes[i].addr};
+    struct ts_client_config cfg;
+    one_node_cfg(&cfg, server, nodes[0].admin_token);
+    Threadsync__GetResult *g = NULL;
+    Threadsync__Error *err = NULL;
+    if (ts_sync_get(&cfg, THREAD, &g, &err) != TS_OK)
+        g = NULL;
+    ts_msg_free(err);
+    return g;
+}
+
+START_TEST(test_library_follows_failover)
+{
+    start_cluster();
+    int leader = await_leader(20000);
+    ck_assert_int_ge(leader, 0);
+    int follower = (leader + 1) % N;
+
+    static struct run r;
+    memset(&r, 0, sizeof(r));
+    ck_assert_int_eq(uv_loop_init(&r.loop), 0);
+
+    /* the poster lists all three, starting with a follower: its first post
+     * is already a NOT_LEADER redirect */
+    const char *all[N];
+    for (int i = 0; i < N; i++)
+        all[i] = nodes[(follower + i) % N].addr;
+    struct ts_client_config pc = {
+        .servers = all,
+        .n_servers = N,
+        .ca_file = nodes[0].ca,
+        .token = nodes[0].poster_token,
+        .client_name = "failover-poster",
+        .request_timeout_ms = 30000,
+        .connect_timeout_ms = 3000,
+        .backoff_min_ms = 50,
+        .backoff_max_ms = 1000,
+        .reconnect = 1,
+        .on_state = poster_state,
+        .state_arg = &r.p,
+    };
+    ck_assert_int_eq(ts_client_new(&r.loop, &pc, &r.p.c), TS_OK);
+
+    /* the subscriber starts on the follower too */
+    struct ts_client_config sc = pc;
+    sc.token = nodes[0].reader_token;
+    sc.client_name = "failover-subscriber";
+    sc.on_state = sub_state;
+    sc.state_arg = &r.s;
+    ck_assert_int_eq(ts_client_new(&r.loop, &sc, &r.s.c), TS_OK);
+    static const struct ts_client_sub_cbs cbs = {
+        .on_result = sub_result,
+        .on_events = sub_events,
+        .on_snapshot_chunk = sub_chunk,
+        .on_snapshot_end = sub_snap_end,
+        .on_error = sub_error,
+    };
+    ck_assert_int_eq(ts_client_subscribe(r.s.c, 1, NULL, 0, 0, &cbs, &r.s), TS_OK);
+
+    uv_timer_init(&r.loop, &r.post_timer);
+    uv_timer_init(&r.loop, &r.driver);
+    r.post_timer.data = r.driver.data = &r;
+    uint64_t t0 = now_ms();
+    r.phase_start = t0;
+    r.phase_deadline = t0 + PHASE_MS;
+    uv_timer_start(&r.post_timer, on_post_tick, POST_EVERY_MS, POST_EVERY_MS);
+    uv_timer_start(&r.driver, on_driver, 20, 20);
+    uv_run(&r.loop, UV_RUN_DEFAULT);
+    ck_assert(r.done);
+    ck_assert_int_eq(uv_loop_close(&r.loop), 0);
+    uint64_t elapsed = now_ms() - t0;
+
+    fprintf(stderr,
+            "failover: %d posts in %llu ms; leader kill -> next ack %llu ms; subscriber's node "
+            "kill -> READY elsewhere %llu ms; poster disconnects %u (NOT_LEADER %u), library "
+            "errors %u; subscriber moves %u, subscribes %u, snapshots %u\n",
+            TOTAL, (unsigned long long)elapsed, (unsigned long long)r.leader_gap_ms,
+            (unsigned long long)r.sub_gap_ms, r.p.disconnects, r.p.not_leader, r.p.lib_errors,
+            r.s.moves, r.s.resubscribed, r.s.snapshots);
+
+    /* the library followed the leader and never gave up on a post */
+    ck_assert_uint_ge(r.p.not_leader, 1);
+    ck_assert_msg(r.p.lib_errors == 0, "%u posts failed in the library (last %s)", r.p.lib_errors,
+                  ts_err_name(r.p.last_err));
+    ck_assert_uint_ge(r.s.moves, 1);
+    ck_assert_uint_eq(r.s.stale, 0);
+    ck_assert_uint_ge(r.s.resubscribed, 2);
+
+    /* every acknowledged post exactly once, with its id, on every node */
+    for (int k = 0; k < N; k++) {
+        Threadsync__GetResult *g = NULL;
+        uint64_t deadline = now_ms() + 60000;
+        while (now_ms() < deadline) {
+            g = get_on(k);
+            if (g && g->n_comments >= TOTAL)
+                break;
+            ts_msg_free(g);
+            g = NULL;
+            usleep(200000);
+        }
+        ck_assert_msg(g != NULL, "node %d never reached %d comments", k + 1, TOTAL);
+        ck_assert_uint_eq(g->n_comments, TOTAL);
+        for (int i = 0; i < TOTAL; i++) {
+            char body[96];
+            body_of(i, body, sizeof(body));
+            int found = 0;
+            for (size_t c = 0; c < g->n_comments; c++) {
+                if (strcmp(g->comments[c]->body, body) == 0) {
+                    found++;
+                    ck_assert_uint_eq(g->comments[c]->id, r.p.ids[i]);
+                }
+            }
+            ck_assert_msg(found == 1, "node %d: post %d found %d times", k + 1, i, found);
+        }
+        ts_msg_free(g);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create("failover");
+    TCase *tc = tcase_create("library");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 400);
+    tcase_add_test(tc, test_library_follows_failover);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
