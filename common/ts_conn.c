@@ -286,6 +286,8 @@ static void flush(struct ts_conn *c)
             memcpy(t->data + t->len, out_scratch + w, k - (size_t)w);
             t->len += k - (size_t)w;
             c->queued += k - (size_t)w;
+            /* Started here: flush_output() below may find nothing more. */
+            start_write(c);
             break;
         }
     }
