@@ -154,15 +154,15 @@ mirror_hook() {
 }
 
 if [ "$MODE" = quick ]; then
-    FANOUT="100:5000 1000:2000 5000:400"
+    FANOUT="100:20000 1000:5000 5000:1000"
     LAT_RATES="20:3 100:5 1000:3"
     INGEST="10 100"
     INGEST_S=4
-    CATCHUP_M=100000
+    CATCHUP_M=300000
     MEM_N=5000
     STORM_N=5000
 else
-    FANOUT="100:20000 1000:10000 5000:2000"
+    FANOUT="100:60000 1000:20000 5000:4000"
     LAT_RATES="20:10 100:10 1000:10"
     INGEST="10 100"
     INGEST_S=15
@@ -177,7 +177,7 @@ want memory && lg memory --subs "$MEM_N"
 want reconnect && lg reconnect --subs "$STORM_N"
 if want fanout; then
     for fp in $FANOUT; do
-        lg fanout --subs "${fp%%:*}" --posts "${fp##*:}" --window 256
+        lg fanout --subs "${fp%%:*}" --posts "${fp##*:}" --posters 4 --window 1024
     done
 fi
 if want latency; then
