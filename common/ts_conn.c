@@ -8,11 +8,22 @@
  * once when a callback pauses, closes or poisons the input, so a paused
  * connection buffers at most one socket read plus one frame.
  *
- * Output: every engine call is followed by flush_output(), which moves the
- * engine's ciphertext into a list of chunks (small outputs share a chunk).
- * Exactly one uv_write is in flight, covering the first chunks of the list;
- * `queued` counts every byte in the list. The list is empty, and so holds no
- * memory, whenever the connection is idle.
+ * Output: every engine call is followed by flush(). When nothing is queued
+ * or in flight, flush() writes the engine's ciphertext straight to the
+ * socket (uv_try_write from a per-thread scratch buffer): the common case of
+ * a small frame to a reader keeping up costs no allocation and no write
+ * callback. Whatever the socket does not take at once, and all output while
+ * something is queued, goes into a list of chunks (small outputs share a
+ * chunk). Exactly one uv_write is in flight, covering the first chunks of
+ * the list; `queued` counts every byte in the list. The list is empty, and
+ * so holds no memory, whenever the connection is idle. Plaintext is handed
+ * to the engine in slices of SEND_SLICE and flushed after each, so neither
+ * the engine's buffer nor a chunk grows past about one slice of ciphertext
+ * (never an mmap-sized allocation faulted in and unmapped per batch).
+ *
+ * on_drain follows the send whose output left nothing queued: from the
+ * write callback, or, when the output went straight out, from a zero timer
+ * (never from inside ts_conn_send).
  *
  * Close: ts_conn_close() queues close_notify, keeps reading only to discard
  * and to see the peer's end, and arms a timer. When the list has drained it
@@ -46,7 +57,13 @@
  * frames becomes a few writes, not one per frame. */
 #define CHUNK_MIN (16u << 10)
 /* Chunks handed to one uv_write (writev). */
-#define WRITE_BUFS 16
+#define WRITE_BUFS 64
+/* Plaintext given to the engine at once (four TLS records). */
+#define SEND_SLICE (64u << 10)
+/* A send larger than this is queued whole rather than written directly. */
+#define DIRECT_MAX (512u << 10)
+/* The direct path's staging buffer: one slice of ciphertext and change. */
+#define SCRATCH (SEND_SLICE + (8u << 10))
 #define READ_BUF (64u << 10)
 /* SSL_read returns at most one record of plaintext. */
 #define PLAIN_BUF (16u << 10)
@@ -84,11 +101,12 @@ struct ts_conn {
     const char *role; /* for logs: static, "none" until ts_conn_set_role */
     unsigned connected : 1, reading : 1, open : 1, paused : 1, input_dead : 1, closing : 1,
         finishing : 1, eof : 1, write_busy : 1, shut_busy : 1, shut_done : 1, silent : 1,
-        in_pump : 1, pump_again : 1, want_drain : 1;
+        in_pump : 1, pump_again : 1, want_drain : 1, pump_due : 1, drain_due : 1;
 };
 
 static _Atomic uint64_t next_id = 1;
 static _Thread_local char read_buf[READ_BUF];
+static _Thread_local uint8_t out_scratch[SCRATCH];
 
 static void pump(struct ts_conn *c);
 static void maybe_finish(struct ts_conn *c);
@@ -204,11 +222,10 @@ static void set_peer(struct ts_conn *c, const struct sockaddr *sa)
 
 /* ---- output ---- */
 
-static void flush_output(struct ts_conn *c)
+/* The tail chunk, with room for n bytes; NULL after failing the
+ * connection. */
+static struct out_chunk *tail_room(struct ts_conn *c, size_t n)
 {
-    size_t n = ts_tls_pending(c->tls);
-    if (n == 0)
-        return;
     struct out_chunk *t = c->out_tail;
     if (!t || t->inflight || t->cap - t->len < n) {
         size_t cap = n < CHUNK_MIN ? CHUNK_MIN : n;
@@ -217,7 +234,7 @@ static void flush_output(struct ts_conn *c)
             TS_ERROR("event=conn_nomem conn=%llu peer=%s role=%s bytes=%zu",
                      (unsigned long long)c->id, c->peer, c->role, n);
             fail_now(c, TS_E_NOMEM);
-            return;
+            return NULL;
         }
         t->next = NULL;
         t->len = 0;
@@ -229,10 +246,54 @@ static void flush_output(struct ts_conn *c)
             c->out_head = t;
         c->out_tail = t;
     }
+    return t;
+}
+
+/* Moves the engine's output into the chunk list and starts a write. */
+static void flush_output(struct ts_conn *c)
+{
+    size_t n = ts_tls_pending(c->tls);
+    if (n == 0)
+        return;
+    struct out_chunk *t = tail_room(c, n);
+    if (!t)
+        return;
     size_t got = ts_tls_take(c->tls, t->data + t->len, n);
     t->len += got;
     c->queued += got;
     start_write(c);
+}
+
+/* The engine's output straight to the socket while nothing is queued; the
+ * rest (what the socket refused, and all of it otherwise) into chunks. */
+static void flush(struct ts_conn *c)
+{
+    while (ts_tls_pending(c->tls) && !c->out_head && !c->write_busy && c->connected &&
+           !c->finishing) {
+        size_t k = ts_tls_take(c->tls, out_scratch, sizeof(out_scratch));
+        uv_buf_t b = uv_buf_init((char *)out_scratch, (unsigned)k);
+        int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (w == UV_EAGAIN)
+            w = 0;
+        if (w < 0) {
+            TS_DEBUG("event=conn_write_error conn=%llu peer=%s error=%s", (unsigned long long)c->id,
+                     c->peer, uv_err_name(w));
+            fail_now(c, TS_E_IO);
+            return;
+        }
+        if ((size_t)w < k) {
+            struct out_chunk *t = tail_room(c, k - (size_t)w);
+            if (!t)
+                return;
+            memcpy(t->data + t->len, out_scratch + w, k - (size_t)w);
+            t->len += k - (size_t)w;
+            c->queued += k - (size_t)w;
+            /* Started here: flush_output() below may find nothing more. */
+            start_write(c);
+            break;
+        }
+    }
+    flush_output(c);
 }
 
 static void write_done(uv_write_t *req, int status)
@@ -370,7 +431,7 @@ static void pump_once(struct ts_conn *c)
         /* Every complete frame is out: only now decrypt more. */
         size_t n;
         int rc = ts_tls_read(c->tls, plain, sizeof(plain), &n);
-        flush_output(c);
+        flush(c);
         if (c->finishing)
             return;
         if (!c->open && ts_tls_established(c->tls)) {
@@ -462,11 +523,33 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     pump(c);
 }
 
-static void deferred_pump(uv_timer_t *t)
+/* The zero timer: frames buffered before a resume, and on_drain after
+ * output that went straight out. */
+static void deferred(uv_timer_t *t)
 {
     struct ts_conn *c = t->data;
-    if (c->connected && !c->closing)
+    if (!c->connected || c->closing)
+        return;
+    if (c->drain_due) {
+        c->drain_due = 0;
+        if (c->want_drain && !c->out_head && !c->write_busy && ts_conn_queued(c) == 0) {
+            c->want_drain = 0;
+            if (c->cbs.on_drain)
+                c->cbs.on_drain(c);
+            if (c->closing)
+                return;
+        }
+    }
+    if (c->pump_due) {
+        c->pump_due = 0;
         pump(c);
+    }
+}
+
+static void defer(struct ts_conn *c)
+{
+    if (!uv_is_active((uv_handle_t *)&c->timer))
+        uv_timer_start(&c->timer, deferred, 0, 0);
 }
 
 /* ---- close ---- */
@@ -522,7 +605,7 @@ void ts_conn_close(struct ts_conn *c, int err)
         return;
     }
     ts_tls_shutdown(c->tls);
-    flush_output(c);
+    flush(c);
     if (c->finishing)
         return;
     read_start(c);
@@ -604,7 +687,7 @@ static void connect_done(uv_connect_t *req, int status)
     if (c->finishing)
         return;
     int rc = ts_tls_handshake(c->tls); /* the ClientHello */
-    flush_output(c);
+    flush(c);
     if (rc == TS_E_TLS)
         tls_failed(c);
 }
@@ -757,8 +840,19 @@ int ts_conn_send(struct ts_conn *c, const void *data, size_t len)
         return TS_E_TOO_LARGE;
     }
     c->want_drain = 1;
-    int rc = ts_tls_write(c->tls, data, len);
-    flush_output(c);
+    int direct = len <= DIRECT_MAX && !c->out_head && !c->write_busy;
+    const uint8_t *p = data;
+    int rc = TS_OK;
+    while (len > 0 && rc == TS_OK && !c->finishing) {
+        size_t n = len < SEND_SLICE ? len : SEND_SLICE;
+        rc = ts_tls_write(c->tls, p, n);
+        if (direct)
+            flush(c);
+        else
+            flush_output(c);
+        p += n;
+        len -= n;
+    }
     if (rc == TS_E_NOMEM) {
         fail_now(c, rc);
         return rc;
@@ -767,7 +861,13 @@ int ts_conn_send(struct ts_conn *c, const void *data, size_t len)
         tls_failed(c);
         return rc;
     }
-    return c->finishing ? TS_E_CLOSED : TS_OK;
+    if (c->finishing)
+        return TS_E_CLOSED;
+    if (!c->out_head && !c->write_busy && ts_conn_queued(c) == 0) {
+        c->drain_due = 1;
+        defer(c);
+    }
+    return TS_OK;
 }
 
 int ts_conn_send_frame(struct ts_conn *c, const Threadsync__Frame *f)
@@ -811,7 +911,8 @@ void ts_conn_resume_reading(struct ts_conn *c)
     read_start(c);
     /* Frames may already be buffered: deliver them from the loop, not from
      * inside this call. */
-    uv_timer_start(&c->timer, deferred_pump, 0, 0);
+    c->pump_due = 1;
+    defer(c);
 }
 
 const char *ts_conn_peer(const struct ts_conn *c)

@@ -4,10 +4,18 @@
  * Engine invariants: every SSL_* call is preceded by ERR_clear_error(), so
  * an error read after it is that call's (OpenSSL's queue is per thread and
  * other connections leave errors in it). Once failed, an engine makes no
- * more SSL calls except SSL_free. Memory BIOs keep their largest allocation
- * forever, so a BIO found empty after the handshake with storage behind it is
- * replaced by a fresh one: an idle connection holds no I/O buffer, whatever
- * frame it last carried. The cost is a few small allocations per burst.
+ * more SSL calls except SSL_free.
+ *
+ * I/O buffers: both BIOs are our own byte FIFOs ("ts_fifo"), not
+ * BIO_s_mem. A memory BIO keeps its largest allocation forever, and giving
+ * it back (freeing the BIO) wipes the whole buffer with OPENSSL_cleanse, a
+ * byte loop, as does every growth; under fan-out that wiping of ciphertext
+ * (which is not secret) was a large share of the server's CPU. A FIFO gives
+ * its storage up when it is found empty after the handshake, so an idle
+ * connection holds no I/O buffer, whatever frame it last carried; the
+ * storage goes to a one-buffer cache per thread, where the next connection
+ * the loop serves picks it up instead of allocating (and faulting in) a
+ * fresh one.
  *
  * Session table: the client context carries TS_TLS_SESSION_SLOTS entries
  * "host:port" -> SSL_SESSION under a mutex (a context may be shared by
@@ -29,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -141,11 +150,225 @@ static void table_drop(struct sess_table *tb, const char *key)
     pthread_mutex_unlock(&tb->mu);
 }
 
+/* ---- ts_fifo: the engine's BIOs ---- */
+
+#define FIFO_MIN (4u << 10)
+/* Storage above this is freed rather than cached (one cached per thread). */
+#define FIFO_CACHE_MAX (512u << 10)
+
+struct fifo {
+    uint8_t *p;
+    size_t r, w, cap; /* bytes [r, w) are queued */
+};
+
+struct fifo_cache {
+    uint8_t *p;
+    size_t cap;
+};
+
+static _Thread_local struct fifo_cache tl_cache;
+static _Thread_local int tl_cache_registered;
+static pthread_key_t cache_key;
+static BIO_METHOD *fifo_method;
+static pthread_once_t fifo_once = PTHREAD_ONCE_INIT;
+
+/* A thread's cached buffer is freed when the thread exits. */
+static void cache_destroy(void *arg)
+{
+    struct fifo_cache *c = arg;
+    free(c->p);
+    c->p = NULL;
+    c->cap = 0;
+}
+
+static int fifo_bwrite(BIO *b, const char *in, int n);
+static int fifo_bread(BIO *b, char *out, int n);
+static long fifo_ctrl(BIO *b, int cmd, long num, void *ptr);
+static int fifo_create(BIO *b);
+static int fifo_destroy(BIO *b);
+
+static void fifo_init_once(void)
+{
+    if (pthread_key_create(&cache_key, cache_destroy) != 0)
+        return;
+    int idx = BIO_get_new_index();
+    BIO_METHOD *m = idx > 0 ? BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "ts_fifo") : NULL;
+    if (!m || !BIO_meth_set_write(m, fifo_bwrite) || !BIO_meth_set_read(m, fifo_bread) ||
+        !BIO_meth_set_ctrl(m, fifo_ctrl) || !BIO_meth_set_create(m, fifo_create) ||
+        !BIO_meth_set_destroy(m, fifo_destroy)) {
+        BIO_meth_free(m);
+        return;
+    }
+    fifo_method = m; /* process lifetime */
+}
+
+static struct fifo *fifo_of(BIO *b)
+{
+    return BIO_get_data(b);
+}
+
+static size_t fifo_len(const struct fifo *f)
+{
+    return f->w - f->r;
+}
+
+/* Room for n more bytes after f->w. */
+static int fifo_reserve(struct fifo *f, size_t n)
+{
+    if (f->cap - f->w >= n)
+        return 0;
+    size_t len = fifo_len(f);
+    if (f->r && len + n <= f->cap) {
+        memmove(f->p, f->p + f->r, len);
+        f->r = 0;
+        f->w = len;
+        return 0;
+    }
+    size_t cap = f->cap ? f->cap * 2 : FIFO_MIN;
+    while (cap < len + n)
+        cap *= 2;
+    if (!f->p && tl_cache.p && tl_cache.cap >= cap) {
+        f->p = tl_cache.p;
+        f->cap = tl_cache.cap;
+        tl_cache.p = NULL;
+        tl_cache.cap = 0;
+        f->r = f->w = 0;
+        return 0;
+    }
+    if (f->r) {
+        memmove(f->p, f->p + f->r, len);
+        f->r = 0;
+        f->w = len;
+    }
+    uint8_t *p = realloc(f->p, cap);
+    if (!p)
+        return -1;
+    f->p = p;
+    f->cap = cap;
+    return 0;
+}
+
+static int fifo_append(struct fifo *f, const void *data, size_t n)
+{
+    if (!n)
+        return 0;
+    if (fifo_reserve(f, n) != 0)
+        return -1;
+    memcpy(f->p + f->w, data, n);
+    f->w += n;
+    return 0;
+}
+
+static size_t fifo_take(struct fifo *f, void *out, size_t n)
+{
+    size_t len = fifo_len(f);
+    if (n > len)
+        n = len;
+    if (!n)
+        return 0;
+    memcpy(out, f->p + f->r, n);
+    f->r += n;
+    if (f->r == f->w)
+        f->r = f->w = 0;
+    return n;
+}
+
+/* Gives up the storage of an empty FIFO, to the thread's cache when it is
+ * empty or smaller. */
+static void fifo_release(struct fifo *f)
+{
+    if (!f->p || fifo_len(f))
+        return;
+    if (f->cap <= FIFO_CACHE_MAX && f->cap > tl_cache.cap) {
+        if (!tl_cache_registered)
+            tl_cache_registered = pthread_setspecific(cache_key, &tl_cache) == 0;
+        if (tl_cache_registered) {
+            free(tl_cache.p);
+            tl_cache.p = f->p;
+            tl_cache.cap = f->cap;
+            f->p = NULL;
+        }
+    }
+    free(f->p);
+    f->p = NULL;
+    f->cap = f->r = f->w = 0;
+}
+
+static int fifo_bwrite(BIO *b, const char *in, int n)
+{
+    BIO_clear_retry_flags(b);
+    if (n <= 0)
+        return 0;
+    return fifo_append(fifo_of(b), in, (size_t)n) == 0 ? n : -1;
+}
+
+static int fifo_bread(BIO *b, char *out, int n)
+{
+    struct fifo *f = fifo_of(b);
+    BIO_clear_retry_flags(b);
+    if (n <= 0)
+        return 0;
+    if (!fifo_len(f)) {
+        BIO_set_retry_read(b); /* like a memory BIO: more may come */
+        return -1;
+    }
+    return (int)fifo_take(f, out, (size_t)n);
+}
+
+static long fifo_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct fifo *f = fifo_of(b);
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+        return (long)fifo_len(f);
+    case BIO_CTRL_RESET:
+        f->r = f->w = 0;
+        return 1;
+    case BIO_CTRL_FLUSH:
+    case BIO_CTRL_DUP:
+        return 1;
+    case BIO_CTRL_GET_CLOSE:
+        return BIO_get_shutdown(b);
+    case BIO_CTRL_SET_CLOSE:
+        BIO_set_shutdown(b, (int)num);
+        return 1;
+    default: /* WPENDING, EOF and the rest: nothing to say */
+        return 0;
+    }
+}
+
+static int fifo_create(BIO *b)
+{
+    struct fifo *f = calloc(1, sizeof(*f));
+    if (!f)
+        return 0;
+    BIO_set_data(b, f);
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int fifo_destroy(BIO *b)
+{
+    struct fifo *f = fifo_of(b);
+    if (f) {
+        free(f->p);
+        free(f);
+    }
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+static BIO *fifo_new(void)
+{
+    pthread_once(&fifo_once, fifo_init_once);
+    return fifo_method ? BIO_new(fifo_method) : NULL;
+}
+
 /* ---- engine ---- */
 
 struct ts_tls {
     SSL *ssl;
-    BIO *rbio, *wbio; /* owned by ssl; replaced when empty and holding storage */
+    BIO *rbio, *wbio; /* ts_fifo, owned by ssl */
     char *sess_key;
     uint8_t *plain; /* written before the handshake completed */
     size_t plain_len;
@@ -376,8 +599,8 @@ static int engine_new(SSL_CTX *ctx, struct ts_tls **out)
         return TS_E_NOMEM;
     ERR_clear_error();
     t->ssl = SSL_new(ctx);
-    t->rbio = BIO_new(BIO_s_mem());
-    t->wbio = BIO_new(BIO_s_mem());
+    t->rbio = fifo_new();
+    t->wbio = fifo_new();
     if (!t->ssl || !t->rbio || !t->wbio) {
         BIO_free(t->rbio);
         BIO_free(t->wbio);
@@ -468,48 +691,20 @@ static int fail(struct ts_tls *t)
     return TS_E_TLS;
 }
 
-static size_t bio_storage(BIO *b)
-{
-    BUF_MEM *bm = NULL;
-    BIO_get_mem_ptr(b, &bm);
-    return bm ? bm->max : 0;
-}
-
-/* Replaces an empty BIO that still holds storage (see the file comment).
- * Only after the handshake: during it a buffering BIO sits on the write
- * side and the flights are small anyway. */
+/* Gives up the storage of empty BIOs (see the file comment). Only after
+ * the handshake: during it a buffering BIO sits on the write side and the
+ * flights are small anyway. */
 static void release_bios(struct ts_tls *t)
 {
     if (!t->established)
         return;
-    if (BIO_ctrl_pending(t->wbio) == 0 && bio_storage(t->wbio) > 0) {
-        BIO *b = BIO_new(BIO_s_mem());
-        if (b) {
-            SSL_set0_wbio(t->ssl, b);
-            t->wbio = b;
-        }
-    }
-    if (BIO_ctrl_pending(t->rbio) == 0 && bio_storage(t->rbio) > 0) {
-        BIO *b = BIO_new(BIO_s_mem());
-        if (b) {
-            SSL_set0_rbio(t->ssl, b);
-            t->rbio = b;
-        }
-    }
+    fifo_release(fifo_of(t->wbio));
+    fifo_release(fifo_of(t->rbio));
 }
 
 int ts_tls_feed(struct ts_tls *t, const void *data, size_t len)
 {
-    while (len > 0) {
-        int n = len > WRITE_SLICE ? (int)WRITE_SLICE : (int)len;
-        if (BIO_write(t->rbio, data, n) != n) {
-            ERR_clear_error();
-            return TS_E_NOMEM;
-        }
-        data = (const uint8_t *)data + n;
-        len -= (size_t)n;
-    }
-    return TS_OK;
+    return fifo_append(fifo_of(t->rbio), data, len) == 0 ? TS_OK : TS_E_NOMEM;
 }
 
 static int write_all(struct ts_tls *t, const uint8_t *p, size_t len)
@@ -635,7 +830,7 @@ void ts_tls_shutdown(struct ts_tls *t)
 
 size_t ts_tls_pending(const struct ts_tls *t)
 {
-    return BIO_ctrl_pending(t->wbio);
+    return fifo_len(fifo_of(t->wbio));
 }
 
 size_t ts_tls_pending_plain(const struct ts_tls *t)
@@ -645,14 +840,7 @@ size_t ts_tls_pending_plain(const struct ts_tls *t)
 
 size_t ts_tls_take(struct ts_tls *t, void *buf, size_t cap)
 {
-    size_t got = 0;
-    while (got < cap) {
-        size_t want = cap - got;
-        int n = BIO_read(t->wbio, (uint8_t *)buf + got, want > INT32_MAX ? INT32_MAX : (int)want);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
+    size_t got = fifo_take(fifo_of(t->wbio), buf, cap);
     release_bios(t);
     return got;
 }

@@ -673,7 +673,10 @@ static void serve(struct ts_hub *hub, struct ts_hub_sub *sub)
             return;
         }
     }
-    if (sub->snap || sub->pos < ts_evlog_end_pos(hub->log)) {
+    /* Parked only when there is nothing to send and it was told so: right
+     * after a snapshot's End it still needs the events after S, or at least
+     * an Events frame saying it is caught up, and no notify may come. */
+    if (sub->snap || sub->pos < ts_evlog_end_pos(hub->log) || !sub->told_caught_up) {
         sub->state = LISTED;
         list_push(&hub->ready, &sub->link);
     } else {

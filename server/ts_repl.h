@@ -70,7 +70,7 @@ struct ts_repl_config {
     const char *raft_address;   /* host:port of this node's raft listener */
     unsigned election_timeout_ms; /* 0 = 1000 */
     unsigned heartbeat_ms;        /* 0 = 100 */
-    unsigned snapshot_threshold;  /* entries between snapshots, 0 = 8192 */
+    unsigned snapshot_threshold;  /* min. entries between snapshots, 0 = 8192 (ts_repl.c) */
     unsigned snapshot_trailing;   /* entries kept after one, 0 = 2048 */
     unsigned max_inflight;        /* proposals awaiting apply, 0 = 4096 */
     /* Cluster (all optional). client_address is carried in the raft

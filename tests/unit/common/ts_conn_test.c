@@ -409,6 +409,45 @@ START_TEST(test_backpressure)
 }
 END_TEST
 
+/* ---- a direct write the socket takes only in part, nothing sent after ---- */
+
+#define PW_BODY (32u << 10)
+
+static void pw_srv_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const char *bad)
+{
+    check_post(f, (uint64_t)W.srv.frames, PW_BODY);
+    ts_frame_free(f);
+    if (++W.srv.frames == W.n)
+        ts_conn_close(c, TS_OK);
+}
+
+static void pw_cli_open(struct ts_conn *c)
+{
+    on_open(c);
+    /* The server reads nothing before this returns: send until the socket
+     * refuses part of a send, and send nothing more. The rest of that last
+     * frame must still go out on its own. */
+    while (ts_conn_queued(c) == 0 && W.n < 100000) {
+        ck_assert_int_eq(send_post(c, (uint64_t)W.n, PW_BODY), TS_OK);
+        W.n++;
+    }
+    ck_assert_uint_gt(ts_conn_queued(c), 0);
+}
+
+START_TEST(test_partial_write_then_idle)
+{
+    W.srv_cbs.on_frame = pw_srv_frame;
+    W.cli_cbs.on_open = pw_cli_open;
+    client_connect("127.0.0.1", W.cli_ctx);
+    run_world();
+    ck_assert_int_gt(W.n, 1);
+    ck_assert_int_eq(W.srv.frames, W.n);
+    ck_assert_int_ge(W.cli.drains, 1);
+    ck_assert_int_eq(W.cli.close_err, TS_OK);
+    ck_assert_int_eq(W.srv.close_err, TS_OK);
+}
+END_TEST
+
 /* ---- a frame above the receiver's limit ---- */
 
 static void tl_srv_error(struct ts_conn *c, int err)
@@ -865,6 +904,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_exchange);
     tcase_add_test(tc, test_big_frame);
     tcase_add_test(tc, test_backpressure);
+    tcase_add_test(tc, test_partial_write_then_idle);
     tcase_add_test(tc, test_too_large);
     tcase_add_test(tc, test_truncated);
     tcase_add_test(tc, test_truncated_at_fin);

@@ -513,6 +513,35 @@ START_TEST(test_snapshot_then_events)
 }
 END_TEST
 
+/* A sink that takes every write at once (a connection whose socket keeps
+ * up), and nothing posted after S: the snapshot must still end with an
+ * Events frame that says caught up. */
+START_TEST(test_snapshot_to_idle_fast_sink)
+{
+    struct fx f;
+    fx_init(&f, 20);
+    memset(big_body, 'z', sizeof(big_body) - 1);
+    char thread[16];
+    for (int i = 0; i < 400; i++) {
+        snprintf(thread, sizeof(thread), "t/%d", i % 5);
+        post(&f, thread, 0, big_body);
+    }
+    struct sink *s = sink_new();
+    uint64_t from;
+    int snap;
+    struct ts_hub_sub *sub = subscribe(&f, s, 0, 1, NULL, 0, &from, &snap);
+    ck_assert_int_eq(snap, 1);
+    ck_assert_int_eq(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(s->ends, 1);
+    ck_assert_uint_eq(s->snap_comments, 400);
+    ck_assert_int_eq(s->caught_up, 1);
+    ck_assert_uint_eq(s->last_seq, ts_store_last_index(f.store));
+    ts_hub_unsubscribe(sub);
+    fx_close(&f);
+    sink_free(s);
+}
+END_TEST
+
 START_TEST(test_overtaken_cursor_gets_snapshot)
 {
     struct fx f;
@@ -726,6 +755,7 @@ static Suite *hub_suite(void)
     tcase_add_test(tc, test_filter_by_key);
     tcase_add_test(tc, test_since_beyond_head);
     tcase_add_test(tc, test_snapshot_then_events);
+    tcase_add_test(tc, test_snapshot_to_idle_fast_sink);
     tcase_add_test(tc, test_overtaken_cursor_gets_snapshot);
     tcase_add_test(tc, test_restore_and_redaction);
     tcase_add_test(tc, test_unsubscribe_in_write);
