@@ -90,17 +90,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static void write_text(const char *path, const char *text)
 {
@@ -171,8 +160,8 @@ static void start_installed_node(void)
     snprintf(sbin, sizeof(sbin), "%s/%s/threadsyncd", prefix, TS_INSTALL_SBINDIR);
     snprintf(data, sizeof(data), "%s/data", work);
     snprintf(addr_file, sizeof(addr_file), "%s/addr", work);
-    snprintf(raft, sizeof(raft), "127.0.0.1:%u", free_port());
-    snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", free_port());
+    snprintf(raft, sizeof(raft), "127.0.0.1:%u", ts_test_free_port());
+    snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", ts_test_free_port());
     pid_t parent = getpid();
     node_pid = fork();
     ck_assert_int_ge(node_pid, 0);

@@ -32,22 +32,10 @@
 static struct ts_testnode node, node2;
 static char metrics_addr[64];
 
-static uint16_t free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static void start_node(void)
 {
-    snprintf(metrics_addr, sizeof(metrics_addr), "127.0.0.1:%u", free_port());
+    snprintf(metrics_addr, sizeof(metrics_addr), "127.0.0.1:%u", ts_test_free_port());
     const char *extra[] = {"--metrics-listen", metrics_addr, NULL};
     ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
 }

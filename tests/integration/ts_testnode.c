@@ -36,19 +36,46 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static uint16_t free_port(void)
+/* Lowest port of the kernel's ephemeral range (the source ports of
+ * outgoing connections). */
+static unsigned ephemeral_low(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return 0;
+    unsigned lo = 32768, hi;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf(f, "%u %u", &lo, &hi) != 2)
+            lo = 32768;
+        fclose(f);
     }
-    close(fd);
-    return ntohs(a.sin_port);
+    return lo;
+}
+
+uint16_t ts_test_free_port(void)
+{
+    /* Below the ephemeral range: a port the kernel picked for us (bind to
+     * 0) is an ephemeral one, and while a killed node is down any outgoing
+     * connection on the machine may take it as its source port, so the
+     * node could not come back on its address. Random, checked by a bind. */
+    static unsigned seed;
+    if (!seed)
+        seed = (unsigned)getpid() ^ (unsigned)now_ms();
+    unsigned lo = 10000, hi = ephemeral_low();
+    if (hi <= lo + 1000)
+        hi = 65000, lo = 61000;
+    for (int tries = 0; tries < 200; tries++) {
+        uint16_t port = (uint16_t)(lo + (unsigned)rand_r(&seed) % (hi - lo));
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return 0;
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons(port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(fd);
+        if (ok)
+            return port;
+    }
+    return 0;
 }
 
 static void random_token(char out[80])
@@ -219,8 +246,10 @@ static int prepare(struct ts_testnode *n)
     snprintf(n->data_dir, sizeof(n->data_dir), "%s/data", n->dir);
     snprintf(n->tokens, sizeof(n->tokens), "%s/tokens", n->dir);
     snprintf(n->token_file, sizeof(n->token_file), "%s/admin.token", n->dir);
-    n->raft_port = free_port();
-    return n->raft_port ? TS_OK : TS_E_IO;
+    n->raft_port = ts_test_free_port();
+    uint16_t client_port = ts_test_free_port();
+    snprintf(n->addr, sizeof(n->addr), "127.0.0.1:%u", client_port);
+    return n->raft_port && client_port ? TS_OK : TS_E_IO;
 }
 
 int ts_testnode_start(struct ts_testnode *n, const char *const *extra)

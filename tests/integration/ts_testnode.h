@@ -2,8 +2,8 @@
  * ts_testnode: integration-test harness. Starts real threadsyncd processes
  * on loopback in scratch directories, and speaks raw TLS to them.
  *
- * Each node gets its own mkdtemp directory, a kernel-chosen client port
- * (--listen 127.0.0.1:0, read back from --addr-file) and a free raft port.
+ * Each node gets its own mkdtemp directory and free client and raft ports
+ * below the ephemeral range (ts_test_free_port), kept across restarts.
  * Children die with the test process (PR_SET_PDEATHSIG), so a crashed or
  * timed-out test leaves no process behind; ts_testnode_cleanup() stops the
  * node and removes the directory.
@@ -79,6 +79,10 @@ int ts_testnode_kill(struct ts_testnode *n, int sig);
  * Returns the node's wait status (0 when it was not running): a node that
  * shut down cleanly, with no leak reported by LeakSanitizer, exits 0. */
 int ts_testnode_cleanup(struct ts_testnode *n);
+
+/* A free loopback TCP port below the kernel's ephemeral range (so it stays
+ * free for a node's restart), or 0. */
+uint16_t ts_test_free_port(void);
 
 /* Runs a program (argv[0] a path) with cwd (may be NULL), stdin from
  * input (may be NULL), capturing stdout into out (malloc'd, NUL-terminated;
