@@ -471,15 +471,7 @@ static void send_req(struct ts_client *c, struct ts__req *r)
         f.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
         f.digest = r->digest;
     } else if (r->kind == TS__REQ_MSG) {
-        /* Every request message has request_id; the Frame field of its
-         * type points at it (both found through the descriptors). */
-        const ProtobufCFieldDescriptor *rid =
-            protobuf_c_message_descriptor_get_field_by_name(r->msg->descriptor, "request_id");
-        const ProtobufCFieldDescriptor *slot = protobuf_c_message_descriptor_get_field(
-            &threadsync__frame__descriptor, (unsigned)r->frame_case);
-        *(uint64_t *)((char *)r->msg + rid->offset) = id;
-        *(ProtobufCMessage **)((char *)&f + slot->offset) = r->msg;
-        f.msg_case = (Threadsync__Frame__MsgCase)r->frame_case;
+        ts_frame_set_request(&f, r->frame_case, r->msg, id);
     } else {
         g.request_id = id;
         g.thread_key = r->thread_key;

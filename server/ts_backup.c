@@ -15,6 +15,7 @@
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_file.h"
+#include "ts_frame.h"
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_server_int.h"
@@ -277,8 +278,7 @@ static void start_backup(struct ts_server *srv, struct ts_conn *conn, const Thre
 void ts_backup_request(struct ts_server *srv, struct ts_conn *conn, int role,
                        const Threadsync__Frame *f, int status, struct ts_backup **slot)
 {
-    uint64_t rid = f->msg_case == THREADSYNC__FRAME__MSG_BACKUP ? f->backup->request_id
-                                                                : f->state_digest->request_id;
+    uint64_t rid = ts_frame_request_id(f);
     if (rid == 0) {
         send_error(srv, conn, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
         return;

@@ -314,6 +314,34 @@ START_TEST(test_field_number_zero)
 }
 END_TEST
 
+START_TEST(test_request_id_through_descriptors)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    ck_assert_uint_eq(ts_frame_request_id(&f), 0); /* no message */
+    Threadsync__TokenList tl = THREADSYNC__TOKEN_LIST__INIT;
+    ts_frame_set_request(&f, THREADSYNC__FRAME__MSG_TOKEN_LIST, &tl.base, 77);
+    ck_assert_int_eq(f.msg_case, THREADSYNC__FRAME__MSG_TOKEN_LIST);
+    ck_assert_ptr_eq(f.token_list, &tl);
+    ck_assert_uint_eq(tl.request_id, 77);
+    ck_assert_uint_eq(ts_frame_request_id(&f), 77);
+
+    Threadsync__Frame g = THREADSYNC__FRAME__INIT;
+    Threadsync__Digest d = THREADSYNC__DIGEST__INIT;
+    d.request_id = 9;
+    d.after_id = 5; /* another uint64 field must not be taken for it */
+    g.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
+    g.digest = &d;
+    ck_assert_uint_eq(ts_frame_request_id(&g), 9);
+
+    Threadsync__Frame h = THREADSYNC__FRAME__INIT;
+    Threadsync__Ping ping = THREADSYNC__PING__INIT;
+    ping.nonce = 3; /* a message without request_id */
+    h.msg_case = THREADSYNC__FRAME__MSG_PING;
+    h.ping = &ping;
+    ck_assert_uint_eq(ts_frame_request_id(&h), 0);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
     Suite *s = suite_create("ts_frame");
@@ -331,6 +359,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_alloc_budget);
     tcase_add_test(tc, test_events_wrap);
     tcase_add_test(tc, test_field_number_zero);
+    tcase_add_test(tc, test_request_id_through_descriptors);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
