@@ -33,6 +33,7 @@
 
 #include "ts_conn.h"
 #include "ts_frame.h"
+#include "ts_hex.h"
 #include "ts_log.h"
 #include "ts_tls.h"
 
@@ -191,16 +192,7 @@ static uint32_t rand32(void)
 
 int ts__idem_key(char out[TS__IDEM_KEY_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[TS__IDEM_KEY_LEN / 2];
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return TS_E_INTERNAL;
-    for (size_t i = 0; i < sizeof(b); i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[TS__IDEM_KEY_LEN] = '\0';
-    return TS_OK;
+    return ts_hex_random(TS__IDEM_KEY_LEN / 2, out);
 }
 
 /* ---- request table ------------------------------------------------------ */
@@ -857,11 +849,9 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
         on_push(c, f);
         break;
     case THREADSYNC__FRAME__MSG_PING: {
-        Threadsync__Frame pf = THREADSYNC__FRAME__INIT;
-        Threadsync__Pong p = THREADSYNC__PONG__INIT;
-        p.nonce = f->ping->nonce;
-        pf.msg_case = THREADSYNC__FRAME__MSG_PONG;
-        pf.pong = &p;
+        Threadsync__Frame pf;
+        Threadsync__Pong p;
+        ts_frame_pong(&pf, &p, f->ping);
         send_frame(c, &pf);
         break;
     }

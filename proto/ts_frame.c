@@ -162,6 +162,27 @@ void ts_frame_set_request(Threadsync__Frame *f, int msg_case, ProtobufCMessage *
     f->msg_case = (Threadsync__Frame__MsgCase)msg_case;
 }
 
+ProtobufCMessage *ts_frame_msg_copy(const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+    free(buf);
+    return copy;
+}
+
+void ts_frame_pong(Threadsync__Frame *f, Threadsync__Pong *pong, const Threadsync__Ping *ping)
+{
+    threadsync__frame__init(f);
+    threadsync__pong__init(pong);
+    pong->nonce = ping->nonce;
+    f->msg_case = THREADSYNC__FRAME__MSG_PONG;
+    f->pong = pong;
+}
+
 size_t ts_frame_size(const Threadsync__Frame *f)
 {
     return TS_FRAME_HEADER + protobuf_c_message_get_packed_size(&f->base);

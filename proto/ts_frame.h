@@ -47,6 +47,14 @@ uint64_t ts_frame_request_id(const Threadsync__Frame *f);
  * with request_id set to id (m's type must have one). f borrows m. */
 void ts_frame_set_request(Threadsync__Frame *f, int msg_case, ProtobufCMessage *m, uint64_t id);
 
+/* A deep copy of m (packed and unpacked again: no pointer into m
+ * survives), to free with protobuf_c_message_free_unpacked(copy, NULL);
+ * NULL when out of memory. */
+ProtobufCMessage *ts_frame_msg_copy(const ProtobufCMessage *m);
+
+/* Makes f the Pong that answers ping; pong is its storage. */
+void ts_frame_pong(Threadsync__Frame *f, Threadsync__Pong *pong, const Threadsync__Ping *ping);
+
 /* Frees a frame returned by ts_frame_decoder_next() or ts_frame_unpack(). */
 void ts_frame_free(Threadsync__Frame *f);
 

@@ -20,6 +20,7 @@
 #include "ts_server_int.h"
 #include "ts_session_int.h"
 #include "ts_store.h"
+#include "ts_valid.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,13 +30,7 @@
 
 static int valid_token_name(const char *s)
 {
-    size_t len = s ? strlen(s) : 0;
-    if (!len || len > TS_AUTH_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-", s[i]))
-            return 0;
-    return 1;
+    return s && ts_valid_token_name(s, strlen(s));
 }
 
 /* Whether name is in this node's tokens file. */

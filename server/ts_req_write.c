@@ -13,6 +13,7 @@
 #include "ts_req_write.h"
 
 #include "ts_err.h"
+#include "ts_hex.h"
 #include "ts_limits.h"
 #include "ts_log.h"
 #include "ts_repl.h"
@@ -24,7 +25,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,16 +164,8 @@ static int post_admitted(struct ts_session *s, const Threadsync__Post *p)
 /* A fresh edit key's text into key, its hash into hash. */
 static int make_edit_key(char key[2 * TS_REQ_EDIT_KEY_BYTES + 1], uint8_t hash[32])
 {
-    static const char hex[] = "0123456789abcdef";
-    uint8_t raw[TS_REQ_EDIT_KEY_BYTES];
-    if (RAND_bytes(raw, sizeof(raw)) != 1)
+    if (ts_hex_random(TS_REQ_EDIT_KEY_BYTES, key) != TS_OK)
         return TS_E_INTERNAL;
-    for (size_t i = 0; i < sizeof(raw); i++) {
-        key[2 * i] = hex[raw[i] >> 4];
-        key[2 * i + 1] = hex[raw[i] & 15];
-    }
-    key[2 * TS_REQ_EDIT_KEY_BYTES] = '\0';
-    OPENSSL_cleanse(raw, sizeof(raw));
     sha256(key, 2 * TS_REQ_EDIT_KEY_BYTES, hash);
     return TS_OK;
 }

@@ -341,11 +341,9 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
     }
     switch (f->msg_case) {
     case THREADSYNC__FRAME__MSG_PING: {
-        Threadsync__Frame r = THREADSYNC__FRAME__INIT;
-        Threadsync__Pong pong = THREADSYNC__PONG__INIT;
-        pong.nonce = f->ping->nonce;
-        r.msg_case = THREADSYNC__FRAME__MSG_PONG;
-        r.pong = &pong;
+        Threadsync__Frame r;
+        Threadsync__Pong pong;
+        ts_frame_pong(&r, &pong, f->ping);
         ts__session_send(s, &r);
         break;
     }

@@ -13,6 +13,7 @@
 
 #include "threadsync_state.pb-c.h"
 #include "ts_err.h"
+#include "ts_hex.h"
 #include "ts_msglist.h"
 #include "ts_valid.h"
 
@@ -342,6 +343,5 @@ void ts_store_digest(const struct ts_store *s, char out[65])
     }
     EVP_DigestFinal_ex(md, h, &hlen);
     EVP_MD_CTX_free(md);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", h[i]);
+    ts_hex_encode(h, sizeof(h), out);
 }

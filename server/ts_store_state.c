@@ -537,16 +537,7 @@ int ts__store_ban_put(struct state *st, const char *author, int64_t until, const
 
 int ts__store_valid_token_name(const char *s)
 {
-    size_t len = ts__store_slen(s);
-    if (!len || len > TS_STORE_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
+    return s && ts_valid_token_name(s, strlen(s));
 }
 
 static const char *token_name(const void *t)

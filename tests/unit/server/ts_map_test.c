@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_map.h"
 
@@ -137,9 +138,5 @@ static Suite *map_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(map_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(map_suite());
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "ts_check_main.h"
 #include "threadsync.pb-c.h"
 #include "ts_msglist.h"
 
@@ -92,9 +93,5 @@ static Suite *msglist_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(msglist_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(msglist_suite());
 }
