@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ts_buf.h"
 #include "ts_err.h"
 #include "ts_json.h"
 
@@ -482,38 +483,26 @@ void ts_cli_usage(FILE *out)
 
 int ts_cli_read_all(FILE *in, size_t limit, char **out, size_t *len)
 {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    if (!buf)
-        return TS_E_NOMEM;
+    struct ts_buf b = TS_BUF_INIT;
     for (;;) {
-        if (cap - n < 2) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return TS_E_NOMEM;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, in);
-        n += r;
-        if (n > limit) {
-            free(buf);
+        size_t want = b.cap > b.len + 1 ? b.cap - b.len - 1 : 4096;
+        char *p = ts_buf_space(&b, want);
+        if (!p)
+            return ts_buf_finish(&b, out, len);
+        size_t r = fread(p, 1, want, in);
+        ts_buf_commit(&b, r);
+        if (b.len > limit) {
+            ts_buf_free(&b);
             return TS_E_TOO_LARGE;
         }
         if (r == 0)
             break;
     }
     if (ferror(in)) {
-        free(buf);
+        ts_buf_free(&b);
         return TS_E_IO;
     }
-    buf[n] = '\0';
-    *out = buf;
-    if (len)
-        *len = n;
-    return TS_OK;
+    return ts_buf_finish(&b, out, len);
 }
 
 int ts_cli_read_token(const char *path, char **out, char *err, size_t errlen)

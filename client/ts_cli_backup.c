@@ -16,6 +16,7 @@
 #include "ts_conn.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_hex.h"
 #include "ts_json.h"
 #include "ts_tls.h"
 
@@ -79,28 +80,6 @@ static void set_err(struct call *k, int rc, const char *fmt, ...)
         vsnprintf(k->err, k->errlen, fmt, ap);
         va_end(ap);
     }
-}
-
-static ProtobufCMessage *msg_copy(const ProtobufCMessage *m)
-{
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return NULL;
-    protobuf_c_message_pack(m, buf);
-    ProtobufCMessage *copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
-    free(buf);
-    return copy;
-}
-
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
 }
 
 static uint64_t get_be64(const uint8_t *p)
@@ -168,7 +147,7 @@ static void on_backup_result(struct call *k, const Threadsync__BackupResult *br)
     unsigned n = 0;
     char sha[65];
     EVP_DigestFinal_ex(k->md, md, &n);
-    hex(md, 32, sha);
+    ts_hex_encode(md, 32, sha);
     if (br->size != k->received || strcmp(br->sha256, sha) != 0) {
         set_err(k, TS_E_INVALID_ARGUMENT,
                 "backup failed its check: got %" PRIu64 " bytes sha256 %s, server sent %" PRIu64
@@ -199,7 +178,7 @@ static void on_result(struct call *k, const Threadsync__Result *r)
     if (k->kind == KIND_BACKUP && r->body_case == THREADSYNC__RESULT__BODY_BACKUP) {
         on_backup_result(k, r->backup);
     } else if (k->kind == KIND_DIGEST && r->body_case == THREADSYNC__RESULT__BODY_STATE_DIGEST) {
-        k->digest = (Threadsync__StateDigestResult *)msg_copy(&r->state_digest->base);
+        k->digest = (Threadsync__StateDigestResult *)ts_frame_msg_copy(&r->state_digest->base);
         if (k->digest) {
             k->done = 1;
             k->rc = TS_OK;
@@ -238,16 +217,14 @@ static void on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status, con
             send_request(k);
             break;
         case THREADSYNC__FRAME__MSG_ERROR:
-            k->detail = (Threadsync__Error *)msg_copy(&f->error->base);
+            k->detail = (Threadsync__Error *)ts_frame_msg_copy(&f->error->base);
             set_err(k, f->error->code ? (int)f->error->code : TS_E_INTERNAL, "%s",
                     ts_err_message((int)f->error->code));
             break;
         case THREADSYNC__FRAME__MSG_PING: {
-            Threadsync__Frame r = THREADSYNC__FRAME__INIT;
-            Threadsync__Pong pong = THREADSYNC__PONG__INIT;
-            pong.nonce = f->ping->nonce;
-            r.msg_case = THREADSYNC__FRAME__MSG_PONG;
-            r.pong = &pong;
+            Threadsync__Frame r;
+            Threadsync__Pong pong;
+            ts_frame_pong(&r, &pong, f->ping);
             ts_conn_send_frame(conn, &r);
             break;
         }

@@ -39,6 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ts_buf.h"
 #include "ts_digest.h"
 #include "ts_mirror_db.h"
 #include "ts_mirror_render.h"
@@ -290,17 +291,16 @@ static int filter_setup(struct mirror *m)
         }
     }
     m->all = m->n_keys == 0;
-    size_t len = 8;
-    for (size_t i = 0; i < m->n_keys; i++)
-        len += strlen(m->keys[i]) + 1;
-    if (rc == TS_OK && !(m->filter_text = malloc(len)))
-        rc = TS_E_NOMEM;
     if (rc == TS_OK) {
-        strcpy(m->filter_text, m->all ? "all" : "keys\n");
+        struct ts_buf text = TS_BUF_INIT;
+        ts_buf_puts(&text, m->all ? "all" : "keys\n");
         for (size_t i = 0; i < m->n_keys; i++) {
-            strcat(m->filter_text, m->keys[i]);
-            strcat(m->filter_text, "\n");
+            ts_buf_puts(&text, m->keys[i]);
+            ts_buf_puts(&text, "\n");
         }
+        rc = ts_buf_finish(&text, &m->filter_text, NULL);
+    }
+    if (rc == TS_OK) {
         m->filter_saved = stored && strcmp(stored, m->filter_text) == 0;
         /* No setting: a mirror that predates it followed every thread. */
         m->filter_covered = !stored || strcmp(stored, "all") == 0;

@@ -33,6 +33,7 @@
 
 #include "ts_conn.h"
 #include "ts_frame.h"
+#include "ts_hex.h"
 #include "ts_log.h"
 #include "ts_tls.h"
 
@@ -191,16 +192,7 @@ static uint32_t rand32(void)
 
 int ts__idem_key(char out[TS__IDEM_KEY_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
-    unsigned char b[TS__IDEM_KEY_LEN / 2];
-    if (RAND_bytes(b, sizeof(b)) != 1)
-        return TS_E_INTERNAL;
-    for (size_t i = 0; i < sizeof(b); i++) {
-        out[2 * i] = hex[b[i] >> 4];
-        out[2 * i + 1] = hex[b[i] & 15];
-    }
-    out[TS__IDEM_KEY_LEN] = '\0';
-    return TS_OK;
+    return ts_hex_random(TS__IDEM_KEY_LEN / 2, out);
 }
 
 /* ---- request table ------------------------------------------------------ */
@@ -471,15 +463,7 @@ static void send_req(struct ts_client *c, struct ts__req *r)
         f.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
         f.digest = r->digest;
     } else if (r->kind == TS__REQ_MSG) {
-        /* Every request message has request_id; the Frame field of its
-         * type points at it (both found through the descriptors). */
-        const ProtobufCFieldDescriptor *rid =
-            protobuf_c_message_descriptor_get_field_by_name(r->msg->descriptor, "request_id");
-        const ProtobufCFieldDescriptor *slot = protobuf_c_message_descriptor_get_field(
-            &threadsync__frame__descriptor, (unsigned)r->frame_case);
-        *(uint64_t *)((char *)r->msg + rid->offset) = id;
-        *(ProtobufCMessage **)((char *)&f + slot->offset) = r->msg;
-        f.msg_case = (Threadsync__Frame__MsgCase)r->frame_case;
+        ts_frame_set_request(&f, r->frame_case, r->msg, id);
     } else {
         g.request_id = id;
         g.thread_key = r->thread_key;
@@ -865,11 +849,9 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
         on_push(c, f);
         break;
     case THREADSYNC__FRAME__MSG_PING: {
-        Threadsync__Frame pf = THREADSYNC__FRAME__INIT;
-        Threadsync__Pong p = THREADSYNC__PONG__INIT;
-        p.nonce = f->ping->nonce;
-        pf.msg_case = THREADSYNC__FRAME__MSG_PONG;
-        pf.pong = &p;
+        Threadsync__Frame pf;
+        Threadsync__Pong p;
+        ts_frame_pong(&pf, &p, f->ping);
         send_frame(c, &pf);
         break;
     }

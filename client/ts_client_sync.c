@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "threadsync.h"
+#include "ts_frame.h"
 
 struct sync_call {
     struct ts_client *c;
@@ -19,18 +20,6 @@ struct sync_call {
     ProtobufCMessage *out;
     Threadsync__Error *detail;
 };
-
-static ProtobufCMessage *msg_copy(const ProtobufCMessage *m)
-{
-    size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return NULL;
-    protobuf_c_message_pack(m, buf);
-    ProtobufCMessage *copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
-    free(buf);
-    return copy;
-}
 
 void ts_msg_free(void *msg)
 {
@@ -43,14 +32,14 @@ static void finish(struct sync_call *s, int err, const Threadsync__Error *detail
 {
     s->err = err;
     if (err == TS_OK && result) {
-        s->out = msg_copy(result);
+        s->out = ts_frame_msg_copy(result);
         if (!s->out)
             s->err = TS_E_NOMEM;
     } else if (err == TS_OK) {
         s->err = TS_E_INTERNAL;
     }
     if (err >= TS_E_BAD_FRAME && err <= TS_E_INTERNAL && detail)
-        s->detail = (Threadsync__Error *)msg_copy(&detail->base);
+        s->detail = (Threadsync__Error *)ts_frame_msg_copy(&detail->base);
     ts_client_close(s->c, NULL, NULL);
 }
 

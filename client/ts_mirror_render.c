@@ -14,6 +14,8 @@
  */
 #include "ts_mirror_render.h"
 
+#include "ts_buf.h"
+
 #include "ts_file.h"
 
 #include "ts_digest.h"
@@ -25,7 +27,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,93 +36,29 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- growable output buffer; an allocation failure sticks ---- */
-
-struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_puts(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-    char tmp[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        b->oom = 1; /* only short fixed formats go through here */
-        return;
-    }
-    buf_add(b, tmp, (size_t)n);
-}
-
-static int buf_finish(struct buf *b, char **out, size_t *len)
-{
-    if (!b->oom && !b->p)
-        buf_add(b, "", 0);
-    if (b->oom) {
-        free(b->p);
-        *out = NULL;
-        *len = 0;
-        return TS_E_NOMEM;
-    }
-    *out = b->p;
-    *len = b->len;
-    return TS_OK;
-}
-
 /* ---- text escaping ---- */
 
 enum esc { ESC_JSON, ESC_HTML };
 
-static void add_ascii(struct buf *b, unsigned char ch, enum esc mode)
+static void add_ascii(struct ts_buf *b, unsigned char ch, enum esc mode)
 {
     char tmp[8];
     if (mode == ESC_HTML) {
         switch (ch) {
         case '&':
-            buf_puts(b, "&amp;");
+            ts_buf_puts(b, "&amp;");
             return;
         case '<':
-            buf_puts(b, "&lt;");
+            ts_buf_puts(b, "&lt;");
             return;
         case '>':
-            buf_puts(b, "&gt;");
+            ts_buf_puts(b, "&gt;");
             return;
         case '"':
-            buf_puts(b, "&quot;");
+            ts_buf_puts(b, "&quot;");
             return;
         case '\'':
-            buf_puts(b, "&#39;");
+            ts_buf_puts(b, "&#39;");
             return;
         case '\t':
         case '\n':
@@ -129,29 +66,29 @@ static void add_ascii(struct buf *b, unsigned char ch, enum esc mode)
             break;
         default:
             if (ch < 0x20) { /* not allowed in an HTML document */
-                buf_puts(b, "\xEF\xBF\xBD");
+                ts_buf_puts(b, "\xEF\xBF\xBD");
                 return;
             }
         }
         tmp[0] = (char)ch;
-        buf_add(b, tmp, 1);
+        ts_buf_add(b, tmp, 1);
         return;
     }
     switch (ch) {
     case '"':
-        buf_puts(b, "\\\"");
+        ts_buf_puts(b, "\\\"");
         return;
     case '\\':
-        buf_puts(b, "\\\\");
+        ts_buf_puts(b, "\\\\");
         return;
     case '\n':
-        buf_puts(b, "\\n");
+        ts_buf_puts(b, "\\n");
         return;
     case '\r':
-        buf_puts(b, "\\r");
+        ts_buf_puts(b, "\\r");
         return;
     case '\t':
-        buf_puts(b, "\\t");
+        ts_buf_puts(b, "\\t");
         return;
     case '<':
     case '>':
@@ -160,12 +97,12 @@ static void add_ascii(struct buf *b, unsigned char ch, enum esc mode)
     default:
         if (ch >= 0x20) {
             tmp[0] = (char)ch;
-            buf_add(b, tmp, 1);
+            ts_buf_add(b, tmp, 1);
             return;
         }
     }
     snprintf(tmp, sizeof(tmp), "\\u%04x", ch);
-    buf_puts(b, tmp);
+    ts_buf_puts(b, tmp);
 }
 
 static size_t utf8_seq_len(unsigned char lead)
@@ -179,7 +116,7 @@ static size_t utf8_seq_len(unsigned char lead)
     return 0;
 }
 
-static void add_text(struct buf *b, const char *s, enum esc mode)
+static void add_text(struct ts_buf *b, const char *s, enum esc mode)
 {
     if (!s)
         return;
@@ -198,7 +135,7 @@ static void add_text(struct buf *b, const char *s, enum esc mode)
                 j++;
             }
             if (j > i) {
-                buf_add(b, s + i, j - i);
+                ts_buf_add(b, s + i, j - i);
                 i = j;
             } else {
                 add_ascii(b, ch, mode);
@@ -208,20 +145,20 @@ static void add_text(struct buf *b, const char *s, enum esc mode)
         }
         size_t k = utf8_seq_len(ch);
         if (k && i + k <= len && ts_valid_utf8(s + i, k)) {
-            buf_add(b, s + i, k);
+            ts_buf_add(b, s + i, k);
             i += k;
         } else {
-            buf_puts(b, "\xEF\xBF\xBD");
+            ts_buf_puts(b, "\xEF\xBF\xBD");
             i++;
         }
     }
 }
 
-static void json_str(struct buf *b, const char *s)
+static void json_str(struct ts_buf *b, const char *s)
 {
-    buf_puts(b, "\"");
+    ts_buf_puts(b, "\"");
     add_text(b, s, ESC_JSON);
-    buf_puts(b, "\"");
+    ts_buf_puts(b, "\"");
 }
 
 /* ---- shared helpers ---- */
@@ -264,35 +201,35 @@ int ts_mirror_render_json(const Threadsync__Thread *t, const Threadsync__Comment
     const Threadsync__Comment **v = sorted_copy(comments, n, &m);
     if (!v)
         return TS_E_NOMEM;
-    struct buf b = {0};
-    buf_printf(&b, "{\"thread\":{\"id\":%" PRIu64 ",\"key\":", t->id);
+    struct ts_buf b = TS_BUF_INIT;
+    ts_buf_printf(&b, "{\"thread\":{\"id\":%" PRIu64 ",\"key\":", t->id);
     json_str(&b, t->key);
-    buf_puts(&b, ",\"title\":");
+    ts_buf_puts(&b, ",\"title\":");
     json_str(&b, t->title);
-    buf_puts(&b, ",\"url\":");
+    ts_buf_puts(&b, ",\"url\":");
     json_str(&b, t->url);
-    buf_printf(&b,
-               ",\"created_at_ms\":%" PRId64 ",\"locked\":%s,\"comment_count\":%" PRIu32
-               ",\"version\":%" PRIu64 "},\n\"comments\":[",
-               t->created_at_ms, t->locked ? "true" : "false", t->comment_count, t->version);
+    ts_buf_printf(&b,
+                  ",\"created_at_ms\":%" PRId64 ",\"locked\":%s,\"comment_count\":%" PRIu32
+                  ",\"version\":%" PRIu64 "},\n\"comments\":[",
+                  t->created_at_ms, t->locked ? "true" : "false", t->comment_count, t->version);
     uint64_t visible = 0;
     for (size_t i = 0; i < m; i++) {
         const Threadsync__Comment *c = v[i];
         int vis = c->status == THREADSYNC__STATUS__VISIBLE;
         visible += (uint64_t)vis;
-        buf_printf(&b, "%s\n{\"id\":%" PRIu64 ",\"parent_id\":%" PRIu64 ",\"author_name\":",
-                   i ? "," : "", c->id, c->parent_id);
+        ts_buf_printf(&b, "%s\n{\"id\":%" PRIu64 ",\"parent_id\":%" PRIu64 ",\"author_name\":",
+                      i ? "," : "", c->id, c->parent_id);
         json_str(&b, vis ? c->author_name : "");
-        buf_puts(&b, ",\"body\":");
+        ts_buf_puts(&b, ",\"body\":");
         json_str(&b, vis ? c->body : "");
-        buf_printf(&b,
-                   ",\"created_at_ms\":%" PRId64 ",\"edited_at_ms\":%" PRId64
-                   ",\"status\":\"%s\",\"version\":%" PRIu64 "}",
-                   c->created_at_ms, c->edited_at_ms, status_name((int)c->status), c->version);
+        ts_buf_printf(&b,
+                      ",\"created_at_ms\":%" PRId64 ",\"edited_at_ms\":%" PRId64
+                      ",\"status\":\"%s\",\"version\":%" PRIu64 "}",
+                      c->created_at_ms, c->edited_at_ms, status_name((int)c->status), c->version);
     }
-    buf_printf(&b, "],\n\"count\":%" PRIu64 "}\n", visible);
+    ts_buf_printf(&b, "],\n\"count\":%" PRIu64 "}\n", visible);
     free(v);
-    return buf_finish(&b, out, len);
+    return ts_buf_finish(&b, out, len);
 }
 
 /* ---- HTML ---- */
@@ -317,7 +254,7 @@ static const char page_css[] =
  * kept, the page just does not drift off the right edge. */
 #define DEEP_LEVEL 8
 
-static void add_time(struct buf *b, int64_t ms)
+static void add_time(struct ts_buf *b, int64_t ms)
 {
     int64_t s = ms / 1000, r = ms % 1000;
     if (r < 0) {
@@ -331,10 +268,10 @@ static void add_time(struct buf *b, int64_t ms)
         r = 0;
         gmtime_r(&tt, &tm);
     }
-    buf_printf(b, "<time datetime=\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\">", tm.tm_year + 1900,
-               tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)r);
-    buf_printf(b, "%04d-%02d-%02d %02d:%02d UTC</time>", tm.tm_year + 1900, tm.tm_mon + 1,
-               tm.tm_mday, tm.tm_hour, tm.tm_min);
+    ts_buf_printf(b, "<time datetime=\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\">", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)r);
+    ts_buf_printf(b, "%04d-%02d-%02d %02d:%02d UTC</time>", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min);
 }
 
 static int is_http_url(const char *u)
@@ -343,32 +280,32 @@ static int is_http_url(const char *u)
 }
 
 /* Opens <li> for c and writes its content; the caller closes it. */
-static void add_comment(struct buf *b, const Threadsync__Comment *c)
+static void add_comment(struct ts_buf *b, const Threadsync__Comment *c)
 {
     if (c->status == THREADSYNC__STATUS__VISIBLE) {
-        buf_printf(b, "<li class=\"ts-comment\" id=\"c%" PRIu64 "\"><article><header>", c->id);
-        buf_puts(b, "<span class=\"ts-author\">");
+        ts_buf_printf(b, "<li class=\"ts-comment\" id=\"c%" PRIu64 "\"><article><header>", c->id);
+        ts_buf_puts(b, "<span class=\"ts-author\">");
         add_text(b, c->author_name, ESC_HTML);
-        buf_puts(b, "</span> ");
+        ts_buf_puts(b, "</span> ");
         add_time(b, c->created_at_ms);
         if (c->edited_at_ms) {
-            buf_puts(b, " <span class=\"ts-edited\">(edited ");
+            ts_buf_puts(b, " <span class=\"ts-edited\">(edited ");
             add_time(b, c->edited_at_ms);
-            buf_puts(b, ")</span>");
+            ts_buf_puts(b, ")</span>");
         }
-        buf_puts(b, "</header><div class=\"ts-body\">");
+        ts_buf_puts(b, "</header><div class=\"ts-body\">");
         add_text(b, c->body, ESC_HTML);
-        buf_puts(b, "</div></article>");
+        ts_buf_puts(b, "</div></article>");
     } else if (c->status == THREADSYNC__STATUS__DELETED) {
-        buf_printf(b,
-                   "<li class=\"ts-comment ts-deleted\" id=\"c%" PRIu64
-                   "\"><p class=\"ts-placeholder\">[deleted]</p>",
-                   c->id);
+        ts_buf_printf(b,
+                      "<li class=\"ts-comment ts-deleted\" id=\"c%" PRIu64
+                      "\"><p class=\"ts-placeholder\">[deleted]</p>",
+                      c->id);
     } else {
-        buf_printf(b,
-                   "<li class=\"ts-comment ts-removed\" id=\"c%" PRIu64
-                   "\"><p class=\"ts-placeholder\">[removed]</p>",
-                   c->id);
+        ts_buf_printf(b,
+                      "<li class=\"ts-comment ts-removed\" id=\"c%" PRIu64
+                      "\"><p class=\"ts-placeholder\">[removed]</p>",
+                      c->id);
     }
 }
 
@@ -458,32 +395,32 @@ static int tree_build(struct tree *tr, const Threadsync__Comment **v, size_t n)
     return TS_OK;
 }
 
-static void add_tree(struct buf *b, const struct tree *tr, const Threadsync__Comment **v)
+static void add_tree(struct ts_buf *b, const struct tree *tr, const Threadsync__Comment **v)
 {
     ssize_t cur = tr->first_root;
     size_t depth = 0;
-    buf_puts(b, "<ol class=\"ts-comments\">\n");
-    while (cur >= 0 && !b->oom) {
+    ts_buf_puts(b, "<ol class=\"ts-comments\">\n");
+    while (cur >= 0 && !b->failed) {
         add_comment(b, v[cur]);
         if (tr->first_child[cur] >= 0) {
             depth++;
-            buf_puts(b, depth >= DEEP_LEVEL ? "\n<ol class=\"ts-replies ts-deep\">\n"
-                                            : "\n<ol class=\"ts-replies\">\n");
+            ts_buf_puts(b, depth >= DEEP_LEVEL ? "\n<ol class=\"ts-replies ts-deep\">\n"
+                                               : "\n<ol class=\"ts-replies\">\n");
             cur = tr->first_child[cur];
             continue;
         }
-        buf_puts(b, "</li>\n");
+        ts_buf_puts(b, "</li>\n");
         while (cur >= 0 && tr->next_sib[cur] < 0) {
             cur = tr->parent[cur];
             if (cur >= 0) {
                 depth--;
-                buf_puts(b, "</ol></li>\n");
+                ts_buf_puts(b, "</ol></li>\n");
             }
         }
         if (cur >= 0)
             cur = tr->next_sib[cur];
     }
-    buf_puts(b, "</ol>\n");
+    ts_buf_puts(b, "</ol>\n");
 }
 
 int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
@@ -499,33 +436,33 @@ int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment
         return TS_E_NOMEM;
     }
     const char *title = t->title && t->title[0] ? t->title : t->key;
-    struct buf b = {0};
-    buf_puts(&b, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
-                 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-                 "<title>");
+    struct ts_buf b = TS_BUF_INIT;
+    ts_buf_puts(&b, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
+                    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+                    "<title>");
     add_text(&b, title, ESC_HTML);
-    buf_puts(&b, "</title>\n<style>");
-    buf_puts(&b, page_css);
-    buf_printf(&b,
-               "</style>\n</head>\n<body>\n<main class=\"ts-thread\" id=\"t%" PRIu64 "\">\n<h1>",
-               t->id);
+    ts_buf_puts(&b, "</title>\n<style>");
+    ts_buf_puts(&b, page_css);
+    ts_buf_printf(&b,
+                  "</style>\n</head>\n<body>\n<main class=\"ts-thread\" id=\"t%" PRIu64 "\">\n<h1>",
+                  t->id);
     if (is_http_url(t->url)) {
-        buf_puts(&b, "<a href=\"");
+        ts_buf_puts(&b, "<a href=\"");
         add_text(&b, t->url, ESC_HTML);
-        buf_puts(&b, "\">");
+        ts_buf_puts(&b, "\">");
         add_text(&b, title, ESC_HTML);
-        buf_puts(&b, "</a>");
+        ts_buf_puts(&b, "</a>");
     } else {
         add_text(&b, title, ESC_HTML);
     }
-    buf_printf(&b, "</h1>\n<p class=\"ts-count\">%" PRIu64 " comment%s</p>\n", tr.visible,
-               tr.visible == 1 ? "" : "s");
+    ts_buf_printf(&b, "</h1>\n<p class=\"ts-count\">%" PRIu64 " comment%s</p>\n", tr.visible,
+                  tr.visible == 1 ? "" : "s");
     if (tr.first_root >= 0)
         add_tree(&b, &tr, v);
-    buf_puts(&b, "</main>\n</body>\n</html>\n");
+    ts_buf_puts(&b, "</main>\n</body>\n</html>\n");
     tree_free(&tr);
     free(v);
-    return buf_finish(&b, out, len);
+    return ts_buf_finish(&b, out, len);
 }
 
 /* ---- file names ---- */

@@ -7,6 +7,7 @@
 #include "ts_digest.h"
 
 #include "ts_err.h"
+#include "ts_hex.h"
 
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -131,12 +132,7 @@ int ts_digest_end(struct ts_digest *d, char out[TS_DIGEST_HEX_LEN + 1])
         d->err = TS_E_INTERNAL;
     int err = d->err;
     if (err == TS_OK) {
-        static const char hex[] = "0123456789abcdef";
-        for (size_t i = 0; i < sizeof(md); i++) {
-            out[2 * i] = hex[md[i] >> 4];
-            out[2 * i + 1] = hex[md[i] & 0x0f];
-        }
-        out[TS_DIGEST_HEX_LEN] = '\0';
+        ts_hex_encode(md, sizeof(md), out);
     }
     ts_digest_abort(d);
     return err;

@@ -6,6 +6,7 @@
  */
 #include "ts_file.h"
 
+#include "ts_buf.h"
 #include "ts_err.h"
 
 #include <errno.h>
@@ -115,52 +116,46 @@ int ts_file_read_all(const char *path, size_t max, uint8_t **out, size_t *len)
         return TS_E_TOO_LARGE;
     }
     /* The size is a hint only (the file may grow or be a pipe): read until
-     * EOF, growing the buffer, and still enforce max on what is read. */
-    size_t cap = (size_t)st.st_size + 1;
-    uint8_t *buf = malloc(cap + 1);
-    if (buf == NULL) {
-        close(fd);
-        return TS_E_NOMEM;
-    }
-    size_t used = 0;
+     * EOF, growing the buffer, and still enforce max on what is read. The
+     * first read asks for one byte more than the hint, to see EOF without
+     * growing. */
+    struct ts_buf b = TS_BUF_INIT;
+    size_t first = (size_t)st.st_size + 1;
+    int rc = TS_OK, saved = 0;
     for (;;) {
-        if (used == cap) {
-            if (cap > max) {
-                free(buf);
-                close(fd);
-                return TS_E_TOO_LARGE;
-            }
-            size_t ncap = cap * 2 > max + 1 ? max + 1 : cap * 2;
-            uint8_t *nb = realloc(buf, ncap + 1);
-            if (nb == NULL) {
-                free(buf);
-                close(fd);
-                return TS_E_NOMEM;
-            }
-            buf = nb;
-            cap = ncap;
+        size_t room = b.cap > b.len + 1 ? b.cap - b.len - 1 : (b.len ? b.len : first);
+        if (room > max + 1 - b.len)
+            room = max + 1 - b.len;
+        char *p = ts_buf_space(&b, room);
+        if (!p) {
+            rc = TS_E_NOMEM;
+            break;
         }
-        ssize_t r = read(fd, buf + used, cap - used);
+        ssize_t r = read(fd, p, room);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            int saved = errno;
-            free(buf);
-            close(fd);
-            errno = saved;
-            return TS_E_IO;
+            saved = errno;
+            rc = TS_E_IO;
+            break;
         }
         if (r == 0)
             break;
-        used += (size_t)r;
+        ts_buf_commit(&b, (size_t)r);
+        if (b.len > max) {
+            rc = TS_E_TOO_LARGE;
+            break;
+        }
     }
     close(fd);
-    if (used > max) {
-        free(buf);
-        return TS_E_TOO_LARGE;
+    if (rc != TS_OK) {
+        ts_buf_free(&b);
+        if (rc == TS_E_IO)
+            errno = saved; /* the read's, for the caller's message */
+        return rc;
     }
-    buf[used] = '\0';
-    *out = buf;
-    *len = used;
-    return TS_OK;
+    char *text;
+    rc = ts_buf_finish(&b, &text, len);
+    *out = (uint8_t *)text;
+    return rc;
 }

@@ -115,3 +115,16 @@ int ts_valid_post(const Threadsync__Post *post, const char **field)
     *field = NULL;
     return TS_OK;
 }
+
+int ts_valid_token_name(const char *s, size_t len)
+{
+    if (len == 0 || len > TS_TOKEN_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}

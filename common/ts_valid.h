@@ -25,6 +25,7 @@
 #define TS_CLIENT_NAME_MAX 128
 #define TS_TOKEN_MAX 256
 #define TS_SUBSCRIBE_KEYS_MAX 1024
+#define TS_TOKEN_NAME_MAX 64
 
 /* Returns 1 when s[0..len) is well-formed UTF-8 (no overlong forms, no
  * surrogates, nothing above U+10FFFF), 0 otherwise. NUL bytes are valid
@@ -44,5 +45,10 @@ int ts_valid_post(const Threadsync__Post *post, const char **field);
 
 /* Checks a thread key on its own (Get, Subscribe). */
 int ts_valid_thread_key(const char *key);
+
+/* Whether s[0..len) is a token's name: 1..TS_TOKEN_NAME_MAX bytes of
+ * A-Z a-z 0-9 . _ - (the tokens file, the replicated table and the
+ * requests that name a token all hold names to this). */
+int ts_valid_token_name(const char *s, size_t len);
 
 #endif

@@ -126,6 +126,63 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
     return *bad_field ? TS_E_INVALID_ARGUMENT : TS_OK;
 }
 
+/* The Frame field (one per oneof case) that points at msg_case's message. */
+static const ProtobufCFieldDescriptor *msg_field(int msg_case)
+{
+    return msg_case ? protobuf_c_message_descriptor_get_field(&threadsync__frame__descriptor,
+                                                              (unsigned)msg_case)
+                    : NULL;
+}
+
+static const ProtobufCFieldDescriptor *request_id_field(const ProtobufCMessage *m)
+{
+    const ProtobufCFieldDescriptor *fd =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, "request_id");
+    return fd && fd->type == PROTOBUF_C_TYPE_UINT64 && fd->label != PROTOBUF_C_LABEL_REPEATED
+               ? fd
+               : NULL;
+}
+
+uint64_t ts_frame_request_id(const Threadsync__Frame *f)
+{
+    const ProtobufCFieldDescriptor *slot = msg_field((int)f->msg_case);
+    if (!slot)
+        return 0;
+    const ProtobufCMessage *m = *(ProtobufCMessage *const *)((const char *)f + slot->offset);
+    const ProtobufCFieldDescriptor *rid = m ? request_id_field(m) : NULL;
+    return rid ? *(const uint64_t *)((const char *)m + rid->offset) : 0;
+}
+
+void ts_frame_set_request(Threadsync__Frame *f, int msg_case, ProtobufCMessage *m, uint64_t id)
+{
+    const ProtobufCFieldDescriptor *slot = msg_field(msg_case);
+    const ProtobufCFieldDescriptor *rid = request_id_field(m);
+    *(uint64_t *)((char *)m + rid->offset) = id;
+    *(ProtobufCMessage **)((char *)f + slot->offset) = m;
+    f->msg_case = (Threadsync__Frame__MsgCase)msg_case;
+}
+
+ProtobufCMessage *ts_frame_msg_copy(const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+    free(buf);
+    return copy;
+}
+
+void ts_frame_pong(Threadsync__Frame *f, Threadsync__Pong *pong, const Threadsync__Ping *ping)
+{
+    threadsync__frame__init(f);
+    threadsync__pong__init(pong);
+    pong->nonce = ping->nonce;
+    f->msg_case = THREADSYNC__FRAME__MSG_PONG;
+    f->pong = pong;
+}
+
 size_t ts_frame_size(const Threadsync__Frame *f)
 {
     return TS_FRAME_HEADER + protobuf_c_message_get_packed_size(&f->base);

@@ -38,6 +38,23 @@ size_t ts_frame_pack(const Threadsync__Frame *f, uint8_t *out);
  * TS_E_NOMEM on allocation failure, TS_E_TOO_LARGE past TS_FRAME_MAX_LIMIT. */
 int ts_frame_encode(const Threadsync__Frame *f, uint8_t **out, size_t *len);
 
+/* The request_id of the message f carries; 0 when f carries none or its
+ * message type has no request_id (found through the descriptors, so every
+ * request type, Result and Error alike). */
+uint64_t ts_frame_request_id(const Threadsync__Frame *f);
+
+/* Makes m, a message of the type Frame field msg_case holds, f's message,
+ * with request_id set to id (m's type must have one). f borrows m. */
+void ts_frame_set_request(Threadsync__Frame *f, int msg_case, ProtobufCMessage *m, uint64_t id);
+
+/* A deep copy of m (packed and unpacked again: no pointer into m
+ * survives), to free with protobuf_c_message_free_unpacked(copy, NULL);
+ * NULL when out of memory. */
+ProtobufCMessage *ts_frame_msg_copy(const ProtobufCMessage *m);
+
+/* Makes f the Pong that answers ping; pong is its storage. */
+void ts_frame_pong(Threadsync__Frame *f, Threadsync__Pong *pong, const Threadsync__Ping *ping);
+
 /* Frees a frame returned by ts_frame_decoder_next() or ts_frame_unpack(). */
 void ts_frame_free(Threadsync__Frame *f);
 

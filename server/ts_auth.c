@@ -12,6 +12,7 @@
 
 #include "ts_err.h"
 #include "ts_file.h"
+#include "ts_hex.h"
 #include "ts_log.h"
 #include "ts_valid.h"
 
@@ -86,19 +87,6 @@ int ts_auth_role_allows(int role, enum ts_auth_action action)
     return role >= action_min_role[action];
 }
 
-static int valid_name(const char *s, size_t len)
-{
-    if (len == 0 || len > TS_AUTH_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -108,16 +96,6 @@ static int hexval(char c)
     if (c >= 'A' && c <= 'F')
         return c - 'A' + 10;
     return -1;
-}
-
-static void hex_encode(const uint8_t *in, size_t len, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * len] = '\0';
 }
 
 static int sha256(const char *data, size_t len, uint8_t out[HASH_LEN])
@@ -197,7 +175,7 @@ static const char *parse_line(const char *s, size_t len, struct entry *e)
     e->role = ts_auth_role_parse(role);
     if (e->role == THREADSYNC__ROLE__ROLE_UNSPECIFIED)
         return "bad_role";
-    if (!valid_name(f[1], fl[1]))
+    if (!ts_valid_token_name(f[1], fl[1]))
         return "bad_name";
     memcpy(e->name, f[1], fl[1]);
     e->name[fl[1]] = '\0';
@@ -453,7 +431,7 @@ static int format_line(int role, const char *name, const char *token, char *line
     char hex[2 * HASH_LEN + 1];
     if (sha256(token, strlen(token), h) != TS_OK)
         return TS_E_INTERNAL;
-    hex_encode(h, HASH_LEN, hex);
+    ts_hex_encode(h, HASH_LEN, hex);
     int n = snprintf(line, size, "%s %s %s\n", ts_auth_role_name(role), name, hex);
     return n > 0 && (size_t)n < size ? TS_OK : TS_E_INTERNAL;
 }
@@ -500,7 +478,7 @@ int ts_auth_add(const char *tokens_path, int role, const char *name,
                 char token_out[TS_AUTH_TOKEN_LEN + 1])
 {
     if (role < THREADSYNC__ROLE__READER || role > THREADSYNC__ROLE__ADMIN ||
-        !valid_name(name, strlen(name)))
+        !ts_valid_token_name(name, strlen(name)))
         return TS_E_INVALID_ARGUMENT;
     struct table *t = NULL;
     uint8_t *text = NULL;

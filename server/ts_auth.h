@@ -33,10 +33,11 @@
 #include <stdint.h>
 
 #include "threadsync.pb-c.h"
+#include "ts_valid.h"
 
 /* "ts_" + 43 base64url characters. */
 #define TS_AUTH_TOKEN_LEN 46
-#define TS_AUTH_NAME_MAX 64
+#define TS_AUTH_NAME_MAX TS_TOKEN_NAME_MAX
 /* A tokens file larger than this is refused, not truncated. */
 #define TS_AUTH_FILE_MAX (4 * 1024 * 1024)
 

@@ -15,6 +15,8 @@
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_file.h"
+#include "ts_frame.h"
+#include "ts_hex.h"
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_server_int.h"
@@ -56,16 +58,6 @@ static uint64_t get_be64(const uint8_t *p)
     for (int i = 0; i < 8; i++)
         v = v << 8 | p[i];
     return v;
-}
-
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
 }
 
 static void sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[32])
@@ -264,7 +256,7 @@ static void start_backup(struct ts_server *srv, struct ts_conn *conn, const Thre
     b->total = TS_BACKUP_HEADER + (uint64_t)b->snap_len;
     uint8_t md[32];
     sha256(b->header, TS_BACKUP_HEADER, b->snap, b->snap_len, md);
-    hex(md, 32, b->sha256);
+    ts_hex_encode(md, 32, b->sha256);
     TS_INFO("conn=%llu peer=%s role=admin event=backup_start seq=%llu bytes=%llu",
             (unsigned long long)ts_conn_id(conn), ts_conn_peer(conn), (unsigned long long)b->seq,
             (unsigned long long)b->total);
@@ -277,8 +269,7 @@ static void start_backup(struct ts_server *srv, struct ts_conn *conn, const Thre
 void ts_backup_request(struct ts_server *srv, struct ts_conn *conn, int role,
                        const Threadsync__Frame *f, int status, struct ts_backup **slot)
 {
-    uint64_t rid = f->msg_case == THREADSYNC__FRAME__MSG_BACKUP ? f->backup->request_id
-                                                                : f->state_digest->request_id;
+    uint64_t rid = ts_frame_request_id(f);
     if (rid == 0) {
         send_error(srv, conn, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
         return;

@@ -476,7 +476,8 @@ int ts_certgen_ensure(const char *dir, const char *const *hosts, size_t n_hosts,
         if (rc == TS_OK)
             rc = cert_matches_key(out->server_cert, srv, srv_key);
     } else if (rc == TS_OK) {
-        rc = make_leaf(srv_key, "threadsyncd", ca, ca_key, "serverAuth,clientAuth", sans, n_sans, &srv);
+        rc = make_leaf(srv_key, "threadsyncd", ca, ca_key, "serverAuth,clientAuth", sans, n_sans,
+                       &srv);
         if (rc == TS_OK)
             rc = write_pem(out->server_cert, NULL, srv);
         if (rc == TS_OK)

@@ -315,8 +315,7 @@ static int check_value(const struct opt *o, const char *value, char *why, size_t
         }
         return 0;
     case T_LIMIT:
-        if (strcmp(value, "off") &&
-            (parse_uint(value, &v) != 0 || v < o->min || v > o->max)) {
+        if (strcmp(value, "off") && (parse_uint(value, &v) != 0 || v < o->min || v > o->max)) {
             snprintf(why, n, "need off or an integer in %llu..%llu", (unsigned long long)o->min,
                      (unsigned long long)o->max);
             return -1;
@@ -604,9 +603,8 @@ int ts_config_parse_args(struct ts_config *c, int argc, char **argv, enum ts_con
 {
     struct option lo[N_OPT + 6];
     for (size_t i = 0; i < N_OPT; i++)
-        lo[i] = (struct option){opts[i].flag,
-                                opts[i].type == T_BOOL ? no_argument : required_argument, NULL,
-                                (int)i};
+        lo[i] = (struct option){
+            opts[i].flag, opts[i].type == T_BOOL ? no_argument : required_argument, NULL, (int)i};
     lo[N_OPT + 0] = (struct option){"config", required_argument, NULL, O_CONFIG};
     lo[N_OPT + 1] = (struct option){"check-config", required_argument, NULL, O_CHECK};
     lo[N_OPT + 2] = (struct option){"version", no_argument, NULL, O_VERSION};

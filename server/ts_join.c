@@ -175,11 +175,9 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
         on_error_frame(j, f->error);
         break;
     case THREADSYNC__FRAME__MSG_PING: {
-        Threadsync__Frame r = THREADSYNC__FRAME__INIT;
-        Threadsync__Pong pong = THREADSYNC__PONG__INIT;
-        pong.nonce = f->ping->nonce;
-        r.msg_case = THREADSYNC__FRAME__MSG_PONG;
-        r.pong = &pong;
+        Threadsync__Frame r;
+        Threadsync__Pong pong;
+        ts_frame_pong(&r, &pong, f->ping);
         join_send(j, &r);
         break;
     }

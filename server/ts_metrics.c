@@ -12,10 +12,11 @@
  */
 #include "ts_metrics.h"
 
+#include "ts_buf.h"
+
 #include "ts_err.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,40 +259,8 @@ double ts_metric_value(const struct ts_metric *f, const char *label_value)
 
 /* ---- rendering ---- */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void puts_(struct buf *b, const char *s)
-{
-    put(b, s, strlen(s));
-}
-
 /* HELP text escapes backslash and line feed; label values also '"'. */
-static void put_escaped(struct buf *b, const char *s, int quote)
+static void put_escaped(struct ts_buf *b, const char *s, int quote)
 {
     const char *run = s;
     for (; *s; s++) {
@@ -304,11 +273,11 @@ static void put_escaped(struct buf *b, const char *s, int quote)
             rep = "\\\"";
         if (!rep)
             continue;
-        put(b, run, (size_t)(s - run));
-        puts_(b, rep);
+        ts_buf_add(b, run, (size_t)(s - run));
+        ts_buf_puts(b, rep);
         run = s + 1;
     }
-    put(b, run, (size_t)(s - run));
+    ts_buf_add(b, run, (size_t)(s - run));
 }
 
 void ts_metrics_format_value(double v, char buf[32])
@@ -324,55 +293,55 @@ void ts_metrics_format_value(double v, char buf[32])
     }
 }
 
-static void put_value(struct buf *b, double v)
+static void put_value(struct ts_buf *b, double v)
 {
     char num[32];
     ts_metrics_format_value(v, num);
-    puts_(b, num);
+    ts_buf_puts(b, num);
 }
 
 /* name{label="value",le="bound"} — either part may be absent. */
-static void put_series_name(struct buf *b, const struct ts_metric *f, const char *suffix,
+static void put_series_name(struct ts_buf *b, const struct ts_metric *f, const char *suffix,
                             const struct series *s, const char *le)
 {
-    puts_(b, f->name);
-    puts_(b, suffix);
+    ts_buf_puts(b, f->name);
+    ts_buf_puts(b, suffix);
     if (!f->label && !le)
         return;
-    puts_(b, "{");
+    ts_buf_puts(b, "{");
     if (f->label) {
-        puts_(b, f->label);
-        puts_(b, "=\"");
+        ts_buf_puts(b, f->label);
+        ts_buf_puts(b, "=\"");
         put_escaped(b, s->label_value, 1);
-        puts_(b, le ? "\"," : "\"");
+        ts_buf_puts(b, le ? "\"," : "\"");
     }
     if (le) {
-        puts_(b, "le=\"");
-        puts_(b, le);
-        puts_(b, "\"");
+        ts_buf_puts(b, "le=\"");
+        ts_buf_puts(b, le);
+        ts_buf_puts(b, "\"");
     }
-    puts_(b, "}");
+    ts_buf_puts(b, "}");
 }
 
-static void render_family(struct buf *b, const struct ts_metric *f)
+static void render_family(struct ts_buf *b, const struct ts_metric *f)
 {
     static const char *const types[] = {"", "counter", "gauge", "histogram"};
-    puts_(b, "# HELP ");
-    puts_(b, f->name);
-    puts_(b, " ");
+    ts_buf_puts(b, "# HELP ");
+    ts_buf_puts(b, f->name);
+    ts_buf_puts(b, " ");
     put_escaped(b, f->help, 0);
-    puts_(b, "\n# TYPE ");
-    puts_(b, f->name);
-    puts_(b, " ");
-    puts_(b, types[f->type]);
-    puts_(b, "\n");
+    ts_buf_puts(b, "\n# TYPE ");
+    ts_buf_puts(b, f->name);
+    ts_buf_puts(b, " ");
+    ts_buf_puts(b, types[f->type]);
+    ts_buf_puts(b, "\n");
     for (size_t i = 0; i < f->n_series; i++) {
         const struct series *s = &f->series[i];
         if (f->type != TS_METRIC_HISTOGRAM) {
             put_series_name(b, f, "", s, NULL);
-            puts_(b, " ");
+            ts_buf_puts(b, " ");
             put_value(b, s->value);
-            puts_(b, "\n");
+            ts_buf_puts(b, "\n");
             continue;
         }
         uint64_t cum = 0;
@@ -384,34 +353,25 @@ static void render_family(struct buf *b, const struct ts_metric *f)
             else
                 strcpy(le, "+Inf");
             put_series_name(b, f, "_bucket", s, le);
-            puts_(b, " ");
+            ts_buf_puts(b, " ");
             put_value(b, (double)cum);
-            puts_(b, "\n");
+            ts_buf_puts(b, "\n");
         }
         put_series_name(b, f, "_sum", s, NULL);
-        puts_(b, " ");
+        ts_buf_puts(b, " ");
         put_value(b, s->value);
-        puts_(b, "\n");
+        ts_buf_puts(b, "\n");
         put_series_name(b, f, "_count", s, NULL);
-        puts_(b, " ");
+        ts_buf_puts(b, " ");
         put_value(b, (double)s->count);
-        puts_(b, "\n");
+        ts_buf_puts(b, "\n");
     }
 }
 
 int ts_metrics_render(const struct ts_metrics *m, char **out, size_t *len)
 {
-    struct buf b = {0};
-    puts_(&b, ""); /* an empty registry still yields a string */
+    struct ts_buf b = TS_BUF_INIT;
     for (size_t i = 0; i < m->n; i++)
         render_family(&b, m->families[i]);
-    if (b.failed) {
-        free(b.p);
-        *out = NULL;
-        *len = 0;
-        return TS_E_NOMEM;
-    }
-    *out = b.p;
-    *len = b.len;
-    return TS_OK;
+    return ts_buf_finish(&b, out, len); /* an empty registry yields "" */
 }

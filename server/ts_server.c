@@ -407,8 +407,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         .ca_file = srv->ca_file,
         .join = cfg->join != NULL,
     };
-    struct ts_repl_fsm fsm = {fsm_apply, fsm_snapshot, fsm_restore,
-                              sizeof(struct ts_store_result), srv};
+    struct ts_repl_fsm fsm = {fsm_apply, fsm_snapshot, fsm_restore, sizeof(struct ts_store_result),
+                              srv};
     struct ts_repl_hooks hooks = {on_applied, on_restore, srv};
     rc = TS_OK;
     if (srv->restore_file && cfg->join) {
@@ -438,8 +438,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     if (cfg->join && (rc = start_join(srv)) != TS_OK)
         goto fail;
     TS_INFO("event=started node=%llu data_dir=%s threads=%zu comments=%zu last_seq=%llu",
-            (unsigned long long)srv->cfg.node_id, srv->data_dir,
-            ts_store_thread_count(srv->store), ts_store_comment_count(srv->store),
+            (unsigned long long)srv->cfg.node_id, srv->data_dir, ts_store_thread_count(srv->store),
+            ts_store_comment_count(srv->store),
             (unsigned long long)ts_store_last_index(srv->store));
     *out = srv;
     return TS_OK;

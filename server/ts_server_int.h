@@ -39,7 +39,7 @@ struct ts_server {
     SSL_CTX *join_ctx;
     struct ts_limits *limits; /* node-local rate and connection limits */
     uint64_t auth_gen;        /* ts_store_auth_generation sessions were checked at */
-    struct ts_stats *stats; /* metrics and /healthz (ts_stats.c) */
+    struct ts_stats *stats;   /* metrics and /healthz (ts_stats.c) */
 
     uv_tcp_t listener;
     uv_timer_t ticker;

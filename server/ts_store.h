@@ -39,6 +39,7 @@
 
 #include "threadsync.pb-c.h"
 #include "threadsync_state.pb-c.h"
+#include "ts_valid.h"
 
 #define TS_STORE_IDEMPOTENCY_RETENTION_MS (24LL * 3600 * 1000)
 /* An edit key's hash is kept in its post's idempotency entry, so no edit
@@ -46,7 +47,7 @@
 #define TS_STORE_EDIT_WINDOW_MAX_MS TS_STORE_IDEMPOTENCY_RETENTION_MS
 #define TS_STORE_BAN_MAX_MS (10LL * 365 * 24 * 3600 * 1000)
 #define TS_STORE_HASH_LEN 32 /* SHA-256 */
-#define TS_STORE_NAME_MAX 64 /* token names, as ts_auth's */
+#define TS_STORE_NAME_MAX TS_TOKEN_NAME_MAX
 
 struct ts_store;
 struct ts_evlog;

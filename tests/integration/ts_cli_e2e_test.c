@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_testnode.h"
 
@@ -212,9 +213,5 @@ int main(void)
     tcase_add_test(tc, test_watch_sees_posts_within_a_second);
     tcase_add_test(tc, test_exit_codes);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

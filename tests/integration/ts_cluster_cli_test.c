@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "threadsync.h"
 #include "ts_testnode.h"
 
@@ -257,9 +258,5 @@ int main(void)
     tcase_add_test(tc, test_admin_cluster_and_remove_node);
     tcase_add_test(tc, test_sample_cluster_configs);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_testnode.h"
@@ -1041,9 +1042,5 @@ int main(void)
     tcase_add_test(tc, test_majority_down_never_acknowledges);
     tcase_add_test(tc, test_outsiders_are_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

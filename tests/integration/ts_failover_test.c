@@ -32,6 +32,7 @@
 
 #include <uv.h>
 
+#include "ts_check_main.h"
 #include "threadsync.h"
 #include "ts_testnode.h"
 
@@ -572,9 +573,5 @@ int main(void)
     tcase_set_timeout(tc, 400);
     tcase_add_test(tc, test_library_follows_failover);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_testnode.h"
 
@@ -324,9 +325,5 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_install_and_link);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "threadsync.pb-c.h"
 #include "ts_err.h"
 #include "ts_frame.h"
@@ -1962,9 +1963,5 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_killed_mid_sync_converges);
     }
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_testnode.h"
@@ -251,8 +252,8 @@ START_TEST(test_snapshot_when_out_of_window)
     for (int i = 0; i < 10; i++) {
         char body[32];
         snprintf(body, sizeof(body), "s%d", i);
-        ck_assert_int_eq(ts_raw_post(p, (uint64_t)i + 1, i % 2 ? "snap/odd" : "snap/even", 0,
-                                     "Ann", body, NULL, NULL),
+        ck_assert_int_eq(ts_raw_post(p, (uint64_t)i + 1, i % 2 ? "snap/odd" : "snap/even", 0, "Ann",
+                                     body, NULL, NULL),
                          TS_OK);
     }
     struct ts_raw *w = connect_as(node.moderator_token);
@@ -315,8 +316,7 @@ START_TEST(test_validation_changes_nothing)
     ck_assert_int_eq(ts_raw_post(r, 1, "site/v", 0, "Ann", "ok", &id, NULL), TS_OK);
     ck_assert_int_eq(ts_raw_post(r, 2, "site/v", 0, "", "no name", NULL, NULL),
                      TS_E_INVALID_ARGUMENT);
-    ck_assert_int_eq(ts_raw_post(r, 3, "site/v", 0, "Ann", "", NULL, NULL),
-                     TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_raw_post(r, 3, "site/v", 0, "Ann", "", NULL, NULL), TS_E_INVALID_ARGUMENT);
     ck_assert_int_eq(ts_raw_post(r, 4, "site/v", 999999, "Ann", "orphan", NULL, NULL),
                      TS_E_NOT_FOUND);
     ck_assert_int_eq(ts_raw_post(r, 5, "site/v", 0, "Ann", "bad \xED\xA0\x80 utf8", NULL, NULL),
@@ -578,8 +578,7 @@ START_TEST(test_embedded_defaults)
 {
     ts_testnode_cleanup(&node);
     ck_assert_int_eq(ts_testnode_start_default(&node), TS_OK);
-    const char *files[] = {"ca.pem", "ca.key", "server.pem", "server.key", "admin.token",
-                           "tokens"};
+    const char *files[] = {"ca.pem", "ca.key", "server.pem", "server.key", "admin.token", "tokens"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char path[512];
         struct stat st;
@@ -638,9 +637,5 @@ static Suite *server_suite(void)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    SRunner *sr = srunner_create(server_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(server_suite());
 }

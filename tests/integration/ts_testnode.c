@@ -297,7 +297,8 @@ int ts_testnode_start_member(struct ts_testnode *n, const struct ts_testnode *fi
         char tok_line[100];
         snprintf(tok_line, sizeof(tok_line), "%s\n", first->admin_token);
         rc = TS_OK;
-        if (write_file(n->tokens, text, 0600) != 0 || write_file(n->token_file, tok_line, 0600) != 0)
+        if (write_file(n->tokens, text, 0600) != 0 ||
+            write_file(n->token_file, tok_line, 0600) != 0)
             rc = TS_E_IO;
         free(text);
         if (rc != TS_OK)
@@ -464,8 +465,8 @@ int ts_plain_connect(const char *addr)
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    socklen_t len = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                            : sizeof(struct sockaddr_in6);
+    socklen_t len =
+        ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
         close(fd);
         return -1;

@@ -30,11 +30,11 @@
 #include "threadsync.pb-c.h"
 
 struct ts_testnode {
-    char dir[256];       /* scratch directory, removed by cleanup */
-    char data_dir[320];  /* dir/data */
-    char addr[64];       /* bound client address, host:port */
-    char ca[384];        /* CA file clients verify with */
-    char tokens[384];    /* tokens file (harness-written) */
+    char dir[256];        /* scratch directory, removed by cleanup */
+    char data_dir[320];   /* dir/data */
+    char addr[64];        /* bound client address, host:port */
+    char ca[384];         /* CA file clients verify with */
+    char tokens[384];     /* tokens file (harness-written) */
     char token_file[384]; /* a file holding the admin token (for the CLI) */
     char admin_token[80], moderator_token[80], poster_token[80], reader_token[80];
     uint16_t raft_port;

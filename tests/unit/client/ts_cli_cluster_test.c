@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_cli.h"
 #include "ts_cli_cluster.h"
 
@@ -168,9 +169,5 @@ int main(void)
     tcase_add_test(tc, test_print);
     tcase_add_test(tc, test_print_empty);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_cli.h"
 #include "ts_err.h"
 #include "ts_json.h"
@@ -818,9 +819,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(suite());
 }

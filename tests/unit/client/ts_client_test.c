@@ -12,6 +12,7 @@
 
 #include <uv.h>
 
+#include "ts_check_main.h"
 #include "threadsync.h"
 #include "ts_client_int.h"
 #include "ts_conn.h"
@@ -1281,9 +1282,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(suite());
 }

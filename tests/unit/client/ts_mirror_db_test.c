@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_digest.h"
 #include "ts_err.h"
 #include "ts_mirror_db.h"
@@ -851,9 +852,5 @@ int main(void)
     tcase_add_test(tc, test_touched_set);
     tcase_add_test(tc, test_settings);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

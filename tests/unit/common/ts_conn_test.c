@@ -14,6 +14,7 @@
 
 #include <uv.h>
 
+#include "ts_check_main.h"
 #include "ts_conn.h"
 #include "ts_err.h"
 #include "ts_frame.h"
@@ -921,9 +922,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(suite());
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_file.h"
 
@@ -130,9 +131,5 @@ int main(void)
     tcase_add_test(tc, test_write_empty_and_bad_dir);
     tcase_add_test(tc, test_read_max);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_valid.h"
 
@@ -132,6 +133,23 @@ START_TEST(test_post_limits)
 }
 END_TEST
 
+START_TEST(test_token_name)
+{
+    ck_assert(ts_valid_token_name("ops-bot_1.a", 11));
+    ck_assert(!ts_valid_token_name("", 0));
+    ck_assert(!ts_valid_token_name("has space", 9));
+    ck_assert(!ts_valid_token_name("slash/", 6));
+    ck_assert(!ts_valid_token_name("caf\xc3\xa9", 5)); /* ASCII only */
+    char name[TS_TOKEN_NAME_MAX + 2];
+    memset(name, 'a', sizeof(name));
+    ck_assert(ts_valid_token_name(name, TS_TOKEN_NAME_MAX));
+    ck_assert(!ts_valid_token_name(name, TS_TOKEN_NAME_MAX + 1));
+    /* len, not the NUL, bounds the name */
+    ck_assert(ts_valid_token_name("ab\n", 2));
+    ck_assert(!ts_valid_token_name("ab\n", 3));
+}
+END_TEST
+
 START_TEST(test_err_names)
 {
     ck_assert_str_eq(ts_err_name(TS_E_NOT_FOUND), "NOT_FOUND");
@@ -152,10 +170,7 @@ int main(void)
     tcase_add_test(tc, test_post_ok);
     tcase_add_test(tc, test_post_limits);
     tcase_add_test(tc, test_err_names);
+    tcase_add_test(tc, test_token_name);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

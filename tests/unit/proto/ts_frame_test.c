@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 
@@ -314,6 +315,64 @@ START_TEST(test_field_number_zero)
 }
 END_TEST
 
+START_TEST(test_request_id_through_descriptors)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    ck_assert_uint_eq(ts_frame_request_id(&f), 0); /* no message */
+    Threadsync__TokenList tl = THREADSYNC__TOKEN_LIST__INIT;
+    ts_frame_set_request(&f, THREADSYNC__FRAME__MSG_TOKEN_LIST, &tl.base, 77);
+    ck_assert_int_eq(f.msg_case, THREADSYNC__FRAME__MSG_TOKEN_LIST);
+    ck_assert_ptr_eq(f.token_list, &tl);
+    ck_assert_uint_eq(tl.request_id, 77);
+    ck_assert_uint_eq(ts_frame_request_id(&f), 77);
+
+    Threadsync__Frame g = THREADSYNC__FRAME__INIT;
+    Threadsync__Digest d = THREADSYNC__DIGEST__INIT;
+    d.request_id = 9;
+    d.after_id = 5; /* another uint64 field must not be taken for it */
+    g.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
+    g.digest = &d;
+    ck_assert_uint_eq(ts_frame_request_id(&g), 9);
+
+    Threadsync__Frame h = THREADSYNC__FRAME__INIT;
+    Threadsync__Ping ping = THREADSYNC__PING__INIT;
+    ping.nonce = 3; /* a message without request_id */
+    h.msg_case = THREADSYNC__FRAME__MSG_PING;
+    h.ping = &ping;
+    ck_assert_uint_eq(ts_frame_request_id(&h), 0);
+}
+END_TEST
+
+START_TEST(test_msg_copy_and_pong)
+{
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    char body[] = "hello";
+    p.request_id = 5;
+    p.thread_key = "site/a";
+    p.body = body;
+    Threadsync__Post *copy = (Threadsync__Post *)ts_frame_msg_copy(&p.base);
+    ck_assert_ptr_nonnull(copy);
+    body[0] = 'j'; /* the copy shares nothing with the original */
+    ck_assert_str_eq(copy->body, "hello");
+    ck_assert_str_eq(copy->thread_key, "site/a");
+    ck_assert_uint_eq(copy->request_id, 5);
+    protobuf_c_message_free_unpacked(&copy->base, NULL);
+
+    Threadsync__Ping ping = THREADSYNC__PING__INIT;
+    ping.nonce = 0xfeed;
+    Threadsync__Frame f;
+    Threadsync__Pong pong;
+    ts_frame_pong(&f, &pong, &ping);
+    ck_assert_int_eq(f.msg_case, THREADSYNC__FRAME__MSG_PONG);
+    ck_assert_ptr_eq(f.pong, &pong);
+    ck_assert_uint_eq(pong.nonce, 0xfeed);
+    uint8_t *wire;
+    size_t len;
+    ck_assert_int_eq(ts_frame_encode(&f, &wire, &len), TS_OK); /* a valid frame */
+    free(wire);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
     Suite *s = suite_create("ts_frame");
@@ -331,6 +390,8 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_alloc_budget);
     tcase_add_test(tc, test_events_wrap);
     tcase_add_test(tc, test_field_number_zero);
+    tcase_add_test(tc, test_request_id_through_descriptors);
+    tcase_add_test(tc, test_msg_copy_and_pong);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
@@ -338,9 +399,5 @@ static Suite *frame_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(frame_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(frame_suite());
 }

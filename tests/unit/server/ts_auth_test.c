@@ -13,6 +13,7 @@
 
 #include <openssl/evp.h>
 
+#include "ts_check_main.h"
 #include "ts_auth.h"
 #include "ts_err.h"
 #include "ts_file.h"
@@ -334,9 +335,5 @@ int main(void)
     tcase_add_test(tc, test_add);
     tcase_add_test(tc, test_roles);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

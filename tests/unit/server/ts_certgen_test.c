@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "ts_check_main.h"
 #include "ts_certgen.h"
 #include "ts_err.h"
 #include "ts_file.h"
@@ -329,9 +330,5 @@ int main(void)
     tcase_add_test(tc, test_client_certs);
     tcase_add_test(tc, test_other_ca_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

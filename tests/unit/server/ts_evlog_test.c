@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
 
@@ -249,9 +250,5 @@ static Suite *evlog_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(evlog_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(evlog_suite());
 }

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_httpd.h"
 
@@ -307,9 +308,5 @@ int main(void)
     tcase_add_test(tc, many_requests_in_a_row);
     tcase_add_test(tc, bad_listen_address);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ts_check_main.h"
 #include "threadsync_state.pb-c.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
@@ -770,9 +771,5 @@ static Suite *hub_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(hub_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(hub_suite());
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_limits.h"
 
@@ -154,9 +155,5 @@ int main(void)
     tcase_add_test(tc, test_connections);
     tcase_add_test(tc, test_refilled_buckets_are_pruned);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_metrics.h"
 #include "ts_promparse.h"
@@ -312,9 +313,5 @@ int main(void)
                         (int)(sizeof(bad_pages) / sizeof(bad_pages[0])));
     tcase_add_test(tc, parser_accepts_valid_pages);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "ts_check_main.h"
 #include "ts_certgen.h"
 #include "ts_err.h"
 #include "ts_raft_tls.h"
@@ -392,9 +393,5 @@ int main(void)
     tcase_add_test(tc, test_plain_tcp_gets_nothing);
     tcase_add_test(tc, test_close_cancels_pending_connect);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

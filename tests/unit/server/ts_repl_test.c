@@ -24,6 +24,7 @@
 #endif
 #include <uv.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_repl.h"
 
@@ -868,9 +869,5 @@ static Suite *repl_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(repl_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(repl_suite());
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_metrics.h"
@@ -118,9 +119,5 @@ int main(void)
     tcase_add_test(tc, unhealthy_without_raft);
     tcase_add_test(tc, hooks_count);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return ts_check_run(s);
 }

@@ -1,0 +1,389 @@
+/*
+ * ts_req_write: see ts_req_write.h.
+ *
+ * Invariants:
+ *   - nothing reaches the replicated log that failed validation here
+ *     (ts_valid_post() for a Post);
+ *   - bans and rate limits are checked before a Post is proposed: a flood
+ *     must not fill the log;
+ *   - secrets given to a client (edit keys, new tokens) are made here or by
+ *     the caller, on the leader, before proposing; only their hashes enter
+ *     the log, and the record holding the text is cleansed when freed.
+ */
+#include "ts_req_write.h"
+
+#include "ts_err.h"
+#include "ts_hex.h"
+#include "ts_limits.h"
+#include "ts_log.h"
+#include "ts_repl.h"
+#include "ts_server_int.h"
+#include "ts_stats.h"
+#include "ts_store.h"
+#include "ts_valid.h"
+#include "ts_view.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define EDIT_KEY_MAX 128 /* longest edit_key accepted in a request */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sha256(const void *data, size_t len, uint8_t out[32])
+{
+    unsigned n = 0;
+    if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1)
+        memset(out, 0, 32); /* matches nothing a real key hashes to */
+}
+
+static void free_write(struct ts_req_write *w)
+{
+    if (!w)
+        return;
+    OPENSSL_cleanse(w, sizeof(*w));
+    free(w);
+}
+
+/* ---- proposing ---- */
+
+static void applied(void *arg, int status, const void *result)
+{
+    struct ts_req_write *w = arg;
+    if (w->stats)
+        ts_stats_post_done(w->stats, status, w->t0);
+    struct ts_session *s = ts__session_wait_done(&w->wait);
+    const struct ts_store_result *res = result;
+    if (!s) {
+        /* nobody to answer: the client retries or gives up */
+    } else if (status != TS_OK) {
+        ts__session_error(s, w->wait.request_id, status, NULL, NULL);
+    } else if (res->status != TS_OK) {
+        ts__session_error(s, w->wait.request_id, res->status, res->field, res->message);
+    } else {
+        w->answer(s, w, res);
+    }
+    free_write(w);
+}
+
+void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State__Command *cmd,
+                          struct ts_req_write *w, ts_req_write_answer_fn *answer)
+{
+    if (!ts_repl_is_leader(s->srv->repl)) {
+        free_write(w);
+        ts__session_error(s, rid, TS_E_NOT_LEADER, NULL, NULL);
+        return;
+    }
+    if (!w && !(w = calloc(1, sizeof(*w)))) {
+        ts__session_error(s, rid, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    cmd->time_ms = wall_ms();
+    cmd->actor = s->token_name;
+    uint8_t *payload;
+    size_t len;
+    if (ts_store_encode(cmd, &payload, &len) != TS_OK) {
+        free_write(w);
+        ts__session_error(s, rid, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    w->answer = answer;
+    int rc = ts_repl_propose(s->srv->repl, payload, len, applied, w);
+    free(payload);
+    if (rc != TS_OK) {
+        free_write(w);
+        ts__session_error(s, rid, rc, NULL, NULL);
+        return;
+    }
+    ts__session_wait_add(s, &w->wait, rid);
+    if (cmd->op_case != THREADSYNC__STATE__COMMAND__OP_POST) /* posts: too many to log */
+        TS_INFO(TS__SESSION_LOG_FMT "token_name=%s event=write op=%s", TS__SESSION_LOG_ARGS(s),
+                s->token_name,
+                protobuf_c_message_descriptor_get_field(&threadsync__state__command__descriptor,
+                                                        cmd->op_case)
+                    ->name);
+}
+
+/* ---- Post ---- */
+
+static void answer_post(struct ts_session *s, const struct ts_req_write *w,
+                        const struct ts_store_result *res)
+{
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__PostResult pr = THREADSYNC__POST_RESULT__INIT;
+    pr.edit_key = (char *)w->edit_key;
+    pr.comment_id = res->comment_id;
+    pr.seq = res->seq;
+    pr.thread_id = res->thread_id;
+    pr.status = (Threadsync__Status)res->comment_status;
+    r.request_id = w->wait.request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_POST;
+    r.post = &pr;
+    ts__session_result(s, &r);
+}
+
+/* Bans and rate limits. A retry of a post already applied passes: it
+ * changes nothing and its answer may be what the client lost. Returns 1 to
+ * go on; 0 when it answered the refusal. */
+static int post_admitted(struct ts_session *s, const Threadsync__Post *p)
+{
+    struct ts_server *srv = s->srv;
+    if (ts_store_idempotency_known(srv->store, p->idempotency_key))
+        return 1;
+    const char *field = NULL;
+    if (ts_store_banned(srv->store, p->author_name, p->author_email, wall_ms(), NULL, &field)) {
+        ts__session_error(s, p->request_id, TS_E_FORBIDDEN, field, "author banned");
+        return 0;
+    }
+    char author[2 + TS_AUTHOR_EMAIL_MAX + 4 * TS_AUTHOR_NAME_MAX_CP + 1];
+    ts_limits_author_key(p->author_name, p->author_email, author, sizeof(author));
+    uint32_t retry = 0;
+    int rc = ts_limits_post(srv->limits, s->token_name, author, uv_now(srv->loop), &retry);
+    if (rc == TS_E_RATE_LIMITED) {
+        TS_INFO(TS__SESSION_LOG_FMT "token_name=%s event=rate_limited retry_after_ms=%u",
+                TS__SESSION_LOG_ARGS(s), s->token_name, retry);
+        ts__session_error_retry(s, p->request_id, TS_E_RATE_LIMITED, NULL, NULL, retry);
+        return 0;
+    }
+    if (rc != TS_OK) {
+        ts__session_error(s, p->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return 0;
+    }
+    return 1;
+}
+
+/* A fresh edit key's text into key, its hash into hash. */
+static int make_edit_key(char key[2 * TS_REQ_EDIT_KEY_BYTES + 1], uint8_t hash[32])
+{
+    if (ts_hex_random(TS_REQ_EDIT_KEY_BYTES, key) != TS_OK)
+        return TS_E_INTERNAL;
+    sha256(key, 2 * TS_REQ_EDIT_KEY_BYTES, hash);
+    return TS_OK;
+}
+
+void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
+{
+    const Threadsync__Post *p = f->post;
+    const char *field;
+    if (ts_valid_post(p, &field) != TS_OK) {
+        ts__session_error(s, p->request_id, TS_E_INVALID_ARGUMENT, field, NULL);
+        return;
+    }
+    if (!ts_repl_is_leader(s->srv->repl)) {
+        ts__session_error(s, p->request_id, TS_E_NOT_LEADER, NULL, NULL);
+        return;
+    }
+    if (!post_admitted(s, p))
+        return;
+    struct ts_req_write *w = calloc(1, sizeof(*w));
+    if (!w) {
+        ts__session_error(s, p->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    uint8_t hash[32];
+    if (make_edit_key(w->edit_key, hash) != TS_OK) {
+        free_write(w);
+        ts__session_error(s, p->request_id, TS_E_INTERNAL, NULL, NULL);
+        return;
+    }
+    w->stats = s->srv->stats;
+    w->t0 = uv_hrtime();
+    Threadsync__Post copy = *p;
+    copy.request_id = 0;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_POST;
+    cmd.post = &copy;
+    cmd.edit_key_hash.data = hash;
+    cmd.edit_key_hash.len = sizeof(hash);
+    cmd.premoderate = s->srv->cfg.premoderate != 0;
+    cmd.trusted = ts_auth_role_allows(s->role, TS_AUTH_MODERATE);
+    ts_req_write_propose(s, p->request_id, &cmd, w, answer_post);
+}
+
+/* ---- comment and thread changes ---- */
+
+/* ChangeResult for a comment or thread change, in the view the session's
+ * role may see. */
+static void answer_change(struct ts_session *s, uint64_t rid, const struct ts_store_result *res,
+                          int with_comment)
+{
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__ChangeResult cr = THREADSYNC__CHANGE_RESULT__INIT;
+    Threadsync__Thread t;
+    Threadsync__Comment c;
+    int full = ts_auth_role_allows(s->role, TS_AUTH_MODERATE);
+    cr.seq = res->changed ? res->seq : 0;
+    cr.changed = res->changed != 0;
+    if (ts_store_thread_by_id(s->srv->store, res->thread_id, &t) == TS_OK) {
+        if (!full)
+            ts_view_public_thread(&t);
+        cr.thread = &t;
+    }
+    if (with_comment && ts_store_comment(s->srv->store, res->comment_id, &c) == TS_OK) {
+        if (!full)
+            ts_view_public_comment(&c);
+        cr.comment = &c;
+    }
+    r.request_id = rid;
+    r.body_case = THREADSYNC__RESULT__BODY_CHANGE;
+    r.change = &cr;
+    ts__session_result(s, &r);
+}
+
+static void answer_comment_change(struct ts_session *s, const struct ts_req_write *w,
+                                  const struct ts_store_result *res)
+{
+    answer_change(s, w->wait.request_id, res, 1);
+}
+
+static void answer_thread_change(struct ts_session *s, const struct ts_req_write *w,
+                                 const struct ts_store_result *res)
+{
+    answer_change(s, w->wait.request_id, res, 0);
+}
+
+/* A comment change: by a moderator (key NULL or "") or by its author with
+ * the edit key. body only for CHANGE_EDIT. */
+static void comment_change(struct ts_session *s, uint64_t rid, uint64_t comment_id,
+                           Threadsync__State__ChangeKind kind, const char *key, char *body)
+{
+    int author = key && *key;
+    if (!ts__session_allowed(s, rid, author ? TS_AUTH_POST : TS_AUTH_MODERATE))
+        return;
+    if (!comment_id) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "comment_id", NULL);
+        return;
+    }
+    size_t key_len = author ? strlen(key) : 0;
+    if (key_len > EDIT_KEY_MAX) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "edit_key", NULL);
+        return;
+    }
+    size_t body_len = body ? strlen(body) : 0;
+    if (kind == THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT &&
+        (!body_len || body_len > TS_BODY_MAX || !ts_valid_text(body, body_len, 1))) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "body", NULL);
+        return;
+    }
+    uint8_t hash[32];
+    Threadsync__State__CommentChange cc = THREADSYNC__STATE__COMMENT_CHANGE__INIT;
+    cc.comment_id = comment_id;
+    cc.kind = kind;
+    if (kind == THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT)
+        cc.body = body;
+    if (author) {
+        sha256(key, key_len, hash);
+        cc.edit_key_hash.data = hash;
+        cc.edit_key_hash.len = sizeof(hash);
+        cc.edit_window_ms = (int64_t)s->srv->cfg.edit_window_ms;
+    }
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE;
+    cmd.comment_change = &cc;
+    cmd.premoderate = s->srv->cfg.premoderate != 0;
+    cmd.trusted = ts_auth_role_allows(s->role, TS_AUTH_MODERATE);
+    ts_req_write_propose(s, rid, &cmd, NULL, answer_comment_change);
+}
+
+void ts_req_write_moderate(struct ts_session *s, const Threadsync__Frame *f)
+{
+    const Threadsync__Moderate *m = f->moderate;
+    if (m->action < THREADSYNC__MODERATION_ACTION__APPROVE ||
+        m->action > THREADSYNC__MODERATION_ACTION__DELETE) {
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action", NULL);
+        return;
+    }
+    /* ModerationAction and ChangeKind share their values 1..4. */
+    comment_change(s, m->request_id, m->comment_id, (Threadsync__State__ChangeKind)m->action, NULL,
+                   NULL);
+}
+
+void ts_req_write_edit(struct ts_session *s, const Threadsync__Frame *f)
+{
+    const Threadsync__Edit *e = f->edit;
+    comment_change(s, e->request_id, e->comment_id, THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT,
+                   e->edit_key, e->body);
+}
+
+void ts_req_write_delete(struct ts_session *s, const Threadsync__Frame *f)
+{
+    const Threadsync__Delete *d = f->delete_;
+    comment_change(s, d->request_id, d->comment_id, THREADSYNC__STATE__CHANGE_KIND__CHANGE_DELETE,
+                   d->edit_key, NULL);
+}
+
+void ts_req_write_moderate_thread(struct ts_session *s, const Threadsync__Frame *f)
+{
+    const Threadsync__ModerateThread *m = f->moderate_thread;
+    if (ts_valid_thread_key(m->thread_key) != TS_OK) {
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "thread_key", NULL);
+        return;
+    }
+    if (m->action < THREADSYNC__THREAD_ACTION__THREAD_LOCK ||
+        m->action > THREADSYNC__THREAD_ACTION__THREAD_POSTMODERATE) {
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action", NULL);
+        return;
+    }
+    Threadsync__ModerateThread copy = *m;
+    copy.request_id = 0;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_MODERATE_THREAD;
+    cmd.moderate_thread = &copy;
+    ts_req_write_propose(s, m->request_id, &cmd, NULL, answer_thread_change);
+}
+
+/* ---- bans ---- */
+
+static void answer_ban(struct ts_session *s, const struct ts_req_write *w,
+                       const struct ts_store_result *res)
+{
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__BanResult br = THREADSYNC__BAN_RESULT__INIT;
+    br.author = (char *)w->name;
+    br.until_ms = res->until_ms;
+    br.seq = res->seq;
+    r.request_id = w->wait.request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_BAN;
+    r.ban = &br;
+    ts__session_result(s, &r);
+}
+
+void ts_req_write_ban(struct ts_session *s, const Threadsync__Frame *f)
+{
+    const Threadsync__BanAuthor *b = f->ban_author;
+    size_t len = b->author ? strlen(b->author) : 0;
+    if (!len || len > TS_AUTHOR_EMAIL_MAX || !ts_valid_text(b->author, len, 0)) {
+        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, "author", NULL);
+        return;
+    }
+    if (b->duration_ms > (uint64_t)TS_STORE_BAN_MAX_MS) {
+        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, "duration_ms", NULL);
+        return;
+    }
+    struct ts_req_write *w = calloc(1, sizeof(*w));
+    if (!w) {
+        ts__session_error(s, b->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        return;
+    }
+    /* The answer names the author as stored: e-mails lowercased. */
+    snprintf(w->name, sizeof(w->name), "%.64s", b->author);
+    if (strchr(w->name, '@'))
+        for (char *c = w->name; *c; c++)
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+    Threadsync__BanAuthor copy = *b;
+    copy.request_id = 0;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_BAN_AUTHOR;
+    cmd.ban_author = &copy;
+    ts_req_write_propose(s, b->request_id, &cmd, w, answer_ban);
+}

@@ -1,0 +1,206 @@
+/*
+ * ts_store's insides, shared by its three files only:
+ *   - ts_store_state.c: the records and their indexes (the layout below);
+ *   - ts_store.c: the public API: applying commands and the reads;
+ *   - ts_store_snap.c: the whole state as a snapshot, restored from one,
+ *     and its digest.
+ *
+ * Layout, chosen for memory (the store holds every comment ever posted):
+ *   - a comment is one allocation: fixed fields, then author_name, e-mail
+ *     and body back to back, each NUL-terminated so views point straight
+ *     into it;
+ *   - a thread likewise holds key, title and url, plus a vector of its
+ *     comments sorted by id (ids are Raft indexes and only grow, so a new
+ *     comment is appended; a parent always precedes its replies);
+ *   - all threads in a vector sorted by id, and hash maps (ts_map) by thread
+ *     id, thread key, comment id and idempotency key;
+ *   - idempotency entries also sit in a FIFO ring in first-use order, from
+ *     whose head they expire as command time advances;
+ *   - tokens and bans (tens to hundreds) in vectors sorted by name.
+ *
+ * All state lives in struct state so that restore can build a complete new
+ * state and swap it in, leaving the old one intact when the snapshot is bad.
+ */
+#ifndef TS_STORE_INT_H
+#define TS_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "threadsync.pb-c.h"
+#include "ts_map.h"
+#include "ts_store.h"
+
+struct comment {
+    uint64_t id;
+    uint64_t thread_id;
+    uint64_t parent_id;
+    int64_t created_at;
+    int64_t edited_at;
+    uint64_t version;
+    uint32_t body_len;
+    uint16_t name_len, email_len;
+    uint16_t modby; /* index into state.names: who last moderated it; 0 none */
+    uint8_t status;
+    char text[]; /* name NUL email NUL body NUL */
+};
+
+struct thread {
+    uint64_t id;
+    int64_t created_at;
+    uint64_t version;
+    struct comment **comments; /* id order */
+    uint32_t n_comments, cap_comments;
+    uint32_t comment_count; /* VISIBLE ones */
+    uint32_t pending_count; /* PENDING ones: the moderation queue skips threads without */
+    uint16_t key_len, title_len, url_len;
+    uint16_t modby; /* index into state.names, as for comments */
+    uint8_t locked, premoderated;
+    char text[]; /* key NUL title NUL url NUL */
+};
+
+/* The idempotency entry doubles as the comment's edit-key record: an edit
+ * window never outlasts the entry's retention (--edit-window-ms is capped at
+ * it), so a comment's key hash lives exactly as long as it can be used, and
+ * costs nothing once the day is over. */
+struct idem {
+    uint64_t seq, thread_id, comment_id;
+    int64_t time_ms;
+    uint8_t comment_status;
+    uint8_t key_len;
+    uint8_t has_hash;
+    uint8_t edit_hash[TS_STORE_HASH_LEN];
+    char key[];
+};
+
+/* Replicated tokens, and revoked names (a revoked tokens-file name has no
+ * hash). Few (tens to hundreds): a sorted vector, lookups by scan. */
+struct token {
+    char name[TS_STORE_NAME_MAX + 1];
+    char created_by[TS_STORE_NAME_MAX + 1];
+    uint8_t hash[TS_STORE_HASH_LEN];
+    int64_t created_at, revoked_at;
+    uint8_t role, has_hash, revoked;
+};
+
+/* A ban in force; bans sorted by author. */
+struct ban {
+    char *author; /* one allocation: author NUL banned_by NUL */
+    char *by;
+    int64_t until;
+};
+
+struct state {
+    struct thread **threads; /* id order */
+    size_t n_threads, cap_threads;
+    size_t n_comments;
+    struct ts_map thread_by_id, thread_by_key, comment_by_id, idem_by_key, idem_by_comment;
+    struct idem **idem_ring; /* FIFO of first uses */
+    size_t idem_head, idem_n, idem_cap;
+    size_t record_bytes; /* alloc_cost of every thread, comment and idem record */
+    uint64_t last_index;
+    /* Moderators' token names, interned: a record holds a 16-bit index
+     * (names[0] is unused: "nobody"). Assignment order may differ between
+     * replicas (replay vs restore); only the strings are ever compared. */
+    char **names;
+    size_t n_names, cap_names;
+    struct token *tokens; /* name order */
+    size_t n_tokens, cap_tokens;
+    struct ban *bans; /* author order */
+    size_t n_bans, cap_bans;
+    uint64_t auth_gen; /* bumped by every token change and restore */
+};
+
+struct ts_store {
+    struct ts_evlog *log;
+    struct state st;
+};
+
+/* What glibc's malloc really takes for a request of n bytes (chunk header,
+ * 16-byte alignment, 32-byte minimum), so ts_store_memory is honest. */
+static inline size_t ts__store_alloc_cost(size_t n)
+{
+    size_t c = (n + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
+static inline size_t ts__store_slen(const char *s)
+{
+    return s ? strlen(s) : 0;
+}
+
+void ts__store_state_init(struct state *st);
+void ts__store_state_free(struct state *st);
+
+/* ---- records and indexes: NULL when absent ---- */
+
+struct thread *ts__store_find_thread_key(const struct state *st, const char *key, size_t len);
+struct thread *ts__store_find_thread_id(const struct state *st, uint64_t id);
+struct comment *ts__store_find_comment(const struct state *st, uint64_t id);
+struct idem *ts__store_find_idem(const struct state *st, const char *key, size_t len);
+struct idem *ts__store_find_idem_comment(const struct state *st, uint64_t comment_id);
+
+/* The index of the first thread (comment of t) whose id is at least id. */
+size_t ts__store_thread_slot(const struct state *st, uint64_t id);
+uint32_t ts__store_comment_slot(const struct thread *t, uint64_t id);
+
+/* Interned moderator names: the name at index i ("" for 0 or out of
+ * range); the index of name, added (0 for "" or when the table is full:
+ * the record then says "nobody" rather than fail). */
+const char *ts__store_name_at(const struct state *st, uint16_t i);
+int ts__store_intern(struct state *st, const char *name, uint16_t *out);
+
+/* New records with their text (zeroed otherwise; NULL when out of memory)
+ * and their insertion into every index: a thread's id exceeds every
+ * thread's, a comment's every comment's of its thread. On failure the
+ * record is in no index and still the caller's. */
+struct thread *ts__store_thread_alloc(const char *key, size_t key_len, const char *title,
+                                      size_t title_len, const char *url, size_t url_len);
+int ts__store_thread_insert(struct state *st, struct thread *t);
+struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
+                                        size_t email_len, const char *body, size_t body_len);
+int ts__store_comment_insert(struct state *st, struct thread *t, struct comment *c);
+int ts__store_idem_insert(struct state *st, struct idem *e);
+
+/* Replaces c's text (the record is one allocation, so new text is a new
+ * record) in every index; c is freed. Returns the new record or NULL (out
+ * of memory; c is then untouched). */
+struct comment *ts__store_comment_rewrite(struct state *st, struct thread *t, struct comment *c,
+                                          const char *name, size_t name_len, const char *email,
+                                          size_t email_len, const char *body, size_t body_len);
+
+/* Forgets idempotency keys first used the retention or more before now. */
+void ts__store_idem_expire(struct state *st, int64_t now);
+
+/* Views: pointers into the records, valid until the next change. */
+void ts__store_thread_view(const struct state *st, const struct thread *t, Threadsync__Thread *v);
+void ts__store_comment_view(const struct state *st, const struct comment *c,
+                            Threadsync__Comment *v);
+
+/* ---- bans ---- */
+
+/* The form a ban is stored and matched under: e-mails lowercased, names as
+ * given. */
+void ts__store_ban_key(const char *author, char *out, size_t size);
+/* The index of the ban on author (a ban key), *found = 1; else where it
+ * would go. */
+size_t ts__store_ban_slot(const struct state *st, const char *author, int *found);
+/* The ban that refuses a post by (name, email) at now, if any; *field says
+ * which of the two matched. */
+const struct ban *ts__store_post_ban(const struct state *st, const char *name, const char *email,
+                                     int64_t now, const char **field);
+void ts__store_ban_remove_at(struct state *st, size_t i);
+/* Inserts or replaces the ban on author (a ban key). */
+int ts__store_ban_put(struct state *st, const char *author, int64_t until, const char *by);
+
+/* ---- tokens ---- */
+
+int ts__store_valid_token_name(const char *s);
+size_t ts__store_token_slot(const struct state *st, const char *name, int *found);
+/* Zeroes tk and sets its name and creator (NULL: ""). */
+void ts__store_token_init(struct token *tk, const char *name, const char *created_by);
+/* Inserts tk in name order; TS_E_EXISTS when its name is present. */
+int ts__store_token_insert(struct state *st, const struct token *tk);
+
+#endif

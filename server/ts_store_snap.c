@@ -1,0 +1,347 @@
+/*
+ * ts_store_snap: the whole store as a StoreSnapshot (Raft snapshots and
+ * backups), a new state built from one, and the state's digest (the same
+ * state gives the same digest on every replica).
+ *
+ * Restore checks everything the layout and the invariants rely on and
+ * swaps the new state in only when the whole snapshot loaded: a bad one
+ * leaves the store as it was. Load: one snapshot per few thousand entries
+ * applied; it costs one protobuf struct per record.
+ */
+#include "ts_store.h"
+#include "ts_store_int.h"
+
+#include "threadsync_state.pb-c.h"
+#include "ts_err.h"
+#include "ts_hex.h"
+#include "ts_msglist.h"
+#include "ts_valid.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
+{
+    const struct state *st = &s->st;
+    Threadsync__State__StoreSnapshot snap = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
+    snap.last_index = st->last_index;
+    /* Views point into the store, so the transient lists cost about one
+     * protobuf struct per record, not a copy of the text. */
+    struct ts_msglist tl = TS_MSGLIST_INIT(Threadsync__Thread);
+    struct ts_msglist cl = TS_MSGLIST_INIT(Threadsync__Comment);
+    struct ts_msglist il = TS_MSGLIST_INIT(Threadsync__State__IdempotencyEntry);
+    struct ts_msglist kl = TS_MSGLIST_INIT(Threadsync__State__TokenEntry);
+    struct ts_msglist bl = TS_MSGLIST_INIT(Threadsync__State__BanEntry);
+    Threadsync__Thread *tv = ts_msglist_add_n(&tl, st->n_threads);
+    Threadsync__Comment *cv = ts_msglist_add_n(&cl, st->n_comments);
+    Threadsync__State__IdempotencyEntry *iv = ts_msglist_add_n(&il, st->idem_n);
+    Threadsync__State__TokenEntry *kv = ts_msglist_add_n(&kl, st->n_tokens);
+    Threadsync__State__BanEntry *bv = ts_msglist_add_n(&bl, st->n_bans);
+    int rc = TS_E_NOMEM;
+    if (!tv || !cv || !iv || !kv || !bv)
+        goto out;
+    for (size_t i = 0; i < st->n_tokens; i++) {
+        const struct token *k = &st->tokens[i];
+        threadsync__state__token_entry__init(&kv[i]);
+        kv[i].name = (char *)k->name;
+        kv[i].role = (Threadsync__Role)k->role;
+        if (k->has_hash) {
+            kv[i].token_hash.data = (uint8_t *)k->hash;
+            kv[i].token_hash.len = TS_STORE_HASH_LEN;
+        }
+        kv[i].created_at_ms = k->created_at;
+        kv[i].created_by = (char *)k->created_by;
+        kv[i].revoked = k->revoked;
+        kv[i].revoked_at_ms = k->revoked_at;
+    }
+    for (size_t i = 0; i < st->n_bans; i++) {
+        threadsync__state__ban_entry__init(&bv[i]);
+        bv[i].author = st->bans[i].author;
+        bv[i].until_ms = st->bans[i].until;
+        bv[i].banned_by = st->bans[i].by;
+    }
+    size_t nc = 0;
+    for (size_t i = 0; i < st->n_threads; i++) {
+        const struct thread *t = st->threads[i];
+        ts__store_thread_view(st, t, &tv[i]);
+        for (uint32_t j = 0; j < t->n_comments; j++, nc++) {
+            ts__store_comment_view(st, t->comments[j], &cv[nc]);
+        }
+    }
+    for (size_t i = 0; i < st->idem_n; i++) {
+        const struct idem *e = st->idem_ring[(st->idem_head + i) % st->idem_cap];
+        threadsync__state__idempotency_entry__init(&iv[i]);
+        iv[i].key = (char *)e->key;
+        iv[i].seq = e->seq;
+        iv[i].thread_id = e->thread_id;
+        iv[i].comment_id = e->comment_id;
+        iv[i].status = (Threadsync__Status)e->comment_status;
+        iv[i].time_ms = e->time_ms;
+        if (e->has_hash) {
+            iv[i].edit_key_hash.data = (uint8_t *)e->edit_hash;
+            iv[i].edit_key_hash.len = TS_STORE_HASH_LEN;
+        }
+    }
+    snap.n_threads = st->n_threads;
+    snap.threads = (Threadsync__Thread **)ts_msglist_ptrs(&tl);
+    snap.n_comments = nc;
+    snap.comments = (Threadsync__Comment **)ts_msglist_ptrs(&cl);
+    snap.n_idempotency = st->idem_n;
+    snap.idempotency = (Threadsync__State__IdempotencyEntry **)ts_msglist_ptrs(&il);
+    snap.n_tokens = st->n_tokens;
+    snap.tokens = (Threadsync__State__TokenEntry **)ts_msglist_ptrs(&kl);
+    snap.n_bans = st->n_bans;
+    snap.bans = (Threadsync__State__BanEntry **)ts_msglist_ptrs(&bl);
+    if (!snap.threads || !snap.comments || !snap.idempotency || !snap.tokens || !snap.bans)
+        goto out;
+    size_t n = threadsync__state__store_snapshot__get_packed_size(&snap);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        goto out;
+    *len = threadsync__state__store_snapshot__pack(&snap, buf);
+    *out = buf;
+    rc = TS_OK;
+out:
+    ts_msglist_free(&tl);
+    ts_msglist_free(&cl);
+    ts_msglist_free(&il);
+    ts_msglist_free(&kl);
+    ts_msglist_free(&bl);
+    return rc;
+}
+
+/* Loads a decoded snapshot into the empty st, checking what the layout and
+ * the invariants rely on: ids ascending, keys unique, a comment after its
+ * thread and parent, lengths within the limits. */
+static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapshot *snap)
+{
+    st->last_index = snap->last_index;
+    for (size_t i = 0; i < snap->n_threads; i++) {
+        const Threadsync__Thread *v = snap->threads[i];
+        size_t key_len = ts__store_slen(v->key), title_len = ts__store_slen(v->title),
+               url_len = ts__store_slen(v->url);
+        if (!key_len || key_len > TS_THREAD_KEY_MAX || title_len > TS_TITLE_MAX ||
+            url_len > TS_URL_MAX || !v->id ||
+            (st->n_threads && v->id <= st->threads[st->n_threads - 1]->id) ||
+            ts__store_find_thread_key(st, v->key, key_len))
+            return TS_E_BAD_FRAME;
+        struct thread *t =
+            ts__store_thread_alloc(v->key, key_len, v->title, title_len, v->url, url_len);
+        if (!t)
+            return TS_E_NOMEM;
+        t->id = v->id;
+        t->created_at = v->created_at_ms;
+        t->locked = v->locked;
+        t->comment_count = v->comment_count;
+        t->version = v->version;
+        t->premoderated = v->premoderated;
+        if (ts__store_intern(st, v->moderated_by, &t->modby) != TS_OK ||
+            ts__store_thread_insert(st, t) != TS_OK) {
+            free(t);
+            return TS_E_NOMEM;
+        }
+    }
+    for (size_t i = 0; i < snap->n_comments; i++) {
+        const Threadsync__Comment *v = snap->comments[i];
+        size_t name_len = ts__store_slen(v->author_name),
+               email_len = ts__store_slen(v->author_email);
+        size_t body_len = ts__store_slen(v->body);
+        struct thread *t = ts__store_find_thread_id(st, v->thread_id);
+        if (!t || name_len > TS_AUTHOR_NAME_MAX_CP * 4 || email_len > TS_AUTHOR_EMAIL_MAX ||
+            body_len > TS_BODY_MAX || !v->id || ts__store_find_comment(st, v->id) ||
+            (t->n_comments && v->id <= t->comments[t->n_comments - 1]->id) || (int)v->status < 0 ||
+            (int)v->status > 255)
+            return TS_E_BAD_FRAME;
+        if (v->parent_id) {
+            const struct comment *parent = ts__store_find_comment(st, v->parent_id);
+            if (!parent || parent->thread_id != t->id)
+                return TS_E_BAD_FRAME;
+        }
+        struct comment *c = ts__store_comment_alloc(v->author_name, name_len, v->author_email,
+                                                    email_len, v->body, body_len);
+        if (!c)
+            return TS_E_NOMEM;
+        c->id = v->id;
+        c->thread_id = v->thread_id;
+        c->parent_id = v->parent_id;
+        c->created_at = v->created_at_ms;
+        c->edited_at = v->edited_at_ms;
+        c->status = (uint8_t)v->status;
+        c->version = v->version;
+        if (ts__store_intern(st, v->moderated_by, &c->modby) != TS_OK ||
+            ts__store_comment_insert(st, t, c) != TS_OK) {
+            free(c);
+            return TS_E_NOMEM;
+        }
+        if (c->status == THREADSYNC__STATUS__PENDING)
+            t->pending_count++;
+    }
+    for (size_t i = 0; i < snap->n_idempotency; i++) {
+        const Threadsync__State__IdempotencyEntry *v = snap->idempotency[i];
+        size_t key_len = ts__store_slen(v->key);
+        if (!key_len || key_len > TS_IDEMPOTENCY_KEY_MAX ||
+            ts__store_find_idem(st, v->key, key_len) || (int)v->status < 0 ||
+            (int)v->status > 255 ||
+            (v->edit_key_hash.len && v->edit_key_hash.len != TS_STORE_HASH_LEN))
+            return TS_E_BAD_FRAME;
+        struct idem *e = malloc(sizeof(*e) + key_len + 1);
+        if (!e)
+            return TS_E_NOMEM;
+        e->seq = v->seq;
+        e->thread_id = v->thread_id;
+        e->comment_id = v->comment_id;
+        e->time_ms = v->time_ms;
+        e->comment_status = (uint8_t)v->status;
+        e->has_hash = v->edit_key_hash.len == TS_STORE_HASH_LEN;
+        memset(e->edit_hash, 0, TS_STORE_HASH_LEN);
+        if (e->has_hash)
+            memcpy(e->edit_hash, v->edit_key_hash.data, TS_STORE_HASH_LEN);
+        e->key_len = (uint8_t)key_len;
+        memcpy(e->key, v->key, key_len + 1);
+        if (ts__store_idem_insert(st, e) != TS_OK) {
+            free(e);
+            return TS_E_NOMEM;
+        }
+    }
+    for (size_t i = 0; i < snap->n_tokens; i++) {
+        const Threadsync__State__TokenEntry *v = snap->tokens[i];
+        if (!ts__store_valid_token_name(v->name) ||
+            ts__store_slen(v->created_by) > TS_STORE_NAME_MAX ||
+            (v->token_hash.len && v->token_hash.len != TS_STORE_HASH_LEN) ||
+            (!v->token_hash.len && !v->revoked) || v->role < 0 || v->role > THREADSYNC__ROLE__ADMIN)
+            return TS_E_BAD_FRAME;
+        struct token tk;
+        ts__store_token_init(&tk, v->name, v->created_by);
+        tk.has_hash = v->token_hash.len == TS_STORE_HASH_LEN;
+        if (tk.has_hash)
+            memcpy(tk.hash, v->token_hash.data, TS_STORE_HASH_LEN);
+        tk.role = (uint8_t)v->role;
+        tk.created_at = v->created_at_ms;
+        tk.revoked = v->revoked;
+        tk.revoked_at = v->revoked_at_ms;
+        int rc = ts__store_token_insert(st, &tk);
+        if (rc != TS_OK)
+            return rc == TS_E_EXISTS ? TS_E_BAD_FRAME : rc;
+    }
+    for (size_t i = 0; i < snap->n_bans; i++) {
+        const Threadsync__State__BanEntry *v = snap->bans[i];
+        size_t len = ts__store_slen(v->author);
+        if (!len || len > TS_AUTHOR_EMAIL_MAX || ts__store_slen(v->banned_by) > TS_STORE_NAME_MAX)
+            return TS_E_BAD_FRAME;
+        if (ts__store_ban_put(st, v->author, v->until_ms, v->banned_by ? v->banned_by : "") !=
+            TS_OK)
+            return TS_E_NOMEM;
+    }
+    return TS_OK;
+}
+
+int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len)
+{
+    Threadsync__State__StoreSnapshot *snap =
+        threadsync__state__store_snapshot__unpack(NULL, len, buf);
+    if (!snap)
+        return TS_E_BAD_FRAME;
+    struct state st;
+    ts__store_state_init(&st);
+    int rc = load_snapshot(&st, snap);
+    threadsync__state__store_snapshot__free_unpacked(snap, NULL);
+    if (rc != TS_OK) {
+        ts__store_state_free(&st);
+        return rc;
+    }
+    st.auth_gen = s->st.auth_gen + 1; /* tokens may differ: sessions recheck */
+    ts__store_state_free(&s->st);
+    s->st = st;
+    return TS_OK;
+}
+
+static void dig_u64(EVP_MD_CTX *md, uint64_t v)
+{
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (uint8_t)(v >> (8 * i));
+    EVP_DigestUpdate(md, b, sizeof(b));
+}
+
+static void dig_str(EVP_MD_CTX *md, const char *s, size_t len)
+{
+    dig_u64(md, len);
+    EVP_DigestUpdate(md, s, len);
+}
+
+void ts_store_digest(const struct ts_store *s, char out[65])
+{
+    const struct state *st = &s->st;
+    uint8_t h[32];
+    unsigned hlen = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(md);
+        memset(out, '0', 64); /* no digest is no match, not a crash */
+        out[64] = '\0';
+        return;
+    }
+    /* Every field, fixed width, strings length-prefixed, a tag per record
+     * kind: two different states cannot serialise to the same bytes. */
+    for (size_t i = 0; i < st->n_threads; i++) {
+        const struct thread *t = st->threads[i];
+        const char *p = t->text;
+        EVP_DigestUpdate(md, "T", 1);
+        dig_u64(md, t->id);
+        dig_str(md, p, t->key_len);
+        p += t->key_len + 1;
+        dig_str(md, p, t->title_len);
+        p += t->title_len + 1;
+        dig_str(md, p, t->url_len);
+        dig_u64(md, (uint64_t)t->created_at);
+        dig_u64(md, t->locked);
+        dig_u64(md, t->comment_count);
+        dig_u64(md, t->version);
+        dig_u64(md, t->premoderated);
+        const char *tm = ts__store_name_at(st, t->modby);
+        dig_str(md, tm, strlen(tm));
+        for (uint32_t j = 0; j < t->n_comments; j++) {
+            const struct comment *c = t->comments[j];
+            const char *q = c->text;
+            EVP_DigestUpdate(md, "C", 1);
+            dig_u64(md, c->id);
+            dig_u64(md, c->thread_id);
+            dig_u64(md, c->parent_id);
+            dig_str(md, q, c->name_len);
+            q += c->name_len + 1;
+            dig_str(md, q, c->email_len);
+            q += c->email_len + 1;
+            dig_str(md, q, c->body_len);
+            dig_u64(md, (uint64_t)c->created_at);
+            dig_u64(md, (uint64_t)c->edited_at);
+            dig_u64(md, c->status);
+            dig_u64(md, c->version);
+            const char *cm = ts__store_name_at(st, c->modby);
+            dig_str(md, cm, strlen(cm));
+        }
+    }
+    for (size_t i = 0; i < st->n_tokens; i++) {
+        const struct token *k = &st->tokens[i];
+        EVP_DigestUpdate(md, "K", 1);
+        dig_str(md, k->name, strlen(k->name));
+        dig_u64(md, k->role);
+        dig_u64(md, k->has_hash);
+        EVP_DigestUpdate(md, k->hash, sizeof(k->hash));
+        dig_u64(md, (uint64_t)k->created_at);
+        dig_str(md, k->created_by, strlen(k->created_by));
+        dig_u64(md, k->revoked);
+        dig_u64(md, (uint64_t)k->revoked_at);
+    }
+    for (size_t i = 0; i < st->n_bans; i++) {
+        const struct ban *b = &st->bans[i];
+        EVP_DigestUpdate(md, "B", 1);
+        dig_str(md, b->author, strlen(b->author));
+        dig_u64(md, (uint64_t)b->until);
+        dig_str(md, b->by, strlen(b->by));
+    }
+    EVP_DigestFinal_ex(md, h, &hlen);
+    EVP_MD_CTX_free(md);
+    ts_hex_encode(h, sizeof(h), out);
+}

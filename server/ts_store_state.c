@@ -1,0 +1,575 @@
+/*
+ * ts_store_state: the store's records and their indexes (the layout is in
+ * ts_store_int.h). Everything that allocates, indexes or frees a record is
+ * here; nothing here knows about commands or the wire.
+ *
+ * Determinism: nothing here reads a clock or iterates a hash map to produce
+ * output; the hash seed may differ between processes without effect.
+ */
+#include "ts_store_int.h"
+
+#include "ts_err.h"
+#include "ts_valid.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct strkey {
+    const char *s;
+    size_t len;
+};
+
+static uint64_t thread_hash_id(const void *e)
+{
+    return ts_map_hash_u64(((const struct thread *)e)->id);
+}
+
+static uint64_t thread_hash_key(const void *e)
+{
+    const struct thread *t = e;
+    return ts_map_hash_str(t->text, t->key_len);
+}
+
+static uint64_t comment_hash_id(const void *e)
+{
+    return ts_map_hash_u64(((const struct comment *)e)->id);
+}
+
+static uint64_t idem_hash(const void *e)
+{
+    const struct idem *i = e;
+    return ts_map_hash_str(i->key, i->key_len);
+}
+
+static int thread_eq_id(const void *e, const void *key)
+{
+    return ((const struct thread *)e)->id == *(const uint64_t *)key;
+}
+
+static int thread_eq_key(const void *e, const void *key)
+{
+    const struct thread *t = e;
+    const struct strkey *k = key;
+    return t->key_len == k->len && memcmp(t->text, k->s, k->len) == 0;
+}
+
+static int comment_eq_id(const void *e, const void *key)
+{
+    return ((const struct comment *)e)->id == *(const uint64_t *)key;
+}
+
+static uint64_t idem_hash_comment(const void *e)
+{
+    return ts_map_hash_u64(((const struct idem *)e)->comment_id);
+}
+
+static int idem_eq_comment(const void *e, const void *key)
+{
+    return ((const struct idem *)e)->comment_id == *(const uint64_t *)key;
+}
+
+static int idem_eq(const void *e, const void *key)
+{
+    const struct idem *i = e;
+    const struct strkey *k = key;
+    return i->key_len == k->len && memcmp(i->key, k->s, k->len) == 0;
+}
+
+/* v grown (doubling from first) to hold more than n items of size bytes,
+ * *cap updated; v itself while it has room; NULL when out of memory (v is
+ * then untouched). */
+static void *grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return v;
+    size_t c = *cap ? *cap * 2 : first;
+    void *nv = realloc(v, c * size);
+    if (nv)
+        *cap = c;
+    return nv;
+}
+
+/* The index of key in v[0..n) (items of size bytes, sorted by the name
+ * key_of reads), *found = 1; else where it would go, *found = 0. */
+static size_t sorted_slot(const void *v, size_t n, size_t size,
+                          const char *(*key_of)(const void *item), const char *key, int *found)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(key_of((const char *)v + mid * size), key);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+void ts__store_state_init(struct state *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->thread_by_id.hash = thread_hash_id;
+    st->thread_by_key.hash = thread_hash_key;
+    st->comment_by_id.hash = comment_hash_id;
+    st->idem_by_key.hash = idem_hash;
+    st->idem_by_comment.hash = idem_hash_comment;
+}
+
+void ts__store_state_free(struct state *st)
+{
+    for (size_t i = 0; i < st->n_threads; i++) {
+        struct thread *t = st->threads[i];
+        for (uint32_t j = 0; j < t->n_comments; j++)
+            free(t->comments[j]);
+        free(t->comments);
+        free(t);
+    }
+    free(st->threads);
+    for (size_t i = 0; i < st->idem_n; i++)
+        free(st->idem_ring[(st->idem_head + i) % st->idem_cap]);
+    free(st->idem_ring);
+    ts_map_free(&st->thread_by_id);
+    ts_map_free(&st->thread_by_key);
+    ts_map_free(&st->comment_by_id);
+    ts_map_free(&st->idem_by_key);
+    ts_map_free(&st->idem_by_comment);
+    for (size_t i = 1; i < st->n_names; i++)
+        free(st->names[i]);
+    free(st->names);
+    free(st->tokens);
+    for (size_t i = 0; i < st->n_bans; i++)
+        free(st->bans[i].author);
+    free(st->bans);
+}
+
+struct thread *ts__store_find_thread_key(const struct state *st, const char *key, size_t len)
+{
+    struct strkey k = {key, len};
+    return ts_map_find(&st->thread_by_key, ts_map_hash_str(key, len), &k, thread_eq_key);
+}
+
+struct thread *ts__store_find_thread_id(const struct state *st, uint64_t id)
+{
+    return ts_map_find(&st->thread_by_id, ts_map_hash_u64(id), &id, thread_eq_id);
+}
+
+struct comment *ts__store_find_comment(const struct state *st, uint64_t id)
+{
+    return ts_map_find(&st->comment_by_id, ts_map_hash_u64(id), &id, comment_eq_id);
+}
+
+struct idem *ts__store_find_idem(const struct state *st, const char *key, size_t len)
+{
+    struct strkey k = {key, len};
+    return ts_map_find(&st->idem_by_key, ts_map_hash_str(key, len), &k, idem_eq);
+}
+
+struct idem *ts__store_find_idem_comment(const struct state *st, uint64_t comment_id)
+{
+    return ts_map_find(&st->idem_by_comment, ts_map_hash_u64(comment_id), &comment_id,
+                       idem_eq_comment);
+}
+
+const char *ts__store_name_at(const struct state *st, uint16_t i)
+{
+    return i && i < st->n_names ? st->names[i] : "";
+}
+
+/* The index of name in the interned table, adding it; 0 for "" or when the
+ * table is full (the record then says "nobody" rather than fail). */
+int ts__store_intern(struct state *st, const char *name, uint16_t *out)
+{
+    *out = 0;
+    size_t len = ts__store_slen(name);
+    if (!len || len > TS_STORE_NAME_MAX)
+        return TS_OK;
+    for (size_t i = 1; i < st->n_names; i++)
+        if (strcmp(st->names[i], name) == 0)
+            return *out = (uint16_t)i, TS_OK;
+    if (st->n_names >= UINT16_MAX)
+        return TS_OK;
+    /* Room for the name and, in a new table, names[0]. */
+    char **v = grow(st->names, &st->cap_names, st->n_names + 1, sizeof(*v), 8);
+    if (!v)
+        return TS_E_NOMEM;
+    st->names = v;
+    if (!st->n_names)
+        st->names[st->n_names++] = NULL;
+    char *copy = strdup(name);
+    if (!copy)
+        return TS_E_NOMEM;
+    st->names[st->n_names] = copy;
+    *out = (uint16_t)st->n_names++;
+    return TS_OK;
+}
+
+static void put_str(char **p, const char *s, size_t len)
+{
+    if (len)
+        memcpy(*p, s, len);
+    (*p)[len] = '\0';
+    *p += len + 1;
+}
+
+struct thread *ts__store_thread_alloc(const char *key, size_t key_len, const char *title,
+                                      size_t title_len, const char *url, size_t url_len)
+{
+    size_t size = offsetof(struct thread, text) + key_len + title_len + url_len + 3;
+    struct thread *t = calloc(1, size);
+    if (!t)
+        return NULL;
+    t->key_len = (uint16_t)key_len;
+    t->title_len = (uint16_t)title_len;
+    t->url_len = (uint16_t)url_len;
+    char *p = t->text;
+    put_str(&p, key, key_len);
+    put_str(&p, title, title_len);
+    put_str(&p, url, url_len);
+    return t;
+}
+
+static size_t thread_size(const struct thread *t)
+{
+    return offsetof(struct thread, text) + t->key_len + t->title_len + t->url_len + 3;
+}
+
+/* Adds t (not yet in any index) to st; t's id exceeds every thread's. */
+int ts__store_thread_insert(struct state *st, struct thread *t)
+{
+    struct thread **v = grow(st->threads, &st->cap_threads, st->n_threads, sizeof(*v), 16);
+    if (!v)
+        return TS_E_NOMEM;
+    st->threads = v;
+    if (ts_map_insert(&st->thread_by_id, t) != TS_OK)
+        return TS_E_NOMEM;
+    if (ts_map_insert(&st->thread_by_key, t) != TS_OK) {
+        ts_map_remove(&st->thread_by_id, t);
+        return TS_E_NOMEM;
+    }
+    st->threads[st->n_threads++] = t;
+    st->record_bytes += ts__store_alloc_cost(thread_size(t));
+    return TS_OK;
+}
+
+struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
+                                        size_t email_len, const char *body, size_t body_len)
+{
+    size_t size = offsetof(struct comment, text) + name_len + email_len + body_len + 3;
+    struct comment *c = malloc(size);
+    if (!c)
+        return NULL;
+    memset(c, 0, offsetof(struct comment, text));
+    c->name_len = (uint16_t)name_len;
+    c->email_len = (uint16_t)email_len;
+    c->body_len = (uint32_t)body_len;
+    char *p = c->text;
+    put_str(&p, name, name_len);
+    put_str(&p, email, email_len);
+    put_str(&p, body, body_len);
+    return c;
+}
+
+static size_t comment_size(const struct comment *c)
+{
+    return offsetof(struct comment, text) + c->name_len + c->email_len + c->body_len + 3;
+}
+
+/* Appends c to its thread t; c's id exceeds every comment's of t. */
+int ts__store_comment_insert(struct state *st, struct thread *t, struct comment *c)
+{
+    if (t->n_comments == t->cap_comments) {
+        /* Growth by half: most threads stay small and the slack is per
+         * thread, so doubling would waste up to 8 bytes per comment. */
+        uint32_t cap = t->cap_comments < 4 ? 4 : t->cap_comments + t->cap_comments / 2;
+        struct comment **v = realloc(t->comments, cap * sizeof(*v));
+        if (!v)
+            return TS_E_NOMEM;
+        st->record_bytes -=
+            t->cap_comments ? ts__store_alloc_cost(t->cap_comments * sizeof(*v)) : 0;
+        st->record_bytes += ts__store_alloc_cost(cap * sizeof(*v));
+        t->comments = v;
+        t->cap_comments = cap;
+    }
+    if (ts_map_insert(&st->comment_by_id, c) != TS_OK)
+        return TS_E_NOMEM;
+    t->comments[t->n_comments++] = c;
+    st->n_comments++;
+    st->record_bytes += ts__store_alloc_cost(comment_size(c));
+    return TS_OK;
+}
+
+int ts__store_idem_insert(struct state *st, struct idem *e)
+{
+    if (st->idem_n == st->idem_cap) {
+        size_t cap = st->idem_cap ? st->idem_cap * 2 : 64;
+        struct idem **ring = malloc(cap * sizeof(*ring));
+        if (!ring)
+            return TS_E_NOMEM;
+        for (size_t i = 0; i < st->idem_n; i++)
+            ring[i] = st->idem_ring[(st->idem_head + i) % st->idem_cap];
+        free(st->idem_ring);
+        st->idem_ring = ring;
+        st->idem_cap = cap;
+        st->idem_head = 0;
+    }
+    if (ts_map_insert(&st->idem_by_key, e) != TS_OK)
+        return TS_E_NOMEM;
+    /* A comment has at most one entry; a snapshot from elsewhere might say
+     * otherwise, and then the newer entry's key is the one that counts. */
+    struct idem *old = ts__store_find_idem_comment(st, e->comment_id);
+    if (old)
+        ts_map_remove(&st->idem_by_comment, old);
+    if (ts_map_insert(&st->idem_by_comment, e) != TS_OK) {
+        ts_map_remove(&st->idem_by_key, e);
+        return TS_E_NOMEM;
+    }
+    st->idem_ring[(st->idem_head + st->idem_n) % st->idem_cap] = e;
+    st->idem_n++;
+    st->record_bytes += ts__store_alloc_cost(sizeof(*e) + e->key_len + 1);
+    return TS_OK;
+}
+
+/* Forgets keys first used RETENTION or more before now. The FIFO is in
+ * first-use order; should the leader's clock step back, an entry behind a
+ * newer head just lives a little longer, identically on every replica. */
+void ts__store_idem_expire(struct state *st, int64_t now)
+{
+    while (st->idem_n) {
+        struct idem *e = st->idem_ring[st->idem_head];
+        if (now <= e->time_ms ||
+            (uint64_t)now - (uint64_t)e->time_ms < (uint64_t)TS_STORE_IDEMPOTENCY_RETENTION_MS)
+            break;
+        ts_map_remove(&st->idem_by_key, e);
+        if (ts__store_find_idem_comment(st, e->comment_id) == e)
+            ts_map_remove(&st->idem_by_comment, e);
+        st->record_bytes -= ts__store_alloc_cost(sizeof(*e) + e->key_len + 1);
+        free(e);
+        st->idem_head = (st->idem_head + 1) % st->idem_cap;
+        st->idem_n--;
+    }
+}
+
+void ts__store_thread_view(const struct state *st, const struct thread *t, Threadsync__Thread *v)
+{
+    *v = (Threadsync__Thread)THREADSYNC__THREAD__INIT;
+    v->id = t->id;
+    v->key = (char *)t->text;
+    v->title = v->key + t->key_len + 1;
+    v->url = v->title + t->title_len + 1;
+    v->created_at_ms = t->created_at;
+    v->locked = t->locked;
+    v->comment_count = t->comment_count;
+    v->version = t->version;
+    v->premoderated = t->premoderated;
+    v->moderated_by = (char *)ts__store_name_at(st, t->modby);
+}
+
+void ts__store_comment_view(const struct state *st, const struct comment *c, Threadsync__Comment *v)
+{
+    *v = (Threadsync__Comment)THREADSYNC__COMMENT__INIT;
+    v->id = c->id;
+    v->thread_id = c->thread_id;
+    v->parent_id = c->parent_id;
+    v->author_name = (char *)c->text;
+    v->author_email = v->author_name + c->name_len + 1;
+    v->body = v->author_email + c->email_len + 1;
+    v->created_at_ms = c->created_at;
+    v->edited_at_ms = c->edited_at;
+    v->status = (Threadsync__Status)c->status;
+    v->version = c->version;
+    v->moderated_by = (char *)ts__store_name_at(st, c->modby);
+}
+
+size_t ts__store_thread_slot(const struct state *st, uint64_t id)
+{
+    size_t lo = 0, hi = st->n_threads;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (st->threads[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+uint32_t ts__store_comment_slot(const struct thread *t, uint64_t id)
+{
+    uint32_t lo = 0, hi = t->n_comments;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (t->comments[mid]->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+struct comment *ts__store_comment_rewrite(struct state *st, struct thread *t, struct comment *c,
+                                          const char *name, size_t name_len, const char *email,
+                                          size_t email_len, const char *body, size_t body_len)
+{
+    struct comment *n = ts__store_comment_alloc(name, name_len, email, email_len, body, body_len);
+    if (!n)
+        return NULL;
+    n->id = c->id;
+    n->thread_id = c->thread_id;
+    n->parent_id = c->parent_id;
+    n->created_at = c->created_at;
+    n->edited_at = c->edited_at;
+    n->version = c->version;
+    n->modby = c->modby;
+    n->status = c->status;
+    /* Removing first means the insert cannot need to grow the map. */
+    ts_map_remove(&st->comment_by_id, c);
+    ts_map_insert(&st->comment_by_id, n);
+    t->comments[ts__store_comment_slot(t, c->id)] = n;
+    st->record_bytes -= ts__store_alloc_cost(comment_size(c));
+    st->record_bytes += ts__store_alloc_cost(comment_size(n));
+    free(c);
+    return n;
+}
+
+static void lower_email(const char *s, char *out, size_t size)
+{
+    size_t i = 0;
+    for (; s[i] && i + 1 < size; i++)
+        out[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    out[i] = '\0';
+}
+
+/* The form a ban is stored and matched under: e-mails lowercased, names as
+ * given. */
+void ts__store_ban_key(const char *author, char *out, size_t size)
+{
+    if (strchr(author, '@'))
+        lower_email(author, out, size);
+    else
+        snprintf(out, size, "%s", author);
+}
+
+static const char *ban_author(const void *b)
+{
+    return ((const struct ban *)b)->author;
+}
+
+size_t ts__store_ban_slot(const struct state *st, const char *author, int *found)
+{
+    return sorted_slot(st->bans, st->n_bans, sizeof(*st->bans), ban_author, author, found);
+}
+
+static const struct ban *ban_find(const struct state *st, const char *author, int64_t now)
+{
+    int found;
+    size_t i = ts__store_ban_slot(st, author, &found);
+    return found && st->bans[i].until > now ? &st->bans[i] : NULL;
+}
+
+/* The ban that refuses a post by (name, email) at now, if any; *field says
+ * which of the two matched. */
+const struct ban *ts__store_post_ban(const struct state *st, const char *name, const char *email,
+                                     int64_t now, const char **field)
+{
+    if (!st->n_bans)
+        return NULL;
+    if (email && *email) {
+        char key[TS_AUTHOR_EMAIL_MAX + 1];
+        lower_email(email, key, sizeof(key));
+        const struct ban *b = ban_find(st, key, now);
+        if (b) {
+            *field = "author_email";
+            return b;
+        }
+    }
+    if (name && *name && !strchr(name, '@')) {
+        const struct ban *b = ban_find(st, name, now);
+        if (b) {
+            *field = "author_name";
+            return b;
+        }
+    }
+    return NULL;
+}
+
+void ts__store_ban_remove_at(struct state *st, size_t i)
+{
+    free(st->bans[i].author);
+    memmove(&st->bans[i], &st->bans[i + 1], (st->n_bans - i - 1) * sizeof(*st->bans));
+    st->n_bans--;
+}
+
+/* Inserts or replaces the ban on author (a ban key). */
+int ts__store_ban_put(struct state *st, const char *author, int64_t until, const char *by)
+{
+    size_t alen = strlen(author), blen = strlen(by);
+    char *text = malloc(alen + blen + 2);
+    if (!text)
+        return TS_E_NOMEM;
+    memcpy(text, author, alen + 1);
+    memcpy(text + alen + 1, by, blen + 1);
+    int found;
+    size_t i = ts__store_ban_slot(st, author, &found);
+    if (found) {
+        free(st->bans[i].author);
+    } else {
+        struct ban *v = grow(st->bans, &st->cap_bans, st->n_bans, sizeof(*v), 8);
+        if (!v) {
+            free(text);
+            return TS_E_NOMEM;
+        }
+        st->bans = v;
+        memmove(&st->bans[i + 1], &st->bans[i], (st->n_bans - i) * sizeof(*st->bans));
+        st->n_bans++;
+    }
+    st->bans[i].author = text;
+    st->bans[i].by = text + alen + 1;
+    st->bans[i].until = until;
+    return TS_OK;
+}
+
+int ts__store_valid_token_name(const char *s)
+{
+    return s && ts_valid_token_name(s, strlen(s));
+}
+
+static const char *token_name(const void *t)
+{
+    return ((const struct token *)t)->name;
+}
+
+size_t ts__store_token_slot(const struct state *st, const char *name, int *found)
+{
+    return sorted_slot(st->tokens, st->n_tokens, sizeof(*st->tokens), token_name, name, found);
+}
+
+void ts__store_token_init(struct token *tk, const char *name, const char *created_by)
+{
+    memset(tk, 0, sizeof(*tk));
+    snprintf(tk->name, sizeof(tk->name), "%s", name);
+    snprintf(tk->created_by, sizeof(tk->created_by), "%s", created_by ? created_by : "");
+}
+
+/* Inserts tk (its name not yet present) in name order. */
+int ts__store_token_insert(struct state *st, const struct token *tk)
+{
+    int found;
+    size_t i = ts__store_token_slot(st, tk->name, &found);
+    if (found)
+        return TS_E_EXISTS;
+    struct token *v = grow(st->tokens, &st->cap_tokens, st->n_tokens, sizeof(*v), 8);
+    if (!v)
+        return TS_E_NOMEM;
+    st->tokens = v;
+    memmove(&st->tokens[i + 1], &st->tokens[i], (st->n_tokens - i) * sizeof(*st->tokens));
+    st->tokens[i] = *tk;
+    st->n_tokens++;
+    return TS_OK;
+}
