@@ -9,7 +9,10 @@
  * server list. What it guarantees across reconnects:
  *
  *   - every request gets exactly one callback: its answer, an error, a
- *     timeout (request_timeout_ms after it was submitted) or TS_E_CLOSED;
+ *     timeout (request_timeout_ms after it was submitted) or TS_E_CLOSED; a
+ *     request whose deadline passes while it is being retried after a
+ *     NOT_LEADER or UNAVAILABLE gets that refusal (code and detail), not a
+ *     bare TS_E_TIMEOUT;
  *   - a Post is re-sent after a reconnect with the SAME idempotency key, so
  *     it is applied at most once by the servers and answered at least once;
  *     NOT_LEADER moves the connection to the leader and re-sends, UNAVAILABLE

@@ -242,7 +242,20 @@ static void req_free(struct ts__req *r)
     free(r->thread_key);
     if (r->digest)
         threadsync__digest__free_unpacked(r->digest, NULL);
+    if (r->last_refusal)
+        threadsync__error__free_unpacked(r->last_refusal, NULL);
     free(r);
+}
+
+/* Keeps e as the refusal r is retried after (see last_refusal). */
+static void keep_refusal(struct ts__req *r, const Threadsync__Error *e)
+{
+    Threadsync__Error *copy = (Threadsync__Error *)ts_frame_msg_copy(&e->base);
+    if (!copy)
+        return; /* a deadline then reports TIMEOUT: still true */
+    if (r->last_refusal)
+        threadsync__error__free_unpacked(r->last_refusal, NULL);
+    r->last_refusal = copy;
 }
 
 /* The typed callback of a TS__REQ_MSG request; res NULL unless TS_OK. */
@@ -614,7 +627,8 @@ static void on_tick(uv_timer_t *t)
         for (struct ts__req *r = c->reqs.head; r; r = r->next) {
             if (r->deadline && now >= r->deadline) {
                 ts__reqs_unlink(&c->reqs, r);
-                ts__req_finish(r, TS_E_TIMEOUT, NULL, NULL);
+                const Threadsync__Error *last = r->last_refusal;
+                ts__req_finish(r, last ? (int)last->code : TS_E_TIMEOUT, last, NULL);
                 again = 1;
                 break;
             }
@@ -721,6 +735,9 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     struct ts__req *r = ts__reqs_find(&c->reqs, e->request_id);
     if (!r)
         return;
+    if ((code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) ||
+        code == TS_E_UNAVAILABLE)
+        keep_refusal(r, e);
     if (code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) {
         r->redirects++;
         r->id = 0;

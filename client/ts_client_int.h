@@ -107,6 +107,10 @@ struct ts__req {
     int frame_case;             /* TS__REQ_MSG: the Frame field that carries msg */
     int result_case;            /* TS__REQ_MSG: the Result body that answers it */
     int write;                  /* follows NOT_LEADER to the leader, as a Post does */
+    /* Owned copy of the last refusal the request is being retried after
+     * (NOT_LEADER, UNAVAILABLE): when its deadline passes during a retry,
+     * that refusal is the answer, not a bare TIMEOUT. */
+    Threadsync__Error *last_refusal;
 };
 
 /* The pending requests, in submission order (re-sent in that order). */
