@@ -49,14 +49,13 @@ struct ts_hub_sink_ops {
 };
 
 struct ts_hub_filter {
-    int all;                 /* every thread; else only thread_keys */
+    int all;                  /* every thread; else only thread_keys */
     const char **thread_keys; /* copied by ts_hub_subscribe */
     size_t n_thread_keys;
 };
 
 /* evlog and store are borrowed and outlive the hub. */
-int ts_hub_new(uv_loop_t *loop, struct ts_evlog *log, struct ts_store *store,
-               struct ts_hub **out);
+int ts_hub_new(uv_loop_t *loop, struct ts_evlog *log, struct ts_store *store, struct ts_hub **out);
 
 /* Stops the uv_check handle; cb (may be NULL) is called once it is closed,
  * after which the hub is freed. Every subscriber must be removed first. */

@@ -122,9 +122,9 @@ struct ts_repl {
     unsigned char *scratch; /* result buffer for entries nobody here proposed */
     uint64_t applied;
     uint64_t snapshots, snapshot_bytes; /* for ts_repl_get_status */
-    unsigned min_threshold; /* the configured snapshot threshold */
-    uint64_t entry_bytes;   /* payload bytes applied, and entries, since */
-    uint64_t entry_count;   /* the last snapshot: their mean sizes the next */
+    unsigned min_threshold;             /* the configured snapshot threshold */
+    uint64_t entry_bytes;               /* payload bytes applied, and entries, since */
+    uint64_t entry_count;               /* the last snapshot: their mean sizes the next */
 
     uv_timer_t defer;
     unsigned store_waits; /* 1 ms polls of on_defer waiting for the disk */

@@ -65,9 +65,9 @@ struct ts_repl_fsm {
 };
 
 struct ts_repl_config {
-    const char *data_dir;       /* raft log and snapshots; locked exclusively */
-    uint64_t node_id;           /* 1 for the embedded default */
-    const char *raft_address;   /* host:port of this node's raft listener */
+    const char *data_dir;         /* raft log and snapshots; locked exclusively */
+    uint64_t node_id;             /* 1 for the embedded default */
+    const char *raft_address;     /* host:port of this node's raft listener */
     unsigned election_timeout_ms; /* 0 = 1000 */
     unsigned heartbeat_ms;        /* 0 = 100 */
     unsigned snapshot_threshold;  /* min. entries between snapshots, 0 = 8192 (ts_repl.c) */

@@ -91,7 +91,6 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");

@@ -33,7 +33,6 @@
 static struct ts_testnode node, node2;
 static char metrics_addr[64];
 
-
 static void start_node(void)
 {
     snprintf(metrics_addr, sizeof(metrics_addr), "127.0.0.1:%u", ts_test_free_port());
