@@ -118,7 +118,7 @@ static void deliver(struct tsb_conn *c)
         memmove(c->in, c->in + c->in_pos, left);
     c->in_len = left;
     c->in_pos = 0;
-    if (!left && c->in_cap > 4 * PLAIN_BUF) {
+    if (!left && c->in_cap > (size_t)4 * PLAIN_BUF) {
         free(c->in);
         c->in = NULL;
         c->in_cap = 0;

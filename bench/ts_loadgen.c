@@ -228,10 +228,10 @@ enum cmd { CMD_NONE, CMD_CONNECT, CMD_DROP, CMD_RECONNECT, CMD_STOP };
 
 struct worker {
     unsigned id;
+    _Atomic int cmd;
     pthread_t th;
     uv_loop_t loop;
     uv_async_t async;
-    _Atomic int cmd;
     struct sub *subs;
     unsigned n_subs;
     unsigned next_connect, handshaking, window;

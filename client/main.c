@@ -65,7 +65,7 @@ static int read_body(const struct ts_cli_opts *o, char **out)
             fprintf(stderr, "error: cannot open %s\n", o->body_file);
             return TS_CLI_EXIT_USAGE;
         }
-        rc = ts_cli_read_all(f, TS_BODY_MAX * 4, &body, NULL);
+        rc = ts_cli_read_all(f, (size_t)TS_BODY_MAX * 4, &body, NULL);
         if (f != stdin)
             fclose(f);
     }
@@ -312,9 +312,7 @@ static void on_state(void *arg, const struct ts_client_state_info *info)
         fprintf(stderr, "threadsync: disconnected from %s: %s; reconnecting\n", info->server,
                 ts_err_message(info->err));
         break;
-    case TS_CLIENT_FAILED:
-        /* The subscription's on_error reports it. */
-        break;
+    case TS_CLIENT_FAILED: /* the subscription's on_error reports it */
     case TS_CLIENT_CONNECTING:
         break;
     }

@@ -535,7 +535,7 @@ static int parse(int argc, char *const argv[], char *(*get_env)(const char *), s
     }
     if (o->help)
         return TS_OK;
-    if (!o->cmd || (strcmp(o->cmd, "backup") && strcmp(o->cmd, "digest"))) {
+    if (!o->cmd || (strcmp(o->cmd, "backup") != 0 && strcmp(o->cmd, "digest") != 0)) {
         snprintf(err, errlen, "want admin backup or admin digest");
         return TS_E_INVALID_ARGUMENT;
     }

@@ -129,6 +129,7 @@ int ts_sync_get(const struct ts_client_config *cfg, const char *thread_key,
     return run(cfg, submit_get, thread_key, (void **)out, err_out);
 }
 
+/* NOLINTBEGIN(bugprone-macro-parentheses): the arguments are type and function names. */
 #define TS__SYNC_API(fn, reqtype, outtype, client_fn, cb)                                          \
     static int submit_##client_fn(struct sync_call *s, const void *req)                            \
     {                                                                                              \
@@ -139,6 +140,7 @@ int ts_sync_get(const struct ts_client_config *cfg, const char *thread_key,
     {                                                                                              \
         return run(cfg, submit_##client_fn, m, (void **)out, err_out);                             \
     }
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 TS__SYNC_API(ts_sync_moderate, Threadsync__Moderate, Threadsync__ChangeResult, ts_client_moderate,
              on_change)

@@ -487,12 +487,12 @@ static void pump(struct ts_conn *c)
 
 static void on_eof(struct ts_conn *c)
 {
-    if (!ts_tls_established(c->tls))
-        ts_conn_close(c, TS_E_CLOSED);
-    else if (ts_frame_decoder_pending(c->dec) > 0)
+    /* A frame cut short after the handshake is a protocol error; otherwise
+     * (no handshake, or no close_notify) it is a close, not an orderly one. */
+    if (ts_tls_established(c->tls) && ts_frame_decoder_pending(c->dec) > 0)
         input_error(c, TS_E_BAD_FRAME);
     else
-        ts_conn_close(c, TS_E_CLOSED); /* no close_notify: not orderly */
+        ts_conn_close(c, TS_E_CLOSED);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

@@ -39,7 +39,7 @@
 
 enum ts_err {
     TS_OK = 0,
-#define TS__ERR_ENUM(name, value, msg) TS_E_##name = value,
+#define TS__ERR_ENUM(name, value, msg) TS_E_##name = (value),
     TS_ERR_MAP(TS__ERR_ENUM)
 #undef TS__ERR_ENUM
 };

@@ -236,6 +236,7 @@ static int fifo_reserve(struct fifo *f, size_t n)
         return 0;
     }
     if (f->r) {
+        /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): r > 0 only with storage. */
         memmove(f->p, f->p + f->r, len);
         f->r = 0;
         f->w = len;

@@ -100,7 +100,7 @@ int ts_valid_post(const Threadsync__Post *post, const char **field)
     if (ts_valid_thread_key(post->thread_key) != TS_OK)
         TS__BAD("thread_key");
     size_t name_len = post->author_name ? strlen(post->author_name) : 0;
-    if (!check_str(post->author_name, 1, TS_AUTHOR_NAME_MAX_CP * 4, 0) ||
+    if (!check_str(post->author_name, 1, (size_t)TS_AUTHOR_NAME_MAX_CP * 4, 0) ||
         ts_valid_utf8_count(post->author_name, name_len) > TS_AUTHOR_NAME_MAX_CP)
         TS__BAD("author_name");
     if (!check_str(post->author_email, 0, TS_AUTHOR_EMAIL_MAX, 0))

@@ -55,7 +55,7 @@ static void on_hup(uv_signal_t *h, int signum)
     }
     const char *old_level = ts_config_log_level(config);
     const char *level = ts_config_log_level(next);
-    if (strcmp(old_level, level)) {
+    if (strcmp(old_level, level) != 0) {
         ts_log_set_level(level); /* validated by ts_config */
         TS_WARN("event=reloaded log_level=%s old=%s", level, old_level);
     }

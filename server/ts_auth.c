@@ -179,7 +179,7 @@ static const char *parse_line(const char *s, size_t len, struct entry *e)
         return "bad_name";
     memcpy(e->name, f[1], fl[1]);
     e->name[fl[1]] = '\0';
-    if (fl[2] != 2 * HASH_LEN)
+    if (fl[2] != (size_t)2 * HASH_LEN)
         return "bad_hash";
     for (size_t i = 0; i < HASH_LEN; i++) {
         int hi = hexval(f[2][2 * i]), lo = hexval(f[2][2 * i + 1]);
@@ -455,7 +455,7 @@ int ts_auth_ensure_admin(const char *tokens_path, const char *admin_token_path, 
                          sizeof(body) - (sizeof(file_header) - 1));
     }
     if (rc == TS_OK) {
-        strcat(token, "\n");
+        strncat(token, "\n", sizeof(token) - strlen(token) - 1);
         rc = ts_file_write_atomic(admin_token_path, token, strlen(token), 0600);
     }
     if (rc == TS_OK)

@@ -39,7 +39,7 @@
 #define TS_AUTH_TOKEN_LEN 46
 #define TS_AUTH_NAME_MAX TS_TOKEN_NAME_MAX
 /* A tokens file larger than this is refused, not truncated. */
-#define TS_AUTH_FILE_MAX (4 * 1024 * 1024)
+#define TS_AUTH_FILE_MAX ((size_t)4 * 1024 * 1024)
 
 enum ts_auth_action {
     TS_AUTH_SUBSCRIBE,

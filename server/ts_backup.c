@@ -28,7 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAGIC "TSBKUP01"
+/* Bytes, not a string: the header carries no terminator. */
+static const uint8_t MAGIC[8] = {'T', 'S', 'B', 'K', 'U', 'P', '0', '1'};
 
 struct ts_backup {
     struct ts_server *srv;
@@ -73,7 +74,7 @@ static void sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
 void ts_backup_header(uint8_t out[TS_BACKUP_HEADER], uint64_t seq, const uint8_t *snapshot,
                       size_t len)
 {
-    memcpy(out, MAGIC, 8);
+    memcpy(out, MAGIC, sizeof(MAGIC));
     put_be64(out + 8, seq);
     put_be64(out + 16, len);
     sha256(snapshot, len, NULL, 0, out + 24);
@@ -82,7 +83,7 @@ void ts_backup_header(uint8_t out[TS_BACKUP_HEADER], uint64_t seq, const uint8_t
 int ts_backup_parse(const uint8_t *buf, size_t len, uint64_t *seq, const uint8_t **snapshot,
                     size_t *snapshot_len)
 {
-    if (len < TS_BACKUP_HEADER || memcmp(buf, MAGIC, 8) != 0)
+    if (len < TS_BACKUP_HEADER || memcmp(buf, MAGIC, sizeof(MAGIC)) != 0)
         return TS_E_BAD_FRAME;
     uint64_t n = get_be64(buf + 16);
     if (n != len - TS_BACKUP_HEADER)

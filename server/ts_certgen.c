@@ -35,7 +35,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#define PEM_MAX (64 * 1024)
+#define PEM_MAX ((size_t)64 * 1024)
 #define DNS_MAX 253
 /* Peers whose clocks run a little behind must not see "not yet valid". */
 #define BACKDATE_SECONDS 3600

@@ -48,6 +48,8 @@ enum opt_type {
 #define SECRET 2u /* never printed or logged */
 #define NO_FIELD SIZE_MAX
 
+/* Field order follows the positional rows of opts[]; the padding is 8 bytes a row. */
+/* NOLINTNEXTLINE(clang-analyzer-optin.performance.Padding) */
 struct opt {
     const char *section, *key, *flag, *arg;
     enum opt_type type;
@@ -206,7 +208,7 @@ static const char *suggest_key(const char *section, const char *key)
     const char *best = NULL;
     size_t best_d = 3;
     for (size_t i = 0; i < N_OPT; i++) {
-        if (strcmp(opts[i].section, section))
+        if (strcmp(opts[i].section, section) != 0)
             continue;
         size_t d = distance(opts[i].key, key);
         if (d < best_d) {
@@ -302,20 +304,20 @@ static int check_value(const struct opt *o, const char *value, char *why, size_t
         }
         return 0;
     case T_LEVEL:
-        if (strcmp(value, "error") && strcmp(value, "warn") && strcmp(value, "info") &&
-            strcmp(value, "debug")) {
+        if (strcmp(value, "error") != 0 && strcmp(value, "warn") != 0 &&
+            strcmp(value, "info") != 0 && strcmp(value, "debug") != 0) {
             snprintf(why, n, "need one of error, warn, info, debug");
             return -1;
         }
         return 0;
     case T_BOOL:
-        if (strcmp(value, "true") && strcmp(value, "false")) {
+        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
             snprintf(why, n, "need true or false");
             return -1;
         }
         return 0;
     case T_LIMIT:
-        if (strcmp(value, "off") && (parse_uint(value, &v) != 0 || v < o->min || v > o->max)) {
+        if (strcmp(value, "off") != 0 && (parse_uint(value, &v) != 0 || v < o->min || v > o->max)) {
             snprintf(why, n, "need off or an integer in %llu..%llu", (unsigned long long)o->min,
                      (unsigned long long)o->max);
             return -1;
@@ -747,7 +749,7 @@ void ts_config_print(const struct ts_config *c, FILE *out)
     const char *section = "";
     for (size_t i = 0; i < N_OPT; i++) {
         const struct opt *o = &opts[i];
-        if (strcmp(section, o->section)) {
+        if (strcmp(section, o->section) != 0) {
             section = o->section;
             fprintf(out, "\n[%s]\n", section);
         }

@@ -287,7 +287,7 @@ static void respond_text(struct hconn *c, const char *method, const char *path, 
 
 static void dispatch(struct hconn *c, const struct ts_http_request *req)
 {
-    if (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")) {
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
         respond_text(c, req->method, req->path, 405);
         return;
     }

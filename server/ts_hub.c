@@ -149,6 +149,18 @@ static void list_unlink(struct link *n)
     n->prev = n->next = n;
 }
 
+/* Unlinks and returns the first node of a non-empty list. Rewriting the head
+ * through head, not n->prev, lets clang's analyzer see the list move past a
+ * node the caller then frees (it cannot know n->prev == head). */
+static struct link *list_pop(struct link *head)
+{
+    struct link *n = head->next;
+    head->next = n->next;
+    n->next->prev = head;
+    n->prev = n->next = n;
+    return n;
+}
+
 static void list_push(struct link *head, struct link *n)
 {
     n->prev = head->prev;
@@ -698,8 +710,7 @@ static void on_check(uv_check_t *h)
     hub->shared[0].valid = hub->shared[1].valid = 0; /* the log moved on */
     list_splice(&hub->work, &hub->ready);
     while (!list_empty(&hub->work)) {
-        struct ts_hub_sub *sub = (struct ts_hub_sub *)hub->work.next;
-        list_unlink(&sub->link);
+        struct ts_hub_sub *sub = (struct ts_hub_sub *)list_pop(&hub->work);
         hub->current = sub;
         serve(hub, sub);
         hub->current = NULL;

@@ -174,7 +174,7 @@ static struct series *series_get(struct ts_metric *f, const char *label_value)
     for (size_t i = 0; i < f->n_series; i++)
         if (!strcmp(f->series[i].label_value, label_value))
             return &f->series[i];
-    if (f->n_series >= TS_METRICS_MAX_SERIES - 1 && strcmp(label_value, "other"))
+    if (f->n_series >= TS_METRICS_MAX_SERIES - 1 && strcmp(label_value, "other") != 0)
         return series_get(f, "other");
     if (f->n_series == f->cap_series) {
         size_t cap = f->cap_series ? f->cap_series * 2 : 4;
@@ -250,7 +250,7 @@ double ts_metric_value(const struct ts_metric *f, const char *label_value)
         return 0;
     for (size_t i = 0; i < f->n_series; i++) {
         const struct series *s = &f->series[i];
-        if (f->label && strcmp(s->label_value, label_value ? label_value : ""))
+        if (f->label && strcmp(s->label_value, label_value ? label_value : "") != 0)
             continue;
         return f->type == TS_METRIC_HISTOGRAM ? (double)s->count : s->value;
     }
@@ -283,9 +283,9 @@ static void put_escaped(struct ts_buf *b, const char *s, int quote)
 void ts_metrics_format_value(double v, char buf[32])
 {
     if (isnan(v)) {
-        strcpy(buf, "NaN");
+        snprintf(buf, 32, "NaN");
     } else if (isinf(v)) {
-        strcpy(buf, v > 0 ? "+Inf" : "-Inf");
+        snprintf(buf, 32, "%s", v > 0 ? "+Inf" : "-Inf");
     } else {
         snprintf(buf, 32, "%.15g", v);
         if (strtod(buf, NULL) != v)

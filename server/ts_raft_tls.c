@@ -145,9 +145,10 @@ int ts_raft_tls_split_address(const char *address, char *raft, size_t raft_size,
     if (*c && ts_addr_parse(c, host, sizeof(host), &port) != TS_OK)
         return TS_E_INVALID_ARGUMENT;
     if (client) {
-        if (strlen(c) >= client_size)
+        size_t clen = strlen(c);
+        if (clen >= client_size)
             return TS_E_INVALID_ARGUMENT;
-        strcpy(client, c);
+        memcpy(client, c, clen + 1);
     }
     return TS_OK;
 }

@@ -188,16 +188,18 @@ static uint64_t get_le64(const uint8_t *p)
     return v;
 }
 
+/* The ends are found by identity, which for a listed p is the same as by
+ * NULL links, but lets clang's analyzer see r->head move on in fail_pending. */
 static void pending_remove(struct ts_repl *r, struct repl_prop *p)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
+    if (p == r->head)
         r->head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
     else
+        p->prev->next = p->next;
+    if (p == r->tail)
         r->tail = p->prev;
+    else
+        p->next->prev = p->prev;
     p->prev = p->next = NULL;
     r->inflight--;
 }
@@ -1221,7 +1223,8 @@ static int seed_dir_empty(const char *dir)
     int empty = 1;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "LOCK"))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, "LOCK") != 0)
             empty = 0;
     closedir(d);
     return empty;
@@ -1369,7 +1372,6 @@ int ts_repl_seed_snapshot(const struct ts_repl_config *cfg, uint64_t last_index,
             rc = repl_err(rv);
             if (io_ready) { /* init failed: nothing to close but the memory */
                 raft_uv_close(&r->io);
-                io_ready = 0;
             }
         } else {
             rc = seed_write(r, &loop, node_id, last_index, fsm_bytes, len);

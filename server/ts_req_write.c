@@ -166,7 +166,7 @@ static int make_edit_key(char key[2 * TS_REQ_EDIT_KEY_BYTES + 1], uint8_t hash[3
 {
     if (ts_hex_random(TS_REQ_EDIT_KEY_BYTES, key) != TS_OK)
         return TS_E_INTERNAL;
-    sha256(key, 2 * TS_REQ_EDIT_KEY_BYTES, hash);
+    sha256(key, (size_t)2 * TS_REQ_EDIT_KEY_BYTES, hash);
     return TS_OK;
 }
 

@@ -60,7 +60,7 @@ struct ts_server_config {
 };
 
 #define TS_SERVER_UNLIMITED UINT32_MAX
-#define TS_SERVER_EDIT_WINDOW_MS (15u * 60 * 1000)
+#define TS_SERVER_EDIT_WINDOW_MS ((uint64_t)15 * 60 * 1000)
 
 /* Starts a node on loop. On failure a log line says why, the shutdown has
  * begun, and *out is still set: the caller runs the loop until it returns

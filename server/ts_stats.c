@@ -58,7 +58,7 @@ struct ts_stats {
     (st->field = ts_metrics_add(st->reg, type, name, help, label, NULL, 0))
 #define ADD_H(field, name, help, b)                                                                \
     (st->field = ts_metrics_add(st->reg, TS_METRIC_HISTOGRAM, name, help, NULL, b,                 \
-                                sizeof(b) / sizeof(b[0])))
+                                sizeof(b) / sizeof((b)[0])))
 
 static int define_families(struct ts_stats *st)
 {

@@ -139,7 +139,7 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
         return reject(res, TS_E_INVALID_ARGUMENT, "idempotency_key"), TS_OK;
     if (!key_len || key_len > TS_THREAD_KEY_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "thread_key"), TS_OK;
-    if (!name_len || name_len > TS_AUTHOR_NAME_MAX_CP * 4)
+    if (!name_len || name_len > (size_t)TS_AUTHOR_NAME_MAX_CP * 4)
         return reject(res, TS_E_INVALID_ARGUMENT, "author_name"), TS_OK;
     if (email_len > TS_AUTHOR_EMAIL_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "author_email"), TS_OK;

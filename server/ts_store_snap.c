@@ -149,7 +149,7 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
                email_len = ts__store_slen(v->author_email);
         size_t body_len = ts__store_slen(v->body);
         struct thread *t = ts__store_find_thread_id(st, v->thread_id);
-        if (!t || name_len > TS_AUTHOR_NAME_MAX_CP * 4 || email_len > TS_AUTHOR_EMAIL_MAX ||
+        if (!t || name_len > (size_t)TS_AUTHOR_NAME_MAX_CP * 4 || email_len > TS_AUTHOR_EMAIL_MAX ||
             body_len > TS_BODY_MAX || !v->id || ts__store_find_comment(st, v->id) ||
             (t->n_comments && v->id <= t->comments[t->n_comments - 1]->id) || (int)v->status < 0 ||
             (int)v->status > 255)

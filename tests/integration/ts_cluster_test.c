@@ -101,7 +101,8 @@ static int await(struct ts_raw *r, uint64_t rid, int timeout_ms, Threadsync__Fra
         }
         if (in->msg_case == THREADSYNC__FRAME__MSG_ERROR &&
             (in->error->request_id == rid || in->error->request_id == 0)) {
-            rc = (int)in->error->code;
+            /* An Error must not read as success: the caller would take *res. */
+            rc = in->error->code ? (int)in->error->code : TS_E_INTERNAL;
             if (leader)
                 snprintf(leader, leader_size, "%s", in->error->leader_address);
             ts_frame_free(in);
@@ -126,7 +127,7 @@ static int post_once(struct ts_raw *r, uint64_t rid, const char *key, const char
     int rc = ts_raw_send_frame(r, &f);
     if (rc != TS_OK)
         return rc;
-    Threadsync__Frame *res;
+    Threadsync__Frame *res = NULL;
     rc = await(r, rid, timeout_ms, &res, leader, lsize);
     if (rc == TS_OK) {
         *id = res->result->post->comment_id;

@@ -150,7 +150,7 @@ static void token_line(const char *role, const char *name, const char *token, ch
     char hex[65];
     EVP_Digest(token, strlen(token), md, &len, EVP_sha256(), NULL);
     for (int i = 0; i < 32; i++)
-        sprintf(hex + 2 * i, "%02x", md[i]);
+        sprintf(hex + (size_t)2 * i, "%02x", md[i]);
     snprintf(out, size, "%s %s %s\n", role, name, hex);
 }
 

@@ -236,7 +236,7 @@ START_TEST(test_snapshot_restart_same_state)
         char body[160], key[32];
         make_body(i, body, sizeof(body));
         snprintf(key, sizeof(key), "snap-%d", i);
-        uint64_t id;
+        uint64_t id = 0;
         ck_assert_int_eq(post_keyed(r, (uint64_t)i + 1, key, i % 2 ? "snap/a" : "snap/b",
                                     i % 4 == 3 ? last : 0, body, &id),
                          TS_OK);

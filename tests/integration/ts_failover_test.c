@@ -432,7 +432,7 @@ static void on_driver(uv_timer_t *t)
         ck_assert_uint_ne(r->s.node, (uint64_t)r->killed + 1);
         ck_assert_int_eq(ts_testnode_restart(&nodes[r->killed], NULL), TS_OK);
         next_phase(r);
-        r->phase_deadline = r->phase_start + 3 * PHASE_MS;
+        r->phase_deadline = r->phase_start + (uint64_t)3 * PHASE_MS;
         return;
     case 4: /* the rest, then every acknowledged post in the subscription */
         if (r->p.acked < TOTAL || r->p.in_flight || !seen_all_acked(r))

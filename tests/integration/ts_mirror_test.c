@@ -136,8 +136,8 @@ static void posted_init(struct posted *p, const char *prefix, size_t n_threads)
 
 static const char *const bodies[] = {
     "Plain text, nothing special.",
-    "\xe2\x80\x9c"
-    "Curly quotes\xe2\x80\x9d and \xe2\x80\x98single\xe2\x80\x99 ones",
+    ("\xe2\x80\x9c" /* split so the escape ends before the C */
+     "Curly quotes\xe2\x80\x9d and \xe2\x80\x98single\xe2\x80\x99 ones"),
     "Emoji \xf0\x9f\x98\x80\xf0\x9f\x8e\x89 and a flag \xf0\x9f\x87\xab\xf0\x9f\x87\xb7",
     "Combining: e\xcc\x81 a\xcc\x8a n\xcc\x83 (decomposed accents)",
     "Two lines:\nsecond line here",
@@ -764,7 +764,7 @@ START_TEST(test_chromium_built_thread)
         snprintf(bodies_buf[n], sizeof(bodies_buf[n]), "level %d: %s", d + 1, bodies[d % 6]);
         cs[n].body = bodies_buf[n];
         cs[n].status = THREADSYNC__STATUS__VISIBLE;
-        cs[n].created_at_ms = 1700000000000 + d * 60000;
+        cs[n].created_at_ms = 1700000000000 + (int64_t)d * 60000;
         cs[n].version = 1;
     }
     /* a deleted leaf under level 5, and a visible reply to the root */

@@ -930,15 +930,15 @@ static void write_token(const char *path, const char *token)
 }
 
 /* The value after "key=" in text, up to a space or line end, into out. */
-static void field_str(const char *text, const char *key, char *out, size_t size)
+static void field_str(const char *text, const char *key, char *dst, size_t size)
 {
     const char *p = strstr(text, key);
     ck_assert_msg(p != NULL, "no %s in: %s", key, text);
     p += strlen(key);
     size_t n = strcspn(p, " \n");
     ck_assert_uint_lt(n, size);
-    memcpy(out, p, n);
-    out[n] = '\0';
+    memcpy(dst, p, n);
+    dst[n] = '\0';
 }
 
 START_TEST(test_cli_moderation)

@@ -290,12 +290,12 @@ static uint64_t field_u64(const char *text, const char *key)
     return strtoull(p + strlen(key), NULL, 10);
 }
 
-static void field_str(const char *text, const char *key, char out[65])
+static void field_str(const char *text, const char *key, char dst[65])
 {
     const char *p = strstr(text, key);
     ck_assert_msg(p != NULL, "no %s in: %s", key, text);
-    ck_assert_int_eq(sscanf(p + strlen(key), "%64[0-9a-f]", out), 1);
-    ck_assert_uint_eq(strlen(out), 64);
+    ck_assert_int_eq(sscanf(p + strlen(key), "%64[0-9a-f]", dst), 1);
+    ck_assert_uint_eq(strlen(dst), 64);
 }
 
 /* Max comment id over threads ops/0..4 on n (0 when none). */

@@ -369,21 +369,21 @@ static int check_histograms(struct ts_prom *pr, char *err, size_t errlen)
 {
     for (size_t i = 0; i < pr->nf; i++) {
         const struct family *f = &pr->f[i];
-        if (strcmp(f->type, "histogram"))
+        if (strcmp(f->type, "histogram") != 0)
             continue;
         char bucket[NAME_MAX_LEN + 8], count[NAME_MAX_LEN + 8];
         snprintf(bucket, sizeof(bucket), "%s_bucket", f->name);
         snprintf(count, sizeof(count), "%s_count", f->name);
         for (size_t j = 0; j < pr->n; j++) {
             const struct sample *c = &pr->s[j];
-            if (strcmp(c->name, count))
+            if (strcmp(c->name, count) != 0)
                 continue;
             struct bucket b[128];
             size_t nb = 0;
             int inf = 0;
             for (size_t k = 0; k < pr->n && nb < 128; k++) {
                 const struct sample *s = &pr->s[k];
-                if (strcmp(s->name, bucket) || strcmp(s->rest, c->rest))
+                if (strcmp(s->name, bucket) != 0 || strcmp(s->rest, c->rest) != 0)
                     continue;
                 if (parse_value(s->le, &b[nb].le) != 0 || isnan(b[nb].le))
                     return failf(err, errlen, 0, "%s: bad le '%s'", bucket, s->le);

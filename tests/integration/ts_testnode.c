@@ -93,7 +93,7 @@ static void sha256_hex(const char *s, char out[65])
     unsigned int len = 0;
     EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
     for (int i = 0; i < 32; i++)
-        sprintf(out + 2 * i, "%02x", md[i]);
+        sprintf(out + (size_t)2 * i, "%02x", md[i]);
 }
 
 static int write_file(const char *path, const char *text, mode_t mode)

@@ -369,7 +369,7 @@ START_TEST(test_tree_deep_chain)
     size_t spaces = 0;
     while (last - spaces > out && last[-(ptrdiff_t)spaces - 1] == ' ')
         spaces++;
-    ck_assert_uint_eq(spaces, 2 * (N - 1));
+    ck_assert_uint_eq(spaces, (uintmax_t)2 * (N - 1));
     free(out);
     for (size_t i = 0; i < N; i++)
         free(g.comments[i]);
@@ -505,12 +505,12 @@ START_TEST(test_keymap)
     struct ts_cli_keymap *m = ts_cli_keymap_new();
     char key[32];
     for (uint64_t id = 1; id <= 1000; id++) {
-        snprintf(key, sizeof(key), "k%llu", (unsigned long long)(id * 7));
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)id * 7);
         ck_assert_int_eq(ts_cli_keymap_put(m, id * 7, key), TS_OK);
     }
     ck_assert_int_eq(ts_cli_keymap_put(m, 14, "renamed"), TS_OK);
     for (uint64_t id = 1; id <= 1000; id++) {
-        snprintf(key, sizeof(key), "k%llu", (unsigned long long)(id * 7));
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)id * 7);
         const char *got = ts_cli_keymap_get(m, id * 7);
         ck_assert_ptr_nonnull(got);
         ck_assert_str_eq(got, id == 2 ? "renamed" : key);

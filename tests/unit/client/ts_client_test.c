@@ -213,7 +213,8 @@ static void count_get(void *arg, int err, const Threadsync__Error *detail,
 static struct ts__req *mk(size_t i)
 {
     struct ts__req *r = calloc(1, sizeof(*r));
-    r->arg = (void *)(uintptr_t)i;
+    r->arg =
+        (void *)(uintptr_t)i; /* NOLINT(performance-no-int-to-ptr): a tag, never dereferenced */
     r->id = 100 + i;
     if (i % 2) {
         r->kind = TS__REQ_GET;

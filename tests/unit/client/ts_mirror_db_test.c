@@ -127,8 +127,10 @@ static char *body_of(struct ts_mirror_db *db, uint64_t thread, uint64_t comment)
     ck_assert_int_eq(ts_mirror_db_thread_by_id(db, thread, &mt), TS_OK);
     char *r = NULL;
     for (size_t i = 0; i < mt->n_comments; i++)
-        if (mt->comments[i]->id == comment)
+        if (mt->comments[i]->id == comment) {
+            free(r);
             r = strdup(mt->comments[i]->body);
+        }
     ts_mirror_thread_free(mt);
     ck_assert_ptr_nonnull(r);
     return r;
@@ -659,7 +661,7 @@ START_TEST(test_digest_same_across_batchings)
     struct batch b;
     batch_init(&b, 50);
     for (int i = 0; i < NC; i++)
-        batch_add(&b, (uint64_t)(i + 2), &fin_t, &fin_c[i]);
+        batch_add(&b, (uint64_t)i + 2, &fin_t, &fin_c[i]);
     ck_assert_int_eq(ts_mirror_db_apply_events(a, &b.ev, NULL), TS_OK);
     char da[65];
     ck_assert_int_eq(ts_mirror_db_digest(a, 1, da), TS_OK);

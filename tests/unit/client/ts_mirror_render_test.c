@@ -342,7 +342,7 @@ START_TEST(test_deep_nesting_small_stack)
     struct deep_job j = {.depth = 100000};
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    ck_assert_int_eq(pthread_attr_setstacksize(&attr, 256 * 1024), 0);
+    ck_assert_int_eq(pthread_attr_setstacksize(&attr, (size_t)256 * 1024), 0);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, &attr, deep_thread, &j), 0);
     ck_assert_int_eq(pthread_join(th, NULL), 0);

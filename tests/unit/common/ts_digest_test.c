@@ -113,7 +113,7 @@ START_TEST(test_layout)
     ck_assert_int_eq(EVP_Digest(o.b, o.n, md, &mdlen, EVP_sha256(), NULL), 1);
     char want[65];
     for (int i = 0; i < 32; i++)
-        snprintf(want + 2 * i, 3, "%02x", md[i]);
+        snprintf(want + (size_t)2 * i, 3, "%02x", md[i]);
 
     char got[65];
     ck_assert_int_eq(ts_digest_thread(&th, cp, 2, got), TS_OK);

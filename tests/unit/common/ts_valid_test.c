@@ -96,12 +96,12 @@ START_TEST(test_post_limits)
     /* 64 code points of 4 bytes each pass; 65 do not */
     char name[65 * 4 + 1];
     for (int i = 0; i < 65; i++)
-        memcpy(name + 4 * i, "\xF0\x9F\x98\x80", 4);
-    name[64 * 4] = '\0';
+        memcpy(name + (size_t)4 * i, "\xF0\x9F\x98\x80", 4);
+    name[(size_t)64 * 4] = '\0';
     p = good_post();
     p.author_name = name;
     ck_assert_int_eq(ts_valid_post(&p, &field), TS_OK);
-    name[64 * 4] = 'x';
+    name[(size_t)64 * 4] = 'x';
     name[64 * 4 + 1] = '\0';
     ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
     ck_assert_str_eq(field, "author_name");

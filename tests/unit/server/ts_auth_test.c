@@ -54,7 +54,7 @@ static void hash_hex(const char *s, char out[65])
     unsigned int n;
     ck_assert_int_eq(EVP_Digest(s, strlen(s), h, &n, EVP_sha256(), NULL), 1);
     for (int i = 0; i < 32; i++)
-        sprintf(out + 2 * i, "%02x", h[i]);
+        sprintf(out + (size_t)2 * i, "%02x", h[i]);
 }
 
 static void write_text(const char *path, const char *text)

@@ -116,7 +116,7 @@ static char *every_key_file(void)
     const char *section = "";
     for (size_t i = 0; i < N_EVERY; i++) {
         char line[256];
-        if (strcmp(section, every[i].section)) {
+        if (strcmp(section, every[i].section) != 0) {
             section = every[i].section;
             snprintf(line, sizeof(line), "\n# comment\n[%s]\n", section);
             strcat(text, line);
@@ -469,7 +469,7 @@ START_TEST(sample_config_documents_every_key_and_default)
         if (sscanf(kv, "%63[a-z_] = %255s", key, value) != 2)
             continue;
         for (size_t i = 0; i < N_EVERY; i++) {
-            if (strcmp(every[i].section, section) || strcmp(every[i].key, key))
+            if (strcmp(every[i].section, section) != 0 || strcmp(every[i].key, key) != 0)
                 continue;
             seen[i] = 1;
             char dflt[320];

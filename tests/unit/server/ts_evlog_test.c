@@ -206,7 +206,7 @@ START_TEST(test_memory_follows_retention)
     for (uint64_t i = 1001; i <= 50000; i++)
         ck_assert_int_eq(append(log, i, 1, 500), TS_OK);
     size_t after = ts_evlog_memory(log);
-    ck_assert_uint_lt(after, retained + 2 * (256u << 10) + 1024 * 32 + 4096);
+    ck_assert_uint_lt(after, retained + (size_t)2 * (256u << 10) + (size_t)1024 * 32 + 4096);
     ck_assert_uint_eq(ts_evlog_end_pos(log) - ts_evlog_first_pos(log), 1000);
     fprintf(stderr, "evlog: %zu bytes for 1000 events of ~%zu element bytes (%.1f per event)\n",
             after, retained / 1000, (double)after / 1000);

@@ -330,7 +330,7 @@ static size_t payload_len(unsigned i)
 static void make_payload(unsigned i, uint8_t *buf)
 {
     for (size_t j = 0; j < payload_len(i); j++)
-        buf[j] = (uint8_t)(i * 31 + j * 7 + 1);
+        buf[j] = (uint8_t)((size_t)i * 31 + j * 7 + 1);
 }
 
 static void pump(struct prop *p);

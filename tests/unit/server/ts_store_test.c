@@ -476,7 +476,7 @@ START_TEST(test_memory_per_comment)
         ck_assert_int_eq(r.status, TS_OK);
         free(buf);
         /* id, thread, parent, two times, status, version, and the text */
-        raw += 7 * 8 + strlen(p.author_name) + strlen(p.author_email) + 250;
+        raw += (size_t)7 * 8 + strlen(p.author_name) + strlen(p.author_email) + 250;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     size_t mem = ts_store_memory(s);
@@ -741,7 +741,6 @@ START_TEST(test_refused_transitions)
     post_ex(&f, 1, 100, "k1", "m/r", NULL, 1, 0); /* PENDING */
     post_ex(&f, 2, 100, "k2", "m/r", NULL, 0, 0); /* VISIBLE */
     ck_assert_int_eq(get_comment(&f, 1).status, THREADSYNC__STATUS__PENDING);
-    uint64_t end = ts_evlog_end_pos(f.log);
     struct {
         uint64_t id;
         Threadsync__State__ChangeKind kind;
@@ -760,7 +759,7 @@ START_TEST(test_refused_transitions)
     ck_assert_ptr_nonnull(r.message);
     /* DELETED refuses everything but a repeated delete */
     ck_assert(change(&f, 22, 200, 2, K_DELETE, NULL, NULL, 0).changed);
-    end = ts_evlog_end_pos(f.log);
+    uint64_t end = ts_evlog_end_pos(f.log);
     Threadsync__State__ChangeKind kinds[] = {K_APPROVE, K_HIDE, K_UNHIDE, K_EDIT};
     for (size_t i = 0; i < 4; i++) {
         r = change(&f, 30 + i, 200, 2, kinds[i], "new", NULL, 0);
