@@ -264,7 +264,10 @@ static int parse_sample(struct ts_prom *pr, const char *p, const char *end, unsi
                  labels[i].value);
         strncat(sm.labels, one, sizeof(sm.labels) - strlen(sm.labels) - 1);
         if (!strcmp(labels[i].name, "le")) {
-            snprintf(sm.le, sizeof(sm.le), "%s", labels[i].value);
+            size_t vlen = strlen(labels[i].value);
+            if (vlen >= sizeof(sm.le)) /* no bucket bound is that long */
+                return failf(err, errlen, line, "bad le label");
+            memcpy(sm.le, labels[i].value, vlen + 1);
         } else {
             snprintf(one, sizeof(one), "%s%.199s=\"%.1000s\"", sm.rest[0] ? "," : "",
                      labels[i].name, labels[i].value);
