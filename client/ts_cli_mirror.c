@@ -28,7 +28,12 @@
  *   renders only once it is caught up (or stops), each thread once. The
  *   setting 'rendered_seq' records the cursor of the last complete flush; a
  *   mirror that finds it behind the cursor (killed between a commit and its
- *   flush) re-renders every thread once at start.
+ *   flush) re-renders every thread once at start. A flush writes its files
+ *   in ts_mirror_render batches (one directory fsync per
+ *   RENDER_BATCH_THREADS threads, writeback of each file started as it is
+ *   written) and, from RENDER_PARALLEL_MIN threads on, shares the threads
+ *   with RENDER_HELPERS helper threads reading through their own
+ *   connections; the loop waits for them, as for any flush.
  * - SIGINT/SIGTERM only set the stop in motion from the loop: the batch
  *   being applied (a synchronous callback) always finishes first.
  * - verify compares at one seq: it asks for the server's Digest (state as
@@ -48,6 +53,7 @@
 
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +66,9 @@
 
 #define RENDER_EVERY_NS (1000ull * 1000 * 1000)
 #define RENDER_DUTY 4
+#define RENDER_HELPERS 1         /* threads besides the loop's rendering a big flush */
+#define RENDER_PARALLEL_MIN 16   /* pending threads that make a flush big */
+#define RENDER_BATCH_THREADS 128 /* threads whose files share a directory fsync */
 #define GROUP_MAX_NS (250ull * 1000 * 1000)
 #define GROUP_MAX_EVENTS 4096
 #define PROGRESS_EVERY_NS (200ull * 1000 * 1000)
@@ -78,6 +87,7 @@ struct mirror {
     uv_loop_t *loop;
     struct ts_client *c;
     struct ts_mirror_db *db;
+    struct ts_mirror_db *helper_db[RENDER_HELPERS]; /* read connections of render helpers */
     uv_signal_t sigint, sigterm;
     uv_timer_t group_timer; /* commits a group the stream left waiting */
     int verify;
@@ -224,19 +234,92 @@ static void local_failure(struct mirror *m, const char *what, int err)
 
 /* ---- rendering ----------------------------------------------------------- */
 
-static int render_one(struct mirror *m, uint64_t id)
+static int render_one(struct ts_mirror_db *db, struct ts_mirror_render_batch *batch, uint64_t id,
+                      uint64_t *rendered)
 {
     struct ts_mirror_thread *t;
-    int rc = ts_mirror_db_thread_by_id(m->db, id, &t);
+    int rc = ts_mirror_db_thread_by_id(db, id, &t);
     if (rc == TS_E_NOT_FOUND)
         return TS_OK;
     if (rc != TS_OK)
         return rc;
-    rc = ts_mirror_render_thread(m->o->dir, &t->thread,
-                                 (const Threadsync__Comment *const *)t->comments, t->n_comments);
+    rc = ts_mirror_render_batch_add(batch, &t->thread,
+                                    (const Threadsync__Comment *const *)t->comments, t->n_comments);
     ts_mirror_thread_free(t);
     if (rc == TS_OK)
-        m->rendered++;
+        (*rendered)++;
+    return rc;
+}
+
+/* One renderer of a flush: takes the next pending thread until none is
+ * left or one of them failed, committing its files every
+ * RENDER_BATCH_THREADS threads and at the end. */
+struct render_share {
+    const struct mirror *m;
+    struct ts_mirror_db *db; /* this renderer's own connection */
+    atomic_size_t *next;
+    atomic_int *failed;
+    uint64_t rendered;
+    int err;
+};
+
+static void render_share_run(void *arg)
+{
+    struct render_share *r = arg;
+    struct ts_mirror_render_batch *batch;
+    r->err = ts_mirror_render_batch_new(r->m->o->dir, &batch);
+    for (size_t k = 1; r->err == TS_OK && !atomic_load(r->failed); k++) {
+        size_t i = atomic_fetch_add(r->next, 1);
+        if (i >= r->m->pending.n)
+            break;
+        r->err = render_one(r->db, batch, r->m->pending.ids[i], &r->rendered);
+        if (r->err == TS_OK && k % RENDER_BATCH_THREADS == 0)
+            r->err = ts_mirror_render_batch_commit(batch);
+    }
+    if (r->err == TS_OK)
+        r->err = ts_mirror_render_batch_commit(batch);
+    if (r->err != TS_OK)
+        atomic_store(r->failed, 1);
+    ts_mirror_render_batch_free(batch);
+}
+
+/* Renders every pending thread from committed rows, on this thread and,
+ * for a big flush, on RENDER_HELPERS more, each with its own read
+ * connection: a first sync's flush is all of a mirror's files, and
+ * building them (and creating the files) is CPU the second core can take.
+ * The loop waits for all of them, as it does for a one-thread flush. */
+static int render_pending(struct mirror *m)
+{
+    atomic_size_t next = 0;
+    atomic_int failed = 0;
+    struct render_share share[1 + RENDER_HELPERS];
+    uv_thread_t tid[RENDER_HELPERS];
+    int started[RENDER_HELPERS] = {0};
+    if (m->pending.n >= RENDER_PARALLEL_MIN) {
+        /* Opened once and kept: a helper that cannot open is no helper. */
+        for (size_t h = 0; h < RENDER_HELPERS; h++)
+            if (!m->helper_db[h] && ts_mirror_db_open(m->o->dir, &m->helper_db[h]) != TS_OK)
+                m->helper_db[h] = NULL;
+    }
+    for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
+        struct ts_mirror_db *db = i == 0 ? m->db : m->helper_db[i - 1];
+        share[i] = (struct render_share){.m = m, .db = db, .next = &next, .failed = &failed};
+    }
+    if (m->pending.n >= RENDER_PARALLEL_MIN)
+        for (size_t h = 0; h < RENDER_HELPERS; h++)
+            if (share[1 + h].db && uv_thread_create(&tid[h], render_share_run, &share[1 + h]) == 0)
+                started[h] = 1;
+    render_share_run(&share[0]);
+    int rc = TS_OK;
+    for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
+        if (i > 0 && !started[i - 1])
+            continue;
+        if (i > 0)
+            uv_thread_join(&tid[i - 1]);
+        m->rendered += share[i].rendered;
+        if (rc == TS_OK)
+            rc = share[i].err;
+    }
     return rc;
 }
 
@@ -247,8 +330,8 @@ static int render_flush(struct mirror *m)
     int rc = ts_mirror_db_group_end(m->db);
     if (rc == TS_OK)
         rc = ts_mirror_db_cursor(m->db, &cursor);
-    for (size_t i = 0; rc == TS_OK && i < m->pending.n; i++)
-        rc = render_one(m, m->pending.ids[i]);
+    if (rc == TS_OK)
+        rc = render_pending(m);
     if (rc != TS_OK)
         return rc;
     ts_mirror_touched_clear(&m->pending);
@@ -896,6 +979,8 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
             what, end, cursor, m.events, m.snapshots, m.rendered, counts.threads, counts.comments);
 out:
     ts_mirror_db_close(m.db);
+    for (size_t h = 0; h < RENDER_HELPERS; h++)
+        ts_mirror_db_close(m.helper_db[h]);
     ts_mirror_touched_free(&m.pending);
     ts_mirror_touched_free(&m.seen);
     page_clear(&m);
