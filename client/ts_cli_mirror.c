@@ -4,18 +4,36 @@
  *
  * Invariants:
  * - The mirror's cursor is the database's. The subscription starts from it,
- *   and every batch is committed (rows and cursor in one transaction) inside
- *   the callback that delivered it, before the loop can run anything else:
- *   the library's resume cursor and the database's move together. A batch
- *   that cannot be committed ends the program (exit 3) rather than let the
+ *   and every batch is applied (rows and cursor in one transaction) inside
+ *   the callback that delivered it. A caught-up batch commits there and
+ *   then. While catching up, batches join a group (ts_mirror_db.h) that
+ *   commits after GROUP_MAX_EVENTS events or GROUP_MAX_NS, whichever comes
+ *   first (a timer commits a group the stream left waiting), and before any
+ *   rendering, snapshot or exit: one WAL fsync and one write of each hot
+ *   index page per group instead of per 256 KiB batch. The library's resume
+ *   cursor may thus run ahead of the committed one, but only over batches
+ *   the open group holds, which this process commits or dies with; after a
+ *   crash the subscription starts again from the committed cursor, and
+ *   upserting by version makes the replay harmless. A batch or group that
+ *   cannot be committed ends the program (exit 3) rather than let the
  *   library resume past data the database does not hold.
  * - Rendering follows the database, never the wire: touched thread ids
  *   accumulate across batches and each is rendered once per flush, from its
  *   committed rows. A flush happens after a caught-up batch, at a snapshot's
- *   end, at most a second apart while catching up, and before exit. The
+ *   end, and before exit. While catching up, it also happens every
+ *   RENDER_EVERY_NS, or RENDER_DUTY times the last flush's duration if that
+ *   is longer, so re-rendering big threads again and again never takes more
+ *   than about 1/RENDER_DUTY of a catch-up. A sync from cursor 0 (a new
+ *   mirror, or a changed filter) has no fresh files to keep fresh: it
+ *   renders only once it is caught up (or stops), each thread once. The
  *   setting 'rendered_seq' records the cursor of the last complete flush; a
  *   mirror that finds it behind the cursor (killed between a commit and its
- *   flush) re-renders every thread once at start.
+ *   flush) re-renders every thread once at start. A flush writes its files
+ *   in ts_mirror_render batches (one directory fsync per
+ *   RENDER_BATCH_THREADS threads, writeback of each file started as it is
+ *   written) and, from RENDER_PARALLEL_MIN threads on, shares the threads
+ *   with RENDER_HELPERS helper threads reading through their own
+ *   connections; the loop waits for them, as for any flush.
  * - SIGINT/SIGTERM only set the stop in motion from the loop: the batch
  *   being applied (a synchronous callback) always finishes first.
  * - verify compares at one seq: it asks for the server's Digest (state as
@@ -25,14 +43,17 @@
  *   newer-than-S content, settles); only a difference seen VERIFY_ROUNDS
  *   times in a row is reported.
  *
- * Load: one SQLite transaction (one WAL fsync) per batch; rendering costs two
- * atomic file writes per touched thread per flush. A first sync of 10,000
- * comments arrives in a few dozen 256 KiB batches.
+ * Load: one SQLite transaction (one WAL fsync) per live batch or catching-up
+ * group; rendering costs two atomic file writes per touched thread per
+ * flush. A first sync of 10,000 comments arrives in a few dozen 256 KiB
+ * batches; one of 300,000 comments in 1,000 threads, in about 400 batches,
+ * commits about 75 groups and writes each of its 2,000 files once.
  */
 #include "ts_cli_mirror.h"
 
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +66,12 @@
 #include "ts_mirror_render.h"
 
 #define RENDER_EVERY_NS (1000ull * 1000 * 1000)
+#define RENDER_DUTY 4
+#define RENDER_HELPERS 1         /* threads besides the loop's rendering a big flush */
+#define RENDER_PARALLEL_MIN 16   /* pending threads that make a flush big */
+#define RENDER_BATCH_THREADS 128 /* threads whose files share a directory fsync */
+#define GROUP_MAX_NS (250ull * 1000 * 1000)
+#define GROUP_MAX_EVENTS 4096
 #define PROGRESS_EVERY_NS (200ull * 1000 * 1000)
 #define VERIFY_ROUNDS 5
 #define VERIFY_KEYS_MAX 1024
@@ -61,7 +88,9 @@ struct mirror {
     uv_loop_t *loop;
     struct ts_client *c;
     struct ts_mirror_db *db;
+    struct ts_mirror_db *helper_db[RENDER_HELPERS]; /* read connections of render helpers */
     uv_signal_t sigint, sigterm;
+    uv_timer_t group_timer; /* commits a group the stream left waiting */
     int verify;
 
     /* the subscription's filter */
@@ -74,7 +103,10 @@ struct mirror {
 
     struct ts_mirror_touched pending; /* threads to render at the next flush */
     uint64_t last_flush_ns;
-    uint64_t rendered_seq; /* the setting, as last written */
+    uint64_t flush_gap_ns;                 /* least time from one catching-up flush to the next */
+    int from_scratch;                      /* syncing from cursor 0: no flush before caught up */
+    uint64_t group_start_ns, group_events; /* the open group, see apply_batch */
+    uint64_t rendered_seq;                 /* the setting, as last written */
 
     /* progress and summary */
     uint64_t events, snap_threads, snap_comments, rendered, start_cursor;
@@ -188,6 +220,7 @@ static void stop(struct mirror *m, int exit_code)
     if (m->db && render_flush(m) != TS_OK && m->exit_code == TS_CLI_EXIT_OK)
         m->exit_code = TS_CLI_EXIT_CONN;
     ts_client_close(m->c, NULL, NULL);
+    uv_close((uv_handle_t *)&m->group_timer, on_closed);
     uv_close((uv_handle_t *)&m->sigint, on_closed);
     uv_close((uv_handle_t *)&m->sigterm, on_closed);
 }
@@ -202,33 +235,111 @@ static void local_failure(struct mirror *m, const char *what, int err)
 
 /* ---- rendering ----------------------------------------------------------- */
 
-static int render_one(struct mirror *m, uint64_t id)
+static int render_one(struct ts_mirror_db *db, struct ts_mirror_render_batch *batch, uint64_t id,
+                      uint64_t *rendered)
 {
     struct ts_mirror_thread *t;
-    int rc = ts_mirror_db_thread_by_id(m->db, id, &t);
+    int rc = ts_mirror_db_thread_by_id(db, id, &t);
     if (rc == TS_E_NOT_FOUND)
         return TS_OK;
     if (rc != TS_OK)
         return rc;
-    rc = ts_mirror_render_thread(m->o->dir, &t->thread,
-                                 (const Threadsync__Comment *const *)t->comments, t->n_comments);
+    rc = ts_mirror_render_batch_add(batch, &t->thread,
+                                    (const Threadsync__Comment *const *)t->comments, t->n_comments);
     ts_mirror_thread_free(t);
     if (rc == TS_OK)
-        m->rendered++;
+        (*rendered)++;
+    return rc;
+}
+
+/* One renderer of a flush: takes the next pending thread until none is
+ * left or one of them failed, committing its files every
+ * RENDER_BATCH_THREADS threads and at the end. */
+struct render_share {
+    const struct mirror *m;
+    struct ts_mirror_db *db; /* this renderer's own connection */
+    atomic_size_t *next;
+    atomic_int *failed;
+    uint64_t rendered;
+    int err;
+};
+
+static void render_share_run(void *arg)
+{
+    struct render_share *r = arg;
+    struct ts_mirror_render_batch *batch;
+    r->err = ts_mirror_render_batch_new(r->m->o->dir, &batch);
+    for (size_t k = 1; r->err == TS_OK && !atomic_load(r->failed); k++) {
+        size_t i = atomic_fetch_add(r->next, 1);
+        if (i >= r->m->pending.n)
+            break;
+        r->err = render_one(r->db, batch, r->m->pending.ids[i], &r->rendered);
+        if (r->err == TS_OK && k % RENDER_BATCH_THREADS == 0)
+            r->err = ts_mirror_render_batch_commit(batch);
+    }
+    if (r->err == TS_OK)
+        r->err = ts_mirror_render_batch_commit(batch);
+    if (r->err != TS_OK)
+        atomic_store(r->failed, 1);
+    ts_mirror_render_batch_free(batch);
+}
+
+/* Renders every pending thread from committed rows, on this thread and,
+ * for a big flush, on RENDER_HELPERS more, each with its own read
+ * connection: a first sync's flush is all of a mirror's files, and
+ * building them (and creating the files) is CPU the second core can take.
+ * The loop waits for all of them, as it does for a one-thread flush. */
+static int render_pending(struct mirror *m)
+{
+    atomic_size_t next = 0;
+    atomic_int failed = 0;
+    struct render_share share[1 + RENDER_HELPERS];
+    uv_thread_t tid[RENDER_HELPERS];
+    int started[RENDER_HELPERS] = {0};
+    if (m->pending.n >= RENDER_PARALLEL_MIN) {
+        /* Opened once and kept: a helper that cannot open is no helper. */
+        for (size_t h = 0; h < RENDER_HELPERS; h++)
+            if (!m->helper_db[h] && ts_mirror_db_open(m->o->dir, &m->helper_db[h]) != TS_OK)
+                m->helper_db[h] = NULL;
+    }
+    for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
+        struct ts_mirror_db *db = i == 0 ? m->db : m->helper_db[i - 1];
+        share[i] = (struct render_share){.m = m, .db = db, .next = &next, .failed = &failed};
+    }
+    if (m->pending.n >= RENDER_PARALLEL_MIN)
+        for (size_t h = 0; h < RENDER_HELPERS; h++)
+            if (share[1 + h].db && uv_thread_create(&tid[h], render_share_run, &share[1 + h]) == 0)
+                started[h] = 1;
+    render_share_run(&share[0]);
+    int rc = TS_OK;
+    for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
+        if (i > 0 && !started[i - 1])
+            continue;
+        if (i > 0)
+            uv_thread_join(&tid[i - 1]);
+        m->rendered += share[i].rendered;
+        if (rc == TS_OK)
+            rc = share[i].err;
+    }
     return rc;
 }
 
 /* Renders every pending thread, then records the cursor they cover. */
 static int render_flush(struct mirror *m)
 {
-    uint64_t cursor = 0;
-    int rc = ts_mirror_db_cursor(m->db, &cursor);
-    for (size_t i = 0; rc == TS_OK && i < m->pending.n; i++)
-        rc = render_one(m, m->pending.ids[i]);
+    uint64_t cursor = 0, t0 = now_ns();
+    int rc = ts_mirror_db_group_end(m->db);
+    if (rc == TS_OK)
+        rc = ts_mirror_db_cursor(m->db, &cursor);
+    if (rc == TS_OK)
+        rc = render_pending(m);
     if (rc != TS_OK)
         return rc;
     ts_mirror_touched_clear(&m->pending);
     m->last_flush_ns = now_ns();
+    m->flush_gap_ns = RENDER_DUTY * (m->last_flush_ns - t0);
+    if (m->flush_gap_ns < RENDER_EVERY_NS)
+        m->flush_gap_ns = RENDER_EVERY_NS;
     if (cursor != m->rendered_seq) {
         char v[32];
         snprintf(v, sizeof(v), "%" PRIu64, cursor);
@@ -580,15 +691,52 @@ static void caught_up(struct mirror *m)
         stop(m, TS_CLI_EXIT_OK);
 }
 
+static void on_group_timer(uv_timer_t *t)
+{
+    struct mirror *m = t->data;
+    int rc = ts_mirror_db_group_end(m->db);
+    if (rc != TS_OK)
+        local_failure(m, "cannot write the mirror", rc);
+}
+
+/* Commits every batch in the database before the callback that delivered
+ * it returns, or, while catching up, within GROUP_MAX_NS of the group's
+ * first batch (see the file's opening paragraph). */
 static int apply_batch(struct mirror *m, const Threadsync__Events *ev)
 {
-    int rc = ts_mirror_db_apply_events(m->db, ev, &m->pending);
+    int rc = TS_OK;
+    if (!ev->caught_up && !ts_mirror_db_group_is_open(m->db)) {
+        rc = ts_mirror_db_group_begin(m->db);
+        m->group_start_ns = now_ns();
+        m->group_events = 0;
+        if (rc == TS_OK)
+            uv_timer_start(&m->group_timer, on_group_timer, GROUP_MAX_NS / 1000000, 0);
+    }
+    if (rc == TS_OK)
+        rc = ts_mirror_db_apply_events(m->db, ev, &m->pending);
+    m->group_events += ev->n_events;
+    if (rc == TS_OK && ts_mirror_db_group_is_open(m->db) &&
+        (ev->caught_up || m->group_events >= GROUP_MAX_EVENTS ||
+         now_ns() - m->group_start_ns >= GROUP_MAX_NS)) {
+        uv_timer_stop(&m->group_timer);
+        rc = ts_mirror_db_group_end(m->db);
+    }
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
         return rc;
     }
     m->events += ev->n_events;
     return TS_OK;
+}
+
+/* See the file's opening paragraph for when files are rewritten. */
+static int flush_due(const struct mirror *m, const Threadsync__Events *ev)
+{
+    if (ev->caught_up)
+        return 1;
+    if (m->from_scratch && !m->caught_up)
+        return 0;
+    return now_ns() - m->last_flush_ns >= m->flush_gap_ns;
 }
 
 static void on_sub_result(void *arg, uint64_t from_seq, int snapshot)
@@ -633,7 +781,7 @@ static void on_sub_events(void *arg, const Threadsync__Events *ev)
     if (apply_batch(m, ev) != TS_OK)
         return;
 applied:
-    if (ev->caught_up || now_ns() - m->last_flush_ns >= RENDER_EVERY_NS) {
+    if (flush_due(m, ev)) {
         int rc = render_flush(m);
         if (rc != TS_OK) {
             local_failure(m, "cannot render", rc);
@@ -682,7 +830,7 @@ static void on_snap_end(void *arg, const Threadsync__SnapshotEnd *e)
     if (m->stopping)
         return;
     int rc = ts_mirror_db_snapshot_end(m->db, e->seq);
-    if (rc == TS_OK)
+    if (rc == TS_OK && !(m->from_scratch && !m->caught_up))
         rc = render_flush(m);
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
@@ -785,6 +933,8 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     }
     m.start_cursor = cursor;
     m.first_sync = since == 0;
+    m.from_scratch = since == 0;
+    m.flush_gap_ns = RENDER_EVERY_NS;
 
     cfg->on_state = on_state;
     cfg->state_arg = &m;
@@ -795,6 +945,8 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
         code = ts_cli_exit_code(rc);
         goto out;
     }
+    uv_timer_init(m.loop, &m.group_timer);
+    m.group_timer.data = &m;
     uv_signal_init(m.loop, &m.sigint);
     uv_signal_init(m.loop, &m.sigterm);
     m.sigint.data = m.sigterm.data = &m;
@@ -827,6 +979,8 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
             what, end, cursor, m.events, m.snapshots, m.rendered, counts.threads, counts.comments);
 out:
     ts_mirror_db_close(m.db);
+    for (size_t h = 0; h < RENDER_HELPERS; h++)
+        ts_mirror_db_close(m.helper_db[h]);
     ts_mirror_touched_free(&m.pending);
     ts_mirror_touched_free(&m.seen);
     page_clear(&m);

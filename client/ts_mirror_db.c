@@ -98,7 +98,13 @@ struct ts_mirror_db {
     sqlite3_stmt *st[S__COUNT];
     int snap_open;
     uint64_t snap_seq;
-    int scrub_due; /* a commit replaced stored text; old copies may linger */
+    int scrub_due;  /* a commit replaced stored text; old copies may linger */
+    int group_open; /* a transaction spans several apply_events calls */
+    /* Scratch for thread_winners(), grown to the largest batch seen. */
+    size_t *slot_best; /* open addressing: event index + 1, 0 = empty */
+    size_t n_slot;
+    unsigned char *win;
+    size_t n_win;
 };
 
 #define BUSY_TIMEOUT_MS 5000
@@ -305,8 +311,11 @@ static void scrub(struct ts_mirror_db *db)
         TS_DEBUG("event=mirror_db_scrub_deferred code=%d", rc);
 }
 
-/* Runs body in one transaction. touched is put back as it was when the
- * transaction does not commit, so callers never re-render on a phantom. */
+/* Runs body in one transaction, or inside the open group's: a failure then
+ * rolls the whole group back and ends it. touched is put back as it was
+ * before this call when the body does not commit, so callers never
+ * re-render on a phantom of this call (a failed group's earlier batches
+ * leave their ids: rendering an unchanged thread is harmless). */
 static int in_transaction(struct ts_mirror_db *db, struct ts_mirror_touched *touched,
                           int (*body)(struct ts_mirror_db *, const void *,
                                       struct ts_mirror_touched *),
@@ -317,21 +326,110 @@ static int in_transaction(struct ts_mirror_db *db, struct ts_mirror_touched *tou
     int err = touched_save(touched, &saved);
     if (err != TS_OK)
         return err;
-    err = tx_begin(db);
-    if (err == TS_OK)
-        err = tx_end(db, body(db, arg, touched));
+    if (db->group_open) {
+        err = body(db, arg, touched);
+        if (err != TS_OK) {
+            db->group_open = 0;
+            tx_end(db, err);
+        }
+    } else {
+        err = tx_begin(db);
+        if (err == TS_OK)
+            err = tx_end(db, body(db, arg, touched));
+        if (err == TS_OK && db->scrub_due)
+            scrub(db);
+    }
     if (err != TS_OK)
         touched_restore(touched, saved, n_saved);
     free(saved);
+    return err;
+}
+
+int ts_mirror_db_group_begin(struct ts_mirror_db *db)
+{
+    if (db->group_open)
+        return TS_OK;
+    int err = tx_begin(db);
+    if (err == TS_OK)
+        db->group_open = 1;
+    return err;
+}
+
+int ts_mirror_db_group_end(struct ts_mirror_db *db)
+{
+    if (!db->group_open)
+        return TS_OK;
+    db->group_open = 0;
+    int err = tx_end(db, TS_OK);
     if (err == TS_OK && db->scrub_due)
         scrub(db);
     return err;
 }
 
+int ts_mirror_db_group_is_open(const struct ts_mirror_db *db)
+{
+    return db->group_open;
+}
+
+/* A catching-up batch carries its thread once per event, each time with a
+ * higher version (the count moved). Upserting by version, only the highest
+ * of them can change the row, and it does exactly when any of them would
+ * have: win[i] marks, per thread id, the one event whose thread is upserted.
+ * Ties keep the later event. TS_OK or TS_E_NOMEM. */
+static int thread_winners(struct ts_mirror_db *db, const Threadsync__Events *ev)
+{
+    size_t n = ev->n_events;
+    if (n == 0)
+        return TS_OK;
+    size_t want = 16;
+    while (want < 2 * n)
+        want *= 2;
+    if (want > db->n_slot) {
+        size_t *p = realloc(db->slot_best, want * sizeof(*p));
+        if (!p)
+            return TS_E_NOMEM;
+        db->slot_best = p;
+        db->n_slot = want;
+    }
+    if (n > db->n_win) {
+        unsigned char *w = realloc(db->win, n);
+        if (!w)
+            return TS_E_NOMEM;
+        db->win = w;
+        db->n_win = n;
+    }
+    memset(db->slot_best, 0, want * sizeof(*db->slot_best));
+    memset(db->win, 0, n);
+    size_t mask = want - 1;
+    for (size_t i = 0; i < n; i++) {
+        const Threadsync__Thread *t = ev->events[i]->thread;
+        if (!t)
+            continue;
+        size_t h = (size_t)(t->id * 0x9E3779B97F4A7C15ull >> 20) & mask;
+        for (;; h = (h + 1) & mask) {
+            size_t b = db->slot_best[h];
+            if (b == 0) {
+                db->slot_best[h] = i + 1;
+                break;
+            }
+            const Threadsync__Thread *o = ev->events[b - 1]->thread;
+            if (o->id == t->id) {
+                if (t->version >= o->version)
+                    db->slot_best[h] = i + 1;
+                break;
+            }
+        }
+    }
+    for (size_t h = 0; h < want; h++)
+        if (db->slot_best[h])
+            db->win[db->slot_best[h] - 1] = 1;
+    return TS_OK;
+}
+
 static int events_body(struct ts_mirror_db *db, const void *arg, struct ts_mirror_touched *touched)
 {
     const Threadsync__Events *ev = arg;
-    int err = TS_OK;
+    int err = thread_winners(db, ev);
     for (size_t i = 0; i < ev->n_events && err == TS_OK; i++) {
         const Threadsync__Event *e = ev->events[i];
         if (ts__mirror_db_fault_hook && ts__mirror_db_fault_hook(e->seq)) {
@@ -339,7 +437,7 @@ static int events_body(struct ts_mirror_db *db, const void *arg, struct ts_mirro
                      (unsigned long long)e->seq);
             return TS_E_IO;
         }
-        if (e->thread)
+        if (e->thread && db->win[i])
             err = upsert_thread(db, e->thread, touched);
         if (err == TS_OK && e->comment)
             err = upsert_comment(db, e->comment, touched);
@@ -355,6 +453,9 @@ int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events 
 
 int ts_mirror_db_snapshot_begin(struct ts_mirror_db *db, uint64_t seq)
 {
+    int err = ts_mirror_db_group_end(db);
+    if (err != TS_OK)
+        return err;
     db->snap_open = 1;
     db->snap_seq = seq;
     return TS_OK;
@@ -376,6 +477,9 @@ int ts_mirror_db_snapshot_apply_chunk(struct ts_mirror_db *db, const Threadsync_
 {
     if (!db->snap_open)
         return TS_E_INVALID_ARGUMENT;
+    int err = ts_mirror_db_group_end(db);
+    if (err != TS_OK)
+        return err;
     return in_transaction(db, touched, chunk_body, c);
 }
 
@@ -388,7 +492,9 @@ int ts_mirror_db_snapshot_end(struct ts_mirror_db *db, uint64_t seq)
 {
     if (!db->snap_open || seq != db->snap_seq)
         return TS_E_INVALID_ARGUMENT;
-    int err = in_transaction(db, NULL, end_body, &seq);
+    int err = ts_mirror_db_group_end(db);
+    if (err == TS_OK)
+        err = in_transaction(db, NULL, end_body, &seq);
     if (err == TS_OK)
         db->snap_open = 0;
     return err;
@@ -427,6 +533,9 @@ int ts_mirror_db_setting_set(struct ts_mirror_db *db, const char *name, const ch
 {
     if (!setting_name_ok(name) || !value)
         return TS_E_INVALID_ARGUMENT;
+    int err = ts_mirror_db_group_end(db);
+    if (err != TS_OK)
+        return err;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db->sql,
                            "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -435,7 +544,7 @@ int ts_mirror_db_setting_set(struct ts_mirror_db *db, const char *name, const ch
         return db_fail(db->sql, "setting_set");
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-    int err = sqlite3_step(st) == SQLITE_DONE ? TS_OK : db_fail(db->sql, "setting_set");
+    err = sqlite3_step(st) == SQLITE_DONE ? TS_OK : db_fail(db->sql, "setting_set");
     sqlite3_finalize(st);
     return err;
 }
@@ -754,6 +863,14 @@ int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out)
         err = exec(db->sql, "PRAGMA synchronous=FULL", "synchronous");
     if (err == TS_OK)
         err = exec(db->sql, "PRAGMA secure_delete=ON", "secure_delete");
+    /* A catch-up inserts into every thread's range of comments_thread:
+     * 32 MiB of cache keeps the whole index of a million-comment mirror
+     * hot, and a 32 MiB WAL lets a group's pages reach the database once
+     * per checkpoint instead of once per 4 MiB. */
+    if (err == TS_OK)
+        err = exec(db->sql, "PRAGMA cache_size=-32768", "cache_size");
+    if (err == TS_OK)
+        err = exec(db->sql, "PRAGMA wal_autocheckpoint=8192", "wal_autocheckpoint");
     if (err == TS_OK)
         err = init_schema(db);
     /* TEMP: the trigger belongs to this connection only; the schema other
@@ -787,6 +904,8 @@ void ts_mirror_db_close(struct ts_mirror_db *db)
         return;
     for (int s = 0; s < S__COUNT; s++)
         sqlite3_finalize(db->st[s]);
-    sqlite3_close(db->sql);
+    sqlite3_close(db->sql); /* rolls back an open group, as a crash would */
+    free(db->slot_best);
+    free(db->win);
     free(db);
 }

@@ -13,9 +13,13 @@
  *
  * Invariants:
  * - The cursor never runs ahead of the data: each Events batch (rows and
- *   cursor) and each snapshot chunk commit in one transaction, and the cursor
+ *   cursor) and each snapshot chunk commit in one transaction (a group of
+ *   whole batches, with the cursor of the last, at most), and the cursor
  *   moves only in the transaction that holds the data it covers. WAL with
- *   synchronous=FULL: a committed batch survives power loss.
+ *   synchronous=FULL: a committed batch survives power loss. (NORMAL would
+ *   keep that atomicity, only forget the newest commits on power loss; with
+ *   groups the fsync it saves is one per group, not worth the weaker
+ *   promise.)
  * - Rows are upserted by version: a row changes only when the incoming
  *   version is higher than the stored one, so replays, duplicated batches and
  *   snapshot content newer than its seq all converge on the server's state.
@@ -38,8 +42,10 @@
  *
  * Threading: one handle belongs to one thread at a time. Other processes
  * (a web server) may read the file concurrently; WAL never blocks them.
- * Load: a batch costs one fsync of the WAL plus a few indexed upserts per
- * event; reads use cached prepared statements.
+ * Load: a transaction (a batch, or a group of them) costs one fsync of the
+ * WAL plus an upsert per comment and one per distinct thread of a batch
+ * (a thread's versions within one batch only count once); reads use cached
+ * prepared statements.
  */
 #ifndef TS_MIRROR_DB_H
 #define TS_MIRROR_DB_H
@@ -82,7 +88,8 @@ void ts_mirror_touched_free(struct ts_mirror_touched *t);
  * version (nothing is changed then). */
 int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out);
 
-/* Closes and frees db (NULL is fine). An unfinished snapshot is forgotten;
+/* Closes and frees db (NULL is fine). An open group is rolled back, as a
+ * crash would leave it. An unfinished snapshot is forgotten;
  * its committed chunks stay (they are valid upserts) and the cursor is where
  * the last completed batch left it. */
 void ts_mirror_db_close(struct ts_mirror_db *db);
@@ -90,16 +97,31 @@ void ts_mirror_db_close(struct ts_mirror_db *db);
 /* *seq (OUT): the stored cursor, 0 on a new mirror. TS_OK or TS_E_IO. */
 int ts_mirror_db_cursor(struct ts_mirror_db *db, uint64_t *seq);
 
-/* Applies one Events batch in ONE transaction: for each event, upserts its
- * thread and then its comment (when present) by version, then sets the
- * cursor to max(cursor, ev->last_seq). Either all of it commits or nothing
- * does. touched (may be NULL) gains the ids of threads whose thread row or
- * any comment row changed; on failure it is left as it was before the call.
- * ev is read during the call only. Returns TS_OK or TS_E_IO (e.g. a comment
- * whose status is none of the four names violates the CHECK: the whole
- * batch is refused). */
+/* Applies one Events batch in ONE transaction (its own, or an open group's,
+ * below): for each event, upserts its thread and then its comment (when
+ * present) by version, then sets the cursor to max(cursor, ev->last_seq).
+ * Either all of it commits or nothing does. touched (may be NULL) gains the ids of threads whose
+ * thread row or any comment row changed; on failure it is left as it was before the call. ev is
+ * read during the call only. Returns TS_OK or TS_E_IO (e.g. a comment whose status is none of the
+ * four names violates the CHECK: the whole batch is refused). */
 int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events *ev,
                               struct ts_mirror_touched *touched);
+
+/* Groups, for catching up: between group_begin and group_end, apply_events
+ * calls share one transaction instead of committing one each. Each batch
+ * still moves the cursor with its own rows, so whatever commits (the group,
+ * or nothing after a crash or close) holds whole batches with the cursor
+ * that covers them; a crash loses the group's batches, and the mirror
+ * resumes from the cursor before them. Reads on db see the group's rows.
+ * A failed apply_events rolls the whole group back and ends it (touched
+ * keeps the ids of the group's earlier batches then: a superset, harmless
+ * to re-render). The snapshot functions and setting_set end (commit) an
+ * open group first. begin on an open group and end without one do
+ * nothing. TS_OK or TS_E_IO. */
+int ts_mirror_db_group_begin(struct ts_mirror_db *db);
+int ts_mirror_db_group_end(struct ts_mirror_db *db);
+/* 1 while a group is open (it ends on group_end or a failed batch). */
+int ts_mirror_db_group_is_open(const struct ts_mirror_db *db);
 
 /* Snapshot protocol: begin(S), apply_chunk() per SnapshotChunk, end(S).
  * Each chunk commits in its own transaction (threads, then comments, by

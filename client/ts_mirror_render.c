@@ -559,3 +559,181 @@ out:
     free(tdir);
     return err;
 }
+
+/* ---- batches: many threads' files, one directory fsync ---- */
+
+/* A temporary written in full, with writeback started, waiting to be
+ * fsync'd and renamed over path. */
+struct batch_file {
+    char *tmp;
+    char *path;
+};
+
+struct ts_mirror_render_batch {
+    char *tdir; /* DIR/threads */
+    struct batch_file *f;
+    size_t n, cap;
+};
+
+static int make_dirs(const char *dir, const char *tdir)
+{
+    if ((mkdir(dir, 0755) != 0 && errno != EEXIST) || (mkdir(tdir, 0755) != 0 && errno != EEXIST)) {
+        TS_ERROR("event=mirror_render_error op=mkdir errno=%d msg=\"%s\"", errno, strerror(errno));
+        return TS_E_IO;
+    }
+    return TS_OK;
+}
+
+int ts_mirror_render_batch_new(const char *dir, struct ts_mirror_render_batch **out)
+{
+    *out = NULL;
+    struct ts_mirror_render_batch *b = calloc(1, sizeof(*b));
+    size_t dlen = strlen(dir) + sizeof("/threads");
+    if (!b || !(b->tdir = malloc(dlen))) {
+        free(b);
+        return TS_E_NOMEM;
+    }
+    snprintf(b->tdir, dlen, "%s/threads", dir);
+    int err = make_dirs(dir, b->tdir);
+    if (err != TS_OK) {
+        ts_mirror_render_batch_free(b);
+        return err;
+    }
+    *out = b;
+    return TS_OK;
+}
+
+static int file_fail(const char *op, const char *path)
+{
+    TS_ERROR("event=mirror_render_error op=%s path=\"%s\" errno=%d msg=\"%s\"", op, path, errno,
+             strerror(errno));
+    return TS_E_IO;
+}
+
+/* Writes data to a new temporary beside DIR/threads/<name><ext> and starts
+ * its writeback, so the disk works on it while the next one is built. */
+static int batch_write(struct ts_mirror_render_batch *b, const char *name, const char *ext,
+                       const char *data, size_t len)
+{
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct batch_file *f = realloc(b->f, cap * sizeof(*f));
+        if (!f)
+            return TS_E_NOMEM;
+        b->f = f;
+        b->cap = cap;
+    }
+    size_t plen = strlen(b->tdir) + 1 + strlen(name) + strlen(ext) + 1;
+    size_t tlen = plen + sizeof(".tmp.XXXXXX");
+    char *path = malloc(plen), *tmp = malloc(tlen);
+    if (!path || !tmp) {
+        free(path);
+        free(tmp);
+        return TS_E_NOMEM;
+    }
+    snprintf(path, plen, "%s/%s%s", b->tdir, name, ext);
+    snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    int err = fd < 0 ? file_fail("create", tmp) : TS_OK;
+    if (err == TS_OK && fchmod(fd, 0644) != 0)
+        err = file_fail("chmod", tmp);
+    for (size_t off = 0; err == TS_OK && off < len;) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno != EINTR)
+            err = file_fail("write", tmp);
+        else if (w > 0)
+            off += (size_t)w;
+    }
+    /* Only a hint (commit's fsync is the promise): errors do not matter. */
+    if (err == TS_OK)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (fd >= 0 && close(fd) != 0 && err == TS_OK)
+        err = file_fail("close", tmp);
+    if (err != TS_OK) {
+        if (fd >= 0)
+            unlink(tmp);
+        free(path);
+        free(tmp);
+        return err;
+    }
+    b->f[b->n].tmp = tmp;
+    b->f[b->n].path = path;
+    b->n++;
+    return TS_OK;
+}
+
+int ts_mirror_render_batch_add(struct ts_mirror_render_batch *b, const Threadsync__Thread *t,
+                               const Threadsync__Comment *const *comments, size_t n)
+{
+    char name[TS_MIRROR_NAME_SIZE];
+    int err = ts_mirror_render_file_name(t->key, name);
+    if (err != TS_OK)
+        return err;
+    char *text;
+    size_t len;
+    err = ts_mirror_render_json(t, comments, n, &text, &len);
+    if (err == TS_OK) {
+        err = batch_write(b, name, ".json", text, len);
+        free(text);
+    }
+    if (err == TS_OK)
+        err = ts_mirror_render_html(t, comments, n, &text, &len);
+    if (err == TS_OK) {
+        err = batch_write(b, name, ".html", text, len);
+        free(text);
+    }
+    return err;
+}
+
+static void batch_drop(struct ts_mirror_render_batch *b, size_t from)
+{
+    for (size_t i = from; i < b->n; i++)
+        unlink(b->f[i].tmp);
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->f[i].tmp);
+        free(b->f[i].path);
+    }
+    b->n = 0;
+}
+
+int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b)
+{
+    if (b->n == 0)
+        return TS_OK;
+    int err = TS_OK;
+    /* Every temporary is on disk before any rename: a crash then leaves
+     * each file old or new, whichever rename it reached. */
+    for (size_t i = 0; i < b->n && err == TS_OK; i++) {
+        int fd = open(b->f[i].tmp, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0)
+            err = file_fail("fsync", b->f[i].tmp);
+        if (fd >= 0)
+            close(fd);
+    }
+    size_t renamed = 0;
+    while (err == TS_OK && renamed < b->n) {
+        if (rename(b->f[renamed].tmp, b->f[renamed].path) != 0)
+            err = file_fail("rename", b->f[renamed].tmp);
+        else
+            renamed++;
+    }
+    if (err == TS_OK) {
+        int fd = open(b->tdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0)
+            err = file_fail("fsync", b->tdir);
+        if (fd >= 0)
+            close(fd);
+    }
+    batch_drop(b, renamed);
+    return err;
+}
+
+void ts_mirror_render_batch_free(struct ts_mirror_render_batch *b)
+{
+    if (!b)
+        return;
+    batch_drop(b, 0);
+    free(b->f);
+    free(b->tdir);
+    free(b);
+}

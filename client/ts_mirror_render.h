@@ -79,4 +79,25 @@ int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment
 int ts_mirror_render_thread(const char *dir, const Threadsync__Thread *t,
                             const Threadsync__Comment *const *comments, size_t n);
 
+/* Many threads' files at once, for a big flush (a first sync writes every
+ * thread). Each file is replaced atomically as by ts_mirror_render_thread,
+ * and all are durable when commit returns, but the disk is not waited for
+ * file by file: add() writes each temporary and starts its writeback;
+ * commit() fsyncs every temporary, renames them all, then fsyncs
+ * DIR/threads once (one directory fsync per batch instead of one per
+ * file). Until commit, readers see the old files; a crash leaves each file
+ * old or new (the temporaries stay, named as ts_file's, never read).
+ * new: creates DIR/threads (0755) when missing; *out (OUT) is freed by
+ * _free(), which removes temporaries not committed. add: TS_OK, TS_E_NOMEM,
+ * TS_E_IO, or as ts_mirror_render_file_name (the batch stays usable).
+ * commit: TS_OK or TS_E_IO (files renamed before the failure stay; the
+ * rest keep their old content); the batch is empty afterwards either way.
+ * One batch belongs to one thread at a time. */
+struct ts_mirror_render_batch;
+int ts_mirror_render_batch_new(const char *dir, struct ts_mirror_render_batch **out);
+int ts_mirror_render_batch_add(struct ts_mirror_render_batch *b, const Threadsync__Thread *t,
+                               const Threadsync__Comment *const *comments, size_t n);
+int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b);
+void ts_mirror_render_batch_free(struct ts_mirror_render_batch *b);
+
 #endif

@@ -1808,7 +1808,12 @@ START_TEST(test_killed_mid_sync_converges)
     char killed[512];
     snprintf(killed, sizeof(killed), "%s", mdir);
     snprintf(mdir, sizeof(mdir), "%s/mirror-clean", node.dir);
-    mirror_once(NULL);
+    mirror_once(&err);
+    /* A first sync renders once it is caught up, each thread once, however
+     * many batches and groups the sync took. */
+    ck_assert_uint_eq(field(err, "events="), 6000);
+    ck_assert_uint_eq(field(err, "rendered="), 20);
+    free(err);
     for (size_t t = 0; t < p.n_threads; t++)
         assert_same_files(killed, mdir, p.keys[t]);
     fprintf(stderr, "killed mid-sync: %d of the kills landed inside the sync\n", mid);

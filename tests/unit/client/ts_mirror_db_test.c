@@ -1,7 +1,9 @@
 /*
  * ts_mirror_db: upsert by version, idempotent batches, the cursor moving in
  * the same transaction as the data (forced failure and a real crash in a
- * child process mid-transaction), snapshots, reads, the digest agreeing
+ * child process mid-transaction), groups of batches in one transaction
+ * (a crash inside or between them, a failure, other writes ending them),
+ * a thread's versions within one batch, snapshots, reads, the digest agreeing
  * across different batchings of the same content, and replaced text gone
  * from the file's bytes.
  */
@@ -555,6 +557,304 @@ START_TEST(test_crash_mid_batch)
 }
 END_TEST
 
+/* Third batch, after the second: comment 8 under thread 6, comment 4 hidden,
+ * cursor 60. */
+static Threadsync__Thread g_t6c, g_t1c;
+static Threadsync__Comment g_c8, g_c4c;
+static void third_batch(struct batch *b)
+{
+    g_t6c = mk_thread(6, "site/other", 2, 1);
+    g_t1c = mk_thread(1, "site/2021/one", 9, 2);
+    g_c8 = mk_comment(8, 6, 0, THREADSYNC__STATUS__VISIBLE, "eight", 1);
+    g_c4c = mk_comment(4, 1, 3, THREADSYNC__STATUS__HIDDEN, "", 2);
+    batch_init(b, 60);
+    batch_add(b, 51, &g_t6c, &g_c8);
+    batch_add(b, 52, &g_t1c, &g_c4c);
+}
+
+/* The cursor as another connection (a web stack) sees it: committed only. */
+static uint64_t committed_cursor(void)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    sqlite3 *s;
+    ck_assert_int_eq(sqlite3_open_v2(path, &s, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(
+        sqlite3_prepare_v2(s, "SELECT value FROM meta WHERE key='last_seq'", -1, &st, NULL),
+        SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    uint64_t v = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    return v;
+}
+
+/* The digest of every thread of a mirror applied batch by batch, without
+ * groups, in a directory of its own. */
+static void reference_digests(char d1[65], char d6[65])
+{
+    char saved[128];
+    snprintf(saved, sizeof(saved), "%s", mdir);
+    snprintf(mdir, sizeof(mdir), "%s/ref", tmpdir);
+    struct ts_mirror_db *db = open_db();
+    struct batch b1, b2, b3;
+    first_batch(&b1);
+    second_batch(&b2, THREADSYNC__STATUS__VISIBLE);
+    third_batch(&b3);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b3.ev, NULL), TS_OK);
+    ck_assert_uint_eq(cursor_of(db), 60);
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, d1), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_digest(db, 6, d6), TS_OK);
+    ts_mirror_db_close(db);
+    snprintf(mdir, sizeof(mdir), "%s", saved);
+}
+
+START_TEST(test_group_commits_whole_batches)
+{
+    struct ts_mirror_db *db = open_db();
+    struct batch b1, b2, b3;
+    first_batch(&b1);
+    second_batch(&b2, THREADSYNC__STATUS__VISIBLE);
+    third_batch(&b3);
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK); /* none open: nothing */
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+    ck_assert_uint_eq(committed_cursor(), 10);
+
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK); /* already open */
+    ck_assert(ts_mirror_db_group_is_open(db));
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, &touched), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b3.ev, &touched), TS_OK);
+    /* This connection reads the group's rows; nobody else does yet. */
+    ck_assert_uint_eq(cursor_of(db), 60);
+    ck_assert_uint_eq(counts_of(db, 0).comments, 5);
+    ck_assert_uint_eq(committed_cursor(), 10);
+    ck_assert_uint_eq(touched.n, 2);
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    ck_assert_uint_eq(committed_cursor(), 60);
+
+    char d1[65], d6[65], r1[65], r6[65];
+    reference_digests(r1, r6);
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, d1), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_digest(db, 6, d6), TS_OK);
+    ck_assert_str_eq(d1, r1);
+    ck_assert_str_eq(d6, r6);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+static int crash_at_52(uint64_t seq)
+{
+    if (seq == 52)
+        _exit(42);
+    return 0;
+}
+
+/* A child applies batch 1 alone, then batches 2 and 3 in one group, and
+ * dies: mid_batch 1 inside batch 3, 0 between batches 2 and 3. */
+static void crash_in_group(int mid_batch)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct ts_mirror_db *cdb;
+        if (ts_mirror_db_open(mdir, &cdb) != TS_OK)
+            _exit(1);
+        struct batch b1, b2, b3;
+        first_batch(&b1);
+        second_batch(&b2, THREADSYNC__STATUS__VISIBLE);
+        third_batch(&b3);
+        if (ts_mirror_db_apply_events(cdb, &b1.ev, NULL) != TS_OK ||
+            ts_mirror_db_group_begin(cdb) != TS_OK ||
+            ts_mirror_db_apply_events(cdb, &b2.ev, NULL) != TS_OK)
+            _exit(1);
+        if (!mid_batch)
+            _exit(42); /* like kill -9 between two batches of the group */
+        ts__mirror_db_fault_hook = crash_at_52;
+        ts_mirror_db_apply_events(cdb, &b3.ev, NULL);
+        _exit(2);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 42);
+}
+
+START_TEST(test_crash_in_group_resumes)
+{
+    char r1[65], r6[65];
+    reference_digests(r1, r6);
+    for (int mid = 0; mid <= 1; mid++) {
+        crash_in_group(mid);
+        /* The whole group is gone, batch 1 is all there: the mirror
+         * resumes from cursor 10 and asks for batches 2 and 3 again. */
+        struct ts_mirror_db *db = open_db();
+        ck_assert_uint_eq(cursor_of(db), 10);
+        struct ts_mirror_counts c = counts_of(db, 0);
+        ck_assert_uint_eq(c.threads, 1);
+        ck_assert_uint_eq(c.comments, 2);
+        struct ts_mirror_thread *mt;
+        ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 1, &mt), TS_OK);
+        ck_assert_uint_eq(mt->thread.version, 3);
+        ts_mirror_thread_free(mt);
+
+        struct batch b2, b3;
+        second_batch(&b2, THREADSYNC__STATUS__VISIBLE);
+        third_batch(&b3);
+        ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, NULL), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_apply_events(db, &b3.ev, NULL), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+        ck_assert_uint_eq(cursor_of(db), 60);
+        char d1[65], d6[65];
+        ck_assert_int_eq(ts_mirror_db_digest(db, 1, d1), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_digest(db, 6, d6), TS_OK);
+        ck_assert_str_eq(d1, r1);
+        ck_assert_str_eq(d6, r6);
+        ts_mirror_db_close(db);
+        teardown();
+        setup();
+    }
+}
+END_TEST
+
+START_TEST(test_group_failure_rolls_back_group)
+{
+    struct ts_mirror_db *db = open_db();
+    struct batch b1, b2, bad;
+    first_batch(&b1);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+    struct state before = state_of(db);
+
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    third_batch(&b2); /* touches threads 1 and 6 */
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 2);
+    /* The CHECK refuses comment 5: the whole group goes, not only this
+     * batch, and the group is over. */
+    second_batch(&bad, (Threadsync__Status)7);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &bad.ev, &touched), TS_E_IO);
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    assert_same_state(db, &before);
+    ck_assert_uint_eq(committed_cursor(), 10);
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 6, &mt), TS_E_NOT_FOUND);
+    ck_assert_uint_eq(touched.n, 2); /* the earlier batch's ids stay: a superset */
+
+    /* Without a group, the next batch commits on its own. */
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, NULL), TS_OK);
+    ck_assert_uint_eq(committed_cursor(), 60);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_group_ended_by_other_writes)
+{
+    struct ts_mirror_db *db = open_db();
+    struct batch b1, b2;
+    first_batch(&b1);
+    second_batch(&b2, THREADSYNC__STATUS__VISIBLE);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_setting_set(db, "rendered_seq", "10"), TS_OK);
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    ck_assert_uint_eq(committed_cursor(), 10);
+
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 100), TS_OK);
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    ck_assert_uint_eq(committed_cursor(), 40);
+
+    /* Closing with a group open forgets it, as a crash would. */
+    struct batch b3;
+    third_batch(&b3);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b3.ev, NULL), TS_OK);
+    ts_mirror_db_close(db);
+    db = open_db();
+    ck_assert_uint_eq(cursor_of(db), 40);
+    ck_assert_uint_eq(counts_of(db, 6).comments, 0);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_replaced_text_scrubbed_after_group)
+{
+    struct ts_mirror_db *db = open_db();
+    apply_c2(db, 1, THREADSYNC__STATUS__VISIBLE, "words to be hidden later");
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    apply_c2(db, 2, THREADSYNC__STATUS__HIDDEN, "");
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+    ck_assert(!db_has("words to be hidden later"));
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_thread_versions_within_batch)
+{
+    /* A batch carries a thread once per event; only the highest version
+     * may win, wherever it sits in the batch, and the thread counts as
+     * touched exactly when that version is newer than the stored one. */
+    struct ts_mirror_db *db = open_db();
+    struct batch b1;
+    first_batch(&b1); /* thread 1 v3 */
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+
+    Threadsync__Thread t5 = mk_thread(1, "site/2021/one", 5, 5);
+    Threadsync__Thread t9 = mk_thread(1, "site/2021/one", 9, 9);
+    Threadsync__Thread t7 = mk_thread(1, "site/2021/one", 7, 7);
+    Threadsync__Thread u1 = mk_thread(20, "site/twenty", 1, 1);
+    Threadsync__Thread u2 = mk_thread(20, "site/twenty", 2, 2);
+    t9.title = "the newest title";
+    struct batch b;
+    batch_init(&b, 30);
+    batch_add(&b, 21, &t5, NULL);
+    batch_add(&b, 22, &u2, NULL);
+    batch_add(&b, 23, &t9, NULL);
+    batch_add(&b, 24, &u1, NULL);
+    batch_add(&b, 25, &t7, NULL);
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 2);
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 1, &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.version, 9);
+    ck_assert_uint_eq(mt->thread.comment_count, 9);
+    ck_assert_str_eq(mt->thread.title, "the newest title");
+    ts_mirror_thread_free(mt);
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 20, &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.version, 2);
+    ts_mirror_thread_free(mt);
+
+    /* All older than or equal to what is stored: nothing changes. */
+    ts_mirror_touched_clear(&touched);
+    Threadsync__Thread t8 = mk_thread(1, "site/2021/one", 8, 1);
+    Threadsync__Thread t9b = mk_thread(1, "site/2021/one", 9, 1);
+    struct batch old;
+    batch_init(&old, 31);
+    batch_add(&old, 26, &t8, NULL);
+    batch_add(&old, 27, &t9b, NULL);
+    batch_add(&old, 28, &t5, NULL);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &old.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 0);
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 1, &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.comment_count, 9);
+    ts_mirror_thread_free(mt);
+    ck_assert_uint_eq(cursor_of(db), 31);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
 START_TEST(test_snapshot_then_events)
 {
     struct ts_mirror_db *db = open_db();
@@ -848,6 +1148,12 @@ int main(void)
     tcase_add_test(tc, test_replaced_text_scrubbed);
     tcase_add_test(tc, test_failed_batch_moves_nothing);
     tcase_add_test(tc, test_crash_mid_batch);
+    tcase_add_test(tc, test_group_commits_whole_batches);
+    tcase_add_test(tc, test_crash_in_group_resumes);
+    tcase_add_test(tc, test_group_failure_rolls_back_group);
+    tcase_add_test(tc, test_group_ended_by_other_writes);
+    tcase_add_test(tc, test_replaced_text_scrubbed_after_group);
+    tcase_add_test(tc, test_thread_versions_within_batch);
     tcase_add_test(tc, test_snapshot_then_events);
     tcase_add_test(tc, test_digest_same_across_batchings);
     tcase_add_test(tc, test_foreach_and_counts);

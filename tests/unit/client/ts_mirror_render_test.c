@@ -2,7 +2,8 @@
  * ts_mirror_render: the comment tree (reply to a reply, a deleted parent
  * with its replies, hidden branches), escaping, Unicode passing through,
  * 1,000 and 100,000 levels of nesting without recursion, file names, and
- * atomic writes that leave no temporary files behind.
+ * atomic writes that leave no temporary files behind, one by one or in
+ * batches (nothing replaced before commit, a failed commit halfway).
  */
 #include <check.h>
 #include <dirent.h>
@@ -484,6 +485,97 @@ START_TEST(test_files_atomic)
 }
 END_TEST
 
+START_TEST(test_batch_files)
+{
+    char mdir[128], tdir[160], path[512];
+    snprintf(mdir, sizeof(mdir), "%s/mirror", tmpdir); /* created by batch_new */
+    snprintf(tdir, sizeof(tdir), "%s/threads", mdir);
+    struct ts_mirror_render_batch *b;
+    ck_assert_int_eq(ts_mirror_render_batch_new(mdir, &b), TS_OK);
+    ck_assert_int_eq(ts_mirror_render_batch_commit(b), TS_OK); /* empty: nothing */
+
+    /* 40 threads in one batch: the same bytes as one at a time. */
+    char keys[40][32];
+    Threadsync__Thread ts[40];
+    Threadsync__Comment c = mk(1, 0, THREADSYNC__STATUS__VISIBLE, "batched words");
+    const Threadsync__Comment *p[] = {&c};
+    for (int i = 0; i < 40; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "site/b%02d", i);
+        ts[i] = mk_thread(keys[i]);
+        ck_assert_int_eq(ts_mirror_render_batch_add(b, &ts[i], p, 1), TS_OK);
+    }
+    /* Nothing replaces a file before commit: only temporaries so far. */
+    ck_assert_int_eq(count_entries(tdir, ".tmp"), 80);
+    ck_assert_int_eq(count_entries(tdir, ".html.tmp"), 40);
+    snprintf(path, sizeof(path), "%s/site%%2Fb07.html", tdir);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), -1);
+    ck_assert_int_eq(ts_mirror_render_batch_commit(b), TS_OK);
+    ck_assert_int_eq(count_entries(tdir, ".tmp"), 0);
+    ck_assert_int_eq(count_entries(tdir, "site%2Fb"), 80);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0644);
+    char ref[128];
+    snprintf(ref, sizeof(ref), "%s/ref", tmpdir);
+    for (int i = 0; i < 40; i += 13) {
+        ck_assert_int_eq(ts_mirror_render_thread(ref, &ts[i], p, 1), TS_OK);
+        for (int k = 0; k < 2; k++) {
+            const char *ext = k ? "json" : "html";
+            char a[512], r[512];
+            snprintf(a, sizeof(a), "%s/site%%2Fb%02d.%s", tdir, i, ext);
+            snprintf(r, sizeof(r), "%s/threads/site%%2Fb%02d.%s", ref, i, ext);
+            char *x = slurp(a), *y = slurp(r);
+            ck_assert_ptr_nonnull(strstr(x, "batched words"));
+            ck_assert_str_eq(x, y);
+            free(x);
+            free(y);
+        }
+    }
+
+    /* A batch freed without commit leaves the old files and no temporary. */
+    c.body = "never committed";
+    c.version = 2;
+    ck_assert_int_eq(ts_mirror_render_batch_add(b, &ts[7], p, 1), TS_OK);
+    ck_assert_int_eq(count_entries(tdir, ".tmp"), 2);
+    ts_mirror_render_batch_free(b);
+    ck_assert_int_eq(count_entries(tdir, ".tmp"), 0);
+    char *html = slurp(path);
+    ck_assert_ptr_nonnull(strstr(html, "batched words"));
+    ck_assert_ptr_null(strstr(html, "never committed"));
+    free(html);
+
+    /* A rename that fails (the target is a directory): TS_E_IO, the files
+     * before it are replaced, the rest keep their content, no temporary
+     * stays, and the batch is empty and usable again. */
+    ck_assert_int_eq(ts_mirror_render_batch_new(mdir, &b), TS_OK);
+    Threadsync__Thread blocked = mk_thread("blocked");
+    snprintf(path, sizeof(path), "%s/blocked.json", tdir);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    c.body = "third words";
+    c.version = 3;
+    ck_assert_int_eq(ts_mirror_render_batch_add(b, &ts[1], p, 1), TS_OK);
+    ck_assert_int_eq(ts_mirror_render_batch_add(b, &blocked, p, 1), TS_OK);
+    ck_assert_int_eq(ts_mirror_render_batch_add(b, &ts[2], p, 1), TS_OK);
+    ck_assert_int_eq(ts_mirror_render_batch_commit(b), TS_E_IO);
+    ck_assert_int_eq(count_entries(tdir, ".tmp"), 0);
+    snprintf(path, sizeof(path), "%s/site%%2Fb01.json", tdir);
+    char *json = slurp(path);
+    ck_assert_ptr_nonnull(strstr(json, "third words"));
+    free(json);
+    snprintf(path, sizeof(path), "%s/site%%2Fb02.json", tdir);
+    json = slurp(path);
+    ck_assert_ptr_nonnull(strstr(json, "batched words"));
+    free(json);
+    ck_assert_int_eq(ts_mirror_render_batch_add(b, &ts[2], p, 1), TS_OK);
+    ck_assert_int_eq(ts_mirror_render_batch_commit(b), TS_OK);
+    json = slurp(path);
+    ck_assert_ptr_nonnull(strstr(json, "third words"));
+    free(json);
+    ts_mirror_render_batch_free(b);
+    ts_mirror_render_batch_free(NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ts_mirror_render");
@@ -497,6 +589,7 @@ int main(void)
     tcase_add_test(tc, test_deep_nesting_small_stack);
     tcase_add_test(tc, test_file_names);
     tcase_add_test(tc, test_files_atomic);
+    tcase_add_test(tc, test_batch_files);
     suite_add_tcase(s, tc);
     return ts_check_run(s);
 }
