@@ -442,8 +442,10 @@ static void fake_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
     }
     case THREADSYNC__FRAME__MSG_POST: {
         ck_assert_uint_ne(f->post->request_id, 0);
-        ck_assert_int_lt(k->posts, 8);
-        snprintf(k->keys[k->posts], sizeof(k->keys[0]), "%s", f->post->idempotency_key);
+        /* the first keys are kept for the tests that compare them; a
+         * redirect loop may send more posts than that */
+        if (k->posts < (int)(sizeof(k->keys) / sizeof(k->keys[0])))
+            snprintf(k->keys[k->posts], sizeof(k->keys[0]), "%s", f->post->idempotency_key);
         int n = ++k->posts;
         if (k->mode == FAKE_SILENT)
             break;
