@@ -91,6 +91,7 @@ struct mirror {
     struct ts_mirror_db *helper_db[RENDER_HELPERS]; /* read connections of render helpers */
     uv_signal_t sigint, sigterm;
     uv_timer_t group_timer; /* commits a group the stream left waiting */
+    uv_timer_t scrub_timer; /* retries a scrub a reader blocked */
     int verify;
 
     /* the subscription's filter */
@@ -221,6 +222,7 @@ static void stop(struct mirror *m, int exit_code)
         m->exit_code = TS_CLI_EXIT_CONN;
     ts_client_close(m->c, NULL, NULL);
     uv_close((uv_handle_t *)&m->group_timer, on_closed);
+    uv_close((uv_handle_t *)&m->scrub_timer, on_closed);
     uv_close((uv_handle_t *)&m->sigint, on_closed);
     uv_close((uv_handle_t *)&m->sigterm, on_closed);
 }
@@ -325,6 +327,26 @@ static int render_pending(struct mirror *m)
 }
 
 /* Renders every pending thread, then records the cursor they cover. */
+/* Replaced text must leave the files even when no change follows: while
+ * a scrub is due (a reader, often our own render thread, blocked it), retry
+ * every SCRUB_RETRY_MS. */
+#define SCRUB_RETRY_MS 100
+
+static void on_scrub_timer(uv_timer_t *t)
+{
+    struct mirror *m = t->data;
+    ts_mirror_db_scrub_retry(m->db);
+    if (!ts_mirror_db_scrub_due(m->db))
+        uv_timer_stop(t);
+}
+
+static void scrub_watch(struct mirror *m)
+{
+    if (!m->stopping && ts_mirror_db_scrub_due(m->db) &&
+        !uv_is_active((uv_handle_t *)&m->scrub_timer))
+        uv_timer_start(&m->scrub_timer, on_scrub_timer, SCRUB_RETRY_MS, SCRUB_RETRY_MS);
+}
+
 static int render_flush(struct mirror *m)
 {
     uint64_t cursor = 0, t0 = now_ns();
@@ -347,6 +369,7 @@ static int render_flush(struct mirror *m)
         if (rc == TS_OK)
             m->rendered_seq = cursor;
     }
+    scrub_watch(m);
     return rc;
 }
 
@@ -947,6 +970,8 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     }
     uv_timer_init(m.loop, &m.group_timer);
     m.group_timer.data = &m;
+    uv_timer_init(m.loop, &m.scrub_timer);
+    m.scrub_timer.data = &m;
     uv_signal_init(m.loop, &m.sigint);
     uv_signal_init(m.loop, &m.sigterm);
     m.sigint.data = m.sigterm.data = &m;

@@ -311,6 +311,17 @@ static void scrub(struct ts_mirror_db *db)
         TS_DEBUG("event=mirror_db_scrub_deferred code=%d", rc);
 }
 
+int ts_mirror_db_scrub_due(const struct ts_mirror_db *db)
+{
+    return db->scrub_due;
+}
+
+void ts_mirror_db_scrub_retry(struct ts_mirror_db *db)
+{
+    if (db->scrub_due && !db->group_open)
+        scrub(db);
+}
+
 /* Runs body in one transaction, or inside the open group's: a failure then
  * rolls the whole group back and ends it. touched is put back as it was
  * before this call when the body does not commit, so callers never

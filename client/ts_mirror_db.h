@@ -190,4 +190,12 @@ int ts_mirror_db_setting_set(struct ts_mirror_db *db, const char *name, const ch
  * crash mid-transaction). */
 extern int (*ts__mirror_db_fault_hook)(uint64_t seq);
 
+/* 1 while text a commit replaced may still be in the WAL: a reader (the
+ * web stack, or the mirror's own render thread) held it open when the
+ * commit tried to scrub. ts_mirror_db_scrub_retry() tries again at once
+ * (never inside an open group); an idle mirror calls it on a timer, so the
+ * text does not wait for the next change to go. */
+int ts_mirror_db_scrub_due(const struct ts_mirror_db *db);
+void ts_mirror_db_scrub_retry(struct ts_mirror_db *db);
+
 #endif
