@@ -54,13 +54,6 @@ static uint64_t field_u64(const char *text, const char *key)
     return strtoull(p + strlen(key), NULL, 10);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 START_TEST(test_post_get_tree)
 {
     char *out;
@@ -138,9 +131,9 @@ START_TEST(test_watch_sees_posts_within_a_second)
         const char *p[] = {"post", "--thread", "demo/watch", "--name", "Ann", "--body", body, NULL};
         ck_assert_int_eq(cli(&out, NULL, p), 0);
         free(out);
-        uint64_t posted = now_ms();
+        uint64_t posted = ts_test_now_ms();
         while (!memmem(buf, len, body, strlen(body))) {
-            uint64_t now = now_ms();
+            uint64_t now = ts_test_now_ms();
             ck_assert_msg(now - posted < 1000, "watch did not print %s within 1 s", body);
             struct pollfd pfd = {.fd = pipefd[0], .events = POLLIN};
             if (poll(&pfd, 1, (int)(1000 - (now - posted))) <= 0)

@@ -23,21 +23,6 @@
 static struct ts_testnode nodes[N];
 static char certs[256];
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void teardown(void)
 {
     for (int i = 0; i < N; i++) {
@@ -45,7 +30,7 @@ static void teardown(void)
         ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
     }
     if (certs[0])
-        nftw(certs, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+        ts_test_rmtree(certs);
 }
 
 /* Runs the CLI with the common options for nodes order[0..n) and the given
@@ -108,16 +93,16 @@ static void start_cluster(void)
     for (int i = 1; i < N; i++) {
         char name[8];
         snprintf(name, sizeof(name), "n%d", i + 1);
-        uint64_t deadline = now_ms() + 60000;
-        while (voters() != i && now_ms() < deadline)
+        uint64_t deadline = ts_test_now_ms() + 60000;
+        while (voters() != i && ts_test_now_ms() < deadline)
             usleep(100000);
         ck_assert_int_eq(voters(), i);
         ck_assert_int_eq(
             ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, NULL),
             TS_OK);
     }
-    uint64_t deadline = now_ms() + 60000;
-    while (voters() != N && now_ms() < deadline)
+    uint64_t deadline = ts_test_now_ms() + 60000;
+    while (voters() != N && ts_test_now_ms() < deadline)
         usleep(100000);
     ck_assert_int_eq(voters(), N);
 }
@@ -125,8 +110,8 @@ static void start_cluster(void)
 /* The leader's index from `admin cluster --json`, waiting for one. */
 static int leader_index(const int *order, int n)
 {
-    uint64_t deadline = now_ms() + 30000;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ts_test_now_ms() + 30000;
+    while (ts_test_now_ms() < deadline) {
         char *out = NULL;
         const char *args[] = {"admin", "cluster", "--json", NULL};
         int rc = cli(order, n, nodes[0].token_file, args, &out);

@@ -37,21 +37,6 @@
 static struct ts_testnode nodes[N + 1]; /* [N]: an intruder */
 static char certs[256], evil[256];
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void teardown(void)
 {
     for (int i = 0; i <= N; i++) {
@@ -59,9 +44,9 @@ static void teardown(void)
         ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
     }
     if (certs[0])
-        nftw(certs, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+        ts_test_rmtree(certs);
     if (evil[0])
-        nftw(evil, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+        ts_test_rmtree(evil);
 }
 
 /* ---- raw protocol helpers ---- */
@@ -83,9 +68,9 @@ static struct ts_raw *connect_as(const struct ts_testnode *n, const char *token)
 static int await(struct ts_raw *r, uint64_t rid, int timeout_ms, Threadsync__Frame **res,
                  char *leader, size_t leader_size)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = ts_test_now_ms();
         if (now >= deadline)
             return TS_E_TIMEOUT;
         Threadsync__Frame *in;
@@ -156,8 +141,8 @@ static int node_by_addr(const char *addr)
 static int cl_post(struct cl *c, const char *key, const char *thread, const char *body,
                    int budget_ms, uint64_t *id)
 {
-    uint64_t deadline = now_ms() + (uint64_t)budget_ms;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)budget_ms;
+    while (ts_test_now_ms() < deadline) {
         if (!c->r) {
             c->r = connect_as(&nodes[c->cur], nodes[0].poster_token);
             if (!c->r) {
@@ -241,8 +226,8 @@ static int leader_seen_by(int i)
 /* Waits until every running node agrees on one leader; returns it. */
 static int await_leader(int timeout_ms)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
+    while (ts_test_now_ms() < deadline) {
         int agreed = -2;
         for (int i = 0; i < N && agreed != -1; i++) {
             if (!nodes[i].pid)
@@ -265,7 +250,7 @@ static int await_leader(int timeout_ms)
 /* Number of voters the leader lists, waiting up to timeout for want. */
 static size_t await_voters(size_t want, int timeout_ms)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
     size_t voters = 0;
     do {
         int l = await_leader(5000);
@@ -278,7 +263,7 @@ static size_t await_voters(size_t want, int timeout_ms)
         if (voters == want)
             return voters;
         usleep(100000);
-    } while (now_ms() < deadline);
+    } while (ts_test_now_ms() < deadline);
     return voters;
 }
 
@@ -317,8 +302,8 @@ static uint8_t *state_bytes(Threadsync__GetResult *g, size_t *len)
  * comments; returns 1 when they converged. */
 static int await_same(const char *thread, size_t want, int timeout_ms)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
+    while (ts_test_now_ms() < deadline) {
         uint8_t *ref = NULL;
         size_t ref_len = 0;
         int same = 1;
@@ -460,13 +445,13 @@ START_TEST(test_membership_and_reads)
     ck_assert(await_same("clu/m", 20, 30000));
 
     /* SIGTERM on the leader hands leadership over, then it exits cleanly */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = ts_test_now_ms();
     ck_assert_int_eq(ts_testnode_kill(&nodes[l], SIGTERM), 0);
     int nl = await_leader(20000);
     ck_assert_int_ge(nl, 0);
     ck_assert_int_ne(nl, l);
     fprintf(stderr, "cluster: leader handed over to node %d, %llu ms after SIGTERM\n", nl + 1,
-            (unsigned long long)(now_ms() - t0));
+            (unsigned long long)(ts_test_now_ms() - t0));
     ck_assert_int_eq(cl_post(&cl, "m-after", "clu/m", "after the handover", 30000, &id), TS_OK);
     cl_close(&cl);
 
@@ -538,18 +523,18 @@ static int count_lines(const char *path)
 
 static void await_lines(const char *path, int want, int timeout_ms)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-    while (count_lines(path) < want && now_ms() < deadline)
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
+    while (count_lines(path) < want && ts_test_now_ms() < deadline)
         usleep(20000);
     ck_assert_int_ge(count_lines(path), want);
 }
 
 static void await_child(pid_t child, int timeout_ms)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
     int status = 0;
     while (waitpid(child, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (ts_test_now_ms() > deadline) {
             kill(child, SIGKILL);
             waitpid(child, &status, 0);
             ck_abort_msg("a client child did not finish in time");
@@ -625,9 +610,9 @@ static pid_t start_mirror(int node, const char *path, int total, const char *thr
         return child;
     static unsigned char seen[1 << 16];
     int distinct = 0, moves = 0;
-    uint64_t thread_id = 0, cursor = 0, deadline = now_ms() + 240000;
+    uint64_t thread_id = 0, cursor = 0, deadline = ts_test_now_ms() + 240000;
     struct ts_raw *r = NULL;
-    while (distinct < total && now_ms() < deadline) {
+    while (distinct < total && ts_test_now_ms() < deadline) {
         if (!r) {
             r = mirror_subscribe(node, cursor);
             if (!r) {
@@ -730,14 +715,14 @@ START_TEST(test_kill9_leader_loses_nothing)
 
     int status = ts_testnode_kill(&nodes[l], SIGKILL);
     ck_assert(WIFSIGNALED(status));
-    uint64_t t0 = now_ms();
+    uint64_t t0 = ts_test_now_ms();
     int nl = await_leader(30000);
     ck_assert_int_ge(nl, 0);
     ck_assert_int_ne(nl, l);
     int before = count_lines(acked);
     await_lines(acked, before + 20, 60000); /* posting resumed */
     fprintf(stderr, "cluster: new leader node %d after %llu ms\n", nl + 1,
-            (unsigned long long)(now_ms() - t0));
+            (unsigned long long)(ts_test_now_ms() - t0));
 
     await_child(child, 120000);
     /* the old leader comes back as a follower and catches up */
@@ -844,10 +829,10 @@ START_TEST(test_cli_mirror_fails_over)
     check_acked(acked, "clu/m", total);
 
     /* The mirror follows live: verify passes once it has caught up. */
-    uint64_t deadline = now_ms() + 60000;
+    uint64_t deadline = ts_test_now_ms() + 60000;
     char *out = NULL;
     while (cli_verify(dir, token, &out) != 0) {
-        ck_assert_msg(now_ms() < deadline, "mirror never equal to the cluster: %s", out);
+        ck_assert_msg(ts_test_now_ms() < deadline, "mirror never equal to the cluster: %s", out);
         free(out);
         usleep(300000);
     }
@@ -971,9 +956,9 @@ START_TEST(test_outsiders_are_refused)
     uint8_t hello[24] = {1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 16};
     ck_assert_int_eq(write(fd, hello, sizeof(hello)), (ssize_t)sizeof(hello));
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    uint64_t deadline = now_ms() + 3000;
+    uint64_t deadline = ts_test_now_ms() + 3000;
     ssize_t got = 0;
-    while (now_ms() < deadline && poll(&p, 1, 200) >= 0) {
+    while (ts_test_now_ms() < deadline && poll(&p, 1, 200) >= 0) {
         if (p.revents) {
             char buf[64];
             got = read(fd, buf, sizeof(buf));
@@ -1005,10 +990,10 @@ START_TEST(test_outsiders_are_refused)
     rc = ts_testnode_start_member(&nodes[N], &nodes[0], certs, "n4", 4, extra);
     /* TS_E_IO: it was refused and exited before the harness saw it listen */
     ck_assert(rc == TS_OK || rc == TS_E_IO);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = ts_test_now_ms();
     int status = 0;
     while (nodes[N].pid && waitpid(nodes[N].pid, &status, WNOHANG) == 0) {
-        ck_assert_msg(now_ms() - t0 < 60000, "the intruder is still running");
+        ck_assert_msg(ts_test_now_ms() - t0 < 60000, "the intruder is still running");
         usleep(50000);
     }
     if (nodes[N].pid)

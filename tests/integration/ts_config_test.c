@@ -28,13 +28,6 @@
 static struct ts_testnode node;
 static char conf[512], addr_file[512];
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void write_text(const char *path, const char *text, const char *mode)
 {
     FILE *f = fopen(path, mode);
@@ -73,8 +66,8 @@ static void spawn_from_config(void)
         _exit(127);
     }
     node.pid = pid;
-    uint64_t deadline = now_ms() + 20000;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ts_test_now_ms() + 20000;
+    while (ts_test_now_ms() < deadline) {
         FILE *f = fopen(addr_file, "r");
         char line[64] = "";
         if (f) {
@@ -185,10 +178,10 @@ START_TEST(test_sighup_reloads_tokens_and_limits)
     ck_assert_int_eq(kill(node.pid, SIGHUP), 0);
 
     /* the signal is handled on the node's loop: poll for the new token */
-    uint64_t deadline = now_ms() + 10000;
+    uint64_t deadline = ts_test_now_ms() + 10000;
     int rc;
     uint32_t max_frame = 0, heartbeat_ms = 0;
-    while ((rc = hello(fresh, &max_frame, &heartbeat_ms)) != TS_OK && now_ms() < deadline)
+    while ((rc = hello(fresh, &max_frame, &heartbeat_ms)) != TS_OK && ts_test_now_ms() < deadline)
         usleep(50000);
     ck_assert_int_eq(rc, TS_OK);
     ck_assert_uint_eq(max_frame, 80000); /* the new limit, for new connections */
@@ -208,9 +201,9 @@ START_TEST(test_sighup_reloads_tokens_and_limits)
     write_text(node.tokens, "poster broken-line not-a-hash\n", "a");
     write_conf(90000);
     ck_assert_int_eq(kill(node.pid, SIGHUP), 0);
-    deadline = now_ms() + 10000;
+    deadline = ts_test_now_ms() + 10000;
     while (hello(node.admin_token, &max_frame, NULL) == TS_OK && max_frame != 90000 &&
-           now_ms() < deadline)
+           ts_test_now_ms() < deadline)
         usleep(50000);
     ck_assert_uint_eq(max_frame, 90000);
     ck_assert_int_eq(hello(fresh, NULL, NULL), TS_OK);

@@ -46,21 +46,6 @@
 static struct ts_testnode nodes[N];
 static char certs[256];
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void teardown(void)
 {
     for (int i = 0; i < N; i++) {
@@ -68,7 +53,7 @@ static void teardown(void)
         ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
     }
     if (certs[0])
-        nftw(certs, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+        ts_test_rmtree(certs);
 }
 
 /* ---- blocking helpers over libthreadsync, one node at a time ---- */
@@ -120,8 +105,8 @@ static int agreed_leader(void)
 
 static int await_leader(int timeout_ms)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
+    while (ts_test_now_ms() < deadline) {
         int l = agreed_leader();
         if (l >= 0)
             return l;
@@ -155,8 +140,8 @@ static void start_cluster(void)
         ck_assert_int_eq(
             ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, NULL),
             TS_OK);
-        uint64_t deadline = now_ms() + 60000;
-        while (voters_of(0) != (size_t)i + 1 && now_ms() < deadline)
+        uint64_t deadline = ts_test_now_ms() + 60000;
+        while (voters_of(0) != (size_t)i + 1 && ts_test_now_ms() < deadline)
             usleep(100000);
         ck_assert_uint_eq(voters_of(0), (size_t)i + 1);
     }
@@ -216,7 +201,7 @@ static void on_post(void *arg, int err, const Threadsync__Error *detail,
     }
     p->ids[s->idx] = res->comment_id;
     p->acked++;
-    p->last_ack_ms = now_ms();
+    p->last_ack_ms = ts_test_now_ms();
 }
 
 static void post_submit(struct poster *p, int idx)
@@ -361,7 +346,7 @@ static int seen_all_acked(const struct run *r)
 static void next_phase(struct run *r)
 {
     r->phase++;
-    r->phase_start = now_ms();
+    r->phase_start = ts_test_now_ms();
     r->phase_deadline = r->phase_start + PHASE_MS;
 }
 
@@ -385,7 +370,7 @@ static int at_least(int n)
 static void on_driver(uv_timer_t *t)
 {
     struct run *r = t->data;
-    uint64_t now = now_ms();
+    uint64_t now = ts_test_now_ms();
     ck_assert_msg(now < r->phase_deadline,
                   "phase %d timed out: acked %d/%d, in flight %d, sub cursor %llu on node %llu",
                   r->phase, r->p.acked, TOTAL, r->p.in_flight, (unsigned long long)r->s.cursor,
@@ -507,7 +492,7 @@ START_TEST(test_library_follows_failover)
     uv_timer_init(&r.loop, &r.post_timer);
     uv_timer_init(&r.loop, &r.driver);
     r.post_timer.data = r.driver.data = &r;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = ts_test_now_ms();
     r.phase_start = t0;
     r.phase_deadline = t0 + PHASE_MS;
     uv_timer_start(&r.post_timer, on_post_tick, POST_EVERY_MS, POST_EVERY_MS);
@@ -515,7 +500,7 @@ START_TEST(test_library_follows_failover)
     uv_run(&r.loop, UV_RUN_DEFAULT);
     ck_assert(r.done);
     ck_assert_int_eq(uv_loop_close(&r.loop), 0);
-    uint64_t elapsed = now_ms() - t0;
+    uint64_t elapsed = ts_test_now_ms() - t0;
 
     fprintf(stderr,
             "failover: %d posts in %llu ms; leader kill -> next ack %llu ms; subscriber's node "
@@ -536,8 +521,8 @@ START_TEST(test_library_follows_failover)
     /* every acknowledged post exactly once, with its id, on every node */
     for (int k = 0; k < N; k++) {
         Threadsync__GetResult *g = NULL;
-        uint64_t deadline = now_ms() + 60000;
-        while (now_ms() < deadline) {
+        uint64_t deadline = ts_test_now_ms() + 60000;
+        while (ts_test_now_ms() < deadline) {
             g = get_on(k);
             if (g && g->n_comments >= TOTAL)
                 break;

@@ -84,13 +84,6 @@ static const char consumer_cmake[] = "cmake_minimum_required(VERSION 3.22)\n"
                                      "add_executable(prog prog.c)\n"
                                      "target_link_libraries(prog PRIVATE threadsync::threadsync)\n";
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -174,8 +167,8 @@ static void start_installed_node(void)
               "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
-    uint64_t deadline = now_ms() + 20000;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ts_test_now_ms() + 20000;
+    while (ts_test_now_ms() < deadline) {
         FILE *f = fopen(addr_file, "r");
         if (f) {
             int got = fgets(addr, sizeof(addr), f) != NULL;

@@ -59,13 +59,6 @@ static char reader_file[512]; /* the reader token, for the CLI */
 static char mod_file[512], poster_file[512];
 static const char *mirror_token = reader_file; /* what mirror and verify run as */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void write_token(char *path, size_t size, const char *role, const char *token)
 {
     snprintf(path, size, "%s/%s.token", node.dir, role);
@@ -285,14 +278,14 @@ static pid_t cli_start(const char *cmd, const char *tag, const char *const *extr
 
 static int cli_wait(pid_t pid, int timeout_s)
 {
-    uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+    uint64_t end = ts_test_now_ms() + (uint64_t)timeout_s * 1000;
     int status;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid)
             break;
         ck_assert_int_eq(w, 0);
-        if (now_ms() > end) {
+        if (ts_test_now_ms() > end) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             ck_abort_msg("threadsync did not finish within %d s", timeout_s);
@@ -389,11 +382,12 @@ static uint64_t db_cursor(void)
 
 static void wait_cursor(uint64_t seq, int timeout_s)
 {
-    uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+    uint64_t end = ts_test_now_ms() + (uint64_t)timeout_s * 1000;
     uint64_t c;
     while ((c = db_cursor()) < seq) {
-        ck_assert_msg(now_ms() < end, "mirror cursor %" PRIu64 " did not reach %" PRIu64 " in %d s",
-                      c, seq, timeout_s);
+        ck_assert_msg(ts_test_now_ms() < end,
+                      "mirror cursor %" PRIu64 " did not reach %" PRIu64 " in %d s", c, seq,
+                      timeout_s);
         usleep(50000);
     }
 }
@@ -1315,10 +1309,11 @@ static void assert_rows(const struct model *m)
 /* Waits until a running mirror has committed and rendered m's last change. */
 static void wait_rendered(const struct model *m)
 {
-    uint64_t end = now_ms() + 30000;
+    uint64_t end = ts_test_now_ms() + 30000;
     while (db_meta("rendered_seq") < m->seq) {
-        ck_assert_msg(now_ms() < end, "mirror did not render seq %" PRIu64 " (cursor %" PRIu64 ")",
-                      m->seq, db_cursor());
+        ck_assert_msg(ts_test_now_ms() < end,
+                      "mirror did not render seq %" PRIu64 " (cursor %" PRIu64 ")", m->seq,
+                      db_cursor());
         usleep(20000);
     }
 }
@@ -1647,7 +1642,7 @@ static char *mirror_once_on_tty(void)
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     ck_assert_ptr_nonnull(buf);
-    uint64_t end = now_ms() + 120000;
+    uint64_t end = ts_test_now_ms() + 120000;
     for (;;) {
         /* EIO once the child is gone and the terminal has no writer. */
         ssize_t r = read(master, buf + len, cap - len - 1);
@@ -1660,7 +1655,7 @@ static char *mirror_once_on_tty(void)
             buf = realloc(buf, cap);
             ck_assert_ptr_nonnull(buf);
         }
-        ck_assert_msg(now_ms() < end, "mirror on a terminal did not finish");
+        ck_assert_msg(ts_test_now_ms() < end, "mirror on a terminal did not finish");
     }
     buf[len] = '\0';
     close(master);
@@ -1783,9 +1778,9 @@ START_TEST(test_killed_mid_sync_converges)
         char tag[16];
         snprintf(tag, sizeof(tag), "crash%d", round);
         pid_t m = cli_start("mirror", tag, NULL);
-        uint64_t end = now_ms() + 30000;
+        uint64_t end = ts_test_now_ms() + 30000;
         while (db_cursor() <= cursor && waitpid(m, NULL, WNOHANG) == 0) {
-            ck_assert_msg(now_ms() < end, "the mirror made no progress");
+            ck_assert_msg(ts_test_now_ms() < end, "the mirror made no progress");
             usleep(500);
         }
         usleep((useconds_t)round * 3000);
@@ -1870,17 +1865,17 @@ static uint64_t server_seq(void)
 START_TEST(test_acceptance_10k)
 {
     start(NULL);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = ts_test_now_ms();
     struct posted p;
     posted_init(&p, "soak", 100);
     post_many(&p, 10000, 7);
-    uint64_t t_posted = now_ms();
+    uint64_t t_posted = ts_test_now_ms();
     fprintf(stderr, "acceptance: posted 10000 comments in 100 threads in %.1f s\n",
             (double)(t_posted - t0) / 1000);
 
     pid_t m = cli_start("mirror", "soak1", NULL);
     wait_cursor(p.last_seq, 300);
-    uint64_t t_synced = now_ms();
+    uint64_t t_synced = ts_test_now_ms();
     fprintf(stderr, "acceptance: first sync of 10000 comments in %.1f s\n",
             (double)(t_synced - t_posted) / 1000);
     verify_ok(100, 10000);
@@ -1904,7 +1899,7 @@ START_TEST(test_acceptance_10k)
     uint64_t head = server_seq();
     /* Every post seen by the server is an event up to some seq <= head;
      * the mirror reaches the last event's seq. */
-    uint64_t end = now_ms() + 60000;
+    uint64_t end = ts_test_now_ms() + 60000;
     char out_path[600];
     snprintf(out_path, sizeof(out_path), "%s/verify.out", node.dir);
     for (;;) {
@@ -1915,7 +1910,7 @@ START_TEST(test_acceptance_10k)
             free(out);
             break;
         }
-        ck_assert_msg(now_ms() < end, "mirror not equal after posting stopped: %s", out);
+        ck_assert_msg(ts_test_now_ms() < end, "mirror not equal after posting stopped: %s", out);
         free(out);
         usleep(200000);
     }
@@ -1931,7 +1926,7 @@ START_TEST(test_acceptance_10k)
     fprintf(stderr,
             "acceptance: resumed from %" PRIu64 " (head %" PRIu64 "): %" PRIu64
             " events, no snapshot; total %.1f s\n",
-            killed_at, head, events, (double)(now_ms() - t0) / 1000);
+            killed_at, head, events, (double)(ts_test_now_ms() - t0) / 1000);
     free(err);
     posted_free(&p);
 }

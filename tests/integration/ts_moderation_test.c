@@ -42,13 +42,6 @@ static void restart_with(const char *const *extra)
     ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static struct ts_raw *connect_as(const char *token)
 {
     struct ts_raw *r;
@@ -98,7 +91,7 @@ static Threadsync__Frame *post_frame(struct ts_raw *r, uint64_t rid, const char 
     Threadsync__Post p = THREADSYNC__POST__INIT;
     char key[64];
     snprintf(key, sizeof(key), "mod-%d-%llu-%llu", (int)getpid(), (unsigned long long)rid,
-             (unsigned long long)now_ms());
+             (unsigned long long)ts_test_now_ms());
     p.request_id = rid;
     p.idempotency_key = key;
     p.thread_key = (char *)thread;
@@ -321,9 +314,9 @@ static int watch_next(struct watcher *w, int timeout_ms, Threadsync__Frame **out
 static Threadsync__Frame *watch_comment(struct watcher *w, uint64_t id, uint64_t version,
                                         Threadsync__Event **ev)
 {
-    uint64_t deadline = now_ms() + 5000;
+    uint64_t deadline = ts_test_now_ms() + 5000;
     for (;;) {
-        uint64_t now = now_ms();
+        uint64_t now = ts_test_now_ms();
         ck_assert_msg(now < deadline, "no event for comment %llu v%llu", (unsigned long long)id,
                       (unsigned long long)version);
         Threadsync__Frame *in;
@@ -411,7 +404,7 @@ START_TEST(test_edit_key_scope_and_window)
     restart_with(extra);
     struct ts_raw *p = connect_as(node.poster_token);
     char ka[33], kb[33];
-    uint64_t t0 = now_ms();
+    uint64_t t0 = ts_test_now_ms();
     uint64_t a = post_ok(p, 1, "mod/edit", "Ann", NULL, "a words", ka, NULL);
     uint64_t b = post_ok(p, 2, "mod/edit", "Bob", NULL, "b words", kb, NULL);
     ck_assert_str_ne(ka, kb);
@@ -432,7 +425,7 @@ START_TEST(test_edit_key_scope_and_window)
     ts_raw_close(other);
     /* after the window */
     uint64_t wait_until = t0 + 2700;
-    while (now_ms() < wait_until)
+    while (ts_test_now_ms() < wait_until)
         usleep(50000);
     expect_refused(edit(p, 7, a, ka, "too late"), TS_E_FORBIDDEN, "edit_key");
     expect_refused(delete_comment(p, 8, b, kb), TS_E_FORBIDDEN, "edit_key");
@@ -765,7 +758,7 @@ START_TEST(test_tokens_and_revocation)
     struct ts_raw *conns[] = {w.r, idle};
     for (int i = 0; i < 2; i++) {
         int got_error = 0;
-        uint64_t t0 = now_ms();
+        uint64_t t0 = ts_test_now_ms();
         for (;;) {
             int rc = ts_raw_recv_nonping(conns[i], 3000, &in);
             if (rc == TS_E_CLOSED)
@@ -779,7 +772,7 @@ START_TEST(test_tokens_and_revocation)
             ts_frame_free(in);
         }
         ck_assert(got_error);
-        ck_assert_uint_lt(now_ms() - t0, 2000);
+        ck_assert_uint_lt(ts_test_now_ms() - t0, 2000);
     }
     ts_raw_close(idle);
     ts_raw_close(w.r);

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t now_ms(void)
+uint64_t ts_test_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -58,7 +58,7 @@ uint16_t ts_test_free_port(void)
      * node could not come back on its address. Random, checked by a bind. */
     static unsigned seed;
     if (!seed)
-        seed = (unsigned)getpid() ^ (unsigned)now_ms();
+        seed = (unsigned)getpid() ^ (unsigned)ts_test_now_ms();
     unsigned lo = 10000, hi = ephemeral_low();
     if (hi <= lo + 1000)
         hi = 65000, lo = 61000;
@@ -212,8 +212,8 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
         _exit(127);
     }
     n->pid = pid;
-    uint64_t deadline = now_ms() + 20000;
-    while (now_ms() < deadline) {
+    uint64_t deadline = ts_test_now_ms() + 20000;
+    while (ts_test_now_ms() < deadline) {
         FILE *f = fopen(addr_file, "r");
         if (f) {
             char line[64] = "";
@@ -354,9 +354,9 @@ int ts_testnode_kill(struct ts_testnode *n, int sig)
         return -1;
     kill(n->pid, sig);
     int status = 0;
-    uint64_t deadline = now_ms() + 10000;
+    uint64_t deadline = ts_test_now_ms() + 10000;
     while (waitpid(n->pid, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (ts_test_now_ms() > deadline) {
             kill(n->pid, SIGKILL);
             waitpid(n->pid, &status, 0);
             break;
@@ -375,13 +375,18 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return remove(path);
 }
 
+void ts_test_rmtree(const char *dir)
+{
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int ts_testnode_cleanup(struct ts_testnode *n)
 {
     int status = 0;
     if (n->pid)
         status = ts_testnode_kill(n, SIGTERM);
     if (n->dir[0] && !getenv("TS_TEST_KEEP"))
-        nftw(n->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        ts_test_rmtree(n->dir);
     n->dir[0] = '\0';
     return status;
 }
@@ -541,7 +546,7 @@ int ts_raw_send_frame(struct ts_raw *r, const Threadsync__Frame *f)
 
 int ts_raw_recv(struct ts_raw *r, int timeout_ms, Threadsync__Frame **out)
 {
-    uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
     for (;;) {
         const char *field;
         int rc = ts_frame_decoder_next(r->dec, out, &field);
@@ -552,7 +557,7 @@ int ts_raw_recv(struct ts_raw *r, int timeout_ms, Threadsync__Frame **out)
         if (r->eof)
             return TS_E_CLOSED;
         if (SSL_pending(r->ssl) == 0) {
-            uint64_t now = now_ms();
+            uint64_t now = ts_test_now_ms();
             if (now >= deadline)
                 return TS_E_TIMEOUT;
             struct pollfd p = {.fd = r->fd, .events = POLLIN};
@@ -627,7 +632,7 @@ int ts_raw_post(struct ts_raw *r, uint64_t request_id, const char *thread, uint6
     Threadsync__Post p = THREADSYNC__POST__INIT;
     char key[40];
     snprintf(key, sizeof(key), "raw-%d-%llu-%ld", (int)getpid(), (unsigned long long)request_id,
-             (long)now_ms());
+             (long)ts_test_now_ms());
     p.request_id = request_id;
     p.idempotency_key = key;
     p.thread_key = (char *)thread;

@@ -80,6 +80,12 @@ int ts_testnode_kill(struct ts_testnode *n, int sig);
  * shut down cleanly, with no leak reported by LeakSanitizer, exits 0. */
 int ts_testnode_cleanup(struct ts_testnode *n);
 
+/* Milliseconds of CLOCK_MONOTONIC, for test deadlines. */
+uint64_t ts_test_now_ms(void);
+
+/* Removes dir and everything below it (no links followed). */
+void ts_test_rmtree(const char *dir);
+
 /* A free loopback TCP port below the kernel's ephemeral range (so it stays
  * free for a node's restart), or 0. */
 uint16_t ts_test_free_port(void);
