@@ -150,7 +150,9 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
     if (url_len > TS_URL_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "url"), TS_OK;
 
-    struct idem *seen = ts__store_find_idem(st, p->idempotency_key, ikey_len);
+    struct idem ie = {.seq = 0};
+    ts__store_idem_digest(p->idempotency_key, ikey_len, ie.key_digest);
+    struct idem *seen = ts__store_find_idem(st, ie.key_digest);
     if (seen) {
         /* The first answer's edit key is lost with it (only its hash was
          * kept): the retry's new key replaces it, so the client that
@@ -178,19 +180,14 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
             return reject(res, TS_E_NOT_FOUND, "parent_id"), TS_OK;
     }
 
-    struct idem *ie = malloc(sizeof(*ie) + ikey_len + 1);
     struct comment *c = ts__store_comment_alloc(p->author_name, name_len, p->author_email,
                                                 email_len, p->body, body_len);
-    if (!ie || !c) {
-        free(ie);
-        free(c);
+    if (!c)
         return TS_E_NOMEM;
-    }
     if (!t) {
         t = ts__store_thread_alloc(p->thread_key, key_len, p->title, title_len, p->url, url_len);
         if (!t || (t->id = index, t->created_at = now, ts__store_thread_insert(st, t) != TS_OK)) {
             free(t);
-            free(ie);
             free(c);
             return TS_E_NOMEM;
         }
@@ -204,7 +201,6 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
                     : THREADSYNC__STATUS__VISIBLE;
     c->version = 1;
     if (ts__store_comment_insert(st, t, c) != TS_OK) {
-        free(ie);
         free(c);
         return TS_E_NOMEM;
     }
@@ -214,22 +210,18 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
         t->pending_count++;
     t->version++;
 
-    ie->seq = index;
-    ie->thread_id = t->id;
-    ie->comment_id = c->id;
-    ie->time_ms = now;
-    ie->comment_status = c->status;
-    ie->has_hash = (uint8_t)has_hash;
+    /* index exceeds every entry's comment id and the digest is new, so only
+     * memory can fail the append. */
+    ie.seq = index;
+    ie.thread_id = t->id;
+    ie.comment_id = c->id;
+    ie.time_ms = now;
+    ie.comment_status = c->status;
+    ie.has_hash = (uint8_t)has_hash;
     if (has_hash)
-        memcpy(ie->edit_hash, cmd->edit_key_hash.data, TS_STORE_HASH_LEN);
-    else
-        memset(ie->edit_hash, 0, TS_STORE_HASH_LEN);
-    ie->key_len = (uint8_t)ikey_len;
-    memcpy(ie->key, p->idempotency_key, ikey_len + 1);
-    if (ts__store_idem_insert(st, ie) != TS_OK) {
-        free(ie);
+        memcpy(ie.edit_hash, cmd->edit_key_hash.data, TS_STORE_HASH_LEN);
+    if (ts__store_idem_append(st, &ie) != TS_OK)
         return TS_E_NOMEM;
-    }
 
     int rc = append_event(s, index, t, c);
     if (rc != TS_OK)
@@ -574,15 +566,13 @@ size_t ts_store_memory(const struct ts_store *s)
     size_t n = ts__store_alloc_cost(sizeof(*s)) + st->record_bytes;
     if (st->cap_threads)
         n += ts__store_alloc_cost(st->cap_threads * sizeof(*st->threads));
-    if (st->idem_cap)
-        n += ts__store_alloc_cost(st->idem_cap * sizeof(*st->idem_ring));
+    if (st->idem_cap_blocks)
+        n += ts__store_alloc_cost(st->idem_cap_blocks * sizeof(*st->idem_blocks));
     const struct ts_map *maps[] = {&st->thread_by_id, &st->thread_by_key, &st->comment_by_id,
                                    &st->idem_by_key};
     for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++)
         if (maps[i]->cap)
             n += ts__store_alloc_cost(maps[i]->cap * sizeof(void *));
-    if (st->idem_by_comment.cap)
-        n += ts__store_alloc_cost(st->idem_by_comment.cap * sizeof(void *));
     if (st->cap_names)
         n += ts__store_alloc_cost(st->cap_names * sizeof(*st->names));
     for (size_t i = 1; i < st->n_names; i++)
@@ -658,7 +648,11 @@ int ts_store_comment(const struct ts_store *s, uint64_t id, Threadsync__Comment 
 int ts_store_idempotency_known(const struct ts_store *s, const char *key)
 {
     size_t len = ts__store_slen(key);
-    return len && len <= TS_IDEMPOTENCY_KEY_MAX && ts__store_find_idem(&s->st, key, len) != NULL;
+    if (!len || len > TS_IDEMPOTENCY_KEY_MAX)
+        return 0;
+    uint8_t digest[TS__STORE_DIGEST_LEN];
+    ts__store_idem_digest(key, len, digest);
+    return ts__store_find_idem(&s->st, digest) != NULL;
 }
 
 int ts_store_banned(const struct ts_store *s, const char *author_name, const char *author_email,

@@ -15,6 +15,7 @@
  * first post's result (same comment id and seq) and changes nothing. Keys
  * are retained for TS_STORE_IDEMPOTENCY_RETENTION_MS of command time after
  * their first use, then forgotten (a retry days later makes a new comment).
+ * A key is kept as a 128-bit digest (SHA-256, truncated), in snapshots too.
  * The entry also keeps the SHA-256 of the comment's edit key (made by the
  * leader; the store never sees a plain secret), so authors' edits are
  * possible for at most that long. "Changes nothing" holds for the comment;

@@ -13,9 +13,12 @@
  *     comments sorted by id (ids are Raft indexes and only grow, so a new
  *     comment is appended; a parent always precedes its replies);
  *   - all threads in a vector sorted by id, and hash maps (ts_map) by thread
- *     id, thread key, comment id and idempotency key;
- *   - idempotency entries also sit in a FIFO ring in first-use order, from
- *     whose head they expire as command time advances;
+ *     id, thread key, comment id and idempotency key digest;
+ *   - idempotency entries are fixed-size records stored inline in a FIFO of
+ *     blocks, in first-use order, from whose head they expire as command
+ *     time advances. Each is a new comment's (seq = comment id = the Post's
+ *     index), so the FIFO is also in comment id order: lookups by comment
+ *     id are a binary search, with no index of their own;
  *   - tokens and bans (tens to hundreds) in vectors sorted by name.
  *
  * All state lives in struct state so that restore can build a complete new
@@ -63,16 +66,35 @@ struct thread {
 /* The idempotency entry doubles as the comment's edit-key record: an edit
  * window never outlasts the entry's retention (--edit-window-ms is capped at
  * it), so a comment's key hash lives exactly as long as it can be used, and
- * costs nothing once the day is over. */
+ * costs nothing once the day is over.
+ *
+ * The key itself is not kept, only its digest (ts__store_idem_digest): 16
+ * bytes instead of a string of up to 64 and its allocation. A distinct key
+ * with the same digest would be taken for a retry (and its edit key would
+ * then open the first post's comment), so the digest must resist
+ * collisions, not just spread keys: SHA-256 truncated to 128 bits. By
+ * accident, a collision among 10^9 retained keys has odds of about 10^-21;
+ * on purpose, hitting another client's (unknown, random) key is a second
+ * preimage, 2^128 work, and colliding two keys of one's own (2^64) gains
+ * nothing a client could not do by reusing its key. */
+#define TS__STORE_DIGEST_LEN 16
+
 struct idem {
     uint64_t seq, thread_id, comment_id;
     int64_t time_ms;
-    uint8_t comment_status;
-    uint8_t key_len;
-    uint8_t has_hash;
+    uint8_t key_digest[TS__STORE_DIGEST_LEN];
     uint8_t edit_hash[TS_STORE_HASH_LEN];
-    char key[];
+    uint8_t comment_status;
+    uint8_t has_hash;
 };
+
+/* StoreSnapshot.format written (threadsync_state.proto): 1, idempotency
+ * keys as digests. Restore also reads format 0 (keys as strings). */
+#define TS__STORE_SNAPSHOT_FORMAT 1
+
+/* Entries per FIFO block: 44 KiB blocks, a small share of a day's posts
+ * each, below the mmap threshold (server/main.c). */
+#define TS__STORE_IDEM_BLOCK 512
 
 /* Replicated tokens, and revoked names (a revoked tokens-file name has no
  * hash). Few (tens to hundreds): a sorted vector, lookups by scan. */
@@ -95,10 +117,16 @@ struct state {
     struct thread **threads; /* id order */
     size_t n_threads, cap_threads;
     size_t n_comments;
-    struct ts_map thread_by_id, thread_by_key, comment_by_id, idem_by_key, idem_by_comment;
-    struct idem **idem_ring; /* FIFO of first uses */
-    size_t idem_head, idem_n, idem_cap;
-    size_t record_bytes; /* alloc_cost of every thread, comment and idem record */
+    struct ts_map thread_by_id, thread_by_key, comment_by_id, idem_by_key;
+    /* The FIFO of first uses: entries idem_first .. idem_first + idem_n - 1
+     * (counted since the state began), entry i in block i / BLOCK -
+     * idem_first / BLOCK at i % BLOCK. Blocks are freed as their last entry
+     * expires, so entries never move and the map can point at them. */
+    struct idem **idem_blocks;
+    size_t idem_nblocks, idem_cap_blocks;
+    uint64_t idem_first;
+    size_t idem_n;
+    size_t record_bytes; /* alloc_cost of every thread, comment and idem block */
     uint64_t last_index;
     /* Moderators' token names, interned: a record holds a 16-bit index
      * (names[0] is unused: "nobody"). Assignment order may differ between
@@ -138,8 +166,14 @@ void ts__store_state_free(struct state *st);
 struct thread *ts__store_find_thread_key(const struct state *st, const char *key, size_t len);
 struct thread *ts__store_find_thread_id(const struct state *st, uint64_t id);
 struct comment *ts__store_find_comment(const struct state *st, uint64_t id);
-struct idem *ts__store_find_idem(const struct state *st, const char *key, size_t len);
+struct idem *ts__store_find_idem(const struct state *st,
+                                 const uint8_t digest[TS__STORE_DIGEST_LEN]);
 struct idem *ts__store_find_idem_comment(const struct state *st, uint64_t comment_id);
+
+/* The digest an idempotency key is kept and found under (see struct idem). */
+void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DIGEST_LEN]);
+/* The idem_n entries in first-use order: 0 the oldest. */
+struct idem *ts__store_idem_at(const struct state *st, size_t i);
 
 /* The index of the first thread (comment of t) whose id is at least id. */
 size_t ts__store_thread_slot(const struct state *st, uint64_t id);
@@ -161,7 +195,10 @@ int ts__store_thread_insert(struct state *st, struct thread *t);
 struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
                                         size_t email_len, const char *body, size_t body_len);
 int ts__store_comment_insert(struct state *st, struct thread *t, struct comment *c);
-int ts__store_idem_insert(struct state *st, struct idem *e);
+/* Copies e to the end of the FIFO and indexes it. e's digest must be new
+ * and its comment id above every entry's (TS_E_BAD_FRAME otherwise: only a
+ * snapshot can say so); TS_E_NOMEM leaves the table unchanged. */
+int ts__store_idem_append(struct state *st, const struct idem *e);
 
 /* Replaces c's text (the record is one allocation, so new text is a new
  * record) in every index; c is freed. Returns the new record or NULL (out

@@ -27,6 +27,7 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     const struct state *st = &s->st;
     Threadsync__State__StoreSnapshot snap = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
     snap.last_index = st->last_index;
+    snap.format = TS__STORE_SNAPSHOT_FORMAT;
     /* Views point into the store, so the transient lists cost about one
      * protobuf struct per record, not a copy of the text. */
     struct ts_msglist tl = TS_MSGLIST_INIT(Threadsync__Thread);
@@ -71,9 +72,10 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
         }
     }
     for (size_t i = 0; i < st->idem_n; i++) {
-        const struct idem *e = st->idem_ring[(st->idem_head + i) % st->idem_cap];
+        const struct idem *e = ts__store_idem_at(st, i);
         threadsync__state__idempotency_entry__init(&iv[i]);
-        iv[i].key = (char *)e->key;
+        iv[i].key_digest.data = (uint8_t *)e->key_digest;
+        iv[i].key_digest.len = TS__STORE_DIGEST_LEN;
         iv[i].seq = e->seq;
         iv[i].thread_id = e->thread_id;
         iv[i].comment_id = e->comment_id;
@@ -117,6 +119,8 @@ out:
  * thread and parent, lengths within the limits. */
 static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapshot *snap)
 {
+    if (snap->format > TS__STORE_SNAPSHOT_FORMAT)
+        return TS_E_BAD_FRAME; /* a newer release's: what it means is unknown here */
     st->last_index = snap->last_index;
     for (size_t i = 0; i < snap->n_threads; i++) {
         const Threadsync__Thread *v = snap->threads[i];
@@ -180,30 +184,31 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
     }
     for (size_t i = 0; i < snap->n_idempotency; i++) {
         const Threadsync__State__IdempotencyEntry *v = snap->idempotency[i];
+        struct idem e = {.seq = v->seq};
         size_t key_len = ts__store_slen(v->key);
-        if (!key_len || key_len > TS_IDEMPOTENCY_KEY_MAX ||
-            ts__store_find_idem(st, v->key, key_len) || (int)v->status < 0 ||
-            (int)v->status > 255 ||
+        if (snap->format == 0) {
+            if (!key_len || key_len > TS_IDEMPOTENCY_KEY_MAX)
+                return TS_E_BAD_FRAME;
+            ts__store_idem_digest(v->key, key_len, e.key_digest);
+        } else {
+            if (key_len || v->key_digest.len != TS__STORE_DIGEST_LEN)
+                return TS_E_BAD_FRAME;
+            memcpy(e.key_digest, v->key_digest.data, TS__STORE_DIGEST_LEN);
+        }
+        if ((int)v->status < 0 || (int)v->status > 255 ||
             (v->edit_key_hash.len && v->edit_key_hash.len != TS_STORE_HASH_LEN))
             return TS_E_BAD_FRAME;
-        struct idem *e = malloc(sizeof(*e) + key_len + 1);
-        if (!e)
-            return TS_E_NOMEM;
-        e->seq = v->seq;
-        e->thread_id = v->thread_id;
-        e->comment_id = v->comment_id;
-        e->time_ms = v->time_ms;
-        e->comment_status = (uint8_t)v->status;
-        e->has_hash = v->edit_key_hash.len == TS_STORE_HASH_LEN;
-        memset(e->edit_hash, 0, TS_STORE_HASH_LEN);
-        if (e->has_hash)
-            memcpy(e->edit_hash, v->edit_key_hash.data, TS_STORE_HASH_LEN);
-        e->key_len = (uint8_t)key_len;
-        memcpy(e->key, v->key, key_len + 1);
-        if (ts__store_idem_insert(st, e) != TS_OK) {
-            free(e);
-            return TS_E_NOMEM;
-        }
+        e.thread_id = v->thread_id;
+        e.comment_id = v->comment_id;
+        e.time_ms = v->time_ms;
+        e.comment_status = (uint8_t)v->status;
+        e.has_hash = v->edit_key_hash.len == TS_STORE_HASH_LEN;
+        if (e.has_hash)
+            memcpy(e.edit_hash, v->edit_key_hash.data, TS_STORE_HASH_LEN);
+        /* BAD_FRAME: a repeated key, or entries out of comment id order */
+        int rc = ts__store_idem_append(st, &e);
+        if (rc != TS_OK)
+            return rc;
     }
     for (size_t i = 0; i < snap->n_tokens; i++) {
         const Threadsync__State__TokenEntry *v = snap->tokens[i];

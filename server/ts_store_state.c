@@ -11,6 +11,7 @@
 #include "ts_err.h"
 #include "ts_valid.h"
 
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +37,12 @@ static uint64_t comment_hash_id(const void *e)
     return ts_map_hash_u64(((const struct comment *)e)->id);
 }
 
+/* Seeded like every client-chosen key: the digest is public (SHA-256 of
+ * the key), so its bits alone could be ground to collide in the map. */
 static uint64_t idem_hash(const void *e)
 {
     const struct idem *i = e;
-    return ts_map_hash_str(i->key, i->key_len);
+    return ts_map_hash_str((const char *)i->key_digest, TS__STORE_DIGEST_LEN);
 }
 
 static int thread_eq_id(const void *e, const void *key)
@@ -59,21 +62,9 @@ static int comment_eq_id(const void *e, const void *key)
     return ((const struct comment *)e)->id == *(const uint64_t *)key;
 }
 
-static uint64_t idem_hash_comment(const void *e)
-{
-    return ts_map_hash_u64(((const struct idem *)e)->comment_id);
-}
-
-static int idem_eq_comment(const void *e, const void *key)
-{
-    return ((const struct idem *)e)->comment_id == *(const uint64_t *)key;
-}
-
 static int idem_eq(const void *e, const void *key)
 {
-    const struct idem *i = e;
-    const struct strkey *k = key;
-    return i->key_len == k->len && memcmp(i->key, k->s, k->len) == 0;
+    return memcmp(((const struct idem *)e)->key_digest, key, TS__STORE_DIGEST_LEN) == 0;
 }
 
 /* v grown (doubling from first) to hold more than n items of size bytes,
@@ -119,7 +110,6 @@ void ts__store_state_init(struct state *st)
     st->thread_by_key.hash = thread_hash_key;
     st->comment_by_id.hash = comment_hash_id;
     st->idem_by_key.hash = idem_hash;
-    st->idem_by_comment.hash = idem_hash_comment;
 }
 
 void ts__store_state_free(struct state *st)
@@ -132,14 +122,13 @@ void ts__store_state_free(struct state *st)
         free(t);
     }
     free(st->threads);
-    for (size_t i = 0; i < st->idem_n; i++)
-        free(st->idem_ring[(st->idem_head + i) % st->idem_cap]);
-    free(st->idem_ring);
+    for (size_t i = 0; i < st->idem_nblocks; i++)
+        free(st->idem_blocks[i]);
+    free(st->idem_blocks);
     ts_map_free(&st->thread_by_id);
     ts_map_free(&st->thread_by_key);
     ts_map_free(&st->comment_by_id);
     ts_map_free(&st->idem_by_key);
-    ts_map_free(&st->idem_by_comment);
     for (size_t i = 1; i < st->n_names; i++)
         free(st->names[i]);
     free(st->names);
@@ -165,16 +154,40 @@ struct comment *ts__store_find_comment(const struct state *st, uint64_t id)
     return ts_map_find(&st->comment_by_id, ts_map_hash_u64(id), &id, comment_eq_id);
 }
 
-struct idem *ts__store_find_idem(const struct state *st, const char *key, size_t len)
+void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DIGEST_LEN])
 {
-    struct strkey k = {key, len};
-    return ts_map_find(&st->idem_by_key, ts_map_hash_str(key, len), &k, idem_eq);
+    uint8_t h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)key, len, h);
+    memcpy(out, h, TS__STORE_DIGEST_LEN);
 }
 
+struct idem *ts__store_find_idem(const struct state *st, const uint8_t digest[TS__STORE_DIGEST_LEN])
+{
+    return ts_map_find(&st->idem_by_key,
+                       ts_map_hash_str((const char *)digest, TS__STORE_DIGEST_LEN), digest,
+                       idem_eq);
+}
+
+struct idem *ts__store_idem_at(const struct state *st, size_t i)
+{
+    uint64_t abs = st->idem_first + i;
+    size_t b = (size_t)(abs / TS__STORE_IDEM_BLOCK - st->idem_first / TS__STORE_IDEM_BLOCK);
+    return &st->idem_blocks[b][abs % TS__STORE_IDEM_BLOCK];
+}
+
+/* A binary search: the FIFO is in comment id order (see the layout). */
 struct idem *ts__store_find_idem_comment(const struct state *st, uint64_t comment_id)
 {
-    return ts_map_find(&st->idem_by_comment, ts_map_hash_u64(comment_id), &comment_id,
-                       idem_eq_comment);
+    size_t lo = 0, hi = st->idem_n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ts__store_idem_at(st, mid)->comment_id < comment_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    struct idem *e = lo < st->idem_n ? ts__store_idem_at(st, lo) : NULL;
+    return e && e->comment_id == comment_id ? e : NULL;
 }
 
 const char *ts__store_name_at(const struct state *st, uint16_t i)
@@ -305,34 +318,40 @@ int ts__store_comment_insert(struct state *st, struct thread *t, struct comment 
     return TS_OK;
 }
 
-int ts__store_idem_insert(struct state *st, struct idem *e)
+static const size_t idem_block_bytes = TS__STORE_IDEM_BLOCK * sizeof(struct idem);
+
+int ts__store_idem_append(struct state *st, const struct idem *e)
 {
-    if (st->idem_n == st->idem_cap) {
-        size_t cap = st->idem_cap ? st->idem_cap * 2 : 64;
-        struct idem **ring = malloc(cap * sizeof(*ring));
-        if (!ring)
+    if (st->idem_n && e->comment_id <= ts__store_idem_at(st, st->idem_n - 1)->comment_id)
+        return TS_E_BAD_FRAME;
+    if (ts__store_find_idem(st, e->key_digest))
+        return TS_E_BAD_FRAME;
+    uint64_t end = st->idem_first + st->idem_n;
+    int new_block = !st->idem_n || end % TS__STORE_IDEM_BLOCK == 0;
+    if (new_block) {
+        struct idem **v =
+            grow(st->idem_blocks, &st->idem_cap_blocks, st->idem_nblocks, sizeof(*v), 8);
+        if (!v)
             return TS_E_NOMEM;
-        for (size_t i = 0; i < st->idem_n; i++)
-            ring[i] = st->idem_ring[(st->idem_head + i) % st->idem_cap];
-        free(st->idem_ring);
-        st->idem_ring = ring;
-        st->idem_cap = cap;
-        st->idem_head = 0;
+        st->idem_blocks = v;
+        struct idem *blk = malloc(idem_block_bytes);
+        if (!blk)
+            return TS_E_NOMEM;
+        st->idem_blocks[st->idem_nblocks++] = blk;
+        if (!st->idem_n) /* an empty FIFO starts afresh at a block's start */
+            st->idem_first = end =
+                (end + TS__STORE_IDEM_BLOCK - 1) / TS__STORE_IDEM_BLOCK * TS__STORE_IDEM_BLOCK;
     }
-    if (ts_map_insert(&st->idem_by_key, e) != TS_OK)
-        return TS_E_NOMEM;
-    /* A comment has at most one entry; a snapshot from elsewhere might say
-     * otherwise, and then the newer entry's key is the one that counts. */
-    struct idem *old = ts__store_find_idem_comment(st, e->comment_id);
-    if (old)
-        ts_map_remove(&st->idem_by_comment, old);
-    if (ts_map_insert(&st->idem_by_comment, e) != TS_OK) {
-        ts_map_remove(&st->idem_by_key, e);
+    struct idem *slot = &st->idem_blocks[st->idem_nblocks - 1][end % TS__STORE_IDEM_BLOCK];
+    *slot = *e;
+    if (ts_map_insert(&st->idem_by_key, slot) != TS_OK) {
+        if (new_block)
+            free(st->idem_blocks[--st->idem_nblocks]);
         return TS_E_NOMEM;
     }
-    st->idem_ring[(st->idem_head + st->idem_n) % st->idem_cap] = e;
     st->idem_n++;
-    st->record_bytes += ts__store_alloc_cost(sizeof(*e) + e->key_len + 1);
+    if (new_block)
+        st->record_bytes += ts__store_alloc_cost(idem_block_bytes);
     return TS_OK;
 }
 
@@ -342,17 +361,20 @@ int ts__store_idem_insert(struct state *st, struct idem *e)
 void ts__store_idem_expire(struct state *st, int64_t now)
 {
     while (st->idem_n) {
-        struct idem *e = st->idem_ring[st->idem_head];
+        struct idem *e = ts__store_idem_at(st, 0);
         if (now <= e->time_ms ||
             (uint64_t)now - (uint64_t)e->time_ms < (uint64_t)TS_STORE_IDEMPOTENCY_RETENTION_MS)
             break;
         ts_map_remove(&st->idem_by_key, e);
-        if (ts__store_find_idem_comment(st, e->comment_id) == e)
-            ts_map_remove(&st->idem_by_comment, e);
-        st->record_bytes -= ts__store_alloc_cost(sizeof(*e) + e->key_len + 1);
-        free(e);
-        st->idem_head = (st->idem_head + 1) % st->idem_cap;
+        st->idem_first++;
         st->idem_n--;
+        if (st->idem_first % TS__STORE_IDEM_BLOCK == 0 || !st->idem_n) {
+            free(st->idem_blocks[0]);
+            memmove(&st->idem_blocks[0], &st->idem_blocks[1],
+                    (st->idem_nblocks - 1) * sizeof(*st->idem_blocks));
+            st->idem_nblocks--;
+            st->record_bytes -= ts__store_alloc_cost(idem_block_bytes);
+        }
     }
 }
 

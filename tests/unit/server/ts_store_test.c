@@ -1204,6 +1204,218 @@ START_TEST(test_snapshot_keeps_moderation)
 }
 END_TEST
 
+/* The idempotency table over several FIFO blocks: entries expire from the
+ * head (blocks freed as they empty), the survivors still answer retries and
+ * open their comments to their edit keys (found by comment id), and an
+ * emptied table starts again. */
+START_TEST(test_idempotency_blocks)
+{
+    struct fx f;
+    fx_init(&f);
+    const int n = 1300; /* more than two blocks */
+    const int64_t R = TS_STORE_IDEMPOTENCY_RETENTION_MS, W = R;
+    char key[32], ek[32];
+    for (int i = 1; i <= n; i++) {
+        snprintf(key, sizeof(key), "key-%d", i);
+        snprintf(ek, sizeof(ek), "edit-%d", i);
+        ck_assert_int_eq(post_ex(&f, (uint64_t)i, i, key, "t/fifo", ek, 0, 0).status, TS_OK);
+    }
+    /* Retries of the first, a middle and the last post, and their keys. */
+    const int probe[] = {1, 512, 513, 700, n};
+    uint64_t idx = (uint64_t)n;
+    for (size_t k = 0; k < sizeof(probe) / sizeof(probe[0]); k++) {
+        snprintf(key, sizeof(key), "key-%d", probe[k]);
+        snprintf(ek, sizeof(ek), "edit-%d", probe[k]);
+        ck_assert(ts_store_idempotency_known(f.s, key));
+        ck_assert_uint_eq(post_ex(&f, ++idx, n, key, "t/fifo", NULL, 0, 0).seq, (uint64_t)probe[k]);
+        ck_assert_int_eq(change(&f, ++idx, n, (uint64_t)probe[k], K_EDIT, "e1", ek, W).status,
+                         TS_OK);
+    }
+    ck_assert(!ts_store_idempotency_known(f.s, "key-0"));
+    size_t mem_full = ts_store_memory(f.s);
+
+    /* At R + 600 the first 600 keys (times 1..600) are gone: two blocks'
+     * worth of entries are not, so one block is freed. */
+    ck_assert_int_eq(post_ex(&f, ++idx, R + 600, "late-1", "t/fifo", NULL, 0, 0).status, TS_OK);
+    ck_assert_uint_lt(ts_store_memory(f.s), mem_full);
+    for (size_t k = 0; k < sizeof(probe) / sizeof(probe[0]); k++) {
+        snprintf(key, sizeof(key), "key-%d", probe[k]);
+        snprintf(ek, sizeof(ek), "edit-%d", probe[k]);
+        int gone = probe[k] <= 600;
+        ck_assert_int_eq(ts_store_idempotency_known(f.s, key), !gone);
+        ck_assert_int_eq(change(&f, ++idx, R + 600, (uint64_t)probe[k], K_EDIT, "e2", ek, W).status,
+                         gone ? TS_E_FORBIDDEN : TS_OK);
+    }
+    snprintf(key, sizeof(key), "key-%d", 1);
+    struct ts_store_result r = post_ex(&f, ++idx, R + 600, key, "t/fifo", NULL, 0, 0);
+    ck_assert_uint_eq(r.comment_id, idx); /* a new comment, the key long forgotten */
+
+    /* A snapshot carries the survivors, in order. */
+    struct fx g;
+    fx_init(&g);
+    uint8_t *snap;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
+    free(snap);
+    ck_assert(!ts_store_idempotency_known(g.s, "key-600"));
+    ck_assert(ts_store_idempotency_known(g.s, "key-601"));
+    ck_assert(ts_store_idempotency_known(g.s, "late-1"));
+    ck_assert_int_eq(change(&g, ++idx, R + 600, 601, K_EDIT, "e3", "edit-601", W).status, TS_OK);
+
+    /* Everything expires; the table then starts again mid-block. */
+    ck_assert_int_eq(post_ex(&f, ++idx, 3 * R, "again", "t/fifo", "edit-again", 0, 0).status,
+                     TS_OK);
+    uint64_t again = idx;
+    ck_assert(!ts_store_idempotency_known(f.s, "late-1"));
+    ck_assert(!ts_store_idempotency_known(f.s, "key-1300"));
+    ck_assert_uint_eq(post_ex(&f, ++idx, 3 * R, "again", "t/fifo", NULL, 0, 0).seq, again);
+    ck_assert_int_eq(change(&f, ++idx, 3 * R, again, K_EDIT, "e4", "edit-again", W).status, TS_OK);
+    ck_assert_int_eq(post_ex(&f, ++idx, 5 * R, "after", "t/fifo", NULL, 0, 0).status, TS_OK);
+    ck_assert(!ts_store_idempotency_known(f.s, "again"));
+    ck_assert(ts_store_idempotency_known(f.s, "after"));
+    fx_free(&f);
+    fx_free(&g);
+}
+END_TEST
+
+/* A snapshot with one thread, one comment (id 11) and idempotency entries
+ * as given, in the given format; packed into buf. */
+static size_t pack_idem_snapshot(uint32_t format, Threadsync__State__IdempotencyEntry **ie,
+                                 size_t n_ie, uint8_t *buf)
+{
+    Threadsync__Thread t = THREADSYNC__THREAD__INIT, *tp = &t;
+    t.id = 10;
+    t.key = "t/old";
+    t.comment_count = 1;
+    t.version = 1;
+    Threadsync__Comment c = THREADSYNC__COMMENT__INIT, *cp = &c;
+    c.id = 11;
+    c.thread_id = 10;
+    c.author_name = "Old";
+    c.body = "from an older release";
+    c.status = THREADSYNC__STATUS__VISIBLE;
+    c.created_at_ms = 100;
+    c.version = 1;
+    Threadsync__State__StoreSnapshot snap = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
+    snap.format = format;
+    snap.last_index = 20;
+    snap.n_threads = 1;
+    snap.threads = &tp;
+    snap.n_comments = 1;
+    snap.comments = &cp;
+    snap.n_idempotency = n_ie;
+    snap.idempotency = ie;
+    return threadsync__state__store_snapshot__pack(&snap, buf);
+}
+
+/* Snapshots and backups written before key digests (format 0: keys as
+ * strings) still load, and their keys still work: a retry is answered, the
+ * edit key opens its comment. Written again, the state is format 1 and
+ * loads the same. */
+START_TEST(test_snapshot_format0_keys)
+{
+    struct fx f, g;
+    fx_init(&f);
+    fx_init(&g);
+    uint8_t h[32], buf[1024];
+    sha("old-edit", h);
+    Threadsync__State__IdempotencyEntry e = THREADSYNC__STATE__IDEMPOTENCY_ENTRY__INIT, *ep = &e;
+    e.key = "old-key";
+    e.seq = 11;
+    e.thread_id = 10;
+    e.comment_id = 11;
+    e.status = THREADSYNC__STATUS__VISIBLE;
+    e.time_ms = 100;
+    e.edit_key_hash.data = h;
+    e.edit_key_hash.len = 32;
+    size_t len = pack_idem_snapshot(0, &ep, 1, buf);
+    ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
+    ck_assert(ts_store_idempotency_known(f.s, "old-key"));
+    struct ts_store_result r = post_ex(&f, 21, 200, "old-key", "t/old", NULL, 0, 0);
+    ck_assert_uint_eq(r.seq, 11);
+    ck_assert_uint_eq(r.comment_id, 11);
+    ck_assert_uint_eq(ts_store_comment_count(f.s), 1);
+
+    uint8_t *snap;
+    size_t slen;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &slen), TS_OK);
+    Threadsync__State__StoreSnapshot *d =
+        threadsync__state__store_snapshot__unpack(NULL, slen, snap);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_uint_eq(d->format, 1);
+    ck_assert_uint_eq(d->n_idempotency, 1);
+    ck_assert_str_eq(d->idempotency[0]->key, ""); /* the key itself is gone */
+    ck_assert_uint_eq(d->idempotency[0]->key_digest.len, 16);
+    threadsync__state__store_snapshot__free_unpacked(d, NULL);
+    ck_assert_int_eq(ts_store_restore(g.s, snap, slen), TS_OK);
+    free(snap);
+    char d1[65], d2[65];
+    ts_store_digest(f.s, d1);
+    ts_store_digest(g.s, d2);
+    ck_assert_str_eq(d1, d2);
+    ck_assert_uint_eq(post_ex(&g, 22, 300, "old-key", "t/old", NULL, 0, 0).seq, 11);
+    ck_assert_int_eq(change(&g, 23, 300, 11, K_EDIT, "new words", "old-edit", 1000).status, TS_OK);
+    fx_free(&f);
+    fx_free(&g);
+}
+END_TEST
+
+/* What restore refuses in the idempotency table, leaving the state alone:
+ * a format it does not know, a key in the wrong form for the format, a key
+ * twice, entries out of comment id order. */
+START_TEST(test_snapshot_idem_refused)
+{
+    struct fx f;
+    fx_init(&f);
+    ck_assert_int_eq(post(&f, 1, 1, "mine", "t/1", 0, "x").status, TS_OK);
+    char before[65], after[65];
+    ts_store_digest(f.s, before);
+    uint8_t dg[16], buf[1024];
+    memset(dg, 7, sizeof(dg));
+    Threadsync__State__IdempotencyEntry a = THREADSYNC__STATE__IDEMPOTENCY_ENTRY__INIT,
+                                        b = THREADSYNC__STATE__IDEMPOTENCY_ENTRY__INIT;
+    Threadsync__State__IdempotencyEntry *two[] = {&a, &b};
+    a.comment_id = b.comment_id = 11;
+    a.key_digest.data = dg;
+    a.key_digest.len = 16;
+    /* a well-formed format 1 snapshot loads; a future format does not */
+    size_t len = pack_idem_snapshot(1, two, 1, buf);
+    ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
+    ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(2, two, 1, buf)),
+                     TS_E_BAD_FRAME);
+    /* format 1 wants a 16-byte digest and no key; format 0 a key */
+    a.key_digest.len = 15;
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(1, two, 1, buf)),
+                     TS_E_BAD_FRAME);
+    a.key_digest.len = 16;
+    a.key = "plain";
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(1, two, 1, buf)),
+                     TS_E_BAD_FRAME);
+    a.key = (char *)protobuf_c_empty_string;
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 1, buf)),
+                     TS_E_BAD_FRAME);
+    /* the same key twice, and comment ids that do not ascend */
+    a.key = "k1";
+    b.key = "k1";
+    b.comment_id = 12;
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)),
+                     TS_E_BAD_FRAME);
+    b.key = "k2";
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)), TS_OK);
+    ck_assert(ts_store_idempotency_known(f.s, "k2"));
+    ts_store_digest(f.s, before);
+    b.comment_id = 11;
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)),
+                     TS_E_BAD_FRAME);
+    ts_store_digest(f.s, after);
+    ck_assert_str_eq(before, after);
+    ck_assert(ts_store_idempotency_known(f.s, "k2"));
+    fx_free(&f);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("ts_store");
@@ -1228,6 +1440,9 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_moderation_log_deterministic);
     tcase_add_test(tc, test_same_moderation_twice);
     tcase_add_test(tc, test_snapshot_keeps_moderation);
+    tcase_add_test(tc, test_idempotency_blocks);
+    tcase_add_test(tc, test_snapshot_format0_keys);
+    tcase_add_test(tc, test_snapshot_idem_refused);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
