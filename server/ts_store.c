@@ -176,12 +176,12 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
         return reject(res, TS_E_THREAD_LOCKED, NULL), TS_OK;
     if (p->parent_id) {
         struct comment *parent = ts__store_find_comment(st, p->parent_id);
-        if (!t || !parent || parent->thread_id != t->id)
+        if (!t || !parent || parent->thread_ix != t->ix)
             return reject(res, TS_E_NOT_FOUND, "parent_id"), TS_OK;
     }
 
     struct comment *c = ts__store_comment_alloc(p->author_name, name_len, p->author_email,
-                                                email_len, p->body, body_len);
+                                                email_len, p->body, body_len, NULL);
     if (!c)
         return TS_E_NOMEM;
     if (!t) {
@@ -193,13 +193,12 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
         }
     }
     c->id = index;
-    c->thread_id = t->id;
+    c->thread_ix = t->ix;
     c->parent_id = p->parent_id;
     c->created_at = now;
     c->status = !cmd->trusted && (cmd->premoderate || t->premoderated)
                     ? THREADSYNC__STATUS__PENDING
                     : THREADSYNC__STATUS__VISIBLE;
-    c->version = 1;
     if (ts__store_comment_insert(st, t, c) != TS_OK) {
         free(c);
         return TS_E_NOMEM;
@@ -258,7 +257,7 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
     struct comment *c = ts__store_find_comment(st, cc->comment_id);
     if (!c)
         return reject(res, TS_E_NOT_FOUND, "comment_id"), TS_OK;
-    struct thread *t = ts__store_find_thread_id(st, c->thread_id);
+    struct thread *t = ts__store_comment_thread(st, c);
     res->thread_id = t->id;
     res->comment_id = c->id;
     res->comment_status = c->status;
@@ -310,7 +309,9 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
     if (bad)
         return reject_msg(res, TS_E_INVALID_ARGUMENT, "status", bad), TS_OK;
 
-    uint16_t modby = c->modby;
+    struct comment_ext x;
+    ts__store_comment_ext(c, &x);
+    uint16_t modby = x.modby;
     if (!author && ts__store_intern(st, actor_of(cmd), &modby) != TS_OK)
         return TS_E_NOMEM;
     if (cc->kind == THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT) {
@@ -319,16 +320,18 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
             return reject(res, TS_E_INVALID_ARGUMENT, "body"), TS_OK;
         if (author && t->locked)
             return reject(res, TS_E_THREAD_LOCKED, NULL), TS_OK;
-        const char *old_body = c->text + c->name_len + 1 + c->email_len + 1;
+        const char *name = ts__store_comment_text(c), *email = name + c->name_len + 1;
+        const char *old_body = email + c->email_len + 1;
         if (body_len == c->body_len && memcmp(old_body, cc->body, body_len) == 0)
             return TS_OK; /* the same text again: a retry */
-        struct comment *n =
-            ts__store_comment_rewrite(st, t, c, c->text, c->name_len, c->text + c->name_len + 1,
-                                      c->email_len, cc->body, body_len);
+        x.edited_at = now;
+        x.modby = modby;
+        x.version++;
+        struct comment *n = ts__store_comment_rewrite(st, c, name, c->name_len, email, c->email_len,
+                                                      cc->body, body_len, &x);
         if (!n)
             return TS_E_NOMEM;
         c = n;
-        c->edited_at = now;
         /* An approved comment edited by its author on a pre-moderated
          * thread goes back to the queue: approval was of other words. */
         if (author && !cmd->trusted && (cmd->premoderate || t->premoderated) &&
@@ -337,17 +340,17 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
     } else {
         if (to == from)
             return TS_OK; /* already there: a retry changes nothing */
-        if (to == THREADSYNC__STATUS__DELETED) {
-            /* The tombstone keeps id, thread, parent and times only. */
-            struct comment *n = ts__store_comment_rewrite(st, t, c, "", 0, "", 0, "", 0);
-            if (!n)
-                return TS_E_NOMEM;
-            c = n;
-        }
+        x.modby = modby;
+        x.version++;
+        /* The tombstone keeps id, thread, parent and times only. */
+        struct comment *n = to == THREADSYNC__STATUS__DELETED
+                                ? ts__store_comment_rewrite(st, c, "", 0, "", 0, "", 0, &x)
+                                : ts__store_comment_set_ext(st, c, &x);
+        if (!n)
+            return TS_E_NOMEM;
+        c = n;
         set_status(t, c, to);
     }
-    c->modby = modby;
-    c->version++;
     t->version++;
     /* History replays (a subscriber from an old cursor, or after a restart)
      * must not bring back what the public may no longer read. */

@@ -8,7 +8,11 @@
  * Layout, chosen for memory (the store holds every comment ever posted):
  *   - a comment is one allocation: fixed fields, then author_name, e-mail
  *     and body back to back, each NUL-terminated so views point straight
- *     into it;
+ *     into it. Its thread is an index into the thread vector (threads are
+ *     never removed). What only a changed comment has (edited_at, a version
+ *     above 1, moderated_by) sits in an extension before the text, present
+ *     only once the comment has been changed: most never are, and the 18
+ *     bytes it takes are a tenth of a short comment's record;
  *   - a thread likewise holds key, title and url, plus a vector of its
  *     comments sorted by id (ids are Raft indexes and only grow, so a new
  *     comment is appended; a parent always precedes its replies);
@@ -37,20 +41,29 @@
 
 struct comment {
     uint64_t id;
-    uint64_t thread_id;
     uint64_t parent_id;
     int64_t created_at;
-    int64_t edited_at;
-    uint64_t version;
+    uint32_t thread_ix; /* its thread is state.threads[thread_ix] */
     uint32_t body_len;
     uint16_t name_len, email_len;
-    uint16_t modby; /* index into state.names: who last moderated it; 0 none */
     uint8_t status;
-    char text[]; /* name NUL email NUL body NUL */
+    uint8_t has_ext;
+    char text[]; /* [extension] name NUL email NUL body NUL */
 };
+
+/* A comment's fields that differ from their defaults (0, 1, 0) only once it
+ * has changed. In the record as TS__COMMENT_EXT_LEN packed bytes (access
+ * through ts__store_comment_ext / _set_ext only). */
+struct comment_ext {
+    int64_t edited_at;
+    uint64_t version;
+    uint16_t modby; /* index into state.names: who last moderated it; 0 none */
+};
+#define TS__COMMENT_EXT_LEN 18
 
 struct thread {
     uint64_t id;
+    uint32_t ix; /* its index in state.threads */
     int64_t created_at;
     uint64_t version;
     struct comment **comments; /* id order */
@@ -193,19 +206,40 @@ struct thread *ts__store_thread_alloc(const char *key, size_t key_len, const cha
                                       size_t title_len, const char *url, size_t url_len);
 int ts__store_thread_insert(struct state *st, struct thread *t);
 struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
-                                        size_t email_len, const char *body, size_t body_len);
+                                        size_t email_len, const char *body, size_t body_len,
+                                        const struct comment_ext *ext);
 int ts__store_comment_insert(struct state *st, struct thread *t, struct comment *c);
 /* Copies e to the end of the FIFO and indexes it. e's digest must be new
  * and its comment id above every entry's (TS_E_BAD_FRAME otherwise: only a
  * snapshot can say so); TS_E_NOMEM leaves the table unchanged. */
 int ts__store_idem_append(struct state *st, const struct idem *e);
 
-/* Replaces c's text (the record is one allocation, so new text is a new
- * record) in every index; c is freed. Returns the new record or NULL (out
- * of memory; c is then untouched). */
-struct comment *ts__store_comment_rewrite(struct state *st, struct thread *t, struct comment *c,
-                                          const char *name, size_t name_len, const char *email,
-                                          size_t email_len, const char *body, size_t body_len);
+/* Replaces c's text and changeable fields (the record is one allocation,
+ * so new text is a new record) in every index; c is freed. The text may
+ * point into c. Returns the new record or NULL (out of memory; c is then
+ * untouched). */
+struct comment *ts__store_comment_rewrite(struct state *st, struct comment *c, const char *name,
+                                          size_t name_len, const char *email, size_t email_len,
+                                          const char *body, size_t body_len,
+                                          const struct comment_ext *x);
+
+/* c's thread, text (the name; e-mail and body follow, each after the
+ * previous one's NUL) and changeable fields. */
+static inline struct thread *ts__store_comment_thread(const struct state *st,
+                                                      const struct comment *c)
+{
+    return st->threads[c->thread_ix];
+}
+static inline const char *ts__store_comment_text(const struct comment *c)
+{
+    return c->text + (c->has_ext ? TS__COMMENT_EXT_LEN : 0);
+}
+void ts__store_comment_ext(const struct comment *c, struct comment_ext *out);
+/* Sets c's changeable fields, moving c to a record with an extension when
+ * it has none and x is not all defaults. Returns c's record (maybe new) or
+ * NULL (out of memory; c is then untouched). */
+struct comment *ts__store_comment_set_ext(struct state *st, struct comment *c,
+                                          const struct comment_ext *x);
 
 /* Forgets idempotency keys first used the retention or more before now. */
 void ts__store_idem_expire(struct state *st, int64_t now);

@@ -160,22 +160,22 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
             return TS_E_BAD_FRAME;
         if (v->parent_id) {
             const struct comment *parent = ts__store_find_comment(st, v->parent_id);
-            if (!parent || parent->thread_id != t->id)
+            if (!parent || parent->thread_ix != t->ix)
                 return TS_E_BAD_FRAME;
         }
+        struct comment_ext x = {.edited_at = v->edited_at_ms, .version = v->version};
+        if (ts__store_intern(st, v->moderated_by, &x.modby) != TS_OK)
+            return TS_E_NOMEM;
         struct comment *c = ts__store_comment_alloc(v->author_name, name_len, v->author_email,
-                                                    email_len, v->body, body_len);
+                                                    email_len, v->body, body_len, &x);
         if (!c)
             return TS_E_NOMEM;
         c->id = v->id;
-        c->thread_id = v->thread_id;
+        c->thread_ix = t->ix;
         c->parent_id = v->parent_id;
         c->created_at = v->created_at_ms;
-        c->edited_at = v->edited_at_ms;
         c->status = (uint8_t)v->status;
-        c->version = v->version;
-        if (ts__store_intern(st, v->moderated_by, &c->modby) != TS_OK ||
-            ts__store_comment_insert(st, t, c) != TS_OK) {
+        if (ts__store_comment_insert(st, t, c) != TS_OK) {
             free(c);
             return TS_E_NOMEM;
         }
@@ -309,10 +309,12 @@ void ts_store_digest(const struct ts_store *s, char out[65])
         dig_str(md, tm, strlen(tm));
         for (uint32_t j = 0; j < t->n_comments; j++) {
             const struct comment *c = t->comments[j];
-            const char *q = c->text;
+            const char *q = ts__store_comment_text(c);
+            struct comment_ext x;
+            ts__store_comment_ext(c, &x);
             EVP_DigestUpdate(md, "C", 1);
             dig_u64(md, c->id);
-            dig_u64(md, c->thread_id);
+            dig_u64(md, t->id);
             dig_u64(md, c->parent_id);
             dig_str(md, q, c->name_len);
             q += c->name_len + 1;
@@ -320,10 +322,10 @@ void ts_store_digest(const struct ts_store *s, char out[65])
             q += c->email_len + 1;
             dig_str(md, q, c->body_len);
             dig_u64(md, (uint64_t)c->created_at);
-            dig_u64(md, (uint64_t)c->edited_at);
+            dig_u64(md, (uint64_t)x.edited_at);
             dig_u64(md, c->status);
-            dig_u64(md, c->version);
-            const char *cm = ts__store_name_at(st, c->modby);
+            dig_u64(md, x.version);
+            const char *cm = ts__store_name_at(st, x.modby);
             dig_str(md, cm, strlen(cm));
         }
     }

@@ -260,6 +260,9 @@ int ts__store_thread_insert(struct state *st, struct thread *t)
     if (!v)
         return TS_E_NOMEM;
     st->threads = v;
+    if (st->n_threads >= UINT32_MAX) /* comments name their thread in 32 bits */
+        return TS_E_NOMEM;
+    t->ix = (uint32_t)st->n_threads;
     if (ts_map_insert(&st->thread_by_id, t) != TS_OK)
         return TS_E_NOMEM;
     if (ts_map_insert(&st->thread_by_key, t) != TS_OK) {
@@ -271,10 +274,35 @@ int ts__store_thread_insert(struct state *st, struct thread *t)
     return TS_OK;
 }
 
-struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
-                                        size_t email_len, const char *body, size_t body_len)
+static int ext_is_default(const struct comment_ext *x)
 {
-    size_t size = offsetof(struct comment, text) + name_len + email_len + body_len + 3;
+    return x->edited_at == 0 && x->version == 1 && x->modby == 0;
+}
+
+static void ext_put(struct comment *c, const struct comment_ext *x)
+{
+    memcpy(c->text, &x->edited_at, 8);
+    memcpy(c->text + 8, &x->version, 8);
+    memcpy(c->text + 16, &x->modby, 2);
+}
+
+void ts__store_comment_ext(const struct comment *c, struct comment_ext *out)
+{
+    *out = (struct comment_ext){.version = 1};
+    if (!c->has_ext)
+        return;
+    memcpy(&out->edited_at, c->text, 8);
+    memcpy(&out->version, c->text + 8, 8);
+    memcpy(&out->modby, c->text + 16, 2);
+}
+
+struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
+                                        size_t email_len, const char *body, size_t body_len,
+                                        const struct comment_ext *ext)
+{
+    int has_ext = ext && !ext_is_default(ext);
+    size_t size = offsetof(struct comment, text) + (has_ext ? TS__COMMENT_EXT_LEN : 0) + name_len +
+                  email_len + body_len + 3;
     struct comment *c = malloc(size);
     if (!c)
         return NULL;
@@ -282,7 +310,10 @@ struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const
     c->name_len = (uint16_t)name_len;
     c->email_len = (uint16_t)email_len;
     c->body_len = (uint32_t)body_len;
-    char *p = c->text;
+    c->has_ext = (uint8_t)has_ext;
+    if (has_ext)
+        ext_put(c, ext);
+    char *p = (char *)ts__store_comment_text(c);
     put_str(&p, name, name_len);
     put_str(&p, email, email_len);
     put_str(&p, body, body_len);
@@ -291,7 +322,8 @@ struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const
 
 static size_t comment_size(const struct comment *c)
 {
-    return offsetof(struct comment, text) + c->name_len + c->email_len + c->body_len + 3;
+    return offsetof(struct comment, text) + (c->has_ext ? TS__COMMENT_EXT_LEN : 0) + c->name_len +
+           c->email_len + c->body_len + 3;
 }
 
 /* Appends c to its thread t; c's id exceeds every comment's of t. */
@@ -396,17 +428,19 @@ void ts__store_thread_view(const struct state *st, const struct thread *t, Threa
 void ts__store_comment_view(const struct state *st, const struct comment *c, Threadsync__Comment *v)
 {
     *v = (Threadsync__Comment)THREADSYNC__COMMENT__INIT;
+    struct comment_ext x;
+    ts__store_comment_ext(c, &x);
     v->id = c->id;
-    v->thread_id = c->thread_id;
+    v->thread_id = ts__store_comment_thread(st, c)->id;
     v->parent_id = c->parent_id;
-    v->author_name = (char *)c->text;
+    v->author_name = (char *)ts__store_comment_text(c);
     v->author_email = v->author_name + c->name_len + 1;
     v->body = v->author_email + c->email_len + 1;
     v->created_at_ms = c->created_at;
-    v->edited_at_ms = c->edited_at;
+    v->edited_at_ms = x.edited_at;
     v->status = (Threadsync__Status)c->status;
-    v->version = c->version;
-    v->moderated_by = (char *)ts__store_name_at(st, c->modby);
+    v->version = x.version;
+    v->moderated_by = (char *)ts__store_name_at(st, x.modby);
 }
 
 size_t ts__store_thread_slot(const struct state *st, uint64_t id)
@@ -435,20 +469,14 @@ uint32_t ts__store_comment_slot(const struct thread *t, uint64_t id)
     return lo;
 }
 
-struct comment *ts__store_comment_rewrite(struct state *st, struct thread *t, struct comment *c,
-                                          const char *name, size_t name_len, const char *email,
-                                          size_t email_len, const char *body, size_t body_len)
+/* n takes c's place in every index; c is freed. */
+static struct comment *comment_replace(struct state *st, struct comment *c, struct comment *n)
 {
-    struct comment *n = ts__store_comment_alloc(name, name_len, email, email_len, body, body_len);
-    if (!n)
-        return NULL;
+    struct thread *t = ts__store_comment_thread(st, c);
     n->id = c->id;
-    n->thread_id = c->thread_id;
+    n->thread_ix = c->thread_ix;
     n->parent_id = c->parent_id;
     n->created_at = c->created_at;
-    n->edited_at = c->edited_at;
-    n->version = c->version;
-    n->modby = c->modby;
     n->status = c->status;
     /* Removing first means the insert cannot need to grow the map. */
     ts_map_remove(&st->comment_by_id, c);
@@ -458,6 +486,32 @@ struct comment *ts__store_comment_rewrite(struct state *st, struct thread *t, st
     st->record_bytes += ts__store_alloc_cost(comment_size(n));
     free(c);
     return n;
+}
+
+struct comment *ts__store_comment_rewrite(struct state *st, struct comment *c, const char *name,
+                                          size_t name_len, const char *email, size_t email_len,
+                                          const char *body, size_t body_len,
+                                          const struct comment_ext *x)
+{
+    struct comment *n =
+        ts__store_comment_alloc(name, name_len, email, email_len, body, body_len, x);
+    return n ? comment_replace(st, c, n) : NULL;
+}
+
+struct comment *ts__store_comment_set_ext(struct state *st, struct comment *c,
+                                          const struct comment_ext *x)
+{
+    if (c->has_ext) {
+        ext_put(c, x);
+        return c;
+    }
+    if (ext_is_default(x))
+        return c;
+    const char *name = ts__store_comment_text(c), *email = name + c->name_len + 1,
+               *body = email + c->email_len + 1;
+    struct comment *n =
+        ts__store_comment_alloc(name, c->name_len, email, c->email_len, body, c->body_len, x);
+    return n ? comment_replace(st, c, n) : NULL;
 }
 
 static void lower_email(const char *s, char *out, size_t size)
