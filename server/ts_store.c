@@ -150,7 +150,7 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
     if (url_len > TS_URL_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "url"), TS_OK;
 
-    struct idem ie = {.seq = 0};
+    struct idem ie = {.comment_id = 0};
     ts__store_idem_digest(p->idempotency_key, ikey_len, ie.key_digest);
     struct idem *seen = ts__store_find_idem(st, ie.key_digest);
     if (seen) {
@@ -161,8 +161,9 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
             memcpy(seen->edit_hash, cmd->edit_key_hash.data, TS_STORE_HASH_LEN);
             seen->has_hash = 1;
         }
-        res->seq = seen->seq;
-        res->thread_id = seen->thread_id;
+        const struct comment *first = ts__store_find_comment(st, seen->comment_id);
+        res->seq = seen->comment_id;
+        res->thread_id = ts__store_comment_thread(st, first)->id;
         res->comment_id = seen->comment_id;
         res->comment_status = seen->comment_status;
         return TS_OK;
@@ -211,10 +212,7 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
 
     /* index exceeds every entry's comment id and the digest is new, so only
      * memory can fail the append. */
-    ie.seq = index;
-    ie.thread_id = t->id;
     ie.comment_id = c->id;
-    ie.time_ms = now;
     ie.comment_status = c->status;
     ie.has_hash = (uint8_t)has_hash;
     if (has_hash)

@@ -92,9 +92,11 @@ struct thread {
  * nothing a client could not do by reusing its key. */
 #define TS__STORE_DIGEST_LEN 16
 
+/* The first answer's seq, thread and time are its comment's id, thread and
+ * created_at (a comment is never removed, and restore checks they agree),
+ * so the entry holds only what the comment cannot tell. */
 struct idem {
-    uint64_t seq, thread_id, comment_id;
-    int64_t time_ms;
+    uint64_t comment_id;
     uint8_t key_digest[TS__STORE_DIGEST_LEN];
     uint8_t edit_hash[TS_STORE_HASH_LEN];
     uint8_t comment_status;
@@ -105,7 +107,7 @@ struct idem {
  * keys as digests. Restore also reads format 0 (keys as strings). */
 #define TS__STORE_SNAPSHOT_FORMAT 1
 
-/* Entries per FIFO block: 44 KiB blocks, a small share of a day's posts
+/* Entries per FIFO block: 32 KiB blocks, a small share of a day's posts
  * each, below the mmap threshold (server/main.c). */
 #define TS__STORE_IDEM_BLOCK 512
 

@@ -76,11 +76,12 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
         threadsync__state__idempotency_entry__init(&iv[i]);
         iv[i].key_digest.data = (uint8_t *)e->key_digest;
         iv[i].key_digest.len = TS__STORE_DIGEST_LEN;
-        iv[i].seq = e->seq;
-        iv[i].thread_id = e->thread_id;
+        const struct comment *c = ts__store_find_comment(st, e->comment_id);
+        iv[i].seq = e->comment_id;
+        iv[i].thread_id = ts__store_comment_thread(st, c)->id;
         iv[i].comment_id = e->comment_id;
         iv[i].status = (Threadsync__Status)e->comment_status;
-        iv[i].time_ms = e->time_ms;
+        iv[i].time_ms = c->created_at;
         if (e->has_hash) {
             iv[i].edit_key_hash.data = (uint8_t *)e->edit_hash;
             iv[i].edit_key_hash.len = TS_STORE_HASH_LEN;
@@ -184,7 +185,7 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
     }
     for (size_t i = 0; i < snap->n_idempotency; i++) {
         const Threadsync__State__IdempotencyEntry *v = snap->idempotency[i];
-        struct idem e = {.seq = v->seq};
+        struct idem e = {.comment_id = v->comment_id};
         size_t key_len = ts__store_slen(v->key);
         if (snap->format == 0) {
             if (!key_len || key_len > TS_IDEMPOTENCY_KEY_MAX)
@@ -195,12 +196,13 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
                 return TS_E_BAD_FRAME;
             memcpy(e.key_digest, v->key_digest.data, TS__STORE_DIGEST_LEN);
         }
-        if ((int)v->status < 0 || (int)v->status > 255 ||
+        /* The entry's answer must be its comment's (see struct idem): no
+         * release has written one that is not. */
+        const struct comment *c = ts__store_find_comment(st, v->comment_id);
+        if (!c || v->seq != v->comment_id || ts__store_comment_thread(st, c)->id != v->thread_id ||
+            c->created_at != v->time_ms || (int)v->status < 0 || (int)v->status > 255 ||
             (v->edit_key_hash.len && v->edit_key_hash.len != TS_STORE_HASH_LEN))
             return TS_E_BAD_FRAME;
-        e.thread_id = v->thread_id;
-        e.comment_id = v->comment_id;
-        e.time_ms = v->time_ms;
         e.comment_status = (uint8_t)v->status;
         e.has_hash = v->edit_key_hash.len == TS_STORE_HASH_LEN;
         if (e.has_hash)

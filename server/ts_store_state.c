@@ -394,8 +394,9 @@ void ts__store_idem_expire(struct state *st, int64_t now)
 {
     while (st->idem_n) {
         struct idem *e = ts__store_idem_at(st, 0);
-        if (now <= e->time_ms ||
-            (uint64_t)now - (uint64_t)e->time_ms < (uint64_t)TS_STORE_IDEMPOTENCY_RETENTION_MS)
+        int64_t first_use = ts__store_find_comment(st, e->comment_id)->created_at;
+        if (now <= first_use ||
+            (uint64_t)now - (uint64_t)first_use < (uint64_t)TS_STORE_IDEMPOTENCY_RETENTION_MS)
             break;
         ts_map_remove(&st->idem_by_key, e);
         st->idem_first++;

@@ -1394,31 +1394,36 @@ START_TEST(test_idempotency_blocks)
 }
 END_TEST
 
-/* A snapshot with one thread, one comment (id 11) and idempotency entries
- * as given, in the given format; packed into buf. */
+/* A snapshot with one thread (id 10), comments 11 and 12 (created at 100
+ * and 101) and idempotency entries as given, in the given format; packed
+ * into buf. */
 static size_t pack_idem_snapshot(uint32_t format, Threadsync__State__IdempotencyEntry **ie,
                                  size_t n_ie, uint8_t *buf)
 {
     Threadsync__Thread t = THREADSYNC__THREAD__INIT, *tp = &t;
     t.id = 10;
     t.key = "t/old";
-    t.comment_count = 1;
-    t.version = 1;
-    Threadsync__Comment c = THREADSYNC__COMMENT__INIT, *cp = &c;
-    c.id = 11;
-    c.thread_id = 10;
-    c.author_name = "Old";
-    c.body = "from an older release";
-    c.status = THREADSYNC__STATUS__VISIBLE;
-    c.created_at_ms = 100;
-    c.version = 1;
+    t.comment_count = 2;
+    t.version = 2;
+    Threadsync__Comment c[2], *cp[2];
+    for (int i = 0; i < 2; i++) {
+        threadsync__comment__init(&c[i]);
+        cp[i] = &c[i];
+        c[i].id = 11 + (uint64_t)i;
+        c[i].thread_id = 10;
+        c[i].author_name = "Old";
+        c[i].body = "from an older release";
+        c[i].status = THREADSYNC__STATUS__VISIBLE;
+        c[i].created_at_ms = 100 + i;
+        c[i].version = 1;
+    }
     Threadsync__State__StoreSnapshot snap = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
     snap.format = format;
     snap.last_index = 20;
     snap.n_threads = 1;
     snap.threads = &tp;
-    snap.n_comments = 1;
-    snap.comments = &cp;
+    snap.n_comments = 2;
+    snap.comments = cp;
     snap.n_idempotency = n_ie;
     snap.idempotency = ie;
     return threadsync__state__store_snapshot__pack(&snap, buf);
@@ -1450,7 +1455,7 @@ START_TEST(test_snapshot_format0_keys)
     struct ts_store_result r = post_ex(&f, 21, 200, "old-key", "t/old", NULL, 0, 0);
     ck_assert_uint_eq(r.seq, 11);
     ck_assert_uint_eq(r.comment_id, 11);
-    ck_assert_uint_eq(ts_store_comment_count(f.s), 1);
+    ck_assert_uint_eq(ts_store_comment_count(f.s), 2);
 
     uint8_t *snap;
     size_t slen;
@@ -1478,25 +1483,27 @@ END_TEST
 
 /* What restore refuses in the idempotency table, leaving the state alone:
  * a format it does not know, a key in the wrong form for the format, a key
- * twice, entries out of comment id order. */
+ * twice, entries out of comment id order, an answer (seq, thread, time)
+ * that is not its comment's. */
 START_TEST(test_snapshot_idem_refused)
 {
     struct fx f;
     fx_init(&f);
-    ck_assert_int_eq(post(&f, 1, 1, "mine", "t/1", 0, "x").status, TS_OK);
-    char before[65], after[65];
-    ts_store_digest(f.s, before);
     uint8_t dg[16], buf[1024];
     memset(dg, 7, sizeof(dg));
     Threadsync__State__IdempotencyEntry a = THREADSYNC__STATE__IDEMPOTENCY_ENTRY__INIT,
                                         b = THREADSYNC__STATE__IDEMPOTENCY_ENTRY__INIT;
     Threadsync__State__IdempotencyEntry *two[] = {&a, &b};
-    a.comment_id = b.comment_id = 11;
+    a.comment_id = a.seq = 11;
+    a.thread_id = 10;
+    a.time_ms = 100;
+    b.comment_id = b.seq = 12;
+    b.thread_id = 10;
+    b.time_ms = 101;
     a.key_digest.data = dg;
     a.key_digest.len = 16;
     /* a well-formed format 1 snapshot loads; a future format does not */
     size_t len = pack_idem_snapshot(1, two, 1, buf);
-    ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
     ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
     ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(2, two, 1, buf)),
                      TS_E_BAD_FRAME);
@@ -1511,18 +1518,29 @@ START_TEST(test_snapshot_idem_refused)
     a.key = (char *)protobuf_c_empty_string;
     ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 1, buf)),
                      TS_E_BAD_FRAME);
-    /* the same key twice, and comment ids that do not ascend */
+    /* the same key twice */
     a.key = "k1";
     b.key = "k1";
-    b.comment_id = 12;
     ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)),
                      TS_E_BAD_FRAME);
     b.key = "k2";
     ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)), TS_OK);
     ck_assert(ts_store_idempotency_known(f.s, "k2"));
+    char before[65], after[65];
     ts_store_digest(f.s, before);
-    b.comment_id = 11;
-    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)),
+    /* b's answer not its comment's: seq, thread, time, a comment that is
+     * not there; then a and b out of order */
+    uint64_t *fields[] = {&b.seq, &b.thread_id, (uint64_t *)&b.time_ms, &b.comment_id};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        uint64_t keep = *fields[i];
+        *fields[i] += 5;
+        ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)),
+                         TS_E_BAD_FRAME);
+        *fields[i] = keep;
+    }
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)), TS_OK);
+    Threadsync__State__IdempotencyEntry *swapped[] = {&b, &a};
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, swapped, 2, buf)),
                      TS_E_BAD_FRAME);
     ts_store_digest(f.s, after);
     ck_assert_str_eq(before, after);
