@@ -2,18 +2,24 @@
  * ts_evlog: retained event log, encoded once, addressed by position.
  *
  * Layout, chosen for memory and for FIFO eviction:
- *   - an index ring of fixed 32-byte slots (seq, thread id, bytes pointer,
- *     two lengths), indexed by pos & mask; it doubles when full, up to
- *     max_events slots, and never shrinks;
+ *   - an index ring of fixed 40-byte slots (seq, thread id, two element
+ *     pointers, two lengths), indexed by pos & mask; it doubles when full,
+ *     up to max_events slots, and never shrinks;
  *   - the encoded bytes (public element then full element, back to back) in
  *     a FIFO of chunks of CHUNK_SIZE bytes (or one bigger chunk for an event
  *     that does not fit). Entries and chunks are both in append order, so the
  *     oldest entry's bytes always live in the oldest chunk: each chunk counts
  *     its live entries and is freed as a whole when that count drops to zero
- *     and it is no longer the chunk being filled.
+ *     and it is no longer the chunk being filled;
+ *   - when the two encodings are the same bytes (a comment without e-mail
+ *     or moderator: the only difference the public form makes), one copy,
+ *     both pointers at it. Rewriting the public form of such an event
+ *     (moderation, rare) moves it to an allocation of its own, which the
+ *     slot owns (PUB_OWNED) and eviction frees.
  *
  * Invariants: entries [first_pos, end_pos) are retained, seq strictly
- * increasing along them; bytes == sum of their pub_len + full_len; horizon
+ * increasing along them; bytes == sum of the element bytes they hold (a
+ * shared copy counted once); horizon
  * is the seq of the newest evicted entry. After an append there is always
  * at least one retained entry (the one just appended is never evicted).
  *
@@ -43,10 +49,25 @@ struct chunk {
 struct slot {
     uint64_t seq;
     uint64_t thread_id;
-    const uint8_t *bytes; /* pub element, then full element */
-    uint32_t pub_len;
+    const uint8_t *pub;  /* in a chunk, right before full; or == full; or owned */
+    const uint8_t *full; /* in a chunk */
+    uint32_t pub_len;    /* | PUB_OWNED when pub is the slot's own allocation */
     uint32_t full_len;
 };
+
+#define PUB_OWNED 0x80000000u
+#define ELEMENT_MAX 0x7fffffffu
+
+static size_t pub_len(const struct slot *s)
+{
+    return s->pub_len & ~PUB_OWNED;
+}
+
+/* The element bytes s holds, as log->bytes counts them. */
+static size_t held(const struct slot *s)
+{
+    return s->full_len + (s->pub == s->full ? 0 : pub_len(s));
+}
 
 struct ts_evlog {
     size_t max_events, max_bytes;
@@ -56,6 +77,7 @@ struct ts_evlog {
     uint64_t last_seq, horizon;
     size_t bytes;                /* element bytes retained */
     size_t chunk_bytes;          /* chunk allocations held, headers included */
+    size_t owned_bytes;          /* public elements in their own allocations */
     struct chunk *oldest, *tail; /* FIFO; tail is being filled */
 };
 
@@ -74,6 +96,9 @@ void ts_evlog_free(struct ts_evlog *log)
 {
     if (!log)
         return;
+    for (uint64_t p = log->first_pos; p < log->end_pos; p++)
+        if (log->ring[p & (log->ring_cap - 1)].pub_len & PUB_OWNED)
+            free((void *)log->ring[p & (log->ring_cap - 1)].pub);
     struct chunk *c = log->oldest;
     while (c) {
         struct chunk *next = c->next;
@@ -140,7 +165,11 @@ static void evict_oldest(struct ts_evlog *log)
 {
     struct slot *s = slot_at(log, log->first_pos);
     log->horizon = s->seq;
-    log->bytes -= (size_t)s->pub_len + s->full_len;
+    log->bytes -= held(s);
+    if (s->pub_len & PUB_OWNED) {
+        free((void *)s->pub);
+        log->owned_bytes -= pub_len(s);
+    }
     log->first_pos++;
     struct chunk *c = log->oldest;
     c->live--;
@@ -158,7 +187,7 @@ int ts_evlog_append(struct ts_evlog *log, uint64_t seq, uint64_t thread_id,
         return TS_E_INVALID_ARGUMENT;
     size_t pub_max = protobuf_c_message_get_packed_size(&pub->base) + TS_FRAME_ELEMENT_OVERHEAD;
     size_t full_max = protobuf_c_message_get_packed_size(&full->base) + TS_FRAME_ELEMENT_OVERHEAD;
-    if (pub_max > UINT32_MAX || full_max > UINT32_MAX)
+    if (pub_max > ELEMENT_MAX || full_max > ELEMENT_MAX)
         return TS_E_TOO_LARGE;
     if (log->end_pos - log->first_pos == log->ring_cap && ring_grow(log) != TS_OK)
         return TS_E_NOMEM;
@@ -167,18 +196,20 @@ int ts_evlog_append(struct ts_evlog *log, uint64_t seq, uint64_t thread_id,
         return TS_E_NOMEM;
     size_t pub_len = ts_frame_event_element(pub, p);
     size_t full_len = ts_frame_event_element(full, p + pub_len);
-    log->tail->used += pub_len + full_len;
-    log->tail->live++;
-
     struct slot *s = slot_at(log, log->end_pos);
     s->seq = seq;
     s->thread_id = thread_id;
-    s->bytes = p;
+    s->pub = p;
+    s->full = p + pub_len;
     s->pub_len = (uint32_t)pub_len;
     s->full_len = (uint32_t)full_len;
+    if (pub_len == full_len && memcmp(p, p + pub_len, pub_len) == 0)
+        s->full = p;
+    log->tail->used += held(s);
+    log->tail->live++;
     log->end_pos++;
     log->last_seq = seq;
-    log->bytes += pub_len + full_len;
+    log->bytes += held(s);
 
     while (log->end_pos - log->first_pos > 1 &&
            (log->end_pos - log->first_pos > log->max_events || log->bytes > log->max_bytes))
@@ -239,16 +270,50 @@ int ts_evlog_get(const struct ts_evlog *log, uint64_t pos, struct ts_evlog_entry
     const struct slot *s = slot_at(log, pos);
     e->seq = s->seq;
     e->thread_id = s->thread_id;
-    e->pub = s->bytes;
-    e->pub_len = s->pub_len;
-    e->full = s->bytes + s->pub_len;
+    e->pub = s->pub;
+    e->pub_len = pub_len(s);
+    e->full = s->full;
     e->full_len = s->full_len;
     return TS_OK;
 }
 
 size_t ts_evlog_memory(const struct ts_evlog *log)
 {
-    return sizeof(*log) + log->ring_cap * sizeof(struct slot) + log->chunk_bytes;
+    return sizeof(*log) + log->ring_cap * sizeof(struct slot) + log->chunk_bytes + log->owned_bytes;
+}
+
+/* Puts the public element (nl bytes at b, no longer than the old one) in
+ * s's place for it: over the old one in its chunk, moving the full element
+ * down behind it; else (one copy shared with the full element, or already
+ * apart) in an allocation of its own. */
+static int replace_public(struct ts_evlog *log, struct slot *s, const uint8_t *b, size_t nl)
+{
+    size_t old = pub_len(s);
+    if (nl == old && memcmp(s->pub, b, nl) == 0)
+        return TS_OK;
+    if (s->pub == s->full || (s->pub_len & PUB_OWNED)) {
+        uint8_t *own = malloc(nl ? nl : 1);
+        if (!own)
+            return TS_E_NOMEM;
+        memcpy(own, b, nl);
+        log->bytes -= held(s);
+        if (s->pub_len & PUB_OWNED) {
+            free((void *)s->pub);
+            log->owned_bytes -= old;
+        }
+        s->pub = own;
+        s->pub_len = (uint32_t)nl | PUB_OWNED;
+        log->owned_bytes += nl;
+        log->bytes += held(s);
+        return TS_OK;
+    }
+    uint8_t *p = (uint8_t *)s->pub;
+    memcpy(p, b, nl);
+    memmove(p + nl, s->full, s->full_len);
+    s->full = p + nl;
+    s->pub_len = (uint32_t)nl;
+    log->bytes -= old - nl;
+    return TS_OK;
 }
 
 size_t ts_evlog_rewrite_public(struct ts_evlog *log, uint64_t thread_id, uint64_t comment_id,
@@ -262,14 +327,14 @@ size_t ts_evlog_rewrite_public(struct ts_evlog *log, uint64_t thread_id, uint64_
         if (s->thread_id != thread_id)
             continue;
         /* element: tag, varint length, Event */
-        const uint8_t *p = s->bytes;
-        size_t i = 1, len = 0;
-        for (int shift = 0; i < s->pub_len && shift < 35; shift += 7) {
+        const uint8_t *p = s->pub;
+        size_t plen = pub_len(s), i = 1, len = 0;
+        for (int shift = 0; i < plen && shift < 35; shift += 7) {
             len |= (size_t)(p[i] & 0x7f) << shift;
             if (!(p[i++] & 0x80))
                 break;
         }
-        if (i + len != s->pub_len)
+        if (i + len != plen)
             continue;
         Threadsync__Event *ev = threadsync__event__unpack(NULL, len, p + i);
         if (!ev)
@@ -291,14 +356,8 @@ size_t ts_evlog_rewrite_public(struct ts_evlog *log, uint64_t thread_id, uint64_
             uint8_t *tmp = max <= sizeof(small) ? small : malloc(max);
             if (tmp) {
                 size_t nl = ts_frame_event_element(&copy, tmp);
-                if (nl <= s->pub_len) {
-                    uint8_t *b = (uint8_t *)s->bytes;
-                    memcpy(b, tmp, nl);
-                    memmove(b + nl, b + s->pub_len, s->full_len);
-                    log->bytes -= s->pub_len - nl;
-                    s->pub_len = (uint32_t)nl;
+                if (nl <= plen && replace_public(log, s, tmp, nl) == TS_OK)
                     n++;
-                }
                 if (tmp != small)
                     free(tmp);
             }

@@ -6,7 +6,9 @@
  * body of a comment that is not VISIBLE). Both are stored as ready
  * Events.events elements (ts_frame_event_element), so a batch for any number
  * of subscribers is a concatenation of stored bytes with a small head and
- * tail (ts_frame_events_wrap), never a re-encoding.
+ * tail (ts_frame_events_wrap), never a re-encoding. When the two forms are
+ * the same bytes (no e-mail, no moderator) they are kept once, and an entry's
+ * pub and full point at the same bytes.
  *
  * Entries are addressed by position: a 64-bit counter that numbers every
  * appended event from 0 and never wraps or is reused, so a subscriber's
@@ -30,7 +32,8 @@ struct ts_evlog;
 
 struct ts_evlog_config {
     size_t max_events; /* 0 = default 1,000,000 */
-    size_t max_bytes;  /* both encodings counted; 0 = default 512 MiB */
+    size_t max_bytes;  /* element bytes held (both encodings; one copy when they
+                          are the same bytes); 0 = default 512 MiB */
 };
 
 struct ts_evlog_entry {
@@ -95,7 +98,7 @@ size_t ts_evlog_rewrite_public(struct ts_evlog *log, uint64_t thread_id, uint64_
                                uint64_t from_seq, void (*fn)(void *arg, Threadsync__Event *ev),
                                void *arg);
 
-/* Bytes held (both encodings plus index), for metrics and the benchmark. */
+/* Bytes held (encodings plus index), for metrics and the benchmark. */
 size_t ts_evlog_memory(const struct ts_evlog *log);
 
 #endif

@@ -13,8 +13,10 @@
 #include "ts_evlog.h"
 
 /* Appends an event for comment seq in thread tid with a body of body_len
- * bytes; the public form has no e-mail. */
-static int append(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t body_len)
+ * bytes by an author with this e-mail ("": none, and then both forms are
+ * the same bytes); the public form has no e-mail. */
+static int append_by(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t body_len,
+                     const char *email)
 {
     char *body = malloc(body_len + 1);
     memset(body, 'b', body_len);
@@ -26,7 +28,7 @@ static int append(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t body_
     c.id = seq;
     c.thread_id = tid;
     c.author_name = "Ann";
-    c.author_email = "ann@example.org";
+    c.author_email = (char *)email;
     c.body = body;
     c.status = THREADSYNC__STATUS__VISIBLE;
     Threadsync__Comment pc = c;
@@ -40,6 +42,11 @@ static int append(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t body_
     int rc = ts_evlog_append(log, seq, tid, &full, &pub);
     free(body);
     return rc;
+}
+
+static int append(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t body_len)
+{
+    return append_by(log, seq, tid, body_len, "ann@example.org");
 }
 
 /* Decodes one stored Events.events element (tag, varint length, Event). */
@@ -233,6 +240,84 @@ START_TEST(test_reset)
 }
 END_TEST
 
+/* Blanks the body of the public form, as moderation does. */
+static void blank_body(void *arg, Threadsync__Event *ev)
+{
+    (void)arg;
+    ev->comment->body = "";
+}
+
+/* An event whose two forms are the same bytes is kept once; rewriting its
+ * public form (moderation) separates the two without touching the full
+ * one, again and again; eviction and free release what was separated. */
+START_TEST(test_same_forms_kept_once)
+{
+    struct ts_evlog_config cfg = {.max_events = 4};
+    struct ts_evlog *log, *log2;
+    ck_assert_int_eq(ts_evlog_new(&cfg, &log), TS_OK);
+    ck_assert_int_eq(ts_evlog_new(&cfg, &log2), TS_OK);
+    for (uint64_t i = 1; i <= 4; i++) {
+        ck_assert_int_eq(append_by(log, i, 1, 300, ""), TS_OK);
+        ck_assert_int_eq(append_by(log2, i, 1, 300, "a@b.c"), TS_OK);
+    }
+    struct ts_evlog_entry e, e2;
+    ck_assert_int_eq(ts_evlog_get(log, 1, &e), TS_OK);
+    ck_assert_int_eq(ts_evlog_get(log2, 1, &e2), TS_OK);
+    ck_assert_ptr_eq(e.pub, e.full);
+    ck_assert_uint_eq(e.pub_len, e.full_len);
+    ck_assert_uint_eq(e.pub_len, e2.pub_len);
+    ck_assert_uint_gt(e2.full_len, e2.pub_len);
+    /* the byte limit counts the one copy: twice the events fit */
+    struct ts_evlog_config by_bytes = {.max_bytes = 40 * (e2.pub_len + e2.full_len)};
+    struct ts_evlog *once, *twice;
+    ck_assert_int_eq(ts_evlog_new(&by_bytes, &once), TS_OK);
+    ck_assert_int_eq(ts_evlog_new(&by_bytes, &twice), TS_OK);
+    for (uint64_t i = 1; i <= 200; i++) {
+        ck_assert_int_eq(append_by(once, i, 1, 300, ""), TS_OK);
+        ck_assert_int_eq(append_by(twice, i, 1, 300, "a@b.c"), TS_OK);
+    }
+    /* (later seqs take a byte more to encode) */
+    uint64_t n_twice = ts_evlog_end_pos(twice) - ts_evlog_first_pos(twice);
+    ck_assert_uint_le(n_twice, 40);
+    ck_assert_uint_ge(ts_evlog_end_pos(once) - ts_evlog_first_pos(once), 2 * n_twice - 1);
+    ts_evlog_free(once);
+    ts_evlog_free(twice);
+    size_t m = ts_evlog_memory(log);
+
+    /* moderation: the public form loses its body, the full one keeps it */
+    ck_assert_uint_eq(ts_evlog_rewrite_public(log, 1, 2, 2, blank_body, NULL), 1);
+    ck_assert_int_eq(ts_evlog_get(log, 1, &e), TS_OK);
+    ck_assert_ptr_ne(e.pub, e.full);
+    Threadsync__Event *pub = decode_element(e.pub, e.pub_len);
+    Threadsync__Event *full = decode_element(e.full, e.full_len);
+    ck_assert_str_eq(pub->comment->body, "");
+    ck_assert_uint_eq(strlen(full->comment->body), 300);
+    ck_assert_uint_eq(pub->seq, 2);
+    threadsync__event__free_unpacked(pub, NULL);
+    threadsync__event__free_unpacked(full, NULL);
+    ck_assert_uint_eq(ts_evlog_memory(log), m + e.pub_len);
+    /* again (nothing left to take: unchanged), and a second entry */
+    ck_assert_uint_eq(ts_evlog_rewrite_public(log, 1, 2, 2, blank_body, NULL), 1);
+    ck_assert_uint_eq(ts_evlog_rewrite_public(log, 1, 3, 3, blank_body, NULL), 1);
+    ck_assert_int_eq(ts_evlog_get(log, 2, &e), TS_OK);
+    pub = decode_element(e.pub, e.pub_len);
+    ck_assert_str_eq(pub->comment->body, "");
+    threadsync__event__free_unpacked(pub, NULL);
+    /* the others still share one copy */
+    ck_assert_int_eq(ts_evlog_get(log, 0, &e), TS_OK);
+    ck_assert_ptr_eq(e.pub, e.full);
+    /* evicting the first separated entry frees its public copy; the second
+     * is still retained when the log is freed */
+    ck_assert_int_eq(append_by(log, 5, 1, 300, ""), TS_OK);
+    ck_assert_int_eq(append_by(log, 6, 1, 300, ""), TS_OK);
+    ck_assert_uint_eq(ts_evlog_first_pos(log), 2);
+    ck_assert_int_eq(ts_evlog_get(log, 2, &e), TS_OK);
+    ck_assert_ptr_ne(e.pub, e.full);
+    ts_evlog_free(log);
+    ts_evlog_free(log2);
+}
+END_TEST
+
 static Suite *evlog_suite(void)
 {
     Suite *s = suite_create("ts_evlog");
@@ -243,6 +328,7 @@ static Suite *evlog_suite(void)
     tcase_add_test(tc, test_pos_after_gaps);
     tcase_add_test(tc, test_memory_follows_retention);
     tcase_add_test(tc, test_reset);
+    tcase_add_test(tc, test_same_forms_kept_once);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
