@@ -6,16 +6,16 @@
  * other connections leave errors in it). Once failed, an engine makes no
  * more SSL calls except SSL_free.
  *
- * I/O buffers: both BIOs are our own byte FIFOs ("ts_fifo"), not
- * BIO_s_mem. A memory BIO keeps its largest allocation forever, and giving
- * it back (freeing the BIO) wipes the whole buffer with OPENSSL_cleanse, a
- * byte loop, as does every growth; under fan-out that wiping of ciphertext
- * (which is not secret) was a large share of the server's CPU. A FIFO gives
- * its storage up when it is found empty after the handshake, so an idle
- * connection holds no I/O buffer, whatever frame it last carried; the
- * storage goes to a one-buffer cache per thread, where the next connection
- * the loop serves picks it up instead of allocating (and faulting in) a
- * fresh one.
+ * I/O buffers: the engine's one BIO (both directions) is our own pair of
+ * byte FIFOs ("ts_fifo"), not two BIO_s_mem. A memory BIO keeps its largest
+ * allocation forever, and giving it back (freeing the BIO) wipes the whole
+ * buffer with OPENSSL_cleanse, a byte loop, as does every growth; under
+ * fan-out that wiping of ciphertext (which is not secret) was a large share
+ * of the server's CPU. A FIFO gives its storage up when it is found empty
+ * after the handshake, so an idle connection holds no I/O buffer, whatever
+ * frame it last carried; the storage goes to a one-buffer cache per thread,
+ * where the next connection the loop serves picks it up instead of
+ * allocating (and faulting in) a fresh one.
  *
  * Session table: the client context carries TS_TLS_SESSION_SLOTS entries
  * "host:port" -> SSL_SESSION under a mutex (a context may be shared by
@@ -45,6 +45,9 @@
 /* The ALPN list as it goes on the wire: one length-prefixed name. */
 static const unsigned char alpn_wire[] = "\x0c" TS_ALPN;
 _Static_assert(sizeof(alpn_wire) - 1 == ALPN_LEN + 1, "ALPN length prefix");
+
+/* The TLS 1.2 cipher suites both sides allow (TLS 1.3's stay OpenSSL's). */
+#define TLS12_SUITES "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 /* SSL_write is given at most this much at once (its length is an int). */
 #define WRITE_SLICE (1u << 20)
@@ -150,7 +153,7 @@ static void table_drop(struct sess_table *tb, const char *key)
     pthread_mutex_unlock(&tb->mu);
 }
 
-/* ---- ts_fifo: the engine's BIOs ---- */
+/* ---- ts_fifo: the engine's byte queues, and its one BIO ---- */
 
 #define FIFO_MIN (4u << 10)
 /* Storage above this is freed rather than cached (one cached per thread). */
@@ -184,8 +187,7 @@ static void cache_destroy(void *arg)
 static int fifo_bwrite(BIO *b, const char *in, int n);
 static int fifo_bread(BIO *b, char *out, int n);
 static long fifo_ctrl(BIO *b, int cmd, long num, void *ptr);
-static int fifo_create(BIO *b);
-static int fifo_destroy(BIO *b);
+static int fifo_bio_create(BIO *b);
 
 static void fifo_init_once(void)
 {
@@ -194,17 +196,11 @@ static void fifo_init_once(void)
     int idx = BIO_get_new_index();
     BIO_METHOD *m = idx > 0 ? BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "ts_fifo") : NULL;
     if (!m || !BIO_meth_set_write(m, fifo_bwrite) || !BIO_meth_set_read(m, fifo_bread) ||
-        !BIO_meth_set_ctrl(m, fifo_ctrl) || !BIO_meth_set_create(m, fifo_create) ||
-        !BIO_meth_set_destroy(m, fifo_destroy)) {
+        !BIO_meth_set_ctrl(m, fifo_ctrl) || !BIO_meth_set_create(m, fifo_bio_create)) {
         BIO_meth_free(m);
         return;
     }
     fifo_method = m; /* process lifetime */
-}
-
-static struct fifo *fifo_of(BIO *b)
-{
-    return BIO_get_data(b);
 }
 
 static size_t fifo_len(const struct fifo *f)
@@ -274,6 +270,13 @@ static size_t fifo_take(struct fifo *f, void *out, size_t n)
     return n;
 }
 
+static void fifo_free(struct fifo *f)
+{
+    free(f->p);
+    f->p = NULL;
+    f->cap = f->r = f->w = 0;
+}
+
 /* Gives up the storage of an empty FIFO, to the thread's cache when it is
  * empty or smaller. */
 static void fifo_release(struct fifo *f)
@@ -290,9 +293,40 @@ static void fifo_release(struct fifo *f)
             f->p = NULL;
         }
     }
-    free(f->p);
-    f->p = NULL;
-    f->cap = f->r = f->w = 0;
+    fifo_free(f);
+}
+
+/* ---- engine ---- */
+
+/* One BIO serves both directions (reads take from `in`, writes append to
+ * `out`) and carries the engine as its data, so OpenSSL's callbacks find
+ * the engine through it: a second BIO, two queue headers and an ex_data
+ * slot (SSL_set_app_data allocates its stack) would cost an idle
+ * connection about 450 bytes more. */
+struct ts_tls {
+    SSL *ssl;
+    BIO *bio; /* owned by ssl */
+    struct fifo in, out;
+    char *sess_key;
+    uint8_t *plain; /* written before the handshake completed */
+    size_t plain_len;
+    unsigned long err; /* first OpenSSL error of the failure */
+    long verify;       /* verification result at failure */
+    const char *why;   /* a failure of ours, not OpenSSL's */
+    unsigned established : 1, failed : 1, peer_closed : 1, sent_close : 1;
+};
+
+static struct ts_tls *tls_of_bio(BIO *b)
+{
+    return BIO_get_data(b);
+}
+
+/* The engine behind ssl, for OpenSSL's callbacks; NULL before the BIO is
+ * attached. */
+static struct ts_tls *tls_of(const SSL *ssl)
+{
+    BIO *b = SSL_get_rbio(ssl);
+    return b ? tls_of_bio(b) : NULL;
 }
 
 static int fifo_bwrite(BIO *b, const char *in, int n)
@@ -300,12 +334,12 @@ static int fifo_bwrite(BIO *b, const char *in, int n)
     BIO_clear_retry_flags(b);
     if (n <= 0)
         return 0;
-    return fifo_append(fifo_of(b), in, (size_t)n) == 0 ? n : -1;
+    return fifo_append(&tls_of_bio(b)->out, in, (size_t)n) == 0 ? n : -1;
 }
 
 static int fifo_bread(BIO *b, char *out, int n)
 {
-    struct fifo *f = fifo_of(b);
+    struct fifo *f = &tls_of_bio(b)->in;
     BIO_clear_retry_flags(b);
     if (n <= 0)
         return 0;
@@ -318,12 +352,13 @@ static int fifo_bread(BIO *b, char *out, int n)
 
 static long fifo_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    struct fifo *f = fifo_of(b);
+    struct ts_tls *t = tls_of_bio(b);
     switch (cmd) {
-    case BIO_CTRL_PENDING:
-        return (long)fifo_len(f);
+    case BIO_CTRL_PENDING: /* input not yet read */
+        return (long)fifo_len(&t->in);
     case BIO_CTRL_RESET:
-        f->r = f->w = 0;
+        t->in.r = t->in.w = 0;
+        t->out.r = t->out.w = 0;
         return 1;
     case BIO_CTRL_FLUSH:
     case BIO_CTRL_DUP:
@@ -338,50 +373,17 @@ static long fifo_ctrl(BIO *b, int cmd, long num, void *ptr)
     }
 }
 
-static int fifo_create(BIO *b)
+/* The engine is attached right after BIO_new; the queues are the engine's
+ * and outlive the BIO (ts_tls_free frees them after SSL_free). */
+static int fifo_bio_create(BIO *b)
 {
-    struct fifo *f = calloc(1, sizeof(*f));
-    if (!f)
-        return 0;
-    BIO_set_data(b, f);
     BIO_set_init(b, 1);
     return 1;
 }
 
-static int fifo_destroy(BIO *b)
-{
-    struct fifo *f = fifo_of(b);
-    if (f) {
-        free(f->p);
-        free(f);
-    }
-    BIO_set_data(b, NULL);
-    return 1;
-}
-
-static BIO *fifo_new(void)
-{
-    pthread_once(&fifo_once, fifo_init_once);
-    return fifo_method ? BIO_new(fifo_method) : NULL;
-}
-
-/* ---- engine ---- */
-
-struct ts_tls {
-    SSL *ssl;
-    BIO *rbio, *wbio; /* ts_fifo, owned by ssl */
-    char *sess_key;
-    uint8_t *plain; /* written before the handshake completed */
-    size_t plain_len;
-    unsigned long err; /* first OpenSSL error of the failure */
-    long verify;       /* verification result at failure */
-    const char *why;   /* a failure of ours, not OpenSSL's */
-    unsigned established : 1, failed : 1, peer_closed : 1, sent_close : 1;
-};
-
 static int new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
-    struct ts_tls *t = SSL_get_app_data(ssl);
+    struct ts_tls *t = tls_of(ssl);
     struct sess_table *tb = table_of(SSL_get_SSL_CTX(ssl));
     if (!t || !t->sess_key || !tb)
         return 0;
@@ -439,6 +441,14 @@ static SSL_CTX *ctx_common(const SSL_METHOD *method)
     /* RELEASE_BUFFERS: an idle connection gives back OpenSSL's 17 KiB read
      * and write buffers. */
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    /* TLS 1.2 suites: forward-secret AEAD only, as all of TLS 1.3's are.
+     * It is also memory: a server keeps the client's offered list (a stack
+     * and the raw bytes) for the whole connection, about 400 bytes for
+     * OpenSSL's default offer of 31 suites, 100 for these 9. */
+    if (SSL_CTX_set_cipher_list(ctx, TLS12_SUITES) != 1) {
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     return ctx;
 }
 
@@ -462,7 +472,7 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     size_t len;
     if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
                                    &len)) {
-        struct ts_tls *t = SSL_get_app_data(ssl);
+        struct ts_tls *t = tls_of(ssl);
         if (t)
             t->why = "peer offered no application protocol (ALPN)";
         *al = SSL_AD_NO_APPLICATION_PROTOCOL;
@@ -486,7 +496,7 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
         }
         i += n + 1;
     }
-    struct ts_tls *t = SSL_get_app_data(ssl);
+    struct ts_tls *t = tls_of(ssl);
     if (t)
         t->why = "peer did not offer application protocol " TS_ALPN;
     return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -599,19 +609,18 @@ static int engine_new(SSL_CTX *ctx, struct ts_tls **out)
     if (!t)
         return TS_E_NOMEM;
     ERR_clear_error();
+    pthread_once(&fifo_once, fifo_init_once);
     t->ssl = SSL_new(ctx);
-    t->rbio = fifo_new();
-    t->wbio = fifo_new();
-    if (!t->ssl || !t->rbio || !t->wbio) {
-        BIO_free(t->rbio);
-        BIO_free(t->wbio);
+    t->bio = fifo_method ? BIO_new(fifo_method) : NULL;
+    if (!t->ssl || !t->bio) {
+        BIO_free(t->bio);
         SSL_free(t->ssl);
         free(t);
         ERR_clear_error();
         return TS_E_NOMEM;
     }
-    SSL_set_bio(t->ssl, t->rbio, t->wbio);
-    SSL_set_app_data(t->ssl, t);
+    BIO_set_data(t->bio, t);
+    SSL_set_bio(t->ssl, t->bio, t->bio); /* one reference, taken by ssl */
     *out = t;
     return TS_OK;
 }
@@ -670,6 +679,8 @@ void ts_tls_free(struct ts_tls *t)
     if (!t)
         return;
     SSL_free(t->ssl);
+    fifo_free(&t->in);
+    fifo_free(&t->out);
     free(t->sess_key);
     free(t->plain);
     free(t);
@@ -699,13 +710,13 @@ static void release_bios(struct ts_tls *t)
 {
     if (!t->established)
         return;
-    fifo_release(fifo_of(t->wbio));
-    fifo_release(fifo_of(t->rbio));
+    fifo_release(&t->out);
+    fifo_release(&t->in);
 }
 
 int ts_tls_feed(struct ts_tls *t, const void *data, size_t len)
 {
-    return fifo_append(fifo_of(t->rbio), data, len) == 0 ? TS_OK : TS_E_NOMEM;
+    return fifo_append(&t->in, data, len) == 0 ? TS_OK : TS_E_NOMEM;
 }
 
 static int write_all(struct ts_tls *t, const uint8_t *p, size_t len)
@@ -831,7 +842,7 @@ void ts_tls_shutdown(struct ts_tls *t)
 
 size_t ts_tls_pending(const struct ts_tls *t)
 {
-    return fifo_len(fifo_of(t->wbio));
+    return fifo_len(&t->out);
 }
 
 size_t ts_tls_pending_plain(const struct ts_tls *t)
@@ -841,7 +852,7 @@ size_t ts_tls_pending_plain(const struct ts_tls *t)
 
 size_t ts_tls_take(struct ts_tls *t, void *buf, size_t cap)
 {
-    size_t got = fifo_take(fifo_of(t->wbio), buf, cap);
+    size_t got = fifo_take(&t->out, buf, cap);
     release_bios(t);
     return got;
 }

@@ -28,6 +28,7 @@
 #include "ts_join.h"
 #include "ts_limits.h"
 #include "ts_log.h"
+#include "ts_memtrim.h"
 #include "ts_repl.h"
 #include "ts_server_int.h"
 #include "ts_session.h"
@@ -126,6 +127,7 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     ts_stats_accepted(srv->stats);
+    srv->accepted++;
     int rc = ts_session_accept(srv, listener, srv->ssl_ctx);
     if (rc != TS_OK)
         TS_WARN("event=accept_failed error=%s", ts_err_name(rc));
@@ -147,6 +149,9 @@ static void on_tick(uv_timer_t *t)
         ts_session_tick(s, now);
         s = next;
     }
+    /* Every session came from an accept, so accepts plus closes (accepted -
+     * n_sessions) only grows. */
+    ts_memtrim_tick(srv->memtrim, 2 * srv->accepted - srv->n_sessions);
 }
 
 /* Binds the client socket without listening yet: its address must be known
@@ -428,6 +433,11 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         goto fail;
     if ((rc = start_metrics(srv)) != TS_OK)
         goto fail;
+    srv->memtrim = ts_memtrim_new(NULL);
+    if (!srv->memtrim) {
+        rc = TS_E_NOMEM;
+        goto fail;
+    }
     uv_timer_init(loop, &srv->ticker);
     srv->ticker.data = srv;
     srv->ticker_open = 1;
@@ -594,6 +604,7 @@ void ts_server_free(struct ts_server *srv)
     ts_evlog_free(srv->evlog);
     ts_auth_free(srv->auth);
     ts_limits_free(srv->limits);
+    ts_memtrim_free(srv->memtrim);
     ts_stats_free(srv->stats);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);

@@ -45,6 +45,9 @@ struct ts_server {
     uv_timer_t ticker;
     int listener_open, ticker_open;
 
+    struct ts_memtrim *memtrim; /* heap trim after connection churn */
+    uint64_t accepted;          /* connections accepted, for memtrim */
+
     struct ts_session *sessions; /* intrusive list, kept by ts_session.c */
     size_t n_sessions;
     uint64_t next_conn_id;

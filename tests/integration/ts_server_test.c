@@ -609,6 +609,57 @@ START_TEST(test_embedded_defaults)
 }
 END_TEST
 
+/* Enough idle subscribers for the server to trim its heap once they are
+ * set up (ts_memtrim: 32 connections of churn, then a quiet tick): every
+ * one still receives every event afterwards, through TLS engines whose
+ * buffers were all given back while idle. */
+START_TEST(test_idle_subscribers_after_heap_trim)
+{
+    enum { SUBS = 40, POSTS = 3 };
+    struct ts_raw *w[SUBS];
+    for (int i = 0; i < SUBS; i++) {
+        w[i] = connect_as(node.reader_token);
+        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+        Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
+        sub.request_id = 1;
+        sub.all = 1;
+        f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
+        f.subscribe = &sub;
+        ck_assert_int_eq(ts_raw_send_frame(w[i], &f), TS_OK);
+        Threadsync__Frame *in;
+        ck_assert_int_eq(ts_raw_recv_nonping(w[i], 10000, &in), TS_OK);
+        ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
+        ts_frame_free(in);
+    }
+    /* Idle past the server's quiet tick (a second or two). */
+    sleep(3);
+    struct ts_raw *p = connect_as(node.poster_token);
+    uint64_t ids[POSTS];
+    for (int i = 0; i < POSTS; i++) {
+        uint64_t seq;
+        ck_assert_int_eq(
+            ts_raw_post(p, (uint64_t)i + 1, "site/idle", 0, "Ann", "after idle", &ids[i], &seq),
+            TS_OK);
+    }
+    for (int i = 0; i < SUBS; i++) {
+        int seen = 0;
+        while (seen < POSTS) {
+            Threadsync__Frame *in;
+            ck_assert_int_eq(ts_raw_recv_nonping(w[i], 10000, &in), TS_OK);
+            if (in->msg_case == THREADSYNC__FRAME__MSG_EVENTS)
+                for (size_t e = 0; e < in->events->n_events; e++) {
+                    const Threadsync__Event *ev = in->events->events[e];
+                    if (ev->comment && seen < POSTS && ev->comment->id == ids[seen])
+                        seen++;
+                }
+            ts_frame_free(in);
+        }
+        ts_raw_close(w[i]);
+    }
+    ts_raw_close(p);
+}
+END_TEST
+
 static Suite *server_suite(void)
 {
     Suite *s = suite_create("threadsyncd");
@@ -618,6 +669,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_post_then_get_tree);
     tcase_add_test(tc, test_reader_cannot_post_and_sees_no_email);
     tcase_add_test(tc, test_subscribe_sees_posts_live);
+    tcase_add_test(tc, test_idle_subscribers_after_heap_trim);
     tcase_add_test(tc, test_subscribe_since_replays_and_filters);
     tcase_add_test(tc, test_snapshot_when_out_of_window);
     tcase_add_test(tc, test_validation_changes_nothing);

@@ -2,9 +2,11 @@
  * ts_tls: the memory-BIO engine driven in memory, two engines (or an engine
  * and a bare OpenSSL peer) pumped by the test: handshake, data both ways in
  * every chunking, verification failures (wrong CA, wrong host or IP), ALPN
- * refusal, close_notify and half-close, session resumption, context errors.
+ * refusal, close_notify and half-close, session resumption, context errors,
+ * the TLS 1.2 suites, and what an engine keeps on the heap.
  */
 #include <check.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,18 @@
 #include "ts_log.h"
 #include "ts_testcert.h"
 #include "ts_tls.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_EXACT 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HEAP_EXACT 1
+#endif
+#endif
+#ifdef HEAP_EXACT
+/* <sanitizer/allocator_interface.h>, which gcc does not install. */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
 
 static char dir[256];
 static char ca_path[300], cert_path[300], key_path[300], other_path[300];
@@ -404,6 +418,141 @@ START_TEST(test_garbage_input)
 }
 END_TEST
 
+/* Bytes allocated and not freed. Exact under ASan (its allocator counts
+ * requests); otherwise glibc's in-use figure, which counts freed chunks
+ * parked in the thread cache as in use and so can only err low: the bounds
+ * below are then weaker, never falsely failed. */
+static long long heap_bytes(void)
+{
+#ifdef HEAP_EXACT
+    return (long long)__sanitizer_get_current_allocated_bytes();
+#else
+    return (long long)mallinfo2().uordblks;
+#endif
+}
+
+/* What an engine adds to its SSL object: the struct, one BIO, nothing
+ * more (two BIOs and an ex_data slot cost about 300 bytes more). */
+START_TEST(test_engine_overhead)
+{
+    struct ts_tls *warm;
+    ck_assert_int_eq(ts_tls_new_server(srv_ctx, &warm), TS_OK); /* one-time setup */
+    ts_tls_free(warm);
+    long long b0 = heap_bytes();
+    SSL *bare = SSL_new(srv_ctx);
+    ck_assert_ptr_nonnull(bare);
+    long long b1 = heap_bytes();
+    struct ts_tls *t;
+    ck_assert_int_eq(ts_tls_new_server(srv_ctx, &t), TS_OK);
+    long long b2 = heap_bytes();
+    long long overhead = (b2 - b1) - (b1 - b0);
+    ck_assert_msg(overhead <= 400, "engine adds %lld bytes to its SSL object", overhead);
+    ts_tls_free(t);
+    SSL_free(bare);
+}
+END_TEST
+
+/* Idle established engines hold no I/O buffer, whatever they carried: a
+ * big transfer leaves at most the per-thread cached buffer behind, and the
+ * next one works. */
+START_TEST(test_idle_buffers_released)
+{
+    enum { PAIRS = 8, BIG = 64 << 10 };
+    struct side c[PAIRS], s[PAIRS];
+    uint8_t *big = malloc(BIG);
+    fill(big, BIG, 3);
+    for (int i = 0; i < PAIRS; i++) {
+        pair(&c[i], &s[i], cli_ctx, "127.0.0.1", NULL);
+        run(&c[i], &s[i], 65536);
+        ck_assert(ts_tls_established(s[i].t));
+    }
+    long long idle = heap_bytes();
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < PAIRS; i++) {
+            ck_assert_int_eq(ts_tls_write(s[i].t, big, BIG), TS_OK);
+            ck_assert_int_eq(ts_tls_write(c[i].t, big, BIG), TS_OK);
+            run(&c[i], &s[i], 65536);
+            ck_assert_uint_eq(c[i].got_len, (size_t)(round + 1) * BIG);
+            ck_assert_uint_eq(s[i].got_len, (size_t)(round + 1) * BIG);
+            ck_assert_mem_eq(c[i].got + (size_t)round * BIG, big, BIG);
+            ck_assert_uint_eq(ts_tls_pending(s[i].t), 0);
+        }
+        /* Keeping them would be 4 FIFOs of 128 KiB per pair (4 MiB); what
+         * the test itself holds (got) is subtracted. */
+        long long held = heap_bytes() - idle - 2LL * PAIRS * (round + 1) * BIG;
+        ck_assert_msg(held < 512 << 10, "round %d: %lld bytes held by idle engines", round, held);
+    }
+    for (int i = 0; i < PAIRS; i++) {
+        side_free(&c[i]);
+        side_free(&s[i]);
+    }
+    free(big);
+}
+END_TEST
+
+static int count_suites_cb(SSL *ssl, int *al, void *arg)
+{
+    const unsigned char *p;
+    *(size_t *)arg = SSL_client_hello_get0_ciphers(ssl, &p) / 2;
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* TLS 1.2 works with forward-secret AEAD suites and only with them; our
+ * client offers those and TLS 1.3's, nothing else (the server keeps the
+ * offer for the life of the connection). */
+START_TEST(test_tls12_suites)
+{
+    /* A TLS 1.2-only peer with ALPN and OpenSSL's default list: agreed on
+     * an ECDHE AEAD suite. */
+    SSL_CTX *old = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(old, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_max_proto_version(old, TLS1_2_VERSION);
+    ck_assert_int_eq(SSL_CTX_set_alpn_protos(old, (const unsigned char *)"\x0cthreadsync/1", 13),
+                     0);
+    struct raw r;
+    raw_new(&r, old, 0);
+    struct side s = {0};
+    ck_assert_int_eq(ts_tls_new_server(srv_ctx, &s.t), TS_OK);
+    ck_assert_int_eq(raw_run(&r, &s), 1);
+    ck_assert(ts_tls_established(s.t));
+    ck_assert_int_eq(SSL_version(r.ssl), TLS1_2_VERSION);
+    const SSL_CIPHER *ciph = SSL_get_current_cipher(r.ssl);
+    ck_assert_int_eq(SSL_CIPHER_get_kx_nid(ciph), NID_kx_ecdhe);
+    ck_assert(SSL_CIPHER_is_aead(ciph));
+    SSL_free(r.ssl);
+    side_free(&s);
+
+    /* The same peer offering only ECDHE with CBC (for either kind of
+     * server key) is refused. */
+    ck_assert_int_eq(SSL_CTX_set_cipher_list(old, "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA"),
+                     1);
+    raw_new(&r, old, 0);
+    ck_assert_int_eq(ts_tls_new_server(srv_ctx, &s.t), TS_OK);
+    ck_assert_int_ne(raw_run(&r, &s), 1);
+    ck_assert_int_eq(s.rc, TS_E_TLS);
+    SSL_free(r.ssl);
+    side_free(&s);
+    SSL_CTX_free(old);
+
+    /* Our client's offer: TLS 1.3's three and the six TLS 1.2 suites. */
+    SSL_CTX *bare = SSL_CTX_new(TLS_server_method());
+    size_t offered = 0;
+    SSL_CTX_set_client_hello_cb(bare, count_suites_cb, &offered);
+    ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(bare, cert_path), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(bare, key_path, SSL_FILETYPE_PEM), 1);
+    raw_new(&r, bare, 1);
+    struct side c = {0};
+    ck_assert_int_eq(ts_tls_new_client(cli_ctx, "127.0.0.1", NULL, &c.t), TS_OK);
+    ts_tls_handshake(c.t);
+    raw_run(&r, &c);
+    ck_assert_uint_gt(offered, 0);
+    ck_assert_uint_le(offered, 10); /* 9, and the renegotiation SCSV */
+    SSL_free(r.ssl);
+    SSL_CTX_free(bare);
+    side_free(&c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ts_tls");
@@ -419,6 +568,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_resumption);
     tcase_add_test(tc, test_ctx_errors);
     tcase_add_test(tc, test_garbage_input);
+    tcase_add_test(tc, test_engine_overhead);
+    tcase_add_test(tc, test_idle_buffers_released);
+    tcase_add_test(tc, test_tls12_suites);
     suite_add_tcase(s, tc);
     return s;
 }

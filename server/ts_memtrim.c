@@ -1,0 +1,66 @@
+/*
+ * ts_memtrim: trim the heap after connection churn (see ts_memtrim.h).
+ */
+#include "ts_memtrim.h"
+
+#include "ts_log.h"
+
+#include <stdlib.h>
+#include <uv.h>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+struct ts_memtrim {
+    int (*trim)(void);
+    uint64_t last;    /* churn total at the previous tick */
+    uint64_t pending; /* churn since the last trim */
+    unsigned busy;    /* consecutive ticks with churn */
+    uint64_t count;
+};
+
+static int libc_trim(void)
+{
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
+
+struct ts_memtrim *ts_memtrim_new(int (*trim)(void))
+{
+    struct ts_memtrim *m = calloc(1, sizeof(*m));
+    if (m)
+        m->trim = trim ? trim : libc_trim;
+    return m;
+}
+
+void ts_memtrim_free(struct ts_memtrim *m)
+{
+    free(m);
+}
+
+int ts_memtrim_tick(struct ts_memtrim *m, uint64_t churn)
+{
+    uint64_t d = churn - m->last;
+    m->last = churn;
+    m->pending += d;
+    m->busy = d ? m->busy + 1 : 0;
+    if (m->pending < TS_MEMTRIM_CHURN || (m->busy > 0 && m->busy < TS_MEMTRIM_MAX_TICKS))
+        return 0;
+    uint64_t t0 = uv_hrtime();
+    int released = m->trim();
+    TS_DEBUG("event=heap_trim churn=%llu released=%d us=%llu", (unsigned long long)m->pending,
+             released, (unsigned long long)((uv_hrtime() - t0) / 1000));
+    m->pending = 0;
+    m->busy = 0;
+    m->count++;
+    return 1;
+}
+
+uint64_t ts_memtrim_count(const struct ts_memtrim *m)
+{
+    return m->count;
+}
