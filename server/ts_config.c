@@ -39,11 +39,11 @@ enum opt_type {
     T_ADDR, /* host:port, host may be a name */
     T_UINT, /* decimal in [min, max] */
     T_LEVEL,
-    T_BOOL,  /* true/false in a file; a flag without a value sets true */
-    T_LIMIT, /* decimal in [min, max], or "off" (TS_SERVER_UNLIMITED) */
+    T_BOOL,    /* true/false in a file; a flag without a value sets true */
+    T_LIMIT,   /* decimal in [min, max], or "off" (TS_SERVER_UNLIMITED) */
     T_THREADS, /* "auto" (0 in the field), or 0 (TS_SERVER_IO_INLINE) .. max */
-    T_RATE,  /* "N/TIME" (TIME: ms, s or m; plain = s) or "off": fills the
-                burst field named and the uint32 window_ms field after it */
+    T_RATE,    /* "N/TIME" (TIME: ms, s or m; plain = s) or "off": fills the
+                  burst field named and the uint32 window_ms field after it */
 };
 
 #define LIVE 1u   /* SIGHUP applies it */
