@@ -15,13 +15,15 @@
  *     handle or an SSL object is touched by one thread only; the SSL_CTX is
  *     shared read-only (its session cache and ticket keys are OpenSSL's,
  *     locked internally; our callbacks on it keep no state);
- *   - the threads talk through two kinds of queues, each a mutex-guarded
- *     FIFO of messages plus a uv_async_t: one per I/O thread for commands
- *     (open, send, pause, close, free...), one for the main loop for events
- *     (open, frame, error, drain, closed). uv_async_send is the only uv
- *     call made across threads, and only when the queue was empty (the
- *     consumer takes the whole list at once, so a non-empty queue already
- *     has a wake-up coming);
+ *   - the threads talk through mutex-guarded FIFOs of messages, each with
+ *     the consumer's uv_async_t: per I/O thread an urgent queue (opening,
+ *     answers, pause/resume and other control) and a bulk one (pushes,
+ *     close, free, stop), and one for the main loop's events (open, frame,
+ *     error, drain, closed). uv_async_send is the only uv call made across
+ *     threads, and only when a queue was empty (the consumer takes the
+ *     whole list at once, so a non-empty queue already has a wake-up
+ *     coming). An I/O thread serves bulk in slices between polls of its
+ *     sockets, urgent before each slice (see io_wakeup);
  *   - a link's struct is shared: main frees nothing. After on_close (event
  *     CLOSED) main queues FREE to the link's thread, behind every command
  *     that names it, and that thread frees it. The thread posts nothing
@@ -71,6 +73,9 @@
 /* Decoded frames waiting for the main loop, per link, before its thread
  * stops reading that socket. */
 #define INBOUND_MAX (1u << 20)
+/* Bulk commands (mostly one subscriber's share of an event, ~6 us each)
+ * served between two polls of an I/O thread's sockets. */
+#define BULK_SLICE 64
 
 enum msg_type {
     /* main -> I/O thread */
@@ -116,13 +121,16 @@ struct msg {
 struct queue {
     uv_mutex_t mu;
     struct msg *head, *tail;
-    uv_async_t async; /* of the consumer's loop */
+    uv_async_t *async; /* the consumer's wake-up */
 };
 
 struct io {
     struct ts_link_pool *pool;
     uv_loop_t loop;
-    struct queue q;
+    uv_async_t async;
+    struct queue urgent;   /* answers and control: served first */
+    struct queue bulk;     /* pushes (subscriptions' output), close, free, stop */
+    struct msg *bulk_rest; /* taken from bulk, not yet served */
     uv_thread_t thread;
     size_t n_links; /* main's count, for placing new links */
     int started;
@@ -130,6 +138,7 @@ struct io {
 
 struct ts_link_pool {
     uv_loop_t *loop;
+    uv_async_t async;
     struct queue q; /* events for the main loop; unused without threads */
     struct io *io;
     unsigned n_io;
@@ -162,15 +171,11 @@ struct ts_link {
 
 /* ---- queues ---- */
 
-static int queue_init(struct queue *q, uv_loop_t *loop, uv_async_cb cb, void *data)
+static int queue_init(struct queue *q, uv_async_t *async)
 {
     if (uv_mutex_init(&q->mu) != 0)
         return TS_E_NOMEM;
-    if (uv_async_init(loop, &q->async, cb) != 0) {
-        uv_mutex_destroy(&q->mu);
-        return TS_E_NOMEM;
-    }
-    q->async.data = data;
+    q->async = async;
     q->head = q->tail = NULL;
     return TS_OK;
 }
@@ -187,7 +192,7 @@ static void queue_push(struct queue *q, struct msg *m)
     q->tail = m;
     uv_mutex_unlock(&q->mu);
     if (was_empty)
-        uv_async_send(&q->async);
+        uv_async_send(q->async);
 }
 
 static struct msg *queue_take(struct queue *q)
@@ -223,9 +228,16 @@ static struct msg *msg_must(enum msg_type type, struct ts_link *l)
     return m;
 }
 
+/* To l's thread: bulk for output that may wait (pushes) and for what must
+ * follow it (close, free), urgent for the rest. */
+static void post_to(struct ts_link *l, struct msg *m, int bulk)
+{
+    queue_push(bulk ? &l->io->bulk : &l->io->urgent, m);
+}
+
 static void post(struct ts_link *l, struct msg *m)
 {
-    queue_push(l->io ? &l->io->q : &l->pool->q, m);
+    post_to(l, m, m->type == CMD_CLOSE || m->type == CMD_FREE);
 }
 
 /* ---- the I/O threads' side ---- */
@@ -366,7 +378,7 @@ static void io_command(struct io *io, struct msg *m)
         free(l);
         break;
     case CMD_STOP:
-        uv_close((uv_handle_t *)&io->q.async, NULL);
+        uv_close((uv_handle_t *)&io->async, NULL);
         break;
     default:
         break;
@@ -374,15 +386,35 @@ static void io_command(struct io *io, struct msg *m)
     free(m);
 }
 
-static void io_wakeup(uv_async_t *a)
+static void serve_all(struct io *io, struct msg *m)
 {
-    struct io *io = a->data;
-    struct msg *m = queue_take(&io->q);
     while (m) {
         struct msg *next = m->next;
         io_command(io, m);
         m = next;
     }
+}
+
+/* Urgent commands first, every time; then at most BULK_SLICE bulk ones, and
+ * if more are left, back after the loop has polled the sockets. So a
+ * post arriving during a fan-out is read (and its answer written) within a
+ * slice, not after the whole fan-out. A bulk command is served only after
+ * every urgent one queued before it (bulk is taken before urgent is
+ * drained), so a link's open precedes its output and its free follows
+ * everything about it. */
+static void io_wakeup(uv_async_t *a)
+{
+    struct io *io = a->data;
+    if (!io->bulk_rest)
+        io->bulk_rest = queue_take(&io->bulk);
+    serve_all(io, queue_take(&io->urgent));
+    for (int n = 0; io->bulk_rest && n < BULK_SLICE; n++) {
+        struct msg *m = io->bulk_rest;
+        io->bulk_rest = m->next;
+        io_command(io, m);
+    }
+    if (io->bulk_rest)
+        uv_async_send(&io->async);
 }
 
 static void io_main(void *arg)
@@ -412,9 +444,10 @@ static void pool_stop(struct ts_link_pool *p)
         struct io *io = &p->io[i];
         if (!io->started)
             continue;
-        queue_push(&io->q, msg_must(CMD_STOP, NULL));
+        queue_push(&io->bulk, msg_must(CMD_STOP, NULL));
         uv_thread_join(&io->thread);
-        uv_mutex_destroy(&io->q.mu);
+        uv_mutex_destroy(&io->urgent.mu);
+        uv_mutex_destroy(&io->bulk.mu);
     }
     if (!p->n_io) {
         free(p->io);
@@ -422,7 +455,7 @@ static void pool_stop(struct ts_link_pool *p)
         return;
     }
     uv_mutex_destroy(&p->q.mu);
-    uv_close((uv_handle_t *)&p->q.async, pool_free);
+    uv_close((uv_handle_t *)&p->async, pool_free);
 }
 
 static void link_gone(struct ts_link *l)
@@ -505,11 +538,18 @@ int ts_link_pool_new(uv_loop_t *loop, unsigned n_threads, struct ts_link_pool **
         return TS_OK;
     }
     p->io = calloc(n_threads, sizeof(*p->io));
-    if (!p->io || queue_init(&p->q, loop, main_wakeup, p) != TS_OK) {
+    if (!p->io || queue_init(&p->q, &p->async) != TS_OK) {
         free(p->io);
         free(p);
         return TS_E_NOMEM;
     }
+    if (uv_async_init(loop, &p->async, main_wakeup) != 0) {
+        uv_mutex_destroy(&p->q.mu);
+        free(p->io);
+        free(p);
+        return TS_E_NOMEM;
+    }
+    p->async.data = p;
     p->n_io = n_threads;
     int rc = TS_OK;
     for (unsigned i = 0; i < n_threads && rc == TS_OK; i++) {
@@ -521,16 +561,23 @@ int ts_link_pool_new(uv_loop_t *loop, unsigned n_threads, struct ts_link_pool **
         }
         /* The handle is made here, before the thread exists; from then on
          * only that thread touches its loop. */
-        if (queue_init(&io->q, &io->loop, io_wakeup, io) != TS_OK) {
+        if (uv_async_init(&io->loop, &io->async, io_wakeup) != 0) {
             uv_loop_close(&io->loop);
             rc = TS_E_NOMEM;
             break;
         }
-        if (uv_thread_create(&io->thread, io_main, io) != 0) {
-            uv_close((uv_handle_t *)&io->q.async, NULL);
+        io->async.data = io;
+        int qrc = queue_init(&io->urgent, &io->async);
+        if (qrc == TS_OK && (qrc = queue_init(&io->bulk, &io->async)) != TS_OK)
+            uv_mutex_destroy(&io->urgent.mu);
+        if (qrc != TS_OK || uv_thread_create(&io->thread, io_main, io) != 0) {
+            if (qrc == TS_OK) {
+                uv_mutex_destroy(&io->urgent.mu);
+                uv_mutex_destroy(&io->bulk.mu);
+            }
+            uv_close((uv_handle_t *)&io->async, NULL);
             uv_run(&io->loop, UV_RUN_DEFAULT);
             uv_loop_close(&io->loop);
-            uv_mutex_destroy(&io->q.mu);
             rc = TS_E_NOMEM;
             break;
         }
@@ -639,7 +686,7 @@ static int accept_fd(struct ts_link *l, uv_stream_t *listener, uv_os_sock_t *fd)
             ts_addr_format((struct sockaddr *)&ss, l->peer, sizeof(l->peer));
         *fd = fcntl(orig, F_DUPFD_CLOEXEC, 0);
         if (*fd < 0)
-            r = uv_translate_sys_error(errno);
+            r = errno ? uv_translate_sys_error(errno) : UV_EIO;
     }
     uv_close((uv_handle_t *)tmp, tmp_closed);
     if (r < 0) {
@@ -687,7 +734,7 @@ int ts_link_accept(struct ts_link_pool *p, uv_stream_t *listener, SSL_CTX *ctx,
     l->id = ts_conn_reserve_id();
     l->role = "none";
     strcpy(l->peer, "?");
-    uv_os_sock_t fd;
+    uv_os_sock_t fd = -1;
     int rc = accept_fd(l, listener, &fd);
     if (rc != TS_OK) {
         free(l);
@@ -735,10 +782,10 @@ static struct msg *send_msg(struct ts_link *l, size_t len, int *rc)
     return m;
 }
 
-static void send_post(struct ts_link *l, struct msg *m)
+static void send_post(struct ts_link *l, struct msg *m, int bulk)
 {
     atomic_fetch_add(&l->in_transit, m->len);
-    post(l, m);
+    post_to(l, m, bulk);
 }
 
 int ts_link_send(struct ts_link *l, const void *data, size_t len)
@@ -754,7 +801,7 @@ int ts_link_send(struct ts_link *l, const void *data, size_t len)
     if (!m)
         return rc;
     memcpy(m->data, data, len);
-    send_post(l, m);
+    send_post(l, m, 1);
     return TS_OK;
 }
 
@@ -772,7 +819,7 @@ int ts_link_send_frame(struct ts_link *l, const Threadsync__Frame *f)
     if (!m)
         return rc;
     m->len = ts_frame_pack(f, m->data);
-    send_post(l, m);
+    send_post(l, m, 0);
     return TS_OK;
 }
 

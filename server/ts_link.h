@@ -68,11 +68,20 @@ int ts_link_accept(struct ts_link_pool *p, uv_stream_t *listener, SSL_CTX *ctx,
 
 void *ts_link_data(const struct ts_link *l);
 
-/* Encodes f (once, here) and queues it. TS_E_CLOSED once closing. */
+/* Encodes f (once, here) and queues it as an answer. TS_E_CLOSED once
+ * closing. */
 int ts_link_send_frame(struct ts_link *l, const Threadsync__Frame *f);
 
-/* Queues len bytes of whole frames (copied). TS_E_CLOSED once closing;
- * TS_E_TOO_LARGE past the hard cap (the link is then closing). */
+/* Queues len bytes of whole frames (copied) as a push (a subscription's
+ * output). TS_E_CLOSED once closing; TS_E_TOO_LARGE past the
+ * hard cap (the link is then closing).
+ *
+ * Order: answers keep their order, pushes theirs, and a push never
+ * overtakes an answer queued before it; an answer may overtake pushes
+ * queued before it (PROTOCOL.md lets answers and pushes interleave, the
+ * stream only has to follow its Subscribe answer), because an I/O thread
+ * writes answers first: a post's answer does not wait for the fan-out of
+ * the events before it. ts_link_close() follows every push. */
 int ts_link_send(struct ts_link *l, const void *data, size_t len);
 
 size_t ts_link_queued(const struct ts_link *l);
