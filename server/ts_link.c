@@ -204,6 +204,14 @@ static struct msg *queue_take(struct queue *q)
     return m;
 }
 
+static int queue_empty(struct queue *q)
+{
+    uv_mutex_lock(&q->mu);
+    int empty = q->head == NULL;
+    uv_mutex_unlock(&q->mu);
+    return empty;
+}
+
 static struct msg *msg_new(enum msg_type type, struct ts_link *l, size_t len)
 {
     struct msg *m = malloc(sizeof(*m) + len);
@@ -413,7 +421,10 @@ static void io_wakeup(uv_async_t *a)
         io->bulk_rest = m->next;
         io_command(io, m);
     }
-    if (io->bulk_rest)
+    /* The bulk queue was not taken while a rest was left, and its pushes
+     * since then found it non-empty and sent no wake-up: come back for
+     * them too. */
+    if (io->bulk_rest || !queue_empty(&io->bulk))
         uv_async_send(&io->async);
 }
 

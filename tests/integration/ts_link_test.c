@@ -7,7 +7,9 @@
  * threads) are each answered once, in order; connections closed while
  * events are in flight, and a SIGTERM with connections open on every loop
  * and in every state, end in a clean exit (status 0 under LeakSanitizer).
- * The ordering case also runs with --io-threads 0 (everything on the main
+ * A node whose one I/O thread has a backlog of pushes and closes to get
+ * through when SIGTERM comes still stops. The ordering case also runs with
+ * --io-threads 0 (everything on the main
  * loop), the other mode of the same code.
  */
 #include <check.h>
@@ -27,6 +29,14 @@ static struct ts_testnode node;
 static void start_threaded(void)
 {
     const char *extra[] = {"--io-threads", "3", NULL};
+    ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
+}
+
+/* One I/O thread carrying more subscribers than it serves pushes per
+ * turn, so its pushes queue up past one slice. */
+static void start_one_thread(void)
+{
+    const char *extra[] = {"--io-threads", "1", "--max-conns-per-addr", "off", NULL};
     ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
 }
 
@@ -274,6 +284,31 @@ START_TEST(test_sigterm_with_connections_on_every_loop)
 }
 END_TEST
 
+#define MANY_SUBS 300
+
+START_TEST(test_sigterm_with_a_backlog_of_pushes)
+{
+    /* every subscriber has pushes and then its close queued behind the
+     * others': the thread must get through all of them, and its stop */
+    struct ts_raw **w = calloc(MANY_SUBS, sizeof(*w));
+    ck_assert_ptr_nonnull(w);
+    for (int i = 0; i < MANY_SUBS; i++)
+        w[i] = subscriber();
+    struct ts_raw *p = connect_as(node.poster_token);
+    uint64_t ids[5];
+    for (int i = 0; i < 5; i++)
+        post_body(p, (uint64_t)i + 1, "to many", &ids[i]);
+    expect_events(w[MANY_SUBS - 1], ids, 5);
+    expect_events(w[0], ids, 5);
+    int status = ts_testnode_cleanup(&node);
+    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
+    for (int i = 0; i < MANY_SUBS; i++)
+        ts_raw_close(w[i]);
+    free(w);
+    ts_raw_close(p);
+}
+END_TEST
+
 static Suite *link_suite(void)
 {
     Suite *s = suite_create("threadsyncd io threads");
@@ -286,6 +321,11 @@ static Suite *link_suite(void)
     tcase_add_test(tc, test_close_with_events_in_flight);
     tcase_add_test(tc, test_sigterm_with_connections_on_every_loop);
     suite_add_tcase(s, tc);
+    TCase *tc1 = tcase_create("one thread");
+    tcase_add_checked_fixture(tc1, start_one_thread, stop_node);
+    tcase_set_timeout(tc1, 120);
+    tcase_add_test(tc1, test_sigterm_with_a_backlog_of_pushes);
+    suite_add_tcase(s, tc1);
     TCase *tci = tcase_create("inline");
     tcase_add_checked_fixture(tci, start_inline, stop_node);
     tcase_set_timeout(tci, 120);
