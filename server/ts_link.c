@@ -39,9 +39,10 @@
  *     bytes (inbound); past INBOUND_MAX the thread stops reading the socket
  *     until main has caught up, so a client that floods requests while the
  *     main loop is busy cannot grow the event queue;
- *   - a queue holds, per link, at most one output batch, one input window
- *     and a few control messages: its length is bounded by the number of
- *     links, which the per-address and file-descriptor limits bound.
+ *   - so a queue holds, per link, at most one push batch, the answers
+ *     below the session's read-pause threshold, one input window and a
+ *     few control messages: bounded per link, and the links by the
+ *     per-address and file-descriptor limits.
  *
  * Accepting: main accepts on its listener (one accept path, one place for
  * the connection limits), hands a dup of the socket to the least loaded
