@@ -470,14 +470,25 @@ static void pool_stop(struct ts_link_pool *p)
     uv_close((uv_handle_t *)&p->async, pool_free);
 }
 
-static void link_gone(struct ts_link *l)
+/* A link of p (carried by io, NULL without threads) is gone. */
+static void link_gone(struct ts_link_pool *p, struct io *io)
 {
-    struct ts_link_pool *p = l->pool;
     p->n_links--;
-    if (l->io)
-        l->io->n_links--;
+    if (io)
+        io->n_links--;
     if (p->closing && p->n_links == 0)
         pool_stop(p);
+}
+
+static void link_closed(struct ts_link *l, int err)
+{
+    l->closing = 1;
+    if (l->cbs.on_close)
+        l->cbs.on_close(l, err);
+    struct ts_link_pool *p = l->pool;
+    struct io *io = l->io;
+    post(l, msg_must(CMD_FREE, l)); /* its thread frees l: not touched after */
+    link_gone(p, io);
 }
 
 static void main_event(struct msg *m)
@@ -513,11 +524,7 @@ static void main_event(struct msg *m)
             l->cbs.on_drain(l);
         break;
     case EV_CLOSED:
-        l->closing = 1;
-        if (l->cbs.on_close)
-            l->cbs.on_close(l, m->u.err);
-        post(l, msg_must(CMD_FREE, l));
-        link_gone(l);
+        link_closed(l, m->u.err);
         break;
     default:
         break;
@@ -660,7 +667,7 @@ static void inline_on_close(struct ts_conn *c, int err)
     l->closing = 1;
     if (l->cbs.on_close)
         l->cbs.on_close(l, err);
-    link_gone(l);
+    link_gone(l->pool, NULL);
     free(l);
 }
 
