@@ -77,6 +77,8 @@
 /* Bulk commands (mostly one subscriber's share of an event, ~6 us each)
  * served between two polls of an I/O thread's sockets. */
 #define BULK_SLICE 64
+/* Pushes are copied into messages of at most this (ts_conn's own slice). */
+#define SEND_PIECE (64u << 10)
 
 enum msg_type {
     /* main -> I/O thread */
@@ -784,21 +786,17 @@ size_t ts_link_queued(const struct ts_link *l)
     return transit + atomic_load(&((struct ts_link *)l)->conn_queued);
 }
 
-/* A message of len bytes for l's thread, or NULL (the link is then
- * closing when the reason was the hard cap). */
-static struct msg *send_msg(struct ts_link *l, size_t len, int *rc)
+/* TS_OK when len more bytes stay within the hard cap; else the link is
+ * closing and TS_E_TOO_LARGE. */
+static int check_cap(struct ts_link *l, size_t len)
 {
     size_t queued = ts_link_queued(l);
-    if (len > TS_CONN_QUEUE_HARD_MAX || queued > TS_CONN_QUEUE_HARD_MAX - len) {
-        TS_WARN("event=conn_queue_full conn=%llu peer=%s role=%s queued=%zu",
-                (unsigned long long)l->id, l->peer, l->role, queued);
-        ts_link_close(l, TS_E_TOO_LARGE);
-        *rc = TS_E_TOO_LARGE;
-        return NULL;
-    }
-    struct msg *m = msg_new(CMD_SEND, l, len);
-    *rc = m ? TS_OK : TS_E_NOMEM;
-    return m;
+    if (len <= TS_CONN_QUEUE_HARD_MAX && queued <= TS_CONN_QUEUE_HARD_MAX - len)
+        return TS_OK;
+    TS_WARN("event=conn_queue_full conn=%llu peer=%s role=%s queued=%zu", (unsigned long long)l->id,
+            l->peer, l->role, queued);
+    ts_link_close(l, TS_E_TOO_LARGE);
+    return TS_E_TOO_LARGE;
 }
 
 static void send_post(struct ts_link *l, struct msg *m, int bulk)
@@ -815,12 +813,25 @@ int ts_link_send(struct ts_link *l, const void *data, size_t len)
         return TS_E_CLOSED;
     if (len == 0)
         return TS_OK;
-    int rc;
-    struct msg *m = send_msg(l, len, &rc);
-    if (!m)
+    int rc = check_cap(l, len);
+    if (rc != TS_OK)
         return rc;
-    memcpy(m->data, data, len);
-    send_post(l, m, 1);
+    /* In pieces: a batch (up to TS_HUB_BATCH_MAX) in one allocation would
+     * be above malloc's mmap threshold, and a fresh mapping, faulted in and
+     * unmapped per batch per subscriber, cost more than the copy. */
+    const uint8_t *p = data;
+    while (len > 0) {
+        size_t n = len < SEND_PIECE ? len : SEND_PIECE;
+        struct msg *m = msg_new(CMD_SEND, l, n);
+        if (!m) {
+            ts_link_close(l, TS_E_NOMEM);
+            return TS_E_NOMEM;
+        }
+        memcpy(m->data, p, n);
+        send_post(l, m, 1);
+        p += n;
+        len -= n;
+    }
     return TS_OK;
 }
 
@@ -833,10 +844,12 @@ int ts_link_send_frame(struct ts_link *l, const Threadsync__Frame *f)
     size_t size = ts_frame_size(f);
     if (size - TS_FRAME_HEADER > TS_FRAME_MAX_LIMIT)
         return TS_E_TOO_LARGE;
-    int rc;
-    struct msg *m = send_msg(l, size, &rc);
-    if (!m)
+    int rc = check_cap(l, size);
+    if (rc != TS_OK)
         return rc;
+    struct msg *m = msg_new(CMD_SEND, l, size);
+    if (!m)
+        return TS_E_NOMEM;
     m->len = ts_frame_pack(f, m->data);
     send_post(l, m, 0);
     return TS_OK;
