@@ -4,7 +4,8 @@
  * loop: many subscribers each receive every event in order; a subscriber
  * that stops reading neither stalls the others nor loses events; pipelined
  * requests whose answers pile up unread (reading paused and resumed across
- * threads) are each answered once, in order; connections closed while
+ * threads) are each answered once, in order, and so are large requests
+ * sent faster than the main loop takes them; connections closed while
  * events are in flight, and a SIGTERM with connections open on every loop
  * and in every state, end in a clean exit (status 0 under LeakSanitizer).
  * A node whose one I/O thread has a backlog of pushes and closes to get
@@ -200,6 +201,47 @@ START_TEST(test_pipelined_requests_answered_once_in_order)
 }
 END_TEST
 
+#define BIG_PIPELINED 150
+
+START_TEST(test_pipelined_large_posts_all_answered)
+{
+    /* ~2.4 MB of requests at once: more than an I/O thread holds decoded
+     * for the main loop, so it stops reading that socket until the main
+     * loop has caught up, then reads on */
+    struct ts_raw *p = connect_as(node.poster_token);
+    char *body = malloc(BIG_BODY + 1);
+    ck_assert_ptr_nonnull(body);
+    memset(body, 'c', BIG_BODY);
+    body[BIG_BODY] = '\0';
+    char key[BIG_PIPELINED][40];
+    for (int i = 0; i < BIG_PIPELINED; i++) {
+        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+        Threadsync__Post post = THREADSYNC__POST__INIT;
+        snprintf(key[i], sizeof(key[i]), "big-%d-%d", (int)getpid(), i);
+        post.request_id = (uint64_t)i + 1;
+        post.idempotency_key = key[i];
+        post.thread_key = "site/big";
+        post.author_name = "Ann";
+        post.body = body;
+        f.msg_case = THREADSYNC__FRAME__MSG_POST;
+        f.post = &post;
+        ck_assert_int_eq(ts_raw_send_frame(p, &f), TS_OK);
+    }
+    int seen[BIG_PIPELINED] = {0};
+    for (int i = 0; i < BIG_PIPELINED; i++) {
+        Threadsync__Frame *in;
+        ck_assert_int_eq(ts_raw_recv_nonping(p, 20000, &in), TS_OK);
+        ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
+        uint64_t rid = in->result->request_id;
+        ck_assert(rid >= 1 && rid <= BIG_PIPELINED && !seen[rid - 1]);
+        seen[rid - 1] = 1;
+        ts_frame_free(in);
+    }
+    free(body);
+    ts_raw_close(p);
+}
+END_TEST
+
 #define BURST 200
 
 START_TEST(test_close_with_events_in_flight)
@@ -318,6 +360,7 @@ static Suite *link_suite(void)
     tcase_add_test(tc, test_many_subscribers_in_order);
     tcase_add_test(tc, test_slow_subscriber_does_not_stall_others);
     tcase_add_test(tc, test_pipelined_requests_answered_once_in_order);
+    tcase_add_test(tc, test_pipelined_large_posts_all_answered);
     tcase_add_test(tc, test_close_with_events_in_flight);
     tcase_add_test(tc, test_sigterm_with_connections_on_every_loop);
     suite_add_tcase(s, tc);
