@@ -135,7 +135,11 @@ static void on_connection(uv_stream_t *listener, int status)
         TS_WARN("event=accept_failed error=%s", ts_err_name(rc));
 }
 
-unsigned ts_server_io_threads_auto(void)
+/* io_threads = auto: one per core beyond the main loop's, at most 4 (the
+ * main loop's own share of each event, about a tenth of an I/O thread's,
+ * bounds what more threads can take off it); 0 on one core, where a second
+ * thread would only add hand-offs. */
+static unsigned io_threads_auto(void)
 {
     unsigned cores = uv_available_parallelism();
     return cores <= 1 ? 0 : cores - 1 < 4 ? cores - 1 : 4;
@@ -144,7 +148,7 @@ unsigned ts_server_io_threads_auto(void)
 static int start_links(struct ts_server *srv)
 {
     uint32_t n = srv->cfg.io_threads;
-    n = n == 0 ? ts_server_io_threads_auto() : n == TS_SERVER_IO_INLINE ? 0 : n;
+    n = n == 0 ? io_threads_auto() : n == TS_SERVER_IO_INLINE ? 0 : n;
     if (n > TS_LINK_THREADS_MAX) {
         TS_ERROR("event=config_error key=io_threads value=%u max=%u", n, TS_LINK_THREADS_MAX);
         return TS_E_CONFIG;

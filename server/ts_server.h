@@ -52,7 +52,7 @@ struct ts_server_config {
     uint32_t max_conns_per_addr;    /* open connections per source address: 64 */
     /* Threads carrying client connections (socket, TLS, frame decoding),
      * each with its own loop, while raft, the store, the hub and the
-     * sessions stay on the main loop: 0 = auto (ts_server_io_threads_auto),
+     * sessions stay on the main loop: 0 = auto (one per core beyond the first, at most 4),
      * TS_SERVER_IO_INLINE = none (everything on the main loop), else N. */
     uint32_t io_threads;
     /* metrics HTTP listener (/metrics, /healthz): NULL = 127.0.0.1:7422,
@@ -66,11 +66,6 @@ struct ts_server_config {
 
 #define TS_SERVER_UNLIMITED UINT32_MAX
 #define TS_SERVER_IO_INLINE UINT32_MAX
-
-/* io_threads = auto: one per core beyond the main loop's, at most 4 (the
- * main loop's own work per event bounds what more threads can take off
- * it); 0 on one core, where a second thread would only add hand-offs. */
-unsigned ts_server_io_threads_auto(void);
 #define TS_SERVER_EDIT_WINDOW_MS ((uint64_t)15 * 60 * 1000)
 
 /* Starts a node on loop. On failure a log line says why, the shutdown has
