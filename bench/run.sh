@@ -7,7 +7,9 @@
 #
 # Environment: TS_BENCH_THREADS (generator subscriber loops, default 1),
 # TS_BENCH_ONLY="fanout latency ..." (run only these scenarios),
-# TS_BENCH_BUILD (build dir, default build-bench).
+# TS_BENCH_BUILD (build dir, default build-bench),
+# TS_BENCH_SERVER_FLAGS (extra threadsyncd flags for every node, e.g.
+# "--io-threads 0").
 set -euo pipefail
 
 MODE=full
@@ -31,6 +33,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TS_BENCH_BUILD:-$ROOT/build-bench}
 THREADS=${TS_BENCH_THREADS:-1}
 ONLY=${TS_BENCH_ONLY:-}
+read -r -a SERVER_FLAGS <<<"${TS_BENCH_SERVER_FLAGS:-}"
 
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -106,7 +109,7 @@ start_server() {
     "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
         --raft-listen "127.0.0.1:$(free_port)" --tokens "$SCRATCH/tokens" \
         --rate-author off --rate-token off --max-conns-per-addr off \
-        --metrics-listen "" --addr-file "$dir/addr" --log-level warn "$@" \
+        --metrics-listen "" --addr-file "$dir/addr" --log-level warn "$@" "${SERVER_FLAGS[@]}" \
         2>"$dir/server.log" &
     SRV_PID=$!
     PIDS+=("$SRV_PID")

@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* How long a closing connection may wait for its output and the peer's end
  * of stream before the socket is closed anyway. */
@@ -774,6 +775,24 @@ int ts_conn_connect(uv_loop_t *loop, const char *host, uint16_t port, SSL_CTX *c
     return TS_OK;
 }
 
+/* The common end of accept and adopt: c's socket is connected. */
+static int accepted(struct ts_conn *c, struct ts_conn **out)
+{
+    c->connected = 1;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+        set_peer(c, (struct sockaddr *)&ss);
+    uv_tcp_nodelay(&c->tcp, 1);
+    read_start(c);
+    if (c->finishing) { /* read_start failed */
+        c->silent = 1;
+        return TS_E_IO;
+    }
+    *out = c;
+    return TS_OK;
+}
+
 int ts_conn_accept(uv_loop_t *loop, uv_stream_t *listener, SSL_CTX *ctx,
                    const struct ts_conn_cbs *cbs, void *data, uint32_t max_frame,
                    struct ts_conn **out)
@@ -795,19 +814,42 @@ int ts_conn_accept(uv_loop_t *loop, uv_stream_t *listener, SSL_CTX *ctx,
         discard(c);
         return TS_E_IO;
     }
-    c->connected = 1;
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
-        set_peer(c, (struct sockaddr *)&ss);
-    uv_tcp_nodelay(&c->tcp, 1);
-    read_start(c);
-    if (c->finishing) { /* read_start failed */
-        c->silent = 1;
+    return accepted(c, out);
+}
+
+uint64_t ts_conn_reserve_id(void)
+{
+    return atomic_fetch_add(&next_id, 1);
+}
+
+int ts_conn_adopt(uv_loop_t *loop, uv_os_sock_t fd, uint64_t id, SSL_CTX *ctx,
+                  const struct ts_conn_cbs *cbs, void *data, uint32_t max_frame,
+                  struct ts_conn **out)
+{
+    *out = NULL;
+    struct ts_conn *c;
+    int rc = conn_new(loop, cbs, data, max_frame, &c);
+    if (rc != TS_OK) {
+        close(fd);
+        return rc;
+    }
+    if (id)
+        c->id = id;
+    rc = ts_tls_new_server(ctx, &c->tls);
+    int r = rc == TS_OK ? uv_tcp_open(&c->tcp, fd) : 0;
+    if (rc != TS_OK || r < 0)
+        close(fd); /* not the handle's: uv_tcp_open did not take it */
+    if (rc != TS_OK) {
+        discard(c);
+        return rc;
+    }
+    if (r < 0) {
+        TS_INFO("event=conn_accept_error conn=%llu peer=? role=%s error=%s",
+                (unsigned long long)c->id, c->role, uv_err_name(r));
+        discard(c);
         return TS_E_IO;
     }
-    *out = c;
-    return TS_OK;
+    return accepted(c, out);
 }
 
 /* ---- the rest of the API ---- */

@@ -68,6 +68,18 @@ int ts_conn_accept(uv_loop_t *loop, uv_stream_t *listener, SSL_CTX *ctx,
                    const struct ts_conn_cbs *cbs, void *data, uint32_t max_frame,
                    struct ts_conn **out);
 
+/* The same for a socket already accepted (e.g. on another loop's listener
+ * and handed to this loop's thread). fd is the connection's from the
+ * call on, also on failure (then closed). id is the
+ * connection's id for logs: one from ts_conn_reserve_id() (when the caller
+ * logged about the connection before it existed), or 0 for a new one. */
+int ts_conn_adopt(uv_loop_t *loop, uv_os_sock_t fd, uint64_t id, SSL_CTX *ctx,
+                  const struct ts_conn_cbs *cbs, void *data, uint32_t max_frame,
+                  struct ts_conn **out);
+
+/* Takes the next process-unique connection id (any thread). */
+uint64_t ts_conn_reserve_id(void);
+
 /* Connects to host:port (numeric address or name, resolved asynchronously)
  * as a TLS client verifying the server against ctx's CA and host name (or IP
  * address) sni. On success *out exists and on_open or on_close follows. */

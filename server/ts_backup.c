@@ -11,7 +11,7 @@
 #include "ts_backup.h"
 
 #include "ts_auth.h"
-#include "ts_conn.h"
+#include "ts_link.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_file.h"
@@ -33,7 +33,7 @@ static const uint8_t MAGIC[8] = {'T', 'S', 'B', 'K', 'U', 'P', '0', '1'};
 
 struct ts_backup {
     struct ts_server *srv;
-    struct ts_conn *conn;
+    struct ts_link *conn;
     uint64_t request_id;
     uint8_t header[TS_BACKUP_HEADER];
     uint8_t *snap; /* ts_store_snapshot's buffer */
@@ -100,15 +100,15 @@ int ts_backup_parse(const uint8_t *buf, size_t len, uint64_t *seq, const uint8_t
 
 /* ---- serving ---- */
 
-static int send_counted(struct ts_conn *conn, struct ts_server *srv, const Threadsync__Frame *f)
+static int send_counted(struct ts_link *conn, struct ts_server *srv, const Threadsync__Frame *f)
 {
-    int rc = ts_conn_send_frame(conn, f);
+    int rc = ts_link_send_frame(conn, f);
     if (rc == TS_OK)
         ts_stats_frame_out(srv->stats, f);
     return rc;
 }
 
-static void send_error(struct ts_server *srv, struct ts_conn *conn, uint64_t request_id, int code,
+static void send_error(struct ts_server *srv, struct ts_link *conn, uint64_t request_id, int code,
                        const char *field, const char *message)
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
@@ -156,7 +156,7 @@ static void send_result(struct ts_backup *b)
 static int pump(struct ts_backup *b)
 {
     while (b->off < b->total) {
-        if (ts_conn_queued(b->conn) >= TS_BACKUP_WINDOW)
+        if (ts_link_queued(b->conn) >= TS_BACKUP_WINDOW)
             return 0; /* on_drain resumes */
         size_t n = b->total - b->off < b->chunk ? (size_t)(b->total - b->off) : b->chunk;
         for (size_t i = 0; i < n;) { /* the header, then the snapshot */
@@ -182,7 +182,7 @@ static int pump(struct ts_backup *b)
         f.backup_chunk = &c;
         if (send_counted(b->conn, b->srv, &f) != TS_OK) {
             TS_INFO("conn=%llu peer=%s role=admin event=backup_aborted offset=%llu",
-                    (unsigned long long)ts_conn_id(b->conn), ts_conn_peer(b->conn),
+                    (unsigned long long)ts_link_id(b->conn), ts_link_peer(b->conn),
                     (unsigned long long)b->off);
             return 1;
         }
@@ -192,7 +192,7 @@ static int pump(struct ts_backup *b)
     ts_stats_backup_done(b->srv->stats, b->total);
     TS_INFO("conn=%llu peer=%s role=admin event=backup_done seq=%llu bytes=%llu threads=%llu "
             "comments=%llu",
-            (unsigned long long)ts_conn_id(b->conn), ts_conn_peer(b->conn),
+            (unsigned long long)ts_link_id(b->conn), ts_link_peer(b->conn),
             (unsigned long long)b->seq, (unsigned long long)b->total,
             (unsigned long long)b->threads, (unsigned long long)b->comments);
     return 1;
@@ -206,7 +206,7 @@ void ts_backup_drained(struct ts_backup **slot)
     }
 }
 
-static void answer_digest(struct ts_server *srv, struct ts_conn *conn, uint64_t request_id)
+static void answer_digest(struct ts_server *srv, struct ts_link *conn, uint64_t request_id)
 {
     char digest[65];
     ts_store_digest(srv->store, digest);
@@ -225,7 +225,7 @@ static void answer_digest(struct ts_server *srv, struct ts_conn *conn, uint64_t 
     send_counted(conn, srv, &f);
 }
 
-static void start_backup(struct ts_server *srv, struct ts_conn *conn, const Threadsync__Backup *req,
+static void start_backup(struct ts_server *srv, struct ts_link *conn, const Threadsync__Backup *req,
                          struct ts_backup **slot)
 {
     uint32_t chunk = req->chunk_size ? req->chunk_size : TS_BACKUP_CHUNK_DEFAULT;
@@ -259,7 +259,7 @@ static void start_backup(struct ts_server *srv, struct ts_conn *conn, const Thre
     sha256(b->header, TS_BACKUP_HEADER, b->snap, b->snap_len, md);
     ts_hex_encode(md, 32, b->sha256);
     TS_INFO("conn=%llu peer=%s role=admin event=backup_start seq=%llu bytes=%llu",
-            (unsigned long long)ts_conn_id(conn), ts_conn_peer(conn), (unsigned long long)b->seq,
+            (unsigned long long)ts_link_id(conn), ts_link_peer(conn), (unsigned long long)b->seq,
             (unsigned long long)b->total);
     if (pump(b))
         ts_backup_free(b);
@@ -267,7 +267,7 @@ static void start_backup(struct ts_server *srv, struct ts_conn *conn, const Thre
         *slot = b;
 }
 
-void ts_backup_request(struct ts_server *srv, struct ts_conn *conn, int role,
+void ts_backup_request(struct ts_server *srv, struct ts_link *conn, int role,
                        const Threadsync__Frame *f, int status, struct ts_backup **slot)
 {
     uint64_t rid = ts_frame_request_id(f);

@@ -42,7 +42,7 @@
 #define TS_BACKUP_FILE_MAX ((size_t)16 << 30)
 
 struct ts_server;
-struct ts_conn;
+struct ts_link;
 struct ts_backup;
 struct ts_repl_config;
 
@@ -62,7 +62,7 @@ int ts_backup_parse(const uint8_t *buf, size_t len, uint64_t *seq, const uint8_t
  * otherwise the request is refused) until it finishes; the session passes
  * slot to ts_backup_drained from on_drain and frees it with
  * ts_backup_free in on_close. */
-void ts_backup_request(struct ts_server *srv, struct ts_conn *conn, int role,
+void ts_backup_request(struct ts_server *srv, struct ts_link *conn, int role,
                        const Threadsync__Frame *f, int status, struct ts_backup **slot);
 
 /* The connection drained: sends the next chunks; sets *slot to NULL once

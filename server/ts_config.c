@@ -19,6 +19,7 @@
 #include "ts_addr.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_link.h"
 #include "ts_log.h"
 
 #include <errno.h>
@@ -38,10 +39,11 @@ enum opt_type {
     T_ADDR, /* host:port, host may be a name */
     T_UINT, /* decimal in [min, max] */
     T_LEVEL,
-    T_BOOL,  /* true/false in a file; a flag without a value sets true */
-    T_LIMIT, /* decimal in [min, max], or "off" (TS_SERVER_UNLIMITED) */
-    T_RATE,  /* "N/TIME" (TIME: ms, s or m; plain = s) or "off": fills the
-                burst field named and the uint32 window_ms field after it */
+    T_BOOL,    /* true/false in a file; a flag without a value sets true */
+    T_LIMIT,   /* decimal in [min, max], or "off" (TS_SERVER_UNLIMITED) */
+    T_THREADS, /* "auto" (0 in the field), or 0 (TS_SERVER_IO_INLINE) .. max */
+    T_RATE,    /* "N/TIME" (TIME: ms, s or m; plain = s) or "off": fills the
+                  burst field named and the uint32 window_ms field after it */
 };
 
 #define LIVE 1u   /* SIGHUP applies it */
@@ -77,6 +79,10 @@ static const struct opt opts[] = {
      "client address told to clients (default: the bound client address)"},
     {"listen", "addr_file", "addr-file", "FILE", T_PATH, 0, 0, F(addr_file), 0, NULL,
      "write the bound client address to FILE once listening (default: none)"},
+    {"listen", "io_threads", "io-threads", "N", T_THREADS, 0, TS_LINK_THREADS_MAX, F(io_threads), 0,
+     "auto",
+     "threads carrying client connections (sockets, TLS), each with its own loop; 0 = none, "
+     "all on the main loop; auto = one per core beyond the first, at most 4"},
     {"tls", "cert", "cert", "FILE", T_PATH, 0, 0, F(cert_file), 0, NULL,
      "server certificate chain, PEM (default: DATA_DIR/server.pem, generated)"},
     {"tls", "key", "key", "FILE", T_PATH, 0, 0, F(key_file), 0, NULL,
@@ -323,6 +329,14 @@ static int check_value(const struct opt *o, const char *value, char *why, size_t
             return -1;
         }
         return 0;
+    case T_THREADS:
+        if (strcmp(value, "auto") != 0 &&
+            (parse_uint(value, &v) != 0 || v < o->min || v > o->max)) {
+            snprintf(why, n, "need auto or an integer in %llu..%llu", (unsigned long long)o->min,
+                     (unsigned long long)o->max);
+            return -1;
+        }
+        return 0;
     case T_RATE: {
         uint32_t burst, window;
         if (parse_rate(value, &burst, &window) != 0) {
@@ -359,6 +373,16 @@ static void rebuild(struct ts_config *c)
             parse_rate(c->val[i], &burst, &window); /* validated when set */
             memcpy(field, &burst, sizeof(burst));
             memcpy(field + sizeof(burst), &window, sizeof(window));
+            continue;
+        }
+        if (o->type == T_THREADS) {
+            uint32_t v32 = 0; /* auto */
+            if (strcmp(c->val[i], "auto") != 0) {
+                uint64_t v = 0;
+                parse_uint(c->val[i], &v); /* validated when set */
+                v32 = v == 0 ? TS_SERVER_IO_INLINE : (uint32_t)v;
+            }
+            memcpy(field, &v32, sizeof(v32));
             continue;
         }
         if (o->type != T_UINT && o->type != T_LIMIT) {

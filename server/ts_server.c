@@ -2,17 +2,20 @@
  * ts_server: wiring of one node. Owns every module's instance and the order
  * in which they start and stop:
  *
- *   start: data dir -> certificates and admin token (embedded defaults) ->
- *          tokens -> TLS context -> evlog, store, hub -> client socket bound
- *          (its address goes into raft's) -> raft (replays the log into the
- *          store) -> client listener -> ticker -> join (--join, first
- *          start only)
+ *   start: I/O threads -> data dir -> certificates and admin token
+ *          (embedded defaults) -> tokens -> TLS context -> evlog, store,
+ *          hub -> client socket bound (its address goes into raft's) ->
+ *          raft (replays the log into the store) -> client listener ->
+ *          ticker -> join (--join, first start only)
  *   stop:  join attempt, listener and ticker -> sessions (unsubscribe now,
- *          close async) -> hub -> raft (a leader hands over leadership
- *          first); the loop ends when the last handle closed.
+ *          close async) -> I/O threads (once the connections have closed)
+ *          -> hub -> raft (a leader hands over leadership first); the loop
+ *          ends when the last handle closed.
  *
- * Everything runs on the one loop given at start; nothing here blocks except
- * the first-start file creation.
+ * Everything runs on the one loop given at start, except the client
+ * connections' sockets and TLS, which run on I/O threads when io_threads
+ * asks for them (ts_link); nothing here blocks except the first-start file
+ * creation and the joining of those threads once they have nothing left.
  */
 #include "ts_server.h"
 
@@ -27,6 +30,7 @@
 #include "ts_hub.h"
 #include "ts_join.h"
 #include "ts_limits.h"
+#include "ts_link.h"
 #include "ts_log.h"
 #include "ts_memtrim.h"
 #include "ts_repl.h"
@@ -131,6 +135,27 @@ static void on_connection(uv_stream_t *listener, int status)
     int rc = ts_session_accept(srv, listener, srv->ssl_ctx);
     if (rc != TS_OK)
         TS_WARN("event=accept_failed error=%s", ts_err_name(rc));
+}
+
+/* io_threads = auto: one per core beyond the main loop's, at most 4 (the
+ * main loop's own share of each event, about a tenth of an I/O thread's,
+ * bounds what more threads can take off it); 0 on one core, where a second
+ * thread would only add hand-offs. */
+static unsigned io_threads_auto(void)
+{
+    unsigned cores = uv_available_parallelism();
+    return cores <= 1 ? 0 : cores - 1 < 4 ? cores - 1 : 4;
+}
+
+static int start_links(struct ts_server *srv)
+{
+    uint32_t n = srv->cfg.io_threads;
+    n = n == 0 ? io_threads_auto() : n == TS_SERVER_IO_INLINE ? 0 : n;
+    if (n > TS_LINK_THREADS_MAX) {
+        TS_ERROR("event=config_error key=io_threads value=%u max=%u", n, TS_LINK_THREADS_MAX);
+        return TS_E_CONFIG;
+    }
+    return ts_link_pool_new(srv->loop, n, &srv->links);
 }
 
 static uint64_t tick_interval(uint32_t heartbeat_ms)
@@ -360,6 +385,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         rc = TS_E_CONFIG;
         goto fail;
     }
+    if ((rc = start_links(srv)) != TS_OK)
+        goto fail;
     if ((rc = ensure_identity(srv, &fresh)) != TS_OK)
         goto fail;
     if ((rc = start_limits(srv)) != TS_OK)
@@ -588,6 +615,9 @@ void ts_server_stop(struct ts_server *srv)
     ts_stats_close(srv->stats);
     for (struct ts_session *s = srv->sessions; s; s = ts_session_next(s))
         ts_session_close(s, TS_E_UNAVAILABLE);
+    /* ends its threads once the sessions' connections have closed */
+    ts_link_pool_close(srv->links);
+    srv->links = NULL;
     if (srv->hub) {
         ts_hub_close(srv->hub, on_hub_closed, srv);
         srv->hub = NULL;

@@ -50,6 +50,11 @@ struct ts_server_config {
     uint32_t rate_token_burst;      /* posts per token per window: 100 */
     uint32_t rate_token_window_ms;  /* 1000 */
     uint32_t max_conns_per_addr;    /* open connections per source address: 64 */
+    /* Threads carrying client connections (socket, TLS, frame decoding),
+     * each with its own loop, while raft, the store, the hub and the
+     * sessions stay on the main loop: 0 = auto (one per core beyond the first, at most 4),
+     * TS_SERVER_IO_INLINE = none (everything on the main loop), else N. */
+    uint32_t io_threads;
     /* metrics HTTP listener (/metrics, /healthz): NULL = 127.0.0.1:7422,
      * where a failure to bind is logged and the node runs without; "" = off;
      * an address given must bind or the node does not start */
@@ -60,6 +65,7 @@ struct ts_server_config {
 };
 
 #define TS_SERVER_UNLIMITED UINT32_MAX
+#define TS_SERVER_IO_INLINE UINT32_MAX
 #define TS_SERVER_EDIT_WINDOW_MS ((uint64_t)15 * 60 * 1000)
 
 /* Starts a node on loop. On failure a log line says why, the shutdown has

@@ -17,6 +17,7 @@ struct ts_evlog;
 struct ts_hub;
 struct ts_join;
 struct ts_limits;
+struct ts_link_pool;
 struct ts_repl;
 struct ts_session;
 struct ts_stats;
@@ -41,6 +42,7 @@ struct ts_server {
     uint64_t auth_gen;        /* ts_store_auth_generation sessions were checked at */
     struct ts_stats *stats;   /* metrics and /healthz (ts_stats.c) */
 
+    struct ts_link_pool *links; /* the loops carrying client connections */
     uv_tcp_t listener;
     uv_timer_t ticker;
     int listener_open, ticker_open;

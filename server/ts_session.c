@@ -21,11 +21,11 @@
 #include "ts_session.h"
 
 #include "ts_backup.h"
-#include "ts_conn.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_hub.h"
 #include "ts_limits.h"
+#include "ts_link.h"
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_req_admin.h"
@@ -53,13 +53,13 @@ const char *ts__session_role_name(int role)
 
 int ts__session_send(struct ts_session *s, const Threadsync__Frame *f)
 {
-    int rc = ts_conn_send_frame(s->conn, f);
+    int rc = ts_link_send_frame(s->conn, f);
     if (rc == TS_OK) {
         s->last_tx_ms = uv_now(s->srv->loop);
         ts_stats_frame_out(s->srv->stats, f);
     }
-    if (!s->reading_paused && ts_conn_queued(s->conn) > READ_PAUSE_QUEUED) {
-        ts_conn_pause_reading(s->conn);
+    if (!s->reading_paused && ts_link_queued(s->conn) > READ_PAUSE_QUEUED) {
+        ts_link_pause_reading(s->conn);
         s->reading_paused = 1;
     }
     return rc;
@@ -140,7 +140,7 @@ static int sink_write(void *sink, const void *data, size_t len)
     struct ts_session *s = sink;
     if (s->state == TS__SESSION_CLOSING)
         return TS_E_CLOSED;
-    int rc = ts_conn_send(s->conn, data, len);
+    int rc = ts_link_send(s->conn, data, len);
     if (rc == TS_OK) {
         s->last_tx_ms = uv_now(s->srv->loop);
         ts_stats_frames_out(s->srv->stats, data, len);
@@ -151,7 +151,7 @@ static int sink_write(void *sink, const void *data, size_t len)
 static size_t sink_queued(void *sink)
 {
     struct ts_session *s = sink;
-    return ts_conn_queued(s->conn);
+    return ts_link_queued(s->conn);
 }
 
 const struct ts_hub_sink_ops ts__session_hub_sink = {sink_write, sink_queued};
@@ -248,10 +248,10 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
         return;
     }
     s->role = role;
-    ts_conn_set_role(s->conn, ts__session_role_name(role));
+    ts_link_set_role(s->conn, ts__session_role_name(role));
     snprintf(s->token_name, sizeof(s->token_name), "%s", name);
     s->state = TS__SESSION_READY;
-    ts_conn_set_max_frame(s->conn, s->srv->cfg.max_frame);
+    ts_link_set_max_frame(s->conn, s->srv->cfg.max_frame);
 
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Welcome w = THREADSYNC__WELCOME__INIT;
@@ -321,9 +321,9 @@ static void request(struct ts_session *s, const Threadsync__Frame *f, int status
 
 /* ---- connection callbacks ---- */
 
-static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const char *bad_field)
+static void on_frame(struct ts_link *c, Threadsync__Frame *f, int status, const char *bad_field)
 {
-    struct ts_session *s = ts_conn_data(c);
+    struct ts_session *s = ts_link_data(c);
     s->last_rx_ms = uv_now(s->srv->loop);
     ts_stats_frame_in(s->srv->stats, f);
     if (s->state == TS__SESSION_CLOSING)
@@ -361,19 +361,19 @@ out:
     ts_frame_free(f);
 }
 
-static void on_error(struct ts_conn *c, int err)
+static void on_error(struct ts_link *c, int err)
 {
-    struct ts_session *s = ts_conn_data(c);
+    struct ts_session *s = ts_link_data(c);
     TS_INFO(TS__SESSION_LOG_FMT "event=bad_input code=%s", TS__SESSION_LOG_ARGS(s),
             ts_err_name(err));
     fail_and_close(s, err, err == TS_E_TOO_LARGE ? "frame above the limit" : "bad frame");
 }
 
-static void on_drain(struct ts_conn *c)
+static void on_drain(struct ts_link *c)
 {
-    struct ts_session *s = ts_conn_data(c);
+    struct ts_session *s = ts_link_data(c);
     if (s->reading_paused) {
-        ts_conn_resume_reading(c);
+        ts_link_resume_reading(c);
         s->reading_paused = 0;
     }
     if (s->sub)
@@ -382,9 +382,9 @@ static void on_drain(struct ts_conn *c)
         ts_backup_drained(&s->backup);
 }
 
-static void on_close(struct ts_conn *c, int err)
+static void on_close(struct ts_link *c, int err)
 {
-    struct ts_session *s = ts_conn_data(c);
+    struct ts_session *s = ts_link_data(c);
     struct ts_server *srv = s->srv;
     if (s->sub)
         ts_hub_unsubscribe(s->sub);
@@ -406,14 +406,14 @@ static void on_close(struct ts_conn *c, int err)
     free(s);
 }
 
-static void on_open(struct ts_conn *c)
+static void on_open(struct ts_link *c)
 {
-    struct ts_session *s = ts_conn_data(c);
+    struct ts_session *s = ts_link_data(c);
     s->tls_done = 1;
-    ts_stats_tls(s->srv->stats, ts_conn_resumed(c));
+    ts_stats_tls(s->srv->stats, ts_link_resumed(c));
 }
 
-static const struct ts_conn_cbs session_cbs = {
+static const struct ts_link_cbs session_cbs = {
     .on_open = on_open,
     .on_frame = on_frame,
     .on_error = on_error,
@@ -425,7 +425,7 @@ static const struct ts_conn_cbs session_cbs = {
  * RATE_LIMITED; far over it, the connection is dropped before TLS. */
 static void count_connection(struct ts_session *s)
 {
-    const char *peer = ts_conn_peer(s->conn);
+    const char *peer = ts_link_peer(s->conn);
     size_t len = strlen(peer);
     const char *colon = strrchr(peer, ':');
     if (colon)
@@ -454,7 +454,7 @@ int ts_session_accept(struct ts_server *srv, uv_stream_t *listener, SSL_CTX *ctx
     s->srv = srv;
     s->state = TS__SESSION_AWAIT_HELLO;
     int rc =
-        ts_conn_accept(srv->loop, listener, ctx, &session_cbs, s, TS_FRAME_MAX_PREAUTH, &s->conn);
+        ts_link_accept(srv->links, listener, ctx, &session_cbs, s, TS_FRAME_MAX_PREAUTH, &s->conn);
     if (rc != TS_OK) {
         free(s);
         return rc;
@@ -503,7 +503,7 @@ void ts_session_close(struct ts_session *s, int err)
         ts_hub_unsubscribe(s->sub);
         s->sub = NULL;
     }
-    ts_conn_close(s->conn, err);
+    ts_link_close(s->conn, err);
 }
 
 struct ts_session *ts_session_next(const struct ts_session *s)

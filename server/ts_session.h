@@ -4,12 +4,12 @@
  * requests to the store (reads), the replication module (writes) and the
  * hub (subscriptions).
  *
- * A session lives exactly as long as its ts_conn: it is created on accept
+ * A session lives exactly as long as its connection (ts_link): it is created on accept
  * and freed in the connection's on_close. Writes in flight when it closes
  * are detached, not cancelled: their callbacks find no session and drop the
  * answer (the client retries with its idempotency key).
  *
- * Memory per idle session: struct ts_session plus its ts_conn; no buffers.
+ * Memory per idle session: struct ts_session plus its ts_link and ts_conn; no buffers.
  */
 #ifndef TS_SESSION_H
 #define TS_SESSION_H

@@ -16,7 +16,7 @@
 
 #include "threadsync.pb-c.h"
 #include "ts_auth.h"
-#include "ts_conn.h"
+#include "ts_link.h"
 #include "ts_frame.h"
 #include "ts_session.h"
 
@@ -41,7 +41,7 @@ struct ts__session_wait {
 
 struct ts_session {
     struct ts_server *srv;
-    struct ts_conn *conn;
+    struct ts_link *conn;
     struct ts_session *prev, *next;
     struct ts_hub_sub *sub;
     struct ts__session_wait *waits; /* writes and membership changes in flight */
@@ -63,7 +63,7 @@ struct ts_session {
 /* Every session log line starts with these, in this order. */
 #define TS__SESSION_LOG_FMT "conn=%llu peer=%s role=%s "
 #define TS__SESSION_LOG_ARGS(s)                                                                    \
-    (unsigned long long)ts_conn_id((s)->conn), ts_conn_peer((s)->conn),                            \
+    (unsigned long long)ts_link_id((s)->conn), ts_link_peer((s)->conn),                            \
         ts__session_role_name((s)->role)
 
 /* "none" before Hello, else the role's name. */

@@ -67,6 +67,7 @@ static const struct {
     {"listen", "raft", "node2.example:7521", "--raft-listen"},
     {"listen", "advertise", "ts.example:443", "--advertise"},
     {"listen", "addr_file", "/run/ts/addr", "--addr-file"},
+    {"listen", "io_threads", "3", "--io-threads"},
     {"tls", "cert", "/etc/ts/server.pem", "--cert"},
     {"tls", "key", "/etc/ts/server.key", "--key"},
     {"auth", "tokens", "/etc/ts/tokens", "--tokens"},
@@ -90,6 +91,7 @@ static void assert_every_value(const struct ts_config *c, enum ts_config_source 
     ck_assert_str_eq(s->raft_listen, "node2.example:7521");
     ck_assert_str_eq(s->advertise, "ts.example:443");
     ck_assert_str_eq(s->addr_file, "/run/ts/addr");
+    ck_assert_uint_eq(s->io_threads, 3);
     ck_assert_str_eq(s->cert_file, "/etc/ts/server.pem");
     ck_assert_str_eq(s->key_file, "/etc/ts/server.key");
     ck_assert_str_eq(s->tokens_file, "/etc/ts/tokens");
@@ -167,6 +169,24 @@ START_TEST(every_key_from_flag)
     ck_assert_int_eq(ts_config_parse_args(c, argc, argv, &action), TS_OK);
     ck_assert_int_eq(action, TS_CONFIG_RUN);
     assert_every_value(c, TS_CONFIG_FLAG);
+    ts_config_free(c);
+}
+END_TEST
+
+START_TEST(io_threads_auto_none_and_bounds)
+{
+    struct ts_config *c;
+    ck_assert_int_eq(load("[listen]\nio_threads = auto\n", &c), TS_OK);
+    ck_assert_uint_eq(ts_config_server(c)->io_threads, 0); /* 0: auto */
+    ts_config_free(c);
+    ck_assert_int_eq(load("[listen]\nio_threads = 0\n", &c), TS_OK);
+    ck_assert_uint_eq(ts_config_server(c)->io_threads, TS_SERVER_IO_INLINE);
+    ts_config_free(c);
+    ck_assert_int_eq(load("[listen]\nio_threads = 65\n", &c), TS_E_CONFIG);
+    assert_error_at(c, 2, "io_threads");
+    ts_config_free(c);
+    ck_assert_int_eq(load("[listen]\nio_threads = some\n", &c), TS_E_CONFIG);
+    assert_error_at(c, 2, "auto");
     ts_config_free(c);
 }
 END_TEST
@@ -499,6 +519,7 @@ static Suite *suite(void)
     tcase_add_test(tc, defaults_are_unset);
     tcase_add_test(tc, every_key_from_file);
     tcase_add_test(tc, every_key_from_flag);
+    tcase_add_test(tc, io_threads_auto_none_and_bounds);
     tcase_add_test(tc, inline_comments_and_spacing);
     tcase_add_test(tc, unknown_key_names_line);
     tcase_add_test(tc, unknown_section_names_line);
