@@ -37,6 +37,7 @@ enum {
     S_THREADS_ALL,
     S_COUNT_ALL,
     S_COUNT_THREAD,
+    S_THREAD_VERSION,
     S__COUNT
 };
 
@@ -76,6 +77,7 @@ static const char *const stmt_sql[S__COUNT] = {
         "SELECT (SELECT count(*) FROM threads WHERE id = ?1), "
         "(SELECT count(*) FROM comments WHERE thread_id = ?1), "
         "(SELECT count(*) FROM comments WHERE thread_id = ?1 AND status = 'VISIBLE')",
+    [S_THREAD_VERSION] = "SELECT version FROM threads WHERE id = ?1",
 };
 
 /* The CHECK on status is the last line of defence against a value this
@@ -90,8 +92,18 @@ static const char schema_sql[] =
     " author_name TEXT NOT NULL, body TEXT NOT NULL, created_at_ms INTEGER NOT NULL,"
     " edited_at_ms INTEGER NOT NULL,"
     " status TEXT NOT NULL CHECK (status IN ('VISIBLE', 'PENDING', 'HIDDEN', 'DELETED')),"
-    " version INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS comments_thread ON comments(thread_id, id);";
+    " version INTEGER NOT NULL);";
+
+/* Also run on every open: a mirror killed during a bulk fill (which drops
+ * it) gets it back before anything reads by thread. */
+static const char index_sql[] =
+    "CREATE INDEX IF NOT EXISTS comments_thread ON comments(thread_id, id)";
+
+/* A thread row waiting for its group's end: the highest version this
+ * group has seen, which is higher than the stored one. */
+struct deferred {
+    Threadsync__Thread t; /* key, title, url owned */
+};
 
 struct ts_mirror_db {
     sqlite3 *sql;
@@ -100,6 +112,13 @@ struct ts_mirror_db {
     uint64_t snap_seq;
     int scrub_due;  /* a commit replaced stored text; old copies may linger */
     int group_open; /* a transaction spans several apply_events calls */
+    int bulk;       /* comments_thread is dropped until bulk_end */
+    /* The threads of an open group, upserted once at its end (see
+     * defer_thread). Open addressing on id; each entry owns its strings. */
+    struct deferred *defer;
+    size_t n_defer, cap_defer;
+    size_t *defer_slot; /* entry index + 1, 0 = empty */
+    size_t n_defer_slot;
     /* Scratch for thread_winners(), grown to the largest batch seen. */
     size_t *slot_best; /* open addressing: event index + 1, 0 = empty */
     size_t n_slot;
@@ -239,6 +258,135 @@ static int upsert_thread(struct ts_mirror_db *db, const Threadsync__Thread *t,
     return err;
 }
 
+/* ---- threads deferred to the end of a group ---- */
+
+static void defer_clear(struct ts_mirror_db *db)
+{
+    for (size_t i = 0; i < db->n_defer; i++) {
+        free(db->defer[i].t.key);
+        free(db->defer[i].t.title);
+        free(db->defer[i].t.url);
+    }
+    db->n_defer = 0;
+    if (db->defer_slot)
+        memset(db->defer_slot, 0, db->n_defer_slot * sizeof(*db->defer_slot));
+}
+
+static size_t defer_hash(uint64_t id, size_t mask)
+{
+    return (size_t)(id * 0x9E3779B97F4A7C15ull >> 20) & mask;
+}
+
+/* The slot of id: its entry, or the empty slot where it would go. */
+static size_t defer_find(const struct ts_mirror_db *db, uint64_t id)
+{
+    size_t mask = db->n_defer_slot - 1;
+    size_t h = defer_hash(id, mask);
+    while (db->defer_slot[h] && db->defer[db->defer_slot[h] - 1].t.id != id)
+        h = (h + 1) & mask;
+    return h;
+}
+
+/* Room for one more entry, the table at most half full. */
+static int defer_reserve(struct ts_mirror_db *db)
+{
+    if (db->n_defer == db->cap_defer) {
+        size_t cap = db->cap_defer ? db->cap_defer * 2 : 64;
+        struct deferred *d = realloc(db->defer, cap * sizeof(*d));
+        if (!d)
+            return TS_E_NOMEM;
+        db->defer = d;
+        db->cap_defer = cap;
+    }
+    if (2 * (db->n_defer + 1) <= db->n_defer_slot)
+        return TS_OK;
+    size_t n = db->n_defer_slot ? db->n_defer_slot * 2 : 128;
+    size_t *slot = calloc(n, sizeof(*slot));
+    if (!slot)
+        return TS_E_NOMEM;
+    free(db->defer_slot);
+    db->defer_slot = slot;
+    db->n_defer_slot = n;
+    for (size_t i = 0; i < db->n_defer; i++)
+        db->defer_slot[defer_find(db, db->defer[i].t.id)] = i + 1;
+    return TS_OK;
+}
+
+/* *dst becomes a copy of src (NULL read as ""), reusing *dst when equal. */
+static int defer_str(char **dst, const char *src)
+{
+    src = src ? src : "";
+    if (*dst && strcmp(*dst, src) == 0)
+        return TS_OK;
+    char *c = strdup(src);
+    if (!c)
+        return TS_E_NOMEM;
+    free(*dst);
+    *dst = c;
+    return TS_OK;
+}
+
+/* A catching-up group carries each thread in almost every batch, each time
+ * with a higher version (its count moved): upserting it per batch rewrote
+ * its row and its key's index entry hundreds of times per group. Inside a
+ * group only the highest version is kept here and upserted at the group's
+ * end (or before a read), which stores exactly what the per-batch upserts
+ * would have. Whether it will change the row is known now (its version
+ * against the stored one, read once per thread per group), so touched
+ * stays exact. */
+static int defer_thread(struct ts_mirror_db *db, const Threadsync__Thread *t,
+                        struct ts_mirror_touched *touched)
+{
+    int err = defer_reserve(db);
+    if (err != TS_OK)
+        return err;
+    size_t h = defer_find(db, t->id);
+    struct deferred *d;
+    if (db->defer_slot[h]) {
+        d = &db->defer[db->defer_slot[h] - 1];
+        if (t->version <= d->t.version)
+            return TS_OK;
+    } else {
+        sqlite3_stmt *st = db->st[S_THREAD_VERSION];
+        bind_u64(st, 1, t->id);
+        int rc = sqlite3_step(st);
+        int newer = rc == SQLITE_DONE ||
+                    (rc == SQLITE_ROW && t->version > (uint64_t)sqlite3_column_int64(st, 0));
+        err = rc == SQLITE_DONE || rc == SQLITE_ROW ? TS_OK : db_fail(db->sql, "thread_version");
+        sqlite3_reset(st);
+        if (err != TS_OK || !newer)
+            return err;
+        d = &db->defer[db->n_defer];
+        threadsync__thread__init(&d->t);
+        d->t.key = d->t.title = d->t.url = NULL;
+        db->n_defer++;
+        db->defer_slot[h] = db->n_defer;
+    }
+    err = defer_str(&d->t.key, t->key);
+    if (err == TS_OK)
+        err = defer_str(&d->t.title, t->title);
+    if (err == TS_OK)
+        err = defer_str(&d->t.url, t->url);
+    if (err != TS_OK)
+        return err;
+    d->t.id = t->id;
+    d->t.created_at_ms = t->created_at_ms;
+    d->t.locked = t->locked;
+    d->t.comment_count = t->comment_count;
+    d->t.version = t->version;
+    return touched ? ts_mirror_touched_add(touched, t->id) : TS_OK;
+}
+
+/* Upserts the deferred threads, inside the current transaction. */
+static int defer_flush(struct ts_mirror_db *db)
+{
+    int err = TS_OK;
+    for (size_t i = 0; i < db->n_defer && err == TS_OK; i++)
+        err = upsert_thread(db, &db->defer[i].t, NULL);
+    defer_clear(db);
+    return err;
+}
+
 static int upsert_comment(struct ts_mirror_db *db, const Threadsync__Comment *c,
                           struct ts_mirror_touched *touched)
 {
@@ -350,8 +498,10 @@ static int in_transaction(struct ts_mirror_db *db, struct ts_mirror_touched *tou
         if (err == TS_OK && db->scrub_due)
             scrub(db);
     }
-    if (err != TS_OK)
+    if (err != TS_OK) {
+        defer_clear(db);
         touched_restore(touched, saved, n_saved);
+    }
     free(saved);
     return err;
 }
@@ -371,7 +521,7 @@ int ts_mirror_db_group_end(struct ts_mirror_db *db)
     if (!db->group_open)
         return TS_OK;
     db->group_open = 0;
-    int err = tx_end(db, TS_OK);
+    int err = tx_end(db, defer_flush(db));
     if (err == TS_OK && db->scrub_due)
         scrub(db);
     return err;
@@ -380,6 +530,33 @@ int ts_mirror_db_group_end(struct ts_mirror_db *db)
 int ts_mirror_db_group_is_open(const struct ts_mirror_db *db)
 {
     return db->group_open;
+}
+
+static int exec(sqlite3 *sql, const char *text, const char *op)
+{
+    return sqlite3_exec(sql, text, NULL, NULL, NULL) == SQLITE_OK ? TS_OK : db_fail(sql, op);
+}
+
+int ts_mirror_db_bulk_begin(struct ts_mirror_db *db)
+{
+    int err = ts_mirror_db_group_end(db);
+    if (err == TS_OK && !db->bulk)
+        err = exec(db->sql, "DROP INDEX IF EXISTS comments_thread", "bulk_begin");
+    if (err == TS_OK)
+        db->bulk = 1;
+    return err;
+}
+
+int ts_mirror_db_bulk_end(struct ts_mirror_db *db)
+{
+    if (!db->bulk)
+        return TS_OK;
+    int err = ts_mirror_db_group_end(db);
+    if (err == TS_OK)
+        err = exec(db->sql, index_sql, "bulk_end");
+    if (err == TS_OK)
+        db->bulk = 0;
+    return err;
 }
 
 /* A catching-up batch carries its thread once per event, each time with a
@@ -449,10 +626,12 @@ static int events_body(struct ts_mirror_db *db, const void *arg, struct ts_mirro
             return TS_E_IO;
         }
         if (e->thread && db->win[i])
-            err = upsert_thread(db, e->thread, touched);
+            err = defer_thread(db, e->thread, touched);
         if (err == TS_OK && e->comment)
             err = upsert_comment(db, e->comment, touched);
     }
+    if (err == TS_OK && !db->group_open)
+        err = defer_flush(db);
     return err == TS_OK ? set_cursor(db, ev->last_seq) : err;
 }
 
@@ -715,8 +894,32 @@ static int load_thread(struct ts_mirror_db *db, int s, struct ts_mirror_thread *
     return TS_OK;
 }
 
+/* Reads see an open group's rows, its deferred threads included, and a
+ * read by thread gets comments_thread back first (without it, every such
+ * read would scan the whole table). A failure ends the group, as a failed
+ * batch does. */
+static int settle(struct ts_mirror_db *db, int by_thread)
+{
+    int err = TS_OK;
+    if (db->group_open && db->n_defer) {
+        err = defer_flush(db);
+        if (err != TS_OK) {
+            db->group_open = 0;
+            tx_end(db, err);
+        }
+    }
+    if (err == TS_OK && by_thread)
+        err = ts_mirror_db_bulk_end(db);
+    return err;
+}
+
 int ts_mirror_db_thread_by_id(struct ts_mirror_db *db, uint64_t id, struct ts_mirror_thread **out)
 {
+    int err = settle(db, 1);
+    if (err != TS_OK) {
+        *out = NULL;
+        return err;
+    }
     bind_u64(db->st[S_THREAD_BY_ID], 1, id);
     return load_thread(db, S_THREAD_BY_ID, out);
 }
@@ -724,6 +927,11 @@ int ts_mirror_db_thread_by_id(struct ts_mirror_db *db, uint64_t id, struct ts_mi
 int ts_mirror_db_thread_by_key(struct ts_mirror_db *db, const char *key,
                                struct ts_mirror_thread **out)
 {
+    int err = settle(db, 1);
+    if (err != TS_OK) {
+        *out = NULL;
+        return err;
+    }
     /* TRANSIENT: key need not outlive this call once the row is read. */
     sqlite3_bind_text(db->st[S_THREAD_BY_KEY], 1, key, -1, SQLITE_TRANSIENT);
     return load_thread(db, S_THREAD_BY_KEY, out);
@@ -732,8 +940,11 @@ int ts_mirror_db_thread_by_key(struct ts_mirror_db *db, const char *key,
 int ts_mirror_db_foreach_thread(struct ts_mirror_db *db,
                                 int (*cb)(void *arg, const Threadsync__Thread *t), void *arg)
 {
+    int ret = settle(db, 0);
+    if (ret != TS_OK)
+        return ret;
     sqlite3_stmt *st = db->st[S_THREADS_ALL];
-    int rc, ret = 0;
+    int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         Threadsync__Thread t;
         thread_from_row(st, &t);
@@ -752,9 +963,11 @@ int ts_mirror_db_counts(struct ts_mirror_db *db, uint64_t thread_id, struct ts_m
     int s = thread_id ? S_COUNT_THREAD : S_COUNT_ALL;
     sqlite3_stmt *st = db->st[s];
     memset(out, 0, sizeof(*out));
+    int err = settle(db, thread_id != 0);
+    if (err != TS_OK)
+        return err;
     if (thread_id)
         bind_u64(st, 1, thread_id);
-    int err = TS_OK;
     if (sqlite3_step(st) == SQLITE_ROW) {
         out->threads = (uint64_t)sqlite3_column_int64(st, 0);
         out->comments = (uint64_t)sqlite3_column_int64(st, 1);
@@ -773,6 +986,7 @@ int ts_mirror_db_digest(struct ts_mirror_db *db, uint64_t thread_id, char out[65
     int err = ts_mirror_db_thread_by_id(db, thread_id, &mt);
     if (err != TS_OK)
         return err;
+    /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): TS_OK always comes with mt. */
     err = ts_digest_thread(&mt->thread, (const Threadsync__Comment *const *)mt->comments,
                            mt->n_comments, out);
     ts_mirror_thread_free(mt);
@@ -780,11 +994,6 @@ int ts_mirror_db_digest(struct ts_mirror_db *db, uint64_t thread_id, char out[65
 }
 
 /* ---- open / close ---- */
-
-static int exec(sqlite3 *sql, const char *text, const char *op)
-{
-    return sqlite3_exec(sql, text, NULL, NULL, NULL) == SQLITE_OK ? TS_OK : db_fail(sql, op);
-}
 
 static int journal_is_wal(void *arg, int ncol, char **vals, char **names)
 {
@@ -884,6 +1093,8 @@ int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out)
         err = exec(db->sql, "PRAGMA wal_autocheckpoint=8192", "wal_autocheckpoint");
     if (err == TS_OK)
         err = init_schema(db);
+    if (err == TS_OK)
+        err = exec(db->sql, index_sql, "schema_index");
     /* TEMP: the trigger belongs to this connection only; the schema other
      * programs read stays as documented. Only text that was there and is
      * replaced counts: an approval (empty to text) leaves nothing behind. */
@@ -916,6 +1127,9 @@ void ts_mirror_db_close(struct ts_mirror_db *db)
     for (int s = 0; s < S__COUNT; s++)
         sqlite3_finalize(db->st[s]);
     sqlite3_close(db->sql); /* rolls back an open group, as a crash would */
+    defer_clear(db);
+    free(db->defer);
+    free(db->defer_slot);
     free(db->slot_best);
     free(db->win);
     free(db);

@@ -571,6 +571,8 @@ struct batch_file {
 
 struct ts_mirror_render_batch {
     char *tdir; /* DIR/threads */
+    int durable;
+    struct ts_mirror_render_stats stats;
     struct batch_file *f;
     size_t n, cap;
 };
@@ -584,7 +586,7 @@ static int make_dirs(const char *dir, const char *tdir)
     return TS_OK;
 }
 
-int ts_mirror_render_batch_new(const char *dir, struct ts_mirror_render_batch **out)
+int ts_mirror_render_batch_new(const char *dir, int durable, struct ts_mirror_render_batch **out)
 {
     *out = NULL;
     struct ts_mirror_render_batch *b = calloc(1, sizeof(*b));
@@ -594,6 +596,7 @@ int ts_mirror_render_batch_new(const char *dir, struct ts_mirror_render_batch **
         return TS_E_NOMEM;
     }
     snprintf(b->tdir, dlen, "%s/threads", dir);
+    b->durable = durable;
     int err = make_dirs(dir, b->tdir);
     if (err != TS_OK) {
         ts_mirror_render_batch_free(b);
@@ -610,8 +613,10 @@ static int file_fail(const char *op, const char *path)
     return TS_E_IO;
 }
 
-/* Writes data to a new temporary beside DIR/threads/<name><ext> and starts
- * its writeback, so the disk works on it while the next one is built. */
+/* Writes data to a new temporary beside DIR/threads/<name><ext>. Durable:
+ * starts its writeback, so the disk works on it while the next one is
+ * built, and leaves it to commit. Not durable: renames it over the file at
+ * once (the kernel writes it back when it likes). */
 static int batch_write(struct ts_mirror_render_batch *b, const char *name, const char *ext,
                        const char *data, size_t len)
 {
@@ -645,10 +650,12 @@ static int batch_write(struct ts_mirror_render_batch *b, const char *name, const
             off += (size_t)w;
     }
     /* Only a hint (commit's fsync is the promise): errors do not matter. */
-    if (err == TS_OK)
+    if (err == TS_OK && b->durable)
         (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     if (fd >= 0 && close(fd) != 0 && err == TS_OK)
         err = file_fail("close", tmp);
+    if (err == TS_OK && !b->durable && rename(tmp, path) != 0)
+        err = file_fail("rename", tmp);
     if (err != TS_OK) {
         if (fd >= 0)
             unlink(tmp);
@@ -656,15 +663,29 @@ static int batch_write(struct ts_mirror_render_batch *b, const char *name, const
         free(tmp);
         return err;
     }
+    if (!b->durable) {
+        free(path);
+        free(tmp);
+        return TS_OK;
+    }
     b->f[b->n].tmp = tmp;
     b->f[b->n].path = path;
     b->n++;
     return TS_OK;
 }
 
+/* CPU time of the calling thread, for the batch's stats. */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int ts_mirror_render_batch_add(struct ts_mirror_render_batch *b, const Threadsync__Thread *t,
                                const Threadsync__Comment *const *comments, size_t n)
 {
+    uint64_t t0 = thread_cpu_ns(), t1;
     char name[TS_MIRROR_NAME_SIZE];
     int err = ts_mirror_render_file_name(t->key, name);
     if (err != TS_OK)
@@ -672,16 +693,20 @@ int ts_mirror_render_batch_add(struct ts_mirror_render_batch *b, const Threadsyn
     char *text;
     size_t len;
     err = ts_mirror_render_json(t, comments, n, &text, &len);
+    b->stats.build_ns += (t1 = thread_cpu_ns()) - t0;
     if (err == TS_OK) {
         err = batch_write(b, name, ".json", text, len);
         free(text);
     }
+    b->stats.write_ns += (t0 = thread_cpu_ns()) - t1;
     if (err == TS_OK)
         err = ts_mirror_render_html(t, comments, n, &text, &len);
+    b->stats.build_ns += (t1 = thread_cpu_ns()) - t0;
     if (err == TS_OK) {
         err = batch_write(b, name, ".html", text, len);
         free(text);
     }
+    b->stats.write_ns += thread_cpu_ns() - t1;
     return err;
 }
 
@@ -700,6 +725,7 @@ int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b)
 {
     if (b->n == 0)
         return TS_OK;
+    uint64_t t0 = thread_cpu_ns();
     int err = TS_OK;
     /* Every temporary is on disk before any rename: a crash then leaves
      * each file old or new, whichever rename it reached. */
@@ -725,6 +751,24 @@ int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b)
             close(fd);
     }
     batch_drop(b, renamed);
+    b->stats.write_ns += thread_cpu_ns() - t0;
+    return err;
+}
+
+void ts_mirror_render_batch_stats(const struct ts_mirror_render_batch *b,
+                                  struct ts_mirror_render_stats *out)
+{
+    *out = b->stats;
+}
+
+int ts_mirror_render_sync(const char *path)
+{
+    int err = TS_OK;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || syncfs(fd) != 0)
+        err = file_fail("syncfs", path);
+    if (fd >= 0)
+        close(fd);
     return err;
 }
 
