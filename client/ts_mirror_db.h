@@ -157,6 +157,7 @@ struct ts_mirror_thread {
     Threadsync__Thread thread;
     size_t n_comments;
     Threadsync__Comment **comments;
+    char *text; /* internal: the block the comments' strings live in */
 };
 void ts_mirror_thread_free(struct ts_mirror_thread *t);
 
