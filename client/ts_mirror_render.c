@@ -116,41 +116,89 @@ static size_t utf8_seq_len(unsigned char lead)
     return 0;
 }
 
+/* 1 for a byte copied as it is, per mode: printable ASCII except what the
+ * format escapes (JSON: " \\ and, for inlining in <script>, < > &; HTML:
+ * < > & " '). Control bytes and bytes >= 0x80 are 0: add_text looks at
+ * those itself. One lookup per byte instead of a chain of comparisons:
+ * a first sync escapes every byte of every body twice. */
+#define ROW_PLAIN 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char plain_byte[2][256] = {
+    [ESC_JSON] =
+        {
+            [0x20] = 1, 1,         0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20: " & */
+            1,          1,         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, /* 0x30: < > */
+            ROW_PLAIN,                                                       /* 0x40 */
+            1,          1,         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50: backslash */
+            ROW_PLAIN,  ROW_PLAIN,                                           /* 0x60, 0x70 */
+        },
+    [ESC_HTML] =
+        {
+            [0x20] = 1, 1,         0,         1,         1, 1, 0, 0,
+            1,          1,         1,         1,         1, 1, 1, 1, /* 0x20: " & ' */
+            1,          1,         1,         1,         1, 1, 1, 1,
+            1,          1,         1,         1,         0, 1, 0, 1, /* 0x30: < > */
+            ROW_PLAIN,  ROW_PLAIN, ROW_PLAIN, ROW_PLAIN,             /* 0x40 - 0x70 */
+        },
+};
+#undef ROW_PLAIN
+
 static void add_text(struct ts_buf *b, const char *s, enum esc mode)
 {
     if (!s)
         return;
+    const unsigned char *plain = plain_byte[mode];
     size_t len = strlen(s);
     size_t i = 0;
     while (i < len) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x80) {
-            /* Copy runs of bytes that need no escape in one go. */
-            size_t j = i;
-            while (j < len) {
-                unsigned char c = (unsigned char)s[j];
-                if (c >= 0x80 || c < 0x20 || c == '&' || c == '<' || c == '>' || c == '"' ||
-                    (mode == ESC_HTML && c == '\'') || (mode == ESC_JSON && c == '\\'))
-                    break;
+        /* The longest run that needs no escape (well-formed UTF-8
+         * included) goes out in one copy. */
+        size_t j = i;
+        for (;;) {
+            unsigned char c = (unsigned char)s[j];
+            if (plain[c]) {
                 j++;
+                continue;
             }
-            if (j > i) {
-                ts_buf_add(b, s + i, j - i);
-                i = j;
-            } else {
-                add_ascii(b, ch, mode);
-                i++;
+            size_t k = c >= 0x80 ? utf8_seq_len(c) : 0;
+            if (k && j + k <= len && ts_valid_utf8(s + j, k)) {
+                j += k;
+                continue;
             }
+            break; /* includes the NUL at len */
+        }
+        if (j > i) {
+            ts_buf_add(b, s + i, j - i);
+            i = j;
             continue;
         }
-        size_t k = utf8_seq_len(ch);
-        if (k && i + k <= len && ts_valid_utf8(s + i, k)) {
-            ts_buf_add(b, s + i, k);
-            i += k;
-        } else {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x80)
+            add_ascii(b, ch, mode);
+        else
             ts_buf_puts(b, "\xEF\xBF\xBD");
-            i++;
-        }
+        i++;
+    }
+}
+
+/* Decimal digits of v, without printf (a first sync writes millions). */
+static void add_u64(struct ts_buf *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    ts_buf_add(b, tmp + sizeof(tmp) - n, n);
+}
+
+static void add_i64(struct ts_buf *b, int64_t v)
+{
+    if (v < 0) {
+        ts_buf_add(b, "-", 1);
+        add_u64(b, 0 - (uint64_t)v);
+    } else {
+        add_u64(b, (uint64_t)v);
     }
 }
 
@@ -217,15 +265,23 @@ int ts_mirror_render_json(const Threadsync__Thread *t, const Threadsync__Comment
         const Threadsync__Comment *c = v[i];
         int vis = c->status == THREADSYNC__STATUS__VISIBLE;
         visible += (uint64_t)vis;
-        ts_buf_printf(&b, "%s\n{\"id\":%" PRIu64 ",\"parent_id\":%" PRIu64 ",\"author_name\":",
-                      i ? "," : "", c->id, c->parent_id);
+        ts_buf_puts(&b, i ? ",\n{\"id\":" : "\n{\"id\":");
+        add_u64(&b, c->id);
+        ts_buf_puts(&b, ",\"parent_id\":");
+        add_u64(&b, c->parent_id);
+        ts_buf_puts(&b, ",\"author_name\":");
         json_str(&b, vis ? c->author_name : "");
         ts_buf_puts(&b, ",\"body\":");
         json_str(&b, vis ? c->body : "");
-        ts_buf_printf(&b,
-                      ",\"created_at_ms\":%" PRId64 ",\"edited_at_ms\":%" PRId64
-                      ",\"status\":\"%s\",\"version\":%" PRIu64 "}",
-                      c->created_at_ms, c->edited_at_ms, status_name((int)c->status), c->version);
+        ts_buf_puts(&b, ",\"created_at_ms\":");
+        add_i64(&b, c->created_at_ms);
+        ts_buf_puts(&b, ",\"edited_at_ms\":");
+        add_i64(&b, c->edited_at_ms);
+        ts_buf_puts(&b, ",\"status\":\"");
+        ts_buf_puts(&b, status_name((int)c->status));
+        ts_buf_puts(&b, "\",\"version\":");
+        add_u64(&b, c->version);
+        ts_buf_puts(&b, "}");
     }
     ts_buf_printf(&b, "],\n\"count\":%" PRIu64 "}\n", visible);
     free(v);
@@ -254,6 +310,20 @@ static const char page_css[] =
  * kept, the page just does not drift off the right edge. */
 #define DEEP_LEVEL 8
 
+/* Writes v as exactly w digits (v < 10^w). */
+static void put_digits(char *p, unsigned v, int w)
+{
+    while (w-- > 0) {
+        p[w] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* <time datetime="YYYY-MM-DDTHH:MM:SS.mmmZ">YYYY-MM-DD HH:MM UTC</time>.
+ * Years 1970 to 9999 (every real comment) are computed here, digit by
+ * digit; other values go through gmtime_r and printf, as all did once
+ * (gmtime_r takes glibc's time zone lock, which two render threads would
+ * fight over). */
 static void add_time(struct ts_buf *b, int64_t ms)
 {
     int64_t s = ms / 1000, r = ms % 1000;
@@ -261,17 +331,50 @@ static void add_time(struct ts_buf *b, int64_t ms)
         r += 1000;
         s--;
     }
-    time_t tt = (time_t)s;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm)) {
-        tt = 0;
-        r = 0;
-        gmtime_r(&tt, &tm);
+    if (ms < 0 || ms >= INT64_C(253402300800000)) {
+        time_t tt = (time_t)s;
+        struct tm tm;
+        if (!gmtime_r(&tt, &tm)) {
+            tt = 0;
+            r = 0;
+            gmtime_r(&tt, &tm);
+        }
+        ts_buf_printf(b, "<time datetime=\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\">",
+                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                      tm.tm_sec, (int)r);
+        ts_buf_printf(b, "%04d-%02d-%02d %02d:%02d UTC</time>", tm.tm_year + 1900, tm.tm_mon + 1,
+                      tm.tm_mday, tm.tm_hour, tm.tm_min);
+        return;
     }
-    ts_buf_printf(b, "<time datetime=\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\">", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)r);
-    ts_buf_printf(b, "%04d-%02d-%02d %02d:%02d UTC</time>", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min);
+    /* Civil date from days since 1970-01-01 (H. Hinnant's algorithm, for
+     * non-negative days). */
+    unsigned secs = (unsigned)(s % 86400);
+    uint64_t z = (uint64_t)(s / 86400) + 719468;
+    unsigned era = (unsigned)(z / 146097);
+    unsigned doe = (unsigned)(z - (uint64_t)era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned day = doy - (153 * mp + 2) / 5 + 1;
+    unsigned mon = mp < 10 ? mp + 3 : mp - 9;
+    unsigned year = yoe + era * 400 + (mon <= 2);
+    static const char tmpl[] = "<time datetime=\"YYYY-MM-DDTHH:MM:SS.mmmZ\">"
+                               "YYYY-MM-DD HH:MM UTC</time>";
+    char *p = ts_buf_space(b, sizeof(tmpl) - 1);
+    if (!p)
+        return;
+    memcpy(p, tmpl, sizeof(tmpl) - 1);
+    for (int k = 0; k < 2; k++) {
+        char *d = p + (k ? 42 : 16); /* offsets of the two YYYY in tmpl */
+        put_digits(d, year, 4);
+        put_digits(d + 5, mon, 2);
+        put_digits(d + 8, day, 2);
+        put_digits(d + 11, secs / 3600, 2);
+        put_digits(d + 14, secs / 60 % 60, 2);
+    }
+    put_digits(p + 33, secs % 60, 2); /* SS, then mmm */
+    put_digits(p + 36, (unsigned)r, 3);
+    ts_buf_commit(b, sizeof(tmpl) - 1);
 }
 
 static int is_http_url(const char *u)
@@ -283,8 +386,9 @@ static int is_http_url(const char *u)
 static void add_comment(struct ts_buf *b, const Threadsync__Comment *c)
 {
     if (c->status == THREADSYNC__STATUS__VISIBLE) {
-        ts_buf_printf(b, "<li class=\"ts-comment\" id=\"c%" PRIu64 "\"><article><header>", c->id);
-        ts_buf_puts(b, "<span class=\"ts-author\">");
+        ts_buf_puts(b, "<li class=\"ts-comment\" id=\"c");
+        add_u64(b, c->id);
+        ts_buf_puts(b, "\"><article><header><span class=\"ts-author\">");
         add_text(b, c->author_name, ESC_HTML);
         ts_buf_puts(b, "</span> ");
         add_time(b, c->created_at_ms);
