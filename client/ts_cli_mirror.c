@@ -79,6 +79,7 @@
 #include "ts_digest.h"
 #include "ts_mirror_db.h"
 #include "ts_mirror_render.h"
+#include "ts_mirror_writer.h"
 
 #define RENDER_EVERY_NS (1000ull * 1000 * 1000)
 #define RENDER_DUTY 4
@@ -87,6 +88,7 @@
 #define RENDER_BATCH_THREADS 128 /* threads whose files share a directory fsync */
 #define GROUP_MAX_NS (250ull * 1000 * 1000)
 #define GROUP_MAX_EVENTS 4096
+#define WRITER_QUEUE_BYTES (32u << 20) /* copied batches waiting for the writer */
 #define PROGRESS_EVERY_NS (200ull * 1000 * 1000)
 #define VERIFY_ROUNDS 5
 #define VERIFY_KEYS_MAX 1024
@@ -122,6 +124,8 @@ struct mirror {
     uint64_t flush_gap_ns;                 /* least time from one catching-up flush to the next */
     int from_scratch;                      /* syncing from cursor 0: no flush before caught up */
     uint64_t group_start_ns, group_events; /* the open group, see apply_batch */
+    struct ts_mirror_writer *writer;       /* stores a first sync's batches, see apply_batch */
+    uint64_t pushed_seq;                   /* last_seq of the last batch given to it */
     uint64_t rendered_seq;                 /* the setting, as last written */
 
     /* where the time goes (THREADSYNC_MIRROR_TIMING): CPU ns per phase,
@@ -129,7 +133,7 @@ struct mirror {
     struct {
         uint64_t apply, commit, index, read, build, write;
     } cpu;
-    uint64_t wall_render, wall_sync;
+    uint64_t wall_render, wall_sync, wall_caught_up;
     uint64_t loop_busy; /* the loop thread's CPU in apply_batch and render_flush */
     int timing;
 
@@ -216,8 +220,9 @@ static void progress(struct mirror *m, int force)
         return;
     m->last_progress_ns = now;
     double secs = (double)(now - m->start_ns) / 1e9;
-    uint64_t cursor = 0;
-    ts_mirror_db_cursor(m->db, &cursor);
+    uint64_t cursor = m->pushed_seq; /* the writer owns the database */
+    if (!m->writer)
+        ts_mirror_db_cursor(m->db, &cursor);
     uint64_t items = m->events + m->snap_threads + m->snap_comments;
     fprintf(stderr, "\r\033[Ksync: %" PRIu64 " events", m->events);
     if (m->snapshots)
@@ -244,12 +249,33 @@ static void progress_end(struct mirror *m)
 
 static int render_flush(struct mirror *m);
 
+/* Ends the writer, if any: every batch it was given is committed (or its
+ * first failure is returned), the threads they changed are pending, and
+ * the database is the loop's again. */
+static int writer_end(struct mirror *m)
+{
+    if (!m->writer)
+        return TS_OK;
+    uint64_t cpu = 0;
+    int rc = ts_mirror_writer_stop(m->writer, &m->pending, &cpu);
+    m->writer = NULL;
+    m->cpu.apply += cpu;
+    return rc;
+}
+
 static void stop(struct mirror *m, int exit_code)
 {
     if (m->stopping)
         return;
     m->stopping = 1;
     m->exit_code = exit_code;
+    int rc = writer_end(m);
+    if (rc != TS_OK) {
+        progress_end(m);
+        fprintf(stderr, "error: %s: cannot write the mirror in %s (%s)\n",
+                m->verify ? "verify" : "mirror", m->o->dir, ts_err_name(rc));
+        m->exit_code = TS_CLI_EXIT_CONN;
+    }
     if (m->db && render_flush(m) != TS_OK && m->exit_code == TS_CLI_EXIT_OK)
         m->exit_code = TS_CLI_EXIT_CONN;
     ts_client_close(m->c, NULL, NULL);
@@ -801,6 +827,22 @@ static void on_group_timer(uv_timer_t *t)
 static int apply_batch(struct mirror *m, const Threadsync__Events *ev)
 {
     int rc = TS_OK;
+    if (m->writer && !ev->caught_up) {
+        uint64_t c0 = cpu_ns();
+        rc = ts_mirror_writer_push(m->writer, ev);
+        m->loop_busy += cpu_ns() - c0;
+        if (rc != TS_OK) {
+            local_failure(m, "cannot write the mirror", rc);
+            return rc;
+        }
+        m->events += ev->n_events;
+        m->pushed_seq = ev->last_seq;
+        return TS_OK;
+    }
+    if ((rc = writer_end(m)) != TS_OK) {
+        local_failure(m, "cannot write the mirror", rc);
+        return rc;
+    }
     if (!ev->caught_up && !ts_mirror_db_group_is_open(m->db)) {
         rc = ts_mirror_db_group_begin(m->db);
         m->group_start_ns = now_ns();
@@ -882,6 +924,8 @@ static void on_sub_events(void *arg, const Threadsync__Events *ev)
     if (apply_batch(m, ev) != TS_OK)
         return;
 applied:
+    if (ev->caught_up && !m->caught_up)
+        m->wall_caught_up = now_ns() - m->start_ns; /* stored; not yet rendered */
     if (flush_due(m, ev)) {
         int rc = render_flush(m);
         if (rc != TS_OK) {
@@ -900,7 +944,9 @@ static void on_snap_begin(void *arg, const Threadsync__SnapshotBegin *b)
     struct mirror *m = arg;
     if (m->stopping)
         return;
-    int rc = ts_mirror_db_snapshot_begin(m->db, b->seq);
+    int rc = writer_end(m);
+    if (rc == TS_OK)
+        rc = ts_mirror_db_snapshot_begin(m->db, b->seq);
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
         return;
@@ -992,9 +1038,13 @@ static void on_signal(uv_signal_t *s, int signum)
 /* ---- the commands ------------------------------------------------------------ */
 
 /* One line on where a run's time went: wall time, the process's CPU time,
- * and the CPU seconds of each phase (receive is the loop thread's time
- * outside the others: TLS, decoding, callbacks). Phases on several threads
- * (render) add up, so they may exceed the wall time. */
+ * and the CPU seconds of each phase: receive is the loop thread's time
+ * outside the others (TLS, decoding, callbacks, copying batches for the
+ * writer); apply the SQLite inserts, and during a first sync the whole
+ * writer thread (its commits too); commit the loop's own group commits.
+ * Phases on several threads (render) add up, so they may exceed the wall
+ * time; the *_wall figures are wall time: the render and its final syncfs,
+ * and the moment the sync was caught up (stored, before its render). */
 static void timing_report(const struct mirror *m)
 {
     struct rusage ru;
@@ -1006,12 +1056,12 @@ static void timing_report(const struct mirror *m)
     fprintf(stderr,
             "threadsync: %s timing wall=%.3fs cpu=%.3fs user=%.3f sys=%.3f receive=%.3f "
             "apply=%.3f commit=%.3f index=%.3f read=%.3f build=%.3f write=%.3f render_wall=%.3f "
-            "sync_wall=%.3f\n",
+            "sync_wall=%.3f caught_up_wall=%.3f\n",
             m->verify ? "verify" : "mirror", (double)(now_ns() - m->start_ns) / 1e9, user + sys,
             user, sys, loop > on_loop ? loop - on_loop : 0.0, (double)m->cpu.apply / 1e9,
             (double)m->cpu.commit / 1e9, (double)m->cpu.index / 1e9, (double)m->cpu.read / 1e9,
             (double)m->cpu.build / 1e9, (double)m->cpu.write / 1e9, (double)m->wall_render / 1e9,
-            (double)m->wall_sync / 1e9);
+            (double)m->wall_sync / 1e9, (double)m->wall_caught_up / 1e9);
 }
 
 static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int verify)
@@ -1065,6 +1115,10 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
                 ts_err_name(rc));
         goto out;
     }
+    /* A writer that cannot start is only a slower first sync. */
+    if (m.from_scratch && !verify &&
+        ts_mirror_writer_start(m.db, GROUP_MAX_EVENTS, WRITER_QUEUE_BYTES, &m.writer) != TS_OK)
+        m.writer = NULL;
 
     cfg->on_state = on_state;
     cfg->state_arg = &m;
@@ -1112,6 +1166,7 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     if (m.timing)
         timing_report(&m);
 out:
+    writer_end(&m); /* only on the early exits: stop() ended it otherwise */
     ts_mirror_db_close(m.db);
     for (size_t h = 0; h < RENDER_HELPERS; h++)
         ts_mirror_db_close(m.helper_db[h]);
