@@ -43,7 +43,11 @@
  *   flush, big or small.
  * - A sync from cursor 0 is a bulk fill (ts_mirror_db_bulk_begin): the
  *   index comments_thread is built once, when it is caught up, before the
- *   first flush reads by thread.
+ *   first flush reads by thread. Until then its batches go to a
+ *   ts_mirror_writer, which stores them (in groups, as above) on its own
+ *   thread while the loop receives and decodes the next ones; the loop
+ *   takes the database back (every batch committed) before the caught-up
+ *   batch, a snapshot or a stop, and nothing else touches it meanwhile.
  * - SIGINT/SIGTERM only set the stop in motion from the loop: the batch
  *   being applied (a synchronous callback) always finishes first.
  * - verify compares at one seq: it asks for the server's Digest (state as
