@@ -32,6 +32,7 @@ enum {
     S_ROLLBACK,
     S_THREAD_INSERT,
     S_THREAD_UPDATE,
+    S_THREAD_UPDATE_KEY,
     S_COMMENT_INSERT,
     S_COMMENT_UPDATE,
     S_CURSOR_GET,
@@ -54,9 +55,16 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_THREAD_INSERT] =
         "INSERT INTO threads(" THREAD_COLS ") VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [S_THREAD_UPDATE] = "UPDATE threads SET key = ?2, title = ?3, url = ?4, created_at_ms = ?5, "
+    /* Without key: setting it, even to itself, rewrites its UNIQUE index
+     * entry, and a thread's key never changes in practice (its id was
+     * given to the key). Should one change, S_THREAD_UPDATE_KEY does. */
+    [S_THREAD_UPDATE] = "UPDATE threads SET title = ?3, url = ?4, created_at_ms = ?5, "
                         "locked = ?6, comment_count = ?7, version = ?8 "
                         "WHERE id = ?1 AND version < ?8",
+    [S_THREAD_UPDATE_KEY] =
+        "UPDATE threads SET key = ?2, title = ?3, url = ?4, created_at_ms = ?5, "
+        "locked = ?6, comment_count = ?7, version = ?8 "
+        "WHERE id = ?1 AND version < ?8",
     [S_COMMENT_INSERT] =
         "INSERT INTO comments(id, thread_id, parent_id, author_name, body, created_at_ms, "
         "edited_at_ms, status, version) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -79,7 +87,7 @@ static const char *const stmt_sql[S__COUNT] = {
         "SELECT (SELECT count(*) FROM threads WHERE id = ?1), "
         "(SELECT count(*) FROM comments WHERE thread_id = ?1), "
         "(SELECT count(*) FROM comments WHERE thread_id = ?1 AND status = 'VISIBLE')",
-    [S_THREAD_VERSION] = "SELECT version FROM threads WHERE id = ?1",
+    [S_THREAD_VERSION] = "SELECT version, key FROM threads WHERE id = ?1",
 };
 
 /* The CHECK on status is the last line of defence against a value this
@@ -105,7 +113,7 @@ static const char index_sql[] =
  * group has seen, which is higher than the stored one. */
 struct deferred {
     Threadsync__Thread t; /* key, title, url owned */
-    int stored;           /* the table has a row for it (older) */
+    int how;              /* enum thread_write */
 };
 
 struct ts_mirror_db {
@@ -241,13 +249,24 @@ static int bind_str(sqlite3_stmt *st, int i, const char *s)
     return sqlite3_bind_text(st, i, s ? s : "", -1, SQLITE_STATIC);
 }
 
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *s = sqlite3_column_text(st, i);
+    return s ? (const char *)s : "";
+}
+
 /* ---- writes ---- */
 
-/* Writes a thread row known to be newer than the stored one (or absent:
- * stored 0). See upsert_comment for why not an upsert. */
-static int write_thread(struct ts_mirror_db *db, const Threadsync__Thread *t, int stored)
+/* How a deferred thread is written: its row is newer than the stored one,
+ * or there is none. */
+enum thread_write { TW_INSERT, TW_UPDATE, TW_UPDATE_KEY };
+
+/* See upsert_comment for why not an upsert. */
+static int write_thread(struct ts_mirror_db *db, const Threadsync__Thread *t, enum thread_write how)
 {
-    int s = stored ? S_THREAD_UPDATE : S_THREAD_INSERT;
+    int s = how == TW_INSERT   ? S_THREAD_INSERT
+            : how == TW_UPDATE ? S_THREAD_UPDATE
+                               : S_THREAD_UPDATE_KEY;
     sqlite3_stmt *st = db->st[s];
     bind_u64(st, 1, t->id);
     bind_str(st, 2, t->key);
@@ -355,6 +374,9 @@ static int defer_thread(struct ts_mirror_db *db, const Threadsync__Thread *t,
         int stored = rc == SQLITE_ROW;
         int newer =
             rc == SQLITE_DONE || (stored && t->version > (uint64_t)sqlite3_column_int64(st, 0));
+        int how = !stored                                              ? TW_INSERT
+                  : strcmp(col_text(st, 1), t->key ? t->key : "") == 0 ? TW_UPDATE
+                                                                       : TW_UPDATE_KEY;
         err = rc == SQLITE_DONE || rc == SQLITE_ROW ? TS_OK : db_fail(db->sql, "thread_version");
         sqlite3_reset(st);
         if (err != TS_OK || !newer)
@@ -362,10 +384,12 @@ static int defer_thread(struct ts_mirror_db *db, const Threadsync__Thread *t,
         d = &db->defer[db->n_defer];
         threadsync__thread__init(&d->t);
         d->t.key = d->t.title = d->t.url = NULL;
-        d->stored = stored;
+        d->how = how;
         db->n_defer++;
         db->defer_slot[h] = db->n_defer;
     }
+    if (d->how == TW_UPDATE && d->t.key && strcmp(d->t.key, t->key ? t->key : "") != 0)
+        d->how = TW_UPDATE_KEY;
     err = defer_str(&d->t.key, t->key);
     if (err == TS_OK)
         err = defer_str(&d->t.title, t->title);
@@ -386,7 +410,7 @@ static int defer_flush(struct ts_mirror_db *db)
 {
     int err = TS_OK;
     for (size_t i = 0; i < db->n_defer && err == TS_OK; i++)
-        err = write_thread(db, &db->defer[i].t, db->defer[i].stored);
+        err = write_thread(db, &db->defer[i].t, (enum thread_write)db->defer[i].how);
     defer_clear(db);
     return err;
 }
@@ -776,12 +800,6 @@ int ts_mirror_db_cursor(struct ts_mirror_db *db, uint64_t *seq)
         err = db_fail(db->sql, "cursor");
     sqlite3_reset(st);
     return err;
-}
-
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    return s ? (const char *)s : "";
 }
 
 /* Fills t from a THREAD_COLS row; strings point into the statement's row. */

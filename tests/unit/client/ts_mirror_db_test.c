@@ -954,6 +954,31 @@ START_TEST(test_thread_versions_across_group)
     ck_assert_uint_eq(mt->thread.version, 9);
     ck_assert_str_eq(mt->thread.title, "the newest title");
     ts_mirror_thread_free(mt);
+
+    /* A key that changes (never seen in practice) is written too: between
+     * groups, and from one batch of a group to the next. */
+    Threadsync__Thread k13 = mk_thread(30, "site/renamed", 13, 1);
+    Threadsync__Thread k14 = mk_thread(30, "site/thirty", 14, 1);
+    Threadsync__Thread k15 = mk_thread(30, "site/final", 15, 1);
+    struct batch r1, r2, r3;
+    batch_init(&r1, 41);
+    batch_add(&r1, 41, &k13, NULL);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &r1.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_thread_by_key(db, "site/renamed", &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.id, 30);
+    ts_mirror_thread_free(mt);
+    batch_init(&r2, 42);
+    batch_add(&r2, 42, &k14, NULL);
+    batch_init(&r3, 43);
+    batch_add(&r3, 43, &k15, NULL);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &r2.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &r3.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_thread_by_key(db, "site/final", &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.version, 15);
+    ts_mirror_thread_free(mt);
+    ck_assert_int_eq(ts_mirror_db_thread_by_key(db, "site/renamed", &mt), TS_E_NOT_FOUND);
     ts_mirror_touched_free(&touched);
     ts_mirror_db_close(db);
 }
