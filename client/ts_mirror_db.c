@@ -716,9 +716,6 @@ int ts_mirror_db_snapshot_apply_chunk(struct ts_mirror_db *db, const Threadsync_
 {
     if (!db->snap_open)
         return TS_E_INVALID_ARGUMENT;
-    int err = ts_mirror_db_group_end(db);
-    if (err != TS_OK)
-        return err;
     return in_transaction(db, touched, chunk_body, c);
 }
 

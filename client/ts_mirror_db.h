@@ -117,7 +117,8 @@ int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events 
  * (a group's thread rows are written once, at its end or before a read).
  * A failed apply_events rolls the whole group back and ends it (touched
  * keeps the ids of the group's earlier batches then: a superset, harmless
- * to re-render). The snapshot functions and setting_set end (commit) an
+ * to re-render). Snapshot chunks may join a group too (they move no
+ * cursor); snapshot_begin, snapshot_end and setting_set end (commit) an
  * open group first. begin on an open group and end without one do
  * nothing. TS_OK or TS_E_IO. */
 int ts_mirror_db_group_begin(struct ts_mirror_db *db);
@@ -137,9 +138,10 @@ int ts_mirror_db_bulk_begin(struct ts_mirror_db *db);
 int ts_mirror_db_bulk_end(struct ts_mirror_db *db);
 
 /* Snapshot protocol: begin(S), apply_chunk() per SnapshotChunk, end(S).
- * Each chunk commits in its own transaction (threads, then comments, by
- * version); the cursor does not move until end, which sets it to max(cursor,
- * S) in its own transaction. A crash in between leaves the cursor before
+ * Each chunk commits in its own transaction, or in an open group's
+ * (threads, then comments, by version); the cursor does not move until end,
+ * which commits an open group and then sets it to max(cursor, S) in its own
+ * transaction. A crash in between leaves the cursor before
  * the snapshot, so the next subscribe re-fetches it; chunk rows already
  * committed are harmless upserts. begin while a snapshot is open restarts
  * it (a new snapshot replaces an interrupted one). apply_chunk or end

@@ -1124,6 +1124,48 @@ static void final_state(void)
         fin_p[i] = &fin_c[i];
 }
 
+START_TEST(test_snapshot_chunks_in_group)
+{
+    /* Chunks may share a group: nothing is visible to others until it
+     * commits, closing forgets the group's chunks (the cursor had not moved
+     * for them), and end commits the group before it moves the cursor. */
+    struct ts_mirror_db *db = open_db();
+    Threadsync__Thread t9 = mk_thread(9, "site/nine", 2, 2);
+    Threadsync__Comment c12 = mk_comment(12, 9, 0, THREADSYNC__STATUS__VISIBLE, "nine", 1);
+    Threadsync__Comment c14 = mk_comment(14, 9, 12, THREADSYNC__STATUS__VISIBLE, "reply", 1);
+    Threadsync__Thread *ths[] = {&t9};
+    Threadsync__Comment *c1[] = {&c12}, *c2[] = {&c14};
+    Threadsync__SnapshotChunk a = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    Threadsync__SnapshotChunk b = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    a.threads = ths;
+    a.n_threads = 1;
+    a.comments = c1;
+    a.n_comments = 1;
+    b.comments = c2;
+    b.n_comments = 1;
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 50), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &a, NULL), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &b, NULL), TS_OK);
+        ck_assert(ts_mirror_db_group_is_open(db));
+        ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 0);
+        if (round == 0) { /* killed here */
+            ts_mirror_db_close(db);
+            db = open_db();
+            ck_assert_int_eq(committed_int("SELECT count(*) FROM threads"), 0);
+            ck_assert_uint_eq(cursor_of(db), 0);
+        }
+    }
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 50), TS_OK);
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 2);
+    ck_assert_int_eq(committed_int("SELECT version FROM threads WHERE id = 9"), 2);
+    ck_assert_uint_eq(committed_cursor(), 50);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
 START_TEST(test_digest_same_across_batchings)
 {
     final_state();
@@ -1331,6 +1373,7 @@ int main(void)
     tcase_add_test(tc, test_thread_versions_across_group);
     tcase_add_test(tc, test_bulk_fill);
     tcase_add_test(tc, test_snapshot_then_events);
+    tcase_add_test(tc, test_snapshot_chunks_in_group);
     tcase_add_test(tc, test_digest_same_across_batchings);
     tcase_add_test(tc, test_foreach_and_counts);
     tcase_add_test(tc, test_touched_set);
