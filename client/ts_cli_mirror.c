@@ -49,6 +49,10 @@
  *   thread while the loop receives and decodes the next ones; the loop
  *   takes the database back (every batch committed) before the caught-up
  *   batch, a snapshot or a stop, and nothing else touches it meanwhile.
+ *   The loop also creates each new thread's two files (empty temporaries,
+ *   ts_mirror_render_prep) as the thread first appears, which the render
+ *   then fills and renames: creating files is what a render of thousands
+ *   of them waits on most on some file systems.
  * - SIGINT/SIGTERM only set the stop in motion from the loop: the batch
  *   being applied (a synchronous callback) always finishes first.
  * - verify compares at one seq: it asks for the server's Digest (state as
@@ -131,12 +135,14 @@ struct mirror {
     uint64_t group_start_ns, group_events; /* the open group, see apply_batch */
     struct ts_mirror_writer *writer;       /* stores a first sync's batches, see apply_batch */
     uint64_t pushed_seq;                   /* last_seq of the last batch given to it */
+    struct ts_mirror_render_prep *prep;    /* files of the writer's threads, created early */
+    struct ts_mirror_touched prepped;      /* thread ids prep has seen */
     uint64_t rendered_seq;                 /* the setting, as last written */
 
     /* where the time goes (THREADSYNC_MIRROR_TIMING): CPU ns per phase,
      * summed over the threads that ran it, and wall ns of flushes */
     struct {
-        uint64_t apply, commit, index, read, build, write;
+        uint64_t apply, commit, index, read, build, write, prep;
     } cpu;
     uint64_t wall_render, wall_sync, wall_caught_up;
     uint64_t loop_busy; /* the loop thread's CPU in apply_batch and render_flush */
@@ -326,6 +332,7 @@ struct render_share {
     const struct mirror *m;
     struct ts_mirror_db *db; /* this renderer's own connection */
     int durable;             /* see ts_mirror_render_batch_new */
+    struct ts_mirror_render_prep *prep;
     atomic_size_t *next;
     atomic_int *failed;
     uint64_t rendered;
@@ -339,6 +346,8 @@ static void render_share_run(void *arg)
     struct render_share *r = arg;
     struct ts_mirror_render_batch *batch;
     r->err = ts_mirror_render_batch_new(r->m->o->dir, r->durable, &batch);
+    if (r->err == TS_OK && r->prep)
+        ts_mirror_render_batch_set_prep(batch, r->prep);
     for (size_t k = 1; r->err == TS_OK && !atomic_load(r->failed); k++) {
         size_t i = atomic_fetch_add(r->next, 1);
         if (i >= r->m->pending.n)
@@ -376,8 +385,12 @@ static int render_pending(struct mirror *m, int durable)
     }
     for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
         struct ts_mirror_db *db = i == 0 ? m->db : m->helper_db[i - 1];
-        share[i] = (struct render_share){
-            .m = m, .db = db, .durable = durable, .next = &next, .failed = &failed};
+        share[i] = (struct render_share){.m = m,
+                                         .db = db,
+                                         .durable = durable,
+                                         .prep = m->prep,
+                                         .next = &next,
+                                         .failed = &failed};
     }
     if (m->pending.n >= RENDER_PARALLEL_MIN)
         for (size_t h = 0; h < RENDER_HELPERS; h++)
@@ -420,6 +433,14 @@ static void scrub_watch(struct mirror *m)
         uv_timer_start(&m->scrub_timer, on_scrub_timer, SCRUB_RETRY_MS, SCRUB_RETRY_MS);
 }
 
+/* Removes the prepared files no render took (see apply_batch). */
+static void prep_end(struct mirror *m)
+{
+    ts_mirror_render_prep_free(m->prep);
+    m->prep = NULL;
+    ts_mirror_touched_free(&m->prepped);
+}
+
 /* Renders every pending thread, then records the cursor they cover (see
  * the file's opening paragraph for big flushes and 'files_unsynced'). */
 static int render_flush(struct mirror *m)
@@ -448,6 +469,7 @@ static int render_flush(struct mirror *m)
     if (rc != TS_OK)
         return rc;
     ts_mirror_touched_clear(&m->pending);
+    prep_end(m);
     m->last_flush_ns = now_ns();
     m->wall_render += m->last_flush_ns - t0;
     m->flush_gap_ns = RENDER_DUTY * (m->last_flush_ns - t0);
@@ -826,6 +848,27 @@ static void on_group_timer(uv_timer_t *t)
         local_failure(m, "cannot write the mirror", rc);
 }
 
+/* While the writer stores rows, the loop mostly waits for the network:
+ * it creates the files of each thread it has not seen yet, so that the
+ * render after the sync writes into them (ts_mirror_render_prep). A
+ * failure only leaves that thread's files to the render. */
+static void prep_threads(struct mirror *m, const Threadsync__Events *ev)
+{
+    if (!m->prep)
+        return;
+    uint64_t c0 = cpu_ns();
+    for (size_t i = 0; i < ev->n_events; i++) {
+        const Threadsync__Thread *t = ev->events[i]->thread;
+        if (!t || ts_mirror_touched_has(&m->prepped, t->id))
+            continue;
+        if (ts_mirror_touched_add(&m->prepped, t->id) != TS_OK)
+            break;
+        (void)ts_mirror_render_prep_add(m->prep, t->key);
+    }
+    m->cpu.prep += cpu_ns() - c0;
+    m->loop_busy += cpu_ns() - c0;
+}
+
 /* Opens a group unless one is open (see the file's opening paragraph). */
 static int group_open(struct mirror *m)
 {
@@ -870,6 +913,7 @@ static int apply_batch(struct mirror *m, const Threadsync__Events *ev)
         }
         m->events += ev->n_events;
         m->pushed_seq = ev->last_seq;
+        prep_threads(m, ev);
         return TS_OK;
     }
     if ((rc = writer_end(m)) != TS_OK) {
@@ -1086,13 +1130,15 @@ static void timing_report(const struct mirror *m)
     double on_loop = (double)m->loop_busy / 1e9;
     fprintf(stderr,
             "threadsync: %s timing wall=%.3fs cpu=%.3fs user=%.3f sys=%.3f receive=%.3f "
-            "apply=%.3f commit=%.3f index=%.3f read=%.3f build=%.3f write=%.3f render_wall=%.3f "
+            "apply=%.3f commit=%.3f index=%.3f prep=%.3f read=%.3f build=%.3f write=%.3f "
+            "render_wall=%.3f "
             "sync_wall=%.3f caught_up_wall=%.3f\n",
             m->verify ? "verify" : "mirror", (double)(now_ns() - m->start_ns) / 1e9, user + sys,
             user, sys, loop > on_loop ? loop - on_loop : 0.0, (double)m->cpu.apply / 1e9,
-            (double)m->cpu.commit / 1e9, (double)m->cpu.index / 1e9, (double)m->cpu.read / 1e9,
-            (double)m->cpu.build / 1e9, (double)m->cpu.write / 1e9, (double)m->wall_render / 1e9,
-            (double)m->wall_sync / 1e9, (double)m->wall_caught_up / 1e9);
+            (double)m->cpu.commit / 1e9, (double)m->cpu.index / 1e9, (double)m->cpu.prep / 1e9,
+            (double)m->cpu.read / 1e9, (double)m->cpu.build / 1e9, (double)m->cpu.write / 1e9,
+            (double)m->wall_render / 1e9, (double)m->wall_sync / 1e9,
+            (double)m->wall_caught_up / 1e9);
 }
 
 static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int verify)
@@ -1150,6 +1196,8 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     if (m.from_scratch && !verify &&
         ts_mirror_writer_start(m.db, GROUP_MAX_EVENTS, WRITER_QUEUE_BYTES, &m.writer) != TS_OK)
         m.writer = NULL;
+    if (m.writer && ts_mirror_render_prep_new(o->dir, &m.prep) != TS_OK)
+        m.prep = NULL;
 
     cfg->on_state = on_state;
     cfg->state_arg = &m;
@@ -1198,6 +1246,7 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
         timing_report(&m);
 out:
     writer_end(&m); /* only on the early exits: stop() ended it otherwise */
+    prep_end(&m);
     ts_mirror_db_close(m.db);
     for (size_t h = 0; h < RENDER_HELPERS; h++)
         ts_mirror_db_close(m.helper_db[h]);

@@ -676,6 +676,7 @@ struct batch_file {
 struct ts_mirror_render_batch {
     char *tdir; /* DIR/threads */
     int durable;
+    struct ts_mirror_render_prep *prep; /* may be NULL */
     struct ts_mirror_render_stats stats;
     struct batch_file *f;
     size_t n, cap;
@@ -717,6 +718,144 @@ static int file_fail(const char *op, const char *path)
     return TS_E_IO;
 }
 
+/* ---- files created ahead of a render ---- */
+
+/* The temporaries of one key's two files ([0] .json, [1] .html); a slot
+ * is NULL once a batch has taken it (or when creating it failed). */
+struct prep_entry {
+    char *name; /* <file>, the map's key */
+    char *tmp[2];
+};
+
+struct ts_mirror_render_prep {
+    char *tdir;
+    struct prep_entry *e; /* open addressing on name; name NULL = empty */
+    size_t n, cap;        /* cap: a power of two, at most half full */
+};
+
+static const char *const file_ext[2] = {".json", ".html"};
+
+static size_t name_hash(const char *s)
+{
+    size_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static struct prep_entry *prep_find(const struct ts_mirror_render_prep *p, const char *name)
+{
+    size_t mask = p->cap - 1;
+    for (size_t h = name_hash(name) & mask;; h = (h + 1) & mask)
+        if (!p->e[h].name || strcmp(p->e[h].name, name) == 0)
+            return &p->e[h];
+}
+
+int ts_mirror_render_prep_new(const char *dir, struct ts_mirror_render_prep **out)
+{
+    *out = NULL;
+    struct ts_mirror_render_prep *p = calloc(1, sizeof(*p));
+    size_t dlen = strlen(dir) + sizeof("/threads");
+    if (!p || !(p->tdir = malloc(dlen)) || !(p->e = calloc(64, sizeof(*p->e)))) {
+        ts_mirror_render_prep_free(p);
+        return TS_E_NOMEM;
+    }
+    p->cap = 64;
+    snprintf(p->tdir, dlen, "%s/threads", dir);
+    int err = make_dirs(dir, p->tdir);
+    if (err != TS_OK) {
+        ts_mirror_render_prep_free(p);
+        return err;
+    }
+    *out = p;
+    return TS_OK;
+}
+
+/* A new, empty, 0644 temporary beside DIR/threads/<name><ext>: *tmp (OUT)
+ * is its malloc'd path. */
+static int create_tmp(const char *tdir, const char *name, const char *ext, char **tmp)
+{
+    size_t tlen = strlen(tdir) + 1 + strlen(name) + strlen(ext) + sizeof(".tmp.XXXXXX");
+    if (!(*tmp = malloc(tlen)))
+        return TS_E_NOMEM;
+    snprintf(*tmp, tlen, "%s/%s%s.tmp.XXXXXX", tdir, name, ext);
+    int fd = mkostemp(*tmp, O_CLOEXEC);
+    int err = fd < 0 ? file_fail("create", *tmp) : TS_OK;
+    if (err == TS_OK && fchmod(fd, 0644) != 0)
+        err = file_fail("chmod", *tmp);
+    if (fd >= 0 && close(fd) != 0 && err == TS_OK)
+        err = file_fail("close", *tmp);
+    if (err != TS_OK) {
+        if (fd >= 0)
+            unlink(*tmp);
+        free(*tmp);
+        *tmp = NULL;
+    }
+    return err;
+}
+
+int ts_mirror_render_prep_add(struct ts_mirror_render_prep *p, const char *key)
+{
+    char name[TS_MIRROR_NAME_SIZE];
+    int err = ts_mirror_render_file_name(key, name);
+    if (err != TS_OK)
+        return err;
+    if (2 * (p->n + 1) > p->cap) {
+        struct ts_mirror_render_prep grown = *p;
+        grown.cap = 2 * p->cap;
+        if (!(grown.e = calloc(grown.cap, sizeof(*grown.e))))
+            return TS_E_NOMEM;
+        for (size_t i = 0; i < p->cap; i++)
+            if (p->e[i].name)
+                *prep_find(&grown, p->e[i].name) = p->e[i];
+        free(p->e);
+        *p = grown;
+    }
+    struct prep_entry *e = prep_find(p, name);
+    if (e->name)
+        return TS_OK;
+    if (!(e->name = strdup(name)))
+        return TS_E_NOMEM;
+    p->n++;
+    for (int k = 0; k < 2 && err == TS_OK; k++)
+        err = create_tmp(p->tdir, name, file_ext[k], &e->tmp[k]);
+    return err;
+}
+
+void ts_mirror_render_prep_free(struct ts_mirror_render_prep *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; p->e && i < p->cap; i++) {
+        for (int k = 0; k < 2; k++) {
+            if (p->e[i].tmp[k])
+                unlink(p->e[i].tmp[k]);
+            free(p->e[i].tmp[k]);
+        }
+        free(p->e[i].name);
+    }
+    free(p->e);
+    free(p->tdir);
+    free(p);
+}
+
+/* The prepared temporary for <name><ext>, handed over (the caller frees
+ * it), or NULL. Each key's files are written by one batch only, so two
+ * batches never reach for the same slot. */
+static char *prep_take(struct ts_mirror_render_prep *p, const char *name, const char *ext)
+{
+    if (!p)
+        return NULL;
+    struct prep_entry *e = prep_find(p, name);
+    char *tmp = NULL;
+    if (e->name) {
+        int k = strcmp(ext, file_ext[1]) == 0;
+        tmp = e->tmp[k];
+        e->tmp[k] = NULL;
+    }
+    return tmp;
+}
+
 /* Writes data to a new temporary beside DIR/threads/<name><ext>. Durable:
  * starts its writeback, so the disk works on it while the next one is
  * built, and leaves it to commit. Not durable: renames it over the file at
@@ -741,10 +880,23 @@ static int batch_write(struct ts_mirror_render_batch *b, const char *name, const
         return TS_E_NOMEM;
     }
     snprintf(path, plen, "%s/%s%s", b->tdir, name, ext);
-    snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
+    /* A prepared temporary is still empty and 0644: no inode to allocate. */
+    char *ready = prep_take(b->prep, name, ext);
+    int fd = ready ? open(ready, O_WRONLY | O_TRUNC | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        free(tmp);
+        tmp = ready;
+    } else {
+        if (ready) {
+            unlink(ready);
+            free(ready);
+            ready = NULL;
+        }
+        snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
+        fd = mkostemp(tmp, O_CLOEXEC);
+    }
     int err = fd < 0 ? file_fail("create", tmp) : TS_OK;
-    if (err == TS_OK && fchmod(fd, 0644) != 0)
+    if (err == TS_OK && !ready && fchmod(fd, 0644) != 0)
         err = file_fail("chmod", tmp);
     for (size_t off = 0; err == TS_OK && off < len;) {
         ssize_t w = write(fd, data + off, len - off);
@@ -863,6 +1015,12 @@ void ts_mirror_render_batch_stats(const struct ts_mirror_render_batch *b,
                                   struct ts_mirror_render_stats *out)
 {
     *out = b->stats;
+}
+
+void ts_mirror_render_batch_set_prep(struct ts_mirror_render_batch *b,
+                                     struct ts_mirror_render_prep *p)
+{
+    b->prep = p;
 }
 
 int ts_mirror_render_sync(const char *path)

@@ -107,6 +107,28 @@ int ts_mirror_render_batch_add(struct ts_mirror_render_batch *b, const Threadsyn
 int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b);
 void ts_mirror_render_batch_free(struct ts_mirror_render_batch *b);
 
+/* Files created ahead of a big render. Creating a file is where a render
+ * of thousands of new files spends most of its time on some file systems
+ * (ext4 without a journal skips every recently freed inode, under the
+ * directory's lock), and a first sync learns each thread's key long before
+ * it can render it: the caller creates the two temporaries of each key as
+ * it arrives (on a thread that has time then), and batches given the prep
+ * write into those instead of creating their own. A temporary is empty
+ * and 0644, named as batch_write's own (never read); one left over by a
+ * crash stays a stray, like any temporary. new: creates DIR/threads when
+ * missing; *out (OUT) is freed by _free(), which removes the temporaries
+ * no batch took. add: creates key's two temporaries, once per key (a key
+ * seen before, or whose creation failed, is not tried again): TS_OK,
+ * TS_E_NOMEM, TS_E_IO or as ts_mirror_render_file_name. set_prep: b uses
+ * p from now on; p must outlive b, and no add may run while batches use
+ * it (several batches may share it: each key's files go to one batch). */
+struct ts_mirror_render_prep;
+int ts_mirror_render_prep_new(const char *dir, struct ts_mirror_render_prep **out);
+int ts_mirror_render_prep_add(struct ts_mirror_render_prep *p, const char *key);
+void ts_mirror_render_prep_free(struct ts_mirror_render_prep *p);
+void ts_mirror_render_batch_set_prep(struct ts_mirror_render_batch *b,
+                                     struct ts_mirror_render_prep *p);
+
 /* CPU time (of the threads that used b) spent building text and writing
  * files (creating, writing, fsyncing and renaming them), for reports. */
 struct ts_mirror_render_stats {
