@@ -49,10 +49,10 @@
  *   thread while the loop receives and decodes the next ones; the loop
  *   takes the database back (every batch committed) before the caught-up
  *   batch, a snapshot or a stop, and nothing else touches it meanwhile.
- *   The loop also creates each new thread's two files (empty temporaries,
+ *   A third thread creates each new thread's two files (empty temporaries,
  *   ts_mirror_render_prep) as the thread first appears, which the render
  *   then fills and renames: creating files is what a render of thousands
- *   of them waits on most on some file systems.
+ *   of them waits on most on some file systems. The render joins it first.
  * - SIGINT/SIGTERM only set the stop in motion from the loop: the batch
  *   being applied (a synchronous callback) always finishes first.
  * - verify compares at one seq: it asks for the server's Digest (state as
@@ -136,8 +136,16 @@ struct mirror {
     struct ts_mirror_writer *writer;       /* stores a first sync's batches, see apply_batch */
     uint64_t pushed_seq;                   /* last_seq of the last batch given to it */
     struct ts_mirror_render_prep *prep;    /* files of the writer's threads, created early */
-    struct ts_mirror_touched prepped;      /* thread ids prep has seen */
-    uint64_t rendered_seq;                 /* the setting, as last written */
+    struct ts_mirror_touched prepped;      /* thread ids prep has been given */
+    struct {                               /* the thread that creates them, see prep_threads */
+        uv_thread_t tid;
+        uv_mutex_t mu;
+        uv_cond_t cv;
+        char **keys; /* queued, each owned */
+        size_t n, cap;
+        int done, started;
+    } pq;
+    uint64_t rendered_seq; /* the setting, as last written */
 
     /* where the time goes (THREADSYNC_MIRROR_TIMING): CPU ns per phase,
      * summed over the threads that ran it, and wall ns of flushes */
@@ -259,6 +267,7 @@ static void progress_end(struct mirror *m)
 /* ---- stopping ------------------------------------------------------------ */
 
 static int render_flush(struct mirror *m);
+static void prep_join(struct mirror *m);
 
 /* Ends the writer, if any: every batch it was given is committed (or its
  * first failure is returned), the threads they changed are pending, and
@@ -436,6 +445,7 @@ static void scrub_watch(struct mirror *m)
 /* Removes the prepared files no render took (see apply_batch). */
 static void prep_end(struct mirror *m)
 {
+    prep_join(m);
     ts_mirror_render_prep_free(m->prep);
     m->prep = NULL;
     ts_mirror_touched_free(&m->prepped);
@@ -457,6 +467,7 @@ static int render_flush(struct mirror *m)
     int big = m->pending.n >= RENDER_PARALLEL_MIN;
     if (rc == TS_OK && big)
         rc = ts_mirror_db_setting_set(m->db, "files_unsynced", "1");
+    prep_join(m); /* m->prep is the render's now */
     if (rc == TS_OK)
         rc = render_pending(m, !big);
     uint64_t s0 = now_ns();
@@ -848,24 +859,77 @@ static void on_group_timer(uv_timer_t *t)
         local_failure(m, "cannot write the mirror", rc);
 }
 
-/* While the writer stores rows, the loop mostly waits for the network:
- * it creates the files of each thread it has not seen yet, so that the
- * render after the sync writes into them (ts_mirror_render_prep). A
- * failure only leaves that thread's files to the render. */
-static void prep_threads(struct mirror *m, const Threadsync__Events *ev)
+/* Creates the queued threads' files until told it is done. It alone uses
+ * m->prep until prep_join returns. */
+static void prep_main(void *arg)
 {
-    if (!m->prep)
-        return;
+    struct mirror *m = arg;
     uint64_t c0 = cpu_ns();
-    for (size_t i = 0; i < ev->n_events; i++) {
-        const Threadsync__Thread *t = ev->events[i]->thread;
-        if (!t || ts_mirror_touched_has(&m->prepped, t->id))
-            continue;
-        if (ts_mirror_touched_add(&m->prepped, t->id) != TS_OK)
+    uv_mutex_lock(&m->pq.mu);
+    for (;;) {
+        while (!m->pq.n && !m->pq.done)
+            uv_cond_wait(&m->pq.cv, &m->pq.mu);
+        if (!m->pq.n)
             break;
-        (void)ts_mirror_render_prep_add(m->prep, t->key);
+        char *key = m->pq.keys[--m->pq.n];
+        uv_mutex_unlock(&m->pq.mu);
+        (void)ts_mirror_render_prep_add(m->prep, key); /* a failure: the render creates it */
+        free(key);
+        uv_mutex_lock(&m->pq.mu);
     }
     m->cpu.prep += cpu_ns() - c0;
+    uv_mutex_unlock(&m->pq.mu);
+}
+
+/* Waits for every queued key's files and ends the thread. */
+static void prep_join(struct mirror *m)
+{
+    if (!m->pq.started)
+        return;
+    uv_mutex_lock(&m->pq.mu);
+    m->pq.done = 1;
+    uv_cond_signal(&m->pq.cv);
+    uv_mutex_unlock(&m->pq.mu);
+    uv_thread_join(&m->pq.tid);
+    uv_cond_destroy(&m->pq.cv);
+    uv_mutex_destroy(&m->pq.mu);
+    free(m->pq.keys);
+    m->pq.keys = NULL;
+    m->pq.started = 0;
+}
+
+/* A first sync creates each thread's two files as the thread first
+ * appears (ts_mirror_render_prep), on a thread of their own: on this
+ * machine's ext4 a create can take a millisecond under the directory's
+ * lock, which would hold up the loop, and the render after the sync then
+ * only fills and renames them. */
+static void prep_threads(struct mirror *m, const Threadsync__Events *ev)
+{
+    if (!m->pq.started)
+        return;
+    uint64_t c0 = cpu_ns();
+    uv_mutex_lock(&m->pq.mu);
+    for (size_t i = 0; i < ev->n_events; i++) {
+        const Threadsync__Thread *t = ev->events[i]->thread;
+        if (!t || !t->key || ts_mirror_touched_has(&m->prepped, t->id))
+            continue;
+        if (m->pq.n == m->pq.cap) {
+            size_t cap = m->pq.cap ? 2 * m->pq.cap : 64;
+            char **k = realloc(m->pq.keys, cap * sizeof(*k));
+            if (!k)
+                break;
+            m->pq.keys = k;
+            m->pq.cap = cap;
+        }
+        char *key = strdup(t->key);
+        if (!key || ts_mirror_touched_add(&m->prepped, t->id) != TS_OK) {
+            free(key);
+            break;
+        }
+        m->pq.keys[m->pq.n++] = key;
+    }
+    uv_cond_signal(&m->pq.cv);
+    uv_mutex_unlock(&m->pq.mu);
     m->loop_busy += cpu_ns() - c0;
 }
 
@@ -1198,6 +1262,14 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
         m.writer = NULL;
     if (m.writer && ts_mirror_render_prep_new(o->dir, &m.prep) != TS_OK)
         m.prep = NULL;
+    if (m.prep && uv_mutex_init(&m.pq.mu) == 0) {
+        uv_cond_init(&m.pq.cv);
+        m.pq.started = uv_thread_create(&m.pq.tid, prep_main, &m) == 0;
+        if (!m.pq.started) {
+            uv_cond_destroy(&m.pq.cv);
+            uv_mutex_destroy(&m.pq.mu);
+        }
+    }
 
     cfg->on_state = on_state;
     cfg->state_arg = &m;
