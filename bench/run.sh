@@ -150,14 +150,18 @@ lg() {
 
 # The catch-up "into a full threadsync mirror directory" figure: a first
 # `threadsync mirror --once` of the node's whole content from cursor 0 into
-# an empty directory (SQLite with its cursor, plus JSON and HTML per thread),
-# timed from start to exit. Prints a table row and a JSON line like lg does.
+# an empty directory (SQLite with its cursor, plus JSON and HTML per thread,
+# all durable), timed from start to exit. Prints a table row, the mirror's
+# own timing line (THREADSYNC_MIRROR_TIMING: CPU seconds per phase) and a
+# JSON line like lg does.
 mirror_hook() {
     local cli=$BUILD/client/threadsync dir=$SCRATCH/mirror comments
     rm -rf "$dir"
-    local t0 t1
+    local t0 t1 load
+    load=$(cat /proc/loadavg)
     t0=$(date +%s.%N)
-    if ! "$cli" --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/reader.token" \
+    if ! THREADSYNC_MIRROR_TIMING=1 "$cli" --server "$SRV_ADDR" --ca "$SRV_CA" \
+        --token-file "$SCRATCH/reader.token" \
         mirror --dir "$dir" --once >"$SCRATCH/mirror.out" 2>"$SCRATCH/mirror.err"; then
         echo "-- mirror directory: threadsync mirror failed:" >&2
         cat "$SCRATCH/mirror.err" >&2
@@ -177,9 +181,10 @@ mirror_hook() {
     local wall
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
     echo "-- mirror directory: $comments comments in ${wall}s"
+    sed -n 's/^threadsync: mirror timing /   mirror timing: /p' "$SCRATCH/mirror.err"
     echo "TABLE|catchup-mirror-dir|comments=$comments|${rate} comments/s|wall ${wall}s" |
         tee -a "$RESULTS" | sed -e 's/^TABLE|/   /' | tr '|' ' '
-    echo "{\"scenario\":\"catchup_mirror_dir\",\"comments\":$comments,\"wall_s\":$wall,\"comments_per_s\":$rate}" >>"$RESULTS"
+    echo "{\"scenario\":\"catchup_mirror_dir\",\"loadavg\":\"$load\",\"comments\":$comments,\"wall_s\":$wall,\"comments_per_s\":$rate}" >>"$RESULTS"
 }
 
 if [ "$MODE" = quick ]; then

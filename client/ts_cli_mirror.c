@@ -6,7 +6,8 @@
  * - The mirror's cursor is the database's. The subscription starts from it,
  *   and every batch is applied (rows and cursor in one transaction) inside
  *   the callback that delivered it. A caught-up batch commits there and
- *   then. While catching up, batches join a group (ts_mirror_db.h) that
+ *   then. While catching up, batches (and snapshot chunks, which move no
+ *   cursor) join a group (ts_mirror_db.h) that
  *   commits after GROUP_MAX_EVENTS events or GROUP_MAX_NS, whichever comes
  *   first (a timer commits a group the stream left waiting), and before any
  *   rendering, snapshot or exit: one WAL fsync and one write of each hot
@@ -28,12 +29,30 @@
  *   renders only once it is caught up (or stops), each thread once. The
  *   setting 'rendered_seq' records the cursor of the last complete flush; a
  *   mirror that finds it behind the cursor (killed between a commit and its
- *   flush) re-renders every thread once at start. A flush writes its files
- *   in ts_mirror_render batches (one directory fsync per
- *   RENDER_BATCH_THREADS threads, writeback of each file started as it is
- *   written) and, from RENDER_PARALLEL_MIN threads on, shares the threads
- *   with RENDER_HELPERS helper threads reading through their own
- *   connections; the loop waits for them, as for any flush.
+ *   flush) re-renders every thread once at start. A small flush (live
+ *   batches) writes its files in durable ts_mirror_render batches (one
+ *   directory fsync per RENDER_BATCH_THREADS threads, writeback of each
+ *   file started as it is written). A big one (RENDER_PARALLEL_MIN threads
+ *   or more: a first sync, a catch-up, a re-render) shares the threads with
+ *   RENDER_HELPERS helper threads reading through their own connections,
+ *   and fsyncs nothing file by file: it commits the setting
+ *   'files_unsynced' = 1 before its first file, renames each file into
+ *   place as soon as it is written (readers still never see a partial
+ *   file), then makes them all durable with one syncfs() and clears the
+ *   setting. A mirror that starts with it set (killed, or a power loss,
+ *   before that syncfs) re-renders every thread. The loop waits for a
+ *   flush, big or small.
+ * - A sync from cursor 0 is a bulk fill (ts_mirror_db_bulk_begin): the
+ *   index comments_thread is built once, when it is caught up, before the
+ *   first flush reads by thread. Until then its batches go to a
+ *   ts_mirror_writer, which stores them (in groups, as above) on its own
+ *   thread while the loop receives and decodes the next ones; the loop
+ *   takes the database back (every batch committed) before the caught-up
+ *   batch, a snapshot or a stop, and nothing else touches it meanwhile.
+ *   A third thread creates each new thread's two files (empty temporaries,
+ *   ts_mirror_render_prep) as the thread first appears, which the render
+ *   then fills and renames: creating files is what a render of thousands
+ *   of them waits on most on some file systems. The render joins it first.
  * - SIGINT/SIGTERM only set the stop in motion from the loop: the batch
  *   being applied (a synchronous callback) always finishes first.
  * - verify compares at one seq: it asks for the server's Digest (state as
@@ -47,7 +66,10 @@
  * group; rendering costs two atomic file writes per touched thread per
  * flush. A first sync of 10,000 comments arrives in a few dozen 256 KiB
  * batches; one of 300,000 comments in 1,000 threads, in about 400 batches,
- * commits about 75 groups and writes each of its 2,000 files once.
+ * commits about 75 groups, builds the index once, and writes each of its
+ * 2,000 files once with one syncfs() for all. With THREADSYNC_MIRROR_TIMING
+ * set in the environment, the program prints where the time went when it
+ * stops (timing_report).
  */
 #include "ts_cli_mirror.h"
 
@@ -57,13 +79,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ts_buf.h"
 #include "ts_digest.h"
 #include "ts_mirror_db.h"
 #include "ts_mirror_render.h"
+#include "ts_mirror_writer.h"
 
 #define RENDER_EVERY_NS (1000ull * 1000 * 1000)
 #define RENDER_DUTY 4
@@ -72,6 +97,7 @@
 #define RENDER_BATCH_THREADS 128 /* threads whose files share a directory fsync */
 #define GROUP_MAX_NS (250ull * 1000 * 1000)
 #define GROUP_MAX_EVENTS 4096
+#define WRITER_QUEUE_BYTES (32u << 20) /* copied batches waiting for the writer */
 #define PROGRESS_EVERY_NS (200ull * 1000 * 1000)
 #define VERIFY_ROUNDS 5
 #define VERIFY_KEYS_MAX 1024
@@ -107,7 +133,28 @@ struct mirror {
     uint64_t flush_gap_ns;                 /* least time from one catching-up flush to the next */
     int from_scratch;                      /* syncing from cursor 0: no flush before caught up */
     uint64_t group_start_ns, group_events; /* the open group, see apply_batch */
-    uint64_t rendered_seq;                 /* the setting, as last written */
+    struct ts_mirror_writer *writer;       /* stores a first sync's batches, see apply_batch */
+    uint64_t pushed_seq;                   /* last_seq of the last batch given to it */
+    struct ts_mirror_render_prep *prep;    /* files of the writer's threads, created early */
+    struct ts_mirror_touched prepped;      /* thread ids prep has been given */
+    struct {                               /* the thread that creates them, see prep_threads */
+        uv_thread_t tid;
+        uv_mutex_t mu;
+        uv_cond_t cv;
+        char **keys; /* queued, each owned */
+        size_t n, cap;
+        int done, started;
+    } pq;
+    uint64_t rendered_seq; /* the setting, as last written */
+
+    /* where the time goes (THREADSYNC_MIRROR_TIMING): CPU ns per phase,
+     * summed over the threads that ran it, and wall ns of flushes */
+    struct {
+        uint64_t apply, commit, index, read, build, write, prep;
+    } cpu;
+    uint64_t wall_render, wall_sync, wall_caught_up;
+    uint64_t loop_busy; /* the loop thread's CPU in apply_batch and render_flush */
+    int timing;
 
     /* progress and summary */
     uint64_t events, snap_threads, snap_comments, rendered, start_cursor;
@@ -143,6 +190,14 @@ static void on_closed(uv_handle_t *h)
 static uint64_t now_ns(void)
 {
     return uv_hrtime();
+}
+
+/* CPU time of the calling thread. */
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void free_strv(char **v, size_t n)
@@ -184,8 +239,9 @@ static void progress(struct mirror *m, int force)
         return;
     m->last_progress_ns = now;
     double secs = (double)(now - m->start_ns) / 1e9;
-    uint64_t cursor = 0;
-    ts_mirror_db_cursor(m->db, &cursor);
+    uint64_t cursor = m->pushed_seq; /* the writer owns the database */
+    if (!m->writer)
+        ts_mirror_db_cursor(m->db, &cursor);
     uint64_t items = m->events + m->snap_threads + m->snap_comments;
     fprintf(stderr, "\r\033[Ksync: %" PRIu64 " events", m->events);
     if (m->snapshots)
@@ -211,6 +267,21 @@ static void progress_end(struct mirror *m)
 /* ---- stopping ------------------------------------------------------------ */
 
 static int render_flush(struct mirror *m);
+static void prep_join(struct mirror *m);
+
+/* Ends the writer, if any: every batch it was given is committed (or its
+ * first failure is returned), the threads they changed are pending, and
+ * the database is the loop's again. */
+static int writer_end(struct mirror *m)
+{
+    if (!m->writer)
+        return TS_OK;
+    uint64_t cpu = 0;
+    int rc = ts_mirror_writer_stop(m->writer, &m->pending, &cpu);
+    m->writer = NULL;
+    m->cpu.apply += cpu;
+    return rc;
+}
 
 static void stop(struct mirror *m, int exit_code)
 {
@@ -218,6 +289,13 @@ static void stop(struct mirror *m, int exit_code)
         return;
     m->stopping = 1;
     m->exit_code = exit_code;
+    int rc = writer_end(m);
+    if (rc != TS_OK) {
+        progress_end(m);
+        fprintf(stderr, "error: %s: cannot write the mirror in %s (%s)\n",
+                m->verify ? "verify" : "mirror", m->o->dir, ts_err_name(rc));
+        m->exit_code = TS_CLI_EXIT_CONN;
+    }
     if (m->db && render_flush(m) != TS_OK && m->exit_code == TS_CLI_EXIT_OK)
         m->exit_code = TS_CLI_EXIT_CONN;
     ts_client_close(m->c, NULL, NULL);
@@ -238,10 +316,12 @@ static void local_failure(struct mirror *m, const char *what, int err)
 /* ---- rendering ----------------------------------------------------------- */
 
 static int render_one(struct ts_mirror_db *db, struct ts_mirror_render_batch *batch, uint64_t id,
-                      uint64_t *rendered)
+                      uint64_t *rendered, uint64_t *read_ns)
 {
     struct ts_mirror_thread *t;
+    uint64_t t0 = cpu_ns();
     int rc = ts_mirror_db_thread_by_id(db, id, &t);
+    *read_ns += cpu_ns() - t0;
     if (rc == TS_E_NOT_FOUND)
         return TS_OK;
     if (rc != TS_OK)
@@ -260,9 +340,13 @@ static int render_one(struct ts_mirror_db *db, struct ts_mirror_render_batch *ba
 struct render_share {
     const struct mirror *m;
     struct ts_mirror_db *db; /* this renderer's own connection */
+    int durable;             /* see ts_mirror_render_batch_new */
+    struct ts_mirror_render_prep *prep;
     atomic_size_t *next;
     atomic_int *failed;
     uint64_t rendered;
+    uint64_t read_ns; /* CPU time reading threads from the database */
+    struct ts_mirror_render_stats stats;
     int err;
 };
 
@@ -270,12 +354,14 @@ static void render_share_run(void *arg)
 {
     struct render_share *r = arg;
     struct ts_mirror_render_batch *batch;
-    r->err = ts_mirror_render_batch_new(r->m->o->dir, &batch);
+    r->err = ts_mirror_render_batch_new(r->m->o->dir, r->durable, &batch);
+    if (r->err == TS_OK && r->prep)
+        ts_mirror_render_batch_set_prep(batch, r->prep);
     for (size_t k = 1; r->err == TS_OK && !atomic_load(r->failed); k++) {
         size_t i = atomic_fetch_add(r->next, 1);
         if (i >= r->m->pending.n)
             break;
-        r->err = render_one(r->db, batch, r->m->pending.ids[i], &r->rendered);
+        r->err = render_one(r->db, batch, r->m->pending.ids[i], &r->rendered, &r->read_ns);
         if (r->err == TS_OK && k % RENDER_BATCH_THREADS == 0)
             r->err = ts_mirror_render_batch_commit(batch);
     }
@@ -283,6 +369,8 @@ static void render_share_run(void *arg)
         r->err = ts_mirror_render_batch_commit(batch);
     if (r->err != TS_OK)
         atomic_store(r->failed, 1);
+    if (batch)
+        ts_mirror_render_batch_stats(batch, &r->stats);
     ts_mirror_render_batch_free(batch);
 }
 
@@ -291,7 +379,7 @@ static void render_share_run(void *arg)
  * connection: a first sync's flush is all of a mirror's files, and
  * building them (and creating the files) is CPU the second core can take.
  * The loop waits for all of them, as it does for a one-thread flush. */
-static int render_pending(struct mirror *m)
+static int render_pending(struct mirror *m, int durable)
 {
     atomic_size_t next = 0;
     atomic_int failed = 0;
@@ -306,7 +394,12 @@ static int render_pending(struct mirror *m)
     }
     for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
         struct ts_mirror_db *db = i == 0 ? m->db : m->helper_db[i - 1];
-        share[i] = (struct render_share){.m = m, .db = db, .next = &next, .failed = &failed};
+        share[i] = (struct render_share){.m = m,
+                                         .db = db,
+                                         .durable = durable,
+                                         .prep = m->prep,
+                                         .next = &next,
+                                         .failed = &failed};
     }
     if (m->pending.n >= RENDER_PARALLEL_MIN)
         for (size_t h = 0; h < RENDER_HELPERS; h++)
@@ -320,13 +413,15 @@ static int render_pending(struct mirror *m)
         if (i > 0)
             uv_thread_join(&tid[i - 1]);
         m->rendered += share[i].rendered;
+        m->cpu.read += share[i].read_ns;
+        m->cpu.build += share[i].stats.build_ns;
+        m->cpu.write += share[i].stats.write_ns;
         if (rc == TS_OK)
             rc = share[i].err;
     }
     return rc;
 }
 
-/* Renders every pending thread, then records the cursor they cover. */
 /* Replaced text must leave the files even when no change follows: while
  * a scrub is due (a reader, often our own render thread, blocked it), retry
  * every SCRUB_RETRY_MS. */
@@ -347,18 +442,47 @@ static void scrub_watch(struct mirror *m)
         uv_timer_start(&m->scrub_timer, on_scrub_timer, SCRUB_RETRY_MS, SCRUB_RETRY_MS);
 }
 
+/* Removes the prepared files no render took (see apply_batch). */
+static void prep_end(struct mirror *m)
+{
+    prep_join(m);
+    ts_mirror_render_prep_free(m->prep);
+    m->prep = NULL;
+    ts_mirror_touched_free(&m->prepped);
+}
+
+/* Renders every pending thread, then records the cursor they cover (see
+ * the file's opening paragraph for big flushes and 'files_unsynced'). */
 static int render_flush(struct mirror *m)
 {
-    uint64_t cursor = 0, t0 = now_ns();
+    uint64_t cursor = 0, t0 = now_ns(), c0 = cpu_ns();
     int rc = ts_mirror_db_group_end(m->db);
+    uint64_t c1 = cpu_ns();
+    m->cpu.commit += c1 - c0;
+    if (rc == TS_OK)
+        rc = ts_mirror_db_bulk_end(m->db);
+    m->cpu.index += cpu_ns() - c1;
     if (rc == TS_OK)
         rc = ts_mirror_db_cursor(m->db, &cursor);
+    int big = m->pending.n >= RENDER_PARALLEL_MIN;
+    if (rc == TS_OK && big)
+        rc = ts_mirror_db_setting_set(m->db, "files_unsynced", "1");
+    prep_join(m); /* m->prep is the render's now */
     if (rc == TS_OK)
-        rc = render_pending(m);
+        rc = render_pending(m, !big);
+    uint64_t s0 = now_ns();
+    if (rc == TS_OK && big)
+        rc = ts_mirror_render_sync(m->o->dir);
+    if (rc == TS_OK && big)
+        rc = ts_mirror_db_setting_set(m->db, "files_unsynced", "0");
+    m->wall_sync += now_ns() - s0;
+    m->loop_busy += cpu_ns() - c0;
     if (rc != TS_OK)
         return rc;
     ts_mirror_touched_clear(&m->pending);
+    prep_end(m);
     m->last_flush_ns = now_ns();
+    m->wall_render += m->last_flush_ns - t0;
     m->flush_gap_ns = RENDER_DUTY * (m->last_flush_ns - t0);
     if (m->flush_gap_ns < RENDER_EVERY_NS)
         m->flush_gap_ns = RENDER_EVERY_NS;
@@ -379,24 +503,34 @@ static int collect_id(void *arg, const Threadsync__Thread *t)
 }
 
 /* A mirror stopped between a commit and its render flush has files behind
- * its rows; which ones is unknown, so all are rendered again. */
+ * its rows, and one stopped during a big flush (or before its syncfs) may
+ * have files a power loss took back: which ones is unknown, so all are
+ * rendered again. */
 static int render_catch_up(struct mirror *m, uint64_t cursor)
 {
-    char *v = NULL;
+    char *v = NULL, *unsynced = NULL;
     int rc = ts_mirror_db_setting_get(m->db, "rendered_seq", &v);
-    if (rc != TS_OK)
-        return rc;
+    if (rc == TS_OK)
+        rc = ts_mirror_db_setting_get(m->db, "files_unsynced", &unsynced);
     m->rendered_seq = v ? strtoull(v, NULL, 10) : 0;
+    int dirty = unsynced && strcmp(unsynced, "1") == 0;
     free(v);
-    if (cursor == 0 || m->rendered_seq >= cursor)
-        return TS_OK;
+    free(unsynced);
+    if (rc != TS_OK || cursor == 0 || (m->rendered_seq >= cursor && !dirty))
+        return rc;
     rc = ts_mirror_db_foreach_thread(m->db, collect_id, &m->pending);
     if (rc != TS_OK)
         return rc == 1 ? TS_E_NOMEM : rc;
-    fprintf(stderr,
-            "threadsync: files behind the database (rendered seq %" PRIu64 ", cursor %" PRIu64
-            "): rendering %zu threads\n",
-            m->rendered_seq, cursor, m->pending.n);
+    if (dirty)
+        fprintf(stderr,
+                "threadsync: files of an unfinished render may not be on disk: "
+                "rendering %zu threads\n",
+                m->pending.n);
+    else
+        fprintf(stderr,
+                "threadsync: files behind the database (rendered seq %" PRIu64 ", cursor %" PRIu64
+                "): rendering %zu threads\n",
+                m->rendered_seq, cursor, m->pending.n);
     return render_flush(m);
 }
 
@@ -717,9 +851,114 @@ static void caught_up(struct mirror *m)
 static void on_group_timer(uv_timer_t *t)
 {
     struct mirror *m = t->data;
+    uint64_t c0 = cpu_ns();
     int rc = ts_mirror_db_group_end(m->db);
+    m->cpu.commit += cpu_ns() - c0;
+    m->loop_busy += cpu_ns() - c0;
     if (rc != TS_OK)
         local_failure(m, "cannot write the mirror", rc);
+}
+
+/* Creates the queued threads' files until told it is done. It alone uses
+ * m->prep until prep_join returns. */
+static void prep_main(void *arg)
+{
+    struct mirror *m = arg;
+    uint64_t c0 = cpu_ns();
+    uv_mutex_lock(&m->pq.mu);
+    for (;;) {
+        while (!m->pq.n && !m->pq.done)
+            uv_cond_wait(&m->pq.cv, &m->pq.mu);
+        if (!m->pq.n)
+            break;
+        char *key = m->pq.keys[--m->pq.n];
+        uv_mutex_unlock(&m->pq.mu);
+        (void)ts_mirror_render_prep_add(m->prep, key); /* a failure: the render creates it */
+        free(key);
+        uv_mutex_lock(&m->pq.mu);
+    }
+    m->cpu.prep += cpu_ns() - c0;
+    uv_mutex_unlock(&m->pq.mu);
+}
+
+/* Waits for every queued key's files and ends the thread. */
+static void prep_join(struct mirror *m)
+{
+    if (!m->pq.started)
+        return;
+    uv_mutex_lock(&m->pq.mu);
+    m->pq.done = 1;
+    uv_cond_signal(&m->pq.cv);
+    uv_mutex_unlock(&m->pq.mu);
+    uv_thread_join(&m->pq.tid);
+    uv_cond_destroy(&m->pq.cv);
+    uv_mutex_destroy(&m->pq.mu);
+    free(m->pq.keys);
+    m->pq.keys = NULL;
+    m->pq.started = 0;
+}
+
+/* A first sync creates each thread's two files as the thread first
+ * appears (ts_mirror_render_prep), on a thread of their own: on this
+ * machine's ext4 a create can take a millisecond under the directory's
+ * lock, which would hold up the loop, and the render after the sync then
+ * only fills and renames them. */
+static void prep_threads(struct mirror *m, const Threadsync__Events *ev)
+{
+    if (!m->pq.started)
+        return;
+    uint64_t c0 = cpu_ns();
+    uv_mutex_lock(&m->pq.mu);
+    for (size_t i = 0; i < ev->n_events; i++) {
+        const Threadsync__Thread *t = ev->events[i]->thread;
+        if (!t || !t->key || ts_mirror_touched_has(&m->prepped, t->id))
+            continue;
+        if (m->pq.n == m->pq.cap) {
+            size_t cap = m->pq.cap ? 2 * m->pq.cap : 64;
+            char **k = realloc(m->pq.keys, cap * sizeof(*k));
+            if (!k)
+                break;
+            m->pq.keys = k;
+            m->pq.cap = cap;
+        }
+        char *key = strdup(t->key);
+        if (!key || ts_mirror_touched_add(&m->prepped, t->id) != TS_OK) {
+            free(key);
+            break;
+        }
+        m->pq.keys[m->pq.n++] = key;
+    }
+    uv_cond_signal(&m->pq.cv);
+    uv_mutex_unlock(&m->pq.mu);
+    m->loop_busy += cpu_ns() - c0;
+}
+
+/* Opens a group unless one is open (see the file's opening paragraph). */
+static int group_open(struct mirror *m)
+{
+    if (ts_mirror_db_group_is_open(m->db))
+        return TS_OK;
+    int rc = ts_mirror_db_group_begin(m->db);
+    m->group_start_ns = now_ns();
+    m->group_events = 0;
+    if (rc == TS_OK)
+        uv_timer_start(&m->group_timer, on_group_timer, GROUP_MAX_NS / 1000000, 0);
+    return rc;
+}
+
+/* Counts n more rows in the open group and commits it when it is full,
+ * old, or must end now. */
+static int group_account(struct mirror *m, size_t n, int now)
+{
+    m->group_events += n;
+    if (!ts_mirror_db_group_is_open(m->db) || !(now || m->group_events >= GROUP_MAX_EVENTS ||
+                                                now_ns() - m->group_start_ns >= GROUP_MAX_NS))
+        return TS_OK;
+    uv_timer_stop(&m->group_timer);
+    uint64_t c0 = cpu_ns();
+    int rc = ts_mirror_db_group_end(m->db);
+    m->cpu.commit += cpu_ns() - c0;
+    return rc;
 }
 
 /* Commits every batch in the database before the callback that delivered
@@ -728,22 +967,32 @@ static void on_group_timer(uv_timer_t *t)
 static int apply_batch(struct mirror *m, const Threadsync__Events *ev)
 {
     int rc = TS_OK;
-    if (!ev->caught_up && !ts_mirror_db_group_is_open(m->db)) {
-        rc = ts_mirror_db_group_begin(m->db);
-        m->group_start_ns = now_ns();
-        m->group_events = 0;
-        if (rc == TS_OK)
-            uv_timer_start(&m->group_timer, on_group_timer, GROUP_MAX_NS / 1000000, 0);
+    if (m->writer && !ev->caught_up) {
+        uint64_t c0 = cpu_ns();
+        rc = ts_mirror_writer_push(m->writer, ev);
+        m->loop_busy += cpu_ns() - c0;
+        if (rc != TS_OK) {
+            local_failure(m, "cannot write the mirror", rc);
+            return rc;
+        }
+        m->events += ev->n_events;
+        m->pushed_seq = ev->last_seq;
+        prep_threads(m, ev);
+        return TS_OK;
     }
+    if ((rc = writer_end(m)) != TS_OK) {
+        local_failure(m, "cannot write the mirror", rc);
+        return rc;
+    }
+    uint64_t c0 = cpu_ns();
+    if (!ev->caught_up)
+        rc = group_open(m);
     if (rc == TS_OK)
         rc = ts_mirror_db_apply_events(m->db, ev, &m->pending);
-    m->group_events += ev->n_events;
-    if (rc == TS_OK && ts_mirror_db_group_is_open(m->db) &&
-        (ev->caught_up || m->group_events >= GROUP_MAX_EVENTS ||
-         now_ns() - m->group_start_ns >= GROUP_MAX_NS)) {
-        uv_timer_stop(&m->group_timer);
-        rc = ts_mirror_db_group_end(m->db);
-    }
+    m->cpu.apply += cpu_ns() - c0;
+    if (rc == TS_OK)
+        rc = group_account(m, ev->n_events, ev->caught_up);
+    m->loop_busy += cpu_ns() - c0;
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
         return rc;
@@ -804,6 +1053,8 @@ static void on_sub_events(void *arg, const Threadsync__Events *ev)
     if (apply_batch(m, ev) != TS_OK)
         return;
 applied:
+    if (ev->caught_up && !m->caught_up)
+        m->wall_caught_up = now_ns() - m->start_ns; /* stored; not yet rendered */
     if (flush_due(m, ev)) {
         int rc = render_flush(m);
         if (rc != TS_OK) {
@@ -822,7 +1073,9 @@ static void on_snap_begin(void *arg, const Threadsync__SnapshotBegin *b)
     struct mirror *m = arg;
     if (m->stopping)
         return;
-    int rc = ts_mirror_db_snapshot_begin(m->db, b->seq);
+    int rc = writer_end(m);
+    if (rc == TS_OK)
+        rc = ts_mirror_db_snapshot_begin(m->db, b->seq);
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
         return;
@@ -837,7 +1090,17 @@ static void on_snap_chunk(void *arg, const Threadsync__SnapshotChunk *chunk)
     struct mirror *m = arg;
     if (m->stopping)
         return;
-    int rc = ts_mirror_db_snapshot_apply_chunk(m->db, chunk, &m->pending);
+    /* Chunks share groups as batches do: a snapshot's comments come thread
+     * by thread, out of id order, so a commit per chunk rewrote pages all
+     * over the table for every chunk. */
+    uint64_t c0 = cpu_ns();
+    int rc = group_open(m);
+    if (rc == TS_OK)
+        rc = ts_mirror_db_snapshot_apply_chunk(m->db, chunk, &m->pending);
+    m->cpu.apply += cpu_ns() - c0;
+    if (rc == TS_OK)
+        rc = group_account(m, chunk->n_threads + chunk->n_comments, 0);
+    m->loop_busy += cpu_ns() - c0;
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
         return;
@@ -913,11 +1176,41 @@ static void on_signal(uv_signal_t *s, int signum)
 
 /* ---- the commands ------------------------------------------------------------ */
 
+/* One line on where a run's time went: wall time, the process's CPU time,
+ * and the CPU seconds of each phase: receive is the loop thread's time
+ * outside the others (TLS, decoding, callbacks, copying batches for the
+ * writer); apply the SQLite inserts, and during a first sync the whole
+ * writer thread (its commits too); commit the loop's own group commits.
+ * Phases on several threads (render) add up, so they may exceed the wall
+ * time; the *_wall figures are wall time: the render and its final syncfs,
+ * and the moment the sync was caught up (stored, before its render). */
+static void timing_report(const struct mirror *m)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+    double sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    double loop = (double)cpu_ns() / 1e9;
+    double on_loop = (double)m->loop_busy / 1e9;
+    fprintf(stderr,
+            "threadsync: %s timing wall=%.3fs cpu=%.3fs user=%.3f sys=%.3f receive=%.3f "
+            "apply=%.3f commit=%.3f index=%.3f prep=%.3f read=%.3f build=%.3f write=%.3f "
+            "render_wall=%.3f "
+            "sync_wall=%.3f caught_up_wall=%.3f\n",
+            m->verify ? "verify" : "mirror", (double)(now_ns() - m->start_ns) / 1e9, user + sys,
+            user, sys, loop > on_loop ? loop - on_loop : 0.0, (double)m->cpu.apply / 1e9,
+            (double)m->cpu.commit / 1e9, (double)m->cpu.index / 1e9, (double)m->cpu.prep / 1e9,
+            (double)m->cpu.read / 1e9, (double)m->cpu.build / 1e9, (double)m->cpu.write / 1e9,
+            (double)m->wall_render / 1e9, (double)m->wall_sync / 1e9,
+            (double)m->wall_caught_up / 1e9);
+}
+
 static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int verify)
 {
     struct mirror m = {.o = o, .verify = verify, .exit_code = TS_CLI_EXIT_OK};
     m.loop = uv_default_loop();
     m.tty = isatty(STDERR_FILENO);
+    m.timing = getenv("THREADSYNC_MIRROR_TIMING") != NULL;
     m.start_ns = m.last_flush_ns = now_ns();
     const char *what = verify ? "verify" : "mirror";
     if (verify) {
@@ -958,6 +1251,25 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     m.first_sync = since == 0;
     m.from_scratch = since == 0;
     m.flush_gap_ns = RENDER_EVERY_NS;
+    if (m.from_scratch && (rc = ts_mirror_db_bulk_begin(m.db)) != TS_OK) {
+        fprintf(stderr, "error: %s: cannot write %s/mirror.db (%s)\n", what, o->dir,
+                ts_err_name(rc));
+        goto out;
+    }
+    /* A writer that cannot start is only a slower first sync. */
+    if (m.from_scratch && !verify &&
+        ts_mirror_writer_start(m.db, GROUP_MAX_EVENTS, WRITER_QUEUE_BYTES, &m.writer) != TS_OK)
+        m.writer = NULL;
+    if (m.writer && ts_mirror_render_prep_new(o->dir, &m.prep) != TS_OK)
+        m.prep = NULL;
+    if (m.prep && uv_mutex_init(&m.pq.mu) == 0) {
+        uv_cond_init(&m.pq.cv);
+        m.pq.started = uv_thread_create(&m.pq.tid, prep_main, &m) == 0;
+        if (!m.pq.started) {
+            uv_cond_destroy(&m.pq.cv);
+            uv_mutex_destroy(&m.pq.mu);
+        }
+    }
 
     cfg->on_state = on_state;
     cfg->state_arg = &m;
@@ -1002,7 +1314,11 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
             "threadsync: %s stopped seq=%" PRIu64 " from=%" PRIu64 " events=%" PRIu64
             " snapshots=%u rendered=%" PRIu64 " threads=%" PRIu64 " comments=%" PRIu64 "\n",
             what, end, cursor, m.events, m.snapshots, m.rendered, counts.threads, counts.comments);
+    if (m.timing)
+        timing_report(&m);
 out:
+    writer_end(&m); /* only on the early exits: stop() ended it otherwise */
+    prep_end(&m);
     ts_mirror_db_close(m.db);
     for (size_t h = 0; h < RENDER_HELPERS; h++)
         ts_mirror_db_close(m.helper_db[h]);

@@ -9,6 +9,7 @@
  *            created_at_ms, edited_at_ms,
  *            status TEXT CHECK IN ('VISIBLE','PENDING','HIDDEN','DELETED'),
  *            version)                 index comments_thread(thread_id, id)
+ *                                     (absent during a bulk fill, below)
  *   meta(key TEXT PRIMARY KEY, value)  'schema_version' = 1, 'last_seq' = cursor
  *
  * Invariants:
@@ -43,9 +44,9 @@
  * Threading: one handle belongs to one thread at a time. Other processes
  * (a web server) may read the file concurrently; WAL never blocks them.
  * Load: a transaction (a batch, or a group of them) costs one fsync of the
- * WAL plus an upsert per comment and one per distinct thread of a batch
- * (a thread's versions within one batch only count once); reads use cached
- * prepared statements.
+ * WAL plus an upsert per comment and one per distinct thread of the
+ * transaction (a thread's versions within one batch or group only count
+ * once); reads use cached prepared statements.
  */
 #ifndef TS_MIRROR_DB_H
 #define TS_MIRROR_DB_H
@@ -112,10 +113,12 @@ int ts_mirror_db_apply_events(struct ts_mirror_db *db, const Threadsync__Events 
  * still moves the cursor with its own rows, so whatever commits (the group,
  * or nothing after a crash or close) holds whole batches with the cursor
  * that covers them; a crash loses the group's batches, and the mirror
- * resumes from the cursor before them. Reads on db see the group's rows.
+ * resumes from the cursor before them. Reads on db see the group's rows
+ * (a group's thread rows are written once, at its end or before a read).
  * A failed apply_events rolls the whole group back and ends it (touched
  * keeps the ids of the group's earlier batches then: a superset, harmless
- * to re-render). The snapshot functions and setting_set end (commit) an
+ * to re-render). Snapshot chunks may join a group too (they move no
+ * cursor); snapshot_begin, snapshot_end and setting_set end (commit) an
  * open group first. begin on an open group and end without one do
  * nothing. TS_OK or TS_E_IO. */
 int ts_mirror_db_group_begin(struct ts_mirror_db *db);
@@ -123,10 +126,22 @@ int ts_mirror_db_group_end(struct ts_mirror_db *db);
 /* 1 while a group is open (it ends on group_end or a failed batch). */
 int ts_mirror_db_group_is_open(const struct ts_mirror_db *db);
 
+/* Bulk fill, for a sync from cursor 0: bulk_begin drops the index
+ * comments_thread, so that the fill appends rows instead of inserting into
+ * every thread's range of the index, and bulk_end builds it again in one
+ * sorted pass. A read by thread on this handle (thread_by_*, digest,
+ * counts of one thread) ends the fill first; other connections (a web
+ * stack) that read by thread meanwhile scan the table. A mirror killed in
+ * between gets the index back at its next open. Both end an open group
+ * first; bulk_end without bulk_begin does nothing. TS_OK or TS_E_IO. */
+int ts_mirror_db_bulk_begin(struct ts_mirror_db *db);
+int ts_mirror_db_bulk_end(struct ts_mirror_db *db);
+
 /* Snapshot protocol: begin(S), apply_chunk() per SnapshotChunk, end(S).
- * Each chunk commits in its own transaction (threads, then comments, by
- * version); the cursor does not move until end, which sets it to max(cursor,
- * S) in its own transaction. A crash in between leaves the cursor before
+ * Each chunk commits in its own transaction, or in an open group's
+ * (threads, then comments, by version); the cursor does not move until end,
+ * which commits an open group and then sets it to max(cursor, S) in its own
+ * transaction. A crash in between leaves the cursor before
  * the snapshot, so the next subscribe re-fetches it; chunk rows already
  * committed are harmless upserts. begin while a snapshot is open restarts
  * it (a new snapshot replaces an interrupted one). apply_chunk or end
@@ -144,6 +159,7 @@ struct ts_mirror_thread {
     Threadsync__Thread thread;
     size_t n_comments;
     Threadsync__Comment **comments;
+    char *text; /* internal: the block the comments' strings live in */
 };
 void ts_mirror_thread_free(struct ts_mirror_thread *t);
 

@@ -116,41 +116,89 @@ static size_t utf8_seq_len(unsigned char lead)
     return 0;
 }
 
+/* 1 for a byte copied as it is, per mode: printable ASCII except what the
+ * format escapes (JSON: " \\ and, for inlining in <script>, < > &; HTML:
+ * < > & " '). Control bytes and bytes >= 0x80 are 0: add_text looks at
+ * those itself. One lookup per byte instead of a chain of comparisons:
+ * a first sync escapes every byte of every body twice. */
+#define ROW_PLAIN 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1
+static const unsigned char plain_byte[2][256] = {
+    [ESC_JSON] =
+        {
+            [0x20] = 1, 1,         0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20: " & */
+            1,          1,         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, /* 0x30: < > */
+            ROW_PLAIN,                                                       /* 0x40 */
+            1,          1,         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50: backslash */
+            ROW_PLAIN,  ROW_PLAIN,                                           /* 0x60, 0x70 */
+        },
+    [ESC_HTML] =
+        {
+            [0x20] = 1, 1,         0,         1,         1, 1, 0, 0,
+            1,          1,         1,         1,         1, 1, 1, 1, /* 0x20: " & ' */
+            1,          1,         1,         1,         1, 1, 1, 1,
+            1,          1,         1,         1,         0, 1, 0, 1, /* 0x30: < > */
+            ROW_PLAIN,  ROW_PLAIN, ROW_PLAIN, ROW_PLAIN,             /* 0x40 - 0x70 */
+        },
+};
+#undef ROW_PLAIN
+
 static void add_text(struct ts_buf *b, const char *s, enum esc mode)
 {
     if (!s)
         return;
+    const unsigned char *plain = plain_byte[mode];
     size_t len = strlen(s);
     size_t i = 0;
     while (i < len) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch < 0x80) {
-            /* Copy runs of bytes that need no escape in one go. */
-            size_t j = i;
-            while (j < len) {
-                unsigned char c = (unsigned char)s[j];
-                if (c >= 0x80 || c < 0x20 || c == '&' || c == '<' || c == '>' || c == '"' ||
-                    (mode == ESC_HTML && c == '\'') || (mode == ESC_JSON && c == '\\'))
-                    break;
+        /* The longest run that needs no escape (well-formed UTF-8
+         * included) goes out in one copy. */
+        size_t j = i;
+        for (;;) {
+            unsigned char c = (unsigned char)s[j];
+            if (plain[c]) {
                 j++;
+                continue;
             }
-            if (j > i) {
-                ts_buf_add(b, s + i, j - i);
-                i = j;
-            } else {
-                add_ascii(b, ch, mode);
-                i++;
+            size_t k = c >= 0x80 ? utf8_seq_len(c) : 0;
+            if (k && j + k <= len && ts_valid_utf8(s + j, k)) {
+                j += k;
+                continue;
             }
+            break; /* includes the NUL at len */
+        }
+        if (j > i) {
+            ts_buf_add(b, s + i, j - i);
+            i = j;
             continue;
         }
-        size_t k = utf8_seq_len(ch);
-        if (k && i + k <= len && ts_valid_utf8(s + i, k)) {
-            ts_buf_add(b, s + i, k);
-            i += k;
-        } else {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch < 0x80)
+            add_ascii(b, ch, mode);
+        else
             ts_buf_puts(b, "\xEF\xBF\xBD");
-            i++;
-        }
+        i++;
+    }
+}
+
+/* Decimal digits of v, without printf (a first sync writes millions). */
+static void add_u64(struct ts_buf *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    ts_buf_add(b, tmp + sizeof(tmp) - n, n);
+}
+
+static void add_i64(struct ts_buf *b, int64_t v)
+{
+    if (v < 0) {
+        ts_buf_add(b, "-", 1);
+        add_u64(b, 0 - (uint64_t)v);
+    } else {
+        add_u64(b, (uint64_t)v);
     }
 }
 
@@ -217,15 +265,23 @@ int ts_mirror_render_json(const Threadsync__Thread *t, const Threadsync__Comment
         const Threadsync__Comment *c = v[i];
         int vis = c->status == THREADSYNC__STATUS__VISIBLE;
         visible += (uint64_t)vis;
-        ts_buf_printf(&b, "%s\n{\"id\":%" PRIu64 ",\"parent_id\":%" PRIu64 ",\"author_name\":",
-                      i ? "," : "", c->id, c->parent_id);
+        ts_buf_puts(&b, i ? ",\n{\"id\":" : "\n{\"id\":");
+        add_u64(&b, c->id);
+        ts_buf_puts(&b, ",\"parent_id\":");
+        add_u64(&b, c->parent_id);
+        ts_buf_puts(&b, ",\"author_name\":");
         json_str(&b, vis ? c->author_name : "");
         ts_buf_puts(&b, ",\"body\":");
         json_str(&b, vis ? c->body : "");
-        ts_buf_printf(&b,
-                      ",\"created_at_ms\":%" PRId64 ",\"edited_at_ms\":%" PRId64
-                      ",\"status\":\"%s\",\"version\":%" PRIu64 "}",
-                      c->created_at_ms, c->edited_at_ms, status_name((int)c->status), c->version);
+        ts_buf_puts(&b, ",\"created_at_ms\":");
+        add_i64(&b, c->created_at_ms);
+        ts_buf_puts(&b, ",\"edited_at_ms\":");
+        add_i64(&b, c->edited_at_ms);
+        ts_buf_puts(&b, ",\"status\":\"");
+        ts_buf_puts(&b, status_name((int)c->status));
+        ts_buf_puts(&b, "\",\"version\":");
+        add_u64(&b, c->version);
+        ts_buf_puts(&b, "}");
     }
     ts_buf_printf(&b, "],\n\"count\":%" PRIu64 "}\n", visible);
     free(v);
@@ -254,6 +310,20 @@ static const char page_css[] =
  * kept, the page just does not drift off the right edge. */
 #define DEEP_LEVEL 8
 
+/* Writes v as exactly w digits (v < 10^w). */
+static void put_digits(char *p, unsigned v, int w)
+{
+    while (w-- > 0) {
+        p[w] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
+/* <time datetime="YYYY-MM-DDTHH:MM:SS.mmmZ">YYYY-MM-DD HH:MM UTC</time>.
+ * Years 1970 to 9999 (every real comment) are computed here, digit by
+ * digit; other values go through gmtime_r and printf, as all did once
+ * (gmtime_r takes glibc's time zone lock, which two render threads would
+ * fight over). */
 static void add_time(struct ts_buf *b, int64_t ms)
 {
     int64_t s = ms / 1000, r = ms % 1000;
@@ -261,17 +331,50 @@ static void add_time(struct ts_buf *b, int64_t ms)
         r += 1000;
         s--;
     }
-    time_t tt = (time_t)s;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm)) {
-        tt = 0;
-        r = 0;
-        gmtime_r(&tt, &tm);
+    if (ms < 0 || ms >= INT64_C(253402300800000)) {
+        time_t tt = (time_t)s;
+        struct tm tm;
+        if (!gmtime_r(&tt, &tm)) {
+            tt = 0;
+            r = 0;
+            gmtime_r(&tt, &tm);
+        }
+        ts_buf_printf(b, "<time datetime=\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\">",
+                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                      tm.tm_sec, (int)r);
+        ts_buf_printf(b, "%04d-%02d-%02d %02d:%02d UTC</time>", tm.tm_year + 1900, tm.tm_mon + 1,
+                      tm.tm_mday, tm.tm_hour, tm.tm_min);
+        return;
     }
-    ts_buf_printf(b, "<time datetime=\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\">", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)r);
-    ts_buf_printf(b, "%04d-%02d-%02d %02d:%02d UTC</time>", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min);
+    /* Civil date from days since 1970-01-01 (H. Hinnant's algorithm, for
+     * non-negative days). */
+    unsigned secs = (unsigned)(s % 86400);
+    uint64_t z = (uint64_t)(s / 86400) + 719468;
+    unsigned era = (unsigned)(z / 146097);
+    unsigned doe = (unsigned)(z - (uint64_t)era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned day = doy - (153 * mp + 2) / 5 + 1;
+    unsigned mon = mp < 10 ? mp + 3 : mp - 9;
+    unsigned year = yoe + era * 400 + (mon <= 2);
+    static const char tmpl[] = "<time datetime=\"YYYY-MM-DDTHH:MM:SS.mmmZ\">"
+                               "YYYY-MM-DD HH:MM UTC</time>";
+    char *p = ts_buf_space(b, sizeof(tmpl) - 1);
+    if (!p)
+        return;
+    memcpy(p, tmpl, sizeof(tmpl) - 1);
+    for (int k = 0; k < 2; k++) {
+        char *d = p + (k ? 42 : 16); /* offsets of the two YYYY in tmpl */
+        put_digits(d, year, 4);
+        put_digits(d + 5, mon, 2);
+        put_digits(d + 8, day, 2);
+        put_digits(d + 11, secs / 3600, 2);
+        put_digits(d + 14, secs / 60 % 60, 2);
+    }
+    put_digits(p + 33, secs % 60, 2); /* SS, then mmm */
+    put_digits(p + 36, (unsigned)r, 3);
+    ts_buf_commit(b, sizeof(tmpl) - 1);
 }
 
 static int is_http_url(const char *u)
@@ -283,8 +386,9 @@ static int is_http_url(const char *u)
 static void add_comment(struct ts_buf *b, const Threadsync__Comment *c)
 {
     if (c->status == THREADSYNC__STATUS__VISIBLE) {
-        ts_buf_printf(b, "<li class=\"ts-comment\" id=\"c%" PRIu64 "\"><article><header>", c->id);
-        ts_buf_puts(b, "<span class=\"ts-author\">");
+        ts_buf_puts(b, "<li class=\"ts-comment\" id=\"c");
+        add_u64(b, c->id);
+        ts_buf_puts(b, "\"><article><header><span class=\"ts-author\">");
         add_text(b, c->author_name, ESC_HTML);
         ts_buf_puts(b, "</span> ");
         add_time(b, c->created_at_ms);
@@ -571,6 +675,9 @@ struct batch_file {
 
 struct ts_mirror_render_batch {
     char *tdir; /* DIR/threads */
+    int durable;
+    struct ts_mirror_render_prep *prep; /* may be NULL */
+    struct ts_mirror_render_stats stats;
     struct batch_file *f;
     size_t n, cap;
 };
@@ -584,7 +691,7 @@ static int make_dirs(const char *dir, const char *tdir)
     return TS_OK;
 }
 
-int ts_mirror_render_batch_new(const char *dir, struct ts_mirror_render_batch **out)
+int ts_mirror_render_batch_new(const char *dir, int durable, struct ts_mirror_render_batch **out)
 {
     *out = NULL;
     struct ts_mirror_render_batch *b = calloc(1, sizeof(*b));
@@ -594,6 +701,7 @@ int ts_mirror_render_batch_new(const char *dir, struct ts_mirror_render_batch **
         return TS_E_NOMEM;
     }
     snprintf(b->tdir, dlen, "%s/threads", dir);
+    b->durable = durable;
     int err = make_dirs(dir, b->tdir);
     if (err != TS_OK) {
         ts_mirror_render_batch_free(b);
@@ -610,8 +718,148 @@ static int file_fail(const char *op, const char *path)
     return TS_E_IO;
 }
 
-/* Writes data to a new temporary beside DIR/threads/<name><ext> and starts
- * its writeback, so the disk works on it while the next one is built. */
+/* ---- files created ahead of a render ---- */
+
+/* The temporaries of one key's two files ([0] .json, [1] .html); a slot
+ * is NULL once a batch has taken it (or when creating it failed). */
+struct prep_entry {
+    char *name; /* <file>, the map's key */
+    char *tmp[2];
+};
+
+struct ts_mirror_render_prep {
+    char *tdir;
+    struct prep_entry *e; /* open addressing on name; name NULL = empty */
+    size_t n, cap;        /* cap: a power of two, at most half full */
+};
+
+static const char *const file_ext[2] = {".json", ".html"};
+
+static size_t name_hash(const char *s)
+{
+    size_t h = 1469598103934665603u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static struct prep_entry *prep_find(const struct ts_mirror_render_prep *p, const char *name)
+{
+    size_t mask = p->cap - 1;
+    for (size_t h = name_hash(name) & mask;; h = (h + 1) & mask)
+        if (!p->e[h].name || strcmp(p->e[h].name, name) == 0)
+            return &p->e[h];
+}
+
+int ts_mirror_render_prep_new(const char *dir, struct ts_mirror_render_prep **out)
+{
+    *out = NULL;
+    struct ts_mirror_render_prep *p = calloc(1, sizeof(*p));
+    size_t dlen = strlen(dir) + sizeof("/threads");
+    if (!p || !(p->tdir = malloc(dlen)) || !(p->e = calloc(64, sizeof(*p->e)))) {
+        ts_mirror_render_prep_free(p);
+        return TS_E_NOMEM;
+    }
+    p->cap = 64;
+    snprintf(p->tdir, dlen, "%s/threads", dir);
+    int err = make_dirs(dir, p->tdir);
+    if (err != TS_OK) {
+        ts_mirror_render_prep_free(p);
+        return err;
+    }
+    *out = p;
+    return TS_OK;
+}
+
+/* A new, empty, 0644 temporary beside DIR/threads/<name><ext>: *tmp (OUT)
+ * is its malloc'd path. */
+static int create_tmp(const char *tdir, const char *name, const char *ext, char **tmp)
+{
+    size_t tlen = strlen(tdir) + 1 + strlen(name) + strlen(ext) + sizeof(".tmp.XXXXXX");
+    if (!(*tmp = malloc(tlen)))
+        return TS_E_NOMEM;
+    snprintf(*tmp, tlen, "%s/%s%s.tmp.XXXXXX", tdir, name, ext);
+    int fd = mkostemp(*tmp, O_CLOEXEC);
+    int err = fd < 0 ? file_fail("create", *tmp) : TS_OK;
+    if (err == TS_OK && fchmod(fd, 0644) != 0)
+        err = file_fail("chmod", *tmp);
+    if (fd >= 0 && close(fd) != 0 && err == TS_OK)
+        err = file_fail("close", *tmp);
+    if (err != TS_OK) {
+        if (fd >= 0)
+            unlink(*tmp);
+        free(*tmp);
+        *tmp = NULL;
+    }
+    return err;
+}
+
+int ts_mirror_render_prep_add(struct ts_mirror_render_prep *p, const char *key)
+{
+    char name[TS_MIRROR_NAME_SIZE];
+    int err = ts_mirror_render_file_name(key, name);
+    if (err != TS_OK)
+        return err;
+    if (2 * (p->n + 1) > p->cap) {
+        struct ts_mirror_render_prep grown = *p;
+        grown.cap = 2 * p->cap;
+        if (!(grown.e = calloc(grown.cap, sizeof(*grown.e))))
+            return TS_E_NOMEM;
+        for (size_t i = 0; i < p->cap; i++)
+            if (p->e[i].name)
+                *prep_find(&grown, p->e[i].name) = p->e[i];
+        free(p->e);
+        *p = grown;
+    }
+    struct prep_entry *e = prep_find(p, name);
+    if (e->name)
+        return TS_OK;
+    if (!(e->name = strdup(name)))
+        return TS_E_NOMEM;
+    p->n++;
+    for (int k = 0; k < 2 && err == TS_OK; k++)
+        err = create_tmp(p->tdir, name, file_ext[k], &e->tmp[k]);
+    return err;
+}
+
+void ts_mirror_render_prep_free(struct ts_mirror_render_prep *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; p->e && i < p->cap; i++) {
+        for (int k = 0; k < 2; k++) {
+            if (p->e[i].tmp[k])
+                unlink(p->e[i].tmp[k]);
+            free(p->e[i].tmp[k]);
+        }
+        free(p->e[i].name);
+    }
+    free(p->e);
+    free(p->tdir);
+    free(p);
+}
+
+/* The prepared temporary for <name><ext>, handed over (the caller frees
+ * it), or NULL. Each key's files are written by one batch only, so two
+ * batches never reach for the same slot. */
+static char *prep_take(struct ts_mirror_render_prep *p, const char *name, const char *ext)
+{
+    if (!p)
+        return NULL;
+    struct prep_entry *e = prep_find(p, name);
+    char *tmp = NULL;
+    if (e->name) {
+        int k = strcmp(ext, file_ext[1]) == 0;
+        tmp = e->tmp[k];
+        e->tmp[k] = NULL;
+    }
+    return tmp;
+}
+
+/* Writes data to a new temporary beside DIR/threads/<name><ext>. Durable:
+ * starts its writeback, so the disk works on it while the next one is
+ * built, and leaves it to commit. Not durable: renames it over the file at
+ * once (the kernel writes it back when it likes). */
 static int batch_write(struct ts_mirror_render_batch *b, const char *name, const char *ext,
                        const char *data, size_t len)
 {
@@ -632,10 +880,23 @@ static int batch_write(struct ts_mirror_render_batch *b, const char *name, const
         return TS_E_NOMEM;
     }
     snprintf(path, plen, "%s/%s%s", b->tdir, name, ext);
-    snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
-    int fd = mkostemp(tmp, O_CLOEXEC);
+    /* A prepared temporary is still empty and 0644: no inode to allocate. */
+    char *ready = prep_take(b->prep, name, ext);
+    int fd = ready ? open(ready, O_WRONLY | O_TRUNC | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+        free(tmp);
+        tmp = ready;
+    } else {
+        if (ready) {
+            unlink(ready);
+            free(ready);
+            ready = NULL;
+        }
+        snprintf(tmp, tlen, "%s.tmp.XXXXXX", path);
+        fd = mkostemp(tmp, O_CLOEXEC);
+    }
     int err = fd < 0 ? file_fail("create", tmp) : TS_OK;
-    if (err == TS_OK && fchmod(fd, 0644) != 0)
+    if (err == TS_OK && !ready && fchmod(fd, 0644) != 0)
         err = file_fail("chmod", tmp);
     for (size_t off = 0; err == TS_OK && off < len;) {
         ssize_t w = write(fd, data + off, len - off);
@@ -645,10 +906,12 @@ static int batch_write(struct ts_mirror_render_batch *b, const char *name, const
             off += (size_t)w;
     }
     /* Only a hint (commit's fsync is the promise): errors do not matter. */
-    if (err == TS_OK)
+    if (err == TS_OK && b->durable)
         (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     if (fd >= 0 && close(fd) != 0 && err == TS_OK)
         err = file_fail("close", tmp);
+    if (err == TS_OK && !b->durable && rename(tmp, path) != 0)
+        err = file_fail("rename", tmp);
     if (err != TS_OK) {
         if (fd >= 0)
             unlink(tmp);
@@ -656,15 +919,29 @@ static int batch_write(struct ts_mirror_render_batch *b, const char *name, const
         free(tmp);
         return err;
     }
+    if (!b->durable) {
+        free(path);
+        free(tmp);
+        return TS_OK;
+    }
     b->f[b->n].tmp = tmp;
     b->f[b->n].path = path;
     b->n++;
     return TS_OK;
 }
 
+/* CPU time of the calling thread, for the batch's stats. */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 int ts_mirror_render_batch_add(struct ts_mirror_render_batch *b, const Threadsync__Thread *t,
                                const Threadsync__Comment *const *comments, size_t n)
 {
+    uint64_t t0 = thread_cpu_ns(), t1;
     char name[TS_MIRROR_NAME_SIZE];
     int err = ts_mirror_render_file_name(t->key, name);
     if (err != TS_OK)
@@ -672,16 +949,20 @@ int ts_mirror_render_batch_add(struct ts_mirror_render_batch *b, const Threadsyn
     char *text;
     size_t len;
     err = ts_mirror_render_json(t, comments, n, &text, &len);
+    b->stats.build_ns += (t1 = thread_cpu_ns()) - t0;
     if (err == TS_OK) {
         err = batch_write(b, name, ".json", text, len);
         free(text);
     }
+    b->stats.write_ns += (t0 = thread_cpu_ns()) - t1;
     if (err == TS_OK)
         err = ts_mirror_render_html(t, comments, n, &text, &len);
+    b->stats.build_ns += (t1 = thread_cpu_ns()) - t0;
     if (err == TS_OK) {
         err = batch_write(b, name, ".html", text, len);
         free(text);
     }
+    b->stats.write_ns += thread_cpu_ns() - t1;
     return err;
 }
 
@@ -700,6 +981,7 @@ int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b)
 {
     if (b->n == 0)
         return TS_OK;
+    uint64_t t0 = thread_cpu_ns();
     int err = TS_OK;
     /* Every temporary is on disk before any rename: a crash then leaves
      * each file old or new, whichever rename it reached. */
@@ -725,6 +1007,30 @@ int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b)
             close(fd);
     }
     batch_drop(b, renamed);
+    b->stats.write_ns += thread_cpu_ns() - t0;
+    return err;
+}
+
+void ts_mirror_render_batch_stats(const struct ts_mirror_render_batch *b,
+                                  struct ts_mirror_render_stats *out)
+{
+    *out = b->stats;
+}
+
+void ts_mirror_render_batch_set_prep(struct ts_mirror_render_batch *b,
+                                     struct ts_mirror_render_prep *p)
+{
+    b->prep = p;
+}
+
+int ts_mirror_render_sync(const char *path)
+{
+    int err = TS_OK;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || syncfs(fd) != 0)
+        err = file_fail("syncfs", path);
+    if (fd >= 0)
+        close(fd);
     return err;
 }
 

@@ -50,6 +50,7 @@
 #define TS_MIRROR_RENDER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "threadsync.pb-c.h"
 
@@ -80,13 +81,19 @@ int ts_mirror_render_thread(const char *dir, const Threadsync__Thread *t,
                             const Threadsync__Comment *const *comments, size_t n);
 
 /* Many threads' files at once, for a big flush (a first sync writes every
- * thread). Each file is replaced atomically as by ts_mirror_render_thread,
- * and all are durable when commit returns, but the disk is not waited for
- * file by file: add() writes each temporary and starts its writeback;
+ * thread). Each file is replaced atomically (temp file, rename) as by
+ * ts_mirror_render_thread, so a reader never sees a partial file.
+ * durable: all are durable when commit returns, but the disk is not waited
+ * for file by file: add() writes each temporary and starts its writeback;
  * commit() fsyncs every temporary, renames them all, then fsyncs
  * DIR/threads once (one directory fsync per batch instead of one per
  * file). Until commit, readers see the old files; a crash leaves each file
  * old or new (the temporaries stay, named as ts_file's, never read).
+ * Not durable: add() renames each file into place as soon as it is written
+ * and nothing is fsync'd (commit has nothing to do). A killed process loses
+ * nothing it wrote, but after a power loss a file may be old, empty or
+ * missing: the caller records that such files exist (see ts_cli_mirror.c)
+ * and either calls ts_mirror_render_sync() or renders them again.
  * new: creates DIR/threads (0755) when missing; *out (OUT) is freed by
  * _free(), which removes temporaries not committed. add: TS_OK, TS_E_NOMEM,
  * TS_E_IO, or as ts_mirror_render_file_name (the batch stays usable).
@@ -94,10 +101,45 @@ int ts_mirror_render_thread(const char *dir, const Threadsync__Thread *t,
  * rest keep their old content); the batch is empty afterwards either way.
  * One batch belongs to one thread at a time. */
 struct ts_mirror_render_batch;
-int ts_mirror_render_batch_new(const char *dir, struct ts_mirror_render_batch **out);
+int ts_mirror_render_batch_new(const char *dir, int durable, struct ts_mirror_render_batch **out);
 int ts_mirror_render_batch_add(struct ts_mirror_render_batch *b, const Threadsync__Thread *t,
                                const Threadsync__Comment *const *comments, size_t n);
 int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b);
 void ts_mirror_render_batch_free(struct ts_mirror_render_batch *b);
+
+/* Files created ahead of a big render. Creating a file is where a render
+ * of thousands of new files spends most of its time on some file systems
+ * (ext4 without a journal skips every recently freed inode, under the
+ * directory's lock), and a first sync learns each thread's key long before
+ * it can render it: the caller creates the two temporaries of each key as
+ * it arrives (on a thread that has time then), and batches given the prep
+ * write into those instead of creating their own. A temporary is empty
+ * and 0644, named as batch_write's own (never read); one left over by a
+ * crash stays a stray, like any temporary. new: creates DIR/threads when
+ * missing; *out (OUT) is freed by _free(), which removes the temporaries
+ * no batch took. add: creates key's two temporaries, once per key (a key
+ * seen before, or whose creation failed, is not tried again): TS_OK,
+ * TS_E_NOMEM, TS_E_IO or as ts_mirror_render_file_name. set_prep: b uses
+ * p from now on; p must outlive b, and no add may run while batches use
+ * it (several batches may share it: each key's files go to one batch). */
+struct ts_mirror_render_prep;
+int ts_mirror_render_prep_new(const char *dir, struct ts_mirror_render_prep **out);
+int ts_mirror_render_prep_add(struct ts_mirror_render_prep *p, const char *key);
+void ts_mirror_render_prep_free(struct ts_mirror_render_prep *p);
+void ts_mirror_render_batch_set_prep(struct ts_mirror_render_batch *b,
+                                     struct ts_mirror_render_prep *p);
+
+/* CPU time (of the threads that used b) spent building text and writing
+ * files (creating, writing, fsyncing and renaming them), for reports. */
+struct ts_mirror_render_stats {
+    uint64_t build_ns;
+    uint64_t write_ns;
+};
+void ts_mirror_render_batch_stats(const struct ts_mirror_render_batch *b,
+                                  struct ts_mirror_render_stats *out);
+
+/* Makes every file written under path durable: syncfs() of its file
+ * system, one call for all the files of unsynced batches. TS_OK or TS_E_IO. */
+int ts_mirror_render_sync(const char *path);
 
 #endif

@@ -7,7 +7,8 @@
  *
  * Also: progress on a terminal (a pty) and none off one; a server list
  * with a dead entry and both down a while (rotation, backoff, cursor kept);
- * SIGKILLs during a first sync converging on a clean mirror's bytes.
+ * SIGKILLs during a first sync converging on a clean mirror's bytes, and
+ * an interrupted (unsynced) render rendered again on the next start.
  *
  * `ts_mirror_test --acceptance` runs the acceptance case instead: 10,000
  * comments in 100 threads, verify while posts continue, SIGKILL and resume.
@@ -25,6 +26,7 @@
  * directory and goes with it.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -1816,6 +1818,82 @@ START_TEST(test_killed_mid_sync_converges)
 }
 END_TEST
 
+/* Files in a directory, not counting the temporaries a kill may leave
+ * (never read); 0 when it does not exist. */
+static size_t count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.' && !strstr(e->d_name, ".tmp.");
+    closedir(d);
+    return n;
+}
+
+START_TEST(test_unsynced_render_converges)
+{
+    /* A first sync's render writes its files without fsync under the
+     * marker 'files_unsynced'. A mirror that starts with the marker set
+     * (killed during that render, or a power loss before its syncfs)
+     * renders every thread again: the files converge on a clean mirror's
+     * bytes. */
+    start(NULL);
+    struct posted p;
+    posted_init(&p, "unsynced", 20);
+    post_many(&p, 4000, 5);
+    const char *once[] = {"--once", NULL};
+    char clean[512], *err;
+    snprintf(mdir, sizeof(mdir), "%s/mirror-clean", node.dir);
+    snprintf(clean, sizeof(clean), "%s", mdir);
+    mirror_once(&err);
+    ck_assert_uint_eq(field(err, "rendered="), 20);
+    free(err);
+    ck_assert_uint_eq(db_meta("files_unsynced"), 0);
+
+    /* As a power loss would leave it: the marker set, the cursor and
+     * rendered_seq current. Nothing new arrives, everything is rendered. */
+    sql_exec("UPDATE meta SET value = '1' WHERE key = 'files_unsynced'");
+    mirror_once(&err);
+    ck_assert_msg(strstr(err, "may not be on disk"), "%.2000s", err);
+    ck_assert_uint_eq(field(err, "rendered="), 20);
+    ck_assert_uint_eq(field(err, "events="), 0);
+    free(err);
+    ck_assert_uint_eq(db_meta("files_unsynced"), 0);
+
+    /* SIGKILL once the render has written its first files. */
+    int landed = 0;
+    for (int round = 0; round < 20 && !landed; round++) {
+        snprintf(mdir, sizeof(mdir), "%s/mirror-kill%d", node.dir, round);
+        char tdir[600], tag[16];
+        snprintf(tdir, sizeof(tdir), "%s/threads", mdir);
+        snprintf(tag, sizeof(tag), "render%d", round);
+        pid_t m = cli_start("mirror", tag, once);
+        uint64_t end = ts_test_now_ms() + 60000;
+        while (count_files(tdir) < 1 + (size_t)round && waitpid(m, NULL, WNOHANG) == 0) {
+            ck_assert_msg(ts_test_now_ms() < end, "the mirror wrote no file");
+            usleep(100);
+        }
+        kill(m, SIGKILL);
+        waitpid(m, NULL, 0);
+        if (db_meta("files_unsynced") != 1)
+            continue; /* it had finished */
+        landed = 1;
+        ck_assert_uint_lt(count_files(tdir), 40);
+        mirror_once(&err);
+        ck_assert_uint_eq(field(err, "rendered="), 20);
+        free(err);
+        ck_assert_uint_eq(db_meta("files_unsynced"), 0);
+        ck_assert_uint_eq(count_files(tdir), 40);
+        for (size_t t = 0; t < p.n_threads; t++)
+            assert_same_files(clean, mdir, p.keys[t]);
+    }
+    ck_assert_msg(landed, "no kill landed inside the render");
+    posted_free(&p);
+}
+END_TEST
+
 /* ---- acceptance ------------------------------------------------------------------ */
 
 /* A child that posts to the threads of p until killed. */
@@ -1961,6 +2039,7 @@ int main(int argc, char **argv)
         tcase_add_test(tc, test_progress_on_terminal);
         tcase_add_test(tc, test_server_list_and_backoff);
         tcase_add_test(tc, test_killed_mid_sync_converges);
+        tcase_add_test(tc, test_unsynced_render_converges);
     }
     suite_add_tcase(s, tc);
     return ts_check_run(s);

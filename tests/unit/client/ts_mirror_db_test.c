@@ -3,7 +3,9 @@
  * the same transaction as the data (forced failure and a real crash in a
  * child process mid-transaction), groups of batches in one transaction
  * (a crash inside or between them, a failure, other writes ending them),
- * a thread's versions within one batch, snapshots, reads, the digest agreeing
+ * a thread's versions within one batch and across a group's batches, a bulk
+ * fill without the thread index (and a crash inside one), snapshots, reads,
+ * the digest agreeing
  * across different batchings of the same content, and replaced text gone
  * from the file's bytes.
  */
@@ -855,6 +857,178 @@ START_TEST(test_thread_versions_within_batch)
 }
 END_TEST
 
+/* A column of a row as another connection (the web stack) sees it:
+ * committed data only. -1 when there is no such row. */
+static int64_t committed_int(const char *sql)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    sqlite3 *s;
+    ck_assert_int_eq(sqlite3_open_v2(path, &s, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(s, sql, -1, &st, NULL), SQLITE_OK);
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(s);
+    return v;
+}
+
+static const char has_index_sql[] =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'comments_thread'";
+
+START_TEST(test_thread_versions_across_group)
+{
+    /* Inside a group a thread row is written once, at the end, with the
+     * highest version of all its batches; touched is as exact as with
+     * one upsert per batch, reads through the handle see the newest row,
+     * and other connections the old one until the group commits. */
+    struct ts_mirror_db *db = open_db();
+    struct batch b1;
+    first_batch(&b1); /* thread 1 v3 */
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+
+    Threadsync__Thread t5 = mk_thread(1, "site/2021/one", 5, 5);
+    Threadsync__Thread t9 = mk_thread(1, "site/2021/one", 9, 9);
+    Threadsync__Thread t7 = mk_thread(1, "site/2021/one", 7, 7);
+    Threadsync__Thread u1 = mk_thread(20, "site/twenty", 1, 1);
+    t9.title = "the newest title";
+    struct batch a, b, c;
+    batch_init(&a, 21);
+    batch_add(&a, 21, &t5, NULL);
+    batch_init(&b, 22);
+    batch_add(&b, 22, &t9, NULL);
+    batch_init(&c, 24);
+    batch_add(&c, 23, &t7, NULL);
+    batch_add(&c, 24, &u1, NULL);
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &a.ev, &touched), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, &touched), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &c.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 2);
+    ck_assert_int_eq(committed_int("SELECT version FROM threads WHERE id = 1"), 3);
+    struct ts_mirror_thread *mt;
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 1, &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.version, 9);
+    ck_assert_str_eq(mt->thread.title, "the newest title");
+    ts_mirror_thread_free(mt);
+    ck_assert(ts_mirror_db_group_is_open(db)); /* a read does not end it */
+    /* A thread first met after a read is still written at the end. */
+    Threadsync__Thread u2 = mk_thread(20, "site/twenty", 2, 2);
+    Threadsync__Thread v1 = mk_thread(30, "site/thirty", 1, 1);
+    struct batch d;
+    batch_init(&d, 26);
+    batch_add(&d, 25, &u2, NULL);
+    batch_add(&d, 26, &v1, NULL);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &d.ev, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 3);
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+    ck_assert_int_eq(committed_int("SELECT version FROM threads WHERE id = 1"), 9);
+    ck_assert_int_eq(committed_int("SELECT comment_count FROM threads WHERE id = 1"), 9);
+    ck_assert_int_eq(committed_int("SELECT version FROM threads WHERE id = 20"), 2);
+    ck_assert_int_eq(committed_int("SELECT version FROM threads WHERE id = 30"), 1);
+    ck_assert_uint_eq(committed_cursor(), 26);
+
+    /* A group of nothing newer than what is stored touches nothing. */
+    ts_mirror_touched_clear(&touched);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &a.ev, &touched), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &c.ev, &touched), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+    ck_assert_uint_eq(touched.n, 0);
+    ck_assert_int_eq(committed_int("SELECT version FROM threads WHERE id = 1"), 9);
+
+    /* A group that fails keeps none of its thread rows. */
+    Threadsync__Thread t12 = mk_thread(1, "site/2021/one", 12, 12);
+    t12.title = "never stored";
+    struct batch e, bad;
+    batch_init(&e, 40);
+    batch_add(&e, 40, &t12, NULL);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &e.ev, &touched), TS_OK);
+    second_batch(&bad, (Threadsync__Status)7);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &bad.ev, &touched), TS_E_IO);
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 1, &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.version, 9);
+    ck_assert_str_eq(mt->thread.title, "the newest title");
+    ts_mirror_thread_free(mt);
+
+    /* A key that changes (never seen in practice) is written too: between
+     * groups, and from one batch of a group to the next. */
+    Threadsync__Thread k13 = mk_thread(30, "site/renamed", 13, 1);
+    Threadsync__Thread k14 = mk_thread(30, "site/thirty", 14, 1);
+    Threadsync__Thread k15 = mk_thread(30, "site/final", 15, 1);
+    struct batch r1, r2, r3;
+    batch_init(&r1, 41);
+    batch_add(&r1, 41, &k13, NULL);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &r1.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_thread_by_key(db, "site/renamed", &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.id, 30);
+    ts_mirror_thread_free(mt);
+    batch_init(&r2, 42);
+    batch_add(&r2, 42, &k14, NULL);
+    batch_init(&r3, 43);
+    batch_add(&r3, 43, &k15, NULL);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &r2.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &r3.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_thread_by_key(db, "site/final", &mt), TS_OK);
+    ck_assert_uint_eq(mt->thread.version, 15);
+    ts_mirror_thread_free(mt);
+    ck_assert_int_eq(ts_mirror_db_thread_by_key(db, "site/renamed", &mt), TS_E_NOT_FOUND);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_bulk_fill)
+{
+    /* Without comments_thread during the fill, with it after, the same
+     * rows either way; a read by thread brings it back first. */
+    char r1[65], r6[65];
+    reference_digests(r1, r6);
+    struct ts_mirror_db *db = open_db();
+    ck_assert_int_eq(committed_int(has_index_sql), 1);
+    ck_assert_int_eq(ts_mirror_db_bulk_end(db), TS_OK); /* none: nothing */
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    ck_assert_int_eq(committed_int(has_index_sql), 0);
+    struct batch b1, b2, b3;
+    first_batch(&b1);
+    second_batch(&b2, THREADSYNC__STATUS__VISIBLE);
+    third_batch(&b3);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, NULL), TS_OK);
+    ck_assert_uint_eq(counts_of(db, 0).comments, 4); /* whole-mirror reads keep the fill */
+    ck_assert_int_eq(committed_int(has_index_sql), 0);
+    ck_assert_int_eq(ts_mirror_db_bulk_end(db), TS_OK); /* commits the group */
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    ck_assert_uint_eq(committed_cursor(), 40);
+    ck_assert_int_eq(committed_int(has_index_sql), 1);
+
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b3.ev, NULL), TS_OK);
+    char d1[65], d6[65];
+    ck_assert_int_eq(ts_mirror_db_digest(db, 1, d1), TS_OK); /* ends the fill */
+    ck_assert_int_eq(committed_int(has_index_sql), 1);
+    ck_assert_int_eq(ts_mirror_db_digest(db, 6, d6), TS_OK);
+    ck_assert_str_eq(d1, r1);
+    ck_assert_str_eq(d6, r6);
+
+    /* Killed during a fill: the next open builds the index again. */
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    ts_mirror_db_close(db);
+    ck_assert_int_eq(committed_int(has_index_sql), 0);
+    db = open_db();
+    ck_assert_int_eq(committed_int(has_index_sql), 1);
+    ck_assert_uint_eq(counts_of(db, 6).comments, 1);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
 START_TEST(test_snapshot_then_events)
 {
     struct ts_mirror_db *db = open_db();
@@ -949,6 +1123,48 @@ static void final_state(void)
     for (int i = 0; i < NC; i++)
         fin_p[i] = &fin_c[i];
 }
+
+START_TEST(test_snapshot_chunks_in_group)
+{
+    /* Chunks may share a group: nothing is visible to others until it
+     * commits, closing forgets the group's chunks (the cursor had not moved
+     * for them), and end commits the group before it moves the cursor. */
+    struct ts_mirror_db *db = open_db();
+    Threadsync__Thread t9 = mk_thread(9, "site/nine", 2, 2);
+    Threadsync__Comment c12 = mk_comment(12, 9, 0, THREADSYNC__STATUS__VISIBLE, "nine", 1);
+    Threadsync__Comment c14 = mk_comment(14, 9, 12, THREADSYNC__STATUS__VISIBLE, "reply", 1);
+    Threadsync__Thread *ths[] = {&t9};
+    Threadsync__Comment *c1[] = {&c12}, *c2[] = {&c14};
+    Threadsync__SnapshotChunk a = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    Threadsync__SnapshotChunk b = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    a.threads = ths;
+    a.n_threads = 1;
+    a.comments = c1;
+    a.n_comments = 1;
+    b.comments = c2;
+    b.n_comments = 1;
+    for (int round = 0; round < 2; round++) {
+        ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 50), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &a, NULL), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &b, NULL), TS_OK);
+        ck_assert(ts_mirror_db_group_is_open(db));
+        ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 0);
+        if (round == 0) { /* killed here */
+            ts_mirror_db_close(db);
+            db = open_db();
+            ck_assert_int_eq(committed_int("SELECT count(*) FROM threads"), 0);
+            ck_assert_uint_eq(cursor_of(db), 0);
+        }
+    }
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 50), TS_OK);
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 2);
+    ck_assert_int_eq(committed_int("SELECT version FROM threads WHERE id = 9"), 2);
+    ck_assert_uint_eq(committed_cursor(), 50);
+    ts_mirror_db_close(db);
+}
+END_TEST
 
 START_TEST(test_digest_same_across_batchings)
 {
@@ -1154,7 +1370,10 @@ int main(void)
     tcase_add_test(tc, test_group_ended_by_other_writes);
     tcase_add_test(tc, test_replaced_text_scrubbed_after_group);
     tcase_add_test(tc, test_thread_versions_within_batch);
+    tcase_add_test(tc, test_thread_versions_across_group);
+    tcase_add_test(tc, test_bulk_fill);
     tcase_add_test(tc, test_snapshot_then_events);
+    tcase_add_test(tc, test_snapshot_chunks_in_group);
     tcase_add_test(tc, test_digest_same_across_batchings);
     tcase_add_test(tc, test_foreach_and_counts);
     tcase_add_test(tc, test_touched_set);

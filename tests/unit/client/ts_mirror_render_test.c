@@ -491,7 +491,7 @@ START_TEST(test_batch_files)
     snprintf(mdir, sizeof(mdir), "%s/mirror", tmpdir); /* created by batch_new */
     snprintf(tdir, sizeof(tdir), "%s/threads", mdir);
     struct ts_mirror_render_batch *b;
-    ck_assert_int_eq(ts_mirror_render_batch_new(mdir, &b), TS_OK);
+    ck_assert_int_eq(ts_mirror_render_batch_new(mdir, 1, &b), TS_OK);
     ck_assert_int_eq(ts_mirror_render_batch_commit(b), TS_OK); /* empty: nothing */
 
     /* 40 threads in one batch: the same bytes as one at a time. */
@@ -547,7 +547,7 @@ START_TEST(test_batch_files)
     /* A rename that fails (the target is a directory): TS_E_IO, the files
      * before it are replaced, the rest keep their content, no temporary
      * stays, and the batch is empty and usable again. */
-    ck_assert_int_eq(ts_mirror_render_batch_new(mdir, &b), TS_OK);
+    ck_assert_int_eq(ts_mirror_render_batch_new(mdir, 1, &b), TS_OK);
     Threadsync__Thread blocked = mk_thread("blocked");
     snprintf(path, sizeof(path), "%s/blocked.json", tdir);
     ck_assert_int_eq(mkdir(path, 0755), 0);
@@ -576,6 +576,126 @@ START_TEST(test_batch_files)
 }
 END_TEST
 
+START_TEST(test_batch_unsynced)
+{
+    /* Not durable: each file is in place, whole, as soon as add returns
+     * (renamed over the old one, no temporary left), with the same bytes
+     * as a durable write; commit has nothing left to do, and
+     * ts_mirror_render_sync makes them all durable at once. */
+    char mdir[128], tdir[160], path[512], ref[128];
+    snprintf(mdir, sizeof(mdir), "%s/mirror", tmpdir);
+    snprintf(tdir, sizeof(tdir), "%s/threads", mdir);
+    snprintf(ref, sizeof(ref), "%s/ref", tmpdir);
+    struct ts_mirror_render_batch *b;
+    ck_assert_int_eq(ts_mirror_render_batch_new(mdir, 0, &b), TS_OK);
+    Threadsync__Comment c = mk(1, 0, THREADSYNC__STATUS__VISIBLE, "quick words");
+    const Threadsync__Comment *p[] = {&c};
+    Threadsync__Thread t = mk_thread("site/quick");
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            c.body = "replaced words";
+            c.version = 2;
+        }
+        ck_assert_int_eq(ts_mirror_render_batch_add(b, &t, p, 1), TS_OK);
+        ck_assert_int_eq(count_entries(tdir, ".tmp"), 0);
+        ck_assert_int_eq(count_entries(tdir, "site%2Fquick"), 2);
+        ck_assert_int_eq(ts_mirror_render_thread(ref, &t, p, 1), TS_OK);
+        for (int k = 0; k < 2; k++) {
+            const char *ext = k ? "json" : "html";
+            char r[512];
+            snprintf(path, sizeof(path), "%s/site%%2Fquick.%s", tdir, ext);
+            snprintf(r, sizeof(r), "%s/threads/site%%2Fquick.%s", ref, ext);
+            char *x = slurp(path), *y = slurp(r);
+            ck_assert_ptr_nonnull(strstr(x, c.body));
+            ck_assert_str_eq(x, y);
+            free(x);
+            free(y);
+            struct stat st;
+            ck_assert_int_eq(stat(path, &st), 0);
+            ck_assert_int_eq(st.st_mode & 0777, 0644);
+        }
+    }
+    ck_assert_int_eq(ts_mirror_render_batch_commit(b), TS_OK);
+    ts_mirror_render_batch_free(b); /* nothing to remove */
+    ck_assert_int_eq(count_entries(tdir, "site%2Fquick"), 2);
+    ck_assert_int_eq(ts_mirror_render_sync(mdir), TS_OK);
+    snprintf(path, sizeof(path), "%s/none", tmpdir);
+    ck_assert_int_eq(ts_mirror_render_sync(path), TS_E_IO);
+}
+END_TEST
+
+/* The inode number of the one entry of dir whose name contains needle. */
+static ino_t entry_ino(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    ino_t ino = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (strstr(e->d_name, needle)) {
+            ck_assert_uint_eq(ino, 0);
+            ino = e->d_ino;
+        }
+    closedir(d);
+    ck_assert_uint_ne(ino, 0);
+    return ino;
+}
+
+START_TEST(test_prepared_files)
+{
+    /* Temporaries created ahead (once per key) are the files a batch then
+     * writes: same inodes, 0644, the same bytes as without; the ones no
+     * batch took go with the prep. */
+    char mdir[128], tdir[160], path[512], ref[128];
+    snprintf(mdir, sizeof(mdir), "%s/mirror", tmpdir);
+    snprintf(tdir, sizeof(tdir), "%s/threads", mdir);
+    snprintf(ref, sizeof(ref), "%s/ref", tmpdir);
+    struct ts_mirror_render_prep *prep;
+    ck_assert_int_eq(ts_mirror_render_prep_new(mdir, &prep), TS_OK);
+    for (int i = 0; i < 100; i++) { /* grows the table past its first size */
+        char key[32];
+        snprintf(key, sizeof(key), "site/p%d", i);
+        ck_assert_int_eq(ts_mirror_render_prep_add(prep, key), TS_OK);
+    }
+    ck_assert_int_eq(ts_mirror_render_prep_add(prep, "site/p1"), TS_OK); /* again: nothing */
+    ck_assert_int_eq(count_entries(tdir, ".tmp."), 200);
+    ino_t json_ino = entry_ino(tdir, "site%2Fp1.json.tmp.");
+    ino_t html_ino = entry_ino(tdir, "site%2Fp1.html.tmp.");
+
+    for (int durable = 0; durable < 2; durable++) {
+        struct ts_mirror_render_batch *b;
+        ck_assert_int_eq(ts_mirror_render_batch_new(mdir, durable, &b), TS_OK);
+        ts_mirror_render_batch_set_prep(b, prep);
+        Threadsync__Comment c = mk(1, 0, THREADSYNC__STATUS__VISIBLE, "prepared words");
+        const Threadsync__Comment *p[] = {&c};
+        Threadsync__Thread t = mk_thread(durable ? "site/p2" : "site/p1");
+        ck_assert_int_eq(ts_mirror_render_batch_add(b, &t, p, 1), TS_OK);
+        ck_assert_int_eq(ts_mirror_render_batch_commit(b), TS_OK);
+        ts_mirror_render_batch_free(b);
+        ck_assert_int_eq(ts_mirror_render_thread(ref, &t, p, 1), TS_OK);
+        for (int k = 0; k < 2; k++) {
+            const char *ext = k ? "json" : "html";
+            char r[512];
+            snprintf(path, sizeof(path), "%s/site%%2Fp%d.%s", tdir, 1 + durable, ext);
+            snprintf(r, sizeof(r), "%s/threads/site%%2Fp%d.%s", ref, 1 + durable, ext);
+            char *x = slurp(path), *y = slurp(r);
+            ck_assert_str_eq(x, y);
+            free(x);
+            free(y);
+            struct stat st;
+            ck_assert_int_eq(stat(path, &st), 0);
+            ck_assert_int_eq(st.st_mode & 0777, 0644);
+            if (!durable)
+                ck_assert_uint_eq(st.st_ino, k ? json_ino : html_ino);
+        }
+    }
+    ck_assert_int_eq(count_entries(tdir, ".tmp."), 196);
+    ts_mirror_render_prep_free(prep);
+    ck_assert_int_eq(count_entries(tdir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(tdir, "site%2Fp"), 4);
+    ts_mirror_render_prep_free(NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ts_mirror_render");
@@ -590,6 +710,8 @@ int main(void)
     tcase_add_test(tc, test_file_names);
     tcase_add_test(tc, test_files_atomic);
     tcase_add_test(tc, test_batch_files);
+    tcase_add_test(tc, test_batch_unsynced);
+    tcase_add_test(tc, test_prepared_files);
     suite_add_tcase(s, tc);
     return ts_check_run(s);
 }
