@@ -50,6 +50,20 @@ static unsigned ephemeral_low(void)
     return lo;
 }
 
+/* 0 if port on 127.0.0.1 can be bound now (and is let go at once), else
+ * the errno. */
+static int bind_errno(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int err = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 ? 0 : errno;
+    close(fd);
+    return err;
+}
+
 uint16_t ts_test_free_port(void)
 {
     /* Below the ephemeral range: a port the kernel picked for us (bind to
@@ -64,15 +78,7 @@ uint16_t ts_test_free_port(void)
         hi = 65000, lo = 61000;
     for (int tries = 0; tries < 200; tries++) {
         uint16_t port = (uint16_t)(lo + (unsigned)rand_r(&seed) % (hi - lo));
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return 0;
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons(port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        close(fd);
-        if (ok)
+        if (bind_errno(port) == 0)
             return port;
     }
     return 0;
@@ -236,6 +242,35 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
     return TS_E_TIMEOUT;
 }
 
+/* spawn() for a node's first start. ts_test_free_port() checks a port and
+ * lets it go, so two tests running in parallel can be handed the same one
+ * and the second node to bind it exits at start. That, and only that (the
+ * node died at start and one of its ports is now held by someone else), is
+ * retried on a wiped data directory with new ports; any other failure is
+ * the test's. */
+static int spawn_fresh(struct ts_testnode *n, const char *const *extra)
+{
+    for (int attempt = 1;; attempt++) {
+        int rc = spawn(n, extra);
+        const char *colon = strrchr(n->addr, ':');
+        uint16_t client = colon ? (uint16_t)atoi(colon + 1) : 0;
+        if (rc != TS_E_IO || n->pid != 0 || attempt == 5 ||
+            !(bind_errno(n->raft_port) == EADDRINUSE ||
+              (client && bind_errno(client) == EADDRINUSE)))
+            return rc;
+        fprintf(stderr,
+                "ts_testnode: a port was taken by another process during start "
+                "(attempt %d), starting again on new ports\n",
+                attempt);
+        ts_test_rmtree(n->data_dir);
+        n->raft_port = ts_test_free_port();
+        client = ts_test_free_port();
+        if (!n->raft_port || !client)
+            return TS_E_IO;
+        snprintf(n->addr, sizeof(n->addr), "127.0.0.1:%u", client);
+    }
+}
+
 static int prepare(struct ts_testnode *n)
 {
     memset(n, 0, sizeof(*n));
@@ -260,7 +295,7 @@ int ts_testnode_start(struct ts_testnode *n, const char *const *extra)
     if (write_tokens(n) != 0)
         return TS_E_IO;
     snprintf(n->ca, sizeof(n->ca), "%s/ca.pem", n->data_dir);
-    return spawn(n, extra);
+    return spawn_fresh(n, extra);
 }
 
 int ts_test_gen_certs(const char *dir, const char *const *names)
@@ -315,7 +350,7 @@ int ts_testnode_start_member(struct ts_testnode *n, const struct ts_testnode *fi
     snprintf(n->ca, sizeof(n->ca), "%s/ca.pem", cert_dir);
     snprintf(n->cert, sizeof(n->cert), "%s/%s.pem", cert_dir, name);
     snprintf(n->key, sizeof(n->key), "%s/%s.key", cert_dir, name);
-    return spawn(n, extra);
+    return spawn_fresh(n, extra);
 }
 
 int ts_testnode_start_default(struct ts_testnode *n)
@@ -327,7 +362,7 @@ int ts_testnode_start_default(struct ts_testnode *n)
     snprintf(n->data_dir, sizeof(n->data_dir), "%s/threadsync-data", n->dir);
     snprintf(n->ca, sizeof(n->ca), "%s/ca.pem", n->data_dir);
     snprintf(n->token_file, sizeof(n->token_file), "%s/admin.token", n->data_dir);
-    rc = spawn(n, NULL);
+    rc = spawn_fresh(n, NULL);
     if (rc != TS_OK)
         return rc;
     FILE *f = fopen(n->token_file, "r");
