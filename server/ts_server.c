@@ -86,21 +86,27 @@ static int fsm_restore(void *arg, uint64_t index, const uint8_t *buf, size_t len
     return rc;
 }
 
-/* A token was granted or revoked (here or, replicated, on another node):
- * every open session re-checks its token now, so a revoked one is closed
- * as this node applies the revocation. */
-static void recheck_sessions(struct ts_server *srv)
+/* Every open session looks its token up again; one that no longer grants
+ * anything is closed now, idle or not. */
+static void recheck_all_sessions(struct ts_server *srv)
 {
-    uint64_t gen = ts_store_auth_generation(srv->store);
-    if (gen == srv->auth_gen)
-        return;
-    srv->auth_gen = gen;
     struct ts_session *s = srv->sessions;
     while (s) {
         struct ts_session *next = ts_session_next(s);
         ts_session_recheck_auth(s);
         s = next;
     }
+}
+
+/* A token was granted or revoked (here or, replicated, on another node):
+ * sessions re-check as this node applies the change. */
+static void recheck_sessions(struct ts_server *srv)
+{
+    uint64_t gen = ts_store_auth_generation(srv->store);
+    if (gen == srv->auth_gen)
+        return;
+    srv->auth_gen = gen;
+    recheck_all_sessions(srv);
 }
 
 static void on_applied(void *arg, uint64_t index)
@@ -514,6 +520,9 @@ int ts_server_reload(struct ts_server *srv, const struct ts_server_config *cfg)
         srv->cfg.tokens_file = cfg->tokens_file ? path : NULL;
         TS_INFO("event=reloaded heartbeat_ms=%u max_frame=%u tokens_file=%s tokens=%zu",
                 heartbeat_ms, max_frame, path, ts_auth_count(srv->auth));
+        /* a token taken out of the file ends its connections now, as a
+         * replicated revocation does */
+        recheck_all_sessions(srv);
     } else {
         /* ts_auth_load logged the file and line; the old table is in use */
         TS_ERROR("event=reload_tokens_failed path=%s error=%s tokens=%zu", path ? path : "-",

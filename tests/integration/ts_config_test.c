@@ -219,6 +219,58 @@ START_TEST(test_sighup_reloads_tokens_and_limits)
 }
 END_TEST
 
+/* A token taken out of the tokens file ends its idle connections at the
+ * reload, not at their next request. */
+START_TEST(test_sighup_removed_token_closes_idle_connection)
+{
+    const char *leaving = "ts_token_removed_while_connected_0123456789";
+    char *before = NULL;
+    const char *cat[] = {"/bin/cat", node.tokens, NULL};
+    ck_assert_int_eq(ts_test_run(cat, NULL, NULL, &before), 0);
+    ck_assert_ptr_nonnull(before);
+    char line[160];
+    token_line("reader", "leaving", leaving, line, sizeof(line));
+    write_text(node.tokens, line, "a");
+    ck_assert_int_eq(kill(node.pid, SIGHUP), 0);
+    uint64_t deadline = ts_test_now_ms() + 10000;
+    while (hello(leaving, NULL, NULL) != TS_OK && ts_test_now_ms() < deadline)
+        usleep(50000);
+
+    struct ts_raw *idle, *kept;
+    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &idle), TS_OK);
+    ck_assert_int_eq(ts_raw_hello(idle, leaving, NULL), TS_OK);
+    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &kept), TS_OK);
+    ck_assert_int_eq(ts_raw_hello(kept, node.reader_token, NULL), TS_OK);
+
+    write_text(node.tokens, before, "w");
+    free(before);
+    ck_assert_int_eq(kill(node.pid, SIGHUP), 0);
+
+    /* the idle connection sends nothing: what it receives is the node's
+     * doing (a heartbeat drop would close without this Error) */
+    Threadsync__Frame *in = NULL;
+    ck_assert_int_eq(ts_raw_recv_nonping(idle, 10000, &in), TS_OK);
+    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_ERROR);
+    ck_assert_int_eq(in->error->code, THREADSYNC__ERROR_CODE__UNAUTHENTICATED);
+    ts_frame_free(in);
+    ts_raw_close(idle);
+
+    /* the token is gone for new connections too; one still in the file
+     * keeps its connection */
+    ck_assert_int_eq(hello(leaving, NULL, NULL), THREADSYNC__ERROR_CODE__UNAUTHENTICATED);
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Ping p = THREADSYNC__PING__INIT;
+    p.nonce = 7;
+    f.msg_case = THREADSYNC__FRAME__MSG_PING;
+    f.ping = &p;
+    ck_assert_int_eq(ts_raw_send_frame(kept, &f), TS_OK);
+    ck_assert_int_eq(ts_raw_recv_nonping(kept, 10000, &in), TS_OK);
+    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_PONG);
+    ts_frame_free(in);
+    ts_raw_close(kept);
+}
+END_TEST
+
 static int check_config(const char *file, char **out)
 {
     char cmd[1200];
@@ -267,6 +319,7 @@ static Suite *config_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_runs_from_config_file);
     tcase_add_test(tc, test_sighup_reloads_tokens_and_limits);
+    tcase_add_test(tc, test_sighup_removed_token_closes_idle_connection);
     tcase_add_test(tc, test_check_config);
     suite_add_tcase(s, tc);
     return s;
