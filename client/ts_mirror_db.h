@@ -91,8 +91,9 @@ int ts_mirror_db_open(const char *dir, struct ts_mirror_db **out);
 
 /* Closes and frees db (NULL is fine). An open group is rolled back, as a
  * crash would leave it. An unfinished snapshot is forgotten;
- * its committed chunks stay (they are valid upserts) and the cursor is where
- * the last completed batch left it. */
+ * its committed chunks stay (they are valid upserts; staged comments, see
+ * the snapshot protocol, go) and the cursor is where the last completed
+ * batch left it. */
 void ts_mirror_db_close(struct ts_mirror_db *db);
 
 /* *seq (OUT): the stored cursor, 0 on a new mirror. TS_OK or TS_E_IO. */
@@ -145,11 +146,20 @@ int ts_mirror_db_bulk_end(struct ts_mirror_db *db);
  * the snapshot, so the next subscribe re-fetches it; chunk rows already
  * committed are harmless upserts. begin while a snapshot is open restarts
  * it (a new snapshot replaces an interrupted one). apply_chunk or end
- * without begin, or end with another seq: TS_E_INVALID_ARGUMENT. */
+ * without begin, or end with another seq: TS_E_INVALID_ARGUMENT.
+ * A snapshot begun during a bulk fill stages its comments instead (a
+ * TEMP table of this connection, appended to as chunks come) and end
+ * moves them into comments in id order, by version, in the transaction
+ * that sets the cursor: until end, reads do not see them, a crash or close
+ * forgets them, and touched gains their threads at end, not per chunk
+ * (thread rows are stored, and touched, per chunk either way). Outside a
+ * bulk fill comments are upserted per chunk. touched (may be NULL) as in
+ * apply_events. */
 int ts_mirror_db_snapshot_begin(struct ts_mirror_db *db, uint64_t seq);
 int ts_mirror_db_snapshot_apply_chunk(struct ts_mirror_db *db, const Threadsync__SnapshotChunk *c,
                                       struct ts_mirror_touched *touched);
-int ts_mirror_db_snapshot_end(struct ts_mirror_db *db, uint64_t seq);
+int ts_mirror_db_snapshot_end(struct ts_mirror_db *db, uint64_t seq,
+                              struct ts_mirror_touched *touched);
 
 /* A thread with its comments, read from the database and owned by the
  * caller (free with ts_mirror_thread_free()). Strings are NUL-terminated

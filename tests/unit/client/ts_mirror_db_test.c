@@ -1038,7 +1038,7 @@ START_TEST(test_snapshot_then_events)
 
     Threadsync__SnapshotChunk ch = THREADSYNC__SNAPSHOT_CHUNK__INIT;
     ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &ch, NULL), TS_E_INVALID_ARGUMENT);
-    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 100), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 100, NULL), TS_E_INVALID_ARGUMENT);
 
     ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 100), TS_OK);
     /* Chunk 1: thread 1 newer, thread 9 new, comment 2 edited (v2) and a
@@ -1066,9 +1066,9 @@ START_TEST(test_snapshot_then_events)
     ch2.comments = cms2;
     ch2.n_comments = 2;
     ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &ch2, &touched), TS_OK);
-    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 99), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 99, NULL), TS_E_INVALID_ARGUMENT);
     ck_assert_uint_eq(cursor_of(db), 10);
-    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 100), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 100, NULL), TS_OK);
     ck_assert_uint_eq(cursor_of(db), 100);
     ck_assert_uint_eq(touched.n, 2);
     ck_assert(ts_mirror_touched_has(&touched, 1));
@@ -1157,7 +1157,7 @@ START_TEST(test_snapshot_chunks_in_group)
             ck_assert_uint_eq(cursor_of(db), 0);
         }
     }
-    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 50), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 50, NULL), TS_OK);
     ck_assert(!ts_mirror_db_group_is_open(db));
     ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 2);
     ck_assert_int_eq(committed_int("SELECT version FROM threads WHERE id = 9"), 2);
@@ -1220,7 +1220,7 @@ START_TEST(test_digest_same_across_batchings)
     ch.comments = cms;
     ch.n_comments = 3;
     ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &ch, NULL), TS_OK);
-    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 30), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 30, NULL), TS_OK);
     batch_init(&x, 60);
     batch_add(&x, 31, &t_old, &fin_c[2]);
     batch_add(&x, 32, &t_old, &fin_c[4]);
@@ -1333,6 +1333,127 @@ START_TEST(test_settings)
 }
 END_TEST
 
+static Threadsync__SnapshotChunk mk_chunk(Threadsync__Thread **ths, size_t n_threads,
+                                          Threadsync__Comment **cms, size_t n_comments)
+{
+    Threadsync__SnapshotChunk ch = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+    ch.threads = ths;
+    ch.n_threads = n_threads;
+    ch.comments = cms;
+    ch.n_comments = n_comments;
+    return ch;
+}
+
+START_TEST(test_bulk_snapshot_staged)
+{
+    /* During a bulk fill a snapshot's comments, arriving thread by thread
+     * (ids out of order), are staged and stored only at its end; a close
+     * before the end forgets them with the cursor. */
+    struct ts_mirror_db *db = open_db();
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    Threadsync__Thread t2 = mk_thread(2, "two", 3, 2);
+    Threadsync__Thread t1 = mk_thread(1, "one", 4, 3);
+    Threadsync__Comment c5 = mk_comment(5, 2, 0, THREADSYNC__STATUS__VISIBLE, "five", 1);
+    Threadsync__Comment c8 = mk_comment(8, 2, 5, THREADSYNC__STATUS__HIDDEN, "eight", 2);
+    Threadsync__Comment c3 = mk_comment(3, 1, 0, THREADSYNC__STATUS__VISIBLE, "three", 1);
+    Threadsync__Comment c7 = mk_comment(7, 1, 3, THREADSYNC__STATUS__VISIBLE, "seven", 1);
+    Threadsync__Comment c4 = mk_comment(4, 1, 3, THREADSYNC__STATUS__VISIBLE, "four", 2);
+    Threadsync__Thread *tha[] = {&t2}, *thb[] = {&t1};
+    Threadsync__Comment *cma[] = {&c5, &c8}, *cmb[] = {&c3, &c7}, *cmc[] = {&c4};
+    Threadsync__SnapshotChunk a = mk_chunk(tha, 1, cma, 2);
+    Threadsync__SnapshotChunk b = mk_chunk(thb, 1, cmb, 2);
+    Threadsync__SnapshotChunk c = mk_chunk(NULL, 0, cmc, 1);
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+
+    ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 40), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &a, &touched), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &b, &touched), TS_OK);
+    ck_assert_uint_eq(counts_of(db, 0).threads, 2);
+    ck_assert_uint_eq(counts_of(db, 0).comments, 0);
+    ts_mirror_db_close(db);
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 0);
+    ck_assert_int_eq(committed_int("SELECT value FROM meta WHERE key = 'last_seq'"), 0);
+
+    /* Again, to the end, with a restart: what the first begin staged goes. */
+    db = open_db();
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 40), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &c, NULL), TS_OK);
+    ts_mirror_touched_clear(&touched);
+    ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 50), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &a, &touched), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &b, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 0); /* the thread rows stored before: unchanged */
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 50, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 2);
+    ck_assert(ts_mirror_touched_has(&touched, 1));
+    ck_assert(ts_mirror_touched_has(&touched, 2));
+    ck_assert_uint_eq(cursor_of(db), 50);
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 4);
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments WHERE id = 4"), 0);
+    ck_assert_int_eq(committed_int("SELECT thread_id * 100 + parent_id FROM comments "
+                                   "WHERE id = 8 AND status = 'HIDDEN' AND version = 2 "
+                                   "AND body = '' AND author_name = ''"),
+                     205);
+    char *body = body_of(db, 1, 7);
+    ck_assert_str_eq(body, "seven");
+    free(body);
+    ck_assert_uint_eq(counts_of(db, 1).comments, 2);
+    ck_assert_uint_eq(counts_of(db, 2).visible, 1);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
+START_TEST(test_bulk_snapshot_keeps_newer_rows)
+{
+    /* A staged snapshot meets rows already stored (a fill after a filter
+     * change): a stored version higher or equal wins, and touched holds
+     * exactly the threads whose rows changed. */
+    struct ts_mirror_db *db = open_db();
+    struct batch b;
+    first_batch(&b); /* cursor 10, thread 1 v3, comments 2,3 v1 */
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+    Threadsync__Comment c2v5 = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "newest", 5);
+    struct batch b2;
+    batch_init(&b2, 11);
+    batch_add(&b2, 11, NULL, &c2v5);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, NULL), TS_OK);
+
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_snapshot_begin(db, 60), TS_OK);
+    /* Thread 1 as stored (v3), comment 2 older than stored, comment 3 the
+     * same version with other text; thread 6 new with comment 9. */
+    Threadsync__Thread t1 = mk_thread(1, "site/2021/one", 3, 2);
+    Threadsync__Thread t6 = mk_thread(6, "six", 1, 1);
+    Threadsync__Comment c2 = mk_comment(2, 1, 0, THREADSYNC__STATUS__VISIBLE, "older", 4);
+    Threadsync__Comment c3 = mk_comment(3, 1, 2, THREADSYNC__STATUS__VISIBLE, "same v", 1);
+    Threadsync__Comment c9 = mk_comment(9, 6, 0, THREADSYNC__STATUS__VISIBLE, "nine", 1);
+    Threadsync__Thread *ths[] = {&t6, &t1};
+    Threadsync__Comment *cms[] = {&c9, &c3, &c2};
+    Threadsync__SnapshotChunk ch = mk_chunk(ths, 2, cms, 3);
+    struct ts_mirror_touched touched = TS_MIRROR_TOUCHED_INIT;
+    ck_assert_int_eq(ts_mirror_db_snapshot_apply_chunk(db, &ch, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 1); /* thread 6's row */
+    ts_mirror_touched_clear(&touched);
+    ck_assert_int_eq(ts_mirror_db_snapshot_end(db, 60, &touched), TS_OK);
+    ck_assert_uint_eq(touched.n, 1);
+    ck_assert(ts_mirror_touched_has(&touched, 6));
+    ck_assert_int_eq(committed_int("SELECT version FROM comments WHERE id = 2"), 5);
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments WHERE id = 3 AND body = 'reply'"),
+                     1);
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 3);
+    char *body = body_of(db, 1, 2);
+    ck_assert_str_eq(body, "newest");
+    free(body);
+    ck_assert_uint_eq(cursor_of(db), 60);
+    ts_mirror_touched_free(&touched);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
 START_TEST(test_touched_set)
 {
     struct ts_mirror_touched t = TS_MIRROR_TOUCHED_INIT;
@@ -1374,6 +1495,8 @@ int main(void)
     tcase_add_test(tc, test_bulk_fill);
     tcase_add_test(tc, test_snapshot_then_events);
     tcase_add_test(tc, test_snapshot_chunks_in_group);
+    tcase_add_test(tc, test_bulk_snapshot_staged);
+    tcase_add_test(tc, test_bulk_snapshot_keeps_newer_rows);
     tcase_add_test(tc, test_digest_same_across_batchings);
     tcase_add_test(tc, test_foreach_and_counts);
     tcase_add_test(tc, test_touched_set);
