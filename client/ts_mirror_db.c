@@ -9,6 +9,10 @@
  * repeated row is a no-op that sqlite3_changes() reports as 0, which is how
  * touched stays exact. A thread's stored version is read first (once per
  * transaction, see defer_thread), and only a newer one is written.
+ * A snapshot during a bulk fill stages its comments in the TEMP table
+ * ts_snap_stage and moves them in one sorted INSERT ... SELECT at its end
+ * (see snapshot_apply_chunk); touched is then read from the stage by the
+ * same version rule before the move.
  */
 #include "ts_mirror_db.h"
 
