@@ -242,6 +242,15 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
     return TS_E_TIMEOUT;
 }
 
+/* A raft port and a client address of its own for n. */
+static int pick_ports(struct ts_testnode *n)
+{
+    n->raft_port = ts_test_free_port();
+    uint16_t client_port = ts_test_free_port();
+    snprintf(n->addr, sizeof(n->addr), "127.0.0.1:%u", client_port);
+    return n->raft_port && client_port ? TS_OK : TS_E_IO;
+}
+
 /* spawn() for a node's first start. ts_test_free_port() checks a port and
  * lets it go, so two tests running in parallel can be handed the same one
  * and the second node to bind it exits at start. That, and only that (the
@@ -252,8 +261,10 @@ static int spawn_fresh(struct ts_testnode *n, const char *const *extra)
 {
     for (int attempt = 1;; attempt++) {
         int rc = spawn(n, extra);
-        const char *colon = strrchr(n->addr, ':');
-        uint16_t client = colon ? (uint16_t)atoi(colon + 1) : 0;
+        char host[64];
+        uint16_t client = 0;
+        if (ts_addr_parse(n->addr, host, sizeof(host), &client) != TS_OK)
+            client = 0;
         if (rc != TS_E_IO || n->pid != 0 || attempt == 5 ||
             !(bind_errno(n->raft_port) == EADDRINUSE ||
               (client && bind_errno(client) == EADDRINUSE)))
@@ -263,11 +274,8 @@ static int spawn_fresh(struct ts_testnode *n, const char *const *extra)
                 "(attempt %d), starting again on new ports\n",
                 attempt);
         ts_test_rmtree(n->data_dir);
-        n->raft_port = ts_test_free_port();
-        client = ts_test_free_port();
-        if (!n->raft_port || !client)
-            return TS_E_IO;
-        snprintf(n->addr, sizeof(n->addr), "127.0.0.1:%u", client);
+        if ((rc = pick_ports(n)) != TS_OK)
+            return rc;
     }
 }
 
@@ -281,10 +289,7 @@ static int prepare(struct ts_testnode *n)
     snprintf(n->data_dir, sizeof(n->data_dir), "%s/data", n->dir);
     snprintf(n->tokens, sizeof(n->tokens), "%s/tokens", n->dir);
     snprintf(n->token_file, sizeof(n->token_file), "%s/admin.token", n->dir);
-    n->raft_port = ts_test_free_port();
-    uint16_t client_port = ts_test_free_port();
-    snprintf(n->addr, sizeof(n->addr), "127.0.0.1:%u", client_port);
-    return n->raft_port && client_port ? TS_OK : TS_E_IO;
+    return pick_ports(n);
 }
 
 int ts_testnode_start(struct ts_testnode *n, const char *const *extra)
