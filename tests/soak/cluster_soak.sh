@@ -24,9 +24,9 @@ set -euo pipefail
 build=$(cd "${1:?usage: $0 BUILD_DIR [COUNT]}" && pwd)
 count=${2:-5000}
 src=$(cd "$(dirname "$0")/../.." && pwd)
-threadsyncd=$build/server/threadsyncd
-threadsync=$build/client/threadsync
-soak=$build/tests/ts_soak_client
+threadsyncd=$build/threadsyncd
+threadsync=$build/threadsync
+soak=$build/tests/soak/ts_soak_client
 for b in "$threadsyncd" "$threadsync" "$soak"; do
     [[ -x $b ]] || { echo "soak: $b missing: build first" >&2; exit 2; }
 done
