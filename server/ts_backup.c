@@ -19,7 +19,7 @@
 #include "ts_hex.h"
 #include "ts_log.h"
 #include "ts_repl.h"
-#include "ts_server_int.h"
+#include "ts_server.h"
 #include "ts_stats.h"
 #include "ts_store.h"
 
@@ -104,7 +104,7 @@ static int send_counted(struct ts_link *conn, struct ts_server *srv, const Threa
 {
     int rc = ts_link_send_frame(conn, f);
     if (rc == TS_OK)
-        ts_stats_frame_out(srv->stats, f);
+        ts_stats_frame_out(ts_server_stats(srv), f);
     return rc;
 }
 
@@ -120,7 +120,7 @@ static void send_error(struct ts_server *srv, struct ts_link *conn, uint64_t req
     f.msg_case = THREADSYNC__FRAME__MSG_ERROR;
     f.error = &e;
     send_counted(conn, srv, &f);
-    ts_stats_error(srv->stats, code);
+    ts_stats_error(ts_server_stats(srv), code);
 }
 
 void ts_backup_free(struct ts_backup *b)
@@ -189,7 +189,7 @@ static int pump(struct ts_backup *b)
         b->off += n;
     }
     send_result(b);
-    ts_stats_backup_done(b->srv->stats, b->total);
+    ts_stats_backup_done(ts_server_stats(b->srv), b->total);
     TS_INFO("conn=%llu peer=%s role=admin event=backup_done seq=%llu bytes=%llu threads=%llu "
             "comments=%llu",
             (unsigned long long)ts_link_id(b->conn), ts_link_peer(b->conn),
@@ -208,15 +208,16 @@ void ts_backup_drained(struct ts_backup **slot)
 
 static void answer_digest(struct ts_server *srv, struct ts_link *conn, uint64_t request_id)
 {
+    struct ts_store *store = ts_server_store(srv);
     char digest[65];
-    ts_store_digest(srv->store, digest);
+    ts_store_digest(store, digest);
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Result r = THREADSYNC__RESULT__INIT;
     Threadsync__StateDigestResult dr = THREADSYNC__STATE_DIGEST_RESULT__INIT;
-    dr.seq = ts_store_last_index(srv->store);
+    dr.seq = ts_store_last_index(store);
     dr.digest = digest;
-    dr.threads = ts_store_thread_count(srv->store);
-    dr.comments = ts_store_comment_count(srv->store);
+    dr.threads = ts_store_thread_count(store);
+    dr.comments = ts_store_comment_count(store);
     r.request_id = request_id;
     r.body_case = THREADSYNC__RESULT__BODY_STATE_DIGEST;
     r.state_digest = &dr;
@@ -238,9 +239,10 @@ static void start_backup(struct ts_server *srv, struct ts_link *conn, const Thre
                    "a backup is already streaming on this connection");
         return;
     }
+    struct ts_store *store = ts_server_store(srv);
     struct ts_backup *b = calloc(1, sizeof(*b));
     if (!b || !(b->scratch = malloc(chunk)) ||
-        ts_store_snapshot(srv->store, &b->snap, &b->snap_len) != TS_OK) {
+        ts_store_snapshot(store, &b->snap, &b->snap_len) != TS_OK) {
         ts_backup_free(b);
         send_error(srv, conn, req->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
         return;
@@ -249,10 +251,10 @@ static void start_backup(struct ts_server *srv, struct ts_link *conn, const Thre
     b->conn = conn;
     b->request_id = req->request_id;
     b->chunk = chunk;
-    b->seq = ts_store_last_index(srv->store);
-    b->threads = ts_store_thread_count(srv->store);
-    b->comments = ts_store_comment_count(srv->store);
-    ts_store_digest(srv->store, b->state_digest);
+    b->seq = ts_store_last_index(store);
+    b->threads = ts_store_thread_count(store);
+    b->comments = ts_store_comment_count(store);
+    ts_store_digest(store, b->state_digest);
     ts_backup_header(b->header, b->seq, b->snap, b->snap_len);
     b->total = TS_BACKUP_HEADER + (uint64_t)b->snap_len;
     uint8_t md[32];

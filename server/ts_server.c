@@ -673,3 +673,38 @@ int ts_server_failed(const struct ts_server *srv)
 {
     return srv && srv->failed;
 }
+
+uv_loop_t *ts_server_loop(const struct ts_server *srv)
+{
+    return srv->loop;
+}
+
+struct ts_store *ts_server_store(const struct ts_server *srv)
+{
+    return srv->store;
+}
+
+struct ts_evlog *ts_server_evlog(const struct ts_server *srv)
+{
+    return srv->evlog;
+}
+
+struct ts_repl *ts_server_repl(const struct ts_server *srv)
+{
+    return srv->repl;
+}
+
+struct ts_stats *ts_server_stats(const struct ts_server *srv)
+{
+    return srv->stats;
+}
+
+struct ts_session *ts_server_sessions(const struct ts_server *srv)
+{
+    return srv->sessions;
+}
+
+int ts_server_stopping(const struct ts_server *srv)
+{
+    return srv->stopping;
+}

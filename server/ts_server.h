@@ -100,4 +100,18 @@ const char *ts_server_address(const struct ts_server *srv);
  * (a join that was refused or timed out): the process should exit non-zero. */
 int ts_server_failed(const struct ts_server *srv);
 
+/* Read-only views for the node's observers (ts_stats, ts_backup), so they
+ * need not see struct ts_server (internal/ts_server_int.h). Each returns a
+ * borrowed pointer, NULL while that part is not up (before start, after
+ * stop): callers check. */
+uv_loop_t *ts_server_loop(const struct ts_server *srv);
+struct ts_store *ts_server_store(const struct ts_server *srv);
+struct ts_evlog *ts_server_evlog(const struct ts_server *srv);
+struct ts_repl *ts_server_repl(const struct ts_server *srv);
+struct ts_stats *ts_server_stats(const struct ts_server *srv);
+/* The first open session (ts_session_next walks on), NULL when none. */
+struct ts_session *ts_server_sessions(const struct ts_server *srv);
+/* 1 once ts_server_stop has begun. */
+int ts_server_stopping(const struct ts_server *srv);
+
 #endif

@@ -21,7 +21,7 @@
 #include "ts_log.h"
 #include "ts_metrics.h"
 #include "ts_repl.h"
-#include "ts_server_int.h"
+#include "ts_server.h"
 #include "ts_session.h"
 #include "ts_store.h"
 
@@ -169,10 +169,11 @@ struct ts_metrics *ts_stats_registry(struct ts_stats *st)
 static void sample_sessions(struct ts_stats *st)
 {
     struct ts_server *srv = st->srv;
+    struct ts_evlog *evlog = ts_server_evlog(srv);
     double conns[N_ROLES] = {0}, subs[N_ROLES] = {0};
-    uint64_t head = srv->evlog ? ts_evlog_last_seq(srv->evlog) : 0, max_lag = 0;
+    uint64_t head = evlog ? ts_evlog_last_seq(evlog) : 0, max_lag = 0;
     ts_metric_clear(st->lag);
-    for (struct ts_session *s = srv->sessions; s; s = ts_session_next(s)) {
+    for (struct ts_session *s = ts_server_sessions(srv); s; s = ts_session_next(s)) {
         int role = ts_session_role(s);
         size_t r = role >= 0 && (size_t)role < N_ROLES ? (size_t)role : 0;
         conns[r]++;
@@ -195,10 +196,12 @@ static void sample_sessions(struct ts_stats *st)
 static void sample_state(struct ts_stats *st)
 {
     struct ts_server *srv = st->srv;
+    struct ts_store *store = ts_server_store(srv);
+    struct ts_evlog *evlog = ts_server_evlog(srv);
     struct ts_repl_status rs;
     memset(&rs, 0, sizeof(rs));
-    if (srv->repl)
-        ts_repl_get_status(srv->repl, &rs);
+    if (ts_server_repl(srv))
+        ts_repl_get_status(ts_server_repl(srv), &rs);
     ts_metric_set(st->term, NULL, (double)rs.term);
     ts_metric_set(st->commit, NULL, (double)rs.commit_index);
     ts_metric_set(st->applied, NULL, (double)rs.applied_index);
@@ -211,16 +214,16 @@ static void sample_state(struct ts_stats *st)
     }
     if (rs.snapshot_bytes)
         ts_metric_set(st->snapshot_bytes, NULL, (double)rs.snapshot_bytes);
-    if (srv->store) {
-        ts_metric_set(st->threads, NULL, (double)ts_store_thread_count(srv->store));
-        ts_metric_set(st->comments, NULL, (double)ts_store_comment_count(srv->store));
-        ts_metric_set(st->last_seq, NULL, (double)ts_store_last_index(srv->store));
-        ts_metric_set(st->store_bytes, NULL, (double)ts_store_memory(srv->store));
+    if (store) {
+        ts_metric_set(st->threads, NULL, (double)ts_store_thread_count(store));
+        ts_metric_set(st->comments, NULL, (double)ts_store_comment_count(store));
+        ts_metric_set(st->last_seq, NULL, (double)ts_store_last_index(store));
+        ts_metric_set(st->store_bytes, NULL, (double)ts_store_memory(store));
     }
-    if (srv->evlog) {
+    if (evlog) {
         ts_metric_set(st->evlog_events, NULL,
-                      (double)(ts_evlog_end_pos(srv->evlog) - ts_evlog_first_pos(srv->evlog)));
-        ts_metric_set(st->evlog_bytes, NULL, (double)ts_evlog_memory(srv->evlog));
+                      (double)(ts_evlog_end_pos(evlog) - ts_evlog_first_pos(evlog)));
+        ts_metric_set(st->evlog_bytes, NULL, (double)ts_evlog_memory(evlog));
     }
     ts_metric_set(st->healthy, NULL, ts_stats_healthy(st, NULL, 0));
 }
@@ -236,12 +239,12 @@ int ts_stats_healthy(const struct ts_stats *st, char *why, size_t n)
 {
     const struct ts_server *srv = st->srv;
     struct ts_repl_status rs;
-    if (srv->stopping || !srv->repl) {
+    if (ts_server_stopping(srv) || !ts_server_repl(srv)) {
         if (why)
             snprintf(why, n, "stopping");
         return 0;
     }
-    ts_repl_get_status(srv->repl, &rs);
+    ts_repl_get_status(ts_server_repl(srv), &rs);
     if (rs.leader_id == 0) {
         if (why)
             snprintf(why, n, "no leader known (term %llu)", (unsigned long long)rs.term);
@@ -295,7 +298,7 @@ static void on_http(void *arg, const struct ts_http_request *req, struct ts_http
 
 int ts_stats_listen(struct ts_stats *st, const char *addr)
 {
-    int rc = ts_httpd_start(st->srv->loop, addr, on_http, st, &st->http);
+    int rc = ts_httpd_start(ts_server_loop(st->srv), addr, on_http, st, &st->http);
     if (rc == TS_OK)
         TS_INFO("event=metrics_listen addr=%s", ts_httpd_address(st->http));
     return rc;
@@ -391,7 +394,7 @@ void ts_stats_applied(struct ts_stats *st)
     if (!st)
         return;
     ts_metric_add(st->entries, NULL, 1);
-    uint64_t end = ts_evlog_end_pos(st->srv->evlog);
+    uint64_t end = ts_evlog_end_pos(ts_server_evlog(st->srv));
     if (end > st->last_end_pos)
         ts_metric_add(st->events, NULL, (double)(end - st->last_end_pos));
     st->last_end_pos = end;
@@ -403,7 +406,7 @@ void ts_stats_restored(struct ts_stats *st)
         return;
     ts_metric_add(st->restores, NULL, 1);
     /* a reset skips a position: that is not an event */
-    st->last_end_pos = ts_evlog_end_pos(st->srv->evlog);
+    st->last_end_pos = ts_evlog_end_pos(ts_server_evlog(st->srv));
 }
 
 void ts_stats_backup_done(struct ts_stats *st, uint64_t bytes)

@@ -1,5 +1,10 @@
 /*
- * ts_server's insides, shared with ts_session only.
+ * ts_server's insides: struct ts_server, shared with ts_session and the
+ * request handlers split out of it (ts_req_read, ts_req_write,
+ * ts_req_admin), and with no other module. Observers (ts_stats, ts_backup)
+ * read the server through the accessors in ts_server.h instead, so the
+ * server's header graph has no cycle. PRIVATE to the server core
+ * (server/internal/).
  */
 #ifndef TS_SERVER_INT_H
 #define TS_SERVER_INT_H
