@@ -50,7 +50,7 @@ cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTS_SANITIZE=OFF -DTS_W
     { cat "$BUILD/bench-cmake.log"; exit 1; }
 cmake --build "$BUILD" -j"$(nproc)" --target threadsyncd threadsync ts_loadgen >"$BUILD/bench-build.log" 2>&1 ||
     { tail -40 "$BUILD/bench-build.log"; exit 1; }
-SERVERD=$BUILD/server/threadsyncd
+SERVERD=$BUILD/threadsyncd
 LOADGEN=$BUILD/bench/ts_loadgen
 
 SCRATCH=$(mktemp -d /tmp/tsbench.XXXXXX)
@@ -155,7 +155,7 @@ lg() {
 # own timing line (THREADSYNC_MIRROR_TIMING: CPU seconds per phase) and a
 # JSON line like lg does.
 mirror_hook() {
-    local cli=$BUILD/client/threadsync dir=$SCRATCH/mirror comments
+    local cli=$BUILD/threadsync dir=$SCRATCH/mirror comments
     rm -rf "$dir"
     local t0 t1 load
     load=$(cat /proc/loadavg)

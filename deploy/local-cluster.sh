@@ -14,7 +14,7 @@
 # start; nodes 2 and 3 join it (threadsyncd --join), one after the other. Later
 # starts find the membership on disk and just start. rm -rf DIR starts afresh.
 #
-# Environment: THREADSYNCD (the binary; default build/server/threadsyncd next
+# Environment: THREADSYNCD (the binary; default build/threadsyncd next
 # to this script's source tree), BASE_PORT (default 7420).
 # The flags below are the configuration (loopback, ports from BASE_PORT);
 # deploy/cluster/nodeN.conf are the same three nodes as config files for
@@ -31,7 +31,7 @@ fi
 [[ $# -le 1 ]] || { echo "usage: $0 [start|stop|status] [DIR]" >&2; exit 2; }
 dir=${1:-threadsync-cluster}
 base=${BASE_PORT:-7420}
-bin=${THREADSYNCD:-$src/build/server/threadsyncd}
+bin=${THREADSYNCD:-$src/build/threadsyncd}
 nodes=(1 2 3)
 
 die() {

@@ -8,4 +8,4 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 "$src/deploy/install-deps.sh"
 cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$src/build" -j"$(nproc)" --target threadsyncd threadsync >/dev/null
-exec "$src/build/server/threadsyncd" "$@"
+exec "$src/build/threadsyncd" "$@"

@@ -324,7 +324,7 @@ static void print_first_start(const struct ts_server *srv)
             "  admin.token   admin token (keep secret; tokens lists token hashes)\n"
             "Post from this directory with:\n"
             "  threadsync post --thread demo/hello --name Ann --body 'First!'\n"
-            "(or: build/client/threadsync ..., with --server %s --ca %s/ca.pem"
+            "(or: build/threadsync ..., with --server %s --ca %s/ca.pem"
             " --token-file %s/admin.token from elsewhere)\n\n",
             srv->data_dir, srv->bound, srv->data_dir, srv->data_dir);
 }
