@@ -335,7 +335,7 @@ void ts_req_admin_cluster(struct ts_session *s, const Threadsync__Frame *f)
     cr.n_nodes = n;
     cr.leader_id = ts_repl_leader_id(s->srv->repl);
     cr.node_id = s->srv->cfg.node_id;
-    cr.applied_seq = ts_store_last_index(s->srv->store);
+    cr.applied_seq = ts_store_seq(s->srv->store);
     r.request_id = c->request_id;
     r.body_case = THREADSYNC__RESULT__BODY_CLUSTER;
     r.cluster = &cr;

@@ -173,9 +173,9 @@ static int make_edit_key(char key[2 * TS_REQ_EDIT_KEY_BYTES + 1], uint8_t hash[3
 void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Post *p = f->post;
-    const char *field;
-    if (ts_valid_post(p, &field) != TS_OK) {
-        ts__session_error(s, p->request_id, TS_E_INVALID_ARGUMENT, field, NULL);
+    struct ts_valid_err err;
+    if (ts_valid_post(p, &err) != TS_OK) {
+        ts__session_error(s, p->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     if (!ts_repl_is_leader(s->srv->repl)) {
@@ -268,10 +268,10 @@ static void comment_change(struct ts_session *s, uint64_t rid, uint64_t comment_
         ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "edit_key", NULL);
         return;
     }
-    size_t body_len = body ? strlen(body) : 0;
+    struct ts_valid_err err;
     if (kind == THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT &&
-        (!body_len || body_len > TS_BODY_MAX || !ts_valid_text(body, body_len, 1))) {
-        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "body", NULL);
+        ts_valid_field(TS_VALID_BODY, body, body ? strlen(body) : 0, &err) != TS_OK) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     uint8_t hash[32];
@@ -324,8 +324,9 @@ void ts_req_write_delete(struct ts_session *s, const Threadsync__Frame *f)
 void ts_req_write_moderate_thread(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__ModerateThread *m = f->moderate_thread;
-    if (ts_valid_thread_key(m->thread_key) != TS_OK) {
-        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "thread_key", NULL);
+    struct ts_valid_err err;
+    if (ts_valid_thread_key(m->thread_key, &err) != TS_OK) {
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     if (m->action < THREADSYNC__THREAD_ACTION__THREAD_LOCK ||
@@ -360,9 +361,10 @@ static void answer_ban(struct ts_session *s, const struct ts_req_write *w,
 void ts_req_write_ban(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__BanAuthor *b = f->ban_author;
-    size_t len = b->author ? strlen(b->author) : 0;
-    if (!len || len > TS_AUTHOR_EMAIL_MAX || !ts_valid_text(b->author, len, 0)) {
-        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, "author", NULL);
+    struct ts_valid_err err;
+    if (ts_valid_field(TS_VALID_BAN_AUTHOR, b->author, b->author ? strlen(b->author) : 0, &err) !=
+        TS_OK) {
+        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     if (b->duration_ms > (uint64_t)TS_STORE_BAN_MAX_MS) {

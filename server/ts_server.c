@@ -82,7 +82,7 @@ static int fsm_restore(void *arg, uint64_t index, const uint8_t *buf, size_t len
     struct ts_server *srv = arg;
     int rc = ts_store_restore(srv->store, buf, len);
     if (rc == TS_OK) /* the log's events no longer describe the store */
-        ts_evlog_reset(srv->evlog, ts_store_last_index(srv->store));
+        ts_evlog_reset(srv->evlog, ts_store_seq(srv->store));
     return rc;
 }
 

@@ -35,6 +35,7 @@
 #include "ts_session_int.h"
 #include "ts_stats.h"
 #include "ts_store.h"
+#include "ts_valid.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,7 +227,15 @@ void ts_session_recheck_auth(struct ts_session *s)
 
 /* ---- Hello ---- */
 
-static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int status)
+/* A string the decoder refused (ill-formed UTF-8 or a NUL): the error
+ * names the field and says what it must be. */
+static void encoding_message(char *out, size_t len, const char *field)
+{
+    snprintf(out, len, "%s must be well-formed UTF-8 without NUL", field);
+}
+
+static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int status,
+                         const char *bad_field)
 {
     uint32_t max = h->max_version ? h->max_version : h->min_version;
     if (h->min_version > TS_PROTOCOL_VERSION || max < TS_PROTOCOL_VERSION) {
@@ -237,6 +246,18 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
         ts__session_error_retry(s, 0, TS_E_RATE_LIMITED, NULL,
                                 "too many connections from this address", CONN_RETRY_MS);
         ts_session_close(s, TS_E_RATE_LIMITED);
+        return;
+    }
+    /* A malformed Hello string is the client's bug, not a bad token: say
+     * which one, so its author can fix it. */
+    struct ts_valid_err err;
+    if (status != TS_OK && bad_field) {
+        err.field = bad_field;
+        encoding_message(err.message, sizeof(err.message), bad_field);
+    }
+    if ((status != TS_OK && bad_field) || ts_valid_hello(h, &err) != TS_OK) {
+        ts__session_error(s, 0, TS_E_INVALID_ARGUMENT, err.field, err.message);
+        ts_session_close(s, TS_E_INVALID_ARGUMENT);
         return;
     }
     int role;
@@ -259,7 +280,7 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
     w.node_id = s->srv->cfg.node_id;
     w.role = (Threadsync__Role)role;
     w.leader_address = (char *)ts_repl_leader_client_address(s->srv->repl);
-    w.last_seq = ts_store_last_index(s->srv->store);
+    w.last_seq = ts_store_seq(s->srv->store);
     w.max_frame = s->srv->cfg.max_frame;
     w.heartbeat_ms = s->srv->cfg.heartbeat_ms;
     w.server_name = "threadsyncd/" TS_VERSION;
@@ -313,8 +334,11 @@ static void request(struct ts_session *s, const Threadsync__Frame *f, int status
     uint64_t rid = ts_frame_request_id(f);
     if (rid == 0)
         ts__session_error(s, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
-    else if (status != TS_OK)
-        ts__session_error(s, rid, status, bad_field, NULL);
+    else if (status != TS_OK) {
+        char msg[96];
+        encoding_message(msg, sizeof(msg), bad_field ? bad_field : "every string");
+        ts__session_error(s, rid, status, bad_field, msg);
+    }
     else if (reauth(s) && ts__session_allowed(s, rid, requests[f->msg_case].least))
         requests[f->msg_case].handle(s, f);
 }
@@ -332,7 +356,7 @@ static void on_frame(struct ts_link *c, Threadsync__Frame *f, int status, const 
         if (f->msg_case != THREADSYNC__FRAME__MSG_HELLO)
             fail_and_close(s, TS_E_BAD_FRAME, "expected Hello");
         else
-            handle_hello(s, f->hello, status);
+            handle_hello(s, f->hello, status, bad_field);
         goto out;
     }
     if (request_handler(f)) {

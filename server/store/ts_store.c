@@ -117,6 +117,7 @@ static int append_event(struct ts_store *s, uint64_t seq, const struct thread *t
         ts_view_public_comment(&pc);
         pub.comment = &pc;
     }
+    s->st.seq = seq;
     return ts_evlog_append(s->log, seq, t->id, &full, &pub);
 }
 
@@ -549,6 +550,11 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
 uint64_t ts_store_last_index(const struct ts_store *s)
 {
     return s->st.last_index;
+}
+
+uint64_t ts_store_seq(const struct ts_store *s)
+{
+    return s->st.seq;
 }
 
 size_t ts_store_thread_count(const struct ts_store *s)

@@ -102,8 +102,16 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
                    struct ts_store_result *res);
 
-/* Index of the last entry applied (or restored). */
+/* Index of the last entry applied (or restored): counts every Raft entry,
+ * events or not. For the replication machinery, never sent to clients. */
 uint64_t ts_store_last_index(const struct ts_store *s);
+
+/* The seq clients see (PROTOCOL.md "seq"): the seq of the newest event
+ * applied, 0 before the first. Entries that make no event (tokens, bans,
+ * membership) do not move it, so a subscriber's cursor reaches it. The
+ * same on every node that applied the same log, whether by replay or from
+ * a snapshot (which carries it). */
+uint64_t ts_store_seq(const struct ts_store *s);
 
 size_t ts_store_thread_count(const struct ts_store *s);
 size_t ts_store_comment_count(const struct ts_store *s);

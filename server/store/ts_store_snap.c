@@ -27,6 +27,9 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     const struct state *st = &s->st;
     Threadsync__State__StoreSnapshot snap = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
     snap.last_index = st->last_index;
+    Threadsync__State__EventSeq seq = THREADSYNC__STATE__EVENT_SEQ__INIT;
+    seq.value = st->seq;
+    snap.seq = &seq;
     snap.format = TS__STORE_SNAPSHOT_FORMAT;
     /* Views point into the store, so the transient lists cost about one
      * protobuf struct per record, not a copy of the text. */
@@ -123,6 +126,9 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
     if (snap->format > TS__STORE_SNAPSHOT_FORMAT)
         return TS_E_BAD_FRAME; /* a newer release's: what it means is unknown here */
     st->last_index = snap->last_index;
+    /* Snapshots of earlier releases lack it: their last index is a seq no
+     * event follows before the next entry, so a cursor there misses nothing. */
+    st->seq = snap->seq ? snap->seq->value : snap->last_index;
     for (size_t i = 0; i < snap->n_threads; i++) {
         const Threadsync__Thread *v = snap->threads[i];
         size_t key_len = ts__store_slen(v->key), title_len = ts__store_slen(v->title),

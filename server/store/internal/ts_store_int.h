@@ -143,6 +143,7 @@ struct state {
     size_t idem_n;
     size_t record_bytes; /* alloc_cost of every thread, comment and idem block */
     uint64_t last_index;
+    uint64_t seq; /* the newest event's (ts_store_seq) */
     /* Moderators' token names, interned: a record holds a 16-bit index
      * (names[0] is unused: "nobody"). Assignment order may differ between
      * replicas (replay vs restore); only the strings are ever compared. */
