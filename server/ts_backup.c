@@ -41,7 +41,7 @@ struct ts_backup {
     uint64_t total, off;
     uint32_t chunk;
     uint8_t *scratch; /* one chunk */
-    uint64_t seq; /* clients' seq (BackupResult); the header has the Raft index */
+    uint64_t seq;     /* clients' seq (BackupResult); the header has the Raft index */
     uint64_t threads, comments;
     char sha256[65], state_digest[65];
 };

@@ -338,8 +338,7 @@ static void request(struct ts_session *s, const Threadsync__Frame *f, int status
         char msg[96];
         encoding_message(msg, sizeof(msg), bad_field ? bad_field : "every string");
         ts__session_error(s, rid, status, bad_field, msg);
-    }
-    else if (reauth(s) && ts__session_allowed(s, rid, requests[f->msg_case].least))
+    } else if (reauth(s) && ts__session_allowed(s, rid, requests[f->msg_case].least))
         requests[f->msg_case].handle(s, f);
 }
 

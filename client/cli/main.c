@@ -34,9 +34,11 @@ static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *
 
 /* "get (a:7420,b:7420)": what a local failure message is about. */
 static char context[512];
+static const struct ts_cli_opts *context_opts;
 
 static void context_init(const char *cmd, const struct ts_cli_opts *o)
 {
+    context_opts = o;
     size_t n = (size_t)snprintf(context, sizeof(context), "%s (", cmd);
     for (size_t i = 0; i < o->n_servers && n < sizeof(context); i++)
         n +=
@@ -45,9 +47,21 @@ static void context_init(const char *cmd, const struct ts_cli_opts *o)
         snprintf(context + n, sizeof(context) - n, ")");
 }
 
+/* A connection failure is explained per server where TCP itself failed
+ * ("connection refused: is threadsyncd running on ...?"); the generic
+ * line stays for failures above TCP (TLS, a dropped connection). */
 static int finish(int err, const Threadsync__Error *detail)
 {
-    ts_cli_print_error(stderr, err, detail, context);
+    int explained = 0;
+    for (size_t i = 0; err == TS_E_IO && context_opts && i < context_opts->n_servers; i++) {
+        char msg[384];
+        if (ts_cli_explain_connect(context_opts->servers[i], 2000, msg, sizeof(msg))) {
+            fprintf(stderr, "error: %s\n", msg);
+            explained++;
+        }
+    }
+    if (!explained || explained < (int)context_opts->n_servers)
+        ts_cli_print_error(stderr, err, detail, context);
     return ts_cli_exit_code(err);
 }
 

@@ -14,11 +14,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "ts_addr.h"
 #include "ts_buf.h"
 #include "ts_err.h"
 #include "ts_json.h"
@@ -555,6 +561,55 @@ void ts_cli_print_error(FILE *out, int err, const Threadsync__Error *detail, con
             ts_err_name(err));
 }
 
+/* The errno of one TCP connect to addr within timeout_ms: 0 when it
+ * connected, ETIMEDOUT when nothing answered, -1 when addr is not a
+ * numeric host:port. */
+static int probe_connect(const char *server, int timeout_ms)
+{
+    char host[256];
+    uint16_t port;
+    struct sockaddr_storage ss;
+    if (ts_addr_parse(server, host, sizeof(host), &port) != TS_OK ||
+        ts_addr_numeric(host, port, &ss) != TS_OK)
+        return -1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int err = 0;
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+        err = errno;
+        if (err == EINPROGRESS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            socklen_t el = sizeof(err);
+            if (poll(&p, 1, timeout_ms) != 1)
+                err = ETIMEDOUT;
+            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+                err = errno;
+        }
+    }
+    close(fd);
+    return err;
+}
+
+int ts_cli_explain_connect(const char *server, int timeout_ms, char *msg, size_t len)
+{
+    int err = probe_connect(server, timeout_ms);
+    if (err == ECONNREFUSED)
+        snprintf(msg, len, "connection refused: is threadsyncd running on %s?", server);
+    else if (err == ETIMEDOUT)
+        snprintf(msg, len,
+                 "no answer from %s within %d ms: is the address right, or a firewall "
+                 "in the way?",
+                 server, timeout_ms);
+    else if (err > 0)
+        snprintf(msg, len, "cannot connect to %s: %s", server, strerror(err));
+    else
+        return 0;
+    return 1;
+}
+
 /* ---- formatting ---------------------------------------------------------- */
 
 void ts_cli_format_time(int64_t ms, char buf[32])
@@ -651,10 +706,19 @@ static void indent(FILE *out, size_t n)
         fputc(' ', out);
 }
 
+/* Replies deeper than this are printed at this depth, as the mirror's HTML
+ * stops indenting (its DEEP_LEVEL): output stays proportional to the thread
+ * (a 10,000-deep chain once printed 200 MB for 349 KB), and the line names
+ * the parent so the structure is not lost. */
+#define TEXT_DEPTH_MAX 8
+
 static void print_comment_text(FILE *out, const Threadsync__Comment *cm, size_t depth)
 {
-    indent(out, 2 * depth);
+    size_t shown_depth = depth < TEXT_DEPTH_MAX ? depth : TEXT_DEPTH_MAX;
+    indent(out, 2 * shown_depth);
     fprintf(out, "#%" PRIu64, cm->id);
+    if (depth > TEXT_DEPTH_MAX)
+        fprintf(out, " (depth %zu, reply to #%" PRIu64 ")", depth, cm->parent_id);
     const char *name = str_or_empty(cm->author_name), *body = str_or_empty(cm->body);
     if (cm->status == THREADSYNC__STATUS__DELETED) {
         fputs(" [deleted]\n", out);
@@ -676,7 +740,7 @@ static void print_comment_text(FILE *out, const Threadsync__Comment *cm, size_t 
         size_t shown = n;
         if (shown && body[shown - 1] == '\r')
             shown--;
-        indent(out, 2 * depth + 4);
+        indent(out, 2 * shown_depth + 4);
         fwrite(body, 1, shown, out);
         fputc('\n', out);
         body += n;

@@ -141,6 +141,13 @@ int ts_cli_exit_code(int err);
  * "error: <context>: <text> (<CODE_NAME>)" for a local one. */
 void ts_cli_print_error(FILE *out, int err, const Threadsync__Error *detail, const char *context);
 
+/* After a connection failure (TS_E_IO), says why for people: tries one TCP
+ * connect to server ("host:port", numeric) and, when it fails, writes e.g.
+ * "connection refused: is threadsyncd running on 127.0.0.1:7420?" into
+ * msg and returns 1. Returns 0 when the connect succeeds (the failure was
+ * above TCP) or server is not numeric. Blocks at most timeout_ms. */
+int ts_cli_explain_connect(const char *server, int timeout_ms, char *msg, size_t len);
+
 /* Writes ms since the epoch as 2024-05-01T12:00:00Z into buf. */
 void ts_cli_format_time(int64_t ms, char buf[32]);
 
