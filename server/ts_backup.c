@@ -232,7 +232,8 @@ static void start_backup(struct ts_server *srv, struct ts_link *conn, const Thre
 {
     uint32_t chunk = req->chunk_size ? req->chunk_size : TS_BACKUP_CHUNK_DEFAULT;
     if (chunk > TS_BACKUP_CHUNK_MAX) {
-        send_error(srv, conn, req->request_id, TS_E_INVALID_ARGUMENT, "chunk_size", NULL);
+        send_error(srv, conn, req->request_id, TS_E_INVALID_ARGUMENT, "chunk_size",
+                   "chunk_size must be at most 524288 (0: 262144)");
         return;
     }
     if (*slot) {
@@ -275,7 +276,8 @@ void ts_backup_request(struct ts_server *srv, struct ts_link *conn, int role,
 {
     uint64_t rid = ts_frame_request_id(f);
     if (rid == 0) {
-        send_error(srv, conn, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
+        send_error(srv, conn, 0, TS_E_INVALID_ARGUMENT, "request_id",
+                   "request_id must be non-zero (and unique among unanswered requests)");
         return;
     }
     if (status != TS_OK) {
@@ -283,7 +285,7 @@ void ts_backup_request(struct ts_server *srv, struct ts_link *conn, int role,
         return;
     }
     if (!ts_auth_role_allows(role, TS_AUTH_ADMIN)) {
-        send_error(srv, conn, rid, TS_E_FORBIDDEN, NULL, NULL);
+        send_error(srv, conn, rid, TS_E_FORBIDDEN, NULL, "this request needs an admin token");
         return;
     }
     if (f->msg_case == THREADSYNC__FRAME__MSG_BACKUP)

@@ -151,7 +151,10 @@ static int post_admitted(struct ts_session *s, const Threadsync__Post *p)
     if (rc == TS_E_RATE_LIMITED) {
         TS_INFO(TS__SESSION_LOG_FMT "token_name=%s event=rate_limited retry_after_ms=%u",
                 TS__SESSION_LOG_ARGS(s), s->token_name, retry);
-        ts__session_error_retry(s, p->request_id, TS_E_RATE_LIMITED, NULL, NULL, retry);
+        ts__session_error_retry(s, p->request_id, TS_E_RATE_LIMITED, NULL,
+                                "too many posts from this token or author; retry after "
+                                "retry_after_ms",
+                                retry);
         return 0;
     }
     if (rc != TS_OK) {
@@ -260,12 +263,14 @@ static void comment_change(struct ts_session *s, uint64_t rid, uint64_t comment_
     if (!ts__session_allowed(s, rid, author ? TS_AUTH_POST : TS_AUTH_MODERATE))
         return;
     if (!comment_id) {
-        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "comment_id", NULL);
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "comment_id",
+                          "comment_id must be the id of a comment, not 0");
         return;
     }
     size_t key_len = author ? strlen(key) : 0;
     if (key_len > EDIT_KEY_MAX) {
-        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "edit_key", NULL);
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "edit_key",
+                          "edit_key must be at most 128 bytes (the key a post's answer gave)");
         return;
     }
     struct ts_valid_err err;
@@ -299,7 +304,8 @@ void ts_req_write_moderate(struct ts_session *s, const Threadsync__Frame *f)
     const Threadsync__Moderate *m = f->moderate;
     if (m->action < THREADSYNC__MODERATION_ACTION__APPROVE ||
         m->action > THREADSYNC__MODERATION_ACTION__DELETE) {
-        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action", NULL);
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action",
+                          "action must be APPROVE, HIDE, UNHIDE or DELETE");
         return;
     }
     /* ModerationAction and ChangeKind share their values 1..4. */
@@ -331,7 +337,9 @@ void ts_req_write_moderate_thread(struct ts_session *s, const Threadsync__Frame 
     }
     if (m->action < THREADSYNC__THREAD_ACTION__THREAD_LOCK ||
         m->action > THREADSYNC__THREAD_ACTION__THREAD_POSTMODERATE) {
-        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action", NULL);
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action",
+                          "action must be THREAD_LOCK, THREAD_UNLOCK, THREAD_PREMODERATE or "
+                          "THREAD_POSTMODERATE");
         return;
     }
     Threadsync__ModerateThread copy = *m;
@@ -368,7 +376,8 @@ void ts_req_write_ban(struct ts_session *s, const Threadsync__Frame *f)
         return;
     }
     if (b->duration_ms > (uint64_t)TS_STORE_BAN_MAX_MS) {
-        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, "duration_ms", NULL);
+        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, "duration_ms",
+                          "duration_ms must be at most 10 years (315360000000)");
         return;
     }
     struct ts_req_write *w = calloc(1, sizeof(*w));

@@ -92,11 +92,16 @@ void ts__session_error_retry(struct ts_session *s, uint64_t request_id, int code
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Error e = THREADSYNC__ERROR__INIT;
+    char where[96];
     if (code == TS_E_NOT_LEADER) {
         e.leader_address = (char *)ts_repl_leader_client_address(s->srv->repl);
         if (!*e.leader_address) {
             code = TS_E_UNAVAILABLE; /* nobody to send the client to: retry later */
             message = "no leader known";
+        } else if (!message) {
+            snprintf(where, sizeof(where), "this node is not the leader; send writes to %s",
+                     e.leader_address);
+            message = where;
         }
     }
     e.request_id = request_id;
@@ -123,7 +128,14 @@ int ts__session_allowed(struct ts_session *s, uint64_t request_id, enum ts_auth_
 {
     if (ts_auth_role_allows(s->role, action))
         return 1;
-    ts__session_error(s, request_id, TS_E_FORBIDDEN, NULL, NULL);
+    int least = THREADSYNC__ROLE__ADMIN;
+    for (int r = THREADSYNC__ROLE__ADMIN; r >= THREADSYNC__ROLE__READER; r--)
+        if (ts_auth_role_allows(r, action))
+            least = r;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "this request needs a %s token or higher; this token is %s",
+             ts_auth_role_name(least), ts_auth_role_name(s->role));
+    ts__session_error(s, request_id, TS_E_FORBIDDEN, NULL, msg);
     return 0;
 }
 
@@ -333,7 +345,8 @@ static void request(struct ts_session *s, const Threadsync__Frame *f, int status
 {
     uint64_t rid = ts_frame_request_id(f);
     if (rid == 0)
-        ts__session_error(s, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
+        ts__session_error(s, 0, TS_E_INVALID_ARGUMENT, "request_id",
+                          "request_id must be non-zero (and unique among unanswered requests)");
     else if (status != TS_OK) {
         char msg[96];
         encoding_message(msg, sizeof(msg), bad_field ? bad_field : "every string");

@@ -175,11 +175,15 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
         return reject_msg(res, TS_E_FORBIDDEN, ban_field, "author banned"), TS_OK;
     struct thread *t = ts__store_find_thread_key(st, p->thread_key, key_len);
     if (t && t->locked)
-        return reject(res, TS_E_THREAD_LOCKED, NULL), TS_OK;
+        return reject_msg(res, TS_E_THREAD_LOCKED, NULL,
+                          "the thread is locked: it takes no new comments"),
+               TS_OK;
     if (p->parent_id) {
         struct comment *parent = ts__store_find_comment(st, p->parent_id);
         if (!t || !parent || parent->thread_ix != t->ix)
-            return reject(res, TS_E_NOT_FOUND, "parent_id"), TS_OK;
+            return reject_msg(res, TS_E_NOT_FOUND, "parent_id",
+                              "parent_id names no comment of this thread (0 for top level)"),
+                   TS_OK;
     }
 
     struct comment *c = ts__store_comment_alloc(p->author_name, name_len, p->author_email,
@@ -255,7 +259,8 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
     ts__store_idem_expire(st, now);
     struct comment *c = ts__store_find_comment(st, cc->comment_id);
     if (!c)
-        return reject(res, TS_E_NOT_FOUND, "comment_id"), TS_OK;
+        return reject_msg(res, TS_E_NOT_FOUND, "comment_id", "no comment has this comment_id"),
+               TS_OK;
     struct thread *t = ts__store_comment_thread(st, c);
     res->thread_id = t->id;
     res->comment_id = c->id;
@@ -318,7 +323,9 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
         if (!body_len || body_len > TS_BODY_MAX)
             return reject(res, TS_E_INVALID_ARGUMENT, "body"), TS_OK;
         if (author && t->locked)
-            return reject(res, TS_E_THREAD_LOCKED, NULL), TS_OK;
+            return reject_msg(res, TS_E_THREAD_LOCKED, NULL,
+                              "the thread is locked: its comments take no author edits"),
+                   TS_OK;
         const char *name = ts__store_comment_text(c), *email = name + c->name_len + 1;
         const char *old_body = email + c->email_len + 1;
         if (body_len == c->body_len && memcmp(old_body, cc->body, body_len) == 0)
@@ -375,7 +382,7 @@ static int apply_moderate_thread(struct ts_store *s, uint64_t index,
     size_t key_len = ts__store_slen(m->thread_key);
     struct thread *t = key_len ? ts__store_find_thread_key(st, m->thread_key, key_len) : NULL;
     if (!t)
-        return reject(res, TS_E_NOT_FOUND, "thread_key"), TS_OK;
+        return reject_msg(res, TS_E_NOT_FOUND, "thread_key", "no thread has this key"), TS_OK;
     res->thread_id = t->id;
     uint8_t locked = t->locked, premod = t->premoderated;
     switch (m->action) {

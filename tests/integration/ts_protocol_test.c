@@ -120,6 +120,41 @@ static Threadsync__Frame *subscribe(struct ts_raw *r, uint64_t rid, int all, cha
     return ask(r, &f);
 }
 
+static Threadsync__Frame *token_add(struct ts_raw *r, uint64_t rid, const char *name)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__TokenAdd ta = THREADSYNC__TOKEN_ADD__INIT;
+    ta.request_id = rid;
+    ta.name = (char *)name;
+    ta.role = THREADSYNC__ROLE__READER;
+    f.msg_case = THREADSYNC__FRAME__MSG_TOKEN_ADD;
+    f.token_add = &ta;
+    return ask(r, &f);
+}
+
+/* Subscribes from 0 and follows snapshot and events until the cursor is at
+ * head and the node says caught up; returns the cursor. */
+static uint64_t follow_to(struct ts_raw *r, uint64_t rid, uint64_t head)
+{
+    Threadsync__Frame *in = subscribe(r, rid, 1, NULL, 0, 0);
+    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
+    ts_frame_free(in);
+    uint64_t cursor = 0;
+    int caught_up = 0;
+    for (int i = 0; i < 1000 && (cursor < head || !caught_up); i++) {
+        ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+        if (in->msg_case == THREADSYNC__FRAME__MSG_EVENTS) {
+            cursor = in->events->last_seq;
+            caught_up = in->events->caught_up;
+        } else if (in->msg_case == THREADSYNC__FRAME__MSG_SNAPSHOT_END) {
+            cursor = in->snapshot_end->seq;
+        }
+        ts_frame_free(in);
+    }
+    ck_assert(caught_up);
+    return cursor;
+}
+
 /* Issue 12: Welcome.last_seq and GetResult.seq counted a TokenAdd's entry
  * while the cursor did not, so a subscriber waiting for Welcome.last_seq
  * waited forever. Now every seq a client sees is the newest event's. */
@@ -132,14 +167,7 @@ START_TEST(test_one_meaning_of_seq)
     uint64_t id, post_seq;
     ck_assert_int_eq(ts_raw_post(a, 1, "seq/t", 0, "Ann", "first", &id, &post_seq), TS_OK);
 
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__TokenAdd ta = THREADSYNC__TOKEN_ADD__INIT;
-    ta.request_id = 2;
-    ta.name = "seq-reader";
-    ta.role = THREADSYNC__ROLE__READER;
-    f.msg_case = THREADSYNC__FRAME__MSG_TOKEN_ADD;
-    f.token_add = &ta;
-    Threadsync__Frame *in = ask(a, &f);
+    Threadsync__Frame *in = token_add(a, 2, "seq-reader");
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
     ck_assert_uint_gt(in->result->token_add->seq, post_seq); /* a log entry, not an event */
     ts_frame_free(in);
@@ -176,23 +204,40 @@ START_TEST(test_one_meaning_of_seq)
 
     /* The client of the issue: subscribe from 0 and wait for the cursor to
      * reach Welcome.last_seq. It must get there, and see caught_up. */
-    in = subscribe(r, 6, 1, NULL, 0, 0);
-    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
-    ts_frame_free(in);
-    uint64_t cursor = 0;
-    int caught_up = 0;
-    for (int i = 0; i < 100 && (cursor < head || !caught_up); i++) {
-        ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
-        if (in->msg_case == THREADSYNC__FRAME__MSG_EVENTS) {
-            cursor = in->events->last_seq;
-            caught_up = in->events->caught_up;
-        }
-        ts_frame_free(in);
-    }
-    ck_assert_uint_eq(cursor, head);
-    ck_assert(caught_up);
+    ck_assert_uint_eq(follow_to(r, 6, head), head);
     ts_raw_close(r);
     ts_raw_close(a);
+}
+END_TEST
+
+/* A node that restarts from a snapshot taken at an entry that made no
+ * event (a TokenAdd) keeps the same seq: the snapshot carries it. */
+START_TEST(test_seq_survives_snapshot)
+{
+    const char *extra[] = {"--snapshot-threshold", "16", "--snapshot-trailing", "4", NULL};
+    ck_assert_int_eq(ts_testnode_restart(&node, extra), TS_OK);
+    struct ts_raw *a = connect_as(node.admin_token);
+    uint64_t id, post_seq = 0;
+    for (int i = 0; i < 20; i++)
+        ck_assert_int_eq(
+            ts_raw_post(a, (uint64_t)i + 1, "snapseq/t", 0, "Ann", "x", &id, &post_seq), TS_OK);
+    /* more entries without events than the threshold: a snapshot is taken
+     * at one of them */
+    for (int i = 0; i < 40; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "snapseq-%d", i);
+        Threadsync__Frame *in = token_add(a, 100 + (uint64_t)i, name);
+        ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
+        ts_frame_free(in);
+    }
+    ts_raw_close(a);
+    ck_assert_int_eq(ts_testnode_restart(&node, extra), TS_OK);
+    struct ts_raw *r = connect_raw();
+    Threadsync__Frame *w = hello(r, node.reader_token);
+    ck_assert_uint_eq(w->welcome->last_seq, post_seq);
+    ts_frame_free(w);
+    ck_assert_uint_eq(follow_to(r, 1, post_seq), post_seq);
+    ts_raw_close(r);
 }
 END_TEST
 
@@ -378,6 +423,22 @@ START_TEST(test_refusals_say_what_is_wrong)
     ck_assert_uint_eq(in->msg_case == THREADSYNC__FRAME__MSG_ERROR ? in->error->request_id : 0, 7);
     expect_error_msg(in, TS_E_INVALID_ARGUMENT, "thread_key",
                      "thread_key must be well-formed UTF-8 without NUL");
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Post pp = THREADSYNC__POST__INIT;
+    pp.request_id = 9;
+    pp.idempotency_key = "orphan";
+    pp.thread_key = "msg/o";
+    pp.parent_id = 999999;
+    pp.author_name = "Ann";
+    pp.body = "orphan";
+    f.msg_case = THREADSYNC__FRAME__MSG_POST;
+    f.post = &pp;
+    expect_error_msg(ask(r, &f), TS_E_NOT_FOUND, "parent_id",
+                     "parent_id names no comment of this thread (0 for top level)");
+    struct ts_raw *reader = connect_as(node.reader_token);
+    expect_error_msg(post(reader, 1, "msg/t", "Ann", "x"), TS_E_FORBIDDEN, NULL,
+                     "this request needs a poster token or higher; this token is reader");
+    ts_raw_close(reader);
     /* nothing above was stored */
     expect_error_msg(get(r, 8, "msg/t"), TS_E_NOT_FOUND, "thread_key", "no thread 'msg/t'");
     ts_raw_close(r);
@@ -391,6 +452,7 @@ static Suite *protocol_suite(void)
     tcase_add_checked_fixture(tc, start_node, stop_node);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_one_meaning_of_seq);
+    tcase_add_test(tc, test_seq_survives_snapshot);
     tcase_add_test(tc, test_subscribe_at_head_gets_empty_caught_up);
     tcase_add_test(tc, test_two_oneof_members_are_bad_frame);
     tcase_add_test(tc, test_hello_strings_validated);
