@@ -76,6 +76,15 @@ static Threadsync__Frame *ask(struct ts_raw *r, const Threadsync__Frame *f)
     return NULL;
 }
 
+/* Sends m (the message Frame field msg_case holds) as request rid and
+ * returns its answer. */
+static Threadsync__Frame *ask_msg(struct ts_raw *r, int msg_case, ProtobufCMessage *m, uint64_t rid)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    ts_frame_set_request(&f, msg_case, m, rid);
+    return ask(r, &f);
+}
+
 /* Expects an Error with code, field and exactly this message. */
 static void expect_error_msg(Threadsync__Frame *in, int code, const char *field, const char *msg)
 {
@@ -96,40 +105,28 @@ static void expect_closed(struct ts_raw *r)
 
 static Threadsync__Frame *get(struct ts_raw *r, uint64_t rid, const char *key)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = rid;
     g.thread_key = (char *)key;
-    f.msg_case = THREADSYNC__FRAME__MSG_GET;
-    f.get = &g;
-    return ask(r, &f);
+    return ask_msg(r, THREADSYNC__FRAME__MSG_GET, &g.base, rid);
 }
 
 static Threadsync__Frame *subscribe(struct ts_raw *r, uint64_t rid, int all, char **keys,
                                     size_t n_keys, uint64_t since)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Subscribe s = THREADSYNC__SUBSCRIBE__INIT;
-    s.request_id = rid;
     s.all = all;
     s.thread_keys = keys;
     s.n_thread_keys = n_keys;
     s.since_seq = since;
-    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-    f.subscribe = &s;
-    return ask(r, &f);
+    return ask_msg(r, THREADSYNC__FRAME__MSG_SUBSCRIBE, &s.base, rid);
 }
 
 static Threadsync__Frame *token_add(struct ts_raw *r, uint64_t rid, const char *name)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__TokenAdd ta = THREADSYNC__TOKEN_ADD__INIT;
-    ta.request_id = rid;
     ta.name = (char *)name;
     ta.role = THREADSYNC__ROLE__READER;
-    f.msg_case = THREADSYNC__FRAME__MSG_TOKEN_ADD;
-    f.token_add = &ta;
-    return ask(r, &f);
+    return ask_msg(r, THREADSYNC__FRAME__MSG_TOKEN_ADD, &ta.base, rid);
 }
 
 /* Subscribes from 0 and follows snapshot and events until the cursor is at
@@ -184,20 +181,12 @@ START_TEST(test_one_meaning_of_seq)
     ts_frame_free(in);
 
     Threadsync__Digest dg = THREADSYNC__DIGEST__INIT;
-    dg.request_id = 4;
-    Threadsync__Frame df = THREADSYNC__FRAME__INIT;
-    df.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
-    df.digest = &dg;
-    in = ask(r, &df);
+    in = ask_msg(r, THREADSYNC__FRAME__MSG_DIGEST, &dg.base, 4);
     ck_assert_uint_eq(in->result->digest->seq, head);
     ts_frame_free(in);
 
     Threadsync__StateDigest sd = THREADSYNC__STATE_DIGEST__INIT;
-    sd.request_id = 5;
-    Threadsync__Frame sf = THREADSYNC__FRAME__INIT;
-    sf.msg_case = THREADSYNC__FRAME__MSG_STATE_DIGEST;
-    sf.state_digest = &sd;
-    in = ask(a, &sf);
+    in = ask_msg(a, THREADSYNC__FRAME__MSG_STATE_DIGEST, &sd.base, 5);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
     ck_assert_uint_eq(in->result->state_digest->seq, head);
     ts_frame_free(in);
@@ -384,16 +373,12 @@ END_TEST
 static Threadsync__Frame *post(struct ts_raw *r, uint64_t rid, const char *key, const char *name,
                                const char *body)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Post p = THREADSYNC__POST__INIT;
-    p.request_id = rid;
     p.idempotency_key = "msg-key";
     p.thread_key = (char *)key;
     p.author_name = (char *)name;
     p.body = (char *)body;
-    f.msg_case = THREADSYNC__FRAME__MSG_POST;
-    f.post = &p;
-    return ask(r, &f);
+    return ask_msg(r, THREADSYNC__FRAME__MSG_POST, &p.base, rid);
 }
 
 /* Issue 12 section 4: each refusal says what was wrong and what is
@@ -423,18 +408,14 @@ START_TEST(test_refusals_say_what_is_wrong)
     ck_assert_uint_eq(in->msg_case == THREADSYNC__FRAME__MSG_ERROR ? in->error->request_id : 0, 7);
     expect_error_msg(in, TS_E_INVALID_ARGUMENT, "thread_key",
                      "thread_key must be well-formed UTF-8 without NUL");
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Post pp = THREADSYNC__POST__INIT;
-    pp.request_id = 9;
     pp.idempotency_key = "orphan";
     pp.thread_key = "msg/o";
     pp.parent_id = 999999;
     pp.author_name = "Ann";
     pp.body = "orphan";
-    f.msg_case = THREADSYNC__FRAME__MSG_POST;
-    f.post = &pp;
-    expect_error_msg(ask(r, &f), TS_E_NOT_FOUND, "parent_id",
-                     "parent_id names no comment of this thread (0 for top level)");
+    expect_error_msg(ask_msg(r, THREADSYNC__FRAME__MSG_POST, &pp.base, 9), TS_E_NOT_FOUND,
+                     "parent_id", "parent_id names no comment of this thread (0 for top level)");
     struct ts_raw *reader = connect_as(node.reader_token);
     expect_error_msg(post(reader, 1, "msg/t", "Ann", "x"), TS_E_FORBIDDEN, NULL,
                      "this request needs a poster token or higher; this token is reader");
