@@ -27,6 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void check_frame(Threadsync__Frame *f)
 {
     struct ts_valid_err err;
+    const char *field;
     if (f->msg_case == THREADSYNC__FRAME__MSG_POST)
         (void)ts_valid_post(f->post, &err);
     uint8_t *wire;
