@@ -1,7 +1,10 @@
 /*
  * ts_valid: UTF-8 and field-limit checks. The UTF-8 decoder follows the
  * Unicode well-formed byte sequence table (Unicode 15, table 3-7) exactly;
- * it is the only gate between client bytes and every mirror's HTML.
+ * it is the only gate between client bytes and every mirror's HTML. The
+ * rules table below is the one place that says what each client text field
+ * allows (PROTOCOL.md section 2, "Text fields", is the same table), and a
+ * refusal's message is built from it, so the words and the check agree.
  */
 #include "ts_valid.h"
 
@@ -165,12 +168,10 @@ int ts_valid_field(enum ts_valid_field which, const char *s, size_t len, struct 
     const struct ts_valid_rule *r = &rules[which];
     if (!s)
         s = "";
-    /* Bytes are bounded before anything is decoded; a code-point limit
-     * allows 4 bytes per code point, and more than that is surely over. */
+    /* A byte limit is checked before the content; code points can only be
+     * counted once the bytes are known to be well-formed. */
     if (!r->code_points && check_length(r, len, err) != TS_OK)
         return TS_E_INVALID_ARGUMENT;
-    if (r->code_points && len > 4 * r->max)
-        return check_length(r, ts_valid_utf8_count(s, len), err);
     uint32_t cp;
     int ill;
     size_t at = first_bad(s, len, r->kind, &cp, &ill);

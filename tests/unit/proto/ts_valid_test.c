@@ -226,6 +226,15 @@ START_TEST(test_messages)
     p.author_name = name;
     ts_valid_post(&p, &err);
     ck_assert_str_eq(err.message, "author name must be 1 to 64 characters, got 66");
+    /* counted only once well-formed: one letter and 300 stray continuation
+     * bytes are not "1 character" */
+    char stray[302];
+    stray[0] = 'a';
+    memset(stray + 1, 0x80, 300);
+    stray[301] = '\0';
+    p.author_name = stray;
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.message, "author name is not well-formed UTF-8 (byte 0x80 at offset 1)");
     p = good_post();
     p.thread_key = "bad \xC3";
     ts_valid_post(&p, &err);
