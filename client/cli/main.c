@@ -318,8 +318,7 @@ static void on_state(void *arg, const struct ts_client_state_info *info)
         /* Exit 3 when every server of the list failed before any answered:
          * a typo in --server should not look like a quiet feed. */
         if (!w->ever_ready && info->failures >= w->o->n_servers) {
-            fprintf(stderr, "error: cannot connect to %s: %s (%s)\n", info->server,
-                    ts_err_message(info->err), ts_err_name(info->err));
+            ts_cli_print_connect_failure(stderr, info->server, info->err);
             watch_stop(w, TS_CLI_EXIT_CONN);
             break;
         }

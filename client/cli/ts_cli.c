@@ -610,6 +610,16 @@ int ts_cli_explain_connect(const char *server, int timeout_ms, char *msg, size_t
     return 1;
 }
 
+void ts_cli_print_connect_failure(FILE *out, const char *server, int err)
+{
+    char msg[384];
+    if (err == TS_E_IO && ts_cli_explain_connect(server, 2000, msg, sizeof(msg)))
+        fprintf(out, "error: %s\n", msg);
+    else
+        fprintf(out, "error: cannot connect to %s: %s (%s)\n", server, ts_err_message(err),
+                ts_err_name(err));
+}
+
 /* ---- formatting ---------------------------------------------------------- */
 
 void ts_cli_format_time(int64_t ms, char buf[32])

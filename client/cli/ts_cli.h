@@ -148,6 +148,11 @@ void ts_cli_print_error(FILE *out, int err, const Threadsync__Error *detail, con
  * above TCP) or server is not numeric. Blocks at most timeout_ms. */
 int ts_cli_explain_connect(const char *server, int timeout_ms, char *msg, size_t len);
 
+/* "error: connection refused: is threadsyncd running on HOST:PORT?" (or
+ * what else TCP said) for a TS_E_IO connection failure to server, else
+ * "error: cannot connect to <server>: <text> (<CODE>)". */
+void ts_cli_print_connect_failure(FILE *out, const char *server, int err);
+
 /* Writes ms since the epoch as 2024-05-01T12:00:00Z into buf. */
 void ts_cli_format_time(int64_t ms, char buf[32]);
 

@@ -1157,8 +1157,7 @@ static void on_state(void *arg, const struct ts_client_state_info *info)
         /* A typo in --server must not look like a quiet, empty feed. */
         if (!m->ever_ready && info->failures >= m->o->n_servers) {
             progress_end(m);
-            fprintf(stderr, "error: cannot connect to %s: %s (%s)\n", info->server,
-                    ts_err_message(info->err), ts_err_name(info->err));
+            ts_cli_print_connect_failure(stderr, info->server, info->err);
             stop(m, TS_CLI_EXIT_CONN);
             break;
         }

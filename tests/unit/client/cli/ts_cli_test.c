@@ -603,6 +603,19 @@ START_TEST(test_explain_connect)
     snprintf(want, sizeof(want), "connection refused: is threadsyncd running on %s?", addr);
     ck_assert_str_eq(msg, want);
     ck_assert_int_eq(ts_cli_explain_connect("example.org:7420", 2000, msg, sizeof(msg)), 0);
+    /* watch and mirror say the same */
+    struct capture c;
+    ts_cli_print_connect_failure(cap_open(&c), addr, TS_E_IO);
+    char *out = cap_close(&c);
+    snprintf(want, sizeof(want), "error: connection refused: is threadsyncd running on %s?\n",
+             addr);
+    ck_assert_str_eq(out, want);
+    free(out);
+    ts_cli_print_connect_failure(cap_open(&c), addr, TS_E_TLS);
+    out = cap_close(&c);
+    snprintf(want, sizeof(want), "error: cannot connect to %s: tls failure (TLS)\n", addr);
+    ck_assert_str_eq(out, want);
+    free(out);
 }
 END_TEST
 
