@@ -1549,6 +1549,34 @@ START_TEST(test_snapshot_idem_refused)
 }
 END_TEST
 
+/* PROTOCOL.md "seq": the newest event's, not the last entry's; kept
+ * across a snapshot, and an earlier release's snapshot (no seq) reads as its
+ * last index. */
+START_TEST(test_seq_is_the_newest_event)
+{
+    struct fx f;
+    fx_init(&f);
+    ck_assert_uint_eq(ts_store_seq(f.s), 0);
+    post(&f, 2, 10, "k1", "t/seq", 0, "first");
+    grant(&f, 3, "seq-reader", THREADSYNC__ROLE__READER, "ts_seq_token");
+    ck_assert_uint_eq(ts_store_last_index(f.s), 3);
+    ck_assert_uint_eq(ts_store_seq(f.s), 2);
+    uint8_t *snap;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    struct fx g;
+    fx_init(&g);
+    ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
+    ck_assert_uint_eq(ts_store_last_index(g.s), 3);
+    ck_assert_uint_eq(ts_store_seq(g.s), 2);
+    free(snap);
+    fx_free(&g);
+    restore_crafted(&f);
+    ck_assert_uint_eq(ts_store_seq(f.s), 20);
+    fx_free(&f);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("ts_store");
@@ -1578,6 +1606,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_comment_changed_fields);
     tcase_add_test(tc, test_snapshot_format0_keys);
     tcase_add_test(tc, test_snapshot_idem_refused);
+    tcase_add_test(tc, test_seq_is_the_newest_event);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
