@@ -126,6 +126,8 @@ START_TEST(test_tree)
         mk(11, 10, THREADSYNC__STATUS__HIDDEN, "hidden under hidden"),
         mk(12, 1, THREADSYNC__STATUS__VISIBLE, "second reply to top"),
         mk(13, 999, THREADSYNC__STATUS__VISIBLE, "orphan"),
+        mk(14, 0, THREADSYNC__STATUS__DELETED, ""),
+        mk(15, 1, THREADSYNC__STATUS__DELETED, ""),
     };
     size_t n = sizeof(c) / sizeof(c[0]);
     /* Given in a shuffled order: the renderer sorts by id itself. */
@@ -150,6 +152,9 @@ START_TEST(test_tree)
     ck_assert_int_eq(li_depth(html, 10), -1);
     ck_assert_int_eq(li_depth(html, 11), -1);
     ck_assert_int_eq(li_depth(html, 13), 0);
+    /* A deleted leaf is gone, at the top and as a reply. */
+    ck_assert_int_eq(li_depth(html, 14), -1);
+    ck_assert_int_eq(li_depth(html, 15), -1);
     /* Siblings in id order: 2 before 12, and 3 inside 2 before 12. */
     assert_before(strstr(html, "id=\"c3\""), strstr(html, "id=\"c12\""));
     ck_assert_uint_eq(count(html, "</li>"), 10);
