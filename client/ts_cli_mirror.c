@@ -1222,8 +1222,8 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
                const struct ts_cli_mirror_hooks *hooks)
 {
     static const struct ts_cli_mirror_hooks no_hooks = {0};
-    struct mirror m = {.o = o, .hooks = hooks ? hooks : &no_hooks, .verify = verify,
-                       .exit_code = TS_CLI_EXIT_OK};
+    struct mirror m = {
+        .o = o, .hooks = hooks ? hooks : &no_hooks, .verify = verify, .exit_code = TS_CLI_EXIT_OK};
     m.loop = uv_default_loop();
     m.tty = isatty(STDERR_FILENO);
     m.timing = getenv("THREADSYNC_MIRROR_TIMING") != NULL;
@@ -1316,8 +1316,8 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     if (m.hooks->start && m.hooks->start(m.hooks->arg, m.loop, cursor) != 0)
         stop(&m, TS_CLI_EXIT_CONN);
     else
-        rc = ts_client_subscribe(m.c, m.all, (const char *const *)m.keys, m.n_keys, since, &cbs,
-                                 &m);
+        rc =
+            ts_client_subscribe(m.c, m.all, (const char *const *)m.keys, m.n_keys, since, &cbs, &m);
     if (rc != TS_OK) {
         ts_cli_print_error(stderr, rc, NULL, what);
         stop(&m, ts_cli_exit_code(rc));

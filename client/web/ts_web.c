@@ -353,8 +353,8 @@ static int get_atom(struct ts_web *w, h2o_req_t *req, struct ts_mirror_thread *t
     if (not_modified(req, etag, "public, max-age=60, must-revalidate"))
         return 0;
     struct ts_buf b = TS_BUF_INIT;
-    ts_web_page_atom(&b, &t->thread, (const Threadsync__Comment *const *)t->comments,
-                     t->n_comments, w->cfg.atom_entries, "");
+    ts_web_page_atom(&b, &t->thread, (const Threadsync__Comment *const *)t->comments, t->n_comments,
+                     w->cfg.atom_entries, "");
     send_buf(req, 200, "application/atom+xml; charset=utf-8", &b);
     return 0;
 }
@@ -577,11 +577,13 @@ void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev)
         if (e->comment) {
             ts_web_page_event(&b, e->seq, e->thread, e->comment);
         } else {
-            ts_buf_printf(&b, "id: %" PRIu64 "\nevent: thread\ndata: {\"count\":%" PRIu32
-                              ",\"locked\":%s}\n\n",
+            ts_buf_printf(&b,
+                          "id: %" PRIu64 "\nevent: thread\ndata: {\"count\":%" PRIu32
+                          ",\"locked\":%s}\n\n",
                           e->seq, e->thread->comment_count, e->thread->locked ? "true" : "false");
         }
-        struct ts_web_event *x = b.failed ? NULL : ts_web_event_new(e->seq, e->thread->id, b.p, b.len);
+        struct ts_web_event *x =
+            b.failed ? NULL : ts_web_event_new(e->seq, e->thread->id, b.p, b.len);
         ts_buf_free(&b);
         if (!x || ts_web_ring_push(w->ring, x) != TS_OK) {
             /* Cannot keep it: browsers that needed it must reload. */
@@ -733,8 +735,8 @@ static void clear_edit_cookie(struct ts_web *w, h2o_req_t *req, const char *key,
 static void answer_error(struct pending_post *p, int err, const Threadsync__Error *detail)
 {
     h2o_req_t *req = p->hold->req;
-    const char *msg = detail && detail->message && detail->message[0] ? detail->message
-                                                                      : ts_err_message(err);
+    const char *msg =
+        detail && detail->message && detail->message[0] ? detail->message : ts_err_message(err);
     struct form_state fs = {.parent = p->parent,
                             .edit = p->kind == 1 ? p->comment : 0,
                             .name = p->name,
@@ -989,8 +991,8 @@ static int handle(void *arg, h2o_req_t *req)
         const char *suffix;
         enum route r;
         int post;
-    } suffixes[] = {{"/embed", R_EMBED, 0},   {".json", R_JSON, 0},   {".atom", R_ATOM, 0},
-                    {"/events", R_EVENTS, 0}, {"/post", R_POST, 1},   {"/edit", R_EDIT, 1},
+    } suffixes[] = {{"/embed", R_EMBED, 0},   {".json", R_JSON, 0}, {".atom", R_ATOM, 0},
+                    {"/events", R_EVENTS, 0}, {"/post", R_POST, 1}, {"/edit", R_EDIT, 1},
                     {"/delete", R_DELETE, 1}};
     enum route r = R_PAGE;
     int wants_post = 0;

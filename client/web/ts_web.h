@@ -34,16 +34,16 @@
 #include "ts_mirror_db.h"
 
 struct ts_web_config {
-    const char *listen;           /* "host:port" */
-    const char *dir;              /* the mirror directory */
-    const char *base;             /* URL prefix, "" */
-    size_t max_body;              /* bytes of a form; 0: 64 KiB */
-    unsigned req_timeout_ms;      /* 0: 10000 */
-    unsigned max_conns;           /* 0: 10000 */
-    unsigned max_conns_per_addr;  /* 0: 64 */
-    unsigned heartbeat_ms;        /* 0: 15000 */
-    size_t ring_events;           /* events kept for resuming; 0: 4096 */
-    size_t atom_entries;          /* 0: 50 */
+    const char *listen;          /* "host:port" */
+    const char *dir;             /* the mirror directory */
+    const char *base;            /* URL prefix, "" */
+    size_t max_body;             /* bytes of a form; 0: 64 KiB */
+    unsigned req_timeout_ms;     /* 0: 10000 */
+    unsigned max_conns;          /* 0: 10000 */
+    unsigned max_conns_per_addr; /* 0: 64 */
+    unsigned heartbeat_ms;       /* 0: 15000 */
+    size_t ring_events;          /* events kept for resuming; 0: 4096 */
+    size_t atom_entries;         /* 0: 50 */
     int gzip;
 };
 

@@ -135,7 +135,12 @@ static int hook_start(void *arg, uv_loop_t *loop, uint64_t cursor)
         fprintf(stderr, "error: web: cannot start on %s (%s)\n", r->wc.listen, ts_err_name(rc));
         return -1;
     }
-    fprintf(stderr, "threadsync: web edge on http://%s%s/t/<key>\n", r->wc.listen, r->wc.base);
+    char host[256];
+    uint16_t port = 0;
+    ts_addr_parse(r->wc.listen, host, sizeof(host), &port);
+    fprintf(stderr, "threadsync: web edge on http://%s%s%s:%u%s/t/<key>\n",
+            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", ts_web_port(r->web),
+            r->wc.base);
     return 0;
 }
 
@@ -173,15 +178,14 @@ int ts_web_cli_wants(int argc, char **argv)
 
 static int usage(FILE *out, int code)
 {
-    fprintf(out,
-            "usage: threadsync web [--config FILE] [--check-config] [--listen HOST:PORT]\n"
-            "         [--base PATH] [--post-token-file FILE] [--max-body BYTES]\n"
-            "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
-            "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
-            "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
-            "         [--thread KEY]... [--all]\n"
-            "  serves DIR's threads over HTTP (default 127.0.0.1:7480) while mirroring\n"
-            "  them as `threadsync mirror` does; see README.md, \"The web edge\".\n");
+    fprintf(out, "usage: threadsync web [--config FILE] [--check-config] [--listen HOST:PORT]\n"
+                 "         [--base PATH] [--post-token-file FILE] [--max-body BYTES]\n"
+                 "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
+                 "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
+                 "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
+                 "         [--thread KEY]... [--all]\n"
+                 "  serves DIR's threads over HTTP (default 127.0.0.1:7480) while mirroring\n"
+                 "  them as `threadsync mirror` does; see README.md, \"The web edge\".\n");
     return code;
 }
 
@@ -281,8 +285,8 @@ int ts_web_cli_main(int argc, char **argv)
         rc = TS_E_CONFIG;
     }
     const char *base = o.base ? o.base : "";
-    if (rc == TS_OK && base[0] && (base[0] != '/' || base[strlen(base) - 1] == '/' ||
-                                   strpbrk(base, "\"'<>?# "))) {
+    if (rc == TS_OK && base[0] &&
+        (base[0] != '/' || base[strlen(base) - 1] == '/' || strpbrk(base, "\"'<>?# "))) {
         snprintf(err, sizeof(err), "--base %s: a path like /comments (no trailing /)", base);
         rc = TS_E_CONFIG;
     }

@@ -200,8 +200,8 @@ static void mac(const uint8_t secret[TS_WEB_SECRET_LEN], const char *label, cons
     out[hex_digits] = '\0';
 }
 
-void ts_web_csrf(const uint8_t secret[TS_WEB_SECRET_LEN], const char *thread_key,
-                 const char *nonce, char out[TS_WEB_MAC_HEX])
+void ts_web_csrf(const uint8_t secret[TS_WEB_SECRET_LEN], const char *thread_key, const char *nonce,
+                 char out[TS_WEB_MAC_HEX])
 {
     mac(secret, "csrf", thread_key, nonce, out, TS_WEB_MAC_HEX - 1);
 }

@@ -57,8 +57,8 @@ int ts_web_secret_load(const char *dir, uint8_t secret[TS_WEB_SECRET_LEN]);
 /* A fresh nonce issued at now_s. TS_OK or TS_E_INTERNAL (no randomness). */
 int ts_web_nonce_new(uint64_t now_s, char out[TS_WEB_NONCE_LEN]);
 /* csrf for (thread_key, nonce). */
-void ts_web_csrf(const uint8_t secret[TS_WEB_SECRET_LEN], const char *thread_key,
-                 const char *nonce, char out[TS_WEB_MAC_HEX]);
+void ts_web_csrf(const uint8_t secret[TS_WEB_SECRET_LEN], const char *thread_key, const char *nonce,
+                 char out[TS_WEB_MAC_HEX]);
 /* TS_OK when csrf matches and the nonce is well formed and not expired at
  * now_s (a nonce from the future by more than a minute is refused too);
  * TS_E_FORBIDDEN otherwise. */

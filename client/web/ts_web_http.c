@@ -239,7 +239,8 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
     h->super.on_req = on_req;
     h->s = s;
     if (s->lim.gzip) {
-        h2o_compress_args_t ca = {.min_size = 256, .gzip = {.quality = 1}, .brotli = {.quality = -1}};
+        h2o_compress_args_t ca = {
+            .min_size = 256, .gzip = {.quality = 1}, .brotli = {.quality = -1}};
         h2o_compress_register(path, &ca);
     }
 
@@ -249,8 +250,8 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
     uv_walk(loop, collect, &w0);
     h2o_context_init(&s->ctx, loop, &s->conf);
     s->ctx_ready = 1;
-    struct walk w1 = {.v = s->h2o_handles, .max = H2O_HANDLES_MAX, .before = before,
-                      .n_before = w0.n};
+    struct walk w1 = {
+        .v = s->h2o_handles, .max = H2O_HANDLES_MAX, .before = before, .n_before = w0.n};
     uv_walk(loop, collect, &w1);
     s->n_h2o_handles = w1.n;
     s->accept_ctx.ctx = &s->ctx;
@@ -338,7 +339,8 @@ struct ts_web_http_hold *ts_web_http_hold(h2o_req_t *req)
     struct ts_web_http_hold *h = calloc(1, sizeof(*h));
     if (!h)
         return NULL;
-    struct ts_web_http_hold **link = h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_hold_dispose);
+    struct ts_web_http_hold **link =
+        h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_hold_dispose);
     *link = h;
     h->req = req;
     h->link = link;

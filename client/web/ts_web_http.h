@@ -45,9 +45,10 @@
 struct ts_web_http;
 
 struct ts_web_http_limits {
-    size_t max_body;             /* request body bytes; 0: 64 KiB */
-    unsigned req_timeout_ms;     /* deadline for a request's head and body, and idle keep-alive; 0: 10000 */
-    unsigned max_conns;          /* open connections; 0: 10000 */
+    size_t max_body; /* request body bytes; 0: 64 KiB */
+    unsigned
+        req_timeout_ms; /* deadline for a request's head and body, and idle keep-alive; 0: 10000 */
+    unsigned max_conns; /* open connections; 0: 10000 */
     unsigned max_conns_per_addr; /* open connections from one address; 0: 64 */
     int gzip;                    /* compress text responses */
 };

@@ -112,13 +112,13 @@ static void add_form(struct ts_buf *b, const struct ts_web_page *p)
     html(b, p->csrf);
     ts_buf_printf(b, "\"><input type=\"hidden\" name=\"parent\" value=\"%" PRIu64 "\">", p->parent);
     if (p->edit)
-        ts_buf_printf(b, "<input type=\"hidden\" name=\"comment\" value=\"%" PRIu64 "\">",
-                      p->edit);
+        ts_buf_printf(b, "<input type=\"hidden\" name=\"comment\" value=\"%" PRIu64 "\">", p->edit);
     ts_buf_puts(b, "\n<p class=\"ts-replying\"");
     if (!p->parent)
         ts_buf_puts(b, " hidden");
-    ts_buf_printf(b, ">Replying to <a href=\"#c%" PRIu64 "\">a comment</a> (<a class=\"ts-cancel\" href=\"",
-                  p->parent);
+    ts_buf_printf(
+        b, ">Replying to <a href=\"#c%" PRIu64 "\">a comment</a> (<a class=\"ts-cancel\" href=\"",
+        p->parent);
     thread_url(b, p->base, key, "");
     ts_buf_puts(b, "#reply\">cancel</a>)</p>\n");
     if (!p->edit) {
@@ -180,7 +180,8 @@ int ts_web_page_html(struct ts_buf *b, const struct ts_web_page *p)
     struct ts_buf tree = TS_BUF_INIT;
     uint64_t visible = 0;
     int rc = ts_mirror_render_tree(&tree, p->comments, p->n, &hooks, &visible);
-    ts_buf_printf(b, "<h2 class=\"ts-count\"><span class=\"ts-n\">%" PRIu64 "</span> comment%s</h2>\n",
+    ts_buf_printf(b,
+                  "<h2 class=\"ts-count\"><span class=\"ts-n\">%" PRIu64 "</span> comment%s</h2>\n",
                   visible, visible == 1 ? "" : "s");
     if (rc == TS_OK)
         ts_buf_add(b, tree.p, tree.len);
@@ -237,8 +238,8 @@ static void rfc3339(struct ts_buf *b, int64_t ms)
         ts_buf_puts(b, "1970-01-01T00:00:00Z");
         return;
     }
-    ts_buf_printf(b, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    ts_buf_printf(b, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 int ts_web_page_atom(struct ts_buf *b, const Threadsync__Thread *t,
@@ -246,8 +247,8 @@ int ts_web_page_atom(struct ts_buf *b, const Threadsync__Thread *t,
                      const char *self)
 {
     const char *title = t->title && t->title[0] ? t->title : t->key;
-    int http = t->url && (strncasecmp(t->url, "http://", 7) == 0 ||
-                          strncasecmp(t->url, "https://", 8) == 0);
+    int http = t->url &&
+               (strncasecmp(t->url, "http://", 7) == 0 || strncasecmp(t->url, "https://", 8) == 0);
     int64_t updated = t->created_at_ms;
     for (size_t i = 0; i < n; i++)
         if (comments[i]->status == THREADSYNC__STATUS__VISIBLE) {
@@ -257,9 +258,10 @@ int ts_web_page_atom(struct ts_buf *b, const Threadsync__Thread *t,
             if (u > updated)
                 updated = u;
         }
-    ts_buf_printf(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
-                     "<feed xmlns=\"http://www.w3.org/2005/Atom\">\n"
-                     "<id>urn:threadsync:thread:%" PRIu64 "</id>\n<title>Comments on ",
+    ts_buf_printf(b,
+                  "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n"
+                  "<feed xmlns=\"http://www.w3.org/2005/Atom\">\n"
+                  "<id>urn:threadsync:thread:%" PRIu64 "</id>\n<title>Comments on ",
                   t->id);
     html(b, title);
     ts_buf_puts(b, "</title>\n<updated>");

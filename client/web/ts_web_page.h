@@ -29,12 +29,12 @@ struct ts_web_page {
     const Threadsync__Thread *thread;
     const Threadsync__Comment *const *comments;
     size_t n;
-    const char *base;          /* URL prefix, "" for none */
-    const char *nonce, *csrf;  /* of the form this page carries */
-    uint64_t seq;              /* the mirror's cursor the page shows */
-    int embed;                 /* a fragment: no <html>, <head> or <h1> */
-    uint64_t parent;           /* the form replies to this comment (0: top level) */
-    uint64_t edit;             /* the form edits this comment (own, 0: none) */
+    const char *base;                /* URL prefix, "" for none */
+    const char *nonce, *csrf;        /* of the form this page carries */
+    uint64_t seq;                    /* the mirror's cursor the page shows */
+    int embed;                       /* a fragment: no <html>, <head> or <h1> */
+    uint64_t parent;                 /* the form replies to this comment (0: top level) */
+    uint64_t edit;                   /* the form edits this comment (own, 0: none) */
     const char *name, *email, *body; /* the form's fields, kept after a refusal */
     const char *error;               /* shown above the form, or NULL */
     /* The reader's own comments (from their edit-key cookies): a stand-in

@@ -133,7 +133,7 @@ START_TEST(test_tree)
     /* Given in a shuffled order: the renderer sorts by id itself. */
     const Threadsync__Comment *p[sizeof(c) / sizeof(c[0])];
     for (size_t i = 0; i < n; i++)
-        p[i] = &c[(i * 5) % n];
+        p[i] = &c[(i * 7) % n]; /* 7 is prime to n: a permutation */
 
     char *html;
     size_t len;
