@@ -62,7 +62,7 @@ struct watcher {
     uint64_t thread_id, cursor;
     struct ts_web_event *inflight[SEND_BATCH];
     size_t n_inflight;
-    int sending, ended;
+    int sending;
     char beat[48];
 };
 
@@ -434,22 +434,25 @@ static void watcher_release(struct watcher *x)
     x->n_inflight = 0;
 }
 
-static void watcher_end(struct watcher *x)
+/* Ends x's stream with bufs (static data), and frees x: after a final
+ * send h2o calls neither proceed nor stop. Callers iterating the list take
+ * the next watcher first. */
+static void watcher_end(struct watcher *x, h2o_iovec_t *bufs, size_t n)
 {
-    static h2o_iovec_t reload = {H2O_STRLIT("event: reload\ndata: {}\n\n")};
-    x->ended = 1;
-    x->sending = 1;
-    h2o_send(x->req, &reload, 1, H2O_SEND_STATE_FINAL);
+    h2o_req_t *req = x->req;
+    watcher_release(x);
+    watcher_unlink(x);
+    free(x);
+    h2o_send(req, bufs, n, H2O_SEND_STATE_FINAL);
 }
 
 /* Sends what x has not been sent yet, if nothing is in flight. */
 static void watcher_pump(struct watcher *x)
 {
-    if (x->sending || x->ended)
+    if (x->sending)
         return;
     if (x->w->closing) {
-        x->ended = x->sending = 1;
-        h2o_send(x->req, NULL, 0, H2O_SEND_STATE_FINAL);
+        watcher_end(x, NULL, 0);
         return;
     }
     h2o_iovec_t v[SEND_BATCH];
@@ -458,8 +461,8 @@ static void watcher_pump(struct watcher *x)
         struct ts_web_event *e;
         int rc = ts_web_ring_next(x->w->ring, x->thread_id, &cur, &e);
         if (rc == TS_E_NOT_FOUND) {
-            watcher_release(x);
-            watcher_end(x);
+            static h2o_iovec_t reload = {H2O_STRLIT("event: reload\ndata: {}\n\n")};
+            watcher_end(x, &reload, 1);
             return;
         }
         if (rc != TS_OK)
@@ -481,8 +484,7 @@ static void watcher_proceed(h2o_generator_t *g, h2o_req_t *req)
     struct watcher *x = (struct watcher *)g;
     watcher_release(x);
     x->sending = 0;
-    if (!x->ended)
-        watcher_pump(x);
+    watcher_pump(x);
 }
 
 /* h2o is done with the request (the browser left, or the stream ended). */
@@ -498,7 +500,7 @@ static void on_heartbeat(uv_timer_t *t)
 {
     struct ts_web *w = t->data;
     for (struct watcher *x = w->watchers; x; x = x->next) {
-        if (x->sending || x->ended)
+        if (x->sending)
             continue;
         /* The id moves the browser's Last-Event-ID up to what it has been
          * sent (nothing of its thread since), so a reconnect after quiet
@@ -591,8 +593,10 @@ void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev)
             ts_web_ring_reset(w->ring, e->seq);
         }
     }
-    for (struct watcher *x = w->watchers; x; x = x->next)
+    for (struct watcher *x = w->watchers, *next; x; x = next) {
+        next = x->next;
         watcher_pump(x);
+    }
 }
 
 void ts_web_on_reset(struct ts_web *w, uint64_t seq)
@@ -600,8 +604,10 @@ void ts_web_on_reset(struct ts_web *w, uint64_t seq)
     if (!w || w->closing)
         return;
     ts_web_ring_reset(w->ring, seq);
-    for (struct watcher *x = w->watchers; x; x = x->next)
+    for (struct watcher *x = w->watchers, *next; x; x = next) {
+        next = x->next;
         watcher_pump(x);
+    }
 }
 
 void ts_web_on_flushed(struct ts_web *w, const struct ts_mirror_touched *ids)
@@ -1129,8 +1135,10 @@ void ts_web_close(struct ts_web *w)
     if (w->timer_on)
         uv_close((uv_handle_t *)&w->heartbeat, NULL);
     w->timer_on = 0;
-    for (struct watcher *x = w->watchers; x; x = x->next)
+    for (struct watcher *x = w->watchers, *next; x; x = next) {
+        next = x->next;
         watcher_pump(x); /* ends each stream, now or at its proceed */
+    }
     if (w->client)
         ts_client_close(w->client, NULL, NULL);
     ts_web_http_close(w->http);

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#define TS_WEB_CHARSET "; charset=utf-8"
+
 struct ts_web_asset {
     const char *path; /* "/static/threadsync.js" */
     const char *type; /* Content-Type */

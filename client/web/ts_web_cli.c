@@ -6,6 +6,7 @@
 #include "ts_web_cli.h"
 
 #include <ini.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,6 +343,9 @@ int ts_web_cli_main(int argc, char **argv)
         .stop = hook_stop,
         .done = hook_done,
     };
+    /* A browser that leaves mid-response must cost a write error, not the
+     * process. */
+    signal(SIGPIPE, SIG_IGN);
     code = ts_cli_mirror_run_hooked(&mo, &cfg, &hooks);
     if (r.web) /* the loop never ran (an early failure) */
         ts_web_free(r.web);

@@ -300,8 +300,9 @@ void ts_web_http_close(struct ts_web_http *s)
     if (!s || s->closing)
         return;
     s->closing = 1;
-    if (s->ctx_ready)
-        h2o_context_request_shutdown(&s->ctx);
+    /* Not h2o_context_request_shutdown(): in 2.2 its HTTP/2 part links a
+     * timer entry nothing unlinks before h2o_context_dispose() asserts
+     * there is none. The shutdown(2) below ends keep-alive anyway. */
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
     for (struct conn *c = s->conns; c; c = c->next) {
         uv_os_fd_t fd;

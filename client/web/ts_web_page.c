@@ -209,14 +209,8 @@ void ts_web_page_comment_json(struct ts_buf *b, const Threadsync__Comment *c)
     jstr(b, vis ? c->body : "");
     ts_buf_printf(b,
                   ",\"created_at_ms\":%" PRId64 ",\"edited_at_ms\":%" PRId64
-                  ",\"status\":\"%s\",\"version\":%" PRIu64 ",\"html_time\":",
+                  ",\"status\":\"%s\",\"version\":%" PRIu64 "}",
                   c->created_at_ms, c->edited_at_ms, status_name((int)c->status), c->version);
-    struct ts_buf t = TS_BUF_INIT;
-    ts_mirror_render_time(&t, c->created_at_ms);
-    ts_buf_add(&t, "", 1);
-    jstr(b, t.failed ? "" : t.p);
-    ts_buf_free(&t);
-    ts_buf_puts(b, "}");
 }
 
 void ts_web_page_event(struct ts_buf *b, uint64_t seq, const Threadsync__Thread *t,

@@ -52,8 +52,7 @@ void ts_web_page_key(struct ts_buf *b, const char *key);
 int ts_web_page_html(struct ts_buf *b, const struct ts_web_page *p);
 
 /* One comment's public JSON object, as in the mirror's files (author and
- * body empty unless VISIBLE), plus "html_time", the time as the page shows
- * it. */
+ * body empty unless VISIBLE). */
 void ts_web_page_comment_json(struct ts_buf *b, const Threadsync__Comment *c);
 
 /* One live event's SSE frame: "id: seq\nevent: comment\ndata: {json}\n\n",

@@ -49,8 +49,10 @@
       var h = el('header');
       h.appendChild(el('span', 'ts-author', c.author_name));
       h.appendChild(document.createTextNode(' '));
-      var t = el('time', null, c.html_time);
-      t.setAttribute('datetime', new Date(c.created_at_ms).toISOString());
+      var iso = new Date(c.created_at_ms).toISOString();
+      /* As the page writes it: 2024-05-01 12:00 UTC. */
+      var t = el('time', null, iso.slice(0, 10) + ' ' + iso.slice(11, 16) + ' UTC');
+      t.setAttribute('datetime', iso);
       h.appendChild(t);
       if (c.edited_at_ms) h.appendChild(el('span', 'ts-edited', ' (edited)'));
       if (pending) h.appendChild(el('span', 'ts-pending', ' awaiting moderation'));
