@@ -281,7 +281,9 @@ int ts_web_cli_main(int argc, char **argv)
         snprintf(err, sizeof(err), "--dir is required");
         rc = TS_E_CONFIG;
     }
-    if (rc == TS_OK && ts_addr_parse(listen, host, sizeof(host), &port) != TS_OK) {
+    struct sockaddr_storage ss;
+    if (rc == TS_OK && (ts_addr_parse(listen, host, sizeof(host), &port) != TS_OK ||
+                        ts_addr_numeric(host, port, &ss) != TS_OK)) {
         snprintf(err, sizeof(err), "--listen %s: not HOST:PORT with a numeric host", listen);
         rc = TS_E_CONFIG;
     }

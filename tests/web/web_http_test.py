@@ -276,6 +276,66 @@ class WebTest(unittest.TestCase):
             node.cleanup()
 
 
+class WebConfigTest(unittest.TestCase):
+    """The [web] file: every key, --check-config, flags over the file."""
+
+    def run_web(self, *args):
+        import subprocess
+        return subprocess.run([BINS["threadsync"], "web", *args], capture_output=True, text=True,
+                              timeout=60)
+
+    def test_check_config(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        sample = os.path.join(here, "..", "..", "deploy", "threadsync-web.conf")
+        r = self.run_web("--config", sample, "--check-config")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("config ok: listen=127.0.0.1:7480 dir=/var/lib/threadsync-web", r.stdout)
+        d = self.tmp = __import__("tempfile").mkdtemp(prefix="ts_web_conf.")
+        bad = os.path.join(d, "bad.conf")
+        with open(bad, "w") as f:
+            f.write("[web]\nlisten = 127.0.0.1:1\nno_such_key = 1\n")
+        r = self.run_web("--config", bad, "--check-config")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no_such_key: unknown key", r.stderr)
+        with open(bad, "w") as f:
+            f.write("[web]\nmax_body = lots\n")
+        self.assertEqual(self.run_web("--config", bad, "--check-config").returncode, 2)
+        r = self.run_web("--config", sample, "--listen", "localhost:80", "--check-config")
+        self.assertEqual(r.returncode, 2)  # the flag wins, and a name is not numeric
+        r = self.run_web("--config", sample, "--listen", "127.0.0.1:9", "--check-config")
+        self.assertIn("listen=127.0.0.1:9", r.stdout)
+        __import__("shutil").rmtree(d)
+
+    def test_file_values_apply_and_flags_win(self):
+        node = Node(BINS)
+        try:
+            node.post("conf/a", "seed")
+            conf = os.path.join(node.dir, "web.conf")
+            with open(conf, "w") as f:
+                f.write("[web]\nmax_body = 500\nbase = /comments\nheartbeat_ms = 5000\n")
+            web = Web(node, ["--config", conf, "--heartbeat-ms", "200"])
+            st, _, page = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+                web.get("/comments/t/conf%2Fa")), what="the thread under the base")
+            self.assertIn(b'action="/comments/t/conf%2Fa/post"', page)
+            self.assertEqual(web.get("/t/conf%2Fa")[0], 404)
+            html = page.decode()
+            fields = {"nonce": re.search(r'name="nonce" value="([^"]+)"', html).group(1),
+                      "csrf": re.search(r'name="csrf" value="([^"]+)"', html).group(1),
+                      "name": "Big", "body": "x" * 600}
+            st, _, _ = web.request("POST", "/comments/t/conf%2Fa/post",
+                                   body=__import__("urllib.parse").parse.urlencode(fields),
+                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+            self.assertEqual(st, 413)  # max_body from the file
+            sse = SSE(web.port, "/comments/t/conf%2Fa/events")
+            sse.s.settimeout(20)
+            while b": hb" not in sse.raw:  # the flag's 200 ms, not the file's 5 s
+                sse._recv()
+            sse.close()
+            self.assertEqual(web.stop(), 0)
+        finally:
+            node.cleanup()
+
+
 class WebLimitsTest(unittest.TestCase):
     """An edge with small limits: ring, request deadline, connection cap."""
 
