@@ -671,6 +671,19 @@ static int status_for(int err)
     }
 }
 
+/* Ends a JSON answer with a fresh form nonce and its token, for the
+ * script's next submit (a used nonce would replay the last post). */
+static void add_tokens(struct ts_web *w, const char *key, struct ts_buf *b)
+{
+    char nonce[TS_WEB_NONCE_LEN], csrf[TS_WEB_MAC_HEX];
+    if (ts_web_nonce_new((uint64_t)time(NULL), nonce) != TS_OK) {
+        ts_buf_puts(b, "}\n");
+        return;
+    }
+    ts_web_csrf(w->secret, key, nonce, csrf);
+    ts_buf_printf(b, ",\"nonce\":\"%s\",\"csrf\":\"%s\"}\n", nonce, csrf);
+}
+
 /* Answers a refusal: the form again, the reader's text in it, the message
  * above it (or, for the script, the same as JSON). */
 static void refuse(struct ts_web *w, h2o_req_t *req, const char *key, int json, int status,
@@ -678,12 +691,10 @@ static void refuse(struct ts_web *w, h2o_req_t *req, const char *key, int json, 
 {
     if (json) {
         struct ts_buf b = TS_BUF_INIT;
-        char nonce[TS_WEB_NONCE_LEN], csrf[TS_WEB_MAC_HEX];
-        ts_web_nonce_new((uint64_t)time(NULL), nonce);
-        ts_web_csrf(w->secret, key, nonce, csrf);
         ts_buf_printf(&b, "{\"ok\":false,\"code\":\"%s\",\"error\":\"", code);
         ts_mirror_render_text(&b, msg, 0);
-        ts_buf_printf(&b, "\",\"nonce\":\"%s\",\"csrf\":\"%s\"}\n", nonce, csrf);
+        ts_buf_puts(&b, "\"");
+        add_tokens(w, key, &b);
         ts_web_http_header(req, "cache-control", "no-store");
         send_buf(req, status, "application/json; charset=utf-8", &b);
         return;
@@ -752,22 +763,29 @@ static void answer_error(struct pending_post *p, int err, const Threadsync__Erro
     refuse(p->w, req, p->key, p->json, status_for(err), ts_err_name(err), msg, &fs);
 }
 
+/* The request to answer a success on, or NULL when the browser left, the
+ * edge is stopping or the cluster refused: then that is answered and p is
+ * freed here. */
+static h2o_req_t *answer_begin(struct pending_post *p, int err, const Threadsync__Error *detail)
+{
+    h2o_req_t *req = p->hold->req;
+    if (req && p->w->closing)
+        send_text(req, 503, "shutting down\n");
+    else if (req && err != TS_OK)
+        answer_error(p, err, detail);
+    else if (req)
+        return req;
+    pending_free(p);
+    return NULL;
+}
+
 static void on_post_done(void *arg, int err, const Threadsync__Error *detail,
                          const Threadsync__PostResult *r)
 {
     struct pending_post *p = arg;
-    h2o_req_t *req = p->hold->req;
-    if (!req || p->w->closing) {
-        if (req)
-            send_text(req, 503, "shutting down\n");
-        pending_free(p);
+    h2o_req_t *req = answer_begin(p, err, detail);
+    if (!req)
         return;
-    }
-    if (err != TS_OK) {
-        answer_error(p, err, detail);
-        pending_free(p);
-        return;
-    }
     if (r->status == THREADSYNC__STATUS__PENDING)
         own_add(p->w, r, p->name, p->body, p->parent);
     if (r->edit_key && r->edit_key[0])
@@ -783,14 +801,11 @@ static void on_post_done(void *arg, int err, const Threadsync__Error *detail,
         c.created_at_ms = (int64_t)time(NULL) * 1000;
         c.status = THREADSYNC__STATUS__VISIBLE; /* the poster sees their text either way */
         c.version = 1;
-        char nonce[TS_WEB_NONCE_LEN], csrf[TS_WEB_MAC_HEX];
-        ts_web_nonce_new((uint64_t)time(NULL), nonce);
-        ts_web_csrf(p->w->secret, p->key, nonce, csrf);
         struct ts_buf b = TS_BUF_INIT;
         ts_buf_printf(&b, "{\"ok\":true,\"pending\":%s,\"seq\":%" PRIu64 ",\"comment\":",
                       r->status == THREADSYNC__STATUS__PENDING ? "true" : "false", r->seq);
         ts_web_page_comment_json(&b, &c);
-        ts_buf_printf(&b, ",\"nonce\":\"%s\",\"csrf\":\"%s\"}\n", nonce, csrf);
+        add_tokens(p->w, p->key, &b);
         ts_web_http_header(req, "cache-control", "no-store");
         send_buf(req, 200, "application/json; charset=utf-8", &b);
     } else {
@@ -803,26 +818,15 @@ static void on_change_done(void *arg, int err, const Threadsync__Error *detail,
                            const Threadsync__ChangeResult *r)
 {
     struct pending_post *p = arg;
-    h2o_req_t *req = p->hold->req;
-    if (!req || p->w->closing) {
-        if (req)
-            send_text(req, 503, "shutting down\n");
-        pending_free(p);
+    h2o_req_t *req = answer_begin(p, err, detail);
+    if (!req)
         return;
-    }
-    if (err != TS_OK) {
-        answer_error(p, err, detail);
-        pending_free(p);
-        return;
-    }
     if (p->kind == 2)
         clear_edit_cookie(p->w, req, p->key, p->comment);
     if (p->json) {
-        char nonce[TS_WEB_NONCE_LEN], csrf[TS_WEB_MAC_HEX];
-        ts_web_nonce_new((uint64_t)time(NULL), nonce);
-        ts_web_csrf(p->w->secret, p->key, nonce, csrf);
         struct ts_buf b = TS_BUF_INIT;
-        ts_buf_printf(&b, "{\"ok\":true,\"nonce\":\"%s\",\"csrf\":\"%s\"}\n", nonce, csrf);
+        ts_buf_puts(&b, "{\"ok\":true");
+        add_tokens(p->w, p->key, &b);
         send_buf(req, 200, "application/json; charset=utf-8", &b);
     } else {
         redirect(p->w, req, p->key, p->kind == 2 ? 0 : p->comment);

@@ -4,12 +4,14 @@
  */
 #include "ts_web_form.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,13 +24,9 @@
 
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    static const char digits[] = "0123456789abcdef";
+    const char *d = c ? strchr(digits, tolower((unsigned char)c)) : NULL;
+    return d ? (int)(d - digits) : -1;
 }
 
 /* Decodes s[0..len) into a new string. */
@@ -159,11 +157,8 @@ int ts_web_secret_load(const char *dir, uint8_t secret[TS_WEB_SECRET_LEN])
     }
     if (rc != TS_E_NOT_FOUND)
         return TS_E_IO;
-    char hex[TS_WEB_SECRET_LEN * 2 + 1];
-    if (ts_hex_random(TS_WEB_SECRET_LEN, hex) != TS_OK)
+    if (RAND_bytes(secret, TS_WEB_SECRET_LEN) != 1)
         return TS_E_INTERNAL;
-    for (size_t i = 0; i < TS_WEB_SECRET_LEN; i++)
-        secret[i] = (uint8_t)(hexval(hex[2 * i]) * 16 + hexval(hex[2 * i + 1]));
     mkdir(dir, 0755);
     return ts_file_write_atomic(path, secret, TS_WEB_SECRET_LEN, 0600) == TS_OK ? TS_OK : TS_E_IO;
 }

@@ -262,3 +262,11 @@ class SSE:
 def read(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def stop_web_and_node(web, node):
+    """Ends a test class: the edge must exit 0 (no sanitizer report)."""
+    st = web.stop()
+    out = web.proc.output()
+    node.cleanup()
+    assert st == 0, "web edge exit status %s:\n%s" % (st, out)

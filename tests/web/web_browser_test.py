@@ -16,6 +16,7 @@ import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tsweb  # noqa: E402
 from tsweb import Node, Web, quote  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
@@ -95,10 +96,7 @@ class BrowserTest(unittest.TestCase):
     def tearDownClass(cls):
         quit_browser(cls.a)
         quit_browser(cls.b)
-        st = cls.web.stop()
-        out = cls.web.proc.output()
-        cls.node.cleanup()
-        assert st == 0, "web edge exit status %s:\n%s" % (st, out)
+        tsweb.stop_web_and_node(cls.web, cls.node)
 
     def open_live(self, d, key):
         d.get(self.base + "/t/" + quote(key))
@@ -196,10 +194,7 @@ class NoScriptTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         quit_browser(cls.d)
-        st = cls.web.stop()
-        out = cls.web.proc.output()
-        cls.node.cleanup()
-        assert st == 0, "web edge exit status %s:\n%s" % (st, out)
+        tsweb.stop_web_and_node(cls.web, cls.node)
 
     def test_post_redirects_to_the_anchor_and_refusal_keeps_text(self):
         key = "news/nojs"
