@@ -7,9 +7,12 @@ set -euo pipefail
 # The mirror's HTML test screenshots pages in Chromium: the fonts give emoji
 # and CJK glyphs instead of boxes (DejaVu covers neither; Noto Color Emoji
 # is 10 MB, WenQuanYi Micro Hei 5 MB, where fonts-noto-cjk would be 90 MB).
+# The web edge serves HTTP with libh2o; its browser tests drive Chromium
+# through chromedriver from Debian's python3 with python3-selenium.
 pkgs=(build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev
-      chromium fonts-noto-color-emoji fonts-wqy-microhei "$@")
+      chromium fonts-noto-color-emoji fonts-wqy-microhei
+      libh2o-dev chromium-driver python3-selenium "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -18,6 +18,7 @@
 #include "ts_cli_backup.h"
 #include "ts_cli_cluster.h"
 #include "ts_cli_mirror.h"
+#include "ts_cli_web.h"
 #include "ts_valid.h"
 
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
@@ -401,6 +402,8 @@ int main(int argc, char **argv)
         return ts_cli_backup_main(argc, argv, getenv);
     if (ts_cli_cluster_wants(argc, argv)) /* admin cluster, admin remove-node */
         return ts_cli_cluster_main(argc, argv, getenv);
+    if (ts_cli_web_wants(argc, argv)) /* web: the mirror plus an HTTP edge */
+        return ts_cli_web_main(argc, argv);
     struct ts_cli_opts o;
     char err[256];
     int rc = ts_cli_parse(argc, argv, getenv, &o, err, sizeof(err));

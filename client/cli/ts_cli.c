@@ -449,6 +449,8 @@ void ts_cli_usage(FILE *out)
           "        [--body TEXT | --body-file F]     (body from stdin when neither)\n"
           "  get   --thread KEY                      print a thread as a tree\n"
           "  watch [--thread KEY]... [--since SEQ]   print changes as they happen\n"
+          "  web --dir DIR [--listen HOST:PORT] [--config FILE] ...\n"
+          "                  mirror DIR and serve its threads over HTTP (threadsync web --help)\n"
           "  mirror --dir DIR [--thread KEY]... [--all] [--once]\n"
           "                  keep DIR/mirror.db and DIR/threads/*.{json,html} up to date\n"
           "  verify --dir DIR [--thread KEY]... [--all]\n"
