@@ -1,7 +1,8 @@
 /*
  * ts_valid: the syntactic checks every write passes before it may reach the
- * log (DESIGN.md: garbage never reaches the log). State checks (parent
- * exists, thread open) happen later, in the store's deterministic apply.
+ * log (docs/DESIGN.md, "Invariants": garbage never reaches the log). State
+ * checks (parent exists, thread open) happen later, in the store's
+ * deterministic apply.
  *
  * Limits are in bytes unless said otherwise. Strings from protobuf-c are
  * NUL-terminated but may hold embedded NULs; a NUL is rejected by the UTF-8

@@ -82,7 +82,8 @@ int ts_store_encode(const Threadsync__State__Command *cmd, uint8_t **out, size_t
 int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t **out, size_t *len);
 
 /* Applies one log entry. index must exceed every index applied before.
- * Commands (threadsync_state.proto; PROTOCOL.md sections 4 and 8):
+ * Commands (threadsync_state.proto; PROTOCOL.md section 4 and
+ * docs/DESIGN.md, "Replicated state"):
  *   - Post: a new comment, VISIBLE, or PENDING when the command says
  *     premoderate or the thread is pre-moderated (unless trusted); refused
  *     FORBIDDEN (field author_email / author_name) while its author is

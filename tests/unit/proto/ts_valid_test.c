@@ -1,6 +1,6 @@
 /*
  * ts_valid: UTF-8 well-formedness (the Unicode table's edges), code point
- * counting, and the Post field limits of DESIGN.md.
+ * counting, and the Post field limits (docs/DESIGN.md, "Data model").
  */
 #include <check.h>
 #include <stdlib.h>
