@@ -41,10 +41,9 @@ struct ts_req_write {
     ts_req_write_answer_fn *answer;
     struct ts_stats *stats; /* Post: post-to-commit latency from t0 (ns) */
     uint64_t t0;
-    int role;                                     /* TokenAdd */
-    char name[TS_AUTH_NAME_MAX + 1];              /* BanAuthor, TokenAdd, TokenRevoke */
-    char edit_key[2 * TS_REQ_EDIT_KEY_BYTES + 1]; /* Post: handed back once */
-    char token[TS_AUTH_TOKEN_LEN + 1];            /* TokenAdd: handed back once */
+    int role;                          /* TokenAdd */
+    char name[TS_AUTH_NAME_MAX + 1];   /* BanAuthor, TokenAdd, TokenRevoke */
+    char token[TS_AUTH_TOKEN_LEN + 1]; /* TokenAdd: handed back once */
 };
 
 /* Proposes cmd, stamped here with the leader's clock and the session's
