@@ -63,6 +63,7 @@ static void applied(void *arg, int status, const void *result)
     struct ts_req_write *w = arg;
     if (w->stats)
         ts_stats_post_done(w->stats, status, w->t0);
+    ts_disk_settled(w->disk, w->disk_bytes);
     struct ts_session *s = ts__session_wait_done(&w->wait);
     const struct ts_store_result *res = result;
     if (!s) {
@@ -89,6 +90,16 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
         ts__session_error(s, rid, TS_E_UNAVAILABLE, NULL, "out of memory");
         return;
     }
+    /* Never hand raft a write the disk may not hold (ts_disk.h): libraft
+     * 0.15 does not survive running out of space. */
+    struct ts_disk *disk = &s->srv->disk;
+    if (!ts_disk_check(disk, ts_store_memory(s->srv->store))) {
+        char why[160];
+        ts_disk_describe(disk, why, sizeof(why));
+        free_write(w);
+        ts__session_error_retry(s, rid, TS_E_UNAVAILABLE, "disk", why, TS_DISK_RETRY_AFTER_MS);
+        return;
+    }
     cmd->time_ms = wall_ms();
     cmd->actor = s->token_name;
     uint8_t *payload;
@@ -99,9 +110,13 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
         return;
     }
     w->answer = answer;
+    w->disk = disk;
+    w->disk_bytes = len;
+    ts_disk_proposed(disk, len);
     int rc = ts_repl_propose(s->srv->repl, payload, len, applied, w);
     free(payload);
     if (rc != TS_OK) {
+        ts_disk_settled(disk, len);
         free_write(w);
         ts__session_error(s, rid, rc, NULL, NULL);
         return;

@@ -18,6 +18,7 @@
 #include "threadsync.pb-c.h"
 #include "threadsync_state.pb-c.h"
 #include "ts_auth.h"
+#include "ts_disk.h"
 #include "ts_session_int.h"
 
 struct ts_stats;
@@ -40,6 +41,8 @@ struct ts_req_write {
     struct ts__session_wait wait; /* first; wait.request_id is the request's */
     ts_req_write_answer_fn *answer;
     struct ts_stats *stats; /* Post: post-to-commit latency from t0 (ns) */
+    struct ts_disk *disk;   /* counts disk_bytes as pending until the apply */
+    uint64_t disk_bytes;
     uint64_t t0;
     int role;                          /* TokenAdd */
     char name[TS_AUTH_NAME_MAX + 1];   /* BanAuthor, TokenAdd, TokenRevoke */

@@ -34,6 +34,10 @@ struct ts_server_config {
     unsigned snapshot_threshold; /* 0 = ts_repl default */
     unsigned snapshot_trailing;
     unsigned max_inflight;
+    /* Free space kept on the data directory's file system beyond the next
+     * log segment and snapshot (ts_disk.h); below it writes are refused.
+     * 0 = TS_DISK_RESERVE_DEFAULT (8 MiB). */
+    uint64_t disk_reserve;
     /* Cluster. The raft port runs mutual TLS with the node's certificate
      * (cert_file, which must carry clientAuth and serverAuth) and ca_file. */
     const char *ca_file;          /* cluster CA, default DATA/ca.pem */
