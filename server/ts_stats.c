@@ -67,8 +67,8 @@ static int define_families(struct ts_stats *st)
     return ADD(build_info, G, "threadsync_build_info", "Always 1; the version label says which.",
                "version") &&
            ADD(healthy, G, "threadsync_healthy",
-               "1 when /healthz answers 200: a leader is known and all committed entries are "
-               "applied.",
+               "1 when /healthz answers 200: a leader is known, all committed entries are "
+               "applied and the disk has its reserve.",
                NULL) &&
            ADD(connections, G, "threadsync_connections",
                "Open client connections by role (none: before Hello).", "role") &&
