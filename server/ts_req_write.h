@@ -24,9 +24,6 @@
 struct ts_stats;
 struct ts_store_result;
 
-/* An edit key: 16 random bytes as 32 hex digits. */
-#define TS_REQ_EDIT_KEY_BYTES 16
-
 struct ts_req_write;
 
 /* Builds a write's Result once its entry applied without error (res->status
