@@ -699,6 +699,11 @@ struct ts_repl *ts_server_repl(const struct ts_server *srv)
     return srv->repl;
 }
 
+const struct ts_disk *ts_server_disk(const struct ts_server *srv)
+{
+    return &srv->disk;
+}
+
 struct ts_stats *ts_server_stats(const struct ts_server *srv)
 {
     return srv->stats;

@@ -113,6 +113,8 @@ struct ts_store *ts_server_store(const struct ts_server *srv);
 struct ts_evlog *ts_server_evlog(const struct ts_server *srv);
 struct ts_repl *ts_server_repl(const struct ts_server *srv);
 struct ts_stats *ts_server_stats(const struct ts_server *srv);
+/* The data directory's free-space guard (ts_disk.h); never NULL. */
+const struct ts_disk *ts_server_disk(const struct ts_server *srv);
 /* The first open session (ts_session_next walks on), NULL when none. */
 struct ts_session *ts_server_sessions(const struct ts_server *srv);
 /* 1 once ts_server_stop has begun. */

@@ -14,6 +14,7 @@
 #include "ts_stats.h"
 
 #include "ts_auth.h"
+#include "ts_disk.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_frame.h"
@@ -233,9 +234,10 @@ static void sample_state(struct ts_stats *st)
                       (double)(ts_evlog_end_pos(evlog) - ts_evlog_first_pos(evlog)));
         ts_metric_set(st->evlog_bytes, NULL, (double)ts_evlog_memory(evlog));
     }
-    ts_metric_set(st->disk_free, NULL, (double)srv->disk.avail);
-    ts_metric_set(st->disk_reserve, NULL, (double)srv->disk.reserve);
-    ts_metric_set(st->disk_low, NULL, srv->disk.low);
+    const struct ts_disk *disk = ts_server_disk(srv);
+    ts_metric_set(st->disk_free, NULL, (double)disk->avail);
+    ts_metric_set(st->disk_reserve, NULL, (double)disk->reserve);
+    ts_metric_set(st->disk_low, NULL, disk->low);
     ts_metric_set(st->healthy, NULL, ts_stats_healthy(st, NULL, 0));
 }
 
@@ -267,10 +269,11 @@ int ts_stats_healthy(const struct ts_stats *st, char *why, size_t n)
                      (unsigned long long)rs.applied_index, (unsigned long long)rs.commit_index);
         return 0;
     }
-    if (srv->disk.low) { /* reads go on; writes wait for space (ts_disk.h) */
+    const struct ts_disk *disk = ts_server_disk(srv);
+    if (disk->low) { /* reads go on; writes wait for space (ts_disk.h) */
         if (why) {
             char d[128];
-            ts_disk_describe(&srv->disk, d, sizeof(d));
+            ts_disk_describe(disk, d, sizeof(d));
             snprintf(why, n, "%s; writes refused", d);
         }
         return 0;
