@@ -105,6 +105,10 @@ static const struct opt opts[] = {
      "raft entries between snapshots, at least (more as the state grows)"},
     {"raft", "snapshot_trailing", "snapshot-trailing", "N", T_UINT, 1, UINT32_MAX,
      F(snapshot_trailing), 0, "2048", "raft entries kept after a snapshot"},
+    {"raft", "disk_reserve", "disk-reserve", "BYTES", T_UINT, 1, UINT64_MAX, F(disk_reserve), 0,
+     "8388608",
+     "free space kept on the data directory's file system beyond the next log segment (8 MiB) "
+     "and snapshot; below it writes are refused with UNAVAILABLE"},
     {"raft", "election_timeout_ms", "election-timeout-ms", "MS", T_UINT, 200, 600000,
      F(election_timeout_ms), 0, "1000", "raft election timeout"},
     {"cluster", "join", "join", "HOST:PORT", T_ADDR, 0, 0, F(join), 0, NULL,

@@ -183,6 +183,9 @@ static void on_tick(uv_timer_t *t)
     /* Every session came from an accept, so accepts plus closes (accepted -
      * n_sessions) only grows. */
     ts_memtrim_tick(srv->memtrim, 2 * srv->accepted - srv->n_sessions);
+    /* keeps /healthz and the metric current, and logs a crossing of the
+     * reserve even when nobody writes */
+    ts_disk_check(&srv->disk, ts_store_memory(srv->store));
 }
 
 /* Binds the client socket without listening yet: its address must be known
@@ -431,6 +434,7 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         rc = TS_E_NOMEM;
         goto fail;
     }
+    ts_disk_init(&srv->disk, raft_dir, cfg->disk_reserve);
     struct ts_repl_config rcfg = {
         .data_dir = raft_dir,
         .node_id = srv->cfg.node_id,
@@ -462,6 +466,7 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     if (rc != TS_OK)
         goto fail;
 
+    ts_disk_check(&srv->disk, ts_store_memory(srv->store));
     if ((rc = start_listening(srv)) != TS_OK)
         goto fail;
     if ((rc = start_metrics(srv)) != TS_OK)
@@ -692,6 +697,11 @@ struct ts_evlog *ts_server_evlog(const struct ts_server *srv)
 struct ts_repl *ts_server_repl(const struct ts_server *srv)
 {
     return srv->repl;
+}
+
+const struct ts_disk *ts_server_disk(const struct ts_server *srv)
+{
+    return &srv->disk;
 }
 
 struct ts_stats *ts_server_stats(const struct ts_server *srv)

@@ -34,6 +34,10 @@ struct ts_server_config {
     unsigned snapshot_threshold; /* 0 = ts_repl default */
     unsigned snapshot_trailing;
     unsigned max_inflight;
+    /* Free space kept on the data directory's file system beyond the next
+     * log segment and snapshot (ts_disk.h); below it writes are refused.
+     * 0 = TS_DISK_RESERVE_DEFAULT (8 MiB). */
+    uint64_t disk_reserve;
     /* Cluster. The raft port runs mutual TLS with the node's certificate
      * (cert_file, which must carry clientAuth and serverAuth) and ca_file. */
     const char *ca_file;          /* cluster CA, default DATA/ca.pem */
@@ -109,6 +113,8 @@ struct ts_store *ts_server_store(const struct ts_server *srv);
 struct ts_evlog *ts_server_evlog(const struct ts_server *srv);
 struct ts_repl *ts_server_repl(const struct ts_server *srv);
 struct ts_stats *ts_server_stats(const struct ts_server *srv);
+/* The data directory's free-space guard (ts_disk.h); never NULL. */
+const struct ts_disk *ts_server_disk(const struct ts_server *srv);
 /* The first open session (ts_session_next walks on), NULL when none. */
 struct ts_session *ts_server_sessions(const struct ts_server *srv);
 /* 1 once ts_server_stop has begun. */

@@ -543,7 +543,7 @@ int ts_cli_exit_code(int err)
 {
     if (err == TS_OK)
         return TS_CLI_EXIT_OK;
-    if (err >= TS_E_BAD_FRAME && err <= TS_E_INTERNAL)
+    if (err >= TS_E_BAD_FRAME && err <= TS_E_WIRE_MAX)
         return TS_CLI_EXIT_REFUSED;
     return TS_CLI_EXIT_CONN;
 }

@@ -589,7 +589,7 @@ static void opts_free(struct opts *o)
 
 static int fail(int rc, const Threadsync__Error *detail, const char *what, const char *err)
 {
-    if (rc >= TS_E_BAD_FRAME && rc <= TS_E_INTERNAL && detail)
+    if (rc >= TS_E_BAD_FRAME && rc <= TS_E_WIRE_MAX && detail)
         ts_cli_print_error(stderr, rc, detail, what);
     else
         fprintf(stderr, "error: %s: %s (%s)\n", what, err && *err ? err : ts_err_message(rc),

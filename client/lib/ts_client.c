@@ -357,7 +357,7 @@ static uint64_t now_ms(const struct ts_client *c)
 static int wire_code(const Threadsync__Error *e)
 {
     int code = (int)e->code;
-    return code >= TS_E_BAD_FRAME && code <= TS_E_INTERNAL ? code : TS_E_INTERNAL;
+    return code >= TS_E_BAD_FRAME && code <= TS_E_WIRE_MAX ? code : TS_E_INTERNAL;
 }
 
 static void emit_state(struct ts_client *c, enum ts_client_state st, int err,

@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "ts_disk.h"
 #include "ts_server.h"
 
 struct ts_auth;
@@ -46,6 +47,7 @@ struct ts_server {
     struct ts_limits *limits; /* node-local rate and connection limits */
     uint64_t auth_gen;        /* ts_store_auth_generation sessions were checked at */
     struct ts_stats *stats;   /* metrics and /healthz (ts_stats.c) */
+    struct ts_disk disk;      /* free space on the raft directory's file system */
 
     struct ts_link_pool *links; /* the loops carrying client connections */
     uv_tcp_t listener;

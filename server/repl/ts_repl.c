@@ -832,9 +832,20 @@ int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_re
     struct raft_buffer rb = {.base = buf, .len = framed};
     int rv = raft_apply(&r->raft, &p->req, &rb, 1, on_applied);
     if (rv != 0) {
+        /* Who owns buf now depends on where libraft 0.15's raft_apply
+         * failed, whatever raft.h says: NOTLEADER comes before the entry is
+         * appended (buf is still ours); a failure to start the disk append
+         * (replicationTrigger: IOERR, NOSPACE, ...) goes through
+         * logDiscard, which has already freed buf, and freeing it here was
+         * the double free of a full disk (issue 12, section 5). NOMEM can be
+         * either: buf is left to leak rather than risk a second free. In
+         * every case the callback is not called, so p is ours. */
         pending_remove(r, p);
-        raft_free(buf);
+        if (rv == RAFT_NOTLEADER)
+            raft_free(buf);
         free(p);
+        TS_WARN("event=propose_failed error=\"%s\" raft=\"%s\"", raft_strerror(rv),
+                raft_errmsg(&r->raft));
         return repl_err(rv);
     }
     return TS_OK;
