@@ -397,6 +397,15 @@ static void consider(uint64_t *best, uint64_t t)
         *best = t;
 }
 
+/* 1 when a request was sent on this connection and is not answered yet. */
+static int awaiting(const struct ts_client *c)
+{
+    for (const struct ts__req *r = c->reqs.head; r; r = r->next)
+        if (r->id)
+            return 1;
+    return 0;
+}
+
 /* Arms the tick for the earliest thing pending, from scratch. Only things
  * that can act now count: a retry waits for a READY connection, so it is
  * not a deadline while disconnected (READY re-arms). */
@@ -412,6 +421,10 @@ static void tick_rearm(struct ts_client *c)
     else if (!c->conn_closing) {
         consider(&best, c->last_tx + c->heartbeat_ms);
         consider(&best, c->last_rx + 3ull * c->heartbeat_ms);
+        if (!awaiting(c))
+            c->await_since = 0;
+        if (c->await_since)
+            consider(&best, c->await_since + (c->probe_sent ? 2ull : 1ull) * c->silence_ms);
     }
     int can_send = c->ready && !c->conn_closing;
     for (struct ts__req *r = c->reqs.head; r; r = r->next) {
@@ -486,6 +499,10 @@ static void send_req(struct ts_client *c, struct ts__req *r)
     /* On failure the connection is going away; its on_close leaves the
      * request unsent for the next one. */
     r->id = send_frame(c, &f) == TS_OK ? id : 0;
+    if (r->id && !c->await_since) {
+        c->await_since = now_ms(c);
+        c->probe_sent = 0;
+    }
 }
 
 static void send_sub(struct ts_client *c)
@@ -548,7 +565,14 @@ static void go_failed(struct ts_client *c, int err, const Threadsync__Error *det
      * queued forever. */
     c->state = TS_CLIENT_FAILED;
     c->reconnect_at = 0;
-    ts__reqs_fail_all(&c->reqs, err, detail);
+    /* A request that was refused on the way (UNAVAILABLE, NOT_LEADER) is
+     * answered with that refusal: it says more than the last hop did. */
+    struct ts__req *r;
+    while ((r = c->reqs.head) != NULL) {
+        ts__reqs_unlink(&c->reqs, r);
+        const Threadsync__Error *last = r->last_refusal;
+        ts__req_finish(r, last ? wire_code(last) : err, last ? last : detail, NULL);
+    }
     sub_end(c, err, detail);
     emit_state(c, TS_CLIENT_FAILED, err, NULL, detail);
     tick_rearm(c);
@@ -560,6 +584,9 @@ static void dial(struct ts_client *c)
     c->ready = 0;
     c->conn_closing = 0;
     c->redirecting = 0;
+    c->moving_on = 0;
+    c->await_since = 0;
+    c->probe_sent = 0;
     if (c->conn_error) {
         ts_frame_free(c->conn_error);
         c->conn_error = NULL;
@@ -593,6 +620,16 @@ static void dial(struct ts_client *c)
     tick_rearm(c);
 }
 
+static void send_ping(struct ts_client *c)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Ping p = THREADSYNC__PING__INIT;
+    p.nonce = ++c->ping_nonce;
+    f.msg_case = THREADSYNC__FRAME__MSG_PING;
+    f.ping = &p;
+    send_frame(c, &f);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct ts_client *c = (struct ts_client *)t->data;
@@ -607,18 +644,26 @@ static void on_tick(uv_timer_t *t)
     }
     if (c->conn && !c->conn_closing) {
         if (!c->ready) {
-            if (now >= c->connect_deadline)
-                conn_close(c, TS_E_TIMEOUT);
+            if (now >= c->connect_deadline) {
+                c->conn_closing = 1;
+                ts_conn_abort(c->conn, TS_E_TIMEOUT);
+            }
         } else if (now >= c->last_rx + 3ull * c->heartbeat_ms) {
             TS_WARN("event=heartbeat_timeout server=%s", c->server->text);
             conn_close(c, TS_E_TIMEOUT);
-        } else if (now >= c->last_tx + c->heartbeat_ms) {
-            Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-            Threadsync__Ping p = THREADSYNC__PING__INIT;
-            p.nonce = ++c->ping_nonce;
-            f.msg_case = THREADSYNC__FRAME__MSG_PING;
-            f.ping = &p;
-            send_frame(c, &f);
+        } else if (c->await_since && now >= c->await_since + 2ull * c->silence_ms) {
+            /* A stopped process or a cut link: TCP says nothing for
+             * minutes, and the requests may be answered elsewhere. */
+            TS_WARN("event=server_silent server=%s silent_ms=%llu", c->server->text,
+                    (unsigned long long)(now - c->await_since));
+            c->moving_on = 1;
+            c->conn_closing = 1;
+            ts_conn_abort(c->conn, TS_E_TIMEOUT);
+        } else if (now >= c->last_tx + c->heartbeat_ms ||
+                   (c->await_since && !c->probe_sent && now >= c->await_since + c->silence_ms)) {
+            if (c->await_since)
+                c->probe_sent = 1;
+            send_ping(c);
         }
     }
     /* Restart the walk after each callback: it may have added requests. */
@@ -663,7 +708,10 @@ static void on_welcome(struct ts_client *c, const Threadsync__Welcome *w)
     }
     c->ready = 1;
     c->failures = 0;
-    /* Fail-fast mode: a READY connection that drops is the end. */
+    /* Fail-fast mode: a READY connection that drops is the end, unless it
+     * is left for the next server (moving_on): then the servers after this
+     * one, untried in this pass, are still tried. */
+    c->pass_after = c->pass_left - 1;
     c->pass_left = 1;
     c->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : TS__HEARTBEAT_MS;
     TS_DEBUG("event=ready server=%s node=%llu role=%d resumed=%d", c->server->text,
@@ -716,6 +764,21 @@ static void begin_redirect(struct ts_client *c, uint64_t delay_ms)
     conn_close(c, TS_E_NOT_LEADER);
 }
 
+/* An UNAVAILABLE answer: this node has no leader, is stale, removed,
+ * overloaded or stopping. Another server of the list may well answer, so
+ * the connection is left for the next one (what was in flight is re-sent
+ * there, posts with the same idempotency key). With a single server there
+ * is nowhere to go: 0, and the caller retries here. */
+static int move_on(struct ts_client *c)
+{
+    if (c->dial.n < 2)
+        return 0;
+    TS_DEBUG("event=move_on server=%s reason=UNAVAILABLE", c->server->text);
+    c->moving_on = 1;
+    conn_close(c, TS_E_UNAVAILABLE);
+    return 1;
+}
+
 static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
 {
     const Threadsync__Error *e = f->error;
@@ -725,6 +788,8 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     if (s && s->id && e->request_id == s->id) {
         if (code == TS_E_UNAVAILABLE) {
             s->id = 0;
+            if (move_on(c))
+                return;
             s->retry_at = now + retry_delay(c, e);
             tick_rearm(c);
             return;
@@ -772,6 +837,8 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
         uint64_t at = now + retry_delay(c, e);
         if (!r->deadline || at < r->deadline) {
             r->id = 0;
+            if (move_on(c))
+                return;
             r->retry_at = at;
             tick_rearm(c);
             return;
@@ -826,6 +893,10 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
 {
     struct ts_client *c = ts_conn_data(conn);
     c->last_rx = now_ms(c);
+    if (c->await_since) {
+        c->await_since = c->last_rx;
+        c->probe_sent = 0;
+    }
     if (c->closing || c->conn_closing) {
         ts_frame_free(f);
         return;
@@ -922,6 +993,10 @@ static void conn_on_close(struct ts_conn *conn, int err)
     }
     c->failures++;
     ts__dial_failed(&c->dial);
+    c->await_since = 0;
+    if (c->moving_on && was_ready)
+        c->pass_left = c->pass_after + 1;
+    c->moving_on = 0;
     /* A server that does not know our token or version will not learn it
      * by being asked again. */
     int fatal = reason == TS_E_UNAUTHENTICATED || reason == TS_E_UNSUPPORTED_VERSION;
@@ -999,6 +1074,7 @@ int ts_client_new(uv_loop_t *loop, const struct ts_client_config *cfg, struct ts
         cfg->request_timeout_ms ? cfg->request_timeout_ms : TS__REQUEST_TIMEOUT_MS;
     c->backoff_min_ms = cfg->backoff_min_ms ? cfg->backoff_min_ms : TS__BACKOFF_MIN_MS;
     c->backoff_max_ms = cfg->backoff_max_ms ? cfg->backoff_max_ms : TS__BACKOFF_MAX_MS;
+    c->silence_ms = cfg->silence_ms ? cfg->silence_ms : TS__SILENCE_MS;
     if (c->backoff_max_ms < c->backoff_min_ms)
         c->backoff_max_ms = c->backoff_min_ms;
     c->reconnect = cfg->reconnect;
