@@ -27,10 +27,6 @@
 #include "ts_hex.h"
 #include "ts_valid.h"
 
-/* A node that accepts TCP but does not finish TLS within this is skipped
- * (a stopped process: the kernel still accepts for it). */
-#define CLI_CONNECT_TIMEOUT_MS 2000
-
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
                         const char *token)
 {
@@ -41,7 +37,6 @@ static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *
     cfg->token = token;
     cfg->client_name = "threadsync-cli";
     cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH;
-    cfg->connect_timeout_ms = CLI_CONNECT_TIMEOUT_MS;
     if (o->cmd == TS_CLI_CMD_POST || o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE ||
         o->cmd == TS_CLI_CMD_MODERATE) {
         cfg->reconnect = 1;

@@ -75,7 +75,9 @@ struct ts_client_config {
     const char *token;       /* bearer token (Hello.token) */
     const char *client_name; /* for the server's logs; NULL: "libthreadsync" */
     /* 0 means the default shown. */
-    unsigned connect_timeout_ms; /* TCP + TLS + Welcome; 5000 */
+    /* TCP + TLS + Welcome; 2000. Short on purpose: a stopped process still
+     * completes TCP (the kernel accepts for it) and then says nothing. */
+    unsigned connect_timeout_ms;
     unsigned request_timeout_ms; /* Post and Get, from submission to answer; 30000 */
     unsigned backoff_min_ms;     /* first retry delay; 100 */
     unsigned backoff_max_ms;     /* delay cap; 10000 */

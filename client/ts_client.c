@@ -502,6 +502,7 @@ static void send_req(struct ts_client *c, struct ts__req *r)
     if (r->id && !c->await_since) {
         c->await_since = now_ms(c);
         c->probe_sent = 0;
+        tick_arm(c, c->await_since + c->silence_ms);
     }
 }
 
@@ -578,9 +579,19 @@ static void go_failed(struct ts_client *c, int err, const Threadsync__Error *det
     tick_rearm(c);
 }
 
+static int is_shunned(const struct ts_client *c, const char *addr, uint64_t now);
+
 static void dial(struct ts_client *c)
 {
     c->server = ts__dial_pick(&c->dial);
+    /* Past a server that just timed out, while the list has others: after
+     * UNAVAILABLE from the rest (an election still running) the walk would
+     * otherwise come back to a stopped node and wait out a handshake. */
+    for (size_t k = 1;
+         k < c->dial.n && !c->dial.on_redirect && is_shunned(c, c->server->text, now_ms(c)); k++) {
+        ts__dial_failed(&c->dial);
+        c->server = ts__dial_pick(&c->dial);
+    }
     c->ready = 0;
     c->conn_closing = 0;
     c->redirecting = 0;
@@ -620,6 +631,22 @@ static void dial(struct ts_client *c)
     tick_rearm(c);
 }
 
+/* Remembers the current server as one that timed out (see TS__SHUN_MS). */
+static void shun(struct ts_client *c, uint64_t now)
+{
+    char *copy = strdup(c->server->text);
+    if (!copy)
+        return; /* only a redirect saved is lost */
+    free(c->shunned);
+    c->shunned = copy;
+    c->shunned_until = now + TS__SHUN_MS;
+}
+
+static int is_shunned(const struct ts_client *c, const char *addr, uint64_t now)
+{
+    return c->shunned && now < c->shunned_until && strcmp(c->shunned, addr) == 0;
+}
+
 static void send_ping(struct ts_client *c)
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
@@ -645,6 +672,7 @@ static void on_tick(uv_timer_t *t)
     if (c->conn && !c->conn_closing) {
         if (!c->ready) {
             if (now >= c->connect_deadline) {
+                shun(c, now);
                 c->conn_closing = 1;
                 ts_conn_abort(c->conn, TS_E_TIMEOUT);
             }
@@ -656,7 +684,9 @@ static void on_tick(uv_timer_t *t)
              * minutes, and the requests may be answered elsewhere. */
             TS_WARN("event=server_silent server=%s silent_ms=%llu", c->server->text,
                     (unsigned long long)(now - c->await_since));
+            shun(c, now);
             c->moving_on = 1;
+            c->moves++;
             c->conn_closing = 1;
             ts_conn_abort(c->conn, TS_E_TIMEOUT);
         } else if (now >= c->last_tx + c->heartbeat_ms ||
@@ -740,6 +770,7 @@ static void on_result(struct ts_client *c, const Threadsync__Result *res)
             s->cbs.on_result(s->arg, res->subscribe->from_seq, res->subscribe->snapshot);
         return;
     }
+    c->moves = 0;
     struct ts__req *r = ts__reqs_find(&c->reqs, res->request_id);
     if (!r)
         return; /* answer to a request that timed out meanwhile */
@@ -775,6 +806,7 @@ static int move_on(struct ts_client *c)
         return 0;
     TS_DEBUG("event=move_on server=%s reason=UNAVAILABLE", c->server->text);
     c->moving_on = 1;
+    c->moves++;
     conn_close(c, TS_E_UNAVAILABLE);
     return 1;
 }
@@ -806,7 +838,10 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     if (code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) {
         r->redirects++;
         r->id = 0;
-        if (e->leader_address && *e->leader_address &&
+        /* A leader that just timed out on us is most likely stopped or cut
+         * off, and this follower has not noticed yet: ask it again later
+         * instead of dialling into the same silence. */
+        if (e->leader_address && *e->leader_address && !is_shunned(c, e->leader_address, now) &&
             ts__dial_redirect(&c->dial, e->leader_address) == TS_OK) {
             /* After a leader dies, the followers keep naming it until
              * their election timeout: the dial to it fails, the list
@@ -1008,15 +1043,22 @@ static void conn_on_close(struct ts_conn *conn, int err)
     if (c->closing)
         return;
     c->reconnect_at = now_ms(c);
+    /* Every node may answer UNAVAILABLE for an election's length: walking
+     * the list slows down with each move, as reconnects do with failures
+     * (a Welcome resets failures, only an answer resets moves), but only up
+     * to TS__MOVE_BACKOFF_CAP steps, so the new leader is found soon after
+     * it is elected. */
+    unsigned moves = c->moves < TS__MOVE_BACKOFF_CAP ? c->moves : TS__MOVE_BACKOFF_CAP;
     if (c->reconnect)
-        c->reconnect_at +=
-            ts__backoff_delay(c->backoff_min_ms, c->backoff_max_ms, c->failures, rand32());
+        c->reconnect_at += ts__backoff_delay(c->backoff_min_ms, c->backoff_max_ms,
+                                             c->failures > moves ? c->failures : moves, rand32());
     tick_rearm(c);
 }
 
 static void client_free(struct ts_client *c)
 {
     ts__dial_free(&c->dial);
+    free(c->shunned);
     free(c->token);
     free(c->client_name);
     if (c->ssl)

@@ -12,7 +12,14 @@
 
 #include "threadsync.h"
 
-#define TS__CONNECT_TIMEOUT_MS 5000u
+#define TS__CONNECT_TIMEOUT_MS 2000u
+/* A server left for silence (or a handshake that timed out) is not
+ * followed as a NOT_LEADER redirect for this long: the followers keep
+ * naming a stopped leader until they elect another. */
+#define TS__SHUN_MS 5000u
+/* Moving on after UNAVAILABLE backs off like a failure, at most this many
+ * doublings (100 ms minimum: at most 400 ms between two nodes). */
+#define TS__MOVE_BACKOFF_CAP 3u
 #define TS__REQUEST_TIMEOUT_MS 30000u
 #define TS__BACKOFF_MIN_MS 100u
 #define TS__BACKOFF_MAX_MS 10000u
@@ -170,6 +177,9 @@ struct ts_client {
     unsigned pass_left;            /* fail-fast mode: dials left */
     unsigned pass_after;           /* fail-fast mode: list entries untried after the READY one */
     int moving_on;                 /* conn is being closed to try the next server */
+    unsigned moves;                /* servers left since the last Result: paces the walk */
+    char *shunned;                 /* "host:port" that timed out lately, or NULL */
+    uint64_t shunned_until;        /* loop ms */
     uint64_t connect_deadline;     /* loop ms while dialling */
     uint64_t reconnect_at;         /* loop ms; 0: none scheduled */
     Threadsync__Frame *conn_error; /* request_id-0 Error that ends conn */
