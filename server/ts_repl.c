@@ -600,13 +600,8 @@ static void watch_sample(struct ts_repl *r)
     int member = ts_repl_is_member(r);
     if (member)
         r->was_member = 1;
-    if (r->was_member && !member && !r->removed) {
-        r->removed = 1;
-        TS_ERROR("event=removed_from_cluster node=%llu msg=\"this node is no longer in the "
-                 "cluster's configuration; it refuses clients. Wipe its data directory to "
-                 "join it again\"",
-                 (unsigned long long)r->raft.id);
-    }
+    if (r->was_member && !member && !r->removed)
+        ts_repl_set_removed(r);
     if (id && !r->removed) {
         r->leader_seen_ms = uv_now(r->loop);
         if (id != r->last_leader_id) {
@@ -628,6 +623,17 @@ static void watch_sample(struct ts_repl *r)
             TS_INFO("event=fresh node=%llu leader=%s", (unsigned long long)r->raft.id,
                     r->last_leader);
     }
+}
+
+void ts_repl_set_removed(struct ts_repl *r)
+{
+    if (r->removed)
+        return;
+    r->removed = 1;
+    TS_ERROR("event=removed_from_cluster node=%llu msg=\"this node is no longer in the "
+             "cluster's configuration; it refuses clients. Wipe its data directory to "
+             "join it again\"",
+             (unsigned long long)r->raft.id);
 }
 
 static void on_watch(uv_timer_t *h)

@@ -138,6 +138,10 @@ int ts_repl_is_member(const struct ts_repl *r);
  * configuration and is no longer. On 1 and 2 a reason for humans is written
  * into why (n bytes), naming the last leader known. */
 int ts_repl_stale(struct ts_repl *r, char *why, size_t n);
+/* Marks this node as removed (the cluster said its configuration no longer
+ * lists it, see ts_join's check mode): ts_repl_stale answers 2 from now on,
+ * and it is logged once. */
+void ts_repl_set_removed(struct ts_repl *r);
 /* The client address of the last leader this node knew, "" when none.
  * Points into r. */
 const char *ts_repl_last_leader(const struct ts_repl *r);

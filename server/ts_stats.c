@@ -244,7 +244,7 @@ int ts_stats_healthy(const struct ts_stats *st, char *why, size_t n)
     char stale[192];
     if (ts_repl_stale(srv->repl, stale, sizeof(stale)) == 2) {
         if (why)
-            snprintf(why, n, "removed from the cluster: %s", stale);
+            snprintf(why, n, "%s", stale);
         return 0;
     }
     ts_repl_get_status(srv->repl, &rs);

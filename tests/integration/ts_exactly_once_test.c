@@ -347,6 +347,25 @@ END_TEST
 
 /* ---- a removed node started again on its old data ---- */
 
+/* The whole HTTP/1.0 answer to GET path (malloc'd, never NULL). */
+static char *http_get(const char *addr, const char *path)
+{
+    int fd = ts_plain_connect(addr);
+    ck_assert_int_ge(fd, 0);
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    ck_assert_int_eq(write(fd, req, (size_t)n), n);
+    size_t len = 0, cap = 4096;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    ssize_t r;
+    while (len < cap - 1 && (r = read(fd, buf + len, cap - len - 1)) > 0)
+        len += (size_t)r;
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
 START_TEST(test_removed_node_refuses_and_clients_move_on)
 {
     start_cluster();
@@ -367,24 +386,36 @@ START_TEST(test_removed_node_refuses_and_clients_move_on)
     const char *second[] = {"post", "--thread", "eo/rm",         "--name",
                             "Ann",  "--body",   "after removal", NULL};
     ck_assert_int_eq(cli(to_leader, 1, second, NULL), 0);
-    ck_assert_int_eq(ts_testnode_restart(&nodes[f], fast), TS_OK);
+    char metrics[64];
+    snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", (unsigned)ts_test_free_port());
+    const char *extra[] = {"--election-timeout-ms", "400", "--metrics-listen", metrics, NULL};
+    ck_assert_int_eq(ts_testnode_restart(&nodes[f], extra), TS_OK);
 
-    /* It never hears a leader again: once past the staleness bound it
-     * refuses to serve its old state. */
+    /* Started with --join on a data directory that says it is a member, it
+     * asks the cluster, learns it was removed and refuses to serve its old
+     * state, saying why. */
     uint64_t deadline = ts_test_now_ms() + WAIT_MS;
     int code = 0;
-    while (code != TS_E_UNAVAILABLE && ts_test_now_ms() < deadline) {
+    char why[256] = "";
+    while (!strstr(why, "removed") && ts_test_now_ms() < deadline) {
         const char *server[] = {nodes[f].addr};
         struct ts_client_config cfg;
         one_cfg(&cfg, server, 1);
         Threadsync__GetResult *g = NULL;
-        code = ts_sync_get(&cfg, "eo/rm", &g, NULL);
+        Threadsync__Error *e = NULL;
+        code = ts_sync_get(&cfg, "eo/rm", &g, &e);
+        snprintf(why, sizeof(why), "%s", e && e->message ? e->message : "");
         ts_msg_free(g);
-        if (code != TS_E_UNAVAILABLE)
+        ts_msg_free(e);
+        if (!strstr(why, "removed"))
             usleep(100000);
     }
-    ck_assert_msg(code == TS_E_UNAVAILABLE, "the removed node still serves (%s)",
-                  ts_err_name(code));
+    ck_assert_msg(code == TS_E_UNAVAILABLE && strstr(why, "removed"),
+                  "the removed node still serves (%s: %s)", ts_err_name(code), why);
+    char *health = http_get(metrics, "/healthz");
+    ck_assert_msg(strstr(health, " 503 ") && strstr(health, "removed from the cluster"), "%s",
+                  health);
+    free(health);
 
     /* The CLI listing it first reads and writes through the member after. */
     int order[] = {f, l};
