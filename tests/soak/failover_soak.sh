@@ -33,6 +33,8 @@ count=${4:-1500}
 election=${ELECTION_MS:-1000}
 margin=${MARGIN_MS:-4000}
 src=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/soak/soak_lib.sh
+. "$src/tests/soak/soak_lib.sh"
 threadsyncd=$build/server/threadsyncd
 threadsync=$build/client/threadsync
 soak=$build/tests/ts_soak_client
@@ -62,18 +64,11 @@ cleanup() {
     done
     for n in "${!pid[@]}"; do wait "${pid[$n]}" 2>/dev/null || true; done
     [[ -z $holder ]] || kill -TERM "$holder" 2>/dev/null || true
-    if [[ $ok == 1 && ${TS_SOAK_KEEP:-0} != 1 ]]; then
-        rm -rf "$work"
-    else
-        echo "soak: files kept in $work"
-    fi
+    soak_finish "$work" "$ok"
 }
 trap cleanup EXIT
-log() { echo "soak: $(date +%T.%N | cut -c1-12) $*"; }
-fail() {
-    echo "soak: FAILED: $*" >&2
-    exit 1
-}
+log() { soak_log "$@"; }
+fail() { soak_fail "$@"; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # ---- where the nodes live ----
@@ -104,17 +99,7 @@ if [[ $mode == cut ]]; then
     cport=([1]=7420 [2]=7430 [3]=7440)
 else
     host=([1]=127.0.0.1 [2]=127.0.0.1 [3]=127.0.0.1)
-    port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-    base=
-    for _ in $(seq 50); do
-        b=$((20000 + (RANDOM % 2000) * 10))
-        if port_free $b && port_free $((b + 1)) && port_free $((b + 10)) &&
-            port_free $((b + 11)) && port_free $((b + 20)) && port_free $((b + 21)); then
-            base=$b
-            break
-        fi
-    done
-    [[ -n $base ]] || fail "no free block of ports"
+    base=$(soak_pick_base)
     cport=([1]=$base [2]=$((base + 10)) [3]=$((base + 20)))
 fi
 for n in 1 2 3; do rport[$n]=$((cport[$n] + 1)); done
