@@ -12,7 +12,17 @@
  *
  * Every deadline (dial, connect timeout, heartbeat, silence, request
  * timeouts, retry-after) is served by one timer armed for the earliest of
- * them; when it fires it handles whatever is due and re-arms. So a client
+ * them; when it fires it handles whatever is due and re-arms.
+ *
+ * Leaving a server: a failover must not wait for TCP to notice a stopped or
+ * cut-off node (minutes), nor for a node without a leader to get one (until
+ * a partition heals). So a connection is left for the next server of the
+ * list when requests sent on it hear nothing for 2 x silence_ms (a Ping
+ * goes out at 1 x, and any frame counts), when a request is answered
+ * UNAVAILABLE, and when the handshake outlasts connect_timeout_ms; a server
+ * left for silence is "shunned" for TS__SHUN_MS, neither dialled from the
+ * list nor followed as a NOT_LEADER redirect, since followers keep naming
+ * a stopped leader until they elect another. So a client
  * costs one timer however many requests it has in flight; finding the
  * earliest deadline walks the table, fine for the tens to hundreds of
  * requests a client pipelines.
