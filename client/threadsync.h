@@ -83,8 +83,9 @@ struct ts_client_config {
     unsigned backoff_max_ms;     /* delay cap; 10000 */
     /* A connection with requests sent and unanswered from which nothing
      * arrived for silence_ms gets a Ping; after twice that it is dropped
-     * (a stopped or cut-off server) and the requests go to the next server.
-     * 1000 */
+     * (a stopped or cut-off server) and the requests go to the next server
+     * (with two or more servers listed; with one, the heartbeat timeout
+     * alone ends it). 1000 */
     unsigned silence_ms;
     /* Non-zero: after any failure keep retrying until ts_client_close().
      * Zero (fail fast): connect tries each server once, in order (following

@@ -18,7 +18,8 @@
  * cut-off node (minutes), nor for a node without a leader to get one (until
  * a partition heals). So a connection is left for the next server of the
  * list when requests sent on it hear nothing for 2 x silence_ms (a Ping
- * goes out at 1 x, and any frame counts), when a request is answered
+ * goes out at 1 x, and any frame counts; with a single server there is
+ * nowhere to go, and a busy server is waited for), when a request is answered
  * UNAVAILABLE, and when the handshake outlasts connect_timeout_ms; a server
  * left for silence is "shunned" for TS__SHUN_MS, neither dialled from the
  * list nor followed as a NOT_LEADER redirect, since followers keep naming
@@ -407,6 +408,14 @@ static void consider(uint64_t *best, uint64_t t)
         *best = t;
 }
 
+/* When a deadline that ends a connection is due: while it is being
+ * confirmed (passed() below), not before the loop has polled once more. */
+static uint64_t confirm_at(const struct ts_client *c, uint64_t deadline)
+{
+    uint64_t next = now_ms(c) + 1;
+    return c->confirming && deadline < next ? next : deadline;
+}
+
 /* 1 when a request was sent on this connection and is not answered yet. */
 static int awaiting(const struct ts_client *c)
 {
@@ -427,14 +436,19 @@ static void tick_rearm(struct ts_client *c)
     if (!c->conn)
         consider(&best, c->reconnect_at);
     else if (!c->conn_closing && !c->ready)
-        consider(&best, c->connect_deadline);
+        consider(&best, confirm_at(c, c->connect_deadline));
     else if (!c->conn_closing) {
         consider(&best, c->last_tx + c->heartbeat_ms);
         consider(&best, c->last_rx + 3ull * c->heartbeat_ms);
-        if (!awaiting(c))
+        if (!awaiting(c)) {
             c->await_since = 0;
-        if (c->await_since)
-            consider(&best, c->await_since + (c->probe_sent ? 2ull : 1ull) * c->silence_ms);
+            c->confirming = 0; /* READY: only the silence deadline confirms */
+        }
+        /* The Ping at 1 x; leaving at 2 x only when there is somewhere to go. */
+        if (c->await_since && !c->probe_sent)
+            consider(&best, c->await_since + c->silence_ms);
+        else if (c->await_since && c->dial.n > 1)
+            consider(&best, confirm_at(c, c->await_since + 2ull * c->silence_ms));
     }
     int can_send = c->ready && !c->conn_closing;
     for (struct ts__req *r = c->reqs.head; r; r = r->next) {
@@ -608,6 +622,7 @@ static void dial(struct ts_client *c)
     c->moving_on = 0;
     c->await_since = 0;
     c->probe_sent = 0;
+    c->confirming = 0;
     if (c->conn_error) {
         ts_frame_free(c->conn_error);
         c->conn_error = NULL;
@@ -667,6 +682,23 @@ static void send_ping(struct ts_client *c)
     send_frame(c, &f);
 }
 
+/* Whether deadline has passed, for the deadlines that end a connection.
+ * Timers run before I/O in a loop iteration, so after the loop was blocked
+ * (a user callback that took seconds: a mirror rendering) the frames that
+ * would have met the deadline are still unread. The first time it is
+ * found passed the tick comes back 1 ms later, after a poll; only if it
+ * still holds then (a frame resets confirming) is it true. */
+static int passed(struct ts_client *c, uint64_t now, uint64_t deadline)
+{
+    if (now < deadline)
+        return 0;
+    if (c->confirming)
+        return 1;
+    c->confirming = 1;
+    tick_arm(c, now + 1);
+    return 0;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct ts_client *c = (struct ts_client *)t->data;
@@ -681,7 +713,7 @@ static void on_tick(uv_timer_t *t)
     }
     if (c->conn && !c->conn_closing) {
         if (!c->ready) {
-            if (now >= c->connect_deadline) {
+            if (passed(c, now, c->connect_deadline)) {
                 shun(c, now);
                 c->conn_closing = 1;
                 ts_conn_abort(c->conn, TS_E_TIMEOUT);
@@ -689,7 +721,8 @@ static void on_tick(uv_timer_t *t)
         } else if (now >= c->last_rx + 3ull * c->heartbeat_ms) {
             TS_WARN("event=heartbeat_timeout server=%s", c->server->text);
             conn_close(c, TS_E_TIMEOUT);
-        } else if (c->await_since && now >= c->await_since + 2ull * c->silence_ms) {
+        } else if (c->await_since && c->dial.n > 1 &&
+                   passed(c, now, c->await_since + 2ull * c->silence_ms)) {
             /* A stopped process or a cut link: TCP says nothing for
              * minutes, and the requests may be answered elsewhere. */
             TS_WARN("event=server_silent server=%s silent_ms=%llu", c->server->text,
@@ -938,6 +971,7 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
 {
     struct ts_client *c = ts_conn_data(conn);
     c->last_rx = now_ms(c);
+    c->confirming = 0;
     if (c->await_since) {
         c->await_since = c->last_rx;
         c->probe_sent = 0;

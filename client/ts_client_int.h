@@ -193,6 +193,9 @@ struct ts_client {
      * none waits. A probe Ping goes out silence_ms after it. */
     uint64_t await_since;
     int probe_sent;
+    /* A connect or silence deadline was found passed; it is acted on only
+     * if it still holds after the loop polled once more (see passed()). */
+    int confirming;
 
     uv_timer_t tick; /* one timer for every deadline; see ts_client.c */
     uint64_t tick_due;
