@@ -112,7 +112,8 @@ static const struct opt opts[] = {
     {"raft", "election_timeout_ms", "election-timeout-ms", "MS", T_UINT, 200, 600000,
      F(election_timeout_ms), 0, "1000", "raft election timeout"},
     {"cluster", "join", "join", "HOST:PORT", T_ADDR, 0, 0, F(join), 0, NULL,
-     "first start only: join the cluster of the member with this client address"},
+     "join the cluster of the member with this client address (later starts: check "
+     "that the cluster still lists this node)"},
     {"cluster", "join_token_file", "join-token-file", "FILE", T_PATH, 0, 0, F(join_token_file), 0,
      NULL, "admin token used by --join (default: DATA_DIR/admin.token)"},
     {"moderation", "premoderate", "premoderate", NULL, T_BOOL, 0, 0, F(premoderate), 0, "false",

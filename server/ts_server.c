@@ -556,13 +556,28 @@ static void on_joined(void *arg, int status)
     ts_server_stop(srv);
 }
 
+/* A member by its own data asked the cluster whether it still is one. */
+static void on_membership(void *arg, int status)
+{
+    struct ts_server *srv = arg;
+    srv->join = NULL;
+    if (status == TS_E_NOT_FOUND)
+        ts_repl_set_removed(srv->repl);
+    else if (status != TS_OK)
+        TS_WARN("event=membership_check_failed node=%llu error=%s",
+                (unsigned long long)srv->cfg.node_id, ts_err_name(status));
+}
+
+/* --join: a node with no membership yet joins; one that is a member by its
+ * data directory checks that the cluster still lists it (it may have been
+ * removed while it was down, and would never hear of it otherwise). */
 static int start_join(struct ts_server *srv)
 {
-    if (ts_repl_is_member(srv->repl)) {
-        TS_INFO("event=join_skipped node=%llu reason=\"already a member\"",
+    int check = ts_repl_is_member(srv->repl);
+    if (check)
+        TS_INFO("event=join_skipped node=%llu reason=\"already a member\" "
+                "msg=\"checking that the cluster still lists this node\"",
                 (unsigned long long)srv->cfg.node_id);
-        return TS_OK;
-    }
     char token[300] = "";
     FILE *f = fopen(srv->join_token_file, "r");
     if (!f || !fgets(token, sizeof(token), f)) {
@@ -571,13 +586,13 @@ static int start_join(struct ts_server *srv)
                  srv->join_token_file);
         if (f)
             fclose(f);
-        return TS_E_CONFIG;
+        return check ? TS_OK : TS_E_CONFIG; /* a member runs on without the check */
     }
     fclose(f);
     token[strcspn(token, "\r\n")] = '\0';
     int rc = ts_tls_client_ctx(srv->ca_file, srv->cert_file, srv->key_file, &srv->join_ctx);
     if (rc != TS_OK)
-        return rc;
+        return check ? TS_OK : rc;
     struct ts_join_config jc = {
         .target = srv->cfg.join,
         .token = token,
@@ -585,11 +600,12 @@ static int start_join(struct ts_server *srv)
         .raft_address = srv->raft_listen,
         .client_address = srv->advertise,
         .ctx = srv->join_ctx,
+        .check = check,
     };
-    rc = ts_join_start(srv->loop, &jc, on_joined, srv, &srv->join);
+    rc = ts_join_start(srv->loop, &jc, check ? on_membership : on_joined, srv, &srv->join);
     if (rc != TS_OK)
         TS_ERROR("event=config_error key=join value=%s", srv->cfg.join);
-    return rc;
+    return check ? TS_OK : rc;
 }
 
 static void on_handle_closed(uv_handle_t *h)

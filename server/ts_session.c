@@ -13,6 +13,11 @@
  *     ts__session_wait) that on_close clears;
  *   - NOT_LEADER always carries the leader's client address; with no leader
  *     (or none whose client address is known) the answer is UNAVAILABLE;
+ *   - a stale node (no leader heard from for longer than ts_repl's bound)
+ *     serves no state: reads and subscriptions get UNAVAILABLE naming the
+ *     last leader it knew, and subscribers are closed, so clients move to a
+ *     node that is current; a node removed from the cluster refuses every
+ *     request and every Hello;
  *   - permission is checked on every request: the token (kept as its
  *     SHA-256 only) is looked up again in the tokens file and the
  *     replicated table, and a revoked one closes the connection; then the
@@ -237,6 +242,8 @@ void ts_session_recheck_auth(struct ts_session *s)
         reauth(s);
 }
 
+static int refuse_stale(struct ts_session *s, uint64_t rid, int reads);
+
 /* ---- Hello ---- */
 
 /* A string the decoder refused (ill-formed UTF-8 or a NUL): the error
@@ -272,6 +279,8 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
         ts_session_close(s, TS_E_INVALID_ARGUMENT);
         return;
     }
+    if (refuse_stale(s, 0, 0))
+        return;
     int role;
     const char *name;
     if (status != TS_OK || ts_auth_hash_token(h->token, s->token_hash) != TS_OK ||
@@ -308,18 +317,46 @@ static void handle_hello(struct ts_session *s, const Threadsync__Hello *h, int s
 
 typedef void request_fn(struct ts_session *s, const Threadsync__Frame *f);
 
+/* Answers UNAVAILABLE and returns 1 when this node must not serve the
+ * request: removed from the cluster (every request), or stale (requests
+ * that read its state). The last leader's client address rides in
+ * leader_address, a hint for clients with no server list of their own. */
+static int refuse_stale(struct ts_session *s, uint64_t rid, int reads)
+{
+    char why[192];
+    int st = ts_repl_stale(s->srv->repl, why, sizeof(why));
+    if (st == 0 || (st == 1 && !reads))
+        return 0;
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Error e = THREADSYNC__ERROR__INIT;
+    e.request_id = rid;
+    e.code = THREADSYNC__ERROR_CODE__UNAVAILABLE;
+    e.field = "";
+    e.message = why;
+    e.leader_address = (char *)ts_repl_last_leader(s->srv->repl);
+    e.retry_after_ms = 1000;
+    f.msg_case = THREADSYNC__FRAME__MSG_ERROR;
+    f.error = &e;
+    ts__session_send(s, &f);
+    ts_stats_error(s->srv->stats, TS_E_UNAVAILABLE);
+    if (rid == 0)
+        ts_session_close(s, TS_E_UNAVAILABLE);
+    return 1;
+}
+
 /* Every request a client may send, by Frame case: the least action its
  * role must allow (handlers check more where the request says more, e.g.
  * an edit without its key needs a moderator), and its handler. */
 static const struct {
     enum ts_auth_action least;
     request_fn *handle;
+    int reads; /* serves this node's state: refused when it is stale */
 } requests[] = {
-    [THREADSYNC__FRAME__MSG_POST] = {TS_AUTH_POST, ts_req_write_post},
-    [THREADSYNC__FRAME__MSG_GET] = {TS_AUTH_GET, ts_req_read_get},
-    [THREADSYNC__FRAME__MSG_SUBSCRIBE] = {TS_AUTH_SUBSCRIBE, ts_req_read_subscribe},
-    [THREADSYNC__FRAME__MSG_DIGEST] = {TS_AUTH_GET, ts_req_read_digest},
-    [THREADSYNC__FRAME__MSG_PENDING_QUEUE] = {TS_AUTH_MODERATE, ts_req_read_pending_queue},
+    [THREADSYNC__FRAME__MSG_POST] = {TS_AUTH_POST, ts_req_write_post, 0},
+    [THREADSYNC__FRAME__MSG_GET] = {TS_AUTH_GET, ts_req_read_get, 1},
+    [THREADSYNC__FRAME__MSG_SUBSCRIBE] = {TS_AUTH_SUBSCRIBE, ts_req_read_subscribe, 1},
+    [THREADSYNC__FRAME__MSG_DIGEST] = {TS_AUTH_GET, ts_req_read_digest, 1},
+    [THREADSYNC__FRAME__MSG_PENDING_QUEUE] = {TS_AUTH_MODERATE, ts_req_read_pending_queue, 1},
     [THREADSYNC__FRAME__MSG_MODERATE] = {TS_AUTH_MODERATE, ts_req_write_moderate},
     [THREADSYNC__FRAME__MSG_EDIT] = {TS_AUTH_POST, ts_req_write_edit},
     [THREADSYNC__FRAME__MSG_DELETE] = {TS_AUTH_POST, ts_req_write_delete},
@@ -351,7 +388,8 @@ static void request(struct ts_session *s, const Threadsync__Frame *f, int status
         char msg[96];
         encoding_message(msg, sizeof(msg), bad_field ? bad_field : "every string");
         ts__session_error(s, rid, status, bad_field, msg);
-    } else if (reauth(s) && ts__session_allowed(s, rid, requests[f->msg_case].least))
+    } else if (reauth(s) && ts__session_allowed(s, rid, requests[f->msg_case].least) &&
+               !refuse_stale(s, rid, requests[f->msg_case].reads))
         requests[f->msg_case].handle(s, f);
 }
 
@@ -520,6 +558,10 @@ void ts_session_tick(struct ts_session *s, uint64_t now_ms)
         fail_and_close(s, TS_E_UNAVAILABLE, "heartbeat timeout");
         return;
     }
+    /* A subscriber of a stale node would wait for changes that never come
+     * here: closing sends it to a current node. */
+    if (s->sub && refuse_stale(s, 0, 1))
+        return;
     if (now_ms - s->last_tx_ms >= cfg->heartbeat_ms) {
         Threadsync__Frame f = THREADSYNC__FRAME__INIT;
         Threadsync__Ping ping = THREADSYNC__PING__INIT;

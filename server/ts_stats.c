@@ -257,6 +257,12 @@ int ts_stats_healthy(const struct ts_stats *st, char *why, size_t n)
             snprintf(why, n, "stopping");
         return 0;
     }
+    char stale[192];
+    if (ts_repl_stale(ts_server_repl(srv), stale, sizeof(stale)) == 2) {
+        if (why)
+            snprintf(why, n, "%s", stale);
+        return 0;
+    }
     ts_repl_get_status(ts_server_repl(srv), &rs);
     if (rs.leader_id == 0) {
         if (why)
