@@ -9,6 +9,7 @@
  */
 #include "ts_bench_conn.h"
 
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_tls.h"
@@ -100,7 +101,7 @@ static void deliver(struct tsb_conn *c)
 {
     while (!c->closing && c->in_len - c->in_pos >= TS_FRAME_HEADER) {
         const uint8_t *p = c->in + c->in_pos;
-        size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        size_t n = ts_load_be32(p);
         if (n == 0 || n > TS_FRAME_MAX_LIMIT) {
             fail(c, TS_E_BAD_FRAME);
             return;

@@ -11,6 +11,7 @@
 #include "ts_backup.h"
 
 #include "ts_auth.h"
+#include "ts_endian.h"
 #include "ts_link.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
@@ -48,20 +49,6 @@ struct ts_backup {
 
 /* ---- the file format ---- */
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static void sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[32])
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -76,8 +63,8 @@ void ts_backup_header(uint8_t out[TS_BACKUP_HEADER], uint64_t seq, const uint8_t
                       size_t len)
 {
     memcpy(out, MAGIC, sizeof(MAGIC));
-    put_be64(out + 8, seq);
-    put_be64(out + 16, len);
+    ts_store_be64(out + 8, seq);
+    ts_store_be64(out + 16, len);
     sha256(snapshot, len, NULL, 0, out + 24);
 }
 
@@ -86,14 +73,14 @@ int ts_backup_parse(const uint8_t *buf, size_t len, uint64_t *seq, const uint8_t
 {
     if (len < TS_BACKUP_HEADER || memcmp(buf, MAGIC, sizeof(MAGIC)) != 0)
         return TS_E_BAD_FRAME;
-    uint64_t n = get_be64(buf + 16);
+    uint64_t n = ts_load_be64(buf + 16);
     if (n != len - TS_BACKUP_HEADER)
         return TS_E_BAD_FRAME;
     uint8_t md[32];
     sha256(buf + TS_BACKUP_HEADER, (size_t)n, NULL, 0, md);
     if (memcmp(md, buf + 24, 32) != 0)
         return TS_E_INVALID_ARGUMENT;
-    *seq = get_be64(buf + 8);
+    *seq = ts_load_be64(buf + 8);
     *snapshot = buf + TS_BACKUP_HEADER;
     *snapshot_len = (size_t)n;
     return TS_OK;

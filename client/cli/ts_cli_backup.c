@@ -13,7 +13,9 @@
 
 #include "ts_addr.h"
 #include "ts_cli.h"
+#include "ts_file.h"
 #include "ts_conn.h"
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_hex.h"
@@ -82,14 +84,6 @@ static void set_err(struct call *k, int rc, const char *fmt, ...)
     }
 }
 
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
     while (n) {
@@ -156,7 +150,7 @@ static void on_backup_result(struct call *k, const Threadsync__BackupResult *br)
         return;
     }
     if (k->received < HEADER_LEN || memcmp(k->header, "TSBKUP01", 8) != 0 ||
-        get_be64(k->header + 8) < br->seq) { /* the Raft index, at or past the seq */
+        ts_load_be64(k->header + 8) < br->seq) { /* the Raft index, at or past the seq */
         set_err(k, TS_E_INVALID_ARGUMENT, "backup failed its check: bad header");
         return;
     }
@@ -329,25 +323,6 @@ static int run(struct call *k, const struct ts_cli_backup_conn *c, char *err, si
 
 /* ---- the two requests ---- */
 
-static int fsync_dir_of(const char *path)
-{
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int r = fsync(fd);
-    close(fd);
-    return r;
-}
-
 int ts_cli_backup_run(const struct ts_cli_backup_conn *c, const char *out_path,
                       struct ts_cli_backup_info *info, Threadsync__Error **detail, char *err,
                       size_t errlen)
@@ -394,7 +369,7 @@ int ts_cli_backup_run(const struct ts_cli_backup_conn *c, const char *out_path,
     if (rc != TS_OK) {
         unlink(tmp);
         memset(info, 0, sizeof(*info));
-    } else if (fsync_dir_of(out_path) != 0) {
+    } else if (ts_file_fsync_parent(out_path) != TS_OK) {
         snprintf(err, errlen, "fsync the directory of %s: %s", out_path, strerror(errno));
         rc = TS_E_IO; /* the file is complete, but its rename may not survive a crash */
     }

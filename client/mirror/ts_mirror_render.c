@@ -1047,11 +1047,8 @@ int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b)
             renamed++;
     }
     if (err == TS_OK) {
-        int fd = open(b->tdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0)
+        if (ts_file_fsync_dir(b->tdir) != TS_OK)
             err = file_fail("fsync", b->tdir);
-        if (fd >= 0)
-            close(fd);
     }
     batch_drop(b, renamed);
     b->stats.write_ns += thread_cpu_ns() - t0;

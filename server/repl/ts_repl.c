@@ -52,6 +52,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
@@ -178,31 +179,6 @@ static int repl_err(int rv)
     }
 }
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* The ends are found by identity, which for a listed p is the same as by
  * NULL links, but lets clang's analyzer see r->head move on in fail_pending. */
 static void pending_remove(struct ts_repl *r, struct repl_prop *p)
@@ -248,7 +224,7 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
     if (r->failed)
         return RAFT_IOERR;
     const uint8_t *b = buf->base;
-    uint32_t len = buf->len >= REPL_FRAME_HDR ? get_le32(b) : 0;
+    uint32_t len = buf->len >= REPL_FRAME_HDR ? ts_load_le32(b) : 0;
     if (buf->len < REPL_FRAME_HDR || len > buf->len - REPL_FRAME_HDR) {
         TS_ERROR("event=repl_bad_entry dir=%s index=%llu entry_len=%zu", r->dir,
                  (unsigned long long)index, buf->len);
@@ -305,8 +281,8 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
         repl_fail(r);
         return RAFT_NOMEM;
     }
-    put_le64(hdr, REPL_SNAP_MAGIC);
-    put_le64(hdr + 8, index);
+    ts_store_le64(hdr, REPL_SNAP_MAGIC);
+    ts_store_le64(hdr + 8, index);
     /* The next snapshot after len / SNAP_LOG_SHARE_DIV bytes of entries of
      * the mean size seen since this one (see the file comment). */
     uint64_t mean = r->entry_count ? r->entry_bytes / r->entry_count : 0;
@@ -351,12 +327,12 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
 {
     struct ts_repl *r = rfsm->data;
     const uint8_t *b = buf->base;
-    if (buf->len < REPL_SNAP_HDR || get_le64(b) != REPL_SNAP_MAGIC) {
+    if (buf->len < REPL_SNAP_HDR || ts_load_le64(b) != REPL_SNAP_MAGIC) {
         TS_ERROR("event=repl_bad_snapshot dir=%s bytes=%zu", r->dir, buf->len);
         repl_fail(r);
         return RAFT_CORRUPT;
     }
-    uint64_t index = get_le64(b + 8);
+    uint64_t index = ts_load_le64(b + 8);
     int rc = r->fsm.restore(r->fsm.arg, index, b + REPL_SNAP_HDR, buf->len - REPL_SNAP_HDR);
     if (rc != 0) {
         TS_ERROR("event=repl_restore_failed dir=%s index=%llu err=%d", r->dir,
@@ -908,7 +884,7 @@ int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_re
         raft_free(buf);
         return TS_E_NOMEM;
     }
-    put_le32(buf, (uint32_t)len);
+    ts_store_le32(buf, (uint32_t)len);
     if (len)
         memcpy(buf + REPL_FRAME_HDR, payload, len);
     memset(buf + REPL_FRAME_HDR + len, 0, framed - REPL_FRAME_HDR - len);
@@ -1396,8 +1372,8 @@ static int seed_write(struct ts_repl *r, uv_loop_t *loop, uint64_t node_id, uint
         raft_configuration_close(&snap.configuration);
         return repl_err(rv);
     }
-    put_le64(buf.base, REPL_SNAP_MAGIC);
-    put_le64((uint8_t *)buf.base + 8, last_index);
+    ts_store_le64(buf.base, REPL_SNAP_MAGIC);
+    ts_store_le64((uint8_t *)buf.base + 8, last_index);
     if (len)
         memcpy((uint8_t *)buf.base + REPL_SNAP_HDR, fsm_bytes, len);
     snap.index = last_index;

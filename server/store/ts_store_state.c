@@ -8,6 +8,7 @@
  */
 #include "ts_store_int.h"
 
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_valid.h"
 
@@ -164,12 +165,6 @@ void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DI
     memcpy(out, h, TS__STORE_DIGEST_LEN);
 }
 
-static void put_be64(uint8_t *b, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        b[i] = (uint8_t)v;
-}
-
 /* The SHA-256 of each field, then of their concatenation: no allocation,
  * and field boundaries cannot shift. */
 void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_DIGEST_LEN])
@@ -180,7 +175,7 @@ void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_D
     for (size_t i = 0; i < N; i++)
         SHA256((const unsigned char *)(f[i] ? f[i] : ""), ts__store_slen(f[i]),
                all + i * SHA256_DIGEST_LENGTH);
-    put_be64(parent, p->parent_id);
+    ts_store_be64(parent, p->parent_id);
     SHA256(parent, sizeof(parent), all + N * SHA256_DIGEST_LENGTH);
     SHA256(all, sizeof(all), h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
@@ -193,7 +188,7 @@ void ts__store_derive_edit_key(const struct state *st, const struct idem *e,
     uint8_t msg[sizeof(label) + TS__STORE_DIGEST_LEN + 8], mac[SHA256_DIGEST_LENGTH];
     memcpy(msg, label, sizeof(label));
     memcpy(msg + sizeof(label), e->key_digest, TS__STORE_DIGEST_LEN);
-    put_be64(msg + sizeof(label) + TS__STORE_DIGEST_LEN, e->comment_id);
+    ts_store_be64(msg + sizeof(label) + TS__STORE_DIGEST_LEN, e->comment_id);
     unsigned n = 0;
     if (!HMAC(EVP_sha256(), st->edit_secret, TS_STORE_HASH_LEN, msg, sizeof(msg), mac, &n))
         memset(mac, 0, sizeof(mac)); /* never: HMAC-SHA256 cannot fail on these inputs */
