@@ -18,6 +18,7 @@
 #include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 #include "ts_hex.h"
 #include "ts_json.h"
 #include "ts_tls.h"
@@ -187,14 +188,9 @@ static void on_result(struct call *k, const Threadsync__Result *r)
 static void on_open(struct ts_conn *conn)
 {
     struct call *k = ts_conn_data(conn);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = TS_PROTOCOL_VERSION;
-    h.max_version = TS_PROTOCOL_VERSION;
-    h.client_name = "threadsync-cli";
-    h.token = (char *)k->c->token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, "threadsync-cli", k->c->token);
     ts_conn_send_frame(conn, &f);
 }
 

@@ -44,6 +44,7 @@
 
 #include "ts_conn.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 #include "ts_hex.h"
 #include "ts_log.h"
 #include "ts_tls.h"
@@ -761,24 +762,15 @@ static void on_tick(uv_timer_t *t)
 static void conn_on_open(struct ts_conn *conn)
 {
     struct ts_client *c = ts_conn_data(conn);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = TS_PROTOCOL_VERSION;
-    h.max_version = TS_PROTOCOL_VERSION;
-    h.client_name = c->client_name;
-    h.token = c->token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, c->client_name, c->token);
     c->last_rx = now_ms(c);
     send_frame(c, &f);
 }
 
 static void on_welcome(struct ts_client *c, const Threadsync__Welcome *w)
 {
-    if (w->version != TS_PROTOCOL_VERSION) {
-        violation(c, "welcome with a version we did not offer");
-        return;
-    }
     c->ready = 1;
     c->failures = 0;
     /* Fail-fast mode: a READY connection that drops is the end, unless it
@@ -995,8 +987,11 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
         return;
     }
     if (!c->ready) {
-        if (f->msg_case == THREADSYNC__FRAME__MSG_WELCOME)
-            on_welcome(c, f->welcome);
+        const Threadsync__Welcome *w;
+        if (ts_hello_answer(f, &w) == TS_OK)
+            on_welcome(c, w);
+        else if (f->msg_case == THREADSYNC__FRAME__MSG_WELCOME)
+            violation(c, "welcome with a version we did not offer");
         else
             violation(c, "expected Welcome");
         ts_frame_free(f);
