@@ -429,6 +429,7 @@ static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
     uv_signal_start(&w.sigint, on_signal, SIGINT);
     uv_signal_start(&w.sigterm, on_signal, SIGTERM);
     static const struct ts_client_sub_cbs cbs = {
+        .struct_size = sizeof(struct ts_client_sub_cbs),
         .on_events = on_sub_events,
         .on_snapshot_begin = on_snap_begin,
         .on_snapshot_chunk = on_snap_chunk,

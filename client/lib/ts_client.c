@@ -1130,10 +1130,25 @@ static void on_tick_closed(uv_handle_t *h)
 
 /* ---- public API --------------------------------------------------------- */
 
-int ts_client_new(uv_loop_t *loop, const struct ts_client_config *cfg, struct ts_client **out)
+void ts__struct_copy(void *dst, size_t dst_size, const void *src, size_t first_size)
 {
-    if (!loop || !cfg || !out)
+    size_t n = *(const size_t *)src;
+    if (n == 0)
+        n = first_size;
+    if (n > dst_size)
+        n = dst_size; /* a newer caller's fields: not known here, so ignored */
+    memset(dst, 0, dst_size);
+    memcpy(dst, src, n);
+    *(size_t *)dst = dst_size;
+}
+
+int ts_client_new(uv_loop_t *loop, const struct ts_client_config *caller_cfg,
+                  struct ts_client **out)
+{
+    if (!loop || !caller_cfg || !out)
         return TS_E_CONFIG;
+    struct ts_client_config own, *cfg = &own;
+    ts__struct_copy(&own, sizeof(own), caller_cfg, TS__CONFIG_FIRST_SIZE);
     struct ts_client *c = calloc(1, sizeof(*c));
     if (!c)
         return TS_E_NOMEM;
@@ -1344,7 +1359,7 @@ int ts_client_subscribe(struct ts_client *c, int all, const char *const *keys, s
             }
         }
     }
-    s->cbs = *cbs;
+    ts__struct_copy(&s->cbs, sizeof(s->cbs), cbs, TS__SUB_CBS_FIRST_SIZE);
     s->arg = arg;
     s->all = all;
     s->cursor = since_seq;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "threadsync.h"
+#include "ts_client_int.h"
 #include "ts_frame.h"
 
 struct sync_call {
@@ -82,7 +83,8 @@ static int run(const struct ts_client_config *cfg, int (*submit)(struct sync_cal
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0)
         return TS_E_IO;
-    struct ts_client_config conf = *cfg;
+    struct ts_client_config conf;
+    ts__struct_copy(&conf, sizeof(conf), cfg, TS__CONFIG_FIRST_SIZE);
     conf.on_state = NULL;
     conf.state_arg = NULL;
     struct sync_call s = {.err = TS_E_INTERNAL};

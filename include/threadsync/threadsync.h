@@ -29,6 +29,27 @@
  * included.
  *
  * Not thread-safe: use a client from its loop's thread only.
+ *
+ * ABI. The API hands out and takes the protobuf-c structs generated from
+ * proto/threadsync.proto (threadsync.pb-c.h) rather than wrapping them: they
+ * are the protocol's own vocabulary (PROTOCOL.md names them), a wrapper
+ * would restate every message and field, copy every answer once more and
+ * still have to grow with the schema. The price is that a .proto change can
+ * change their layout, so the rule is: ANY change to threadsync.proto bumps
+ * the soname. client/lib/libthreadsync.abi records the schema's hash per
+ * SOVERSION and the build takes the soname from it; the ts_abi_check test
+ * fails when the schema changes without a new line there.
+ *
+ * Growing the public structs (struct ts_client_config, struct
+ * ts_client_sub_cbs) does NOT bump the soname, under three rules:
+ *   - they open with struct_size, which the caller sets by starting from
+ *     TS_CLIENT_CONFIG_INIT / TS_CLIENT_SUB_CBS_INIT (or to sizeof the
+ *     struct); 0 is read as the first layout (the fields up to state_arg,
+ *     resp. on_error), so code that zeroes the struct keeps working;
+ *   - fields are only ever appended, never removed, reordered or retyped;
+ *   - a zero field means its default, so the library reads the fields a
+ *     caller's struct_size covers and takes the default for the others (a
+ *     newer caller's fields it does not know are ignored).
  */
 #ifndef THREADSYNC_H
 #define THREADSYNC_H
@@ -40,6 +61,7 @@
 
 #include "threadsync.pb-c.h"
 #include "ts_err.h"
+#include "ts_version.h"
 
 #define TS_DEFAULT_PORT 7420
 
@@ -65,8 +87,11 @@ struct ts_client_state_info {
 
 typedef void (*ts_client_state_cb)(void *arg, const struct ts_client_state_info *info);
 
-/* Everything is copied by ts_client_new(); the config may be freed after. */
+/* Everything is copied by ts_client_new(); the config may be freed after.
+ * Start from TS_CLIENT_CONFIG_INIT (see "ABI" above: fields are appended
+ * only, 0 means the default). */
 struct ts_client_config {
+    size_t struct_size; /* sizeof(struct ts_client_config); 0: the first layout */
     /* "host:port" (or "[v6]:port"; the port defaults to 7420), tried in
      * order; the next one after each failure. At least one. */
     const char *const *servers;
@@ -95,7 +120,13 @@ struct ts_client_config {
     int reconnect;
     ts_client_state_cb on_state; /* may be NULL */
     void *state_arg;
+    /* New fields go here, after all others (0 must mean their default). */
 };
+
+#define TS_CLIENT_CONFIG_INIT                                                                      \
+    {                                                                                              \
+        .struct_size = sizeof(struct ts_client_config)                                             \
+    }
 
 /* Creates a client and starts connecting. *out is valid until the close
  * callback of ts_client_close() has run (there is no separate _free).
@@ -213,8 +244,9 @@ int ts_client_remove_node(struct ts_client *c, const Threadsync__RemoveNode *m,
                           ts_client_remove_node_cb cb, void *arg);
 
 /* A subscription's callbacks; arg is the one given to ts_client_subscribe().
- * Any may be NULL. */
+ * Any may be NULL. Start from TS_CLIENT_SUB_CBS_INIT (see "ABI" above). */
 struct ts_client_sub_cbs {
+    size_t struct_size; /* sizeof(struct ts_client_sub_cbs); 0: the first layout */
     /* The server accepted the Subscribe (again after every reconnect):
      * events follow with seq > from_seq, or a snapshot first. */
     void (*on_result)(void *arg, uint64_t from_seq, int snapshot);
@@ -230,7 +262,13 @@ struct ts_client_sub_cbs {
      * ts_client_close(); a protocol code (detail set) when the server
      * refused it; the connection's error when the client went FAILED. */
     void (*on_error)(void *arg, int err, const Threadsync__Error *detail);
+    /* New callbacks go here, after all others. */
 };
+
+#define TS_CLIENT_SUB_CBS_INIT                                                                     \
+    {                                                                                              \
+        .struct_size = sizeof(struct ts_client_sub_cbs)                                            \
+    }
 
 /* Subscribes to every thread (all non-zero) or to keys[0..n_keys) (copied,
  * 1..1024), from since_seq (0: the beginning). One subscription per client:

@@ -6,6 +6,7 @@
 #ifndef TS_CLIENT_INT_H
 #define TS_CLIENT_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/ssl.h>
@@ -80,6 +81,16 @@ uint64_t ts__backoff_delay(unsigned min_ms, unsigned max_ms, unsigned attempt, u
 /* 32 lowercase hex digits of 16 RAND_bytes, NUL-terminated. TS_E_INTERNAL
  * when the RNG fails. */
 int ts__idem_key(char out[TS__IDEM_KEY_LEN + 1]);
+
+/* Copies a caller's public struct (one that opens with struct_size, see
+ * threadsync.h "ABI") into dst, the library's own struct of dst_size bytes:
+ * the bytes the caller's struct_size covers (first_size, the first layout's,
+ * when it is 0), zeros (defaults) for the rest; dst's struct_size becomes
+ * dst_size. Never reads past the caller's struct. */
+void ts__struct_copy(void *dst, size_t dst_size, const void *src, size_t first_size);
+#define TS__CONFIG_FIRST_SIZE (offsetof(struct ts_client_config, state_arg) + sizeof(void *))
+#define TS__SUB_CBS_FIRST_SIZE                                                                     \
+    (offsetof(struct ts_client_sub_cbs, on_error) + sizeof(void (*)(void)))
 
 /* ---- requests ----------------------------------------------------------- */
 
