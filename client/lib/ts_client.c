@@ -247,13 +247,8 @@ struct ts__req *ts__reqs_find(const struct ts__reqs *t, uint64_t id)
 
 static void req_free(struct ts__req *r)
 {
-    if (r->post)
-        threadsync__post__free_unpacked(r->post, NULL);
     if (r->msg)
         protobuf_c_message_free_unpacked(r->msg, NULL);
-    free(r->thread_key);
-    if (r->digest)
-        threadsync__digest__free_unpacked(r->digest, NULL);
     if (r->last_refusal)
         threadsync__error__free_unpacked(r->last_refusal, NULL);
     free(r);
@@ -270,11 +265,20 @@ static void keep_refusal(struct ts__req *r, const Threadsync__Error *e)
     r->last_refusal = copy;
 }
 
-/* The typed callback of a TS__REQ_MSG request; res NULL unless TS_OK. */
+/* Calls r's typed callback; res NULL unless TS_OK. */
 static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
                        const Threadsync__Result *res)
 {
     switch (r->result_case) {
+    case THREADSYNC__RESULT__BODY_POST:
+        r->cb.post(r->arg, err, detail, res ? res->post : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_GET:
+        r->cb.get(r->arg, err, detail, res ? res->get : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_DIGEST:
+        r->cb.digest(r->arg, err, detail, res ? res->digest : NULL);
+        break;
     case THREADSYNC__RESULT__BODY_CHANGE:
         r->cb.change(r->arg, err, detail, res ? res->change : NULL);
         break;
@@ -307,29 +311,8 @@ static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *deta
 void ts__req_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
                     const Threadsync__Result *res)
 {
-    switch (r->kind) {
-    case TS__REQ_POST:
-        r->cb.post(r->arg, err, detail,
-                   err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_POST
-                       ? res->post
-                       : NULL);
-        break;
-    case TS__REQ_GET:
-        r->cb.get(r->arg, err, detail,
-                  err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_GET ? res->get
-                                                                                        : NULL);
-        break;
-    case TS__REQ_DIGEST:
-        r->cb.digest(r->arg, err, detail,
-                     err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_DIGEST
-                         ? res->digest
-                         : NULL);
-        break;
-    case TS__REQ_MSG:
-        msg_finish(r, err, detail,
-                   err == TS_OK && res && (int)res->body_case == r->result_case ? res : NULL);
-        break;
-    }
+    msg_finish(r, err, detail,
+               err == TS_OK && res && (int)res->body_case == r->result_case ? res : NULL);
     req_free(r);
 }
 
@@ -503,24 +486,8 @@ static void violation(struct ts_client *c, const char *what)
 static void send_req(struct ts_client *c, struct ts__req *r)
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
     uint64_t id = ++c->next_id;
-    if (r->kind == TS__REQ_POST) {
-        r->post->request_id = id;
-        f.msg_case = THREADSYNC__FRAME__MSG_POST;
-        f.post = r->post;
-    } else if (r->kind == TS__REQ_DIGEST) {
-        r->digest->request_id = id;
-        f.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
-        f.digest = r->digest;
-    } else if (r->kind == TS__REQ_MSG) {
-        ts_frame_set_request(&f, r->frame_case, r->msg, id);
-    } else {
-        g.request_id = id;
-        g.thread_key = r->thread_key;
-        f.msg_case = THREADSYNC__FRAME__MSG_GET;
-        f.get = &g;
-    }
+    ts_frame_set_request(&f, r->frame_case, r->msg, id);
     /* On failure the connection is going away; its on_close leaves the
      * request unsent for the next one. */
     r->id = send_frame(c, &f) == TS_OK ? id : 0;
@@ -809,11 +776,7 @@ static void on_result(struct ts_client *c, const Threadsync__Result *res)
     struct ts__req *r = ts__reqs_find(&c->reqs, res->request_id);
     if (!r)
         return; /* answer to a request that timed out meanwhile */
-    int want = r->kind == TS__REQ_POST     ? THREADSYNC__RESULT__BODY_POST
-               : r->kind == TS__REQ_GET    ? THREADSYNC__RESULT__BODY_GET
-               : r->kind == TS__REQ_DIGEST ? THREADSYNC__RESULT__BODY_DIGEST
-                                           : r->result_case;
-    if ((int)res->body_case != want) {
+    if ((int)res->body_case != r->result_case) {
         violation(c, "result type does not match the request");
         return;
     }
@@ -867,10 +830,9 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     struct ts__req *r = ts__reqs_find(&c->reqs, e->request_id);
     if (!r)
         return;
-    if ((code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) ||
-        code == TS_E_UNAVAILABLE)
+    if ((code == TS_E_NOT_LEADER && r->write) || code == TS_E_UNAVAILABLE)
         keep_refusal(r, e);
-    if (code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) {
+    if (code == TS_E_NOT_LEADER && r->write) {
         r->redirects++;
         r->id = 0;
         /* A leader that just timed out on us is most likely stopped or cut
@@ -1214,12 +1176,11 @@ static int accepting(const struct ts_client *c)
     return !c->closing && c->state != TS_CLIENT_FAILED;
 }
 
-static struct ts__req *req_new(struct ts_client *c, enum ts__req_kind kind, void *arg)
+static struct ts__req *req_new(struct ts_client *c, void *arg)
 {
     struct ts__req *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
-    r->kind = kind;
     r->arg = arg;
     r->deadline = now_ms(c) + c->request_timeout_ms;
     return r;
@@ -1233,6 +1194,39 @@ static void req_submit(struct ts_client *c, struct ts__req *r)
     tick_arm(c, r->deadline);
 }
 
+/* The one request path: makes msg (deep-copied; its request_id is ignored)
+ * a request carried by Frame field frame_case and answered by Result body
+ * result_case. The caller stores its typed callback in (*out)->cb, then
+ * req_submit()s it. A message the server's frame limit would refuse is
+ * refused here: it would close the connection, reconnect and be re-sent
+ * forever. */
+static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int frame_case,
+                      int result_case, int write, void *arg, struct ts__req **out)
+{
+    if (!c || !msg)
+        return TS_E_INVALID_ARGUMENT;
+    if (!accepting(c))
+        return TS_E_CLOSED;
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    if (len + 16 > TS_FRAME_MAX_DEFAULT)
+        return TS_E_TOO_LARGE;
+    /* The deep copy is protobuf-c's own unpack: one free function for it. */
+    ProtobufCMessage *copy = ts_frame_msg_copy(msg);
+    if (!copy)
+        return TS_E_NOMEM;
+    struct ts__req *r = req_new(c, arg);
+    if (!r) {
+        protobuf_c_message_free_unpacked(copy, NULL);
+        return TS_E_NOMEM;
+    }
+    r->msg = copy;
+    r->frame_case = frame_case;
+    r->result_case = result_case;
+    r->write = write;
+    *out = r;
+    return TS_OK;
+}
+
 int ts_client_post(struct ts_client *c, const Threadsync__Post *post, ts_client_post_cb cb,
                    void *arg)
 {
@@ -1242,34 +1236,18 @@ int ts_client_post(struct ts_client *c, const Threadsync__Post *post, ts_client_
         return TS_E_CLOSED;
     Threadsync__Post tmp = *post;
     char key[TS__IDEM_KEY_LEN + 1];
-    tmp.request_id = 0;
     if (!tmp.idempotency_key || !*tmp.idempotency_key) {
         int rc = ts__idem_key(key);
         if (rc)
             return rc;
         tmp.idempotency_key = key;
     }
-    /* A post the server's frame limit refuses would close the connection,
-     * reconnect and be re-sent forever; refuse it here instead. */
-    size_t len = threadsync__post__get_packed_size(&tmp);
-    if (len + 16 > TS_FRAME_MAX_DEFAULT)
-        return TS_E_TOO_LARGE;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return TS_E_NOMEM;
-    threadsync__post__pack(&tmp, buf);
-    /* The deep copy is protobuf-c's own unpack: one free function for it. */
-    Threadsync__Post *copy = threadsync__post__unpack(NULL, len, buf);
-    free(buf);
-    if (!copy)
-        return TS_E_NOMEM;
-    struct ts__req *r = req_new(c, TS__REQ_POST, arg);
-    if (!r) {
-        threadsync__post__free_unpacked(copy, NULL);
-        return TS_E_NOMEM;
-    }
+    struct ts__req *r;
+    int rc = msg_submit(c, &tmp.base, THREADSYNC__FRAME__MSG_POST, THREADSYNC__RESULT__BODY_POST, 1,
+                        arg, &r);
+    if (rc != TS_OK)
+        return rc;
     r->cb.post = cb;
-    r->post = copy;
     req_submit(c, r);
     return TS_OK;
 }
@@ -1282,14 +1260,13 @@ int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb 
         return TS_E_CLOSED;
     if (strlen(thread_key) + 16 > TS_FRAME_MAX_PREAUTH)
         return TS_E_TOO_LARGE;
-    struct ts__req *r = req_new(c, TS__REQ_GET, arg);
-    if (!r)
-        return TS_E_NOMEM;
-    r->thread_key = strdup(thread_key);
-    if (!r->thread_key) {
-        free(r);
-        return TS_E_NOMEM;
-    }
+    Threadsync__Get m = THREADSYNC__GET__INIT;
+    m.thread_key = (char *)thread_key;
+    struct ts__req *r;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_GET, THREADSYNC__RESULT__BODY_GET, 0,
+                        arg, &r);
+    if (rc != TS_OK)
+        return rc;
     r->cb.get = cb;
     req_submit(c, r);
     return TS_OK;
@@ -1300,30 +1277,16 @@ int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys
 {
     if (!c || !cb || (n_keys && !keys))
         return TS_E_INVALID_ARGUMENT;
-    if (!accepting(c))
-        return TS_E_CLOSED;
-    Threadsync__Digest tmp = THREADSYNC__DIGEST__INIT;
-    tmp.thread_keys = (char **)keys;
-    tmp.n_thread_keys = n_keys;
-    tmp.after_id = n_keys ? 0 : after_id;
-    size_t len = threadsync__digest__get_packed_size(&tmp);
-    if (len + 16 > TS_FRAME_MAX_DEFAULT)
-        return TS_E_TOO_LARGE;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return TS_E_NOMEM;
-    threadsync__digest__pack(&tmp, buf);
-    Threadsync__Digest *copy = threadsync__digest__unpack(NULL, len, buf);
-    free(buf);
-    if (!copy)
-        return TS_E_NOMEM;
-    struct ts__req *r = req_new(c, TS__REQ_DIGEST, arg);
-    if (!r) {
-        threadsync__digest__free_unpacked(copy, NULL);
-        return TS_E_NOMEM;
-    }
+    Threadsync__Digest m = THREADSYNC__DIGEST__INIT;
+    m.thread_keys = (char **)keys;
+    m.n_thread_keys = n_keys;
+    m.after_id = n_keys ? 0 : after_id;
+    struct ts__req *r;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_DIGEST, THREADSYNC__RESULT__BODY_DIGEST,
+                        0, arg, &r);
+    if (rc != TS_OK)
+        return rc;
     r->cb.digest = cb;
-    r->digest = copy;
     req_submit(c, r);
     return TS_OK;
 }
@@ -1380,40 +1343,6 @@ enum ts_client_state ts_client_state(const struct ts_client *c)
 }
 
 /* ---- moderation, edits, bans, tokens ------------------------------------- */
-
-/* Submits msg (deep-copied) as a request carried by Frame field frame_case
- * and answered by Result body result_case. cb is stored by the caller
- * through set_cb once the request exists. */
-static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int frame_case,
-                      int result_case, int write, void *arg, struct ts__req **out)
-{
-    if (!c || !msg)
-        return TS_E_INVALID_ARGUMENT;
-    if (!accepting(c))
-        return TS_E_CLOSED;
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    if (len + 16 > TS_FRAME_MAX_DEFAULT)
-        return TS_E_TOO_LARGE;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return TS_E_NOMEM;
-    protobuf_c_message_pack(msg, buf);
-    ProtobufCMessage *copy = protobuf_c_message_unpack(msg->descriptor, NULL, len, buf);
-    free(buf);
-    if (!copy)
-        return TS_E_NOMEM;
-    struct ts__req *r = req_new(c, TS__REQ_MSG, arg);
-    if (!r) {
-        protobuf_c_message_free_unpacked(copy, NULL);
-        return TS_E_NOMEM;
-    }
-    r->msg = copy;
-    r->frame_case = frame_case;
-    r->result_case = result_case;
-    r->write = write;
-    *out = r;
-    return TS_OK;
-}
 
 #define TS__MSG_API(fn, type, frame, result, write, cbtype, member)                                \
     int fn(struct ts_client *c, const type *m, cbtype cb, void *arg)                               \
