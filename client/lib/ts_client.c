@@ -303,6 +303,12 @@ static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *deta
     case THREADSYNC__RESULT__BODY_REMOVE_NODE:
         r->cb.remove_node(r->arg, err, detail, res ? res->remove_node : NULL);
         break;
+    case THREADSYNC__RESULT__BODY_BACKUP:
+        r->cb.backup(r->arg, err, detail, res ? res->backup : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_STATE_DIGEST:
+        r->cb.state_digest(r->arg, err, detail, res ? res->state_digest : NULL);
+        break;
     default:
         break;
     }
@@ -920,6 +926,19 @@ static void on_push(struct ts_client *c, const Threadsync__Frame *f)
     }
 }
 
+/* A piece of a Backup's answer: its request waits request_timeout_ms from
+ * the latest piece (a large store takes longer than one deadline). */
+static void on_backup_chunk(struct ts_client *c, const Threadsync__BackupChunk *ch)
+{
+    struct ts__req *r = ts__reqs_find(&c->reqs, ch->request_id);
+    if (!r || !r->on_chunk) {
+        violation(c, "backup chunk for no backup request");
+        return;
+    }
+    r->deadline = now_ms(c) + c->request_timeout_ms;
+    r->on_chunk(r->arg, ch);
+}
+
 static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status,
                           const char *bad_field)
 {
@@ -965,6 +984,9 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
         break;
     case THREADSYNC__FRAME__MSG_ERROR:
         on_error_frame(c, f);
+        break;
+    case THREADSYNC__FRAME__MSG_BACKUP_CHUNK:
+        on_backup_chunk(c, f->backup_chunk);
         break;
     case THREADSYNC__FRAME__MSG_EVENTS:
     case THREADSYNC__FRAME__MSG_SNAPSHOT_BEGIN:
@@ -1378,6 +1400,38 @@ TS__MSG_API(ts_client_token_revoke, Threadsync__TokenRevoke, THREADSYNC__FRAME__
 
 TS__MSG_API(ts_client_remove_node, Threadsync__RemoveNode, THREADSYNC__FRAME__MSG_REMOVE_NODE,
             THREADSYNC__RESULT__BODY_REMOVE_NODE, 1, ts_client_remove_node_cb, remove_node)
+
+int ts_client_backup(struct ts_client *c, ts_client_backup_chunk_cb on_chunk,
+                     ts_client_backup_cb cb, void *arg)
+{
+    if (!cb || !on_chunk)
+        return TS_E_INVALID_ARGUMENT;
+    Threadsync__Backup m = THREADSYNC__BACKUP__INIT;
+    struct ts__req *r;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_BACKUP, THREADSYNC__RESULT__BODY_BACKUP,
+                        0, arg, &r);
+    if (rc != TS_OK)
+        return rc;
+    r->cb.backup = cb;
+    r->on_chunk = on_chunk;
+    req_submit(c, r);
+    return TS_OK;
+}
+
+int ts_client_state_digest(struct ts_client *c, ts_client_state_digest_cb cb, void *arg)
+{
+    if (!cb)
+        return TS_E_INVALID_ARGUMENT;
+    Threadsync__StateDigest m = THREADSYNC__STATE_DIGEST__INIT;
+    struct ts__req *r;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_STATE_DIGEST,
+                        THREADSYNC__RESULT__BODY_STATE_DIGEST, 0, arg, &r);
+    if (rc != TS_OK)
+        return rc;
+    r->cb.state_digest = cb;
+    req_submit(c, r);
+    return TS_OK;
+}
 
 int ts_client_cluster(struct ts_client *c, ts_client_cluster_cb cb, void *arg)
 {

@@ -243,6 +243,30 @@ int ts_client_cluster(struct ts_client *c, ts_client_cluster_cb cb, void *arg);
 int ts_client_remove_node(struct ts_client *c, const Threadsync__RemoveNode *m,
                           ts_client_remove_node_cb cb, void *arg);
 
+/* ---- backup and state digest (PROTOCOL.md, "Backup"; ADMIN only) ------- */
+
+/* One piece of the backup file, in order (chunk->offset is where it goes).
+ * A chunk with offset 0 after others means the stream started over (the
+ * request was re-sent to another server): drop what came before. */
+typedef void (*ts_client_backup_chunk_cb)(void *arg, const Threadsync__BackupChunk *chunk);
+typedef void (*ts_client_backup_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                    const Threadsync__BackupResult *result);
+typedef void (*ts_client_state_digest_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                          const Threadsync__StateDigestResult *result);
+
+/* Asks the connected node for a backup of its whole store (any node
+ * answers; no redirect): on_chunk for each BackupChunk, then cb once with
+ * the BackupResult (size, sha256 of the bytes the chunks carried, seq,
+ * counts) or an error. Both get arg. While chunks arrive the request does
+ * not time out: request_timeout_ms counts from the last one (the longest
+ * silence). Checking the bytes against the result, and where they go, is
+ * the caller's (the file format: proto/ts_backup_file.h in the source). */
+int ts_client_backup(struct ts_client *c, ts_client_backup_chunk_cb on_chunk,
+                     ts_client_backup_cb cb, void *arg);
+/* The connected node's canonical state digest (compare nodes, or a
+ * restored node with its backup). */
+int ts_client_state_digest(struct ts_client *c, ts_client_state_digest_cb cb, void *arg);
+
 /* A subscription's callbacks; arg is the one given to ts_client_subscribe().
  * Any may be NULL. Start from TS_CLIENT_SUB_CBS_INIT (see "ABI" above). */
 struct ts_client_sub_cbs {
@@ -319,6 +343,13 @@ int ts_sync_cluster(const struct ts_client_config *cfg, Threadsync__ClusterResul
                     Threadsync__Error **err_out);
 int ts_sync_remove_node(const struct ts_client_config *cfg, const Threadsync__RemoveNode *m,
                         Threadsync__RemoveNodeResult **out, Threadsync__Error **err_out);
+
+/* ts_client_backup(): on_chunk(chunk_arg, ...) runs for each chunk during
+ * the call; *out is the BackupResult. */
+int ts_sync_backup(const struct ts_client_config *cfg, ts_client_backup_chunk_cb on_chunk,
+                   void *chunk_arg, Threadsync__BackupResult **out, Threadsync__Error **err_out);
+int ts_sync_state_digest(const struct ts_client_config *cfg, Threadsync__StateDigestResult **out,
+                         Threadsync__Error **err_out);
 
 /* Frees any protobuf message a ts_sync_* call returned; NULL is a no-op. */
 void ts_msg_free(void *msg);

@@ -117,7 +117,10 @@ struct ts__req {
         ts_client_token_revoke_cb token_revoke;
         ts_client_cluster_cb cluster;
         ts_client_remove_node_cb remove_node;
+        ts_client_backup_cb backup;
+        ts_client_state_digest_cb state_digest;
     } cb;
+    ts_client_backup_chunk_cb on_chunk; /* Backup: each BackupChunk of the answer */
     ProtobufCMessage *msg; /* owned deep copy (protobuf-c unpacked); its request_id is set
                               at each send */
     int frame_case;        /* the Frame field that carries msg */
