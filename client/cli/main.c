@@ -31,18 +31,16 @@
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
                         const char *token)
 {
-    memset(cfg, 0, sizeof(*cfg));
+    *cfg = (struct ts_client_config)TS_CLIENT_CONFIG_INIT;
     cfg->servers = (const char *const *)o->servers;
     cfg->n_servers = o->n_servers;
     cfg->ca_file = o->ca_file;
     cfg->token = token;
     cfg->client_name = "threadsync-cli";
-    cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH;
-    if (o->cmd == TS_CLI_CMD_POST || o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE ||
-        o->cmd == TS_CLI_CMD_MODERATE) {
-        cfg->reconnect = 1;
-        cfg->request_timeout_ms = (unsigned)(o->timeout_s * 1000);
-    }
+    cfg->request_timeout_ms = (unsigned)(o->timeout_s * 1000);
+    cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH || o->cmd == TS_CLI_CMD_POST ||
+                     o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE ||
+                     o->cmd == TS_CLI_CMD_MODERATE;
 }
 
 /* "get (a:7420,b:7420)": what a local failure message is about. */
@@ -115,7 +113,7 @@ static int read_body(const struct ts_cli_opts *o, char **out)
     return TS_CLI_EXIT_OK;
 }
 
-static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_post(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     char *body = NULL;
     int rc = read_body(o, &body);
@@ -172,7 +170,7 @@ static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *
     return TS_CLI_EXIT_OK;
 }
 
-static int cmd_get(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_get(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     Threadsync__GetResult *res;
     Threadsync__Error *detail;
@@ -206,7 +204,7 @@ static int print_change(int rc, Threadsync__ChangeResult *res, Threadsync__Error
     return TS_CLI_EXIT_OK;
 }
 
-static int cmd_edit(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_edit(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     char *body = NULL;
     int rc = read_body(o, &body);
@@ -224,7 +222,7 @@ static int cmd_edit(const struct ts_cli_opts *o, const struct ts_client_config *
     return print_change(rc, res, detail, o->json);
 }
 
-static int cmd_delete(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_delete(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     Threadsync__Delete m = THREADSYNC__DELETE__INIT;
     m.comment_id = o->id;
@@ -236,7 +234,7 @@ static int cmd_delete(const struct ts_cli_opts *o, const struct ts_client_config
     return print_change(rc, res, detail, o->json);
 }
 
-static int cmd_moderate(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_moderate(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     Threadsync__Error *detail = NULL;
     int rc;
@@ -280,7 +278,7 @@ static int cmd_moderate(const struct ts_cli_opts *o, const struct ts_client_conf
     return TS_CLI_EXIT_OK;
 }
 
-static int cmd_admin(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_admin(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     Threadsync__Error *detail = NULL;
     int rc;
@@ -445,12 +443,27 @@ static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
     return w.exit_code;
 }
 
+/* The commands main runs, by the enum ts_cli_parse returns (the words and
+ * options of each are ts_cli.c's tables). */
+typedef int (*command_fn)(const struct ts_cli_opts *o, struct ts_client_config *cfg);
+static const command_fn commands[TS_CLI_CMD_COUNT] = {
+    [TS_CLI_CMD_POST] = cmd_post,
+    [TS_CLI_CMD_GET] = cmd_get,
+    [TS_CLI_CMD_WATCH] = cmd_watch,
+    [TS_CLI_CMD_MIRROR] = ts_cli_mirror_run,
+    [TS_CLI_CMD_VERIFY] = ts_cli_verify_run,
+    [TS_CLI_CMD_MODERATE] = cmd_moderate,
+    [TS_CLI_CMD_EDIT] = cmd_edit,
+    [TS_CLI_CMD_DELETE] = cmd_delete,
+    [TS_CLI_CMD_ADMIN] = cmd_admin,
+    [TS_CLI_CMD_BACKUP] = ts_cli_backup_cmd,
+    [TS_CLI_CMD_DIGEST] = ts_cli_digest_cmd,
+    [TS_CLI_CMD_CLUSTER] = ts_cli_cluster_run,
+    [TS_CLI_CMD_REMOVE_NODE] = ts_cli_remove_node_run,
+};
+
 int main(int argc, char **argv)
 {
-    if (ts_cli_backup_wants(argc, argv)) /* admin backup, admin digest */
-        return ts_cli_backup_main(argc, argv, getenv);
-    if (ts_cli_cluster_wants(argc, argv)) /* admin cluster, admin remove-node */
-        return ts_cli_cluster_main(argc, argv, getenv);
     if (ts_cli_web_wants(argc, argv)) /* web: the mirror plus an HTTP edge */
         return ts_cli_web_main(argc, argv);
     struct ts_cli_opts o;
@@ -475,41 +488,8 @@ int main(int argc, char **argv)
     }
     struct ts_client_config cfg;
     config_init(&cfg, &o, token);
-    static const char *const names[] = {"",       "post",     "get",  "watch",  "mirror",
-                                        "verify", "moderate", "edit", "delete", "admin"};
-    context_init(names[o.cmd], &o);
-    int code = TS_CLI_EXIT_USAGE;
-    switch (o.cmd) {
-    case TS_CLI_CMD_POST:
-        code = cmd_post(&o, &cfg);
-        break;
-    case TS_CLI_CMD_GET:
-        code = cmd_get(&o, &cfg);
-        break;
-    case TS_CLI_CMD_WATCH:
-        code = cmd_watch(&o, &cfg);
-        break;
-    case TS_CLI_CMD_MIRROR:
-        code = ts_cli_mirror_run(&o, &cfg);
-        break;
-    case TS_CLI_CMD_VERIFY:
-        code = ts_cli_verify_run(&o, &cfg);
-        break;
-    case TS_CLI_CMD_EDIT:
-        code = cmd_edit(&o, &cfg);
-        break;
-    case TS_CLI_CMD_DELETE:
-        code = cmd_delete(&o, &cfg);
-        break;
-    case TS_CLI_CMD_MODERATE:
-        code = cmd_moderate(&o, &cfg);
-        break;
-    case TS_CLI_CMD_ADMIN:
-        code = cmd_admin(&o, &cfg);
-        break;
-    case TS_CLI_CMD_NONE:
-        break;
-    }
+    context_init(ts_cli_cmd_name(o.cmd), &o);
+    int code = commands[o.cmd] ? commands[o.cmd](&o, &cfg) : TS_CLI_EXIT_USAGE;
     free(token);
     ts_cli_opts_free(&o);
     return code;

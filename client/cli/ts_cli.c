@@ -55,6 +55,8 @@ enum opt_id {
     OPT_ROLE,
     OPT_TIMEOUT,
     OPT_IDEM_KEY,
+    OPT_OUT,
+    OPT_TIMEOUT_MS,
 };
 
 #define CMD_BIT(c) (1u << (c))
@@ -96,13 +98,51 @@ static const struct opt_def {
     {"author", OPT_AUTHOR, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
     {"duration", OPT_DURATION, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
     {"role", OPT_ROLE, 1, CMD_BIT(TS_CLI_CMD_ADMIN)},
-    {"timeout", OPT_TIMEOUT, 1, RETRY_CMDS},
+    {"timeout", OPT_TIMEOUT, 1, ALL_CMDS},
     {"idempotency-key", OPT_IDEM_KEY, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"out", OPT_OUT, 1, CMD_BIT(TS_CLI_CMD_BACKUP)},
+    {"timeout-ms", OPT_TIMEOUT_MS, 1, CMD_BIT(TS_CLI_CMD_BACKUP) | CMD_BIT(TS_CLI_CMD_DIGEST)},
 };
 
-static const char *const cmd_names[] = {"",       "post",     "get",  "watch",  "mirror",
-                                        "verify", "moderate", "edit", "delete", "admin"};
-#define N_CMDS (sizeof(cmd_names) / sizeof(cmd_names[0]))
+/* The commands: the first word, and for the admin sub-commands that are
+ * commands of their own (options and runner), the second. */
+static const struct cmd_def {
+    enum ts_cli_cmd cmd;
+    const char *word, *sub, *name;
+} cmd_defs[] = {
+    {TS_CLI_CMD_POST, "post", NULL, "post"},
+    {TS_CLI_CMD_GET, "get", NULL, "get"},
+    {TS_CLI_CMD_WATCH, "watch", NULL, "watch"},
+    {TS_CLI_CMD_MIRROR, "mirror", NULL, "mirror"},
+    {TS_CLI_CMD_VERIFY, "verify", NULL, "verify"},
+    {TS_CLI_CMD_MODERATE, "moderate", NULL, "moderate"},
+    {TS_CLI_CMD_EDIT, "edit", NULL, "edit"},
+    {TS_CLI_CMD_DELETE, "delete", NULL, "delete"},
+    {TS_CLI_CMD_ADMIN, "admin", NULL, "admin"},
+    {TS_CLI_CMD_BACKUP, "admin", "backup", "admin backup"},
+    {TS_CLI_CMD_DIGEST, "admin", "digest", "admin digest"},
+    {TS_CLI_CMD_CLUSTER, "admin", "cluster", "admin cluster"},
+    {TS_CLI_CMD_REMOVE_NODE, "admin", "remove-node", "admin remove-node"},
+};
+#define N_CMD_DEFS (sizeof(cmd_defs) / sizeof(cmd_defs[0]))
+
+/* The command named by word (and, for a sub-command, sub); NONE if none. */
+static enum ts_cli_cmd find_cmd(const char *word, const char *sub)
+{
+    for (size_t i = 0; i < N_CMD_DEFS; i++)
+        if (strcmp(cmd_defs[i].word, word) == 0 &&
+            (cmd_defs[i].sub ? sub && strcmp(cmd_defs[i].sub, sub) == 0 : !sub))
+            return cmd_defs[i].cmd;
+    return TS_CLI_CMD_NONE;
+}
+
+const char *ts_cli_cmd_name(enum ts_cli_cmd cmd)
+{
+    for (size_t i = 0; i < N_CMD_DEFS; i++)
+        if (cmd_defs[i].cmd == cmd)
+            return cmd_defs[i].name;
+    return "";
+}
 
 static const char *const mod_names[] = {"",     "approve", "hide",        "unhide",       "delete",
                                         "lock", "unlock",  "premoderate", "postmoderate", "queue",
@@ -260,6 +300,16 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
         if (parse_u64(v, &o->timeout_s) || o->timeout_s == 0 || o->timeout_s > 86400)
             return fail(err, errlen, "--timeout wants seconds (1 to 86400), not '%s'", v);
         break;
+    case OPT_TIMEOUT_MS: {
+        uint64_t ms;
+        if (parse_u64(v, &ms) || ms == 0 || ms > 86400000)
+            return fail(err, errlen, "--timeout-ms wants 1..86400000, not '%s'", v);
+        o->timeout_ms = (unsigned)ms;
+        break;
+    }
+    case OPT_OUT:
+        o->out = v;
+        break;
     case OPT_IDEM_KEY: {
         size_t n = strlen(v);
         int ok = n >= 1 && n <= TS_CLI_IDEM_KEY_MAX;
@@ -286,10 +336,10 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
     return TS_OK;
 }
 
-/* The words after moderate, edit, delete and admin. */
+/* The words after moderate, edit, delete and admin (and its sub-commands). */
 static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
 {
-    const char *cmd = cmd_names[o->cmd];
+    const char *cmd = ts_cli_cmd_name(o->cmd);
     size_t want_id = 0; /* index of the ID word, when there is one */
     size_t n_words = 0;
     switch (o->cmd) {
@@ -328,6 +378,21 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
         want_id = 0;
         n_words = 1;
         break;
+    case TS_CLI_CMD_BACKUP:
+        if (!o->out || !*o->out)
+            return fail(err, errlen, "admin backup needs --out FILE");
+        n_words = 1;
+        break;
+    case TS_CLI_CMD_DIGEST:
+    case TS_CLI_CMD_CLUSTER:
+        n_words = 1;
+        break;
+    case TS_CLI_CMD_REMOVE_NODE:
+        if (o->n_args != 2 || parse_u64(o->args[1], &o->node_id) || o->node_id == 0)
+            return fail(err, errlen, "admin remove-node wants a node ID (1..), not '%s'",
+                        o->n_args > 1 ? o->args[1] : "");
+        n_words = 2;
+        break;
     case TS_CLI_CMD_ADMIN:
         if (o->n_args < 2 || strcmp(o->args[0], "token") != 0)
             return fail(err, errlen,
@@ -351,7 +416,8 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
         return TS_OK;
     }
     if (o->n_args != n_words)
-        return fail(err, errlen, "%s %s: %s", cmd, o->n_args > 0 ? o->args[0] : "",
+        return fail(err, errlen, "%s %s: %s", o->cmd >= TS_CLI_CMD_BACKUP ? "admin" : cmd,
+                    o->n_args > 0 ? o->args[0] : "",
                     o->n_args < n_words ? "missing argument" : "too many arguments");
     if (n_words && (o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE || want_id)) {
         const char *w = o->args[want_id];
@@ -386,7 +452,7 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
             }
             if (o->cmd != TS_CLI_CMD_NONE)
                 return fail(err, errlen, "unexpected argument '%s'", a);
-            o->cmd = (enum ts_cli_cmd)lookup(cmd_names, N_CMDS, a);
+            o->cmd = find_cmd(a, NULL);
             if (o->cmd == TS_CLI_CMD_NONE)
                 return fail(err, errlen, "unknown command '%s'", a);
             continue;
@@ -419,16 +485,22 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
         if (!dup)
             seen[n_seen++] = d;
     }
+    if (o->cmd != TS_CLI_CMD_NONE && o->n_args > 0) { /* a sub-command of its own */
+        enum ts_cli_cmd sub = find_cmd(ts_cli_cmd_name(o->cmd), o->args[0]);
+        if (sub != TS_CLI_CMD_NONE)
+            o->cmd = sub;
+    }
     if (o->help)
         return TS_OK;
     if (o->cmd == TS_CLI_CMD_NONE)
         return fail(err, errlen, "no command given");
     for (size_t k = 0; k < n_seen; k++)
         if (!(seen[k]->cmds & CMD_BIT(o->cmd)))
-            return fail(err, errlen, "%s does not take --%s", cmd_names[o->cmd], seen[k]->name);
+            return fail(err, errlen, "%s does not take --%s", ts_cli_cmd_name(o->cmd),
+                        seen[k]->name);
     if (o->cmd == TS_CLI_CMD_POST || o->cmd == TS_CLI_CMD_GET) {
         if (o->n_threads != 1)
-            return fail(err, errlen, "%s needs exactly one --thread", cmd_names[o->cmd]);
+            return fail(err, errlen, "%s needs exactly one --thread", ts_cli_cmd_name(o->cmd));
     }
     if (o->cmd == TS_CLI_CMD_POST) {
         if (!o->name)
@@ -438,7 +510,7 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
     }
     if (o->cmd == TS_CLI_CMD_MIRROR || o->cmd == TS_CLI_CMD_VERIFY) {
         if (!o->dir || !*o->dir)
-            return fail(err, errlen, "%s needs --dir", cmd_names[o->cmd]);
+            return fail(err, errlen, "%s needs --dir", ts_cli_cmd_name(o->cmd));
         if (o->all && o->n_threads)
             return fail(err, errlen, "--all and --thread exclude each other");
     }
@@ -509,8 +581,9 @@ void ts_cli_usage(FILE *out)
           "  --ca FILE            env THREADSYNC_CA; default " TS_CLI_DEFAULT_CA "\n"
           "  --token-file FILE    env THREADSYNC_TOKEN_FILE; default " TS_CLI_DEFAULT_TOKEN_FILE
           "\n"
-          "  --timeout SECONDS    post, edit, delete, moderate: keep retrying through the\n"
-          "                       server list until this long has passed; default 30\n"
+          "  --timeout SECONDS    how long a request may take (post, edit, delete,\n"
+          "                       moderate: keep retrying through the server list until\n"
+          "                       then; admin backup: the longest silence); default 30\n"
           "  --json               machine-readable output\n"
           "  --help               this text\n"
           "\n"

@@ -4,7 +4,19 @@
  *
  *   threadsync [common options] COMMAND [options]
  *
- * Options may come before or after the command. Output formats:
+ * Options may come before or after the command. One parser serves every
+ * command (web parses its own listener options, then this for the rest):
+ * the common options (--server/THREADSYNC_SERVER, --ca/THREADSYNC_CA,
+ * --token-file/THREADSYNC_TOKEN_FILE, --json, --timeout) are resolved once,
+ * here, and main builds one client config from them.
+ *
+ * Adding a command: a value in enum ts_cli_cmd, a row in ts_cli.c's
+ * cmd_defs (its words; an admin sub-command names its second word), the
+ * bits of the options it takes in opt_defs, its word checks in check_args
+ * when it takes arguments, and a row in main.c's commands[] naming the
+ * function that runs it with the parsed options and the client config.
+ *
+ * Output formats:
  *   post   text: "id=<id> seq=<seq>[ status=PENDING] edit_key=<key>"; JSON:
  *          {"id":..,"seq":..,"thread_id":..[,"status":..],"edit_key":..}
  *   get    text: a header line "<key> — "<title>" — <n> comments", then each
@@ -51,10 +63,15 @@ enum ts_cli_cmd {
     TS_CLI_CMD_WATCH,
     TS_CLI_CMD_MIRROR,
     TS_CLI_CMD_VERIFY,
-    TS_CLI_CMD_MODERATE, /* ACTION [ID] */
-    TS_CLI_CMD_EDIT,     /* ID */
-    TS_CLI_CMD_DELETE,   /* ID */
-    TS_CLI_CMD_ADMIN,    /* token add|list|revoke [NAME] */
+    TS_CLI_CMD_MODERATE,    /* ACTION [ID] */
+    TS_CLI_CMD_EDIT,        /* ID */
+    TS_CLI_CMD_DELETE,      /* ID */
+    TS_CLI_CMD_ADMIN,       /* token add|list|revoke [NAME] */
+    TS_CLI_CMD_BACKUP,      /* admin backup --out FILE (ts_cli_backup.h) */
+    TS_CLI_CMD_DIGEST,      /* admin digest */
+    TS_CLI_CMD_CLUSTER,     /* admin cluster (ts_cli_cluster.h) */
+    TS_CLI_CMD_REMOVE_NODE, /* admin remove-node ID */
+    TS_CLI_CMD_COUNT,
 };
 
 /* moderate's first word. */
@@ -112,6 +129,9 @@ struct ts_cli_opts {
     int role;                    /* --role (admin token add), a Threadsync__Role */
     const char *token_name;      /* admin token add --name / revoke NAME */
     uint64_t timeout_s;          /* --timeout, else TS_CLI_DEFAULT_TIMEOUT_S */
+    unsigned timeout_ms;         /* admin backup/digest --timeout-ms (older spelling), or 0 */
+    const char *out;             /* admin backup --out */
+    uint64_t node_id;            /* admin remove-node ID */
     const char *idempotency_key; /* post --idempotency-key, or NULL */
 };
 
@@ -126,6 +146,9 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
 void ts_cli_opts_free(struct ts_cli_opts *o);
 
 void ts_cli_usage(FILE *out);
+
+/* The command's words as typed ("post", "admin backup"). */
+const char *ts_cli_cmd_name(enum ts_cli_cmd cmd);
 
 /* Reads the token: the file's first line without its line end. *out is
  * malloc'd (caller frees). TS_E_IO (reason in err) when unreadable or

@@ -231,164 +231,12 @@ int ts_cli_backup_digest(const struct ts_client_config *cfg, unsigned timeout_ms
     return rc;
 }
 
-/* ---- the command line ---- */
+/* ---- the commands ---- */
 
-static const char *const value_opts[] = {"--server", "--ca", "--token-file", "--out",
-                                         "--timeout-ms"};
-
-static int takes_value(const char *a)
+/* --timeout-ms (the older spelling) or --timeout: the longest silence. */
+static unsigned timeout_ms(const struct ts_cli_opts *o)
 {
-    for (size_t i = 0; i < sizeof(value_opts) / sizeof(value_opts[0]); i++)
-        if (!strcmp(a, value_opts[i]))
-            return 1;
-    return 0;
-}
-
-/* The first two positional words of argv. */
-static void words(int argc, char *const argv[], const char **w1, const char **w2)
-{
-    *w1 = *w2 = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-') {
-            if (takes_value(argv[i]))
-                i++;
-            continue;
-        }
-        if (!*w1)
-            *w1 = argv[i];
-        else if (!*w2)
-            *w2 = argv[i];
-    }
-}
-
-int ts_cli_backup_wants(int argc, char *const argv[])
-{
-    const char *w1, *w2;
-    words(argc, argv, &w1, &w2);
-    return w1 && w2 && !strcmp(w1, "admin") && (!strcmp(w2, "backup") || !strcmp(w2, "digest"));
-}
-
-static void usage(FILE *out)
-{
-    fputs("usage: threadsync [options] admin backup --out FILE\n"
-          "       threadsync [options] admin digest\n"
-          "  backup   write a consistent copy of the node's whole store to FILE (verified,\n"
-          "           atomic, mode 0600); threadsyncd --restore FILE seeds a new node from it\n"
-          "  digest   print the node's state digest (compare nodes, or a restored node)\n"
-          "options: --server HOST:PORT (repeatable), --ca FILE, --token-file FILE (an admin\n"
-          "         token), --json, --timeout-ms MS (longest silence, default 30000)\n",
-          out);
-}
-
-struct opts {
-    const char **servers;
-    size_t n_servers;
-    char **env_servers;
-    size_t n_env;
-    const char *ca, *token_file, *out, *cmd;
-    unsigned timeout_ms;
-    int json, help;
-};
-
-static int parse(int argc, char *const argv[], char *(*get_env)(const char *), struct opts *o,
-                 char *err, size_t errlen)
-{
-    memset(o, 0, sizeof(*o));
-    o->servers = calloc((size_t)argc + 1, sizeof(*o->servers));
-    if (!o->servers)
-        return TS_E_NOMEM;
-    int n_words = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            o->help = 1;
-        } else if (!strcmp(a, "--json")) {
-            o->json = 1;
-        } else if (takes_value(a)) {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "%s needs a value", a);
-                return TS_E_INVALID_ARGUMENT;
-            }
-            const char *v = argv[++i];
-            if (!strcmp(a, "--server")) {
-                o->servers[o->n_servers++] = v;
-            } else if (!strcmp(a, "--ca")) {
-                o->ca = v;
-            } else if (!strcmp(a, "--token-file")) {
-                o->token_file = v;
-            } else if (!strcmp(a, "--out")) {
-                o->out = v;
-            } else {
-                char *end;
-                unsigned long ms = strtoul(v, &end, 10);
-                if (*v < '0' || *v > '9' || *end || ms == 0 || ms > 86400000ul) {
-                    snprintf(err, errlen, "--timeout-ms wants 1..86400000, not '%s'", v);
-                    return TS_E_INVALID_ARGUMENT;
-                }
-                o->timeout_ms = (unsigned)ms;
-            }
-        } else if (a[0] == '-') {
-            snprintf(err, errlen, "unknown option '%s' for admin backup/digest", a);
-            return TS_E_INVALID_ARGUMENT;
-        } else if (++n_words == 2) {
-            o->cmd = a;
-        } else if (n_words > 2) {
-            snprintf(err, errlen, "unexpected argument '%s'", a);
-            return TS_E_INVALID_ARGUMENT;
-        }
-    }
-    if (o->help)
-        return TS_OK;
-    if (!o->cmd || (strcmp(o->cmd, "backup") != 0 && strcmp(o->cmd, "digest") != 0)) {
-        snprintf(err, errlen, "want admin backup or admin digest");
-        return TS_E_INVALID_ARGUMENT;
-    }
-    if (!strcmp(o->cmd, "backup") && !o->out) {
-        snprintf(err, errlen, "admin backup needs --out FILE");
-        return TS_E_INVALID_ARGUMENT;
-    }
-    if (!strcmp(o->cmd, "digest") && o->out) {
-        snprintf(err, errlen, "admin digest does not take --out");
-        return TS_E_INVALID_ARGUMENT;
-    }
-    if (o->n_servers == 0) {
-        const char *env = get_env ? get_env("THREADSYNC_SERVER") : NULL;
-        for (const char *p = env && *env ? env : TS_CLI_DEFAULT_SERVER; *p;) {
-            size_t n = strcspn(p, ", ");
-            if (n) {
-                char **v = realloc(o->env_servers, (o->n_env + 1) * sizeof(*v));
-                if (!v)
-                    return TS_E_NOMEM;
-                o->env_servers = v;
-                if (!(v[o->n_env] = strndup(p, n)))
-                    return TS_E_NOMEM;
-                o->n_env++;
-            }
-            p += n;
-            p += strspn(p, ", ");
-        }
-        const char **v = realloc(o->servers, (o->n_env + 1) * sizeof(*v));
-        if (!v)
-            return TS_E_NOMEM;
-        o->servers = v;
-        for (size_t i = 0; i < o->n_env; i++)
-            o->servers[o->n_servers++] = o->env_servers[i];
-    }
-    const char *env_ca = get_env ? get_env("THREADSYNC_CA") : NULL;
-    const char *env_tok = get_env ? get_env("THREADSYNC_TOKEN_FILE") : NULL;
-    if (!o->ca)
-        o->ca = env_ca && *env_ca ? env_ca : TS_CLI_DEFAULT_CA;
-    if (!o->token_file)
-        o->token_file = env_tok && *env_tok ? env_tok : TS_CLI_DEFAULT_TOKEN_FILE;
-    return TS_OK;
-}
-
-static void opts_free(struct opts *o)
-{
-    for (size_t i = 0; i < o->n_env; i++)
-        free(o->env_servers[i]);
-    free(o->env_servers);
-    free(o->servers);
+    return o->timeout_ms ? o->timeout_ms : (unsigned)(o->timeout_s * 1000);
 }
 
 static int fail(int rc, const Threadsync__Error *detail, const char *what, const char *err)
@@ -403,66 +251,47 @@ static int fail(int rc, const Threadsync__Error *detail, const char *what, const
     return rc == TS_E_INVALID_ARGUMENT && !detail ? TS_CLI_EXIT_CONN : code;
 }
 
-int ts_cli_backup_main(int argc, char *const argv[], char *(*get_env)(const char *name))
+int ts_cli_backup_cmd(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
-    struct opts o;
     char err[512] = "";
-    int rc = parse(argc, argv, get_env, &o, err, sizeof(err));
-    if (rc != TS_OK || o.help) {
-        if (rc != TS_OK)
-            fprintf(stderr, "threadsync: %s\n", rc == TS_E_NOMEM ? "out of memory" : err);
-        usage(rc == TS_OK ? stdout : stderr);
-        opts_free(&o);
-        return rc == TS_OK ? TS_CLI_EXIT_OK : TS_CLI_EXIT_USAGE;
-    }
-    char *token = NULL;
-    if (ts_cli_read_token(o.token_file, &token, err, sizeof(err)) != TS_OK) {
-        fprintf(stderr, "error: %s\n", err);
-        opts_free(&o);
-        return TS_CLI_EXIT_CONN;
-    }
-    struct ts_client_config c = TS_CLIENT_CONFIG_INIT;
-    c.servers = o.servers;
-    c.n_servers = o.n_servers;
-    c.ca_file = o.ca;
-    c.token = token;
-    c.client_name = "threadsync-cli";
+    struct ts_cli_backup_info in;
     Threadsync__Error *detail = NULL;
     int code = TS_CLI_EXIT_OK;
-    if (!strcmp(o.cmd, "backup")) {
-        struct ts_cli_backup_info in;
-        rc = ts_cli_backup_run(&c, o.timeout_ms, o.out, &in, &detail, err, sizeof(err));
-        if (rc != TS_OK) {
-            code = fail(rc, detail, "admin backup", err);
-        } else if (o.json) {
-            printf("{\"file\":");
-            ts_json_str(stdout, o.out);
-            printf(",\"seq\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"threads\":%" PRIu64
-                   ",\"comments\":%" PRIu64 ",\"sha256\":\"%s\",\"state_digest\":\"%s\"}\n",
-                   in.seq, in.size, in.threads, in.comments, in.sha256, in.state_digest);
-        } else {
-            printf("backup %s seq=%" PRIu64 " bytes=%" PRIu64 " threads=%" PRIu64
-                   " comments=%" PRIu64 " sha256=%s state_digest=%s\n",
-                   o.out, in.seq, in.size, in.threads, in.comments, in.sha256, in.state_digest);
-        }
+    int rc = ts_cli_backup_run(cfg, timeout_ms(o), o->out, &in, &detail, err, sizeof(err));
+    if (rc != TS_OK) {
+        code = fail(rc, detail, "admin backup", err);
+    } else if (o->json) {
+        printf("{\"file\":");
+        ts_json_str(stdout, o->out);
+        printf(",\"seq\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"threads\":%" PRIu64
+               ",\"comments\":%" PRIu64 ",\"sha256\":\"%s\",\"state_digest\":\"%s\"}\n",
+               in.seq, in.size, in.threads, in.comments, in.sha256, in.state_digest);
     } else {
-        Threadsync__StateDigestResult *d = NULL;
-        rc = ts_cli_backup_digest(&c, o.timeout_ms, &d, &detail, err, sizeof(err));
-        if (rc != TS_OK)
-            code = fail(rc, detail, "admin digest", err);
-        else if (o.json)
-            printf("{\"seq\":%" PRIu64 ",\"threads\":%" PRIu64 ",\"comments\":%" PRIu64
-                   ",\"digest\":\"%s\"}\n",
-                   d->seq, d->threads, d->comments, d->digest);
-        else
-            printf("seq=%" PRIu64 " threads=%" PRIu64 " comments=%" PRIu64 " digest=%s\n", d->seq,
-                   d->threads, d->comments, d->digest);
-        if (d)
-            protobuf_c_message_free_unpacked(&d->base, NULL);
+        printf("backup %s seq=%" PRIu64 " bytes=%" PRIu64 " threads=%" PRIu64 " comments=%" PRIu64
+               " sha256=%s state_digest=%s\n",
+               o->out, in.seq, in.size, in.threads, in.comments, in.sha256, in.state_digest);
     }
-    if (detail)
-        protobuf_c_message_free_unpacked(&detail->base, NULL);
-    free(token);
-    opts_free(&o);
+    ts_msg_free(detail);
+    return code;
+}
+
+int ts_cli_digest_cmd(const struct ts_cli_opts *o, struct ts_client_config *cfg)
+{
+    char err[512] = "";
+    Threadsync__StateDigestResult *d = NULL;
+    Threadsync__Error *detail = NULL;
+    int code = TS_CLI_EXIT_OK;
+    int rc = ts_cli_backup_digest(cfg, timeout_ms(o), &d, &detail, err, sizeof(err));
+    if (rc != TS_OK)
+        code = fail(rc, detail, "admin digest", err);
+    else if (o->json)
+        printf("{\"seq\":%" PRIu64 ",\"threads\":%" PRIu64 ",\"comments\":%" PRIu64
+               ",\"digest\":\"%s\"}\n",
+               d->seq, d->threads, d->comments, d->digest);
+    else
+        printf("seq=%" PRIu64 " threads=%" PRIu64 " comments=%" PRIu64 " digest=%s\n", d->seq,
+               d->threads, d->comments, d->digest);
+    ts_msg_free(d);
+    ts_msg_free(detail);
     return code;
 }

@@ -7,9 +7,9 @@
  *   threadsync [options] admin backup --out FILE
  *   threadsync [options] admin digest
  *
- * options: --server HOST:PORT (repeatable: tried in order until one
- * answers), --ca FILE, --token-file FILE (the same environment variables
- * and defaults as every command, ts_cli.h), --json, --timeout-ms MS.
+ * options: the common ones (ts_cli.h, parsed with every other command by
+ * ts_cli_parse: the server list is tried in order until one answers;
+ * --timeout is the longest silence, also spelt --timeout-ms MS here).
  *
  * backup: asks one node for a Backup (PROTOCOL.md), writes the chunks to a
  * temporary file beside FILE (mode 0600: a backup holds e-mail addresses),
@@ -30,13 +30,12 @@
 #include <stdio.h>
 
 #include "threadsync.h"
+#include "ts_cli.h"
 
-/* 1 when argv (as main got it) is an `admin backup` or `admin digest`
- * command line: the first two words that are not options or their values. */
-int ts_cli_backup_wants(int argc, char *const argv[]);
-
-/* Runs the command; returns the exit code. get_env: getenv or a stand-in. */
-int ts_cli_backup_main(int argc, char *const argv[], char *(*get_env)(const char *name));
+/* Run the commands (from main.c's command table) with the parsed options
+ * and the client config built from them; return the exit code. */
+int ts_cli_backup_cmd(const struct ts_cli_opts *o, struct ts_client_config *cfg);
+int ts_cli_digest_cmd(const struct ts_cli_opts *o, struct ts_client_config *cfg);
 
 struct ts_cli_backup_info {
     uint64_t seq, size, threads, comments;

@@ -129,8 +129,9 @@ START_TEST(test_parse_retry_options)
     ck_assert_int_eq(PARSE(&o, err, "delete", "9", "--idempotency-key", "k"),
                      TS_E_INVALID_ARGUMENT);
     ts_cli_opts_free(&o);
-    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "t", "--timeout", "5"),
-                     TS_E_INVALID_ARGUMENT);
+    /* --timeout is a common option: every command takes it */
+    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "t", "--timeout", "5"), TS_OK);
+    ck_assert_uint_eq(o.timeout_s, 5);
     ts_cli_opts_free(&o);
     const char *bad_keys[] = {"", "has space", "tab\there",
                               "01234567890123456789012345678901234567890123456789012345678901234"};
