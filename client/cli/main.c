@@ -50,12 +50,7 @@ static const struct ts_cli_opts *context_opts;
 static void context_init(const char *cmd, const struct ts_cli_opts *o)
 {
     context_opts = o;
-    size_t n = (size_t)snprintf(context, sizeof(context), "%s (", cmd);
-    for (size_t i = 0; i < o->n_servers && n < sizeof(context); i++)
-        n +=
-            (size_t)snprintf(context + n, sizeof(context) - n, "%s%s", i ? "," : "", o->servers[i]);
-    if (n < sizeof(context))
-        snprintf(context + n, sizeof(context) - n, ")");
+    ts_cli_context(context, sizeof(context), cmd, o);
 }
 
 /* A connection failure is explained per server where TCP itself failed

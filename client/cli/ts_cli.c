@@ -136,6 +136,15 @@ static enum ts_cli_cmd find_cmd(const char *word, const char *sub)
     return TS_CLI_CMD_NONE;
 }
 
+void ts_cli_context(char *buf, size_t len, const char *what, const struct ts_cli_opts *o)
+{
+    size_t n = (size_t)snprintf(buf, len, "%s (", what);
+    for (size_t i = 0; i < o->n_servers && n < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? "," : "", o->servers[i]);
+    if (n < len)
+        snprintf(buf + n, len - n, ")");
+}
+
 const char *ts_cli_cmd_name(enum ts_cli_cmd cmd)
 {
     for (size_t i = 0; i < N_CMD_DEFS; i++)

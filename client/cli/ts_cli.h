@@ -147,6 +147,10 @@ void ts_cli_opts_free(struct ts_cli_opts *o);
 
 void ts_cli_usage(FILE *out);
 
+/* What a local failure message is about: "<what> (<server>,<server>...)"
+ * into buf (truncated to len). */
+void ts_cli_context(char *buf, size_t len, const char *what, const struct ts_cli_opts *o);
+
 /* The command's words as typed ("post", "admin backup"). */
 const char *ts_cli_cmd_name(enum ts_cli_cmd cmd);
 

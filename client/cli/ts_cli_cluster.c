@@ -107,12 +107,7 @@ void ts_cli_print_cluster(FILE *out, const Threadsync__ClusterResult *r,
 static int report(int rc, Threadsync__Error *detail, const struct ts_cli_opts *o, const char *what)
 {
     char context[512];
-    size_t n = (size_t)snprintf(context, sizeof(context), "admin %s (", what);
-    for (size_t i = 0; i < o->n_servers && n < sizeof(context); i++)
-        n +=
-            (size_t)snprintf(context + n, sizeof(context) - n, "%s%s", i ? "," : "", o->servers[i]);
-    if (n < sizeof(context))
-        snprintf(context + n, sizeof(context) - n, ")");
+    ts_cli_context(context, sizeof(context), what, o);
     ts_cli_print_error(stderr, rc, detail, context);
     ts_msg_free(detail);
     return ts_cli_exit_code(rc);
@@ -124,7 +119,7 @@ int ts_cli_cluster_run(const struct ts_cli_opts *o, struct ts_client_config *cfg
     Threadsync__Error *detail = NULL;
     int rc = ts_sync_cluster(cfg, &res, &detail);
     if (rc != TS_OK)
-        return report(rc, detail, o, "cluster");
+        return report(rc, detail, o, "admin cluster");
     size_t n = res->n_nodes;
     uint64_t *applied = calloc(n ? n : 1, sizeof(*applied));
     int *up = calloc(n ? n : 1, sizeof(*up));
@@ -132,7 +127,7 @@ int ts_cli_cluster_run(const struct ts_cli_opts *o, struct ts_client_config *cfg
         free(applied);
         free(up);
         ts_msg_free(res);
-        return report(TS_E_NOMEM, NULL, o, "cluster");
+        return report(TS_E_NOMEM, NULL, o, "admin cluster");
     }
     for (size_t i = 0; i < n; i++) {
         const Threadsync__ClusterNode *node = res->nodes[i];
@@ -174,7 +169,7 @@ int ts_cli_remove_node_run(const struct ts_cli_opts *o, struct ts_client_config 
     Threadsync__Error *detail = NULL;
     int rc = ts_sync_remove_node(cfg, &m, &res, &detail);
     if (rc != TS_OK)
-        return report(rc, detail, o, "remove-node");
+        return report(rc, detail, o, "admin remove-node");
     if (o->json)
         printf("{\"removed\":%llu}\n", (unsigned long long)res->node_id);
     else

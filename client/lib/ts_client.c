@@ -1418,47 +1418,30 @@ int ts_client_backup(struct ts_client *c, ts_client_backup_chunk_cb on_chunk,
     return TS_OK;
 }
 
-int ts_client_state_digest(struct ts_client *c, ts_client_state_digest_cb cb, void *arg)
-{
-    if (!cb)
-        return TS_E_INVALID_ARGUMENT;
-    Threadsync__StateDigest m = THREADSYNC__STATE_DIGEST__INIT;
-    struct ts__req *r;
-    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_STATE_DIGEST,
-                        THREADSYNC__RESULT__BODY_STATE_DIGEST, 0, arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.state_digest = cb;
-    req_submit(c, r);
-    return TS_OK;
-}
+/* The requests without parameters: an empty message of their type. */
+#define TS__BARE_API(fn, type, init, frame, result, cbtype, member)                                \
+    int fn(struct ts_client *c, cbtype cb, void *arg)                                              \
+    {                                                                                              \
+        if (!cb)                                                                                   \
+            return TS_E_INVALID_ARGUMENT;                                                          \
+        type m = init;                                                                             \
+        struct ts__req *r;                                                                         \
+        int rc = msg_submit(c, &m.base, frame, result, 0, arg, &r);                                \
+        if (rc != TS_OK)                                                                           \
+            return rc;                                                                             \
+        r->cb.member = cb;                                                                         \
+        req_submit(c, r);                                                                          \
+        return TS_OK;                                                                              \
+    }
 
-int ts_client_cluster(struct ts_client *c, ts_client_cluster_cb cb, void *arg)
-{
-    if (!cb)
-        return TS_E_INVALID_ARGUMENT;
-    Threadsync__Cluster m = THREADSYNC__CLUSTER__INIT;
-    struct ts__req *r;
-    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_CLUSTER,
-                        THREADSYNC__RESULT__BODY_CLUSTER, 0, arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.cluster = cb;
-    req_submit(c, r);
-    return TS_OK;
-}
+TS__BARE_API(ts_client_state_digest, Threadsync__StateDigest, THREADSYNC__STATE_DIGEST__INIT,
+             THREADSYNC__FRAME__MSG_STATE_DIGEST, THREADSYNC__RESULT__BODY_STATE_DIGEST,
+             ts_client_state_digest_cb, state_digest)
 
-int ts_client_token_list(struct ts_client *c, ts_client_token_list_cb cb, void *arg)
-{
-    if (!cb)
-        return TS_E_INVALID_ARGUMENT;
-    Threadsync__TokenList m = THREADSYNC__TOKEN_LIST__INIT;
-    struct ts__req *r;
-    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_TOKEN_LIST,
-                        THREADSYNC__RESULT__BODY_TOKEN_LIST, 0, arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.token_list = cb;
-    req_submit(c, r);
-    return TS_OK;
-}
+TS__BARE_API(ts_client_cluster, Threadsync__Cluster, THREADSYNC__CLUSTER__INIT,
+             THREADSYNC__FRAME__MSG_CLUSTER, THREADSYNC__RESULT__BODY_CLUSTER, ts_client_cluster_cb,
+             cluster)
+
+TS__BARE_API(ts_client_token_list, Threadsync__TokenList, THREADSYNC__TOKEN_LIST__INIT,
+             THREADSYNC__FRAME__MSG_TOKEN_LIST, THREADSYNC__RESULT__BODY_TOKEN_LIST,
+             ts_client_token_list_cb, token_list)
