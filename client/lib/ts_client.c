@@ -1218,10 +1218,9 @@ static void req_submit(struct ts_client *c, struct ts__req *r)
 
 /* The one request path: makes msg (deep-copied; its request_id is ignored)
  * a request carried by Frame field frame_case and answered by Result body
- * result_case. The caller stores its typed callback in (*out)->cb, then
- * req_submit()s it. A message the server's frame limit would refuse is
- * refused here: it would close the connection, reconnect and be re-sent
- * forever. */
+ * result_case, and submits it; the caller then stores its typed callback
+ * in (*out)->cb (none runs before the loop turns). A message the server's frame limit would refuse
+ * is refused here: it would close the connection, reconnect and be re-sent forever. */
 static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int frame_case,
                       int result_case, int write, void *arg, struct ts__req **out)
 {
@@ -1245,6 +1244,7 @@ static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int fram
     r->frame_case = frame_case;
     r->result_case = result_case;
     r->write = write;
+    req_submit(c, r); /* no callback runs before the caller sets it: never synchronously */
     *out = r;
     return TS_OK;
 }
@@ -1267,11 +1267,10 @@ int ts_client_post(struct ts_client *c, const Threadsync__Post *post, ts_client_
     struct ts__req *r;
     int rc = msg_submit(c, &tmp.base, THREADSYNC__FRAME__MSG_POST, THREADSYNC__RESULT__BODY_POST, 1,
                         arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.post = cb;
-    req_submit(c, r);
-    return TS_OK;
+    if (rc == TS_OK) {
+        r->cb.post = cb;
+    }
+    return rc;
 }
 
 int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb cb, void *arg)
@@ -1287,11 +1286,10 @@ int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb 
     struct ts__req *r;
     int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_GET, THREADSYNC__RESULT__BODY_GET, 0,
                         arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.get = cb;
-    req_submit(c, r);
-    return TS_OK;
+    if (rc == TS_OK) {
+        r->cb.get = cb;
+    }
+    return rc;
 }
 
 int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys, uint64_t after_id,
@@ -1306,11 +1304,10 @@ int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys
     struct ts__req *r;
     int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_DIGEST, THREADSYNC__RESULT__BODY_DIGEST,
                         0, arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.digest = cb;
-    req_submit(c, r);
-    return TS_OK;
+    if (rc == TS_OK) {
+        r->cb.digest = cb;
+    }
+    return rc;
 }
 
 int ts_client_subscribe(struct ts_client *c, int all, const char *const *keys, size_t n_keys,
@@ -1373,11 +1370,9 @@ enum ts_client_state ts_client_state(const struct ts_client *c)
             return TS_E_INVALID_ARGUMENT;                                                          \
         struct ts__req *r;                                                                         \
         int rc = msg_submit(c, &m->base, frame, result, write, arg, &r);                           \
-        if (rc != TS_OK)                                                                           \
-            return rc;                                                                             \
-        r->cb.member = cb;                                                                         \
-        req_submit(c, r);                                                                          \
-        return TS_OK;                                                                              \
+        if (rc == TS_OK)                                                                           \
+            r->cb.member = cb;                                                                     \
+        return rc;                                                                                 \
     }
 
 TS__MSG_API(ts_client_moderate, Threadsync__Moderate, THREADSYNC__FRAME__MSG_MODERATE,
@@ -1410,12 +1405,11 @@ int ts_client_backup(struct ts_client *c, ts_client_backup_chunk_cb on_chunk,
     struct ts__req *r;
     int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_BACKUP, THREADSYNC__RESULT__BODY_BACKUP,
                         0, arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.backup = cb;
-    r->on_chunk = on_chunk;
-    req_submit(c, r);
-    return TS_OK;
+    if (rc == TS_OK) {
+        r->cb.backup = cb;
+        r->on_chunk = on_chunk;
+    }
+    return rc;
 }
 
 /* The requests without parameters: an empty message of their type. */
@@ -1427,11 +1421,9 @@ int ts_client_backup(struct ts_client *c, ts_client_backup_chunk_cb on_chunk,
         type m = init;                                                                             \
         struct ts__req *r;                                                                         \
         int rc = msg_submit(c, &m.base, frame, result, 0, arg, &r);                                \
-        if (rc != TS_OK)                                                                           \
-            return rc;                                                                             \
-        r->cb.member = cb;                                                                         \
-        req_submit(c, r);                                                                          \
-        return TS_OK;                                                                              \
+        if (rc == TS_OK)                                                                           \
+            r->cb.member = cb;                                                                     \
+        return rc;                                                                                 \
     }
 
 TS__BARE_API(ts_client_state_digest, Threadsync__StateDigest, THREADSYNC__STATE_DIGEST__INIT,
