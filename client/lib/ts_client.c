@@ -931,8 +931,10 @@ static void on_push(struct ts_client *c, const Threadsync__Frame *f)
 static void on_backup_chunk(struct ts_client *c, const Threadsync__BackupChunk *ch)
 {
     struct ts__req *r = ts__reqs_find(&c->reqs, ch->request_id);
-    if (!r || !r->on_chunk) {
-        violation(c, "backup chunk for no backup request");
+    if (!r)
+        return; /* a backup that timed out meanwhile, like a late Result */
+    if (!r->on_chunk) {
+        violation(c, "backup chunk for a request that is not a backup");
         return;
     }
     r->deadline = now_ms(c) + c->request_timeout_ms;
