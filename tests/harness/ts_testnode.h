@@ -19,6 +19,10 @@
  * member's tokens so every token works on every node.
  * Post-rate limits are off (--rate-author off --rate-token off) because
  * tests post in bursts; a test's extra flags come after and override that.
+ *
+ * Logs: a node's log goes to the test's stderr, or on request to
+ * dir/node.log, where a test waits for a line instead of sleeping
+ * (ts_testnode_restart_logged, ts_testnode_wait_log).
  */
 #ifndef TS_TESTNODE_H
 #define TS_TESTNODE_H
@@ -91,9 +95,9 @@ void ts_testnode_stop(struct ts_testnode *n);
  * cleanup copies that log to the test's stderr when the node exits unclean. */
 int ts_testnode_restart_logged(struct ts_testnode *n, const char *const *extra);
 
-/* In a child about to exec a node of n's (a test that spawns threadsyncd
- * itself): sends its stderr to dir/node.log and marks n as logged. Call
- * it in the parent too (pid 0) to only mark n. */
+/* For a test that spawns threadsyncd itself: in_child 1, in the child
+ * about to exec it, sends its stderr to dir/node.log and marks n logged;
+ * in_child 0, in the parent, only marks n (the child's mark is lost). */
 void ts_testnode_log_to_file(struct ts_testnode *n, int in_child);
 
 /* The size of dir/node.log now: a mark that ts_testnode_wait_log() looks past. */
@@ -138,7 +142,7 @@ int ts_raw_recv_nonping(struct ts_raw *r, int timeout_ms, Threadsync__Frame **ou
 void ts_raw_shutdown_write(struct ts_raw *r);
 void ts_raw_close(struct ts_raw *r);
 
-/* Connects to n over TLS (ALPN "threadsync") and says Hello with token:
+/* Connects to n over TLS (ALPN TS_ALPN) and says Hello with token:
  * TS_OK and *out (close with ts_raw_close), else the error and no
  * connection; TS_E_UNAVAILABLE when n is not running. */
 int ts_testnode_connect(const struct ts_testnode *n, const char *token, struct ts_raw **out);
