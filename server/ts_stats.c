@@ -48,7 +48,7 @@ struct ts_stats {
     struct ts_metric *term, *commit, *applied, *last_index, *leader, *has_leader;
     struct ts_metric *snapshots, *snapshot_bytes;
     struct ts_metric *threads, *comments, *last_seq, *store_bytes, *evlog_events, *evlog_bytes;
-    struct ts_metric *backups, *backup_bytes;
+    struct ts_metric *backups, *backup_bytes, *out_queued, *out_waiting;
 
     uint64_t last_end_pos;   /* evlog end position after the last apply */
     uint64_t snapshots_seen; /* raft snapshots already added to the counter */
@@ -125,6 +125,10 @@ static int define_families(struct ts_stats *st)
                "Events retained in memory for subscribers.", NULL) &&
            ADD(evlog_bytes, G, "threadsync_evlog_bytes", "Memory held by the retained events.",
                NULL) &&
+           ADD(out_queued, G, "threadsync_client_output_queued_bytes",
+               "Output queued for clients as the output budgets count it.", NULL) &&
+           ADD(out_waiting, G, "threadsync_client_connections_waiting",
+               "Client connections not served until their output or the node's drains.", NULL) &&
            ADD(backups, C, "threadsync_backups_total", "Backups streamed to the end.", NULL) &&
            ADD(backup_bytes, C, "threadsync_backup_bytes_total", "Bytes of backups streamed.",
                NULL);
@@ -191,6 +195,8 @@ static void sample_sessions(struct ts_stats *st)
         ts_metric_set(st->subscribers, roles[i], subs[i]);
     }
     ts_metric_set(st->lag_max, NULL, (double)max_lag);
+    ts_metric_set(st->out_queued, NULL, (double)srv->out_total);
+    ts_metric_set(st->out_waiting, NULL, (double)srv->n_waiting);
 }
 
 static void sample_state(struct ts_stats *st)
