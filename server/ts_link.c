@@ -36,12 +36,19 @@
  *     as with a ts_conn (the hub writes only to an empty sink), and past
  *     TS_CONN_QUEUE_HARD_MAX main closes the link;
  *   - input: frames decoded and not yet handled by main are counted in
- *     bytes (inbound); past INBOUND_MAX the thread stops reading the socket
- *     until main has caught up, so a client that floods requests while the
- *     main loop is busy cannot grow the event queue;
+ *     bytes (inbound, with FRAME_COST each for their decoded structs); past
+ *     INBOUND_MAX the thread stops reading the socket until main has caught
+ *     up, so a client that floods requests while the main loop is busy
+ *     cannot grow the event queue;
+ *   - pausing keeps ts_conn's promise that no frame is delivered while
+ *     paused: main holds a paused link's frame events (still counted in
+ *     inbound, so its thread stops reading too) and hands them on once
+ *     resumed, from main_wakeup (the ready list). Without that, the frames
+ *     already decoded (thousands of small Gets) would each be answered
+ *     after the session paused, into memory;
  *   - so a queue holds, per link, at most one push batch, the answers
- *     below the session's read-pause threshold, one input window and a
- *     few control messages: bounded per link, and the links by the
+ *     below the session's output budget, one input window and a few
+ *     control messages: bounded per link, and the links by the
  *     per-address and file-descriptor limits.
  *
  * Accepting: main accepts on its listener (one accept path, one place for

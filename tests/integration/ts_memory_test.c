@@ -35,12 +35,14 @@
 #define N_COMMENTS 64
 #define BODY_LEN 15000 /* 64 x 15,000: an answer of about 1 MiB */
 #define THREAD "site/big"
+/* The largest answer: a frame of 1 MiB + 64 KiB. */
+#define ANSWER (MIB + 64 * 1024)
 /* What a connection holds besides its output: its decoded requests
  * waiting (256 KiB and their structs in ts_link), a socket read in TLS,
  * its structs; generously, for ASan's redzones and shadow too. */
 #define PER_CONN_SLACK (2 * MIB)
-/* The largest answer (a frame of 1 MiB + 64 KiB) and allocator slack. */
-#define ANSWER_SLACK (4 * MIB)
+/* The allocator's own slack. */
+#define SLACK (4 * MIB)
 
 static struct ts_testnode node;
 static char metrics_addr[64];
@@ -194,7 +196,7 @@ START_TEST(test_conn_budget_threads)
 {
     /* A long heartbeat: the hostile connections stay until the end. */
     start_with("2", "2097152", "33554432", "600000");
-    long bound = (N_HOSTILE * (2 * MIB + PER_CONN_SLACK) + ANSWER_SLACK) / 1024;
+    long bound = (N_HOSTILE * (2 * MIB + ANSWER + PER_CONN_SLACK) + SLACK) / 1024;
     attack(bound, "threadsync_client_connections_waiting", N_HOSTILE);
     stop_node();
 }
@@ -208,7 +210,7 @@ END_TEST
 START_TEST(test_node_budget_inline)
 {
     start_with("0", "16777216", "4194304", "2000");
-    long bound = (2 * 4 * MIB + N_HOSTILE * PER_CONN_SLACK + ANSWER_SLACK) / 1024;
+    long bound = (2 * 4 * MIB + ANSWER + N_HOSTILE * PER_CONN_SLACK + SLACK) / 1024;
     attack(bound, "threadsync_client_output_queued_bytes", 4.0 * MIB);
     stop_node();
 }
