@@ -121,7 +121,7 @@ static const struct opt opts[] = {
      "posts per token per window, or off"},
     {"limits", "max_conns_per_addr", "max-conns-per-addr", "N", T_LIMIT, 0, UINT32_MAX - 1,
      F(max_conns_per_addr), 0, "64", "open connections per source address; 0 or off = unlimited"},
-    {"limits", "conn_output_budget", "conn-output-budget", "BYTES", T_UINT, 64u << 10, 1u << 30,
+    {"limits", "conn_output_budget", "conn-output-budget", "BYTES", T_UINT, 64u << 10, 32u << 20,
      F(conn_output_budget), 0, "2097152",
      "output a connection may have queued before its requests wait until it drains"},
     {"limits", "node_output_budget", "node-output-budget", "BYTES", T_UINT, 1u << 20, 1ull << 40,
