@@ -50,15 +50,15 @@
  * The second is never produced into memory: a session whose output is over
  * budget waits (its link paused: no request is decoded or handed to us)
  * until its output has drained, so the answers it is owed are produced
- * only as it reads them. The budgets (PROTOCOL.md section 5, "Output
+ * only as it reads them. The budgets (PROTOCOL.md section 4, "Output
  * budgets"):
  *   - its own: at conn_output_budget queued, a session waits until it
  *     drains; below it, any answer goes out, so one answer of the largest
  *     size always does, and a session holds at most the budget plus one
  *     answer;
- *   - the node's: srv->out_total sums every session's `charged` (its queue
- *     as last sampled after a send; 0 once drained, so an overestimate
- *     between the two); at node_output_budget a session waits as soon as
+ *   - the node's: srv->out_total sums every session's `charged` (the
+ *     largest its queue was sampled at after a send since it last drained,
+ *     0 once drained: an overestimate in between); at node_output_budget a session waits as soon as
  *     anything of its own is queued (those holding output stop first), so
  *     a client that reads still gets one answer at a time; at twice the
  *     budget nobody is served until the total falls, which bounds the total
@@ -123,18 +123,30 @@ static void stop_waiting(struct ts_session *s)
     }
 }
 
-/* The node's total fell: serve the sessions that may be served again. */
-static void release_waiting(struct ts_server *srv)
+/* The node's total fell from `before`. Sessions waiting for the node are
+ * released only where it crosses below the budget (those with output of
+ * their own) or twice it (those without): the walk over every session is
+ * paid per crossing, not per drain while some hostile connection waits for
+ * good. A session waiting for its own budget is released by its own drain. */
+static void total_fell(struct ts_server *srv, size_t before)
 {
+    size_t node = srv->cfg.node_output_budget, total = srv->out_total;
+    if (!srv->n_waiting ||
+        !((before >= node && total < node) || (before >= 2 * node && total < 2 * node)))
+        return;
     for (struct ts_session *s = srv->sessions; s && srv->n_waiting; s = s->next)
         if (s->waiting && s->state != TS__SESSION_CLOSING && may_serve(s))
             stop_waiting(s);
 }
 
-/* After every send: s's queue grew. */
+/* After every send: s's queue grew. The charge only rises here (it falls
+ * at drain and close, where total_fell looks for sessions to release), so
+ * the total never falls unseen. */
 static void sent(struct ts_session *s)
 {
-    charge(s, ts_link_queued(s->conn));
+    size_t queued = ts_link_queued(s->conn);
+    if (queued > s->charged)
+        charge(s, queued);
     if (s->charged >= conn_budget(s) || s->srv->out_total >= node_budget(s))
         wait_budget(s);
 }
@@ -519,8 +531,7 @@ static void on_drain(struct ts_link *c)
     charge(s, 0);
     if (s->waiting && may_serve(s))
         stop_waiting(s);
-    if (s->srv->n_waiting && s->srv->out_total < before)
-        release_waiting(s->srv);
+    total_fell(s->srv, before);
     if (s->sub)
         ts_hub_drained(s->sub);
     if (s->backup)
@@ -555,8 +566,7 @@ static void on_close(struct ts_link *c, int err)
     srv->n_sessions--;
     TS_INFO(TS__SESSION_LOG_FMT "event=close reason=%s", TS__SESSION_LOG_ARGS(s), ts_err_name(err));
     free(s);
-    if (srv->n_waiting && srv->out_total < before)
-        release_waiting(srv);
+    total_fell(srv, before);
 }
 
 static void on_open(struct ts_link *c)
