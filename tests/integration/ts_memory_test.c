@@ -205,11 +205,11 @@ END_TEST
 /* Inline; the node's budget binds: 4 MiB, so at most 2 x 4 MiB plus one
  * answer queued in all, where the connections' own budgets (16 MiB each)
  * would allow 8 x 16 MiB. At twice the budget nobody is served until the
- * heartbeat timeout (3 x 2 s here) drops the connections that do not
+ * heartbeat timeout (3 x 5 s here) drops the connections that do not
  * read: the honest client may wait for that, and is answered. */
 START_TEST(test_node_budget_inline)
 {
-    start_with("0", "16777216", "4194304", "2000");
+    start_with("0", "16777216", "4194304", "5000");
     long bound = (2 * 4 * MIB + ANSWER + N_HOSTILE * PER_CONN_SLACK + SLACK) / 1024;
     attack(bound, "threadsync_client_output_queued_bytes", 4.0 * MIB);
     stop_node();
