@@ -713,3 +713,13 @@ int ts_server_stopping(const struct ts_server *srv)
 {
     return srv->stopping;
 }
+
+size_t ts_server_output_queued(const struct ts_server *srv)
+{
+    return srv->out_total;
+}
+
+size_t ts_server_output_waiting(const struct ts_server *srv)
+{
+    return srv->n_waiting;
+}

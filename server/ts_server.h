@@ -10,6 +10,7 @@
 #ifndef TS_SERVER_H
 #define TS_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -122,5 +123,10 @@ struct ts_stats *ts_server_stats(const struct ts_server *srv);
 struct ts_session *ts_server_sessions(const struct ts_server *srv);
 /* 1 once ts_server_stop has begun. */
 int ts_server_stopping(const struct ts_server *srv);
+/* The output budgets at work (ts_session.c): client output queued as they
+ * count it, and the sessions waiting for their output or the node's to
+ * drain. */
+size_t ts_server_output_queued(const struct ts_server *srv);
+size_t ts_server_output_waiting(const struct ts_server *srv);
 
 #endif

@@ -195,8 +195,8 @@ static void sample_sessions(struct ts_stats *st)
         ts_metric_set(st->subscribers, roles[i], subs[i]);
     }
     ts_metric_set(st->lag_max, NULL, (double)max_lag);
-    ts_metric_set(st->out_queued, NULL, (double)srv->out_total);
-    ts_metric_set(st->out_waiting, NULL, (double)srv->n_waiting);
+    ts_metric_set(st->out_queued, NULL, (double)ts_server_output_queued(srv));
+    ts_metric_set(st->out_waiting, NULL, (double)ts_server_output_waiting(srv));
 }
 
 static void sample_state(struct ts_stats *st)
