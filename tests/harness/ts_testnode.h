@@ -114,6 +114,15 @@ int ts_raw_recv_nonping(struct ts_raw *r, int timeout_ms, Threadsync__Frame **ou
 void ts_raw_shutdown_write(struct ts_raw *r);
 void ts_raw_close(struct ts_raw *r);
 
+/* GET path over plain HTTP from addr (host:port), the whole answer within
+ * timeout_ms: the status, with *body (malloc'd, caller frees) the body;
+ * -1 (and *body NULL) when there is no complete answer. */
+int ts_test_http_get(const char *addr, const char *path, int timeout_ms, char **body);
+
+/* A field of /proc/PID/status in kB (e.g. "VmRSS", "VmHWM"); -1 when the
+ * process or the field is not there. */
+long ts_test_proc_status_kb(pid_t pid, const char *field);
+
 /* A plain TCP connection (no TLS) to addr; returns the fd or -1. */
 int ts_plain_connect(const char *addr);
 
