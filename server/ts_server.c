@@ -109,11 +109,19 @@ static void recheck_sessions(struct ts_server *srv)
     recheck_all_sessions(srv);
 }
 
+/* Raft may still apply entries after ts_server_stop: ts_repl_close waits
+ * for the appends in flight, and the hub is closed (srv->hub NULL) before. */
+static void notify_hub(struct ts_server *srv)
+{
+    if (srv->hub)
+        ts_hub_notify(srv->hub);
+}
+
 static void on_applied(void *arg, uint64_t index)
 {
     struct ts_server *srv = arg;
     ts_stats_applied(srv->stats);
-    ts_hub_notify(srv->hub);
+    notify_hub(srv);
     recheck_sessions(srv);
 }
 
@@ -123,7 +131,7 @@ static void on_restore(void *arg, uint64_t index)
     TS_INFO("event=restore index=%llu threads=%zu comments=%zu", (unsigned long long)index,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
     ts_stats_restored(srv->stats);
-    ts_hub_notify(srv->hub);
+    notify_hub(srv);
     recheck_sessions(srv);
 }
 
