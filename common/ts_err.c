@@ -40,7 +40,7 @@ int ts_err_wire(int err)
 {
     if (err == TS_OK)
         return 0;
-    if (err >= TS_E_BAD_FRAME && err <= TS_E_INTERNAL)
+    if (err >= TS_E_BAD_FRAME && err <= TS_E_WIRE_MAX)
         return err;
     switch (err) {
     case TS_E_AGAIN:

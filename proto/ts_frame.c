@@ -71,10 +71,12 @@ static size_t get_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
 /* Checks every string field in a serialized message of type desc: valid
  * UTF-8 without NUL; and refuses field number 0, which the protobuf spec
  * forbids but protobuf-c accepts as an unknown field (it then re-encodes
- * into bytes it refuses: found by fuzz_frame). Other malformed wire data is
- * left for protobuf-c to reject. */
+ * into bytes it refuses: found by fuzz_frame). With member non-NULL (the
+ * Frame itself) it also refuses a second, different top-level field: Frame
+ * is one oneof, and protobuf-c would silently keep the last member seen.
+ * Other malformed wire data is left for protobuf-c to reject. */
 static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-                        const uint8_t *end, int depth, const char **bad_field)
+                        const uint8_t *end, int depth, const char **bad_field, uint64_t *member)
 {
     if (depth > WALK_DEPTH_MAX)
         return TS_OK;
@@ -85,6 +87,10 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
             return TS_OK;
         if ((tag >> 3) == 0)
             return TS_E_BAD_FRAME;
+        if (member && *member && *member != (tag >> 3))
+            return TS_E_BAD_FRAME;
+        if (member)
+            *member = tag >> 3;
         p += n;
         switch (tag & 7) {
         case 0:
@@ -112,7 +118,7 @@ static int walk_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *p
                 if (!*bad_field && (memchr(p, 0, len) || !ts_valid_utf8((const char *)p, len)))
                     *bad_field = fd->name;
             } else if (fd && fd->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (walk_strings(fd->descriptor, p, p + len, depth + 1, bad_field) ==
+                if (walk_strings(fd->descriptor, p, p + len, depth + 1, bad_field, NULL) ==
                     TS_E_BAD_FRAME)
                     return TS_E_BAD_FRAME;
             }
@@ -226,7 +232,8 @@ int ts_frame_unpack(const uint8_t *body, size_t len, Threadsync__Frame **out,
     *out = threadsync__frame__unpack(&alloc, len, body);
     if (!*out)
         return TS_E_BAD_FRAME;
-    int rc = walk_strings(&threadsync__frame__descriptor, body, body + len, 0, bad_field);
+    uint64_t member = 0;
+    int rc = walk_strings(&threadsync__frame__descriptor, body, body + len, 0, bad_field, &member);
     if (rc == TS_E_BAD_FRAME) {
         ts_frame_free(*out);
         *out = NULL;

@@ -1,7 +1,8 @@
 /*
  * ts_valid: the syntactic checks every write passes before it may reach the
- * log (DESIGN.md: garbage never reaches the log). State checks (parent
- * exists, thread open) happen later, in the store's deterministic apply.
+ * log (docs/DESIGN.md, "Invariants": garbage never reaches the log). State
+ * checks (parent exists, thread open) happen later, in the store's
+ * deterministic apply.
  *
  * Limits are in bytes unless said otherwise. Strings from protobuf-c are
  * NUL-terminated but may hold embedded NULs; a NUL is rejected by the UTF-8
@@ -35,16 +36,51 @@ int ts_valid_utf8(const char *s, size_t len);
 /* Counts code points in well-formed UTF-8 s[0..len). */
 size_t ts_valid_utf8_count(const char *s, size_t len);
 
-/* Text for a field: well-formed UTF-8, no NUL, no C0 control characters
- * except (when multiline) tab, LF and CR. Returns 1 when acceptable. */
+/* "Control characters" everywhere in threadsync: C0 (U+0000..U+001F), DEL
+ * (U+007F) and C1 (U+0080..U+009F). Single-line text refuses all of them;
+ * multiline text (a body) allows tab, LF and CR among them. A key
+ * (idempotency key) is ASCII 0x21..0x7E only. */
+enum ts_valid_kind { TS_VALID_LINE, TS_VALID_MULTILINE, TS_VALID_KEY };
+
+/* Text for a field: well-formed UTF-8, no NUL, no control character except
+ * (when multiline) tab, LF and CR. Returns 1 when acceptable. */
 int ts_valid_text(const char *s, size_t len, int multiline);
 
-/* Checks a Post request's fields. Returns TS_OK or TS_E_INVALID_ARGUMENT
- * with *field set to the static name of the first bad field. */
-int ts_valid_post(const Threadsync__Post *post, const char **field);
+/* Every client-supplied text field with its own rule. */
+enum ts_valid_field {
+    TS_VALID_IDEMPOTENCY_KEY,
+    TS_VALID_THREAD_KEY,
+    TS_VALID_AUTHOR_NAME,
+    TS_VALID_AUTHOR_EMAIL,
+    TS_VALID_BODY,
+    TS_VALID_TITLE,
+    TS_VALID_URL,
+    TS_VALID_BAN_AUTHOR,
+    TS_VALID_CLIENT_NAME,
+    TS_VALID_TOKEN,
+};
 
-/* Checks a thread key on its own (Get, Subscribe). */
-int ts_valid_thread_key(const char *key);
+/* A refusal: the field's wire name (static) and a sentence for people that
+ * says what was wrong and what is allowed, e.g. "author name must be 1 to 64
+ * characters, got 0". The web edge shows it to readers. */
+struct ts_valid_err {
+    const char *field;
+    char message[192];
+};
+
+/* Checks s[0..len) against the rule of field which. Returns TS_OK, or
+ * TS_E_INVALID_ARGUMENT with *err filled (err may be NULL). */
+int ts_valid_field(enum ts_valid_field which, const char *s, size_t len, struct ts_valid_err *err);
+
+/* Checks a Post request's fields in wire order; the first bad one is
+ * reported. Returns TS_OK (err->field NULL) or TS_E_INVALID_ARGUMENT. */
+int ts_valid_post(const Threadsync__Post *post, struct ts_valid_err *err);
+
+/* Checks a thread key on its own (Get, Subscribe). err may be NULL. */
+int ts_valid_thread_key(const char *key, struct ts_valid_err *err);
+
+/* Checks a Hello's strings (client_name, token). */
+int ts_valid_hello(const Threadsync__Hello *hello, struct ts_valid_err *err);
 
 /* Whether s[0..len) is a token's name: 1..TS_TOKEN_NAME_MAX bytes of
  * A-Z a-z 0-9 . _ - (the tokens file, the replicated table and the

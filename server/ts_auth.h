@@ -1,5 +1,5 @@
 /*
- * ts_auth: bearer tokens and the roles they grant (DESIGN.md "Auth").
+ * ts_auth: bearer tokens and the roles they grant (docs/DESIGN.md, "Auth").
  *
  * The tokens file holds one token per line, `ROLE NAME SHA256HEX`:
  *

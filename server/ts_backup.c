@@ -41,7 +41,8 @@ struct ts_backup {
     uint64_t total, off;
     uint32_t chunk;
     uint8_t *scratch; /* one chunk */
-    uint64_t seq, threads, comments;
+    uint64_t seq;     /* clients' seq (BackupResult); the header has the Raft index */
+    uint64_t threads, comments;
     char sha256[65], state_digest[65];
 };
 
@@ -214,7 +215,7 @@ static void answer_digest(struct ts_server *srv, struct ts_link *conn, uint64_t 
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Result r = THREADSYNC__RESULT__INIT;
     Threadsync__StateDigestResult dr = THREADSYNC__STATE_DIGEST_RESULT__INIT;
-    dr.seq = ts_store_last_index(store);
+    dr.seq = ts_store_seq(store);
     dr.digest = digest;
     dr.threads = ts_store_thread_count(store);
     dr.comments = ts_store_comment_count(store);
@@ -231,7 +232,8 @@ static void start_backup(struct ts_server *srv, struct ts_link *conn, const Thre
 {
     uint32_t chunk = req->chunk_size ? req->chunk_size : TS_BACKUP_CHUNK_DEFAULT;
     if (chunk > TS_BACKUP_CHUNK_MAX) {
-        send_error(srv, conn, req->request_id, TS_E_INVALID_ARGUMENT, "chunk_size", NULL);
+        send_error(srv, conn, req->request_id, TS_E_INVALID_ARGUMENT, "chunk_size",
+                   "chunk_size must be at most 524288 (0: 262144)");
         return;
     }
     if (*slot) {
@@ -251,11 +253,11 @@ static void start_backup(struct ts_server *srv, struct ts_link *conn, const Thre
     b->conn = conn;
     b->request_id = req->request_id;
     b->chunk = chunk;
-    b->seq = ts_store_last_index(store);
+    b->seq = ts_store_seq(store);
     b->threads = ts_store_thread_count(store);
     b->comments = ts_store_comment_count(store);
     ts_store_digest(store, b->state_digest);
-    ts_backup_header(b->header, b->seq, b->snap, b->snap_len);
+    ts_backup_header(b->header, ts_store_last_index(store), b->snap, b->snap_len);
     b->total = TS_BACKUP_HEADER + (uint64_t)b->snap_len;
     uint8_t md[32];
     sha256(b->header, TS_BACKUP_HEADER, b->snap, b->snap_len, md);
@@ -274,7 +276,8 @@ void ts_backup_request(struct ts_server *srv, struct ts_link *conn, int role,
 {
     uint64_t rid = ts_frame_request_id(f);
     if (rid == 0) {
-        send_error(srv, conn, 0, TS_E_INVALID_ARGUMENT, "request_id", NULL);
+        send_error(srv, conn, 0, TS_E_INVALID_ARGUMENT, "request_id",
+                   "request_id must be non-zero (and unique among unanswered requests)");
         return;
     }
     if (status != TS_OK) {
@@ -282,7 +285,7 @@ void ts_backup_request(struct ts_server *srv, struct ts_link *conn, int role,
         return;
     }
     if (!ts_auth_role_allows(role, TS_AUTH_ADMIN)) {
-        send_error(srv, conn, rid, TS_E_FORBIDDEN, NULL, NULL);
+        send_error(srv, conn, rid, TS_E_FORBIDDEN, NULL, "this request needs an admin token");
         return;
     }
     if (f->msg_case == THREADSYNC__FRAME__MSG_BACKUP)

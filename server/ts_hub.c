@@ -561,7 +561,7 @@ static int snapshot_begin(struct ts_hub *hub, struct ts_hub_sub *sub)
     struct snap *sn = sub->snap;
     Threadsync__SnapshotBegin b = THREADSYNC__SNAPSHOT_BEGIN__INIT;
     memset(sn, 0, sizeof(*sn));
-    sn->seq = ts_store_last_index(hub->store);
+    sn->seq = ts_store_seq(hub->store);
     sn->stage = SNAP_THREADS;
     b.seq = sn->seq;
     if (!sub->filter) {
@@ -804,7 +804,7 @@ int ts_hub_subscribe(struct ts_hub *hub, const struct ts_hub_filter *filter, int
             return TS_E_NOMEM;
         }
         /* S is fixed when the snapshot starts (next turn), at or past this. */
-        *from_seq = ts_store_last_index(hub->store);
+        *from_seq = ts_store_seq(hub->store);
         *snapshot = 1;
     } else {
         sub->pos = ts_evlog_pos_after(hub->log, since_seq);

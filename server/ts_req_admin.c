@@ -62,16 +62,19 @@ void ts_req_admin_token_add(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__TokenAdd *a = f->token_add;
     if (!valid_token_name(a->name)) {
-        ts__session_error(s, a->request_id, TS_E_INVALID_ARGUMENT, "name", NULL);
+        ts__session_error(s, a->request_id, TS_E_INVALID_ARGUMENT, "name",
+                          "name must be 1 to 64 characters of A-Z a-z 0-9 . _ -");
         return;
     }
     if (a->role < THREADSYNC__ROLE__READER || a->role > THREADSYNC__ROLE__ADMIN) {
-        ts__session_error(s, a->request_id, TS_E_INVALID_ARGUMENT, "role", NULL);
+        ts__session_error(s, a->request_id, TS_E_INVALID_ARGUMENT, "role",
+                          "role must be READER, POSTER, MODERATOR or ADMIN");
         return;
     }
     if (file_has_name(s->srv->auth, a->name) ||
         ts_store_token_state(s->srv->store, a->name) != TS_STORE_TOKEN_NONE) {
-        ts__session_error(s, a->request_id, TS_E_INVALID_ARGUMENT, "name", "a token had this name");
+        ts__session_error(s, a->request_id, TS_E_INVALID_ARGUMENT, "name",
+                          "a token had this name: names are never reused, pick another");
         return;
     }
     if (!ts_repl_is_leader(s->srv->repl)) {
@@ -117,12 +120,13 @@ void ts_req_admin_token_revoke(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__TokenRevoke *rv = f->token_revoke;
     if (!valid_token_name(rv->name)) {
-        ts__session_error(s, rv->request_id, TS_E_INVALID_ARGUMENT, "name", NULL);
+        ts__session_error(s, rv->request_id, TS_E_INVALID_ARGUMENT, "name",
+                          "name must be 1 to 64 characters of A-Z a-z 0-9 . _ -");
         return;
     }
     if (!file_has_name(s->srv->auth, rv->name) &&
         ts_store_token_state(s->srv->store, rv->name) == TS_STORE_TOKEN_NONE) {
-        ts__session_error(s, rv->request_id, TS_E_NOT_FOUND, "name", NULL);
+        ts__session_error(s, rv->request_id, TS_E_NOT_FOUND, "name", "no token has this name");
         return;
     }
     struct ts_req_write *w = calloc(1, sizeof(*w));
@@ -258,7 +262,7 @@ static void change(struct ts_session *s, uint64_t rid, int join, uint64_t node_i
                    const char *raft_address, const char *client_address)
 {
     if (node_id == 0) {
-        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "node_id", NULL);
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "node_id", "node_id must not be 0");
         return;
     }
     struct pending_change *pc = calloc(1, sizeof(*pc));
@@ -274,7 +278,8 @@ static void change(struct ts_session *s, uint64_t rid, int join, uint64_t node_i
             bad = "client_address";
         if (bad) {
             free(pc);
-            ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, bad, NULL);
+            ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, bad,
+                              "an address must be a numeric IP:PORT (IPv6 in brackets)");
             return;
         }
         snprintf(pc->raft_address, sizeof(pc->raft_address), "%s", raft_address);
@@ -335,7 +340,7 @@ void ts_req_admin_cluster(struct ts_session *s, const Threadsync__Frame *f)
     cr.n_nodes = n;
     cr.leader_id = ts_repl_leader_id(s->srv->repl);
     cr.node_id = s->srv->cfg.node_id;
-    cr.applied_seq = ts_store_last_index(s->srv->store);
+    cr.applied_seq = ts_store_seq(s->srv->store);
     r.request_id = c->request_id;
     r.body_case = THREADSYNC__RESULT__BODY_CLUSTER;
     r.cluster = &cr;

@@ -1,7 +1,8 @@
 /*
  * ts_req_admin: the ADMIN role's requests: API tokens (TokenAdd,
  * TokenRevoke, TokenList; PROTOCOL.md section 4) and cluster membership
- * (Join, RemoveNode, Cluster; section 8). Backups are ts_backup.c's.
+ * (Join, RemoveNode, Cluster; section 4, "Cluster"). Backups are
+ * ts_backup.c's.
  *
  * Each is called by ts_session's dispatch after the common checks (see
  * ts_session_int.h) with f carrying its message. Token writes go through

@@ -16,7 +16,6 @@
 
 #include "ts_digest.h"
 #include "ts_err.h"
-#include "ts_evlog.h"
 #include "ts_hub.h"
 #include "ts_log.h"
 #include "ts_msglist.h"
@@ -36,6 +35,38 @@
  * a ThreadDigest is at most ~360 bytes (a 256-byte key and 64 hex). */
 #define DIGEST_PAGE_THREADS 1000
 #define DIGEST_PAGE_BYTES (768u << 10)
+
+/* Answers NOT_FOUND for a thread key that names no thread. The key passed
+ * ts_valid_thread_key(): no control characters to escape. */
+static void no_thread(struct ts_session *s, uint64_t rid, const char *key)
+{
+    char msg[TS_THREAD_KEY_MAX + 16];
+    snprintf(msg, sizeof(msg), "no thread '%s'", key);
+    ts__session_error(s, rid, TS_E_NOT_FOUND, "thread_key", msg);
+}
+
+/* Checks 1..max thread keys (max 0: none is fine) of a Subscribe or
+ * Digest; answers INVALID_ARGUMENT, field thread_keys, and returns 0 when
+ * one is bad. */
+static int thread_keys_ok(struct ts_session *s, uint64_t rid, char **keys, size_t n, int need)
+{
+    char msg[sizeof(((struct ts_valid_err *)0)->message) + 32];
+    if ((need && n == 0) || n > TS_SUBSCRIBE_KEYS_MAX) {
+        snprintf(msg, sizeof(msg), "thread_keys must hold %d to %d keys, got %zu", need ? 1 : 0,
+                 TS_SUBSCRIBE_KEYS_MAX, n);
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "thread_keys", msg);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct ts_valid_err err;
+        if (ts_valid_thread_key(keys[i], &err) != TS_OK) {
+            snprintf(msg, sizeof(msg), "thread_keys[%zu]: %s", i, err.message);
+            ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "thread_keys", msg);
+            return 0;
+        }
+    }
+    return 1;
+}
 
 /* ---- Get ---- */
 
@@ -59,13 +90,14 @@ static int collect_comment(void *arg, const Threadsync__Comment *c)
 void ts_req_read_get(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Get *g = f->get;
-    if (ts_valid_thread_key(g->thread_key) != TS_OK) {
-        ts__session_error(s, g->request_id, TS_E_INVALID_ARGUMENT, "thread_key", NULL);
+    struct ts_valid_err err;
+    if (ts_valid_thread_key(g->thread_key, &err) != TS_OK) {
+        ts__session_error(s, g->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     Threadsync__Thread thread;
     if (ts_store_thread_by_key(s->srv->store, g->thread_key, &thread) != TS_OK) {
-        ts__session_error(s, g->request_id, TS_E_NOT_FOUND, "thread_key", NULL);
+        no_thread(s, g->request_id, g->thread_key);
         return;
     }
     struct get_acc acc = {
@@ -86,13 +118,14 @@ void ts_req_read_get(struct ts_session *s, const Threadsync__Frame *f)
     gr.thread = &thread;
     gr.comments = (Threadsync__Comment **)ptrs;
     gr.n_comments = acc.comments.n;
-    gr.seq = ts_store_last_index(s->srv->store);
+    gr.seq = ts_store_seq(s->srv->store);
     r.request_id = g->request_id;
     r.body_case = THREADSYNC__RESULT__BODY_GET;
     r.get = &gr;
     if (!ts__session_result_fits(&r))
         ts__session_error(s, g->request_id, TS_E_TOO_LARGE, "thread_key",
-                          "thread too large for Get; use Subscribe");
+                          "thread too large for one Get answer (1 MiB + 64 KiB); read it with "
+                          "a Subscribe to its key");
     else
         ts__session_result(s, &r);
     ts_msglist_free(&acc.comments);
@@ -108,17 +141,14 @@ void ts_req_read_subscribe(struct ts_session *s, const Threadsync__Frame *f)
                           "already subscribed");
         return;
     }
-    if (!sub->all && (sub->n_thread_keys == 0 || sub->n_thread_keys > TS_SUBSCRIBE_KEYS_MAX)) {
-        ts__session_error(s, sub->request_id, TS_E_INVALID_ARGUMENT, "thread_keys", NULL);
+    if (sub->all && sub->n_thread_keys) {
+        ts__session_error(s, sub->request_id, TS_E_INVALID_ARGUMENT, "thread_keys",
+                          "set either all or thread_keys, not both");
         return;
     }
-    for (size_t i = 0; !sub->all && i < sub->n_thread_keys; i++) {
-        if (ts_valid_thread_key(sub->thread_keys[i]) != TS_OK) {
-            ts__session_error(s, sub->request_id, TS_E_INVALID_ARGUMENT, "thread_keys", NULL);
-            return;
-        }
-    }
-    uint64_t applied = ts_store_last_index(s->srv->store);
+    if (!sub->all && !thread_keys_ok(s, sub->request_id, sub->thread_keys, sub->n_thread_keys, 1))
+        return;
+    uint64_t applied = ts_store_seq(s->srv->store);
     if (sub->since_seq > applied) {
         /* A cursor from a node further ahead: this one has not applied that
          * far yet. Serving it would either claim a head we do not have or,
@@ -217,16 +247,8 @@ static int digest_thread(void *arg, const Threadsync__Thread *t)
 void ts_req_read_digest(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Digest *dg = f->digest;
-    if (dg->n_thread_keys > TS_SUBSCRIBE_KEYS_MAX) {
-        ts__session_error(s, dg->request_id, TS_E_INVALID_ARGUMENT, "thread_keys", NULL);
+    if (!thread_keys_ok(s, dg->request_id, dg->thread_keys, dg->n_thread_keys, 0))
         return;
-    }
-    for (size_t i = 0; i < dg->n_thread_keys; i++) {
-        if (ts_valid_thread_key(dg->thread_keys[i]) != TS_OK) {
-            ts__session_error(s, dg->request_id, TS_E_INVALID_ARGUMENT, "thread_keys", NULL);
-            return;
-        }
-    }
     struct digest_acc acc = {
         .store = s->srv->store,
         .items = TS_MSGLIST_INIT(struct digest_item),
@@ -260,7 +282,7 @@ void ts_req_read_digest(struct ts_session *s, const Threadsync__Frame *f)
      * only ever reaches seqs that carried events (or a snapshot's seq,
      * which is at least this), and the state changes only with events, so
      * this is the earliest seq the state is "as of". */
-    dr.seq = ts_evlog_last_seq(s->srv->evlog);
+    dr.seq = ts_store_seq(s->srv->store);
     dr.next_after_id = acc.next_after_id;
     r.request_id = dg->request_id;
     r.body_case = THREADSYNC__RESULT__BODY_DIGEST;
@@ -290,12 +312,13 @@ void ts_req_read_pending_queue(struct ts_session *s, const Threadsync__Frame *f)
     Threadsync__Thread only;
     uint64_t thread_id = 0;
     if (q->thread_key && *q->thread_key) {
-        if (ts_valid_thread_key(q->thread_key) != TS_OK) {
-            ts__session_error(s, q->request_id, TS_E_INVALID_ARGUMENT, "thread_key", NULL);
+        struct ts_valid_err err;
+        if (ts_valid_thread_key(q->thread_key, &err) != TS_OK) {
+            ts__session_error(s, q->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
             return;
         }
         if (ts_store_thread_by_key(store, q->thread_key, &only) != TS_OK) {
-            ts__session_error(s, q->request_id, TS_E_NOT_FOUND, "thread_key", NULL);
+            no_thread(s, q->request_id, q->thread_key);
             return;
         }
         thread_id = only.id;
@@ -326,7 +349,7 @@ void ts_req_read_pending_queue(struct ts_session *s, const Threadsync__Frame *f)
     pr.comments = (Threadsync__Comment **)cp;
     pr.threads = (Threadsync__Thread **)tp;
     pr.n_threads = threads.n;
-    pr.seq = ts_store_last_index(store);
+    pr.seq = ts_store_seq(store);
     r.request_id = q->request_id;
     r.body_case = THREADSYNC__RESULT__BODY_PENDING_QUEUE;
     r.pending_queue = &pr;

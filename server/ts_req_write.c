@@ -6,9 +6,10 @@
  *     (ts_valid_post() for a Post);
  *   - bans and rate limits are checked before a Post is proposed: a flood
  *     must not fill the log;
- *   - secrets given to a client (edit keys, new tokens) are made here or by
- *     the caller, on the leader, before proposing; only their hashes enter
- *     the log, and the record holding the text is cleansed when freed.
+ *   - secrets given to a client are made on the leader: new tokens here or
+ *     by the caller before proposing (only their hashes enter the log);
+ *     edit keys from the replicated edit secret after the apply
+ *     (ts_store_edit_key). Records holding them are cleansed when freed.
  */
 #include "ts_req_write.h"
 
@@ -25,6 +26,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +63,7 @@ static void applied(void *arg, int status, const void *result)
     struct ts_req_write *w = arg;
     if (w->stats)
         ts_stats_post_done(w->stats, status, w->t0);
+    ts_disk_settled(w->disk, w->disk_bytes);
     struct ts_session *s = ts__session_wait_done(&w->wait);
     const struct ts_store_result *res = result;
     if (!s) {
@@ -87,6 +90,16 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
         ts__session_error(s, rid, TS_E_UNAVAILABLE, NULL, "out of memory");
         return;
     }
+    /* Never hand raft a write the disk may not hold (ts_disk.h): libraft
+     * 0.15 does not survive running out of space. */
+    struct ts_disk *disk = &s->srv->disk;
+    if (!ts_disk_check(disk, ts_store_memory(s->srv->store))) {
+        char why[160];
+        ts_disk_describe(disk, why, sizeof(why));
+        free_write(w);
+        ts__session_error_retry(s, rid, TS_E_UNAVAILABLE, "disk", why, TS_DISK_RETRY_AFTER_MS);
+        return;
+    }
     cmd->time_ms = wall_ms();
     cmd->actor = s->token_name;
     uint8_t *payload;
@@ -97,9 +110,13 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
         return;
     }
     w->answer = answer;
+    w->disk = disk;
+    w->disk_bytes = len;
+    ts_disk_proposed(disk, len);
     int rc = ts_repl_propose(s->srv->repl, payload, len, applied, w);
     free(payload);
     if (rc != TS_OK) {
+        ts_disk_settled(disk, len);
         free_write(w);
         ts__session_error(s, rid, rc, NULL, NULL);
         return;
@@ -120,7 +137,13 @@ static void answer_post(struct ts_session *s, const struct ts_req_write *w,
 {
     Threadsync__Result r = THREADSYNC__RESULT__INIT;
     Threadsync__PostResult pr = THREADSYNC__POST_RESULT__INIT;
-    pr.edit_key = (char *)w->edit_key;
+    char key[TS_STORE_EDIT_KEY_LEN + 1] = "";
+    /* Derived from the replicated edit secret: the first answer and every
+     * retry's carry the same key. An entry of an older release has none to
+     * give again (its key was random): the answer's is then empty. */
+    if (ts_store_edit_key(s->srv->store, res->comment_id, key) != TS_OK)
+        key[0] = '\0';
+    pr.edit_key = key;
     pr.comment_id = res->comment_id;
     pr.seq = res->seq;
     pr.thread_id = res->thread_id;
@@ -129,15 +152,17 @@ static void answer_post(struct ts_session *s, const struct ts_req_write *w,
     r.body_case = THREADSYNC__RESULT__BODY_POST;
     r.post = &pr;
     ts__session_result(s, &r);
+    OPENSSL_cleanse(key, sizeof(key));
 }
 
 /* Bans and rate limits. A retry of a post already applied passes: it
  * changes nothing and its answer may be what the client lost. Returns 1 to
  * go on; 0 when it answered the refusal. */
-static int post_admitted(struct ts_session *s, const Threadsync__Post *p)
+static int post_admitted(struct ts_session *s, const Threadsync__Post *p,
+                         const uint8_t digest[TS_STORE_IDEM_DIGEST_LEN])
 {
     struct ts_server *srv = s->srv;
-    if (ts_store_idempotency_known(srv->store, p->idempotency_key))
+    if (ts_store_idempotency_known(srv->store, digest))
         return 1;
     const char *field = NULL;
     if (ts_store_banned(srv->store, p->author_name, p->author_email, wall_ms(), NULL, &field)) {
@@ -151,7 +176,10 @@ static int post_admitted(struct ts_session *s, const Threadsync__Post *p)
     if (rc == TS_E_RATE_LIMITED) {
         TS_INFO(TS__SESSION_LOG_FMT "token_name=%s event=rate_limited retry_after_ms=%u",
                 TS__SESSION_LOG_ARGS(s), s->token_name, retry);
-        ts__session_error_retry(s, p->request_id, TS_E_RATE_LIMITED, NULL, NULL, retry);
+        ts__session_error_retry(s, p->request_id, TS_E_RATE_LIMITED, NULL,
+                                "too many posts from this token or author; retry after "
+                                "retry_after_ms",
+                                retry);
         return 0;
     }
     if (rc != TS_OK) {
@@ -161,38 +189,35 @@ static int post_admitted(struct ts_session *s, const Threadsync__Post *p)
     return 1;
 }
 
-/* A fresh edit key's text into key, its hash into hash. */
-static int make_edit_key(char key[2 * TS_REQ_EDIT_KEY_BYTES + 1], uint8_t hash[32])
-{
-    if (ts_hex_random(TS_REQ_EDIT_KEY_BYTES, key) != TS_OK)
-        return TS_E_INTERNAL;
-    sha256(key, (size_t)2 * TS_REQ_EDIT_KEY_BYTES, hash);
-    return TS_OK;
-}
-
 void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Post *p = f->post;
-    const char *field;
-    if (ts_valid_post(p, &field) != TS_OK) {
-        ts__session_error(s, p->request_id, TS_E_INVALID_ARGUMENT, field, NULL);
+    struct ts_valid_err err;
+    if (ts_valid_post(p, &err) != TS_OK) {
+        ts__session_error(s, p->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     if (!ts_repl_is_leader(s->srv->repl)) {
         ts__session_error(s, p->request_id, TS_E_NOT_LEADER, NULL, NULL);
         return;
     }
-    if (!post_admitted(s, p))
+    /* The key is the token's own: the same key from another token is
+     * another entry (ts_store.h, Idempotency). */
+    uint8_t digest[TS_STORE_IDEM_DIGEST_LEN];
+    ts_store_idempotency_digest(s->token_hash, p->idempotency_key, digest);
+    if (!post_admitted(s, p, digest))
         return;
+    /* Until the state has an edit secret, each post offers one; the first
+     * applied is kept (the others are ignored by the apply). */
+    uint8_t secret[TS_STORE_HASH_LEN];
+    int offer_secret = !ts_store_has_edit_secret(s->srv->store);
+    if (offer_secret && RAND_bytes(secret, sizeof(secret)) != 1) {
+        ts__session_error(s, p->request_id, TS_E_INTERNAL, NULL, "no randomness");
+        return;
+    }
     struct ts_req_write *w = calloc(1, sizeof(*w));
     if (!w) {
         ts__session_error(s, p->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
-        return;
-    }
-    uint8_t hash[32];
-    if (make_edit_key(w->edit_key, hash) != TS_OK) {
-        free_write(w);
-        ts__session_error(s, p->request_id, TS_E_INTERNAL, NULL, NULL);
         return;
     }
     w->stats = s->srv->stats;
@@ -202,11 +227,16 @@ void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
     Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
     cmd.op_case = THREADSYNC__STATE__COMMAND__OP_POST;
     cmd.post = &copy;
-    cmd.edit_key_hash.data = hash;
-    cmd.edit_key_hash.len = sizeof(hash);
+    cmd.idempotency_digest.data = digest;
+    cmd.idempotency_digest.len = sizeof(digest);
+    if (offer_secret) {
+        cmd.edit_secret.data = secret;
+        cmd.edit_secret.len = sizeof(secret);
+    }
     cmd.premoderate = s->srv->cfg.premoderate != 0;
     cmd.trusted = ts_auth_role_allows(s->role, TS_AUTH_MODERATE);
     ts_req_write_propose(s, p->request_id, &cmd, w, answer_post);
+    OPENSSL_cleanse(secret, sizeof(secret));
 }
 
 /* ---- comment and thread changes ---- */
@@ -260,18 +290,20 @@ static void comment_change(struct ts_session *s, uint64_t rid, uint64_t comment_
     if (!ts__session_allowed(s, rid, author ? TS_AUTH_POST : TS_AUTH_MODERATE))
         return;
     if (!comment_id) {
-        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "comment_id", NULL);
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "comment_id",
+                          "comment_id must be the id of a comment, not 0");
         return;
     }
     size_t key_len = author ? strlen(key) : 0;
     if (key_len > EDIT_KEY_MAX) {
-        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "edit_key", NULL);
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "edit_key",
+                          "edit_key must be at most 128 bytes (the key a post's answer gave)");
         return;
     }
-    size_t body_len = body ? strlen(body) : 0;
+    struct ts_valid_err err;
     if (kind == THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT &&
-        (!body_len || body_len > TS_BODY_MAX || !ts_valid_text(body, body_len, 1))) {
-        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "body", NULL);
+        ts_valid_field(TS_VALID_BODY, body, body ? strlen(body) : 0, &err) != TS_OK) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     uint8_t hash[32];
@@ -299,7 +331,8 @@ void ts_req_write_moderate(struct ts_session *s, const Threadsync__Frame *f)
     const Threadsync__Moderate *m = f->moderate;
     if (m->action < THREADSYNC__MODERATION_ACTION__APPROVE ||
         m->action > THREADSYNC__MODERATION_ACTION__DELETE) {
-        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action", NULL);
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action",
+                          "action must be APPROVE, HIDE, UNHIDE or DELETE");
         return;
     }
     /* ModerationAction and ChangeKind share their values 1..4. */
@@ -324,13 +357,16 @@ void ts_req_write_delete(struct ts_session *s, const Threadsync__Frame *f)
 void ts_req_write_moderate_thread(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__ModerateThread *m = f->moderate_thread;
-    if (ts_valid_thread_key(m->thread_key) != TS_OK) {
-        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "thread_key", NULL);
+    struct ts_valid_err err;
+    if (ts_valid_thread_key(m->thread_key, &err) != TS_OK) {
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     if (m->action < THREADSYNC__THREAD_ACTION__THREAD_LOCK ||
         m->action > THREADSYNC__THREAD_ACTION__THREAD_POSTMODERATE) {
-        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action", NULL);
+        ts__session_error(s, m->request_id, TS_E_INVALID_ARGUMENT, "action",
+                          "action must be THREAD_LOCK, THREAD_UNLOCK, THREAD_PREMODERATE or "
+                          "THREAD_POSTMODERATE");
         return;
     }
     Threadsync__ModerateThread copy = *m;
@@ -360,13 +396,15 @@ static void answer_ban(struct ts_session *s, const struct ts_req_write *w,
 void ts_req_write_ban(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__BanAuthor *b = f->ban_author;
-    size_t len = b->author ? strlen(b->author) : 0;
-    if (!len || len > TS_AUTHOR_EMAIL_MAX || !ts_valid_text(b->author, len, 0)) {
-        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, "author", NULL);
+    struct ts_valid_err err;
+    if (ts_valid_field(TS_VALID_BAN_AUTHOR, b->author, b->author ? strlen(b->author) : 0, &err) !=
+        TS_OK) {
+        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
     if (b->duration_ms > (uint64_t)TS_STORE_BAN_MAX_MS) {
-        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, "duration_ms", NULL);
+        ts__session_error(s, b->request_id, TS_E_INVALID_ARGUMENT, "duration_ms",
+                          "duration_ms must be at most 10 years (315360000000)");
         return;
     }
     struct ts_req_write *w = calloc(1, sizeof(*w));

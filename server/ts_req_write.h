@@ -18,13 +18,11 @@
 #include "threadsync.pb-c.h"
 #include "threadsync_state.pb-c.h"
 #include "ts_auth.h"
+#include "ts_disk.h"
 #include "ts_session_int.h"
 
 struct ts_stats;
 struct ts_store_result;
-
-/* An edit key: 16 random bytes as 32 hex digits. */
-#define TS_REQ_EDIT_KEY_BYTES 16
 
 struct ts_req_write;
 
@@ -40,11 +38,12 @@ struct ts_req_write {
     struct ts__session_wait wait; /* first; wait.request_id is the request's */
     ts_req_write_answer_fn *answer;
     struct ts_stats *stats; /* Post: post-to-commit latency from t0 (ns) */
+    struct ts_disk *disk;   /* counts disk_bytes as pending until the apply */
+    uint64_t disk_bytes;
     uint64_t t0;
-    int role;                                     /* TokenAdd */
-    char name[TS_AUTH_NAME_MAX + 1];              /* BanAuthor, TokenAdd, TokenRevoke */
-    char edit_key[2 * TS_REQ_EDIT_KEY_BYTES + 1]; /* Post: handed back once */
-    char token[TS_AUTH_TOKEN_LEN + 1];            /* TokenAdd: handed back once */
+    int role;                          /* TokenAdd */
+    char name[TS_AUTH_NAME_MAX + 1];   /* BanAuthor, TokenAdd, TokenRevoke */
+    char token[TS_AUTH_TOKEN_LEN + 1]; /* TokenAdd: handed back once */
 };
 
 /* Proposes cmd, stamped here with the leader's clock and the session's

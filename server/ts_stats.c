@@ -14,6 +14,7 @@
 #include "ts_stats.h"
 
 #include "ts_auth.h"
+#include "ts_disk.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_frame.h"
@@ -48,7 +49,8 @@ struct ts_stats {
     struct ts_metric *term, *commit, *applied, *last_index, *leader, *has_leader;
     struct ts_metric *snapshots, *snapshot_bytes;
     struct ts_metric *threads, *comments, *last_seq, *store_bytes, *evlog_events, *evlog_bytes;
-    struct ts_metric *backups, *backup_bytes;
+    struct ts_metric *backups, *backup_bytes, *out_queued, *out_waiting;
+    struct ts_metric *disk_free, *disk_reserve, *disk_low;
 
     uint64_t last_end_pos;   /* evlog end position after the last apply */
     uint64_t snapshots_seen; /* raft snapshots already added to the counter */
@@ -66,8 +68,8 @@ static int define_families(struct ts_stats *st)
     return ADD(build_info, G, "threadsync_build_info", "Always 1; the version label says which.",
                "version") &&
            ADD(healthy, G, "threadsync_healthy",
-               "1 when /healthz answers 200: a leader is known and all committed entries are "
-               "applied.",
+               "1 when /healthz answers 200: a leader is known, all committed entries are "
+               "applied and the disk has its reserve.",
                NULL) &&
            ADD(connections, G, "threadsync_connections",
                "Open client connections by role (none: before Hello).", "role") &&
@@ -104,6 +106,13 @@ static int define_families(struct ts_stats *st)
                  lag_buckets) &&
            ADD(lag_max, G, "threadsync_subscriber_lag_max_seqs",
                "The largest subscriber lag (in seq) at scrape time.", NULL) &&
+           ADD(disk_free, G, "threadsync_disk_free_bytes",
+               "Free bytes on the data directory's file system at the last check.", NULL) &&
+           ADD(disk_reserve, G, "threadsync_disk_reserve_bytes",
+               "Free space writes need: --disk-reserve + one log segment + the next snapshot.",
+               NULL) &&
+           ADD(disk_low, G, "threadsync_disk_low",
+               "1 while writes are refused for lack of disk space.", NULL) &&
            ADD(term, G, "threadsync_raft_term", "Raft's current term.", NULL) &&
            ADD(commit, G, "threadsync_raft_commit_index", "Highest raft index known committed.",
                NULL) &&
@@ -125,6 +134,10 @@ static int define_families(struct ts_stats *st)
                "Events retained in memory for subscribers.", NULL) &&
            ADD(evlog_bytes, G, "threadsync_evlog_bytes", "Memory held by the retained events.",
                NULL) &&
+           ADD(out_queued, G, "threadsync_client_output_queued_bytes",
+               "Output queued for clients as the output budgets count it.", NULL) &&
+           ADD(out_waiting, G, "threadsync_client_connections_waiting",
+               "Client connections not served until their output or the node's drains.", NULL) &&
            ADD(backups, C, "threadsync_backups_total", "Backups streamed to the end.", NULL) &&
            ADD(backup_bytes, C, "threadsync_backup_bytes_total", "Bytes of backups streamed.",
                NULL);
@@ -191,6 +204,8 @@ static void sample_sessions(struct ts_stats *st)
         ts_metric_set(st->subscribers, roles[i], subs[i]);
     }
     ts_metric_set(st->lag_max, NULL, (double)max_lag);
+    ts_metric_set(st->out_queued, NULL, (double)ts_server_output_queued(srv));
+    ts_metric_set(st->out_waiting, NULL, (double)ts_server_output_waiting(srv));
 }
 
 static void sample_state(struct ts_stats *st)
@@ -225,6 +240,10 @@ static void sample_state(struct ts_stats *st)
                       (double)(ts_evlog_end_pos(evlog) - ts_evlog_first_pos(evlog)));
         ts_metric_set(st->evlog_bytes, NULL, (double)ts_evlog_memory(evlog));
     }
+    const struct ts_disk *disk = ts_server_disk(srv);
+    ts_metric_set(st->disk_free, NULL, (double)disk->avail);
+    ts_metric_set(st->disk_reserve, NULL, (double)disk->reserve);
+    ts_metric_set(st->disk_low, NULL, disk->low);
     ts_metric_set(st->healthy, NULL, ts_stats_healthy(st, NULL, 0));
 }
 
@@ -244,6 +263,12 @@ int ts_stats_healthy(const struct ts_stats *st, char *why, size_t n)
             snprintf(why, n, "stopping");
         return 0;
     }
+    char stale[192];
+    if (ts_repl_stale(ts_server_repl(srv), stale, sizeof(stale)) == 2) {
+        if (why)
+            snprintf(why, n, "%s", stale);
+        return 0;
+    }
     ts_repl_get_status(ts_server_repl(srv), &rs);
     if (rs.leader_id == 0) {
         if (why)
@@ -254,6 +279,15 @@ int ts_stats_healthy(const struct ts_stats *st, char *why, size_t n)
         if (why)
             snprintf(why, n, "applying: %llu of %llu committed",
                      (unsigned long long)rs.applied_index, (unsigned long long)rs.commit_index);
+        return 0;
+    }
+    const struct ts_disk *disk = ts_server_disk(srv);
+    if (disk->low) { /* reads go on; writes wait for space (ts_disk.h) */
+        if (why) {
+            char d[128];
+            ts_disk_describe(disk, d, sizeof(d));
+            snprintf(why, n, "%s; writes refused", d);
+        }
         return 0;
     }
     return 1;

@@ -2,10 +2,16 @@
  * threadsync: the command-line client (post, get, watch, mirror, verify,
  * edit, delete, moderate, admin) over libthreadsync.
  *
- * Thin on purpose: parsing and formatting live in ts_cli.c. post and get
- * use the blocking helpers in fail-fast mode (each server tried once);
- * watch runs the async client with reconnects until SIGINT or SIGTERM, but
- * gives up with exit code 3 when no server of the list ever answered.
+ * Thin on purpose: parsing and formatting live in ts_cli.c. Reads (get,
+ * the admin commands) use the blocking helpers in fail-fast mode: each
+ * server tried once, moving on when one is silent or UNAVAILABLE. Writes
+ * that are safe to repeat (post with its idempotency key; edit, delete,
+ * moderate, which set a state) keep retrying through the whole list with
+ * backoff until --timeout, so a failover in the middle of one is invisible;
+ * a post that never got an answer says so and prints the key that makes a
+ * retry safe. watch runs the async client with reconnects until SIGINT or
+ * SIGTERM, but gives up with exit code 3 when no server of the list ever
+ * answered.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -18,6 +24,8 @@
 #include "ts_cli_backup.h"
 #include "ts_cli_cluster.h"
 #include "ts_cli_mirror.h"
+#include "ts_cli_web.h"
+#include "ts_hex.h"
 #include "ts_valid.h"
 
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
@@ -30,13 +38,20 @@ static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *
     cfg->token = token;
     cfg->client_name = "threadsync-cli";
     cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH;
+    if (o->cmd == TS_CLI_CMD_POST || o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE ||
+        o->cmd == TS_CLI_CMD_MODERATE) {
+        cfg->reconnect = 1;
+        cfg->request_timeout_ms = (unsigned)(o->timeout_s * 1000);
+    }
 }
 
 /* "get (a:7420,b:7420)": what a local failure message is about. */
 static char context[512];
+static const struct ts_cli_opts *context_opts;
 
 static void context_init(const char *cmd, const struct ts_cli_opts *o)
 {
+    context_opts = o;
     size_t n = (size_t)snprintf(context, sizeof(context), "%s (", cmd);
     for (size_t i = 0; i < o->n_servers && n < sizeof(context); i++)
         n +=
@@ -45,10 +60,32 @@ static void context_init(const char *cmd, const struct ts_cli_opts *o)
         snprintf(context + n, sizeof(context) - n, ")");
 }
 
+/* A connection failure is explained per server where TCP itself failed
+ * ("connection refused: is threadsyncd running on ...?"); the generic
+ * line stays for failures above TCP (TLS, a dropped connection). */
 static int finish(int err, const Threadsync__Error *detail)
 {
-    ts_cli_print_error(stderr, err, detail, context);
+    int explained = 0;
+    for (size_t i = 0; err == TS_E_IO && context_opts && i < context_opts->n_servers; i++) {
+        char msg[384];
+        if (ts_cli_explain_connect(context_opts->servers[i], 2000, msg, sizeof(msg))) {
+            fprintf(stderr, "error: %s\n", msg);
+            explained++;
+        }
+    }
+    if (!explained || explained < (int)context_opts->n_servers)
+        ts_cli_print_error(stderr, err, detail, context);
     return ts_cli_exit_code(err);
+}
+
+/* After retrying until the deadline: did the servers decide, or might the
+ * post be stored without our knowing? Refusals that depend on the cluster's
+ * state of the moment (no leader, not the leader) and local failures leave
+ * it open. */
+static int outcome_unknown(int rc)
+{
+    return rc == TS_E_UNAVAILABLE || rc == TS_E_NOT_LEADER || rc < TS_E_BAD_FRAME ||
+           rc > TS_E_INTERNAL;
 }
 
 /* --body, --body-file or stdin into *out (malloc'd); an exit code on
@@ -95,10 +132,36 @@ static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *
     if (o->url)
         p.url = (char *)o->url;
     p.body = body;
+    /* Chosen here rather than by the library so that it can be printed
+     * when the outcome is unknown. */
+    char key[33];
+    if (o->idempotency_key) {
+        p.idempotency_key = (char *)o->idempotency_key;
+    } else if (ts_hex_random(16, key) == TS_OK) {
+        p.idempotency_key = key;
+    } else {
+        free(body);
+        fprintf(stderr, "error: no random bytes for an idempotency key\n");
+        return TS_CLI_EXIT_CONN;
+    }
     Threadsync__PostResult *res;
     Threadsync__Error *detail;
     rc = ts_sync_post(cfg, &p, &res, &detail);
     free(body);
+    if (rc != TS_OK && outcome_unknown(rc)) {
+        /* Every retry carried the key: the post exists at most once, but
+         * nobody confirmed it. The same key again settles it. */
+        fprintf(stderr,
+                "error: post (%s): no answer within %llu s (last: %s: %s); the post may or may "
+                "not have been stored.\n"
+                "Retry with --idempotency-key %s to post it at most once.\n",
+                context, (unsigned long long)o->timeout_s, ts_err_name(rc),
+                detail && detail->message && *detail->message ? detail->message
+                                                              : ts_err_message(rc),
+                p.idempotency_key);
+        ts_msg_free(detail);
+        return TS_CLI_EXIT_CONN;
+    }
     if (rc != TS_OK) {
         int code = finish(rc, detail);
         ts_msg_free(detail);
@@ -304,8 +367,7 @@ static void on_state(void *arg, const struct ts_client_state_info *info)
         /* Exit 3 when every server of the list failed before any answered:
          * a typo in --server should not look like a quiet feed. */
         if (!w->ever_ready && info->failures >= w->o->n_servers) {
-            fprintf(stderr, "error: cannot connect to %s: %s (%s)\n", info->server,
-                    ts_err_message(info->err), ts_err_name(info->err));
+            ts_cli_print_connect_failure(stderr, info->server, info->err);
             watch_stop(w, TS_CLI_EXIT_CONN);
             break;
         }
@@ -388,6 +450,8 @@ int main(int argc, char **argv)
         return ts_cli_backup_main(argc, argv, getenv);
     if (ts_cli_cluster_wants(argc, argv)) /* admin cluster, admin remove-node */
         return ts_cli_cluster_main(argc, argv, getenv);
+    if (ts_cli_web_wants(argc, argv)) /* web: the mirror plus an HTTP edge */
+        return ts_cli_web_main(argc, argv);
     struct ts_cli_opts o;
     char err[256];
     int rc = ts_cli_parse(argc, argv, getenv, &o, err, sizeof(err));

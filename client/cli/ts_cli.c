@@ -14,11 +14,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "ts_addr.h"
 #include "ts_buf.h"
 #include "ts_err.h"
 #include "ts_json.h"
@@ -47,11 +53,19 @@ enum opt_id {
     OPT_AUTHOR,
     OPT_DURATION,
     OPT_ROLE,
+    OPT_TIMEOUT,
+    OPT_IDEM_KEY,
 };
 
 #define CMD_BIT(c) (1u << (c))
 #define ALL_CMDS 0xffffffffu
 #define MIRROR_CMDS (CMD_BIT(TS_CLI_CMD_MIRROR) | CMD_BIT(TS_CLI_CMD_VERIFY))
+/* Writes that are safe to send again, so they retry across the server list
+ * until --timeout: a post carries its idempotency key, the others set a
+ * state and a repeat changes nothing (changed=0). */
+#define RETRY_CMDS                                                                                 \
+    (CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_EDIT) | CMD_BIT(TS_CLI_CMD_DELETE) |            \
+     CMD_BIT(TS_CLI_CMD_MODERATE))
 
 static const struct opt_def {
     const char *name;
@@ -82,6 +96,8 @@ static const struct opt_def {
     {"author", OPT_AUTHOR, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
     {"duration", OPT_DURATION, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
     {"role", OPT_ROLE, 1, CMD_BIT(TS_CLI_CMD_ADMIN)},
+    {"timeout", OPT_TIMEOUT, 1, RETRY_CMDS},
+    {"idempotency-key", OPT_IDEM_KEY, 1, CMD_BIT(TS_CLI_CMD_POST)},
 };
 
 static const char *const cmd_names[] = {"",       "post",     "get",  "watch",  "mirror",
@@ -240,6 +256,23 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
             return fail(err, errlen, "--duration wants seconds (0 lifts a ban), not '%s'", v);
         o->duration_set = 1;
         break;
+    case OPT_TIMEOUT:
+        if (parse_u64(v, &o->timeout_s) || o->timeout_s == 0 || o->timeout_s > 86400)
+            return fail(err, errlen, "--timeout wants seconds (1 to 86400), not '%s'", v);
+        break;
+    case OPT_IDEM_KEY: {
+        size_t n = strlen(v);
+        int ok = n >= 1 && n <= TS_CLI_IDEM_KEY_MAX;
+        for (size_t k = 0; ok && k < n; k++)
+            ok = (unsigned char)v[k] > 0x20 && v[k] != 0x7f;
+        if (!ok)
+            return fail(err, errlen,
+                        "--idempotency-key wants 1 to %d characters without spaces or control "
+                        "characters",
+                        TS_CLI_IDEM_KEY_MAX);
+        o->idempotency_key = v;
+        break;
+    }
     case OPT_ROLE:
         for (int r = 1; r <= 4; r++)
             if (strcmp(v, (const char *const[]){"", "reader", "poster", "moderator", "admin"}[r]) ==
@@ -427,6 +460,8 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
             push_server(o, TS_CLI_DEFAULT_SERVER, strlen(TS_CLI_DEFAULT_SERVER)))
             return TS_E_NOMEM;
     }
+    if (!o->timeout_s)
+        o->timeout_s = TS_CLI_DEFAULT_TIMEOUT_S;
     if (!o->ca_file)
         o->ca_file = env_or(get_env, "THREADSYNC_CA", TS_CLI_DEFAULT_CA);
     if (!o->token_file)
@@ -441,8 +476,11 @@ void ts_cli_usage(FILE *out)
           "commands:\n"
           "  post  --thread KEY --name NAME [--parent ID] [--email E] [--title T] [--url U]\n"
           "        [--body TEXT | --body-file F]     (body from stdin when neither)\n"
+          "        [--idempotency-key KEY]  the same KEY again never posts twice\n"
           "  get   --thread KEY                      print a thread as a tree\n"
           "  watch [--thread KEY]... [--since SEQ]   print changes as they happen\n"
+          "  web --dir DIR [--listen HOST:PORT] [--config FILE] ...\n"
+          "                  mirror DIR and serve its threads over HTTP (threadsync web --help)\n"
           "  mirror --dir DIR [--thread KEY]... [--all] [--once]\n"
           "                  keep DIR/mirror.db and DIR/threads/*.{json,html} up to date\n"
           "  verify --dir DIR [--thread KEY]... [--all]\n"
@@ -471,11 +509,14 @@ void ts_cli_usage(FILE *out)
           "  --ca FILE            env THREADSYNC_CA; default " TS_CLI_DEFAULT_CA "\n"
           "  --token-file FILE    env THREADSYNC_TOKEN_FILE; default " TS_CLI_DEFAULT_TOKEN_FILE
           "\n"
+          "  --timeout SECONDS    post, edit, delete, moderate: keep retrying through the\n"
+          "                       server list until this long has passed; default 30\n"
           "  --json               machine-readable output\n"
           "  --help               this text\n"
           "\n"
           "exit status: 0 ok, 1 refused by the server (verify: a difference), 2 usage,\n"
-          "             3 connection/TLS or local failure\n",
+          "             3 connection/TLS or local failure (post: outcome unknown, the\n"
+          "               key to retry with is printed)\n",
           out);
 }
 
@@ -535,7 +576,7 @@ int ts_cli_exit_code(int err)
 {
     if (err == TS_OK)
         return TS_CLI_EXIT_OK;
-    if (err >= TS_E_BAD_FRAME && err <= TS_E_INTERNAL)
+    if (err >= TS_E_BAD_FRAME && err <= TS_E_WIRE_MAX)
         return TS_CLI_EXIT_REFUSED;
     return TS_CLI_EXIT_CONN;
 }
@@ -553,6 +594,65 @@ void ts_cli_print_error(FILE *out, int err, const Threadsync__Error *detail, con
     }
     fprintf(out, "error: %s: %s (%s)\n", context ? context : "failed", ts_err_message(err),
             ts_err_name(err));
+}
+
+/* The errno of one TCP connect to addr within timeout_ms: 0 when it
+ * connected, ETIMEDOUT when nothing answered, -1 when addr is not a
+ * numeric host:port. */
+static int probe_connect(const char *server, int timeout_ms)
+{
+    char host[256];
+    uint16_t port;
+    struct sockaddr_storage ss;
+    if (ts_addr_parse(server, host, sizeof(host), &port) != TS_OK ||
+        ts_addr_numeric(host, port, &ss) != TS_OK)
+        return -1;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return errno;
+    socklen_t len =
+        ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    int err = 0;
+    if (connect(fd, (struct sockaddr *)&ss, len) != 0) {
+        err = errno;
+        if (err == EINPROGRESS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            socklen_t el = sizeof(err);
+            if (poll(&p, 1, timeout_ms) != 1)
+                err = ETIMEDOUT;
+            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0)
+                err = errno;
+        }
+    }
+    close(fd);
+    return err;
+}
+
+int ts_cli_explain_connect(const char *server, int timeout_ms, char *msg, size_t len)
+{
+    int err = probe_connect(server, timeout_ms);
+    if (err == ECONNREFUSED)
+        snprintf(msg, len, "connection refused: is threadsyncd running on %s?", server);
+    else if (err == ETIMEDOUT)
+        snprintf(msg, len,
+                 "no answer from %s within %d ms: is the address right, or a firewall "
+                 "in the way?",
+                 server, timeout_ms);
+    else if (err > 0)
+        snprintf(msg, len, "cannot connect to %s: %s", server, strerror(err));
+    else
+        return 0;
+    return 1;
+}
+
+void ts_cli_print_connect_failure(FILE *out, const char *server, int err)
+{
+    char msg[384];
+    if (err == TS_E_IO && ts_cli_explain_connect(server, 2000, msg, sizeof(msg)))
+        fprintf(out, "error: %s\n", msg);
+    else
+        fprintf(out, "error: cannot connect to %s: %s (%s)\n", server, ts_err_message(err),
+                ts_err_name(err));
 }
 
 /* ---- formatting ---------------------------------------------------------- */
@@ -651,10 +751,19 @@ static void indent(FILE *out, size_t n)
         fputc(' ', out);
 }
 
+/* Replies deeper than this are printed at this depth, as the mirror's HTML
+ * stops indenting (its DEEP_LEVEL): output stays proportional to the thread
+ * (a 10,000-deep chain once printed 200 MB for 349 KB), and the line names
+ * the parent so the structure is not lost. */
+#define TEXT_DEPTH_MAX 8
+
 static void print_comment_text(FILE *out, const Threadsync__Comment *cm, size_t depth)
 {
-    indent(out, 2 * depth);
+    size_t shown_depth = depth < TEXT_DEPTH_MAX ? depth : TEXT_DEPTH_MAX;
+    indent(out, 2 * shown_depth);
     fprintf(out, "#%" PRIu64, cm->id);
+    if (depth > TEXT_DEPTH_MAX)
+        fprintf(out, " (depth %zu, reply to #%" PRIu64 ")", depth, cm->parent_id);
     const char *name = str_or_empty(cm->author_name), *body = str_or_empty(cm->body);
     if (cm->status == THREADSYNC__STATUS__DELETED) {
         fputs(" [deleted]\n", out);
@@ -676,7 +785,7 @@ static void print_comment_text(FILE *out, const Threadsync__Comment *cm, size_t 
         size_t shown = n;
         if (shown && body[shown - 1] == '\r')
             shown--;
-        indent(out, 2 * depth + 4);
+        indent(out, 2 * shown_depth + 4);
         fwrite(body, 1, shown, out);
         fputc('\n', out);
         body += n;

@@ -34,6 +34,8 @@
 #define TS_CLI_DEFAULT_SERVER "127.0.0.1:7420"
 #define TS_CLI_DEFAULT_CA "./threadsync-data/ca.pem"
 #define TS_CLI_DEFAULT_TOKEN_FILE "./threadsync-data/admin.token"
+#define TS_CLI_DEFAULT_TIMEOUT_S 30
+#define TS_CLI_IDEM_KEY_MAX 64
 
 enum ts_cli_exit {
     TS_CLI_EXIT_OK = 0,
@@ -107,8 +109,10 @@ struct ts_cli_opts {
     const char *author;   /* --author (ban) */
     uint64_t duration_s;  /* --duration (ban, seconds; 0 lifts) */
     int duration_set;
-    int role;               /* --role (admin token add), a Threadsync__Role */
-    const char *token_name; /* admin token add --name / revoke NAME */
+    int role;                    /* --role (admin token add), a Threadsync__Role */
+    const char *token_name;      /* admin token add --name / revoke NAME */
+    uint64_t timeout_s;          /* --timeout, else TS_CLI_DEFAULT_TIMEOUT_S */
+    const char *idempotency_key; /* post --idempotency-key, or NULL */
 };
 
 typedef char *(*ts_cli_getenv_fn)(const char *name);
@@ -140,6 +144,18 @@ int ts_cli_exit_code(int err);
  * protocol code (message from detail, or the code's text when none), or
  * "error: <context>: <text> (<CODE_NAME>)" for a local one. */
 void ts_cli_print_error(FILE *out, int err, const Threadsync__Error *detail, const char *context);
+
+/* After a connection failure (TS_E_IO), says why for people: tries one TCP
+ * connect to server ("host:port", numeric) and, when it fails, writes e.g.
+ * "connection refused: is threadsyncd running on 127.0.0.1:7420?" into
+ * msg and returns 1. Returns 0 when the connect succeeds (the failure was
+ * above TCP) or server is not numeric. Blocks at most timeout_ms. */
+int ts_cli_explain_connect(const char *server, int timeout_ms, char *msg, size_t len);
+
+/* "error: connection refused: is threadsyncd running on HOST:PORT?" (or
+ * what else TCP said) for a TS_E_IO connection failure to server, else
+ * "error: cannot connect to <server>: <text> (<CODE>)". */
+void ts_cli_print_connect_failure(FILE *out, const char *server, int err);
 
 /* Writes ms since the epoch as 2024-05-01T12:00:00Z into buf. */
 void ts_cli_format_time(int64_t ms, char buf[32]);

@@ -156,7 +156,7 @@ static void on_backup_result(struct call *k, const Threadsync__BackupResult *br)
         return;
     }
     if (k->received < HEADER_LEN || memcmp(k->header, "TSBKUP01", 8) != 0 ||
-        get_be64(k->header + 8) != br->seq) {
+        get_be64(k->header + 8) < br->seq) { /* the Raft index, at or past the seq */
         set_err(k, TS_E_INVALID_ARGUMENT, "backup failed its check: bad header");
         return;
     }
@@ -589,7 +589,7 @@ static void opts_free(struct opts *o)
 
 static int fail(int rc, const Threadsync__Error *detail, const char *what, const char *err)
 {
-    if (rc >= TS_E_BAD_FRAME && rc <= TS_E_INTERNAL && detail)
+    if (rc >= TS_E_BAD_FRAME && rc <= TS_E_WIRE_MAX && detail)
         ts_cli_print_error(stderr, rc, detail, what);
     else
         fprintf(stderr, "error: %s: %s (%s)\n", what, err && *err ? err : ts_err_message(rc),

@@ -111,6 +111,7 @@ struct page_entry {
 
 struct mirror {
     const struct ts_cli_opts *o;
+    const struct ts_cli_mirror_hooks *hooks; /* never NULL */
     uv_loop_t *loop;
     struct ts_client *c;
     struct ts_mirror_db *db;
@@ -299,6 +300,8 @@ static void stop(struct mirror *m, int exit_code)
     if (m->db && render_flush(m) != TS_OK && m->exit_code == TS_CLI_EXIT_OK)
         m->exit_code = TS_CLI_EXIT_CONN;
     ts_client_close(m->c, NULL, NULL);
+    if (m->hooks->stop)
+        m->hooks->stop(m->hooks->arg);
     uv_close((uv_handle_t *)&m->group_timer, on_closed);
     uv_close((uv_handle_t *)&m->scrub_timer, on_closed);
     uv_close((uv_handle_t *)&m->sigint, on_closed);
@@ -479,6 +482,8 @@ static int render_flush(struct mirror *m)
     m->loop_busy += cpu_ns() - c0;
     if (rc != TS_OK)
         return rc;
+    if (m->hooks->flushed)
+        m->hooks->flushed(m->hooks->arg, &m->pending);
     ts_mirror_touched_clear(&m->pending);
     prep_end(m);
     m->last_flush_ns = now_ns();
@@ -1063,6 +1068,8 @@ applied:
         }
     }
     progress(m, 0);
+    if (m->hooks->events)
+        m->hooks->events(m->hooks->arg, ev);
     if (ev->caught_up)
         caught_up(m);
     verify_maybe_compare(m);
@@ -1127,6 +1134,8 @@ static void on_snap_end(void *arg, const Threadsync__SnapshotEnd *e)
         return;
     }
     progress(m, 1);
+    if (m->hooks->reset)
+        m->hooks->reset(m->hooks->arg, e->seq);
     verify_maybe_compare(m);
 }
 
@@ -1157,8 +1166,7 @@ static void on_state(void *arg, const struct ts_client_state_info *info)
         /* A typo in --server must not look like a quiet, empty feed. */
         if (!m->ever_ready && info->failures >= m->o->n_servers) {
             progress_end(m);
-            fprintf(stderr, "error: cannot connect to %s: %s (%s)\n", info->server,
-                    ts_err_message(info->err), ts_err_name(info->err));
+            ts_cli_print_connect_failure(stderr, info->server, info->err);
             stop(m, TS_CLI_EXIT_CONN);
             break;
         }
@@ -1209,9 +1217,12 @@ static void timing_report(const struct mirror *m)
             (double)m->wall_caught_up / 1e9);
 }
 
-static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int verify)
+static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int verify,
+               const struct ts_cli_mirror_hooks *hooks)
 {
-    struct mirror m = {.o = o, .verify = verify, .exit_code = TS_CLI_EXIT_OK};
+    static const struct ts_cli_mirror_hooks no_hooks = {0};
+    struct mirror m = {
+        .o = o, .hooks = hooks ? hooks : &no_hooks, .verify = verify, .exit_code = TS_CLI_EXIT_OK};
     m.loop = uv_default_loop();
     m.tty = isatty(STDERR_FILENO);
     m.timing = getenv("THREADSYNC_MIRROR_TIMING") != NULL;
@@ -1301,12 +1312,18 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
         .on_snapshot_end = on_snap_end,
         .on_error = on_sub_error,
     };
-    rc = ts_client_subscribe(m.c, m.all, (const char *const *)m.keys, m.n_keys, since, &cbs, &m);
+    if (m.hooks->start && m.hooks->start(m.hooks->arg, m.loop, cursor) != 0)
+        stop(&m, TS_CLI_EXIT_CONN);
+    else
+        rc =
+            ts_client_subscribe(m.c, m.all, (const char *const *)m.keys, m.n_keys, since, &cbs, &m);
     if (rc != TS_OK) {
         ts_cli_print_error(stderr, rc, NULL, what);
         stop(&m, ts_cli_exit_code(rc));
     }
     uv_run(m.loop, UV_RUN_DEFAULT);
+    if (m.hooks->done)
+        m.hooks->done(m.hooks->arg);
     uv_loop_close(m.loop);
     progress_end(&m);
     code = m.exit_code;
@@ -1339,10 +1356,16 @@ out:
 
 int ts_cli_mirror_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
-    return run(o, cfg, 0);
+    return run(o, cfg, 0, NULL);
+}
+
+int ts_cli_mirror_run_hooked(const struct ts_cli_opts *o, struct ts_client_config *cfg,
+                             const struct ts_cli_mirror_hooks *hooks)
+{
+    return run(o, cfg, 0, hooks);
 }
 
 int ts_cli_verify_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
-    return run(o, cfg, 1);
+    return run(o, cfg, 1, NULL);
 }

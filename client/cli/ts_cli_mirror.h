@@ -31,6 +31,26 @@
  * client config (servers, CA, token); its on_state, state_arg and reconnect
  * are set here. */
 int ts_cli_mirror_run(const struct ts_cli_opts *o, struct ts_client_config *cfg);
+
+/* What runs beside a mirror on its loop (the web edge, client/web), called
+ * on the loop thread; any member may be NULL. start: the database is open
+ * at cursor and the client made, before subscribing; non-zero stops the
+ * mirror (exit 3). events: after each batch is applied (and rendered when
+ * due). reset: after a snapshot ended at seq. flushed: after a render
+ * flush, with the threads it rendered. stop: the mirror is stopping (close
+ * your handles). done: the loop has ended, before it is closed. */
+struct ts_mirror_touched;
+struct ts_cli_mirror_hooks {
+    void *arg;
+    int (*start)(void *arg, uv_loop_t *loop, uint64_t cursor);
+    void (*events)(void *arg, const Threadsync__Events *ev);
+    void (*reset)(void *arg, uint64_t seq);
+    void (*flushed)(void *arg, const struct ts_mirror_touched *ids);
+    void (*stop)(void *arg);
+    void (*done)(void *arg);
+};
+int ts_cli_mirror_run_hooked(const struct ts_cli_opts *o, struct ts_client_config *cfg,
+                             const struct ts_cli_mirror_hooks *hooks);
 int ts_cli_verify_run(const struct ts_cli_opts *o, struct ts_client_config *cfg);
 
 #endif

@@ -38,7 +38,7 @@ static void finish(struct sync_call *s, int err, const Threadsync__Error *detail
     } else if (err == TS_OK) {
         s->err = TS_E_INTERNAL;
     }
-    if (err >= TS_E_BAD_FRAME && err <= TS_E_INTERNAL && detail)
+    if (err >= TS_E_BAD_FRAME && err <= TS_E_WIRE_MAX && detail)
         s->detail = (Threadsync__Error *)ts_frame_msg_copy(&detail->base);
     ts_client_close(s->c, NULL, NULL);
 }

@@ -383,9 +383,15 @@ static int is_http_url(const char *u)
 }
 
 /* Opens <li> for c and writes its content; the caller closes it. */
-static void add_comment(struct ts_buf *b, const Threadsync__Comment *c)
+static void add_comment(struct ts_buf *b, const Threadsync__Comment *c,
+                        const struct ts_mirror_render_hooks *h)
 {
-    if (c->status == THREADSYNC__STATUS__VISIBLE) {
+    const Threadsync__Comment *own = NULL;
+    if (c->status != THREADSYNC__STATUS__VISIBLE && h && h->own)
+        own = h->own(h->arg, c);
+    if (own)
+        c = own;
+    if (c->status == THREADSYNC__STATUS__VISIBLE || own) {
         ts_buf_puts(b, "<li class=\"ts-comment\" id=\"c");
         add_u64(b, c->id);
         ts_buf_puts(b, "\"><article><header><span class=\"ts-author\">");
@@ -397,9 +403,13 @@ static void add_comment(struct ts_buf *b, const Threadsync__Comment *c)
             add_time(b, c->edited_at_ms);
             ts_buf_puts(b, ")</span>");
         }
+        if (own)
+            ts_buf_puts(b, " <span class=\"ts-pending\">awaiting moderation</span>");
         ts_buf_puts(b, "</header><div class=\"ts-body\">");
         add_text(b, c->body, ESC_HTML);
         ts_buf_puts(b, "</div></article>");
+        if (h && h->after)
+            h->after(h->arg, b, c);
     } else if (c->status == THREADSYNC__STATUS__DELETED) {
         ts_buf_printf(b,
                       "<li class=\"ts-comment ts-deleted\" id=\"c%" PRIu64
@@ -419,6 +429,7 @@ struct tree {
     ssize_t first_root;
     unsigned char *shown;
     uint64_t visible;
+    const struct ts_mirror_render_hooks *hooks; /* may be NULL */
 };
 
 static void tree_free(struct tree *tr)
@@ -430,9 +441,11 @@ static void tree_free(struct tree *tr)
 }
 
 /* v is sorted by id. Links every shown comment under its parent. */
-static int tree_build(struct tree *tr, const Threadsync__Comment **v, size_t n)
+static int tree_build(struct tree *tr, const Threadsync__Comment **v, size_t n,
+                      const struct ts_mirror_render_hooks *hooks)
 {
     memset(tr, 0, sizeof(*tr));
+    tr->hooks = hooks;
     tr->n = n;
     size_t sz = (n ? n : 1) * sizeof(ssize_t);
     tr->parent = malloc(sz);
@@ -475,8 +488,10 @@ static int tree_build(struct tree *tr, const Threadsync__Comment **v, size_t n)
     for (size_t k = n; k-- > 0;) {
         int st = v[k]->status;
         tr->visible += st == THREADSYNC__STATUS__VISIBLE;
-        tr->shown[k] =
-            st == THREADSYNC__STATUS__VISIBLE || st == THREADSYNC__STATUS__DELETED || below[k];
+        /* A removed comment (deleted, hidden, pending) keeps a placeholder
+         * only to hold its shown replies' place; a removed leaf is gone. */
+        tr->shown[k] = st == THREADSYNC__STATUS__VISIBLE || below[k] ||
+                       (tr->hooks && tr->hooks->own && tr->hooks->own(tr->hooks->arg, v[k]));
         if (tr->shown[k] && tr->parent[k] >= 0)
             below[tr->parent[k]] = 1;
     }
@@ -505,7 +520,7 @@ static void add_tree(struct ts_buf *b, const struct tree *tr, const Threadsync__
     size_t depth = 0;
     ts_buf_puts(b, "<ol class=\"ts-comments\">\n");
     while (cur >= 0 && !b->failed) {
-        add_comment(b, v[cur]);
+        add_comment(b, v[cur], tr->hooks);
         if (tr->first_child[cur] >= 0) {
             depth++;
             ts_buf_puts(b, depth >= DEEP_LEVEL ? "\n<ol class=\"ts-replies ts-deep\">\n"
@@ -535,7 +550,7 @@ int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment
     if (!v)
         return TS_E_NOMEM;
     struct tree tr;
-    if (tree_build(&tr, v, m) != TS_OK) {
+    if (tree_build(&tr, v, m, NULL) != TS_OK) {
         free(v);
         return TS_E_NOMEM;
     }
@@ -567,6 +582,38 @@ int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment
     tree_free(&tr);
     free(v);
     return ts_buf_finish(&b, out, len);
+}
+
+int ts_mirror_render_tree(struct ts_buf *b, const Threadsync__Comment *const *comments, size_t n,
+                          const struct ts_mirror_render_hooks *hooks, uint64_t *visible)
+{
+    size_t m;
+    const Threadsync__Comment **v = sorted_copy(comments, n, &m);
+    if (!v)
+        return TS_E_NOMEM;
+    struct tree tr;
+    if (tree_build(&tr, v, m, hooks) != TS_OK) {
+        free(v);
+        return TS_E_NOMEM;
+    }
+    if (tr.first_root >= 0)
+        add_tree(b, &tr, v);
+    else
+        ts_buf_puts(b, "<ol class=\"ts-comments\">\n</ol>\n");
+    *visible = tr.visible;
+    tree_free(&tr);
+    free(v);
+    return b->failed ? TS_E_NOMEM : TS_OK;
+}
+
+void ts_mirror_render_text(struct ts_buf *b, const char *s, int html)
+{
+    add_text(b, s, html ? ESC_HTML : ESC_JSON);
+}
+
+void ts_mirror_render_time(struct ts_buf *b, int64_t ms)
+{
+    add_time(b, ms);
 }
 
 /* ---- file names ---- */

@@ -35,9 +35,9 @@
  * id="c<id>"> per comment shown:
  *   - VISIBLE: author, <time datetime="...Z"> in UTC, "edited" when it was,
  *     the body escaped (< > & " ') with line breaks kept (pre-wrap);
- *   - DELETED: "[deleted]" in its place, its replies beneath it;
- *   - HIDDEN, PENDING (or an unknown status): not shown, unless something
- *     beneath it is shown: then "[removed]" in its place.
+ *   - DELETED: not shown, unless something beneath it is shown: then
+ *     "[deleted]" in its place, its replies beneath it;
+ *   - HIDDEN, PENDING (or an unknown status): the same, with "[removed]".
  * A comment whose parent is not among the comments (or is not an earlier
  * id) is shown at the top level. Nesting is unbounded and rendered without
  * recursion, so 1,000 levels cost no C stack (browsers flatten very deep
@@ -53,6 +53,8 @@
 #include <stdint.h>
 
 #include "threadsync.pb-c.h"
+
+#include "ts_buf.h"
 
 #define TS_MIRROR_NAME_PLAIN_MAX 150
 /* Longest <file> (without extension) plus its NUL: 150 + '~' + 64 + 1. */
@@ -70,6 +72,26 @@ int ts_mirror_render_json(const Threadsync__Thread *t, const Threadsync__Comment
                           size_t n, char **out, size_t *len);
 int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
                           size_t n, char **out, size_t *len);
+
+/* For pages built around the tree (the web edge, client/web): the <ol>
+ * tree alone, as in the HTML file, appended to b; *visible (OUT) is the
+ * number of VISIBLE comments. hooks may be NULL; with them:
+ *   own: for a comment that is not VISIBLE, a stand-in to show in its place
+ *        (a reader's own comment awaiting moderation: author and body set),
+ *        marked "awaiting moderation"; NULL: the usual rules;
+ *   after: writes more after a shown comment's article (a Reply link).
+ * Both may be NULL. TS_OK or TS_E_NOMEM. */
+struct ts_mirror_render_hooks {
+    void *arg;
+    const Threadsync__Comment *(*own)(void *arg, const Threadsync__Comment *c);
+    void (*after)(void *arg, struct ts_buf *b, const Threadsync__Comment *c);
+};
+int ts_mirror_render_tree(struct ts_buf *b, const Threadsync__Comment *const *comments, size_t n,
+                          const struct ts_mirror_render_hooks *hooks, uint64_t *visible);
+/* s escaped for HTML text and attributes (html non-zero) or a JSON string's
+ * inside, as the files are; and a comment time as the HTML shows it. */
+void ts_mirror_render_text(struct ts_buf *b, const char *s, int html);
+void ts_mirror_render_time(struct ts_buf *b, int64_t ms);
 
 /* Renders both and writes DIR/threads/<file>.json then .html, each
  * atomically (temp file in the same directory, fsync, rename, fsync of the

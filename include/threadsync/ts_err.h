@@ -27,6 +27,7 @@
     X(TOO_LARGE, 10, "too large")                                                                  \
     X(UNAVAILABLE, 11, "unavailable")                                                              \
     X(INTERNAL, 12, "internal error")                                                              \
+    X(IDEMPOTENCY_KEY_REUSED, 13, "idempotency key already used for a different post")             \
     X(AGAIN, 100, "try again")                                                                     \
     X(NOMEM, 101, "out of memory")                                                                 \
     X(IO, 102, "i/o error")                                                                        \
@@ -43,6 +44,10 @@ enum ts_err {
     TS_ERR_MAP(TS__ERR_ENUM)
 #undef TS__ERR_ENUM
 };
+
+/* The highest code that is also a protocol ErrorCode: 1..TS_E_WIRE_MAX go on
+ * the wire as they are. */
+#define TS_E_WIRE_MAX TS_E_IDEMPOTENCY_KEY_REUSED
 
 /* A static string naming the code, e.g. "NOT_FOUND"; "UNKNOWN" otherwise. */
 const char *ts_err_name(int err);

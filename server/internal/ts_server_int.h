@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 #include <uv.h>
 
+#include "ts_disk.h"
 #include "ts_server.h"
 
 struct ts_auth;
@@ -46,6 +47,7 @@ struct ts_server {
     struct ts_limits *limits; /* node-local rate and connection limits */
     uint64_t auth_gen;        /* ts_store_auth_generation sessions were checked at */
     struct ts_stats *stats;   /* metrics and /healthz (ts_stats.c) */
+    struct ts_disk disk;      /* free space on the raft directory's file system */
 
     struct ts_link_pool *links; /* the loops carrying client connections */
     uv_tcp_t listener;
@@ -57,6 +59,8 @@ struct ts_server {
 
     struct ts_session *sessions; /* intrusive list, kept by ts_session.c */
     size_t n_sessions;
+    size_t out_total; /* client output queued, as the sessions last counted it */
+    size_t n_waiting; /* sessions waiting for an output budget */
     uint64_t next_conn_id;
     int stopping;
     int failed;         /* stopped by an error after start (ts_server_failed) */

@@ -1,6 +1,6 @@
 /*
- * ts_certgen: the embedded default's certificates (DESIGN.md "Embedded
- * default"): a local CA and a server certificate it signed, created in the
+ * ts_certgen: the embedded default's certificates (docs/DESIGN.md,
+ * "Embedded default"): a local CA and a server certificate it signed, created in the
  * data directory on first start, plus client/node certificates from that CA
  * for cluster mTLS.
  *

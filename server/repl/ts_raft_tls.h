@@ -21,7 +21,7 @@
  * Addresses: a raft address is "RAFT_HOST:PORT" or
  * "RAFT_HOST:PORT,CLIENT_HOST:PORT" (the node's client address rides along
  * in raft's configuration, so every node knows every node's client address;
- * PROTOCOL.md "Cluster"). Hosts are numeric (IPv4, or bracketed IPv6).
+ * docs/DESIGN.md, "Cluster traffic"). Hosts are numeric (IPv4, or bracketed IPv6).
  *
  * The process must ignore SIGPIPE (threadsyncd's main does): raft writes
  * into its end of a socketpair whose other end may have closed.

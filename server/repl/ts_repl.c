@@ -64,6 +64,10 @@
 #define REPL_DEFAULT_MAX_INFLIGHT 4096
 #define REPL_DEFAULT_TRANSFER_MS 3000
 #define REPL_CONNECT_RETRY_MS 250
+/* A node that knew no leader for this many election timeouts is stale. An
+ * election takes one to two timeouts (randomised, pre-vote first), so a
+ * healthy cluster never gets there. */
+#define REPL_STALE_ELECTIONS 3
 
 /* Log bytes between snapshots, as a fraction of the last snapshot: 1/8. */
 #define SNAP_LOG_SHARE_DIV 8
@@ -115,7 +119,18 @@ struct ts_repl {
     uv_timer_t kick; /* continues a membership change outside raft's callbacks */
     struct raft_transfer transfer;
     int transferring;
-    int handles_open; /* defer and kick */
+    int handles_open; /* defer, kick and watch */
+
+    /* Staleness: watch samples raft every heartbeat (raft 0.15 has no state
+     * callback). */
+    uv_timer_t watch;
+    uint64_t leader_seen_ms; /* loop ms a leader was last known; start time first */
+    uint64_t stale_after_ms; /* REPL_STALE_ELECTIONS election timeouts */
+    char last_leader[256];   /* client address of the last leader known, "" none */
+    uint64_t last_leader_id; /* its id, 0 none */
+    int was_member;          /* this node was in the configuration once */
+    int removed;             /* ... and is no longer: it must not serve */
+    int stale;               /* last reported state, for the log lines */
 
     struct repl_prop *head, *tail; /* pending proposals, ascending index */
     unsigned inflight;
@@ -410,6 +425,7 @@ static void repl_free(struct ts_repl *r)
 }
 
 static void mop_finish(struct ts_repl *r, int status);
+static void on_watch(uv_timer_t *h);
 
 static void on_defer_closed(uv_handle_t *h)
 {
@@ -441,6 +457,7 @@ static void repl_finish(struct ts_repl *r)
         mop_finish(r, TS_E_UNAVAILABLE);
     uv_close((uv_handle_t *)&r->defer, on_defer_closed);
     uv_close((uv_handle_t *)&r->kick, on_defer_closed);
+    uv_close((uv_handle_t *)&r->watch, on_defer_closed);
 }
 
 /* libraft 0.15 can fire raft's close callback a second time (canonical/raft
@@ -574,6 +591,81 @@ void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg)
     /* Even when raft is already closed, finish from the loop so cb is never
      * called from inside ts_repl_close. */
     schedule_defer(r);
+}
+
+/* ---- staleness -------------------------------------------------------- */
+
+/* Notes what raft knows now: a leader (remembered with the time), or that
+ * this node left the configuration. */
+static void watch_sample(struct ts_repl *r)
+{
+    if (r->raft_stopping)
+        return;
+    raft_id id = 0;
+    const char *addr = NULL;
+    raft_leader(&r->raft, &id, &addr);
+    int member = ts_repl_is_member(r);
+    if (member)
+        r->was_member = 1;
+    if (r->was_member && !member && !r->removed)
+        ts_repl_set_removed(r);
+    if (id && !r->removed) {
+        r->leader_seen_ms = uv_now(r->loop);
+        if (id != r->last_leader_id) {
+            r->last_leader_id = id;
+            const char *client = ts_repl_leader_client_address(r);
+            snprintf(r->last_leader, sizeof(r->last_leader), "%s", client);
+        }
+    }
+    int stale = r->removed || uv_now(r->loop) - r->leader_seen_ms > r->stale_after_ms;
+    if (stale != r->stale) {
+        r->stale = stale;
+        if (stale)
+            TS_WARN("event=stale node=%llu no_leader_ms=%llu last_leader=%s msg=\"reads and "
+                    "subscriptions refused until a leader is heard from\"",
+                    (unsigned long long)r->raft.id,
+                    (unsigned long long)(uv_now(r->loop) - r->leader_seen_ms),
+                    r->last_leader[0] ? r->last_leader : "none");
+        else
+            TS_INFO("event=fresh node=%llu leader=%s", (unsigned long long)r->raft.id,
+                    r->last_leader);
+    }
+}
+
+void ts_repl_set_removed(struct ts_repl *r)
+{
+    if (r->removed)
+        return;
+    r->removed = 1;
+    TS_ERROR("event=removed_from_cluster node=%llu msg=\"this node is no longer in the "
+             "cluster's configuration; it refuses clients. Wipe its data directory to "
+             "join it again\"",
+             (unsigned long long)r->raft.id);
+}
+
+static void on_watch(uv_timer_t *h)
+{
+    watch_sample(h->data);
+}
+
+int ts_repl_stale(struct ts_repl *r, char *why, size_t n)
+{
+    watch_sample(r);
+    if (!r->stale)
+        return 0;
+    if (r->removed)
+        snprintf(why, n, "this node was removed from the cluster");
+    else
+        snprintf(why, n, "no leader heard from for %llu ms (bound %llu ms); last leader: %s",
+                 (unsigned long long)(uv_now(r->loop) - r->leader_seen_ms),
+                 (unsigned long long)r->stale_after_ms,
+                 r->last_leader[0] ? r->last_leader : "none");
+    return r->removed ? 2 : 1;
+}
+
+const char *ts_repl_last_leader(const struct ts_repl *r)
+{
+    return r->last_leader;
 }
 
 /* ---- start ---------------------------------------------------------- */
@@ -756,7 +848,12 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     r->defer.data = r;
     uv_timer_init(loop, &r->kick);
     r->kick.data = r;
-    r->handles_open = 2;
+    uv_timer_init(loop, &r->watch);
+    r->watch.data = r;
+    r->handles_open = 3;
+    r->stale_after_ms = (uint64_t)REPL_STALE_ELECTIONS * election;
+    r->leader_seen_ms = uv_now(loop);
+    uv_timer_start(&r->watch, on_watch, heartbeat, heartbeat);
 
     /* A joining node starts empty and waits for the leader's entries;
      * raft_bootstrap would make it a cluster of its own. */
@@ -839,9 +936,20 @@ int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_re
     struct raft_buffer rb = {.base = buf, .len = framed};
     int rv = raft_apply(&r->raft, &p->req, &rb, 1, on_applied);
     if (rv != 0) {
+        /* Who owns buf now depends on where libraft 0.15's raft_apply
+         * failed, whatever raft.h says: NOTLEADER comes before the entry is
+         * appended (buf is still ours); a failure to start the disk append
+         * (replicationTrigger: IOERR, NOSPACE, ...) goes through
+         * logDiscard, which has already freed buf, and freeing it here was
+         * the double free of a full disk (issue 12, section 5). NOMEM can be
+         * either: buf is left to leak rather than risk a second free. In
+         * every case the callback is not called, so p is ours. */
         pending_remove(r, p);
-        raft_free(buf);
+        if (rv == RAFT_NOTLEADER)
+            raft_free(buf);
         free(p);
+        TS_WARN("event=propose_failed error=\"%s\" raft=\"%s\"", raft_strerror(rv),
+                raft_errmsg(&r->raft));
         return repl_err(rv);
     }
     return TS_OK;

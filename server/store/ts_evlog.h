@@ -56,7 +56,7 @@ int ts_evlog_append(struct ts_evlog *log, uint64_t seq, uint64_t thread_id,
 
 /* Drops every retained entry and declares every seq <= seq unavailable
  * (horizon and last_seq become at least seq). Call it after the store was
- * replaced by ts_store_restore(), with ts_store_last_index(), then
+ * replaced by ts_store_restore(), with ts_store_seq(), then
  * ts_hub_notify(): the log's old events no longer describe the store. One
  * position is skipped, so every existing cursor falls below first_pos and
  * its subscriber gets a snapshot. */

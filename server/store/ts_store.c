@@ -18,6 +18,7 @@
 #include "ts_valid.h"
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,7 @@ static int append_event(struct ts_store *s, uint64_t seq, const struct thread *t
         ts_view_public_comment(&pc);
         pub.comment = &pc;
     }
+    s->st.seq = seq;
     return ts_evlog_append(s->log, seq, t->id, &full, &pub);
 }
 
@@ -150,14 +152,31 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
     if (url_len > TS_URL_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "url"), TS_OK;
 
+    /* scoped: a command of this release (see ts_store.h, Idempotency) */
+    int scoped = cmd->idempotency_digest.len == TS__STORE_DIGEST_LEN;
+    if (cmd->edit_secret.len == TS_STORE_HASH_LEN && !st->has_edit_secret) {
+        memcpy(st->edit_secret, cmd->edit_secret.data, TS_STORE_HASH_LEN);
+        st->has_edit_secret = 1;
+    }
     struct idem ie = {.comment_id = 0};
-    ts__store_idem_digest(p->idempotency_key, ikey_len, ie.key_digest);
+    if (scoped)
+        memcpy(ie.key_digest, cmd->idempotency_digest.data, TS__STORE_DIGEST_LEN);
+    else
+        ts__store_idem_digest(p->idempotency_key, ikey_len, ie.key_digest);
+    ts__store_content_digest(p, ie.content_digest);
     struct idem *seen = ts__store_find_idem(st, ie.key_digest);
+    if (seen && scoped && seen->has_content &&
+        memcmp(seen->content_digest, ie.content_digest, TS__STORE_DIGEST_LEN) != 0)
+        return reject_msg(res, TS_E_IDEMPOTENCY_KEY_REUSED, "idempotency_key",
+                          "this idempotency key was already used by this token for a different "
+                          "post; use a new key for a new post"),
+               TS_OK;
     if (seen) {
-        /* The first answer's edit key is lost with it (only its hash was
-         * kept): the retry's new key replaces it, so the client that
-         * retried holds the one that works. */
-        if (has_hash) {
+        /* An older release's entry: its first answer's edit key is lost
+         * with it (only its hash was kept), so an older command's retry
+         * replaces it. A scoped retry changes nothing: a derived entry's
+         * key is recomputed for its answer, and an older entry's stays. */
+        if (has_hash && !scoped) {
             memcpy(seen->edit_hash, cmd->edit_key_hash.data, TS_STORE_HASH_LEN);
             seen->has_hash = 1;
         }
@@ -174,11 +193,15 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
         return reject_msg(res, TS_E_FORBIDDEN, ban_field, "author banned"), TS_OK;
     struct thread *t = ts__store_find_thread_key(st, p->thread_key, key_len);
     if (t && t->locked)
-        return reject(res, TS_E_THREAD_LOCKED, NULL), TS_OK;
+        return reject_msg(res, TS_E_THREAD_LOCKED, NULL,
+                          "the thread is locked: it takes no new comments"),
+               TS_OK;
     if (p->parent_id) {
         struct comment *parent = ts__store_find_comment(st, p->parent_id);
         if (!t || !parent || parent->thread_ix != t->ix)
-            return reject(res, TS_E_NOT_FOUND, "parent_id"), TS_OK;
+            return reject_msg(res, TS_E_NOT_FOUND, "parent_id",
+                              "parent_id names no comment of this thread (0 for top level)"),
+                   TS_OK;
     }
 
     struct comment *c = ts__store_comment_alloc(p->author_name, name_len, p->author_email,
@@ -214,9 +237,18 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
      * memory can fail the append. */
     ie.comment_id = c->id;
     ie.comment_status = c->status;
-    ie.has_hash = (uint8_t)has_hash;
-    if (has_hash)
+    ie.has_content = 1;
+    if (scoped && st->has_edit_secret) {
+        char key[TS_STORE_EDIT_KEY_LEN + 1];
+        ie.derived = 1;
+        ts__store_derive_edit_key(st, &ie, key);
+        SHA256((const unsigned char *)key, TS_STORE_EDIT_KEY_LEN, ie.edit_hash);
+        OPENSSL_cleanse(key, sizeof(key));
+        ie.has_hash = 1;
+    } else if (has_hash && !scoped) {
         memcpy(ie.edit_hash, cmd->edit_key_hash.data, TS_STORE_HASH_LEN);
+        ie.has_hash = 1;
+    }
     if (ts__store_idem_append(st, &ie) != TS_OK)
         return TS_E_NOMEM;
 
@@ -254,7 +286,8 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
     ts__store_idem_expire(st, now);
     struct comment *c = ts__store_find_comment(st, cc->comment_id);
     if (!c)
-        return reject(res, TS_E_NOT_FOUND, "comment_id"), TS_OK;
+        return reject_msg(res, TS_E_NOT_FOUND, "comment_id", "no comment has this comment_id"),
+               TS_OK;
     struct thread *t = ts__store_comment_thread(st, c);
     res->thread_id = t->id;
     res->comment_id = c->id;
@@ -317,7 +350,9 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
         if (!body_len || body_len > TS_BODY_MAX)
             return reject(res, TS_E_INVALID_ARGUMENT, "body"), TS_OK;
         if (author && t->locked)
-            return reject(res, TS_E_THREAD_LOCKED, NULL), TS_OK;
+            return reject_msg(res, TS_E_THREAD_LOCKED, NULL,
+                              "the thread is locked: its comments take no author edits"),
+                   TS_OK;
         const char *name = ts__store_comment_text(c), *email = name + c->name_len + 1;
         const char *old_body = email + c->email_len + 1;
         if (body_len == c->body_len && memcmp(old_body, cc->body, body_len) == 0)
@@ -374,7 +409,7 @@ static int apply_moderate_thread(struct ts_store *s, uint64_t index,
     size_t key_len = ts__store_slen(m->thread_key);
     struct thread *t = key_len ? ts__store_find_thread_key(st, m->thread_key, key_len) : NULL;
     if (!t)
-        return reject(res, TS_E_NOT_FOUND, "thread_key"), TS_OK;
+        return reject_msg(res, TS_E_NOT_FOUND, "thread_key", "no thread has this key"), TS_OK;
     res->thread_id = t->id;
     uint8_t locked = t->locked, premod = t->premoderated;
     switch (m->action) {
@@ -551,6 +586,11 @@ uint64_t ts_store_last_index(const struct ts_store *s)
     return s->st.last_index;
 }
 
+uint64_t ts_store_seq(const struct ts_store *s)
+{
+    return s->st.seq;
+}
+
 size_t ts_store_thread_count(const struct ts_store *s)
 {
     return s->st.n_threads;
@@ -646,14 +686,42 @@ int ts_store_comment(const struct ts_store *s, uint64_t id, Threadsync__Comment 
     return TS_OK;
 }
 
-int ts_store_idempotency_known(const struct ts_store *s, const char *key)
+void ts_store_idempotency_digest(const uint8_t token_hash[TS_STORE_HASH_LEN], const char *key,
+                                 uint8_t out[TS_STORE_IDEM_DIGEST_LEN])
 {
-    size_t len = ts__store_slen(key);
-    if (!len || len > TS_IDEMPOTENCY_KEY_MAX)
-        return 0;
-    uint8_t digest[TS__STORE_DIGEST_LEN];
-    ts__store_idem_digest(key, len, digest);
+    static const char label[] = "threadsync-idem-v2"; /* with its NUL */
+    uint8_t buf[sizeof(label) + TS_STORE_HASH_LEN + TS_IDEMPOTENCY_KEY_MAX],
+        h[SHA256_DIGEST_LENGTH];
+    size_t n = ts__store_slen(key);
+    if (n > TS_IDEMPOTENCY_KEY_MAX) /* refused by validation; still a defined digest */
+        n = TS_IDEMPOTENCY_KEY_MAX;
+    memcpy(buf, label, sizeof(label));
+    memcpy(buf + sizeof(label), token_hash, TS_STORE_HASH_LEN);
+    if (n)
+        memcpy(buf + sizeof(label) + TS_STORE_HASH_LEN, key, n);
+    SHA256(buf, sizeof(label) + TS_STORE_HASH_LEN + n, h);
+    memcpy(out, h, TS_STORE_IDEM_DIGEST_LEN);
+}
+
+int ts_store_idempotency_known(const struct ts_store *s,
+                               const uint8_t digest[TS_STORE_IDEM_DIGEST_LEN])
+{
     return ts__store_find_idem(&s->st, digest) != NULL;
+}
+
+int ts_store_has_edit_secret(const struct ts_store *s)
+{
+    return s->st.has_edit_secret;
+}
+
+int ts_store_edit_key(const struct ts_store *s, uint64_t comment_id,
+                      char out[TS_STORE_EDIT_KEY_LEN + 1])
+{
+    const struct idem *e = ts__store_find_idem_comment(&s->st, comment_id);
+    if (!e || !e->derived || !s->st.has_edit_secret)
+        return TS_E_NOT_FOUND;
+    ts__store_derive_edit_key(&s->st, e, out);
+    return TS_OK;
 }
 
 int ts_store_banned(const struct ts_store *s, const char *author_name, const char *author_email,

@@ -11,15 +11,25 @@
  * failure of the apply. Each successful change appends its event(s) to the
  * evlog given at creation, with seq = index.
  *
- * Idempotency: a Post whose idempotency_key was seen before returns the
- * first post's result (same comment id and seq) and changes nothing. Keys
- * are retained for TS_STORE_IDEMPOTENCY_RETENTION_MS of command time after
- * their first use, then forgotten (a retry days later makes a new comment).
- * A key is kept as a 128-bit digest (SHA-256, truncated), in snapshots too.
- * The entry also keeps the SHA-256 of the comment's edit key (made by the
- * leader; the store never sees a plain secret), so authors' edits are
- * possible for at most that long. "Changes nothing" holds for the comment;
- * the retry's new key hash replaces the first (PROTOCOL.md, Post).
+ * Idempotency: keys are scoped to the token that sent them (the leader puts
+ * the digest of (token hash, key) into the command: two tokens never share
+ * an entry). A Post whose scoped key was seen before returns the first
+ * post's result (same comment id and seq) and changes nothing, when its
+ * content is the same; with other content it is refused
+ * (TS_E_IDEMPOTENCY_KEY_REUSED). Keys are retained for
+ * TS_STORE_IDEMPOTENCY_RETENTION_MS of command time after their first use,
+ * then forgotten (a retry days later makes a new comment). A key is kept as
+ * a 128-bit digest (SHA-256, truncated), in snapshots too.
+ *
+ * Edit keys: the state holds a random 32-byte edit secret (replicated: the
+ * first Post applied that carries one sets it); a post's edit key is
+ * HMAC-SHA256(secret, scoped key digest, comment id), truncated, in hex.
+ * Every replica computes the same key, a retry gets the key the first
+ * answer had (both keep working), and only the token that used the key can
+ * have its post answered. The entry keeps the key's SHA-256 for the edit
+ * check, so authors' edits are possible for at most the retention. Entries
+ * from commands of older releases (no scoped digest) keep their rules: the
+ * leader's random key, replaced by a retry's.
  *
  * Besides threads and comments the state holds the replicated token table
  * (grants and revoked names, hashes only) and the bans in force; both go
@@ -48,6 +58,8 @@
 #define TS_STORE_EDIT_WINDOW_MAX_MS TS_STORE_IDEMPOTENCY_RETENTION_MS
 #define TS_STORE_BAN_MAX_MS (10LL * 365 * 24 * 3600 * 1000)
 #define TS_STORE_HASH_LEN 32 /* SHA-256 */
+#define TS_STORE_IDEM_DIGEST_LEN 16
+#define TS_STORE_EDIT_KEY_LEN 32 /* hex characters of a derived edit key */
 #define TS_STORE_NAME_MAX TS_TOKEN_NAME_MAX
 
 struct ts_store;
@@ -82,7 +94,8 @@ int ts_store_encode(const Threadsync__State__Command *cmd, uint8_t **out, size_t
 int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t **out, size_t *len);
 
 /* Applies one log entry. index must exceed every index applied before.
- * Commands (threadsync_state.proto; PROTOCOL.md sections 4 and 8):
+ * Commands (threadsync_state.proto; PROTOCOL.md section 4 and
+ * docs/DESIGN.md, "Replicated state"):
  *   - Post: a new comment, VISIBLE, or PENDING when the command says
  *     premoderate or the thread is pre-moderated (unless trusted); refused
  *     FORBIDDEN (field author_email / author_name) while its author is
@@ -102,8 +115,16 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
                    struct ts_store_result *res);
 
-/* Index of the last entry applied (or restored). */
+/* Index of the last entry applied (or restored): counts every Raft entry,
+ * events or not. For the replication machinery, never sent to clients. */
 uint64_t ts_store_last_index(const struct ts_store *s);
+
+/* The seq clients see (PROTOCOL.md "seq"): the seq of the newest event
+ * applied, 0 before the first. Entries that make no event (tokens, bans,
+ * membership) do not move it, so a subscriber's cursor reaches it. The
+ * same on every node that applied the same log, whether by replay or from
+ * a snapshot (which carries it). */
+uint64_t ts_store_seq(const struct ts_store *s);
 
 size_t ts_store_thread_count(const struct ts_store *s);
 size_t ts_store_comment_count(const struct ts_store *s);
@@ -143,9 +164,25 @@ void ts_store_digest(const struct ts_store *s, char out[65]);
 
 /* ---- moderation, bans and tokens ---- */
 
-/* 1 when a Post with this idempotency key would be answered from the
+/* The digest a Post's key is kept under when token_hash (SHA-256 of the
+ * token) sent it: Command.idempotency_digest. */
+void ts_store_idempotency_digest(const uint8_t token_hash[TS_STORE_HASH_LEN], const char *key,
+                                 uint8_t out[TS_STORE_IDEM_DIGEST_LEN]);
+
+/* 1 when a Post with this scoped key digest would be answered from the
  * table (a retry, which limits should not count twice). */
-int ts_store_idempotency_known(const struct ts_store *s, const char *key);
+int ts_store_idempotency_known(const struct ts_store *s,
+                               const uint8_t digest[TS_STORE_IDEM_DIGEST_LEN]);
+
+/* 1 once the state has its edit secret (a leader sends one with its posts
+ * until then). */
+int ts_store_has_edit_secret(const struct ts_store *s);
+
+/* The edit key of comment_id's post into out (NUL-terminated), when its
+ * idempotency entry is a derived one: TS_OK; TS_E_NOT_FOUND when there is
+ * none (expired, or made by an older release with a random key). */
+int ts_store_edit_key(const struct ts_store *s, uint64_t comment_id,
+                      char out[TS_STORE_EDIT_KEY_LEN + 1]);
 
 /* 1 when a post by (author_name, author_email) is refused at now_ms by a
  * ban; *until_ms (may be NULL) is its end, *field (may be NULL) the field

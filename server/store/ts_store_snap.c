@@ -27,6 +27,9 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     const struct state *st = &s->st;
     Threadsync__State__StoreSnapshot snap = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
     snap.last_index = st->last_index;
+    Threadsync__State__EventSeq seq = THREADSYNC__STATE__EVENT_SEQ__INIT;
+    seq.value = st->seq;
+    snap.seq = &seq;
     snap.format = TS__STORE_SNAPSHOT_FORMAT;
     /* Views point into the store, so the transient lists cost about one
      * protobuf struct per record, not a copy of the text. */
@@ -86,6 +89,15 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
             iv[i].edit_key_hash.data = (uint8_t *)e->edit_hash;
             iv[i].edit_key_hash.len = TS_STORE_HASH_LEN;
         }
+        if (e->has_content) {
+            iv[i].content_digest.data = (uint8_t *)e->content_digest;
+            iv[i].content_digest.len = TS__STORE_DIGEST_LEN;
+        }
+        iv[i].derived = e->derived;
+    }
+    if (st->has_edit_secret) {
+        snap.edit_secret.data = (uint8_t *)st->edit_secret;
+        snap.edit_secret.len = TS_STORE_HASH_LEN;
     }
     snap.n_threads = st->n_threads;
     snap.threads = (Threadsync__Thread **)ts_msglist_ptrs(&tl);
@@ -123,6 +135,15 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
     if (snap->format > TS__STORE_SNAPSHOT_FORMAT)
         return TS_E_BAD_FRAME; /* a newer release's: what it means is unknown here */
     st->last_index = snap->last_index;
+    /* Snapshots of earlier releases lack it: their last index is a seq no
+     * event follows before the next entry, so a cursor there misses nothing. */
+    st->seq = snap->seq ? snap->seq->value : snap->last_index;
+    if (snap->edit_secret.len) {
+        if (snap->format < 2 || snap->edit_secret.len != TS_STORE_HASH_LEN)
+            return TS_E_BAD_FRAME;
+        memcpy(st->edit_secret, snap->edit_secret.data, TS_STORE_HASH_LEN);
+        st->has_edit_secret = 1;
+    }
     for (size_t i = 0; i < snap->n_threads; i++) {
         const Threadsync__Thread *v = snap->threads[i];
         size_t key_len = ts__store_slen(v->key), title_len = ts__store_slen(v->title),
@@ -207,6 +228,16 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
         e.has_hash = v->edit_key_hash.len == TS_STORE_HASH_LEN;
         if (e.has_hash)
             memcpy(e.edit_hash, v->edit_key_hash.data, TS_STORE_HASH_LEN);
+        /* Format 2's fields; older formats have none (no content check, a
+         * random edit key). A derived entry needs the secret and its hash. */
+        if ((snap->format < 2 && (v->content_digest.len || v->derived)) ||
+            (v->content_digest.len && v->content_digest.len != TS__STORE_DIGEST_LEN) ||
+            (v->derived && (!st->has_edit_secret || !e.has_hash)))
+            return TS_E_BAD_FRAME;
+        e.has_content = v->content_digest.len == TS__STORE_DIGEST_LEN;
+        if (e.has_content)
+            memcpy(e.content_digest, v->content_digest.data, TS__STORE_DIGEST_LEN);
+        e.derived = v->derived;
         /* BAD_FRAME: a repeated key, or entries out of comment id order */
         int rc = ts__store_idem_append(st, &e);
         if (rc != TS_OK)

@@ -11,6 +11,8 @@
 #include "ts_err.h"
 #include "ts_valid.h"
 
+#include <openssl/crypto.h>
+#include <openssl/hmac.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +127,7 @@ void ts__store_state_free(struct state *st)
     for (size_t i = 0; i < st->idem_nblocks; i++)
         free(st->idem_blocks[i]);
     free(st->idem_blocks);
+    OPENSSL_cleanse(st->edit_secret, sizeof(st->edit_secret));
     ts_map_free(&st->thread_by_id);
     ts_map_free(&st->thread_by_key);
     ts_map_free(&st->comment_by_id);
@@ -159,6 +162,48 @@ void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DI
     uint8_t h[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)key, len, h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
+}
+
+static void put_be64(uint8_t *b, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        b[i] = (uint8_t)v;
+}
+
+/* The SHA-256 of each field, then of their concatenation: no allocation,
+ * and field boundaries cannot shift. */
+void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_DIGEST_LEN])
+{
+    const char *f[] = {p->thread_key, p->title, p->url, p->author_name, p->author_email, p->body};
+    enum { N = sizeof(f) / sizeof(f[0]) };
+    uint8_t all[(N + 1) * SHA256_DIGEST_LENGTH], parent[8], h[SHA256_DIGEST_LENGTH];
+    for (size_t i = 0; i < N; i++)
+        SHA256((const unsigned char *)(f[i] ? f[i] : ""), ts__store_slen(f[i]),
+               all + i * SHA256_DIGEST_LENGTH);
+    put_be64(parent, p->parent_id);
+    SHA256(parent, sizeof(parent), all + N * SHA256_DIGEST_LENGTH);
+    SHA256(all, sizeof(all), h);
+    memcpy(out, h, TS__STORE_DIGEST_LEN);
+}
+
+void ts__store_derive_edit_key(const struct state *st, const struct idem *e,
+                               char out[TS_STORE_EDIT_KEY_LEN + 1])
+{
+    static const char label[] = "threadsync-edit-v1";
+    uint8_t msg[sizeof(label) + TS__STORE_DIGEST_LEN + 8], mac[SHA256_DIGEST_LENGTH];
+    memcpy(msg, label, sizeof(label));
+    memcpy(msg + sizeof(label), e->key_digest, TS__STORE_DIGEST_LEN);
+    put_be64(msg + sizeof(label) + TS__STORE_DIGEST_LEN, e->comment_id);
+    unsigned n = 0;
+    if (!HMAC(EVP_sha256(), st->edit_secret, TS_STORE_HASH_LEN, msg, sizeof(msg), mac, &n))
+        memset(mac, 0, sizeof(mac)); /* never: HMAC-SHA256 cannot fail on these inputs */
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < TS_STORE_EDIT_KEY_LEN / 2; i++) {
+        out[2 * i] = hex[mac[i] >> 4];
+        out[2 * i + 1] = hex[mac[i] & 15];
+    }
+    out[TS_STORE_EDIT_KEY_LEN] = '\0';
+    OPENSSL_cleanse(mac, sizeof(mac));
 }
 
 struct idem *ts__store_find_idem(const struct state *st, const uint8_t digest[TS__STORE_DIGEST_LEN])

@@ -26,9 +26,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_frame(Threadsync__Frame *f)
 {
+    struct ts_valid_err err;
     const char *field;
     if (f->msg_case == THREADSYNC__FRAME__MSG_POST)
-        (void)ts_valid_post(f->post, &field);
+        (void)ts_valid_post(f->post, &err);
     uint8_t *wire;
     size_t len;
     if (ts_frame_encode(f, &wire, &len) != TS_OK)

@@ -873,3 +873,61 @@ struct ts_raw *ts_testnode_subscriber(const struct ts_testnode *n, const char *t
     ts_frame_free(in);
     return r;
 }
+
+int ts_test_http_get(const char *addr, const char *path, int timeout_ms, char **body)
+{
+    *body = NULL;
+    int fd = ts_plain_connect(addr);
+    if (fd < 0)
+        return -1;
+    char req[512];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    int status = -1;
+    if (!buf || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+        goto out;
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (len + 1 == cap) {
+            char *bigger = realloc(buf, cap *= 2);
+            if (!bigger)
+                goto out;
+            buf = bigger;
+        }
+        uint64_t now = ts_test_now_ms();
+        struct pollfd p = {fd, POLLIN, 0};
+        if (now >= deadline || poll(&p, 1, (int)(deadline - now)) != 1)
+            goto out;
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (sscanf(buf, "HTTP/1.1 %d ", &status) != 1 || !sep || !(*body = strdup(sep + 4)))
+        status = -1;
+out:
+    free(buf);
+    close(fd);
+    return status;
+}
+
+long ts_test_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t flen = strlen(field);
+    long kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, field, flen) && line[flen] == ':') {
+            kb = strtol(line + flen + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}

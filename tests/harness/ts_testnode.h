@@ -160,6 +160,15 @@ int ts_raw_subscribe_all(struct ts_raw *r, uint64_t request_id, uint64_t since_s
 struct ts_raw *ts_testnode_subscriber(const struct ts_testnode *n, const char *token,
                                       uint64_t since_seq, int *snapshot);
 
+/* GET path over plain HTTP from addr (host:port), the whole answer within
+ * timeout_ms: the status, with *body (malloc'd, caller frees) the body;
+ * -1 (and *body NULL) when there is no complete answer. */
+int ts_test_http_get(const char *addr, const char *path, int timeout_ms, char **body);
+
+/* A field of /proc/PID/status in kB (e.g. "VmRSS", "VmHWM"); -1 when the
+ * process or the field is not there. */
+long ts_test_proc_status_kb(pid_t pid, const char *field);
+
 /* A plain TCP connection (no TLS) to addr; returns the fd or -1. */
 int ts_plain_connect(const char *addr);
 

@@ -178,6 +178,12 @@ START_TEST(test_exit_codes)
                           "--thread",         "demo/x",   NULL};
     ck_assert_int_eq(ts_test_run(argv, node.dir, NULL, &out), 3);
     free(out);
+    /* ... and says so, not "i/o error (IO)" */
+    const char *sh[] = {"/bin/sh", "-c", "\"$0\" --server 127.0.0.1:1 get --thread demo/x 2>&1",
+                        TS_THREADSYNC_PATH, NULL};
+    ck_assert_int_eq(ts_test_run(sh, node.dir, NULL, &out), 3);
+    ck_assert_str_eq(out, "error: connection refused: is threadsyncd running on 127.0.0.1:1?\n");
+    free(out);
     /* 3: a CA that did not sign the server */
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),

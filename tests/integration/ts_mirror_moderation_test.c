@@ -121,12 +121,11 @@ static size_t model_visible(const struct model *m)
     return v;
 }
 
-/* Shown on the page: visible, deleted (a placeholder), or above something
- * shown (a "[removed]" placeholder). */
+/* Shown on the page: visible, or above something shown (a "[deleted]" or
+ * "[removed]" placeholder); a removed leaf is not shown at all. */
 static int model_shown(const struct model *m, size_t i)
 {
-    if (m->c[i].status == THREADSYNC__STATUS__VISIBLE ||
-        m->c[i].status == THREADSYNC__STATUS__DELETED)
+    if (m->c[i].status == THREADSYNC__STATUS__VISIBLE)
         return 1;
     for (size_t j = 0; j < m->n; j++)
         if (m->c[j].parent == m->c[i].id && model_shown(m, j))

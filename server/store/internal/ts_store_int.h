@@ -90,24 +90,35 @@ struct thread {
  * on purpose, hitting another client's (unknown, random) key is a second
  * preimage, 2^128 work, and colliding two keys of one's own (2^64) gains
  * nothing a client could not do by reusing its key. */
-#define TS__STORE_DIGEST_LEN 16
+#define TS__STORE_DIGEST_LEN TS_STORE_IDEM_DIGEST_LEN
 
 /* The first answer's seq, thread and time are its comment's id, thread and
  * created_at (a comment is never removed, and restore checks they agree),
- * so the entry holds only what the comment cannot tell. */
+ * so the entry holds only what the comment cannot tell.
+ *
+ * Since the scoped keys (Command.idempotency_digest), key_digest covers the
+ * token too, so two tokens never share an entry; content_digest (when
+ * has_content) tells a retry from a reuse of the key for another post; a
+ * derived entry's edit key is recomputed from the state's edit secret
+ * (ts_store_edit_key) rather than chosen at random, so every answer for the
+ * entry carries the same, working key. */
 struct idem {
     uint64_t comment_id;
     uint8_t key_digest[TS__STORE_DIGEST_LEN];
+    uint8_t content_digest[TS__STORE_DIGEST_LEN];
     uint8_t edit_hash[TS_STORE_HASH_LEN];
     uint8_t comment_status;
     uint8_t has_hash;
+    uint8_t has_content;
+    uint8_t derived;
 };
 
-/* StoreSnapshot.format written (threadsync_state.proto): 1, idempotency
- * keys as digests. Restore also reads format 0 (keys as strings). */
-#define TS__STORE_SNAPSHOT_FORMAT 1
+/* StoreSnapshot.format written (threadsync_state.proto): 2, scoped key
+ * digests, content digests and the edit secret. Restore also reads format
+ * 1 (key digests only) and 0 (keys as strings). */
+#define TS__STORE_SNAPSHOT_FORMAT 2
 
-/* Entries per FIFO block: 32 KiB blocks, a small share of a day's posts
+/* Entries per FIFO block: 40 KiB blocks, a small share of a day's posts
  * each, below the mmap threshold (server/main.c). */
 #define TS__STORE_IDEM_BLOCK 512
 
@@ -143,6 +154,7 @@ struct state {
     size_t idem_n;
     size_t record_bytes; /* alloc_cost of every thread, comment and idem block */
     uint64_t last_index;
+    uint64_t seq; /* the newest event's (ts_store_seq) */
     /* Moderators' token names, interned: a record holds a 16-bit index
      * (names[0] is unused: "nobody"). Assignment order may differ between
      * replicas (replay vs restore); only the strings are ever compared. */
@@ -153,6 +165,11 @@ struct state {
     struct ban *bans; /* author order */
     size_t n_bans, cap_bans;
     uint64_t auth_gen; /* bumped by every token change and restore */
+    /* Edit keys of derived entries are HMACs under it (ts_store_edit_key).
+     * Set once, by the first Post that carries one; replicated like the
+     * rest (log entry, snapshot), never sent to a client. */
+    uint8_t edit_secret[TS_STORE_HASH_LEN];
+    uint8_t has_edit_secret;
 };
 
 struct ts_store {
@@ -187,6 +204,12 @@ struct idem *ts__store_find_idem_comment(const struct state *st, uint64_t commen
 
 /* The digest an idempotency key is kept and found under (see struct idem). */
 void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DIGEST_LEN]);
+/* A post's content digest: every field of the Post but request_id and
+ * idempotency_key, each length-prefixed, SHA-256 truncated. */
+void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_DIGEST_LEN]);
+/* The edit key text of the derived entry e under st's edit secret. */
+void ts__store_derive_edit_key(const struct state *st, const struct idem *e,
+                               char out[TS_STORE_EDIT_KEY_LEN + 1]);
 /* The idem_n entries in first-use order: 0 the oldest. */
 struct idem *ts__store_idem_at(const struct state *st, size_t i);
 

@@ -315,6 +315,29 @@ START_TEST(test_field_number_zero)
 }
 END_TEST
 
+/* PROTOCOL.md section 2: exactly one member of the Frame oneof. protobuf-c
+ * keeps the last member it sees, so the decoder looks at the raw fields. */
+START_TEST(test_two_oneof_members)
+{
+    Threadsync__Frame *f;
+    const char *field;
+    /* Frame{ping: Ping{nonce: 7}, get: Get{request_id: 1, thread_key: "t"}} */
+    const uint8_t two[] = {0x22, 0x02, 0x08, 0x07, 0x5a, 0x05, 0x08, 0x01, 0x12, 0x01, 't'};
+    ck_assert_int_eq(ts_frame_unpack(two, sizeof(two), &f, &field), TS_E_BAD_FRAME);
+    ck_assert_ptr_null(f);
+    /* the same member twice is one member (protobuf merges it) */
+    const uint8_t same[] = {0x22, 0x02, 0x08, 0x07, 0x22, 0x02, 0x08, 0x09};
+    ck_assert_int_eq(ts_frame_unpack(same, sizeof(same), &f, &field), TS_OK);
+    ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_PING);
+    ck_assert_uint_eq(f->ping->nonce, 9);
+    ts_frame_free(f);
+    /* a nested message's fields are not the Frame's */
+    const uint8_t one[] = {0x5a, 0x05, 0x08, 0x01, 0x12, 0x01, 't'};
+    ck_assert_int_eq(ts_frame_unpack(one, sizeof(one), &f, &field), TS_OK);
+    ts_frame_free(f);
+}
+END_TEST
+
 START_TEST(test_request_id_through_descriptors)
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
@@ -390,6 +413,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_alloc_budget);
     tcase_add_test(tc, test_events_wrap);
     tcase_add_test(tc, test_field_number_zero);
+    tcase_add_test(tc, test_two_oneof_members);
     tcase_add_test(tc, test_request_id_through_descriptors);
     tcase_add_test(tc, test_msg_copy_and_pong);
     tcase_set_timeout(tc, 60);

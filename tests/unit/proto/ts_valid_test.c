@@ -1,6 +1,6 @@
 /*
  * ts_valid: UTF-8 well-formedness (the Unicode table's edges), code point
- * counting, and the Post field limits of DESIGN.md.
+ * counting, and the Post field limits (docs/DESIGN.md, "Data model").
  */
 #include <check.h>
 #include <stdlib.h>
@@ -69,28 +69,28 @@ static Threadsync__Post good_post(void)
 START_TEST(test_post_ok)
 {
     Threadsync__Post p = good_post();
-    const char *field = "x";
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_OK);
-    ck_assert_ptr_null(field);
+    struct ts_valid_err err = {.field = "x"};
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_OK);
+    ck_assert_ptr_null(err.field);
 }
 END_TEST
 
 START_TEST(test_post_limits)
 {
-    const char *field;
+    struct ts_valid_err err;
     Threadsync__Post p = good_post();
     p.body = "";
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
-    ck_assert_str_eq(field, "body");
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "body");
 
     char *big = malloc(TS_BODY_MAX + 2);
     memset(big, 'x', TS_BODY_MAX + 1);
     big[TS_BODY_MAX + 1] = '\0';
     p = good_post();
     p.body = big;
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
     big[TS_BODY_MAX] = '\0';
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_OK);
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_OK);
     free(big);
 
     /* 64 code points of 4 bytes each pass; 65 do not */
@@ -100,36 +100,176 @@ START_TEST(test_post_limits)
     name[(size_t)64 * 4] = '\0';
     p = good_post();
     p.author_name = name;
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_OK);
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_OK);
     name[(size_t)64 * 4] = 'x';
     name[64 * 4 + 1] = '\0';
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
-    ck_assert_str_eq(field, "author_name");
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "author_name");
 
     p = good_post();
     p.author_name = "";
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
-    ck_assert_str_eq(field, "author_name");
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "author_name");
 
     p = good_post();
     p.thread_key = "";
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
-    ck_assert_str_eq(field, "thread_key");
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "thread_key");
 
     p = good_post();
     p.idempotency_key = "";
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
-    ck_assert_str_eq(field, "idempotency_key");
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "idempotency_key");
 
     p = good_post();
     p.body = "bad \xC3";
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
-    ck_assert_str_eq(field, "body");
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "body");
 
     p = good_post();
     p.author_name = "Ann\nEve";
-    ck_assert_int_eq(ts_valid_post(&p, &field), TS_E_INVALID_ARGUMENT);
-    ck_assert_str_eq(field, "author_name");
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "author_name");
+}
+END_TEST
+
+/* PROTOCOL.md section 2: control characters are C0, DEL and C1; only a
+ * body takes tab, LF and CR. */
+START_TEST(test_control_characters)
+{
+    ck_assert(!ts_valid_text("a\xC2\x85", 3, 1)); /* U+0085 NEL */
+    ck_assert(!ts_valid_text("a\xC2\x9B", 3, 0)); /* U+009B CSI */
+    ck_assert(!ts_valid_text("a\xC2\x80", 3, 1)); /* U+0080 */
+    ck_assert(ts_valid_text("a\xC2\xA0", 3, 0));  /* U+00A0, no control */
+    ck_assert(!ts_valid_text("a\x7F", 2, 0));
+    ck_assert(ts_valid_text("\xE2\x80\x8B", 3, 0)); /* 3-byte forms are never controls */
+
+    struct ts_valid_err err;
+    Threadsync__Post p = good_post();
+    p.author_name = "Ann\xC2\x85";
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "author_name");
+    ck_assert_str_eq(err.message, "author name may not contain control characters, got U+0085 "
+                                  "at offset 3");
+    p = good_post();
+    p.body = "x\xC2\x9B";
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.message, "body may not contain control characters other than tab, "
+                                  "newline and carriage return, got U+009B at offset 1");
+    p = good_post();
+    p.body = "a\tb\r\nc";
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_OK);
+    const char *line_fields[] = {"author_email", "title", "url"};
+    for (int i = 0; i < 3; i++) {
+        p = good_post();
+        char **slot = i == 0 ? &p.author_email : i == 1 ? &p.title : &p.url;
+        *slot = "x\ty";
+        ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+        ck_assert_str_eq(err.field, line_fields[i]);
+        *slot = "x\xC2\x85y";
+        ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+        *slot = "caf\xC3\xA9 ok";
+        ck_assert_int_eq(ts_valid_post(&p, &err), TS_OK);
+    }
+}
+END_TEST
+
+/* "printable" in the idempotency-key rule is ASCII 0x21..0x7E. */
+START_TEST(test_idempotency_key_printable)
+{
+    struct ts_valid_err err;
+    Threadsync__Post p = good_post();
+    p.idempotency_key = "!~azAZ09-_";
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_OK);
+    const char *bad[] = {"a b", "a\tb", "caf\xC3\xA9", "a\x7F"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        p.idempotency_key = (char *)bad[i];
+        ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+        ck_assert_str_eq(err.field, "idempotency_key");
+    }
+    p.idempotency_key = "a b";
+    ts_valid_post(&p, &err);
+    ck_assert_str_eq(err.message, "idempotency key must be 1 to 64 characters from ASCII 0x21 to "
+                                  "0x7E (no space, no control, no non-ASCII), got U+0020 at "
+                                  "offset 1");
+    p.idempotency_key = "caf\xC3\xA9";
+    ts_valid_post(&p, &err);
+    ck_assert_ptr_nonnull(strstr(err.message, "got U+00E9 at offset 3"));
+}
+END_TEST
+
+/* The examples of issue 12: each refusal says what was wrong and what is
+ * allowed. */
+START_TEST(test_messages)
+{
+    struct ts_valid_err err;
+    Threadsync__Post p = good_post();
+    p.author_name = "";
+    ts_valid_post(&p, &err);
+    ck_assert_str_eq(err.message, "author name must be 1 to 64 characters, got 0");
+    p = good_post();
+    p.body = "";
+    ts_valid_post(&p, &err);
+    ck_assert_str_eq(err.message, "body must be 1 to 16384 bytes, got 0");
+    char title[TS_TITLE_MAX + 2];
+    memset(title, 't', sizeof(title) - 1);
+    title[sizeof(title) - 1] = '\0';
+    p = good_post();
+    p.title = title;
+    ts_valid_post(&p, &err);
+    ck_assert_str_eq(err.message, "title must be at most 512 bytes, got 513");
+    char name[66 * 4 + 1];
+    for (int i = 0; i < 66; i++)
+        memcpy(name + (size_t)4 * i, "\xF0\x9F\x98\x80", 4);
+    name[sizeof(name) - 1] = '\0';
+    p = good_post();
+    p.author_name = name;
+    ts_valid_post(&p, &err);
+    ck_assert_str_eq(err.message, "author name must be 1 to 64 characters, got 66");
+    /* counted only once well-formed: one letter and 300 stray continuation
+     * bytes are not "1 character" */
+    char stray[302];
+    stray[0] = 'a';
+    memset(stray + 1, 0x80, 300);
+    stray[301] = '\0';
+    p.author_name = stray;
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.message, "author name is not well-formed UTF-8 (byte 0x80 at offset 1)");
+    p = good_post();
+    p.thread_key = "bad \xC3";
+    ts_valid_post(&p, &err);
+    ck_assert_str_eq(err.message, "thread key is not well-formed UTF-8 (byte 0xC3 at offset 4)");
+    ck_assert_int_eq(ts_valid_thread_key("", &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.message, "thread key must be 1 to 256 bytes, got 0");
+}
+END_TEST
+
+/* PROTOCOL.md section 3: client_name 0..128 bytes, token 0..256, both
+ * single-line text. */
+START_TEST(test_hello)
+{
+    struct ts_valid_err err;
+    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
+    h.token = "ts_abc";
+    char name[TS_CLIENT_NAME_MAX + 2];
+    memset(name, 'n', sizeof(name) - 1);
+    name[TS_CLIENT_NAME_MAX] = '\0';
+    h.client_name = name;
+    ck_assert_int_eq(ts_valid_hello(&h, &err), TS_OK);
+    name[TS_CLIENT_NAME_MAX] = 'n';
+    name[TS_CLIENT_NAME_MAX + 1] = '\0';
+    ck_assert_int_eq(ts_valid_hello(&h, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "client_name");
+    ck_assert_str_eq(err.message, "client name must be at most 128 bytes, got 129");
+    h.client_name = "cli\x01";
+    ck_assert_int_eq(ts_valid_hello(&h, &err), TS_E_INVALID_ARGUMENT);
+    h.client_name = "cli";
+    char tok[TS_TOKEN_MAX + 2];
+    memset(tok, 't', sizeof(tok) - 1);
+    tok[sizeof(tok) - 1] = '\0';
+    h.token = tok;
+    ck_assert_int_eq(ts_valid_hello(&h, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(err.field, "token");
 }
 END_TEST
 
@@ -171,6 +311,10 @@ int main(void)
     tcase_add_test(tc, test_post_limits);
     tcase_add_test(tc, test_err_names);
     tcase_add_test(tc, test_token_name);
+    tcase_add_test(tc, test_control_characters);
+    tcase_add_test(tc, test_idempotency_key_printable);
+    tcase_add_test(tc, test_messages);
+    tcase_add_test(tc, test_hello);
     suite_add_tcase(s, tc);
     return ts_check_run(s);
 }

@@ -5,9 +5,13 @@
  * files, exit codes.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "ts_check_main.h"
 #include "ts_cli.h"
@@ -100,6 +104,50 @@ START_TEST(test_parse_post_options_anywhere)
     ck_assert_str_eq(o.ca_file, TS_CLI_DEFAULT_CA);
     ck_assert_str_eq(o.token_file, TS_CLI_DEFAULT_TOKEN_FILE);
     ts_cli_opts_free(&o);
+}
+END_TEST
+
+START_TEST(test_parse_retry_options)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(PARSE(&o, err, "post", "--thread", "t", "--name", "A", "--body", "b"), TS_OK);
+    ck_assert_uint_eq(o.timeout_s, TS_CLI_DEFAULT_TIMEOUT_S);
+    ck_assert_ptr_null(o.idempotency_key);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "post", "--thread", "t", "--name", "A", "--body", "b",
+                           "--timeout", "5", "--idempotency-key", "run-7"),
+                     TS_OK);
+    ck_assert_uint_eq(o.timeout_s, 5);
+    ck_assert_str_eq(o.idempotency_key, "run-7");
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "delete", "9", "--timeout=60"), TS_OK);
+    ck_assert_uint_eq(o.timeout_s, 60);
+    ts_cli_opts_free(&o);
+    /* refused: a key on a command without keys, bad keys, bad timeouts */
+    ck_assert_int_eq(PARSE(&o, err, "delete", "9", "--idempotency-key", "k"),
+                     TS_E_INVALID_ARGUMENT);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "t", "--timeout", "5"),
+                     TS_E_INVALID_ARGUMENT);
+    ts_cli_opts_free(&o);
+    const char *bad_keys[] = {"", "has space", "tab\there",
+                              "01234567890123456789012345678901234567890123456789012345678901234"};
+    for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
+        ck_assert_int_eq(PARSE(&o, err, "post", "--thread", "t", "--name", "A", "--body", "b",
+                               "--idempotency-key", (char *)bad_keys[i]),
+                         TS_E_INVALID_ARGUMENT);
+        ck_assert_ptr_nonnull(strstr(err, "--idempotency-key"));
+        ts_cli_opts_free(&o);
+    }
+    const char *bad_timeouts[] = {"0", "-1", "x", "86401"};
+    for (size_t i = 0; i < sizeof(bad_timeouts) / sizeof(bad_timeouts[0]); i++) {
+        ck_assert_int_eq(PARSE(&o, err, "post", "--thread", "t", "--name", "A", "--body", "b",
+                               "--timeout", (char *)bad_timeouts[i]),
+                         TS_E_INVALID_ARGUMENT);
+        ts_cli_opts_free(&o);
+    }
 }
 END_TEST
 
@@ -346,10 +394,13 @@ START_TEST(test_tree)
 }
 END_TEST
 
-/* A chain far deeper than any recursion would survive in a test's stack. */
+/* A chain far deeper than any recursion would survive in a test's stack.
+ * Indentation stops at depth 8 (16 spaces, as the mirror's HTML stops
+ * indenting); deeper lines name their depth and parent, so the output
+ * grows linearly with the thread, not with its depth squared. */
 START_TEST(test_tree_deep_chain)
 {
-    enum { N = 3000 };
+    enum { N = 10000 };
     Threadsync__Thread t = THREADSYNC__THREAD__INIT;
     t.key = "deep";
     Threadsync__GetResult g = THREADSYNC__GET_RESULT__INIT;
@@ -361,15 +412,16 @@ START_TEST(test_tree_deep_chain)
     struct capture c;
     ts_cli_print_thread(cap_open(&c), &g, 0);
     char *out = cap_close(&c);
-    /* Last comment: 2*(N-1) spaces then its header. */
     char want[64];
-    snprintf(want, sizeof(want), "#%d a (", N);
-    char *last = strstr(out, want);
-    ck_assert_ptr_nonnull(last);
-    size_t spaces = 0;
-    while (last - spaces > out && last[-(ptrdiff_t)spaces - 1] == ' ')
-        spaces++;
-    ck_assert_uint_eq(spaces, (uintmax_t)2 * (N - 1));
+    snprintf(want, sizeof(want), "\n                #%d (depth %d, reply to #%d) a (", N, N - 1,
+             N - 1);
+    ck_assert_ptr_nonnull(strstr(out, want));
+    ck_assert_ptr_nonnull(strstr(out, "\n              #8 a ("));   /* depth 7: 14 spaces */
+    ck_assert_ptr_nonnull(strstr(out, "\n                #9 a (")); /* depth 8: 16, the cap */
+    ck_assert_ptr_nonnull(strstr(out, "\n                #10 (depth 9, reply to #9) a ("));
+    ck_assert_ptr_nonnull(strstr(out, "\n                    b\n")); /* body: cap + 4 */
+    /* about 70 bytes a comment, whatever the depth (it was 2 bytes per level) */
+    ck_assert_uint_lt(strlen(out), (size_t)N * 100);
     free(out);
     for (size_t i = 0; i < N; i++)
         free(g.comments[i]);
@@ -566,6 +618,47 @@ START_TEST(test_errors_and_exit_codes)
     ts_cli_print_error(cap_open(&c), TS_E_IO, NULL, "get");
     out = cap_close(&c);
     ck_assert_str_eq(out, "error: get: i/o error (IO)\n");
+    free(out);
+}
+END_TEST
+
+/* A loopback port with a listener (listen 1) or, once closed, without. */
+static int listener(char addr[32])
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(fd, 1), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(addr, 32, "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    return fd;
+}
+
+/* Issue 12: with nothing listening the CLI said "i/o error (IO)"; it now
+ * says what is wrong and what to check. */
+START_TEST(test_explain_connect)
+{
+    char addr[32], msg[256], want[128];
+    int fd = listener(addr);
+    ck_assert_int_eq(ts_cli_explain_connect(addr, 2000, msg, sizeof(msg)), 0); /* it connects */
+    close(fd); /* the port is free now, nothing listens: refused */
+    ck_assert_int_eq(ts_cli_explain_connect(addr, 2000, msg, sizeof(msg)), 1);
+    snprintf(want, sizeof(want), "connection refused: is threadsyncd running on %s?", addr);
+    ck_assert_str_eq(msg, want);
+    ck_assert_int_eq(ts_cli_explain_connect("example.org:7420", 2000, msg, sizeof(msg)), 0);
+    /* watch and mirror say the same */
+    struct capture c;
+    ts_cli_print_connect_failure(cap_open(&c), addr, TS_E_IO);
+    char *out = cap_close(&c);
+    snprintf(want, sizeof(want), "error: connection refused: is threadsyncd running on %s?\n",
+             addr);
+    ck_assert_str_eq(out, want);
+    free(out);
+    ts_cli_print_connect_failure(cap_open(&c), addr, TS_E_TLS);
+    out = cap_close(&c);
+    snprintf(want, sizeof(want), "error: cannot connect to %s: tls failure (TLS)\n", addr);
+    ck_assert_str_eq(out, want);
     free(out);
 }
 END_TEST
@@ -788,6 +881,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("parse");
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_parse_post_options_anywhere);
+    tcase_add_test(tc, test_parse_retry_options);
     tcase_add_test(tc, test_parse_defaults_and_env);
     tcase_add_test(tc, test_parse_watch);
     tcase_add_test(tc, test_parse_mirror_verify);
@@ -805,6 +899,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_keymap);
     tcase_add_test(tc, test_post_output);
     tcase_add_test(tc, test_errors_and_exit_codes);
+    tcase_add_test(tc, test_explain_connect);
     suite_add_tcase(s, tc);
     tc = tcase_create("files");
     tcase_set_timeout(tc, 10);

@@ -126,12 +126,14 @@ START_TEST(test_tree)
         mk(11, 10, THREADSYNC__STATUS__HIDDEN, "hidden under hidden"),
         mk(12, 1, THREADSYNC__STATUS__VISIBLE, "second reply to top"),
         mk(13, 999, THREADSYNC__STATUS__VISIBLE, "orphan"),
+        mk(14, 0, THREADSYNC__STATUS__DELETED, ""),
+        mk(15, 1, THREADSYNC__STATUS__DELETED, ""),
     };
     size_t n = sizeof(c) / sizeof(c[0]);
     /* Given in a shuffled order: the renderer sorts by id itself. */
     const Threadsync__Comment *p[sizeof(c) / sizeof(c[0])];
     for (size_t i = 0; i < n; i++)
-        p[i] = &c[(i * 5) % n];
+        p[i] = &c[(i * 7) % n]; /* 7 is prime to n: a permutation */
 
     char *html;
     size_t len;
@@ -150,6 +152,9 @@ START_TEST(test_tree)
     ck_assert_int_eq(li_depth(html, 10), -1);
     ck_assert_int_eq(li_depth(html, 11), -1);
     ck_assert_int_eq(li_depth(html, 13), 0);
+    /* A deleted leaf is gone, at the top and as a reply. */
+    ck_assert_int_eq(li_depth(html, 14), -1);
+    ck_assert_int_eq(li_depth(html, 15), -1);
     /* Siblings in id order: 2 before 12, and 3 inside 2 before 12. */
     assert_before(strstr(html, "id=\"c3\""), strstr(html, "id=\"c12\""));
     ck_assert_uint_eq(count(html, "</li>"), 10);

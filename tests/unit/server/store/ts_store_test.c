@@ -38,6 +38,16 @@ static void fx_free(struct fx *f)
     ts_evlog_free(f->log);
 }
 
+/* Whether an older release's (unscoped) key is in the table: its digest
+ * is SHA-256(key), truncated. */
+static int key_known(const struct ts_store *s, const char *key)
+{
+    uint8_t h[32];
+    unsigned n;
+    ck_assert_int_eq(EVP_Digest(key, strlen(key), h, &n, EVP_sha256(), NULL), 1);
+    return ts_store_idempotency_known(s, h);
+}
+
 /* Applies a Post as entry index with command time t. */
 static struct ts_store_result post(struct fx *f, uint64_t index, int64_t t, const char *ikey,
                                    const char *thread, uint64_t parent, const char *body)
@@ -1341,12 +1351,12 @@ START_TEST(test_idempotency_blocks)
     for (size_t k = 0; k < sizeof(probe) / sizeof(probe[0]); k++) {
         snprintf(key, sizeof(key), "key-%d", probe[k]);
         snprintf(ek, sizeof(ek), "edit-%d", probe[k]);
-        ck_assert(ts_store_idempotency_known(f.s, key));
+        ck_assert(key_known(f.s, key));
         ck_assert_uint_eq(post_ex(&f, ++idx, n, key, "t/fifo", NULL, 0, 0).seq, (uint64_t)probe[k]);
         ck_assert_int_eq(change(&f, ++idx, n, (uint64_t)probe[k], K_EDIT, "e1", ek, W).status,
                          TS_OK);
     }
-    ck_assert(!ts_store_idempotency_known(f.s, "key-0"));
+    ck_assert(!key_known(f.s, "key-0"));
     size_t mem_full = ts_store_memory(f.s);
 
     /* At R + 600 the first 600 keys (times 1..600) are gone: two blocks'
@@ -1357,7 +1367,7 @@ START_TEST(test_idempotency_blocks)
         snprintf(key, sizeof(key), "key-%d", probe[k]);
         snprintf(ek, sizeof(ek), "edit-%d", probe[k]);
         int gone = probe[k] <= 600;
-        ck_assert_int_eq(ts_store_idempotency_known(f.s, key), !gone);
+        ck_assert_int_eq(key_known(f.s, key), !gone);
         ck_assert_int_eq(change(&f, ++idx, R + 600, (uint64_t)probe[k], K_EDIT, "e2", ek, W).status,
                          gone ? TS_E_FORBIDDEN : TS_OK);
     }
@@ -1373,24 +1383,177 @@ START_TEST(test_idempotency_blocks)
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
     ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
     free(snap);
-    ck_assert(!ts_store_idempotency_known(g.s, "key-600"));
-    ck_assert(ts_store_idempotency_known(g.s, "key-601"));
-    ck_assert(ts_store_idempotency_known(g.s, "late-1"));
+    ck_assert(!key_known(g.s, "key-600"));
+    ck_assert(key_known(g.s, "key-601"));
+    ck_assert(key_known(g.s, "late-1"));
     ck_assert_int_eq(change(&g, ++idx, R + 600, 601, K_EDIT, "e3", "edit-601", W).status, TS_OK);
 
     /* Everything expires; the table then starts again mid-block. */
     ck_assert_int_eq(post_ex(&f, ++idx, 3 * R, "again", "t/fifo", "edit-again", 0, 0).status,
                      TS_OK);
     uint64_t again = idx;
-    ck_assert(!ts_store_idempotency_known(f.s, "late-1"));
-    ck_assert(!ts_store_idempotency_known(f.s, "key-1300"));
+    ck_assert(!key_known(f.s, "late-1"));
+    ck_assert(!key_known(f.s, "key-1300"));
     ck_assert_uint_eq(post_ex(&f, ++idx, 3 * R, "again", "t/fifo", NULL, 0, 0).seq, again);
     ck_assert_int_eq(change(&f, ++idx, 3 * R, again, K_EDIT, "e4", "edit-again", W).status, TS_OK);
     ck_assert_int_eq(post_ex(&f, ++idx, 5 * R, "after", "t/fifo", NULL, 0, 0).status, TS_OK);
-    ck_assert(!ts_store_idempotency_known(f.s, "again"));
-    ck_assert(ts_store_idempotency_known(f.s, "after"));
+    ck_assert(!key_known(f.s, "again"));
+    ck_assert(key_known(f.s, "after"));
     fx_free(&f);
     fx_free(&g);
+}
+END_TEST
+
+/* ---- scoped idempotency keys and derived edit keys (this release's posts) ---- */
+
+struct scoped_post {
+    const char *token; /* its SHA-256 scopes the key */
+    const char *key, *thread, *name, *email, *body;
+    uint64_t parent;
+    const uint8_t *secret; /* 32 bytes offered as the edit secret, or NULL */
+};
+
+/* A Post as this release's leader proposes it: the key's digest scoped to
+ * the token, no edit key hash. */
+static struct ts_store_result post_scoped(struct fx *f, uint64_t index, int64_t t,
+                                          const struct scoped_post *sp)
+{
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.idempotency_key = (char *)sp->key;
+    p.thread_key = (char *)sp->thread;
+    p.parent_id = sp->parent;
+    p.author_name = (char *)(sp->name ? sp->name : "Ann");
+    p.author_email = (char *)(sp->email ? sp->email : "ann@example.org");
+    p.body = (char *)(sp->body ? sp->body : "words");
+    uint8_t th[32], dg[TS_STORE_IDEM_DIGEST_LEN];
+    sha(sp->token, th);
+    ts_store_idempotency_digest(th, sp->key, dg);
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = t;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_POST;
+    cmd.post = &p;
+    cmd.actor = "poster";
+    cmd.idempotency_digest.data = dg;
+    cmd.idempotency_digest.len = sizeof(dg);
+    if (sp->secret) {
+        cmd.edit_secret.data = (uint8_t *)sp->secret;
+        cmd.edit_secret.len = 32;
+    }
+    return apply_cmd(f, index, &cmd);
+}
+
+static const uint8_t secret_a[32] = {1, 2, 3}, secret_b[32] = {9, 9, 9};
+
+/* Token B reusing token A's key gets a comment and an edit key of its own;
+ * neither key opens the other's comment, and A's keeps working. */
+START_TEST(test_scoped_keys_two_tokens)
+{
+    struct fx f;
+    fx_init(&f);
+    struct scoped_post a = {.token = "token-A", .key = "K", .thread = "t/a", .secret = secret_a};
+    struct ts_store_result ra = post_scoped(&f, 5, 1000, &a);
+    ck_assert_int_eq(ra.status, TS_OK);
+    ck_assert(ts_store_has_edit_secret(f.s));
+    char ka[TS_STORE_EDIT_KEY_LEN + 1], kb[TS_STORE_EDIT_KEY_LEN + 1];
+    ck_assert_int_eq(ts_store_edit_key(f.s, 5, ka), TS_OK);
+    ck_assert_uint_eq(strlen(ka), TS_STORE_EDIT_KEY_LEN);
+
+    struct scoped_post b = {.token = "token-B", .key = "K", .thread = "t/b", .body = "other"};
+    struct ts_store_result rb = post_scoped(&f, 6, 1001, &b);
+    ck_assert_int_eq(rb.status, TS_OK);
+    ck_assert_int_eq(rb.changed, 1);
+    ck_assert_uint_eq(rb.comment_id, 6);
+    ck_assert_uint_eq(ts_store_comment_count(f.s), 2);
+    ck_assert_int_eq(ts_store_edit_key(f.s, 6, kb), TS_OK);
+    ck_assert_str_ne(ka, kb);
+
+    ck_assert_int_eq(change(&f, 7, 1002, 5, K_EDIT, "by B", kb, 60000).status, TS_E_FORBIDDEN);
+    ck_assert_int_eq(change(&f, 8, 1003, 5, K_EDIT, "by A", ka, 60000).status, TS_OK);
+    ck_assert_int_eq(change(&f, 9, 1004, 6, K_EDIT, "by B", kb, 60000).status, TS_OK);
+    Threadsync__Comment c;
+    ck_assert_int_eq(ts_store_comment(f.s, 5, &c), TS_OK);
+    ck_assert_str_eq(c.body, "by A");
+    /* an older release's (unscoped) key of the same text is another entry */
+    ck_assert(!key_known(f.s, "K"));
+    fx_free(&f);
+}
+END_TEST
+
+/* A retry with the same token, key and content gets the first comment, and
+ * the same edit key: the one handed out first keeps working. The secret a
+ * later post offers does not replace the first. */
+START_TEST(test_scoped_retry_same_edit_key)
+{
+    struct fx f;
+    fx_init(&f);
+    struct scoped_post a = {.token = "token-A", .key = "K", .thread = "t/a", .secret = secret_a};
+    ck_assert_int_eq(post_scoped(&f, 5, 1000, &a).status, TS_OK);
+    char first[TS_STORE_EDIT_KEY_LEN + 1], again[TS_STORE_EDIT_KEY_LEN + 1];
+    ck_assert_int_eq(ts_store_edit_key(f.s, 5, first), TS_OK);
+    a.secret = secret_b;
+    struct ts_store_result r = post_scoped(&f, 6, 2000, &a);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert_int_eq(r.changed, 0);
+    ck_assert_uint_eq(r.comment_id, 5);
+    ck_assert_uint_eq(r.seq, 5);
+    ck_assert_uint_eq(ts_store_comment_count(f.s), 1);
+    ck_assert_int_eq(ts_store_edit_key(f.s, 5, again), TS_OK);
+    ck_assert_str_eq(first, again);
+    ck_assert_int_eq(change(&f, 7, 2001, 5, K_EDIT, "edited", first, 60000).status, TS_OK);
+
+    /* every replica derives the same key, also from a snapshot */
+    struct fx g;
+    fx_init(&g);
+    uint8_t *snap;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
+    free(snap);
+    ck_assert_int_eq(ts_store_edit_key(g.s, 5, again), TS_OK);
+    ck_assert_str_eq(first, again);
+    a.secret = NULL;
+    ck_assert_uint_eq(post_scoped(&g, 8, 3000, &a).comment_id, 5);
+    ck_assert_int_eq(change(&g, 9, 3001, 5, K_EDIT, "again", first, 60000).status, TS_OK);
+    /* and the content check survives the snapshot */
+    a.body = "changed";
+    ck_assert_int_eq(post_scoped(&g, 10, 3002, &a).status, TS_E_IDEMPOTENCY_KEY_REUSED);
+    fx_free(&g);
+    fx_free(&f);
+}
+END_TEST
+
+/* The same token reusing its key for a post with other content (thread,
+ * parent, author name, e-mail, body) is refused with its own code; nothing
+ * changes. */
+START_TEST(test_scoped_reuse_refused)
+{
+    struct fx f;
+    fx_init(&f);
+    struct scoped_post a = {.token = "token-A", .key = "K", .thread = "t/a", .secret = secret_a};
+    ck_assert_int_eq(post_scoped(&f, 5, 1000, &a).status, TS_OK);
+    struct scoped_post other = {.token = "token-A", .key = "P", .thread = "t/a"};
+    ck_assert_int_eq(post_scoped(&f, 6, 1000, &other).status, TS_OK);
+    struct scoped_post v[5];
+    for (int i = 0; i < 5; i++)
+        v[i] = a;
+    v[0].thread = "t/elsewhere";
+    v[1].parent = 6;
+    v[2].name = "Bob";
+    v[3].email = "bob@example.org";
+    v[4].body = "different words";
+    char before[65], after[65];
+    ts_store_digest(f.s, before);
+    for (int i = 0; i < 5; i++) {
+        struct ts_store_result r = post_scoped(&f, 10 + (uint64_t)i, 2000, &v[i]);
+        ck_assert_int_eq(r.status, TS_E_IDEMPOTENCY_KEY_REUSED);
+        ck_assert_str_eq(r.field, "idempotency_key");
+        ck_assert_ptr_nonnull(r.message);
+    }
+    ts_store_digest(f.s, after);
+    ck_assert_str_eq(before, after);
+    ck_assert_uint_eq(ts_store_comment_count(f.s), 2);
+    ck_assert_uint_eq(post_scoped(&f, 20, 2001, &a).comment_id, 5); /* the true retry */
+    fx_free(&f);
 }
 END_TEST
 
@@ -1431,7 +1594,7 @@ static size_t pack_idem_snapshot(uint32_t format, Threadsync__State__Idempotency
 
 /* Snapshots and backups written before key digests (format 0: keys as
  * strings) still load, and their keys still work: a retry is answered, the
- * edit key opens its comment. Written again, the state is format 1 and
+ * edit key opens its comment. Written again, the state is format 2 and
  * loads the same. */
 START_TEST(test_snapshot_format0_keys)
 {
@@ -1451,7 +1614,7 @@ START_TEST(test_snapshot_format0_keys)
     e.edit_key_hash.len = 32;
     size_t len = pack_idem_snapshot(0, &ep, 1, buf);
     ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
-    ck_assert(ts_store_idempotency_known(f.s, "old-key"));
+    ck_assert(key_known(f.s, "old-key"));
     struct ts_store_result r = post_ex(&f, 21, 200, "old-key", "t/old", NULL, 0, 0);
     ck_assert_uint_eq(r.seq, 11);
     ck_assert_uint_eq(r.comment_id, 11);
@@ -1463,7 +1626,7 @@ START_TEST(test_snapshot_format0_keys)
     Threadsync__State__StoreSnapshot *d =
         threadsync__state__store_snapshot__unpack(NULL, slen, snap);
     ck_assert_ptr_nonnull(d);
-    ck_assert_uint_eq(d->format, 1);
+    ck_assert_uint_eq(d->format, 2);
     ck_assert_uint_eq(d->n_idempotency, 1);
     ck_assert_str_eq(d->idempotency[0]->key, ""); /* the key itself is gone */
     ck_assert_uint_eq(d->idempotency[0]->key_digest.len, 16);
@@ -1505,8 +1668,21 @@ START_TEST(test_snapshot_idem_refused)
     /* a well-formed format 1 snapshot loads; a future format does not */
     size_t len = pack_idem_snapshot(1, two, 1, buf);
     ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(3, two, 1, buf)),
+                     TS_E_BAD_FRAME);
+    /* format 2's fields in a format 1 snapshot; a derived entry without
+     * the edit secret */
+    uint8_t cd[16] = {1};
+    a.content_digest.data = cd;
+    a.content_digest.len = 16;
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(1, two, 1, buf)),
+                     TS_E_BAD_FRAME);
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(2, two, 1, buf)), TS_OK);
+    a.content_digest.len = 0;
+    a.derived = 1;
     ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(2, two, 1, buf)),
                      TS_E_BAD_FRAME);
+    a.derived = 0;
     /* format 1 wants a 16-byte digest and no key; format 0 a key */
     a.key_digest.len = 15;
     ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(1, two, 1, buf)),
@@ -1525,7 +1701,7 @@ START_TEST(test_snapshot_idem_refused)
                      TS_E_BAD_FRAME);
     b.key = "k2";
     ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(0, two, 2, buf)), TS_OK);
-    ck_assert(ts_store_idempotency_known(f.s, "k2"));
+    ck_assert(key_known(f.s, "k2"));
     char before[65], after[65];
     ts_store_digest(f.s, before);
     /* b's answer not its comment's: seq, thread, time, a comment that is
@@ -1544,7 +1720,35 @@ START_TEST(test_snapshot_idem_refused)
                      TS_E_BAD_FRAME);
     ts_store_digest(f.s, after);
     ck_assert_str_eq(before, after);
-    ck_assert(ts_store_idempotency_known(f.s, "k2"));
+    ck_assert(key_known(f.s, "k2"));
+    fx_free(&f);
+}
+END_TEST
+
+/* PROTOCOL.md "seq": the newest event's, not the last entry's; kept
+ * across a snapshot, and an earlier release's snapshot (no seq) reads as its
+ * last index. */
+START_TEST(test_seq_is_the_newest_event)
+{
+    struct fx f;
+    fx_init(&f);
+    ck_assert_uint_eq(ts_store_seq(f.s), 0);
+    post(&f, 2, 10, "k1", "t/seq", 0, "first");
+    grant(&f, 3, "seq-reader", THREADSYNC__ROLE__READER, "ts_seq_token");
+    ck_assert_uint_eq(ts_store_last_index(f.s), 3);
+    ck_assert_uint_eq(ts_store_seq(f.s), 2);
+    uint8_t *snap;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    struct fx g;
+    fx_init(&g);
+    ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
+    ck_assert_uint_eq(ts_store_last_index(g.s), 3);
+    ck_assert_uint_eq(ts_store_seq(g.s), 2);
+    free(snap);
+    fx_free(&g);
+    restore_crafted(&f);
+    ck_assert_uint_eq(ts_store_seq(f.s), 20);
     fx_free(&f);
 }
 END_TEST
@@ -1578,6 +1782,10 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_comment_changed_fields);
     tcase_add_test(tc, test_snapshot_format0_keys);
     tcase_add_test(tc, test_snapshot_idem_refused);
+    tcase_add_test(tc, test_seq_is_the_newest_event);
+    tcase_add_test(tc, test_scoped_keys_two_tokens);
+    tcase_add_test(tc, test_scoped_retry_same_edit_key);
+    tcase_add_test(tc, test_scoped_reuse_refused);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

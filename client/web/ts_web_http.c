@@ -1,0 +1,402 @@
+/*
+ * ts_web_http: h2o on the caller's loop, with connection caps and a shutdown
+ * h2o 2.2 does not offer (see ts_web_http.h for the library choice).
+ *
+ * Connections: each accepted socket is a struct conn whose first member is
+ * the uv_tcp_t h2o reads and writes. h2o closes the handle when it is done
+ * with the connection and calls on_conn_closed, which is the one place a
+ * conn is unlinked, uncounted and freed.
+ */
+#include "ts_web_http.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "ts_addr.h"
+#include "ts_err.h"
+
+#define ADDR_BUCKETS 1024
+#define H2O_HANDLES_MAX 32
+
+struct addr_count {
+    struct addr_count *next;
+    unsigned char addr[16];
+    unsigned n;
+};
+
+struct conn {
+    uv_tcp_t tcp; /* first: h2o's close callback gets its address */
+    struct ts_web_http *s;
+    struct addr_count *ac;
+    struct conn *prev, *next;
+};
+
+struct ts_web_http {
+    uv_loop_t *loop;
+    h2o_globalconf_t conf;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    uint16_t port;
+    struct ts_web_http_limits lim;
+    ts_web_http_handler handler;
+    void *arg;
+    struct conn *conns;
+    unsigned n_conns;
+    struct addr_count *by_addr[ADDR_BUCKETS];
+    uv_handle_t *h2o_handles[H2O_HANDLES_MAX]; /* made by h2o_context_init */
+    size_t n_h2o_handles;
+    int ctx_ready, listening, closing, released;
+};
+
+struct handler {
+    h2o_handler_t super;
+    struct ts_web_http *s;
+};
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    struct ts_web_http *s = ((struct handler *)self)->s;
+    if (s->closing) {
+        ts_web_http_send(req, 503, "text/plain; charset=utf-8", "shutting down\n", 14);
+        return 0;
+    }
+    return s->handler(s->arg, req);
+}
+
+/* The address a connection is counted under: IPv4 (mapped or not) and IPv6
+ * addresses as 16 bytes; anything else (unix sockets) counts as one. */
+static void addr_key(const struct sockaddr_storage *ss, unsigned char out[16])
+{
+    memset(out, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    }
+}
+
+static size_t addr_hash(const unsigned char a[16])
+{
+    size_t h = 2166136261u;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ a[i]) * 16777619u;
+    return h % ADDR_BUCKETS;
+}
+
+static struct addr_count *addr_find(struct ts_web_http *s, const unsigned char a[16], int create)
+{
+    size_t b = addr_hash(a);
+    for (struct addr_count *e = s->by_addr[b]; e; e = e->next)
+        if (memcmp(e->addr, a, 16) == 0)
+            return e;
+    if (!create)
+        return NULL;
+    struct addr_count *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NULL;
+    memcpy(e->addr, a, 16);
+    e->next = s->by_addr[b];
+    s->by_addr[b] = e;
+    return e;
+}
+
+static void addr_drop(struct ts_web_http *s, struct addr_count *ac)
+{
+    if (--ac->n)
+        return;
+    struct addr_count **pp = &s->by_addr[addr_hash(ac->addr)];
+    while (*pp != ac)
+        pp = &(*pp)->next;
+    *pp = ac->next;
+    free(ac);
+}
+
+static void release_loop(struct ts_web_http *s)
+{
+    if (s->released || !s->closing || s->listening || s->n_conns)
+        return;
+    s->released = 1;
+    for (size_t i = 0; i < s->n_h2o_handles; i++)
+        uv_unref(s->h2o_handles[i]);
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    struct conn *c = (struct conn *)h;
+    struct ts_web_http *s = c->s;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+    if (c->ac)
+        addr_drop(s, c->ac);
+    free(c);
+    release_loop(s);
+}
+
+static void on_refused_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    struct ts_web_http *s = listener->data;
+    if (status != 0 || s->closing)
+        return;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    uv_tcp_init(s->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    memset(&ss, 0, sizeof(ss));
+    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+    unsigned char key[16];
+    addr_key(&ss, key);
+    struct addr_count *ac = addr_find(s, key, 0);
+    /* Over a cap: close without a word. A 503 would cost a write to the
+     * very peer that is flooding us. */
+    if (s->n_conns >= s->lim.max_conns || (ac && ac->n >= s->lim.max_conns_per_addr) ||
+        (!ac && !(ac = addr_find(s, key, 1)))) {
+        uv_close((uv_handle_t *)&c->tcp, on_refused_closed);
+        return;
+    }
+    ac->n++;
+    c->ac = ac;
+    c->s = s;
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_conns++;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    h2o_accept(&s->accept_ctx, sock);
+}
+
+struct walk {
+    uv_handle_t **v;
+    size_t n, max;
+    uv_handle_t *const *before;
+    size_t n_before;
+};
+
+static void collect(uv_handle_t *h, void *arg)
+{
+    struct walk *w = arg;
+    for (size_t i = 0; i < w->n_before; i++)
+        if (w->before[i] == h)
+            return;
+    if (w->n < w->max)
+        w->v[w->n++] = h;
+}
+
+int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_http_limits *lim,
+                    ts_web_http_handler handler, void *arg, struct ts_web_http **out)
+{
+    *out = NULL;
+    char host[256];
+    uint16_t port = 0;
+    struct sockaddr_storage ss;
+    if (ts_addr_parse(listen, host, sizeof(host), &port) != TS_OK ||
+        ts_addr_numeric(host, port, &ss) != TS_OK)
+        return TS_E_CONFIG;
+    struct ts_web_http *s = calloc(1, sizeof(*s));
+    if (!s)
+        return TS_E_NOMEM;
+    s->loop = loop;
+    s->handler = handler;
+    s->arg = arg;
+    s->lim = *lim;
+    if (!s->lim.max_body)
+        s->lim.max_body = 64 * 1024;
+    if (!s->lim.req_timeout_ms)
+        s->lim.req_timeout_ms = 10000;
+    if (!s->lim.max_conns)
+        s->lim.max_conns = 10000;
+    if (!s->lim.max_conns_per_addr)
+        s->lim.max_conns_per_addr = 64;
+
+    h2o_config_init(&s->conf);
+    s->conf.max_request_entity_size = s->lim.max_body;
+    s->conf.http1.req_timeout = s->lim.req_timeout_ms;
+    s->conf.handshake_timeout = s->lim.req_timeout_ms;
+    h2o_hostconf_t *host_conf =
+        h2o_config_register_host(&s->conf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host_conf, "/", 0);
+    struct handler *h = (struct handler *)h2o_create_handler(path, sizeof(*h));
+    h->super.on_req = on_req;
+    h->s = s;
+    if (s->lim.gzip) {
+        h2o_compress_args_t ca = {
+            .min_size = 256, .gzip = {.quality = 1}, .brotli = {.quality = -1}};
+        h2o_compress_register(path, &ca);
+    }
+
+    /* Which loop handles are h2o's: those h2o_context_init adds. */
+    uv_handle_t *before[H2O_HANDLES_MAX * 4];
+    struct walk w0 = {.v = before, .max = H2O_HANDLES_MAX * 4};
+    uv_walk(loop, collect, &w0);
+    h2o_context_init(&s->ctx, loop, &s->conf);
+    s->ctx_ready = 1;
+    struct walk w1 = {
+        .v = s->h2o_handles, .max = H2O_HANDLES_MAX, .before = before, .n_before = w0.n};
+    uv_walk(loop, collect, &w1);
+    s->n_h2o_handles = w1.n;
+    s->accept_ctx.ctx = &s->ctx;
+    s->accept_ctx.hosts = s->conf.hosts;
+
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    s->listening = 1;
+    int r = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+    if (r == 0)
+        r = uv_listen((uv_stream_t *)&s->listener, 511, on_accept);
+    if (r != 0) {
+        fprintf(stderr, "error: web: cannot listen on %s: %s\n", listen, uv_strerror(r));
+        ts_web_http_close(s);
+        *out = s; /* the caller closes the loop, then frees */
+        return TS_E_IO;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen) == 0)
+        s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                    : ((struct sockaddr_in *)&bound)->sin_port);
+    *out = s;
+    return TS_OK;
+}
+
+uint16_t ts_web_http_port(const struct ts_web_http *s)
+{
+    return s->port;
+}
+
+unsigned ts_web_http_conns(const struct ts_web_http *s)
+{
+    return s->n_conns;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    struct ts_web_http *s = h->data;
+    s->listening = 0;
+    release_loop(s);
+}
+
+void ts_web_http_close(struct ts_web_http *s)
+{
+    if (!s || s->closing)
+        return;
+    s->closing = 1;
+    /* Not h2o_context_request_shutdown(): in 2.2 its HTTP/2 part links a
+     * timer entry nothing unlinks before h2o_context_dispose() asserts
+     * there is none. The shutdown(2) below ends keep-alive anyway. */
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    for (struct conn *c = s->conns; c; c = c->next) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            shutdown(fd, SHUT_RDWR);
+    }
+    release_loop(s);
+}
+
+void ts_web_http_free(struct ts_web_http *s)
+{
+    if (!s)
+        return;
+    if (s->ctx_ready)
+        h2o_context_dispose(&s->ctx);
+    h2o_config_dispose(&s->conf);
+    for (size_t b = 0; b < ADDR_BUCKETS; b++)
+        while (s->by_addr[b]) {
+            struct addr_count *e = s->by_addr[b];
+            s->by_addr[b] = e->next;
+            free(e);
+        }
+    free(s);
+}
+
+static void on_hold_dispose(void *p)
+{
+    struct ts_web_http_hold **link = p;
+    if (*link)
+        (*link)->req = NULL;
+}
+
+struct ts_web_http_hold *ts_web_http_hold(h2o_req_t *req)
+{
+    struct ts_web_http_hold *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    struct ts_web_http_hold **link =
+        h2o_mem_alloc_shared(&req->pool, sizeof(*link), on_hold_dispose);
+    *link = h;
+    h->req = req;
+    h->link = link;
+    return h;
+}
+
+void ts_web_http_release(struct ts_web_http_hold *h)
+{
+    if (!h)
+        return;
+    if (h->req)
+        *(struct ts_web_http_hold **)h->link = NULL;
+    free(h);
+}
+
+void ts_web_http_send(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
+{
+    static h2o_generator_t gen = {NULL, NULL};
+    req->res.status = status;
+    req->res.reason = status == 200   ? "OK"
+                      : status == 303 ? "See Other"
+                      : status == 304 ? "Not Modified"
+                      : status == 400 ? "Bad Request"
+                      : status == 403 ? "Forbidden"
+                      : status == 404 ? "Not Found"
+                      : status == 405 ? "Method Not Allowed"
+                      : status == 413 ? "Payload Too Large"
+                      : status == 422 ? "Unprocessable Entity"
+                      : status == 429 ? "Too Many Requests"
+                      : status == 503 ? "Service Unavailable"
+                                      : "Error";
+    if (ctype)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype,
+                       strlen(ctype));
+    h2o_iovec_t b = h2o_strdup(&req->pool, body ? body : "", len);
+    req->res.content_length = len;
+    h2o_start_response(req, &gen);
+    int head = h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"));
+    h2o_send(req, &b, head || status == 304 ? 0 : 1, H2O_SEND_STATE_FINAL);
+}
+
+void ts_web_http_header(h2o_req_t *req, const char *name, const char *value)
+{
+    size_t nl = strlen(name);
+    char *n = h2o_mem_alloc_pool(&req->pool, nl);
+    memcpy(n, name, nl);
+    h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n, nl, 0, NULL, v.base, v.len);
+}
+
+const char *ts_web_http_req_header(h2o_req_t *req, const char *name, size_t *len)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return NULL;
+    *len = req->headers.entries[i].value.len;
+    return req->headers.entries[i].value.base;
+}

@@ -1,0 +1,65 @@
+/*
+ * ts_disk: the free-space guard of the data directory's file system, so a
+ * node never hands raft a write it cannot store.
+ *
+ * libraft 0.15 does not survive a full disk: once it cannot prepare a new
+ * log segment (it preallocates them, TS_DISK_SEGMENT_BYTES each) or write a
+ * snapshot, appends fail and later ones crash it inside its own code
+ * (issue 12, section 5). So writes stop while the space left is below a
+ * reserve that covers the next step raft may take on its own:
+ *
+ *     reserve = configured margin (--disk-reserve, default 8 MiB)
+ *             + one log segment (TS_DISK_SEGMENT_BYTES)
+ *             + the next snapshot (estimated as the store's size in memory,
+ *               which is at least what it serialises to)
+ *
+ * and the space counted as left is the file system's free space (for an
+ * unprivileged user: f_bavail) minus the bytes proposed but not applied
+ * yet. Reads, subscriptions and moderation views touch no disk and go on;
+ * writes resume by themselves as soon as a check sees the space back.
+ *
+ * Checks are one statvfs(2) (about a microsecond): before every proposal
+ * and on the server's ticker, which keeps the figure fresh for /healthz and
+ * the metric threadsync_disk_free_bytes. A crossing of the reserve, either
+ * way, is logged with the figures. Single-threaded: the main loop only.
+ */
+#ifndef TS_DISK_H
+#define TS_DISK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* libraft's log segment size (uv.c's default, which ts_repl keeps). */
+#define TS_DISK_SEGMENT_BYTES ((uint64_t)8 * 1024 * 1024)
+#define TS_DISK_RESERVE_DEFAULT ((uint64_t)8 * 1024 * 1024)
+/* What a refused write is told to wait: a few ticker periods. */
+#define TS_DISK_RETRY_AFTER_MS 5000
+
+struct ts_disk {
+    char path[4096];
+    uint64_t margin;  /* the configured part of the reserve */
+    uint64_t avail;   /* bytes free to us at the last check */
+    uint64_t reserve; /* the whole reserve at the last check */
+    uint64_t pending; /* bytes proposed and not applied yet */
+    int low;          /* the last check found avail - pending below reserve */
+    int stat_error;   /* errno of a failed statvfs, 0 when it worked */
+};
+
+/* Sets d up for the file system holding path (copied), with the given
+ * margin (0: TS_DISK_RESERVE_DEFAULT). Does not check yet. */
+void ts_disk_init(struct ts_disk *d, const char *path, uint64_t margin);
+
+/* statvfs now, with snapshot_estimate bytes for the next snapshot: 1 when
+ * writes may go on, 0 when the space left is below the reserve (or the
+ * file system cannot be asked: a write then is not known to fit). */
+int ts_disk_check(struct ts_disk *d, uint64_t snapshot_estimate);
+
+/* A proposal of len bytes is in flight / has been applied or failed. */
+void ts_disk_proposed(struct ts_disk *d, uint64_t len);
+void ts_disk_settled(struct ts_disk *d, uint64_t len);
+
+/* The refusal's text, "disk space low: N MiB free, reserve M MiB", into
+ * out. */
+void ts_disk_describe(const struct ts_disk *d, char *out, size_t n);
+
+#endif

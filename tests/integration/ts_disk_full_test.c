@@ -1,0 +1,267 @@
+/*
+ * Integration: a node whose data directory fills up (issue 12, section 5).
+ * A one-node cluster with its data directory on a 64 MiB tmpfs (and a
+ * filler file on it) is posted to until it refuses: it must refuse with
+ * UNAVAILABLE, field "disk" and a retry_after_ms, not crash and not hang;
+ * every acknowledged post is there (each id checked through Get); reads go
+ * on; /healthz says why it is unhealthy and /metrics how much space is left;
+ * once the filler is deleted, the next post is accepted without any other
+ * action.
+ *
+ * Mounting needs CAP_SYS_ADMIN: where the mount is refused the case says so
+ * and does nothing. The mount point is made and unmounted by the parent
+ * process (Check's unchecked fixture), so it goes away even when the case
+ * fails or crashes; the node's data directory is a symlink to it.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ts_check_main.h"
+#include "ts_err.h"
+#include "ts_frame.h"
+#include "ts_testnode.h"
+
+#define FS_SIZE "64m"
+#define FILLER_BYTES (8 * 1024 * 1024)
+#define BODY_BYTES 15000
+#define PER_THREAD 32 /* 32 bodies keep a thread's Get well under 1 MiB */
+#define MAX_POSTS 5000
+
+static char mnt[128];
+static struct ts_testnode node;
+
+static void make_mount_point(void)
+{
+    snprintf(mnt, sizeof(mnt), "/var/tmp/ts-disk-test.%d", (int)getpid());
+    ck_assert_int_eq(mkdir(mnt, 0700), 0);
+}
+
+/* The parent's teardown: lazily, since a dying node may still hold it. */
+static void remove_mount_point(void)
+{
+    umount2(mnt, MNT_DETACH);
+    rmdir(mnt);
+}
+
+/* One HTTP GET on the metrics listener: the status, the body into buf. */
+static int http_get(const char *addr, const char *path, char *buf, size_t n)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_port = htons((uint16_t)atoi(strrchr(addr, ':') + 1));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char req[256];
+    int len = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    ck_assert_int_eq(write(fd, req, (size_t)len), len);
+    size_t got = 0;
+    ssize_t k;
+    while (got + 1 < n && (k = read(fd, buf + got, n - 1 - got)) > 0)
+        got += (size_t)k;
+    buf[got] = '\0';
+    close(fd);
+    int status = 0;
+    ck_assert_int_eq(sscanf(buf, "HTTP/1.1 %d", &status), 1);
+    return status;
+}
+
+struct outcome {
+    int code; /* 0: posted */
+    uint64_t id;
+    uint32_t retry_after_ms;
+    char field[32], message[200];
+};
+
+static struct outcome post(struct ts_raw *r, uint64_t rid, const char *thread, const char *body)
+{
+    char key[40];
+    snprintf(key, sizeof(key), "disk-%llu", (unsigned long long)rid);
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.request_id = rid;
+    p.idempotency_key = key;
+    p.thread_key = (char *)thread;
+    p.author_name = "Filler";
+    p.body = (char *)body;
+    f.msg_case = THREADSYNC__FRAME__MSG_POST;
+    f.post = &p;
+    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
+    struct outcome o = {0};
+    for (;;) {
+        Threadsync__Frame *in;
+        int rc = ts_raw_recv_nonping(r, 20000, &in);
+        ck_assert_msg(rc == TS_OK, "post %llu: no answer (%s): did the node die?",
+                      (unsigned long long)rid, ts_err_name(rc));
+        if (in->msg_case == THREADSYNC__FRAME__MSG_RESULT && in->result->request_id == rid) {
+            o.id = in->result->post->comment_id;
+            ts_frame_free(in);
+            return o;
+        }
+        if (in->msg_case == THREADSYNC__FRAME__MSG_ERROR && in->error->request_id == rid) {
+            o.code = in->error->code;
+            o.retry_after_ms = in->error->retry_after_ms;
+            snprintf(o.field, sizeof(o.field), "%s", in->error->field);
+            snprintf(o.message, sizeof(o.message), "%s", in->error->message);
+            ts_frame_free(in);
+            return o;
+        }
+        ts_frame_free(in);
+    }
+}
+
+/* Whether every id of ids[0..n) is a comment of thread, as Get answers. */
+static void check_thread(struct ts_raw *r, uint64_t rid, const char *thread, const uint64_t *ids,
+                         size_t n)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Get g = THREADSYNC__GET__INIT;
+    g.request_id = rid;
+    g.thread_key = (char *)thread;
+    f.msg_case = THREADSYNC__FRAME__MSG_GET;
+    f.get = &g;
+    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
+    Threadsync__Frame *in;
+    ck_assert_int_eq(ts_raw_recv_nonping(r, 20000, &in), TS_OK);
+    ck_assert_msg(in->msg_case == THREADSYNC__FRAME__MSG_RESULT, "Get %s refused", thread);
+    const Threadsync__GetResult *gr = in->result->get;
+    for (size_t i = 0; i < n; i++) {
+        int found = 0;
+        for (size_t j = 0; j < gr->n_comments && !found; j++)
+            found = gr->comments[j]->id == ids[i];
+        ck_assert_msg(found, "acknowledged comment %llu missing from %s",
+                      (unsigned long long)ids[i], thread);
+    }
+    ts_frame_free(in);
+}
+
+static int run(const char *const *argv)
+{
+    return ts_test_run(argv, NULL, NULL, NULL);
+}
+
+START_TEST(test_full_disk_refuses_writes)
+{
+    char metrics[32], data_seed[400], filler[400];
+    snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", ts_test_free_port());
+    const char *extra[] = {"--metrics-listen", metrics, "--snapshot-threshold", "64", NULL};
+    ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
+    ck_assert_int_eq(ts_testnode_kill(&node, SIGTERM), 0);
+
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=" FS_SIZE ",mode=0700") != 0) {
+        fprintf(stderr,
+                "SKIP test_full_disk_refuses_writes: cannot mount a tmpfs on %s (%s); "
+                "this case needs CAP_SYS_ADMIN\n",
+                mnt, strerror(errno));
+        ts_testnode_cleanup(&node);
+        return;
+    }
+    /* the node's data directory moves onto the small file system */
+    snprintf(data_seed, sizeof(data_seed), "%s/.", node.data_dir);
+    const char *cp[] = {"/bin/cp", "-a", data_seed, mnt, NULL};
+    ck_assert_int_eq(run(cp), 0);
+    ts_test_rmtree(node.data_dir);
+    ck_assert_int_eq(symlink(mnt, node.data_dir), 0);
+    snprintf(filler, sizeof(filler), "%s/filler", mnt);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    ck_assert_int_ge(fd, 0);
+    static char chunk[1 << 16];
+    memset(chunk, 'f', sizeof(chunk));
+    for (size_t done = 0; done < FILLER_BYTES; done += sizeof(chunk))
+        ck_assert_int_eq(write(fd, chunk, sizeof(chunk)), (ssize_t)sizeof(chunk));
+    close(fd);
+    ck_assert_int_eq(ts_testnode_restart(&node, extra), TS_OK);
+
+    /* Random text: libraft compresses snapshots (LZ4), and a repeated body
+     * would never fill the disk through them. */
+    static char body[BODY_BYTES + 1];
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint64_t rnd = 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+    struct ts_raw *w = ts_testnode_connect_ok(&node, node.poster_token);
+    static uint64_t ids[MAX_POSTS];
+    size_t n = 0;
+    struct outcome o = {0};
+    char thread[32];
+    /* Until three refusals in a row: space can come back between two
+     * posts (raft trims a finished segment, a snapshot replaces older
+     * files), and a post accepted then is as good as any other. */
+    int refused = 0;
+    uint64_t rid = 0;
+    while (refused < 3 && n < MAX_POSTS) {
+        snprintf(thread, sizeof(thread), "disk/%zu", n / PER_THREAD);
+        for (size_t i = 0; i < BODY_BYTES; i++) {
+            rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17; /* xorshift64 */
+            body[i] = alphabet[rnd & 63];
+        }
+        o = post(w, ++rid, thread, body);
+        if (o.code) {
+            refused++;
+            ck_assert_msg(o.code == THREADSYNC__ERROR_CODE__UNAVAILABLE, "refused with %d: %s",
+                          o.code, o.message);
+        } else {
+            refused = 0;
+            ids[n++] = o.id;
+        }
+    }
+    fprintf(stderr, "disk test: %zu posts acknowledged before the refusal: %s\n", n, o.message);
+    ck_assert_msg(n < MAX_POSTS, "never refused after %d posts", MAX_POSTS);
+    ck_assert_uint_ge(n, 20);
+
+    /* reads go on, and nothing acknowledged is lost */
+    struct ts_raw *rd = ts_testnode_connect_ok(&node, node.reader_token);
+    for (size_t t = 0; t * PER_THREAD < n; t++) {
+        snprintf(thread, sizeof(thread), "disk/%zu", t);
+        size_t k = n - t * PER_THREAD < PER_THREAD ? n - t * PER_THREAD : PER_THREAD;
+        check_thread(rd, 100 + t, thread, ids + t * PER_THREAD, k);
+    }
+    /* the refusal says why, and when to come back */
+    ck_assert_int_eq(o.code, THREADSYNC__ERROR_CODE__UNAVAILABLE);
+    ck_assert_str_eq(o.field, "disk");
+    ck_assert_ptr_nonnull(strstr(o.message, "disk space low"));
+    ck_assert_uint_gt(o.retry_after_ms, 0);
+    static char page[1 << 17];
+    ck_assert_int_eq(http_get(metrics, "/healthz", page, sizeof(page)), 503);
+    ck_assert_ptr_nonnull(strstr(page, "disk space low"));
+    ck_assert_int_eq(http_get(metrics, "/metrics", page, sizeof(page)), 200);
+    ck_assert_ptr_nonnull(strstr(page, "\nthreadsync_disk_free_bytes "));
+    ck_assert_ptr_nonnull(strstr(page, "\nthreadsync_disk_low 1"));
+
+    /* space comes back: writes resume by themselves */
+    ck_assert_int_eq(unlink(filler), 0);
+    struct outcome again = post(w, ++rid, "disk/after", "back in business");
+    ck_assert_msg(again.code == 0, "still refused after freeing space: %s", again.message);
+    check_thread(rd, 99, "disk/after", &again.id, 1);
+    ck_assert_int_eq(http_get(metrics, "/healthz", page, sizeof(page)), 200);
+    ts_raw_close(w);
+    ts_raw_close(rd);
+
+    int status = ts_testnode_kill(&node, SIGTERM);
+    ck_assert_msg(status == 0, "node exit status %d", status);
+    ck_assert_int_eq(umount2(mnt, 0), 0);
+    ts_testnode_cleanup(&node);
+}
+END_TEST
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    Suite *s = suite_create("disk");
+    TCase *tc = tcase_create("full");
+    tcase_add_unchecked_fixture(tc, make_mount_point, remove_mount_point);
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_full_disk_refuses_writes);
+    suite_add_tcase(s, tc);
+    return ts_check_run(s);
+}
