@@ -69,17 +69,7 @@ static void start_with(const char *io_threads, const char *conn_budget, const ch
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
-}
-
-static struct ts_raw *connect_reader(void)
-{
-    struct ts_raw *r;
-    int role;
-    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
-    ck_assert_int_eq(ts_raw_hello(r, node.reader_token, &role), TS_OK);
-    return r;
+    ts_testnode_stop(&node);
 }
 
 static void fill_thread(void)
@@ -113,7 +103,7 @@ static size_t pack_get(uint64_t rid, uint8_t *out)
 /* Every Get pipelined in one write; the connection is never read. */
 static struct ts_raw *hostile(void)
 {
-    struct ts_raw *r = connect_reader();
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.reader_token);
     uint8_t *buf = malloc((size_t)N_GETS * 64);
     size_t len = 0;
     for (int i = 0; i < N_GETS; i++)
@@ -167,7 +157,7 @@ static void attack(long bound_kb, const char *done_name, double done_value)
         usleep(100 * 1000);
     }
     /* An honest reader is still answered. */
-    struct ts_raw *honest = connect_reader();
+    struct ts_raw *honest = ts_testnode_connect_ok(&node, node.reader_token);
     uint8_t get[64];
     size_t len = pack_get(7, get);
     ck_assert_int_eq(ts_raw_send(honest, get, len), TS_OK);
