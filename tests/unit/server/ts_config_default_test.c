@@ -21,7 +21,7 @@ START_TEST(test_table_values)
     ck_assert_str_eq(ts_config_default("metrics", "listen"), "127.0.0.1:7422");
     ck_assert_uint_eq(ts_config_default_uint("node", "id"), 1);
     ck_assert_uint_eq(ts_config_default_uint("limits", "heartbeat_ms"), 10000);
-    ck_assert_uint_eq(ts_config_default_uint("moderation", "edit_window_ms"), 15 * 60 * 1000);
+    ck_assert_uint_eq(ts_config_default_uint("moderation", "edit_window_ms"), 15ull * 60 * 1000);
     ck_assert_uint_eq(ts_config_default_uint("limits", "conn_output_budget"), 2u << 20);
     ck_assert_uint_eq(ts_config_default_uint("limits", "node_output_budget"), 64u << 20);
     ck_assert_uint_eq(ts_config_default_uint("limits", "max_frame"), TS_FRAME_MAX_DEFAULT);
