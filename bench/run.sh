@@ -62,7 +62,7 @@ if [ -n "$VERSUS" ]; then
     MOSQUITTO=$(PATH=$PATH:/usr/sbin command -v mosquitto || true)
     if [ -z "$MOSQUITTO" ]; then
         echo "== installing mosquitto (--versus)"
-        "$ROOT/deploy/install-deps.sh" mosquitto
+        "$ROOT/deploy/install-deps.sh" --bench
         MOSQUITTO=$(PATH=$PATH:/usr/sbin command -v mosquitto)
     fi
 fi
