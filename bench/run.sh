@@ -172,10 +172,17 @@ stop_server() {
 lg() {
     local scen=$1
     shift
-    echo "-- $scen $*"
-    "$LOADGEN" --addr "$SRV_ADDR" --ca "$SRV_CA" --server-pid "$SRV_PID" \
+    gen_run "$scen $*" "$LOADGEN" --addr "$SRV_ADDR" --ca "$SRV_CA" --server-pid "$SRV_PID" \
         --reader-token "@$SCRATCH/reader.token" --poster-token "@$SCRATCH/poster.token" \
-        --threads "$THREADS" --scenario "$scen" "$@" | tee -a "$RESULTS" |
+        --threads "$THREADS" --scenario "$scen" "$@"
+}
+
+# gen_run TITLE COMMAND...: runs one generator (ts_loadgen or ts_mqttgen),
+# keeps every line it prints in RESULTS and shows the human ones.
+gen_run() {
+    echo "-- $1"
+    shift
+    "$@" | tee -a "$RESULTS" |
         grep -v '^{' | sed -e 's/^TABLE|/   /' -e 's/^CPU|/   cpu: /' | tr '|' ' '
 }
 
@@ -246,25 +253,39 @@ else
     STORM_N=5000
 fi
 
+# node_a GEN: node A's scenarios (memory, reconnect, fanout, latency,
+# ingest) against the current server through GEN: lg (threadsync) or mq
+# (mosquitto, which has no reconnect scenario and is compared at 100
+# posts/s only).
+node_a() {
+    local gen=$1
+    if want memory; then
+        $gen memory --subs "$MEM_N"
+    fi
+    if [ "$gen" = lg ] && want reconnect; then
+        lg reconnect --subs "$STORM_N"
+    fi
+    if want fanout; then
+        for fp in $FANOUT; do
+            $gen fanout --subs "${fp%%:*}" --posts "${fp##*:}" --posters 4 --window 1024
+        done
+    fi
+    if want latency; then
+        for rd in $LAT_RATES; do
+            [ "$gen" = lg ] || [ "${rd%%:*}" = 100 ] || continue
+            $gen latency --subs "$LAT_SUBS" --rate "${rd%%:*}" --duration "${rd##*:}" --window 1024
+        done
+    fi
+    if want ingest; then
+        for k in $INGEST; do
+            $gen ingest --posters "$k" --window $((k >= 100 ? 32 : 256)) --duration "$INGEST_S"
+        done
+    fi
+}
+
 echo "== node A: subscribers, posting (fresh, default settings)"
 start_server A
-want memory && lg memory --subs "$MEM_N"
-want reconnect && lg reconnect --subs "$STORM_N"
-if want fanout; then
-    for fp in $FANOUT; do
-        lg fanout --subs "${fp%%:*}" --posts "${fp##*:}" --posters 4 --window 1024
-    done
-fi
-if want latency; then
-    for rd in $LAT_RATES; do
-        lg latency --subs "$LAT_SUBS" --rate "${rd%%:*}" --duration "${rd##*:}" --window 1024
-    done
-fi
-if want ingest; then
-    for k in $INGEST; do
-        lg ingest --posters "$k" --window $((k >= 100 ? 32 : 256)) --duration "$INGEST_S"
-    done
-fi
+node_a lg
 stop_server
 
 if want catchup; then
@@ -337,33 +358,14 @@ EOF
 mq() {
     local scen=$1
     shift
-    echo "-- mqtt $scen $*"
-    "$MQTTGEN" --addr "$SRV_ADDR" --ca "$SRV_CA" --server-pid "$SRV_PID" \
-        --scenario "$scen" "$@" | tee -a "$RESULTS" |
-        grep -v '^{' | sed -e 's/^TABLE|/   /' -e 's/^CPU|/   cpu: /' | tr '|' ' '
+    gen_run "mqtt $scen $*" "$MQTTGEN" --addr "$SRV_ADDR" --ca "$SRV_CA" --server-pid "$SRV_PID" \
+        --scenario "$scen" "$@"
 }
 
 if [ -n "$VERSUS" ]; then
     echo "== mosquitto: the same scenarios (fresh broker, as node A)"
     start_mosquitto MA
-    want memory && mq memory --subs "$MEM_N"
-    if want fanout; then
-        for fp in $FANOUT; do
-            mq fanout --subs "${fp%%:*}" --posts "${fp##*:}" --posters 4 --window 1024
-        done
-    fi
-    if want latency; then
-        # only the rate the issue compares at: 100 posts/s
-        for rd in $LAT_RATES; do
-            [ "${rd%%:*}" = 100 ] || continue
-            mq latency --subs "$LAT_SUBS" --rate 100 --duration "${rd##*:}" --window 1024
-        done
-    fi
-    if want ingest; then
-        for k in $INGEST; do
-            mq ingest --posters "$k" --window $((k >= 100 ? 32 : 256)) --duration "$INGEST_S"
-        done
-    fi
+    node_a mq
     stop_server
     if want catchup; then
         echo "== mosquitto: catch-up of a persistent session (fresh broker, as node B)"
@@ -382,7 +384,7 @@ echo
 echo "== results ($MODE, generator threads: $THREADS, $(nproc) cores)"
 grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
 grep '^CPU|' "$RESULTS" >/dev/null && echo && echo "cpu (cores busy over each measured phase):" &&
-    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v 'per stored comment' | cut -d'|' -f2,3 |
+    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' | cut -d'|' -f2,3 |
         tr '|' ' ') <(grep '^CPU|' "$RESULTS" | cut -d'|' -f2) | sed 's/^/   /'
 echo "   AES-128-GCM reference, one core, 16 KiB blocks: ${AES_KBPS} kB/s"
 echo

@@ -629,9 +629,11 @@ static void run_memory(void)
                  "\"rss_per_sub_b\":%.0f,\"connect_per_s\":%.0f",
                  o.subs, (unsigned long long)live, (unsigned long long)rss0,
                  (unsigned long long)rss1, per, connect_s > 0 ? (double)live / connect_s : 0);
-    json_cpu(j, sizeof(j), tsb_cpu_between(a, b));
+    struct tsb_cpu_use u = tsb_cpu_between(a, b); /* connection setup */
+    json_cpu(j, sizeof(j), u);
     printf("TABLE|mqtt memory|N=%u|%.0f B RSS per idle subscriber|live %llu\n", o.subs, per,
            (unsigned long long)live);
+    print_cpu(u);
     printf("%s}\n", j);
     close_all(subs, o.subs);
     free_all(subs, o.subs);
