@@ -129,6 +129,15 @@ free_port() {
     done
 }
 
+# alive_or_die WHAT LOG: exits, showing LOG, when the server being started
+# (SRV_PID) has already died.
+alive_or_die() {
+    kill -0 "$SRV_PID" 2>/dev/null && return 0
+    echo "run.sh: $1 did not start:" >&2
+    cat "$2" >&2
+    exit 1
+}
+
 # start_server NAME [threadsyncd flags...]: sets SRV_ADDR, SRV_PID, SRV_CA.
 start_server() {
     local name=$1
@@ -152,11 +161,7 @@ start_server() {
             sleep 1.5
             return 0
         fi
-        if ! kill -0 "$SRV_PID" 2>/dev/null; then
-            echo "run.sh: threadsyncd $name did not start:" >&2
-            cat "$dir/server.log" >&2
-            exit 1
-        fi
+        alive_or_die "threadsyncd $name" "$dir/server.log"
         sleep 0.05
     done
     echo "run.sh: threadsyncd $name did not listen in time" >&2
@@ -343,11 +348,7 @@ EOF
         if ss -ltnH "sport = :$port" 2>/dev/null | grep -q .; then
             return 0
         fi
-        if ! kill -0 "$SRV_PID" 2>/dev/null; then
-            echo "run.sh: mosquitto did not start:" >&2
-            cat "$dir/mosquitto.log" >&2
-            exit 1
-        fi
+        alive_or_die mosquitto "$dir/mosquitto.log"
         sleep 0.05
     done
     echo "run.sh: mosquitto did not listen in time" >&2
