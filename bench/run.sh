@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
         ;;
     --versus=*) VERSUS=${1#--versus=} ;;
     -h | --help)
-        sed -n '2,17p' "$0"
+        sed -n '2,16p' "$0"
         exit 0
         ;;
     *) usage ;;
