@@ -34,6 +34,7 @@
 #include "ts_web_assets.h"
 #include "ts_web_form.h"
 #include "ts_web_http.h"
+#include "ts_web_mod.h"
 #include "ts_web_page.h"
 #include "ts_web_relay.h"
 
@@ -72,6 +73,7 @@ struct ts_web {
     char *base, *dir;
     struct ts_web_http *http;
     struct ts_client *client;
+    struct ts_web_mod *mod; /* the moderation console, /mod/ (ts_web_mod.h) */
     struct ts_mirror_db *db;
     struct ts_web_ring *ring;
     uint8_t secret[TS_WEB_SECRET_LEN];
@@ -987,6 +989,8 @@ static int handle(void *arg, h2o_req_t *req)
     int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
               h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    if (plen >= 4 && memcmp(path, "/mod", 4) == 0 && (plen == 4 || path[4] == '/'))
+        return ts_web_mod_handle(w->mod, req, path, plen);
     if (plen == 7 && memcmp(path, "/counts", 7) == 0 && get)
         return get_counts(w, req);
     for (size_t i = 0; i < ts_web_assets_n; i++)
@@ -1104,6 +1108,13 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
         return rc;
     if ((rc = ts_web_ring_new(w->cfg.ring_events, cursor, &w->ring)) != TS_OK)
         return rc;
+    struct ts_web_mod_config mc = {.base = w->base,
+                                   .cluster = client_cfg,
+                                   .secret = w->secret,
+                                   .db = w->db,
+                                   .heartbeat_ms = w->cfg.heartbeat_ms};
+    if ((rc = ts_web_mod_new(loop, &mc, &w->mod)) != TS_OK)
+        return rc;
     struct ts_client_config cc = *client_cfg;
     cc.on_state = NULL;
     cc.state_arg = NULL;
@@ -1143,6 +1154,7 @@ void ts_web_close(struct ts_web *w)
         next = x->next;
         watcher_pump(x); /* ends each stream, now or at its proceed */
     }
+    ts_web_mod_close(w->mod);
     if (w->client)
         ts_client_close(w->client, NULL, NULL);
     ts_web_http_close(w->http);
@@ -1153,6 +1165,7 @@ void ts_web_free(struct ts_web *w)
     if (!w)
         return;
     ts_web_http_free(w->http);
+    ts_web_mod_free(w->mod);
     ts_web_ring_free(w->ring);
     ts_mirror_db_close(w->db);
     for (size_t i = 0; i < OWN_MAX; i++)
