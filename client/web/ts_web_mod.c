@@ -37,6 +37,7 @@
 
 #define STORE_MAX 20000
 #define RECENT_SHOWN 200
+#define RECENT_EVENTS 5000 /* history a new session reads into the store */
 #define SESSIONS_MAX 256
 #define SIGNIN_ADDRS 1024
 #define TOKEN_MAX 256
@@ -85,6 +86,9 @@ struct sess {
     char *token;
     int role;
     time_t expires;
+    uint64_t live_from; /* events up to this seq are history: stored, not streamed */
+    uint64_t snap_tid;  /* the last thread of a snapshot's chunks, and its key */
+    char *snap_key;
     struct ts_client *client;
     struct ts_web_http_hold *signin; /* the sign-in request, while VERIFYING */
     int signin_secure;
@@ -431,6 +435,7 @@ static void sess_free(struct sess *s)
     }
     ts_web_http_release(s->signin);
     free(s->flash);
+    free(s->snap_key);
     free(s);
 }
 
@@ -602,6 +607,10 @@ static void sub_events(void *arg, const Threadsync__Events *ev)
         const Threadsync__Event *e = ev->events[i];
         if (!e->thread)
             continue;
+        if (e->seq <= s->live_from) {
+            store_put(s->m, e->comment, e->thread->key);
+            continue;
+        }
         if (e->comment) {
             store_put(s->m, e->comment, e->thread->key);
             ts_buf_printf(&b, "id: %" PRIu64 "\nevent: comment\ndata: ", e->seq);
@@ -625,10 +634,24 @@ static void sub_events(void *arg, const Threadsync__Events *ev)
 static void sub_chunk(void *arg, const Threadsync__SnapshotChunk *ch)
 {
     struct sess *s = arg;
-    for (size_t i = 0; i < ch->n_comments; i++)
-        for (size_t k = 0; k < ch->n_threads; k++)
-            if (ch->threads[k]->id == ch->comments[i]->thread_id)
-                store_put(s->m, ch->comments[i], ch->threads[k]->key);
+    for (size_t i = 0; i < ch->n_comments; i++) {
+        const Threadsync__Comment *c = ch->comments[i];
+        const char *key = c->thread_id == s->snap_tid ? s->snap_key : NULL;
+        for (size_t k = 0; !key && k < ch->n_threads; k++)
+            if (ch->threads[k]->id == c->thread_id)
+                key = ch->threads[k]->key;
+        store_put(s->m, c, key);
+    }
+    /* A thread's comments may go on in the next chunk. */
+    if (ch->n_threads) {
+        const Threadsync__Thread *t = ch->threads[ch->n_threads - 1];
+        char *k = strdup(t->key);
+        if (k) {
+            free(s->snap_key);
+            s->snap_key = k;
+            s->snap_tid = t->id;
+        }
+    }
 }
 
 static void sub_error(void *arg, int err, const Threadsync__Error *detail)
@@ -781,7 +804,11 @@ static void on_state(void *arg, const struct ts_client_state_info *info)
         s->expires = time(NULL) + TS_WEB_MOD_SESSION_S;
         struct ts_client_sub_cbs cbs = {
             .on_events = sub_events, .on_snapshot_chunk = sub_chunk, .on_error = sub_error};
-        ts_client_subscribe(s->client, 1, NULL, 0, info->welcome->last_seq, &cbs, s);
+        /* The last RECENT_EVENTS events fill "recent" (the server replays
+         * them, or sends a snapshot when its log is shorter). */
+        s->live_from = info->welcome->last_seq;
+        uint64_t since = s->live_from > RECENT_EVENTS ? s->live_from - RECENT_EVENTS : 0;
+        ts_client_subscribe(s->client, 1, NULL, 0, since, &cbs, s);
         signin_answer(s, 1, 303, NULL);
         return;
     }

@@ -24,10 +24,11 @@ def poster(node, name="poster"):
     return path
 
 
-def post_as(node, token_file, key, body, name="Pat", email=""):
+def post_as(node, token_file, key, body, name="Pat", email="", parent=0):
     """Posts through the CLI with token_file: the comment's id."""
     r = subprocess.run([node.bins["threadsync"], "post", "--thread", key, "--name", name,
                         "--body", body, *(["--email", email] if email else []),
+                        *(["--parent", str(parent)] if parent else []),
                         "--server", node.addr, "--ca", node.ca, "--token-file", token_file],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -194,7 +194,65 @@ class ModHttpTest(unittest.TestCase):
         wait_for(lambda: c.get("/mod/")[0] == 403, what="the revoked session to end")
 
 
-class SigninRateTest(unittest.TestCase):
+    def test_views_queue_parent_thread_and_recent(self):
+        c0 = Console(self.web, self.token)
+        parent = self.pending("The parent, to be approved")
+        st, j = c0.act("approve", [(parent, version_of(c0, "news/mod", parent)[0])])
+        self.assertEqual(st, 200, j)
+        reply = post_as(self.node, self.poster, "news/mod", "A reply held for review",
+                        name="Quinn", email="quinn@example.org", parent=parent)
+        hidden = self.pending("To be hidden")
+        st, j = c0.act("hide", [(hidden, version_of(c0, "news/mod", hidden)[0])])
+        self.assertEqual(st, 200, j)
+        # The queue: oldest first, the thread and the parent's text as context.
+        post_as(self.node, self.poster, "news/mod", "A later pending one", name="Quinn")
+        st, _, body = c0.get("/mod/")
+        html = body.decode()
+        i = html.index('id="m%d"' % reply)
+        row = html[i:html.index("</article>", i)]
+        self.assertIn("The parent, to be approved", row)
+        self.assertIn("quinn@example.org", row)
+        self.assertIn('href="/mod/t/news%2Fmod"', row)
+        self.assertLess(i, html.index("A later pending one"))
+        # The thread view: every status, with who moderated it.
+        st, _, body = c0.get("/mod/t/news%2Fmod")
+        html = body.decode()
+        self.assertRegex(html, r'id="m%d"[^>]*data-status="HIDDEN"' % hidden)
+        self.assertRegex(html, r'id="m%d"[^>]*data-status="PENDING"' % reply)
+        i = html.index('id="m%d"' % hidden)
+        self.assertIn("by alice", html[i:html.index("</article>", i)])
+        # "Recent" holds what any console has seen, filtered.
+        c = Console(self.web, self.token2)
+        tsweb.wait_for(lambda: b"A reply held for review" in c.get("/mod/recent")[2],
+                       what="recent to hold the history")
+        st, _, body = c.get("/mod/recent?author=quinn%40example.org")
+        self.assertEqual(st, 200)
+        self.assertIn(b"A reply held for review", body)
+        self.assertNotIn(b"To be hidden", body)
+        self.assertIn(b'value="ban"', body)  # the author's history has a ban button
+        st, _, body = c.get("/mod/recent?status=hidden")
+        self.assertIn(b"To be hidden", body)
+        self.assertNotIn(b"A reply held for review", body)
+        st, _, body = c.get("/mod/recent?thread=other%2Fthread")
+        self.assertNotIn(b"To be hidden", body)
+
+
+class FreshEdgeTest(unittest.TestCase):
+    def test_recent_reads_the_history_at_sign_in(self):
+        node = Node(BINS)
+        ids = [node.post("t%d" % i, "Before any console %d" % i)[0] for i in range(3)]
+        web = Web(node, mirror_dir=os.path.join(node.dir, "mirror-fresh"))
+        try:
+            c = Console(web, make_token(node, "erin"))
+            body = tsweb.wait_for(lambda: (lambda b: b if all(
+                b"m%d" % i in b for i in ids) else None)(c.get("/mod/recent")[2]),
+                what="recent to read the history")
+            self.assertIn(b"Before any console 2", body)
+            # Newest first.
+            self.assertLess(body.index(b'id="m%d"' % ids[2]), body.index(b'id="m%d"' % ids[0]))
+        finally:
+            tsweb.stop_web_and_node(web, node)
+
     def test_signin_rate_limit(self):
         node = Node(BINS)
         web = Web(node, mirror_dir=os.path.join(node.dir, "mirror-rate"))
