@@ -15,7 +15,8 @@
  *   GET  /counts?t=K&t=K...  {"K": visible count, ...}; unknown keys left out
  *   GET  /t/{key}/events     server-sent events (ts_web_relay.h)
  *   POST /t/{key}/post       a new comment; /edit and /delete an own one
- *   GET  /static/threadsync.{js,css}
+ *   GET  /static/threadsync.{js,css}, /static/mod.{js,css}
+ *   /mod/...                 the moderation console (ts_web_mod.h)
  * Data is read from the mirror's database through the edge's own
  * connection; posts go to the cluster through the edge's own ts_client
  * (its own token, the post token).
