@@ -73,7 +73,8 @@ struct ts_web {
     char *base, *dir;
     struct ts_web_http *http;
     struct ts_client *client;
-    struct ts_web_mod *mod; /* the moderation console, /mod/ (ts_web_mod.h) */
+    struct ts_web_mod *mod;       /* the moderation console, /mod/ (ts_web_mod.h) */
+    struct ts_web_http *mod_http; /* its own listener (mod_listen), or NULL */
     struct ts_mirror_db *db;
     struct ts_web_ring *ring;
     uint8_t secret[TS_WEB_SECRET_LEN];
@@ -974,6 +975,31 @@ static int ends_with(const char *s, size_t len, const char *suffix, size_t *rest
     return 1;
 }
 
+static int is_mod_path(const char *path, size_t plen)
+{
+    return plen >= 4 && memcmp(path, "/mod", 4) == 0 && (plen == 4 || path[4] == '/');
+}
+
+/* The console's own listener (mod_listen): /mod/ and its static files. */
+static int handle_mod(void *arg, h2o_req_t *req)
+{
+    struct ts_web *w = arg;
+    const char *path = req->path.base;
+    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    size_t bl = strlen(w->base);
+    if (plen < bl || memcmp(path, w->base, bl) != 0)
+        return -1;
+    path += bl;
+    plen -= bl;
+    if (is_mod_path(path, plen))
+        return ts_web_mod_handle(w->mod, req, path, plen);
+    for (size_t i = 0; i < ts_web_assets_n; i++)
+        if (strncmp(ts_web_assets[i].path, "/static/mod.", 12) == 0 &&
+            plen == strlen(ts_web_assets[i].path) && memcmp(path, ts_web_assets[i].path, plen) == 0)
+            return get_static(req, &ts_web_assets[i]);
+    return -1;
+}
+
 enum route { R_PAGE, R_EMBED, R_JSON, R_ATOM, R_EVENTS, R_POST, R_EDIT, R_DELETE };
 
 static int handle(void *arg, h2o_req_t *req)
@@ -989,8 +1015,8 @@ static int handle(void *arg, h2o_req_t *req)
     int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
               h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
-    if (plen >= 4 && memcmp(path, "/mod", 4) == 0 && (plen == 4 || path[4] == '/'))
-        return ts_web_mod_handle(w->mod, req, path, plen);
+    if (is_mod_path(path, plen))
+        return w->mod_http ? -1 : ts_web_mod_handle(w->mod, req, path, plen);
     if (plen == 7 && memcmp(path, "/counts", 7) == 0 && get)
         return get_counts(w, req);
     for (size_t i = 0; i < ts_web_assets_n; i++)
@@ -1130,6 +1156,9 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
     rc = ts_web_http_new(loop, cfg->listen, &lim, handle, w, &w->http);
     if (rc != TS_OK)
         return rc;
+    if (cfg->mod_listen &&
+        (rc = ts_web_http_new(loop, cfg->mod_listen, &lim, handle_mod, w, &w->mod_http)) != TS_OK)
+        return rc;
     uv_timer_init(loop, &w->heartbeat);
     w->heartbeat.data = w;
     w->timer_on = 1;
@@ -1140,6 +1169,11 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
 uint16_t ts_web_port(const struct ts_web *w)
 {
     return w->http ? ts_web_http_port(w->http) : 0;
+}
+
+uint16_t ts_web_mod_port(const struct ts_web *w)
+{
+    return w->mod_http ? ts_web_http_port(w->mod_http) : ts_web_port(w);
 }
 
 void ts_web_close(struct ts_web *w)
@@ -1158,6 +1192,7 @@ void ts_web_close(struct ts_web *w)
     if (w->client)
         ts_client_close(w->client, NULL, NULL);
     ts_web_http_close(w->http);
+    ts_web_http_close(w->mod_http);
 }
 
 void ts_web_free(struct ts_web *w)
@@ -1165,6 +1200,7 @@ void ts_web_free(struct ts_web *w)
     if (!w)
         return;
     ts_web_http_free(w->http);
+    ts_web_http_free(w->mod_http);
     ts_web_mod_free(w->mod);
     ts_web_ring_free(w->ring);
     ts_mirror_db_close(w->db);

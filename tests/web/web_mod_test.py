@@ -8,6 +8,7 @@ CSP on every /mod/ answer, CSRF refusal, actions with the version check
 and the sign-in rate limit.
 
 Usage: web_mod_test.py THREADSYNCD THREADSYNC"""
+import copy
 import os
 import re
 import sys
@@ -250,6 +251,28 @@ class FreshEdgeTest(unittest.TestCase):
             self.assertIn(b"Before any console 2", body)
             # Newest first.
             self.assertLess(body.index(b'id="m%d"' % ids[2]), body.index(b'id="m%d"' % ids[0]))
+        finally:
+            tsweb.stop_web_and_node(web, node)
+
+    def test_mod_listen_serves_the_console_alone(self):
+        node = Node(BINS)
+        web = Web(node, ["--mod-listen", "127.0.0.1:0"],
+                  mirror_dir=os.path.join(node.dir, "mirror-modlisten"))
+        try:
+            port = int(wait_for(lambda: re.search(
+                r"moderation console on http://127\.0\.0\.1:(\d+)/mod/",
+                web.proc.output()[web.mark:]), what="the console's listener").group(1))
+            self.assertNotEqual(port, web.port)
+            self.assertEqual(web.get("/mod/signin")[0], 404)
+            self.assertEqual(web.get("/mod/")[0], 404)
+            mod = copy.copy(web)
+            mod.port = port
+            for p, st in (("/mod/signin", 200), ("/static/mod.js", 200), ("/static/mod.css", 200),
+                          ("/mod/", 403), ("/t/x", 404), ("/static/threadsync.js", 404),
+                          ("/counts?t=x", 404)):
+                self.assertEqual(mod.get(p)[0], st, p)
+            c = Console(mod, make_token(node, "frank"))
+            self.assertEqual(c.get("/mod/recent")[0], 200)
         finally:
             tsweb.stop_web_and_node(web, node)
 
