@@ -34,6 +34,7 @@
 #include "ts_mirror_render.h"
 #include "ts_web_http.h"
 #include "ts_web_page.h"
+#include "ts_web_resp.h"
 
 #define STORE_MAX 20000
 #define RECENT_SHOWN 200
@@ -47,10 +48,6 @@
 #define SID_HEX 33
 #define CSRF_HEX 33
 #define SIGNIN_KEY "\x01mod-signin" /* the sign-in form's CSRF scope */
-
-static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
-                          "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
-                          "base-uri 'none'; frame-ancestors 'self'";
 
 static const char *const status_names[] = {"?", "VISIBLE", "PENDING", "HIDDEN", "DELETED"};
 
@@ -198,43 +195,24 @@ static void store_put(struct ts_web_mod *m, const Threadsync__Comment *c, const 
 
 /* ---- responses ------------------------------------------------------------- */
 
-static void headers(h2o_req_t *req)
-{
-    ts_web_http_header(req, "content-security-policy", csp);
-    ts_web_http_header(req, "x-content-type-options", "nosniff");
-    ts_web_http_header(req, "referrer-policy", "same-origin");
-    ts_web_http_header(req, "cache-control", "private, no-store");
-}
+/* Every /mod/ answer: nothing of it may be kept by a browser or a proxy. */
+#define PRIVATE "private, no-store"
 
 static void send_text(h2o_req_t *req, int status, const char *msg)
 {
-    headers(req);
-    ts_web_http_send(req, status, "text/plain; charset=utf-8", msg, strlen(msg));
+    ts_web_resp_text(req, status, PRIVATE, msg);
 }
 
 static void send_buf(h2o_req_t *req, int status, const char *ctype, struct ts_buf *b)
 {
-    if (b->failed) {
-        ts_buf_free(b);
-        send_text(req, 503, "out of memory\n");
-        return;
-    }
-    headers(req);
-    ts_web_http_send(req, status, ctype, b->p, b->len);
-    ts_buf_free(b);
+    ts_web_http_header(req, "cache-control", PRIVATE);
+    ts_web_resp_buf(req, status, ctype, b);
 }
 
 static void redirect(h2o_req_t *req, const char *location)
 {
     ts_web_http_header(req, "location", location);
     send_text(req, 303, "see other\n");
-}
-
-static int wants_json(h2o_req_t *req)
-{
-    size_t len = 0;
-    const char *a = ts_web_http_req_header(req, "accept", &len);
-    return a && memmem(a, len, "application/json", 16) != NULL;
 }
 
 /* "YYYY-MM-DD HH:MM UTC" of unix ms, in out (32 bytes); returns out. */
@@ -678,7 +656,8 @@ static int get_events(struct sess *s, h2o_req_t *req)
     req->res.status = 200;
     req->res.reason = "OK";
     req->compress_hint = H2O_COMPRESS_HINT_DISABLE;
-    headers(req);
+    ts_web_resp_security(req);
+    ts_web_http_header(req, "cache-control", PRIVATE);
     ts_web_http_header(req, "content-type", "text/event-stream; charset=utf-8");
     ts_web_http_header(req, "x-accel-buffering", "no");
     h2o_start_response(req, &x->gen);
@@ -1271,6 +1250,35 @@ static void on_ban(void *arg, int err, const Threadsync__Error *detail,
         act_finish(a);
 }
 
+/* A request of action a about comment id (0: none), or NULL (recorded as
+ * failed). Its callback frees it. */
+static struct act_one *act_one_new(struct act *a, uint64_t id)
+{
+    struct act_one *o = calloc(1, sizeof(*o));
+    if (!o) {
+        act_result(a, id, NULL, NULL, ts_err_message(TS_E_NOMEM));
+        return NULL;
+    }
+    o->a = a;
+    o->id = id;
+    return o;
+}
+
+/* Counts o's request as sent, or (rc not TS_OK: no callback will run)
+ * records its failure and frees it. */
+static void act_sent(struct act *a, struct act_one *o, int rc)
+{
+    if (rc == TS_OK) {
+        a->outstanding++;
+        return;
+    }
+    char idtxt[32];
+    snprintf(idtxt, sizeof(idtxt), "#%" PRIu64, o->id);
+    act_result(a, o->id, NULL, NULL, ts_err_message(rc));
+    act_note(a, "%s: %s.", o->id ? idtxt : "action", ts_err_message(rc));
+    free(o);
+}
+
 /* Sends one comment action; an immediate failure is recorded as a result. */
 static void act_comment(struct act *a, const char *op, uint64_t id, uint64_t seen_version,
                         const char *body, const char *reason)
@@ -1288,13 +1296,9 @@ static void act_comment(struct act *a, const char *op, uint64_t id, uint64_t see
         act_note(a, "%s %s.", idtxt, msg);
         return;
     }
-    struct act_one *o = calloc(1, sizeof(*o));
-    if (!o) {
-        act_result(a, id, NULL, NULL, "out of memory");
+    struct act_one *o = act_one_new(a, id);
+    if (!o)
         return;
-    }
-    o->a = a;
-    o->id = id;
     int rc;
     if (strcmp(op, "edit") == 0) {
         Threadsync__Edit q;
@@ -1316,13 +1320,7 @@ static void act_comment(struct act *a, const char *op, uint64_t id, uint64_t see
                                                : THREADSYNC__MODERATION_ACTION__DELETE;
         rc = ts_client_moderate(a->s->client, &q, on_change, o);
     }
-    if (rc != TS_OK) {
-        free(o);
-        act_result(a, id, NULL, NULL, ts_err_message(rc));
-        act_note(a, "%s: %s.", idtxt, ts_err_message(rc));
-        return;
-    }
-    a->outstanding++;
+    act_sent(a, o, rc);
 }
 
 static int back_ok(const struct ts_web_mod *m, const char *back)
@@ -1353,7 +1351,7 @@ static void post_act(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
     struct act *a = calloc(1, sizeof(*a));
     if (a) {
         a->s = s;
-        a->json = wants_json(req);
+        a->json = ts_web_resp_wants_json(req);
         a->back = strdup(back_ok(m, back) ? back : dflt);
         a->hold = ts_web_http_hold(req);
     }
@@ -1395,19 +1393,14 @@ static void post_act(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
     } else if (strcmp(op, "ban") == 0 || strcmp(op, "unban") == 0) {
         const char *author = ts_web_kv_get(kv, n, "author");
         const char *hours = ts_web_kv_get(kv, n, "hours");
-        struct act_one *o = calloc(1, sizeof(*o));
+        struct act_one *o = act_one_new(a, 0);
         Threadsync__BanAuthor q;
         threadsync__ban_author__init(&q);
         q.author = (char *)(author ? author : "");
         q.duration_ms =
             strcmp(op, "ban") == 0 && hours ? strtoull(hours, NULL, 10) * 3600000ull : 0;
-        if (o) {
-            o->a = a;
-            if (ts_client_ban(s->client, &q, on_ban, o) == TS_OK)
-                a->outstanding++;
-            else
-                free(o);
-        }
+        if (o)
+            act_sent(a, o, ts_client_ban(s->client, &q, on_ban, o));
     } else {
         const char *key = ts_web_kv_get(kv, n, "t");
         Threadsync__ModerateThread q;
@@ -1419,17 +1412,12 @@ static void post_act(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
                    : strcmp(op, "postmod") == 0
                        ? THREADSYNC__THREAD_ACTION__THREAD_POSTMODERATE
                        : THREADSYNC__THREAD_ACTION__THREAD_ACTION_UNSPECIFIED;
-        struct act_one *o = calloc(1, sizeof(*o));
+        struct act_one *o = NULL;
         if (!q.action) {
             act_result(a, 0, NULL, NULL, "unknown action");
             act_note(a, "%s%s", "Unknown action.", NULL);
-            free(o);
-        } else if (o) {
-            o->a = a;
-            if (ts_client_moderate_thread(s->client, &q, on_change, o) == TS_OK)
-                a->outstanding++;
-            else
-                free(o);
+        } else if ((o = act_one_new(a, 0))) {
+            act_sent(a, o, ts_client_moderate_thread(s->client, &q, on_change, o));
         }
     }
     ts_web_kv_free(kv, n);
@@ -1505,17 +1493,9 @@ int ts_web_mod_handle(struct ts_web_mod *m, h2o_req_t *req, const char *path, si
         return 0;
     }
     if (plen > 7 && memcmp(path, "/mod/t/", 7) == 0) {
-        /* The key as ts_web_page_key wrote it: decode as a form value with
-         * '+' kept. */
-        struct ts_buf raw = TS_BUF_INIT;
-        ts_buf_puts(&raw, "k=");
-        for (size_t i = 7; i < plen; i++)
-            ts_buf_puts(&raw, path[i] == '+' ? "%2B" : (char[2]){path[i], 0});
         struct ts_web_kv *kv = NULL;
         size_t n = 0;
-        int ok = !raw.failed && ts_web_form_parse(raw.p, raw.len, 1, &kv, &n) == TS_OK && n == 1 &&
-                 kv[0].value[0];
-        ts_buf_free(&raw);
+        int ok = ts_web_resp_key(path + 7, plen - 7, &kv, &n) == TS_OK;
         struct view *v = ok ? view_new(s, req) : NULL;
         if (!ok)
             send_text(req, 400, "bad thread key\n");

@@ -4,7 +4,6 @@ moderator tokens made on a real node, and a console session over plain HTTP
 import json
 import os
 import re
-import socket
 import subprocess
 import urllib.parse
 
@@ -99,17 +98,6 @@ def version_of(console, key, cid):
     return int(m.group(1)), m.group(2)
 
 
-class ModEvents(SSE):
+def mod_events(console):
     """/mod/events of a console's session."""
-
-    def __init__(self, console):
-        self.s = socket.create_connection(("127.0.0.1", console.web.port), timeout=30)
-        self.s.sendall(("GET /mod/events HTTP/1.1\r\nHost: t\r\nCookie: ts_mod=%s\r\n\r\n"
-                        % console.sid).encode())
-        self.raw = self.body = b""
-        self.eof = False
-        while b"\r\n\r\n" not in self.raw:
-            self._recv()
-        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
-        self.status = int(head.split()[1])
-        self.head = head.decode()
+    return SSE(console.web.port, "/mod/events", headers={"Cookie": "ts_mod=" + console.sid})

@@ -17,7 +17,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tsweb  # noqa: E402
-from tsmod import Console, ModEvents, make_token, post_as, poster, signin, version_of  # noqa: E402
+from tsmod import Console, mod_events, make_token, post_as, poster, signin, version_of  # noqa: E402
 from tsweb import Node, Web, wait_for  # noqa: E402
 
 BINS = {}
@@ -182,7 +182,7 @@ class ModHttpTest(unittest.TestCase):
         self.assertEqual(c.get("/mod/")[0], 403)
         tok = make_token(self.node, "carol")
         c = Console(self.web, tok)
-        s = ModEvents(c)
+        s = mod_events(c)
         self.assertEqual(s.status, 200)
         self.assertIn("cache-control: private, no-store", s.head.lower())
         self.assertEqual(s.next_event()["event"], "hello")
