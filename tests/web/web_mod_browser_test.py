@@ -180,6 +180,23 @@ class ModBrowserTest(unittest.TestCase):
         finally:
             quit_browser(d)
 
+    def test_7_without_javascript(self):
+        d = browser(javascript=False)
+        try:
+            self.sign_in(d, make_token(self.node, "gina"))
+            cid = self.pending("Approve me without a script")
+            d.get(self.base + "/mod/")
+            self.assertEqual(self.status(d, cid), "PENDING")
+            self.click(d, cid, "approve")
+            # 303 back to the queue, the outcome above it; the comment is public.
+            wait(d, lambda: "#%d now VISIBLE." % cid in d.find_element(By.ID, "mod-msg").text,
+                 "the action's outcome after the redirect")
+            self.web.wait_thread(KEY, lambda j: any(c["id"] == cid and c["status"] == "VISIBLE"
+                                                    for c in j["comments"]),
+                                 what="the approved comment in the mirror")
+        finally:
+            quit_browser(d)
+
 
 if __name__ == "__main__":
     wb.BINS["threadsyncd"], wb.BINS["threadsync"], wb.ARTIFACTS = sys.argv[1:4]
