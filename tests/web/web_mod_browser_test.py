@@ -95,9 +95,13 @@ class ModBrowserTest(unittest.TestCase):
         self.assertIn("Please approve me",
                       self.a.find_element(By.CSS_SELECTOR, "#m%d .mod-body" % cid).text)
         self.assertFalse(r.find_elements(By.ID, "c%d" % cid))
+        wait(self.a, lambda: self.a.find_element(By.CSS_SELECTOR, ".mod-n").text == "1",
+             "the queue's count to follow")
         shot(self.a, "mod-queue")
         self.click(self.a, cid, "approve")
         self.wait_status(self.a, cid, "VISIBLE")
+        wait(self.a, lambda: self.a.find_element(By.CSS_SELECTOR, ".mod-n").text == "0",
+             "the queue's count to follow the approval")
         wait(r, lambda: r.find_elements(By.ID, "c%d" % cid), "the approved comment on the reader page")
         self.assertIn("Please approve me", r.find_element(By.ID, "c%d" % cid).text)
 

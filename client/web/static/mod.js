@@ -47,7 +47,19 @@
     return false;
   }
 
+  /* The queue's heading counts the rows still pending. */
+  function recount() {
+    var n = document.querySelector(".mod-n");
+    if (n && view === "queue" && list)
+      n.textContent = list.querySelectorAll('.mod-row[data-status="PENDING"]').length;
+  }
+
   function onComment(c) {
+    placeRow(c);
+    recount();
+  }
+
+  function placeRow(c) {
     var row = document.getElementById("m" + c.id);
     if (row) {
       if (+row.dataset.version <= c.version) fill(row, c);
