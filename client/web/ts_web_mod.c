@@ -752,16 +752,17 @@ static void signin_page(struct ts_web_mod *m, h2o_req_t *req, int status, const 
 static void signin_answer(struct sess *s, int ok, int status, const char *error)
 {
     h2o_req_t *req = s->signin ? s->signin->req : NULL;
+    /* The attempt was counted when it began: only a refusal keeps it. */
+    struct signin_count *c = signin_slot(s->m, s->addr);
+    if ((ok || status != 403) && c->n)
+        c->n--;
     if (ok && req) {
         set_cookie(s->m, req, s->id, TS_WEB_MOD_SESSION_S, s->signin_secure);
         char loc[512];
         snprintf(loc, sizeof(loc), "%s/mod/", s->m->base);
         redirect(req, loc);
-    } else if (!ok) {
-        if (status == 403) /* refused, not "unreachable" */
-            signin_slot(s->m, s->addr)->n++;
-        if (req)
-            signin_page(s->m, req, status, error);
+    } else if (!ok && req) {
+        signin_page(s->m, req, status, error);
     }
     ts_web_http_release(s->signin);
     s->signin = NULL;
@@ -811,11 +812,15 @@ static void post_signin(struct ts_web_mod *m, h2o_req_t *req)
 {
     char addr[INET6_ADDRSTRLEN];
     peer_addr(req, addr);
-    if (signin_slot(m, addr)->n >= TS_WEB_MOD_SIGNIN_PER_MIN) {
+    /* Counted now, not when the cluster answers, so that attempts sent at
+     * once cannot all pass before the first refusal. */
+    struct signin_count *count = signin_slot(m, addr);
+    if (count->n >= TS_WEB_MOD_SIGNIN_PER_MIN) {
         ts_web_http_header(req, "retry-after", "60");
         signin_page(m, req, 429, "Too many sign-in attempts; wait a minute.");
         return;
     }
+    count->n++;
     struct ts_web_kv *kv = NULL;
     size_t n = 0;
     if (ts_web_form_parse(req->entity.base, req->entity.len, 8, &kv, &n) != TS_OK) {
@@ -827,7 +832,6 @@ static void post_signin(struct ts_web_mod *m, h2o_req_t *req)
     if (!nonce || !csrf ||
         ts_web_csrf_check(m->secret, SIGNIN_KEY, nonce, csrf, (uint64_t)time(NULL)) != TS_OK) {
         ts_web_kv_free(kv, n);
-        signin_slot(m, addr)->n++;
         signin_page(m, req, 403, "This form has expired or is not valid. Please sign in again.");
         return;
     }

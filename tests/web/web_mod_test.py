@@ -8,6 +8,7 @@ CSP on every /mod/ answer, CSRF refusal, actions with the version check
 and the sign-in rate limit.
 
 Usage: web_mod_test.py THREADSYNCD THREADSYNC"""
+import concurrent.futures
 import copy
 import os
 import re
@@ -17,7 +18,8 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tsweb  # noqa: E402
-from tsmod import Console, mod_events, make_token, post_as, poster, signin, version_of  # noqa: E402
+from tsmod import (Console, make_token, mod_events, post_as, poster, signin,  # noqa: E402
+                   signin_form, version_of)
 from tsweb import Node, Web, wait_for  # noqa: E402
 
 BINS = {}
@@ -273,6 +275,21 @@ class FreshEdgeTest(unittest.TestCase):
                 self.assertEqual(mod.get(p)[0], st, p)
             c = Console(mod, make_token(node, "frank"))
             self.assertEqual(c.get("/mod/recent")[0], 200)
+        finally:
+            tsweb.stop_web_and_node(web, node)
+
+    def test_signin_rate_limit_counts_attempts_in_flight(self):
+        node = Node(BINS)
+        web = Web(node, mirror_dir=os.path.join(node.dir, "mirror-burst"))
+        try:
+            forms = [signin_form(web) for _ in range(15)]
+            for f in forms:
+                f["token"] = "wrong"
+            with concurrent.futures.ThreadPoolExecutor(15) as ex:
+                statuses = list(ex.map(lambda f: web.request(
+                    "POST", "/mod/signin", body=urllib.parse.urlencode(f),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})[0], forms))
+            self.assertEqual(sorted(statuses), [403] * 10 + [429] * 5)
         finally:
             tsweb.stop_web_and_node(web, node)
 
