@@ -19,7 +19,7 @@
  *   GET  /mod/t/{key}               one thread, every comment in full
  *   GET  /mod/recent?thread=&author=&status=   newest comments seen
  *   POST /mod/act                   op=approve|hide|unhide|delete|edit|lock|
- *                                   unlock|premod|postmod|ban, c=ID.VERSION
+ *                                   unlock|premod|postmod|ban|unban, c=ID.VERSION
  *                                   (repeated: bulk), t=KEY, body, reason,
  *                                   author, hours; 303 back, or JSON
  *   GET  /mod/events                server-sent events of the session
@@ -27,10 +27,15 @@
  * "Recent" and the conflict check read a store of comment states in memory:
  * every full comment the console has seen (queue, thread and change answers,
  * and the sessions' moderator-view subscriptions), newest version kept, the
- * STORE_MAX newest ids. An action names the version its console showed; if
+ * 20000 newest ids; a new session first reads the cluster's last 5000
+ * events into it. An action names the version its console showed; if
  * the store knows a newer one, the action is not sent and the moderator is
  * told "already moderated by X: now STATUS". The window left is the time an
  * event takes to reach the edge.
+ *
+ * Sign-in attempts are limited per peer address (TS_WEB_MOD_SIGNIN_PER_MIN
+ * in a minute from the first): an attempt counts from when it arrives and
+ * is released only when it succeeds.
  *
  * None of this is ever used by reader routes: the store, sessions and
  * tokens are reachable only from the /mod/ handler.
