@@ -29,6 +29,7 @@
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_req_admin.h"
+#include "ts_req_import.h"
 #include "ts_req_read.h"
 #include "ts_req_write.h"
 #include "ts_server_int.h"
@@ -331,6 +332,7 @@ static const struct {
     [THREADSYNC__FRAME__MSG_TOKEN_ADD] = {TS_AUTH_ADMIN, ts_req_admin_token_add},
     [THREADSYNC__FRAME__MSG_TOKEN_LIST] = {TS_AUTH_ADMIN, ts_req_admin_token_list},
     [THREADSYNC__FRAME__MSG_TOKEN_REVOKE] = {TS_AUTH_ADMIN, ts_req_admin_token_revoke},
+    [THREADSYNC__FRAME__MSG_IMPORT] = {TS_AUTH_ADMIN, ts_req_import},
 };
 
 static request_fn *request_handler(const Threadsync__Frame *f)
