@@ -69,12 +69,17 @@ static int check_comment(const Threadsync__ImportComment *c, size_t i, struct ba
         return bad_field(b, "comments", i, sid, NULL,
                          "parent_source_id must be 0 to 128 bytes of single-line text");
     struct ts_valid_err e;
+    /* A tombstone (DELETED) may come without name and body, as the store
+     * keeps a deleted comment. */
+    int tomb = c->status == THREADSYNC__STATUS__DELETED;
     if (ts_valid_field(TS_VALID_THREAD_KEY, c->thread_key, slen(c->thread_key), &e) != TS_OK ||
-        ts_valid_field(TS_VALID_AUTHOR_NAME, c->author_name, slen(c->author_name), &e) != TS_OK ||
+        ((!tomb || slen(c->author_name)) &&
+         ts_valid_field(TS_VALID_AUTHOR_NAME, c->author_name, slen(c->author_name), &e) != TS_OK) ||
         ts_valid_field(TS_VALID_AUTHOR_EMAIL, c->author_email, slen(c->author_email), &e) !=
             TS_OK ||
         ts_valid_field(TS_VALID_URL, c->author_url, slen(c->author_url), &e) != TS_OK ||
-        ts_valid_field(TS_VALID_BODY, c->body, slen(c->body), &e) != TS_OK)
+        ((!tomb || slen(c->body)) &&
+         ts_valid_field(TS_VALID_BODY, c->body, slen(c->body), &e) != TS_OK))
         return bad_field(b, "comments", i, sid, &e, NULL);
     if (c->status < THREADSYNC__STATUS__VISIBLE || c->status > THREADSYNC__STATUS__DELETED)
         return bad_field(b, "comments", i, sid, NULL,

@@ -127,10 +127,12 @@ static const char *bad_comment(const Threadsync__ImportComment *c)
         return "source_id must be 1 to 128 bytes";
     if (!key || key > TS_THREAD_KEY_MAX)
         return "thread_key must be 1 to 256 bytes";
-    if (!name || name > (size_t)TS_AUTHOR_NAME_MAX_CP * 4 ||
+    /* a tombstone (DELETED) may have lost its name and body */
+    int tomb = c->status == THREADSYNC__STATUS__DELETED;
+    if ((!name && !tomb) || name > (size_t)TS_AUTHOR_NAME_MAX_CP * 4 ||
         ts__store_slen(c->author_email) > TS_AUTHOR_EMAIL_MAX)
         return "author_name or author_email out of range";
-    if (!body || body > TS_BODY_MAX)
+    if ((!body && !tomb) || body > TS_BODY_MAX)
         return "body must be 1 to 16384 bytes";
     if (c->status < THREADSYNC__STATUS__VISIBLE || c->status > THREADSYNC__STATUS__DELETED)
         return "status must be VISIBLE, PENDING, HIDDEN or DELETED";
@@ -226,9 +228,13 @@ static int import_one(struct ts_store *s, const Threadsync__Import *im,
         if (ts__store_intern(st, ic->moderated_by, &x.modby) != TS_OK)
             return TS_E_NOMEM;
     }
+    /* A DELETED comment is a tombstone, as a moderator's delete leaves it:
+     * no name, e-mail or body is kept. */
+    int tomb = ic->status == THREADSYNC__STATUS__DELETED;
     struct comment *c =
-        ts__store_comment_alloc(ic->author_name, strlen(ic->author_name), ic->author_email,
-                                ts__store_slen(ic->author_email), ic->body, strlen(ic->body), &x);
+        ts__store_comment_alloc(ic->author_name, tomb ? 0 : ts__store_slen(ic->author_name),
+                                ic->author_email, tomb ? 0 : ts__store_slen(ic->author_email),
+                                ic->body, tomb ? 0 : ts__store_slen(ic->body), &x);
     if (!c)
         return TS_E_NOMEM;
     if (!t &&
