@@ -37,11 +37,12 @@ struct bad {
     char message[320];
 };
 
-static int bad_field(struct bad *b, const char *list, size_t i, const char *what,
+/* Refuses record i of list (its name: a key or source id) for field. */
+static int bad_field(struct bad *b, const char *list, size_t i, const char *name, const char *field,
                      const struct ts_valid_err *e, const char *why)
 {
-    snprintf(b->field, sizeof(b->field), "%s.%s", list, e ? e->field : what);
-    snprintf(b->message, sizeof(b->message), "%s %zu (%.*s): %s", list, i, 64, what,
+    snprintf(b->field, sizeof(b->field), "%s.%s", list, e ? e->field : field);
+    snprintf(b->message, sizeof(b->message), "%s %zu (%.*s): %s", list, i, 64, name,
              e ? e->message : why);
     return TS_E_INVALID_ARGUMENT;
 }
@@ -52,9 +53,9 @@ static int check_thread(const Threadsync__ImportThread *t, size_t i, struct bad 
     if (ts_valid_field(TS_VALID_THREAD_KEY, t->key, slen(t->key), &e) != TS_OK ||
         ts_valid_field(TS_VALID_TITLE, t->title, slen(t->title), &e) != TS_OK ||
         ts_valid_field(TS_VALID_URL, t->url, slen(t->url), &e) != TS_OK)
-        return bad_field(b, "threads", i, t->key ? t->key : "", &e, NULL);
+        return bad_field(b, "threads", i, t->key ? t->key : "", NULL, &e, NULL);
     if (!valid_name(t->moderated_by, TS_TOKEN_NAME_MAX, 1) || t->created_at_ms < 0)
-        return bad_field(b, "threads", i, t->key ? t->key : "", NULL,
+        return bad_field(b, "threads", i, t->key ? t->key : "", "created_at_ms", NULL,
                          "moderated_by or created_at_ms out of range");
     return TS_OK;
 }
@@ -63,10 +64,10 @@ static int check_comment(const Threadsync__ImportComment *c, size_t i, struct ba
 {
     const char *sid = c->source_id ? c->source_id : "";
     if (!valid_name(c->source_id, TS_STORE_IMPORT_SOURCE_ID_MAX, 0))
-        return bad_field(b, "comments", i, "source_id", NULL,
+        return bad_field(b, "comments", i, "", "source_id", NULL,
                          "source_id must be 1 to 128 bytes of single-line text");
     if (!valid_name(c->parent_source_id, TS_STORE_IMPORT_SOURCE_ID_MAX, 1))
-        return bad_field(b, "comments", i, sid, NULL,
+        return bad_field(b, "comments", i, sid, "parent_source_id", NULL,
                          "parent_source_id must be 0 to 128 bytes of single-line text");
     struct ts_valid_err e;
     /* A tombstone (DELETED) may come without name and body, as the store
@@ -80,15 +81,16 @@ static int check_comment(const Threadsync__ImportComment *c, size_t i, struct ba
         ts_valid_field(TS_VALID_URL, c->author_url, slen(c->author_url), &e) != TS_OK ||
         ((!tomb || slen(c->body)) &&
          ts_valid_field(TS_VALID_BODY, c->body, slen(c->body), &e) != TS_OK))
-        return bad_field(b, "comments", i, sid, &e, NULL);
+        return bad_field(b, "comments", i, sid, NULL, &e, NULL);
     if (c->status < THREADSYNC__STATUS__VISIBLE || c->status > THREADSYNC__STATUS__DELETED)
-        return bad_field(b, "comments", i, sid, NULL,
+        return bad_field(b, "comments", i, sid, "status", NULL,
                          "status must be VISIBLE, PENDING, HIDDEN or DELETED");
     if (c->created_at_ms <= 0 || c->edited_at_ms < 0)
-        return bad_field(b, "comments", i, sid, NULL,
+        return bad_field(b, "comments", i, sid, "created_at_ms", NULL,
                          "created_at_ms must be positive (edited_at_ms 0 or positive)");
     if (!valid_name(c->moderated_by, TS_TOKEN_NAME_MAX, 1))
-        return bad_field(b, "comments", i, sid, NULL, "moderated_by is 0 to 64 bytes");
+        return bad_field(b, "comments", i, sid, "moderated_by", NULL,
+                         "moderated_by is 0 to 64 bytes");
     return TS_OK;
 }
 

@@ -562,6 +562,73 @@ START_TEST(test_subscriber_sees_events)
 }
 END_TEST
 
+/* The server's own checks on an Import: the first bad field refuses the
+ * whole request, named as comments.<field> with the comment's position and
+ * source id; nothing of it is applied. */
+START_TEST(test_server_validation)
+{
+    start();
+    const char *server;
+    struct ts_client_config cfg = config(&node, &server);
+    Threadsync__ImportThread th = THREADSYNC__IMPORT_THREAD__INIT;
+    th.key = "/v/";
+    Threadsync__ImportThread *tp[] = {&th};
+    Threadsync__ImportComment c[2];
+    Threadsync__ImportComment *cp[] = {&c[0], &c[1]};
+    static char big[20001];
+    memset(big, 'x', 20000);
+    const char *bodies[] = {"fine", big};
+    const char *ids[] = {"a", "b"};
+    for (int i = 0; i < 2; i++) {
+        threadsync__import_comment__init(&c[i]);
+        c[i].source_id = (char *)ids[i];
+        c[i].thread_key = "/v/";
+        c[i].author_name = "N";
+        c[i].body = (char *)bodies[i];
+        c[i].created_at_ms = 1000;
+        c[i].status = THREADSYNC__STATUS__VISIBLE;
+    }
+    Threadsync__Import im = THREADSYNC__IMPORT__INIT;
+    im.source = "test";
+    im.threads = tp;
+    im.n_threads = 1;
+    im.comments = cp;
+    im.n_comments = 2;
+    Threadsync__ImportResult *res = NULL;
+    Threadsync__Error *e = NULL;
+    ck_assert_int_eq(ts_sync_import(&cfg, &im, &res, &e), TS_E_INVALID_ARGUMENT);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_str_eq(e->field, "comments.body");
+    ck_assert_msg(strstr(e->message, "comments 1 (b)"), "%s", e->message);
+    ts_msg_free(e);
+    e = NULL;
+    c[1].body = "ok";
+    c[1].status = THREADSYNC__STATUS__STATUS_UNSPECIFIED;
+    ck_assert_int_eq(ts_sync_import(&cfg, &im, &res, &e), TS_E_INVALID_ARGUMENT);
+    ck_assert_str_eq(e->field, "comments.status");
+    ts_msg_free(e);
+    e = NULL;
+    ck_assert(!thread_exists(&node, "/v/"));
+    /* well-formed: both created, each with its own seq; again: existing */
+    c[1].status = THREADSYNC__STATUS__HIDDEN;
+    c[1].parent_source_id = "a";
+    ck_assert_int_eq(ts_sync_import(&cfg, &im, &res, &e), TS_OK);
+    ck_assert_uint_eq(res->created, 2);
+    ck_assert_uint_eq(res->comments[1]->seq, res->comments[0]->seq + 1);
+    ck_assert_uint_eq(res->comments[1]->comment_id, res->comments[1]->seq);
+    ck_assert_uint_eq(res->seq, res->comments[1]->seq);
+    uint64_t first = res->comments[0]->comment_id;
+    ts_msg_free(res);
+    ck_assert_int_eq(ts_sync_import(&cfg, &im, &res, &e), TS_OK);
+    ck_assert_uint_eq(res->existing, 2);
+    ck_assert_int_eq(res->comments[0]->outcome, THREADSYNC__IMPORT_OUTCOME__IMPORT_EXISTING);
+    ck_assert_uint_eq(res->comments[0]->comment_id, first);
+    ck_assert_uint_eq(res->seq, 0);
+    ts_msg_free(res);
+    stop();
+}
+END_TEST
+
 static Suite *import_suite(void)
 {
     Suite *s = suite_create("ts_import");
@@ -573,6 +640,7 @@ static Suite *import_suite(void)
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_only_admin_imports);
     tcase_add_test(tc, test_subscriber_sees_events);
+    tcase_add_test(tc, test_server_validation);
     tcase_set_timeout(tc, 240);
     suite_add_tcase(s, tc);
     return s;
