@@ -629,6 +629,67 @@ START_TEST(test_server_validation)
 }
 END_TEST
 
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+/* A mirror (a reader's) of an imported site shows the same visible
+ * comments, nested the same way, with their original dates and the count
+ * WordPress showed; verify agrees with the server. */
+START_TEST(test_mirror_pages)
+{
+    start();
+    char *out;
+    ck_assert_int_eq(import(&node, "wordpress", TS_FIXTURES_DIR "/wordpress.xml", &out, NULL), 0);
+    free(out);
+    char tok[512], dir[512];
+    snprintf(tok, sizeof(tok), "%s/reader.token", node.dir);
+    write_file(tok, node.reader_token);
+    snprintf(dir, sizeof(dir), "%s/mirror", node.dir);
+    const char *mirror[] = {"mirror", "--dir", dir, "--all", "--once", NULL};
+    ck_assert_int_eq(cli(&node, tok, &out, mirror), 0);
+    free(out);
+    const char *verify[] = {"verify", "--dir", dir, "--all", NULL};
+    ck_assert_int_eq(cli(&node, tok, &out, verify), 0);
+    free(out);
+    char path[700];
+    snprintf(path, sizeof(path), "%s/threads/%%2F2021%%2F03%%2Fhello-world%%2F.json", dir);
+    char *json = slurp(path);
+    ck_assert_msg(strstr(json, "\"count\":9"), "%s", json);
+    ck_assert_ptr_nonnull(strstr(json, "Level five 🎉 — it’s deep."));
+    ck_assert_ptr_null(strstr(json, "Cheap Pills"));
+    ck_assert_ptr_null(strstr(json, "zoe@example.org"));
+    free(json);
+    snprintf(path, sizeof(path), "%s/threads/%%2F2021%%2F03%%2Fhello-world%%2F.html", dir);
+    char *html = slurp(path);
+    ck_assert_ptr_nonnull(strstr(html, "9 comments"));
+    ck_assert_ptr_nonnull(strstr(html, "datetime=\"2021-03-02T08:15:00.000Z\""));
+    ck_assert_ptr_nonnull(strstr(html, "[removed]"));
+    ck_assert_ptr_nonnull(strstr(html, "[deleted]"));
+    ck_assert_ptr_null(strstr(html, "Waiting for approval."));
+    /* five levels: the deepest reply sits in five nested lists */
+    const char *p = strstr(html, "Level five");
+    ck_assert_ptr_nonnull(p);
+    int depth = 0;
+    for (const char *q = html; q < p; q++) {
+        if (!strncmp(q, "<ol", 3))
+            depth++;
+        else if (!strncmp(q, "</ol>", 5))
+            depth--;
+    }
+    ck_assert_int_eq(depth, 5);
+    free(html);
+    stop();
+}
+END_TEST
+
 static Suite *import_suite(void)
 {
     Suite *s = suite_create("ts_import");
@@ -641,6 +702,7 @@ static Suite *import_suite(void)
     tcase_add_test(tc, test_only_admin_imports);
     tcase_add_test(tc, test_subscriber_sees_events);
     tcase_add_test(tc, test_server_validation);
+    tcase_add_test(tc, test_mirror_pages);
     tcase_set_timeout(tc, 240);
     suite_add_tcase(s, tc);
     return s;
