@@ -378,6 +378,10 @@ START_TEST(test_export_import_same_digest)
     free(out);
     digest_of(&node2, d2);
     ck_assert_str_eq(d1, d2);
+    /* replaying the imports' log entries after a restart: the same state */
+    ck_assert_int_eq(ts_testnode_restart(&node2, NULL), TS_OK);
+    digest_of(&node2, d2);
+    ck_assert_str_eq(d1, d2);
     /* the copy's next post gets an id above every imported one */
     ck_assert_int_eq(cli(&node2, NULL, &out, post), 0);
     free(out);
