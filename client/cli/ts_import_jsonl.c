@@ -7,6 +7,7 @@
 
 #include "threadsync.pb-c.h"
 #include "ts_err.h"
+#include "ts_import_text.h"
 #include "ts_valid.h"
 
 #include <stdint.h>
@@ -45,30 +46,6 @@ static int64_t num(const struct obj *o, const char *key)
 {
     const struct field *f = get(o, key);
     return f && (f->is_num || f->is_bool) ? f->num : 0;
-}
-
-static size_t put_utf8(char *w, unsigned cp)
-{
-    if (cp < 0x80) {
-        w[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        w[0] = (char)(0xC0 | (cp >> 6));
-        w[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        w[0] = (char)(0xE0 | (cp >> 12));
-        w[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        w[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    w[0] = (char)(0xF0 | (cp >> 18));
-    w[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    w[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    w[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 static int hex4(const char *p, unsigned *out)
@@ -155,7 +132,7 @@ static const char *parse_string(char **p, const char **why)
                 *why = "NUL (\\u0000) in a string";
                 return NULL;
             }
-            w += put_utf8(w, cp);
+            w += ts_import_put_utf8(w, cp);
             break;
         }
         default:

@@ -13,7 +13,7 @@
 #include <strings.h>
 #include <time.h>
 
-static size_t put_utf8(char *out, unsigned long cp)
+size_t ts_import_put_utf8(char *out, unsigned long cp)
 {
     if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
         cp = 0xFFFD;
@@ -68,7 +68,7 @@ static size_t reference(const char *s, size_t *used, char *out)
     if (end == p || *end != ';' || end - p > 8)
         return 0;
     *used = (size_t)(end + 1 - s);
-    return put_utf8(out, cp);
+    return ts_import_put_utf8(out, cp);
 }
 
 /* The value of attribute name in the tag text [p, end), into out. */

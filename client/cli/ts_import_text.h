@@ -18,6 +18,10 @@
  * so. Returns s. */
 char *ts_import_html_to_text(char *s);
 
+/* Writes code point cp as UTF-8 at out (room for 4 bytes): U+FFFD for NUL,
+ * a surrogate or a value above U+10FFFF. Returns the bytes written. */
+size_t ts_import_put_utf8(char *out, unsigned long cp);
+
 /* Single-line text in place: control characters become spaces, white space
  * trimmed. Returns s. */
 char *ts_import_line(char *s);
