@@ -694,6 +694,70 @@ START_TEST(test_mirror_pages)
 }
 END_TEST
 
+/* A three-node cluster: an import sent to a follower goes to the leader
+ * (NOT_LEADER is followed), and every node applies it to the same state. */
+START_TEST(test_cluster_replicas_agree)
+{
+    enum { N = 3 };
+    static struct ts_testnode nodes[N];
+    char certs[256];
+    const char *base = getenv("TS_TEST_TMPDIR");
+    snprintf(certs, sizeof(certs), "%s/tsimpcerts.XXXXXX", base ? base : "/var/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(certs));
+    const char *names[] = {"n1", "n2", "n3", NULL};
+    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
+    ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, NULL), TS_OK);
+    for (int i = 1; i < N; i++) {
+        ck_assert_int_eq(
+            ts_testnode_start_member(&nodes[i], &nodes[0], certs, names[i], (uint64_t)i + 1, NULL),
+            TS_OK);
+        /* one join at a time: wait until this one is a voter */
+        int voters = 0;
+        for (uint64_t end = ts_test_now_ms() + 60000; voters != i + 1 && ts_test_now_ms() < end;
+             usleep(100000)) {
+            const char *server;
+            struct ts_client_config cfg = config(&nodes[0], &server);
+            Threadsync__ClusterResult *cr = NULL;
+            voters = 0;
+            if (ts_sync_cluster(&cfg, &cr, NULL) == TS_OK)
+                for (size_t k = 0; k < cr->n_nodes; k++)
+                    voters += cr->nodes[k]->role == THREADSYNC__NODE_ROLE__NODE_VOTER;
+            ts_msg_free(cr);
+        }
+        ck_assert_int_eq(voters, i + 1);
+    }
+    char *out;
+    /* --server lists every node, the leader last: the first answers
+     * NOT_LEADER or is the leader */
+    int sent = 0;
+    for (int i = N - 1; i >= 0 && !sent; i--)
+        sent =
+            import(&nodes[i], "wordpress", TS_FIXTURES_DIR "/wordpress.xml", &out, "--json") == 0;
+    ck_assert_msg(sent, "%s", out);
+    ck_assert_uint_eq(json_u64(out, "created"), 13);
+    free(out);
+    /* every node, once it applied the import, holds the same state */
+    int agree = 0;
+    for (uint64_t end = ts_test_now_ms() + 30000; !agree && ts_test_now_ms() < end;
+         usleep(100000)) {
+        char d[N][65];
+        agree = 1;
+        for (int i = 0; i < N; i++) {
+            digest_of(&nodes[i], d[i]);
+            agree &= strcmp(d[i], d[0]) == 0 && thread_exists(&nodes[i], "/about/");
+        }
+    }
+    ck_assert_msg(agree, "the replicas' digests differ");
+    for (int i = 0; i < N; i++)
+        check_wordpress(&nodes[i]);
+    for (int i = N - 1; i >= 0; i--) {
+        int status = ts_testnode_cleanup(&nodes[i]);
+        ck_assert_msg(status == 0, "node %d exit status %d", i + 1, status);
+    }
+    ts_test_rmtree(certs);
+}
+END_TEST
+
 static Suite *import_suite(void)
 {
     Suite *s = suite_create("ts_import");
@@ -707,6 +771,7 @@ static Suite *import_suite(void)
     tcase_add_test(tc, test_subscriber_sees_events);
     tcase_add_test(tc, test_server_validation);
     tcase_add_test(tc, test_mirror_pages);
+    tcase_add_test(tc, test_cluster_replicas_agree);
     tcase_set_timeout(tc, 240);
     suite_add_tcase(s, tc);
     return s;
