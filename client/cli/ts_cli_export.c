@@ -295,7 +295,7 @@ int ts_cli_export_main(int argc, char *const argv[], char *(*get_env)(const char
         }
     }
     if (!err[0] && !help) {
-        if (!format || strcmp(format, "jsonl"))
+        if (!format || strcmp(format, "jsonl") != 0)
             snprintf(err, sizeof(err), "export needs --format jsonl");
         else if (all == (n_keys > 0))
             snprintf(err, sizeof(err), "export needs --all or --thread KEY (not both)");

@@ -38,7 +38,7 @@
 #include <uv.h>
 
 #define WINDOW 4
-#define BATCH_BYTES (900 * 1024) /* below the 1 MiB frame limit, with room */
+#define BATCH_BYTES ((size_t)900 * 1024) /* below the 1 MiB frame limit, with room */
 #define N_SKIP_REASONS 16
 #define SOURCE_ID_MAX 128 /* PROTOCOL.md, Import */
 #define BATCH_MAX 1000
@@ -731,8 +731,8 @@ static int parse(int argc, char *const argv[], char *(*get_env)(const char *), s
     }
     if (o->help)
         return TS_OK;
-    if (!o->format || (strcmp(o->format, "wordpress") && strcmp(o->format, "disqus") &&
-                       strcmp(o->format, "jsonl"))) {
+    if (!o->format || (strcmp(o->format, "wordpress") != 0 && strcmp(o->format, "disqus") != 0 &&
+                       strcmp(o->format, "jsonl") != 0)) {
         snprintf(err, errlen, "import needs --format wordpress, disqus or jsonl");
         return TS_E_INVALID_ARGUMENT;
     }
@@ -740,8 +740,8 @@ static int parse(int argc, char *const argv[], char *(*get_env)(const char *), s
         snprintf(err, errlen, "import needs a FILE (- for standard input)");
         return TS_E_INVALID_ARGUMENT;
     }
-    if (o->key_from && strcmp(o->key_from, "path") && strcmp(o->key_from, "slug") &&
-        strcmp(o->key_from, "id")) {
+    if (o->key_from && strcmp(o->key_from, "path") != 0 && strcmp(o->key_from, "slug") != 0 &&
+        strcmp(o->key_from, "id") != 0) {
         snprintf(err, errlen, "--key-from wants path, slug or id");
         return TS_E_INVALID_ARGUMENT;
     }

@@ -255,7 +255,7 @@ int ts_import_jsonl_parse(FILE *in, const struct ts_import_sink *sink, char *err
     while ((n = getline(&line, &cap, in)) > 0) {
         lineno++;
         if (n > TS_IMPORT_JSONL_LINE_MAX) {
-            snprintf(err, errlen, "line %lu, column 1: line longer than %d bytes", lineno,
+            snprintf(err, errlen, "line %lu, column 1: line longer than %ld bytes", lineno,
                      TS_IMPORT_JSONL_LINE_MAX);
             rc = TS_E_INVALID_ARGUMENT;
             break;

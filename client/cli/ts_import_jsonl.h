@@ -16,7 +16,7 @@
 
 #include "ts_import_rec.h"
 
-#define TS_IMPORT_JSONL_LINE_MAX (1024 * 1024)
+#define TS_IMPORT_JSONL_LINE_MAX ((long)1024 * 1024)
 
 /* As ts_import_wxr_parse; errors say "line L, column C: what". */
 int ts_import_jsonl_parse(FILE *in, const struct ts_import_sink *sink, char *err, size_t errlen);

@@ -194,31 +194,59 @@ char *ts_import_line(char *s)
     return s;
 }
 
+/* n decimal digits at *p into *out; *p moves past them. 0 when not digits. */
+static int digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)(*p)[i]))
+            return 0;
+        v = v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    *out = v;
+    return 1;
+}
+
+static int expect(const char **p, char c)
+{
+    if (**p != c)
+        return 0;
+    (*p)++;
+    return 1;
+}
+
 int64_t ts_import_parse_date(const char *s)
 {
-    int Y, M, D, h = 0, m = 0, sec = 0, used = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2d%n", &Y, &M, &D, &used) != 3 || Y < 1970 || M < 1 || M > 12 ||
-        D < 1 || D > 31)
+    int Y, M, D, h = 0, m = 0, sec = 0, ms = 0, off = 0;
+    const char *p = s;
+    if (!p || !digits(&p, 4, &Y) || !expect(&p, '-') || !digits(&p, 2, &M) || !expect(&p, '-') ||
+        !digits(&p, 2, &D) || Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31)
         return 0;
-    const char *p = s + used;
-    int ms = 0, off = 0;
     if (*p == ' ' || *p == 'T') {
-        int n2 = 0;
-        if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &m, &sec, &n2) != 3)
+        p++;
+        if (!digits(&p, 2, &h) || !expect(&p, ':') || !digits(&p, 2, &m) || !expect(&p, ':') ||
+            !digits(&p, 2, &sec))
             return 0;
-        p += 1 + n2;
         if (*p == '.') {
-            int digits = 0;
-            for (p++; isdigit((unsigned char)*p); p++, digits++)
-                if (digits < 3)
+            int n = 0;
+            for (p++; isdigit((unsigned char)*p); p++, n++)
+                if (n < 3)
                     ms = ms * 10 + (*p - '0');
-            for (; digits < 3; digits++)
+            for (; n < 3; n++)
                 ms *= 10;
         }
-        if (*p == '+' || *p == '-') {
-            int oh = 0, om = 0;
-            if (sscanf(p + 1, "%2d:%2d", &oh, &om) >= 1)
-                off = (*p == '-' ? -1 : 1) * (oh * 60 + om);
+        int oh = 0, om = 0;
+        char sign = *p;
+        if (sign == '+' || sign == '-') {
+            p++;
+            if (!digits(&p, 2, &oh))
+                return 0;
+            if (*p == ':')
+                p++;
+            if (!digits(&p, 2, &om))
+                om = 0;
+            off = (sign == '-' ? -1 : 1) * (oh * 60 + om);
         }
     }
     struct tm tm = {.tm_year = Y - 1900,

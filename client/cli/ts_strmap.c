@@ -110,16 +110,13 @@ static int grow(struct ts_strmap *m)
 
 int ts_strmap_put(struct ts_strmap *m, const char *key, void *value)
 {
+    if ((m->n + 1) * 2 > m->cap && grow(m) != TS_OK)
+        return TS_E_NOMEM;
     uint64_t h = fnv(key);
-    struct slot *s = find(m, key, h);
-    if (s && s->key) {
+    struct slot *s = find(m, key, h); /* never NULL: cap > 0 now */
+    if (s->key) {
         s->value = value;
         return TS_OK;
-    }
-    if ((m->n + 1) * 2 > m->cap) {
-        if (grow(m) != TS_OK)
-            return TS_E_NOMEM;
-        s = find(m, key, h);
     }
     char *k = arena_copy(m, key);
     if (!k)
