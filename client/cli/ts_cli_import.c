@@ -72,6 +72,7 @@ struct imp {
     /* the batch being filled */
     Threadsync__ImportComment **batch;
     size_t n_batch, batch_bytes;
+    const struct thr *last_thread; /* the previous comment's, for batch_bytes */
     /* the connection */
     uv_loop_t loop;
     struct ts_client *c;
@@ -369,8 +370,14 @@ static int queue(struct imp *m, const struct ts_import_comment_rec *r, int *ok)
     c->id = r->id;
     c->version = r->version;
     c->edited_at_ms = r->edited_at_ms;
+    struct thr *t = tv;
     size_t bytes = strlen(c->body) + strlen(c->author_name) + strlen(c->author_email) +
                    strlen(c->author_url) + strlen(c->source_id) + strlen(c->thread_key) + 64;
+    /* the thread's record travels with the batch too: counted at each
+     * change of thread (an over-count when threads interleave: safe) */
+    if (t != m->last_thread)
+        bytes += strlen(t->t.key) + strlen(t->t.title) + strlen(t->t.url) +
+                 strlen(t->t.moderated_by) + 64;
     if (m->n_batch && (m->n_batch >= m->batch_size || m->batch_bytes + bytes > BATCH_BYTES)) {
         int rc = flush(m);
         if (rc != TS_OK) {
@@ -378,10 +385,14 @@ static int queue(struct imp *m, const struct ts_import_comment_rec *r, int *ok)
             return rc;
         }
     }
+    if (!m->n_batch)
+        bytes += t != m->last_thread ? 0
+                                     : strlen(t->t.key) + strlen(t->t.title) + strlen(t->t.url) +
+                                           strlen(t->t.moderated_by) + 64;
     m->batch[m->n_batch++] = c;
     m->batch_bytes += bytes;
+    m->last_thread = t;
     m->queued++;
-    struct thr *t = tv;
     if (!t->counted) {
         t->counted = 1;
         m->threads_seen++;

@@ -758,6 +758,49 @@ START_TEST(test_cluster_replicas_agree)
 }
 END_TEST
 
+/* Batches are cut by size, thread records included: 1,000 posts with a
+ * 2,000-byte permalink and a 500-byte title, one comment each, would be
+ * 2.5 MB in one Import of 1,000 comments, above the frame limit. */
+START_TEST(test_batches_fit_frames)
+{
+    start();
+    char path[512];
+    snprintf(path, sizeof(path), "%s/wide.xml", node.dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    char seg[2001], title[501];
+    memset(seg, 'p', 2000);
+    seg[2000] = '\0';
+    memset(title, 't', 500);
+    title[500] = '\0';
+    fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\" "
+          "xmlns:wp=\"http://wordpress.org/export/1.2/\"><channel>\n",
+          f);
+    for (int i = 1; i <= 1000; i++)
+        fprintf(f,
+                "<item><title>%s</title><link>https://b.example/%.1990s%04d</link>"
+                "<wp:post_id>%d</wp:post_id><wp:comment><wp:comment_id>%d</wp:comment_id>"
+                "<wp:comment_author>A</wp:comment_author><wp:comment_date_gmt>2020-01-01 "
+                "00:00:00</wp:comment_date_gmt><wp:comment_content>c</wp:comment_content>"
+                "<wp:comment_approved>1</wp:comment_approved><wp:comment_parent>0"
+                "</wp:comment_parent></wp:comment></item>\n",
+                title, seg, i, i, i);
+    fputs("</channel></rss>\n", f);
+    ck_assert_int_eq(fclose(f), 0);
+    const char *args[] = {"import", "--format", "wordpress", "--key-from",
+                          "id",     "--json",   path,        NULL};
+    char *out;
+    ck_assert_int_eq(cli(&node, NULL, &out, args), 0);
+    ck_assert_uint_eq(json_u64(out, "created"), 1000);
+    ck_assert_uint_eq(json_u64(out, "threads_created"), 1000);
+    free(out);
+    Threadsync__GetResult *g = get(&node, "1000");
+    ck_assert_uint_eq(strlen(g->thread->url), strlen("https://b.example/") + 1994);
+    ts_msg_free(g);
+    stop();
+}
+END_TEST
+
 static Suite *import_suite(void)
 {
     Suite *s = suite_create("ts_import");
@@ -772,6 +815,7 @@ static Suite *import_suite(void)
     tcase_add_test(tc, test_server_validation);
     tcase_add_test(tc, test_mirror_pages);
     tcase_add_test(tc, test_cluster_replicas_agree);
+    tcase_add_test(tc, test_batches_fit_frames);
     tcase_set_timeout(tc, 240);
     suite_add_tcase(s, tc);
     return s;
