@@ -141,6 +141,12 @@ static const char *bad_comment(const Threadsync__ImportComment *c)
     return NULL;
 }
 
+/* A moderator's name as a record keeps it: a token name, or "" (nobody). */
+static const char *name_or_none(const char *s)
+{
+    return ts__store_valid_token_name(s) ? s : "";
+}
+
 /* Creates the thread for an imported comment from the command's entry it;
  * id is the thread's id (exact: the one given). */
 static int new_thread(struct state *st, const Threadsync__ImportThread *it, uint64_t id,
@@ -158,7 +164,7 @@ static int new_thread(struct state *st, const Threadsync__ImportThread *it, uint
         t->locked = it->locked;
         t->premoderated = it->premoderated;
         t->version = it->version;
-        if (ts__store_intern(st, it->moderated_by, &t->modby) != TS_OK) {
+        if (ts__store_intern(st, name_or_none(it->moderated_by), &t->modby) != TS_OK) {
             free(t);
             return TS_E_NOMEM;
         }
@@ -188,6 +194,8 @@ static int import_one(struct ts_store *s, const Threadsync__Import *im,
     if (!t && !bt)
         return refuse(it, TS_E_NOT_FOUND, "thread_key names no thread of this import or the store"),
                TS_OK;
+    if (!t && (ts__store_slen(bt->title) > TS_TITLE_MAX || ts__store_slen(bt->url) > TS_URL_MAX))
+        return refuse(it, TS_E_INVALID_ARGUMENT, "the thread's title or url is too long"), TS_OK;
     uint64_t parent_id = 0;
     if (ic->parent_source_id && ic->parent_source_id[0]) {
         uint8_t pd[TS__STORE_DIGEST_LEN];
@@ -225,7 +233,7 @@ static int import_one(struct ts_store *s, const Threadsync__Import *im,
     if (im->exact) {
         x.edited_at = ic->edited_at_ms;
         x.version = ic->version ? ic->version : 1;
-        if (ts__store_intern(st, ic->moderated_by, &x.modby) != TS_OK)
+        if (ts__store_intern(st, name_or_none(ic->moderated_by), &x.modby) != TS_OK)
             return TS_E_NOMEM;
     }
     /* A DELETED comment is a tombstone, as a moderator's delete leaves it:

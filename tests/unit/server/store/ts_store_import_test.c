@@ -296,6 +296,36 @@ START_TEST(test_exact_ids)
 }
 END_TEST
 
+/* An entry the leader would never propose (a title past the limit, a
+ * moderated_by that is no token name) cannot break the record layout. */
+START_TEST(test_malformed_entry)
+{
+    struct fx f;
+    fx_init(&f);
+    static const char *const ids[] = {"1"}, *const par[] = {""};
+    static const int st[] = {THREADSYNC__STATUS__VISIBLE};
+    struct imp m;
+    imp_init(&m, 1, ids, par, st);
+    static char title[70001];
+    memset(title, 'x', 70000);
+    m.th.title = title;
+    apply(&f, 3, &m.cmd);
+    const struct ts_store_import_item *it = outcome(&f, 1);
+    ck_assert_int_eq(it[0].outcome, THREADSYNC__IMPORT_OUTCOME__IMPORT_REFUSED);
+    ck_assert_uint_eq(ts_store_thread_count(f.s), 0);
+    m.th.title = "ok";
+    m.im.exact = 1;
+    m.th.id = 10;
+    m.c[0].id = 10;
+    m.c[0].moderated_by = "not a\nname";
+    apply(&f, 4, &m.cmd);
+    Threadsync__Comment c;
+    ck_assert_int_eq(ts_store_comment(f.s, 10, &c), TS_OK);
+    ck_assert_str_eq(c.moderated_by, "");
+    fx_free(&f);
+}
+END_TEST
+
 static Suite *import_suite(void)
 {
     Suite *s = suite_create("ts_store_import");
@@ -305,6 +335,7 @@ static Suite *import_suite(void)
     tcase_add_test(tc, test_parent_from_earlier_import);
     tcase_add_test(tc, test_snapshot_keeps_positions_and_sources);
     tcase_add_test(tc, test_exact_ids);
+    tcase_add_test(tc, test_malformed_entry);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
