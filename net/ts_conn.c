@@ -616,6 +616,13 @@ void ts_conn_close(struct ts_conn *c, int err)
     maybe_finish(c);
 }
 
+void ts_conn_abort(struct ts_conn *c, int err)
+{
+    if (c->finishing)
+        return;
+    fail_now(c, err);
+}
+
 /* ---- connect ---- */
 
 static void connect_done(uv_connect_t *req, int status);

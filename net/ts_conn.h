@@ -115,6 +115,12 @@ void ts_conn_resume_reading(struct ts_conn *c);
  * socket to drain, closes. err is passed to on_close. Idempotent. */
 void ts_conn_close(struct ts_conn *c, int err);
 
+/* Closes at once: no close_notify, no wait for queued output (a peer that
+ * stopped answering would only hold the close for the full wait). err is
+ * passed to on_close, which still comes from the loop. Idempotent, and
+ * also ends a graceful close already under way. */
+void ts_conn_abort(struct ts_conn *c, int err);
+
 /* "ip:port" of the peer; "?" when unknown. */
 const char *ts_conn_peer(const struct ts_conn *c);
 

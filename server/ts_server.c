@@ -109,11 +109,19 @@ static void recheck_sessions(struct ts_server *srv)
     recheck_all_sessions(srv);
 }
 
+/* Raft may still apply entries after ts_server_stop: ts_repl_close waits
+ * for the appends in flight, and the hub is closed (srv->hub NULL) before. */
+static void notify_hub(struct ts_server *srv)
+{
+    if (srv->hub)
+        ts_hub_notify(srv->hub);
+}
+
 static void on_applied(void *arg, uint64_t index)
 {
     struct ts_server *srv = arg;
     ts_stats_applied(srv->stats);
-    ts_hub_notify(srv->hub);
+    notify_hub(srv);
     recheck_sessions(srv);
 }
 
@@ -123,7 +131,7 @@ static void on_restore(void *arg, uint64_t index)
     TS_INFO("event=restore index=%llu threads=%zu comments=%zu", (unsigned long long)index,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
     ts_stats_restored(srv->stats);
-    ts_hub_notify(srv->hub);
+    notify_hub(srv);
     recheck_sessions(srv);
 }
 
@@ -257,10 +265,11 @@ static int start_limits(struct ts_server *srv)
     if (!srv->limits)
         return TS_E_NOMEM;
     TS_INFO("event=limits author=%u/%ums token=%u/%ums conns_per_addr=%u premoderate=%d "
-            "edit_window_ms=%llu",
+            "edit_window_ms=%llu conn_output_budget=%zu node_output_budget=%zu",
             lc.author_burst, lc.author_window_ms ? lc.author_window_ms : TS_LIMITS_AUTHOR_WINDOW_MS,
             lc.token_burst, lc.token_window_ms ? lc.token_window_ms : TS_LIMITS_TOKEN_WINDOW_MS,
-            lc.conns_per_addr, c->premoderate, (unsigned long long)c->edit_window_ms);
+            lc.conns_per_addr, c->premoderate, (unsigned long long)c->edit_window_ms,
+            c->conn_output_budget, c->node_output_budget);
     return TS_OK;
 }
 
@@ -373,6 +382,10 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         srv->cfg.handshake_ms = 5000;
     if (!srv->cfg.edit_window_ms)
         srv->cfg.edit_window_ms = TS_SERVER_EDIT_WINDOW_MS;
+    if (!srv->cfg.conn_output_budget)
+        srv->cfg.conn_output_budget = TS_SERVER_CONN_OUTPUT_BUDGET;
+    if (!srv->cfg.node_output_budget)
+        srv->cfg.node_output_budget = TS_SERVER_NODE_OUTPUT_BUDGET;
     *out = NULL;
 
     int rc = TS_E_NOMEM;
@@ -556,13 +569,28 @@ static void on_joined(void *arg, int status)
     ts_server_stop(srv);
 }
 
+/* A member by its own data asked the cluster whether it still is one. */
+static void on_membership(void *arg, int status)
+{
+    struct ts_server *srv = arg;
+    srv->join = NULL;
+    if (status == TS_E_NOT_FOUND)
+        ts_repl_set_removed(srv->repl);
+    else if (status != TS_OK)
+        TS_WARN("event=membership_check_failed node=%llu error=%s",
+                (unsigned long long)srv->cfg.node_id, ts_err_name(status));
+}
+
+/* --join: a node with no membership yet joins; one that is a member by its
+ * data directory checks that the cluster still lists it (it may have been
+ * removed while it was down, and would never hear of it otherwise). */
 static int start_join(struct ts_server *srv)
 {
-    if (ts_repl_is_member(srv->repl)) {
-        TS_INFO("event=join_skipped node=%llu reason=\"already a member\"",
+    int check = ts_repl_is_member(srv->repl);
+    if (check)
+        TS_INFO("event=join_skipped node=%llu reason=\"already a member\" "
+                "msg=\"checking that the cluster still lists this node\"",
                 (unsigned long long)srv->cfg.node_id);
-        return TS_OK;
-    }
     char token[300] = "";
     FILE *f = fopen(srv->join_token_file, "r");
     if (!f || !fgets(token, sizeof(token), f)) {
@@ -571,13 +599,13 @@ static int start_join(struct ts_server *srv)
                  srv->join_token_file);
         if (f)
             fclose(f);
-        return TS_E_CONFIG;
+        return check ? TS_OK : TS_E_CONFIG; /* a member runs on without the check */
     }
     fclose(f);
     token[strcspn(token, "\r\n")] = '\0';
     int rc = ts_tls_client_ctx(srv->ca_file, srv->cert_file, srv->key_file, &srv->join_ctx);
     if (rc != TS_OK)
-        return rc;
+        return check ? TS_OK : rc;
     struct ts_join_config jc = {
         .target = srv->cfg.join,
         .token = token,
@@ -585,11 +613,12 @@ static int start_join(struct ts_server *srv)
         .raft_address = srv->raft_listen,
         .client_address = srv->advertise,
         .ctx = srv->join_ctx,
+        .check = check,
     };
-    rc = ts_join_start(srv->loop, &jc, on_joined, srv, &srv->join);
+    rc = ts_join_start(srv->loop, &jc, check ? on_membership : on_joined, srv, &srv->join);
     if (rc != TS_OK)
         TS_ERROR("event=config_error key=join value=%s", srv->cfg.join);
-    return rc;
+    return check ? TS_OK : rc;
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -717,4 +746,14 @@ struct ts_session *ts_server_sessions(const struct ts_server *srv)
 int ts_server_stopping(const struct ts_server *srv)
 {
     return srv->stopping;
+}
+
+size_t ts_server_output_queued(const struct ts_server *srv)
+{
+    return srv->out_total;
+}
+
+size_t ts_server_output_waiting(const struct ts_server *srv)
+{
+    return srv->n_waiting;
 }

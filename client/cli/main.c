@@ -2,10 +2,16 @@
  * threadsync: the command-line client (post, get, watch, mirror, verify,
  * edit, delete, moderate, admin) over libthreadsync.
  *
- * Thin on purpose: parsing and formatting live in ts_cli.c. post and get
- * use the blocking helpers in fail-fast mode (each server tried once);
- * watch runs the async client with reconnects until SIGINT or SIGTERM, but
- * gives up with exit code 3 when no server of the list ever answered.
+ * Thin on purpose: parsing and formatting live in ts_cli.c. Reads (get,
+ * the admin commands) use the blocking helpers in fail-fast mode: each
+ * server tried once, moving on when one is silent or UNAVAILABLE. Writes
+ * that are safe to repeat (post with its idempotency key; edit, delete,
+ * moderate, which set a state) keep retrying through the whole list with
+ * backoff until --timeout, so a failover in the middle of one is invisible;
+ * a post that never got an answer says so and prints the key that makes a
+ * retry safe. watch runs the async client with reconnects until SIGINT or
+ * SIGTERM, but gives up with exit code 3 when no server of the list ever
+ * answered.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -21,6 +27,7 @@
 #include "ts_cli_cluster.h"
 #include "ts_cli_mirror.h"
 #include "ts_cli_web.h"
+#include "ts_hex.h"
 #include "ts_valid.h"
 
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
@@ -33,6 +40,11 @@ static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *
     cfg->token = token;
     cfg->client_name = "threadsync-cli";
     cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH;
+    if (o->cmd == TS_CLI_CMD_POST || o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE ||
+        o->cmd == TS_CLI_CMD_MODERATE) {
+        cfg->reconnect = 1;
+        cfg->request_timeout_ms = (unsigned)(o->timeout_s * 1000);
+    }
 }
 
 /* "get (a:7420,b:7420)": what a local failure message is about. */
@@ -66,6 +78,16 @@ static int finish(int err, const Threadsync__Error *detail)
     if (!explained || explained < (int)context_opts->n_servers)
         ts_cli_print_error(stderr, err, detail, context);
     return ts_cli_exit_code(err);
+}
+
+/* After retrying until the deadline: did the servers decide, or might the
+ * post be stored without our knowing? Refusals that depend on the cluster's
+ * state of the moment (no leader, not the leader) and local failures leave
+ * it open. */
+static int outcome_unknown(int rc)
+{
+    return rc == TS_E_UNAVAILABLE || rc == TS_E_NOT_LEADER || rc < TS_E_BAD_FRAME ||
+           rc > TS_E_INTERNAL;
 }
 
 /* --body, --body-file or stdin into *out (malloc'd); an exit code on
@@ -112,10 +134,36 @@ static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *
     if (o->url)
         p.url = (char *)o->url;
     p.body = body;
+    /* Chosen here rather than by the library so that it can be printed
+     * when the outcome is unknown. */
+    char key[33];
+    if (o->idempotency_key) {
+        p.idempotency_key = (char *)o->idempotency_key;
+    } else if (ts_hex_random(16, key) == TS_OK) {
+        p.idempotency_key = key;
+    } else {
+        free(body);
+        fprintf(stderr, "error: no random bytes for an idempotency key\n");
+        return TS_CLI_EXIT_CONN;
+    }
     Threadsync__PostResult *res;
     Threadsync__Error *detail;
     rc = ts_sync_post(cfg, &p, &res, &detail);
     free(body);
+    if (rc != TS_OK && outcome_unknown(rc)) {
+        /* Every retry carried the key: the post exists at most once, but
+         * nobody confirmed it. The same key again settles it. */
+        fprintf(stderr,
+                "error: post (%s): no answer within %llu s (last: %s: %s); the post may or may "
+                "not have been stored.\n"
+                "Retry with --idempotency-key %s to post it at most once.\n",
+                context, (unsigned long long)o->timeout_s, ts_err_name(rc),
+                detail && detail->message && *detail->message ? detail->message
+                                                              : ts_err_message(rc),
+                p.idempotency_key);
+        ts_msg_free(detail);
+        return TS_CLI_EXIT_CONN;
+    }
     if (rc != TS_OK) {
         int code = finish(rc, detail);
         ts_msg_free(detail);

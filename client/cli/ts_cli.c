@@ -53,11 +53,19 @@ enum opt_id {
     OPT_AUTHOR,
     OPT_DURATION,
     OPT_ROLE,
+    OPT_TIMEOUT,
+    OPT_IDEM_KEY,
 };
 
 #define CMD_BIT(c) (1u << (c))
 #define ALL_CMDS 0xffffffffu
 #define MIRROR_CMDS (CMD_BIT(TS_CLI_CMD_MIRROR) | CMD_BIT(TS_CLI_CMD_VERIFY))
+/* Writes that are safe to send again, so they retry across the server list
+ * until --timeout: a post carries its idempotency key, the others set a
+ * state and a repeat changes nothing (changed=0). */
+#define RETRY_CMDS                                                                                 \
+    (CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_EDIT) | CMD_BIT(TS_CLI_CMD_DELETE) |            \
+     CMD_BIT(TS_CLI_CMD_MODERATE))
 
 static const struct opt_def {
     const char *name;
@@ -88,6 +96,8 @@ static const struct opt_def {
     {"author", OPT_AUTHOR, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
     {"duration", OPT_DURATION, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
     {"role", OPT_ROLE, 1, CMD_BIT(TS_CLI_CMD_ADMIN)},
+    {"timeout", OPT_TIMEOUT, 1, RETRY_CMDS},
+    {"idempotency-key", OPT_IDEM_KEY, 1, CMD_BIT(TS_CLI_CMD_POST)},
 };
 
 static const char *const cmd_names[] = {"",       "post",     "get",  "watch",  "mirror",
@@ -246,6 +256,23 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
             return fail(err, errlen, "--duration wants seconds (0 lifts a ban), not '%s'", v);
         o->duration_set = 1;
         break;
+    case OPT_TIMEOUT:
+        if (parse_u64(v, &o->timeout_s) || o->timeout_s == 0 || o->timeout_s > 86400)
+            return fail(err, errlen, "--timeout wants seconds (1 to 86400), not '%s'", v);
+        break;
+    case OPT_IDEM_KEY: {
+        size_t n = strlen(v);
+        int ok = n >= 1 && n <= TS_CLI_IDEM_KEY_MAX;
+        for (size_t k = 0; ok && k < n; k++)
+            ok = (unsigned char)v[k] > 0x20 && v[k] != 0x7f;
+        if (!ok)
+            return fail(err, errlen,
+                        "--idempotency-key wants 1 to %d characters without spaces or control "
+                        "characters",
+                        TS_CLI_IDEM_KEY_MAX);
+        o->idempotency_key = v;
+        break;
+    }
     case OPT_ROLE:
         for (int r = 1; r <= 4; r++)
             if (strcmp(v, (const char *const[]){"", "reader", "poster", "moderator", "admin"}[r]) ==
@@ -433,6 +460,8 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
             push_server(o, TS_CLI_DEFAULT_SERVER, strlen(TS_CLI_DEFAULT_SERVER)))
             return TS_E_NOMEM;
     }
+    if (!o->timeout_s)
+        o->timeout_s = TS_CLI_DEFAULT_TIMEOUT_S;
     if (!o->ca_file)
         o->ca_file = env_or(get_env, "THREADSYNC_CA", TS_CLI_DEFAULT_CA);
     if (!o->token_file)
@@ -447,6 +476,7 @@ void ts_cli_usage(FILE *out)
           "commands:\n"
           "  post  --thread KEY --name NAME [--parent ID] [--email E] [--title T] [--url U]\n"
           "        [--body TEXT | --body-file F]     (body from stdin when neither)\n"
+          "        [--idempotency-key KEY]  the same KEY again never posts twice\n"
           "  get   --thread KEY                      print a thread as a tree\n"
           "  watch [--thread KEY]... [--since SEQ]   print changes as they happen\n"
           "  web --dir DIR [--listen HOST:PORT] [--config FILE] ...\n"
@@ -479,11 +509,14 @@ void ts_cli_usage(FILE *out)
           "  --ca FILE            env THREADSYNC_CA; default " TS_CLI_DEFAULT_CA "\n"
           "  --token-file FILE    env THREADSYNC_TOKEN_FILE; default " TS_CLI_DEFAULT_TOKEN_FILE
           "\n"
+          "  --timeout SECONDS    post, edit, delete, moderate: keep retrying through the\n"
+          "                       server list until this long has passed; default 30\n"
           "  --json               machine-readable output\n"
           "  --help               this text\n"
           "\n"
           "exit status: 0 ok, 1 refused by the server (verify: a difference), 2 usage,\n"
-          "             3 connection/TLS or local failure\n",
+          "             3 connection/TLS or local failure (post: outcome unknown, the\n"
+          "               key to retry with is printed)\n",
           out);
 }
 

@@ -34,6 +34,8 @@
 #define TS_CLI_DEFAULT_SERVER "127.0.0.1:7420"
 #define TS_CLI_DEFAULT_CA "./threadsync-data/ca.pem"
 #define TS_CLI_DEFAULT_TOKEN_FILE "./threadsync-data/admin.token"
+#define TS_CLI_DEFAULT_TIMEOUT_S 30
+#define TS_CLI_IDEM_KEY_MAX 64
 
 enum ts_cli_exit {
     TS_CLI_EXIT_OK = 0,
@@ -107,8 +109,10 @@ struct ts_cli_opts {
     const char *author;   /* --author (ban) */
     uint64_t duration_s;  /* --duration (ban, seconds; 0 lifts) */
     int duration_set;
-    int role;               /* --role (admin token add), a Threadsync__Role */
-    const char *token_name; /* admin token add --name / revoke NAME */
+    int role;                    /* --role (admin token add), a Threadsync__Role */
+    const char *token_name;      /* admin token add --name / revoke NAME */
+    uint64_t timeout_s;          /* --timeout, else TS_CLI_DEFAULT_TIMEOUT_S */
+    const char *idempotency_key; /* post --idempotency-key, or NULL */
 };
 
 typedef char *(*ts_cli_getenv_fn)(const char *name);

@@ -12,7 +12,18 @@
  *
  * Every deadline (dial, connect timeout, heartbeat, silence, request
  * timeouts, retry-after) is served by one timer armed for the earliest of
- * them; when it fires it handles whatever is due and re-arms. So a client
+ * them; when it fires it handles whatever is due and re-arms.
+ *
+ * Leaving a server: a failover must not wait for TCP to notice a stopped or
+ * cut-off node (minutes), nor for a node without a leader to get one (until
+ * a partition heals). So a connection is left for the next server of the
+ * list when requests sent on it hear nothing for 2 x silence_ms (a Ping
+ * goes out at 1 x, and any frame counts; with a single server there is
+ * nowhere to go, and a busy server is waited for), when a request is answered
+ * UNAVAILABLE, and when the handshake outlasts connect_timeout_ms; a server
+ * left for silence is "shunned" for TS__SHUN_MS, neither dialled from the
+ * list nor followed as a NOT_LEADER redirect, since followers keep naming
+ * a stopped leader until they elect another. So a client
  * costs one timer however many requests it has in flight; finding the
  * earliest deadline walks the table, fine for the tens to hundreds of
  * requests a client pipelines.
@@ -31,6 +42,7 @@
 
 #include <openssl/rand.h>
 
+#include "ts_assert.h"
 #include "ts_conn.h"
 #include "ts_frame.h"
 #include "ts_hex.h"
@@ -366,6 +378,8 @@ static int wire_code(const Threadsync__Error *e)
 static void emit_state(struct ts_client *c, enum ts_client_state st, int err,
                        const Threadsync__Welcome *w, const Threadsync__Error *e)
 {
+    TS_ASSERT(c->state != TS_CLIENT_FAILED || st == TS_CLIENT_FAILED); /* FAILED is final */
+    TS_ASSERT(st != TS_CLIENT_READY || (c->state == TS_CLIENT_CONNECTING && c->conn && c->ready));
     c->state = st;
     if (!c->on_state)
         return;
@@ -400,6 +414,23 @@ static void consider(uint64_t *best, uint64_t t)
         *best = t;
 }
 
+/* When a deadline that ends a connection is due: while it is being
+ * confirmed (passed() below), not before the loop has polled once more. */
+static uint64_t confirm_at(const struct ts_client *c, uint64_t deadline)
+{
+    uint64_t next = now_ms(c) + 1;
+    return c->confirming && deadline < next ? next : deadline;
+}
+
+/* 1 when a request was sent on this connection and is not answered yet. */
+static int awaiting(const struct ts_client *c)
+{
+    for (const struct ts__req *r = c->reqs.head; r; r = r->next)
+        if (r->id)
+            return 1;
+    return 0;
+}
+
 /* Arms the tick for the earliest thing pending, from scratch. Only things
  * that can act now count: a retry waits for a READY connection, so it is
  * not a deadline while disconnected (READY re-arms). */
@@ -411,10 +442,19 @@ static void tick_rearm(struct ts_client *c)
     if (!c->conn)
         consider(&best, c->reconnect_at);
     else if (!c->conn_closing && !c->ready)
-        consider(&best, c->connect_deadline);
+        consider(&best, confirm_at(c, c->connect_deadline));
     else if (!c->conn_closing) {
         consider(&best, c->last_tx + c->heartbeat_ms);
         consider(&best, c->last_rx + 3ull * c->heartbeat_ms);
+        if (!awaiting(c)) {
+            c->await_since = 0;
+            c->confirming = 0; /* READY: only the silence deadline confirms */
+        }
+        /* The Ping at 1 x; leaving at 2 x only when there is somewhere to go. */
+        if (c->await_since && !c->probe_sent)
+            consider(&best, c->await_since + c->silence_ms);
+        else if (c->await_since && c->dial.n > 1)
+            consider(&best, confirm_at(c, c->await_since + 2ull * c->silence_ms));
     }
     int can_send = c->ready && !c->conn_closing;
     for (struct ts__req *r = c->reqs.head; r; r = r->next) {
@@ -489,6 +529,11 @@ static void send_req(struct ts_client *c, struct ts__req *r)
     /* On failure the connection is going away; its on_close leaves the
      * request unsent for the next one. */
     r->id = send_frame(c, &f) == TS_OK ? id : 0;
+    if (r->id && !c->await_since) {
+        c->await_since = now_ms(c);
+        c->probe_sent = 0;
+        tick_arm(c, c->await_since + c->silence_ms);
+    }
 }
 
 static void send_sub(struct ts_client *c)
@@ -549,20 +594,43 @@ static void go_failed(struct ts_client *c, int err, const Threadsync__Error *det
 {
     /* FAILED first, so requests a callback submits are refused, not
      * queued forever. */
+    TS_ASSERT(c->state != TS_CLIENT_FAILED && !c->conn);
     c->state = TS_CLIENT_FAILED;
     c->reconnect_at = 0;
-    ts__reqs_fail_all(&c->reqs, err, detail);
+    /* A request that was refused on the way (UNAVAILABLE, NOT_LEADER) is
+     * answered with that refusal: it says more than the last hop did. */
+    struct ts__req *r;
+    while ((r = c->reqs.head) != NULL) {
+        ts__reqs_unlink(&c->reqs, r);
+        const Threadsync__Error *last = r->last_refusal;
+        ts__req_finish(r, last ? wire_code(last) : err, last ? last : detail, NULL);
+    }
     sub_end(c, err, detail);
     emit_state(c, TS_CLIENT_FAILED, err, NULL, detail);
     tick_rearm(c);
 }
 
+static int is_shunned(const struct ts_client *c, const char *addr, uint64_t now);
+
 static void dial(struct ts_client *c)
 {
+    TS_ASSERT(!c->conn && !c->closing && c->state != TS_CLIENT_FAILED); /* one conn at a time */
     c->server = ts__dial_pick(&c->dial);
+    /* Past a server that just timed out, while the list has others: after
+     * UNAVAILABLE from the rest (an election still running) the walk would
+     * otherwise come back to a stopped node and wait out a handshake. */
+    for (size_t k = 1;
+         k < c->dial.n && !c->dial.on_redirect && is_shunned(c, c->server->text, now_ms(c)); k++) {
+        ts__dial_failed(&c->dial);
+        c->server = ts__dial_pick(&c->dial);
+    }
     c->ready = 0;
     c->conn_closing = 0;
     c->redirecting = 0;
+    c->moving_on = 0;
+    c->await_since = 0;
+    c->probe_sent = 0;
+    c->confirming = 0;
     if (c->conn_error) {
         ts_frame_free(c->conn_error);
         c->conn_error = NULL;
@@ -596,6 +664,49 @@ static void dial(struct ts_client *c)
     tick_rearm(c);
 }
 
+/* Remembers the current server as one that timed out (see TS__SHUN_MS). */
+static void shun(struct ts_client *c, uint64_t now)
+{
+    char *copy = strdup(c->server->text);
+    if (!copy)
+        return; /* only a redirect saved is lost */
+    free(c->shunned);
+    c->shunned = copy;
+    c->shunned_until = now + TS__SHUN_MS;
+}
+
+static int is_shunned(const struct ts_client *c, const char *addr, uint64_t now)
+{
+    return c->shunned && now < c->shunned_until && strcmp(c->shunned, addr) == 0;
+}
+
+static void send_ping(struct ts_client *c)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Ping p = THREADSYNC__PING__INIT;
+    p.nonce = ++c->ping_nonce;
+    f.msg_case = THREADSYNC__FRAME__MSG_PING;
+    f.ping = &p;
+    send_frame(c, &f);
+}
+
+/* Whether deadline has passed, for the deadlines that end a connection.
+ * Timers run before I/O in a loop iteration, so after the loop was blocked
+ * (a user callback that took seconds: a mirror rendering) the frames that
+ * would have met the deadline are still unread. The first time it is
+ * found passed the tick comes back 1 ms later, after a poll; only if it
+ * still holds then (a frame resets confirming) is it true. */
+static int passed(struct ts_client *c, uint64_t now, uint64_t deadline)
+{
+    if (now < deadline)
+        return 0;
+    if (c->confirming)
+        return 1;
+    c->confirming = 1;
+    tick_arm(c, now + 1);
+    return 0;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct ts_client *c = (struct ts_client *)t->data;
@@ -610,18 +721,30 @@ static void on_tick(uv_timer_t *t)
     }
     if (c->conn && !c->conn_closing) {
         if (!c->ready) {
-            if (now >= c->connect_deadline)
-                conn_close(c, TS_E_TIMEOUT);
+            if (passed(c, now, c->connect_deadline)) {
+                shun(c, now);
+                c->conn_closing = 1;
+                ts_conn_abort(c->conn, TS_E_TIMEOUT);
+            }
         } else if (now >= c->last_rx + 3ull * c->heartbeat_ms) {
             TS_WARN("event=heartbeat_timeout server=%s", c->server->text);
             conn_close(c, TS_E_TIMEOUT);
-        } else if (now >= c->last_tx + c->heartbeat_ms) {
-            Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-            Threadsync__Ping p = THREADSYNC__PING__INIT;
-            p.nonce = ++c->ping_nonce;
-            f.msg_case = THREADSYNC__FRAME__MSG_PING;
-            f.ping = &p;
-            send_frame(c, &f);
+        } else if (c->await_since && c->dial.n > 1 &&
+                   passed(c, now, c->await_since + 2ull * c->silence_ms)) {
+            /* A stopped process or a cut link: TCP says nothing for
+             * minutes, and the requests may be answered elsewhere. */
+            TS_WARN("event=server_silent server=%s silent_ms=%llu", c->server->text,
+                    (unsigned long long)(now - c->await_since));
+            shun(c, now);
+            c->moving_on = 1;
+            c->moves++;
+            c->conn_closing = 1;
+            ts_conn_abort(c->conn, TS_E_TIMEOUT);
+        } else if (now >= c->last_tx + c->heartbeat_ms ||
+                   (c->await_since && !c->probe_sent && now >= c->await_since + c->silence_ms)) {
+            if (c->await_since)
+                c->probe_sent = 1;
+            send_ping(c);
         }
     }
     /* Restart the walk after each callback: it may have added requests. */
@@ -666,7 +789,10 @@ static void on_welcome(struct ts_client *c, const Threadsync__Welcome *w)
     }
     c->ready = 1;
     c->failures = 0;
-    /* Fail-fast mode: a READY connection that drops is the end. */
+    /* Fail-fast mode: a READY connection that drops is the end, unless it
+     * is left for the next server (moving_on): then the servers after this
+     * one, untried in this pass, are still tried. */
+    c->pass_after = c->pass_left - 1;
     c->pass_left = 1;
     c->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : TS__HEARTBEAT_MS;
     TS_DEBUG("event=ready server=%s node=%llu role=%d resumed=%d", c->server->text,
@@ -695,6 +821,7 @@ static void on_result(struct ts_client *c, const Threadsync__Result *res)
             s->cbs.on_result(s->arg, res->subscribe->from_seq, res->subscribe->snapshot);
         return;
     }
+    c->moves = 0;
     struct ts__req *r = ts__reqs_find(&c->reqs, res->request_id);
     if (!r)
         return; /* answer to a request that timed out meanwhile */
@@ -719,6 +846,22 @@ static void begin_redirect(struct ts_client *c, uint64_t delay_ms)
     conn_close(c, TS_E_NOT_LEADER);
 }
 
+/* An UNAVAILABLE answer: this node has no leader, is stale, removed,
+ * overloaded or stopping. Another server of the list may well answer, so
+ * the connection is left for the next one (what was in flight is re-sent
+ * there, posts with the same idempotency key). With a single server there
+ * is nowhere to go: 0, and the caller retries here. */
+static int move_on(struct ts_client *c)
+{
+    if (c->dial.n < 2)
+        return 0;
+    TS_DEBUG("event=move_on server=%s reason=UNAVAILABLE", c->server->text);
+    c->moving_on = 1;
+    c->moves++;
+    conn_close(c, TS_E_UNAVAILABLE);
+    return 1;
+}
+
 static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
 {
     const Threadsync__Error *e = f->error;
@@ -728,6 +871,8 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     if (s && s->id && e->request_id == s->id) {
         if (code == TS_E_UNAVAILABLE) {
             s->id = 0;
+            if (move_on(c))
+                return;
             s->retry_at = now + retry_delay(c, e);
             tick_rearm(c);
             return;
@@ -744,7 +889,10 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     if (code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) {
         r->redirects++;
         r->id = 0;
-        if (e->leader_address && *e->leader_address &&
+        /* A leader that just timed out on us is most likely stopped or cut
+         * off, and this follower has not noticed yet: ask it again later
+         * instead of dialling into the same silence. */
+        if (e->leader_address && *e->leader_address && !is_shunned(c, e->leader_address, now) &&
             ts__dial_redirect(&c->dial, e->leader_address) == TS_OK) {
             /* After a leader dies, the followers keep naming it until
              * their election timeout: the dial to it fails, the list
@@ -775,6 +923,8 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
         uint64_t at = now + retry_delay(c, e);
         if (!r->deadline || at < r->deadline) {
             r->id = 0;
+            if (move_on(c))
+                return;
             r->retry_at = at;
             tick_rearm(c);
             return;
@@ -829,6 +979,11 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
 {
     struct ts_client *c = ts_conn_data(conn);
     c->last_rx = now_ms(c);
+    c->confirming = 0;
+    if (c->await_since) {
+        c->await_since = c->last_rx;
+        c->probe_sent = 0;
+    }
     if (c->closing || c->conn_closing) {
         ts_frame_free(f);
         return;
@@ -896,6 +1051,7 @@ static void conn_on_close(struct ts_conn *conn, int err)
 {
     struct ts_client *c = ts_conn_data(conn);
     int was_ready = c->ready;
+    TS_ASSERT(conn == c->conn); /* every conn callback belongs to c->conn */
     c->conn = NULL;
     c->ready = 0;
     c->conn_closing = 0;
@@ -925,6 +1081,10 @@ static void conn_on_close(struct ts_conn *conn, int err)
     }
     c->failures++;
     ts__dial_failed(&c->dial);
+    c->await_since = 0;
+    if (c->moving_on && was_ready)
+        c->pass_left = c->pass_after + 1;
+    c->moving_on = 0;
     /* A server that does not know our token or version will not learn it
      * by being asked again. */
     int fatal = reason == TS_E_UNAUTHENTICATED || reason == TS_E_UNSUPPORTED_VERSION;
@@ -936,15 +1096,22 @@ static void conn_on_close(struct ts_conn *conn, int err)
     if (c->closing)
         return;
     c->reconnect_at = now_ms(c);
+    /* Every node may answer UNAVAILABLE for an election's length: walking
+     * the list slows down with each move, as reconnects do with failures
+     * (a Welcome resets failures, only an answer resets moves), but only up
+     * to TS__MOVE_BACKOFF_CAP steps, so the new leader is found soon after
+     * it is elected. */
+    unsigned moves = c->moves < TS__MOVE_BACKOFF_CAP ? c->moves : TS__MOVE_BACKOFF_CAP;
     if (c->reconnect)
-        c->reconnect_at +=
-            ts__backoff_delay(c->backoff_min_ms, c->backoff_max_ms, c->failures, rand32());
+        c->reconnect_at += ts__backoff_delay(c->backoff_min_ms, c->backoff_max_ms,
+                                             c->failures > moves ? c->failures : moves, rand32());
     tick_rearm(c);
 }
 
 static void client_free(struct ts_client *c)
 {
     ts__dial_free(&c->dial);
+    free(c->shunned);
     free(c->token);
     free(c->client_name);
     if (c->ssl)
@@ -1002,6 +1169,7 @@ int ts_client_new(uv_loop_t *loop, const struct ts_client_config *cfg, struct ts
         cfg->request_timeout_ms ? cfg->request_timeout_ms : TS__REQUEST_TIMEOUT_MS;
     c->backoff_min_ms = cfg->backoff_min_ms ? cfg->backoff_min_ms : TS__BACKOFF_MIN_MS;
     c->backoff_max_ms = cfg->backoff_max_ms ? cfg->backoff_max_ms : TS__BACKOFF_MAX_MS;
+    c->silence_ms = cfg->silence_ms ? cfg->silence_ms : TS__SILENCE_MS;
     if (c->backoff_max_ms < c->backoff_min_ms)
         c->backoff_max_ms = c->backoff_min_ms;
     c->reconnect = cfg->reconnect;

@@ -15,8 +15,10 @@
  *     bare TS_E_TIMEOUT;
  *   - a Post is re-sent after a reconnect with the SAME idempotency key, so
  *     it is applied at most once by the servers and answered at least once;
- *     NOT_LEADER moves the connection to the leader and re-sends, UNAVAILABLE
- *     re-sends after the server's retry_after_ms;
+ *     NOT_LEADER moves the connection to the leader and re-sends;
+ *     UNAVAILABLE moves to the next server of the list and re-sends there
+ *     (with one server: re-sends after the server's retry_after_ms), and so
+ *     does a server that stays silent while requests wait (silence_ms);
  *   - a subscription resumes from its cursor (the last Events.last_seq or
  *     SnapshotEnd.seq seen) on the next connection.
  *
@@ -73,10 +75,18 @@ struct ts_client_config {
     const char *token;       /* bearer token (Hello.token) */
     const char *client_name; /* for the server's logs; NULL: "libthreadsync" */
     /* 0 means the default shown. */
-    unsigned connect_timeout_ms; /* TCP + TLS + Welcome; 5000 */
+    /* TCP + TLS + Welcome; 2000. Short on purpose: a stopped process still
+     * completes TCP (the kernel accepts for it) and then says nothing. */
+    unsigned connect_timeout_ms;
     unsigned request_timeout_ms; /* Post and Get, from submission to answer; 30000 */
     unsigned backoff_min_ms;     /* first retry delay; 100 */
     unsigned backoff_max_ms;     /* delay cap; 10000 */
+    /* A connection with requests sent and unanswered from which nothing
+     * arrived for silence_ms gets a Ping; after twice that it is dropped
+     * (a stopped or cut-off server) and the requests go to the next server
+     * (with two or more servers listed; with one, the heartbeat timeout
+     * alone ends it). 1000 */
+    unsigned silence_ms;
     /* Non-zero: after any failure keep retrying until ts_client_close().
      * Zero (fail fast): connect tries each server once, in order (following
      * a NOT_LEADER redirect still); if none answers, or once a READY

@@ -36,6 +36,7 @@ struct ts_join {
     int timer_open;
     int retry_ms; /* delay before the next attempt after this connection */
     unsigned attempts;
+    int check; /* ask Cluster{} instead of Join (ts_join.h, check mode) */
 };
 
 static void join_free(struct ts_join *j)
@@ -105,8 +106,44 @@ static void on_open(struct ts_conn *c)
     join_send(j, &f);
 }
 
+static void send_cluster(struct ts_join *j)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Cluster r = THREADSYNC__CLUSTER__INIT;
+    r.request_id = 1;
+    f.msg_case = THREADSYNC__FRAME__MSG_CLUSTER;
+    f.cluster = &r;
+    join_send(j, &f);
+}
+
+/* Check mode: the member's view decides once it knows a leader (a member
+ * without one may be the lagging side of a partition). */
+static void on_cluster(struct ts_join *j, const Threadsync__ClusterResult *cr)
+{
+    if (cr->leader_id == 0) {
+        j->retry_ms = RETRY_MS;
+        ts_conn_close(j->conn, TS_OK);
+        return;
+    }
+    for (size_t i = 0; i < cr->n_nodes; i++) {
+        if (cr->nodes[i]->id == j->node_id) {
+            TS_INFO("event=membership_confirmed target=%s node=%llu", j->target,
+                    (unsigned long long)j->node_id);
+            finish(j, TS_OK);
+            return;
+        }
+    }
+    TS_INFO("event=membership_denied target=%s node=%llu leader=%llu", j->target,
+            (unsigned long long)j->node_id, (unsigned long long)cr->leader_id);
+    finish(j, TS_E_NOT_FOUND);
+}
+
 static void send_join(struct ts_join *j)
 {
+    if (j->check) {
+        send_cluster(j);
+        return;
+    }
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Join r = THREADSYNC__JOIN__INIT;
     r.request_id = 1;
@@ -165,7 +202,11 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
         send_join(j);
         break;
     case THREADSYNC__FRAME__MSG_RESULT:
-        if (f->result->request_id == 1 && f->result->body_case == THREADSYNC__RESULT__BODY_JOIN) {
+        if (j->check && f->result->request_id == 1 &&
+            f->result->body_case == THREADSYNC__RESULT__BODY_CLUSTER) {
+            on_cluster(j, f->result->cluster);
+        } else if (f->result->request_id == 1 &&
+                   f->result->body_case == THREADSYNC__RESULT__BODY_JOIN) {
             TS_INFO("event=joined target=%s node=%llu role=voter", j->target,
                     (unsigned long long)j->node_id);
             finish(j, TS_OK);
@@ -248,6 +289,7 @@ int ts_join_start(uv_loop_t *loop, const struct ts_join_config *cfg, ts_join_cb 
         return TS_E_NOMEM;
     }
     j->node_id = cfg->node_id;
+    j->check = cfg->check;
     j->ctx = cfg->ctx;
     j->cb = cb;
     j->arg = arg;

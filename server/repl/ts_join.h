@@ -12,6 +12,12 @@
  * UNAUTHENTICATED and INVALID_ARGUMENT end the attempt: retrying cannot fix
  * a wrong certificate, token or id.
  *
+ * Check mode (a node that is a member by its own data directory, started
+ * again with --join): instead of Join it sends Cluster{} and reports whether
+ * the cluster's configuration, as a member that knows a leader sees it,
+ * still lists this node. A node removed while it was stopped learns it this
+ * way: the cluster never sends it the entry that removed it.
+ *
  * Load: one connection at a time, for seconds, once per node lifetime.
  */
 #ifndef TS_JOIN_H
@@ -32,6 +38,7 @@ struct ts_join_config {
     const char *client_address; /* this node's advertised client address */
     SSL_CTX *ctx;               /* client context with the cluster CA; borrowed, outlives j */
     unsigned deadline_ms;       /* give up after this long, 0 = 120000 */
+    int check;                  /* check mode (above): cb gets TS_OK or TS_E_NOT_FOUND */
 };
 
 /* Called once: TS_OK when the node is a voter, else the error that ended

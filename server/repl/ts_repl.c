@@ -52,6 +52,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "ts_assert.h"
 #include "ts_err.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
@@ -63,6 +64,10 @@
 #define REPL_DEFAULT_MAX_INFLIGHT 4096
 #define REPL_DEFAULT_TRANSFER_MS 3000
 #define REPL_CONNECT_RETRY_MS 250
+/* A node that knew no leader for this many election timeouts is stale. An
+ * election takes one to two timeouts (randomised, pre-vote first), so a
+ * healthy cluster never gets there. */
+#define REPL_STALE_ELECTIONS 3
 
 /* Log bytes between snapshots, as a fraction of the last snapshot: 1/8. */
 #define SNAP_LOG_SHARE_DIV 8
@@ -114,7 +119,18 @@ struct ts_repl {
     uv_timer_t kick; /* continues a membership change outside raft's callbacks */
     struct raft_transfer transfer;
     int transferring;
-    int handles_open; /* defer and kick */
+    int handles_open; /* defer, kick and watch */
+
+    /* Staleness: watch samples raft every heartbeat (raft 0.15 has no state
+     * callback). */
+    uv_timer_t watch;
+    uint64_t leader_seen_ms; /* loop ms a leader was last known; start time first */
+    uint64_t stale_after_ms; /* REPL_STALE_ELECTIONS election timeouts */
+    char last_leader[256];   /* client address of the last leader known, "" none */
+    uint64_t last_leader_id; /* its id, 0 none */
+    int was_member;          /* this node was in the configuration once */
+    int removed;             /* ... and is no longer: it must not serve */
+    int stale;               /* last reported state, for the log lines */
 
     struct repl_prop *head, *tail; /* pending proposals, ascending index */
     unsigned inflight;
@@ -192,6 +208,7 @@ static uint64_t get_le64(const uint8_t *p)
  * NULL links, but lets clang's analyzer see r->head move on in fail_pending. */
 static void pending_remove(struct ts_repl *r, struct repl_prop *p)
 {
+    TS_ASSERT(r->inflight > 0 && (p == r->head || p->prev)); /* listed */
     if (p == r->head)
         r->head = p->next;
     else
@@ -202,6 +219,7 @@ static void pending_remove(struct ts_repl *r, struct repl_prop *p)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
     r->inflight--;
+    TS_ASSERT((r->head == NULL) == (r->inflight == 0) && (r->head == NULL) == (r->tail == NULL));
 }
 
 static void on_defer(uv_timer_t *h);
@@ -230,6 +248,7 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
      * (commands, barriers and configuration changes alike), so the entry being
      * applied is the next one. */
     uint64_t index = (uint64_t)r->raft.last_applied + 1;
+    TS_ASSERT(r->lock_fd >= 0); /* raft runs: the data directory is ours */
     if (r->failed)
         return RAFT_IOERR;
     const uint8_t *b = buf->base;
@@ -242,6 +261,7 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
     }
     void *res = r->scratch;
     for (struct repl_prop *p = r->head; p && p->req.index <= index; p = p->next) {
+        TS_ASSERT(!p->next || p->req.index < p->next->req.index); /* index order */
         if (p->req.index == index) {
             res = p->result;
             break;
@@ -405,6 +425,7 @@ static void repl_free(struct ts_repl *r)
 }
 
 static void mop_finish(struct ts_repl *r, int status);
+static void on_watch(uv_timer_t *h);
 
 static void on_defer_closed(uv_handle_t *h)
 {
@@ -436,6 +457,7 @@ static void repl_finish(struct ts_repl *r)
         mop_finish(r, TS_E_UNAVAILABLE);
     uv_close((uv_handle_t *)&r->defer, on_defer_closed);
     uv_close((uv_handle_t *)&r->kick, on_defer_closed);
+    uv_close((uv_handle_t *)&r->watch, on_defer_closed);
 }
 
 /* libraft 0.15 can fire raft's close callback a second time (canonical/raft
@@ -446,6 +468,7 @@ static void repl_finish(struct ts_repl *r)
 static void on_raft_closed(struct raft *raft)
 {
     struct ts_repl *r = raft->data;
+    TS_ASSERT(r->raft_stopping); /* raft closes only when we close it */
     if (r->raft_closed)
         return; /* the spurious second call */
     r->raft_closed = 1;
@@ -501,6 +524,7 @@ static void on_defer(uv_timer_t *h)
             uv_timer_start(&r->defer, on_defer, 1, 0);
             return;
         }
+        TS_ASSERT(r->lock_fd >= 0 && !r->raft_closed); /* raft closes once, with LOCK held */
         r->raft_stopping = 1;
         raft_close(&r->raft, on_raft_closed);
         return;
@@ -567,6 +591,81 @@ void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg)
     /* Even when raft is already closed, finish from the loop so cb is never
      * called from inside ts_repl_close. */
     schedule_defer(r);
+}
+
+/* ---- staleness -------------------------------------------------------- */
+
+/* Notes what raft knows now: a leader (remembered with the time), or that
+ * this node left the configuration. */
+static void watch_sample(struct ts_repl *r)
+{
+    if (r->raft_stopping)
+        return;
+    raft_id id = 0;
+    const char *addr = NULL;
+    raft_leader(&r->raft, &id, &addr);
+    int member = ts_repl_is_member(r);
+    if (member)
+        r->was_member = 1;
+    if (r->was_member && !member && !r->removed)
+        ts_repl_set_removed(r);
+    if (id && !r->removed) {
+        r->leader_seen_ms = uv_now(r->loop);
+        if (id != r->last_leader_id) {
+            r->last_leader_id = id;
+            const char *client = ts_repl_leader_client_address(r);
+            snprintf(r->last_leader, sizeof(r->last_leader), "%s", client);
+        }
+    }
+    int stale = r->removed || uv_now(r->loop) - r->leader_seen_ms > r->stale_after_ms;
+    if (stale != r->stale) {
+        r->stale = stale;
+        if (stale)
+            TS_WARN("event=stale node=%llu no_leader_ms=%llu last_leader=%s msg=\"reads and "
+                    "subscriptions refused until a leader is heard from\"",
+                    (unsigned long long)r->raft.id,
+                    (unsigned long long)(uv_now(r->loop) - r->leader_seen_ms),
+                    r->last_leader[0] ? r->last_leader : "none");
+        else
+            TS_INFO("event=fresh node=%llu leader=%s", (unsigned long long)r->raft.id,
+                    r->last_leader);
+    }
+}
+
+void ts_repl_set_removed(struct ts_repl *r)
+{
+    if (r->removed)
+        return;
+    r->removed = 1;
+    TS_ERROR("event=removed_from_cluster node=%llu msg=\"this node is no longer in the "
+             "cluster's configuration; it refuses clients. Wipe its data directory to "
+             "join it again\"",
+             (unsigned long long)r->raft.id);
+}
+
+static void on_watch(uv_timer_t *h)
+{
+    watch_sample(h->data);
+}
+
+int ts_repl_stale(struct ts_repl *r, char *why, size_t n)
+{
+    watch_sample(r);
+    if (!r->stale)
+        return 0;
+    if (r->removed)
+        snprintf(why, n, "this node was removed from the cluster");
+    else
+        snprintf(why, n, "no leader heard from for %llu ms (bound %llu ms); last leader: %s",
+                 (unsigned long long)(uv_now(r->loop) - r->leader_seen_ms),
+                 (unsigned long long)r->stale_after_ms,
+                 r->last_leader[0] ? r->last_leader : "none");
+    return r->removed ? 2 : 1;
+}
+
+const char *ts_repl_last_leader(const struct ts_repl *r)
+{
+    return r->last_leader;
 }
 
 /* ---- start ---------------------------------------------------------- */
@@ -749,7 +848,12 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     r->defer.data = r;
     uv_timer_init(loop, &r->kick);
     r->kick.data = r;
-    r->handles_open = 2;
+    uv_timer_init(loop, &r->watch);
+    r->watch.data = r;
+    r->handles_open = 3;
+    r->stale_after_ms = (uint64_t)REPL_STALE_ELECTIONS * election;
+    r->leader_seen_ms = uv_now(loop);
+    uv_timer_start(&r->watch, on_watch, heartbeat, heartbeat);
 
     /* A joining node starts empty and waits for the leader's entries;
      * raft_bootstrap would make it a cluster of its own. */

@@ -132,6 +132,19 @@ uint64_t ts_repl_leader_id(const struct ts_repl *r);
 /* 1 when this node is in the configuration it knows (a joining node is
  * not, until the leader added it and it received the entry). */
 int ts_repl_is_member(const struct ts_repl *r);
+/* Whether this node's state may be served to readers. 0: yes (it leads, or
+ * knew a leader within the staleness bound: 3 election timeouts). 1: stale,
+ * no leader known for longer than that; 2: removed, the node was in the
+ * configuration and is no longer. On 1 and 2 a reason for humans is written
+ * into why (n bytes), naming the last leader known. */
+int ts_repl_stale(struct ts_repl *r, char *why, size_t n);
+/* Marks this node as removed (the cluster said its configuration no longer
+ * lists it, see ts_join's check mode): ts_repl_stale answers 2 from now on,
+ * and it is logged once. */
+void ts_repl_set_removed(struct ts_repl *r);
+/* The client address of the last leader this node knew, "" when none.
+ * Points into r. */
+const char *ts_repl_last_leader(const struct ts_repl *r);
 /* The index of the last entry given to fsm->apply or restored from a
  * snapshot (raft's own entries, e.g. configuration changes, do not move it). */
 uint64_t ts_repl_last_applied(const struct ts_repl *r);

@@ -189,7 +189,7 @@ void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_D
         SHA256((const unsigned char *)(f[i] ? f[i] : ""), ts__store_slen(f[i]),
                all + i * SHA256_DIGEST_LENGTH);
     put_be64(parent, p->parent_id);
-    SHA256(parent, sizeof(parent), all + N * SHA256_DIGEST_LENGTH);
+    SHA256(parent, sizeof(parent), all + (size_t)N * SHA256_DIGEST_LENGTH);
     SHA256(all, sizeof(all), h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
 }

@@ -24,6 +24,8 @@ set -euo pipefail
 build=$(cd "${1:?usage: $0 BUILD_DIR [COUNT]}" && pwd)
 count=${2:-5000}
 src=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=tests/soak/soak_lib.sh
+. "$src/tests/soak/soak_lib.sh"
 threadsyncd=$build/threadsyncd
 threadsync=$build/threadsync
 soak=$build/tests/soak/ts_soak_client
@@ -41,32 +43,13 @@ cleanup() {
     if [[ -d $cl ]]; then
         "$src/deploy/local-cluster.sh" stop "$cl" >/dev/null 2>&1 || true
     fi
-    if [[ $ok == 1 && ${TS_SOAK_KEEP:-0} != 1 ]]; then
-        rm -rf "$work"
-    else
-        echo "soak: files kept in $work"
-    fi
+    soak_finish "$work" "$ok"
 }
 trap cleanup EXIT
-log() { echo "soak: $(date +%T.%N | cut -c1-12) $*"; }
-fail() {
-    echo "soak: FAILED: $*" >&2
-    exit 1
-}
+log() { soak_log "$@"; }
+fail() { soak_fail "$@"; }
 
-# A base port whose six ports are free now (a race with other programs is
-# possible but unlikely in this range).
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-base=
-for _ in $(seq 50); do
-    b=$((20000 + (RANDOM % 2000) * 10))
-    if port_free $b && port_free $((b + 1)) && port_free $((b + 10)) &&
-        port_free $((b + 11)) && port_free $((b + 20)) && port_free $((b + 21)); then
-        base=$b
-        break
-    fi
-done
-[[ -n $base ]] || fail "no free block of ports"
+base=$(soak_pick_base)
 
 t0=$(date +%s%N)
 BASE_PORT=$base THREADSYNCD=$threadsyncd "$src/deploy/local-cluster.sh" start "$cl" >"$work/start.log"

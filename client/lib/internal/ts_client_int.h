@@ -12,11 +12,19 @@
 
 #include "threadsync.h"
 
-#define TS__CONNECT_TIMEOUT_MS 5000u
+#define TS__CONNECT_TIMEOUT_MS 2000u
+/* A server left for silence (or a handshake that timed out) is not
+ * followed as a NOT_LEADER redirect for this long: the followers keep
+ * naming a stopped leader until they elect another. */
+#define TS__SHUN_MS 5000u
+/* Moving on after UNAVAILABLE backs off like a failure, at most this many
+ * doublings (100 ms minimum: at most 400 ms between two nodes). */
+#define TS__MOVE_BACKOFF_CAP 3u
 #define TS__REQUEST_TIMEOUT_MS 30000u
 #define TS__BACKOFF_MIN_MS 100u
 #define TS__BACKOFF_MAX_MS 10000u
 #define TS__HEARTBEAT_MS 10000u
+#define TS__SILENCE_MS 1000u
 /* A NOT_LEADER answer is followed at once this many times per request;
  * after that each redirect waits a backoff delay first (the request's
  * deadline bounds them all): two nodes naming each other as leader, or
@@ -155,6 +163,7 @@ struct ts_client {
     char *token;
     char *client_name;
     unsigned connect_timeout_ms, request_timeout_ms, backoff_min_ms, backoff_max_ms;
+    unsigned silence_ms;
     int reconnect;
     ts_client_state_cb on_state;
     void *state_arg;
@@ -167,6 +176,11 @@ struct ts_client {
     int conn_closing;              /* ts_conn_close() called on conn */
     unsigned failures;             /* consecutive, reset by Welcome */
     unsigned pass_left;            /* fail-fast mode: dials left */
+    unsigned pass_after;           /* fail-fast mode: list entries untried after the READY one */
+    int moving_on;                 /* conn is being closed to try the next server */
+    unsigned moves;                /* servers left since the last Result: paces the walk */
+    char *shunned;                 /* "host:port" that timed out lately, or NULL */
+    uint64_t shunned_until;        /* loop ms */
     uint64_t connect_deadline;     /* loop ms while dialling */
     uint64_t reconnect_at;         /* loop ms; 0: none scheduled */
     Threadsync__Frame *conn_error; /* request_id-0 Error that ends conn */
@@ -176,6 +190,13 @@ struct ts_client {
     uint32_t heartbeat_ms;
     uint64_t last_rx, last_tx;
     uint64_t ping_nonce;
+    /* loop ms since which sent requests wait with nothing received; 0:
+     * none waits. A probe Ping goes out silence_ms after it. */
+    uint64_t await_since;
+    int probe_sent;
+    /* A connect or silence deadline was found passed; it is acted on only
+     * if it still holds after the loop polled once more (see passed()). */
+    int confirming;
 
     uv_timer_t tick; /* one timer for every deadline; see ts_client.c */
     uint64_t tick_due;

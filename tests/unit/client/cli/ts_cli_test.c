@@ -107,6 +107,50 @@ START_TEST(test_parse_post_options_anywhere)
 }
 END_TEST
 
+START_TEST(test_parse_retry_options)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(PARSE(&o, err, "post", "--thread", "t", "--name", "A", "--body", "b"), TS_OK);
+    ck_assert_uint_eq(o.timeout_s, TS_CLI_DEFAULT_TIMEOUT_S);
+    ck_assert_ptr_null(o.idempotency_key);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "post", "--thread", "t", "--name", "A", "--body", "b",
+                           "--timeout", "5", "--idempotency-key", "run-7"),
+                     TS_OK);
+    ck_assert_uint_eq(o.timeout_s, 5);
+    ck_assert_str_eq(o.idempotency_key, "run-7");
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "delete", "9", "--timeout=60"), TS_OK);
+    ck_assert_uint_eq(o.timeout_s, 60);
+    ts_cli_opts_free(&o);
+    /* refused: a key on a command without keys, bad keys, bad timeouts */
+    ck_assert_int_eq(PARSE(&o, err, "delete", "9", "--idempotency-key", "k"),
+                     TS_E_INVALID_ARGUMENT);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "t", "--timeout", "5"),
+                     TS_E_INVALID_ARGUMENT);
+    ts_cli_opts_free(&o);
+    const char *bad_keys[] = {"", "has space", "tab\there",
+                              "01234567890123456789012345678901234567890123456789012345678901234"};
+    for (size_t i = 0; i < sizeof(bad_keys) / sizeof(bad_keys[0]); i++) {
+        ck_assert_int_eq(PARSE(&o, err, "post", "--thread", "t", "--name", "A", "--body", "b",
+                               "--idempotency-key", (char *)bad_keys[i]),
+                         TS_E_INVALID_ARGUMENT);
+        ck_assert_ptr_nonnull(strstr(err, "--idempotency-key"));
+        ts_cli_opts_free(&o);
+    }
+    const char *bad_timeouts[] = {"0", "-1", "x", "86401"};
+    for (size_t i = 0; i < sizeof(bad_timeouts) / sizeof(bad_timeouts[0]); i++) {
+        ck_assert_int_eq(PARSE(&o, err, "post", "--thread", "t", "--name", "A", "--body", "b",
+                               "--timeout", (char *)bad_timeouts[i]),
+                         TS_E_INVALID_ARGUMENT);
+        ts_cli_opts_free(&o);
+    }
+}
+END_TEST
+
 START_TEST(test_parse_defaults_and_env)
 {
     env_clear();
@@ -837,6 +881,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("parse");
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_parse_post_options_anywhere);
+    tcase_add_test(tc, test_parse_retry_options);
     tcase_add_test(tc, test_parse_defaults_and_env);
     tcase_add_test(tc, test_parse_watch);
     tcase_add_test(tc, test_parse_mirror_verify);

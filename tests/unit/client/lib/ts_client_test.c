@@ -977,20 +977,18 @@ START_TEST(test_not_leader_loop_bounded)
     cfg.backoff_max_ms = 200;
     ck_assert_int_eq(ts_client_new(&N.loop, &cfg, &N.c), TS_OK);
     Threadsync__Post p = sample_post();
-    uint64_t t0 = uv_hrtime();
     ck_assert_int_eq(ts_client_post(N.c, &p, on_post_stop, (void *)1), TS_OK);
     world_teardown();
-    uint64_t elapsed_ms = (uv_hrtime() - t0) / 1000000;
     ck_assert_int_eq(N.post_calls, 1);
     ck_assert_int_eq(N.post_err, TS_E_NOT_LEADER);
     ck_assert_int_eq(N.detail_code, TS_E_NOT_LEADER);
     int posts = N.f[0].posts + N.f[1].posts;
+    /* ended by the deadline, not by a count of redirects (no elapsed-time
+     * check: under load a round takes longer and the last one that fits
+     * ends earlier, so a lower bound on the time failed on a busy machine) */
     ck_assert_int_gt(posts, TS__MAX_REDIRECTS + 1);
     /* slowed down: a hot loop would make hundreds in a second */
     ck_assert_int_lt(posts, 40);
-    /* ended by the deadline: when the next round (at most backoff_max_ms
-     * away) would not fit in it */
-    ck_assert_uint_ge(elapsed_ms, 1000 - 200 - 20);
 }
 END_TEST
 
@@ -1174,6 +1172,49 @@ START_TEST(test_pong_answers_ping)
 }
 END_TEST
 
+/* UNAVAILABLE with another server listed: the post goes there, same key. */
+START_TEST(test_unavailable_moves_on)
+{
+    world_setup();
+    fake_start(&N.f[0], FAKE_UNAVAILABLE_ONCE);
+    fake_start(&N.f[1], FAKE_OK);
+    const char *servers[] = {N.f[0].addr, N.f[1].addr};
+    struct ts_client_config cfg = config(servers, 2, 1);
+    ck_assert_int_eq(ts_client_new(&N.loop, &cfg, &N.c), TS_OK);
+    Threadsync__Post p = sample_post();
+    ck_assert_int_eq(ts_client_post(N.c, &p, on_post_stop, (void *)1), TS_OK);
+    world_teardown();
+    ck_assert_int_eq(N.post_err, TS_OK);
+    ck_assert_int_eq(N.f[0].posts, 1);
+    ck_assert_int_eq(N.f[1].posts, 1);
+    ck_assert_uint_eq(N.post_id, 501); /* answered by the second */
+    ck_assert_str_eq(N.f[0].keys[0], N.f[1].keys[0]);
+}
+END_TEST
+
+/* A server that goes silent with a post waiting (a stopped process) is
+ * probed with a Ping and then left for the next one, long before the
+ * heartbeat timeout (3 x 10 s) or the request timeout (5 s) would end it. */
+START_TEST(test_silent_server_moves_on)
+{
+    world_setup();
+    fake_start(&N.f[0], FAKE_SILENT);
+    fake_start(&N.f[1], FAKE_OK);
+    const char *servers[] = {N.f[0].addr, N.f[1].addr};
+    struct ts_client_config cfg = config(servers, 2, 1);
+    cfg.silence_ms = 100;
+    ck_assert_int_eq(ts_client_new(&N.loop, &cfg, &N.c), TS_OK);
+    Threadsync__Post p = sample_post();
+    ck_assert_int_eq(ts_client_post(N.c, &p, on_post_stop, (void *)1), TS_OK);
+    world_teardown();
+    ck_assert_int_eq(N.post_err, TS_OK);
+    ck_assert_int_eq(N.f[0].posts, 1);
+    ck_assert_int_ge(N.f[0].pings, 1);
+    ck_assert_int_eq(N.f[1].posts, 1);
+    ck_assert_str_eq(N.f[0].keys[0], N.f[1].keys[0]);
+}
+END_TEST
+
 /* Failover: the first server is dead, the second answers. */
 START_TEST(test_failover_list)
 {
@@ -1277,6 +1318,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_heartbeat_silence_drops);
     tcase_add_test(tc, test_pong_answers_ping);
     tcase_add_test(tc, test_failover_list);
+    tcase_add_test(tc, test_unavailable_moves_on);
+    tcase_add_test(tc, test_silent_server_moves_on);
     tcase_add_test(tc, test_sync_ok);
     suite_add_tcase(s, tc);
     return s;
