@@ -503,9 +503,9 @@ static int parse(int argc, char *const argv[], char *(*get_env)(const char *), s
                 return TS_E_INVALID_ARGUMENT;
             }
             const char *v = argv[++i];
-            if (ts_cli_conn_option(&o->conn, a, v)) {
+            if (ts_cli_conn_option(&o->conn, a, v))
                 continue;
-            } else if (!strcmp(a, "--out")) {
+            if (!strcmp(a, "--out")) {
                 o->out = v;
             } else {
                 char *end;

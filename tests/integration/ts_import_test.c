@@ -509,8 +509,8 @@ START_TEST(test_only_admin_imports)
     char tok[512];
     snprintf(tok, sizeof(tok), "%s/moderator.token", node.dir);
     write_file(tok, node.moderator_token);
-    const char *args[] = {"import", "--format", "wordpress", TS_FIXTURES_DIR "/wordpress.xml",
-                          NULL};
+    const char *file = TS_FIXTURES_DIR "/wordpress.xml";
+    const char *args[] = {"import", "--format", "wordpress", file, NULL};
     char *out;
     ck_assert_int_eq(cli(&node, tok, &out, args), 1);
     ck_assert_msg(strstr(out, "FORBIDDEN"), "%s", out);
