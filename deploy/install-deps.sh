@@ -19,9 +19,10 @@ fi
 # is 10 MB, WenQuanYi Micro Hei 5 MB, where fonts-noto-cjk would be 90 MB).
 # The web edge serves HTTP with libh2o; its browser tests drive Chromium
 # through chromedriver from Debian's python3 with python3-selenium.
+# threadsync import parses WordPress and Disqus XML exports with expat.
 # .ci/lint runs clang-format and clang-tidy-14's run-clang-tidy-14.
 pkgs=(build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
-      libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev
+      libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev libexpat1-dev
       chromium fonts-noto-color-emoji fonts-wqy-microhei
       libh2o-dev chromium-driver python3-selenium clang-format clang-tidy-14 "${bench[@]}" "$@")
 

@@ -34,6 +34,7 @@
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_req_admin.h"
+#include "ts_req_import.h"
 #include "ts_req_read.h"
 #include "ts_req_write.h"
 #include "ts_server_int.h"
@@ -472,6 +473,7 @@ static const struct {
     [THREADSYNC__FRAME__MSG_TOKEN_ADD] = {ts_req_admin_token_add, TS_AUTH_ADMIN, 0},
     [THREADSYNC__FRAME__MSG_TOKEN_LIST] = {ts_req_admin_token_list, TS_AUTH_ADMIN, 0},
     [THREADSYNC__FRAME__MSG_TOKEN_REVOKE] = {ts_req_admin_token_revoke, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_IMPORT] = {ts_req_import, TS_AUTH_ADMIN, 0},
 };
 
 static request_fn *request_handler(const Threadsync__Frame *f)
