@@ -17,12 +17,13 @@
 #include "ts_cli_mirror.h"
 #include "ts_err.h"
 #include "ts_web.h"
+#include "ts_web_addr.h"
 
 #define ARGS_MAX 256
 
 /* A value from the file or a flag; flags overwrite. */
 struct opts {
-    char *listen, *base, *post_token_file, *dir, *ca, *token_file, *servers;
+    char *listen, *base, *post_token_file, *dir, *ca, *token_file, *servers, *trusted_proxies;
     char *config;
     unsigned long max_body, req_timeout_ms, max_conns, max_conns_per_addr, heartbeat_ms,
         ring_events;
@@ -41,6 +42,7 @@ static const struct {
     {"ca", offsetof(struct opts, ca), 0},
     {"token-file", offsetof(struct opts, token_file), 0},
     {"server", offsetof(struct opts, servers), 0},
+    {"trusted-proxy", offsetof(struct opts, trusted_proxies), 0},
     {"max-body", offsetof(struct opts, max_body), 1},
     {"req-timeout-ms", offsetof(struct opts, req_timeout_ms), 1},
     {"max-conns", offsetof(struct opts, max_conns), 1},
@@ -71,7 +73,8 @@ static int set_opt(struct opts *o, const char *key, const char *value)
             return 1;
         }
         char **s = (char **)(void *)p;
-        if (strcmp(key, "server") == 0 && *s) { /* a list: a,b or repeated */
+        if ((strcmp(key, "server") == 0 || strcmp(key, "trusted-proxy") == 0) &&
+            *s) { /* a list: a,b or repeated */
             size_t n = strlen(*s) + strlen(value) + 2;
             char *j = malloc(n);
             if (!j)
@@ -119,6 +122,7 @@ static void opts_free(struct opts *o)
     free(o->ca);
     free(o->token_file);
     free(o->servers);
+    free(o->trusted_proxies);
 }
 
 struct run {
@@ -183,6 +187,7 @@ static int usage(FILE *out, int code)
                  "         [--base PATH] [--post-token-file FILE] [--max-body BYTES]\n"
                  "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
                  "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
+                 "         [--trusted-proxy ADDR]...\n"
                  "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
                  "         [--thread KEY]... [--all]\n"
                  "  serves DIR's threads over HTTP (default 127.0.0.1:7480) while mirroring\n"
@@ -293,6 +298,12 @@ int ts_cli_web_main(int argc, char **argv)
         snprintf(err, sizeof(err), "--base %s: a path like /comments (no trailing /)", base);
         rc = TS_E_CONFIG;
     }
+    struct ts_web_proxies proxies;
+    if (rc == TS_OK && ts_web_proxies_parse(o.trusted_proxies, &proxies) != TS_OK) {
+        snprintf(err, sizeof(err), "--trusted-proxy %s: want numeric IP addresses (at most %d)",
+                 o.trusted_proxies, TS_WEB_PROXIES_MAX);
+        rc = TS_E_CONFIG;
+    }
     if (rc != TS_OK) {
         fprintf(stderr, "threadsync web: %s\n", rc == TS_E_NOMEM ? "out of memory" : err);
         ts_cli_opts_free(&mo);
@@ -332,7 +343,8 @@ int ts_cli_web_main(int argc, char **argv)
                .max_conns_per_addr = (unsigned)o.max_conns_per_addr,
                .heartbeat_ms = (unsigned)o.heartbeat_ms,
                .ring_events = o.ring_events,
-               .gzip = o.gzip},
+               .gzip = o.gzip,
+               .trusted_proxies = o.trusted_proxies},
         .post_cfg = cfg,
     };
     r.post_cfg.token = post_token;

@@ -18,7 +18,8 @@
  *   GET  /static/threadsync.{js,css}
  * Data is read from the mirror's database through the edge's own
  * connection; posts go to the cluster through the edge's own ts_client
- * (its own token, the post token).
+ * (its own token, the post token), each with the reader's key
+ * (ts_web_addr.h) while the token is a gateway.
  *
  * Caching: .json, .atom, /counts and static files carry an ETag (the
  * thread's version and its comments' versions) and Cache-Control; pages
@@ -45,6 +46,9 @@ struct ts_web_config {
     size_t ring_events;          /* events kept for resuming; 0: 4096 */
     size_t atom_entries;         /* 0: 50 */
     int gzip;
+    /* Comma-separated numeric addresses whose X-Forwarded-For is believed
+     * (ts_web_addr.h); NULL: none. */
+    const char *trusted_proxies;
 };
 
 struct ts_web;
