@@ -28,6 +28,7 @@
  */
 #include "ts_bench_conn.h"
 #include "ts_bench_hist.h"
+#include "ts_bench_proc.h"
 #include "ts_bench_wire.h"
 
 #include "ts_err.h"
@@ -110,46 +111,14 @@ static double gen_cpu_s(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-/* utime + stime of the server, fields 14 and 15 of /proc/PID/stat (after
- * the parenthesised command name, which may hold spaces). */
 static double srv_cpu_s(void)
 {
-    if (!o.server_pid)
-        return 0;
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", o.server_pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return 0;
-    unsigned long long ut = 0, st = 0;
-    /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt
-     * majflt cmajflt utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return tsb_proc_cpu_s(o.server_pid);
 }
 
 static uint64_t srv_rss_kib(void)
 {
-    if (!o.server_pid)
-        return 0;
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", o.server_pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    uint64_t kib = 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %lu kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
+    return tsb_proc_rss_kib(o.server_pid);
 }
 
 static struct cpu_mark mark(void)

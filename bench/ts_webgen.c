@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "ts_bench_hist.h"
+#include "ts_bench_proc.h"
 
 #define THREADS_MAX 16
 #define RBUF 16384
@@ -475,37 +476,12 @@ static void *poster_main(void *arg)
 
 static double edge_cpu_s(void)
 {
-    if (!o.edge_pid)
-        return 0;
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", o.edge_pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (p)
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    return tsb_proc_cpu_s(o.edge_pid);
 }
 
 static long edge_rss_kib(void)
 {
-    if (!o.edge_pid)
-        return 0;
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", o.edge_pid);
-    FILE *f = fopen(path, "r");
-    long kib = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
+    return (long)tsb_proc_rss_kib(o.edge_pid);
 }
 
 static long total(atomic_long *(*get)(int), int n)

@@ -24,6 +24,7 @@
 /* A value from the file or a flag; flags overwrite. */
 struct opts {
     char *listen, *base, *post_token_file, *dir, *ca, *token_file, *servers, *trusted_proxies;
+    char *cert, *key;
     char *config;
     unsigned long max_body, req_timeout_ms, max_conns, max_conns_per_addr, heartbeat_ms,
         ring_events;
@@ -43,6 +44,8 @@ static const struct {
     {"token-file", offsetof(struct opts, token_file), 0},
     {"server", offsetof(struct opts, servers), 0},
     {"trusted-proxy", offsetof(struct opts, trusted_proxies), 0},
+    {"cert", offsetof(struct opts, cert), 0},
+    {"key", offsetof(struct opts, key), 0},
     {"max-body", offsetof(struct opts, max_body), 1},
     {"req-timeout-ms", offsetof(struct opts, req_timeout_ms), 1},
     {"max-conns", offsetof(struct opts, max_conns), 1},
@@ -123,6 +126,8 @@ static void opts_free(struct opts *o)
     free(o->token_file);
     free(o->servers);
     free(o->trusted_proxies);
+    free(o->cert);
+    free(o->key);
 }
 
 struct run {
@@ -143,9 +148,9 @@ static int hook_start(void *arg, uv_loop_t *loop, uint64_t cursor)
     char host[256];
     uint16_t port = 0;
     ts_addr_parse(r->wc.listen, host, sizeof(host), &port);
-    fprintf(stderr, "threadsync: web edge on http://%s%s%s:%u%s/t/<key>\n",
-            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", ts_web_port(r->web),
-            r->wc.base);
+    fprintf(stderr, "threadsync: web edge on %s://%s%s%s:%u%s/t/<key>\n",
+            r->wc.cert_file ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", ts_web_port(r->web), r->wc.base);
     return 0;
 }
 
@@ -187,7 +192,7 @@ static int usage(FILE *out, int code)
                  "         [--base PATH] [--post-token-file FILE] [--max-body BYTES]\n"
                  "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
                  "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
-                 "         [--trusted-proxy ADDR]...\n"
+                 "         [--trusted-proxy ADDR]... [--cert FILE --key FILE]\n"
                  "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
                  "         [--thread KEY]... [--all]\n"
                  "  serves DIR's threads over HTTP (default 127.0.0.1:7480) while mirroring\n"
@@ -304,6 +309,10 @@ int ts_cli_web_main(int argc, char **argv)
                  o.trusted_proxies, TS_WEB_PROXIES_MAX);
         rc = TS_E_CONFIG;
     }
+    if (rc == TS_OK && !o.cert != !o.key) {
+        snprintf(err, sizeof(err), "--cert and --key go together");
+        rc = TS_E_CONFIG;
+    }
     if (rc != TS_OK) {
         fprintf(stderr, "threadsync web: %s\n", rc == TS_E_NOMEM ? "out of memory" : err);
         ts_cli_opts_free(&mo);
@@ -344,7 +353,9 @@ int ts_cli_web_main(int argc, char **argv)
                .heartbeat_ms = (unsigned)o.heartbeat_ms,
                .ring_events = o.ring_events,
                .gzip = o.gzip,
-               .trusted_proxies = o.trusted_proxies},
+               .trusted_proxies = o.trusted_proxies,
+               .cert_file = o.cert,
+               .key_file = o.key},
         .post_cfg = cfg,
     };
     r.post_cfg.token = post_token;

@@ -1170,7 +1170,9 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
                                      .req_timeout_ms = cfg->req_timeout_ms,
                                      .max_conns = cfg->max_conns,
                                      .max_conns_per_addr = cfg->max_conns_per_addr,
-                                     .gzip = cfg->gzip};
+                                     .gzip = cfg->gzip,
+                                     .cert_file = cfg->cert_file,
+                                     .key_file = cfg->key_file};
     rc = ts_web_http_new(loop, cfg->listen, &lim, handle, w, &w->http);
     if (rc != TS_OK)
         return rc;

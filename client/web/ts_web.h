@@ -49,6 +49,9 @@ struct ts_web_config {
     /* Comma-separated numeric addresses whose X-Forwarded-For is believed
      * (ts_web_addr.h); NULL: none. */
     const char *trusted_proxies;
+    /* PEM certificate chain and key: HTTPS on listen (ts_web_http.h); NULL:
+     * plain HTTP. */
+    const char *cert_file, *key_file;
 };
 
 struct ts_web;

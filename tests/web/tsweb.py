@@ -140,7 +140,7 @@ class Web:
         def port():
             if self.proc.p.poll() is not None:
                 raise AssertionError("threadsync web exited:\n" + self.proc.output())
-            m = re.search(r"web edge on http://127\.0\.0\.1:(\d+)", self.proc.output()[self.mark:])
+            m = re.search(r"web edge on https?://127\.0\.0\.1:(\d+)", self.proc.output()[self.mark:])
             return int(m.group(1)) if m else None
         self.port = wait_for(port, what="the web edge to listen")
 
