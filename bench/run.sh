@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# bench/run.sh [--quick|--tiny] [--keep] [--versus mosquitto]: builds a
+# bench/run.sh [--quick|--tiny] [--keep] [--versus mosquitto] [--web]: builds a
 # Release threadsyncd and ts_loadgen in build-bench/, starts fresh nodes on
 # loopback in a scratch directory, runs every scenario and prints a table,
 # one JSON line per scenario, the server's and the generator's CPU, and the
 # AES-GCM reference. --versus mosquitto then runs the same scenarios against
 # a fresh mosquitto (installed if missing) with ts_mqttgen and prints the
 # ratios threadsync / mosquitto. --tiny: smoke sizes (seconds, tens of
-# connections) that prove the run works and measure nothing.
+# connections) that prove the run works and measure nothing. --web runs
+# only the web edge's scenarios (scenario name "web": SSE fan-out and form
+# posts through `threadsync web`, with ts_webgen); TS_BENCH_WEB_N
+# ("1000 10000"), TS_BENCH_WEB_RATES ("10 100") and TS_BENCH_WEB_S
+# (seconds per phase) size them.
 # bench/README.md explains how to read each figure.
 #
 # Environment: TS_BENCH_THREADS (generator subscriber loops, default 1),
@@ -19,8 +23,9 @@ set -euo pipefail
 MODE=full
 KEEP=0
 VERSUS=
+WEB_ONLY=0
 usage() {
-    echo "usage: bench/run.sh [--quick|--tiny] [--keep] [--versus mosquitto]" >&2
+    echo "usage: bench/run.sh [--quick|--tiny] [--keep] [--versus mosquitto] [--web]" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -34,8 +39,9 @@ while [ $# -gt 0 ]; do
         shift
         ;;
     --versus=*) VERSUS=${1#--versus=} ;;
+    --web) WEB_ONLY=1 ;;
     -h | --help)
-        sed -n '2,16p' "$0"
+        sed -n '2,20p' "$0"
         exit 0
         ;;
     *) usage ;;
@@ -51,6 +57,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TS_BENCH_BUILD:-$ROOT/build-bench}
 THREADS=${TS_BENCH_THREADS:-1}
 ONLY=${TS_BENCH_ONLY:-}
+[ "$WEB_ONLY" = 1 ] && ONLY=web
 read -r -a SERVER_FLAGS <<<"${TS_BENCH_SERVER_FLAGS:-}"
 
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
@@ -67,7 +74,8 @@ if [ -n "$VERSUS" ]; then
     fi
 fi
 
-# 5,000 subscribers need 5,000 descriptors on each side.
+# 5,000 subscribers need 5,000 descriptors on each side; 10,000 watching
+# browsers 10,000 on the web edge and on ts_webgen.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" -lt 12000 ]; then
     echo "run.sh: ulimit -n is $(ulimit -n); 5,000-subscriber scenarios may fail" >&2
@@ -78,11 +86,12 @@ mkdir -p "$BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTS_SANITIZE=OFF -DTS_WERROR=OFF \
     -DTS_BENCH=ON -DBUILD_TESTING=OFF >"$BUILD/bench-cmake.log" 2>&1 ||
     { cat "$BUILD/bench-cmake.log"; exit 1; }
-cmake --build "$BUILD" -j"$(nproc)" --target threadsyncd threadsync ts_loadgen ts_mqttgen >"$BUILD/bench-build.log" 2>&1 ||
+cmake --build "$BUILD" -j"$(nproc)" --target threadsyncd threadsync ts_loadgen ts_mqttgen ts_webgen >"$BUILD/bench-build.log" 2>&1 ||
     { tail -40 "$BUILD/bench-build.log"; exit 1; }
 SERVERD=$BUILD/threadsyncd
 LOADGEN=$BUILD/bench/ts_loadgen
 MQTTGEN=$BUILD/bench/ts_mqttgen
+WEBGEN=$BUILD/bench/ts_webgen
 
 SCRATCH=$(mktemp -d /tmp/tsbench.XXXXXX)
 RESULTS=$SCRATCH/results.txt
@@ -114,7 +123,7 @@ printf '%s\n' "$POSTER" >"$SCRATCH/poster.token"
 {
     echo "# written by bench/run.sh"
     echo "reader bench-reader $(sha "$READER")"
-    echo "poster bench-poster $(sha "$POSTER")"
+    echo "poster bench-poster $(sha "$POSTER") gateway"
 } >"$SCRATCH/tokens"
 chmod 600 "$SCRATCH"/tokens "$SCRATCH"/*.token
 
@@ -258,6 +267,70 @@ else
     STORM_N=5000
 fi
 
+# web_scenarios: a fresh node W and one `threadsync web` in front of it
+# (limits off as for the node; connection caps above the largest N), a
+# thread made through the CLI, then ts_webgen: SSE fan-out for each N and
+# rate, and form posts.
+web_scenarios() {
+    echo "== node W and a web edge: SSE fan-out, form posts (fresh, default settings)"
+    start_server W
+    local cli=$BUILD/threadsync dir=$SCRATCH/W/web log=$SCRATCH/W/web.log
+    "$cli" --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/poster.token" post \
+        --thread bench --name Bench --body "the benchmark's thread" >/dev/null
+    "$cli" web --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/reader.token" \
+        --post-token-file "$SCRATCH/poster.token" --dir "$dir" --listen 127.0.0.1:0 \
+        --max-conns 100000 --max-conns-per-addr 100000 --all 2>"$log" &
+    local web_pid=$!
+    PIDS+=("$web_pid")
+    local port=
+    for _ in $(seq 1 200); do
+        port=$(sed -n 's|.*web edge on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$log" | head -1)
+        # listening, and the mirror holds the thread
+        [ -n "$port" ] && compgen -G "$dir/threads/*.json" >/dev/null && break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        echo "run.sh: the web edge did not start:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    local n r
+    for n in $WEB_N; do
+        for r in $WEB_RATES; do
+            echo "-- web sse watchers=$n rate=$r/s"
+            "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario sse \
+                --watchers "$n" --threads 2 --rate "$r" --duration "$WEB_S" | tee -a "$RESULTS" |
+                grep -v '^{' | sed -e 's/^TABLE|/   /' | tr '|' ' ' || true
+        done
+    done
+    echo "-- web form posts=8"
+    "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario form --posters 8 \
+        --duration "$WEB_S" | tee -a "$RESULTS" | grep -v '^{' | sed -e 's/^TABLE|/   /' |
+        tr '|' ' ' || true
+    kill "$web_pid" 2>/dev/null || true
+    wait "$web_pid" 2>/dev/null || true
+    stop_server
+}
+case $MODE in
+tiny) web_n="20" web_rates="10" web_s=1 ;;
+quick) web_n="1000 10000" web_rates="10 100" web_s=5 ;;
+*) web_n="1000 10000" web_rates="10 100" web_s=15 ;;
+esac
+WEB_N=${TS_BENCH_WEB_N:-$web_n}
+WEB_RATES=${TS_BENCH_WEB_RATES:-$web_rates}
+WEB_S=${TS_BENCH_WEB_S:-$web_s}
+
+if [ "$ONLY" = web ]; then
+    web_scenarios
+    echo
+    echo "== results (web, $(nproc) cores)"
+    grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
+    echo
+    echo "== JSON"
+    grep '^{' "$RESULTS"
+    exit 0
+fi
+
 # node_a GEN: node A's scenarios (memory, reconnect, fanout, latency,
 # ingest) against the current server through GEN: lg (threadsync) or mq
 # (mosquitto, which has no reconnect scenario and is compared at 100
@@ -304,6 +377,8 @@ if want catchup; then
     lg catchup --posts "$CATCHUP_M" --posters 16 --window 128 --label store --timeout 600
     stop_server
 fi
+
+want web && web_scenarios
 
 # ---- --versus mosquitto: the same scenarios against mosquitto ----
 

@@ -290,6 +290,7 @@ static int cmd_admin(const struct ts_cli_opts *o, const struct ts_client_config 
         Threadsync__TokenAdd m = THREADSYNC__TOKEN_ADD__INIT;
         m.name = (char *)o->token_name;
         m.role = (Threadsync__Role)o->role;
+        m.gateway = o->gateway;
         Threadsync__TokenAddResult *res = NULL;
         rc = ts_sync_token_add(cfg, &m, &res, &detail);
         if (rc != TS_OK)

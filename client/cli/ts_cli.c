@@ -55,6 +55,7 @@ enum opt_id {
     OPT_ROLE,
     OPT_TIMEOUT,
     OPT_IDEM_KEY,
+    OPT_GATEWAY,
 };
 
 #define CMD_BIT(c) (1u << (c))
@@ -98,6 +99,7 @@ static const struct opt_def {
     {"role", OPT_ROLE, 1, CMD_BIT(TS_CLI_CMD_ADMIN)},
     {"timeout", OPT_TIMEOUT, 1, RETRY_CMDS},
     {"idempotency-key", OPT_IDEM_KEY, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"gateway", OPT_GATEWAY, 0, CMD_BIT(TS_CLI_CMD_ADMIN)},
 };
 
 static const char *const cmd_names[] = {"",       "post",     "get",  "watch",  "mirror",
@@ -201,6 +203,9 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
         break;
     case OPT_TOKEN_FILE:
         o->token_file = v;
+        break;
+    case OPT_GATEWAY:
+        o->gateway = 1;
         break;
     case OPT_JSON:
         o->json = 1;
@@ -341,8 +346,8 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
             if (!o->name || !o->role)
                 return fail(err, errlen, "admin token add needs --role ROLE and --name NAME");
             o->token_name = o->name;
-        } else if (o->name || o->role) {
-            return fail(err, errlen, "--role and --name go with admin token add only");
+        } else if (o->name || o->role || o->gateway) {
+            return fail(err, errlen, "--role, --name and --gateway go with admin token add only");
         }
         if (o->token_op == TS_CLI_TOKEN_REVOKE && o->n_args == 3)
             o->token_name = o->args[2];
@@ -493,7 +498,7 @@ void ts_cli_usage(FILE *out)
           "  moderate lock|unlock|premoderate|postmoderate --thread KEY\n"
           "  moderate queue [--thread KEY]           list PENDING comments\n"
           "  moderate ban --author NAME_OR_EMAIL --duration SECONDS   (0 lifts it)\n"
-          "  admin token add --role reader|poster|moderator|admin --name NAME\n"
+          "  admin token add --role reader|poster|moderator|admin --name NAME [--gateway]\n"
           "                         prints the new token once\n"
           "  admin token list\n"
           "  admin token revoke NAME\n"
@@ -742,6 +747,8 @@ void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm)
     ts_json_kv_u64(out, "version", cm->version, 0);
     if (cm->moderated_by && *cm->moderated_by)
         ts_json_kv_str(out, "moderated_by", cm->moderated_by, 0);
+    if (cm->reader_key && *cm->reader_key)
+        ts_json_kv_str(out, "reader_key", cm->reader_key, 0);
     fputc('}', out);
 }
 
@@ -1189,11 +1196,12 @@ void ts_cli_print_token_add(FILE *out, const Threadsync__TokenAddResult *r, int 
         ts_json_kv_str(out, "role", role_word(r->role), 0);
         ts_json_kv_str(out, "token", r->token, 0);
         ts_json_kv_u64(out, "seq", r->seq, 0);
+        ts_json_kv_bool(out, "gateway", r->gateway, 0);
         fputs("}\n", out);
         return;
     }
-    fprintf(out, "name=%s role=%s token=%s\n", str_or_empty(r->name), role_word(r->role),
-            str_or_empty(r->token));
+    fprintf(out, "name=%s role=%s token=%s%s\n", str_or_empty(r->name), role_word(r->role),
+            str_or_empty(r->token), r->gateway ? " gateway" : "");
 }
 
 void ts_cli_print_token_list(FILE *out, const Threadsync__TokenListResult *r, int json)
@@ -1210,6 +1218,7 @@ void ts_cli_print_token_list(FILE *out, const Threadsync__TokenListResult *r, in
             ts_json_kv_str(out, "created_by", t->created_by, 0);
             ts_json_kv_bool(out, "from_file", t->from_file, 0);
             ts_json_kv_bool(out, "revoked", t->revoked, 0);
+            ts_json_kv_bool(out, "gateway", t->gateway, 0);
             fputc('}', out);
             continue;
         }
@@ -1220,6 +1229,8 @@ void ts_cli_print_token_list(FILE *out, const Threadsync__TokenListResult *r, in
                 t->from_file ? "file" : "replicated");
         if (t->created_by && *t->created_by)
             fprintf(out, " by=%s", t->created_by);
+        if (t->gateway)
+            fputs(" gateway", out);
         fputs(t->revoked ? " revoked\n" : "\n", out);
     }
     if (json)

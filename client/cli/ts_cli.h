@@ -110,6 +110,7 @@ struct ts_cli_opts {
     uint64_t duration_s;  /* --duration (ban, seconds; 0 lifts) */
     int duration_set;
     int role;                    /* --role (admin token add), a Threadsync__Role */
+    int gateway;                 /* --gateway (admin token add): may send reader keys */
     const char *token_name;      /* admin token add --name / revoke NAME */
     uint64_t timeout_s;          /* --timeout, else TS_CLI_DEFAULT_TIMEOUT_S */
     const char *idempotency_key; /* post --idempotency-key, or NULL */

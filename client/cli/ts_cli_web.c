@@ -17,12 +17,14 @@
 #include "ts_cli_mirror.h"
 #include "ts_err.h"
 #include "ts_web.h"
+#include "ts_web_addr.h"
 
 #define ARGS_MAX 256
 
 /* A value from the file or a flag; flags overwrite. */
 struct opts {
     char *listen, *base, *post_token_file, *dir, *ca, *token_file, *servers, *mod_listen;
+    char *trusted_proxies, *cert, *key;
     char *config;
     unsigned long max_body, req_timeout_ms, max_conns, max_conns_per_addr, heartbeat_ms,
         ring_events;
@@ -41,6 +43,9 @@ static const struct {
     {"ca", offsetof(struct opts, ca), 0},
     {"token-file", offsetof(struct opts, token_file), 0},
     {"server", offsetof(struct opts, servers), 0},
+    {"trusted-proxy", offsetof(struct opts, trusted_proxies), 0},
+    {"cert", offsetof(struct opts, cert), 0},
+    {"key", offsetof(struct opts, key), 0},
     {"max-body", offsetof(struct opts, max_body), 1},
     {"req-timeout-ms", offsetof(struct opts, req_timeout_ms), 1},
     {"max-conns", offsetof(struct opts, max_conns), 1},
@@ -72,7 +77,8 @@ static int set_opt(struct opts *o, const char *key, const char *value)
             return 1;
         }
         char **s = (char **)(void *)p;
-        if (strcmp(key, "server") == 0 && *s) { /* a list: a,b or repeated */
+        if ((strcmp(key, "server") == 0 || strcmp(key, "trusted-proxy") == 0) &&
+            *s) { /* a list: a,b or repeated */
             size_t n = strlen(*s) + strlen(value) + 2;
             char *j = malloc(n);
             if (!j)
@@ -121,6 +127,9 @@ static void opts_free(struct opts *o)
     free(o->token_file);
     free(o->servers);
     free(o->mod_listen);
+    free(o->trusted_proxies);
+    free(o->cert);
+    free(o->key);
 }
 
 struct run {
@@ -141,14 +150,14 @@ static int hook_start(void *arg, uv_loop_t *loop, uint64_t cursor)
     char host[256];
     uint16_t port = 0;
     ts_addr_parse(r->wc.listen, host, sizeof(host), &port);
-    fprintf(stderr, "threadsync: web edge on http://%s%s%s:%u%s/t/<key>\n",
-            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", ts_web_port(r->web),
-            r->wc.base);
+    fprintf(stderr, "threadsync: web edge on %s://%s%s%s:%u%s/t/<key>\n",
+            r->wc.cert_file ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", ts_web_port(r->web), r->wc.base);
     const char *ml = r->wc.mod_listen ? r->wc.mod_listen : r->wc.listen;
     ts_addr_parse(ml, host, sizeof(host), &port);
-    fprintf(stderr, "threadsync: moderation console on http://%s%s%s:%u%s/mod/\n",
-            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
-            ts_web_mod_port(r->web), r->wc.base);
+    fprintf(stderr, "threadsync: moderation console on %s://%s%s%s:%u%s/mod/\n",
+            r->wc.cert_file ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", ts_web_mod_port(r->web), r->wc.base);
     return 0;
 }
 
@@ -191,6 +200,7 @@ static int usage(FILE *out, int code)
                  "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
                  "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
                  "         [--mod-listen HOST:PORT]\n"
+                 "         [--trusted-proxy ADDR]... [--cert FILE --key FILE]\n"
                  "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
                  "         [--thread KEY]... [--all]\n"
                  "  serves DIR's threads over HTTP (default 127.0.0.1:7480) while mirroring\n"
@@ -308,6 +318,16 @@ int ts_cli_web_main(int argc, char **argv)
         snprintf(err, sizeof(err), "--base %s: a path like /comments (no trailing /)", base);
         rc = TS_E_CONFIG;
     }
+    struct ts_web_proxies proxies;
+    if (rc == TS_OK && ts_web_proxies_parse(o.trusted_proxies, &proxies) != TS_OK) {
+        snprintf(err, sizeof(err), "--trusted-proxy %s: want numeric IP addresses (at most %d)",
+                 o.trusted_proxies, TS_WEB_PROXIES_MAX);
+        rc = TS_E_CONFIG;
+    }
+    if (rc == TS_OK && !o.cert != !o.key) {
+        snprintf(err, sizeof(err), "--cert and --key go together");
+        rc = TS_E_CONFIG;
+    }
     if (rc != TS_OK) {
         fprintf(stderr, "threadsync web: %s\n", rc == TS_E_NOMEM ? "out of memory" : err);
         ts_cli_opts_free(&mo);
@@ -348,7 +368,10 @@ int ts_cli_web_main(int argc, char **argv)
                .heartbeat_ms = (unsigned)o.heartbeat_ms,
                .ring_events = o.ring_events,
                .gzip = o.gzip,
-               .mod_listen = o.mod_listen},
+               .mod_listen = o.mod_listen,
+               .trusted_proxies = o.trusted_proxies,
+               .cert_file = o.cert,
+               .key_file = o.key},
         .post_cfg = cfg,
     };
     r.post_cfg.token = post_token;

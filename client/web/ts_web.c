@@ -32,6 +32,7 @@
 #include "ts_hex.h"
 #include "ts_mirror_render.h"
 #include "ts_web_assets.h"
+#include "ts_web_addr.h"
 #include "ts_web_form.h"
 #include "ts_web_http.h"
 #include "ts_web_mod.h"
@@ -81,7 +82,21 @@ struct ts_web {
     int timer_on, closing;
     struct own *own[OWN_MAX]; /* a ring: own_next is the oldest slot */
     size_t own_next;
+    struct ts_web_proxies proxies; /* --trusted-proxy */
+    int no_reader_keys;            /* the post token is no gateway */
 };
+
+/* The reader's address: the peer, or X-Forwarded-For from a trusted proxy
+ * (ts_web_addr.h). */
+static void reader_addr(struct ts_web *w, h2o_req_t *req, unsigned char out[16])
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    size_t xlen = 0;
+    const char *xff = w->proxies.n ? ts_web_http_req_header(req, "x-forwarded-for", &xlen) : NULL;
+    ts_web_reader_addr(&w->proxies, sl ? (struct sockaddr *)&ss : NULL, xff, xlen, out);
+}
 
 /* ---- own comments ---------------------------------------------------------- */
 
@@ -612,6 +627,8 @@ struct pending_post {
     char *key, *name, *email, *body;
     uint64_t parent, comment;
     int json, kind; /* 0 post, 1 edit, 2 delete */
+    char idem[TS_WEB_IDEM_HEX];
+    char reader_key[TS_WEB_READER_KEY_HEX + 1]; /* "" when not sent */
 };
 
 static void pending_free(struct pending_post *p)
@@ -752,9 +769,46 @@ static h2o_req_t *answer_begin(struct pending_post *p, int err, const Threadsync
 }
 
 static void on_post_done(void *arg, int err, const Threadsync__Error *detail,
+                         const Threadsync__PostResult *r);
+
+static int send_post(struct pending_post *p)
+{
+    Threadsync__Post m;
+    threadsync__post__init(&m);
+    m.idempotency_key = p->idem;
+    m.thread_key = p->key;
+    m.parent_id = p->parent;
+    m.author_name = p->name;
+    m.author_email = p->email;
+    m.body = p->body;
+    m.reader_key = p->reader_key;
+    return ts_client_post(p->w->client, &m, on_post_done, p);
+}
+
+/* A token not marked as a gateway gets its reader keys refused before
+ * anything is proposed: the edge then posts without them from now on
+ * (limits and bans fall back to the author fields) and says so once. */
+static int retry_without_reader_key(struct pending_post *p, int err,
+                                    const Threadsync__Error *detail)
+{
+    if (err != TS_E_INVALID_ARGUMENT || !detail || !detail->field ||
+        strcmp(detail->field, "reader_key") != 0 || !p->reader_key[0] || p->w->closing)
+        return 0;
+    if (!p->w->no_reader_keys)
+        fprintf(stderr, "warning: web: the post token is not a gateway token: posting without "
+                        "reader keys (rate limits and bans apply per author, not per reader); "
+                        "see `threadsync admin token add --gateway`\n");
+    p->w->no_reader_keys = 1;
+    p->reader_key[0] = '\0';
+    return send_post(p) == TS_OK;
+}
+
+static void on_post_done(void *arg, int err, const Threadsync__Error *detail,
                          const Threadsync__PostResult *r)
 {
     struct pending_post *p = arg;
+    if (retry_without_reader_key(p, err, detail))
+        return;
     h2o_req_t *req = answer_begin(p, err, detail);
     if (!req)
         return;
@@ -900,17 +954,13 @@ static int post_form(struct ts_web *w, h2o_req_t *req, const char *key, int kind
         return 0;
     }
     if (kind == 0) {
-        char idem[TS_WEB_IDEM_HEX];
-        ts_web_idem_key(w->secret, key, nonce, idem);
-        Threadsync__Post m;
-        threadsync__post__init(&m);
-        m.idempotency_key = idem;
-        m.thread_key = p->key;
-        m.parent_id = parent;
-        m.author_name = p->name;
-        m.author_email = p->email;
-        m.body = p->body;
-        rc = ts_client_post(w->client, &m, on_post_done, p);
+        ts_web_idem_key(w->secret, key, nonce, p->idem);
+        if (!w->no_reader_keys) {
+            unsigned char addr[16];
+            reader_addr(w, req, addr);
+            ts_web_reader_key(w->secret, addr, p->reader_key);
+        }
+        rc = send_post(p);
     } else if (kind == 1) {
         Threadsync__Edit m;
         threadsync__edit__init(&m);
@@ -1091,6 +1141,11 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
         return TS_E_NOMEM;
     }
     *out = w;
+    if (ts_web_proxies_parse(cfg->trusted_proxies, &w->proxies) != TS_OK) {
+        fprintf(stderr, "error: web: --trusted-proxy %s: want numeric addresses\n",
+                cfg->trusted_proxies);
+        return TS_E_CONFIG;
+    }
     int rc = ts_web_secret_load(cfg->dir, w->secret);
     if (rc != TS_OK) {
         fprintf(stderr, "error: web: cannot read or make %s/web.secret (%s)\n", cfg->dir,
@@ -1119,7 +1174,9 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
                                      .req_timeout_ms = cfg->req_timeout_ms,
                                      .max_conns = cfg->max_conns,
                                      .max_conns_per_addr = cfg->max_conns_per_addr,
-                                     .gzip = cfg->gzip};
+                                     .gzip = cfg->gzip,
+                                     .cert_file = cfg->cert_file,
+                                     .key_file = cfg->key_file};
     rc = ts_web_http_new(loop, cfg->listen, &lim, handle, w, &w->http);
     if (rc != TS_OK)
         return rc;

@@ -19,7 +19,8 @@
  *   /mod/...                 the moderation console (ts_web_mod.h)
  * Data is read from the mirror's database through the edge's own
  * connection; posts go to the cluster through the edge's own ts_client
- * (its own token, the post token).
+ * (its own token, the post token), each with the reader's key
+ * (ts_web_addr.h) while the token is a gateway.
  *
  * Caching: .json, .atom, /counts and static files carry an ETag (the
  * thread's version and its comments' versions) and Cache-Control; pages
@@ -50,6 +51,12 @@ struct ts_web_config {
      * internal network: then /mod/ is served there only (404 on listen).
      * NULL: /mod/ on listen. */
     const char *mod_listen;
+    /* Comma-separated numeric addresses whose X-Forwarded-For is believed
+     * (ts_web_addr.h); NULL: none. */
+    const char *trusted_proxies;
+    /* PEM certificate chain and key: HTTPS on listen (ts_web_http.h); NULL:
+     * plain HTTP. */
+    const char *cert_file, *key_file;
 };
 
 struct ts_web;

@@ -148,6 +148,8 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
         return reject(res, TS_E_INVALID_ARGUMENT, "author_email"), TS_OK;
     if (!body_len || body_len > TS_BODY_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "body"), TS_OK;
+    if (!ts_valid_reader_key(p->reader_key))
+        return reject(res, TS_E_INVALID_ARGUMENT, "reader_key"), TS_OK;
     if (title_len > TS_TITLE_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "title"), TS_OK;
     if (url_len > TS_URL_MAX)
@@ -190,7 +192,7 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
     }
 
     const char *ban_field = NULL;
-    if (ts__store_post_ban(st, p->author_name, p->author_email, now, &ban_field))
+    if (ts__store_post_ban(st, p->author_name, p->author_email, p->reader_key, now, &ban_field))
         return reject_msg(res, TS_E_FORBIDDEN, ban_field, "author banned"), TS_OK;
     struct thread *t = ts__store_find_thread_key(st, p->thread_key, key_len);
     if (t && t->locked)
@@ -206,7 +208,7 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
     }
 
     struct comment *c = ts__store_comment_alloc(p->author_name, name_len, p->author_email,
-                                                email_len, p->body, body_len, NULL);
+                                                email_len, p->body, body_len, p->reader_key, NULL);
     if (!c)
         return TS_E_NOMEM;
     if (!t) {
@@ -361,8 +363,9 @@ static int apply_comment_change(struct ts_store *s, uint64_t pos,
         x.edited_at = now;
         x.modby = modby;
         x.version++;
-        struct comment *n = ts__store_comment_rewrite(st, c, name, c->name_len, email, c->email_len,
-                                                      cc->body, body_len, &x);
+        struct comment *n =
+            ts__store_comment_rewrite(st, c, name, c->name_len, email, c->email_len, cc->body,
+                                      body_len, ts__store_comment_reader_key(c), &x);
         if (!n)
             return TS_E_NOMEM;
         c = n;
@@ -378,7 +381,7 @@ static int apply_comment_change(struct ts_store *s, uint64_t pos,
         x.version++;
         /* The tombstone keeps id, thread, parent and times only. */
         struct comment *n = to == THREADSYNC__STATUS__DELETED
-                                ? ts__store_comment_rewrite(st, c, "", 0, "", 0, "", 0, &x)
+                                ? ts__store_comment_rewrite(st, c, "", 0, "", 0, "", 0, "", &x)
                                 : ts__store_comment_set_ext(st, c, &x);
         if (!n)
             return TS_E_NOMEM;
@@ -502,6 +505,7 @@ static int apply_token_grant(struct ts_store *s, uint64_t pos,
     memcpy(tk.hash, g->token_hash.data, TS_STORE_HASH_LEN);
     tk.has_hash = 1;
     tk.role = (uint8_t)g->role;
+    tk.gateway = g->gateway;
     tk.created_at = cmd->time_ms;
     if (ts__store_token_insert(st, &tk) != TS_OK)
         return TS_E_NOMEM;
@@ -733,10 +737,11 @@ int ts_store_edit_key(const struct ts_store *s, uint64_t comment_id,
 }
 
 int ts_store_banned(const struct ts_store *s, const char *author_name, const char *author_email,
-                    int64_t now_ms, int64_t *until_ms, const char **field)
+                    const char *reader_key, int64_t now_ms, int64_t *until_ms, const char **field)
 {
     const char *f = NULL;
-    const struct ban *b = ts__store_post_ban(&s->st, author_name, author_email, now_ms, &f);
+    const struct ban *b =
+        ts__store_post_ban(&s->st, author_name, author_email, reader_key, now_ms, &f);
     if (!b)
         return 0;
     if (until_ms)
@@ -798,6 +803,13 @@ int ts_store_token_state(const struct ts_store *s, const char *name)
     return s->st.tokens[i].revoked ? TS_STORE_TOKEN_REVOKED : TS_STORE_TOKEN_ACTIVE;
 }
 
+int ts_store_token_gateway(const struct ts_store *s, const char *name)
+{
+    int found;
+    size_t i = ts__store_token_slot(&s->st, name ? name : "", &found);
+    return found && !s->st.tokens[i].revoked && s->st.tokens[i].gateway;
+}
+
 int ts_store_token_check(const struct ts_store *s, const uint8_t hash[TS_STORE_HASH_LEN], int *role,
                          const char **name)
 {
@@ -833,6 +845,7 @@ int ts_store_foreach_token(const struct ts_store *s,
             .created_by = k->created_by,
             .revoked = k->revoked,
             .has_secret = k->has_hash,
+            .gateway = k->gateway,
         };
         int rc = cb(arg, &t);
         if (rc)

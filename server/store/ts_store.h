@@ -214,11 +214,13 @@ int ts_store_has_edit_secret(const struct ts_store *s);
 int ts_store_edit_key(const struct ts_store *s, uint64_t comment_id,
                       char out[TS_STORE_EDIT_KEY_LEN + 1]);
 
-/* 1 when a post by (author_name, author_email) is refused at now_ms by a
- * ban; *until_ms (may be NULL) is its end, *field (may be NULL) the field
- * that matched ("author_email" or "author_name"). */
+/* 1 when a post by (author_name, author_email, reader_key: a gateway's
+ * Post.reader_key, or NULL / "") is refused at now_ms by a ban; *until_ms
+ * (may be NULL) is its end, *field (may be NULL) the field that matched
+ * ("reader_key", "author_email" or "author_name"). A reader key is banned
+ * as the author "reader:" + key (TS_READER_BAN_PREFIX). */
 int ts_store_banned(const struct ts_store *s, const char *author_name, const char *author_email,
-                    int64_t now_ms, int64_t *until_ms, const char **field);
+                    const char *reader_key, int64_t now_ms, int64_t *until_ms, const char **field);
 
 /* The PENDING comments (of thread_id, or all when 0) with id > after_id, in
  * id order: up to limit views into out[0..limit) (full view), *n of them;
@@ -231,6 +233,9 @@ enum { TS_STORE_TOKEN_NONE = 0, TS_STORE_TOKEN_ACTIVE, TS_STORE_TOKEN_REVOKED };
 /* Whether name is a replicated token, a revoked name (tokens-file names
  * included), or unknown to the replicated table. */
 int ts_store_token_state(const struct ts_store *s, const char *name);
+
+/* 1 when name is an active replicated token marked as a gateway. */
+int ts_store_token_gateway(const struct ts_store *s, const char *name);
 
 /* Looks a token's SHA-256 up among the active replicated tokens: TS_OK with
  * *role and *name (pointing into the store: valid until the next apply or
@@ -246,6 +251,7 @@ struct ts_store_token {
     const char *created_by;
     int revoked;
     int has_secret; /* 0: a revoked tokens-file name */
+    int gateway;    /* may send Post.reader_key (TokenAdd.gateway) */
 };
 
 /* Visits the replicated table in name order; stops when cb returns non-zero

@@ -239,10 +239,10 @@ static int import_one(struct ts_store *s, const Threadsync__Import *im,
     /* A DELETED comment is a tombstone, as a moderator's delete leaves it:
      * no name, e-mail or body is kept. */
     int tomb = ic->status == THREADSYNC__STATUS__DELETED;
-    struct comment *c =
-        ts__store_comment_alloc(ic->author_name, tomb ? 0 : ts__store_slen(ic->author_name),
-                                ic->author_email, tomb ? 0 : ts__store_slen(ic->author_email),
-                                ic->body, tomb ? 0 : ts__store_slen(ic->body), &x);
+    struct comment *c = ts__store_comment_alloc(
+        ic->author_name, tomb ? 0 : ts__store_slen(ic->author_name), ic->author_email,
+        tomb ? 0 : ts__store_slen(ic->author_email), ic->body, tomb ? 0 : ts__store_slen(ic->body),
+        NULL /* imports carry no reader key */, &x);
     if (!c)
         return TS_E_NOMEM;
     if (!t &&

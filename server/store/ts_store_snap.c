@@ -81,6 +81,7 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
         kv[i].created_by = (char *)k->created_by;
         kv[i].revoked = k->revoked;
         kv[i].revoked_at_ms = k->revoked_at;
+        kv[i].gateway = k->gateway;
     }
     for (size_t i = 0; i < st->n_bans; i++) {
         threadsync__state__ban_entry__init(&bv[i]);
@@ -207,7 +208,8 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
         size_t body_len = ts__store_slen(v->body);
         struct thread *t = ts__store_find_thread_id(st, v->thread_id);
         if (!t || name_len > (size_t)TS_AUTHOR_NAME_MAX_CP * 4 || email_len > TS_AUTHOR_EMAIL_MAX ||
-            body_len > TS_BODY_MAX || !v->id || ts__store_find_comment(st, v->id) ||
+            body_len > TS_BODY_MAX || !ts_valid_reader_key(v->reader_key) || !v->id ||
+            ts__store_find_comment(st, v->id) ||
             (t->n_comments && v->id <= t->comments[t->n_comments - 1]->id) || (int)v->status < 0 ||
             (int)v->status > 255)
             return TS_E_BAD_FRAME;
@@ -219,8 +221,9 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
         struct comment_ext x = {.edited_at = v->edited_at_ms, .version = v->version};
         if (ts__store_intern(st, v->moderated_by, &x.modby) != TS_OK)
             return TS_E_NOMEM;
-        struct comment *c = ts__store_comment_alloc(v->author_name, name_len, v->author_email,
-                                                    email_len, v->body, body_len, &x);
+        struct comment *c =
+            ts__store_comment_alloc(v->author_name, name_len, v->author_email, email_len, v->body,
+                                    body_len, v->reader_key, &x);
         if (!c)
             return TS_E_NOMEM;
         c->id = v->id;
@@ -290,6 +293,7 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
         tk.created_at = v->created_at_ms;
         tk.revoked = v->revoked;
         tk.revoked_at = v->revoked_at_ms;
+        tk.gateway = v->gateway;
         int rc = ts__store_token_insert(st, &tk);
         if (rc != TS_OK)
             return rc == TS_E_EXISTS ? TS_E_BAD_FRAME : rc;
@@ -399,6 +403,12 @@ void ts_store_digest(const struct ts_store *s, char out[65])
             dig_u64(md, x.version);
             const char *cm = ts__store_name_at(st, x.modby);
             dig_str(md, cm, strlen(cm));
+            /* Only when present, so states without reader keys keep the
+             * digest older releases compute. */
+            if (c->rk_len) {
+                EVP_DigestUpdate(md, "R", 1);
+                dig_str(md, ts__store_comment_reader_key(c), c->rk_len);
+            }
         }
     }
     for (size_t i = 0; i < st->n_tokens; i++) {
@@ -412,6 +422,8 @@ void ts_store_digest(const struct ts_store *s, char out[65])
         dig_str(md, k->created_by, strlen(k->created_by));
         dig_u64(md, k->revoked);
         dig_u64(md, (uint64_t)k->revoked_at);
+        if (k->gateway)
+            EVP_DigestUpdate(md, "G", 1);
     }
     for (size_t i = 0; i < st->n_bans; i++) {
         const struct ban *b = &st->bans[i];

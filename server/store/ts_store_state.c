@@ -351,11 +351,12 @@ void ts__store_comment_ext(const struct comment *c, struct comment_ext *out)
 
 struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
                                         size_t email_len, const char *body, size_t body_len,
-                                        const struct comment_ext *ext)
+                                        const char *reader_key, const struct comment_ext *ext)
 {
     int has_ext = ext && !ext_is_default(ext);
+    size_t rk_len = reader_key ? strlen(reader_key) : 0;
     size_t size = offsetof(struct comment, text) + (has_ext ? TS__COMMENT_EXT_LEN : 0) + name_len +
-                  email_len + body_len + 3;
+                  email_len + body_len + rk_len + 4;
     struct comment *c = malloc(size);
     if (!c)
         return NULL;
@@ -364,19 +365,21 @@ struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const
     c->email_len = (uint16_t)email_len;
     c->body_len = (uint32_t)body_len;
     c->has_ext = (uint8_t)has_ext;
+    c->rk_len = (uint8_t)rk_len;
     if (has_ext)
         ext_put(c, ext);
     char *p = (char *)ts__store_comment_text(c);
     put_str(&p, name, name_len);
     put_str(&p, email, email_len);
     put_str(&p, body, body_len);
+    put_str(&p, reader_key, rk_len);
     return c;
 }
 
 static size_t comment_size(const struct comment *c)
 {
     return offsetof(struct comment, text) + (c->has_ext ? TS__COMMENT_EXT_LEN : 0) + c->name_len +
-           c->email_len + c->body_len + 3;
+           c->email_len + c->body_len + c->rk_len + 4;
 }
 
 /* Appends c to its thread t; c's id exceeds every comment's of t. */
@@ -495,6 +498,7 @@ void ts__store_comment_view(const struct state *st, const struct comment *c, Thr
     v->status = (Threadsync__Status)c->status;
     v->version = x.version;
     v->moderated_by = (char *)ts__store_name_at(st, x.modby);
+    v->reader_key = (char *)ts__store_comment_reader_key(c);
 }
 
 size_t ts__store_thread_slot(const struct state *st, uint64_t id)
@@ -544,11 +548,11 @@ static struct comment *comment_replace(struct state *st, struct comment *c, stru
 
 struct comment *ts__store_comment_rewrite(struct state *st, struct comment *c, const char *name,
                                           size_t name_len, const char *email, size_t email_len,
-                                          const char *body, size_t body_len,
+                                          const char *body, size_t body_len, const char *reader_key,
                                           const struct comment_ext *x)
 {
     struct comment *n =
-        ts__store_comment_alloc(name, name_len, email, email_len, body, body_len, x);
+        ts__store_comment_alloc(name, name_len, email, email_len, body, body_len, reader_key, x);
     return n ? comment_replace(st, c, n) : NULL;
 }
 
@@ -563,8 +567,8 @@ struct comment *ts__store_comment_set_ext(struct state *st, struct comment *c,
         return c;
     const char *name = ts__store_comment_text(c), *email = name + c->name_len + 1,
                *body = email + c->email_len + 1;
-    struct comment *n =
-        ts__store_comment_alloc(name, c->name_len, email, c->email_len, body, c->body_len, x);
+    struct comment *n = ts__store_comment_alloc(name, c->name_len, email, c->email_len, body,
+                                                c->body_len, ts__store_comment_reader_key(c), x);
     return n ? comment_replace(st, c, n) : NULL;
 }
 
@@ -606,10 +610,19 @@ static const struct ban *ban_find(const struct state *st, const char *author, in
 /* The ban that refuses a post by (name, email) at now, if any; *field says
  * which of the two matched. */
 const struct ban *ts__store_post_ban(const struct state *st, const char *name, const char *email,
-                                     int64_t now, const char **field)
+                                     const char *reader_key, int64_t now, const char **field)
 {
     if (!st->n_bans)
         return NULL;
+    if (reader_key && *reader_key) {
+        char key[sizeof(TS_READER_BAN_PREFIX) + TS_READER_KEY_LEN];
+        snprintf(key, sizeof(key), "%s%s", TS_READER_BAN_PREFIX, reader_key);
+        const struct ban *b = ban_find(st, key, now);
+        if (b) {
+            *field = "reader_key";
+            return b;
+        }
+    }
     if (email && *email) {
         char key[TS_AUTHOR_EMAIL_MAX + 1];
         lower_email(email, key, sizeof(key));

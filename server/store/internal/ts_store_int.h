@@ -51,7 +51,8 @@ struct comment {
     uint16_t name_len, email_len;
     uint8_t status;
     uint8_t has_ext;
-    char text[]; /* [extension] name NUL email NUL body NUL */
+    uint8_t rk_len; /* 0 or TS_READER_KEY_LEN: a gateway post's reader key */
+    char text[];    /* [extension] name NUL email NUL body NUL reader_key NUL */
 };
 
 /* A comment's fields that differ from their defaults (0, 1, 0) only once it
@@ -136,6 +137,7 @@ struct token {
     uint8_t hash[TS_STORE_HASH_LEN];
     int64_t created_at, revoked_at;
     uint8_t role, has_hash, revoked;
+    uint8_t gateway; /* may send Post.reader_key */
 };
 
 /* A ban in force; bans sorted by author. */
@@ -258,7 +260,7 @@ struct thread *ts__store_thread_alloc(const char *key, size_t key_len, const cha
 int ts__store_thread_insert(struct state *st, struct thread *t);
 struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
                                         size_t email_len, const char *body, size_t body_len,
-                                        const struct comment_ext *ext);
+                                        const char *reader_key, const struct comment_ext *ext);
 int ts__store_comment_insert(struct state *st, struct thread *t, struct comment *c);
 /* Copies e to the end of the FIFO and indexes it. e's digest must be new
  * and its comment id above every entry's (TS_E_BAD_FRAME otherwise: only a
@@ -271,7 +273,7 @@ int ts__store_idem_append(struct state *st, const struct idem *e);
  * untouched). */
 struct comment *ts__store_comment_rewrite(struct state *st, struct comment *c, const char *name,
                                           size_t name_len, const char *email, size_t email_len,
-                                          const char *body, size_t body_len,
+                                          const char *body, size_t body_len, const char *reader_key,
                                           const struct comment_ext *x);
 
 /* c's thread, text (the name; e-mail and body follow, each after the
@@ -286,6 +288,12 @@ static inline const char *ts__store_comment_text(const struct comment *c)
     return c->text + (c->has_ext ? TS__COMMENT_EXT_LEN : 0);
 }
 void ts__store_comment_ext(const struct comment *c, struct comment_ext *out);
+/* The reader key of c ("" for none), after its body. */
+static inline const char *ts__store_comment_reader_key(const struct comment *c)
+{
+    const char *name = ts__store_comment_text(c);
+    return name + c->name_len + 1 + c->email_len + 1 + c->body_len + 1;
+}
 /* Sets c's changeable fields, moving c to a record with an extension when
  * it has none and x is not all defaults. Returns c's record (maybe new) or
  * NULL (out of memory; c is then untouched). */
@@ -332,7 +340,7 @@ size_t ts__store_ban_slot(const struct state *st, const char *author, int *found
 /* The ban that refuses a post by (name, email) at now, if any; *field says
  * which of the two matched. */
 const struct ban *ts__store_post_ban(const struct state *st, const char *name, const char *email,
-                                     int64_t now, const char **field);
+                                     const char *reader_key, int64_t now, const char **field);
 void ts__store_ban_remove_at(struct state *st, size_t i);
 /* Inserts or replaces the ban on author (a ban key). */
 int ts__store_ban_put(struct state *st, const char *author, int64_t until, const char *by);
