@@ -101,9 +101,9 @@ int ts_mirror_sync_apply(struct ts_mirror_sync *s, const Threadsync__Events *ev)
  * RENDER_DUTY times the last flush's duration. */
 int ts_mirror_sync_applied(struct ts_mirror_sync *s, const Threadsync__Events *ev);
 
-/* A snapshot: begin drops the rows (after the writer, if any, ended),
- * chunks join groups like batches, end removes what the snapshot did not
- * hold and flushes unless a sync from scratch is not yet caught up. */
+/* A snapshot (ts_mirror_db's snapshot protocol): begin ends the writer
+ * first, if any; chunks join groups as catching-up batches do; end moves
+ * the cursor and flushes, unless a sync from scratch is not yet caught up. */
 int ts_mirror_sync_snapshot_begin(struct ts_mirror_sync *s, uint64_t seq);
 int ts_mirror_sync_snapshot_chunk(struct ts_mirror_sync *s, const Threadsync__SnapshotChunk *c);
 int ts_mirror_sync_snapshot_end(struct ts_mirror_sync *s, uint64_t seq);
