@@ -96,16 +96,6 @@ struct mirror {
     uint64_t v_threads, v_comments, v_seq;
 };
 
-static void on_closed(uv_handle_t *h)
-{
-    (void)h;
-}
-
-static uint64_t now_ns(void)
-{
-    return uv_hrtime();
-}
-
 /* CPU time of the calling thread. */
 static uint64_t cpu_ns(void)
 {
@@ -148,7 +138,7 @@ static void progress(struct mirror *m, int force)
 {
     if (!m->tty || !m->first_sync)
         return;
-    uint64_t now = now_ns();
+    uint64_t now = uv_hrtime();
     if (!force && now - m->last_progress_ns < PROGRESS_EVERY_NS)
         return;
     m->last_progress_ns = now;
@@ -198,8 +188,8 @@ static void stop(struct mirror *m, int exit_code)
     if (m->hooks->stop)
         m->hooks->stop(m->hooks->arg);
     ts_mirror_sync_stop(m->sync);
-    uv_close((uv_handle_t *)&m->sigint, on_closed);
-    uv_close((uv_handle_t *)&m->sigterm, on_closed);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
 }
 
 static void local_failure(struct mirror *m, const char *what, int err)
@@ -739,7 +729,7 @@ static void timing_report(const struct mirror *m)
             "apply=%.3f commit=%.3f index=%.3f prep=%.3f read=%.3f build=%.3f write=%.3f "
             "render_wall=%.3f "
             "sync_wall=%.3f caught_up_wall=%.3f\n",
-            m->verify ? "verify" : "mirror", (double)(now_ns() - m->start_ns) / 1e9, user + sys,
+            m->verify ? "verify" : "mirror", (double)(uv_hrtime() - m->start_ns) / 1e9, user + sys,
             user, sys, loop > on_loop ? loop - on_loop : 0.0, (double)st->cpu_apply / 1e9,
             (double)st->cpu_commit / 1e9, (double)st->cpu_index / 1e9, (double)st->cpu_prep / 1e9,
             (double)st->cpu_read / 1e9, (double)st->cpu_build / 1e9, (double)st->cpu_write / 1e9,
@@ -756,7 +746,7 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     m.loop = uv_default_loop();
     m.tty = isatty(STDERR_FILENO);
     m.timing = getenv("THREADSYNC_MIRROR_TIMING") != NULL;
-    m.start_ns = now_ns();
+    m.start_ns = uv_hrtime();
     const char *what = verify ? "verify" : "mirror";
     if (verify) {
         char path[4096];
