@@ -275,7 +275,7 @@ static void scrub_watch(struct ts_mirror_sync *m)
         uv_timer_start(&m->scrub_timer, on_scrub_timer, SCRUB_RETRY_MS, SCRUB_RETRY_MS);
 }
 
-/* Removes the prepared files no render took (see apply_batch). */
+/* Removes the prepared files no render took (see ts_mirror_sync_apply). */
 static void prep_end(struct ts_mirror_sync *m)
 {
     prep_join(m);

@@ -38,8 +38,8 @@ int ts__repl_bootstrap(struct ts_repl *r, uint64_t node_id)
                  raft_errmsg(&r->raft));
         return ts__repl_err(rv);
     }
-    TS_INFO("event=ts__repl_bootstrap dir=%s node_id=%llu addr=%s", r->dir,
-            (unsigned long long)node_id, r->address);
+    TS_INFO("event=repl_bootstrap dir=%s node_id=%llu addr=%s", r->dir, (unsigned long long)node_id,
+            r->address);
     return TS_OK;
 }
 
