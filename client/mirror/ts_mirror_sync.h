@@ -65,7 +65,7 @@ int ts_mirror_sync_open(const char *dir, const struct ts_mirror_sync_cbs *cbs,
                         struct ts_mirror_sync **out);
 
 /* The database, owned by s (see Threading above). */
-struct ts_mirror_db *ts_mirror_sync_db(struct ts_mirror_sync *s);
+struct ts_mirror_db *ts_mirror_sync_db(struct ts_mirror_sync *m);
 
 /* Why files may be behind the database at start (ts_mirror_sync_recover). */
 enum ts_mirror_sync_stale {
@@ -77,7 +77,7 @@ enum ts_mirror_sync_stale {
 /* At start, with the database's cursor: when the files may be behind it,
  * marks every thread for rendering and says why in *why; the caller then
  * renders them with ts_mirror_sync_flush. *rendered_seq: the setting. */
-int ts_mirror_sync_recover(struct ts_mirror_sync *s, uint64_t cursor,
+int ts_mirror_sync_recover(struct ts_mirror_sync *m, uint64_t cursor,
                            enum ts_mirror_sync_stale *why, uint64_t *rendered_seq, size_t *threads);
 
 /* Begins syncing from since (the database's cursor, or 0 for a sync from
@@ -85,51 +85,51 @@ int ts_mirror_sync_recover(struct ts_mirror_sync *s, uint64_t cursor,
  * non-zero: a sync from scratch stores its batches on a writer thread and
  * creates new threads' files on another (a thread that cannot start only
  * makes the sync slower). */
-int ts_mirror_sync_begin(struct ts_mirror_sync *s, uint64_t since, int writer);
+int ts_mirror_sync_begin(struct ts_mirror_sync *m, uint64_t since, int writer);
 
 /* Puts s's timers on loop; from now on every call is on that loop's thread.
  * Before the loop ends: ts_mirror_sync_stop. */
-void ts_mirror_sync_attach(struct ts_mirror_sync *s, uv_loop_t *loop);
+void ts_mirror_sync_attach(struct ts_mirror_sync *m, uv_loop_t *loop);
 
 /* Stores a batch (see the invariants); renders nothing. Any error: the
  * mirror must stop (the stream may have moved past what is stored). */
-int ts_mirror_sync_apply(struct ts_mirror_sync *s, const Threadsync__Events *ev);
+int ts_mirror_sync_apply(struct ts_mirror_sync *m, const Threadsync__Events *ev);
 
 /* After ev (the last batch applied) was stored: notes a first caught-up
  * batch, and flushes when due: after a caught-up batch, and while catching
  * up (unless syncing from scratch) at most every RENDER_EVERY_NS or
  * RENDER_DUTY times the last flush's duration. */
-int ts_mirror_sync_applied(struct ts_mirror_sync *s, const Threadsync__Events *ev);
+int ts_mirror_sync_applied(struct ts_mirror_sync *m, const Threadsync__Events *ev);
 
 /* A snapshot (ts_mirror_db's snapshot protocol): begin ends the writer
  * first, if any; chunks join groups as catching-up batches do; end moves
  * the cursor and flushes, unless a sync from scratch is not yet caught up. */
-int ts_mirror_sync_snapshot_begin(struct ts_mirror_sync *s, uint64_t seq);
-int ts_mirror_sync_snapshot_chunk(struct ts_mirror_sync *s, const Threadsync__SnapshotChunk *c);
-int ts_mirror_sync_snapshot_end(struct ts_mirror_sync *s, uint64_t seq);
+int ts_mirror_sync_snapshot_begin(struct ts_mirror_sync *m, uint64_t seq);
+int ts_mirror_sync_snapshot_chunk(struct ts_mirror_sync *m, const Threadsync__SnapshotChunk *chunk);
+int ts_mirror_sync_snapshot_end(struct ts_mirror_sync *m, uint64_t seq);
 
 /* Commits what the writer thread holds and ends it: the database is the
  * loop's again. Returns the writer's first failure. */
-int ts_mirror_sync_drain(struct ts_mirror_sync *s);
+int ts_mirror_sync_drain(struct ts_mirror_sync *m);
 
 /* Commits the open group, renders every pending thread and records the
  * cursor they cover ('rendered_seq'). */
-int ts_mirror_sync_flush(struct ts_mirror_sync *s);
+int ts_mirror_sync_flush(struct ts_mirror_sync *m);
 
 /* The cursor as far as batches were taken: the last one handed to the
  * writer while it runs, else the database's. */
-uint64_t ts_mirror_sync_cursor(struct ts_mirror_sync *s);
+uint64_t ts_mirror_sync_cursor(struct ts_mirror_sync *m);
 
 /* Closes s's timers (uv_close): call once, before the loop ends, after a
  * last drain and flush. No other call but _stats, _db and _free after. */
-void ts_mirror_sync_stop(struct ts_mirror_sync *s);
+void ts_mirror_sync_stop(struct ts_mirror_sync *m);
 
-const struct ts_mirror_sync_stats *ts_mirror_sync_stats(const struct ts_mirror_sync *s);
+const struct ts_mirror_sync_stats *ts_mirror_sync_stats(const struct ts_mirror_sync *m);
 
 /* Ends the writer and the file-creating thread if still running, closes
  * the databases and frees s. NULL is fine. Timers: stopped and their close
  * callbacks run (the loop ran after ts_mirror_sync_stop), or never
  * attached. */
-void ts_mirror_sync_free(struct ts_mirror_sync *s);
+void ts_mirror_sync_free(struct ts_mirror_sync *m);
 
 #endif

@@ -61,9 +61,6 @@
 #include "ts_raft_tls.h"
 #include "ts_repl_int.h"
 
-#include "ts_log.h"
-#include "ts_raft_tls.h"
-
 #define REPL_DEFAULT_ELECTION_MS 1000
 #define REPL_DEFAULT_HEARTBEAT_MS 100
 #define REPL_DEFAULT_SNAPSHOT_THRESHOLD 8192

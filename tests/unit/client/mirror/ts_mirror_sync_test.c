@@ -272,7 +272,7 @@ START_TEST(test_first_sync_renders_once_caught_up)
 
     feed(&fx, 4, 0, 1); /* caught up: every batch committed, each thread rendered once */
     ck_assert_int_eq(committed_cursor(), 43);
-    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 4 * PER);
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), INT64_C(4) * PER);
     ck_assert_uint_eq(fx.flushes.calls, 1);
     ck_assert_uint_eq(fx.flushes.last_n, 3);
     ck_assert(json_has(0, "body-41") && json_has(0, "body-11"));
@@ -281,7 +281,7 @@ START_TEST(test_first_sync_renders_once_caught_up)
     ck_assert_str_eq(rs, "43");
     free(rs);
     const struct ts_mirror_sync_stats *st = ts_mirror_sync_stats(fx.s);
-    ck_assert_uint_eq(st->events, 4 * PER);
+    ck_assert_uint_eq(st->events, UINT64_C(4) * PER);
     ck_assert_uint_eq(st->rendered, 3);
     fx_close(&fx);
 }
