@@ -19,9 +19,11 @@
  *   made durable.
  *
  * Threading: every call on the loop thread given to ts_mirror_sync_attach
- * (or, before it, the one thread that opened it). While a sync from cursor
- * 0 runs, the writer thread owns the database: ts_mirror_sync_db's handle
- * may only be used when ts_mirror_sync_cursor says it is the loop's.
+ * (or, before it, the one thread that opened it). During a sync from
+ * cursor 0 begun with a writer, the writer thread owns the database until
+ * the first caught-up batch, snapshot or drain: ts_mirror_sync_db's handle
+ * is the caller's to use only outside that stretch (verify, which never
+ * asks for a writer, uses it throughout).
  */
 #ifndef TS_MIRROR_SYNC_H
 #define TS_MIRROR_SYNC_H
