@@ -40,7 +40,7 @@ enum opt_type {
     T_UINT, /* decimal in [min, max] */
     T_LEVEL,
     T_BOOL,    /* true/false in a file; a flag without a value sets true */
-    T_LIMIT,   /* decimal in [min, max], or "off" (TS_SERVER_UNLIMITED) */
+    T_LIMIT,   /* decimal in [min, max], or "off"; "off" and 0 are TS_SERVER_UNLIMITED */
     T_THREADS, /* "auto" (0 in the field), or 0 (TS_SERVER_IO_INLINE) .. max */
     T_RATE,    /* "N/TIME" (TIME: ms, s or m; plain = s) or "off": fills the
                   burst field named and the uint32 window_ms field after it */
@@ -124,8 +124,14 @@ static const struct opt opts[] = {
      "10/10s", "posts per author (e-mail, or name) per window, or off"},
     {"limits", "rate_token", "rate-token", "N/TIME", T_RATE, 0, 0, F(rate_token_burst), 0, "100/1s",
      "posts per token per window, or off"},
-    {"limits", "max_conns_per_addr", "max-conns-per-addr", "N", T_LIMIT, 1, UINT32_MAX - 1,
-     F(max_conns_per_addr), 0, "64", "open connections per source address, or off"},
+    {"limits", "max_conns_per_addr", "max-conns-per-addr", "N", T_LIMIT, 0, UINT32_MAX - 1,
+     F(max_conns_per_addr), 0, "64", "open connections per source address; 0 or off = unlimited"},
+    {"limits", "conn_output_budget", "conn-output-budget", "BYTES", T_UINT, 64u << 10, 32u << 20,
+     F(conn_output_budget), 0, "2097152",
+     "output a connection may have queued before its requests wait until it drains"},
+    {"limits", "node_output_budget", "node-output-budget", "BYTES", T_UINT, 1u << 20, 1ull << 40,
+     F(node_output_budget), 0, "67108864",
+     "output queued over all connections before those holding output wait (all at twice it)"},
     {"metrics", "listen", "metrics-listen", "HOST:PORT", T_BIND_OFF, 0, 0, F(metrics_listen), 0,
      "127.0.0.1:7422",
      "HTTP listener for /metrics and /healthz, numeric host; \"\" turns it off (the default "
@@ -398,6 +404,8 @@ static void rebuild(struct ts_config *c)
         uint64_t v = TS_SERVER_UNLIMITED;
         if (strcmp(c->val[i], "off") != 0)
             parse_uint(c->val[i], &v); /* validated when set */
+        if (o->type == T_LIMIT && v == 0)
+            v = TS_SERVER_UNLIMITED; /* 0 in a field would mean the default */
         if (o->size == sizeof(uint64_t)) {
             memcpy(field, &v, sizeof(v));
         } else {

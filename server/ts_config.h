@@ -8,7 +8,9 @@
  *     [listen]  client, raft, advertise, addr_file
  *     [tls]     cert, key                  (paths; the key's contents are never read here)
  *     [auth]    tokens                     (path of the tokens file)
- *     [limits]  max_frame, heartbeat_ms, evlog_max_events, evlog_max_bytes
+ *     [limits]  max_frame, heartbeat_ms, evlog_max_events, evlog_max_bytes,
+ *               rate_author, rate_token, max_conns_per_addr,
+ *               conn_output_budget, node_output_budget
  *     [metrics] listen                   ("" = off)
  *     [raft]    snapshot_threshold, snapshot_trailing
  *     [log]     level

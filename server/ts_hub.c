@@ -30,6 +30,7 @@
 #include "ts_hub.h"
 #include "ts_view.h"
 
+#include "ts_assert.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_frame.h"
@@ -194,6 +195,7 @@ static void kick(struct ts_hub *hub)
 
 static void make_ready(struct ts_hub_sub *sub)
 {
+    TS_ASSERT(sub->state != GONE && list_empty(&sub->link)); /* new or WAIT_DRAIN: on no list */
     sub->state = LISTED;
     list_push(&sub->hub->ready, &sub->link);
     kick(sub->hub);
@@ -654,6 +656,7 @@ static int start_snapshot(struct ts_hub_sub *sub)
 /* Serves one READY subscriber and files it under its next state. */
 static void serve(struct ts_hub *hub, struct ts_hub_sub *sub)
 {
+    TS_ASSERT(sub->state == LISTED && list_empty(&sub->link) && !sub->dead); /* popped READY */
     if (sub->queued(sub->sink) > 0) {
         sub->state = WAIT_DRAIN;
         return;
@@ -707,6 +710,7 @@ static void sub_free(struct ts_hub_sub *sub)
 static void on_check(uv_check_t *h)
 {
     struct ts_hub *hub = h->data;
+    TS_ASSERT(!hub->current && list_empty(&hub->work));
     hub->shared[0].valid = hub->shared[1].valid = 0; /* the log moved on */
     list_splice(&hub->work, &hub->ready);
     while (!list_empty(&hub->work)) {
@@ -714,6 +718,7 @@ static void on_check(uv_check_t *h)
         hub->current = sub;
         serve(hub, sub);
         hub->current = NULL;
+        TS_ASSERT(sub->dead || (sub->state == LISTED) == !list_empty(&sub->link));
         if (sub->dead)
             sub_free(sub);
     }
@@ -816,6 +821,7 @@ int ts_hub_subscribe(struct ts_hub *hub, const struct ts_hub_filter *filter, int
 void ts_hub_unsubscribe(struct ts_hub_sub *sub)
 {
     struct ts_hub *hub = sub->hub;
+    TS_ASSERT(!sub->dead && hub->n_subs > 0);
     list_unlink(&sub->link);
     hub->n_subs--;
     if (hub->current == sub) {

@@ -36,12 +36,19 @@
  *     as with a ts_conn (the hub writes only to an empty sink), and past
  *     TS_CONN_QUEUE_HARD_MAX main closes the link;
  *   - input: frames decoded and not yet handled by main are counted in
- *     bytes (inbound); past INBOUND_MAX the thread stops reading the socket
- *     until main has caught up, so a client that floods requests while the
- *     main loop is busy cannot grow the event queue;
+ *     bytes (inbound, with FRAME_COST each for their decoded structs); past
+ *     INBOUND_MAX the thread stops reading the socket until main has caught
+ *     up, so a client that floods requests while the main loop is busy
+ *     cannot grow the event queue;
+ *   - pausing keeps ts_conn's promise that no frame is delivered while
+ *     paused: main holds a paused link's frame events (still counted in
+ *     inbound, so its thread stops reading too) and hands them on once
+ *     resumed, from main_wakeup (the ready list). Without that, the frames
+ *     already decoded (thousands of small Gets) would each be answered
+ *     after the session paused, into memory;
  *   - so a queue holds, per link, at most one push batch, the answers
- *     below the session's read-pause threshold, one input window and a
- *     few control messages: bounded per link, and the links by the
+ *     below the session's output budget, one input window and a few
+ *     control messages: bounded per link, and the links by the
  *     per-address and file-descriptor limits.
  *
  * Accepting: main accepts on its listener (one accept path, one place for
@@ -71,9 +78,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Decoded frames waiting for the main loop, per link, before its thread
- * stops reading that socket. */
-#define INBOUND_MAX (1u << 20)
+/* Decoded frames waiting for the main loop (or held there while the link
+ * is paused), per link, before its thread stops reading that socket. A
+ * frame counts its wire size plus FRAME_COST, about what its decoded
+ * structs and message take: 40,000 pipelined 25-byte Gets are 1 MB on the
+ * wire but ten times that decoded. */
+#define INBOUND_MAX (256u << 10)
+#define FRAME_COST 256
 /* Bulk commands (mostly one subscriber's share of an event, ~6 us each)
  * served between two polls of an I/O thread's sockets. */
 #define BULK_SLICE 64
@@ -142,7 +153,8 @@ struct io {
 struct ts_link_pool {
     uv_loop_t *loop;
     uv_async_t async;
-    struct queue q; /* events for the main loop; unused without threads */
+    struct queue q;        /* events for the main loop; unused without threads */
+    struct ts_link *ready; /* resumed links with held events, main's */
     struct io *io;
     unsigned n_io;
     size_t n_links;
@@ -163,6 +175,11 @@ struct ts_link {
     uint64_t id;
     const char *role;
     int resumed, closing;
+    /* Paused by the user: events of frames (and what follows them) wait in
+     * held until resumed, then go out from main_wakeup (ready list). */
+    int paused, ready;
+    struct msg *held_head, *held_tail;
+    struct ts_link *ready_next;
     char peer[64];
     /* Shared: */
     _Atomic size_t in_transit;  /* plaintext main queued, not yet given to TLS */
@@ -285,7 +302,7 @@ static void io_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, con
         ts_conn_close(c, TS_E_NOMEM);
         return;
     }
-    size_t size = ts_frame_size(f);
+    size_t size = ts_frame_size(f) + FRAME_COST;
     m->u.frame.f = f;
     m->u.frame.bad = bad;
     m->u.frame.status = status;
@@ -482,9 +499,28 @@ static void link_gone(struct ts_link_pool *p, struct io *io)
         pool_stop(p);
 }
 
+static void drop_held(struct ts_link *l)
+{
+    for (struct ts_link **pp = &l->pool->ready; *pp; pp = &(*pp)->ready_next)
+        if (*pp == l) {
+            *pp = l->ready_next;
+            break;
+        }
+    l->ready = 0;
+    while (l->held_head) {
+        struct msg *m = l->held_head;
+        l->held_head = m->next;
+        if (m->type == EV_FRAME)
+            ts_frame_free(m->u.frame.f);
+        free(m);
+    }
+    l->held_tail = NULL;
+}
+
 static void link_closed(struct ts_link *l, int err)
 {
     l->closing = 1;
+    drop_held(l);
     if (l->cbs.on_close)
         l->cbs.on_close(l, err);
     struct ts_link_pool *p = l->pool;
@@ -493,7 +529,39 @@ static void link_closed(struct ts_link *l, int err)
     link_gone(p, io);
 }
 
+static void deliver_frame(struct ts_link *l, struct msg *m)
+{
+    size_t size = m->u.frame.size;
+    size_t before = atomic_fetch_sub(&l->inbound, size);
+    if (before >= INBOUND_MAX && before - size < INBOUND_MAX && !l->closing)
+        post(l, msg_must(CMD_UNTHROTTLE, l));
+    if (l->closing || !l->cbs.on_frame)
+        ts_frame_free(m->u.frame.f);
+    else
+        l->cbs.on_frame(l, m->u.frame.f, m->u.frame.status, m->u.frame.bad);
+}
+
+static void dispatch_event(struct msg *m);
+
 static void main_event(struct msg *m)
+{
+    struct ts_link *l = m->link;
+    /* A paused link's frames wait, still counted in inbound (so its thread
+     * stays throttled), and so does an input error behind them. */
+    if ((m->type == EV_FRAME || m->type == EV_ERROR) && !l->closing &&
+        (l->paused || l->held_head)) {
+        m->next = NULL;
+        if (l->held_tail)
+            l->held_tail->next = m;
+        else
+            l->held_head = m;
+        l->held_tail = m;
+        return;
+    }
+    dispatch_event(m);
+}
+
+static void dispatch_event(struct msg *m)
 {
     struct ts_link *l = m->link;
     switch (m->type) {
@@ -502,17 +570,9 @@ static void main_event(struct msg *m)
         if (!l->closing && l->cbs.on_open)
             l->cbs.on_open(l);
         break;
-    case EV_FRAME: {
-        size_t size = m->u.frame.size;
-        size_t before = atomic_fetch_sub(&l->inbound, size);
-        if (before >= INBOUND_MAX && before - size < INBOUND_MAX && !l->closing)
-            post(l, msg_must(CMD_UNTHROTTLE, l));
-        if (l->closing || !l->cbs.on_frame)
-            ts_frame_free(m->u.frame.f);
-        else
-            l->cbs.on_frame(l, m->u.frame.f, m->u.frame.status, m->u.frame.bad);
+    case EV_FRAME:
+        deliver_frame(l, m);
         break;
-    }
     case EV_ERROR:
         if (l->closing)
             break;
@@ -534,9 +594,27 @@ static void main_event(struct msg *m)
     free(m);
 }
 
+/* Hands l's held events on until it is paused again or closes. */
+static void release_held(struct ts_link *l)
+{
+    while (l->held_head && !l->paused && !l->closing) {
+        struct msg *m = l->held_head;
+        l->held_head = m->next;
+        if (!l->held_head)
+            l->held_tail = NULL;
+        dispatch_event(m);
+    }
+}
+
 static void main_wakeup(uv_async_t *a)
 {
     struct ts_link_pool *p = a->data;
+    while (p->ready) {
+        struct ts_link *l = p->ready;
+        p->ready = l->ready_next;
+        l->ready = 0;
+        release_held(l);
+    }
     struct msg *m = queue_take(&p->q);
     while (m) {
         struct msg *next = m->next;
@@ -874,18 +952,29 @@ static void control(struct ts_link *l, enum msg_type type)
 
 void ts_link_pause_reading(struct ts_link *l)
 {
-    if (!l->io)
+    if (!l->io) {
         ts_conn_pause_reading(l->conn);
-    else
-        control(l, CMD_PAUSE);
+        return;
+    }
+    l->paused = 1;
+    control(l, CMD_PAUSE);
 }
 
 void ts_link_resume_reading(struct ts_link *l)
 {
-    if (!l->io)
+    if (!l->io) {
         ts_conn_resume_reading(l->conn);
-    else
-        control(l, CMD_RESUME);
+        return;
+    }
+    l->paused = 0;
+    control(l, CMD_RESUME);
+    /* What is held goes out from the loop, never from inside this call. */
+    if (l->held_head && !l->ready && !l->closing) {
+        l->ready = 1;
+        l->ready_next = l->pool->ready;
+        l->pool->ready = l;
+        uv_async_send(&l->pool->async);
+    }
 }
 
 void ts_link_close(struct ts_link *l, int err)

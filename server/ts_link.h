@@ -15,7 +15,10 @@
  * ts_link_queued() counts what is queued and not yet on the socket (for a
  * threaded link: what is still on its way to the I/O thread plus that
  * thread's queue, as last published, which may overstate it); on_drain
- * means that count reached 0; the hard cap TS_CONN_QUEUE_HARD_MAX holds.
+ * means that count reached 0; the hard cap TS_CONN_QUEUE_HARD_MAX holds;
+ * a paused link delivers no frame until resumed, whatever its thread had
+ * decoded already (those wait on the main side, at most about one input
+ * window of ts_link.c's INBOUND_MAX).
  * Every ts_link_* function is for the main loop's thread only.
  */
 #ifndef TS_LINK_H

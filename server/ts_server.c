@@ -109,11 +109,19 @@ static void recheck_sessions(struct ts_server *srv)
     recheck_all_sessions(srv);
 }
 
+/* Raft may still apply entries after ts_server_stop: ts_repl_close waits
+ * for the appends in flight, and the hub is closed (srv->hub NULL) before. */
+static void notify_hub(struct ts_server *srv)
+{
+    if (srv->hub)
+        ts_hub_notify(srv->hub);
+}
+
 static void on_applied(void *arg, uint64_t index)
 {
     struct ts_server *srv = arg;
     ts_stats_applied(srv->stats);
-    ts_hub_notify(srv->hub);
+    notify_hub(srv);
     recheck_sessions(srv);
 }
 
@@ -123,7 +131,7 @@ static void on_restore(void *arg, uint64_t index)
     TS_INFO("event=restore index=%llu threads=%zu comments=%zu", (unsigned long long)index,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
     ts_stats_restored(srv->stats);
-    ts_hub_notify(srv->hub);
+    notify_hub(srv);
     recheck_sessions(srv);
 }
 
@@ -257,10 +265,11 @@ static int start_limits(struct ts_server *srv)
     if (!srv->limits)
         return TS_E_NOMEM;
     TS_INFO("event=limits author=%u/%ums token=%u/%ums conns_per_addr=%u premoderate=%d "
-            "edit_window_ms=%llu",
+            "edit_window_ms=%llu conn_output_budget=%zu node_output_budget=%zu",
             lc.author_burst, lc.author_window_ms ? lc.author_window_ms : TS_LIMITS_AUTHOR_WINDOW_MS,
             lc.token_burst, lc.token_window_ms ? lc.token_window_ms : TS_LIMITS_TOKEN_WINDOW_MS,
-            lc.conns_per_addr, c->premoderate, (unsigned long long)c->edit_window_ms);
+            lc.conns_per_addr, c->premoderate, (unsigned long long)c->edit_window_ms,
+            c->conn_output_budget, c->node_output_budget);
     return TS_OK;
 }
 
@@ -373,6 +382,10 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         srv->cfg.handshake_ms = 5000;
     if (!srv->cfg.edit_window_ms)
         srv->cfg.edit_window_ms = TS_SERVER_EDIT_WINDOW_MS;
+    if (!srv->cfg.conn_output_budget)
+        srv->cfg.conn_output_budget = TS_SERVER_CONN_OUTPUT_BUDGET;
+    if (!srv->cfg.node_output_budget)
+        srv->cfg.node_output_budget = TS_SERVER_NODE_OUTPUT_BUDGET;
     *out = NULL;
 
     int rc = TS_E_NOMEM;
@@ -733,4 +746,14 @@ struct ts_session *ts_server_sessions(const struct ts_server *srv)
 int ts_server_stopping(const struct ts_server *srv)
 {
     return srv->stopping;
+}
+
+size_t ts_server_output_queued(const struct ts_server *srv)
+{
+    return srv->out_total;
+}
+
+size_t ts_server_output_waiting(const struct ts_server *srv)
+{
+    return srv->n_waiting;
 }

@@ -10,6 +10,7 @@
 #ifndef TS_SERVER_H
 #define TS_SERVER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <uv.h>
@@ -54,6 +55,13 @@ struct ts_server_config {
     uint32_t rate_token_burst;      /* posts per token per window: 100 */
     uint32_t rate_token_window_ms;  /* 1000 */
     uint32_t max_conns_per_addr;    /* open connections per source address: 64 */
+    /* Output budgets (PROTOCOL.md section 5): a connection with this much
+     * output queued is not served until it drains (default
+     * TS_SERVER_CONN_OUTPUT_BUDGET); with this much queued over all
+     * connections, those holding output wait, and at twice it every
+     * connection (default TS_SERVER_NODE_OUTPUT_BUDGET). */
+    size_t conn_output_budget;
+    size_t node_output_budget;
     /* Threads carrying client connections (socket, TLS, frame decoding),
      * each with its own loop, while raft, the store, the hub and the
      * sessions stay on the main loop: 0 = auto (one per core beyond the first, at most 4),
@@ -70,6 +78,8 @@ struct ts_server_config {
 
 #define TS_SERVER_UNLIMITED UINT32_MAX
 #define TS_SERVER_IO_INLINE UINT32_MAX
+#define TS_SERVER_CONN_OUTPUT_BUDGET ((size_t)2 << 20)
+#define TS_SERVER_NODE_OUTPUT_BUDGET ((size_t)64 << 20)
 #define TS_SERVER_EDIT_WINDOW_MS ((uint64_t)15 * 60 * 1000)
 
 /* Starts a node on loop. On failure a log line says why, the shutdown has
@@ -119,5 +129,10 @@ const struct ts_disk *ts_server_disk(const struct ts_server *srv);
 struct ts_session *ts_server_sessions(const struct ts_server *srv);
 /* 1 once ts_server_stop has begun. */
 int ts_server_stopping(const struct ts_server *srv);
+/* The output budgets at work (ts_session.c): client output queued as they
+ * count it, and the sessions waiting for their output or the node's to
+ * drain. */
+size_t ts_server_output_queued(const struct ts_server *srv);
+size_t ts_server_output_waiting(const struct ts_server *srv);
 
 #endif

@@ -34,6 +34,7 @@
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_req_admin.h"
+#include "ts_req_import.h"
 #include "ts_req_read.h"
 #include "ts_req_write.h"
 #include "ts_server_int.h"
@@ -46,9 +47,115 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Stop reading requests from a client whose answers pile up unread. */
-#define READ_PAUSE_QUEUED (4u << 20)
 #define CONN_RETRY_MS 1000
+
+/* ---- output budgets ----
+ *
+ * What a client can make the node hold is its queued output (answers and
+ * pushes not yet on its socket) and the answers to requests already decoded.
+ * The second is never produced into memory: a session whose output is over
+ * budget waits (its link paused: no request is decoded or handed to us)
+ * until its output has drained, so the answers it is owed are produced
+ * only as it reads them. The budgets (PROTOCOL.md section 4, "Output
+ * budgets"):
+ *   - its own: at conn_output_budget queued, a session waits until it
+ *     drains; below it, any answer goes out, so one answer of the largest
+ *     size always does, and a session holds at most the budget plus one
+ *     answer;
+ *   - the node's: srv->out_total sums every session's `charged` (the
+ *     largest its queue was sampled at after a send since it last drained,
+ *     0 once drained: an overestimate in between); at node_output_budget a session waits as soon as
+ *     anything of its own is queued (those holding output stop first), so
+ *     a client that reads still gets one answer at a time; at twice the
+ *     budget nobody is served until the total falls, which bounds the total
+ *     whatever the number of connections (at 2 x node budget plus one
+ *     answer). Pushes are charged too: the hub writes a subscriber's next
+ *     batch only once its previous one drained (TS_HUB_BATCH_MAX each).
+ * A session that waits only because of the node (nothing of its own
+ * queued) is not dropped for silence: it is not its silence.
+ */
+
+static size_t conn_budget(const struct ts_session *s)
+{
+    return s->srv->cfg.conn_output_budget;
+}
+
+static size_t node_budget(const struct ts_session *s)
+{
+    return s->srv->cfg.node_output_budget;
+}
+
+/* Records that s's queue holds queued bytes now. */
+static void charge(struct ts_session *s, size_t queued)
+{
+    s->srv->out_total = s->srv->out_total - s->charged + queued;
+    s->charged = queued;
+}
+
+static int may_serve(const struct ts_session *s)
+{
+    size_t total = s->srv->out_total;
+    if (s->charged >= conn_budget(s))
+        return 0;
+    if (total < node_budget(s))
+        return 1;
+    return s->charged == 0 && total < 2 * node_budget(s);
+}
+
+static void wait_budget(struct ts_session *s)
+{
+    if (s->waiting || s->state == TS__SESSION_CLOSING)
+        return;
+    s->waiting = 1;
+    s->srv->n_waiting++;
+    ts_link_pause_reading(s->conn);
+    TS_DEBUG(TS__SESSION_LOG_FMT "event=output_budget action=wait queued=%zu node_queued=%zu",
+             TS__SESSION_LOG_ARGS(s), s->charged, s->srv->out_total);
+}
+
+static void handle_frame(struct ts_session *s, Threadsync__Frame *f, int status,
+                         const char *bad_field);
+
+static void stop_waiting(struct ts_session *s)
+{
+    s->waiting = 0;
+    s->srv->n_waiting--;
+    s->last_rx_ms = uv_now(s->srv->loop);
+    ts_link_resume_reading(s->conn);
+    Threadsync__Frame *f = s->stashed;
+    if (f) {
+        s->stashed = NULL;
+        handle_frame(s, f, s->stashed_status, s->stashed_bad);
+    }
+}
+
+/* The node's total fell from `before`. Sessions waiting for the node are
+ * released only where it crosses below the budget (those with output of
+ * their own) or twice it (those without): the walk over every session is
+ * paid per crossing, not per drain while some hostile connection waits for
+ * good. A session waiting for its own budget is released by its own drain. */
+static void total_fell(struct ts_server *srv, size_t before)
+{
+    size_t node = srv->cfg.node_output_budget, total = srv->out_total;
+    if (!srv->n_waiting ||
+        !((before >= node && total < node) || (before >= 2 * node && total < 2 * node)))
+        return;
+    for (struct ts_session *s = srv->sessions; s && srv->n_waiting; s = s->next)
+        if (s->waiting && s->state != TS__SESSION_CLOSING && may_serve(s))
+            stop_waiting(s);
+}
+
+/* After every send: s's queue grew. The charge only rises here (it falls
+ * at drain and close, where total_fell looks for sessions to release), so
+ * the total never falls unseen. */
+static void sent(struct ts_session *s)
+{
+    size_t queued = ts_link_queued(s->conn);
+    if (queued > s->charged)
+        charge(s, queued);
+    if (s->charged >= conn_budget(s) || s->srv->out_total >= node_budget(s))
+        wait_budget(s);
+}
 
 /* ---- sending ---- */
 
@@ -64,10 +171,7 @@ int ts__session_send(struct ts_session *s, const Threadsync__Frame *f)
         s->last_tx_ms = uv_now(s->srv->loop);
         ts_stats_frame_out(s->srv->stats, f);
     }
-    if (!s->reading_paused && ts_link_queued(s->conn) > READ_PAUSE_QUEUED) {
-        ts_link_pause_reading(s->conn);
-        s->reading_paused = 1;
-    }
+    sent(s);
     return rc;
 }
 
@@ -163,6 +267,7 @@ static int sink_write(void *sink, const void *data, size_t len)
         s->last_tx_ms = uv_now(s->srv->loop);
         ts_stats_frames_out(s->srv->stats, data, len);
     }
+    sent(s);
     return rc;
 }
 
@@ -348,26 +453,27 @@ static int refuse_stale(struct ts_session *s, uint64_t rid, int reads)
  * role must allow (handlers check more where the request says more, e.g.
  * an edit without its key needs a moderator), and its handler. */
 static const struct {
-    enum ts_auth_action least;
     request_fn *handle;
+    enum ts_auth_action least;
     int reads; /* serves this node's state: refused when it is stale */
 } requests[] = {
-    [THREADSYNC__FRAME__MSG_POST] = {TS_AUTH_POST, ts_req_write_post, 0},
-    [THREADSYNC__FRAME__MSG_GET] = {TS_AUTH_GET, ts_req_read_get, 1},
-    [THREADSYNC__FRAME__MSG_SUBSCRIBE] = {TS_AUTH_SUBSCRIBE, ts_req_read_subscribe, 1},
-    [THREADSYNC__FRAME__MSG_DIGEST] = {TS_AUTH_GET, ts_req_read_digest, 1},
-    [THREADSYNC__FRAME__MSG_PENDING_QUEUE] = {TS_AUTH_MODERATE, ts_req_read_pending_queue, 1},
-    [THREADSYNC__FRAME__MSG_MODERATE] = {TS_AUTH_MODERATE, ts_req_write_moderate},
-    [THREADSYNC__FRAME__MSG_EDIT] = {TS_AUTH_POST, ts_req_write_edit},
-    [THREADSYNC__FRAME__MSG_DELETE] = {TS_AUTH_POST, ts_req_write_delete},
-    [THREADSYNC__FRAME__MSG_MODERATE_THREAD] = {TS_AUTH_MODERATE, ts_req_write_moderate_thread},
-    [THREADSYNC__FRAME__MSG_BAN_AUTHOR] = {TS_AUTH_MODERATE, ts_req_write_ban},
-    [THREADSYNC__FRAME__MSG_JOIN] = {TS_AUTH_ADMIN, ts_req_admin_join},
-    [THREADSYNC__FRAME__MSG_REMOVE_NODE] = {TS_AUTH_ADMIN, ts_req_admin_remove_node},
-    [THREADSYNC__FRAME__MSG_CLUSTER] = {TS_AUTH_ADMIN, ts_req_admin_cluster},
-    [THREADSYNC__FRAME__MSG_TOKEN_ADD] = {TS_AUTH_ADMIN, ts_req_admin_token_add},
-    [THREADSYNC__FRAME__MSG_TOKEN_LIST] = {TS_AUTH_ADMIN, ts_req_admin_token_list},
-    [THREADSYNC__FRAME__MSG_TOKEN_REVOKE] = {TS_AUTH_ADMIN, ts_req_admin_token_revoke},
+    [THREADSYNC__FRAME__MSG_POST] = {ts_req_write_post, TS_AUTH_POST, 0},
+    [THREADSYNC__FRAME__MSG_GET] = {ts_req_read_get, TS_AUTH_GET, 1},
+    [THREADSYNC__FRAME__MSG_SUBSCRIBE] = {ts_req_read_subscribe, TS_AUTH_SUBSCRIBE, 1},
+    [THREADSYNC__FRAME__MSG_DIGEST] = {ts_req_read_digest, TS_AUTH_GET, 1},
+    [THREADSYNC__FRAME__MSG_PENDING_QUEUE] = {ts_req_read_pending_queue, TS_AUTH_MODERATE, 1},
+    [THREADSYNC__FRAME__MSG_MODERATE] = {ts_req_write_moderate, TS_AUTH_MODERATE, 0},
+    [THREADSYNC__FRAME__MSG_EDIT] = {ts_req_write_edit, TS_AUTH_POST, 0},
+    [THREADSYNC__FRAME__MSG_DELETE] = {ts_req_write_delete, TS_AUTH_POST, 0},
+    [THREADSYNC__FRAME__MSG_MODERATE_THREAD] = {ts_req_write_moderate_thread, TS_AUTH_MODERATE, 0},
+    [THREADSYNC__FRAME__MSG_BAN_AUTHOR] = {ts_req_write_ban, TS_AUTH_MODERATE, 0},
+    [THREADSYNC__FRAME__MSG_JOIN] = {ts_req_admin_join, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_REMOVE_NODE] = {ts_req_admin_remove_node, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_CLUSTER] = {ts_req_admin_cluster, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_TOKEN_ADD] = {ts_req_admin_token_add, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_TOKEN_LIST] = {ts_req_admin_token_list, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_TOKEN_REVOKE] = {ts_req_admin_token_revoke, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_IMPORT] = {ts_req_import, TS_AUTH_ADMIN, 0},
 };
 
 static request_fn *request_handler(const Threadsync__Frame *f)
@@ -395,11 +501,9 @@ static void request(struct ts_session *s, const Threadsync__Frame *f, int status
 
 /* ---- connection callbacks ---- */
 
-static void on_frame(struct ts_link *c, Threadsync__Frame *f, int status, const char *bad_field)
+static void handle_frame(struct ts_session *s, Threadsync__Frame *f, int status,
+                         const char *bad_field)
 {
-    struct ts_session *s = ts_link_data(c);
-    s->last_rx_ms = uv_now(s->srv->loop);
-    ts_stats_frame_in(s->srv->stats, f);
     if (s->state == TS__SESSION_CLOSING)
         goto out;
     if (s->state == TS__SESSION_AWAIT_HELLO) {
@@ -410,6 +514,15 @@ static void on_frame(struct ts_link *c, Threadsync__Frame *f, int status, const 
         goto out;
     }
     if (request_handler(f)) {
+        if (!may_serve(s) && !s->stashed) {
+            /* The node is at its ceiling: this request waits, and so does
+             * everything behind it. */
+            s->stashed = f;
+            s->stashed_status = status;
+            s->stashed_bad = bad_field;
+            wait_budget(s);
+            return;
+        }
         request(s, f, status, bad_field);
         goto out;
     }
@@ -435,6 +548,14 @@ out:
     ts_frame_free(f);
 }
 
+static void on_frame(struct ts_link *c, Threadsync__Frame *f, int status, const char *bad_field)
+{
+    struct ts_session *s = ts_link_data(c);
+    s->last_rx_ms = uv_now(s->srv->loop);
+    ts_stats_frame_in(s->srv->stats, f);
+    handle_frame(s, f, status, bad_field);
+}
+
 static void on_error(struct ts_link *c, int err)
 {
     struct ts_session *s = ts_link_data(c);
@@ -446,10 +567,11 @@ static void on_error(struct ts_link *c, int err)
 static void on_drain(struct ts_link *c)
 {
     struct ts_session *s = ts_link_data(c);
-    if (s->reading_paused) {
-        ts_link_resume_reading(c);
-        s->reading_paused = 0;
-    }
+    size_t before = s->srv->out_total;
+    charge(s, 0);
+    if (s->waiting && may_serve(s))
+        stop_waiting(s);
+    total_fell(s->srv, before);
     if (s->sub)
         ts_hub_drained(s->sub);
     if (s->backup)
@@ -463,6 +585,12 @@ static void on_close(struct ts_link *c, int err)
     if (s->sub)
         ts_hub_unsubscribe(s->sub);
     ts_backup_free(s->backup);
+    if (s->stashed)
+        ts_frame_free(s->stashed);
+    if (s->waiting)
+        srv->n_waiting--;
+    size_t before = srv->out_total;
+    charge(s, 0);
     if (!s->tls_done && err == TS_E_TLS)
         ts_stats_tls_failed(srv->stats);
     for (struct ts__session_wait *w = s->waits; w; w = w->next)
@@ -478,6 +606,7 @@ static void on_close(struct ts_link *c, int err)
     srv->n_sessions--;
     TS_INFO(TS__SESSION_LOG_FMT "event=close reason=%s", TS__SESSION_LOG_ARGS(s), ts_err_name(err));
     free(s);
+    total_fell(srv, before);
 }
 
 static void on_open(struct ts_link *c)
@@ -554,6 +683,8 @@ void ts_session_tick(struct ts_session *s, uint64_t now_ms)
     }
     if (s->state != TS__SESSION_READY)
         return;
+    if (s->waiting && s->charged == 0)
+        s->last_rx_ms = now_ms; /* waiting for the node's budget, not silent */
     if (now_ms - s->last_rx_ms >= 3ull * cfg->heartbeat_ms) {
         fail_and_close(s, TS_E_UNAVAILABLE, "heartbeat timeout");
         return;

@@ -49,7 +49,7 @@ struct ts_stats {
     struct ts_metric *term, *commit, *applied, *last_index, *leader, *has_leader;
     struct ts_metric *snapshots, *snapshot_bytes;
     struct ts_metric *threads, *comments, *last_seq, *store_bytes, *evlog_events, *evlog_bytes;
-    struct ts_metric *backups, *backup_bytes;
+    struct ts_metric *backups, *backup_bytes, *out_queued, *out_waiting;
     struct ts_metric *disk_free, *disk_reserve, *disk_low;
 
     uint64_t last_end_pos;   /* evlog end position after the last apply */
@@ -134,6 +134,10 @@ static int define_families(struct ts_stats *st)
                "Events retained in memory for subscribers.", NULL) &&
            ADD(evlog_bytes, G, "threadsync_evlog_bytes", "Memory held by the retained events.",
                NULL) &&
+           ADD(out_queued, G, "threadsync_client_output_queued_bytes",
+               "Output queued for clients as the output budgets count it.", NULL) &&
+           ADD(out_waiting, G, "threadsync_client_connections_waiting",
+               "Client connections not served until their output or the node's drains.", NULL) &&
            ADD(backups, C, "threadsync_backups_total", "Backups streamed to the end.", NULL) &&
            ADD(backup_bytes, C, "threadsync_backup_bytes_total", "Bytes of backups streamed.",
                NULL);
@@ -200,6 +204,8 @@ static void sample_sessions(struct ts_stats *st)
         ts_metric_set(st->subscribers, roles[i], subs[i]);
     }
     ts_metric_set(st->lag_max, NULL, (double)max_lag);
+    ts_metric_set(st->out_queued, NULL, (double)ts_server_output_queued(srv));
+    ts_metric_set(st->out_waiting, NULL, (double)ts_server_output_waiting(srv));
 }
 
 static void sample_state(struct ts_stats *st)

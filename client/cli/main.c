@@ -22,6 +22,8 @@
 #include "threadsync.h"
 #include "ts_cli.h"
 #include "ts_cli_backup.h"
+#include "ts_cli_export.h"
+#include "ts_cli_import.h"
 #include "ts_cli_cluster.h"
 #include "ts_cli_mirror.h"
 #include "ts_cli_web.h"
@@ -450,6 +452,10 @@ int main(int argc, char **argv)
         return ts_cli_backup_main(argc, argv, getenv);
     if (ts_cli_cluster_wants(argc, argv)) /* admin cluster, admin remove-node */
         return ts_cli_cluster_main(argc, argv, getenv);
+    if (ts_cli_import_wants(argc, argv))
+        return ts_cli_import_main(argc, argv, getenv);
+    if (ts_cli_export_wants(argc, argv))
+        return ts_cli_export_main(argc, argv, getenv);
     if (ts_cli_web_wants(argc, argv)) /* web: the mirror plus an HTTP edge */
         return ts_cli_web_main(argc, argv);
     struct ts_cli_opts o;

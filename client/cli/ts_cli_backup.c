@@ -13,6 +13,7 @@
 
 #include "ts_addr.h"
 #include "ts_cli.h"
+#include "ts_cli_conn.h"
 #include "ts_conn.h"
 #include "ts_err.h"
 #include "ts_frame.h"
@@ -477,11 +478,8 @@ static void usage(FILE *out)
 }
 
 struct opts {
-    const char **servers;
-    size_t n_servers;
-    char **env_servers;
-    size_t n_env;
-    const char *ca, *token_file, *out, *cmd;
+    struct ts_cli_conn conn; /* --server, --ca, --token-file */
+    const char *out, *cmd;
     unsigned timeout_ms;
     int json, help;
 };
@@ -490,8 +488,7 @@ static int parse(int argc, char *const argv[], char *(*get_env)(const char *), s
                  char *err, size_t errlen)
 {
     memset(o, 0, sizeof(*o));
-    o->servers = calloc((size_t)argc + 1, sizeof(*o->servers));
-    if (!o->servers)
+    if (ts_cli_conn_init(&o->conn, argc) != TS_OK)
         return TS_E_NOMEM;
     int n_words = 0;
     for (int i = 1; i < argc; i++) {
@@ -506,13 +503,9 @@ static int parse(int argc, char *const argv[], char *(*get_env)(const char *), s
                 return TS_E_INVALID_ARGUMENT;
             }
             const char *v = argv[++i];
-            if (!strcmp(a, "--server")) {
-                o->servers[o->n_servers++] = v;
-            } else if (!strcmp(a, "--ca")) {
-                o->ca = v;
-            } else if (!strcmp(a, "--token-file")) {
-                o->token_file = v;
-            } else if (!strcmp(a, "--out")) {
+            if (ts_cli_conn_option(&o->conn, a, v))
+                continue;
+            if (!strcmp(a, "--out")) {
                 o->out = v;
             } else {
                 char *end;
@@ -547,44 +540,12 @@ static int parse(int argc, char *const argv[], char *(*get_env)(const char *), s
         snprintf(err, errlen, "admin digest does not take --out");
         return TS_E_INVALID_ARGUMENT;
     }
-    if (o->n_servers == 0) {
-        const char *env = get_env ? get_env("THREADSYNC_SERVER") : NULL;
-        for (const char *p = env && *env ? env : TS_CLI_DEFAULT_SERVER; *p;) {
-            size_t n = strcspn(p, ", ");
-            if (n) {
-                char **v = realloc(o->env_servers, (o->n_env + 1) * sizeof(*v));
-                if (!v)
-                    return TS_E_NOMEM;
-                o->env_servers = v;
-                if (!(v[o->n_env] = strndup(p, n)))
-                    return TS_E_NOMEM;
-                o->n_env++;
-            }
-            p += n;
-            p += strspn(p, ", ");
-        }
-        const char **v = realloc(o->servers, (o->n_env + 1) * sizeof(*v));
-        if (!v)
-            return TS_E_NOMEM;
-        o->servers = v;
-        for (size_t i = 0; i < o->n_env; i++)
-            o->servers[o->n_servers++] = o->env_servers[i];
-    }
-    const char *env_ca = get_env ? get_env("THREADSYNC_CA") : NULL;
-    const char *env_tok = get_env ? get_env("THREADSYNC_TOKEN_FILE") : NULL;
-    if (!o->ca)
-        o->ca = env_ca && *env_ca ? env_ca : TS_CLI_DEFAULT_CA;
-    if (!o->token_file)
-        o->token_file = env_tok && *env_tok ? env_tok : TS_CLI_DEFAULT_TOKEN_FILE;
-    return TS_OK;
+    return ts_cli_conn_defaults(&o->conn, get_env);
 }
 
 static void opts_free(struct opts *o)
 {
-    for (size_t i = 0; i < o->n_env; i++)
-        free(o->env_servers[i]);
-    free(o->env_servers);
-    free(o->servers);
+    ts_cli_conn_free(&o->conn);
 }
 
 static int fail(int rc, const Threadsync__Error *detail, const char *what, const char *err)
@@ -612,12 +573,13 @@ int ts_cli_backup_main(int argc, char *const argv[], char *(*get_env)(const char
         return rc == TS_OK ? TS_CLI_EXIT_OK : TS_CLI_EXIT_USAGE;
     }
     char *token = NULL;
-    if (ts_cli_read_token(o.token_file, &token, err, sizeof(err)) != TS_OK) {
+    if (ts_cli_read_token(o.conn.token_file, &token, err, sizeof(err)) != TS_OK) {
         fprintf(stderr, "error: %s\n", err);
         opts_free(&o);
         return TS_CLI_EXIT_CONN;
     }
-    struct ts_cli_backup_conn c = {o.servers, o.n_servers, o.ca, token, o.timeout_ms};
+    struct ts_cli_backup_conn c = {o.conn.servers, o.conn.n_servers, o.conn.ca, token,
+                                   o.timeout_ms};
     Threadsync__Error *detail = NULL;
     int code = TS_CLI_EXIT_OK;
     if (!strcmp(o.cmd, "backup")) {

@@ -22,7 +22,7 @@
 
 /* A value from the file or a flag; flags overwrite. */
 struct opts {
-    char *listen, *base, *post_token_file, *dir, *ca, *token_file, *servers;
+    char *listen, *base, *post_token_file, *dir, *ca, *token_file, *servers, *mod_listen;
     char *config;
     unsigned long max_body, req_timeout_ms, max_conns, max_conns_per_addr, heartbeat_ms,
         ring_events;
@@ -47,6 +47,7 @@ static const struct {
     {"max-conns-per-addr", offsetof(struct opts, max_conns_per_addr), 1},
     {"heartbeat-ms", offsetof(struct opts, heartbeat_ms), 1},
     {"ring-events", offsetof(struct opts, ring_events), 1},
+    {"mod-listen", offsetof(struct opts, mod_listen), 0},
 };
 
 /* Sets key (flag spelling) to value. 1 when key is known, -1 for a bad
@@ -119,6 +120,7 @@ static void opts_free(struct opts *o)
     free(o->ca);
     free(o->token_file);
     free(o->servers);
+    free(o->mod_listen);
 }
 
 struct run {
@@ -142,6 +144,11 @@ static int hook_start(void *arg, uv_loop_t *loop, uint64_t cursor)
     fprintf(stderr, "threadsync: web edge on http://%s%s%s:%u%s/t/<key>\n",
             strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", ts_web_port(r->web),
             r->wc.base);
+    const char *ml = r->wc.mod_listen ? r->wc.mod_listen : r->wc.listen;
+    ts_addr_parse(ml, host, sizeof(host), &port);
+    fprintf(stderr, "threadsync: moderation console on http://%s%s%s:%u%s/mod/\n",
+            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+            ts_web_mod_port(r->web), r->wc.base);
     return 0;
 }
 
@@ -183,6 +190,7 @@ static int usage(FILE *out, int code)
                  "         [--base PATH] [--post-token-file FILE] [--max-body BYTES]\n"
                  "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
                  "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
+                 "         [--mod-listen HOST:PORT]\n"
                  "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
                  "         [--thread KEY]... [--all]\n"
                  "  serves DIR's threads over HTTP (default 127.0.0.1:7480) while mirroring\n"
@@ -287,6 +295,13 @@ int ts_cli_web_main(int argc, char **argv)
         snprintf(err, sizeof(err), "--listen %s: not HOST:PORT with a numeric host", listen);
         rc = TS_E_CONFIG;
     }
+    if (rc == TS_OK && o.mod_listen &&
+        (ts_addr_parse(o.mod_listen, host, sizeof(host), &port) != TS_OK ||
+         ts_addr_numeric(host, port, &ss) != TS_OK)) {
+        snprintf(err, sizeof(err), "--mod-listen %s: not HOST:PORT with a numeric host",
+                 o.mod_listen);
+        rc = TS_E_CONFIG;
+    }
     const char *base = o.base ? o.base : "";
     if (rc == TS_OK && base[0] &&
         (base[0] != '/' || base[strlen(base) - 1] == '/' || strpbrk(base, "\"'<>?# "))) {
@@ -332,7 +347,8 @@ int ts_cli_web_main(int argc, char **argv)
                .max_conns_per_addr = (unsigned)o.max_conns_per_addr,
                .heartbeat_ms = (unsigned)o.heartbeat_ms,
                .ring_events = o.ring_events,
-               .gzip = o.gzip},
+               .gzip = o.gzip,
+               .mod_listen = o.mod_listen},
         .post_cfg = cfg,
     };
     r.post_cfg.token = post_token;

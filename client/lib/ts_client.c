@@ -42,6 +42,7 @@
 
 #include <openssl/rand.h>
 
+#include "ts_assert.h"
 #include "ts_conn.h"
 #include "ts_frame.h"
 #include "ts_hex.h"
@@ -292,6 +293,9 @@ static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *deta
     case THREADSYNC__RESULT__BODY_TOKEN_REVOKE:
         r->cb.token_revoke(r->arg, err, detail, res ? res->token_revoke : NULL);
         break;
+    case THREADSYNC__RESULT__BODY_IMPORT:
+        r->cb.import(r->arg, err, detail, res ? res->import : NULL);
+        break;
     case THREADSYNC__RESULT__BODY_CLUSTER:
         r->cb.cluster(r->arg, err, detail, res ? res->cluster : NULL);
         break;
@@ -374,6 +378,8 @@ static int wire_code(const Threadsync__Error *e)
 static void emit_state(struct ts_client *c, enum ts_client_state st, int err,
                        const Threadsync__Welcome *w, const Threadsync__Error *e)
 {
+    TS_ASSERT(c->state != TS_CLIENT_FAILED || st == TS_CLIENT_FAILED); /* FAILED is final */
+    TS_ASSERT(st != TS_CLIENT_READY || (c->state == TS_CLIENT_CONNECTING && c->conn && c->ready));
     c->state = st;
     if (!c->on_state)
         return;
@@ -588,6 +594,7 @@ static void go_failed(struct ts_client *c, int err, const Threadsync__Error *det
 {
     /* FAILED first, so requests a callback submits are refused, not
      * queued forever. */
+    TS_ASSERT(c->state != TS_CLIENT_FAILED && !c->conn);
     c->state = TS_CLIENT_FAILED;
     c->reconnect_at = 0;
     /* A request that was refused on the way (UNAVAILABLE, NOT_LEADER) is
@@ -607,6 +614,7 @@ static int is_shunned(const struct ts_client *c, const char *addr, uint64_t now)
 
 static void dial(struct ts_client *c)
 {
+    TS_ASSERT(!c->conn && !c->closing && c->state != TS_CLIENT_FAILED); /* one conn at a time */
     c->server = ts__dial_pick(&c->dial);
     /* Past a server that just timed out, while the list has others: after
      * UNAVAILABLE from the rest (an election still running) the walk would
@@ -1043,6 +1051,7 @@ static void conn_on_close(struct ts_conn *conn, int err)
 {
     struct ts_client *c = ts_conn_data(conn);
     int was_ready = c->ready;
+    TS_ASSERT(conn == c->conn); /* every conn callback belongs to c->conn */
     c->conn = NULL;
     c->ready = 0;
     c->conn_closing = 0;
@@ -1436,6 +1445,8 @@ TS__MSG_API(ts_client_token_add, Threadsync__TokenAdd, THREADSYNC__FRAME__MSG_TO
             THREADSYNC__RESULT__BODY_TOKEN_ADD, 1, ts_client_token_add_cb, token_add)
 TS__MSG_API(ts_client_token_revoke, Threadsync__TokenRevoke, THREADSYNC__FRAME__MSG_TOKEN_REVOKE,
             THREADSYNC__RESULT__BODY_TOKEN_REVOKE, 1, ts_client_token_revoke_cb, token_revoke)
+TS__MSG_API(ts_client_import, Threadsync__Import, THREADSYNC__FRAME__MSG_IMPORT,
+            THREADSYNC__RESULT__BODY_IMPORT, 1, ts_client_import_cb, import)
 
 TS__MSG_API(ts_client_remove_node, Threadsync__RemoveNode, THREADSYNC__FRAME__MSG_REMOVE_NODE,
             THREADSYNC__RESULT__BODY_REMOVE_NODE, 1, ts_client_remove_node_cb, remove_node)

@@ -59,6 +59,8 @@ struct ts_server {
 
     struct ts_session *sessions; /* intrusive list, kept by ts_session.c */
     size_t n_sessions;
+    size_t out_total; /* client output queued, as the sessions last counted it */
+    size_t n_waiting; /* sessions waiting for an output budget */
     uint64_t next_conn_id;
     int stopping;
     int failed;         /* stopped by an error after start (ts_server_failed) */

@@ -50,7 +50,11 @@ struct ts_session {
     uint64_t ping_nonce;
     int state;
     int role;
-    int reading_paused;
+    int waiting;                /* over an output budget: link paused (ts_session.c) */
+    size_t charged;             /* queued output as counted in srv->out_total */
+    Threadsync__Frame *stashed; /* a request that arrived at the node's ceiling */
+    int stashed_status;
+    const char *stashed_bad;
     int full_sub;     /* subscribed with the moderators' view */
     int conn_refused; /* over the per-address limit: refuse the Hello */
     int addr_counted; /* counted in ts_limits under addr */
@@ -69,7 +73,8 @@ struct ts_session {
 /* "none" before Hello, else the role's name. */
 const char *ts__session_role_name(int role);
 
-/* Sends f; pauses reading from a client whose answers pile up unread. */
+/* Sends f; a session over its output budget, or on a node over its own,
+ * stops being served until its output drains (ts_session.c). */
 int ts__session_send(struct ts_session *s, const Threadsync__Frame *f);
 
 /* Sends r (its request_id and body set) as a Result frame. */

@@ -4,9 +4,9 @@
  * A connection's life: accept -> read into a fixed TS_HTTPD_HEAD_MAX buffer
  * until the head parses (or fails) -> stop reading -> one uv_write of head
  * and body -> uv_shutdown -> close. Its timer closes it at the deadline
- * wherever it is; closing cancels a pending write or shutdown, whose
- * callbacks then only see the closing flag. The struct is freed when both
- * of its handles (tcp, timer) have closed.
+ * (the head's, then the answer's) wherever it is; closing cancels a pending write or shutdown,
+ * whose callbacks then only see the closing flag. The struct is freed when both of its handles
+ * (tcp, timer) have closed.
  *
  * The server's close closes the listener and every connection and calls
  * back once the last handle is gone (a counter of open handles).
@@ -30,6 +30,7 @@ struct hconn {
     uv_shutdown_t sd;
     int open_handles;
     int closing;
+    int answering; /* the head is in: no longer idle */
     char peer[64];
     char *out;
     size_t len;
@@ -240,10 +241,14 @@ static void on_written(uv_write_t *req, int status)
         conn_close(c);
 }
 
+static void on_deadline(uv_timer_t *t);
+
 static void respond(struct hconn *c, const char *method, const char *path, int status,
                     const char *ctype, char *body, size_t blen)
 {
     uv_read_stop((uv_stream_t *)&c->tcp);
+    c->answering = 1;
+    uv_timer_start(&c->timer, on_deadline, TS_HTTPD_TIMEOUT_MS, 0);
     int head_only = method && !strcmp(method, "HEAD");
     char head[512];
     int n = snprintf(head, sizeof(head),
@@ -345,6 +350,17 @@ static void on_deadline(uv_timer_t *t)
     conn_close(c);
 }
 
+/* The connection open longest that has not sent its head: the list is
+ * newest first, and the newest (just accepted) is not a candidate. */
+static struct hconn *oldest_idle(struct ts_httpd *h)
+{
+    struct hconn *found = NULL;
+    for (struct hconn *c = h->conns ? h->conns->next : NULL; c; c = c->next)
+        if (!c->answering)
+            found = c;
+    return found;
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
     struct ts_httpd *h = listener->data;
@@ -376,12 +392,14 @@ static void on_connection(uv_stream_t *listener, int status)
     else
         strcpy(c->peer, "?");
     if (h->n_conns > TS_HTTPD_MAX_CONNS) {
-        TS_WARN("event=http_refused peer=%s reason=\"too many connections\" limit=%d", c->peer,
-                TS_HTTPD_MAX_CONNS);
-        conn_close(c);
-        return;
+        struct hconn *idle = oldest_idle(h);
+        TS_WARN("event=http_%s peer=%s reason=\"too many connections\" limit=%d",
+                idle ? "evicted" : "refused", idle ? idle->peer : c->peer, TS_HTTPD_MAX_CONNS);
+        conn_close(idle ? idle : c);
+        if (!idle)
+            return;
     }
-    uv_timer_start(&c->timer, on_deadline, TS_HTTPD_TIMEOUT_MS, 0);
+    uv_timer_start(&c->timer, on_deadline, TS_HTTPD_HEAD_TIMEOUT_MS, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
         conn_close(c);
 }

@@ -6,10 +6,13 @@
  * It reads a request head of at most TS_HTTPD_HEAD_MAX bytes (a longer one
  * gets 431), parses it strictly (ts_httpd_parse), hands the method and path
  * to a handler that fills a response synchronously, writes the response,
- * and closes. A request body is never read. Each connection has a deadline
- * (TS_HTTPD_TIMEOUT_MS from accept to the end of the write); at most
- * TS_HTTPD_MAX_CONNS are open at once, further ones are closed at accept.
- * Only GET and HEAD reach the handler; other methods get 405.
+ * and closes. A request body is never read. A connection has
+ * TS_HTTPD_HEAD_TIMEOUT_MS from accept to send its request head, then
+ * TS_HTTPD_TIMEOUT_MS for its answer to be written. At most
+ * TS_HTTPD_MAX_CONNS are open at once: a new one past that closes the
+ * oldest still waiting for its head (so idle sockets held open cannot keep
+ * a health check out), or, when every one is being answered, is closed
+ * at accept. Only GET and HEAD reach the handler; other methods get 405.
  *
  * Meant for operators' tooling on a trusted network (loopback by default):
  * no TLS, no authentication, no keep-alive. Load: a scrape every few
@@ -24,6 +27,7 @@
 #include <uv.h>
 
 #define TS_HTTPD_HEAD_MAX 8192
+#define TS_HTTPD_HEAD_TIMEOUT_MS 2000
 #define TS_HTTPD_TIMEOUT_MS 10000
 #define TS_HTTPD_MAX_CONNS 64
 #define TS_HTTPD_PATH_MAX 1024

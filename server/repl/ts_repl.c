@@ -56,6 +56,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "ts_assert.h"
 #include "ts_err.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
@@ -108,6 +109,7 @@ int ts__repl_err(int rv)
  * NULL links, but lets clang's analyzer see r->head move on in fail_pending. */
 static void pending_remove(struct ts_repl *r, struct repl_prop *p)
 {
+    TS_ASSERT(r->inflight > 0 && (p == r->head || p->prev)); /* listed */
     if (p == r->head)
         r->head = p->next;
     else
@@ -118,6 +120,7 @@ static void pending_remove(struct ts_repl *r, struct repl_prop *p)
         p->next->prev = p->prev;
     p->prev = p->next = NULL;
     r->inflight--;
+    TS_ASSERT((r->head == NULL) == (r->inflight == 0) && (r->head == NULL) == (r->tail == NULL));
 }
 
 static void on_defer(uv_timer_t *h);
@@ -146,6 +149,7 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
      * (commands, barriers and configuration changes alike), so the entry being
      * applied is the next one. */
     uint64_t index = (uint64_t)r->raft.last_applied + 1;
+    TS_ASSERT(r->lock_fd >= 0); /* raft runs: the data directory is ours */
     if (r->failed)
         return RAFT_IOERR;
     const uint8_t *b = buf->base;
@@ -158,6 +162,7 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
     }
     void *res = r->scratch;
     for (struct repl_prop *p = r->head; p && p->req.index <= index; p = p->next) {
+        TS_ASSERT(!p->next || p->req.index < p->next->req.index); /* index order */
         if (p->req.index == index) {
             res = p->result;
             break;
@@ -363,6 +368,7 @@ static void repl_finish(struct ts_repl *r)
 static void on_raft_closed(struct raft *raft)
 {
     struct ts_repl *r = raft->data;
+    TS_ASSERT(r->raft_stopping); /* raft closes only when we close it */
     if (r->raft_closed)
         return; /* the spurious second call */
     r->raft_closed = 1;
@@ -418,6 +424,7 @@ static void on_defer(uv_timer_t *h)
             uv_timer_start(&r->defer, on_defer, 1, 0);
             return;
         }
+        TS_ASSERT(r->lock_fd >= 0 && !r->raft_closed); /* raft closes once, with LOCK held */
         r->raft_stopping = 1;
         raft_close(&r->raft, on_raft_closed);
         return;

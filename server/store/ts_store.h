@@ -73,13 +73,38 @@ struct ts_store_result {
                           original one for a repeated idempotency key) */
     uint64_t thread_id;
     uint64_t comment_id;
-    int comment_status;  /* Threadsync__Status of the new comment */
-    int changed;         /* 0: the command asked for what was already there (a
-                            retry); nothing changed, no event, seq 0 for
-                            comment and thread changes */
-    int64_t until_ms;    /* BanAuthor: the ban's end, 0 when lifted */
-    const char *message; /* static human text for a rejection, or NULL */
+    int comment_status;       /* Threadsync__Status of the new comment */
+    int changed;              /* 0: the command asked for what was already there (a
+                                 retry); nothing changed, no event, seq 0 for
+                                 comment and thread changes */
+    int64_t until_ms;         /* BanAuthor: the ban's end, 0 when lifted */
+    const char *message;      /* static human text for a rejection, or NULL */
+    uint32_t threads_created; /* Import: threads it created */
 };
+
+/* One comment of an Import, as its apply decided (threadsync.ImportItem):
+ * outcome a Threadsync__ImportOutcome, error a TS_E_* for a refusal,
+ * message static. */
+struct ts_store_import_item {
+    int outcome;
+    uint64_t comment_id;
+    uint64_t seq;
+    int error;
+    const char *message;
+};
+
+/* The outcome of the latest Import applied, one item per comment in the
+ * command's order: *items valid until the next apply. *n is 0 when no
+ * Import was applied. libraft answers a proposal right after applying its
+ * entry, so the proposer reads its own command's outcome. */
+void ts_store_import_outcome(const struct ts_store *s, const struct ts_store_import_item **items,
+                             size_t *n);
+
+/* Import limits (PROTOCOL.md, "Import"). */
+#define TS_STORE_IMPORT_COMMENTS_MAX 1000
+#define TS_STORE_IMPORT_THREADS_MAX 1000
+#define TS_STORE_IMPORT_SOURCE_MAX 64
+#define TS_STORE_IMPORT_SOURCE_ID_MAX 128
 
 /* log is borrowed: events are appended to it on every change. */
 int ts_store_new(struct ts_evlog *log, struct ts_store **out);
@@ -108,7 +133,12 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
  *     comment's and the thread's version and appends one event with both;
  *     DELETE erases name, e-mail and body (a tombstone);
  *   - ModerateThread: lock / unlock / pre-moderation, one event;
- *   - BanAuthor, TokenGrant, TokenRevoke: tables, no event.
+ *   - BanAuthor, TokenGrant, TokenRevoke: tables, no event;
+ *   - Import: many comments, each with its own position (id and seq: the
+ *     entry's first position, then the next ones), its original time and
+ *     status, its parent named by source id; one already imported (same
+ *     source and source id) is reported existing and left alone. Admin's:
+ *     bans, locks and pre-moderation do not apply.
  * Moderators' changes record the command's actor as moderated_by.
  * Returns TS_OK (with *res filled, res->status saying what happened) or
  * TS_E_NOMEM, after which the store must not be used. */

@@ -105,6 +105,12 @@ static size_t sorted_slot(const void *v, size_t n, size_t size,
     return lo;
 }
 
+static uint64_t import_hash(const void *e)
+{
+    const struct import_ref *r = e;
+    return ts_map_hash_str((const char *)r->digest, TS__STORE_DIGEST_LEN);
+}
+
 void ts__store_state_init(struct state *st)
 {
     memset(st, 0, sizeof(*st));
@@ -112,6 +118,7 @@ void ts__store_state_init(struct state *st)
     st->thread_by_key.hash = thread_hash_key;
     st->comment_by_id.hash = comment_hash_id;
     st->idem_by_key.hash = idem_hash;
+    st->import_by_digest.hash = import_hash;
 }
 
 void ts__store_state_free(struct state *st)
@@ -132,6 +139,7 @@ void ts__store_state_free(struct state *st)
     ts_map_free(&st->thread_by_key);
     ts_map_free(&st->comment_by_id);
     ts_map_free(&st->idem_by_key);
+    ts__store_import_free(st);
     for (size_t i = 1; i < st->n_names; i++)
         free(st->names[i]);
     free(st->names);
@@ -181,7 +189,7 @@ void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_D
         SHA256((const unsigned char *)(f[i] ? f[i] : ""), ts__store_slen(f[i]),
                all + i * SHA256_DIGEST_LENGTH);
     put_be64(parent, p->parent_id);
-    SHA256(parent, sizeof(parent), all + N * SHA256_DIGEST_LENGTH);
+    SHA256(parent, sizeof(parent), all + (size_t)N * SHA256_DIGEST_LENGTH);
     SHA256(all, sizeof(all), h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
 }

@@ -199,6 +199,14 @@ char *slurp(const char *path)
     return buf;
 }
 
+size_t count_of(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
 /* Starts threadsync CMD --dir mdir [extra...] with stdout and stderr to
  * files in the node's directory (tag names them). */
 void cli_argv(const char *cmd, const char *const *extra, const char **argv)
@@ -240,6 +248,25 @@ pid_t cli_start(const char *cmd, const char *tag, const char *const *extra)
         _exit(127);
     }
     return pid;
+}
+
+void cli_wait_err(const char *tag, const char *needle, size_t want, int timeout_s)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/%s.err", node.dir, tag);
+    uint64_t end = ts_test_now_ms() + (uint64_t)timeout_s * 1000;
+    for (;;) {
+        char *err = slurp(path);
+        size_t n = count_of(err, needle);
+        if (n >= want) {
+            free(err);
+            return;
+        }
+        ck_assert_msg(ts_test_now_ms() < end, "%zu of %zu \"%s\" from %s: %s", n, want, needle, tag,
+                      err);
+        free(err);
+        usleep(20000);
+    }
 }
 
 int cli_wait(pid_t pid, int timeout_s)

@@ -67,6 +67,9 @@ uint64_t post_one(const char *thread, uint64_t parent, const char *name, const c
 
 char *slurp(const char *path);
 
+/* How many times needle occurs in text. */
+size_t count_of(const char *text, const char *needle);
+
 /* Starts threadsync CMD --dir mdir [extra...] with stdout and stderr to
  * files in the node's directory (tag names them). */
 void cli_argv(const char *cmd, const char *const *extra, const char **argv);
@@ -74,6 +77,10 @@ void cli_argv(const char *cmd, const char *const *extra, const char **argv);
 pid_t cli_start(const char *cmd, const char *tag, const char *const *extra);
 
 int cli_wait(pid_t pid, int timeout_s);
+
+/* Waits until the stderr of the CLI child started with tag holds needle at
+ * least want times (a Check assertion fails after timeout_s). */
+void cli_wait_err(const char *tag, const char *needle, size_t want, int timeout_s);
 
 /* Runs a command to its end; *out and *err (may be NULL) get its output. */
 int cli(const char *cmd, const char *const *extra, char **out, char **err);

@@ -8,6 +8,8 @@
 #include "ts_err.h"
 #include "ts_frame.h"
 
+#include <check.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -207,6 +209,8 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
          * across exec: give the node the disposition it gets in real life,
          * so a write to a closed peer that kills it shows here too. */
         signal(SIGPIPE, SIG_DFL);
+        if (n->logged)
+            ts_testnode_log_to_file(n, 1);
         /* A small ASan quarantine, so RSS tracks live memory in the tests
          * that measure it; leak detection stays on. */
         char asan[512];
@@ -420,15 +424,104 @@ void ts_test_rmtree(const char *dir)
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+static char *log_read(const struct ts_testnode *n, size_t from, size_t *len);
+
 int ts_testnode_cleanup(struct ts_testnode *n)
 {
     int status = 0;
     if (n->pid)
         status = ts_testnode_kill(n, SIGTERM);
+    if (n->logged && status != 0) {
+        size_t len;
+        char *text = log_read(n, 0, &len);
+        if (text)
+            fprintf(stderr, "ts_testnode: %s/node.log:\n%s", n->dir, text);
+        free(text);
+    }
     if (n->dir[0] && !getenv("TS_TEST_KEEP"))
         ts_test_rmtree(n->dir);
     n->dir[0] = '\0';
     return status;
+}
+
+void ts_testnode_stop(struct ts_testnode *n)
+{
+    int status = ts_testnode_cleanup(n);
+    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
+}
+
+void ts_testnode_log_to_file(struct ts_testnode *n, int in_child)
+{
+    n->logged = 1;
+    if (!in_child)
+        return;
+    char log[300];
+    snprintf(log, sizeof(log), "%s/node.log", n->dir);
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
+        _exit(127);
+}
+
+int ts_testnode_restart_logged(struct ts_testnode *n, const char *const *extra)
+{
+    n->logged = 1;
+    return ts_testnode_restart(n, extra);
+}
+
+/* dir/node.log from byte from on, NUL-terminated (malloc'd), or NULL. */
+static char *log_read(const struct ts_testnode *n, size_t from, size_t *len)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/node.log", n->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *text = NULL;
+    size_t cap = 0;
+    *len = 0;
+    if (fseek(f, (long)from, SEEK_SET) == 0) {
+        for (;;) {
+            if (*len + 4096 + 1 > cap) {
+                char *grown = realloc(text, cap = cap * 2 + 4096 + 1);
+                if (!grown)
+                    break;
+                text = grown;
+            }
+            size_t got = fread(text + *len, 1, cap - *len - 1, f);
+            *len += got;
+            if (got == 0)
+                break;
+        }
+    }
+    fclose(f);
+    if (text)
+        text[*len] = '\0';
+    return text;
+}
+
+size_t ts_testnode_log_mark(const struct ts_testnode *n)
+{
+    char path[300];
+    snprintf(path, sizeof(path), "%s/node.log", n->dir);
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+int ts_testnode_wait_log(const struct ts_testnode *n, size_t mark, const char *needle,
+                         int timeout_ms)
+{
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        size_t len = 0;
+        char *text = log_read(n, mark, &len);
+        int found = text && strstr(text, needle);
+        free(text);
+        if (found)
+            return 1;
+        if (ts_test_now_ms() >= deadline)
+            return 0;
+        usleep(20000);
+    }
 }
 
 int ts_test_run(const char *const *argv, const char *cwd, const char *input, char **out)
@@ -725,4 +818,116 @@ void ts_raw_close(struct ts_raw *r)
         close(r->fd);
     ts_frame_decoder_free(r->dec);
     free(r);
+}
+
+int ts_testnode_connect(const struct ts_testnode *n, const char *token, struct ts_raw **out)
+{
+    *out = NULL;
+    if (!n->pid)
+        return TS_E_UNAVAILABLE;
+    struct ts_raw *r;
+    int rc = ts_raw_connect(n->addr, n->ca, TS_ALPN, &r);
+    if (rc != TS_OK)
+        return rc;
+    int role = 0;
+    rc = ts_raw_hello(r, token, &role);
+    if (rc != TS_OK) {
+        ts_raw_close(r);
+        return rc;
+    }
+    *out = r;
+    return TS_OK;
+}
+
+struct ts_raw *ts_testnode_connect_ok(const struct ts_testnode *n, const char *token)
+{
+    struct ts_raw *r;
+    int rc = ts_testnode_connect(n, token, &r);
+    ck_assert_msg(rc == TS_OK, "connect and hello to %s: %s", n->addr, ts_err_name(rc));
+    return r;
+}
+
+int ts_raw_subscribe_all(struct ts_raw *r, uint64_t request_id, uint64_t since_seq)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
+    sub.request_id = request_id;
+    sub.all = 1;
+    sub.since_seq = since_seq;
+    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
+    f.subscribe = &sub;
+    return ts_raw_send_frame(r, &f);
+}
+
+struct ts_raw *ts_testnode_subscriber(const struct ts_testnode *n, const char *token,
+                                      uint64_t since_seq, int *snapshot)
+{
+    struct ts_raw *r = ts_testnode_connect_ok(n, token);
+    ck_assert_int_eq(ts_raw_subscribe_all(r, 1, since_seq), TS_OK);
+    Threadsync__Frame *in;
+    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
+    ck_assert_int_eq(in->result->body_case, THREADSYNC__RESULT__BODY_SUBSCRIBE);
+    if (snapshot)
+        *snapshot = in->result->subscribe->snapshot;
+    ts_frame_free(in);
+    return r;
+}
+
+int ts_test_http_get(const char *addr, const char *path, int timeout_ms, char **body)
+{
+    *body = NULL;
+    int fd = ts_plain_connect(addr);
+    if (fd < 0)
+        return -1;
+    char req[512];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", path, addr);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    int status = -1;
+    if (!buf || send(fd, req, (size_t)n, MSG_NOSIGNAL) != n)
+        goto out;
+    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
+    for (;;) {
+        if (len + 1 == cap) {
+            char *bigger = realloc(buf, cap *= 2);
+            if (!bigger)
+                goto out;
+            buf = bigger;
+        }
+        uint64_t now = ts_test_now_ms();
+        struct pollfd p = {fd, POLLIN, 0};
+        if (now >= deadline || poll(&p, 1, (int)(deadline - now)) != 1)
+            goto out;
+        ssize_t r = recv(fd, buf + len, cap - len - 1, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    buf[len] = '\0';
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (sscanf(buf, "HTTP/1.1 %d ", &status) != 1 || !sep || !(*body = strdup(sep + 4)))
+        status = -1;
+out:
+    free(buf);
+    close(fd);
+    return status;
+}
+
+long ts_test_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t flen = strlen(field);
+    long kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, field, flen) && line[flen] == ':') {
+            kb = strtol(line + flen + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
 }

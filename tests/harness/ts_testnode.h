@@ -19,6 +19,10 @@
  * member's tokens so every token works on every node.
  * Post-rate limits are off (--rate-author off --rate-token off) because
  * tests post in bursts; a test's extra flags come after and override that.
+ *
+ * Logs: a node's log goes to the test's stderr, or on request to
+ * dir/node.log, where a test waits for a line instead of sleeping
+ * (ts_testnode_restart_logged, ts_testnode_wait_log).
  */
 #ifndef TS_TESTNODE_H
 #define TS_TESTNODE_H
@@ -40,6 +44,7 @@ struct ts_testnode {
     uint16_t raft_port;
     pid_t pid;
     int embedded; /* started with embedded defaults only */
+    int logged;   /* its stderr goes to dir/node.log (ts_testnode_restart_logged) */
     /* cluster members only (ts_testnode_start_member) */
     uint64_t node_id;
     char cert[384], key[384];
@@ -80,6 +85,29 @@ int ts_testnode_kill(struct ts_testnode *n, int sig);
  * shut down cleanly, with no leak reported by LeakSanitizer, exits 0. */
 int ts_testnode_cleanup(struct ts_testnode *n);
 
+/* ts_testnode_cleanup() that must find a clean exit (status 0): a Check
+ * assertion fails otherwise. The usual teardown of a test's node. */
+void ts_testnode_stop(struct ts_testnode *n);
+
+/* Restarts n like ts_testnode_restart() with its log (stderr) appended to
+ * dir/node.log from now on, for ts_testnode_wait_log(); pass
+ * "--log-level", "info" (or "debug") in extra for the lines you wait for.
+ * cleanup copies that log to the test's stderr when the node exits unclean. */
+int ts_testnode_restart_logged(struct ts_testnode *n, const char *const *extra);
+
+/* For a test that spawns threadsyncd itself: in_child 1, in the child
+ * about to exec it, sends its stderr to dir/node.log and marks n logged;
+ * in_child 0, in the parent, only marks n (the child's mark is lost). */
+void ts_testnode_log_to_file(struct ts_testnode *n, int in_child);
+
+/* The size of dir/node.log now: a mark that ts_testnode_wait_log() looks past. */
+size_t ts_testnode_log_mark(const struct ts_testnode *n);
+
+/* Waits up to timeout_ms for a line containing needle written after mark
+ * to dir/node.log. 1 when it came, 0 on timeout. */
+int ts_testnode_wait_log(const struct ts_testnode *n, size_t mark, const char *needle,
+                         int timeout_ms);
+
 /* Milliseconds of CLOCK_MONOTONIC, for test deadlines. */
 uint64_t ts_test_now_ms(void);
 
@@ -113,6 +141,33 @@ int ts_raw_recv_nonping(struct ts_raw *r, int timeout_ms, Threadsync__Frame **ou
 /* Sends TLS close_notify but keeps reading possible (half-close). */
 void ts_raw_shutdown_write(struct ts_raw *r);
 void ts_raw_close(struct ts_raw *r);
+
+/* Connects to n over TLS (ALPN TS_ALPN) and says Hello with token:
+ * TS_OK and *out (close with ts_raw_close), else the error and no
+ * connection; TS_E_UNAVAILABLE when n is not running. */
+int ts_testnode_connect(const struct ts_testnode *n, const char *token, struct ts_raw **out);
+
+/* ts_testnode_connect() that must succeed (a Check assertion otherwise). */
+struct ts_raw *ts_testnode_connect_ok(const struct ts_testnode *n, const char *token);
+
+/* Sends a Subscribe to every thread after since_seq as request_id; the
+ * Result is the caller's to read. */
+int ts_raw_subscribe_all(struct ts_raw *r, uint64_t request_id, uint64_t since_seq);
+
+/* Connects as token, subscribes to every thread after since_seq (request
+ * id 1) and reads its Result, asserting it is the Subscribe result;
+ * *snapshot (may be NULL) says whether a snapshot follows. */
+struct ts_raw *ts_testnode_subscriber(const struct ts_testnode *n, const char *token,
+                                      uint64_t since_seq, int *snapshot);
+
+/* GET path over plain HTTP from addr (host:port), the whole answer within
+ * timeout_ms: the status, with *body (malloc'd, caller frees) the body;
+ * -1 (and *body NULL) when there is no complete answer. */
+int ts_test_http_get(const char *addr, const char *path, int timeout_ms, char **body);
+
+/* A field of /proc/PID/status in kB (e.g. "VmRSS", "VmHWM"); -1 when the
+ * process or the field is not there. */
+long ts_test_proc_status_kb(pid_t pid, const char *field);
 
 /* A plain TCP connection (no TLS) to addr; returns the fd or -1. */
 int ts_plain_connect(const char *addr);

@@ -28,8 +28,7 @@ static void start_node(void)
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d", status);
+    ts_testnode_stop(&node);
 }
 
 /* Runs threadsync with args in the node's directory (so its defaults find
@@ -108,6 +107,10 @@ END_TEST
 
 START_TEST(test_watch_sees_posts_within_a_second)
 {
+    /* its log says when the watcher's Subscribe is in */
+    const char *info[] = {"--log-level", "info", NULL};
+    ck_assert_int_eq(ts_testnode_restart_logged(&node, info), TS_OK);
+    size_t mark = ts_testnode_log_mark(&node);
     int pipefd[2];
     ck_assert_int_eq(pipe(pipefd), 0);
     pid_t pid = fork();
@@ -122,7 +125,8 @@ START_TEST(test_watch_sees_posts_within_a_second)
         _exit(127);
     }
     close(pipefd[1]);
-    usleep(500000); /* let it subscribe */
+    ck_assert_msg(ts_testnode_wait_log(&node, mark, "event=subscribe", 10000),
+                  "watch did not subscribe");
     char buf[8192];
     size_t len = 0;
     for (int i = 0; i < 3; i++) {

@@ -51,18 +51,6 @@ static void teardown(void)
 
 /* ---- raw protocol helpers ---- */
 
-static struct ts_raw *connect_as(const struct ts_testnode *n, const char *token)
-{
-    struct ts_raw *r;
-    if (!n->pid || ts_raw_connect(n->addr, n->ca, TS_ALPN, &r) != TS_OK)
-        return NULL;
-    if (ts_raw_hello(r, token, NULL) != TS_OK) {
-        ts_raw_close(r);
-        return NULL;
-    }
-    return r;
-}
-
 /* Waits for the answer to rid: the Result frame (caller frees) or the
  * Error's code (and leader address). */
 static int await(struct ts_raw *r, uint64_t rid, int timeout_ms, Threadsync__Frame **res,
@@ -144,8 +132,7 @@ static int cl_post(struct cl *c, const char *key, const char *thread, const char
     uint64_t deadline = ts_test_now_ms() + (uint64_t)budget_ms;
     while (ts_test_now_ms() < deadline) {
         if (!c->r) {
-            c->r = connect_as(&nodes[c->cur], nodes[0].poster_token);
-            if (!c->r) {
+            if (ts_testnode_connect(&nodes[c->cur], nodes[0].poster_token, &c->r) != TS_OK) {
                 c->cur = (c->cur + 1) % N;
                 usleep(50000);
                 continue;
@@ -195,8 +182,8 @@ static void cl_close(struct cl *c)
 /* Cluster{} on node i as admin; NULL when it cannot be asked. */
 static Threadsync__Frame *cluster_of(int i)
 {
-    struct ts_raw *r = connect_as(&nodes[i], nodes[0].admin_token);
-    if (!r)
+    struct ts_raw *r;
+    if (ts_testnode_connect(&nodes[i], nodes[0].admin_token, &r) != TS_OK)
         return NULL;
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Cluster c = THREADSYNC__CLUSTER__INIT;
@@ -270,8 +257,8 @@ static size_t await_voters(size_t want, int timeout_ms)
 /* Get{thread} on node i, as admin: the frame (caller frees), or NULL. */
 static Threadsync__Frame *get_on(int i, const char *thread)
 {
-    struct ts_raw *r = connect_as(&nodes[i], nodes[0].admin_token);
-    if (!r)
+    struct ts_raw *r;
+    if (ts_testnode_connect(&nodes[i], nodes[0].admin_token, &r) != TS_OK)
         return NULL;
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Get g = THREADSYNC__GET__INIT;
@@ -406,8 +393,7 @@ START_TEST(test_membership_and_reads)
     }
 
     /* a write to a follower: NOT_LEADER with the leader's client address */
-    struct ts_raw *r = connect_as(&nodes[f1], nodes[0].poster_token);
-    ck_assert_ptr_nonnull(r);
+    struct ts_raw *r = ts_testnode_connect_ok(&nodes[f1], nodes[0].poster_token);
     char leader[64] = "";
     uint64_t id;
     ck_assert_int_eq(post_once(r, 1, "m-1", "clu/m", "hello", 10000, &id, leader, sizeof(leader)),
@@ -456,8 +442,7 @@ START_TEST(test_membership_and_reads)
     cl_close(&cl);
 
     /* remove the stopped node; the configuration shrinks to two voters */
-    r = connect_as(&nodes[nl], nodes[0].admin_token);
-    ck_assert_ptr_nonnull(r);
+    r = ts_testnode_connect_ok(&nodes[nl], nodes[0].admin_token);
     Threadsync__RemoveNode rm = THREADSYNC__REMOVE_NODE__INIT;
     rm.request_id = 4;
     rm.node_id = nodes[nl].node_id;
@@ -585,17 +570,10 @@ static void check_acked(const char *path, const char *thread, int total)
  * has seen `total` comments of thread it writes their ids to path. */
 static struct ts_raw *mirror_subscribe(int node, uint64_t since)
 {
-    struct ts_raw *r = connect_as(&nodes[node], nodes[0].reader_token);
-    if (!r)
+    struct ts_raw *r;
+    if (ts_testnode_connect(&nodes[node], nodes[0].reader_token, &r) != TS_OK)
         return NULL;
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
-    sub.request_id = 1;
-    sub.all = 1;
-    sub.since_seq = since;
-    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-    f.subscribe = &sub;
-    if (ts_raw_send_frame(r, &f) != TS_OK) {
+    if (ts_raw_subscribe_all(r, 1, since) != TS_OK) {
         ts_raw_close(r);
         return NULL;
     }
@@ -919,8 +897,7 @@ START_TEST(test_majority_down_never_acknowledges)
 
     /* Every answer is UNAVAILABLE now: the first once the leader steps
      * down (it cannot reach a majority), the next at once. */
-    struct ts_raw *r = connect_as(&nodes[l], nodes[0].poster_token);
-    ck_assert_ptr_nonnull(r);
+    struct ts_raw *r = ts_testnode_connect_ok(&nodes[l], nodes[0].poster_token);
     for (int i = 0; i < 3; i++) {
         char leader[64];
         int rc = post_once(r, 10 + (uint64_t)i, "q-2", "clu/q", "majority down", 20000, &id, leader,

@@ -51,7 +51,8 @@ static void write_conf(uint32_t max_frame)
     write_text(conf, text, "w");
 }
 
-/* Starts threadsyncd with --config conf only; waits for its address. */
+/* Starts threadsyncd with --config conf only, its log to dir/node.log;
+ * waits for its address. */
 static void spawn_from_config(void)
 {
     unlink(addr_file);
@@ -62,10 +63,12 @@ static void spawn_from_config(void)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent || chdir(node.dir) != 0)
             _exit(127);
+        ts_testnode_log_to_file(&node, 1);
         execl(TS_THREADSYNCD_PATH, TS_THREADSYNCD_PATH, "--config", conf, (char *)NULL);
         _exit(127);
     }
     node.pid = pid;
+    ts_testnode_log_to_file(&node, 0);
     uint64_t deadline = ts_test_now_ms() + 20000;
     while (ts_test_now_ms() < deadline) {
         FILE *f = fopen(addr_file, "r");
@@ -99,8 +102,7 @@ static void start_node(void)
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
+    ts_testnode_stop(&node);
 }
 
 /* Hello with token: TS_OK with the Welcome's limits, or the Error's code. */
@@ -211,8 +213,10 @@ START_TEST(test_sighup_reloads_tokens_and_limits)
 
     /* a broken config file keeps the running configuration */
     write_text(conf, "[limits]\nmax_frame = tiny\n", "a");
+    size_t mark = ts_testnode_log_mark(&node);
     ck_assert_int_eq(kill(node.pid, SIGHUP), 0);
-    usleep(300000);
+    ck_assert_msg(ts_testnode_wait_log(&node, mark, "event=reload_failed", 10000),
+                  "the reload of a broken config did not run");
     ck_assert_int_eq(hello(fresh, &max_frame, NULL), TS_OK);
     ck_assert_uint_eq(max_frame, 90000);
     ck_assert_int_eq(kill(node.pid, 0), 0); /* still running */

@@ -34,7 +34,7 @@
 #include "ts_testnode.h"
 
 #define FS_SIZE "64m"
-#define FILLER_BYTES (8 * 1024 * 1024)
+#define FILLER_BYTES ((size_t)8 * 1024 * 1024)
 #define BODY_BYTES 15000
 #define PER_THREAD 32 /* 32 bodies keep a thread's Get well under 1 MiB */
 #define MAX_POSTS 5000
@@ -53,15 +53,6 @@ static void remove_mount_point(void)
 {
     umount2(mnt, MNT_DETACH);
     rmdir(mnt);
-}
-
-static struct ts_raw *connect_as(const char *token)
-{
-    struct ts_raw *r;
-    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
-    int role;
-    ck_assert_int_eq(ts_raw_hello(r, token, &role), TS_OK);
-    return r;
 }
 
 /* One HTTP GET on the metrics listener: the status, the body into buf. */
@@ -198,7 +189,7 @@ START_TEST(test_full_disk_refuses_writes)
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     uint64_t rnd = 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
-    struct ts_raw *w = connect_as(node.poster_token);
+    struct ts_raw *w = ts_testnode_connect_ok(&node, node.poster_token);
     static uint64_t ids[MAX_POSTS];
     size_t n = 0;
     struct outcome o = {0};
@@ -229,7 +220,7 @@ START_TEST(test_full_disk_refuses_writes)
     ck_assert_uint_ge(n, 20);
 
     /* reads go on, and nothing acknowledged is lost */
-    struct ts_raw *rd = connect_as(node.reader_token);
+    struct ts_raw *rd = ts_testnode_connect_ok(&node, node.reader_token);
     for (size_t t = 0; t * PER_THREAD < n; t++) {
         snprintf(thread, sizeof(thread), "disk/%zu", t);
         size_t k = n - t * PER_THREAD < PER_THREAD ? n - t * PER_THREAD : PER_THREAD;

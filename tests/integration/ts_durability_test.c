@@ -21,21 +21,7 @@ static struct ts_testnode node;
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
-}
-
-static struct ts_raw *connect_as(const char *token)
-{
-    struct ts_raw *r;
-    if (ts_raw_connect(node.addr, node.ca, TS_ALPN, &r) != TS_OK)
-        return NULL;
-    int role;
-    if (ts_raw_hello(r, token, &role) != TS_OK) {
-        ts_raw_close(r);
-        return NULL;
-    }
-    return r;
+    ts_testnode_stop(&node);
 }
 
 /* Posts with an explicit idempotency key; TS_OK and *id, or the error. */
@@ -86,8 +72,7 @@ static void make_body(int i, char *out, size_t size)
 
 static Threadsync__GetResult *get_thread(const char *key, Threadsync__Frame **keep)
 {
-    struct ts_raw *r = connect_as(node.admin_token);
-    ck_assert_ptr_nonnull(r);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.admin_token);
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Get g = THREADSYNC__GET__INIT;
     g.request_id = 1;
@@ -129,8 +114,8 @@ START_TEST(test_kill9_keeps_acknowledged_posts)
     ck_assert_int_ge(child, 0);
     if (child == 0) {
         FILE *out = fopen(acked_path, "w");
-        struct ts_raw *r = connect_as(node.poster_token);
-        if (!r || !out)
+        struct ts_raw *r;
+        if (ts_testnode_connect(&node, node.poster_token, &r) != TS_OK || !out)
             _exit(2);
         uint64_t last = 0;
         for (int i = 0; i < 1000; i++) {
@@ -180,8 +165,7 @@ START_TEST(test_kill9_keeps_acknowledged_posts)
     }
     fclose(f);
     ck_assert_int_ge(n_acked, 200);
-    struct ts_raw *r = connect_as(node.poster_token);
-    ck_assert_ptr_nonnull(r);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.poster_token);
     /* finish the job as libthreadsync would: re-send every post from the
      * last acknowledged one on, with the same keys; acknowledged ones must
      * come back with their first id, the rest are created once */
@@ -231,8 +215,7 @@ START_TEST(test_snapshot_restart_same_state)
 {
     const char *extra[] = {"--snapshot-threshold", "16", "--snapshot-trailing", "4", NULL};
     ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
-    struct ts_raw *r = connect_as(node.poster_token);
-    ck_assert_ptr_nonnull(r);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t last = 0;
     for (int i = 0; i < 150; i++) {
         char body[160], key[32];
@@ -262,7 +245,7 @@ START_TEST(test_snapshot_restart_same_state)
     ck_assert(memcmp(sa, sa2, la) == 0);
     ck_assert(memcmp(sb, sb2, lb) == 0);
     /* the idempotency table came back too: a retry returns the first id */
-    r = connect_as(node.poster_token);
+    r = ts_testnode_connect_ok(&node, node.poster_token);
     char body[160];
     make_body(1, body, sizeof(body));
     uint64_t id;
@@ -294,8 +277,7 @@ START_TEST(test_second_node_same_dir_refused)
     ck_assert_int_ne(code, 0);
     free(out);
     /* the first node still serves */
-    struct ts_raw *r = connect_as(node.admin_token);
-    ck_assert_ptr_nonnull(r);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.admin_token);
     ts_raw_close(r);
 }
 END_TEST

@@ -24,17 +24,7 @@ static struct ts_testnode node;
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
-}
-
-static struct ts_raw *connect_as(const char *token)
-{
-    struct ts_raw *r;
-    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
-    int role;
-    ck_assert_int_eq(ts_raw_hello(r, token, &role), TS_OK);
-    return r;
+    ts_testnode_stop(&node);
 }
 
 /* The answer to request rid: a Result or an Error (caller frees). */
@@ -123,8 +113,8 @@ static size_t comments_in(struct ts_raw *r, uint64_t rid, const char *thread)
 START_TEST(test_other_token_same_key)
 {
     ck_assert_int_eq(ts_testnode_start(&node, NULL), TS_OK);
-    struct ts_raw *a = connect_as(node.poster_token);
-    struct ts_raw *b = connect_as(node.moderator_token);
+    struct ts_raw *a = ts_testnode_connect_ok(&node, node.poster_token);
+    struct ts_raw *b = ts_testnode_connect_ok(&node, node.moderator_token);
     struct posted pa = post(a, 1, "shared-K", "idem/a", "A's words");
     ck_assert_int_eq(pa.code, 0);
     ck_assert_uint_ne(strlen(pa.edit_key), 0);
@@ -146,12 +136,12 @@ END_TEST
 START_TEST(test_retry_keeps_edit_key)
 {
     ck_assert_int_eq(ts_testnode_start(&node, NULL), TS_OK);
-    struct ts_raw *a = connect_as(node.poster_token);
+    struct ts_raw *a = ts_testnode_connect_ok(&node, node.poster_token);
     struct posted first = post(a, 1, "retry-K", "idem/r", "words");
     ck_assert_int_eq(first.code, 0);
     ts_raw_close(a);
     /* the retry after a lost answer, on a new connection */
-    a = connect_as(node.poster_token);
+    a = ts_testnode_connect_ok(&node, node.poster_token);
     struct posted again = post(a, 1, "retry-K", "idem/r", "words");
     ck_assert_int_eq(again.code, 0);
     ck_assert_uint_eq(again.id, first.id);
@@ -162,7 +152,7 @@ START_TEST(test_retry_keeps_edit_key)
     /* and after a restart (log replay, or a snapshot) */
     ck_assert_int_eq(ts_testnode_kill(&node, SIGTERM), 0);
     ck_assert_int_eq(ts_testnode_restart(&node, NULL), TS_OK);
-    a = connect_as(node.poster_token);
+    a = ts_testnode_connect_ok(&node, node.poster_token);
     struct posted late = post(a, 4, "retry-K", "idem/r", "words");
     ck_assert_int_eq(late.code, 0);
     ck_assert_uint_eq(late.id, first.id);
@@ -175,7 +165,7 @@ END_TEST
 START_TEST(test_same_token_other_content_refused)
 {
     ck_assert_int_eq(ts_testnode_start(&node, NULL), TS_OK);
-    struct ts_raw *a = connect_as(node.poster_token);
+    struct ts_raw *a = ts_testnode_connect_ok(&node, node.poster_token);
     struct posted first = post(a, 1, "reuse-K", "idem/x", "the first post");
     ck_assert_int_eq(first.code, 0);
     struct posted body = post(a, 2, "reuse-K", "idem/x", "another post");

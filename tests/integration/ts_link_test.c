@@ -49,35 +49,7 @@ static void start_inline(void)
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
-}
-
-static struct ts_raw *connect_as(const char *token)
-{
-    struct ts_raw *r;
-    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
-    int role = 0;
-    ck_assert_int_eq(ts_raw_hello(r, token, &role), TS_OK);
-    return r;
-}
-
-static struct ts_raw *subscriber(void)
-{
-    struct ts_raw *w = connect_as(node.reader_token);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
-    sub.request_id = 1;
-    sub.all = 1;
-    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-    f.subscribe = &sub;
-    ck_assert_int_eq(ts_raw_send_frame(w, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(w, 10000, &in), TS_OK);
-    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
-    ck_assert_int_eq(in->result->body_case, THREADSYNC__RESULT__BODY_SUBSCRIBE);
-    ts_frame_free(in);
-    return w;
+    ts_testnode_stop(&node);
 }
 
 /* Reads w's events until the comment ids ids[0..n) have all arrived, in
@@ -117,8 +89,8 @@ START_TEST(test_many_subscribers_in_order)
 {
     struct ts_raw *w[N_SUBS];
     for (int i = 0; i < N_SUBS; i++)
-        w[i] = subscriber();
-    struct ts_raw *p = connect_as(node.poster_token);
+        w[i] = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t ids[N_POSTS];
     for (int i = 0; i < N_POSTS; i++) {
         char body[32];
@@ -140,9 +112,9 @@ START_TEST(test_slow_subscriber_does_not_stall_others)
 {
     /* ~10 MB of events: more than the loopback socket buffers of the
      * subscriber that does not read, so its output backs up in the node */
-    struct ts_raw *stalled = subscriber();
-    struct ts_raw *live = subscriber();
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *stalled = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
+    struct ts_raw *live = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     char *body = malloc(BIG_BODY + 1);
     ck_assert_ptr_nonnull(body);
     uint64_t *ids = calloc(BIG_POSTS, sizeof(*ids));
@@ -170,7 +142,7 @@ END_TEST
 
 START_TEST(test_pipelined_requests_answered_once_in_order)
 {
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     char body[200];
     memset(body, 'b', sizeof(body) - 1);
     body[sizeof(body) - 1] = '\0';
@@ -178,7 +150,7 @@ START_TEST(test_pipelined_requests_answered_once_in_order)
         post_body(p, (uint64_t)i + 1, body, NULL);
     /* every answer carries the whole thread (~5 KB): their total is well
      * past the node's read-pause threshold while this client reads none */
-    struct ts_raw *r = connect_as(node.reader_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.reader_token);
     for (uint64_t rid = 1; rid <= FLOOD; rid++) {
         Threadsync__Frame f = THREADSYNC__FRAME__INIT;
         Threadsync__Get g = THREADSYNC__GET__INIT;
@@ -208,7 +180,7 @@ START_TEST(test_pipelined_large_posts_all_answered)
     /* ~2.4 MB of requests at once: more than an I/O thread holds decoded
      * for the main loop, so it stops reading that socket until the main
      * loop has caught up, then reads on */
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     char *body = malloc(BIG_BODY + 1);
     ck_assert_ptr_nonnull(body);
     memset(body, 'c', BIG_BODY);
@@ -248,8 +220,8 @@ START_TEST(test_close_with_events_in_flight)
 {
     struct ts_raw *w[N_SUBS];
     for (int i = 0; i < N_SUBS; i++)
-        w[i] = subscriber();
-    struct ts_raw *p = connect_as(node.poster_token);
+        w[i] = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     char key[BURST][40];
     for (int i = 0; i < BURST; i++) {
         Threadsync__Frame f = THREADSYNC__FRAME__INIT;
@@ -292,7 +264,7 @@ START_TEST(test_close_with_events_in_flight)
         expect_events(w[i], ids, BURST);
         ts_raw_close(w[i]);
     }
-    struct ts_raw *late = subscriber();
+    struct ts_raw *late = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
     expect_events(late, ids, BURST);
     ts_raw_close(late);
     ts_raw_close(p);
@@ -303,8 +275,8 @@ START_TEST(test_sigterm_with_connections_on_every_loop)
 {
     struct ts_raw *subs[9];
     for (int i = 0; i < 9; i++)
-        subs[i] = subscriber();
-    struct ts_raw *p = connect_as(node.poster_token);
+        subs[i] = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     for (int i = 0; i < 20; i++)
         post_body(p, (uint64_t)i + 1, "unread", NULL);
     /* mid-handshake: TCP without TLS, and TLS without Hello */
@@ -315,8 +287,7 @@ START_TEST(test_sigterm_with_connections_on_every_loop)
     }
     struct ts_raw *nohello;
     ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &nohello), TS_OK);
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
+    ts_testnode_stop(&node);
     for (int i = 0; i < 3; i++)
         close(plain[i]);
     ts_raw_close(nohello);
@@ -335,15 +306,14 @@ START_TEST(test_sigterm_with_a_backlog_of_pushes)
     struct ts_raw **w = calloc(MANY_SUBS, sizeof(*w));
     ck_assert_ptr_nonnull(w);
     for (int i = 0; i < MANY_SUBS; i++)
-        w[i] = subscriber();
-    struct ts_raw *p = connect_as(node.poster_token);
+        w[i] = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t ids[5];
     for (int i = 0; i < 5; i++)
         post_body(p, (uint64_t)i + 1, "to many", &ids[i]);
     expect_events(w[MANY_SUBS - 1], ids, 5);
     expect_events(w[0], ids, 5);
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
+    ts_testnode_stop(&node);
     for (int i = 0; i < MANY_SUBS; i++)
         ts_raw_close(w[i]);
     free(w);

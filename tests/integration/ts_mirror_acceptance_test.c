@@ -76,6 +76,16 @@ static uint64_t server_seq(void)
     return seq;
 }
 
+/* Waits until posts took the server past seq. */
+static void wait_server_past(uint64_t seq, int timeout_s)
+{
+    uint64_t end = ts_test_now_ms() + (uint64_t)timeout_s * 1000;
+    while (server_seq() <= seq) {
+        ck_assert_msg(ts_test_now_ms() < end, "no post reached the server past seq %" PRIu64, seq);
+        usleep(50000);
+    }
+}
+
 START_TEST(test_acceptance_10k)
 {
     start(NULL);
@@ -94,10 +104,11 @@ START_TEST(test_acceptance_10k)
             (double)(t_synced - t_posted) / 1000);
     verify_ok(100, 10000);
 
-    /* Stays equal while posts continue. */
+    /* Stays equal while posts continue: checked after each of five
+     * steps of new posts reaching the server. */
     pid_t poster = poster_start(&p, 1000);
     for (int i = 0; i < 5; i++) {
-        usleep(500000);
+        wait_server_past(server_seq(), 60);
         verify_ok(100, 0);
     }
     /* Killed, and restarted while posts go on: it resumes from its cursor. */
@@ -106,14 +117,19 @@ START_TEST(test_acceptance_10k)
     waitpid(m, &status, 0);
     uint64_t killed_at = db_cursor();
     ck_assert_uint_ge(killed_at, p.last_seq);
-    sleep(1);
+    wait_server_past(killed_at, 60); /* posts went on while it was down */
     m = cli_start("mirror", "soak2", NULL);
-    sleep(1);
+    /* and it resumed while they go on */
+    uint64_t end = ts_test_now_ms() + 60000;
+    while (db_cursor() <= killed_at) {
+        ck_assert_msg(ts_test_now_ms() < end, "the mirror did not resume");
+        usleep(20000);
+    }
     poster_stop(poster);
     uint64_t head = server_seq();
     /* Every post seen by the server is an event up to some seq <= head;
      * the mirror reaches the last event's seq. */
-    uint64_t end = ts_test_now_ms() + 60000;
+    end = ts_test_now_ms() + 60000;
     char out_path[600];
     snprintf(out_path, sizeof(out_path), "%s/verify.out", node.dir);
     for (;;) {

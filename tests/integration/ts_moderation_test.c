@@ -28,8 +28,7 @@ static void start_node(void)
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
+    ts_testnode_stop(&node);
 }
 
 /* Replaces the fixture's node by one started with extra flags. The first
@@ -40,15 +39,6 @@ static void restart_with(const char *const *extra)
 {
     ts_testnode_cleanup(&node);
     ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
-}
-
-static struct ts_raw *connect_as(const char *token)
-{
-    struct ts_raw *r;
-    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
-    int role = 0;
-    ck_assert_int_eq(ts_raw_hello(r, token, &role), TS_OK);
-    return r;
 }
 
 /* 1 when the frame's encoding holds needle anywhere (any string field). */
@@ -280,21 +270,9 @@ struct watcher {
 
 static void watch_start(struct watcher *w, const char *token, uint64_t since, const char *forbidden)
 {
-    w->r = connect_as(token);
+    w->r = ts_testnode_subscriber(&node, token, since, NULL);
     w->forbidden = forbidden;
     w->frames = 0;
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
-    sub.request_id = 1;
-    sub.all = 1;
-    sub.since_seq = since;
-    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-    f.subscribe = &sub;
-    ck_assert_int_eq(ts_raw_send_frame(w->r, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(w->r, 10000, &in), TS_OK);
-    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
-    ts_frame_free(in);
 }
 
 /* The next pushed frame, checked against the forbidden text. */
@@ -346,10 +324,10 @@ static void watch_drain(struct watcher *w, int ms)
 
 START_TEST(test_roles_are_enforced)
 {
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     char key[33];
     uint64_t id = post_ok(p, 1, "mod/roles", "Ann", NULL, "keep me", key, NULL);
-    struct ts_raw *rd = connect_as(node.reader_token);
+    struct ts_raw *rd = ts_testnode_connect_ok(&node, node.reader_token);
     expect_refused(moderate(rd, 2, id, THREADSYNC__MODERATION_ACTION__HIDE), TS_E_FORBIDDEN, NULL);
     expect_refused(thread_action(rd, 3, "mod/roles", THREADSYNC__THREAD_ACTION__THREAD_LOCK),
                    TS_E_FORBIDDEN, NULL);
@@ -363,7 +341,7 @@ START_TEST(test_roles_are_enforced)
     expect_refused(moderate(p, 9, id, THREADSYNC__MODERATION_ACTION__DELETE), TS_E_FORBIDDEN, NULL);
     expect_refused(delete_comment(p, 10, id, NULL), TS_E_FORBIDDEN, NULL);
     /* a moderator does not manage tokens */
-    struct ts_raw *m = connect_as(node.moderator_token);
+    struct ts_raw *m = ts_testnode_connect_ok(&node, node.moderator_token);
     expect_refused(token_add(m, 11, "sneaky", THREADSYNC__ROLE__ADMIN), TS_E_FORBIDDEN, NULL);
     expect_refused(token_list(m, 12), TS_E_FORBIDDEN, NULL);
     expect_refused(token_revoke(m, 13, "test-admin"), TS_E_FORBIDDEN, NULL);
@@ -402,7 +380,7 @@ START_TEST(test_edit_key_scope_and_window)
 {
     const char *extra[] = {"--edit-window-ms", "2500", NULL};
     restart_with(extra);
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     char ka[33], kb[33];
     uint64_t t0 = ts_test_now_ms();
     uint64_t a = post_ok(p, 1, "mod/edit", "Ann", NULL, "a words", ka, NULL);
@@ -413,7 +391,7 @@ START_TEST(test_edit_key_scope_and_window)
     expect_refused(delete_comment(p, 4, b, ka), TS_E_FORBIDDEN, "edit_key");
     expect_refused(edit(p, 5, a, "not-a-key", "hijack"), TS_E_FORBIDDEN, "edit_key");
     /* the right key, from any connection that may post */
-    struct ts_raw *other = connect_as(node.admin_token);
+    struct ts_raw *other = ts_testnode_connect_ok(&node, node.admin_token);
     Threadsync__Frame *in = expect_change(edit(other, 6, a, ka, "a words, fixed"));
     const Threadsync__Comment *c = in->result->change->comment;
     ck_assert(in->result->change->changed);
@@ -430,7 +408,7 @@ START_TEST(test_edit_key_scope_and_window)
     expect_refused(edit(p, 7, a, ka, "too late"), TS_E_FORBIDDEN, "edit_key");
     expect_refused(delete_comment(p, 8, b, kb), TS_E_FORBIDDEN, "edit_key");
     /* a moderator edits at any time */
-    struct ts_raw *m = connect_as(node.moderator_token);
+    struct ts_raw *m = ts_testnode_connect_ok(&node, node.moderator_token);
     in = expect_change(edit(m, 9, b, NULL, "moderated words"));
     ck_assert_str_eq(in->result->change->comment->moderated_by, "test-moderator");
     ts_frame_free(in);
@@ -446,7 +424,7 @@ END_TEST
 
 START_TEST(test_author_deletes_within_window)
 {
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     char key[33];
     uint64_t id = post_ok(p, 1, "mod/del", "Ann", "ann@example.org", "regret", key, NULL);
     uint64_t reply = 0;
@@ -470,7 +448,7 @@ START_TEST(test_author_deletes_within_window)
     ck_assert_int_eq(in->result->change->comment->status, THREADSYNC__STATUS__DELETED);
     ts_frame_free(in);
     /* a tombstone: the reply keeps its place, nobody sees the words */
-    struct ts_raw *m = connect_as(node.moderator_token);
+    struct ts_raw *m = ts_testnode_connect_ok(&node, node.moderator_token);
     in = get_thread(m, 1, "mod/del");
     const Threadsync__GetResult *g = in->result->get;
     ck_assert_uint_eq(g->n_comments, 2);
@@ -499,7 +477,7 @@ START_TEST(test_pending_never_reaches_readers)
     struct watcher rw, mw;
     watch_start(&rw, node.reader_token, 0, secret);
     watch_start(&mw, node.moderator_token, 0, NULL);
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     int status = 0;
     uint64_t id = post_ok(p, 1, "mod/pending", "Ann", "ann@example.org", secret, NULL, &status);
     ck_assert_int_eq(status, THREADSYNC__STATUS__PENDING);
@@ -520,7 +498,7 @@ START_TEST(test_pending_never_reaches_readers)
     ts_frame_free(in);
 
     /* the queue shows it to moderators, Get hides it from readers */
-    struct ts_raw *m = connect_as(node.moderator_token);
+    struct ts_raw *m = ts_testnode_connect_ok(&node, node.moderator_token);
     in = pending(m, 1, NULL);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
     const Threadsync__PendingQueueResult *q = in->result->pending_queue;
@@ -532,7 +510,7 @@ START_TEST(test_pending_never_reaches_readers)
     ck_assert(!q->more);
     ts_frame_free(in);
     expect_refused(pending(m, 2, "mod/none"), TS_E_NOT_FOUND, "thread_key");
-    struct ts_raw *rd = connect_as(node.reader_token);
+    struct ts_raw *rd = ts_testnode_connect_ok(&node, node.reader_token);
     in = get_thread(rd, 1, "mod/pending");
     ck_assert(!frame_has(in, secret));
     ck_assert_uint_eq(in->result->get->n_comments, 1);
@@ -578,9 +556,9 @@ START_TEST(test_hide_unhide_delete_watched_and_restarted)
     struct watcher rw, mw;
     watch_start(&rw, node.reader_token, 0, "ann@example.org");
     watch_start(&mw, node.moderator_token, 0, NULL);
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t id = post_ok(p, 1, "mod/cycle", "Ann", "ann@example.org", body, NULL, NULL);
-    struct ts_raw *m = connect_as(node.moderator_token);
+    struct ts_raw *m = ts_testnode_connect_ok(&node, node.moderator_token);
     Threadsync__ModerationAction steps[] = {THREADSYNC__MODERATION_ACTION__HIDE,
                                             THREADSYNC__MODERATION_ACTION__UNHIDE,
                                             THREADSYNC__MODERATION_ACTION__DELETE};
@@ -621,7 +599,7 @@ START_TEST(test_hide_unhide_delete_watched_and_restarted)
     ts_raw_close(p);
 
     ck_assert_int_eq(ts_testnode_restart(&node, NULL), TS_OK);
-    struct ts_raw *rd = connect_as(node.reader_token);
+    struct ts_raw *rd = ts_testnode_connect_ok(&node, node.reader_token);
     Threadsync__Frame *in = get_thread(rd, 1, "mod/cycle");
     const Threadsync__Comment *c = in->result->get->comments[0];
     ck_assert_int_eq(c->status, THREADSYNC__STATUS__DELETED);
@@ -629,7 +607,7 @@ START_TEST(test_hide_unhide_delete_watched_and_restarted)
     ck_assert_uint_eq(in->result->get->thread->comment_count, 0);
     ck_assert(!frame_has(in, body));
     ts_frame_free(in);
-    m = connect_as(node.moderator_token);
+    m = ts_testnode_connect_ok(&node, node.moderator_token);
     in = get_thread(m, 1, "mod/cycle");
     c = in->result->get->comments[0];
     ck_assert_int_eq(c->status, THREADSYNC__STATUS__DELETED);
@@ -652,8 +630,8 @@ END_TEST
 
 START_TEST(test_lock_premoderate_and_ban)
 {
-    struct ts_raw *p = connect_as(node.poster_token);
-    struct ts_raw *m = connect_as(node.moderator_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
+    struct ts_raw *m = ts_testnode_connect_ok(&node, node.moderator_token);
     post_ok(p, 1, "mod/lock", "Ann", NULL, "first", NULL, NULL);
     expect_refused(thread_action(m, 2, "mod/nothread", THREADSYNC__THREAD_ACTION__THREAD_LOCK),
                    TS_E_NOT_FOUND, "thread_key");
@@ -707,7 +685,7 @@ END_TEST
 
 START_TEST(test_tokens_and_revocation)
 {
-    struct ts_raw *a = connect_as(node.admin_token);
+    struct ts_raw *a = ts_testnode_connect_ok(&node, node.admin_token);
     Threadsync__Frame *in = token_add(a, 1, "sub-reader", THREADSYNC__ROLE__READER);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
     char token[80];
@@ -744,8 +722,8 @@ START_TEST(test_tokens_and_revocation)
     /* the new token works: a live subscription and an idle connection */
     struct watcher w;
     watch_start(&w, token, 0, NULL);
-    struct ts_raw *idle = connect_as(token);
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *idle = ts_testnode_connect_ok(&node, token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t id = post_ok(p, 1, "mod/tok", "Ann", NULL, "seen", NULL, NULL);
     Threadsync__Event *ev;
     in = watch_comment(&w, id, 1, &ev);
@@ -817,7 +795,7 @@ START_TEST(test_rate_limits)
 {
     const char *extra[] = {"--rate-author", "3/1s", "--rate-token", "100/1s", NULL};
     restart_with(extra);
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     for (int i = 0; i < 3; i++)
         post_ok(p, (uint64_t)i + 1, "mod/rate", "Ann", "ann@example.org", "burst", NULL, NULL);
     /* the fourth is refused, with how long to wait */
@@ -840,7 +818,7 @@ START_TEST(test_rate_limits)
     /* per token: distinct authors, one token */
     const char *extra2[] = {"--rate-author", "off", "--rate-token", "5/2s", NULL};
     ck_assert_int_eq(ts_testnode_restart(&node, extra2), TS_OK);
-    p = connect_as(node.poster_token);
+    p = ts_testnode_connect_ok(&node, node.poster_token);
     for (int i = 0; i < 5; i++) {
         char name[16];
         snprintf(name, sizeof(name), "author-%d", i);
@@ -853,7 +831,7 @@ START_TEST(test_rate_limits)
     ck_assert_uint_le(retry, 400);
     ts_frame_free(in);
     /* another token has its own bucket */
-    struct ts_raw *a = connect_as(node.admin_token);
+    struct ts_raw *a = ts_testnode_connect_ok(&node, node.admin_token);
     post_ok(a, 31, "mod/rate", "author-9", NULL, "x", NULL, NULL);
     ts_raw_close(a);
     usleep((useconds_t)retry * 1000 + 20000);
@@ -866,8 +844,8 @@ START_TEST(test_connection_limit)
 {
     const char *extra[] = {"--max-conns-per-addr", "2", NULL};
     restart_with(extra);
-    struct ts_raw *a = connect_as(node.reader_token);
-    struct ts_raw *b = connect_as(node.reader_token);
+    struct ts_raw *a = ts_testnode_connect_ok(&node, node.reader_token);
+    struct ts_raw *b = ts_testnode_connect_ok(&node, node.reader_token);
     struct ts_raw *c;
     ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &c), TS_OK);
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
@@ -888,8 +866,16 @@ START_TEST(test_connection_limit)
     /* the two allowed ones still work; closing one makes room */
     ts_frame_free(get_thread(a, 1, "mod/none"));
     ts_raw_close(b);
-    usleep(200000);
-    struct ts_raw *d = connect_as(node.reader_token);
+    /* the server counts b out once it has seen the close: until then a new
+     * connection is still refused, and nothing else */
+    struct ts_raw *d;
+    uint64_t deadline = ts_test_now_ms() + 10000;
+    int rc;
+    while ((rc = ts_testnode_connect(&node, node.reader_token, &d)) != TS_OK) {
+        ck_assert_int_eq(rc, TS_E_RATE_LIMITED);
+        ck_assert_msg(ts_test_now_ms() < deadline, "closing a connection made no room");
+        usleep(20000);
+    }
     ts_raw_close(d);
     ts_raw_close(a);
 }

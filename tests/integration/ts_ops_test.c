@@ -42,12 +42,9 @@ static void start_node(void)
 
 static void stop_nodes(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
-    if (node2.dir[0]) {
-        status = ts_testnode_cleanup(&node2);
-        ck_assert_msg(status == 0, "node2 exit status %d", status);
-    }
+    ts_testnode_stop(&node);
+    if (node2.dir[0])
+        ts_testnode_stop(&node2);
 }
 
 /* One HTTP exchange; returns the status, *body (malloc'd) the body, checked
@@ -109,15 +106,6 @@ static double get(const struct ts_prom *p, const char *name, const char *labels)
     return v;
 }
 
-static struct ts_raw *connect_as(const char *token)
-{
-    struct ts_raw *r;
-    int role;
-    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
-    ck_assert_int_eq(ts_raw_hello(r, token, &role), TS_OK);
-    return r;
-}
-
 /* Posts n comments over threads ops/0..ops/4 as the poster. */
 static void post_many(const struct ts_testnode *n, int count, uint64_t first_rid)
 {
@@ -158,18 +146,7 @@ static void wait_child(pid_t pid)
 START_TEST(test_metrics_while_posting)
 {
     /* a subscribed reader, for the role gauges and the lag histogram */
-    struct ts_raw *reader = connect_as(node.reader_token);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
-    sub.request_id = 1;
-    sub.all = 1;
-    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-    f.subscribe = &sub;
-    ck_assert_int_eq(ts_raw_send_frame(reader, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(reader, 10000, &in), TS_OK);
-    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
-    ts_frame_free(in);
+    struct ts_raw *reader = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
 
     const int posts = 300;
     pid_t child = poster_child(&node, posts);
@@ -195,7 +172,7 @@ START_TEST(test_metrics_while_posting)
     ck_assert_int_ge(scrapes, 2);
 
     /* one refused request, for errors by code */
-    struct ts_raw *poster = connect_as(node.poster_token);
+    struct ts_raw *poster = ts_testnode_connect_ok(&node, node.poster_token);
     Threadsync__Get g = THREADSYNC__GET__INIT;
     g.request_id = 7;
     g.thread_key = "no/such/thread";
@@ -203,6 +180,7 @@ START_TEST(test_metrics_while_posting)
     gf.msg_case = THREADSYNC__FRAME__MSG_GET;
     gf.get = &g;
     ck_assert_int_eq(ts_raw_send_frame(poster, &gf), TS_OK);
+    Threadsync__Frame *in;
     ck_assert_int_eq(ts_raw_recv_nonping(poster, 10000, &in), TS_OK);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_ERROR);
     ts_frame_free(in);
@@ -481,7 +459,7 @@ START_TEST(test_logs_name_connections_and_keep_secrets)
     ts_raw_close(r);
 
     const char *email = "secret.person@example.org", *idem = "idem-secret-key-42";
-    r = connect_as(node.poster_token);
+    r = ts_testnode_connect_ok(&node, node.poster_token);
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Post p = THREADSYNC__POST__INIT;
     p.request_id = 1;

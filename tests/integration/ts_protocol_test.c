@@ -25,8 +25,7 @@ static void start_node(void)
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
+    ts_testnode_stop(&node);
 }
 
 static struct ts_raw *connect_raw(void)
@@ -51,13 +50,6 @@ static Threadsync__Frame *hello(struct ts_raw *r, const char *token)
     ck_assert_int_eq(ts_raw_recv(r, 10000, &in), TS_OK);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_WELCOME);
     return in;
-}
-
-static struct ts_raw *connect_as(const char *token)
-{
-    struct ts_raw *r = connect_raw();
-    ts_frame_free(hello(r, token));
-    return r;
 }
 
 /* Sends f (a request with rid set) and returns its answer, skipping pushes. */
@@ -205,7 +197,7 @@ START_TEST(test_seq_survives_snapshot)
 {
     const char *extra[] = {"--snapshot-threshold", "16", "--snapshot-trailing", "4", NULL};
     ck_assert_int_eq(ts_testnode_restart(&node, extra), TS_OK);
-    struct ts_raw *a = connect_as(node.admin_token);
+    struct ts_raw *a = ts_testnode_connect_ok(&node, node.admin_token);
     uint64_t id, post_seq = 0;
     for (int i = 0; i < 20; i++)
         ck_assert_int_eq(
@@ -234,7 +226,7 @@ END_TEST
  * of a subscriber that starts at the head. */
 START_TEST(test_subscribe_at_head_gets_empty_caught_up)
 {
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t id, seq;
     ck_assert_int_eq(ts_raw_post(p, 1, "head/t", 0, "Ann", "x", &id, &seq), TS_OK);
     Threadsync__Frame *in = subscribe(p, 2, 1, NULL, 0, seq);
@@ -255,7 +247,7 @@ END_TEST
  * not "the last one wins". */
 START_TEST(test_two_oneof_members_are_bad_frame)
 {
-    struct ts_raw *r = connect_as(node.reader_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.reader_token);
     /* Frame{ping: Ping{nonce: 7}, get: Get{request_id: 1, thread_key: "t"}} */
     const uint8_t body[] = {0x22, 0x02, 0x08, 0x07, 0x5a, 0x05, 0x08, 0x01, 0x12, 0x01, 't'};
     uint8_t wire[4 + sizeof(body)] = {0, 0, 0, sizeof(body)};
@@ -356,7 +348,7 @@ END_TEST
 /* Subscribe with both all and thread_keys is refused, not "all wins". */
 START_TEST(test_subscribe_all_and_keys_refused)
 {
-    struct ts_raw *r = connect_as(node.reader_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.reader_token);
     char *keys[] = {"a"};
     expect_error_msg(subscribe(r, 1, 1, keys, 1, 0), TS_E_INVALID_ARGUMENT, "thread_keys",
                      "set either all or thread_keys, not both");
@@ -385,7 +377,7 @@ static Threadsync__Frame *post(struct ts_raw *r, uint64_t rid, const char *key, 
  * allowed (the web edge shows these to readers). */
 START_TEST(test_refusals_say_what_is_wrong)
 {
-    struct ts_raw *r = connect_as(node.poster_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.poster_token);
     expect_error_msg(post(r, 1, "msg/t", "", "hello"), TS_E_INVALID_ARGUMENT, "author_name",
                      "author name must be 1 to 64 characters, got 0");
     expect_error_msg(post(r, 2, "msg/t", "Ann", ""), TS_E_INVALID_ARGUMENT, "body",
@@ -416,7 +408,7 @@ START_TEST(test_refusals_say_what_is_wrong)
     pp.body = "orphan";
     expect_error_msg(ask_msg(r, THREADSYNC__FRAME__MSG_POST, &pp.base, 9), TS_E_NOT_FOUND,
                      "parent_id", "parent_id names no comment of this thread (0 for top level)");
-    struct ts_raw *reader = connect_as(node.reader_token);
+    struct ts_raw *reader = ts_testnode_connect_ok(&node, node.reader_token);
     expect_error_msg(post(reader, 1, "msg/t", "Ann", "x"), TS_E_FORBIDDEN, NULL,
                      "this request needs a poster token or higher; this token is reader");
     ts_raw_close(reader);

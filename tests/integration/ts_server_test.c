@@ -25,17 +25,7 @@ static void start_node(void)
 
 static void stop_node(void)
 {
-    int status = ts_testnode_cleanup(&node);
-    ck_assert_msg(status == 0, "node exit status %d: unclean shutdown or a leak", status);
-}
-
-static struct ts_raw *connect_as(const char *token)
-{
-    struct ts_raw *r;
-    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
-    int role = 0;
-    ck_assert_int_eq(ts_raw_hello(r, token, &role), TS_OK);
-    return r;
+    ts_testnode_stop(&node);
 }
 
 /* Sends a Get and returns the answer frame (Result or Error). */
@@ -55,7 +45,7 @@ static Threadsync__Frame *get_thread(struct ts_raw *r, uint64_t rid, const char 
 
 static size_t count_comments(const char *key)
 {
-    struct ts_raw *r = connect_as(node.admin_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.admin_token);
     Threadsync__Frame *in = get_thread(r, 1, key);
     size_t n = 0;
     if (in->msg_case == THREADSYNC__FRAME__MSG_RESULT)
@@ -86,7 +76,7 @@ static void expect_closed(struct ts_raw *r)
 
 START_TEST(test_post_then_get_tree)
 {
-    struct ts_raw *r = connect_as(node.poster_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t a, b, c, seq;
     ck_assert_int_eq(ts_raw_post(r, 1, "site/t1", 0, "Ann", "top level", &a, &seq), TS_OK);
     ck_assert_uint_eq(a, seq); /* an id is the seq of the entry that created it */
@@ -116,7 +106,7 @@ END_TEST
 
 START_TEST(test_reader_cannot_post_and_sees_no_email)
 {
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Post post = THREADSYNC__POST__INIT;
     post.request_id = 9;
@@ -134,7 +124,7 @@ START_TEST(test_reader_cannot_post_and_sees_no_email)
     ts_frame_free(in);
     ts_raw_close(p);
 
-    struct ts_raw *r = connect_as(node.reader_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.reader_token);
     uint64_t id;
     ck_assert_int_eq(ts_raw_post(r, 1, "site/email", 0, "Eve", "not allowed", &id, NULL),
                      TS_E_FORBIDDEN);
@@ -145,7 +135,7 @@ START_TEST(test_reader_cannot_post_and_sees_no_email)
     ts_frame_free(in);
     ts_raw_close(r);
 
-    struct ts_raw *m = connect_as(node.moderator_token);
+    struct ts_raw *m = ts_testnode_connect_ok(&node, node.moderator_token);
     in = get_thread(m, 1, "site/email");
     ck_assert_str_eq(in->result->get->comments[0]->author_email, "ann@example.org");
     ts_frame_free(in);
@@ -155,21 +145,9 @@ END_TEST
 
 START_TEST(test_subscribe_sees_posts_live)
 {
-    struct ts_raw *w = connect_as(node.reader_token);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
-    sub.request_id = 1;
-    sub.all = 1;
-    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-    f.subscribe = &sub;
-    ck_assert_int_eq(ts_raw_send_frame(w, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(w, 10000, &in), TS_OK);
-    ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
-    ck_assert_int_eq(in->result->body_case, THREADSYNC__RESULT__BODY_SUBSCRIBE);
-    ts_frame_free(in);
+    struct ts_raw *w = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
 
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t last_seq = 0;
     for (int i = 0; i < 5; i++) {
         char body[32];
@@ -180,6 +158,7 @@ START_TEST(test_subscribe_sees_posts_live)
         /* the watcher must see it within a second */
         int seen = 0;
         while (!seen) {
+            Threadsync__Frame *in;
             ck_assert_int_eq(ts_raw_recv_nonping(w, 1000, &in), TS_OK);
             ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_EVENTS);
             for (size_t e = 0; e < in->events->n_events; e++) {
@@ -203,13 +182,13 @@ END_TEST
 
 START_TEST(test_subscribe_since_replays_and_filters)
 {
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t first, seq;
     ck_assert_int_eq(ts_raw_post(p, 1, "site/a", 0, "Ann", "a1", &first, &seq), TS_OK);
     ck_assert_int_eq(ts_raw_post(p, 2, "site/b", 0, "Ann", "b1", NULL, NULL), TS_OK);
     ck_assert_int_eq(ts_raw_post(p, 3, "site/a", 0, "Ann", "a2", NULL, NULL), TS_OK);
 
-    struct ts_raw *w = connect_as(node.reader_token);
+    struct ts_raw *w = ts_testnode_connect_ok(&node, node.reader_token);
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
     char *keys[] = {"site/a"};
@@ -248,7 +227,7 @@ START_TEST(test_snapshot_when_out_of_window)
     ts_testnode_cleanup(&node);
     const char *extra[] = {"--evlog-max-events", "4", NULL};
     ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
-    struct ts_raw *p = connect_as(node.poster_token);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     for (int i = 0; i < 10; i++) {
         char body[32];
         snprintf(body, sizeof(body), "s%d", i);
@@ -256,18 +235,10 @@ START_TEST(test_snapshot_when_out_of_window)
                                      body, NULL, NULL),
                          TS_OK);
     }
-    struct ts_raw *w = connect_as(node.moderator_token);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
-    sub.request_id = 1;
-    sub.all = 1;
-    f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-    f.subscribe = &sub;
-    ck_assert_int_eq(ts_raw_send_frame(w, &f), TS_OK);
+    int snapshot = 0;
+    struct ts_raw *w = ts_testnode_subscriber(&node, node.moderator_token, 0, &snapshot);
+    ck_assert(snapshot);
     Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(w, 10000, &in), TS_OK);
-    ck_assert(in->result->subscribe->snapshot);
-    ts_frame_free(in);
     ck_assert_int_eq(ts_raw_recv_nonping(w, 10000, &in), TS_OK);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_SNAPSHOT_BEGIN);
     uint64_t s = in->snapshot_begin->seq;
@@ -311,7 +282,7 @@ END_TEST
 
 START_TEST(test_validation_changes_nothing)
 {
-    struct ts_raw *r = connect_as(node.poster_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t id;
     ck_assert_int_eq(ts_raw_post(r, 1, "site/v", 0, "Ann", "ok", &id, NULL), TS_OK);
     ck_assert_int_eq(ts_raw_post(r, 2, "site/v", 0, "", "no name", NULL, NULL),
@@ -341,7 +312,7 @@ END_TEST
 
 START_TEST(test_idempotent_post)
 {
-    struct ts_raw *r = connect_as(node.poster_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.poster_token);
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Post p = THREADSYNC__POST__INIT;
     p.idempotency_key = "retry-me";
@@ -396,7 +367,7 @@ START_TEST(test_handshake_refusals)
     expect_closed(r);
     ts_raw_close(r);
     /* roles are reported */
-    r = connect_as(node.reader_token);
+    r = ts_testnode_connect_ok(&node, node.reader_token);
     ts_raw_close(r);
     ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
     ck_assert_int_eq(ts_raw_hello(r, node.moderator_token, &role), TS_OK);
@@ -436,14 +407,14 @@ START_TEST(test_tls_refusals)
     ck_assert_uint_lt(total, 64);
     close(fd);
     /* and the node still serves */
-    r = connect_as(node.admin_token);
+    r = ts_testnode_connect_ok(&node, node.admin_token);
     ts_raw_close(r);
 }
 END_TEST
 
 START_TEST(test_oversized_frame)
 {
-    struct ts_raw *r = connect_as(node.poster_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t id;
     ck_assert_int_eq(ts_raw_post(r, 1, "site/big", 0, "Ann", "before", &id, NULL), TS_OK);
     /* a header announcing 2 MiB: refused before the body is sent */
@@ -464,7 +435,7 @@ END_TEST
 
 START_TEST(test_garbage_and_truncated_frames)
 {
-    struct ts_raw *r = connect_as(node.poster_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t id;
     ck_assert_int_eq(ts_raw_post(r, 1, "site/g", 0, "Ann", "before", &id, NULL), TS_OK);
     uint8_t garbage[] = {0, 0, 0, 6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
@@ -474,14 +445,14 @@ START_TEST(test_garbage_and_truncated_frames)
     ts_raw_close(r);
 
     /* zero length */
-    r = connect_as(node.poster_token);
+    r = ts_testnode_connect_ok(&node, node.poster_token);
     uint8_t zero[4] = {0, 0, 0, 0};
     ck_assert_int_eq(ts_raw_send(r, zero, 4), TS_OK);
     expect_error(r, TS_E_BAD_FRAME, NULL);
     ts_raw_close(r);
 
     /* a frame cut short, then close_notify: BAD_FRAME on the half-open side */
-    r = connect_as(node.poster_token);
+    r = ts_testnode_connect_ok(&node, node.poster_token);
     uint8_t partial[] = {0, 0, 0, 100, 0x52, 0x10};
     ck_assert_int_eq(ts_raw_send(r, partial, sizeof(partial)), TS_OK);
     ts_raw_shutdown_write(r);
@@ -489,7 +460,7 @@ START_TEST(test_garbage_and_truncated_frames)
     ts_raw_close(r);
 
     /* an empty Frame (no oneof) and a server-only message from a client */
-    r = connect_as(node.poster_token);
+    r = ts_testnode_connect_ok(&node, node.poster_token);
     uint8_t with_len[] = {0, 0, 0, 3, 0xAA, 0x01, 0x00}; /* Frame{events: {}} */
     ck_assert_int_eq(ts_raw_send(r, with_len, sizeof(with_len)), TS_OK);
     expect_error(r, TS_E_BAD_FRAME, NULL);
@@ -520,7 +491,7 @@ START_TEST(test_malformed_input_does_not_grow_memory)
     long rss[3];
     for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 100; i++) {
-            struct ts_raw *r = connect_as(node.reader_token);
+            struct ts_raw *r = ts_testnode_connect_ok(&node, node.reader_token);
             uint8_t bad[] = {0, 0, 0, 9, 0x52, 7, 0x2A, 0xFF, 'A', 0, 'B', 0x08, 1};
             ts_raw_send(r, bad, sizeof(bad));
             uint8_t big[4] = {0x7F, 0, 0, 0};
@@ -543,7 +514,7 @@ START_TEST(test_heartbeat_drops_silent_peer)
     ts_testnode_cleanup(&node);
     const char *extra[] = {"--heartbeat-ms", "200", NULL};
     ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
-    struct ts_raw *r = connect_as(node.reader_token);
+    struct ts_raw *r = ts_testnode_connect_ok(&node, node.reader_token);
     /* never answer Pings: after 3 beats the server says so and closes */
     Threadsync__Frame *in;
     int pings = 0, dropped = 0;
@@ -616,24 +587,18 @@ END_TEST
 START_TEST(test_idle_subscribers_after_heap_trim)
 {
     enum { SUBS = 40, POSTS = 3 };
+    /* the node logs each trim at debug level */
+    const char *debug[] = {"--log-level", "debug", NULL};
+    ck_assert_int_eq(ts_testnode_restart_logged(&node, debug), TS_OK);
+    size_t mark = ts_testnode_log_mark(&node);
     struct ts_raw *w[SUBS];
     for (int i = 0; i < SUBS; i++) {
-        w[i] = connect_as(node.reader_token);
-        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-        Threadsync__Subscribe sub = THREADSYNC__SUBSCRIBE__INIT;
-        sub.request_id = 1;
-        sub.all = 1;
-        f.msg_case = THREADSYNC__FRAME__MSG_SUBSCRIBE;
-        f.subscribe = &sub;
-        ck_assert_int_eq(ts_raw_send_frame(w[i], &f), TS_OK);
-        Threadsync__Frame *in;
-        ck_assert_int_eq(ts_raw_recv_nonping(w[i], 10000, &in), TS_OK);
-        ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
-        ts_frame_free(in);
+        w[i] = ts_testnode_subscriber(&node, node.reader_token, 0, NULL);
     }
-    /* Idle past the server's quiet tick (a second or two). */
-    sleep(3);
-    struct ts_raw *p = connect_as(node.poster_token);
+    /* Idle until the server's quiet tick has trimmed the heap. */
+    ck_assert_msg(ts_testnode_wait_log(&node, mark, "event=heap_trim", 30000),
+                  "no heap trim after %d connections", SUBS);
+    struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     uint64_t ids[POSTS];
     for (int i = 0; i < POSTS; i++) {
         uint64_t seq;

@@ -212,7 +212,7 @@ static int run_post(void)
     unsigned char r[8];
     if (RAND_bytes(r, sizeof(r)) != 1)
         return 1;
-    for (int i = 0; i < 8; i++)
+    for (size_t i = 0; i < sizeof(r); i++)
         snprintf(P.tag + 2 * i, 3, "%02x", r[i]);
     P.acked = fopen(opt.acked, "w");
     P.ids = calloc((size_t)opt.count, sizeof(*P.ids));
@@ -301,9 +301,14 @@ static int run_check(void)
     }
     opt.threads = threads;
     uint64_t *ids = calloc((size_t)count, sizeof(*ids));
+    if (!ids) {
+        fprintf(stderr, "soak: out of memory for %d posts\n", count);
+        fclose(f);
+        return 1;
+    }
     int acked = 0, idx;
     uint64_t id;
-    while (ids && fscanf(f, "%d %" SCNu64, &idx, &id) == 2) {
+    while (fscanf(f, "%d %" SCNu64, &idx, &id) == 2) {
         if (idx < 0 || idx >= count || ids[idx]) {
             fprintf(stderr, "soak: bad or repeated line for post %d\n", idx);
             fclose(f);

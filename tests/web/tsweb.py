@@ -201,11 +201,13 @@ def quote(key):
 class SSE:
     """A server-sent-events reader on a raw socket (chunked decoding)."""
 
-    def __init__(self, port, path, last_event_id=None):
+    def __init__(self, port, path, last_event_id=None, headers=None):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
         req = "GET %s HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n" % path
         if last_event_id is not None:
             req += "Last-Event-ID: %s\r\n" % last_event_id
+        for k, v in (headers or {}).items():
+            req += "%s: %s\r\n" % (k, v)
         self.s.sendall((req + "\r\n").encode())
         self.raw = b""
         self.body = b""

@@ -75,6 +75,8 @@ static const struct {
     {"limits", "heartbeat_ms", "500", "--heartbeat-ms"},
     {"limits", "evlog_max_events", "1234", "--evlog-max-events"},
     {"limits", "evlog_max_bytes", "99999", "--evlog-max-bytes"},
+    {"limits", "conn_output_budget", "131072", "--conn-output-budget"},
+    {"limits", "node_output_budget", "8388608", "--node-output-budget"},
     {"metrics", "listen", "127.0.0.1:9100", "--metrics-listen"},
     {"raft", "snapshot_threshold", "100", "--snapshot-threshold"},
     {"raft", "snapshot_trailing", "20", "--snapshot-trailing"},
@@ -99,6 +101,8 @@ static void assert_every_value(const struct ts_config *c, enum ts_config_source 
     ck_assert_uint_eq(s->heartbeat_ms, 500);
     ck_assert_uint_eq(s->evlog_max_events, 1234);
     ck_assert_uint_eq(s->evlog_max_bytes, 99999);
+    ck_assert_uint_eq(s->conn_output_budget, 131072);
+    ck_assert_uint_eq(s->node_output_budget, 8388608);
     ck_assert_uint_eq(s->snapshot_threshold, 100);
     ck_assert_uint_eq(s->snapshot_trailing, 20);
     ck_assert_str_eq(s->metrics_listen, "127.0.0.1:9100");
@@ -188,6 +192,54 @@ START_TEST(io_threads_auto_none_and_bounds)
     ck_assert_int_eq(load("[listen]\nio_threads = some\n", &c), TS_E_CONFIG);
     assert_error_at(c, 2, "auto");
     ts_config_free(c);
+}
+END_TEST
+
+/* A [limits] file with one line, refused at line 2 naming the key. */
+static void assert_limits_refused(const char *line)
+{
+    char text[128];
+    snprintf(text, sizeof(text), "[limits]\n%s\n", line);
+    struct ts_config *c;
+    ck_assert_int_eq(load(text, &c), TS_E_CONFIG);
+    char key[64];
+    snprintf(key, sizeof(key), "%.*s", (int)strcspn(line, " ="), line);
+    assert_error_at(c, 2, key);
+    ts_config_free(c);
+}
+
+/* PROTOCOL.md: 0 = unlimited, as "off"; a 0 in the field would mean the
+ * default (64) instead. */
+START_TEST(max_conns_per_addr_zero_and_off_are_unlimited)
+{
+    const char *values[] = {"0", "off"};
+    for (size_t i = 0; i < 2; i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "[limits]\nmax_conns_per_addr = %s\n", values[i]);
+        struct ts_config *c;
+        ck_assert_int_eq(load(text, &c), TS_OK);
+        ck_assert_uint_eq(ts_config_server(c)->max_conns_per_addr, TS_SERVER_UNLIMITED);
+        ts_config_free(c);
+        char *argv[] = {"threadsyncd", "--max-conns-per-addr", (char *)values[i], NULL};
+        c = ts_config_new();
+        enum ts_config_action action;
+        ck_assert_int_eq(ts_config_parse_args(c, 3, argv, &action), TS_OK);
+        ck_assert_uint_eq(ts_config_server(c)->max_conns_per_addr, TS_SERVER_UNLIMITED);
+        ts_config_free(c);
+    }
+    struct ts_config *c;
+    ck_assert_int_eq(load("[limits]\nmax_conns_per_addr = 5\n", &c), TS_OK);
+    ck_assert_uint_eq(ts_config_server(c)->max_conns_per_addr, 5);
+    ts_config_free(c);
+    assert_limits_refused("max_conns_per_addr = -1");
+}
+END_TEST
+
+START_TEST(output_budgets_bounds)
+{
+    assert_limits_refused("conn_output_budget = 1000");
+    assert_limits_refused("conn_output_budget = 67108864");
+    assert_limits_refused("node_output_budget = 65536");
 }
 END_TEST
 
@@ -520,6 +572,8 @@ static Suite *suite(void)
     tcase_add_test(tc, every_key_from_file);
     tcase_add_test(tc, every_key_from_flag);
     tcase_add_test(tc, io_threads_auto_none_and_bounds);
+    tcase_add_test(tc, max_conns_per_addr_zero_and_off_are_unlimited);
+    tcase_add_test(tc, output_budgets_bounds);
     tcase_add_test(tc, inline_comments_and_spacing);
     tcase_add_test(tc, unknown_key_names_line);
     tcase_add_test(tc, unknown_section_names_line);

@@ -2,7 +2,9 @@
  * ts_httpd: the request-head parser on good, split, malformed and oversized
  * input; and the server on a real loopback socket (its loop on a thread,
  * blocking sockets in the test): status lines, headers, HEAD, 405, 400,
- * 431, many requests in a row, and a loop that closes cleanly.
+ * 431, many requests in a row, a request answered while the connection
+ * limit is held by idle sockets (the oldest is evicted), and a loop that
+ * closes cleanly.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -276,6 +278,35 @@ START_TEST(many_requests_in_a_row)
 }
 END_TEST
 
+static int connect_idle(int to_port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)to_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Without eviction the request would be closed at accept, unanswered
+ * (and the idle sockets would hold the limit until their head deadline). */
+START_TEST(answers_while_idle_sockets_hold_the_limit)
+{
+    server_up();
+    int idle[TS_HTTPD_MAX_CONNS];
+    for (int i = 0; i < TS_HTTPD_MAX_CONNS; i++)
+        idle[i] = connect_idle(port);
+    const char *get = "GET /healthz HTTP/1.1\r\n\r\n";
+    char *r = exchange(port, get, strlen(get));
+    ck_assert_msg(!strncmp(r, "HTTP/1.1 200 OK\r\n", 17), "%s", r);
+    ck_assert_ptr_nonnull(strstr(r, "path=/healthz\n"));
+    free(r);
+    for (int i = 0; i < TS_HTTPD_MAX_CONNS; i++)
+        close(idle[i]);
+    server_down();
+    ck_assert_int_eq(handled, 1);
+}
+END_TEST
+
 START_TEST(bad_listen_address)
 {
     uv_loop_t l;
@@ -306,6 +337,7 @@ int main(void)
     tcase_add_test(tc, refuses_nul_and_oversize);
     tcase_add_test(tc, serves_get_head_and_errors);
     tcase_add_test(tc, many_requests_in_a_row);
+    tcase_add_test(tc, answers_while_idle_sockets_hold_the_limit);
     tcase_add_test(tc, bad_listen_address);
     suite_add_tcase(s, tc);
     return ts_check_run(s);

@@ -1668,7 +1668,7 @@ START_TEST(test_snapshot_idem_refused)
     /* a well-formed format 1 snapshot loads; a future format does not */
     size_t len = pack_idem_snapshot(1, two, 1, buf);
     ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
-    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(3, two, 1, buf)),
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(4, two, 1, buf)),
                      TS_E_BAD_FRAME);
     /* format 2's fields in a format 1 snapshot; a derived entry without
      * the edit secret */
