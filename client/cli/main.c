@@ -68,14 +68,15 @@ static void context_init(const char *cmd, const struct ts_cli_opts *o)
 static int finish(int err, const Threadsync__Error *detail)
 {
     int explained = 0;
-    for (size_t i = 0; err == TS_E_IO && context_opts && i < context_opts->n_servers; i++) {
+    size_t n_servers = err == TS_E_IO && context_opts ? context_opts->n_servers : 0;
+    for (size_t i = 0; i < n_servers; i++) {
         char msg[384];
         if (ts_cli_explain_connect(context_opts->servers[i], 2000, msg, sizeof(msg))) {
             fprintf(stderr, "error: %s\n", msg);
             explained++;
         }
     }
-    if (!explained || explained < (int)context_opts->n_servers)
+    if (!explained || explained < (int)n_servers)
         ts_cli_print_error(stderr, err, detail, context);
     return ts_cli_exit_code(err);
 }

@@ -216,8 +216,9 @@ int ts_cli_web_main(int argc, char **argv)
     pass[n_pass++] = argv[0];
     pass[n_pass++] = "mirror";
     int code = TS_CLI_EXIT_USAGE;
-    /* The file first, so that flags win whatever their order. */
-    for (int i = 2; i + 1 < argc; i++)
+    /* The file first, so that flags win whatever their order. argv[i] is
+     * never NULL below argc; the loops test it so the analyzer sees that. */
+    for (int i = 2; i + 1 < argc && argv[i] && argv[i + 1]; i++)
         if (strcmp(argv[i], "--config") == 0)
             o.config = argv[i + 1];
     if (o.config) {
@@ -235,7 +236,7 @@ int ts_cli_web_main(int argc, char **argv)
         }
     }
     int file_servers = o.servers != NULL;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc && argv[i]; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             opts_free(&o);
@@ -253,7 +254,7 @@ int ts_cli_web_main(int argc, char **argv)
             i++;
             continue;
         }
-        if (strncmp(a, "--", 2) == 0 && i + 1 < argc) {
+        if (strncmp(a, "--", 2) == 0 && i + 1 < argc && argv[i + 1]) {
             if (strcmp(a, "--server") == 0 && file_servers) {
                 free(o.servers); /* flags replace the file's list */
                 o.servers = NULL;

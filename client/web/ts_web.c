@@ -175,9 +175,10 @@ static void reader_init(struct ts_web *w, h2o_req_t *req, struct reader *r)
             memcpy(tmp, h + i, tl);
             tmp[tl] = '\0';
             unsigned long long id = strtoull(tmp + 6, &end, 10);
-            if (end && *end == '=' && strlen(end + 1) < sizeof(r->ek[0].key)) {
+            size_t kl = end && *end == '=' ? strlen(end + 1) : sizeof(r->ek[0].key);
+            if (kl < sizeof(r->ek[0].key)) {
                 r->ek[r->n].id = id;
-                strcpy(r->ek[r->n].key, end + 1);
+                memcpy(r->ek[r->n].key, end + 1, kl + 1);
                 r->n++;
             }
         }

@@ -258,7 +258,7 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
     s->arg = arg;
     s->lim = *lim;
     if (!s->lim.max_body)
-        s->lim.max_body = 64 * 1024;
+        s->lim.max_body = (size_t)64 * 1024;
     if (!s->lim.req_timeout_ms)
         s->lim.req_timeout_ms = 10000;
     if (!s->lim.max_conns)
@@ -284,7 +284,7 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
 
     /* Which loop handles are h2o's: those h2o_context_init adds. */
     uv_handle_t *before[H2O_HANDLES_MAX * 4];
-    struct walk w0 = {.v = before, .max = H2O_HANDLES_MAX * 4};
+    struct walk w0 = {.v = before, .max = (size_t)H2O_HANDLES_MAX * 4};
     uv_walk(loop, collect, &w0);
     h2o_context_init(&s->ctx, loop, &s->conf);
     s->ctx_ready = 1;
@@ -425,11 +425,9 @@ void ts_web_http_send(h2o_req_t *req, int status, const char *ctype, const char 
 
 void ts_web_http_header(h2o_req_t *req, const char *name, const char *value)
 {
-    size_t nl = strlen(name);
-    char *n = h2o_mem_alloc_pool(&req->pool, nl);
-    memcpy(n, name, nl);
+    h2o_iovec_t n = h2o_strdup(&req->pool, name, SIZE_MAX);
     h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, n, nl, 0, NULL, v.base, v.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
 }
 
 const char *ts_web_http_req_header(h2o_req_t *req, const char *name, size_t *len)

@@ -44,7 +44,7 @@
 #define TOKEN_MAX 256
 #define FORM_PAIRS_MAX 1100 /* a bulk action on up to 1000 comments */
 #define BULK_MAX 1000
-#define WATCH_BUF_MAX (256 * 1024)
+#define WATCH_BUF_MAX ((size_t)256 * 1024)
 #define SID_HEX 33
 #define CSRF_HEX 33
 #define SIGNIN_KEY "\x01mod-signin" /* the sign-in form's CSRF scope */
@@ -437,8 +437,14 @@ static void sess_kill(struct sess *s)
     if (s->state == S_DEAD)
         return;
     s->state = S_DEAD;
-    while (s->watchers)
-        watcher_end(s->watchers, "event: signedout\ndata: {}\n\n");
+    /* Each watcher is taken off the list here, before watcher_end may free
+     * it, so the loop visibly never reads a freed head. */
+    while (s->watchers) {
+        struct watcher *x = s->watchers;
+        s->watchers = x->next;
+        x->s = NULL;
+        watcher_end(x, "event: signedout\ndata: {}\n\n");
+    }
     if (s->client)
         ts_client_close(s->client, on_client_closed, s);
 }
@@ -623,7 +629,7 @@ static void sub_chunk(void *arg, const Threadsync__SnapshotChunk *ch)
     /* A thread's comments may go on in the next chunk. */
     if (ch->n_threads) {
         const Threadsync__Thread *t = ch->threads[ch->n_threads - 1];
-        char *k = strdup(t->key);
+        char *k = t->key ? strdup(t->key) : NULL;
         if (k) {
             free(s->snap_key);
             s->snap_key = k;
@@ -686,7 +692,7 @@ static void peer_addr(h2o_req_t *req, char addr[INET6_ADDRSTRLEN])
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    strcpy(addr, "?");
+    snprintf(addr, INET6_ADDRSTRLEN, "?");
     if (!req->conn->callbacks->get_peername ||
         !req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss))
         return;
@@ -781,7 +787,7 @@ static void on_state(void *arg, const struct ts_client_state_info *info)
             return;
         }
         s->state = S_ACTIVE;
-        s->expires = time(NULL) + TS_WEB_MOD_SESSION_S;
+        s->expires = time(NULL) + (time_t)TS_WEB_MOD_SESSION_S;
         struct ts_client_sub_cbs cbs = {
             .on_events = sub_events, .on_snapshot_chunk = sub_chunk, .on_error = sub_error};
         /* The last RECENT_EVENTS events fill "recent" (the server replays

@@ -16,18 +16,18 @@ START_TEST(test_varint_boundaries)
 {
     /* 2.2.3: the lengths where the encoding grows by a byte */
     static const struct {
-        uint32_t v;
         size_t n;
+        uint32_t v;
         uint8_t b[4];
     } cases[] = {
-        {0, 1, {0x00}},
-        {127, 1, {0x7f}},
-        {128, 2, {0x80, 0x01}},
-        {16383, 2, {0xff, 0x7f}},
-        {16384, 3, {0x80, 0x80, 0x01}},
-        {2097151, 3, {0xff, 0xff, 0x7f}},
-        {2097152, 4, {0x80, 0x80, 0x80, 0x01}},
-        {268435455, 4, {0xff, 0xff, 0xff, 0x7f}},
+        {1, 0, {0x00}},
+        {1, 127, {0x7f}},
+        {2, 128, {0x80, 0x01}},
+        {2, 16383, {0xff, 0x7f}},
+        {3, 16384, {0x80, 0x80, 0x01}},
+        {3, 2097151, {0xff, 0xff, 0x7f}},
+        {4, 2097152, {0x80, 0x80, 0x80, 0x01}},
+        {4, 268435455, {0xff, 0xff, 0xff, 0x7f}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint8_t b[4];
