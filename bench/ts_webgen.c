@@ -533,7 +533,8 @@ static int usage(void)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
+    /* flag value pairs: two arguments a step */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
             return usage();
@@ -559,7 +560,6 @@ int main(int argc, char **argv)
             o.edge_pid = atoi(v);
         else
             return usage();
-        i++;
     }
     if (!o.port || o.threads < 1 || o.threads > THREADS_MAX || o.posters < 1 ||
         o.posters > POSTERS_MAX || o.rate <= 0 || o.duration <= 0)
