@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# bench/run.sh [--quick] [--keep]: builds a Release threadsyncd and ts_loadgen
-# in build-bench/, starts fresh nodes on loopback in a scratch directory,
-# runs every scenario and prints a table, one JSON line per scenario, the
-# server's and the generator's CPU, and the AES-GCM reference.
+# bench/run.sh [--quick|--tiny] [--keep] [--versus mosquitto] [--web]: builds a
+# Release threadsyncd and ts_loadgen in build-bench/, starts fresh nodes on
+# loopback in a scratch directory, runs every scenario and prints a table,
+# one JSON line per scenario, the server's and the generator's CPU, and the
+# AES-GCM reference. --versus mosquitto then runs the same scenarios against
+# a fresh mosquitto (installed if missing) with ts_mqttgen and prints the
+# ratios threadsync / mosquitto. --tiny: smoke sizes (seconds, tens of
+# connections) that prove the run works and measure nothing. --web runs
+# only the web edge's scenarios (scenario name "web": SSE fan-out and form
+# posts through `threadsync web`, with ts_webgen); TS_BENCH_WEB_N
+# ("1000 10000"), TS_BENCH_WEB_RATES ("10 100") and TS_BENCH_WEB_S
+# (seconds per phase) size them.
 # bench/README.md explains how to read each figure.
 #
 # Environment: TS_BENCH_THREADS (generator subscriber loops, default 1),
@@ -14,30 +22,60 @@ set -euo pipefail
 
 MODE=full
 KEEP=0
-for a in "$@"; do
-    case "$a" in
+VERSUS=
+WEB_ONLY=0
+usage() {
+    echo "usage: bench/run.sh [--quick|--tiny] [--keep] [--versus mosquitto] [--web]" >&2
+    exit 2
+}
+while [ $# -gt 0 ]; do
+    case "$1" in
     --quick) MODE=quick ;;
+    --tiny) MODE=tiny ;;
     --keep) KEEP=1 ;;
+    --versus)
+        [ $# -ge 2 ] || usage
+        VERSUS=$2
+        shift
+        ;;
+    --versus=*) VERSUS=${1#--versus=} ;;
+    --web) WEB_ONLY=1 ;;
     -h | --help)
-        sed -n '2,10p' "$0"
+        sed -n '2,20p' "$0"
         exit 0
         ;;
-    *)
-        echo "usage: bench/run.sh [--quick] [--keep]" >&2
-        exit 2
-        ;;
+    *) usage ;;
     esac
+    shift
 done
+if [ -n "$VERSUS" ] && [ "$VERSUS" != mosquitto ]; then
+    echo "run.sh: --versus knows only mosquitto" >&2
+    exit 2
+fi
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${TS_BENCH_BUILD:-$ROOT/build-bench}
 THREADS=${TS_BENCH_THREADS:-1}
 ONLY=${TS_BENCH_ONLY:-}
+[ "$WEB_ONLY" = 1 ] && ONLY=web
 read -r -a SERVER_FLAGS <<<"${TS_BENCH_SERVER_FLAGS:-}"
 
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
-# 5,000 subscribers need 5,000 descriptors on each side.
+# The comparison broker is a bench dependency only (never the test suite's):
+# installed here, on demand, through the same script as everything else.
+MOSQUITTO=
+if [ -n "$VERSUS" ]; then
+    MOSQUITTO=$(PATH=$PATH:/usr/sbin command -v mosquitto || true)
+    if [ -z "$MOSQUITTO" ]; then
+        echo "== installing mosquitto (--versus)"
+        "$ROOT/deploy/install-deps.sh" --bench
+        MOSQUITTO=$(PATH=$PATH:/usr/sbin command -v mosquitto)
+    fi
+fi
+
+# 5,000 subscribers need 5,000 descriptors on each side; 10,000 watching
+# browsers 10,000 on the web edge and on ts_webgen.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$(ulimit -n)" -lt 12000 ]; then
     echo "run.sh: ulimit -n is $(ulimit -n); 5,000-subscriber scenarios may fail" >&2
@@ -48,10 +86,12 @@ mkdir -p "$BUILD"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTS_SANITIZE=OFF -DTS_WERROR=OFF \
     -DTS_BENCH=ON -DBUILD_TESTING=OFF >"$BUILD/bench-cmake.log" 2>&1 ||
     { cat "$BUILD/bench-cmake.log"; exit 1; }
-cmake --build "$BUILD" -j"$(nproc)" --target threadsyncd threadsync ts_loadgen >"$BUILD/bench-build.log" 2>&1 ||
+cmake --build "$BUILD" -j"$(nproc)" --target threadsyncd threadsync ts_loadgen ts_mqttgen ts_webgen >"$BUILD/bench-build.log" 2>&1 ||
     { tail -40 "$BUILD/bench-build.log"; exit 1; }
 SERVERD=$BUILD/threadsyncd
 LOADGEN=$BUILD/bench/ts_loadgen
+MQTTGEN=$BUILD/bench/ts_mqttgen
+WEBGEN=$BUILD/bench/ts_webgen
 
 SCRATCH=$(mktemp -d /tmp/tsbench.XXXXXX)
 RESULTS=$SCRATCH/results.txt
@@ -83,7 +123,7 @@ printf '%s\n' "$POSTER" >"$SCRATCH/poster.token"
 {
     echo "# written by bench/run.sh"
     echo "reader bench-reader $(sha "$READER")"
-    echo "poster bench-poster $(sha "$POSTER")"
+    echo "poster bench-poster $(sha "$POSTER") gateway"
 } >"$SCRATCH/tokens"
 chmod 600 "$SCRATCH"/tokens "$SCRATCH"/*.token
 
@@ -96,6 +136,15 @@ free_port() {
             return
         fi
     done
+}
+
+# alive_or_die WHAT LOG: exits, showing LOG, when the server being started
+# (SRV_PID) has already died.
+alive_or_die() {
+    kill -0 "$SRV_PID" 2>/dev/null && return 0
+    echo "run.sh: $1 did not start:" >&2
+    cat "$2" >&2
+    exit 1
 }
 
 # start_server NAME [threadsyncd flags...]: sets SRV_ADDR, SRV_PID, SRV_CA.
@@ -121,11 +170,7 @@ start_server() {
             sleep 1.5
             return 0
         fi
-        if ! kill -0 "$SRV_PID" 2>/dev/null; then
-            echo "run.sh: threadsyncd $name did not start:" >&2
-            cat "$dir/server.log" >&2
-            exit 1
-        fi
+        alive_or_die "threadsyncd $name" "$dir/server.log"
         sleep 0.05
     done
     echo "run.sh: threadsyncd $name did not listen in time" >&2
@@ -141,10 +186,17 @@ stop_server() {
 lg() {
     local scen=$1
     shift
-    echo "-- $scen $*"
-    "$LOADGEN" --addr "$SRV_ADDR" --ca "$SRV_CA" --server-pid "$SRV_PID" \
+    gen_run "$scen $*" "$LOADGEN" --addr "$SRV_ADDR" --ca "$SRV_CA" --server-pid "$SRV_PID" \
         --reader-token "@$SCRATCH/reader.token" --poster-token "@$SCRATCH/poster.token" \
-        --threads "$THREADS" --scenario "$scen" "$@" | tee -a "$RESULTS" |
+        --threads "$THREADS" --scenario "$scen" "$@"
+}
+
+# gen_run TITLE COMMAND...: runs one generator (ts_loadgen or ts_mqttgen),
+# keeps every line it prints in RESULTS and shows the human ones.
+gen_run() {
+    echo "-- $1"
+    shift
+    "$@" | tee -a "$RESULTS" |
         grep -v '^{' | sed -e 's/^TABLE|/   /' -e 's/^CPU|/   cpu: /' | tr '|' ' '
 }
 
@@ -187,7 +239,17 @@ mirror_hook() {
     echo "{\"scenario\":\"catchup_mirror_dir\",\"loadavg\":\"$load\",\"comments\":$comments,\"wall_s\":$wall,\"comments_per_s\":$rate}" >>"$RESULTS"
 }
 
-if [ "$MODE" = quick ]; then
+LAT_SUBS=1000
+if [ "$MODE" = tiny ]; then
+    FANOUT="20:500"
+    LAT_SUBS=50
+    LAT_RATES="100:2"
+    INGEST="10 100"
+    INGEST_S=1
+    CATCHUP_M=2000
+    MEM_N=50
+    STORM_N=50
+elif [ "$MODE" = quick ]; then
     FANOUT="100:20000 1000:5000 5000:1000"
     LAT_RATES="20:3 100:5 1000:3"
     INGEST="10 100"
@@ -205,25 +267,103 @@ else
     STORM_N=5000
 fi
 
+# web_scenarios: a fresh node W and one `threadsync web` in front of it
+# (limits off as for the node; connection caps above the largest N), a
+# thread made through the CLI, then ts_webgen: SSE fan-out for each N and
+# rate, and form posts.
+web_scenarios() {
+    echo "== node W and a web edge: SSE fan-out, form posts (fresh, default settings)"
+    start_server W
+    local cli=$BUILD/threadsync dir=$SCRATCH/W/web log=$SCRATCH/W/web.log
+    "$cli" --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/poster.token" post \
+        --thread bench --name Bench --body "the benchmark's thread" >/dev/null
+    "$cli" web --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/reader.token" \
+        --post-token-file "$SCRATCH/poster.token" --dir "$dir" --listen 127.0.0.1:0 \
+        --max-conns 100000 --max-conns-per-addr 100000 --all 2>"$log" &
+    local web_pid=$!
+    PIDS+=("$web_pid")
+    local port=
+    for _ in $(seq 1 200); do
+        port=$(sed -n 's|.*web edge on http://127\.0\.0\.1:\([0-9]*\)/.*|\1|p' "$log" | head -1)
+        # listening, and the mirror holds the thread
+        [ -n "$port" ] && compgen -G "$dir/threads/*.json" >/dev/null && break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        echo "run.sh: the web edge did not start:" >&2
+        cat "$log" >&2
+        exit 1
+    fi
+    local n r
+    for n in $WEB_N; do
+        for r in $WEB_RATES; do
+            echo "-- web sse watchers=$n rate=$r/s"
+            "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario sse \
+                --watchers "$n" --threads 2 --rate "$r" --duration "$WEB_S" | tee -a "$RESULTS" |
+                grep -v '^{' | sed -e 's/^TABLE|/   /' | tr '|' ' ' || true
+        done
+    done
+    echo "-- web form posts=8"
+    "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario form --posters 8 \
+        --duration "$WEB_S" | tee -a "$RESULTS" | grep -v '^{' | sed -e 's/^TABLE|/   /' |
+        tr '|' ' ' || true
+    kill "$web_pid" 2>/dev/null || true
+    wait "$web_pid" 2>/dev/null || true
+    stop_server
+}
+case $MODE in
+tiny) web_n="20" web_rates="10" web_s=1 ;;
+quick) web_n="1000 10000" web_rates="10 100" web_s=5 ;;
+*) web_n="1000 10000" web_rates="10 100" web_s=15 ;;
+esac
+WEB_N=${TS_BENCH_WEB_N:-$web_n}
+WEB_RATES=${TS_BENCH_WEB_RATES:-$web_rates}
+WEB_S=${TS_BENCH_WEB_S:-$web_s}
+
+if [ "$ONLY" = web ]; then
+    web_scenarios
+    echo
+    echo "== results (web, $(nproc) cores)"
+    grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
+    echo
+    echo "== JSON"
+    grep '^{' "$RESULTS"
+    exit 0
+fi
+
+# node_a GEN: node A's scenarios (memory, reconnect, fanout, latency,
+# ingest) against the current server through GEN: lg (threadsync) or mq
+# (mosquitto, which has no reconnect scenario and is compared at 100
+# posts/s only).
+node_a() {
+    local gen=$1
+    if want memory; then
+        $gen memory --subs "$MEM_N"
+    fi
+    if [ "$gen" = lg ] && want reconnect; then
+        lg reconnect --subs "$STORM_N"
+    fi
+    if want fanout; then
+        for fp in $FANOUT; do
+            $gen fanout --subs "${fp%%:*}" --posts "${fp##*:}" --posters 4 --window 1024
+        done
+    fi
+    if want latency; then
+        for rd in $LAT_RATES; do
+            [ "$gen" = lg ] || [ "${rd%%:*}" = 100 ] || continue
+            $gen latency --subs "$LAT_SUBS" --rate "${rd%%:*}" --duration "${rd##*:}" --window 1024
+        done
+    fi
+    if want ingest; then
+        for k in $INGEST; do
+            $gen ingest --posters "$k" --window $((k >= 100 ? 32 : 256)) --duration "$INGEST_S"
+        done
+    fi
+}
+
 echo "== node A: subscribers, posting (fresh, default settings)"
 start_server A
-want memory && lg memory --subs "$MEM_N"
-want reconnect && lg reconnect --subs "$STORM_N"
-if want fanout; then
-    for fp in $FANOUT; do
-        lg fanout --subs "${fp%%:*}" --posts "${fp##*:}" --posters 4 --window 1024
-    done
-fi
-if want latency; then
-    for rd in $LAT_RATES; do
-        lg latency --subs 1000 --rate "${rd%%:*}" --duration "${rd##*:}" --window 1024
-    done
-fi
-if want ingest; then
-    for k in $INGEST; do
-        lg ingest --posters "$k" --window $((k >= 100 ? 32 : 256)) --duration "$INGEST_S"
-    done
-fi
+node_a lg
 stop_server
 
 if want catchup; then
@@ -238,6 +378,79 @@ if want catchup; then
     stop_server
 fi
 
+want web && web_scenarios
+
+# ---- --versus mosquitto: the same scenarios against mosquitto ----
+
+# start_mosquitto NAME: a fresh broker in $SCRATCH/NAME with a generated
+# config: one TLS 1.3 listener on a free loopback port, a certificate from
+# deploy/gen-certs.sh, anonymous clients, persistence on (so a
+# clean_session=0 subscriber keeps its session and queue), and no limit on
+# queued or in-flight messages (the defaults, 1,000 queued and 20 in
+# flight, would drop or throttle the catch-up and fan-out; threadsync has
+# no such caps to compare with). Sets SRV_ADDR, SRV_PID, SRV_CA.
+start_mosquitto() {
+    local dir=$SCRATCH/$1 port
+    mkdir -p "$dir"
+    [ -s "$SCRATCH/mqcerts/mosquitto.pem" ] ||
+        "$ROOT/deploy/gen-certs.sh" "$SCRATCH/mqcerts" --node mosquitto 127.0.0.1 >/dev/null
+    port=$(free_port)
+    cat >"$dir/mosquitto.conf" <<EOF
+# written by bench/run.sh --versus mosquitto
+per_listener_settings false
+allow_anonymous true
+persistence true
+persistence_location $dir/
+max_queued_messages 0
+max_queued_bytes 0
+max_inflight_messages 0
+log_dest stderr
+log_type error
+log_type warning
+user $(id -un)
+listener $port 127.0.0.1
+certfile $SCRATCH/mqcerts/mosquitto.pem
+keyfile $SCRATCH/mqcerts/mosquitto.key
+cafile $SCRATCH/mqcerts/ca.pem
+tls_version tlsv1.3
+EOF
+    "$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
+    SRV_PID=$!
+    PIDS+=("$SRV_PID")
+    SRV_ADDR=127.0.0.1:$port
+    SRV_CA=$SCRATCH/mqcerts/ca.pem
+    for _ in $(seq 1 100); do
+        if ss -ltnH "sport = :$port" 2>/dev/null | grep -q .; then
+            return 0
+        fi
+        alive_or_die mosquitto "$dir/mosquitto.log"
+        sleep 0.05
+    done
+    echo "run.sh: mosquitto did not listen in time" >&2
+    exit 1
+}
+
+# mq SCENARIO [ts_mqttgen flags...]: like lg, against the current broker.
+mq() {
+    local scen=$1
+    shift
+    gen_run "mqtt $scen $*" "$MQTTGEN" --addr "$SRV_ADDR" --ca "$SRV_CA" --server-pid "$SRV_PID" \
+        --scenario "$scen" "$@"
+}
+
+if [ -n "$VERSUS" ]; then
+    echo "== mosquitto: the same scenarios (fresh broker, as node A)"
+    start_mosquitto MA
+    node_a mq
+    stop_server
+    if want catchup; then
+        echo "== mosquitto: catch-up of a persistent session (fresh broker, as node B)"
+        start_mosquitto MB
+        mq catchup --posts "$CATCHUP_M" --posters 16 --window 128 --timeout 600
+        stop_server
+    fi
+fi
+
 echo "== reference: openssl speed -evp aes-128-gcm -bytes 16384 -seconds 1"
 AES=$(openssl speed -evp aes-128-gcm -bytes 16384 -seconds 1 2>/dev/null | tail -1)
 echo "   $AES"
@@ -247,10 +460,72 @@ echo
 echo "== results ($MODE, generator threads: $THREADS, $(nproc) cores)"
 grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
 grep '^CPU|' "$RESULTS" >/dev/null && echo && echo "cpu (cores busy over each measured phase):" &&
-    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v 'per stored comment' | cut -d'|' -f2,3 |
+    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' | cut -d'|' -f2,3 |
         tr '|' ' ') <(grep '^CPU|' "$RESULTS" | cut -d'|' -f2) | sed 's/^/   /'
 echo "   AES-128-GCM reference, one core, 16 KiB blocks: ${AES_KBPS} kB/s"
 echo
 echo "== JSON"
 grep '^{' "$RESULTS"
 printf '{"scenario":"reference","aes_128_gcm_16k_kbps":%s,"cores":%s}\n' "${AES_KBPS:-0}" "$(nproc)"
+
+# jnum JSON_LINE KEY: a number field of one JSON line.
+jnum() { sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p" <<<"$1"; }
+# pick MATCH...: the first JSON line holding every MATCH (fixed strings).
+pick() {
+    local l m ok
+    while IFS= read -r l; do
+        ok=1
+        for m in "$@"; do
+            [[ $l == *"$m"* ]] || ok=0
+        done
+        if [ $ok = 1 ]; then
+            echo "$l"
+            return
+        fi
+    done < <(grep '^{' "$RESULTS")
+}
+# ratio LABEL KEY BETTER TS_LINE MQ_LINE: a row of the ratio table.
+ratio() {
+    local a b
+    a=$(jnum "$4" "$2")
+    b=$(jnum "$5" "$2")
+    [ -n "$a" ] && [ -n "$b" ] || return 0
+    awk -v l="$1" -v k="$2" -v bt="$3" -v a="$a" -v b="$b" 'BEGIN {
+        r = b != 0 ? sprintf("%.2fx", a / b) : "-"
+        printf "%s|%s|%s|%s|%s|%s\n", l, k, a, b, r, bt }'
+}
+if [ -n "$VERSUS" ]; then
+    echo
+    echo "== threadsync / mosquitto (same payload, TLS 1.3, loopback; mosquitto is not durable)"
+    {
+        echo "scenario|figure|threadsync|mosquitto|ratio|better"
+        if want memory; then
+            ratio "memory N=$MEM_N" rss_per_sub_b lower \
+                "$(pick '"scenario":"memory"' "\"subs\":$MEM_N," '"threads":')" \
+                "$(pick '"scenario":"memory"' '"broker":"mqtt"')"
+        fi
+        for fp in $FANOUT; do
+            want fanout || break
+            ratio "fanout N=${fp%%:*}" delivered_per_s higher \
+                "$(pick '"scenario":"fanout"' "\"subs\":${fp%%:*}," '"threads":')" \
+                "$(pick '"scenario":"fanout"' "\"subs\":${fp%%:*}," '"broker":"mqtt"')"
+        done
+        if want latency; then
+            ts=$(pick '"scenario":"latency"' "\"subs\":$LAT_SUBS," '"target_rate":100,' '"threads":')
+            mql=$(pick '"scenario":"latency"' '"target_rate":100,' '"broker":"mqtt"')
+            ratio "latency N=$LAT_SUBS 100/s" p50_ms lower "$ts" "$mql"
+            ratio "latency N=$LAT_SUBS 100/s" p99_ms lower "$ts" "$mql"
+        fi
+        for k in $INGEST; do
+            want ingest || break
+            ratio "ingest K=$k" acked_per_s higher \
+                "$(pick '"scenario":"ingest"' "\"posters\":$k," '"threads":')" \
+                "$(pick '"scenario":"ingest"' "\"posters\":$k," '"broker":"mqtt"')"
+        done
+        if want catchup; then
+            ratio "catchup M=$CATCHUP_M" comments_per_s higher \
+                "$(pick '"scenario":"catchup"' '"label":"evlog"')" \
+                "$(pick '"scenario":"catchup"' '"broker":"mqtt"')"
+        fi
+    } | column -t -s'|' | sed 's/^/   /'
+fi

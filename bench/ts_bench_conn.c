@@ -39,6 +39,20 @@ struct tsb_conn {
 
 static _Thread_local uint8_t read_buf[READ_BUF];
 
+static int split_ts(const uint8_t *p, size_t avail, size_t *hdr, size_t *body)
+{
+    if (avail < TS_FRAME_HEADER)
+        return TS_E_AGAIN;
+    size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+    if (n == 0 || n > TS_FRAME_MAX_LIMIT)
+        return TS_E_BAD_FRAME;
+    if (avail < TS_FRAME_HEADER + n)
+        return TS_E_AGAIN;
+    *hdr = TS_FRAME_HEADER;
+    *body = n;
+    return TS_OK;
+}
+
 static void on_closed(uv_handle_t *h)
 {
     struct tsb_conn *c = h->data;
@@ -99,17 +113,18 @@ static int in_reserve(struct tsb_conn *c, size_t n)
 
 static void deliver(struct tsb_conn *c)
 {
-    while (!c->closing && c->in_len - c->in_pos >= TS_FRAME_HEADER) {
+    while (!c->closing && c->in_len > c->in_pos) {
         const uint8_t *p = c->in + c->in_pos;
-        size_t n = ts_load_be32(p);
-        if (n == 0 || n > TS_FRAME_MAX_LIMIT) {
-            fail(c, TS_E_BAD_FRAME);
+        size_t hdr, n;
+        int rc = c->cbs.split(p, c->in_len - c->in_pos, &hdr, &n);
+        if (rc == TS_E_AGAIN)
+            break;
+        if (rc != TS_OK) {
+            fail(c, rc);
             return;
         }
-        if (c->in_len - c->in_pos < TS_FRAME_HEADER + n)
-            break;
-        c->in_pos += TS_FRAME_HEADER + n;
-        c->cbs.on_frame(c, p + TS_FRAME_HEADER, n);
+        c->in_pos += hdr + n;
+        c->cbs.on_frame(c, p + hdr, n);
     }
     if (c->closing)
         return;
@@ -212,6 +227,8 @@ int tsb_conn_connect(uv_loop_t *loop, const struct sockaddr_in *addr, SSL_CTX *c
         return rc;
     }
     c->cbs = *cbs;
+    if (!c->cbs.split)
+        c->cbs.split = split_ts;
     c->data = data;
     uv_tcp_init(loop, &c->tcp);
     c->tcp.data = c;

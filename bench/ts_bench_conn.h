@@ -8,6 +8,9 @@
  * memory-BIO engine, so the policy (ALPN, verification, session tickets
  * kept per "host:port" in the client context) is exactly the product's.
  *
+ * Framing is threadsync's (a 4-byte big-endian length) unless the caller
+ * gives a split callback: ts_mqttgen speaks MQTT over the same connection.
+ *
  * Output is not capped or paced: the generator only sends small requests.
  * Several uv_writes may be in flight; each owns its buffer.
  *
@@ -41,6 +44,10 @@ struct tsb_conn_cbs {
     void (*on_batch_end)(struct tsb_conn *c);
     /* The last callback. err is TS_OK after tsb_conn_close(), else why. */
     void (*on_close)(struct tsb_conn *c, int err);
+    /* Where the first frame in p[0..avail) ends: TS_OK with *hdr (bytes of
+     * header, not handed to on_frame) and *body, TS_E_AGAIN while incomplete,
+     * another code to drop the connection. NULL: threadsync frames. */
+    int (*split)(const uint8_t *p, size_t avail, size_t *hdr, size_t *body);
 };
 
 /* Connects to addr as a TLS client of ctx (borrowed), verifying the server

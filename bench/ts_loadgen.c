@@ -28,6 +28,7 @@
  */
 #include "ts_bench_conn.h"
 #include "ts_bench_hist.h"
+#include "ts_bench_proc.h"
 #include "ts_bench_wire.h"
 
 #include "ts_err.h"
@@ -94,82 +95,6 @@ static void die(const char *msg)
 {
     fprintf(stderr, "ts_loadgen: %s\n", msg);
     exit(1);
-}
-
-/* ---- CPU and memory of both sides ---- */
-
-struct cpu_mark {
-    uint64_t wall_ns;
-    double gen_s, srv_s;
-};
-
-static double gen_cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
-
-/* utime + stime of the server, fields 14 and 15 of /proc/PID/stat (after
- * the parenthesised command name, which may hold spaces). */
-static double srv_cpu_s(void)
-{
-    if (!o.server_pid)
-        return 0;
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", o.server_pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    if (!p)
-        return 0;
-    unsigned long long ut = 0, st = 0;
-    /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt
-     * majflt cmajflt utime(14) stime(15) */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static uint64_t srv_rss_kib(void)
-{
-    if (!o.server_pid)
-        return 0;
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", o.server_pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    uint64_t kib = 0;
-    while (fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %lu kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
-static struct cpu_mark mark(void)
-{
-    struct cpu_mark m = {now_ns(), gen_cpu_s(), srv_cpu_s()};
-    return m;
-}
-
-struct cpu_use {
-    double wall_s, gen_cores, srv_cores;
-};
-
-static struct cpu_use cpu_between(struct cpu_mark a, struct cpu_mark b)
-{
-    struct cpu_use u;
-    u.wall_s = (double)(b.wall_ns - a.wall_ns) / 1e9;
-    u.gen_cores = u.wall_s > 0 ? (b.gen_s - a.gen_s) / u.wall_s : 0;
-    u.srv_cores = u.wall_s > 0 ? (b.srv_s - a.srv_s) / u.wall_s : 0;
-    return u;
 }
 
 /* ---- frames ---- */
@@ -435,7 +360,7 @@ static void sub_on_close(struct tsb_conn *c, int err)
     atomic_fetch_add(&w->down, 1);
 }
 
-static const struct tsb_conn_cbs sub_cbs = {sub_on_open, sub_on_frame, NULL, sub_on_close};
+static const struct tsb_conn_cbs sub_cbs = {sub_on_open, sub_on_frame, NULL, sub_on_close, NULL};
 
 static void sub_connect(struct sub *s)
 {
@@ -761,7 +686,7 @@ static void poster_on_close(struct tsb_conn *c, int err)
 }
 
 static const struct tsb_conn_cbs poster_cbs = {poster_on_open, poster_on_frame, poster_on_batch_end,
-                                               poster_on_close};
+                                               poster_on_close, NULL};
 
 static void posters_start(unsigned n)
 {
@@ -886,37 +811,27 @@ static void json_begin(char *buf, size_t cap, const char *scenario)
              scenario, o.label, o.threads, loadavg);
 }
 
-static void json_add(char *buf, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void json_add(char *buf, size_t cap, const char *fmt, ...)
-{
-    size_t n = strlen(buf);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + n, cap - n, fmt, ap);
-    va_end(ap);
-}
-
 /* Server CPU microseconds per unit of work: steadier than rates on a
  * machine where other work competes for the cores. */
-static void json_cost(char *buf, size_t cap, const char *name, struct cpu_use u, uint64_t units)
+static void json_cost(char *buf, size_t cap, const char *name, struct tsb_cpu_use u, uint64_t units)
 {
-    json_add(buf, cap, ",\"%s\":%.3f", name,
-             units ? u.srv_cores * u.wall_s * 1e6 / (double)units : 0.0);
+    tsb_json_add(buf, cap, ",\"%s\":%.3f", name,
+                 units ? u.srv_cores * u.wall_s * 1e6 / (double)units : 0.0);
 }
 
-static void json_cpu(char *buf, size_t cap, struct cpu_use u)
+static void json_cpu(char *buf, size_t cap, struct tsb_cpu_use u)
 {
-    json_add(buf, cap, ",\"wall_s\":%.3f,\"server_cpu_cores\":%.3f,\"gen_cpu_cores\":%.3f",
-             u.wall_s, u.srv_cores, u.gen_cores);
+    tsb_json_add(buf, cap, ",\"wall_s\":%.3f,\"server_cpu_cores\":%.3f,\"gen_cpu_cores\":%.3f",
+                 u.wall_s, u.srv_cores, u.gen_cores);
 }
 
 static void json_verdict(char *buf, size_t cap, struct verdict v)
 {
-    json_add(buf, cap,
-             ",\"checked_subs\":%llu,\"bad_subs\":%llu,\"lost\":%llu,\"dup\":%llu,\"errors\":%llu",
-             (unsigned long long)v.subs, (unsigned long long)v.bad_subs, (unsigned long long)v.lost,
-             (unsigned long long)v.dups, (unsigned long long)v.errors);
+    tsb_json_add(
+        buf, cap,
+        ",\"checked_subs\":%llu,\"bad_subs\":%llu,\"lost\":%llu,\"dup\":%llu,\"errors\":%llu",
+        (unsigned long long)v.subs, (unsigned long long)v.bad_subs, (unsigned long long)v.lost,
+        (unsigned long long)v.dups, (unsigned long long)v.errors);
 }
 
 /* ---- scenarios ---- */
@@ -962,7 +877,7 @@ static void scenario_fanout(int paced)
         die("posters did not connect");
     setup_subs(o.subs);
     reset_counts();
-    struct cpu_mark a = mark();
+    struct tsb_cpu_mark a = tsb_mark(o.server_pid);
     uint64_t t0 = a.wall_ns;
     if (paced) {
         /* latency: a fixed rate for the duration, the first second excluded
@@ -982,37 +897,37 @@ static void scenario_fanout(int paced)
     uint64_t t_posted = now_ns();
     want_events = (uint64_t)o.subs * pst.acked;
     int drained = wait_until(cond_all_events, o.timeout) == 0;
-    struct cpu_mark b = mark();
-    struct cpu_use u = cpu_between(a, b);
+    struct tsb_cpu_mark b = tsb_mark(o.server_pid);
+    struct tsb_cpu_use u = tsb_cpu_between(a, b);
     double post_s = (double)(t_posted - t0) / 1e9;
     uint64_t delivered = WSUM(events);
     teardown();
     struct verdict v = verify(pst.acked, pst.acked_sum);
     double rate = (double)delivered / u.wall_s;
     json_begin(json, sizeof(json), paced ? "latency" : "fanout");
-    json_add(json, sizeof(json),
-             ",\"subs\":%u,\"filter\":\"%s\",\"posts_acked\":%llu,\"post_rate\":%.0f,"
-             "\"delivered\":%llu,\"delivered_per_s\":%.0f,\"drained\":%s",
-             o.subs, o.filter_thread ? "thread" : "all", (unsigned long long)pst.acked,
-             (double)pst.acked / post_s, (unsigned long long)delivered, rate,
-             drained ? "true" : "false");
+    tsb_json_add(json, sizeof(json),
+                 ",\"subs\":%u,\"filter\":\"%s\",\"posts_acked\":%llu,\"post_rate\":%.0f,"
+                 "\"delivered\":%llu,\"delivered_per_s\":%.0f,\"drained\":%s",
+                 o.subs, o.filter_thread ? "thread" : "all", (unsigned long long)pst.acked,
+                 (double)pst.acked / post_s, (unsigned long long)delivered, rate,
+                 drained ? "true" : "false");
     struct tsb_hist lat;
     tsb_hist_init(&lat);
     for (unsigned t = 0; t < o.threads; t++)
         tsb_hist_merge(&lat, &workers[t].lat);
     if (paced) {
-        json_add(json, sizeof(json),
-                 ",\"target_rate\":%.0f,\"samples\":%llu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
-                 "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f",
-                 o.rate, (unsigned long long)lat.count, tsb_hist_quantile(&lat, 0.5) / 1e6,
-                 tsb_hist_quantile(&lat, 0.99) / 1e6, tsb_hist_quantile(&lat, 0.999) / 1e6,
-                 lat.max / 1e6, tsb_hist_quantile(&pst.ack_lat, 0.5) / 1e6,
-                 tsb_hist_quantile(&pst.ack_lat, 0.99) / 1e6);
+        tsb_json_add(json, sizeof(json),
+                     ",\"target_rate\":%.0f,\"samples\":%llu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+                     "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f",
+                     o.rate, (unsigned long long)lat.count, tsb_hist_quantile(&lat, 0.5) / 1e6,
+                     tsb_hist_quantile(&lat, 0.99) / 1e6, tsb_hist_quantile(&lat, 0.999) / 1e6,
+                     lat.max / 1e6, tsb_hist_quantile(&pst.ack_lat, 0.5) / 1e6,
+                     tsb_hist_quantile(&pst.ack_lat, 0.99) / 1e6);
     }
     json_verdict(json, sizeof(json), v);
     json_cpu(json, sizeof(json), u);
     json_cost(json, sizeof(json), "server_us_per_event", u, delivered);
-    json_add(json, sizeof(json), "}");
+    tsb_json_add(json, sizeof(json), "}");
     snprintf(params, sizeof(params), "N=%u%s %s", o.subs, o.filter_thread ? " thread" : "",
              paced ? "" : "max-rate");
     if (paced) {
@@ -1046,29 +961,30 @@ static void scenario_ingest(void)
     wait_until(cond_ingest_time, 60);
     uint64_t acked0 = pst.acked, unav0 = pst.unavailable;
     tsb_hist_init(&pst.ack_lat);
-    struct cpu_mark a = mark();
+    struct tsb_cpu_mark a = tsb_mark(o.server_pid);
     ingest_end = a.wall_ns + (uint64_t)(o.duration * 1e9);
     wait_until(cond_ingest_time, o.duration + 60);
-    struct cpu_mark b = mark();
+    struct tsb_cpu_mark b = tsb_mark(o.server_pid);
     uint64_t acked = pst.acked - acked0;
     pst.stop = 1;
     wait_until(cond_posts_done, o.timeout);
-    struct cpu_use u = cpu_between(a, b);
+    struct tsb_cpu_use u = tsb_cpu_between(a, b);
     posters_close();
     uv_run(ml, UV_RUN_DEFAULT);
     double rate = (double)acked / u.wall_s;
     json_begin(json, sizeof(json), "ingest");
-    json_add(json, sizeof(json),
-             ",\"posters\":%u,\"window\":%u,\"acked\":%llu,\"acked_per_s\":%.0f,"
-             "\"unavailable\":%llu,\"post_errors\":%llu,\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f,"
-             "\"ack_max_ms\":%.3f",
-             o.posters, o.window, (unsigned long long)acked, rate,
-             (unsigned long long)(pst.unavailable - unav0), (unsigned long long)pst.errors,
-             tsb_hist_quantile(&pst.ack_lat, 0.5) / 1e6,
-             tsb_hist_quantile(&pst.ack_lat, 0.99) / 1e6, pst.ack_lat.max / 1e6);
+    tsb_json_add(
+        json, sizeof(json),
+        ",\"posters\":%u,\"window\":%u,\"acked\":%llu,\"acked_per_s\":%.0f,"
+        "\"unavailable\":%llu,\"post_errors\":%llu,\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f,"
+        "\"ack_max_ms\":%.3f",
+        o.posters, o.window, (unsigned long long)acked, rate,
+        (unsigned long long)(pst.unavailable - unav0), (unsigned long long)pst.errors,
+        tsb_hist_quantile(&pst.ack_lat, 0.5) / 1e6, tsb_hist_quantile(&pst.ack_lat, 0.99) / 1e6,
+        pst.ack_lat.max / 1e6);
     json_cpu(json, sizeof(json), u);
     json_cost(json, sizeof(json), "server_us_per_post", u, acked);
-    json_add(json, sizeof(json), "}");
+    tsb_json_add(json, sizeof(json), "}");
     snprintf(params, sizeof(params), "K=%u window=%u", o.posters, o.window);
     snprintf(fig, sizeof(fig), "%.0f acked posts/s (ack p50=%.1fms p99=%.1fms) errors=%llu", rate,
              tsb_hist_quantile(&pst.ack_lat, 0.5) / 1e6,
@@ -1096,15 +1012,15 @@ static void scenario_catchup(void)
     pst.ids = malloc(pst.cap_ids * sizeof(*pst.ids));
     if (!pst.ids)
         die("out of memory");
-    uint64_t rss0 = srv_rss_kib();
-    struct cpu_mark p0 = mark();
+    uint64_t rss0 = tsb_proc_rss_kib(o.server_pid);
+    struct tsb_cpu_mark p0 = tsb_mark(o.server_pid);
     post_n(o.posts);
-    struct cpu_mark p1 = mark();
+    struct tsb_cpu_mark p1 = tsb_mark(o.server_pid);
     posters_close();
     uv_run(ml, UV_RUN_DEFAULT);
     sleep(1); /* let the server settle (snapshot writes, frees) */
-    uint64_t rss1 = srv_rss_kib();
-    struct cpu_use pu = cpu_between(p0, p1);
+    uint64_t rss1 = tsb_proc_rss_kib(o.server_pid);
+    struct tsb_cpu_use pu = tsb_cpu_between(p0, p1);
     size_t raw = BODY_LEN + strlen("Bench Poster 0") + strlen(thread_key) + 4;
 
     /* The mirror: one subscriber, all threads, from cursor 0. */
@@ -1117,13 +1033,13 @@ static void scenario_catchup(void)
     w->seen = calloc(w->seen_bits / 8 + 1, 1);
     if (!w->seen)
         die("out of memory");
-    struct cpu_mark a = mark();
+    struct tsb_cpu_mark a = tsb_mark(o.server_pid);
     workers_cmd(CMD_CONNECT);
     int done = wait_until(cond_caught_up, o.timeout) == 0;
-    struct cpu_mark b = mark();
+    struct tsb_cpu_mark b = tsb_mark(o.server_pid);
     uint64_t t_end = done ? atomic_load(&w->caught_up_at) : b.wall_ns;
     b.wall_ns = t_end;
-    struct cpu_use u = cpu_between(a, b);
+    struct tsb_cpu_use u = tsb_cpu_between(a, b);
     teardown();
     struct sub *s = &w->subs[0];
     uint64_t received = s->snap_comments + s->events;
@@ -1136,17 +1052,17 @@ static void scenario_catchup(void)
     double rate = (double)received / u.wall_s;
     double per_comment = pst.acked ? (double)(rss1 - rss0) * 1024.0 / (double)pst.acked : 0;
     json_begin(json, sizeof(json), "catchup");
-    json_add(json, sizeof(json),
-             ",\"preloaded\":%llu,\"preload_per_s\":%.0f,\"preload_server_cpu\":%.2f,"
-             "\"snapshot_comments\":%llu,\"event_comments\":%llu,\"comments_per_s\":%.0f,"
-             "\"wire_mb_per_s\":%.1f,\"missing\":%llu,\"dup\":%llu,\"caught_up\":%s,"
-             "\"rss_per_comment_b\":%.0f,\"raw_per_comment_b\":%zu,\"mirror_dir\":null",
-             (unsigned long long)pst.acked, (double)pst.acked / pu.wall_s, pu.srv_cores,
-             (unsigned long long)s->snap_comments, (unsigned long long)s->events, rate,
-             (double)s->bytes / u.wall_s / 1e6, (unsigned long long)missing,
-             (unsigned long long)s->dups, done ? "true" : "false", per_comment, raw);
+    tsb_json_add(json, sizeof(json),
+                 ",\"preloaded\":%llu,\"preload_per_s\":%.0f,\"preload_server_cpu\":%.2f,"
+                 "\"snapshot_comments\":%llu,\"event_comments\":%llu,\"comments_per_s\":%.0f,"
+                 "\"wire_mb_per_s\":%.1f,\"missing\":%llu,\"dup\":%llu,\"caught_up\":%s,"
+                 "\"rss_per_comment_b\":%.0f,\"raw_per_comment_b\":%zu,\"mirror_dir\":null",
+                 (unsigned long long)pst.acked, (double)pst.acked / pu.wall_s, pu.srv_cores,
+                 (unsigned long long)s->snap_comments, (unsigned long long)s->events, rate,
+                 (double)s->bytes / u.wall_s / 1e6, (unsigned long long)missing,
+                 (unsigned long long)s->dups, done ? "true" : "false", per_comment, raw);
     json_cpu(json, sizeof(json), u);
-    json_add(json, sizeof(json), "}");
+    tsb_json_add(json, sizeof(json), "}");
     snprintf(params, sizeof(params), "M=%llu from cursor 0", (unsigned long long)pst.acked);
     snprintf(fig, sizeof(fig), "%.0f comments/s on the wire (%.0f MB/s, %s) missing=%llu dup=%llu",
              rate, (double)s->bytes / u.wall_s / 1e6, s->snap_comments ? "snapshot" : "event log",
@@ -1167,24 +1083,24 @@ static void scenario_catchup(void)
 static void scenario_memory(void)
 {
     char json[1024], params[64], fig[160];
-    uint64_t rss0 = srv_rss_kib();
-    struct cpu_mark a = mark();
+    uint64_t rss0 = tsb_proc_rss_kib(o.server_pid);
+    struct tsb_cpu_mark a = tsb_mark(o.server_pid);
     setup_subs(o.subs);
-    struct cpu_mark b = mark();
+    struct tsb_cpu_mark b = tsb_mark(o.server_pid);
     sleep(2); /* idle: every handshake flight and batch is done */
-    uint64_t rss1 = srv_rss_kib();
+    uint64_t rss1 = tsb_proc_rss_kib(o.server_pid);
     uint64_t live = WSUM(live);
-    struct cpu_use u = cpu_between(a, b);
+    struct tsb_cpu_use u = tsb_cpu_between(a, b);
     teardown();
     double per = live ? (double)(rss1 - rss0) * 1024.0 / (double)live : 0;
     json_begin(json, sizeof(json), "memory");
-    json_add(json, sizeof(json),
-             ",\"subs\":%u,\"live\":%llu,\"rss_before_kib\":%llu,\"rss_after_kib\":%llu,"
-             "\"rss_per_sub_b\":%.0f,\"connect_per_s\":%.0f",
-             o.subs, (unsigned long long)live, (unsigned long long)rss0, (unsigned long long)rss1,
-             per, (double)live / u.wall_s);
+    tsb_json_add(json, sizeof(json),
+                 ",\"subs\":%u,\"live\":%llu,\"rss_before_kib\":%llu,\"rss_after_kib\":%llu,"
+                 "\"rss_per_sub_b\":%.0f,\"connect_per_s\":%.0f",
+                 o.subs, (unsigned long long)live, (unsigned long long)rss0,
+                 (unsigned long long)rss1, per, (double)live / u.wall_s);
     json_cpu(json, sizeof(json), u);
-    json_add(json, sizeof(json), "}");
+    tsb_json_add(json, sizeof(json), "}");
     snprintf(params, sizeof(params), "N=%u idle TLS subscribers", o.subs);
     snprintf(fig, sizeof(fig), "%.0f B server RSS per subscriber (%llu live; set up at %.0f/s)",
              per, (unsigned long long)live, (double)live / u.wall_s);
@@ -1212,10 +1128,10 @@ static void scenario_reconnect(void)
     post_n(batch); /* events while they are away: resumed from cursors */
     for (unsigned t = 0; t < o.threads; t++)
         tsb_hist_init(&workers[t].to_live);
-    struct cpu_mark a = mark();
+    struct tsb_cpu_mark a = tsb_mark(o.server_pid);
     workers_cmd(CMD_RECONNECT);
     int all = wait_until(cond_all_live, o.timeout) == 0;
-    struct cpu_mark b = mark();
+    struct tsb_cpu_mark b = tsb_mark(o.server_pid);
     want_events = (uint64_t)o.subs * pst.acked;
     wait_until(cond_all_events, 10);
     uint64_t resumed = 0;
@@ -1228,19 +1144,19 @@ static void scenario_reconnect(void)
             resumed += (uint64_t)workers[t].subs[i].resumed;
     }
     struct verdict v = verify(pst.acked, pst.acked_sum);
-    struct cpu_use u = cpu_between(a, b);
+    struct tsb_cpu_use u = tsb_cpu_between(a, b);
     json_begin(json, sizeof(json), "reconnect");
-    json_add(json, sizeof(json),
-             ",\"subs\":%u,\"all_live\":%s,\"all_live_s\":%.3f,\"resumed\":%llu,"
-             "\"resumption\":%s,\"storm_window\":%u,\"to_live_p50_ms\":%.1f,"
-             "\"to_live_p99_ms\":%.1f,\"missed_events_each\":%llu",
-             o.subs, all ? "true" : "false", u.wall_s, (unsigned long long)resumed,
-             o.no_resume ? "false" : "true", o.storm_window ? o.storm_window : o.subs,
-             tsb_hist_quantile(&tl, 0.5) / 1e6, tsb_hist_quantile(&tl, 0.99) / 1e6,
-             (unsigned long long)batch);
+    tsb_json_add(json, sizeof(json),
+                 ",\"subs\":%u,\"all_live\":%s,\"all_live_s\":%.3f,\"resumed\":%llu,"
+                 "\"resumption\":%s,\"storm_window\":%u,\"to_live_p50_ms\":%.1f,"
+                 "\"to_live_p99_ms\":%.1f,\"missed_events_each\":%llu",
+                 o.subs, all ? "true" : "false", u.wall_s, (unsigned long long)resumed,
+                 o.no_resume ? "false" : "true", o.storm_window ? o.storm_window : o.subs,
+                 tsb_hist_quantile(&tl, 0.5) / 1e6, tsb_hist_quantile(&tl, 0.99) / 1e6,
+                 (unsigned long long)batch);
     json_verdict(json, sizeof(json), v);
     json_cpu(json, sizeof(json), u);
-    json_add(json, sizeof(json), "}");
+    tsb_json_add(json, sizeof(json), "}");
     snprintf(params, sizeof(params), "N=%u%s", o.subs, o.no_resume ? " no resumption" : "");
     snprintf(fig, sizeof(fig), "all live in %.2f s (%llu resumed TLS) loss=%llu dup=%llu", u.wall_s,
              (unsigned long long)resumed, (unsigned long long)v.lost, (unsigned long long)v.dups);

@@ -2,18 +2,29 @@
 # Installs the Debian 12 packages threadsync builds and tests with, only the
 # missing ones. Safe to run repeatedly; needs root (or sudo) when something
 # is missing. Extra package names on the command line are added to the list.
+#
+# --bench (first argument) adds what only the benchmark's optional modes need,
+# never the build or the tests: mosquitto, the broker bench/run.sh --versus
+# mosquitto compares with (it calls this script so).
 set -euo pipefail
+
+bench=()
+if [ "${1:-}" = --bench ]; then
+  bench=(mosquitto)
+  shift
+fi
 
 # The mirror's HTML test screenshots pages in Chromium: the fonts give emoji
 # and CJK glyphs instead of boxes (DejaVu covers neither; Noto Color Emoji
 # is 10 MB, WenQuanYi Micro Hei 5 MB, where fonts-noto-cjk would be 90 MB).
 # The web edge serves HTTP with libh2o; its browser tests drive Chromium
 # through chromedriver from Debian's python3 with python3-selenium.
+# threadsync import parses WordPress and Disqus XML exports with expat.
 # .ci/lint runs clang-format and clang-tidy-14's run-clang-tidy-14.
 pkgs=(build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
-      libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev
+      libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev libexpat1-dev
       chromium fonts-noto-color-emoji fonts-wqy-microhei
-      libh2o-dev chromium-driver python3-selenium clang-format clang-tidy-14 "$@")
+      libh2o-dev chromium-driver python3-selenium clang-format clang-tidy-14 "${bench[@]}" "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -64,6 +64,7 @@ struct sess_table {
     pthread_mutex_t mu;
     uint64_t tick;
     struct sess_slot slot[TS_TLS_SESSION_SLOTS];
+    int foreign; /* ts_tls_client_ctx_foreign: no ALPN offered or required */
 };
 
 static int table_idx = -1;
@@ -639,6 +640,21 @@ static int is_ip_literal(const char *host)
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
+int ts_tls_client_ctx_foreign(const char *ca_file, SSL_CTX **out)
+{
+    int rc = ts_tls_client_ctx(ca_file, NULL, NULL, out);
+    if (rc != TS_OK)
+        return rc;
+    /* An empty list turns the extension off (0 is success). */
+    if (SSL_CTX_set_alpn_protos(*out, NULL, 0) != 0) {
+        SSL_CTX *ctx = *out;
+        *out = NULL;
+        return ctx_fail(ctx, TS_E_TLS, "alpn", ca_file);
+    }
+    table_of(*out)->foreign = 1;
+    return TS_OK;
+}
+
 int ts_tls_new_client(SSL_CTX *ctx, const char *host, const char *session_key, struct ts_tls **out)
 {
     struct ts_tls *t;
@@ -735,6 +751,9 @@ static int write_all(struct ts_tls *t, const uint8_t *p, size_t len)
 
 static int check_alpn(struct ts_tls *t)
 {
+    struct sess_table *tb = table_of(SSL_get_SSL_CTX(t->ssl));
+    if (tb && tb->foreign)
+        return 1;
     const unsigned char *p = NULL;
     unsigned int len = 0;
     SSL_get0_alpn_selected(t->ssl, &p, &len);

@@ -55,6 +55,12 @@ int ts_tls_server_ctx_mtls(const char *cert_file, const char *key_file, const ch
 int ts_tls_client_ctx(const char *ca_file, const char *cert_file, const char *key_file,
                       SSL_CTX **out);
 
+/* A client context for a server that is not threadsync (bench/ts_mqttgen's
+ * comparison broker): the verification, TLS floor and session table of
+ * ts_tls_client_ctx(), but no ALPN offered and none required of the server.
+ * Never for threadsync itself. */
+int ts_tls_client_ctx_foreign(const char *ca_file, SSL_CTX **out);
+
 struct ts_tls;
 
 /* A server engine on ctx (borrowed: it must outlive the engine). */

@@ -224,9 +224,24 @@ int ts_valid_post(const Threadsync__Post *post, struct ts_valid_err *err)
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (check_str(fields[i].which, fields[i].value, err) != TS_OK)
             return TS_E_INVALID_ARGUMENT;
+    if (!ts_valid_reader_key(post->reader_key))
+        return refuse(err, "reader_key", "reader key must be empty or %d lowercase hex digits",
+                      TS_READER_KEY_LEN);
     if (err)
         err->field = NULL;
     return TS_OK;
+}
+
+int ts_valid_reader_key(const char *s)
+{
+    if (!s || !*s)
+        return 1;
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')) ||
+            n >= TS_READER_KEY_LEN)
+            return 0;
+    return n == TS_READER_KEY_LEN;
 }
 
 int ts_valid_hello(const Threadsync__Hello *hello, struct ts_valid_err *err)

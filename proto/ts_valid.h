@@ -27,6 +27,11 @@
 #define TS_TOKEN_MAX 256
 #define TS_SUBSCRIBE_KEYS_MAX 1024
 #define TS_TOKEN_NAME_MAX 64
+/* Post.reader_key: exactly this many lowercase hex digits (an HMAC-SHA256).
+ * "reader:" + a key is longer than any author name, so a ban on it (stored
+ * with the author bans) can never match a name, and it has no '@'. */
+#define TS_READER_KEY_LEN 64
+#define TS_READER_BAN_PREFIX "reader:"
 
 /* Returns 1 when s[0..len) is well-formed UTF-8 (no overlong forms, no
  * surrogates, nothing above U+10FFFF), 0 otherwise. NUL bytes are valid
@@ -75,6 +80,9 @@ int ts_valid_field(enum ts_valid_field which, const char *s, size_t len, struct 
 /* Checks a Post request's fields in wire order; the first bad one is
  * reported. Returns TS_OK (err->field NULL) or TS_E_INVALID_ARGUMENT. */
 int ts_valid_post(const Threadsync__Post *post, struct ts_valid_err *err);
+
+/* Whether s is a reader key: empty, or TS_READER_KEY_LEN of [0-9a-f]. */
+int ts_valid_reader_key(const char *s);
 
 /* Checks a thread key on its own (Get, Subscribe). err may be NULL. */
 int ts_valid_thread_key(const char *key, struct ts_valid_err *err);

@@ -34,10 +34,12 @@
 static const char file_header[] =
     "# threadsync tokens: one per line, ROLE NAME SHA256HEX.\n"
     "# ROLE is reader|poster|moderator|admin; NAME is [A-Za-z0-9._-]{1,64}, unique;\n"
+    "# an optional fourth field `gateway` lets the token send reader keys.\n"
     "# SHA256HEX is the SHA-256 of the token. Plain tokens are never stored here.\n";
 
 struct entry {
     int role;
+    int gateway; /* a fourth field `gateway`: may send Post.reader_key */
     size_t line;
     uint8_t hash[HASH_LEN];
     char name[TS_AUTH_NAME_MAX + 1];
@@ -160,13 +162,16 @@ static size_t split(const char *s, size_t len, const char **f, size_t *flen, siz
 /* Parses one non-comment line into *e; returns NULL or the reason. */
 static const char *parse_line(const char *s, size_t len, struct entry *e)
 {
-    const char *f[3];
-    size_t fl[3];
+    const char *f[4];
+    size_t fl[4];
     if (memchr(s, '\0', len) != NULL)
         return "nul_byte";
-    size_t n = split(s, len, f, fl, 3);
-    if (n != 3)
+    size_t n = split(s, len, f, fl, 4);
+    if (n != 3 && n != 4)
         return "want_3_fields";
+    e->gateway = n == 4;
+    if (n == 4 && (fl[3] != strlen("gateway") || memcmp(f[3], "gateway", fl[3]) != 0))
+        return "bad_flag";
     char role[16];
     if (fl[0] >= sizeof(role))
         return "bad_role";
@@ -365,6 +370,14 @@ int ts_auth_entry(const struct ts_auth *auth, size_t i, int *role, const char **
     if (name != NULL)
         *name = auth->table->e[i].name;
     return TS_OK;
+}
+
+int ts_auth_gateway(const struct ts_auth *auth, const char *name)
+{
+    for (size_t i = 0; i < auth->table->n; i++)
+        if (strcmp(auth->table->e[i].name, name) == 0)
+            return auth->table->e[i].gateway;
+    return 0;
 }
 
 int ts_auth_check(const struct ts_auth *auth, const char *token, int *role, const char **name)

@@ -9,7 +9,9 @@
  *
  * ROLE is reader|poster|moderator|admin, NAME is [A-Za-z0-9._-]{1,64} and
  * unique in the file, SHA256HEX the 64 hex digits of SHA-256 over the token's
- * bytes. Only hashes are stored: a leaked tokens file grants nothing.
+ * bytes. An optional fourth field, the word `gateway`, marks a token that
+ * posts for many readers (a web edge) and may send Post.reader_key; files
+ * without it load as before. Only hashes are stored: a leaked tokens file grants nothing.
  * Comments are whole lines only (a '#' after the fields is an error).
  *
  * Tokens made here are "ts_" followed by 32 random bytes in base64url
@@ -61,6 +63,9 @@ void ts_auth_free(struct ts_auth *auth);
  * (logged with file:line and the reason, never the line itself), a missing or
  * oversized file; TS_E_IO or TS_E_NOMEM. On error the old table stays. */
 int ts_auth_load(struct ts_auth *auth, const char *path);
+
+/* 1 when the table's token called name is marked `gateway`, else 0. */
+int ts_auth_gateway(const struct ts_auth *auth, const char *name);
 
 /* Number of tokens in the current table. */
 size_t ts_auth_count(const struct ts_auth *auth);

@@ -52,6 +52,7 @@ static void answer_token_add(struct ts_session *s, const struct ts_req_write *w,
     ta.role = (Threadsync__Role)w->role;
     ta.token = (char *)w->token;
     ta.seq = res->seq;
+    ta.gateway = w->gateway != 0;
     r.request_id = w->wait.request_id;
     r.body_case = THREADSYNC__RESULT__BODY_TOKEN_ADD;
     r.token_add = &ta;
@@ -91,9 +92,11 @@ void ts_req_admin_token_add(struct ts_session *s, const Threadsync__Frame *f)
     }
     snprintf(w->name, sizeof(w->name), "%s", a->name);
     w->role = a->role;
+    w->gateway = a->gateway;
     Threadsync__State__TokenGrant g = THREADSYNC__STATE__TOKEN_GRANT__INIT;
     g.name = a->name;
     g.role = a->role;
+    g.gateway = a->gateway;
     g.token_hash.data = hash;
     g.token_hash.len = sizeof(hash);
     Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
@@ -157,6 +160,7 @@ static int collect_token(void *arg, const struct ts_store_token *t)
     i->created_at_ms = t->created_at_ms;
     i->created_by = (char *)t->created_by;
     i->revoked = t->revoked != 0;
+    i->gateway = t->gateway != 0;
     return 0;
 }
 
@@ -174,6 +178,7 @@ void ts_req_admin_token_list(struct ts_session *s, const Threadsync__Frame *f)
         t->name = (char *)name;
         t->role = (Threadsync__Role)role;
         t->from_file = 1;
+        t->gateway = ts_auth_gateway(s->srv->auth, name) != 0;
         t->revoked = ts_store_token_state(s->srv->store, name) == TS_STORE_TOKEN_REVOKED;
     }
     if (!l.failed)

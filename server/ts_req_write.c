@@ -158,6 +158,16 @@ static void answer_post(struct ts_session *s, const struct ts_req_write *w,
 /* Bans and rate limits. A retry of a post already applied passes: it
  * changes nothing and its answer may be what the client lost. Returns 1 to
  * go on; 0 when it answered the refusal. */
+/* Names are unique across the tokens file and the replicated table (TokenAdd
+ * refuses a file's name), so the name says where the flag lives. */
+static int token_is_gateway(const struct ts_server *srv, const char *name)
+{
+    return ts_auth_gateway(srv->auth, name) || ts_store_token_gateway(srv->store, name);
+}
+
+/* A gateway's post with a reader key is limited and banned by that key (the
+ * reader), not by the author fields a reader types freely; any other post
+ * by its author. */
 static int post_admitted(struct ts_session *s, const Threadsync__Post *p,
                          const uint8_t digest[TS_STORE_IDEM_DIGEST_LEN])
 {
@@ -165,12 +175,16 @@ static int post_admitted(struct ts_session *s, const Threadsync__Post *p,
     if (ts_store_idempotency_known(srv->store, digest))
         return 1;
     const char *field = NULL;
-    if (ts_store_banned(srv->store, p->author_name, p->author_email, wall_ms(), NULL, &field)) {
+    if (ts_store_banned(srv->store, p->author_name, p->author_email, p->reader_key, wall_ms(), NULL,
+                        &field)) {
         ts__session_error(s, p->request_id, TS_E_FORBIDDEN, field, "author banned");
         return 0;
     }
     char author[2 + TS_AUTHOR_EMAIL_MAX + 4 * TS_AUTHOR_NAME_MAX_CP + 1];
-    ts_limits_author_key(p->author_name, p->author_email, author, sizeof(author));
+    if (p->reader_key && *p->reader_key)
+        snprintf(author, sizeof(author), "r:%s", p->reader_key);
+    else
+        ts_limits_author_key(p->author_name, p->author_email, author, sizeof(author));
     uint32_t retry = 0;
     int rc = ts_limits_post(srv->limits, s->token_name, author, uv_now(srv->loop), &retry);
     if (rc == TS_E_RATE_LIMITED) {
@@ -195,6 +209,13 @@ void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
     struct ts_valid_err err;
     if (ts_valid_post(p, &err) != TS_OK) {
         ts__session_error(s, p->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
+        return;
+    }
+    if (p->reader_key && *p->reader_key && !token_is_gateway(s->srv, s->token_name)) {
+        /* INVALID_ARGUMENT, not FORBIDDEN: a gateway's edge tells this
+         * apart from a ban on the reader key (FORBIDDEN, same field). */
+        ts__session_error(s, p->request_id, TS_E_INVALID_ARGUMENT, "reader_key",
+                          "only a gateway token may send a reader key");
         return;
     }
     if (!ts_repl_is_leader(s->srv->repl)) {
@@ -413,7 +434,7 @@ void ts_req_write_ban(struct ts_session *s, const Threadsync__Frame *f)
         return;
     }
     /* The answer names the author as stored: e-mails lowercased. */
-    snprintf(w->name, sizeof(w->name), "%.64s", b->author);
+    snprintf(w->name, sizeof(w->name), "%s", b->author);
     if (strchr(w->name, '@'))
         for (char *c = w->name; *c; c++)
             if (*c >= 'A' && *c <= 'Z')

@@ -34,6 +34,7 @@
 #include "ts_log.h"
 #include "ts_repl.h"
 #include "ts_req_admin.h"
+#include "ts_req_import.h"
 #include "ts_req_read.h"
 #include "ts_req_write.h"
 #include "ts_server_int.h"
@@ -452,26 +453,27 @@ static int refuse_stale(struct ts_session *s, uint64_t rid, int reads)
  * role must allow (handlers check more where the request says more, e.g.
  * an edit without its key needs a moderator), and its handler. */
 static const struct {
-    enum ts_auth_action least;
     request_fn *handle;
+    enum ts_auth_action least;
     int reads; /* serves this node's state: refused when it is stale */
 } requests[] = {
-    [THREADSYNC__FRAME__MSG_POST] = {TS_AUTH_POST, ts_req_write_post, 0},
-    [THREADSYNC__FRAME__MSG_GET] = {TS_AUTH_GET, ts_req_read_get, 1},
-    [THREADSYNC__FRAME__MSG_SUBSCRIBE] = {TS_AUTH_SUBSCRIBE, ts_req_read_subscribe, 1},
-    [THREADSYNC__FRAME__MSG_DIGEST] = {TS_AUTH_GET, ts_req_read_digest, 1},
-    [THREADSYNC__FRAME__MSG_PENDING_QUEUE] = {TS_AUTH_MODERATE, ts_req_read_pending_queue, 1},
-    [THREADSYNC__FRAME__MSG_MODERATE] = {TS_AUTH_MODERATE, ts_req_write_moderate},
-    [THREADSYNC__FRAME__MSG_EDIT] = {TS_AUTH_POST, ts_req_write_edit},
-    [THREADSYNC__FRAME__MSG_DELETE] = {TS_AUTH_POST, ts_req_write_delete},
-    [THREADSYNC__FRAME__MSG_MODERATE_THREAD] = {TS_AUTH_MODERATE, ts_req_write_moderate_thread},
-    [THREADSYNC__FRAME__MSG_BAN_AUTHOR] = {TS_AUTH_MODERATE, ts_req_write_ban},
-    [THREADSYNC__FRAME__MSG_JOIN] = {TS_AUTH_ADMIN, ts_req_admin_join},
-    [THREADSYNC__FRAME__MSG_REMOVE_NODE] = {TS_AUTH_ADMIN, ts_req_admin_remove_node},
-    [THREADSYNC__FRAME__MSG_CLUSTER] = {TS_AUTH_ADMIN, ts_req_admin_cluster},
-    [THREADSYNC__FRAME__MSG_TOKEN_ADD] = {TS_AUTH_ADMIN, ts_req_admin_token_add},
-    [THREADSYNC__FRAME__MSG_TOKEN_LIST] = {TS_AUTH_ADMIN, ts_req_admin_token_list},
-    [THREADSYNC__FRAME__MSG_TOKEN_REVOKE] = {TS_AUTH_ADMIN, ts_req_admin_token_revoke},
+    [THREADSYNC__FRAME__MSG_POST] = {ts_req_write_post, TS_AUTH_POST, 0},
+    [THREADSYNC__FRAME__MSG_GET] = {ts_req_read_get, TS_AUTH_GET, 1},
+    [THREADSYNC__FRAME__MSG_SUBSCRIBE] = {ts_req_read_subscribe, TS_AUTH_SUBSCRIBE, 1},
+    [THREADSYNC__FRAME__MSG_DIGEST] = {ts_req_read_digest, TS_AUTH_GET, 1},
+    [THREADSYNC__FRAME__MSG_PENDING_QUEUE] = {ts_req_read_pending_queue, TS_AUTH_MODERATE, 1},
+    [THREADSYNC__FRAME__MSG_MODERATE] = {ts_req_write_moderate, TS_AUTH_MODERATE, 0},
+    [THREADSYNC__FRAME__MSG_EDIT] = {ts_req_write_edit, TS_AUTH_POST, 0},
+    [THREADSYNC__FRAME__MSG_DELETE] = {ts_req_write_delete, TS_AUTH_POST, 0},
+    [THREADSYNC__FRAME__MSG_MODERATE_THREAD] = {ts_req_write_moderate_thread, TS_AUTH_MODERATE, 0},
+    [THREADSYNC__FRAME__MSG_BAN_AUTHOR] = {ts_req_write_ban, TS_AUTH_MODERATE, 0},
+    [THREADSYNC__FRAME__MSG_JOIN] = {ts_req_admin_join, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_REMOVE_NODE] = {ts_req_admin_remove_node, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_CLUSTER] = {ts_req_admin_cluster, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_TOKEN_ADD] = {ts_req_admin_token_add, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_TOKEN_LIST] = {ts_req_admin_token_list, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_TOKEN_REVOKE] = {ts_req_admin_token_revoke, TS_AUTH_ADMIN, 0},
+    [THREADSYNC__FRAME__MSG_IMPORT] = {ts_req_import, TS_AUTH_ADMIN, 0},
 };
 
 static request_fn *request_handler(const Threadsync__Frame *f)

@@ -1,6 +1,6 @@
 /*
  * threadsync: the command-line client (post, get, watch, mirror, verify,
- * edit, delete, moderate, admin) over libthreadsync.
+ * edit, delete, moderate, import, export, admin) over libthreadsync.
  *
  * Thin on purpose: parsing and formatting live in ts_cli.c. Reads (get,
  * the admin commands) use the blocking helpers in fail-fast mode: each
@@ -23,6 +23,8 @@
 #include "ts_cli.h"
 #include "ts_cli_backup.h"
 #include "ts_cli_cluster.h"
+#include "ts_cli_export.h"
+#include "ts_cli_import.h"
 #include "ts_cli_mirror.h"
 #include "ts_cli_web.h"
 #include "ts_hex.h"
@@ -59,14 +61,15 @@ static void context_init(const char *cmd, const struct ts_cli_opts *o)
 static int finish(int err, const Threadsync__Error *detail)
 {
     int explained = 0;
-    for (size_t i = 0; err == TS_E_IO && context_opts && i < context_opts->n_servers; i++) {
+    size_t n_servers = err == TS_E_IO && context_opts ? context_opts->n_servers : 0;
+    for (size_t i = 0; i < n_servers; i++) {
         char msg[384];
         if (ts_cli_explain_connect(context_opts->servers[i], 2000, msg, sizeof(msg))) {
             fprintf(stderr, "error: %s\n", msg);
             explained++;
         }
     }
-    if (!explained || explained < (int)context_opts->n_servers)
+    if (!explained || explained < (int)n_servers)
         ts_cli_print_error(stderr, err, detail, context);
     return ts_cli_exit_code(err);
 }
@@ -281,6 +284,7 @@ static int cmd_admin(const struct ts_cli_opts *o, struct ts_client_config *cfg)
         Threadsync__TokenAdd m = THREADSYNC__TOKEN_ADD__INIT;
         m.name = (char *)o->token_name;
         m.role = (Threadsync__Role)o->role;
+        m.gateway = o->gateway;
         Threadsync__TokenAddResult *res = NULL;
         rc = ts_sync_token_add(cfg, &m, &res, &detail);
         if (rc != TS_OK)
@@ -450,6 +454,8 @@ static const command_fn commands[TS_CLI_CMD_COUNT] = {
     [TS_CLI_CMD_MODERATE] = cmd_moderate,
     [TS_CLI_CMD_EDIT] = cmd_edit,
     [TS_CLI_CMD_DELETE] = cmd_delete,
+    [TS_CLI_CMD_IMPORT] = ts_cli_import_run,
+    [TS_CLI_CMD_EXPORT] = ts_cli_export_run,
     [TS_CLI_CMD_ADMIN] = cmd_admin,
     [TS_CLI_CMD_BACKUP] = ts_cli_backup_cmd,
     [TS_CLI_CMD_DIGEST] = ts_cli_digest_cmd,

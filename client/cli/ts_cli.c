@@ -57,11 +57,23 @@ enum opt_id {
     OPT_IDEM_KEY,
     OPT_OUT,
     OPT_TIMEOUT_MS,
+    OPT_GATEWAY,
+    OPT_FORMAT,
+    OPT_KEY_FROM,
+    OPT_SOURCE,
+    OPT_BATCH_SIZE,
+    OPT_WITH_PINGBACKS,
+    OPT_STRICT,
+    OPT_RENUMBER,
+    OPT_QUIET,
+    OPT_WITH_EMAILS,
 };
 
 #define CMD_BIT(c) (1u << (c))
 #define ALL_CMDS 0xffffffffu
 #define MIRROR_CMDS (CMD_BIT(TS_CLI_CMD_MIRROR) | CMD_BIT(TS_CLI_CMD_VERIFY))
+#define IMPORT CMD_BIT(TS_CLI_CMD_IMPORT)
+#define EXPORT CMD_BIT(TS_CLI_CMD_EXPORT)
 /* Writes that are safe to send again, so they retry across the server list
  * until --timeout: a post carries its idempotency key, the others set a
  * state and a repeat changes nothing (changed=0). */
@@ -82,7 +94,7 @@ static const struct opt_def {
     {"help", OPT_HELP, 0, ALL_CMDS},
     {"thread", OPT_THREAD, 1,
      CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) | CMD_BIT(TS_CLI_CMD_WATCH) |
-         CMD_BIT(TS_CLI_CMD_MODERATE) | MIRROR_CMDS},
+         CMD_BIT(TS_CLI_CMD_MODERATE) | MIRROR_CMDS | EXPORT},
     {"parent", OPT_PARENT, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"name", OPT_NAME, 1, CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_ADMIN)},
     {"email", OPT_EMAIL, 1, CMD_BIT(TS_CLI_CMD_POST)},
@@ -92,7 +104,7 @@ static const struct opt_def {
     {"body-file", OPT_BODY_FILE, 1, CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_EDIT)},
     {"since", OPT_SINCE, 1, CMD_BIT(TS_CLI_CMD_WATCH)},
     {"dir", OPT_DIR, 1, MIRROR_CMDS},
-    {"all", OPT_ALL, 0, MIRROR_CMDS},
+    {"all", OPT_ALL, 0, MIRROR_CMDS | EXPORT},
     {"once", OPT_ONCE, 0, CMD_BIT(TS_CLI_CMD_MIRROR)},
     {"edit-key", OPT_EDIT_KEY, 1, CMD_BIT(TS_CLI_CMD_EDIT) | CMD_BIT(TS_CLI_CMD_DELETE)},
     {"author", OPT_AUTHOR, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
@@ -100,8 +112,19 @@ static const struct opt_def {
     {"role", OPT_ROLE, 1, CMD_BIT(TS_CLI_CMD_ADMIN)},
     {"timeout", OPT_TIMEOUT, 1, ALL_CMDS},
     {"idempotency-key", OPT_IDEM_KEY, 1, CMD_BIT(TS_CLI_CMD_POST)},
-    {"out", OPT_OUT, 1, CMD_BIT(TS_CLI_CMD_BACKUP)},
-    {"timeout-ms", OPT_TIMEOUT_MS, 1, CMD_BIT(TS_CLI_CMD_BACKUP) | CMD_BIT(TS_CLI_CMD_DIGEST)},
+    {"out", OPT_OUT, 1, CMD_BIT(TS_CLI_CMD_BACKUP) | EXPORT},
+    {"timeout-ms", OPT_TIMEOUT_MS, 1,
+     CMD_BIT(TS_CLI_CMD_BACKUP) | CMD_BIT(TS_CLI_CMD_DIGEST) | IMPORT},
+    {"gateway", OPT_GATEWAY, 0, CMD_BIT(TS_CLI_CMD_ADMIN)},
+    {"format", OPT_FORMAT, 1, IMPORT | EXPORT},
+    {"key-from", OPT_KEY_FROM, 1, IMPORT},
+    {"source", OPT_SOURCE, 1, IMPORT},
+    {"batch-size", OPT_BATCH_SIZE, 1, IMPORT},
+    {"with-pingbacks", OPT_WITH_PINGBACKS, 0, IMPORT},
+    {"strict", OPT_STRICT, 0, IMPORT},
+    {"renumber", OPT_RENUMBER, 0, IMPORT},
+    {"quiet", OPT_QUIET, 0, IMPORT},
+    {"with-emails", OPT_WITH_EMAILS, 0, EXPORT},
 };
 
 /* The commands: the first word, and for the admin sub-commands that are
@@ -118,6 +141,8 @@ static const struct cmd_def {
     {TS_CLI_CMD_MODERATE, "moderate", NULL, "moderate"},
     {TS_CLI_CMD_EDIT, "edit", NULL, "edit"},
     {TS_CLI_CMD_DELETE, "delete", NULL, "delete"},
+    {TS_CLI_CMD_IMPORT, "import", NULL, "import"},
+    {TS_CLI_CMD_EXPORT, "export", NULL, "export"},
     {TS_CLI_CMD_ADMIN, "admin", NULL, "admin"},
     {TS_CLI_CMD_BACKUP, "admin", "backup", "admin backup"},
     {TS_CLI_CMD_DIGEST, "admin", "digest", "admin digest"},
@@ -251,6 +276,9 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
     case OPT_TOKEN_FILE:
         o->token_file = v;
         break;
+    case OPT_GATEWAY:
+        o->gateway = 1;
+        break;
     case OPT_JSON:
         o->json = 1;
         break;
@@ -318,6 +346,42 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
     }
     case OPT_OUT:
         o->out = v;
+        break;
+    case OPT_FORMAT:
+        o->format = v;
+        break;
+    case OPT_KEY_FROM:
+        if (strcmp(v, "path") != 0 && strcmp(v, "slug") != 0 && strcmp(v, "id") != 0)
+            return fail(err, errlen, "--key-from wants path, slug or id");
+        o->key_from = v;
+        break;
+    case OPT_SOURCE:
+        if (!v[0] || strlen(v) > TS_CLI_IMPORT_SOURCE_MAX)
+            return fail(err, errlen, "--source wants 1 to %d characters", TS_CLI_IMPORT_SOURCE_MAX);
+        o->source = v;
+        break;
+    case OPT_BATCH_SIZE: {
+        uint64_t n;
+        if (parse_u64(v, &n) || n == 0 || n > TS_CLI_IMPORT_BATCH_MAX)
+            return fail(err, errlen, "--batch-size wants 1..%d, not '%s'", TS_CLI_IMPORT_BATCH_MAX,
+                        v);
+        o->batch_size = (size_t)n;
+        break;
+    }
+    case OPT_WITH_PINGBACKS:
+        o->with_pingbacks = 1;
+        break;
+    case OPT_STRICT:
+        o->strict = 1;
+        break;
+    case OPT_RENUMBER:
+        o->renumber = 1;
+        break;
+    case OPT_QUIET:
+        o->quiet = 1;
+        break;
+    case OPT_WITH_EMAILS:
+        o->with_emails = 1;
         break;
     case OPT_IDEM_KEY: {
         size_t n = strlen(v);
@@ -387,6 +451,23 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
         want_id = 0;
         n_words = 1;
         break;
+    case TS_CLI_CMD_IMPORT:
+        if (!o->format || (strcmp(o->format, "wordpress") != 0 &&
+                           strcmp(o->format, "disqus") != 0 && strcmp(o->format, "jsonl") != 0))
+            return fail(err, errlen, "import needs --format wordpress, disqus or jsonl");
+        if (o->n_args == 0)
+            return fail(err, errlen, "import needs a FILE (- for standard input)");
+        o->file = o->args[0];
+        n_words = 1;
+        break;
+    case TS_CLI_CMD_EXPORT:
+        if (!o->format || strcmp(o->format, "jsonl") != 0)
+            return fail(err, errlen, "export needs --format jsonl");
+        if (o->all == (o->n_threads > 0))
+            return fail(err, errlen, "export needs --all or --thread KEY (not both)");
+        if (o->n_threads > TS_CLI_EXPORT_KEYS_MAX)
+            return fail(err, errlen, "at most %d --thread keys", TS_CLI_EXPORT_KEYS_MAX);
+        break;
     case TS_CLI_CMD_BACKUP:
         if (!o->out || !*o->out)
             return fail(err, errlen, "admin backup needs --out FILE");
@@ -415,8 +496,8 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
             if (!o->name || !o->role)
                 return fail(err, errlen, "admin token add needs --role ROLE and --name NAME");
             o->token_name = o->name;
-        } else if (o->name || o->role) {
-            return fail(err, errlen, "--role and --name go with admin token add only");
+        } else if (o->name || o->role || o->gateway) {
+            return fail(err, errlen, "--role, --name and --gateway go with admin token add only");
         }
         if (o->token_op == TS_CLI_TOKEN_REVOKE && o->n_args == 3)
             o->token_name = o->args[2];
@@ -543,6 +624,8 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
     }
     if (!o->timeout_s)
         o->timeout_s = TS_CLI_DEFAULT_TIMEOUT_S;
+    if (!o->batch_size)
+        o->batch_size = TS_CLI_IMPORT_BATCH_MAX;
     if (!o->ca_file)
         o->ca_file = env_or(get_env, "THREADSYNC_CA", TS_CLI_DEFAULT_CA);
     if (!o->token_file)
@@ -574,7 +657,14 @@ void ts_cli_usage(FILE *out)
           "  moderate lock|unlock|premoderate|postmoderate --thread KEY\n"
           "  moderate queue [--thread KEY]           list PENDING comments\n"
           "  moderate ban --author NAME_OR_EMAIL --duration SECONDS   (0 lifts it)\n"
-          "  admin token add --role reader|poster|moderator|admin --name NAME\n"
+          "  import --format wordpress|disqus|jsonl FILE   (- for standard input)\n"
+          "        [--key-from path|slug|id] [--with-pingbacks] [--strict] [--source NAME]\n"
+          "        [--renumber] [--batch-size N] [--quiet] [--timeout-ms MS]\n"
+          "                  put another system's comments into threadsync (an admin\n"
+          "                  token; running it again completes an interrupted run)\n"
+          "  export --format jsonl (--all | --thread KEY...) [--with-emails] [--out FILE]\n"
+          "                  every thread and comment as JSON Lines\n"
+          "  admin token add --role reader|poster|moderator|admin --name NAME [--gateway]\n"
           "                         prints the new token once\n"
           "  admin token list\n"
           "  admin token revoke NAME\n"
@@ -824,6 +914,8 @@ void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm)
     ts_json_kv_u64(out, "version", cm->version, 0);
     if (cm->moderated_by && *cm->moderated_by)
         ts_json_kv_str(out, "moderated_by", cm->moderated_by, 0);
+    if (cm->reader_key && *cm->reader_key)
+        ts_json_kv_str(out, "reader_key", cm->reader_key, 0);
     fputc('}', out);
 }
 
@@ -1271,11 +1363,12 @@ void ts_cli_print_token_add(FILE *out, const Threadsync__TokenAddResult *r, int 
         ts_json_kv_str(out, "role", role_word(r->role), 0);
         ts_json_kv_str(out, "token", r->token, 0);
         ts_json_kv_u64(out, "seq", r->seq, 0);
+        ts_json_kv_bool(out, "gateway", r->gateway, 0);
         fputs("}\n", out);
         return;
     }
-    fprintf(out, "name=%s role=%s token=%s\n", str_or_empty(r->name), role_word(r->role),
-            str_or_empty(r->token));
+    fprintf(out, "name=%s role=%s token=%s%s\n", str_or_empty(r->name), role_word(r->role),
+            str_or_empty(r->token), r->gateway ? " gateway" : "");
 }
 
 void ts_cli_print_token_list(FILE *out, const Threadsync__TokenListResult *r, int json)
@@ -1292,6 +1385,7 @@ void ts_cli_print_token_list(FILE *out, const Threadsync__TokenListResult *r, in
             ts_json_kv_str(out, "created_by", t->created_by, 0);
             ts_json_kv_bool(out, "from_file", t->from_file, 0);
             ts_json_kv_bool(out, "revoked", t->revoked, 0);
+            ts_json_kv_bool(out, "gateway", t->gateway, 0);
             fputc('}', out);
             continue;
         }
@@ -1302,6 +1396,8 @@ void ts_cli_print_token_list(FILE *out, const Threadsync__TokenListResult *r, in
                 t->from_file ? "file" : "replicated");
         if (t->created_by && *t->created_by)
             fprintf(out, " by=%s", t->created_by);
+        if (t->gateway)
+            fputs(" gateway", out);
         fputs(t->revoked ? " revoked\n" : "\n", out);
     }
     if (json)

@@ -48,6 +48,9 @@
 #define TS_CLI_DEFAULT_TOKEN_FILE "./threadsync-data/admin.token"
 #define TS_CLI_DEFAULT_TIMEOUT_S 30
 #define TS_CLI_IDEM_KEY_MAX 64
+#define TS_CLI_IMPORT_BATCH_MAX 1000 /* comments per Import request (and the default) */
+#define TS_CLI_IMPORT_SOURCE_MAX 64  /* import --source */
+#define TS_CLI_EXPORT_KEYS_MAX 1024  /* export --thread keys */
 
 enum ts_cli_exit {
     TS_CLI_EXIT_OK = 0,
@@ -66,6 +69,8 @@ enum ts_cli_cmd {
     TS_CLI_CMD_MODERATE,    /* ACTION [ID] */
     TS_CLI_CMD_EDIT,        /* ID */
     TS_CLI_CMD_DELETE,      /* ID */
+    TS_CLI_CMD_IMPORT,      /* --format F FILE (ts_cli_import.h) */
+    TS_CLI_CMD_EXPORT,      /* --format jsonl --all|--thread (ts_cli_export.h) */
     TS_CLI_CMD_ADMIN,       /* token add|list|revoke [NAME] */
     TS_CLI_CMD_BACKUP,      /* admin backup --out FILE (ts_cli_backup.h) */
     TS_CLI_CMD_DIGEST,      /* admin digest */
@@ -126,13 +131,22 @@ struct ts_cli_opts {
     const char *author;   /* --author (ban) */
     uint64_t duration_s;  /* --duration (ban, seconds; 0 lifts) */
     int duration_set;
-    int role;                    /* --role (admin token add), a Threadsync__Role */
-    const char *token_name;      /* admin token add --name / revoke NAME */
-    uint64_t timeout_s;          /* --timeout, else TS_CLI_DEFAULT_TIMEOUT_S */
-    unsigned timeout_ms;         /* admin backup/digest --timeout-ms (older spelling), or 0 */
-    const char *out;             /* admin backup --out */
-    uint64_t node_id;            /* admin remove-node ID */
+    int role;               /* --role (admin token add), a Threadsync__Role */
+    int gateway;            /* --gateway (admin token add): may send reader keys */
+    const char *token_name; /* admin token add --name / revoke NAME */
+    uint64_t timeout_s;     /* --timeout, else TS_CLI_DEFAULT_TIMEOUT_S */
+    unsigned timeout_ms;    /* admin backup/digest, import --timeout-ms (older spelling), or 0 */
+    const char *out;        /* admin backup, export --out */
+    uint64_t node_id;       /* admin remove-node ID */
     const char *idempotency_key; /* post --idempotency-key, or NULL */
+    /* import, export */
+    const char *format;   /* --format: import wordpress|disqus|jsonl, export jsonl */
+    const char *file;     /* import FILE ("-": standard input) */
+    const char *key_from; /* import --key-from path|slug|id, or NULL (path) */
+    const char *source;   /* import --source, or NULL (the format's name) */
+    size_t batch_size;    /* import --batch-size, else 1000 */
+    int with_pingbacks, strict, renumber, quiet; /* import's flags */
+    int with_emails;                             /* export --with-emails */
 };
 
 typedef char *(*ts_cli_getenv_fn)(const char *name);

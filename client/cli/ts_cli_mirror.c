@@ -4,55 +4,12 @@
  *
  * Invariants:
  * - The mirror's cursor is the database's. The subscription starts from it,
- *   and every batch is applied (rows and cursor in one transaction) inside
- *   the callback that delivered it. A caught-up batch commits there and
- *   then. While catching up, batches (and snapshot chunks, which move no
- *   cursor) join a group (ts_mirror_db.h) that
- *   commits after GROUP_MAX_EVENTS events or GROUP_MAX_NS, whichever comes
- *   first (a timer commits a group the stream left waiting), and before any
- *   rendering, snapshot or exit: one WAL fsync and one write of each hot
- *   index page per group instead of per 256 KiB batch. The library's resume
- *   cursor may thus run ahead of the committed one, but only over batches
- *   the open group holds, which this process commits or dies with; after a
- *   crash the subscription starts again from the committed cursor, and
- *   upserting by version makes the replay harmless. A batch or group that
- *   cannot be committed ends the program (exit 3) rather than let the
- *   library resume past data the database does not hold.
- * - Rendering follows the database, never the wire: touched thread ids
- *   accumulate across batches and each is rendered once per flush, from its
- *   committed rows. A flush happens after a caught-up batch, at a snapshot's
- *   end, and before exit. While catching up, it also happens every
- *   RENDER_EVERY_NS, or RENDER_DUTY times the last flush's duration if that
- *   is longer, so re-rendering big threads again and again never takes more
- *   than about 1/RENDER_DUTY of a catch-up. A sync from cursor 0 (a new
- *   mirror, or a changed filter) has no fresh files to keep fresh: it
- *   renders only once it is caught up (or stops), each thread once. The
- *   setting 'rendered_seq' records the cursor of the last complete flush; a
- *   mirror that finds it behind the cursor (killed between a commit and its
- *   flush) re-renders every thread once at start. A small flush (live
- *   batches) writes its files in durable ts_mirror_render batches (one
- *   directory fsync per RENDER_BATCH_THREADS threads, writeback of each
- *   file started as it is written). A big one (RENDER_PARALLEL_MIN threads
- *   or more: a first sync, a catch-up, a re-render) shares the threads with
- *   RENDER_HELPERS helper threads reading through their own connections,
- *   and fsyncs nothing file by file: it commits the setting
- *   'files_unsynced' = 1 before its first file, renames each file into
- *   place as soon as it is written (readers still never see a partial
- *   file), then makes them all durable with one syncfs() and clears the
- *   setting. A mirror that starts with it set (killed, or a power loss,
- *   before that syncfs) re-renders every thread. The loop waits for a
- *   flush, big or small.
- * - A sync from cursor 0 is a bulk fill (ts_mirror_db_bulk_begin): the
- *   index comments_thread is built once, when it is caught up, before the
- *   first flush reads by thread. Until then its batches go to a
- *   ts_mirror_writer, which stores them (in groups, as above) on its own
- *   thread while the loop receives and decodes the next ones; the loop
- *   takes the database back (every batch committed) before the caught-up
- *   batch, a snapshot or a stop, and nothing else touches it meanwhile.
- *   A third thread creates each new thread's two files (empty temporaries,
- *   ts_mirror_render_prep) as the thread first appears, which the render
- *   then fills and renames: creating files is what a render of thousands
- *   of them waits on most on some file systems. The render joins it first.
+ *   and every batch and snapshot piece is handed to ts_mirror_sync (the sync
+ *   policy: group commit, the writer thread, render scheduling; see
+ *   client/mirror/ts_mirror_sync.c) inside the callback that delivered it.
+ *   A batch or group that cannot be committed ends the program (exit 3)
+ *   rather than let the library resume past data the database does not
+ *   hold.
  * - SIGINT/SIGTERM only set the stop in motion from the loop: the batch
  *   being applied (a synchronous callback) always finishes first.
  * - verify compares at one seq: it asks for the server's Digest (state as
@@ -62,20 +19,15 @@
  *   newer-than-S content, settles); only a difference seen VERIFY_ROUNDS
  *   times in a row is reported.
  *
- * Load: one SQLite transaction (one WAL fsync) per live batch or catching-up
- * group; rendering costs two atomic file writes per touched thread per
- * flush. A first sync of 10,000 comments arrives in a few dozen 256 KiB
- * batches; one of 300,000 comments in 1,000 threads, in about 400 batches,
- * commits about 75 groups, builds the index once, and writes each of its
- * 2,000 files once with one syncfs() for all. With THREADSYNC_MIRROR_TIMING
- * set in the environment, the program prints where the time went when it
- * stops (timing_report).
+ * Load: see ts_mirror_sync.c for the database and the files; a first sync
+ * of 10,000 comments arrives in a few dozen 256 KiB batches. With
+ * THREADSYNC_MIRROR_TIMING set in the environment, the program prints where
+ * the time went when it stops (timing_report).
  */
 #include "ts_cli_mirror.h"
 
 #include <inttypes.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,17 +39,8 @@
 #include "ts_buf.h"
 #include "ts_digest.h"
 #include "ts_mirror_db.h"
-#include "ts_mirror_render.h"
-#include "ts_mirror_writer.h"
+#include "ts_mirror_sync.h"
 
-#define RENDER_EVERY_NS (1000ull * 1000 * 1000)
-#define RENDER_DUTY 4
-#define RENDER_HELPERS 1         /* threads besides the loop's rendering a big flush */
-#define RENDER_PARALLEL_MIN 16   /* pending threads that make a flush big */
-#define RENDER_BATCH_THREADS 128 /* threads whose files share a directory fsync */
-#define GROUP_MAX_NS (250ull * 1000 * 1000)
-#define GROUP_MAX_EVENTS 4096
-#define WRITER_QUEUE_BYTES (32u << 20) /* copied batches waiting for the writer */
 #define PROGRESS_EVERY_NS (200ull * 1000 * 1000)
 #define VERIFY_ROUNDS 5
 #define VERIFY_KEYS_MAX 1024
@@ -114,11 +57,9 @@ struct mirror {
     const struct ts_cli_mirror_hooks *hooks; /* never NULL */
     uv_loop_t *loop;
     struct ts_client *c;
-    struct ts_mirror_db *db;
-    struct ts_mirror_db *helper_db[RENDER_HELPERS]; /* read connections of render helpers */
+    struct ts_mirror_sync *sync; /* the database, its writer and the renders */
+    struct ts_mirror_db *db;     /* sync's, for the filter and verify */
     uv_signal_t sigint, sigterm;
-    uv_timer_t group_timer; /* commits a group the stream left waiting */
-    uv_timer_t scrub_timer; /* retries a scrub a reader blocked */
     int verify;
 
     /* the subscription's filter */
@@ -128,38 +69,10 @@ struct mirror {
     char *filter_text;  /* canonical form kept in the setting 'filter' */
     int filter_saved;   /* the setting holds filter_text */
     int filter_covered; /* the stored filter includes ours: the cursor holds */
-
-    struct ts_mirror_touched pending; /* threads to render at the next flush */
-    uint64_t last_flush_ns;
-    uint64_t flush_gap_ns;                 /* least time from one catching-up flush to the next */
-    int from_scratch;                      /* syncing from cursor 0: no flush before caught up */
-    uint64_t group_start_ns, group_events; /* the open group, see apply_batch */
-    struct ts_mirror_writer *writer;       /* stores a first sync's batches, see apply_batch */
-    uint64_t pushed_seq;                   /* last_seq of the last batch given to it */
-    struct ts_mirror_render_prep *prep;    /* files of the writer's threads, created early */
-    struct ts_mirror_touched prepped;      /* thread ids prep has been given */
-    struct {                               /* the thread that creates them, see prep_threads */
-        uv_thread_t tid;
-        uv_mutex_t mu;
-        uv_cond_t cv;
-        char **keys; /* queued, each owned */
-        size_t n, cap;
-        int done, started;
-    } pq;
-    uint64_t rendered_seq; /* the setting, as last written */
-
-    /* where the time goes (THREADSYNC_MIRROR_TIMING): CPU ns per phase,
-     * summed over the threads that ran it, and wall ns of flushes */
-    struct {
-        uint64_t apply, commit, index, read, build, write, prep;
-    } cpu;
-    uint64_t wall_render, wall_sync, wall_caught_up;
-    uint64_t loop_busy; /* the loop thread's CPU in apply_batch and render_flush */
-    int timing;
+    int timing;         /* THREADSYNC_MIRROR_TIMING */
 
     /* progress and summary */
-    uint64_t events, snap_threads, snap_comments, rendered, start_cursor;
-    unsigned snapshots;
+    uint64_t start_cursor;
     uint64_t start_ns, last_progress_ns;
     uint64_t head; /* the server's last seq when we connected: the target */
     int tty, first_sync, progress_line;
@@ -182,16 +95,6 @@ struct mirror {
     char first_diff[1024];
     uint64_t v_threads, v_comments, v_seq;
 };
-
-static void on_closed(uv_handle_t *h)
-{
-    (void)h;
-}
-
-static uint64_t now_ns(void)
-{
-    return uv_hrtime();
-}
 
 /* CPU time of the calling thread. */
 static uint64_t cpu_ns(void)
@@ -235,20 +138,19 @@ static void progress(struct mirror *m, int force)
 {
     if (!m->tty || !m->first_sync)
         return;
-    uint64_t now = now_ns();
+    uint64_t now = uv_hrtime();
     if (!force && now - m->last_progress_ns < PROGRESS_EVERY_NS)
         return;
     m->last_progress_ns = now;
     double secs = (double)(now - m->start_ns) / 1e9;
-    uint64_t cursor = m->pushed_seq; /* the writer owns the database */
-    if (!m->writer)
-        ts_mirror_db_cursor(m->db, &cursor);
-    uint64_t items = m->events + m->snap_threads + m->snap_comments;
-    fprintf(stderr, "\r\033[Ksync: %" PRIu64 " events", m->events);
-    if (m->snapshots)
-        fprintf(stderr, ", snapshot %" PRIu64 " threads %" PRIu64 " comments", m->snap_threads,
-                m->snap_comments);
-    fprintf(stderr, ", %" PRIu64 " threads rendered, seq %" PRIu64, m->rendered, cursor);
+    uint64_t cursor = ts_mirror_sync_cursor(m->sync);
+    const struct ts_mirror_sync_stats *st = ts_mirror_sync_stats(m->sync);
+    uint64_t items = st->events + st->snap_threads + st->snap_comments;
+    fprintf(stderr, "\r\033[Ksync: %" PRIu64 " events", st->events);
+    if (st->snapshots)
+        fprintf(stderr, ", snapshot %" PRIu64 " threads %" PRIu64 " comments", st->snap_threads,
+                st->snap_comments);
+    fprintf(stderr, ", %" PRIu64 " threads rendered, seq %" PRIu64, st->rendered, cursor);
     /* The head moves on while we sync; it is only the target we were
      * given, so past it the share stays at 100%. */
     if (m->head)
@@ -267,45 +169,27 @@ static void progress_end(struct mirror *m)
 
 /* ---- stopping ------------------------------------------------------------ */
 
-static int render_flush(struct mirror *m);
-static void prep_join(struct mirror *m);
-
-/* Ends the writer, if any: every batch it was given is committed (or its
- * first failure is returned), the threads they changed are pending, and
- * the database is the loop's again. */
-static int writer_end(struct mirror *m)
-{
-    if (!m->writer)
-        return TS_OK;
-    uint64_t cpu = 0;
-    int rc = ts_mirror_writer_stop(m->writer, &m->pending, &cpu);
-    m->writer = NULL;
-    m->cpu.apply += cpu;
-    return rc;
-}
-
 static void stop(struct mirror *m, int exit_code)
 {
     if (m->stopping)
         return;
     m->stopping = 1;
     m->exit_code = exit_code;
-    int rc = writer_end(m);
+    int rc = ts_mirror_sync_drain(m->sync);
     if (rc != TS_OK) {
         progress_end(m);
         fprintf(stderr, "error: %s: cannot write the mirror in %s (%s)\n",
                 m->verify ? "verify" : "mirror", m->o->dir, ts_err_name(rc));
         m->exit_code = TS_CLI_EXIT_CONN;
     }
-    if (m->db && render_flush(m) != TS_OK && m->exit_code == TS_CLI_EXIT_OK)
+    if (ts_mirror_sync_flush(m->sync) != TS_OK && m->exit_code == TS_CLI_EXIT_OK)
         m->exit_code = TS_CLI_EXIT_CONN;
     ts_client_close(m->c, NULL, NULL);
     if (m->hooks->stop)
         m->hooks->stop(m->hooks->arg);
-    uv_close((uv_handle_t *)&m->group_timer, on_closed);
-    uv_close((uv_handle_t *)&m->scrub_timer, on_closed);
-    uv_close((uv_handle_t *)&m->sigint, on_closed);
-    uv_close((uv_handle_t *)&m->sigterm, on_closed);
+    ts_mirror_sync_stop(m->sync);
+    uv_close((uv_handle_t *)&m->sigint, NULL);
+    uv_close((uv_handle_t *)&m->sigterm, NULL);
 }
 
 static void local_failure(struct mirror *m, const char *what, int err)
@@ -318,225 +202,27 @@ static void local_failure(struct mirror *m, const char *what, int err)
 
 /* ---- rendering ----------------------------------------------------------- */
 
-static int render_one(struct ts_mirror_db *db, struct ts_mirror_render_batch *batch, uint64_t id,
-                      uint64_t *rendered, uint64_t *read_ns)
-{
-    struct ts_mirror_thread *t;
-    uint64_t t0 = cpu_ns();
-    int rc = ts_mirror_db_thread_by_id(db, id, &t);
-    *read_ns += cpu_ns() - t0;
-    if (rc == TS_E_NOT_FOUND)
-        return TS_OK;
-    if (rc != TS_OK)
-        return rc;
-    rc = ts_mirror_render_batch_add(batch, &t->thread,
-                                    (const Threadsync__Comment *const *)t->comments, t->n_comments);
-    ts_mirror_thread_free(t);
-    if (rc == TS_OK)
-        (*rendered)++;
-    return rc;
-}
-
-/* One renderer of a flush: takes the next pending thread until none is
- * left or one of them failed, committing its files every
- * RENDER_BATCH_THREADS threads and at the end. */
-struct render_share {
-    const struct mirror *m;
-    struct ts_mirror_db *db; /* this renderer's own connection */
-    int durable;             /* see ts_mirror_render_batch_new */
-    struct ts_mirror_render_prep *prep;
-    atomic_size_t *next;
-    atomic_int *failed;
-    uint64_t rendered;
-    uint64_t read_ns; /* CPU time reading threads from the database */
-    struct ts_mirror_render_stats stats;
-    int err;
-};
-
-static void render_share_run(void *arg)
-{
-    struct render_share *r = arg;
-    struct ts_mirror_render_batch *batch;
-    r->err = ts_mirror_render_batch_new(r->m->o->dir, r->durable, &batch);
-    if (r->err == TS_OK && r->prep)
-        ts_mirror_render_batch_set_prep(batch, r->prep);
-    for (size_t k = 1; r->err == TS_OK && !atomic_load(r->failed); k++) {
-        size_t i = atomic_fetch_add(r->next, 1);
-        if (i >= r->m->pending.n)
-            break;
-        r->err = render_one(r->db, batch, r->m->pending.ids[i], &r->rendered, &r->read_ns);
-        if (r->err == TS_OK && k % RENDER_BATCH_THREADS == 0)
-            r->err = ts_mirror_render_batch_commit(batch);
-    }
-    if (r->err == TS_OK)
-        r->err = ts_mirror_render_batch_commit(batch);
-    if (r->err != TS_OK)
-        atomic_store(r->failed, 1);
-    if (batch)
-        ts_mirror_render_batch_stats(batch, &r->stats);
-    ts_mirror_render_batch_free(batch);
-}
-
-/* Renders every pending thread from committed rows, on this thread and,
- * for a big flush, on RENDER_HELPERS more, each with its own read
- * connection: a first sync's flush is all of a mirror's files, and
- * building them (and creating the files) is CPU the second core can take.
- * The loop waits for all of them, as it does for a one-thread flush. */
-static int render_pending(struct mirror *m, int durable)
-{
-    atomic_size_t next = 0;
-    atomic_int failed = 0;
-    struct render_share share[1 + RENDER_HELPERS];
-    uv_thread_t tid[RENDER_HELPERS];
-    int started[RENDER_HELPERS] = {0};
-    if (m->pending.n >= RENDER_PARALLEL_MIN) {
-        /* Opened once and kept: a helper that cannot open is no helper. */
-        for (size_t h = 0; h < RENDER_HELPERS; h++)
-            if (!m->helper_db[h] && ts_mirror_db_open(m->o->dir, &m->helper_db[h]) != TS_OK)
-                m->helper_db[h] = NULL;
-    }
-    for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
-        struct ts_mirror_db *db = i == 0 ? m->db : m->helper_db[i - 1];
-        share[i] = (struct render_share){.m = m,
-                                         .db = db,
-                                         .durable = durable,
-                                         .prep = m->prep,
-                                         .next = &next,
-                                         .failed = &failed};
-    }
-    if (m->pending.n >= RENDER_PARALLEL_MIN)
-        for (size_t h = 0; h < RENDER_HELPERS; h++)
-            if (share[1 + h].db && uv_thread_create(&tid[h], render_share_run, &share[1 + h]) == 0)
-                started[h] = 1;
-    render_share_run(&share[0]);
-    int rc = TS_OK;
-    for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
-        if (i > 0 && !started[i - 1])
-            continue;
-        if (i > 0)
-            uv_thread_join(&tid[i - 1]);
-        m->rendered += share[i].rendered;
-        m->cpu.read += share[i].read_ns;
-        m->cpu.build += share[i].stats.build_ns;
-        m->cpu.write += share[i].stats.write_ns;
-        if (rc == TS_OK)
-            rc = share[i].err;
-    }
-    return rc;
-}
-
-/* Replaced text must leave the files even when no change follows: while
- * a scrub is due (a reader, often our own render thread, blocked it), retry
- * every SCRUB_RETRY_MS. */
-#define SCRUB_RETRY_MS 100
-
-static void on_scrub_timer(uv_timer_t *t)
-{
-    struct mirror *m = t->data;
-    ts_mirror_db_scrub_retry(m->db);
-    if (!ts_mirror_db_scrub_due(m->db))
-        uv_timer_stop(t);
-}
-
-static void scrub_watch(struct mirror *m)
-{
-    if (!m->stopping && ts_mirror_db_scrub_due(m->db) &&
-        !uv_is_active((uv_handle_t *)&m->scrub_timer))
-        uv_timer_start(&m->scrub_timer, on_scrub_timer, SCRUB_RETRY_MS, SCRUB_RETRY_MS);
-}
-
-/* Removes the prepared files no render took (see apply_batch). */
-static void prep_end(struct mirror *m)
-{
-    prep_join(m);
-    ts_mirror_render_prep_free(m->prep);
-    m->prep = NULL;
-    ts_mirror_touched_free(&m->prepped);
-}
-
-/* Renders every pending thread, then records the cursor they cover (see
- * the file's opening paragraph for big flushes and 'files_unsynced'). */
-static int render_flush(struct mirror *m)
-{
-    uint64_t cursor = 0, t0 = now_ns(), c0 = cpu_ns();
-    int rc = ts_mirror_db_group_end(m->db);
-    uint64_t c1 = cpu_ns();
-    m->cpu.commit += c1 - c0;
-    if (rc == TS_OK)
-        rc = ts_mirror_db_bulk_end(m->db);
-    m->cpu.index += cpu_ns() - c1;
-    if (rc == TS_OK)
-        rc = ts_mirror_db_cursor(m->db, &cursor);
-    int big = m->pending.n >= RENDER_PARALLEL_MIN;
-    if (rc == TS_OK && big)
-        rc = ts_mirror_db_setting_set(m->db, "files_unsynced", "1");
-    prep_join(m); /* m->prep is the render's now */
-    if (rc == TS_OK)
-        rc = render_pending(m, !big);
-    uint64_t s0 = now_ns();
-    if (rc == TS_OK && big)
-        rc = ts_mirror_render_sync(m->o->dir);
-    if (rc == TS_OK && big)
-        rc = ts_mirror_db_setting_set(m->db, "files_unsynced", "0");
-    m->wall_sync += now_ns() - s0;
-    m->loop_busy += cpu_ns() - c0;
-    if (rc != TS_OK)
-        return rc;
-    if (m->hooks->flushed)
-        m->hooks->flushed(m->hooks->arg, &m->pending);
-    ts_mirror_touched_clear(&m->pending);
-    prep_end(m);
-    m->last_flush_ns = now_ns();
-    m->wall_render += m->last_flush_ns - t0;
-    m->flush_gap_ns = RENDER_DUTY * (m->last_flush_ns - t0);
-    if (m->flush_gap_ns < RENDER_EVERY_NS)
-        m->flush_gap_ns = RENDER_EVERY_NS;
-    if (cursor != m->rendered_seq) {
-        char v[32];
-        snprintf(v, sizeof(v), "%" PRIu64, cursor);
-        rc = ts_mirror_db_setting_set(m->db, "rendered_seq", v);
-        if (rc == TS_OK)
-            m->rendered_seq = cursor;
-    }
-    scrub_watch(m);
-    return rc;
-}
-
-static int collect_id(void *arg, const Threadsync__Thread *t)
-{
-    return ts_mirror_touched_add(arg, t->id) != TS_OK;
-}
-
-/* A mirror stopped between a commit and its render flush has files behind
- * its rows, and one stopped during a big flush (or before its syncfs) may
- * have files a power loss took back: which ones is unknown, so all are
- * rendered again. */
+/* Files the database is ahead of (ts_mirror_sync_recover) are rendered
+ * before anything else, with a line saying why. */
 static int render_catch_up(struct mirror *m, uint64_t cursor)
 {
-    char *v = NULL, *unsynced = NULL;
-    int rc = ts_mirror_db_setting_get(m->db, "rendered_seq", &v);
-    if (rc == TS_OK)
-        rc = ts_mirror_db_setting_get(m->db, "files_unsynced", &unsynced);
-    m->rendered_seq = v ? strtoull(v, NULL, 10) : 0;
-    int dirty = unsynced && strcmp(unsynced, "1") == 0;
-    free(v);
-    free(unsynced);
-    if (rc != TS_OK || cursor == 0 || (m->rendered_seq >= cursor && !dirty))
+    enum ts_mirror_sync_stale why;
+    uint64_t rendered_seq = 0;
+    size_t n = 0;
+    int rc = ts_mirror_sync_recover(m->sync, cursor, &why, &rendered_seq, &n);
+    if (rc != TS_OK || why == TS_MIRROR_SYNC_FRESH)
         return rc;
-    rc = ts_mirror_db_foreach_thread(m->db, collect_id, &m->pending);
-    if (rc != TS_OK)
-        return rc == 1 ? TS_E_NOMEM : rc;
-    if (dirty)
+    if (why == TS_MIRROR_SYNC_UNSYNCED)
         fprintf(stderr,
                 "threadsync: files of an unfinished render may not be on disk: "
                 "rendering %zu threads\n",
-                m->pending.n);
+                n);
     else
         fprintf(stderr,
                 "threadsync: files behind the database (rendered seq %" PRIu64 ", cursor %" PRIu64
                 "): rendering %zu threads\n",
-                m->rendered_seq, cursor, m->pending.n);
-    return render_flush(m);
+                rendered_seq, cursor, n);
+    return ts_mirror_sync_flush(m->sync);
 }
 
 /* ---- the filter ------------------------------------------------------------ */
@@ -830,6 +516,18 @@ static void verify_begin(struct mirror *m)
 
 /* ---- the subscription ------------------------------------------------------ */
 
+static void on_sync_failed(void *arg, int err)
+{
+    local_failure(arg, "cannot write the mirror", err);
+}
+
+static void on_sync_flushed(void *arg, const struct ts_mirror_touched *ids)
+{
+    struct mirror *m = arg;
+    if (m->hooks->flushed)
+        m->hooks->flushed(m->hooks->arg, ids);
+}
+
 static void caught_up(struct mirror *m)
 {
     if (m->caught_up)
@@ -853,167 +551,13 @@ static void caught_up(struct mirror *m)
         stop(m, TS_CLI_EXIT_OK);
 }
 
-static void on_group_timer(uv_timer_t *t)
-{
-    struct mirror *m = t->data;
-    uint64_t c0 = cpu_ns();
-    int rc = ts_mirror_db_group_end(m->db);
-    m->cpu.commit += cpu_ns() - c0;
-    m->loop_busy += cpu_ns() - c0;
-    if (rc != TS_OK)
-        local_failure(m, "cannot write the mirror", rc);
-}
-
-/* Creates the queued threads' files until told it is done. It alone uses
- * m->prep until prep_join returns. */
-static void prep_main(void *arg)
-{
-    struct mirror *m = arg;
-    uint64_t c0 = cpu_ns();
-    uv_mutex_lock(&m->pq.mu);
-    for (;;) {
-        while (!m->pq.n && !m->pq.done)
-            uv_cond_wait(&m->pq.cv, &m->pq.mu);
-        if (!m->pq.n)
-            break;
-        char *key = m->pq.keys[--m->pq.n];
-        uv_mutex_unlock(&m->pq.mu);
-        (void)ts_mirror_render_prep_add(m->prep, key); /* a failure: the render creates it */
-        free(key);
-        uv_mutex_lock(&m->pq.mu);
-    }
-    m->cpu.prep += cpu_ns() - c0;
-    uv_mutex_unlock(&m->pq.mu);
-}
-
-/* Waits for every queued key's files and ends the thread. */
-static void prep_join(struct mirror *m)
-{
-    if (!m->pq.started)
-        return;
-    uv_mutex_lock(&m->pq.mu);
-    m->pq.done = 1;
-    uv_cond_signal(&m->pq.cv);
-    uv_mutex_unlock(&m->pq.mu);
-    uv_thread_join(&m->pq.tid);
-    uv_cond_destroy(&m->pq.cv);
-    uv_mutex_destroy(&m->pq.mu);
-    free(m->pq.keys);
-    m->pq.keys = NULL;
-    m->pq.started = 0;
-}
-
-/* A first sync creates each thread's two files as the thread first
- * appears (ts_mirror_render_prep), on a thread of their own: on this
- * machine's ext4 a create can take a millisecond under the directory's
- * lock, which would hold up the loop, and the render after the sync then
- * only fills and renames them. */
-static void prep_threads(struct mirror *m, const Threadsync__Events *ev)
-{
-    if (!m->pq.started)
-        return;
-    uint64_t c0 = cpu_ns();
-    uv_mutex_lock(&m->pq.mu);
-    for (size_t i = 0; i < ev->n_events; i++) {
-        const Threadsync__Thread *t = ev->events[i]->thread;
-        if (!t || !t->key || ts_mirror_touched_has(&m->prepped, t->id))
-            continue;
-        if (m->pq.n == m->pq.cap) {
-            size_t cap = m->pq.cap ? 2 * m->pq.cap : 64;
-            char **k = realloc(m->pq.keys, cap * sizeof(*k));
-            if (!k)
-                break;
-            m->pq.keys = k;
-            m->pq.cap = cap;
-        }
-        char *key = strdup(t->key);
-        if (!key || ts_mirror_touched_add(&m->prepped, t->id) != TS_OK) {
-            free(key);
-            break;
-        }
-        m->pq.keys[m->pq.n++] = key;
-    }
-    uv_cond_signal(&m->pq.cv);
-    uv_mutex_unlock(&m->pq.mu);
-    m->loop_busy += cpu_ns() - c0;
-}
-
-/* Opens a group unless one is open (see the file's opening paragraph). */
-static int group_open(struct mirror *m)
-{
-    if (ts_mirror_db_group_is_open(m->db))
-        return TS_OK;
-    int rc = ts_mirror_db_group_begin(m->db);
-    m->group_start_ns = now_ns();
-    m->group_events = 0;
-    if (rc == TS_OK)
-        uv_timer_start(&m->group_timer, on_group_timer, GROUP_MAX_NS / 1000000, 0);
-    return rc;
-}
-
-/* Counts n more rows in the open group and commits it when it is full,
- * old, or must end now. */
-static int group_account(struct mirror *m, size_t n, int now)
-{
-    m->group_events += n;
-    if (!ts_mirror_db_group_is_open(m->db) || !(now || m->group_events >= GROUP_MAX_EVENTS ||
-                                                now_ns() - m->group_start_ns >= GROUP_MAX_NS))
-        return TS_OK;
-    uv_timer_stop(&m->group_timer);
-    uint64_t c0 = cpu_ns();
-    int rc = ts_mirror_db_group_end(m->db);
-    m->cpu.commit += cpu_ns() - c0;
-    return rc;
-}
-
-/* Commits every batch in the database before the callback that delivered
- * it returns, or, while catching up, within GROUP_MAX_NS of the group's
- * first batch (see the file's opening paragraph). */
+/* Stores ev (ts_mirror_sync_apply); a failure stops the mirror. */
 static int apply_batch(struct mirror *m, const Threadsync__Events *ev)
 {
-    int rc = TS_OK;
-    if (m->writer && !ev->caught_up) {
-        uint64_t c0 = cpu_ns();
-        rc = ts_mirror_writer_push(m->writer, ev);
-        m->loop_busy += cpu_ns() - c0;
-        if (rc != TS_OK) {
-            local_failure(m, "cannot write the mirror", rc);
-            return rc;
-        }
-        m->events += ev->n_events;
-        m->pushed_seq = ev->last_seq;
-        prep_threads(m, ev);
-        return TS_OK;
-    }
-    if ((rc = writer_end(m)) != TS_OK) {
+    int rc = ts_mirror_sync_apply(m->sync, ev);
+    if (rc != TS_OK)
         local_failure(m, "cannot write the mirror", rc);
-        return rc;
-    }
-    uint64_t c0 = cpu_ns();
-    if (!ev->caught_up)
-        rc = group_open(m);
-    if (rc == TS_OK)
-        rc = ts_mirror_db_apply_events(m->db, ev, &m->pending);
-    m->cpu.apply += cpu_ns() - c0;
-    if (rc == TS_OK)
-        rc = group_account(m, ev->n_events, ev->caught_up);
-    m->loop_busy += cpu_ns() - c0;
-    if (rc != TS_OK) {
-        local_failure(m, "cannot write the mirror", rc);
-        return rc;
-    }
-    m->events += ev->n_events;
-    return TS_OK;
-}
-
-/* See the file's opening paragraph for when files are rewritten. */
-static int flush_due(const struct mirror *m, const Threadsync__Events *ev)
-{
-    if (ev->caught_up)
-        return 1;
-    if (m->from_scratch && !m->caught_up)
-        return 0;
-    return now_ns() - m->last_flush_ns >= m->flush_gap_ns;
+    return rc;
 }
 
 static void on_sub_result(void *arg, uint64_t from_seq, int snapshot)
@@ -1057,15 +601,11 @@ static void on_sub_events(void *arg, const Threadsync__Events *ev)
     }
     if (apply_batch(m, ev) != TS_OK)
         return;
-applied:
-    if (ev->caught_up && !m->caught_up)
-        m->wall_caught_up = now_ns() - m->start_ns; /* stored; not yet rendered */
-    if (flush_due(m, ev)) {
-        int rc = render_flush(m);
-        if (rc != TS_OK) {
-            local_failure(m, "cannot render", rc);
-            return;
-        }
+applied:;
+    int rc = ts_mirror_sync_applied(m->sync, ev);
+    if (rc != TS_OK) {
+        local_failure(m, "cannot render", rc);
+        return;
     }
     progress(m, 0);
     if (m->hooks->events)
@@ -1080,14 +620,11 @@ static void on_snap_begin(void *arg, const Threadsync__SnapshotBegin *b)
     struct mirror *m = arg;
     if (m->stopping)
         return;
-    int rc = writer_end(m);
-    if (rc == TS_OK)
-        rc = ts_mirror_db_snapshot_begin(m->db, b->seq);
+    int rc = ts_mirror_sync_snapshot_begin(m->sync, b->seq);
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
         return;
     }
-    m->snapshots++;
     m->first_sync = 1;
     progress(m, 1);
 }
@@ -1097,23 +634,11 @@ static void on_snap_chunk(void *arg, const Threadsync__SnapshotChunk *chunk)
     struct mirror *m = arg;
     if (m->stopping)
         return;
-    /* Chunks share groups as batches do: a snapshot's comments come thread
-     * by thread, out of id order, so a commit per chunk rewrote pages all
-     * over the table for every chunk. */
-    uint64_t c0 = cpu_ns();
-    int rc = group_open(m);
-    if (rc == TS_OK)
-        rc = ts_mirror_db_snapshot_apply_chunk(m->db, chunk, &m->pending);
-    m->cpu.apply += cpu_ns() - c0;
-    if (rc == TS_OK)
-        rc = group_account(m, chunk->n_threads + chunk->n_comments, 0);
-    m->loop_busy += cpu_ns() - c0;
+    int rc = ts_mirror_sync_snapshot_chunk(m->sync, chunk);
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
         return;
     }
-    m->snap_threads += chunk->n_threads;
-    m->snap_comments += chunk->n_comments;
     progress(m, 0);
 }
 
@@ -1122,13 +647,7 @@ static void on_snap_end(void *arg, const Threadsync__SnapshotEnd *e)
     struct mirror *m = arg;
     if (m->stopping)
         return;
-    /* In a bulk fill, end moves the staged comments: commit time. */
-    uint64_t c0 = cpu_ns();
-    int rc = ts_mirror_db_snapshot_end(m->db, e->seq, &m->pending);
-    m->cpu.commit += cpu_ns() - c0;
-    m->loop_busy += cpu_ns() - c0;
-    if (rc == TS_OK && !(m->from_scratch && !m->caught_up))
-        rc = render_flush(m);
+    int rc = ts_mirror_sync_snapshot_end(m->sync, e->seq);
     if (rc != TS_OK) {
         local_failure(m, "cannot write the mirror", rc);
         return;
@@ -1203,18 +722,19 @@ static void timing_report(const struct mirror *m)
     double user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
     double sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     double loop = (double)cpu_ns() / 1e9;
-    double on_loop = (double)m->loop_busy / 1e9;
+    const struct ts_mirror_sync_stats *st = ts_mirror_sync_stats(m->sync);
+    double on_loop = (double)st->loop_busy / 1e9;
     fprintf(stderr,
             "threadsync: %s timing wall=%.3fs cpu=%.3fs user=%.3f sys=%.3f receive=%.3f "
             "apply=%.3f commit=%.3f index=%.3f prep=%.3f read=%.3f build=%.3f write=%.3f "
             "render_wall=%.3f "
             "sync_wall=%.3f caught_up_wall=%.3f\n",
-            m->verify ? "verify" : "mirror", (double)(now_ns() - m->start_ns) / 1e9, user + sys,
-            user, sys, loop > on_loop ? loop - on_loop : 0.0, (double)m->cpu.apply / 1e9,
-            (double)m->cpu.commit / 1e9, (double)m->cpu.index / 1e9, (double)m->cpu.prep / 1e9,
-            (double)m->cpu.read / 1e9, (double)m->cpu.build / 1e9, (double)m->cpu.write / 1e9,
-            (double)m->wall_render / 1e9, (double)m->wall_sync / 1e9,
-            (double)m->wall_caught_up / 1e9);
+            m->verify ? "verify" : "mirror", (double)(uv_hrtime() - m->start_ns) / 1e9, user + sys,
+            user, sys, loop > on_loop ? loop - on_loop : 0.0, (double)st->cpu_apply / 1e9,
+            (double)st->cpu_commit / 1e9, (double)st->cpu_index / 1e9, (double)st->cpu_prep / 1e9,
+            (double)st->cpu_read / 1e9, (double)st->cpu_build / 1e9, (double)st->cpu_write / 1e9,
+            (double)st->wall_render / 1e9, (double)st->wall_sync / 1e9,
+            (double)st->wall_caught_up / 1e9);
 }
 
 static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int verify,
@@ -1226,7 +746,7 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     m.loop = uv_default_loop();
     m.tty = isatty(STDERR_FILENO);
     m.timing = getenv("THREADSYNC_MIRROR_TIMING") != NULL;
-    m.start_ns = m.last_flush_ns = now_ns();
+    m.start_ns = uv_hrtime();
     const char *what = verify ? "verify" : "mirror";
     if (verify) {
         char path[4096];
@@ -1238,12 +758,14 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
             return TS_CLI_EXIT_CONN;
         }
     }
-    int rc = ts_mirror_db_open(o->dir, &m.db);
+    const struct ts_mirror_sync_cbs sync_cbs = {&m, on_sync_failed, on_sync_flushed};
+    int rc = ts_mirror_sync_open(o->dir, &sync_cbs, &m.sync);
     if (rc != TS_OK) {
         fprintf(stderr, "error: %s: cannot open %s/mirror.db (%s)\n", what, o->dir,
                 ts_err_name(rc));
         return TS_CLI_EXIT_CONN;
     }
+    m.db = ts_mirror_sync_db(m.sync);
     uint64_t cursor = 0;
     rc = ts_mirror_db_cursor(m.db, &cursor);
     if (rc == TS_OK)
@@ -1264,26 +786,10 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     }
     m.start_cursor = cursor;
     m.first_sync = since == 0;
-    m.from_scratch = since == 0;
-    m.flush_gap_ns = RENDER_EVERY_NS;
-    if (m.from_scratch && (rc = ts_mirror_db_bulk_begin(m.db)) != TS_OK) {
+    if ((rc = ts_mirror_sync_begin(m.sync, since, !verify)) != TS_OK) {
         fprintf(stderr, "error: %s: cannot write %s/mirror.db (%s)\n", what, o->dir,
                 ts_err_name(rc));
         goto out;
-    }
-    /* A writer that cannot start is only a slower first sync. */
-    if (m.from_scratch && !verify &&
-        ts_mirror_writer_start(m.db, GROUP_MAX_EVENTS, WRITER_QUEUE_BYTES, &m.writer) != TS_OK)
-        m.writer = NULL;
-    if (m.writer && ts_mirror_render_prep_new(o->dir, &m.prep) != TS_OK)
-        m.prep = NULL;
-    if (m.prep && uv_mutex_init(&m.pq.mu) == 0) {
-        uv_cond_init(&m.pq.cv);
-        m.pq.started = uv_thread_create(&m.pq.tid, prep_main, &m) == 0;
-        if (!m.pq.started) {
-            uv_cond_destroy(&m.pq.cv);
-            uv_mutex_destroy(&m.pq.mu);
-        }
     }
 
     cfg->on_state = on_state;
@@ -1295,10 +801,7 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
         code = ts_cli_exit_code(rc);
         goto out;
     }
-    uv_timer_init(m.loop, &m.group_timer);
-    m.group_timer.data = &m;
-    uv_timer_init(m.loop, &m.scrub_timer);
-    m.scrub_timer.data = &m;
+    ts_mirror_sync_attach(m.sync, m.loop);
     uv_signal_init(m.loop, &m.sigint);
     uv_signal_init(m.loop, &m.sigterm);
     m.sigint.data = m.sigterm.data = &m;
@@ -1331,19 +834,16 @@ static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int ve
     ts_mirror_db_cursor(m.db, &end);
     struct ts_mirror_counts counts = {0};
     ts_mirror_db_counts(m.db, 0, &counts);
+    const struct ts_mirror_sync_stats *st = ts_mirror_sync_stats(m.sync);
     fprintf(stderr,
             "threadsync: %s stopped seq=%" PRIu64 " from=%" PRIu64 " events=%" PRIu64
             " snapshots=%u rendered=%" PRIu64 " threads=%" PRIu64 " comments=%" PRIu64 "\n",
-            what, end, cursor, m.events, m.snapshots, m.rendered, counts.threads, counts.comments);
+            what, end, cursor, st->events, st->snapshots, st->rendered, counts.threads,
+            counts.comments);
     if (m.timing)
         timing_report(&m);
 out:
-    writer_end(&m); /* only on the early exits: stop() ended it otherwise */
-    prep_end(&m);
-    ts_mirror_db_close(m.db);
-    for (size_t h = 0; h < RENDER_HELPERS; h++)
-        ts_mirror_db_close(m.helper_db[h]);
-    ts_mirror_touched_free(&m.pending);
+    ts_mirror_sync_free(m.sync);
     ts_mirror_touched_free(&m.seen);
     page_clear(&m);
     free_strv(m.keys, m.n_keys);

@@ -17,12 +17,14 @@
 #include "ts_cli_mirror.h"
 #include "ts_err.h"
 #include "ts_web.h"
+#include "ts_web_addr.h"
 
 #define ARGS_MAX 256
 
 /* A value from the file or a flag; flags overwrite. */
 struct opts {
-    char *listen, *base, *post_token_file, *dir, *ca, *token_file, *servers;
+    char *listen, *base, *post_token_file, *dir, *ca, *token_file, *servers, *mod_listen;
+    char *trusted_proxies, *cert, *key;
     char *config;
     unsigned long max_body, req_timeout_ms, max_conns, max_conns_per_addr, heartbeat_ms,
         ring_events;
@@ -41,12 +43,16 @@ static const struct {
     {"ca", offsetof(struct opts, ca), 0},
     {"token-file", offsetof(struct opts, token_file), 0},
     {"server", offsetof(struct opts, servers), 0},
+    {"trusted-proxy", offsetof(struct opts, trusted_proxies), 0},
+    {"cert", offsetof(struct opts, cert), 0},
+    {"key", offsetof(struct opts, key), 0},
     {"max-body", offsetof(struct opts, max_body), 1},
     {"req-timeout-ms", offsetof(struct opts, req_timeout_ms), 1},
     {"max-conns", offsetof(struct opts, max_conns), 1},
     {"max-conns-per-addr", offsetof(struct opts, max_conns_per_addr), 1},
     {"heartbeat-ms", offsetof(struct opts, heartbeat_ms), 1},
     {"ring-events", offsetof(struct opts, ring_events), 1},
+    {"mod-listen", offsetof(struct opts, mod_listen), 0},
 };
 
 /* Sets key (flag spelling) to value. 1 when key is known, -1 for a bad
@@ -71,7 +77,8 @@ static int set_opt(struct opts *o, const char *key, const char *value)
             return 1;
         }
         char **s = (char **)(void *)p;
-        if (strcmp(key, "server") == 0 && *s) { /* a list: a,b or repeated */
+        if ((strcmp(key, "server") == 0 || strcmp(key, "trusted-proxy") == 0) &&
+            *s) { /* a list: a,b or repeated */
             size_t n = strlen(*s) + strlen(value) + 2;
             char *j = malloc(n);
             if (!j)
@@ -119,6 +126,10 @@ static void opts_free(struct opts *o)
     free(o->ca);
     free(o->token_file);
     free(o->servers);
+    free(o->mod_listen);
+    free(o->trusted_proxies);
+    free(o->cert);
+    free(o->key);
 }
 
 struct run {
@@ -139,9 +150,14 @@ static int hook_start(void *arg, uv_loop_t *loop, uint64_t cursor)
     char host[256];
     uint16_t port = 0;
     ts_addr_parse(r->wc.listen, host, sizeof(host), &port);
-    fprintf(stderr, "threadsync: web edge on http://%s%s%s:%u%s/t/<key>\n",
-            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", ts_web_port(r->web),
-            r->wc.base);
+    fprintf(stderr, "threadsync: web edge on %s://%s%s%s:%u%s/t/<key>\n",
+            r->wc.cert_file ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", ts_web_port(r->web), r->wc.base);
+    const char *ml = r->wc.mod_listen ? r->wc.mod_listen : r->wc.listen;
+    ts_addr_parse(ml, host, sizeof(host), &port);
+    fprintf(stderr, "threadsync: moderation console on %s://%s%s%s:%u%s/mod/\n",
+            r->wc.cert_file ? "https" : "http", strchr(host, ':') ? "[" : "", host,
+            strchr(host, ':') ? "]" : "", ts_web_mod_port(r->web), r->wc.base);
     return 0;
 }
 
@@ -183,6 +199,8 @@ static int usage(FILE *out, int code)
                  "         [--base PATH] [--post-token-file FILE] [--max-body BYTES]\n"
                  "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
                  "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
+                 "         [--mod-listen HOST:PORT]\n"
+                 "         [--trusted-proxy ADDR]... [--cert FILE --key FILE]\n"
                  "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
                  "         [--thread KEY]... [--all]\n"
                  "  serves DIR's threads over HTTP (default 127.0.0.1:7480) while mirroring\n"
@@ -198,8 +216,9 @@ int ts_cli_web_main(int argc, char **argv)
     pass[n_pass++] = argv[0];
     pass[n_pass++] = "mirror";
     int code = TS_CLI_EXIT_USAGE;
-    /* The file first, so that flags win whatever their order. */
-    for (int i = 2; i + 1 < argc; i++)
+    /* The file first, so that flags win whatever their order. argv[i] is
+     * never NULL below argc; the loops test it so the analyzer sees that. */
+    for (int i = 2; i + 1 < argc && argv[i] && argv[i + 1]; i++)
         if (strcmp(argv[i], "--config") == 0)
             o.config = argv[i + 1];
     if (o.config) {
@@ -217,7 +236,7 @@ int ts_cli_web_main(int argc, char **argv)
         }
     }
     int file_servers = o.servers != NULL;
-    for (int i = 2; i < argc; i++) {
+    for (int i = 2; i < argc && argv[i]; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             opts_free(&o);
@@ -235,7 +254,7 @@ int ts_cli_web_main(int argc, char **argv)
             i++;
             continue;
         }
-        if (strncmp(a, "--", 2) == 0 && i + 1 < argc) {
+        if (strncmp(a, "--", 2) == 0 && i + 1 < argc && argv[i + 1]) {
             if (strcmp(a, "--server") == 0 && file_servers) {
                 free(o.servers); /* flags replace the file's list */
                 o.servers = NULL;
@@ -287,10 +306,27 @@ int ts_cli_web_main(int argc, char **argv)
         snprintf(err, sizeof(err), "--listen %s: not HOST:PORT with a numeric host", listen);
         rc = TS_E_CONFIG;
     }
+    if (rc == TS_OK && o.mod_listen &&
+        (ts_addr_parse(o.mod_listen, host, sizeof(host), &port) != TS_OK ||
+         ts_addr_numeric(host, port, &ss) != TS_OK)) {
+        snprintf(err, sizeof(err), "--mod-listen %s: not HOST:PORT with a numeric host",
+                 o.mod_listen);
+        rc = TS_E_CONFIG;
+    }
     const char *base = o.base ? o.base : "";
     if (rc == TS_OK && base[0] &&
         (base[0] != '/' || base[strlen(base) - 1] == '/' || strpbrk(base, "\"'<>?# "))) {
         snprintf(err, sizeof(err), "--base %s: a path like /comments (no trailing /)", base);
+        rc = TS_E_CONFIG;
+    }
+    struct ts_web_proxies proxies;
+    if (rc == TS_OK && ts_web_proxies_parse(o.trusted_proxies, &proxies) != TS_OK) {
+        snprintf(err, sizeof(err), "--trusted-proxy %s: want numeric IP addresses (at most %d)",
+                 o.trusted_proxies, TS_WEB_PROXIES_MAX);
+        rc = TS_E_CONFIG;
+    }
+    if (rc == TS_OK && !o.cert != !o.key) {
+        snprintf(err, sizeof(err), "--cert and --key go together");
         rc = TS_E_CONFIG;
     }
     if (rc != TS_OK) {
@@ -333,7 +369,11 @@ int ts_cli_web_main(int argc, char **argv)
                .max_conns_per_addr = (unsigned)o.max_conns_per_addr,
                .heartbeat_ms = (unsigned)o.heartbeat_ms,
                .ring_events = o.ring_events,
-               .gzip = o.gzip},
+               .gzip = o.gzip,
+               .mod_listen = o.mod_listen,
+               .trusted_proxies = o.trusted_proxies,
+               .cert_file = o.cert,
+               .key_file = o.key},
         .post_cfg = cfg,
     };
     r.post_cfg.token = post_token;

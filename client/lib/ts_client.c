@@ -298,6 +298,9 @@ static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *deta
     case THREADSYNC__RESULT__BODY_TOKEN_REVOKE:
         r->cb.token_revoke(r->arg, err, detail, res ? res->token_revoke : NULL);
         break;
+    case THREADSYNC__RESULT__BODY_IMPORT:
+        r->cb.import(r->arg, err, detail, res ? res->import : NULL);
+        break;
     case THREADSYNC__RESULT__BODY_CLUSTER:
         r->cb.cluster(r->arg, err, detail, res ? res->cluster : NULL);
         break;
@@ -1400,6 +1403,8 @@ TS__MSG_API(ts_client_token_add, Threadsync__TokenAdd, THREADSYNC__FRAME__MSG_TO
             THREADSYNC__RESULT__BODY_TOKEN_ADD, 1, ts_client_token_add_cb, token_add)
 TS__MSG_API(ts_client_token_revoke, Threadsync__TokenRevoke, THREADSYNC__FRAME__MSG_TOKEN_REVOKE,
             THREADSYNC__RESULT__BODY_TOKEN_REVOKE, 1, ts_client_token_revoke_cb, token_revoke)
+TS__MSG_API(ts_client_import, Threadsync__Import, THREADSYNC__FRAME__MSG_IMPORT,
+            THREADSYNC__RESULT__BODY_IMPORT, 1, ts_client_import_cb, import)
 
 TS__MSG_API(ts_client_remove_node, Threadsync__RemoveNode, THREADSYNC__FRAME__MSG_REMOVE_NODE,
             THREADSYNC__RESULT__BODY_REMOVE_NODE, 1, ts_client_remove_node_cb, remove_node)

@@ -72,6 +72,7 @@ TS__SYNC_CB(on_token_add, Threadsync__TokenAddResult)
 TS__SYNC_CB(on_token_list, Threadsync__TokenListResult)
 TS__SYNC_CB(on_token_revoke, Threadsync__TokenRevokeResult)
 TS__SYNC_CB(on_cluster, Threadsync__ClusterResult)
+TS__SYNC_CB(on_import, Threadsync__ImportResult)
 TS__SYNC_CB(on_remove_node, Threadsync__RemoveNodeResult)
 TS__SYNC_CB(on_backup, Threadsync__BackupResult)
 TS__SYNC_CB(on_state_digest, Threadsync__StateDigestResult)
@@ -163,6 +164,8 @@ TS__SYNC_API(ts_sync_token_add, Threadsync__TokenAdd, Threadsync__TokenAddResult
              ts_client_token_add, on_token_add)
 TS__SYNC_API(ts_sync_token_revoke, Threadsync__TokenRevoke, Threadsync__TokenRevokeResult,
              ts_client_token_revoke, on_token_revoke)
+TS__SYNC_API(ts_sync_import, Threadsync__Import, Threadsync__ImportResult, ts_client_import,
+             on_import)
 
 TS__SYNC_API(ts_sync_remove_node, Threadsync__RemoveNode, Threadsync__RemoveNodeResult,
              ts_client_remove_node, on_remove_node)

@@ -114,7 +114,7 @@ int ts_mirror_render_thread(const char *dir, const Threadsync__Thread *t,
  * Not durable: add() renames each file into place as soon as it is written
  * and nothing is fsync'd (commit has nothing to do). A killed process loses
  * nothing it wrote, but after a power loss a file may be old, empty or
- * missing: the caller records that such files exist (see ts_cli_mirror.c)
+ * missing: the caller records that such files exist (see ts_mirror_sync.c)
  * and either calls ts_mirror_render_sync() or renders them again.
  * new: creates DIR/threads (0755) when missing; *out (OUT) is freed by
  * _free(), which removes temporaries not committed. add: TS_OK, TS_E_NOMEM,

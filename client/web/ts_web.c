@@ -32,9 +32,12 @@
 #include "ts_hex.h"
 #include "ts_mirror_render.h"
 #include "ts_web_assets.h"
+#include "ts_web_addr.h"
 #include "ts_web_form.h"
 #include "ts_web_http.h"
+#include "ts_web_mod.h"
 #include "ts_web_page.h"
+#include "ts_web_resp.h"
 #include "ts_web_relay.h"
 
 #define OWN_MAX 4096
@@ -43,10 +46,6 @@
 #define SEND_BATCH 16
 #define OWN_COOKIES_MAX 32
 #define EDIT_COOKIE_MAX_AGE 86400
-
-static const char csp[] = "default-src 'none'; script-src 'self'; style-src 'self'; "
-                          "img-src 'self' data:; connect-src 'self'; form-action 'self'; "
-                          "base-uri 'none'; frame-ancestors 'self'";
 
 struct own {
     uint64_t id;
@@ -72,6 +71,8 @@ struct ts_web {
     char *base, *dir;
     struct ts_web_http *http;
     struct ts_client *client;
+    struct ts_web_mod *mod;       /* the moderation console, /mod/ (ts_web_mod.h) */
+    struct ts_web_http *mod_http; /* its own listener (mod_listen), or NULL */
     struct ts_mirror_db *db;
     struct ts_web_ring *ring;
     uint8_t secret[TS_WEB_SECRET_LEN];
@@ -81,7 +82,21 @@ struct ts_web {
     int timer_on, closing;
     struct own *own[OWN_MAX]; /* a ring: own_next is the oldest slot */
     size_t own_next;
+    struct ts_web_proxies proxies; /* --trusted-proxy */
+    int no_reader_keys;            /* the post token is no gateway */
 };
+
+/* The reader's address: the peer, or X-Forwarded-For from a trusted proxy
+ * (ts_web_addr.h). */
+static void reader_addr(struct ts_web *w, h2o_req_t *req, unsigned char out[16])
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    size_t xlen = 0;
+    const char *xff = w->proxies.n ? ts_web_http_req_header(req, "x-forwarded-for", &xlen) : NULL;
+    ts_web_reader_addr(&w->proxies, sl ? (struct sockaddr *)&ss : NULL, xff, xlen, out);
+}
 
 /* ---- own comments ---------------------------------------------------------- */
 
@@ -160,9 +175,10 @@ static void reader_init(struct ts_web *w, h2o_req_t *req, struct reader *r)
             memcpy(tmp, h + i, tl);
             tmp[tl] = '\0';
             unsigned long long id = strtoull(tmp + 6, &end, 10);
-            if (end && *end == '=' && strlen(end + 1) < sizeof(r->ek[0].key)) {
+            size_t kl = end && *end == '=' ? strlen(end + 1) : sizeof(r->ek[0].key);
+            if (kl < sizeof(r->ek[0].key)) {
                 r->ek[r->n].id = id;
-                strcpy(r->ek[r->n].key, end + 1);
+                memcpy(r->ek[r->n].key, end + 1, kl + 1);
                 r->n++;
             }
         }
@@ -199,37 +215,9 @@ static const Threadsync__Comment *reader_own(void *arg, const Threadsync__Commen
 
 /* ---- responses ------------------------------------------------------------- */
 
-static void security_headers(h2o_req_t *req)
-{
-    ts_web_http_header(req, "content-security-policy", csp);
-    ts_web_http_header(req, "x-content-type-options", "nosniff");
-    ts_web_http_header(req, "referrer-policy", "same-origin");
-}
-
 static void send_text(h2o_req_t *req, int status, const char *msg)
 {
-    security_headers(req);
-    ts_web_http_header(req, "cache-control", "no-store");
-    ts_web_http_send(req, status, "text/plain; charset=utf-8", msg, strlen(msg));
-}
-
-static void send_buf(h2o_req_t *req, int status, const char *ctype, struct ts_buf *b)
-{
-    if (b->failed) {
-        ts_buf_free(b);
-        send_text(req, 503, "out of memory\n");
-        return;
-    }
-    security_headers(req);
-    ts_web_http_send(req, status, ctype, b->p, b->len);
-    ts_buf_free(b);
-}
-
-static int wants_json(h2o_req_t *req)
-{
-    size_t len = 0;
-    const char *a = ts_web_http_req_header(req, "accept", &len);
-    return a && memmem(a, len, "application/json", 16) != NULL;
+    ts_web_resp_text(req, status, "no-store", msg);
 }
 
 /* An ETag over what a reader can see of the thread. */
@@ -306,7 +294,7 @@ static int render_page(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_
     struct ts_buf b = TS_BUF_INIT;
     ts_web_page_html(&b, &p);
     ts_web_http_header(req, "cache-control", "no-store");
-    send_buf(req, status, "text/html; charset=utf-8", &b);
+    ts_web_resp_buf(req, status, "text/html; charset=utf-8", &b);
     return 0;
 }
 
@@ -339,7 +327,7 @@ static int get_json(struct ts_web *w, h2o_req_t *req, struct ts_mirror_thread *t
         send_text(req, 503, "out of memory\n");
         return 0;
     }
-    security_headers(req);
+    ts_web_resp_security(req);
     ts_web_http_header(req, "access-control-allow-origin", "*");
     ts_web_http_send(req, 200, "application/json; charset=utf-8", out, len);
     free(out);
@@ -355,7 +343,7 @@ static int get_atom(struct ts_web *w, h2o_req_t *req, struct ts_mirror_thread *t
     struct ts_buf b = TS_BUF_INIT;
     ts_web_page_atom(&b, &t->thread, (const Threadsync__Comment *const *)t->comments, t->n_comments,
                      w->cfg.atom_entries, "");
-    send_buf(req, 200, "application/atom+xml; charset=utf-8", &b);
+    ts_web_resp_buf(req, 200, "application/atom+xml; charset=utf-8", &b);
     return 0;
 }
 
@@ -399,7 +387,7 @@ static int get_counts(struct ts_web *w, h2o_req_t *req)
         return 0;
     }
     ts_web_http_header(req, "access-control-allow-origin", "*");
-    send_buf(req, 200, "application/json; charset=utf-8", &b);
+    ts_web_resp_buf(req, 200, "application/json; charset=utf-8", &b);
     return 0;
 }
 
@@ -407,7 +395,7 @@ static int get_static(h2o_req_t *req, const struct ts_web_asset *a)
 {
     if (not_modified(req, a->etag, "public, max-age=3600"))
         return 0;
-    security_headers(req);
+    ts_web_resp_security(req);
     ts_web_http_send(req, 200, a->type, a->data, a->len);
     return 0;
 }
@@ -640,6 +628,8 @@ struct pending_post {
     char *key, *name, *email, *body;
     uint64_t parent, comment;
     int json, kind; /* 0 post, 1 edit, 2 delete */
+    char idem[TS_WEB_IDEM_HEX];
+    char reader_key[TS_WEB_READER_KEY_HEX + 1]; /* "" when not sent */
 };
 
 static void pending_free(struct pending_post *p)
@@ -696,7 +686,7 @@ static void refuse(struct ts_web *w, h2o_req_t *req, const char *key, int json, 
         ts_buf_puts(&b, "\"");
         add_tokens(w, key, &b);
         ts_web_http_header(req, "cache-control", "no-store");
-        send_buf(req, status, "application/json; charset=utf-8", &b);
+        ts_web_resp_buf(req, status, "application/json; charset=utf-8", &b);
         return;
     }
     struct ts_mirror_thread *t = NULL;
@@ -780,9 +770,46 @@ static h2o_req_t *answer_begin(struct pending_post *p, int err, const Threadsync
 }
 
 static void on_post_done(void *arg, int err, const Threadsync__Error *detail,
+                         const Threadsync__PostResult *r);
+
+static int send_post(struct pending_post *p)
+{
+    Threadsync__Post m;
+    threadsync__post__init(&m);
+    m.idempotency_key = p->idem;
+    m.thread_key = p->key;
+    m.parent_id = p->parent;
+    m.author_name = p->name;
+    m.author_email = p->email;
+    m.body = p->body;
+    m.reader_key = p->reader_key;
+    return ts_client_post(p->w->client, &m, on_post_done, p);
+}
+
+/* A token not marked as a gateway gets its reader keys refused before
+ * anything is proposed: the edge then posts without them from now on
+ * (limits and bans fall back to the author fields) and says so once. */
+static int retry_without_reader_key(struct pending_post *p, int err,
+                                    const Threadsync__Error *detail)
+{
+    if (err != TS_E_INVALID_ARGUMENT || !detail || !detail->field ||
+        strcmp(detail->field, "reader_key") != 0 || !p->reader_key[0] || p->w->closing)
+        return 0;
+    if (!p->w->no_reader_keys)
+        fprintf(stderr, "warning: web: the post token is not a gateway token: posting without "
+                        "reader keys (rate limits and bans apply per author, not per reader); "
+                        "see `threadsync admin token add --gateway`\n");
+    p->w->no_reader_keys = 1;
+    p->reader_key[0] = '\0';
+    return send_post(p) == TS_OK;
+}
+
+static void on_post_done(void *arg, int err, const Threadsync__Error *detail,
                          const Threadsync__PostResult *r)
 {
     struct pending_post *p = arg;
+    if (retry_without_reader_key(p, err, detail))
+        return;
     h2o_req_t *req = answer_begin(p, err, detail);
     if (!req)
         return;
@@ -807,7 +834,7 @@ static void on_post_done(void *arg, int err, const Threadsync__Error *detail,
         ts_web_page_comment_json(&b, &c);
         add_tokens(p->w, p->key, &b);
         ts_web_http_header(req, "cache-control", "no-store");
-        send_buf(req, 200, "application/json; charset=utf-8", &b);
+        ts_web_resp_buf(req, 200, "application/json; charset=utf-8", &b);
     } else {
         redirect(p->w, req, p->key, r->comment_id);
     }
@@ -827,7 +854,7 @@ static void on_change_done(void *arg, int err, const Threadsync__Error *detail,
         struct ts_buf b = TS_BUF_INIT;
         ts_buf_puts(&b, "{\"ok\":true");
         add_tokens(p->w, p->key, &b);
-        send_buf(req, 200, "application/json; charset=utf-8", &b);
+        ts_web_resp_buf(req, 200, "application/json; charset=utf-8", &b);
     } else {
         redirect(p->w, req, p->key, p->kind == 2 ? 0 : p->comment);
     }
@@ -845,7 +872,7 @@ static int is_blank(const char *s)
 /* POST /t/{key}/post|edit|delete. kind as in pending_post. */
 static int post_form(struct ts_web *w, h2o_req_t *req, const char *key, int kind)
 {
-    int json = wants_json(req);
+    int json = ts_web_resp_wants_json(req);
     struct ts_web_kv *kv = NULL;
     size_t n = 0;
     if (ts_web_form_parse(req->entity.base, req->entity.len, FORM_PAIRS_MAX, &kv, &n) != TS_OK) {
@@ -928,17 +955,13 @@ static int post_form(struct ts_web *w, h2o_req_t *req, const char *key, int kind
         return 0;
     }
     if (kind == 0) {
-        char idem[TS_WEB_IDEM_HEX];
-        ts_web_idem_key(w->secret, key, nonce, idem);
-        Threadsync__Post m;
-        threadsync__post__init(&m);
-        m.idempotency_key = idem;
-        m.thread_key = p->key;
-        m.parent_id = parent;
-        m.author_name = p->name;
-        m.author_email = p->email;
-        m.body = p->body;
-        rc = ts_client_post(w->client, &m, on_post_done, p);
+        ts_web_idem_key(w->secret, key, nonce, p->idem);
+        if (!w->no_reader_keys) {
+            unsigned char addr[16];
+            reader_addr(w, req, addr);
+            ts_web_reader_key(w->secret, addr, p->reader_key);
+        }
+        rc = send_post(p);
     } else if (kind == 1) {
         Threadsync__Edit m;
         threadsync__edit__init(&m);
@@ -972,21 +995,55 @@ static int ends_with(const char *s, size_t len, const char *suffix, size_t *rest
     return 1;
 }
 
+static int is_mod_path(const char *path, size_t plen)
+{
+    return plen >= 4 && memcmp(path, "/mod", 4) == 0 && (plen == 4 || path[4] == '/');
+}
+
+/* The request's path after base and before the query: 0 when it is not
+ * under base. */
+static int path_in_base(const struct ts_web *w, h2o_req_t *req, const char **path, size_t *plen)
+{
+    size_t len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    size_t bl = strlen(w->base);
+    if (len < bl || memcmp(req->path.base, w->base, bl) != 0)
+        return 0;
+    *path = req->path.base + bl;
+    *plen = len - bl;
+    return 1;
+}
+
+/* The console's own listener (mod_listen): /mod/ and its static files. */
+static int handle_mod(void *arg, h2o_req_t *req)
+{
+    struct ts_web *w = arg;
+    const char *path;
+    size_t plen;
+    if (!path_in_base(w, req, &path, &plen))
+        return -1;
+    if (is_mod_path(path, plen))
+        return ts_web_mod_handle(w->mod, req, path, plen);
+    for (size_t i = 0; i < ts_web_assets_n; i++)
+        if (strncmp(ts_web_assets[i].path, "/static/mod.", 12) == 0 &&
+            plen == strlen(ts_web_assets[i].path) && memcmp(path, ts_web_assets[i].path, plen) == 0)
+            return get_static(req, &ts_web_assets[i]);
+    return -1;
+}
+
 enum route { R_PAGE, R_EMBED, R_JSON, R_ATOM, R_EVENTS, R_POST, R_EDIT, R_DELETE };
 
 static int handle(void *arg, h2o_req_t *req)
 {
     struct ts_web *w = arg;
-    const char *path = req->path.base;
-    size_t plen = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
-    size_t bl = strlen(w->base);
-    if (plen < bl || memcmp(path, w->base, bl) != 0)
+    const char *path;
+    size_t plen;
+    if (!path_in_base(w, req, &path, &plen))
         return -1;
-    path += bl;
-    plen -= bl;
     int get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
               h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    if (is_mod_path(path, plen))
+        return w->mod_http ? -1 : ts_web_mod_handle(w->mod, req, path, plen);
     if (plen == 7 && memcmp(path, "/counts", 7) == 0 && get)
         return get_counts(w, req);
     for (size_t i = 0; i < ts_web_assets_n; i++)
@@ -1020,20 +1077,11 @@ static int handle(void *arg, h2o_req_t *req)
     }
     struct ts_web_kv *kv = NULL;
     size_t n = 0;
-    /* The key is the path segment decoded as a form value would be, except
-     * that '+' is itself: re-escape it first. */
-    struct ts_buf raw = TS_BUF_INIT;
-    ts_buf_puts(&raw, "k=");
-    for (size_t i = 0; i < klen; i++)
-        ts_buf_puts(&raw, path[i] == '+' ? "%2B" : (char[2]){path[i], 0});
-    if (raw.failed || ts_web_form_parse(raw.p, raw.len, 1, &kv, &n) != TS_OK || n != 1 ||
-        !kv[0].value[0]) {
-        ts_buf_free(&raw);
+    if (ts_web_resp_key(path, klen, &kv, &n) != TS_OK) {
         ts_web_kv_free(kv, n);
         send_text(req, 400, "bad thread key\n");
         return 0;
     }
-    ts_buf_free(&raw);
     const char *key = kv[0].value;
     if (r == R_POST || r == R_EDIT || r == R_DELETE) {
         int ret = post_form(w, req, key, r == R_POST ? 0 : r == R_EDIT ? 1 : 2);
@@ -1094,6 +1142,11 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
         return TS_E_NOMEM;
     }
     *out = w;
+    if (ts_web_proxies_parse(cfg->trusted_proxies, &w->proxies) != TS_OK) {
+        fprintf(stderr, "error: web: --trusted-proxy %s: want numeric addresses\n",
+                cfg->trusted_proxies);
+        return TS_E_CONFIG;
+    }
     int rc = ts_web_secret_load(cfg->dir, w->secret);
     if (rc != TS_OK) {
         fprintf(stderr, "error: web: cannot read or make %s/web.secret (%s)\n", cfg->dir,
@@ -1103,6 +1156,13 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
     if ((rc = ts_mirror_db_open(cfg->dir, &w->db)) != TS_OK)
         return rc;
     if ((rc = ts_web_ring_new(w->cfg.ring_events, cursor, &w->ring)) != TS_OK)
+        return rc;
+    struct ts_web_mod_config mc = {.base = w->base,
+                                   .cluster = client_cfg,
+                                   .secret = w->secret,
+                                   .db = w->db,
+                                   .heartbeat_ms = w->cfg.heartbeat_ms};
+    if ((rc = ts_web_mod_new(loop, &mc, &w->mod)) != TS_OK)
         return rc;
     struct ts_client_config cc = *client_cfg;
     cc.on_state = NULL;
@@ -1115,9 +1175,14 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
                                      .req_timeout_ms = cfg->req_timeout_ms,
                                      .max_conns = cfg->max_conns,
                                      .max_conns_per_addr = cfg->max_conns_per_addr,
-                                     .gzip = cfg->gzip};
+                                     .gzip = cfg->gzip,
+                                     .cert_file = cfg->cert_file,
+                                     .key_file = cfg->key_file};
     rc = ts_web_http_new(loop, cfg->listen, &lim, handle, w, &w->http);
     if (rc != TS_OK)
+        return rc;
+    if (cfg->mod_listen &&
+        (rc = ts_web_http_new(loop, cfg->mod_listen, &lim, handle_mod, w, &w->mod_http)) != TS_OK)
         return rc;
     uv_timer_init(loop, &w->heartbeat);
     w->heartbeat.data = w;
@@ -1129,6 +1194,11 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
 uint16_t ts_web_port(const struct ts_web *w)
 {
     return w->http ? ts_web_http_port(w->http) : 0;
+}
+
+uint16_t ts_web_mod_port(const struct ts_web *w)
+{
+    return w->mod_http ? ts_web_http_port(w->mod_http) : ts_web_port(w);
 }
 
 void ts_web_close(struct ts_web *w)
@@ -1143,9 +1213,11 @@ void ts_web_close(struct ts_web *w)
         next = x->next;
         watcher_pump(x); /* ends each stream, now or at its proceed */
     }
+    ts_web_mod_close(w->mod);
     if (w->client)
         ts_client_close(w->client, NULL, NULL);
     ts_web_http_close(w->http);
+    ts_web_http_close(w->mod_http);
 }
 
 void ts_web_free(struct ts_web *w)
@@ -1153,6 +1225,8 @@ void ts_web_free(struct ts_web *w)
     if (!w)
         return;
     ts_web_http_free(w->http);
+    ts_web_http_free(w->mod_http);
+    ts_web_mod_free(w->mod);
     ts_web_ring_free(w->ring);
     ts_mirror_db_close(w->db);
     for (size_t i = 0; i < OWN_MAX; i++)

@@ -15,10 +15,12 @@
  *   GET  /counts?t=K&t=K...  {"K": visible count, ...}; unknown keys left out
  *   GET  /t/{key}/events     server-sent events (ts_web_relay.h)
  *   POST /t/{key}/post       a new comment; /edit and /delete an own one
- *   GET  /static/threadsync.{js,css}
+ *   GET  /static/threadsync.{js,css}, /static/mod.{js,css}
+ *   /mod/...                 the moderation console (ts_web_mod.h)
  * Data is read from the mirror's database through the edge's own
  * connection; posts go to the cluster through the edge's own ts_client
- * (its own token, the post token).
+ * (its own token, the post token), each with the reader's key
+ * (ts_web_addr.h) while the token is a gateway.
  *
  * Caching: .json, .atom, /counts and static files carry an ETag (the
  * thread's version and its comments' versions) and Cache-Control; pages
@@ -45,6 +47,16 @@ struct ts_web_config {
     size_t ring_events;          /* events kept for resuming; 0: 4096 */
     size_t atom_entries;         /* 0: 50 */
     int gzip;
+    /* The moderation console's own listener ("host:port"), e.g. on an
+     * internal network: then /mod/ is served there only (404 on listen).
+     * NULL: /mod/ on listen. */
+    const char *mod_listen;
+    /* Comma-separated numeric addresses whose X-Forwarded-For is believed
+     * (ts_web_addr.h); NULL: none. */
+    const char *trusted_proxies;
+    /* PEM certificate chain and key: HTTPS on listen (ts_web_http.h); NULL:
+     * plain HTTP. */
+    const char *cert_file, *key_file;
 };
 
 struct ts_web;
@@ -57,6 +69,8 @@ struct ts_web;
 int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
                const struct ts_client_config *client_cfg, uint64_t cursor, struct ts_web **out);
 uint16_t ts_web_port(const struct ts_web *w);
+/* The port the moderation console is served on (mod_listen's, or listen's). */
+uint16_t ts_web_mod_port(const struct ts_web *w);
 void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev);
 void ts_web_on_reset(struct ts_web *w, uint64_t seq);
 void ts_web_on_flushed(struct ts_web *w, const struct ts_mirror_touched *ids);

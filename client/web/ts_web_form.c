@@ -186,7 +186,7 @@ static void mac(const uint8_t secret[TS_WEB_SECRET_LEN], const char *label, cons
     }
     memcpy(msg, label, ll);
     memcpy(msg + ll, key, kl);
-    memcpy(msg + ll + kl, nonce, nl);
+    memcpy(msg + ll + kl, nonce, nl + 1); /* its NUL fills the spare byte; not MACed */
     HMAC(EVP_sha256(), secret, TS_WEB_SECRET_LEN, msg, ll + kl + nl, md, &mdlen);
     free(msg);
     char full[2 * EVP_MAX_MD_SIZE + 1];

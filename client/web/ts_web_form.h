@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define TS_WEB_SECRET_LEN 32
-#define TS_WEB_NONCE_TTL_S (23 * 3600)
+#define TS_WEB_NONCE_TTL_S ((uint64_t)23 * 3600)
 #define TS_WEB_NONCE_LEN 48 /* with its NUL: up to 20 digits, '.', 32 hex */
 #define TS_WEB_MAC_HEX 65   /* 64 hex digits and a NUL */
 #define TS_WEB_IDEM_HEX 49  /* 48 hex digits and a NUL */

@@ -9,6 +9,8 @@
  */
 #include "ts_web_http.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,7 @@ struct ts_web_http {
     uv_handle_t *h2o_handles[H2O_HANDLES_MAX]; /* made by h2o_context_init */
     size_t n_h2o_handles;
     int ctx_ready, listening, closing, released;
+    SSL_CTX *ssl_ctx; /* NULL: plain HTTP */
 };
 
 struct handler {
@@ -202,6 +205,31 @@ static void collect(uv_handle_t *h, void *arg)
         w->v[w->n++] = h;
 }
 
+/* The listener's TLS context from PEM files, or NULL (stderr says why). */
+static SSL_CTX *tls_context(const char *cert, const char *key)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    ERR_clear_error();
+    /* TLS 1.2 only: h2o 2.2.5 predates TLS 1.3, and with OpenSSL 3's 1.3 a
+     * connection its client closed right after the handshake was never
+     * closed by h2o (an fd held for good, and a loop that never ends). */
+    if (!ctx || SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        char why[256];
+        ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+        fprintf(stderr, "error: web: cannot use --cert %s --key %s: %s\n", cert, key, why);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return ctx;
+}
+
 int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_http_limits *lim,
                     ts_web_http_handler handler, void *arg, struct ts_web_http **out)
 {
@@ -212,15 +240,25 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
     if (ts_addr_parse(listen, host, sizeof(host), &port) != TS_OK ||
         ts_addr_numeric(host, port, &ss) != TS_OK)
         return TS_E_CONFIG;
+    if (!lim->cert_file != !lim->key_file) {
+        fprintf(stderr, "error: web: --cert and --key go together\n");
+        return TS_E_CONFIG;
+    }
+    SSL_CTX *ssl_ctx = NULL;
+    if (lim->cert_file && !(ssl_ctx = tls_context(lim->cert_file, lim->key_file)))
+        return TS_E_CONFIG;
     struct ts_web_http *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        SSL_CTX_free(ssl_ctx);
         return TS_E_NOMEM;
+    }
+    s->ssl_ctx = ssl_ctx;
     s->loop = loop;
     s->handler = handler;
     s->arg = arg;
     s->lim = *lim;
     if (!s->lim.max_body)
-        s->lim.max_body = 64 * 1024;
+        s->lim.max_body = (size_t)64 * 1024;
     if (!s->lim.req_timeout_ms)
         s->lim.req_timeout_ms = 10000;
     if (!s->lim.max_conns)
@@ -246,7 +284,7 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
 
     /* Which loop handles are h2o's: those h2o_context_init adds. */
     uv_handle_t *before[H2O_HANDLES_MAX * 4];
-    struct walk w0 = {.v = before, .max = H2O_HANDLES_MAX * 4};
+    struct walk w0 = {.v = before, .max = (size_t)H2O_HANDLES_MAX * 4};
     uv_walk(loop, collect, &w0);
     h2o_context_init(&s->ctx, loop, &s->conf);
     s->ctx_ready = 1;
@@ -256,6 +294,7 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
     s->n_h2o_handles = w1.n;
     s->accept_ctx.ctx = &s->ctx;
     s->accept_ctx.hosts = s->conf.hosts;
+    s->accept_ctx.ssl_ctx = s->ssl_ctx;
 
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
@@ -319,6 +358,7 @@ void ts_web_http_free(struct ts_web_http *s)
     if (s->ctx_ready)
         h2o_context_dispose(&s->ctx);
     h2o_config_dispose(&s->conf);
+    SSL_CTX_free(s->ssl_ctx);
     for (size_t b = 0; b < ADDR_BUCKETS; b++)
         while (s->by_addr[b]) {
             struct addr_count *e = s->by_addr[b];
@@ -385,11 +425,9 @@ void ts_web_http_send(h2o_req_t *req, int status, const char *ctype, const char 
 
 void ts_web_http_header(h2o_req_t *req, const char *name, const char *value)
 {
-    size_t nl = strlen(name);
-    char *n = h2o_mem_alloc_pool(&req->pool, nl);
-    memcpy(n, name, nl);
+    h2o_iovec_t n = h2o_strdup(&req->pool, name, SIZE_MAX);
     h2o_iovec_t v = h2o_strdup(&req->pool, value, SIZE_MAX);
-    h2o_add_header_by_str(&req->pool, &req->res.headers, n, nl, 0, NULL, v.base, v.len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, n.base, n.len, 0, NULL, v.base, v.len);
 }
 
 const char *ts_web_http_req_header(h2o_req_t *req, const char *name, size_t *len)

@@ -18,6 +18,11 @@
  *     http1.req_timeout, a deadline for reading a request's head and body
  *     that closes slow clients;
  *   - the compress filter (gzip) for text responses.
+ * TLS, when configured, is h2o's own (an OpenSSL SSL_CTX on the accept
+ * context, ALPN h2 and http/1.1), capped at TLS 1.2: h2o 2.2.5 predates
+ * TLS 1.3, and under it a connection closed by its client right after the
+ * handshake was never closed by h2o. The handshake counts against the same
+ * request deadline.
  * What h2o 2.2 lacks we add here, at accept time: a cap on open connections
  * per peer address and in total (a connection over either is closed at
  * once). h2o 2.2's library has no way to close idle keep-alive connections
@@ -51,6 +56,10 @@ struct ts_web_http_limits {
     unsigned max_conns; /* open connections; 0: 10000 */
     unsigned max_conns_per_addr; /* open connections from one address; 0: 64 */
     int gzip;                    /* compress text responses */
+    /* TLS on this listener (HTTPS, TLS 1.2, h2 or http/1.1) when both are set: PEM
+     * certificate chain and private key files, read once at start. NULL:
+     * plain HTTP (the normal deployment, behind the site's proxy). */
+    const char *cert_file, *key_file;
 };
 
 /* Called for every request on the loop thread. Return 0 when it answered
@@ -59,7 +68,9 @@ typedef int (*ts_web_http_handler)(void *arg, h2o_req_t *req);
 
 /* Listens on listen ("host:port", numeric host). *out (OUT) is freed by
  * ts_web_http_free() after ts_web_http_close(). TS_OK, TS_E_CONFIG (a bad
- * address), TS_E_IO (bind/listen failed: a line on stderr says why). */
+ * address; a certificate or key that does not load, or only one of the two:
+ * a line on stderr says which), TS_E_IO (bind/listen failed: a line on
+ * stderr says why). */
 int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_http_limits *lim,
                     ts_web_http_handler handler, void *arg, struct ts_web_http **out);
 

@@ -226,6 +226,17 @@ int ts_client_token_list(struct ts_client *c, ts_client_token_list_cb cb, void *
 int ts_client_token_revoke(struct ts_client *c, const Threadsync__TokenRevoke *m,
                            ts_client_token_revoke_cb cb, void *arg);
 
+/* ---- import (PROTOCOL.md, "Import"; ADMIN only) ----------------------- */
+
+typedef void (*ts_client_import_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                    const Threadsync__ImportResult *result);
+/* Import a batch of another system's comments. Idempotent by (source,
+ * source_id), so a re-sent copy after a lost answer reports the comments
+ * existing with the same ids. m is copied; the result is borrowed for the
+ * callback's duration. */
+int ts_client_import(struct ts_client *c, const Threadsync__Import *m, ts_client_import_cb cb,
+                     void *arg);
+
 /* ---- cluster (PROTOCOL.md, "Cluster"; ADMIN only) ---------------------- */
 
 typedef void (*ts_client_cluster_cb)(void *arg, int err, const Threadsync__Error *detail,
@@ -351,6 +362,8 @@ int ts_sync_backup(const struct ts_client_config *cfg, ts_client_backup_chunk_cb
 int ts_sync_state_digest(const struct ts_client_config *cfg, Threadsync__StateDigestResult **out,
                          Threadsync__Error **err_out);
 
+int ts_sync_import(const struct ts_client_config *cfg, const Threadsync__Import *m,
+                   Threadsync__ImportResult **out, Threadsync__Error **err_out);
 /* Frees any protobuf message a ts_sync_* call returned; NULL is a no-op. */
 void ts_msg_free(void *msg);
 

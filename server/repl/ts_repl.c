@@ -22,7 +22,12 @@
  *     cleared log) when raft_close cancels an in-flight leader append.
  *   - The data directory's LOCK is held from before raft touches the
  *     directory until after raft and its I/O are closed (after a failed
- *     start: until ts_repl_start returns, raft writes nothing then).
+ *     start: until ts_repl_start returns, raft writes nothing then). One
+ *     function opens and locks the directory, ts__repl_open, for both
+ *     starting and seeding.
+ *
+ * Membership changes live in ts_repl_member.c, bootstrap and seeding from a
+ * backup in ts_repl_seed.c; struct ts_repl is in internal/ts_repl_int.h.
  *
  * Load: one proposal per client write, up to max_inflight queued; raft's
  * libuv backend coalesces appends that queue up while a write is in flight.
@@ -38,7 +43,6 @@
  */
 #include "ts_repl.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -57,6 +61,7 @@
 #include "ts_err.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
+#include "ts_repl_int.h"
 
 #define REPL_DEFAULT_ELECTION_MS 1000
 #define REPL_DEFAULT_HEARTBEAT_MS 100
@@ -74,87 +79,8 @@
 #define SNAP_LOG_SHARE_DIV 8
 
 #define REPL_FRAME_HDR 4
-#define REPL_SNAP_MAGIC 0x31504e5374727374ULL /* bytes "tsrtSNP1" */
-#define REPL_SNAP_HDR 16
 
-struct repl_prop {
-    struct raft_apply req; /* req.index is set by raft_apply */
-    struct ts_repl *r;
-    ts_repl_cb cb;
-    void *arg;
-    struct repl_prop *prev, *next;
-    unsigned char result[]; /* fsm->result_size bytes */
-};
-
-/* The one membership change in progress (libraft takes one at a time). */
-enum { MOP_PROBE = 1, MOP_ADD, MOP_ASSIGN, MOP_REMOVE, MOP_DONE };
-
-struct repl_mop {
-    int stage;
-    int raft_pending; /* raft holds change, its callback is due */
-    int status;       /* of the last step, TS_OK to go on */
-    uint64_t id;
-    char *address; /* composite raft address */
-    struct raft_change change;
-    ts_repl_change_cb cb;
-    void *arg;
-};
-
-struct ts_repl {
-    uv_loop_t *loop;
-    struct raft raft;
-    struct raft_io io;
-    struct raft_uv_transport transport;
-    struct raft_fsm rfsm;
-    struct ts_repl_fsm fsm;
-    struct ts_repl_hooks hooks;
-    char *dir;
-    char *address; /* composite: "RAFT,CLIENT" when a client address is known */
-    char *client_address;
-    char leader_client[256];
-    int lock_fd;
-    int tls; /* transport is ts_raft_tls */
-    unsigned transfer_ms;
-
-    struct repl_mop *mop;
-    uv_timer_t kick; /* continues a membership change outside raft's callbacks */
-    struct raft_transfer transfer;
-    int transferring;
-    int handles_open; /* defer, kick and watch */
-
-    /* Staleness: watch samples raft every heartbeat (raft 0.15 has no state
-     * callback). */
-    uv_timer_t watch;
-    uint64_t leader_seen_ms; /* loop ms a leader was last known; start time first */
-    uint64_t stale_after_ms; /* REPL_STALE_ELECTIONS election timeouts */
-    char last_leader[256];   /* client address of the last leader known, "" none */
-    uint64_t last_leader_id; /* its id, 0 none */
-    int was_member;          /* this node was in the configuration once */
-    int removed;             /* ... and is no longer: it must not serve */
-    int stale;               /* last reported state, for the log lines */
-
-    struct repl_prop *head, *tail; /* pending proposals, ascending index */
-    unsigned inflight;
-    unsigned max_inflight;
-    unsigned char *scratch; /* result buffer for entries nobody here proposed */
-    uint64_t applied;
-    uint64_t snapshots, snapshot_bytes; /* for ts_repl_get_status */
-    unsigned min_threshold;             /* the configured snapshot threshold */
-    uint64_t entry_bytes;               /* payload bytes applied, and entries, since */
-    uint64_t entry_count;               /* the last snapshot: their mean sizes the next */
-
-    uv_timer_t defer;
-    unsigned store_waits; /* 1 ms polls of on_defer waiting for the disk */
-    int failed;           /* fsm error or corrupt entry: raft is being stopped */
-    int raft_stopping;    /* raft_close() called */
-    int raft_closed;      /* raft's close callback ran */
-    int io_released;      /* raft_uv_close and the transport's close done */
-    int closing;          /* ts_repl_close() called */
-    void (*close_cb)(void *arg);
-    void *close_arg;
-};
-
-static int repl_err(int rv)
+int ts__repl_err(int rv)
 {
     switch (rv) {
     case 0:
@@ -373,13 +299,13 @@ static int repl_transport_init(struct ts_repl *r, const struct ts_repl_config *c
     int rv = raft_uv_tcp_init(&r->transport, r->loop);
     if (rv != 0) {
         TS_ERROR("event=repl_transport_failed err=%s", raft_strerror(rv));
-        return repl_err(rv);
+        return ts__repl_err(rv);
     }
     TS_WARN("event=repl_plain_transport msg=\"raft traffic is not authenticated\"");
     return TS_OK;
 }
 
-static void repl_transport_close(struct ts_repl *r)
+void ts__repl_transport_close(struct ts_repl *r)
 {
     if (r->tls)
         ts_raft_tls_close(&r->transport);
@@ -389,7 +315,7 @@ static void repl_transport_close(struct ts_repl *r)
 
 /* ---- close ---------------------------------------------------------- */
 
-static void repl_free(struct ts_repl *r)
+void ts__repl_free(struct ts_repl *r)
 {
     if (r->lock_fd >= 0)
         close(r->lock_fd); /* releases the flock */
@@ -400,7 +326,6 @@ static void repl_free(struct ts_repl *r)
     free(r);
 }
 
-static void mop_finish(struct ts_repl *r, int status);
 static void on_watch(uv_timer_t *h);
 
 static void on_defer_closed(uv_handle_t *h)
@@ -410,7 +335,7 @@ static void on_defer_closed(uv_handle_t *h)
         return;
     void (*cb)(void *) = r->close_cb;
     void *arg = r->close_arg;
-    repl_free(r);
+    ts__repl_free(r);
     if (cb)
         cb(arg);
 }
@@ -430,7 +355,7 @@ static void repl_finish(struct ts_repl *r)
 {
     fail_pending(r);
     if (r->mop)
-        mop_finish(r, TS_E_UNAVAILABLE);
+        ts__repl_mop_finish(r, TS_E_UNAVAILABLE);
     uv_close((uv_handle_t *)&r->defer, on_defer_closed);
     uv_close((uv_handle_t *)&r->kick, on_defer_closed);
     uv_close((uv_handle_t *)&r->watch, on_defer_closed);
@@ -513,7 +438,7 @@ static void on_defer(uv_timer_t *h)
             return;
         }
         raft_uv_close(&r->io);
-        repl_transport_close(r);
+        ts__repl_transport_close(r);
         r->io_released = 1;
     }
     if (r->closing)
@@ -680,8 +605,8 @@ static int repl_lock(struct ts_repl *r)
  * TLS transport (peers learn the client address from it), the raft address
  * alone on libraft's stock transport (which parses it itself). malloc'd;
  * NULL when out of memory. ts_repl_start and ts_repl_seed_snapshot must
- * agree on it: a node that does not find itself in the configuration never
- * votes. */
+ * agree on it (both take it from ts__repl_open): a node that does not find
+ * itself in the configuration never votes. */
 static char *repl_address(const struct ts_repl_config *cfg)
 {
     const char *client = cfg->client_address ? cfg->client_address : "";
@@ -708,23 +633,32 @@ static int repl_address_bad(const struct ts_repl_config *cfg, const char *addres
     return 0;
 }
 
-static int repl_bootstrap(struct ts_repl *r, uint64_t node_id)
+int ts__repl_open(const struct ts_repl_config *cfg, struct ts_repl **out)
 {
-    struct raft_configuration conf;
-    raft_configuration_init(&conf);
-    int rv = raft_configuration_add(&conf, node_id, r->address, RAFT_VOTER);
-    if (rv == 0)
-        rv = raft_bootstrap(&r->raft, &conf);
-    raft_configuration_close(&conf);
-    if (rv == RAFT_CANTBOOTSTRAP)
-        return TS_OK; /* not a first start: raft state already on disk */
-    if (rv != 0) {
-        TS_ERROR("event=repl_bootstrap_failed dir=%s err=%s msg=\"%s\"", r->dir, raft_strerror(rv),
-                 raft_errmsg(&r->raft));
-        return repl_err(rv);
+    *out = NULL;
+    if (!cfg->data_dir || !*cfg->data_dir || !cfg->raft_address || !*cfg->raft_address ||
+        cfg->node_id == 0)
+        return TS_E_CONFIG;
+    struct ts_repl *r = calloc(1, sizeof(*r));
+    if (!r)
+        return TS_E_NOMEM;
+    r->lock_fd = -1;
+    r->dir = strdup(cfg->data_dir);
+    r->address = repl_address(cfg);
+    if (!r->dir || !r->address) {
+        ts__repl_free(r);
+        return TS_E_NOMEM;
     }
-    TS_INFO("event=repl_bootstrap dir=%s node_id=%llu addr=%s", r->dir, (unsigned long long)node_id,
-            r->address);
+    if (repl_address_bad(cfg, r->address)) {
+        ts__repl_free(r);
+        return TS_E_CONFIG;
+    }
+    int rc = repl_lock(r);
+    if (rc != TS_OK) {
+        ts__repl_free(r);
+        return rc;
+    }
+    *out = r;
     return TS_OK;
 }
 
@@ -732,8 +666,7 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
                   const struct ts_repl_hooks *hooks, struct ts_repl **out)
 {
     *out = NULL;
-    if (!cfg->data_dir || !*cfg->data_dir || !cfg->raft_address || !*cfg->raft_address ||
-        cfg->node_id == 0 || !fsm->apply || !fsm->snapshot || !fsm->restore)
+    if (!fsm->apply || !fsm->snapshot || !fsm->restore)
         return TS_E_CONFIG;
     unsigned election =
         cfg->election_timeout_ms ? cfg->election_timeout_ms : REPL_DEFAULT_ELECTION_MS;
@@ -746,47 +679,35 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
         return TS_E_CONFIG;
     }
 
-    struct ts_repl *r = calloc(1, sizeof(*r));
-    if (!r)
-        return TS_E_NOMEM;
+    struct ts_repl *r;
+    int rc = ts__repl_open(cfg, &r);
+    if (rc != TS_OK)
+        return rc;
     r->loop = loop;
-    r->lock_fd = -1;
     r->fsm = *fsm;
     if (hooks)
         r->hooks = *hooks;
     r->max_inflight = cfg->max_inflight ? cfg->max_inflight : REPL_DEFAULT_MAX_INFLIGHT;
     r->transfer_ms = cfg->transfer_ms ? cfg->transfer_ms : REPL_DEFAULT_TRANSFER_MS;
-    r->dir = strdup(cfg->data_dir);
     r->client_address = strdup(cfg->client_address ? cfg->client_address : "");
-    r->address = repl_address(cfg);
     r->scratch = calloc(1, fsm->result_size ? fsm->result_size : 1);
-    if (!r->dir || !r->address || !r->scratch || !r->client_address) {
-        repl_free(r);
+    if (!r->scratch || !r->client_address) {
+        ts__repl_free(r);
         return TS_E_NOMEM;
-    }
-    if (repl_address_bad(cfg, r->address)) {
-        repl_free(r);
-        return TS_E_CONFIG;
-    }
-
-    int rc = repl_lock(r);
-    if (rc != TS_OK) {
-        repl_free(r);
-        return rc;
     }
 
     rc = repl_transport_init(r, cfg);
     if (rc != TS_OK) {
-        repl_free(r);
+        ts__repl_free(r);
         return rc;
     }
     int rv = raft_uv_init(&r->io, loop, r->dir, &r->transport);
     if (rv != 0) {
         TS_ERROR("event=repl_io_init_failed dir=%s err=%s msg=\"%s\"", r->dir, raft_strerror(rv),
                  r->io.errmsg);
-        repl_transport_close(r);
-        repl_free(r);
-        return repl_err(rv);
+        ts__repl_transport_close(r);
+        ts__repl_free(r);
+        return ts__repl_err(rv);
     }
     /* Off: on a damaged segment libraft would rename it aside and carry on
      * without acknowledged entries. We would rather not start. */
@@ -806,9 +727,9 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
         TS_ERROR("event=repl_init_failed dir=%s err=%s msg=\"%s\"", r->dir, raft_strerror(rv),
                  raft_errmsg(&r->raft));
         raft_uv_close(&r->io);
-        repl_transport_close(r);
-        repl_free(r);
-        return repl_err(rv);
+        ts__repl_transport_close(r);
+        ts__repl_free(r);
+        return ts__repl_err(rv);
     }
     r->raft.data = r;
     raft_set_election_timeout(&r->raft, election);
@@ -833,13 +754,13 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
 
     /* A joining node starts empty and waits for the leader's entries;
      * raft_bootstrap would make it a cluster of its own. */
-    rc = cfg->join ? TS_OK : repl_bootstrap(r, cfg->node_id);
+    rc = cfg->join ? TS_OK : ts__repl_bootstrap(r, cfg->node_id);
     if (rc == TS_OK) {
         rv = raft_start(&r->raft);
         if (rv != 0) {
             TS_ERROR("event=repl_start_failed dir=%s err=%s msg=\"%s\"", r->dir, raft_strerror(rv),
                      raft_errmsg(&r->raft));
-            rc = repl_err(rv);
+            rc = ts__repl_err(rv);
         }
     }
     if (rc != TS_OK) {
@@ -865,7 +786,7 @@ static void on_applied(struct raft_apply *req, int status, void *result)
     struct repl_prop *p = req->data;
     struct ts_repl *r = p->r;
     pending_remove(r, p);
-    int st = status == 0 ? TS_OK : repl_err(status);
+    int st = status == 0 ? TS_OK : ts__repl_err(status);
     if (st != TS_OK && st != TS_E_NOT_LEADER)
         st = TS_E_UNAVAILABLE;
     p->cb(p->arg, st, st == TS_OK ? result : NULL);
@@ -926,7 +847,7 @@ int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_re
         free(p);
         TS_WARN("event=propose_failed error=\"%s\" raft=\"%s\"", raft_strerror(rv),
                 raft_errmsg(&r->raft));
-        return repl_err(rv);
+        return ts__repl_err(rv);
     }
     return TS_OK;
 }
@@ -983,288 +904,6 @@ uint64_t ts_repl_leader_id(const struct ts_repl *r)
     return id;
 }
 
-int ts_repl_is_member(const struct ts_repl *r)
-{
-    for (unsigned i = 0; i < r->raft.configuration.n; i++)
-        if (r->raft.configuration.servers[i].id == r->raft.id)
-            return 1;
-    return 0;
-}
-
-static int cmp_node(const void *a, const void *b)
-{
-    const struct ts_repl_node *x = a, *y = b;
-    return x->id < y->id ? -1 : x->id > y->id;
-}
-
-int ts_repl_nodes(const struct ts_repl *r, struct ts_repl_node **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    const struct raft_configuration *c = &r->raft.configuration;
-    if (r->raft_stopping || c->n == 0)
-        return TS_OK;
-    struct ts_repl_node *v = calloc(c->n, sizeof(*v));
-    if (!v)
-        return TS_E_NOMEM;
-    uint64_t leader = ts_repl_leader_id(r);
-    for (unsigned i = 0; i < c->n; i++) {
-        const struct raft_server *s = &c->servers[i];
-        v[i].id = s->id;
-        if (ts_raft_tls_split_address(s->address, v[i].raft_address, sizeof(v[i].raft_address),
-                                      v[i].client_address, sizeof(v[i].client_address)) != TS_OK)
-            snprintf(v[i].raft_address, sizeof(v[i].raft_address), "%s", s->address);
-        if (s->id == r->raft.id && !v[i].client_address[0])
-            snprintf(v[i].client_address, sizeof(v[i].client_address), "%s", r->client_address);
-        v[i].role = s->role == RAFT_VOTER     ? TS_REPL_VOTER
-                    : s->role == RAFT_STANDBY ? TS_REPL_STANDBY
-                                              : TS_REPL_SPARE;
-        v[i].is_leader = s->id == leader;
-    }
-    qsort(v, c->n, sizeof(*v), cmp_node);
-    *out = v;
-    *n = c->n;
-    return TS_OK;
-}
-
-/* ---- membership ------------------------------------------------------ */
-
-static int change_err(int rv)
-{
-    switch (rv) {
-    case 0:
-        return TS_OK;
-    case RAFT_NOTLEADER:
-        return TS_E_NOT_LEADER;
-    case RAFT_BADID:
-    case RAFT_DUPLICATEID:
-    case RAFT_DUPLICATEADDRESS:
-    case RAFT_BADROLE:
-        return TS_E_INVALID_ARGUMENT;
-    case RAFT_NOMEM:
-        return TS_E_NOMEM;
-    default: /* CANTCHANGE, LEADERSHIPLOST, NOCONNECTION (no catch-up), SHUTDOWN */
-        return TS_E_UNAVAILABLE;
-    }
-}
-
-/* Ends the change: its callback runs from the loop (kick), never from
- * inside a raft callback or a ts_repl_* call. */
-static void mop_finish(struct ts_repl *r, int status)
-{
-    struct repl_mop *m = r->mop;
-    r->mop = NULL;
-    TS_INFO("event=repl_membership_done dir=%s node=%llu result=%s", r->dir,
-            (unsigned long long)m->id, ts_err_name(status));
-    if (m->cb)
-        m->cb(m->arg, status);
-    free(m->address);
-    free(m);
-}
-
-static void mop_step(struct ts_repl *r);
-
-static void on_kick(uv_timer_t *h)
-{
-    struct ts_repl *r = h->data;
-    if (r->mop && !r->mop->raft_pending)
-        mop_step(r);
-}
-
-static void on_change(struct raft_change *req, int status)
-{
-    struct ts_repl *r = req->data;
-    if (!r->mop || !r->mop->raft_pending)
-        return;
-    r->mop->raft_pending = 0;
-    r->mop->status = change_err(status);
-    uv_timer_start(&r->kick, on_kick, 0, 0);
-}
-
-static void on_probe(void *arg, int status)
-{
-    struct ts_repl *r = arg;
-    if (!r->mop)
-        return;
-    if (status == TS_E_TLS) {
-        TS_WARN("event=repl_join_refused dir=%s node=%llu addr=%s reason=\"mutual TLS failed\"",
-                r->dir, (unsigned long long)r->mop->id, r->mop->address);
-        status = TS_E_FORBIDDEN;
-    } else if (status == TS_E_TIMEOUT) {
-        status = TS_E_IO;
-    }
-    r->mop->status = status;
-    uv_timer_start(&r->kick, on_kick, 0, 0);
-}
-
-static const struct raft_server *find_server(struct ts_repl *r, uint64_t id)
-{
-    for (unsigned i = 0; i < r->raft.configuration.n; i++)
-        if (r->raft.configuration.servers[i].id == id)
-            return &r->raft.configuration.servers[i];
-    return NULL;
-}
-
-/* Runs the next step once the previous one ended with TS_OK. */
-static void mop_step(struct ts_repl *r)
-{
-    struct repl_mop *m = r->mop;
-    if (m->status != TS_OK) {
-        mop_finish(r, m->status);
-        return;
-    }
-    if (r->closing || r->failed || r->raft_stopping) {
-        mop_finish(r, TS_E_UNAVAILABLE);
-        return;
-    }
-    if (m->stage == MOP_DONE) {
-        mop_finish(r, TS_OK);
-        return;
-    }
-    if (raft_state(&r->raft) != RAFT_LEADER) {
-        mop_finish(r, TS_E_NOT_LEADER);
-        return;
-    }
-    const struct raft_server *srv = find_server(r, m->id);
-    int rv = 0;
-    m->change.data = r;
-    if (m->stage == MOP_PROBE) {
-        if (srv && srv->role == RAFT_VOTER) {
-            mop_finish(r, TS_OK); /* already joined */
-            return;
-        }
-        m->stage = srv ? MOP_ASSIGN : MOP_ADD;
-    }
-    switch (m->stage) {
-    case MOP_ADD:
-        TS_INFO("event=repl_add dir=%s node=%llu addr=%s role=spare", r->dir,
-                (unsigned long long)m->id, m->address);
-        rv = raft_add(&r->raft, &m->change, m->id, m->address, on_change);
-        m->stage = MOP_ASSIGN;
-        break;
-    case MOP_ASSIGN:
-        /* libraft replicates to the node in rounds and commits the new
-         * role only once the node is caught up (or gives up: NOCONNECTION). */
-        TS_INFO("event=repl_assign dir=%s node=%llu role=voter", r->dir, (unsigned long long)m->id);
-        rv = raft_assign(&r->raft, &m->change, m->id, RAFT_VOTER, on_change);
-        m->stage = MOP_DONE;
-        break;
-    case MOP_REMOVE:
-        if (!srv) {
-            mop_finish(r, TS_OK);
-            return;
-        }
-        TS_INFO("event=repl_remove dir=%s node=%llu", r->dir, (unsigned long long)m->id);
-        rv = raft_remove(&r->raft, &m->change, m->id, on_change);
-        m->stage = MOP_DONE;
-        break;
-    default:
-        break;
-    }
-    if (rv != 0) {
-        TS_WARN("event=repl_membership_failed dir=%s node=%llu err=%s msg=\"%s\"", r->dir,
-                (unsigned long long)m->id, raft_strerror(rv), raft_errmsg(&r->raft));
-        mop_finish(r, change_err(rv));
-        return;
-    }
-    m->raft_pending = 1;
-}
-
-static int mop_begin(struct ts_repl *r, uint64_t id, ts_repl_change_cb cb, void *arg,
-                     struct repl_mop **out)
-{
-    if (r->closing || r->failed || r->raft_stopping)
-        return TS_E_UNAVAILABLE;
-    if (raft_state(&r->raft) != RAFT_LEADER)
-        return TS_E_NOT_LEADER;
-    if (r->mop)
-        return TS_E_UNAVAILABLE;
-    if (id == 0)
-        return TS_E_INVALID_ARGUMENT;
-    struct repl_mop *m = calloc(1, sizeof(*m));
-    if (!m)
-        return TS_E_NOMEM;
-    m->id = id;
-    m->cb = cb;
-    m->arg = arg;
-    *out = m;
-    return TS_OK;
-}
-
-int ts_repl_join(struct ts_repl *r, uint64_t id, const char *raft_address,
-                 const char *client_address, ts_repl_change_cb cb, void *arg)
-{
-    struct repl_mop *m;
-    if (!raft_address || !client_address || strchr(raft_address, ',') ||
-        strchr(client_address, ','))
-        return TS_E_INVALID_ARGUMENT;
-    size_t alen = strlen(raft_address) + strlen(client_address) + 2;
-    if (alen > TS_RAFT_TLS_ADDR_MAX)
-        return TS_E_INVALID_ARGUMENT;
-    char *address = malloc(alen);
-    if (!address)
-        return TS_E_NOMEM;
-    size_t rlen = strlen(raft_address);
-    memcpy(address, raft_address, rlen);
-    address[rlen] = ',';
-    memcpy(address + rlen + 1, client_address, strlen(client_address) + 1);
-    if (ts_raft_tls_split_address(address, NULL, 0, NULL, 0) != TS_OK) {
-        free(address);
-        return TS_E_INVALID_ARGUMENT;
-    }
-    const struct raft_server *known = find_server(r, id);
-    if (known && strcmp(known->address, address) != 0) {
-        free(address);
-        return TS_E_INVALID_ARGUMENT;
-    }
-    for (unsigned i = 0; !known && i < r->raft.configuration.n; i++) {
-        char other[TS_RAFT_TLS_ADDR_MAX + 1];
-        if (ts_raft_tls_split_address(r->raft.configuration.servers[i].address, other,
-                                      sizeof(other), NULL, 0) == TS_OK &&
-            strcmp(other, raft_address) == 0) {
-            free(address);
-            return TS_E_INVALID_ARGUMENT;
-        }
-    }
-    int rc = mop_begin(r, id, cb, arg, &m);
-    if (rc != TS_OK) {
-        free(address);
-        return rc;
-    }
-    m->address = address;
-    m->stage = MOP_PROBE;
-    r->mop = m;
-    TS_INFO("event=repl_join dir=%s node=%llu addr=%s", r->dir, (unsigned long long)id, address);
-    if (r->tls) {
-        rc = ts_raft_tls_probe(&r->transport, address, on_probe, r);
-        if (rc != TS_OK) {
-            r->mop = NULL;
-            free(m->address);
-            free(m);
-            return rc;
-        }
-    } else {
-        uv_timer_start(&r->kick, on_kick, 0, 0);
-    }
-    return TS_OK;
-}
-
-int ts_repl_remove(struct ts_repl *r, uint64_t id, ts_repl_change_cb cb, void *arg)
-{
-    struct repl_mop *m;
-    if (raft_state(&r->raft) == RAFT_LEADER && id == r->raft.id)
-        return TS_E_INVALID_ARGUMENT;
-    if (raft_state(&r->raft) == RAFT_LEADER && !find_server(r, id))
-        return TS_E_NOT_FOUND;
-    int rc = mop_begin(r, id, cb, arg, &m);
-    if (rc != TS_OK)
-        return rc;
-    m->stage = MOP_REMOVE;
-    r->mop = m;
-    uv_timer_start(&r->kick, on_kick, 0, 0);
-    return TS_OK;
-}
-
 void ts_repl_get_status(const struct ts_repl *r, struct ts_repl_status *out)
 {
     memset(out, 0, sizeof(*out));
@@ -1283,204 +922,4 @@ void ts_repl_get_status(const struct ts_repl *r, struct ts_repl_status *out)
     out->is_leader = ts_repl_is_leader(r);
     out->snapshots = r->snapshots;
     out->snapshot_bytes = r->snapshot_bytes;
-}
-
-/* ---- seeding a new node from a backup -------------------------------- */
-
-struct seed_wait {
-    int done;
-    int status;
-};
-
-static void seed_put_done(struct raft_io_snapshot_put *req, int status)
-{
-    struct seed_wait *w = req->data;
-    w->done = 1;
-    w->status = status;
-}
-
-static void seed_io_closed(struct raft_io *io)
-{
-    struct seed_wait *w = io->data;
-    w->done = 1;
-}
-
-/* Any file but our LOCK means raft state (metadata, segments, snapshots). */
-static int seed_dir_empty(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    int empty = 1;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            strcmp(e->d_name, "LOCK") != 0)
-            empty = 0;
-    closedir(d);
-    return empty;
-}
-
-static void seed_free_loaded(struct raft_snapshot *snap, struct raft_entry *entries, size_t n)
-{
-    if (snap) {
-        raft_configuration_close(&snap->configuration);
-        for (unsigned i = 0; i < snap->n_bufs; i++)
-            raft_free(snap->bufs[i].base);
-        raft_free(snap->bufs);
-        raft_free(snap);
-    }
-    void *batch = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (entries[i].batch != batch) {
-            batch = entries[i].batch;
-            raft_free(batch);
-        }
-    }
-    raft_free(entries);
-}
-
-/* Writes metadata (term 1) and the snapshot through an initialised io. */
-static int seed_write(struct ts_repl *r, uv_loop_t *loop, uint64_t node_id, uint64_t last_index,
-                      const uint8_t *fsm_bytes, size_t len)
-{
-    raft_term term = 0;
-    raft_id voted_for = 0;
-    struct raft_snapshot *loaded = NULL;
-    raft_index start_index = 0;
-    struct raft_entry *entries = NULL;
-    size_t n_entries = 0;
-    int rv = r->io.load(&r->io, &term, &voted_for, &loaded, &start_index, &entries, &n_entries);
-    if (rv != 0) {
-        TS_ERROR("event=seed_load_failed dir=%s err=%s msg=\"%s\"", r->dir, raft_strerror(rv),
-                 r->io.errmsg);
-        return repl_err(rv);
-    }
-    int had_state = term != 0 || loaded || n_entries;
-    seed_free_loaded(loaded, entries, n_entries);
-    if (had_state) {
-        TS_ERROR("event=seed_refused dir=%s reason=\"raft state already present\"", r->dir);
-        return TS_E_EXISTS;
-    }
-    rv = r->io.set_term(&r->io, 1);
-    if (rv != 0) {
-        TS_ERROR("event=seed_term_failed dir=%s err=%s", r->dir, raft_strerror(rv));
-        return repl_err(rv);
-    }
-
-    struct raft_snapshot snap;
-    memset(&snap, 0, sizeof(snap));
-    raft_configuration_init(&snap.configuration);
-    rv = raft_configuration_add(&snap.configuration, node_id, r->address, RAFT_VOTER);
-    struct raft_buffer buf = {.base = NULL, .len = REPL_SNAP_HDR + len};
-    if (rv == 0 && !(buf.base = raft_malloc(buf.len)))
-        rv = RAFT_NOMEM;
-    if (rv != 0) {
-        raft_configuration_close(&snap.configuration);
-        return repl_err(rv);
-    }
-    ts_store_le64(buf.base, REPL_SNAP_MAGIC);
-    ts_store_le64((uint8_t *)buf.base + 8, last_index);
-    if (len)
-        memcpy((uint8_t *)buf.base + REPL_SNAP_HDR, fsm_bytes, len);
-    snap.index = last_index;
-    snap.term = 1;
-    snap.configuration_index = last_index;
-    snap.bufs = &buf;
-    snap.n_bufs = 1;
-
-    struct seed_wait w = {0, 0};
-    struct raft_io_snapshot_put req;
-    req.data = &w;
-    /* trailing 1: a plain put (0 would be an install into a running log) */
-    rv = r->io.snapshot_put(&r->io, 1, &req, &snap, seed_put_done);
-    if (rv == 0) {
-        while (!w.done)
-            uv_run(loop, UV_RUN_ONCE);
-        rv = w.status;
-    }
-    raft_free(buf.base);
-    raft_configuration_close(&snap.configuration);
-    if (rv != 0) {
-        TS_ERROR("event=seed_snapshot_failed dir=%s err=%s msg=\"%s\"", r->dir, raft_strerror(rv),
-                 r->io.errmsg);
-        return repl_err(rv);
-    }
-    return TS_OK;
-}
-
-int ts_repl_seed_snapshot(const struct ts_repl_config *cfg, uint64_t last_index,
-                          const uint8_t *fsm_bytes, size_t len)
-{
-    if (!cfg->data_dir || !*cfg->data_dir || !cfg->raft_address || !*cfg->raft_address ||
-        cfg->node_id == 0 || last_index == 0)
-        return TS_E_CONFIG;
-    const char *dir = cfg->data_dir;
-    uint64_t node_id = cfg->node_id;
-    struct ts_repl *r = calloc(1, sizeof(*r));
-    if (!r)
-        return TS_E_NOMEM;
-    r->lock_fd = -1;
-    r->dir = strdup(dir);
-    r->address = repl_address(cfg);
-    if (!r->dir || !r->address) {
-        repl_free(r);
-        return TS_E_NOMEM;
-    }
-    if (repl_address_bad(cfg, r->address)) {
-        repl_free(r);
-        return TS_E_CONFIG;
-    }
-    int rc = repl_lock(r);
-    if (rc != TS_OK) {
-        repl_free(r);
-        return rc;
-    }
-    if (!seed_dir_empty(dir)) {
-        TS_ERROR("event=seed_refused dir=%s reason=\"directory holds raft data\"", dir);
-        repl_free(r);
-        return TS_E_EXISTS;
-    }
-    uv_loop_t loop;
-    if (uv_loop_init(&loop) != 0) {
-        repl_free(r);
-        return TS_E_IO;
-    }
-    r->loop = &loop;
-    /* The io needs a transport, but nothing is sent: the stock one will do. */
-    rc = raft_uv_tcp_init(&r->transport, &loop) == 0 ? TS_OK : TS_E_NOMEM;
-    int io_ready = 0;
-    if (rc == TS_OK) {
-        int rv = raft_uv_init(&r->io, &loop, r->dir, &r->transport);
-        if (rv == 0) {
-            io_ready = 1;
-            raft_uv_set_auto_recovery(&r->io, false);
-            rv = r->io.init(&r->io, node_id, r->address);
-        }
-        if (rv != 0) {
-            TS_ERROR("event=seed_io_init_failed dir=%s err=%s msg=\"%s\"", r->dir,
-                     raft_strerror(rv), r->io.errmsg);
-            rc = repl_err(rv);
-            if (io_ready) { /* init failed: nothing to close but the memory */
-                raft_uv_close(&r->io);
-            }
-        } else {
-            rc = seed_write(r, &loop, node_id, last_index, fsm_bytes, len);
-            struct seed_wait w = {0, 0};
-            r->io.data = &w;
-            r->io.close(&r->io, seed_io_closed);
-            while (!w.done)
-                uv_run(&loop, UV_RUN_ONCE);
-            raft_uv_close(&r->io);
-        }
-        repl_transport_close(r);
-    }
-    uv_run(&loop, UV_RUN_DEFAULT); /* the transport's and io's last handles */
-    if (uv_loop_close(&loop) != 0)
-        TS_WARN("event=seed_loop_not_closed dir=%s", r->dir);
-    if (rc == TS_OK)
-        TS_INFO("event=repl_seeded dir=%s node_id=%llu addr=%s index=%llu bytes=%zu", r->dir,
-                (unsigned long long)node_id, r->address, (unsigned long long)last_index, len);
-    repl_free(r);
-    return rc;
 }

@@ -29,6 +29,8 @@ int ts_store_new(struct ts_evlog *log, struct ts_store **out)
     if (!s)
         return TS_E_NOMEM;
     s->log = log;
+    s->import_out = NULL;
+    s->n_import_out = s->cap_import_out = 0;
     ts__store_state_init(&s->st);
     *out = s;
     return TS_OK;
@@ -39,6 +41,7 @@ void ts_store_free(struct ts_store *s)
     if (!s)
         return;
     ts__store_state_free(&s->st);
+    free(s->import_out);
     free(s);
 }
 
@@ -78,8 +81,7 @@ static void reject_msg(struct ts_store_result *res, int status, const char *fiel
     res->message = message;
 }
 
-/* Moves c to status ns, keeping the thread's counts. */
-static void set_status(struct thread *t, struct comment *c, uint8_t ns)
+void ts__store_set_status(struct thread *t, struct comment *c, uint8_t ns)
 {
     if (c->status == THREADSYNC__STATUS__VISIBLE)
         t->comment_count--;
@@ -97,9 +99,8 @@ static const char *actor_of(const Threadsync__State__Command *cmd)
     return ts__store_valid_token_name(cmd->actor) ? cmd->actor : "";
 }
 
-/* Appends the event for a change of comment c in thread t. */
-static int append_event(struct ts_store *s, uint64_t seq, const struct thread *t,
-                        const struct comment *c)
+int ts__store_append_event(struct ts_store *s, uint64_t seq, const struct thread *t,
+                           const struct comment *c)
 {
     Threadsync__Thread tv;
     Threadsync__Comment cv, pc;
@@ -122,7 +123,7 @@ static int append_event(struct ts_store *s, uint64_t seq, const struct thread *t
     return ts_evlog_append(s->log, seq, t->id, &full, &pub);
 }
 
-static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__State__Command *cmd,
+static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,
                       struct ts_store_result *res)
 {
     struct state *st = &s->st;
@@ -147,6 +148,8 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
         return reject(res, TS_E_INVALID_ARGUMENT, "author_email"), TS_OK;
     if (!body_len || body_len > TS_BODY_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "body"), TS_OK;
+    if (!ts_valid_reader_key(p->reader_key))
+        return reject(res, TS_E_INVALID_ARGUMENT, "reader_key"), TS_OK;
     if (title_len > TS_TITLE_MAX)
         return reject(res, TS_E_INVALID_ARGUMENT, "title"), TS_OK;
     if (url_len > TS_URL_MAX)
@@ -189,7 +192,7 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
     }
 
     const char *ban_field = NULL;
-    if (ts__store_post_ban(st, p->author_name, p->author_email, now, &ban_field))
+    if (ts__store_post_ban(st, p->author_name, p->author_email, p->reader_key, now, &ban_field))
         return reject_msg(res, TS_E_FORBIDDEN, ban_field, "author banned"), TS_OK;
     struct thread *t = ts__store_find_thread_key(st, p->thread_key, key_len);
     if (t && t->locked)
@@ -205,18 +208,18 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
     }
 
     struct comment *c = ts__store_comment_alloc(p->author_name, name_len, p->author_email,
-                                                email_len, p->body, body_len, NULL);
+                                                email_len, p->body, body_len, p->reader_key, NULL);
     if (!c)
         return TS_E_NOMEM;
     if (!t) {
         t = ts__store_thread_alloc(p->thread_key, key_len, p->title, title_len, p->url, url_len);
-        if (!t || (t->id = index, t->created_at = now, ts__store_thread_insert(st, t) != TS_OK)) {
+        if (!t || (t->id = pos, t->created_at = now, ts__store_thread_insert(st, t) != TS_OK)) {
             free(t);
             free(c);
             return TS_E_NOMEM;
         }
     }
-    c->id = index;
+    c->id = pos;
     c->thread_ix = t->ix;
     c->parent_id = p->parent_id;
     c->created_at = now;
@@ -233,7 +236,7 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
         t->pending_count++;
     t->version++;
 
-    /* index exceeds every entry's comment id and the digest is new, so only
+    /* pos exceeds every entry's comment id and the digest is new, so only
      * memory can fail the append. */
     ie.comment_id = c->id;
     ie.comment_status = c->status;
@@ -252,10 +255,10 @@ static int apply_post(struct ts_store *s, uint64_t index, const Threadsync__Stat
     if (ts__store_idem_append(st, &ie) != TS_OK)
         return TS_E_NOMEM;
 
-    int rc = append_event(s, index, t, c);
+    int rc = ts__store_append_event(s, pos, t, c);
     if (rc != TS_OK)
         return rc;
-    res->seq = index;
+    res->seq = pos;
     res->thread_id = t->id;
     res->comment_id = c->id;
     res->comment_status = c->status;
@@ -277,7 +280,7 @@ static void blank_public(void *arg, Threadsync__Event *ev)
 }
 
 /* An author's or a moderator's change to one comment (CommentChange). */
-static int apply_comment_change(struct ts_store *s, uint64_t index,
+static int apply_comment_change(struct ts_store *s, uint64_t pos,
                                 const Threadsync__State__Command *cmd, struct ts_store_result *res)
 {
     struct state *st = &s->st;
@@ -360,8 +363,9 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
         x.edited_at = now;
         x.modby = modby;
         x.version++;
-        struct comment *n = ts__store_comment_rewrite(st, c, name, c->name_len, email, c->email_len,
-                                                      cc->body, body_len, &x);
+        struct comment *n =
+            ts__store_comment_rewrite(st, c, name, c->name_len, email, c->email_len, cc->body,
+                                      body_len, ts__store_comment_reader_key(c), &x);
         if (!n)
             return TS_E_NOMEM;
         c = n;
@@ -369,7 +373,7 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
          * thread goes back to the queue: approval was of other words. */
         if (author && !cmd->trusted && (cmd->premoderate || t->premoderated) &&
             c->status == THREADSYNC__STATUS__VISIBLE)
-            set_status(t, c, THREADSYNC__STATUS__PENDING);
+            ts__store_set_status(t, c, THREADSYNC__STATUS__PENDING);
     } else {
         if (to == from)
             return TS_OK; /* already there: a retry changes nothing */
@@ -377,12 +381,12 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
         x.version++;
         /* The tombstone keeps id, thread, parent and times only. */
         struct comment *n = to == THREADSYNC__STATUS__DELETED
-                                ? ts__store_comment_rewrite(st, c, "", 0, "", 0, "", 0, &x)
+                                ? ts__store_comment_rewrite(st, c, "", 0, "", 0, "", 0, "", &x)
                                 : ts__store_comment_set_ext(st, c, &x);
         if (!n)
             return TS_E_NOMEM;
         c = n;
-        set_status(t, c, to);
+        ts__store_set_status(t, c, to);
     }
     t->version++;
     /* History replays (a subscriber from an old cursor, or after a restart)
@@ -392,16 +396,16 @@ static int apply_comment_change(struct ts_store *s, uint64_t index,
         uint8_t now_status = c->status;
         ts_evlog_rewrite_public(s->log, t->id, c->id, c->id, blank_public, &now_status);
     }
-    int rc = append_event(s, index, t, c);
+    int rc = ts__store_append_event(s, pos, t, c);
     if (rc != TS_OK)
         return rc;
-    res->seq = index;
+    res->seq = pos;
     res->comment_status = c->status;
     res->changed = 1;
     return TS_OK;
 }
 
-static int apply_moderate_thread(struct ts_store *s, uint64_t index,
+static int apply_moderate_thread(struct ts_store *s, uint64_t pos,
                                  const Threadsync__State__Command *cmd, struct ts_store_result *res)
 {
     struct state *st = &s->st;
@@ -437,18 +441,18 @@ static int apply_moderate_thread(struct ts_store *s, uint64_t index,
     t->premoderated = premod;
     t->modby = modby;
     t->version++;
-    int rc = append_event(s, index, t, NULL);
+    int rc = ts__store_append_event(s, pos, t, NULL);
     if (rc != TS_OK)
         return rc;
-    res->seq = index;
+    res->seq = pos;
     res->changed = 1;
     return TS_OK;
 }
 
-static int apply_ban(struct ts_store *s, uint64_t index, const Threadsync__State__Command *cmd,
+static int apply_ban(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,
                      struct ts_store_result *res)
 {
-    res->seq = index;
+    res->seq = pos;
     struct state *st = &s->st;
     const Threadsync__BanAuthor *b = cmd->ban_author;
     int64_t now = cmd->time_ms;
@@ -480,10 +484,10 @@ static int apply_ban(struct ts_store *s, uint64_t index, const Threadsync__State
     return TS_OK;
 }
 
-static int apply_token_grant(struct ts_store *s, uint64_t index,
+static int apply_token_grant(struct ts_store *s, uint64_t pos,
                              const Threadsync__State__Command *cmd, struct ts_store_result *res)
 {
-    res->seq = index;
+    res->seq = pos;
     struct state *st = &s->st;
     const Threadsync__State__TokenGrant *g = cmd->token_grant;
     if (!ts__store_valid_token_name(g->name))
@@ -501,6 +505,7 @@ static int apply_token_grant(struct ts_store *s, uint64_t index,
     memcpy(tk.hash, g->token_hash.data, TS_STORE_HASH_LEN);
     tk.has_hash = 1;
     tk.role = (uint8_t)g->role;
+    tk.gateway = g->gateway;
     tk.created_at = cmd->time_ms;
     if (ts__store_token_insert(st, &tk) != TS_OK)
         return TS_E_NOMEM;
@@ -509,10 +514,10 @@ static int apply_token_grant(struct ts_store *s, uint64_t index,
     return TS_OK;
 }
 
-static int apply_token_revoke(struct ts_store *s, uint64_t index,
+static int apply_token_revoke(struct ts_store *s, uint64_t pos,
                               const Threadsync__State__Command *cmd, struct ts_store_result *res)
 {
-    res->seq = index;
+    res->seq = pos;
     struct state *st = &s->st;
     const Threadsync__TokenRevoke *r = cmd->token_revoke;
     if (!ts__store_valid_token_name(r->name))
@@ -548,6 +553,10 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
     /* The index is consumed whatever the payload says: last_index follows
      * the Raft log, the content does not change. */
     s->st.last_index = index;
+    /* The entry's position: its index, unless an Import took positions
+     * beyond it. Every id and seq below is a position. */
+    uint64_t pos = index > s->st.pos ? index : s->st.pos + 1;
+    s->st.pos = pos;
     Threadsync__State__Command *cmd = threadsync__state__command__unpack(NULL, len, payload);
     int rc = TS_OK;
     res->status = TS_E_BAD_FRAME;
@@ -556,22 +565,25 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
     res->status = TS_OK;
     switch (cmd->op_case) {
     case THREADSYNC__STATE__COMMAND__OP_POST:
-        rc = apply_post(s, index, cmd, res);
+        rc = apply_post(s, pos, cmd, res);
         break;
     case THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE:
-        rc = apply_comment_change(s, index, cmd, res);
+        rc = apply_comment_change(s, pos, cmd, res);
         break;
     case THREADSYNC__STATE__COMMAND__OP_MODERATE_THREAD:
-        rc = apply_moderate_thread(s, index, cmd, res);
+        rc = apply_moderate_thread(s, pos, cmd, res);
         break;
     case THREADSYNC__STATE__COMMAND__OP_BAN_AUTHOR:
-        rc = apply_ban(s, index, cmd, res);
+        rc = apply_ban(s, pos, cmd, res);
         break;
     case THREADSYNC__STATE__COMMAND__OP_TOKEN_GRANT:
-        rc = apply_token_grant(s, index, cmd, res);
+        rc = apply_token_grant(s, pos, cmd, res);
         break;
     case THREADSYNC__STATE__COMMAND__OP_TOKEN_REVOKE:
-        rc = apply_token_revoke(s, index, cmd, res);
+        rc = apply_token_revoke(s, pos, cmd, res);
+        break;
+    case THREADSYNC__STATE__COMMAND__OP_IMPORT:
+        rc = ts__store_apply_import(s, pos, cmd, res);
         break;
     default:
         res->status = TS_E_BAD_FRAME;
@@ -725,10 +737,11 @@ int ts_store_edit_key(const struct ts_store *s, uint64_t comment_id,
 }
 
 int ts_store_banned(const struct ts_store *s, const char *author_name, const char *author_email,
-                    int64_t now_ms, int64_t *until_ms, const char **field)
+                    const char *reader_key, int64_t now_ms, int64_t *until_ms, const char **field)
 {
     const char *f = NULL;
-    const struct ban *b = ts__store_post_ban(&s->st, author_name, author_email, now_ms, &f);
+    const struct ban *b =
+        ts__store_post_ban(&s->st, author_name, author_email, reader_key, now_ms, &f);
     if (!b)
         return 0;
     if (until_ms)
@@ -790,6 +803,13 @@ int ts_store_token_state(const struct ts_store *s, const char *name)
     return s->st.tokens[i].revoked ? TS_STORE_TOKEN_REVOKED : TS_STORE_TOKEN_ACTIVE;
 }
 
+int ts_store_token_gateway(const struct ts_store *s, const char *name)
+{
+    int found;
+    size_t i = ts__store_token_slot(&s->st, name ? name : "", &found);
+    return found && !s->st.tokens[i].revoked && s->st.tokens[i].gateway;
+}
+
 int ts_store_token_check(const struct ts_store *s, const uint8_t hash[TS_STORE_HASH_LEN], int *role,
                          const char **name)
 {
@@ -825,6 +845,7 @@ int ts_store_foreach_token(const struct ts_store *s,
             .created_by = k->created_by,
             .revoked = k->revoked,
             .has_secret = k->has_hash,
+            .gateway = k->gateway,
         };
         int rc = cb(arg, &t);
         if (rc)

@@ -73,13 +73,38 @@ struct ts_store_result {
                           original one for a repeated idempotency key) */
     uint64_t thread_id;
     uint64_t comment_id;
-    int comment_status;  /* Threadsync__Status of the new comment */
-    int changed;         /* 0: the command asked for what was already there (a
-                            retry); nothing changed, no event, seq 0 for
-                            comment and thread changes */
-    int64_t until_ms;    /* BanAuthor: the ban's end, 0 when lifted */
-    const char *message; /* static human text for a rejection, or NULL */
+    int comment_status;       /* Threadsync__Status of the new comment */
+    int changed;              /* 0: the command asked for what was already there (a
+                                 retry); nothing changed, no event, seq 0 for
+                                 comment and thread changes */
+    int64_t until_ms;         /* BanAuthor: the ban's end, 0 when lifted */
+    const char *message;      /* static human text for a rejection, or NULL */
+    uint32_t threads_created; /* Import: threads it created */
 };
+
+/* One comment of an Import, as its apply decided (threadsync.ImportItem):
+ * outcome a Threadsync__ImportOutcome, error a TS_E_* for a refusal,
+ * message static. */
+struct ts_store_import_item {
+    int outcome;
+    uint64_t comment_id;
+    uint64_t seq;
+    int error;
+    const char *message;
+};
+
+/* The outcome of the latest Import applied, one item per comment in the
+ * command's order: *items valid until the next apply. *n is 0 when no
+ * Import was applied. libraft answers a proposal right after applying its
+ * entry, so the proposer reads its own command's outcome. */
+void ts_store_import_outcome(const struct ts_store *s, const struct ts_store_import_item **items,
+                             size_t *n);
+
+/* Import limits (PROTOCOL.md, "Import"). */
+#define TS_STORE_IMPORT_COMMENTS_MAX 1000
+#define TS_STORE_IMPORT_THREADS_MAX 1000
+#define TS_STORE_IMPORT_SOURCE_MAX 64
+#define TS_STORE_IMPORT_SOURCE_ID_MAX 128
 
 /* log is borrowed: events are appended to it on every change. */
 int ts_store_new(struct ts_evlog *log, struct ts_store **out);
@@ -108,7 +133,12 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
  *     comment's and the thread's version and appends one event with both;
  *     DELETE erases name, e-mail and body (a tombstone);
  *   - ModerateThread: lock / unlock / pre-moderation, one event;
- *   - BanAuthor, TokenGrant, TokenRevoke: tables, no event.
+ *   - BanAuthor, TokenGrant, TokenRevoke: tables, no event;
+ *   - Import: many comments, each with its own position (id and seq: the
+ *     entry's first position, then the next ones), its original time and
+ *     status, its parent named by source id; one already imported (same
+ *     source and source id) is reported existing and left alone. Admin's:
+ *     bans, locks and pre-moderation do not apply.
  * Moderators' changes record the command's actor as moderated_by.
  * Returns TS_OK (with *res filled, res->status saying what happened) or
  * TS_E_NOMEM, after which the store must not be used. */
@@ -184,11 +214,13 @@ int ts_store_has_edit_secret(const struct ts_store *s);
 int ts_store_edit_key(const struct ts_store *s, uint64_t comment_id,
                       char out[TS_STORE_EDIT_KEY_LEN + 1]);
 
-/* 1 when a post by (author_name, author_email) is refused at now_ms by a
- * ban; *until_ms (may be NULL) is its end, *field (may be NULL) the field
- * that matched ("author_email" or "author_name"). */
+/* 1 when a post by (author_name, author_email, reader_key: a gateway's
+ * Post.reader_key, or NULL / "") is refused at now_ms by a ban; *until_ms
+ * (may be NULL) is its end, *field (may be NULL) the field that matched
+ * ("reader_key", "author_email" or "author_name"). A reader key is banned
+ * as the author "reader:" + key (TS_READER_BAN_PREFIX). */
 int ts_store_banned(const struct ts_store *s, const char *author_name, const char *author_email,
-                    int64_t now_ms, int64_t *until_ms, const char **field);
+                    const char *reader_key, int64_t now_ms, int64_t *until_ms, const char **field);
 
 /* The PENDING comments (of thread_id, or all when 0) with id > after_id, in
  * id order: up to limit views into out[0..limit) (full view), *n of them;
@@ -201,6 +233,9 @@ enum { TS_STORE_TOKEN_NONE = 0, TS_STORE_TOKEN_ACTIVE, TS_STORE_TOKEN_REVOKED };
 /* Whether name is a replicated token, a revoked name (tokens-file names
  * included), or unknown to the replicated table. */
 int ts_store_token_state(const struct ts_store *s, const char *name);
+
+/* 1 when name is an active replicated token marked as a gateway. */
+int ts_store_token_gateway(const struct ts_store *s, const char *name);
 
 /* Looks a token's SHA-256 up among the active replicated tokens: TS_OK with
  * *role and *name (pointing into the store: valid until the next apply or
@@ -216,6 +251,7 @@ struct ts_store_token {
     const char *created_by;
     int revoked;
     int has_secret; /* 0: a revoked tokens-file name */
+    int gateway;    /* may send Post.reader_key (TokenAdd.gateway) */
 };
 
 /* Visits the replicated table in name order; stops when cb returns non-zero

@@ -31,6 +31,14 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     seq.value = st->seq;
     snap.seq = &seq;
     snap.format = TS__STORE_SNAPSHOT_FORMAT;
+    /* Format 3 only once an Import ran: other states stay readable by the
+     * releases before it. */
+    Threadsync__State__EventSeq position = THREADSYNC__STATE__EVENT_SEQ__INIT;
+    if (st->pos != st->last_index || st->n_imports) {
+        snap.format = TS__STORE_SNAPSHOT_FORMAT_IMPORT;
+        position.value = st->pos;
+        snap.position = &position;
+    }
     /* Views point into the store, so the transient lists cost about one
      * protobuf struct per record, not a copy of the text. */
     struct ts_msglist tl = TS_MSGLIST_INIT(Threadsync__Thread);
@@ -38,14 +46,28 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     struct ts_msglist il = TS_MSGLIST_INIT(Threadsync__State__IdempotencyEntry);
     struct ts_msglist kl = TS_MSGLIST_INIT(Threadsync__State__TokenEntry);
     struct ts_msglist bl = TS_MSGLIST_INIT(Threadsync__State__BanEntry);
+    struct ts_msglist ml = TS_MSGLIST_INIT(Threadsync__State__ImportRef);
+    Threadsync__State__ImportRef *mv = ts_msglist_add_n(&ml, st->n_imports);
     Threadsync__Thread *tv = ts_msglist_add_n(&tl, st->n_threads);
     Threadsync__Comment *cv = ts_msglist_add_n(&cl, st->n_comments);
     Threadsync__State__IdempotencyEntry *iv = ts_msglist_add_n(&il, st->idem_n);
     Threadsync__State__TokenEntry *kv = ts_msglist_add_n(&kl, st->n_tokens);
     Threadsync__State__BanEntry *bv = ts_msglist_add_n(&bl, st->n_bans);
     int rc = TS_E_NOMEM;
-    if (!tv || !cv || !iv || !kv || !bv)
+    if (!tv || !cv || !iv || !kv || !bv || !mv)
         goto out;
+    /* In the map's slot order: the same state gives the same set, and
+     * restore does not depend on the order. */
+    for (size_t i = 0, k = 0; i < st->import_by_digest.cap; i++) {
+        const struct import_ref *r = st->import_by_digest.slots[i];
+        if (!r)
+            continue;
+        threadsync__state__import_ref__init(&mv[k]);
+        mv[k].digest.data = (uint8_t *)r->digest;
+        mv[k].digest.len = TS__STORE_DIGEST_LEN;
+        mv[k].comment_id = r->comment_id;
+        k++;
+    }
     for (size_t i = 0; i < st->n_tokens; i++) {
         const struct token *k = &st->tokens[i];
         threadsync__state__token_entry__init(&kv[i]);
@@ -59,6 +81,7 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
         kv[i].created_by = (char *)k->created_by;
         kv[i].revoked = k->revoked;
         kv[i].revoked_at_ms = k->revoked_at;
+        kv[i].gateway = k->gateway;
     }
     for (size_t i = 0; i < st->n_bans; i++) {
         threadsync__state__ban_entry__init(&bv[i]);
@@ -109,7 +132,10 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     snap.tokens = (Threadsync__State__TokenEntry **)ts_msglist_ptrs(&kl);
     snap.n_bans = st->n_bans;
     snap.bans = (Threadsync__State__BanEntry **)ts_msglist_ptrs(&bl);
-    if (!snap.threads || !snap.comments || !snap.idempotency || !snap.tokens || !snap.bans)
+    snap.n_imported = st->n_imports;
+    snap.imported = (Threadsync__State__ImportRef **)ts_msglist_ptrs(&ml);
+    if (!snap.threads || !snap.comments || !snap.idempotency || !snap.tokens || !snap.bans ||
+        !snap.imported)
         goto out;
     size_t n = threadsync__state__store_snapshot__get_packed_size(&snap);
     uint8_t *buf = malloc(n ? n : 1);
@@ -124,6 +150,7 @@ out:
     ts_msglist_free(&il);
     ts_msglist_free(&kl);
     ts_msglist_free(&bl);
+    ts_msglist_free(&ml);
     return rc;
 }
 
@@ -132,9 +159,14 @@ out:
  * thread and parent, lengths within the limits. */
 static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapshot *snap)
 {
-    if (snap->format > TS__STORE_SNAPSHOT_FORMAT)
+    if (snap->format > TS__STORE_SNAPSHOT_FORMAT_IMPORT)
         return TS_E_BAD_FRAME; /* a newer release's: what it means is unknown here */
+    if (snap->format < TS__STORE_SNAPSHOT_FORMAT_IMPORT && (snap->position || snap->n_imported))
+        return TS_E_BAD_FRAME;
     st->last_index = snap->last_index;
+    st->pos = snap->position ? snap->position->value : snap->last_index;
+    if (st->pos < st->last_index)
+        return TS_E_BAD_FRAME;
     /* Snapshots of earlier releases lack it: their last index is a seq no
      * event follows before the next entry, so a cursor there misses nothing. */
     st->seq = snap->seq ? snap->seq->value : snap->last_index;
@@ -176,7 +208,8 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
         size_t body_len = ts__store_slen(v->body);
         struct thread *t = ts__store_find_thread_id(st, v->thread_id);
         if (!t || name_len > (size_t)TS_AUTHOR_NAME_MAX_CP * 4 || email_len > TS_AUTHOR_EMAIL_MAX ||
-            body_len > TS_BODY_MAX || !v->id || ts__store_find_comment(st, v->id) ||
+            body_len > TS_BODY_MAX || !ts_valid_reader_key(v->reader_key) || !v->id ||
+            ts__store_find_comment(st, v->id) ||
             (t->n_comments && v->id <= t->comments[t->n_comments - 1]->id) || (int)v->status < 0 ||
             (int)v->status > 255)
             return TS_E_BAD_FRAME;
@@ -188,8 +221,9 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
         struct comment_ext x = {.edited_at = v->edited_at_ms, .version = v->version};
         if (ts__store_intern(st, v->moderated_by, &x.modby) != TS_OK)
             return TS_E_NOMEM;
-        struct comment *c = ts__store_comment_alloc(v->author_name, name_len, v->author_email,
-                                                    email_len, v->body, body_len, &x);
+        struct comment *c =
+            ts__store_comment_alloc(v->author_name, name_len, v->author_email, email_len, v->body,
+                                    body_len, v->reader_key, &x);
         if (!c)
             return TS_E_NOMEM;
         c->id = v->id;
@@ -259,9 +293,18 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
         tk.created_at = v->created_at_ms;
         tk.revoked = v->revoked;
         tk.revoked_at = v->revoked_at_ms;
+        tk.gateway = v->gateway;
         int rc = ts__store_token_insert(st, &tk);
         if (rc != TS_OK)
             return rc == TS_E_EXISTS ? TS_E_BAD_FRAME : rc;
+    }
+    for (size_t i = 0; i < snap->n_imported; i++) {
+        const Threadsync__State__ImportRef *v = snap->imported[i];
+        if (v->digest.len != TS__STORE_DIGEST_LEN || !ts__store_find_comment(st, v->comment_id) ||
+            ts__store_find_import(st, v->digest.data))
+            return TS_E_BAD_FRAME;
+        if (ts__store_import_add(st, v->digest.data, v->comment_id) != TS_OK)
+            return TS_E_NOMEM;
     }
     for (size_t i = 0; i < snap->n_bans; i++) {
         const Threadsync__State__BanEntry *v = snap->bans[i];
@@ -360,6 +403,12 @@ void ts_store_digest(const struct ts_store *s, char out[65])
             dig_u64(md, x.version);
             const char *cm = ts__store_name_at(st, x.modby);
             dig_str(md, cm, strlen(cm));
+            /* Only when present, so states without reader keys keep the
+             * digest older releases compute. */
+            if (c->rk_len) {
+                EVP_DigestUpdate(md, "R", 1);
+                dig_str(md, ts__store_comment_reader_key(c), c->rk_len);
+            }
         }
     }
     for (size_t i = 0; i < st->n_tokens; i++) {
@@ -373,6 +422,8 @@ void ts_store_digest(const struct ts_store *s, char out[65])
         dig_str(md, k->created_by, strlen(k->created_by));
         dig_u64(md, k->revoked);
         dig_u64(md, (uint64_t)k->revoked_at);
+        if (k->gateway)
+            EVP_DigestUpdate(md, "G", 1);
     }
     for (size_t i = 0; i < st->n_bans; i++) {
         const struct ban *b = &st->bans[i];

@@ -106,6 +106,12 @@ static size_t sorted_slot(const void *v, size_t n, size_t size,
     return lo;
 }
 
+static uint64_t import_hash(const void *e)
+{
+    const struct import_ref *r = e;
+    return ts_map_hash_str((const char *)r->digest, TS__STORE_DIGEST_LEN);
+}
+
 void ts__store_state_init(struct state *st)
 {
     memset(st, 0, sizeof(*st));
@@ -113,6 +119,7 @@ void ts__store_state_init(struct state *st)
     st->thread_by_key.hash = thread_hash_key;
     st->comment_by_id.hash = comment_hash_id;
     st->idem_by_key.hash = idem_hash;
+    st->import_by_digest.hash = import_hash;
 }
 
 void ts__store_state_free(struct state *st)
@@ -133,6 +140,7 @@ void ts__store_state_free(struct state *st)
     ts_map_free(&st->thread_by_key);
     ts_map_free(&st->comment_by_id);
     ts_map_free(&st->idem_by_key);
+    ts__store_import_free(st);
     for (size_t i = 1; i < st->n_names; i++)
         free(st->names[i]);
     free(st->names);
@@ -176,7 +184,7 @@ void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_D
         SHA256((const unsigned char *)(f[i] ? f[i] : ""), ts__store_slen(f[i]),
                all + i * SHA256_DIGEST_LENGTH);
     ts_store_be64(parent, p->parent_id);
-    SHA256(parent, sizeof(parent), all + N * SHA256_DIGEST_LENGTH);
+    SHA256(parent, sizeof(parent), all + (size_t)N * SHA256_DIGEST_LENGTH);
     SHA256(all, sizeof(all), h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
 }
@@ -338,11 +346,12 @@ void ts__store_comment_ext(const struct comment *c, struct comment_ext *out)
 
 struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
                                         size_t email_len, const char *body, size_t body_len,
-                                        const struct comment_ext *ext)
+                                        const char *reader_key, const struct comment_ext *ext)
 {
     int has_ext = ext && !ext_is_default(ext);
+    size_t rk_len = reader_key ? strlen(reader_key) : 0;
     size_t size = offsetof(struct comment, text) + (has_ext ? TS__COMMENT_EXT_LEN : 0) + name_len +
-                  email_len + body_len + 3;
+                  email_len + body_len + rk_len + 4;
     struct comment *c = malloc(size);
     if (!c)
         return NULL;
@@ -351,19 +360,21 @@ struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const
     c->email_len = (uint16_t)email_len;
     c->body_len = (uint32_t)body_len;
     c->has_ext = (uint8_t)has_ext;
+    c->rk_len = (uint8_t)rk_len;
     if (has_ext)
         ext_put(c, ext);
     char *p = (char *)ts__store_comment_text(c);
     put_str(&p, name, name_len);
     put_str(&p, email, email_len);
     put_str(&p, body, body_len);
+    put_str(&p, reader_key, rk_len);
     return c;
 }
 
 static size_t comment_size(const struct comment *c)
 {
     return offsetof(struct comment, text) + (c->has_ext ? TS__COMMENT_EXT_LEN : 0) + c->name_len +
-           c->email_len + c->body_len + 3;
+           c->email_len + c->body_len + c->rk_len + 4;
 }
 
 /* Appends c to its thread t; c's id exceeds every comment's of t. */
@@ -482,6 +493,7 @@ void ts__store_comment_view(const struct state *st, const struct comment *c, Thr
     v->status = (Threadsync__Status)c->status;
     v->version = x.version;
     v->moderated_by = (char *)ts__store_name_at(st, x.modby);
+    v->reader_key = (char *)ts__store_comment_reader_key(c);
 }
 
 size_t ts__store_thread_slot(const struct state *st, uint64_t id)
@@ -531,11 +543,11 @@ static struct comment *comment_replace(struct state *st, struct comment *c, stru
 
 struct comment *ts__store_comment_rewrite(struct state *st, struct comment *c, const char *name,
                                           size_t name_len, const char *email, size_t email_len,
-                                          const char *body, size_t body_len,
+                                          const char *body, size_t body_len, const char *reader_key,
                                           const struct comment_ext *x)
 {
     struct comment *n =
-        ts__store_comment_alloc(name, name_len, email, email_len, body, body_len, x);
+        ts__store_comment_alloc(name, name_len, email, email_len, body, body_len, reader_key, x);
     return n ? comment_replace(st, c, n) : NULL;
 }
 
@@ -550,8 +562,8 @@ struct comment *ts__store_comment_set_ext(struct state *st, struct comment *c,
         return c;
     const char *name = ts__store_comment_text(c), *email = name + c->name_len + 1,
                *body = email + c->email_len + 1;
-    struct comment *n =
-        ts__store_comment_alloc(name, c->name_len, email, c->email_len, body, c->body_len, x);
+    struct comment *n = ts__store_comment_alloc(name, c->name_len, email, c->email_len, body,
+                                                c->body_len, ts__store_comment_reader_key(c), x);
     return n ? comment_replace(st, c, n) : NULL;
 }
 
@@ -593,10 +605,19 @@ static const struct ban *ban_find(const struct state *st, const char *author, in
 /* The ban that refuses a post by (name, email) at now, if any; *field says
  * which of the two matched. */
 const struct ban *ts__store_post_ban(const struct state *st, const char *name, const char *email,
-                                     int64_t now, const char **field)
+                                     const char *reader_key, int64_t now, const char **field)
 {
     if (!st->n_bans)
         return NULL;
+    if (reader_key && *reader_key) {
+        char key[sizeof(TS_READER_BAN_PREFIX) + TS_READER_KEY_LEN];
+        snprintf(key, sizeof(key), "%s%s", TS_READER_BAN_PREFIX, reader_key);
+        const struct ban *b = ban_find(st, key, now);
+        if (b) {
+            *field = "reader_key";
+            return b;
+        }
+    }
     if (email && *email) {
         char key[TS_AUTHOR_EMAIL_MAX + 1];
         lower_email(email, key, sizeof(key));

@@ -34,7 +34,7 @@
 #include "ts_testnode.h"
 
 #define FS_SIZE "64m"
-#define FILLER_BYTES (8 * 1024 * 1024)
+#define FILLER_BYTES ((size_t)8 * 1024 * 1024)
 #define BODY_BYTES 15000
 #define PER_THREAD 32 /* 32 bodies keep a thread's Get well under 1 MiB */
 #define MAX_POSTS 5000

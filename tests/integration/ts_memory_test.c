@@ -36,7 +36,7 @@
 #define BODY_LEN 15000 /* 64 x 15,000: an answer of about 1 MiB */
 #define THREAD "site/big"
 /* The largest answer: a frame of 1 MiB + 64 KiB. */
-#define ANSWER (MIB + 64 * 1024)
+#define ANSWER (MIB + 64L * 1024)
 /* What a connection holds besides its output: its decoded requests
  * waiting (256 KiB and their structs in ts_link), a socket read in TLS,
  * its structs; generously, for ASan's redzones and shadow too. */
@@ -200,7 +200,7 @@ END_TEST
 START_TEST(test_node_budget_inline)
 {
     start_with("0", "16777216", "4194304", "5000");
-    long bound = (2 * 4 * MIB + ANSWER + N_HOSTILE * PER_CONN_SLACK + SLACK) / 1024;
+    long bound = (2L * 4 * MIB + ANSWER + N_HOSTILE * PER_CONN_SLACK + SLACK) / 1024;
     attack(bound, "threadsync_client_output_queued_bytes", 4.0 * MIB);
     stop_node();
 }

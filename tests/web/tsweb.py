@@ -112,8 +112,9 @@ class Node:
 class Web:
     """`threadsync web` in front of node, mirror in node.dir/mirror."""
 
-    def __init__(self, node, extra=(), mirror_dir=None):
+    def __init__(self, node, extra=(), mirror_dir=None, token_args=()):
         self.node = node
+        self.token_args = list(token_args)  # e.g. ["--gateway"]
         self.dir = mirror_dir or os.path.join(node.dir, "mirror")
         self.extra = list(extra)
         self.start()
@@ -123,7 +124,7 @@ class Web:
             # The edge posts as a POSTER (an admin's posts skip moderation).
             self.post_token_file = os.path.join(self.node.dir, "web-%d.token" % id(self))
             out = self.node.cli("admin", "token", "add", "--role", "poster", "--name",
-                                "web%d" % id(self))
+                                "web%d" % id(self), *self.token_args)
             with open(self.post_token_file, "w") as f:
                 f.write(re.search(r"token=(\S+)", out).group(1) + "\n")
         log = os.path.join(self.node.dir, "web.log")
@@ -139,7 +140,7 @@ class Web:
         def port():
             if self.proc.p.poll() is not None:
                 raise AssertionError("threadsync web exited:\n" + self.proc.output())
-            m = re.search(r"web edge on http://127\.0\.0\.1:(\d+)", self.proc.output()[self.mark:])
+            m = re.search(r"web edge on https?://127\.0\.0\.1:(\d+)", self.proc.output()[self.mark:])
             return int(m.group(1)) if m else None
         self.port = wait_for(port, what="the web edge to listen")
 
@@ -201,11 +202,13 @@ def quote(key):
 class SSE:
     """A server-sent-events reader on a raw socket (chunked decoding)."""
 
-    def __init__(self, port, path, last_event_id=None):
+    def __init__(self, port, path, last_event_id=None, headers=None):
         self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
         req = "GET %s HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n" % path
         if last_event_id is not None:
             req += "Last-Event-ID: %s\r\n" % last_event_id
+        for k, v in (headers or {}).items():
+            req += "%s: %s\r\n" % (k, v)
         self.s.sendall((req + "\r\n").encode())
         self.raw = b""
         self.body = b""

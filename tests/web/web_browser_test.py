@@ -20,7 +20,8 @@ import tsweb  # noqa: E402
 from tsweb import Node, Web, quote  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (NoSuchElementException,  # noqa: E402
+                                        StaleElementReferenceException, TimeoutException)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -58,7 +59,13 @@ def shot(d, name):
 
 def wait(d, cond, what):
     try:
-        return WebDriverWait(d, WAIT_S, poll_frequency=0.05).until(lambda _: cond())
+        # A condition may look at a page that is being replaced (a form POST
+        # and its redirect): an element found on the old one is then stale;
+        # poll again rather than fail.
+        return WebDriverWait(d, WAIT_S, poll_frequency=0.05,
+                             ignored_exceptions=(NoSuchElementException,
+                                                 StaleElementReferenceException)).until(
+            lambda _: cond())
     except TimeoutException:
         shot(d, "timeout-" + what.replace(" ", "_"))
         raise AssertionError("timed out waiting for " + what)

@@ -115,6 +115,7 @@ struct ts__req {
         ts_client_token_add_cb token_add;
         ts_client_token_list_cb token_list;
         ts_client_token_revoke_cb token_revoke;
+        ts_client_import_cb import;
         ts_client_cluster_cb cluster;
         ts_client_remove_node_cb remove_node;
         ts_client_backup_cb backup;

@@ -3,7 +3,9 @@
  *   - ts_store_state.c: the records and their indexes (the layout below);
  *   - ts_store.c: the public API: applying commands and the reads;
  *   - ts_store_snap.c: the whole state as a snapshot, restored from one,
- *     and its digest.
+ *     and its digest;
+ *   - ts_store_import.c: the Import command (many comments per entry) and
+ *     the table of imported comments' source names.
  *
  * Layout, chosen for memory (the store holds every comment ever posted):
  *   - a comment is one allocation: fixed fields, then author_name, e-mail
@@ -36,6 +38,7 @@
 #include <string.h>
 
 #include "threadsync.pb-c.h"
+#include "threadsync_state.pb-c.h"
 #include "ts_map.h"
 #include "ts_store.h"
 
@@ -48,7 +51,8 @@ struct comment {
     uint16_t name_len, email_len;
     uint8_t status;
     uint8_t has_ext;
-    char text[]; /* [extension] name NUL email NUL body NUL */
+    uint8_t rk_len; /* 0 or TS_READER_KEY_LEN: a gateway post's reader key */
+    char text[];    /* [extension] name NUL email NUL body NUL reader_key NUL */
 };
 
 /* A comment's fields that differ from their defaults (0, 1, 0) only once it
@@ -117,6 +121,9 @@ struct idem {
  * digests, content digests and the edit secret. Restore also reads format
  * 1 (key digests only) and 0 (keys as strings). */
 #define TS__STORE_SNAPSHOT_FORMAT 2
+/* Written instead once an Import ran (positions ahead of indexes, the
+ * imported-comment table): 2 plus StoreSnapshot.position and .imported. */
+#define TS__STORE_SNAPSHOT_FORMAT_IMPORT 3
 
 /* Entries per FIFO block: 40 KiB blocks, a small share of a day's posts
  * each, below the mmap threshold (server/main.c). */
@@ -130,6 +137,7 @@ struct token {
     uint8_t hash[TS_STORE_HASH_LEN];
     int64_t created_at, revoked_at;
     uint8_t role, has_hash, revoked;
+    uint8_t gateway; /* may send Post.reader_key */
 };
 
 /* A ban in force; bans sorted by author. */
@@ -155,6 +163,15 @@ struct state {
     size_t record_bytes; /* alloc_cost of every thread, comment and idem block */
     uint64_t last_index;
     uint64_t seq; /* the newest event's (ts_store_seq) */
+    /* The last position used. An entry's first position is max(index, pos
+     * + 1): the index itself until an Import took one position per
+     * comment; ids and seqs are positions (docs/DESIGN.md, "Replicated
+     * state"). */
+    uint64_t pos;
+    /* Imported comments by source name (struct import_ref), kept for good
+     * so a re-import finds them. */
+    struct ts_map import_by_digest;
+    size_t n_imports;
     /* Moderators' token names, interned: a record holds a 16-bit index
      * (names[0] is unused: "nobody"). Assignment order may differ between
      * replicas (replay vs restore); only the strings are ever compared. */
@@ -172,9 +189,20 @@ struct state {
     uint8_t has_edit_secret;
 };
 
+/* An imported comment's source name (ts__store_import_digest) and the
+ * comment made from it: one allocation each. */
+struct import_ref {
+    uint8_t digest[TS__STORE_DIGEST_LEN];
+    uint64_t comment_id;
+};
+
 struct ts_store {
     struct ts_evlog *log;
     struct state st;
+    /* The per-comment outcome of the latest Import applied: what its
+     * proposer answers with (not replicated state). */
+    struct ts_store_import_item *import_out;
+    size_t n_import_out, cap_import_out;
 };
 
 /* What glibc's malloc really takes for a request of n bytes (chunk header,
@@ -232,7 +260,7 @@ struct thread *ts__store_thread_alloc(const char *key, size_t key_len, const cha
 int ts__store_thread_insert(struct state *st, struct thread *t);
 struct comment *ts__store_comment_alloc(const char *name, size_t name_len, const char *email,
                                         size_t email_len, const char *body, size_t body_len,
-                                        const struct comment_ext *ext);
+                                        const char *reader_key, const struct comment_ext *ext);
 int ts__store_comment_insert(struct state *st, struct thread *t, struct comment *c);
 /* Copies e to the end of the FIFO and indexes it. e's digest must be new
  * and its comment id above every entry's (TS_E_BAD_FRAME otherwise: only a
@@ -245,7 +273,7 @@ int ts__store_idem_append(struct state *st, const struct idem *e);
  * untouched). */
 struct comment *ts__store_comment_rewrite(struct state *st, struct comment *c, const char *name,
                                           size_t name_len, const char *email, size_t email_len,
-                                          const char *body, size_t body_len,
+                                          const char *body, size_t body_len, const char *reader_key,
                                           const struct comment_ext *x);
 
 /* c's thread, text (the name; e-mail and body follow, each after the
@@ -260,11 +288,38 @@ static inline const char *ts__store_comment_text(const struct comment *c)
     return c->text + (c->has_ext ? TS__COMMENT_EXT_LEN : 0);
 }
 void ts__store_comment_ext(const struct comment *c, struct comment_ext *out);
+/* The reader key of c ("" for none), after its body. */
+static inline const char *ts__store_comment_reader_key(const struct comment *c)
+{
+    const char *name = ts__store_comment_text(c);
+    return name + c->name_len + 1 + c->email_len + 1 + c->body_len + 1;
+}
 /* Sets c's changeable fields, moving c to a record with an extension when
  * it has none and x is not all defaults. Returns c's record (maybe new) or
  * NULL (out of memory; c is then untouched). */
 struct comment *ts__store_comment_set_ext(struct state *st, struct comment *c,
                                           const struct comment_ext *x);
+
+/* ---- events and imports ---- */
+
+/* Moves c to status ns, keeping the thread's counts. */
+void ts__store_set_status(struct thread *t, struct comment *c, uint8_t ns);
+/* Appends the event at seq for a change of thread t (and comment c, may be
+ * NULL); the state's seq becomes seq. */
+int ts__store_append_event(struct ts_store *s, uint64_t seq, const struct thread *t,
+                           const struct comment *c);
+/* Applies an Import whose first position is pos (ts_store_import.c). */
+int ts__store_apply_import(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,
+                           struct ts_store_result *res);
+/* The digest an imported comment's source name is kept under. */
+void ts__store_import_digest(const char *source, const char *source_id,
+                             uint8_t out[TS__STORE_DIGEST_LEN]);
+struct import_ref *ts__store_find_import(const struct state *st,
+                                         const uint8_t digest[TS__STORE_DIGEST_LEN]);
+/* Adds a source name (new to the table). TS_E_NOMEM leaves it unchanged. */
+int ts__store_import_add(struct state *st, const uint8_t digest[TS__STORE_DIGEST_LEN],
+                         uint64_t comment_id);
+void ts__store_import_free(struct state *st);
 
 /* Forgets idempotency keys first used the retention or more before now. */
 void ts__store_idem_expire(struct state *st, int64_t now);
@@ -285,7 +340,7 @@ size_t ts__store_ban_slot(const struct state *st, const char *author, int *found
 /* The ban that refuses a post by (name, email) at now, if any; *field says
  * which of the two matched. */
 const struct ban *ts__store_post_ban(const struct state *st, const char *name, const char *email,
-                                     int64_t now, const char **field);
+                                     const char *reader_key, int64_t now, const char **field);
 void ts__store_ban_remove_at(struct state *st, size_t i);
 /* Inserts or replaces the ban on author (a ban key). */
 int ts__store_ban_put(struct state *st, const char *author, int64_t until, const char *by);

@@ -313,6 +313,40 @@ START_TEST(test_server_without_alpn_refused)
 }
 END_TEST
 
+/* The benchmark's comparison broker (mosquitto) knows no ALPN: a foreign
+ * client context completes a handshake with it, still verifying it, while
+ * the ordinary one refuses (test_server_without_alpn_refused). */
+START_TEST(test_foreign_ctx_without_alpn)
+{
+    SSL_CTX *bare = SSL_CTX_new(TLS_server_method());
+    ck_assert_int_eq(SSL_CTX_use_certificate_chain_file(bare, cert_path), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey_file(bare, key_path, SSL_FILETYPE_PEM), 1);
+    SSL_CTX *foreign;
+    ck_assert_int_eq(ts_tls_client_ctx_foreign(ca_path, &foreign), TS_OK);
+    struct raw r;
+    raw_new(&r, bare, 1);
+    struct side c = {0};
+    ck_assert_int_eq(ts_tls_new_client(foreign, "127.0.0.1", NULL, &c.t), TS_OK);
+    ts_tls_handshake(c.t);
+    ck_assert_int_eq(raw_run(&r, &c), 1);
+    ck_assert(ts_tls_established(c.t));
+    SSL_free(r.ssl);
+    side_free(&c);
+
+    /* Verification is unchanged: a certificate for another address fails. */
+    raw_new(&r, bare, 1);
+    ck_assert_int_eq(ts_tls_new_client(foreign, "127.0.0.2", NULL, &c.t), TS_OK);
+    ts_tls_handshake(c.t);
+    raw_run(&r, &c);
+    ck_assert(!ts_tls_established(c.t));
+    ck_assert_int_eq(c.rc, TS_E_TLS);
+    SSL_free(r.ssl);
+    side_free(&c);
+    SSL_CTX_free(foreign);
+    SSL_CTX_free(bare);
+}
+END_TEST
+
 START_TEST(test_close_notify_half_close)
 {
     struct side c, s;
@@ -564,6 +598,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_wrong_host);
     tcase_add_test(tc, test_client_without_alpn_refused);
     tcase_add_test(tc, test_server_without_alpn_refused);
+    tcase_add_test(tc, test_foreign_ctx_without_alpn);
     tcase_add_test(tc, test_close_notify_half_close);
     tcase_add_test(tc, test_resumption);
     tcase_add_test(tc, test_ctx_errors);

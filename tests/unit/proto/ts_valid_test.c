@@ -273,6 +273,34 @@ START_TEST(test_hello)
 }
 END_TEST
 
+/* Post.reader_key: empty, or exactly 64 lowercase hex digits. */
+START_TEST(test_reader_key)
+{
+    Threadsync__Post p = good_post();
+    struct ts_valid_err err;
+    char k[66];
+    memset(k, 'a', 64);
+    k[64] = '\0';
+    p.reader_key = k;
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_OK);
+    const char *bad[] = {"abc", "A", "g"};
+    for (size_t i = 0; i < 3; i++) {
+        p.reader_key = (char *)bad[i];
+        ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+        ck_assert_str_eq(err.field, "reader_key");
+    }
+    k[10] = 'A';
+    p.reader_key = k;
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    k[10] = 'a';
+    k[64] = 'a';
+    k[65] = '\0';
+    ck_assert_int_eq(ts_valid_post(&p, &err), TS_E_INVALID_ARGUMENT);
+    ck_assert(ts_valid_reader_key(""));
+    ck_assert(ts_valid_reader_key(NULL));
+}
+END_TEST
+
 START_TEST(test_token_name)
 {
     ck_assert(ts_valid_token_name("ops-bot_1.a", 11));
@@ -311,6 +339,7 @@ int main(void)
     tcase_add_test(tc, test_post_limits);
     tcase_add_test(tc, test_err_names);
     tcase_add_test(tc, test_token_name);
+    tcase_add_test(tc, test_reader_key);
     tcase_add_test(tc, test_control_characters);
     tcase_add_test(tc, test_idempotency_key_printable);
     tcase_add_test(tc, test_messages);

@@ -120,6 +120,33 @@ START_TEST(test_load_and_check)
 }
 END_TEST
 
+/* The optional fourth field marks a gateway; files without it load as
+ * before (every token not a gateway); any other word is refused. */
+START_TEST(test_gateway_flag)
+{
+    struct ts_auth *a = ts_auth_new();
+    write_table(tokens);
+    ck_assert_int_eq(ts_auth_load(a, tokens), TS_OK);
+    ck_assert_int_eq(ts_auth_gateway(a, "blog-web_2"), 0);
+    char h[65], h2[65], text[512];
+    hash_hex("edge-secret", h);
+    hash_hex("plain-secret", h2);
+    snprintf(text, sizeof(text), "poster edge %s gateway\nposter plain %s\n", h, h2);
+    write_text(tokens, text);
+    ck_assert_int_eq(ts_auth_load(a, tokens), TS_OK);
+    int role = 0;
+    ck_assert_int_eq(ts_auth_check(a, "edge-secret", &role, NULL), TS_OK);
+    ck_assert_int_eq(role, THREADSYNC__ROLE__POSTER);
+    ck_assert_int_eq(ts_auth_gateway(a, "edge"), 1);
+    ck_assert_int_eq(ts_auth_gateway(a, "plain"), 0);
+    ck_assert_int_eq(ts_auth_gateway(a, "nobody"), 0);
+    snprintf(text, sizeof(text), "poster edge %s gatewa\n", h);
+    write_text(tokens, text);
+    ck_assert_int_eq(ts_auth_load(a, tokens), TS_E_CONFIG);
+    ts_auth_free(a);
+}
+END_TEST
+
 START_TEST(test_bad_lines_keep_old_table)
 {
     char h[65], h2[65], line[256];
@@ -330,6 +357,7 @@ int main(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, test_load_and_check);
     tcase_add_test(tc, test_bad_lines_keep_old_table);
+    tcase_add_test(tc, test_gateway_flag);
     tcase_add_test(tc, test_generate_token);
     tcase_add_test(tc, test_ensure_admin);
     tcase_add_test(tc, test_add);

@@ -580,6 +580,50 @@ START_TEST(test_second_start_busy)
 }
 END_TEST
 
+/* Seeding and starting share one open-and-lock of the data directory: a
+ * seed refuses a directory a running node holds (BUSY, before it looks at
+ * the raft files there), a finished seed lets go of it, and the node started
+ * on it restores the seeded snapshot at its index. */
+START_TEST(test_seed_shares_lock)
+{
+    struct tfsm src = {0};
+    uint8_t result[8];
+    ck_assert_int_eq(t_apply(&src, 7, (const uint8_t *)"seeded", 6, result), 0);
+    uint8_t *snap;
+    size_t snap_len;
+    ck_assert_int_eq(t_snapshot(&src, &snap, &snap_len), 0);
+
+    make_dir();
+    struct ts_repl_config cfg = base_cfg();
+    struct node a = {0};
+    uv_loop_init(&a.loop);
+    ck_assert_int_eq(node_start(&a, &cfg), TS_OK);
+    ck_assert_int_eq(ts_repl_seed_snapshot(&cfg, 7, snap, snap_len), TS_E_BUSY);
+    node_close(&a);
+    tfsm_clear(&a.fsm);
+    remove_dir();
+
+    make_dir();
+    cfg = base_cfg();
+    ck_assert_int_eq(ts_repl_seed_snapshot(&cfg, 7, snap, snap_len), TS_OK);
+    ck_assert_int_eq(ts_repl_seed_snapshot(&cfg, 7, snap, snap_len), TS_E_EXISTS);
+    struct node b = {0};
+    uv_loop_init(&b.loop);
+    ck_assert_int_eq(node_start(&b, &cfg), TS_OK);
+    run_until(&b.loop, is_leader, &b, 5000);
+    ck_assert_uint_eq(b.fsm.restores, 1);
+    ck_assert_uint_eq(b.fsm.restore_index, 7);
+    assert_same(&src, &b.fsm);
+    propose_all(&b, 3, 3);
+    ck_assert_uint_gt(b.fsm.last_index, 7);
+    node_close(&b);
+    tfsm_clear(&b.fsm);
+    tfsm_clear(&src);
+    free(snap);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_inflight_cap)
 {
     make_dir();
@@ -852,6 +896,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_restart_replays_log);
     tcase_add_test(tc, test_restart_snapshot_and_replay);
     tcase_add_test(tc, test_second_start_busy);
+    tcase_add_test(tc, test_seed_shares_lock);
     tcase_add_test(tc, test_inflight_cap);
     tcase_add_test(tc, test_close_with_pending);
     tcase_add_test(tc, test_close_from_callback);

@@ -20,6 +20,7 @@
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_store.h"
+#include "ts_view.h"
 
 struct fx {
     struct ts_evlog *log;
@@ -946,8 +947,8 @@ START_TEST(test_bans)
     r = post_ex(&f, 2, 1200, "k2", "m/b", NULL, 0, 0);
     ck_assert_int_eq(r.status, TS_E_FORBIDDEN);
     ck_assert_str_eq(r.field, "author_email");
-    ck_assert(ts_store_banned(f.s, "x", "ann@example.org", 1499, NULL, NULL));
-    ck_assert(!ts_store_banned(f.s, "x", "ann@example.org", 1500, NULL, NULL));
+    ck_assert(ts_store_banned(f.s, "x", "ann@example.org", NULL, 1499, NULL, NULL));
+    ck_assert(!ts_store_banned(f.s, "x", "ann@example.org", NULL, 1500, NULL, NULL));
     /* expired by command time */
     r = post_ex(&f, 3, 1500, "k3", "m/b", NULL, 0, 0);
     ck_assert_int_eq(r.status, TS_OK);
@@ -955,13 +956,13 @@ START_TEST(test_bans)
     ck_assert_int_eq(ban(&f, 4, 2000, "Bob", 10000).status, TS_OK);
     const char *field = NULL;
     int64_t until = 0;
-    ck_assert(ts_store_banned(f.s, "Bob", "", 2001, &until, &field));
+    ck_assert(ts_store_banned(f.s, "Bob", "", NULL, 2001, &until, &field));
     ck_assert_str_eq(field, "author_name");
     ck_assert_int_eq(until, 12000);
-    ck_assert(!ts_store_banned(f.s, "bob", "", 2001, NULL, NULL));
+    ck_assert(!ts_store_banned(f.s, "bob", "", NULL, 2001, NULL, NULL));
     r = ban(&f, 5, 2100, "Bob", 0);
     ck_assert(r.changed);
-    ck_assert(!ts_store_banned(f.s, "Bob", "", 2101, NULL, NULL));
+    ck_assert(!ts_store_banned(f.s, "Bob", "", NULL, 2101, NULL, NULL));
     /* a retry of a post made before the ban still gets its answer */
     ck_assert_int_eq(ban(&f, 6, 2200, "ann@example.org", 10000).status, TS_OK);
     r = post_ex(&f, 7, 2300, "k3", "m/b", NULL, 0, 0);
@@ -1196,7 +1197,7 @@ START_TEST(test_snapshot_keeps_moderation)
     ck_assert_str_eq(d1, d2);
     ck_assert_str_eq(get_comment(&g, 1).moderated_by, "mod-alice");
     ck_assert(get_thread(&g, "m/s").locked);
-    ck_assert(ts_store_banned(g.s, "x", "SPAM@x.org", 130, NULL, NULL));
+    ck_assert(ts_store_banned(g.s, "x", "SPAM@x.org", NULL, 130, NULL, NULL));
     uint8_t h[32];
     sha("rtok", h);
     ck_assert_int_eq(ts_store_token_check(g.s, h, NULL, NULL), TS_OK);
@@ -1209,6 +1210,95 @@ START_TEST(test_snapshot_keeps_moderation)
     /* the edit key came along (the thread is locked, so delete) */
     ck_assert(change(&g, 8, 130, 1, K_DELETE, NULL, "ek", 1000).changed);
     ck_assert_int_eq(change(&g, 9, 130, 2, K_DELETE, NULL, "ek", 1000).status, TS_E_FORBIDDEN);
+    fx_free(&f);
+    fx_free(&g);
+}
+END_TEST
+
+/* A gateway's post keeps its reader key on the comment (full view only),
+ * through an edit and a snapshot (the digest covers it), not through a
+ * delete; a ban on "reader:" + key refuses that reader's posts only; a
+ * gateway grant survives a snapshot. */
+START_TEST(test_reader_key)
+{
+    static const char rk[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    static const char rk2[] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    struct fx f, g;
+    fx_init(&f);
+    fx_init(&g);
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.idempotency_key = "r1";
+    p.thread_key = "m/rk";
+    p.author_name = "Ann";
+    p.body = "words";
+    p.reader_key = (char *)rk;
+    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
+    cmd.time_ms = 100;
+    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_POST;
+    cmd.post = &p;
+    ck_assert_int_eq(apply_cmd(&f, 1, &cmd).status, TS_OK);
+    Threadsync__Comment c = get_comment(&f, 1);
+    ck_assert_str_eq(c.reader_key, rk);
+    ts_view_public_comment(&c);
+    ck_assert_str_eq(c.reader_key, "");
+    ck_assert(change(&f, 2, 110, 1, K_EDIT, "new words", NULL, 0).changed);
+    ck_assert_str_eq(get_comment(&f, 1).reader_key, rk);
+    /* A malformed key in an entry is refused, not stored. */
+    p.idempotency_key = "r-bad";
+    p.reader_key = "ABC";
+    ck_assert_int_eq(apply_cmd(&f, 3, &cmd).status, TS_E_INVALID_ARGUMENT);
+
+    char ban_key[80];
+    snprintf(ban_key, sizeof(ban_key), "reader:%s", rk);
+    ck_assert_int_eq(ban(&f, 4, 120, ban_key, 1000).status, TS_OK);
+    const char *field = NULL;
+    ck_assert(ts_store_banned(f.s, "Other", "", rk, 130, NULL, &field));
+    ck_assert_str_eq(field, "reader_key");
+    ck_assert(!ts_store_banned(f.s, "Ann", "", rk2, 130, NULL, NULL));
+    ck_assert(!ts_store_banned(f.s, "Ann", "", NULL, 130, NULL, NULL));
+    p.idempotency_key = "r2";
+    p.reader_key = (char *)rk;
+    cmd.time_ms = 130;
+    struct ts_store_result r = apply_cmd(&f, 5, &cmd);
+    ck_assert_int_eq(r.status, TS_E_FORBIDDEN);
+    ck_assert_str_eq(r.field, "reader_key");
+    p.reader_key = (char *)rk2;
+    ck_assert_int_eq(apply_cmd(&f, 6, &cmd).status, TS_OK);
+
+    Threadsync__State__TokenGrant tg = THREADSYNC__STATE__TOKEN_GRANT__INIT;
+    uint8_t h[32];
+    sha("gw-token", h);
+    tg.name = "edge";
+    tg.role = THREADSYNC__ROLE__POSTER;
+    tg.token_hash.data = h;
+    tg.token_hash.len = 32;
+    tg.gateway = 1;
+    Threadsync__State__Command gc = THREADSYNC__STATE__COMMAND__INIT;
+    gc.time_ms = 140;
+    gc.op_case = THREADSYNC__STATE__COMMAND__OP_TOKEN_GRANT;
+    gc.token_grant = &tg;
+    ck_assert_int_eq(apply_cmd(&f, 7, &gc).status, TS_OK);
+    grant(&f, 8, "plain", THREADSYNC__ROLE__POSTER, "plain-token");
+    ck_assert(ts_store_token_gateway(f.s, "edge"));
+    ck_assert(!ts_store_token_gateway(f.s, "plain"));
+
+    uint8_t *snap;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
+    free(snap);
+    char d1[65], d2[65];
+    ts_store_digest(f.s, d1);
+    ts_store_digest(g.s, d2);
+    ck_assert_str_eq(d1, d2);
+    ck_assert_str_eq(get_comment(&g, 1).reader_key, rk);
+    ck_assert_str_eq(get_comment(&g, 6).reader_key, rk2);
+    ck_assert(ts_store_token_gateway(g.s, "edge"));
+    ck_assert(!ts_store_token_gateway(g.s, "plain"));
+
+    /* The tombstone drops it with the author's text. */
+    ck_assert(change(&f, 9, 150, 1, K_DELETE, NULL, NULL, 0).changed);
+    ck_assert_str_eq(get_comment(&f, 1).reader_key, "");
     fx_free(&f);
     fx_free(&g);
 }
@@ -1668,7 +1758,7 @@ START_TEST(test_snapshot_idem_refused)
     /* a well-formed format 1 snapshot loads; a future format does not */
     size_t len = pack_idem_snapshot(1, two, 1, buf);
     ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
-    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(3, two, 1, buf)),
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(4, two, 1, buf)),
                      TS_E_BAD_FRAME);
     /* format 2's fields in a format 1 snapshot; a derived entry without
      * the edit secret */
@@ -1773,6 +1863,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_author_edit_key);
     tcase_add_test(tc, test_author_edit_repending);
     tcase_add_test(tc, test_bans);
+    tcase_add_test(tc, test_reader_key);
     tcase_add_test(tc, test_tokens);
     tcase_add_test(tc, test_moderation_log_deterministic);
     tcase_add_test(tc, test_same_moderation_twice);

@@ -41,8 +41,10 @@ struct ts_req_write {
     struct ts_disk *disk;   /* counts disk_bytes as pending until the apply */
     uint64_t disk_bytes;
     uint64_t t0;
-    int role;                          /* TokenAdd */
-    char name[TS_AUTH_NAME_MAX + 1];   /* BanAuthor, TokenAdd, TokenRevoke */
+    int role;    /* TokenAdd */
+    int gateway; /* TokenAdd */
+    /* BanAuthor (an author, up to an e-mail; "reader:" + a key), TokenAdd, TokenRevoke */
+    char name[TS_AUTHOR_EMAIL_MAX + 1];
     char token[TS_AUTH_TOKEN_LEN + 1]; /* TokenAdd: handed back once */
 };
 
