@@ -880,10 +880,9 @@ void ts_cli_print_post(FILE *out, const Threadsync__PostResult *r, int json)
     }
 }
 
-void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t)
+void ts_cli_json_thread_fields(FILE *out, const Threadsync__Thread *t, int first, int all)
 {
-    fputc('{', out);
-    ts_json_kv_u64(out, "id", t->id, 1);
+    ts_json_kv_u64(out, "id", t->id, first);
     ts_json_kv_str(out, "key", t->key, 0);
     ts_json_kv_str(out, "title", t->title, 0);
     ts_json_kv_str(out, "url", t->url, 0);
@@ -891,31 +890,43 @@ void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t)
     ts_json_kv_bool(out, "locked", t->locked, 0);
     ts_json_kv_u64(out, "comment_count", t->comment_count, 0);
     ts_json_kv_u64(out, "version", t->version, 0);
-    if (t->premoderated)
-        ts_json_kv_bool(out, "premoderated", 1, 0);
-    if (t->moderated_by && *t->moderated_by)
+    if (all || t->premoderated)
+        ts_json_kv_bool(out, "premoderated", t->premoderated, 0);
+    if (all || (t->moderated_by && *t->moderated_by))
         ts_json_kv_str(out, "moderated_by", t->moderated_by, 0);
+}
+
+void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t)
+{
+    fputc('{', out);
+    ts_cli_json_thread_fields(out, t, 1, 0);
     fputc('}', out);
 }
 
-void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm)
+void ts_cli_json_comment_fields(FILE *out, const Threadsync__Comment *cm, int first, int all,
+                                int with_emails)
 {
-    fputc('{', out);
-    ts_json_kv_u64(out, "id", cm->id, 1);
+    ts_json_kv_u64(out, "id", cm->id, first);
     ts_json_kv_u64(out, "thread_id", cm->thread_id, 0);
     ts_json_kv_u64(out, "parent_id", cm->parent_id, 0);
     ts_json_kv_str(out, "author_name", cm->author_name, 0);
-    if (cm->author_email && *cm->author_email)
+    if (with_emails && (all || (cm->author_email && *cm->author_email)))
         ts_json_kv_str(out, "author_email", cm->author_email, 0);
     ts_json_kv_str(out, "body", cm->body, 0);
     ts_json_kv_i64(out, "created_at_ms", cm->created_at_ms, 0);
     ts_json_kv_i64(out, "edited_at_ms", cm->edited_at_ms, 0);
     ts_json_kv_str(out, "status", ts_cli_status_name(cm->status), 0);
     ts_json_kv_u64(out, "version", cm->version, 0);
-    if (cm->moderated_by && *cm->moderated_by)
+    if (all || (cm->moderated_by && *cm->moderated_by))
         ts_json_kv_str(out, "moderated_by", cm->moderated_by, 0);
-    if (cm->reader_key && *cm->reader_key)
+    if (!all && cm->reader_key && *cm->reader_key)
         ts_json_kv_str(out, "reader_key", cm->reader_key, 0);
+}
+
+void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm)
+{
+    fputc('{', out);
+    ts_cli_json_comment_fields(out, cm, 1, 0, 1);
     fputc('}', out);
 }
 

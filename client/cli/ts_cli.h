@@ -237,6 +237,14 @@ void ts_cli_print_thread(FILE *out, const Threadsync__GetResult *g, int json);
 void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t);
 void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm);
 
+/* Their members alone (the first one comma-prefixed unless first), for
+ * objects that carry more (export's lines). all: every field, also the
+ * empty ones (export's lossless form; no reader_key), else the optional
+ * ones only when set; with_emails: author_email too. */
+void ts_cli_json_thread_fields(FILE *out, const Threadsync__Thread *t, int first, int all);
+void ts_cli_json_comment_fields(FILE *out, const Threadsync__Comment *cm, int first, int all,
+                                int with_emails);
+
 /* One watch line (see above) for a change: thread may be NULL when comment
  * is set (thread_key then names it), comment NULL for a thread-only one. */
 void ts_cli_print_change(FILE *out, uint64_t seq, const char *thread_key,

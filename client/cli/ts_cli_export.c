@@ -22,44 +22,16 @@
 
 #define WINDOW 8
 
-static const char *status_name(int s)
-{
-    static const char *const names[] = {"STATUS_UNSPECIFIED", "VISIBLE", "PENDING", "HIDDEN",
-                                        "DELETED"};
-    return s >= 0 && s <= 4 ? names[s] : "STATUS_UNSPECIFIED";
-}
-
 void ts_cli_export_thread(FILE *out, const Threadsync__GetResult *g, int with_emails)
 {
     const Threadsync__Thread *t = g->thread;
     fputs("{\"type\":\"thread\"", out);
-    ts_json_kv_u64(out, "id", t->id, 0);
-    ts_json_kv_str(out, "key", t->key, 0);
-    ts_json_kv_str(out, "title", t->title, 0);
-    ts_json_kv_str(out, "url", t->url, 0);
-    ts_json_kv_i64(out, "created_at_ms", t->created_at_ms, 0);
-    ts_json_kv_bool(out, "locked", t->locked, 0);
-    ts_json_kv_bool(out, "premoderated", t->premoderated, 0);
-    ts_json_kv_u64(out, "version", t->version, 0);
-    ts_json_kv_str(out, "moderated_by", t->moderated_by, 0);
-    ts_json_kv_u64(out, "comment_count", t->comment_count, 0);
+    ts_cli_json_thread_fields(out, t, 0, 1);
     fputs("}\n", out);
     for (size_t i = 0; i < g->n_comments; i++) {
-        const Threadsync__Comment *c = g->comments[i];
         fputs("{\"type\":\"comment\"", out);
-        ts_json_kv_u64(out, "id", c->id, 0);
-        ts_json_kv_u64(out, "thread_id", c->thread_id, 0);
         ts_json_kv_str(out, "thread_key", t->key, 0);
-        ts_json_kv_u64(out, "parent_id", c->parent_id, 0);
-        ts_json_kv_str(out, "author_name", c->author_name, 0);
-        if (with_emails)
-            ts_json_kv_str(out, "author_email", c->author_email, 0);
-        ts_json_kv_str(out, "body", c->body, 0);
-        ts_json_kv_i64(out, "created_at_ms", c->created_at_ms, 0);
-        ts_json_kv_i64(out, "edited_at_ms", c->edited_at_ms, 0);
-        ts_json_kv_str(out, "status", status_name(c->status), 0);
-        ts_json_kv_u64(out, "version", c->version, 0);
-        ts_json_kv_str(out, "moderated_by", c->moderated_by, 0);
+        ts_cli_json_comment_fields(out, g->comments[i], 0, 1, with_emails);
         fputs("}\n", out);
     }
 }
