@@ -25,6 +25,17 @@
  *     start: until ts_repl_start returns, raft writes nothing then). One
  *     function opens and locks the directory, ts__repl_open, for both
  *     starting and seeding.
+ *   - A successful AppendEntries answer claims (last_log_index) no more than
+ *     the request checked, prev_log_index + n_entries (raft_uv's send is
+ *     wrapped for that). libraft 0.15 claims its whole stored log, and the
+ *     leader takes the claim as matched: a node that, as leader, appended a
+ *     client write it could no longer commit (stopped or cut off, then
+ *     back: it reads the write its clients sent meanwhile before it hears
+ *     of the new term) claimed that entry in its first answer to the new
+ *     leader, which then never sent the entry it has at that index. The
+ *     node stayed behind for good, answering reads (it hears the leader, so
+ *     it is not stale) without the writes committed since. Later libraft
+ *     versions claim prev_log_index + n_entries themselves.
  *
  * Membership changes live in ts_repl_member.c, bootstrap and seeding from a
  * backup in ts_repl_seed.c; struct ts_repl is in internal/ts_repl_int.h.
@@ -46,6 +57,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,6 +506,61 @@ void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg)
     schedule_defer(r);
 }
 
+/* ---- AppendEntries answers -------------------------------------------- */
+
+void ts__repl_ae_note(struct repl_ae_seen *seen, const struct raft_message *m)
+{
+    if (m->type != RAFT_IO_APPEND_ENTRIES)
+        return;
+    seen->from = m->server_id;
+    seen->term = m->append_entries.term;
+    seen->checked = m->append_entries.prev_log_index + m->append_entries.n_entries;
+}
+
+raft_index ts__repl_ae_claim(const struct repl_ae_seen *seen, const struct raft_message *m)
+{
+    const struct raft_append_entries_result *res = &m->append_entries_result;
+    if (m->type != RAFT_IO_APPEND_ENTRIES_RESULT || res->rejected || !seen->from ||
+        m->server_id != seen->from || res->term != seen->term)
+        return res->last_log_index;
+    return res->last_log_index < seen->checked ? res->last_log_index : seen->checked;
+}
+
+static struct ts_repl *repl_of_io(struct raft_io *io)
+{
+    return (struct ts_repl *)(void *)((char *)io - offsetof(struct ts_repl, io));
+}
+
+static void repl_io_recv(struct raft_io *io, struct raft_message *m)
+{
+    struct ts_repl *r = repl_of_io(io);
+    ts__repl_ae_note(&r->ae_seen, m);
+    r->raft_recv(io, m);
+}
+
+static int repl_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                         raft_io_recv_cb recv)
+{
+    struct ts_repl *r = repl_of_io(io);
+    r->raft_recv = recv;
+    return r->uv_start(io, msecs, tick, repl_io_recv);
+}
+
+/* raft_uv encodes the message during the call, so a changed copy on the
+ * stack is enough. */
+static int repl_io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                        raft_io_send_cb cb)
+{
+    struct ts_repl *r = repl_of_io(io);
+    raft_index claim = ts__repl_ae_claim(&r->ae_seen, m);
+    if (m->type != RAFT_IO_APPEND_ENTRIES_RESULT ||
+        claim == m->append_entries_result.last_log_index)
+        return r->uv_send(io, req, m, cb);
+    struct raft_message copy = *m;
+    copy.append_entries_result.last_log_index = claim;
+    return r->uv_send(io, req, &copy, cb);
+}
+
 /* ---- staleness -------------------------------------------------------- */
 
 /* Notes what raft knows now: a leader (remembered with the time), or that
@@ -709,6 +776,10 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
         ts__repl_free(r);
         return ts__repl_err(rv);
     }
+    r->uv_send = r->io.send;
+    r->io.send = repl_io_send;
+    r->uv_start = r->io.start;
+    r->io.start = repl_io_start;
     /* Off: on a damaged segment libraft would rename it aside and carry on
      * without acknowledged entries. We would rather not start. */
     raft_uv_set_auto_recovery(&r->io, false);
