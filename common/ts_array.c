@@ -14,7 +14,7 @@ void *ts_array_grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
         c = n + 1;
     if (size && c > SIZE_MAX / size)
         return NULL;
-    void *nv = realloc(v, c * size);
+    void *nv = realloc(v, size ? c * size : 1); /* never 0 bytes: that may free v */
     if (nv)
         *cap = c;
     return nv;

@@ -224,14 +224,17 @@ void ts__reqs_append(struct ts__reqs *t, struct ts__req *r)
 
 void ts__reqs_unlink(struct ts__reqs *t, struct ts__req *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
+    /* By the ends, not by r's links: the same on a well-formed list, and
+     * the analyzer then sees that the head moves past a request unlinked
+     * from it (it was taking a non-null prev at the head as possible). */
+    if (t->head == r)
         t->head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
     else
+        r->prev->next = r->next;
+    if (t->tail == r)
         t->tail = r->prev;
+    else
+        r->next->prev = r->prev;
     r->next = r->prev = NULL;
     t->n--;
 }
