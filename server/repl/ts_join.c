@@ -117,18 +117,12 @@ static void send_cluster(struct ts_join *j)
     join_send(j, &f);
 }
 
+/* The role's name in threadsync.proto ("NODE_STANDBY"), for the logs. */
 static const char *role_name(Threadsync__NodeRole role)
 {
-    switch (role) {
-    case THREADSYNC__NODE_ROLE__NODE_VOTER:
-        return "voter";
-    case THREADSYNC__NODE_ROLE__NODE_STANDBY:
-        return "standby";
-    case THREADSYNC__NODE_ROLE__NODE_SPARE:
-        return "spare";
-    default:
-        return "unknown";
-    }
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&threadsync__node_role__descriptor, (int)role);
+    return v ? v->name : "unknown";
 }
 
 /* Check mode: the member's view decides once it knows a leader (a member

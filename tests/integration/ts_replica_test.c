@@ -41,6 +41,7 @@
 #include "threadsync.h"
 #include "ts_check_main.h"
 #include "ts_frame.h"
+#include "ts_testcluster.h"
 #include "ts_testnode.h"
 
 #define VOTERS 3
@@ -75,84 +76,6 @@ static int is_replica(int i)
 static int restart(int i)
 {
     return ts_testnode_restart(&nodes[i], is_replica(i) ? replica_flags : NULL);
-}
-
-/* ---- blocking helpers ---- */
-
-static void one_node_cfg(struct ts_client_config *cfg, const char *const *server, const char *token)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->servers = server;
-    cfg->n_servers = 1;
-    cfg->ca_file = nodes[0].ca;
-    cfg->token = token;
-    cfg->client_name = "replica-test";
-    cfg->request_timeout_ms = 10000;
-    cfg->connect_timeout_ms = 3000;
-}
-
-static Threadsync__ClusterResult *cluster_of(int i)
-{
-    if (!nodes[i].pid)
-        return NULL;
-    const char *server[] = {nodes[i].addr};
-    struct ts_client_config cfg;
-    one_node_cfg(&cfg, server, nodes[0].admin_token);
-    Threadsync__ClusterResult *res = NULL;
-    Threadsync__Error *err = NULL;
-    if (ts_sync_cluster(&cfg, &res, &err) != TS_OK)
-        res = NULL;
-    ts_msg_free(err);
-    return res;
-}
-
-/* Node i's view: how many nodes have role. */
-static size_t count_role(int i, Threadsync__NodeRole role)
-{
-    Threadsync__ClusterResult *cr = cluster_of(i);
-    size_t v = 0;
-    for (size_t k = 0; cr && k < cr->n_nodes; k++)
-        v += cr->nodes[k]->role == role;
-    ts_msg_free(cr);
-    return v;
-}
-
-static void await_role_count(int i, Threadsync__NodeRole role, size_t want)
-{
-    uint64_t deadline = ts_test_now_ms() + 60000;
-    while (count_role(i, role) != want && ts_test_now_ms() < deadline)
-        usleep(100000);
-    ck_assert_uint_eq(count_role(i, role), want);
-}
-
-/* The index of the leader every running node agrees on, or -1. */
-static int agreed_leader(int n)
-{
-    int agreed = -2;
-    for (int i = 0; i < n; i++) {
-        if (!nodes[i].pid)
-            continue;
-        Threadsync__ClusterResult *cr = cluster_of(i);
-        int l =
-            cr && cr->leader_id >= 1 && cr->leader_id <= (uint64_t)n ? (int)cr->leader_id - 1 : -1;
-        ts_msg_free(cr);
-        if (l < 0 || !nodes[l].pid || (agreed >= 0 && l != agreed))
-            return -1;
-        agreed = l;
-    }
-    return agreed;
-}
-
-static int await_leader(int n, int timeout_ms)
-{
-    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
-    while (ts_test_now_ms() < deadline) {
-        int l = agreed_leader(n);
-        if (l >= 0)
-            return l;
-        usleep(100000);
-    }
-    return -1;
 }
 
 static void make_certs(void)
@@ -412,7 +335,7 @@ static void on_driver(uv_timer_t *t)
     case 0: /* steady state: both replicas serve their subscriber */
         if (r->p.acked < 60 || !r->s[0].last_seq || !r->s[1].last_seq)
             return;
-        r->killed_voter = agreed_leader(VOTERS) == 1 ? 2 : 1;
+        r->killed_voter = ts_testcluster_agreed_leader(nodes, VOTERS) == 1 ? 2 : 1;
         kill9(VOTERS);
         kill9(r->killed_voter);
         fprintf(stderr, "replica: killed replica node %d and voter node %d after %d acks\n",
@@ -449,7 +372,7 @@ static void on_driver(uv_timer_t *t)
         if (!r->s[0].node || !r->s[1].node || !sub_saw_all_acked(&r->s[0], &r->p) ||
             !sub_saw_all_acked(&r->s[1], &r->p) || r->p.acked < at_least(r->acked_at + 30))
             return;
-        r->killed_voter = agreed_leader(VOTERS);
+        r->killed_voter = ts_testcluster_agreed_leader(nodes, VOTERS);
         ck_assert_int_ge(r->killed_voter, 0);
         kill9(r->killed_voter);
         r->p.mark_idx = r->p.next;
@@ -548,16 +471,17 @@ START_TEST(test_serve_and_survive)
     make_certs();
     uint64_t t0 = ts_test_now_ms();
     start_node(0, 0);
-    ck_assert_int_eq(await_leader(1, 20000), 0);
+    ck_assert_int_eq(ts_testcluster_await_leader(nodes, 1, 20000), 0);
     for (int i = 1; i < VOTERS; i++) {
         start_node(i, 0);
-        await_role_count(0, THREADSYNC__NODE_ROLE__NODE_VOTER, (size_t)i + 1);
+        ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, (size_t)i + 1,
+                                        60000);
     }
     uint64_t t1 = ts_test_now_ms();
     for (int i = VOTERS; i < N; i++)
         start_node(i, 1);
-    await_role_count(0, THREADSYNC__NODE_ROLE__NODE_STANDBY, REPLICAS);
-    await_role_count(0, THREADSYNC__NODE_ROLE__NODE_VOTER, VOTERS);
+    ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_STANDBY, REPLICAS, 60000);
+    ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, VOTERS, 60000);
     fprintf(stderr, "replica: 3 voters in %llu ms, then 2 replicas joined in %llu ms\n",
             (unsigned long long)(t1 - t0), (unsigned long long)(ts_test_now_ms() - t1));
 
@@ -730,10 +654,11 @@ START_TEST(test_cut_off_and_roles)
 {
     make_certs();
     start_node(0, 0);
-    ck_assert_int_eq(await_leader(1, 20000), 0);
+    ck_assert_int_eq(ts_testcluster_await_leader(nodes, 1, 20000), 0);
     start_node(1, 1);
-    await_role_count(0, THREADSYNC__NODE_ROLE__NODE_STANDBY, 1);
-    await_role_count(1, THREADSYNC__NODE_ROLE__NODE_STANDBY, 1); /* its own view too */
+    ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_STANDBY, 1, 60000);
+    ts_testcluster_await_role_count(nodes, 1, THREADSYNC__NODE_ROLE__NODE_STANDBY, 1,
+                                    60000); /* its own view too */
 
     /* a write at the replica: NOT_LEADER, naming the leader, saying why */
     struct ts_raw *w = ts_testnode_connect_ok(&nodes[1], nodes[0].poster_token);
@@ -759,8 +684,15 @@ START_TEST(test_cut_off_and_roles)
     /* a client that lists the replica alone still posts (the redirect),
      * and reads its post back from the replica */
     const char *only_replica[] = {nodes[1].addr};
-    struct ts_client_config cfg;
-    one_node_cfg(&cfg, only_replica, nodes[0].poster_token);
+    struct ts_client_config cfg = {
+        .servers = only_replica,
+        .n_servers = 1,
+        .ca_file = nodes[0].ca,
+        .token = nodes[0].poster_token,
+        .client_name = "replica-test",
+        .request_timeout_ms = 10000,
+        .connect_timeout_ms = 3000,
+    };
     Threadsync__PostResult *pr = NULL;
     Threadsync__Error *err = NULL;
     Threadsync__Post p2 = THREADSYNC__POST__INIT;
@@ -791,8 +723,19 @@ START_TEST(test_cut_off_and_roles)
     ck_assert_int_eq(in->error->code, TS_E_INVALID_ARGUMENT);
     ck_assert_str_eq(in->error->field, "role");
     ts_frame_free(in);
-    ck_assert_uint_eq(count_role(0, THREADSYNC__NODE_ROLE__NODE_STANDBY), 1);
-    ck_assert_uint_eq(count_role(0, THREADSYNC__NODE_ROLE__NODE_VOTER), 1);
+    ck_assert_uint_eq(ts_testcluster_count_role(nodes, 0, THREADSYNC__NODE_ROLE__NODE_STANDBY), 1);
+    ck_assert_uint_eq(ts_testcluster_count_role(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER), 1);
+
+    /* nor does a restart without --read-replica: the member keeps its role,
+     * and says so */
+    ck_assert_int_eq(ts_testnode_kill(&nodes[1], SIGTERM), 0);
+    const char *const info[] = {"--log-level", "info", NULL};
+    size_t mark = ts_testnode_log_mark(&nodes[1]);
+    ck_assert_int_eq(ts_testnode_restart_logged(&nodes[1], info), TS_OK);
+    ck_assert(ts_testnode_wait_log(&nodes[1], mark, "event=role_mismatch", 30000));
+    ck_assert_uint_eq(ts_testcluster_count_role(nodes, 0, THREADSYNC__NODE_ROLE__NODE_STANDBY), 1);
+    ck_assert_uint_eq(ts_testcluster_count_role(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER), 1);
+    ck_assert_int_eq(await_get_code(1, TS_OK, 30000), TS_OK);
 
     /* cut off (its only voter killed), the replica stops serving: reads
      * and its subscriber get UNAVAILABLE, writes find no leader */
@@ -836,7 +779,7 @@ START_TEST(test_cut_off_and_roles)
         TS_THREADSYNC_PATH,  "--server", nodes[0].addr, "--ca", nodes[0].ca, "--token-file",
         nodes[0].token_file, "admin",    "remove-node", "2",    NULL};
     ck_assert_int_eq(ts_test_run(argv, NULL, NULL, NULL), 0);
-    ck_assert_uint_eq(count_role(0, THREADSYNC__NODE_ROLE__NODE_STANDBY), 0);
+    ck_assert_uint_eq(ts_testcluster_count_role(nodes, 0, THREADSYNC__NODE_ROLE__NODE_STANDBY), 0);
     ck_assert_int_eq(await_get_code(1, TS_E_UNAVAILABLE, 30000), TS_E_UNAVAILABLE);
 }
 END_TEST
