@@ -13,11 +13,10 @@
 
 #define POLL_US 100000
 
-Threadsync__ClusterResult *ts_testcluster_view(const struct ts_testnode *nodes, int i)
+/* nodes[i] alone, as nodes[0]'s admin token; *server must outlive cfg. */
+static struct ts_client_config one_node(const struct ts_testnode *nodes, int i, const char **server)
 {
-    if (!nodes[i].pid)
-        return NULL;
-    const char *server[] = {nodes[i].addr};
+    *server = nodes[i].addr;
     struct ts_client_config cfg = {
         .servers = server,
         .n_servers = 1,
@@ -27,6 +26,15 @@ Threadsync__ClusterResult *ts_testcluster_view(const struct ts_testnode *nodes, 
         .request_timeout_ms = 10000,
         .connect_timeout_ms = 3000,
     };
+    return cfg;
+}
+
+Threadsync__ClusterResult *ts_testcluster_view(const struct ts_testnode *nodes, int i)
+{
+    if (!nodes[i].pid)
+        return NULL;
+    const char *server;
+    struct ts_client_config cfg = one_node(nodes, i, &server);
     Threadsync__ClusterResult *res = NULL;
     Threadsync__Error *err = NULL;
     if (ts_sync_cluster(&cfg, &res, &err) != TS_OK)
@@ -83,4 +91,40 @@ int ts_testcluster_await_leader(const struct ts_testnode *nodes, int n, int time
         usleep(POLL_US);
     }
     return -1;
+}
+
+void ts_testcluster_assert_posts(const struct ts_testnode *nodes, int i, const char *thread,
+                                 int total, const uint64_t *ids,
+                                 void (*body_of)(int p, char *out, size_t size))
+{
+    const char *server;
+    struct ts_client_config cfg = one_node(nodes, i, &server);
+    Threadsync__GetResult *g = NULL;
+    uint64_t deadline = ts_test_now_ms() + 60000;
+    while (ts_test_now_ms() < deadline) {
+        Threadsync__Error *err = NULL;
+        if (ts_sync_get(&cfg, thread, &g, &err) != TS_OK)
+            g = NULL;
+        ts_msg_free(err);
+        if (g && g->n_comments >= (size_t)total)
+            break;
+        ts_msg_free(g);
+        g = NULL;
+        usleep(2 * POLL_US);
+    }
+    ck_assert_msg(g != NULL, "node %d never reached %d comments", i + 1, total);
+    ck_assert_uint_eq(g->n_comments, (size_t)total);
+    for (int p = 0; p < total; p++) {
+        char body[256];
+        body_of(p, body, sizeof(body));
+        int found = 0;
+        for (size_t c = 0; c < g->n_comments; c++) {
+            if (strcmp(g->comments[c]->body, body) == 0) {
+                found++;
+                ck_assert_uint_eq(g->comments[c]->id, ids[p]);
+            }
+        }
+        ck_assert_msg(found == 1, "node %d: post %d found %d times", i + 1, p, found);
+    }
+    ts_msg_free(g);
 }

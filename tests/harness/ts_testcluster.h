@@ -33,4 +33,11 @@ int ts_testcluster_agreed_leader(const struct ts_testnode *nodes, int n);
 /* ts_testcluster_agreed_leader(), polled for up to timeout_ms; -1 then. */
 int ts_testcluster_await_leader(const struct ts_testnode *nodes, int n, int timeout_ms);
 
+/* Asserts (Check) that nodes[i] holds thread with exactly total comments,
+ * post p's body (body_of(p, ...)) once each, with the id ids[p] the poster
+ * was acknowledged; waits up to 60 s for the node to apply them all. */
+void ts_testcluster_assert_posts(const struct ts_testnode *nodes, int i, const char *thread,
+                                 int total, const uint64_t *ids,
+                                 void (*body_of)(int p, char *out, size_t size));
+
 #endif

@@ -57,20 +57,6 @@ static void teardown(void)
         ts_test_rmtree(certs);
 }
 
-/* ---- blocking helpers over libthreadsync, one node at a time ---- */
-
-static void one_node_cfg(struct ts_client_config *cfg, const char *const *server, const char *token)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->servers = server;
-    cfg->n_servers = 1;
-    cfg->ca_file = nodes[0].ca;
-    cfg->token = token;
-    cfg->client_name = "failover-test";
-    cfg->request_timeout_ms = 10000;
-    cfg->connect_timeout_ms = 3000;
-}
-
 static void start_cluster(void)
 {
     const char *base = getenv("TS_TEST_TMPDIR");
@@ -371,20 +357,6 @@ static void on_driver(uv_timer_t *t)
     }
 }
 
-/* Get on node i alone: the thread, or NULL. */
-static Threadsync__GetResult *get_on(int i)
-{
-    const char *server[] = {nodes[i].addr};
-    struct ts_client_config cfg;
-    one_node_cfg(&cfg, server, nodes[0].admin_token);
-    Threadsync__GetResult *g = NULL;
-    Threadsync__Error *err = NULL;
-    if (ts_sync_get(&cfg, THREAD, &g, &err) != TS_OK)
-        g = NULL;
-    ts_msg_free(err);
-    return g;
-}
-
 START_TEST(test_library_follows_failover)
 {
     start_cluster();
@@ -463,33 +435,8 @@ START_TEST(test_library_follows_failover)
     ck_assert_uint_ge(r.s.resubscribed, 2);
 
     /* every acknowledged post exactly once, with its id, on every node */
-    for (int k = 0; k < N; k++) {
-        Threadsync__GetResult *g = NULL;
-        uint64_t deadline = ts_test_now_ms() + 60000;
-        while (ts_test_now_ms() < deadline) {
-            g = get_on(k);
-            if (g && g->n_comments >= TOTAL)
-                break;
-            ts_msg_free(g);
-            g = NULL;
-            usleep(200000);
-        }
-        ck_assert_msg(g != NULL, "node %d never reached %d comments", k + 1, TOTAL);
-        ck_assert_uint_eq(g->n_comments, TOTAL);
-        for (int i = 0; i < TOTAL; i++) {
-            char body[96];
-            body_of(i, body, sizeof(body));
-            int found = 0;
-            for (size_t c = 0; c < g->n_comments; c++) {
-                if (strcmp(g->comments[c]->body, body) == 0) {
-                    found++;
-                    ck_assert_uint_eq(g->comments[c]->id, r.p.ids[i]);
-                }
-            }
-            ck_assert_msg(found == 1, "node %d: post %d found %d times", k + 1, i, found);
-        }
-        ts_msg_free(g);
-    }
+    for (int k = 0; k < N; k++)
+        ts_testcluster_assert_posts(nodes, k, THREAD, TOTAL, r.p.ids, body_of);
 }
 END_TEST
 

@@ -576,24 +576,7 @@ START_TEST(test_serve_and_survive)
     for (int i = 0; i < N; i++) {
         Threadsync__Frame *sd = state_digest_at(i, top);
         ck_assert_msg(sd != NULL, "node %d never applied seq %llu", i + 1, (unsigned long long)top);
-        Threadsync__Frame *g = raw_get(i);
-        ck_assert_msg(g && g->msg_case == THREADSYNC__FRAME__MSG_RESULT &&
-                          g->result->body_case == THREADSYNC__RESULT__BODY_GET,
-                      "node %d: no Get answer", i + 1);
-        const Threadsync__GetResult *gr = g->result->get;
-        ck_assert_uint_eq(gr->n_comments, TOTAL);
-        for (int p = 0; p < TOTAL; p++) {
-            char body[96];
-            body_of(p, body, sizeof(body));
-            int found = 0;
-            for (size_t c = 0; c < gr->n_comments; c++)
-                if (strcmp(gr->comments[c]->body, body) == 0) {
-                    found++;
-                    ck_assert_uint_eq(gr->comments[c]->id, r.p.ids[p]);
-                }
-            ck_assert_msg(found == 1, "node %d: post %d found %d times", i + 1, p, found);
-        }
-        ts_frame_free(g);
+        ts_testcluster_assert_posts(nodes, i, THREAD, TOTAL, r.p.ids, body_of);
         Threadsync__Frame *d = thread_digest(i);
         if (!first) {
             first = sd;
