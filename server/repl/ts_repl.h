@@ -35,10 +35,10 @@
  * quorum), committed at once. Nothing here changes a node's role after
  * that: a standby is never promoted by a retried join, a transfer of
  * leadership (libraft picks voters only) or a restart. Before adding, the
- * leader dials the new node over the mTLS transport (a probe), so a node whose certificate the
- * cluster does not accept is refused up front. One membership change runs
- * at a time. On close, a leader first hands leadership to another voter
- * (raft_transfer), bounded by transfer_ms.
+ * leader dials the new node over the mTLS transport (a probe), so a node
+ * whose certificate the cluster does not accept is refused up front. One
+ * membership change runs at a time. On close, a leader first hands
+ * leadership to another voter (raft_transfer), bounded by transfer_ms.
  *
  * Data directory: raft's files (metadata1/2, segments, snapshot-*) plus
  * LOCK. The file system need not support O_DIRECT or kernel AIO: libraft
