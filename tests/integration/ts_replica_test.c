@@ -18,7 +18,9 @@
  * (Get, Digest and StateDigest agree), and each replica's subscriber saw
  * every acknowledged post's event exactly once, by seq, in increasing seq
  * order. `threadsync admin cluster` pointed at a replica alone shows three
- * voters and two standbys. Timings are printed, never asserted.
+ * voters and two standbys, and `threadsync mirror` and `verify` given only
+ * the replicas sync and check everything. Timings are printed, never
+ * asserted.
  *
  * cut_off_and_roles: one voter and one replica. The replica answers writes
  * NOT_LEADER naming the leader (a client listing only the replica still
@@ -592,6 +594,41 @@ START_TEST(test_serve_and_survive)
     }
     ts_frame_free(first);
     ts_frame_free(first_digest);
+
+    /* a mirror given only the replicas syncs everything and verifies */
+    char tok[400], mdir[400];
+    snprintf(tok, sizeof(tok), "%s/reader.token", certs);
+    snprintf(mdir, sizeof(mdir), "%s/mirror", certs);
+    FILE *f = fopen(tok, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", nodes[0].reader_token);
+    fclose(f);
+    for (int pass = 0; pass < 2; pass++) {
+        const char *cmd = pass ? "verify" : "mirror";
+        const char *argv[] = {TS_THREADSYNC_PATH,
+                              cmd,
+                              "--server",
+                              nodes[VOTERS].addr,
+                              "--server",
+                              nodes[N - 1].addr,
+                              "--ca",
+                              nodes[0].ca,
+                              "--token-file",
+                              tok,
+                              "--dir",
+                              mdir,
+                              pass ? NULL : "--once",
+                              NULL};
+        char *out = NULL;
+        int code = ts_test_run(argv, NULL, NULL, &out);
+        ck_assert_msg(code == 0, "%s exit %d: %s", cmd, code, out ? out : "");
+        if (pass) {
+            char want[64];
+            snprintf(want, sizeof(want), "comments=%d", TOTAL);
+            ck_assert_msg(strncmp(out, "verify: ok", 10) == 0 && strstr(out, want), "%s", out);
+        }
+        free(out);
+    }
 }
 END_TEST
 
