@@ -208,6 +208,7 @@ struct subscriber {
     uint64_t node;      /* node id of the current READY connection, 0: none */
     uint64_t last_seq;  /* highest event seq received */
     unsigned dups;      /* events at or below last_seq */
+    unsigned events;    /* all of them */
     unsigned readies;   /* READY states (1 + reconnects) */
     unsigned snapshots; /* must stay 0: every resume is inside the event log */
     unsigned char seen[MAX_ID];
@@ -239,6 +240,7 @@ static void sub_events(void *arg, const Threadsync__Events *ev)
                     (unsigned long long)s->last_seq);
         }
         s->last_seq = e->seq;
+        s->events++;
         ck_assert_ptr_nonnull(e->comment); /* every event of this test is a post */
         ck_assert_uint_lt(e->comment->id, MAX_ID);
         if (s->seen[e->comment->id] < 255)
@@ -560,6 +562,7 @@ START_TEST(test_serve_and_survive)
     for (int k = 0; k < REPLICAS; k++) {
         const struct subscriber *s = &r.s[k];
         ck_assert_uint_eq(s->dups, 0);
+        ck_assert_uint_eq(s->events, TOTAL); /* nothing but the posts, each once */
         ck_assert_uint_eq(s->snapshots, 0);
         ck_assert_uint_ge(s->readies, 2); /* its replica was killed at least once */
         for (int i = 0; i < TOTAL; i++) {
