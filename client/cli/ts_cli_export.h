@@ -1,6 +1,6 @@
 /*
  * ts_cli_export: the threadsync CLI's `export` command (README, "Import and
- * export"), self-contained like ts_cli_import:
+ * export"), a row of ts_cli.c's command table like ts_cli_import:
  *
  *   threadsync [options] export --format jsonl (--all | --thread KEY...)
  *       [--with-emails] [--out FILE]
@@ -21,11 +21,12 @@
 
 #include "threadsync.pb-c.h"
 
-/* 1 when argv's first word that is not an option is "export". */
-int ts_cli_export_wants(int argc, char *const argv[]);
+#include "threadsync.h"
+#include "ts_cli.h"
 
-/* Runs the command; returns the exit code. */
-int ts_cli_export_main(int argc, char *const argv[], char *(*get_env)(const char *name));
+/* Runs the command with the parsed options and the client config main
+ * built from them; returns the exit code. */
+int ts_cli_export_run(const struct ts_cli_opts *o, struct ts_client_config *cfg);
 
 /* Writes a thread's lines (thread, then comments) as export does. */
 void ts_cli_export_thread(FILE *out, const Threadsync__GetResult *g, int with_emails);

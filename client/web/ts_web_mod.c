@@ -225,18 +225,6 @@ static const char *utc(int64_t ms, char out[32])
     return out;
 }
 
-static void html(struct ts_buf *b, const char *s)
-{
-    ts_mirror_render_text(b, s ? s : "", 1);
-}
-
-static void json_str(struct ts_buf *b, const char *s)
-{
-    ts_buf_puts(b, "\"");
-    ts_mirror_render_text(b, s ? s : "", 0);
-    ts_buf_puts(b, "\"");
-}
-
 /* {base}/mod/t/{key} */
 static void thread_url(struct ts_buf *b, const struct ts_web_mod *m, const char *key)
 {
@@ -249,7 +237,7 @@ static void page_head(struct ts_buf *b, const struct ts_web_mod *m, const struct
 {
     ts_buf_puts(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                    "<meta name=\"viewport\" content=\"width=device-width\"><title>");
-    html(b, title);
+    ts_web_page_text(b, title);
     ts_buf_printf(b,
                   " · threadsync moderation</title><link rel=\"stylesheet\" "
                   "href=\"%s/static/mod.css\"><script src=\"%s/static/mod.js\" defer></script>"
@@ -257,7 +245,7 @@ static void page_head(struct ts_buf *b, const struct ts_web_mod *m, const struct
                   m->base, m->base, m->base, view);
     if (key) {
         ts_buf_puts(b, " data-key=\"");
-        html(b, key);
+        ts_web_page_text(b, key);
         ts_buf_puts(b, "\"");
     }
     if (!s) {
@@ -273,7 +261,7 @@ static void page_head(struct ts_buf *b, const struct ts_web_mod *m, const struct
                   "name=\"csrf\" value=\"%s\"><button type=\"submit\">Sign out</button></form>"
                   "</header>\n<p id=\"mod-msg\" role=\"status\">",
                   s->csrf, m->base, m->base, m->base, s->csrf);
-    html(b, s->flash);
+    ts_web_page_text(b, s->flash);
     ts_buf_puts(b, "</p>\n<main>\n");
 }
 
@@ -287,7 +275,7 @@ static void form_hidden(struct ts_buf *b, const struct sess *s, const char *back
 {
     ts_buf_printf(b, "<input type=\"hidden\" name=\"csrf\" value=\"%s\">", s->csrf);
     ts_buf_puts(b, "<input type=\"hidden\" name=\"back\" value=\"");
-    html(b, back);
+    ts_web_page_text(b, back);
     ts_buf_puts(b, "\">");
 }
 
@@ -303,7 +291,7 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
                   "<article class=\"mod-row\" id=\"m%" PRIu64 "\" data-id=\"%" PRIu64
                   "\" data-version=\"%" PRIu64 "\" data-status=\"%s\" data-key=\"",
                   id, id, v, c ? status_name(c->status) : "");
-    html(b, key);
+    ts_web_page_text(b, key);
     ts_buf_printf(b,
                   "\">\n<input type=\"checkbox\" class=\"mod-pick\" form=\"mod-bulk\" name=\"c\" "
                   "value=\"%" PRIu64 ".%" PRIu64 "\" aria-label=\"select\">\n<div "
@@ -312,16 +300,16 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
     if (key)
         thread_url(b, m, key);
     ts_buf_puts(b, "\">");
-    html(b, key);
+    ts_web_page_text(b, key);
     ts_buf_puts(b, "</a> · <a class=\"mod-author\" href=\"");
     ts_buf_printf(b, "%s/mod/recent?author=", m->base);
     if (c)
         ts_web_page_key(b,
                         c->author_email && c->author_email[0] ? c->author_email : c->author_name);
     ts_buf_puts(b, "\">");
-    html(b, c ? c->author_name : "");
+    ts_web_page_text(b, c ? c->author_name : "");
     ts_buf_puts(b, "</a> <span class=\"mod-email\">");
-    html(b, c ? c->author_email : "");
+    ts_web_page_text(b, c ? c->author_email : "");
     char t[32];
     ts_buf_printf(b, "</span> · <span class=\"mod-time\">%s</span>",
                   c ? utc(c->created_at_ms, t) : "");
@@ -332,18 +320,18 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
                   id, c ? status_name(c->status) : "");
     if (c && c->moderated_by && c->moderated_by[0]) {
         ts_buf_puts(b, "by ");
-        html(b, c->moderated_by);
+        ts_web_page_text(b, c->moderated_by);
     }
     ts_buf_puts(b, "</span></div>\n");
     if (parent) {
         ts_buf_puts(b, "<blockquote class=\"mod-parent\"><span>in reply to ");
-        html(b, parent->author_name);
+        ts_web_page_text(b, parent->author_name);
         ts_buf_puts(b, ":</span> ");
-        html(b, parent->body);
+        ts_web_page_text(b, parent->body);
         ts_buf_puts(b, "</blockquote>\n");
     }
     ts_buf_puts(b, "<div class=\"mod-body\">");
-    html(b, c ? c->body : "");
+    ts_web_page_text(b, c ? c->body : "");
     ts_buf_printf(b, "</div>\n<form method=\"post\" action=\"%s/mod/act\" class=\"mod-act\">",
                   m->base);
     form_hidden(b, s, back);
@@ -365,7 +353,7 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
                       "<input type=\"hidden\" name=\"c\" value=\"%" PRIu64 ".%" PRIu64
                       "\"><textarea name=\"body\" rows=\"4\">",
                       id, v);
-        html(b, c ? c->body : "");
+        ts_web_page_text(b, c ? c->body : "");
         ts_buf_puts(b, "</textarea><input name=\"reason\" placeholder=\"Reason\"> <button "
                        "name=\"op\" value=\"edit\">Save edit</button></form></details>\n");
     }
@@ -568,15 +556,15 @@ static void comment_json(struct ts_buf *b, const Threadsync__Comment *c, const c
                   "{\"id\":%" PRIu64 ",\"version\":%" PRIu64 ",\"parent\":%" PRIu64
                   ",\"status\":\"%s\",\"key\":",
                   c->id, c->version, c->parent_id, status_name(c->status));
-    json_str(b, key);
+    ts_web_page_jstr(b, key);
     ts_buf_puts(b, ",\"by\":");
-    json_str(b, c->moderated_by);
+    ts_web_page_jstr(b, c->moderated_by);
     ts_buf_puts(b, ",\"author\":");
-    json_str(b, c->author_name);
+    ts_web_page_jstr(b, c->author_name);
     ts_buf_puts(b, ",\"email\":");
-    json_str(b, c->author_email);
+    ts_web_page_jstr(b, c->author_email);
     ts_buf_puts(b, ",\"body\":");
-    json_str(b, c->body);
+    ts_web_page_jstr(b, c->body);
     char t[32];
     ts_buf_printf(b, ",\"time\":\"%s\"}", utc(c->created_at_ms, t));
 }
@@ -601,11 +589,11 @@ static void sub_events(void *arg, const Threadsync__Events *ev)
             comment_json(&b, e->comment, e->thread->key);
         } else {
             ts_buf_printf(&b, "id: %" PRIu64 "\nevent: thread\ndata: {\"key\":", e->seq);
-            json_str(&b, e->thread->key);
+            ts_web_page_jstr(&b, e->thread->key);
             ts_buf_printf(&b, ",\"locked\":%s,\"premoderated\":%s,\"by\":",
                           e->thread->locked ? "true" : "false",
                           e->thread->premoderated ? "true" : "false");
-            json_str(&b, e->thread->moderated_by);
+            ts_web_page_jstr(&b, e->thread->moderated_by);
             ts_buf_puts(&b, "}");
         }
         ts_buf_puts(&b, "\n\n");
@@ -739,7 +727,7 @@ static void signin_page(struct ts_web_mod *m, h2o_req_t *req, int status, const 
     ts_buf_puts(&b, "<main class=\"mod-signin\"><h1>Moderation: sign in</h1>\n");
     if (error) {
         ts_buf_puts(&b, "<p class=\"mod-error\" role=\"alert\">");
-        html(&b, error);
+        ts_web_page_text(&b, error);
         ts_buf_puts(&b, "</p>\n");
     }
     ts_buf_printf(&b,
@@ -1030,22 +1018,22 @@ static void on_thread(void *arg, int err, const Threadsync__Error *detail,
     ts_buf_printf(&b, "<section class=\"mod-threadinfo\" data-locked=\"%d\" data-premod=\"%d\">",
                   t->locked ? 1 : 0, t->premoderated ? 1 : 0);
     ts_buf_puts(&b, "<h1>");
-    html(&b, t->title && t->title[0] ? t->title : t->key);
+    ts_web_page_text(&b, t->title && t->title[0] ? t->title : t->key);
     ts_buf_printf(&b, "</h1>\n<p><code>");
-    html(&b, t->key);
+    ts_web_page_text(&b, t->key);
     ts_buf_printf(&b, "</code> · %" PRIu32 " visible · <span class=\"mod-flags\">%s%s</span> ",
                   t->comment_count, t->locked ? "locked " : "",
                   t->premoderated ? "pre-moderated" : "");
     if (t->moderated_by && t->moderated_by[0]) {
         ts_buf_puts(&b, "<span class=\"mod-by\">by ");
-        html(&b, t->moderated_by);
+        ts_web_page_text(&b, t->moderated_by);
         ts_buf_puts(&b, "</span>");
     }
     ts_buf_printf(&b, "</p>\n<form method=\"post\" action=\"%s/mod/act\" class=\"mod-act\">",
                   m->base);
     form_hidden(&b, v->s, v->back);
     ts_buf_puts(&b, "<input type=\"hidden\" name=\"t\" value=\"");
-    html(&b, t->key);
+    ts_web_page_text(&b, t->key);
     ts_buf_puts(&b, "\"><button name=\"op\" value=\"lock\" class=\"act-lock\">Lock</button> "
                     "<button name=\"op\" value=\"unlock\" class=\"act-unlock\">Unlock</button> "
                     "<button name=\"op\" value=\"premod\" class=\"act-premod\">Pre-moderate"
@@ -1078,7 +1066,7 @@ static int matches(const struct seen *e, const char *thread, const char *author,
 static void filter_input(struct ts_buf *b, const char *label, const char *name, const char *v)
 {
     ts_buf_printf(b, "<label>%s <input name=\"%s\" value=\"", label, name);
-    html(b, v);
+    ts_web_page_text(b, v);
     ts_buf_puts(b, "\"></label> ");
 }
 
@@ -1102,7 +1090,7 @@ static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
     flash_clear(s);
     ts_buf_puts(&b, author && author[0] ? "<h1>Author: " : "<h1>Newest comments");
     if (author && author[0])
-        html(&b, author);
+        ts_web_page_text(&b, author);
     ts_buf_printf(&b, "</h1>\n<form method=\"get\" action=\"%s/mod/recent\" class=\"mod-filter\">",
                   m->base);
     filter_input(&b, "Thread", "thread", thread);
@@ -1114,7 +1102,7 @@ static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
                       m->base);
         form_hidden(&b, s, back.p);
         ts_buf_puts(&b, "<input type=\"hidden\" name=\"author\" value=\"");
-        html(&b, author);
+        ts_web_page_text(&b, author);
         ts_buf_puts(&b, "\"><label>Ban for <select name=\"hours\"><option value=\"24\">a day"
                         "</option><option value=\"168\">a week</option><option value=\"720\">"
                         "30 days</option><option value=\"87600\">10 years</option></select>"
@@ -1167,7 +1155,7 @@ static void act_finish(struct act *a)
         ts_buf_add(&b, a->results.p, a->results.len);
         ts_buf_puts(&b, "],\"message\":");
         ts_buf_add(&a->msg, "", 1);
-        json_str(&b, a->msg.p);
+        ts_web_page_jstr(&b, a->msg.p);
         ts_buf_puts(&b, "}\n");
         send_buf(req, a->failed ? 409 : 200, "application/json; charset=utf-8", &b);
     } else if (req) {
@@ -1204,7 +1192,7 @@ static void act_result(struct act *a, uint64_t id, const Threadsync__Comment *c,
     }
     if (error) {
         ts_buf_puts(&a->results, ",\"error\":");
-        json_str(&a->results, error);
+        ts_web_page_jstr(&a->results, error);
         a->failed++;
     }
     ts_buf_puts(&a->results, "}");

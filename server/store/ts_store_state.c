@@ -8,6 +8,8 @@
  */
 #include "ts_store_int.h"
 
+#include "ts_array.h"
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_valid.h"
 
@@ -67,20 +69,6 @@ static int comment_eq_id(const void *e, const void *key)
 static int idem_eq(const void *e, const void *key)
 {
     return memcmp(((const struct idem *)e)->key_digest, key, TS__STORE_DIGEST_LEN) == 0;
-}
-
-/* v grown (doubling from first) to hold more than n items of size bytes,
- * *cap updated; v itself while it has room; NULL when out of memory (v is
- * then untouched). */
-static void *grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
-{
-    if (n < *cap)
-        return v;
-    size_t c = *cap ? *cap * 2 : first;
-    void *nv = realloc(v, c * size);
-    if (nv)
-        *cap = c;
-    return nv;
 }
 
 /* The index of key in v[0..n) (items of size bytes, sorted by the name
@@ -172,12 +160,6 @@ void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DI
     memcpy(out, h, TS__STORE_DIGEST_LEN);
 }
 
-static void put_be64(uint8_t *b, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        b[i] = (uint8_t)v;
-}
-
 /* The SHA-256 of each field, then of their concatenation: no allocation,
  * and field boundaries cannot shift. */
 void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_DIGEST_LEN])
@@ -188,7 +170,7 @@ void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_D
     for (size_t i = 0; i < N; i++)
         SHA256((const unsigned char *)(f[i] ? f[i] : ""), ts__store_slen(f[i]),
                all + i * SHA256_DIGEST_LENGTH);
-    put_be64(parent, p->parent_id);
+    ts_store_be64(parent, p->parent_id);
     SHA256(parent, sizeof(parent), all + (size_t)N * SHA256_DIGEST_LENGTH);
     SHA256(all, sizeof(all), h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
@@ -201,7 +183,7 @@ void ts__store_derive_edit_key(const struct state *st, const struct idem *e,
     uint8_t msg[sizeof(label) + TS__STORE_DIGEST_LEN + 8], mac[SHA256_DIGEST_LENGTH];
     memcpy(msg, label, sizeof(label));
     memcpy(msg + sizeof(label), e->key_digest, TS__STORE_DIGEST_LEN);
-    put_be64(msg + sizeof(label) + TS__STORE_DIGEST_LEN, e->comment_id);
+    ts_store_be64(msg + sizeof(label) + TS__STORE_DIGEST_LEN, e->comment_id);
     unsigned n = 0;
     if (!HMAC(EVP_sha256(), st->edit_secret, TS_STORE_HASH_LEN, msg, sizeof(msg), mac, &n))
         memset(mac, 0, sizeof(mac)); /* never: HMAC-SHA256 cannot fail on these inputs */
@@ -262,7 +244,7 @@ int ts__store_intern(struct state *st, const char *name, uint16_t *out)
     if (st->n_names >= UINT16_MAX)
         return TS_OK;
     /* Room for the name and, in a new table, names[0]. */
-    char **v = grow(st->names, &st->cap_names, st->n_names + 1, sizeof(*v), 8);
+    char **v = ts_array_grow(st->names, &st->cap_names, st->n_names + 1, sizeof(*v), 8);
     if (!v)
         return TS_E_NOMEM;
     st->names = v;
@@ -309,7 +291,7 @@ static size_t thread_size(const struct thread *t)
 /* Adds t (not yet in any index) to st; t's id exceeds every thread's. */
 int ts__store_thread_insert(struct state *st, struct thread *t)
 {
-    struct thread **v = grow(st->threads, &st->cap_threads, st->n_threads, sizeof(*v), 16);
+    struct thread **v = ts_array_grow(st->threads, &st->cap_threads, st->n_threads, sizeof(*v), 16);
     if (!v)
         return TS_E_NOMEM;
     st->threads = v;
@@ -418,7 +400,7 @@ int ts__store_idem_append(struct state *st, const struct idem *e)
     int new_block = !st->idem_n || end % TS__STORE_IDEM_BLOCK == 0;
     if (new_block) {
         struct idem **v =
-            grow(st->idem_blocks, &st->idem_cap_blocks, st->idem_nblocks, sizeof(*v), 8);
+            ts_array_grow(st->idem_blocks, &st->idem_cap_blocks, st->idem_nblocks, sizeof(*v), 8);
         if (!v)
             return TS_E_NOMEM;
         st->idem_blocks = v;
@@ -663,7 +645,7 @@ int ts__store_ban_put(struct state *st, const char *author, int64_t until, const
     if (found) {
         free(st->bans[i].author);
     } else {
-        struct ban *v = grow(st->bans, &st->cap_bans, st->n_bans, sizeof(*v), 8);
+        struct ban *v = ts_array_grow(st->bans, &st->cap_bans, st->n_bans, sizeof(*v), 8);
         if (!v) {
             free(text);
             return TS_E_NOMEM;
@@ -707,7 +689,7 @@ int ts__store_token_insert(struct state *st, const struct token *tk)
     size_t i = ts__store_token_slot(st, tk->name, &found);
     if (found)
         return TS_E_EXISTS;
-    struct token *v = grow(st->tokens, &st->cap_tokens, st->n_tokens, sizeof(*v), 8);
+    struct token *v = ts_array_grow(st->tokens, &st->cap_tokens, st->n_tokens, sizeof(*v), 8);
     if (!v)
         return TS_E_NOMEM;
     st->tokens = v;

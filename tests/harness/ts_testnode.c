@@ -7,6 +7,7 @@
 #include "ts_addr.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 
 #include <check.h>
 
@@ -730,14 +731,9 @@ int ts_raw_recv_nonping(struct ts_raw *r, int timeout_ms, Threadsync__Frame **ou
 
 int ts_raw_hello(struct ts_raw *r, const char *token, int *role)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = 1;
-    h.max_version = 1;
-    h.client_name = "ts_testnode";
-    h.token = (char *)token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, "ts_testnode", token);
     int rc = ts_raw_send_frame(r, &f);
     if (rc != TS_OK)
         return rc;
@@ -745,15 +741,10 @@ int ts_raw_hello(struct ts_raw *r, const char *token, int *role)
     rc = ts_raw_recv(r, 10000, &in);
     if (rc != TS_OK)
         return rc;
-    if (in->msg_case == THREADSYNC__FRAME__MSG_WELCOME) {
-        if (role)
-            *role = in->welcome->role;
-        rc = TS_OK;
-    } else if (in->msg_case == THREADSYNC__FRAME__MSG_ERROR) {
-        rc = in->error->code;
-    } else {
-        rc = TS_E_BAD_FRAME;
-    }
+    const Threadsync__Welcome *w;
+    rc = ts_hello_answer(in, &w);
+    if (rc == TS_OK && role)
+        *role = w->role;
     ts_frame_free(in);
     return rc;
 }
