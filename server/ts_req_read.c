@@ -367,3 +367,64 @@ out:
     ts_msglist_free(&comments);
     ts_msglist_free(&threads);
 }
+
+/* ---- AuditList ---- */
+
+void ts_req_read_audit_list(struct ts_session *s, const Threadsync__Frame *f)
+{
+    const Threadsync__AuditList *q = f->audit_list;
+    struct ts_store *store = s->srv->store;
+    struct ts_store_audit_query sq = {
+        .after_seq = q->after_seq,
+        .before_seq = q->before_seq,
+        .newest_first = q->newest_first,
+        .comment_id = q->comment_id,
+    };
+    if (q->thread_key && *q->thread_key) {
+        struct ts_valid_err err;
+        Threadsync__Thread only;
+        if (ts_valid_thread_key(q->thread_key, &err) != TS_OK) {
+            ts__session_error(s, q->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
+            return;
+        }
+        if (ts_store_thread_by_key(store, q->thread_key, &only) != TS_OK) {
+            no_thread(s, q->request_id, q->thread_key);
+            return;
+        }
+        sq.thread_id = only.id;
+    }
+    size_t limit = q->limit ? q->limit : PENDING_DEFAULT;
+    if (limit > PENDING_MAX)
+        limit = PENDING_MAX;
+    struct ts_msglist entries = TS_MSGLIST_INIT(Threadsync__AuditEntry);
+    Threadsync__AuditEntry *ev = ts_msglist_add_n(&entries, limit);
+    size_t n = 0;
+    int more = 0;
+    if (ev && ts_store_audit_list(store, &sq, ev, limit, &n, &more) == TS_OK)
+        entries.n = n;
+    else
+        entries.failed = 1;
+    void **ep = ts_msglist_ptrs(&entries);
+    if (!ep) {
+        ts__session_error(s, q->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        goto out;
+    }
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__AuditListResult ar = THREADSYNC__AUDIT_LIST_RESULT__INIT;
+    ar.entries = (Threadsync__AuditEntry **)ep;
+    ar.n_entries = n;
+    ar.more = more;
+    ar.seq = ts_store_seq(store);
+    ar.oldest_seq = ts_store_audit_oldest(store);
+    r.request_id = q->request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_AUDIT_LIST;
+    r.audit_list = &ar;
+    /* Edits carry up to 16 KiB of old text: fewer per answer then. */
+    while (ar.n_entries > 1 && !ts__session_result_fits(&r)) {
+        ar.n_entries /= 2;
+        ar.more = 1;
+    }
+    ts__session_result(s, &r);
+out:
+    ts_msglist_free(&entries);
+}

@@ -263,4 +263,35 @@ int ts_store_foreach_token(const struct ts_store *s,
  * restore): the server rechecks open sessions when it moves. */
 uint64_t ts_store_auth_generation(const struct ts_store *s);
 
+/* ---- the audit trail (docs/DESIGN.md, "The audit trail") ----
+ *
+ * Every moderation command that changed the state appends one record, seq
+ * = its entry's position, time = the command's, actor = its token name:
+ * a moderator's approve / hide / unhide / delete / edit (with the body it
+ * replaced and Edit.reason), lock / unlock / pre- / post-moderation, a ban
+ * or its lift, a token's grant or revocation. Authors' own edits and
+ * deletes, imports and retries that change nothing make none. The trail
+ * keeps the newest records whose costs (TS_STORE_AUDIT_RECORD_COST plus
+ * their strings' bytes) sum to at most TS_STORE_AUDIT_MAX_BYTES, dropping
+ * the oldest: the same on every node, since the cost is the content's. */
+#define TS_STORE_AUDIT_MAX_BYTES (64u << 20)
+#define TS_STORE_AUDIT_RECORD_COST 64u
+#define TS_STORE_AUDIT_REASON_MAX 512
+
+struct ts_store_audit_query {
+    uint64_t after_seq;  /* oldest first: records with seq > after_seq */
+    uint64_t before_seq; /* newest first: records with seq < before_seq (0: all) */
+    int newest_first;
+    uint64_t thread_id;  /* 0: any */
+    uint64_t comment_id; /* 0: any */
+};
+
+/* Up to limit records matching q into out[0..limit) (views valid until the
+ * next apply or restore), *n of them; *more when further ones match. */
+int ts_store_audit_list(const struct ts_store *s, const struct ts_store_audit_query *q,
+                        Threadsync__AuditEntry *out, size_t limit, size_t *n, int *more);
+size_t ts_store_audit_count(const struct ts_store *s);
+/* The seq of the oldest record kept, 0 when none. */
+uint64_t ts_store_audit_oldest(const struct ts_store *s);
+
 #endif
