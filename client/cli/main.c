@@ -21,6 +21,7 @@
 
 #include "threadsync.h"
 #include "ts_cli.h"
+#include "ts_cli_audit.h"
 #include "ts_cli_backup.h"
 #include "ts_cli_export.h"
 #include "ts_cli_import.h"
@@ -452,6 +453,8 @@ int main(int argc, char **argv)
 {
     if (ts_cli_backup_wants(argc, argv)) /* admin backup, admin digest */
         return ts_cli_backup_main(argc, argv, getenv);
+    if (ts_cli_audit_wants(argc, argv))
+        return ts_cli_audit_main(argc, argv, getenv);
     if (ts_cli_cluster_wants(argc, argv)) /* admin cluster, admin remove-node */
         return ts_cli_cluster_main(argc, argv, getenv);
     if (ts_cli_import_wants(argc, argv))

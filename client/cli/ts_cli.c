@@ -504,6 +504,7 @@ void ts_cli_usage(FILE *out)
           "  admin token revoke NAME\n"
           "  admin backup --out FILE                verified backup of the whole store\n"
           "  admin digest                           the node's seq and state digest\n"
+          "  admin audit [--thread KEY] [--comment ID] [--after SEQ]  the moderation audit trail\n"
           "  admin cluster            nodes, addresses, roles, leader, applied seq of each\n"
           "  admin remove-node ID     remove a node (not the leader: stop that one first)\n"
           "\n"
