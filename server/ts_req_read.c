@@ -305,27 +305,41 @@ static void pending_add_thread(struct ts_store *store, struct ts_msglist *thread
         *slot = t;
 }
 
+/* A request's optional thread filter: *id the thread's (0 for key NULL or
+ * ""). Returns 0 after answering INVALID_ARGUMENT or NOT_FOUND. */
+static int thread_filter(struct ts_session *s, uint64_t rid, const char *key, uint64_t *id)
+{
+    *id = 0;
+    if (!key || !*key)
+        return 1;
+    struct ts_valid_err err;
+    Threadsync__Thread only;
+    if (ts_valid_thread_key(key, &err) != TS_OK) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, err.field, err.message);
+        return 0;
+    }
+    if (ts_store_thread_by_key(s->srv->store, key, &only) != TS_OK) {
+        no_thread(s, rid, key);
+        return 0;
+    }
+    *id = only.id;
+    return 1;
+}
+
+/* A page size asked for: 0 the default, at most the maximum. */
+static size_t page_limit(uint32_t asked)
+{
+    return !asked ? PENDING_DEFAULT : asked > PENDING_MAX ? PENDING_MAX : asked;
+}
+
 void ts_req_read_pending_queue(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__PendingQueue *q = f->pending_queue;
     struct ts_store *store = s->srv->store;
-    Threadsync__Thread only;
-    uint64_t thread_id = 0;
-    if (q->thread_key && *q->thread_key) {
-        struct ts_valid_err err;
-        if (ts_valid_thread_key(q->thread_key, &err) != TS_OK) {
-            ts__session_error(s, q->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
-            return;
-        }
-        if (ts_store_thread_by_key(store, q->thread_key, &only) != TS_OK) {
-            no_thread(s, q->request_id, q->thread_key);
-            return;
-        }
-        thread_id = only.id;
-    }
-    size_t limit = q->limit ? q->limit : PENDING_DEFAULT;
-    if (limit > PENDING_MAX)
-        limit = PENDING_MAX;
+    uint64_t thread_id;
+    if (!thread_filter(s, q->request_id, q->thread_key, &thread_id))
+        return;
+    size_t limit = page_limit(q->limit);
     struct ts_msglist comments = TS_MSGLIST_INIT(Threadsync__Comment);
     struct ts_msglist threads = TS_MSGLIST_INIT(Threadsync__Thread);
     Threadsync__Comment *cv = ts_msglist_add_n(&comments, limit);
@@ -380,22 +394,9 @@ void ts_req_read_audit_list(struct ts_session *s, const Threadsync__Frame *f)
         .newest_first = q->newest_first,
         .comment_id = q->comment_id,
     };
-    if (q->thread_key && *q->thread_key) {
-        struct ts_valid_err err;
-        Threadsync__Thread only;
-        if (ts_valid_thread_key(q->thread_key, &err) != TS_OK) {
-            ts__session_error(s, q->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
-            return;
-        }
-        if (ts_store_thread_by_key(store, q->thread_key, &only) != TS_OK) {
-            no_thread(s, q->request_id, q->thread_key);
-            return;
-        }
-        sq.thread_id = only.id;
-    }
-    size_t limit = q->limit ? q->limit : PENDING_DEFAULT;
-    if (limit > PENDING_MAX)
-        limit = PENDING_MAX;
+    if (!thread_filter(s, q->request_id, q->thread_key, &sq.thread_id))
+        return;
+    size_t limit = page_limit(q->limit);
     struct ts_msglist entries = TS_MSGLIST_INIT(Threadsync__AuditEntry);
     Threadsync__AuditEntry *ev = ts_msglist_add_n(&entries, limit);
     size_t n = 0;

@@ -20,10 +20,7 @@ static const char *const value_opts[] = {"--thread", "--comment", "--after"};
 
 static int takes_value(const char *a)
 {
-    for (size_t i = 0; i < sizeof(value_opts) / sizeof(value_opts[0]); i++)
-        if (!strcmp(a, value_opts[i]))
-            return 1;
-    return ts_cli_conn_takes_value(a);
+    return ts_cli_conn_takes_value_or(a, value_opts, sizeof(value_opts) / sizeof(value_opts[0]));
 }
 
 int ts_cli_audit_wants(int argc, char *const argv[])

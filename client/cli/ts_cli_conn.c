@@ -21,6 +21,14 @@ int ts_cli_conn_takes_value(const char *a)
     return !strcmp(a, "--server") || !strcmp(a, "--ca") || !strcmp(a, "--token-file");
 }
 
+int ts_cli_conn_takes_value_or(const char *a, const char *const *own, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(a, own[i]))
+            return 1;
+    return ts_cli_conn_takes_value(a);
+}
+
 int ts_cli_conn_option(struct ts_cli_conn *c, const char *a, const char *v)
 {
     if (!strcmp(a, "--server"))

@@ -30,6 +30,10 @@ int ts_cli_conn_option(struct ts_cli_conn *c, const char *a, const char *v);
 /* 1 when a is one of the options above (they take a value). */
 int ts_cli_conn_takes_value(const char *a);
 
+/* 1 when a is one of the options above or one of the command's own options
+ * that take a value, own[0..n). */
+int ts_cli_conn_takes_value_or(const char *a, const char *const *own, size_t n);
+
 /* Fills what was not given from the environment and defaults. */
 int ts_cli_conn_defaults(struct ts_cli_conn *c, char *(*get_env)(const char *name));
 

@@ -983,17 +983,27 @@ static const Threadsync__Comment *parent_of(struct ts_web_mod *m, const Threadsy
     return NULL;
 }
 
+/* view_begin, then the page's head into b (the flash shown, then cleared). */
+static h2o_req_t *view_page(struct view *v, int err, const Threadsync__Error *detail,
+                            struct ts_buf *b, const char *title, const char *name)
+{
+    h2o_req_t *req = view_begin(v, err, detail);
+    if (req) {
+        page_head(b, v->s->m, v->s, title, name, NULL);
+        flash_clear(v->s);
+    }
+    return req;
+}
+
 static void on_queue(void *arg, int err, const Threadsync__Error *detail,
                      const Threadsync__PendingQueueResult *r)
 {
     struct view *v = arg;
-    h2o_req_t *req = view_begin(v, err, detail);
+    struct ts_buf b = TS_BUF_INIT;
+    h2o_req_t *req = view_page(v, err, detail, &b, "Pending queue", "queue");
     if (!req)
         return;
     struct ts_web_mod *m = v->s->m;
-    struct ts_buf b = TS_BUF_INIT;
-    page_head(&b, m, v->s, "Pending queue", "queue", NULL);
-    flash_clear(v->s);
     ts_buf_printf(&b, "<h1>Pending queue <span class=\"mod-n\">%zu</span>%s</h1>\n", r->n_comments,
                   r->more ? "+" : "");
     bulk_form(&b, m, v->s, v->back);
@@ -1085,16 +1095,27 @@ static void filter_input(struct ts_buf *b, const char *label, const char *name, 
     ts_buf_puts(b, "\"></label> ");
 }
 
-static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
+/* The request's query string into *kv (at most max pairs); 0 after
+ * answering 400 when it does not parse. */
+static int query_of(h2o_req_t *req, size_t max, struct ts_web_kv **kv, size_t *n)
 {
-    struct ts_web_kv *kv = NULL;
-    size_t n = 0;
+    *kv = NULL;
+    *n = 0;
     if (req->query_at != SIZE_MAX &&
-        ts_web_form_parse(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, 8,
-                          &kv, &n) != TS_OK) {
+        ts_web_form_parse(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1,
+                          max, kv, n) != TS_OK) {
         send_text(req, 400, "bad query\n");
         return 0;
     }
+    return 1;
+}
+
+static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
+{
+    struct ts_web_kv *kv;
+    size_t n;
+    if (!query_of(req, 8, &kv, &n))
+        return 0;
     const char *thread = ts_web_kv_get(kv, n, "thread");
     const char *author = ts_web_kv_get(kv, n, "author");
     const char *status = ts_web_kv_get(kv, n, "status");
@@ -1223,13 +1244,11 @@ static void on_audit(void *arg, int err, const Threadsync__Error *detail,
                      const Threadsync__AuditListResult *r)
 {
     struct view *v = arg;
-    h2o_req_t *req = view_begin(v, err, detail);
+    struct ts_buf b = TS_BUF_INIT;
+    h2o_req_t *req = view_page(v, err, detail, &b, "Audit trail", "audit");
     if (!req)
         return;
     struct ts_web_mod *m = v->s->m;
-    struct ts_buf b = TS_BUF_INIT;
-    page_head(&b, m, v->s, "Audit trail", "audit", NULL);
-    flash_clear(v->s);
     ts_buf_puts(&b, "<h1>Audit trail</h1>\n<ol class=\"mod-list mod-audits\" id=\"mod-list\">\n");
     if (!r->n_entries)
         ts_buf_puts(&b, "<li class=\"mod-empty\">No moderation action yet.</li>\n");
@@ -1249,14 +1268,10 @@ static void on_audit(void *arg, int err, const Threadsync__Error *detail,
 /* The trail, newest first, RECENT_SHOWN a page (?before=SEQ for older). */
 static int get_audit(struct sess *s, h2o_req_t *req)
 {
-    struct ts_web_kv *kv = NULL;
-    size_t n = 0;
-    if (req->query_at != SIZE_MAX &&
-        ts_web_form_parse(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, 4,
-                          &kv, &n) != TS_OK) {
-        send_text(req, 400, "bad query\n");
+    struct ts_web_kv *kv;
+    size_t n;
+    if (!query_of(req, 4, &kv, &n))
         return 0;
-    }
     Threadsync__AuditList q;
     threadsync__audit_list__init(&q);
     q.newest_first = 1;

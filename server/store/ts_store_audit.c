@@ -195,21 +195,19 @@ int ts_store_audit_list(const struct ts_store *s, const struct ts_store_audit_qu
     const struct state *st = &s->st;
     *n = 0;
     *more = 0;
+    /* [from, to) in the direction asked: step -1 walks newest first */
+    size_t from, to;
+    int step = q->newest_first ? -1 : 1;
     if (q->newest_first) {
-        size_t i = q->before_seq ? audit_slot(st, q->before_seq) : st->audit_n;
-        while (i-- > 0) {
-            const struct audit *a = ts__store_audit_at(st, i);
-            if (!audit_matches(a, q))
-                continue;
-            if (*n == limit)
-                return *more = 1, TS_OK;
-            ts__store_audit_view(st, a, &out[(*n)++]);
-        }
-        return TS_OK;
+        from = (q->before_seq ? audit_slot(st, q->before_seq) : st->audit_n) - 1;
+        to = (size_t)-1;
+    } else {
+        if (q->after_seq == UINT64_MAX)
+            return TS_OK;
+        from = audit_slot(st, q->after_seq + 1);
+        to = st->audit_n;
     }
-    if (q->after_seq == UINT64_MAX)
-        return TS_OK;
-    for (size_t i = audit_slot(st, q->after_seq + 1); i < st->audit_n; i++) {
+    for (size_t i = from; i != to; i += (size_t)step) {
         const struct audit *a = ts__store_audit_at(st, i);
         if (!audit_matches(a, q))
             continue;
