@@ -6,7 +6,8 @@
  * answers AuditList with the same entries (who, when, what, the text the
  * edit replaced), in the order the actions were taken, and every node has
  * the same state digest. A poster's and a reader's AuditList are refused
- * FORBIDDEN; an unknown thread filter is NOT_FOUND.
+ * FORBIDDEN; an unknown thread filter is NOT_FOUND; a reason that is too
+ * long, not single-line or on an author's edit is INVALID_ARGUMENT.
  */
 #include <check.h>
 #include <signal.h>
@@ -357,6 +358,36 @@ START_TEST(test_audit_survives_leader_kill)
         ck_assert_int_eq(ts_sync_audit_list(&cfg, &q, &x, &detail), TS_E_NOT_FOUND);
         ck_assert_str_eq(detail->field, "thread_key");
         ts_msg_free(detail);
+    }
+    /* Edit.reason: a moderator's, single-line, at most 512 bytes */
+    {
+        const char *servers[N];
+        struct ts_client_config cfg = config(nodes[0].moderator_token, NULL, servers);
+        Threadsync__PostResult *pr = NULL;
+        Threadsync__Post p = THREADSYNC__POST__INIT;
+        p.idempotency_key = "audit-own";
+        p.thread_key = "audit/t";
+        p.author_name = "Mo";
+        p.body = "my own words";
+        ck_assert_int_eq(ts_sync_post(&cfg, &p, &pr, NULL), TS_OK);
+        char long_reason[514];
+        memset(long_reason, 'r', 513);
+        long_reason[513] = '\0';
+        const char *bad[] = {long_reason, "two\nlines", "mine"};
+        for (size_t k = 0; k < 3; k++) {
+            Threadsync__Edit e = THREADSYNC__EDIT__INIT;
+            e.comment_id = pr->comment_id;
+            e.body = "other words";
+            e.reason = (char *)bad[k];
+            if (k == 2)
+                e.edit_key = pr->edit_key; /* an author's edit takes no reason */
+            Threadsync__ChangeResult *r2 = NULL;
+            Threadsync__Error *detail = NULL;
+            ck_assert_int_eq(ts_sync_edit(&cfg, &e, &r2, &detail), TS_E_INVALID_ARGUMENT);
+            ck_assert_str_eq(detail->field, "reason");
+            ts_msg_free(detail);
+        }
+        ts_msg_free(pr);
     }
 }
 END_TEST
