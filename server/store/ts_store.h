@@ -32,8 +32,9 @@
  * leader's random key, replaced by a retry's.
  *
  * Besides threads and comments the state holds the replicated token table
- * (grants and revoked names, hashes only) and the bans in force; both go
- * into snapshots and the digest.
+ * (grants and revoked names, hashes only), the bans in force and the audit
+ * trail of moderation actions (below); all go into snapshots and the
+ * digest.
  *
  * Reads return views: protobuf-c structs whose strings point into the store.
  * A view is valid until the next ts_store_apply() or ts_store_restore(); the
@@ -139,7 +140,8 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
  *     status, its parent named by source id; one already imported (same
  *     source and source id) is reported existing and left alone. Admin's:
  *     bans, locks and pre-moderation do not apply.
- * Moderators' changes record the command's actor as moderated_by.
+ * Moderators' changes record the command's actor as moderated_by, and
+ * every moderation command that changed something one audit record.
  * Returns TS_OK (with *res filled, res->status saying what happened) or
  * TS_E_NOMEM, after which the store must not be used. */
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,

@@ -5,9 +5,10 @@
  * the new leader; the killed node comes back. Then every node, asked alone,
  * answers AuditList with the same entries (who, when, what, the text the
  * edit replaced), in the order the actions were taken, and every node has
- * the same state digest. A poster's and a reader's AuditList are refused
- * FORBIDDEN; an unknown thread filter is NOT_FOUND; a reason that is too
- * long, not single-line or on an author's edit is INVALID_ARGUMENT.
+ * the same state digest; `threadsync admin audit` prints that trail. A
+ * poster's and a reader's AuditList are refused FORBIDDEN; an unknown thread
+ * filter is NOT_FOUND; a reason that is too long, not single-line or on an
+ * author's edit is INVALID_ARGUMENT.
  */
 #include <check.h>
 #include <signal.h>
@@ -322,6 +323,27 @@ START_TEST(test_audit_survives_leader_kill)
     ck_assert_str_eq(r->entries[4]->target, "mod-two");
     ck_assert_uint_eq(r->entries[6]->comment_id, c3);
     ts_msg_free(r);
+
+    /* the CLI prints the same trail, text and JSON Lines */
+    {
+        const char *argv[] = {
+            TS_THREADSYNC_PATH,  "--server", nodes[l].addr, "--ca", nodes[0].ca, "--token-file",
+            nodes[0].token_file, "admin",    "audit",       NULL,   NULL};
+        char *text = NULL;
+        ck_assert_int_eq(ts_test_run(argv, NULL, NULL, &text), 0);
+        ck_assert_msg(strstr(text, "actor=test-moderator action=edit thread=\"audit/t\"") &&
+                          strstr(text, "reason=\"rude word\" text_before=\"second\"\n"),
+                      "admin audit printed:\n%s", text);
+        free(text);
+        argv[9] = "--json";
+        ck_assert_int_eq(ts_test_run(argv, NULL, NULL, &text), 0);
+        size_t lines = 0;
+        for (const char *p = text; (p = strstr(p, "{\"type\":\"audit\"")); p++)
+            lines++;
+        ck_assert_uint_eq(lines, 9);
+        ck_assert_ptr_nonnull(strstr(text, "\"action\":\"unban\",\"thread_id\":0"));
+        free(text);
+    }
 
     char d[N][65];
     uint64_t deadline = ts_test_now_ms() + 30000;
