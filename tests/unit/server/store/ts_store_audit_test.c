@@ -420,7 +420,7 @@ static Suite *audit_suite(void)
     tcase_add_test(tc, test_audit_snapshot_round_trip);
     tcase_add_test(tc, test_audit_in_digest);
     tcase_add_test(tc, test_audit_cap);
-    tcase_set_timeout(tc, 300);
+    tcase_set_timeout(tc, 600);
     suite_add_tcase(s, tc);
     return s;
 }
