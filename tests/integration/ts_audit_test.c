@@ -21,6 +21,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "threadsync.h"
+#include "ts_testcluster.h"
 #include "ts_testnode.h"
 
 #define N 3
@@ -57,20 +58,6 @@ static struct ts_client_config config(const char *token, const int *which, const
     return cfg;
 }
 
-static int voters(void)
-{
-    const char *servers[N];
-    struct ts_client_config cfg = config(nodes[0].admin_token, NULL, servers);
-    cfg.reconnect = 0;
-    Threadsync__ClusterResult *cr = NULL;
-    int v = 0;
-    if (ts_sync_cluster(&cfg, &cr, NULL) == TS_OK)
-        for (size_t k = 0; k < cr->n_nodes; k++)
-            v += cr->nodes[k]->role == THREADSYNC__NODE_ROLE__NODE_VOTER;
-    ts_msg_free(cr);
-    return v;
-}
-
 static void start_cluster(void)
 {
     const char *base = getenv("TS_TEST_TMPDIR");
@@ -82,39 +69,13 @@ static void start_cluster(void)
     for (int i = 1; i < N; i++) {
         char name[8];
         snprintf(name, sizeof(name), "n%d", i + 1);
-        uint64_t deadline = ts_test_now_ms() + 60000;
-        while (voters() != i && ts_test_now_ms() < deadline)
-            usleep(100000);
-        ck_assert_int_eq(voters(), i);
+        ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, (size_t)i,
+                                        60000);
         ck_assert_int_eq(
             ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, NULL),
             TS_OK);
     }
-    uint64_t deadline = ts_test_now_ms() + 60000;
-    while (voters() != N && ts_test_now_ms() < deadline)
-        usleep(100000);
-    ck_assert_int_eq(voters(), N);
-}
-
-/* The leader's index as the running nodes see it, waiting for one. */
-static int leader_index(void)
-{
-    uint64_t deadline = ts_test_now_ms() + 30000;
-    while (ts_test_now_ms() < deadline) {
-        const char *servers[N];
-        struct ts_client_config cfg = config(nodes[0].admin_token, NULL, servers);
-        cfg.reconnect = 0;
-        Threadsync__ClusterResult *cr = NULL;
-        int l = -1;
-        if (ts_sync_cluster(&cfg, &cr, NULL) == TS_OK && cr->leader_id >= 1 && cr->leader_id <= N &&
-            nodes[cr->leader_id - 1].pid)
-            l = (int)cr->leader_id - 1;
-        ts_msg_free(cr);
-        if (l >= 0)
-            return l;
-        usleep(200000);
-    }
-    return -1;
+    ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, N, 60000);
 }
 
 static uint64_t post(const char *body)
@@ -276,10 +237,10 @@ START_TEST(test_audit_survives_leader_kill)
     }
     ts_msg_free(same_trail_everywhere(5));
 
-    int l = leader_index();
+    int l = ts_testcluster_await_leader(nodes, N, 30000);
     ck_assert_int_ge(l, 0);
     ck_assert(WIFSIGNALED(ts_testnode_kill(&nodes[l], SIGKILL)));
-    int l2 = leader_index();
+    int l2 = ts_testcluster_await_leader(nodes, N, 30000);
     ck_assert_int_ge(l2, 0);
     ck_assert_int_ne(l2, l);
 
