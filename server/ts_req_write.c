@@ -305,7 +305,8 @@ static void answer_thread_change(struct ts_session *s, const struct ts_req_write
 /* A comment change: by a moderator (key NULL or "") or by its author with
  * the edit key. body only for CHANGE_EDIT. */
 static void comment_change(struct ts_session *s, uint64_t rid, uint64_t comment_id,
-                           Threadsync__State__ChangeKind kind, const char *key, char *body)
+                           Threadsync__State__ChangeKind kind, const char *key, char *body,
+                           char *reason)
 {
     int author = key && *key;
     if (!ts__session_allowed(s, rid, author ? TS_AUTH_POST : TS_AUTH_MODERATE))
@@ -327,8 +328,18 @@ static void comment_change(struct ts_session *s, uint64_t rid, uint64_t comment_
         ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
+    size_t reason_len = reason ? strlen(reason) : 0;
+    if (reason_len && (author || reason_len > TS_STORE_AUDIT_REASON_MAX ||
+                       !ts_valid_text(reason, reason_len, 0))) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "reason",
+                          author ? "reason is for a moderator's edit (without edit_key)"
+                                 : "reason must be at most 512 bytes of single-line text");
+        return;
+    }
     uint8_t hash[32];
     Threadsync__State__CommentChange cc = THREADSYNC__STATE__COMMENT_CHANGE__INIT;
+    if (reason_len)
+        cc.reason = reason;
     cc.comment_id = comment_id;
     cc.kind = kind;
     if (kind == THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT)
@@ -358,21 +369,21 @@ void ts_req_write_moderate(struct ts_session *s, const Threadsync__Frame *f)
     }
     /* ModerationAction and ChangeKind share their values 1..4. */
     comment_change(s, m->request_id, m->comment_id, (Threadsync__State__ChangeKind)m->action, NULL,
-                   NULL);
+                   NULL, NULL);
 }
 
 void ts_req_write_edit(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Edit *e = f->edit;
     comment_change(s, e->request_id, e->comment_id, THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT,
-                   e->edit_key, e->body);
+                   e->edit_key, e->body, e->reason);
 }
 
 void ts_req_write_delete(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Delete *d = f->delete_;
     comment_change(s, d->request_id, d->comment_id, THREADSYNC__STATE__CHANGE_KIND__CHANGE_DELETE,
-                   d->edit_key, NULL);
+                   d->edit_key, NULL, NULL);
 }
 
 void ts_req_write_moderate_thread(struct ts_session *s, const Threadsync__Frame *f)

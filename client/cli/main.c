@@ -21,6 +21,7 @@
 
 #include "threadsync.h"
 #include "ts_cli.h"
+#include "ts_cli_audit.h"
 #include "ts_cli_backup.h"
 #include "ts_cli_cluster.h"
 #include "ts_cli_export.h"
@@ -461,6 +462,7 @@ static const command_fn commands[TS_CLI_CMD_COUNT] = {
     [TS_CLI_CMD_DIGEST] = ts_cli_digest_cmd,
     [TS_CLI_CMD_CLUSTER] = ts_cli_cluster_run,
     [TS_CLI_CMD_REMOVE_NODE] = ts_cli_remove_node_run,
+    [TS_CLI_CMD_AUDIT] = ts_cli_audit_run,
 };
 
 int main(int argc, char **argv)

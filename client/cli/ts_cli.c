@@ -67,6 +67,8 @@ enum opt_id {
     OPT_RENUMBER,
     OPT_QUIET,
     OPT_WITH_EMAILS,
+    OPT_COMMENT,
+    OPT_AFTER,
 };
 
 #define CMD_BIT(c) (1u << (c))
@@ -74,6 +76,7 @@ enum opt_id {
 #define MIRROR_CMDS (CMD_BIT(TS_CLI_CMD_MIRROR) | CMD_BIT(TS_CLI_CMD_VERIFY))
 #define IMPORT CMD_BIT(TS_CLI_CMD_IMPORT)
 #define EXPORT CMD_BIT(TS_CLI_CMD_EXPORT)
+#define AUDIT CMD_BIT(TS_CLI_CMD_AUDIT)
 /* Writes that are safe to send again, so they retry across the server list
  * until --timeout: a post carries its idempotency key, the others set a
  * state and a repeat changes nothing (changed=0). */
@@ -94,7 +97,7 @@ static const struct opt_def {
     {"help", OPT_HELP, 0, ALL_CMDS},
     {"thread", OPT_THREAD, 1,
      CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) | CMD_BIT(TS_CLI_CMD_WATCH) |
-         CMD_BIT(TS_CLI_CMD_MODERATE) | MIRROR_CMDS | EXPORT},
+         CMD_BIT(TS_CLI_CMD_MODERATE) | MIRROR_CMDS | EXPORT | AUDIT},
     {"parent", OPT_PARENT, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"name", OPT_NAME, 1, CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_ADMIN)},
     {"email", OPT_EMAIL, 1, CMD_BIT(TS_CLI_CMD_POST)},
@@ -125,6 +128,8 @@ static const struct opt_def {
     {"renumber", OPT_RENUMBER, 0, IMPORT},
     {"quiet", OPT_QUIET, 0, IMPORT},
     {"with-emails", OPT_WITH_EMAILS, 0, EXPORT},
+    {"comment", OPT_COMMENT, 1, AUDIT},
+    {"after", OPT_AFTER, 1, AUDIT},
 };
 
 /* The commands: the first word, and for the admin sub-commands that are
@@ -148,6 +153,7 @@ static const struct cmd_def {
     {TS_CLI_CMD_DIGEST, "admin", "digest", "admin digest"},
     {TS_CLI_CMD_CLUSTER, "admin", "cluster", "admin cluster"},
     {TS_CLI_CMD_REMOVE_NODE, "admin", "remove-node", "admin remove-node"},
+    {TS_CLI_CMD_AUDIT, "admin", "audit", "admin audit"},
 };
 #define N_CMD_DEFS (sizeof(cmd_defs) / sizeof(cmd_defs[0]))
 
@@ -383,6 +389,14 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
     case OPT_WITH_EMAILS:
         o->with_emails = 1;
         break;
+    case OPT_COMMENT:
+        if (parse_u64(v, &o->comment_id) || o->comment_id == 0)
+            return fail(err, errlen, "--comment wants a comment id, not '%s'", v);
+        break;
+    case OPT_AFTER:
+        if (parse_u64(v, &o->after_seq))
+            return fail(err, errlen, "--after wants a sequence number, not '%s'", v);
+        break;
     case OPT_IDEM_KEY: {
         size_t n = strlen(v);
         int ok = n >= 1 && n <= TS_CLI_IDEM_KEY_MAX;
@@ -477,6 +491,11 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
     case TS_CLI_CMD_CLUSTER:
         n_words = 1;
         break;
+    case TS_CLI_CMD_AUDIT:
+        if (o->n_threads > 1)
+            return fail(err, errlen, "admin audit takes at most one --thread");
+        n_words = 1;
+        break;
     case TS_CLI_CMD_REMOVE_NODE:
         if (o->n_args != 2 || parse_u64(o->args[1], &o->node_id) || o->node_id == 0)
             return fail(err, errlen, "admin remove-node wants a node ID (1..), not '%s'",
@@ -486,8 +505,8 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
     case TS_CLI_CMD_ADMIN:
         if (o->n_args < 2 || strcmp(o->args[0], "token") != 0)
             return fail(err, errlen,
-                        "admin needs: token add|list|revoke, backup, digest, cluster or "
-                        "remove-node ID");
+                        "admin needs: token add|list|revoke, backup, digest, cluster, audit "
+                        "or remove-node ID");
         o->token_op = (enum ts_cli_token_op)lookup(token_ops, 4, o->args[1]);
         if (!o->token_op)
             return fail(err, errlen, "unknown admin token action '%s'", o->args[1]);
@@ -670,6 +689,7 @@ void ts_cli_usage(FILE *out)
           "  admin token revoke NAME\n"
           "  admin backup --out FILE                verified backup of the whole store\n"
           "  admin digest                           the node's seq and state digest\n"
+          "  admin audit [--thread KEY] [--comment ID] [--after SEQ]  the moderation audit trail\n"
           "  admin cluster            nodes, addresses, roles, leader, applied seq of each\n"
           "  admin remove-node ID     remove a node (not the leader: stop that one first)\n"
           "\n"

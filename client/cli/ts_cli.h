@@ -76,6 +76,7 @@ enum ts_cli_cmd {
     TS_CLI_CMD_DIGEST,      /* admin digest */
     TS_CLI_CMD_CLUSTER,     /* admin cluster (ts_cli_cluster.h) */
     TS_CLI_CMD_REMOVE_NODE, /* admin remove-node ID */
+    TS_CLI_CMD_AUDIT,       /* admin audit (ts_cli_audit.h) */
     TS_CLI_CMD_COUNT,
 };
 
@@ -138,6 +139,8 @@ struct ts_cli_opts {
     unsigned timeout_ms;    /* admin backup/digest, import --timeout-ms (older spelling), or 0 */
     const char *out;        /* admin backup, export --out */
     uint64_t node_id;       /* admin remove-node ID */
+    uint64_t comment_id;    /* admin audit --comment */
+    uint64_t after_seq;     /* admin audit --after */
     const char *idempotency_key; /* post --idempotency-key, or NULL */
     /* import, export */
     const char *format;   /* --format: import wordpress|disqus|jsonl, export jsonl */

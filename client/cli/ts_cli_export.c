@@ -10,6 +10,7 @@
 
 #include "threadsync.h"
 #include "ts_cli.h"
+#include "ts_cli_audit.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_json.h"
@@ -58,6 +59,9 @@ struct exp {
     size_t ring_head, in_flight; /* the oldest unwritten slot; slots in use */
     uint64_t threads, comments;
     int pending_digest;
+    /* the audit trail, after the threads (--all) */
+    uint64_t audit, audit_after;
+    int audit_busy, audit_more;
 };
 
 static int64_t wall_ms(void)
@@ -188,6 +192,43 @@ static int run(struct exp *e)
     }
 }
 
+static void on_audit(void *arg, int err, const Threadsync__Error *detail,
+                     const Threadsync__AuditListResult *r)
+{
+    struct exp *e = arg;
+    e->audit_busy = 0;
+    if (err != TS_OK) {
+        fail(e, err, detail, "export (audit trail)");
+        return;
+    }
+    for (size_t i = 0; i < r->n_entries; i++)
+        ts_cli_audit_write(e->out, r->entries[i]);
+    e->audit += r->n_entries;
+    if (r->n_entries)
+        e->audit_after = r->entries[r->n_entries - 1]->seq;
+    e->audit_more = r->more && r->n_entries;
+}
+
+/* Writes the whole audit trail, oldest first, a page at a time. */
+static int run_audit(struct exp *e)
+{
+    Threadsync__AuditList q = THREADSYNC__AUDIT_LIST__INIT;
+    q.limit = 1000;
+    do {
+        q.after_seq = e->audit_after;
+        e->audit_busy = 1;
+        e->audit_more = 0;
+        int rc = ts_client_audit_list(e->c, &q, on_audit, e);
+        if (rc != TS_OK)
+            return rc;
+        while (e->audit_busy)
+            uv_run(&e->loop, UV_RUN_ONCE);
+        if (e->failed)
+            return e->failed;
+    } while (e->audit_more);
+    return TS_OK;
+}
+
 static void on_closed(void *arg)
 {
     (void)arg;
@@ -211,6 +252,8 @@ int ts_cli_export_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
         int rc = ts_client_new(&e->loop, cfg, &e->c);
         if (rc == TS_OK) {
             rc = run(e);
+            if (rc == TS_OK && o->all)
+                rc = run_audit(e);
             ts_client_close(e->c, on_closed, NULL);
             uv_run(&e->loop, UV_RUN_DEFAULT);
         }
@@ -224,8 +267,9 @@ int ts_cli_export_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
             fprintf(stderr, "error: export: write failed: %m\n");
             code = TS_CLI_EXIT_CONN;
         }
-        fprintf(stderr, "export: %" PRIu64 " threads, %" PRIu64 " comments\n", e->threads,
-                e->comments);
+        fprintf(stderr,
+                "export: %" PRIu64 " threads, %" PRIu64 " comments, %" PRIu64 " audit entries\n",
+                e->threads, e->comments, e->audit);
         for (size_t i = 0; i < WINDOW; i++) {
             free(e->ring[i].key);
             ts_msg_free(e->ring[i].res);

@@ -12,7 +12,8 @@
  * --with-emails). Threads are read with Digest pages and Gets, a few in
  * flight on one connection; each thread is consistent as of its own Get
  * (stop writes for a copy of one instant). A thread too large for one Get
- * is reported and left out (exit code 1).
+ * is reported and left out (exit code 1). With --all, the audit trail
+ * follows, oldest first, as "audit" lines (ts_cli_audit_write).
  */
 #ifndef TS_CLI_EXPORT_H
 #define TS_CLI_EXPORT_H

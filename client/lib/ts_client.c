@@ -289,6 +289,9 @@ static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *deta
     case THREADSYNC__RESULT__BODY_PENDING_QUEUE:
         r->cb.pending(r->arg, err, detail, res ? res->pending_queue : NULL);
         break;
+    case THREADSYNC__RESULT__BODY_AUDIT_LIST:
+        r->cb.audit_list(r->arg, err, detail, res ? res->audit_list : NULL);
+        break;
     case THREADSYNC__RESULT__BODY_BAN:
         r->cb.ban(r->arg, err, detail, res ? res->ban : NULL);
         break;
@@ -1400,6 +1403,8 @@ TS__MSG_API(ts_client_moderate_thread, Threadsync__ModerateThread,
             ts_client_change_cb, change)
 TS__MSG_API(ts_client_pending, Threadsync__PendingQueue, THREADSYNC__FRAME__MSG_PENDING_QUEUE,
             THREADSYNC__RESULT__BODY_PENDING_QUEUE, 0, ts_client_pending_cb, pending)
+TS__MSG_API(ts_client_audit_list, Threadsync__AuditList, THREADSYNC__FRAME__MSG_AUDIT_LIST,
+            THREADSYNC__RESULT__BODY_AUDIT_LIST, 0, ts_client_audit_list_cb, audit_list)
 TS__MSG_API(ts_client_ban, Threadsync__BanAuthor, THREADSYNC__FRAME__MSG_BAN_AUTHOR,
             THREADSYNC__RESULT__BODY_BAN, 1, ts_client_ban_cb, ban)
 TS__MSG_API(ts_client_token_add, Threadsync__TokenAdd, THREADSYNC__FRAME__MSG_TOKEN_ADD,

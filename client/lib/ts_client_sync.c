@@ -67,6 +67,7 @@ static void on_get(void *arg, int err, const Threadsync__Error *detail,
     }
 TS__SYNC_CB(on_change, Threadsync__ChangeResult)
 TS__SYNC_CB(on_pending, Threadsync__PendingQueueResult)
+TS__SYNC_CB(on_audit_list, Threadsync__AuditListResult)
 TS__SYNC_CB(on_ban, Threadsync__BanResult)
 TS__SYNC_CB(on_token_add, Threadsync__TokenAddResult)
 TS__SYNC_CB(on_token_list, Threadsync__TokenListResult)
@@ -159,6 +160,8 @@ TS__SYNC_API(ts_sync_moderate_thread, Threadsync__ModerateThread, Threadsync__Ch
              ts_client_moderate_thread, on_change)
 TS__SYNC_API(ts_sync_pending, Threadsync__PendingQueue, Threadsync__PendingQueueResult,
              ts_client_pending, on_pending)
+TS__SYNC_API(ts_sync_audit_list, Threadsync__AuditList, Threadsync__AuditListResult,
+             ts_client_audit_list, on_audit_list)
 TS__SYNC_API(ts_sync_ban, Threadsync__BanAuthor, Threadsync__BanResult, ts_client_ban, on_ban)
 TS__SYNC_API(ts_sync_token_add, Threadsync__TokenAdd, Threadsync__TokenAddResult,
              ts_client_token_add, on_token_add)

@@ -255,12 +255,13 @@ static void page_head(struct ts_buf *b, const struct ts_web_mod *m, const struct
     ts_buf_printf(b,
                   " data-csrf=\"%s\">\n<header class=\"mod-bar\"><strong>threadsync "
                   "moderation</strong> <nav><a href=\"%s/mod/\">Queue</a> <a "
-                  "href=\"%s/mod/recent\">Recent</a></nav> <span id=\"mod-live\" "
+                  "href=\"%s/mod/recent\">Recent</a> <a href=\"%s/mod/audit\">Audit</a></nav> "
+                  "<span id=\"mod-live\" "
                   "data-live=\"off\">offline</span> <form method=\"post\" "
                   "action=\"%s/mod/signout\" class=\"mod-signout\"><input type=\"hidden\" "
                   "name=\"csrf\" value=\"%s\"><button type=\"submit\">Sign out</button></form>"
                   "</header>\n<p id=\"mod-msg\" role=\"status\">",
-                  s->csrf, m->base, m->base, m->base, s->csrf);
+                  s->csrf, m->base, m->base, m->base, m->base, s->csrf);
     ts_web_page_text(b, s->flash);
     ts_buf_puts(b, "</p>\n<main>\n");
 }
@@ -354,8 +355,10 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
                       "\"><textarea name=\"body\" rows=\"4\">",
                       id, v);
         ts_web_page_text(b, c ? c->body : "");
-        ts_buf_puts(b, "</textarea><input name=\"reason\" placeholder=\"Reason\"> <button "
-                       "name=\"op\" value=\"edit\">Save edit</button></form></details>\n");
+        ts_buf_puts(
+            b,
+            "</textarea><input name=\"reason\" maxlength=\"512\" placeholder=\"Reason\"> <button "
+            "name=\"op\" value=\"edit\">Save edit</button></form></details>\n");
     }
     ts_buf_puts(b, "</article>\n");
 }
@@ -968,17 +971,27 @@ static const Threadsync__Comment *parent_of(struct ts_web_mod *m, const Threadsy
     return NULL;
 }
 
+/* view_begin, then the page's head into b (the flash shown, then cleared). */
+static h2o_req_t *view_page(struct view *v, int err, const Threadsync__Error *detail,
+                            struct ts_buf *b, const char *title, const char *name)
+{
+    h2o_req_t *req = view_begin(v, err, detail);
+    if (req) {
+        page_head(b, v->s->m, v->s, title, name, NULL);
+        flash_clear(v->s);
+    }
+    return req;
+}
+
 static void on_queue(void *arg, int err, const Threadsync__Error *detail,
                      const Threadsync__PendingQueueResult *r)
 {
     struct view *v = arg;
-    h2o_req_t *req = view_begin(v, err, detail);
+    struct ts_buf b = TS_BUF_INIT;
+    h2o_req_t *req = view_page(v, err, detail, &b, "Pending queue", "queue");
     if (!req)
         return;
     struct ts_web_mod *m = v->s->m;
-    struct ts_buf b = TS_BUF_INIT;
-    page_head(&b, m, v->s, "Pending queue", "queue", NULL);
-    flash_clear(v->s);
     ts_buf_printf(&b, "<h1>Pending queue <span class=\"mod-n\">%zu</span>%s</h1>\n", r->n_comments,
                   r->more ? "+" : "");
     bulk_form(&b, m, v->s, v->back);
@@ -1070,16 +1083,27 @@ static void filter_input(struct ts_buf *b, const char *label, const char *name, 
     ts_buf_puts(b, "\"></label> ");
 }
 
-static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
+/* The request's query string into *kv (at most max pairs); 0 after
+ * answering 400 when it does not parse. */
+static int query_of(h2o_req_t *req, size_t max, struct ts_web_kv **kv, size_t *n)
 {
-    struct ts_web_kv *kv = NULL;
-    size_t n = 0;
+    *kv = NULL;
+    *n = 0;
     if (req->query_at != SIZE_MAX &&
-        ts_web_form_parse(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, 8,
-                          &kv, &n) != TS_OK) {
+        ts_web_form_parse(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1,
+                          max, kv, n) != TS_OK) {
         send_text(req, 400, "bad query\n");
         return 0;
     }
+    return 1;
+}
+
+static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
+{
+    struct ts_web_kv *kv;
+    size_t n;
+    if (!query_of(req, 8, &kv, &n))
+        return 0;
     const char *thread = ts_web_kv_get(kv, n, "thread");
     const char *author = ts_web_kv_get(kv, n, "author");
     const char *status = ts_web_kv_get(kv, n, "status");
@@ -1126,6 +1150,129 @@ static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
     ts_web_kv_free(kv, n);
     ts_buf_free(&back);
     send_buf(req, 200, "text/html; charset=utf-8", &b);
+    return 0;
+}
+
+/* ---- the audit trail ------------------------------------------------------- */
+
+static const char *audit_action(int a)
+{
+    switch (a) {
+    case THREADSYNC__AUDIT_ACTION__AUDIT_APPROVE:
+        return "approved";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_HIDE:
+        return "hid";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_UNHIDE:
+        return "unhid";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_DELETE:
+        return "deleted";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_EDIT:
+        return "edited";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_LOCK:
+        return "locked";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_UNLOCK:
+        return "unlocked";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_PREMODERATE:
+        return "pre-moderated";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_POSTMODERATE:
+        return "post-moderated";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_BAN:
+        return "banned";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_UNBAN:
+        return "lifted the ban on";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_TOKEN_ADD:
+        return "added the token";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_TOKEN_REVOKE:
+        return "revoked the token";
+    default:
+        return "did something to";
+    }
+}
+
+/* One entry: when, who, what, on what; an edit's reason and old text. */
+static void audit_row(struct ts_buf *b, const struct ts_web_mod *m, const Threadsync__AuditEntry *e)
+{
+    char when[32];
+    ts_buf_printf(b, "<li class=\"mod-audit\" data-seq=\"%" PRIu64 "\" data-action=\"%d\">", e->seq,
+                  (int)e->action);
+    ts_buf_printf(b, "<span class=\"mod-meta\">%s</span> <strong class=\"audit-actor\">",
+                  utc(e->time_ms, when));
+    ts_web_page_text(b, e->actor && e->actor[0] ? e->actor : "(unknown)");
+    ts_buf_printf(b, "</strong> <span class=\"audit-what\">%s</span> ", audit_action(e->action));
+    if (e->comment_id)
+        ts_buf_printf(b, "comment #%" PRIu64 " ", e->comment_id);
+    if (e->thread_key && e->thread_key[0]) {
+        ts_buf_puts(b, e->comment_id ? "in <a href=\"" : "thread <a href=\"");
+        thread_url(b, m, e->thread_key);
+        ts_buf_puts(b, "\">");
+        ts_web_page_text(b, e->thread_key);
+        ts_buf_puts(b, "</a> ");
+    }
+    if (e->target && e->target[0]) {
+        ts_buf_puts(b, "<span class=\"audit-target\">");
+        ts_web_page_text(b, e->target);
+        ts_buf_puts(b, "</span> ");
+    }
+    if (e->until_ms)
+        ts_buf_printf(b, "until %s ", utc(e->until_ms, when));
+    if (e->reason && e->reason[0]) {
+        ts_buf_puts(b, "<span class=\"audit-reason\">(");
+        ts_web_page_text(b, e->reason);
+        ts_buf_puts(b, ")</span>");
+    }
+    if (e->text_before && e->text_before[0]) {
+        ts_buf_puts(b, "<details><summary>Text before</summary><div class=\"mod-body\">");
+        ts_web_page_text(b, e->text_before);
+        ts_buf_puts(b, "</div></details>");
+    }
+    ts_buf_puts(b, "</li>\n");
+}
+
+static void on_audit(void *arg, int err, const Threadsync__Error *detail,
+                     const Threadsync__AuditListResult *r)
+{
+    struct view *v = arg;
+    struct ts_buf b = TS_BUF_INIT;
+    h2o_req_t *req = view_page(v, err, detail, &b, "Audit trail", "audit");
+    if (!req)
+        return;
+    struct ts_web_mod *m = v->s->m;
+    ts_buf_puts(&b, "<h1>Audit trail</h1>\n<ol class=\"mod-list mod-audits\" id=\"mod-list\">\n");
+    if (!r->n_entries)
+        ts_buf_puts(&b, "<li class=\"mod-empty\">No moderation action yet.</li>\n");
+    for (size_t i = 0; i < r->n_entries; i++)
+        audit_row(&b, m, r->entries[i]);
+    ts_buf_puts(&b, "</ol>\n");
+    if (r->more && r->n_entries)
+        ts_buf_printf(&b,
+                      "<p><a href=\"%s/mod/audit?before=%" PRIu64 "\" id=\"mod-older\">Older"
+                      "</a></p>\n",
+                      m->base, r->entries[r->n_entries - 1]->seq);
+    page_tail(&b);
+    send_buf(req, 200, "text/html; charset=utf-8", &b);
+    view_free(v);
+}
+
+/* The trail, newest first, RECENT_SHOWN a page (?before=SEQ for older). */
+static int get_audit(struct sess *s, h2o_req_t *req)
+{
+    struct ts_web_kv *kv;
+    size_t n;
+    if (!query_of(req, 4, &kv, &n))
+        return 0;
+    Threadsync__AuditList q;
+    threadsync__audit_list__init(&q);
+    q.newest_first = 1;
+    q.limit = RECENT_SHOWN;
+    const char *before = ts_web_kv_get(kv, n, "before");
+    q.before_seq = before ? strtoull(before, NULL, 10) : 0;
+    ts_web_kv_free(kv, n);
+    struct view *v = view_new(s, req);
+    if (!v || ts_client_audit_list(s->client, &q, on_audit, v) != TS_OK) {
+        if (v)
+            view_free(v);
+        send_text(req, 503, "cannot ask the cluster\n");
+    }
     return 0;
 }
 
@@ -1303,10 +1450,7 @@ static void act_comment(struct act *a, const char *op, uint64_t id, uint64_t see
         threadsync__edit__init(&q);
         q.comment_id = id;
         q.body = (char *)body;
-        /* The protocol has no reason field yet (the audit trail will): the
-         * edge's log keeps it meanwhile. */
-        fprintf(stderr, "threadsync web: moderator edit of #%" PRIu64 ", reason: %s\n", id,
-                reason && reason[0] ? reason : "(none)");
+        q.reason = reason && reason[0] ? (char *)reason : NULL; /* kept in the audit trail */
         rc = ts_client_edit(a->s->client, &q, on_change, o);
     } else {
         Threadsync__Moderate q;
@@ -1478,6 +1622,8 @@ int ts_web_mod_handle(struct ts_web_mod *m, h2o_req_t *req, const char *path, si
         return get_events(s, req);
     if (is(path, plen, "/mod/recent"))
         return get_recent(m, s, req);
+    if (is(path, plen, "/mod/audit"))
+        return get_audit(s, req);
     if (is(path, plen, "/mod") || is(path, plen, "/mod/")) {
         struct view *v = view_new(s, req);
         Threadsync__PendingQueue q;

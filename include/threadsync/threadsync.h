@@ -189,6 +189,8 @@ typedef void (*ts_client_change_cb)(void *arg, int err, const Threadsync__Error 
                                     const Threadsync__ChangeResult *result);
 typedef void (*ts_client_pending_cb)(void *arg, int err, const Threadsync__Error *detail,
                                      const Threadsync__PendingQueueResult *result);
+typedef void (*ts_client_audit_list_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                        const Threadsync__AuditListResult *res);
 typedef void (*ts_client_ban_cb)(void *arg, int err, const Threadsync__Error *detail,
                                  const Threadsync__BanResult *result);
 typedef void (*ts_client_token_add_cb)(void *arg, int err, const Threadsync__Error *detail,
@@ -215,6 +217,10 @@ int ts_client_moderate_thread(struct ts_client *c, const Threadsync__ModerateThr
 int ts_client_pending(struct ts_client *c, const Threadsync__PendingQueue *m,
                       ts_client_pending_cb cb, void *arg);
 /* Ban an author for a duration, or lift the ban with 0 (MODERATOR). */
+/* A page of the audit trail (MODERATOR and up; PROTOCOL.md "AuditList"),
+ * answered by the node asked. */
+int ts_client_audit_list(struct ts_client *c, const Threadsync__AuditList *m,
+                         ts_client_audit_list_cb cb, void *arg);
 int ts_client_ban(struct ts_client *c, const Threadsync__BanAuthor *m, ts_client_ban_cb cb,
                   void *arg);
 /* Create a token (ADMIN): the answer holds it, once. */
@@ -341,6 +347,8 @@ int ts_sync_moderate_thread(const struct ts_client_config *cfg, const Threadsync
                             Threadsync__ChangeResult **out, Threadsync__Error **err_out);
 int ts_sync_pending(const struct ts_client_config *cfg, const Threadsync__PendingQueue *m,
                     Threadsync__PendingQueueResult **out, Threadsync__Error **err_out);
+int ts_sync_audit_list(const struct ts_client_config *cfg, const Threadsync__AuditList *m,
+                       Threadsync__AuditListResult **out, Threadsync__Error **err_out);
 int ts_sync_ban(const struct ts_client_config *cfg, const Threadsync__BanAuthor *m,
                 Threadsync__BanResult **out, Threadsync__Error **err_out);
 int ts_sync_token_add(const struct ts_client_config *cfg, const Threadsync__TokenAdd *m,

@@ -99,6 +99,24 @@ static const char *actor_of(const Threadsync__State__Command *cmd)
     return ts__store_valid_token_name(cmd->actor) ? cmd->actor : "";
 }
 
+/* Fills v's who and when from the command at pos (v's other fields are the
+ * caller's). */
+static void audit_stamp(Threadsync__AuditEntry *v, uint64_t pos,
+                        const Threadsync__State__Command *cmd)
+{
+    v->seq = pos;
+    v->time_ms = cmd->time_ms;
+    v->actor = (char *)actor_of(cmd);
+}
+
+/* Appends the audit record of the moderation command at pos. */
+static int audit(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,
+                 Threadsync__AuditEntry *v)
+{
+    audit_stamp(v, pos, cmd);
+    return ts__store_audit_add(&s->st, v);
+}
+
 int ts__store_append_event(struct ts_store *s, uint64_t seq, const struct thread *t,
                            const struct comment *c)
 {
@@ -342,7 +360,16 @@ static int apply_comment_change(struct ts_store *s, uint64_t pos,
     }
     if (bad)
         return reject_msg(res, TS_E_INVALID_ARGUMENT, "status", bad), TS_OK;
+    if (ts__store_slen(cc->reason) > TS_STORE_AUDIT_REASON_MAX)
+        return reject(res, TS_E_INVALID_ARGUMENT, "reason"), TS_OK;
 
+    /* A moderator's change is audited; an edit's record is made before the
+     * rewrite frees the text it keeps. */
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    av.action = (Threadsync__AuditAction)cc->kind; /* ChangeKind's values */
+    av.thread_id = t->id;
+    av.comment_id = c->id;
+    struct audit *edit_record = NULL;
     struct comment_ext x;
     ts__store_comment_ext(c, &x);
     uint16_t modby = x.modby;
@@ -360,14 +387,23 @@ static int apply_comment_change(struct ts_store *s, uint64_t pos,
         const char *old_body = email + c->email_len + 1;
         if (body_len == c->body_len && memcmp(old_body, cc->body, body_len) == 0)
             return TS_OK; /* the same text again: a retry */
+        if (!author) {
+            av.text_before = (char *)old_body;
+            av.reason = cc->reason;
+            audit_stamp(&av, pos, cmd);
+            if (!(edit_record = ts__store_audit_alloc(&av)))
+                return TS_E_NOMEM;
+        }
         x.edited_at = now;
         x.modby = modby;
         x.version++;
         struct comment *n =
             ts__store_comment_rewrite(st, c, name, c->name_len, email, c->email_len, cc->body,
                                       body_len, ts__store_comment_reader_key(c), &x);
-        if (!n)
+        if (!n) {
+            free(edit_record);
             return TS_E_NOMEM;
+        }
         c = n;
         /* An approved comment edited by its author on a pre-moderated
          * thread goes back to the queue: approval was of other words. */
@@ -396,7 +432,13 @@ static int apply_comment_change(struct ts_store *s, uint64_t pos,
         uint8_t now_status = c->status;
         ts_evlog_rewrite_public(s->log, t->id, c->id, c->id, blank_public, &now_status);
     }
-    int rc = ts__store_append_event(s, pos, t, c);
+    int rc = TS_OK;
+    if (edit_record && (rc = ts__store_audit_push(st, edit_record)) != TS_OK)
+        free(edit_record);
+    else if (!author && !edit_record)
+        rc = audit(s, pos, cmd, &av);
+    if (rc == TS_OK)
+        rc = ts__store_append_event(s, pos, t, c);
     if (rc != TS_OK)
         return rc;
     res->seq = pos;
@@ -441,7 +483,14 @@ static int apply_moderate_thread(struct ts_store *s, uint64_t pos,
     t->premoderated = premod;
     t->modby = modby;
     t->version++;
-    int rc = ts__store_append_event(s, pos, t, NULL);
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    /* ThreadAction's values, 10 up */
+    av.action =
+        (Threadsync__AuditAction)(THREADSYNC__AUDIT_ACTION__AUDIT_LOCK - 1 + (int)m->action);
+    av.thread_id = t->id;
+    int rc = audit(s, pos, cmd, &av);
+    if (rc == TS_OK)
+        rc = ts__store_append_event(s, pos, t, NULL);
     if (rc != TS_OK)
         return rc;
     res->seq = pos;
@@ -469,19 +518,25 @@ static int apply_ban(struct ts_store *s, uint64_t pos, const Threadsync__State__
     ts__store_ban_key(b->author, key, sizeof(key));
     int found;
     size_t i = ts__store_ban_slot(st, key, &found);
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    av.target = key;
     if (b->duration_ms == 0) {
-        if (found)
-            ts__store_ban_remove_at(st, i);
         res->changed = found;
         res->until_ms = 0;
-        return TS_OK;
+        if (!found)
+            return TS_OK;
+        ts__store_ban_remove_at(st, i);
+        av.action = THREADSYNC__AUDIT_ACTION__AUDIT_UNBAN;
+        return audit(s, pos, cmd, &av);
     }
     int64_t until = now + (int64_t)b->duration_ms;
     if (ts__store_ban_put(st, key, until, actor_of(cmd)) != TS_OK)
         return TS_E_NOMEM;
     res->changed = 1;
     res->until_ms = until;
-    return TS_OK;
+    av.action = THREADSYNC__AUDIT_ACTION__AUDIT_BAN;
+    av.until_ms = until;
+    return audit(s, pos, cmd, &av);
 }
 
 static int apply_token_grant(struct ts_store *s, uint64_t pos,
@@ -511,7 +566,11 @@ static int apply_token_grant(struct ts_store *s, uint64_t pos,
         return TS_E_NOMEM;
     st->auth_gen++;
     res->changed = 1;
-    return TS_OK;
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    av.action = THREADSYNC__AUDIT_ACTION__AUDIT_TOKEN_ADD;
+    av.target = g->name;
+    av.role = g->role;
+    return audit(s, pos, cmd, &av);
 }
 
 static int apply_token_revoke(struct ts_store *s, uint64_t pos,
@@ -541,7 +600,10 @@ static int apply_token_revoke(struct ts_store *s, uint64_t pos,
     }
     st->auth_gen++;
     res->changed = 1;
-    return TS_OK;
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    av.action = THREADSYNC__AUDIT_ACTION__AUDIT_TOKEN_REVOKE;
+    av.target = r->name;
+    return audit(s, pos, cmd, &av);
 }
 
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
@@ -634,6 +696,8 @@ size_t ts_store_memory(const struct ts_store *s)
         n += ts__store_alloc_cost(st->cap_tokens * sizeof(*st->tokens));
     if (st->cap_bans)
         n += ts__store_alloc_cost(st->cap_bans * sizeof(*st->bans));
+    if (st->audit_cap)
+        n += ts__store_alloc_cost(st->audit_cap * sizeof(*st->audit));
     for (size_t i = 0; i < st->n_bans; i++)
         n += ts__store_alloc_cost(strlen(st->bans[i].author) + strlen(st->bans[i].by) + 2);
     return n;

@@ -128,6 +128,7 @@ void ts__store_state_free(struct state *st)
     ts_map_free(&st->comment_by_id);
     ts_map_free(&st->idem_by_key);
     ts__store_import_free(st);
+    ts__store_audit_free(st);
     for (size_t i = 1; i < st->n_names; i++)
         free(st->names[i]);
     free(st->names);

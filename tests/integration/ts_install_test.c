@@ -215,7 +215,7 @@ START_TEST(test_install_and_link)
 
     char rel[1024];
     const char *files[] = {"libthreadsync.so",
-                           "libthreadsync.so.0",
+                           TS_SONAME, /* libthreadsync.so.N, N from libthreadsync.abi */
                            "libthreadsync.a",
                            "pkgconfig/threadsync.pc",
                            "cmake/threadsync/threadsyncConfig.cmake",
@@ -269,7 +269,7 @@ START_TEST(test_install_and_link)
     free(out);
     ck_assert_int_eq(sh(&out, "LD_LIBRARY_PATH='%s' ldd ./prog", libdir), 0);
     char want[600];
-    snprintf(want, sizeof(want), "%s/libthreadsync.so.0", libdir);
+    snprintf(want, sizeof(want), "%s/%s", libdir, TS_SONAME);
     ck_assert_msg(strstr(out, want), "prog does not use the installed library: %s", out);
     free(out);
     uint64_t a = run_prog("./prog");

@@ -111,6 +111,7 @@ struct ts__req {
         ts_client_digest_cb digest;
         ts_client_change_cb change;
         ts_client_pending_cb pending;
+        ts_client_audit_list_cb audit_list;
         ts_client_ban_cb ban;
         ts_client_token_add_cb token_add;
         ts_client_token_list_cb token_list;

@@ -261,6 +261,25 @@ START_TEST(test_parse_mirror_verify)
 }
 END_TEST
 
+/* Each command line of bad (at most 8 words) is a usage error with a
+ * reason. */
+static void assert_refused(const char *const bad[][8], size_t n)
+{
+    struct ts_cli_opts o;
+    char err[256];
+    for (size_t i = 0; i < n; i++) {
+        char *argv[10] = {"threadsync"};
+        int argc = 1;
+        for (size_t k = 0; k < 8 && bad[i][k]; k++)
+            argv[argc++] = (char *)bad[i][k];
+        ck_assert_msg(ts_cli_parse(argc, argv, fake_getenv, &o, err, sizeof(err)) ==
+                          TS_E_INVALID_ARGUMENT,
+                      "case %zu parsed", i);
+        ck_assert_msg(err[0], "case %zu: no reason", i);
+        ts_cli_opts_free(&o);
+    }
+}
+
 /* import and export are rows of the one table: their options and the
  * common ones (environment included) come out of ts_cli_parse, and their
  * checks are its usage errors. */
@@ -300,7 +319,7 @@ START_TEST(test_parse_import_export)
     ck_assert_str_eq(o.out, "site.jsonl");
     ts_cli_opts_free(&o);
 
-    const char *bad[][8] = {
+    const char *const bad[][8] = {
         {"import", "blog.xml"},                                        /* no --format */
         {"import", "--format", "rss", "blog.xml"},                     /* unknown format */
         {"import", "--format", "disqus"},                              /* no FILE */
@@ -313,18 +332,42 @@ START_TEST(test_parse_import_export)
         {"export", "--format", "csv", "--all"},
         {"export", "--format", "jsonl", "--all", "--strict"}, /* import's */
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *argv[10] = {"threadsync"};
-        int argc = 1;
-        for (size_t k = 0; k < 8 && bad[i][k]; k++)
-            argv[argc++] = (char *)bad[i][k];
-        ck_assert_msg(ts_cli_parse(argc, argv, fake_getenv, &o, err, sizeof(err)) ==
-                          TS_E_INVALID_ARGUMENT,
-                      "case %zu parsed", i);
-        ck_assert_msg(err[0], "case %zu: no reason", i);
-        ts_cli_opts_free(&o);
-    }
+    assert_refused(bad, sizeof(bad) / sizeof(bad[0]));
     env_clear();
+}
+END_TEST
+
+/* admin audit is a row of the table too: its filters parse, and what it
+ * cannot take is a usage error. */
+START_TEST(test_parse_admin_audit)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(PARSE(&o, err, "admin", "audit", "--thread", "site/a", "--comment", "7",
+                           "--after", "42", "--json"),
+                     TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_AUDIT);
+    ck_assert_uint_eq(o.n_threads, 1);
+    ck_assert_str_eq(o.threads[0], "site/a");
+    ck_assert_uint_eq(o.comment_id, 7);
+    ck_assert_uint_eq(o.after_seq, 42);
+    ck_assert(o.json);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "admin", "audit"), TS_OK);
+    ck_assert_uint_eq(o.after_seq, 0);
+    ts_cli_opts_free(&o);
+
+    const char *const bad[][8] = {
+        {"admin", "audit", "--comment", "x"},                     /* not a number */
+        {"admin", "audit", "--comment", "0"},                     /* no comment 0 */
+        {"admin", "audit", "--after", "-1"},                      /* not a seq */
+        {"admin", "audit", "--thread", "a", "--thread", "b"},     /* one thread */
+        {"admin", "audit", "extra"},                              /* a word too many */
+        {"admin", "digest", "--comment", "7"},                    /* audit's only */
+        {"post", "--thread", "t", "--name", "n", "--after", "1"}, /* audit's only */
+    };
+    assert_refused(bad, sizeof(bad) / sizeof(bad[0]));
 }
 END_TEST
 
@@ -954,6 +997,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_parse_watch);
     tcase_add_test(tc, test_parse_mirror_verify);
     tcase_add_test(tc, test_parse_import_export);
+    tcase_add_test(tc, test_parse_admin_audit);
     tcase_add_test(tc, test_parse_help);
     tcase_add_loop_test(tc, test_parse_usage_errors, 0,
                         (int)(sizeof(usage_cases) / sizeof(usage_cases[0])));

@@ -1385,8 +1385,10 @@ END_TEST
 /* The digest of a fixed moderation log (posts, edits, hides, deletes,
  * locks, bans, tokens), applied twice over and through a snapshot. Replicas
  * of different releases compare digests, so a change of the records' layout
- * must not change it: the value is what the release before the compact
- * comment records (ids and times in full, every text inline) computed. */
+ * must not change it: the value was what the release before the compact
+ * comment records (ids and times in full, every text inline) computed,
+ * until the audit trail (issue 16) joined the digest: this log's
+ * moderation makes records, a content change no layout may cause. */
 START_TEST(test_digest_stable)
 {
     static uint8_t *payloads[300];
@@ -1412,7 +1414,7 @@ START_TEST(test_digest_stable)
     ts_store_digest(a.s, da);
     ts_store_digest(c.s, dc);
     fprintf(stderr, "digest_stable: %s\n", da);
-    ck_assert_str_eq(da, "cc1e8f6fc3242e64898936bec9e97c73ab4affca7e5417a88651c70cc306cd2e");
+    ck_assert_str_eq(da, "1304f8f32988a48b27f955d767f67f203651f422b6d1ead7e7c6cf15d7b03c01");
     ck_assert_str_eq(dc, da);
     fx_free(&a);
     fx_free(&c);
@@ -1758,7 +1760,7 @@ START_TEST(test_snapshot_idem_refused)
     /* a well-formed format 1 snapshot loads; a future format does not */
     size_t len = pack_idem_snapshot(1, two, 1, buf);
     ck_assert_int_eq(ts_store_restore(f.s, buf, len), TS_OK);
-    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(4, two, 1, buf)),
+    ck_assert_int_eq(ts_store_restore(f.s, buf, pack_idem_snapshot(5, two, 1, buf)),
                      TS_E_BAD_FRAME);
     /* format 2's fields in a format 1 snapshot; a derived entry without
      * the edit secret */
