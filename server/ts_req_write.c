@@ -93,7 +93,7 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
     /* Never hand raft a write the disk may not hold (ts_disk.h): libraft
      * 0.15 does not survive running out of space. */
     struct ts_disk *disk = &s->srv->disk;
-    if (!ts_disk_check(disk, ts_store_memory(s->srv->store))) {
+    if (!ts_disk_admit(disk, ts_store_memory(s->srv->store))) {
         char why[160];
         ts_disk_describe(disk, why, sizeof(why));
         free_write(w);
