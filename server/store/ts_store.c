@@ -245,7 +245,7 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
         char key[TS_STORE_EDIT_KEY_LEN + 1];
         ie.derived = 1;
         ts__store_derive_edit_key(st, &ie, key);
-        SHA256((const unsigned char *)key, TS_STORE_EDIT_KEY_LEN, ie.edit_hash);
+        ts__store_sha256(key, TS_STORE_EDIT_KEY_LEN, NULL, 0, ie.edit_hash);
         OPENSSL_cleanse(key, sizeof(key));
         ie.has_hash = 1;
     } else if (has_hash && !scoped) {
@@ -711,7 +711,7 @@ void ts_store_idempotency_digest(const uint8_t token_hash[TS_STORE_HASH_LEN], co
     memcpy(buf + sizeof(label), token_hash, TS_STORE_HASH_LEN);
     if (n)
         memcpy(buf + sizeof(label) + TS_STORE_HASH_LEN, key, n);
-    SHA256(buf, sizeof(label) + TS_STORE_HASH_LEN + n, h);
+    ts__store_sha256(buf, sizeof(label) + TS_STORE_HASH_LEN + n, NULL, 0, h);
     memcpy(out, h, TS_STORE_IDEM_DIGEST_LEN);
 }
 

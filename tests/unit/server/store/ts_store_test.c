@@ -10,6 +10,7 @@
  */
 #include <check.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1534,6 +1535,43 @@ static struct ts_store_result post_scoped(struct fx *f, uint64_t index, int64_t 
 
 static const uint8_t secret_a[32] = {1, 2, 3}, secret_b[32] = {9, 9, 9};
 
+/* The scoped key digest and the derived edit key are the bytes OpenSSL's
+ * one-shot SHA256() and HMAC() give (what earlier releases computed, and
+ * snapshots and answers already handed out carry), now that the store
+ * hashes without them. */
+START_TEST(test_digests_match_openssl)
+{
+    static const char label[] = "threadsync-idem-v2", edit_label[] = "threadsync-edit-v1";
+    uint8_t th[32], dg[TS_STORE_IDEM_DIGEST_LEN], buf[128], h[32];
+    sha("token-A", th);
+    ts_store_idempotency_digest(th, "K-1", dg);
+    memcpy(buf, label, sizeof(label));
+    memcpy(buf + sizeof(label), th, 32);
+    memcpy(buf + sizeof(label) + 32, "K-1", 3);
+    unsigned n = 0;
+    ck_assert_int_eq(EVP_Digest(buf, sizeof(label) + 35, h, &n, EVP_sha256(), NULL), 1);
+    ck_assert_mem_eq(dg, h, sizeof(dg));
+
+    struct fx f;
+    fx_init(&f);
+    struct scoped_post a = {.token = "token-A", .key = "K-1", .thread = "t/a", .secret = secret_a};
+    ck_assert_int_eq(post_scoped(&f, 5, 1000, &a).status, TS_OK);
+    char key[TS_STORE_EDIT_KEY_LEN + 1], want[TS_STORE_EDIT_KEY_LEN + 1];
+    ck_assert_int_eq(ts_store_edit_key(f.s, 5, key), TS_OK);
+    uint8_t msg[sizeof(edit_label) + TS_STORE_IDEM_DIGEST_LEN + 8] = {0};
+    memcpy(msg, edit_label, sizeof(edit_label));
+    memcpy(msg + sizeof(edit_label), dg, sizeof(dg));
+    msg[sizeof(msg) - 1] = 5; /* the comment id, big-endian */
+    ck_assert_ptr_nonnull(HMAC(EVP_sha256(), secret_a, 32, msg, sizeof(msg), h, &n));
+    for (size_t i = 0; i < TS_STORE_EDIT_KEY_LEN / 2; i++)
+        snprintf(want + 2 * i, 3, "%02x", h[i]);
+    ck_assert_str_eq(key, want);
+    /* and the key opens the comment: the entry's hash is SHA-256 of it */
+    ck_assert_int_eq(change(&f, 6, 1001, 5, K_EDIT, "edited", want, 60000).status, TS_OK);
+    fx_free(&f);
+}
+END_TEST
+
 /* Token B reusing token A's key gets a comment and an edit key of its own;
  * neither key opens the other's comment, and A's keeps working. */
 START_TEST(test_scoped_keys_two_tokens)
@@ -1848,6 +1886,7 @@ static Suite *store_suite(void)
     Suite *s = suite_create("ts_store");
     TCase *tc = tcase_create("store");
     tcase_add_test(tc, test_post_and_reply);
+    tcase_add_test(tc, test_digests_match_openssl);
     tcase_add_test(tc, test_tree_order);
     tcase_add_test(tc, test_parent_rejections);
     tcase_add_test(tc, test_idempotent_repeat);
