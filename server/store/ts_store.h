@@ -100,6 +100,16 @@ struct ts_store_import_item {
 void ts_store_import_outcome(const struct ts_store *s, const struct ts_store_import_item **items,
                              size_t *n);
 
+/* The per-post results of the latest PostBatch applied, one per post in
+ * the command's order: *results valid until the next apply; *n is 0 when
+ * the latest entry was no PostBatch. Read by the proposer from its
+ * callback, as ts_store_import_outcome. */
+void ts_store_batch_outcome(const struct ts_store *s, const struct ts_store_result **results,
+                            size_t *n);
+
+/* Most posts in one PostBatch entry. */
+#define TS_STORE_POST_BATCH_MAX 1024
+
 /* Import limits (PROTOCOL.md, "Import"). */
 #define TS_STORE_IMPORT_COMMENTS_MAX 1000
 #define TS_STORE_IMPORT_THREADS_MAX 1000
@@ -134,6 +144,10 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
  *     DELETE erases name, e-mail and body (a tombstone);
  *   - ModerateThread: lock / unlock / pre-moderation, one event;
  *   - BanAuthor, TokenGrant, TokenRevoke: tables, no event;
+ *   - PostBatch: up to TS_STORE_POST_BATCH_MAX posts, each applied as a
+ *     Post (its own result, ts_store_batch_outcome), each comment made at
+ *     its own position: the entry's first, then the next ones; res says
+ *     whether any changed the state and the last seq;
  *   - Import: many comments, each with its own position (id and seq: the
  *     entry's first position, then the next ones), its original time and
  *     status, its parent named by source id; one already imported (same

@@ -203,6 +203,9 @@ struct ts_store {
      * proposer answers with (not replicated state). */
     struct ts_store_import_item *import_out;
     size_t n_import_out, cap_import_out;
+    /* The per-post results of the latest PostBatch applied, likewise. */
+    struct ts_store_result *batch_out;
+    size_t n_batch_out, cap_batch_out;
 };
 
 /* What glibc's malloc really takes for a request of n bytes (chunk header,
