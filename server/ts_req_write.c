@@ -280,6 +280,8 @@ static int batch_add(struct ts_session *s, const Threadsync__State__Command *cmd
                      struct ts_req_write *w)
 {
     struct ts__post_batch *b = s->srv->post_batch;
+    if (!b) /* the server is stopping */
+        return TS_E_UNAVAILABLE;
     size_t size = threadsync__state__command__get_packed_size(cmd);
     size_t need = 1 + varint_len(size) + size;
     if (b->n && (b->n >= TS_STORE_POST_BATCH_MAX || b->len + need > BATCH_BYTES_MAX))
@@ -483,9 +485,11 @@ void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
     cmd.time_ms = wall_ms();
     cmd.actor = s->token_name;
     w->answer = answer_post;
-    if (batch_add(s, &cmd, w) != TS_OK) {
+    int rc = batch_add(s, &cmd, w);
+    if (rc != TS_OK) {
         free_write(w);
-        ts__session_error(s, p->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        ts__session_error(s, p->request_id, TS_E_UNAVAILABLE, NULL,
+                          rc == TS_E_NOMEM ? "out of memory" : "the node is stopping");
     } else {
         ts__session_wait_add(s, &w->wait, p->request_id);
     }
