@@ -76,6 +76,10 @@ static void applied(void *arg, int status, const void *result)
     } else {
         w->answer(s, w, res);
     }
+    /* The result is the proposal's (or the batch outcome's) until we
+     * return; a post's edit key in it is scrubbed like the records'. */
+    if (res)
+        OPENSSL_cleanse(((struct ts_store_result *)result)->edit_key, sizeof(res->edit_key));
     free_write(w);
 }
 
@@ -367,7 +371,9 @@ static void answer_post(struct ts_session *s, const struct ts_req_write *w,
     /* Derived from the replicated edit secret: the first answer and every
      * retry's carry the same key. An entry of an older release has none to
      * give again (its key was random): the answer's is then empty. */
-    if (ts_store_edit_key(s->srv->store, res->comment_id, key) != TS_OK)
+    if (res->edit_key[0])
+        memcpy(key, res->edit_key, sizeof(key)); /* the apply just derived it */
+    else if (ts_store_edit_key(s->srv->store, res->comment_id, key) != TS_OK)
         key[0] = '\0';
     pr.edit_key = key;
     pr.comment_id = res->comment_id;

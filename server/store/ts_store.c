@@ -249,6 +249,7 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
         ie.derived = 1;
         ts__store_derive_edit_key(st, &ie, key);
         ts__store_sha256(key, TS_STORE_EDIT_KEY_LEN, NULL, 0, ie.edit_hash);
+        memcpy(res->edit_key, key, sizeof(key));
         OPENSSL_cleanse(key, sizeof(key));
         ie.has_hash = 1;
     } else if (has_hash && !scoped) {

@@ -80,6 +80,12 @@ struct ts_store_result {
     int64_t until_ms;         /* BanAuthor: the ban's end, 0 when lifted */
     const char *message;      /* static human text for a rejection, or NULL */
     uint32_t threads_created; /* Import: threads it created */
+    /* Post that made a comment with a derived edit key: that key (what
+     * ts_store_edit_key gives), so the answer need not derive it again;
+     * "" otherwise. The leader's answer cleanses it; a follower's copy
+     * lasts until the next apply (the edit secret every key derives from
+     * is in memory anyway). */
+    char edit_key[TS_STORE_EDIT_KEY_LEN + 1];
 };
 
 /* One comment of an Import, as its apply decided (threadsync.ImportItem):

@@ -1555,9 +1555,12 @@ START_TEST(test_digests_match_openssl)
     struct fx f;
     fx_init(&f);
     struct scoped_post a = {.token = "token-A", .key = "K-1", .thread = "t/a", .secret = secret_a};
-    ck_assert_int_eq(post_scoped(&f, 5, 1000, &a).status, TS_OK);
+    struct ts_store_result r = post_scoped(&f, 5, 1000, &a);
+    ck_assert_int_eq(r.status, TS_OK);
     char key[TS_STORE_EDIT_KEY_LEN + 1], want[TS_STORE_EDIT_KEY_LEN + 1];
     ck_assert_int_eq(ts_store_edit_key(f.s, 5, key), TS_OK);
+    ck_assert_str_eq(r.edit_key, key); /* the apply hands the answer its key */
+    ck_assert_str_eq(post_scoped(&f, 6, 1001, &a).edit_key, ""); /* a retry: none */
     uint8_t msg[sizeof(edit_label) + TS_STORE_IDEM_DIGEST_LEN + 8] = {0};
     memcpy(msg, edit_label, sizeof(edit_label));
     memcpy(msg + sizeof(edit_label), dg, sizeof(dg));
@@ -1567,7 +1570,7 @@ START_TEST(test_digests_match_openssl)
         snprintf(want + 2 * i, 3, "%02x", h[i]);
     ck_assert_str_eq(key, want);
     /* and the key opens the comment: the entry's hash is SHA-256 of it */
-    ck_assert_int_eq(change(&f, 6, 1001, 5, K_EDIT, "edited", want, 60000).status, TS_OK);
+    ck_assert_int_eq(change(&f, 7, 1002, 5, K_EDIT, "edited", want, 60000).status, TS_OK);
     fx_free(&f);
 }
 END_TEST
@@ -1679,6 +1682,9 @@ START_TEST(test_post_batch_positions_and_results)
     ck_assert_int_eq(ts_store_edit_key(f.s, 10, k10), TS_OK);
     ck_assert_int_eq(ts_store_edit_key(f.s, 12, k12), TS_OK);
     ck_assert_str_ne(k10, k12);
+    ck_assert_str_eq(out[0].edit_key, k10);
+    ck_assert_str_eq(out[5].edit_key, k12);
+    ck_assert_str_eq(out[2].edit_key, "");
     ck_assert_int_eq(change(&f, 11, 1001, 12, K_EDIT, "edited", k12, 60000).status, TS_OK);
     /* that entry (index 11) took the position after the batch's last */
     ck_assert_uint_eq(ts_store_seq(f.s), 13);
