@@ -175,17 +175,7 @@ static void await_voters(void)
 static void send_post(struct ts_raw *r, uint64_t rid, const char *key, const char *thread,
                       uint64_t parent, const char *body)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Post p = THREADSYNC__POST__INIT;
-    p.request_id = rid;
-    p.idempotency_key = (char *)key;
-    p.thread_key = (char *)thread;
-    p.parent_id = parent;
-    p.author_name = "Batcher";
-    p.body = (char *)body;
-    f.msg_case = THREADSYNC__FRAME__MSG_POST;
-    f.post = &p;
-    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
+    ck_assert_int_eq(ts_raw_send_post(r, rid, key, thread, parent, "Batcher", body), TS_OK);
 }
 
 static void start_cluster(void)
