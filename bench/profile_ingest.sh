@@ -91,7 +91,7 @@ lg() {
 lg --posts 2000 >"$S/warmup.txt"
 ticks() { awk '{print $14 + $15}' /proc/$PID/stat; }
 case $MODE in
-callgrind) callgrind_control -z $PID >/dev/null ;;
+callgrind) callgrind_control -z $PID >/dev/null 2>&1 ;;
 strace)
     strace -c -f -p $PID -o "$S/strace.txt" &
     SIDE=$!
@@ -109,7 +109,7 @@ t1=$(ticks)
 acked=$(grep -o '"posts_acked":[0-9]*' "$S/run.txt" | cut -d: -f2)
 case $MODE in
 callgrind)
-    callgrind_control -d $PID >/dev/null
+    callgrind_control -d $PID >/dev/null 2>&1
     sleep 1
     ir=$(grep -h '^summary:' "$S"/callgrind.out.* | tail -1 | awk '{print $2}')
     callgrind_annotate --inclusive=yes "$(ls "$S"/callgrind.out.* | tail -1)" \
