@@ -35,6 +35,7 @@
 #include "ts_log.h"
 #include "ts_memtrim.h"
 #include "ts_repl.h"
+#include "ts_req_write.h"
 #include "ts_server_int.h"
 #include "ts_session.h"
 #include "ts_stats.h"
@@ -430,7 +431,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     struct ts_evlog_config ecfg = {cfg->evlog_max_events, cfg->evlog_max_bytes};
     if ((rc = ts_evlog_new(&ecfg, &srv->evlog)) != TS_OK ||
         (rc = ts_store_new(srv->evlog, &srv->store)) != TS_OK ||
-        (rc = ts_hub_new(loop, srv->evlog, srv->store, &srv->hub)) != TS_OK)
+        (rc = ts_hub_new(loop, srv->evlog, srv->store, &srv->hub)) != TS_OK ||
+        (rc = ts__req_write_batch_new(srv)) != TS_OK)
         goto fail;
 
     if ((rc = bind_listener(srv)) != TS_OK)
@@ -666,6 +668,8 @@ void ts_server_stop(struct ts_server *srv)
         srv->ticker_open = 0;
     }
     ts_stats_close(srv->stats);
+    /* proposes the posts of this iteration while raft still runs */
+    ts__req_write_batch_close(srv, NULL, NULL);
     for (struct ts_session *s = srv->sessions; s; s = ts_session_next(s))
         ts_session_close(s, TS_E_UNAVAILABLE);
     /* ends its threads once the sessions' connections have closed */

@@ -31,6 +31,8 @@ int ts_store_new(struct ts_evlog *log, struct ts_store **out)
     s->log = log;
     s->import_out = NULL;
     s->n_import_out = s->cap_import_out = 0;
+    s->batch_out = NULL;
+    s->n_batch_out = s->cap_batch_out = 0;
     ts__store_state_init(&s->st);
     *out = s;
     return TS_OK;
@@ -42,6 +44,7 @@ void ts_store_free(struct ts_store *s)
         return;
     ts__store_state_free(&s->st);
     free(s->import_out);
+    free(s->batch_out);
     free(s);
 }
 
@@ -263,7 +266,8 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
         char key[TS_STORE_EDIT_KEY_LEN + 1];
         ie.derived = 1;
         ts__store_derive_edit_key(st, &ie, key);
-        SHA256((const unsigned char *)key, TS_STORE_EDIT_KEY_LEN, ie.edit_hash);
+        ts__store_sha256(key, TS_STORE_EDIT_KEY_LEN, NULL, 0, ie.edit_hash);
+        memcpy(res->edit_key, key, sizeof(key));
         OPENSSL_cleanse(key, sizeof(key));
         ie.has_hash = 1;
     } else if (has_hash && !scoped) {
@@ -282,6 +286,54 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
     res->comment_status = c->status;
     res->changed = 1;
     return TS_OK;
+}
+
+/* Posts of one loop iteration (PostBatch): each one as its own Post entry
+ * would be, at consecutive positions from the entry's. A post that makes
+ * no comment (a retry, a refusal) takes no position, as in an Import. */
+static int apply_post_batch(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,
+                            struct ts_store_result *res)
+{
+    const Threadsync__State__PostBatch *pb = cmd->post_batch;
+    s->n_batch_out = 0;
+    if (!pb->n_posts || pb->n_posts > TS_STORE_POST_BATCH_MAX)
+        return reject(res, TS_E_INVALID_ARGUMENT, "posts"), TS_OK;
+    if (pb->n_posts > s->cap_batch_out) {
+        struct ts_store_result *v = realloc(s->batch_out, pb->n_posts * sizeof(*v));
+        if (!v)
+            return TS_E_NOMEM;
+        s->batch_out = v;
+        s->cap_batch_out = pb->n_posts;
+    }
+    s->n_batch_out = pb->n_posts;
+    uint64_t next = pos;
+    for (size_t i = 0; i < pb->n_posts; i++) {
+        const Threadsync__State__Command *one = pb->posts[i];
+        struct ts_store_result *r = &s->batch_out[i];
+        memset(r, 0, sizeof(*r));
+        if (one->op_case != THREADSYNC__STATE__COMMAND__OP_POST) {
+            reject(r, TS_E_BAD_FRAME, NULL);
+            continue;
+        }
+        int rc = apply_post(s, next, one, r);
+        if (rc != TS_OK)
+            return rc;
+        if (r->changed) {
+            res->seq = next;
+            res->changed = 1;
+            next++;
+        }
+    }
+    if (next > pos)
+        s->st.pos = next - 1;
+    return TS_OK;
+}
+
+void ts_store_batch_outcome(const struct ts_store *s, const struct ts_store_result **results,
+                            size_t *n)
+{
+    *results = s->batch_out;
+    *n = s->n_batch_out;
 }
 
 /* Blanks a comment in an earlier public event: its body always; its name
@@ -610,6 +662,7 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
                    struct ts_store_result *res)
 {
     memset(res, 0, sizeof(*res));
+    s->n_batch_out = 0;
     if (index <= s->st.last_index)
         return TS_E_INVALID_ARGUMENT;
     /* The index is consumed whatever the payload says: last_index follows
@@ -646,6 +699,9 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
         break;
     case THREADSYNC__STATE__COMMAND__OP_IMPORT:
         rc = ts__store_apply_import(s, pos, cmd, res);
+        break;
+    case THREADSYNC__STATE__COMMAND__OP_POST_BATCH:
+        rc = apply_post_batch(s, pos, cmd, res);
         break;
     default:
         res->status = TS_E_BAD_FRAME;
@@ -775,7 +831,7 @@ void ts_store_idempotency_digest(const uint8_t token_hash[TS_STORE_HASH_LEN], co
     memcpy(buf + sizeof(label), token_hash, TS_STORE_HASH_LEN);
     if (n)
         memcpy(buf + sizeof(label) + TS_STORE_HASH_LEN, key, n);
-    SHA256(buf, sizeof(label) + TS_STORE_HASH_LEN + n, h);
+    ts__store_sha256(buf, sizeof(label) + TS_STORE_HASH_LEN + n, NULL, 0, h);
     memcpy(out, h, TS_STORE_IDEM_DIGEST_LEN);
 }
 

@@ -81,6 +81,12 @@ struct ts_store_result {
     int64_t until_ms;         /* BanAuthor: the ban's end, 0 when lifted */
     const char *message;      /* static human text for a rejection, or NULL */
     uint32_t threads_created; /* Import: threads it created */
+    /* Post that made a comment with a derived edit key: that key (what
+     * ts_store_edit_key gives), so the answer need not derive it again;
+     * "" otherwise. The leader's answer cleanses it; a follower's copy
+     * lasts until the next apply (the edit secret every key derives from
+     * is in memory anyway). */
+    char edit_key[TS_STORE_EDIT_KEY_LEN + 1];
 };
 
 /* One comment of an Import, as its apply decided (threadsync.ImportItem):
@@ -100,6 +106,16 @@ struct ts_store_import_item {
  * entry, so the proposer reads its own command's outcome. */
 void ts_store_import_outcome(const struct ts_store *s, const struct ts_store_import_item **items,
                              size_t *n);
+
+/* The per-post results of the latest PostBatch applied, one per post in
+ * the command's order: *results valid until the next apply; *n is 0 when
+ * the latest entry was no PostBatch. Read by the proposer from its
+ * callback, as ts_store_import_outcome. */
+void ts_store_batch_outcome(const struct ts_store *s, const struct ts_store_result **results,
+                            size_t *n);
+
+/* Most posts in one PostBatch entry. */
+#define TS_STORE_POST_BATCH_MAX 1024
 
 /* Import limits (PROTOCOL.md, "Import"). */
 #define TS_STORE_IMPORT_COMMENTS_MAX 1000
@@ -135,6 +151,10 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
  *     DELETE erases name, e-mail and body (a tombstone);
  *   - ModerateThread: lock / unlock / pre-moderation, one event;
  *   - BanAuthor, TokenGrant, TokenRevoke: tables, no event;
+ *   - PostBatch: up to TS_STORE_POST_BATCH_MAX posts, each applied as a
+ *     Post (its own result, ts_store_batch_outcome), each comment made at
+ *     its own position: the entry's first, then the next ones; res says
+ *     whether any changed the state and the last seq;
  *   - Import: many comments, each with its own position (id and seq: the
  *     entry's first position, then the next ones), its original time and
  *     status, its parent named by source id; one already imported (same

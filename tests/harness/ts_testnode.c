@@ -749,23 +749,29 @@ int ts_raw_hello(struct ts_raw *r, const char *token, int *role)
     return rc;
 }
 
-int ts_raw_post(struct ts_raw *r, uint64_t request_id, const char *thread, uint64_t parent,
-                const char *name, const char *body, uint64_t *id, uint64_t *seq)
+int ts_raw_send_post(struct ts_raw *r, uint64_t request_id, const char *key, const char *thread,
+                     uint64_t parent, const char *name, const char *body)
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Post p = THREADSYNC__POST__INIT;
-    char key[40];
-    snprintf(key, sizeof(key), "raw-%d-%llu-%ld", (int)getpid(), (unsigned long long)request_id,
-             (long)ts_test_now_ms());
     p.request_id = request_id;
-    p.idempotency_key = key;
+    p.idempotency_key = (char *)key;
     p.thread_key = (char *)thread;
     p.parent_id = parent;
     p.author_name = (char *)name;
     p.body = (char *)body;
     f.msg_case = THREADSYNC__FRAME__MSG_POST;
     f.post = &p;
-    int rc = ts_raw_send_frame(r, &f);
+    return ts_raw_send_frame(r, &f);
+}
+
+int ts_raw_post(struct ts_raw *r, uint64_t request_id, const char *thread, uint64_t parent,
+                const char *name, const char *body, uint64_t *id, uint64_t *seq)
+{
+    char key[40];
+    snprintf(key, sizeof(key), "raw-%d-%llu-%ld", (int)getpid(), (unsigned long long)request_id,
+             (long)ts_test_now_ms());
+    int rc = ts_raw_send_post(r, request_id, key, thread, parent, name, body);
     if (rc != TS_OK)
         return rc;
     for (;;) {

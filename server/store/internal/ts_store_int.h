@@ -224,6 +224,9 @@ struct ts_store {
      * proposer answers with (not replicated state). */
     struct ts_store_import_item *import_out;
     size_t n_import_out, cap_import_out;
+    /* The per-post results of the latest PostBatch applied, likewise. */
+    struct ts_store_result *batch_out;
+    size_t n_batch_out, cap_batch_out;
 };
 
 /* What glibc's malloc really takes for a request of n bytes (chunk header,
@@ -251,6 +254,11 @@ struct idem *ts__store_find_idem(const struct state *st,
                                  const uint8_t digest[TS__STORE_DIGEST_LEN]);
 struct idem *ts__store_find_idem_comment(const struct state *st, uint64_t comment_id);
 
+/* SHA-256 of a then b (blen 0: a alone) / HMAC-SHA256 under a 32-byte key,
+ * as OpenSSL's SHA256() and HMAC() compute them, without their per-call
+ * algorithm lookup (ts_store_state.c). Thread-safe. */
+void ts__store_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
+void ts__store_hmac_sha256(const uint8_t key[32], const void *msg, size_t len, uint8_t out[32]);
 /* The digest an idempotency key is kept and found under (see struct idem). */
 void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DIGEST_LEN]);
 /* A post's content digest: every field of the Post but request_id and
