@@ -66,9 +66,10 @@ void ts_cli_export_thread(FILE *out, const Threadsync__GetResult *g, int with_em
 }
 
 struct slot {
+    struct exp *e;
     char *key;
-    Threadsync__GetResult *res; /* owned copy once answered */
-    int done, err;
+    Threadsync__GetResult *res; /* owned copy, when answered out of turn */
+    int done, err, written;     /* written: answered in turn, already out */
 };
 
 struct exp {
@@ -108,7 +109,9 @@ static void drain(struct exp *e)
 {
     while (e->in_flight && e->ring[e->ring_head].done) {
         struct slot *s = &e->ring[e->ring_head];
-        if (s->res) {
+        if (s->written) {
+            /* written by on_get */
+        } else if (s->res) {
             ts_cli_export_thread(e->out, s->res, e->with_emails);
             e->threads++;
             e->comments += s->res->n_comments;
@@ -125,15 +128,29 @@ static void drain(struct exp *e)
     }
 }
 
+/* Answers come in the order sent, so the answer is nearly always the
+ * oldest slot's: written straight from the decoded frame, no copy. */
 static void on_get(void *arg, int err, const Threadsync__Error *detail,
                    const Threadsync__GetResult *r)
 {
     struct slot *s = arg;
+    struct exp *e = s->e;
     (void)detail;
     s->done = 1;
     s->err = err;
-    if (err == TS_OK && r)
+    if (err != TS_OK || !r)
+        return;
+    if (s == &e->ring[e->ring_head]) {
+        ts_cli_export_thread(e->out, r, e->with_emails);
+        e->threads++;
+        e->comments += r->n_comments;
+        s->written = 1;
+        drain(e);
+    } else {
         s->res = (Threadsync__GetResult *)ts_frame_msg_copy(&r->base);
+        if (!s->res)
+            s->err = TS_E_NOMEM;
+    }
 }
 
 static void on_digest(void *arg, int err, const Threadsync__Error *detail,
@@ -179,6 +196,7 @@ static void pump(struct exp *e)
 {
     while (!e->failed && e->next_send < e->n_page && e->in_flight < WINDOW) {
         struct slot *s = &e->ring[(e->ring_head + e->in_flight) % WINDOW];
+        s->e = e;
         s->key = strdup(e->page[e->next_send]);
         if (!s->key || ts_client_get(e->c, s->key, on_get, s) != TS_OK) {
             fail(e, TS_E_NOMEM, NULL, "export");
@@ -325,6 +343,8 @@ int ts_cli_export_main(int argc, char *const argv[], char *(*get_env)(const char
         fprintf(stderr, "error: export: cannot open %s: %m\n", outfile ? outfile : "output");
         code = TS_CLI_EXIT_CONN;
     } else {
+        /* a large buffer: the file is written in big blocks */
+        setvbuf(out, NULL, _IOFBF, (size_t)1 << 20);
         e->out = out;
         e->all = all;
         e->with_emails = with_emails;

@@ -37,7 +37,14 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define WINDOW 4
+/* Import requests in flight: enough that the node always has the next
+ * batch while it appends, syncs and applies one (a batch's round trip is
+ * dominated by the log's fsync), few enough that the node buffers little. */
+#define WINDOW 8
+/* Comments queued between two turns of the loop while the file is parsed:
+ * the turns push a large frame's remaining bytes out and take answers in,
+ * so parsing, the wire and the node overlap instead of taking turns. */
+#define TURN_EVERY 64
 #define BATCH_BYTES ((size_t)900 * 1024) /* below the 1 MiB frame limit, with room */
 #define N_SKIP_REASONS 16
 #define SOURCE_ID_MAX 128 /* PROTOCOL.md, Import */
@@ -232,6 +239,8 @@ static int flush(struct imp *m)
     f->ids = ids;
     f->n = m->n_batch;
     f->imp = m;
+    /* parsing ran without the loop: the request's deadline counts from now */
+    uv_update_time(&m->loop);
     int rc = ts_client_import(m->c, &im, on_import, f);
     free(tv);
     for (size_t i = 0; i < m->n_batch; i++)
@@ -243,7 +252,8 @@ static int flush(struct imp *m)
         return rc;
     }
     m->in_flight++;
-    return TS_OK;
+    uv_run(&m->loop, UV_RUN_NOWAIT);
+    return m->failed ? m->fatal_err : TS_OK;
 }
 
 /* ---- the sink ---- */
@@ -393,6 +403,8 @@ static int queue(struct imp *m, const struct ts_import_comment_rec *r, int *ok)
     m->batch_bytes += bytes;
     m->last_thread = t;
     m->queued++;
+    if (m->in_flight && m->queued % TURN_EVERY == 0)
+        uv_run(&m->loop, UV_RUN_NOWAIT);
     if (!t->counted) {
         t->counted = 1;
         m->threads_seen++;
