@@ -249,8 +249,7 @@ static void req_free(struct ts__req *r)
 {
     if (r->post)
         threadsync__post__free_unpacked(r->post, NULL);
-    if (r->msg)
-        protobuf_c_message_free_unpacked(r->msg, NULL);
+    free(r->packed);
     free(r->thread_key);
     if (r->digest)
         threadsync__digest__free_unpacked(r->digest, NULL);
@@ -505,6 +504,36 @@ static void violation(struct ts_client *c, const char *what)
     conn_close(c, TS_E_BAD_FRAME);
 }
 
+static void req_sent(struct ts_client *c, struct ts__req *r, uint64_t id, int rc)
+{
+    /* On failure the connection is going away; its on_close leaves the
+     * request unsent for the next one. */
+    r->id = rc == TS_OK ? id : 0;
+    if (r->id && !c->await_since) {
+        c->await_since = now_ms(c);
+        c->probe_sent = 0;
+        tick_arm(c, c->await_since + c->silence_ms);
+    }
+}
+
+/* A request kept packed (a bulk Import is most of a megabyte): framed
+ * around its bytes, never unpacked and packed again. */
+static void send_packed(struct ts_client *c, struct ts__req *r, uint64_t id)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = c->conn && !c->conn_closing ? TS_OK : TS_E_CLOSED;
+    if (rc == TS_OK)
+        rc = ts_frame_request_encode(r->frame_case, r->packed, r->packed_len, id, &buf, &len);
+    if (rc == TS_OK) {
+        rc = ts_conn_send(c->conn, buf, len);
+        free(buf);
+        if (rc == TS_OK)
+            c->last_tx = now_ms(c);
+    }
+    req_sent(c, r, id, rc);
+}
+
 static void send_req(struct ts_client *c, struct ts__req *r)
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
@@ -519,21 +548,15 @@ static void send_req(struct ts_client *c, struct ts__req *r)
         f.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
         f.digest = r->digest;
     } else if (r->kind == TS__REQ_MSG) {
-        ts_frame_set_request(&f, r->frame_case, r->msg, id);
+        send_packed(c, r, id);
+        return;
     } else {
         g.request_id = id;
         g.thread_key = r->thread_key;
         f.msg_case = THREADSYNC__FRAME__MSG_GET;
         f.get = &g;
     }
-    /* On failure the connection is going away; its on_close leaves the
-     * request unsent for the next one. */
-    r->id = send_frame(c, &f) == TS_OK ? id : 0;
-    if (r->id && !c->await_since) {
-        c->await_since = now_ms(c);
-        c->probe_sent = 0;
-        tick_arm(c, c->await_since + c->silence_ms);
-    }
+    req_sent(c, r, id, send_frame(c, &f));
 }
 
 static void send_sub(struct ts_client *c)
@@ -1397,16 +1420,13 @@ static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int fram
     if (!buf)
         return TS_E_NOMEM;
     protobuf_c_message_pack(msg, buf);
-    ProtobufCMessage *copy = protobuf_c_message_unpack(msg->descriptor, NULL, len, buf);
-    free(buf);
-    if (!copy)
-        return TS_E_NOMEM;
     struct ts__req *r = req_new(c, TS__REQ_MSG, arg);
     if (!r) {
-        protobuf_c_message_free_unpacked(copy, NULL);
+        free(buf);
         return TS_E_NOMEM;
     }
-    r->msg = copy;
+    r->packed = buf;
+    r->packed_len = len;
     r->frame_case = frame_case;
     r->result_case = result_case;
     r->write = write;

@@ -112,8 +112,9 @@ struct ts__req {
     Threadsync__Post *post;     /* owned deep copy (protobuf-c unpacked) */
     char *thread_key;           /* Get: owned */
     Threadsync__Digest *digest; /* owned deep copy, like post */
-    ProtobufCMessage *msg;      /* TS__REQ_MSG: owned deep copy */
-    int frame_case;             /* TS__REQ_MSG: the Frame field that carries msg */
+    uint8_t *packed;            /* TS__REQ_MSG: the message packed (owned), framed */
+    size_t packed_len;          /* with its request_id at each send */
+    int frame_case;             /* TS__REQ_MSG: the Frame field that carries it */
     int result_case;            /* TS__REQ_MSG: the Result body that answers it */
     int write;                  /* follows NOT_LEADER to the leader, as a Post does */
     /* Owned copy of the last refusal the request is being retried after
