@@ -31,6 +31,8 @@ int ts_store_new(struct ts_evlog *log, struct ts_store **out)
     s->log = log;
     s->import_out = NULL;
     s->n_import_out = s->cap_import_out = 0;
+    s->sha256 = NULL;
+    s->sha_ctx = NULL;
     ts__store_state_init(&s->st);
     *out = s;
     return TS_OK;
@@ -42,6 +44,8 @@ void ts_store_free(struct ts_store *s)
         return;
     ts__store_state_free(&s->st);
     free(s->import_out);
+    EVP_MD_CTX_free(s->sha_ctx);
+    EVP_MD_free(s->sha256);
     free(s);
 }
 

@@ -19,7 +19,8 @@
  * the rest of the command goes on (per-comment outcomes, ts_store.h).
  *
  * Deterministic like every apply: times, statuses and ids come from the
- * command. Load: one SHA-256 and a few hash lookups per comment.
+ * command. Load: one SHA-256 (two for a reply) and a few hash lookups per
+ * comment.
  */
 #include "ts_store.h"
 #include "ts_store_int.h"
@@ -32,7 +33,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ts__store_import_digest(const char *source, const char *source_id,
+/* SHA-256 of buf[0..len) through s's context, fetched on first use; the
+ * one-shot SHA256() when that fails. */
+static void sha256(struct ts_store *s, const uint8_t *buf, size_t len,
+                   uint8_t h[SHA256_DIGEST_LENGTH])
+{
+    if (!s->sha256 && (s->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL)) != NULL &&
+        !(s->sha_ctx = EVP_MD_CTX_new())) {
+        EVP_MD_free(s->sha256);
+        s->sha256 = NULL;
+    }
+    unsigned int hl;
+    if (!s->sha256 || !EVP_DigestInit_ex2(s->sha_ctx, s->sha256, NULL) ||
+        !EVP_DigestUpdate(s->sha_ctx, buf, len) || !EVP_DigestFinal_ex(s->sha_ctx, h, &hl))
+        SHA256(buf, len, h);
+}
+
+void ts__store_import_digest(struct ts_store *s, const char *source, const char *source_id,
                              uint8_t out[TS__STORE_DIGEST_LEN])
 {
     static const char label[] = "threadsync-import-v1"; /* with its NUL */
@@ -45,7 +62,7 @@ void ts__store_import_digest(const char *source, const char *source_id,
     memcpy(buf + sizeof(label), source, ns);
     buf[sizeof(label) + ns] = 0;
     memcpy(buf + sizeof(label) + ns + 1, source_id, ni);
-    SHA256(buf, sizeof(label) + ns + 1 + ni, h);
+    sha256(s, buf, sizeof(label) + ns + 1 + ni, h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
 }
 
@@ -199,7 +216,7 @@ static int import_one(struct ts_store *s, const Threadsync__Import *im,
     uint64_t parent_id = 0;
     if (ic->parent_source_id && ic->parent_source_id[0]) {
         uint8_t pd[TS__STORE_DIGEST_LEN];
-        ts__store_import_digest(im->source, ic->parent_source_id, pd);
+        ts__store_import_digest(s, im->source, ic->parent_source_id, pd);
         const struct import_ref *pr = ts__store_find_import(st, pd);
         const struct comment *parent = pr ? ts__store_find_comment(st, pr->comment_id) : NULL;
         if (!parent || !t || parent->thread_ix != t->ix)
@@ -301,7 +318,7 @@ int ts__store_apply_import(struct ts_store *s, uint64_t pos, const Threadsync__S
         const Threadsync__ImportComment *ic = im->comments[i];
         struct ts_store_import_item *it = &s->import_out[i];
         uint8_t digest[TS__STORE_DIGEST_LEN];
-        ts__store_import_digest(im->source, ic->source_id ? ic->source_id : "", digest);
+        ts__store_import_digest(s, im->source, ic->source_id ? ic->source_id : "", digest);
         const struct import_ref *seen = ts__store_find_import(st, digest);
         if (seen) {
             it->outcome = THREADSYNC__IMPORT_OUTCOME__IMPORT_EXISTING;

@@ -33,6 +33,7 @@
 #ifndef TS_STORE_INT_H
 #define TS_STORE_INT_H
 
+#include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -203,6 +204,11 @@ struct ts_store {
      * proposer answers with (not replicated state). */
     struct ts_store_import_item *import_out;
     size_t n_import_out, cap_import_out;
+    /* SHA-256 for the import digests, fetched once: OpenSSL 3's one-shot
+     * SHA256() looks the algorithm up on every call, most of a digest's
+     * cost at two digests per imported reply. NULL until first used. */
+    EVP_MD *sha256;
+    EVP_MD_CTX *sha_ctx;
 };
 
 /* What glibc's malloc really takes for a request of n bytes (chunk header,
@@ -311,8 +317,9 @@ int ts__store_append_event(struct ts_store *s, uint64_t seq, const struct thread
 /* Applies an Import whose first position is pos (ts_store_import.c). */
 int ts__store_apply_import(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,
                            struct ts_store_result *res);
-/* The digest an imported comment's source name is kept under. */
-void ts__store_import_digest(const char *source, const char *source_id,
+/* The digest an imported comment's source name is kept under (s for its
+ * cached SHA-256 context; the digest is the same without one). */
+void ts__store_import_digest(struct ts_store *s, const char *source, const char *source_id,
                              uint8_t out[TS__STORE_DIGEST_LEN]);
 struct import_ref *ts__store_find_import(const struct state *st,
                                          const uint8_t digest[TS__STORE_DIGEST_LEN]);
