@@ -279,6 +279,11 @@ void ts_import_url_path(const char *url, char *out, size_t size)
 
 int ts_import_clip(char *s, size_t max_bytes, size_t max_cp)
 {
+    /* Nearly every field fits: its length alone says so (no more code
+     * points than bytes), without walking it. */
+    size_t bytes = strlen(s);
+    if ((!max_bytes || bytes <= max_bytes) && (!max_cp || bytes <= max_cp))
+        return 0;
     size_t i = 0, cp = 0;
     while (s[i]) {
         size_t len = 1;
