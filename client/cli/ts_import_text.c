@@ -94,6 +94,18 @@ char *ts_import_html_to_text(char *s)
     char *w = s, href[2048] = "";
     char *link_start = NULL;
     for (char *r = s; *r;) {
+        /* text up to the next tag, reference or control byte, as one run
+         * (most of a comment) */
+        size_t run = 0;
+        while ((unsigned char)r[run] >= 0x20 && r[run] != '<' && r[run] != '&')
+            run++;
+        if (run) {
+            if (w != r)
+                memmove(w, r, run);
+            w += run;
+            r += run;
+            continue;
+        }
         if (*r == '<') {
             char *end = strchr(r, '>');
             if (!end) { /* a lone '<' is text */
