@@ -124,7 +124,7 @@ static void fail(struct exp *e, int err, const Threadsync__Error *detail, const 
 }
 
 static int big_start(struct exp *e, const char *key);
-static int big_write(struct exp *e);
+static int big_write(struct exp *e, const char *key);
 
 /* Writes answered slots in order; a big thread's slot waits until its
  * subscription has caught up and closed. */
@@ -141,7 +141,7 @@ static void drain(struct exp *e)
             }
             if (!e->big->closed)
                 return;
-            int rc = big_write(e);
+            int rc = big_write(e, s->key);
             if (rc != TS_OK) {
                 fail(e, rc, NULL, "export");
                 return;
@@ -331,14 +331,16 @@ static int by_id_version(const void *x, const void *y)
     return a->version > c->version ? -1 : a->version < c->version;
 }
 
-/* Writes the big thread (the newest version of each comment) and ends it. */
-static int big_write(struct exp *e)
+/* Writes the big thread (the newest version of each comment) and ends it;
+ * a thread that no longer exists is reported, as a Get's NOT_FOUND is. */
+static int big_write(struct exp *e, const char *key)
 {
     struct big *b = e->big;
     int rc = b->err;
-    if (rc == TS_OK && !b->thread)
-        rc = TS_E_NOT_FOUND;
-    if (rc == TS_OK) {
+    if (rc == TS_OK && !b->thread) {
+        fprintf(stderr, "export: thread %s is gone: not exported\n", key);
+        e->missing = 1;
+    } else if (rc == TS_OK) {
         qsort(b->v, b->n, sizeof(*b->v), by_id_version);
         size_t n = 0;
         for (size_t i = 0; i < b->n; i++)
