@@ -339,7 +339,14 @@ void ts__reqs_fail_all(struct ts__reqs *t, int err, const Threadsync__Error *det
 {
     struct ts__req *r;
     while ((r = t->head) != NULL) {
-        ts__reqs_unlink(t, r);
+        /* the head, popped where the analyzer sees it go (r->prev is NULL) */
+        t->head = r->next;
+        if (t->head)
+            t->head->prev = NULL;
+        else
+            t->tail = NULL;
+        r->next = r->prev = NULL;
+        t->n--;
         ts__req_finish(r, err, detail, NULL);
     }
 }
