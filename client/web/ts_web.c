@@ -44,6 +44,7 @@
 #define FORM_PAIRS_MAX 16
 #define COUNTS_KEYS_MAX 100
 #define SEND_BATCH 16
+#define GROUP_BUCKETS 4096
 #define OWN_COOKIES_MAX 32
 #define EDIT_COOKIE_MAX_AGE 86400
 
@@ -53,15 +54,29 @@ struct own {
     Threadsync__Comment c; /* author_name and body owned */
 };
 
+/* The watchers of one thread, and its chain of events (ts_web_relay.h).
+ * Lives while it has watchers, or while it is on the edge's dirty list. */
+struct group {
+    uint64_t thread_id;
+    struct ts_web_chain chain;
+    struct watcher *watchers;
+    size_t n;
+    struct group *next;  /* in its hash bucket */
+    struct group *dirty; /* next on the dirty list */
+    int is_dirty;
+};
+
 struct watcher {
     h2o_generator_t gen; /* first: h2o's callbacks get its address */
     struct ts_web *w;
     h2o_req_t *req;
+    struct group *g;
     struct watcher *prev, *next;
     uint64_t thread_id, cursor;
+    void *stream; /* ts_web_http_stream's handle */
     struct ts_web_event *inflight[SEND_BATCH];
     size_t n_inflight;
-    int sending;
+    int sending, gone;
     char beat[48];
 };
 
@@ -76,7 +91,8 @@ struct ts_web {
     struct ts_mirror_db *db;
     struct ts_web_ring *ring;
     uint8_t secret[TS_WEB_SECRET_LEN];
-    struct watcher *watchers;
+    struct group *groups[GROUP_BUCKETS]; /* by thread id */
+    struct group *dirty;                 /* groups with new events to pump */
     size_t n_watchers;
     uv_timer_t heartbeat;
     int timer_on, closing;
@@ -402,17 +418,58 @@ static int get_static(h2o_req_t *req, const struct ts_web_asset *a)
 
 /* ---- the live feed --------------------------------------------------------- */
 
+static size_t group_bucket(uint64_t thread_id)
+{
+    return (size_t)((thread_id * 0x9E3779B97F4A7C15ull) >> 52) % GROUP_BUCKETS;
+}
+
+static struct group *group_find(struct ts_web *w, uint64_t thread_id)
+{
+    for (struct group *g = w->groups[group_bucket(thread_id)]; g; g = g->next)
+        if (g->thread_id == thread_id)
+            return g;
+    return NULL;
+}
+
+static struct group *group_get(struct ts_web *w, uint64_t thread_id)
+{
+    struct group *g = group_find(w, thread_id);
+    if (g || !(g = calloc(1, sizeof(*g))))
+        return g;
+    g->thread_id = thread_id;
+    ts_web_chain_init(&g->chain, w->ring);
+    size_t b = group_bucket(thread_id);
+    g->next = w->groups[b];
+    w->groups[b] = g;
+    return g;
+}
+
+/* Frees g once nobody watches it and no pump loop holds it. */
+static void group_maybe_free(struct ts_web *w, struct group *g)
+{
+    if (g->n || g->is_dirty)
+        return;
+    struct group **pp = &w->groups[group_bucket(g->thread_id)];
+    while (*pp != g)
+        pp = &(*pp)->next;
+    *pp = g->next;
+    free(g);
+}
+
 static void watcher_unlink(struct watcher *x)
 {
     struct ts_web *w = x->w;
+    struct group *g = x->g;
     if (x->prev)
         x->prev->next = x->next;
-    else if (w->watchers == x)
-        w->watchers = x->next;
+    else
+        g->watchers = x->next;
     if (x->next)
         x->next->prev = x->prev;
     x->prev = x->next = NULL;
+    g->n--;
     w->n_watchers--;
+    group_maybe_free(w, g);
 }
 
 static void watcher_release(struct watcher *x)
@@ -423,11 +480,12 @@ static void watcher_release(struct watcher *x)
 }
 
 /* Ends x's stream with bufs (static data), and frees x: after a final
- * send h2o calls neither proceed nor stop. Callers iterating the list take
+ * send h2o calls neither proceed nor stop. Callers iterating a list take
  * the next watcher first. */
 static void watcher_end(struct watcher *x, h2o_iovec_t *bufs, size_t n)
 {
     h2o_req_t *req = x->req;
+    ts_web_http_unstream(x->stream);
     watcher_release(x);
     watcher_unlink(x);
     free(x);
@@ -439,7 +497,7 @@ static void watcher_pump(struct watcher *x)
 {
     if (x->sending)
         return;
-    if (x->w->closing) {
+    if (x->w->closing || x->gone) {
         watcher_end(x, NULL, 0);
         return;
     }
@@ -447,7 +505,7 @@ static void watcher_pump(struct watcher *x)
     uint64_t cur = x->cursor;
     while (x->n_inflight < SEND_BATCH) {
         struct ts_web_event *e;
-        int rc = ts_web_ring_next(x->w->ring, x->thread_id, &cur, &e);
+        int rc = ts_web_chain_next(&x->g->chain, x->w->ring, x->thread_id, &cur, &e);
         if (rc == TS_E_NOT_FOUND) {
             static h2o_iovec_t reload = {H2O_STRLIT("event: reload\ndata: {}\n\n")};
             watcher_end(x, &reload, 1);
@@ -467,6 +525,29 @@ static void watcher_pump(struct watcher *x)
     h2o_send(x->req, v, x->n_inflight, H2O_SEND_STATE_IN_PROGRESS);
 }
 
+/* Pumps every watcher of g (which may end some, and free g if none is
+ * left once it is off the dirty list). */
+static void group_pump(struct ts_web *w, struct group *g)
+{
+    g->is_dirty = 1; /* holds g while its watchers may leave */
+    for (struct watcher *x = g->watchers, *next; x; x = next) {
+        next = x->next;
+        watcher_pump(x);
+    }
+    g->is_dirty = 0;
+    group_maybe_free(w, g);
+}
+
+/* Pumps every watcher of every thread (a reset, or closing). */
+static void pump_all(struct ts_web *w)
+{
+    for (size_t b = 0; b < GROUP_BUCKETS; b++)
+        for (struct group *g = w->groups[b], *next; g; g = next) {
+            next = g->next;
+            group_pump(w, g);
+        }
+}
+
 static void watcher_proceed(h2o_generator_t *g, h2o_req_t *req)
 {
     struct watcher *x = (struct watcher *)g;
@@ -479,35 +560,50 @@ static void watcher_proceed(h2o_generator_t *g, h2o_req_t *req)
 static void watcher_stop(h2o_generator_t *g, h2o_req_t *req)
 {
     struct watcher *x = (struct watcher *)g;
+    ts_web_http_unstream(x->stream);
     watcher_release(x);
     watcher_unlink(x);
     free(x);
 }
 
+/* The browser closed its connection: the stream ends now, or when the
+ * send in flight is done. */
+static void watcher_gone(void *arg)
+{
+    struct watcher *x = arg;
+    x->gone = 1;
+    watcher_pump(x);
+}
+
 static void on_heartbeat(uv_timer_t *t)
 {
     struct ts_web *w = t->data;
-    for (struct watcher *x = w->watchers; x; x = x->next) {
-        if (x->sending)
-            continue;
-        /* The id moves the browser's Last-Event-ID up to what it has been
-         * sent (nothing of its thread since), so a reconnect after quiet
-         * hours is not mistaken for one too far behind. */
-        uint64_t cur = x->cursor;
-        struct ts_web_event *e;
-        if (ts_web_ring_next(w->ring, x->thread_id, &cur, &e) == TS_E_AGAIN)
-            x->cursor = cur;
-        int n = snprintf(x->beat, sizeof(x->beat), ": hb\nid: %" PRIu64 "\n\n", x->cursor);
-        h2o_iovec_t v = h2o_iovec_init(x->beat, (size_t)n);
-        x->sending = 1;
-        h2o_send(x->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
-    }
+    for (size_t b = 0; b < GROUP_BUCKETS; b++)
+        for (struct group *g = w->groups[b]; g; g = g->next)
+            for (struct watcher *x = g->watchers; x; x = x->next) {
+                if (x->sending)
+                    continue;
+                /* The id moves the browser's Last-Event-ID up to what it
+                 * has been sent (nothing of its thread since), so a
+                 * reconnect after quiet hours is not mistaken for one too
+                 * far behind. */
+                uint64_t cur = x->cursor;
+                struct ts_web_event *e;
+                if (ts_web_chain_next(&g->chain, w->ring, x->thread_id, &cur, &e) == TS_E_AGAIN)
+                    x->cursor = cur;
+                int n = snprintf(x->beat, sizeof(x->beat), ": hb\nid: %" PRIu64 "\n\n", x->cursor);
+                h2o_iovec_t v = h2o_iovec_init(x->beat, (size_t)n);
+                x->sending = 1;
+                h2o_send(x->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+            }
 }
 
 static int get_events(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_thread *t)
 {
     struct watcher *x = calloc(1, sizeof(*x));
-    if (!x) {
+    struct group *g = x ? group_get(w, t->thread.id) : NULL;
+    if (!g) {
+        free(x);
         send_text(req, 503, "out of memory\n");
         return 0;
     }
@@ -515,6 +611,7 @@ static int get_events(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_t
     x->gen.stop = watcher_stop;
     x->w = w;
     x->req = req;
+    x->g = g;
     x->thread_id = t->thread.id;
     size_t len = 0;
     const char *last = ts_web_http_req_header(req, "last-event-id", &len);
@@ -534,10 +631,11 @@ static int get_events(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_t
     ts_web_http_header(req, "content-type", "text/event-stream; charset=utf-8");
     ts_web_http_header(req, "cache-control", "no-cache");
     ts_web_http_header(req, "x-accel-buffering", "no");
-    x->next = w->watchers;
-    if (w->watchers)
-        w->watchers->prev = x;
-    w->watchers = x;
+    x->next = g->watchers;
+    if (g->watchers)
+        g->watchers->prev = x;
+    g->watchers = x;
+    g->n++;
     w->n_watchers++;
     h2o_start_response(req, &x->gen);
     /* The headers and the browser's retry delay go out now: EventSource
@@ -545,13 +643,24 @@ static int get_events(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_t
     static h2o_iovec_t hello = {H2O_STRLIT("retry: 2000\n\n")};
     x->sending = 1;
     h2o_send(req, &hello, 1, H2O_SEND_STATE_IN_PROGRESS);
+    x->stream = ts_web_http_stream(req, watcher_gone, x);
     return 0;
+}
+
+/* The ring forgot everything up to seq: every chain learns it. */
+static void reset_feed(struct ts_web *w, uint64_t seq)
+{
+    ts_web_ring_reset(w->ring, seq);
+    for (size_t b = 0; b < GROUP_BUCKETS; b++)
+        for (struct group *g = w->groups[b]; g; g = g->next)
+            ts_web_chain_reset(&g->chain, seq);
 }
 
 void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev)
 {
     if (!w || w->closing)
         return;
+    int reset = 0;
     for (size_t i = 0; i < ev->n_events; i++) {
         const Threadsync__Event *e = ev->events[i];
         if (!e->thread || e->seq <= ts_web_ring_last(w->ring))
@@ -575,27 +684,40 @@ void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev)
         struct ts_web_event *x =
             b.failed ? NULL : ts_web_event_new(e->seq, e->thread->id, b.p, b.len);
         ts_buf_free(&b);
-        if (!x || ts_web_ring_push(w->ring, x) != TS_OK) {
+        /* Only a watched thread's events are chained, and pumped. */
+        struct group *g = group_find(w, e->thread->id);
+        if (!x || (g ? ts_web_chain_push(&g->chain, w->ring, x) : ts_web_ring_push(w->ring, x)) !=
+                      TS_OK) {
             /* Cannot keep it: browsers that needed it must reload. */
             ts_web_event_unref(x);
-            ts_web_ring_reset(w->ring, e->seq);
+            reset_feed(w, e->seq);
+            reset = 1;
+        } else if (g && !g->is_dirty) {
+            g->is_dirty = 1;
+            g->dirty = w->dirty;
+            w->dirty = g;
         }
     }
-    for (struct watcher *x = w->watchers, *next; x; x = next) {
-        next = x->next;
-        watcher_pump(x);
+    while (w->dirty) {
+        struct group *g = w->dirty;
+        w->dirty = g->dirty;
+        g->dirty = NULL;
+        g->is_dirty = 0;
+        if (!reset)
+            group_pump(w, g);
+        else
+            group_maybe_free(w, g);
     }
+    if (reset)
+        pump_all(w);
 }
 
 void ts_web_on_reset(struct ts_web *w, uint64_t seq)
 {
     if (!w || w->closing)
         return;
-    ts_web_ring_reset(w->ring, seq);
-    for (struct watcher *x = w->watchers, *next; x; x = next) {
-        next = x->next;
-        watcher_pump(x);
-    }
+    reset_feed(w, seq);
+    pump_all(w);
 }
 
 void ts_web_on_flushed(struct ts_web *w, const struct ts_mirror_touched *ids)
@@ -1209,10 +1331,7 @@ void ts_web_close(struct ts_web *w)
     if (w->timer_on)
         uv_close((uv_handle_t *)&w->heartbeat, NULL);
     w->timer_on = 0;
-    for (struct watcher *x = w->watchers, *next; x; x = next) {
-        next = x->next;
-        watcher_pump(x); /* ends each stream, now or at its proceed */
-    }
+    pump_all(w); /* ends each stream, now or at its proceed */
     ts_web_mod_close(w->mod);
     if (w->client)
         ts_client_close(w->client, NULL, NULL);

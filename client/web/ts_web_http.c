@@ -20,7 +20,12 @@
 #include "ts_err.h"
 
 #define ADDR_BUCKETS 1024
+#define SOCK_BUCKETS 8192
 #define H2O_HANDLES_MAX 32
+/* Bytes a streaming response's client may send before it counts as gone
+ * (nothing is expected: a browser sends its next request on another
+ * connection while an event stream is open). */
+#define STREAM_INPUT_MAX 4096
 
 struct addr_count {
     struct addr_count *next;
@@ -33,6 +38,10 @@ struct conn {
     struct ts_web_http *s;
     struct addr_count *ac;
     struct conn *prev, *next;
+    h2o_socket_t *sock;  /* h2o's, over tcp */
+    struct conn *s_next; /* in by_sock */
+    ts_web_http_gone_cb gone;
+    void *gone_arg;
 };
 
 struct ts_web_http {
@@ -48,6 +57,7 @@ struct ts_web_http {
     struct conn *conns;
     unsigned n_conns;
     struct addr_count *by_addr[ADDR_BUCKETS];
+    struct conn *by_sock[SOCK_BUCKETS];
     uv_handle_t *h2o_handles[H2O_HANDLES_MAX]; /* made by h2o_context_init */
     size_t n_h2o_handles;
     int ctx_ready, listening, closing, released;
@@ -118,6 +128,19 @@ static void addr_drop(struct ts_web_http *s, struct addr_count *ac)
     free(ac);
 }
 
+static size_t sock_hash(const h2o_socket_t *sock)
+{
+    return (size_t)(((uintptr_t)sock >> 4) * 0x9E3779B97F4A7C15ull >> 40) % SOCK_BUCKETS;
+}
+
+static struct conn *conn_by_sock(struct ts_web_http *s, const h2o_socket_t *sock)
+{
+    for (struct conn *c = s->by_sock[sock_hash(sock)]; c; c = c->s_next)
+        if (c->sock == sock)
+            return c;
+    return NULL;
+}
+
 static void release_loop(struct ts_web_http *s)
 {
     if (s->released || !s->closing || s->listening || s->n_conns)
@@ -140,6 +163,11 @@ static void on_conn_closed(uv_handle_t *h)
     s->n_conns--;
     if (c->ac)
         addr_drop(s, c->ac);
+    struct conn **pp = &s->by_sock[sock_hash(c->sock)];
+    while (*pp && *pp != c)
+        pp = &(*pp)->s_next;
+    if (*pp)
+        *pp = c->s_next;
     free(c);
     release_loop(s);
 }
@@ -184,8 +212,14 @@ static void on_accept(uv_stream_t *listener, int status)
         s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
-    h2o_accept(&s->accept_ctx, sock);
+    /* Small writes at once: an event stream is a series of them, and Nagle
+     * would hold each behind the client's delayed ACK of the one before. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    size_t b = sock_hash(c->sock);
+    c->s_next = s->by_sock[b];
+    s->by_sock[b] = c;
+    h2o_accept(&s->accept_ctx, c->sock);
 }
 
 struct walk {
@@ -366,6 +400,50 @@ void ts_web_http_free(struct ts_web_http *s)
             free(e);
         }
     free(s);
+}
+
+static void on_stream_read(h2o_socket_t *sock, const char *err)
+{
+    h2o_conn_t *hc = sock->data; /* h2o's HTTP/1 connection, an h2o_conn_t first */
+    struct ts_web_http *s = H2O_STRUCT_FROM_MEMBER(struct ts_web_http, ctx, hc->ctx);
+    struct conn *c = conn_by_sock(s, sock);
+    if (!err && sock->input->size <= STREAM_INPUT_MAX)
+        return; /* unexpected bytes, kept for nothing: the connection ends with the stream */
+    h2o_socket_read_stop(sock);
+    if (c && c->gone) {
+        ts_web_http_gone_cb gone = c->gone;
+        c->gone = NULL;
+        gone(c->gone_arg);
+    }
+}
+
+void *ts_web_http_stream(h2o_req_t *req, ts_web_http_gone_cb gone, void *arg)
+{
+    if (req->version >= 0x200 || !req->conn->callbacks->get_socket)
+        return NULL;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    struct ts_web_http *s = H2O_STRUCT_FROM_MEMBER(struct ts_web_http, ctx, req->conn->ctx);
+    struct conn *c = sock ? conn_by_sock(s, sock) : NULL;
+    if (!c)
+        return NULL;
+    /* The connection ends with the stream: h2o would otherwise consume the
+     * request's bytes from the read buffer released below. */
+    req->http1_is_persistent = 0;
+    if (sock->input->size)
+        h2o_buffer_consume(&sock->input, sock->input->size);
+    c->gone = gone;
+    c->gone_arg = arg;
+    h2o_socket_read_start(sock, on_stream_read);
+    return c;
+}
+
+void ts_web_http_unstream(void *stream)
+{
+    struct conn *c = stream;
+    if (!c || !c->gone)
+        return;
+    c->gone = NULL;
+    h2o_socket_read_stop(c->sock);
 }
 
 static void on_hold_dispose(void *p)

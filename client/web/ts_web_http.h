@@ -99,6 +99,25 @@ struct ts_web_http_hold {
 struct ts_web_http_hold *ts_web_http_hold(h2o_req_t *req);
 void ts_web_http_release(struct ts_web_http_hold *h);
 
+/* A streaming response (server-sent events) on HTTP/1.1: h2o 2.2 reads
+ * nothing from a connection while its response is in progress, so a
+ * browser that left would be noticed only when a write to it fails (the
+ * second after it left: minutes on a quiet thread), its descriptor and
+ * memory held until then. _stream reads the connection again and calls
+ * gone(arg) once when the client closes it (or sends more than a few KiB,
+ * which no browser does on an event stream); the response should then end
+ * (h2o_send with H2O_SEND_STATE_FINAL). It also releases the read buffer
+ * holding the request's head, which an open stream does not need: so call
+ * it after the response's first h2o_send, and read nothing of req's
+ * request (headers, path) afterwards. The connection closes when the
+ * response ends (no keep-alive after a stream). Returns the stream's handle
+ * for _unstream, or NULL (HTTP/2, whose connection h2o keeps reading: its
+ * closing is seen there). _unstream: no more gone calls; call it before
+ * ending the response and in the generator's stop. NULL is fine. */
+typedef void (*ts_web_http_gone_cb)(void *arg);
+void *ts_web_http_stream(h2o_req_t *req, ts_web_http_gone_cb gone, void *arg);
+void ts_web_http_unstream(void *stream);
+
 /* Sends a complete response: body copied into req's pool. ctype may be
  * NULL (no Content-Type). */
 void ts_web_http_send(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len);
