@@ -69,14 +69,14 @@ struct group {
 struct watcher {
     h2o_generator_t gen; /* first: h2o's callbacks get its address */
     struct ts_web *w;
-    h2o_req_t *req;
+    h2o_req_t *req; /* HTTP/2 and 1.0: the h2o response streamed */
     struct group *g;
     struct watcher *prev, *next;
     uint64_t thread_id, cursor;
-    void *stream; /* ts_web_http_stream's handle */
+    struct ts_web_stream *st; /* HTTP/1.1: the stream (req is gone); else NULL */
     struct ts_web_event *inflight[SEND_BATCH];
     size_t n_inflight;
-    int sending, gone;
+    int sending, ending;
     char beat[48];
 };
 
@@ -460,6 +460,8 @@ static void watcher_unlink(struct watcher *x)
 {
     struct ts_web *w = x->w;
     struct group *g = x->g;
+    if (!g)
+        return;
     if (x->prev)
         x->prev->next = x->next;
     else
@@ -467,6 +469,7 @@ static void watcher_unlink(struct watcher *x)
     if (x->next)
         x->next->prev = x->prev;
     x->prev = x->next = NULL;
+    x->g = NULL;
     g->n--;
     w->n_watchers--;
     group_maybe_free(w, g);
@@ -479,17 +482,36 @@ static void watcher_release(struct watcher *x)
     x->n_inflight = 0;
 }
 
-/* Ends x's stream with bufs (static data), and frees x: after a final
- * send h2o calls neither proceed nor stop. Callers iterating a list take
- * the next watcher first. */
-static void watcher_end(struct watcher *x, h2o_iovec_t *bufs, size_t n)
+/* Frees x and closes its stream (an HTTP/1.1 one: ts_web_stream). */
+static void watcher_free(struct watcher *x)
 {
-    h2o_req_t *req = x->req;
-    ts_web_http_unstream(x->stream);
+    ts_web_stream_close(x->st);
     watcher_release(x);
     watcher_unlink(x);
     free(x);
-    h2o_send(req, bufs, n, H2O_SEND_STATE_FINAL);
+}
+
+/* Ends x's stream, with "reload" first when asked. Over h2o, x goes now
+ * (after a final send h2o calls neither proceed nor stop); a stream of its
+ * own goes once its last chunk is written. Callers iterating a list take
+ * the next watcher first. */
+static void watcher_end(struct watcher *x, int reload)
+{
+    static h2o_iovec_t reload_sse = {H2O_STRLIT("event: reload\ndata: {}\n\n")};
+    static h2o_iovec_t reload_chunked = {
+        H2O_STRLIT("18\r\nevent: reload\ndata: {}\n\n\r\n0\r\n\r\n")};
+    static h2o_iovec_t last_chunk = {H2O_STRLIT("0\r\n\r\n")};
+    watcher_release(x);
+    watcher_unlink(x);
+    if (x->st) {
+        x->ending = 1;
+        x->sending = 1;
+        ts_web_stream_write(x->st, reload ? &reload_chunked : &last_chunk, 1);
+        return;
+    }
+    h2o_req_t *req = x->req;
+    free(x);
+    h2o_send(req, reload ? &reload_sse : NULL, reload ? 1 : 0, H2O_SEND_STATE_FINAL);
 }
 
 /* Sends what x has not been sent yet, if nothing is in flight. */
@@ -497,8 +519,8 @@ static void watcher_pump(struct watcher *x)
 {
     if (x->sending)
         return;
-    if (x->w->closing || x->gone) {
-        watcher_end(x, NULL, 0);
+    if (x->w->closing) {
+        watcher_end(x, 0);
         return;
     }
     h2o_iovec_t v[SEND_BATCH];
@@ -507,14 +529,14 @@ static void watcher_pump(struct watcher *x)
         struct ts_web_event *e;
         int rc = ts_web_chain_next(&x->g->chain, x->w->ring, x->thread_id, &cur, &e);
         if (rc == TS_E_NOT_FOUND) {
-            static h2o_iovec_t reload = {H2O_STRLIT("event: reload\ndata: {}\n\n")};
-            watcher_end(x, &reload, 1);
+            watcher_end(x, 1);
             return;
         }
         if (rc != TS_OK)
             break;
         ts_web_event_ref(e);
-        v[x->n_inflight] = h2o_iovec_init(e->data, e->len);
+        v[x->n_inflight] =
+            x->st ? h2o_iovec_init(e->chunk, e->chunk_len) : h2o_iovec_init(e->data, e->len);
         x->inflight[x->n_inflight++] = e;
         cur = e->seq;
     }
@@ -522,7 +544,10 @@ static void watcher_pump(struct watcher *x)
     if (!x->n_inflight)
         return;
     x->sending = 1;
-    h2o_send(x->req, v, x->n_inflight, H2O_SEND_STATE_IN_PROGRESS);
+    if (x->st)
+        ts_web_stream_write(x->st, v, x->n_inflight);
+    else
+        h2o_send(x->req, v, x->n_inflight, H2O_SEND_STATE_IN_PROGRESS);
 }
 
 /* Pumps every watcher of g (which may end some, and free g if none is
@@ -548,32 +573,41 @@ static void pump_all(struct ts_web *w)
         }
 }
 
-static void watcher_proceed(h2o_generator_t *g, h2o_req_t *req)
+/* What was in flight went out (h2o's proceed, or a stream's written). */
+static void watcher_sent(struct watcher *x)
 {
-    struct watcher *x = (struct watcher *)g;
+    if (x->ending) {
+        watcher_free(x);
+        return;
+    }
     watcher_release(x);
     x->sending = 0;
     watcher_pump(x);
 }
 
+static void watcher_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    watcher_sent((struct watcher *)g);
+}
+
 /* h2o is done with the request (the browser left, or the stream ended). */
 static void watcher_stop(h2o_generator_t *g, h2o_req_t *req)
 {
-    struct watcher *x = (struct watcher *)g;
-    ts_web_http_unstream(x->stream);
-    watcher_release(x);
-    watcher_unlink(x);
-    free(x);
+    watcher_free((struct watcher *)g);
 }
 
-/* The browser closed its connection: the stream ends now, or when the
- * send in flight is done. */
-static void watcher_gone(void *arg)
+static void stream_written(void *arg)
 {
-    struct watcher *x = arg;
-    x->gone = 1;
-    watcher_pump(x);
+    watcher_sent(arg);
 }
+
+/* The browser closed its connection, or a write to it failed. */
+static void stream_gone(void *arg)
+{
+    watcher_free(arg);
+}
+
+static const struct ts_web_stream_cbs stream_cbs = {stream_written, stream_gone};
 
 static void on_heartbeat(uv_timer_t *t)
 {
@@ -591,10 +625,16 @@ static void on_heartbeat(uv_timer_t *t)
                 struct ts_web_event *e;
                 if (ts_web_chain_next(&g->chain, w->ring, x->thread_id, &cur, &e) == TS_E_AGAIN)
                     x->cursor = cur;
-                int n = snprintf(x->beat, sizeof(x->beat), ": hb\nid: %" PRIu64 "\n\n", x->cursor);
+                char beat[32];
+                int n = snprintf(beat, sizeof(beat), ": hb\nid: %" PRIu64 "\n\n", x->cursor);
+                n = x->st ? snprintf(x->beat, sizeof(x->beat), "%x\r\n%s\r\n", (unsigned)n, beat)
+                          : snprintf(x->beat, sizeof(x->beat), "%s", beat);
                 h2o_iovec_t v = h2o_iovec_init(x->beat, (size_t)n);
                 x->sending = 1;
-                h2o_send(x->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+                if (x->st)
+                    ts_web_stream_write(x->st, &v, 1);
+                else
+                    h2o_send(x->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
             }
 }
 
@@ -610,7 +650,6 @@ static int get_events(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_t
     x->gen.proceed = watcher_proceed;
     x->gen.stop = watcher_stop;
     x->w = w;
-    x->req = req;
     x->g = g;
     x->thread_id = t->thread.id;
     size_t len = 0;
@@ -637,13 +676,18 @@ static int get_events(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_t
     g->watchers = x;
     g->n++;
     w->n_watchers++;
-    h2o_start_response(req, &x->gen);
     /* The headers and the browser's retry delay go out now: EventSource
-     * reports "open" only once it has them. */
+     * reports "open" only once it has them. An HTTP/1.1 browser's stream
+     * is then taken from h2o (its request freed: a watching browser costs
+     * about 1 KiB); HTTP/2 and 1.0 ones stay h2o responses. */
     static h2o_iovec_t hello = {H2O_STRLIT("retry: 2000\n\n")};
+    static h2o_iovec_t hello_chunk = {H2O_STRLIT("d\r\nretry: 2000\n\n\r\n")};
     x->sending = 1;
+    if (ts_web_stream_start(req, &hello_chunk, 1, &stream_cbs, x, &x->st) == TS_OK)
+        return 0;
+    x->req = req;
+    h2o_start_response(req, &x->gen);
     h2o_send(req, &hello, 1, H2O_SEND_STATE_IN_PROGRESS);
-    x->stream = ts_web_http_stream(req, watcher_gone, x);
     return 0;
 }
 

@@ -9,6 +9,7 @@
  */
 #include "ts_web_http.h"
 
+#include <h2o/http1.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -38,10 +39,12 @@ struct conn {
     struct ts_web_http *s;
     struct addr_count *ac;
     struct conn *prev, *next;
-    h2o_socket_t *sock;  /* h2o's, over tcp */
-    struct conn *s_next; /* in by_sock */
-    ts_web_http_gone_cb gone;
-    void *gone_arg;
+    h2o_socket_t *sock;                  /* h2o's, over tcp */
+    struct conn *s_next;                 /* in by_sock */
+    const struct ts_web_stream_cbs *cbs; /* a stream (ts_web_stream_start) */
+    void *cb_arg;
+    int owned; /* the stream has the socket: h2o's request is gone */
+    int gone_told;
 };
 
 struct ts_web_http {
@@ -402,48 +405,94 @@ void ts_web_http_free(struct ts_web_http *s)
     free(s);
 }
 
-static void on_stream_read(h2o_socket_t *sock, const char *err)
+/* ---- streams: HTTP/1.1 responses taken over from h2o ---- */
+
+static void stream_gone(struct conn *c)
 {
-    h2o_conn_t *hc = sock->data; /* h2o's HTTP/1 connection, an h2o_conn_t first */
-    struct ts_web_http *s = H2O_STRUCT_FROM_MEMBER(struct ts_web_http, ctx, hc->ctx);
-    struct conn *c = conn_by_sock(s, sock);
-    if (!err && sock->input->size <= STREAM_INPUT_MAX)
-        return; /* unexpected bytes, kept for nothing: the connection ends with the stream */
-    h2o_socket_read_stop(sock);
-    if (c && c->gone) {
-        ts_web_http_gone_cb gone = c->gone;
-        c->gone = NULL;
-        gone(c->gone_arg);
+    const struct ts_web_stream_cbs *cbs = c->cbs;
+    if (cbs && !c->gone_told) {
+        c->gone_told = 1;
+        cbs->gone(c->cb_arg);
     }
 }
 
-void *ts_web_http_stream(h2o_req_t *req, ts_web_http_gone_cb gone, void *arg)
+static void on_stream_read(h2o_socket_t *sock, const char *err)
 {
-    if (req->version >= 0x200 || !req->conn->callbacks->get_socket)
-        return NULL;
+    struct conn *c = sock->data;
+    if (!err && sock->input->size <= STREAM_INPUT_MAX)
+        return; /* unexpected bytes, kept for nothing: the connection ends with the stream */
+    h2o_socket_read_stop(sock);
+    stream_gone(c);
+}
+
+static void on_stream_written(h2o_socket_t *sock, const char *err)
+{
+    struct conn *c = sock->data;
+    if (err)
+        stream_gone(c);
+    else if (c->cbs)
+        c->cbs->written(c->cb_arg);
+}
+
+/* h2o wrote the head and freed the request (and its HTTP/1 connection):
+ * the socket is the stream's from now on. */
+static void on_upgraded(void *arg, h2o_socket_t *sock, size_t reqsize)
+{
+    (void)reqsize; /* the whole read buffer goes: nothing after the head is expected */
+    struct conn *c = arg;
+    if (!sock) {
+        stream_gone(c); /* h2o closes the socket; c goes at its close */
+        return;
+    }
+    c->owned = 1;
+    sock->data = c;
+    if (!c->cbs) { /* closed while the head was on its way */
+        c->owned = 0;
+        h2o_socket_close(sock);
+        return;
+    }
+    if (sock->input->size)
+        h2o_buffer_consume(&sock->input, sock->input->size);
+    h2o_socket_read_start(sock, on_stream_read);
+    c->cbs->written(c->cb_arg);
+}
+
+int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
+                        const struct ts_web_stream_cbs *cbs, void *arg, struct ts_web_stream **out)
+{
+    *out = NULL;
+    if (req->version != 0x101 || !req->conn->callbacks->get_socket)
+        return TS_E_INVALID_ARGUMENT;
     h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
     struct ts_web_http *s = H2O_STRUCT_FROM_MEMBER(struct ts_web_http, ctx, req->conn->ctx);
     struct conn *c = sock ? conn_by_sock(s, sock) : NULL;
-    if (!c)
-        return NULL;
-    /* The connection ends with the stream: h2o would otherwise consume the
-     * request's bytes from the read buffer released below. */
-    req->http1_is_persistent = 0;
-    if (sock->input->size)
-        h2o_buffer_consume(&sock->input, sock->input->size);
-    c->gone = gone;
-    c->gone_arg = arg;
-    h2o_socket_read_start(sock, on_stream_read);
-    return c;
+    if (!c || c->cbs)
+        return TS_E_INVALID_ARGUMENT;
+    c->cbs = cbs;
+    c->cb_arg = arg;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_TRANSFER_ENCODING, NULL,
+                   H2O_STRLIT("chunked"));
+    h2o_http1_upgrade(req, first, n, on_upgraded, c);
+    *out = (struct ts_web_stream *)c;
+    return TS_OK;
 }
 
-void ts_web_http_unstream(void *stream)
+void ts_web_stream_write(struct ts_web_stream *st, h2o_iovec_t *bufs, size_t n)
 {
-    struct conn *c = stream;
-    if (!c || !c->gone)
+    struct conn *c = (struct conn *)st;
+    h2o_socket_write(c->sock, bufs, n, on_stream_written);
+}
+
+void ts_web_stream_close(struct ts_web_stream *st)
+{
+    struct conn *c = (struct conn *)st;
+    if (!c)
         return;
-    c->gone = NULL;
-    h2o_socket_read_stop(c->sock);
+    c->cbs = NULL;
+    if (c->owned) {
+        c->owned = 0;
+        h2o_socket_close(c->sock); /* c goes at its close (on_conn_closed) */
+    }
 }
 
 static void on_hold_dispose(void *p)

@@ -99,24 +99,38 @@ struct ts_web_http_hold {
 struct ts_web_http_hold *ts_web_http_hold(h2o_req_t *req);
 void ts_web_http_release(struct ts_web_http_hold *h);
 
-/* A streaming response (server-sent events) on HTTP/1.1: h2o 2.2 reads
- * nothing from a connection while its response is in progress, so a
- * browser that left would be noticed only when a write to it fails (the
- * second after it left: minutes on a quiet thread), its descriptor and
- * memory held until then. _stream reads the connection again and calls
- * gone(arg) once when the client closes it (or sends more than a few KiB,
- * which no browser does on an event stream); the response should then end
- * (h2o_send with H2O_SEND_STATE_FINAL). It also releases the read buffer
- * holding the request's head, which an open stream does not need: so call
- * it after the response's first h2o_send, and read nothing of req's
- * request (headers, path) afterwards. The connection closes when the
- * response ends (no keep-alive after a stream). Returns the stream's handle
- * for _unstream, or NULL (HTTP/2, whose connection h2o keeps reading: its
- * closing is seen there). _unstream: no more gone calls; call it before
- * ending the response and in the generator's stop. NULL is fine. */
-typedef void (*ts_web_http_gone_cb)(void *arg);
-void *ts_web_http_stream(h2o_req_t *req, ts_web_http_gone_cb gone, void *arg);
-void ts_web_http_unstream(void *stream);
+/* An HTTP/1.1 response streamed outside h2o (server-sent events). While a
+ * response streams, h2o 2.2 keeps its whole request (a 4 KiB memory pool,
+ * the read buffer holding the request's head) and reads nothing from the
+ * connection, so a browser that left is noticed only when a write to it
+ * fails (the second after it left: minutes on a quiet thread), its
+ * descriptor and memory held until then. A stream instead sends the
+ * response's head (status and headers as set on req->res, plus
+ * Transfer-Encoding: chunked and Connection: upgrade) and first through
+ * h2o's HTTP/1 upgrade, which then frees the request and hands the socket
+ * over: an open stream costs this file's connection record and h2o's
+ * socket (about 1 KiB with the caller's state), and its connection is read
+ * again, so that a client's close is seen at once.
+ *
+ * _start: TS_OK and *out, or TS_E_INVALID_ARGUMENT when req is not HTTP/1.1
+ * (HTTP/2 or 1.0: stream with h2o_send then). Nothing of req may be used
+ * after it (h2o frees it once the head is out). The caller frames every
+ * chunk itself (first included) and sends the last one ("0\r\n\r\n")
+ * before closing. Callbacks (on the loop): written(arg) when the head, or
+ * the last _write, went out; gone(arg) once, when the client closed, sent
+ * more than a few KiB (no browser does on an event stream) or a write
+ * failed: then _close the stream. _write: one at a time, after written;
+ * bufs stay valid until written, gone or _close. _close: no callbacks after
+ * it; the connection closes (now, or once the head is out). NULL is fine. */
+struct ts_web_stream;
+struct ts_web_stream_cbs {
+    void (*written)(void *arg);
+    void (*gone)(void *arg);
+};
+int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
+                        const struct ts_web_stream_cbs *cbs, void *arg, struct ts_web_stream **out);
+void ts_web_stream_write(struct ts_web_stream *st, h2o_iovec_t *bufs, size_t n);
+void ts_web_stream_close(struct ts_web_stream *st);
 
 /* Sends a complete response: body copied into req's pool. ctype may be
  * NULL (no Content-Type). */

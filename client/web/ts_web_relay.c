@@ -4,6 +4,7 @@
  */
 #include "ts_web_relay.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,15 +19,22 @@ struct ts_web_ring {
 struct ts_web_event *ts_web_event_new(uint64_t seq, uint64_t thread_id, const char *data,
                                       size_t len)
 {
-    struct ts_web_event *e = malloc(sizeof(*e) + len);
+    char head[24];
+    int hl = snprintf(head, sizeof(head), "%zx\r\n", len);
+    struct ts_web_event *e = malloc(sizeof(*e) + (size_t)hl + len + 2);
     if (!e)
         return NULL;
     e->refs = 1;
     e->seq = seq;
     e->thread_id = thread_id;
     e->prev = 0;
+    memcpy(e->buf, head, (size_t)hl);
+    memcpy(e->buf + hl, data, len);
+    memcpy(e->buf + hl + len, "\r\n", 2);
+    e->chunk = e->buf;
+    e->chunk_len = (size_t)hl + len + 2;
+    e->data = e->buf + hl;
     e->len = len;
-    memcpy(e->data, data, len);
     return e;
 }
 

@@ -39,9 +39,12 @@
 struct ts_web_event {
     unsigned refs;
     uint64_t seq, thread_id;
-    uint64_t prev; /* the thread's previous seq, set by ts_web_chain_push */
+    uint64_t prev;    /* the thread's previous seq, set by ts_web_chain_push */
+    const char *data; /* the SSE frame, len bytes */
     size_t len;
-    char data[]; /* the SSE frame, len bytes */
+    const char *chunk; /* the same framed as one HTTP/1.1 chunk, chunk_len bytes */
+    size_t chunk_len;
+    char buf[];
 };
 
 /* A new frame with one reference (the caller's). NULL on out of memory. */

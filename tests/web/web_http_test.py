@@ -389,7 +389,8 @@ class WebLimitsTest(unittest.TestCase):
         # h2o reads nothing from a connection while its response streams, so
         # a browser that closed its event stream used to hold its connection
         # (and descriptor) until a write to it failed: the second heartbeat
-        # or event after it left (30 s here). With hundreds of browsers
+        # or event after it left (30 s here). The edge now takes HTTP/1.1
+        # streams from h2o (ts_web_stream) and reads them for EOF. With hundreds of browsers
         # coming and going that ran the edge out of descriptors (the
         # benchmark's 20,000 connections). Each stream here fills the
         # per-address cap; the next ones must be served as soon as the
