@@ -506,7 +506,8 @@ static void watcher_end(struct watcher *x, int reload)
     if (x->st) {
         x->ending = 1;
         x->sending = 1;
-        ts_web_stream_write(x->st, reload ? &reload_chunked : &last_chunk, 1);
+        if (ts_web_stream_write(x->st, reload ? &reload_chunked : &last_chunk, 1))
+            watcher_free(x);
         return;
     }
     h2o_req_t *req = x->req;
@@ -523,31 +524,39 @@ static void watcher_pump(struct watcher *x)
         watcher_end(x, 0);
         return;
     }
-    h2o_iovec_t v[SEND_BATCH];
-    uint64_t cur = x->cursor;
-    while (x->n_inflight < SEND_BATCH) {
-        struct ts_web_event *e;
-        int rc = ts_web_chain_next(&x->g->chain, x->w->ring, x->thread_id, &cur, &e);
-        if (rc == TS_E_NOT_FOUND) {
-            watcher_end(x, 1);
+    /* Batches until nothing is left or one waits for the socket (a stream's
+     * write mostly goes out at once; h2o's send always completes later). */
+    for (;;) {
+        h2o_iovec_t v[SEND_BATCH];
+        uint64_t cur = x->cursor;
+        while (x->n_inflight < SEND_BATCH) {
+            struct ts_web_event *e;
+            int rc = ts_web_chain_next(&x->g->chain, x->w->ring, x->thread_id, &cur, &e);
+            if (rc == TS_E_NOT_FOUND) {
+                watcher_end(x, 1);
+                return;
+            }
+            if (rc != TS_OK)
+                break;
+            ts_web_event_ref(e);
+            v[x->n_inflight] =
+                x->st ? h2o_iovec_init(e->chunk, e->chunk_len) : h2o_iovec_init(e->data, e->len);
+            x->inflight[x->n_inflight++] = e;
+            cur = e->seq;
+        }
+        x->cursor = cur;
+        if (!x->n_inflight)
+            return;
+        x->sending = 1;
+        if (!x->st) {
+            h2o_send(x->req, v, x->n_inflight, H2O_SEND_STATE_IN_PROGRESS);
             return;
         }
-        if (rc != TS_OK)
-            break;
-        ts_web_event_ref(e);
-        v[x->n_inflight] =
-            x->st ? h2o_iovec_init(e->chunk, e->chunk_len) : h2o_iovec_init(e->data, e->len);
-        x->inflight[x->n_inflight++] = e;
-        cur = e->seq;
+        if (!ts_web_stream_write(x->st, v, x->n_inflight))
+            return;
+        watcher_release(x);
+        x->sending = 0;
     }
-    x->cursor = cur;
-    if (!x->n_inflight)
-        return;
-    x->sending = 1;
-    if (x->st)
-        ts_web_stream_write(x->st, v, x->n_inflight);
-    else
-        h2o_send(x->req, v, x->n_inflight, H2O_SEND_STATE_IN_PROGRESS);
 }
 
 /* Pumps every watcher of g (which may end some, and free g if none is
@@ -631,10 +640,10 @@ static void on_heartbeat(uv_timer_t *t)
                           : snprintf(x->beat, sizeof(x->beat), "%s", beat);
                 h2o_iovec_t v = h2o_iovec_init(x->beat, (size_t)n);
                 x->sending = 1;
-                if (x->st)
-                    ts_web_stream_write(x->st, &v, 1);
-                else
+                if (!x->st)
                     h2o_send(x->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+                else if (ts_web_stream_write(x->st, &v, 1))
+                    x->sending = 0;
             }
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "ts_addr.h"
 #include "ts_err.h"
@@ -27,6 +28,7 @@
  * (nothing is expected: a browser sends its next request on another
  * connection while an event stream is open). */
 #define STREAM_INPUT_MAX 4096
+#define STREAM_IOV_MAX 32
 
 struct addr_count {
     struct addr_count *next;
@@ -477,10 +479,42 @@ int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
     return TS_OK;
 }
 
-void ts_web_stream_write(struct ts_web_stream *st, h2o_iovec_t *bufs, size_t n)
+int ts_web_stream_write(struct ts_web_stream *st, const h2o_iovec_t *bufs, size_t n)
 {
     struct conn *c = (struct conn *)st;
-    h2o_socket_write(c->sock, bufs, n, on_stream_written);
+    h2o_iovec_t rest[STREAM_IOV_MAX];
+    if (n > STREAM_IOV_MAX)
+        n = STREAM_IOV_MAX; /* callers send at most SEND_BATCH + 1 (ts_web.c) */
+    memcpy(rest, bufs, n * sizeof(*bufs));
+    h2o_iovec_t *v = rest;
+    /* Plain TCP: straight to the socket. Through h2o (uv_write), a socket
+     * that is also read for its close costs an epoll_ctl per write (libuv
+     * re-arms it when a write queue drains) and a loop turn before the
+     * next one; a stream's write almost always goes out whole. */
+    if (!c->sock->ssl) {
+        struct iovec iov[STREAM_IOV_MAX];
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+            iov[i].iov_base = v[i].base;
+            iov[i].iov_len = v[i].len;
+            total += v[i].len;
+        }
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
+        ssize_t r = sendmsg(h2o_socket_get_fd(c->sock), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        size_t done = r > 0 ? (size_t)r : 0;
+        if (done == total)
+            return 1;
+        /* The rest (all of it after an error: h2o reports it) through h2o. */
+        while (done && done >= v->len) {
+            done -= v->len;
+            v++;
+            n--;
+        }
+        v->base += done;
+        v->len -= done;
+    }
+    h2o_socket_write(c->sock, v, n, on_stream_written);
+    return 0;
 }
 
 void ts_web_stream_close(struct ts_web_stream *st)

@@ -117,11 +117,14 @@ void ts_web_http_release(struct ts_web_http_hold *h);
  * after it (h2o frees it once the head is out). The caller frames every
  * chunk itself (first included) and sends the last one ("0\r\n\r\n")
  * before closing. Callbacks (on the loop): written(arg) when the head, or
- * the last _write, went out; gone(arg) once, when the client closed, sent
- * more than a few KiB (no browser does on an event stream) or a write
- * failed: then _close the stream. _write: one at a time, after written;
- * bufs stay valid until written, gone or _close. _close: no callbacks after
- * it; the connection closes (now, or once the head is out). NULL is fine. */
+ * a _write that returned 0, went out; gone(arg) once, when the client
+ * closed, sent more than a few KiB (no browser does on an event stream) or
+ * a write failed: then _close the stream. _write (at most 32 bufs): one at
+ * a time, after the head's written; returns 1 when all of bufs went out at
+ * once (no callback follows: write again at will), 0 when written or gone
+ * follows, and bufs' bytes must stay valid until then (or _close); the
+ * array itself is copied. _close: no callbacks after it; the connection
+ * closes (now, or once the head is out). NULL is fine. */
 struct ts_web_stream;
 struct ts_web_stream_cbs {
     void (*written)(void *arg);
@@ -129,7 +132,7 @@ struct ts_web_stream_cbs {
 };
 int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
                         const struct ts_web_stream_cbs *cbs, void *arg, struct ts_web_stream **out);
-void ts_web_stream_write(struct ts_web_stream *st, h2o_iovec_t *bufs, size_t n);
+int ts_web_stream_write(struct ts_web_stream *st, const h2o_iovec_t *bufs, size_t n);
 void ts_web_stream_close(struct ts_web_stream *st);
 
 /* Sends a complete response: body copied into req's pool. ctype may be
