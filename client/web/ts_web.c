@@ -8,9 +8,13 @@
  * - A POST answered later (after the cluster's answer) holds its request
  *   through a ts_web_http_hold: if the browser left meanwhile, the answer is
  *   dropped, never written to a freed request.
- * - A watcher (one browser on /t/{key}/events) has at most one h2o_send in
- *   flight; the frames of that send stay referenced until h2o's proceed or
- *   stop callback, which are the only places they are released.
+ * - A watcher (one browser on /t/{key}/events) has at most one write in
+ *   flight (an h2o_send, or a ts_web_stream write that did not go out at
+ *   once); its frames stay referenced until h2o's proceed or stop callback,
+ *   or the stream's written or gone, which are the only places they are
+ *   released besides a write that went out whole. A watcher is in its
+ *   thread's group from its request until it ends; one ending a stream of
+ *   its own leaves the group first and is freed once the last chunk is out.
  * - Own comments awaiting moderation are remembered here (author, body and
  *   the edit key's hash, OWN_MAX of them, the oldest forgotten first) so
  *   that their author, proving it with the edit-key cookie, sees them;

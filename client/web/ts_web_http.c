@@ -4,7 +4,8 @@
  *
  * Connections: each accepted socket is a struct conn whose first member is
  * the uv_tcp_t h2o reads and writes. h2o closes the handle when it is done
- * with the connection and calls on_conn_closed, which is the one place a
+ * with the connection (or a stream, once the connection is its own: see
+ * ts_web_stream_start) and calls on_conn_closed, which is the one place a
  * conn is unlinked, uncounted and freed.
  */
 #include "ts_web_http.h"

@@ -29,14 +29,16 @@
  * on shutdown, so close() shuts every tracked socket down (shutdown(2)): h2o
  * then sees EOF or a write error on its own paths and frees the connection.
  *
- * Invariants: every accepted connection is in the tracking list from accept
- * to its uv close callback; per-address counts are exact. h2o's own loop
+ * Invariants: every accepted connection is in the tracking list (and the
+ * table by h2o socket) from accept to its uv close callback; per-address
+ * counts are exact. A stream's connection (ts_web_stream) is h2o's until its
+ * head is written, then the stream's alone, which closes it. h2o's own loop
  * handles (timers, an async) are recorded at init and unref'd once close
  * is done, so the loop can end; ts_web_http_free() then disposes them and
  * must run after uv_run() returned (h2o runs the loop once in dispose).
  *
- * Load: a few hundred bytes per connection here (plus h2o's buffers); one
- * hash lookup per accept.
+ * Load: a few hundred bytes per connection here (plus h2o's buffers, which
+ * a stream gives back); one hash lookup per accept and per stream.
  */
 #ifndef TS_WEB_HTTP_H
 #define TS_WEB_HTTP_H
