@@ -479,7 +479,7 @@ static void *poster_main(void *arg)
         if (paced) {
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 50 * 1000 * 1000; /* then post_stop is looked at again */
+            until.tv_nsec += 50L * 1000 * 1000; /* then post_stop is looked at again */
             if (until.tv_nsec >= 1000000000) {
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000;
