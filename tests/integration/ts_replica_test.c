@@ -486,6 +486,11 @@ START_TEST(test_serve_and_survive)
         start_node(i, 1);
     ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_STANDBY, REPLICAS, 60000);
     ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, VOTERS, 60000);
+    /* the leader committed them; each replica learns it when the log
+     * reaches it, a moment later */
+    for (int i = VOTERS; i < N; i++)
+        ts_testcluster_await_role_count(nodes, i, THREADSYNC__NODE_ROLE__NODE_STANDBY, REPLICAS,
+                                        60000);
     fprintf(stderr, "replica: 3 voters in %llu ms, then 2 replicas joined in %llu ms\n",
             (unsigned long long)(t1 - t0), (unsigned long long)(ts_test_now_ms() - t1));
 
