@@ -226,6 +226,12 @@ static int parse_u64(const char *s, uint64_t *out)
     return 0;
 }
 
+const char *ts_cli_role_name(int role)
+{
+    static const char *const names[] = {"", "reader", "poster", "moderator", "admin"};
+    return role >= 0 && role <= 4 ? names[role] : "";
+}
+
 static int push_server(struct ts_cli_opts *o, const char *s, size_t len)
 {
     char **v = realloc(o->servers, (o->n_servers + 1) * sizeof(*v));
@@ -412,8 +418,7 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
     }
     case OPT_ROLE:
         for (int r = 1; r <= 4; r++)
-            if (strcmp(v, (const char *const[]){"", "reader", "poster", "moderator", "admin"}[r]) ==
-                0)
+            if (strcmp(v, ts_cli_role_name(r)) == 0)
                 o->role = r;
         if (!o->role)
             return fail(err, errlen, "--role wants reader, poster, moderator or admin, not '%s'",
@@ -1382,8 +1387,8 @@ void ts_cli_print_ban(FILE *out, const Threadsync__BanResult *r, int json)
 
 static const char *role_word(int role)
 {
-    static const char *const names[] = {"unspecified", "reader", "poster", "moderator", "admin"};
-    return role >= 0 && role <= 4 ? names[role] : names[0];
+    const char *w = ts_cli_role_name(role);
+    return *w ? w : "unspecified";
 }
 
 void ts_cli_print_token_add(FILE *out, const Threadsync__TokenAddResult *r, int json)

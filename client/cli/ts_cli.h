@@ -168,6 +168,10 @@ void ts_cli_usage(FILE *out);
  * into buf (truncated to len). */
 void ts_cli_context(char *buf, size_t len, const char *what, const struct ts_cli_opts *o);
 
+/* "reader", "poster", "moderator", "admin" for a Threadsync__Role; "" for
+ * any other value. */
+const char *ts_cli_role_name(int role);
+
 /* The command's words as typed ("post", "admin backup"). */
 const char *ts_cli_cmd_name(enum ts_cli_cmd cmd);
 

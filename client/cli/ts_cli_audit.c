@@ -49,12 +49,6 @@ const char *ts_cli_audit_action_name(int action)
     }
 }
 
-static const char *role_name(int r)
-{
-    static const char *const names[] = {"", "reader", "poster", "moderator", "admin"};
-    return r >= 0 && r <= 4 ? names[r] : "";
-}
-
 void ts_cli_audit_write(FILE *out, const Threadsync__AuditEntry *e)
 {
     fputs("{\"type\":\"audit\"", out);
@@ -69,7 +63,7 @@ void ts_cli_audit_write(FILE *out, const Threadsync__AuditEntry *e)
     ts_json_kv_str(out, "reason", e->reason, 0);
     ts_json_kv_str(out, "target", e->target, 0);
     ts_json_kv_i64(out, "until_ms", e->until_ms, 0);
-    ts_json_kv_str(out, "role", role_name(e->role), 0);
+    ts_json_kv_str(out, "role", ts_cli_role_name(e->role), 0);
     fputs("}\n", out);
 }
 
@@ -90,7 +84,7 @@ static void print_line(FILE *out, const Threadsync__AuditEntry *e)
     if (e->until_ms)
         fprintf(out, " until_ms=%" PRId64, e->until_ms);
     if (e->role)
-        fprintf(out, " role=%s", role_name(e->role));
+        fprintf(out, " role=%s", ts_cli_role_name(e->role));
     if (e->reason && *e->reason) {
         fputs(" reason=", out);
         ts_json_str(out, e->reason);
