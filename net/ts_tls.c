@@ -519,6 +519,12 @@ int ts_tls_server_ctx(const char *cert_file, const char *key_file, SSL_CTX **out
      * server cache only serves TLS 1.2 session ids, bounded. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, 4096);
+    /* One ticket per handshake, not OpenSSL's two: our clients keep one
+     * session per destination (the second ticket only ever replaced the
+     * first), and each costs the server a session copy, its encoding and
+     * encryption on every handshake, resumed ones included, where it was
+     * about a tenth of the server's work (bench/README.md, "reconnect"). */
+    SSL_CTX_set_num_tickets(ctx, 1);
     static const unsigned char sid_ctx[] = "threadsync";
     SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
     *out = ctx;

@@ -396,6 +396,40 @@ static int connect_once(const char *key)
     return resumed;
 }
 
+/* The server sends one TLS 1.3 ticket per handshake, not OpenSSL's two:
+ * a client keeps one session per destination, and each ticket costs the
+ * server a session copy, its encoding and its encryption. */
+static int tickets_seen;
+
+static int count_ticket_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    (void)ssl;
+    (void)sess;
+    tickets_seen++;
+    return 0; /* not kept */
+}
+
+START_TEST(test_one_ticket_per_handshake)
+{
+    SSL_CTX *cctx;
+    ck_assert_int_eq(ts_tls_client_ctx(ca_path, NULL, NULL, &cctx), TS_OK);
+    SSL_CTX_sess_set_new_cb(cctx, count_ticket_cb);
+    tickets_seen = 0;
+    struct side c, s;
+    pair(&c, &s, cctx, "127.0.0.1", NULL);
+    run(&c, &s, 65536);
+    ck_assert(ts_tls_established(c.t));
+    /* tickets follow the handshake: the client reads them with data */
+    ck_assert_int_eq(ts_tls_write(s.t, "hi", 2), TS_OK);
+    run(&c, &s, 65536);
+    ck_assert_uint_eq(c.got_len, 2);
+    ck_assert_int_eq(tickets_seen, 1);
+    side_free(&c);
+    side_free(&s);
+    SSL_CTX_free(cctx);
+}
+END_TEST
+
 START_TEST(test_resumption)
 {
     ck_assert(!connect_once("127.0.0.1:7420"));
@@ -601,6 +635,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_foreign_ctx_without_alpn);
     tcase_add_test(tc, test_close_notify_half_close);
     tcase_add_test(tc, test_resumption);
+    tcase_add_test(tc, test_one_ticket_per_handshake);
     tcase_add_test(tc, test_ctx_errors);
     tcase_add_test(tc, test_garbage_input);
     tcase_add_test(tc, test_engine_overhead);
