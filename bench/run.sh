@@ -17,7 +17,9 @@
 # TS_BENCH_ONLY="fanout latency ..." (run only these scenarios),
 # TS_BENCH_BUILD (build dir, default build-bench),
 # TS_BENCH_SERVER_FLAGS (extra threadsyncd flags for every node, e.g.
-# "--io-threads 0").
+# "--io-threads 0"), TS_BENCH_PIN="SERVER_CPUS:GENERATOR_CPUS" (taskset CPU
+# lists, e.g. "0:1": the node or broker on CPU 0, the generator on CPU 1, so
+# neither takes the other's core).
 set -euo pipefail
 
 MODE=full
@@ -59,6 +61,19 @@ THREADS=${TS_BENCH_THREADS:-1}
 ONLY=${TS_BENCH_ONLY:-}
 [ "$WEB_ONLY" = 1 ] && ONLY=web
 read -r -a SERVER_FLAGS <<<"${TS_BENCH_SERVER_FLAGS:-}"
+SRV_PIN=()
+GEN_PIN=()
+if [ -n "${TS_BENCH_PIN:-}" ]; then
+    case "$TS_BENCH_PIN" in
+    *:*) ;;
+    *)
+        echo "run.sh: TS_BENCH_PIN is SERVER_CPUS:GENERATOR_CPUS, e.g. 0:1" >&2
+        exit 2
+        ;;
+    esac
+    SRV_PIN=(taskset -c "${TS_BENCH_PIN%%:*}")
+    GEN_PIN=(taskset -c "${TS_BENCH_PIN#*:}")
+fi
 
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -156,7 +171,7 @@ start_server() {
     SRV_RAFT_PORT=$(free_port)
     # The abuse limits are off: one generator on one address is thousands
     # of legitimate clients here, posting as fast as the node accepts.
-    "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
+    "${SRV_PIN[@]}" "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
         --raft-listen "127.0.0.1:$SRV_RAFT_PORT" --tokens "$SCRATCH/tokens" \
         --rate-author off --rate-token off --max-conns-per-addr off \
         --metrics-listen "" --addr-file "$dir/addr" --log-level warn "$@" "${SERVER_FLAGS[@]}" \
@@ -213,7 +228,7 @@ restart_timed() {
     rm -f "$dir/addr"
     local t0 t1
     t0=$(date +%s.%N)
-    "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
+    "${SRV_PIN[@]}" "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
         --raft-listen "127.0.0.1:$SRV_RAFT_PORT" --tokens "$SCRATCH/tokens" \
         --rate-author off --rate-token off --max-conns-per-addr off \
         --metrics-listen "127.0.0.1:$mport" --addr-file "$dir/addr" --log-level warn "$@" \
@@ -263,7 +278,7 @@ lg() {
 gen_run() {
     echo "-- $1"
     shift
-    "$@" | tee -a "$RESULTS" |
+    "${GEN_PIN[@]}" "$@" | tee -a "$RESULTS" |
         grep -v '^{' | sed -e 's/^TABLE|/   /' -e 's/^CPU|/   cpu: /' | tr '|' ' '
 }
 
@@ -482,7 +497,7 @@ keyfile $SCRATCH/mqcerts/mosquitto.key
 cafile $SCRATCH/mqcerts/ca.pem
 tls_version tlsv1.3
 EOF
-    "$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
+    "${SRV_PIN[@]}" "$MOSQUITTO" -c "$dir/mosquitto.conf" 2>"$dir/mosquitto.log" &
     SRV_PID=$!
     PIDS+=("$SRV_PID")
     SRV_ADDR=127.0.0.1:$port
@@ -525,7 +540,9 @@ echo "   $AES"
 AES_KBPS=$(echo "$AES" | awk '{v=$NF; sub(/k$/,"",v); print v}')
 
 echo
-echo "== results ($MODE, generator threads: $THREADS, $(nproc) cores)"
+PINNED="not pinned: node and generator share all $(nproc) cores"
+[ -n "${TS_BENCH_PIN:-}" ] && PINNED="pinned: node/broker on CPUs ${TS_BENCH_PIN%%:*}, generator on CPUs ${TS_BENCH_PIN#*:} (web edge not pinned)"
+echo "== results ($MODE, generator threads: $THREADS, $(nproc) cores, $PINNED)"
 grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
 grep '^CPU|' "$RESULTS" >/dev/null && echo && echo "cpu (cores busy over each measured phase):" &&
     paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' -e '^TABLE|restart|' | cut -d'|' -f2,3 |

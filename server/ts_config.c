@@ -116,6 +116,9 @@ static const struct opt opts[] = {
      "that the cluster still lists this node)"},
     {"cluster", "join_token_file", "join-token-file", "FILE", T_PATH, 0, 0, F(join_token_file), 0,
      NULL, "admin token used by --join (default: DATA_DIR/admin.token)"},
+    {"cluster", "read_replica", "read-replica", NULL, T_BOOL, 0, 0, F(read_replica), 0, "false",
+     "with --join: join as a read replica (replicates the log, serves reads and subscriptions, "
+     "never votes or counts for quorum)"},
     {"moderation", "premoderate", "premoderate", NULL, T_BOOL, 0, 0, F(premoderate), 0, "false",
      "every new comment starts PENDING until a moderator approves it"},
     {"moderation", "edit_window_ms", "edit-window-ms", "MS", T_UINT, 1, 24ull * 3600 * 1000,

@@ -206,6 +206,7 @@ void ts_req_admin_token_list(struct ts_session *s, const Threadsync__Frame *f)
 struct pending_change {
     struct ts__session_wait wait; /* first */
     int join;
+    int role; /* join: TS_REPL_VOTER or TS_REPL_STANDBY */
     uint64_t node_id;
     char raft_address[256], client_address[256];
 };
@@ -220,12 +221,26 @@ static void fill_node(Threadsync__ClusterNode *cn, const struct ts_repl_node *n)
     cn->is_leader = n->is_leader;
 }
 
+/* A Join that asks for the role a member already has the other of: joins
+ * never change roles (a read replica is never promoted by one). */
+static void refuse_role(struct ts_session *s, uint64_t rid, uint64_t node_id)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "node %llu is already a member with the other role; a join does not change "
+             "roles (remove the node, wipe its data directory, join again)",
+             (unsigned long long)node_id);
+    ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "role", msg);
+}
+
 static void change_done(void *arg, int status)
 {
     struct pending_change *pc = arg;
     struct ts_session *s = ts__session_wait_done(&pc->wait);
     uint64_t rid = pc->wait.request_id;
-    if (s && status != TS_OK) {
+    if (s && status == TS_E_EXISTS) {
+        refuse_role(s, rid, pc->node_id);
+    } else if (s && status != TS_OK) {
         ts__session_error(s, rid, status, status == TS_E_INVALID_ARGUMENT ? "node_id" : NULL,
                           status == TS_E_FORBIDDEN ? "the node's raft endpoint failed mutual TLS "
                                                      "with this cluster's CA"
@@ -235,7 +250,7 @@ static void change_done(void *arg, int status)
         Threadsync__JoinResult jr = THREADSYNC__JOIN_RESULT__INIT;
         Threadsync__RemoveNodeResult rr = THREADSYNC__REMOVE_NODE_RESULT__INIT;
         Threadsync__ClusterNode cn;
-        struct ts_repl_node n = {.id = pc->node_id, .role = TS_REPL_VOTER};
+        struct ts_repl_node n = {.id = pc->node_id, .role = pc->role};
         r.request_id = rid;
         if (pc->join) {
             memcpy(n.raft_address, pc->raft_address, sizeof(n.raft_address));
@@ -263,7 +278,7 @@ static int valid_node_address(const char *address, size_t cap)
            strlen(address) < cap;
 }
 
-static void change(struct ts_session *s, uint64_t rid, int join, uint64_t node_id,
+static void change(struct ts_session *s, uint64_t rid, int join, int role, uint64_t node_id,
                    const char *raft_address, const char *client_address)
 {
     if (node_id == 0) {
@@ -291,10 +306,16 @@ static void change(struct ts_session *s, uint64_t rid, int join, uint64_t node_i
         snprintf(pc->client_address, sizeof(pc->client_address), "%s", client_address);
     }
     pc->join = join;
+    pc->role = role;
     pc->node_id = node_id;
-    int rc =
-        join ? ts_repl_join(s->srv->repl, node_id, raft_address, client_address, change_done, pc)
-             : ts_repl_remove(s->srv->repl, node_id, change_done, pc);
+    int rc = join ? ts_repl_join(s->srv->repl, node_id, raft_address, client_address, role,
+                                 change_done, pc)
+                  : ts_repl_remove(s->srv->repl, node_id, change_done, pc);
+    if (rc == TS_E_EXISTS) {
+        free(pc);
+        refuse_role(s, rid, node_id);
+        return;
+    }
     if (rc != TS_OK) {
         free(pc);
         ts__session_error(
@@ -302,21 +323,30 @@ static void change(struct ts_session *s, uint64_t rid, int join, uint64_t node_i
             rc == TS_E_UNAVAILABLE ? "another membership change is in progress, or closing" : NULL);
         return;
     }
-    TS_INFO(TS__SESSION_LOG_FMT "token_name=%s event=%s node=%llu", TS__SESSION_LOG_ARGS(s),
-            s->token_name, join ? "join" : "remove_node", (unsigned long long)node_id);
+    TS_INFO(TS__SESSION_LOG_FMT "token_name=%s event=%s node=%llu%s", TS__SESSION_LOG_ARGS(s),
+            s->token_name, join ? "join" : "remove_node", (unsigned long long)node_id,
+            join && role == TS_REPL_STANDBY ? " role=standby" : "");
     ts__session_wait_add(s, &pc->wait, rid);
 }
 
 void ts_req_admin_join(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Join *j = f->join;
-    change(s, j->request_id, 1, j->node_id, j->raft_address, j->client_address);
+    int role = j->role == THREADSYNC__NODE_ROLE__NODE_STANDBY ? TS_REPL_STANDBY : TS_REPL_VOTER;
+    if (j->role != THREADSYNC__NODE_ROLE__NODE_ROLE_UNSPECIFIED &&
+        j->role != THREADSYNC__NODE_ROLE__NODE_VOTER &&
+        j->role != THREADSYNC__NODE_ROLE__NODE_STANDBY) {
+        ts__session_error(s, j->request_id, TS_E_INVALID_ARGUMENT, "role",
+                          "a node joins as NODE_VOTER or NODE_STANDBY");
+        return;
+    }
+    change(s, j->request_id, 1, role, j->node_id, j->raft_address, j->client_address);
 }
 
 void ts_req_admin_remove_node(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__RemoveNode *rn = f->remove_node;
-    change(s, rn->request_id, 0, rn->node_id, NULL, NULL);
+    change(s, rn->request_id, 0, 0, rn->node_id, NULL, NULL);
 }
 
 void ts_req_admin_cluster(struct ts_session *s, const Threadsync__Frame *f)

@@ -478,6 +478,10 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         /* a restored node starts its own cluster; others join it */
         TS_ERROR("event=config_error reason=\"--restore and --join exclude each other\"");
         rc = TS_E_CONFIG;
+    } else if (cfg->read_replica && !cfg->join) {
+        /* a first node bootstraps as a voter; a replica is one of a cluster */
+        TS_ERROR("event=config_error reason=\"--read-replica needs --join\"");
+        rc = TS_E_CONFIG;
     } else if (srv->restore_file) {
         rc = ts_backup_seed(srv->restore_file, &rcfg);
     }
@@ -622,6 +626,7 @@ static int start_join(struct ts_server *srv)
         .client_address = srv->advertise,
         .ctx = srv->join_ctx,
         .check = check,
+        .read_replica = srv->cfg.read_replica,
     };
     rc = ts_join_start(srv->loop, &jc, check ? on_membership : on_joined, srv, &srv->join);
     if (rc != TS_OK)

@@ -44,6 +44,7 @@ struct ts_server_config {
     const char *ca_file;          /* cluster CA, default DATA/ca.pem */
     const char *join;             /* first start: join through this member's client address */
     const char *join_token_file;  /* admin token for the join, default DATA/admin.token */
+    int read_replica;             /* --join as a standby: replicates, serves reads, no vote */
     unsigned election_timeout_ms; /* 0 = ts_repl default */
     /* Moderation and abuse limits (PROTOCOL.md sections 4 and 5). For the
      * numbers 0 means the default shown; TS_SERVER_UNLIMITED turns a limit

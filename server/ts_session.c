@@ -201,14 +201,18 @@ void ts__session_error_retry(struct ts_session *s, uint64_t request_id, int code
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Error e = THREADSYNC__ERROR__INIT;
-    char where[96];
+    char where[384];
     if (code == TS_E_NOT_LEADER) {
         e.leader_address = (char *)ts_repl_leader_client_address(s->srv->repl);
         if (!*e.leader_address) {
             code = TS_E_UNAVAILABLE; /* nobody to send the client to: retry later */
             message = "no leader known";
         } else if (!message) {
-            snprintf(where, sizeof(where), "this node is not the leader; send writes to %s",
+            snprintf(where, sizeof(where),
+                     ts_repl_role(s->srv->repl) == TS_REPL_STANDBY
+                         ? "this node is a read replica (reads and subscriptions only); send "
+                           "writes to the leader at %s"
+                         : "this node is not the leader; send writes to %s",
                      e.leader_address);
             message = where;
         }

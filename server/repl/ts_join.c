@@ -37,6 +37,7 @@ struct ts_join {
     int retry_ms; /* delay before the next attempt after this connection */
     unsigned attempts;
     int check; /* ask Cluster{} instead of Join (ts_join.h, check mode) */
+    int read_replica;
 };
 
 static void join_free(struct ts_join *j)
@@ -116,6 +117,14 @@ static void send_cluster(struct ts_join *j)
     join_send(j, &f);
 }
 
+/* The role's name in threadsync.proto ("NODE_STANDBY"), for the logs. */
+static const char *role_name(Threadsync__NodeRole role)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&threadsync__node_role__descriptor, (int)role);
+    return v ? v->name : "unknown";
+}
+
 /* Check mode: the member's view decides once it knows a leader (a member
  * without one may be the lagging side of a partition). */
 static void on_cluster(struct ts_join *j, const Threadsync__ClusterResult *cr)
@@ -125,10 +134,17 @@ static void on_cluster(struct ts_join *j, const Threadsync__ClusterResult *cr)
         ts_conn_close(j->conn, TS_OK);
         return;
     }
+    Threadsync__NodeRole want =
+        j->read_replica ? THREADSYNC__NODE_ROLE__NODE_STANDBY : THREADSYNC__NODE_ROLE__NODE_VOTER;
     for (size_t i = 0; i < cr->n_nodes; i++) {
         if (cr->nodes[i]->id == j->node_id) {
-            TS_INFO("event=membership_confirmed target=%s node=%llu", j->target,
-                    (unsigned long long)j->node_id);
+            TS_INFO("event=membership_confirmed target=%s node=%llu role=%s", j->target,
+                    (unsigned long long)j->node_id, role_name(cr->nodes[i]->role));
+            if (cr->nodes[i]->role != want)
+                TS_WARN("event=role_mismatch node=%llu role=%s asked=%s msg=\"a member keeps its "
+                        "role; --read-replica only counts when a node first joins\"",
+                        (unsigned long long)j->node_id, role_name(cr->nodes[i]->role),
+                        role_name(want));
             finish(j, TS_OK);
             return;
         }
@@ -150,11 +166,13 @@ static void send_join(struct ts_join *j)
     r.node_id = j->node_id;
     r.raft_address = j->raft_address;
     r.client_address = j->client_address;
+    r.role =
+        j->read_replica ? THREADSYNC__NODE_ROLE__NODE_STANDBY : THREADSYNC__NODE_ROLE__NODE_VOTER;
     f.msg_case = THREADSYNC__FRAME__MSG_JOIN;
     f.join = &r;
     join_send(j, &f);
-    TS_INFO("event=join_request target=%s node=%llu raft=%s client=%s", j->target,
-            (unsigned long long)j->node_id, j->raft_address, j->client_address);
+    TS_INFO("event=join_request target=%s node=%llu raft=%s client=%s role=%s", j->target,
+            (unsigned long long)j->node_id, j->raft_address, j->client_address, role_name(r.role));
 }
 
 static void on_error_frame(struct ts_join *j, const Threadsync__Error *e)
@@ -207,8 +225,15 @@ static void on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const 
             on_cluster(j, f->result->cluster);
         } else if (f->result->request_id == 1 &&
                    f->result->body_case == THREADSYNC__RESULT__BODY_JOIN) {
-            TS_INFO("event=joined target=%s node=%llu role=voter", j->target,
-                    (unsigned long long)j->node_id);
+            const Threadsync__ClusterNode *n = f->result->join->node;
+            Threadsync__NodeRole role = n ? n->role : THREADSYNC__NODE_ROLE__NODE_ROLE_UNSPECIFIED;
+            TS_INFO("event=joined target=%s node=%llu role=%s", j->target,
+                    (unsigned long long)j->node_id, role_name(role));
+            /* A leader that predates Join.role ignores it and adds a voter. */
+            if (j->read_replica && role != THREADSYNC__NODE_ROLE__NODE_STANDBY)
+                TS_ERROR("event=joined_as_voter node=%llu msg=\"asked to join as a read replica, "
+                         "but the leader did not say standby: upgrade every voter first\"",
+                         (unsigned long long)j->node_id);
             finish(j, TS_OK);
         }
         break;
@@ -290,6 +315,7 @@ int ts_join_start(uv_loop_t *loop, const struct ts_join_config *cfg, ts_join_cb 
     }
     j->node_id = cfg->node_id;
     j->check = cfg->check;
+    j->read_replica = cfg->read_replica;
     j->ctx = cfg->ctx;
     j->cb = cb;
     j->arg = arg;

@@ -8,7 +8,8 @@
  * NOT_LEADER with the leader's client address and the request follows it;
  * UNAVAILABLE (another change in progress, no quorum) and lost connections
  * are retried with backoff; the leader answers only once the node has been
- * added and promoted to voter (PROTOCOL.md "Cluster"). FORBIDDEN,
+ * added and given its role: voter, or standby for a read replica
+ * (PROTOCOL.md "Cluster"). FORBIDDEN,
  * UNAUTHENTICATED and INVALID_ARGUMENT end the attempt: retrying cannot fix
  * a wrong certificate, token or id.
  *
@@ -16,7 +17,9 @@
  * again with --join): instead of Join it sends Cluster{} and reports whether
  * the cluster's configuration, as a member that knows a leader sees it,
  * still lists this node. A node removed while it was stopped learns it this
- * way: the cluster never sends it the entry that removed it.
+ * way: the cluster never sends it the entry that removed it. A role other
+ * than the one asked for (--read-replica given or dropped on a restart) is
+ * logged; roles never change by a join.
  *
  * Load: one connection at a time, for seconds, once per node lifetime.
  */
@@ -39,9 +42,10 @@ struct ts_join_config {
     SSL_CTX *ctx;               /* client context with the cluster CA; borrowed, outlives j */
     unsigned deadline_ms;       /* give up after this long, 0 = 120000 */
     int check;                  /* check mode (above): cb gets TS_OK or TS_E_NOT_FOUND */
+    int read_replica;           /* join as a standby (Join.role NODE_STANDBY), not a voter */
 };
 
-/* Called once: TS_OK when the node is a voter, else the error that ended
+/* Called once: TS_OK when the node has its role, else the error that ended
  * it (the protocol's code, or TS_E_TIMEOUT). Never synchronously; not
  * after ts_join_cancel(). */
 typedef void (*ts_join_cb)(void *arg, int status);

@@ -510,6 +510,55 @@ void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg)
     schedule_defer(r);
 }
 
+/* ---- the leader, as far as this node knows --------------------------- */
+
+/* This node's role in the configuration it knows, RAFT_* or -1 when it is
+ * not in it (a node still joining). */
+static int own_role(const struct ts_repl *r)
+{
+    for (unsigned i = 0; i < r->raft.configuration.n; i++)
+        if (r->raft.configuration.servers[i].id == r->raft.id)
+            return r->raft.configuration.servers[i].role;
+    return -1;
+}
+
+/* raft_leader(), except that a non-voter forgets a leader it has not heard
+ * from for an election timeout. libraft 0.15 clears the leader only when a
+ * follower turns candidate, which a standby or spare never does: after the
+ * leader dies, a read replica would name it forever, serve its state as
+ * fresh (the staleness bound below never started) and send writers to it.
+ * A standby hears from the leader every heartbeat (AppendEntries resets
+ * election_timer_start, on raft's clock, which is the loop's uv_now). */
+static void repl_leader(const struct ts_repl *r, raft_id *id, const char **addr)
+{
+    *id = 0;
+    *addr = NULL;
+    if (r->raft_stopping)
+        return;
+    /* raft's accessors take a non-const pointer but only read. */
+    struct raft *raft = (struct raft *)&r->raft;
+    raft_leader(raft, id, addr);
+    if (*id && raft_state(raft) == RAFT_FOLLOWER && own_role(r) != RAFT_VOTER &&
+        uv_now(r->loop) - raft->election_timer_start > raft->election_timeout) {
+        *id = 0;
+        *addr = NULL;
+    }
+}
+
+int ts_repl_role(const struct ts_repl *r)
+{
+    switch (own_role(r)) {
+    case RAFT_VOTER:
+        return TS_REPL_VOTER;
+    case RAFT_STANDBY:
+        return TS_REPL_STANDBY;
+    case RAFT_SPARE:
+        return TS_REPL_SPARE;
+    default:
+        return 0;
+    }
+}
+
 /* ---- staleness -------------------------------------------------------- */
 
 /* Notes what raft knows now: a leader (remembered with the time), or that
@@ -518,9 +567,9 @@ static void watch_sample(struct ts_repl *r)
 {
     if (r->raft_stopping)
         return;
-    raft_id id = 0;
-    const char *addr = NULL;
-    raft_leader(&r->raft, &id, &addr);
+    raft_id id;
+    const char *addr;
+    repl_leader(r, &id, &addr);
     int member = ts_repl_is_member(r);
     if (member)
         r->was_member = 1;
@@ -880,11 +929,9 @@ int ts_repl_is_leader(const struct ts_repl *r)
 
 const char *ts_repl_leader_address(const struct ts_repl *r)
 {
-    raft_id id = 0;
-    const char *addr = NULL;
-    if (r->raft_stopping)
-        return "";
-    raft_leader((struct raft *)&r->raft, &id, &addr);
+    raft_id id;
+    const char *addr;
+    repl_leader(r, &id, &addr);
     return addr ? addr : "";
 }
 
@@ -895,11 +942,9 @@ uint64_t ts_repl_last_applied(const struct ts_repl *r)
 
 const char *ts_repl_leader_client_address(struct ts_repl *r)
 {
-    raft_id id = 0;
-    const char *addr = NULL;
-    if (r->raft_stopping)
-        return "";
-    raft_leader(&r->raft, &id, &addr);
+    raft_id id;
+    const char *addr;
+    repl_leader(r, &id, &addr);
     if (!addr || !id)
         return "";
     if (id == r->raft.id)
@@ -912,11 +957,9 @@ const char *ts_repl_leader_client_address(struct ts_repl *r)
 
 uint64_t ts_repl_leader_id(const struct ts_repl *r)
 {
-    raft_id id = 0;
-    const char *addr = NULL;
-    if (r->raft_stopping)
-        return 0;
-    raft_leader((struct raft *)&r->raft, &id, &addr);
+    raft_id id;
+    const char *addr;
+    repl_leader(r, &id, &addr);
     return id;
 }
 
@@ -927,9 +970,9 @@ void ts_repl_get_status(const struct ts_repl *r, struct ts_repl_status *out)
         return;
     /* raft's accessors take a non-const pointer but only read. */
     struct raft *raft = (struct raft *)&r->raft;
-    raft_id id = 0;
-    const char *addr = NULL;
-    raft_leader(raft, &id, &addr);
+    raft_id id;
+    const char *addr;
+    repl_leader(r, &id, &addr);
     out->term = raft->current_term;
     out->commit_index = raft->commit_index;
     out->applied_index = raft->last_applied;

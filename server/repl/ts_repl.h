@@ -29,12 +29,16 @@
  * learns every node's client address (for NOT_LEADER answers and the
  * Cluster listing) from the configuration itself, without a store change.
  * Membership follows dqlite: a node is added as a spare (raft_add), then
- * promoted to voter (raft_assign), which libraft does only once the node
- * has caught up with the log; before adding, the leader dials the new node
- * over the mTLS transport (a probe), so a node whose certificate the
- * cluster does not accept is refused up front. One membership change runs
- * at a time. On close, a leader first hands leadership to another voter
- * (raft_transfer), bounded by transfer_ms.
+ * given its role (raft_assign): a voter, which libraft commits only once
+ * the node has caught up with the log, or a standby (a read replica:
+ * replicates the log and serves reads, never votes, never counts for
+ * quorum), committed at once. Nothing here changes a node's role after
+ * that: a standby is never promoted by a retried join, a transfer of
+ * leadership (libraft picks voters only) or a restart. Before adding, the
+ * leader dials the new node over the mTLS transport (a probe), so a node
+ * whose certificate the cluster does not accept is refused up front. One
+ * membership change runs at a time. On close, a leader first hands
+ * leadership to another voter (raft_transfer), bounded by transfer_ms.
  *
  * Data directory: raft's files (metadata1/2, segments, snapshot-*) plus
  * LOCK. The file system need not support O_DIRECT or kernel AIO: libraft
@@ -127,8 +131,14 @@ const char *ts_repl_leader_address(const struct ts_repl *r);
 /* The leader's client address, "" when no leader is known or its entry
  * carries none. Points into r: valid until the next call. */
 const char *ts_repl_leader_client_address(struct ts_repl *r);
-/* The leader's id, 0 when unknown. */
+/* The leader's id, 0 when unknown. Here and in the two above, a standby or
+ * spare (which never turns candidate, so raft would name a dead leader for
+ * ever) knows no leader once it has not heard from it for an election
+ * timeout. */
 uint64_t ts_repl_leader_id(const struct ts_repl *r);
+/* This node's role in the configuration it knows (TS_REPL_VOTER,
+ * TS_REPL_STANDBY, TS_REPL_SPARE), 0 when it is not in it. */
+int ts_repl_role(const struct ts_repl *r);
 /* 1 when this node is in the configuration it knows (a joining node is
  * not, until the leader added it and it received the entry). */
 int ts_repl_is_member(const struct ts_repl *r);
@@ -159,14 +169,17 @@ uint64_t ts_repl_last_applied(const struct ts_repl *r);
 typedef void (*ts_repl_change_cb)(void *arg, int status);
 
 /* Adds node id with raft_address and client_address (host:port each) as a
- * spare, then promotes it to voter once it caught up. Joining again with
- * the same id and addresses finishes an interrupted join (or succeeds at
- * once for a voter). Errors returned directly (cb not called):
+ * spare, then gives it role: TS_REPL_VOTER once it caught up, or
+ * TS_REPL_STANDBY (a read replica) at once. Joining again with the same
+ * id, addresses and role finishes an interrupted join (or succeeds at once
+ * for a node that has the role). Errors returned directly (cb not called):
  * TS_E_NOT_LEADER, TS_E_UNAVAILABLE (closing, or a change in progress),
- * TS_E_INVALID_ARGUMENT (id 0, a bad address, the id known with other
- * addresses, the raft address used by another id). */
+ * TS_E_INVALID_ARGUMENT (id 0, a bad address or role, the id known with
+ * other addresses, the raft address used by another id), TS_E_EXISTS (the
+ * node is a voter or standby already and role is the other one: a join
+ * never changes a member's role). */
 int ts_repl_join(struct ts_repl *r, uint64_t id, const char *raft_address,
-                 const char *client_address, ts_repl_change_cb cb, void *arg);
+                 const char *client_address, int role, ts_repl_change_cb cb, void *arg);
 
 /* Removes node id from the configuration. Direct errors as for join, plus
  * TS_E_NOT_FOUND (unknown id) and TS_E_INVALID_ARGUMENT for the leader

@@ -1,8 +1,13 @@
 /*
  * ts_repl_member: raft's configuration as the rest of the server sees it
  * (ts_repl_is_member, ts_repl_nodes) and the membership changes a leader
- * drives (ts_repl_join: probe over mutual TLS, add as spare, promote to
- * voter; ts_repl_remove). Private to ts_repl (ts_repl_int.h).
+ * drives (ts_repl_join: probe over mutual TLS, add as spare, assign the
+ * role asked for, voter or standby; ts_repl_remove). Private to ts_repl
+ * (ts_repl_int.h).
+ *
+ * A join assigns a role once, to a spare: a member that already is a voter
+ * or a standby keeps its role whatever a later Join asks (TS_E_EXISTS), so
+ * a read replica is never promoted by a retried or mistaken join.
  *
  * Invariants: at most one change runs (r->mop, libraft takes one at a
  * time); each step is started from the loop (the kick timer), never from
@@ -169,8 +174,13 @@ static void mop_step(struct ts_repl *r)
     int rv = 0;
     m->change.data = r;
     if (m->stage == MOP_PROBE) {
-        if (srv && srv->role == RAFT_VOTER) {
+        if (srv && srv->role == m->role) {
             ts__repl_mop_finish(r, TS_OK); /* already joined */
+            return;
+        }
+        if (srv && srv->role != RAFT_SPARE) {
+            /* it became a member with the other role while we probed */
+            ts__repl_mop_finish(r, TS_E_EXISTS);
             return;
         }
         m->stage = srv ? MOP_ASSIGN : MOP_ADD;
@@ -183,10 +193,13 @@ static void mop_step(struct ts_repl *r)
         m->stage = MOP_ASSIGN;
         break;
     case MOP_ASSIGN:
-        /* libraft replicates to the node in rounds and commits the new
-         * role only once the node is caught up (or gives up: NOCONNECTION). */
-        TS_INFO("event=repl_assign dir=%s node=%llu role=voter", r->dir, (unsigned long long)m->id);
-        rv = raft_assign(&r->raft, &m->change, m->id, RAFT_VOTER, on_change);
+        /* To voter: libraft replicates to the node in rounds and commits
+         * the new role only once the node is caught up (or gives up:
+         * NOCONNECTION). To standby: committed at once; the node then
+         * copies the log like any follower. */
+        TS_INFO("event=repl_assign dir=%s node=%llu role=%s", r->dir, (unsigned long long)m->id,
+                m->role == RAFT_VOTER ? "voter" : "standby");
+        rv = raft_assign(&r->raft, &m->change, m->id, m->role, on_change);
         m->stage = MOP_DONE;
         break;
     case MOP_REMOVE:
@@ -232,12 +245,13 @@ static int mop_begin(struct ts_repl *r, uint64_t id, ts_repl_change_cb cb, void 
 }
 
 int ts_repl_join(struct ts_repl *r, uint64_t id, const char *raft_address,
-                 const char *client_address, ts_repl_change_cb cb, void *arg)
+                 const char *client_address, int role, ts_repl_change_cb cb, void *arg)
 {
     struct repl_mop *m;
     if (!raft_address || !client_address || strchr(raft_address, ',') ||
-        strchr(client_address, ','))
+        strchr(client_address, ',') || (role != TS_REPL_VOTER && role != TS_REPL_STANDBY))
         return TS_E_INVALID_ARGUMENT;
+    int raft_role = role == TS_REPL_VOTER ? RAFT_VOTER : RAFT_STANDBY;
     size_t alen = strlen(raft_address) + strlen(client_address) + 2;
     if (alen > TS_RAFT_TLS_ADDR_MAX)
         return TS_E_INVALID_ARGUMENT;
@@ -257,6 +271,10 @@ int ts_repl_join(struct ts_repl *r, uint64_t id, const char *raft_address,
         free(address);
         return TS_E_INVALID_ARGUMENT;
     }
+    if (known && known->role != RAFT_SPARE && known->role != raft_role) {
+        free(address);
+        return TS_E_EXISTS;
+    }
     for (unsigned i = 0; !known && i < r->raft.configuration.n; i++) {
         char other[TS_RAFT_TLS_ADDR_MAX + 1];
         if (ts_raft_tls_split_address(r->raft.configuration.servers[i].address, other,
@@ -272,9 +290,11 @@ int ts_repl_join(struct ts_repl *r, uint64_t id, const char *raft_address,
         return rc;
     }
     m->address = address;
+    m->role = raft_role;
     m->stage = MOP_PROBE;
     r->mop = m;
-    TS_INFO("event=repl_join dir=%s node=%llu addr=%s", r->dir, (unsigned long long)id, address);
+    TS_INFO("event=repl_join dir=%s node=%llu addr=%s role=%s", r->dir, (unsigned long long)id,
+            address, role == TS_REPL_VOTER ? "voter" : "standby");
     if (r->tls) {
         rc = ts_raft_tls_probe(&r->transport, address, on_probe, r);
         if (rc != TS_OK) {

@@ -34,6 +34,7 @@
 
 #include "ts_check_main.h"
 #include "threadsync.h"
+#include "ts_testcluster.h"
 #include "ts_testnode.h"
 
 #define N 3
@@ -56,75 +57,6 @@ static void teardown(void)
         ts_test_rmtree(certs);
 }
 
-/* ---- blocking helpers over libthreadsync, one node at a time ---- */
-
-static void one_node_cfg(struct ts_client_config *cfg, const char *const *server, const char *token)
-{
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->servers = server;
-    cfg->n_servers = 1;
-    cfg->ca_file = nodes[0].ca;
-    cfg->token = token;
-    cfg->client_name = "failover-test";
-    cfg->request_timeout_ms = 10000;
-    cfg->connect_timeout_ms = 3000;
-}
-
-/* Node i's view of the cluster (NULL when it does not answer). */
-static Threadsync__ClusterResult *cluster_of(int i)
-{
-    if (!nodes[i].pid)
-        return NULL;
-    const char *server[] = {nodes[i].addr};
-    struct ts_client_config cfg;
-    one_node_cfg(&cfg, server, nodes[0].admin_token);
-    Threadsync__ClusterResult *res = NULL;
-    Threadsync__Error *err = NULL;
-    if (ts_sync_cluster(&cfg, &res, &err) != TS_OK)
-        res = NULL;
-    ts_msg_free(err);
-    return res;
-}
-
-/* The index of the leader every running node agrees on, or -1. */
-static int agreed_leader(void)
-{
-    int agreed = -2;
-    for (int i = 0; i < N; i++) {
-        if (!nodes[i].pid)
-            continue;
-        Threadsync__ClusterResult *cr = cluster_of(i);
-        int l = cr && cr->leader_id >= 1 && cr->leader_id <= N ? (int)cr->leader_id - 1 : -1;
-        ts_msg_free(cr);
-        if (l < 0 || !nodes[l].pid || (agreed >= 0 && l != agreed))
-            return -1;
-        agreed = l;
-    }
-    return agreed;
-}
-
-static int await_leader(int timeout_ms)
-{
-    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
-    while (ts_test_now_ms() < deadline) {
-        int l = agreed_leader();
-        if (l >= 0)
-            return l;
-        usleep(100000);
-    }
-    return -1;
-}
-
-static size_t voters_of(int i)
-{
-    Threadsync__ClusterResult *cr = cluster_of(i);
-    size_t v = 0;
-    for (size_t k = 0; cr && k < cr->n_nodes; k++)
-        v += cr->nodes[k]->role == THREADSYNC__NODE_ROLE__NODE_VOTER;
-    ts_msg_free(cr);
-    return v;
-}
-
 static void start_cluster(void)
 {
     const char *base = getenv("TS_TEST_TMPDIR");
@@ -133,17 +65,15 @@ static void start_cluster(void)
     const char *names[] = {"n1", "n2", "n3", NULL};
     ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
     ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, NULL), TS_OK);
-    ck_assert_int_eq(await_leader(20000), 0);
+    ck_assert_int_eq(ts_testcluster_await_leader(nodes, N, 20000), 0);
     for (int i = 1; i < N; i++) {
         char name[8];
         snprintf(name, sizeof(name), "n%d", i + 1);
         ck_assert_int_eq(
             ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, NULL),
             TS_OK);
-        uint64_t deadline = ts_test_now_ms() + 60000;
-        while (voters_of(0) != (size_t)i + 1 && ts_test_now_ms() < deadline)
-            usleep(100000);
-        ck_assert_uint_eq(voters_of(0), (size_t)i + 1);
+        ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, (size_t)i + 1,
+                                        60000);
     }
 }
 
@@ -379,7 +309,7 @@ static void on_driver(uv_timer_t *t)
     case 0: /* steady state before any failure */
         if (r->p.acked < 80 || r->s.cursor == 0)
             return;
-        r->killed = agreed_leader();
+        r->killed = ts_testcluster_agreed_leader(nodes, N);
         ck_assert_int_ge(r->killed, 0);
         ck_assert_uint_ne(r->s.node, (uint64_t)r->killed + 1); /* it subscribed to a follower */
         r->acked_at_kill = r->p.acked;
@@ -427,24 +357,10 @@ static void on_driver(uv_timer_t *t)
     }
 }
 
-/* Get on node i alone: the thread, or NULL. */
-static Threadsync__GetResult *get_on(int i)
-{
-    const char *server[] = {nodes[i].addr};
-    struct ts_client_config cfg;
-    one_node_cfg(&cfg, server, nodes[0].admin_token);
-    Threadsync__GetResult *g = NULL;
-    Threadsync__Error *err = NULL;
-    if (ts_sync_get(&cfg, THREAD, &g, &err) != TS_OK)
-        g = NULL;
-    ts_msg_free(err);
-    return g;
-}
-
 START_TEST(test_library_follows_failover)
 {
     start_cluster();
-    int leader = await_leader(20000);
+    int leader = ts_testcluster_await_leader(nodes, N, 20000);
     ck_assert_int_ge(leader, 0);
     int follower = (leader + 1) % N;
 
@@ -519,33 +435,8 @@ START_TEST(test_library_follows_failover)
     ck_assert_uint_ge(r.s.resubscribed, 2);
 
     /* every acknowledged post exactly once, with its id, on every node */
-    for (int k = 0; k < N; k++) {
-        Threadsync__GetResult *g = NULL;
-        uint64_t deadline = ts_test_now_ms() + 60000;
-        while (ts_test_now_ms() < deadline) {
-            g = get_on(k);
-            if (g && g->n_comments >= TOTAL)
-                break;
-            ts_msg_free(g);
-            g = NULL;
-            usleep(200000);
-        }
-        ck_assert_msg(g != NULL, "node %d never reached %d comments", k + 1, TOTAL);
-        ck_assert_uint_eq(g->n_comments, TOTAL);
-        for (int i = 0; i < TOTAL; i++) {
-            char body[96];
-            body_of(i, body, sizeof(body));
-            int found = 0;
-            for (size_t c = 0; c < g->n_comments; c++) {
-                if (strcmp(g->comments[c]->body, body) == 0) {
-                    found++;
-                    ck_assert_uint_eq(g->comments[c]->id, r.p.ids[i]);
-                }
-            }
-            ck_assert_msg(found == 1, "node %d: post %d found %d times", k + 1, i, found);
-        }
-        ts_msg_free(g);
-    }
+    for (int k = 0; k < N; k++)
+        ts_testcluster_assert_posts(nodes, k, THREAD, TOTAL, r.p.ids, body_of);
 }
 END_TEST
 

@@ -40,6 +40,7 @@ struct repl_mop {
     int raft_pending; /* raft holds change, its callback is due */
     int status;       /* of the last step, TS_OK to go on */
     uint64_t id;
+    int role;      /* RAFT_VOTER or RAFT_STANDBY: what a join assigns */
     char *address; /* composite raft address */
     struct raft_change change;
     ts_repl_change_cb cb;

@@ -730,6 +730,79 @@ START_TEST(test_inflight_cap)
 }
 END_TEST
 
+/* ---- roles: a standby never counts, a join never changes a role ---- */
+
+struct change {
+    int calls, status;
+};
+
+static void on_change_done(void *arg, int status)
+{
+    struct change *c = arg;
+    c->calls++;
+    c->status = status;
+}
+
+static int change_done(void *arg)
+{
+    return ((struct change *)arg)->calls > 0;
+}
+
+/* Joins node 2 with role, waiting for the change to end; its status. */
+static int join_node2(struct node *a, int role)
+{
+    struct change c = {0};
+    int rc = ts_repl_join(a->r, 2, "127.0.0.1:1", "127.0.0.1:2", role, on_change_done, &c);
+    if (rc != TS_OK)
+        return rc;
+    ck_assert_int_eq(c.calls, 0); /* never synchronous */
+    run_until(&a->loop, change_done, &c, 10000);
+    ck_assert_int_eq(c.calls, 1);
+    return c.status;
+}
+
+static int role_of(struct ts_repl *r, uint64_t id)
+{
+    struct ts_repl_node *v;
+    size_t n;
+    ck_assert_int_eq(ts_repl_nodes(r, &v, &n), TS_OK);
+    int role = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].id == id)
+            role = v[i].role;
+    free(v);
+    return role;
+}
+
+/* A standby (read replica) joins at once, even unreachable, and a cluster
+ * of one voter and that standby, down, still commits: standbys are not
+ * counted. A join asking a member for the other role is refused, and so is
+ * a role that is neither voter nor standby. */
+START_TEST(test_standby_roles)
+{
+    make_dir();
+    struct ts_repl_config cfg = base_cfg();
+    struct node a = {0};
+    uv_loop_init(&a.loop);
+    ck_assert_int_eq(node_start(&a, &cfg), TS_OK);
+    run_until(&a.loop, is_leader, &a, 5000);
+    ck_assert_int_eq(ts_repl_role(a.r), TS_REPL_VOTER);
+    ck_assert_int_eq(join_node2(&a, TS_REPL_SPARE), TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(join_node2(&a, 0), TS_E_INVALID_ARGUMENT);
+
+    ck_assert_int_eq(join_node2(&a, TS_REPL_STANDBY), TS_OK);
+    ck_assert_int_eq(role_of(a.r, 2), TS_REPL_STANDBY);
+    propose_all(&a, 20, 4); /* node 2 never answers: no quorum needs it */
+    ck_assert_int_eq(join_node2(&a, TS_REPL_STANDBY), TS_OK); /* already one */
+    ck_assert_int_eq(join_node2(&a, TS_REPL_VOTER), TS_E_EXISTS);
+    ck_assert_int_eq(role_of(a.r, 2), TS_REPL_STANDBY);
+    ck_assert_int_eq(ts_repl_is_leader(a.r), 1);
+    node_close(&a);
+    tfsm_clear(&a.fsm);
+    remove_dir();
+}
+END_TEST
+
 /* Close with proposals still in flight: each callback exactly once (OK if
  * the entry made it, UNAVAILABLE otherwise), nothing after the close cb. */
 START_TEST(test_close_with_pending)
@@ -964,6 +1037,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_second_start_busy);
     tcase_add_test(tc, test_seed_shares_lock);
     tcase_add_test(tc, test_inflight_cap);
+    tcase_add_test(tc, test_standby_roles);
     tcase_add_test(tc, test_close_with_pending);
     tcase_add_test(tc, test_close_from_callback);
     tcase_add_test(tc, test_corrupt_segment_refuses_start);
