@@ -40,7 +40,15 @@ static void heap_add(long long n)
         heap_peak = heap_cur;
 }
 
-#ifdef __SANITIZE_ADDRESS__
+#if defined(__SANITIZE_ADDRESS__)
+#define HEAP_HOOKS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HEAP_HOOKS 1
+#endif
+#endif
+
+#ifdef HEAP_HOOKS
 /* From compiler-rt's sanitizer/allocator_interface.h, which GCC does not
  * install; its libasan has them. */
 int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
@@ -71,6 +79,7 @@ extern void *__libc_calloc(size_t n, size_t size);
 extern void *__libc_realloc(void *p, size_t n);
 extern void __libc_free(void *p);
 
+/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
 void *malloc(size_t n)
 {
     void *p = __libc_malloc(n);
@@ -79,6 +88,7 @@ void *malloc(size_t n)
     return p;
 }
 
+/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
 void *calloc(size_t n, size_t size)
 {
     void *p = __libc_calloc(n, size);
@@ -87,6 +97,7 @@ void *calloc(size_t n, size_t size)
     return p;
 }
 
+/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
 void *realloc(void *p, size_t n)
 {
     long long old = p ? (long long)malloc_usable_size(p) : 0;
@@ -98,6 +109,7 @@ void *realloc(void *p, size_t n)
     return q;
 }
 
+/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
 void free(void *p)
 {
     if (p)
