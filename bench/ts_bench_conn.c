@@ -9,6 +9,7 @@
  */
 #include "ts_bench_conn.h"
 
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_tls.h"

@@ -33,6 +33,7 @@
 
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 #include "ts_log.h"
 #include "ts_tls.h"
 
@@ -100,13 +101,9 @@ static void die(const char *msg)
 
 static int send_hello(struct tsb_conn *c, const char *token)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = h.max_version = TS_PROTOCOL_VERSION;
-    h.client_name = "ts_loadgen";
-    h.token = (char *)token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, "ts_loadgen", token);
     return tsb_conn_send_frame(c, &f);
 }
 

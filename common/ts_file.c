@@ -33,9 +33,19 @@ static int write_full(int fd, const uint8_t *p, size_t len)
     return 0;
 }
 
-/* Makes a completed rename durable: without this a crash can forget the
- * directory entry change even though the file's data reached the disk. */
-static int fsync_parent(const char *path)
+int ts_file_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return TS_E_IO;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc == 0 ? TS_OK : TS_E_IO;
+}
+
+int ts_file_fsync_parent(const char *path)
 {
     char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
@@ -47,19 +57,12 @@ static int fsync_parent(const char *path)
         size_t n = (size_t)(slash - path);
         if (n >= sizeof(dir)) {
             errno = ENAMETOOLONG;
-            return -1;
+            return TS_E_IO;
         }
         memcpy(dir, path, n);
         dir[n] = '\0';
     }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
+    return ts_file_fsync_dir(dir);
 }
 
 int ts_file_write_atomic(const char *path, const void *data, size_t len, mode_t mode)
@@ -84,7 +87,7 @@ int ts_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
     fd = -1;
     if (rename(tmp, path) != 0)
         goto fail;
-    if (fsync_parent(path) != 0)
+    if (ts_file_fsync_parent(path) != TS_OK)
         return TS_E_IO; /* the new content is in place, only its durability is unknown */
     return TS_OK;
 

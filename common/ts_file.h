@@ -33,4 +33,15 @@ int ts_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
  * allocated then), TS_E_NOMEM or TS_E_IO. On error *out is NULL. */
 int ts_file_read_all(const char *path, size_t max, uint8_t **out, size_t *len);
 
+/* fsyncs the directory dir, which makes the renames, creations and removals
+ * of entries in it durable: without this a crash can forget a rename even
+ * though the file's data reached the disk. Returns TS_OK or TS_E_IO with
+ * errno saying why. */
+int ts_file_fsync_dir(const char *dir);
+
+/* ts_file_fsync_dir() of the directory that holds path ("." for a bare
+ * name). Same returns; TS_E_IO with ENAMETOOLONG when the directory's name
+ * does not fit PATH_MAX. */
+int ts_file_fsync_parent(const char *path);
+
 #endif

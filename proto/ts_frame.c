@@ -9,6 +9,7 @@
  */
 #include "ts_frame.h"
 
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_valid.h"
 
@@ -197,10 +198,7 @@ size_t ts_frame_size(const Threadsync__Frame *f)
 size_t ts_frame_pack(const Threadsync__Frame *f, uint8_t *out)
 {
     size_t n = protobuf_c_message_pack(&f->base, out + TS_FRAME_HEADER);
-    out[0] = (uint8_t)(n >> 24);
-    out[1] = (uint8_t)(n >> 16);
-    out[2] = (uint8_t)(n >> 8);
-    out[3] = (uint8_t)n;
+    ts_store_be32(out, (uint32_t)n);
     return n + TS_FRAME_HEADER;
 }
 
@@ -318,7 +316,7 @@ int ts_frame_decoder_next(struct ts_frame_decoder *dec, Threadsync__Frame **out,
     if (avail < TS_FRAME_HEADER)
         return TS_E_AGAIN;
     const uint8_t *p = dec->buf + dec->pos;
-    uint32_t n = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    uint32_t n = ts_load_be32(p);
     if (n == 0)
         return dec->err = TS_E_BAD_FRAME;
     if (n > dec->max_frame)
@@ -368,10 +366,7 @@ void ts_frame_events_wrap(size_t elements_len, uint64_t last_seq, int caught_up,
     i += put_varint(inner, (THREADSYNC__FRAME__MSG_EVENTS << 3) | 2); /* Frame.events */
     i += put_varint(inner + i, events_len);
     size_t frame_len = i + events_len;
-    head[0] = (uint8_t)(frame_len >> 24);
-    head[1] = (uint8_t)(frame_len >> 16);
-    head[2] = (uint8_t)(frame_len >> 8);
-    head[3] = (uint8_t)frame_len;
+    ts_store_be32(head, (uint32_t)frame_len);
     memcpy(head + TS_FRAME_HEADER, inner, i);
     *head_len = TS_FRAME_HEADER + i;
 }

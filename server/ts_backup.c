@@ -11,6 +11,7 @@
 #include "ts_backup.h"
 
 #include "ts_auth.h"
+#include "ts_backup_file.h"
 #include "ts_link.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
@@ -23,19 +24,15 @@
 #include "ts_stats.h"
 #include "ts_store.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Bytes, not a string: the header carries no terminator. */
-static const uint8_t MAGIC[8] = {'T', 'S', 'B', 'K', 'U', 'P', '0', '1'};
 
 struct ts_backup {
     struct ts_server *srv;
     struct ts_link *conn;
     uint64_t request_id;
-    uint8_t header[TS_BACKUP_HEADER];
+    uint8_t header[TS_BACKUP_FILE_HEADER];
     uint8_t *snap; /* ts_store_snapshot's buffer */
     size_t snap_len;
     uint64_t total, off;
@@ -45,59 +42,6 @@ struct ts_backup {
     uint64_t threads, comments;
     char sha256[65], state_digest[65];
 };
-
-/* ---- the file format ---- */
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void sha256(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen, uint8_t out[32])
-{
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned n = 0;
-    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) || !EVP_DigestUpdate(md, a, alen) ||
-        !EVP_DigestUpdate(md, b, blen) || !EVP_DigestFinal_ex(md, out, &n))
-        memset(out, 0, 32); /* matches nothing: the reader reports damage */
-    EVP_MD_CTX_free(md);
-}
-
-void ts_backup_header(uint8_t out[TS_BACKUP_HEADER], uint64_t seq, const uint8_t *snapshot,
-                      size_t len)
-{
-    memcpy(out, MAGIC, sizeof(MAGIC));
-    put_be64(out + 8, seq);
-    put_be64(out + 16, len);
-    sha256(snapshot, len, NULL, 0, out + 24);
-}
-
-int ts_backup_parse(const uint8_t *buf, size_t len, uint64_t *seq, const uint8_t **snapshot,
-                    size_t *snapshot_len)
-{
-    if (len < TS_BACKUP_HEADER || memcmp(buf, MAGIC, sizeof(MAGIC)) != 0)
-        return TS_E_BAD_FRAME;
-    uint64_t n = get_be64(buf + 16);
-    if (n != len - TS_BACKUP_HEADER)
-        return TS_E_BAD_FRAME;
-    uint8_t md[32];
-    sha256(buf + TS_BACKUP_HEADER, (size_t)n, NULL, 0, md);
-    if (memcmp(md, buf + 24, 32) != 0)
-        return TS_E_INVALID_ARGUMENT;
-    *seq = get_be64(buf + 8);
-    *snapshot = buf + TS_BACKUP_HEADER;
-    *snapshot_len = (size_t)n;
-    return TS_OK;
-}
 
 /* ---- serving ---- */
 
@@ -163,13 +107,14 @@ static int pump(struct ts_backup *b)
         for (size_t i = 0; i < n;) { /* the header, then the snapshot */
             uint64_t at = b->off + i;
             size_t take;
-            if (at < TS_BACKUP_HEADER) {
-                take =
-                    TS_BACKUP_HEADER - (size_t)at < n - i ? TS_BACKUP_HEADER - (size_t)at : n - i;
+            if (at < TS_BACKUP_FILE_HEADER) {
+                take = TS_BACKUP_FILE_HEADER - (size_t)at < n - i
+                           ? TS_BACKUP_FILE_HEADER - (size_t)at
+                           : n - i;
                 memcpy(b->scratch + i, b->header + at, take);
             } else {
                 take = n - i;
-                memcpy(b->scratch + i, b->snap + (at - TS_BACKUP_HEADER), take);
+                memcpy(b->scratch + i, b->snap + (at - TS_BACKUP_FILE_HEADER), take);
             }
             i += take;
         }
@@ -257,10 +202,10 @@ static void start_backup(struct ts_server *srv, struct ts_link *conn, const Thre
     b->threads = ts_store_thread_count(store);
     b->comments = ts_store_comment_count(store);
     ts_store_digest(store, b->state_digest);
-    ts_backup_header(b->header, ts_store_last_index(store), b->snap, b->snap_len);
-    b->total = TS_BACKUP_HEADER + (uint64_t)b->snap_len;
+    ts_backup_file_header(b->header, ts_store_last_index(store), b->snap, b->snap_len);
+    b->total = TS_BACKUP_FILE_HEADER + (uint64_t)b->snap_len;
     uint8_t md[32];
-    sha256(b->header, TS_BACKUP_HEADER, b->snap, b->snap_len, md);
+    ts_backup_file_sha256(b->header, TS_BACKUP_FILE_HEADER, b->snap, b->snap_len, md);
     ts_hex_encode(md, 32, b->sha256);
     TS_INFO("conn=%llu peer=%s role=admin event=backup_start seq=%llu bytes=%llu",
             (unsigned long long)ts_link_id(conn), ts_link_peer(conn), (unsigned long long)b->seq,
@@ -309,7 +254,7 @@ int ts_backup_seed(const char *path, const struct ts_repl_config *rcfg)
     uint64_t seq;
     const uint8_t *snap;
     size_t snap_len;
-    rc = ts_backup_parse(buf, len, &seq, &snap, &snap_len);
+    rc = ts_backup_file_parse(buf, len, &seq, &snap, &snap_len);
     if (rc != TS_OK) {
         TS_ERROR("event=restore_failed path=%s error=%s reason=\"%s\"", path, ts_err_name(rc),
                  rc == TS_E_BAD_FRAME ? "not a threadsync backup, or truncated"

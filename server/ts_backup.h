@@ -1,14 +1,9 @@
 /*
  * ts_backup: backups of a running node and seeding a new node from one.
  *
- * A backup is one file: a 56-byte header, then the store's snapshot
- * (ts_store_snapshot) as of one seq:
- *
- *     "TSBKUP01"            8 bytes, magic and format version
- *     seq                   u64 big-endian: the store's last applied index
- *     length                u64 big-endian: bytes of snapshot that follow
- *     sha256(snapshot)      32 bytes
- *     snapshot              length bytes
+ * A backup is one file: a header, then the store's snapshot
+ * (ts_store_snapshot) as of one seq; the format is proto/ts_backup_file.h,
+ * shared with the clients that store it.
  *
  * Serving (PROTOCOL.md "Backup"): an ADMIN's Backup request takes the
  * snapshot at once (so the copy is consistent: the loop applies nothing
@@ -34,7 +29,6 @@
 
 #include "threadsync.pb-c.h"
 
-#define TS_BACKUP_HEADER 56
 #define TS_BACKUP_CHUNK_DEFAULT (256u << 10)
 #define TS_BACKUP_CHUNK_MAX (512u << 10)
 #define TS_BACKUP_WINDOW (2u << 20)
@@ -45,16 +39,6 @@ struct ts_server;
 struct ts_link;
 struct ts_backup;
 struct ts_repl_config;
-
-/* Writes the header for a snapshot of len bytes as of seq. */
-void ts_backup_header(uint8_t out[TS_BACKUP_HEADER], uint64_t seq, const uint8_t *snapshot,
-                      size_t len);
-
-/* Checks a whole backup file in buf[0..len): TS_OK with *seq and the
- * snapshot's place in buf; TS_E_BAD_FRAME (not a backup: magic, truncated or
- * trailing bytes) or TS_E_INVALID_ARGUMENT (digest mismatch: damaged). */
-int ts_backup_parse(const uint8_t *buf, size_t len, uint64_t *seq, const uint8_t **snapshot,
-                    size_t *snapshot_len);
 
 /* Answers a Backup or StateDigest frame f (borrowed) from a session whose
  * role is role, on conn. status is on_frame's (a bad UTF-8 field). A

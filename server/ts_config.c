@@ -188,6 +188,18 @@ static int find_opt(const char *section, const char *key)
     return -1;
 }
 
+const char *ts_config_default(const char *section, const char *key)
+{
+    int i = find_opt(section, key);
+    return i < 0 ? NULL : opts[i].dflt;
+}
+
+uint64_t ts_config_default_uint(const char *section, const char *key)
+{
+    const char *d = ts_config_default(section, key);
+    return d ? strtoull(d, NULL, 10) : 0;
+}
+
 static int section_known(const char *section)
 {
     for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)

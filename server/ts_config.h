@@ -95,6 +95,16 @@ int ts_config_reload(struct ts_config *cur, struct ts_config **out);
  * ts_config_free(c). Unset keys are 0 / NULL (ts_server's defaults). */
 const struct ts_server_config *ts_config_server(const struct ts_config *c);
 
+/* The built-in default of a setting (section and key as in the file), as
+ * the table states it: the one place defaults are written, which
+ * ts_server_start() reads for what a config leaves 0 / NULL. NULL when the
+ * setting has no default value (the server derives one, e.g. from the data
+ * directory) or is unknown. Static storage. */
+const char *ts_config_default(const char *section, const char *key);
+
+/* ts_config_default() of a numeric setting as a number; 0 when it has none. */
+uint64_t ts_config_default_uint(const char *section, const char *key);
+
 /* The log level name ("info" unless set). Static or owned by c. */
 const char *ts_config_log_level(const struct ts_config *c);
 

@@ -1,6 +1,7 @@
 /*
  * ts_disk: see ts_disk.h. The figures are plain counters; the only system
- * call is statvfs, the only side effect a log line when the state flips.
+ * call is statvfs (in ts_disk_check only), the only side effect a log line
+ * when the state flips.
  */
 #include "ts_disk.h"
 
@@ -35,8 +36,9 @@ int ts_disk_check(struct ts_disk *d, uint64_t snapshot_estimate)
     }
     d->stat_error = 0;
     d->avail = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
-    uint64_t left = d->avail > d->pending ? d->avail - d->pending : 0;
-    d->low = left < d->reserve;
+    d->left = d->avail > d->pending ? d->avail - d->pending : 0;
+    d->since = 0;
+    d->low = d->left < d->reserve;
     if (d->low && !was_low)
         TS_WARN("event=disk_low path=%s free_bytes=%llu pending_bytes=%llu reserve_bytes=%llu "
                 "writes=refused",
@@ -48,9 +50,19 @@ int ts_disk_check(struct ts_disk *d, uint64_t snapshot_estimate)
     return !d->low;
 }
 
+int ts_disk_admit(struct ts_disk *d, uint64_t snapshot_estimate)
+{
+    uint64_t reserve = d->margin + TS_DISK_SEGMENT_BYTES + snapshot_estimate;
+    if (!d->low && !d->stat_error && d->since < d->margin / TS_DISK_RECHECK_FRACTION &&
+        d->left >= d->since && d->left - d->since >= reserve)
+        return 1;
+    return ts_disk_check(d, snapshot_estimate);
+}
+
 void ts_disk_proposed(struct ts_disk *d, uint64_t len)
 {
     d->pending += len;
+    d->since += len;
 }
 
 void ts_disk_settled(struct ts_disk *d, uint64_t len)

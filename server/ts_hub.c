@@ -30,6 +30,7 @@
 #include "ts_hub.h"
 #include "ts_view.h"
 
+#include "ts_array.h"
 #include "ts_assert.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
@@ -293,14 +294,7 @@ static int filter_match(const struct filter *f, uint64_t thread_id)
 {
     if (!f)
         return 1;
-    size_t lo = 0, hi = f->n_ids;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (f->ids[mid] < thread_id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    size_t lo = ts_array_lower_bound_u64(f->ids, f->n_ids, thread_id);
     return lo < f->n_ids && f->ids[lo] == thread_id;
 }
 

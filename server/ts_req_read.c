@@ -305,27 +305,41 @@ static void pending_add_thread(struct ts_store *store, struct ts_msglist *thread
         *slot = t;
 }
 
+/* A request's optional thread filter: *id the thread's (0 for key NULL or
+ * ""). Returns 0 after answering INVALID_ARGUMENT or NOT_FOUND. */
+static int thread_filter(struct ts_session *s, uint64_t rid, const char *key, uint64_t *id)
+{
+    *id = 0;
+    if (!key || !*key)
+        return 1;
+    struct ts_valid_err err;
+    Threadsync__Thread only;
+    if (ts_valid_thread_key(key, &err) != TS_OK) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, err.field, err.message);
+        return 0;
+    }
+    if (ts_store_thread_by_key(s->srv->store, key, &only) != TS_OK) {
+        no_thread(s, rid, key);
+        return 0;
+    }
+    *id = only.id;
+    return 1;
+}
+
+/* A page size asked for: 0 the default, at most the maximum. */
+static size_t page_limit(uint32_t asked)
+{
+    return !asked ? PENDING_DEFAULT : asked > PENDING_MAX ? PENDING_MAX : asked;
+}
+
 void ts_req_read_pending_queue(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__PendingQueue *q = f->pending_queue;
     struct ts_store *store = s->srv->store;
-    Threadsync__Thread only;
-    uint64_t thread_id = 0;
-    if (q->thread_key && *q->thread_key) {
-        struct ts_valid_err err;
-        if (ts_valid_thread_key(q->thread_key, &err) != TS_OK) {
-            ts__session_error(s, q->request_id, TS_E_INVALID_ARGUMENT, err.field, err.message);
-            return;
-        }
-        if (ts_store_thread_by_key(store, q->thread_key, &only) != TS_OK) {
-            no_thread(s, q->request_id, q->thread_key);
-            return;
-        }
-        thread_id = only.id;
-    }
-    size_t limit = q->limit ? q->limit : PENDING_DEFAULT;
-    if (limit > PENDING_MAX)
-        limit = PENDING_MAX;
+    uint64_t thread_id;
+    if (!thread_filter(s, q->request_id, q->thread_key, &thread_id))
+        return;
+    size_t limit = page_limit(q->limit);
     struct ts_msglist comments = TS_MSGLIST_INIT(Threadsync__Comment);
     struct ts_msglist threads = TS_MSGLIST_INIT(Threadsync__Thread);
     Threadsync__Comment *cv = ts_msglist_add_n(&comments, limit);
@@ -366,4 +380,52 @@ void ts_req_read_pending_queue(struct ts_session *s, const Threadsync__Frame *f)
 out:
     ts_msglist_free(&comments);
     ts_msglist_free(&threads);
+}
+
+/* ---- AuditList ---- */
+
+void ts_req_read_audit_list(struct ts_session *s, const Threadsync__Frame *f)
+{
+    const Threadsync__AuditList *q = f->audit_list;
+    struct ts_store *store = s->srv->store;
+    struct ts_store_audit_query sq = {
+        .after_seq = q->after_seq,
+        .before_seq = q->before_seq,
+        .newest_first = q->newest_first,
+        .comment_id = q->comment_id,
+    };
+    if (!thread_filter(s, q->request_id, q->thread_key, &sq.thread_id))
+        return;
+    size_t limit = page_limit(q->limit);
+    struct ts_msglist entries = TS_MSGLIST_INIT(Threadsync__AuditEntry);
+    Threadsync__AuditEntry *ev = ts_msglist_add_n(&entries, limit);
+    size_t n = 0;
+    int more = 0;
+    if (ev && ts_store_audit_list(store, &sq, ev, limit, &n, &more) == TS_OK)
+        entries.n = n;
+    else
+        entries.failed = 1;
+    void **ep = ts_msglist_ptrs(&entries);
+    if (!ep) {
+        ts__session_error(s, q->request_id, TS_E_UNAVAILABLE, NULL, "out of memory");
+        goto out;
+    }
+    Threadsync__Result r = THREADSYNC__RESULT__INIT;
+    Threadsync__AuditListResult ar = THREADSYNC__AUDIT_LIST_RESULT__INIT;
+    ar.entries = (Threadsync__AuditEntry **)ep;
+    ar.n_entries = n;
+    ar.more = more;
+    ar.seq = ts_store_seq(store);
+    ar.oldest_seq = ts_store_audit_oldest(store);
+    r.request_id = q->request_id;
+    r.body_case = THREADSYNC__RESULT__BODY_AUDIT_LIST;
+    r.audit_list = &ar;
+    /* Edits carry up to 16 KiB of old text: fewer per answer then. */
+    while (ar.n_entries > 1 && !ts__session_result_fits(&r)) {
+        ar.n_entries /= 2;
+        ar.more = 1;
+    }
+    ts__session_result(s, &r);
+out:
+    ts_msglist_free(&entries);
 }

@@ -1,6 +1,7 @@
 /*
  * ts_req_read: the requests that read this node's state and change nothing
- * (PROTOCOL.md sections 3 and 4): Get, Subscribe, Digest and PendingQueue.
+ * (PROTOCOL.md sections 3 and 4): Get, Subscribe, Digest, PendingQueue
+ * and AuditList.
  * Any node answers them from what it has applied.
  *
  * Each is called by ts_session's dispatch after the common checks (see
@@ -21,5 +22,7 @@ void ts_req_read_subscribe(struct ts_session *s, const Threadsync__Frame *f);
 void ts_req_read_digest(struct ts_session *s, const Threadsync__Frame *f);
 /* Comments awaiting moderation, oldest first, with their threads. */
 void ts_req_read_pending_queue(struct ts_session *s, const Threadsync__Frame *f);
+/* A page of the audit trail (MODERATOR and up), from this node's state. */
+void ts_req_read_audit_list(struct ts_session *s, const Threadsync__Frame *f);
 
 #endif

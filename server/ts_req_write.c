@@ -58,6 +58,7 @@ static void free_write(struct ts_req_write *w)
 
 /* ---- proposing ---- */
 
+/* Answers w's request from its entry's outcome and frees w. */
 static void applied(void *arg, int status, const void *result)
 {
     struct ts_req_write *w = arg;
@@ -75,12 +76,49 @@ static void applied(void *arg, int status, const void *result)
     } else {
         w->answer(s, w, res);
     }
+    /* The result is the proposal's (or the batch outcome's) until we
+     * return; a post's edit key in it is scrubbed like the records'. */
+    if (res)
+        OPENSSL_cleanse(((struct ts_store_result *)result)->edit_key, sizeof(res->edit_key));
     free_write(w);
 }
+
+/* Refuses every write of the list from head (answering each one still
+ * waiting) and frees them. */
+static void refuse_all(struct ts_req_write *head, int code, const char *field, const char *why,
+                       uint32_t retry_after_ms)
+{
+    while (head) {
+        struct ts_req_write *w = head;
+        head = w->next;
+        if (w->stats)
+            ts_stats_post_done(w->stats, code, w->t0);
+        struct ts_session *s = ts__session_wait_done(&w->wait);
+        if (s && retry_after_ms)
+            ts__session_error_retry(s, w->wait.request_id, code, field, why, retry_after_ms);
+        else if (s)
+            ts__session_error(s, w->wait.request_id, code, field, why);
+        free_write(w);
+    }
+}
+
+/* Never hand raft a write the disk may not hold (ts_disk.h): libraft 0.15
+ * does not survive running out of space. 1 when len bytes may go. */
+static int disk_admits(struct ts_server *srv, char *why, size_t n)
+{
+    if (ts_disk_admit(&srv->disk, ts_store_memory(srv->store)))
+        return 1;
+    ts_disk_describe(&srv->disk, why, n);
+    return 0;
+}
+
+static void flush_posts(struct ts_server *srv);
 
 void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State__Command *cmd,
                           struct ts_req_write *w, ts_req_write_answer_fn *answer)
 {
+    /* the log keeps the order the node admitted writes in */
+    flush_posts(s->srv);
     if (!ts_repl_is_leader(s->srv->repl)) {
         free_write(w);
         ts__session_error(s, rid, TS_E_NOT_LEADER, NULL, NULL);
@@ -90,12 +128,8 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
         ts__session_error(s, rid, TS_E_UNAVAILABLE, NULL, "out of memory");
         return;
     }
-    /* Never hand raft a write the disk may not hold (ts_disk.h): libraft
-     * 0.15 does not survive running out of space. */
-    struct ts_disk *disk = &s->srv->disk;
-    if (!ts_disk_check(disk, ts_store_memory(s->srv->store))) {
-        char why[160];
-        ts_disk_describe(disk, why, sizeof(why));
+    char why[160];
+    if (!disk_admits(s->srv, why, sizeof(why))) {
         free_write(w);
         ts__session_error_retry(s, rid, TS_E_UNAVAILABLE, "disk", why, TS_DISK_RETRY_AFTER_MS);
         return;
@@ -109,6 +143,7 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
         ts__session_error(s, rid, TS_E_UNAVAILABLE, NULL, "out of memory");
         return;
     }
+    struct ts_disk *disk = &s->srv->disk;
     w->answer = answer;
     w->disk = disk;
     w->disk_bytes = len;
@@ -122,12 +157,207 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
         return;
     }
     ts__session_wait_add(s, &w->wait, rid);
-    if (cmd->op_case != THREADSYNC__STATE__COMMAND__OP_POST) /* posts: too many to log */
-        TS_INFO(TS__SESSION_LOG_FMT "token_name=%s event=write op=%s", TS__SESSION_LOG_ARGS(s),
-                s->token_name,
-                protobuf_c_message_descriptor_get_field(&threadsync__state__command__descriptor,
-                                                        cmd->op_case)
-                    ->name);
+    TS_INFO(TS__SESSION_LOG_FMT "token_name=%s event=write op=%s", TS__SESSION_LOG_ARGS(s),
+            s->token_name,
+            protobuf_c_message_descriptor_get_field(&threadsync__state__command__descriptor,
+                                                    cmd->op_case)
+                ->name);
+}
+
+/* ---- post batches ---- */
+
+/* Room kept before the first post for the PostBatch's own tag and length,
+ * written right-aligned at the flush so the entry needs no second copy. */
+#define BATCH_HEAD 16
+/* A batch is proposed once it holds this many bytes, whatever else came. */
+#define BATCH_BYTES_MAX ((size_t)1 << 20)
+/* Command.post_batch (36) and PostBatch.posts (1), length-delimited. */
+#define TAG_POST_BATCH ((36u << 3) | 2u)
+#define TAG_POSTS ((1u << 3) | 2u)
+
+struct ts__post_batch {
+    struct ts_server *srv;
+    uv_check_t check; /* proposes after the I/O phase of the iteration */
+    uv_idle_t idle;   /* while posts wait: the loop must not block in poll */
+    uint8_t *buf;     /* BATCH_HEAD, then each post as PostBatch.posts */
+    size_t len, cap;
+    size_t first_off, first_len; /* the first post's Command in buf */
+    struct ts_req_write *head, *tail;
+    size_t n;
+    int closing, closes_due;
+    void (*closed_cb)(void *arg);
+    void *closed_arg;
+};
+
+static size_t varint_len(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 0x80; v >>= 7)
+        n++;
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    for (; v >= 0x80; v >>= 7)
+        *p++ = (uint8_t)(v | 0x80);
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Answers each post of a batch from the store's per-post outcome. */
+static void batch_applied(void *arg, int status, const void *result)
+{
+    struct ts_req_write *w = arg;
+    const struct ts_store_result *out = NULL;
+    size_t n = 0;
+    if (status == TS_OK)
+        ts_store_batch_outcome(w->srv->store, &out, &n);
+    /* n short of the batch only when the entry as a whole was refused:
+     * every post then gets the entry's result */
+    for (size_t i = 0; w; i++) {
+        struct ts_req_write *next = w->next;
+        applied(w, status, i < n ? (const void *)&out[i] : result);
+        w = next;
+    }
+}
+
+/* Proposes the posts gathered so far as one entry: a plain post entry when
+ * alone, else a PostBatch. Every path answers or hands on each of them. */
+static void flush_posts(struct ts_server *srv)
+{
+    struct ts__post_batch *b = srv->post_batch;
+    if (!b || !b->n)
+        return;
+    struct ts_req_write *head = b->head;
+    size_t n = b->n;
+    const uint8_t *payload;
+    size_t len;
+    if (n == 1) {
+        payload = b->buf + b->first_off;
+        len = b->first_len;
+    } else {
+        size_t body = b->len - BATCH_HEAD;
+        size_t hl = varint_len(TAG_POST_BATCH) + varint_len(body);
+        uint8_t *p = b->buf + BATCH_HEAD - hl;
+        put_varint(put_varint(p, TAG_POST_BATCH), body);
+        payload = p;
+        len = hl + body;
+    }
+    b->head = b->tail = NULL;
+    b->n = 0;
+    b->len = BATCH_HEAD;
+    uv_check_stop(&b->check);
+    uv_idle_stop(&b->idle);
+
+    char why[160];
+    if (!ts_repl_is_leader(srv->repl)) {
+        refuse_all(head, TS_E_NOT_LEADER, NULL, NULL, 0);
+        return;
+    }
+    if (!disk_admits(srv, why, sizeof(why))) {
+        refuse_all(head, TS_E_UNAVAILABLE, "disk", why, TS_DISK_RETRY_AFTER_MS);
+        return;
+    }
+    head->disk_bytes = len; /* the entry's bytes, settled with its first post */
+    ts_disk_proposed(&srv->disk, len);
+    int rc = ts_repl_propose(srv->repl, payload, len, n == 1 ? applied : batch_applied, head);
+    if (rc != TS_OK) {
+        ts_disk_settled(&srv->disk, len);
+        refuse_all(head, rc, NULL, NULL, 0);
+    }
+}
+
+static void on_batch_check(uv_check_t *h)
+{
+    struct ts__post_batch *b = h->data;
+    flush_posts(b->srv);
+}
+
+static void on_batch_idle(uv_idle_t *h)
+{
+    (void)h; /* only keeps poll from blocking while posts wait */
+}
+
+/* Packs cmd as the next post of the batch; w waits for its outcome. */
+static int batch_add(struct ts_session *s, const Threadsync__State__Command *cmd,
+                     struct ts_req_write *w)
+{
+    struct ts__post_batch *b = s->srv->post_batch;
+    if (!b) /* the server is stopping */
+        return TS_E_UNAVAILABLE;
+    size_t size = threadsync__state__command__get_packed_size(cmd);
+    size_t need = 1 + varint_len(size) + size;
+    if (b->n && (b->n >= TS_STORE_POST_BATCH_MAX || b->len + need > BATCH_BYTES_MAX))
+        flush_posts(s->srv);
+    if (b->len + need > b->cap) {
+        size_t cap = b->cap * 2 > b->len + need ? b->cap * 2 : b->len + need;
+        uint8_t *nb = realloc(b->buf, cap);
+        if (!nb)
+            return TS_E_NOMEM;
+        b->buf = nb;
+        b->cap = cap;
+    }
+    uint8_t *p = put_varint(put_varint(b->buf + b->len, TAG_POSTS), size);
+    if (!b->n) {
+        b->first_off = (size_t)(p - b->buf);
+        b->first_len = size;
+    }
+    b->len = (size_t)(p - b->buf) + threadsync__state__command__pack(cmd, p);
+    w->disk = &s->srv->disk;
+    w->srv = s->srv;
+    if (b->tail)
+        b->tail->next = w;
+    else
+        b->head = w;
+    b->tail = w;
+    if (!b->n++) {
+        uv_check_start(&b->check, on_batch_check);
+        uv_idle_start(&b->idle, on_batch_idle);
+    }
+    return TS_OK;
+}
+
+int ts__req_write_batch_new(struct ts_server *srv)
+{
+    struct ts__post_batch *b = calloc(1, sizeof(*b));
+    if (!b || !(b->buf = malloc(4096))) {
+        free(b);
+        return TS_E_NOMEM;
+    }
+    b->srv = srv;
+    b->cap = 4096;
+    b->len = BATCH_HEAD;
+    uv_check_init(srv->loop, &b->check);
+    uv_idle_init(srv->loop, &b->idle);
+    b->check.data = b->idle.data = b;
+    srv->post_batch = b;
+    return TS_OK;
+}
+
+static void on_batch_handle_closed(uv_handle_t *h)
+{
+    struct ts__post_batch *b = h->data;
+    if (--b->closes_due)
+        return;
+    if (b->closed_cb)
+        b->closed_cb(b->closed_arg);
+    free(b->buf);
+    free(b);
+}
+
+void ts__req_write_batch_close(struct ts_server *srv, void (*cb)(void *arg), void *arg)
+{
+    struct ts__post_batch *b = srv->post_batch;
+    if (!b)
+        return;
+    flush_posts(srv);
+    srv->post_batch = NULL;
+    b->closed_cb = cb;
+    b->closed_arg = arg;
+    b->closes_due = 2;
+    uv_close((uv_handle_t *)&b->check, on_batch_handle_closed);
+    uv_close((uv_handle_t *)&b->idle, on_batch_handle_closed);
 }
 
 /* ---- Post ---- */
@@ -141,7 +371,9 @@ static void answer_post(struct ts_session *s, const struct ts_req_write *w,
     /* Derived from the replicated edit secret: the first answer and every
      * retry's carry the same key. An entry of an older release has none to
      * give again (its key was random): the answer's is then empty. */
-    if (ts_store_edit_key(s->srv->store, res->comment_id, key) != TS_OK)
+    if (res->edit_key[0])
+        memcpy(key, res->edit_key, sizeof(key)); /* the apply just derived it */
+    else if (ts_store_edit_key(s->srv->store, res->comment_id, key) != TS_OK)
         key[0] = '\0';
     pr.edit_key = key;
     pr.comment_id = res->comment_id;
@@ -256,7 +488,17 @@ void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
     }
     cmd.premoderate = s->srv->cfg.premoderate != 0;
     cmd.trusted = ts_auth_role_allows(s->role, TS_AUTH_MODERATE);
-    ts_req_write_propose(s, p->request_id, &cmd, w, answer_post);
+    cmd.time_ms = wall_ms();
+    cmd.actor = s->token_name;
+    w->answer = answer_post;
+    int rc = batch_add(s, &cmd, w);
+    if (rc != TS_OK) {
+        free_write(w);
+        ts__session_error(s, p->request_id, TS_E_UNAVAILABLE, NULL,
+                          rc == TS_E_NOMEM ? "out of memory" : "the node is stopping");
+    } else {
+        ts__session_wait_add(s, &w->wait, p->request_id);
+    }
     OPENSSL_cleanse(secret, sizeof(secret));
 }
 
@@ -305,7 +547,8 @@ static void answer_thread_change(struct ts_session *s, const struct ts_req_write
 /* A comment change: by a moderator (key NULL or "") or by its author with
  * the edit key. body only for CHANGE_EDIT. */
 static void comment_change(struct ts_session *s, uint64_t rid, uint64_t comment_id,
-                           Threadsync__State__ChangeKind kind, const char *key, char *body)
+                           Threadsync__State__ChangeKind kind, const char *key, char *body,
+                           char *reason)
 {
     int author = key && *key;
     if (!ts__session_allowed(s, rid, author ? TS_AUTH_POST : TS_AUTH_MODERATE))
@@ -327,8 +570,18 @@ static void comment_change(struct ts_session *s, uint64_t rid, uint64_t comment_
         ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, err.field, err.message);
         return;
     }
+    size_t reason_len = reason ? strlen(reason) : 0;
+    if (reason_len && (author || reason_len > TS_STORE_AUDIT_REASON_MAX ||
+                       !ts_valid_text(reason, reason_len, 0))) {
+        ts__session_error(s, rid, TS_E_INVALID_ARGUMENT, "reason",
+                          author ? "reason is for a moderator's edit (without edit_key)"
+                                 : "reason must be at most 512 bytes of single-line text");
+        return;
+    }
     uint8_t hash[32];
     Threadsync__State__CommentChange cc = THREADSYNC__STATE__COMMENT_CHANGE__INIT;
+    if (reason_len)
+        cc.reason = reason;
     cc.comment_id = comment_id;
     cc.kind = kind;
     if (kind == THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT)
@@ -358,21 +611,21 @@ void ts_req_write_moderate(struct ts_session *s, const Threadsync__Frame *f)
     }
     /* ModerationAction and ChangeKind share their values 1..4. */
     comment_change(s, m->request_id, m->comment_id, (Threadsync__State__ChangeKind)m->action, NULL,
-                   NULL);
+                   NULL, NULL);
 }
 
 void ts_req_write_edit(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Edit *e = f->edit;
     comment_change(s, e->request_id, e->comment_id, THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT,
-                   e->edit_key, e->body);
+                   e->edit_key, e->body, e->reason);
 }
 
 void ts_req_write_delete(struct ts_session *s, const Threadsync__Frame *f)
 {
     const Threadsync__Delete *d = f->delete_;
     comment_change(s, d->request_id, d->comment_id, THREADSYNC__STATE__CHANGE_KIND__CHANGE_DELETE,
-                   d->edit_key, NULL);
+                   d->edit_key, NULL, NULL);
 }
 
 void ts_req_write_moderate_thread(struct ts_session *s, const Threadsync__Frame *f)

@@ -23,6 +23,7 @@
 #include "ts_auth.h"
 #include "ts_backup.h"
 #include "ts_certgen.h"
+#include "ts_config.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_file.h"
@@ -34,6 +35,7 @@
 #include "ts_log.h"
 #include "ts_memtrim.h"
 #include "ts_repl.h"
+#include "ts_req_write.h"
 #include "ts_server_int.h"
 #include "ts_session.h"
 #include "ts_stats.h"
@@ -288,7 +290,8 @@ static int start_metrics(struct ts_server *srv)
 {
     if (srv->metrics_listen && !*srv->metrics_listen)
         return TS_OK;
-    const char *addr = srv->metrics_listen ? srv->metrics_listen : TS_STATS_DEFAULT_LISTEN;
+    const char *addr =
+        srv->metrics_listen ? srv->metrics_listen : ts_config_default("metrics", "listen");
     int rc = ts_stats_listen(srv->stats, addr);
     if (rc != TS_OK && !srv->metrics_listen) {
         TS_WARN("event=metrics_off reason=\"default address unavailable\" addr=%s", addr);
@@ -356,9 +359,9 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         return TS_E_NOMEM;
     srv->loop = loop;
     srv->cfg = *cfg;
-    srv->data_dir = dup_or(cfg->data_dir, "threadsync-data");
-    srv->listen = dup_or(cfg->listen, "127.0.0.1:7420");
-    srv->raft_listen = dup_or(cfg->raft_listen, "127.0.0.1:7421");
+    srv->data_dir = dup_or(cfg->data_dir, ts_config_default("node", "data_dir"));
+    srv->listen = dup_or(cfg->listen, ts_config_default("listen", "client"));
+    srv->raft_listen = dup_or(cfg->raft_listen, ts_config_default("listen", "raft"));
     srv->advertise = dup_or(cfg->advertise, srv->listen ? srv->listen : "");
     srv->cert_file = cfg->cert_file ? strdup(cfg->cert_file) : NULL;
     srv->key_file = cfg->key_file ? strdup(cfg->key_file) : NULL;
@@ -381,19 +384,19 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     srv->cfg.metrics_listen = srv->metrics_listen;
     srv->cfg.restore_file = srv->restore_file;
     if (!srv->cfg.node_id)
-        srv->cfg.node_id = 1;
+        srv->cfg.node_id = ts_config_default_uint("node", "id");
     if (!srv->cfg.max_frame)
-        srv->cfg.max_frame = TS_FRAME_MAX_DEFAULT;
+        srv->cfg.max_frame = (uint32_t)ts_config_default_uint("limits", "max_frame");
     if (!srv->cfg.heartbeat_ms)
-        srv->cfg.heartbeat_ms = 10000;
+        srv->cfg.heartbeat_ms = (uint32_t)ts_config_default_uint("limits", "heartbeat_ms");
     if (!srv->cfg.handshake_ms)
-        srv->cfg.handshake_ms = 5000;
+        srv->cfg.handshake_ms = 5000; /* not a setting: no row in the table */
     if (!srv->cfg.edit_window_ms)
-        srv->cfg.edit_window_ms = TS_SERVER_EDIT_WINDOW_MS;
+        srv->cfg.edit_window_ms = ts_config_default_uint("moderation", "edit_window_ms");
     if (!srv->cfg.conn_output_budget)
-        srv->cfg.conn_output_budget = TS_SERVER_CONN_OUTPUT_BUDGET;
+        srv->cfg.conn_output_budget = ts_config_default_uint("limits", "conn_output_budget");
     if (!srv->cfg.node_output_budget)
-        srv->cfg.node_output_budget = TS_SERVER_NODE_OUTPUT_BUDGET;
+        srv->cfg.node_output_budget = ts_config_default_uint("limits", "node_output_budget");
     *out = NULL;
 
     int rc = TS_E_NOMEM;
@@ -436,7 +439,8 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     struct ts_evlog_config ecfg = {cfg->evlog_max_events, cfg->evlog_max_bytes};
     if ((rc = ts_evlog_new(&ecfg, &srv->evlog)) != TS_OK ||
         (rc = ts_store_new(srv->evlog, &srv->store)) != TS_OK ||
-        (rc = ts_hub_new(loop, srv->evlog, srv->store, &srv->hub)) != TS_OK)
+        (rc = ts_hub_new(loop, srv->evlog, srv->store, &srv->hub)) != TS_OK ||
+        (rc = ts__req_write_batch_new(srv)) != TS_OK)
         goto fail;
 
     if ((rc = bind_listener(srv)) != TS_OK)
@@ -526,8 +530,11 @@ fail:
 
 int ts_server_reload(struct ts_server *srv, const struct ts_server_config *cfg)
 {
-    uint32_t max_frame = cfg->max_frame ? cfg->max_frame : TS_FRAME_MAX_DEFAULT;
-    uint32_t heartbeat_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 10000;
+    uint32_t max_frame =
+        cfg->max_frame ? cfg->max_frame : (uint32_t)ts_config_default_uint("limits", "max_frame");
+    uint32_t heartbeat_ms = cfg->heartbeat_ms
+                                ? cfg->heartbeat_ms
+                                : (uint32_t)ts_config_default_uint("limits", "heartbeat_ms");
     if (max_frame > TS_FRAME_MAX_LIMIT || max_frame < TS_FRAME_MAX_PREAUTH || heartbeat_ms < 4) {
         TS_ERROR("event=reload_failed reason=\"limits out of range\" max_frame=%u heartbeat_ms=%u",
                  max_frame, heartbeat_ms);
@@ -669,6 +676,8 @@ void ts_server_stop(struct ts_server *srv)
         srv->ticker_open = 0;
     }
     ts_stats_close(srv->stats);
+    /* proposes the posts of this iteration while raft still runs */
+    ts__req_write_batch_close(srv, NULL, NULL);
     for (struct ts_session *s = srv->sessions; s; s = ts_session_next(s))
         ts_session_close(s, TS_E_UNAVAILABLE);
     /* ends its threads once the sessions' connections have closed */

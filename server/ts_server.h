@@ -17,19 +17,22 @@
 
 struct ts_server;
 
+/* A field left 0 / NULL takes its default: the values are written once, in
+ * ts_config.c's table (ts_config_default()); the comments below only say
+ * where a default is derived rather than stated there. */
 struct ts_server_config {
-    const char *data_dir;    /* default "threadsync-data" */
-    const char *listen;      /* client listener host:port, default 127.0.0.1:7420; port 0 = any */
-    const char *raft_listen; /* raft host:port, default 127.0.0.1:7421 */
+    const char *data_dir;    /* node.data_dir */
+    const char *listen;      /* client listener host:port (listen.client); port 0 = any */
+    const char *raft_listen; /* raft host:port (listen.raft) */
     const char *advertise;   /* client address others are told, default = listen */
     const char *cert_file;   /* default DATA/server.pem (generated when absent) */
     const char *key_file;    /* default DATA/server.key */
     const char *tokens_file; /* default DATA/tokens (admin token generated when absent) */
     const char *addr_file;   /* when set, the bound client address is written here */
-    uint64_t node_id;        /* default 1 */
-    uint32_t max_frame;      /* default TS_FRAME_MAX_DEFAULT */
-    uint32_t heartbeat_ms;   /* default 10000 */
-    uint32_t handshake_ms;   /* default 5000 */
+    uint64_t node_id;        /* node.id */
+    uint32_t max_frame;      /* limits.max_frame */
+    uint32_t heartbeat_ms;   /* limits.heartbeat_ms */
+    uint32_t handshake_ms;   /* not a setting: 5000 */
     size_t evlog_max_events; /* 0 = ts_evlog default */
     size_t evlog_max_bytes;
     unsigned snapshot_threshold; /* 0 = ts_repl default */
@@ -58,9 +61,9 @@ struct ts_server_config {
     uint32_t max_conns_per_addr;    /* open connections per source address: 64 */
     /* Output budgets (PROTOCOL.md section 5): a connection with this much
      * output queued is not served until it drains (default
-     * TS_SERVER_CONN_OUTPUT_BUDGET); with this much queued over all
+     * limits.conn_output_budget); with this much queued over all
      * connections, those holding output wait, and at twice it every
-     * connection (default TS_SERVER_NODE_OUTPUT_BUDGET). */
+     * connection (limits.node_output_budget). */
     size_t conn_output_budget;
     size_t node_output_budget;
     /* Threads carrying client connections (socket, TLS, frame decoding),
@@ -79,9 +82,6 @@ struct ts_server_config {
 
 #define TS_SERVER_UNLIMITED UINT32_MAX
 #define TS_SERVER_IO_INLINE UINT32_MAX
-#define TS_SERVER_CONN_OUTPUT_BUDGET ((size_t)2 << 20)
-#define TS_SERVER_NODE_OUTPUT_BUDGET ((size_t)64 << 20)
-#define TS_SERVER_EDIT_WINDOW_MS ((uint64_t)15 * 60 * 1000)
 
 /* Starts a node on loop. On failure a log line says why, the shutdown has
  * begun, and *out is still set: the caller runs the loop until it returns

@@ -466,6 +466,7 @@ static const struct {
     [THREADSYNC__FRAME__MSG_SUBSCRIBE] = {ts_req_read_subscribe, TS_AUTH_SUBSCRIBE, 1},
     [THREADSYNC__FRAME__MSG_DIGEST] = {ts_req_read_digest, TS_AUTH_GET, 1},
     [THREADSYNC__FRAME__MSG_PENDING_QUEUE] = {ts_req_read_pending_queue, TS_AUTH_MODERATE, 1},
+    [THREADSYNC__FRAME__MSG_AUDIT_LIST] = {ts_req_read_audit_list, TS_AUTH_MODERATE, 1},
     [THREADSYNC__FRAME__MSG_MODERATE] = {ts_req_write_moderate, TS_AUTH_MODERATE, 0},
     [THREADSYNC__FRAME__MSG_EDIT] = {ts_req_write_edit, TS_AUTH_POST, 0},
     [THREADSYNC__FRAME__MSG_DELETE] = {ts_req_write_delete, TS_AUTH_POST, 0},

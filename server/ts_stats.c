@@ -15,6 +15,7 @@
 
 #include "ts_auth.h"
 #include "ts_disk.h"
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_frame.h"
@@ -397,8 +398,7 @@ void ts_stats_frames_out(struct ts_stats *st, const void *data, size_t len)
     const uint8_t *p = data;
     size_t off = 0, n = 0;
     while (len - off >= TS_FRAME_HEADER) { /* whole frames: follow the length prefixes */
-        uint32_t flen = (uint32_t)p[off] << 24 | (uint32_t)p[off + 1] << 16 |
-                        (uint32_t)p[off + 2] << 8 | p[off + 3];
+        uint32_t flen = ts_load_be32(p + off);
         off += TS_FRAME_HEADER;
         if (flen > len - off)
             break;

@@ -25,8 +25,6 @@
 
 #include "threadsync.pb-c.h"
 
-#define TS_STATS_DEFAULT_LISTEN "127.0.0.1:7422"
-
 struct ts_server;
 struct ts_stats;
 struct ts_metrics;

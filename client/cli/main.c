@@ -1,6 +1,6 @@
 /*
  * threadsync: the command-line client (post, get, watch, mirror, verify,
- * edit, delete, moderate, admin) over libthreadsync.
+ * edit, delete, moderate, import, export, admin) over libthreadsync.
  *
  * Thin on purpose: parsing and formatting live in ts_cli.c. Reads (get,
  * the admin commands) use the blocking helpers in fail-fast mode: each
@@ -21,10 +21,11 @@
 
 #include "threadsync.h"
 #include "ts_cli.h"
+#include "ts_cli_audit.h"
 #include "ts_cli_backup.h"
+#include "ts_cli_cluster.h"
 #include "ts_cli_export.h"
 #include "ts_cli_import.h"
-#include "ts_cli_cluster.h"
 #include "ts_cli_mirror.h"
 #include "ts_cli_web.h"
 #include "ts_hex.h"
@@ -33,18 +34,16 @@
 static void config_init(struct ts_client_config *cfg, const struct ts_cli_opts *o,
                         const char *token)
 {
-    memset(cfg, 0, sizeof(*cfg));
+    *cfg = (struct ts_client_config)TS_CLIENT_CONFIG_INIT;
     cfg->servers = (const char *const *)o->servers;
     cfg->n_servers = o->n_servers;
     cfg->ca_file = o->ca_file;
     cfg->token = token;
     cfg->client_name = "threadsync-cli";
-    cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH;
-    if (o->cmd == TS_CLI_CMD_POST || o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE ||
-        o->cmd == TS_CLI_CMD_MODERATE) {
-        cfg->reconnect = 1;
-        cfg->request_timeout_ms = (unsigned)(o->timeout_s * 1000);
-    }
+    cfg->request_timeout_ms = (unsigned)(o->timeout_s * 1000);
+    cfg->reconnect = o->cmd == TS_CLI_CMD_WATCH || o->cmd == TS_CLI_CMD_POST ||
+                     o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE ||
+                     o->cmd == TS_CLI_CMD_MODERATE;
 }
 
 /* "get (a:7420,b:7420)": what a local failure message is about. */
@@ -54,12 +53,7 @@ static const struct ts_cli_opts *context_opts;
 static void context_init(const char *cmd, const struct ts_cli_opts *o)
 {
     context_opts = o;
-    size_t n = (size_t)snprintf(context, sizeof(context), "%s (", cmd);
-    for (size_t i = 0; i < o->n_servers && n < sizeof(context); i++)
-        n +=
-            (size_t)snprintf(context + n, sizeof(context) - n, "%s%s", i ? "," : "", o->servers[i]);
-    if (n < sizeof(context))
-        snprintf(context + n, sizeof(context) - n, ")");
+    ts_cli_context(context, sizeof(context), cmd, o);
 }
 
 /* A connection failure is explained per server where TCP itself failed
@@ -118,7 +112,7 @@ static int read_body(const struct ts_cli_opts *o, char **out)
     return TS_CLI_EXIT_OK;
 }
 
-static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_post(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     char *body = NULL;
     int rc = read_body(o, &body);
@@ -175,7 +169,7 @@ static int cmd_post(const struct ts_cli_opts *o, const struct ts_client_config *
     return TS_CLI_EXIT_OK;
 }
 
-static int cmd_get(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_get(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     Threadsync__GetResult *res;
     Threadsync__Error *detail;
@@ -209,7 +203,7 @@ static int print_change(int rc, Threadsync__ChangeResult *res, Threadsync__Error
     return TS_CLI_EXIT_OK;
 }
 
-static int cmd_edit(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_edit(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     char *body = NULL;
     int rc = read_body(o, &body);
@@ -227,7 +221,7 @@ static int cmd_edit(const struct ts_cli_opts *o, const struct ts_client_config *
     return print_change(rc, res, detail, o->json);
 }
 
-static int cmd_delete(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_delete(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     Threadsync__Delete m = THREADSYNC__DELETE__INIT;
     m.comment_id = o->id;
@@ -239,7 +233,7 @@ static int cmd_delete(const struct ts_cli_opts *o, const struct ts_client_config
     return print_change(rc, res, detail, o->json);
 }
 
-static int cmd_moderate(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_moderate(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     Threadsync__Error *detail = NULL;
     int rc;
@@ -283,7 +277,7 @@ static int cmd_moderate(const struct ts_cli_opts *o, const struct ts_client_conf
     return TS_CLI_EXIT_OK;
 }
 
-static int cmd_admin(const struct ts_cli_opts *o, const struct ts_client_config *cfg)
+static int cmd_admin(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
     Threadsync__Error *detail = NULL;
     int rc;
@@ -433,6 +427,7 @@ static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
     uv_signal_start(&w.sigint, on_signal, SIGINT);
     uv_signal_start(&w.sigterm, on_signal, SIGTERM);
     static const struct ts_client_sub_cbs cbs = {
+        .struct_size = sizeof(struct ts_client_sub_cbs),
         .on_events = on_sub_events,
         .on_snapshot_begin = on_snap_begin,
         .on_snapshot_chunk = on_snap_chunk,
@@ -448,16 +443,30 @@ static int cmd_watch(const struct ts_cli_opts *o, struct ts_client_config *cfg)
     return w.exit_code;
 }
 
+/* The commands main runs, by the enum ts_cli_parse returns (the words and
+ * options of each are ts_cli.c's tables). */
+typedef int (*command_fn)(const struct ts_cli_opts *o, struct ts_client_config *cfg);
+static const command_fn commands[TS_CLI_CMD_COUNT] = {
+    [TS_CLI_CMD_POST] = cmd_post,
+    [TS_CLI_CMD_GET] = cmd_get,
+    [TS_CLI_CMD_WATCH] = cmd_watch,
+    [TS_CLI_CMD_MIRROR] = ts_cli_mirror_run,
+    [TS_CLI_CMD_VERIFY] = ts_cli_verify_run,
+    [TS_CLI_CMD_MODERATE] = cmd_moderate,
+    [TS_CLI_CMD_EDIT] = cmd_edit,
+    [TS_CLI_CMD_DELETE] = cmd_delete,
+    [TS_CLI_CMD_IMPORT] = ts_cli_import_run,
+    [TS_CLI_CMD_EXPORT] = ts_cli_export_run,
+    [TS_CLI_CMD_ADMIN] = cmd_admin,
+    [TS_CLI_CMD_BACKUP] = ts_cli_backup_cmd,
+    [TS_CLI_CMD_DIGEST] = ts_cli_digest_cmd,
+    [TS_CLI_CMD_CLUSTER] = ts_cli_cluster_run,
+    [TS_CLI_CMD_REMOVE_NODE] = ts_cli_remove_node_run,
+    [TS_CLI_CMD_AUDIT] = ts_cli_audit_run,
+};
+
 int main(int argc, char **argv)
 {
-    if (ts_cli_backup_wants(argc, argv)) /* admin backup, admin digest */
-        return ts_cli_backup_main(argc, argv, getenv);
-    if (ts_cli_cluster_wants(argc, argv)) /* admin cluster, admin remove-node */
-        return ts_cli_cluster_main(argc, argv, getenv);
-    if (ts_cli_import_wants(argc, argv))
-        return ts_cli_import_main(argc, argv, getenv);
-    if (ts_cli_export_wants(argc, argv))
-        return ts_cli_export_main(argc, argv, getenv);
     if (ts_cli_web_wants(argc, argv)) /* web: the mirror plus an HTTP edge */
         return ts_cli_web_main(argc, argv);
     struct ts_cli_opts o;
@@ -482,41 +491,8 @@ int main(int argc, char **argv)
     }
     struct ts_client_config cfg;
     config_init(&cfg, &o, token);
-    static const char *const names[] = {"",       "post",     "get",  "watch",  "mirror",
-                                        "verify", "moderate", "edit", "delete", "admin"};
-    context_init(names[o.cmd], &o);
-    int code = TS_CLI_EXIT_USAGE;
-    switch (o.cmd) {
-    case TS_CLI_CMD_POST:
-        code = cmd_post(&o, &cfg);
-        break;
-    case TS_CLI_CMD_GET:
-        code = cmd_get(&o, &cfg);
-        break;
-    case TS_CLI_CMD_WATCH:
-        code = cmd_watch(&o, &cfg);
-        break;
-    case TS_CLI_CMD_MIRROR:
-        code = ts_cli_mirror_run(&o, &cfg);
-        break;
-    case TS_CLI_CMD_VERIFY:
-        code = ts_cli_verify_run(&o, &cfg);
-        break;
-    case TS_CLI_CMD_EDIT:
-        code = cmd_edit(&o, &cfg);
-        break;
-    case TS_CLI_CMD_DELETE:
-        code = cmd_delete(&o, &cfg);
-        break;
-    case TS_CLI_CMD_MODERATE:
-        code = cmd_moderate(&o, &cfg);
-        break;
-    case TS_CLI_CMD_ADMIN:
-        code = cmd_admin(&o, &cfg);
-        break;
-    case TS_CLI_CMD_NONE:
-        break;
-    }
+    context_init(ts_cli_cmd_name(o.cmd), &o);
+    int code = commands[o.cmd] ? commands[o.cmd](&o, &cfg) : TS_CLI_EXIT_USAGE;
     free(token);
     ts_cli_opts_free(&o);
     return code;

@@ -55,12 +55,28 @@ enum opt_id {
     OPT_ROLE,
     OPT_TIMEOUT,
     OPT_IDEM_KEY,
+    OPT_OUT,
+    OPT_TIMEOUT_MS,
     OPT_GATEWAY,
+    OPT_FORMAT,
+    OPT_KEY_FROM,
+    OPT_SOURCE,
+    OPT_BATCH_SIZE,
+    OPT_WITH_PINGBACKS,
+    OPT_STRICT,
+    OPT_RENUMBER,
+    OPT_QUIET,
+    OPT_WITH_EMAILS,
+    OPT_COMMENT,
+    OPT_AFTER,
 };
 
 #define CMD_BIT(c) (1u << (c))
 #define ALL_CMDS 0xffffffffu
 #define MIRROR_CMDS (CMD_BIT(TS_CLI_CMD_MIRROR) | CMD_BIT(TS_CLI_CMD_VERIFY))
+#define IMPORT CMD_BIT(TS_CLI_CMD_IMPORT)
+#define EXPORT CMD_BIT(TS_CLI_CMD_EXPORT)
+#define AUDIT CMD_BIT(TS_CLI_CMD_AUDIT)
 /* Writes that are safe to send again, so they retry across the server list
  * until --timeout: a post carries its idempotency key, the others set a
  * state and a repeat changes nothing (changed=0). */
@@ -81,7 +97,7 @@ static const struct opt_def {
     {"help", OPT_HELP, 0, ALL_CMDS},
     {"thread", OPT_THREAD, 1,
      CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_GET) | CMD_BIT(TS_CLI_CMD_WATCH) |
-         CMD_BIT(TS_CLI_CMD_MODERATE) | MIRROR_CMDS},
+         CMD_BIT(TS_CLI_CMD_MODERATE) | MIRROR_CMDS | EXPORT | AUDIT},
     {"parent", OPT_PARENT, 1, CMD_BIT(TS_CLI_CMD_POST)},
     {"name", OPT_NAME, 1, CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_ADMIN)},
     {"email", OPT_EMAIL, 1, CMD_BIT(TS_CLI_CMD_POST)},
@@ -91,20 +107,82 @@ static const struct opt_def {
     {"body-file", OPT_BODY_FILE, 1, CMD_BIT(TS_CLI_CMD_POST) | CMD_BIT(TS_CLI_CMD_EDIT)},
     {"since", OPT_SINCE, 1, CMD_BIT(TS_CLI_CMD_WATCH)},
     {"dir", OPT_DIR, 1, MIRROR_CMDS},
-    {"all", OPT_ALL, 0, MIRROR_CMDS},
+    {"all", OPT_ALL, 0, MIRROR_CMDS | EXPORT},
     {"once", OPT_ONCE, 0, CMD_BIT(TS_CLI_CMD_MIRROR)},
     {"edit-key", OPT_EDIT_KEY, 1, CMD_BIT(TS_CLI_CMD_EDIT) | CMD_BIT(TS_CLI_CMD_DELETE)},
     {"author", OPT_AUTHOR, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
     {"duration", OPT_DURATION, 1, CMD_BIT(TS_CLI_CMD_MODERATE)},
     {"role", OPT_ROLE, 1, CMD_BIT(TS_CLI_CMD_ADMIN)},
-    {"timeout", OPT_TIMEOUT, 1, RETRY_CMDS},
+    {"timeout", OPT_TIMEOUT, 1, ALL_CMDS},
     {"idempotency-key", OPT_IDEM_KEY, 1, CMD_BIT(TS_CLI_CMD_POST)},
+    {"out", OPT_OUT, 1, CMD_BIT(TS_CLI_CMD_BACKUP) | EXPORT},
+    {"timeout-ms", OPT_TIMEOUT_MS, 1,
+     CMD_BIT(TS_CLI_CMD_BACKUP) | CMD_BIT(TS_CLI_CMD_DIGEST) | IMPORT},
     {"gateway", OPT_GATEWAY, 0, CMD_BIT(TS_CLI_CMD_ADMIN)},
+    {"format", OPT_FORMAT, 1, IMPORT | EXPORT},
+    {"key-from", OPT_KEY_FROM, 1, IMPORT},
+    {"source", OPT_SOURCE, 1, IMPORT},
+    {"batch-size", OPT_BATCH_SIZE, 1, IMPORT},
+    {"with-pingbacks", OPT_WITH_PINGBACKS, 0, IMPORT},
+    {"strict", OPT_STRICT, 0, IMPORT},
+    {"renumber", OPT_RENUMBER, 0, IMPORT},
+    {"quiet", OPT_QUIET, 0, IMPORT},
+    {"with-emails", OPT_WITH_EMAILS, 0, EXPORT},
+    {"comment", OPT_COMMENT, 1, AUDIT},
+    {"after", OPT_AFTER, 1, AUDIT},
 };
 
-static const char *const cmd_names[] = {"",       "post",     "get",  "watch",  "mirror",
-                                        "verify", "moderate", "edit", "delete", "admin"};
-#define N_CMDS (sizeof(cmd_names) / sizeof(cmd_names[0]))
+/* The commands: the first word, and for the admin sub-commands that are
+ * commands of their own (options and runner), the second. */
+static const struct cmd_def {
+    enum ts_cli_cmd cmd;
+    const char *word, *sub, *name;
+} cmd_defs[] = {
+    {TS_CLI_CMD_POST, "post", NULL, "post"},
+    {TS_CLI_CMD_GET, "get", NULL, "get"},
+    {TS_CLI_CMD_WATCH, "watch", NULL, "watch"},
+    {TS_CLI_CMD_MIRROR, "mirror", NULL, "mirror"},
+    {TS_CLI_CMD_VERIFY, "verify", NULL, "verify"},
+    {TS_CLI_CMD_MODERATE, "moderate", NULL, "moderate"},
+    {TS_CLI_CMD_EDIT, "edit", NULL, "edit"},
+    {TS_CLI_CMD_DELETE, "delete", NULL, "delete"},
+    {TS_CLI_CMD_IMPORT, "import", NULL, "import"},
+    {TS_CLI_CMD_EXPORT, "export", NULL, "export"},
+    {TS_CLI_CMD_ADMIN, "admin", NULL, "admin"},
+    {TS_CLI_CMD_BACKUP, "admin", "backup", "admin backup"},
+    {TS_CLI_CMD_DIGEST, "admin", "digest", "admin digest"},
+    {TS_CLI_CMD_CLUSTER, "admin", "cluster", "admin cluster"},
+    {TS_CLI_CMD_REMOVE_NODE, "admin", "remove-node", "admin remove-node"},
+    {TS_CLI_CMD_AUDIT, "admin", "audit", "admin audit"},
+};
+#define N_CMD_DEFS (sizeof(cmd_defs) / sizeof(cmd_defs[0]))
+
+/* The command named by word (and, for a sub-command, sub); NONE if none. */
+static enum ts_cli_cmd find_cmd(const char *word, const char *sub)
+{
+    for (size_t i = 0; i < N_CMD_DEFS; i++)
+        if (strcmp(cmd_defs[i].word, word) == 0 &&
+            (cmd_defs[i].sub ? sub && strcmp(cmd_defs[i].sub, sub) == 0 : !sub))
+            return cmd_defs[i].cmd;
+    return TS_CLI_CMD_NONE;
+}
+
+void ts_cli_context(char *buf, size_t len, const char *what, const struct ts_cli_opts *o)
+{
+    size_t n = (size_t)snprintf(buf, len, "%s (", what);
+    for (size_t i = 0; i < o->n_servers && n < len; i++)
+        n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? "," : "", o->servers[i]);
+    if (n < len)
+        snprintf(buf + n, len - n, ")");
+}
+
+const char *ts_cli_cmd_name(enum ts_cli_cmd cmd)
+{
+    for (size_t i = 0; i < N_CMD_DEFS; i++)
+        if (cmd_defs[i].cmd == cmd)
+            return cmd_defs[i].name;
+    return "";
+}
 
 static const char *const mod_names[] = {"",     "approve", "hide",        "unhide",       "delete",
                                         "lock", "unlock",  "premoderate", "postmoderate", "queue",
@@ -265,6 +343,60 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
         if (parse_u64(v, &o->timeout_s) || o->timeout_s == 0 || o->timeout_s > 86400)
             return fail(err, errlen, "--timeout wants seconds (1 to 86400), not '%s'", v);
         break;
+    case OPT_TIMEOUT_MS: {
+        uint64_t ms;
+        if (parse_u64(v, &ms) || ms == 0 || ms > 86400000)
+            return fail(err, errlen, "--timeout-ms wants 1..86400000, not '%s'", v);
+        o->timeout_ms = (unsigned)ms;
+        break;
+    }
+    case OPT_OUT:
+        o->out = v;
+        break;
+    case OPT_FORMAT:
+        o->format = v;
+        break;
+    case OPT_KEY_FROM:
+        if (strcmp(v, "path") != 0 && strcmp(v, "slug") != 0 && strcmp(v, "id") != 0)
+            return fail(err, errlen, "--key-from wants path, slug or id");
+        o->key_from = v;
+        break;
+    case OPT_SOURCE:
+        if (!v[0] || strlen(v) > TS_CLI_IMPORT_SOURCE_MAX)
+            return fail(err, errlen, "--source wants 1 to %d characters", TS_CLI_IMPORT_SOURCE_MAX);
+        o->source = v;
+        break;
+    case OPT_BATCH_SIZE: {
+        uint64_t n;
+        if (parse_u64(v, &n) || n == 0 || n > TS_CLI_IMPORT_BATCH_MAX)
+            return fail(err, errlen, "--batch-size wants 1..%d, not '%s'", TS_CLI_IMPORT_BATCH_MAX,
+                        v);
+        o->batch_size = (size_t)n;
+        break;
+    }
+    case OPT_WITH_PINGBACKS:
+        o->with_pingbacks = 1;
+        break;
+    case OPT_STRICT:
+        o->strict = 1;
+        break;
+    case OPT_RENUMBER:
+        o->renumber = 1;
+        break;
+    case OPT_QUIET:
+        o->quiet = 1;
+        break;
+    case OPT_WITH_EMAILS:
+        o->with_emails = 1;
+        break;
+    case OPT_COMMENT:
+        if (parse_u64(v, &o->comment_id) || o->comment_id == 0)
+            return fail(err, errlen, "--comment wants a comment id, not '%s'", v);
+        break;
+    case OPT_AFTER:
+        if (parse_u64(v, &o->after_seq))
+            return fail(err, errlen, "--after wants a sequence number, not '%s'", v);
+        break;
     case OPT_IDEM_KEY: {
         size_t n = strlen(v);
         int ok = n >= 1 && n <= TS_CLI_IDEM_KEY_MAX;
@@ -291,10 +423,10 @@ static int apply(struct ts_cli_opts *o, enum opt_id id, const char *v, char *err
     return TS_OK;
 }
 
-/* The words after moderate, edit, delete and admin. */
+/* The words after moderate, edit, delete and admin (and its sub-commands). */
 static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
 {
-    const char *cmd = cmd_names[o->cmd];
+    const char *cmd = ts_cli_cmd_name(o->cmd);
     size_t want_id = 0; /* index of the ID word, when there is one */
     size_t n_words = 0;
     switch (o->cmd) {
@@ -333,11 +465,48 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
         want_id = 0;
         n_words = 1;
         break;
+    case TS_CLI_CMD_IMPORT:
+        if (!o->format || (strcmp(o->format, "wordpress") != 0 &&
+                           strcmp(o->format, "disqus") != 0 && strcmp(o->format, "jsonl") != 0))
+            return fail(err, errlen, "import needs --format wordpress, disqus or jsonl");
+        if (o->n_args == 0)
+            return fail(err, errlen, "import needs a FILE (- for standard input)");
+        o->file = o->args[0];
+        n_words = 1;
+        break;
+    case TS_CLI_CMD_EXPORT:
+        if (!o->format || strcmp(o->format, "jsonl") != 0)
+            return fail(err, errlen, "export needs --format jsonl");
+        if (o->all == (o->n_threads > 0))
+            return fail(err, errlen, "export needs --all or --thread KEY (not both)");
+        if (o->n_threads > TS_CLI_EXPORT_KEYS_MAX)
+            return fail(err, errlen, "at most %d --thread keys", TS_CLI_EXPORT_KEYS_MAX);
+        break;
+    case TS_CLI_CMD_BACKUP:
+        if (!o->out || !*o->out)
+            return fail(err, errlen, "admin backup needs --out FILE");
+        n_words = 1;
+        break;
+    case TS_CLI_CMD_DIGEST:
+    case TS_CLI_CMD_CLUSTER:
+        n_words = 1;
+        break;
+    case TS_CLI_CMD_AUDIT:
+        if (o->n_threads > 1)
+            return fail(err, errlen, "admin audit takes at most one --thread");
+        n_words = 1;
+        break;
+    case TS_CLI_CMD_REMOVE_NODE:
+        if (o->n_args != 2 || parse_u64(o->args[1], &o->node_id) || o->node_id == 0)
+            return fail(err, errlen, "admin remove-node wants a node ID (1..), not '%s'",
+                        o->n_args > 1 ? o->args[1] : "");
+        n_words = 2;
+        break;
     case TS_CLI_CMD_ADMIN:
         if (o->n_args < 2 || strcmp(o->args[0], "token") != 0)
             return fail(err, errlen,
-                        "admin needs: token add|list|revoke, backup, digest, cluster or "
-                        "remove-node ID");
+                        "admin needs: token add|list|revoke, backup, digest, cluster, audit "
+                        "or remove-node ID");
         o->token_op = (enum ts_cli_token_op)lookup(token_ops, 4, o->args[1]);
         if (!o->token_op)
             return fail(err, errlen, "unknown admin token action '%s'", o->args[1]);
@@ -356,7 +525,8 @@ static int check_args(struct ts_cli_opts *o, char *err, size_t errlen)
         return TS_OK;
     }
     if (o->n_args != n_words)
-        return fail(err, errlen, "%s %s: %s", cmd, o->n_args > 0 ? o->args[0] : "",
+        return fail(err, errlen, "%s %s: %s", o->cmd >= TS_CLI_CMD_BACKUP ? "admin" : cmd,
+                    o->n_args > 0 ? o->args[0] : "",
                     o->n_args < n_words ? "missing argument" : "too many arguments");
     if (n_words && (o->cmd == TS_CLI_CMD_EDIT || o->cmd == TS_CLI_CMD_DELETE || want_id)) {
         const char *w = o->args[want_id];
@@ -391,7 +561,7 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
             }
             if (o->cmd != TS_CLI_CMD_NONE)
                 return fail(err, errlen, "unexpected argument '%s'", a);
-            o->cmd = (enum ts_cli_cmd)lookup(cmd_names, N_CMDS, a);
+            o->cmd = find_cmd(a, NULL);
             if (o->cmd == TS_CLI_CMD_NONE)
                 return fail(err, errlen, "unknown command '%s'", a);
             continue;
@@ -424,16 +594,22 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
         if (!dup)
             seen[n_seen++] = d;
     }
+    if (o->cmd != TS_CLI_CMD_NONE && o->n_args > 0) { /* a sub-command of its own */
+        enum ts_cli_cmd sub = find_cmd(ts_cli_cmd_name(o->cmd), o->args[0]);
+        if (sub != TS_CLI_CMD_NONE)
+            o->cmd = sub;
+    }
     if (o->help)
         return TS_OK;
     if (o->cmd == TS_CLI_CMD_NONE)
         return fail(err, errlen, "no command given");
     for (size_t k = 0; k < n_seen; k++)
         if (!(seen[k]->cmds & CMD_BIT(o->cmd)))
-            return fail(err, errlen, "%s does not take --%s", cmd_names[o->cmd], seen[k]->name);
+            return fail(err, errlen, "%s does not take --%s", ts_cli_cmd_name(o->cmd),
+                        seen[k]->name);
     if (o->cmd == TS_CLI_CMD_POST || o->cmd == TS_CLI_CMD_GET) {
         if (o->n_threads != 1)
-            return fail(err, errlen, "%s needs exactly one --thread", cmd_names[o->cmd]);
+            return fail(err, errlen, "%s needs exactly one --thread", ts_cli_cmd_name(o->cmd));
     }
     if (o->cmd == TS_CLI_CMD_POST) {
         if (!o->name)
@@ -443,7 +619,7 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
     }
     if (o->cmd == TS_CLI_CMD_MIRROR || o->cmd == TS_CLI_CMD_VERIFY) {
         if (!o->dir || !*o->dir)
-            return fail(err, errlen, "%s needs --dir", cmd_names[o->cmd]);
+            return fail(err, errlen, "%s needs --dir", ts_cli_cmd_name(o->cmd));
         if (o->all && o->n_threads)
             return fail(err, errlen, "--all and --thread exclude each other");
     }
@@ -467,6 +643,8 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
     }
     if (!o->timeout_s)
         o->timeout_s = TS_CLI_DEFAULT_TIMEOUT_S;
+    if (!o->batch_size)
+        o->batch_size = TS_CLI_IMPORT_BATCH_MAX;
     if (!o->ca_file)
         o->ca_file = env_or(get_env, "THREADSYNC_CA", TS_CLI_DEFAULT_CA);
     if (!o->token_file)
@@ -498,12 +676,20 @@ void ts_cli_usage(FILE *out)
           "  moderate lock|unlock|premoderate|postmoderate --thread KEY\n"
           "  moderate queue [--thread KEY]           list PENDING comments\n"
           "  moderate ban --author NAME_OR_EMAIL --duration SECONDS   (0 lifts it)\n"
+          "  import --format wordpress|disqus|jsonl FILE   (- for standard input)\n"
+          "        [--key-from path|slug|id] [--with-pingbacks] [--strict] [--source NAME]\n"
+          "        [--renumber] [--batch-size N] [--quiet] [--timeout-ms MS]\n"
+          "                  put another system's comments into threadsync (an admin\n"
+          "                  token; running it again completes an interrupted run)\n"
+          "  export --format jsonl (--all | --thread KEY...) [--with-emails] [--out FILE]\n"
+          "                  every thread and comment as JSON Lines\n"
           "  admin token add --role reader|poster|moderator|admin --name NAME [--gateway]\n"
           "                         prints the new token once\n"
           "  admin token list\n"
           "  admin token revoke NAME\n"
           "  admin backup --out FILE                verified backup of the whole store\n"
           "  admin digest                           the node's seq and state digest\n"
+          "  admin audit [--thread KEY] [--comment ID] [--after SEQ]  the moderation audit trail\n"
           "  admin cluster            nodes, addresses, roles, leader, applied seq of each\n"
           "  admin remove-node ID     remove a node (not the leader: stop that one first)\n"
           "\n"
@@ -514,8 +700,9 @@ void ts_cli_usage(FILE *out)
           "  --ca FILE            env THREADSYNC_CA; default " TS_CLI_DEFAULT_CA "\n"
           "  --token-file FILE    env THREADSYNC_TOKEN_FILE; default " TS_CLI_DEFAULT_TOKEN_FILE
           "\n"
-          "  --timeout SECONDS    post, edit, delete, moderate: keep retrying through the\n"
-          "                       server list until this long has passed; default 30\n"
+          "  --timeout SECONDS    how long a request may take (post, edit, delete,\n"
+          "                       moderate: keep retrying through the server list until\n"
+          "                       then; admin backup: the longest silence); default 30\n"
           "  --json               machine-readable output\n"
           "  --help               this text\n"
           "\n"
@@ -713,10 +900,9 @@ void ts_cli_print_post(FILE *out, const Threadsync__PostResult *r, int json)
     }
 }
 
-void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t)
+void ts_cli_json_thread_fields(FILE *out, const Threadsync__Thread *t, int first, int all)
 {
-    fputc('{', out);
-    ts_json_kv_u64(out, "id", t->id, 1);
+    ts_json_kv_u64(out, "id", t->id, first);
     ts_json_kv_str(out, "key", t->key, 0);
     ts_json_kv_str(out, "title", t->title, 0);
     ts_json_kv_str(out, "url", t->url, 0);
@@ -724,31 +910,43 @@ void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t)
     ts_json_kv_bool(out, "locked", t->locked, 0);
     ts_json_kv_u64(out, "comment_count", t->comment_count, 0);
     ts_json_kv_u64(out, "version", t->version, 0);
-    if (t->premoderated)
-        ts_json_kv_bool(out, "premoderated", 1, 0);
-    if (t->moderated_by && *t->moderated_by)
+    if (all || t->premoderated)
+        ts_json_kv_bool(out, "premoderated", t->premoderated, 0);
+    if (all || (t->moderated_by && *t->moderated_by))
         ts_json_kv_str(out, "moderated_by", t->moderated_by, 0);
+}
+
+void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t)
+{
+    fputc('{', out);
+    ts_cli_json_thread_fields(out, t, 1, 0);
     fputc('}', out);
 }
 
-void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm)
+void ts_cli_json_comment_fields(FILE *out, const Threadsync__Comment *cm, int first, int all,
+                                int with_emails)
 {
-    fputc('{', out);
-    ts_json_kv_u64(out, "id", cm->id, 1);
+    ts_json_kv_u64(out, "id", cm->id, first);
     ts_json_kv_u64(out, "thread_id", cm->thread_id, 0);
     ts_json_kv_u64(out, "parent_id", cm->parent_id, 0);
     ts_json_kv_str(out, "author_name", cm->author_name, 0);
-    if (cm->author_email && *cm->author_email)
+    if (with_emails && (all || (cm->author_email && *cm->author_email)))
         ts_json_kv_str(out, "author_email", cm->author_email, 0);
     ts_json_kv_str(out, "body", cm->body, 0);
     ts_json_kv_i64(out, "created_at_ms", cm->created_at_ms, 0);
     ts_json_kv_i64(out, "edited_at_ms", cm->edited_at_ms, 0);
     ts_json_kv_str(out, "status", ts_cli_status_name(cm->status), 0);
     ts_json_kv_u64(out, "version", cm->version, 0);
-    if (cm->moderated_by && *cm->moderated_by)
+    if (all || (cm->moderated_by && *cm->moderated_by))
         ts_json_kv_str(out, "moderated_by", cm->moderated_by, 0);
-    if (cm->reader_key && *cm->reader_key)
+    if (!all && cm->reader_key && *cm->reader_key)
         ts_json_kv_str(out, "reader_key", cm->reader_key, 0);
+}
+
+void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm)
+{
+    fputc('{', out);
+    ts_cli_json_comment_fields(out, cm, 1, 0, 1);
     fputc('}', out);
 }
 

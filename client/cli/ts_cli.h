@@ -4,7 +4,19 @@
  *
  *   threadsync [common options] COMMAND [options]
  *
- * Options may come before or after the command. Output formats:
+ * Options may come before or after the command. One parser serves every
+ * command (web parses its own listener options, then this for the rest):
+ * the common options (--server/THREADSYNC_SERVER, --ca/THREADSYNC_CA,
+ * --token-file/THREADSYNC_TOKEN_FILE, --json, --timeout) are resolved once,
+ * here, and main builds one client config from them.
+ *
+ * Adding a command: a value in enum ts_cli_cmd, a row in ts_cli.c's
+ * cmd_defs (its words; an admin sub-command names its second word), the
+ * bits of the options it takes in opt_defs, its word checks in check_args
+ * when it takes arguments, and a row in main.c's commands[] naming the
+ * function that runs it with the parsed options and the client config.
+ *
+ * Output formats:
  *   post   text: "id=<id> seq=<seq>[ status=PENDING] edit_key=<key>"; JSON:
  *          {"id":..,"seq":..,"thread_id":..[,"status":..],"edit_key":..}
  *   get    text: a header line "<key> — "<title>" — <n> comments", then each
@@ -36,6 +48,9 @@
 #define TS_CLI_DEFAULT_TOKEN_FILE "./threadsync-data/admin.token"
 #define TS_CLI_DEFAULT_TIMEOUT_S 30
 #define TS_CLI_IDEM_KEY_MAX 64
+#define TS_CLI_IMPORT_BATCH_MAX 1000 /* comments per Import request (and the default) */
+#define TS_CLI_IMPORT_SOURCE_MAX 64  /* import --source */
+#define TS_CLI_EXPORT_KEYS_MAX 1024  /* export --thread keys */
 
 enum ts_cli_exit {
     TS_CLI_EXIT_OK = 0,
@@ -51,10 +66,18 @@ enum ts_cli_cmd {
     TS_CLI_CMD_WATCH,
     TS_CLI_CMD_MIRROR,
     TS_CLI_CMD_VERIFY,
-    TS_CLI_CMD_MODERATE, /* ACTION [ID] */
-    TS_CLI_CMD_EDIT,     /* ID */
-    TS_CLI_CMD_DELETE,   /* ID */
-    TS_CLI_CMD_ADMIN,    /* token add|list|revoke [NAME] */
+    TS_CLI_CMD_MODERATE,    /* ACTION [ID] */
+    TS_CLI_CMD_EDIT,        /* ID */
+    TS_CLI_CMD_DELETE,      /* ID */
+    TS_CLI_CMD_IMPORT,      /* --format F FILE (ts_cli_import.h) */
+    TS_CLI_CMD_EXPORT,      /* --format jsonl --all|--thread (ts_cli_export.h) */
+    TS_CLI_CMD_ADMIN,       /* token add|list|revoke [NAME] */
+    TS_CLI_CMD_BACKUP,      /* admin backup --out FILE (ts_cli_backup.h) */
+    TS_CLI_CMD_DIGEST,      /* admin digest */
+    TS_CLI_CMD_CLUSTER,     /* admin cluster (ts_cli_cluster.h) */
+    TS_CLI_CMD_REMOVE_NODE, /* admin remove-node ID */
+    TS_CLI_CMD_AUDIT,       /* admin audit (ts_cli_audit.h) */
+    TS_CLI_CMD_COUNT,
 };
 
 /* moderate's first word. */
@@ -109,11 +132,24 @@ struct ts_cli_opts {
     const char *author;   /* --author (ban) */
     uint64_t duration_s;  /* --duration (ban, seconds; 0 lifts) */
     int duration_set;
-    int role;                    /* --role (admin token add), a Threadsync__Role */
-    int gateway;                 /* --gateway (admin token add): may send reader keys */
-    const char *token_name;      /* admin token add --name / revoke NAME */
-    uint64_t timeout_s;          /* --timeout, else TS_CLI_DEFAULT_TIMEOUT_S */
+    int role;               /* --role (admin token add), a Threadsync__Role */
+    int gateway;            /* --gateway (admin token add): may send reader keys */
+    const char *token_name; /* admin token add --name / revoke NAME */
+    uint64_t timeout_s;     /* --timeout, else TS_CLI_DEFAULT_TIMEOUT_S */
+    unsigned timeout_ms;    /* admin backup/digest, import --timeout-ms (older spelling), or 0 */
+    const char *out;        /* admin backup, export --out */
+    uint64_t node_id;       /* admin remove-node ID */
+    uint64_t comment_id;    /* admin audit --comment */
+    uint64_t after_seq;     /* admin audit --after */
     const char *idempotency_key; /* post --idempotency-key, or NULL */
+    /* import, export */
+    const char *format;   /* --format: import wordpress|disqus|jsonl, export jsonl */
+    const char *file;     /* import FILE ("-": standard input) */
+    const char *key_from; /* import --key-from path|slug|id, or NULL (path) */
+    const char *source;   /* import --source, or NULL (the format's name) */
+    size_t batch_size;    /* import --batch-size, else 1000 */
+    int with_pingbacks, strict, renumber, quiet; /* import's flags */
+    int with_emails;                             /* export --with-emails */
 };
 
 typedef char *(*ts_cli_getenv_fn)(const char *name);
@@ -127,6 +163,13 @@ int ts_cli_parse(int argc, char *const argv[], ts_cli_getenv_fn get_env, struct 
 void ts_cli_opts_free(struct ts_cli_opts *o);
 
 void ts_cli_usage(FILE *out);
+
+/* What a local failure message is about: "<what> (<server>,<server>...)"
+ * into buf (truncated to len). */
+void ts_cli_context(char *buf, size_t len, const char *what, const struct ts_cli_opts *o);
+
+/* The command's words as typed ("post", "admin backup"). */
+const char *ts_cli_cmd_name(enum ts_cli_cmd cmd);
 
 /* Reads the token: the file's first line without its line end. *out is
  * malloc'd (caller frees). TS_E_IO (reason in err) when unreadable or
@@ -196,6 +239,14 @@ void ts_cli_print_thread(FILE *out, const Threadsync__GetResult *g, int json);
 /* JSON objects for one thread / comment (no trailing newline). */
 void ts_cli_json_thread(FILE *out, const Threadsync__Thread *t);
 void ts_cli_json_comment(FILE *out, const Threadsync__Comment *cm);
+
+/* Their members alone (the first one comma-prefixed unless first), for
+ * objects that carry more (export's lines). all: every field, also the
+ * empty ones (export's lossless form; no reader_key), else the optional
+ * ones only when set; with_emails: author_email too. */
+void ts_cli_json_thread_fields(FILE *out, const Threadsync__Thread *t, int first, int all);
+void ts_cli_json_comment_fields(FILE *out, const Threadsync__Comment *cm, int first, int all,
+                                int with_emails);
 
 /* One watch line (see above) for a change: thread may be NULL when comment
  * is set (thread_key then names it), comment NULL for a thread-only one. */

@@ -1,15 +1,15 @@
 /*
  * ts_cli_backup: the threadsync CLI's `admin backup` and `admin digest`
- * commands, self-contained (their own option parsing and their own TLS
- * connection on a private loop), so they stay apart from the rest of the
- * CLI:
+ * commands: the file side of a backup (a temporary file, the checks, the
+ * atomic rename) over libthreadsync's ts_sync_backup / ts_sync_state_digest,
+ * which own the connection, the server list and the timeouts:
  *
  *   threadsync [options] admin backup --out FILE
  *   threadsync [options] admin digest
  *
- * options: --server HOST:PORT (repeatable: tried in order until one
- * answers), --ca FILE, --token-file FILE (the same environment variables
- * and defaults as every command, ts_cli.h), --json, --timeout-ms MS.
+ * options: the common ones (ts_cli.h, parsed with every other command by
+ * ts_cli_parse: the server list is tried in order until one answers;
+ * --timeout is the longest silence, also spelt --timeout-ms MS here).
  *
  * backup: asks one node for a Backup (PROTOCOL.md), writes the chunks to a
  * temporary file beside FILE (mode 0600: a backup holds e-mail addresses),
@@ -29,40 +29,34 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "threadsync.pb-c.h"
+#include "threadsync.h"
+#include "ts_cli.h"
 
-/* 1 when argv (as main got it) is an `admin backup` or `admin digest`
- * command line: the first two words that are not options or their values. */
-int ts_cli_backup_wants(int argc, char *const argv[]);
-
-/* Runs the command; returns the exit code. get_env: getenv or a stand-in. */
-int ts_cli_backup_main(int argc, char *const argv[], char *(*get_env)(const char *name));
-
-struct ts_cli_backup_conn {
-    const char *const *servers; /* tried in order */
-    size_t n_servers;
-    const char *ca_file;
-    const char *token;
-    unsigned timeout_ms; /* longest silence from the server; 0 = 30000 */
-};
+/* Run the commands (from main.c's command table) with the parsed options
+ * and the client config built from them; return the exit code. */
+int ts_cli_backup_cmd(const struct ts_cli_opts *o, struct ts_client_config *cfg);
+int ts_cli_digest_cmd(const struct ts_cli_opts *o, struct ts_client_config *cfg);
 
 struct ts_cli_backup_info {
     uint64_t seq, size, threads, comments;
     char sha256[65], state_digest[65];
 };
 
-/* Takes a backup into out_path as described above. TS_OK with *info; a
+/* Takes a backup into out_path as described above, through cfg's servers
+ * (tried once each, in order); timeout_ms is the longest silence from the
+ * server (0: 30000). TS_OK with *info; a
  * protocol code with *detail (OUT, free with ts_msg_free; may be NULL) when
  * the server refused; TS_E_IO (local file), TS_E_INVALID_ARGUMENT (the
  * stream failed its check: nothing is left at out_path), or a connection
  * error. err gets a one-line reason on failure. */
-int ts_cli_backup_run(const struct ts_cli_backup_conn *c, const char *out_path,
+int ts_cli_backup_run(const struct ts_client_config *cfg, unsigned timeout_ms, const char *out_path,
                       struct ts_cli_backup_info *info, Threadsync__Error **detail, char *err,
                       size_t errlen);
 
 /* Asks for the StateDigest; TS_OK with *out (free with ts_msg_free). Errors
  * as ts_cli_backup_run. */
-int ts_cli_backup_digest(const struct ts_cli_backup_conn *c, Threadsync__StateDigestResult **out,
-                         Threadsync__Error **detail, char *err, size_t errlen);
+int ts_cli_backup_digest(const struct ts_client_config *cfg, unsigned timeout_ms,
+                         Threadsync__StateDigestResult **out, Threadsync__Error **detail, char *err,
+                         size_t errlen);
 
 #endif

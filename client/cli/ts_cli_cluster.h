@@ -1,15 +1,12 @@
 /*
- * ts_cli_cluster: the threadsync CLI's cluster commands, self-contained
- * (their own option parsing over the common options), so they stay apart
- * from the rest of the CLI:
+ * ts_cli_cluster: the threadsync CLI's cluster commands (parsed with every
+ * other command by ts_cli_parse, run from main.c's command table):
  *
  *   threadsync [options] admin cluster
  *   threadsync [options] admin remove-node ID
  *
- * options: --server HOST:PORT (repeatable, or $THREADSYNC_SERVER
- * comma-separated: tried in order until one answers), --ca FILE,
- * --token-file FILE (the environment variables and defaults of ts_cli.h),
- * --json, --help. Both need an admin token.
+ * options: the common ones (ts_cli.h): the server list is tried in order
+ * until one answers. Both need an admin token.
  *
  * cluster: asks the first node that answers for the configuration, then
  * asks every node of it at its client address for its own applied seq (a
@@ -39,15 +36,13 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "threadsync.pb-c.h"
+#include "threadsync.h"
+#include "ts_cli.h"
 
-/* 1 when argv (as main got it) is an `admin cluster` or `admin remove-node`
- * command line: its first two words that are neither options nor their
- * values. */
-int ts_cli_cluster_wants(int argc, char *const argv[]);
-
-/* Runs the command; returns the exit code. get_env: getenv or a stand-in. */
-int ts_cli_cluster_main(int argc, char *const argv[], char *(*get_env)(const char *name));
+/* Run the commands with the parsed options and the client config built
+ * from them; return the exit code. */
+int ts_cli_cluster_run(const struct ts_cli_opts *o, struct ts_client_config *cfg);
+int ts_cli_remove_node_run(const struct ts_cli_opts *o, struct ts_client_config *cfg);
 
 /* Each node's own applied seq, by position in r->nodes; applied[i] is
  * valid only when up[i] is non-zero. Both may be NULL (no probe: the

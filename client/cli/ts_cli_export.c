@@ -10,7 +10,7 @@
 
 #include "threadsync.h"
 #include "ts_cli.h"
-#include "ts_cli_conn.h"
+#include "ts_cli_audit.h"
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_json.h"
@@ -23,44 +23,16 @@
 
 #define WINDOW 8
 
-static const char *status_name(int s)
-{
-    static const char *const names[] = {"STATUS_UNSPECIFIED", "VISIBLE", "PENDING", "HIDDEN",
-                                        "DELETED"};
-    return s >= 0 && s <= 4 ? names[s] : "STATUS_UNSPECIFIED";
-}
-
 void ts_cli_export_thread(FILE *out, const Threadsync__GetResult *g, int with_emails)
 {
     const Threadsync__Thread *t = g->thread;
     fputs("{\"type\":\"thread\"", out);
-    ts_json_kv_u64(out, "id", t->id, 0);
-    ts_json_kv_str(out, "key", t->key, 0);
-    ts_json_kv_str(out, "title", t->title, 0);
-    ts_json_kv_str(out, "url", t->url, 0);
-    ts_json_kv_i64(out, "created_at_ms", t->created_at_ms, 0);
-    ts_json_kv_bool(out, "locked", t->locked, 0);
-    ts_json_kv_bool(out, "premoderated", t->premoderated, 0);
-    ts_json_kv_u64(out, "version", t->version, 0);
-    ts_json_kv_str(out, "moderated_by", t->moderated_by, 0);
-    ts_json_kv_u64(out, "comment_count", t->comment_count, 0);
+    ts_cli_json_thread_fields(out, t, 0, 1);
     fputs("}\n", out);
     for (size_t i = 0; i < g->n_comments; i++) {
-        const Threadsync__Comment *c = g->comments[i];
         fputs("{\"type\":\"comment\"", out);
-        ts_json_kv_u64(out, "id", c->id, 0);
-        ts_json_kv_u64(out, "thread_id", c->thread_id, 0);
         ts_json_kv_str(out, "thread_key", t->key, 0);
-        ts_json_kv_u64(out, "parent_id", c->parent_id, 0);
-        ts_json_kv_str(out, "author_name", c->author_name, 0);
-        if (with_emails)
-            ts_json_kv_str(out, "author_email", c->author_email, 0);
-        ts_json_kv_str(out, "body", c->body, 0);
-        ts_json_kv_i64(out, "created_at_ms", c->created_at_ms, 0);
-        ts_json_kv_i64(out, "edited_at_ms", c->edited_at_ms, 0);
-        ts_json_kv_str(out, "status", status_name(c->status), 0);
-        ts_json_kv_u64(out, "version", c->version, 0);
-        ts_json_kv_str(out, "moderated_by", c->moderated_by, 0);
+        ts_cli_json_comment_fields(out, g->comments[i], 0, 1, with_emails);
         fputs("}\n", out);
     }
 }
@@ -87,6 +59,9 @@ struct exp {
     size_t ring_head, in_flight; /* the oldest unwritten slot; slots in use */
     uint64_t threads, comments;
     int pending_digest;
+    /* the audit trail, after the threads (--all) */
+    uint64_t audit, audit_after;
+    int audit_busy, audit_more;
 };
 
 static int64_t wall_ms(void)
@@ -217,37 +192,41 @@ static int run(struct exp *e)
     }
 }
 
-static const char *const value_opts[] = {"--format", "--thread", "--out"};
-
-static int takes_value(const char *a)
+static void on_audit(void *arg, int err, const Threadsync__Error *detail,
+                     const Threadsync__AuditListResult *r)
 {
-    for (size_t i = 0; i < sizeof(value_opts) / sizeof(value_opts[0]); i++)
-        if (!strcmp(a, value_opts[i]))
-            return 1;
-    return ts_cli_conn_takes_value(a);
-}
-
-int ts_cli_export_wants(int argc, char *const argv[])
-{
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-') {
-            if (takes_value(argv[i]))
-                i++;
-            continue;
-        }
-        return !strcmp(argv[i], "export");
+    struct exp *e = arg;
+    e->audit_busy = 0;
+    if (err != TS_OK) {
+        fail(e, err, detail, "export (audit trail)");
+        return;
     }
-    return 0;
+    for (size_t i = 0; i < r->n_entries; i++)
+        ts_cli_audit_write(e->out, r->entries[i]);
+    e->audit += r->n_entries;
+    if (r->n_entries)
+        e->audit_after = r->entries[r->n_entries - 1]->seq;
+    e->audit_more = r->more && r->n_entries;
 }
 
-static void usage(FILE *out)
+/* Writes the whole audit trail, oldest first, a page at a time. */
+static int run_audit(struct exp *e)
 {
-    fputs("usage: threadsync [options] export --format jsonl (--all | --thread KEY...)\n"
-          "       [--with-emails] [--out FILE]\n"
-          "  writes every thread and comment (JSON Lines) to FILE or standard output\n"
-          "options: --server HOST:PORT (repeatable), --ca FILE, --token-file FILE (an admin\n"
-          "         token)\n",
-          out);
+    Threadsync__AuditList q = THREADSYNC__AUDIT_LIST__INIT;
+    q.limit = 1000;
+    do {
+        q.after_seq = e->audit_after;
+        e->audit_busy = 1;
+        e->audit_more = 0;
+        int rc = ts_client_audit_list(e->c, &q, on_audit, e);
+        if (rc != TS_OK)
+            return rc;
+        while (e->audit_busy)
+            uv_run(&e->loop, UV_RUN_ONCE);
+        if (e->failed)
+            return e->failed;
+    } while (e->audit_more);
+    return TS_OK;
 }
 
 static void on_closed(void *arg)
@@ -255,69 +234,9 @@ static void on_closed(void *arg)
     (void)arg;
 }
 
-int ts_cli_export_main(int argc, char *const argv[], char *(*get_env)(const char *name))
+int ts_cli_export_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
-    struct ts_cli_conn conn;
-    const char **keys = calloc((size_t)argc + 1, sizeof(*keys));
-    size_t n_keys = 0;
-    const char *format = NULL, *outfile = NULL;
-    int all = 0, with_emails = 0, help = 0, words = 0;
-    char err[512] = "";
-    if (!keys || ts_cli_conn_init(&conn, argc) != TS_OK) {
-        free(keys);
-        fprintf(stderr, "threadsync: out of memory\n");
-        return TS_CLI_EXIT_CONN;
-    }
-    for (int i = 1; i < argc && !err[0]; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            help = 1;
-        else if (!strcmp(a, "--all"))
-            all = 1;
-        else if (!strcmp(a, "--with-emails"))
-            with_emails = 1;
-        else if (takes_value(a)) {
-            if (i + 1 >= argc) {
-                snprintf(err, sizeof(err), "%s needs a value", a);
-                break;
-            }
-            const char *v = argv[++i];
-            if (ts_cli_conn_option(&conn, a, v))
-                continue;
-            if (!strcmp(a, "--format"))
-                format = v;
-            else if (!strcmp(a, "--thread"))
-                keys[n_keys++] = v;
-            else
-                outfile = v;
-        } else if (a[0] == '-' || ++words > 1) {
-            snprintf(err, sizeof(err), "unexpected argument '%s' for export", a);
-        }
-    }
-    if (!err[0] && !help) {
-        if (!format || strcmp(format, "jsonl") != 0)
-            snprintf(err, sizeof(err), "export needs --format jsonl");
-        else if (all == (n_keys > 0))
-            snprintf(err, sizeof(err), "export needs --all or --thread KEY (not both)");
-        else if (n_keys > 1024)
-            snprintf(err, sizeof(err), "at most 1024 --thread keys");
-    }
-    if (err[0] || help) {
-        if (err[0])
-            fprintf(stderr, "threadsync: %s\n", err);
-        usage(err[0] ? stderr : stdout);
-        free(keys);
-        ts_cli_conn_free(&conn);
-        return err[0] ? TS_CLI_EXIT_USAGE : TS_CLI_EXIT_OK;
-    }
-    struct ts_client_config cfg;
-    if (ts_cli_conn_defaults(&conn, get_env) != TS_OK ||
-        ts_cli_conn_config(&conn, &cfg, err, sizeof(err)) != TS_OK) {
-        fprintf(stderr, "error: %s\n", err[0] ? err : "out of memory");
-        free(keys);
-        ts_cli_conn_free(&conn);
-        return TS_CLI_EXIT_CONN;
-    }
+    const char *outfile = o->out;
     struct exp *e = calloc(1, sizeof(*e));
     FILE *out = outfile ? fopen(outfile, "w") : stdout;
     int code = TS_CLI_EXIT_OK;
@@ -326,13 +245,15 @@ int ts_cli_export_main(int argc, char *const argv[], char *(*get_env)(const char
         code = TS_CLI_EXIT_CONN;
     } else {
         e->out = out;
-        e->all = all;
-        e->with_emails = with_emails;
-        e->keys = keys;
-        e->n_keys = n_keys;
-        int rc = ts_client_new(&e->loop, &cfg, &e->c);
+        e->all = o->all;
+        e->with_emails = o->with_emails;
+        e->keys = o->threads;
+        e->n_keys = o->n_threads;
+        int rc = ts_client_new(&e->loop, cfg, &e->c);
         if (rc == TS_OK) {
             rc = run(e);
+            if (rc == TS_OK && o->all)
+                rc = run_audit(e);
             ts_client_close(e->c, on_closed, NULL);
             uv_run(&e->loop, UV_RUN_DEFAULT);
         }
@@ -346,8 +267,9 @@ int ts_cli_export_main(int argc, char *const argv[], char *(*get_env)(const char
             fprintf(stderr, "error: export: write failed: %m\n");
             code = TS_CLI_EXIT_CONN;
         }
-        fprintf(stderr, "export: %" PRIu64 " threads, %" PRIu64 " comments\n", e->threads,
-                e->comments);
+        fprintf(stderr,
+                "export: %" PRIu64 " threads, %" PRIu64 " comments, %" PRIu64 " audit entries\n",
+                e->threads, e->comments, e->audit);
         for (size_t i = 0; i < WINDOW; i++) {
             free(e->ring[i].key);
             ts_msg_free(e->ring[i].res);
@@ -360,7 +282,5 @@ int ts_cli_export_main(int argc, char *const argv[], char *(*get_env)(const char
     if (out && out != stdout)
         fclose(out);
     free(e);
-    free(keys);
-    ts_cli_conn_free(&conn);
     return code;
 }

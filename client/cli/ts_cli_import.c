@@ -19,7 +19,6 @@
 
 #include "threadsync.h"
 #include "ts_cli.h"
-#include "ts_cli_conn.h"
 #include "ts_err.h"
 #include "ts_import_disqus.h"
 #include "ts_import_jsonl.h"
@@ -41,7 +40,6 @@
 #define BATCH_BYTES ((size_t)900 * 1024) /* below the 1 MiB frame limit, with room */
 #define N_SKIP_REASONS 16
 #define SOURCE_ID_MAX 128 /* PROTOCOL.md, Import */
-#define BATCH_MAX 1000
 
 struct thr {
     Threadsync__ImportThread t; /* strings owned */
@@ -628,140 +626,7 @@ static int finish_orphans(struct imp *m)
     return rc;
 }
 
-/* ---- the command line ---- */
-
-static const char *const value_opts[] = {"--format", "--key-from", "--source", "--batch-size",
-                                         "--timeout-ms"};
-
-static int takes_value(const char *a)
-{
-    for (size_t i = 0; i < sizeof(value_opts) / sizeof(value_opts[0]); i++)
-        if (!strcmp(a, value_opts[i]))
-            return 1;
-    return ts_cli_conn_takes_value(a);
-}
-
-int ts_cli_import_wants(int argc, char *const argv[])
-{
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] == '-') {
-            if (takes_value(argv[i]))
-                i++;
-            continue;
-        }
-        return !strcmp(argv[i], "import");
-    }
-    return 0;
-}
-
-static void usage(FILE *out)
-{
-    fputs("usage: threadsync [options] import --format wordpress|disqus|jsonl FILE\n"
-          "  --key-from path|slug|id  thread key from the permalink's path (default), the\n"
-          "                           post's slug or its id (wordpress, disqus)\n"
-          "  --with-pingbacks         import WordPress pingbacks and trackbacks too\n"
-          "  --strict                 refuse what would be truncated, and replies whose\n"
-          "                           parent is not in the file (default: top level)\n"
-          "  --source NAME            scope of the file's ids (default: the format's name)\n"
-          "  --renumber               jsonl: let the node give new ids (default: keep them)\n"
-          "  --batch-size N           comments per Import request, 1..1000 (default 1000)\n"
-          "  --quiet, --json          no warnings or progress; the summary as JSON\n"
-          "options: --server HOST:PORT (repeatable), --ca FILE, --token-file FILE (an admin\n"
-          "         token), --timeout-ms MS (per request, default 30000)\n",
-          out);
-}
-
-struct opts {
-    struct ts_cli_conn conn;
-    const char *format, *file, *key_from, *source;
-    int with_pingbacks, strict, renumber, quiet, json, help;
-    size_t batch_size;
-    unsigned timeout_ms;
-};
-
-static int parse(int argc, char *const argv[], char *(*get_env)(const char *), struct opts *o,
-                 char *err, size_t errlen)
-{
-    memset(o, 0, sizeof(*o));
-    o->batch_size = 1000;
-    if (ts_cli_conn_init(&o->conn, argc) != TS_OK)
-        return TS_E_NOMEM;
-    int words = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h"))
-            o->help = 1;
-        else if (!strcmp(a, "--with-pingbacks"))
-            o->with_pingbacks = 1;
-        else if (!strcmp(a, "--strict"))
-            o->strict = 1;
-        else if (!strcmp(a, "--renumber"))
-            o->renumber = 1;
-        else if (!strcmp(a, "--quiet"))
-            o->quiet = 1;
-        else if (!strcmp(a, "--json"))
-            o->json = 1;
-        else if (takes_value(a)) {
-            if (i + 1 >= argc) {
-                snprintf(err, errlen, "%s needs a value", a);
-                return TS_E_INVALID_ARGUMENT;
-            }
-            const char *v = argv[++i];
-            if (ts_cli_conn_option(&o->conn, a, v))
-                continue;
-            if (!strcmp(a, "--format"))
-                o->format = v;
-            else if (!strcmp(a, "--key-from"))
-                o->key_from = v;
-            else if (!strcmp(a, "--source"))
-                o->source = v;
-            else {
-                char *end;
-                unsigned long n = strtoul(v, &end, 10);
-                int batch = !strcmp(a, "--batch-size");
-                if (*v < '0' || *v > '9' || *end || n == 0 ||
-                    n > (batch ? BATCH_MAX : 86400000ul)) {
-                    snprintf(err, errlen, "%s wants 1..%lu, not '%s'", a,
-                             batch ? (unsigned long)BATCH_MAX : 86400000ul, v);
-                    return TS_E_INVALID_ARGUMENT;
-                }
-                if (batch)
-                    o->batch_size = n;
-                else
-                    o->timeout_ms = (unsigned)n;
-            }
-        } else if (a[0] == '-') {
-            snprintf(err, errlen, "unknown option '%s' for import", a);
-            return TS_E_INVALID_ARGUMENT;
-        } else if (++words == 2) {
-            o->file = a;
-        } else if (words > 2) {
-            snprintf(err, errlen, "unexpected argument '%s'", a);
-            return TS_E_INVALID_ARGUMENT;
-        }
-    }
-    if (o->help)
-        return TS_OK;
-    if (!o->format || (strcmp(o->format, "wordpress") != 0 && strcmp(o->format, "disqus") != 0 &&
-                       strcmp(o->format, "jsonl") != 0)) {
-        snprintf(err, errlen, "import needs --format wordpress, disqus or jsonl");
-        return TS_E_INVALID_ARGUMENT;
-    }
-    if (!o->file) {
-        snprintf(err, errlen, "import needs a FILE (- for standard input)");
-        return TS_E_INVALID_ARGUMENT;
-    }
-    if (o->key_from && strcmp(o->key_from, "path") != 0 && strcmp(o->key_from, "slug") != 0 &&
-        strcmp(o->key_from, "id") != 0) {
-        snprintf(err, errlen, "--key-from wants path, slug or id");
-        return TS_E_INVALID_ARGUMENT;
-    }
-    if (o->source && (!o->source[0] || strlen(o->source) > 64)) {
-        snprintf(err, errlen, "--source wants 1 to 64 characters");
-        return TS_E_INVALID_ARGUMENT;
-    }
-    return ts_cli_conn_defaults(&o->conn, get_env);
-}
+/* ---- the command ---- */
 
 static void summary(const struct imp *m, FILE *out)
 {
@@ -826,7 +691,7 @@ static void free_held(void *arg, const char *key, void *value)
         pend_free(value);
 }
 
-static int run(struct imp *m, const struct opts *o, FILE *in)
+static int run(struct imp *m, const struct ts_cli_opts *o, FILE *in)
 {
     const struct ts_import_sink sink = {thread_cb, comment_cb, skip, m};
     enum ts_import_key_from kf = !o->key_from || !strcmp(o->key_from, "path") ? TS_IMPORT_KEY_PATH
@@ -860,43 +725,26 @@ static void on_closed(void *arg)
     (void)arg;
 }
 
-int ts_cli_import_main(int argc, char *const argv[], char *(*get_env)(const char *name))
+int ts_cli_import_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 {
-    struct opts o;
-    char err[512] = "";
-    int rc = parse(argc, argv, get_env, &o, err, sizeof(err));
-    if (rc != TS_OK || o.help) {
-        if (rc != TS_OK)
-            fprintf(stderr, "threadsync: %s\n", rc == TS_E_NOMEM ? "out of memory" : err);
-        usage(rc == TS_OK ? stdout : stderr);
-        ts_cli_conn_free(&o.conn);
-        return rc == TS_OK ? TS_CLI_EXIT_OK : TS_CLI_EXIT_USAGE;
-    }
-    FILE *in = strcmp(o.file, "-") ? fopen(o.file, "rb") : stdin;
+    FILE *in = strcmp(o->file, "-") ? fopen(o->file, "rb") : stdin;
     if (!in) {
-        fprintf(stderr, "error: import: cannot open %s: %m\n", o.file);
-        ts_cli_conn_free(&o.conn);
+        fprintf(stderr, "error: import: cannot open %s: %m\n", o->file);
         return TS_CLI_EXIT_CONN;
     }
-    struct ts_client_config cfg;
-    if (ts_cli_conn_config(&o.conn, &cfg, err, sizeof(err)) != TS_OK) {
-        fprintf(stderr, "error: %s\n", err);
-        if (in != stdin)
-            fclose(in);
-        ts_cli_conn_free(&o.conn);
-        return TS_CLI_EXIT_CONN;
-    }
-    cfg.request_timeout_ms = o.timeout_ms;
+    if (o->timeout_ms)
+        cfg->request_timeout_ms = o->timeout_ms;
+    int rc;
     struct imp *m = calloc(1, sizeof(*m));
-    int jsonl = !strcmp(o.format, "jsonl");
+    int jsonl = !strcmp(o->format, "jsonl");
     if (m) {
-        m->source = o.source ? o.source : jsonl ? "threadsync" : o.format;
-        m->exact = jsonl && !o.renumber;
-        m->strict = o.strict;
-        m->quiet = o.quiet || o.json;
-        m->json = o.json;
+        m->source = o->source ? o->source : jsonl ? "threadsync" : o->format;
+        m->exact = jsonl && !o->renumber;
+        m->strict = o->strict;
+        m->quiet = o->quiet || o->json;
+        m->json = o->json;
         m->progress = !m->quiet && isatty(STDERR_FILENO);
-        m->batch_size = o.batch_size;
+        m->batch_size = o->batch_size;
         m->in = in;
         if (in != stdin && fseek(in, 0, SEEK_END) == 0) {
             m->size = ftell(in);
@@ -906,7 +754,7 @@ int ts_cli_import_main(int argc, char *const argv[], char *(*get_env)(const char
         m->sent = ts_strmap_new();
         m->held = ts_strmap_new();
         m->waiting = ts_strmap_new();
-        m->batch = calloc(o.batch_size, sizeof(*m->batch));
+        m->batch = calloc(o->batch_size, sizeof(*m->batch));
     }
     int code = TS_CLI_EXIT_OK;
     if (!m || !m->threads || !m->sent || !m->held || !m->waiting || !m->batch ||
@@ -914,12 +762,12 @@ int ts_cli_import_main(int argc, char *const argv[], char *(*get_env)(const char
         fprintf(stderr, "error: import: out of memory\n");
         code = TS_CLI_EXIT_CONN;
     } else {
-        rc = ts_client_new(&m->loop, &cfg, &m->c);
+        rc = ts_client_new(&m->loop, cfg, &m->c);
         if (rc != TS_OK) {
             fprintf(stderr, "error: import: %s (%s)\n", ts_err_message(rc), ts_err_name(rc));
             code = TS_CLI_EXIT_CONN;
         } else {
-            rc = run(m, &o, in);
+            rc = run(m, o, in);
             progress(m, 1);
             if (m->progress)
                 fputc('\n', stderr);
@@ -927,7 +775,7 @@ int ts_cli_import_main(int argc, char *const argv[], char *(*get_env)(const char
                 code = ts_cli_exit_code(m->fatal_err);
                 fprintf(stderr, "import stopped: run the same command again to complete it\n");
             } else if (rc != TS_OK) {
-                fprintf(stderr, "error: import: %s: %s\n", o.file,
+                fprintf(stderr, "error: import: %s: %s\n", o->file,
                         m->err[0] ? m->err : ts_err_message(rc));
                 code = rc == TS_E_INVALID_ARGUMENT ? TS_CLI_EXIT_REFUSED : ts_cli_exit_code(rc);
             }
@@ -953,6 +801,5 @@ int ts_cli_import_main(int argc, char *const argv[], char *(*get_env)(const char
     }
     if (in != stdin)
         fclose(in);
-    ts_cli_conn_free(&o.conn);
     return code;
 }

@@ -1,7 +1,7 @@
 /*
  * ts_cli_import: the threadsync CLI's `import` command (README, "Import and
- * export"), self-contained like ts_cli_backup (its own option parsing and
- * client on a private loop):
+ * export"), a row of ts_cli.c's command table (its options parsed there with
+ * the common ones) that runs a client on a private loop:
  *
  *   threadsync [options] import --format wordpress|disqus|jsonl FILE
  *       [--key-from path|slug|id] [--with-pingbacks] [--strict]
@@ -24,10 +24,12 @@
 #ifndef TS_CLI_IMPORT_H
 #define TS_CLI_IMPORT_H
 
-/* 1 when argv's first word that is not an option is "import". */
-int ts_cli_import_wants(int argc, char *const argv[]);
+#include "threadsync.h"
+#include "ts_cli.h"
 
-/* Runs the command; returns the exit code. get_env: getenv or a stand-in. */
-int ts_cli_import_main(int argc, char *const argv[], char *(*get_env)(const char *name));
+/* Runs the command with the parsed options and the client config main
+ * built from them (--timeout-ms, when given, replaces its request
+ * timeout); returns the exit code. */
+int ts_cli_import_run(const struct ts_cli_opts *o, struct ts_client_config *cfg);
 
 #endif

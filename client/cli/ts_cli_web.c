@@ -352,6 +352,7 @@ int ts_cli_web_main(int argc, char **argv)
         return TS_CLI_EXIT_CONN;
     }
     struct ts_client_config cfg = {
+        .struct_size = sizeof(struct ts_client_config),
         .servers = (const char *const *)mo.servers,
         .n_servers = mo.n_servers,
         .ca_file = mo.ca_file,

@@ -45,6 +45,7 @@
 #include "ts_assert.h"
 #include "ts_conn.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 #include "ts_hex.h"
 #include "ts_log.h"
 #include "ts_tls.h"
@@ -223,14 +224,17 @@ void ts__reqs_append(struct ts__reqs *t, struct ts__req *r)
 
 void ts__reqs_unlink(struct ts__reqs *t, struct ts__req *r)
 {
-    if (r->prev)
-        r->prev->next = r->next;
-    else
+    /* By the ends, not by r's links: the same on a well-formed list, and
+     * the analyzer then sees that the head moves past a request unlinked
+     * from it (it was taking a non-null prev at the head as possible). */
+    if (t->head == r)
         t->head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
     else
+        r->prev->next = r->next;
+    if (t->tail == r)
         t->tail = r->prev;
+    else
+        r->next->prev = r->prev;
     r->next = r->prev = NULL;
     t->n--;
 }
@@ -247,13 +251,8 @@ struct ts__req *ts__reqs_find(const struct ts__reqs *t, uint64_t id)
 
 static void req_free(struct ts__req *r)
 {
-    if (r->post)
-        threadsync__post__free_unpacked(r->post, NULL);
     if (r->msg)
         protobuf_c_message_free_unpacked(r->msg, NULL);
-    free(r->thread_key);
-    if (r->digest)
-        threadsync__digest__free_unpacked(r->digest, NULL);
     if (r->last_refusal)
         threadsync__error__free_unpacked(r->last_refusal, NULL);
     free(r);
@@ -270,16 +269,28 @@ static void keep_refusal(struct ts__req *r, const Threadsync__Error *e)
     r->last_refusal = copy;
 }
 
-/* The typed callback of a TS__REQ_MSG request; res NULL unless TS_OK. */
+/* Calls r's typed callback; res NULL unless TS_OK. */
 static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
                        const Threadsync__Result *res)
 {
     switch (r->result_case) {
+    case THREADSYNC__RESULT__BODY_POST:
+        r->cb.post(r->arg, err, detail, res ? res->post : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_GET:
+        r->cb.get(r->arg, err, detail, res ? res->get : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_DIGEST:
+        r->cb.digest(r->arg, err, detail, res ? res->digest : NULL);
+        break;
     case THREADSYNC__RESULT__BODY_CHANGE:
         r->cb.change(r->arg, err, detail, res ? res->change : NULL);
         break;
     case THREADSYNC__RESULT__BODY_PENDING_QUEUE:
         r->cb.pending(r->arg, err, detail, res ? res->pending_queue : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_AUDIT_LIST:
+        r->cb.audit_list(r->arg, err, detail, res ? res->audit_list : NULL);
         break;
     case THREADSYNC__RESULT__BODY_BAN:
         r->cb.ban(r->arg, err, detail, res ? res->ban : NULL);
@@ -302,6 +313,12 @@ static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *deta
     case THREADSYNC__RESULT__BODY_REMOVE_NODE:
         r->cb.remove_node(r->arg, err, detail, res ? res->remove_node : NULL);
         break;
+    case THREADSYNC__RESULT__BODY_BACKUP:
+        r->cb.backup(r->arg, err, detail, res ? res->backup : NULL);
+        break;
+    case THREADSYNC__RESULT__BODY_STATE_DIGEST:
+        r->cb.state_digest(r->arg, err, detail, res ? res->state_digest : NULL);
+        break;
     default:
         break;
     }
@@ -310,29 +327,8 @@ static void msg_finish(struct ts__req *r, int err, const Threadsync__Error *deta
 void ts__req_finish(struct ts__req *r, int err, const Threadsync__Error *detail,
                     const Threadsync__Result *res)
 {
-    switch (r->kind) {
-    case TS__REQ_POST:
-        r->cb.post(r->arg, err, detail,
-                   err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_POST
-                       ? res->post
-                       : NULL);
-        break;
-    case TS__REQ_GET:
-        r->cb.get(r->arg, err, detail,
-                  err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_GET ? res->get
-                                                                                        : NULL);
-        break;
-    case TS__REQ_DIGEST:
-        r->cb.digest(r->arg, err, detail,
-                     err == TS_OK && res && res->body_case == THREADSYNC__RESULT__BODY_DIGEST
-                         ? res->digest
-                         : NULL);
-        break;
-    case TS__REQ_MSG:
-        msg_finish(r, err, detail,
-                   err == TS_OK && res && (int)res->body_case == r->result_case ? res : NULL);
-        break;
-    }
+    msg_finish(r, err, detail,
+               err == TS_OK && res && (int)res->body_case == r->result_case ? res : NULL);
     req_free(r);
 }
 
@@ -508,24 +504,8 @@ static void violation(struct ts_client *c, const char *what)
 static void send_req(struct ts_client *c, struct ts__req *r)
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
     uint64_t id = ++c->next_id;
-    if (r->kind == TS__REQ_POST) {
-        r->post->request_id = id;
-        f.msg_case = THREADSYNC__FRAME__MSG_POST;
-        f.post = r->post;
-    } else if (r->kind == TS__REQ_DIGEST) {
-        r->digest->request_id = id;
-        f.msg_case = THREADSYNC__FRAME__MSG_DIGEST;
-        f.digest = r->digest;
-    } else if (r->kind == TS__REQ_MSG) {
-        ts_frame_set_request(&f, r->frame_case, r->msg, id);
-    } else {
-        g.request_id = id;
-        g.thread_key = r->thread_key;
-        f.msg_case = THREADSYNC__FRAME__MSG_GET;
-        f.get = &g;
-    }
+    ts_frame_set_request(&f, r->frame_case, r->msg, id);
     /* On failure the connection is going away; its on_close leaves the
      * request unsent for the next one. */
     r->id = send_frame(c, &f) == TS_OK ? id : 0;
@@ -769,24 +749,15 @@ static void on_tick(uv_timer_t *t)
 static void conn_on_open(struct ts_conn *conn)
 {
     struct ts_client *c = ts_conn_data(conn);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = TS_PROTOCOL_VERSION;
-    h.max_version = TS_PROTOCOL_VERSION;
-    h.client_name = c->client_name;
-    h.token = c->token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, c->client_name, c->token);
     c->last_rx = now_ms(c);
     send_frame(c, &f);
 }
 
 static void on_welcome(struct ts_client *c, const Threadsync__Welcome *w)
 {
-    if (w->version != TS_PROTOCOL_VERSION) {
-        violation(c, "welcome with a version we did not offer");
-        return;
-    }
     c->ready = 1;
     c->failures = 0;
     /* Fail-fast mode: a READY connection that drops is the end, unless it
@@ -825,11 +796,7 @@ static void on_result(struct ts_client *c, const Threadsync__Result *res)
     struct ts__req *r = ts__reqs_find(&c->reqs, res->request_id);
     if (!r)
         return; /* answer to a request that timed out meanwhile */
-    int want = r->kind == TS__REQ_POST     ? THREADSYNC__RESULT__BODY_POST
-               : r->kind == TS__REQ_GET    ? THREADSYNC__RESULT__BODY_GET
-               : r->kind == TS__REQ_DIGEST ? THREADSYNC__RESULT__BODY_DIGEST
-                                           : r->result_case;
-    if ((int)res->body_case != want) {
+    if ((int)res->body_case != r->result_case) {
         violation(c, "result type does not match the request");
         return;
     }
@@ -883,10 +850,9 @@ static void on_error_frame(struct ts_client *c, Threadsync__Frame *f)
     struct ts__req *r = ts__reqs_find(&c->reqs, e->request_id);
     if (!r)
         return;
-    if ((code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) ||
-        code == TS_E_UNAVAILABLE)
+    if ((code == TS_E_NOT_LEADER && r->write) || code == TS_E_UNAVAILABLE)
         keep_refusal(r, e);
-    if (code == TS_E_NOT_LEADER && (r->kind == TS__REQ_POST || r->write)) {
+    if (code == TS_E_NOT_LEADER && r->write) {
         r->redirects++;
         r->id = 0;
         /* A leader that just timed out on us is most likely stopped or cut
@@ -974,6 +940,21 @@ static void on_push(struct ts_client *c, const Threadsync__Frame *f)
     }
 }
 
+/* A piece of a Backup's answer: its request waits request_timeout_ms from
+ * the latest piece (a large store takes longer than one deadline). */
+static void on_backup_chunk(struct ts_client *c, const Threadsync__BackupChunk *ch)
+{
+    struct ts__req *r = ts__reqs_find(&c->reqs, ch->request_id);
+    if (!r)
+        return; /* a backup that timed out meanwhile, like a late Result */
+    if (!r->on_chunk) {
+        violation(c, "backup chunk for a request that is not a backup");
+        return;
+    }
+    r->deadline = now_ms(c) + c->request_timeout_ms;
+    r->on_chunk(r->arg, ch);
+}
+
 static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status,
                           const char *bad_field)
 {
@@ -1003,8 +984,11 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
         return;
     }
     if (!c->ready) {
-        if (f->msg_case == THREADSYNC__FRAME__MSG_WELCOME)
-            on_welcome(c, f->welcome);
+        const Threadsync__Welcome *w;
+        if (ts_hello_answer(f, &w) == TS_OK)
+            on_welcome(c, w);
+        else if (f->msg_case == THREADSYNC__FRAME__MSG_WELCOME)
+            violation(c, "welcome with a version we did not offer");
         else
             violation(c, "expected Welcome");
         ts_frame_free(f);
@@ -1016,6 +1000,9 @@ static void conn_on_frame(struct ts_conn *conn, Threadsync__Frame *f, int status
         break;
     case THREADSYNC__FRAME__MSG_ERROR:
         on_error_frame(c, f);
+        break;
+    case THREADSYNC__FRAME__MSG_BACKUP_CHUNK:
+        on_backup_chunk(c, f->backup_chunk);
         break;
     case THREADSYNC__FRAME__MSG_EVENTS:
     case THREADSYNC__FRAME__MSG_SNAPSHOT_BEGIN:
@@ -1144,10 +1131,25 @@ static void on_tick_closed(uv_handle_t *h)
 
 /* ---- public API --------------------------------------------------------- */
 
-int ts_client_new(uv_loop_t *loop, const struct ts_client_config *cfg, struct ts_client **out)
+void ts__struct_copy(void *dst, size_t dst_size, const void *src, size_t first_size)
 {
-    if (!loop || !cfg || !out)
+    size_t n = *(const size_t *)src;
+    if (n == 0)
+        n = first_size;
+    if (n > dst_size)
+        n = dst_size; /* a newer caller's fields: not known here, so ignored */
+    memset(dst, 0, dst_size);
+    memcpy(dst, src, n);
+    *(size_t *)dst = dst_size;
+}
+
+int ts_client_new(uv_loop_t *loop, const struct ts_client_config *caller_cfg,
+                  struct ts_client **out)
+{
+    if (!loop || !caller_cfg || !out)
         return TS_E_CONFIG;
+    struct ts_client_config own, *cfg = &own;
+    ts__struct_copy(&own, sizeof(own), caller_cfg, TS__CONFIG_FIRST_SIZE);
     struct ts_client *c = calloc(1, sizeof(*c));
     if (!c)
         return TS_E_NOMEM;
@@ -1213,12 +1215,11 @@ static int accepting(const struct ts_client *c)
     return !c->closing && c->state != TS_CLIENT_FAILED;
 }
 
-static struct ts__req *req_new(struct ts_client *c, enum ts__req_kind kind, void *arg)
+static struct ts__req *req_new(struct ts_client *c, void *arg)
 {
     struct ts__req *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
-    r->kind = kind;
     r->arg = arg;
     r->deadline = now_ms(c) + c->request_timeout_ms;
     return r;
@@ -1232,6 +1233,39 @@ static void req_submit(struct ts_client *c, struct ts__req *r)
     tick_arm(c, r->deadline);
 }
 
+/* The one request path: makes msg (deep-copied; its request_id is ignored)
+ * a request carried by Frame field frame_case and answered by Result body
+ * result_case, and submits it; the caller then stores its typed callback
+ * in (*out)->cb (none runs before the loop turns). A message the server's frame limit would refuse
+ * is refused here: it would close the connection, reconnect and be re-sent forever. */
+static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int frame_case,
+                      int result_case, int write, void *arg, struct ts__req **out)
+{
+    if (!c || !msg)
+        return TS_E_INVALID_ARGUMENT;
+    if (!accepting(c))
+        return TS_E_CLOSED;
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    if (len + 16 > TS_FRAME_MAX_DEFAULT)
+        return TS_E_TOO_LARGE;
+    /* The deep copy is protobuf-c's own unpack: one free function for it. */
+    ProtobufCMessage *copy = ts_frame_msg_copy(msg);
+    if (!copy)
+        return TS_E_NOMEM;
+    struct ts__req *r = req_new(c, arg);
+    if (!r) {
+        protobuf_c_message_free_unpacked(copy, NULL);
+        return TS_E_NOMEM;
+    }
+    r->msg = copy;
+    r->frame_case = frame_case;
+    r->result_case = result_case;
+    r->write = write;
+    req_submit(c, r); /* no callback runs before the caller sets it: never synchronously */
+    *out = r;
+    return TS_OK;
+}
+
 int ts_client_post(struct ts_client *c, const Threadsync__Post *post, ts_client_post_cb cb,
                    void *arg)
 {
@@ -1241,36 +1275,19 @@ int ts_client_post(struct ts_client *c, const Threadsync__Post *post, ts_client_
         return TS_E_CLOSED;
     Threadsync__Post tmp = *post;
     char key[TS__IDEM_KEY_LEN + 1];
-    tmp.request_id = 0;
     if (!tmp.idempotency_key || !*tmp.idempotency_key) {
         int rc = ts__idem_key(key);
         if (rc)
             return rc;
         tmp.idempotency_key = key;
     }
-    /* A post the server's frame limit refuses would close the connection,
-     * reconnect and be re-sent forever; refuse it here instead. */
-    size_t len = threadsync__post__get_packed_size(&tmp);
-    if (len + 16 > TS_FRAME_MAX_DEFAULT)
-        return TS_E_TOO_LARGE;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return TS_E_NOMEM;
-    threadsync__post__pack(&tmp, buf);
-    /* The deep copy is protobuf-c's own unpack: one free function for it. */
-    Threadsync__Post *copy = threadsync__post__unpack(NULL, len, buf);
-    free(buf);
-    if (!copy)
-        return TS_E_NOMEM;
-    struct ts__req *r = req_new(c, TS__REQ_POST, arg);
-    if (!r) {
-        threadsync__post__free_unpacked(copy, NULL);
-        return TS_E_NOMEM;
+    struct ts__req *r;
+    int rc = msg_submit(c, &tmp.base, THREADSYNC__FRAME__MSG_POST, THREADSYNC__RESULT__BODY_POST, 1,
+                        arg, &r);
+    if (rc == TS_OK) {
+        r->cb.post = cb;
     }
-    r->cb.post = cb;
-    r->post = copy;
-    req_submit(c, r);
-    return TS_OK;
+    return rc;
 }
 
 int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb cb, void *arg)
@@ -1281,17 +1298,15 @@ int ts_client_get(struct ts_client *c, const char *thread_key, ts_client_get_cb 
         return TS_E_CLOSED;
     if (strlen(thread_key) + 16 > TS_FRAME_MAX_PREAUTH)
         return TS_E_TOO_LARGE;
-    struct ts__req *r = req_new(c, TS__REQ_GET, arg);
-    if (!r)
-        return TS_E_NOMEM;
-    r->thread_key = strdup(thread_key);
-    if (!r->thread_key) {
-        free(r);
-        return TS_E_NOMEM;
+    Threadsync__Get m = THREADSYNC__GET__INIT;
+    m.thread_key = (char *)thread_key;
+    struct ts__req *r;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_GET, THREADSYNC__RESULT__BODY_GET, 0,
+                        arg, &r);
+    if (rc == TS_OK) {
+        r->cb.get = cb;
     }
-    r->cb.get = cb;
-    req_submit(c, r);
-    return TS_OK;
+    return rc;
 }
 
 int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys, uint64_t after_id,
@@ -1299,32 +1314,17 @@ int ts_client_digest(struct ts_client *c, const char *const *keys, size_t n_keys
 {
     if (!c || !cb || (n_keys && !keys))
         return TS_E_INVALID_ARGUMENT;
-    if (!accepting(c))
-        return TS_E_CLOSED;
-    Threadsync__Digest tmp = THREADSYNC__DIGEST__INIT;
-    tmp.thread_keys = (char **)keys;
-    tmp.n_thread_keys = n_keys;
-    tmp.after_id = n_keys ? 0 : after_id;
-    size_t len = threadsync__digest__get_packed_size(&tmp);
-    if (len + 16 > TS_FRAME_MAX_DEFAULT)
-        return TS_E_TOO_LARGE;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return TS_E_NOMEM;
-    threadsync__digest__pack(&tmp, buf);
-    Threadsync__Digest *copy = threadsync__digest__unpack(NULL, len, buf);
-    free(buf);
-    if (!copy)
-        return TS_E_NOMEM;
-    struct ts__req *r = req_new(c, TS__REQ_DIGEST, arg);
-    if (!r) {
-        threadsync__digest__free_unpacked(copy, NULL);
-        return TS_E_NOMEM;
+    Threadsync__Digest m = THREADSYNC__DIGEST__INIT;
+    m.thread_keys = (char **)keys;
+    m.n_thread_keys = n_keys;
+    m.after_id = n_keys ? 0 : after_id;
+    struct ts__req *r;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_DIGEST, THREADSYNC__RESULT__BODY_DIGEST,
+                        0, arg, &r);
+    if (rc == TS_OK) {
+        r->cb.digest = cb;
     }
-    r->cb.digest = cb;
-    r->digest = copy;
-    req_submit(c, r);
-    return TS_OK;
+    return rc;
 }
 
 int ts_client_subscribe(struct ts_client *c, int all, const char *const *keys, size_t n_keys,
@@ -1358,7 +1358,7 @@ int ts_client_subscribe(struct ts_client *c, int all, const char *const *keys, s
             }
         }
     }
-    s->cbs = *cbs;
+    ts__struct_copy(&s->cbs, sizeof(s->cbs), cbs, TS__SUB_CBS_FIRST_SIZE);
     s->arg = arg;
     s->all = all;
     s->cursor = since_seq;
@@ -1380,40 +1380,6 @@ enum ts_client_state ts_client_state(const struct ts_client *c)
 
 /* ---- moderation, edits, bans, tokens ------------------------------------- */
 
-/* Submits msg (deep-copied) as a request carried by Frame field frame_case
- * and answered by Result body result_case. cb is stored by the caller
- * through set_cb once the request exists. */
-static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int frame_case,
-                      int result_case, int write, void *arg, struct ts__req **out)
-{
-    if (!c || !msg)
-        return TS_E_INVALID_ARGUMENT;
-    if (!accepting(c))
-        return TS_E_CLOSED;
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    if (len + 16 > TS_FRAME_MAX_DEFAULT)
-        return TS_E_TOO_LARGE;
-    uint8_t *buf = malloc(len ? len : 1);
-    if (!buf)
-        return TS_E_NOMEM;
-    protobuf_c_message_pack(msg, buf);
-    ProtobufCMessage *copy = protobuf_c_message_unpack(msg->descriptor, NULL, len, buf);
-    free(buf);
-    if (!copy)
-        return TS_E_NOMEM;
-    struct ts__req *r = req_new(c, TS__REQ_MSG, arg);
-    if (!r) {
-        protobuf_c_message_free_unpacked(copy, NULL);
-        return TS_E_NOMEM;
-    }
-    r->msg = copy;
-    r->frame_case = frame_case;
-    r->result_case = result_case;
-    r->write = write;
-    *out = r;
-    return TS_OK;
-}
-
 #define TS__MSG_API(fn, type, frame, result, write, cbtype, member)                                \
     int fn(struct ts_client *c, const type *m, cbtype cb, void *arg)                               \
     {                                                                                              \
@@ -1421,11 +1387,9 @@ static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int fram
             return TS_E_INVALID_ARGUMENT;                                                          \
         struct ts__req *r;                                                                         \
         int rc = msg_submit(c, &m->base, frame, result, write, arg, &r);                           \
-        if (rc != TS_OK)                                                                           \
-            return rc;                                                                             \
-        r->cb.member = cb;                                                                         \
-        req_submit(c, r);                                                                          \
-        return TS_OK;                                                                              \
+        if (rc == TS_OK)                                                                           \
+            r->cb.member = cb;                                                                     \
+        return rc;                                                                                 \
     }
 
 TS__MSG_API(ts_client_moderate, Threadsync__Moderate, THREADSYNC__FRAME__MSG_MODERATE,
@@ -1439,6 +1403,8 @@ TS__MSG_API(ts_client_moderate_thread, Threadsync__ModerateThread,
             ts_client_change_cb, change)
 TS__MSG_API(ts_client_pending, Threadsync__PendingQueue, THREADSYNC__FRAME__MSG_PENDING_QUEUE,
             THREADSYNC__RESULT__BODY_PENDING_QUEUE, 0, ts_client_pending_cb, pending)
+TS__MSG_API(ts_client_audit_list, Threadsync__AuditList, THREADSYNC__FRAME__MSG_AUDIT_LIST,
+            THREADSYNC__RESULT__BODY_AUDIT_LIST, 0, ts_client_audit_list_cb, audit_list)
 TS__MSG_API(ts_client_ban, Threadsync__BanAuthor, THREADSYNC__FRAME__MSG_BAN_AUTHOR,
             THREADSYNC__RESULT__BODY_BAN, 1, ts_client_ban_cb, ban)
 TS__MSG_API(ts_client_token_add, Threadsync__TokenAdd, THREADSYNC__FRAME__MSG_TOKEN_ADD,
@@ -1451,32 +1417,44 @@ TS__MSG_API(ts_client_import, Threadsync__Import, THREADSYNC__FRAME__MSG_IMPORT,
 TS__MSG_API(ts_client_remove_node, Threadsync__RemoveNode, THREADSYNC__FRAME__MSG_REMOVE_NODE,
             THREADSYNC__RESULT__BODY_REMOVE_NODE, 1, ts_client_remove_node_cb, remove_node)
 
-int ts_client_cluster(struct ts_client *c, ts_client_cluster_cb cb, void *arg)
+int ts_client_backup(struct ts_client *c, ts_client_backup_chunk_cb on_chunk,
+                     ts_client_backup_cb cb, void *arg)
 {
-    if (!cb)
+    if (!cb || !on_chunk)
         return TS_E_INVALID_ARGUMENT;
-    Threadsync__Cluster m = THREADSYNC__CLUSTER__INIT;
+    Threadsync__Backup m = THREADSYNC__BACKUP__INIT;
     struct ts__req *r;
-    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_CLUSTER,
-                        THREADSYNC__RESULT__BODY_CLUSTER, 0, arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.cluster = cb;
-    req_submit(c, r);
-    return TS_OK;
+    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_BACKUP, THREADSYNC__RESULT__BODY_BACKUP,
+                        0, arg, &r);
+    if (rc == TS_OK) {
+        r->cb.backup = cb;
+        r->on_chunk = on_chunk;
+    }
+    return rc;
 }
 
-int ts_client_token_list(struct ts_client *c, ts_client_token_list_cb cb, void *arg)
-{
-    if (!cb)
-        return TS_E_INVALID_ARGUMENT;
-    Threadsync__TokenList m = THREADSYNC__TOKEN_LIST__INIT;
-    struct ts__req *r;
-    int rc = msg_submit(c, &m.base, THREADSYNC__FRAME__MSG_TOKEN_LIST,
-                        THREADSYNC__RESULT__BODY_TOKEN_LIST, 0, arg, &r);
-    if (rc != TS_OK)
-        return rc;
-    r->cb.token_list = cb;
-    req_submit(c, r);
-    return TS_OK;
-}
+/* The requests without parameters: an empty message of their type. */
+#define TS__BARE_API(fn, type, init, frame, result, cbtype, member)                                \
+    int fn(struct ts_client *c, cbtype cb, void *arg)                                              \
+    {                                                                                              \
+        if (!cb)                                                                                   \
+            return TS_E_INVALID_ARGUMENT;                                                          \
+        type m = init;                                                                             \
+        struct ts__req *r;                                                                         \
+        int rc = msg_submit(c, &m.base, frame, result, 0, arg, &r);                                \
+        if (rc == TS_OK)                                                                           \
+            r->cb.member = cb;                                                                     \
+        return rc;                                                                                 \
+    }
+
+TS__BARE_API(ts_client_state_digest, Threadsync__StateDigest, THREADSYNC__STATE_DIGEST__INIT,
+             THREADSYNC__FRAME__MSG_STATE_DIGEST, THREADSYNC__RESULT__BODY_STATE_DIGEST,
+             ts_client_state_digest_cb, state_digest)
+
+TS__BARE_API(ts_client_cluster, Threadsync__Cluster, THREADSYNC__CLUSTER__INIT,
+             THREADSYNC__FRAME__MSG_CLUSTER, THREADSYNC__RESULT__BODY_CLUSTER, ts_client_cluster_cb,
+             cluster)
+
+TS__BARE_API(ts_client_token_list, Threadsync__TokenList, THREADSYNC__TOKEN_LIST__INIT,
+             THREADSYNC__FRAME__MSG_TOKEN_LIST, THREADSYNC__RESULT__BODY_TOKEN_LIST,
+             ts_client_token_list_cb, token_list)

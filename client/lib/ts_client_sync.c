@@ -12,10 +12,14 @@
 #include <string.h>
 
 #include "threadsync.h"
+#include "ts_client_int.h"
 #include "ts_frame.h"
+
+struct backup_req;
 
 struct sync_call {
     struct ts_client *c;
+    const struct backup_req *chunks; /* ts_sync_backup only */
     int err;
     ProtobufCMessage *out;
     Threadsync__Error *detail;
@@ -63,6 +67,7 @@ static void on_get(void *arg, int err, const Threadsync__Error *detail,
     }
 TS__SYNC_CB(on_change, Threadsync__ChangeResult)
 TS__SYNC_CB(on_pending, Threadsync__PendingQueueResult)
+TS__SYNC_CB(on_audit_list, Threadsync__AuditListResult)
 TS__SYNC_CB(on_ban, Threadsync__BanResult)
 TS__SYNC_CB(on_token_add, Threadsync__TokenAddResult)
 TS__SYNC_CB(on_token_list, Threadsync__TokenListResult)
@@ -70,6 +75,8 @@ TS__SYNC_CB(on_token_revoke, Threadsync__TokenRevokeResult)
 TS__SYNC_CB(on_cluster, Threadsync__ClusterResult)
 TS__SYNC_CB(on_import, Threadsync__ImportResult)
 TS__SYNC_CB(on_remove_node, Threadsync__RemoveNodeResult)
+TS__SYNC_CB(on_backup, Threadsync__BackupResult)
+TS__SYNC_CB(on_state_digest, Threadsync__StateDigestResult)
 
 /* Runs one request; submit starts it on s->c and returns its ts_client_*
  * result. */
@@ -83,7 +90,8 @@ static int run(const struct ts_client_config *cfg, int (*submit)(struct sync_cal
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0)
         return TS_E_IO;
-    struct ts_client_config conf = *cfg;
+    struct ts_client_config conf;
+    ts__struct_copy(&conf, sizeof(conf), cfg, TS__CONFIG_FIRST_SIZE);
     conf.on_state = NULL;
     conf.state_arg = NULL;
     struct sync_call s = {.err = TS_E_INTERNAL};
@@ -152,6 +160,8 @@ TS__SYNC_API(ts_sync_moderate_thread, Threadsync__ModerateThread, Threadsync__Ch
              ts_client_moderate_thread, on_change)
 TS__SYNC_API(ts_sync_pending, Threadsync__PendingQueue, Threadsync__PendingQueueResult,
              ts_client_pending, on_pending)
+TS__SYNC_API(ts_sync_audit_list, Threadsync__AuditList, Threadsync__AuditListResult,
+             ts_client_audit_list, on_audit_list)
 TS__SYNC_API(ts_sync_ban, Threadsync__BanAuthor, Threadsync__BanResult, ts_client_ban, on_ban)
 TS__SYNC_API(ts_sync_token_add, Threadsync__TokenAdd, Threadsync__TokenAddResult,
              ts_client_token_add, on_token_add)
@@ -173,6 +183,45 @@ int ts_sync_cluster(const struct ts_client_config *cfg, Threadsync__ClusterResul
                     Threadsync__Error **err_out)
 {
     return run(cfg, submit_cluster, NULL, (void **)out, err_out);
+}
+
+/* ts_sync_backup's chunk consumer, handed through run()'s req. */
+struct backup_req {
+    ts_client_backup_chunk_cb on_chunk;
+    void *arg;
+};
+
+static void relay_chunk(void *arg, const Threadsync__BackupChunk *chunk)
+{
+    struct sync_call *s = arg;
+    s->chunks->on_chunk(s->chunks->arg, chunk);
+}
+
+static int submit_backup(struct sync_call *s, const void *req)
+{
+    s->chunks = req;
+    return ts_client_backup(s->c, relay_chunk, on_backup, s);
+}
+
+int ts_sync_backup(const struct ts_client_config *cfg, ts_client_backup_chunk_cb on_chunk,
+                   void *chunk_arg, Threadsync__BackupResult **out, Threadsync__Error **err_out)
+{
+    if (!on_chunk)
+        return TS_E_INVALID_ARGUMENT;
+    struct backup_req b = {.on_chunk = on_chunk, .arg = chunk_arg};
+    return run(cfg, submit_backup, &b, (void **)out, err_out);
+}
+
+static int submit_state_digest(struct sync_call *s, const void *req)
+{
+    (void)req;
+    return ts_client_state_digest(s->c, on_state_digest, s);
+}
+
+int ts_sync_state_digest(const struct ts_client_config *cfg, Threadsync__StateDigestResult **out,
+                         Threadsync__Error **err_out)
+{
+    return run(cfg, submit_state_digest, NULL, (void **)out, err_out);
 }
 
 static int submit_token_list(struct sync_call *s, const void *req)

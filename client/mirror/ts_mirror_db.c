@@ -16,6 +16,7 @@
  */
 #include "ts_mirror_db.h"
 
+#include "ts_array.h"
 #include "ts_buf.h"
 #include "ts_digest.h"
 #include "ts_err.h"
@@ -184,15 +185,7 @@ struct ts_mirror_db {
 
 static size_t touched_pos(const struct ts_mirror_touched *t, uint64_t id)
 {
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (t->ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return ts_array_lower_bound_u64(t->ids, t->n, id);
 }
 
 int ts_mirror_touched_add(struct ts_mirror_touched *t, uint64_t id)
@@ -200,14 +193,10 @@ int ts_mirror_touched_add(struct ts_mirror_touched *t, uint64_t id)
     size_t i = touched_pos(t, id);
     if (i < t->n && t->ids[i] == id)
         return TS_OK;
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 16;
-        uint64_t *ids = realloc(t->ids, cap * sizeof(*ids));
-        if (!ids)
-            return TS_E_NOMEM;
-        t->ids = ids;
-        t->cap = cap;
-    }
+    uint64_t *ids = ts_array_grow(t->ids, &t->cap, t->n, sizeof(*ids), 16);
+    if (!ids)
+        return TS_E_NOMEM;
+    t->ids = ids;
     memmove(t->ids + i + 1, t->ids + i, (t->n - i) * sizeof(*t->ids));
     t->ids[i] = id;
     t->n++;
@@ -352,14 +341,10 @@ static size_t defer_find(const struct ts_mirror_db *db, uint64_t id)
 /* Room for one more entry, the table at most half full. */
 static int defer_reserve(struct ts_mirror_db *db)
 {
-    if (db->n_defer == db->cap_defer) {
-        size_t cap = db->cap_defer ? db->cap_defer * 2 : 64;
-        struct deferred *d = realloc(db->defer, cap * sizeof(*d));
-        if (!d)
-            return TS_E_NOMEM;
-        db->defer = d;
-        db->cap_defer = cap;
-    }
+    struct deferred *d = ts_array_grow(db->defer, &db->cap_defer, db->n_defer, sizeof(*d), 64);
+    if (!d)
+        return TS_E_NOMEM;
+    db->defer = d;
     if (2 * (db->n_defer + 1) <= db->n_defer_slot)
         return TS_OK;
     size_t n = db->n_defer_slot ? db->n_defer_slot * 2 : 128;

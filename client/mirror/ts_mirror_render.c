@@ -14,6 +14,7 @@
  */
 #include "ts_mirror_render.h"
 
+#include "ts_array.h"
 #include "ts_buf.h"
 
 #include "ts_file.h"
@@ -910,14 +911,10 @@ static char *prep_take(struct ts_mirror_render_prep *p, const char *name, const 
 static int batch_write(struct ts_mirror_render_batch *b, const char *name, const char *ext,
                        const char *data, size_t len)
 {
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 64;
-        struct batch_file *f = realloc(b->f, cap * sizeof(*f));
-        if (!f)
-            return TS_E_NOMEM;
-        b->f = f;
-        b->cap = cap;
-    }
+    struct batch_file *f = ts_array_grow(b->f, &b->cap, b->n, sizeof(*f), 64);
+    if (!f)
+        return TS_E_NOMEM;
+    b->f = f;
     size_t plen = strlen(b->tdir) + 1 + strlen(name) + strlen(ext) + 1;
     size_t tlen = plen + sizeof(".tmp.XXXXXX");
     char *path = malloc(plen), *tmp = malloc(tlen);
@@ -1047,11 +1044,8 @@ int ts_mirror_render_batch_commit(struct ts_mirror_render_batch *b)
             renamed++;
     }
     if (err == TS_OK) {
-        int fd = open(b->tdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0)
+        if (ts_file_fsync_dir(b->tdir) != TS_OK)
             err = file_fail("fsync", b->tdir);
-        if (fd >= 0)
-            close(fd);
     }
     batch_drop(b, renamed);
     b->stats.write_ns += thread_cpu_ns() - t0;

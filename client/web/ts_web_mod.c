@@ -225,18 +225,6 @@ static const char *utc(int64_t ms, char out[32])
     return out;
 }
 
-static void html(struct ts_buf *b, const char *s)
-{
-    ts_mirror_render_text(b, s ? s : "", 1);
-}
-
-static void json_str(struct ts_buf *b, const char *s)
-{
-    ts_buf_puts(b, "\"");
-    ts_mirror_render_text(b, s ? s : "", 0);
-    ts_buf_puts(b, "\"");
-}
-
 /* {base}/mod/t/{key} */
 static void thread_url(struct ts_buf *b, const struct ts_web_mod *m, const char *key)
 {
@@ -249,7 +237,7 @@ static void page_head(struct ts_buf *b, const struct ts_web_mod *m, const struct
 {
     ts_buf_puts(b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                    "<meta name=\"viewport\" content=\"width=device-width\"><title>");
-    html(b, title);
+    ts_web_page_text(b, title);
     ts_buf_printf(b,
                   " · threadsync moderation</title><link rel=\"stylesheet\" "
                   "href=\"%s/static/mod.css\"><script src=\"%s/static/mod.js\" defer></script>"
@@ -257,7 +245,7 @@ static void page_head(struct ts_buf *b, const struct ts_web_mod *m, const struct
                   m->base, m->base, m->base, view);
     if (key) {
         ts_buf_puts(b, " data-key=\"");
-        html(b, key);
+        ts_web_page_text(b, key);
         ts_buf_puts(b, "\"");
     }
     if (!s) {
@@ -267,13 +255,14 @@ static void page_head(struct ts_buf *b, const struct ts_web_mod *m, const struct
     ts_buf_printf(b,
                   " data-csrf=\"%s\">\n<header class=\"mod-bar\"><strong>threadsync "
                   "moderation</strong> <nav><a href=\"%s/mod/\">Queue</a> <a "
-                  "href=\"%s/mod/recent\">Recent</a></nav> <span id=\"mod-live\" "
+                  "href=\"%s/mod/recent\">Recent</a> <a href=\"%s/mod/audit\">Audit</a></nav> "
+                  "<span id=\"mod-live\" "
                   "data-live=\"off\">offline</span> <form method=\"post\" "
                   "action=\"%s/mod/signout\" class=\"mod-signout\"><input type=\"hidden\" "
                   "name=\"csrf\" value=\"%s\"><button type=\"submit\">Sign out</button></form>"
                   "</header>\n<p id=\"mod-msg\" role=\"status\">",
-                  s->csrf, m->base, m->base, m->base, s->csrf);
-    html(b, s->flash);
+                  s->csrf, m->base, m->base, m->base, m->base, s->csrf);
+    ts_web_page_text(b, s->flash);
     ts_buf_puts(b, "</p>\n<main>\n");
 }
 
@@ -287,7 +276,7 @@ static void form_hidden(struct ts_buf *b, const struct sess *s, const char *back
 {
     ts_buf_printf(b, "<input type=\"hidden\" name=\"csrf\" value=\"%s\">", s->csrf);
     ts_buf_puts(b, "<input type=\"hidden\" name=\"back\" value=\"");
-    html(b, back);
+    ts_web_page_text(b, back);
     ts_buf_puts(b, "\">");
 }
 
@@ -303,7 +292,7 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
                   "<article class=\"mod-row\" id=\"m%" PRIu64 "\" data-id=\"%" PRIu64
                   "\" data-version=\"%" PRIu64 "\" data-status=\"%s\" data-key=\"",
                   id, id, v, c ? status_name(c->status) : "");
-    html(b, key);
+    ts_web_page_text(b, key);
     ts_buf_printf(b,
                   "\">\n<input type=\"checkbox\" class=\"mod-pick\" form=\"mod-bulk\" name=\"c\" "
                   "value=\"%" PRIu64 ".%" PRIu64 "\" aria-label=\"select\">\n<div "
@@ -312,16 +301,16 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
     if (key)
         thread_url(b, m, key);
     ts_buf_puts(b, "\">");
-    html(b, key);
+    ts_web_page_text(b, key);
     ts_buf_puts(b, "</a> · <a class=\"mod-author\" href=\"");
     ts_buf_printf(b, "%s/mod/recent?author=", m->base);
     if (c)
         ts_web_page_key(b,
                         c->author_email && c->author_email[0] ? c->author_email : c->author_name);
     ts_buf_puts(b, "\">");
-    html(b, c ? c->author_name : "");
+    ts_web_page_text(b, c ? c->author_name : "");
     ts_buf_puts(b, "</a> <span class=\"mod-email\">");
-    html(b, c ? c->author_email : "");
+    ts_web_page_text(b, c ? c->author_email : "");
     char t[32];
     ts_buf_printf(b, "</span> · <span class=\"mod-time\">%s</span>",
                   c ? utc(c->created_at_ms, t) : "");
@@ -332,18 +321,18 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
                   id, c ? status_name(c->status) : "");
     if (c && c->moderated_by && c->moderated_by[0]) {
         ts_buf_puts(b, "by ");
-        html(b, c->moderated_by);
+        ts_web_page_text(b, c->moderated_by);
     }
     ts_buf_puts(b, "</span></div>\n");
     if (parent) {
         ts_buf_puts(b, "<blockquote class=\"mod-parent\"><span>in reply to ");
-        html(b, parent->author_name);
+        ts_web_page_text(b, parent->author_name);
         ts_buf_puts(b, ":</span> ");
-        html(b, parent->body);
+        ts_web_page_text(b, parent->body);
         ts_buf_puts(b, "</blockquote>\n");
     }
     ts_buf_puts(b, "<div class=\"mod-body\">");
-    html(b, c ? c->body : "");
+    ts_web_page_text(b, c ? c->body : "");
     ts_buf_printf(b, "</div>\n<form method=\"post\" action=\"%s/mod/act\" class=\"mod-act\">",
                   m->base);
     form_hidden(b, s, back);
@@ -365,9 +354,11 @@ static void row(struct ts_buf *b, const struct ts_web_mod *m, const struct sess 
                       "<input type=\"hidden\" name=\"c\" value=\"%" PRIu64 ".%" PRIu64
                       "\"><textarea name=\"body\" rows=\"4\">",
                       id, v);
-        html(b, c ? c->body : "");
-        ts_buf_puts(b, "</textarea><input name=\"reason\" placeholder=\"Reason\"> <button "
-                       "name=\"op\" value=\"edit\">Save edit</button></form></details>\n");
+        ts_web_page_text(b, c ? c->body : "");
+        ts_buf_puts(
+            b,
+            "</textarea><input name=\"reason\" maxlength=\"512\" placeholder=\"Reason\"> <button "
+            "name=\"op\" value=\"edit\">Save edit</button></form></details>\n");
     }
     ts_buf_puts(b, "</article>\n");
 }
@@ -568,15 +559,15 @@ static void comment_json(struct ts_buf *b, const Threadsync__Comment *c, const c
                   "{\"id\":%" PRIu64 ",\"version\":%" PRIu64 ",\"parent\":%" PRIu64
                   ",\"status\":\"%s\",\"key\":",
                   c->id, c->version, c->parent_id, status_name(c->status));
-    json_str(b, key);
+    ts_web_page_jstr(b, key);
     ts_buf_puts(b, ",\"by\":");
-    json_str(b, c->moderated_by);
+    ts_web_page_jstr(b, c->moderated_by);
     ts_buf_puts(b, ",\"author\":");
-    json_str(b, c->author_name);
+    ts_web_page_jstr(b, c->author_name);
     ts_buf_puts(b, ",\"email\":");
-    json_str(b, c->author_email);
+    ts_web_page_jstr(b, c->author_email);
     ts_buf_puts(b, ",\"body\":");
-    json_str(b, c->body);
+    ts_web_page_jstr(b, c->body);
     char t[32];
     ts_buf_printf(b, ",\"time\":\"%s\"}", utc(c->created_at_ms, t));
 }
@@ -601,11 +592,11 @@ static void sub_events(void *arg, const Threadsync__Events *ev)
             comment_json(&b, e->comment, e->thread->key);
         } else {
             ts_buf_printf(&b, "id: %" PRIu64 "\nevent: thread\ndata: {\"key\":", e->seq);
-            json_str(&b, e->thread->key);
+            ts_web_page_jstr(&b, e->thread->key);
             ts_buf_printf(&b, ",\"locked\":%s,\"premoderated\":%s,\"by\":",
                           e->thread->locked ? "true" : "false",
                           e->thread->premoderated ? "true" : "false");
-            json_str(&b, e->thread->moderated_by);
+            ts_web_page_jstr(&b, e->thread->moderated_by);
             ts_buf_puts(&b, "}");
         }
         ts_buf_puts(&b, "\n\n");
@@ -739,7 +730,7 @@ static void signin_page(struct ts_web_mod *m, h2o_req_t *req, int status, const 
     ts_buf_puts(&b, "<main class=\"mod-signin\"><h1>Moderation: sign in</h1>\n");
     if (error) {
         ts_buf_puts(&b, "<p class=\"mod-error\" role=\"alert\">");
-        html(&b, error);
+        ts_web_page_text(&b, error);
         ts_buf_puts(&b, "</p>\n");
     }
     ts_buf_printf(&b,
@@ -980,17 +971,27 @@ static const Threadsync__Comment *parent_of(struct ts_web_mod *m, const Threadsy
     return NULL;
 }
 
+/* view_begin, then the page's head into b (the flash shown, then cleared). */
+static h2o_req_t *view_page(struct view *v, int err, const Threadsync__Error *detail,
+                            struct ts_buf *b, const char *title, const char *name)
+{
+    h2o_req_t *req = view_begin(v, err, detail);
+    if (req) {
+        page_head(b, v->s->m, v->s, title, name, NULL);
+        flash_clear(v->s);
+    }
+    return req;
+}
+
 static void on_queue(void *arg, int err, const Threadsync__Error *detail,
                      const Threadsync__PendingQueueResult *r)
 {
     struct view *v = arg;
-    h2o_req_t *req = view_begin(v, err, detail);
+    struct ts_buf b = TS_BUF_INIT;
+    h2o_req_t *req = view_page(v, err, detail, &b, "Pending queue", "queue");
     if (!req)
         return;
     struct ts_web_mod *m = v->s->m;
-    struct ts_buf b = TS_BUF_INIT;
-    page_head(&b, m, v->s, "Pending queue", "queue", NULL);
-    flash_clear(v->s);
     ts_buf_printf(&b, "<h1>Pending queue <span class=\"mod-n\">%zu</span>%s</h1>\n", r->n_comments,
                   r->more ? "+" : "");
     bulk_form(&b, m, v->s, v->back);
@@ -1030,22 +1031,22 @@ static void on_thread(void *arg, int err, const Threadsync__Error *detail,
     ts_buf_printf(&b, "<section class=\"mod-threadinfo\" data-locked=\"%d\" data-premod=\"%d\">",
                   t->locked ? 1 : 0, t->premoderated ? 1 : 0);
     ts_buf_puts(&b, "<h1>");
-    html(&b, t->title && t->title[0] ? t->title : t->key);
+    ts_web_page_text(&b, t->title && t->title[0] ? t->title : t->key);
     ts_buf_printf(&b, "</h1>\n<p><code>");
-    html(&b, t->key);
+    ts_web_page_text(&b, t->key);
     ts_buf_printf(&b, "</code> · %" PRIu32 " visible · <span class=\"mod-flags\">%s%s</span> ",
                   t->comment_count, t->locked ? "locked " : "",
                   t->premoderated ? "pre-moderated" : "");
     if (t->moderated_by && t->moderated_by[0]) {
         ts_buf_puts(&b, "<span class=\"mod-by\">by ");
-        html(&b, t->moderated_by);
+        ts_web_page_text(&b, t->moderated_by);
         ts_buf_puts(&b, "</span>");
     }
     ts_buf_printf(&b, "</p>\n<form method=\"post\" action=\"%s/mod/act\" class=\"mod-act\">",
                   m->base);
     form_hidden(&b, v->s, v->back);
     ts_buf_puts(&b, "<input type=\"hidden\" name=\"t\" value=\"");
-    html(&b, t->key);
+    ts_web_page_text(&b, t->key);
     ts_buf_puts(&b, "\"><button name=\"op\" value=\"lock\" class=\"act-lock\">Lock</button> "
                     "<button name=\"op\" value=\"unlock\" class=\"act-unlock\">Unlock</button> "
                     "<button name=\"op\" value=\"premod\" class=\"act-premod\">Pre-moderate"
@@ -1078,20 +1079,31 @@ static int matches(const struct seen *e, const char *thread, const char *author,
 static void filter_input(struct ts_buf *b, const char *label, const char *name, const char *v)
 {
     ts_buf_printf(b, "<label>%s <input name=\"%s\" value=\"", label, name);
-    html(b, v);
+    ts_web_page_text(b, v);
     ts_buf_puts(b, "\"></label> ");
+}
+
+/* The request's query string into *kv (at most max pairs); 0 after
+ * answering 400 when it does not parse. */
+static int query_of(h2o_req_t *req, size_t max, struct ts_web_kv **kv, size_t *n)
+{
+    *kv = NULL;
+    *n = 0;
+    if (req->query_at != SIZE_MAX &&
+        ts_web_form_parse(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1,
+                          max, kv, n) != TS_OK) {
+        send_text(req, 400, "bad query\n");
+        return 0;
+    }
+    return 1;
 }
 
 static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
 {
-    struct ts_web_kv *kv = NULL;
-    size_t n = 0;
-    if (req->query_at != SIZE_MAX &&
-        ts_web_form_parse(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, 8,
-                          &kv, &n) != TS_OK) {
-        send_text(req, 400, "bad query\n");
+    struct ts_web_kv *kv;
+    size_t n;
+    if (!query_of(req, 8, &kv, &n))
         return 0;
-    }
     const char *thread = ts_web_kv_get(kv, n, "thread");
     const char *author = ts_web_kv_get(kv, n, "author");
     const char *status = ts_web_kv_get(kv, n, "status");
@@ -1102,7 +1114,7 @@ static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
     flash_clear(s);
     ts_buf_puts(&b, author && author[0] ? "<h1>Author: " : "<h1>Newest comments");
     if (author && author[0])
-        html(&b, author);
+        ts_web_page_text(&b, author);
     ts_buf_printf(&b, "</h1>\n<form method=\"get\" action=\"%s/mod/recent\" class=\"mod-filter\">",
                   m->base);
     filter_input(&b, "Thread", "thread", thread);
@@ -1114,7 +1126,7 @@ static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
                       m->base);
         form_hidden(&b, s, back.p);
         ts_buf_puts(&b, "<input type=\"hidden\" name=\"author\" value=\"");
-        html(&b, author);
+        ts_web_page_text(&b, author);
         ts_buf_puts(&b, "\"><label>Ban for <select name=\"hours\"><option value=\"24\">a day"
                         "</option><option value=\"168\">a week</option><option value=\"720\">"
                         "30 days</option><option value=\"87600\">10 years</option></select>"
@@ -1138,6 +1150,129 @@ static int get_recent(struct ts_web_mod *m, struct sess *s, h2o_req_t *req)
     ts_web_kv_free(kv, n);
     ts_buf_free(&back);
     send_buf(req, 200, "text/html; charset=utf-8", &b);
+    return 0;
+}
+
+/* ---- the audit trail ------------------------------------------------------- */
+
+static const char *audit_action(int a)
+{
+    switch (a) {
+    case THREADSYNC__AUDIT_ACTION__AUDIT_APPROVE:
+        return "approved";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_HIDE:
+        return "hid";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_UNHIDE:
+        return "unhid";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_DELETE:
+        return "deleted";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_EDIT:
+        return "edited";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_LOCK:
+        return "locked";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_UNLOCK:
+        return "unlocked";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_PREMODERATE:
+        return "pre-moderated";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_POSTMODERATE:
+        return "post-moderated";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_BAN:
+        return "banned";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_UNBAN:
+        return "lifted the ban on";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_TOKEN_ADD:
+        return "added the token";
+    case THREADSYNC__AUDIT_ACTION__AUDIT_TOKEN_REVOKE:
+        return "revoked the token";
+    default:
+        return "did something to";
+    }
+}
+
+/* One entry: when, who, what, on what; an edit's reason and old text. */
+static void audit_row(struct ts_buf *b, const struct ts_web_mod *m, const Threadsync__AuditEntry *e)
+{
+    char when[32];
+    ts_buf_printf(b, "<li class=\"mod-audit\" data-seq=\"%" PRIu64 "\" data-action=\"%d\">", e->seq,
+                  (int)e->action);
+    ts_buf_printf(b, "<span class=\"mod-meta\">%s</span> <strong class=\"audit-actor\">",
+                  utc(e->time_ms, when));
+    ts_web_page_text(b, e->actor && e->actor[0] ? e->actor : "(unknown)");
+    ts_buf_printf(b, "</strong> <span class=\"audit-what\">%s</span> ", audit_action(e->action));
+    if (e->comment_id)
+        ts_buf_printf(b, "comment #%" PRIu64 " ", e->comment_id);
+    if (e->thread_key && e->thread_key[0]) {
+        ts_buf_puts(b, e->comment_id ? "in <a href=\"" : "thread <a href=\"");
+        thread_url(b, m, e->thread_key);
+        ts_buf_puts(b, "\">");
+        ts_web_page_text(b, e->thread_key);
+        ts_buf_puts(b, "</a> ");
+    }
+    if (e->target && e->target[0]) {
+        ts_buf_puts(b, "<span class=\"audit-target\">");
+        ts_web_page_text(b, e->target);
+        ts_buf_puts(b, "</span> ");
+    }
+    if (e->until_ms)
+        ts_buf_printf(b, "until %s ", utc(e->until_ms, when));
+    if (e->reason && e->reason[0]) {
+        ts_buf_puts(b, "<span class=\"audit-reason\">(");
+        ts_web_page_text(b, e->reason);
+        ts_buf_puts(b, ")</span>");
+    }
+    if (e->text_before && e->text_before[0]) {
+        ts_buf_puts(b, "<details><summary>Text before</summary><div class=\"mod-body\">");
+        ts_web_page_text(b, e->text_before);
+        ts_buf_puts(b, "</div></details>");
+    }
+    ts_buf_puts(b, "</li>\n");
+}
+
+static void on_audit(void *arg, int err, const Threadsync__Error *detail,
+                     const Threadsync__AuditListResult *r)
+{
+    struct view *v = arg;
+    struct ts_buf b = TS_BUF_INIT;
+    h2o_req_t *req = view_page(v, err, detail, &b, "Audit trail", "audit");
+    if (!req)
+        return;
+    struct ts_web_mod *m = v->s->m;
+    ts_buf_puts(&b, "<h1>Audit trail</h1>\n<ol class=\"mod-list mod-audits\" id=\"mod-list\">\n");
+    if (!r->n_entries)
+        ts_buf_puts(&b, "<li class=\"mod-empty\">No moderation action yet.</li>\n");
+    for (size_t i = 0; i < r->n_entries; i++)
+        audit_row(&b, m, r->entries[i]);
+    ts_buf_puts(&b, "</ol>\n");
+    if (r->more && r->n_entries)
+        ts_buf_printf(&b,
+                      "<p><a href=\"%s/mod/audit?before=%" PRIu64 "\" id=\"mod-older\">Older"
+                      "</a></p>\n",
+                      m->base, r->entries[r->n_entries - 1]->seq);
+    page_tail(&b);
+    send_buf(req, 200, "text/html; charset=utf-8", &b);
+    view_free(v);
+}
+
+/* The trail, newest first, RECENT_SHOWN a page (?before=SEQ for older). */
+static int get_audit(struct sess *s, h2o_req_t *req)
+{
+    struct ts_web_kv *kv;
+    size_t n;
+    if (!query_of(req, 4, &kv, &n))
+        return 0;
+    Threadsync__AuditList q;
+    threadsync__audit_list__init(&q);
+    q.newest_first = 1;
+    q.limit = RECENT_SHOWN;
+    const char *before = ts_web_kv_get(kv, n, "before");
+    q.before_seq = before ? strtoull(before, NULL, 10) : 0;
+    ts_web_kv_free(kv, n);
+    struct view *v = view_new(s, req);
+    if (!v || ts_client_audit_list(s->client, &q, on_audit, v) != TS_OK) {
+        if (v)
+            view_free(v);
+        send_text(req, 503, "cannot ask the cluster\n");
+    }
     return 0;
 }
 
@@ -1167,7 +1302,7 @@ static void act_finish(struct act *a)
         ts_buf_add(&b, a->results.p, a->results.len);
         ts_buf_puts(&b, "],\"message\":");
         ts_buf_add(&a->msg, "", 1);
-        json_str(&b, a->msg.p);
+        ts_web_page_jstr(&b, a->msg.p);
         ts_buf_puts(&b, "}\n");
         send_buf(req, a->failed ? 409 : 200, "application/json; charset=utf-8", &b);
     } else if (req) {
@@ -1204,7 +1339,7 @@ static void act_result(struct act *a, uint64_t id, const Threadsync__Comment *c,
     }
     if (error) {
         ts_buf_puts(&a->results, ",\"error\":");
-        json_str(&a->results, error);
+        ts_web_page_jstr(&a->results, error);
         a->failed++;
     }
     ts_buf_puts(&a->results, "}");
@@ -1315,10 +1450,7 @@ static void act_comment(struct act *a, const char *op, uint64_t id, uint64_t see
         threadsync__edit__init(&q);
         q.comment_id = id;
         q.body = (char *)body;
-        /* The protocol has no reason field yet (the audit trail will): the
-         * edge's log keeps it meanwhile. */
-        fprintf(stderr, "threadsync web: moderator edit of #%" PRIu64 ", reason: %s\n", id,
-                reason && reason[0] ? reason : "(none)");
+        q.reason = reason && reason[0] ? (char *)reason : NULL; /* kept in the audit trail */
         rc = ts_client_edit(a->s->client, &q, on_change, o);
     } else {
         Threadsync__Moderate q;
@@ -1490,6 +1622,8 @@ int ts_web_mod_handle(struct ts_web_mod *m, h2o_req_t *req, const char *path, si
         return get_events(s, req);
     if (is(path, plen, "/mod/recent"))
         return get_recent(m, s, req);
+    if (is(path, plen, "/mod/audit"))
+        return get_audit(s, req);
     if (is(path, plen, "/mod") || is(path, plen, "/mod/")) {
         struct view *v = view_new(s, req);
         Threadsync__PendingQueue q;

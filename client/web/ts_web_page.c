@@ -14,12 +14,12 @@
 #include "ts_err.h"
 #include "ts_mirror_render.h"
 
-static void html(struct ts_buf *b, const char *s)
+void ts_web_page_text(struct ts_buf *b, const char *s)
 {
     ts_mirror_render_text(b, s ? s : "", 1);
 }
 
-static void jstr(struct ts_buf *b, const char *s)
+void ts_web_page_jstr(struct ts_buf *b, const char *s)
 {
     ts_buf_puts(b, "\"");
     ts_mirror_render_text(b, s ? s : "", 0);
@@ -44,7 +44,7 @@ void ts_web_page_key(struct ts_buf *b, const char *key)
 /* base + "/t/" + key + suffix, HTML-escaped for an attribute. */
 static void thread_url(struct ts_buf *b, const char *base, const char *key, const char *suffix)
 {
-    html(b, base);
+    ts_web_page_text(b, base);
     ts_buf_puts(b, "/t/");
     ts_web_page_key(b, key); /* only [A-Za-z0-9_~-] and %XX: safe in HTML */
     ts_buf_puts(b, suffix);
@@ -80,9 +80,9 @@ static void hook_after(void *arg, struct ts_buf *b, const Threadsync__Comment *c
         ts_buf_printf(b, "\"><input type=\"hidden\" name=\"comment\" value=\"%" PRIu64 "\">",
                       c->id);
         ts_buf_puts(b, "<input type=\"hidden\" name=\"nonce\" value=\"");
-        html(b, p->nonce);
+        ts_web_page_text(b, p->nonce);
         ts_buf_puts(b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
-        html(b, p->csrf);
+        ts_web_page_text(b, p->csrf);
         ts_buf_puts(b, "\"><button type=\"submit\">Delete</button></form>");
     }
     ts_buf_puts(b, "</p>");
@@ -98,7 +98,7 @@ static void add_form(struct ts_buf *b, const struct ts_web_page *p)
         ts_buf_puts(b, " hidden>");
     else {
         ts_buf_puts(b, ">");
-        html(b, p->error);
+        ts_web_page_text(b, p->error);
     }
     ts_buf_puts(b, "</p>\n");
     if (p->thread->locked) {
@@ -107,9 +107,9 @@ static void add_form(struct ts_buf *b, const struct ts_web_page *p)
     ts_buf_puts(b, "<form class=\"ts-form\" method=\"post\" action=\"");
     thread_url(b, p->base, key, p->edit ? "/edit" : "/post");
     ts_buf_puts(b, "\">\n<input type=\"hidden\" name=\"nonce\" value=\"");
-    html(b, p->nonce);
+    ts_web_page_text(b, p->nonce);
     ts_buf_puts(b, "\"><input type=\"hidden\" name=\"csrf\" value=\"");
-    html(b, p->csrf);
+    ts_web_page_text(b, p->csrf);
     ts_buf_printf(b, "\"><input type=\"hidden\" name=\"parent\" value=\"%" PRIu64 "\">", p->parent);
     if (p->edit)
         ts_buf_printf(b, "<input type=\"hidden\" name=\"comment\" value=\"%" PRIu64 "\">", p->edit);
@@ -124,11 +124,11 @@ static void add_form(struct ts_buf *b, const struct ts_web_page *p)
     if (!p->edit) {
         ts_buf_puts(b, "<p><label>Name <input name=\"name\" required maxlength=\"64\" "
                        "autocomplete=\"name\" value=\"");
-        html(b, p->name);
+        ts_web_page_text(b, p->name);
         ts_buf_puts(b, "\"></label></p>\n<p><label>E-mail (optional, never shown) "
                        "<input name=\"email\" type=\"email\" maxlength=\"254\" "
                        "autocomplete=\"email\" value=\"");
-        html(b, p->email);
+        ts_web_page_text(b, p->email);
         ts_buf_puts(b, "\"></label></p>\n");
     }
     /* The honeypot: hidden by the stylesheet, filled only by bots. */
@@ -136,7 +136,7 @@ static void add_form(struct ts_buf *b, const struct ts_web_page *p)
                    "<input name=\"website\" tabindex=\"-1\" autocomplete=\"off\"></label></p>\n"
                    "<p><label>Comment<br><textarea name=\"body\" required rows=\"5\" "
                    "maxlength=\"16384\">");
-    html(b, p->body);
+    ts_web_page_text(b, p->body);
     ts_buf_puts(b, "</textarea></label></p>\n<p><button type=\"submit\">");
     ts_buf_puts(b, p->edit ? "Save" : "Post comment");
     ts_buf_puts(b, "</button></p>\n</form>\n</section>\n");
@@ -150,13 +150,13 @@ int ts_web_page_html(struct ts_buf *b, const struct ts_web_page *p)
         ts_buf_puts(b, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n"
                        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
                        "<title>");
-        html(b, title);
+        ts_web_page_text(b, title);
         ts_buf_puts(b, "</title>\n");
     }
     ts_buf_puts(b, "<link rel=\"stylesheet\" href=\"");
-    html(b, p->base);
+    ts_web_page_text(b, p->base);
     ts_buf_puts(b, "/static/threadsync.css\">\n<script src=\"");
-    html(b, p->base);
+    ts_web_page_text(b, p->base);
     ts_buf_puts(b, "/static/threadsync.js\" defer></script>\n");
     if (!p->embed) {
         ts_buf_puts(b, "</head>\n<body>\n<main>\n<h1>");
@@ -164,14 +164,14 @@ int ts_web_page_html(struct ts_buf *b, const struct ts_web_page *p)
                               strncasecmp(t->url, "https://", 8) == 0);
         if (http) {
             ts_buf_puts(b, "<a href=\"");
-            html(b, t->url);
+            ts_web_page_text(b, t->url);
             ts_buf_puts(b, "\">");
         }
-        html(b, title);
+        ts_web_page_text(b, title);
         ts_buf_puts(b, http ? "</a></h1>\n" : "</h1>\n");
     }
     ts_buf_printf(b, "<section class=\"ts-thread\" id=\"t%" PRIu64 "\" data-key=\"", t->id);
-    html(b, t->key);
+    ts_web_page_text(b, t->key);
     ts_buf_printf(b, "\" data-seq=\"%" PRIu64 "\" data-events=\"", p->seq);
     thread_url(b, p->base, t->key, "/events");
     ts_buf_puts(b, "\">\n");
@@ -204,9 +204,9 @@ void ts_web_page_comment_json(struct ts_buf *b, const Threadsync__Comment *c)
     int vis = c->status == THREADSYNC__STATUS__VISIBLE;
     ts_buf_printf(b, "{\"id\":%" PRIu64 ",\"parent_id\":%" PRIu64 ",\"author_name\":", c->id,
                   c->parent_id);
-    jstr(b, vis ? c->author_name : "");
+    ts_web_page_jstr(b, vis ? c->author_name : "");
     ts_buf_puts(b, ",\"body\":");
-    jstr(b, vis ? c->body : "");
+    ts_web_page_jstr(b, vis ? c->body : "");
     ts_buf_printf(b,
                   ",\"created_at_ms\":%" PRId64 ",\"edited_at_ms\":%" PRId64
                   ",\"status\":\"%s\",\"version\":%" PRIu64 "}",
@@ -217,7 +217,7 @@ void ts_web_page_event(struct ts_buf *b, uint64_t seq, const Threadsync__Thread 
                        const Threadsync__Comment *c)
 {
     ts_buf_printf(b, "id: %" PRIu64 "\nevent: comment\ndata: {\"key\":", seq);
-    jstr(b, t->key);
+    ts_web_page_jstr(b, t->key);
     ts_buf_printf(b, ",\"count\":%" PRIu32 ",\"locked\":%s,\"comment\":", t->comment_count,
                   t->locked ? "true" : "false");
     ts_web_page_comment_json(b, c);
@@ -257,18 +257,18 @@ int ts_web_page_atom(struct ts_buf *b, const Threadsync__Thread *t,
                   "<feed xmlns=\"http://www.w3.org/2005/Atom\">\n"
                   "<id>urn:threadsync:thread:%" PRIu64 "</id>\n<title>Comments on ",
                   t->id);
-    html(b, title);
+    ts_web_page_text(b, title);
     ts_buf_puts(b, "</title>\n<updated>");
     rfc3339(b, updated);
     ts_buf_puts(b, "</updated>\n");
     if (http) {
         ts_buf_puts(b, "<link rel=\"alternate\" href=\"");
-        html(b, t->url);
+        ts_web_page_text(b, t->url);
         ts_buf_puts(b, "\"/>\n");
     }
     if (self && self[0]) {
         ts_buf_puts(b, "<link rel=\"self\" href=\"");
-        html(b, self);
+        ts_web_page_text(b, self);
         ts_buf_puts(b, "\"/>\n");
     }
     size_t shown = 0;
@@ -279,9 +279,9 @@ int ts_web_page_atom(struct ts_buf *b, const Threadsync__Thread *t,
             continue;
         shown++;
         ts_buf_printf(b, "<entry>\n<id>urn:threadsync:comment:%" PRIu64 "</id>\n<title>", c->id);
-        html(b, c->author_name);
+        ts_web_page_text(b, c->author_name);
         ts_buf_puts(b, "</title>\n<author><name>");
-        html(b, c->author_name);
+        ts_web_page_text(b, c->author_name);
         ts_buf_puts(b, "</name></author>\n<published>");
         rfc3339(b, c->created_at_ms);
         ts_buf_puts(b, "</published>\n<updated>");
@@ -289,11 +289,11 @@ int ts_web_page_atom(struct ts_buf *b, const Threadsync__Thread *t,
         ts_buf_puts(b, "</updated>\n");
         if (http) {
             ts_buf_puts(b, "<link href=\"");
-            html(b, t->url);
+            ts_web_page_text(b, t->url);
             ts_buf_printf(b, "#c%" PRIu64 "\"/>\n", c->id);
         }
         ts_buf_puts(b, "<content type=\"text\">");
-        html(b, c->body);
+        ts_web_page_text(b, c->body);
         ts_buf_puts(b, "</content>\n</entry>\n");
     }
     ts_buf_puts(b, "</feed>\n");

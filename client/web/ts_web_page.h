@@ -45,6 +45,11 @@ struct ts_web_page {
     void *own_arg;
 };
 
+/* Appends s (NULL: "") escaped for HTML text and attributes; as a quoted
+ * JSON string. */
+void ts_web_page_text(struct ts_buf *b, const char *s);
+void ts_web_page_jstr(struct ts_buf *b, const char *s);
+
 /* Appends key percent-encoded as above. */
 void ts_web_page_key(struct ts_buf *b, const char *key);
 

@@ -29,6 +29,27 @@
  * included.
  *
  * Not thread-safe: use a client from its loop's thread only.
+ *
+ * ABI. The API hands out and takes the protobuf-c structs generated from
+ * proto/threadsync.proto (threadsync.pb-c.h) rather than wrapping them: they
+ * are the protocol's own vocabulary (PROTOCOL.md names them), a wrapper
+ * would restate every message and field, copy every answer once more and
+ * still have to grow with the schema. The price is that a .proto change can
+ * change their layout, so the rule is: ANY change to threadsync.proto bumps
+ * the soname. client/lib/libthreadsync.abi records the schema's hash per
+ * SOVERSION and the build takes the soname from it; the ts_abi_check test
+ * fails when the schema changes without a new line there.
+ *
+ * Growing the public structs (struct ts_client_config, struct
+ * ts_client_sub_cbs) does NOT bump the soname, under three rules:
+ *   - they open with struct_size, which the caller sets by starting from
+ *     TS_CLIENT_CONFIG_INIT / TS_CLIENT_SUB_CBS_INIT (or to sizeof the
+ *     struct); 0 is read as the first layout (the fields up to state_arg,
+ *     resp. on_error), so code that zeroes the struct keeps working;
+ *   - fields are only ever appended, never removed, reordered or retyped;
+ *   - a zero field means its default, so the library reads the fields a
+ *     caller's struct_size covers and takes the default for the others (a
+ *     newer caller's fields it does not know are ignored).
  */
 #ifndef THREADSYNC_H
 #define THREADSYNC_H
@@ -40,6 +61,7 @@
 
 #include "threadsync.pb-c.h"
 #include "ts_err.h"
+#include "ts_version.h"
 
 #define TS_DEFAULT_PORT 7420
 
@@ -65,8 +87,11 @@ struct ts_client_state_info {
 
 typedef void (*ts_client_state_cb)(void *arg, const struct ts_client_state_info *info);
 
-/* Everything is copied by ts_client_new(); the config may be freed after. */
+/* Everything is copied by ts_client_new(); the config may be freed after.
+ * Start from TS_CLIENT_CONFIG_INIT (see "ABI" above: fields are appended
+ * only, 0 means the default). */
 struct ts_client_config {
+    size_t struct_size; /* sizeof(struct ts_client_config); 0: the first layout */
     /* "host:port" (or "[v6]:port"; the port defaults to 7420), tried in
      * order; the next one after each failure. At least one. */
     const char *const *servers;
@@ -95,7 +120,13 @@ struct ts_client_config {
     int reconnect;
     ts_client_state_cb on_state; /* may be NULL */
     void *state_arg;
+    /* New fields go here, after all others (0 must mean their default). */
 };
+
+#define TS_CLIENT_CONFIG_INIT                                                                      \
+    {                                                                                              \
+        .struct_size = sizeof(struct ts_client_config)                                             \
+    }
 
 /* Creates a client and starts connecting. *out is valid until the close
  * callback of ts_client_close() has run (there is no separate _free).
@@ -158,6 +189,8 @@ typedef void (*ts_client_change_cb)(void *arg, int err, const Threadsync__Error 
                                     const Threadsync__ChangeResult *result);
 typedef void (*ts_client_pending_cb)(void *arg, int err, const Threadsync__Error *detail,
                                      const Threadsync__PendingQueueResult *result);
+typedef void (*ts_client_audit_list_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                        const Threadsync__AuditListResult *res);
 typedef void (*ts_client_ban_cb)(void *arg, int err, const Threadsync__Error *detail,
                                  const Threadsync__BanResult *result);
 typedef void (*ts_client_token_add_cb)(void *arg, int err, const Threadsync__Error *detail,
@@ -184,6 +217,10 @@ int ts_client_moderate_thread(struct ts_client *c, const Threadsync__ModerateThr
 int ts_client_pending(struct ts_client *c, const Threadsync__PendingQueue *m,
                       ts_client_pending_cb cb, void *arg);
 /* Ban an author for a duration, or lift the ban with 0 (MODERATOR). */
+/* A page of the audit trail (MODERATOR and up; PROTOCOL.md "AuditList"),
+ * answered by the node asked. */
+int ts_client_audit_list(struct ts_client *c, const Threadsync__AuditList *m,
+                         ts_client_audit_list_cb cb, void *arg);
 int ts_client_ban(struct ts_client *c, const Threadsync__BanAuthor *m, ts_client_ban_cb cb,
                   void *arg);
 /* Create a token (ADMIN): the answer holds it, once. */
@@ -223,9 +260,34 @@ int ts_client_cluster(struct ts_client *c, ts_client_cluster_cb cb, void *arg);
 int ts_client_remove_node(struct ts_client *c, const Threadsync__RemoveNode *m,
                           ts_client_remove_node_cb cb, void *arg);
 
+/* ---- backup and state digest (PROTOCOL.md, "Backup"; ADMIN only) ------- */
+
+/* One piece of the backup file, in order (chunk->offset is where it goes).
+ * A chunk with offset 0 after others means the stream started over (the
+ * request was re-sent to another server): drop what came before. */
+typedef void (*ts_client_backup_chunk_cb)(void *arg, const Threadsync__BackupChunk *chunk);
+typedef void (*ts_client_backup_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                    const Threadsync__BackupResult *result);
+typedef void (*ts_client_state_digest_cb)(void *arg, int err, const Threadsync__Error *detail,
+                                          const Threadsync__StateDigestResult *result);
+
+/* Asks the connected node for a backup of its whole store (any node
+ * answers; no redirect): on_chunk for each BackupChunk, then cb once with
+ * the BackupResult (size, sha256 of the bytes the chunks carried, seq,
+ * counts) or an error. Both get arg. While chunks arrive the request does
+ * not time out: request_timeout_ms counts from the last one (the longest
+ * silence). Checking the bytes against the result, and where they go, is
+ * the caller's (the file format: proto/ts_backup_file.h in the source). */
+int ts_client_backup(struct ts_client *c, ts_client_backup_chunk_cb on_chunk,
+                     ts_client_backup_cb cb, void *arg);
+/* The connected node's canonical state digest (compare nodes, or a
+ * restored node with its backup). */
+int ts_client_state_digest(struct ts_client *c, ts_client_state_digest_cb cb, void *arg);
+
 /* A subscription's callbacks; arg is the one given to ts_client_subscribe().
- * Any may be NULL. */
+ * Any may be NULL. Start from TS_CLIENT_SUB_CBS_INIT (see "ABI" above). */
 struct ts_client_sub_cbs {
+    size_t struct_size; /* sizeof(struct ts_client_sub_cbs); 0: the first layout */
     /* The server accepted the Subscribe (again after every reconnect):
      * events follow with seq > from_seq, or a snapshot first. */
     void (*on_result)(void *arg, uint64_t from_seq, int snapshot);
@@ -241,7 +303,13 @@ struct ts_client_sub_cbs {
      * ts_client_close(); a protocol code (detail set) when the server
      * refused it; the connection's error when the client went FAILED. */
     void (*on_error)(void *arg, int err, const Threadsync__Error *detail);
+    /* New callbacks go here, after all others. */
 };
+
+#define TS_CLIENT_SUB_CBS_INIT                                                                     \
+    {                                                                                              \
+        .struct_size = sizeof(struct ts_client_sub_cbs)                                            \
+    }
 
 /* Subscribes to every thread (all non-zero) or to keys[0..n_keys) (copied,
  * 1..1024), from since_seq (0: the beginning). One subscription per client:
@@ -279,6 +347,8 @@ int ts_sync_moderate_thread(const struct ts_client_config *cfg, const Threadsync
                             Threadsync__ChangeResult **out, Threadsync__Error **err_out);
 int ts_sync_pending(const struct ts_client_config *cfg, const Threadsync__PendingQueue *m,
                     Threadsync__PendingQueueResult **out, Threadsync__Error **err_out);
+int ts_sync_audit_list(const struct ts_client_config *cfg, const Threadsync__AuditList *m,
+                       Threadsync__AuditListResult **out, Threadsync__Error **err_out);
 int ts_sync_ban(const struct ts_client_config *cfg, const Threadsync__BanAuthor *m,
                 Threadsync__BanResult **out, Threadsync__Error **err_out);
 int ts_sync_token_add(const struct ts_client_config *cfg, const Threadsync__TokenAdd *m,
@@ -292,6 +362,13 @@ int ts_sync_cluster(const struct ts_client_config *cfg, Threadsync__ClusterResul
                     Threadsync__Error **err_out);
 int ts_sync_remove_node(const struct ts_client_config *cfg, const Threadsync__RemoveNode *m,
                         Threadsync__RemoveNodeResult **out, Threadsync__Error **err_out);
+
+/* ts_client_backup(): on_chunk(chunk_arg, ...) runs for each chunk during
+ * the call; *out is the BackupResult. */
+int ts_sync_backup(const struct ts_client_config *cfg, ts_client_backup_chunk_cb on_chunk,
+                   void *chunk_arg, Threadsync__BackupResult **out, Threadsync__Error **err_out);
+int ts_sync_state_digest(const struct ts_client_config *cfg, Threadsync__StateDigestResult **out,
+                         Threadsync__Error **err_out);
 
 int ts_sync_import(const struct ts_client_config *cfg, const Threadsync__Import *m,
                    Threadsync__ImportResult **out, Threadsync__Error **err_out);

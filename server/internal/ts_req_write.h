@@ -9,11 +9,22 @@
  * (see ts_session_int.h) with f carrying its message. A write's answer is
  * sent only from the replication callback, i.e. after commit and apply;
  * its session may have closed by then, and the answer is dropped.
+ *
+ * Posts are batched: the posts admitted within one loop iteration are
+ * packed as they arrive and proposed together from a uv_check handle, i.e.
+ * right after the I/O phase that brought them: one Raft entry (a
+ * PostBatch; a lone post stays a plain post entry), one log append, one
+ * apply pass, one wake-up of the hub. Nothing waits for a batch to fill:
+ * a lone post is proposed in the iteration it arrived in. Any other write
+ * proposes the pending batch first, so the log keeps the order in which
+ * the node admitted requests.
  */
 #ifndef TS_REQ_WRITE_H
 #define TS_REQ_WRITE_H
 
 #include <stdint.h>
+
+#include <uv.h>
 
 #include "threadsync.pb-c.h"
 #include "threadsync_state.pb-c.h"
@@ -41,8 +52,10 @@ struct ts_req_write {
     struct ts_disk *disk;   /* counts disk_bytes as pending until the apply */
     uint64_t disk_bytes;
     uint64_t t0;
-    int role;    /* TokenAdd */
-    int gateway; /* TokenAdd */
+    struct ts_server *srv;     /* Post: for the batch's outcome */
+    struct ts_req_write *next; /* Post: the next one of its batch */
+    int role;                  /* TokenAdd */
+    int gateway;               /* TokenAdd */
     /* BanAuthor (an author, up to an e-mail; "reader:" + a key), TokenAdd, TokenRevoke */
     char name[TS_AUTHOR_EMAIL_MAX + 1];
     char token[TS_AUTH_TOKEN_LEN + 1]; /* TokenAdd: handed back once */
@@ -58,6 +71,12 @@ void ts_req_write_propose(struct ts_session *s, uint64_t rid, Threadsync__State_
                           struct ts_req_write *w, ts_req_write_answer_fn *answer);
 
 void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f);
+
+/* The server's post batch: set up at start (TS_E_NOMEM); closed at stop,
+ * after proposing what it holds (cb(arg) once its handles are closed and
+ * it is freed). */
+int ts__req_write_batch_new(struct ts_server *srv);
+void ts__req_write_batch_close(struct ts_server *srv, void (*cb)(void *arg), void *arg);
 void ts_req_write_moderate(struct ts_session *s, const Threadsync__Frame *f);
 void ts_req_write_edit(struct ts_session *s, const Threadsync__Frame *f);
 void ts_req_write_delete(struct ts_session *s, const Threadsync__Frame *f);

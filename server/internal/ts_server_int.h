@@ -24,6 +24,7 @@ struct ts_hub;
 struct ts_join;
 struct ts_limits;
 struct ts_link_pool;
+struct ts__post_batch;
 struct ts_repl;
 struct ts_session;
 struct ts_stats;
@@ -44,10 +45,11 @@ struct ts_server {
     struct ts_repl *repl;
     struct ts_join *join;
     SSL_CTX *join_ctx;
-    struct ts_limits *limits; /* node-local rate and connection limits */
-    uint64_t auth_gen;        /* ts_store_auth_generation sessions were checked at */
-    struct ts_stats *stats;   /* metrics and /healthz (ts_stats.c) */
-    struct ts_disk disk;      /* free space on the raft directory's file system */
+    struct ts_limits *limits;          /* node-local rate and connection limits */
+    uint64_t auth_gen;                 /* ts_store_auth_generation sessions were checked at */
+    struct ts_stats *stats;            /* metrics and /healthz (ts_stats.c) */
+    struct ts_disk disk;               /* free space on the raft directory's file system */
+    struct ts__post_batch *post_batch; /* posts of this loop iteration (ts_req_write.c) */
 
     struct ts_link_pool *links; /* the loops carrying client connections */
     uv_tcp_t listener;

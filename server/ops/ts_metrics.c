@@ -12,6 +12,7 @@
  */
 #include "ts_metrics.h"
 
+#include "ts_array.h"
 #include "ts_buf.h"
 
 #include "ts_err.h"
@@ -129,14 +130,10 @@ struct ts_metric *ts_metrics_add(struct ts_metrics *m, enum ts_metric_type type,
     for (size_t i = 0; i < m->n; i++)
         if (!strcmp(m->families[i]->name, name))
             return NULL;
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 32;
-        struct ts_metric **v = realloc(m->families, cap * sizeof(*v));
-        if (!v)
-            return NULL;
-        m->families = v;
-        m->cap = cap;
-    }
+    struct ts_metric **v = ts_array_grow(m->families, &m->cap, m->n, sizeof(*v), 32);
+    if (!v)
+        return NULL;
+    m->families = v;
     struct ts_metric *f = calloc(1, sizeof(*f));
     if (!f)
         return NULL;
@@ -176,14 +173,10 @@ static struct series *series_get(struct ts_metric *f, const char *label_value)
             return &f->series[i];
     if (f->n_series >= TS_METRICS_MAX_SERIES - 1 && strcmp(label_value, "other") != 0)
         return series_get(f, "other");
-    if (f->n_series == f->cap_series) {
-        size_t cap = f->cap_series ? f->cap_series * 2 : 4;
-        struct series *v = realloc(f->series, cap * sizeof(*v));
-        if (!v)
-            return NULL;
-        f->series = v;
-        f->cap_series = cap;
-    }
+    struct series *v = ts_array_grow(f->series, &f->cap_series, f->n_series, sizeof(*v), 4);
+    if (!v)
+        return NULL;
+    f->series = v;
     if (series_init(f, &f->series[f->n_series], label_value) != TS_OK)
         return NULL;
     return &f->series[f->n_series++];

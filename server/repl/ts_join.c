@@ -12,6 +12,7 @@
 #include "ts_conn.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 #include "ts_log.h"
 
 #include <stdio.h>
@@ -97,13 +98,9 @@ static int join_send(struct ts_join *j, Threadsync__Frame *f)
 static void on_open(struct ts_conn *c)
 {
     struct ts_join *j = ts_conn_data(c);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = h.max_version = TS_PROTOCOL_VERSION;
-    h.client_name = "threadsyncd-join";
-    h.token = j->token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, "threadsyncd-join", j->token);
     join_send(j, &f);
 }
 

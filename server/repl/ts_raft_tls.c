@@ -25,6 +25,7 @@
 #include "ts_raft_tls.h"
 
 #include "ts_addr.h"
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_log.h"
 #include "ts_tls.h"
@@ -107,20 +108,6 @@ struct wreq {
     int to_tcp;
     char data[];
 };
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 int ts_raft_tls_split_address(const char *address, char *raft, size_t raft_size, char *client,
                               size_t client_size)
@@ -402,10 +389,10 @@ static int send_preamble(struct tunnel *tn)
     struct rtls *tr = tn->tr;
     size_t alen = strlen(tr->address);
     uint8_t hdr[HDR_LEN];
-    put_le64(hdr, MAGIC_HELLO);
-    put_le64(hdr + 8, (uint64_t)tn->kind);
-    put_le64(hdr + 16, tr->id);
-    put_le64(hdr + 24, alen);
+    ts_store_le64(hdr, MAGIC_HELLO);
+    ts_store_le64(hdr + 8, (uint64_t)tn->kind);
+    ts_store_le64(hdr + 16, tr->id);
+    ts_store_le64(hdr + 24, alen);
     int rc = ts_tls_write(tn->tls, hdr, sizeof(hdr));
     if (rc == TS_OK)
         rc = ts_tls_write(tn->tls, tr->address, alen);
@@ -437,7 +424,7 @@ static void listener_open(struct tunnel *tn)
 {
     struct rtls *tr = tn->tr;
     uint8_t ack[ACK_LEN];
-    put_le64(ack, MAGIC_ACK);
+    ts_store_le64(ack, MAGIC_ACK);
     if (tls_send(tn, ack, sizeof(ack)) != TS_OK) {
         tunnel_close(tn, TS_E_TLS);
         return;
@@ -472,7 +459,7 @@ static long take_preamble(struct tunnel *tn, const uint8_t *p, size_t n)
         memcpy(tn->hdr + tn->hdr_got, p, k);
         tn->hdr_got += k;
         if (tn->hdr_got == ACK_LEN) {
-            if (get_le64(tn->hdr) != MAGIC_ACK) {
+            if (ts_load_le64(tn->hdr) != MAGIC_ACK) {
                 TS_WARN("event=raft_bad_ack peer=%s", tn->peer);
                 tunnel_close(tn, TS_E_IO);
                 return -1;
@@ -489,10 +476,10 @@ static long take_preamble(struct tunnel *tn, const uint8_t *p, size_t n)
         used += k;
         if (tn->hdr_got < HDR_LEN)
             return (long)used;
-        uint64_t kind = get_le64(tn->hdr + 8);
-        tn->peer_id = get_le64(tn->hdr + 16);
-        tn->addr_len = get_le64(tn->hdr + 24);
-        if (get_le64(tn->hdr) != MAGIC_HELLO || (kind != KIND_RAFT && kind != KIND_PROBE) ||
+        uint64_t kind = ts_load_le64(tn->hdr + 8);
+        tn->peer_id = ts_load_le64(tn->hdr + 16);
+        tn->addr_len = ts_load_le64(tn->hdr + 24);
+        if (ts_load_le64(tn->hdr) != MAGIC_HELLO || (kind != KIND_RAFT && kind != KIND_PROBE) ||
             tn->peer_id == 0 || tn->addr_len == 0 || tn->addr_len > TS_RAFT_TLS_ADDR_MAX) {
             TS_WARN("event=raft_bad_preamble peer=%s", tn->peer);
             tunnel_close(tn, TS_E_IO);

@@ -25,6 +25,17 @@
  *     start: until ts_repl_start returns, raft writes nothing then). One
  *     function opens and locks the directory, ts__repl_open, for both
  *     starting and seeding.
+ *   - A successful AppendEntries answer claims (last_log_index) no more than
+ *     the request checked, prev_log_index + n_entries (raft_uv's send is
+ *     wrapped for that). libraft 0.15 claims its whole stored log, and the
+ *     leader takes the claim as matched: a node that, as leader, appended a
+ *     client write it could no longer commit (stopped or cut off, then
+ *     back: it reads the write its clients sent meanwhile before it hears
+ *     of the new term) claimed that entry in its first answer to the new
+ *     leader, which then never sent the entry it has at that index. The
+ *     node stayed behind for good, answering reads (it hears the leader, so
+ *     it is not stale) without the writes committed since. Later libraft
+ *     versions claim prev_log_index + n_entries themselves.
  *
  * Membership changes live in ts_repl_member.c, bootstrap and seeding from a
  * backup in ts_repl_seed.c; struct ts_repl is in internal/ts_repl_int.h.
@@ -46,6 +57,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +69,7 @@
 #include <raft/uv.h>
 
 #include "ts_assert.h"
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
@@ -167,7 +180,7 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
     if (r->failed)
         return RAFT_IOERR;
     const uint8_t *b = buf->base;
-    uint32_t len = buf->len >= REPL_FRAME_HDR ? get_le32(b) : 0;
+    uint32_t len = buf->len >= REPL_FRAME_HDR ? ts_load_le32(b) : 0;
     if (buf->len < REPL_FRAME_HDR || len > buf->len - REPL_FRAME_HDR) {
         TS_ERROR("event=repl_bad_entry dir=%s index=%llu entry_len=%zu", r->dir,
                  (unsigned long long)index, buf->len);
@@ -227,8 +240,8 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
         repl_fail(r);
         return RAFT_NOMEM;
     }
-    put_le64(hdr, REPL_SNAP_MAGIC);
-    put_le64(hdr + 8, index);
+    ts_store_le64(hdr, REPL_SNAP_MAGIC);
+    ts_store_le64(hdr + 8, index);
     r->snap_base = len;
     set_threshold(r);
     r->entry_bytes = r->entry_count = 0;
@@ -267,12 +280,12 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
 {
     struct ts_repl *r = rfsm->data;
     const uint8_t *b = buf->base;
-    if (buf->len < REPL_SNAP_HDR || get_le64(b) != REPL_SNAP_MAGIC) {
+    if (buf->len < REPL_SNAP_HDR || ts_load_le64(b) != REPL_SNAP_MAGIC) {
         TS_ERROR("event=repl_bad_snapshot dir=%s bytes=%zu", r->dir, buf->len);
         repl_fail(r);
         return RAFT_CORRUPT;
     }
-    uint64_t index = get_le64(b + 8);
+    uint64_t index = ts_load_le64(b + 8);
     int rc = r->fsm.restore(r->fsm.arg, index, b + REPL_SNAP_HDR, buf->len - REPL_SNAP_HDR);
     if (rc != 0) {
         TS_ERROR("event=repl_restore_failed dir=%s index=%llu err=%d", r->dir,
@@ -508,6 +521,61 @@ void ts_repl_close(struct ts_repl *r, void (*cb)(void *arg), void *arg)
     /* Even when raft is already closed, finish from the loop so cb is never
      * called from inside ts_repl_close. */
     schedule_defer(r);
+}
+
+/* ---- AppendEntries answers -------------------------------------------- */
+
+void ts__repl_ae_note(struct repl_ae_seen *seen, const struct raft_message *m)
+{
+    if (m->type != RAFT_IO_APPEND_ENTRIES)
+        return;
+    seen->from = m->server_id;
+    seen->term = m->append_entries.term;
+    seen->checked = m->append_entries.prev_log_index + m->append_entries.n_entries;
+}
+
+raft_index ts__repl_ae_claim(const struct repl_ae_seen *seen, const struct raft_message *m)
+{
+    const struct raft_append_entries_result *res = &m->append_entries_result;
+    if (m->type != RAFT_IO_APPEND_ENTRIES_RESULT || res->rejected || !seen->from ||
+        m->server_id != seen->from || res->term != seen->term)
+        return res->last_log_index;
+    return res->last_log_index < seen->checked ? res->last_log_index : seen->checked;
+}
+
+static struct ts_repl *repl_of_io(struct raft_io *io)
+{
+    return (struct ts_repl *)(void *)((char *)io - offsetof(struct ts_repl, io));
+}
+
+static void repl_io_recv(struct raft_io *io, struct raft_message *m)
+{
+    struct ts_repl *r = repl_of_io(io);
+    ts__repl_ae_note(&r->ae_seen, m);
+    r->raft_recv(io, m);
+}
+
+static int repl_io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                         raft_io_recv_cb recv)
+{
+    struct ts_repl *r = repl_of_io(io);
+    r->raft_recv = recv;
+    return r->uv_start(io, msecs, tick, repl_io_recv);
+}
+
+/* raft_uv encodes the message during the call, so a changed copy on the
+ * stack is enough. */
+static int repl_io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                        raft_io_send_cb cb)
+{
+    struct ts_repl *r = repl_of_io(io);
+    raft_index claim = ts__repl_ae_claim(&r->ae_seen, m);
+    if (m->type != RAFT_IO_APPEND_ENTRIES_RESULT ||
+        claim == m->append_entries_result.last_log_index)
+        return r->uv_send(io, req, m, cb);
+    struct raft_message copy = *m;
+    copy.append_entries_result.last_log_index = claim;
+    return r->uv_send(io, req, &copy, cb);
 }
 
 /* ---- the leader, as far as this node knows --------------------------- */
@@ -774,6 +842,10 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
         ts__repl_free(r);
         return ts__repl_err(rv);
     }
+    r->uv_send = r->io.send;
+    r->io.send = repl_io_send;
+    r->uv_start = r->io.start;
+    r->io.start = repl_io_start;
     /* Off: on a damaged segment libraft would rename it aside and carry on
      * without acknowledged entries. We would rather not start. */
     raft_uv_set_auto_recovery(&r->io, false);
@@ -877,7 +949,7 @@ int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_re
         raft_free(buf);
         return TS_E_NOMEM;
     }
-    put_le32(buf, (uint32_t)len);
+    ts_store_le32(buf, (uint32_t)len);
     if (len)
         memcpy(buf + REPL_FRAME_HDR, payload, len);
     memset(buf + REPL_FRAME_HDR + len, 0, framed - REPL_FRAME_HDR - len);

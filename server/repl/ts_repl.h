@@ -21,7 +21,11 @@
  *     trailing are set explicitly from the config;
  *   - raft_close() waits until every appended entry is on disk (0.15 crashes
  *     when close cancels a leader's in-flight append), and raft's close
- *     callback, which 0.15 may fire twice (canonical/raft#341), is absorbed.
+ *     callback, which 0.15 may fire twice (canonical/raft#341), is absorbed;
+ *   - a successful AppendEntries answer claims no more than the request
+ *     checked (prev_log_index + n_entries), not 0.15's whole stored log, so
+ *     a former leader's uncommitted tail is repaired by the new leader
+ *     instead of being taken as matched (ts_repl.c).
  *
  * Cluster: raft's transport is ts_raft_tls (mutual TLS with the cluster CA)
  * whenever a certificate is configured. A node's raft address, as stored in

@@ -19,6 +19,7 @@
 #include <raft.h>
 #include <raft/uv.h>
 
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_log.h"
 #include "ts_repl_int.h"
@@ -137,8 +138,8 @@ static int seed_write(struct ts_repl *r, uv_loop_t *loop, uint64_t node_id, uint
         raft_configuration_close(&snap.configuration);
         return ts__repl_err(rv);
     }
-    put_le64(buf.base, REPL_SNAP_MAGIC);
-    put_le64((uint8_t *)buf.base + 8, last_index);
+    ts_store_le64(buf.base, REPL_SNAP_MAGIC);
+    ts_store_le64((uint8_t *)buf.base + 8, last_index);
     if (len)
         memcpy((uint8_t *)buf.base + REPL_SNAP_HDR, fsm_bytes, len);
     snap.index = last_index;

@@ -31,6 +31,8 @@ int ts_store_new(struct ts_evlog *log, struct ts_store **out)
     s->log = log;
     s->import_out = NULL;
     s->n_import_out = s->cap_import_out = 0;
+    s->batch_out = NULL;
+    s->n_batch_out = s->cap_batch_out = 0;
     ts__store_state_init(&s->st);
     *out = s;
     return TS_OK;
@@ -42,6 +44,7 @@ void ts_store_free(struct ts_store *s)
         return;
     ts__store_state_free(&s->st);
     free(s->import_out);
+    free(s->batch_out);
     free(s);
 }
 
@@ -97,6 +100,24 @@ void ts__store_set_status(struct thread *t, struct comment *c, uint8_t ns)
 static const char *actor_of(const Threadsync__State__Command *cmd)
 {
     return ts__store_valid_token_name(cmd->actor) ? cmd->actor : "";
+}
+
+/* Fills v's who and when from the command at pos (v's other fields are the
+ * caller's). */
+static void audit_stamp(Threadsync__AuditEntry *v, uint64_t pos,
+                        const Threadsync__State__Command *cmd)
+{
+    v->seq = pos;
+    v->time_ms = cmd->time_ms;
+    v->actor = (char *)actor_of(cmd);
+}
+
+/* Appends the audit record of the moderation command at pos. */
+static int audit(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,
+                 Threadsync__AuditEntry *v)
+{
+    audit_stamp(v, pos, cmd);
+    return ts__store_audit_add(&s->st, v);
 }
 
 int ts__store_append_event(struct ts_store *s, uint64_t seq, const struct thread *t,
@@ -245,7 +266,8 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
         char key[TS_STORE_EDIT_KEY_LEN + 1];
         ie.derived = 1;
         ts__store_derive_edit_key(st, &ie, key);
-        SHA256((const unsigned char *)key, TS_STORE_EDIT_KEY_LEN, ie.edit_hash);
+        ts__store_sha256(key, TS_STORE_EDIT_KEY_LEN, NULL, 0, ie.edit_hash);
+        memcpy(res->edit_key, key, sizeof(key));
         OPENSSL_cleanse(key, sizeof(key));
         ie.has_hash = 1;
     } else if (has_hash && !scoped) {
@@ -264,6 +286,54 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
     res->comment_status = c->status;
     res->changed = 1;
     return TS_OK;
+}
+
+/* Posts of one loop iteration (PostBatch): each one as its own Post entry
+ * would be, at consecutive positions from the entry's. A post that makes
+ * no comment (a retry, a refusal) takes no position, as in an Import. */
+static int apply_post_batch(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,
+                            struct ts_store_result *res)
+{
+    const Threadsync__State__PostBatch *pb = cmd->post_batch;
+    s->n_batch_out = 0;
+    if (!pb->n_posts || pb->n_posts > TS_STORE_POST_BATCH_MAX)
+        return reject(res, TS_E_INVALID_ARGUMENT, "posts"), TS_OK;
+    if (pb->n_posts > s->cap_batch_out) {
+        struct ts_store_result *v = realloc(s->batch_out, pb->n_posts * sizeof(*v));
+        if (!v)
+            return TS_E_NOMEM;
+        s->batch_out = v;
+        s->cap_batch_out = pb->n_posts;
+    }
+    s->n_batch_out = pb->n_posts;
+    uint64_t next = pos;
+    for (size_t i = 0; i < pb->n_posts; i++) {
+        const Threadsync__State__Command *one = pb->posts[i];
+        struct ts_store_result *r = &s->batch_out[i];
+        memset(r, 0, sizeof(*r));
+        if (one->op_case != THREADSYNC__STATE__COMMAND__OP_POST) {
+            reject(r, TS_E_BAD_FRAME, NULL);
+            continue;
+        }
+        int rc = apply_post(s, next, one, r);
+        if (rc != TS_OK)
+            return rc;
+        if (r->changed) {
+            res->seq = next;
+            res->changed = 1;
+            next++;
+        }
+    }
+    if (next > pos)
+        s->st.pos = next - 1;
+    return TS_OK;
+}
+
+void ts_store_batch_outcome(const struct ts_store *s, const struct ts_store_result **results,
+                            size_t *n)
+{
+    *results = s->batch_out;
+    *n = s->n_batch_out;
 }
 
 /* Blanks a comment in an earlier public event: its body always; its name
@@ -342,7 +412,16 @@ static int apply_comment_change(struct ts_store *s, uint64_t pos,
     }
     if (bad)
         return reject_msg(res, TS_E_INVALID_ARGUMENT, "status", bad), TS_OK;
+    if (ts__store_slen(cc->reason) > TS_STORE_AUDIT_REASON_MAX)
+        return reject(res, TS_E_INVALID_ARGUMENT, "reason"), TS_OK;
 
+    /* A moderator's change is audited; an edit's record is made before the
+     * rewrite frees the text it keeps. */
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    av.action = (Threadsync__AuditAction)cc->kind; /* ChangeKind's values */
+    av.thread_id = t->id;
+    av.comment_id = c->id;
+    struct audit *edit_record = NULL;
     struct comment_ext x;
     ts__store_comment_ext(c, &x);
     uint16_t modby = x.modby;
@@ -360,14 +439,23 @@ static int apply_comment_change(struct ts_store *s, uint64_t pos,
         const char *old_body = email + c->email_len + 1;
         if (body_len == c->body_len && memcmp(old_body, cc->body, body_len) == 0)
             return TS_OK; /* the same text again: a retry */
+        if (!author) {
+            av.text_before = (char *)old_body;
+            av.reason = cc->reason;
+            audit_stamp(&av, pos, cmd);
+            if (!(edit_record = ts__store_audit_alloc(&av)))
+                return TS_E_NOMEM;
+        }
         x.edited_at = now;
         x.modby = modby;
         x.version++;
         struct comment *n =
             ts__store_comment_rewrite(st, c, name, c->name_len, email, c->email_len, cc->body,
                                       body_len, ts__store_comment_reader_key(c), &x);
-        if (!n)
+        if (!n) {
+            free(edit_record);
             return TS_E_NOMEM;
+        }
         c = n;
         /* An approved comment edited by its author on a pre-moderated
          * thread goes back to the queue: approval was of other words. */
@@ -396,7 +484,13 @@ static int apply_comment_change(struct ts_store *s, uint64_t pos,
         uint8_t now_status = c->status;
         ts_evlog_rewrite_public(s->log, t->id, c->id, c->id, blank_public, &now_status);
     }
-    int rc = ts__store_append_event(s, pos, t, c);
+    int rc = TS_OK;
+    if (edit_record && (rc = ts__store_audit_push(st, edit_record)) != TS_OK)
+        free(edit_record);
+    else if (!author && !edit_record)
+        rc = audit(s, pos, cmd, &av);
+    if (rc == TS_OK)
+        rc = ts__store_append_event(s, pos, t, c);
     if (rc != TS_OK)
         return rc;
     res->seq = pos;
@@ -441,7 +535,14 @@ static int apply_moderate_thread(struct ts_store *s, uint64_t pos,
     t->premoderated = premod;
     t->modby = modby;
     t->version++;
-    int rc = ts__store_append_event(s, pos, t, NULL);
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    /* ThreadAction's values, 10 up */
+    av.action =
+        (Threadsync__AuditAction)(THREADSYNC__AUDIT_ACTION__AUDIT_LOCK - 1 + (int)m->action);
+    av.thread_id = t->id;
+    int rc = audit(s, pos, cmd, &av);
+    if (rc == TS_OK)
+        rc = ts__store_append_event(s, pos, t, NULL);
     if (rc != TS_OK)
         return rc;
     res->seq = pos;
@@ -469,19 +570,25 @@ static int apply_ban(struct ts_store *s, uint64_t pos, const Threadsync__State__
     ts__store_ban_key(b->author, key, sizeof(key));
     int found;
     size_t i = ts__store_ban_slot(st, key, &found);
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    av.target = key;
     if (b->duration_ms == 0) {
-        if (found)
-            ts__store_ban_remove_at(st, i);
         res->changed = found;
         res->until_ms = 0;
-        return TS_OK;
+        if (!found)
+            return TS_OK;
+        ts__store_ban_remove_at(st, i);
+        av.action = THREADSYNC__AUDIT_ACTION__AUDIT_UNBAN;
+        return audit(s, pos, cmd, &av);
     }
     int64_t until = now + (int64_t)b->duration_ms;
     if (ts__store_ban_put(st, key, until, actor_of(cmd)) != TS_OK)
         return TS_E_NOMEM;
     res->changed = 1;
     res->until_ms = until;
-    return TS_OK;
+    av.action = THREADSYNC__AUDIT_ACTION__AUDIT_BAN;
+    av.until_ms = until;
+    return audit(s, pos, cmd, &av);
 }
 
 static int apply_token_grant(struct ts_store *s, uint64_t pos,
@@ -511,7 +618,11 @@ static int apply_token_grant(struct ts_store *s, uint64_t pos,
         return TS_E_NOMEM;
     st->auth_gen++;
     res->changed = 1;
-    return TS_OK;
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    av.action = THREADSYNC__AUDIT_ACTION__AUDIT_TOKEN_ADD;
+    av.target = g->name;
+    av.role = g->role;
+    return audit(s, pos, cmd, &av);
 }
 
 static int apply_token_revoke(struct ts_store *s, uint64_t pos,
@@ -541,13 +652,17 @@ static int apply_token_revoke(struct ts_store *s, uint64_t pos,
     }
     st->auth_gen++;
     res->changed = 1;
-    return TS_OK;
+    Threadsync__AuditEntry av = THREADSYNC__AUDIT_ENTRY__INIT;
+    av.action = THREADSYNC__AUDIT_ACTION__AUDIT_TOKEN_REVOKE;
+    av.target = r->name;
+    return audit(s, pos, cmd, &av);
 }
 
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
                    struct ts_store_result *res)
 {
     memset(res, 0, sizeof(*res));
+    s->n_batch_out = 0;
     if (index <= s->st.last_index)
         return TS_E_INVALID_ARGUMENT;
     /* The index is consumed whatever the payload says: last_index follows
@@ -584,6 +699,9 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
         break;
     case THREADSYNC__STATE__COMMAND__OP_IMPORT:
         rc = ts__store_apply_import(s, pos, cmd, res);
+        break;
+    case THREADSYNC__STATE__COMMAND__OP_POST_BATCH:
+        rc = apply_post_batch(s, pos, cmd, res);
         break;
     default:
         res->status = TS_E_BAD_FRAME;
@@ -634,6 +752,8 @@ size_t ts_store_memory(const struct ts_store *s)
         n += ts__store_alloc_cost(st->cap_tokens * sizeof(*st->tokens));
     if (st->cap_bans)
         n += ts__store_alloc_cost(st->cap_bans * sizeof(*st->bans));
+    if (st->audit_cap)
+        n += ts__store_alloc_cost(st->audit_cap * sizeof(*st->audit));
     for (size_t i = 0; i < st->n_bans; i++)
         n += ts__store_alloc_cost(strlen(st->bans[i].author) + strlen(st->bans[i].by) + 2);
     return n;
@@ -711,7 +831,7 @@ void ts_store_idempotency_digest(const uint8_t token_hash[TS_STORE_HASH_LEN], co
     memcpy(buf + sizeof(label), token_hash, TS_STORE_HASH_LEN);
     if (n)
         memcpy(buf + sizeof(label) + TS_STORE_HASH_LEN, key, n);
-    SHA256(buf, sizeof(label) + TS_STORE_HASH_LEN + n, h);
+    ts__store_sha256(buf, sizeof(label) + TS_STORE_HASH_LEN + n, NULL, 0, h);
     memcpy(out, h, TS_STORE_IDEM_DIGEST_LEN);
 }
 

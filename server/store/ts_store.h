@@ -32,8 +32,9 @@
  * leader's random key, replaced by a retry's.
  *
  * Besides threads and comments the state holds the replicated token table
- * (grants and revoked names, hashes only) and the bans in force; both go
- * into snapshots and the digest.
+ * (grants and revoked names, hashes only), the bans in force and the audit
+ * trail of moderation actions (below); all go into snapshots and the
+ * digest.
  *
  * Reads return views: protobuf-c structs whose strings point into the store.
  * A view is valid until the next ts_store_apply() or ts_store_restore(); the
@@ -80,6 +81,12 @@ struct ts_store_result {
     int64_t until_ms;         /* BanAuthor: the ban's end, 0 when lifted */
     const char *message;      /* static human text for a rejection, or NULL */
     uint32_t threads_created; /* Import: threads it created */
+    /* Post that made a comment with a derived edit key: that key (what
+     * ts_store_edit_key gives), so the answer need not derive it again;
+     * "" otherwise. The leader's answer cleanses it; a follower's copy
+     * lasts until the next apply (the edit secret every key derives from
+     * is in memory anyway). */
+    char edit_key[TS_STORE_EDIT_KEY_LEN + 1];
 };
 
 /* One comment of an Import, as its apply decided (threadsync.ImportItem):
@@ -99,6 +106,16 @@ struct ts_store_import_item {
  * entry, so the proposer reads its own command's outcome. */
 void ts_store_import_outcome(const struct ts_store *s, const struct ts_store_import_item **items,
                              size_t *n);
+
+/* The per-post results of the latest PostBatch applied, one per post in
+ * the command's order: *results valid until the next apply; *n is 0 when
+ * the latest entry was no PostBatch. Read by the proposer from its
+ * callback, as ts_store_import_outcome. */
+void ts_store_batch_outcome(const struct ts_store *s, const struct ts_store_result **results,
+                            size_t *n);
+
+/* Most posts in one PostBatch entry. */
+#define TS_STORE_POST_BATCH_MAX 1024
 
 /* Import limits (PROTOCOL.md, "Import"). */
 #define TS_STORE_IMPORT_COMMENTS_MAX 1000
@@ -134,12 +151,17 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
  *     DELETE erases name, e-mail and body (a tombstone);
  *   - ModerateThread: lock / unlock / pre-moderation, one event;
  *   - BanAuthor, TokenGrant, TokenRevoke: tables, no event;
+ *   - PostBatch: up to TS_STORE_POST_BATCH_MAX posts, each applied as a
+ *     Post (its own result, ts_store_batch_outcome), each comment made at
+ *     its own position: the entry's first, then the next ones; res says
+ *     whether any changed the state and the last seq;
  *   - Import: many comments, each with its own position (id and seq: the
  *     entry's first position, then the next ones), its original time and
  *     status, its parent named by source id; one already imported (same
  *     source and source id) is reported existing and left alone. Admin's:
  *     bans, locks and pre-moderation do not apply.
- * Moderators' changes record the command's actor as moderated_by.
+ * Moderators' changes record the command's actor as moderated_by, and
+ * every moderation command that changed something one audit record.
  * Returns TS_OK (with *res filled, res->status saying what happened) or
  * TS_E_NOMEM, after which the store must not be used. */
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
@@ -262,5 +284,36 @@ int ts_store_foreach_token(const struct ts_store *s,
 /* Changes whenever the token table may have changed (grant, revoke,
  * restore): the server rechecks open sessions when it moves. */
 uint64_t ts_store_auth_generation(const struct ts_store *s);
+
+/* ---- the audit trail (docs/DESIGN.md, "The audit trail") ----
+ *
+ * Every moderation command that changed the state appends one record, seq
+ * = its entry's position, time = the command's, actor = its token name:
+ * a moderator's approve / hide / unhide / delete / edit (with the body it
+ * replaced and Edit.reason), lock / unlock / pre- / post-moderation, a ban
+ * or its lift, a token's grant or revocation. Authors' own edits and
+ * deletes, imports and retries that change nothing make none. The trail
+ * keeps the newest records whose costs (TS_STORE_AUDIT_RECORD_COST plus
+ * their strings' bytes) sum to at most TS_STORE_AUDIT_MAX_BYTES, dropping
+ * the oldest: the same on every node, since the cost is the content's. */
+#define TS_STORE_AUDIT_MAX_BYTES (64u << 20)
+#define TS_STORE_AUDIT_RECORD_COST 64u
+#define TS_STORE_AUDIT_REASON_MAX 512
+
+struct ts_store_audit_query {
+    uint64_t after_seq;  /* oldest first: records with seq > after_seq */
+    uint64_t before_seq; /* newest first: records with seq < before_seq (0: all) */
+    int newest_first;
+    uint64_t thread_id;  /* 0: any */
+    uint64_t comment_id; /* 0: any */
+};
+
+/* Up to limit records matching q into out[0..limit) (views valid until the
+ * next apply or restore), *n of them; *more when further ones match. */
+int ts_store_audit_list(const struct ts_store *s, const struct ts_store_audit_query *q,
+                        Threadsync__AuditEntry *out, size_t limit, size_t *n, int *more);
+size_t ts_store_audit_count(const struct ts_store *s);
+/* The seq of the oldest record kept, 0 when none. */
+uint64_t ts_store_audit_oldest(const struct ts_store *s);
 
 #endif

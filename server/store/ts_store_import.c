@@ -45,7 +45,7 @@ void ts__store_import_digest(const char *source, const char *source_id,
     memcpy(buf + sizeof(label), source, ns);
     buf[sizeof(label) + ns] = 0;
     memcpy(buf + sizeof(label) + ns + 1, source_id, ni);
-    SHA256(buf, sizeof(label) + ns + 1 + ni, h);
+    ts__store_sha256(buf, sizeof(label) + ns + 1 + ni, NULL, 0, h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
 }
 

@@ -40,6 +40,12 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
         position.value = st->pos;
         snap.position = &position;
     }
+    /* Format 4 only once the trail holds a record, likewise. */
+    if (st->audit_n) {
+        snap.format = TS__STORE_SNAPSHOT_FORMAT_AUDIT;
+        position.value = st->pos;
+        snap.position = &position;
+    }
     /* Views point into the store, so the transient lists cost about one
      * protobuf struct per record, not a copy of the text. */
     struct ts_msglist tl = TS_MSGLIST_INIT(Threadsync__Thread);
@@ -48,6 +54,8 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     struct ts_msglist kl = TS_MSGLIST_INIT(Threadsync__State__TokenEntry);
     struct ts_msglist bl = TS_MSGLIST_INIT(Threadsync__State__BanEntry);
     struct ts_msglist ml = TS_MSGLIST_INIT(Threadsync__State__ImportRef);
+    struct ts_msglist al = TS_MSGLIST_INIT(Threadsync__AuditEntry);
+    Threadsync__AuditEntry *av = ts_msglist_add_n(&al, st->audit_n);
     Threadsync__State__ImportRef *mv = ts_msglist_add_n(&ml, st->n_imports);
     Threadsync__Thread *tv = ts_msglist_add_n(&tl, st->n_threads);
     Threadsync__Comment *cv = ts_msglist_add_n(&cl, st->n_comments);
@@ -55,8 +63,12 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     Threadsync__State__TokenEntry *kv = ts_msglist_add_n(&kl, st->n_tokens);
     Threadsync__State__BanEntry *bv = ts_msglist_add_n(&bl, st->n_bans);
     int rc = TS_E_NOMEM;
-    if (!tv || !cv || !iv || !kv || !bv || !mv)
+    if (!tv || !cv || !iv || !kv || !bv || !mv || !av)
         goto out;
+    for (size_t i = 0; i < st->audit_n; i++) {
+        ts__store_audit_view(st, ts__store_audit_at(st, i), &av[i]);
+        av[i].thread_key = (char *)protobuf_c_empty_string; /* the thread says it */
+    }
     /* In the map's slot order: the same state gives the same set, and
      * restore does not depend on the order. */
     for (size_t i = 0, k = 0; i < st->import_by_digest.cap; i++) {
@@ -135,8 +147,10 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     snap.bans = (Threadsync__State__BanEntry **)ts_msglist_ptrs(&bl);
     snap.n_imported = st->n_imports;
     snap.imported = (Threadsync__State__ImportRef **)ts_msglist_ptrs(&ml);
+    snap.n_audit = st->audit_n;
+    snap.audit = (Threadsync__AuditEntry **)ts_msglist_ptrs(&al);
     if (!snap.threads || !snap.comments || !snap.idempotency || !snap.tokens || !snap.bans ||
-        !snap.imported)
+        !snap.imported || !snap.audit)
         goto out;
     size_t n = threadsync__state__store_snapshot__get_packed_size(&snap);
     uint8_t *buf = malloc(n ? n : 1);
@@ -152,6 +166,7 @@ out:
     ts_msglist_free(&kl);
     ts_msglist_free(&bl);
     ts_msglist_free(&ml);
+    ts_msglist_free(&al);
     return rc;
 }
 
@@ -333,6 +348,21 @@ static int load_ban(struct state *st, const Threadsync__State__StoreSnapshot *sn
         return TS_E_NOMEM;
     return TS_OK;
 }
+static int load_audit(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                      const void *msg)
+{
+    if (snap->format < TS__STORE_SNAPSHOT_FORMAT_AUDIT)
+        return TS_E_BAD_FRAME;
+    struct audit *a = ts__store_audit_alloc(msg);
+    if (!a)
+        return TS_E_BAD_FRAME; /* a string over its limit (or no memory) */
+    /* BAD_FRAME: out of seq order, an unknown action */
+    int rc = ts__store_audit_push(st, a);
+    if (rc != TS_OK)
+        free(a);
+    return rc;
+}
+
 /* The record kinds, in loading order. */
 static const struct record_kind {
     const char *field; /* in StoreSnapshot */
@@ -344,6 +374,7 @@ static const struct record_kind {
     {"idempotency", &threadsync__state__idempotency_entry__descriptor, load_idempotency},
     {"tokens", &threadsync__state__token_entry__descriptor, load_token},
     {"imported", &threadsync__state__import_ref__descriptor, load_import},
+    {"audit", &threadsync__audit_entry__descriptor, load_audit},
     {"bans", &threadsync__state__ban_entry__descriptor, load_ban},
 };
 #define N_KINDS (sizeof(record_kinds) / sizeof(record_kinds[0]))
@@ -493,7 +524,7 @@ static int decode_header(const uint8_t *buf, size_t len, const uint32_t ids[N_KI
 
 static int load_header(struct state *st, const Threadsync__State__StoreSnapshot *snap)
 {
-    if (snap->format > TS__STORE_SNAPSHOT_FORMAT_IMPORT)
+    if (snap->format > TS__STORE_SNAPSHOT_FORMAT_AUDIT)
         return TS_E_BAD_FRAME; /* a newer release's: what it means is unknown here */
     if (snap->format < TS__STORE_SNAPSHOT_FORMAT_IMPORT && snap->position)
         return TS_E_BAD_FRAME;
@@ -666,6 +697,24 @@ void ts_store_digest(const struct ts_store *s, char out[65])
         dig_str(md, b->author, strlen(b->author));
         dig_u64(md, (uint64_t)b->until);
         dig_str(md, b->by, strlen(b->by));
+    }
+    /* Absent when empty: a state without a trail keeps older releases'
+     * digest. Every record of the trail, as every node keeps the same. */
+    for (size_t i = 0; i < st->audit_n; i++) {
+        Threadsync__AuditEntry v;
+        ts__store_audit_view(st, ts__store_audit_at(st, i), &v);
+        EVP_DigestUpdate(md, "A", 1);
+        dig_u64(md, v.seq);
+        dig_u64(md, (uint64_t)v.time_ms);
+        dig_str(md, v.actor, strlen(v.actor));
+        dig_u64(md, (uint64_t)v.action);
+        dig_u64(md, v.thread_id);
+        dig_u64(md, v.comment_id);
+        dig_str(md, v.text_before, strlen(v.text_before));
+        dig_str(md, v.reason, strlen(v.reason));
+        dig_str(md, v.target, strlen(v.target));
+        dig_u64(md, (uint64_t)v.until_ms);
+        dig_u64(md, (uint64_t)v.role);
     }
     EVP_DigestFinal_ex(md, h, &hlen);
     EVP_MD_CTX_free(md);

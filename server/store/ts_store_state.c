@@ -8,12 +8,15 @@
  */
 #include "ts_store_int.h"
 
+#include "ts_array.h"
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_valid.h"
 
 #include <openssl/crypto.h>
-#include <openssl/hmac.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,20 +70,6 @@ static int comment_eq_id(const void *e, const void *key)
 static int idem_eq(const void *e, const void *key)
 {
     return memcmp(((const struct idem *)e)->key_digest, key, TS__STORE_DIGEST_LEN) == 0;
-}
-
-/* v grown (doubling from first) to hold more than n items of size bytes,
- * *cap updated; v itself while it has room; NULL when out of memory (v is
- * then untouched). */
-static void *grow(void *v, size_t *cap, size_t n, size_t size, size_t first)
-{
-    if (n < *cap)
-        return v;
-    size_t c = *cap ? *cap * 2 : first;
-    void *nv = realloc(v, c * size);
-    if (nv)
-        *cap = c;
-    return nv;
 }
 
 /* The index of key in v[0..n) (items of size bytes, sorted by the name
@@ -140,6 +129,7 @@ void ts__store_state_free(struct state *st)
     ts_map_free(&st->comment_by_id);
     ts_map_free(&st->idem_by_key);
     ts__store_import_free(st);
+    ts__store_audit_free(st);
     for (size_t i = 1; i < st->n_names; i++)
         free(st->names[i]);
     free(st->names);
@@ -165,17 +155,59 @@ struct comment *ts__store_find_comment(const struct state *st, uint64_t id)
     return ts_map_find(&st->comment_by_id, ts_map_hash_u64(id), &id, comment_eq_id);
 }
 
+/* ---- hashing ----
+ * OpenSSL 3's one-shot SHA256() and HMAC() look the algorithm up on every
+ * call (EVP_MD_fetch, HMAC the MAC as well: property queries under a read
+ * lock, contexts allocated and freed), which cost several times the hash
+ * of a post's short fields: about 60 % of a post's instructions went there
+ * (bench/README.md, "Where a post's CPU goes"). So the digest is fetched
+ * once and each thread that hashes reuses one context (held until exit);
+ * HMAC is spelled out over it (RFC 2104; the 32-byte key is shorter than
+ * the 64-byte block, so it is zero-padded). Same bytes as SHA256() and
+ * HMAC(EVP_sha256()). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static _Thread_local EVP_MD_CTX *sha256_ctx;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+void ts__store_sha256(const void *a, size_t alen, const void *b, size_t blen,
+                      uint8_t out[SHA256_DIGEST_LENGTH])
+{
+    pthread_once(&sha256_once, sha256_fetch);
+    if (!sha256_ctx)
+        sha256_ctx = EVP_MD_CTX_new();
+    EVP_MD_CTX *c = sha256_ctx;
+    const EVP_MD *md = sha256_md ? sha256_md : EVP_sha256(); /* out of memory: slow, same bytes */
+    unsigned n = 0;
+    if (c && EVP_DigestInit_ex2(c, md, NULL) == 1 && EVP_DigestUpdate(c, a, alen) == 1 &&
+        (!blen || EVP_DigestUpdate(c, b, blen) == 1) && EVP_DigestFinal_ex(c, out, &n) == 1)
+        return;
+    memset(out, 0, SHA256_DIGEST_LENGTH); /* never: only without memory for the context */
+}
+
+void ts__store_hmac_sha256(const uint8_t key[TS_STORE_HASH_LEN], const void *msg, size_t len,
+                           uint8_t out[SHA256_DIGEST_LENGTH])
+{
+    uint8_t pad[64], inner[SHA256_DIGEST_LENGTH];
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = (uint8_t)((i < TS_STORE_HASH_LEN ? key[i] : 0) ^ 0x36);
+    ts__store_sha256(pad, sizeof(pad), msg, len, inner);
+    for (size_t i = 0; i < sizeof(pad); i++)
+        pad[i] = (uint8_t)((i < TS_STORE_HASH_LEN ? key[i] : 0) ^ 0x5c);
+    ts__store_sha256(pad, sizeof(pad), inner, sizeof(inner), out);
+    OPENSSL_cleanse(pad, sizeof(pad));
+    OPENSSL_cleanse(inner, sizeof(inner));
+}
+
 void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DIGEST_LEN])
 {
     uint8_t h[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)key, len, h);
+    ts__store_sha256(key, len, NULL, 0, h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
-}
-
-static void put_be64(uint8_t *b, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        b[i] = (uint8_t)v;
 }
 
 /* The SHA-256 of each field, then of their concatenation: no allocation,
@@ -186,11 +218,11 @@ void ts__store_content_digest(const Threadsync__Post *p, uint8_t out[TS__STORE_D
     enum { N = sizeof(f) / sizeof(f[0]) };
     uint8_t all[(N + 1) * SHA256_DIGEST_LENGTH], parent[8], h[SHA256_DIGEST_LENGTH];
     for (size_t i = 0; i < N; i++)
-        SHA256((const unsigned char *)(f[i] ? f[i] : ""), ts__store_slen(f[i]),
-               all + i * SHA256_DIGEST_LENGTH);
-    put_be64(parent, p->parent_id);
-    SHA256(parent, sizeof(parent), all + (size_t)N * SHA256_DIGEST_LENGTH);
-    SHA256(all, sizeof(all), h);
+        ts__store_sha256(f[i] ? f[i] : "", ts__store_slen(f[i]), NULL, 0,
+                         all + i * SHA256_DIGEST_LENGTH);
+    ts_store_be64(parent, p->parent_id);
+    ts__store_sha256(parent, sizeof(parent), NULL, 0, all + (size_t)N * SHA256_DIGEST_LENGTH);
+    ts__store_sha256(all, sizeof(all), NULL, 0, h);
     memcpy(out, h, TS__STORE_DIGEST_LEN);
 }
 
@@ -201,10 +233,8 @@ void ts__store_derive_edit_key(const struct state *st, const struct idem *e,
     uint8_t msg[sizeof(label) + TS__STORE_DIGEST_LEN + 8], mac[SHA256_DIGEST_LENGTH];
     memcpy(msg, label, sizeof(label));
     memcpy(msg + sizeof(label), e->key_digest, TS__STORE_DIGEST_LEN);
-    put_be64(msg + sizeof(label) + TS__STORE_DIGEST_LEN, e->comment_id);
-    unsigned n = 0;
-    if (!HMAC(EVP_sha256(), st->edit_secret, TS_STORE_HASH_LEN, msg, sizeof(msg), mac, &n))
-        memset(mac, 0, sizeof(mac)); /* never: HMAC-SHA256 cannot fail on these inputs */
+    ts_store_be64(msg + sizeof(label) + TS__STORE_DIGEST_LEN, e->comment_id);
+    ts__store_hmac_sha256(st->edit_secret, msg, sizeof(msg), mac);
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < TS_STORE_EDIT_KEY_LEN / 2; i++) {
         out[2 * i] = hex[mac[i] >> 4];
@@ -262,7 +292,7 @@ int ts__store_intern(struct state *st, const char *name, uint16_t *out)
     if (st->n_names >= UINT16_MAX)
         return TS_OK;
     /* Room for the name and, in a new table, names[0]. */
-    char **v = grow(st->names, &st->cap_names, st->n_names + 1, sizeof(*v), 8);
+    char **v = ts_array_grow(st->names, &st->cap_names, st->n_names + 1, sizeof(*v), 8);
     if (!v)
         return TS_E_NOMEM;
     st->names = v;
@@ -309,7 +339,7 @@ static size_t thread_size(const struct thread *t)
 /* Adds t (not yet in any index) to st; t's id exceeds every thread's. */
 int ts__store_thread_insert(struct state *st, struct thread *t)
 {
-    struct thread **v = grow(st->threads, &st->cap_threads, st->n_threads, sizeof(*v), 16);
+    struct thread **v = ts_array_grow(st->threads, &st->cap_threads, st->n_threads, sizeof(*v), 16);
     if (!v)
         return TS_E_NOMEM;
     st->threads = v;
@@ -418,7 +448,7 @@ int ts__store_idem_append(struct state *st, const struct idem *e)
     int new_block = !st->idem_n || end % TS__STORE_IDEM_BLOCK == 0;
     if (new_block) {
         struct idem **v =
-            grow(st->idem_blocks, &st->idem_cap_blocks, st->idem_nblocks, sizeof(*v), 8);
+            ts_array_grow(st->idem_blocks, &st->idem_cap_blocks, st->idem_nblocks, sizeof(*v), 8);
         if (!v)
             return TS_E_NOMEM;
         st->idem_blocks = v;
@@ -663,7 +693,7 @@ int ts__store_ban_put(struct state *st, const char *author, int64_t until, const
     if (found) {
         free(st->bans[i].author);
     } else {
-        struct ban *v = grow(st->bans, &st->cap_bans, st->n_bans, sizeof(*v), 8);
+        struct ban *v = ts_array_grow(st->bans, &st->cap_bans, st->n_bans, sizeof(*v), 8);
         if (!v) {
             free(text);
             return TS_E_NOMEM;
@@ -707,7 +737,7 @@ int ts__store_token_insert(struct state *st, const struct token *tk)
     size_t i = ts__store_token_slot(st, tk->name, &found);
     if (found)
         return TS_E_EXISTS;
-    struct token *v = grow(st->tokens, &st->cap_tokens, st->n_tokens, sizeof(*v), 8);
+    struct token *v = ts_array_grow(st->tokens, &st->cap_tokens, st->n_tokens, sizeof(*v), 8);
     if (!v)
         return TS_E_NOMEM;
     st->tokens = v;

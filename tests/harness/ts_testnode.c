@@ -7,6 +7,7 @@
 #include "ts_addr.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 
 #include <check.h>
 
@@ -748,14 +749,9 @@ int ts_raw_recv_nonping(struct ts_raw *r, int timeout_ms, Threadsync__Frame **ou
 
 int ts_raw_hello(struct ts_raw *r, const char *token, int *role)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = 1;
-    h.max_version = 1;
-    h.client_name = "ts_testnode";
-    h.token = (char *)token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, "ts_testnode", token);
     int rc = ts_raw_send_frame(r, &f);
     if (rc != TS_OK)
         return rc;
@@ -763,36 +759,37 @@ int ts_raw_hello(struct ts_raw *r, const char *token, int *role)
     rc = ts_raw_recv(r, 10000, &in);
     if (rc != TS_OK)
         return rc;
-    if (in->msg_case == THREADSYNC__FRAME__MSG_WELCOME) {
-        if (role)
-            *role = in->welcome->role;
-        rc = TS_OK;
-    } else if (in->msg_case == THREADSYNC__FRAME__MSG_ERROR) {
-        rc = in->error->code;
-    } else {
-        rc = TS_E_BAD_FRAME;
-    }
+    const Threadsync__Welcome *w;
+    rc = ts_hello_answer(in, &w);
+    if (rc == TS_OK && role)
+        *role = w->role;
     ts_frame_free(in);
     return rc;
 }
 
-int ts_raw_post(struct ts_raw *r, uint64_t request_id, const char *thread, uint64_t parent,
-                const char *name, const char *body, uint64_t *id, uint64_t *seq)
+int ts_raw_send_post(struct ts_raw *r, uint64_t request_id, const char *key, const char *thread,
+                     uint64_t parent, const char *name, const char *body)
 {
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Post p = THREADSYNC__POST__INIT;
-    char key[40];
-    snprintf(key, sizeof(key), "raw-%d-%llu-%ld", (int)getpid(), (unsigned long long)request_id,
-             (long)ts_test_now_ms());
     p.request_id = request_id;
-    p.idempotency_key = key;
+    p.idempotency_key = (char *)key;
     p.thread_key = (char *)thread;
     p.parent_id = parent;
     p.author_name = (char *)name;
     p.body = (char *)body;
     f.msg_case = THREADSYNC__FRAME__MSG_POST;
     f.post = &p;
-    int rc = ts_raw_send_frame(r, &f);
+    return ts_raw_send_frame(r, &f);
+}
+
+int ts_raw_post(struct ts_raw *r, uint64_t request_id, const char *thread, uint64_t parent,
+                const char *name, const char *body, uint64_t *id, uint64_t *seq)
+{
+    char key[40];
+    snprintf(key, sizeof(key), "raw-%d-%llu-%ld", (int)getpid(), (unsigned long long)request_id,
+             (long)ts_test_now_ms());
+    int rc = ts_raw_send_post(r, request_id, key, thread, parent, name, body);
     if (rc != TS_OK)
         return rc;
     for (;;) {

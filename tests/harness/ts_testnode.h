@@ -184,6 +184,11 @@ long ts_test_proc_status_kb(pid_t pid, const char *field);
 /* A plain TCP connection (no TLS) to addr; returns the fd or -1. */
 int ts_plain_connect(const char *addr);
 
+/* Sends a Post (request_id, idempotency key, thread, parent, author name,
+ * body) without waiting for its answer. */
+int ts_raw_send_post(struct ts_raw *r, uint64_t request_id, const char *key, const char *thread,
+                     uint64_t parent, const char *name, const char *body);
+
 /* Convenience: post through raw TLS as the given token and wait for the
  * answer. Returns TS_OK with *id and *seq, or the error code. */
 int ts_raw_post(struct ts_raw *r, uint64_t request_id, const char *thread, uint64_t parent,

@@ -23,6 +23,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 #include "ts_testnode.h"
 
 static struct ts_testnode node;
@@ -110,14 +111,9 @@ static int hello(const char *token, uint32_t *max_frame, uint32_t *heartbeat_ms)
 {
     struct ts_raw *r;
     ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = 1;
-    h.max_version = 1;
-    h.client_name = "ts_config_test";
-    h.token = (char *)token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, "ts_config_test", token);
     ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
     Threadsync__Frame *in;
     ck_assert_int_eq(ts_raw_recv(r, 10000, &in), TS_OK);

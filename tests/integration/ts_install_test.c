@@ -9,7 +9,9 @@
  *     data directory given as flags, which win);
  *   - a tiny C program built with `pkg-config --cflags --libs threadsync`
  *     (shared), against libthreadsync.a (static), and through
- *     find_package(threadsync) in a CMake project, each posts to it.
+ *     find_package(threadsync) in a CMake project, each posts to it, after
+ *     checking that ts_version() of the library it runs with is the
+ *     THREADSYNC_VERSION_STRING of the installed header it was built with.
  *
  * The build's sanitizer flags (TS_SAN_FLAGS) are passed to the tiny
  * program's compiler too: an instrumented library needs an instrumented
@@ -53,8 +55,10 @@ static const char prog_c[] =
     "    fclose(f);\n"
     "    token[strcspn(token, \"\\r\\n\")] = '\\0';\n"
     "    const char *servers[] = {argv[1]};\n"
-    "    struct ts_client_config cfg;\n"
-    "    memset(&cfg, 0, sizeof(cfg));\n"
+    "    if (strcmp(ts_version(), THREADSYNC_VERSION_STRING) != 0)\n"
+    "        return 3;\n"
+    "    printf(\"version=%s\\n\", ts_version());\n"
+    "    struct ts_client_config cfg = TS_CLIENT_CONFIG_INIT;\n"
     "    cfg.servers = servers;\n"
     "    cfg.n_servers = 1;\n"
     "    cfg.ca_file = argv[2];\n"
@@ -191,6 +195,8 @@ static uint64_t run_prog(const char *exe)
     int rc = sh(&out, "LD_LIBRARY_PATH='%s' '%s' '%s' '%s/data/ca.pem' '%s/data/admin.token'",
                 libdir, exe, addr, work, work);
     ck_assert_msg(rc == 0, "%s exited %d: %s", exe, rc, out ? out : "");
+    /* the library the program runs with is the version it was built for */
+    ck_assert_msg(strstr(out, "version=" TS_VERSION "\n") != NULL, "%s", out);
     const char *id = strstr(out, "id=");
     ck_assert_ptr_nonnull(id);
     uint64_t v = strtoull(id + 3, NULL, 10);
@@ -209,7 +215,7 @@ START_TEST(test_install_and_link)
 
     char rel[1024];
     const char *files[] = {"libthreadsync.so",
-                           "libthreadsync.so.0",
+                           TS_SONAME, /* libthreadsync.so.N, N from libthreadsync.abi */
                            "libthreadsync.a",
                            "pkgconfig/threadsync.pc",
                            "cmake/threadsync/threadsyncConfig.cmake",
@@ -219,8 +225,8 @@ START_TEST(test_install_and_link)
         snprintf(rel, sizeof(rel), "%s/%s", TS_INSTALL_LIBDIR, files[i]);
         exists(rel);
     }
-    const char *inc[] = {"threadsync.h", "threadsync.pb-c.h", "ts_err.h"};
-    for (size_t i = 0; i < 3; i++) {
+    const char *inc[] = {"threadsync.h", "threadsync.pb-c.h", "ts_err.h", "ts_version.h"};
+    for (size_t i = 0; i < sizeof(inc) / sizeof(inc[0]); i++) {
         snprintf(rel, sizeof(rel), "%s/threadsync/%s", TS_INSTALL_INCLUDEDIR, inc[i]);
         exists(rel);
     }
@@ -241,7 +247,8 @@ START_TEST(test_install_and_link)
             continue;
         int ok =
             !strncmp(line, "ts_client_", 10) || !strncmp(line, "ts_sync_", 8) ||
-            !strcmp(line, "ts_msg_free") || !strncmp(line, "ts_err_", 7) ||
+            !strcmp(line, "ts_msg_free") || !strcmp(line, "ts_version") ||
+            !strncmp(line, "ts_err_", 7) ||
             (!strncmp(line, "threadsync__", 12) && strncmp(line, "threadsync__state__", 19) != 0);
         ck_assert_msg(ok, "exported: %s", line);
         n_sym++;
@@ -262,7 +269,7 @@ START_TEST(test_install_and_link)
     free(out);
     ck_assert_int_eq(sh(&out, "LD_LIBRARY_PATH='%s' ldd ./prog", libdir), 0);
     char want[600];
-    snprintf(want, sizeof(want), "%s/libthreadsync.so.0", libdir);
+    snprintf(want, sizeof(want), "%s/%s", libdir, TS_SONAME);
     ck_assert_msg(strstr(out, want), "prog does not use the installed library: %s", out);
     free(out);
     uint64_t a = run_prog("./prog");

@@ -27,6 +27,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_hello.h"
 #include "ts_mirror_render.h"
 #include "ts_testmirror.h"
 
@@ -59,13 +60,9 @@ static uint64_t server_seq(void)
 {
     struct ts_raw *r;
     ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, "threadsync/1", &r), TS_OK);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Hello h = THREADSYNC__HELLO__INIT;
-    h.min_version = 1;
-    h.max_version = 1;
-    h.token = node.reader_token;
-    f.msg_case = THREADSYNC__FRAME__MSG_HELLO;
-    f.hello = &h;
+    Threadsync__Frame f;
+    Threadsync__Hello h;
+    ts_hello_frame(&f, &h, NULL, node.reader_token);
     ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
     Threadsync__Frame *in;
     ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);

@@ -4,7 +4,8 @@ comment arrives in the queue live and, approved there, appears live on a
 reader's page in a second browser; two consoles on one thread, one hides a
 comment and the other shows it hidden without a reload; bulk approve; the
 queue's keyboard shortcuts; sign-out and a revoked token end the session; a
-reader's browser gets 403 from every /mod/ URL. Every wait is on a DOM
+reader's browser gets 403 from every /mod/ URL; one console's hide appears
+in another's open audit trail without a reload. Every wait is on a DOM
 condition with a deadline, never a timing assertion. Screenshots of the
 queue and a thread view go to ARTIFACTS.
 
@@ -25,7 +26,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 
 KEY = "news/moderated"
 MOD_URLS = ["/mod", "/mod/", "/mod/recent", "/mod/recent?author=Pat", "/mod/t/news%2Fmoderated",
-            "/mod/events", "/mod/other"]
+            "/mod/events", "/mod/other", "/mod/audit"]
 
 
 class ModBrowserTest(unittest.TestCase):
@@ -201,6 +202,22 @@ class ModBrowserTest(unittest.TestCase):
         finally:
             quit_browser(d)
 
+    def test_8_action_appears_in_the_audit_trail(self):
+        cid = self.pending("Audit me")
+        self.node.cli("moderate", "approve", str(cid))
+        self.open_console(self.a, "/mod/audit")
+        path = "/mod/t/" + quote(KEY)
+        self.open_console(self.b, path)
+        self.wait_status(self.b, cid, "VISIBLE")
+        self.click(self.b, cid, "hide")
+        self.wait_status(self.b, cid, "HIDDEN")
+        # alice's open trail shows bob's hide, newest first, without a reload.
+        def newest():
+            items = self.a.find_elements(By.CSS_SELECTOR, "#mod-list li.mod-audit")
+            return items[0].text if items else ""
+        wait(self.a, lambda: "bob hid comment #%d" % cid in newest(),
+             "bob's hide at the top of alice's audit trail")
+        shot(self.a, "mod-audit")
 
 if __name__ == "__main__":
     wb.BINS["threadsyncd"], wb.BINS["threadsync"], wb.ARTIFACTS = sys.argv[1:4]

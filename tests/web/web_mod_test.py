@@ -24,7 +24,7 @@ from tsweb import Node, Web, wait_for  # noqa: E402
 
 BINS = {}
 MOD_GETS = ["/mod", "/mod/", "/mod/recent", "/mod/recent?author=Ann", "/mod/t/news%2Fmod",
-            "/mod/events", "/mod/nothing"]
+            "/mod/events", "/mod/nothing", "/mod/audit", "/mod/audit?before=9"]
 MOD_POSTS = ["/mod/act", "/mod/signout"]
 
 
@@ -167,7 +167,7 @@ class ModHttpTest(unittest.TestCase):
         self.assertEqual(st, 200, j)
         self.assertEqual(sorted(r["id"] for r in j["results"] if r["ok"]), sorted(ids))
         st, j = a.act("edit", [(ids[0], version_of(a, "news/mod", ids[0])[0])],
-                      body="Edited by a moderator", reason="typo")
+                      body="Edited by a moderator", reason="typo <b>")
         self.assertEqual(st, 200, j)
         self.assertEqual(j["results"][0]["comment"]["body"], "Edited by a moderator")
         st, j = a.act("ban", author="Pat", hours="24")
@@ -175,6 +175,20 @@ class ModHttpTest(unittest.TestCase):
         self.assertIn("banned until", j["message"])
         st, j = a.act("unban", author="Pat")
         self.assertEqual(st, 200, j)
+        # The audit trail, newest first: the lift, the ban, the edit with its
+        # reason (escaped) and the words it replaced; private like every view.
+        st, h, body = a.get("/mod/audit")
+        self.assertEqual(st, 200, body)
+        self.assert_private(h)
+        text = body.decode()
+        items = re.findall(r'<li class="mod-audit" data-seq="(\d+)" data-action="(\d+)">(.*?)</li>',
+                           text, re.S)
+        self.assertEqual([int(x[1]) for x in items[:3]], [21, 20, 5], text)
+        self.assertIn("alice", items[2][2])
+        self.assertIn("(typo &lt;b&gt;)", items[2][2])
+        self.assertIn("Bulk 0", items[2][2])
+        self.assertIn("#%d" % ids[0], items[2][2])
+        self.assertGreater(int(items[0][0]), int(items[2][0]))
 
     def test_signout_and_revoked_token_end_the_session(self):
         c = Console(self.web, self.token)

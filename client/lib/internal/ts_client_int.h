@@ -6,6 +6,7 @@
 #ifndef TS_CLIENT_INT_H
 #define TS_CLIENT_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/ssl.h>
@@ -81,15 +82,24 @@ uint64_t ts__backoff_delay(unsigned min_ms, unsigned max_ms, unsigned attempt, u
  * when the RNG fails. */
 int ts__idem_key(char out[TS__IDEM_KEY_LEN + 1]);
 
+/* Copies a caller's public struct (one that opens with struct_size, see
+ * threadsync.h "ABI") into dst, the library's own struct of dst_size bytes:
+ * the bytes the caller's struct_size covers (first_size, the first layout's,
+ * when it is 0), zeros (defaults) for the rest; dst's struct_size becomes
+ * dst_size. Never reads past the caller's struct. */
+void ts__struct_copy(void *dst, size_t dst_size, const void *src, size_t first_size);
+#define TS__CONFIG_FIRST_SIZE (offsetof(struct ts_client_config, state_arg) + sizeof(void *))
+#define TS__SUB_CBS_FIRST_SIZE                                                                     \
+    (offsetof(struct ts_client_sub_cbs, on_error) + sizeof(void (*)(void)))
+
 /* ---- requests ----------------------------------------------------------- */
 
-/* TS__REQ_MSG: any other request, carried as its wire message (the
- * moderation, edit and token requests). */
-enum ts__req_kind { TS__REQ_POST = 1, TS__REQ_GET, TS__REQ_DIGEST, TS__REQ_MSG };
-
+/* Every request, Post and Get included, is carried the same way: its wire
+ * message (an owned deep copy), the Frame field that carries it and the
+ * Result body that answers it. One path submits, sends, retries, answers
+ * and frees them all. */
 struct ts__req {
     struct ts__req *next, *prev;
-    enum ts__req_kind kind;
     uint64_t id;        /* request_id on the current connection; 0: not sent */
     uint64_t deadline;  /* loop ms; 0: none */
     uint64_t retry_at;  /* loop ms; non-zero: wait before (re)sending */
@@ -101,6 +111,7 @@ struct ts__req {
         ts_client_digest_cb digest;
         ts_client_change_cb change;
         ts_client_pending_cb pending;
+        ts_client_audit_list_cb audit_list;
         ts_client_ban_cb ban;
         ts_client_token_add_cb token_add;
         ts_client_token_list_cb token_list;
@@ -108,14 +119,15 @@ struct ts__req {
         ts_client_import_cb import;
         ts_client_cluster_cb cluster;
         ts_client_remove_node_cb remove_node;
+        ts_client_backup_cb backup;
+        ts_client_state_digest_cb state_digest;
     } cb;
-    Threadsync__Post *post;     /* owned deep copy (protobuf-c unpacked) */
-    char *thread_key;           /* Get: owned */
-    Threadsync__Digest *digest; /* owned deep copy, like post */
-    ProtobufCMessage *msg;      /* TS__REQ_MSG: owned deep copy */
-    int frame_case;             /* TS__REQ_MSG: the Frame field that carries msg */
-    int result_case;            /* TS__REQ_MSG: the Result body that answers it */
-    int write;                  /* follows NOT_LEADER to the leader, as a Post does */
+    ts_client_backup_chunk_cb on_chunk; /* Backup: each BackupChunk of the answer */
+    ProtobufCMessage *msg; /* owned deep copy (protobuf-c unpacked); its request_id is set
+                              at each send */
+    int frame_case;        /* the Frame field that carries msg */
+    int result_case;       /* the Result body that answers it; selects cb */
+    int write;             /* follows NOT_LEADER to the leader (Post, moderation...) */
     /* Owned copy of the last refusal the request is being retried after
      * (NOT_LEADER, UNAVAILABLE): when its deadline passes during a retry,
      * that refusal is the answer, not a bare TIMEOUT. */

@@ -83,11 +83,30 @@
     if (f) f.textContent = (t.locked ? "locked " : "") + (t.premoderated ? "pre-moderated" : "");
   }
 
+  /* The audit view (first page only) asks for itself again after a change
+   * to a comment or a thread, the actions that make an event: the node that
+   * sent the event has applied the entry, so its trail holds the action.
+   * Bans and tokens make no event: they show on the next load. */
+  var auditTimer = null;
+  function refreshAudit() {
+    if (view !== "audit" || location.search || !list) return;
+    clearTimeout(auditTimer);
+    auditTimer = setTimeout(function () {
+      fetch(location.href, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+        .then(function (h) {
+          var fresh = new DOMParser().parseFromString(h, "text/html").getElementById("mod-list");
+          if (fresh) list.innerHTML = fresh.innerHTML;
+        })
+        .catch(function () { say("The audit trail could not be refreshed."); });
+    }, 200);
+  }
+
   function connect() {
     var es = new EventSource(base + "/mod/events");
     es.addEventListener("hello", function () { live.dataset.live = "open"; live.textContent = "live"; });
-    es.addEventListener("comment", function (e) { onComment(JSON.parse(e.data)); });
-    es.addEventListener("thread", function (e) { onThread(JSON.parse(e.data)); });
+    es.addEventListener("comment", function (e) { onComment(JSON.parse(e.data)); refreshAudit(); });
+    es.addEventListener("thread", function (e) { onThread(JSON.parse(e.data)); refreshAudit(); });
     es.addEventListener("signedout", function () { es.close(); location.href = base + "/mod/signin"; });
     es.addEventListener("reload", function () { es.close(); location.reload(); });
     es.onerror = function () { live.dataset.live = "off"; live.textContent = "reconnecting"; };

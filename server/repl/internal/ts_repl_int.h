@@ -47,11 +47,39 @@ struct repl_mop {
     void *arg;
 };
 
+/* The latest AppendEntries this node received: its sender, its term and
+ * the last index it checked (prev_log_index + n_entries). */
+struct repl_ae_seen {
+    raft_id from;
+    raft_term term;
+    raft_index checked;
+};
+
+/* Notes m in seen when it is an AppendEntries. */
+void ts__repl_ae_note(struct repl_ae_seen *seen, const struct raft_message *m);
+
+/* The last_log_index that m, an AppendEntries answer about to be sent, may
+ * claim: libraft 0.15 puts its whole stored log there, but a leader takes
+ * it as matched, so a follower whose log has a tail the request did not
+ * check (entries it appended as leader in an older term) must claim no
+ * more than what the request checked, or the leader never repairs that
+ * tail (ts_repl.c's opening paragraph). m's own value when it is not a
+ * successful answer to seen's sender in seen's term. */
+raft_index ts__repl_ae_claim(const struct repl_ae_seen *seen, const struct raft_message *m);
+
 struct ts_repl {
     uv_loop_t *loop;
     struct raft raft;
-    struct raft_io io;
+    struct raft_io io; /* raft_uv's, with send and start wrapped (ts_repl.c) */
     struct raft_uv_transport transport;
+    /* raft_uv's own send and start, and libraft's receive callback: the
+     * wrappers pass everything through, the AppendEntries answers claiming
+     * no more than ts__repl_ae_claim allows. */
+    int (*uv_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                   raft_io_send_cb cb);
+    int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+    raft_io_recv_cb raft_recv;
+    struct repl_ae_seen ae_seen;
     struct raft_fsm rfsm;
     struct ts_repl_fsm fsm;
     struct ts_repl_hooks hooks;
@@ -102,31 +130,6 @@ struct ts_repl {
     void (*close_cb)(void *arg);
     void *close_arg;
 };
-
-static inline void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static inline uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
 
 /* The one way a data directory is opened: checks cfg's data_dir,
  * raft_address and node_id, allocates *out with dir and address set (the

@@ -5,7 +5,9 @@
  *   - ts_store_snap.c: the whole state as a snapshot, restored from one,
  *     and its digest;
  *   - ts_store_import.c: the Import command (many comments per entry) and
- *     the table of imported comments' source names.
+ *     the table of imported comments' source names;
+ *   - ts_store_audit.c: the audit trail (a queue of records, oldest dropped
+ *     past a cost cap).
  *
  * Layout, chosen for memory (the store holds every comment ever posted):
  *   - a comment is one allocation: fixed fields, then author_name, e-mail
@@ -117,6 +119,10 @@ struct idem {
     uint8_t derived;
 };
 
+/* Written once the audit trail holds a record: 3's fields plus
+ * StoreSnapshot.audit. */
+#define TS__STORE_SNAPSHOT_FORMAT_AUDIT 4
+
 /* StoreSnapshot.format written (threadsync_state.proto): 2, scoped key
  * digests, content digests and the edit secret. Restore also reads format
  * 1 (key digests only) and 0 (keys as strings). */
@@ -138,6 +144,16 @@ struct token {
     int64_t created_at, revoked_at;
     uint8_t role, has_hash, revoked;
     uint8_t gateway; /* may send Post.reader_key */
+};
+
+/* One audit record (ts_store_audit.c): one allocation with its strings. */
+struct audit {
+    uint64_t seq, thread_id, comment_id;
+    int64_t time, until;
+    uint32_t text_len; /* text_before's */
+    uint16_t actor_len, reason_len, target_len;
+    uint8_t action, role;
+    char text[]; /* actor NUL text_before NUL reason NUL target NUL */
 };
 
 /* A ban in force; bans sorted by author. */
@@ -187,6 +203,11 @@ struct state {
      * rest (log entry, snapshot), never sent to a client. */
     uint8_t edit_secret[TS_STORE_HASH_LEN];
     uint8_t has_edit_secret;
+    /* The audit trail: audit[audit_head .. audit_head + audit_n), seq
+     * order; audit_bytes the sum of their ts__store_audit_cost. */
+    struct audit **audit;
+    size_t audit_head, audit_n, audit_cap;
+    size_t audit_bytes;
 };
 
 /* An imported comment's source name (ts__store_import_digest) and the
@@ -203,6 +224,9 @@ struct ts_store {
      * proposer answers with (not replicated state). */
     struct ts_store_import_item *import_out;
     size_t n_import_out, cap_import_out;
+    /* The per-post results of the latest PostBatch applied, likewise. */
+    struct ts_store_result *batch_out;
+    size_t n_batch_out, cap_batch_out;
 };
 
 /* What glibc's malloc really takes for a request of n bytes (chunk header,
@@ -230,6 +254,11 @@ struct idem *ts__store_find_idem(const struct state *st,
                                  const uint8_t digest[TS__STORE_DIGEST_LEN]);
 struct idem *ts__store_find_idem_comment(const struct state *st, uint64_t comment_id);
 
+/* SHA-256 of a then b (blen 0: a alone) / HMAC-SHA256 under a 32-byte key,
+ * as OpenSSL's SHA256() and HMAC() compute them, without their per-call
+ * algorithm lookup (ts_store_state.c). Thread-safe. */
+void ts__store_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
+void ts__store_hmac_sha256(const uint8_t key[32], const void *msg, size_t len, uint8_t out[32]);
 /* The digest an idempotency key is kept and found under (see struct idem). */
 void ts__store_idem_digest(const char *key, size_t len, uint8_t out[TS__STORE_DIGEST_LEN]);
 /* A post's content digest: every field of the Post but request_id and
@@ -328,6 +357,27 @@ void ts__store_idem_expire(struct state *st, int64_t now);
 void ts__store_thread_view(const struct state *st, const struct thread *t, Threadsync__Thread *v);
 void ts__store_comment_view(const struct state *st, const struct comment *c,
                             Threadsync__Comment *v);
+
+/* ---- the audit trail ---- */
+
+/* A record holding v's fields (strings copied; thread_key ignored), NULL
+ * when out of memory or a string is over its limit. The caller owns it. */
+struct audit *ts__store_audit_alloc(const Threadsync__AuditEntry *v);
+/* Appends a (taking it on TS_OK) and drops the oldest records past the
+ * cap. TS_E_BAD_FRAME when a's seq is not above the newest record's or its
+ * action unknown (only a snapshot or an import can say so); TS_E_NOMEM.
+ * On error a is still the caller's. */
+int ts__store_audit_push(struct state *st, struct audit *a);
+/* alloc + push; TS_E_NOMEM also for an over-long string. */
+int ts__store_audit_add(struct state *st, const Threadsync__AuditEntry *v);
+void ts__store_audit_free(struct state *st);
+/* Record i, 0 the oldest kept. */
+const struct audit *ts__store_audit_at(const struct state *st, size_t i);
+uint64_t ts__store_audit_last_seq(const struct state *st);
+/* What a counts against TS_STORE_AUDIT_MAX_BYTES. */
+size_t ts__store_audit_cost(const struct audit *a);
+/* The view of a, thread_key filled from its thread. */
+void ts__store_audit_view(const struct state *st, const struct audit *a, Threadsync__AuditEntry *v);
 
 /* ---- bans ---- */
 

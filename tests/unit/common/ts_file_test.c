@@ -1,6 +1,7 @@
 /*
  * ts_file: atomic replacement, exact modes despite the umask, no temporary
- * left behind, and read_all's size limit.
+ * left behind, read_all's size limit, and the directory fsync helpers (a
+ * directory, the parent of a path, a bare name, a missing directory).
  */
 #include <check.h>
 #include <dirent.h>
@@ -120,6 +121,21 @@ START_TEST(test_read_max)
 }
 END_TEST
 
+START_TEST(test_fsync_dir)
+{
+    char p[128];
+    ck_assert_int_eq(ts_file_fsync_dir(dir), TS_OK);
+    snprintf(p, sizeof(p), "%s/some-file", dir);
+    ck_assert_int_eq(ts_file_fsync_parent(p), TS_OK);
+    ck_assert_int_eq(ts_file_fsync_parent("bare-name"), TS_OK);
+    ck_assert_int_eq(ts_file_fsync_parent("/top-level-name"), TS_OK);
+    snprintf(p, sizeof(p), "%s/missing/file", dir);
+    ck_assert_int_eq(ts_file_fsync_parent(p), TS_E_IO);
+    snprintf(p, sizeof(p), "%s/missing", dir);
+    ck_assert_int_eq(ts_file_fsync_dir(p), TS_E_IO);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ts_file");
@@ -130,6 +146,7 @@ int main(void)
     tcase_add_test(tc, test_mode_exact);
     tcase_add_test(tc, test_write_empty_and_bad_dir);
     tcase_add_test(tc, test_read_max);
+    tcase_add_test(tc, test_fsync_dir);
     suite_add_tcase(s, tc);
     return ts_check_run(s);
 }

@@ -1,12 +1,17 @@
 /*
  * Unit tests for ts_disk: the reserve is margin + one segment + the
  * snapshot estimate, bytes in flight count as used, the state flips back
- * as soon as a check sees the space, and a path that cannot be asked
- * refuses writes.
+ * as soon as a check sees the space, a path that cannot be asked
+ * refuses writes, and admission asks the file system only when the last
+ * check's figure, less what was proposed since, no longer vouches for a
+ * write (a removed directory tells whether statvfs was called).
  */
 #include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "ts_check_main.h"
 #include "ts_disk.h"
@@ -62,12 +67,62 @@ START_TEST(test_unreadable_path_refuses)
 }
 END_TEST
 
+/* A fresh directory under /tmp into dir. */
+static void make_dir(char *dir, size_t n)
+{
+    snprintf(dir, n, "/tmp/ts-disk-test.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+START_TEST(test_admit_without_statvfs)
+{
+    char dir[64];
+    make_dir(dir, sizeof(dir));
+    struct ts_disk d;
+    ts_disk_init(&d, dir, 1 << 20);
+    ck_assert_int_eq(ts_disk_check(&d, 0), 1);
+    ck_assert_int_eq(rmdir(dir), 0); /* from now on a statvfs fails */
+    ck_assert_int_eq(ts_disk_admit(&d, 0), 1);
+    ts_disk_proposed(&d, (1 << 20) / TS_DISK_RECHECK_FRACTION - 1);
+    ck_assert_int_eq(ts_disk_admit(&d, 0), 1);
+    ck_assert_int_eq(d.stat_error, 0);
+    /* a quarter of the margin proposed since: a real check, which fails */
+    ts_disk_proposed(&d, 1);
+    ck_assert_int_eq(ts_disk_admit(&d, 0), 0);
+    ck_assert_int_ne(d.stat_error, 0);
+    /* and stays refused until a check succeeds */
+    ck_assert_int_eq(ts_disk_admit(&d, 0), 0);
+}
+END_TEST
+
+START_TEST(test_admit_rechecks_near_the_reserve)
+{
+    char dir[64];
+    make_dir(dir, sizeof(dir));
+    struct ts_disk d;
+    ts_disk_init(&d, dir, 1 << 20);
+    ck_assert_int_eq(ts_disk_check(&d, 0), 1);
+    /* a snapshot estimate that leaves 10 bytes above the reserve */
+    uint64_t est = d.left - d.margin - TS_DISK_SEGMENT_BYTES - 10;
+    ck_assert_int_eq(rmdir(dir), 0);
+    ck_assert_int_eq(ts_disk_admit(&d, est), 1);
+    ts_disk_proposed(&d, 10);
+    ck_assert_int_eq(ts_disk_admit(&d, est), 1);
+    ck_assert_int_eq(d.stat_error, 0);
+    ts_disk_proposed(&d, 1); /* one byte into the reserve: ask the disk */
+    ck_assert_int_eq(ts_disk_admit(&d, est), 0);
+    ck_assert_int_ne(d.stat_error, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("disk");
     TCase *tc = tcase_create("reserve");
     tcase_add_test(tc, test_reserve_and_recovery);
     tcase_add_test(tc, test_unreadable_path_refuses);
+    tcase_add_test(tc, test_admit_without_statvfs);
+    tcase_add_test(tc, test_admit_rechecks_near_the_reserve);
     suite_add_tcase(s, tc);
     return ts_check_run(s);
 }

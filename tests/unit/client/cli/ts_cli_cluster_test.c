@@ -1,7 +1,9 @@
 /*
- * ts_cli_cluster: which command lines it takes over from the CLI, its
- * usage errors and exit codes (no server needed), and the text and JSON it
- * prints for a cluster, with nodes up, down and not probed.
+ * The admin sub-commands (cluster, remove-node, backup, digest) through the
+ * CLI's one parser: the command found, its options and arguments, the
+ * common options resolved, its usage errors (no server needed); and the
+ * text and JSON ts_cli_cluster prints for a cluster, with nodes up, down
+ * and not probed.
  */
 #include <check.h>
 #include <stdlib.h>
@@ -11,66 +13,115 @@
 #include "ts_check_main.h"
 #include "ts_cli.h"
 #include "ts_cli_cluster.h"
+#include "ts_err.h"
 
 #define ARGV(...) ((char *[]){"threadsync", __VA_ARGS__, NULL})
 #define ARGC(...) ((int)(sizeof((char *[]){"threadsync", __VA_ARGS__}) / sizeof(char *)))
-#define WANTS(...) ts_cli_cluster_wants(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__))
-#define MAIN(...) ts_cli_cluster_main(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), no_env)
-
 static char *no_env(const char *name)
 {
     (void)name;
     return NULL;
 }
 
-START_TEST(test_wants)
+/* Parses with ts_cli_parse, the one CLI parser; the command it found (or
+ * NONE after a usage error). */
+static enum ts_cli_cmd parsed(int argc, char *const argv[], struct ts_cli_opts *o)
 {
-    ck_assert(WANTS("admin", "cluster"));
-    ck_assert(WANTS("admin", "remove-node", "3"));
-    ck_assert(WANTS("--json", "admin", "cluster"));
-    /* option values are not words */
-    ck_assert(WANTS("--server", "admin", "admin", "cluster"));
-    ck_assert(WANTS("--ca", "x", "--token-file", "y", "admin", "--json", "cluster"));
-    ck_assert(WANTS("--server=h:1", "admin", "remove-node"));
-    ck_assert(!WANTS("admin", "token", "list"));
-    ck_assert(!WANTS("admin"));
-    ck_assert(!WANTS("cluster", "admin"));
-    ck_assert(!WANTS("--server", "cluster", "admin", "token"));
-    ck_assert(!WANTS("post", "--thread", "admin"));
+    char err[256];
+    int rc = ts_cli_parse(argc, argv, no_env, o, err, sizeof(err));
+    if (rc != TS_OK) {
+        ck_assert_int_eq(rc, TS_E_INVALID_ARGUMENT);
+        ck_assert_str_ne(err, "");
+        return TS_CLI_CMD_NONE;
+    }
+    return o->cmd;
+}
+#define CMD(...) parsed(ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), &o)
+
+START_TEST(test_commands)
+{
+    struct ts_cli_opts o;
+    ck_assert_int_eq(CMD("admin", "cluster"), TS_CLI_CMD_CLUSTER);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(CMD("admin", "remove-node", "3"), TS_CLI_CMD_REMOVE_NODE);
+    ck_assert_uint_eq(o.node_id, 3);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(CMD("--json", "admin", "cluster"), TS_CLI_CMD_CLUSTER);
+    ck_assert_int_eq(o.json, 1);
+    ts_cli_opts_free(&o);
+    /* option values are not words; the common options resolve once */
+    ck_assert_int_eq(CMD("--server", "admin", "admin", "cluster"), TS_CLI_CMD_CLUSTER);
+    ck_assert_uint_eq(o.n_servers, 1);
+    ck_assert_str_eq(o.servers[0], "admin");
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(CMD("--ca", "x", "--token-file", "y", "admin", "--json", "cluster"),
+                     TS_CLI_CMD_CLUSTER);
+    ck_assert_str_eq(o.ca_file, "x");
+    ck_assert_str_eq(o.token_file, "y");
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(CMD("--server=h:1,g:2", "admin", "remove-node", "7"), TS_CLI_CMD_REMOVE_NODE);
+    ck_assert_uint_eq(o.n_servers, 2);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(CMD("admin", "token", "list"), TS_CLI_CMD_ADMIN);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(CMD("admin", "backup", "--out", "f", "--timeout", "5"), TS_CLI_CMD_BACKUP);
+    ck_assert_str_eq(o.out, "f");
+    ck_assert_uint_eq(o.timeout_s, 5);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(CMD("admin", "digest", "--timeout-ms", "1500"), TS_CLI_CMD_DIGEST);
+    ck_assert_uint_eq(o.timeout_ms, 1500);
+    ts_cli_opts_free(&o);
+    ck_assert_str_eq(ts_cli_cmd_name(TS_CLI_CMD_REMOVE_NODE), "admin remove-node");
 }
 END_TEST
 
 START_TEST(test_usage_errors)
 {
-    ck_assert_int_eq(MAIN("admin", "cluster", "extra"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "remove-node"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "remove-node", "0"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "remove-node", "x1"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "remove-node", "1x"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "remove-node", "99999999999999999999999"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "cluster", "--thread", "t"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "cluster", "--json=1"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "cluster", "--server"), TS_CLI_EXIT_USAGE);
-    ck_assert_int_eq(MAIN("admin", "cluster", "--help"), TS_CLI_EXIT_OK);
-    /* a missing token file is a local failure, before any connection */
-    ck_assert_int_eq(MAIN("admin", "cluster", "--token-file", "/nonexistent/token"),
-                     TS_CLI_EXIT_CONN);
+    struct ts_cli_opts o;
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        ck_assert_int_eq(CMD(__VA_ARGS__), TS_CLI_CMD_NONE);                                       \
+        ts_cli_opts_free(&o);                                                                      \
+    } while (0)
+    BAD("admin", "cluster", "extra");
+    BAD("admin", "remove-node");
+    BAD("admin", "remove-node", "0");
+    BAD("admin", "remove-node", "x1");
+    BAD("admin", "remove-node", "1x");
+    BAD("admin", "remove-node", "99999999999999999999999");
+    BAD("admin", "cluster", "--thread", "t");
+    BAD("admin", "cluster", "--json=1");
+    BAD("admin", "cluster", "--server");
+    BAD("admin", "cluster", "--out", "f");
+    BAD("admin", "backup");
+    BAD("admin", "backup", "--out", "f", "extra");
+    BAD("admin", "digest", "--out", "f");
+    BAD("admin", "digest", "--timeout-ms", "0");
+    BAD("admin", "token", "list", "--out", "f");
+    BAD("admin");
+    BAD("cluster", "admin");
+#undef BAD
+    ck_assert_int_eq(CMD("admin", "cluster", "--help"), TS_CLI_CMD_CLUSTER);
+    ck_assert_int_eq(o.help, 1);
+    ts_cli_opts_free(&o);
 }
 END_TEST
 
-/* A token file and a CA that does not exist: the client cannot be made,
- * which is a local failure (exit 3), not a usage error. */
+/* A CA that does not exist: the client cannot be made, which is a local
+ * failure (exit 3), not a usage error. */
 START_TEST(test_bad_ca_is_exit_3)
 {
-    char tok[] = "/tmp/tsclutokXXXXXX";
-    int fd = mkstemp(tok);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(write(fd, "t\n", 2), 2);
-    close(fd);
-    int rc = MAIN("admin", "cluster", "--token-file", tok, "--ca", "/nonexistent/ca.pem",
-                  "--server", "127.0.0.1:1,127.0.0.1:2");
-    unlink(tok);
-    ck_assert_int_eq(rc, TS_CLI_EXIT_CONN);
+    struct ts_cli_opts o;
+    ck_assert_int_eq(CMD("admin", "cluster", "--ca", "/nonexistent/ca.pem", "--server",
+                         "127.0.0.1:1,127.0.0.1:2"),
+                     TS_CLI_CMD_CLUSTER);
+    struct ts_client_config cfg = TS_CLIENT_CONFIG_INIT;
+    cfg.servers = (const char *const *)o.servers;
+    cfg.n_servers = o.n_servers;
+    cfg.ca_file = o.ca_file;
+    cfg.token = "t";
+    ck_assert_int_eq(ts_cli_cluster_run(&o, &cfg), TS_CLI_EXIT_CONN);
+    ts_cli_opts_free(&o);
 }
 END_TEST
 
@@ -163,7 +214,7 @@ int main(void)
     Suite *s = suite_create("ts_cli_cluster");
     TCase *tc = tcase_create("cli");
     tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, test_wants);
+    tcase_add_test(tc, test_commands);
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_bad_ca_is_exit_3);
     tcase_add_test(tc, test_print);

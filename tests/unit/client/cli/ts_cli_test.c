@@ -129,8 +129,9 @@ START_TEST(test_parse_retry_options)
     ck_assert_int_eq(PARSE(&o, err, "delete", "9", "--idempotency-key", "k"),
                      TS_E_INVALID_ARGUMENT);
     ts_cli_opts_free(&o);
-    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "t", "--timeout", "5"),
-                     TS_E_INVALID_ARGUMENT);
+    /* --timeout is a common option: every command takes it */
+    ck_assert_int_eq(PARSE(&o, err, "get", "--thread", "t", "--timeout", "5"), TS_OK);
+    ck_assert_uint_eq(o.timeout_s, 5);
     ts_cli_opts_free(&o);
     const char *bad_keys[] = {"", "has space", "tab\there",
                               "01234567890123456789012345678901234567890123456789012345678901234"};
@@ -257,6 +258,116 @@ START_TEST(test_parse_mirror_verify)
     ts_cli_opts_free(&o);
     ck_assert_int_eq(PARSE(&o, err, "watch", "--dir", "m"), TS_E_INVALID_ARGUMENT);
     ts_cli_opts_free(&o);
+}
+END_TEST
+
+/* Each command line of bad (at most 8 words) is a usage error with a
+ * reason. */
+static void assert_refused(const char *const bad[][8], size_t n)
+{
+    struct ts_cli_opts o;
+    char err[256];
+    for (size_t i = 0; i < n; i++) {
+        char *argv[10] = {"threadsync"};
+        int argc = 1;
+        for (size_t k = 0; k < 8 && bad[i][k]; k++)
+            argv[argc++] = (char *)bad[i][k];
+        ck_assert_msg(ts_cli_parse(argc, argv, fake_getenv, &o, err, sizeof(err)) ==
+                          TS_E_INVALID_ARGUMENT,
+                      "case %zu parsed", i);
+        ck_assert_msg(err[0], "case %zu: no reason", i);
+        ts_cli_opts_free(&o);
+    }
+}
+
+/* import and export are rows of the one table: their options and the
+ * common ones (environment included) come out of ts_cli_parse, and their
+ * checks are its usage errors. */
+START_TEST(test_parse_import_export)
+{
+    env_clear();
+    env_set(0, "THREADSYNC_SERVER", "a:1,b:2");
+    env_set(1, "THREADSYNC_TOKEN_FILE", "/etc/admin.token");
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(PARSE(&o, err, "import", "--format", "wordpress", "blog.xml", "--strict",
+                           "--key-from", "slug", "--batch-size", "50", "--timeout-ms", "900",
+                           "--json"),
+                     TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_IMPORT);
+    ck_assert_str_eq(o.format, "wordpress");
+    ck_assert_str_eq(o.file, "blog.xml");
+    ck_assert_str_eq(o.key_from, "slug");
+    ck_assert_uint_eq(o.batch_size, 50);
+    ck_assert_uint_eq(o.timeout_ms, 900);
+    ck_assert(o.strict && o.json && !o.renumber);
+    ck_assert_uint_eq(o.n_servers, 2);
+    ck_assert_str_eq(o.servers[1], "b:2");
+    ck_assert_str_eq(o.token_file, "/etc/admin.token");
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "import", "--format", "jsonl", "-"), TS_OK);
+    ck_assert_str_eq(o.file, "-");
+    ck_assert_uint_eq(o.batch_size, TS_CLI_IMPORT_BATCH_MAX);
+    ts_cli_opts_free(&o);
+
+    ck_assert_int_eq(PARSE(&o, err, "export", "--format", "jsonl", "--thread", "a", "--thread", "b",
+                           "--with-emails", "--out", "site.jsonl"),
+                     TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_EXPORT);
+    ck_assert_uint_eq(o.n_threads, 2);
+    ck_assert(o.with_emails && !o.all);
+    ck_assert_str_eq(o.out, "site.jsonl");
+    ts_cli_opts_free(&o);
+
+    const char *const bad[][8] = {
+        {"import", "blog.xml"},                                        /* no --format */
+        {"import", "--format", "rss", "blog.xml"},                     /* unknown format */
+        {"import", "--format", "disqus"},                              /* no FILE */
+        {"import", "--format", "disqus", "a", "b"},                    /* two FILEs */
+        {"import", "--format", "disqus", "a", "--batch-size", "1001"}, /* over 1000 */
+        {"import", "--format", "disqus", "a", "--key-from", "title"},
+        {"import", "--format", "disqus", "a", "--with-emails"}, /* export's */
+        {"export", "--format", "jsonl"},                        /* neither --all nor --thread */
+        {"export", "--format", "jsonl", "--all", "--thread", "k"},
+        {"export", "--format", "csv", "--all"},
+        {"export", "--format", "jsonl", "--all", "--strict"}, /* import's */
+    };
+    assert_refused(bad, sizeof(bad) / sizeof(bad[0]));
+    env_clear();
+}
+END_TEST
+
+/* admin audit is a row of the table too: its filters parse, and what it
+ * cannot take is a usage error. */
+START_TEST(test_parse_admin_audit)
+{
+    env_clear();
+    struct ts_cli_opts o;
+    char err[256];
+    ck_assert_int_eq(PARSE(&o, err, "admin", "audit", "--thread", "site/a", "--comment", "7",
+                           "--after", "42", "--json"),
+                     TS_OK);
+    ck_assert_int_eq(o.cmd, TS_CLI_CMD_AUDIT);
+    ck_assert_uint_eq(o.n_threads, 1);
+    ck_assert_str_eq(o.threads[0], "site/a");
+    ck_assert_uint_eq(o.comment_id, 7);
+    ck_assert_uint_eq(o.after_seq, 42);
+    ck_assert(o.json);
+    ts_cli_opts_free(&o);
+    ck_assert_int_eq(PARSE(&o, err, "admin", "audit"), TS_OK);
+    ck_assert_uint_eq(o.after_seq, 0);
+    ts_cli_opts_free(&o);
+
+    const char *const bad[][8] = {
+        {"admin", "audit", "--comment", "x"},                     /* not a number */
+        {"admin", "audit", "--comment", "0"},                     /* no comment 0 */
+        {"admin", "audit", "--after", "-1"},                      /* not a seq */
+        {"admin", "audit", "--thread", "a", "--thread", "b"},     /* one thread */
+        {"admin", "audit", "extra"},                              /* a word too many */
+        {"admin", "digest", "--comment", "7"},                    /* audit's only */
+        {"post", "--thread", "t", "--name", "n", "--after", "1"}, /* audit's only */
+    };
+    assert_refused(bad, sizeof(bad) / sizeof(bad[0]));
 }
 END_TEST
 
@@ -885,6 +996,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_parse_defaults_and_env);
     tcase_add_test(tc, test_parse_watch);
     tcase_add_test(tc, test_parse_mirror_verify);
+    tcase_add_test(tc, test_parse_import_export);
+    tcase_add_test(tc, test_parse_admin_audit);
     tcase_add_test(tc, test_parse_help);
     tcase_add_loop_test(tc, test_parse_usage_errors, 0,
                         (int)(sizeof(usage_cases) / sizeof(usage_cases[0])));

@@ -216,15 +216,16 @@ static struct ts__req *mk(size_t i)
         (void *)(uintptr_t)i; /* NOLINT(performance-no-int-to-ptr): a tag, never dereferenced */
     r->id = 100 + i;
     if (i % 2) {
-        r->kind = TS__REQ_GET;
+        r->result_case = THREADSYNC__RESULT__BODY_GET;
         r->cb.get = count_get;
-        r->thread_key = strdup("k");
+        Threadsync__Get g = THREADSYNC__GET__INIT;
+        g.thread_key = "k";
+        r->msg = ts_frame_msg_copy(&g.base);
     } else {
-        r->kind = TS__REQ_POST;
+        r->result_case = THREADSYNC__RESULT__BODY_POST;
         r->cb.post = count_post;
         Threadsync__Post p = THREADSYNC__POST__INIT;
-        uint8_t buf[8];
-        r->post = threadsync__post__unpack(NULL, threadsync__post__pack(&p, buf), buf);
+        r->msg = ts_frame_msg_copy(&p.base);
     }
     return r;
 }
@@ -261,7 +262,7 @@ START_TEST(test_reqs_exactly_once)
         struct ts__req *r = ts__reqs_find(&t, 100 + i);
         ck_assert_ptr_nonnull(r);
         Threadsync__Result res = THREADSYNC__RESULT__INIT;
-        if (r->kind == TS__REQ_POST) {
+        if (r->result_case == THREADSYNC__RESULT__BODY_POST) {
             pr.comment_id = 1000 + i;
             res.body_case = THREADSYNC__RESULT__BODY_POST;
             res.post = &pr;

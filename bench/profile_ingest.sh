@@ -1,0 +1,133 @@
+#!/bin/bash
+# profile_ingest.sh: what one acknowledged post costs the server, measured
+# in ways that do not depend on what else the machine runs (bench/README.md,
+# "Where a post's CPU goes"). Starts a fresh one-node threadsyncd, warms it
+# up with 2,000 posts, then measures exactly POSTS more from ts_loadgen
+# (K posting connections, WINDOW posts in flight each, no subscriber):
+#
+#   bench/profile_ingest.sh [--build DIR] [--mode M] [--posts N] [--posters K] [--window W]
+#
+#   --mode cpu       server utime+stime per post (/proc/PID/stat; moves with load)
+#   --mode callgrind instructions per post (valgrind; the server runs with
+#                    --io-threads 0: callgrind serialises threads and the
+#                    hand-off between loops then stalls it); the annotated
+#                    inclusive profile is written next to the raw output
+#   --mode strace    system calls per post (strace -c -f)
+#   --mode perf      a cpu-clock profile (perf record -g) of the measured part
+#
+# DIR (default build-bench) must hold threadsyncd and bench/ts_loadgen
+# (Release: cmake --build DIR --target threadsyncd ts_loadgen). Extra
+# threadsyncd flags: TS_PROFILE_SERVER_FLAGS. The scratch directory (server
+# log, profiles) is kept and named on the last line.
+set -euo pipefail
+
+BUILD=build-bench MODE=cpu POSTS=20000 K=10 WINDOW=256
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build) BUILD=$2 ;;
+    --mode) MODE=$2 ;;
+    --posts) POSTS=$2 ;;
+    --posters) K=$2 ;;
+    --window) WINDOW=$2 ;;
+    *)
+        sed -n '2,25p' "$0"
+        exit 2
+        ;;
+    esac
+    shift 2
+done
+SERVERD=$BUILD/threadsyncd LOADGEN=$BUILD/bench/ts_loadgen
+[ -x "$SERVERD" ] && [ -x "$LOADGEN" ] || {
+    echo "profile_ingest.sh: no $SERVERD or $LOADGEN (build them first)" >&2
+    exit 1
+}
+
+S=$(mktemp -d /tmp/ts-profile.XXXXXX)
+token() { openssl rand -hex 24; }
+sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+READER=$(token) POSTER=$(token)
+printf '%s\n' "$READER" >"$S/reader.token"
+printf '%s\n' "$POSTER" >"$S/poster.token"
+printf 'reader bench-reader %s\nposter bench-poster %s gateway\n' "$(sha "$READER")" \
+    "$(sha "$POSTER")" >"$S/tokens"
+chmod 600 "$S"/tokens "$S"/*.token
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 20000))
+        ss -ltnH "sport = :$p" 2>/dev/null | grep -q . || {
+            echo "$p"
+            return
+        }
+    done
+}
+
+pre=()
+flags=(${TS_PROFILE_SERVER_FLAGS:-})
+if [ "$MODE" = callgrind ]; then
+    pre=(valgrind --tool=callgrind --callgrind-out-file="$S/callgrind.out" --dump-instr=no -q)
+    flags+=(--io-threads 0)
+fi
+"${pre[@]}" "$SERVERD" --data-dir "$S/data" --listen 127.0.0.1:0 \
+    --raft-listen "127.0.0.1:$(free_port)" --tokens "$S/tokens" --rate-author off \
+    --rate-token off --max-conns-per-addr off --metrics-listen "" --addr-file "$S/addr" \
+    --log-level warn "${flags[@]}" 2>"$S/server.log" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+    [ -s "$S/addr" ] && break
+    kill -0 $PID 2>/dev/null || {
+        cat "$S/server.log" >&2
+        exit 1
+    }
+    sleep 0.1
+done
+sleep 2 # the one-node cluster elects itself
+lg() {
+    "$LOADGEN" --addr "$(head -1 "$S/addr")" --ca "$S/data/ca.pem" --server-pid $PID \
+        --reader-token "@$S/reader.token" --poster-token "@$S/poster.token" --threads 1 \
+        --scenario fanout --subs 0 --posters "$K" --window "$WINDOW" --timeout 600 "$@"
+}
+lg --posts 2000 >"$S/warmup.txt"
+ticks() { awk '{print $14 + $15}' /proc/$PID/stat; }
+case $MODE in
+callgrind) callgrind_control -z $PID >/dev/null 2>&1 ;;
+strace)
+    strace -c -f -p $PID -o "$S/strace.txt" &
+    SIDE=$!
+    sleep 1
+    ;;
+perf)
+    perf record -q -e cpu-clock -F 4000 -g -p $PID -o "$S/perf.data" >/dev/null 2>&1 &
+    SIDE=$!
+    sleep 1
+    ;;
+esac
+t0=$(ticks)
+lg --posts "$POSTS" >"$S/run.txt"
+t1=$(ticks)
+acked=$(grep -o '"posts_acked":[0-9]*' "$S/run.txt" | cut -d: -f2)
+case $MODE in
+callgrind)
+    callgrind_control -d $PID >/dev/null 2>&1
+    sleep 1
+    ir=$(grep -h '^summary:' "$S"/callgrind.out.* | tail -1 | awk '{print $2}')
+    callgrind_annotate --inclusive=yes "$(ls "$S"/callgrind.out.* | tail -1)" \
+        >"$S/callgrind.txt" 2>/dev/null
+    echo "instructions_per_post=$((ir / acked)) (callgrind_annotate --inclusive=yes: $S/callgrind.txt)"
+    ;;
+strace)
+    kill -INT $SIDE
+    wait $SIDE || true
+    calls=$(awk '$NF == "total" {print $(NF-1)}' "$S/strace.txt")
+    echo "syscalls_per_post=$(echo "scale=2; $calls / $acked" | bc) ($S/strace.txt)"
+    ;;
+perf)
+    kill -INT $SIDE
+    wait $SIDE || true
+    echo "perf report -i $S/perf.data --no-children"
+    ;;
+esac
+echo "acked=$acked server_cpu_us_per_post=$(echo "scale=2; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $acked" | bc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
+grep '^TABLE' "$S/run.txt" | cut -d'|' -f2- | tr '|' ' '
+echo "scratch: $S"
