@@ -9,6 +9,11 @@
 #   threadsync import --format jsonl EXPORT into a second fresh node (exact)
 # and checks the copy's state digest equals the first node's. Prints one
 # JSON line. Needs a quiet machine: do not run the full size beside tests.
+# Beside the rates it gives what does not depend on the machine's load:
+# CPU microseconds per comment of the CLI and of the node (user + system,
+# from bash's time and /proc/PID/stat), and the CLI's peak RSS for the
+# import (it streams: the file's size does not matter, its ids do).
+# The file's generation is not timed.
 #
 # Environment: TS_BENCH_BUILD (build dir, default build-bench; built in
 # Release unless --no-build, which uses the binaries already there).
@@ -78,6 +83,27 @@ start() {
 
 cli() { "$CLI" --server "$ADDR" --ca "$DATA/ca.pem" --token-file "$DATA/admin.token" "$@"; }
 now() { date +%s.%N; }
+# node_cpu: CPU seconds (user + system, all threads) of the last node started.
+node_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/${PIDS[-1]}/stat"; }
+# timed FILE CMD...: runs CMD (no shell function), its user and system
+# seconds and peak RSS in KiB into FILE (GNU time, Debian's "time"; without
+# it bash's time, and an RSS of 0).
+timed() {
+    local f=$1
+    shift
+    local rc=0
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -o "$f" -f '%U %S %M' "$@" 2>"$f.err" || rc=$?
+    else
+        local TIMEFORMAT='%U %S 0'
+        { time "$@" 2>"$f.err" || rc=$?; } 2>"$f"
+    fi
+    if [ "$rc" != 0 ]; then
+        cat "$f.err" >&2
+        return "$rc"
+    fi
+}
+cpu_s() { awk '{ print $1 + $2 }' "$1"; }
 
 WXR=$SCRATCH/site.xml
 awk -v n="$N" 'BEGIN {
@@ -100,11 +126,17 @@ awk -v n="$N" 'BEGIN {
 BYTES=$(stat -c %s "$WXR")
 
 start a
+s0=$(node_cpu)
 t0=$(now)
-cli import --format wordpress --quiet --json "$WXR" >"$SCRATCH/import.json"
+CLI_ARGS=(--server "$ADDR" --ca "$DATA/ca.pem" --token-file "$DATA/admin.token")
+timed "$SCRATCH/import.time" "$CLI" "${CLI_ARGS[@]}" import --format wordpress --quiet --json \
+    "$WXR" >"$SCRATCH/import.json"
 t1=$(now)
-cli export --format jsonl --all --with-emails --out "$SCRATCH/export.jsonl" 2>/dev/null
+s1=$(node_cpu)
+timed "$SCRATCH/export.time" "$CLI" "${CLI_ARGS[@]}" export --format jsonl --all \
+    --with-emails --out "$SCRATCH/export.jsonl"
 t2=$(now)
+s2=$(node_cpu)
 DIGEST_A=$(cli admin digest | sed -n 's/.*digest=\([0-9a-f]*\).*/\1/p')
 start b
 t3=$(now)
@@ -115,4 +147,6 @@ DIGEST_B=$(cli admin digest | sed -n 's/.*digest=\([0-9a-f]*\).*/\1/p')
 CREATED=$(sed -n 's/.*"created":\([0-9]*\).*/\1/p' "$SCRATCH/import.json")
 awk -v n="$CREATED" -v bytes="$BYTES" -v i="$(echo "$t1 - $t0" | bc)" -v e="$(echo "$t2 - $t1" | bc)" \
     -v r="$(echo "$t4 - $t3" | bc)" -v same="$([ "$DIGEST_A" = "$DIGEST_B" ] && echo true || echo false)" \
-    'BEGIN { printf "{\"scenario\":\"import_export\",\"comments\":%d,\"wxr_bytes\":%d,\"import_s\":%.2f,\"import_per_s\":%.0f,\"export_s\":%.2f,\"export_per_s\":%.0f,\"jsonl_import_s\":%.2f,\"jsonl_import_per_s\":%.0f,\"round_trip_digest_equal\":%s}\n", n, bytes, i, n / i, e, n / e, r, n / r, same }'
+    -v ic="$(cpu_s "$SCRATCH/import.time")" -v is="$(echo "$s1 - $s0" | bc)" \
+    -v ec="$(cpu_s "$SCRATCH/export.time")" -v es="$(echo "$s2 - $s1" | bc)" -v rss="$(awk '{ print $3 }' "$SCRATCH/import.time")" \
+    'BEGIN { printf "{\"scenario\":\"import_export\",\"comments\":%d,\"wxr_bytes\":%d,\"import_s\":%.2f,\"import_per_s\":%.0f,\"export_s\":%.2f,\"export_per_s\":%.0f,\"jsonl_import_s\":%.2f,\"jsonl_import_per_s\":%.0f,\"round_trip_digest_equal\":%s,\"import_cli_us_per_comment\":%.2f,\"import_node_us_per_comment\":%.2f,\"export_cli_us_per_comment\":%.2f,\"export_node_us_per_comment\":%.2f,\"import_cli_peak_rss_kb\":%d}\n", n, bytes, i, n / i, e, n / e, r, n / r, same, ic * 1e6 / n, is * 1e6 / n, ec * 1e6 / n, es * 1e6 / n, rss }'

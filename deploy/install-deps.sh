@@ -5,12 +5,13 @@
 #
 # --bench (first argument) adds what only the benchmark's optional modes need,
 # never the build or the tests: mosquitto, the broker bench/run.sh --versus
-# mosquitto compares with (it calls this script so).
+# mosquitto compares with (it calls this script so), and GNU time, which
+# bench/import_export.sh reads CPU seconds and peak RSS with.
 set -euo pipefail
 
 bench=()
 if [ "${1:-}" = --bench ]; then
-  bench=(mosquitto)
+  bench=(mosquitto time)
   shift
 fi
 

@@ -169,6 +169,44 @@ void ts_frame_set_request(Threadsync__Frame *f, int msg_case, ProtobufCMessage *
     f->msg_case = (Threadsync__Frame__MsgCase)msg_case;
 }
 
+int ts_frame_request_encode(int msg_case, const uint8_t *msg, size_t msg_len, uint64_t id,
+                            uint8_t **out, size_t *len)
+{
+    const ProtobufCFieldDescriptor *slot = msg_field(msg_case);
+    const ProtobufCFieldDescriptor *rid =
+        slot && slot->type == PROTOBUF_C_TYPE_MESSAGE
+            ? protobuf_c_message_descriptor_get_field_by_name(slot->descriptor, "request_id")
+            : NULL;
+    if (!rid || rid->type != PROTOBUF_C_TYPE_UINT64 || rid->label == PROTOBUF_C_LABEL_REPEATED)
+        return TS_E_INVALID_ARGUMENT;
+    uint8_t id_field[2 * 10];
+    size_t id_len = put_varint(id_field, ((uint64_t)rid->id << 3) | 0);
+    id_len += put_varint(id_field + id_len, id);
+    uint8_t head[2 * 10];
+    size_t inner = msg_len + id_len;
+    size_t head_len = put_varint(head, ((uint64_t)slot->id << 3) | 2);
+    head_len += put_varint(head + head_len, inner);
+    size_t body = head_len + inner;
+    if (body > TS_FRAME_MAX_LIMIT)
+        return TS_E_TOO_LARGE;
+    uint8_t *buf = malloc(TS_FRAME_HEADER + body);
+    if (!buf)
+        return TS_E_NOMEM;
+    buf[0] = (uint8_t)(body >> 24);
+    buf[1] = (uint8_t)(body >> 16);
+    buf[2] = (uint8_t)(body >> 8);
+    buf[3] = (uint8_t)body;
+    uint8_t *p = buf + TS_FRAME_HEADER;
+    memcpy(p, head, head_len);
+    p += head_len;
+    if (msg_len)
+        memcpy(p, msg, msg_len);
+    memcpy(p + msg_len, id_field, id_len);
+    *out = buf;
+    *len = TS_FRAME_HEADER + body;
+    return TS_OK;
+}
+
 ProtobufCMessage *ts_frame_msg_copy(const ProtobufCMessage *m)
 {
     size_t len = protobuf_c_message_get_packed_size(m);
@@ -338,7 +376,11 @@ size_t ts_frame_decoder_pending(const struct ts_frame_decoder *dec)
 
 size_t ts_frame_event_element(const Threadsync__Event *ev, uint8_t *out)
 {
-    size_t body = protobuf_c_message_get_packed_size(&ev->base);
+    return ts_frame_event_element_sized(ev, protobuf_c_message_get_packed_size(&ev->base), out);
+}
+
+size_t ts_frame_event_element_sized(const Threadsync__Event *ev, size_t body, uint8_t *out)
+{
     size_t n = 0;
     out[n++] = (1 << 3) | 2; /* Events.events, length-delimited */
     n += put_varint(out + n, body);

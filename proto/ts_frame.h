@@ -47,6 +47,17 @@ uint64_t ts_frame_request_id(const Threadsync__Frame *f);
  * with request_id set to id (m's type must have one). f borrows m. */
 void ts_frame_set_request(Threadsync__Frame *f, int msg_case, ProtobufCMessage *m, uint64_t id);
 
+/* Encodes the frame of a request whose message (of the type Frame field
+ * msg_case holds) is already packed in msg[0..msg_len), with request_id set
+ * to id, into a new malloc'd buffer (*out, caller frees with free()): what
+ * a client that keeps a request's bytes for re-sending sends each time,
+ * without unpacking and packing it again. Any request_id msg holds is
+ * overridden (the id is appended; protobuf keeps a field's last value).
+ * TS_E_INVALID_ARGUMENT when that type has no request_id, TS_E_TOO_LARGE
+ * past TS_FRAME_MAX_LIMIT, TS_E_NOMEM. */
+int ts_frame_request_encode(int msg_case, const uint8_t *msg, size_t msg_len, uint64_t id,
+                            uint8_t **out, size_t *len);
+
 /* A deep copy of m (packed and unpacked again: no pointer into m
  * survives), to free with protobuf_c_message_free_unpacked(copy, NULL);
  * NULL when out of memory. */
@@ -101,6 +112,9 @@ size_t ts_frame_decoder_pending(const struct ts_frame_decoder *dec);
  * into out, which holds protobuf_c_message_get_packed_size(ev) +
  * TS_FRAME_ELEMENT_OVERHEAD bytes. Returns the bytes written. */
 size_t ts_frame_event_element(const Threadsync__Event *ev, uint8_t *out);
+/* The same for a caller that already has protobuf_c_message_get_packed_size
+ * (ev) as body: it is not computed again (a walk of the whole event). */
+size_t ts_frame_event_element_sized(const Threadsync__Event *ev, size_t body, uint8_t *out);
 
 #define TS_FRAME_EVENTS_HEAD_MAX (TS_FRAME_HEADER + 2 + 10)
 #define TS_FRAME_EVENTS_TAIL_MAX (1 + 10 + 2)

@@ -48,11 +48,30 @@ static size_t utf8_seq(const unsigned char *s, size_t len)
     return 0;
 }
 
+/* Length of the run of ASCII bytes at s[0..len), eight at a time: text
+ * is mostly ASCII, and every string of every frame comes through here. */
+static size_t ascii_run(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        if (w & 0x8080808080808080ull)
+            break;
+    }
+    while (i < len && s[i] < 0x80)
+        i++;
+    return i;
+}
+
 int ts_valid_utf8(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s;
     size_t i = 0;
     while (i < len) {
+        i += ascii_run(p + i, len - i);
+        if (i == len)
+            break;
         size_t n = utf8_seq(p + i, len - i);
         if (n == 0)
             return 0;
@@ -75,8 +94,13 @@ size_t ts_valid_utf8_count(const char *s, size_t len)
 static size_t first_bad(const char *s, size_t len, enum ts_valid_kind kind, uint32_t *cp, int *ill)
 {
     const unsigned char *p = (const unsigned char *)s;
+    unsigned char lo = kind == TS_VALID_KEY ? 0x21 : 0x20;
     *ill = 0;
     for (size_t i = 0; i < len;) {
+        if (p[i] >= lo && p[i] < 0x7F) { /* printable ASCII: every kind takes it */
+            i++;
+            continue;
+        }
         size_t n = utf8_seq(p + i, len - i);
         if (n == 0) {
             *cp = p[i];

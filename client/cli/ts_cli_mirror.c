@@ -575,6 +575,11 @@ static void on_sub_events(void *arg, const Threadsync__Events *ev)
     struct mirror *m = arg;
     if (m->stopping)
         return;
+    /* A relay first (the web edge's browsers): its frames come from the
+     * wire, and waiting for this batch's commit and render would add their
+     * fsyncs and a whole thread's rendering to every event's latency. */
+    if (m->hooks->events)
+        m->hooks->events(m->hooks->arg, ev);
     uint64_t cursor = 0;
     if (m->waiting && ts_mirror_db_cursor(m->db, &cursor) == TS_OK && cursor < m->want_seq) {
         /* Split a batch that crosses the seq verify compares at. */
@@ -608,8 +613,6 @@ applied:;
         return;
     }
     progress(m, 0);
-    if (m->hooks->events)
-        m->hooks->events(m->hooks->arg, ev);
     if (ev->caught_up)
         caught_up(m);
     verify_maybe_compare(m);

@@ -35,10 +35,11 @@ int ts_cli_mirror_run(const struct ts_cli_opts *o, struct ts_client_config *cfg)
 /* What runs beside a mirror on its loop (the web edge, client/web), called
  * on the loop thread; any member may be NULL. start: the database is open
  * at cursor and the client made, before subscribing; non-zero stops the
- * mirror (exit 3). events: after each batch is applied (and rendered when
- * due). reset: after a snapshot ended at seq. flushed: after a render
- * flush, with the threads it rendered. stop: the mirror is stopping (close
- * your handles). done: the loop has ended, before it is closed. */
+ * mirror (exit 3). events: each batch as it arrives, before it is applied
+ * and rendered (a relay's latency is not the database's; what it serves
+ * from the database may lag the batch by that long). reset: after a snapshot ended at seq. flushed:
+ * after a render flush, with the threads it rendered. stop: the mirror is stopping (close your
+ * handles). done: the loop has ended, before it is closed. */
 struct ts_mirror_touched;
 struct ts_cli_mirror_hooks {
     void *arg;

@@ -94,6 +94,18 @@ char *ts_import_html_to_text(char *s)
     char *w = s, href[2048] = "";
     char *link_start = NULL;
     for (char *r = s; *r;) {
+        /* text up to the next tag, reference or control byte, as one run
+         * (most of a comment) */
+        size_t run = 0;
+        while ((unsigned char)r[run] >= 0x20 && r[run] != '<' && r[run] != '&')
+            run++;
+        if (run) {
+            if (w != r)
+                memmove(w, r, run);
+            w += run;
+            r += run;
+            continue;
+        }
         if (*r == '<') {
             char *end = strchr(r, '>');
             if (!end) { /* a lone '<' is text */
@@ -279,6 +291,11 @@ void ts_import_url_path(const char *url, char *out, size_t size)
 
 int ts_import_clip(char *s, size_t max_bytes, size_t max_cp)
 {
+    /* Nearly every field fits: its length alone says so (no more code
+     * points than bytes), without walking it. */
+    size_t bytes = strlen(s);
+    if ((!max_bytes || bytes <= max_bytes) && (!max_cp || bytes <= max_cp))
+        return 0;
     size_t i = 0, cp = 0;
     while (s[i]) {
         size_t len = 1;

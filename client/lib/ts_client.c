@@ -251,8 +251,7 @@ struct ts__req *ts__reqs_find(const struct ts__reqs *t, uint64_t id)
 
 static void req_free(struct ts__req *r)
 {
-    if (r->msg)
-        protobuf_c_message_free_unpacked(r->msg, NULL);
+    free(r->packed);
     if (r->last_refusal)
         threadsync__error__free_unpacked(r->last_refusal, NULL);
     free(r);
@@ -336,7 +335,14 @@ void ts__reqs_fail_all(struct ts__reqs *t, int err, const Threadsync__Error *det
 {
     struct ts__req *r;
     while ((r = t->head) != NULL) {
-        ts__reqs_unlink(t, r);
+        /* the head, popped where the analyzer sees it go (r->prev is NULL) */
+        t->head = r->next;
+        if (t->head)
+            t->head->prev = NULL;
+        else
+            t->tail = NULL;
+        r->next = r->prev = NULL;
+        t->n--;
         ts__req_finish(r, err, detail, NULL);
     }
 }
@@ -501,19 +507,39 @@ static void violation(struct ts_client *c, const char *what)
     conn_close(c, TS_E_BAD_FRAME);
 }
 
-static void send_req(struct ts_client *c, struct ts__req *r)
+static void req_sent(struct ts_client *c, struct ts__req *r, uint64_t id, int rc)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    uint64_t id = ++c->next_id;
-    ts_frame_set_request(&f, r->frame_case, r->msg, id);
     /* On failure the connection is going away; its on_close leaves the
      * request unsent for the next one. */
-    r->id = send_frame(c, &f) == TS_OK ? id : 0;
+    r->id = rc == TS_OK ? id : 0;
     if (r->id && !c->await_since) {
         c->await_since = now_ms(c);
         c->probe_sent = 0;
         tick_arm(c, c->await_since + c->silence_ms);
     }
+}
+
+/* A request kept packed (a bulk Import is most of a megabyte): framed
+ * around its bytes, never unpacked and packed again. */
+static void send_packed(struct ts_client *c, struct ts__req *r, uint64_t id)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = c->conn && !c->conn_closing ? TS_OK : TS_E_CLOSED;
+    if (rc == TS_OK)
+        rc = ts_frame_request_encode(r->frame_case, r->packed, r->packed_len, id, &buf, &len);
+    if (rc == TS_OK) {
+        rc = ts_conn_send(c->conn, buf, len);
+        free(buf);
+        if (rc == TS_OK)
+            c->last_tx = now_ms(c);
+    }
+    req_sent(c, r, id, rc);
+}
+
+static void send_req(struct ts_client *c, struct ts__req *r)
+{
+    send_packed(c, r, ++c->next_id);
 }
 
 static void send_sub(struct ts_client *c)
@@ -1233,7 +1259,7 @@ static void req_submit(struct ts_client *c, struct ts__req *r)
     tick_arm(c, r->deadline);
 }
 
-/* The one request path: makes msg (deep-copied; its request_id is ignored)
+/* The one request path: makes msg (packed; its request_id is ignored)
  * a request carried by Frame field frame_case and answered by Result body
  * result_case, and submits it; the caller then stores its typed callback
  * in (*out)->cb (none runs before the loop turns). A message the server's frame limit would refuse
@@ -1248,16 +1274,19 @@ static int msg_submit(struct ts_client *c, const ProtobufCMessage *msg, int fram
     size_t len = protobuf_c_message_get_packed_size(msg);
     if (len + 16 > TS_FRAME_MAX_DEFAULT)
         return TS_E_TOO_LARGE;
-    /* The deep copy is protobuf-c's own unpack: one free function for it. */
-    ProtobufCMessage *copy = ts_frame_msg_copy(msg);
-    if (!copy)
+    /* Kept packed: framed around these bytes at each send (a bulk Import is
+     * most of a megabyte), never unpacked and packed again. */
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf)
         return TS_E_NOMEM;
+    protobuf_c_message_pack(msg, buf);
     struct ts__req *r = req_new(c, arg);
     if (!r) {
-        protobuf_c_message_free_unpacked(copy, NULL);
+        free(buf);
         return TS_E_NOMEM;
     }
-    r->msg = copy;
+    r->packed = buf;
+    r->packed_len = len;
     r->frame_case = frame_case;
     r->result_case = result_case;
     r->write = write;

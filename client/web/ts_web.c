@@ -8,9 +8,13 @@
  * - A POST answered later (after the cluster's answer) holds its request
  *   through a ts_web_http_hold: if the browser left meanwhile, the answer is
  *   dropped, never written to a freed request.
- * - A watcher (one browser on /t/{key}/events) has at most one h2o_send in
- *   flight; the frames of that send stay referenced until h2o's proceed or
- *   stop callback, which are the only places they are released.
+ * - A watcher (one browser on /t/{key}/events) has at most one write in
+ *   flight (an h2o_send, or a ts_web_stream write that did not go out at
+ *   once); its frames stay referenced until h2o's proceed or stop callback,
+ *   or the stream's written or gone, which are the only places they are
+ *   released besides a write that went out whole. A watcher is in its
+ *   thread's group from its request until it ends; one ending a stream of
+ *   its own leaves the group first and is freed once the last chunk is out.
  * - Own comments awaiting moderation are remembered here (author, body and
  *   the edit key's hash, OWN_MAX of them, the oldest forgotten first) so
  *   that their author, proving it with the edit-key cookie, sees them;
@@ -44,6 +48,7 @@
 #define FORM_PAIRS_MAX 16
 #define COUNTS_KEYS_MAX 100
 #define SEND_BATCH 16
+#define GROUP_BUCKETS 4096
 #define OWN_COOKIES_MAX 32
 #define EDIT_COOKIE_MAX_AGE 86400
 
@@ -53,15 +58,29 @@ struct own {
     Threadsync__Comment c; /* author_name and body owned */
 };
 
+/* The watchers of one thread, and its chain of events (ts_web_relay.h).
+ * Lives while it has watchers, or while it is on the edge's dirty list. */
+struct group {
+    uint64_t thread_id;
+    struct ts_web_chain chain;
+    struct watcher *watchers;
+    size_t n;
+    struct group *next;  /* in its hash bucket */
+    struct group *dirty; /* next on the dirty list */
+    int is_dirty;
+};
+
 struct watcher {
     h2o_generator_t gen; /* first: h2o's callbacks get its address */
     struct ts_web *w;
-    h2o_req_t *req;
+    h2o_req_t *req; /* HTTP/2 and 1.0: the h2o response streamed */
+    struct group *g;
     struct watcher *prev, *next;
     uint64_t thread_id, cursor;
+    struct ts_web_stream *st; /* HTTP/1.1: the stream (req is gone); else NULL */
     struct ts_web_event *inflight[SEND_BATCH];
     size_t n_inflight;
-    int sending;
+    int sending, ending;
     char beat[48];
 };
 
@@ -76,7 +95,8 @@ struct ts_web {
     struct ts_mirror_db *db;
     struct ts_web_ring *ring;
     uint8_t secret[TS_WEB_SECRET_LEN];
-    struct watcher *watchers;
+    struct group *groups[GROUP_BUCKETS]; /* by thread id */
+    struct group *dirty;                 /* groups with new events to pump */
     size_t n_watchers;
     uv_timer_t heartbeat;
     int timer_on, closing;
@@ -402,17 +422,61 @@ static int get_static(h2o_req_t *req, const struct ts_web_asset *a)
 
 /* ---- the live feed --------------------------------------------------------- */
 
+static size_t group_bucket(uint64_t thread_id)
+{
+    return (size_t)((thread_id * 0x9E3779B97F4A7C15ull) >> 52) % GROUP_BUCKETS;
+}
+
+static struct group *group_find(struct ts_web *w, uint64_t thread_id)
+{
+    for (struct group *g = w->groups[group_bucket(thread_id)]; g; g = g->next)
+        if (g->thread_id == thread_id)
+            return g;
+    return NULL;
+}
+
+static struct group *group_get(struct ts_web *w, uint64_t thread_id)
+{
+    struct group *g = group_find(w, thread_id);
+    if (g || !(g = calloc(1, sizeof(*g))))
+        return g;
+    g->thread_id = thread_id;
+    ts_web_chain_init(&g->chain, w->ring);
+    size_t b = group_bucket(thread_id);
+    g->next = w->groups[b];
+    w->groups[b] = g;
+    return g;
+}
+
+/* Frees g once nobody watches it and no pump loop holds it. */
+static void group_maybe_free(struct ts_web *w, struct group *g)
+{
+    if (g->n || g->is_dirty)
+        return;
+    struct group **pp = &w->groups[group_bucket(g->thread_id)];
+    while (*pp != g)
+        pp = &(*pp)->next;
+    *pp = g->next;
+    free(g);
+}
+
 static void watcher_unlink(struct watcher *x)
 {
     struct ts_web *w = x->w;
+    struct group *g = x->g;
+    if (!g)
+        return;
     if (x->prev)
         x->prev->next = x->next;
-    else if (w->watchers == x)
-        w->watchers = x->next;
+    else
+        g->watchers = x->next;
     if (x->next)
         x->next->prev = x->prev;
     x->prev = x->next = NULL;
+    x->g = NULL;
+    g->n--;
     w->n_watchers--;
+    group_maybe_free(w, g);
 }
 
 static void watcher_release(struct watcher *x)
@@ -422,16 +486,37 @@ static void watcher_release(struct watcher *x)
     x->n_inflight = 0;
 }
 
-/* Ends x's stream with bufs (static data), and frees x: after a final
- * send h2o calls neither proceed nor stop. Callers iterating the list take
- * the next watcher first. */
-static void watcher_end(struct watcher *x, h2o_iovec_t *bufs, size_t n)
+/* Frees x and closes its stream (an HTTP/1.1 one: ts_web_stream). */
+static void watcher_free(struct watcher *x)
 {
-    h2o_req_t *req = x->req;
+    ts_web_stream_close(x->st);
     watcher_release(x);
     watcher_unlink(x);
     free(x);
-    h2o_send(req, bufs, n, H2O_SEND_STATE_FINAL);
+}
+
+/* Ends x's stream, with "reload" first when asked. Over h2o, x goes now
+ * (after a final send h2o calls neither proceed nor stop); a stream of its
+ * own goes once its last chunk is written. Callers iterating a list take
+ * the next watcher first. */
+static void watcher_end(struct watcher *x, int reload)
+{
+    static h2o_iovec_t reload_sse = {H2O_STRLIT("event: reload\ndata: {}\n\n")};
+    static h2o_iovec_t reload_chunked = {
+        H2O_STRLIT("18\r\nevent: reload\ndata: {}\n\n\r\n0\r\n\r\n")};
+    static h2o_iovec_t last_chunk = {H2O_STRLIT("0\r\n\r\n")};
+    watcher_release(x);
+    watcher_unlink(x);
+    if (x->st) {
+        x->ending = 1;
+        x->sending = 1;
+        if (ts_web_stream_write(x->st, reload ? &reload_chunked : &last_chunk, 1))
+            watcher_free(x);
+        return;
+    }
+    h2o_req_t *req = x->req;
+    free(x);
+    h2o_send(req, reload ? &reload_sse : NULL, reload ? 1 : 0, H2O_SEND_STATE_FINAL);
 }
 
 /* Sends what x has not been sent yet, if nothing is in flight. */
@@ -440,81 +525,145 @@ static void watcher_pump(struct watcher *x)
     if (x->sending)
         return;
     if (x->w->closing) {
-        watcher_end(x, NULL, 0);
+        watcher_end(x, 0);
         return;
     }
-    h2o_iovec_t v[SEND_BATCH];
-    uint64_t cur = x->cursor;
-    while (x->n_inflight < SEND_BATCH) {
-        struct ts_web_event *e;
-        int rc = ts_web_ring_next(x->w->ring, x->thread_id, &cur, &e);
-        if (rc == TS_E_NOT_FOUND) {
-            static h2o_iovec_t reload = {H2O_STRLIT("event: reload\ndata: {}\n\n")};
-            watcher_end(x, &reload, 1);
+    /* Batches until nothing is left or one waits for the socket (a stream's
+     * write mostly goes out at once; h2o's send always completes later). */
+    for (;;) {
+        h2o_iovec_t v[SEND_BATCH];
+        uint64_t cur = x->cursor;
+        while (x->n_inflight < SEND_BATCH) {
+            struct ts_web_event *e;
+            int rc = ts_web_chain_next(&x->g->chain, x->w->ring, x->thread_id, &cur, &e);
+            if (rc == TS_E_NOT_FOUND) {
+                watcher_end(x, 1);
+                return;
+            }
+            if (rc != TS_OK)
+                break;
+            ts_web_event_ref(e);
+            v[x->n_inflight] =
+                x->st ? h2o_iovec_init(e->chunk, e->chunk_len) : h2o_iovec_init(e->data, e->len);
+            x->inflight[x->n_inflight++] = e;
+            cur = e->seq;
+        }
+        x->cursor = cur;
+        if (!x->n_inflight)
+            return;
+        x->sending = 1;
+        if (!x->st) {
+            h2o_send(x->req, v, x->n_inflight, H2O_SEND_STATE_IN_PROGRESS);
             return;
         }
-        if (rc != TS_OK)
-            break;
-        ts_web_event_ref(e);
-        v[x->n_inflight] = h2o_iovec_init(e->data, e->len);
-        x->inflight[x->n_inflight++] = e;
-        cur = e->seq;
+        if (!ts_web_stream_write(x->st, v, x->n_inflight))
+            return;
+        watcher_release(x);
+        x->sending = 0;
     }
-    x->cursor = cur;
-    if (!x->n_inflight)
-        return;
-    x->sending = 1;
-    h2o_send(x->req, v, x->n_inflight, H2O_SEND_STATE_IN_PROGRESS);
 }
 
-static void watcher_proceed(h2o_generator_t *g, h2o_req_t *req)
+/* Pumps every watcher of g (which may end some, and free g if none is
+ * left once it is off the dirty list). */
+static void group_pump(struct ts_web *w, struct group *g)
 {
-    struct watcher *x = (struct watcher *)g;
+    g->is_dirty = 1; /* holds g while its watchers may leave */
+    for (struct watcher *x = g->watchers, *next; x; x = next) {
+        next = x->next;
+        watcher_pump(x);
+    }
+    g->is_dirty = 0;
+    group_maybe_free(w, g);
+}
+
+/* Pumps every watcher of every thread (a reset, or closing). */
+static void pump_all(struct ts_web *w)
+{
+    for (size_t b = 0; b < GROUP_BUCKETS; b++)
+        for (struct group *g = w->groups[b], *next; g; g = next) {
+            next = g->next;
+            group_pump(w, g);
+        }
+}
+
+/* What was in flight went out (h2o's proceed, or a stream's written). */
+static void watcher_sent(struct watcher *x)
+{
+    if (x->ending) {
+        watcher_free(x);
+        return;
+    }
     watcher_release(x);
     x->sending = 0;
     watcher_pump(x);
 }
 
+static void watcher_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    watcher_sent((struct watcher *)g);
+}
+
 /* h2o is done with the request (the browser left, or the stream ended). */
 static void watcher_stop(h2o_generator_t *g, h2o_req_t *req)
 {
-    struct watcher *x = (struct watcher *)g;
-    watcher_release(x);
-    watcher_unlink(x);
-    free(x);
+    watcher_free((struct watcher *)g);
 }
+
+static void stream_written(void *arg)
+{
+    watcher_sent(arg);
+}
+
+/* The browser closed its connection, or a write to it failed. */
+static void stream_gone(void *arg)
+{
+    watcher_free(arg);
+}
+
+static const struct ts_web_stream_cbs stream_cbs = {stream_written, stream_gone};
 
 static void on_heartbeat(uv_timer_t *t)
 {
     struct ts_web *w = t->data;
-    for (struct watcher *x = w->watchers; x; x = x->next) {
-        if (x->sending)
-            continue;
-        /* The id moves the browser's Last-Event-ID up to what it has been
-         * sent (nothing of its thread since), so a reconnect after quiet
-         * hours is not mistaken for one too far behind. */
-        uint64_t cur = x->cursor;
-        struct ts_web_event *e;
-        if (ts_web_ring_next(w->ring, x->thread_id, &cur, &e) == TS_E_AGAIN)
-            x->cursor = cur;
-        int n = snprintf(x->beat, sizeof(x->beat), ": hb\nid: %" PRIu64 "\n\n", x->cursor);
-        h2o_iovec_t v = h2o_iovec_init(x->beat, (size_t)n);
-        x->sending = 1;
-        h2o_send(x->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
-    }
+    for (size_t b = 0; b < GROUP_BUCKETS; b++)
+        for (struct group *g = w->groups[b]; g; g = g->next)
+            for (struct watcher *x = g->watchers; x; x = x->next) {
+                if (x->sending)
+                    continue;
+                /* The id moves the browser's Last-Event-ID up to what it
+                 * has been sent (nothing of its thread since), so a
+                 * reconnect after quiet hours is not mistaken for one too
+                 * far behind. */
+                uint64_t cur = x->cursor;
+                struct ts_web_event *e;
+                if (ts_web_chain_next(&g->chain, w->ring, x->thread_id, &cur, &e) == TS_E_AGAIN)
+                    x->cursor = cur;
+                char beat[32];
+                int n = snprintf(beat, sizeof(beat), ": hb\nid: %" PRIu64 "\n\n", x->cursor);
+                n = x->st ? snprintf(x->beat, sizeof(x->beat), "%x\r\n%s\r\n", (unsigned)n, beat)
+                          : snprintf(x->beat, sizeof(x->beat), "%s", beat);
+                h2o_iovec_t v = h2o_iovec_init(x->beat, (size_t)n);
+                x->sending = 1;
+                if (!x->st)
+                    h2o_send(x->req, &v, 1, H2O_SEND_STATE_IN_PROGRESS);
+                else if (ts_web_stream_write(x->st, &v, 1))
+                    x->sending = 0;
+            }
 }
 
 static int get_events(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_thread *t)
 {
     struct watcher *x = calloc(1, sizeof(*x));
-    if (!x) {
+    struct group *g = x ? group_get(w, t->thread.id) : NULL;
+    if (!g) {
+        free(x);
         send_text(req, 503, "out of memory\n");
         return 0;
     }
     x->gen.proceed = watcher_proceed;
     x->gen.stop = watcher_stop;
     x->w = w;
-    x->req = req;
+    x->g = g;
     x->thread_id = t->thread.id;
     size_t len = 0;
     const char *last = ts_web_http_req_header(req, "last-event-id", &len);
@@ -534,24 +683,41 @@ static int get_events(struct ts_web *w, h2o_req_t *req, const struct ts_mirror_t
     ts_web_http_header(req, "content-type", "text/event-stream; charset=utf-8");
     ts_web_http_header(req, "cache-control", "no-cache");
     ts_web_http_header(req, "x-accel-buffering", "no");
-    x->next = w->watchers;
-    if (w->watchers)
-        w->watchers->prev = x;
-    w->watchers = x;
+    x->next = g->watchers;
+    if (g->watchers)
+        g->watchers->prev = x;
+    g->watchers = x;
+    g->n++;
     w->n_watchers++;
-    h2o_start_response(req, &x->gen);
     /* The headers and the browser's retry delay go out now: EventSource
-     * reports "open" only once it has them. */
+     * reports "open" only once it has them. An HTTP/1.1 browser's stream
+     * is then taken from h2o (its request freed: a watching browser costs
+     * about 1 KiB); HTTP/2 and 1.0 ones stay h2o responses. */
     static h2o_iovec_t hello = {H2O_STRLIT("retry: 2000\n\n")};
+    static h2o_iovec_t hello_chunk = {H2O_STRLIT("d\r\nretry: 2000\n\n\r\n")};
     x->sending = 1;
+    if (ts_web_stream_start(req, &hello_chunk, 1, &stream_cbs, x, &x->st) == TS_OK)
+        return 0;
+    x->req = req;
+    h2o_start_response(req, &x->gen);
     h2o_send(req, &hello, 1, H2O_SEND_STATE_IN_PROGRESS);
     return 0;
+}
+
+/* The ring forgot everything up to seq: every chain learns it. */
+static void reset_feed(struct ts_web *w, uint64_t seq)
+{
+    ts_web_ring_reset(w->ring, seq);
+    for (size_t b = 0; b < GROUP_BUCKETS; b++)
+        for (struct group *g = w->groups[b]; g; g = g->next)
+            ts_web_chain_reset(&g->chain, seq);
 }
 
 void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev)
 {
     if (!w || w->closing)
         return;
+    int reset = 0;
     for (size_t i = 0; i < ev->n_events; i++) {
         const Threadsync__Event *e = ev->events[i];
         if (!e->thread || e->seq <= ts_web_ring_last(w->ring))
@@ -575,27 +741,40 @@ void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev)
         struct ts_web_event *x =
             b.failed ? NULL : ts_web_event_new(e->seq, e->thread->id, b.p, b.len);
         ts_buf_free(&b);
-        if (!x || ts_web_ring_push(w->ring, x) != TS_OK) {
+        /* Only a watched thread's events are chained, and pumped. */
+        struct group *g = group_find(w, e->thread->id);
+        if (!x || (g ? ts_web_chain_push(&g->chain, w->ring, x) : ts_web_ring_push(w->ring, x)) !=
+                      TS_OK) {
             /* Cannot keep it: browsers that needed it must reload. */
             ts_web_event_unref(x);
-            ts_web_ring_reset(w->ring, e->seq);
+            reset_feed(w, e->seq);
+            reset = 1;
+        } else if (g && !g->is_dirty) {
+            g->is_dirty = 1;
+            g->dirty = w->dirty;
+            w->dirty = g;
         }
     }
-    for (struct watcher *x = w->watchers, *next; x; x = next) {
-        next = x->next;
-        watcher_pump(x);
+    while (w->dirty) {
+        struct group *g = w->dirty;
+        w->dirty = g->dirty;
+        g->dirty = NULL;
+        g->is_dirty = 0;
+        if (!reset)
+            group_pump(w, g);
+        else
+            group_maybe_free(w, g);
     }
+    if (reset)
+        pump_all(w);
 }
 
 void ts_web_on_reset(struct ts_web *w, uint64_t seq)
 {
     if (!w || w->closing)
         return;
-    ts_web_ring_reset(w->ring, seq);
-    for (struct watcher *x = w->watchers, *next; x; x = next) {
-        next = x->next;
-        watcher_pump(x);
-    }
+    reset_feed(w, seq);
+    pump_all(w);
 }
 
 void ts_web_on_flushed(struct ts_web *w, const struct ts_mirror_touched *ids)
@@ -1209,10 +1388,7 @@ void ts_web_close(struct ts_web *w)
     if (w->timer_on)
         uv_close((uv_handle_t *)&w->heartbeat, NULL);
     w->timer_on = 0;
-    for (struct watcher *x = w->watchers, *next; x; x = next) {
-        next = x->next;
-        watcher_pump(x); /* ends each stream, now or at its proceed */
-    }
+    pump_all(w); /* ends each stream, now or at its proceed */
     ts_web_mod_close(w->mod);
     if (w->client)
         ts_client_close(w->client, NULL, NULL);

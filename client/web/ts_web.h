@@ -4,7 +4,7 @@
  *
  * It lives inside `threadsync mirror` (ts_cli_mirror_run_hooked): the
  * mirror keeps DIR current exactly as without it, and calls the edge at its
- * start, after each applied batch (ts_web_on_events), after a snapshot
+ * start, with each batch before it is applied (ts_web_on_events), after a snapshot
  * (ts_web_on_reset), after each render flush (ts_web_on_flushed: the edge
  * writes DIR/threads/<file>.atom for those threads) and when it stops.
  *

@@ -4,23 +4,32 @@
  *
  * Connections: each accepted socket is a struct conn whose first member is
  * the uv_tcp_t h2o reads and writes. h2o closes the handle when it is done
- * with the connection and calls on_conn_closed, which is the one place a
+ * with the connection (or a stream, once the connection is its own: see
+ * ts_web_stream_start) and calls on_conn_closed, which is the one place a
  * conn is unlinked, uncounted and freed.
  */
 #include "ts_web_http.h"
 
+#include <h2o/http1.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "ts_addr.h"
 #include "ts_err.h"
 
 #define ADDR_BUCKETS 1024
+#define SOCK_BUCKETS 8192
 #define H2O_HANDLES_MAX 32
+/* Bytes a streaming response's client may send before it counts as gone
+ * (nothing is expected: a browser sends its next request on another
+ * connection while an event stream is open). */
+#define STREAM_INPUT_MAX 4096
+#define STREAM_IOV_MAX 32
 
 struct addr_count {
     struct addr_count *next;
@@ -33,6 +42,12 @@ struct conn {
     struct ts_web_http *s;
     struct addr_count *ac;
     struct conn *prev, *next;
+    h2o_socket_t *sock;                  /* h2o's, over tcp */
+    struct conn *s_next;                 /* in by_sock */
+    const struct ts_web_stream_cbs *cbs; /* a stream (ts_web_stream_start) */
+    void *cb_arg;
+    int owned; /* the stream has the socket: h2o's request is gone */
+    int gone_told;
 };
 
 struct ts_web_http {
@@ -48,6 +63,7 @@ struct ts_web_http {
     struct conn *conns;
     unsigned n_conns;
     struct addr_count *by_addr[ADDR_BUCKETS];
+    struct conn *by_sock[SOCK_BUCKETS];
     uv_handle_t *h2o_handles[H2O_HANDLES_MAX]; /* made by h2o_context_init */
     size_t n_h2o_handles;
     int ctx_ready, listening, closing, released;
@@ -118,6 +134,19 @@ static void addr_drop(struct ts_web_http *s, struct addr_count *ac)
     free(ac);
 }
 
+static size_t sock_hash(const h2o_socket_t *sock)
+{
+    return (size_t)(((uintptr_t)sock >> 4) * 0x9E3779B97F4A7C15ull >> 40) % SOCK_BUCKETS;
+}
+
+static struct conn *conn_by_sock(struct ts_web_http *s, const h2o_socket_t *sock)
+{
+    for (struct conn *c = s->by_sock[sock_hash(sock)]; c; c = c->s_next)
+        if (c->sock == sock)
+            return c;
+    return NULL;
+}
+
 static void release_loop(struct ts_web_http *s)
 {
     if (s->released || !s->closing || s->listening || s->n_conns)
@@ -140,6 +169,11 @@ static void on_conn_closed(uv_handle_t *h)
     s->n_conns--;
     if (c->ac)
         addr_drop(s, c->ac);
+    struct conn **pp = &s->by_sock[sock_hash(c->sock)];
+    while (*pp && *pp != c)
+        pp = &(*pp)->s_next;
+    if (*pp)
+        *pp = c->s_next;
     free(c);
     release_loop(s);
 }
@@ -184,8 +218,14 @@ static void on_accept(uv_stream_t *listener, int status)
         s->conns->prev = c;
     s->conns = c;
     s->n_conns++;
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
-    h2o_accept(&s->accept_ctx, sock);
+    /* Small writes at once: an event stream is a series of them, and Nagle
+     * would hold each behind the client's delayed ACK of the one before. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    size_t b = sock_hash(c->sock);
+    c->s_next = s->by_sock[b];
+    s->by_sock[b] = c;
+    h2o_accept(&s->accept_ctx, c->sock);
 }
 
 struct walk {
@@ -366,6 +406,128 @@ void ts_web_http_free(struct ts_web_http *s)
             free(e);
         }
     free(s);
+}
+
+/* ---- streams: HTTP/1.1 responses taken over from h2o ---- */
+
+static void stream_gone(struct conn *c)
+{
+    const struct ts_web_stream_cbs *cbs = c->cbs;
+    if (cbs && !c->gone_told) {
+        c->gone_told = 1;
+        cbs->gone(c->cb_arg);
+    }
+}
+
+static void on_stream_read(h2o_socket_t *sock, const char *err)
+{
+    struct conn *c = sock->data;
+    if (!err && sock->input->size <= STREAM_INPUT_MAX)
+        return; /* unexpected bytes, kept for nothing: the connection ends with the stream */
+    h2o_socket_read_stop(sock);
+    stream_gone(c);
+}
+
+static void on_stream_written(h2o_socket_t *sock, const char *err)
+{
+    struct conn *c = sock->data;
+    if (err)
+        stream_gone(c);
+    else if (c->cbs)
+        c->cbs->written(c->cb_arg);
+}
+
+/* h2o wrote the head and freed the request (and its HTTP/1 connection):
+ * the socket is the stream's from now on. */
+static void on_upgraded(void *arg, h2o_socket_t *sock, size_t reqsize)
+{
+    (void)reqsize; /* the whole read buffer goes: nothing after the head is expected */
+    struct conn *c = arg;
+    if (!sock) {
+        stream_gone(c); /* h2o closes the socket; c goes at its close */
+        return;
+    }
+    c->owned = 1;
+    sock->data = c;
+    if (!c->cbs) { /* closed while the head was on its way */
+        c->owned = 0;
+        h2o_socket_close(sock);
+        return;
+    }
+    if (sock->input->size)
+        h2o_buffer_consume(&sock->input, sock->input->size);
+    h2o_socket_read_start(sock, on_stream_read);
+    c->cbs->written(c->cb_arg);
+}
+
+int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
+                        const struct ts_web_stream_cbs *cbs, void *arg, struct ts_web_stream **out)
+{
+    *out = NULL;
+    if (req->version != 0x101 || !req->conn->callbacks->get_socket)
+        return TS_E_INVALID_ARGUMENT;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    struct ts_web_http *s = H2O_STRUCT_FROM_MEMBER(struct ts_web_http, ctx, req->conn->ctx);
+    struct conn *c = sock ? conn_by_sock(s, sock) : NULL;
+    if (!c || c->cbs)
+        return TS_E_INVALID_ARGUMENT;
+    c->cbs = cbs;
+    c->cb_arg = arg;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_TRANSFER_ENCODING, NULL,
+                   H2O_STRLIT("chunked"));
+    h2o_http1_upgrade(req, first, n, on_upgraded, c);
+    *out = (struct ts_web_stream *)c;
+    return TS_OK;
+}
+
+int ts_web_stream_write(struct ts_web_stream *st, const h2o_iovec_t *bufs, size_t n)
+{
+    struct conn *c = (struct conn *)st;
+    h2o_iovec_t rest[STREAM_IOV_MAX];
+    if (n > STREAM_IOV_MAX)
+        n = STREAM_IOV_MAX; /* callers send at most SEND_BATCH + 1 (ts_web.c) */
+    memcpy(rest, bufs, n * sizeof(*bufs));
+    h2o_iovec_t *v = rest;
+    /* Plain TCP: straight to the socket. Through h2o (uv_write), a socket
+     * that is also read for its close costs an epoll_ctl per write (libuv
+     * re-arms it when a write queue drains) and a loop turn before the
+     * next one; a stream's write almost always goes out whole. */
+    if (!c->sock->ssl) {
+        struct iovec iov[STREAM_IOV_MAX];
+        size_t total = 0;
+        for (size_t i = 0; i < n; i++) {
+            iov[i].iov_base = v[i].base;
+            iov[i].iov_len = v[i].len;
+            total += v[i].len;
+        }
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
+        ssize_t r = sendmsg(h2o_socket_get_fd(c->sock), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        size_t done = r > 0 ? (size_t)r : 0;
+        if (done == total)
+            return 1;
+        /* The rest (all of it after an error: h2o reports it) through h2o. */
+        while (done && done >= v->len) {
+            done -= v->len;
+            v++;
+            n--;
+        }
+        v->base += done;
+        v->len -= done;
+    }
+    h2o_socket_write(c->sock, v, n, on_stream_written);
+    return 0;
+}
+
+void ts_web_stream_close(struct ts_web_stream *st)
+{
+    struct conn *c = (struct conn *)st;
+    if (!c)
+        return;
+    c->cbs = NULL;
+    if (c->owned) {
+        c->owned = 0;
+        h2o_socket_close(c->sock); /* c goes at its close (on_conn_closed) */
+    }
 }
 
 static void on_hold_dispose(void *p)

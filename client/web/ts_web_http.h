@@ -29,14 +29,16 @@
  * on shutdown, so close() shuts every tracked socket down (shutdown(2)): h2o
  * then sees EOF or a write error on its own paths and frees the connection.
  *
- * Invariants: every accepted connection is in the tracking list from accept
- * to its uv close callback; per-address counts are exact. h2o's own loop
+ * Invariants: every accepted connection is in the tracking list (and the
+ * table by h2o socket) from accept to its uv close callback; per-address
+ * counts are exact. A stream's connection (ts_web_stream) is h2o's until its
+ * head is written, then the stream's alone, which closes it. h2o's own loop
  * handles (timers, an async) are recorded at init and unref'd once close
  * is done, so the loop can end; ts_web_http_free() then disposes them and
  * must run after uv_run() returned (h2o runs the loop once in dispose).
  *
- * Load: a few hundred bytes per connection here (plus h2o's buffers); one
- * hash lookup per accept.
+ * Load: a few hundred bytes per connection here (plus h2o's buffers, which
+ * a stream gives back); one hash lookup per accept and per stream.
  */
 #ifndef TS_WEB_HTTP_H
 #define TS_WEB_HTTP_H
@@ -98,6 +100,42 @@ struct ts_web_http_hold {
 };
 struct ts_web_http_hold *ts_web_http_hold(h2o_req_t *req);
 void ts_web_http_release(struct ts_web_http_hold *h);
+
+/* An HTTP/1.1 response streamed outside h2o (server-sent events). While a
+ * response streams, h2o 2.2 keeps its whole request (a 4 KiB memory pool,
+ * the read buffer holding the request's head) and reads nothing from the
+ * connection, so a browser that left is noticed only when a write to it
+ * fails (the second after it left: minutes on a quiet thread), its
+ * descriptor and memory held until then. A stream instead sends the
+ * response's head (status and headers as set on req->res, plus
+ * Transfer-Encoding: chunked and Connection: upgrade) and first through
+ * h2o's HTTP/1 upgrade, which then frees the request and hands the socket
+ * over: an open stream costs this file's connection record and h2o's
+ * socket (about 1 KiB with the caller's state), and its connection is read
+ * again, so that a client's close is seen at once.
+ *
+ * _start: TS_OK and *out, or TS_E_INVALID_ARGUMENT when req is not HTTP/1.1
+ * (HTTP/2 or 1.0: stream with h2o_send then). Nothing of req may be used
+ * after it (h2o frees it once the head is out). The caller frames every
+ * chunk itself (first included) and sends the last one ("0\r\n\r\n")
+ * before closing. Callbacks (on the loop): written(arg) when the head, or
+ * a _write that returned 0, went out; gone(arg) once, when the client
+ * closed, sent more than a few KiB (no browser does on an event stream) or
+ * a write failed: then _close the stream. _write (at most 32 bufs): one at
+ * a time, after the head's written; returns 1 when all of bufs went out at
+ * once (no callback follows: write again at will), 0 when written or gone
+ * follows, and bufs' bytes must stay valid until then (or _close); the
+ * array itself is copied. _close: no callbacks after it; the connection
+ * closes (now, or once the head is out). NULL is fine. */
+struct ts_web_stream;
+struct ts_web_stream_cbs {
+    void (*written)(void *arg);
+    void (*gone)(void *arg);
+};
+int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
+                        const struct ts_web_stream_cbs *cbs, void *arg, struct ts_web_stream **out);
+int ts_web_stream_write(struct ts_web_stream *st, const h2o_iovec_t *bufs, size_t n);
+void ts_web_stream_close(struct ts_web_stream *st);
 
 /* Sends a complete response: body copied into req's pool. ctype may be
  * NULL (no Content-Type). */

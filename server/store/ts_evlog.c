@@ -185,8 +185,10 @@ int ts_evlog_append(struct ts_evlog *log, uint64_t seq, uint64_t thread_id,
 {
     if (seq <= log->last_seq || full->seq != seq || pub->seq != seq)
         return TS_E_INVALID_ARGUMENT;
-    size_t pub_max = protobuf_c_message_get_packed_size(&pub->base) + TS_FRAME_ELEMENT_OVERHEAD;
-    size_t full_max = protobuf_c_message_get_packed_size(&full->base) + TS_FRAME_ELEMENT_OVERHEAD;
+    size_t pub_body = protobuf_c_message_get_packed_size(&pub->base);
+    size_t full_body = protobuf_c_message_get_packed_size(&full->base);
+    size_t pub_max = pub_body + TS_FRAME_ELEMENT_OVERHEAD;
+    size_t full_max = full_body + TS_FRAME_ELEMENT_OVERHEAD;
     if (pub_max > ELEMENT_MAX || full_max > ELEMENT_MAX)
         return TS_E_TOO_LARGE;
     if (log->end_pos - log->first_pos == log->ring_cap && ring_grow(log) != TS_OK)
@@ -194,8 +196,8 @@ int ts_evlog_append(struct ts_evlog *log, uint64_t seq, uint64_t thread_id,
     uint8_t *p = reserve(log, pub_max + full_max);
     if (!p)
         return TS_E_NOMEM;
-    size_t pub_len = ts_frame_event_element(pub, p);
-    size_t full_len = ts_frame_event_element(full, p + pub_len);
+    size_t pub_len = ts_frame_event_element_sized(pub, pub_body, p);
+    size_t full_len = ts_frame_event_element_sized(full, full_body, p + pub_len);
     struct slot *s = slot_at(log, log->end_pos);
     s->seq = seq;
     s->thread_id = thread_id;

@@ -19,7 +19,8 @@
  * the rest of the command goes on (per-comment outcomes, ts_store.h).
  *
  * Deterministic like every apply: times, statuses and ids come from the
- * command. Load: one SHA-256 and a few hash lookups per comment.
+ * command. Load: one SHA-256 (two for a reply) and a few hash lookups per
+ * comment.
  */
 #include "ts_store.h"
 #include "ts_store_int.h"

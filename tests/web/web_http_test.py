@@ -385,6 +385,38 @@ class WebLimitsTest(unittest.TestCase):
                 return False
         wait_for(served, what="a served request")
 
+    def test_browsers_that_leave_are_released(self):
+        # h2o reads nothing from a connection while its response streams, so
+        # a browser that closed its event stream used to hold its connection
+        # (and descriptor) until a write to it failed: the second heartbeat
+        # or event after it left (30 s here). The edge now takes HTTP/1.1
+        # streams from h2o (ts_web_stream) and reads them for EOF. With hundreds of browsers
+        # coming and going that ran the edge out of descriptors (the
+        # benchmark's 20,000 connections). Each stream here fills the
+        # per-address cap; the next ones must be served as soon as the
+        # previous ones are gone, with nothing written to them meanwhile.
+        key = "lim/leave"
+        self.node.post(key, "seed")
+        self.web.wait_thread(key)
+        path = "/t/%s/events" % quote(key)
+
+        def open_all():
+            got = []
+            try:
+                for _ in range(3):
+                    got.append(SSE(self.web.port, path))
+                    if got[-1].status != 200:
+                        raise ConnectionError(got[-1].status)
+                return got
+            except (ConnectionError, EOFError):
+                for s in got:
+                    s.close()
+                return None
+        for _ in range(3):
+            streams = wait_for(open_all, timeout=10, what="3 streams served after 3 left")
+            for s in streams:
+                s.close()
+
     def test_resume_across_an_edge_restart(self):
         key = "lim/restart"
         self.node.post(key, "seed")

@@ -123,11 +123,11 @@ struct ts__req {
         ts_client_state_digest_cb state_digest;
     } cb;
     ts_client_backup_chunk_cb on_chunk; /* Backup: each BackupChunk of the answer */
-    ProtobufCMessage *msg; /* owned deep copy (protobuf-c unpacked); its request_id is set
-                              at each send */
-    int frame_case;        /* the Frame field that carries msg */
-    int result_case;       /* the Result body that answers it; selects cb */
-    int write;             /* follows NOT_LEADER to the leader (Post, moderation...) */
+    uint8_t *packed; /* the message packed (owned); framed with its request_id at each send */
+    size_t packed_len;
+    int frame_case;  /* the Frame field that carries it */
+    int result_case; /* the Result body that answers it; selects cb */
+    int write;       /* follows NOT_LEADER to the leader (Post, moderation...) */
     /* Owned copy of the last refusal the request is being retried after
      * (NOT_LEADER, UNAVAILABLE): when its deadline passes during a retry,
      * that refusal is the answer, not a bare TIMEOUT. */

@@ -35,6 +35,7 @@
 #ifndef TS_STORE_INT_H
 #define TS_STORE_INT_H
 
+#include <openssl/evp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>

@@ -396,6 +396,64 @@ START_TEST(test_msg_copy_and_pong)
 }
 END_TEST
 
+/* A request kept packed is framed around its bytes: the frame decodes to
+ * the same message with the id given, whatever request_id the bytes held;
+ * a message type without request_id is refused. */
+START_TEST(test_request_encode)
+{
+    Threadsync__ImportComment c = THREADSYNC__IMPORT_COMMENT__INIT;
+    Threadsync__ImportComment *cv[] = {&c};
+    c.source_id = "42";
+    c.thread_key = "site/a";
+    c.author_name = "Zoë";
+    c.body = "hello";
+    c.created_at_ms = 1577836800000;
+    Threadsync__Import im = THREADSYNC__IMPORT__INIT;
+    im.request_id = 5; /* stale: the frame's id must win */
+    im.source = "wordpress";
+    im.comments = cv;
+    im.n_comments = 1;
+    size_t plen = protobuf_c_message_get_packed_size(&im.base);
+    uint8_t *packed = malloc(plen);
+    ck_assert_ptr_nonnull(packed);
+    protobuf_c_message_pack(&im.base, packed);
+    for (uint64_t id = 1; id < ((uint64_t)1 << 40); id = id * 131 + 7) {
+        uint8_t *wire;
+        size_t len;
+        ck_assert_int_eq(
+            ts_frame_request_encode(THREADSYNC__FRAME__MSG_IMPORT, packed, plen, id, &wire, &len),
+            TS_OK);
+        ck_assert_uint_eq(((size_t)wire[0] << 24 | wire[1] << 16 | wire[2] << 8 | wire[3]),
+                          len - 4);
+        struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+        ck_assert_int_eq(ts_frame_decoder_feed(dec, wire, len), TS_OK);
+        Threadsync__Frame *f;
+        const char *field;
+        ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_OK);
+        ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_IMPORT);
+        ck_assert_uint_eq(f->import->request_id, id);
+        ck_assert_uint_eq(ts_frame_request_id(f), id);
+        ck_assert_str_eq(f->import->source, "wordpress");
+        ck_assert_uint_eq(f->import->n_comments, 1);
+        ck_assert_str_eq(f->import->comments[0]->author_name, "Zoë");
+        ck_assert_int_eq(f->import->comments[0]->created_at_ms, 1577836800000);
+        ts_frame_free(f);
+        ck_assert_uint_eq(ts_frame_decoder_pending(dec), 0);
+        ts_frame_decoder_free(dec);
+        free(wire);
+    }
+    uint8_t *wire = NULL;
+    size_t len;
+    ck_assert_int_eq(
+        ts_frame_request_encode(THREADSYNC__FRAME__MSG_PING, packed, 0, 1, &wire, &len),
+        TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_frame_request_encode(0, packed, plen, 1, &wire, &len),
+                     TS_E_INVALID_ARGUMENT);
+    ck_assert_ptr_null(wire);
+    free(packed);
+}
+END_TEST
+
 static Suite *frame_suite(void)
 {
     Suite *s = suite_create("ts_frame");
@@ -416,6 +474,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_two_oneof_members);
     tcase_add_test(tc, test_request_id_through_descriptors);
     tcase_add_test(tc, test_msg_copy_and_pong);
+    tcase_add_test(tc, test_request_encode);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;

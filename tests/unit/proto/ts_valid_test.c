@@ -56,6 +56,40 @@ START_TEST(test_text_controls)
 }
 END_TEST
 
+/* The ASCII fast paths (eight bytes at a time, printable runs) see a bad
+ * byte at every offset of a long string, and a good sequence right after a
+ * run: no position is skipped. */
+START_TEST(test_bad_byte_at_every_offset)
+{
+    char buf[40];
+    for (size_t at = 0; at < 36; at++) {
+        memset(buf, 'a', sizeof(buf));
+        buf[at] = (char)0x80; /* a lone continuation */
+        ck_assert_msg(!ts_valid_utf8(buf, sizeof(buf)), "0x80 at %zu", at);
+        ck_assert(!ts_valid_text(buf, sizeof(buf), 1));
+        buf[at] = 0x7F;
+        ck_assert_msg(ts_valid_utf8(buf, sizeof(buf)), "0x7F at %zu", at);
+        ck_assert_msg(!ts_valid_text(buf, sizeof(buf), 1), "0x7F at %zu", at);
+        buf[at] = '\n';
+        ck_assert(ts_valid_text(buf, sizeof(buf), 1));
+        ck_assert_msg(!ts_valid_text(buf, sizeof(buf), 0), "LF at %zu", at);
+        buf[at] = ' ';
+        struct ts_valid_err e;
+        ck_assert_int_eq(ts_valid_field(TS_VALID_IDEMPOTENCY_KEY, buf, sizeof(buf), &e),
+                         TS_E_INVALID_ARGUMENT); /* a key takes no space */
+        ck_assert(ts_valid_text(buf, sizeof(buf), 0));
+        if (at + 2 <= sizeof(buf)) {
+            memcpy(buf + at, "\xC3\xA9", 2);
+            ck_assert(ts_valid_utf8(buf, sizeof(buf)));
+            ck_assert(ts_valid_text(buf, sizeof(buf), 0));
+            buf[at + 1] = 'x'; /* truncated sequence */
+            ck_assert_msg(!ts_valid_utf8(buf, sizeof(buf)), "C3 x at %zu", at);
+            ck_assert(!ts_valid_text(buf, sizeof(buf), 1));
+        }
+    }
+}
+END_TEST
+
 static Threadsync__Post good_post(void)
 {
     Threadsync__Post p = THREADSYNC__POST__INIT;
@@ -335,6 +369,7 @@ int main(void)
     tcase_add_test(tc, test_utf8_edges);
     tcase_add_test(tc, test_count);
     tcase_add_test(tc, test_text_controls);
+    tcase_add_test(tc, test_bad_byte_at_every_offset);
     tcase_add_test(tc, test_post_ok);
     tcase_add_test(tc, test_post_limits);
     tcase_add_test(tc, test_err_names);

@@ -209,6 +209,15 @@ static void count_get(void *arg, int err, const Threadsync__Error *detail,
     (void)detail;
 }
 
+/* The request's message as the library keeps it: packed, owned. */
+static void set_packed(struct ts__req *r, const ProtobufCMessage *m)
+{
+    r->packed_len = protobuf_c_message_get_packed_size(m);
+    r->packed = malloc(r->packed_len ? r->packed_len : 1);
+    ck_assert_ptr_nonnull(r->packed);
+    protobuf_c_message_pack(m, r->packed);
+}
+
 static struct ts__req *mk(size_t i)
 {
     struct ts__req *r = calloc(1, sizeof(*r));
@@ -220,12 +229,12 @@ static struct ts__req *mk(size_t i)
         r->cb.get = count_get;
         Threadsync__Get g = THREADSYNC__GET__INIT;
         g.thread_key = "k";
-        r->msg = ts_frame_msg_copy(&g.base);
+        set_packed(r, &g.base);
     } else {
         r->result_case = THREADSYNC__RESULT__BODY_POST;
         r->cb.post = count_post;
         Threadsync__Post p = THREADSYNC__POST__INIT;
-        r->msg = ts_frame_msg_copy(&p.base);
+        set_packed(r, &p.base);
     }
     return r;
 }

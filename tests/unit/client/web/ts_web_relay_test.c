@@ -82,6 +82,69 @@ START_TEST(test_too_far_behind)
 }
 END_TEST
 
+/* A chain serves its thread's watchers without scanning other threads'
+ * events, tells a quiet thread's watcher it missed nothing however far the
+ * floor moved, and still says "reload" when the thread's own events are
+ * gone (out of the ring, or reset). */
+START_TEST(test_chain)
+{
+    struct ts_web_ring *r;
+    ck_assert_int_eq(ts_web_ring_new(4, 100, &r), TS_OK);
+    struct ts_web_chain a, b;
+    ts_web_chain_init(&a, r); /* thread 1, watched from seq 100 */
+    ts_web_chain_init(&b, r); /* thread 2 */
+    ck_assert_int_eq(ts_web_chain_push(&a, r, ev(101, 1)), TS_OK);
+    for (uint64_t s = 102; s <= 110; s++) /* thread 2 busy: 101 leaves the ring */
+        ck_assert_int_eq(ts_web_chain_push(&b, r, ev(s, 2)), TS_OK);
+    ck_assert_uint_eq(ts_web_ring_floor(r), 106);
+    struct ts_web_event *e;
+    /* Caught up on thread 1 (saw 101): nothing new, no reload, although
+     * its cursor is below the floor; the cursor moves to the newest seq. */
+    uint64_t cur = 101;
+    ck_assert_int_eq(ts_web_chain_next(&a, r, 1, &cur, &e), TS_E_AGAIN);
+    ck_assert_uint_eq(cur, 110);
+    cur = 101;
+    ck_assert_int_eq(ts_web_ring_next(r, 1, &cur, &e),
+                     TS_E_NOT_FOUND); /* the scan could not tell */
+    /* Missed 101, which left the ring: reload. */
+    cur = 100;
+    ck_assert_int_eq(ts_web_chain_next(&a, r, 1, &cur, &e), TS_E_NOT_FOUND);
+    /* Thread 1 again after thread 2's burst: found by walking its own chain. */
+    ck_assert_int_eq(ts_web_chain_push(&a, r, ev(111, 1)), TS_OK);
+    ck_assert_int_eq(ts_web_chain_push(&a, r, ev(112, 1)), TS_OK);
+    cur = 101;
+    ck_assert_int_eq(ts_web_chain_next(&a, r, 1, &cur, &e), TS_OK);
+    ck_assert_uint_eq(e->seq, 111);
+    cur = e->seq;
+    ck_assert_int_eq(ts_web_chain_next(&a, r, 1, &cur, &e), TS_OK);
+    ck_assert_uint_eq(e->seq, 112);
+    cur = e->seq;
+    ck_assert_int_eq(ts_web_chain_next(&a, r, 1, &cur, &e), TS_E_AGAIN);
+    /* Thread 2's watcher that saw 108: 109 and 110 are in the ring. */
+    cur = 108;
+    ck_assert_int_eq(ts_web_chain_next(&b, r, 2, &cur, &e), TS_OK);
+    ck_assert_uint_eq(e->seq, 109);
+    /* A cursor from before the chain began is served by the scan. */
+    struct ts_web_chain c;
+    ts_web_chain_init(&c, r);
+    ck_assert_uint_eq(c.since, 112);
+    cur = 109;
+    ck_assert_int_eq(ts_web_chain_next(&c, r, 1, &cur, &e), TS_OK);
+    ck_assert_uint_eq(e->seq, 111);
+    /* A reset: a caught-up cursor below it must reload, one at it not. */
+    ts_web_ring_reset(r, 120);
+    ts_web_chain_reset(&a, 120);
+    cur = 112;
+    ck_assert_int_eq(ts_web_chain_next(&a, r, 1, &cur, &e), TS_E_NOT_FOUND);
+    cur = 120;
+    ck_assert_int_eq(ts_web_chain_next(&a, r, 1, &cur, &e), TS_E_AGAIN);
+    ck_assert_int_eq(ts_web_chain_push(&a, r, ev(121, 1)), TS_OK);
+    ck_assert_int_eq(ts_web_chain_next(&a, r, 1, &cur, &e), TS_OK);
+    ck_assert_uint_eq(e->seq, 121);
+    ts_web_ring_free(r);
+}
+END_TEST
+
 START_TEST(test_shared_frames)
 {
     /* A frame in flight to a browser outlives its place in the ring; it is
@@ -115,6 +178,7 @@ int main(void)
     tcase_add_test(tc, test_resume_exact);
     tcase_add_test(tc, test_too_far_behind);
     tcase_add_test(tc, test_shared_frames);
+    tcase_add_test(tc, test_chain);
     suite_add_tcase(s, tc);
     return ts_check_run(s);
 }

@@ -6,6 +6,7 @@
  * positions and source names carried through a snapshot, and exact ids.
  */
 #include <check.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,6 +327,46 @@ START_TEST(test_malformed_entry)
 }
 END_TEST
 
+/* Every imported comment is kept under the first 16 bytes of
+ * SHA-256("threadsync-import-v1" NUL source NUL source_id), as
+ * threadsync_state.proto says: snapshots of other releases hold these, so
+ * however the store computes them, the bytes must not change. */
+START_TEST(test_import_digest_is_documented_sha256)
+{
+    struct fx f;
+    fx_init(&f);
+    struct imp m;
+    imp_init(&m, 4, ids4, parents4, st4);
+    apply(&f, 10, &m.cmd);
+    uint8_t *snap;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    Threadsync__State__StoreSnapshot *sn =
+        threadsync__state__store_snapshot__unpack(NULL, len, snap);
+    free(snap);
+    ck_assert_ptr_nonnull(sn);
+    size_t found = 0;
+    for (size_t i = 0; i < 4; i++) {
+        uint8_t in[64], h[SHA256_DIGEST_LENGTH];
+        size_t n = 0;
+        memcpy(in, "threadsync-import-v1", 21); /* with its NUL */
+        n = 21;
+        memcpy(in + n, "wordpress", 10);
+        n += 10;
+        memcpy(in + n, ids4[i], strlen(ids4[i]));
+        n += strlen(ids4[i]);
+        SHA256(in, n, h);
+        for (size_t k = 0; k < sn->n_imported; k++)
+            found += sn->imported[k]->digest.len == 16 &&
+                     memcmp(sn->imported[k]->digest.data, h, 16) == 0;
+    }
+    ck_assert_uint_eq(sn->n_imported, 3); /* "3" names a missing parent: refused */
+    ck_assert_uint_eq(found, 3);
+    threadsync__state__store_snapshot__free_unpacked(sn, NULL);
+    fx_free(&f);
+}
+END_TEST
+
 static Suite *import_suite(void)
 {
     Suite *s = suite_create("ts_store_import");
@@ -336,6 +377,7 @@ static Suite *import_suite(void)
     tcase_add_test(tc, test_snapshot_keeps_positions_and_sources);
     tcase_add_test(tc, test_exact_ids);
     tcase_add_test(tc, test_malformed_entry);
+    tcase_add_test(tc, test_import_digest_is_documented_sha256);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     return s;
