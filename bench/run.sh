@@ -168,10 +168,11 @@ start_server() {
     shift
     local dir=$SCRATCH/$name
     mkdir -p "$dir"
+    SRV_RAFT_PORT=$(free_port)
     # The abuse limits are off: one generator on one address is thousands
     # of legitimate clients here, posting as fast as the node accepts.
     "${SRV_PIN[@]}" "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
-        --raft-listen "127.0.0.1:$(free_port)" --tokens "$SCRATCH/tokens" \
+        --raft-listen "127.0.0.1:$SRV_RAFT_PORT" --tokens "$SCRATCH/tokens" \
         --rate-author off --rate-token off --max-conns-per-addr off \
         --metrics-listen "" --addr-file "$dir/addr" --log-level warn "$@" "${SERVER_FLAGS[@]}" \
         2>"$dir/server.log" &
@@ -195,6 +196,72 @@ start_server() {
 stop_server() {
     kill "$SRV_PID" 2>/dev/null || true
     wait "$SRV_PID" 2>/dev/null || true
+}
+
+# http_get PORT PATH: one request to 127.0.0.1:PORT (the node's metrics
+# listener answers and closes); prints the response, fails when nothing
+# listens.
+http_get() {
+    { exec 9<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&9
+    cat <&9
+    exec 9<&-
+}
+
+# metric TEXT NAME: a metric's value from a /metrics page.
+metric() { awk -v m="$2" '$1 == m { printf "%.0f", $2 + 0 }' <<<"$1"; }
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# restart_timed NAME [threadsyncd flags...]: stops node NAME and starts it
+# again on its data directory (same ports but a metrics listener), times
+# how long until /healthz answers 200, and reads the node's RSS then and
+# 3 s later against what the store and the event log hold
+# (threadsync_store_bytes + threadsync_evlog_bytes). Issue 17 item 7: the
+# restore once kept a decoded copy of the snapshot resident.
+restart_timed() {
+    local name=$1 dir=$SCRATCH/$1
+    shift
+    stop_server
+    local mport
+    mport=$(free_port)
+    rm -f "$dir/addr"
+    local t0 t1
+    t0=$(date +%s.%N)
+    "${SRV_PIN[@]}" "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
+        --raft-listen "127.0.0.1:$SRV_RAFT_PORT" --tokens "$SCRATCH/tokens" \
+        --rate-author off --rate-token off --max-conns-per-addr off \
+        --metrics-listen "127.0.0.1:$mport" --addr-file "$dir/addr" --log-level warn "$@" \
+        "${SERVER_FLAGS[@]}" 2>>"$dir/server.log" &
+    SRV_PID=$!
+    PIDS+=("$SRV_PID")
+    local i
+    for i in $(seq 1 12000); do
+        http_get "$mport" /healthz 2>/dev/null | head -1 | grep -q ' 200 ' && break
+        alive_or_die "threadsyncd $name (restart)" "$dir/server.log"
+        sleep 0.05
+    done
+    if [ "$i" = 12000 ]; then
+        echo "run.sh: threadsyncd $name not healthy 600 s after a restart" >&2
+        exit 1
+    fi
+    t1=$(date +%s.%N)
+    local rss_healthy rss page store evlog peak
+    rss_healthy=$(rss_kib "$SRV_PID")
+    sleep 3
+    rss=$(rss_kib "$SRV_PID")
+    peak=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SRV_PID/status")
+    page=$(http_get "$mport" /metrics)
+    store=$(metric "$page" threadsync_store_bytes)
+    evlog=$(metric "$page" threadsync_evlog_bytes)
+    SRV_ADDR=$(head -1 "$dir/addr")
+    local wall ratio
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    ratio=$(awk -v r="$rss" -v s="$store" -v e="$evlog" 'BEGIN { printf "%.2f", r * 1024 / (s + e) }')
+    echo "-- restart $name: healthy in ${wall}s"
+    echo "TABLE|restart|store $((store >> 20)) MiB + event log $((evlog >> 20)) MiB|/healthz in ${wall} s; RSS $((rss >> 10)) MiB 3 s later (${ratio}x store + log; $((rss_healthy >> 10)) MiB at /healthz, peak $((peak >> 10)) MiB)" |
+        tee -a "$RESULTS" | sed -e 's/^TABLE|/   /' | tr '|' ' '
+    echo "{\"scenario\":\"restart\",\"loadavg\":\"$(cat /proc/loadavg)\",\"healthy_s\":$wall,\"rss_healthy_kib\":$rss_healthy,\"rss_kib\":$rss,\"peak_kib\":$peak,\"store_bytes\":$store,\"evlog_bytes\":$evlog,\"rss_over_store_evlog\":$ratio}" >>"$RESULTS"
 }
 
 # lg SCENARIO [loadgen flags...]: runs one scenario against the current node.
@@ -387,9 +454,10 @@ if want catchup; then
     lg catchup --posts "$CATCHUP_M" --posters 16 --window 128 --label evlog --timeout 600
     mirror_hook
     stop_server
-    echo "== node C: catch-up by snapshot, store memory (fresh, --evlog-max-events 1024)"
+    echo "== node C: catch-up by snapshot, store memory, restart (fresh, --evlog-max-events 1024)"
     start_server C --evlog-max-events 1024
     lg catchup --posts "$CATCHUP_M" --posters 16 --window 128 --label store --timeout 600
+    restart_timed C --evlog-max-events 1024
     stop_server
 fi
 
@@ -477,7 +545,7 @@ PINNED="not pinned: node and generator share all $(nproc) cores"
 echo "== results ($MODE, generator threads: $THREADS, $(nproc) cores, $PINNED)"
 grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
 grep '^CPU|' "$RESULTS" >/dev/null && echo && echo "cpu (cores busy over each measured phase):" &&
-    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' | cut -d'|' -f2,3 |
+    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' -e '^TABLE|restart|' | cut -d'|' -f2,3 |
         tr '|' ' ') <(grep '^CPU|' "$RESULTS" | cut -d'|' -f2) | sed 's/^/   /'
 echo "   AES-128-GCM reference, one core, 16 KiB blocks: ${AES_KBPS} kB/s"
 echo

@@ -23,7 +23,7 @@ fi
 # threadsync import parses WordPress and Disqus XML exports with expat.
 # .ci/lint runs clang-format and clang-tidy-14's run-clang-tidy-14.
 pkgs=(build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
-      libssl-dev openssl check libraft-dev libsqlite3-dev libinih-dev libexpat1-dev
+      libssl-dev openssl check iproute2 libraft-dev libsqlite3-dev libinih-dev libexpat1-dev
       chromium fonts-noto-color-emoji fonts-wqy-microhei
       libh2o-dev chromium-driver python3-selenium clang-format clang-tidy-14 "${bench[@]}" "$@")
 

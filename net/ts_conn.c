@@ -8,6 +8,11 @@
  * once when a callback pauses, closes or poisons the input, so a paused
  * connection buffers at most one socket read plus one frame.
  *
+ * Requests (connect, write, shutdown) are allocated when made and freed
+ * by their callbacks, which libuv runs (canceled, if need be) before the
+ * handle's close callback: an idle connection holds none (192 bytes of
+ * uv_write_t in each of thousands of idle subscribers before).
+ *
  * Output: every engine call is followed by flush(). When nothing is queued
  * or in flight, flush() writes the engine's ciphertext straight to the
  * socket (uv_try_write from a per-thread scratch buffer): the common case of
@@ -79,14 +84,6 @@ struct out_chunk {
 struct ts_conn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* deferred pump after resume; then the close wait */
-    /* Never two at once: connect precedes every write, and shutdown is sent
-     * only once the last write has completed and nothing more can be
-     * queued. */
-    union {
-        uv_connect_t connect;
-        uv_write_t write;
-        uv_shutdown_t shutdown;
-    } req;
     struct ts_tls *tls;
     struct ts_frame_decoder *dec;
     struct ts_conn_cbs cbs;
@@ -300,6 +297,7 @@ static void flush(struct ts_conn *c)
 static void write_done(uv_write_t *req, int status)
 {
     struct ts_conn *c = req->handle->data;
+    free(req);
     c->write_busy = 0;
     while (c->out_head && c->out_head->inflight) {
         struct out_chunk *ch = c->out_head;
@@ -344,8 +342,10 @@ static void start_write(struct ts_conn *c)
         bufs[nb++] = uv_buf_init((char *)ch->data, (unsigned)ch->len);
         ch->inflight = 1;
     }
-    int r = uv_write(&c->req.write, (uv_stream_t *)&c->tcp, bufs, nb, write_done);
+    uv_write_t *req = malloc(sizeof(*req));
+    int r = req ? uv_write(req, (uv_stream_t *)&c->tcp, bufs, nb, write_done) : UV_ENOMEM;
     if (r < 0) {
+        free(req);
         for (struct out_chunk *ch = c->out_head; ch; ch = ch->next)
             ch->inflight = 0;
         TS_DEBUG("event=conn_write_error conn=%llu peer=%s role=%s error=%s",
@@ -558,6 +558,7 @@ static void defer(struct ts_conn *c)
 static void shutdown_done(uv_shutdown_t *req, int status)
 {
     struct ts_conn *c = req->handle->data;
+    free(req);
     c->shut_busy = 0;
     c->shut_done = 1;
     if (c->finishing)
@@ -579,10 +580,13 @@ static void maybe_finish(struct ts_conn *c)
         return;
     }
     if (!c->shut_done) {
-        if (uv_shutdown(&c->req.shutdown, (uv_stream_t *)&c->tcp, shutdown_done) == 0)
+        uv_shutdown_t *req = malloc(sizeof(*req));
+        if (req && uv_shutdown(req, (uv_stream_t *)&c->tcp, shutdown_done) == 0) {
             c->shut_busy = 1;
-        else
+        } else {
+            free(req);
             finish(c);
+        }
     }
     /* else: FIN sent; the peer's EOF or the timer ends it */
 }
@@ -654,10 +658,19 @@ static void connect_failed(struct ts_conn *c, int uverr)
     ts_conn_close(c, TS_E_IO);
 }
 
+static int start_connect(struct ts_conn *c, const struct sockaddr *sa)
+{
+    uv_connect_t *req = malloc(sizeof(*req));
+    int r = req ? uv_tcp_connect(req, &c->tcp, sa, connect_done) : UV_ENOMEM;
+    if (r < 0)
+        free(req);
+    return r;
+}
+
 static void connect_to(struct ts_conn *c, const struct sockaddr *sa)
 {
     set_peer(c, sa);
-    int r = uv_tcp_connect(&c->req.connect, &c->tcp, sa, connect_done);
+    int r = start_connect(c, sa);
     if (r < 0)
         connect_failed(c, r);
 }
@@ -678,6 +691,7 @@ static void connect_next(struct ts_conn *c)
 static void connect_done(uv_connect_t *req, int status)
 {
     struct ts_conn *c = req->handle->data;
+    free(req);
     if (c->finishing || status == UV_ECANCELED)
         return;
     if (status < 0) {
@@ -748,7 +762,7 @@ int ts_conn_connect(uv_loop_t *loop, const char *host, uint16_t port, SSL_CTX *c
     }
     if (numeric) {
         set_peer(c, &addr.sa);
-        rc = uv_tcp_connect(&c->req.connect, &c->tcp, &addr.sa, connect_done);
+        rc = start_connect(c, &addr.sa);
         if (rc < 0) {
             TS_INFO("event=conn_connect_error conn=%llu peer=%s role=%s error=%s",
                     (unsigned long long)c->id, c->peer, c->role, uv_err_name(rc));

@@ -155,6 +155,20 @@ static void repl_fail(struct ts_repl *r)
 
 /* ---- state machine glue (called by raft) ---------------------------- */
 
+/* The next snapshot after SNAP_LOG_SHARE of r->snap_base (the last
+ * snapshot's bytes) in entries of the mean size applied since then (see the
+ * file comment); the configured minimum until that is known. */
+static void set_threshold(struct ts_repl *r)
+{
+    uint64_t mean = r->entry_count ? r->entry_bytes / r->entry_count : 0;
+    uint64_t next = mean ? r->snap_base / SNAP_LOG_SHARE_DIV / mean : 0;
+    if (next < r->min_threshold)
+        next = r->min_threshold;
+    if (next > UINT32_MAX / 2)
+        next = UINT32_MAX / 2;
+    raft_set_snapshot_threshold(&r->raft, (unsigned)next);
+}
+
 static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void **result)
 {
     struct ts_repl *r = rfsm->data;
@@ -193,6 +207,8 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
     r->applied = index;
     r->entry_bytes += buf->len;
     r->entry_count++;
+    if (r->threshold_open)
+        set_threshold(r);
     *result = res;
     if (r->hooks.on_applied)
         r->hooks.on_applied(r->hooks.arg, index);
@@ -226,16 +242,10 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
     }
     ts_store_le64(hdr, REPL_SNAP_MAGIC);
     ts_store_le64(hdr + 8, index);
-    /* The next snapshot after len / SNAP_LOG_SHARE_DIV bytes of entries of
-     * the mean size seen since this one (see the file comment). */
-    uint64_t mean = r->entry_count ? r->entry_bytes / r->entry_count : 0;
-    uint64_t next = mean ? len / SNAP_LOG_SHARE_DIV / mean : 0;
-    if (next < r->min_threshold)
-        next = r->min_threshold;
-    if (next > UINT32_MAX / 2)
-        next = UINT32_MAX / 2;
-    raft_set_snapshot_threshold(&r->raft, (unsigned)next);
+    r->snap_base = len;
+    set_threshold(r);
     r->entry_bytes = r->entry_count = 0;
+    r->threshold_open = 0;
     v[0].base = hdr;
     v[0].len = REPL_SNAP_HDR;
     v[1].base = data;
@@ -286,6 +296,13 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     /* On success the buffer is ours (raft frees it only on failure). */
     raft_free(buf->base);
     r->applied = index;
+    /* Snapshots are paced by the restored one's size from here on, as by
+     * a taken one's, once the entries applied since give their mean size;
+     * at the configured minimum, a restart of a large state would
+     * serialise all of it again a few thousand entries into the replay. */
+    r->snap_base = buf->len - REPL_SNAP_HDR;
+    r->entry_bytes = r->entry_count = 0;
+    r->threshold_open = 1;
     TS_INFO("event=repl_restore dir=%s index=%llu", r->dir, (unsigned long long)index);
     if (r->hooks.on_restore)
         r->hooks.on_restore(r->hooks.arg, index);

@@ -18,6 +18,7 @@
 #include "ts_valid.h"
 
 #include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,16 +170,363 @@ out:
     return rc;
 }
 
-/* Loads a decoded snapshot into the empty st, checking what the layout and
- * the invariants rely on: ids ascending, keys unique, a comment after its
- * thread and parent, lengths within the limits. */
-static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapshot *snap)
+/* ---- restore: one record at a time ----
+ *
+ * Why not threadsync__state__store_snapshot__unpack: it decodes the whole
+ * snapshot at once, a protobuf struct and a malloc'd copy of every string
+ * of every record (at a million comments about 900 MB, twice the store
+ * being built from it), and freeing that afterwards left the same bytes as
+ * free holes under the new records: a restarted node held 2.5 times its
+ * store until the heap happened to be trimmed (issue 17, item 7). Here the
+ * top level is walked by hand and each record is decoded alone into a
+ * small scratch arena, loaded and dropped, so restoring holds the snapshot,
+ * the new state and one record.
+ *
+ * Records are loaded kind by kind in the order their checks need (threads,
+ * then comments, then what refers to comments), each kind in the order it
+ * appears, as a whole-message decode would list them; so a snapshot is
+ * walked once per kind. The other top-level fields (a few scalars) are
+ * copied into a small buffer and decoded as a StoreSnapshot without
+ * records. */
+
+/* Checks one record against what the layout and the invariants rely on
+ * (ids ascending, keys unique, a comment after its thread and parent,
+ * lengths within the limits) and adds it to st. */
+typedef int (*load_fn)(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                       const void *msg);
+static int load_thread(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                       const void *msg)
+{
+    const Threadsync__Thread *v = msg;
+    size_t key_len = ts__store_slen(v->key), title_len = ts__store_slen(v->title),
+           url_len = ts__store_slen(v->url);
+    if (!key_len || key_len > TS_THREAD_KEY_MAX || title_len > TS_TITLE_MAX ||
+        url_len > TS_URL_MAX || !v->id ||
+        (st->n_threads && v->id <= st->threads[st->n_threads - 1]->id) ||
+        ts__store_find_thread_key(st, v->key, key_len))
+        return TS_E_BAD_FRAME;
+    struct thread *t =
+        ts__store_thread_alloc(v->key, key_len, v->title, title_len, v->url, url_len);
+    if (!t)
+        return TS_E_NOMEM;
+    t->id = v->id;
+    t->created_at = v->created_at_ms;
+    t->locked = v->locked;
+    t->comment_count = v->comment_count;
+    t->version = v->version;
+    t->premoderated = v->premoderated;
+    if (ts__store_intern(st, v->moderated_by, &t->modby) != TS_OK ||
+        ts__store_thread_insert(st, t) != TS_OK) {
+        free(t);
+        return TS_E_NOMEM;
+    }
+    return TS_OK;
+}
+static int load_comment(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                        const void *msg)
+{
+    const Threadsync__Comment *v = msg;
+    size_t name_len = ts__store_slen(v->author_name), email_len = ts__store_slen(v->author_email);
+    size_t body_len = ts__store_slen(v->body);
+    struct thread *t = ts__store_find_thread_id(st, v->thread_id);
+    if (!t || name_len > (size_t)TS_AUTHOR_NAME_MAX_CP * 4 || email_len > TS_AUTHOR_EMAIL_MAX ||
+        body_len > TS_BODY_MAX || !ts_valid_reader_key(v->reader_key) || !v->id ||
+        ts__store_find_comment(st, v->id) ||
+        (t->n_comments && v->id <= t->comments[t->n_comments - 1]->id) || (int)v->status < 0 ||
+        (int)v->status > 255)
+        return TS_E_BAD_FRAME;
+    if (v->parent_id) {
+        const struct comment *parent = ts__store_find_comment(st, v->parent_id);
+        if (!parent || parent->thread_ix != t->ix)
+            return TS_E_BAD_FRAME;
+    }
+    struct comment_ext x = {.edited_at = v->edited_at_ms, .version = v->version};
+    if (ts__store_intern(st, v->moderated_by, &x.modby) != TS_OK)
+        return TS_E_NOMEM;
+    struct comment *c = ts__store_comment_alloc(v->author_name, name_len, v->author_email,
+                                                email_len, v->body, body_len, v->reader_key, &x);
+    if (!c)
+        return TS_E_NOMEM;
+    c->id = v->id;
+    c->thread_ix = t->ix;
+    c->parent_id = v->parent_id;
+    c->created_at = v->created_at_ms;
+    c->status = (uint8_t)v->status;
+    if (ts__store_comment_insert(st, t, c) != TS_OK) {
+        free(c);
+        return TS_E_NOMEM;
+    }
+    if (c->status == THREADSYNC__STATUS__PENDING)
+        t->pending_count++;
+    return TS_OK;
+}
+static int load_idempotency(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                            const void *msg)
+{
+    const Threadsync__State__IdempotencyEntry *v = msg;
+    struct idem e = {.comment_id = v->comment_id};
+    size_t key_len = ts__store_slen(v->key);
+    if (snap->format == 0) {
+        if (!key_len || key_len > TS_IDEMPOTENCY_KEY_MAX)
+            return TS_E_BAD_FRAME;
+        ts__store_idem_digest(v->key, key_len, e.key_digest);
+    } else {
+        if (key_len || v->key_digest.len != TS__STORE_DIGEST_LEN)
+            return TS_E_BAD_FRAME;
+        memcpy(e.key_digest, v->key_digest.data, TS__STORE_DIGEST_LEN);
+    }
+    /* The entry's answer must be its comment's (see struct idem): no
+     * release has written one that is not. */
+    const struct comment *c = ts__store_find_comment(st, v->comment_id);
+    if (!c || v->seq != v->comment_id || ts__store_comment_thread(st, c)->id != v->thread_id ||
+        c->created_at != v->time_ms || (int)v->status < 0 || (int)v->status > 255 ||
+        (v->edit_key_hash.len && v->edit_key_hash.len != TS_STORE_HASH_LEN))
+        return TS_E_BAD_FRAME;
+    e.comment_status = (uint8_t)v->status;
+    e.has_hash = v->edit_key_hash.len == TS_STORE_HASH_LEN;
+    if (e.has_hash)
+        memcpy(e.edit_hash, v->edit_key_hash.data, TS_STORE_HASH_LEN);
+    /* Format 2's fields; older formats have none (no content check, a
+     * random edit key). A derived entry needs the secret and its hash. */
+    if ((snap->format < 2 && (v->content_digest.len || v->derived)) ||
+        (v->content_digest.len && v->content_digest.len != TS__STORE_DIGEST_LEN) ||
+        (v->derived && (!st->has_edit_secret || !e.has_hash)))
+        return TS_E_BAD_FRAME;
+    e.has_content = v->content_digest.len == TS__STORE_DIGEST_LEN;
+    if (e.has_content)
+        memcpy(e.content_digest, v->content_digest.data, TS__STORE_DIGEST_LEN);
+    e.derived = v->derived;
+    /* BAD_FRAME: a repeated key, or entries out of comment id order */
+    int rc = ts__store_idem_append(st, &e);
+    if (rc != TS_OK)
+        return rc;
+    return TS_OK;
+}
+static int load_token(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                      const void *msg)
+{
+    const Threadsync__State__TokenEntry *v = msg;
+    if (!ts__store_valid_token_name(v->name) || ts__store_slen(v->created_by) > TS_STORE_NAME_MAX ||
+        (v->token_hash.len && v->token_hash.len != TS_STORE_HASH_LEN) ||
+        (!v->token_hash.len && !v->revoked) || v->role < 0 || v->role > THREADSYNC__ROLE__ADMIN)
+        return TS_E_BAD_FRAME;
+    struct token tk;
+    ts__store_token_init(&tk, v->name, v->created_by);
+    tk.has_hash = v->token_hash.len == TS_STORE_HASH_LEN;
+    if (tk.has_hash)
+        memcpy(tk.hash, v->token_hash.data, TS_STORE_HASH_LEN);
+    tk.role = (uint8_t)v->role;
+    tk.created_at = v->created_at_ms;
+    tk.revoked = v->revoked;
+    tk.revoked_at = v->revoked_at_ms;
+    tk.gateway = v->gateway;
+    int rc = ts__store_token_insert(st, &tk);
+    if (rc != TS_OK)
+        return rc == TS_E_EXISTS ? TS_E_BAD_FRAME : rc;
+    return TS_OK;
+}
+static int load_import(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                       const void *msg)
+{
+    const Threadsync__State__ImportRef *v = msg;
+    if (snap->format < TS__STORE_SNAPSHOT_FORMAT_IMPORT)
+        return TS_E_BAD_FRAME;
+    if (v->digest.len != TS__STORE_DIGEST_LEN || !ts__store_find_comment(st, v->comment_id) ||
+        ts__store_find_import(st, v->digest.data))
+        return TS_E_BAD_FRAME;
+    if (ts__store_import_add(st, v->digest.data, v->comment_id) != TS_OK)
+        return TS_E_NOMEM;
+    return TS_OK;
+}
+static int load_ban(struct state *st, const Threadsync__State__StoreSnapshot *snap, const void *msg)
+{
+    const Threadsync__State__BanEntry *v = msg;
+    size_t len = ts__store_slen(v->author);
+    if (!len || len > TS_AUTHOR_EMAIL_MAX || ts__store_slen(v->banned_by) > TS_STORE_NAME_MAX)
+        return TS_E_BAD_FRAME;
+    if (ts__store_ban_put(st, v->author, v->until_ms, v->banned_by ? v->banned_by : "") != TS_OK)
+        return TS_E_NOMEM;
+    return TS_OK;
+}
+static int load_audit(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                      const void *msg)
+{
+    if (snap->format < TS__STORE_SNAPSHOT_FORMAT_AUDIT)
+        return TS_E_BAD_FRAME;
+    struct audit *a = ts__store_audit_alloc(msg);
+    if (!a)
+        return TS_E_BAD_FRAME; /* a string over its limit (or no memory) */
+    /* BAD_FRAME: out of seq order, an unknown action */
+    int rc = ts__store_audit_push(st, a);
+    if (rc != TS_OK)
+        free(a);
+    return rc;
+}
+
+/* The record kinds, in loading order. */
+static const struct record_kind {
+    const char *field; /* in StoreSnapshot */
+    const ProtobufCMessageDescriptor *desc;
+    load_fn load;
+} record_kinds[] = {
+    {"threads", &threadsync__thread__descriptor, load_thread},
+    {"comments", &threadsync__comment__descriptor, load_comment},
+    {"idempotency", &threadsync__state__idempotency_entry__descriptor, load_idempotency},
+    {"tokens", &threadsync__state__token_entry__descriptor, load_token},
+    {"imported", &threadsync__state__import_ref__descriptor, load_import},
+    {"audit", &threadsync__audit_entry__descriptor, load_audit},
+    {"bans", &threadsync__state__ban_entry__descriptor, load_ban},
+};
+#define N_KINDS (sizeof(record_kinds) / sizeof(record_kinds[0]))
+
+static uint32_t kind_field_id(size_t k)
+{
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+        &threadsync__state__store_snapshot__descriptor, record_kinds[k].field);
+    return f ? f->id : 0;
+}
+
+/* One top-level field: number, wire type, and its bytes from the tag on
+ * (tag) and of the value (val, len; for length-delimited fields without
+ * the length prefix). */
+struct wire_field {
+    uint32_t num;
+    unsigned wt;
+    const uint8_t *tag, *val, *end;
+    size_t len;
+};
+
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return TS_OK;
+        }
+    }
+    return TS_E_BAD_FRAME;
+}
+
+/* The field at *p, advancing *p past it. Groups (wire types 3 and 4) are
+ * refused, as protobuf-c refuses them. */
+static int next_field(const uint8_t **p, const uint8_t *end, struct wire_field *f)
+{
+    uint64_t key, v;
+    f->tag = *p;
+    if (get_varint(p, end, &key) != TS_OK || (key >> 3) == 0 || (key >> 3) > UINT32_MAX)
+        return TS_E_BAD_FRAME;
+    f->num = (uint32_t)(key >> 3);
+    f->wt = (unsigned)(key & 7);
+    f->val = *p;
+    switch (f->wt) {
+    case 0:
+        if (get_varint(p, end, &v) != TS_OK)
+            return TS_E_BAD_FRAME;
+        break;
+    case 1:
+    case 5:
+        if ((size_t)(end - *p) < (f->wt == 1 ? 8u : 4u))
+            return TS_E_BAD_FRAME;
+        *p += f->wt == 1 ? 8 : 4;
+        break;
+    case 2:
+        if (get_varint(p, end, &v) != TS_OK || v > (uint64_t)(end - *p))
+            return TS_E_BAD_FRAME;
+        f->val = *p;
+        *p += v;
+        break;
+    default:
+        return TS_E_BAD_FRAME;
+    }
+    f->end = *p;
+    f->len = (size_t)(f->end - f->val);
+    return TS_OK;
+}
+
+/* A bump arena for one record's decode: records are small, so decoding
+ * one costs no malloc; what does not fit (a record near the size limits)
+ * falls back to malloc, and free tells the two apart. */
+#define SCRATCH_BYTES (64u << 10)
+
+struct scratch {
+    ProtobufCAllocator a;
+    uint8_t *p;
+    size_t used;
+};
+
+static void *scratch_alloc(void *arg, size_t n)
+{
+    struct scratch *sc = arg;
+    size_t need = (n + 15) & ~(size_t)15;
+    if (need >= n && need <= SCRATCH_BYTES - sc->used) {
+        void *r = sc->p + sc->used;
+        sc->used += need;
+        return r;
+    }
+    return malloc(n ? n : 1);
+}
+
+static void scratch_free(void *arg, void *ptr)
+{
+    struct scratch *sc = arg;
+    if ((uint8_t *)ptr < sc->p || (uint8_t *)ptr >= sc->p + SCRATCH_BYTES)
+        free(ptr);
+}
+
+/* Whether field number num holds records. */
+static int is_record_field(const uint32_t ids[N_KINDS], uint32_t num)
+{
+    for (size_t k = 0; k < N_KINDS; k++)
+        if (ids[k] == num)
+            return 1;
+    return 0;
+}
+
+/* Copies the fields that are not records into out (NULL: only counts);
+ * returns their bytes, or SIZE_MAX when the top level does not parse. */
+static size_t header_fields(const uint8_t *buf, size_t len, const uint32_t ids[N_KINDS],
+                            uint8_t *out)
+{
+    size_t n = 0;
+    const uint8_t *p = buf, *end = buf + len;
+    while (p < end) {
+        struct wire_field f;
+        if (next_field(&p, end, &f) != TS_OK)
+            return SIZE_MAX;
+        if (is_record_field(ids, f.num))
+            continue;
+        if (out)
+            memcpy(out + n, f.tag, (size_t)(f.end - f.tag));
+        n += (size_t)(f.end - f.tag);
+    }
+    return n;
+}
+
+/* The snapshot's top level without its records, decoded: *out is freed
+ * with threadsync__state__store_snapshot__free_unpacked(*out, NULL). */
+static int decode_header(const uint8_t *buf, size_t len, const uint32_t ids[N_KINDS],
+                         Threadsync__State__StoreSnapshot **out)
+{
+    size_t n = header_fields(buf, len, ids, NULL);
+    if (n == SIZE_MAX)
+        return TS_E_BAD_FRAME;
+    uint8_t *hdr = malloc(n ? n : 1);
+    if (!hdr)
+        return TS_E_NOMEM;
+    header_fields(buf, len, ids, hdr);
+    *out = threadsync__state__store_snapshot__unpack(NULL, n, hdr);
+    free(hdr);
+    return *out ? TS_OK : TS_E_BAD_FRAME;
+}
+
+static int load_header(struct state *st, const Threadsync__State__StoreSnapshot *snap)
 {
     if (snap->format > TS__STORE_SNAPSHOT_FORMAT_AUDIT)
         return TS_E_BAD_FRAME; /* a newer release's: what it means is unknown here */
-    if (snap->format < TS__STORE_SNAPSHOT_FORMAT_AUDIT && snap->n_audit)
-        return TS_E_BAD_FRAME;
-    if (snap->format < TS__STORE_SNAPSHOT_FORMAT_IMPORT && (snap->position || snap->n_imported))
+    if (snap->format < TS__STORE_SNAPSHOT_FORMAT_IMPORT && snap->position)
         return TS_E_BAD_FRAME;
     st->last_index = snap->last_index;
     st->pos = snap->position ? snap->position->value : snap->last_index;
@@ -193,169 +541,59 @@ static int load_snapshot(struct state *st, const Threadsync__State__StoreSnapsho
         memcpy(st->edit_secret, snap->edit_secret.data, TS_STORE_HASH_LEN);
         st->has_edit_secret = 1;
     }
-    for (size_t i = 0; i < snap->n_threads; i++) {
-        const Threadsync__Thread *v = snap->threads[i];
-        size_t key_len = ts__store_slen(v->key), title_len = ts__store_slen(v->title),
-               url_len = ts__store_slen(v->url);
-        if (!key_len || key_len > TS_THREAD_KEY_MAX || title_len > TS_TITLE_MAX ||
-            url_len > TS_URL_MAX || !v->id ||
-            (st->n_threads && v->id <= st->threads[st->n_threads - 1]->id) ||
-            ts__store_find_thread_key(st, v->key, key_len))
+    return TS_OK;
+}
+
+/* Every record of kind k, in order. */
+static int load_records(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                        const uint8_t *buf, size_t len, size_t k, uint32_t id, struct scratch *sc)
+{
+    const uint8_t *p = buf, *end = buf + len;
+    while (p < end) {
+        struct wire_field f;
+        if (next_field(&p, end, &f) != TS_OK)
             return TS_E_BAD_FRAME;
-        struct thread *t =
-            ts__store_thread_alloc(v->key, key_len, v->title, title_len, v->url, url_len);
-        if (!t)
-            return TS_E_NOMEM;
-        t->id = v->id;
-        t->created_at = v->created_at_ms;
-        t->locked = v->locked;
-        t->comment_count = v->comment_count;
-        t->version = v->version;
-        t->premoderated = v->premoderated;
-        if (ts__store_intern(st, v->moderated_by, &t->modby) != TS_OK ||
-            ts__store_thread_insert(st, t) != TS_OK) {
-            free(t);
-            return TS_E_NOMEM;
-        }
-    }
-    for (size_t i = 0; i < snap->n_comments; i++) {
-        const Threadsync__Comment *v = snap->comments[i];
-        size_t name_len = ts__store_slen(v->author_name),
-               email_len = ts__store_slen(v->author_email);
-        size_t body_len = ts__store_slen(v->body);
-        struct thread *t = ts__store_find_thread_id(st, v->thread_id);
-        if (!t || name_len > (size_t)TS_AUTHOR_NAME_MAX_CP * 4 || email_len > TS_AUTHOR_EMAIL_MAX ||
-            body_len > TS_BODY_MAX || !ts_valid_reader_key(v->reader_key) || !v->id ||
-            ts__store_find_comment(st, v->id) ||
-            (t->n_comments && v->id <= t->comments[t->n_comments - 1]->id) || (int)v->status < 0 ||
-            (int)v->status > 255)
+        if (f.num != id)
+            continue;
+        if (f.wt != 2)
             return TS_E_BAD_FRAME;
-        if (v->parent_id) {
-            const struct comment *parent = ts__store_find_comment(st, v->parent_id);
-            if (!parent || parent->thread_ix != t->ix)
-                return TS_E_BAD_FRAME;
-        }
-        struct comment_ext x = {.edited_at = v->edited_at_ms, .version = v->version};
-        if (ts__store_intern(st, v->moderated_by, &x.modby) != TS_OK)
-            return TS_E_NOMEM;
-        struct comment *c =
-            ts__store_comment_alloc(v->author_name, name_len, v->author_email, email_len, v->body,
-                                    body_len, v->reader_key, &x);
-        if (!c)
-            return TS_E_NOMEM;
-        c->id = v->id;
-        c->thread_ix = t->ix;
-        c->parent_id = v->parent_id;
-        c->created_at = v->created_at_ms;
-        c->status = (uint8_t)v->status;
-        if (ts__store_comment_insert(st, t, c) != TS_OK) {
-            free(c);
-            return TS_E_NOMEM;
-        }
-        if (c->status == THREADSYNC__STATUS__PENDING)
-            t->pending_count++;
-    }
-    for (size_t i = 0; i < snap->n_idempotency; i++) {
-        const Threadsync__State__IdempotencyEntry *v = snap->idempotency[i];
-        struct idem e = {.comment_id = v->comment_id};
-        size_t key_len = ts__store_slen(v->key);
-        if (snap->format == 0) {
-            if (!key_len || key_len > TS_IDEMPOTENCY_KEY_MAX)
-                return TS_E_BAD_FRAME;
-            ts__store_idem_digest(v->key, key_len, e.key_digest);
-        } else {
-            if (key_len || v->key_digest.len != TS__STORE_DIGEST_LEN)
-                return TS_E_BAD_FRAME;
-            memcpy(e.key_digest, v->key_digest.data, TS__STORE_DIGEST_LEN);
-        }
-        /* The entry's answer must be its comment's (see struct idem): no
-         * release has written one that is not. */
-        const struct comment *c = ts__store_find_comment(st, v->comment_id);
-        if (!c || v->seq != v->comment_id || ts__store_comment_thread(st, c)->id != v->thread_id ||
-            c->created_at != v->time_ms || (int)v->status < 0 || (int)v->status > 255 ||
-            (v->edit_key_hash.len && v->edit_key_hash.len != TS_STORE_HASH_LEN))
+        sc->used = 0;
+        ProtobufCMessage *m = protobuf_c_message_unpack(record_kinds[k].desc, &sc->a, f.len, f.val);
+        if (!m)
             return TS_E_BAD_FRAME;
-        e.comment_status = (uint8_t)v->status;
-        e.has_hash = v->edit_key_hash.len == TS_STORE_HASH_LEN;
-        if (e.has_hash)
-            memcpy(e.edit_hash, v->edit_key_hash.data, TS_STORE_HASH_LEN);
-        /* Format 2's fields; older formats have none (no content check, a
-         * random edit key). A derived entry needs the secret and its hash. */
-        if ((snap->format < 2 && (v->content_digest.len || v->derived)) ||
-            (v->content_digest.len && v->content_digest.len != TS__STORE_DIGEST_LEN) ||
-            (v->derived && (!st->has_edit_secret || !e.has_hash)))
-            return TS_E_BAD_FRAME;
-        e.has_content = v->content_digest.len == TS__STORE_DIGEST_LEN;
-        if (e.has_content)
-            memcpy(e.content_digest, v->content_digest.data, TS__STORE_DIGEST_LEN);
-        e.derived = v->derived;
-        /* BAD_FRAME: a repeated key, or entries out of comment id order */
-        int rc = ts__store_idem_append(st, &e);
+        int rc = record_kinds[k].load(st, snap, m);
+        protobuf_c_message_free_unpacked(m, &sc->a);
         if (rc != TS_OK)
             return rc;
-    }
-    for (size_t i = 0; i < snap->n_tokens; i++) {
-        const Threadsync__State__TokenEntry *v = snap->tokens[i];
-        if (!ts__store_valid_token_name(v->name) ||
-            ts__store_slen(v->created_by) > TS_STORE_NAME_MAX ||
-            (v->token_hash.len && v->token_hash.len != TS_STORE_HASH_LEN) ||
-            (!v->token_hash.len && !v->revoked) || v->role < 0 || v->role > THREADSYNC__ROLE__ADMIN)
-            return TS_E_BAD_FRAME;
-        struct token tk;
-        ts__store_token_init(&tk, v->name, v->created_by);
-        tk.has_hash = v->token_hash.len == TS_STORE_HASH_LEN;
-        if (tk.has_hash)
-            memcpy(tk.hash, v->token_hash.data, TS_STORE_HASH_LEN);
-        tk.role = (uint8_t)v->role;
-        tk.created_at = v->created_at_ms;
-        tk.revoked = v->revoked;
-        tk.revoked_at = v->revoked_at_ms;
-        tk.gateway = v->gateway;
-        int rc = ts__store_token_insert(st, &tk);
-        if (rc != TS_OK)
-            return rc == TS_E_EXISTS ? TS_E_BAD_FRAME : rc;
-    }
-    for (size_t i = 0; i < snap->n_imported; i++) {
-        const Threadsync__State__ImportRef *v = snap->imported[i];
-        if (v->digest.len != TS__STORE_DIGEST_LEN || !ts__store_find_comment(st, v->comment_id) ||
-            ts__store_find_import(st, v->digest.data))
-            return TS_E_BAD_FRAME;
-        if (ts__store_import_add(st, v->digest.data, v->comment_id) != TS_OK)
-            return TS_E_NOMEM;
-    }
-    for (size_t i = 0; i < snap->n_audit; i++) {
-        struct audit *a = ts__store_audit_alloc(snap->audit[i]);
-        if (!a)
-            return TS_E_BAD_FRAME; /* a string over its limit (or no memory) */
-        /* BAD_FRAME: out of seq order, an unknown action */
-        int rc = ts__store_audit_push(st, a);
-        if (rc != TS_OK) {
-            free(a);
-            return rc;
-        }
-    }
-    for (size_t i = 0; i < snap->n_bans; i++) {
-        const Threadsync__State__BanEntry *v = snap->bans[i];
-        size_t len = ts__store_slen(v->author);
-        if (!len || len > TS_AUTHOR_EMAIL_MAX || ts__store_slen(v->banned_by) > TS_STORE_NAME_MAX)
-            return TS_E_BAD_FRAME;
-        if (ts__store_ban_put(st, v->author, v->until_ms, v->banned_by ? v->banned_by : "") !=
-            TS_OK)
-            return TS_E_NOMEM;
     }
     return TS_OK;
 }
 
+static int load_snapshot(struct state *st, const uint8_t *buf, size_t len)
+{
+    uint32_t ids[N_KINDS];
+    for (size_t k = 0; k < N_KINDS; k++)
+        if (!(ids[k] = kind_field_id(k)))
+            return TS_E_INTERNAL;
+    Threadsync__State__StoreSnapshot *snap;
+    int rc = decode_header(buf, len, ids, &snap);
+    if (rc != TS_OK)
+        return rc;
+    struct scratch sc = {{scratch_alloc, scratch_free, NULL}, malloc(SCRATCH_BYTES), 0};
+    sc.a.allocator_data = &sc;
+    rc = sc.p ? load_header(st, snap) : TS_E_NOMEM;
+    for (size_t k = 0; k < N_KINDS && rc == TS_OK; k++)
+        rc = load_records(st, snap, buf, len, k, ids[k], &sc);
+    free(sc.p);
+    threadsync__state__store_snapshot__free_unpacked(snap, NULL);
+    return rc;
+}
+
 int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len)
 {
-    Threadsync__State__StoreSnapshot *snap =
-        threadsync__state__store_snapshot__unpack(NULL, len, buf);
-    if (!snap)
-        return TS_E_BAD_FRAME;
     struct state st;
     ts__store_state_init(&st);
-    int rc = load_snapshot(&st, snap);
-    threadsync__state__store_snapshot__free_unpacked(snap, NULL);
+    int rc = load_snapshot(&st, buf, len);
     if (rc != TS_OK) {
         ts__store_state_free(&st);
         return rc;

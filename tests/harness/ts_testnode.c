@@ -615,6 +615,22 @@ int ts_plain_connect(const char *addr)
 
 int ts_raw_connect(const char *addr, const char *ca_file, const char *alpn, struct ts_raw **out)
 {
+    return ts_raw_connect_session(addr, ca_file, alpn, NULL, out);
+}
+
+SSL_SESSION *ts_raw_session(struct ts_raw *r)
+{
+    return SSL_get1_session(r->ssl);
+}
+
+int ts_raw_resumed(const struct ts_raw *r)
+{
+    return SSL_session_reused(r->ssl);
+}
+
+int ts_raw_connect_session(const char *addr, const char *ca_file, const char *alpn,
+                           SSL_SESSION *sess, struct ts_raw **out)
+{
     struct ts_raw *r = calloc(1, sizeof(*r));
     if (!r)
         return TS_E_NOMEM;
@@ -639,6 +655,8 @@ int ts_raw_connect(const char *addr, const char *ca_file, const char *alpn, stru
     ts_addr_parse(addr, host, sizeof(host), &port);
     X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(r->ssl), host);
     SSL_set_fd(r->ssl, r->fd);
+    if (sess && SSL_set_session(r->ssl, sess) != 1)
+        goto fail_tls;
     struct timeval tv = {10, 0};
     setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     if (SSL_connect(r->ssl) != 1)

@@ -31,6 +31,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <openssl/ssl.h>
+
 #include "threadsync.pb-c.h"
 
 struct ts_testnode {
@@ -128,6 +130,16 @@ struct ts_raw;
 
 /* alpn NULL: offer no ALPN. TS_E_TLS when the handshake fails. */
 int ts_raw_connect(const char *addr, const char *ca_file, const char *alpn, struct ts_raw **out);
+/* ts_raw_connect offering sess (NULL: none; the caller keeps its reference)
+ * for resumption. */
+int ts_raw_connect_session(const char *addr, const char *ca_file, const char *alpn,
+                           SSL_SESSION *sess, struct ts_raw **out);
+/* The session to resume r's with (a TLS 1.3 ticket arrives after the
+ * handshake: read a frame first), a reference the caller frees with
+ * SSL_SESSION_free; NULL when there is none. */
+SSL_SESSION *ts_raw_session(struct ts_raw *r);
+/* 1 when r's handshake resumed a session. */
+int ts_raw_resumed(const struct ts_raw *r);
 /* Sends Hello with token; returns TS_OK with the Welcome's role, or the
  * Error's code. */
 int ts_raw_hello(struct ts_raw *r, const char *token, int *role);

@@ -9,7 +9,8 @@
  *   - threadsync admin backup while posts flow, threadsyncd --restore into a
  *     new node, the same state digest (and seq) there, new ids above every
  *     restored one, the same state after a restart; refusals: a non-admin
- *     token, a damaged file, a data directory that already has raft data.
+ *     token, a damaged file, a data directory that already has raft data;
+ *   - resumed TLS sessions counted, and the listener's accept queue.
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -526,6 +527,59 @@ START_TEST(test_logs_name_connections_and_keep_secrets)
 }
 END_TEST
 
+/* A reconnect storm is cheap only if it is made of resumed handshakes that
+ * never wait in the kernel: clients that come back resume their TLS 1.3
+ * sessions (tickets) through the I/O threads, the node counts each, and its
+ * listener's accept queue is as deep as the host allows (with 1024 a storm
+ * of 5,000 overflowed it, and each connection that found it full waited a
+ * second for a retransmitted handshake). */
+START_TEST(test_resumptions_counted_and_backlog)
+{
+    const char *extra[] = {"--metrics-listen", metrics_addr, "--io-threads", "2", NULL};
+    ck_assert_int_eq(ts_testnode_restart(&node, extra), TS_OK);
+    struct ts_raw *r;
+    int role;
+    ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
+    /* the Welcome comes after the tickets */
+    ck_assert_int_eq(ts_raw_hello(r, node.reader_token, &role), TS_OK);
+    ck_assert(!ts_raw_resumed(r));
+    SSL_SESSION *sess = ts_raw_session(r);
+    ck_assert(sess && SSL_SESSION_is_resumable(sess));
+    /* OpenSSL drops the session of a connection freed without close_notify */
+    ts_raw_shutdown_write(r);
+    ts_raw_close(r);
+    enum { AGAIN = 3 };
+    for (int i = 0; i < AGAIN; i++) {
+        ck_assert_int_eq(ts_raw_connect_session(node.addr, node.ca, TS_ALPN, sess, &r), TS_OK);
+        ck_assert_int_eq(ts_raw_hello(r, node.reader_token, &role), TS_OK);
+        ck_assert_msg(ts_raw_resumed(r), "reconnection %d not resumed", i);
+        ts_raw_shutdown_write(r);
+        ts_raw_close(r);
+    }
+    SSL_SESSION_free(sess);
+    struct ts_prom *p = scrape();
+    ck_assert(get(p, "threadsync_tls_handshakes_total", NULL) == 1 + AGAIN);
+    ck_assert(get(p, "threadsync_tls_resumptions_total", NULL) == AGAIN);
+    ts_prom_free(p);
+
+    /* ss shows a listener's accept queue limit as its Send-Q */
+    long somaxconn = 0;
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%ld", &somaxconn), 1);
+    fclose(f);
+    char filter[64];
+    snprintf(filter, sizeof(filter), "sport = :%s", strrchr(node.addr, ':') + 1);
+    const char *argv[] = {"/usr/bin/ss", "-ltnH", filter, NULL};
+    char *out = NULL;
+    ck_assert_int_eq(ts_test_run(argv, NULL, NULL, &out), 0);
+    long recv_q = -1, send_q = -1;
+    ck_assert_msg(sscanf(out, "LISTEN %ld %ld", &recv_q, &send_q) == 2, "ss: %s", out);
+    free(out);
+    ck_assert_int_eq(send_q, somaxconn < 65535 ? somaxconn : 65535);
+}
+END_TEST
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -538,6 +592,7 @@ int main(void)
     tcase_add_test(tc, test_backup_while_posting_and_restore);
     tcase_add_test(tc, test_backup_refusals);
     tcase_add_test(tc, test_logs_name_connections_and_keep_secrets);
+    tcase_add_test(tc, test_resumptions_counted_and_backlog);
     suite_add_tcase(s, tc);
     return ts_check_run(s);
 }

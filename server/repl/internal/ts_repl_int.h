@@ -117,6 +117,8 @@ struct ts_repl {
     unsigned min_threshold;             /* the configured snapshot threshold */
     uint64_t entry_bytes;               /* payload bytes applied, and entries, since */
     uint64_t entry_count;               /* the last snapshot: their mean sizes the next */
+    uint64_t snap_base;                 /* bytes of the last snapshot taken or restored */
+    int threshold_open; /* restored: each apply re-sizes the threshold until a snapshot */
 
     uv_timer_t defer;
     unsigned store_waits; /* 1 ms polls of on_defer waiting for the disk */

@@ -259,16 +259,19 @@ static void run_until(uv_loop_t *loop, int (*pred)(void *), void *arg, unsigned 
 
 /* A snapshot is taken asynchronously: the FSM has produced it before raft
  * has written it. Closing in between loses it (nothing is wrong with that,
- * but the test wants a restart from a snapshot). */
+ * but the test wants a restart from a snapshot). arg NULL: any snapshot;
+ * else the one of index *(uint64_t *)arg (snapshot-TERM-INDEX-TIME.meta). */
 static int snapshot_on_disk(void *arg)
 {
-    (void)arg;
+    char mid[32] = "";
+    if (arg)
+        snprintf(mid, sizeof(mid), "-%llu-", (unsigned long long)*(const uint64_t *)arg);
     DIR *d = opendir(g_dir);
     int found = 0;
     struct dirent *e;
     while (d && !found && (e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
-        found = strncmp(e->d_name, "snapshot-", 9) == 0 && len > 5 &&
+        found = strncmp(e->d_name, "snapshot-", 9) == 0 && strstr(e->d_name + 9, mid) && len > 5 &&
                 strcmp(e->d_name + len - 5, ".meta") == 0;
     }
     if (d)
@@ -488,18 +491,26 @@ START_TEST(test_restart_replays_log)
 }
 END_TEST
 
-/* With a small snapshot threshold a restart is restore + replay of the
- * entries after the snapshot, and ends in the same state. */
-START_TEST(test_restart_snapshot_and_replay)
+/* A leader on a fresh data directory that snapshots at least every 16
+ * entries, keeping 4; returns its configuration. */
+static struct ts_repl_config start_snapshotting(struct node *a)
 {
     make_dir();
     struct ts_repl_config cfg = base_cfg();
     cfg.snapshot_threshold = 16;
     cfg.snapshot_trailing = 4;
+    uv_loop_init(&a->loop);
+    ck_assert_int_eq(node_start(a, &cfg), TS_OK);
+    run_until(&a->loop, is_leader, a, 5000);
+    return cfg;
+}
+
+/* With a small snapshot threshold a restart is restore + replay of the
+ * entries after the snapshot, and ends in the same state. */
+START_TEST(test_restart_snapshot_and_replay)
+{
     struct node a = {0}, b = {0};
-    uv_loop_init(&a.loop);
-    ck_assert_int_eq(node_start(&a, &cfg), TS_OK);
-    run_until(&a.loop, is_leader, &a, 5000);
+    struct ts_repl_config cfg = start_snapshotting(&a);
     propose_all(&a, 200, 8);
     ck_assert_uint_gt(a.fsm.snaps, 0);
     /* Make sure some entries follow the last snapshot (fewer than the
@@ -529,6 +540,46 @@ START_TEST(test_restart_snapshot_and_replay)
         replayed += a.fsm.recs[i].index > b.fsm.restore_index;
     ck_assert_uint_eq(b.fsm.applies, replayed);
     assert_same(&a.fsm, &b.fsm);
+    node_close(&b);
+    tfsm_clear(&a.fsm);
+    tfsm_clear(&b.fsm);
+    remove_dir();
+}
+END_TEST
+
+/* After a restart, snapshots are paced by the restored snapshot's size as
+ * they were before it (an eighth of it in entries), not by the configured
+ * minimum: at a million comments the minimum made a restarted node
+ * serialise its whole state again a few thousand entries into the replay,
+ * doubling its memory for seconds. */
+START_TEST(test_restart_keeps_snapshot_pace)
+{
+    struct node a = {0}, b = {0};
+    struct ts_repl_config cfg = start_snapshotting(&a);
+    propose_all(&a, 1200, 16);
+    ck_assert_uint_gt(a.fsm.snaps, 1);
+    /* A snapshot holds 16 bytes more per record than its entry carries, so
+     * the paced threshold is at least an eighth of the records: leave room
+     * for AGAIN more entries after those replayed, well inside it. */
+    enum { AGAIN = 17 };
+    uint64_t last_snap = a.fsm.snap_index[(a.fsm.snaps - 1) % 256];
+    for (int i = 0; i < 1000 && a.fsm.last_index - last_snap + AGAIN >= last_snap / 8 / 2; i++) {
+        propose_all(&a, 1, 1);
+        last_snap = a.fsm.snap_index[(a.fsm.snaps - 1) % 256];
+    }
+    ck_assert_uint_lt(a.fsm.last_index - last_snap + AGAIN, last_snap / 8 / 2);
+    ck_assert_uint_gt(last_snap / 8 / 2, cfg.snapshot_threshold);
+    run_until(&a.loop, snapshot_on_disk, &last_snap, 10000);
+    node_close(&a);
+
+    uv_loop_init(&b.loop);
+    ck_assert_int_eq(node_start(&b, &cfg), TS_OK);
+    ck_assert_uint_eq(b.fsm.restore_index, last_snap);
+    run_until(&b.loop, is_leader, &b, 5000);
+    propose_all(&b, AGAIN, 4);
+    /* replayed and new entries: more than the minimum, fewer than the pace */
+    ck_assert_uint_gt(b.fsm.last_index - last_snap, cfg.snapshot_threshold);
+    ck_assert_uint_eq(b.fsm.snaps, 0);
     node_close(&b);
     tfsm_clear(&a.fsm);
     tfsm_clear(&b.fsm);
@@ -968,6 +1019,7 @@ static Suite *repl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_restart_replays_log);
     tcase_add_test(tc, test_restart_snapshot_and_replay);
+    tcase_add_test(tc, test_restart_keeps_snapshot_pace);
     tcase_add_test(tc, test_second_start_busy);
     tcase_add_test(tc, test_seed_shares_lock);
     tcase_add_test(tc, test_inflight_cap);

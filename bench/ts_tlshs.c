@@ -1,0 +1,164 @@
+/*
+ * ts_tlshs: the server's cost of one TLS handshake, full and resumed,
+ * through the product's own engine (net/ts_tls) and server context, both
+ * ends in memory in one process: no sockets, no scheduler, so the figure
+ * does not depend on the machine's load when counted in instructions.
+ *
+ *   valgrind --tool=callgrind --toggle-collect='server_step*' \
+ *       build-bench/bench/ts_tlshs --cert C --key K --ca CA --count 50
+ *
+ * counts only the server's work (its engine's creation, handshake steps
+ * and freeing go through server_step*). The tool runs --count full
+ * handshakes, then --count resumed ones (each offering the latest ticket;
+ * one full handshake first gets one), and prints how many resumed. --only
+ * full|resumed runs one phase: the resumed phase's total, less one full
+ * handshake, divided by the count is a resumed handshake. bench/README.md
+ * ("reconnect") has the figures.
+ */
+#include "ts_err.h"
+#include "ts_log.h"
+#include "ts_tls.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void die(const char *what)
+{
+    fprintf(stderr, "ts_tlshs: %s\n", what);
+    exit(1);
+}
+
+/* Moves a's output into b. Returns bytes moved. */
+static size_t move(struct ts_tls *a, struct ts_tls *b)
+{
+    uint8_t buf[16384];
+    size_t n, moved = 0;
+    while ((n = ts_tls_take(a, buf, sizeof(buf))) > 0) {
+        if (ts_tls_feed(b, buf, n) != TS_OK)
+            die("out of memory");
+        moved += n;
+    }
+    return moved;
+}
+
+/* Drives an engine: the handshake, then reads until it would block. */
+static void step(struct ts_tls *t)
+{
+    uint8_t buf[4096];
+    size_t n;
+    if (!ts_tls_established(t)) {
+        int rc = ts_tls_handshake(t);
+        if (rc != TS_OK && rc != TS_E_AGAIN)
+            die("handshake failed");
+        if (rc != TS_OK)
+            return;
+    }
+    while (ts_tls_read(t, buf, sizeof(buf), &n) == TS_OK)
+        ;
+}
+
+/* The server's side, each through a function of its own for callgrind's
+ * --toggle-collect (an engine's creation and freeing count too). */
+__attribute__((noinline)) void server_step(struct ts_tls *t);
+__attribute__((noinline)) void server_step(struct ts_tls *t)
+{
+    step(t);
+}
+
+__attribute__((noinline)) void server_step_new(SSL_CTX *ctx, struct ts_tls **t);
+__attribute__((noinline)) void server_step_new(SSL_CTX *ctx, struct ts_tls **t)
+{
+    if (ts_tls_new_server(ctx, t) != TS_OK)
+        die("server engine");
+}
+
+__attribute__((noinline)) void server_step_free(struct ts_tls *t);
+__attribute__((noinline)) void server_step_free(struct ts_tls *t)
+{
+    ts_tls_free(t);
+}
+
+/* One connection; returns 1 when it resumed. */
+static int connect_once(SSL_CTX *sctx, SSL_CTX *cctx, const char *key)
+{
+    struct ts_tls *c, *s;
+    if (ts_tls_new_client(cctx, "127.0.0.1", key, &c) != TS_OK)
+        die("client engine");
+    server_step_new(sctx, &s);
+    for (int i = 0; i < 100; i++) {
+        step(c);
+        size_t moved = move(c, s);
+        server_step(s);
+        moved += move(s, c);
+        if (!moved && ts_tls_established(c) && ts_tls_established(s))
+            break;
+    }
+    /* One byte of data after the handshake: the client reads the tickets
+     * the server sent (TLS 1.3), as a subscriber's first answer does. */
+    if (ts_tls_write(s, "x", 1) != TS_OK) /* the server's data: not counted */
+        die("write");
+    move(s, c);
+    step(c);
+    if (!ts_tls_established(c) || !ts_tls_established(s))
+        die("no handshake");
+    int resumed = ts_tls_resumed(s);
+    ts_tls_shutdown(c); /* a session freed without close_notify is not resumed */
+    ts_tls_free(c);
+    server_step_free(s);
+    return resumed;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cert = NULL, *key = NULL, *ca = NULL, *only = NULL;
+    int count = 100;
+    static const struct option lo[] = {{"cert", 1, 0, 'c'},  {"key", 1, 0, 'k'},  {"ca", 1, 0, 'a'},
+                                       {"count", 1, 0, 'n'}, {"only", 1, 0, 'o'}, {0, 0, 0, 0}};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (ch) {
+        case 'c':
+            cert = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
+        case 'a':
+            ca = optarg;
+            break;
+        case 'n':
+            count = atoi(optarg);
+            break;
+        case 'o':
+            only = optarg;
+            break;
+        default:
+            die("usage: ts_tlshs --cert FILE --key FILE --ca FILE [--count N] "
+                "[--only full|resumed]");
+        }
+    }
+    if (!cert || !key || !ca || count <= 0)
+        die("usage: ts_tlshs --cert FILE --key FILE --ca FILE [--count N] [--only full|resumed]");
+    ts_log_level_current = TS_LOG_ERROR;
+    SSL_CTX *sctx, *cctx;
+    if (ts_tls_server_ctx(cert, key, &sctx) != TS_OK || ts_tls_client_ctx(ca, NULL, NULL, &cctx))
+        die("contexts");
+    int full = !only || strcmp(only, "full") == 0;
+    int res = !only || strcmp(only, "resumed") == 0;
+    int resumed = 0;
+    if (full)
+        for (int i = 0; i < count; i++)
+            resumed += connect_once(sctx, cctx, NULL);
+    if (res) {
+        connect_once(sctx, cctx, "bench"); /* the first ticket */
+        for (int i = 0; i < count; i++)
+            resumed += connect_once(sctx, cctx, "bench");
+    }
+    printf("full=%d resumed=%d of %d (server tickets per handshake: %zu)\n", full ? count : 0,
+           resumed, res ? count : 0, SSL_CTX_get_num_tickets(sctx));
+    SSL_CTX_free(sctx);
+    SSL_CTX_free(cctx);
+    return 0;
+}
