@@ -545,7 +545,7 @@ PINNED="not pinned: node and generator share all $(nproc) cores"
 echo "== results ($MODE, generator threads: $THREADS, $(nproc) cores, $PINNED)"
 grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
 grep '^CPU|' "$RESULTS" >/dev/null && echo && echo "cpu (cores busy over each measured phase):" &&
-    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' -e '^TABLE|restart|' | cut -d'|' -f2,3 |
+    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' -e '^TABLE|restart|' -e '^TABLE|web-' | cut -d'|' -f2,3 |
         tr '|' ' ') <(grep '^CPU|' "$RESULTS" | cut -d'|' -f2) | sed 's/^/   /'
 echo "   AES-128-GCM reference, one core, 16 KiB blocks: ${AES_KBPS} kB/s"
 echo

@@ -79,6 +79,9 @@
 #define REPL_DEFAULT_HEARTBEAT_MS 100
 #define REPL_DEFAULT_SNAPSHOT_THRESHOLD 8192
 #define REPL_DEFAULT_SNAPSHOT_TRAILING 2048
+/* The size of a one-post entry, about: the unit the configured snapshot
+ * threshold and trailing count are in (nominal_entries). */
+#define REPL_NOMINAL_ENTRY 1024
 #define REPL_DEFAULT_MAX_INFLIGHT 4096
 #define REPL_DEFAULT_TRANSFER_MS 3000
 #define REPL_CONNECT_RETRY_MS 250
@@ -155,18 +158,34 @@ static void repl_fail(struct ts_repl *r)
 
 /* ---- state machine glue (called by raft) ---------------------------- */
 
+/* n entries of the configured minimum threshold or trailing count, in
+ * entries of the mean size: an entry of more than REPL_NOMINAL_ENTRY bytes
+ * (a PostBatch or an Import carries hundreds of comments) counts for as
+ * many nominal ones, so those settings bound the bytes of log raft holds
+ * in memory, not only its entries; at least 1. */
+static uint64_t nominal_entries(uint64_t n, uint64_t mean)
+{
+    if (mean <= REPL_NOMINAL_ENTRY)
+        return n;
+    uint64_t k = n * REPL_NOMINAL_ENTRY / mean;
+    return k ? k : 1;
+}
+
 /* The next snapshot after SNAP_LOG_SHARE of r->snap_base (the last
  * snapshot's bytes) in entries of the mean size applied since then (see the
- * file comment); the configured minimum until that is known. */
+ * file comment), and no sooner than the configured minimum in nominal
+ * entries; the trailing entries kept after it likewise. */
 static void set_threshold(struct ts_repl *r)
 {
     uint64_t mean = r->entry_count ? r->entry_bytes / r->entry_count : 0;
     uint64_t next = mean ? r->snap_base / SNAP_LOG_SHARE_DIV / mean : 0;
-    if (next < r->min_threshold)
-        next = r->min_threshold;
+    uint64_t floor = nominal_entries(r->min_threshold, mean);
+    if (next < floor)
+        next = floor;
     if (next > UINT32_MAX / 2)
         next = UINT32_MAX / 2;
     raft_set_snapshot_threshold(&r->raft, (unsigned)next);
+    raft_set_snapshot_trailing(&r->raft, (unsigned)nominal_entries(r->trailing, mean));
 }
 
 static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void **result)
@@ -873,9 +892,12 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     raft_set_heartbeat_timeout(&r->raft, heartbeat);
     r->min_threshold =
         cfg->snapshot_threshold ? cfg->snapshot_threshold : REPL_DEFAULT_SNAPSHOT_THRESHOLD;
+    r->trailing = cfg->snapshot_trailing ? cfg->snapshot_trailing : REPL_DEFAULT_SNAPSHOT_TRAILING;
     raft_set_snapshot_threshold(&r->raft, r->min_threshold);
-    raft_set_snapshot_trailing(&r->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing
-                                                                : REPL_DEFAULT_SNAPSHOT_TRAILING);
+    raft_set_snapshot_trailing(&r->raft, r->trailing);
+    /* Until the first snapshot, each apply sizes the threshold by the mean
+     * entry (batched entries are large); a restored snapshot does the same. */
+    r->threshold_open = 1;
     raft_set_pre_vote(&r->raft, true);
 
     uv_timer_init(loop, &r->defer);

@@ -115,10 +115,11 @@ struct ts_repl {
     uint64_t applied;
     uint64_t snapshots, snapshot_bytes; /* for ts_repl_get_status */
     unsigned min_threshold;             /* the configured snapshot threshold */
+    unsigned trailing;                  /* the configured snapshot trailing */
     uint64_t entry_bytes;               /* payload bytes applied, and entries, since */
     uint64_t entry_count;               /* the last snapshot: their mean sizes the next */
     uint64_t snap_base;                 /* bytes of the last snapshot taken or restored */
-    int threshold_open; /* restored: each apply re-sizes the threshold until a snapshot */
+    int threshold_open; /* no snapshot taken yet: each apply re-sizes the threshold */
 
     uv_timer_t defer;
     unsigned store_waits; /* 1 ms polls of on_defer waiting for the disk */

@@ -587,6 +587,43 @@ START_TEST(test_restart_keeps_snapshot_pace)
 }
 END_TEST
 
+static void on_big_result(void *arg, int status, const void *result)
+{
+    (void)result;
+    ck_assert_int_eq(status, TS_OK);
+    (*(int *)arg)++;
+}
+
+static int big_done(void *arg)
+{
+    return *(int *)arg > 0;
+}
+
+/* The configured threshold and trailing count entries of about 1 KiB: with
+ * 8 KiB entries (a PostBatch of many posts is larger still) a threshold of
+ * 16 is reached in 2 entries, not 16, so raft does not keep sixteen times
+ * the log in memory before its first snapshot. */
+START_TEST(test_big_entries_snapshot_sooner)
+{
+    struct node a = {0};
+    struct ts_repl_config cfg = start_snapshotting(&a);
+    static uint8_t big[8192];
+    memset(big, 0x5a, sizeof(big));
+    enum { N_BIG = 12 };
+    ck_assert_uint_lt(N_BIG, cfg.snapshot_threshold);
+    for (int i = 0; i < N_BIG; i++) {
+        int done = 0;
+        big[0] = (uint8_t)i;
+        ck_assert_int_eq(ts_repl_propose(a.r, big, sizeof(big), on_big_result, &done), TS_OK);
+        run_until(&a.loop, big_done, &done, 10000);
+    }
+    ck_assert_uint_gt(a.fsm.snaps, 0);
+    node_close(&a);
+    tfsm_clear(&a.fsm);
+    remove_dir();
+}
+END_TEST
+
 START_TEST(test_second_start_busy)
 {
     make_dir();
@@ -1020,6 +1057,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_restart_replays_log);
     tcase_add_test(tc, test_restart_snapshot_and_replay);
     tcase_add_test(tc, test_restart_keeps_snapshot_pace);
+    tcase_add_test(tc, test_big_entries_snapshot_sooner);
     tcase_add_test(tc, test_second_start_busy);
     tcase_add_test(tc, test_seed_shares_lock);
     tcase_add_test(tc, test_inflight_cap);
