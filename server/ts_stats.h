@@ -13,7 +13,7 @@
  * (sessions, hub cursors, store, raft) when a scrape arrives. Every hook
  * takes a NULL ts_stats and then does nothing.
  *
- * The metric names and meanings are listed in README.md ("Metrics").
+ * The metric names and meanings are listed in docs/OPERATIONS.md ("Metrics and health").
  * Load: hooks are a few additions each (frame size computations aside); a
  * scrape walks the sessions once.
  */

@@ -31,8 +31,7 @@ int ts_cli_audit_run(const struct ts_cli_opts *o, struct ts_client_config *cfg);
 /* "approve", "hide", ... "token-revoke"; "unknown" otherwise. */
 const char *ts_cli_audit_action_name(int action);
 
-/* Writes e as one JSON Lines record {"type":"audit",...} (README, "Import
- * and export"). */
+/* Writes e as one JSON Lines record {"type":"audit",...} (docs/IMPORT-EXPORT.md). */
 void ts_cli_audit_write(FILE *out, const Threadsync__AuditEntry *e);
 
 #endif

@@ -1,6 +1,7 @@
 /*
- * ts_cli_export: the threadsync CLI's `export` command (README, "Import and
- * export"), a row of ts_cli.c's command table like ts_cli_import:
+ * ts_cli_export: the threadsync CLI's `export` command
+ * (docs/IMPORT-EXPORT.md), a row of ts_cli.c's command table like
+ * ts_cli_import:
  *
  *   threadsync [options] export --format jsonl (--all | --thread KEY...)
  *       [--with-emails] [--out FILE]

@@ -1,7 +1,7 @@
 /*
- * ts_cli_import: the threadsync CLI's `import` command (README, "Import and
- * export"), a row of ts_cli.c's command table (its options parsed there with
- * the common ones) that runs a client on a private loop:
+ * ts_cli_import: the threadsync CLI's `import` command
+ * (docs/IMPORT-EXPORT.md), a row of ts_cli.c's command table (its options
+ * parsed there with the common ones) that runs a client on a private loop:
  *
  *   threadsync [options] import --format wordpress|disqus|jsonl FILE
  *       [--key-from path|slug|id] [--with-pingbacks] [--strict]

@@ -204,7 +204,7 @@ static int usage(FILE *out, int code)
                  "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
                  "         [--thread KEY]... [--all]\n"
                  "  serves DIR's threads over HTTP (default 127.0.0.1:7480) while mirroring\n"
-                 "  them as `threadsync mirror` does; see README.md, \"The web edge\".\n");
+                 "  them as `threadsync mirror` does; see docs/WEB.md.\n");
     return code;
 }
 

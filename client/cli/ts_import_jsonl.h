@@ -1,6 +1,6 @@
 /*
  * ts_import_jsonl: reads the JSON Lines that `threadsync export` writes
- * (README, "Import and export": one flat object per line; "type" says
+ * (docs/IMPORT-EXPORT.md: one flat object per line; "type" says
  * which record) back into ts_import_rec records, keeping ids, versions,
  * edit times and moderated_by for an exact import.
  *

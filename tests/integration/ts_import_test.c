@@ -676,7 +676,7 @@ static char *slurp(const char *path)
 
 /* An export's threads and comments: the file without its header (the
  * node's seq and the time) and without the audit trail, which an import
- * does not carry (README, "Import and export"). */
+ * does not carry (docs/IMPORT-EXPORT.md). */
 static char *export_content(const char *path)
 {
     char *text = slurp(path), *w = text;
