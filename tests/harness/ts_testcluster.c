@@ -1,7 +1,6 @@
 /*
- * ts_testcluster: see ts_testcluster.h. Polls every 100 ms: a cluster
- * settles in one or two election timeouts (1 s each by default), so finer
- * polling would only load the two shared cores.
+ * ts_testcluster: see ts_testcluster.h. Waits poll with ts_test_poll (the
+ * harness's one interval) until their deadline.
  */
 #include "ts_testcluster.h"
 
@@ -10,8 +9,6 @@
 #include <unistd.h>
 
 #include "threadsync.h"
-
-#define POLL_US 100000
 
 /* nodes[i] alone, as nodes[0]'s admin token; *server must outlive cfg. */
 static struct ts_client_config one_node(const struct ts_testnode *nodes, int i, const char **server)
@@ -58,8 +55,8 @@ void ts_testcluster_await_role_count(const struct ts_testnode *nodes, int i,
 {
     uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
     size_t got;
-    while ((got = ts_testcluster_count_role(nodes, i, role)) != want && ts_test_now_ms() < deadline)
-        usleep(POLL_US);
+    while ((got = ts_testcluster_count_role(nodes, i, role)) != want && ts_test_poll(deadline))
+        ;
     ck_assert_msg(got == want, "node %d sees %zu members with role %d, not %zu", i + 1, got,
                   (int)role, want);
 }
@@ -84,13 +81,10 @@ int ts_testcluster_agreed_leader(const struct ts_testnode *nodes, int n)
 int ts_testcluster_await_leader(const struct ts_testnode *nodes, int n, int timeout_ms)
 {
     uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
-    while (ts_test_now_ms() < deadline) {
-        int l = ts_testcluster_agreed_leader(nodes, n);
-        if (l >= 0)
-            return l;
-        usleep(POLL_US);
-    }
-    return -1;
+    int l;
+    while ((l = ts_testcluster_agreed_leader(nodes, n)) < 0 && ts_test_poll(deadline))
+        ;
+    return l;
 }
 
 void ts_testcluster_assert_posts(const struct ts_testnode *nodes, int i, const char *thread,
@@ -101,16 +95,15 @@ void ts_testcluster_assert_posts(const struct ts_testnode *nodes, int i, const c
     struct ts_client_config cfg = one_node(nodes, i, &server);
     Threadsync__GetResult *g = NULL;
     uint64_t deadline = ts_test_now_ms() + 60000;
-    while (ts_test_now_ms() < deadline) {
+    for (;;) {
         Threadsync__Error *err = NULL;
         if (ts_sync_get(&cfg, thread, &g, &err) != TS_OK)
             g = NULL;
         ts_msg_free(err);
-        if (g && g->n_comments >= (size_t)total)
+        if ((g && g->n_comments >= (size_t)total) || !ts_test_poll(deadline))
             break;
         ts_msg_free(g);
         g = NULL;
-        usleep(2 * POLL_US);
     }
     ck_assert_msg(g != NULL, "node %d never reached %d comments", i + 1, total);
     ck_assert_uint_eq(g->n_comments, (size_t)total);

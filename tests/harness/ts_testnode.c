@@ -39,6 +39,14 @@ uint64_t ts_test_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+int ts_test_poll(uint64_t deadline_ms)
+{
+    if (ts_test_now_ms() >= deadline_ms)
+        return 0;
+    usleep(TS_TEST_POLL_MS * 1000);
+    return 1;
+}
+
 /* Lowest port of the kernel's ephemeral range (the source ports of
  * outgoing connections). */
 static unsigned ephemeral_low(void)

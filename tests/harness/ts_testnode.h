@@ -113,6 +113,14 @@ int ts_testnode_wait_log(const struct ts_testnode *n, size_t mark, const char *n
 /* Milliseconds of CLOCK_MONOTONIC, for test deadlines. */
 uint64_t ts_test_now_ms(void);
 
+/* The one poll step of a wait for a condition: before deadline_ms
+ * (ts_test_now_ms() time), waits one poll interval (TS_TEST_POLL_MS) and
+ * returns 1; at or past it returns 0 at once. Loops read
+ *   while (!condition() && ts_test_poll(deadline)) ;
+ * then assert the condition: the interval is named here, once. */
+#define TS_TEST_POLL_MS 50
+int ts_test_poll(uint64_t deadline_ms);
+
 /* Removes dir and everything below it (no links followed). */
 void ts_test_rmtree(const char *dir);
 

@@ -187,7 +187,7 @@ static Threadsync__AuditListResult *same_trail_everywhere(size_t want)
         }
         for (int i = 0; i < N; i++)
             ts_msg_free(r[i]);
-        usleep(100000);
+        ts_test_poll(deadline);
     }
 }
 
@@ -309,13 +309,11 @@ START_TEST(test_audit_survives_leader_kill)
     char d[N][65];
     uint64_t deadline = ts_test_now_ms() + 30000;
     int same = 0;
-    while (!same && ts_test_now_ms() < deadline) {
+    do {
         for (int i = 0; i < N; i++)
             digest_of(i, d[i]);
         same = !strcmp(d[0], d[1]) && !strcmp(d[0], d[2]);
-        if (!same)
-            usleep(100000);
-    }
+    } while (!same && ts_test_poll(deadline));
     ck_assert_msg(same, "digests differ: %s %s %s", d[0], d[1], d[2]);
 
     /* a poster and a reader may not read the trail; a bad filter */

@@ -110,9 +110,8 @@ static void await_same_digest(uint64_t seq, char out[65])
         uint64_t at = 0;
         char d[65] = "";
         while (state_digest(i, &at, d) != TS_OK || at < seq) {
-            ck_assert_msg(ts_test_now_ms() < deadline, "node %d at seq %llu, want %llu", i + 1,
+            ck_assert_msg(ts_test_poll(deadline), "node %d at seq %llu, want %llu", i + 1,
                           (unsigned long long)at, (unsigned long long)seq);
-            usleep(50000);
         }
         ck_assert_uint_eq(at, seq);
         if (i == 0)
@@ -167,8 +166,7 @@ static void await_voters(void)
         }
         if (voters == N)
             return;
-        ck_assert_msg(ts_test_now_ms() < deadline, "%zu voters, want %d", voters, N);
-        usleep(100000);
+        ck_assert_msg(ts_test_poll(deadline), "%zu voters, want %d", voters, N);
     }
 }
 
@@ -216,7 +214,7 @@ static uint64_t post_anywhere(const char *key, const char *body)
         ts_raw_close(r);
         if (seq)
             return seq;
-        usleep(100000);
+        ts_test_poll(deadline);
     }
 }
 

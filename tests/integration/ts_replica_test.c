@@ -419,7 +419,7 @@ static Threadsync__Frame *state_digest_at(int i, uint64_t seq)
             in->result->state_digest->seq >= seq)
             return in;
         ts_frame_free(in);
-        usleep(200000);
+        ts_test_poll(deadline);
     }
     return NULL;
 }
@@ -673,8 +673,8 @@ static int await_get_code(int i, int want, int timeout_ms)
 {
     uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
     int code;
-    while ((code = get_code(i)) != want && ts_test_now_ms() < deadline)
-        usleep(100000);
+    while ((code = get_code(i)) != want && ts_test_poll(deadline))
+        ;
     return code;
 }
 
@@ -739,7 +739,7 @@ START_TEST(test_cut_off_and_roles)
         ts_msg_free(gr);
         ts_msg_free(err);
         gr = NULL;
-        usleep(100000);
+        ts_test_poll(deadline);
     }
     ck_assert_ptr_nonnull(gr);
     ts_msg_free(gr);
