@@ -22,106 +22,8 @@
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_store.h"
+#include "ts_testheap.h"
 #include "ts_view.h"
-
-/* ---- heap accounting (test_restore_peak_heap) ----
- * Bytes allocated minus freed while heap_on, and the peak: under ASan
- * through its allocator hooks, otherwise by defining glibc's malloc family
- * here (an executable's definitions win for every library, protobuf-c and
- * OpenSSL included) over __libc_malloc and friends. */
-static int heap_on;
-static long long heap_cur, heap_peak;
-
-static void heap_add(long long n)
-{
-    if (!heap_on)
-        return;
-    heap_cur += n;
-    if (heap_cur > heap_peak)
-        heap_peak = heap_cur;
-}
-
-#if defined(__SANITIZE_ADDRESS__)
-#define HEAP_HOOKS 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HEAP_HOOKS 1
-#endif
-#endif
-
-#ifdef HEAP_HOOKS
-/* From compiler-rt's sanitizer/allocator_interface.h, which GCC does not
- * install; its libasan has them. */
-int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
-                                              void (*free_hook)(const volatile void *));
-size_t __sanitizer_get_allocated_size(const volatile void *p);
-
-static void on_malloc(const volatile void *p, size_t n)
-{
-    (void)p;
-    heap_add((long long)n);
-}
-
-static void on_free(const volatile void *p)
-{
-    if (p)
-        heap_add(-(long long)__sanitizer_get_allocated_size(p));
-}
-
-static void heap_count_init(void)
-{
-    __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
-}
-#else
-#include <malloc.h>
-
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-extern void __libc_free(void *p);
-
-/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
-void *malloc(size_t n)
-{
-    void *p = __libc_malloc(n);
-    if (p)
-        heap_add((long long)malloc_usable_size(p));
-    return p;
-}
-
-/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
-void *calloc(size_t n, size_t size)
-{
-    void *p = __libc_calloc(n, size);
-    if (p)
-        heap_add((long long)malloc_usable_size(p));
-    return p;
-}
-
-/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
-void *realloc(void *p, size_t n)
-{
-    long long old = p ? (long long)malloc_usable_size(p) : 0;
-    void *q = __libc_realloc(p, n);
-    if (q)
-        heap_add((long long)malloc_usable_size(q) - old);
-    else if (!n)
-        heap_add(-old);
-    return q;
-}
-
-/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
-void free(void *p)
-{
-    if (p)
-        heap_add(-(long long)malloc_usable_size(p));
-    __libc_free(p);
-}
-
-static void heap_count_init(void)
-{
-}
-#endif
 
 struct fx {
     struct ts_evlog *log;
@@ -429,7 +331,6 @@ static void restore_crafted(struct fx *f)
 START_TEST(test_restore_peak_heap)
 {
     enum { N = 20000 };
-    heap_count_init();
     struct fx a, b;
     fx_init(&a);
     char body[240], thread[32], key[32];
@@ -447,18 +348,17 @@ START_TEST(test_restore_peak_heap)
     ts_store_digest(a.s, da);
     fx_free(&a);
     fx_init(&b);
-    heap_cur = heap_peak = 0;
-    heap_on = 1;
+    ts_testheap_start();
     ck_assert_int_eq(ts_store_restore(b.s, buf, len), TS_OK);
-    heap_on = 0;
+    ts_testheap_stop();
     size_t mem = ts_store_memory(b.s);
     ck_assert_uint_eq(ts_store_comment_count(b.s), N);
     ts_store_digest(b.s, db);
     ck_assert_str_eq(da, db);
     /* the state's own growth (arrays and maps doubling) and the record
      * scratch allowed for */
-    ck_assert_msg(heap_peak <= (long long)(mem + mem / 4 + (256u << 10)),
-                  "restore peaked at %lld bytes over a store of %zu", heap_peak, mem);
+    ck_assert_msg(ts_testheap_peak() <= (long long)(mem + mem / 4 + (256u << 10)),
+                  "restore peaked at %lld bytes over a store of %zu", ts_testheap_peak(), mem);
     free(buf);
     fx_free(&b);
 }
