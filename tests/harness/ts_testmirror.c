@@ -199,14 +199,6 @@ char *slurp(const char *path)
     return buf;
 }
 
-size_t count_of(const char *text, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        n++;
-    return n;
-}
-
 /* Starts threadsync CMD --dir mdir [extra...] with stdout and stderr to
  * files in the node's directory (tag names them). */
 void cli_argv(const char *cmd, const char *const *extra, const char **argv)
@@ -257,33 +249,26 @@ void cli_wait_err(const char *tag, const char *needle, size_t want, int timeout_
     uint64_t end = ts_test_now_ms() + (uint64_t)timeout_s * 1000;
     for (;;) {
         char *err = slurp(path);
-        size_t n = count_of(err, needle);
+        size_t n = ts_test_count(err, needle);
         if (n >= want) {
             free(err);
             return;
         }
-        ck_assert_msg(ts_test_now_ms() < end, "%zu of %zu \"%s\" from %s: %s", n, want, needle, tag,
+        ck_assert_msg(ts_test_poll(end), "%zu of %zu \"%s\" from %s: %s", n, want, needle, tag,
                       err);
         free(err);
-        usleep(20000);
     }
 }
 
 int cli_wait(pid_t pid, int timeout_s)
 {
-    uint64_t end = ts_test_now_ms() + (uint64_t)timeout_s * 1000;
-    int status;
-    for (;;) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid)
-            break;
-        ck_assert_int_eq(w, 0);
-        if (ts_test_now_ms() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            ck_abort_msg("threadsync did not finish within %d s", timeout_s);
-        }
-        usleep(20000);
+    int status = 0;
+    int exited = ts_test_await_exit(pid, ts_test_now_ms() + (uint64_t)timeout_s * 1000, &status);
+    ck_assert_int_ge(exited, 0);
+    if (!exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ck_abort_msg("threadsync did not finish within %d s", timeout_s);
     }
     ck_assert_msg(WIFEXITED(status), "threadsync died: status %d", status);
     return WEXITSTATUS(status);
@@ -377,12 +362,10 @@ void wait_cursor(uint64_t seq, int timeout_s)
 {
     uint64_t end = ts_test_now_ms() + (uint64_t)timeout_s * 1000;
     uint64_t c;
-    while ((c = db_cursor()) < seq) {
-        ck_assert_msg(ts_test_now_ms() < end,
+    while ((c = db_cursor()) < seq)
+        ck_assert_msg(ts_test_poll(end),
                       "mirror cursor %" PRIu64 " did not reach %" PRIu64 " in %d s", c, seq,
                       timeout_s);
-        usleep(50000);
-    }
 }
 
 void sql_exec(const char *text)

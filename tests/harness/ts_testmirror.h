@@ -67,9 +67,6 @@ uint64_t post_one(const char *thread, uint64_t parent, const char *name, const c
 
 char *slurp(const char *path);
 
-/* How many times needle occurs in text. */
-size_t count_of(const char *text, const char *needle);
-
 /* Starts threadsync CMD --dir mdir [extra...] with stdout and stderr to
  * files in the node's directory (tag names them). */
 void cli_argv(const char *cmd, const char *const *extra, const char **argv);

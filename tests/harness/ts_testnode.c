@@ -32,21 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-uint64_t ts_test_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-int ts_test_poll(uint64_t deadline_ms)
-{
-    if (ts_test_now_ms() >= deadline_ms)
-        return 0;
-    usleep(TS_TEST_POLL_MS * 1000);
-    return 1;
-}
-
 /* Lowest port of the kernel's ephemeral range (the source ports of
  * outgoing connections). */
 static unsigned ephemeral_low(void)
@@ -231,28 +216,15 @@ static int spawn(struct ts_testnode *n, const char *const *extra)
         _exit(127);
     }
     n->pid = pid;
-    uint64_t deadline = ts_test_now_ms() + 20000;
-    while (ts_test_now_ms() < deadline) {
-        FILE *f = fopen(addr_file, "r");
-        if (f) {
-            char line[64] = "";
-            int got = fgets(line, sizeof(line), f) != NULL;
-            fclose(f);
-            line[strcspn(line, "\n")] = '\0';
-            if (got && line[0]) {
-                snprintf(n->addr, sizeof(n->addr), "%s", line);
-                return TS_OK;
-            }
-        }
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            n->pid = 0;
-            return TS_E_IO;
-        }
-        usleep(20000);
-    }
-    ts_testnode_kill(n, SIGKILL);
-    return TS_E_TIMEOUT;
+    char line[64];
+    int rc = ts_test_await_line(pid, addr_file, line, sizeof(line), ts_test_now_ms() + 20000, NULL);
+    if (rc == TS_OK)
+        snprintf(n->addr, sizeof(n->addr), "%s", line);
+    else if (rc == TS_E_IO)
+        n->pid = 0;
+    else
+        ts_testnode_kill(n, SIGKILL);
+    return rc;
 }
 
 /* A raft port and a client address of its own for n. */
@@ -407,14 +379,9 @@ int ts_testnode_kill(struct ts_testnode *n, int sig)
         return -1;
     kill(n->pid, sig);
     int status = 0;
-    uint64_t deadline = ts_test_now_ms() + 10000;
-    while (waitpid(n->pid, &status, WNOHANG) == 0) {
-        if (ts_test_now_ms() > deadline) {
-            kill(n->pid, SIGKILL);
-            waitpid(n->pid, &status, 0);
-            break;
-        }
-        usleep(10000);
+    if (!ts_test_await_exit(n->pid, ts_test_now_ms() + 10000, &status)) {
+        kill(n->pid, SIGKILL);
+        waitpid(n->pid, &status, 0);
     }
     n->pid = 0;
     return status;
@@ -426,6 +393,14 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     (void)flag;
     (void)ftw;
     return remove(path);
+}
+
+size_t ts_test_count(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
 }
 
 void ts_test_rmtree(const char *dir)
@@ -520,17 +495,14 @@ int ts_testnode_wait_log(const struct ts_testnode *n, size_t mark, const char *n
                          int timeout_ms)
 {
     uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
-    for (;;) {
+    int found;
+    do {
         size_t len = 0;
         char *text = log_read(n, mark, &len);
-        int found = text && strstr(text, needle);
+        found = text && strstr(text, needle);
         free(text);
-        if (found)
-            return 1;
-        if (ts_test_now_ms() >= deadline)
-            return 0;
-        usleep(20000);
-    }
+    } while (!found && ts_test_poll(deadline));
+    return found;
 }
 
 int ts_test_run(const char *const *argv, const char *cwd, const char *input, char **out)
@@ -589,6 +561,26 @@ int ts_test_run(const char *const *argv, const char *cwd, const char *input, cha
     else
         free(buf);
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int ts_test_cli(const char *const *servers, size_t n, const char *ca, const char *token_file,
+                const char *const *args, const char *cwd, char **out)
+{
+    const char *argv[64];
+    size_t a = 0;
+    argv[a++] = TS_THREADSYNC_PATH;
+    for (size_t i = 0; i < n && a < 40; i++) {
+        argv[a++] = "--server";
+        argv[a++] = servers[i];
+    }
+    argv[a++] = "--ca";
+    argv[a++] = ca;
+    argv[a++] = "--token-file";
+    argv[a++] = token_file;
+    for (size_t i = 0; args[i] && a < 63; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    return ts_test_run(argv, cwd, NULL, out);
 }
 
 /* ---- raw TLS client ---- */
@@ -789,6 +781,38 @@ int ts_raw_send_post(struct ts_raw *r, uint64_t request_id, const char *key, con
     f.msg_case = THREADSYNC__FRAME__MSG_POST;
     f.post = &p;
     return ts_raw_send_frame(r, &f);
+}
+
+int ts_raw_send_get(struct ts_raw *r, uint64_t request_id, const char *thread)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Get g = THREADSYNC__GET__INIT;
+    g.request_id = request_id;
+    g.thread_key = (char *)thread;
+    f.msg_case = THREADSYNC__FRAME__MSG_GET;
+    f.get = &g;
+    return ts_raw_send_frame(r, &f);
+}
+
+Threadsync__Frame *ts_raw_get(struct ts_raw *r, uint64_t request_id, const char *thread,
+                              int timeout_ms)
+{
+    ck_assert_int_eq(ts_raw_send_get(r, request_id, thread), TS_OK);
+    Threadsync__Frame *in;
+    ck_assert_int_eq(ts_raw_recv_nonping(r, timeout_ms, &in), TS_OK);
+    return in;
+}
+
+uint8_t *ts_test_get_bytes(Threadsync__GetResult *g, size_t *len)
+{
+    uint64_t seq = g->seq;
+    g->seq = 0;
+    *len = protobuf_c_message_get_packed_size(&g->base);
+    uint8_t *b = malloc(*len ? *len : 1);
+    ck_assert_ptr_nonnull(b);
+    protobuf_c_message_pack(&g->base, b);
+    g->seq = seq;
+    return b;
 }
 
 int ts_raw_post(struct ts_raw *r, uint64_t request_id, const char *thread, uint64_t parent,

@@ -34,6 +34,7 @@
 #include <openssl/ssl.h>
 
 #include "threadsync.pb-c.h"
+#include "ts_testpoll.h" /* every user of the harness waits */
 
 struct ts_testnode {
     char dir[256];        /* scratch directory, removed by cleanup */
@@ -110,16 +111,8 @@ size_t ts_testnode_log_mark(const struct ts_testnode *n);
 int ts_testnode_wait_log(const struct ts_testnode *n, size_t mark, const char *needle,
                          int timeout_ms);
 
-/* Milliseconds of CLOCK_MONOTONIC, for test deadlines. */
-uint64_t ts_test_now_ms(void);
-
-/* The one poll step of a wait for a condition: before deadline_ms
- * (ts_test_now_ms() time), waits one poll interval (TS_TEST_POLL_MS) and
- * returns 1; at or past it returns 0 at once. Loops read
- *   while (!condition() && ts_test_poll(deadline)) ;
- * then assert the condition: the interval is named here, once. */
-#define TS_TEST_POLL_MS 50
-int ts_test_poll(uint64_t deadline_ms);
+/* How many times needle occurs in text, not overlapping. */
+size_t ts_test_count(const char *text, const char *needle);
 
 /* Removes dir and everything below it (no links followed). */
 void ts_test_rmtree(const char *dir);
@@ -132,6 +125,12 @@ uint16_t ts_test_free_port(void);
  * input (may be NULL), capturing stdout into out (malloc'd, NUL-terminated;
  * may be NULL to discard). Returns the exit code, -1 on failure to run. */
 int ts_test_run(const char *const *argv, const char *cwd, const char *input, char **out);
+
+/* Runs the threadsync CLI with --server for each of servers[0..n) in
+ * order, --ca ca and --token-file token_file, then args (NULL-terminated),
+ * as ts_test_run() does (cwd, out: the same). The exit code. */
+int ts_test_cli(const char *const *servers, size_t n, const char *ca, const char *token_file,
+                const char *const *args, const char *cwd, char **out);
 
 /* A blocking TLS client for protocol tests. */
 struct ts_raw;
@@ -196,6 +195,20 @@ int ts_plain_connect(const char *addr);
  * body) without waiting for its answer. */
 int ts_raw_send_post(struct ts_raw *r, uint64_t request_id, const char *key, const char *thread,
                      uint64_t parent, const char *name, const char *body);
+
+/* Sends a Get of thread as request_id without waiting for its answer. */
+int ts_raw_send_get(struct ts_raw *r, uint64_t request_id, const char *thread);
+
+/* Sends a Get and returns the next frame that is not a Ping within
+ * timeout_ms (a Check assertion fails otherwise): the answer, Result or
+ * Error, which the caller frees with ts_frame_free(). */
+Threadsync__Frame *ts_raw_get(struct ts_raw *r, uint64_t request_id, const char *thread,
+                              int timeout_ms);
+
+/* g packed with its seq left out (g is restored): what two nodes must
+ * agree on for a thread, as bytes to compare (malloc'd, *len bytes; the
+ * caller frees). */
+uint8_t *ts_test_get_bytes(Threadsync__GetResult *g, size_t *len);
 
 /* Convenience: post through raw TLS as the given token and wait for the
  * answer. Returns TS_OK with *id and *seq, or the error code. */

@@ -31,12 +31,7 @@ static char certs[256];
 
 static void teardown(void)
 {
-    for (int i = 0; i < N; i++) {
-        int st = ts_testnode_cleanup(&nodes[i]);
-        ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
-    }
-    if (certs[0])
-        ts_test_rmtree(certs);
+    ts_testcluster_stop(nodes, N, certs);
 }
 
 /* A client configuration for the running nodes of which[] (-1 ends it), or
@@ -60,22 +55,8 @@ static struct ts_client_config config(const char *token, const int *which, const
 
 static void start_cluster(void)
 {
-    const char *base = getenv("TS_TEST_TMPDIR");
-    snprintf(certs, sizeof(certs), "%s/tsauditcerts.XXXXXX", base ? base : "/var/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    const char *names[] = {"n1", "n2", "n3", NULL};
-    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
-    ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, NULL), TS_OK);
-    for (int i = 1; i < N; i++) {
-        char name[8];
-        snprintf(name, sizeof(name), "n%d", i + 1);
-        ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, (size_t)i,
-                                        60000);
-        ck_assert_int_eq(
-            ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, NULL),
-            TS_OK);
-    }
-    ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, N, 60000);
+    ts_testcluster_certs(certs, sizeof(certs), "audit", N);
+    ts_testcluster_start(nodes, N, certs, NULL);
 }
 
 static uint64_t post(const char *body)

@@ -16,6 +16,7 @@
 
 #include "ts_check_main.h"
 #include "threadsync.h"
+#include "ts_testcluster.h"
 #include "ts_testnode.h"
 
 #define N 3
@@ -25,104 +26,41 @@ static char certs[256];
 
 static void teardown(void)
 {
-    for (int i = 0; i < N; i++) {
-        int st = ts_testnode_cleanup(&nodes[i]);
-        ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
-    }
-    if (certs[0])
-        ts_test_rmtree(certs);
+    ts_testcluster_stop(nodes, N, certs);
 }
 
 /* Runs the CLI with the common options for nodes order[0..n) and the given
  * token file, then args; stdout in *out (caller frees). The exit code. */
 static int cli(const int *order, int n, const char *token_file, const char *const *args, char **out)
 {
-    const char *argv[32];
-    int a = 0;
-    argv[a++] = TS_THREADSYNC_PATH;
-    for (int i = 0; i < n; i++) {
-        argv[a++] = "--server";
-        argv[a++] = nodes[order[i]].addr;
-    }
-    argv[a++] = "--ca";
-    argv[a++] = nodes[0].ca;
-    argv[a++] = "--token-file";
-    argv[a++] = token_file;
-    for (int i = 0; args[i] && a < 31; i++)
-        argv[a++] = args[i];
-    argv[a] = NULL;
-    char *text = NULL;
-    int rc = ts_test_run(argv, NULL, NULL, &text);
-    if (out)
-        *out = text;
-    else
-        free(text);
-    return rc;
-}
-
-static size_t count_of(const char *hay, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
-static int voters(void)
-{
-    const char *server[] = {nodes[0].addr};
-    struct ts_client_config cfg = {
-        .servers = server, .n_servers = 1, .ca_file = nodes[0].ca, .token = nodes[0].admin_token};
-    Threadsync__ClusterResult *cr = NULL;
-    int v = 0;
-    if (ts_sync_cluster(&cfg, &cr, NULL) == TS_OK)
-        for (size_t k = 0; k < cr->n_nodes; k++)
-            v += cr->nodes[k]->role == THREADSYNC__NODE_ROLE__NODE_VOTER;
-    ts_msg_free(cr);
-    return v;
+    const char *servers[N];
+    for (int i = 0; i < n; i++)
+        servers[i] = nodes[order[i]].addr;
+    return ts_test_cli(servers, (size_t)n, nodes[0].ca, token_file, args, NULL, out);
 }
 
 static void start_cluster(void)
 {
-    const char *base = getenv("TS_TEST_TMPDIR");
-    snprintf(certs, sizeof(certs), "%s/tsclicerts.XXXXXX", base ? base : "/var/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    const char *names[] = {"n1", "n2", "n3", NULL};
-    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
-    ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, NULL), TS_OK);
-    for (int i = 1; i < N; i++) {
-        char name[8];
-        snprintf(name, sizeof(name), "n%d", i + 1);
-        uint64_t deadline = ts_test_now_ms() + 60000;
-        while (voters() != i && ts_test_now_ms() < deadline)
-            usleep(100000);
-        ck_assert_int_eq(voters(), i);
-        ck_assert_int_eq(
-            ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, NULL),
-            TS_OK);
-    }
-    uint64_t deadline = ts_test_now_ms() + 60000;
-    while (voters() != N && ts_test_now_ms() < deadline)
-        usleep(100000);
-    ck_assert_int_eq(voters(), N);
+    ts_testcluster_certs(certs, sizeof(certs), "cli", N);
+    ts_testcluster_start(nodes, N, certs, NULL);
 }
 
 /* The leader's index from `admin cluster --json`, waiting for one. */
 static int leader_index(const int *order, int n)
 {
     uint64_t deadline = ts_test_now_ms() + 30000;
-    while (ts_test_now_ms() < deadline) {
+    int l;
+    do {
         char *out = NULL;
         const char *args[] = {"admin", "cluster", "--json", NULL};
         int rc = cli(order, n, nodes[0].token_file, args, &out);
         const char *p = rc == 0 && out ? strstr(out, "\"leader_id\":") : NULL;
-        int l = p ? atoi(p + strlen("\"leader_id\":")) - 1 : -1;
+        l = p ? atoi(p + strlen("\"leader_id\":")) - 1 : -1;
         free(out);
-        if (l >= 0 && l < N && nodes[l].pid)
-            return l;
-        usleep(200000);
-    }
-    return -1;
+        if (l >= N || (l >= 0 && !nodes[l].pid))
+            l = -1;
+    } while (l < 0 && ts_test_poll(deadline));
+    return l;
 }
 
 START_TEST(test_admin_cluster_and_remove_node)
@@ -146,7 +84,7 @@ START_TEST(test_admin_cluster_and_remove_node)
         ck_assert_msg(strstr(out, line), "no '%s' in:\n%s", line, out);
     }
     ck_assert_ptr_nonnull(strstr(out, "answered_by=2 leader_id="));
-    ck_assert_uint_eq(count_of(out, "applied_seq=down"), 0);
+    ck_assert_uint_eq(ts_test_count(out, "applied_seq=down"), 0);
     free(out);
 
     /* a reader may not ask: refused, exit 1 */
@@ -163,9 +101,9 @@ START_TEST(test_admin_cluster_and_remove_node)
     const int order2[] = {f, g, l}; /* the dead one first: the list moves on */
     const char *json[] = {"admin", "cluster", "--json", NULL};
     ck_assert_int_eq(cli(order2, N, nodes[0].token_file, json, &out), 0);
-    ck_assert_uint_eq(count_of(out, "\"role\":\"voter\""), N);
-    ck_assert_uint_eq(count_of(out, "\"applied_seq\":null"), 1);
-    ck_assert_uint_eq(count_of(out, "\"is_leader\":true"), 1);
+    ck_assert_uint_eq(ts_test_count(out, "\"role\":\"voter\""), N);
+    ck_assert_uint_eq(ts_test_count(out, "\"applied_seq\":null"), 1);
+    ck_assert_uint_eq(ts_test_count(out, "\"is_leader\":true"), 1);
     char want[96];
     snprintf(want, sizeof(want), "\"id\":%d,\"role\":\"voter\",\"is_leader\":false", f + 1);
     ck_assert_ptr_nonnull(strstr(out, want));
@@ -190,7 +128,7 @@ START_TEST(test_admin_cluster_and_remove_node)
 
     /* two voters left, and they still take writes */
     ck_assert_int_eq(cli(via_follower, 2, nodes[0].token_file, text, &out), 0);
-    ck_assert_uint_eq(count_of(out, "role=voter"), 2);
+    ck_assert_uint_eq(ts_test_count(out, "role=voter"), 2);
     snprintf(want, sizeof(want), "node=%d ", f + 1);
     ck_assert_ptr_null(strstr(out, want));
     free(out);

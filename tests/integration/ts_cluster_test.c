@@ -30,6 +30,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_testcluster.h"
 #include "ts_testnode.h"
 
 #define N 3
@@ -39,12 +40,7 @@ static char certs[256], evil[256];
 
 static void teardown(void)
 {
-    for (int i = 0; i <= N; i++) {
-        int st = ts_testnode_cleanup(&nodes[i]);
-        ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
-    }
-    if (certs[0])
-        ts_test_rmtree(certs);
+    ts_testcluster_stop(nodes, N + 1, certs);
     if (evil[0])
         ts_test_rmtree(evil);
 }
@@ -134,7 +130,7 @@ static int cl_post(struct cl *c, const char *key, const char *thread, const char
         if (!c->r) {
             if (ts_testnode_connect(&nodes[c->cur], nodes[0].poster_token, &c->r) != TS_OK) {
                 c->cur = (c->cur + 1) % N;
-                usleep(50000);
+                ts_test_poll(deadline);
                 continue;
             }
         }
@@ -153,7 +149,7 @@ static int cl_post(struct cl *c, const char *key, const char *thread, const char
         }
         c->retries++;
         if (rc == TS_E_UNAVAILABLE) {
-            usleep(100000);
+            ts_test_poll(deadline);
             if (c->retries % 5 == 0) { /* this node may be cut off: try another */
                 ts_raw_close(c->r);
                 c->r = NULL;
@@ -165,7 +161,7 @@ static int cl_post(struct cl *c, const char *key, const char *thread, const char
             ts_raw_close(c->r);
             c->r = NULL;
             c->cur = (c->cur + 1) % N;
-            usleep(50000);
+            ts_test_poll(deadline);
             continue;
         }
         return rc; /* a real rejection */
@@ -214,8 +210,9 @@ static int leader_seen_by(int i)
 static int await_leader(int timeout_ms)
 {
     uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
-    while (ts_test_now_ms() < deadline) {
-        int agreed = -2;
+    int agreed;
+    do {
+        agreed = -2;
         for (int i = 0; i < N && agreed != -1; i++) {
             if (!nodes[i].pid)
                 continue;
@@ -227,11 +224,8 @@ static int await_leader(int timeout_ms)
             else
                 agreed = l;
         }
-        if (agreed >= 0)
-            return agreed;
-        usleep(100000);
-    }
-    return -1;
+    } while (agreed < 0 && ts_test_poll(deadline));
+    return agreed < 0 ? -1 : agreed;
 }
 
 /* Number of voters the leader lists, waiting up to timeout for want. */
@@ -247,10 +241,7 @@ static size_t await_voters(size_t want, int timeout_ms)
             voters += f->result->cluster->nodes[k]->role == THREADSYNC__NODE_ROLE__NODE_VOTER;
         if (f)
             ts_frame_free(f);
-        if (voters == want)
-            return voters;
-        usleep(100000);
-    } while (ts_test_now_ms() < deadline);
+    } while (voters != want && ts_test_poll(deadline));
     return voters;
 }
 
@@ -260,29 +251,11 @@ static Threadsync__Frame *get_on(int i, const char *thread)
     struct ts_raw *r;
     if (ts_testnode_connect(&nodes[i], nodes[0].admin_token, &r) != TS_OK)
         return NULL;
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = 3;
-    g.thread_key = (char *)thread;
-    f.msg_case = THREADSYNC__FRAME__MSG_GET;
-    f.get = &g;
     Threadsync__Frame *res = NULL;
-    if (ts_raw_send_frame(r, &f) != TS_OK || await(r, 3, 10000, &res, NULL, 0) != TS_OK)
+    if (ts_raw_send_get(r, 3, thread) != TS_OK || await(r, 3, 10000, &res, NULL, 0) != TS_OK)
         res = NULL;
     ts_raw_close(r);
     return res;
-}
-
-/* The thread's content without its seq, packed, for comparing nodes. */
-static uint8_t *state_bytes(Threadsync__GetResult *g, size_t *len)
-{
-    uint64_t seq = g->seq;
-    g->seq = 0;
-    *len = protobuf_c_message_get_packed_size(&g->base);
-    uint8_t *b = malloc(*len ? *len : 1);
-    protobuf_c_message_pack(&g->base, b);
-    g->seq = seq;
-    return b;
 }
 
 /* Waits until every running node returns the same thread with `want`
@@ -290,10 +263,11 @@ static uint8_t *state_bytes(Threadsync__GetResult *g, size_t *len)
 static int await_same(const char *thread, size_t want, int timeout_ms)
 {
     uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
-    while (ts_test_now_ms() < deadline) {
+    int same;
+    do {
         uint8_t *ref = NULL;
         size_t ref_len = 0;
-        int same = 1;
+        same = 1;
         for (int i = 0; i < N && same; i++) {
             if (!nodes[i].pid)
                 continue;
@@ -302,7 +276,7 @@ static int await_same(const char *thread, size_t want, int timeout_ms)
                 same = 0;
             } else {
                 size_t len;
-                uint8_t *b = state_bytes(f->result->get, &len);
+                uint8_t *b = ts_test_get_bytes(f->result->get, &len);
                 if (!ref) {
                     ref = b;
                     ref_len = len;
@@ -315,27 +289,15 @@ static int await_same(const char *thread, size_t want, int timeout_ms)
                 ts_frame_free(f);
         }
         free(ref);
-        if (same)
-            return 1;
-        usleep(200000);
-    }
-    return 0;
+    } while (!same && ts_test_poll(deadline));
+    return same;
 }
 
 /* ---- cluster setup ---- */
 
-static void make_certs(char *dir, size_t size, const char *tag)
-{
-    const char *base = getenv("TS_TEST_TMPDIR");
-    snprintf(dir, size, "%s/tscerts-%s.XXXXXX", base ? base : "/var/tmp", tag);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    const char *names[] = {"n1", "n2", "n3", "n4", NULL};
-    ck_assert_int_eq(ts_test_gen_certs(dir, names), TS_OK);
-}
-
 static void start_cluster(const char *const *extra)
 {
-    make_certs(certs, sizeof(certs), "ca");
+    ts_testcluster_certs(certs, sizeof(certs), "ca", N + 1);
     ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, extra), TS_OK);
     ck_assert_int_eq(await_leader(20000), 0);
     for (int i = 1; i < N; i++) {
@@ -487,6 +449,8 @@ static pid_t start_poster(const char *path, int total, const char *thread)
             _exit(3);
         fprintf(out, "%d %llu\n", i, (unsigned long long)id);
         fflush(out);
+        /* paced, not waiting for anything: so that the posts span the
+         * kills and restarts the test makes meanwhile */
         usleep(5000);
     }
     cl_close(&cl);
@@ -494,37 +458,21 @@ static pid_t start_poster(const char *path, int total, const char *thread)
     _exit(0);
 }
 
-static int count_lines(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    int lines = 0;
-    char buf[64];
-    while (f && fgets(buf, sizeof(buf), f))
-        lines++;
-    if (f)
-        fclose(f);
-    return lines;
-}
-
 static void await_lines(const char *path, int want, int timeout_ms)
 {
     uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
-    while (count_lines(path) < want && ts_test_now_ms() < deadline)
-        usleep(20000);
-    ck_assert_int_ge(count_lines(path), want);
+    while (ts_test_count_lines(path) < want && ts_test_poll(deadline))
+        ;
+    ck_assert_int_ge(ts_test_count_lines(path), want);
 }
 
 static void await_child(pid_t child, int timeout_ms)
 {
-    uint64_t deadline = ts_test_now_ms() + (uint64_t)timeout_ms;
     int status = 0;
-    while (waitpid(child, &status, WNOHANG) == 0) {
-        if (ts_test_now_ms() > deadline) {
-            kill(child, SIGKILL);
-            waitpid(child, &status, 0);
-            ck_abort_msg("a client child did not finish in time");
-        }
-        usleep(20000);
+    if (!ts_test_await_exit(child, ts_test_now_ms() + (uint64_t)timeout_ms, &status)) {
+        kill(child, SIGKILL);
+        waitpid(child, &status, 0);
+        ck_abort_msg("a client child did not finish in time");
     }
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
 }
@@ -596,7 +544,7 @@ static pid_t start_mirror(int node, const char *path, int total, const char *thr
             if (!r) {
                 node = (node + 1) % N;
                 moves++;
-                usleep(100000);
+                ts_test_poll(deadline);
                 continue;
             }
         }
@@ -612,7 +560,7 @@ static pid_t start_mirror(int node, const char *path, int total, const char *thr
             r = NULL;
             node = (node + 1) % N;
             moves++;
-            usleep(100000);
+            ts_test_poll(deadline);
             continue;
         }
         Threadsync__Comment **cs = NULL;
@@ -697,7 +645,7 @@ START_TEST(test_kill9_leader_loses_nothing)
     int nl = await_leader(30000);
     ck_assert_int_ge(nl, 0);
     ck_assert_int_ne(nl, l);
-    int before = count_lines(acked);
+    int before = ts_test_count_lines(acked);
     await_lines(acked, before + 20, 60000); /* posting resumed */
     fprintf(stderr, "cluster: new leader node %d after %llu ms\n", nl + 1,
             (unsigned long long)(ts_test_now_ms() - t0));
@@ -728,7 +676,7 @@ START_TEST(test_rolling_kills)
         int victim = k % N;
         int st = ts_testnode_kill(&nodes[victim], SIGKILL);
         ck_assert(WIFSIGNALED(st));
-        int before = count_lines(acked);
+        int before = ts_test_count_lines(acked);
         await_lines(acked, before + 30, 60000); /* writes go on without it */
         ck_assert_int_eq(ts_testnode_restart(&nodes[victim], NULL), TS_OK);
     }
@@ -810,9 +758,8 @@ START_TEST(test_cli_mirror_fails_over)
     uint64_t deadline = ts_test_now_ms() + 60000;
     char *out = NULL;
     while (cli_verify(dir, token, &out) != 0) {
-        ck_assert_msg(ts_test_now_ms() < deadline, "mirror never equal to the cluster: %s", out);
+        ck_assert_msg(ts_test_poll(deadline), "mirror never equal to the cluster: %s", out);
         free(out);
-        usleep(300000);
     }
     char want[64];
     snprintf(want, sizeof(want), "comments=%d", total);
@@ -957,7 +904,7 @@ START_TEST(test_outsiders_are_refused)
     }
 
     /* a node with a certificate from another CA cannot join */
-    make_certs(evil, sizeof(evil), "evil");
+    ts_testcluster_certs(evil, sizeof(evil), "evil", N + 1);
     char cert[320], key[320];
     snprintf(cert, sizeof(cert), "%s/n4.pem", evil);
     snprintf(key, sizeof(key), "%s/n4.key", evil);
@@ -967,14 +914,12 @@ START_TEST(test_outsiders_are_refused)
     rc = ts_testnode_start_member(&nodes[N], &nodes[0], certs, "n4", 4, extra);
     /* TS_E_IO: it was refused and exited before the harness saw it listen */
     ck_assert(rc == TS_OK || rc == TS_E_IO);
-    uint64_t t0 = ts_test_now_ms();
-    int status = 0;
-    while (nodes[N].pid && waitpid(nodes[N].pid, &status, WNOHANG) == 0) {
-        ck_assert_msg(ts_test_now_ms() - t0 < 60000, "the intruder is still running");
-        usleep(50000);
-    }
-    if (nodes[N].pid)
+    if (nodes[N].pid) {
+        int status = 0;
+        ck_assert_msg(ts_test_await_exit(nodes[N].pid, ts_test_now_ms() + 60000, &status) == 1,
+                      "the intruder is still running");
         ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+    }
     nodes[N].pid = 0;
     Threadsync__Frame *f = cluster_of(l);
     ck_assert_ptr_nonnull(f);

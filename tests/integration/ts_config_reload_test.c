@@ -70,24 +70,11 @@ static void spawn_from_config(void)
     }
     node.pid = pid;
     ts_testnode_log_to_file(&node, 0);
-    uint64_t deadline = ts_test_now_ms() + 20000;
-    while (ts_test_now_ms() < deadline) {
-        FILE *f = fopen(addr_file, "r");
-        char line[64] = "";
-        if (f) {
-            int got = fgets(line, sizeof(line), f) != NULL;
-            fclose(f);
-            line[strcspn(line, "\n")] = '\0';
-            if (got && line[0]) {
-                snprintf(node.addr, sizeof(node.addr), "%s", line);
-                return;
-            }
-        }
-        int status;
-        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "threadsyncd exited: %d", status);
-        usleep(20000);
-    }
-    ck_abort_msg("threadsyncd did not listen within 20 s");
+    int status = 0;
+    int rc = ts_test_await_line(pid, addr_file, node.addr, sizeof(node.addr),
+                                ts_test_now_ms() + 20000, &status);
+    ck_assert_msg(rc != TS_E_IO, "threadsyncd exited: %d", status);
+    ck_assert_msg(rc == TS_OK, "threadsyncd did not listen within 20 s");
 }
 
 static void start_node(void)
@@ -179,8 +166,8 @@ START_TEST(test_sighup_reloads_tokens_and_limits)
     uint64_t deadline = ts_test_now_ms() + 10000;
     int rc;
     uint32_t max_frame = 0, heartbeat_ms = 0;
-    while ((rc = hello(fresh, &max_frame, &heartbeat_ms)) != TS_OK && ts_test_now_ms() < deadline)
-        usleep(50000);
+    while ((rc = hello(fresh, &max_frame, &heartbeat_ms)) != TS_OK && ts_test_poll(deadline))
+        ;
     ck_assert_int_eq(rc, TS_OK);
     ck_assert_uint_eq(max_frame, 80000); /* the new limit, for new connections */
     ck_assert_uint_eq(heartbeat_ms, 2500);
@@ -201,8 +188,8 @@ START_TEST(test_sighup_reloads_tokens_and_limits)
     ck_assert_int_eq(kill(node.pid, SIGHUP), 0);
     deadline = ts_test_now_ms() + 10000;
     while (hello(node.admin_token, &max_frame, NULL) == TS_OK && max_frame != 90000 &&
-           ts_test_now_ms() < deadline)
-        usleep(50000);
+           ts_test_poll(deadline))
+        ;
     ck_assert_uint_eq(max_frame, 90000);
     ck_assert_int_eq(hello(fresh, NULL, NULL), TS_OK);
     ck_assert_int_eq(hello(node.poster_token, NULL, NULL), TS_OK);
@@ -233,8 +220,8 @@ START_TEST(test_sighup_removed_token_closes_idle_connection)
     write_text(node.tokens, line, "a");
     ck_assert_int_eq(kill(node.pid, SIGHUP), 0);
     uint64_t deadline = ts_test_now_ms() + 10000;
-    while (hello(leaving, NULL, NULL) != TS_OK && ts_test_now_ms() < deadline)
-        usleep(50000);
+    while (hello(leaving, NULL, NULL) != TS_OK && ts_test_poll(deadline))
+        ;
 
     struct ts_raw *idle, *kept;
     ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &idle), TS_OK);

@@ -125,15 +125,7 @@ static struct outcome post(struct ts_raw *r, uint64_t rid, const char *thread, c
 static void check_thread(struct ts_raw *r, uint64_t rid, const char *thread, const uint64_t *ids,
                          size_t n)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = rid;
-    g.thread_key = (char *)thread;
-    f.msg_case = THREADSYNC__FRAME__MSG_GET;
-    f.get = &g;
-    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(r, 20000, &in), TS_OK);
+    Threadsync__Frame *in = ts_raw_get(r, rid, thread, 20000);
     ck_assert_msg(in->msg_case == THREADSYNC__FRAME__MSG_RESULT, "Get %s refused", thread);
     const Threadsync__GetResult *gr = in->result->get;
     for (size_t i = 0; i < n; i++) {

@@ -73,15 +73,7 @@ static void make_body(int i, char *out, size_t size)
 static Threadsync__GetResult *get_thread(const char *key, Threadsync__Frame **keep)
 {
     struct ts_raw *r = ts_testnode_connect_ok(&node, node.admin_token);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = 1;
-    g.thread_key = (char *)key;
-    f.msg_case = THREADSYNC__FRAME__MSG_GET;
-    f.get = &g;
-    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+    Threadsync__Frame *in = ts_raw_get(r, 1, key, 10000);
     ts_raw_close(r);
     if (in->msg_case != THREADSYNC__FRAME__MSG_RESULT) {
         ts_frame_free(in);
@@ -89,18 +81,6 @@ static Threadsync__GetResult *get_thread(const char *key, Threadsync__Frame **ke
     }
     *keep = in;
     return in->result->get;
-}
-
-/* The content of a GetResult without its seq, as bytes, for comparing. */
-static uint8_t *state_bytes(Threadsync__GetResult *g, size_t *len)
-{
-    uint64_t seq = g->seq;
-    g->seq = 0;
-    *len = protobuf_c_message_get_packed_size(&g->base);
-    uint8_t *b = malloc(*len ? *len : 1);
-    protobuf_c_message_pack(&g->base, b);
-    g->seq = seq;
-    return b;
 }
 
 START_TEST(test_kill9_keeps_acknowledged_posts)
@@ -135,18 +115,11 @@ START_TEST(test_kill9_keeps_acknowledged_posts)
         _exit(0);
     }
     /* wait for some acknowledgements, then kill -9 */
-    for (int tries = 0; tries < 500; tries++) {
-        FILE *f = fopen(acked_path, "r");
-        int lines = 0;
-        char buf[64];
-        while (f && fgets(buf, sizeof(buf), f))
-            lines++;
-        if (f)
-            fclose(f);
-        if (lines >= 200)
-            break;
-        usleep(10000);
-    }
+    uint64_t deadline = ts_test_now_ms() + 60000;
+    int lines;
+    while ((lines = ts_test_count_lines(acked_path)) < 200 && ts_test_poll(deadline))
+        ;
+    ck_assert_msg(lines >= 200, "%d posts acknowledged before the kill, want 200", lines);
     int status = ts_testnode_kill(&node, SIGKILL);
     ck_assert(WIFSIGNALED(status));
     waitpid(child, &status, 0);
@@ -232,14 +205,14 @@ START_TEST(test_snapshot_restart_same_state)
     Threadsync__Frame *ka, *kb;
     Threadsync__GetResult *a = get_thread("snap/a", &ka), *b = get_thread("snap/b", &kb);
     size_t la, lb;
-    uint8_t *sa = state_bytes(a, &la), *sb = state_bytes(b, &lb);
+    uint8_t *sa = ts_test_get_bytes(a, &la), *sb = ts_test_get_bytes(b, &lb);
     ck_assert_uint_eq(a->n_comments, 75);
 
     ck_assert_int_eq(ts_testnode_restart(&node, extra), TS_OK);
     Threadsync__Frame *ka2, *kb2;
     Threadsync__GetResult *a2 = get_thread("snap/a", &ka2), *b2 = get_thread("snap/b", &kb2);
     size_t la2, lb2;
-    uint8_t *sa2 = state_bytes(a2, &la2), *sb2 = state_bytes(b2, &lb2);
+    uint8_t *sa2 = ts_test_get_bytes(a2, &la2), *sb2 = ts_test_get_bytes(b2, &lb2);
     ck_assert_uint_eq(la, la2);
     ck_assert_uint_eq(lb, lb2);
     ck_assert(memcmp(sa, sa2, la) == 0);

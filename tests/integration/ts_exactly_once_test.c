@@ -33,6 +33,7 @@
 #include "ts_check_main.h"
 #include "threadsync.h"
 #include "ts_frame.h"
+#include "ts_testcluster.h"
 #include "ts_testnode.h"
 
 #define N 3
@@ -60,12 +61,7 @@ static void teardown(void)
 {
     for (int i = 0; i < N; i++)
         cont_node(i);
-    for (int i = 0; i < N; i++) {
-        int st = ts_testnode_cleanup(&nodes[i]);
-        ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
-    }
-    if (certs[0])
-        ts_test_rmtree(certs);
+    ts_testcluster_stop(nodes, N, certs);
 }
 
 static void one_cfg(struct ts_client_config *cfg, const char *const *servers, size_t n)
@@ -91,81 +87,33 @@ static Threadsync__ClusterResult *cluster_of(int i)
     return res;
 }
 
-static int voters(void)
-{
-    Threadsync__ClusterResult *cr = cluster_of(0);
-    int v = 0;
-    for (size_t k = 0; cr && k < cr->n_nodes; k++)
-        v += cr->nodes[k]->role == THREADSYNC__NODE_ROLE__NODE_VOTER;
-    ts_msg_free(cr);
-    return v;
-}
-
 /* The leader's index as node i sees it, waiting for one; -1 at the end. */
 static int leader_seen_by(int i)
 {
     uint64_t deadline = ts_test_now_ms() + WAIT_MS;
-    while (ts_test_now_ms() < deadline) {
+    int l;
+    do {
         Threadsync__ClusterResult *cr = cluster_of(i);
-        int l = cr && cr->leader_id >= 1 && cr->leader_id <= N ? (int)cr->leader_id - 1 : -1;
+        l = cr && cr->leader_id >= 1 && cr->leader_id <= N ? (int)cr->leader_id - 1 : -1;
         ts_msg_free(cr);
-        if (l >= 0)
-            return l;
-        usleep(50000);
-    }
-    return -1;
+    } while (l < 0 && ts_test_poll(deadline));
+    return l;
 }
 
 static void start_cluster(void)
 {
-    const char *base = getenv("TS_TEST_TMPDIR");
-    snprintf(certs, sizeof(certs), "%s/tseocerts.XXXXXX", base ? base : "/var/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    const char *names[] = {"n1", "n2", "n3", NULL};
-    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
-    ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, fast), TS_OK);
-    for (int i = 1; i < N; i++) {
-        uint64_t deadline = ts_test_now_ms() + 60000;
-        while (voters() != i && ts_test_now_ms() < deadline)
-            usleep(50000);
-        ck_assert_int_eq(voters(), i);
-        char name[8];
-        snprintf(name, sizeof(name), "n%d", i + 1);
-        ck_assert_int_eq(
-            ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, fast),
-            TS_OK);
-    }
-    uint64_t deadline = ts_test_now_ms() + 60000;
-    while (voters() != N && ts_test_now_ms() < deadline)
-        usleep(50000);
-    ck_assert_int_eq(voters(), N);
+    ts_testcluster_certs(certs, sizeof(certs), "eo", N);
+    ts_testcluster_start(nodes, N, certs, fast);
 }
 
 /* Runs the CLI with --server for nodes order[0..n), then args; stdout in
  * *out (may be NULL). The exit code. */
 static int cli(const int *order, int n, const char *const *args, char **out)
 {
-    const char *argv[40];
-    int a = 0;
-    argv[a++] = TS_THREADSYNC_PATH;
-    for (int i = 0; i < n; i++) {
-        argv[a++] = "--server";
-        argv[a++] = nodes[order[i]].addr;
-    }
-    argv[a++] = "--ca";
-    argv[a++] = nodes[0].ca;
-    argv[a++] = "--token-file";
-    argv[a++] = nodes[0].token_file;
-    for (int i = 0; args[i] && a < 39; i++)
-        argv[a++] = args[i];
-    argv[a] = NULL;
-    char *text = NULL;
-    int rc = ts_test_run(argv, NULL, NULL, &text);
-    if (out)
-        *out = text;
-    else
-        free(text);
-    return rc;
+    const char *servers[N];
+    for (int i = 0; i < n; i++)
+        servers[i] = nodes[order[i]].addr;
+    return ts_test_cli(servers, (size_t)n, nodes[0].ca, nodes[0].token_file, args, NULL, out);
 }
 
 /* Comments of thread whose body is body, on node i alone; -1 while it
@@ -191,8 +139,8 @@ static void assert_once_everywhere(const char *thread, const char *body)
     for (int i = 0; i < N; i++) {
         uint64_t deadline = ts_test_now_ms() + WAIT_MS;
         int n;
-        while ((n = count_on(i, thread, body)) < 1 && ts_test_now_ms() < deadline)
-            usleep(50000);
+        while ((n = count_on(i, thread, body)) < 1 && ts_test_poll(deadline))
+            ;
         ck_assert_msg(n == 1, "node %d holds %d copies of \"%s\"", i + 1, n, body);
     }
 }
@@ -322,22 +270,14 @@ START_TEST(test_leader_without_quorum_answers_and_goes_stale)
     char why[256] = "";
     uint64_t deadline = ts_test_now_ms() + WAIT_MS;
     int code = 0;
-    for (uint64_t rid = 100; code != TS_E_UNAVAILABLE && ts_test_now_ms() < deadline; rid++) {
-        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-        Threadsync__Get g = THREADSYNC__GET__INIT;
-        g.request_id = rid;
-        g.thread_key = "eo/quorum";
-        f.msg_case = THREADSYNC__FRAME__MSG_GET;
-        f.get = &g;
-        ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
-        Threadsync__Frame *a = NULL;
-        ck_assert_int_eq(ts_raw_recv_nonping(r, 5000, &a), TS_OK);
+    for (uint64_t rid = 100;; rid++) {
+        Threadsync__Frame *a = ts_raw_get(r, rid, "eo/quorum", 5000);
         code = a->msg_case == THREADSYNC__FRAME__MSG_ERROR ? (int)a->error->code : 0;
         if (code == TS_E_UNAVAILABLE)
             snprintf(why, sizeof(why), "%s", a->error->message);
         ts_frame_free(a);
-        if (code != TS_E_UNAVAILABLE)
-            usleep(100000);
+        if (code == TS_E_UNAVAILABLE || !ts_test_poll(deadline))
+            break;
     }
     ck_assert_int_eq(code, TS_E_UNAVAILABLE);
     ck_assert_msg(strstr(why, nodes[l].addr), "message does not name the last leader: %s", why);
@@ -397,7 +337,7 @@ START_TEST(test_removed_node_refuses_and_clients_move_on)
     uint64_t deadline = ts_test_now_ms() + WAIT_MS;
     int code = 0;
     char why[256] = "";
-    while (!strstr(why, "removed") && ts_test_now_ms() < deadline) {
+    do {
         const char *server[] = {nodes[f].addr};
         struct ts_client_config cfg;
         one_cfg(&cfg, server, 1);
@@ -407,9 +347,7 @@ START_TEST(test_removed_node_refuses_and_clients_move_on)
         snprintf(why, sizeof(why), "%s", e && e->message ? e->message : "");
         ts_msg_free(g);
         ts_msg_free(e);
-        if (!strstr(why, "removed"))
-            usleep(100000);
-    }
+    } while (!strstr(why, "removed") && ts_test_poll(deadline));
     ck_assert_msg(code == TS_E_UNAVAILABLE && strstr(why, "removed"),
                   "the removed node still serves (%s: %s)", ts_err_name(code), why);
     char *health = http_get(metrics, "/healthz");

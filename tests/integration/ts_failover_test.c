@@ -49,113 +49,18 @@ static char certs[256];
 
 static void teardown(void)
 {
-    for (int i = 0; i < N; i++) {
-        int st = ts_testnode_cleanup(&nodes[i]);
-        ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
-    }
-    if (certs[0])
-        ts_test_rmtree(certs);
+    ts_testcluster_stop(nodes, N, certs);
 }
 
 static void start_cluster(void)
 {
-    const char *base = getenv("TS_TEST_TMPDIR");
-    snprintf(certs, sizeof(certs), "%s/tsfocerts.XXXXXX", base ? base : "/var/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    const char *names[] = {"n1", "n2", "n3", NULL};
-    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
-    ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, NULL), TS_OK);
-    ck_assert_int_eq(ts_testcluster_await_leader(nodes, N, 20000), 0);
-    for (int i = 1; i < N; i++) {
-        char name[8];
-        snprintf(name, sizeof(name), "n%d", i + 1);
-        ck_assert_int_eq(
-            ts_testnode_start_member(&nodes[i], &nodes[0], certs, name, (uint64_t)i + 1, NULL),
-            TS_OK);
-        ts_testcluster_await_role_count(nodes, 0, THREADSYNC__NODE_ROLE__NODE_VOTER, (size_t)i + 1,
-                                        60000);
-    }
+    ts_testcluster_certs(certs, sizeof(certs), "fo", N);
+    ts_testcluster_start(nodes, N, certs, NULL);
 }
 
 static void body_of(int i, char *out, size_t size)
 {
     snprintf(out, size, "failover post %d: %.*s", i, i % 30 + 1, "abcdefghijklmnopqrstuvwxyz0123");
-}
-
-/* ---- the poster ---- */
-
-struct slot {
-    struct poster *p;
-    int idx;
-};
-
-struct poster {
-    struct ts_client *c;
-    int next, in_flight, acked, stop;
-    uint64_t ids[TOTAL];
-    struct slot slots[TOTAL];
-    unsigned lib_errors;  /* requests the library gave up on (re-posted) */
-    unsigned disconnects; /* DISCONNECTED states */
-    unsigned not_leader;  /* of which: redirects */
-    uint64_t last_ack_ms;
-    int last_err;
-};
-
-static void post_submit(struct poster *p, int idx);
-
-static void on_post(void *arg, int err, const Threadsync__Error *detail,
-                    const Threadsync__PostResult *res)
-{
-    (void)detail;
-    struct slot *s = arg;
-    struct poster *p = s->p;
-    if (err == TS_E_CLOSED) { /* the test closed the client */
-        p->in_flight--;
-        return;
-    }
-    if (err != TS_OK) {
-        /* The library is meant to ride out a failover inside its timeout;
-         * counted (and asserted on later), then re-posted with the key. */
-        p->lib_errors++;
-        p->last_err = err;
-        fprintf(stderr, "failover: post %d failed in the library: %s\n", s->idx, ts_err_name(err));
-        post_submit(p, s->idx);
-        return;
-    }
-    p->in_flight--;
-    ck_assert_uint_ne(res->comment_id, 0);
-    if (p->ids[s->idx]) {
-        /* a re-post of an applied post answers the first result */
-        ck_assert_uint_eq(res->comment_id, p->ids[s->idx]);
-        return;
-    }
-    p->ids[s->idx] = res->comment_id;
-    p->acked++;
-    p->last_ack_ms = ts_test_now_ms();
-}
-
-static void post_submit(struct poster *p, int idx)
-{
-    char key[32], body[96];
-    snprintf(key, sizeof(key), "fo-key-%d", idx);
-    body_of(idx, body, sizeof(body));
-    Threadsync__Post m = THREADSYNC__POST__INIT;
-    m.idempotency_key = key;
-    m.thread_key = THREAD;
-    m.author_name = "Fay";
-    m.body = body;
-    p->slots[idx] = (struct slot){p, idx};
-    ck_assert_int_eq(ts_client_post(p->c, &m, on_post, &p->slots[idx]), TS_OK);
-}
-
-static void poster_state(void *arg, const struct ts_client_state_info *info)
-{
-    struct poster *p = arg;
-    if (info->state == TS_CLIENT_DISCONNECTED) {
-        p->disconnects++;
-        p->not_leader += info->err == TS_E_NOT_LEADER;
-    }
-    ck_assert_int_ne(info->state, TS_CLIENT_FAILED);
 }
 
 /* ---- the subscriber ---- */
@@ -169,7 +74,7 @@ struct subscriber {
     unsigned stale;        /* events at or below the cursor (must stay 0) */
     unsigned resubscribed; /* on_result calls */
     unsigned snapshots;
-    unsigned char seen[1 << 16]; /* by comment id */
+    unsigned char seen[TS_TESTCLUSTER_MAX_ID]; /* by comment id */
     int ended;
 };
 
@@ -206,7 +111,7 @@ static void sub_events(void *arg, const Threadsync__Events *ev)
             fprintf(stderr, "failover: event seq %llu at or below the cursor %llu\n",
                     (unsigned long long)e->seq, (unsigned long long)s->cursor);
         }
-        if (e->comment && e->comment->id < sizeof(s->seen))
+        if (e->comment && e->comment->id < TS_TESTCLUSTER_MAX_ID)
             s->seen[e->comment->id] = 1;
     }
     if (ev->last_seq > s->cursor)
@@ -218,7 +123,7 @@ static void sub_chunk(void *arg, const Threadsync__SnapshotChunk *chunk)
 {
     struct subscriber *s = arg;
     for (size_t i = 0; i < chunk->n_comments; i++)
-        if (chunk->comments[i]->id < sizeof(s->seen))
+        if (chunk->comments[i]->id < TS_TESTCLUSTER_MAX_ID)
             s->seen[chunk->comments[i]->id] = 1;
 }
 
@@ -242,7 +147,7 @@ static void sub_error(void *arg, int err, const Threadsync__Error *detail)
 struct run {
     uv_loop_t loop;
     uv_timer_t post_timer, driver;
-    struct poster p;
+    struct ts_testcluster_poster p;
     struct subscriber s;
     int phase;
     uint64_t phase_start, phase_deadline;
@@ -257,12 +162,7 @@ struct run {
 
 static void on_post_tick(uv_timer_t *t)
 {
-    struct run *r = t->data;
-    struct poster *p = &r->p;
-    if (!p->stop && p->next < TOTAL && p->in_flight < WINDOW) {
-        p->in_flight++;
-        post_submit(p, p->next++);
-    }
+    ts_testcluster_poster_tick(&((struct run *)t->data)->p, WINDOW);
 }
 
 static int seen_all_acked(const struct run *r)
@@ -373,26 +273,13 @@ START_TEST(test_library_follows_failover)
     const char *all[N];
     for (int i = 0; i < N; i++)
         all[i] = nodes[(follower + i) % N].addr;
-    struct ts_client_config pc = {
-        .servers = all,
-        .n_servers = N,
-        .ca_file = nodes[0].ca,
-        .token = nodes[0].poster_token,
-        .client_name = "failover-poster",
-        .request_timeout_ms = 30000,
-        .connect_timeout_ms = 3000,
-        .backoff_min_ms = 50,
-        .backoff_max_ms = 1000,
-        .reconnect = 1,
-        .on_state = poster_state,
-        .state_arg = &r.p,
-    };
-    ck_assert_int_eq(ts_client_new(&r.loop, &pc, &r.p.c), TS_OK);
+    struct ts_client_config pc =
+        ts_testcluster_client_config(nodes, all, N, nodes[0].poster_token, "failover-poster");
+    ts_testcluster_poster_start(&r.p, &r.loop, &pc, "failover", THREAD, TOTAL, body_of);
 
     /* the subscriber starts on the follower too */
-    struct ts_client_config sc = pc;
-    sc.token = nodes[0].reader_token;
-    sc.client_name = "failover-subscriber";
+    struct ts_client_config sc =
+        ts_testcluster_client_config(nodes, all, N, nodes[0].reader_token, "failover-subscriber");
     sc.on_state = sub_state;
     sc.state_arg = &r.s;
     ck_assert_int_eq(ts_client_new(&r.loop, &sc, &r.s.c), TS_OK);

@@ -95,13 +95,7 @@ static int edit(struct ts_raw *r, uint64_t rid, uint64_t id, const char *key, co
 /* A thread's comment count as a moderator sees it. */
 static size_t comments_in(struct ts_raw *r, uint64_t rid, const char *thread)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = rid;
-    g.thread_key = (char *)thread;
-    f.msg_case = THREADSYNC__FRAME__MSG_GET;
-    f.get = &g;
-    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
+    ck_assert_int_eq(ts_raw_send_get(r, rid, thread), TS_OK);
     Threadsync__Frame *in = answer(r, rid);
     size_t n = 0;
     if (in->msg_case == THREADSYNC__FRAME__MSG_RESULT)

@@ -25,6 +25,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_testcluster.h"
 #include "ts_testnode.h"
 
 static struct ts_testnode node, node2;
@@ -304,14 +305,14 @@ START_TEST(test_interrupted_import_completes)
     }
     /* kill it once part of the file is in */
     size_t seen = 0;
-    for (int i = 0; i < 3000 && seen < 200; i++) {
+    uint64_t deadline = ts_test_now_ms() + 60000;
+    do {
         if (thread_exists(&node, "/big/")) {
             Threadsync__GetResult *g = get(&node, "/big/");
             seen = g->n_comments;
             ts_msg_free(g);
         }
-        usleep(10000);
-    }
+    } while (seen < 200 && ts_test_poll(deadline));
     kill(pid, SIGKILL);
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -751,31 +752,8 @@ START_TEST(test_cluster_replicas_agree)
     enum { N = 3 };
     static struct ts_testnode nodes[N];
     char certs[256];
-    const char *base = getenv("TS_TEST_TMPDIR");
-    snprintf(certs, sizeof(certs), "%s/tsimpcerts.XXXXXX", base ? base : "/var/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    const char *names[] = {"n1", "n2", "n3", NULL};
-    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
-    ck_assert_int_eq(ts_testnode_start_member(&nodes[0], NULL, certs, "n1", 1, NULL), TS_OK);
-    for (int i = 1; i < N; i++) {
-        ck_assert_int_eq(
-            ts_testnode_start_member(&nodes[i], &nodes[0], certs, names[i], (uint64_t)i + 1, NULL),
-            TS_OK);
-        /* one join at a time: wait until this one is a voter */
-        int voters = 0;
-        for (uint64_t end = ts_test_now_ms() + 60000; voters != i + 1 && ts_test_now_ms() < end;
-             usleep(100000)) {
-            const char *server;
-            struct ts_client_config cfg = config(&nodes[0], &server);
-            Threadsync__ClusterResult *cr = NULL;
-            voters = 0;
-            if (ts_sync_cluster(&cfg, &cr, NULL) == TS_OK)
-                for (size_t k = 0; k < cr->n_nodes; k++)
-                    voters += cr->nodes[k]->role == THREADSYNC__NODE_ROLE__NODE_VOTER;
-            ts_msg_free(cr);
-        }
-        ck_assert_int_eq(voters, i + 1);
-    }
+    ts_testcluster_certs(certs, sizeof(certs), "imp", N);
+    ts_testcluster_start(nodes, N, certs, NULL);
     char *out;
     /* --server lists every node, the leader last: the first answers
      * NOT_LEADER or is the leader */
@@ -788,23 +766,19 @@ START_TEST(test_cluster_replicas_agree)
     free(out);
     /* every node, once it applied the import, holds the same state */
     int agree = 0;
-    for (uint64_t end = ts_test_now_ms() + 30000; !agree && ts_test_now_ms() < end;
-         usleep(100000)) {
+    uint64_t end = ts_test_now_ms() + 30000;
+    do {
         char d[N][65];
         agree = 1;
         for (int i = 0; i < N; i++) {
             digest_of(&nodes[i], d[i]);
             agree &= strcmp(d[i], d[0]) == 0 && thread_exists(&nodes[i], "/about/");
         }
-    }
+    } while (!agree && ts_test_poll(end));
     ck_assert_msg(agree, "the replicas' digests differ");
     for (int i = 0; i < N; i++)
         check_wordpress(&nodes[i]);
-    for (int i = N - 1; i >= 0; i--) {
-        int status = ts_testnode_cleanup(&nodes[i]);
-        ck_assert_msg(status == 0, "node %d exit status %d", i + 1, status);
-    }
-    ts_test_rmtree(certs);
+    ts_testcluster_stop(nodes, N, certs);
 }
 END_TEST
 

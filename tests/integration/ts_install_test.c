@@ -19,7 +19,6 @@
  */
 #include <arpa/inet.h>
 #include <check.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -116,14 +115,6 @@ static void exists(const char *rel)
     ck_assert_msg(access(p, F_OK) == 0, "not installed: %s", rel);
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void setup(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -144,7 +135,7 @@ static void teardown(void)
         waitpid(node_pid, &status, 0);
         node_pid = 0;
     }
-    nftw(prefix, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    ts_test_rmtree(prefix);
 }
 
 /* The installed threadsyncd, from the installed config; flags give the
@@ -171,22 +162,11 @@ static void start_installed_node(void)
               "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
-    uint64_t deadline = ts_test_now_ms() + 20000;
-    while (ts_test_now_ms() < deadline) {
-        FILE *f = fopen(addr_file, "r");
-        if (f) {
-            int got = fgets(addr, sizeof(addr), f) != NULL;
-            fclose(f);
-            addr[strcspn(addr, "\n")] = '\0';
-            if (got && addr[0])
-                return;
-        }
-        int status;
-        ck_assert_msg(waitpid(node_pid, &status, WNOHANG) == 0, "installed node exited: %d",
-                      status);
-        usleep(20000);
-    }
-    ck_abort_msg("the installed node did not listen");
+    int status = 0;
+    int rc = ts_test_await_line(node_pid, addr_file, addr, sizeof(addr), ts_test_now_ms() + 20000,
+                                &status);
+    ck_assert_msg(rc != TS_E_IO, "installed node exited: %d", status);
+    ck_assert_msg(rc == TS_OK, "the installed node did not listen");
 }
 
 static uint64_t run_prog(const char *exe)

@@ -151,15 +151,8 @@ START_TEST(test_pipelined_requests_answered_once_in_order)
     /* every answer carries the whole thread (~5 KB): their total is well
      * past the node's read-pause threshold while this client reads none */
     struct ts_raw *r = ts_testnode_connect_ok(&node, node.reader_token);
-    for (uint64_t rid = 1; rid <= FLOOD; rid++) {
-        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-        Threadsync__Get g = THREADSYNC__GET__INIT;
-        g.request_id = rid;
-        g.thread_key = "site/links";
-        f.msg_case = THREADSYNC__FRAME__MSG_GET;
-        f.get = &g;
-        ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
-    }
+    for (uint64_t rid = 1; rid <= FLOOD; rid++)
+        ck_assert_int_eq(ts_raw_send_get(r, rid, "site/links"), TS_OK);
     for (uint64_t rid = 1; rid <= FLOOD; rid++) {
         Threadsync__Frame *in;
         ck_assert_int_eq(ts_raw_recv_nonping(r, 20000, &in), TS_OK);

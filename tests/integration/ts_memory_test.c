@@ -153,8 +153,7 @@ static void attack(long bound_kb, const char *done_name, double done_value)
                       peak, base, bound_kb);
         if (metric(done_name) >= done_value)
             break;
-        ck_assert_msg(ts_test_now_ms() < deadline, "%s never reached %.0f", done_name, done_value);
-        usleep(100 * 1000);
+        ck_assert_msg(ts_test_poll(deadline), "%s never reached %.0f", done_name, done_value);
     }
     /* An honest reader is still answered. */
     struct ts_raw *honest = ts_testnode_connect_ok(&node, node.reader_token);

@@ -42,6 +42,8 @@ static pid_t poster_start(struct posted *p, unsigned seed)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         for (unsigned i = 0;; i++) {
             post_many(p, 20, seed + i);
+            /* paced, not waiting for anything: a steady trickle, so the
+             * mirror has posts to follow without the node being swamped */
             usleep(100000);
         }
     }
@@ -77,10 +79,8 @@ static uint64_t server_seq(void)
 static void wait_server_past(uint64_t seq, int timeout_s)
 {
     uint64_t end = ts_test_now_ms() + (uint64_t)timeout_s * 1000;
-    while (server_seq() <= seq) {
-        ck_assert_msg(ts_test_now_ms() < end, "no post reached the server past seq %" PRIu64, seq);
-        usleep(50000);
-    }
+    while (server_seq() <= seq)
+        ck_assert_msg(ts_test_poll(end), "no post reached the server past seq %" PRIu64, seq);
 }
 
 START_TEST(test_acceptance_10k)
@@ -118,10 +118,8 @@ START_TEST(test_acceptance_10k)
     m = cli_start("mirror", "soak2", NULL);
     /* and it resumed while they go on */
     uint64_t end = ts_test_now_ms() + 60000;
-    while (db_cursor() <= killed_at) {
-        ck_assert_msg(ts_test_now_ms() < end, "the mirror did not resume");
-        usleep(20000);
-    }
+    while (db_cursor() <= killed_at)
+        ck_assert_msg(ts_test_poll(end), "the mirror did not resume");
     poster_stop(poster);
     uint64_t head = server_seq();
     /* Every post seen by the server is an event up to some seq <= head;
@@ -137,9 +135,8 @@ START_TEST(test_acceptance_10k)
             free(out);
             break;
         }
-        ck_assert_msg(ts_test_now_ms() < end, "mirror not equal after posting stopped: %s", out);
+        ck_assert_msg(ts_test_poll(end), "mirror not equal after posting stopped: %s", out);
         free(out);
-        usleep(200000);
     }
     kill(m, SIGINT);
     ck_assert_int_eq(cli_wait(m, 30), 0);

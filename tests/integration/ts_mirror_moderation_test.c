@@ -43,20 +43,9 @@
  * gets its stdout. Returns the exit code. */
 static int run_as(const char *tok, char **out, const char *const *args)
 {
-    const char *argv[40];
-    size_t n = 0;
-    argv[n++] = TS_THREADSYNC_PATH;
-    argv[n++] = "--server";
-    argv[n++] = node.addr;
-    argv[n++] = "--ca";
-    argv[n++] = node.ca;
-    argv[n++] = "--token-file";
-    argv[n++] = tok;
-    for (size_t i = 0; args[i]; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
+    const char *server[] = {node.addr};
     char *o = NULL;
-    int code = ts_test_run(argv, node.dir, NULL, &o);
+    int code = ts_test_cli(server, 1, node.ca, tok, args, node.dir, &o);
     ck_assert_ptr_nonnull(o);
     if (out)
         *out = o;
@@ -275,15 +264,7 @@ static uint32_t server_count(const char *key)
     ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
     int role;
     ck_assert_int_eq(ts_raw_hello(r, node.reader_token, &role), TS_OK);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = 1;
-    g.thread_key = (char *)key;
-    f.msg_case = THREADSYNC__FRAME__MSG_GET;
-    f.get = &g;
-    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+    Threadsync__Frame *in = ts_raw_get(r, 1, key, 10000);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
     uint32_t n = in->result->get->thread->comment_count;
     ts_frame_free(in);
@@ -506,12 +487,10 @@ static void assert_rows(const struct model *m)
 static void wait_rendered(const struct model *m)
 {
     uint64_t end = ts_test_now_ms() + 30000;
-    while (db_meta("rendered_seq") < m->seq) {
-        ck_assert_msg(ts_test_now_ms() < end,
+    while (db_meta("rendered_seq") < m->seq)
+        ck_assert_msg(ts_test_poll(end),
                       "mirror did not render seq %" PRIu64 " (cursor %" PRIu64 ")", m->seq,
                       db_cursor());
-        usleep(20000);
-    }
 }
 
 /* Everything a reader may see of m, in the mirror's rows, JSON and HTML,
@@ -685,15 +664,7 @@ static int server_get_has(const char *token, const char *key, const char *text)
     ck_assert_int_eq(ts_raw_connect(node.addr, node.ca, TS_ALPN, &r), TS_OK);
     int role;
     ck_assert_int_eq(ts_raw_hello(r, token, &role), TS_OK);
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = 1;
-    g.thread_key = (char *)key;
-    f.msg_case = THREADSYNC__FRAME__MSG_GET;
-    f.get = &g;
-    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+    Threadsync__Frame *in = ts_raw_get(r, 1, key, 10000);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
     uint8_t *buf;
     size_t len;

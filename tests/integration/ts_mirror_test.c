@@ -467,7 +467,7 @@ START_TEST(test_server_list_and_backoff)
     char path[600], want[128];
     snprintf(path, sizeof(path), "%s/servers.err", node.dir);
     char *err = slurp(path);
-    size_t before = count_of(err, "disconnected from");
+    size_t before = ts_test_count(err, "disconnected from");
     free(err);
     uint64_t t0 = ts_test_now_ms();
     ck_assert_int_eq(ts_testnode_kill(&node, SIGTERM), 0);
@@ -483,14 +483,14 @@ START_TEST(test_server_list_and_backoff)
     ck_assert_int_eq(cli_wait(m, 30), 0);
     err = slurp(path);
     snprintf(want, sizeof(want), "disconnected from %s", dead);
-    size_t to_dead = count_of(err, want);
+    size_t to_dead = ts_test_count(err, want);
     snprintf(want, sizeof(want), "disconnected from %s", node.addr);
-    size_t to_node = count_of(err, want);
+    size_t to_node = ts_test_count(err, want);
     ck_assert_msg(to_dead >= 1 && to_node >= 2, "not round the list: %s", err);
     ck_assert_msg(to_dead + to_node <= before + 12, "%zu attempts: no backoff? %s",
                   to_dead + to_node, err);
     snprintf(want, sizeof(want), "connected to %s", node.addr);
-    ck_assert_uint_eq(count_of(err, want), 2);
+    ck_assert_uint_eq(ts_test_count(err, want), 2);
     /* the cursor was kept: no snapshot, no event twice */
     ck_assert_uint_eq(field(err, "snapshots="), 0);
     ck_assert_uint_eq(field(err, "events="), 40);
@@ -516,10 +516,9 @@ START_TEST(test_killed_mid_sync_converges)
         snprintf(tag, sizeof(tag), "crash%d", round);
         pid_t m = cli_start("mirror", tag, NULL);
         uint64_t end = ts_test_now_ms() + 30000;
-        while (db_cursor() <= cursor && waitpid(m, NULL, WNOHANG) == 0) {
-            ck_assert_msg(ts_test_now_ms() < end, "the mirror made no progress");
-            usleep(500);
-        }
+        while (db_cursor() <= cursor && waitpid(m, NULL, WNOHANG) == 0)
+            ck_assert_msg(ts_test_spin(end), "the mirror made no progress");
+        /* not a wait for anything: a later moment in the run each round */
         usleep((useconds_t)round * 3000);
         kill(m, SIGKILL);
         int status;
@@ -606,10 +605,8 @@ START_TEST(test_unsynced_render_converges)
         snprintf(tag, sizeof(tag), "render%d", round);
         pid_t m = cli_start("mirror", tag, once);
         uint64_t end = ts_test_now_ms() + 60000;
-        while (count_files(tdir) < 1 + (size_t)round && waitpid(m, NULL, WNOHANG) == 0) {
-            ck_assert_msg(ts_test_now_ms() < end, "the mirror wrote no file");
-            usleep(100);
-        }
+        while (count_files(tdir) < 1 + (size_t)round && waitpid(m, NULL, WNOHANG) == 0)
+            ck_assert_msg(ts_test_spin(end), "the mirror wrote no file");
         kill(m, SIGKILL);
         waitpid(m, NULL, 0);
         if (db_meta("files_unsynced") != 1)

@@ -382,9 +382,9 @@ START_TEST(test_edit_key_scope_and_window)
     restart_with(extra);
     struct ts_raw *p = ts_testnode_connect_ok(&node, node.poster_token);
     char ka[33], kb[33];
-    uint64_t t0 = ts_test_now_ms();
     uint64_t a = post_ok(p, 1, "mod/edit", "Ann", NULL, "a words", ka, NULL);
     uint64_t b = post_ok(p, 2, "mod/edit", "Bob", NULL, "b words", kb, NULL);
+    uint64_t acked = ts_test_now_ms(); /* both command times are before this */
     ck_assert_str_ne(ka, kb);
     /* a key opens its own comment only */
     expect_refused(edit(p, 3, a, kb, "hijack"), TS_E_FORBIDDEN, "edit_key");
@@ -401,10 +401,12 @@ START_TEST(test_edit_key_scope_and_window)
     ck_assert_uint_gt(in->result->change->thread->version, 2);
     ts_frame_free(in);
     ts_raw_close(other);
-    /* after the window */
-    uint64_t wait_until = t0 + 2700;
-    while (ts_test_now_ms() < wait_until)
-        usleep(50000);
+    /* after the window: letting time pass is the point (the node times the
+     * window from the post's command time, at most `acked`), there is no
+     * condition to poll */
+    uint64_t now = ts_test_now_ms();
+    if (now < acked + 2600)
+        usleep((useconds_t)(acked + 2600 - now) * 1000);
     expect_refused(edit(p, 7, a, ka, "too late"), TS_E_FORBIDDEN, "edit_key");
     expect_refused(delete_comment(p, 8, b, kb), TS_E_FORBIDDEN, "edit_key");
     /* a moderator edits at any time */
@@ -810,7 +812,8 @@ START_TEST(test_rate_limits)
     ts_frame_free(in);
     /* another author is not held back */
     post_ok(p, 11, "mod/rate", "Bob", NULL, "my turn", NULL, NULL);
-    /* and after the wait, Ann may post again */
+    /* and after the wait, Ann may post again: the bucket refills with time
+     * alone, so the test sleeps the retry_after_ms the node named */
     usleep((useconds_t)retry * 1000 + 20000);
     post_ok(p, 12, "mod/rate", "Ann", "ann@example.org", "again", NULL, NULL);
     in = post_frame(p, 13, "mod/rate", "Ann", "ann@example.org", "and again");
@@ -837,6 +840,7 @@ START_TEST(test_rate_limits)
     struct ts_raw *a = ts_testnode_connect_ok(&node, node.admin_token);
     post_ok(a, 31, "mod/rate", "author-9", NULL, "x", NULL, NULL);
     ts_raw_close(a);
+    /* the token's bucket refills with time alone: sleep what the node named */
     usleep((useconds_t)retry * 1000 + 20000);
     post_ok(p, 32, "mod/rate", "author-9", NULL, "x", NULL, NULL);
     ts_raw_close(p);
@@ -876,8 +880,7 @@ START_TEST(test_connection_limit)
     int rc;
     while ((rc = ts_testnode_connect(&node, node.reader_token, &d)) != TS_OK) {
         ck_assert_int_eq(rc, TS_E_RATE_LIMITED);
-        ck_assert_msg(ts_test_now_ms() < deadline, "closing a connection made no room");
-        usleep(20000);
+        ck_assert_msg(ts_test_poll(deadline), "closing a connection made no room");
     }
     ts_raw_close(d);
     ts_raw_close(a);
@@ -888,19 +891,8 @@ END_TEST
 
 static int cli_as(const char *token_file, char **out, const char *const *args)
 {
-    const char *argv[40];
-    size_t n = 0;
-    argv[n++] = TS_THREADSYNC_PATH;
-    argv[n++] = "--server";
-    argv[n++] = node.addr;
-    argv[n++] = "--ca";
-    argv[n++] = node.ca;
-    argv[n++] = "--token-file";
-    argv[n++] = token_file;
-    for (size_t i = 0; args[i]; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return ts_test_run(argv, node.dir, NULL, out);
+    const char *server[] = {node.addr};
+    return ts_test_cli(server, 1, node.ca, token_file, args, node.dir, out);
 }
 
 static void write_token(const char *path, const char *token)

@@ -153,6 +153,7 @@ START_TEST(test_metrics_while_posting)
     pid_t child = poster_child(&node, posts);
     double last_frames = 0, last_commits = 0;
     int scrapes = 0;
+    uint64_t deadline = ts_test_now_ms() + 120000;
     for (;;) {
         int status;
         int done = waitpid(child, &status, WNOHANG) == child;
@@ -168,21 +169,13 @@ START_TEST(test_metrics_while_posting)
             ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d", status);
             break;
         }
-        usleep(20000);
+        ck_assert_msg(ts_test_poll(deadline), "the poster child did not finish in 120 s");
     }
     ck_assert_int_ge(scrapes, 2);
 
     /* one refused request, for errors by code */
     struct ts_raw *poster = ts_testnode_connect_ok(&node, node.poster_token);
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = 7;
-    g.thread_key = "no/such/thread";
-    Threadsync__Frame gf = THREADSYNC__FRAME__INIT;
-    gf.msg_case = THREADSYNC__FRAME__MSG_GET;
-    gf.get = &g;
-    ck_assert_int_eq(ts_raw_send_frame(poster, &gf), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(poster, 10000, &in), TS_OK);
+    Threadsync__Frame *in = ts_raw_get(poster, 7, "no/such/thread", 10000);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_ERROR);
     ts_frame_free(in);
 
@@ -247,19 +240,8 @@ END_TEST
 static int cli(const struct ts_testnode *n, const char *token_file, char **out,
                const char *const *args)
 {
-    const char *argv[32];
-    size_t a = 0;
-    argv[a++] = TS_THREADSYNC_PATH;
-    argv[a++] = "--server";
-    argv[a++] = n->addr;
-    argv[a++] = "--ca";
-    argv[a++] = n->ca;
-    argv[a++] = "--token-file";
-    argv[a++] = token_file;
-    for (size_t i = 0; args[i]; i++)
-        argv[a++] = args[i];
-    argv[a] = NULL;
-    return ts_test_run(argv, n->dir, NULL, out);
+    const char *server[] = {n->addr};
+    return ts_test_cli(server, 1, n->ca, token_file, args, n->dir, out);
 }
 
 static uint64_t field_u64(const char *text, const char *key)
@@ -289,15 +271,7 @@ static uint64_t max_comment_id(const struct ts_testnode *n, uint64_t *count)
     for (int t = 0; t < 5; t++) {
         char key[16];
         snprintf(key, sizeof(key), "ops/%d", t);
-        Threadsync__Get g = THREADSYNC__GET__INIT;
-        g.request_id = (uint64_t)t + 1;
-        g.thread_key = key;
-        Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-        f.msg_case = THREADSYNC__FRAME__MSG_GET;
-        f.get = &g;
-        ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
-        Threadsync__Frame *in;
-        ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
+        Threadsync__Frame *in = ts_raw_get(r, (uint64_t)t + 1, key, 10000);
         if (in->msg_case == THREADSYNC__FRAME__MSG_RESULT) {
             const Threadsync__GetResult *gr = in->result->get;
             for (size_t i = 0; i < gr->n_comments; i++) {
@@ -476,15 +450,7 @@ START_TEST(test_logs_name_connections_and_keep_secrets)
     ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
     ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
     ts_frame_free(in);
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = 2;
-    g.thread_key = "logs/none";
-    Threadsync__Frame gf = THREADSYNC__FRAME__INIT;
-    gf.msg_case = THREADSYNC__FRAME__MSG_GET;
-    gf.get = &g;
-    ck_assert_int_eq(ts_raw_send_frame(r, &gf), TS_OK);
-    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
-    ts_frame_free(in);
+    ts_frame_free(ts_raw_get(r, 2, "logs/none", 10000));
     const uint8_t garbage[] = {0, 0, 0, 3, 0xff, 0xff, 0xff};
     ck_assert_int_eq(ts_raw_send(r, garbage, sizeof(garbage)), TS_OK);
     while (ts_raw_recv(r, 5000, &in) == TS_OK)

@@ -34,6 +34,7 @@
 #include "ts_err.h"
 #include "ts_frame.h"
 #include "ts_promparse.h"
+#include "ts_testcluster.h"
 #include "ts_testnode.h"
 
 #define N 3
@@ -51,12 +52,7 @@ static char certs[256], metrics[N][32];
 
 static void teardown(void)
 {
-    for (int i = 0; i < N; i++) {
-        int st = ts_testnode_cleanup(&nodes[i]);
-        ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
-    }
-    if (certs[0])
-        ts_test_rmtree(certs);
+    ts_testcluster_stop(nodes, N, certs);
 }
 
 /* The answer to rid (Result or Error; caller frees), skipping anything
@@ -178,11 +174,7 @@ static void send_post(struct ts_raw *r, uint64_t rid, const char *key, const cha
 
 static void start_cluster(void)
 {
-    const char *base = getenv("TS_TEST_TMPDIR");
-    snprintf(certs, sizeof(certs), "%s/tscerts-batch.XXXXXX", base ? base : "/var/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    const char *names[] = {"n1", "n2", "n3", NULL};
-    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
+    ts_testcluster_certs(certs, sizeof(certs), "batch", N);
     for (int i = 0; i < N; i++) {
         snprintf(metrics[i], sizeof(metrics[i]), "127.0.0.1:%u", ts_test_free_port());
         const char *extra[] = {"--metrics-listen", metrics[i], NULL};

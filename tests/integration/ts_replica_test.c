@@ -54,7 +54,6 @@
 #define POST_EVERY_MS 10
 #define PHASE_MS 90000
 #define THREAD "rr/main"
-#define MAX_ID 4096
 
 static struct ts_testnode nodes[N];
 static char certs[256];
@@ -62,12 +61,7 @@ static const char *const replica_flags[] = {"--read-replica", NULL};
 
 static void teardown(void)
 {
-    for (int i = 0; i < N; i++) {
-        int st = ts_testnode_cleanup(&nodes[i]);
-        ck_assert_msg(st == 0, "node %d exit status %d: unclean shutdown or a leak", i + 1, st);
-    }
-    if (certs[0])
-        ts_test_rmtree(certs);
+    ts_testcluster_stop(nodes, N, certs);
 }
 
 static int is_replica(int i)
@@ -78,15 +72,6 @@ static int is_replica(int i)
 static int restart(int i)
 {
     return ts_testnode_restart(&nodes[i], is_replica(i) ? replica_flags : NULL);
-}
-
-static void make_certs(void)
-{
-    const char *base = getenv("TS_TEST_TMPDIR");
-    snprintf(certs, sizeof(certs), "%s/tsrrcerts.XXXXXX", base ? base : "/var/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(certs));
-    const char *names[] = {"n1", "n2", "n3", "n4", "n5", NULL};
-    ck_assert_int_eq(ts_test_gen_certs(certs, names), TS_OK);
 }
 
 /* Node i (index) as member id i + 1: a voter or, with replica, a standby. */
@@ -131,73 +116,9 @@ static Threadsync__Frame *raw_get(int i)
     return raw_request(i, nodes[0].reader_token, &f);
 }
 
-/* ---- serve_and_survive: the poster ---- */
-
-struct slot {
-    struct poster *p;
-    int idx;
-};
-
-struct poster {
-    struct ts_client *c;
-    int next, in_flight, acked;
-    uint64_t ids[TOTAL], seqs[TOTAL];
-    struct slot slots[TOTAL];
-    unsigned lib_errors;
-    int mark_idx;         /* the first post submitted after a kill */
-    uint64_t mark_ack_ms; /* when the first of those from mark_idx on was acknowledged */
-};
-
 static void body_of(int i, char *out, size_t size)
 {
     snprintf(out, size, "replica post %d: %.*s", i, i % 30 + 1, "abcdefghijklmnopqrstuvwxyz0123");
-}
-
-static void post_submit(struct poster *p, int idx);
-
-static void on_post(void *arg, int err, const Threadsync__Error *detail,
-                    const Threadsync__PostResult *res)
-{
-    (void)detail;
-    struct slot *s = arg;
-    struct poster *p = s->p;
-    if (err == TS_E_CLOSED) {
-        p->in_flight--;
-        return;
-    }
-    if (err != TS_OK) {
-        p->lib_errors++;
-        fprintf(stderr, "replica: post %d failed in the library: %s (re-posted)\n", s->idx,
-                ts_err_name(err));
-        post_submit(p, s->idx);
-        return;
-    }
-    p->in_flight--;
-    ck_assert_uint_ne(res->comment_id, 0);
-    ck_assert_uint_lt(res->comment_id, MAX_ID);
-    if (p->ids[s->idx]) {
-        ck_assert_uint_eq(res->comment_id, p->ids[s->idx]);
-        return;
-    }
-    p->ids[s->idx] = res->comment_id;
-    p->seqs[s->idx] = res->seq;
-    p->acked++;
-    if (s->idx >= p->mark_idx && !p->mark_ack_ms)
-        p->mark_ack_ms = ts_test_now_ms();
-}
-
-static void post_submit(struct poster *p, int idx)
-{
-    char key[32], body[96];
-    snprintf(key, sizeof(key), "rr-key-%d", idx);
-    body_of(idx, body, sizeof(body));
-    Threadsync__Post m = THREADSYNC__POST__INIT;
-    m.idempotency_key = key;
-    m.thread_key = THREAD;
-    m.author_name = "Rea";
-    m.body = body;
-    p->slots[idx] = (struct slot){p, idx};
-    ck_assert_int_eq(ts_client_post(p->c, &m, on_post, &p->slots[idx]), TS_OK);
 }
 
 /* ---- serve_and_survive: a replica's subscriber ---- */
@@ -211,8 +132,8 @@ struct subscriber {
     unsigned events;    /* all of them */
     unsigned readies;   /* READY states (1 + reconnects) */
     unsigned snapshots; /* must stay 0: every resume is inside the event log */
-    unsigned char seen[MAX_ID];
-    uint64_t seq_of[MAX_ID];
+    unsigned char seen[TS_TESTCLUSTER_MAX_ID];
+    uint64_t seq_of[TS_TESTCLUSTER_MAX_ID];
 };
 
 static void sub_state(void *arg, const struct ts_client_state_info *info)
@@ -242,7 +163,7 @@ static void sub_events(void *arg, const Threadsync__Events *ev)
         s->last_seq = e->seq;
         s->events++;
         ck_assert_ptr_nonnull(e->comment); /* every event of this test is a post */
-        ck_assert_uint_lt(e->comment->id, MAX_ID);
+        ck_assert_uint_lt(e->comment->id, TS_TESTCLUSTER_MAX_ID);
         if (s->seen[e->comment->id] < 255)
             s->seen[e->comment->id]++;
         s->seq_of[e->comment->id] = e->seq;
@@ -267,7 +188,7 @@ static void sub_error(void *arg, int err, const Threadsync__Error *detail)
 struct run {
     uv_loop_t loop;
     uv_timer_t post_timer, driver;
-    struct poster p;
+    struct ts_testcluster_poster p;
     struct subscriber s[REPLICAS];
     int phase;
     uint64_t phase_start, phase_deadline;
@@ -280,7 +201,7 @@ struct run {
     int done;
 };
 
-static int sub_saw_all_acked(const struct subscriber *s, const struct poster *p)
+static int sub_saw_all_acked(const struct subscriber *s, const struct ts_testcluster_poster *p)
 {
     for (int i = 0; i < TOTAL; i++)
         if (p->ids[i] && !s->seen[p->ids[i]])
@@ -303,12 +224,7 @@ static void next_phase(struct run *r)
 
 static void on_post_tick(uv_timer_t *t)
 {
-    struct run *r = t->data;
-    struct poster *p = &r->p;
-    if (p->next < TOTAL && p->in_flight < WINDOW) {
-        p->in_flight++;
-        post_submit(p, p->next++);
-    }
+    ts_testcluster_poster_tick(&((struct run *)t->data)->p, WINDOW);
 }
 
 static void kill9(int i)
@@ -462,17 +378,9 @@ static char *cli_cluster(int i, int json)
     return out;
 }
 
-static size_t count_of(const char *hay, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
 START_TEST(test_serve_and_survive)
 {
-    make_certs();
+    ts_testcluster_certs(certs, sizeof(certs), "rr", N);
     uint64_t t0 = ts_test_now_ms();
     start_node(0, 0);
     ck_assert_int_eq(ts_testcluster_await_leader(nodes, 1, 20000), 0);
@@ -496,13 +404,14 @@ START_TEST(test_serve_and_survive)
 
     /* the CLI, pointed at a replica alone, shows every node's role */
     char *text = cli_cluster(VOTERS, 0);
-    ck_assert_msg(count_of(text, "role=standby") == REPLICAS && count_of(text, "role=voter") == 3,
+    ck_assert_msg(ts_test_count(text, "role=standby") == REPLICAS &&
+                      ts_test_count(text, "role=voter") == 3,
                   "admin cluster: %s", text);
     ck_assert_ptr_nonnull(strstr(text, "node=4 role=standby"));
     free(text);
     text = cli_cluster(VOTERS + 1, 1);
-    ck_assert_msg(count_of(text, "\"role\":\"standby\"") == REPLICAS &&
-                      count_of(text, "\"role\":\"voter\"") == VOTERS,
+    ck_assert_msg(ts_test_count(text, "\"role\":\"standby\"") == REPLICAS &&
+                      ts_test_count(text, "\"role\":\"voter\"") == VOTERS,
                   "admin cluster --json: %s", text);
     free(text);
 
@@ -510,19 +419,9 @@ START_TEST(test_serve_and_survive)
     memset(&r, 0, sizeof(r));
     ck_assert_int_eq(uv_loop_init(&r.loop), 0);
     const char *voters[VOTERS] = {nodes[0].addr, nodes[1].addr, nodes[2].addr};
-    struct ts_client_config pc = {
-        .servers = voters,
-        .n_servers = VOTERS,
-        .ca_file = nodes[0].ca,
-        .token = nodes[0].poster_token,
-        .client_name = "replica-poster",
-        .request_timeout_ms = 30000,
-        .connect_timeout_ms = 3000,
-        .backoff_min_ms = 50,
-        .backoff_max_ms = 1000,
-        .reconnect = 1,
-    };
-    ck_assert_int_eq(ts_client_new(&r.loop, &pc, &r.p.c), TS_OK);
+    struct ts_client_config pc = ts_testcluster_client_config(
+        nodes, voters, VOTERS, nodes[0].poster_token, "replica-poster");
+    ts_testcluster_poster_start(&r.p, &r.loop, &pc, "replica", THREAD, TOTAL, body_of);
     static const struct ts_client_sub_cbs cbs = {
         .on_events = sub_events,
         .on_snapshot_end = sub_snap_end,
@@ -531,11 +430,8 @@ START_TEST(test_serve_and_survive)
     const char *replica_addr[REPLICAS];
     for (int k = 0; k < REPLICAS; k++) {
         replica_addr[k] = nodes[VOTERS + k].addr;
-        struct ts_client_config sc = pc;
-        sc.servers = &replica_addr[k];
-        sc.n_servers = 1;
-        sc.token = nodes[0].reader_token;
-        sc.client_name = "replica-subscriber";
+        struct ts_client_config sc = ts_testcluster_client_config(
+            nodes, &replica_addr[k], 1, nodes[0].reader_token, "replica-subscriber");
         sc.on_state = sub_state;
         sc.state_arg = &r.s[k];
         r.s[k].node_id = (uint64_t)VOTERS + (uint64_t)k + 1;
@@ -680,7 +576,7 @@ static int await_get_code(int i, int want, int timeout_ms)
 
 START_TEST(test_cut_off_and_roles)
 {
-    make_certs();
+    ts_testcluster_certs(certs, sizeof(certs), "rr", N);
     start_node(0, 0);
     ck_assert_int_eq(ts_testcluster_await_leader(nodes, 1, 20000), 0);
     start_node(1, 1);

@@ -31,16 +31,7 @@ static void stop_node(void)
 /* Sends a Get and returns the answer frame (Result or Error). */
 static Threadsync__Frame *get_thread(struct ts_raw *r, uint64_t rid, const char *key)
 {
-    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
-    Threadsync__Get g = THREADSYNC__GET__INIT;
-    g.request_id = rid;
-    g.thread_key = (char *)key;
-    f.msg_case = THREADSYNC__FRAME__MSG_GET;
-    f.get = &g;
-    ck_assert_int_eq(ts_raw_send_frame(r, &f), TS_OK);
-    Threadsync__Frame *in;
-    ck_assert_int_eq(ts_raw_recv_nonping(r, 10000, &in), TS_OK);
-    return in;
+    return ts_raw_get(r, rid, key, 10000);
 }
 
 static size_t count_comments(const char *key)

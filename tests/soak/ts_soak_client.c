@@ -29,13 +29,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
 #include <uv.h>
 
 #include "threadsync.h"
+#include "ts_testpoll.h"
 
 #define MAX_SERVERS 8
 #define WINDOW 16
@@ -48,13 +48,6 @@ static struct {
     int count, threads, rate;
     unsigned timeout_s;
 } opt = {.count = 5000, .threads = 10, .rate = 60, .timeout_s = 1800};
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void body_of(const char *tag, int i, char *out, size_t size)
 {
@@ -177,7 +170,7 @@ static void on_tick(uv_timer_t *t)
 {
     (void)t;
     uint64_t now = uv_now(P.loop);
-    if (P.failed || P.done == opt.count || now_ms() > P.deadline) {
+    if (P.failed || P.done == opt.count || ts_test_now_ms() > P.deadline) {
         if (P.done != opt.count && !P.failed) {
             fprintf(stderr, "soak: timed out with %d of %d acknowledged\n", P.done, opt.count);
             P.failed = 1;
@@ -240,7 +233,7 @@ static int run_post(void)
         fprintf(stderr, "soak: ts_client_new: %s\n", ts_err_name(rc));
         return 1;
     }
-    uint64_t t0 = now_ms();
+    uint64_t t0 = ts_test_now_ms();
     P.deadline = t0 + (uint64_t)opt.timeout_s * 1000;
     P.start = uv_now(&loop);
     uv_timer_init(&loop, &P.tick);
@@ -250,7 +243,8 @@ static int run_post(void)
     fclose(P.acked);
     printf("posted=%d elapsed_ms=%" PRIu64 " connections=%u disconnects=%u not_leader=%u "
            "retries=%u rate_limited=%u\n",
-           P.done, now_ms() - t0, P.ready, P.disconnects, P.not_leader, P.retries, P.rate_limited);
+           P.done, ts_test_now_ms() - t0, P.ready, P.disconnects, P.not_leader, P.retries,
+           P.rate_limited);
     free(P.ids);
     free(P.retry_at);
     free(P.slot);
@@ -330,14 +324,13 @@ static int run_check(void)
         size_t ref_len = 0;
         for (size_t s = 0; s < opt.n_servers && !bad; s++) {
             Threadsync__GetResult *g = NULL;
-            uint64_t deadline = now_ms() + 120000;
-            while (now_ms() < deadline) {
+            uint64_t deadline = ts_test_now_ms() + 120000;
+            for (;;) {
                 g = get_on(opt.servers[s], thread);
-                if (g && g->n_comments >= (size_t)want)
+                if ((g && g->n_comments >= (size_t)want) || !ts_test_poll(deadline))
                     break;
                 ts_msg_free(g);
                 g = NULL;
-                usleep(250000);
             }
             if (!g || g->n_comments != (size_t)want) {
                 fprintf(stderr, "soak: %s: %s has %zu comments, %d acknowledged\n", opt.servers[s],

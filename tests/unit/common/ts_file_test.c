@@ -14,6 +14,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_file.h"
+#include "ts_testnode.h"
 
 static char dir[64];
 
@@ -25,19 +26,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    DIR *d = opendir(dir);
-    if (d != NULL) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
+    ts_test_rmtree(dir);
 }
 
 static int count_entries(void)

@@ -4,7 +4,6 @@
  * tokens, and the role/action matrix.
  */
 #include <check.h>
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "ts_auth.h"
 #include "ts_err.h"
 #include "ts_file.h"
+#include "ts_testnode.h"
 
 static char dir[64];
 static char tokens[128];
@@ -32,19 +32,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    DIR *d = opendir(dir);
-    if (d != NULL) {
-        struct dirent *e;
-        char p[512];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
+    ts_test_rmtree(dir);
 }
 
 /* The hex SHA-256 of s, computed independently of ts_auth. */

@@ -10,7 +10,6 @@
  * from the file's bytes.
  */
 #include <check.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,16 +21,12 @@
 #include "ts_digest.h"
 #include "ts_err.h"
 #include "ts_mirror_db.h"
+#include "ts_testnode.h"
 
 /* ---- fixtures ---- */
 
 static char tmpdir[64];
 static char mdir[128];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(p);
-}
 
 static void setup(void)
 {
@@ -43,7 +38,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    ts_test_rmtree(tmpdir);
 }
 
 static Threadsync__Thread mk_thread(uint64_t id, const char *key, uint64_t version, uint32_t count)

@@ -7,7 +7,6 @@
  */
 #include <check.h>
 #include <dirent.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,13 +17,9 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_mirror_render.h"
+#include "ts_testnode.h"
 
 static char tmpdir[64];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(p);
-}
 
 static void setup(void)
 {
@@ -34,7 +29,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    ts_test_rmtree(tmpdir);
 }
 
 static Threadsync__Thread mk_thread(const char *key)

@@ -9,7 +9,6 @@
  * and its render re-renders at its next start.
  */
 #include <check.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,17 +23,10 @@
 #include "ts_mirror_db.h"
 #include "ts_mirror_render.h"
 #include "ts_mirror_sync.h"
+#include "ts_testnode.h"
 
 static char tmpdir[64];
 static char mdir[128];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
 
 static void setup(void)
 {
@@ -45,7 +37,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    ts_test_rmtree(tmpdir);
 }
 
 /* ---- batches ------------------------------------------------------------- */

@@ -6,7 +6,6 @@
  * cursor.
  */
 #include <check.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,17 +17,10 @@
 #include "ts_err.h"
 #include "ts_mirror_db.h"
 #include "ts_mirror_writer.h"
+#include "ts_testnode.h"
 
 static char tmpdir[64];
 static char mdir[128];
-
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
 
 static void setup(void)
 {
@@ -39,7 +31,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(tmpdir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    ts_test_rmtree(tmpdir);
 }
 
 /* Batch k (1-based) holds comments 10k+1 .. 10k+per of thread 1 + k % 3,

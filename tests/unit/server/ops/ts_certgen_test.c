@@ -6,7 +6,6 @@
  */
 #define _XOPEN_SOURCE 700
 #include <check.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,7 @@
 #include "ts_certgen.h"
 #include "ts_err.h"
 #include "ts_file.h"
+#include "ts_testnode.h"
 
 static char root[64];
 static char data[128];
@@ -34,14 +34,9 @@ static void setup(void)
     snprintf(data, sizeof(data), "%s/data", root);
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static void teardown(void)
 {
-    nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    ts_test_rmtree(root);
 }
 
 static X509 *load_cert(const char *path)

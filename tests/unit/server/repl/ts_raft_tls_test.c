@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include <arpa/inet.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,17 +20,10 @@
 #include "ts_certgen.h"
 #include "ts_err.h"
 #include "ts_raft_tls.h"
+#include "ts_testnode.h"
 
 static char dir_a[128], dir_b[128];
 static struct ts_certgen_paths ca_a, ca_b;
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static void make_certs(char *dir, size_t size, struct ts_certgen_paths *p)
 {
@@ -50,8 +42,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-    nftw(dir_a, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-    nftw(dir_b, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    ts_test_rmtree(dir_a);
+    ts_test_rmtree(dir_b);
 }
 
 static uint16_t free_port(void)
@@ -149,15 +141,26 @@ static void send_str(uv_stream_t *s, const char *text)
     ck_assert_int_eq(uv_write(w, s, &b, 1, write_cb), 0);
 }
 
-/* Runs the loop until cond holds or ms passed. */
+static void on_limit(uv_timer_t *t)
+{
+    *(int *)t->data = 1;
+}
+
+/* Runs the loop until cond holds or ms passed. Every change cond looks at
+ * is made by a callback on this loop, so it blocks for the next event
+ * (UV_RUN_ONCE) with a timer as the deadline, rather than polling; the
+ * timer's close is run before its stack frame goes. */
 #define RUN_UNTIL(loop, cond, ms)                                                                  \
     do {                                                                                           \
-        uint64_t end_ = uv_now(loop) + (ms);                                                       \
-        while (!(cond) && uv_now(loop) < end_) {                                                   \
-            uv_run(loop, UV_RUN_NOWAIT);                                                           \
-            usleep(1000);                                                                          \
-            uv_update_time(loop);                                                                  \
-        }                                                                                          \
+        uv_timer_t limit_;                                                                         \
+        int expired_ = 0;                                                                          \
+        uv_timer_init(loop, &limit_);                                                              \
+        limit_.data = &expired_;                                                                   \
+        uv_timer_start(&limit_, on_limit, (ms), 0);                                                \
+        while (!(cond) && !expired_)                                                               \
+            uv_run(loop, UV_RUN_ONCE);                                                             \
+        uv_close((uv_handle_t *)&limit_, NULL);                                                    \
+        uv_run(loop, UV_RUN_NOWAIT);                                                               \
     } while (0)
 
 static void close_all(uv_loop_t *loop, struct raft_uv_transport **ts, int n)

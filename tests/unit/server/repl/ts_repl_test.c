@@ -8,7 +8,6 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_repl.h"
+#include "ts_testnode.h"
 
 #ifndef TS_TEST_TMPDIR
 #define TS_TEST_TMPDIR "."
@@ -204,16 +204,11 @@ static void make_dir(void)
     strcat(g_dir, "/data"); /* ts_repl creates the data dir itself */
 }
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
 static void remove_dir(void)
 {
     char *slash = strrchr(g_dir, '/');
     *slash = '\0';
-    nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    ts_test_rmtree(g_dir);
 }
 
 static struct ts_repl_config base_cfg(void)

@@ -11,6 +11,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
+#include "ts_storefx.h"
 
 /* Appends an event for comment seq in thread tid with a body of body_len
  * bytes by an author with this e-mail ("": none, and then both forms are
@@ -49,23 +50,6 @@ static int append(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t body_
     return append_by(log, seq, tid, body_len, "ann@example.org");
 }
 
-/* Decodes one stored Events.events element (tag, varint length, Event). */
-static Threadsync__Event *decode_element(const uint8_t *p, size_t len)
-{
-    ck_assert_uint_eq(p[0], (1 << 3) | 2);
-    size_t i = 1;
-    uint64_t n = 0;
-    for (int shift = 0;; shift += 7) {
-        n |= (uint64_t)(p[i] & 0x7F) << shift;
-        if (!(p[i++] & 0x80))
-            break;
-    }
-    ck_assert_uint_eq(i + n, len);
-    Threadsync__Event *ev = threadsync__event__unpack(NULL, n, p + i);
-    ck_assert_ptr_nonnull(ev);
-    return ev;
-}
-
 START_TEST(test_append_get)
 {
     struct ts_evlog *log;
@@ -83,8 +67,8 @@ START_TEST(test_append_get)
         ck_assert_int_eq(ts_evlog_get(log, i, &e), TS_OK);
         ck_assert_uint_eq(e.seq, 3 * i + 5);
         ck_assert_uint_eq(e.thread_id, 100 + i % 3);
-        Threadsync__Event *full = decode_element(e.full, e.full_len);
-        Threadsync__Event *pub = decode_element(e.pub, e.pub_len);
+        Threadsync__Event *full = ts_storefx_event(e.full, e.full_len);
+        Threadsync__Event *pub = ts_storefx_event(e.pub, e.pub_len);
         ck_assert_uint_eq(full->seq, e.seq);
         ck_assert_uint_eq(pub->seq, e.seq);
         ck_assert_str_eq(full->comment->author_email, "ann@example.org");
@@ -288,8 +272,8 @@ START_TEST(test_same_forms_kept_once)
     ck_assert_uint_eq(ts_evlog_rewrite_public(log, 1, 2, 2, blank_body, NULL), 1);
     ck_assert_int_eq(ts_evlog_get(log, 1, &e), TS_OK);
     ck_assert_ptr_ne(e.pub, e.full);
-    Threadsync__Event *pub = decode_element(e.pub, e.pub_len);
-    Threadsync__Event *full = decode_element(e.full, e.full_len);
+    Threadsync__Event *pub = ts_storefx_event(e.pub, e.pub_len);
+    Threadsync__Event *full = ts_storefx_event(e.full, e.full_len);
     ck_assert_str_eq(pub->comment->body, "");
     ck_assert_uint_eq(strlen(full->comment->body), 300);
     ck_assert_uint_eq(pub->seq, 2);
@@ -300,7 +284,7 @@ START_TEST(test_same_forms_kept_once)
     ck_assert_uint_eq(ts_evlog_rewrite_public(log, 1, 2, 2, blank_body, NULL), 1);
     ck_assert_uint_eq(ts_evlog_rewrite_public(log, 1, 3, 3, blank_body, NULL), 1);
     ck_assert_int_eq(ts_evlog_get(log, 2, &e), TS_OK);
-    pub = decode_element(e.pub, e.pub_len);
+    pub = ts_storefx_event(e.pub, e.pub_len);
     ck_assert_str_eq(pub->comment->body, "");
     threadsync__event__free_unpacked(pub, NULL);
     /* the others still share one copy */

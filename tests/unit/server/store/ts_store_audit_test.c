@@ -17,39 +17,17 @@
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_store.h"
+#include "ts_storefx.h"
 
-struct fx {
-    struct ts_evlog *log;
-    struct ts_store *s;
-};
-
-static void fx_init(struct fx *f)
-{
-    ck_assert_int_eq(ts_evlog_new(NULL, &f->log), TS_OK);
-    ck_assert_int_eq(ts_store_new(f->log, &f->s), TS_OK);
-}
-
-static void fx_free(struct fx *f)
-{
-    ts_store_free(f->s);
-    ts_evlog_free(f->log);
-}
-
-static struct ts_store_result apply(struct fx *f, uint64_t index, int64_t t, const char *actor,
-                                    Threadsync__State__Command *cmd)
+static struct ts_store_result apply(struct ts_storefx *f, uint64_t index, int64_t t,
+                                    const char *actor, Threadsync__State__Command *cmd)
 {
     cmd->time_ms = t;
     cmd->actor = (char *)actor;
-    uint8_t *buf;
-    size_t len;
-    ck_assert_int_eq(ts_store_encode(cmd, &buf, &len), TS_OK);
-    struct ts_store_result res;
-    ck_assert_int_eq(ts_store_apply(f->s, index, buf, len, &res), TS_OK);
-    free(buf);
-    return res;
+    return ts_storefx_apply(f, index, cmd);
 }
 
-static struct ts_store_result post(struct fx *f, uint64_t index, const char *ikey,
+static struct ts_store_result post(struct ts_storefx *f, uint64_t index, const char *ikey,
                                    const char *thread)
 {
     Threadsync__Post p = THREADSYNC__POST__INIT;
@@ -67,7 +45,7 @@ static struct ts_store_result post(struct fx *f, uint64_t index, const char *ike
 }
 
 /* A moderator's change (author 0) or an author's (edit key hash {1}). */
-static struct ts_store_result change(struct fx *f, uint64_t index, int64_t t, uint64_t id,
+static struct ts_store_result change(struct ts_storefx *f, uint64_t index, int64_t t, uint64_t id,
                                      Threadsync__State__ChangeKind kind, const char *body,
                                      const char *reason, int author)
 {
@@ -88,31 +66,7 @@ static struct ts_store_result change(struct fx *f, uint64_t index, int64_t t, ui
     return apply(f, index, t, author ? "poster" : "mod-alice", &cmd);
 }
 
-static struct ts_store_result thread_act(struct fx *f, uint64_t index, const char *key,
-                                         Threadsync__ThreadAction action)
-{
-    Threadsync__ModerateThread m = THREADSYNC__MODERATE_THREAD__INIT;
-    m.thread_key = (char *)key;
-    m.action = action;
-    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
-    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_MODERATE_THREAD;
-    cmd.moderate_thread = &m;
-    return apply(f, index, 2000, "mod-bob", &cmd);
-}
-
-static struct ts_store_result ban(struct fx *f, uint64_t index, const char *actor,
-                                  const char *author, uint64_t duration)
-{
-    Threadsync__BanAuthor b = THREADSYNC__BAN_AUTHOR__INIT;
-    b.author = (char *)author;
-    b.duration_ms = duration;
-    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
-    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_BAN_AUTHOR;
-    cmd.ban_author = &b;
-    return apply(f, index, 3000, actor, &cmd);
-}
-
-static void tokens(struct fx *f, uint64_t index)
+static void tokens(struct ts_storefx *f, uint64_t index)
 {
     uint8_t h[32] = {7};
     Threadsync__State__TokenGrant g = THREADSYNC__STATE__TOKEN_GRANT__INIT;
@@ -133,14 +87,8 @@ static void tokens(struct fx *f, uint64_t index)
     ck_assert(!apply(f, index + 2, 4002, "admin", &rc).changed); /* again: nothing */
 }
 
-#define K_APPROVE THREADSYNC__STATE__CHANGE_KIND__CHANGE_APPROVE
-#define K_HIDE THREADSYNC__STATE__CHANGE_KIND__CHANGE_HIDE
-#define K_UNHIDE THREADSYNC__STATE__CHANGE_KIND__CHANGE_UNHIDE
-#define K_DELETE THREADSYNC__STATE__CHANGE_KIND__CHANGE_DELETE
-#define K_EDIT THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT
-
 /* Every kind of audited action once, and the ones that must not count. */
-static void moderate_everything(struct fx *f)
+static void moderate_everything(struct ts_storefx *f)
 {
     ck_assert(post(f, 1, "k1", "t/a").changed);
     ck_assert(post(f, 2, "k2", "t/b").changed);
@@ -151,15 +99,19 @@ static void moderate_everything(struct fx *f)
     ck_assert(change(f, 7, 1104, 2, K_EDIT, "author's words", NULL, 1).changed); /* author */
     ck_assert_int_eq(change(f, 8, 1105, 9, K_HIDE, NULL, NULL, 0).status, TS_E_NOT_FOUND);
     ck_assert(change(f, 9, 1106, 2, K_DELETE, NULL, NULL, 0).changed);
-    ck_assert(thread_act(f, 10, "t/a", THREADSYNC__THREAD_ACTION__THREAD_LOCK).changed);
-    ck_assert(thread_act(f, 11, "t/a", THREADSYNC__THREAD_ACTION__THREAD_PREMODERATE).changed);
-    ck_assert(ban(f, 12, "mod-alice", "Spam@X.org", 60000).changed);
-    ck_assert(ban(f, 13, "mod-alice", "spam@x.org", 0).changed);
-    ck_assert(!ban(f, 14, "mod-alice", "nobody@x.org", 0).changed); /* nothing to lift */
+    ck_assert(
+        ts_storefx_thread_act(f, 10, 2000, "t/a", THREADSYNC__THREAD_ACTION__THREAD_LOCK).changed);
+    ck_assert(
+        ts_storefx_thread_act(f, 11, 2000, "t/a", THREADSYNC__THREAD_ACTION__THREAD_PREMODERATE)
+            .changed);
+    ck_assert(ts_storefx_ban(f, 12, 3000, "mod-alice", "Spam@X.org", 60000).changed);
+    ck_assert(ts_storefx_ban(f, 13, 3000, "mod-alice", "spam@x.org", 0).changed);
+    ck_assert(
+        !ts_storefx_ban(f, 14, 3000, "mod-alice", "nobody@x.org", 0).changed); /* nothing to lift */
     tokens(f, 15);
 }
 
-static Threadsync__AuditEntry *list(struct fx *f, const struct ts_store_audit_query *q,
+static Threadsync__AuditEntry *list(struct ts_storefx *f, const struct ts_store_audit_query *q,
                                     size_t limit, size_t *n, int *more)
 {
     static Threadsync__AuditEntry out[64];
@@ -170,8 +122,8 @@ static Threadsync__AuditEntry *list(struct fx *f, const struct ts_store_audit_qu
 
 START_TEST(test_audit_records)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     moderate_everything(&f);
     struct ts_store_audit_query q = {0};
     size_t n;
@@ -241,15 +193,15 @@ START_TEST(test_audit_records)
     e = list(&f, &tq, 64, &n, &more);
     ck_assert_uint_eq(n, 1);
     ck_assert_uint_eq(e[0].seq, 9);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 /* An over-long reason is refused by the apply, and changes nothing. */
 START_TEST(test_audit_reason_limit)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     post(&f, 1, "k1", "t/a");
     char reason[TS_STORE_AUDIT_REASON_MAX + 2];
     memset(reason, 'r', sizeof(reason) - 1);
@@ -261,7 +213,7 @@ START_TEST(test_audit_reason_limit)
     reason[TS_STORE_AUDIT_REASON_MAX] = '\0';
     ck_assert(change(&f, 3, 1100, 1, K_EDIT, "other", reason, 0).changed);
     ck_assert_uint_eq(ts_store_audit_count(f.s), 1);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -276,9 +228,9 @@ static uint32_t snapshot_format(const uint8_t *buf, size_t len)
 
 START_TEST(test_audit_snapshot_round_trip)
 {
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     /* no trail yet: the format older releases read */
     post(&f, 1, "k0", "t/z");
     uint8_t *snap;
@@ -286,8 +238,8 @@ START_TEST(test_audit_snapshot_round_trip)
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
     ck_assert_uint_eq(snapshot_format(snap, len), 2);
     free(snap);
-    fx_free(&f);
-    fx_init(&f);
+    ts_storefx_free(&f);
+    ts_storefx_init(&f);
 
     moderate_everything(&f);
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
@@ -331,16 +283,16 @@ START_TEST(test_audit_snapshot_round_trip)
     uint8_t *bad2 = malloc(threadsync__state__store_snapshot__get_packed_size(s));
     size_t bad2_len = threadsync__state__store_snapshot__pack(s, bad2);
     threadsync__state__store_snapshot__free_unpacked(s, NULL);
-    struct fx h;
-    fx_init(&h);
+    struct ts_storefx h;
+    ts_storefx_init(&h);
     ck_assert_int_eq(ts_store_restore(h.s, bad, bad_len), TS_E_BAD_FRAME);
     ck_assert_int_eq(ts_store_restore(h.s, bad2, bad2_len), TS_E_BAD_FRAME);
     free(bad);
     free(bad2);
     free(snap);
-    fx_free(&f);
-    fx_free(&g);
-    fx_free(&h);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
+    ts_storefx_free(&h);
 }
 END_TEST
 
@@ -348,21 +300,21 @@ END_TEST
  * have different digests: divergence shows. */
 START_TEST(test_audit_in_digest)
 {
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     post(&f, 1, "k1", "t/a");
     post(&g, 1, "k1", "t/a");
     char d1[65], d2[65];
     ts_store_digest(f.s, d1);
     ts_store_digest(g.s, d2);
     ck_assert_str_eq(d1, d2);
-    ban(&f, 2, "mod-alice", "x@y.org", 1000);
-    ban(&f, 3, "mod-alice", "x@y.org", 0);
+    ts_storefx_ban(&f, 2, 3000, "mod-alice", "x@y.org", 1000);
+    ts_storefx_ban(&f, 3, 3000, "mod-alice", "x@y.org", 0);
     ts_store_digest(f.s, d1);
     ck_assert_str_ne(d1, d2);
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 
@@ -380,12 +332,12 @@ START_TEST(test_audit_cap)
     size_t cost = TS_STORE_AUDIT_RECORD_COST + 64 + 254 + 4;
     size_t keep = TS_STORE_AUDIT_MAX_BYTES / cost;
     size_t total = keep + 1000;
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     uint64_t i;
     for (i = 1; i <= total; i++) {
-        ban(&f, i, actor, author, i % 2 ? 1000 : 0);
+        ts_storefx_ban(&f, i, 3000, actor, author, i % 2 ? 1000 : 0);
         if (i == total / 2) {
             uint8_t *snap;
             size_t len;
@@ -393,7 +345,7 @@ START_TEST(test_audit_cap)
             ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
             free(snap);
         } else if (i > total / 2) {
-            ban(&g, i, actor, author, i % 2 ? 1000 : 0);
+            ts_storefx_ban(&g, i, 3000, actor, author, i % 2 ? 1000 : 0);
         }
     }
     ck_assert_uint_eq(ts_store_audit_count(f.s), keep);
@@ -406,8 +358,8 @@ START_TEST(test_audit_cap)
     ck_assert_str_eq(d1, d2);
     fprintf(stderr, "audit cap: %zu records of %zu bytes kept (cap %u bytes)\n", keep, cost,
             TS_STORE_AUDIT_MAX_BYTES);
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 

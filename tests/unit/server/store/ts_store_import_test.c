@@ -16,36 +16,9 @@
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_store.h"
+#include "ts_storefx.h"
 
-struct fx {
-    struct ts_evlog *log;
-    struct ts_store *s;
-};
-
-static void fx_init(struct fx *f)
-{
-    ck_assert_int_eq(ts_evlog_new(NULL, &f->log), TS_OK);
-    ck_assert_int_eq(ts_store_new(f->log, &f->s), TS_OK);
-}
-
-static void fx_free(struct fx *f)
-{
-    ts_store_free(f->s);
-    ts_evlog_free(f->log);
-}
-
-static struct ts_store_result apply(struct fx *f, uint64_t index, Threadsync__State__Command *cmd)
-{
-    uint8_t *buf;
-    size_t len;
-    ck_assert_int_eq(ts_store_encode(cmd, &buf, &len), TS_OK);
-    struct ts_store_result res;
-    ck_assert_int_eq(ts_store_apply(f->s, index, buf, len, &res), TS_OK);
-    free(buf);
-    return res;
-}
-
-static struct ts_store_result post(struct fx *f, uint64_t index, const char *ikey,
+static struct ts_store_result post(struct ts_storefx *f, uint64_t index, const char *ikey,
                                    const char *thread)
 {
     Threadsync__Post p = THREADSYNC__POST__INIT;
@@ -57,7 +30,7 @@ static struct ts_store_result post(struct fx *f, uint64_t index, const char *ike
     cmd.time_ms = 5000;
     cmd.op_case = THREADSYNC__STATE__COMMAND__OP_POST;
     cmd.post = &p;
-    return apply(f, index, &cmd);
+    return ts_storefx_apply(f, index, &cmd);
 }
 
 #define MAXC 8
@@ -105,7 +78,7 @@ static void imp_init(struct imp *m, size_t n, const char *const *ids, const char
     m->cmd.import = &m->im;
 }
 
-static const struct ts_store_import_item *outcome(struct fx *f, size_t n)
+static const struct ts_store_import_item *outcome(struct ts_storefx *f, size_t n)
 {
     const struct ts_store_import_item *items;
     size_t got;
@@ -121,11 +94,11 @@ static const int st4[] = {THREADSYNC__STATUS__VISIBLE, THREADSYNC__STATUS__DELET
 
 START_TEST(test_import_positions_and_outcomes)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct imp m;
     imp_init(&m, 4, ids4, parents4, st4);
-    struct ts_store_result res = apply(&f, 10, &m.cmd);
+    struct ts_store_result res = ts_storefx_apply(&f, 10, &m.cmd);
     ck_assert_int_eq(res.status, TS_OK);
     ck_assert_int_eq(res.changed, 1);
     ck_assert_uint_eq(res.threads_created, 1);
@@ -161,21 +134,21 @@ START_TEST(test_import_positions_and_outcomes)
     ck_assert_int_eq(res.status, TS_OK);
     ck_assert_uint_eq(res.comment_id, 13);
     ck_assert_uint_eq(res.seq, 13);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_reimport_adds_nothing)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct imp m;
     imp_init(&m, 4, ids4, parents4, st4);
-    apply(&f, 10, &m.cmd);
+    ts_storefx_apply(&f, 10, &m.cmd);
     char d1[65], d2[65];
     ts_store_digest(f.s, d1);
     uint64_t end = ts_evlog_end_pos(f.log);
-    struct ts_store_result res = apply(&f, 11, &m.cmd);
+    struct ts_store_result res = ts_storefx_apply(&f, 11, &m.cmd);
     ck_assert_int_eq(res.status, TS_OK);
     ck_assert_int_eq(res.changed, 0);
     ck_assert_uint_eq(res.seq, 0);
@@ -188,22 +161,22 @@ START_TEST(test_reimport_adds_nothing)
     ck_assert_str_eq(d1, d2);
     ck_assert_uint_eq(ts_evlog_end_pos(f.log), end);
     ck_assert_uint_eq(ts_store_comment_count(f.s), 3);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_parent_from_earlier_import)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     static const char *const a_ids[] = {"1"}, *const a_par[] = {""};
     static const int a_st[] = {THREADSYNC__STATUS__VISIBLE};
     struct imp a, b;
     imp_init(&a, 1, a_ids, a_par, a_st);
-    apply(&f, 5, &a.cmd);
+    ts_storefx_apply(&f, 5, &a.cmd);
     static const char *const b_ids[] = {"2"}, *const b_par[] = {"1"};
     imp_init(&b, 1, b_ids, b_par, a_st);
-    apply(&f, 6, &b.cmd);
+    ts_storefx_apply(&f, 6, &b.cmd);
     const struct ts_store_import_item *it = outcome(&f, 1);
     ck_assert_int_eq(it[0].outcome, THREADSYNC__IMPORT_OUTCOME__IMPORT_CREATED);
     Threadsync__Comment c;
@@ -211,21 +184,21 @@ START_TEST(test_parent_from_earlier_import)
     ck_assert_uint_eq(c.parent_id, 5);
     /* another source's "1" is another comment */
     b.im.source = "disqus";
-    apply(&f, 7, &b.cmd);
+    ts_storefx_apply(&f, 7, &b.cmd);
     it = outcome(&f, 1);
     ck_assert_int_eq(it[0].outcome, THREADSYNC__IMPORT_OUTCOME__IMPORT_REFUSED);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_snapshot_keeps_positions_and_sources)
 {
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     struct imp m;
     imp_init(&m, 4, ids4, parents4, st4);
-    apply(&f, 10, &m.cmd);
+    ts_storefx_apply(&f, 10, &m.cmd);
     uint8_t *snap;
     size_t len;
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
@@ -239,19 +212,19 @@ START_TEST(test_snapshot_keeps_positions_and_sources)
     /* both replicas take the same next position */
     ck_assert_uint_eq(post(&f, 11, "k", "t1").comment_id, 13);
     ck_assert_uint_eq(post(&g, 11, "k", "t1").comment_id, 13);
-    apply(&g, 12, &m.cmd);
+    ts_storefx_apply(&g, 12, &m.cmd);
     const struct ts_store_import_item *it = outcome(&g, 4);
     ck_assert_int_eq(it[1].outcome, THREADSYNC__IMPORT_OUTCOME__IMPORT_EXISTING);
     ck_assert_uint_eq(it[1].comment_id, 11);
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 
 START_TEST(test_exact_ids)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     static const char *const ids[] = {"100", "150"}, *const par[] = {"", "100"};
     static const int st[] = {THREADSYNC__STATUS__HIDDEN, THREADSYNC__STATUS__VISIBLE};
     struct imp m;
@@ -266,7 +239,7 @@ START_TEST(test_exact_ids)
     m.c[0].moderated_by = "mod";
     m.c[0].edited_at_ms = 2000000;
     m.c[1].id = 150;
-    struct ts_store_result res = apply(&f, 2, &m.cmd);
+    struct ts_store_result res = ts_storefx_apply(&f, 2, &m.cmd);
     ck_assert_int_eq(res.status, TS_OK);
     const struct ts_store_import_item *it = outcome(&f, 2);
     ck_assert_uint_eq(it[0].comment_id, 100);
@@ -290,10 +263,10 @@ START_TEST(test_exact_ids)
     m.c[0].id = 120;
     m.c[0].parent_source_id = "";
     m.im.n_comments = 1;
-    apply(&f, 4, &m.cmd);
+    ts_storefx_apply(&f, 4, &m.cmd);
     it = outcome(&f, 1);
     ck_assert_int_eq(it[0].outcome, THREADSYNC__IMPORT_OUTCOME__IMPORT_REFUSED);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -301,8 +274,8 @@ END_TEST
  * moderated_by that is no token name) cannot break the record layout. */
 START_TEST(test_malformed_entry)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     static const char *const ids[] = {"1"}, *const par[] = {""};
     static const int st[] = {THREADSYNC__STATUS__VISIBLE};
     struct imp m;
@@ -310,7 +283,7 @@ START_TEST(test_malformed_entry)
     static char title[70001];
     memset(title, 'x', 70000);
     m.th.title = title;
-    apply(&f, 3, &m.cmd);
+    ts_storefx_apply(&f, 3, &m.cmd);
     const struct ts_store_import_item *it = outcome(&f, 1);
     ck_assert_int_eq(it[0].outcome, THREADSYNC__IMPORT_OUTCOME__IMPORT_REFUSED);
     ck_assert_uint_eq(ts_store_thread_count(f.s), 0);
@@ -319,11 +292,11 @@ START_TEST(test_malformed_entry)
     m.th.id = 10;
     m.c[0].id = 10;
     m.c[0].moderated_by = "not a\nname";
-    apply(&f, 4, &m.cmd);
+    ts_storefx_apply(&f, 4, &m.cmd);
     Threadsync__Comment c;
     ck_assert_int_eq(ts_store_comment(f.s, 10, &c), TS_OK);
     ck_assert_str_eq(c.moderated_by, "");
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -333,11 +306,11 @@ END_TEST
  * however the store computes them, the bytes must not change. */
 START_TEST(test_import_digest_is_documented_sha256)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct imp m;
     imp_init(&m, 4, ids4, parents4, st4);
-    apply(&f, 10, &m.cmd);
+    ts_storefx_apply(&f, 10, &m.cmd);
     uint8_t *snap;
     size_t len;
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
@@ -363,7 +336,7 @@ START_TEST(test_import_digest_is_documented_sha256)
     ck_assert_uint_eq(sn->n_imported, 3); /* "3" names a missing parent: refused */
     ck_assert_uint_eq(found, 3);
     threadsync__state__store_snapshot__free_unpacked(sn, NULL);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 

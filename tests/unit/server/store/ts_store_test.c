@@ -22,123 +22,9 @@
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_store.h"
+#include "ts_storefx.h"
+#include "ts_testheap.h"
 #include "ts_view.h"
-
-/* ---- heap accounting (test_restore_peak_heap) ----
- * Bytes allocated minus freed while heap_on, and the peak: under ASan
- * through its allocator hooks, otherwise by defining glibc's malloc family
- * here (an executable's definitions win for every library, protobuf-c and
- * OpenSSL included) over __libc_malloc and friends. */
-static int heap_on;
-static long long heap_cur, heap_peak;
-
-static void heap_add(long long n)
-{
-    if (!heap_on)
-        return;
-    heap_cur += n;
-    if (heap_cur > heap_peak)
-        heap_peak = heap_cur;
-}
-
-#if defined(__SANITIZE_ADDRESS__)
-#define HEAP_HOOKS 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HEAP_HOOKS 1
-#endif
-#endif
-
-#ifdef HEAP_HOOKS
-/* From compiler-rt's sanitizer/allocator_interface.h, which GCC does not
- * install; its libasan has them. */
-int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
-                                              void (*free_hook)(const volatile void *));
-size_t __sanitizer_get_allocated_size(const volatile void *p);
-
-static void on_malloc(const volatile void *p, size_t n)
-{
-    (void)p;
-    heap_add((long long)n);
-}
-
-static void on_free(const volatile void *p)
-{
-    if (p)
-        heap_add(-(long long)__sanitizer_get_allocated_size(p));
-}
-
-static void heap_count_init(void)
-{
-    __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
-}
-#else
-#include <malloc.h>
-
-extern void *__libc_malloc(size_t n);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *p, size_t n);
-extern void __libc_free(void *p);
-
-/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
-void *malloc(size_t n)
-{
-    void *p = __libc_malloc(n);
-    if (p)
-        heap_add((long long)malloc_usable_size(p));
-    return p;
-}
-
-/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
-void *calloc(size_t n, size_t size)
-{
-    void *p = __libc_calloc(n, size);
-    if (p)
-        heap_add((long long)malloc_usable_size(p));
-    return p;
-}
-
-/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
-void *realloc(void *p, size_t n)
-{
-    long long old = p ? (long long)malloc_usable_size(p) : 0;
-    void *q = __libc_realloc(p, n);
-    if (q)
-        heap_add((long long)malloc_usable_size(q) - old);
-    else if (!n)
-        heap_add(-old);
-    return q;
-}
-
-/* NOLINTNEXTLINE(readability-inconsistent-declaration-parameter-name) */
-void free(void *p)
-{
-    if (p)
-        heap_add(-(long long)malloc_usable_size(p));
-    __libc_free(p);
-}
-
-static void heap_count_init(void)
-{
-}
-#endif
-
-struct fx {
-    struct ts_evlog *log;
-    struct ts_store *s;
-};
-
-static void fx_init(struct fx *f)
-{
-    ck_assert_int_eq(ts_evlog_new(NULL, &f->log), TS_OK);
-    ck_assert_int_eq(ts_store_new(f->log, &f->s), TS_OK);
-}
-
-static void fx_free(struct fx *f)
-{
-    ts_store_free(f->s);
-    ts_evlog_free(f->log);
-}
 
 /* Whether an older release's (unscoped) key is in the table: its digest
  * is SHA-256(key), truncated. */
@@ -151,8 +37,9 @@ static int key_known(const struct ts_store *s, const char *key)
 }
 
 /* Applies a Post as entry index with command time t. */
-static struct ts_store_result post(struct fx *f, uint64_t index, int64_t t, const char *ikey,
-                                   const char *thread, uint64_t parent, const char *body)
+static struct ts_store_result post(struct ts_storefx *f, uint64_t index, int64_t t,
+                                   const char *ikey, const char *thread, uint64_t parent,
+                                   const char *body)
 {
     Threadsync__Post p = THREADSYNC__POST__INIT;
     p.request_id = 99;
@@ -173,29 +60,17 @@ static struct ts_store_result post(struct fx *f, uint64_t index, int64_t t, cons
     return res;
 }
 
-static Threadsync__Event *event_at(struct fx *f, uint64_t pos, int full)
+static Threadsync__Event *event_at(struct ts_storefx *f, uint64_t pos, int full)
 {
     struct ts_evlog_entry e;
     ck_assert_int_eq(ts_evlog_get(f->log, pos, &e), TS_OK);
-    const uint8_t *p = full ? e.full : e.pub;
-    size_t len = full ? e.full_len : e.pub_len;
-    size_t i = 1;
-    uint64_t n = 0;
-    for (int shift = 0;; shift += 7) {
-        n |= (uint64_t)(p[i] & 0x7F) << shift;
-        if (!(p[i++] & 0x80))
-            break;
-    }
-    ck_assert_uint_eq(i + n, len);
-    Threadsync__Event *ev = threadsync__event__unpack(NULL, n, p + i);
-    ck_assert_ptr_nonnull(ev);
-    return ev;
+    return full ? ts_storefx_event(e.full, e.full_len) : ts_storefx_event(e.pub, e.pub_len);
 }
 
 START_TEST(test_post_and_reply)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct ts_store_result r = post(&f, 5, 1000, "k1", "site/a", 0, "first");
     ck_assert_int_eq(r.status, TS_OK);
     ck_assert_uint_eq(r.seq, 5);
@@ -235,7 +110,7 @@ START_TEST(test_post_and_reply)
     ck_assert_int_eq(c.status, THREADSYNC__STATUS__VISIBLE);
     ck_assert_int_eq(ts_store_comment(f.s, 6, &c), TS_E_NOT_FOUND);
     ck_assert_uint_eq(ts_evlog_end_pos(f.log), 2);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -260,8 +135,8 @@ static int see_thread(void *arg, const Threadsync__Thread *t)
 
 START_TEST(test_tree_order)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     /* Two threads interleaved, replies at several depths. */
     ck_assert_int_eq(post(&f, 1, 1, "a", "t/1", 0, "x").status, TS_OK);
     ck_assert_int_eq(post(&f, 2, 1, "b", "t/2", 0, "x").status, TS_OK);
@@ -290,14 +165,14 @@ START_TEST(test_tree_order)
     ck_assert_int_eq(ts_store_foreach_thread(f.s, 2, see_thread, &s), 0);
     ck_assert_uint_eq(s.n, 1);
     ck_assert_uint_eq(s.ids[0], 9);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_parent_rejections)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     ck_assert_int_eq(post(&f, 1, 1, "a", "t/1", 0, "x").status, TS_OK);
     ck_assert_int_eq(post(&f, 2, 1, "b", "t/2", 0, "x").status, TS_OK);
     char before[65], after[65];
@@ -329,14 +204,14 @@ START_TEST(test_parent_rejections)
     r = post(&f, 7, 1, "c", "t/1", 1, "x");
     ck_assert_int_eq(r.status, TS_OK);
     ck_assert_uint_eq(r.comment_id, 7);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_idempotent_repeat)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct ts_store_result r1 = post(&f, 10, 1000, "same", "t/1", 0, "hello");
     ck_assert_int_eq(r1.status, TS_OK);
     uint64_t end = ts_evlog_end_pos(f.log);
@@ -364,14 +239,14 @@ START_TEST(test_idempotent_repeat)
     ck_assert_uint_eq(r3.seq, 14);
     ck_assert_uint_eq(r3.comment_id, 14);
     ck_assert_uint_eq(ts_store_comment_count(f.s), 3);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_public_vs_full_event)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     ck_assert_int_eq(post(&f, 3, 77, "a", "t/1", 0, "the body").status, TS_OK);
     Threadsync__Event *full = event_at(&f, 0, 1);
     Threadsync__Event *pub = event_at(&f, 0, 0);
@@ -390,12 +265,12 @@ START_TEST(test_public_vs_full_event)
     ck_assert_uint_eq(pub->comment->version, 1);
     threadsync__event__free_unpacked(full, NULL);
     threadsync__event__free_unpacked(pub, NULL);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 /* Builds a store snapshot by hand: a locked thread, a hidden comment. */
-static void restore_crafted(struct fx *f)
+static void restore_crafted(struct ts_storefx *f)
 {
     Threadsync__Thread t = THREADSYNC__THREAD__INIT, *tp = &t;
     t.id = 10;
@@ -429,9 +304,8 @@ static void restore_crafted(struct fx *f)
 START_TEST(test_restore_peak_heap)
 {
     enum { N = 20000 };
-    heap_count_init();
-    struct fx a, b;
-    fx_init(&a);
+    struct ts_storefx a, b;
+    ts_storefx_init(&a);
     char body[240], thread[32], key[32];
     memset(body, 'x', sizeof(body) - 1);
     body[sizeof(body) - 1] = '\0';
@@ -445,29 +319,28 @@ START_TEST(test_restore_peak_heap)
     ck_assert_int_eq(ts_store_snapshot(a.s, &buf, &len), TS_OK);
     char da[65], db[65];
     ts_store_digest(a.s, da);
-    fx_free(&a);
-    fx_init(&b);
-    heap_cur = heap_peak = 0;
-    heap_on = 1;
+    ts_storefx_free(&a);
+    ts_storefx_init(&b);
+    ts_testheap_start();
     ck_assert_int_eq(ts_store_restore(b.s, buf, len), TS_OK);
-    heap_on = 0;
+    ts_testheap_stop();
     size_t mem = ts_store_memory(b.s);
     ck_assert_uint_eq(ts_store_comment_count(b.s), N);
     ts_store_digest(b.s, db);
     ck_assert_str_eq(da, db);
     /* the state's own growth (arrays and maps doubling) and the record
      * scratch allowed for */
-    ck_assert_msg(heap_peak <= (long long)(mem + mem / 4 + (256u << 10)),
-                  "restore peaked at %lld bytes over a store of %zu", heap_peak, mem);
+    ck_assert_msg(ts_testheap_peak() <= (long long)(mem + mem / 4 + (256u << 10)),
+                  "restore peaked at %lld bytes over a store of %zu", ts_testheap_peak(), mem);
     free(buf);
-    fx_free(&b);
+    ts_storefx_free(&b);
 }
 END_TEST
 
 START_TEST(test_locked_thread)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     restore_crafted(&f);
     ck_assert_uint_eq(ts_store_last_index(f.s), 20);
     struct ts_store_result r = post(&f, 21, 1, "a", "t/locked", 0, "x");
@@ -476,15 +349,15 @@ START_TEST(test_locked_thread)
     ck_assert_uint_eq(ts_store_comment_count(f.s), 1);
     /* An index not above the last one is a caller bug. */
     ck_assert_int_eq(ts_store_apply(f.s, 21, (const uint8_t *)"", 0, &r), TS_E_INVALID_ARGUMENT);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_snapshot_restore_digest)
 {
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     char key[32], thread[32], body[64];
     for (uint64_t i = 1; i <= 300; i++) {
         snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
@@ -527,16 +400,16 @@ START_TEST(test_snapshot_restore_digest)
     ck_assert_str_ne(d1, d2);
     ck_assert_uint_eq(ts_store_comment_count(g.s), 300);
     free(snap);
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 
 START_TEST(test_same_log_same_digest)
 {
-    struct fx a, b;
-    fx_init(&a);
-    fx_init(&b);
+    struct ts_storefx a, b;
+    ts_storefx_init(&a);
+    ts_storefx_init(&b);
     /* One command log, with rejections and retries in it, applied to two
      * replicas. */
     uint8_t *payloads[200];
@@ -569,15 +442,15 @@ START_TEST(test_same_log_same_digest)
     ck_assert_str_eq(da, db);
     ck_assert_uint_gt(ts_store_comment_count(a.s), 10);
     ck_assert_uint_eq(ts_evlog_end_pos(a.log), ts_evlog_end_pos(b.log));
-    fx_free(&a);
-    fx_free(&b);
+    ts_storefx_free(&a);
+    ts_storefx_free(&b);
 }
 END_TEST
 
 START_TEST(test_undecodable_payload)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     ck_assert_int_eq(post(&f, 1, 1, "a", "t/1", 0, "x").status, TS_OK);
     char before[65], after[65];
     ts_store_digest(f.s, before);
@@ -594,7 +467,7 @@ START_TEST(test_undecodable_payload)
     ck_assert_uint_eq(ts_store_memory(f.s), mem);
     ck_assert_uint_eq(ts_evlog_end_pos(f.log), 1);
     ck_assert_uint_eq(ts_store_comment_count(f.s), 1);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -659,22 +532,10 @@ static void sha(const char *s, uint8_t out[32])
     ck_assert_int_eq(EVP_Digest(s, strlen(s), out, &n, EVP_sha256(), NULL), 1);
 }
 
-static struct ts_store_result apply_cmd(struct fx *f, uint64_t index,
-                                        Threadsync__State__Command *cmd)
-{
-    uint8_t *buf;
-    size_t len;
-    ck_assert_int_eq(ts_store_encode(cmd, &buf, &len), TS_OK);
-    struct ts_store_result res;
-    ck_assert_int_eq(ts_store_apply(f->s, index, buf, len, &res), TS_OK);
-    free(buf);
-    return res;
-}
-
 /* A Post with an edit key (may be NULL), as the leader proposes it. */
-static struct ts_store_result post_ex(struct fx *f, uint64_t index, int64_t t, const char *ikey,
-                                      const char *thread, const char *edit_key, int premoderate,
-                                      int trusted)
+static struct ts_store_result post_ex(struct ts_storefx *f, uint64_t index, int64_t t,
+                                      const char *ikey, const char *thread, const char *edit_key,
+                                      int premoderate, int trusted)
 {
     Threadsync__Post p = THREADSYNC__POST__INIT;
     p.idempotency_key = (char *)ikey;
@@ -695,11 +556,11 @@ static struct ts_store_result post_ex(struct fx *f, uint64_t index, int64_t t, c
         cmd.edit_key_hash.data = h;
         cmd.edit_key_hash.len = 32;
     }
-    return apply_cmd(f, index, &cmd);
+    return ts_storefx_apply(f, index, &cmd);
 }
 
 /* A CommentChange: a moderator's (edit_key NULL) or an author's. */
-static struct ts_store_result change(struct fx *f, uint64_t index, int64_t t, uint64_t id,
+static struct ts_store_result change(struct ts_storefx *f, uint64_t index, int64_t t, uint64_t id,
                                      Threadsync__State__ChangeKind kind, const char *body,
                                      const char *edit_key, int64_t window)
 {
@@ -719,39 +580,11 @@ static struct ts_store_result change(struct fx *f, uint64_t index, int64_t t, ui
     cmd.op_case = THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE;
     cmd.comment_change = &cc;
     cmd.actor = edit_key ? "poster" : "mod-alice";
-    return apply_cmd(f, index, &cmd);
+    return ts_storefx_apply(f, index, &cmd);
 }
 
-static struct ts_store_result thread_act(struct fx *f, uint64_t index, const char *key,
-                                         Threadsync__ThreadAction action)
-{
-    Threadsync__ModerateThread m = THREADSYNC__MODERATE_THREAD__INIT;
-    m.thread_key = (char *)key;
-    m.action = action;
-    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
-    cmd.time_ms = (int64_t)index;
-    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_MODERATE_THREAD;
-    cmd.moderate_thread = &m;
-    cmd.actor = "mod-bob";
-    return apply_cmd(f, index, &cmd);
-}
-
-static struct ts_store_result ban(struct fx *f, uint64_t index, int64_t t, const char *author,
-                                  uint64_t duration)
-{
-    Threadsync__BanAuthor b = THREADSYNC__BAN_AUTHOR__INIT;
-    b.author = (char *)author;
-    b.duration_ms = duration;
-    Threadsync__State__Command cmd = THREADSYNC__STATE__COMMAND__INIT;
-    cmd.time_ms = t;
-    cmd.op_case = THREADSYNC__STATE__COMMAND__OP_BAN_AUTHOR;
-    cmd.ban_author = &b;
-    cmd.actor = "mod-alice";
-    return apply_cmd(f, index, &cmd);
-}
-
-static struct ts_store_result grant(struct fx *f, uint64_t index, const char *name, int role,
-                                    const char *token)
+static struct ts_store_result grant(struct ts_storefx *f, uint64_t index, const char *name,
+                                    int role, const char *token)
 {
     uint8_t h[32];
     sha(token, h);
@@ -765,10 +598,10 @@ static struct ts_store_result grant(struct fx *f, uint64_t index, const char *na
     cmd.op_case = THREADSYNC__STATE__COMMAND__OP_TOKEN_GRANT;
     cmd.token_grant = &g;
     cmd.actor = "admin";
-    return apply_cmd(f, index, &cmd);
+    return ts_storefx_apply(f, index, &cmd);
 }
 
-static struct ts_store_result revoke(struct fx *f, uint64_t index, const char *name)
+static struct ts_store_result revoke(struct ts_storefx *f, uint64_t index, const char *name)
 {
     Threadsync__TokenRevoke r = THREADSYNC__TOKEN_REVOKE__INIT;
     r.name = (char *)name;
@@ -777,23 +610,17 @@ static struct ts_store_result revoke(struct fx *f, uint64_t index, const char *n
     cmd.op_case = THREADSYNC__STATE__COMMAND__OP_TOKEN_REVOKE;
     cmd.token_revoke = &r;
     cmd.actor = "admin";
-    return apply_cmd(f, index, &cmd);
+    return ts_storefx_apply(f, index, &cmd);
 }
 
-#define K_APPROVE THREADSYNC__STATE__CHANGE_KIND__CHANGE_APPROVE
-#define K_HIDE THREADSYNC__STATE__CHANGE_KIND__CHANGE_HIDE
-#define K_UNHIDE THREADSYNC__STATE__CHANGE_KIND__CHANGE_UNHIDE
-#define K_DELETE THREADSYNC__STATE__CHANGE_KIND__CHANGE_DELETE
-#define K_EDIT THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT
-
-static Threadsync__Comment get_comment(struct fx *f, uint64_t id)
+static Threadsync__Comment get_comment(struct ts_storefx *f, uint64_t id)
 {
     Threadsync__Comment c;
     ck_assert_int_eq(ts_store_comment(f->s, id, &c), TS_OK);
     return c;
 }
 
-static Threadsync__Thread get_thread(struct fx *f, const char *key)
+static Threadsync__Thread get_thread(struct ts_storefx *f, const char *key)
 {
     Threadsync__Thread t;
     ck_assert_int_eq(ts_store_thread_by_key(f->s, key, &t), TS_OK);
@@ -802,8 +629,8 @@ static Threadsync__Thread get_thread(struct fx *f, const char *key)
 
 START_TEST(test_hide_unhide_delete)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     ck_assert_int_eq(post_ex(&f, 1, 100, "k1", "m/a", "key1", 0, 0).status, TS_OK);
     ck_assert_int_eq(post_ex(&f, 2, 110, "k2", "m/a", "key2", 0, 0).status, TS_OK);
     Threadsync__Thread t = get_thread(&f, "m/a");
@@ -885,14 +712,14 @@ START_TEST(test_hide_unhide_delete)
     ck_assert_uint_eq(ts_store_comment_count(f.s), 2);
     /* and the other comment is untouched */
     ck_assert_str_eq(get_comment(&f, 2).body, "original words");
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_refused_transitions)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     post_ex(&f, 1, 100, "k1", "m/r", NULL, 1, 0); /* PENDING */
     post_ex(&f, 2, 100, "k2", "m/r", NULL, 0, 0); /* VISIBLE */
     ck_assert_int_eq(get_comment(&f, 1).status, THREADSYNC__STATUS__PENDING);
@@ -930,16 +757,17 @@ START_TEST(test_refused_transitions)
     r = change(&f, 41, 200, 1, K_EDIT, "", NULL, 0);
     ck_assert_int_eq(r.status, TS_E_INVALID_ARGUMENT);
     ck_assert_str_eq(r.field, "body");
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_premoderation)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     post_ex(&f, 1, 100, "k1", "m/p", NULL, 0, 0);
-    ck_assert(thread_act(&f, 2, "m/p", THREADSYNC__THREAD_ACTION__THREAD_PREMODERATE).changed);
+    ck_assert(ts_storefx_thread_act(&f, 2, 2, "m/p", THREADSYNC__THREAD_ACTION__THREAD_PREMODERATE)
+                  .changed);
     Threadsync__Thread t = get_thread(&f, "m/p");
     ck_assert(t.premoderated);
     ck_assert_str_eq(t.moderated_by, "mod-bob");
@@ -991,14 +819,14 @@ START_TEST(test_premoderation)
     ck_assert_int_eq(ts_store_pending(f.s, 0, 0, 4, out, &n, &more), TS_OK);
     ck_assert_uint_eq(n, 0);
     ck_assert_uint_eq(get_thread(&f, "m/q").comment_count, 0);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_author_edit_key)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     const int64_t W = 1000;
     post_ex(&f, 1, 100, "k1", "m/e", "secret-1", 0, 0);
     post_ex(&f, 2, 100, "k2", "m/e", "secret-2", 0, 0);
@@ -1027,7 +855,8 @@ START_TEST(test_author_edit_key)
     r = change(&f, 7, 600, 2, K_HIDE, NULL, "secret-2", W);
     ck_assert_int_eq(r.status, TS_E_INVALID_ARGUMENT);
     /* a locked thread refuses authors' edits, not their deletes */
-    ck_assert(thread_act(&f, 8, "m/e", THREADSYNC__THREAD_ACTION__THREAD_LOCK).changed);
+    ck_assert(
+        ts_storefx_thread_act(&f, 8, 8, "m/e", THREADSYNC__THREAD_ACTION__THREAD_LOCK).changed);
     r = change(&f, 9, 700, 2, K_EDIT, "while locked", "secret-2", W);
     ck_assert_int_eq(r.status, TS_E_THREAD_LOCKED);
     r = post_ex(&f, 10, 700, "k10", "m/e", NULL, 0, 0);
@@ -1041,19 +870,20 @@ START_TEST(test_author_edit_key)
     ck_assert_str_eq(get_comment(&f, 1).moderated_by, "mod-alice");
 
     /* a retried post gets a new key, which replaces the first */
-    ck_assert(thread_act(&f, 13, "m/e", THREADSYNC__THREAD_ACTION__THREAD_UNLOCK).changed);
+    ck_assert(
+        ts_storefx_thread_act(&f, 13, 13, "m/e", THREADSYNC__THREAD_ACTION__THREAD_UNLOCK).changed);
     r = post_ex(&f, 14, 800, "k1", "m/e", "secret-1b", 0, 0);
     ck_assert_uint_eq(r.comment_id, 1);
     ck_assert_int_eq(change(&f, 15, 900, 1, K_EDIT, "x", "secret-1", W).status, TS_E_FORBIDDEN);
     ck_assert_int_eq(change(&f, 16, 900, 1, K_EDIT, "y", "secret-1b", W).status, TS_OK);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_author_edit_repending)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     post_ex(&f, 1, 100, "k1", "m/rp", "s1", 1, 0);
     ck_assert(change(&f, 2, 110, 1, K_APPROVE, NULL, NULL, 0).changed);
     ck_assert_uint_eq(get_thread(&f, "m/rp").comment_count, 1);
@@ -1072,20 +902,20 @@ START_TEST(test_author_edit_repending)
     cmd.op_case = THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE;
     cmd.comment_change = &cc;
     cmd.premoderate = 1;
-    struct ts_store_result r = apply_cmd(&f, 3, &cmd);
+    struct ts_store_result r = ts_storefx_apply(&f, 3, &cmd);
     ck_assert(r.changed);
     ck_assert_int_eq(r.comment_status, THREADSYNC__STATUS__PENDING);
     ck_assert_uint_eq(get_thread(&f, "m/rp").comment_count, 0);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_bans)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     /* e-mails match without regard to case */
-    struct ts_store_result r = ban(&f, 1, 1000, "ANN@example.ORG", 500);
+    struct ts_store_result r = ts_storefx_ban(&f, 1, 1000, "mod-alice", "ANN@example.ORG", 500);
     ck_assert_int_eq(r.status, TS_OK);
     ck_assert_int_eq(r.until_ms, 1500);
     r = post_ex(&f, 2, 1200, "k2", "m/b", NULL, 0, 0);
@@ -1097,29 +927,30 @@ START_TEST(test_bans)
     r = post_ex(&f, 3, 1500, "k3", "m/b", NULL, 0, 0);
     ck_assert_int_eq(r.status, TS_OK);
     /* a name ban, then lifted */
-    ck_assert_int_eq(ban(&f, 4, 2000, "Bob", 10000).status, TS_OK);
+    ck_assert_int_eq(ts_storefx_ban(&f, 4, 2000, "mod-alice", "Bob", 10000).status, TS_OK);
     const char *field = NULL;
     int64_t until = 0;
     ck_assert(ts_store_banned(f.s, "Bob", "", NULL, 2001, &until, &field));
     ck_assert_str_eq(field, "author_name");
     ck_assert_int_eq(until, 12000);
     ck_assert(!ts_store_banned(f.s, "bob", "", NULL, 2001, NULL, NULL));
-    r = ban(&f, 5, 2100, "Bob", 0);
+    r = ts_storefx_ban(&f, 5, 2100, "mod-alice", "Bob", 0);
     ck_assert(r.changed);
     ck_assert(!ts_store_banned(f.s, "Bob", "", NULL, 2101, NULL, NULL));
     /* a retry of a post made before the ban still gets its answer */
-    ck_assert_int_eq(ban(&f, 6, 2200, "ann@example.org", 10000).status, TS_OK);
+    ck_assert_int_eq(ts_storefx_ban(&f, 6, 2200, "mod-alice", "ann@example.org", 10000).status,
+                     TS_OK);
     r = post_ex(&f, 7, 2300, "k3", "m/b", NULL, 0, 0);
     ck_assert_int_eq(r.status, TS_OK);
     ck_assert_uint_eq(r.comment_id, 3);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_tokens)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     uint64_t gen = ts_store_auth_generation(f.s);
     ck_assert_int_eq(grant(&f, 1, "mod-1", THREADSYNC__ROLE__MODERATOR, "tok-1").status, TS_OK);
     ck_assert_uint_gt(ts_store_auth_generation(f.s), gen);
@@ -1152,7 +983,7 @@ START_TEST(test_tokens)
     ck_assert(revoke(&f, 7, "file-admin").changed);
     ck_assert_int_eq(ts_store_token_state(f.s, "file-admin"), TS_STORE_TOKEN_REVOKED);
     ck_assert_int_eq(ts_store_token_state(f.s, "nobody"), TS_STORE_TOKEN_NONE);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -1237,9 +1068,9 @@ START_TEST(test_moderation_log_deterministic)
     static uint8_t *payloads[300];
     static size_t lens[300];
     size_t n = moderation_log(payloads, lens);
-    struct fx a, b;
-    fx_init(&a);
-    fx_init(&b);
+    struct ts_storefx a, b;
+    ts_storefx_init(&a);
+    ts_storefx_init(&b);
     int changes = 0, refusals = 0;
     for (size_t i = 0; i < n; i++) {
         struct ts_store_result ra, rb;
@@ -1273,8 +1104,8 @@ START_TEST(test_moderation_log_deterministic)
     /* A snapshot carries it all: tokens, bans, flags, moderators, keys. */
     uint8_t *snap;
     size_t len;
-    struct fx c;
-    fx_init(&c);
+    struct ts_storefx c;
+    ts_storefx_init(&c);
     ck_assert_int_eq(ts_store_snapshot(a.s, &snap, &len), TS_OK);
     ck_assert_int_eq(ts_store_restore(c.s, snap, len), TS_OK);
     char dc[65];
@@ -1283,9 +1114,9 @@ START_TEST(test_moderation_log_deterministic)
     free(snap);
     for (size_t i = 0; i < n; i++)
         free(payloads[i]);
-    fx_free(&a);
-    fx_free(&b);
-    fx_free(&c);
+    ts_storefx_free(&a);
+    ts_storefx_free(&b);
+    ts_storefx_free(&c);
 }
 END_TEST
 
@@ -1293,8 +1124,8 @@ END_TEST
  * second time, on every replica. */
 START_TEST(test_same_moderation_twice)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     post_ex(&f, 1, 100, "k1", "m/t", NULL, 0, 0);
     Threadsync__State__CommentChange cc = THREADSYNC__STATE__COMMENT_CHANGE__INIT;
     cc.comment_id = 1;
@@ -1304,30 +1135,30 @@ START_TEST(test_same_moderation_twice)
     cmd.op_case = THREADSYNC__STATE__COMMAND__OP_COMMENT_CHANGE;
     cmd.comment_change = &cc;
     cmd.actor = "m";
-    ck_assert(apply_cmd(&f, 2, &cmd).changed);
+    ck_assert(ts_storefx_apply(&f, 2, &cmd).changed);
     char d1[65], d2[65];
     ts_store_digest(f.s, d1);
     uint64_t events = ts_evlog_end_pos(f.log);
-    struct ts_store_result r = apply_cmd(&f, 3, &cmd);
+    struct ts_store_result r = ts_storefx_apply(&f, 3, &cmd);
     ck_assert_int_eq(r.status, TS_OK);
     ck_assert(!r.changed);
     ts_store_digest(f.s, d2);
     ck_assert_str_eq(d1, d2);
     ck_assert_uint_eq(ts_evlog_end_pos(f.log), events);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
 START_TEST(test_snapshot_keeps_moderation)
 {
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     post_ex(&f, 1, 100, "k1", "m/s", "ek", 0, 0);
     post_ex(&f, 2, 100, "k2", "m/s", NULL, 1, 0);
     change(&f, 3, 110, 1, K_HIDE, NULL, NULL, 0);
-    thread_act(&f, 4, "m/s", THREADSYNC__THREAD_ACTION__THREAD_LOCK);
-    ban(&f, 5, 120, "spam@x.org", 100000);
+    ts_storefx_thread_act(&f, 4, 4, "m/s", THREADSYNC__THREAD_ACTION__THREAD_LOCK);
+    ts_storefx_ban(&f, 5, 120, "mod-alice", "spam@x.org", 100000);
     grant(&f, 6, "r1", THREADSYNC__ROLE__READER, "rtok");
     revoke(&f, 7, "file-name");
     uint8_t *snap;
@@ -1354,8 +1185,8 @@ START_TEST(test_snapshot_keeps_moderation)
     /* the edit key came along (the thread is locked, so delete) */
     ck_assert(change(&g, 8, 130, 1, K_DELETE, NULL, "ek", 1000).changed);
     ck_assert_int_eq(change(&g, 9, 130, 2, K_DELETE, NULL, "ek", 1000).status, TS_E_FORBIDDEN);
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 
@@ -1367,9 +1198,9 @@ START_TEST(test_reader_key)
 {
     static const char rk[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     static const char rk2[] = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     Threadsync__Post p = THREADSYNC__POST__INIT;
     p.idempotency_key = "r1";
     p.thread_key = "m/rk";
@@ -1380,7 +1211,7 @@ START_TEST(test_reader_key)
     cmd.time_ms = 100;
     cmd.op_case = THREADSYNC__STATE__COMMAND__OP_POST;
     cmd.post = &p;
-    ck_assert_int_eq(apply_cmd(&f, 1, &cmd).status, TS_OK);
+    ck_assert_int_eq(ts_storefx_apply(&f, 1, &cmd).status, TS_OK);
     Threadsync__Comment c = get_comment(&f, 1);
     ck_assert_str_eq(c.reader_key, rk);
     ts_view_public_comment(&c);
@@ -1390,11 +1221,11 @@ START_TEST(test_reader_key)
     /* A malformed key in an entry is refused, not stored. */
     p.idempotency_key = "r-bad";
     p.reader_key = "ABC";
-    ck_assert_int_eq(apply_cmd(&f, 3, &cmd).status, TS_E_INVALID_ARGUMENT);
+    ck_assert_int_eq(ts_storefx_apply(&f, 3, &cmd).status, TS_E_INVALID_ARGUMENT);
 
     char ban_key[80];
     snprintf(ban_key, sizeof(ban_key), "reader:%s", rk);
-    ck_assert_int_eq(ban(&f, 4, 120, ban_key, 1000).status, TS_OK);
+    ck_assert_int_eq(ts_storefx_ban(&f, 4, 120, "mod-alice", ban_key, 1000).status, TS_OK);
     const char *field = NULL;
     ck_assert(ts_store_banned(f.s, "Other", "", rk, 130, NULL, &field));
     ck_assert_str_eq(field, "reader_key");
@@ -1403,11 +1234,11 @@ START_TEST(test_reader_key)
     p.idempotency_key = "r2";
     p.reader_key = (char *)rk;
     cmd.time_ms = 130;
-    struct ts_store_result r = apply_cmd(&f, 5, &cmd);
+    struct ts_store_result r = ts_storefx_apply(&f, 5, &cmd);
     ck_assert_int_eq(r.status, TS_E_FORBIDDEN);
     ck_assert_str_eq(r.field, "reader_key");
     p.reader_key = (char *)rk2;
-    ck_assert_int_eq(apply_cmd(&f, 6, &cmd).status, TS_OK);
+    ck_assert_int_eq(ts_storefx_apply(&f, 6, &cmd).status, TS_OK);
 
     Threadsync__State__TokenGrant tg = THREADSYNC__STATE__TOKEN_GRANT__INIT;
     uint8_t h[32];
@@ -1421,7 +1252,7 @@ START_TEST(test_reader_key)
     gc.time_ms = 140;
     gc.op_case = THREADSYNC__STATE__COMMAND__OP_TOKEN_GRANT;
     gc.token_grant = &tg;
-    ck_assert_int_eq(apply_cmd(&f, 7, &gc).status, TS_OK);
+    ck_assert_int_eq(ts_storefx_apply(&f, 7, &gc).status, TS_OK);
     grant(&f, 8, "plain", THREADSYNC__ROLE__POSTER, "plain-token");
     ck_assert(ts_store_token_gateway(f.s, "edge"));
     ck_assert(!ts_store_token_gateway(f.s, "plain"));
@@ -1443,8 +1274,8 @@ START_TEST(test_reader_key)
     /* The tombstone drops it with the author's text. */
     ck_assert(change(&f, 9, 150, 1, K_DELETE, NULL, NULL, 0).changed);
     ck_assert_str_eq(get_comment(&f, 1).reader_key, "");
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 
@@ -1454,9 +1285,9 @@ END_TEST
  * back, and memory grows only for the comments that have them. */
 START_TEST(test_comment_changed_fields)
 {
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     Threadsync__Thread t = THREADSYNC__THREAD__INIT, *tp = &t;
     t.id = 1;
     t.key = "t/x";
@@ -1521,8 +1352,8 @@ START_TEST(test_comment_changed_fields)
     ck_assert_str_eq(d1, d2);
     ck_assert_uint_eq(get_comment(&g, 3).version, 0);
     ck_assert_uint_eq(get_comment(&g, 4).version, 7);
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 
@@ -1538,9 +1369,9 @@ START_TEST(test_digest_stable)
     static uint8_t *payloads[300];
     static size_t lens[300];
     size_t n = moderation_log(payloads, lens);
-    struct fx a, c;
-    fx_init(&a);
-    fx_init(&c);
+    struct ts_storefx a, c;
+    ts_storefx_init(&a);
+    ts_storefx_init(&c);
     for (size_t round = 0; round < 2; round++)
         for (size_t i = 0; i < n; i++) {
             struct ts_store_result r;
@@ -1560,8 +1391,8 @@ START_TEST(test_digest_stable)
     fprintf(stderr, "digest_stable: %s\n", da);
     ck_assert_str_eq(da, "1304f8f32988a48b27f955d767f67f203651f422b6d1ead7e7c6cf15d7b03c01");
     ck_assert_str_eq(dc, da);
-    fx_free(&a);
-    fx_free(&c);
+    ts_storefx_free(&a);
+    ts_storefx_free(&c);
 }
 END_TEST
 
@@ -1571,8 +1402,8 @@ END_TEST
  * emptied table starts again. */
 START_TEST(test_idempotency_blocks)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     const int n = 1300; /* more than two blocks */
     const int64_t R = TS_STORE_IDEMPOTENCY_RETENTION_MS, W = R;
     char key[32], ek[32];
@@ -1612,8 +1443,8 @@ START_TEST(test_idempotency_blocks)
     ck_assert_uint_eq(r.comment_id, idx); /* a new comment, the key long forgotten */
 
     /* A snapshot carries the survivors, in order. */
-    struct fx g;
-    fx_init(&g);
+    struct ts_storefx g;
+    ts_storefx_init(&g);
     uint8_t *snap;
     size_t len;
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
@@ -1635,8 +1466,8 @@ START_TEST(test_idempotency_blocks)
     ck_assert_int_eq(post_ex(&f, ++idx, 5 * R, "after", "t/fifo", NULL, 0, 0).status, TS_OK);
     ck_assert(!key_known(f.s, "again"));
     ck_assert(key_known(f.s, "after"));
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 
@@ -1651,7 +1482,7 @@ struct scoped_post {
 
 /* A Post as this release's leader proposes it: the key's digest scoped to
  * the token, no edit key hash. */
-static struct ts_store_result post_scoped(struct fx *f, uint64_t index, int64_t t,
+static struct ts_store_result post_scoped(struct ts_storefx *f, uint64_t index, int64_t t,
                                           const struct scoped_post *sp)
 {
     Threadsync__Post p = THREADSYNC__POST__INIT;
@@ -1675,7 +1506,7 @@ static struct ts_store_result post_scoped(struct fx *f, uint64_t index, int64_t 
         cmd.edit_secret.data = (uint8_t *)sp->secret;
         cmd.edit_secret.len = 32;
     }
-    return apply_cmd(f, index, &cmd);
+    return ts_storefx_apply(f, index, &cmd);
 }
 
 static const uint8_t secret_a[32] = {1, 2, 3}, secret_b[32] = {9, 9, 9};
@@ -1697,8 +1528,8 @@ START_TEST(test_digests_match_openssl)
     ck_assert_int_eq(EVP_Digest(buf, sizeof(label) + 35, h, &n, EVP_sha256(), NULL), 1);
     ck_assert_mem_eq(dg, h, sizeof(dg));
 
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct scoped_post a = {.token = "token-A", .key = "K-1", .thread = "t/a", .secret = secret_a};
     struct ts_store_result r = post_scoped(&f, 5, 1000, &a);
     ck_assert_int_eq(r.status, TS_OK);
@@ -1716,7 +1547,7 @@ START_TEST(test_digests_match_openssl)
     ck_assert_str_eq(key, want);
     /* and the key opens the comment: the entry's hash is SHA-256 of it */
     ck_assert_int_eq(change(&f, 7, 1002, 5, K_EDIT, "edited", want, 60000).status, TS_OK);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -1767,12 +1598,12 @@ static void batch_build(struct batch *b, const struct scoped_post *sp, size_t n,
     b->cmd.post_batch = &b->pb;
 }
 
-static struct ts_store_result apply_batch(struct fx *f, uint64_t index,
+static struct ts_store_result apply_batch(struct ts_storefx *f, uint64_t index,
                                           const struct scoped_post *sp, size_t n, int64_t t)
 {
     struct batch b;
     batch_build(&b, sp, n, t);
-    return apply_cmd(f, index, &b.cmd);
+    return ts_storefx_apply(f, index, &b.cmd);
 }
 
 /* Each post of a batch gets its own position (id and seq), its own result;
@@ -1780,8 +1611,8 @@ static struct ts_store_result apply_batch(struct fx *f, uint64_t index,
  * position comes after the batch's last. */
 START_TEST(test_post_batch_positions_and_results)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct scoped_post sp[] = {
         {.token = "A", .key = "k1", .thread = "t/a", .secret = secret_a},
         {.token = "B", .key = "k1", .thread = "t/b", .body = "b's"},
@@ -1836,7 +1667,7 @@ START_TEST(test_post_batch_positions_and_results)
     /* a plain entry leaves no batch outcome behind */
     ts_store_batch_outcome(f.s, &out, &n);
     ck_assert_uint_eq(n, 0);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -1850,10 +1681,10 @@ START_TEST(test_post_batch_replicas_agree)
         {.token = "A", .key = "k2", .thread = "t/a", .parent = 5},
         {.token = "B", .key = "k1", .thread = "t/b"},
     };
-    struct fx f, g, h;
-    fx_init(&f);
-    fx_init(&g);
-    fx_init(&h);
+    struct ts_storefx f, g, h;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
+    ts_storefx_init(&h);
     ck_assert_int_eq(apply_batch(&f, 5, sp, 3, 1000).status, TS_OK);
     ck_assert_int_eq(apply_batch(&g, 5, sp, 3, 1000).status, TS_OK);
     char df[65], dg[65], dh[65];
@@ -1869,15 +1700,15 @@ START_TEST(test_post_batch_replicas_agree)
     ck_assert_str_eq(df, dh);
     /* the next entry, index 6, takes position 8 everywhere */
     struct scoped_post next = {.token = "A", .key = "k9", .thread = "t/a"};
-    struct fx *all[] = {&f, &g, &h};
+    struct ts_storefx *all[] = {&f, &g, &h};
     for (size_t i = 0; i < 3; i++) {
         struct ts_store_result r = post_scoped(all[i], 6, 2000, &next);
         ck_assert_int_eq(r.status, TS_OK);
         ck_assert_uint_eq(r.comment_id, 8);
     }
-    fx_free(&f);
-    fx_free(&g);
-    fx_free(&h);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
+    ts_storefx_free(&h);
 }
 END_TEST
 
@@ -1885,11 +1716,11 @@ END_TEST
  * is refused alone. */
 START_TEST(test_post_batch_malformed)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct batch b;
     batch_build(&b, NULL, 0, 1000);
-    struct ts_store_result r = apply_cmd(&f, 3, &b.cmd);
+    struct ts_store_result r = ts_storefx_apply(&f, 3, &b.cmd);
     ck_assert_int_eq(r.status, TS_E_INVALID_ARGUMENT);
     const struct ts_store_result *out;
     size_t n;
@@ -1903,7 +1734,7 @@ START_TEST(test_post_batch_malformed)
     Threadsync__TokenRevoke tr = THREADSYNC__TOKEN_REVOKE__INIT;
     tr.name = "x";
     b.one[0].token_revoke = &tr;
-    r = apply_cmd(&f, 4, &b.cmd);
+    r = ts_storefx_apply(&f, 4, &b.cmd);
     ck_assert_int_eq(r.status, TS_OK);
     ts_store_batch_outcome(f.s, &out, &n);
     ck_assert_uint_eq(n, 2);
@@ -1911,7 +1742,7 @@ START_TEST(test_post_batch_malformed)
     ck_assert_int_eq(out[1].status, TS_OK);
     ck_assert_uint_eq(out[1].comment_id, 4);
     ck_assert_uint_eq(ts_store_comment_count(f.s), 1);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -1919,8 +1750,8 @@ END_TEST
  * neither key opens the other's comment, and A's keeps working. */
 START_TEST(test_scoped_keys_two_tokens)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct scoped_post a = {.token = "token-A", .key = "K", .thread = "t/a", .secret = secret_a};
     struct ts_store_result ra = post_scoped(&f, 5, 1000, &a);
     ck_assert_int_eq(ra.status, TS_OK);
@@ -1946,7 +1777,7 @@ START_TEST(test_scoped_keys_two_tokens)
     ck_assert_str_eq(c.body, "by A");
     /* an older release's (unscoped) key of the same text is another entry */
     ck_assert(!key_known(f.s, "K"));
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -1955,8 +1786,8 @@ END_TEST
  * later post offers does not replace the first. */
 START_TEST(test_scoped_retry_same_edit_key)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct scoped_post a = {.token = "token-A", .key = "K", .thread = "t/a", .secret = secret_a};
     ck_assert_int_eq(post_scoped(&f, 5, 1000, &a).status, TS_OK);
     char first[TS_STORE_EDIT_KEY_LEN + 1], again[TS_STORE_EDIT_KEY_LEN + 1];
@@ -1973,8 +1804,8 @@ START_TEST(test_scoped_retry_same_edit_key)
     ck_assert_int_eq(change(&f, 7, 2001, 5, K_EDIT, "edited", first, 60000).status, TS_OK);
 
     /* every replica derives the same key, also from a snapshot */
-    struct fx g;
-    fx_init(&g);
+    struct ts_storefx g;
+    ts_storefx_init(&g);
     uint8_t *snap;
     size_t len;
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
@@ -1988,8 +1819,8 @@ START_TEST(test_scoped_retry_same_edit_key)
     /* and the content check survives the snapshot */
     a.body = "changed";
     ck_assert_int_eq(post_scoped(&g, 10, 3002, &a).status, TS_E_IDEMPOTENCY_KEY_REUSED);
-    fx_free(&g);
-    fx_free(&f);
+    ts_storefx_free(&g);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -1998,8 +1829,8 @@ END_TEST
  * changes. */
 START_TEST(test_scoped_reuse_refused)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     struct scoped_post a = {.token = "token-A", .key = "K", .thread = "t/a", .secret = secret_a};
     ck_assert_int_eq(post_scoped(&f, 5, 1000, &a).status, TS_OK);
     struct scoped_post other = {.token = "token-A", .key = "P", .thread = "t/a"};
@@ -2024,7 +1855,7 @@ START_TEST(test_scoped_reuse_refused)
     ck_assert_str_eq(before, after);
     ck_assert_uint_eq(ts_store_comment_count(f.s), 2);
     ck_assert_uint_eq(post_scoped(&f, 20, 2001, &a).comment_id, 5); /* the true retry */
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -2069,9 +1900,9 @@ static size_t pack_idem_snapshot(uint32_t format, Threadsync__State__Idempotency
  * loads the same. */
 START_TEST(test_snapshot_format0_keys)
 {
-    struct fx f, g;
-    fx_init(&f);
-    fx_init(&g);
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
     uint8_t h[32], buf[1024];
     sha("old-edit", h);
     Threadsync__State__IdempotencyEntry e = THREADSYNC__STATE__IDEMPOTENCY_ENTRY__INIT, *ep = &e;
@@ -2110,8 +1941,8 @@ START_TEST(test_snapshot_format0_keys)
     ck_assert_str_eq(d1, d2);
     ck_assert_uint_eq(post_ex(&g, 22, 300, "old-key", "t/old", NULL, 0, 0).seq, 11);
     ck_assert_int_eq(change(&g, 23, 300, 11, K_EDIT, "new words", "old-edit", 1000).status, TS_OK);
-    fx_free(&f);
-    fx_free(&g);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
 }
 END_TEST
 
@@ -2121,8 +1952,8 @@ END_TEST
  * that is not its comment's. */
 START_TEST(test_snapshot_idem_refused)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     uint8_t dg[16], buf[1024];
     memset(dg, 7, sizeof(dg));
     Threadsync__State__IdempotencyEntry a = THREADSYNC__STATE__IDEMPOTENCY_ENTRY__INIT,
@@ -2192,7 +2023,7 @@ START_TEST(test_snapshot_idem_refused)
     ts_store_digest(f.s, after);
     ck_assert_str_eq(before, after);
     ck_assert(key_known(f.s, "k2"));
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
@@ -2201,8 +2032,8 @@ END_TEST
  * last index. */
 START_TEST(test_seq_is_the_newest_event)
 {
-    struct fx f;
-    fx_init(&f);
+    struct ts_storefx f;
+    ts_storefx_init(&f);
     ck_assert_uint_eq(ts_store_seq(f.s), 0);
     post(&f, 2, 10, "k1", "t/seq", 0, "first");
     grant(&f, 3, "seq-reader", THREADSYNC__ROLE__READER, "ts_seq_token");
@@ -2211,16 +2042,16 @@ START_TEST(test_seq_is_the_newest_event)
     uint8_t *snap;
     size_t len;
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
-    struct fx g;
-    fx_init(&g);
+    struct ts_storefx g;
+    ts_storefx_init(&g);
     ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
     ck_assert_uint_eq(ts_store_last_index(g.s), 3);
     ck_assert_uint_eq(ts_store_seq(g.s), 2);
     free(snap);
-    fx_free(&g);
+    ts_storefx_free(&g);
     restore_crafted(&f);
     ck_assert_uint_eq(ts_store_seq(f.s), 20);
-    fx_free(&f);
+    ts_storefx_free(&f);
 }
 END_TEST
 
