@@ -53,12 +53,14 @@ def comment_events(sse, n, timeout=30):
 
 
 class SlowSSE(SSE):
-    """An SSE reader with a tiny receive buffer, so that the edge's writes to
-    it stop fitting as soon as it does not read."""
+    """An SSE reader whose socket fills at once when it does not read: a tiny
+    receive buffer, and a small MSS, since the edge's send buffer is sized
+    from it (on loopback, MSS 64 KiB: a send buffer of over 1 MiB)."""
 
     def __init__(self, port, path):  # pylint: disable=super-init-not-called
         self.s = socket.socket()
         self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
         self.s.settimeout(30)
         self.s.connect(("127.0.0.1", port))
         self.s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n" %
