@@ -82,6 +82,17 @@ static void batch_free(struct batch *b)
     free(b);
 }
 
+/* Appends b to the list head..tail (the caller holds the list's lock). */
+static void batch_append(struct batch **head, struct batch **tail, struct batch *b)
+{
+    b->next = NULL;
+    if (*tail)
+        (*tail)->next = b;
+    else
+        *head = b;
+    *tail = b;
+}
+
 static void write_batch(struct batch *b)
 {
     for (size_t off = 0; off < b->len;) {
@@ -117,15 +128,10 @@ static void worker(void *arg)
         sh->busy = 1;
         uv_mutex_unlock(&sh->mu);
         write_batch(b);
-        b->next = NULL;
         /* The wake-up under the lock: the loop cannot report this batch,
          * and close the async handle after the last one, before it. */
         uv_mutex_lock(&f->done_mu);
-        if (f->done_tail)
-            f->done_tail->next = b;
-        else
-            f->done_head = b;
-        f->done_tail = b;
+        batch_append(&f->done_head, &f->done_tail, b);
         uv_async_send(&f->async);
         uv_mutex_unlock(&f->done_mu);
         uv_mutex_lock(&sh->mu);
@@ -143,11 +149,7 @@ static void submit(struct shard *sh)
         return;
     sh->cur = NULL;
     uv_mutex_lock(&sh->mu);
-    if (sh->q_tail)
-        sh->q_tail->next = b;
-    else
-        sh->q_head = b;
-    sh->q_tail = b;
+    batch_append(&sh->q_head, &sh->q_tail, b);
     uv_cond_broadcast(&sh->cv);
     uv_mutex_unlock(&sh->mu);
 }
@@ -307,7 +309,7 @@ int ts_web_fan_write(struct ts_web_fan *f, unsigned shard, int fd, const struct 
             return TS_E_NOMEM;
         sh->cur = b;
     }
-    if (b->len + need > b->cap) {
+    if (!b->data || b->len + need > b->cap) {
         size_t cap = b->cap ? b->cap * 2 : (size_t)BATCH_ENTRIES * entry_size(1);
         while (cap < b->len + need)
             cap *= 2;

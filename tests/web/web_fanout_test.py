@@ -52,27 +52,10 @@ def comment_events(sse, n, timeout=30):
     return got
 
 
-class SlowSSE(SSE):
-    """An SSE reader whose socket fills at once when it does not read: a tiny
-    receive buffer, and a small MSS, since the edge's send buffer is sized
-    from it (on loopback, MSS 64 KiB: a send buffer of over 1 MiB)."""
-
-    def __init__(self, port, path):  # pylint: disable=super-init-not-called
-        self.s = socket.socket()
-        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
-        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
-        self.s.settimeout(30)
-        self.s.connect(("127.0.0.1", port))
-        self.s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n" %
-                        path).encode())
-        self.raw = b""
-        self.body = b""
-        self.eof = False
-        while b"\r\n\r\n" not in self.raw:
-            self._recv()
-        head, self.raw = self.raw.split(b"\r\n\r\n", 1)
-        self.status = int(head.split()[1])
-        self.head = head.decode()
+# A reader whose socket fills at once when it does not read: a tiny receive
+# buffer, and a small MSS, since the edge's send buffer is sized from it (on
+# loopback, MSS 64 KiB: a send buffer of over 1 MiB).
+SLOW = ((socket.SOL_SOCKET, socket.SO_RCVBUF, 2048), (socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536))
 
 
 class FanoutTest(unittest.TestCase):
@@ -116,7 +99,7 @@ class FanoutTest(unittest.TestCase):
 
     def test_a_full_socket_keeps_order(self):
         key = "fan/slow"
-        slow = SlowSSE(self.web.port, "/t/%s/events" % quote(key))
+        slow = SSE(self.web.port, "/t/%s/events" % quote(key), sockopts=SLOW)
         self.assertEqual(slow.status, 200)
         (fast,) = self.open(key, 1)
         # 40 x 12 KB: far more than the slow socket's buffers hold.
