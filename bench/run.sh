@@ -10,7 +10,8 @@
 # only the web edge's scenarios (scenario name "web": SSE fan-out and form
 # posts through `threadsync web`, with ts_webgen); TS_BENCH_WEB_N
 # ("1000 10000"), TS_BENCH_WEB_RATES ("10 100") and TS_BENCH_WEB_S
-# (seconds per phase) size them.
+# (seconds per phase) size them; TS_BENCH_WEB_FLAGS adds flags to the edge's
+# command line (e.g. "--fanout-threads 0" to compare with the loop writing).
 # bench/README.md explains how to read each figure.
 #
 # Environment: TS_BENCH_THREADS (generator subscriber loops, default 1),
@@ -361,7 +362,7 @@ web_scenarios() {
         --thread bench --name Bench --body "the benchmark's thread" >/dev/null
     "$cli" web --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/reader.token" \
         --post-token-file "$SCRATCH/poster.token" --dir "$dir" --listen 127.0.0.1:0 \
-        --max-conns 100000 --max-conns-per-addr 100000 --all 2>"$log" &
+        --max-conns 100000 --max-conns-per-addr 100000 --all ${TS_BENCH_WEB_FLAGS:-} 2>"$log" &
     local web_pid=$!
     PIDS+=("$web_pid")
     local port=

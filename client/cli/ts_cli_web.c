@@ -18,8 +18,10 @@
 #include "ts_err.h"
 #include "ts_web.h"
 #include "ts_web_addr.h"
+#include "ts_web_fan.h"
 
 #define ARGS_MAX 256
+#define FANOUT_MAX 64
 
 /* A value from the file or a flag; flags overwrite. */
 struct opts {
@@ -28,6 +30,7 @@ struct opts {
     char *config;
     unsigned long max_body, req_timeout_ms, max_conns, max_conns_per_addr, heartbeat_ms,
         ring_events;
+    int fanout_threads; /* TS_WEB_FANOUT_AUTO, or 0..FANOUT_MAX */
     int gzip, check;
 };
 
@@ -62,6 +65,17 @@ static int set_opt(struct opts *o, const char *key, const char *value)
     if (strcmp(key, "gzip") == 0) {
         o->gzip = strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
                   strcmp(value, "1") == 0 || strcmp(value, "on") == 0;
+        return 1;
+    }
+    if (strcmp(key, "fanout-threads") == 0) {
+        char *end = NULL;
+        unsigned long v = strtoul(value, &end, 10);
+        if (strcmp(value, "auto") == 0)
+            o->fanout_threads = TS_WEB_FANOUT_AUTO;
+        else if (!value[0] || *end || v > FANOUT_MAX)
+            return -1;
+        else
+            o->fanout_threads = (int)v;
         return 1;
     }
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -153,6 +167,9 @@ static int hook_start(void *arg, uv_loop_t *loop, uint64_t cursor)
     fprintf(stderr, "threadsync: web edge on %s://%s%s%s:%u%s/t/<key>\n",
             r->wc.cert_file ? "https" : "http", strchr(host, ':') ? "[" : "", host,
             strchr(host, ':') ? "]" : "", ts_web_port(r->web), r->wc.base);
+    unsigned fan = ts_web_fanout_threads(r->web);
+    if (fan)
+        fprintf(stderr, "threadsync: web edge writes event streams on %u delivery threads\n", fan);
     const char *ml = r->wc.mod_listen ? r->wc.mod_listen : r->wc.listen;
     ts_addr_parse(ml, host, sizeof(host), &port);
     fprintf(stderr, "threadsync: moderation console on %s://%s%s%s:%u%s/mod/\n",
@@ -199,6 +216,7 @@ static int usage(FILE *out, int code)
                  "         [--base PATH] [--post-token-file FILE] [--max-body BYTES]\n"
                  "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
                  "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
+                 "         [--fanout-threads N|auto]\n"
                  "         [--mod-listen HOST:PORT]\n"
                  "         [--trusted-proxy ADDR]... [--cert FILE --key FILE]\n"
                  "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
@@ -210,7 +228,7 @@ static int usage(FILE *out, int code)
 
 int ts_cli_web_main(int argc, char **argv)
 {
-    struct opts o = {.gzip = 1};
+    struct opts o = {.gzip = 1, .fanout_threads = TS_WEB_FANOUT_AUTO};
     const char *pass[ARGS_MAX];
     size_t n_pass = 0;
     pass[n_pass++] = argv[0];
@@ -336,7 +354,10 @@ int ts_cli_web_main(int argc, char **argv)
         return usage(stderr, TS_CLI_EXIT_USAGE);
     }
     if (o.check) {
-        printf("config ok: listen=%s dir=%s\n", listen, mo.dir);
+        printf("config ok: listen=%s dir=%s fanout_threads=%u%s\n", listen, mo.dir,
+               o.fanout_threads == TS_WEB_FANOUT_AUTO ? ts_web_fan_default_threads()
+                                                      : (unsigned)o.fanout_threads,
+               o.fanout_threads == TS_WEB_FANOUT_AUTO ? " (auto: one per core)" : "");
         ts_cli_opts_free(&mo);
         opts_free(&o);
         return TS_CLI_EXIT_OK;
@@ -373,7 +394,8 @@ int ts_cli_web_main(int argc, char **argv)
                .mod_listen = o.mod_listen,
                .trusted_proxies = o.trusted_proxies,
                .cert_file = o.cert,
-               .key_file = o.key},
+               .key_file = o.key,
+               .fanout_threads = o.fanout_threads},
         .post_cfg = cfg,
     };
     r.post_cfg.token = post_token;

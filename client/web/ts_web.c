@@ -10,9 +10,11 @@
  *   dropped, never written to a freed request.
  * - A watcher (one browser on /t/{key}/events) has at most one write in
  *   flight (an h2o_send, or a ts_web_stream write that did not go out at
- *   once); its frames stay referenced until h2o's proceed or stop callback,
- *   or the stream's written or gone, which are the only places they are
- *   released besides a write that went out whole. A watcher is in its
+ *   once, e.g. one a delivery thread makes); its frames stay referenced
+ *   until h2o's proceed or stop callback, or the stream's written, gone or
+ *   released (a stream closed while its delivery thread still wrote them),
+ *   which are the only places they are released besides a write that went
+ *   out whole. A watcher is in its
  *   thread's group from its request until it ends; one ending a stream of
  *   its own leaves the group first and is freed once the last chunk is out.
  * - Own comments awaiting moderation are remembered here (author, body and
@@ -486,12 +488,15 @@ static void watcher_release(struct watcher *x)
     x->n_inflight = 0;
 }
 
-/* Frees x and closes its stream (an HTTP/1.1 one: ts_web_stream). */
+/* Frees x and closes its stream (an HTTP/1.1 one: ts_web_stream); while a
+ * delivery thread still writes x's frames (or its heartbeat, in x), only
+ * once the stream says they are released (stream_released). */
 static void watcher_free(struct watcher *x)
 {
-    ts_web_stream_close(x->st);
-    watcher_release(x);
     watcher_unlink(x);
+    if (!ts_web_stream_close(x->st))
+        return;
+    watcher_release(x);
     free(x);
 }
 
@@ -620,7 +625,15 @@ static void stream_gone(void *arg)
     watcher_free(arg);
 }
 
-static const struct ts_web_stream_cbs stream_cbs = {stream_written, stream_gone};
+/* A stream closed while its delivery thread wrote x's bytes is done with them. */
+static void stream_released(void *arg)
+{
+    struct watcher *x = arg;
+    watcher_release(x);
+    free(x);
+}
+
+static const struct ts_web_stream_cbs stream_cbs = {stream_written, stream_gone, stream_released};
 
 static void on_heartbeat(uv_timer_t *t)
 {
@@ -1356,10 +1369,12 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
                                      .max_conns_per_addr = cfg->max_conns_per_addr,
                                      .gzip = cfg->gzip,
                                      .cert_file = cfg->cert_file,
-                                     .key_file = cfg->key_file};
+                                     .key_file = cfg->key_file,
+                                     .fanout_threads = cfg->fanout_threads};
     rc = ts_web_http_new(loop, cfg->listen, &lim, handle, w, &w->http);
     if (rc != TS_OK)
         return rc;
+    lim.fanout_threads = 0; /* the console's streams are h2o responses */
     if (cfg->mod_listen &&
         (rc = ts_web_http_new(loop, cfg->mod_listen, &lim, handle_mod, w, &w->mod_http)) != TS_OK)
         return rc;
@@ -1373,6 +1388,11 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
 uint16_t ts_web_port(const struct ts_web *w)
 {
     return w->http ? ts_web_http_port(w->http) : 0;
+}
+
+unsigned ts_web_fanout_threads(const struct ts_web *w)
+{
+    return w->http ? ts_web_http_fanout_threads(w->http) : 0;
 }
 
 uint16_t ts_web_mod_port(const struct ts_web *w)

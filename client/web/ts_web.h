@@ -57,7 +57,12 @@ struct ts_web_config {
     /* PEM certificate chain and key: HTTPS on listen (ts_web_http.h); NULL:
      * plain HTTP. */
     const char *cert_file, *key_file;
+    /* Delivery threads writing the live feed to plain-HTTP browsers
+     * (ts_web_fan.h): TS_WEB_FANOUT_AUTO, one per core (at most 8); 0, the
+     * HTTP loop writes them itself. */
+    int fanout_threads;
 };
+#define TS_WEB_FANOUT_AUTO (-1)
 
 struct ts_web;
 
@@ -69,6 +74,8 @@ struct ts_web;
 int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
                const struct ts_client_config *client_cfg, uint64_t cursor, struct ts_web **out);
 uint16_t ts_web_port(const struct ts_web *w);
+/* Delivery threads running (0: the loop writes the streams). */
+unsigned ts_web_fanout_threads(const struct ts_web *w);
 /* The port the moderation console is served on (mod_listen's, or listen's). */
 uint16_t ts_web_mod_port(const struct ts_web *w);
 void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev);

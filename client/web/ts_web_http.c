@@ -21,6 +21,7 @@
 
 #include "ts_addr.h"
 #include "ts_err.h"
+#include "ts_web_fan.h"
 
 #define ADDR_BUCKETS 1024
 #define SOCK_BUCKETS 8192
@@ -48,6 +49,9 @@ struct conn {
     void *cb_arg;
     int owned; /* the stream has the socket: h2o's request is gone */
     int gone_told;
+    unsigned shard; /* the stream's delivery thread (ts_web_fan) */
+    int in_fan;     /* a write queued there: the socket stays open until it is reported */
+    const struct ts_web_stream_cbs *closed_cbs; /* closed with in_fan: released follows */
 };
 
 struct ts_web_http {
@@ -67,13 +71,17 @@ struct ts_web_http {
     uv_handle_t *h2o_handles[H2O_HANDLES_MAX]; /* made by h2o_context_init */
     size_t n_h2o_handles;
     int ctx_ready, listening, closing, released;
-    SSL_CTX *ssl_ctx; /* NULL: plain HTTP */
+    SSL_CTX *ssl_ctx;       /* NULL: plain HTTP */
+    struct ts_web_fan *fan; /* delivery threads for streams; NULL: the loop writes */
+    unsigned next_shard;
 };
 
 struct handler {
     h2o_handler_t super;
     struct ts_web_http *s;
 };
+
+static void on_fan_done(void *arg, const struct iovec *iov, size_t n, size_t written);
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
@@ -336,6 +344,12 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
     s->accept_ctx.hosts = s->conf.hosts;
     s->accept_ctx.ssl_ctx = s->ssl_ctx;
 
+    unsigned threads =
+        s->lim.fanout_threads < 0 ? ts_web_fan_default_threads() : (unsigned)s->lim.fanout_threads;
+    /* TLS streams are written by h2o on the loop: no delivery threads. */
+    if (threads && !s->ssl_ctx && ts_web_fan_new(loop, threads, on_fan_done, &s->fan) != TS_OK)
+        fprintf(stderr, "warning: web: no delivery threads (%u asked): the loop writes\n", threads);
+
     uv_tcp_init(loop, &s->listener);
     s->listener.data = s;
     s->listening = 1;
@@ -362,6 +376,11 @@ uint16_t ts_web_http_port(const struct ts_web_http *s)
     return s->port;
 }
 
+unsigned ts_web_http_fanout_threads(const struct ts_web_http *s)
+{
+    return ts_web_fan_threads(s->fan);
+}
+
 unsigned ts_web_http_conns(const struct ts_web_http *s)
 {
     return s->n_conns;
@@ -383,6 +402,9 @@ void ts_web_http_close(struct ts_web_http *s)
      * timer entry nothing unlinks before h2o_context_dispose() asserts
      * there is none. The shutdown(2) below ends keep-alive anyway. */
     uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+    /* The streams' last chunks, queued by the caller's close, go out before
+     * the shutdowns below. */
+    ts_web_fan_close(s->fan);
     for (struct conn *c = s->conns; c; c = c->next) {
         uv_os_fd_t fd;
         if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
@@ -395,6 +417,7 @@ void ts_web_http_free(struct ts_web_http *s)
 {
     if (!s)
         return;
+    ts_web_fan_free(s->fan);
     if (s->ctx_ready)
         h2o_context_dispose(&s->ctx);
     h2o_config_dispose(&s->conf);
@@ -437,6 +460,50 @@ static void on_stream_written(h2o_socket_t *sock, const char *err)
         c->cbs->written(c->cb_arg);
 }
 
+/* Writes what a sendmsg of done bytes left of iov through h2o (all of it
+ * after an error: h2o's write reports it). 1 when nothing was left, 0 when
+ * on_stream_written follows. Through h2o (uv_write), a socket that is also
+ * read for its close costs an epoll_ctl per write (libuv re-arms it when a
+ * write queue drains) and a loop turn before the next one, so the direct
+ * sendmsg comes first: a stream's write almost always goes out whole. */
+static int write_rest(struct conn *c, const struct iovec *iov, size_t n, size_t done)
+{
+    h2o_iovec_t rest[STREAM_IOV_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (done >= iov[i].iov_len) {
+            done -= iov[i].iov_len;
+            continue;
+        }
+        rest[k++] = h2o_iovec_init((char *)iov[i].iov_base + done, iov[i].iov_len - done);
+        done = 0;
+    }
+    if (!k)
+        return 1;
+    h2o_socket_write(c->sock, rest, k, on_stream_written);
+    return 0;
+}
+
+/* A delivery thread made a stream's write (ts_web_fan_done). */
+static void on_fan_done(void *arg, const struct iovec *iov, size_t n, size_t written)
+{
+    struct conn *c = arg;
+    c->in_fan = 0;
+    const struct ts_web_stream_cbs *closed = c->closed_cbs;
+    if (closed) { /* closed meanwhile: the socket and the bytes are free to go now */
+        void *cb_arg = c->cb_arg;
+        c->closed_cbs = NULL;
+        if (c->owned) {
+            c->owned = 0;
+            h2o_socket_close(c->sock);
+        }
+        closed->released(cb_arg);
+        return;
+    }
+    if (write_rest(c, iov, n, written))
+        c->cbs->written(c->cb_arg);
+}
+
 /* h2o wrote the head and freed the request (and its HTTP/1 connection):
  * the socket is the stream's from now on. */
 static void on_upgraded(void *arg, h2o_socket_t *sock, size_t reqsize)
@@ -473,6 +540,7 @@ int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
         return TS_E_INVALID_ARGUMENT;
     c->cbs = cbs;
     c->cb_arg = arg;
+    c->shard = s->next_shard++;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_TRANSFER_ENCODING, NULL,
                    H2O_STRLIT("chunked"));
     h2o_http1_upgrade(req, first, n, on_upgraded, c);
@@ -483,51 +551,44 @@ int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
 int ts_web_stream_write(struct ts_web_stream *st, const h2o_iovec_t *bufs, size_t n)
 {
     struct conn *c = (struct conn *)st;
-    h2o_iovec_t rest[STREAM_IOV_MAX];
+    struct iovec iov[STREAM_IOV_MAX];
     if (n > STREAM_IOV_MAX)
         n = STREAM_IOV_MAX; /* callers send at most SEND_BATCH + 1 (ts_web.c) */
-    memcpy(rest, bufs, n * sizeof(*bufs));
-    h2o_iovec_t *v = rest;
-    /* Plain TCP: straight to the socket. Through h2o (uv_write), a socket
-     * that is also read for its close costs an epoll_ctl per write (libuv
-     * re-arms it when a write queue drains) and a loop turn before the
-     * next one; a stream's write almost always goes out whole. */
-    if (!c->sock->ssl) {
-        struct iovec iov[STREAM_IOV_MAX];
-        size_t total = 0;
-        for (size_t i = 0; i < n; i++) {
-            iov[i].iov_base = v[i].base;
-            iov[i].iov_len = v[i].len;
-            total += v[i].len;
-        }
-        struct msghdr m = {.msg_iov = iov, .msg_iovlen = n};
-        ssize_t r = sendmsg(h2o_socket_get_fd(c->sock), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-        size_t done = r > 0 ? (size_t)r : 0;
-        if (done == total)
-            return 1;
-        /* The rest (all of it after an error: h2o reports it) through h2o. */
-        while (done && done >= v->len) {
-            done -= v->len;
-            v++;
-            n--;
-        }
-        v->base += done;
-        v->len -= done;
+    for (size_t i = 0; i < n; i++) {
+        iov[i].iov_base = bufs[i].base;
+        iov[i].iov_len = bufs[i].len;
     }
-    h2o_socket_write(c->sock, v, n, on_stream_written);
-    return 0;
+    if (c->sock->ssl)
+        return write_rest(c, iov, n, 0);
+    int fd = h2o_socket_get_fd(c->sock);
+    if (c->s->fan && ts_web_fan_write(c->s->fan, c->shard, fd, iov, n, c) == TS_OK) {
+        c->in_fan = 1;
+        return 0;
+    }
+    /* Plain TCP on the loop: straight to the socket, the rest (if any)
+     * through h2o. */
+    ssize_t r =
+        sendmsg(fd, &(struct msghdr){.msg_iov = iov, .msg_iovlen = n}, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return write_rest(c, iov, n, r > 0 ? (size_t)r : 0);
 }
 
-void ts_web_stream_close(struct ts_web_stream *st)
+int ts_web_stream_close(struct ts_web_stream *st)
 {
     struct conn *c = (struct conn *)st;
     if (!c)
-        return;
+        return 1;
+    if (c->in_fan) { /* the delivery thread still writes: on_fan_done closes */
+        if (c->cbs)
+            c->closed_cbs = c->cbs;
+        c->cbs = NULL;
+        return 0;
+    }
     c->cbs = NULL;
     if (c->owned) {
         c->owned = 0;
         h2o_socket_close(c->sock); /* c goes at its close (on_conn_closed) */
     }
+    return 1;
 }
 
 static void on_hold_dispose(void *p)

@@ -58,6 +58,9 @@ struct ts_web_http_limits {
     unsigned max_conns; /* open connections; 0: 10000 */
     unsigned max_conns_per_addr; /* open connections from one address; 0: 64 */
     int gzip;                    /* compress text responses */
+    /* Delivery threads that write plain-HTTP streams (ts_web_fan.h): 0, the
+     * loop writes them; < 0, ts_web_fan_default_threads(). */
+    int fanout_threads;
     /* TLS on this listener (HTTPS, TLS 1.2, h2 or http/1.1) when both are set: PEM
      * certificate chain and private key files, read once at start. NULL:
      * plain HTTP (the normal deployment, behind the site's proxy). */
@@ -78,6 +81,9 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
 
 /* The bound port (useful with port 0). */
 uint16_t ts_web_http_port(const struct ts_web_http *s);
+
+/* Delivery threads writing streams; 0 when the loop writes them. */
+unsigned ts_web_http_fanout_threads(const struct ts_web_http *s);
 
 /* Open connections, in total. */
 unsigned ts_web_http_conns(const struct ts_web_http *s);
@@ -125,17 +131,24 @@ void ts_web_http_release(struct ts_web_http_hold *h);
  * a time, after the head's written; returns 1 when all of bufs went out at
  * once (no callback follows: write again at will), 0 when written or gone
  * follows, and bufs' bytes must stay valid until then (or _close); the
- * array itself is copied. _close: no callbacks after it; the connection
- * closes (now, or once the head is out). NULL is fine. */
+ * array itself is copied. With delivery threads (fanout_threads) a plain
+ * stream's write is made by its thread, each stream always by the same
+ * one, and _write always returns 0. _close: no written or gone after it;
+ * the connection closes (now, once the head is out, or once a delivery
+ * thread's write is done). It returns 1 when bufs of the last _write are
+ * no longer used, 0 when a delivery thread may still read them: then
+ * released(arg) follows, once, and the bytes must stay valid until it
+ * (whatever the caller frees at close, it frees there). NULL is fine (1). */
 struct ts_web_stream;
 struct ts_web_stream_cbs {
     void (*written)(void *arg);
     void (*gone)(void *arg);
+    void (*released)(void *arg);
 };
 int ts_web_stream_start(h2o_req_t *req, h2o_iovec_t *first, size_t n,
                         const struct ts_web_stream_cbs *cbs, void *arg, struct ts_web_stream **out);
 int ts_web_stream_write(struct ts_web_stream *st, const h2o_iovec_t *bufs, size_t n);
-void ts_web_stream_close(struct ts_web_stream *st);
+int ts_web_stream_close(struct ts_web_stream *st);
 
 /* Sends a complete response: body copied into req's pool. ctype may be
  * NULL (no Content-Type). */

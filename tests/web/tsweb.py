@@ -202,8 +202,13 @@ def quote(key):
 class SSE:
     """A server-sent-events reader on a raw socket (chunked decoding)."""
 
-    def __init__(self, port, path, last_event_id=None, headers=None):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    def __init__(self, port, path, last_event_id=None, headers=None, sockopts=()):
+        """sockopts: (level, option, value) triples set before connecting."""
+        self.s = socket.socket()
+        for opt in sockopts:
+            self.s.setsockopt(*opt)
+        self.s.settimeout(30)
+        self.s.connect(("127.0.0.1", port))
         req = "GET %s HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n" % path
         if last_event_id is not None:
             req += "Last-Event-ID: %s\r\n" % last_event_id
