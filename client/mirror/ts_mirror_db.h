@@ -20,7 +20,7 @@
  *   synchronous=FULL: a committed batch survives power loss. (NORMAL would
  *   keep that atomicity, only forget the newest commits on power loss; with
  *   groups the fsync it saves is one per group, not worth the weaker
- *   promise.)
+ *   promise, except during a bulk fill: below.)
  * - Rows are upserted by version: a row changes only when the incoming
  *   version is higher than the stored one, so replays, duplicated batches and
  *   snapshot content newer than its seq all converge on the server's state.
@@ -133,7 +133,13 @@ int ts_mirror_db_group_is_open(const struct ts_mirror_db *db);
  * sorted pass. A read by thread on this handle (thread_by_*, digest,
  * counts of one thread) ends the fill first; other connections (a web
  * stack) that read by thread meanwhile scan the table. A mirror killed in
- * between gets the index back at its next open. Both end an open group
+ * between gets the index back at its next open. During the fill commits
+ * are not fsync'd (synchronous=NORMAL): each is still atomic, rows with
+ * their cursor, and a crash of the process loses none, but a power loss
+ * may take back the latest ones (the cursor with them: the mirror resumes
+ * from an earlier one). bulk_end makes every commit of the fill durable
+ * (FULL again, and its own commit fsyncs the WAL) before it returns, so
+ * whatever the mirror reports after it is on disk. Both end an open group
  * first; bulk_end without bulk_begin does nothing. TS_OK or TS_E_IO. */
 int ts_mirror_db_bulk_begin(struct ts_mirror_db *db);
 int ts_mirror_db_bulk_end(struct ts_mirror_db *db);

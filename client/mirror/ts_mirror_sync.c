@@ -56,8 +56,10 @@
  * Load: one SQLite transaction (one WAL fsync) per live batch or catching-up
  * group; rendering costs two atomic file writes per touched thread per
  * flush. A first sync of 300,000 comments in 1,000 threads, in about 400
- * batches, commits about 75 groups, builds the index once, and writes each
- * of its 2,000 files once with one syncfs() for all.
+ * batches, commits about 10 groups (WRITER_GROUP_EVENTS, none of them
+ * fsync'd: ts_mirror_db_bulk_begin), builds the index once (whose commit
+ * makes them all durable), and writes each of its 2,000 files once with one
+ * syncfs() for all.
  */
 #include "ts_mirror_sync.h"
 
@@ -79,6 +81,10 @@
 #define RENDER_BATCH_THREADS 128 /* threads whose files share a directory fsync */
 #define GROUP_MAX_NS (250ull * 1000 * 1000)
 #define GROUP_MAX_EVENTS 4096
+/* The writer's groups (a sync from cursor 0): its commits do not fsync
+ * (ts_mirror_db_bulk_begin), so what a commit costs is rewriting the
+ * threads' rows and the hot pages of comments once more: fewer, bigger. */
+#define WRITER_GROUP_EVENTS 32768
 #define WRITER_QUEUE_BYTES (32u << 20) /* copied batches waiting for the writer */
 
 struct ts_mirror_sync {
@@ -628,7 +634,7 @@ int ts_mirror_sync_begin(struct ts_mirror_sync *m, uint64_t since, int writer)
         return rc;
     /* A writer that cannot start is only a slower first sync. */
     if (m->from_scratch && writer &&
-        ts_mirror_writer_start(m->db, GROUP_MAX_EVENTS, WRITER_QUEUE_BYTES, &m->writer) != TS_OK)
+        ts_mirror_writer_start(m->db, WRITER_GROUP_EVENTS, WRITER_QUEUE_BYTES, &m->writer) != TS_OK)
         m->writer = NULL;
     if (m->writer && ts_mirror_render_prep_new(m->dir, &m->prep) != TS_OK)
         m->prep = NULL;
