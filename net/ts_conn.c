@@ -885,6 +885,11 @@ void ts_conn_set_data(struct ts_conn *c, void *data)
     c->data = data;
 }
 
+int ts_conn_closing(const struct ts_conn *c)
+{
+    return c->closing;
+}
+
 size_t ts_conn_queued(const struct ts_conn *c)
 {
     return c->queued + ts_tls_pending_plain(c->tls);

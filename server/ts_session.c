@@ -166,7 +166,7 @@ const char *ts__session_role_name(int role)
 
 int ts__session_send(struct ts_session *s, const Threadsync__Frame *f)
 {
-    int rc = ts_link_send_frame(s->conn, f);
+    int rc = ts_link_send_frame(s->conn, f, NULL);
     if (rc == TS_OK) {
         s->last_tx_ms = uv_now(s->srv->loop);
         ts_stats_frame_out(s->srv->stats, f);
