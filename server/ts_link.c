@@ -208,6 +208,7 @@ struct ts_link {
     struct msg *answers;
     size_t answers_cap;
     struct ts_link *flush_prev, *flush_next;
+    size_t frame_bytes; /* wire size of the frame on_frame is handed */
     char peer[64];
     /* Shared: */
     _Atomic size_t in_transit;  /* plaintext main queued, not yet given to TLS */
@@ -330,7 +331,7 @@ static void io_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, con
         ts_conn_close(c, TS_E_NOMEM);
         return;
     }
-    size_t size = ts_frame_size(f) + FRAME_COST;
+    size_t size = ts_conn_frame_bytes(c) + FRAME_COST;
     m->u.frame.f = f;
     m->u.frame.bad = bad;
     m->u.frame.status = status;
@@ -651,10 +652,12 @@ static void deliver_frame(struct ts_link *l, struct msg *m)
     size_t before = atomic_fetch_sub(&l->inbound, size);
     if (before >= INBOUND_MAX && before - size < INBOUND_MAX && !l->closing)
         post(l, msg_must(CMD_UNTHROTTLE, l));
-    if (l->closing || !l->cbs.on_frame)
+    if (l->closing || !l->cbs.on_frame) {
         ts_frame_free(m->u.frame.f);
-    else
-        l->cbs.on_frame(l, m->u.frame.f, m->u.frame.status, m->u.frame.bad);
+        return;
+    }
+    l->frame_bytes = size - FRAME_COST;
+    l->cbs.on_frame(l, m->u.frame.f, m->u.frame.status, m->u.frame.bad);
 }
 
 static void dispatch_event(struct msg *m);
@@ -841,6 +844,7 @@ static void inline_on_open(struct ts_conn *c)
 static void inline_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const char *bad)
 {
     struct ts_link *l = ts_conn_data(c);
+    l->frame_bytes = ts_conn_frame_bytes(c);
     if (l->cbs.on_frame)
         l->cbs.on_frame(l, f, status, bad);
     else
@@ -1156,6 +1160,11 @@ void ts_link_set_role(struct ts_link *l, const char *role)
     struct msg *m = msg_must(CMD_ROLE, l);
     m->u.role = l->role;
     post(l, m);
+}
+
+size_t ts_link_frame_bytes(const struct ts_link *l)
+{
+    return l->frame_bytes;
 }
 
 uint64_t ts_link_id(const struct ts_link *l)

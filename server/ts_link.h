@@ -101,6 +101,8 @@ void ts_link_resume_reading(struct ts_link *l);
 void ts_link_close(struct ts_link *l, int err);
 const char *ts_link_peer(const struct ts_link *l);
 void ts_link_set_role(struct ts_link *l, const char *role);
+/* Inside on_frame: the wire size (header included) of the frame handed. */
+size_t ts_link_frame_bytes(const struct ts_link *l);
 uint64_t ts_link_id(const struct ts_link *l);
 int ts_link_resumed(const struct ts_link *l);
 

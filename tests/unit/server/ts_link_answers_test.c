@@ -188,6 +188,7 @@ static void link_on_frame(struct ts_link *l, Threadsync__Frame *f, int status, c
     (void)bad;
     ck_assert_int_eq(status, TS_OK);
     ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_PING);
+    ck_assert_uint_eq(ts_link_frame_bytes(l), ts_frame_size(f));
     ts_frame_free(f);
     if (W.cap_case) {
         fill_to_cap(l);
