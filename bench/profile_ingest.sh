@@ -119,7 +119,7 @@ callgrind)
 strace)
     kill -INT $SIDE
     wait $SIDE || true
-    calls=$(awk '$NF == "total" {print $(NF-1)}' "$S/strace.txt")
+    calls=$(awk '$NF == "total" {print $4}' "$S/strace.txt")
     echo "syscalls_per_post=$(echo "scale=2; $calls / $acked" | bc) ($S/strace.txt)"
     ;;
 perf)

@@ -20,7 +20,9 @@
 # TS_BENCH_SERVER_FLAGS (extra threadsyncd flags for every node, e.g.
 # "--io-threads 0"), TS_BENCH_PIN="SERVER_CPUS:GENERATOR_CPUS" (taskset CPU
 # lists, e.g. "0:1": the node or broker on CPU 0, the generator on CPU 1, so
-# neither takes the other's core).
+# neither takes the other's core), TS_BENCH_INGEST="K:WINDOW ..." (the ingest
+# runs: posting connections and posts in flight on each, the same on both
+# sides; default "10:16 100:16", see bench/README.md "ingest").
 set -euo pipefail
 
 MODE=full
@@ -323,11 +325,12 @@ mirror_hook() {
 }
 
 LAT_SUBS=1000
+# K:WINDOW per ingest run; the window is a real client's (bench/README.md).
+INGEST=${TS_BENCH_INGEST:-"10:16 100:16"}
 if [ "$MODE" = tiny ]; then
     FANOUT="20:500"
     LAT_SUBS=50
     LAT_RATES="100:2"
-    INGEST="10 100"
     INGEST_S=1
     CATCHUP_M=2000
     MEM_N=50
@@ -335,7 +338,6 @@ if [ "$MODE" = tiny ]; then
 elif [ "$MODE" = quick ]; then
     FANOUT="100:20000 1000:5000 5000:1000"
     LAT_RATES="20:3 100:5 1000:3"
-    INGEST="10 100"
     INGEST_S=4
     CATCHUP_M=300000
     MEM_N=5000
@@ -343,7 +345,6 @@ elif [ "$MODE" = quick ]; then
 else
     FANOUT="100:60000 1000:20000 5000:4000"
     LAT_RATES="20:10 100:10 1000:10"
-    INGEST="10 100"
     INGEST_S=15
     CATCHUP_M=1000000
     MEM_N=5000
@@ -438,8 +439,8 @@ node_a() {
         done
     fi
     if want ingest; then
-        for k in $INGEST; do
-            $gen ingest --posters "$k" --window $((k >= 100 ? 32 : 256)) --duration "$INGEST_S"
+        for kw in $INGEST; do
+            $gen ingest --posters "${kw%%:*}" --window "${kw##*:}" --duration "$INGEST_S"
         done
     fi
 }
@@ -602,11 +603,13 @@ if [ -n "$VERSUS" ]; then
             ratio "latency N=$LAT_SUBS 100/s" p50_ms lower "$ts" "$mql"
             ratio "latency N=$LAT_SUBS 100/s" p99_ms lower "$ts" "$mql"
         fi
-        for k in $INGEST; do
+        for kw in $INGEST; do
             want ingest || break
-            ratio "ingest K=$k" acked_per_s higher \
-                "$(pick '"scenario":"ingest"' "\"posters\":$k," '"threads":')" \
-                "$(pick '"scenario":"ingest"' "\"posters\":$k," '"broker":"mqtt"')"
+            kws="\"posters\":${kw%%:*},\"window\":${kw##*:},"
+            ts=$(pick '"scenario":"ingest"' "$kws" '"threads":')
+            mqi=$(pick '"scenario":"ingest"' "$kws" '"broker":"mqtt"')
+            ratio "ingest K=${kw%%:*} window=${kw##*:}" acked_per_s higher "$ts" "$mqi"
+            ratio "ingest K=${kw%%:*} window=${kw##*:}" ack_p99_ms lower "$ts" "$mqi"
         done
         if want catchup; then
             ratio "catchup M=$CATCHUP_M" comments_per_s higher \

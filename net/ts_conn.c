@@ -885,6 +885,16 @@ void ts_conn_set_data(struct ts_conn *c, void *data)
     c->data = data;
 }
 
+int ts_conn_closing(const struct ts_conn *c)
+{
+    return c->closing;
+}
+
+size_t ts_conn_frame_bytes(const struct ts_conn *c)
+{
+    return ts_frame_decoder_last_size(c->dec);
+}
+
 size_t ts_conn_queued(const struct ts_conn *c)
 {
     return c->queued + ts_tls_pending_plain(c->tls);

@@ -97,6 +97,13 @@ int ts_conn_send_frame(struct ts_conn *c, const Threadsync__Frame *f);
  * data is copied). TS_E_CLOSED once closing. */
 int ts_conn_send(struct ts_conn *c, const void *data, size_t len);
 
+/* Whether ts_conn_send*() would refuse as closing (TS_E_CLOSED). */
+int ts_conn_closing(const struct ts_conn *c);
+
+/* Inside on_frame: the wire size (header included) of the frame handed,
+ * as the decoder read it (no walk of the message). */
+size_t ts_conn_frame_bytes(const struct ts_conn *c);
+
 /* Ciphertext bytes queued or in flight. */
 size_t ts_conn_queued(const struct ts_conn *c);
 

@@ -280,6 +280,7 @@ int ts_frame_unpack(const uint8_t *body, size_t len, Threadsync__Frame **out,
 struct ts_frame_decoder {
     uint8_t *buf;
     size_t pos, len, cap;
+    size_t last; /* the last frame's wire size */
     uint32_t max_frame;
     int err;
 };
@@ -365,8 +366,14 @@ int ts_frame_decoder_next(struct ts_frame_decoder *dec, Threadsync__Frame **out,
     if (rc == TS_E_BAD_FRAME)
         return dec->err = rc;
     dec->pos += TS_FRAME_HEADER + n;
+    dec->last = TS_FRAME_HEADER + (size_t)n;
     release_if_empty(dec);
     return rc;
+}
+
+size_t ts_frame_decoder_last_size(const struct ts_frame_decoder *dec)
+{
+    return dec->last;
 }
 
 size_t ts_frame_decoder_pending(const struct ts_frame_decoder *dec)

@@ -100,6 +100,10 @@ int ts_frame_decoder_feed(struct ts_frame_decoder *dec, const void *data, size_t
 int ts_frame_decoder_next(struct ts_frame_decoder *dec, Threadsync__Frame **out,
                           const char **bad_field);
 
+/* The wire size (header included) of the frame the last ts_frame_decoder_next
+ * returned (TS_OK or TS_E_INVALID_ARGUMENT); 0 before the first. */
+size_t ts_frame_decoder_last_size(const struct ts_frame_decoder *dec);
+
 /* Bytes buffered that do not form a complete frame: non-zero at end of
  * stream means the peer sent a truncated frame. */
 size_t ts_frame_decoder_pending(const struct ts_frame_decoder *dec);

@@ -47,9 +47,10 @@ struct ts_backup {
 
 static int send_counted(struct ts_link *conn, struct ts_server *srv, const Threadsync__Frame *f)
 {
-    int rc = ts_link_send_frame(conn, f);
+    size_t bytes;
+    int rc = ts_link_send_frame(conn, f, &bytes);
     if (rc == TS_OK)
-        ts_stats_frame_out(ts_server_stats(srv), f);
+        ts_stats_frame_out(ts_server_stats(srv), bytes);
     return rc;
 }
 

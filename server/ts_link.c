@@ -51,6 +51,20 @@
  *     control messages: bounded per link, and the links by the
  *     per-address and file-descriptor limits.
  *
+ * Answers (ts_link_send_frame) are coalesced per link and loop turn: a
+ * PostBatch applies hundreds of posts of one connection in one callback,
+ * and one write and one TLS record per answer made the answer the largest
+ * part of a post after the digests (1 write(2) per post). They are packed
+ * into the link's `answers` message (up to ANSWER_MAX) and handed on as
+ * one CMD_SEND, so one ts_conn_send, TLS records of up to 16 KiB and one
+ * write: when the loop turn ends (the pool's uv_prepare, which runs before
+ * the loop next polls, so no answer waits on a poll), when the message is
+ * full, and before a push or a close of that link (a push never overtakes
+ * an answer queued before it). Inline links take the same path, to their
+ * ts_conn. The bytes count as queued from the moment they are packed
+ * (in_transit, or for an inline link in ts_link_queued), so the hard cap
+ * and on_drain see them as before.
+ *
  * Accepting: main accepts on its listener (one accept path, one place for
  * the connection limits), hands a dup of the socket to the least loaded
  * thread and closes its own handle; the thread adopts the descriptor
@@ -90,6 +104,11 @@
 #define BULK_SLICE 64
 /* Pushes are copied into messages of at most this (ts_conn's own slice). */
 #define SEND_PIECE (64u << 10)
+/* One loop turn's answers of a link go out in messages of at most this
+ * (four full TLS records, one write); the first takes ANSWER_MIN and
+ * doubles as answers come. A larger answer goes alone, as before. */
+#define ANSWER_MAX SEND_PIECE
+#define ANSWER_MIN 1024u
 
 enum msg_type {
     /* main -> I/O thread */
@@ -153,12 +172,15 @@ struct io {
 struct ts_link_pool {
     uv_loop_t *loop;
     uv_async_t async;
+    uv_prepare_t prepare;  /* hands on the loop turn's answers; active while any */
     struct queue q;        /* events for the main loop; unused without threads */
     struct ts_link *ready; /* resumed links with held events, main's */
+    struct ts_link *flush; /* links with answers not yet handed on, main's */
     struct io *io;
     unsigned n_io;
     size_t n_links;
     int closing, stopped;
+    int handles; /* main-loop handles not yet closed once stopped */
 };
 
 struct ts_link {
@@ -180,6 +202,13 @@ struct ts_link {
     int paused, ready;
     struct msg *held_head, *held_tail;
     struct ts_link *ready_next;
+    /* This loop turn's answers (a CMD_SEND with room for answers_cap bytes),
+     * and the link's place in the pool's flush list while there are any;
+     * both links' kinds. */
+    struct msg *answers;
+    size_t answers_cap;
+    struct ts_link *flush_prev, *flush_next;
+    size_t frame_bytes; /* wire size of the frame on_frame is handed */
     char peer[64];
     /* Shared: */
     _Atomic size_t in_transit;  /* plaintext main queued, not yet given to TLS */
@@ -302,7 +331,7 @@ static void io_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, con
         ts_conn_close(c, TS_E_NOMEM);
         return;
     }
-    size_t size = ts_frame_size(f) + FRAME_COST;
+    size_t size = ts_conn_frame_bytes(c) + FRAME_COST;
     m->u.frame.f = f;
     m->u.frame.bad = bad;
     m->u.frame.status = status;
@@ -461,6 +490,8 @@ static void io_main(void *arg)
 static void pool_free(uv_handle_t *h)
 {
     struct ts_link_pool *p = h->data;
+    if (--p->handles > 0)
+        return;
     free(p->io);
     free(p);
 }
@@ -480,12 +511,12 @@ static void pool_stop(struct ts_link_pool *p)
         uv_mutex_destroy(&io->urgent.mu);
         uv_mutex_destroy(&io->bulk.mu);
     }
-    if (!p->n_io) {
-        free(p->io);
-        free(p);
+    p->handles = 1;
+    uv_close((uv_handle_t *)&p->prepare, pool_free);
+    if (!p->n_io)
         return;
-    }
     uv_mutex_destroy(&p->q.mu);
+    p->handles++;
     uv_close((uv_handle_t *)&p->async, pool_free);
 }
 
@@ -497,6 +528,91 @@ static void link_gone(struct ts_link_pool *p, struct io *io)
         io->n_links--;
     if (p->closing && p->n_links == 0)
         pool_stop(p);
+}
+
+/* ---- answers (both kinds of links) ---- */
+
+static void flush_unlist(struct ts_link *l)
+{
+    if (l->flush_prev)
+        l->flush_prev->flush_next = l->flush_next;
+    else
+        l->pool->flush = l->flush_next;
+    if (l->flush_next)
+        l->flush_next->flush_prev = l->flush_prev;
+    l->flush_prev = l->flush_next = NULL;
+}
+
+/* The loop turn's answers of l go on: to its thread, ahead of anything
+ * queued after this, or for an inline link into its ts_conn (which closes
+ * itself on failure; its on_close follows). */
+static void answers_flush(struct ts_link *l)
+{
+    struct msg *m = l->answers;
+    if (!m)
+        return;
+    l->answers = NULL;
+    l->answers_cap = 0;
+    flush_unlist(l);
+    if (l->io) {
+        post_to(l, m, 0);
+        return;
+    }
+    ts_conn_send(l->conn, m->data, m->len);
+    free(m);
+}
+
+/* l is gone: its answers with it. */
+static void answers_drop(struct ts_link *l)
+{
+    if (!l->answers)
+        return;
+    flush_unlist(l);
+    free(l->answers);
+    l->answers = NULL;
+    l->answers_cap = 0;
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+    struct ts_link_pool *p = h->data;
+    while (p->flush)
+        answers_flush(p->flush);
+    uv_prepare_stop(h);
+}
+
+/* l's answers with room for n more bytes (n <= ANSWER_MAX - what they
+ * hold); NULL when out of memory (they stay as they were). */
+static struct msg *answers_room(struct ts_link *l, size_t n)
+{
+    struct msg *m = l->answers;
+    size_t len = m ? m->len : 0;
+    if (m && l->answers_cap - len >= n)
+        return m;
+    size_t cap = l->answers_cap ? l->answers_cap * 2 : ANSWER_MIN;
+    while (cap < len + n)
+        cap *= 2;
+    if (cap > ANSWER_MAX)
+        cap = ANSWER_MAX;
+    struct msg *nm = realloc(m, sizeof(*nm) + cap);
+    if (!nm)
+        return NULL;
+    l->answers = nm;
+    l->answers_cap = cap;
+    if (!m) {
+        nm->type = CMD_SEND;
+        nm->link = l;
+        nm->len = 0;
+        struct ts_link_pool *p = l->pool;
+        if (!p->flush)
+            uv_prepare_start(&p->prepare, on_prepare);
+        l->flush_prev = NULL;
+        l->flush_next = p->flush;
+        if (p->flush)
+            p->flush->flush_prev = l;
+        p->flush = l;
+    }
+    return nm;
 }
 
 static void drop_held(struct ts_link *l)
@@ -521,6 +637,7 @@ static void link_closed(struct ts_link *l, int err)
 {
     l->closing = 1;
     drop_held(l);
+    answers_drop(l);
     if (l->cbs.on_close)
         l->cbs.on_close(l, err);
     struct ts_link_pool *p = l->pool;
@@ -535,10 +652,12 @@ static void deliver_frame(struct ts_link *l, struct msg *m)
     size_t before = atomic_fetch_sub(&l->inbound, size);
     if (before >= INBOUND_MAX && before - size < INBOUND_MAX && !l->closing)
         post(l, msg_must(CMD_UNTHROTTLE, l));
-    if (l->closing || !l->cbs.on_frame)
+    if (l->closing || !l->cbs.on_frame) {
         ts_frame_free(m->u.frame.f);
-    else
-        l->cbs.on_frame(l, m->u.frame.f, m->u.frame.status, m->u.frame.bad);
+        return;
+    }
+    l->frame_bytes = size - FRAME_COST;
+    l->cbs.on_frame(l, m->u.frame.f, m->u.frame.status, m->u.frame.bad);
 }
 
 static void dispatch_event(struct msg *m);
@@ -632,7 +751,11 @@ int ts_link_pool_new(uv_loop_t *loop, unsigned n_threads, struct ts_link_pool **
     if (!p)
         return TS_E_NOMEM;
     p->loop = loop;
+    /* The prepare handle is made once nothing fails but through pool_stop,
+     * which closes it (the early failures below free p at once). */
     if (n_threads == 0) {
+        uv_prepare_init(loop, &p->prepare);
+        p->prepare.data = p;
         *out = p;
         return TS_OK;
     }
@@ -649,6 +772,8 @@ int ts_link_pool_new(uv_loop_t *loop, unsigned n_threads, struct ts_link_pool **
         return TS_E_NOMEM;
     }
     p->async.data = p;
+    uv_prepare_init(loop, &p->prepare);
+    p->prepare.data = p;
     p->n_io = n_threads;
     int rc = TS_OK;
     for (unsigned i = 0; i < n_threads && rc == TS_OK; i++) {
@@ -719,6 +844,7 @@ static void inline_on_open(struct ts_conn *c)
 static void inline_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const char *bad)
 {
     struct ts_link *l = ts_conn_data(c);
+    l->frame_bytes = ts_conn_frame_bytes(c);
     if (l->cbs.on_frame)
         l->cbs.on_frame(l, f, status, bad);
     else
@@ -737,7 +863,8 @@ static void inline_on_error(struct ts_conn *c, int err)
 static void inline_on_drain(struct ts_conn *c)
 {
     struct ts_link *l = ts_conn_data(c);
-    if (l->cbs.on_drain)
+    /* With answers still to hand on, the drain comes after them. */
+    if (l->cbs.on_drain && !l->answers)
         l->cbs.on_drain(l);
 }
 
@@ -745,6 +872,7 @@ static void inline_on_close(struct ts_conn *c, int err)
 {
     struct ts_link *l = ts_conn_data(c);
     l->closing = 1;
+    answers_drop(l);
     if (l->cbs.on_close)
         l->cbs.on_close(l, err);
     link_gone(l->pool, NULL);
@@ -818,6 +946,7 @@ int ts_link_accept(struct ts_link_pool *p, uv_stream_t *listener, SSL_CTX *ctx,
     l->pool = p;
     l->cbs = *cbs;
     l->data = data;
+    l->role = "none";
     if (!p->n_io) {
         int rc = ts_conn_accept(p->loop, listener, ctx, &inline_cbs, l, max_frame, &l->conn);
         if (rc != TS_OK) {
@@ -831,7 +960,6 @@ int ts_link_accept(struct ts_link_pool *p, uv_stream_t *listener, SSL_CTX *ctx,
     l->ctx = ctx;
     l->max_frame = max_frame;
     l->id = ts_conn_reserve_id();
-    l->role = "none";
     strcpy(l->peer, "?");
     uv_os_sock_t fd = -1;
     int rc = accept_fd(l, listener, &fd);
@@ -859,7 +987,7 @@ void *ts_link_data(const struct ts_link *l)
 size_t ts_link_queued(const struct ts_link *l)
 {
     if (!l->io)
-        return ts_conn_queued(l->conn);
+        return ts_conn_queued(l->conn) + (l->answers ? l->answers->len : 0);
     size_t transit = atomic_load(&((struct ts_link *)l)->in_transit);
     return transit + atomic_load(&((struct ts_link *)l)->conn_queued);
 }
@@ -871,9 +999,14 @@ static int check_cap(struct ts_link *l, size_t len)
     size_t queued = ts_link_queued(l);
     if (len <= TS_CONN_QUEUE_HARD_MAX && queued <= TS_CONN_QUEUE_HARD_MAX - len)
         return TS_OK;
-    TS_WARN("event=conn_queue_full conn=%llu peer=%s role=%s queued=%zu", (unsigned long long)l->id,
-            l->peer, l->role, queued);
-    ts_link_close(l, TS_E_TOO_LARGE);
+    TS_WARN("event=conn_queue_full conn=%llu peer=%s role=%s queued=%zu",
+            (unsigned long long)ts_link_id(l), ts_link_peer(l), l->role, queued);
+    if (l->io) {
+        ts_link_close(l, TS_E_TOO_LARGE);
+    } else { /* as ts_conn_send itself does past the cap */
+        answers_drop(l);
+        ts_conn_abort(l->conn, TS_E_TOO_LARGE);
+    }
     return TS_E_TOO_LARGE;
 }
 
@@ -885,6 +1018,7 @@ static void send_post(struct ts_link *l, struct msg *m, int bulk)
 
 int ts_link_send(struct ts_link *l, const void *data, size_t len)
 {
+    answers_flush(l); /* a push never overtakes an answer */
     if (!l->io)
         return ts_conn_send(l->conn, data, len);
     if (l->closing)
@@ -913,11 +1047,11 @@ int ts_link_send(struct ts_link *l, const void *data, size_t len)
     return TS_OK;
 }
 
-int ts_link_send_frame(struct ts_link *l, const Threadsync__Frame *f)
+int ts_link_send_frame(struct ts_link *l, const Threadsync__Frame *f, size_t *bytes)
 {
-    if (!l->io)
-        return ts_conn_send_frame(l->conn, f);
-    if (l->closing)
+    if (bytes)
+        *bytes = 0;
+    if (l->closing || (!l->io && ts_conn_closing(l->conn)))
         return TS_E_CLOSED;
     size_t size = ts_frame_size(f);
     if (size - TS_FRAME_HEADER > TS_FRAME_MAX_LIMIT)
@@ -925,11 +1059,30 @@ int ts_link_send_frame(struct ts_link *l, const Threadsync__Frame *f)
     int rc = check_cap(l, size);
     if (rc != TS_OK)
         return rc;
-    struct msg *m = msg_new(CMD_SEND, l, size);
-    if (!m)
-        return TS_E_NOMEM;
-    m->len = ts_frame_pack(f, m->data);
-    send_post(l, m, 0);
+    if (size > ANSWER_MAX) { /* alone, behind the answers before it */
+        answers_flush(l);
+        struct msg *m = msg_new(CMD_SEND, l, size);
+        if (!m)
+            return TS_E_NOMEM;
+        m->len = ts_frame_pack(f, m->data);
+        if (l->io) {
+            send_post(l, m, 0);
+        } else {
+            ts_conn_send(l->conn, m->data, m->len);
+            free(m);
+        }
+    } else {
+        if (l->answers && l->answers->len + size > ANSWER_MAX)
+            answers_flush(l);
+        struct msg *m = answers_room(l, size);
+        if (!m)
+            return TS_E_NOMEM;
+        m->len += ts_frame_pack(f, m->data + m->len);
+        if (l->io)
+            atomic_fetch_add(&l->in_transit, size);
+    }
+    if (bytes)
+        *bytes = size;
     return TS_OK;
 }
 
@@ -979,12 +1132,13 @@ void ts_link_resume_reading(struct ts_link *l)
 
 void ts_link_close(struct ts_link *l, int err)
 {
+    if (l->closing)
+        return;
+    answers_flush(l); /* the close follows them */
     if (!l->io) {
         ts_conn_close(l->conn, err);
         return;
     }
-    if (l->closing)
-        return;
     struct msg *m = msg_must(CMD_CLOSE, l);
     m->u.err = err;
     post(l, m);
@@ -998,14 +1152,19 @@ const char *ts_link_peer(const struct ts_link *l)
 
 void ts_link_set_role(struct ts_link *l, const char *role)
 {
+    l->role = role ? role : "none";
     if (!l->io) {
         ts_conn_set_role(l->conn, role);
         return;
     }
-    l->role = role ? role : "none";
     struct msg *m = msg_must(CMD_ROLE, l);
     m->u.role = l->role;
     post(l, m);
+}
+
+size_t ts_link_frame_bytes(const struct ts_link *l)
+{
+    return l->frame_bytes;
 }
 
 uint64_t ts_link_id(const struct ts_link *l)

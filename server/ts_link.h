@@ -71,9 +71,16 @@ int ts_link_accept(struct ts_link_pool *p, uv_stream_t *listener, SSL_CTX *ctx,
 
 void *ts_link_data(const struct ts_link *l);
 
-/* Encodes f (once, here) and queues it as an answer. TS_E_CLOSED once
- * closing. */
-int ts_link_send_frame(struct ts_link *l, const Threadsync__Frame *f);
+/* Encodes f (once, here) and queues it as an answer; *bytes (may be NULL)
+ * is its wire size on TS_OK, else 0. TS_E_CLOSED once closing;
+ * TS_E_TOO_LARGE past the hard cap (the link is then closing).
+ *
+ * The answers of one loop turn go out together: packed into one buffer
+ * per link (up to 64 KiB) that is handed on as TLS records of up to 16 KiB
+ * and one write when the loop turn ends (before the loop next polls), when
+ * it is full, or before a push or close of the link. They count in
+ * ts_link_queued() from this call on. */
+int ts_link_send_frame(struct ts_link *l, const Threadsync__Frame *f, size_t *bytes);
 
 /* Queues len bytes of whole frames (copied) as a push (a subscription's
  * output). TS_E_CLOSED once closing; TS_E_TOO_LARGE past the
@@ -94,6 +101,8 @@ void ts_link_resume_reading(struct ts_link *l);
 void ts_link_close(struct ts_link *l, int err);
 const char *ts_link_peer(const struct ts_link *l);
 void ts_link_set_role(struct ts_link *l, const char *role);
+/* Inside on_frame: the wire size (header included) of the frame handed. */
+size_t ts_link_frame_bytes(const struct ts_link *l);
 uint64_t ts_link_id(const struct ts_link *l);
 int ts_link_resumed(const struct ts_link *l);
 

@@ -166,10 +166,11 @@ const char *ts__session_role_name(int role)
 
 int ts__session_send(struct ts_session *s, const Threadsync__Frame *f)
 {
-    int rc = ts_link_send_frame(s->conn, f);
+    size_t bytes;
+    int rc = ts_link_send_frame(s->conn, f, &bytes);
     if (rc == TS_OK) {
         s->last_tx_ms = uv_now(s->srv->loop);
-        ts_stats_frame_out(s->srv->stats, f);
+        ts_stats_frame_out(s->srv->stats, bytes);
     }
     sent(s);
     return rc;
@@ -557,7 +558,7 @@ static void on_frame(struct ts_link *c, Threadsync__Frame *f, int status, const 
 {
     struct ts_session *s = ts_link_data(c);
     s->last_rx_ms = uv_now(s->srv->loop);
-    ts_stats_frame_in(s->srv->stats, f);
+    ts_stats_frame_in(s->srv->stats, ts_link_frame_bytes(c));
     handle_frame(s, f, status, bad_field);
 }
 

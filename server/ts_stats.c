@@ -375,20 +375,20 @@ void ts_stats_tls_failed(struct ts_stats *st)
         ts_metric_add(st->tls_failed, NULL, 1);
 }
 
-void ts_stats_frame_in(struct ts_stats *st, const Threadsync__Frame *f)
+void ts_stats_frame_in(struct ts_stats *st, size_t bytes)
 {
     if (!st)
         return;
     ts_metric_add(st->frames_in, NULL, 1);
-    ts_metric_add(st->bytes_in, NULL, (double)ts_frame_size(f));
+    ts_metric_add(st->bytes_in, NULL, (double)bytes);
 }
 
-void ts_stats_frame_out(struct ts_stats *st, const Threadsync__Frame *f)
+void ts_stats_frame_out(struct ts_stats *st, size_t bytes)
 {
     if (!st)
         return;
     ts_metric_add(st->frames_out, NULL, 1);
-    ts_metric_add(st->bytes_out, NULL, (double)ts_frame_size(f));
+    ts_metric_add(st->bytes_out, NULL, (double)bytes);
 }
 
 void ts_stats_frames_out(struct ts_stats *st, const void *data, size_t len)

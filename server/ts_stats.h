@@ -63,9 +63,10 @@ void ts_stats_tls(struct ts_stats *st, int resumed);
 /* A TLS handshake failed (the connection closed with TS_E_TLS before it
  * could send a frame). */
 void ts_stats_tls_failed(struct ts_stats *st);
-/* One frame received / sent. */
-void ts_stats_frame_in(struct ts_stats *st, const Threadsync__Frame *f);
-void ts_stats_frame_out(struct ts_stats *st, const Threadsync__Frame *f);
+/* One frame of bytes (header included) received / sent: the size the
+ * decoder read or the encoder wrote, never measured again here. */
+void ts_stats_frame_in(struct ts_stats *st, size_t bytes);
+void ts_stats_frame_out(struct ts_stats *st, size_t bytes);
 /* len bytes of whole, already framed frames sent (the hub's batches). */
 void ts_stats_frames_out(struct ts_stats *st, const void *data, size_t len);
 /* An Error frame with this code sent to a client. */

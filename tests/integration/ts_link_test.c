@@ -9,9 +9,12 @@
  * events are in flight, and a SIGTERM with connections open on every loop
  * and in every state, end in a clean exit (status 0 under LeakSanitizer).
  * A node whose one I/O thread has a backlog of pushes and closes to get
- * through when SIGTERM comes still stops. The ordering case also runs with
- * --io-threads 0 (everything on the main
- * loop), the other mode of the same code.
+ * through when SIGTERM comes still stops. Posts pipelined on several
+ * connections, whose answers a batch makes by the hundred in one loop turn
+ * and the link packs into shared TLS records, are each answered once, in
+ * sending order, with distinct seqs. The ordering cases also run with
+ * --io-threads 0 (everything on the main loop), the other mode of the same
+ * code.
  */
 #include <check.h>
 #include <signal.h>
@@ -207,6 +210,69 @@ START_TEST(test_pipelined_large_posts_all_answered)
 }
 END_TEST
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define PIPE_CONNS 4
+#define PIPE_POSTS 1000
+
+START_TEST(test_pipelined_posts_answered_once_in_order)
+{
+    /* every connection's posts go out before any answer is read, so a
+     * batch answers hundreds of one connection's posts in one loop turn */
+    struct ts_raw *p[PIPE_CONNS];
+    for (int c = 0; c < PIPE_CONNS; c++)
+        p[c] = ts_testnode_connect_ok(&node, node.poster_token);
+    char key[48], body[64];
+    for (int i = 0; i < PIPE_POSTS; i++) {
+        for (int c = 0; c < PIPE_CONNS; c++) {
+            Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+            Threadsync__Post post = THREADSYNC__POST__INIT;
+            snprintf(key, sizeof(key), "pipe-%d-%d-%d", (int)getpid(), c, i);
+            snprintf(body, sizeof(body), "pipelined %d of connection %d", i, c);
+            post.request_id = (uint64_t)i + 1;
+            post.idempotency_key = key;
+            post.thread_key = "site/pipe";
+            post.author_name = "Ann";
+            post.body = body;
+            f.msg_case = THREADSYNC__FRAME__MSG_POST;
+            f.post = &post;
+            ck_assert_int_eq(ts_raw_send_frame(p[c], &f), TS_OK);
+        }
+    }
+    static uint64_t seqs[PIPE_CONNS * PIPE_POSTS];
+    size_t n = 0;
+    for (int c = 0; c < PIPE_CONNS; c++) {
+        uint64_t last = 0;
+        for (int i = 0; i < PIPE_POSTS; i++) {
+            Threadsync__Frame *in;
+            ck_assert_int_eq(ts_raw_recv_nonping(p[c], 20000, &in), TS_OK);
+            /* the next frame answers the next request: none lost, none
+             * twice, none ahead of its turn */
+            ck_assert_int_eq(in->msg_case, THREADSYNC__FRAME__MSG_RESULT);
+            ck_assert_uint_eq(in->result->request_id, (uint64_t)i + 1);
+            ck_assert_ptr_nonnull(in->result->post);
+            ck_assert_uint_gt(in->result->post->seq, last);
+            last = in->result->post->seq;
+            seqs[n++] = last;
+            ts_frame_free(in);
+        }
+    }
+    qsort(seqs, n, sizeof(seqs[0]), cmp_u64);
+    for (size_t i = 1; i < n; i++)
+        ck_assert_msg(seqs[i] != seqs[i - 1], "seq %llu given twice", (unsigned long long)seqs[i]);
+    /* and nothing after the last one */
+    for (int c = 0; c < PIPE_CONNS; c++) {
+        Threadsync__Frame *in;
+        ck_assert_int_eq(ts_raw_recv_nonping(p[c], 200, &in), TS_E_TIMEOUT);
+        ts_raw_close(p[c]);
+    }
+}
+END_TEST
+
 #define BURST 200
 
 START_TEST(test_close_with_events_in_flight)
@@ -324,6 +390,7 @@ static Suite *link_suite(void)
     tcase_add_test(tc, test_slow_subscriber_does_not_stall_others);
     tcase_add_test(tc, test_pipelined_requests_answered_once_in_order);
     tcase_add_test(tc, test_pipelined_large_posts_all_answered);
+    tcase_add_test(tc, test_pipelined_posts_answered_once_in_order);
     tcase_add_test(tc, test_close_with_events_in_flight);
     tcase_add_test(tc, test_sigterm_with_connections_on_every_loop);
     suite_add_tcase(s, tc);
@@ -336,6 +403,7 @@ static Suite *link_suite(void)
     tcase_add_checked_fixture(tci, start_inline, stop_node);
     tcase_set_timeout(tci, 120);
     tcase_add_test(tci, test_many_subscribers_in_order);
+    tcase_add_test(tci, test_pipelined_posts_answered_once_in_order);
     suite_add_tcase(s, tci);
     return s;
 }

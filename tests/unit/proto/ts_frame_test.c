@@ -32,10 +32,13 @@ START_TEST(test_roundtrip)
     uint8_t *wire = make_post(7, "hello", &len);
     ck_assert_uint_eq(((size_t)wire[0] << 24 | wire[1] << 16 | wire[2] << 8 | wire[3]), len - 4);
     struct ts_frame_decoder *dec = ts_frame_decoder_new(TS_FRAME_MAX_DEFAULT);
+    ck_assert_uint_eq(ts_frame_decoder_last_size(dec), 0);
     ck_assert_int_eq(ts_frame_decoder_feed(dec, wire, len), TS_OK);
     Threadsync__Frame *f;
     const char *field;
     ck_assert_int_eq(ts_frame_decoder_next(dec, &f, &field), TS_OK);
+    ck_assert_uint_eq(ts_frame_decoder_last_size(dec), len); /* header included */
+    ck_assert_uint_eq(ts_frame_decoder_last_size(dec), ts_frame_size(f));
     ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_POST);
     ck_assert_uint_eq(f->post->request_id, 7);
     ck_assert_str_eq(f->post->body, "hello");
@@ -202,6 +205,7 @@ START_TEST(test_invalid_utf8_names_field)
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(f->post->request_id, 5); /* so the error can answer it */
     ck_assert_str_eq(field, "body");
+    ck_assert_uint_eq(ts_frame_decoder_last_size(dec), len);
     ts_frame_free(f);
     /* the stream stays usable */
     free(wire);

@@ -71,8 +71,8 @@ START_TEST(hooks_count)
     ping.nonce = 300;
     f.msg_case = THREADSYNC__FRAME__MSG_PING;
     f.ping = &ping;
-    ts_stats_frame_out(st, &f);
-    ts_stats_frame_in(st, &f);
+    ts_stats_frame_out(st, ts_frame_size(&f));
+    ts_stats_frame_in(st, ts_frame_size(&f));
     ts_stats_error(st, TS_E_NOT_FOUND);
     ts_stats_error(st, TS_E_NOT_FOUND);
     ts_stats_error(st, TS_E_NOMEM); /* local: counted as what the client sees */
@@ -103,7 +103,7 @@ START_TEST(hooks_count)
 
     /* no metrics: every hook is a no-op */
     ts_stats_frames_out(NULL, batch, sizeof(batch));
-    ts_stats_frame_in(NULL, &f);
+    ts_stats_frame_in(NULL, 1);
     ts_stats_error(NULL, TS_E_NOT_FOUND);
     ts_stats_post_done(NULL, TS_OK, 0);
     ts_stats_tls(NULL, 1);
