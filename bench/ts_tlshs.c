@@ -206,8 +206,9 @@ int main(int argc, char **argv)
         die("usage: ts_tlshs --cert FILE --key FILE --ca FILE [--count N] [--only full|resumed] "
             "[--hold]");
     ts_log_level_current = TS_LOG_ERROR;
-    SSL_CTX *sctx, *cctx;
-    if (ts_tls_server_ctx(cert, key, &sctx) != TS_OK || ts_tls_client_ctx(ca, NULL, NULL, &cctx))
+    SSL_CTX *sctx = NULL, *cctx = NULL;
+    if (ts_tls_server_ctx(cert, key, &sctx) != TS_OK ||
+        ts_tls_client_ctx(ca, NULL, NULL, &cctx) != TS_OK)
         die("contexts");
     int full = !only || strcmp(only, "full") == 0;
     int res = !only || strcmp(only, "resumed") == 0;
