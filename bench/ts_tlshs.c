@@ -21,7 +21,8 @@
  * subscriber's) and prints the heap they hold, per engine, from glibc's
  * mallinfo2 (in-use chunks: malloc's headers and rounding included, as RSS
  * sees them; under valgrind --tool=massif the same run shows who holds
- * what). bench/README.md ("reconnect", "memory") has the figures.
+ * what). Use build-bench's Release binary: under ASan, which owns the heap,
+ * mallinfo2 reads 0. bench/README.md ("reconnect", "memory") has the figures.
  */
 #include "ts_err.h"
 #include "ts_log.h"
