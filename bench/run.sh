@@ -19,7 +19,8 @@
 # TS_BENCH_SERVER_FLAGS (extra threadsyncd flags for every node, e.g.
 # "--io-threads 0"), TS_BENCH_PIN="SERVER_CPUS:GENERATOR_CPUS" (taskset CPU
 # lists, e.g. "0:1": the node or broker on CPU 0, the generator on CPU 1, so
-# neither takes the other's core).
+# neither takes the other's core), TS_BENCH_LAT_TRACE=1 (node A traces each
+# post's stages, summarised per latency run by bench/lattrace_summary.sh).
 set -euo pipefail
 
 MODE=full
@@ -169,9 +170,11 @@ start_server() {
     local dir=$SCRATCH/$name
     mkdir -p "$dir"
     SRV_RAFT_PORT=$(free_port)
+    local trace=
+    [ "${TS_BENCH_LAT_TRACE:-0}" = 1 ] && trace=$dir/lattrace.txt
     # The abuse limits are off: one generator on one address is thousands
     # of legitimate clients here, posting as fast as the node accepts.
-    "${SRV_PIN[@]}" "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
+    THREADSYNC_LATENCY_TRACE=$trace "${SRV_PIN[@]}" "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
         --raft-listen "127.0.0.1:$SRV_RAFT_PORT" --tokens "$SCRATCH/tokens" \
         --rate-author off --rate-token off --max-conns-per-addr off \
         --metrics-listen "" --addr-file "$dir/addr" --log-level warn "$@" "${SERVER_FLAGS[@]}" \
@@ -447,6 +450,9 @@ echo "== node A: subscribers, posting (fresh, default settings)"
 start_server A
 node_a lg
 stop_server
+if [ "${TS_BENCH_LAT_TRACE:-0}" = 1 ] && [ -s "$SCRATCH/A/lattrace.txt" ]; then
+    "$ROOT/bench/lattrace_summary.sh" "$SCRATCH/A/lattrace.txt" | tee -a "$RESULTS" | grep -v '^{'
+fi
 
 if want catchup; then
     echo "== node B: catch-up through the event log (fresh, default settings)"
