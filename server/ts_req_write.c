@@ -68,7 +68,7 @@ static void applied(void *arg, int status, const void *result)
     ts_disk_settled(w->disk, w->disk_bytes);
     struct ts_session *s = ts__session_wait_done(&w->wait);
     const struct ts_store_result *res = result;
-    if (w->lat_stamp && status == TS_OK && res)
+    if (w->lat_stamp && status == TS_OK)
         ts_lattrace_applied(w->lat_stamp, res->seq);
     if (!s) {
         /* nobody to answer: the client retries or gives up */

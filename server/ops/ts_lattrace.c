@@ -21,7 +21,7 @@
 #include <string.h>
 #include <uv.h>
 
-#define SLOTS (2 * TS_LATTRACE_MAX) /* power of two, half full at most */
+#define SLOTS ((size_t)2 * TS_LATTRACE_MAX) /* power of two, half full at most */
 #define SEQ_RING 65536
 /* A push naming more events than this (a catch-up) marks only the last. */
 #define PUSH_SCAN_MAX 256
