@@ -3,10 +3,10 @@
 # (THREADSYNC_LATENCY_TRACE, server/ops/ts_lattrace.h; run.sh writes one
 # with TS_BENCH_LAT_TRACE=1) per stage at p50 and p99, in ms after the
 # generator stamped the post. Posts are grouped into runs (one ts_loadgen
-# scenario each) where their stamps are more than 0.3 s apart (the pacer posts at 20/s or more); as in
-# ts_loadgen's latency figures, each run's first second is left out. Prints
-# one table per run with at least 20 posts, each followed by a JSON line
-# ("scenario":"latency_trace").
+# scenario each) where their stamps are more than 0.3 s apart (the pacer
+# posts at 20/s or more); as in ts_loadgen's latency figures, each run's
+# first second is left out. Prints one table per run of at least 20 posts,
+# each followed by a JSON line ("scenario":"latency_trace").
 set -euo pipefail
 [ $# -eq 1 ] && [ -r "$1" ] || {
     echo "usage: bench/lattrace_summary.sh TRACE_FILE" >&2
