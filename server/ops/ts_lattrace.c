@@ -23,7 +23,8 @@
 
 #define SLOTS ((size_t)2 * TS_LATTRACE_MAX) /* power of two, half full at most */
 #define SEQ_RING 65536
-/* A push naming more events than this (a catch-up) marks only the last. */
+/* A push naming more events than this (a catch-up, or subscribers far
+ * behind at 1,000 posts/s) marks only the newest this many. */
 #define PUSH_SCAN_MAX 256
 
 enum { DECODED, QUEUED, PROPOSED, APPLIED, N_STAGES };
