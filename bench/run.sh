@@ -545,8 +545,8 @@ mq() {
 }
 
 if [ -n "$VERSUS" ]; then
-    echo "== mosquitto: the same scenarios (fresh broker, as node A)"
     if want memory || want fanout || want ingest; then
+        echo "== mosquitto: the same scenarios (fresh broker, as node A)"
         start_mosquitto MA
         node_a mq
         stop_server
