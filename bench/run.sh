@@ -22,7 +22,9 @@
 # lists, e.g. "0:1": the node or broker on CPU 0, the generator on CPU 1, so
 # neither takes the other's core), TS_BENCH_INGEST="K:WINDOW ..." (the ingest
 # runs: posting connections and posts in flight on each, the same on both
-# sides; default "10:16 100:16", see bench/README.md "ingest").
+# sides; default "10:16 100:16", see bench/README.md "ingest"),
+# TS_BENCH_LAT_TRACE=1 (node L traces each post's stages, summarised per
+# latency run by bench/lattrace_summary.sh).
 set -euo pipefail
 
 MODE=full
@@ -172,9 +174,11 @@ start_server() {
     local dir=$SCRATCH/$name
     mkdir -p "$dir"
     SRV_RAFT_PORT=$(free_port)
+    local trace=
+    [ "${TS_BENCH_LAT_TRACE:-0}" = 1 ] && trace=$dir/lattrace.txt
     # The abuse limits are off: one generator on one address is thousands
     # of legitimate clients here, posting as fast as the node accepts.
-    "${SRV_PIN[@]}" "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
+    THREADSYNC_LATENCY_TRACE=$trace "${SRV_PIN[@]}" "$SERVERD" --data-dir "$dir/data" --listen 127.0.0.1:0 \
         --raft-listen "127.0.0.1:$SRV_RAFT_PORT" --tokens "$SCRATCH/tokens" \
         --rate-author off --rate-token off --max-conns-per-addr off \
         --metrics-listen "" --addr-file "$dir/addr" --log-level warn "$@" "${SERVER_FLAGS[@]}" \
@@ -415,10 +419,9 @@ if [ "$ONLY" = web ]; then
     exit 0
 fi
 
-# node_a GEN: node A's scenarios (memory, reconnect, fanout, latency,
-# ingest) against the current server through GEN: lg (threadsync) or mq
-# (mosquitto, which has no reconnect scenario and is compared at 100
-# posts/s only).
+# node_a GEN: node A's scenarios (memory, reconnect, fanout, ingest)
+# against the current server through GEN: lg (threadsync) or mq (mosquitto,
+# which has no reconnect scenario).
 node_a() {
     local gen=$1
     if want memory; then
@@ -432,12 +435,6 @@ node_a() {
             $gen fanout --subs "${fp%%:*}" --posts "${fp##*:}" --posters 4 --window 1024
         done
     fi
-    if want latency; then
-        for rd in $LAT_RATES; do
-            [ "$gen" = lg ] || [ "${rd%%:*}" = 100 ] || continue
-            $gen latency --subs "$LAT_SUBS" --rate "${rd%%:*}" --duration "${rd##*:}" --window 1024
-        done
-    fi
     if want ingest; then
         for kw in $INGEST; do
             $gen ingest --posters "${kw%%:*}" --window "${kw##*:}" --duration "$INGEST_S"
@@ -445,10 +442,37 @@ node_a() {
     fi
 }
 
-echo "== node A: subscribers, posting (fresh, default settings)"
-start_server A
-node_a lg
-stop_server
+# node_l GEN: the latency scenario, on a node of its own (node L; mosquitto
+# is compared at 100 posts/s only). Not on node A: after A's fan-out the
+# store holds 26,000 comments (10 MB), and the snapshot cadence (1/8 of the
+# last snapshot's bytes logged, ts_repl.c) then falls inside the measured
+# seconds, twice at 100 posts/s, each pausing the main loop for 90-250 ms
+# (bench/README.md, latency).
+node_l() {
+    local gen=$1
+    for rd in $LAT_RATES; do
+        [ "$gen" = lg ] || [ "${rd%%:*}" = 100 ] || continue
+        $gen latency --subs "$LAT_SUBS" --rate "${rd%%:*}" --duration "${rd##*:}" --window 1024
+    done
+}
+
+if want memory || want reconnect || want fanout || want ingest; then
+    echo "== node A: subscribers, posting (fresh, default settings)"
+    start_server A
+    node_a lg
+    stop_server
+fi
+
+if want latency; then
+    echo "== node L: post-to-delivery latency (fresh, default settings)"
+    start_server L
+    node_l lg
+    stop_server
+    if [ "${TS_BENCH_LAT_TRACE:-0}" = 1 ] && [ -s "$SCRATCH/L/lattrace.txt" ]; then
+        "$ROOT/bench/lattrace_summary.sh" "$SCRATCH/L/lattrace.txt" | tee -a "$RESULTS" |
+            grep -v '^{'
+    fi
+fi
 
 if want catchup; then
     echo "== node B: catch-up through the event log (fresh, default settings)"
@@ -524,10 +548,18 @@ mq() {
 }
 
 if [ -n "$VERSUS" ]; then
-    echo "== mosquitto: the same scenarios (fresh broker, as node A)"
-    start_mosquitto MA
-    node_a mq
-    stop_server
+    if want memory || want fanout || want ingest; then
+        echo "== mosquitto: the same scenarios (fresh broker, as node A)"
+        start_mosquitto MA
+        node_a mq
+        stop_server
+    fi
+    if want latency; then
+        echo "== mosquitto: latency (fresh broker, as node L)"
+        start_mosquitto ML
+        node_l mq
+        stop_server
+    fi
     if want catchup; then
         echo "== mosquitto: catch-up of a persistent session (fresh broker, as node B)"
         start_mosquitto MB

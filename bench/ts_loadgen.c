@@ -127,6 +127,14 @@ static void report_error(const char *who, const Threadsync__Error *e)
 
 /* ---- subscribers (worker threads) ---- */
 
+/* Latency: when an event (measured: posted after measure_from) reached its
+ * first and its last subscriber of one worker. The spread between the two
+ * is the fan-out's own duration, the first one the path without fan-out. */
+#define EV_RING 65536
+struct ev_times {
+    uint64_t seq, stamp, first, last;
+};
+
 enum sub_state { SUB_DOWN, SUB_CONNECTING, SUB_HELLO, SUB_SUBSCRIBING, SUB_LIVE };
 
 struct worker;
@@ -164,6 +172,7 @@ struct worker {
     struct tsb_hist to_live;       /* reconnect: connect-to-live per subscriber, ns */
     uint8_t *seen;                 /* catch-up: bitmap of comment ids received */
     uint64_t seen_bits;
+    struct ev_times *ev; /* latency: per event, by seq % EV_RING */
 };
 
 static struct worker workers[THREADS_MAX];
@@ -230,8 +239,17 @@ static int on_event(void *arg, const struct tsb_wire_event *ev)
         uint64_t t = 0;
         for (size_t i = 4; i < 24; i++)
             t = t * 10 + (uint64_t)(ev->body[i] - '0');
-        if (t >= x->from && x->now >= t)
+        if (t >= x->from && x->now >= t) {
             tsb_hist_record(&s->w->lat, x->now - t);
+            struct ev_times *e = &s->w->ev[ev->seq % EV_RING];
+            if (e->seq != ev->seq) {
+                e->seq = ev->seq;
+                e->stamp = t;
+                e->first = e->last = x->now;
+            } else if (x->now > e->last) {
+                e->last = x->now;
+            }
+        }
     }
     return 0;
 }
@@ -442,7 +460,8 @@ static void workers_start(unsigned n_subs)
         tsb_hist_init(&w->to_live);
         w->n_subs = n_subs / o.threads + (t < n_subs % o.threads);
         w->subs = calloc(w->n_subs ? w->n_subs : 1, sizeof(*w->subs));
-        if (!w->subs)
+        w->ev = calloc(EV_RING, sizeof(*w->ev));
+        if (!w->subs || !w->ev)
             die("out of memory");
         for (unsigned i = 0; i < w->n_subs; i++)
             w->subs[i].w = w;
@@ -869,6 +888,32 @@ static int cond_ingest_time(void)
     return now_ns() >= ingest_end;
 }
 
+/* Latency: per measured event, the delivery to its first and to its last
+ * subscriber (over every worker), after its post's stamp. */
+static void event_spread(struct tsb_hist *first, struct tsb_hist *last)
+{
+    tsb_hist_init(first);
+    tsb_hist_init(last);
+    for (size_t i = 0; i < EV_RING; i++) {
+        struct ev_times e = {0};
+        for (unsigned t = 0; t < o.threads; t++) {
+            const struct ev_times *x = &workers[t].ev[i];
+            if (!x->seq)
+                continue;
+            if (!e.seq) {
+                e = *x;
+            } else if (x->seq == e.seq) {
+                e.first = x->first < e.first ? x->first : e.first;
+                e.last = x->last > e.last ? x->last : e.last;
+            }
+        }
+        if (e.seq) {
+            tsb_hist_record(first, e.first - e.stamp);
+            tsb_hist_record(last, e.last - e.stamp);
+        }
+    }
+}
+
 static void scenario_fanout(int paced)
 {
     char json[2048], params[128], fig[256];
@@ -915,7 +960,9 @@ static void scenario_fanout(int paced)
     tsb_hist_init(&lat);
     for (unsigned t = 0; t < o.threads; t++)
         tsb_hist_merge(&lat, &workers[t].lat);
+    static struct tsb_hist first, last;
     if (paced) {
+        event_spread(&first, &last);
         tsb_json_add(json, sizeof(json),
                      ",\"target_rate\":%.0f,\"samples\":%llu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
                      "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"ack_p50_ms\":%.3f,\"ack_p99_ms\":%.3f",
@@ -923,6 +970,11 @@ static void scenario_fanout(int paced)
                      tsb_hist_quantile(&lat, 0.99) / 1e6, tsb_hist_quantile(&lat, 0.999) / 1e6,
                      lat.max / 1e6, tsb_hist_quantile(&pst.ack_lat, 0.5) / 1e6,
                      tsb_hist_quantile(&pst.ack_lat, 0.99) / 1e6);
+        tsb_json_add(json, sizeof(json),
+                     ",\"first_p50_ms\":%.3f,\"first_p99_ms\":%.3f,\"last_p50_ms\":%.3f,"
+                     "\"last_p99_ms\":%.3f",
+                     tsb_hist_quantile(&first, 0.5) / 1e6, tsb_hist_quantile(&first, 0.99) / 1e6,
+                     tsb_hist_quantile(&last, 0.5) / 1e6, tsb_hist_quantile(&last, 0.99) / 1e6);
     }
     json_verdict(json, sizeof(json), v);
     json_cpu(json, sizeof(json), u);
@@ -933,9 +985,11 @@ static void scenario_fanout(int paced)
     if (paced) {
         snprintf(params, sizeof(params), "N=%u rate=%.0f/s", o.subs, o.rate);
         snprintf(fig, sizeof(fig),
-                 "p50=%.2fms p99=%.2fms p99.9=%.2fms (%llu samples) loss=%llu dup=%llu",
+                 "p50=%.2fms p99=%.2fms p99.9=%.2fms (%llu samples; first sub p99=%.2fms, last "
+                 "p99=%.2fms) loss=%llu dup=%llu",
                  tsb_hist_quantile(&lat, 0.5) / 1e6, tsb_hist_quantile(&lat, 0.99) / 1e6,
                  tsb_hist_quantile(&lat, 0.999) / 1e6, (unsigned long long)lat.count,
+                 tsb_hist_quantile(&first, 0.99) / 1e6, tsb_hist_quantile(&last, 0.99) / 1e6,
                  (unsigned long long)v.lost, (unsigned long long)v.dups);
     } else {
         snprintf(fig, sizeof(fig), "%.0f events/s (%llu posts at %.0f/s) loss=%llu dup=%llu", rate,
@@ -1379,8 +1433,10 @@ int main(int argc, char **argv)
     else
         die("unknown --scenario");
 
-    for (unsigned t = 0; t < THREADS_MAX; t++)
+    for (unsigned t = 0; t < THREADS_MAX; t++) {
         free(workers[t].subs);
+        free(workers[t].ev);
+    }
     for (unsigned i = 0; i < n_posters; i++) {
         free(posters[i].sent_at);
         free(posters[i].batch);

@@ -7,6 +7,7 @@
  */
 #include "ts_config.h"
 #include "ts_err.h"
+#include "ts_lattrace.h"
 #include "ts_log.h"
 #include "ts_server.h"
 
@@ -134,6 +135,9 @@ int main(int argc, char **argv)
     uv_unref((uv_handle_t *)&sigint_h);
     uv_unref((uv_handle_t *)&sigterm_h);
     uv_unref((uv_handle_t *)&sighup_h);
+    /* bench/README.md, "Where latency goes": off unless asked for */
+    if (ts_lattrace_open() != TS_OK)
+        TS_WARN("event=latency_trace_failed error=out_of_memory");
     rc = ts_server_start(loop, ts_config_server(config), &server);
     uv_run(loop, UV_RUN_DEFAULT);
     if (!uv_is_closing((uv_handle_t *)&sigint_h)) {
@@ -145,6 +149,7 @@ int main(int argc, char **argv)
     int closed = uv_loop_close(loop);
     int failed = ts_server_failed(server);
     ts_server_free(server);
+    ts_lattrace_close();
     ts_config_free(config);
     if (closed != 0)
         TS_WARN("event=loop_not_closed");

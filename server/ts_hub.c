@@ -35,6 +35,7 @@
 #include "ts_err.h"
 #include "ts_evlog.h"
 #include "ts_frame.h"
+#include "ts_lattrace.h"
 #include "ts_log.h"
 #include "ts_store.h"
 
@@ -657,6 +658,7 @@ static void serve(struct ts_hub *hub, struct ts_hub_sub *sub)
     }
     hub->buf.len = 0;
     hub->out_len = 0;
+    uint64_t seq_before = sub->seq;
     int rc = TS_OK;
     if (!sub->snap && sub->pos < ts_evlog_first_pos(hub->log))
         rc = start_snapshot(sub);
@@ -677,6 +679,8 @@ static void serve(struct ts_hub *hub, struct ts_hub_sub *sub)
             sub->state = GONE;
             return;
         }
+        if (ts_lattrace_on)
+            ts_lattrace_pushed(seq_before, sub->seq);
         if (sub->queued(sub->sink) > 0) {
             sub->state = WAIT_DRAIN;
             return;

@@ -83,6 +83,7 @@
 #include "ts_conn.h"
 #include "ts_err.h"
 #include "ts_frame.h"
+#include "ts_lattrace.h"
 #include "ts_log.h"
 
 #include <errno.h>
@@ -325,6 +326,8 @@ static void io_on_open(struct ts_conn *c)
 static void io_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, const char *bad)
 {
     struct ts_link *l = ts_conn_data(c);
+    if (ts_lattrace_on && f && f->msg_case == THREADSYNC__FRAME__MSG_POST)
+        ts_lattrace_decoded(ts_lattrace_stamp(f->post->body));
     struct msg *m = msg_new(EV_FRAME, l, 0);
     if (!m) {
         ts_frame_free(f);

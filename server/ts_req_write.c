@@ -15,6 +15,7 @@
 
 #include "ts_err.h"
 #include "ts_hex.h"
+#include "ts_lattrace.h"
 #include "ts_limits.h"
 #include "ts_log.h"
 #include "ts_repl.h"
@@ -67,6 +68,8 @@ static void applied(void *arg, int status, const void *result)
     ts_disk_settled(w->disk, w->disk_bytes);
     struct ts_session *s = ts__session_wait_done(&w->wait);
     const struct ts_store_result *res = result;
+    if (w->lat_stamp && status == TS_OK)
+        ts_lattrace_applied(w->lat_stamp, res->seq);
     if (!s) {
         /* nobody to answer: the client retries or gives up */
     } else if (status != TS_OK) {
@@ -261,6 +264,8 @@ static void flush_posts(struct ts_server *srv)
     }
     head->disk_bytes = len; /* the entry's bytes, settled with its first post */
     ts_disk_proposed(&srv->disk, len);
+    for (const struct ts_req_write *w = head; ts_lattrace_on && w; w = w->next)
+        ts_lattrace_proposed(w->lat_stamp);
     int rc = ts_repl_propose(srv->repl, payload, len, n == 1 ? applied : batch_applied, head);
     if (rc != TS_OK) {
         ts_disk_settled(&srv->disk, len);
@@ -491,6 +496,8 @@ void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
     cmd.time_ms = wall_ms();
     cmd.actor = s->token_name;
     w->answer = answer_post;
+    if (ts_lattrace_on)
+        w->lat_stamp = ts_lattrace_stamp(p->body);
     int rc = batch_add(s, &cmd, w);
     if (rc != TS_OK) {
         free_write(w);
@@ -498,6 +505,8 @@ void ts_req_write_post(struct ts_session *s, const Threadsync__Frame *f)
                           rc == TS_E_NOMEM ? "out of memory" : "the node is stopping");
     } else {
         ts__session_wait_add(s, &w->wait, p->request_id);
+        if (w->lat_stamp)
+            ts_lattrace_queued(w->lat_stamp);
     }
     OPENSSL_cleanse(secret, sizeof(secret));
 }

@@ -52,6 +52,7 @@ struct ts_req_write {
     struct ts_disk *disk;   /* counts disk_bytes as pending until the apply */
     uint64_t disk_bytes;
     uint64_t t0;
+    uint64_t lat_stamp;        /* Post: the benchmark's stamp (ts_lattrace.h), or 0 */
     struct ts_server *srv;     /* Post: for the batch's outcome */
     struct ts_req_write *next; /* Post: the next one of its batch */
     int role;                  /* TokenAdd */

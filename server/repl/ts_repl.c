@@ -243,6 +243,7 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
     size_t len = 0;
     if (r->failed)
         return RAFT_IOERR;
+    uint64_t t0 = uv_hrtime(); /* the loop stands still meanwhile: logged */
     int rc = r->fsm.snapshot(r->fsm.arg, &data, &len);
     if (rc != 0) {
         TS_ERROR("event=repl_snapshot_failed dir=%s index=%llu err=%d", r->dir,
@@ -272,8 +273,8 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
     *bufs = v;
     *n_bufs = 2;
     r->snapshots++, r->snapshot_bytes = len;
-    TS_INFO("event=repl_snapshot dir=%s index=%llu bytes=%zu", r->dir, (unsigned long long)index,
-            len);
+    TS_INFO("event=repl_snapshot dir=%s index=%llu bytes=%zu ms=%.1f", r->dir,
+            (unsigned long long)index, len, (double)(uv_hrtime() - t0) / 1e6);
     return 0;
 }
 
