@@ -640,8 +640,8 @@ static void defer(struct ts_conn *c)
 {
     uv_timer_t *t = timer_get(c);
     if (!t) {
-        TS_ERROR("event=conn_nomem conn=%llu peer=%s role=%s what=timer",
-                 (unsigned long long)c->id, c->peer, c->role);
+        TS_ERROR("event=conn_nomem conn=%llu peer=%s role=%s what=timer", (unsigned long long)c->id,
+                 c->peer, c->role);
         fail_now(c, TS_E_NOMEM);
         return;
     }

@@ -54,8 +54,8 @@ struct ts_session {
     int stashed_status;
     /* Bytes, ordered with the arrays after them so the struct has no
      * padding inside (an idle subscriber holds one per connection). */
-    uint8_t state; /* TS__SESSION_* */
-    uint8_t role;  /* a Threadsync__Role (0..4) from the tokens table */
+    uint8_t state;        /* TS__SESSION_* */
+    uint8_t role;         /* a Threadsync__Role (0..4) from the tokens table */
     uint8_t waiting;      /* over an output budget: link paused (ts_session.c) */
     uint8_t full_sub;     /* subscribed with the moderators' view */
     uint8_t conn_refused; /* over the per-address limit: refuse the Hello */
