@@ -52,13 +52,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 20000))
-        if ! ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return; fi
-    done
-}
+# shellcheck source=bench/free_port.sh
+. "$ROOT/bench/free_port.sh"
 
 # start NAME: a fresh node with its generated admin token; sets ADDR, DATA.
 start() {

@@ -51,16 +51,8 @@ printf '%s\n' "$POSTER" >"$S/poster.token"
 printf 'reader bench-reader %s\nposter bench-poster %s gateway\n' "$(sha "$READER")" \
     "$(sha "$POSTER")" >"$S/tokens"
 chmod 600 "$S"/tokens "$S"/*.token
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 20000))
-        ss -ltnH "sport = :$p" 2>/dev/null | grep -q . || {
-            echo "$p"
-            return
-        }
-    done
-}
+# shellcheck source=bench/free_port.sh
+. "$(dirname "$0")/free_port.sh"
 
 pre=()
 flags=(${TS_PROFILE_SERVER_FLAGS:-})

@@ -147,16 +147,8 @@ printf '%s\n' "$POSTER" >"$SCRATCH/poster.token"
 } >"$SCRATCH/tokens"
 chmod 600 "$SCRATCH"/tokens "$SCRATCH"/*.token
 
-free_port() {
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 20000))
-        if ! ss -ltnH "sport = :$p" 2>/dev/null | grep -q .; then
-            echo "$p"
-            return
-        fi
-    done
-}
+# shellcheck source=bench/free_port.sh
+. "$ROOT/bench/free_port.sh"
 
 # alive_or_die WHAT LOG: exits, showing LOG, when the server being started
 # (SRV_PID) has already died.

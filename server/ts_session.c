@@ -640,6 +640,7 @@ static void on_open(struct ts_link *c)
 {
     struct ts_session *s = ts_link_data(c);
     s->tls_done = 1;
+    s->since_ms = uv_now(s->srv->loop);
     ts_stats_tls(s->srv->stats, ts_link_resumed(c));
 }
 
@@ -681,7 +682,7 @@ int ts_session_accept(struct ts_server *srv, uv_stream_t *listener, SSL_CTX *ctx
         free(s);
         return rc;
     }
-    s->created_ms = s->last_rx_ms = s->last_tx_ms = uv_now(srv->loop);
+    s->since_ms = s->last_rx_ms = s->last_tx_ms = uv_now(srv->loop);
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;
@@ -696,8 +697,15 @@ void ts_session_tick(struct ts_session *s, uint64_t now_ms)
 {
     const struct ts_server_config *cfg = &s->srv->cfg;
     if (s->state == TS__SESSION_AWAIT_HELLO) {
-        if (now_ms - s->created_ms >= cfg->handshake_ms)
+        /* The Hello's clock starts when TLS is done: in a reconnect storm
+         * a handshake can wait seconds in its I/O thread's queue, and that
+         * wait is the node's, not the client's. The handshake gets twice
+         * the Hello's time, from the accept, against peers that never
+         * finish it (no Error frame then: there is no channel for one). */
+        if (s->tls_done && now_ms - s->since_ms >= cfg->handshake_ms)
             fail_and_close(s, TS_E_BAD_FRAME, "handshake timeout");
+        else if (!s->tls_done && now_ms - s->since_ms >= 2ull * cfg->handshake_ms)
+            ts_session_close(s, TS_E_TLS);
         return;
     }
     if (s->state != TS__SESSION_READY)

@@ -46,7 +46,11 @@ struct ts_session {
     struct ts_hub_sub *sub;
     struct ts__session_wait *waits; /* writes and membership changes in flight */
     struct ts_backup *backup;       /* a backup being streamed (ts_backup.c) */
-    uint64_t created_ms, last_rx_ms, last_tx_ms;
+    /* Until TLS is done: the accept; then the handshake's end. The Hello
+     * is due handshake_ms after the latter (PROTOCOL.md), the handshake
+     * itself 2 x handshake_ms after the former (ts_session_tick). */
+    uint64_t since_ms;
+    uint64_t last_rx_ms, last_tx_ms;
     uint64_t ping_nonce;
     size_t charged;             /* queued output as counted in srv->out_total */
     Threadsync__Frame *stashed; /* a request that arrived at the node's ceiling */

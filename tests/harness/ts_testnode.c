@@ -628,8 +628,8 @@ int ts_raw_resumed(const struct ts_raw *r)
     return SSL_session_reused(r->ssl);
 }
 
-int ts_raw_connect_session(const char *addr, const char *ca_file, const char *alpn,
-                           SSL_SESSION *sess, struct ts_raw **out)
+static int raw_connect(const char *addr, const char *ca_file, const char *alpn, SSL_SESSION *sess,
+                       unsigned tls_delay_ms, struct ts_raw **out)
 {
     struct ts_raw *r = calloc(1, sizeof(*r));
     if (!r)
@@ -659,6 +659,8 @@ int ts_raw_connect_session(const char *addr, const char *ca_file, const char *al
         goto fail_tls;
     struct timeval tv = {10, 0};
     setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (tls_delay_ms) /* time passing on purpose, not a wait on a condition */
+        usleep(tls_delay_ms * 1000u);
     if (SSL_connect(r->ssl) != 1)
         goto fail_tls;
     *out = r;
@@ -670,6 +672,18 @@ fail_tls:
 fail:
     ts_raw_close(r);
     return TS_E_IO;
+}
+
+int ts_raw_connect_session(const char *addr, const char *ca_file, const char *alpn,
+                           SSL_SESSION *sess, struct ts_raw **out)
+{
+    return raw_connect(addr, ca_file, alpn, sess, 0, out);
+}
+
+int ts_raw_connect_delayed(const char *addr, const char *ca_file, const char *alpn,
+                           unsigned tls_delay_ms, struct ts_raw **out)
+{
+    return raw_connect(addr, ca_file, alpn, NULL, tls_delay_ms, out);
 }
 
 int ts_raw_send(struct ts_raw *r, const void *data, size_t len)

@@ -141,6 +141,11 @@ int ts_raw_connect(const char *addr, const char *ca_file, const char *alpn, stru
  * for resumption. */
 int ts_raw_connect_session(const char *addr, const char *ca_file, const char *alpn,
                            SSL_SESSION *sess, struct ts_raw **out);
+/* ts_raw_connect that lets tls_delay_ms pass between the TCP connect and
+ * the TLS handshake (a client whose handshake waits, e.g. in a busy
+ * server's queue). */
+int ts_raw_connect_delayed(const char *addr, const char *ca_file, const char *alpn,
+                           unsigned tls_delay_ms, struct ts_raw **out);
 /* The session to resume r's with (a TLS 1.3 ticket arrives after the
  * handshake: read a frame first), a reference the caller frees with
  * SSL_SESSION_free; NULL when there is none. */

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "ts_check_main.h"
@@ -536,6 +538,34 @@ START_TEST(test_handshake_deadline)
 }
 END_TEST
 
+/* The Hello is due 5 s after the TLS handshake, not after the accept: a
+ * handshake that waited 3.5 s (as one does in a busy node's queue) still
+ * gets its full time for the Hello. */
+START_TEST(test_hello_clock_starts_after_tls)
+{
+    struct ts_raw *r;
+    ck_assert_int_eq(ts_raw_connect_delayed(node.addr, node.ca, TS_ALPN, 3500, &r), TS_OK);
+    usleep(3000 * 1000); /* 6.5 s after the accept, 3 s after the handshake */
+    int role = -1;
+    ck_assert_int_eq(ts_raw_hello(r, node.reader_token, &role), TS_OK);
+    ck_assert_int_eq(role, THREADSYNC__ROLE__READER);
+    ts_raw_close(r);
+}
+END_TEST
+
+/* A peer that connects and never starts TLS is closed (10 s + the tick). */
+START_TEST(test_tls_handshake_deadline)
+{
+    int fd = ts_plain_connect(node.addr);
+    ck_assert_int_ge(fd, 0);
+    struct timeval tv = {30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char b;
+    ck_assert_int_eq(recv(fd, &b, 1, 0), 0); /* EOF, not the 30 s timeout */
+    close(fd);
+}
+END_TEST
+
 START_TEST(test_embedded_defaults)
 {
     ts_testnode_cleanup(&node);
@@ -637,6 +667,8 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_malformed_input_does_not_grow_memory);
     tcase_add_test(tc, test_heartbeat_drops_silent_peer);
     tcase_add_test(tc, test_handshake_deadline);
+    tcase_add_test(tc, test_hello_clock_starts_after_tls);
+    tcase_add_test(tc, test_tls_handshake_deadline);
     tcase_add_test(tc, test_embedded_defaults);
     suite_add_tcase(s, tc);
     return s;
