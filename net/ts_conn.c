@@ -30,6 +30,13 @@
  * write callback, or, when the output went straight out, from a zero timer
  * (never from inside ts_conn_send).
  *
+ * The timer (a zero timer for deferred pumps and drains, then the close
+ * wait) is allocated when armed and closed once it has fired with nothing
+ * re-arming it: an idle connection holds none (152 bytes of uv_timer_t in
+ * each of thousands of idle subscribers before, about 1 % of what one
+ * costs with its SSL object). The price is one malloc and one close
+ * callback per deferred turn of a connection, not per frame.
+ *
  * Close: ts_conn_close() queues close_notify, keeps reading only to discard
  * and to see the peer's end, and arms a timer. When the list has drained it
  * sends FIN (uv_shutdown); the handles are closed when the peer's EOF arrives,
@@ -38,7 +45,9 @@
  * makes the kernel send RST, which can destroy our last frames (an Error) in
  * the peer's receive queue before it reads them.
  *
- * Lifetime: `refs` counts the two handles plus a pending getaddrinfo; the
+ * Lifetime: `refs` counts the tcp handle, each timer not yet closed (an
+ * old one may still be closing when a new one is armed) and a pending
+ * getaddrinfo; the
  * struct is freed, after on_close, when the last of them has called back.
  * Nothing here calls a user callback from inside a ts_conn_* function: user
  * callbacks run only from libuv callbacks (read, write, timer, close).
@@ -81,9 +90,17 @@ struct out_chunk {
     uint8_t data[];
 };
 
+/* A connect to a name: resolving, then trying its addresses in turn. Held
+ * apart from the struct: no server-side connection ever has one. */
+struct dial {
+    uv_getaddrinfo_t req;
+    struct addrinfo *ai, *next; /* the resolved list; the next to try */
+    int resolving;
+};
+
 struct ts_conn {
     uv_tcp_t tcp;
-    uv_timer_t timer; /* deferred pump after resume; then the close wait */
+    uv_timer_t *timer; /* while armed: deferred pump or drain; the close wait */
     struct ts_tls *tls;
     struct ts_frame_decoder *dec;
     struct ts_conn_cbs cbs;
@@ -91,16 +108,20 @@ struct ts_conn {
     struct out_chunk *out_head, *out_tail;
     size_t queued;
     uint64_t id;
-    uv_getaddrinfo_t *gai;         /* while resolving */
-    struct addrinfo *ai, *ai_next; /* while connecting to a resolved name */
+    struct dial *dial; /* from a connect to a name until connected */
     int close_err;
     unsigned refs;
-    char peer[INET6_ADDRSTRLEN + 9];
+    /* "ip:port" for logs: unknown_peer, borrowed (ts_conn_adopt), or a
+     * string of its length that we own (peer_owned): a link carried by an
+     * I/O thread already holds one on the main side. */
+    const char *peer;
     const char *role; /* for logs: static, "none" until ts_conn_set_role */
     unsigned connected : 1, reading : 1, open : 1, paused : 1, input_dead : 1, closing : 1,
         finishing : 1, eof : 1, write_busy : 1, shut_busy : 1, shut_done : 1, silent : 1,
-        in_pump : 1, pump_again : 1, want_drain : 1, pump_due : 1, drain_due : 1;
+        in_pump : 1, pump_again : 1, want_drain : 1, pump_due : 1, drain_due : 1, peer_owned : 1;
 };
+
+static const char unknown_peer[] = "?";
 
 static _Atomic uint64_t next_id = 1;
 static _Thread_local char read_buf[READ_BUF];
@@ -111,6 +132,16 @@ static void maybe_finish(struct ts_conn *c);
 static void start_write(struct ts_conn *c);
 
 /* ---- lifetime ---- */
+
+static void dial_free(struct ts_conn *c)
+{
+    if (c->dial) {
+        if (c->dial->ai)
+            uv_freeaddrinfo(c->dial->ai);
+        free(c->dial);
+        c->dial = NULL;
+    }
+}
 
 static void final_free(struct ts_conn *c)
 {
@@ -126,8 +157,9 @@ static void final_free(struct ts_conn *c)
         free(ch);
         ch = next;
     }
-    if (c->ai)
-        uv_freeaddrinfo(c->ai);
+    dial_free(c);
+    if (c->peer_owned)
+        free((char *)c->peer);
     ts_tls_free(c->tls);
     ts_frame_decoder_free(c->dec);
     free(c);
@@ -144,6 +176,39 @@ static void handle_closed(uv_handle_t *h)
     release(h->data);
 }
 
+static void timer_closed(uv_handle_t *h)
+{
+    struct ts_conn *c = h->data;
+    free(h);
+    release(c);
+}
+
+/* The connection's timer, allocated if need be (counted in refs); NULL
+ * without memory. */
+static uv_timer_t *timer_get(struct ts_conn *c)
+{
+    if (!c->timer) {
+        uv_timer_t *t = malloc(sizeof(*t));
+        if (!t)
+            return NULL;
+        uv_timer_init(c->tcp.loop, t);
+        t->data = c;
+        c->timer = t;
+        c->refs++;
+    }
+    return c->timer;
+}
+
+/* Closes the timer (it is freed, and its reference dropped, from the
+ * close callback); the next timer_get makes a new one. */
+static void timer_drop(struct ts_conn *c)
+{
+    if (c->timer) {
+        uv_close((uv_handle_t *)c->timer, timer_closed);
+        c->timer = NULL;
+    }
+}
+
 /* Closes both handles; the struct goes when the last callback is in. */
 static void finish(struct ts_conn *c)
 {
@@ -151,13 +216,13 @@ static void finish(struct ts_conn *c)
         return;
     c->finishing = 1;
     c->closing = 1;
-    if (c->gai)
-        uv_cancel((uv_req_t *)c->gai); /* its callback still comes, canceled */
+    if (c->dial && c->dial->resolving)
+        uv_cancel((uv_req_t *)&c->dial->req); /* its callback still comes, canceled */
     /* During a connect retry the tcp handle is already closing; its
      * callback (retry_closed) then releases the reference. */
     if (!uv_is_closing((uv_handle_t *)&c->tcp))
         uv_close((uv_handle_t *)&c->tcp, handle_closed);
-    uv_close((uv_handle_t *)&c->timer, handle_closed);
+    timer_drop(c);
 }
 
 /* Ends the connection without waiting for output (hard cap, write error). */
@@ -183,14 +248,13 @@ static int conn_new(uv_loop_t *loop, const struct ts_conn_cbs *cbs, void *data, 
     }
     /* uv_tcp_init without a family creates no socket and cannot fail. */
     uv_tcp_init(loop, &c->tcp);
-    uv_timer_init(loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->refs = 2;
+    c->tcp.data = c;
+    c->refs = 1;
     if (cbs)
         c->cbs = *cbs;
     c->data = data;
     c->id = atomic_fetch_add(&next_id, 1);
-    strcpy(c->peer, "?");
+    c->peer = unknown_peer;
     c->role = "none";
     *out = c;
     return TS_OK;
@@ -204,18 +268,34 @@ static void discard(struct ts_conn *c)
     finish(c);
 }
 
+/* Without memory for the string the peer stays as it was: it only names
+ * the connection in logs. */
 static void set_peer(struct ts_conn *c, const struct sockaddr *sa)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
+    char buf[INET6_ADDRSTRLEN + 9];
+    int n;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
         uv_ip4_name(in, ip, sizeof(ip));
-        snprintf(c->peer, sizeof(c->peer), "%s:%u", ip, ntohs(in->sin_port));
+        n = snprintf(buf, sizeof(buf), "%s:%u", ip, ntohs(in->sin_port));
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         uv_ip6_name(in6, ip, sizeof(ip));
-        snprintf(c->peer, sizeof(c->peer), "[%s]:%u", ip, ntohs(in6->sin6_port));
+        n = snprintf(buf, sizeof(buf), "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        return;
     }
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1;
+    char *p = malloc(len + 1);
+    if (!p)
+        return;
+    memcpy(p, buf, len);
+    p[len] = '\0';
+    if (c->peer_owned)
+        free((char *)c->peer);
+    c->peer = p;
+    c->peer_owned = 1;
 }
 
 /* ---- output ---- */
@@ -526,9 +606,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* The zero timer: frames buffered before a resume, and on_drain after
  * output that went straight out. */
-static void deferred(uv_timer_t *t)
+static void deferred_run(struct ts_conn *c)
 {
-    struct ts_conn *c = t->data;
     if (!c->connected || c->closing)
         return;
     if (c->drain_due) {
@@ -547,10 +626,27 @@ static void deferred(uv_timer_t *t)
     }
 }
 
+static void deferred(uv_timer_t *t)
+{
+    struct ts_conn *c = t->data;
+    deferred_run(c);
+    /* Not re-armed by a callback (defer, or the close wait): let it go.
+     * c is still here: it is freed only from close callbacks. */
+    if (c->timer == t && !uv_is_active((uv_handle_t *)t))
+        timer_drop(c);
+}
+
 static void defer(struct ts_conn *c)
 {
-    if (!uv_is_active((uv_handle_t *)&c->timer))
-        uv_timer_start(&c->timer, deferred, 0, 0);
+    uv_timer_t *t = timer_get(c);
+    if (!t) {
+        TS_ERROR("event=conn_nomem conn=%llu peer=%s role=%s what=timer", (unsigned long long)c->id,
+                 c->peer, c->role);
+        fail_now(c, TS_E_NOMEM);
+        return;
+    }
+    if (!uv_is_active((uv_handle_t *)t))
+        uv_timer_start(t, deferred, 0, 0);
 }
 
 /* ---- close ---- */
@@ -616,7 +712,12 @@ void ts_conn_close(struct ts_conn *c, int err)
     read_start(c);
     if (c->finishing)
         return;
-    uv_timer_start(&c->timer, close_timeout, CLOSE_WAIT_MS, 0);
+    uv_timer_t *t = timer_get(c);
+    if (!t) { /* no bounded wait without a timer: close now */
+        finish(c);
+        return;
+    }
+    uv_timer_start(t, close_timeout, CLOSE_WAIT_MS, 0);
     maybe_finish(c);
 }
 
@@ -651,7 +752,7 @@ static void connect_failed(struct ts_conn *c, int uverr)
 {
     TS_DEBUG("event=conn_connect_error conn=%llu peer=%s role=%s error=%s",
              (unsigned long long)c->id, c->peer, c->role, uv_err_name(uverr));
-    if (c->ai_next) {
+    if (c->dial && c->dial->next) {
         uv_close((uv_handle_t *)&c->tcp, retry_closed);
         return;
     }
@@ -677,9 +778,9 @@ static void connect_to(struct ts_conn *c, const struct sockaddr *sa)
 
 static void connect_next(struct ts_conn *c)
 {
-    while (c->ai_next) {
-        struct addrinfo *a = c->ai_next;
-        c->ai_next = a->ai_next;
+    while (c->dial && c->dial->next) {
+        struct addrinfo *a = c->dial->next;
+        c->dial->next = a->ai_next;
         if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
             connect_to(c, a->ai_addr);
             return;
@@ -699,10 +800,7 @@ static void connect_done(uv_connect_t *req, int status)
         return;
     }
     c->connected = 1;
-    if (c->ai) {
-        uv_freeaddrinfo(c->ai);
-        c->ai = c->ai_next = NULL;
-    }
+    dial_free(c);
     uv_tcp_nodelay(&c->tcp, 1);
     if (!c->paused)
         read_start(c);
@@ -717,8 +815,7 @@ static void connect_done(uv_connect_t *req, int status)
 static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     struct ts_conn *c = req->data;
-    free(req);
-    c->gai = NULL;
+    c->dial->resolving = 0; /* req stays with the dial, freed with it */
     if (c->closing) {
         if (res)
             uv_freeaddrinfo(res);
@@ -732,7 +829,7 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         ts_conn_close(c, TS_E_IO);
         return;
     }
-    c->ai = c->ai_next = res;
+    c->dial->ai = c->dial->next = res;
     connect_next(c);
 }
 
@@ -770,12 +867,12 @@ int ts_conn_connect(uv_loop_t *loop, const char *host, uint16_t port, SSL_CTX *c
             return TS_E_IO;
         }
     } else {
-        c->gai = malloc(sizeof(*c->gai));
-        if (!c->gai) {
+        c->dial = calloc(1, sizeof(*c->dial));
+        if (!c->dial) {
             discard(c);
             return TS_E_NOMEM;
         }
-        c->gai->data = c;
+        c->dial->req.data = c;
         char portstr[8];
         snprintf(portstr, sizeof(portstr), "%u", port);
         struct addrinfo hints = {0};
@@ -783,13 +880,13 @@ int ts_conn_connect(uv_loop_t *loop, const char *host, uint16_t port, SSL_CTX *c
         hints.ai_socktype = SOCK_STREAM;
         /* No AI_ADDRCONFIG: on a host with only loopback configured it hides
          * "localhost" itself. */
-        rc = uv_getaddrinfo(loop, c->gai, resolved, host, portstr, &hints);
+        rc = uv_getaddrinfo(loop, &c->dial->req, resolved, host, portstr, &hints);
         if (rc < 0) {
-            free(c->gai);
-            c->gai = NULL;
+            dial_free(c);
             discard(c);
             return TS_E_IO;
         }
+        c->dial->resolving = 1;
         c->refs++;
     }
     *out = c;
@@ -802,7 +899,7 @@ static int accepted(struct ts_conn *c, struct ts_conn **out)
     c->connected = 1;
     struct sockaddr_storage ss;
     int len = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
+    if (c->peer == unknown_peer && uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0)
         set_peer(c, (struct sockaddr *)&ss);
     uv_tcp_nodelay(&c->tcp, 1);
     read_start(c);
@@ -843,7 +940,7 @@ uint64_t ts_conn_reserve_id(void)
     return atomic_fetch_add(&next_id, 1);
 }
 
-int ts_conn_adopt(uv_loop_t *loop, uv_os_sock_t fd, uint64_t id, SSL_CTX *ctx,
+int ts_conn_adopt(uv_loop_t *loop, uv_os_sock_t fd, uint64_t id, const char *peer, SSL_CTX *ctx,
                   const struct ts_conn_cbs *cbs, void *data, uint32_t max_frame,
                   struct ts_conn **out)
 {
@@ -856,6 +953,8 @@ int ts_conn_adopt(uv_loop_t *loop, uv_os_sock_t fd, uint64_t id, SSL_CTX *ctx,
     }
     if (id)
         c->id = id;
+    if (peer)
+        c->peer = peer;
     rc = ts_tls_new_server(ctx, &c->tls);
     int r = rc == TS_OK ? uv_tcp_open(&c->tcp, fd) : 0;
     if (rc != TS_OK || r < 0)
@@ -1006,4 +1105,9 @@ uint64_t ts_conn_id(const struct ts_conn *c)
 int ts_conn_resumed(const struct ts_conn *c)
 {
     return ts_tls_resumed(c->tls);
+}
+
+size_t ts_conn_size(void)
+{
+    return sizeof(struct ts_conn);
 }

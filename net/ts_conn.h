@@ -72,8 +72,11 @@ int ts_conn_accept(uv_loop_t *loop, uv_stream_t *listener, SSL_CTX *ctx,
  * and handed to this loop's thread). fd is the connection's from the
  * call on, also on failure (then closed). id is the
  * connection's id for logs: one from ts_conn_reserve_id() (when the caller
- * logged about the connection before it existed), or 0 for a new one. */
-int ts_conn_adopt(uv_loop_t *loop, uv_os_sock_t fd, uint64_t id, SSL_CTX *ctx,
+ * logged about the connection before it existed), or 0 for a new one.
+ * peer is the "ip:port" ts_conn_peer() returns, borrowed (it must stay
+ * unchanged until on_close has returned; the caller usually holds it
+ * anyway), or NULL to look it up from the socket. */
+int ts_conn_adopt(uv_loop_t *loop, uv_os_sock_t fd, uint64_t id, const char *peer, SSL_CTX *ctx,
                   const struct ts_conn_cbs *cbs, void *data, uint32_t max_frame,
                   struct ts_conn **out);
 
@@ -141,5 +144,9 @@ uint64_t ts_conn_id(const struct ts_conn *c);
 
 /* Whether the TLS session was resumed (a reconnecting client). */
 int ts_conn_resumed(const struct ts_conn *c);
+
+/* Bytes of struct ts_conn (fixed part; the SSL object, the decoder and a
+ * peer string are separate), for the per-connection size test. */
+size_t ts_conn_size(void);
 
 #endif

@@ -195,12 +195,20 @@ struct ts_link {
     /* Main's (threaded links): */
     SSL_CTX *ctx;
     uint32_t max_frame; /* initial limit, read by the thread at open */
-    uint64_t id;
-    const char *role;
-    int resumed, closing;
+    /* Flags as bytes, never bitfields: a byte is a memory location of its
+     * own (C11 3.14), so main's and the thread's do not race. */
+    uint8_t resumed, closing;
     /* Paused by the user: events of frames (and what follows them) wait in
      * held until resumed, then go out from main_wakeup (ready list). */
-    int paused, ready;
+    uint8_t paused, ready;
+    /* The thread's: */
+    uint8_t paused_main, throttled;
+    uint64_t id;
+    const char *role;
+    /* "ip:port", a string of its length (NULL: unknown), written before
+     * the thread hears of the link; its ts_conn borrows it for its logs
+     * (the link outlives its conn). */
+    char *peer;
     struct msg *held_head, *held_tail;
     struct ts_link *ready_next;
     /* This loop turn's answers (a CMD_SEND with room for answers_cap bytes),
@@ -210,14 +218,17 @@ struct ts_link {
     size_t answers_cap;
     struct ts_link *flush_prev, *flush_next;
     size_t frame_bytes; /* wire size of the frame on_frame is handed */
-    char peer[64];
     /* Shared: */
     _Atomic size_t in_transit;  /* plaintext main queued, not yet given to TLS */
     _Atomic size_t conn_queued; /* the thread's ts_conn_queued, last published */
     _Atomic size_t inbound;     /* decoded frames not yet handled by main */
-    /* The thread's: */
-    int paused_main, throttled;
 };
+
+static void link_free(struct ts_link *l)
+{
+    free(l->peer);
+    free(l);
+}
 
 /* ---- queues ---- */
 
@@ -381,7 +392,8 @@ static const struct ts_conn_cbs io_cbs = {
 
 static void io_open(struct io *io, struct ts_link *l, uv_os_sock_t fd)
 {
-    int rc = ts_conn_adopt(&io->loop, fd, l->id, l->ctx, &io_cbs, l, l->max_frame, &l->conn);
+    int rc =
+        ts_conn_adopt(&io->loop, fd, l->id, l->peer, l->ctx, &io_cbs, l, l->max_frame, &l->conn);
     if (rc == TS_OK)
         return;
     /* No ts_conn, so no on_close of its own: tell main as one would. */
@@ -435,7 +447,7 @@ static void io_command(struct io *io, struct msg *m)
             ts_conn_close(l->conn, m->u.err);
         break;
     case CMD_FREE:
-        free(l);
+        link_free(l);
         break;
     case CMD_STOP:
         uv_close((uv_handle_t *)&io->async, NULL);
@@ -879,7 +891,7 @@ static void inline_on_close(struct ts_conn *c, int err)
     if (l->cbs.on_close)
         l->cbs.on_close(l, err);
     link_gone(l->pool, NULL);
-    free(l);
+    link_free(l);
 }
 
 static const struct ts_conn_cbs inline_cbs = {
@@ -912,8 +924,14 @@ static int accept_fd(struct ts_link *l, uv_stream_t *listener, uv_os_sock_t *fd)
     if (r == 0) {
         struct sockaddr_storage ss;
         int len = sizeof(ss);
-        if (uv_tcp_getpeername(tmp, (struct sockaddr *)&ss, &len) == 0)
-            ts_addr_format((struct sockaddr *)&ss, l->peer, sizeof(l->peer));
+        char peer[64];
+        if (uv_tcp_getpeername(tmp, (struct sockaddr *)&ss, &len) == 0) {
+            ts_addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
+            size_t n = strlen(peer) + 1;
+            l->peer = malloc(n); /* without it the peer is "?": logs only */
+            if (l->peer)
+                memcpy(l->peer, peer, n);
+        }
         *fd = fcntl(orig, F_DUPFD_CLOEXEC, 0);
         if (*fd < 0)
             r = errno ? uv_translate_sys_error(errno) : UV_EIO;
@@ -963,11 +981,10 @@ int ts_link_accept(struct ts_link_pool *p, uv_stream_t *listener, SSL_CTX *ctx,
     l->ctx = ctx;
     l->max_frame = max_frame;
     l->id = ts_conn_reserve_id();
-    strcpy(l->peer, "?");
     uv_os_sock_t fd = -1;
     int rc = accept_fd(l, listener, &fd);
     if (rc != TS_OK) {
-        free(l);
+        link_free(l);
         return rc;
     }
     l->io = least_loaded(p);
@@ -1150,7 +1167,9 @@ void ts_link_close(struct ts_link *l, int err)
 
 const char *ts_link_peer(const struct ts_link *l)
 {
-    return l->io ? l->peer : ts_conn_peer(l->conn);
+    if (!l->io)
+        return ts_conn_peer(l->conn);
+    return l->peer ? l->peer : "?";
 }
 
 void ts_link_set_role(struct ts_link *l, const char *role)
@@ -1178,4 +1197,9 @@ uint64_t ts_link_id(const struct ts_link *l)
 int ts_link_resumed(const struct ts_link *l)
 {
     return l->io ? l->resumed : ts_conn_resumed(l->conn);
+}
+
+size_t ts_link_size(void)
+{
+    return sizeof(struct ts_link);
 }

@@ -106,4 +106,8 @@ size_t ts_link_frame_bytes(const struct ts_link *l);
 uint64_t ts_link_id(const struct ts_link *l);
 int ts_link_resumed(const struct ts_link *l);
 
+/* Bytes of struct ts_link (fixed part; its ts_conn and peer string are
+ * separate), for the per-connection size test. */
+size_t ts_link_size(void);
+
 #endif

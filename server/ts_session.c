@@ -75,6 +75,24 @@
  * queued) is not dropped for silence: it is not its silence.
  */
 
+/* The peer's IP without port, the per-address limit's key. Derived from
+ * the link's peer each time rather than kept (64 bytes per session): that
+ * string does not change while the link lives, so opening and closing
+ * count under the same key. */
+static void peer_ip(const struct ts_session *s, char *out, size_t size)
+{
+    const char *peer = ts_link_peer(s->conn);
+    size_t len = strlen(peer);
+    const char *colon = strrchr(peer, ':');
+    if (colon)
+        len = (size_t)(colon - peer);
+    if (peer[0] == '[' && len >= 2) { /* "[v6]:port" */
+        peer++;
+        len -= 2;
+    }
+    snprintf(out, size, "%.*s", (int)len, peer);
+}
+
 static size_t conn_budget(const struct ts_session *s)
 {
     return s->srv->cfg.conn_output_budget;
@@ -601,8 +619,11 @@ static void on_close(struct ts_link *c, int err)
         ts_stats_tls_failed(srv->stats);
     for (struct ts__session_wait *w = s->waits; w; w = w->next)
         w->s = NULL;
-    if (s->addr_counted)
-        ts_limits_conn_close(srv->limits, s->addr);
+    if (s->addr_counted) {
+        char addr[64];
+        peer_ip(s, addr, sizeof(addr));
+        ts_limits_conn_close(srv->limits, addr);
+    }
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -635,17 +656,9 @@ static const struct ts_link_cbs session_cbs = {
  * RATE_LIMITED; far over it, the connection is dropped before TLS. */
 static void count_connection(struct ts_session *s)
 {
-    const char *peer = ts_link_peer(s->conn);
-    size_t len = strlen(peer);
-    const char *colon = strrchr(peer, ':');
-    if (colon)
-        len = (size_t)(colon - peer);
-    if (peer[0] == '[' && len >= 2) { /* "[v6]:port" */
-        peer++;
-        len -= 2;
-    }
-    snprintf(s->addr, sizeof(s->addr), "%.*s", (int)len, peer);
-    int rc = ts_limits_conn_open(s->srv->limits, s->addr);
+    char addr[64];
+    peer_ip(s, addr, sizeof(addr));
+    int rc = ts_limits_conn_open(s->srv->limits, addr);
     s->addr_counted = rc != TS_E_NOMEM;
     if (rc == TS_E_RATE_LIMITED || rc == TS_E_BUSY)
         TS_WARN(TS__SESSION_LOG_FMT "event=conn_limit action=%s", TS__SESSION_LOG_ARGS(s),
@@ -745,4 +758,9 @@ int ts_session_sub_seq(const struct ts_session *s, uint64_t *seq)
         return 0;
     *seq = ts_hub_sub_seq(s->sub);
     return 1;
+}
+
+size_t ts_session_size(void)
+{
+    return sizeof(struct ts_session);
 }

@@ -14,6 +14,7 @@
 #ifndef TS_SESSION_H
 #define TS_SESSION_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/ssl.h>
@@ -47,5 +48,8 @@ struct ts_session *ts_session_next(const struct ts_session *s);
  * subscribed (1, with its hub cursor in *seq) or not (0). */
 int ts_session_role(const struct ts_session *s);
 int ts_session_sub_seq(const struct ts_session *s, uint64_t *seq);
+
+/* Bytes of struct ts_session, for the per-connection size test. */
+size_t ts_session_size(void);
 
 #endif

@@ -52,19 +52,20 @@ struct ts_session {
     uint64_t since_ms;
     uint64_t last_rx_ms, last_tx_ms;
     uint64_t ping_nonce;
-    int state;
-    int role;
-    int waiting;                /* over an output budget: link paused (ts_session.c) */
     size_t charged;             /* queued output as counted in srv->out_total */
     Threadsync__Frame *stashed; /* a request that arrived at the node's ceiling */
-    int stashed_status;
     const char *stashed_bad;
-    int full_sub;     /* subscribed with the moderators' view */
-    int conn_refused; /* over the per-address limit: refuse the Hello */
-    int addr_counted; /* counted in ts_limits under addr */
+    int stashed_status;
+    /* Bytes, ordered with the arrays after them so the struct has no
+     * padding inside (an idle subscriber holds one per connection). */
+    uint8_t state;        /* TS__SESSION_* */
+    uint8_t role;         /* a Threadsync__Role (0..4) from the tokens table */
+    uint8_t waiting;      /* over an output budget: link paused (ts_session.c) */
+    uint8_t full_sub;     /* subscribed with the moderators' view */
+    uint8_t conn_refused; /* over the per-address limit: refuse the Hello */
+    uint8_t addr_counted; /* counted in ts_limits under the peer's IP */
+    uint8_t tls_done;
     uint8_t token_hash[TS_AUTH_HASH_LEN];
-    char addr[64]; /* peer IP without port */
-    int tls_done;
     char token_name[72];
 };
 
