@@ -13,6 +13,8 @@
 # (seconds per phase) size them; TS_BENCH_WEB_FLAGS adds flags to the edge's
 # command line (e.g. "--fanout-threads 0" to compare with the loop writing);
 # TS_BENCH_WEB_GEN_THREADS: ts_webgen's receiving threads (2);
+# TS_BENCH_WEB_RECV: how they read, uring (default: one system call per
+# epoll batch) or read (one read(2) per ready watcher, as before);
 # TS_BENCH_WEB_FLOOR ("K:sendmsg K:uring", K the cores, at most 8; "" for
 # none): floor runs, WRITERS:IO each, ts_webgen writing to its own watchers
 # without an edge at each N and the first rate (bench/README.md, "The
@@ -386,14 +388,15 @@ web_scenarios() {
             # the floor: no edge, ts_webgen writes to its own watchers
             echo "-- web floor watchers=$n writers=${f%%:*} io=${f#*:} rate=${WEB_RATES%% *}/s"
             "${GEN_PIN[@]}" "$WEBGEN" --scenario floor --watchers "$n" --threads "$WEB_GEN_THREADS" \
-                --writers "${f%%:*}" --send "${f#*:}" --rate "${WEB_RATES%% *}" \
+                --recv "$WEB_RECV" --writers "${f%%:*}" --send "${f#*:}" --rate "${WEB_RATES%% *}" \
                 --duration "$WEB_S" | tee -a "$RESULTS" | grep -v '^{' | sed -e 's/^TABLE|/   /' |
                 tr '|' ' ' || true
         done
         for r in $WEB_RATES; do
             echo "-- web sse watchers=$n rate=$r/s"
             "${GEN_PIN[@]}" "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario sse \
-                --watchers "$n" --threads "$WEB_GEN_THREADS" --rate "$r" --duration "$WEB_S" |
+                --watchers "$n" --threads "$WEB_GEN_THREADS" --recv "$WEB_RECV" --rate "$r" \
+                --duration "$WEB_S" |
                 tee -a "$RESULTS" | grep -v '^{' | sed -e 's/^TABLE|/   /' | tr '|' ' ' || true
         done
     done
@@ -421,6 +424,7 @@ WEB_S=${TS_BENCH_WEB_S:-$web_s}
 WEB_FLOOR=${TS_BENCH_WEB_FLOOR-$web_floor}
 WEB_FORM=${TS_BENCH_WEB_FORM:-1}
 WEB_GEN_THREADS=${TS_BENCH_WEB_GEN_THREADS:-2}
+WEB_RECV=${TS_BENCH_WEB_RECV:-uring}
 
 if [ "$ONLY" = web ]; then
     web_scenarios
