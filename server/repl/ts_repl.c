@@ -283,19 +283,19 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
  * do meanwhile: the thread reaping the child and the loop killing it (a
  * reaped pid may be reused). */
 struct repl_snap {
-    uint64_t index;          /* raft's last_applied at the snapshot */
-    uint64_t t0;             /* uv_hrtime() when fsm_snapshot began */
-    uint64_t loop_ns;        /* the loop's pause: the fork, or the serialisation */
-    uint64_t entry_bytes;    /* r->entry_bytes and r->entry_count at the */
-    uint64_t entry_count;    /* snapshot: what is applied after it stays */
-    pid_t pid;               /* the child; 0 when serialised on the loop */
-    int fd;                  /* the read end of its pipe, -1 once closed */
+    uint64_t index;       /* raft's last_applied at the snapshot */
+    uint64_t t0;          /* uv_hrtime() when fsm_snapshot began */
+    uint64_t loop_ns;     /* the loop's pause: the fork, or the serialisation */
+    uint64_t entry_bytes; /* r->entry_bytes and r->entry_count at the */
+    uint64_t entry_count; /* snapshot: what is applied after it stays */
+    pid_t pid;            /* the child; 0 when serialised on the loop */
+    int fd;               /* the read end of its pipe, -1 once closed */
     uv_mutex_t lock;
-    int reaped;              /* the child was waited for (under lock) */
-    int wstatus;             /* its wait status, once reaped; -1 unknown */
-    int err;                 /* errno of a failed read, 0 none */
-    const char *why;         /* why the image is unusable, NULL when it is */
-    uint8_t *data;           /* the image (malloc'd): raft's second buffer */
+    int reaped;      /* the child was waited for (under lock) */
+    int wstatus;     /* its wait status, once reaped; -1 unknown */
+    int err;         /* errno of a failed read, 0 none */
+    const char *why; /* why the image is unusable, NULL when it is */
+    uint8_t *data;   /* the image (malloc'd): raft's second buffer */
     size_t len;
 };
 
@@ -502,8 +502,7 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
 
 /* On libuv's thread pool: touches r->snap only (fsm_snapshot set it
  * before raft queued this; the loop leaves it alone until finalize). */
-static int fsm_snapshot_async(struct raft_fsm *rfsm, struct raft_buffer *bufs[],
-                              unsigned *n_bufs)
+static int fsm_snapshot_async(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct repl_snap *s = ((struct ts_repl *)rfsm->data)->snap;
     if (s->pid)
@@ -576,8 +575,8 @@ static int fsm_snapshot_finalize(struct raft_fsm *rfsm, struct raft_buffer *bufs
         r->snapshot_index = s->index;
         TS_INFO("event=repl_snapshot dir=%s index=%llu bytes=%zu forked=%d loop_ms=%.1f "
                 "ms=%.1f",
-                r->dir, (unsigned long long)s->index, s->len, s->pid > 0,
-                (double)s->loop_ns / 1e6, ms);
+                r->dir, (unsigned long long)s->index, s->len, s->pid > 0, (double)s->loop_ns / 1e6,
+                ms);
     } else if (r->raft_stopping) {
         TS_INFO("event=repl_snapshot_canceled dir=%s index=%llu", r->dir,
                 (unsigned long long)s->index);

@@ -69,10 +69,10 @@ struct tfsm {
     unsigned restores; /* restore calls */
     uint64_t restore_index;
     unsigned hook_applied, hook_restore;
-    unsigned fail_at;        /* >0: that apply call (1-based) fails */
-    struct tshared *shared;  /* NULL: not counted */
-    int snap_mode;           /* SNAP_* */
-    const char *snap_gate;   /* a FIFO t_snapshot opens and reads a byte from first */
+    unsigned fail_at;       /* >0: that apply call (1-based) fails */
+    struct tshared *shared; /* NULL: not counted */
+    int snap_mode;          /* SNAP_* */
+    const char *snap_gate;  /* a FIFO t_snapshot opens and reads a byte from first */
 };
 
 static void tfsm_hash(struct tfsm *f, uint64_t index, const uint8_t *p, size_t len)
