@@ -394,6 +394,7 @@ static void snap_reap(struct repl_snap *s)
  * all of it and no more than declared, from a child that exited 0. */
 static void snap_collect(struct repl_snap *s)
 {
+    int early = 0; /* stopped reading before the child's end of file */
     uint8_t hdr[8];
     ssize_t k = read_full(s->fd, hdr, sizeof(hdr));
     if (k == (ssize_t)sizeof(hdr)) {
@@ -401,14 +402,16 @@ static void snap_collect(struct repl_snap *s)
         s->data = len < SIZE_MAX / 2 ? malloc(len ? (size_t)len : 1) : NULL;
         if (!s->data) {
             s->why = "no memory for the image";
+            early = 1;
         } else {
             s->len = (size_t)len;
-            k = read_full(s->fd, s->data, s->len);
-            if (k >= 0 && (size_t)k < s->len)
-                s->why = "image shorter than declared";
             uint8_t extra;
-            if (k >= 0 && !s->why && (k = read_full(s->fd, &extra, 1)) > 0)
+            if ((k = read_full(s->fd, s->data, s->len)) >= 0 && (size_t)k < s->len) {
+                s->why = "image shorter than declared";
+            } else if (k >= 0 && (k = read_full(s->fd, &extra, 1)) > 0) {
                 s->why = "image longer than declared";
+                early = 1;
+            }
         }
     } else if (k >= 0) {
         s->why = "no image";
@@ -416,16 +419,20 @@ static void snap_collect(struct repl_snap *s)
     if (k < 0) {
         s->err = errno;
         s->why = "pipe read failed";
+        early = 1;
     }
     close(s->fd);
     s->fd = -1;
-    if (s->why)
-        snap_kill(s); /* a child still writing must not keep us waiting */
+    if (early)
+        snap_kill(s); /* it may still be writing: it must not keep us waiting */
     snap_reap(s);
-    if (!s->why && s->wstatus == -1)
+    /* A child that ended by itself says more than what its pipe missed. */
+    if (s->wstatus == -1)
         s->why = "child not waited for";
-    else if (!s->why && !(WIFEXITED(s->wstatus) && WEXITSTATUS(s->wstatus) == 0))
-        s->why = WIFSIGNALED(s->wstatus) ? "child killed" : "child failed";
+    else if (!early && WIFSIGNALED(s->wstatus))
+        s->why = "child killed";
+    else if (!early && WEXITSTATUS(s->wstatus) != 0)
+        s->why = "child failed";
     if (s->why) {
         free(s->data);
         s->data = NULL;
@@ -588,6 +595,9 @@ static int fsm_snapshot_finalize(struct raft_fsm *rfsm, struct raft_buffer *bufs
         else if (s->reaped && s->wstatus != -1 && WIFSIGNALED(s->wstatus))
             TS_WARN("event=repl_snapshot_failed dir=%s index=%llu why=\"%s\" signal=%d ms=%.1f",
                     r->dir, (unsigned long long)s->index, why, WTERMSIG(s->wstatus), ms);
+        else if (s->reaped && s->wstatus != -1 && WEXITSTATUS(s->wstatus) != 0)
+            TS_WARN("event=repl_snapshot_failed dir=%s index=%llu why=\"%s\" exit=%d ms=%.1f",
+                    r->dir, (unsigned long long)s->index, why, WEXITSTATUS(s->wstatus), ms);
         else
             TS_WARN("event=repl_snapshot_failed dir=%s index=%llu why=\"%s\" ms=%.1f", r->dir,
                     (unsigned long long)s->index, why, ms);
@@ -1170,6 +1180,10 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
         ts__repl_free(r);
         return ts__repl_err(rv);
     }
+    /* raft_uv fills async_work (which fsm version 3 needs) but says
+     * version 1, which raft_init then refuses; libraft 0.18 says 2. */
+    if (r->io.version < 2)
+        r->io.version = 2;
     r->uv_send = r->io.send;
     r->io.send = repl_io_send;
     r->uv_start = r->io.start;

@@ -25,7 +25,11 @@
  *   - a successful AppendEntries answer claims no more than the request
  *     checked (prev_log_index + n_entries), not 0.15's whole stored log, so
  *     a former leader's uncommitted tail is repaired by the new leader
- *     instead of being taken as matched (ts_repl.c).
+ *     instead of being taken as matched (ts_repl.c);
+ *   - snapshots are serialised off the loop (fsm version 3, in a forked
+ *     child: ts_repl.c); raft_uv 0.15 provides the async_work that needs but
+ *     calls its io version 1, which raft_init refuses: we set it to 2, as
+ *     libraft 0.18's raft_uv does.
  *
  * Cluster: raft's transport is ts_raft_tls (mutual TLS with the cluster CA)
  * whenever a certificate is configured. A node's raft address, as stored in
