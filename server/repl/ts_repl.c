@@ -108,6 +108,7 @@
 #include "ts_assert.h"
 #include "ts_endian.h"
 #include "ts_err.h"
+#include "ts_file.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
 #include "ts_repl_int.h"
@@ -301,20 +302,6 @@ struct repl_snap {
 
 int ts__repl_snap_fault;
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* The child. Async-signal-safe calls only, plus fsm->snapshot (malloc is
  * usable: glibc's fork holds its arena locks across the fork). */
 static _Noreturn void snap_child(struct ts_repl *r, int wfd, pid_t parent, const sigset_t *mask)
@@ -341,7 +328,7 @@ static _Noreturn void snap_child(struct ts_repl *r, int wfd, pid_t parent, const
     ts_store_le64(hdr, len);
     if (ts__repl_snap_fault == TS__REPL_SNAP_FAULT_SHORT)
         len /= 2;
-    if (write_all(wfd, hdr, sizeof(hdr)) != 0 || write_all(wfd, data, len) != 0)
+    if (ts_file_write_full(wfd, hdr, sizeof(hdr)) != 0 || ts_file_write_full(wfd, data, len) != 0)
         _exit(1);
     _exit(0);
 }
