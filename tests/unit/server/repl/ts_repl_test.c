@@ -715,6 +715,43 @@ static void propose_until_snapshot(struct node *a)
     ck_assert_int_eq(snap_running(a), 1);
 }
 
+/* A snapshotting leader (start_snapshotting) whose snapshot children wait
+ * on the FIFO gate (its path written into gate, n bytes), proposed to
+ * until one of them runs. */
+static struct ts_repl_config start_gated(struct node *a, char *gate, size_t n)
+{
+    struct ts_repl_config cfg = start_snapshotting(a);
+    snprintf(gate, n, "%s.gate", g_dir);
+    ck_assert_int_eq(mkfifo(gate, 0600), 0);
+    a->fsm.shared = shared_new();
+    a->fsm.snap_gate = gate;
+    propose_until_snapshot(a);
+    return cfg;
+}
+
+/* Starts b on a's data directory (a closed) and runs it until it applied
+ * everything a had: it must then hold exactly a's state. */
+static void restart_same(struct node *b, const struct ts_repl_config *cfg, const struct node *a)
+{
+    uv_loop_init(&b->loop);
+    ck_assert_int_eq(node_start(b, cfg), TS_OK);
+    struct wait_index w = {b, a->fsm.last_index};
+    run_until(&b->loop, reached, &w, 10000);
+    assert_same(&a->fsm, &b->fsm);
+}
+
+/* Closes b and frees what a test of snapshots in a child made. */
+static void snap_test_end(struct node *a, struct node *b, const char *gate)
+{
+    node_close(b);
+    munmap(a->fsm.shared, sizeof(struct tshared));
+    if (gate)
+        unlink(gate);
+    tfsm_clear(&a->fsm);
+    tfsm_clear(&b->fsm);
+    remove_dir();
+}
+
 /* The snapshot's serialisation (held on a gate in the child) does not stop
  * the node: entries proposed meanwhile are applied and acknowledged while
  * it is still running, the snapshot stands for the state at its own index
@@ -723,13 +760,8 @@ static void propose_until_snapshot(struct node *a)
 START_TEST(test_snapshot_does_not_block_apply)
 {
     struct node a = {0}, b = {0};
-    struct ts_repl_config cfg = start_snapshotting(&a);
     char gate[600];
-    snprintf(gate, sizeof(gate), "%s.gate", g_dir);
-    ck_assert_int_eq(mkfifo(gate, 0600), 0);
-    a.fsm.shared = shared_new();
-    a.fsm.snap_gate = gate;
-    propose_until_snapshot(&a);
+    struct ts_repl_config cfg = start_gated(&a, gate, sizeof(gate));
     uint64_t at_start = a.fsm.last_index;
     size_t n_start = a.fsm.n;
 
@@ -751,23 +783,14 @@ START_TEST(test_snapshot_does_not_block_apply)
     node_close(&a);
     assert_no_children();
 
-    uv_loop_init(&b.loop);
-    ck_assert_int_eq(node_start(&b, &cfg), TS_OK);
+    restart_same(&b, &cfg, &a);
     ck_assert_uint_eq(b.fsm.restore_index, st.snapshot_index);
-    struct wait_index w = {&b, a.fsm.last_index};
-    run_until(&b.loop, reached, &w, 10000);
     uint64_t replayed = 0;
     for (size_t i = 0; i < a.fsm.n; i++)
         replayed += a.fsm.recs[i].index > st.snapshot_index;
     ck_assert_uint_ge(replayed, 100);
     ck_assert_uint_eq(b.fsm.applies, replayed);
-    assert_same(&a.fsm, &b.fsm);
-    node_close(&b);
-    munmap(a.fsm.shared, sizeof(struct tshared));
-    unlink(gate);
-    tfsm_clear(&a.fsm);
-    tfsm_clear(&b.fsm);
-    remove_dir();
+    snap_test_end(&a, &b, gate);
 }
 END_TEST
 
@@ -817,18 +840,10 @@ START_TEST(test_snapshot_child_failures)
         node_close(&a);
         assert_no_children();
 
-        uv_loop_init(&b.loop);
-        ck_assert_int_eq(node_start(&b, &cfg), TS_OK);
+        restart_same(&b, &cfg, &a);
         ck_assert_uint_eq(b.fsm.restores, 1);
         ck_assert_uint_eq(b.fsm.restore_index, st.snapshot_index);
-        struct wait_index w = {&b, a.fsm.last_index};
-        run_until(&b.loop, reached, &w, 10000);
-        assert_same(&a.fsm, &b.fsm);
-        node_close(&b);
-        munmap(a.fsm.shared, sizeof(struct tshared));
-        tfsm_clear(&a.fsm);
-        tfsm_clear(&b.fsm);
-        remove_dir();
+        snap_test_end(&a, &b, NULL);
     }
 }
 END_TEST
@@ -839,31 +854,17 @@ END_TEST
 START_TEST(test_close_during_snapshot)
 {
     struct node a = {0}, b = {0};
-    struct ts_repl_config cfg = start_snapshotting(&a);
     char gate[600];
-    snprintf(gate, sizeof(gate), "%s.gate", g_dir);
-    ck_assert_int_eq(mkfifo(gate, 0600), 0);
-    a.fsm.shared = shared_new();
-    a.fsm.snap_gate = gate;
-    propose_until_snapshot(&a);
+    struct ts_repl_config cfg = start_gated(&a, gate, sizeof(gate));
     propose_all(&a, 5, 5);
     ck_assert_int_eq(snap_running(&a), 1);
     node_close(&a);
     assert_no_children();
     ck_assert_int_eq(snapshot_on_disk(NULL), 0);
 
-    uv_loop_init(&b.loop);
-    ck_assert_int_eq(node_start(&b, &cfg), TS_OK);
+    restart_same(&b, &cfg, &a);
     ck_assert_uint_eq(b.fsm.restores, 0);
-    struct wait_index w = {&b, a.fsm.last_index};
-    run_until(&b.loop, reached, &w, 10000);
-    assert_same(&a.fsm, &b.fsm);
-    node_close(&b);
-    munmap(a.fsm.shared, sizeof(struct tshared));
-    unlink(gate);
-    tfsm_clear(&a.fsm);
-    tfsm_clear(&b.fsm);
-    remove_dir();
+    snap_test_end(&a, &b, gate);
 }
 END_TEST
 
