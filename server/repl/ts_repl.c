@@ -65,7 +65,10 @@
  *     no more than the fork's first microseconds;
  *   - dies with the forking thread (PR_SET_PDEATHSIG: the loop thread),
  *     and is killed when raft closes (raft_close waits for the thread pool
- *     read, which ends when the child exits).
+ *     read, which ends when the child exits);
+ *   - runs at nice SNAP_CHILD_NICE, so that on a busy machine the loop and
+ *     the I/O threads go first (the snapshot then takes longer, and raft
+ *     holds more log in memory meanwhile: it takes one at a time).
  * A child that fails, crashes or writes less than it declared is a failed
  * snapshot: raft takes none, the node goes on, and the next attempt waits
  * for another threshold's worth of entries. When fork() fails the
@@ -98,6 +101,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -127,6 +131,9 @@
  * election takes one to two timeouts (randomised, pre-vote first), so a
  * healthy cluster never gets there. */
 #define REPL_STALE_ELECTIONS 3
+
+/* The snapshot child's nice value (the node's is usually 0). */
+#define SNAP_CHILD_NICE 10
 
 /* Log bytes between snapshots, as a fraction of the last snapshot: 1/8. */
 #define SNAP_LOG_SHARE_DIV 8
@@ -320,6 +327,8 @@ static _Noreturn void snap_child(struct ts_repl *r, int wfd, pid_t parent, const
     if (wfd > 3)
         close_range(3, (unsigned)wfd - 1, 0);
     close_range((unsigned)wfd + 1, ~0U, 0);
+    /* The loop and the I/O threads first: a snapshot may take longer. */
+    setpriority(PRIO_PROCESS, 0, SNAP_CHILD_NICE);
     uint8_t *data = NULL;
     size_t len = 0;
     if (r->fsm.snapshot(r->fsm.arg, &data, &len) != 0)
