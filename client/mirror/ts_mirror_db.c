@@ -659,6 +659,12 @@ int ts_mirror_db_bulk_durable(struct ts_mirror_db *db)
     return err;
 }
 
+int ts_mirror_db_checkpoint(struct ts_mirror_db *db)
+{
+    int rc = sqlite3_wal_checkpoint_v2(db->sql, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return rc == SQLITE_OK || rc == SQLITE_BUSY ? TS_OK : db_fail(db->sql, "checkpoint");
+}
+
 int ts_mirror_db_bulk_end(struct ts_mirror_db *db)
 {
     if (!db->bulk)

@@ -151,6 +151,14 @@ int ts_mirror_db_bulk_end(struct ts_mirror_db *db);
  * the group ends. TS_OK or TS_E_IO. */
 int ts_mirror_db_bulk_durable(struct ts_mirror_db *db);
 
+/* Copies the WAL's committed frames into the database file now (a
+ * passive checkpoint: no reader or writer is waited for), instead of at a
+ * later commit past wal_autocheckpoint or at the last close, which a first
+ * sync's wall clock waits for: for a caller with time to spare (the loop
+ * thread of a scanned render, once the index is built, while the helper
+ * renders). TS_OK or TS_E_IO. */
+int ts_mirror_db_checkpoint(struct ts_mirror_db *db);
+
 /* Snapshot protocol: begin(S), apply_chunk() per SnapshotChunk, end(S).
  * Each chunk commits in its own transaction, or in an open group's
  * (threads, then comments, by version); the cursor does not move until end,

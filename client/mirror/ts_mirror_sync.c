@@ -284,6 +284,10 @@ static int render_range(struct ts_mirror_sync *m, int durable, size_t lo, size_t
     if (build_index && *build_index) {
         uint64_t c0 = cpu_ns();
         rc = ts_mirror_db_bulk_end(m->db);
+        /* The fill's last WAL frames and the index's go to the file now,
+         * beside the render, not at the close the mirror exits after. */
+        if (rc == TS_OK)
+            rc = ts_mirror_db_checkpoint(m->db);
         m->st.cpu_index += cpu_ns() - c0;
         *build_index = 0;
         if (rc != TS_OK)
