@@ -1040,6 +1040,7 @@ static int load_comments(struct ts_mirror_db *db, struct ts_mirror_thread *mt)
     sqlite3_stmt *st = db->st[S_COMMENTS_OF];
     struct comment_acc a = {0};
     int err = TS_OK, rc = SQLITE_DONE;
+    /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): a head comes with load_head's TS_OK. */
     bind_u64(st, 1, mt->thread.id);
     while (err == TS_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
         err = acc_add(&a, st);

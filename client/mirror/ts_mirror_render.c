@@ -329,17 +329,28 @@ static int build_json(struct ts_buf *b, const Threadsync__Thread *t,
     return b->failed ? TS_E_NOMEM : TS_OK;
 }
 
-int ts_mirror_render_json(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
-                          size_t n, char **out, size_t *len)
+typedef int (*build_fn)(struct ts_buf *b, const Threadsync__Thread *t,
+                        const Threadsync__Comment *const *comments, size_t n);
+
+/* build's text as a new buffer (the public calls' contract). */
+static int build_alone(build_fn build, const Threadsync__Thread *t,
+                       const Threadsync__Comment *const *comments, size_t n, char **out,
+                       size_t *len)
 {
     struct ts_buf b = TS_BUF_INIT;
-    int err = build_json(&b, t, comments, n);
+    int err = build(&b, t, comments, n);
     int fin = ts_buf_finish(&b, out, len);
     if (err != TS_OK) {
         free(*out);
         *out = NULL;
     }
     return err != TS_OK ? err : fin;
+}
+
+int ts_mirror_render_json(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
+                          size_t n, char **out, size_t *len)
+{
+    return build_alone(build_json, t, comments, n, out, len);
 }
 
 /* ---- HTML ---- */
@@ -641,14 +652,7 @@ static int build_html(struct ts_buf *b, const Threadsync__Thread *t,
 int ts_mirror_render_html(const Threadsync__Thread *t, const Threadsync__Comment *const *comments,
                           size_t n, char **out, size_t *len)
 {
-    struct ts_buf b = TS_BUF_INIT;
-    int err = build_html(&b, t, comments, n);
-    int fin = ts_buf_finish(&b, out, len);
-    if (err != TS_OK) {
-        free(*out);
-        *out = NULL;
-    }
-    return err != TS_OK ? err : fin;
+    return build_alone(build_html, t, comments, n, out, len);
 }
 
 int ts_mirror_render_tree(struct ts_buf *b, const Threadsync__Comment *const *comments, size_t n,

@@ -20,6 +20,7 @@
 
 #include "ts_check_main.h"
 #include "ts_err.h"
+#include "ts_file.h"
 #include "ts_mirror_db.h"
 #include "ts_mirror_render.h"
 #include "ts_mirror_sync.h"
@@ -473,29 +474,13 @@ START_TEST(test_restart_after_unsynced_flush)
 }
 END_TEST
 
-/* A file of the mirror (malloc'd, *len its size). */
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static void assert_file_is(const char *name, const char *ext, const char *want, size_t want_len)
 {
     char path[512];
     snprintf(path, sizeof(path), "%s/threads/%s%s", mdir, name, ext);
+    uint8_t *got;
     size_t len;
-    char *got = read_file(path, &len);
+    ck_assert_int_eq(ts_file_read_all(path, 1u << 24, &got, &len), TS_OK);
     ck_assert_uint_eq(len, want_len);
     ck_assert(memcmp(got, want, len) == 0);
     free(got);
@@ -553,7 +538,7 @@ START_TEST(test_first_sync_big_flush_scanned)
     for (unsigned t = 0; t < MANY; t++) {
         struct ts_mirror_thread *mt;
         ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 100 + t, &mt), TS_OK);
-        ck_assert_uint_eq(mt->n_comments, 2 * PER);
+        ck_assert_uint_eq(mt->n_comments, UINT64_C(2) * PER);
         const Threadsync__Comment *const *c = (const Threadsync__Comment *const *)mt->comments;
         char name[TS_MIRROR_NAME_SIZE], *text;
         size_t len;
