@@ -49,9 +49,11 @@
  * - A sync from cursor 0 is a bulk fill (ts_mirror_db_bulk_begin): the
  *   index comments_thread is built once, when it is caught up: by the loop
  *   thread while the helper renders the first scanned pass, which needs
- *   no index (the fill is made durable first, ts_mirror_db_bulk_durable,
- *   so 'files_unsynced' is on disk before any file moves), or before a
- *   flush that reads by thread. Until then its batches go to a
+ *   no index, followed by a checkpoint of the WAL that the last close
+ *   would otherwise do on the wall clock (the fill is made durable
+ *   first, ts_mirror_db_bulk_durable, so 'files_unsynced' is on disk
+ *   before any file moves), or before a flush that reads by thread.
+ *   Until then its batches go to a
  *   ts_mirror_writer, which stores them (in groups, as above) on its own
  *   thread while the loop receives and decodes the next ones; the loop
  *   takes the database back (every batch committed) before the caught-up
