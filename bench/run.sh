@@ -11,7 +11,14 @@
 # posts through `threadsync web`, with ts_webgen); TS_BENCH_WEB_N
 # ("1000 10000"), TS_BENCH_WEB_RATES ("10 100") and TS_BENCH_WEB_S
 # (seconds per phase) size them; TS_BENCH_WEB_FLAGS adds flags to the edge's
-# command line (e.g. "--fanout-threads 0" to compare with the loop writing).
+# command line (e.g. "--fanout-threads 0" to compare with the loop writing);
+# TS_BENCH_WEB_GEN_THREADS: ts_webgen's receiving threads (2);
+# TS_BENCH_WEB_RECV: how they read, uring (default: one system call per
+# epoll batch) or read (one read(2) per ready watcher, as before);
+# TS_BENCH_WEB_FLOOR ("K:sendmsg K:uring", K the cores, at most 8; "" for
+# none): floor runs, WRITERS:IO each, ts_webgen writing to its own watchers
+# without an edge at each N and the first rate (bench/README.md, "The
+# floor"); TS_BENCH_WEB_FORM=0 skips the form-posts phase.
 # bench/README.md explains how to read each figure.
 #
 # Environment: TS_BENCH_THREADS (generator subscriber loops, default 1),
@@ -20,7 +27,8 @@
 # TS_BENCH_SERVER_FLAGS (extra threadsyncd flags for every node, e.g.
 # "--io-threads 0"), TS_BENCH_PIN="SERVER_CPUS:GENERATOR_CPUS" (taskset CPU
 # lists, e.g. "0:1": the node or broker on CPU 0, the generator on CPU 1, so
-# neither takes the other's core), TS_BENCH_INGEST="K:WINDOW ..." (the ingest
+# neither takes the other's core; with --web the web edge runs with the node
+# and ts_webgen with the generator), TS_BENCH_INGEST="K:WINDOW ..." (the ingest
 # runs: posting connections and posts in flight on each, the same on both
 # sides; default "10:16 100:16", see bench/README.md "ingest"),
 # TS_BENCH_LAT_TRACE=1 (node L traces each post's stages, summarised per
@@ -360,7 +368,7 @@ web_scenarios() {
     local cli=$BUILD/threadsync dir=$SCRATCH/W/web log=$SCRATCH/W/web.log
     "$cli" --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/poster.token" post \
         --thread bench --name Bench --body "the benchmark's thread" >/dev/null
-    "$cli" web --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/reader.token" \
+    "${SRV_PIN[@]}" "$cli" web --server "$SRV_ADDR" --ca "$SRV_CA" --token-file "$SCRATCH/reader.token" \
         --post-token-file "$SCRATCH/poster.token" --dir "$dir" --listen 127.0.0.1:0 \
         --max-conns 100000 --max-conns-per-addr 100000 --all ${TS_BENCH_WEB_FLAGS:-} 2>"$log" &
     local web_pid=$!
@@ -377,23 +385,37 @@ web_scenarios() {
         cat "$log" >&2
         exit 1
     fi
-    local n r
+    local n r f
     for n in $WEB_N; do
+        for f in $WEB_FLOOR; do
+            # the floor: no edge, ts_webgen writes to its own watchers
+            echo "-- web floor watchers=$n writers=${f%%:*} io=${f#*:} rate=${WEB_RATES%% *}/s"
+            "${GEN_PIN[@]}" "$WEBGEN" --scenario floor --watchers "$n" --threads "$WEB_GEN_THREADS" \
+                --recv "$WEB_RECV" --writers "${f%%:*}" --send "${f#*:}" --rate "${WEB_RATES%% *}" \
+                --duration "$WEB_S" | tee -a "$RESULTS" | grep -v '^{' | sed -e 's/^TABLE|/   /' |
+                tr '|' ' ' || true
+        done
         for r in $WEB_RATES; do
             echo "-- web sse watchers=$n rate=$r/s"
-            "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario sse \
-                --watchers "$n" --threads 2 --rate "$r" --duration "$WEB_S" | tee -a "$RESULTS" |
-                grep -v '^{' | sed -e 's/^TABLE|/   /' | tr '|' ' ' || true
+            "${GEN_PIN[@]}" "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario sse \
+                --watchers "$n" --threads "$WEB_GEN_THREADS" --recv "$WEB_RECV" --rate "$r" \
+                --duration "$WEB_S" |
+                tee -a "$RESULTS" | grep -v '^{' | sed -e 's/^TABLE|/   /' | tr '|' ' ' || true
         done
     done
-    echo "-- web form posts=8"
-    "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario form --posters 8 \
-        --duration "$WEB_S" | tee -a "$RESULTS" | grep -v '^{' | sed -e 's/^TABLE|/   /' |
-        tr '|' ' ' || true
+    if [ "$WEB_FORM" != 0 ]; then
+        echo "-- web form posts=8"
+        "${GEN_PIN[@]}" "$WEBGEN" --port "$port" --key bench --edge-pid "$web_pid" --scenario form \
+            --posters 8 --duration "$WEB_S" | tee -a "$RESULTS" | grep -v '^{' |
+            sed -e 's/^TABLE|/   /' | tr '|' ' ' || true
+    fi
     kill "$web_pid" 2>/dev/null || true
     wait "$web_pid" 2>/dev/null || true
     stop_server
 }
+web_k=$(nproc)
+[ "$web_k" -gt 8 ] && web_k=8
+web_floor="$web_k:sendmsg $web_k:uring"
 case $MODE in
 tiny) web_n="20" web_rates="10" web_s=1 ;;
 quick) web_n="1000 10000" web_rates="10 100" web_s=5 ;;
@@ -402,6 +424,10 @@ esac
 WEB_N=${TS_BENCH_WEB_N:-$web_n}
 WEB_RATES=${TS_BENCH_WEB_RATES:-$web_rates}
 WEB_S=${TS_BENCH_WEB_S:-$web_s}
+WEB_FLOOR=${TS_BENCH_WEB_FLOOR-$web_floor}
+WEB_FORM=${TS_BENCH_WEB_FORM:-1}
+WEB_GEN_THREADS=${TS_BENCH_WEB_GEN_THREADS:-2}
+WEB_RECV=${TS_BENCH_WEB_RECV:-uring}
 
 if [ "$ONLY" = web ]; then
     web_scenarios
@@ -570,7 +596,7 @@ AES_KBPS=$(echo "$AES" | awk '{v=$NF; sub(/k$/,"",v); print v}')
 
 echo
 PINNED="not pinned: node and generator share all $(nproc) cores"
-[ -n "${TS_BENCH_PIN:-}" ] && PINNED="pinned: node/broker on CPUs ${TS_BENCH_PIN%%:*}, generator on CPUs ${TS_BENCH_PIN#*:} (web edge not pinned)"
+[ -n "${TS_BENCH_PIN:-}" ] && PINNED="pinned: node/broker on CPUs ${TS_BENCH_PIN%%:*}, generator on CPUs ${TS_BENCH_PIN#*:}; the web edge with the node, ts_webgen with the generator"
 echo "== results ($MODE, generator threads: $THREADS, $(nproc) cores, $PINNED)"
 grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
 grep '^CPU|' "$RESULTS" >/dev/null && echo && echo "cpu (cores busy over each measured phase):" &&

@@ -20,12 +20,14 @@ fi
 # is 10 MB, WenQuanYi Micro Hei 5 MB, where fonts-noto-cjk would be 90 MB).
 # The web edge serves HTTP with libh2o; its browser tests drive Chromium
 # through chromedriver from Debian's python3 with python3-selenium.
+# Its delivery threads batch their writes through io_uring with liburing
+# (optional at build time: without it they write with sendmsg).
 # threadsync import parses WordPress and Disqus XML exports with expat.
 # .ci/lint runs clang-format and clang-tidy-14's run-clang-tidy-14.
 pkgs=(build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libssl-dev openssl check iproute2 libraft-dev libsqlite3-dev libinih-dev libexpat1-dev
       chromium fonts-noto-color-emoji fonts-wqy-microhei
-      libh2o-dev chromium-driver python3-selenium clang-format clang-tidy-14 "${bench[@]}" "$@")
+      libh2o-dev liburing-dev chromium-driver python3-selenium clang-format clang-tidy-14 "${bench[@]}" "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -31,6 +31,7 @@ struct opts {
     unsigned long max_body, req_timeout_ms, max_conns, max_conns_per_addr, heartbeat_ms,
         ring_events;
     int fanout_threads; /* TS_WEB_FANOUT_AUTO, or 0..FANOUT_MAX */
+    int fanout_sendmsg; /* --fanout-io sendmsg */
     int gzip, check;
 };
 
@@ -65,6 +66,12 @@ static int set_opt(struct opts *o, const char *key, const char *value)
     if (strcmp(key, "gzip") == 0) {
         o->gzip = strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
                   strcmp(value, "1") == 0 || strcmp(value, "on") == 0;
+        return 1;
+    }
+    if (strcmp(key, "fanout-io") == 0) {
+        if (strcmp(value, "uring") != 0 && strcmp(value, "sendmsg") != 0)
+            return -1;
+        o->fanout_sendmsg = strcmp(value, "sendmsg") == 0;
         return 1;
     }
     if (strcmp(key, "fanout-threads") == 0) {
@@ -169,7 +176,10 @@ static int hook_start(void *arg, uv_loop_t *loop, uint64_t cursor)
             strchr(host, ':') ? "]" : "", ts_web_port(r->web), r->wc.base);
     unsigned fan = ts_web_fanout_threads(r->web);
     if (fan)
-        fprintf(stderr, "threadsync: web edge writes event streams on %u delivery threads\n", fan);
+        fprintf(stderr,
+                "threadsync: web edge writes event streams on %u delivery threads (%u batching "
+                "through io_uring)\n",
+                fan, ts_web_fanout_batched(r->web));
     const char *ml = r->wc.mod_listen ? r->wc.mod_listen : r->wc.listen;
     ts_addr_parse(ml, host, sizeof(host), &port);
     fprintf(stderr, "threadsync: moderation console on %s://%s%s%s:%u%s/mod/\n",
@@ -216,7 +226,7 @@ static int usage(FILE *out, int code)
                  "         [--base PATH] [--post-token-file FILE] [--max-body BYTES]\n"
                  "         [--req-timeout-ms MS] [--max-conns N] [--max-conns-per-addr N]\n"
                  "         [--heartbeat-ms MS] [--ring-events N] [--no-gzip]\n"
-                 "         [--fanout-threads N|auto]\n"
+                 "         [--fanout-threads N|auto] [--fanout-io uring|sendmsg]\n"
                  "         [--mod-listen HOST:PORT]\n"
                  "         [--trusted-proxy ADDR]... [--cert FILE --key FILE]\n"
                  "         --dir DIR [--server HOST:PORT]... [--ca FILE] [--token-file FILE]\n"
@@ -354,10 +364,11 @@ int ts_cli_web_main(int argc, char **argv)
         return usage(stderr, TS_CLI_EXIT_USAGE);
     }
     if (o.check) {
-        printf("config ok: listen=%s dir=%s fanout_threads=%u%s\n", listen, mo.dir,
+        printf("config ok: listen=%s dir=%s fanout_threads=%u%s fanout_io=%s\n", listen, mo.dir,
                o.fanout_threads == TS_WEB_FANOUT_AUTO ? ts_web_fan_default_threads()
                                                       : (unsigned)o.fanout_threads,
-               o.fanout_threads == TS_WEB_FANOUT_AUTO ? " (auto: one per core)" : "");
+               o.fanout_threads == TS_WEB_FANOUT_AUTO ? " (auto: one per core)" : "",
+               o.fanout_sendmsg ? "sendmsg" : "uring");
         ts_cli_opts_free(&mo);
         opts_free(&o);
         return TS_CLI_EXIT_OK;
@@ -395,7 +406,8 @@ int ts_cli_web_main(int argc, char **argv)
                .trusted_proxies = o.trusted_proxies,
                .cert_file = o.cert,
                .key_file = o.key,
-               .fanout_threads = o.fanout_threads},
+               .fanout_threads = o.fanout_threads,
+               .fanout_sendmsg = o.fanout_sendmsg},
         .post_cfg = cfg,
     };
     r.post_cfg.token = post_token;

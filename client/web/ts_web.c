@@ -1370,7 +1370,8 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
                                      .gzip = cfg->gzip,
                                      .cert_file = cfg->cert_file,
                                      .key_file = cfg->key_file,
-                                     .fanout_threads = cfg->fanout_threads};
+                                     .fanout_threads = cfg->fanout_threads,
+                                     .fanout_sendmsg = cfg->fanout_sendmsg};
     rc = ts_web_http_new(loop, cfg->listen, &lim, handle, w, &w->http);
     if (rc != TS_OK)
         return rc;
@@ -1393,6 +1394,11 @@ uint16_t ts_web_port(const struct ts_web *w)
 unsigned ts_web_fanout_threads(const struct ts_web *w)
 {
     return w->http ? ts_web_http_fanout_threads(w->http) : 0;
+}
+
+unsigned ts_web_fanout_batched(const struct ts_web *w)
+{
+    return w->http ? ts_web_http_fanout_batched(w->http) : 0;
 }
 
 uint16_t ts_web_mod_port(const struct ts_web *w)

@@ -61,6 +61,9 @@ struct ts_web_config {
      * (ts_web_fan.h): TS_WEB_FANOUT_AUTO, one per core (at most 8); 0, the
      * HTTP loop writes them itself. */
     int fanout_threads;
+    /* 1: those threads write with one sendmsg per stream even where they
+     * could batch their writes through io_uring (ts_web_fan.h). */
+    int fanout_sendmsg;
 };
 #define TS_WEB_FANOUT_AUTO (-1)
 
@@ -76,6 +79,8 @@ int ts_web_new(uv_loop_t *loop, const struct ts_web_config *cfg,
 uint16_t ts_web_port(const struct ts_web *w);
 /* Delivery threads running (0: the loop writes the streams). */
 unsigned ts_web_fanout_threads(const struct ts_web *w);
+/* Of those, the ones batching their writes through io_uring. */
+unsigned ts_web_fanout_batched(const struct ts_web *w);
 /* The port the moderation console is served on (mod_listen's, or listen's). */
 uint16_t ts_web_mod_port(const struct ts_web *w);
 void ts_web_on_events(struct ts_web *w, const Threadsync__Events *ev);

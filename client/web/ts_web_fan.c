@@ -8,6 +8,13 @@
  * wakes the loop (uv_async_send); the loop reports each entry and frees the
  * batch. pending counts the entries queued and not yet reported: the async
  * handle is referenced exactly while it is nonzero.
+ *
+ * With io_uring (TS_HAVE_LIBURING, and a kernel that lets this process have
+ * a ring) a thread submits a batch's sends RING_ENTRIES at a time in one
+ * io_uring_enter instead of one sendmsg each: the sends are the same (made
+ * inline by the submitting thread, MSG_DONTWAIT: a full socket completes
+ * with -EAGAIN, never waits in the kernel), the system calls fewer. A
+ * thread whose ring cannot be made, or fails, writes with sendmsg.
  */
 #include "ts_web_fan.h"
 
@@ -15,11 +22,17 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "ts_err.h"
+
+#ifdef TS_HAVE_LIBURING
+#include <liburing.h>
+#endif
 
 /* Writes per batch before it is handed over: small enough that a thread
  * starts on an event's first browsers while the loop queues the others,
@@ -29,12 +42,17 @@
 /* The default's cap: past a few threads the writes contend in the kernel
  * (the listener's accept queue, the loopback device) more than they gain. */
 #define DEFAULT_MAX 8
+/* Sends per io_uring_enter: a batch's worth. */
+#define RING_ENTRIES BATCH_ENTRIES
+
+/* An entry's written before its thread made the write. */
+#define UNSENT SIZE_MAX
 
 struct entry {
     void *arg;
     int fd;
     unsigned n;
-    size_t written;
+    size_t written; /* UNSENT until made */
     struct iovec iov[];
 };
 
@@ -54,6 +72,11 @@ struct shard {
     int busy;                      /* the thread is writing a batch */
     int quit;                      /* the thread ends once its queue is empty */
     int started;
+    int ready;    /* the thread has tried its ring (f->rings counts it) */
+    int has_ring; /* the thread's alone once ready */
+#ifdef TS_HAVE_LIBURING
+    struct io_uring ring; /* the thread's alone */
+#endif
 };
 
 struct ts_web_fan {
@@ -67,6 +90,8 @@ struct ts_web_fan {
     struct batch *done_head, *done_tail;
     size_t pending;
     int idle_on, closing, handles;
+    int want_ring;
+    atomic_uint rings; /* threads writing through a ring */
 };
 
 static size_t entry_size(size_t n)
@@ -93,17 +118,84 @@ static void batch_append(struct batch **head, struct batch **tail, struct batch 
     *tail = b;
 }
 
-static void write_batch(struct batch *b)
+#ifdef TS_HAVE_LIBURING
+static int ring_init(struct io_uring *ring)
 {
+    /* One thread submits and reaps; completions wait for it (the sends
+     * complete inline anyway). Older kernels take fewer flags. */
+    static const unsigned flags[] = {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+                                     IORING_SETUP_COOP_TASKRUN, 0};
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        if (io_uring_queue_init(RING_ENTRIES, ring, flags[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Sends b's entries through sh's ring, RING_ENTRIES a system call. 0, or
+ * -1 when the ring failed: entries it did not report are left UNSENT (the
+ * caller sends them with sendmsg and gives the ring up). */
+static int write_batch_ring(struct shard *sh, struct batch *b)
+{
+    struct msghdr m[RING_ENTRIES];
+    for (size_t off = 0; off < b->len;) {
+        unsigned k = 0;
+        for (; k < RING_ENTRIES && off < b->len; k++) {
+            struct entry *e = (struct entry *)(void *)(b->data + off);
+            struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+            m[k] = (struct msghdr){.msg_iov = e->iov, .msg_iovlen = e->n};
+            io_uring_prep_sendmsg(sqe, e->fd, &m[k], MSG_NOSIGNAL | MSG_DONTWAIT);
+            io_uring_sqe_set_data(sqe, e);
+            off += entry_size(e->n);
+        }
+        /* A socket send with MSG_DONTWAIT completes during the submit, so
+         * one enter submits the lot and finds every completion. */
+        unsigned seen = 0;
+        int r = io_uring_submit_and_wait(&sh->ring, k);
+        for (int tries = 0;; tries++) {
+            unsigned head, n = 0;
+            struct io_uring_cqe *cqe;
+            io_uring_for_each_cqe(&sh->ring, head, cqe)
+            {
+                struct entry *e = io_uring_cqe_get_data(cqe);
+                e->written = cqe->res > 0 ? (size_t)cqe->res : 0;
+                n++;
+            }
+            io_uring_cq_advance(&sh->ring, n);
+            if ((seen += n) == k)
+                break;
+            if ((r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) || tries == 100)
+                return -1; /* unsubmitted entries go with the ring */
+            r = io_uring_submit_and_wait(&sh->ring, 1);
+        }
+    }
+    return 0;
+}
+#endif
+
+static void write_batch(struct shard *sh, struct batch *b)
+{
+#ifdef TS_HAVE_LIBURING
+    if (sh->has_ring) {
+        if (write_batch_ring(sh, b) == 0)
+            return;
+        io_uring_queue_exit(&sh->ring);
+        sh->has_ring = 0;
+        atomic_fetch_sub(&sh->f->rings, 1);
+    }
+#else
+    (void)sh;
+#endif
     for (size_t off = 0; off < b->len;) {
         struct entry *e = (struct entry *)(void *)(b->data + off);
+        off += entry_size(e->n);
+        if (e->written != UNSENT)
+            continue; /* the ring made it before it failed */
         struct msghdr m = {.msg_iov = e->iov, .msg_iovlen = e->n};
         ssize_t r;
         do
             r = sendmsg(e->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
         while (r < 0 && errno == EINTR);
         e->written = r > 0 ? (size_t)r : 0;
-        off += entry_size(e->n);
     }
 }
 
@@ -116,6 +208,14 @@ static void worker(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     uv_mutex_lock(&sh->mu);
+#ifdef TS_HAVE_LIBURING
+    /* Made here: a single-issuer ring belongs to the thread that makes it. */
+    sh->has_ring = f->want_ring && ring_init(&sh->ring);
+    if (sh->has_ring)
+        atomic_fetch_add(&f->rings, 1);
+#endif
+    sh->ready = 1;
+    uv_cond_broadcast(&sh->cv);
     for (;;) {
         while (!sh->q_head && !sh->quit)
             uv_cond_wait(&sh->cv, &sh->mu);
@@ -127,7 +227,7 @@ static void worker(void *arg)
             sh->q_tail = NULL;
         sh->busy = 1;
         uv_mutex_unlock(&sh->mu);
-        write_batch(b);
+        write_batch(sh, b);
         /* The wake-up under the lock: the loop cannot report this batch,
          * and close the async handle after the last one, before it. */
         uv_mutex_lock(&f->done_mu);
@@ -139,6 +239,10 @@ static void worker(void *arg)
         uv_cond_broadcast(&sh->cv); /* a waiting ts_web_fan_close */
     }
     uv_mutex_unlock(&sh->mu);
+#ifdef TS_HAVE_LIBURING
+    if (sh->has_ring)
+        io_uring_queue_exit(&sh->ring);
+#endif
 }
 
 /* Hands sh's current batch to its thread. */
@@ -232,7 +336,8 @@ static void shards_free(struct ts_web_fan *f)
     free(f->shards);
 }
 
-int ts_web_fan_new(uv_loop_t *loop, unsigned threads, ts_web_fan_done done, struct ts_web_fan **out)
+int ts_web_fan_new(uv_loop_t *loop, unsigned threads, int batched, ts_web_fan_done done,
+                   struct ts_web_fan **out)
 {
     *out = NULL;
     if (!threads)
@@ -248,6 +353,7 @@ int ts_web_fan_new(uv_loop_t *loop, unsigned threads, ts_web_fan_done done, stru
     }
     f->loop = loop;
     f->done = done;
+    f->want_ring = batched;
     for (; f->n < threads; f->n++) {
         struct shard *sh = &f->shards[f->n];
         sh->f = f;
@@ -270,6 +376,15 @@ int ts_web_fan_new(uv_loop_t *loop, unsigned threads, ts_web_fan_done done, stru
     }
     if (rc == TS_OK && uv_async_init(loop, &f->async, on_done) != 0)
         rc = TS_E_NOMEM;
+    /* Each thread has tried its ring before this returns, so that
+     * ts_web_fan_batched() tells the truth from the start. */
+    for (unsigned i = 0; i < f->n && rc == TS_OK; i++) {
+        struct shard *sh = &f->shards[i];
+        uv_mutex_lock(&sh->mu);
+        while (!sh->ready)
+            uv_cond_wait(&sh->cv, &sh->mu);
+        uv_mutex_unlock(&sh->mu);
+    }
     if (rc != TS_OK) {
         ts_web_fan_free(f);
         return rc;
@@ -292,6 +407,11 @@ unsigned ts_web_fan_default_threads(void)
 unsigned ts_web_fan_threads(const struct ts_web_fan *f)
 {
     return f ? f->n : 0;
+}
+
+unsigned ts_web_fan_batched(const struct ts_web_fan *f)
+{
+    return f ? atomic_load(&f->rings) : 0;
 }
 
 int ts_web_fan_write(struct ts_web_fan *f, unsigned shard, int fd, const struct iovec *iov,
@@ -323,7 +443,7 @@ int ts_web_fan_write(struct ts_web_fan *f, unsigned shard, int fd, const struct 
     e->arg = arg;
     e->fd = fd;
     e->n = (unsigned)n;
-    e->written = 0;
+    e->written = UNSENT;
     memcpy(e->iov, iov, n * sizeof(*iov));
     b->len += need;
     b->n_entries++;

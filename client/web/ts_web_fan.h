@@ -28,7 +28,9 @@
  * Load: an entry of 24 B plus 16 B per buffer per write, in a batch per
  * shard; a batch goes to its thread every BATCH_ENTRIES writes, and the
  * rest when the loop next turns (an idle handle), so the threads start
- * writing while the loop still queues the rest of an event.
+ * writing while the loop still queues the rest of an event. A thread makes
+ * a batch's writes one sendmsg each, or, batched (io_uring, when built with
+ * liburing and the kernel allows it), all in one system call.
  */
 #ifndef TS_WEB_FAN_H
 #define TS_WEB_FAN_H
@@ -45,15 +47,22 @@ struct ts_web_fan;
  * the fan's copy, valid during the call. */
 typedef void (*ts_web_fan_done)(void *arg, const struct iovec *iov, size_t n, size_t written);
 
-/* Starts threads (>= 1) delivery threads for loop. *out (OUT): close it
- * with ts_web_fan_close() on the loop, free it with ts_web_fan_free() after
- * the loop ended. threads above 64 are 64. TS_OK, TS_E_NOMEM (memory, or
- * a thread that would not start: nothing is left running then). */
-int ts_web_fan_new(uv_loop_t *loop, unsigned threads, ts_web_fan_done done,
+/* Starts threads (>= 1) delivery threads for loop; batched: each tries
+ * to write through an io_uring of its own (see ts_web_fan_batched), else
+ * with sendmsg. *out (OUT): close it with ts_web_fan_close() on the loop,
+ * free it with ts_web_fan_free() after the loop ended. threads above 64
+ * are 64. TS_OK, TS_E_NOMEM (memory, or a thread that would not start:
+ * nothing is left running then). */
+int ts_web_fan_new(uv_loop_t *loop, unsigned threads, int batched, ts_web_fan_done done,
                    struct ts_web_fan **out);
 
 /* Threads of f; 0 for NULL. */
 unsigned ts_web_fan_threads(const struct ts_web_fan *f);
+
+/* Threads of f writing through io_uring now (0 without liburing, when the
+ * kernel refuses rings, e.g. sysctl kernel.io_uring_disabled or seccomp, or
+ * after a ring failed and its thread went back to sendmsg); 0 for NULL. */
+unsigned ts_web_fan_batched(const struct ts_web_fan *f);
 
 /* The default number of threads: one per core the process may use
  * (uv_available_parallelism), at most 8. */

@@ -347,7 +347,8 @@ int ts_web_http_new(uv_loop_t *loop, const char *listen, const struct ts_web_htt
     unsigned threads =
         s->lim.fanout_threads < 0 ? ts_web_fan_default_threads() : (unsigned)s->lim.fanout_threads;
     /* TLS streams are written by h2o on the loop: no delivery threads. */
-    if (threads && !s->ssl_ctx && ts_web_fan_new(loop, threads, on_fan_done, &s->fan) != TS_OK)
+    if (threads && !s->ssl_ctx &&
+        ts_web_fan_new(loop, threads, !s->lim.fanout_sendmsg, on_fan_done, &s->fan) != TS_OK)
         fprintf(stderr, "warning: web: no delivery threads (%u asked): the loop writes\n", threads);
 
     uv_tcp_init(loop, &s->listener);
@@ -379,6 +380,11 @@ uint16_t ts_web_http_port(const struct ts_web_http *s)
 unsigned ts_web_http_fanout_threads(const struct ts_web_http *s)
 {
     return ts_web_fan_threads(s->fan);
+}
+
+unsigned ts_web_http_fanout_batched(const struct ts_web_http *s)
+{
+    return ts_web_fan_batched(s->fan);
 }
 
 unsigned ts_web_http_conns(const struct ts_web_http *s)

@@ -61,6 +61,8 @@ struct ts_web_http_limits {
     /* Delivery threads that write plain-HTTP streams (ts_web_fan.h): 0, the
      * loop writes them; < 0, ts_web_fan_default_threads(). */
     int fanout_threads;
+    /* 1: they write with sendmsg even where io_uring works. */
+    int fanout_sendmsg;
     /* TLS on this listener (HTTPS, TLS 1.2, h2 or http/1.1) when both are set: PEM
      * certificate chain and private key files, read once at start. NULL:
      * plain HTTP (the normal deployment, behind the site's proxy). */
@@ -84,6 +86,9 @@ uint16_t ts_web_http_port(const struct ts_web_http *s);
 
 /* Delivery threads writing streams; 0 when the loop writes them. */
 unsigned ts_web_http_fanout_threads(const struct ts_web_http *s);
+
+/* Of those, the ones batching their writes through io_uring. */
+unsigned ts_web_http_fanout_batched(const struct ts_web_http *s);
 
 /* Open connections, in total. */
 unsigned ts_web_http_conns(const struct ts_web_http *s);
