@@ -167,7 +167,8 @@ int tsb_mqtt_parse(const uint8_t *p, size_t len, struct tsb_mqtt_pkt *out)
         return TS_E_BAD_FRAME;
     uint32_t rem;
     size_t used;
-    tsb_mqtt_varint_get(p + 1, len - 1, &rem, &used);
+    if (tsb_mqtt_varint_get(p + 1, len - 1, &rem, &used) != TS_OK)
+        return TS_E_BAD_FRAME; /* split read it already: cannot fail */
     const uint8_t *b = p + 1 + used;
     out->type = p[0] >> 4;
     out->flags = p[0] & 0x0f;

@@ -102,7 +102,7 @@ START_TEST(test_kill9_keeps_acknowledged_posts)
             char body[160], key[32];
             make_body(i, body, sizeof(body));
             snprintf(key, sizeof(key), "dur-%d", i);
-            uint64_t id;
+            uint64_t id = 0;
             if (post_keyed(r, (uint64_t)i + 1, key, "dur/t", i % 3 == 2 ? last : 0, body, &id) !=
                 TS_OK)
                 break;
@@ -202,14 +202,14 @@ START_TEST(test_snapshot_restart_same_state)
             last = id;
     }
     ts_raw_close(r);
-    Threadsync__Frame *ka, *kb;
+    Threadsync__Frame *ka = NULL, *kb = NULL;
     Threadsync__GetResult *a = get_thread("snap/a", &ka), *b = get_thread("snap/b", &kb);
     size_t la, lb;
     uint8_t *sa = ts_test_get_bytes(a, &la), *sb = ts_test_get_bytes(b, &lb);
     ck_assert_uint_eq(a->n_comments, 75);
 
     ck_assert_int_eq(ts_testnode_restart(&node, extra), TS_OK);
-    Threadsync__Frame *ka2, *kb2;
+    Threadsync__Frame *ka2 = NULL, *kb2 = NULL;
     Threadsync__GetResult *a2 = get_thread("snap/a", &ka2), *b2 = get_thread("snap/b", &kb2);
     size_t la2, lb2;
     uint8_t *sa2 = ts_test_get_bytes(a2, &la2), *sb2 = ts_test_get_bytes(b2, &lb2);

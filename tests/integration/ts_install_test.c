@@ -111,7 +111,8 @@ static int sh(char **out, const char *fmt, ...)
 static void exists(const char *rel)
 {
     char p[1024];
-    snprintf(p, sizeof(p), "%s/%s", prefix, rel);
+    int n = snprintf(p, sizeof(p), "%s/%s", prefix, rel);
+    ck_assert(n > 0 && (size_t)n < sizeof(p));
     ck_assert_msg(access(p, F_OK) == 0, "not installed: %s", rel);
 }
 
