@@ -24,7 +24,9 @@
 # runs: posting connections and posts in flight on each, the same on both
 # sides; default "10:16 100:16", see bench/README.md "ingest"),
 # TS_BENCH_LAT_TRACE=1 (node L traces each post's stages, summarised per
-# latency run by bench/lattrace_summary.sh).
+# latency run by bench/lattrace_summary.sh), TS_BENCH_LAT_RATES="RATE:SECONDS
+# ..." (the latency runs on node L; default per mode, e.g. "100:5" runs only
+# the target rate).
 set -euo pipefail
 
 MODE=full
@@ -346,6 +348,7 @@ else
     MEM_N=5000
     STORM_N=5000
 fi
+LAT_RATES=${TS_BENCH_LAT_RATES:-$LAT_RATES}
 
 # web_scenarios: a fresh node W and one `threadsync web` in front of it
 # (limits off as for the node; connection caps above the largest N), a

@@ -18,8 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int write_full(int fd, const uint8_t *p, size_t len)
+int ts_file_write_full(int fd, const void *data, size_t len)
 {
+    const uint8_t *p = data;
     while (len > 0) {
         ssize_t n = write(fd, p, len);
         if (n < 0) {
@@ -78,7 +79,7 @@ int ts_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
         return TS_E_IO;
     /* fchmod, not open's mode argument: mkstemp fixes 0600 and the umask
      * would mask it anyway; the caller asked for exactly mode. */
-    if (fchmod(fd, mode) != 0 || write_full(fd, data, len) != 0 || fsync(fd) != 0)
+    if (fchmod(fd, mode) != 0 || ts_file_write_full(fd, data, len) != 0 || fsync(fd) != 0)
         goto fail;
     if (close(fd) != 0) {
         fd = -1;

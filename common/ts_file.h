@@ -33,6 +33,11 @@ int ts_file_write_atomic(const char *path, const void *data, size_t len, mode_t 
  * allocated then), TS_E_NOMEM or TS_E_IO. On error *out is NULL. */
 int ts_file_read_all(const char *path, size_t max, uint8_t **out, size_t *len);
 
+/* Writes all of data[0..len) to fd, again after EINTR and short writes.
+ * 0, or -1 with errno saying why. Async-signal-safe (write only): a forked
+ * child may call it. */
+int ts_file_write_full(int fd, const void *data, size_t len);
+
 /* fsyncs the directory dir, which makes the renames, creations and removals
  * of entries in it durable: without this a crash can forget a rename even
  * though the file's data reached the disk. Returns TS_OK or TS_E_IO with

@@ -9,7 +9,9 @@
  * bytes of plaintext per turn), so a slow subscriber lags and gets bigger
  * batches, it does not grow memory. The hub is woken by ts_hub_notify()
  * after appends and by ts_hub_drained() from a sink; it does its work once
- * per loop iteration (a uv_check handle), never inside the caller's stack.
+ * per loop iteration (a uv_check handle), never inside the caller's stack,
+ * and serves a bounded number of subscribers per iteration (the rest first
+ * in the next one), so a fan-out to thousands does not hold the loop.
  *
  * A subscriber whose cursor falls out of the retained window (or that asks
  * for since_seq older than the window) gets a snapshot of the matching

@@ -143,6 +143,21 @@ int ts_mirror_db_group_is_open(const struct ts_mirror_db *db);
  * first; bulk_end without bulk_begin does nothing. TS_OK or TS_E_IO. */
 int ts_mirror_db_bulk_begin(struct ts_mirror_db *db);
 int ts_mirror_db_bulk_end(struct ts_mirror_db *db);
+/* The fill's durability without its index, for a caller that builds the
+ * index later (while it renders from ts_mirror_db_threads_scan): ends an
+ * open group and turns synchronous back to FULL, so the next commit (the
+ * caller's own, e.g. a setting) fsyncs the WAL and with it every commit of
+ * the fill. comments_thread stays dropped until bulk_end. No fill: only
+ * the group ends. TS_OK or TS_E_IO. */
+int ts_mirror_db_bulk_durable(struct ts_mirror_db *db);
+
+/* Copies the WAL's committed frames into the database file now (a
+ * passive checkpoint: no reader or writer is waited for), instead of at a
+ * later commit past wal_autocheckpoint or at the last close, which a first
+ * sync's wall clock waits for: for a caller with time to spare (the loop
+ * thread of a scanned render, once the index is built, while the helper
+ * renders). TS_OK or TS_E_IO. */
+int ts_mirror_db_checkpoint(struct ts_mirror_db *db);
 
 /* Snapshot protocol: begin(S), apply_chunk() per SnapshotChunk, end(S).
  * Each chunk commits in its own transaction, or in an open group's
@@ -184,6 +199,30 @@ void ts_mirror_thread_free(struct ts_mirror_thread *t);
 int ts_mirror_db_thread_by_id(struct ts_mirror_db *db, uint64_t id, struct ts_mirror_thread **out);
 int ts_mirror_db_thread_by_key(struct ts_mirror_db *db, const char *key,
                                struct ts_mirror_thread **out);
+
+/* Many threads read at once, for a render of most of a mirror (a first
+ * sync's): threads ids[0..n) (ascending, as a struct ts_mirror_touched
+ * holds them) with all their comments, by one pass over comments in id
+ * order keeping those threads' rows, instead of a seek through
+ * comments_thread and another into the table per comment. It needs no
+ * index, so it does not end a bulk fill. *out (OUT) owns everything it
+ * holds (free with ts_mirror_scan_free, never ts_mirror_thread_free);
+ * ts_mirror_scan_thread(s, i) is thread ids[i] as
+ * ts_mirror_db_thread_by_id would give it (comments in id order), or NULL
+ * when it is not stored. s may be read by several threads at once.
+ * Memory: every loaded comment at once, in 32 MiB mappings (about 1.3
+ * times the rows' size in the file); a caller bounds it by asking for a
+ * slice of the threads at a time (see ts_mirror_db_size). TS_OK,
+ * TS_E_NOMEM or TS_E_IO (*out NULL). */
+struct ts_mirror_scan;
+int ts_mirror_db_threads_scan(struct ts_mirror_db *db, const uint64_t *ids, size_t n,
+                              struct ts_mirror_scan **out);
+const struct ts_mirror_thread *ts_mirror_scan_thread(const struct ts_mirror_scan *s, size_t i);
+void ts_mirror_scan_free(struct ts_mirror_scan *s);
+
+/* *bytes (OUT): the database's size as this handle sees it (pages times
+ * the page size), an upper bound on what its rows hold. TS_OK or TS_E_IO. */
+int ts_mirror_db_size(struct ts_mirror_db *db, uint64_t *bytes);
 
 /* Calls cb for every thread row in id order (comments are not loaded; call
  * ts_mirror_db_thread_by_id from cb for them). t and its strings live only

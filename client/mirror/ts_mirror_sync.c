@@ -39,11 +39,21 @@
  *   each file into place as soon as it is written (readers still never see
  *   a partial file), then makes them all durable with one syncfs() and
  *   clears the setting. A mirror that starts with it set (killed, or a
- *   power loss, before that syncfs) re-renders every thread. The loop waits
- *   for a flush, big or small.
+ *   power loss, before that syncfs) re-renders every thread. A big flush of
+ *   (nearly) every thread (the first after a sync from cursor 0 or a
+ *   recovery) reads them differently: by passes over the whole comments
+ *   table in id order, each loading a slice of the threads whose rows fit
+ *   RENDER_SCAN_BYTES (render_scanned), rendered from memory: a seek
+ *   through the index and another into the table per comment was most of
+ *   such a render's CPU. The loop waits for a flush, big or small.
  * - A sync from cursor 0 is a bulk fill (ts_mirror_db_bulk_begin): the
- *   index comments_thread is built once, when it is caught up, before the
- *   first flush reads by thread. Until then its batches go to a
+ *   index comments_thread is built once, when it is caught up: by the loop
+ *   thread while the helper renders the first scanned pass, which needs
+ *   no index, followed by a checkpoint of the WAL that the last close
+ *   would otherwise do on the wall clock (the fill is made durable
+ *   first, ts_mirror_db_bulk_durable, so 'files_unsynced' is on disk
+ *   before any file moves), or before a flush that reads by thread.
+ *   Until then its batches go to a
  *   ts_mirror_writer, which stores them (in groups, as above) on its own
  *   thread while the loop receives and decodes the next ones; the loop
  *   takes the database back (every batch committed) before the caught-up
@@ -57,9 +67,10 @@
  * group; rendering costs two atomic file writes per touched thread per
  * flush. A first sync of 300,000 comments in 1,000 threads, in about 400
  * batches, commits about 10 groups (WRITER_GROUP_EVENTS, none of them
- * fsync'd: ts_mirror_db_bulk_begin), builds the index once (whose commit
- * makes them all durable), and writes each of its 2,000 files once with one
- * syncfs() for all.
+ * fsync'd: ts_mirror_db_bulk_begin), makes them durable with the commit of
+ * 'files_unsynced', reads every comment back in one pass, builds the index
+ * once while the first threads render, and writes each of its 2,000 files
+ * once with one syncfs() for all.
  */
 #include "ts_mirror_sync.h"
 
@@ -79,6 +90,10 @@
 #define RENDER_HELPERS 1         /* threads besides the loop's rendering a big flush */
 #define RENDER_PARALLEL_MIN 16   /* pending threads that make a flush big */
 #define RENDER_BATCH_THREADS 128 /* threads whose files share a directory fsync */
+/* Rows (as file bytes) one pass of a scanned render loads at once: about
+ * 1.5 times that in memory. A first sync of 300,000 comments is one pass.
+ * (ts__mirror_sync_scan_bytes, for tests.) */
+#define RENDER_SCAN_BYTES (128ull << 20)
 #define GROUP_MAX_NS (250ull * 1000 * 1000)
 #define GROUP_MAX_EVENTS 4096
 /* The writer's groups (a sync from cursor 0): its commits do not fsync
@@ -86,6 +101,8 @@
  * threads' rows and the hot pages of comments once more: fewer, bigger. */
 #define WRITER_GROUP_EVENTS 32768
 #define WRITER_QUEUE_BYTES (32u << 20) /* copied batches waiting for the writer */
+
+uint64_t ts__mirror_sync_scan_bytes = RENDER_SCAN_BYTES;
 
 struct ts_mirror_sync {
     char *dir;
@@ -100,9 +117,10 @@ struct ts_mirror_sync {
     struct ts_mirror_touched pending; /* threads to render at the next flush */
     uint64_t start_ns;
     uint64_t last_flush_ns;
-    uint64_t flush_gap_ns;                 /* least time from one catching-up flush to the next */
-    int from_scratch;                      /* syncing from cursor 0: no flush before caught up */
-    int caught_up;                         /* a caught-up batch was stored */
+    uint64_t flush_gap_ns; /* least time from one catching-up flush to the next */
+    int from_scratch;      /* syncing from cursor 0: no flush before caught up */
+    int scan_next;         /* the next flush renders (nearly) every thread: render_scanned */
+    int caught_up;         /* a caught-up batch was stored */
     uint64_t group_start_ns, group_events; /* the open group, see ts_mirror_sync_apply */
     struct ts_mirror_writer *writer;       /* stores a first sync's batches */
     uint64_t pushed_seq;                   /* last_seq of the last batch given to it */
@@ -154,20 +172,25 @@ static int writer_end(struct ts_mirror_sync *m)
     return rc;
 }
 
+/* Renders thread id: t when the flush read it already (a scan's: not
+ * freed here), else read from db now. */
 static int render_one(struct ts_mirror_db *db, struct ts_mirror_render_batch *batch, uint64_t id,
-                      uint64_t *rendered, uint64_t *read_ns)
+                      const struct ts_mirror_thread *t, uint64_t *rendered, uint64_t *read_ns)
 {
-    struct ts_mirror_thread *t;
-    uint64_t t0 = cpu_ns();
-    int rc = ts_mirror_db_thread_by_id(db, id, &t);
-    *read_ns += cpu_ns() - t0;
-    if (rc == TS_E_NOT_FOUND)
-        return TS_OK;
-    if (rc != TS_OK)
-        return rc;
-    rc = ts_mirror_render_batch_add(batch, &t->thread,
-                                    (const Threadsync__Comment *const *)t->comments, t->n_comments);
-    ts_mirror_thread_free(t);
+    struct ts_mirror_thread *own = NULL;
+    if (db) {
+        uint64_t t0 = cpu_ns();
+        int rc = ts_mirror_db_thread_by_id(db, id, &own);
+        *read_ns += cpu_ns() - t0;
+        if (rc != TS_OK)
+            return rc == TS_E_NOT_FOUND ? TS_OK : rc;
+        t = own;
+    }
+    if (!t)
+        return TS_OK; /* not stored */
+    int rc = ts_mirror_render_batch_add(
+        batch, &t->thread, (const Threadsync__Comment *const *)t->comments, t->n_comments);
+    ts_mirror_thread_free(own);
     if (rc == TS_OK)
         (*rendered)++;
     return rc;
@@ -178,9 +201,13 @@ static int render_one(struct ts_mirror_db *db, struct ts_mirror_render_batch *ba
  * RENDER_BATCH_THREADS threads and at the end. */
 struct render_share {
     const struct ts_mirror_sync *m;
-    struct ts_mirror_db *db; /* this renderer's own connection */
+    struct ts_mirror_db *db; /* this renderer's own connection; NULL: scan */
     int durable;             /* see ts_mirror_render_batch_new */
     struct ts_mirror_render_prep *prep;
+    /* pending.ids[lo..hi) are this flush's (or pass's); when db is NULL,
+     * the scan holds them (thread i - lo). */
+    size_t lo, hi;
+    const struct ts_mirror_scan *scan;
     atomic_size_t *next;
     atomic_int *failed;
     uint64_t rendered;
@@ -198,9 +225,10 @@ static void render_share_run(void *arg)
         ts_mirror_render_batch_set_prep(batch, r->prep);
     for (size_t k = 1; r->err == TS_OK && !atomic_load(r->failed); k++) {
         size_t i = atomic_fetch_add(r->next, 1);
-        if (i >= r->m->pending.n)
+        if (i >= r->hi)
             break;
-        r->err = render_one(r->db, batch, r->m->pending.ids[i], &r->rendered, &r->read_ns);
+        const struct ts_mirror_thread *t = r->db ? NULL : ts_mirror_scan_thread(r->scan, i - r->lo);
+        r->err = render_one(r->db, batch, r->m->pending.ids[i], t, &r->rendered, &r->read_ns);
         if (r->err == TS_OK && k % RENDER_BATCH_THREADS == 0)
             r->err = ts_mirror_render_batch_commit(batch);
     }
@@ -213,39 +241,62 @@ static void render_share_run(void *arg)
     ts_mirror_render_batch_free(batch);
 }
 
-/* Renders every pending thread from committed rows, on this thread and,
- * for a big flush, on RENDER_HELPERS more, each with its own read
- * connection: a first sync's flush is all of a mirror's files, and
- * building them (and creating the files) is CPU the second core can take.
- * The loop waits for all of them, as it does for a one-thread flush. */
-static int render_pending(struct ts_mirror_sync *m, int durable)
+/* Renders pending.ids[lo..hi) from committed rows, on this thread and,
+ * for a big flush, on RENDER_HELPERS more: a first sync's flush is all of
+ * a mirror's files, and building them (and creating the files) is CPU the
+ * second core can take. Without scan each renderer reads its threads
+ * through its own connection; with it (a scanned pass, render_scanned)
+ * none touches the database, and this thread first builds the index a
+ * bulk fill dropped (*build_index non-zero: ts_mirror_db_bulk_end, cleared)
+ * while the helpers render. The loop waits for all of them, as it does
+ * for a one-thread flush. */
+static int render_range(struct ts_mirror_sync *m, int durable, size_t lo, size_t hi,
+                        const struct ts_mirror_scan *scan, int *build_index)
 {
-    atomic_size_t next = 0;
+    atomic_size_t next = lo;
     atomic_int failed = 0;
     struct render_share share[1 + RENDER_HELPERS];
     uv_thread_t tid[RENDER_HELPERS];
     int started[RENDER_HELPERS] = {0};
-    if (m->pending.n >= RENDER_PARALLEL_MIN) {
+    int parallel = hi - lo >= RENDER_PARALLEL_MIN;
+    if (parallel && !scan) {
         /* Opened once and kept: a helper that cannot open is no helper. */
         for (size_t h = 0; h < RENDER_HELPERS; h++)
             if (!m->helper_db[h] && ts_mirror_db_open(m->dir, &m->helper_db[h]) != TS_OK)
                 m->helper_db[h] = NULL;
     }
     for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
-        struct ts_mirror_db *db = i == 0 ? m->db : m->helper_db[i - 1];
+        struct ts_mirror_db *db = scan ? NULL : i == 0 ? m->db : m->helper_db[i - 1];
         share[i] = (struct render_share){.m = m,
                                          .db = db,
                                          .durable = durable,
                                          .prep = m->prep,
+                                         .lo = lo,
+                                         .hi = hi,
+                                         .scan = scan,
                                          .next = &next,
                                          .failed = &failed};
     }
-    if (m->pending.n >= RENDER_PARALLEL_MIN)
+    if (parallel)
         for (size_t h = 0; h < RENDER_HELPERS; h++)
-            if (share[1 + h].db && uv_thread_create(&tid[h], render_share_run, &share[1 + h]) == 0)
+            if ((scan || share[1 + h].db) &&
+                uv_thread_create(&tid[h], render_share_run, &share[1 + h]) == 0)
                 started[h] = 1;
-    render_share_run(&share[0]);
     int rc = TS_OK;
+    if (build_index && *build_index) {
+        uint64_t c0 = cpu_ns();
+        rc = ts_mirror_db_bulk_end(m->db);
+        /* The fill's last WAL frames and the index's go to the file now,
+         * beside the render, not at the close the mirror exits after. */
+        if (rc == TS_OK)
+            rc = ts_mirror_db_checkpoint(m->db);
+        m->st.cpu_index += cpu_ns() - c0;
+        *build_index = 0;
+        if (rc != TS_OK)
+            atomic_store(&failed, 1);
+    }
+    if (rc == TS_OK)
+        render_share_run(&share[0]);
     for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
         if (i > 0 && !started[i - 1])
             continue;
@@ -257,6 +308,43 @@ static int render_pending(struct ts_mirror_sync *m, int durable)
         m->st.cpu_write += share[i].stats.write_ns;
         if (rc == TS_OK)
             rc = share[i].err;
+    }
+    return rc;
+}
+
+static int render_pending(struct ts_mirror_sync *m, int durable)
+{
+    return render_range(m, durable, 0, m->pending.n, NULL, NULL);
+}
+
+/* A big flush of (nearly) every thread, unsynced (see the file's opening
+ * paragraph): the threads are read by passes over the whole comments table
+ * (ts_mirror_db_threads_scan) instead of thread by thread, each pass a
+ * slice of the pending threads small enough that its rows fit
+ * RENDER_SCAN_BYTES, and rendered from memory. During a bulk fill the
+ * index is built by this thread while the helper renders the first pass. */
+static int render_scanned(struct ts_mirror_sync *m, int build_index)
+{
+    uint64_t bytes = 0;
+    size_t n = m->pending.n;
+    int rc = ts_mirror_db_size(m->db, &bytes);
+    size_t passes = (size_t)(bytes / ts__mirror_sync_scan_bytes) + 1;
+    if (passes > n)
+        passes = n ? n : 1;
+    for (size_t p = 0; p < passes && rc == TS_OK; p++) {
+        size_t lo = p * n / passes, hi = (p + 1) * n / passes;
+        struct ts_mirror_scan *scan;
+        uint64_t c0 = cpu_ns();
+        rc = ts_mirror_db_threads_scan(m->db, m->pending.ids + lo, hi - lo, &scan);
+        m->st.cpu_read += cpu_ns() - c0;
+        if (rc == TS_OK)
+            rc = render_range(m, 0, lo, hi, scan, &build_index);
+        ts_mirror_scan_free(scan);
+    }
+    if (rc == TS_OK && build_index) { /* no pass ran */
+        uint64_t c0 = cpu_ns();
+        rc = ts_mirror_db_bulk_end(m->db);
+        m->st.cpu_index += cpu_ns() - c0;
     }
     return rc;
 }
@@ -298,17 +386,22 @@ static int render_flush(struct ts_mirror_sync *m)
     int rc = ts_mirror_db_group_end(m->db);
     uint64_t c1 = cpu_ns();
     m->st.cpu_commit += c1 - c0;
+    int big = m->pending.n >= RENDER_PARALLEL_MIN;
+    /* Scanned: the index (if a fill dropped it) is built during the
+     * render, but the fill is made durable before files_unsynced's commit,
+     * which must be on disk before the first file is renamed. */
+    int scan = big && m->scan_next;
     if (rc == TS_OK)
-        rc = ts_mirror_db_bulk_end(m->db);
+        rc = scan ? ts_mirror_db_bulk_durable(m->db) : ts_mirror_db_bulk_end(m->db);
     m->st.cpu_index += cpu_ns() - c1;
     if (rc == TS_OK)
         rc = ts_mirror_db_cursor(m->db, &cursor);
-    int big = m->pending.n >= RENDER_PARALLEL_MIN;
     if (rc == TS_OK && big)
         rc = ts_mirror_db_setting_set(m->db, "files_unsynced", "1");
     prep_join(m); /* m->prep is the render's now */
     if (rc == TS_OK)
-        rc = render_pending(m, !big);
+        rc = scan ? render_scanned(m, 1) : render_pending(m, !big);
+    m->scan_next = 0;
     uint64_t s0 = now_ns();
     if (rc == TS_OK && big)
         rc = ts_mirror_render_sync(m->dir);
@@ -365,6 +458,7 @@ int ts_mirror_sync_recover(struct ts_mirror_sync *m, uint64_t cursor,
     rc = ts_mirror_db_foreach_thread(m->db, collect_id, &m->pending);
     if (rc != TS_OK)
         return rc == 1 ? TS_E_NOMEM : rc;
+    m->scan_next = 1;
     *why = dirty ? TS_MIRROR_SYNC_UNSYNCED : TS_MIRROR_SYNC_BEHIND;
     *threads = m->pending.n;
     return TS_OK;
@@ -628,6 +722,7 @@ struct ts_mirror_db *ts_mirror_sync_db(struct ts_mirror_sync *m)
 int ts_mirror_sync_begin(struct ts_mirror_sync *m, uint64_t since, int writer)
 {
     m->from_scratch = since == 0;
+    m->scan_next = m->from_scratch;
     m->flush_gap_ns = RENDER_EVERY_NS;
     int rc;
     if (m->from_scratch && (rc = ts_mirror_db_bulk_begin(m->db)) != TS_OK)

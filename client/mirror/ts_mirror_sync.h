@@ -128,6 +128,11 @@ void ts_mirror_sync_stop(struct ts_mirror_sync *m);
 
 const struct ts_mirror_sync_stats *ts_mirror_sync_stats(const struct ts_mirror_sync *m);
 
+/* Testing only: the database bytes one pass of a render of (nearly) every
+ * thread loads at once (ts_mirror_sync.c, render_scanned); smaller makes
+ * more passes, each over fewer threads. Not 0. */
+extern uint64_t ts__mirror_sync_scan_bytes;
+
 /* Ends the writer and the file-creating thread if still running, closes
  * the databases and frees s. NULL is fine. Timers: stopped and their close
  * callbacks run (the loop ran after ts_mirror_sync_stop), or never

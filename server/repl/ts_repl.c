@@ -43,26 +43,67 @@
  * Load: one proposal per client write, up to max_inflight queued; raft's
  * libuv backend coalesces appends that queue up while a write is in flight.
  *
- * Snapshot cadence: a snapshot serialises the whole state on the loop, so
- * with a fixed threshold its cost per entry grows with the state (at a
- * million comments, 8192 entries paid for a 300 MB serialisation: ingest
- * fell to a third). The configured threshold is a minimum: after each
- * snapshot the next one waits until the entries since then add up to
+ * Snapshots off the loop (libraft fsm version 3): raft applies entries
+ * while a snapshot is being taken, so the state is captured by fork(), as
+ * Redis does: fsm_snapshot (on the loop) forks, and the child, a
+ * copy-on-write image of the state at the snapshot's index, serialises it
+ * with fsm->snapshot and writes [u64 LE length][bytes] to a pipe, then
+ * _exits. fsm_snapshot_async (libuv's thread pool, through raft_uv's
+ * async_work) reads the image, reaps the child and builds raft's buffers;
+ * fsm_snapshot_finalize (on the loop) is the only part that touches r's
+ * pacing and counters. The loop's pause is the fork (it copies the page
+ * tables: 8 bytes per 4 KiB page), not the serialisation. The child:
+ *   - calls nothing but fsm->snapshot (malloc, memcpy: glibc's malloc is
+ *     consistent in the child of a threaded process), write and _exit; no
+ *     logging, no libuv, no OpenSSL, no atexit handlers. Its signal
+ *     handlers are reset first (libuv's would write to the parent's signal
+ *     pipe) with every signal blocked across the fork;
+ *   - inherits every file descriptor (listeners, connections, the data
+ *     directory's LOCK, raft's segments) and closes all but the pipe and
+ *     0-2 before serialising (close_range), so a connection the parent
+ *     closes meanwhile is not held open and a LOCK outlives the parent by
+ *     no more than the fork's first microseconds;
+ *   - dies with the forking thread (PR_SET_PDEATHSIG: the loop thread),
+ *     and is killed when raft closes (raft_close waits for the thread pool
+ *     read, which ends when the child exits);
+ *   - runs at nice SNAP_CHILD_NICE, so that on a busy machine the loop and
+ *     the I/O threads go first (the snapshot then takes longer, and raft
+ *     holds more log in memory meanwhile: it takes one at a time).
+ * A child that fails, crashes or writes less than it declared is a failed
+ * snapshot: raft takes none, the node goes on, and the next attempt waits
+ * for another threshold's worth of entries. When fork() fails the
+ * snapshot is serialised on the loop, as before, and logged. The parent
+ * pays a page copy for each page it writes while the child lives; the
+ * child holds the serialised image once, and the parent's thread pool
+ * reads it into one buffer that raft writes.
+ *
+ * Snapshot cadence: a snapshot serialises the whole state (once in the
+ * child, and raft compresses and writes it on the thread pool), so with a
+ * fixed threshold its cost per entry grows with the state (at a million
+ * comments, 8192 entries paid for a 300 MB serialisation on the loop:
+ * ingest fell to a third). The configured threshold is a minimum: after
+ * each snapshot the next one waits until the entries since then add up to
  * SNAP_LOG_SHARE of the snapshot's size, so a snapshot costs a bounded
- * multiple of the bytes logged, and a restart replays at most that share of
- * the state's size from the log (which raft also keeps in memory).
+ * multiple of the bytes logged (CPU and copy-on-write memory now, no longer
+ * loop time), and a restart replays at most that share of the state's size
+ * from the log (which raft also keeps in memory).
  */
 #include "ts_repl.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <raft.h>
@@ -71,6 +112,7 @@
 #include "ts_assert.h"
 #include "ts_endian.h"
 #include "ts_err.h"
+#include "ts_file.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
 #include "ts_repl_int.h"
@@ -89,6 +131,9 @@
  * election takes one to two timeouts (randomised, pre-vote first), so a
  * healthy cluster never gets there. */
 #define REPL_STALE_ELECTIONS 3
+
+/* The snapshot child's nice value (the node's is usually 0). */
+#define SNAP_CHILD_NICE 10
 
 /* Log bytes between snapshots, as a fraction of the last snapshot: 1/8. */
 #define SNAP_LOG_SHARE_DIV 8
@@ -174,7 +219,8 @@ static uint64_t nominal_entries(uint64_t n, uint64_t mean)
 /* The next snapshot after SNAP_LOG_SHARE of r->snap_base (the last
  * snapshot's bytes) in entries of the mean size applied since then (see the
  * file comment), and no sooner than the configured minimum in nominal
- * entries; the trailing entries kept after it likewise. */
+ * entries, plus the entries a failed attempt was behind by (snap_backoff);
+ * the trailing entries kept after it likewise. */
 static void set_threshold(struct ts_repl *r)
 {
     uint64_t mean = r->entry_count ? r->entry_bytes / r->entry_count : 0;
@@ -182,6 +228,7 @@ static void set_threshold(struct ts_repl *r)
     uint64_t floor = nominal_entries(r->min_threshold, mean);
     if (next < floor)
         next = floor;
+    next += r->snap_backoff;
     if (next > UINT32_MAX / 2)
         next = UINT32_MAX / 2;
     raft_set_snapshot_threshold(&r->raft, (unsigned)next);
@@ -234,65 +281,327 @@ static int fsm_apply(struct raft_fsm *rfsm, const struct raft_buffer *buf, void 
     return 0;
 }
 
+/* ---- snapshots: a forked child serialises (see the file comment) ----- */
+
+/* The one snapshot in progress (libraft takes one at a time), from
+ * fsm_snapshot to fsm_snapshot_finalize. The loop creates it and hands it
+ * to the thread pool through raft's async_work (which orders the two);
+ * the thread writes data, len, status and why, and reaps the child; the
+ * loop reads them once finalize runs. lock orders the one thing both may
+ * do meanwhile: the thread reaping the child and the loop killing it (a
+ * reaped pid may be reused). */
+struct repl_snap {
+    uint64_t index;       /* raft's last_applied at the snapshot */
+    uint64_t t0;          /* uv_hrtime() when fsm_snapshot began */
+    uint64_t loop_ns;     /* the loop's pause: the fork, or the serialisation */
+    uint64_t entry_bytes; /* r->entry_bytes and r->entry_count at the */
+    uint64_t entry_count; /* snapshot: what is applied after it stays */
+    pid_t pid;            /* the child; 0 when serialised on the loop */
+    int fd;               /* the read end of its pipe, -1 once closed */
+    uv_mutex_t lock;
+    int reaped;      /* the child was waited for (under lock) */
+    int wstatus;     /* its wait status, once reaped; -1 unknown */
+    int err;         /* errno of a failed read, 0 none */
+    const char *why; /* why the image is unusable, NULL when it is */
+    uint8_t *data;   /* the image (malloc'd): raft's second buffer */
+    size_t len;
+};
+
+int ts__repl_snap_fault;
+
+/* The child. Async-signal-safe calls only, plus fsm->snapshot (malloc is
+ * usable: glibc's fork holds its arena locks across the fork). */
+static _Noreturn void snap_child(struct ts_repl *r, int wfd, pid_t parent, const sigset_t *mask)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            sigaction(sig, &dfl, NULL);
+    /* SIGPIPE stays fatal: the reader gone, the snapshot is void anyway. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1); /* the parent died before prctl */
+    sigprocmask(SIG_SETMASK, mask, NULL);
+    if (wfd > 3)
+        close_range(3, (unsigned)wfd - 1, 0);
+    close_range((unsigned)wfd + 1, ~0U, 0);
+    /* The loop and the I/O threads first: a snapshot may take longer. */
+    setpriority(PRIO_PROCESS, 0, SNAP_CHILD_NICE);
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (r->fsm.snapshot(r->fsm.arg, &data, &len) != 0)
+        _exit(1);
+    uint8_t hdr[8];
+    ts_store_le64(hdr, len);
+    if (ts__repl_snap_fault == TS__REPL_SNAP_FAULT_SHORT)
+        len /= 2;
+    if (ts_file_write_full(wfd, hdr, sizeof(hdr)) != 0 || ts_file_write_full(wfd, data, len) != 0)
+        _exit(1);
+    _exit(0);
+}
+
+/* Reads up to n bytes; fewer only at end of file. -1 with errno. */
+static ssize_t read_full(int fd, uint8_t *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, p + got, n - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
+}
+
+/* Kills the child unless it was reaped already (then its pid may be
+ * another process's). Loop or thread. */
+static void snap_kill(struct repl_snap *s)
+{
+    uv_mutex_lock(&s->lock);
+    if (s->pid > 0 && !s->reaped)
+        kill(s->pid, SIGKILL);
+    uv_mutex_unlock(&s->lock);
+}
+
+/* Waits for the child to end (without reaping, so snap_kill stays safe
+ * meanwhile), then reaps it. */
+static void snap_reap(struct repl_snap *s)
+{
+    siginfo_t info;
+    while (waitid(P_PID, (id_t)s->pid, &info, WEXITED | WNOWAIT) != 0 && errno == EINTR)
+        ;
+    uv_mutex_lock(&s->lock);
+    int st = 0;
+    pid_t w;
+    while ((w = waitpid(s->pid, &st, 0)) < 0 && errno == EINTR)
+        ;
+    s->wstatus = w == s->pid ? st : -1; /* -1: someone else reaped it */
+    s->reaped = 1;
+    uv_mutex_unlock(&s->lock);
+}
+
+/* The thread pool's part of a forked snapshot: the image from the pipe,
+ * all of it and no more than declared, from a child that exited 0. */
+static void snap_collect(struct repl_snap *s)
+{
+    int early = 0; /* stopped reading before the child's end of file */
+    uint8_t hdr[8];
+    ssize_t k = read_full(s->fd, hdr, sizeof(hdr));
+    if (k == (ssize_t)sizeof(hdr)) {
+        uint64_t len = ts_load_le64(hdr);
+        s->data = len < SIZE_MAX / 2 ? malloc(len ? (size_t)len : 1) : NULL;
+        if (!s->data) {
+            s->why = "no memory for the image";
+            early = 1;
+        } else {
+            s->len = (size_t)len;
+            uint8_t extra;
+            if ((k = read_full(s->fd, s->data, s->len)) >= 0 && (size_t)k < s->len) {
+                s->why = "image shorter than declared";
+            } else if (k >= 0 && (k = read_full(s->fd, &extra, 1)) > 0) {
+                s->why = "image longer than declared";
+                early = 1;
+            }
+        }
+    } else if (k >= 0) {
+        s->why = "no image";
+    }
+    if (k < 0) {
+        s->err = errno;
+        s->why = "pipe read failed";
+        early = 1;
+    }
+    close(s->fd);
+    s->fd = -1;
+    if (early)
+        snap_kill(s); /* it may still be writing: it must not keep us waiting */
+    snap_reap(s);
+    /* A child that ended by itself says more than what its pipe missed. */
+    if (s->wstatus == -1)
+        s->why = "child not waited for";
+    else if (!early && WIFSIGNALED(s->wstatus))
+        s->why = "child killed";
+    else if (!early && WEXITSTATUS(s->wstatus) != 0)
+        s->why = "child failed";
+    if (s->why) {
+        free(s->data);
+        s->data = NULL;
+        s->len = 0;
+    }
+}
+
+/* Starts a snapshot at raft's last_applied (raft takes it there, right
+ * after this returns): forks the child, or serialises on the loop when the
+ * fork fails. No buffers yet: fsm_snapshot_async fills them. */
 static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct ts_repl *r = rfsm->data;
-    /* raft takes the snapshot at last_applied, right after this returns. */
-    uint64_t index = (uint64_t)r->raft.last_applied;
-    uint8_t *data = NULL;
-    size_t len = 0;
+    *bufs = NULL;
+    *n_bufs = 0;
     if (r->failed)
         return RAFT_IOERR;
-    uint64_t t0 = uv_hrtime(); /* the loop stands still meanwhile: logged */
-    int rc = r->fsm.snapshot(r->fsm.arg, &data, &len);
-    if (rc != 0) {
-        TS_ERROR("event=repl_snapshot_failed dir=%s index=%llu err=%d", r->dir,
-                 (unsigned long long)index, rc);
+    TS_ASSERT(!r->snap); /* raft takes one snapshot at a time */
+    struct repl_snap *s = calloc(1, sizeof(*s));
+    if (!s || uv_mutex_init(&s->lock) != 0) {
+        free(s);
         repl_fail(r);
         return RAFT_NOMEM;
     }
+    s->index = (uint64_t)r->raft.last_applied;
+    s->t0 = uv_hrtime();
+    s->entry_bytes = r->entry_bytes;
+    s->entry_count = r->entry_count;
+    s->fd = -1;
+    int p[2];
+    int err = 0;
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        err = errno;
+    } else {
+        /* Bigger chunks per wake-up of the reader; best effort. */
+        (void)fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pid_t parent = getpid();
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(p[0]);
+            snap_child(r, p[1], parent, &old);
+        }
+        err = errno;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        close(p[1]);
+        if (pid > 0) {
+            s->pid = pid;
+            s->fd = p[0];
+        } else {
+            close(p[0]);
+        }
+    }
+    if (!s->pid) {
+        TS_WARN("event=repl_snapshot_fork_failed dir=%s index=%llu err=%s msg=\"serialising "
+                "on the loop\"",
+                r->dir, (unsigned long long)s->index, strerror(err));
+        int rc = r->fsm.snapshot(r->fsm.arg, &s->data, &s->len);
+        if (rc != 0) {
+            TS_ERROR("event=repl_snapshot_failed dir=%s index=%llu err=%d", r->dir,
+                     (unsigned long long)s->index, rc);
+            uv_mutex_destroy(&s->lock);
+            free(s);
+            repl_fail(r);
+            return RAFT_NOMEM;
+        }
+    }
+    s->loop_ns = uv_hrtime() - s->t0;
+    r->snap = s;
+    return 0;
+}
+
+/* On libuv's thread pool: touches r->snap only (fsm_snapshot set it
+ * before raft queued this; the loop leaves it alone until finalize). */
+static int fsm_snapshot_async(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct repl_snap *s = ((struct ts_repl *)rfsm->data)->snap;
+    if (s->pid)
+        snap_collect(s);
+    if (s->why)
+        return RAFT_IOERR;
     struct raft_buffer *v = raft_calloc(2, sizeof(*v));
     uint8_t *hdr = raft_malloc(REPL_SNAP_HDR);
     if (!v || !hdr) {
         raft_free(v);
         raft_free(hdr);
-        free(data);
-        repl_fail(r);
+        s->why = "no memory";
         return RAFT_NOMEM;
     }
     ts_store_le64(hdr, REPL_SNAP_MAGIC);
-    ts_store_le64(hdr + 8, index);
-    r->snap_base = len;
-    set_threshold(r);
-    r->entry_bytes = r->entry_count = 0;
-    r->threshold_open = 0;
+    ts_store_le64(hdr + 8, s->index);
     v[0].base = hdr;
     v[0].len = REPL_SNAP_HDR;
-    v[1].base = data;
-    v[1].len = len;
+    v[1].base = s->data; /* still s's: finalize frees it */
+    v[1].len = s->len;
     *bufs = v;
     *n_bufs = 2;
-    r->snapshots++, r->snapshot_bytes = len;
-    TS_INFO("event=repl_snapshot dir=%s index=%llu bytes=%zu ms=%.1f", r->dir,
-            (unsigned long long)index, len, (double)(uv_hrtime() - t0) / 1e6);
     return 0;
 }
 
-/* fsm version 2: raft hands the buffers back once the snapshot is on disk
- * (or failed), so the fsm's malloc'd bytes are freed with free(), not
- * raft_free(). */
+/* After a forked child failed, the next attempt waits for another
+ * threshold's worth of entries instead of forking on the next apply. */
+static void snap_backoff(struct ts_repl *r)
+{
+    uint64_t behind = (uint64_t)r->raft.last_applied - r->raft.log.snapshot.last_index;
+    r->snap_backoff = behind;
+    set_threshold(r);
+}
+
+/* On the loop, once raft wrote the snapshot, failed to, or the async part
+ * failed (bufs NULL then). The only place a snapshot changes r. */
 static int fsm_snapshot_finalize(struct raft_fsm *rfsm, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {
+    struct ts_repl *r = rfsm->data;
+    struct repl_snap *s = r->snap;
     struct raft_buffer *v = *bufs;
+    TS_ASSERT(s);
+    r->snap = NULL;
+    if (s->pid && !s->reaped) {
+        /* The async part never ran (raft could not queue it). */
+        snap_kill(s);
+        if (s->fd >= 0)
+            close(s->fd);
+        snap_reap(s);
+        s->why = "not started";
+    }
+    /* raft moved its log's snapshot here only when the files are written. */
+    int written = v && r->raft.log.snapshot.last_index == s->index;
     if (v) {
         raft_free(v[0].base);
-        if (*n_bufs > 1)
-            free(v[1].base);
         raft_free(v);
     }
     *bufs = NULL;
     *n_bufs = 0;
+    double ms = (double)(uv_hrtime() - s->t0) / 1e6;
+    if (written) {
+        r->snap_base = s->len;
+        r->entry_bytes -= s->entry_bytes;
+        r->entry_count -= s->entry_count;
+        r->threshold_open = 0;
+        r->snap_backoff = 0;
+        set_threshold(r);
+        r->snapshots++, r->snapshot_bytes = s->len;
+        r->snapshot_index = s->index;
+        TS_INFO("event=repl_snapshot dir=%s index=%llu bytes=%zu forked=%d loop_ms=%.1f "
+                "ms=%.1f",
+                r->dir, (unsigned long long)s->index, s->len, s->pid > 0, (double)s->loop_ns / 1e6,
+                ms);
+    } else if (r->raft_stopping) {
+        TS_INFO("event=repl_snapshot_canceled dir=%s index=%llu", r->dir,
+                (unsigned long long)s->index);
+    } else {
+        const char *why = s->why ? s->why : "not written";
+        if (s->err)
+            TS_WARN("event=repl_snapshot_failed dir=%s index=%llu why=\"%s\" err=%s ms=%.1f",
+                    r->dir, (unsigned long long)s->index, why, strerror(s->err), ms);
+        else if (s->reaped && s->wstatus != -1 && WIFSIGNALED(s->wstatus))
+            TS_WARN("event=repl_snapshot_failed dir=%s index=%llu why=\"%s\" signal=%d ms=%.1f",
+                    r->dir, (unsigned long long)s->index, why, WTERMSIG(s->wstatus), ms);
+        else if (s->reaped && s->wstatus != -1 && WEXITSTATUS(s->wstatus) != 0)
+            TS_WARN("event=repl_snapshot_failed dir=%s index=%llu why=\"%s\" exit=%d ms=%.1f",
+                    r->dir, (unsigned long long)s->index, why, WEXITSTATUS(s->wstatus), ms);
+        else
+            TS_WARN("event=repl_snapshot_failed dir=%s index=%llu why=\"%s\" ms=%.1f", r->dir,
+                    (unsigned long long)s->index, why, ms);
+        snap_backoff(r);
+    }
+    free(s->data);
+    uv_mutex_destroy(&s->lock);
+    free(s);
     return 0;
 }
 
@@ -323,6 +632,7 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     r->snap_base = buf->len - REPL_SNAP_HDR;
     r->entry_bytes = r->entry_count = 0;
     r->threshold_open = 1;
+    r->snap_backoff = 0;
     TS_INFO("event=repl_restore dir=%s index=%llu", r->dir, (unsigned long long)index);
     if (r->hooks.on_restore)
         r->hooks.on_restore(r->hooks.arg, index);
@@ -475,6 +785,10 @@ static void on_defer(uv_timer_t *h)
             return;
         }
         TS_ASSERT(r->lock_fd >= 0 && !r->raft_closed); /* raft closes once, with LOCK held */
+        /* raft_close waits for the thread pool's read of a snapshot child,
+         * which would serialise the whole state first. */
+        if (r->snap)
+            snap_kill(r->snap);
         r->raft_stopping = 1;
         raft_close(&r->raft, on_raft_closed);
         return;
@@ -862,6 +1176,10 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
         ts__repl_free(r);
         return ts__repl_err(rv);
     }
+    /* raft_uv fills async_work (which fsm version 3 needs) but says
+     * version 1, which raft_init then refuses; libraft 0.18 says 2. */
+    if (r->io.version < 2)
+        r->io.version = 2;
     r->uv_send = r->io.send;
     r->io.send = repl_io_send;
     r->uv_start = r->io.start;
@@ -872,12 +1190,13 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     /* A restarted peer is found again within a quarter second (default 1 s). */
     raft_uv_set_connect_retry_delay(&r->io, REPL_CONNECT_RETRY_MS);
 
-    r->rfsm.version = 2;
+    r->rfsm.version = 3;
     r->rfsm.data = r;
     r->rfsm.apply = fsm_apply;
     r->rfsm.snapshot = fsm_snapshot;
     r->rfsm.restore = fsm_restore;
     r->rfsm.snapshot_finalize = fsm_snapshot_finalize;
+    r->rfsm.snapshot_async = fsm_snapshot_async;
 
     rv = raft_init(&r->raft, &r->io, &r->rfsm, cfg->node_id, r->address);
     if (rv != 0) {
@@ -1076,4 +1395,6 @@ void ts_repl_get_status(const struct ts_repl *r, struct ts_repl_status *out)
     out->is_leader = ts_repl_is_leader(r);
     out->snapshots = r->snapshots;
     out->snapshot_bytes = r->snapshot_bytes;
+    out->snapshot_index = r->snapshot_index;
+    out->snapshot_running = r->snap != NULL;
 }

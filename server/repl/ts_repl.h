@@ -25,7 +25,11 @@
  *   - a successful AppendEntries answer claims no more than the request
  *     checked (prev_log_index + n_entries), not 0.15's whole stored log, so
  *     a former leader's uncommitted tail is repaired by the new leader
- *     instead of being taken as matched (ts_repl.c).
+ *     instead of being taken as matched (ts_repl.c);
+ *   - snapshots are serialised off the loop (fsm version 3, in a forked
+ *     child: ts_repl.c); raft_uv 0.15 provides the async_work that needs but
+ *     calls its io version 1, which raft_init refuses: we set it to 2, as
+ *     libraft 0.18's raft_uv does.
  *
  * Cluster: raft's transport is ts_raft_tls (mutual TLS with the cluster CA)
  * whenever a certificate is configured. A node's raft address, as stored in
@@ -62,8 +66,15 @@ struct ts_repl;
 
 /* The state machine. apply must be deterministic; its result is written
  * into a buffer of result_size bytes that ts_repl hands to the proposer's
- * callback. A non-zero return from apply, snapshot or restore is fatal to
- * the node (out of memory, corrupt snapshot): raft stops. */
+ * callback. A non-zero return from apply or restore is fatal to the node
+ * (out of memory, corrupt snapshot): raft stops.
+ * snapshot runs in a forked child of the process (ts_repl.c), on a
+ * copy-on-write image of arg taken at the snapshot's index, while the
+ * parent goes on applying: it may read arg and malloc, nothing else (no
+ * logging, no locks other threads may hold, no file descriptor but its
+ * own: the child has closed the others). Its failure there only fails that
+ * snapshot. Only when fork() fails does it run in the process, on the
+ * loop, and a failure is fatal as above. */
 struct ts_repl_fsm {
     int (*apply)(void *arg, uint64_t index, const uint8_t *payload, size_t len, void *result);
     int (*snapshot)(void *arg, uint8_t **out, size_t *len); /* *out: malloc'd, ts_repl frees */
@@ -212,8 +223,10 @@ struct ts_repl_status {
     uint64_t last_index;    /* last index in the log */
     uint64_t leader_id;     /* 0 when no leader is known */
     int is_leader;
-    uint64_t snapshots;      /* snapshots taken by this process */
+    uint64_t snapshots;      /* snapshots taken (written) by this process */
     uint64_t snapshot_bytes; /* state machine bytes of the last one (0: none yet) */
+    uint64_t snapshot_index; /* the index it stands for (0: none yet) */
+    int snapshot_running;    /* one is being serialised (a child) or written */
 };
 
 /* Fills *out; all zero once raft is stopping. */

@@ -202,7 +202,9 @@ int ts_store_foreach_comment(const struct ts_store *s, uint64_t thread_id, uint6
 int ts_store_comment(const struct ts_store *s, uint64_t id, Threadsync__Comment *out);
 
 /* Serialises the whole state (threads, comments, idempotency table, last
- * index) into one malloc'd buffer the caller frees. */
+ * index) into one malloc'd buffer the caller frees. Raft snapshots run it
+ * in a forked child of the node (ts_repl.h): it must keep to reading s and
+ * malloc (no logging, no locks, no file descriptors). */
 int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len);
 
 /* Replaces the whole state with a snapshot's. The evlog is not touched:

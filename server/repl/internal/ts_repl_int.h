@@ -23,6 +23,14 @@
 #define REPL_SNAP_MAGIC 0x31504e5374727374ULL /* bytes "tsrtSNP1" */
 #define REPL_SNAP_HDR 16
 
+/* Tests only: ts__repl_snap_fault = TS__REPL_SNAP_FAULT_SHORT makes the
+ * next snapshot children write half their image and exit 0 (ts_repl.c
+ * must refuse it). Set before the fork; 0 in production. */
+enum { TS__REPL_SNAP_FAULT_SHORT = 1 };
+extern int ts__repl_snap_fault;
+
+struct repl_snap; /* the snapshot in progress (ts_repl.c) */
+
 struct repl_prop {
     struct raft_apply req; /* req.index is set by raft_apply */
     struct ts_repl *r;
@@ -114,6 +122,9 @@ struct ts_repl {
     unsigned char *scratch; /* result buffer for entries nobody here proposed */
     uint64_t applied;
     uint64_t snapshots, snapshot_bytes; /* for ts_repl_get_status */
+    uint64_t snapshot_index;            /* ... and the last one's index */
+    struct repl_snap *snap;             /* from fsm_snapshot to its finalize, else NULL */
+    uint64_t snap_backoff;              /* entries added to the threshold after a failure */
     unsigned min_threshold;             /* the configured snapshot threshold */
     unsigned trailing;                  /* the configured snapshot trailing */
     uint64_t entry_bytes;               /* payload bytes applied, and entries, since */

@@ -687,6 +687,67 @@ START_TEST(test_unsubscribe_in_write)
 }
 END_TEST
 
+/* A turn serves a bounded number of subscribers: the loop polls between
+ * slices of a big fan-out. Those left over are served first next turn, and
+ * an event appended between two slices reaches them in the same batch. */
+static int count_writes(void *arg, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    ++*(int *)arg;
+    return 0;
+}
+
+static size_t never_queued(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+START_TEST(test_turn_is_bounded)
+{
+    struct fx f;
+    fx_init(&f, 0);
+    enum { SUBS = 1000 };
+    static const struct ts_hub_sink_ops ops = {count_writes, never_queued};
+    struct ts_hub_sub **subs = calloc(SUBS, sizeof(*subs));
+    int *writes = calloc(SUBS, sizeof(*writes));
+    struct ts_hub_filter all = {1, NULL, 0};
+    for (int i = 0; i < SUBS; i++) {
+        uint64_t from;
+        int snap;
+        ck_assert_int_eq(
+            ts_hub_subscribe(f.hub, &all, 0, 0, &ops, &writes[i], &subs[i], &from, &snap), TS_OK);
+    }
+    ck_assert_int_eq(uv_run(&f.loop, UV_RUN_DEFAULT), 0); /* each told it is caught up */
+    memset(writes, 0, SUBS * sizeof(*writes));
+    post(&f, "t/a", 0, "first");
+    ts_hub_notify(f.hub);
+    (void)uv_run(&f.loop, UV_RUN_ONCE);
+    int served = 0;
+    for (int i = 0; i < SUBS; i++)
+        served += writes[i];
+    ck_assert_int_gt(served, 0);
+    ck_assert_int_lt(served, SUBS);
+    post(&f, "t/a", 0, "second");
+    ts_hub_notify(f.hub);
+    ck_assert_int_eq(uv_run(&f.loop, UV_RUN_DEFAULT), 0);
+    int twice = 0;
+    for (int i = 0; i < SUBS; i++) {
+        ck_assert_uint_eq(ts_hub_sub_seq(subs[i]), ts_store_last_index(f.store));
+        ck_assert_int_ge(writes[i], 1);
+        ck_assert_int_le(writes[i], 2);
+        twice += writes[i] == 2;
+        ts_hub_unsubscribe(subs[i]);
+    }
+    /* served in the first slice: both events apart; the rest: one batch */
+    ck_assert_int_eq(twice, served);
+    free(writes);
+    free(subs);
+    fx_close(&f);
+}
+END_TEST
+
 /* Fan-out timing: not asserted, printed. Sinks only count bytes. */
 static size_t bench_bytes;
 
@@ -760,6 +821,7 @@ static Suite *hub_suite(void)
     tcase_add_test(tc, test_overtaken_cursor_gets_snapshot);
     tcase_add_test(tc, test_restore_and_redaction);
     tcase_add_test(tc, test_unsubscribe_in_write);
+    tcase_add_test(tc, test_turn_is_bounded);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
     TCase *bench = tcase_create("bench");

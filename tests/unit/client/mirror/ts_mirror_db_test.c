@@ -1345,6 +1345,68 @@ static Threadsync__SnapshotChunk mk_chunk(Threadsync__Thread **ths, size_t n_thr
     return ch;
 }
 
+START_TEST(test_threads_scan)
+{
+    /* One pass over comments gives each thread exactly what thread_by_id
+     * gives (same digest: every field of every comment, in id order), a
+     * missing id gives NULL, and during a fill it needs no index: the fill
+     * goes on, while bulk_durable makes its commits durable. */
+    char r1[65], r6[65];
+    reference_digests(r1, r6);
+    struct ts_mirror_db *db = open_db();
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    struct batch b1, b2, b3;
+    first_batch(&b1);
+    second_batch(&b2, THREADSYNC__STATUS__VISIBLE);
+    third_batch(&b3);
+    ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b2.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b3.ev, NULL), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_bulk_durable(db), TS_OK); /* commits the group */
+    ck_assert(!ts_mirror_db_group_is_open(db));
+    ck_assert_uint_eq(committed_cursor(), 60);
+    ck_assert_int_eq(committed_int(has_index_sql), 0);
+
+    const uint64_t ids[] = {1, 3, 6};
+    struct ts_mirror_scan *scan;
+    ck_assert_int_eq(ts_mirror_db_threads_scan(db, ids, 3, &scan), TS_OK);
+    ck_assert_int_eq(committed_int(has_index_sql), 0); /* still a fill */
+    ck_assert_ptr_null(ts_mirror_scan_thread(scan, 1));
+    ck_assert_ptr_null(ts_mirror_scan_thread(scan, 3));
+    const struct ts_mirror_thread *t1 = ts_mirror_scan_thread(scan, 0);
+    const struct ts_mirror_thread *t6 = ts_mirror_scan_thread(scan, 2);
+    ck_assert_ptr_nonnull(t1);
+    ck_assert_ptr_nonnull(t6);
+    char d[65];
+    ck_assert_int_eq(ts_digest_thread(&t1->thread, (const Threadsync__Comment *const *)t1->comments,
+                                      t1->n_comments, d),
+                     TS_OK);
+    ck_assert_str_eq(d, r1);
+    ck_assert_int_eq(ts_digest_thread(&t6->thread, (const Threadsync__Comment *const *)t6->comments,
+                                      t6->n_comments, d),
+                     TS_OK);
+    ck_assert_str_eq(d, r6);
+    ck_assert_uint_eq(t1->n_comments, 4);
+    for (size_t i = 1; i < t1->n_comments; i++)
+        ck_assert_uint_lt(t1->comments[i - 1]->id, t1->comments[i]->id);
+    ts_mirror_scan_free(scan);
+
+    /* Ids beyond every thread: nothing, not an error. */
+    const uint64_t none[] = {1000};
+    ck_assert_int_eq(ts_mirror_db_threads_scan(db, none, 1, &scan), TS_OK);
+    ck_assert_ptr_null(ts_mirror_scan_thread(scan, 0));
+    ts_mirror_scan_free(scan);
+
+    uint64_t bytes = 0;
+    ck_assert_int_eq(ts_mirror_db_size(db, &bytes), TS_OK);
+    ck_assert_uint_gt(bytes, 0);
+    ck_assert_int_eq(ts_mirror_db_bulk_end(db), TS_OK);
+    ck_assert_int_eq(committed_int(has_index_sql), 1);
+    ts_mirror_db_close(db);
+}
+END_TEST
+
 START_TEST(test_bulk_snapshot_staged)
 {
     /* During a bulk fill a snapshot's comments, arriving thread by thread
@@ -1496,6 +1558,7 @@ int main(void)
     tcase_add_test(tc, test_bulk_fill);
     tcase_add_test(tc, test_snapshot_then_events);
     tcase_add_test(tc, test_snapshot_chunks_in_group);
+    tcase_add_test(tc, test_threads_scan);
     tcase_add_test(tc, test_bulk_snapshot_staged);
     tcase_add_test(tc, test_bulk_snapshot_keeps_newer_rows);
     tcase_add_test(tc, test_digest_same_across_batchings);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ts_buf.h"
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_mirror_render.h"
@@ -237,6 +238,39 @@ START_TEST(test_escaping_and_unicode)
     ck_assert_ptr_nonnull(strstr(json, "\"url\":\"https://example.org/a?x=1\\u0026y=\\\"2\\\"\""));
     ck_assert_ptr_null(strstr(json, "<"));
     free(json);
+}
+END_TEST
+
+START_TEST(test_escaping_long_text)
+{
+    /* Long runs are checked 16 bytes at a time: every byte value, at every
+     * place of a 40-byte text, escapes as it does alone (ASCII escapes and
+     * a lone byte >= 0x80 depend on that byte only), in both formats. */
+    for (int html = 0; html < 2; html++) {
+        for (int v = 1; v < 256; v++) {
+            char one[2] = {(char)v, '\0'};
+            struct ts_buf alone = TS_BUF_INIT;
+            ts_mirror_render_text(&alone, one, html);
+            ck_assert(!alone.failed);
+            for (size_t at = 0; at < 40; at++) {
+                char text[41];
+                memset(text, 'a', 40);
+                text[40] = '\0';
+                text[at] = (char)v;
+                struct ts_buf got = TS_BUF_INIT, want = TS_BUF_INIT;
+                ts_mirror_render_text(&got, text, html);
+                ts_buf_add(&want, text, at);
+                ts_buf_add(&want, alone.p, alone.len);
+                ts_buf_add(&want, text + at + 1, 39 - at);
+                ck_assert(!got.failed && !want.failed);
+                ck_assert_msg(got.len == want.len && memcmp(got.p, want.p, got.len) == 0,
+                              "byte 0x%02x at %zu (%s)", v, at, html ? "html" : "json");
+                ts_buf_free(&got);
+                ts_buf_free(&want);
+            }
+            ts_buf_free(&alone);
+        }
+    }
 }
 END_TEST
 
@@ -704,6 +738,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_tree);
     tcase_add_test(tc, test_escaping_and_unicode);
+    tcase_add_test(tc, test_escaping_long_text);
     tcase_add_test(tc, test_empty_and_singular);
     tcase_add_test(tc, test_deep_nesting_file);
     tcase_add_test(tc, test_deep_nesting_small_stack);

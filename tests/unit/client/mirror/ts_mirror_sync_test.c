@@ -20,6 +20,7 @@
 
 #include "ts_check_main.h"
 #include "ts_err.h"
+#include "ts_file.h"
 #include "ts_mirror_db.h"
 #include "ts_mirror_render.h"
 #include "ts_mirror_sync.h"
@@ -473,6 +474,88 @@ START_TEST(test_restart_after_unsynced_flush)
 }
 END_TEST
 
+static void assert_file_is(const char *name, const char *ext, const char *want, size_t want_len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/threads/%s%s", mdir, name, ext);
+    uint8_t *got;
+    size_t len;
+    ck_assert_int_eq(ts_file_read_all(path, 1u << 24, &got, &len), TS_OK);
+    ck_assert_uint_eq(len, want_len);
+    ck_assert(memcmp(got, want, len) == 0);
+    free(got);
+}
+
+#define MANY 20 /* threads: more than a big flush needs (RENDER_PARALLEL_MIN) */
+
+START_TEST(test_first_sync_big_flush_scanned)
+{
+    /* A first sync of MANY threads renders them all in one big flush that
+     * reads them in one pass over comments (render_scanned) and builds
+     * the index meanwhile: each file must be byte for byte what a render
+     * from ts_mirror_db_thread_by_id makes, and the mirror must end with
+     * its index, its cursor rendered and its files synced. */
+    /* _i: 0, one pass; 1, a pass per few kilobytes of the file, i.e. one
+     * per thread or so. */
+    uint64_t scan_bytes = ts__mirror_sync_scan_bytes;
+    if (_i == 1)
+        ts__mirror_sync_scan_bytes = 4096;
+    struct fixture fx;
+    ck_assert_uint_eq(fx_open(&fx, 1), 0);
+    char key[MANY][16];
+    for (unsigned k = 1; k <= 2 * MANY; k++) {
+        struct batch b;
+        unsigned t = (k - 1) % MANY;
+        batch_make(&b, k, 0, k == 2 * MANY);
+        snprintf(key[t], sizeof(key[t]), "many/%02u", t);
+        b.t.id = 100 + t;
+        b.t.key = key[t];
+        for (unsigned i = 0; i < PER; i++) {
+            b.c[i].thread_id = b.t.id;
+            b.c[i].parent_id = i ? b.c[i - 1].id : 0;
+        }
+        if (k == MANY + 1)
+            b.c[1].status = THREADSYNC__STATUS__DELETED;
+        ck_assert_int_eq(ts_mirror_sync_apply(fx.s, &b.ev), TS_OK);
+        ck_assert_int_eq(ts_mirror_sync_applied(fx.s, &b.ev), TS_OK);
+    }
+    ck_assert_uint_eq(fx.flushes.calls, 1);
+    ck_assert_uint_eq(fx.flushes.last_n, MANY);
+    ck_assert_uint_eq(ts_mirror_sync_stats(fx.s)->rendered, MANY);
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
+                                   "AND name = 'comments_thread'"),
+                     1);
+    char *v = setting(fx.s, "files_unsynced");
+    ck_assert_str_eq(v, "0");
+    free(v);
+    v = setting(fx.s, "rendered_seq");
+    ck_assert_str_eq(v, "403");
+    free(v);
+    fx_close(&fx);
+
+    struct ts_mirror_db *db;
+    ck_assert_int_eq(ts_mirror_db_open(mdir, &db), TS_OK);
+    for (unsigned t = 0; t < MANY; t++) {
+        struct ts_mirror_thread *mt;
+        ck_assert_int_eq(ts_mirror_db_thread_by_id(db, 100 + t, &mt), TS_OK);
+        ck_assert_uint_eq(mt->n_comments, UINT64_C(2) * PER);
+        const Threadsync__Comment *const *c = (const Threadsync__Comment *const *)mt->comments;
+        char name[TS_MIRROR_NAME_SIZE], *text;
+        size_t len;
+        ck_assert_int_eq(ts_mirror_render_file_name(key[t], name), TS_OK);
+        ck_assert_int_eq(ts_mirror_render_json(&mt->thread, c, mt->n_comments, &text, &len), TS_OK);
+        assert_file_is(name, ".json", text, len);
+        free(text);
+        ck_assert_int_eq(ts_mirror_render_html(&mt->thread, c, mt->n_comments, &text, &len), TS_OK);
+        assert_file_is(name, ".html", text, len);
+        free(text);
+        ts_mirror_thread_free(mt);
+    }
+    ts_mirror_db_close(db);
+    ts__mirror_sync_scan_bytes = scan_bytes;
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ts_mirror_sync");
@@ -480,6 +563,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_first_sync_renders_once_caught_up);
+    tcase_add_loop_test(tc, test_first_sync_big_flush_scanned, 0, 2);
     tcase_add_test(tc, test_live_batch_committed_and_rendered);
     tcase_add_test(tc, test_catching_up_group_committed_by_timer);
     tcase_add_test(tc, test_catching_up_renders_unless_from_scratch);

@@ -4,6 +4,11 @@
  * running SHA-256 over it, snapshotted as the serialised list. Restarts must
  * rebuild exactly the same list (same indexes, same bytes) from the log
  * alone, and from snapshot + log.
+ *
+ * Snapshots are serialised in a forked child (ts_repl.c), so t_snapshot's
+ * side effects do not reach the test's process: what the tests need to
+ * know from it goes through a MAP_SHARED page (struct tshared), and the
+ * snapshots taken are read from ts_repl_get_status.
  */
 #include <check.h>
 #include <dirent.h>
@@ -11,9 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <linux/magic.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +35,7 @@
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_repl.h"
+#include "ts_repl_int.h"
 #include "ts_testnode.h"
 
 #ifndef TS_TEST_TMPDIR
@@ -40,6 +50,15 @@ struct rec {
     uint8_t *data;
 };
 
+/* Written by t_snapshot wherever it runs (a snapshot child, or the test
+ * process itself), read by the test. */
+struct tshared {
+    unsigned calls; /* t_snapshot calls */
+};
+
+/* What t_snapshot does besides serialising (set before the fork). */
+enum { SNAP_OK, SNAP_FAIL, SNAP_CRASH };
+
 struct tfsm {
     struct rec *recs;
     size_t n, cap;
@@ -49,10 +68,11 @@ struct tfsm {
     unsigned applies;  /* apply calls since start (replay counter) */
     unsigned restores; /* restore calls */
     uint64_t restore_index;
-    uint64_t snap_index[256]; /* last_index at each snapshot call */
-    unsigned snaps;
     unsigned hook_applied, hook_restore;
-    unsigned fail_at; /* >0: that apply call (1-based) fails */
+    unsigned fail_at;       /* >0: that apply call (1-based) fails */
+    struct tshared *shared; /* NULL: not counted */
+    int snap_mode;          /* SNAP_* */
+    const char *snap_gate;  /* a FIFO t_snapshot opens and reads a byte from first */
 };
 
 static void tfsm_hash(struct tfsm *f, uint64_t index, const uint8_t *p, size_t len)
@@ -114,6 +134,20 @@ static int t_apply(void *arg, uint64_t index, const uint8_t *p, size_t len, void
 static int t_snapshot(void *arg, uint8_t **out, size_t *len)
 {
     struct tfsm *f = arg;
+    if (f->shared)
+        __atomic_add_fetch(&f->shared->calls, 1, __ATOMIC_SEQ_CST);
+    if (f->snap_gate) {
+        /* Blocks until the test opens the FIFO for writing. */
+        int fd = open(f->snap_gate, O_RDONLY);
+        char c;
+        if (fd < 0 || read(fd, &c, 1) != 1)
+            return -1;
+        close(fd);
+    }
+    if (f->snap_mode == SNAP_FAIL)
+        return -1;
+    if (f->snap_mode == SNAP_CRASH)
+        raise(SIGKILL);
     size_t size = 32 + 8 + 8;
     for (size_t i = 0; i < f->n; i++)
         size += 16 + f->recs[i].len;
@@ -132,9 +166,6 @@ static int t_snapshot(void *arg, uint8_t **out, size_t *len)
         memcpy(w + 16, f->recs[i].data, l);
         w += 16 + l;
     }
-    if (f->snaps < 256)
-        f->snap_index[f->snaps] = f->last_index;
-    f->snaps++;
     *out = b;
     *len = size;
     return 0;
@@ -445,6 +476,31 @@ static int reached(void *arg)
     return ts_repl_last_applied(w->n->r) >= w->index;
 }
 
+static int snap_idle(void *arg)
+{
+    struct ts_repl_status st;
+    ts_repl_get_status(((struct node *)arg)->r, &st);
+    return !st.snapshot_running;
+}
+
+/* The node's status once no snapshot is being taken. */
+static struct ts_repl_status settled(struct node *n)
+{
+    run_until(&n->loop, snap_idle, n, 30000);
+    struct ts_repl_status st;
+    ts_repl_get_status(n->r, &st);
+    return st;
+}
+
+/* Every snapshot child was reaped: this process has no children left, not
+ * even zombies (waitpid would reap one and return its pid). */
+static void assert_no_children(void)
+{
+    errno = 0;
+    ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1);
+    ck_assert_int_eq(errno, ECHILD);
+}
+
 /* ---- tests ------------------------------------------------------------ */
 
 /* Odd-length payloads survive a restart from the log alone: libraft 0.15
@@ -468,8 +524,8 @@ START_TEST(test_restart_replays_log)
         ck_assert_mem_eq(a.fsm.recs[i].data, buf, payload_len(i));
     }
     ck_assert_uint_eq(ts_repl_last_applied(a.r), a.fsm.last_index);
+    ck_assert_uint_eq(settled(&a).snapshots, 0);
     node_close(&a);
-    ck_assert_uint_eq(a.fsm.snaps, 0);
 
     uv_loop_init(&b.loop);
     ck_assert_int_eq(node_start(&b, &cfg), TS_OK);
@@ -507,13 +563,16 @@ START_TEST(test_restart_snapshot_and_replay)
     struct node a = {0}, b = {0};
     struct ts_repl_config cfg = start_snapshotting(&a);
     propose_all(&a, 200, 8);
-    ck_assert_uint_gt(a.fsm.snaps, 0);
+    struct ts_repl_status st = settled(&a);
+    ck_assert_uint_gt(st.snapshots, 0);
     /* Make sure some entries follow the last snapshot (fewer than the
      * threshold, so no new snapshot covers them). */
-    if (a.fsm.snap_index[(a.fsm.snaps - 1) % 256] == a.fsm.last_index)
+    if (st.snapshot_index == a.fsm.last_index)
         propose_all(&a, 3, 1);
-    ck_assert_uint_lt(a.fsm.snap_index[(a.fsm.snaps - 1) % 256], a.fsm.last_index);
-    run_until(&a.loop, snapshot_on_disk, NULL, 10000);
+    st = settled(&a);
+    ck_assert_uint_lt(st.snapshot_index, a.fsm.last_index);
+    /* Counted only once raft has written it. */
+    ck_assert_int_eq(snapshot_on_disk(&st.snapshot_index), 1);
     node_close(&a);
 
     uv_loop_init(&b.loop);
@@ -522,10 +581,7 @@ START_TEST(test_restart_snapshot_and_replay)
     ck_assert_uint_eq(b.fsm.restores, 1);
     ck_assert_uint_eq(b.fsm.hook_restore, 1);
     ck_assert_uint_ge(ts_repl_last_applied(b.r), b.fsm.restore_index);
-    int known = 0;
-    for (unsigned i = 0; i < a.fsm.snaps && i < 256; i++)
-        known |= a.fsm.snap_index[i] == b.fsm.restore_index;
-    ck_assert_int_eq(known, 1);
+    ck_assert_uint_eq(b.fsm.restore_index, st.snapshot_index);
     struct wait_index w = {&b, a.fsm.last_index};
     run_until(&b.loop, reached, &w, 10000);
     ck_assert_uint_gt(b.fsm.applies, 0);
@@ -552,19 +608,19 @@ START_TEST(test_restart_keeps_snapshot_pace)
     struct node a = {0}, b = {0};
     struct ts_repl_config cfg = start_snapshotting(&a);
     propose_all(&a, 1200, 16);
-    ck_assert_uint_gt(a.fsm.snaps, 1);
+    ck_assert_uint_gt(settled(&a).snapshots, 1);
     /* A snapshot holds 16 bytes more per record than its entry carries, so
      * the paced threshold is at least an eighth of the records: leave room
      * for AGAIN more entries after those replayed, well inside it. */
     enum { AGAIN = 17 };
-    uint64_t last_snap = a.fsm.snap_index[(a.fsm.snaps - 1) % 256];
+    uint64_t last_snap = settled(&a).snapshot_index;
     for (int i = 0; i < 1000 && a.fsm.last_index - last_snap + AGAIN >= last_snap / 8 / 2; i++) {
         propose_all(&a, 1, 1);
-        last_snap = a.fsm.snap_index[(a.fsm.snaps - 1) % 256];
+        last_snap = settled(&a).snapshot_index;
     }
     ck_assert_uint_lt(a.fsm.last_index - last_snap + AGAIN, last_snap / 8 / 2);
     ck_assert_uint_gt(last_snap / 8 / 2, cfg.snapshot_threshold);
-    run_until(&a.loop, snapshot_on_disk, &last_snap, 10000);
+    ck_assert_int_eq(snapshot_on_disk(&last_snap), 1);
     node_close(&a);
 
     uv_loop_init(&b.loop);
@@ -574,7 +630,7 @@ START_TEST(test_restart_keeps_snapshot_pace)
     propose_all(&b, AGAIN, 4);
     /* replayed and new entries: more than the minimum, fewer than the pace */
     ck_assert_uint_gt(b.fsm.last_index - last_snap, cfg.snapshot_threshold);
-    ck_assert_uint_eq(b.fsm.snaps, 0);
+    ck_assert_uint_eq(settled(&b).snapshots, 0);
     node_close(&b);
     tfsm_clear(&a.fsm);
     tfsm_clear(&b.fsm);
@@ -612,10 +668,203 @@ START_TEST(test_big_entries_snapshot_sooner)
         ck_assert_int_eq(ts_repl_propose(a.r, big, sizeof(big), on_big_result, &done), TS_OK);
         run_until(&a.loop, big_done, &done, 10000);
     }
-    ck_assert_uint_gt(a.fsm.snaps, 0);
+    ck_assert_uint_gt(settled(&a).snapshots, 0);
     node_close(&a);
     tfsm_clear(&a.fsm);
     remove_dir();
+}
+END_TEST
+
+/* ---- snapshots in a child ---------------------------------------------- */
+
+static struct tshared *shared_new(void)
+{
+    void *m = mmap(NULL, sizeof(struct tshared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    ck_assert_ptr_ne(m, MAP_FAILED);
+    memset(m, 0, sizeof(struct tshared));
+    return m;
+}
+
+static unsigned snap_calls(const struct tshared *sh)
+{
+    return __atomic_load_n(&sh->calls, __ATOMIC_SEQ_CST);
+}
+
+static int snap_running(void *arg)
+{
+    return !snap_idle(arg);
+}
+
+/* Opens the FIFO a gated t_snapshot waits on (blocks until the child
+ * opened it: it is on its way there) and lets it go. */
+static void gate_release(const char *path)
+{
+    int fd = open(path, O_WRONLY);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, "g", 1), 1);
+    close(fd);
+}
+
+/* Proposes one entry at a time until a snapshot is running (its child
+ * held on a gate, so it stays running). */
+static void propose_until_snapshot(struct node *a)
+{
+    for (int i = 0; i < 1000 && !snap_running(a); i++)
+        propose_all(a, 1, 1);
+    ck_assert_int_eq(snap_running(a), 1);
+}
+
+/* A snapshotting leader (start_snapshotting) whose snapshot children wait
+ * on the FIFO gate (its path written into gate, n bytes), proposed to
+ * until one of them runs. */
+static struct ts_repl_config start_gated(struct node *a, char *gate, size_t n)
+{
+    struct ts_repl_config cfg = start_snapshotting(a);
+    snprintf(gate, n, "%s.gate", g_dir);
+    ck_assert_int_eq(mkfifo(gate, 0600), 0);
+    a->fsm.shared = shared_new();
+    a->fsm.snap_gate = gate;
+    propose_until_snapshot(a);
+    return cfg;
+}
+
+/* Starts b on a's data directory (a closed) and runs it until it applied
+ * everything a had: it must then hold exactly a's state. */
+static void restart_same(struct node *b, const struct ts_repl_config *cfg, const struct node *a)
+{
+    uv_loop_init(&b->loop);
+    ck_assert_int_eq(node_start(b, cfg), TS_OK);
+    struct wait_index w = {b, a->fsm.last_index};
+    run_until(&b->loop, reached, &w, 10000);
+    assert_same(&a->fsm, &b->fsm);
+}
+
+/* Closes b and frees what a test of snapshots in a child made. */
+static void snap_test_end(struct node *a, struct node *b, const char *gate)
+{
+    node_close(b);
+    munmap(a->fsm.shared, sizeof(struct tshared));
+    if (gate)
+        unlink(gate);
+    tfsm_clear(&a->fsm);
+    tfsm_clear(&b->fsm);
+    remove_dir();
+}
+
+/* The snapshot's serialisation (held on a gate in the child) does not stop
+ * the node: entries proposed meanwhile are applied and acknowledged while
+ * it is still running, the snapshot stands for the state at its own index
+ * (a restart restores it and replays exactly the entries after it), and
+ * its child is reaped. */
+START_TEST(test_snapshot_does_not_block_apply)
+{
+    struct node a = {0}, b = {0};
+    char gate[600];
+    struct ts_repl_config cfg = start_gated(&a, gate, sizeof(gate));
+    uint64_t at_start = a.fsm.last_index;
+    size_t n_start = a.fsm.n;
+
+    /* Far more than the threshold: raft holds the next snapshot back while
+     * one runs, so these are applied with the child still gated. */
+    propose_all(&a, 100, 8);
+    ck_assert_uint_eq(a.fsm.n, n_start + 100);
+    ck_assert_int_eq(snap_running(&a), 1);
+    struct ts_repl_status gated;
+    ts_repl_get_status(a.r, &gated);
+    ck_assert_uint_eq(gated.snapshots, 0);
+    a.fsm.snap_gate = NULL; /* for the children after this one */
+    gate_release(gate);
+    struct ts_repl_status st = settled(&a);
+    ck_assert_uint_eq(st.snapshots, 1);
+    ck_assert_uint_le(st.snapshot_index, at_start);
+    ck_assert_uint_eq(snap_calls(a.fsm.shared), 1);
+    assert_no_children();
+    node_close(&a);
+    assert_no_children();
+
+    restart_same(&b, &cfg, &a);
+    ck_assert_uint_eq(b.fsm.restore_index, st.snapshot_index);
+    uint64_t replayed = 0;
+    for (size_t i = 0; i < a.fsm.n; i++)
+        replayed += a.fsm.recs[i].index > st.snapshot_index;
+    ck_assert_uint_ge(replayed, 100);
+    ck_assert_uint_eq(b.fsm.applies, replayed);
+    snap_test_end(&a, &b, gate);
+}
+END_TEST
+
+/* A child that fails (exits 1), crashes (SIGKILL) or writes half of what
+ * it declared (and exits 0) takes no snapshot: nothing is written, the
+ * node keeps applying, the next attempt waits for another threshold's
+ * worth of entries rather than forking on every apply, and once the
+ * children behave a snapshot is taken that a restart restores. */
+START_TEST(test_snapshot_child_failures)
+{
+    for (int mode = 0; mode < 3; mode++) {
+        struct node a = {0}, b = {0};
+        struct ts_repl_config cfg = start_snapshotting(&a);
+        a.fsm.shared = shared_new();
+        if (mode == 0)
+            a.fsm.snap_mode = SNAP_FAIL;
+        else if (mode == 1)
+            a.fsm.snap_mode = SNAP_CRASH;
+        else
+            ts__repl_snap_fault = TS__REPL_SNAP_FAULT_SHORT;
+        enum { N = 96 }; /* six thresholds of 16 */
+        for (int i = 0; i < N; i++) {
+            propose_all(&a, 1, 1);
+            settled(&a); /* each attempt ends before the next entry */
+        }
+        unsigned failed = snap_calls(a.fsm.shared);
+        struct ts_repl_status st = settled(&a);
+        ck_assert_uint_eq(st.snapshots, 0);
+        ck_assert_int_eq(snapshot_on_disk(NULL), 0);
+        ck_assert_int_eq(ts_repl_is_leader(a.r), 1);
+        ck_assert_uint_ge(a.fsm.n, N);
+        /* An attempt about every 16th entry, not one per entry past the
+         * 16th (80). */
+        ck_assert_uint_ge(failed, 2);
+        ck_assert_uint_le(failed, N / 16 + 1);
+        assert_no_children();
+
+        a.fsm.snap_mode = SNAP_OK;
+        ts__repl_snap_fault = 0;
+        for (int i = 0; i < 1000 && settled(&a).snapshots == 0; i++)
+            propose_all(&a, 1, 1);
+        st = settled(&a);
+        ck_assert_uint_eq(st.snapshots, 1);
+        ck_assert_uint_eq(snap_calls(a.fsm.shared), failed + 1);
+        propose_all(&a, 3, 1);
+        ck_assert_uint_eq(settled(&a).snapshots, 1);
+        node_close(&a);
+        assert_no_children();
+
+        restart_same(&b, &cfg, &a);
+        ck_assert_uint_eq(b.fsm.restores, 1);
+        ck_assert_uint_eq(b.fsm.restore_index, st.snapshot_index);
+        snap_test_end(&a, &b, NULL);
+    }
+}
+END_TEST
+
+/* Closing while a child serialises (here: held on its gate for ever) does
+ * not wait for it: the child is killed, reaped, no snapshot is written,
+ * and a restart replays the log into the same state. */
+START_TEST(test_close_during_snapshot)
+{
+    struct node a = {0}, b = {0};
+    char gate[600];
+    struct ts_repl_config cfg = start_gated(&a, gate, sizeof(gate));
+    propose_all(&a, 5, 5);
+    ck_assert_int_eq(snap_running(&a), 1);
+    node_close(&a);
+    assert_no_children();
+    ck_assert_int_eq(snapshot_on_disk(NULL), 0);
+
+    restart_same(&b, &cfg, &a);
+    ck_assert_uint_eq(b.fsm.restores, 0);
+    snap_test_end(&a, &b, gate);
 }
 END_TEST
 
@@ -1053,6 +1302,9 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_restart_snapshot_and_replay);
     tcase_add_test(tc, test_restart_keeps_snapshot_pace);
     tcase_add_test(tc, test_big_entries_snapshot_sooner);
+    tcase_add_test(tc, test_snapshot_does_not_block_apply);
+    tcase_add_test(tc, test_snapshot_child_failures);
+    tcase_add_test(tc, test_close_during_snapshot);
     tcase_add_test(tc, test_second_start_busy);
     tcase_add_test(tc, test_seed_shares_lock);
     tcase_add_test(tc, test_inflight_cap);
