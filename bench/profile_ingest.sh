@@ -13,7 +13,16 @@
 #                    hand-off between loops then stalls it); the annotated
 #                    inclusive profile is written next to the raw output
 #   --mode strace    system calls per post (strace -c -f)
-#   --mode perf      a cpu-clock profile (perf record -g) of the measured part
+#   --mode perf      a cpu-clock profile of the measured part (perf record,
+#                    DWARF call graphs: the Release build keeps no frame
+#                    pointers, and glibc's memmove is a leaf without a frame,
+#                    so frame-pointer stacks skipped its caller)
+#   --mode faults    where the page faults come from (perf record -e
+#                    page-faults, every 4th fault, DWARF call graphs)
+#
+# Every mode also prints the server's minor page faults per post
+# (/proc/PID/stat minflt, all threads): fresh memory touched per post, a
+# figure that does not move with the machine's load either.
 #
 # DIR (default build-bench) must hold threadsyncd and bench/ts_loadgen
 # (Release: cmake --build DIR --target threadsyncd ts_loadgen). Extra
@@ -30,7 +39,7 @@ while [ $# -gt 0 ]; do
     --posters) K=$2 ;;
     --window) WINDOW=$2 ;;
     *)
-        sed -n '2,25p' "$0"
+        sed -n '2,34p' "$0"
         exit 2
         ;;
     esac
@@ -57,7 +66,11 @@ chmod 600 "$S"/tokens "$S"/*.token
 pre=()
 flags=(${TS_PROFILE_SERVER_FLAGS:-})
 if [ "$MODE" = callgrind ]; then
-    pre=(valgrind --tool=callgrind --callgrind-out-file="$S/callgrind.out" --dump-instr=no -q)
+    # GLIBC_TUNABLES set: threadsyncd does not exec itself again for huge
+    # pages (server/main.c), which would leave valgrind behind; valgrind's
+    # malloc ignores the tunable anyway.
+    pre=(env GLIBC_TUNABLES="${GLIBC_TUNABLES-glibc.malloc.hugetlb=1}" valgrind --tool=callgrind
+        --callgrind-out-file="$S/callgrind.out" --dump-instr=no -q)
     flags+=(--io-threads 0)
 fi
 "${pre[@]}" "$SERVERD" --data-dir "$S/data" --listen 127.0.0.1:0 \
@@ -90,14 +103,24 @@ strace)
     sleep 1
     ;;
 perf)
-    perf record -q -e cpu-clock -F 4000 -g -p $PID -o "$S/perf.data" >/dev/null 2>&1 &
+    perf record -q -e cpu-clock -F 1000 --call-graph dwarf,16384 -p $PID -o "$S/perf.data" \
+        >/dev/null 2>&1 &
+    SIDE=$!
+    sleep 1
+    ;;
+faults)
+    perf record -q -e page-faults -c 4 --call-graph dwarf,16384 -p $PID -o "$S/perf.data" \
+        >/dev/null 2>&1 &
     SIDE=$!
     sleep 1
     ;;
 esac
+minflt() { awk '{print $10}' /proc/$PID/stat; }
+f0=$(minflt)
 t0=$(ticks)
 lg --posts "$POSTS" >"$S/run.txt"
 t1=$(ticks)
+f1=$(minflt)
 acked=$(grep -o '"posts_acked":[0-9]*' "$S/run.txt" | cut -d: -f2)
 case $MODE in
 callgrind)
@@ -114,12 +137,12 @@ strace)
     calls=$(awk '$NF == "total" {print $4}' "$S/strace.txt")
     echo "syscalls_per_post=$(echo "scale=2; $calls / $acked" | bc) ($S/strace.txt)"
     ;;
-perf)
+perf | faults)
     kill -INT $SIDE
     wait $SIDE || true
     echo "perf report -i $S/perf.data --no-children"
     ;;
 esac
-echo "acked=$acked server_cpu_us_per_post=$(echo "scale=2; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $acked" | bc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "acked=$acked server_cpu_us_per_post=$(echo "scale=2; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $acked" | bc) minor_faults_per_post=$(echo "scale=3; ($f1 - $f0) / $acked" | bc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
 grep '^TABLE' "$S/run.txt" | cut -d'|' -f2- | tr '|' ' '
 echo "scratch: $S"

@@ -228,7 +228,16 @@ struct ts_store {
     /* The per-post results of the latest PostBatch applied, likewise. */
     struct ts_store_result *batch_out;
     size_t n_batch_out, cap_batch_out;
+    /* Where ts_store_apply unpacks its entry (ts_store.c, unpack_alloc):
+     * kept from one apply to the next, at most TS__STORE_UNPACK_MAX bytes;
+     * nothing points into it once an apply has returned. */
+    uint8_t *unpack_buf;
+    size_t unpack_cap, unpack_used, unpack_spilled;
 };
+
+/* The largest unpack buffer a store keeps (a PostBatch is at most 1 MiB
+ * on the wire); what does not fit in it comes from malloc. */
+#define TS__STORE_UNPACK_MAX ((size_t)2 << 20)
 
 /* What glibc's malloc really takes for a request of n bytes (chunk header,
  * 16-byte alignment, 32-byte minimum), so ts_store_memory is honest. */
