@@ -480,8 +480,10 @@ node_i() {
 # is compared at 100 posts/s only). Not on node A: after A's fan-out the
 # store holds 26,000 comments (10 MB), and the snapshot cadence (1/8 of the
 # last snapshot's bytes logged, ts_repl.c) then falls inside the measured
-# seconds, twice at 100 posts/s, each pausing the main loop for 90-250 ms
-# (bench/README.md, latency).
+# seconds, twice at 100 posts/s. Each paused the main loop for 90-250 ms
+# while snapshots were serialised on it; since they are serialised in a
+# forked child the loop pauses only for the fork, but the child still takes
+# CPU from the measured seconds (bench/README.md, latency).
 node_l() {
     local gen=$1
     for rd in $LAT_RATES; do
