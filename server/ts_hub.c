@@ -10,8 +10,9 @@
  *              READY again;
  *   GONE       on no list: its sink failed; waits for ts_hub_unsubscribe.
  * A turn (the uv_check callback) serves each READY subscriber once, at most
- * TURN_MAX of them, so its cost is O(subscribers behind and writable),
- * never O(all subscribers), and bounded; the rest are first next turn.
+ * turn_max of them when set (ts_hub_set_turn_max), so its cost is
+ * O(subscribers behind and writable), never O(all subscribers); the rest
+ * are first next turn.
  *
  * Waking the loop: a uv_check callback only runs when the loop iterates,
  * and an idle loop blocks in poll. ts_hub_notify() (and anything else that
@@ -50,13 +51,6 @@
 /* Entries a filtered subscriber may examine in one turn without a match,
  * so that skipping a long run of other threads' events cannot stall a turn. */
 #define SCAN_MAX 65536
-/* Subscribers served in one turn; the rest are served first next turn,
- * after the loop has polled. On one loop a write is a TLS record and a
- * write(2) to loopback, 5-10 us, so a sweep of 1,000 subscribers held the
- * loop 5-10 ms: a post arriving meanwhile was not read, proposed (its
- * disk write) or answered until the sweep ended. Between slices it is,
- * and its disk write overlaps the rest of the sweep. */
-#define TURN_MAX 128
 
 /* READY and PARKED subscribers are both LISTED: which list they are on is
  * all that differs, so waking every parked one is one splice. */
@@ -117,6 +111,7 @@ struct ts_hub {
     struct ts_hub_sub *current; /* being served */
     int closing;
     int handles_open;
+    unsigned turn_max; /* subscribers served per turn; 0: all that are ready */
     void (*close_cb)(void *arg);
     void *close_arg;
     struct obuf buf; /* snapshot parts and filtered batches */
@@ -719,7 +714,7 @@ static void on_check(uv_check_t *h)
     TS_ASSERT(!hub->current && list_empty(&hub->work));
     hub->shared[0].valid = hub->shared[1].valid = 0; /* the log moved on */
     list_splice(&hub->work, &hub->ready);
-    for (unsigned n = 0; n < TURN_MAX && !list_empty(&hub->work); n++) {
+    for (unsigned n = 0; (!hub->turn_max || n < hub->turn_max) && !list_empty(&hub->work); n++) {
         struct ts_hub_sub *sub = (struct ts_hub_sub *)list_pop(&hub->work);
         hub->current = sub;
         serve(hub, sub);
@@ -759,6 +754,11 @@ int ts_hub_new(uv_loop_t *loop, struct ts_evlog *log, struct ts_store *store, st
     uv_unref((uv_handle_t *)&hub->check);
     *out = hub;
     return TS_OK;
+}
+
+void ts_hub_set_turn_max(struct ts_hub *hub, unsigned n)
+{
+    hub->turn_max = n;
 }
 
 static void on_handle_closed(uv_handle_t *h)

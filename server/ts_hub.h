@@ -59,6 +59,16 @@ struct ts_hub_filter {
 /* evlog and store are borrowed and outlive the hub. */
 int ts_hub_new(uv_loop_t *loop, struct ts_evlog *log, struct ts_store *store, struct ts_hub **out);
 
+/* Serves at most n subscribers per loop turn (0, the default: every one
+ * that is ready); the rest go first next turn, after the loop has polled.
+ * For a node whose loop writes to the sockets itself (no I/O threads):
+ * there a write is a TLS record and a write(2) to loopback, 5-10 us, so a
+ * sweep of 1,000 subscribers held the loop 5-10 ms and a post arriving
+ * meanwhile was not read, proposed or answered until the sweep ended.
+ * With I/O threads the loop only hands the writes over; bounding the turn
+ * there cost more than it saved (bench/README.md, "Where latency goes"). */
+void ts_hub_set_turn_max(struct ts_hub *hub, unsigned n);
+
 /* Stops the uv_check handle; cb (may be NULL) is called once it is closed,
  * after which the hub is freed. Every subscriber must be removed first. */
 void ts_hub_close(struct ts_hub *hub, void (*cb)(void *arg), void *arg);
