@@ -15,6 +15,7 @@
 #include "threadsync_state.pb-c.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
+#include "ts_pbarena.h"
 #include "ts_valid.h"
 
 #include <openssl/crypto.h>
@@ -34,7 +35,7 @@ int ts_store_new(struct ts_evlog *log, struct ts_store **out)
     s->batch_out = NULL;
     s->n_batch_out = s->cap_batch_out = 0;
     s->unpack_buf = NULL;
-    s->unpack_cap = s->unpack_used = s->unpack_spilled = 0;
+    s->unpack_cap = 0;
     ts__store_state_init(&s->st);
     *out = s;
     return TS_OK;
@@ -661,43 +662,15 @@ static int apply_token_revoke(struct ts_store *s, uint64_t pos,
     return audit(s, pos, cmd, &av);
 }
 
-/* The entry's unpack takes its memory from s->unpack_buf, not from malloc:
- * each post of a PostBatch unpacks into about ten structs and strings, a
- * malloc and a free each (malloc and free together were 15 % of the node's
- * CPU samples during ingest, bench/README.md), and the buffer, reused, is
- * memory already touched. Blocks that do not fit come from malloc and are
- * counted, so that the free walk runs only when there is one to free. */
-static void *unpack_alloc(void *data, size_t size)
-{
-    struct ts_store *s = data;
-    size_t need = (size + 15) & ~(size_t)15; /* malloc's alignment */
-    if (need >= size && need <= s->unpack_cap - s->unpack_used) {
-        void *p = s->unpack_buf + s->unpack_used;
-        s->unpack_used += need;
-        return p;
-    }
-    void *p = malloc(size);
-    if (p)
-        s->unpack_spilled++;
-    return p;
-}
-
-static void unpack_free(void *data, void *ptr)
-{
-    const struct ts_store *s = data;
-    uintptr_t p = (uintptr_t)ptr, b = (uintptr_t)s->unpack_buf;
-    if (p - b >= s->unpack_cap) /* not in the buffer (below it wraps) */
-        free(ptr);
-}
-
-/* Room for an entry of len bytes to unpack in: the buffer grows (between
- * applies, when nothing points into it) to about twice the entry, up to
- * TS__STORE_UNPACK_MAX. Without memory for it every block comes from
- * malloc. */
+/* The entry's unpack takes its memory from s->unpack_buf (ts_pbarena), not
+ * from malloc: each post of a PostBatch unpacks into about ten structs and
+ * strings, a malloc and a free each (malloc and free together were 15 % of
+ * the node's CPU samples during ingest, bench/README.md), and the buffer,
+ * reused, is memory already touched. It grows (between applies, when
+ * nothing points into it) to about twice the entry, up to
+ * TS__STORE_UNPACK_MAX; without memory for that, blocks come from malloc. */
 static void unpack_reserve(struct ts_store *s, size_t len)
 {
-    s->unpack_used = 0;
-    s->unpack_spilled = 0;
     size_t want = len < TS__STORE_UNPACK_MAX / 2 ? 2 * len + 4096 : TS__STORE_UNPACK_MAX;
     if (want <= s->unpack_cap)
         return;
@@ -724,8 +697,10 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
     uint64_t pos = index > s->st.pos ? index : s->st.pos + 1;
     s->st.pos = pos;
     unpack_reserve(s, len);
-    ProtobufCAllocator alloc = {unpack_alloc, unpack_free, s};
-    Threadsync__State__Command *cmd = threadsync__state__command__unpack(&alloc, len, payload);
+    struct ts_pbarena arena;
+    ts_pbarena_init(&arena, s->unpack_buf, s->unpack_cap);
+    Threadsync__State__Command *cmd =
+        threadsync__state__command__unpack(&arena.alloc, len, payload);
     int rc = TS_OK;
     res->status = TS_E_BAD_FRAME;
     if (!cmd)
@@ -760,8 +735,8 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
         res->status = TS_E_BAD_FRAME;
         break;
     }
-    if (s->unpack_spilled)
-        threadsync__state__command__free_unpacked(cmd, &alloc);
+    if (arena.spilled)
+        threadsync__state__command__free_unpacked(cmd, &arena.alloc);
     return rc;
 }
 

@@ -15,6 +15,7 @@
 #include "ts_err.h"
 #include "ts_hex.h"
 #include "ts_msglist.h"
+#include "ts_pbarena.h"
 #include "ts_valid.h"
 
 #include <openssl/evp.h>
@@ -446,35 +447,10 @@ static int next_field(const uint8_t **p, const uint8_t *end, struct wire_field *
     return TS_OK;
 }
 
-/* A bump arena for one record's decode: records are small, so decoding
- * one costs no malloc; what does not fit (a record near the size limits)
- * falls back to malloc, and free tells the two apart. */
+/* One record's decode carves its blocks from a scratch buffer of this size
+ * (ts_pbarena): records are small, so decoding one costs no malloc; what
+ * does not fit (a record near the size limits) comes from malloc. */
 #define SCRATCH_BYTES (64u << 10)
-
-struct scratch {
-    ProtobufCAllocator a;
-    uint8_t *p;
-    size_t used;
-};
-
-static void *scratch_alloc(void *arg, size_t n)
-{
-    struct scratch *sc = arg;
-    size_t need = (n + 15) & ~(size_t)15;
-    if (need >= n && need <= SCRATCH_BYTES - sc->used) {
-        void *r = sc->p + sc->used;
-        sc->used += need;
-        return r;
-    }
-    return malloc(n ? n : 1);
-}
-
-static void scratch_free(void *arg, void *ptr)
-{
-    struct scratch *sc = arg;
-    if ((uint8_t *)ptr < sc->p || (uint8_t *)ptr >= sc->p + SCRATCH_BYTES)
-        free(ptr);
-}
 
 /* Whether field number num holds records. */
 static int is_record_field(const uint32_t ids[N_KINDS], uint32_t num)
@@ -546,7 +522,8 @@ static int load_header(struct state *st, const Threadsync__State__StoreSnapshot 
 
 /* Every record of kind k, in order. */
 static int load_records(struct state *st, const Threadsync__State__StoreSnapshot *snap,
-                        const uint8_t *buf, size_t len, size_t k, uint32_t id, struct scratch *sc)
+                        const uint8_t *buf, size_t len, size_t k, uint32_t id,
+                        struct ts_pbarena *sc)
 {
     const uint8_t *p = buf, *end = buf + len;
     while (p < end) {
@@ -557,12 +534,14 @@ static int load_records(struct state *st, const Threadsync__State__StoreSnapshot
             continue;
         if (f.wt != 2)
             return TS_E_BAD_FRAME;
-        sc->used = 0;
-        ProtobufCMessage *m = protobuf_c_message_unpack(record_kinds[k].desc, &sc->a, f.len, f.val);
+        ts_pbarena_reset(sc);
+        ProtobufCMessage *m =
+            protobuf_c_message_unpack(record_kinds[k].desc, &sc->alloc, f.len, f.val);
         if (!m)
             return TS_E_BAD_FRAME;
         int rc = record_kinds[k].load(st, snap, m);
-        protobuf_c_message_free_unpacked(m, &sc->a);
+        if (sc->spilled)
+            protobuf_c_message_free_unpacked(m, &sc->alloc);
         if (rc != TS_OK)
             return rc;
     }
@@ -579,12 +558,13 @@ static int load_snapshot(struct state *st, const uint8_t *buf, size_t len)
     int rc = decode_header(buf, len, ids, &snap);
     if (rc != TS_OK)
         return rc;
-    struct scratch sc = {{scratch_alloc, scratch_free, NULL}, malloc(SCRATCH_BYTES), 0};
-    sc.a.allocator_data = &sc;
-    rc = sc.p ? load_header(st, snap) : TS_E_NOMEM;
+    uint8_t *scratch = malloc(SCRATCH_BYTES);
+    struct ts_pbarena sc;
+    ts_pbarena_init(&sc, scratch, SCRATCH_BYTES);
+    rc = scratch ? load_header(st, snap) : TS_E_NOMEM;
     for (size_t k = 0; k < N_KINDS && rc == TS_OK; k++)
         rc = load_records(st, snap, buf, len, k, ids[k], &sc);
-    free(sc.p);
+    free(scratch);
     threadsync__state__store_snapshot__free_unpacked(snap, NULL);
     return rc;
 }

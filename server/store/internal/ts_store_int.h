@@ -228,11 +228,11 @@ struct ts_store {
     /* The per-post results of the latest PostBatch applied, likewise. */
     struct ts_store_result *batch_out;
     size_t n_batch_out, cap_batch_out;
-    /* Where ts_store_apply unpacks its entry (ts_store.c, unpack_alloc):
+    /* Where ts_store_apply unpacks its entry (ts_store.c, a ts_pbarena):
      * kept from one apply to the next, at most TS__STORE_UNPACK_MAX bytes;
      * nothing points into it once an apply has returned. */
     uint8_t *unpack_buf;
-    size_t unpack_cap, unpack_used, unpack_spilled;
+    size_t unpack_cap;
 };
 
 /* The largest unpack buffer a store keeps (a PostBatch is at most 1 MiB
