@@ -1018,6 +1018,12 @@ static void on_watch(uv_timer_t *h)
 
 int ts_repl_stale(struct ts_repl *r, char *why, size_t n)
 {
+    if (r->failed) {
+        /* Its state stays where the error stopped it: serving it would be
+         * serving a state the cluster has left behind, with no end. */
+        snprintf(why, n, "this node stopped applying the log after an error (see its log)");
+        return 2;
+    }
     watch_sample(r);
     if (!r->stale)
         return 0;

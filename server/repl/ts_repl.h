@@ -160,7 +160,9 @@ int ts_repl_is_member(const struct ts_repl *r);
 /* Whether this node's state may be served to readers. 0: yes (it leads, or
  * knew a leader within the staleness bound: 3 election timeouts). 1: stale,
  * no leader known for longer than that; 2: removed, the node was in the
- * configuration and is no longer. On 1 and 2 a reason for humans is written
+ * configuration and is no longer, or failed: it stopped applying the log
+ * after an error it cannot recover from (an apply error, a bad entry, one
+ * of a later release). On 1 and 2 a reason for humans is written
  * into why (n bytes), naming the last leader known. */
 int ts_repl_stale(struct ts_repl *r, char *why, size_t n);
 /* Marks this node as removed (the cluster said its configuration no longer

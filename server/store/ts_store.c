@@ -15,6 +15,7 @@
 #include "threadsync_state.pb-c.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
+#include "ts_log.h"
 #include "ts_pbarena.h"
 #include "ts_valid.h"
 
@@ -682,6 +683,17 @@ static void unpack_reserve(struct ts_store *s, size_t len)
     s->unpack_cap = want;
 }
 
+/* An entry a later release wrote for nodes of its level: applying it here
+ * would make another state than theirs, silently (an unknown op would
+ * apply as a command with none: nothing made, no error). An op this
+ * release does not know unpacks as no op plus an unknown field. */
+static int entry_too_new(const Threadsync__State__Command *cmd)
+{
+    if (cmd->level > TS_STORE_LEVEL)
+        return 1;
+    return cmd->op_case == THREADSYNC__STATE__COMMAND__OP__NOT_SET && cmd->base.n_unknown_fields;
+}
+
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
                    struct ts_store_result *res)
 {
@@ -689,19 +701,27 @@ int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, s
     s->n_batch_out = 0;
     if (index <= s->st.last_index)
         return TS_E_INVALID_ARGUMENT;
-    /* The index is consumed whatever the payload says: last_index follows
-     * the Raft log, the content does not change. */
-    s->st.last_index = index;
-    /* The entry's position: its index, unless an Import took positions
-     * beyond it. Every id and seq below is a position. */
-    uint64_t pos = index > s->st.pos ? index : s->st.pos + 1;
-    s->st.pos = pos;
     unpack_reserve(s, len);
     struct ts_pbarena arena;
     ts_pbarena_init(&arena, s->unpack_buf, s->unpack_cap);
     Threadsync__State__Command *cmd =
         threadsync__state__command__unpack(&arena.alloc, len, payload);
     int rc = TS_OK;
+    if (cmd && entry_too_new(cmd)) {
+        TS_ERROR("event=store_entry_too_new index=%llu level=%u supported=%u msg=\"this entry "
+                 "was written by a later release: upgrade this node, which stops applying here\"",
+                 (unsigned long long)index, cmd->level, TS_STORE_LEVEL);
+        if (arena.spilled)
+            threadsync__state__command__free_unpacked(cmd, &arena.alloc);
+        return TS_E_UNSUPPORTED_VERSION;
+    }
+    /* The index is consumed whatever else the payload says: last_index
+     * follows the Raft log, the content does not change. */
+    s->st.last_index = index;
+    /* The entry's position: its index, unless an Import took positions
+     * beyond it. Every id and seq below is a position. */
+    uint64_t pos = index > s->st.pos ? index : s->st.pos + 1;
+    s->st.pos = pos;
     res->status = TS_E_BAD_FRAME;
     if (!cmd)
         return TS_OK;

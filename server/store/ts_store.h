@@ -117,6 +117,11 @@ void ts_store_batch_outcome(const struct ts_store *s, const struct ts_store_resu
 /* Most posts in one PostBatch entry. */
 #define TS_STORE_POST_BATCH_MAX 1024
 
+/* The state-machine level this release applies (Command.level,
+ * docs/DESIGN.md "Upgrades"): raised by a release whose leader can write
+ * entries that a node of this level would apply differently. */
+#define TS_STORE_LEVEL 1
+
 /* Import limits (PROTOCOL.md, "Import"). */
 #define TS_STORE_IMPORT_COMMENTS_MAX 1000
 #define TS_STORE_IMPORT_THREADS_MAX 1000
@@ -162,8 +167,12 @@ int ts_store_encode_post(const Threadsync__Post *post, int64_t time_ms, uint8_t 
  *     bans, locks and pre-moderation do not apply.
  * Moderators' changes record the command's actor as moderated_by, and
  * every moderation command that changed something one audit record.
- * Returns TS_OK (with *res filled, res->status saying what happened) or
- * TS_E_NOMEM, after which the store must not be used. */
+ * Returns TS_OK (with *res filled, res->status saying what happened);
+ * TS_E_UNSUPPORTED_VERSION, the state untouched (index not consumed), for
+ * an entry of a later release: its level is above TS_STORE_LEVEL, or its op
+ * is one this release does not know (a field the Command does not name);
+ * the node must stop applying, an upgraded one applies it; or TS_E_NOMEM,
+ * after which the store must not be used. */
 int ts_store_apply(struct ts_store *s, uint64_t index, const uint8_t *payload, size_t len,
                    struct ts_store_result *res);
 

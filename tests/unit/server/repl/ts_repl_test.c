@@ -1202,7 +1202,8 @@ END_TEST
 
 /* An apply error stops the node: later entries never reach the state
  * machine, their proposers hear UNAVAILABLE (once), proposing is refused,
- * and the node still closes cleanly. */
+ * its state is no longer served (ts_repl_stale 2), and the node still
+ * closes cleanly. */
 START_TEST(test_apply_error_stops_node)
 {
     make_dir();
@@ -1226,6 +1227,10 @@ START_TEST(test_apply_error_stops_node)
     uint8_t x = 'x';
     ck_assert_int_eq(ts_repl_propose(a.r, &x, 1, on_result, NULL), TS_E_UNAVAILABLE);
     ck_assert_uint_eq(ts_repl_last_applied(a.r), a.fsm.last_index);
+    /* Its state is left behind for good: no reads, /healthz fails. */
+    char why[192];
+    ck_assert_int_eq(ts_repl_stale(a.r, why, sizeof(why)), 2);
+    ck_assert_ptr_nonnull(strstr(why, "stopped applying"));
     node_close(&a);
     ck_assert_uint_eq(a.fsm.n, 9);
     prop_free(&p);

@@ -471,6 +471,59 @@ START_TEST(test_undecodable_payload)
 }
 END_TEST
 
+/* An entry of a later release (Command.level above TS_STORE_LEVEL, or an
+ * op this release does not know) is refused as a whole: the apply fails,
+ * nothing changes, the index is not consumed, so the same entry applies
+ * once the node is upgraded; entries at this level apply as before. */
+START_TEST(test_entry_of_later_release)
+{
+    struct ts_storefx f;
+    ts_storefx_init(&f);
+    ck_assert_int_eq(post(&f, 1, 1, "a", "t/1", 0, "x").status, TS_OK);
+    char before[65], after[65];
+    ts_store_digest(f.s, before);
+
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.idempotency_key = "b";
+    p.thread_key = "t/1";
+    p.author_name = "Ben";
+    p.body = "a reply";
+    uint8_t *enc;
+    size_t enc_len;
+    ck_assert_int_eq(ts_store_encode_post(&p, 2, &enc, &enc_len), TS_OK);
+    uint8_t *buf = malloc(enc_len + 3);
+    ck_assert_ptr_nonnull(buf);
+    memcpy(buf, enc, enc_len);
+    free(enc);
+    /* Command.level (46, varint): a field appended to a message is one of
+     * its fields, as protobuf concatenation defines. */
+    buf[enc_len] = 0xf0;
+    buf[enc_len + 1] = 0x02;
+    buf[enc_len + 2] = TS_STORE_LEVEL + 1;
+    struct ts_store_result r;
+    ck_assert_int_eq(ts_store_apply(f.s, 2, buf, enc_len + 3, &r), TS_E_UNSUPPORTED_VERSION);
+    /* time_ms 1, then field 99 (length-delimited "x"): an op of a later
+     * release, which this one unpacks as no op and an unknown field. */
+    const uint8_t unknown_op[] = {0x08, 0x01, 0x9a, 0x06, 0x01, 'x'};
+    ck_assert_int_eq(ts_store_apply(f.s, 2, unknown_op, sizeof(unknown_op), &r),
+                     TS_E_UNSUPPORTED_VERSION);
+    ts_store_digest(f.s, after);
+    ck_assert_str_eq(before, after);
+    ck_assert_uint_eq(ts_store_last_index(f.s), 1);
+    ck_assert_uint_eq(ts_evlog_end_pos(f.log), 1);
+
+    /* This release's level, stated: applies, at the index refused above. */
+    buf[enc_len + 2] = TS_STORE_LEVEL;
+    ck_assert_int_eq(ts_store_apply(f.s, 2, buf, enc_len + 3, &r), TS_OK);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert_uint_eq(r.seq, 2);
+    ck_assert_uint_eq(ts_store_last_index(f.s), 2);
+    ck_assert_uint_eq(ts_store_comment_count(f.s), 2);
+    free(buf);
+    ts_storefx_free(&f);
+}
+END_TEST
+
 /* Not an assertion of a figure: prints what 100k comments of 250-byte
  * bodies cost, and checks only the brief's bound (under 2x raw). */
 START_TEST(test_memory_per_comment)
@@ -2073,6 +2126,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_restore_peak_heap);
     tcase_add_test(tc, test_same_log_same_digest);
     tcase_add_test(tc, test_undecodable_payload);
+    tcase_add_test(tc, test_entry_of_later_release);
     tcase_add_test(tc, test_memory_per_comment);
     tcase_add_test(tc, test_hide_unhide_delete);
     tcase_add_test(tc, test_refused_transitions);
