@@ -34,7 +34,9 @@
 # TS_BENCH_LAT_TRACE=1 (node L traces each post's stages, summarised per
 # latency run by bench/lattrace_summary.sh), TS_BENCH_LAT_RATES="RATE:SECONDS
 # ..." (the latency runs on node L; default per mode, e.g. "100:5" runs only
-# the target rate).
+# the target rate), TS_BENCH_RESTART_COMMENTS=N (node C's preload before its
+# restart; default the mode's catch-up size: 300,000 with --quick, 1,000,000
+# in full; TS_BENCH_ONLY=restart runs node C alone, without node B).
 set -euo pipefail
 
 MODE=full
@@ -357,6 +359,7 @@ else
     STORM_N=5000
 fi
 LAT_RATES=${TS_BENCH_LAT_RATES:-$LAT_RATES}
+RESTART_M=${TS_BENCH_RESTART_COMMENTS:-$CATCHUP_M}
 
 # web_scenarios: a fresh node W and one `threadsync web` in front of it
 # (limits off as for the node; connection caps above the largest N), a
@@ -518,9 +521,11 @@ if want catchup; then
     lg catchup --posts "$CATCHUP_M" --posters 16 --window 128 --label evlog --timeout 600
     mirror_hook
     stop_server
+fi
+if want catchup || want restart; then
     echo "== node C: catch-up by snapshot, store memory, restart (fresh, --evlog-max-events 1024)"
     start_server C --evlog-max-events 1024
-    lg catchup --posts "$CATCHUP_M" --posters 16 --window 128 --label store --timeout 600
+    lg catchup --posts "$RESTART_M" --posters 16 --window 128 --label store --timeout 1200
     restart_timed C --evlog-max-events 1024
     stop_server
 fi

@@ -147,6 +147,10 @@ static void on_restore(void *arg, uint64_t index)
     TS_INFO("event=restore index=%llu threads=%zu comments=%zu", (unsigned long long)index,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
     ts_stats_restored(srv->stats);
+    /* The restore freed raft's loaded snapshot and, on a running node, the
+     * whole state it replaced: give those pages back now (issue 17 item 7). */
+    if (srv->memtrim)
+        ts_memtrim_now(srv->memtrim, "restore");
     notify_hub(srv);
     recheck_sessions(srv);
 }
@@ -497,6 +501,10 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     } else if (srv->restore_file) {
         rc = ts_backup_seed(srv->restore_file, &rcfg);
     }
+    /* Before raft starts: loading its snapshot restores the store, and
+     * on_restore trims what the load freed. */
+    if (rc == TS_OK && !(srv->memtrim = ts_memtrim_new(NULL)))
+        rc = TS_E_NOMEM;
     if (rc == TS_OK)
         rc = ts_repl_start(loop, &rcfg, &fsm, &hooks, &srv->repl);
     free(raft_dir);
@@ -508,11 +516,6 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         goto fail;
     if ((rc = start_metrics(srv)) != TS_OK)
         goto fail;
-    srv->memtrim = ts_memtrim_new(NULL);
-    if (!srv->memtrim) {
-        rc = TS_E_NOMEM;
-        goto fail;
-    }
     uv_timer_init(loop, &srv->ticker);
     srv->ticker.data = srv;
     srv->ticker_open = 1;
