@@ -93,10 +93,12 @@ static int fsm_snapshot(void *arg, uint8_t **out, size_t *len)
     return ts_store_snapshot(srv->store, out, len);
 }
 
-static int fsm_restore(void *arg, uint64_t index, const uint8_t *buf, size_t len)
+static int fsm_restore(void *arg, uint64_t index, uint8_t *buf, size_t len)
 {
     struct ts_server *srv = arg;
-    int rc = ts_store_restore(srv->store, buf, len);
+    /* The image goes page by page as the state is built (ts_repl frees it
+     * after): the two are never both whole in memory. */
+    int rc = ts_store_restore_discard(srv->store, buf, len);
     if (rc == TS_OK) /* the log's events no longer describe the store */
         ts_evlog_reset(srv->evlog, ts_store_seq(srv->store));
     return rc;

@@ -625,7 +625,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *rfsm, struct raft_buffer *bufs
 static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
 {
     struct ts_repl *r = rfsm->data;
-    const uint8_t *b = buf->base;
+    uint8_t *b = buf->base;
     uint64_t magic = buf->len >= REPL_SNAP_HDR ? ts_load_le64(b) : 0;
     if (magic != REPL_SNAP_MAGIC && magic != REPL_SNAP_MAGIC_LZ4) {
         TS_ERROR("event=repl_bad_snapshot dir=%s bytes=%zu", r->dir, buf->len);
@@ -633,7 +633,7 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
         return RAFT_CORRUPT;
     }
     uint64_t index = ts_load_le64(b + 8);
-    const uint8_t *img = b + REPL_SNAP_HDR;
+    uint8_t *img = b + REPL_SNAP_HDR;
     size_t img_len = buf->len - REPL_SNAP_HDR;
     uint8_t *raw = NULL; /* format 2: the unpacked image, a mapping of ours */
     size_t raw_len = 0;

@@ -172,7 +172,7 @@ static int t_snapshot(void *arg, uint8_t **out, size_t *len)
     return 0;
 }
 
-static int t_restore(void *arg, uint64_t index, const uint8_t *b, size_t len)
+static int t_restore(void *arg, uint64_t index, uint8_t *b, size_t len)
 {
     struct tfsm *f = arg;
     if (len < 48)
