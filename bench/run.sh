@@ -34,7 +34,9 @@
 # TS_BENCH_LAT_TRACE=1 (node L traces each post's stages, summarised per
 # latency run by bench/lattrace_summary.sh), TS_BENCH_LAT_RATES="RATE:SECONDS
 # ..." (the latency runs on node L; default per mode, e.g. "100:5" runs only
-# the target rate).
+# the target rate), TS_BENCH_RESTART_COMMENTS=N (node C's preload before its
+# restart; default the mode's catch-up size: 300,000 with --quick, 1,000,000
+# in full; TS_BENCH_ONLY=restart runs node C alone, without node B).
 set -euo pipefail
 
 MODE=full
@@ -226,7 +228,8 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # again on its data directory (same ports but a metrics listener), times
 # how long until /healthz answers 200, and reads the node's RSS then and
 # 3 s later against what the store and the event log hold
-# (threadsync_store_bytes + threadsync_evlog_bytes). Issue 17 item 7: the
+# (threadsync_store_bytes + threadsync_evlog_bytes), then once more after
+# the snapshot a long replay is followed by (settled). Issue 17 item 7: the
 # restore once kept a decoded copy of the snapshot resident.
 restart_timed() {
     local name=$1 dir=$SCRATCH/$1
@@ -263,14 +266,28 @@ restart_timed() {
     page=$(http_get "$mport" /metrics)
     store=$(metric "$page" threadsync_store_bytes)
     evlog=$(metric "$page" threadsync_evlog_bytes)
+    # Settled: a restart that replayed much of the log snapshots once the
+    # replay is applied (raft holds the replayed entries until then), and
+    # the 3 s figure may fall before, during or after that snapshot. Wait
+    # for it (up to 30 s: none comes after a short replay) and read again.
+    local snaps=0 rss_settled peak_settled
+    for _ in $(seq 1 60); do
+        snaps=$(metric "$(http_get "$mport" /metrics)" threadsync_raft_snapshots_total)
+        [ "${snaps:-0}" -ge 1 ] && break
+        sleep 0.5
+    done
+    sleep 1
+    rss_settled=$(rss_kib "$SRV_PID")
+    peak_settled=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SRV_PID/status")
     SRV_ADDR=$(head -1 "$dir/addr")
-    local wall ratio
+    local wall ratio ratio_settled
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
     ratio=$(awk -v r="$rss" -v s="$store" -v e="$evlog" 'BEGIN { printf "%.2f", r * 1024 / (s + e) }')
+    ratio_settled=$(awk -v r="$rss_settled" -v s="$store" -v e="$evlog" 'BEGIN { printf "%.2f", r * 1024 / (s + e) }')
     echo "-- restart $name: healthy in ${wall}s"
-    echo "TABLE|restart|store $((store >> 20)) MiB + event log $((evlog >> 20)) MiB|/healthz in ${wall} s; RSS $((rss >> 10)) MiB 3 s later (${ratio}x store + log; $((rss_healthy >> 10)) MiB at /healthz, peak $((peak >> 10)) MiB)" |
+    echo "TABLE|restart|store $((store >> 20)) MiB + event log $((evlog >> 20)) MiB|/healthz in ${wall} s; RSS $((rss >> 10)) MiB 3 s later (${ratio}x store + log; $((rss_healthy >> 10)) MiB at /healthz, peak $((peak >> 10)) MiB); settled $((rss_settled >> 10)) MiB (${ratio_settled}x, ${snaps:-0} snapshot(s) since the start, peak $((peak_settled >> 10)) MiB)" |
         tee -a "$RESULTS" | sed -e 's/^TABLE|/   /' | tr '|' ' '
-    echo "{\"scenario\":\"restart\",\"loadavg\":\"$(cat /proc/loadavg)\",\"healthy_s\":$wall,\"rss_healthy_kib\":$rss_healthy,\"rss_kib\":$rss,\"peak_kib\":$peak,\"store_bytes\":$store,\"evlog_bytes\":$evlog,\"rss_over_store_evlog\":$ratio}" >>"$RESULTS"
+    echo "{\"scenario\":\"restart\",\"loadavg\":\"$(cat /proc/loadavg)\",\"healthy_s\":$wall,\"rss_healthy_kib\":$rss_healthy,\"rss_kib\":$rss,\"peak_kib\":$peak,\"rss_settled_kib\":$rss_settled,\"peak_settled_kib\":$peak_settled,\"snapshots_after_start\":${snaps:-0},\"store_bytes\":$store,\"evlog_bytes\":$evlog,\"rss_over_store_evlog\":$ratio,\"settled_over_store_evlog\":$ratio_settled}" >>"$RESULTS"
 }
 
 # lg SCENARIO [loadgen flags...]: runs one scenario against the current node.
@@ -357,6 +374,7 @@ else
     STORM_N=5000
 fi
 LAT_RATES=${TS_BENCH_LAT_RATES:-$LAT_RATES}
+RESTART_M=${TS_BENCH_RESTART_COMMENTS:-$CATCHUP_M}
 
 # web_scenarios: a fresh node W and one `threadsync web` in front of it
 # (limits off as for the node; connection caps above the largest N), a
@@ -518,9 +536,11 @@ if want catchup; then
     lg catchup --posts "$CATCHUP_M" --posters 16 --window 128 --label evlog --timeout 600
     mirror_hook
     stop_server
+fi
+if want catchup || want restart; then
     echo "== node C: catch-up by snapshot, store memory, restart (fresh, --evlog-max-events 1024)"
     start_server C --evlog-max-events 1024
-    lg catchup --posts "$CATCHUP_M" --posters 16 --window 128 --label store --timeout 600
+    lg catchup --posts "$RESTART_M" --posters 16 --window 128 --label store --timeout 1200
     restart_timed C --evlog-max-events 1024
     stop_server
 fi

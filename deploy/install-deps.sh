@@ -23,9 +23,11 @@ fi
 # Its delivery threads batch their writes through io_uring with liburing
 # (optional at build time: without it they write with sendmsg).
 # threadsync import parses WordPress and Disqus XML exports with expat.
+# Raft snapshots are LZ4 frames the node compresses itself (liblz4).
 # .ci/lint runs clang-format and clang-tidy-14's run-clang-tidy-14.
 pkgs=(build-essential cmake pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
       libssl-dev openssl check iproute2 libraft-dev libsqlite3-dev libinih-dev libexpat1-dev
+      liblz4-dev
       chromium fonts-noto-color-emoji fonts-wqy-microhei
       libh2o-dev liburing-dev chromium-driver python3-selenium clang-format clang-tidy-14 "${bench[@]}" "$@")
 

@@ -93,10 +93,12 @@ static int fsm_snapshot(void *arg, uint8_t **out, size_t *len)
     return ts_store_snapshot(srv->store, out, len);
 }
 
-static int fsm_restore(void *arg, uint64_t index, const uint8_t *buf, size_t len)
+static int fsm_restore(void *arg, uint64_t index, uint8_t *buf, size_t len)
 {
     struct ts_server *srv = arg;
-    int rc = ts_store_restore(srv->store, buf, len);
+    /* The image goes page by page as the state is built (ts_repl frees it
+     * after): the two are never both whole in memory. */
+    int rc = ts_store_restore_discard(srv->store, buf, len);
     if (rc == TS_OK) /* the log's events no longer describe the store */
         ts_evlog_reset(srv->evlog, ts_store_seq(srv->store));
     return rc;
@@ -147,6 +149,10 @@ static void on_restore(void *arg, uint64_t index)
     TS_INFO("event=restore index=%llu threads=%zu comments=%zu", (unsigned long long)index,
             ts_store_thread_count(srv->store), ts_store_comment_count(srv->store));
     ts_stats_restored(srv->stats);
+    /* The restore freed raft's loaded snapshot and, on a running node, the
+     * whole state it replaced: give those pages back now (issue 17 item 7). */
+    if (srv->memtrim)
+        ts_memtrim_now(srv->memtrim, "restore");
     notify_hub(srv);
     recheck_sessions(srv);
 }
@@ -497,6 +503,10 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
     } else if (srv->restore_file) {
         rc = ts_backup_seed(srv->restore_file, &rcfg);
     }
+    /* Before raft starts: loading its snapshot restores the store, and
+     * on_restore trims what the load freed. */
+    if (rc == TS_OK && !(srv->memtrim = ts_memtrim_new(NULL)))
+        rc = TS_E_NOMEM;
     if (rc == TS_OK)
         rc = ts_repl_start(loop, &rcfg, &fsm, &hooks, &srv->repl);
     free(raft_dir);
@@ -508,11 +518,6 @@ int ts_server_start(uv_loop_t *loop, const struct ts_server_config *cfg, struct 
         goto fail;
     if ((rc = start_metrics(srv)) != TS_OK)
         goto fail;
-    srv->memtrim = ts_memtrim_new(NULL);
-    if (!srv->memtrim) {
-        rc = TS_E_NOMEM;
-        goto fail;
-    }
     uv_timer_init(loop, &srv->ticker);
     srv->ticker.data = srv;
     srv->ticker_open = 1;

@@ -60,6 +60,18 @@ int ts_memtrim_tick(struct ts_memtrim *m, uint64_t churn)
     return 1;
 }
 
+int ts_memtrim_now(struct ts_memtrim *m, const char *why)
+{
+    uint64_t t0 = uv_hrtime();
+    int released = m->trim();
+    TS_INFO("event=heap_trim why=%s released=%d us=%llu", why, released,
+            (unsigned long long)((uv_hrtime() - t0) / 1000));
+    m->pending = 0;
+    m->busy = 0;
+    m->count++;
+    return released;
+}
+
 uint64_t ts_memtrim_count(const struct ts_memtrim *m)
 {
     return m->count;

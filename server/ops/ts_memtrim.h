@@ -45,6 +45,14 @@ void ts_memtrim_free(struct ts_memtrim *m);
  * this tick trimmed the heap. */
 int ts_memtrim_tick(struct ts_memtrim *m, uint64_t churn);
 
+/* Trims the heap now, whatever the churn, and logs why (a short word, e.g.
+ * "restore") with the time it took. For a one-off event that freed much
+ * memory at once: a restore frees raft's loaded snapshot, the decode's
+ * scratch and the state it replaced, and the heap keeps those holes
+ * resident (huge pages included) until reused. Returns 1 if memory was
+ * released. Resets the churn count: the holes connections left go too. */
+int ts_memtrim_now(struct ts_memtrim *m, const char *why);
+
 /* Trims done so far. */
 uint64_t ts_memtrim_count(const struct ts_memtrim *m);
 

@@ -7,9 +7,14 @@
  *     multiple of 8]. libraft 0.15 loses unpadded entries on restart, so the
  *     padding is not optional; apply unframes and rejects (fatally) an entry
  *     whose length does not fit.
- *   - A snapshot is [u64 LE magic][u64 LE last index][fsm bytes]: raft's fsm
+ *   - A snapshot is [u64 LE magic][u64 LE last index][image]: raft's fsm
  *     restore() does not say which index the snapshot stands for, the state
- *     machine needs it (event seqs are raft indexes), so we carry it.
+ *     machine needs it (event seqs are raft indexes), so we carry it. The
+ *     image is [u64 LE raw length][an LZ4 frame of the fsm bytes] under
+ *     magic "tsrtSNP2" (ts_repl_snapimg.c packs it in the snapshot child,
+ *     and raft's own compression is off); under "tsrtSNP1", what releases
+ *     before issue 17 item 7 wrote (raft compressed the file then), it is
+ *     the fsm bytes as they are. Restore reads both.
  *   - Each accepted proposal sits on r->head..tail (index order) from
  *     raft_apply until its callback runs, exactly once; r->inflight counts
  *     them. fsm_apply hands raft the proposer's result buffer through
@@ -47,14 +52,15 @@
  * while a snapshot is being taken, so the state is captured by fork(), as
  * Redis does: fsm_snapshot (on the loop) forks, and the child, a
  * copy-on-write image of the state at the snapshot's index, serialises it
- * with fsm->snapshot and writes [u64 LE length][bytes] to a pipe, then
- * _exits. fsm_snapshot_async (libuv's thread pool, through raft_uv's
- * async_work) reads the image, reaps the child and builds raft's buffers;
+ * with fsm->snapshot, packs the bytes (LZ4, ts__repl_snap_pack) and writes
+ * [u64 LE length][packed bytes] to a pipe, then _exits. fsm_snapshot_async (libuv's thread pool,
+ * through raft_uv's async_work) reads the image, reaps the child and builds raft's buffers;
  * fsm_snapshot_finalize (on the loop) is the only part that touches r's
  * pacing and counters. The loop's pause is the fork (it copies the page
  * tables: 8 bytes per 4 KiB page), not the serialisation. The child:
- *   - calls nothing but fsm->snapshot (malloc, memcpy: glibc's malloc is
- *     consistent in the child of a threaded process), write and _exit; no
+ *   - calls nothing but fsm->snapshot and the LZ4 packing (malloc, memcpy:
+ *     glibc's malloc is consistent in the child of a threaded process),
+ *     write and _exit; no
  *     logging, no libuv, no OpenSSL, no atexit handlers. Its signal
  *     handlers are reset first (libuv's would write to the parent's signal
  *     pipe) with every signal blocked across the fork;
@@ -74,19 +80,20 @@
  * for another threshold's worth of entries. When fork() fails the
  * snapshot is serialised on the loop, as before, and logged. The parent
  * pays a page copy for each page it writes while the child lives; the
- * child holds the serialised image once, and the parent's thread pool
- * reads it into one buffer that raft writes.
+ * child holds the serialised image and its packed copy, and the parent's
+ * thread pool reads the packed one (about a third of the image) into one
+ * buffer that raft writes as it is.
  *
- * Snapshot cadence: a snapshot serialises the whole state (once in the
- * child, and raft compresses and writes it on the thread pool), so with a
+ * Snapshot cadence: a snapshot serialises the whole state (and packs it,
+ * once in the child; raft writes it on the thread pool), so with a
  * fixed threshold its cost per entry grows with the state (at a million
  * comments, 8192 entries paid for a 300 MB serialisation on the loop:
  * ingest fell to a third). The configured threshold is a minimum: after
  * each snapshot the next one waits until the entries since then add up to
  * SNAP_LOG_SHARE of the snapshot's size, so a snapshot costs a bounded
  * multiple of the bytes logged (CPU and copy-on-write memory now, no longer
- * loop time), and a restart replays at most that share of the state's size
- * from the log (which raft also keeps in memory).
+ * loop time; sizes are the raw image's, not the packed one's), and a restart replays at most that
+ * share of the state's size from the log (which raft also keeps in memory).
  */
 #include "ts_repl.h"
 
@@ -303,11 +310,13 @@ struct repl_snap {
     int wstatus;     /* its wait status, once reaped; -1 unknown */
     int err;         /* errno of a failed read, 0 none */
     const char *why; /* why the image is unusable, NULL when it is */
-    uint8_t *data;   /* the image (malloc'd): raft's second buffer */
+    uint8_t *data;   /* the image (malloc'd, packed): raft's second buffer */
     size_t len;
+    size_t raw_len; /* the fsm bytes before packing: what paces snapshots */
 };
 
 int ts__repl_snap_fault;
+int ts__repl_snap_legacy;
 
 /* The child. Async-signal-safe calls only, plus fsm->snapshot (malloc is
  * usable: glibc's fork holds its arena locks across the fork). */
@@ -332,6 +341,8 @@ static _Noreturn void snap_child(struct ts_repl *r, int wfd, pid_t parent, const
     uint8_t *data = NULL;
     size_t len = 0;
     if (r->fsm.snapshot(r->fsm.arg, &data, &len) != 0)
+        _exit(1);
+    if (!ts__repl_snap_legacy && ts__repl_snap_pack(&data, &len) != 0)
         _exit(1);
     uint8_t hdr[8];
     ts_store_le64(hdr, len);
@@ -489,6 +500,11 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
                 "on the loop\"",
                 r->dir, (unsigned long long)s->index, strerror(err));
         int rc = r->fsm.snapshot(r->fsm.arg, &s->data, &s->len);
+        if (rc == 0 && !ts__repl_snap_legacy && ts__repl_snap_pack(&s->data, &s->len) != 0) {
+            free(s->data);
+            s->data = NULL;
+            rc = TS_E_NOMEM;
+        }
         if (rc != 0) {
             TS_ERROR("event=repl_snapshot_failed dir=%s index=%llu err=%d", r->dir,
                      (unsigned long long)s->index, rc);
@@ -512,6 +528,7 @@ static int fsm_snapshot_async(struct raft_fsm *rfsm, struct raft_buffer *bufs[],
         snap_collect(s);
     if (s->why)
         return RAFT_IOERR;
+    s->raw_len = ts__repl_snap_legacy ? s->len : (size_t)ts__repl_snap_raw_len(s->data, s->len);
     struct raft_buffer *v = raft_calloc(2, sizeof(*v));
     uint8_t *hdr = raft_malloc(REPL_SNAP_HDR);
     if (!v || !hdr) {
@@ -520,7 +537,7 @@ static int fsm_snapshot_async(struct raft_fsm *rfsm, struct raft_buffer *bufs[],
         s->why = "no memory";
         return RAFT_NOMEM;
     }
-    ts_store_le64(hdr, REPL_SNAP_MAGIC);
+    ts_store_le64(hdr, ts__repl_snap_legacy ? REPL_SNAP_MAGIC : REPL_SNAP_MAGIC_LZ4);
     ts_store_le64(hdr + 8, s->index);
     v[0].base = hdr;
     v[0].len = REPL_SNAP_HDR;
@@ -568,18 +585,18 @@ static int fsm_snapshot_finalize(struct raft_fsm *rfsm, struct raft_buffer *bufs
     *n_bufs = 0;
     double ms = (double)(uv_hrtime() - s->t0) / 1e6;
     if (written) {
-        r->snap_base = s->len;
+        r->snap_base = s->raw_len;
         r->entry_bytes -= s->entry_bytes;
         r->entry_count -= s->entry_count;
         r->threshold_open = 0;
         r->snap_backoff = 0;
         set_threshold(r);
-        r->snapshots++, r->snapshot_bytes = s->len;
+        r->snapshots++, r->snapshot_bytes = s->raw_len;
         r->snapshot_index = s->index;
-        TS_INFO("event=repl_snapshot dir=%s index=%llu bytes=%zu forked=%d loop_ms=%.1f "
-                "ms=%.1f",
-                r->dir, (unsigned long long)s->index, s->len, s->pid > 0, (double)s->loop_ns / 1e6,
-                ms);
+        TS_INFO("event=repl_snapshot dir=%s index=%llu bytes=%zu stored=%zu forked=%d "
+                "loop_ms=%.1f ms=%.1f",
+                r->dir, (unsigned long long)s->index, s->raw_len, s->len, s->pid > 0,
+                (double)s->loop_ns / 1e6, ms);
     } else if (r->raft_stopping) {
         TS_INFO("event=repl_snapshot_canceled dir=%s index=%llu", r->dir,
                 (unsigned long long)s->index);
@@ -608,14 +625,36 @@ static int fsm_snapshot_finalize(struct raft_fsm *rfsm, struct raft_buffer *bufs
 static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
 {
     struct ts_repl *r = rfsm->data;
-    const uint8_t *b = buf->base;
-    if (buf->len < REPL_SNAP_HDR || ts_load_le64(b) != REPL_SNAP_MAGIC) {
+    uint8_t *b = buf->base;
+    uint64_t magic = buf->len >= REPL_SNAP_HDR ? ts_load_le64(b) : 0;
+    if (magic != REPL_SNAP_MAGIC && magic != REPL_SNAP_MAGIC_LZ4) {
         TS_ERROR("event=repl_bad_snapshot dir=%s bytes=%zu", r->dir, buf->len);
         repl_fail(r);
         return RAFT_CORRUPT;
     }
     uint64_t index = ts_load_le64(b + 8);
-    int rc = r->fsm.restore(r->fsm.arg, index, b + REPL_SNAP_HDR, buf->len - REPL_SNAP_HDR);
+    uint8_t *img = b + REPL_SNAP_HDR;
+    size_t img_len = buf->len - REPL_SNAP_HDR;
+    uint8_t *raw = NULL; /* format 2: the unpacked image, a mapping of ours */
+    size_t raw_len = 0;
+    if (magic == REPL_SNAP_MAGIC_LZ4) {
+        int rc = ts__repl_snap_unpack(img, img_len, &raw, &raw_len);
+        if (rc != TS_OK) {
+            TS_ERROR("event=repl_bad_snapshot dir=%s index=%llu bytes=%zu err=%s", r->dir,
+                     (unsigned long long)index, buf->len, ts_err_name(rc));
+            repl_fail(r);
+            return rc == TS_E_NOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
+        }
+        /* The packed copy goes before the decode builds the state: raft
+         * frees buf->base only on failure, and free(NULL) is nothing. */
+        raft_free(buf->base);
+        buf->base = NULL;
+        buf->len = 0;
+        img = raw;
+        img_len = raw_len;
+    }
+    int rc = r->fsm.restore(r->fsm.arg, index, img, img_len);
+    ts__repl_snap_unmap(raw, raw_len);
     if (rc != 0) {
         TS_ERROR("event=repl_restore_failed dir=%s index=%llu err=%d", r->dir,
                  (unsigned long long)index, rc);
@@ -624,12 +663,13 @@ static int fsm_restore(struct raft_fsm *rfsm, struct raft_buffer *buf)
     }
     /* On success the buffer is ours (raft frees it only on failure). */
     raft_free(buf->base);
+    buf->base = NULL;
     r->applied = index;
     /* Snapshots are paced by the restored one's size from here on, as by
      * a taken one's, once the entries applied since give their mean size;
      * at the configured minimum, a restart of a large state would
      * serialise all of it again a few thousand entries into the replay. */
-    r->snap_base = buf->len - REPL_SNAP_HDR;
+    r->snap_base = img_len;
     r->entry_bytes = r->entry_count = 0;
     r->threshold_open = 1;
     r->snap_backoff = 0;
@@ -1193,6 +1233,8 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     /* Off: on a damaged segment libraft would rename it aside and carry on
      * without acknowledged entries. We would rather not start. */
     raft_uv_set_auto_recovery(&r->io, false);
+    /* Off: the image is packed already (ts_repl_snapimg.c). */
+    (void)raft_uv_set_snapshot_compression(&r->io, ts__repl_snap_legacy != 0);
     /* A restarted peer is found again within a quarter second (default 1 s). */
     raft_uv_set_connect_retry_delay(&r->io, REPL_CONNECT_RETRY_MS);
 

@@ -78,7 +78,9 @@ struct ts_repl;
 struct ts_repl_fsm {
     int (*apply)(void *arg, uint64_t index, const uint8_t *payload, size_t len, void *result);
     int (*snapshot)(void *arg, uint8_t **out, size_t *len); /* *out: malloc'd, ts_repl frees */
-    int (*restore)(void *arg, uint64_t index, const uint8_t *buf, size_t len);
+    /* buf is restore's to overwrite or release pages of (madvise) until it
+     * returns; ts_repl frees it after. */
+    int (*restore)(void *arg, uint64_t index, uint8_t *buf, size_t len);
     size_t result_size;
     void *arg;
 };

@@ -131,17 +131,28 @@ static int seed_write(struct ts_repl *r, uv_loop_t *loop, uint64_t node_id, uint
     memset(&snap, 0, sizeof(snap));
     raft_configuration_init(&snap.configuration);
     rv = raft_configuration_add(&snap.configuration, node_id, r->address, RAFT_VOTER);
-    struct raft_buffer buf = {.base = NULL, .len = REPL_SNAP_HDR + len};
+    /* The image as ts_repl.c's snapshots have it: packed (format 2), or,
+     * for tests of older data directories, as it is (format 1). */
+    uint8_t *img = rv == 0 ? malloc(len ? len : 1) : NULL;
+    size_t img_len = len;
+    if (rv == 0 && !img)
+        rv = RAFT_NOMEM;
+    if (rv == 0 && len)
+        memcpy(img, fsm_bytes, len);
+    if (rv == 0 && !ts__repl_snap_legacy && ts__repl_snap_pack(&img, &img_len) != 0)
+        rv = RAFT_NOMEM;
+    struct raft_buffer buf = {.base = NULL, .len = REPL_SNAP_HDR + img_len};
     if (rv == 0 && !(buf.base = raft_malloc(buf.len)))
         rv = RAFT_NOMEM;
     if (rv != 0) {
+        free(img);
         raft_configuration_close(&snap.configuration);
         return ts__repl_err(rv);
     }
-    ts_store_le64(buf.base, REPL_SNAP_MAGIC);
+    ts_store_le64(buf.base, ts__repl_snap_legacy ? REPL_SNAP_MAGIC : REPL_SNAP_MAGIC_LZ4);
     ts_store_le64((uint8_t *)buf.base + 8, last_index);
-    if (len)
-        memcpy((uint8_t *)buf.base + REPL_SNAP_HDR, fsm_bytes, len);
+    memcpy((uint8_t *)buf.base + REPL_SNAP_HDR, img, img_len);
+    free(img);
     snap.index = last_index;
     snap.term = 1;
     snap.configuration_index = last_index;
@@ -198,6 +209,8 @@ int ts_repl_seed_snapshot(const struct ts_repl_config *cfg, uint64_t last_index,
         if (rv == 0) {
             io_ready = 1;
             raft_uv_set_auto_recovery(&r->io, false);
+            /* The seed is packed like any snapshot (ts_repl_snapimg.c). */
+            (void)raft_uv_set_snapshot_compression(&r->io, ts__repl_snap_legacy != 0);
             rv = r->io.init(&r->io, node_id, r->address);
         }
         if (rv != 0) {

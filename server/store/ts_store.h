@@ -220,6 +220,14 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len);
  * events before a restore are the caller's business. */
 int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len);
 
+/* The same, for a buffer the caller gives up: the decode releases its whole
+ * pages behind it (madvise MADV_DONTNEED), so the image and the state it
+ * becomes are not both resident (a 1,000,000-comment image is 384 MB).
+ * buf's content is undefined afterwards; the caller still frees or unmaps
+ * it. buf must be memory the caller owns outright: a private anonymous
+ * mapping, or a malloc'd block (only pages wholly inside it are touched). */
+int ts_store_restore_discard(struct ts_store *s, uint8_t *buf, size_t len);
+
 /* A SHA-256 over the canonical content (every thread and comment field in
  * id order, idempotency table excluded), hex, into out[65]. Replicas and
  * restarts compare it. */

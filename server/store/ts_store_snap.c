@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
 {
@@ -520,12 +522,57 @@ static int load_header(struct state *st, const Threadsync__State__StoreSnapshot 
     return TS_OK;
 }
 
-/* Every record of kind k, in order. */
-static int load_records(struct state *st, const Threadsync__State__StoreSnapshot *snap,
-                        const uint8_t *buf, size_t len, size_t k, uint32_t id,
-                        struct ts_pbarena *sc)
+/* Where each kind's records lie in the buffer: [first, end) spans every
+ * record of the kind (other fields may sit between them); first == end
+ * when there are none. Found by one scan of the top level. */
+struct kind_span {
+    size_t first, end;
+};
+
+static int find_spans(const uint8_t *buf, size_t len, const uint32_t ids[N_KINDS],
+                      struct kind_span span[N_KINDS])
 {
+    memset(span, 0, sizeof(struct kind_span) * N_KINDS);
     const uint8_t *p = buf, *end = buf + len;
+    while (p < end) {
+        const uint8_t *at = p;
+        struct wire_field f;
+        if (next_field(&p, end, &f) != TS_OK)
+            return TS_E_BAD_FRAME;
+        for (size_t k = 0; k < N_KINDS; k++) {
+            if (ids[k] != f.num)
+                continue;
+            if (span[k].first == span[k].end)
+                span[k].first = (size_t)(at - buf);
+            span[k].end = (size_t)(p - buf);
+        }
+    }
+    return TS_OK;
+}
+
+/* Releases the whole pages of buf[from, to) (a buffer the caller gave up). */
+static void release_pages(uint8_t *buf, size_t from, size_t to)
+{
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)buf + from + pg - 1) & ~(pg - 1);
+    uintptr_t b = ((uintptr_t)buf + to) & ~(pg - 1);
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Release behind the decode in steps of this many bytes: one madvise per
+ * step, not per record. */
+#define RELEASE_STEP (4u << 20)
+
+/* Every record of kind k, in order, from its span. With discard set, the
+ * bytes of the span that no later kind's span overlaps (free_to: the
+ * first such byte) are released behind the decode. */
+static int load_records(struct state *st, const Threadsync__State__StoreSnapshot *snap,
+                        const uint8_t *buf, const struct kind_span *sp, size_t k, uint32_t id,
+                        struct ts_pbarena *sc, uint8_t *discard, size_t free_to)
+{
+    const uint8_t *p = buf + sp->first, *end = buf + sp->end;
+    size_t released = sp->first;
     while (p < end) {
         struct wire_field f;
         if (next_field(&p, end, &f) != TS_OK)
@@ -544,18 +591,44 @@ static int load_records(struct state *st, const Threadsync__State__StoreSnapshot
             protobuf_c_message_free_unpacked(m, &sc->alloc);
         if (rc != TS_OK)
             return rc;
+        size_t at = (size_t)(p - buf) < free_to ? (size_t)(p - buf) : free_to;
+        if (discard && at >= released + RELEASE_STEP) {
+            release_pages(discard, released, at);
+            released = at;
+        }
     }
+    if (discard && free_to > released)
+        release_pages(discard, released, free_to < sp->end ? free_to : sp->end);
     return TS_OK;
 }
 
-static int load_snapshot(struct state *st, const uint8_t *buf, size_t len)
+/* The first byte at or after span k's start that a kind loaded after k
+ * still needs (a later span overlapping k's), or k's end. */
+static size_t free_limit(const struct kind_span span[N_KINDS], size_t k)
+{
+    size_t lim = span[k].end;
+    for (size_t j = k + 1; j < N_KINDS; j++) {
+        if (span[j].first == span[j].end || span[j].end <= span[k].first)
+            continue; /* empty, or wholly before k's span */
+        size_t s = span[j].first > span[k].first ? span[j].first : span[k].first;
+        if (s < lim)
+            lim = s;
+    }
+    return lim;
+}
+
+static int load_snapshot(struct state *st, const uint8_t *buf, size_t len, uint8_t *discard)
 {
     uint32_t ids[N_KINDS];
     for (size_t k = 0; k < N_KINDS; k++)
         if (!(ids[k] = kind_field_id(k)))
             return TS_E_INTERNAL;
+    struct kind_span span[N_KINDS];
     Threadsync__State__StoreSnapshot *snap;
-    int rc = decode_header(buf, len, ids, &snap);
+    int rc = find_spans(buf, len, ids, span);
+    if (rc != TS_OK)
+        return rc;
+    rc = decode_header(buf, len, ids, &snap); /* a copy: the buffer may go after it */
     if (rc != TS_OK)
         return rc;
     uint8_t *scratch = malloc(SCRATCH_BYTES);
@@ -563,17 +636,18 @@ static int load_snapshot(struct state *st, const uint8_t *buf, size_t len)
     ts_pbarena_init(&sc, scratch, SCRATCH_BYTES);
     rc = scratch ? load_header(st, snap) : TS_E_NOMEM;
     for (size_t k = 0; k < N_KINDS && rc == TS_OK; k++)
-        rc = load_records(st, snap, buf, len, k, ids[k], &sc);
+        rc = load_records(st, snap, buf, &span[k], k, ids[k], &sc, discard,
+                          discard ? free_limit(span, k) : 0);
     free(scratch);
     threadsync__state__store_snapshot__free_unpacked(snap, NULL);
     return rc;
 }
 
-int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len)
+static int restore(struct ts_store *s, const uint8_t *buf, size_t len, uint8_t *discard)
 {
     struct state st;
     ts__store_state_init(&st);
-    int rc = load_snapshot(&st, buf, len);
+    int rc = load_snapshot(&st, buf, len, discard);
     if (rc != TS_OK) {
         ts__store_state_free(&st);
         return rc;
@@ -582,6 +656,16 @@ int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len)
     ts__store_state_free(&s->st);
     s->st = st;
     return TS_OK;
+}
+
+int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len)
+{
+    return restore(s, buf, len, NULL);
+}
+
+int ts_store_restore_discard(struct ts_store *s, uint8_t *buf, size_t len)
+{
+    return restore(s, buf, len, buf);
 }
 
 static void dig_u64(EVP_MD_CTX *md, uint64_t v)

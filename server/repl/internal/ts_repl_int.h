@@ -19,9 +19,35 @@
 
 #include "ts_repl.h"
 
-/* A snapshot's header: [u64 LE magic][u64 LE last index] (ts_repl.c). */
-#define REPL_SNAP_MAGIC 0x31504e5374727374ULL /* bytes "tsrtSNP1" */
+/* A snapshot's header: [u64 LE magic][u64 LE last index] (ts_repl.c).
+ * Format 1 (REPL_SNAP_MAGIC, releases before issue 17 item 7): the state
+ * machine's bytes follow, and raft compresses the file. Format 2
+ * (REPL_SNAP_MAGIC_LZ4): [u64 LE raw length][LZ4 frame of the state
+ * machine's bytes] follow, packed by ts__repl_snap_pack, and raft stores
+ * it as it is. Both are restored. */
+#define REPL_SNAP_MAGIC 0x31504e5374727374ULL     /* bytes "tsrtSNP1" */
+#define REPL_SNAP_MAGIC_LZ4 0x32504e5374727374ULL /* bytes "tsrtSNP2" */
 #define REPL_SNAP_HDR 16
+
+/* Tests only: nonzero makes ts_repl_start and seeding write format 1 with
+ * raft's own compression on, as an older release did. 0 in production. */
+extern int ts__repl_snap_legacy;
+
+/* Packs a state machine image: *data (malloc'd, *len bytes) is freed and
+ * replaced by a malloc'd [u64 LE raw length][LZ4 frame]. Only malloc, free
+ * and liblz4: callable in the snapshot child. -1 on failure (no memory;
+ * *data is then untouched). */
+int ts__repl_snap_pack(uint8_t **data, size_t *len);
+
+/* The raw length a packed image declares (p: the packed bytes). */
+uint64_t ts__repl_snap_raw_len(const uint8_t *p, size_t n);
+
+/* Unpacks a packed image (p, n) into *out, a private anonymous mapping of
+ * *out_len bytes (so that freeing it, ts__repl_snap_unmap, returns every
+ * page at once, whatever malloc's thresholds). TS_E_BAD_FRAME when the
+ * bytes are not a whole frame of the declared length, TS_E_NOMEM. */
+int ts__repl_snap_unpack(const uint8_t *p, size_t n, uint8_t **out, size_t *out_len);
+void ts__repl_snap_unmap(uint8_t *out, size_t out_len);
 
 /* Tests only: ts__repl_snap_fault = TS__REPL_SNAP_FAULT_SHORT makes the
  * next snapshot children write half their image and exit 0 (ts_repl.c

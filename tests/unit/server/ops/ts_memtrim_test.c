@@ -1,8 +1,8 @@
 /*
  * ts_memtrim: no trim for a trickle of connections, one trim on the first
  * quiet tick after a burst, one every TS_MEMTRIM_MAX_TICKS ticks under
- * steady churn, none while idle; and the real malloc_trim on a heap with
- * free holes.
+ * steady churn, none while idle; one at once when asked (a restore); and
+ * the real malloc_trim on a heap with free holes.
  */
 #include <check.h>
 #include <stdint.h>
@@ -81,6 +81,26 @@ START_TEST(test_steady_churn_bounded)
 }
 END_TEST
 
+/* A one-off trim (a restore freed a snapshot's worth at once) happens
+ * whatever the churn, counts, and takes the pending churn with it: the
+ * next quiet tick does not trim the same heap again. */
+START_TEST(test_now_trims_and_resets)
+{
+    trims = 0;
+    struct ts_memtrim *m = ts_memtrim_new(fake_trim);
+    ck_assert_int_eq(ts_memtrim_now(m, "restore"), 1);
+    ck_assert_int_eq(trims, 1);
+    ck_assert_uint_eq(ts_memtrim_count(m), 1);
+    uint64_t churn = TS_MEMTRIM_CHURN;
+    ck_assert_int_eq(ts_memtrim_tick(m, churn), 0); /* a burst in progress */
+    ck_assert_int_eq(ts_memtrim_now(m, "restore"), 1);
+    ck_assert_int_eq(ts_memtrim_tick(m, churn), 0); /* quiet, but trimmed already */
+    ck_assert_int_eq(trims, 2);
+    ck_assert_uint_eq(ts_memtrim_count(m), 2);
+    ts_memtrim_free(m);
+}
+END_TEST
+
 /* The default trim is the C library's, and runs on a heap with free holes
  * between live blocks (as handshakes leave it) without disturbing them:
  * every byte of every live block is the same after the trim (under ASan,
@@ -122,6 +142,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_trickle_is_not_trimmed);
     tcase_add_test(tc, test_burst_trimmed_when_over);
     tcase_add_test(tc, test_steady_churn_bounded);
+    tcase_add_test(tc, test_now_trims_and_resets);
     tcase_add_test(tc, test_real_trim);
     suite_add_tcase(s, tc);
     return s;

@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "ts_check_main.h"
+#include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_repl.h"
 #include "ts_repl_int.h"
@@ -171,7 +172,7 @@ static int t_snapshot(void *arg, uint8_t **out, size_t *len)
     return 0;
 }
 
-static int t_restore(void *arg, uint64_t index, const uint8_t *b, size_t len)
+static int t_restore(void *arg, uint64_t index, uint8_t *b, size_t len)
 {
     struct tfsm *f = arg;
     if (len < 48)
@@ -304,6 +305,37 @@ static int snapshot_on_disk(void *arg)
         closedir(d);
     return found;
 }
+
+/* The first 8 bytes (LE) of the snapshot file of the given index, as raft
+ * stored it; 0 when there is none. */
+static uint64_t snapshot_magic(uint64_t index)
+{
+    char mid[32];
+    snprintf(mid, sizeof(mid), "-%llu-", (unsigned long long)index);
+    DIR *d = opendir(g_dir);
+    uint64_t magic = 0;
+    struct dirent *e;
+    while (d && !magic && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "snapshot-", 9) != 0 || !strstr(e->d_name + 9, mid) ||
+            (len > 5 && strcmp(e->d_name + len - 5, ".meta") == 0))
+            continue;
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", g_dir, e->d_name);
+        FILE *fp = fopen(path, "rb");
+        uint8_t b[8];
+        if (fp && fread(b, 1, 8, fp) == 8)
+            magic = ts_load_le64(b);
+        if (fp)
+            fclose(fp);
+    }
+    if (d)
+        closedir(d);
+    return magic;
+}
+
+/* An LZ4 frame's magic number: a file raft compressed itself. */
+#define LZ4_FRAME_MAGIC 0x184D2204U
 
 static int is_leader(void *arg)
 {
@@ -556,23 +588,32 @@ static struct ts_repl_config start_snapshotting(struct node *a)
     return cfg;
 }
 
+/* 200 entries on a snapshotting leader, and a few more after its last
+ * snapshot (fewer than the threshold, so no new snapshot covers them);
+ * returns its status once that snapshot is on disk. */
+static struct ts_repl_status snapshot_with_tail(struct node *a)
+{
+    propose_all(a, 200, 8);
+    struct ts_repl_status st = settled(a);
+    ck_assert_uint_gt(st.snapshots, 0);
+    if (st.snapshot_index == a->fsm.last_index)
+        propose_all(a, 3, 1);
+    st = settled(a);
+    ck_assert_uint_lt(st.snapshot_index, a->fsm.last_index);
+    /* Counted only once raft has written it. */
+    ck_assert_int_eq(snapshot_on_disk(&st.snapshot_index), 1);
+    return st;
+}
+
 /* With a small snapshot threshold a restart is restore + replay of the
  * entries after the snapshot, and ends in the same state. */
 START_TEST(test_restart_snapshot_and_replay)
 {
     struct node a = {0}, b = {0};
     struct ts_repl_config cfg = start_snapshotting(&a);
-    propose_all(&a, 200, 8);
-    struct ts_repl_status st = settled(&a);
-    ck_assert_uint_gt(st.snapshots, 0);
-    /* Make sure some entries follow the last snapshot (fewer than the
-     * threshold, so no new snapshot covers them). */
-    if (st.snapshot_index == a.fsm.last_index)
-        propose_all(&a, 3, 1);
-    st = settled(&a);
-    ck_assert_uint_lt(st.snapshot_index, a.fsm.last_index);
-    /* Counted only once raft has written it. */
-    ck_assert_int_eq(snapshot_on_disk(&st.snapshot_index), 1);
+    struct ts_repl_status st = snapshot_with_tail(&a);
+    /* Packed by ts_repl (format 2), stored by raft as it is. */
+    ck_assert_uint_eq(snapshot_magic(st.snapshot_index), REPL_SNAP_MAGIC_LZ4);
     node_close(&a);
 
     uv_loop_init(&b.loop);
@@ -595,6 +636,95 @@ START_TEST(test_restart_snapshot_and_replay)
     tfsm_clear(&a.fsm);
     tfsm_clear(&b.fsm);
     remove_dir();
+}
+END_TEST
+
+/* A data directory an older release wrote (format 1: the image as it is,
+ * in a file raft compressed) is restored by this one, which then goes on
+ * in format 2. */
+START_TEST(test_restart_from_format1_snapshot)
+{
+    struct node a = {0}, b = {0};
+    ts__repl_snap_legacy = 1;
+    struct ts_repl_config cfg = start_snapshotting(&a);
+    struct ts_repl_status st = snapshot_with_tail(&a);
+    ck_assert_uint_eq(snapshot_magic(st.snapshot_index) & 0xffffffffU, LZ4_FRAME_MAGIC);
+    node_close(&a);
+
+    ts__repl_snap_legacy = 0;
+    uv_loop_init(&b.loop);
+    ck_assert_int_eq(node_start(&b, &cfg), TS_OK);
+    ck_assert_uint_eq(b.fsm.restores, 1);
+    ck_assert_uint_eq(b.fsm.restore_index, st.snapshot_index);
+    struct wait_index w = {&b, a.fsm.last_index};
+    run_until(&b.loop, reached, &w, 10000);
+    assert_same(&a.fsm, &b.fsm);
+    /* Its own snapshots are format 2. */
+    run_until(&b.loop, is_leader, &b, 5000);
+    uint64_t before = settled(&b).snapshots;
+    for (int i = 0; i < 100 && settled(&b).snapshots == before; i++)
+        propose_all(&b, 16, 8);
+    st = settled(&b);
+    ck_assert_uint_gt(st.snapshots, before);
+    ck_assert_int_eq(snapshot_on_disk(&st.snapshot_index), 1);
+    ck_assert_uint_eq(snapshot_magic(st.snapshot_index), REPL_SNAP_MAGIC_LZ4);
+    node_close(&b);
+    tfsm_clear(&a.fsm);
+    tfsm_clear(&b.fsm);
+    remove_dir();
+}
+END_TEST
+
+/* The packing round-trips, empty included, and refuses an image that is
+ * cut short, damaged (the frame's content checksum) or declares another
+ * length, instead of handing the state machine wrong bytes. */
+START_TEST(test_snapimg_pack_unpack)
+{
+    enum { N = 3 << 20 };
+    uint8_t *raw = malloc(N);
+    ck_assert_ptr_nonnull(raw);
+    uint32_t x = 1;
+    for (size_t i = 0; i < N; i++) { /* compressible, not constant */
+        x = x * 1103515245u + 12345u;
+        raw[i] = (uint8_t)((i / 64) % 2 ? 'a' + (i % 7) : (x >> 24));
+    }
+    uint8_t *img = malloc(N);
+    ck_assert_ptr_nonnull(img);
+    memcpy(img, raw, N);
+    size_t len = N;
+    ck_assert_int_eq(ts__repl_snap_pack(&img, &len), 0);
+    ck_assert_uint_lt(len, N);
+    ck_assert_uint_eq(ts__repl_snap_raw_len(img, len), N);
+    uint8_t *out;
+    size_t out_len;
+    ck_assert_int_eq(ts__repl_snap_unpack(img, len, &out, &out_len), TS_OK);
+    ck_assert_uint_eq(out_len, N);
+    ck_assert_mem_eq(out, raw, N);
+    ts__repl_snap_unmap(out, out_len);
+    /* cut short, by one byte and by half */
+    ck_assert_int_eq(ts__repl_snap_unpack(img, len - 1, &out, &out_len), TS_E_BAD_FRAME);
+    ck_assert_ptr_null(out);
+    ck_assert_int_eq(ts__repl_snap_unpack(img, len / 2, &out, &out_len), TS_E_BAD_FRAME);
+    /* one byte of the content changed */
+    img[len / 2] ^= 0x40;
+    ck_assert_int_eq(ts__repl_snap_unpack(img, len, &out, &out_len), TS_E_BAD_FRAME);
+    img[len / 2] ^= 0x40;
+    /* a declared length other than the frame's */
+    ts_store_le64(img, N - 1);
+    ck_assert_int_eq(ts__repl_snap_unpack(img, len, &out, &out_len), TS_E_BAD_FRAME);
+    ts_store_le64(img, (uint64_t)N * 1000);
+    ck_assert_int_eq(ts__repl_snap_unpack(img, len, &out, &out_len), TS_E_BAD_FRAME);
+    ck_assert_int_eq(ts__repl_snap_unpack(img, 7, &out, &out_len), TS_E_BAD_FRAME);
+    free(img);
+    /* an empty image */
+    img = malloc(1);
+    len = 0;
+    ck_assert_int_eq(ts__repl_snap_pack(&img, &len), 0);
+    ck_assert_int_eq(ts__repl_snap_unpack(img, len, &out, &out_len), TS_OK);
+    ck_assert_uint_eq(out_len, 0);
+    ts__repl_snap_unmap(out, out_len);
+    free(img);
+    free(raw);
 }
 END_TEST
 
@@ -1305,6 +1435,8 @@ static Suite *repl_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_restart_replays_log);
     tcase_add_test(tc, test_restart_snapshot_and_replay);
+    tcase_add_test(tc, test_restart_from_format1_snapshot);
+    tcase_add_test(tc, test_snapimg_pack_unpack);
     tcase_add_test(tc, test_restart_keeps_snapshot_pace);
     tcase_add_test(tc, test_big_entries_snapshot_sooner);
     tcase_add_test(tc, test_snapshot_does_not_block_apply);
