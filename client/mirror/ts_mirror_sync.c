@@ -67,8 +67,8 @@
  * group; rendering costs two atomic file writes per touched thread per
  * flush. A first sync of 300,000 comments in 1,000 threads, in about 400
  * batches, commits about 10 groups (WRITER_GROUP_EVENTS, none of them
- * fsync'd: ts_mirror_db_bulk_begin), makes them durable with the commit of
- * 'files_unsynced', reads every comment back in one pass, builds the index
+ * fsync'd or checkpointed: ts_mirror_db_bulk_begin), makes them durable
+ * with the commit of 'files_unsynced', reads every comment back in one pass, builds the index
  * once while the first threads render, and writes each of its 2,000 files
  * once with one syncfs() for all.
  */

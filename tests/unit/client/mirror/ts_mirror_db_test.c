@@ -7,13 +7,15 @@
  * fill without the thread index (and a crash inside one), snapshots, reads,
  * the digest agreeing
  * across different batchings of the same content, and replaced text gone
- * from the file's bytes.
+ * from the file's bytes; a new file's page size and an old file's kept,
+ * and a fill's WAL not checkpointed until the fill is durable.
  */
 #include <check.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1030,6 +1032,102 @@ START_TEST(test_bulk_fill)
 }
 END_TEST
 
+START_TEST(test_page_size)
+{
+    /* A new mirror gets 16 KiB pages ... */
+    struct ts_mirror_db *db = open_db();
+    ck_assert_int_eq(committed_int("PRAGMA page_size"), 16384);
+    ts_mirror_db_close(db);
+    teardown();
+    setup();
+
+    /* ... an existing one keeps its own (SQLite cannot change it in WAL
+     * mode) and works as before. */
+    ck_assert_int_eq(mkdir(mdir, 0755), 0);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    sqlite3 *s;
+    ck_assert_int_eq(sqlite3_open(path, &s), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(s,
+                                  "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+                                  "CREATE TABLE old_style(a)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(s);
+    db = open_db();
+    struct batch b1;
+    first_batch(&b1);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+    ck_assert_uint_eq(cursor_of(db), 10);
+    ts_mirror_db_close(db);
+    ck_assert_int_eq(committed_int("PRAGMA page_size"), 4096);
+    ck_assert_uint_eq(committed_cursor(), 10);
+}
+END_TEST
+
+static off_t file_size(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", mdir, name);
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Batch k: 16 comments of 8 KiB in thread 1, cursor 1000 * (k + 1). */
+static void big_batch(struct batch *b, Threadsync__Thread *t, Threadsync__Comment *cs, unsigned k,
+                      const char *body)
+{
+    batch_init(b, 1000 * (uint64_t)(k + 1));
+    *t = mk_thread(1, "site/big", 1000 * (uint64_t)(k + 1), 16 * (k + 1));
+    for (unsigned i = 0; i < MAXEV; i++) {
+        uint64_t id = 1000 * (uint64_t)k + i + 1;
+        cs[i] = mk_comment(id, 1, 0, THREADSYNC__STATUS__VISIBLE, body, 1);
+        batch_add(b, id, t, &cs[i]);
+    }
+}
+
+START_TEST(test_bulk_fill_wal_not_checkpointed)
+{
+    /* With a 64 KiB checkpoint limit, a 128 KiB group outside a fill is
+     * copied into mirror.db by its commit; inside one, four such groups
+     * stay in the WAL (committed, readable by other connections) and
+     * mirror.db does not change until the fill is durable, after which the
+     * next commit checkpoints again. */
+    static char body[8193];
+    memset(body, 'b', sizeof(body) - 1);
+    ts__mirror_db_wal_checkpoint_bytes = 64 << 10;
+    struct ts_mirror_db *db = open_db();
+    struct batch b;
+    Threadsync__Thread t;
+    Threadsync__Comment cs[MAXEV];
+    big_batch(&b, &t, cs, 0, body);
+    off_t before = file_size("mirror.db");
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+    off_t filled = file_size("mirror.db");
+    ck_assert_int_gt(filled, before + (100 << 10));
+
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    for (unsigned k = 1; k <= 4; k++) {
+        big_batch(&b, &t, cs, k, body);
+        ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+        ck_assert_uint_eq(committed_cursor(), 1000 * (k + 1));
+    }
+    ck_assert_int_eq(file_size("mirror.db"), filled);
+    ck_assert_int_gt(file_size("mirror.db-wal"), 4 * (128 << 10));
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 5 * MAXEV);
+
+    ck_assert_int_eq(ts_mirror_db_bulk_durable(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_setting_set(db, "filter", "all"), TS_OK);
+    ck_assert_int_gt(file_size("mirror.db"), filled + 4 * (100 << 10));
+    ck_assert_int_eq(ts_mirror_db_bulk_end(db), TS_OK);
+    ck_assert_uint_eq(counts_of(db, 1).comments, 5 * MAXEV);
+    ts_mirror_db_close(db);
+    ts__mirror_db_wal_checkpoint_bytes = 32u << 20;
+}
+END_TEST
+
 START_TEST(test_snapshot_then_events)
 {
     struct ts_mirror_db *db = open_db();
@@ -1556,6 +1654,8 @@ int main(void)
     tcase_add_test(tc, test_thread_versions_within_batch);
     tcase_add_test(tc, test_thread_versions_across_group);
     tcase_add_test(tc, test_bulk_fill);
+    tcase_add_test(tc, test_page_size);
+    tcase_add_test(tc, test_bulk_fill_wal_not_checkpointed);
     tcase_add_test(tc, test_snapshot_then_events);
     tcase_add_test(tc, test_snapshot_chunks_in_group);
     tcase_add_test(tc, test_threads_scan);
