@@ -47,10 +47,11 @@
  *   through the index and another into the table per comment was most of
  *   such a render's CPU. The loop waits for a flush, big or small.
  * - A sync from cursor 0 is a bulk fill (ts_mirror_db_bulk_begin): the
- *   index comments_thread is built once, when it is caught up: by the loop
- *   thread while the helper renders the first scanned pass, which needs
- *   no index, followed by a checkpoint of the WAL that the last close
- *   would otherwise do on the wall clock (the fill is made durable
+ *   index comments_thread is built once, when it is caught up: by a thread
+ *   of its own while the loop and the helper render the first scanned
+ *   pass, which needs no index, followed by a checkpoint of the WAL (the
+ *   whole fill: it had none) that the last close would otherwise do on
+ *   the wall clock (the fill is made durable
  *   first, ts_mirror_db_bulk_durable, so 'files_unsynced' is on disk
  *   before any file moves), or before a flush that reads by thread.
  *   Until then its batches go to a
@@ -241,14 +242,39 @@ static void render_share_run(void *arg)
     ts_mirror_render_batch_free(batch);
 }
 
+/* The index a bulk fill dropped, built on a thread of its own beside a
+ * scanned render (which reads no database), then the WAL checkpointed into
+ * mirror.db: after a fill that was never checkpointed, that copy is the
+ * whole database and ends in an fsync of it, time the loop spends
+ * rendering instead of waiting. db is this thread's until joined. */
+struct index_job {
+    struct ts_mirror_db *db;
+    atomic_int *failed;
+    int err;
+    uint64_t cpu_ns;
+};
+
+static void index_job_run(void *arg)
+{
+    struct index_job *j = arg;
+    j->err = ts_mirror_db_bulk_end(j->db);
+    /* The fill's WAL frames and the index's go to the file now, beside
+     * the render, not at the close the mirror exits after. */
+    if (j->err == TS_OK)
+        j->err = ts_mirror_db_checkpoint(j->db);
+    if (j->err != TS_OK)
+        atomic_store(j->failed, 1);
+    j->cpu_ns = cpu_ns();
+}
+
 /* Renders pending.ids[lo..hi) from committed rows, on this thread and,
  * for a big flush, on RENDER_HELPERS more: a first sync's flush is all of
  * a mirror's files, and building them (and creating the files) is CPU the
  * second core can take. Without scan each renderer reads its threads
  * through its own connection; with it (a scanned pass, render_scanned)
- * none touches the database, and this thread first builds the index a
- * bulk fill dropped (*build_index non-zero: ts_mirror_db_bulk_end, cleared)
- * while the helpers render. The loop waits for all of them, as it does
+ * none touches the database, and one more thread builds the index a bulk
+ * fill dropped (*build_index non-zero, cleared: index_job_run) while this
+ * one and the helpers render. The loop waits for all of them, as it does
  * for a one-thread flush. */
 static int render_range(struct ts_mirror_sync *m, int durable, size_t lo, size_t hi,
                         const struct ts_mirror_scan *scan, int *build_index)
@@ -283,20 +309,27 @@ static int render_range(struct ts_mirror_sync *m, int durable, size_t lo, size_t
                 uv_thread_create(&tid[h], render_share_run, &share[1 + h]) == 0)
                 started[h] = 1;
     int rc = TS_OK;
+    struct index_job job = {.db = m->db, .failed = &failed};
+    uv_thread_t index_tid;
+    int index_started = 0;
     if (build_index && *build_index) {
-        uint64_t c0 = cpu_ns();
-        rc = ts_mirror_db_bulk_end(m->db);
-        /* The fill's last WAL frames and the index's go to the file now,
-         * beside the render, not at the close the mirror exits after. */
-        if (rc == TS_OK)
-            rc = ts_mirror_db_checkpoint(m->db);
-        m->st.cpu_index += cpu_ns() - c0;
         *build_index = 0;
-        if (rc != TS_OK)
-            atomic_store(&failed, 1);
+        /* A thread that cannot start: built here, before rendering. */
+        index_started = uv_thread_create(&index_tid, index_job_run, &job) == 0;
+        if (!index_started) {
+            uint64_t c0 = cpu_ns();
+            index_job_run(&job);
+            m->st.cpu_index += cpu_ns() - c0;
+            rc = job.err;
+        }
     }
     if (rc == TS_OK)
         render_share_run(&share[0]);
+    if (index_started) {
+        uv_thread_join(&index_tid);
+        m->st.cpu_index += job.cpu_ns;
+        rc = job.err;
+    }
     for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
         if (i > 0 && !started[i - 1])
             continue;
