@@ -43,6 +43,7 @@ enum {
     S_THREAD_UPDATE,
     S_THREAD_UPDATE_KEY,
     S_COMMENT_INSERT,
+    S_COMMENT_INSERT_MANY,
     S_COMMENT_UPDATE,
     S_CURSOR_GET,
     S_CURSOR_SET,
@@ -73,6 +74,13 @@ enum {
     "CHECK (status = 'VISIBLE' OR status = 'PENDING' OR status = 'HIDDEN' OR "                     \
     "status = 'DELETED')"
 
+/* Comments one S_COMMENT_INSERT_MANY statement inserts (see
+ * insert_comments); row r's 9 parameters are 9 * r + 1 .. 9 * r + 9. */
+#define INSERT_MANY 32
+#define ROW9 "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#define ROWS4 ROW9 ", " ROW9 ", " ROW9 ", " ROW9
+#define ROWS32 ROWS4 ", " ROWS4 ", " ROWS4 ", " ROWS4 ", " ROWS4 ", " ROWS4 ", " ROWS4 ", " ROWS4
+
 static const char *const stmt_sql[S__COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -92,6 +100,7 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_COMMENT_INSERT] =
         "INSERT INTO comments(id, thread_id, parent_id, author_name, body, created_at_ms, "
         "edited_at_ms, status, version) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_COMMENT_INSERT_MANY] = "INSERT INTO comments(" COMMENT_COLS ") VALUES " ROWS32,
     [S_COMMENT_UPDATE] = "UPDATE comments SET thread_id = ?2, parent_id = ?3, author_name = ?4, "
                          "body = ?5, created_at_ms = ?6, edited_at_ms = ?7, status = ?8, "
                          "version = ?9 WHERE id = ?1 AND version < ?9",
@@ -477,18 +486,25 @@ static int defer_flush(struct ts_mirror_db *db)
     return err;
 }
 
-static void bind_comment(sqlite3_stmt *st, const Threadsync__Comment *c, const char *status)
+/* Binds c to parameters base + 1 .. base + 9 (COMMENT_COLS' order). */
+static void bind_comment_at(sqlite3_stmt *st, int base, const Threadsync__Comment *c,
+                            const char *status)
 {
     int visible = c->status == THREADSYNC__STATUS__VISIBLE;
-    bind_u64(st, 1, c->id);
-    bind_u64(st, 2, c->thread_id);
-    bind_u64(st, 3, c->parent_id);
-    bind_str(st, 4, visible ? c->author_name : "");
-    bind_str(st, 5, visible ? c->body : "");
-    sqlite3_bind_int64(st, 6, c->created_at_ms);
-    sqlite3_bind_int64(st, 7, c->edited_at_ms);
-    bind_str(st, 8, status);
-    bind_u64(st, 9, c->version);
+    bind_u64(st, base + 1, c->id);
+    bind_u64(st, base + 2, c->thread_id);
+    bind_u64(st, base + 3, c->parent_id);
+    bind_str(st, base + 4, visible ? c->author_name : "");
+    bind_str(st, base + 5, visible ? c->body : "");
+    sqlite3_bind_int64(st, base + 6, c->created_at_ms);
+    sqlite3_bind_int64(st, base + 7, c->edited_at_ms);
+    bind_str(st, base + 8, status);
+    bind_u64(st, base + 9, c->version);
+}
+
+static void bind_comment(sqlite3_stmt *st, const Threadsync__Comment *c, const char *status)
+{
+    bind_comment_at(st, 0, c, status);
 }
 
 /* An INSERT, and an UPDATE by version only when the id is taken, rather
@@ -526,6 +542,44 @@ static int upsert_comment(struct ts_mirror_db *db, const Threadsync__Comment *c,
     }
     if (err == TS_OK && sqlite3_changes(db->sql) > 0 && touched)
         err = ts_mirror_touched_add(touched, c->thread_id);
+    return err;
+}
+
+/* Upserts cs[0..n) in order, as upsert_comment each would. INSERT_MANY of
+ * them go as one multi-row INSERT: per statement, not per row, SQLite then
+ * opens and closes its cursor on comments and halts the program, which
+ * with the API calls around each step was over a third of a catch-up's
+ * insert instructions. The statement journal such an INSERT needs (it may
+ * fail after its first rows) holds the page or two it changes. The usual
+ * case, every id new, is all it does; an id already stored or repeated in
+ * cs fails it on the primary key, which leaves nothing of it, and the rows
+ * go one by one instead. Fewer than INSERT_MANY go one by one too. */
+static int insert_comments(struct ts_mirror_db *db, const Threadsync__Comment *const *cs, size_t n,
+                           struct ts_mirror_touched *touched)
+{
+    if (n == INSERT_MANY) {
+        char num[INSERT_MANY][16];
+        sqlite3_stmt *st = db->st[S_COMMENT_INSERT_MANY];
+        for (size_t r = 0; r < n; r++)
+            bind_comment_at(st, 9 * (int)r, cs[r], status_text(cs[r], num[r]));
+        int rc = sqlite3_step(st);
+        int pk =
+            rc != SQLITE_DONE && sqlite3_extended_errcode(db->sql) == SQLITE_CONSTRAINT_PRIMARYKEY;
+        int err = rc == SQLITE_DONE || pk ? TS_OK : db_fail(db->sql, "insert_comments");
+        sqlite3_reset(st);
+        if (err != TS_OK)
+            return err;
+        if (!pk) {
+            uint64_t last = 0;
+            for (size_t r = 0; r < n && err == TS_OK && touched; r++)
+                if (r == 0 || cs[r]->thread_id != last)
+                    err = ts_mirror_touched_add(touched, last = cs[r]->thread_id);
+            return err;
+        }
+    }
+    int err = TS_OK;
+    for (size_t r = 0; r < n && err == TS_OK; r++)
+        err = upsert_comment(db, cs[r], touched);
     return err;
 }
 
@@ -825,6 +879,11 @@ static int thread_winners(struct ts_mirror_db *db, const Threadsync__Events *ev)
 static int events_body(struct ts_mirror_db *db, const void *arg, struct ts_mirror_touched *touched)
 {
     const Threadsync__Events *ev = arg;
+    /* Comments wait here for a full insert_comments; they touch only
+     * their own rows, so their order against the threads' (deferred
+     * anyway) does not matter, and among themselves it is kept. */
+    const Threadsync__Comment *pend[INSERT_MANY];
+    size_t n_pend = 0;
     int err = thread_winners(db, ev);
     for (size_t i = 0; i < ev->n_events && err == TS_OK; i++) {
         const Threadsync__Event *e = ev->events[i];
@@ -835,9 +894,16 @@ static int events_body(struct ts_mirror_db *db, const void *arg, struct ts_mirro
         }
         if (e->thread && db->win[i])
             err = defer_thread(db, e->thread, touched);
-        if (err == TS_OK && e->comment)
-            err = upsert_comment(db, e->comment, touched);
+        if (err == TS_OK && e->comment) {
+            pend[n_pend++] = e->comment;
+            if (n_pend == INSERT_MANY) {
+                err = insert_comments(db, pend, n_pend, touched);
+                n_pend = 0;
+            }
+        }
     }
+    if (err == TS_OK)
+        err = insert_comments(db, pend, n_pend, touched);
     if (err == TS_OK && !db->group_open)
         err = defer_flush(db);
     return err == TS_OK ? set_cursor(db, ev->last_seq) : err;
