@@ -7,7 +7,9 @@
  * batch costs no SQL parsing. A comment is upserted as an INSERT, then, when
  * its id is taken, an "UPDATE ... WHERE version < new version": a stale or
  * repeated row is a no-op that sqlite3_changes() reports as 0, which is how
- * touched stays exact. A thread's stored version is read first (once per
+ * touched stays exact; a batch's comments go 32 to a multi-row INSERT
+ * first (insert_comments), and only when that meets a taken id one by
+ * one. A thread's stored version is read first (once per
  * transaction, see defer_thread), and only a newer one is written.
  * A snapshot during a bulk fill stages its comments in the TEMP table
  * ts_snap_stage and moves them in one sorted INSERT ... SELECT at its end
