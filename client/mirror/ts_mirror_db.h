@@ -34,6 +34,9 @@
  *   still holds the old pages is checkpointed and truncated after that
  *   commit, or after a later one when a reader held it open then.
  *
+ * A new mirror.db has 16 KiB pages (a fill writes a quarter as many of
+ * them as with SQLite's 4 KiB); an existing one keeps the size it has.
+ *
  * Ids and versions are u64 on the wire and INTEGER (signed 64-bit) in SQLite;
  * they are stored bit for bit, so values above 2^63 (never produced: they are
  * Raft indices and counters) would read back right but sort wrong in SQL.
@@ -44,7 +47,8 @@
  * Threading: one handle belongs to one thread at a time. Other processes
  * (a web server) may read the file concurrently; WAL never blocks them.
  * Load: a transaction (a batch, or a group of them) costs one fsync of the
- * WAL plus an upsert per comment and one per distinct thread of the
+ * WAL plus an upsert per comment (new ones 32 to a statement) and one per
+ * distinct thread of the
  * transaction (a thread's versions within one batch or group only count
  * once); reads use cached prepared statements.
  */
@@ -137,18 +141,24 @@ int ts_mirror_db_group_is_open(const struct ts_mirror_db *db);
  * are not fsync'd (synchronous=NORMAL): each is still atomic, rows with
  * their cursor, and a crash of the process loses none, but a power loss
  * may take back the latest ones (the cursor with them: the mirror resumes
- * from an earlier one). bulk_end makes every commit of the fill durable
+ * from an earlier one). Nor is the WAL checkpointed during the fill: it
+ * grows to about the database's size (disk space for both, until the
+ * first checkpoint after the fill), and each group's commit only starts
+ * its writeback, so that the fsync that makes the fill durable finds
+ * most of it written. bulk_end makes every commit of the fill durable
  * (FULL again, and its own commit fsyncs the WAL) before it returns, so
- * whatever the mirror reports after it is on disk. Both end an open group
- * first; bulk_end without bulk_begin does nothing. TS_OK or TS_E_IO. */
+ * whatever the mirror reports after it is on disk; checkpoints resume
+ * with it (the next commit past the limit, or ts_mirror_db_checkpoint).
+ * Both end an open group first; bulk_end without bulk_begin does nothing.
+ * TS_OK or TS_E_IO. */
 int ts_mirror_db_bulk_begin(struct ts_mirror_db *db);
 int ts_mirror_db_bulk_end(struct ts_mirror_db *db);
 /* The fill's durability without its index, for a caller that builds the
  * index later (while it renders from ts_mirror_db_threads_scan): ends an
  * open group and turns synchronous back to FULL, so the next commit (the
  * caller's own, e.g. a setting) fsyncs the WAL and with it every commit of
- * the fill. comments_thread stays dropped until bulk_end. No fill: only
- * the group ends. TS_OK or TS_E_IO. */
+ * the fill; checkpoints resume. comments_thread stays dropped until
+ * bulk_end. No fill: only the group ends. TS_OK or TS_E_IO. */
 int ts_mirror_db_bulk_durable(struct ts_mirror_db *db);
 
 /* Copies the WAL's committed frames into the database file now (a
@@ -260,6 +270,10 @@ int ts_mirror_db_setting_set(struct ts_mirror_db *db, const char *name, const ch
  * as a storage error would (a test may also _exit() here to simulate a
  * crash mid-transaction). */
 extern int (*ts__mirror_db_fault_hook)(uint64_t seq);
+
+/* Testing only: the WAL bytes past which a commit checkpoints (copies the
+ * WAL into the file), read at open; 32 MiB unless set. */
+extern uint32_t ts__mirror_db_wal_checkpoint_bytes;
 
 /* 1 while text a commit replaced may still be in the WAL: a reader (the
  * web stack, or the mirror's own render thread) held it open when the

@@ -47,10 +47,11 @@
  *   through the index and another into the table per comment was most of
  *   such a render's CPU. The loop waits for a flush, big or small.
  * - A sync from cursor 0 is a bulk fill (ts_mirror_db_bulk_begin): the
- *   index comments_thread is built once, when it is caught up: by the loop
- *   thread while the helper renders the first scanned pass, which needs
- *   no index, followed by a checkpoint of the WAL that the last close
- *   would otherwise do on the wall clock (the fill is made durable
+ *   index comments_thread is built once, when it is caught up: by a thread
+ *   and a connection of its own while the loop reads the rows back and
+ *   renders them with the helper, none of which needs the index, followed
+ *   by a checkpoint of the WAL (the whole fill: it had none) that the
+ *   last close would otherwise do on the wall clock (the fill is made durable
  *   first, ts_mirror_db_bulk_durable, so 'files_unsynced' is on disk
  *   before any file moves), or before a flush that reads by thread.
  *   Until then its batches go to a
@@ -67,8 +68,8 @@
  * group; rendering costs two atomic file writes per touched thread per
  * flush. A first sync of 300,000 comments in 1,000 threads, in about 400
  * batches, commits about 10 groups (WRITER_GROUP_EVENTS, none of them
- * fsync'd: ts_mirror_db_bulk_begin), makes them durable with the commit of
- * 'files_unsynced', reads every comment back in one pass, builds the index
+ * fsync'd or checkpointed: ts_mirror_db_bulk_begin), makes them durable
+ * with the commit of 'files_unsynced', reads every comment back in one pass, builds the index
  * once while the first threads render, and writes each of its 2,000 files
  * once with one syncfs() for all.
  */
@@ -241,17 +242,43 @@ static void render_share_run(void *arg)
     ts_mirror_render_batch_free(batch);
 }
 
+/* The index a bulk fill dropped, built on a thread of its own through a
+ * connection of its own, while the loop reads the rows back and the
+ * helpers render (none of which needs it), then the WAL checkpointed into
+ * mirror.db: after a fill that was never checkpointed, that copy is the
+ * whole database and ends in an fsync of it. The connection's open builds
+ * the index (index_sql runs at every open: a killed fill's repair) and
+ * commits it durably (synchronous=FULL); the checkpoint copies what every
+ * reader's snapshot allows, the fill at least (the loop's read began after
+ * its last commit). The loop's handle ends its fill afterwards
+ * (ts_mirror_db_bulk_end: the index is there, so only its settings). */
+struct index_job {
+    const char *dir;
+    int err;
+    uint64_t cpu_ns;
+};
+
+static void index_job_run(void *arg)
+{
+    struct index_job *j = arg;
+    struct ts_mirror_db *db;
+    j->err = ts_mirror_db_open(j->dir, &db);
+    if (j->err == TS_OK) {
+        j->err = ts_mirror_db_checkpoint(db);
+        ts_mirror_db_close(db);
+    }
+    j->cpu_ns = cpu_ns();
+}
+
 /* Renders pending.ids[lo..hi) from committed rows, on this thread and,
  * for a big flush, on RENDER_HELPERS more: a first sync's flush is all of
  * a mirror's files, and building them (and creating the files) is CPU the
  * second core can take. Without scan each renderer reads its threads
  * through its own connection; with it (a scanned pass, render_scanned)
- * none touches the database, and this thread first builds the index a
- * bulk fill dropped (*build_index non-zero: ts_mirror_db_bulk_end, cleared)
- * while the helpers render. The loop waits for all of them, as it does
+ * none touches the database. The loop waits for all of them, as it does
  * for a one-thread flush. */
 static int render_range(struct ts_mirror_sync *m, int durable, size_t lo, size_t hi,
-                        const struct ts_mirror_scan *scan, int *build_index)
+                        const struct ts_mirror_scan *scan)
 {
     atomic_size_t next = lo;
     atomic_int failed = 0;
@@ -283,20 +310,7 @@ static int render_range(struct ts_mirror_sync *m, int durable, size_t lo, size_t
                 uv_thread_create(&tid[h], render_share_run, &share[1 + h]) == 0)
                 started[h] = 1;
     int rc = TS_OK;
-    if (build_index && *build_index) {
-        uint64_t c0 = cpu_ns();
-        rc = ts_mirror_db_bulk_end(m->db);
-        /* The fill's last WAL frames and the index's go to the file now,
-         * beside the render, not at the close the mirror exits after. */
-        if (rc == TS_OK)
-            rc = ts_mirror_db_checkpoint(m->db);
-        m->st.cpu_index += cpu_ns() - c0;
-        *build_index = 0;
-        if (rc != TS_OK)
-            atomic_store(&failed, 1);
-    }
-    if (rc == TS_OK)
-        render_share_run(&share[0]);
+    render_share_run(&share[0]);
     for (size_t i = 0; i < 1 + RENDER_HELPERS; i++) {
         if (i > 0 && !started[i - 1])
             continue;
@@ -314,15 +328,15 @@ static int render_range(struct ts_mirror_sync *m, int durable, size_t lo, size_t
 
 static int render_pending(struct ts_mirror_sync *m, int durable)
 {
-    return render_range(m, durable, 0, m->pending.n, NULL, NULL);
+    return render_range(m, durable, 0, m->pending.n, NULL);
 }
 
 /* A big flush of (nearly) every thread, unsynced (see the file's opening
  * paragraph): the threads are read by passes over the whole comments table
  * (ts_mirror_db_threads_scan) instead of thread by thread, each pass a
  * slice of the pending threads small enough that its rows fit
- * RENDER_SCAN_BYTES, and rendered from memory. During a bulk fill the
- * index is built by this thread while the helper renders the first pass. */
+ * RENDER_SCAN_BYTES, and rendered from memory. After a bulk fill the
+ * index is built meanwhile (index_job_run). */
 static int render_scanned(struct ts_mirror_sync *m, int build_index)
 {
     uint64_t bytes = 0;
@@ -331,6 +345,20 @@ static int render_scanned(struct ts_mirror_sync *m, int build_index)
     size_t passes = (size_t)(bytes / ts__mirror_sync_scan_bytes) + 1;
     if (passes > n)
         passes = n ? n : 1;
+    struct index_job job = {.dir = m->dir};
+    uv_thread_t index_tid;
+    int index_started = 0;
+    if (rc == TS_OK && build_index) {
+        /* A thread that cannot start: built here, before reading. */
+        index_started = uv_thread_create(&index_tid, index_job_run, &job) == 0;
+        if (!index_started) {
+            uint64_t c0 = cpu_ns();
+            rc = ts_mirror_db_bulk_end(m->db);
+            if (rc == TS_OK)
+                rc = ts_mirror_db_checkpoint(m->db);
+            m->st.cpu_index += cpu_ns() - c0;
+        }
+    }
     for (size_t p = 0; p < passes && rc == TS_OK; p++) {
         size_t lo = p * n / passes, hi = (p + 1) * n / passes;
         struct ts_mirror_scan *scan;
@@ -338,13 +366,17 @@ static int render_scanned(struct ts_mirror_sync *m, int build_index)
         rc = ts_mirror_db_threads_scan(m->db, m->pending.ids + lo, hi - lo, &scan);
         m->st.cpu_read += cpu_ns() - c0;
         if (rc == TS_OK)
-            rc = render_range(m, 0, lo, hi, scan, &build_index);
+            rc = render_range(m, 0, lo, hi, scan);
         ts_mirror_scan_free(scan);
     }
-    if (rc == TS_OK && build_index) { /* no pass ran */
-        uint64_t c0 = cpu_ns();
-        rc = ts_mirror_db_bulk_end(m->db);
-        m->st.cpu_index += cpu_ns() - c0;
+    if (index_started) {
+        uv_thread_join(&index_tid);
+        m->st.cpu_index += job.cpu_ns;
+        if (rc == TS_OK)
+            rc = job.err;
+        /* The index is there: this ends the handle's fill (FULL again). */
+        if (rc == TS_OK)
+            rc = ts_mirror_db_bulk_end(m->db);
     }
     return rc;
 }

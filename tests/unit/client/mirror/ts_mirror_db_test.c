@@ -7,13 +7,15 @@
  * fill without the thread index (and a crash inside one), snapshots, reads,
  * the digest agreeing
  * across different batchings of the same content, and replaced text gone
- * from the file's bytes.
+ * from the file's bytes; a new file's page size and an old file's kept,
+ * and a fill's WAL not checkpointed until the fill is durable.
  */
 #include <check.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1030,6 +1032,102 @@ START_TEST(test_bulk_fill)
 }
 END_TEST
 
+START_TEST(test_page_size)
+{
+    /* A new mirror gets 16 KiB pages ... */
+    struct ts_mirror_db *db = open_db();
+    ck_assert_int_eq(committed_int("PRAGMA page_size"), 16384);
+    ts_mirror_db_close(db);
+    teardown();
+    setup();
+
+    /* ... an existing one keeps its own (SQLite cannot change it in WAL
+     * mode) and works as before. */
+    ck_assert_int_eq(mkdir(mdir, 0755), 0);
+    char path[256];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    sqlite3 *s;
+    ck_assert_int_eq(sqlite3_open(path, &s), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(s,
+                                  "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+                                  "CREATE TABLE old_style(a)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(s);
+    db = open_db();
+    struct batch b1;
+    first_batch(&b1);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b1.ev, NULL), TS_OK);
+    ck_assert_uint_eq(cursor_of(db), 10);
+    ts_mirror_db_close(db);
+    ck_assert_int_eq(committed_int("PRAGMA page_size"), 4096);
+    ck_assert_uint_eq(committed_cursor(), 10);
+}
+END_TEST
+
+static off_t file_size(const char *name)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", mdir, name);
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Batch k: 16 comments of 8 KiB in thread 1, cursor 1000 * (k + 1). */
+static void big_batch(struct batch *b, Threadsync__Thread *t, Threadsync__Comment *cs, unsigned k,
+                      const char *body)
+{
+    batch_init(b, 1000 * (uint64_t)(k + 1));
+    *t = mk_thread(1, "site/big", 1000 * (uint64_t)(k + 1), 16 * (k + 1));
+    for (unsigned i = 0; i < MAXEV; i++) {
+        uint64_t id = 1000 * (uint64_t)k + i + 1;
+        cs[i] = mk_comment(id, 1, 0, THREADSYNC__STATUS__VISIBLE, body, 1);
+        batch_add(b, id, t, &cs[i]);
+    }
+}
+
+START_TEST(test_bulk_fill_wal_not_checkpointed)
+{
+    /* With a 64 KiB checkpoint limit, a 128 KiB group outside a fill is
+     * copied into mirror.db by its commit; inside one, four such groups
+     * stay in the WAL (committed, readable by other connections) and
+     * mirror.db does not change until the fill is durable, after which the
+     * next commit checkpoints again. */
+    static char body[8193];
+    memset(body, 'b', sizeof(body) - 1);
+    ts__mirror_db_wal_checkpoint_bytes = 64 << 10;
+    struct ts_mirror_db *db = open_db();
+    struct batch b;
+    Threadsync__Thread t;
+    Threadsync__Comment cs[MAXEV];
+    big_batch(&b, &t, cs, 0, body);
+    off_t before = file_size("mirror.db");
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+    off_t filled = file_size("mirror.db");
+    ck_assert_int_gt(filled, before + (100 << 10));
+
+    ck_assert_int_eq(ts_mirror_db_bulk_begin(db), TS_OK);
+    for (unsigned k = 1; k <= 4; k++) {
+        big_batch(&b, &t, cs, k, body);
+        ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
+        ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
+        ck_assert_uint_eq(committed_cursor(), 1000 * (k + 1));
+    }
+    ck_assert_int_eq(file_size("mirror.db"), filled);
+    ck_assert_int_gt(file_size("mirror.db-wal"), 4 * (128 << 10));
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 5 * MAXEV);
+
+    ck_assert_int_eq(ts_mirror_db_bulk_durable(db), TS_OK);
+    ck_assert_int_eq(ts_mirror_db_setting_set(db, "filter", "all"), TS_OK);
+    ck_assert_int_gt(file_size("mirror.db"), filled + 4 * (100 << 10));
+    ck_assert_int_eq(ts_mirror_db_bulk_end(db), TS_OK);
+    ck_assert_uint_eq(counts_of(db, 1).comments, 5 * MAXEV);
+    ts_mirror_db_close(db);
+    ts__mirror_db_wal_checkpoint_bytes = 32u << 20;
+}
+END_TEST
+
 START_TEST(test_snapshot_then_events)
 {
     struct ts_mirror_db *db = open_db();
@@ -1517,6 +1615,108 @@ START_TEST(test_bulk_snapshot_keeps_newer_rows)
 }
 END_TEST
 
+/* 96 events over threads 1..3, three multi-row INSERTs' worth: comments
+ * 1..95 new (20 with status_of_20), comment 5 again
+ * (event 40, version 2, hidden: an id repeated inside one batch), comment
+ * 70 with version 1 while the mirror holds version 9. */
+#define NLONG 96
+struct long_batch {
+    Threadsync__Events ev;
+    Threadsync__Event e[NLONG], *pe[NLONG];
+    Threadsync__Thread t[NLONG];
+    Threadsync__Comment c[NLONG];
+};
+
+static void long_batch_make(struct long_batch *b, Threadsync__Status status_of_20)
+{
+    static const char *const keys[] = {"site/l1", "site/l2", "site/l3"};
+    threadsync__events__init(&b->ev);
+    b->ev.events = b->pe;
+    b->ev.n_events = NLONG;
+    b->ev.last_seq = 1000;
+    for (unsigned i = 0; i < NLONG; i++) {
+        uint64_t th = 1 + i % 3, id = i == 40 ? 5 : i < 40 ? i + 1 : i;
+        b->t[i] = mk_thread(th, keys[th - 1], 100 + i, i);
+        b->c[i] = mk_comment(id, th, 0, THREADSYNC__STATUS__VISIBLE, "long", i == 40 ? 2 : 1);
+        if (i == 40)
+            b->c[i].status = THREADSYNC__STATUS__HIDDEN;
+        if (id == 20)
+            b->c[i].status = status_of_20;
+        threadsync__event__init(&b->e[i]);
+        b->e[i].seq = 900 + i;
+        b->e[i].thread = &b->t[i];
+        b->e[i].comment = &b->c[i];
+        b->pe[i] = &b->e[i];
+    }
+}
+
+START_TEST(test_long_batch_like_one_by_one)
+{
+    /* A batch of more comments than one multi-row INSERT takes stores,
+     * touches and refuses exactly what the same events applied one batch
+     * each do: an id repeated in it, or already stored, takes the row by
+     * row path, and a bad status refuses all of it. */
+    char ref[3][65];
+    struct ts_mirror_touched t_ref = TS_MIRROR_TOUCHED_INIT, t = TS_MIRROR_TOUCHED_INIT;
+    struct long_batch lb;
+    long_batch_make(&lb, THREADSYNC__STATUS__VISIBLE);
+    Threadsync__Comment newer = mk_comment(70, 2, 0, THREADSYNC__STATUS__VISIBLE, "kept", 9);
+    Threadsync__Thread t2 = mk_thread(2, "site/l2", 1, 0);
+    for (int run = 0; run < 2; run++) {
+        struct ts_mirror_db *db = open_db();
+        struct batch pre;
+        batch_init(&pre, 1);
+        batch_add(&pre, 1, &t2, &newer);
+        ck_assert_int_eq(ts_mirror_db_apply_events(db, &pre.ev, NULL), TS_OK);
+        if (run == 0) {
+            for (unsigned i = 0; i < NLONG; i++) {
+                Threadsync__Events one = lb.ev;
+                one.events = &lb.pe[i];
+                one.n_events = 1;
+                ck_assert_int_eq(ts_mirror_db_apply_events(db, &one, &t_ref), TS_OK);
+            }
+        } else {
+            ck_assert_int_eq(ts_mirror_db_apply_events(db, &lb.ev, &t), TS_OK);
+        }
+        ck_assert_uint_eq(cursor_of(db), 1000);
+        ck_assert_uint_eq(counts_of(db, 0).comments, 95); /* 70 was there */
+        char *body = body_of(db, 2, 70);
+        ck_assert_str_eq(body, "kept");
+        free(body);
+        body = body_of(db, 2, 5);
+        ck_assert_str_eq(body, ""); /* hidden by its second version */
+        free(body);
+        for (uint64_t th = 1; th <= 3; th++) {
+            char d[65];
+            ck_assert_int_eq(ts_mirror_db_digest(db, th, d), TS_OK);
+            if (run == 0)
+                strcpy(ref[th - 1], d);
+            else
+                ck_assert_str_eq(d, ref[th - 1]);
+        }
+        ts_mirror_db_close(db);
+        teardown();
+        setup();
+    }
+    ck_assert_uint_eq(t.n, t_ref.n);
+    for (size_t i = 0; i < t.n; i++)
+        ck_assert_uint_eq(t.ids[i], t_ref.ids[i]);
+
+    /* Comment 20 (in the first INSERT, all new) with a status no CHECK
+     * accepts. */
+    struct ts_mirror_db *db = open_db();
+    long_batch_make(&lb, (Threadsync__Status)9);
+    ts_mirror_touched_clear(&t);
+    ck_assert_int_eq(ts_mirror_db_apply_events(db, &lb.ev, &t), TS_E_IO);
+    ck_assert_uint_eq(t.n, 0);
+    ck_assert_uint_eq(cursor_of(db), 0);
+    ck_assert_uint_eq(counts_of(db, 0).comments, 0);
+    ts_mirror_db_close(db);
+    ts_mirror_touched_free(&t);
+    ts_mirror_touched_free(&t_ref);
+}
+END_TEST
+
 START_TEST(test_touched_set)
 {
     struct ts_mirror_touched t = TS_MIRROR_TOUCHED_INIT;
@@ -1556,6 +1756,9 @@ int main(void)
     tcase_add_test(tc, test_thread_versions_within_batch);
     tcase_add_test(tc, test_thread_versions_across_group);
     tcase_add_test(tc, test_bulk_fill);
+    tcase_add_test(tc, test_page_size);
+    tcase_add_test(tc, test_bulk_fill_wal_not_checkpointed);
+    tcase_add_test(tc, test_long_batch_like_one_by_one);
     tcase_add_test(tc, test_snapshot_then_events);
     tcase_add_test(tc, test_snapshot_chunks_in_group);
     tcase_add_test(tc, test_threads_scan);

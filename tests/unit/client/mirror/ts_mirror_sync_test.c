@@ -525,6 +525,17 @@ START_TEST(test_first_sync_big_flush_scanned)
     ck_assert_int_eq(committed_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
                                    "AND name = 'comments_thread'"),
                      1);
+    /* The fill, never checkpointed while it ran, was copied into the
+     * file by the index thread (before any close could: the last one
+     * checkpoints too). */
+    char path[256];
+    snprintf(path, sizeof(path), "%s/mirror.db", mdir);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    int64_t pages = committed_int("SELECT page_count * page_size FROM pragma_page_count(), "
+                                  "pragma_page_size()");
+    ck_assert_int_gt(pages, 0);
+    ck_assert_int_ge(2 * (int64_t)st.st_size, pages);
     char *v = setting(fx.s, "files_unsynced");
     ck_assert_str_eq(v, "0");
     free(v);
