@@ -553,11 +553,13 @@ static int find_spans(const uint8_t *buf, size_t len, const uint32_t ids[N_KINDS
 /* Releases the whole pages of buf[from, to) (a buffer the caller gave up). */
 static void release_pages(uint8_t *buf, size_t from, size_t to)
 {
-    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t a = ((uintptr_t)buf + from + pg - 1) & ~(pg - 1);
-    uintptr_t b = ((uintptr_t)buf + to) & ~(pg - 1);
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    /* Offsets from the start of buf's first page; a >= mis always. */
+    size_t mis = (uintptr_t)buf & (pg - 1);
+    size_t a = (from + mis + pg - 1) / pg * pg;
+    size_t b = (to + mis) / pg * pg;
     if (b > a)
-        (void)madvise((void *)a, b - a, MADV_DONTNEED);
+        (void)madvise(buf + (a - mis), b - a, MADV_DONTNEED);
 }
 
 /* Release behind the decode in steps of this many bytes: one madvise per

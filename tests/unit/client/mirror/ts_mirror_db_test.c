@@ -1112,17 +1112,17 @@ START_TEST(test_bulk_fill_wal_not_checkpointed)
         ck_assert_int_eq(ts_mirror_db_group_begin(db), TS_OK);
         ck_assert_int_eq(ts_mirror_db_apply_events(db, &b.ev, NULL), TS_OK);
         ck_assert_int_eq(ts_mirror_db_group_end(db), TS_OK);
-        ck_assert_uint_eq(committed_cursor(), 1000 * (k + 1));
+        ck_assert_uint_eq(committed_cursor(), (uintmax_t)1000 * (k + 1));
     }
     ck_assert_int_eq(file_size("mirror.db"), filled);
-    ck_assert_int_gt(file_size("mirror.db-wal"), 4 * (128 << 10));
-    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 5 * MAXEV);
+    ck_assert_int_gt(file_size("mirror.db-wal"), 4L * (128 << 10));
+    ck_assert_int_eq(committed_int("SELECT count(*) FROM comments"), 5L * MAXEV);
 
     ck_assert_int_eq(ts_mirror_db_bulk_durable(db), TS_OK);
     ck_assert_int_eq(ts_mirror_db_setting_set(db, "filter", "all"), TS_OK);
-    ck_assert_int_gt(file_size("mirror.db"), filled + 4 * (100 << 10));
+    ck_assert_int_gt(file_size("mirror.db"), filled + 4L * (100 << 10));
     ck_assert_int_eq(ts_mirror_db_bulk_end(db), TS_OK);
-    ck_assert_uint_eq(counts_of(db, 1).comments, 5 * MAXEV);
+    ck_assert_uint_eq(counts_of(db, 1).comments, (uintmax_t)5 * MAXEV);
     ts_mirror_db_close(db);
     ts__mirror_db_wal_checkpoint_bytes = 32u << 20;
 }
