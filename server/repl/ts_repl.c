@@ -342,8 +342,13 @@ static _Noreturn void snap_child(struct ts_repl *r, int wfd, pid_t parent, const
     size_t len = 0;
     if (r->fsm.snapshot(r->fsm.arg, &data, &len) != 0)
         _exit(1);
-    if (!ts__repl_snap_legacy && ts__repl_snap_pack(&data, &len) != 0)
-        _exit(1);
+    if (!ts__repl_snap_legacy) {
+        uint8_t *packed;
+        if (ts__repl_snap_pack(data, len, &packed, &len) != 0)
+            _exit(1);
+        free(data);
+        data = packed;
+    }
     uint8_t hdr[8];
     ts_store_le64(hdr, len);
     if (ts__repl_snap_fault == TS__REPL_SNAP_FAULT_SHORT)
@@ -500,10 +505,12 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
                 "on the loop\"",
                 r->dir, (unsigned long long)s->index, strerror(err));
         int rc = r->fsm.snapshot(r->fsm.arg, &s->data, &s->len);
-        if (rc == 0 && !ts__repl_snap_legacy && ts__repl_snap_pack(&s->data, &s->len) != 0) {
+        if (rc == 0 && !ts__repl_snap_legacy) {
+            uint8_t *packed = NULL;
+            if (ts__repl_snap_pack(s->data, s->len, &packed, &s->len) != 0)
+                rc = TS_E_NOMEM;
             free(s->data);
-            s->data = NULL;
-            rc = TS_E_NOMEM;
+            s->data = packed;
         }
         if (rc != 0) {
             TS_ERROR("event=repl_snapshot_failed dir=%s index=%llu err=%d", r->dir,

@@ -133,26 +133,27 @@ static int seed_write(struct ts_repl *r, uv_loop_t *loop, uint64_t node_id, uint
     rv = raft_configuration_add(&snap.configuration, node_id, r->address, RAFT_VOTER);
     /* The image as ts_repl.c's snapshots have it: packed (format 2), or,
      * for tests of older data directories, as it is (format 1). */
-    uint8_t *img = rv == 0 ? malloc(len ? len : 1) : NULL;
+    const uint8_t *img = fsm_bytes;
     size_t img_len = len;
-    if (rv == 0 && !img)
-        rv = RAFT_NOMEM;
-    if (rv == 0 && len)
-        memcpy(img, fsm_bytes, len);
-    if (rv == 0 && !ts__repl_snap_legacy && ts__repl_snap_pack(&img, &img_len) != 0)
-        rv = RAFT_NOMEM;
+    uint8_t *packed = NULL;
+    if (rv == 0 && !ts__repl_snap_legacy) {
+        if (ts__repl_snap_pack(fsm_bytes, len, &packed, &img_len) != 0)
+            rv = RAFT_NOMEM;
+        img = packed;
+    }
     struct raft_buffer buf = {.base = NULL, .len = REPL_SNAP_HDR + img_len};
     if (rv == 0 && !(buf.base = raft_malloc(buf.len)))
         rv = RAFT_NOMEM;
     if (rv != 0) {
-        free(img);
+        free(packed);
         raft_configuration_close(&snap.configuration);
         return ts__repl_err(rv);
     }
     ts_store_le64(buf.base, ts__repl_snap_legacy ? REPL_SNAP_MAGIC : REPL_SNAP_MAGIC_LZ4);
     ts_store_le64((uint8_t *)buf.base + 8, last_index);
-    memcpy((uint8_t *)buf.base + REPL_SNAP_HDR, img, img_len);
-    free(img);
+    if (img_len)
+        memcpy((uint8_t *)buf.base + REPL_SNAP_HDR, img, img_len);
+    free(packed);
     snap.index = last_index;
     snap.term = 1;
     snap.configuration_index = last_index;

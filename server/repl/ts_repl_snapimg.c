@@ -31,28 +31,27 @@
  * a damaged header, not a reason to map terabytes. */
 #define SNAPIMG_MAX_RATIO 255
 
-int ts__repl_snap_pack(uint8_t **data, size_t *len)
+int ts__repl_snap_pack(const uint8_t *raw, size_t len, uint8_t **out, size_t *out_len)
 {
     LZ4F_preferences_t prefs;
     memset(&prefs, 0, sizeof(prefs));
-    prefs.frameInfo.contentSize = *len;
+    prefs.frameInfo.contentSize = len;
     prefs.frameInfo.contentChecksumFlag = LZ4F_contentChecksumEnabled;
     prefs.frameInfo.blockSizeID = LZ4F_max4MB;
-    size_t bound = LZ4F_compressFrameBound(*len, &prefs);
+    size_t bound = LZ4F_compressFrameBound(len, &prefs);
     /* Only what the frame fills becomes resident: the bound is untouched
      * beyond it. */
-    uint8_t *out = malloc(8 + bound);
-    if (!out)
+    uint8_t *p = malloc(8 + bound);
+    if (!p)
         return -1;
-    size_t n = LZ4F_compressFrame(out + 8, bound, *data, *len, &prefs);
+    size_t n = LZ4F_compressFrame(p + 8, bound, raw, len, &prefs);
     if (LZ4F_isError(n)) {
-        free(out);
+        free(p);
         return -1;
     }
-    ts_store_le64(out, *len);
-    free(*data);
-    *data = out;
-    *len = 8 + n;
+    ts_store_le64(p, len);
+    *out = p;
+    *out_len = 8 + n;
     return 0;
 }
 

@@ -33,11 +33,11 @@
  * raft's own compression on, as an older release did. 0 in production. */
 extern int ts__repl_snap_legacy;
 
-/* Packs a state machine image: *data (malloc'd, *len bytes) is freed and
- * replaced by a malloc'd [u64 LE raw length][LZ4 frame]. Only malloc, free
- * and liblz4: callable in the snapshot child. -1 on failure (no memory;
- * *data is then untouched). */
-int ts__repl_snap_pack(uint8_t **data, size_t *len);
+/* Packs a state machine image (raw, len bytes; the caller keeps it) into
+ * *out, a malloc'd [u64 LE raw length][LZ4 frame] of *out_len bytes, the
+ * caller's to free. Only malloc, free and liblz4: callable in the snapshot
+ * child. -1 on failure (no memory; *out is then untouched). */
+int ts__repl_snap_pack(const uint8_t *raw, size_t len, uint8_t **out, size_t *out_len);
 
 /* The raw length a packed image declares (p: the packed bytes). */
 uint64_t ts__repl_snap_raw_len(const uint8_t *p, size_t n);

@@ -688,11 +688,9 @@ START_TEST(test_snapimg_pack_unpack)
         x = x * 1103515245u + 12345u;
         raw[i] = (uint8_t)((i / 64) % 2 ? 'a' + (i % 7) : (x >> 24));
     }
-    uint8_t *img = malloc(N);
-    ck_assert_ptr_nonnull(img);
-    memcpy(img, raw, N);
-    size_t len = N;
-    ck_assert_int_eq(ts__repl_snap_pack(&img, &len), 0);
+    uint8_t *img;
+    size_t len;
+    ck_assert_int_eq(ts__repl_snap_pack(raw, N, &img, &len), 0);
     ck_assert_uint_lt(len, N);
     ck_assert_uint_eq(ts__repl_snap_raw_len(img, len), N);
     uint8_t *out;
@@ -717,9 +715,7 @@ START_TEST(test_snapimg_pack_unpack)
     ck_assert_int_eq(ts__repl_snap_unpack(img, 7, &out, &out_len), TS_E_BAD_FRAME);
     free(img);
     /* an empty image */
-    img = malloc(1);
-    len = 0;
-    ck_assert_int_eq(ts__repl_snap_pack(&img, &len), 0);
+    ck_assert_int_eq(ts__repl_snap_pack(raw, 0, &img, &len), 0);
     ck_assert_int_eq(ts__repl_snap_unpack(img, len, &out, &out_len), TS_OK);
     ck_assert_uint_eq(out_len, 0);
     ts__repl_snap_unmap(out, out_len);
