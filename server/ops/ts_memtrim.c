@@ -42,6 +42,20 @@ void ts_memtrim_free(struct ts_memtrim *m)
     free(m);
 }
 
+/* The trim both paths make: the heap's free pages back, the churn count
+ * reset (the holes connections left go too), one more trim counted.
+ * Returns 1 if memory was released; *us is what it took. */
+static int trim_heap(struct ts_memtrim *m, uint64_t *us)
+{
+    uint64_t t0 = uv_hrtime();
+    int released = m->trim();
+    *us = (uv_hrtime() - t0) / 1000;
+    m->pending = 0;
+    m->busy = 0;
+    m->count++;
+    return released;
+}
+
 int ts_memtrim_tick(struct ts_memtrim *m, uint64_t churn)
 {
     uint64_t d = churn - m->last;
@@ -50,25 +64,18 @@ int ts_memtrim_tick(struct ts_memtrim *m, uint64_t churn)
     m->busy = d ? m->busy + 1 : 0;
     if (m->pending < TS_MEMTRIM_CHURN || (m->busy > 0 && m->busy < TS_MEMTRIM_MAX_TICKS))
         return 0;
-    uint64_t t0 = uv_hrtime();
-    int released = m->trim();
-    TS_DEBUG("event=heap_trim churn=%llu released=%d us=%llu", (unsigned long long)m->pending,
-             released, (unsigned long long)((uv_hrtime() - t0) / 1000));
-    m->pending = 0;
-    m->busy = 0;
-    m->count++;
+    uint64_t pending = m->pending, us;
+    int released = trim_heap(m, &us);
+    TS_DEBUG("event=heap_trim churn=%llu released=%d us=%llu", (unsigned long long)pending,
+             released, (unsigned long long)us);
     return 1;
 }
 
 int ts_memtrim_now(struct ts_memtrim *m, const char *why)
 {
-    uint64_t t0 = uv_hrtime();
-    int released = m->trim();
-    TS_INFO("event=heap_trim why=%s released=%d us=%llu", why, released,
-            (unsigned long long)((uv_hrtime() - t0) / 1000));
-    m->pending = 0;
-    m->busy = 0;
-    m->count++;
+    uint64_t us;
+    int released = trim_heap(m, &us);
+    TS_INFO("event=heap_trim why=%s released=%d us=%llu", why, released, (unsigned long long)us);
     return released;
 }
 
