@@ -483,14 +483,27 @@ node_a() {
 # after A's fan-out), so its snapshots, whose cadence follows the state's
 # size (ts_repl.c), fell inside its measured seconds and paused the loop
 # that commits (bench/README.md, ingest).
+# A threadsync node logs at info here, and the row after each run counts
+# the Raft snapshots it took (warm-up included; bench/README.md "The write
+# cycle": they, not the commit path, set ack p99 at K = 10).
 node_i() {
-    local gen=$1 start=$2 prefix=$3 i=0
+    local gen=$1 start=$2 prefix=$3 i=0 snaps
     for kw in $INGEST; do
         i=$((i + 1))
         echo "== ${prefix}$i: ingest K=${kw%%:*} window=${kw##*:} (fresh, default settings)"
-        $start "${prefix}$i"
+        if [ "$start" = start_server ]; then
+            $start "${prefix}$i" --log-level info
+        else
+            $start "${prefix}$i"
+        fi
         $gen ingest --posters "${kw%%:*}" --window "${kw##*:}" --duration "$INGEST_S"
         stop_server
+        if [ "$start" = start_server ]; then
+            snaps=$(grep -c 'event=repl_snapshot' "$SCRATCH/${prefix}$i/server.log" || true)
+            echo "TABLE|ingest-snapshots|K=${kw%%:*} window=${kw##*:}|${snaps:-0} snapshot(s) during the run (warm-up included)" |
+                tee -a "$RESULTS" | sed -e 's/^TABLE|/   /' | tr '|' ' '
+            echo "{\"scenario\":\"ingest_snapshots\",\"posters\":${kw%%:*},\"window\":${kw##*:},\"snapshots\":${snaps:-0}}" >>"$RESULTS"
+        fi
     done
 }
 
@@ -638,7 +651,7 @@ PINNED="not pinned: node and generator share all $(nproc) cores"
 echo "== results ($MODE, generator threads: $THREADS, $(nproc) cores, $PINNED)"
 grep '^TABLE|' "$RESULTS" | cut -d'|' -f2- | column -t -s'|'
 grep '^CPU|' "$RESULTS" >/dev/null && echo && echo "cpu (cores busy over each measured phase):" &&
-    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' -e '^TABLE|restart|' -e '^TABLE|web-' | cut -d'|' -f2,3 |
+    paste -d' ' <(grep '^TABLE|' "$RESULTS" | grep -v -e 'per stored comment' -e '^TABLE|catchup-mirror-dir|' -e '^TABLE|ingest-snapshots|' -e '^TABLE|restart|' -e '^TABLE|web-' | cut -d'|' -f2,3 |
         tr '|' ' ') <(grep '^CPU|' "$RESULTS" | cut -d'|' -f2) | sed 's/^/   /'
 echo "   AES-128-GCM reference, one core, 16 KiB blocks: ${AES_KBPS} kB/s"
 echo
