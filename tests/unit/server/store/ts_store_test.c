@@ -1655,6 +1655,20 @@ START_TEST(test_digests_match_openssl)
 }
 END_TEST
 
+/* f's state as a snapshot decodes (the caller frees it with
+ * threadsync__state__store_snapshot__free_unpacked). */
+static Threadsync__State__StoreSnapshot *decoded_snapshot(const struct ts_storefx *f)
+{
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f->s, &buf, &len), TS_OK);
+    Threadsync__State__StoreSnapshot *ss =
+        threadsync__state__store_snapshot__unpack(NULL, len, buf);
+    free(buf);
+    ck_assert_ptr_nonnull(ss);
+    return ss;
+}
+
 /* Known answers, computed outside OpenSSL (Python's hashlib and hmac from
  * the definitions in ts_store.c and ts_store_state.c), so that a change of
  * how the store hashes cannot move the bytes every replica, snapshot and
@@ -1690,12 +1704,7 @@ START_TEST(test_digests_known_answers)
     ck_assert_int_eq(r.status, TS_OK);
     ck_assert_uint_eq(r.comment_id, 5);
     ck_assert_str_eq(r.edit_key, "8c6be54a7acdee6525ace164951e7a63");
-    uint8_t *snap;
-    size_t len;
-    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
-    Threadsync__State__StoreSnapshot *ss =
-        threadsync__state__store_snapshot__unpack(NULL, len, snap);
-    ck_assert_ptr_nonnull(ss);
+    Threadsync__State__StoreSnapshot *ss = decoded_snapshot(&f);
     ck_assert_uint_eq(ss->n_idempotency, 1);
     const Threadsync__State__IdempotencyEntry *e = ss->idempotency[0];
     ck_assert_uint_eq(e->key_digest.len, sizeof(want_key));
@@ -1705,7 +1714,6 @@ START_TEST(test_digests_known_answers)
     ck_assert_uint_eq(e->edit_key_hash.len, sizeof(want_edit_hash));
     ck_assert_mem_eq(e->edit_key_hash.data, want_edit_hash, sizeof(want_edit_hash));
     threadsync__state__store_snapshot__free_unpacked(ss, NULL);
-    free(snap);
     ts_storefx_free(&f);
 }
 END_TEST
