@@ -7,7 +7,10 @@
 #
 #   bench/profile_ingest.sh [--build DIR] [--mode M] [--posts N] [--posters K] [--window W]
 #
-#   --mode cpu       server utime+stime per post (/proc/PID/stat; moves with load)
+#   --mode cpu       server utime+stime per post (/proc/PID/stat; moves with load),
+#                    and the main thread's alone (/proc/PID/task/PID/stat: the
+#                    loop that runs raft, the store and the answers; at a fixed
+#                    window its CPU per post paces the Raft write cycle)
 #   --mode callgrind instructions per post (valgrind; the server runs with
 #                    --io-threads 0: callgrind serialises threads and the
 #                    hand-off between loops then stalls it); the annotated
@@ -39,7 +42,7 @@ while [ $# -gt 0 ]; do
     --posters) K=$2 ;;
     --window) WINDOW=$2 ;;
     *)
-        sed -n '2,34p' "$0"
+        sed -n '2,37p' "$0"
         exit 2
         ;;
     esac
@@ -95,6 +98,7 @@ lg() {
 }
 lg --posts 2000 >"$S/warmup.txt"
 ticks() { awk '{print $14 + $15}' /proc/$PID/stat; }
+main_ticks() { awk '{print $14 + $15}' /proc/$PID/task/$PID/stat; }
 case $MODE in
 callgrind) callgrind_control -z $PID >/dev/null 2>&1 ;;
 strace)
@@ -117,9 +121,9 @@ faults)
 esac
 minflt() { awk '{print $10}' /proc/$PID/stat; }
 f0=$(minflt)
-t0=$(ticks)
+t0=$(ticks) m0=$(main_ticks)
 lg --posts "$POSTS" >"$S/run.txt"
-t1=$(ticks)
+t1=$(ticks) m1=$(main_ticks)
 f1=$(minflt)
 acked=$(grep -o '"posts_acked":[0-9]*' "$S/run.txt" | cut -d: -f2)
 case $MODE in
@@ -143,6 +147,6 @@ perf | faults)
     echo "perf report -i $S/perf.data --no-children"
     ;;
 esac
-echo "acked=$acked server_cpu_us_per_post=$(echo "scale=2; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $acked" | bc) minor_faults_per_post=$(echo "scale=3; ($f1 - $f0) / $acked" | bc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "acked=$acked server_cpu_us_per_post=$(echo "scale=2; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $acked" | bc) main_thread_cpu_us_per_post=$(echo "scale=2; ($m1 - $m0) * 1000000 / $(getconf CLK_TCK) / $acked" | bc) minor_faults_per_post=$(echo "scale=3; ($f1 - $f0) / $acked" | bc) loadavg=$(cut -d' ' -f1-3 /proc/loadavg)"
 grep '^TABLE' "$S/run.txt" | cut -d'|' -f2- | tr '|' ' '
 echo "scratch: $S"

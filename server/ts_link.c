@@ -6,7 +6,11 @@
  * 9 us per subscriber per event, so a post's commit (raft's disk write
  * completes on the main loop) waited behind the previous post's fan-out.
  * With I/O threads the main loop only encodes (once per event, in the hub)
- * and copies the bytes into one message per subscriber.
+ * and copies the bytes into one message per subscriber. Under ingest the
+ * main loop's CPU per post paces libraft's one-write-at-a-time cycle, so
+ * the stateless part of a request goes here too: an I/O thread runs a
+ * Post's field checks (ts_valid_post) and flags the frame valid
+ * (ts_link_frame_valid); the main loop checks only what is not flagged.
  *
  * Threads and ownership:
  *   - the main loop owns the pool, every link's main-side fields and calls
@@ -85,6 +89,7 @@
 #include "ts_frame.h"
 #include "ts_lattrace.h"
 #include "ts_log.h"
+#include "ts_valid.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -145,6 +150,7 @@ struct msg {
             Threadsync__Frame *f; /* owned by the message until handled */
             const char *bad;      /* a descriptor's field name: static */
             int status;
+            int valid; /* a Post that passed ts_valid_post here */
             size_t size;
         } frame;
     } u;
@@ -201,6 +207,7 @@ struct ts_link {
     /* Paused by the user: events of frames (and what follows them) wait in
      * held until resumed, then go out from main_wakeup (ready list). */
     uint8_t paused, ready;
+    uint8_t frame_valid; /* main's: ts_link_frame_valid() inside on_frame */
     /* The thread's: */
     uint8_t paused_main, throttled;
     uint64_t id;
@@ -349,6 +356,14 @@ static void io_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, con
     m->u.frame.f = f;
     m->u.frame.bad = bad;
     m->u.frame.status = status;
+    /* A Post's checks are stateless (ts_valid.h), so they run here, off
+     * the main loop, which skips them for a Post flagged valid. One that
+     * fails goes unflagged and is checked again there, where its refusal
+     * is worded as on a link without I/O threads: rare (a client's bug),
+     * and no verdict text has to cross threads. */
+    struct ts_valid_err verr;
+    m->u.frame.valid = status == TS_OK && f && f->msg_case == THREADSYNC__FRAME__MSG_POST &&
+                       ts_valid_post(f->post, &verr) == TS_OK;
     m->u.frame.size = size;
     if (atomic_fetch_add(&l->inbound, size) + size >= INBOUND_MAX && !l->throttled) {
         l->throttled = 1;
@@ -672,6 +687,7 @@ static void deliver_frame(struct ts_link *l, struct msg *m)
         return;
     }
     l->frame_bytes = size - FRAME_COST;
+    l->frame_valid = (uint8_t)m->u.frame.valid;
     l->cbs.on_frame(l, m->u.frame.f, m->u.frame.status, m->u.frame.bad);
 }
 
@@ -860,6 +876,7 @@ static void inline_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status,
 {
     struct ts_link *l = ts_conn_data(c);
     l->frame_bytes = ts_conn_frame_bytes(c);
+    l->frame_valid = 0; /* the caller runs the checks, on this same loop */
     if (l->cbs.on_frame)
         l->cbs.on_frame(l, f, status, bad);
     else
@@ -1187,6 +1204,11 @@ void ts_link_set_role(struct ts_link *l, const char *role)
 size_t ts_link_frame_bytes(const struct ts_link *l)
 {
     return l->frame_bytes;
+}
+
+int ts_link_frame_valid(const struct ts_link *l)
+{
+    return l->frame_valid;
 }
 
 uint64_t ts_link_id(const struct ts_link *l)

@@ -103,6 +103,11 @@ const char *ts_link_peer(const struct ts_link *l);
 void ts_link_set_role(struct ts_link *l, const char *role);
 /* Inside on_frame: the wire size (header included) of the frame handed. */
 size_t ts_link_frame_bytes(const struct ts_link *l);
+/* Inside on_frame: 1 when the frame handed is a Post that its I/O thread
+ * found valid (ts_valid_post() returned TS_OK there), so the caller need
+ * not check it again; 0 otherwise (no I/O threads, another message, a
+ * decode error, or a Post that failed): the caller checks it itself. */
+int ts_link_frame_valid(const struct ts_link *l);
 uint64_t ts_link_id(const struct ts_link *l);
 int ts_link_resumed(const struct ts_link *l);
 

@@ -132,7 +132,7 @@ static void wait_budget(struct ts_session *s)
 }
 
 static void handle_frame(struct ts_session *s, Threadsync__Frame *f, int status,
-                         const char *bad_field);
+                         const char *bad_field, int checked);
 
 static void stop_waiting(struct ts_session *s)
 {
@@ -143,7 +143,8 @@ static void stop_waiting(struct ts_session *s)
     Threadsync__Frame *f = s->stashed;
     if (f) {
         s->stashed = NULL;
-        handle_frame(s, f, s->stashed_status, s->stashed_bad);
+        /* not flagged: a stashed Post is checked here (a rare path) */
+        handle_frame(s, f, s->stashed_status, s->stashed_bad, 0);
     }
 }
 
@@ -506,9 +507,10 @@ static request_fn *request_handler(const Threadsync__Frame *f)
     return i < sizeof(requests) / sizeof(requests[0]) ? requests[i].handle : NULL;
 }
 
-/* A request: the checks every one gets, then its handler. */
+/* A request: the checks every one gets, then its handler. checked: a Post
+ * its I/O thread found valid (ts_link_frame_valid). */
 static void request(struct ts_session *s, const Threadsync__Frame *f, int status,
-                    const char *bad_field)
+                    const char *bad_field, int checked)
 {
     uint64_t rid = ts_frame_request_id(f);
     if (rid == 0)
@@ -519,14 +521,17 @@ static void request(struct ts_session *s, const Threadsync__Frame *f, int status
         encoding_message(msg, sizeof(msg), bad_field ? bad_field : "every string");
         ts__session_error(s, rid, status, bad_field, msg);
     } else if (reauth(s) && ts__session_allowed(s, rid, requests[f->msg_case].least) &&
-               !refuse_stale(s, rid, requests[f->msg_case].reads))
+               !refuse_stale(s, rid, requests[f->msg_case].reads)) {
+        s->post_checked = (uint8_t)checked;
         requests[f->msg_case].handle(s, f);
+        s->post_checked = 0;
+    }
 }
 
 /* ---- connection callbacks ---- */
 
 static void handle_frame(struct ts_session *s, Threadsync__Frame *f, int status,
-                         const char *bad_field)
+                         const char *bad_field, int checked)
 {
     if (s->state == TS__SESSION_CLOSING)
         goto out;
@@ -547,7 +552,7 @@ static void handle_frame(struct ts_session *s, Threadsync__Frame *f, int status,
             wait_budget(s);
             return;
         }
-        request(s, f, status, bad_field);
+        request(s, f, status, bad_field, checked);
         goto out;
     }
     switch (f->msg_case) {
@@ -577,7 +582,7 @@ static void on_frame(struct ts_link *c, Threadsync__Frame *f, int status, const 
     struct ts_session *s = ts_link_data(c);
     s->last_rx_ms = uv_now(s->srv->loop);
     ts_stats_frame_in(s->srv->stats, ts_link_frame_bytes(c));
-    handle_frame(s, f, status, bad_field);
+    handle_frame(s, f, status, bad_field, ts_link_frame_valid(c));
 }
 
 static void on_error(struct ts_link *c, int err)

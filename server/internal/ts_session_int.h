@@ -65,6 +65,9 @@ struct ts_session {
     uint8_t conn_refused; /* over the per-address limit: refuse the Hello */
     uint8_t addr_counted; /* counted in ts_limits under the peer's IP */
     uint8_t tls_done;
+    /* While a Post's handler runs: its I/O thread found it valid
+     * (ts_link_frame_valid), so ts_req_write_post skips ts_valid_post. */
+    uint8_t post_checked;
     uint8_t token_hash[TS_AUTH_HASH_LEN];
     char token_name[72];
 };

@@ -6,6 +6,10 @@
  * Determinism: nothing here reads a clock or iterates a hash map to produce
  * output; the hash seed may differ between processes without effect.
  */
+/* Before any OpenSSL header: the hashing below uses SHA256_Init/Update/
+ * Final, deprecated (not removed) in OpenSSL 3.0; see "hashing". */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include "ts_store_int.h"
 
 #include "ts_array.h"
@@ -156,15 +160,34 @@ struct comment *ts__store_find_comment(const struct state *st, uint64_t id)
 }
 
 /* ---- hashing ----
- * OpenSSL 3's one-shot SHA256() and HMAC() look the algorithm up on every
- * call (EVP_MD_fetch, HMAC the MAC as well: property queries under a read
- * lock, contexts allocated and freed), which cost several times the hash
- * of a post's short fields: about 60 % of a post's instructions went there
- * (bench/README.md, "Where a post's CPU goes"). So the digest is fetched
- * once and each thread that hashes reuses one context (held until exit);
- * HMAC is spelled out over it (RFC 2104; the 32-byte key is shorter than
- * the 64-byte block, so it is zero-padded). Same bytes as SHA256() and
- * HMAC(EVP_sha256()). */
+ * About a dozen SHA-256 runs of short inputs per post, all on the main
+ * loop (the content digest's 8, the edit key's HMAC and its hash, the
+ * idempotency digest), so their fixed cost per call is the cost.
+ * OpenSSL 3's one-shot SHA256() and HMAC() fetch the algorithm on every
+ * call; EVP_DigestInit_ex2 on a reused context (what this did until
+ * issue 17's fourth pass) still frees and allocates the provider's context
+ * on every init (3.0), dispatches each call through the provider and
+ * cleanses on every Final: about 270 ns for a 31-byte input on this
+ * machine's SHA-NI against 100 ns for SHA256_Init/Update/Final, which
+ * call the same block function (bench/README.md, "Where a post's CPU
+ * goes"). Those are deprecated in 3.0, not removed; a libcrypto built
+ * without them (OPENSSL_NO_DEPRECATED_3_0) gets the EVP path, the same
+ * bytes. HMAC is spelled out over this (RFC 2104; the 32-byte key is
+ * shorter than the 64-byte block, so it is zero-padded): the same bytes
+ * as HMAC(EVP_sha256()). No state is shared: thread-safe. */
+#ifndef OPENSSL_NO_DEPRECATED_3_0
+void ts__store_sha256(const void *a, size_t alen, const void *b, size_t blen,
+                      uint8_t out[SHA256_DIGEST_LENGTH])
+{
+    SHA256_CTX c;
+    /* Init, Update and Final of a stack context cannot fail. */
+    SHA256_Init(&c);
+    SHA256_Update(&c, a, alen);
+    if (blen)
+        SHA256_Update(&c, b, blen);
+    SHA256_Final(out, &c);
+}
+#else
 static EVP_MD *sha256_md;
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 static _Thread_local EVP_MD_CTX *sha256_ctx;
@@ -188,6 +211,7 @@ void ts__store_sha256(const void *a, size_t alen, const void *b, size_t blen,
         return;
     memset(out, 0, SHA256_DIGEST_LENGTH); /* never: only without memory for the context */
 }
+#endif
 
 void ts__store_hmac_sha256(const uint8_t key[TS_STORE_HASH_LEN], const void *msg, size_t len,
                            uint8_t out[SHA256_DIGEST_LENGTH])

@@ -264,9 +264,10 @@ struct idem *ts__store_find_idem(const struct state *st,
                                  const uint8_t digest[TS__STORE_DIGEST_LEN]);
 struct idem *ts__store_find_idem_comment(const struct state *st, uint64_t comment_id);
 
-/* SHA-256 of a then b (blen 0: a alone) / HMAC-SHA256 under a 32-byte key,
- * as OpenSSL's SHA256() and HMAC() compute them, without their per-call
- * algorithm lookup (ts_store_state.c). Thread-safe. */
+/* SHA-256 of a then b (blen 0: a alone) / HMAC-SHA256 under a 32-byte key:
+ * the bytes OpenSSL's SHA256() and HMAC() compute, without their per-call
+ * algorithm lookup or EVP's per-call context work (ts_store_state.c,
+ * "hashing"). Thread-safe. */
 void ts__store_sha256(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32]);
 void ts__store_hmac_sha256(const uint8_t key[32], const void *msg, size_t len, uint8_t out[32]);
 /* The digest an idempotency key is kept and found under (see struct idem). */

@@ -7,8 +7,11 @@
  * overtakes an answer queued before it); that an answer counts in
  * ts_link_queued() the moment it is queued; and that the hard output cap
  * still closes a link whose peer does not read, with TS_E_TOO_LARGE, at
- * about TS_CONN_QUEUE_HARD_MAX. Every case ends with all handles closed and
- * uv_loop_close() == 0.
+ * about TS_CONN_QUEUE_HARD_MAX. And the frames' verdicts: with an I/O
+ * thread a valid Post arrives flagged (ts_link_frame_valid: its thread ran
+ * ts_valid_post) and an invalid one, or any other message, does not; an
+ * inline link flags nothing (the session checks on its loop). Every case
+ * ends with all handles closed and uv_loop_close() == 0.
  */
 #include <check.h>
 #include <stdint.h>
@@ -47,7 +50,10 @@ static struct {
     struct ts_link_pool *pool;
     unsigned threads;
     int cap_case;
+    int verdict_case;
     /* server side */
+    int verdict[3]; /* ts_link_frame_valid of Post 1 (valid), Post 2 (not), the Ping */
+    int posts_seen;
     struct ts_link *link;
     int link_closed, link_err, rounds_sent;
     uint64_t answers_sent, pushes_sent;
@@ -183,10 +189,34 @@ static void fill_to_cap(struct ts_link *l)
 
 /* ---- the server's link ---- */
 
+/* The verdict case: two Posts then a Ping, answered with one Pong. */
+static void verdict_frame(struct ts_link *l, Threadsync__Frame *f)
+{
+    if (f->msg_case == THREADSYNC__FRAME__MSG_POST) {
+        ck_assert_uint_ge(f->post->request_id, 1);
+        ck_assert_uint_le(f->post->request_id, 2);
+        W.verdict[f->post->request_id - 1] = ts_link_frame_valid(l);
+        W.posts_seen++;
+    } else {
+        ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_PING);
+        W.verdict[2] = ts_link_frame_valid(l);
+        Threadsync__Frame r;
+        Threadsync__Pong p;
+        pong_frame(&r, &p, 0);
+        ck_assert_int_eq(ts_link_send_frame(l, &r, NULL), TS_OK);
+        W.answers_sent++;
+    }
+    ts_frame_free(f);
+}
+
 static void link_on_frame(struct ts_link *l, Threadsync__Frame *f, int status, const char *bad)
 {
     (void)bad;
     ck_assert_int_eq(status, TS_OK);
+    if (W.verdict_case) {
+        verdict_frame(l, f);
+        return;
+    }
     ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_PING);
     ck_assert_uint_eq(ts_link_frame_bytes(l), ts_frame_size(f));
     ts_frame_free(f);
@@ -226,8 +256,27 @@ static void on_connection(uv_stream_t *server, int status)
 
 /* ---- the client ---- */
 
+/* Post rid: valid when rid is 1; rid 2's body is empty (refused). */
+static void send_post(struct ts_conn *c, uint64_t rid)
+{
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Post p = THREADSYNC__POST__INIT;
+    p.request_id = rid;
+    p.idempotency_key = "k1";
+    p.thread_key = "site/2021/slug";
+    p.author_name = "Ann";
+    p.body = rid == 1 ? "Hello\nworld" : "";
+    f.msg_case = THREADSYNC__FRAME__MSG_POST;
+    f.post = &p;
+    ck_assert_int_eq(ts_conn_send_frame(c, &f), TS_OK);
+}
+
 static void cli_on_open(struct ts_conn *c)
 {
+    if (W.verdict_case) {
+        send_post(c, 1);
+        send_post(c, 2);
+    }
     Threadsync__Frame f = THREADSYNC__FRAME__INIT;
     Threadsync__Ping p = THREADSYNC__PING__INIT;
     f.msg_case = THREADSYNC__FRAME__MSG_PING;
@@ -241,6 +290,13 @@ static void cli_on_frame(struct ts_conn *c, Threadsync__Frame *f, int status, co
 {
     (void)bad;
     ck_assert_int_eq(status, TS_OK);
+    if (W.verdict_case) {
+        ck_assert_int_eq(f->msg_case, THREADSYNC__FRAME__MSG_PONG);
+        W.answers_got++;
+        ts_frame_free(f);
+        ts_conn_close(c, TS_OK);
+        return;
+    }
     if (f->msg_case == THREADSYNC__FRAME__MSG_PONG) {
         /* once each, in the order queued: no loss, no duplicate */
         ck_assert_uint_eq(f->pong->nonce, W.answers_got);
@@ -358,6 +414,19 @@ START_TEST(test_hard_cap_counts_answers)
 }
 END_TEST
 
+START_TEST(test_post_verdicts)
+{
+    W.verdict_case = 1;
+    run_world();
+    ck_assert_int_eq(W.posts_seen, 2);
+    ck_assert_uint_eq(W.answers_got, 1);
+    ck_assert_int_eq(W.verdict[0], W.threads ? 1 : 0);
+    ck_assert_int_eq(W.verdict[1], 0);
+    ck_assert_int_eq(W.verdict[2], 0);
+    ck_assert_int_eq(W.link_err, TS_OK);
+}
+END_TEST
+
 static Suite *answers_suite(void)
 {
     Suite *s = suite_create("ts_link answers");
@@ -366,12 +435,14 @@ static Suite *answers_suite(void)
     tcase_set_timeout(tt, 120);
     tcase_add_test(tt, test_answers_once_in_order_with_pushes);
     tcase_add_test(tt, test_hard_cap_counts_answers);
+    tcase_add_test(tt, test_post_verdicts);
     suite_add_tcase(s, tt);
     TCase *ti = tcase_create("inline");
     tcase_add_checked_fixture(ti, setup_inline, teardown);
     tcase_set_timeout(ti, 120);
     tcase_add_test(ti, test_answers_once_in_order_with_pushes);
     tcase_add_test(ti, test_hard_cap_counts_answers);
+    tcase_add_test(ti, test_post_verdicts);
     suite_add_tcase(s, ti);
     return s;
 }

@@ -1655,6 +1655,69 @@ START_TEST(test_digests_match_openssl)
 }
 END_TEST
 
+/* f's state as a snapshot decodes (the caller frees it with
+ * threadsync__state__store_snapshot__free_unpacked). */
+static Threadsync__State__StoreSnapshot *decoded_snapshot(const struct ts_storefx *f)
+{
+    uint8_t *buf;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f->s, &buf, &len), TS_OK);
+    Threadsync__State__StoreSnapshot *ss =
+        threadsync__state__store_snapshot__unpack(NULL, len, buf);
+    free(buf);
+    ck_assert_ptr_nonnull(ss);
+    return ss;
+}
+
+/* Known answers, computed outside OpenSSL (Python's hashlib and hmac from
+ * the definitions in ts_store.c and ts_store_state.c), so that a change of
+ * how the store hashes cannot move the bytes every replica, snapshot and
+ * answer already holds: the scoped key digest (a key past one SHA-256
+ * block), the content digest (a body of three blocks) and the edit key
+ * with its hash, read back from a snapshot. */
+START_TEST(test_digests_known_answers)
+{
+    static const uint8_t want_key[16] = {0x71, 0xce, 0x67, 0xc9, 0x76, 0x65, 0xb9, 0x6e,
+                                         0x64, 0x43, 0x5e, 0x74, 0xae, 0xba, 0xe4, 0x24},
+                         want_content[16] = {0x9c, 0x84, 0x84, 0x96, 0x33, 0x41, 0xb0, 0x71,
+                                             0xd3, 0x6c, 0x45, 0x23, 0xc7, 0x0a, 0xef, 0x85},
+                         want_edit_hash[32] = {0xdc, 0xaf, 0x1a, 0x3f, 0xdf, 0xf0, 0x9c, 0xa9,
+                                               0x30, 0xad, 0xbd, 0x9c, 0x0e, 0x3c, 0x35, 0x5d,
+                                               0x9f, 0x26, 0x6d, 0x5d, 0xd1, 0x3c, 0x70, 0xed,
+                                               0x9f, 0x85, 0x23, 0xdd, 0x0a, 0x54, 0x2b, 0x71};
+    char key[4 + 60 + 1], body[150 + 1];
+    memcpy(key, "kat-", 4);
+    memset(key + 4, 'k', 60);
+    key[64] = '\0';
+    memset(body, 'x', 150);
+    body[150] = '\0';
+    uint8_t th[32], dg[TS_STORE_IDEM_DIGEST_LEN];
+    sha("token-K", th);
+    ts_store_idempotency_digest(th, key, dg);
+    ck_assert_mem_eq(dg, want_key, sizeof(dg));
+
+    struct ts_storefx f;
+    ts_storefx_init(&f);
+    struct scoped_post a = {
+        .token = "token-K", .key = key, .thread = "t/kat", .body = body, .secret = secret_a};
+    struct ts_store_result r = post_scoped(&f, 5, 1000, &a);
+    ck_assert_int_eq(r.status, TS_OK);
+    ck_assert_uint_eq(r.comment_id, 5);
+    ck_assert_str_eq(r.edit_key, "8c6be54a7acdee6525ace164951e7a63");
+    Threadsync__State__StoreSnapshot *ss = decoded_snapshot(&f);
+    ck_assert_uint_eq(ss->n_idempotency, 1);
+    const Threadsync__State__IdempotencyEntry *e = ss->idempotency[0];
+    ck_assert_uint_eq(e->key_digest.len, sizeof(want_key));
+    ck_assert_mem_eq(e->key_digest.data, want_key, sizeof(want_key));
+    ck_assert_uint_eq(e->content_digest.len, sizeof(want_content));
+    ck_assert_mem_eq(e->content_digest.data, want_content, sizeof(want_content));
+    ck_assert_uint_eq(e->edit_key_hash.len, sizeof(want_edit_hash));
+    ck_assert_mem_eq(e->edit_key_hash.data, want_edit_hash, sizeof(want_edit_hash));
+    threadsync__state__store_snapshot__free_unpacked(ss, NULL);
+    ts_storefx_free(&f);
+}
+END_TEST
+
 /* ---- PostBatch: the posts of one loop iteration as one entry ---- */
 
 /* Storage for up to BATCH_MAX scoped posts packed as one PostBatch. */
@@ -2165,6 +2228,7 @@ static Suite *store_suite(void)
     TCase *tc = tcase_create("store");
     tcase_add_test(tc, test_post_and_reply);
     tcase_add_test(tc, test_digests_match_openssl);
+    tcase_add_test(tc, test_digests_known_answers);
     tcase_add_test(tc, test_post_batch_positions_and_results);
     tcase_add_test(tc, test_post_batch_replicas_agree);
     tcase_add_test(tc, test_post_batch_malformed);
