@@ -21,7 +21,8 @@
  * Threading: every call on the loop thread given to ts_mirror_sync_attach
  * (or, before it, the one thread that opened it). During a sync from
  * cursor 0 begun with a writer, the writer thread owns the database until
- * the first caught-up batch, snapshot or drain: ts_mirror_sync_db's handle
+ * the first caught-up batch (which it stores too) is committed, or a
+ * snapshot or a drain: ts_mirror_sync_db's handle
  * is the caller's to use only outside that stretch (verify, which never
  * asks for a writer, uses it throughout).
  */
