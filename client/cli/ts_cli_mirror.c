@@ -717,7 +717,9 @@ static void on_signal(uv_signal_t *s, int signum)
  * writer thread (its commits too); commit the loop's own group commits.
  * Phases on several threads (render) add up, so they may exceed the wall
  * time; the *_wall figures are wall time: the render and its final syncfs,
- * and the moment the sync was caught up (stored, before its render). */
+ * and the moment the sync was caught up (stored, before its render).
+ * kept=1: a first sync's render built its threads from the batches the
+ * writer kept (ts_mirror_fill), read then counting that build. */
 static void timing_report(const struct mirror *m)
 {
     struct rusage ru;
@@ -731,13 +733,13 @@ static void timing_report(const struct mirror *m)
             "threadsync: %s timing wall=%.3fs cpu=%.3fs user=%.3f sys=%.3f receive=%.3f "
             "apply=%.3f commit=%.3f index=%.3f prep=%.3f read=%.3f build=%.3f write=%.3f "
             "render_wall=%.3f "
-            "sync_wall=%.3f caught_up_wall=%.3f\n",
+            "sync_wall=%.3f caught_up_wall=%.3f kept=%u\n",
             m->verify ? "verify" : "mirror", (double)(uv_hrtime() - m->start_ns) / 1e9, user + sys,
             user, sys, loop > on_loop ? loop - on_loop : 0.0, (double)st->cpu_apply / 1e9,
             (double)st->cpu_commit / 1e9, (double)st->cpu_index / 1e9, (double)st->cpu_prep / 1e9,
             (double)st->cpu_read / 1e9, (double)st->cpu_build / 1e9, (double)st->cpu_write / 1e9,
             (double)st->wall_render / 1e9, (double)st->wall_sync / 1e9,
-            (double)st->wall_caught_up / 1e9);
+            (double)st->wall_caught_up / 1e9, st->fill_built);
 }
 
 static int run(const struct ts_cli_opts *o, struct ts_client_config *cfg, int verify,

@@ -18,6 +18,7 @@
  */
 #include "ts_mirror_db.h"
 
+#include "ts_arena.h"
 #include "ts_array.h"
 #include "ts_buf.h"
 #include "ts_digest.h"
@@ -31,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1292,49 +1292,19 @@ int ts_mirror_db_thread_by_key(struct ts_mirror_db *db, const char *key,
 
 /* ---- scans: many threads read in one pass ---- */
 
-/* A scan's comments and their strings are carved from big mappings in
- * the order rows come, never moved or freed one by one: loaded thread by
- * thread, each in buffers grown by realloc and freed after its render,
- * the same 300,000 comments cost a page fault per 4 KiB of every
- * growth and an munmap (with a TLB shootdown to the other core) per
- * freed thread, which was most of the read's CPU on this machine's VM.
- * Asked for huge pages (MADV_HUGEPAGE, a hint), a 32 MiB chunk faults in
- * 16 times instead of 8,192. */
-#define SCAN_CHUNK (32u << 20)
-
-struct scan_chunk {
-    struct scan_chunk *next;
-    size_t used, size; /* bytes, this header included */
-};
-
+/* A scan's comments and their strings are carved from an arena
+ * (ts_arena: huge-page mappings), in the order rows come, never moved or
+ * freed one by one: loaded thread by thread, each in buffers grown by
+ * realloc and freed after its render, the same 300,000 comments cost a
+ * page fault per 4 KiB of every growth and an munmap (with a TLB
+ * shootdown to the other core) per freed thread, which was most of the
+ * read's CPU on this machine's VM. */
 struct ts_mirror_scan {
     size_t n;
     struct ts_mirror_thread **t;     /* t[i]: thread ids[i], NULL when not stored */
     Threadsync__Comment **by_thread; /* every comment, thread after thread */
-    struct scan_chunk *chunks;
+    struct ts_arena arena;
 };
-
-static void *scan_alloc(struct ts_mirror_scan *s, size_t size)
-{
-    size = (size + 15) & ~(size_t)15;
-    size_t head = (sizeof(struct scan_chunk) + 15) & ~(size_t)15;
-    struct scan_chunk *c = s->chunks;
-    if (!c || c->size - c->used < size) {
-        size_t want = head + size > SCAN_CHUNK ? head + size : SCAN_CHUNK;
-        void *p = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED)
-            return NULL;
-        (void)madvise(p, want, MADV_HUGEPAGE);
-        c = p;
-        c->next = s->chunks;
-        c->size = want;
-        c->used = head;
-        s->chunks = c;
-    }
-    void *r = (char *)c + c->used;
-    c->used += size;
-    return r;
-}
 
 void ts_mirror_scan_free(struct ts_mirror_scan *s)
 {
@@ -1350,11 +1320,7 @@ void ts_mirror_scan_free(struct ts_mirror_scan *s)
     }
     free(s->t);
     free(s->by_thread);
-    while (s->chunks) {
-        struct scan_chunk *c = s->chunks;
-        s->chunks = c->next;
-        munmap(c, c->size);
-    }
+    ts_arena_free(&s->arena);
     free(s);
 }
 
@@ -1370,7 +1336,7 @@ static Threadsync__Comment *scan_row(struct ts_mirror_scan *s, sqlite3_stmt *st)
     size_t nlen = (size_t)sqlite3_column_bytes(st, 3);
     const char *body = col_text(st, 4);
     size_t blen = (size_t)sqlite3_column_bytes(st, 4);
-    Threadsync__Comment *c = scan_alloc(s, sizeof(*c) + nlen + 1 + blen + 1);
+    Threadsync__Comment *c = ts_arena_alloc(&s->arena, sizeof(*c) + nlen + 1 + blen + 1);
     if (!c)
         return NULL;
     comment_fields(st, c);
@@ -1522,6 +1488,26 @@ int ts_mirror_db_counts(struct ts_mirror_db *db, uint64_t thread_id, struct ts_m
         err = db_fail(db->sql, "counts");
     }
     sqlite3_reset(st);
+    return err;
+}
+
+int ts_mirror_db_is_empty(struct ts_mirror_db *db, int *empty)
+{
+    *empty = 0;
+    int err = settle(db, 0);
+    sqlite3_stmt *st = NULL;
+    if (err == TS_OK && sqlite3_prepare_v2(db->sql,
+                                           "SELECT NOT EXISTS(SELECT 1 FROM threads) "
+                                           "AND NOT EXISTS(SELECT 1 FROM comments)",
+                                           -1, &st, NULL) != SQLITE_OK)
+        err = db_fail(db->sql, "is_empty");
+    if (err == TS_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            *empty = sqlite3_column_int(st, 0) != 0;
+        else
+            err = db_fail(db->sql, "is_empty");
+    }
+    sqlite3_finalize(st);
     return err;
 }
 

@@ -253,6 +253,10 @@ struct ts_mirror_counts {
 };
 int ts_mirror_db_counts(struct ts_mirror_db *db, uint64_t thread_id, struct ts_mirror_counts *out);
 
+/* *empty (OUT): 1 when the database holds no thread and no comment (a
+ * lookup of each table's first row, not a count). TS_OK or TS_E_IO. */
+int ts_mirror_db_is_empty(struct ts_mirror_db *db, int *empty);
+
 /* The canonical digest (proto/ts_digest.h) of a stored thread, as 64 hex
  * digits and a NUL in out. TS_OK, TS_E_NOT_FOUND, TS_E_NOMEM or TS_E_IO. */
 int ts_mirror_db_digest(struct ts_mirror_db *db, uint64_t thread_id, char out[65]);

@@ -21,7 +21,8 @@
  * Threading: every call on the loop thread given to ts_mirror_sync_attach
  * (or, before it, the one thread that opened it). During a sync from
  * cursor 0 begun with a writer, the writer thread owns the database until
- * the first caught-up batch, snapshot or drain: ts_mirror_sync_db's handle
+ * the first caught-up batch (which it stores too) is committed, or a
+ * snapshot or a drain: ts_mirror_sync_db's handle
  * is the caller's to use only outside that stretch (verify, which never
  * asks for a writer, uses it throughout).
  */
@@ -52,10 +53,12 @@ struct ts_mirror_sync_cbs {
  * phases are ns summed over the threads that ran them; wall_* are wall ns
  * (of flushes, of their final syncfs, from ts_mirror_sync_open until the
  * first caught-up batch was stored). loop_busy: the loop thread's CPU in
- * this module. */
+ * this module. fill_built: a render of every thread after a first sync
+ * built them from the writer's kept batches (ts_mirror_fill), not from a
+ * read of the database; cpu_read then counts that build. */
 struct ts_mirror_sync_stats {
     uint64_t events, snap_threads, snap_comments, rendered;
-    unsigned snapshots;
+    unsigned snapshots, fill_built;
     uint64_t cpu_apply, cpu_commit, cpu_index, cpu_read, cpu_build, cpu_write, cpu_prep;
     uint64_t wall_render, wall_sync, wall_caught_up;
     uint64_t loop_busy;
@@ -132,6 +135,10 @@ const struct ts_mirror_sync_stats *ts_mirror_sync_stats(const struct ts_mirror_s
  * thread loads at once (ts_mirror_sync.c, render_scanned); smaller makes
  * more passes, each over fewer threads. Not 0. */
 extern uint64_t ts__mirror_sync_scan_bytes;
+
+/* Testing only: the rows a first sync keeps for its render
+ * (ts_mirror_fill); 0 keeps none, so the render reads the database. */
+extern uint64_t ts__mirror_sync_fill_bytes;
 
 /* Ends the writer and the file-creating thread if still running, closes
  * the databases and frees s. NULL is fine. Timers: stopped and their close

@@ -11,6 +11,7 @@
 #include "ts_mirror_writer.h"
 
 #include "ts_err.h"
+#include "ts_mirror_fill.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ struct ts_mirror_writer {
     int stopping;
     int err;
     struct ts_mirror_touched touched; /* the writer's while busy */
+    struct ts_mirror_fill *keep;      /* the writer's while it runs: gets applied batches */
     uint64_t cpu_ns;                  /* the thread's CPU time, set as it ends */
 };
 
@@ -170,6 +172,9 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         /* After a failure the rest is dropped: the program stops. */
         int err = failed ? TS_OK : apply_item(w, it, &group_events, empty);
+        /* A failure stops the sync: what was kept is never rendered. */
+        if (err == TS_OK && !failed && w->keep)
+            ts_mirror_fill_add(w->keep, &it->ev);
         free(it);
         pthread_mutex_lock(&w->mu);
         if (err != TS_OK) {
@@ -215,6 +220,13 @@ int ts_mirror_writer_start(struct ts_mirror_db *db, size_t group_max_events, siz
     }
     *out = w;
     return TS_OK;
+}
+
+void ts_mirror_writer_keep(struct ts_mirror_writer *w, struct ts_mirror_fill *fill)
+{
+    pthread_mutex_lock(&w->mu);
+    w->keep = fill;
+    pthread_mutex_unlock(&w->mu);
 }
 
 int ts_mirror_writer_push(struct ts_mirror_writer *w, const Threadsync__Events *ev)

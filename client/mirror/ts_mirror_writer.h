@@ -19,7 +19,8 @@
  *
  * Load: a push copies the batch (one allocation, its strings included) and
  * blocks while queue_max_bytes of copies wait, which pushes back on the
- * connection. Memory: up to queue_max_bytes plus the batch being applied.
+ * connection. Memory: up to queue_max_bytes plus the batch being applied
+ * (plus what a fill keeps, ts_mirror_writer_keep: up to its own bound).
  */
 #ifndef TS_MIRROR_WRITER_H
 #define TS_MIRROR_WRITER_H
@@ -37,6 +38,12 @@ struct ts_mirror_writer;
  * (no thread). */
 int ts_mirror_writer_start(struct ts_mirror_db *db, size_t group_max_events, size_t queue_max_bytes,
                            struct ts_mirror_writer **out);
+
+/* Before the first push: every batch applied from now on is also given to
+ * fill (ts_mirror_fill_add, on the writer's thread); the caller reads fill
+ * only after stop. fill stays the caller's. */
+struct ts_mirror_fill;
+void ts_mirror_writer_keep(struct ts_mirror_writer *w, struct ts_mirror_fill *fill);
 
 /* Queues a copy of ev (read during the call only). TS_OK, TS_E_NOMEM, or
  * the error that stopped the writer. */

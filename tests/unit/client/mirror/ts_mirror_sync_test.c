@@ -495,10 +495,14 @@ START_TEST(test_first_sync_big_flush_scanned)
      * the index meanwhile: each file must be byte for byte what a render
      * from ts_mirror_db_thread_by_id makes, and the mirror must end with
      * its index, its cursor rendered and its files synced. */
-    /* _i: 0, one pass; 1, a pass per few kilobytes of the file, i.e. one
-     * per thread or so. */
-    uint64_t scan_bytes = ts__mirror_sync_scan_bytes;
-    if (_i == 1)
+    /* _i: 0, built from the rows the writer kept (ts_mirror_fill); with
+     * none kept, read back in 1, one pass; 2, a pass per few kilobytes of
+     * the file, i.e. one per thread or so; 3, a snapshot in the middle,
+     * applied outside the writer: nothing kept is used, one pass. */
+    uint64_t scan_bytes = ts__mirror_sync_scan_bytes, fill_bytes = ts__mirror_sync_fill_bytes;
+    if (_i == 1 || _i == 2)
+        ts__mirror_sync_fill_bytes = 0;
+    if (_i == 2)
         ts__mirror_sync_scan_bytes = 4096;
     struct fixture fx;
     ck_assert_uint_eq(fx_open(&fx, 1), 0);
@@ -516,12 +520,25 @@ START_TEST(test_first_sync_big_flush_scanned)
         }
         if (k == MANY + 1)
             b.c[1].status = THREADSYNC__STATUS__DELETED;
+        if (k == MANY + 1 && _i == 3) {
+            ck_assert_int_eq(ts_mirror_sync_snapshot_begin(fx.s, 10u * MANY + PER), TS_OK);
+            Threadsync__Thread st = b.t, *sts[] = {&st};
+            st.title = "from the snapshot";
+            st.version = 10u * MANY + PER;
+            Threadsync__SnapshotChunk ch = THREADSYNC__SNAPSHOT_CHUNK__INIT;
+            ch.threads = sts;
+            ch.n_threads = 1;
+            ck_assert_int_eq(ts_mirror_sync_snapshot_chunk(fx.s, &ch), TS_OK);
+            ck_assert_int_eq(ts_mirror_sync_snapshot_end(fx.s, 10u * MANY + PER), TS_OK);
+        }
         ck_assert_int_eq(ts_mirror_sync_apply(fx.s, &b.ev), TS_OK);
         ck_assert_int_eq(ts_mirror_sync_applied(fx.s, &b.ev), TS_OK);
     }
     ck_assert_uint_eq(fx.flushes.calls, 1);
     ck_assert_uint_eq(fx.flushes.last_n, MANY);
     ck_assert_uint_eq(ts_mirror_sync_stats(fx.s)->rendered, MANY);
+    ck_assert_uint_eq(ts_mirror_sync_stats(fx.s)->fill_built, _i == 0);
+    ck_assert_uint_eq(ts_mirror_sync_stats(fx.s)->snapshots, _i == 3);
     ck_assert_int_eq(committed_int("SELECT count(*) FROM sqlite_master WHERE type = 'index' "
                                    "AND name = 'comments_thread'"),
                      1);
@@ -564,6 +581,7 @@ START_TEST(test_first_sync_big_flush_scanned)
     }
     ts_mirror_db_close(db);
     ts__mirror_sync_scan_bytes = scan_bytes;
+    ts__mirror_sync_fill_bytes = fill_bytes;
 }
 END_TEST
 
@@ -574,7 +592,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_first_sync_renders_once_caught_up);
-    tcase_add_loop_test(tc, test_first_sync_big_flush_scanned, 0, 2);
+    tcase_add_loop_test(tc, test_first_sync_big_flush_scanned, 0, 4);
     tcase_add_test(tc, test_live_batch_committed_and_rendered);
     tcase_add_test(tc, test_catching_up_group_committed_by_timer);
     tcase_add_test(tc, test_catching_up_renders_unless_from_scratch);
