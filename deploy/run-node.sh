@@ -99,6 +99,23 @@ if ! wait_until "$web_pid" grep -q 'web edge on http://' "$web_log"; then
     cat "$web_log" >&2
     exit 1
 fi
+# The edge listens before its first sync has stored the thread, and until
+# then the page is a 404: the URL is printed once the page answers 200, so
+# a newcomer who opens it at once gets the page.
+page_ok() { # http://HOST:PORT/t/
+    local hp=${1#http://} line
+    hp=${hp%%/*}
+    { exec 9<>"/dev/tcp/${hp%:*}/${hp##*:}"; } 2>/dev/null || return 1
+    printf 'GET /t/%s HTTP/1.0\r\nHost: %s\r\n\r\n' "$thread" "$hp" >&9
+    IFS= read -r line <&9 || line=
+    exec 9<&-
+    [[ $line == HTTP/1.?' 200'* ]]
+}
+if ! wait_until "$web_pid" page_ok "$(web_url)"; then
+    echo "run-node.sh: the web edge did not serve $(web_url)$thread:" >&2
+    cat "$web_log" >&2
+    exit 1
+fi
 cat <<EOF
 
 threadsync is running: a node on $addr and a web edge (log: $web_log).
