@@ -49,8 +49,9 @@ int ts_evlog_new(const struct ts_evlog_config *cfg, struct ts_evlog **out);
 void ts_evlog_free(struct ts_evlog *log);
 
 /* Encodes and appends one event. full->seq and pub->seq must equal seq and
- * seq must exceed ts_evlog_last_seq(). Evicts the oldest entries to stay
- * within the limits (never the one just appended). TS_E_NOMEM on failure. */
+ * seq must exceed ts_evlog_last_seq(). pub NULL: the public view is the
+ * full one (ts_view said it hid nothing), encoded once and kept once. Evicts the oldest entries to
+ * stay within the limits (never the one just appended). TS_E_NOMEM on failure. */
 int ts_evlog_append(struct ts_evlog *log, uint64_t seq, uint64_t thread_id,
                     const Threadsync__Event *full, const Threadsync__Event *pub);
 

@@ -136,17 +136,17 @@ int ts__store_append_event(struct ts_store *s, uint64_t seq, const struct thread
     full.thread = &tv;
     Threadsync__Event pub = full;
     Threadsync__Thread ptv = tv;
-    ts_view_public_thread(&ptv);
+    int hid = ts_view_public_thread(&ptv);
     pub.thread = &ptv;
     if (c) {
         ts__store_comment_view(&s->st, c, &cv);
         full.comment = &cv;
         pc = cv;
-        ts_view_public_comment(&pc);
+        hid |= ts_view_public_comment(&pc);
         pub.comment = &pc;
     }
     s->st.seq = seq;
-    return ts_evlog_append(s->log, seq, t->id, &full, &pub);
+    return ts_evlog_append(s->log, seq, t->id, &full, hid ? &pub : NULL);
 }
 
 static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State__Command *cmd,

@@ -3,16 +3,24 @@
  */
 #include "ts_view.h"
 
-void ts_view_public_comment(Threadsync__Comment *c)
+/* Empties *f; nonzero when it held something. */
+static int hide(char **f)
 {
-    c->author_email = (char *)protobuf_c_empty_string;
-    c->moderated_by = (char *)protobuf_c_empty_string;
-    c->reader_key = (char *)protobuf_c_empty_string;
-    if (c->status != THREADSYNC__STATUS__VISIBLE)
-        c->author_name = c->body = (char *)protobuf_c_empty_string;
+    int had = *f && **f;
+    *f = (char *)protobuf_c_empty_string;
+    return had;
 }
 
-void ts_view_public_thread(Threadsync__Thread *t)
+int ts_view_public_comment(Threadsync__Comment *c)
 {
-    t->moderated_by = (char *)protobuf_c_empty_string;
+    /* | and not ||: every field is emptied */
+    int hid = hide(&c->author_email) | hide(&c->moderated_by) | hide(&c->reader_key);
+    if (c->status != THREADSYNC__STATUS__VISIBLE)
+        hid |= hide(&c->author_name) | hide(&c->body);
+    return hid;
+}
+
+int ts_view_public_thread(Threadsync__Thread *t)
+{
+    return hide(&t->moderated_by);
 }

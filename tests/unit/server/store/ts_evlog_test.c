@@ -15,7 +15,8 @@
 
 /* Appends an event for comment seq in thread tid with a body of body_len
  * bytes by an author with this e-mail ("": none, and then both forms are
- * the same bytes); the public form has no e-mail. */
+ * the same bytes; NULL: none, and no public form is passed); the public
+ * form has no e-mail. */
 static int append_by(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t body_len,
                      const char *email)
 {
@@ -40,7 +41,9 @@ static int append_by(struct ts_evlog *log, uint64_t seq, uint64_t tid, size_t bo
     full.comment = &c;
     pub = full;
     pub.comment = &pc;
-    int rc = ts_evlog_append(log, seq, tid, &full, &pub);
+    /* NULL e-mail: as the store passes an event whose public view hid
+     * nothing, without a public form */
+    int rc = ts_evlog_append(log, seq, tid, &full, email ? &pub : NULL);
     free(body);
     return rc;
 }
@@ -237,20 +240,31 @@ static void blank_body(void *arg, Threadsync__Event *ev)
 START_TEST(test_same_forms_kept_once)
 {
     struct ts_evlog_config cfg = {.max_events = 4};
-    struct ts_evlog *log, *log2;
+    struct ts_evlog *log, *log2, *log3;
     ck_assert_int_eq(ts_evlog_new(&cfg, &log), TS_OK);
     ck_assert_int_eq(ts_evlog_new(&cfg, &log2), TS_OK);
+    ck_assert_int_eq(ts_evlog_new(&cfg, &log3), TS_OK);
     for (uint64_t i = 1; i <= 4; i++) {
         ck_assert_int_eq(append_by(log, i, 1, 300, ""), TS_OK);
         ck_assert_int_eq(append_by(log2, i, 1, 300, "a@b.c"), TS_OK);
+        ck_assert_int_eq(append_by(log3, i, 1, 300, NULL), TS_OK);
     }
-    struct ts_evlog_entry e, e2;
+    struct ts_evlog_entry e, e2, e3;
     ck_assert_int_eq(ts_evlog_get(log, 1, &e), TS_OK);
     ck_assert_int_eq(ts_evlog_get(log2, 1, &e2), TS_OK);
+    ck_assert_int_eq(ts_evlog_get(log3, 1, &e3), TS_OK);
     ck_assert_ptr_eq(e.pub, e.full);
     ck_assert_uint_eq(e.pub_len, e.full_len);
     ck_assert_uint_eq(e.pub_len, e2.pub_len);
     ck_assert_uint_gt(e2.full_len, e2.pub_len);
+    /* no public form given (the store's view hid nothing): encoded once,
+     * the same bytes and memory as two forms that came out equal */
+    ck_assert_ptr_eq(e3.pub, e3.full);
+    ck_assert_uint_eq(e3.pub_len, e.full_len);
+    ck_assert_uint_eq(e3.full_len, e.full_len);
+    ck_assert_mem_eq(e3.full, e.full, e.full_len);
+    ck_assert_uint_eq(ts_evlog_memory(log3), ts_evlog_memory(log));
+    ts_evlog_free(log3);
     /* the byte limit counts the one copy: twice the events fit */
     struct ts_evlog_config by_bytes = {.max_bytes = 40 * (e2.pub_len + e2.full_len)};
     struct ts_evlog *once, *twice;

@@ -1318,8 +1318,11 @@ START_TEST(test_reader_key)
     ck_assert_int_eq(ts_storefx_apply(&f, 1, &cmd).status, TS_OK);
     Threadsync__Comment c = get_comment(&f, 1);
     ck_assert_str_eq(c.reader_key, rk);
-    ts_view_public_comment(&c);
+    /* it hid something: the event log keeps a public form of its own */
+    ck_assert_int_ne(ts_view_public_comment(&c), 0);
     ck_assert_str_eq(c.reader_key, "");
+    /* once public, nothing is left to hide */
+    ck_assert_int_eq(ts_view_public_comment(&c), 0);
     ck_assert(change(&f, 2, 110, 1, K_EDIT, "new words", NULL, 0).changed);
     ck_assert_str_eq(get_comment(&f, 1).reader_key, rk);
     /* A malformed key in an entry is refused, not stored. */
