@@ -66,7 +66,10 @@ ProtobufCMessage *ts_frame_msg_copy(const ProtobufCMessage *m);
 /* Makes f the Pong that answers ping; pong is its storage. */
 void ts_frame_pong(Threadsync__Frame *f, Threadsync__Pong *pong, const Threadsync__Ping *ping);
 
-/* Frees a frame returned by ts_frame_decoder_next() or ts_frame_unpack(). */
+/* Frees a frame returned by ts_frame_decoder_next() or ts_frame_unpack(),
+ * and only such a frame: it and everything it points to are carved from
+ * the decode's own chunks, so no part of it may be freed or kept apart
+ * (copy what must outlive it, e.g. ts_frame_msg_copy). */
 void ts_frame_free(Threadsync__Frame *f);
 
 /* Unpacks one message body (no length header) of len bytes.

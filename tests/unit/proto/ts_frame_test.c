@@ -3,6 +3,7 @@
  * reads, several frames in one read, and every way a length can be wrong.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,6 +269,57 @@ START_TEST(test_alloc_budget)
 }
 END_TEST
 
+/* A frame whose decoded structs are many times its wire size (small
+ * events, each a Thread with a short key) outgrows the decode's first chunk
+ * several times over: every value must come out intact (no two blocks
+ * overlap) and ts_frame_free must release every chunk (LeakSanitizer). */
+START_TEST(test_decode_outgrows_first_chunk)
+{
+    enum { N = 400 };
+    static Threadsync__Event evs[N];
+    static Threadsync__Thread ths[N];
+    static Threadsync__Event *pe[N];
+    static char keys[N][8];
+    for (size_t i = 0; i < N; i++) {
+        threadsync__event__init(&evs[i]);
+        threadsync__thread__init(&ths[i]);
+        snprintf(keys[i], sizeof(keys[i]), "t%zu", i);
+        ths[i].id = i + 1;
+        ths[i].key = keys[i];
+        ths[i].comment_count = (uint32_t)(3 * i);
+        evs[i].seq = 1000 + i;
+        evs[i].thread = &ths[i];
+        pe[i] = &evs[i];
+    }
+    Threadsync__Frame f = THREADSYNC__FRAME__INIT;
+    Threadsync__Events e = THREADSYNC__EVENTS__INIT;
+    e.n_events = N;
+    e.events = pe;
+    e.last_seq = 1000 + N - 1;
+    f.msg_case = THREADSYNC__FRAME__MSG_EVENTS;
+    f.events = &e;
+    uint8_t *wire;
+    size_t len;
+    ck_assert_int_eq(ts_frame_encode(&f, &wire, &len), TS_OK);
+    /* what protobuf-c allocates is well past the first chunk (1.5x the wire) */
+    ck_assert_uint_gt(N * (sizeof(Threadsync__Event) + sizeof(Threadsync__Thread)), 4 * len);
+    Threadsync__Frame *out;
+    const char *field;
+    ck_assert_int_eq(ts_frame_unpack(wire + 4, len - 4, &out, &field), TS_OK);
+    ck_assert_int_eq(out->msg_case, THREADSYNC__FRAME__MSG_EVENTS);
+    ck_assert_uint_eq(out->events->n_events, N);
+    for (size_t i = 0; i < N; i++) {
+        const Threadsync__Event *ev = out->events->events[i];
+        ck_assert_uint_eq(ev->seq, 1000 + i);
+        ck_assert_uint_eq(ev->thread->id, i + 1);
+        ck_assert_uint_eq(ev->thread->comment_count, 3 * i);
+        ck_assert_str_eq(ev->thread->key, keys[i]);
+    }
+    ts_frame_free(out);
+    free(wire);
+}
+END_TEST
+
 /* Events built from pre-encoded elements decode like any Events frame. */
 START_TEST(test_events_wrap)
 {
@@ -473,6 +525,7 @@ static Suite *frame_suite(void)
     tcase_add_test(tc, test_invalid_utf8_names_field);
     tcase_add_test(tc, test_embedded_nul_rejected);
     tcase_add_test(tc, test_alloc_budget);
+    tcase_add_test(tc, test_decode_outgrows_first_chunk);
     tcase_add_test(tc, test_events_wrap);
     tcase_add_test(tc, test_field_number_zero);
     tcase_add_test(tc, test_two_oneof_members);
