@@ -98,17 +98,14 @@ static void arena_free(void *data, void *ptr)
     (void)ptr;
 }
 
+/* The first chunk heads the list, so one walk from it frees them all. */
 static void chunks_free(struct frame_chunk *first)
 {
-    if (!first)
-        return;
-    struct frame_chunk *c = first->next;
-    while (c) {
-        struct frame_chunk *next = c->next;
-        free(c);
-        c = next;
+    while (first) {
+        struct frame_chunk *next = first->next;
+        free(first);
+        first = next;
     }
-    free(first);
 }
 
 static size_t put_varint(uint8_t *out, uint64_t v)

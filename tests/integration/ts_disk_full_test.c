@@ -79,6 +79,13 @@ static int http_get(const char *addr, const char *path, char *buf, size_t n)
     return status;
 }
 
+/* Whether the node's /metrics says its disk is no longer low. */
+static int disk_ok_again(const char *addr, char *page, size_t n)
+{
+    return http_get(addr, "/metrics", page, n) == 200 &&
+           strstr(page, "\nthreadsync_disk_low 0") != NULL;
+}
+
 struct outcome {
     int code; /* 0: posted */
     uint64_t id;
@@ -259,14 +266,11 @@ START_TEST(test_full_disk_refuses_writes)
      * estimate). Seen under load: 18.0 MiB free against a 27.6 MiB reserve
      * at the refusal, which an 8 MiB filler did not cover. */
     ck_assert_int_eq(unlink(filler), 0);
-    int ok = 0;
-    for (int waited_ms = 0; !ok && waited_ms < 30000; waited_ms += 50) {
-        ok = http_get(metrics, "/metrics", metrics_page, sizeof(metrics_page)) == 200 &&
-             strstr(metrics_page, "\nthreadsync_disk_low 0");
-        if (!ok)
-            usleep(50 * 1000);
-    }
-    ck_assert_msg(ok, "the node never saw the space come back");
+    uint64_t deadline = ts_test_now_ms() + 30000;
+    while (!disk_ok_again(metrics, metrics_page, sizeof(metrics_page)) && ts_test_poll(deadline))
+        ;
+    ck_assert_msg(disk_ok_again(metrics, metrics_page, sizeof(metrics_page)),
+                  "the node never saw the space come back");
     struct outcome again = post(w, ++rid, "disk/after", "back in business");
     ck_assert_msg(again.code == 0, "still refused after freeing space: %s", again.message);
     check_thread(rd, 99, "disk/after", &again.id, 1);
