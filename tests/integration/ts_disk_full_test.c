@@ -156,9 +156,7 @@ START_TEST(test_full_disk_refuses_writes)
 {
     char metrics[32], data_seed[400], filler[400];
     snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", ts_test_free_port());
-    /* info: the node's disk_low and disk_ok lines in its log, for a failure's reader */
-    const char *extra[] = {
-        "--metrics-listen", metrics, "--snapshot-threshold", "64", "--log-level", "info", NULL};
+    const char *extra[] = {"--metrics-listen", metrics, "--snapshot-threshold", "64", NULL};
     ck_assert_int_eq(ts_testnode_start(&node, extra), TS_OK);
     ck_assert_int_eq(ts_testnode_kill(&node, SIGTERM), 0);
 
@@ -184,7 +182,7 @@ START_TEST(test_full_disk_refuses_writes)
     for (size_t done = 0; done < FILLER_BYTES; done += sizeof(chunk))
         ck_assert_int_eq(write(fd, chunk, sizeof(chunk)), (ssize_t)sizeof(chunk));
     close(fd);
-    ck_assert_int_eq(ts_testnode_restart_logged(&node, extra), TS_OK);
+    ck_assert_int_eq(ts_testnode_restart(&node, extra), TS_OK);
 
     /* Random text: libraft compresses snapshots (LZ4), and a repeated body
      * would never fill the disk through them. */
