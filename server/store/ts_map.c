@@ -10,6 +10,7 @@
 #include "ts_err.h"
 
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 uint64_t ts_map_hash_u64(uint64_t x)
@@ -63,18 +64,42 @@ static void place(void **slots, size_t cap, void *elem, uint64_t h)
     slots[i] = elem;
 }
 
+/* A zeroed array of cap slots: malloc's, or a fork-private mapping. */
+static void **slots_alloc(const struct ts_map *m, size_t cap)
+{
+    if (!m->fork_private)
+        return calloc(cap, sizeof(void *));
+    void *p = mmap(NULL, cap * sizeof(void *), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (madvise(p, cap * sizeof(void *), MADV_DONTFORK) != 0) {
+        munmap(p, cap * sizeof(void *));
+        return NULL;
+    }
+    return p;
+}
+
+static void slots_free(const struct ts_map *m, void **slots, size_t cap)
+{
+    if (!m->fork_private)
+        free(slots);
+    else if (slots)
+        munmap(slots, cap * sizeof(void *));
+}
+
 /* Load factor at most 3/4: linear probing degrades fast beyond it. */
 int ts_map_insert(struct ts_map *m, void *elem)
 {
     if ((m->n + 1) * 4 > m->cap * 3) {
         size_t cap = m->cap ? m->cap * 2 : 16;
-        void **slots = calloc(cap, sizeof(*slots));
+        void **slots = slots_alloc(m, cap);
         if (!slots)
             return TS_E_NOMEM;
         for (size_t i = 0; i < m->cap; i++)
             if (m->slots[i])
                 place(slots, cap, m->slots[i], m->hash(m->slots[i]));
-        free(m->slots);
+        slots_free(m, m->slots, m->cap);
         m->slots = slots;
         m->cap = cap;
     }
@@ -105,7 +130,7 @@ void ts_map_remove(struct ts_map *m, const void *elem)
 
 void ts_map_free(struct ts_map *m)
 {
-    free(m->slots);
+    slots_free(m, m->slots, m->cap);
     m->slots = NULL;
     m->cap = m->n = 0;
 }

@@ -24,12 +24,24 @@ struct ts_map {
     size_t cap; /* power of two, or 0 */
     size_t n;
     ts_map_hash_fn *hash;
+    int fork_private; /* see TS_MAP_INIT_FORK_PRIVATE */
 };
 
 /* An empty map whose elements hash with hash_fn. */
 #define TS_MAP_INIT(hash_fn)                                                                       \
     {                                                                                              \
         .hash = (hash_fn)                                                                          \
+    }
+
+/* Likewise, but its slot array is left out of forked children
+ * (MADV_DONTFORK): in a child it is unmapped, and any lookup there
+ * crashes. For the maps a forked snapshot never reads: after the fork the
+ * parent's writes to them, which land on random pages of the array, then
+ * take no copy-on-write fault each (issue 17, the snapshot p99). The
+ * array is mmap'd, so it costs at least a page. */
+#define TS_MAP_INIT_FORK_PRIVATE(hash_fn)                                                          \
+    {                                                                                              \
+        .hash = (hash_fn), .fork_private = 1                                                       \
     }
 
 /* The element with hash h for which eq(elem, key) holds; NULL if none. */

@@ -265,6 +265,7 @@ static int apply_post(struct ts_store *s, uint64_t pos, const Threadsync__State_
     /* pos exceeds every entry's comment id and the digest is new, so only
      * memory can fail the append. */
     ie.comment_id = c->id;
+    ie.thread_ix = c->thread_ix;
     ie.comment_status = c->status;
     ie.has_content = 1;
     if (scoped && st->has_edit_secret) {

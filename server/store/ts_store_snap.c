@@ -118,9 +118,11 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
         threadsync__state__idempotency_entry__init(&iv[i]);
         iv[i].key_digest.data = (uint8_t *)e->key_digest;
         iv[i].key_digest.len = TS__STORE_DIGEST_LEN;
-        const struct comment *c = ts__store_find_comment(st, e->comment_id);
+        /* Not ts__store_find_comment: a forked child has no comment_by_id. */
+        const struct thread *t = st->threads[e->thread_ix];
+        const struct comment *c = t->comments[ts__store_comment_slot(t, e->comment_id)];
         iv[i].seq = e->comment_id;
-        iv[i].thread_id = ts__store_comment_thread(st, c)->id;
+        iv[i].thread_id = t->id;
         iv[i].comment_id = e->comment_id;
         iv[i].status = (Threadsync__Status)e->comment_status;
         iv[i].time_ms = c->created_at;
@@ -285,6 +287,7 @@ static int load_idempotency(struct state *st, const Threadsync__State__StoreSnap
         c->created_at != v->time_ms || (int)v->status < 0 || (int)v->status > 255 ||
         (v->edit_key_hash.len && v->edit_key_hash.len != TS_STORE_HASH_LEN))
         return TS_E_BAD_FRAME;
+    e.thread_ix = c->thread_ix;
     e.comment_status = (uint8_t)v->status;
     e.has_hash = v->edit_key_hash.len == TS_STORE_HASH_LEN;
     if (e.has_hash)

@@ -109,8 +109,10 @@ void ts__store_state_init(struct state *st)
     memset(st, 0, sizeof(*st));
     st->thread_by_id.hash = thread_hash_id;
     st->thread_by_key.hash = thread_hash_key;
-    st->comment_by_id.hash = comment_hash_id;
-    st->idem_by_key.hash = idem_hash;
+    /* Fork-private: the snapshot child reaches comments through their
+     * threads and idempotency entries through the FIFO (ts_store_snap.c). */
+    st->comment_by_id = (struct ts_map)TS_MAP_INIT_FORK_PRIVATE(comment_hash_id);
+    st->idem_by_key = (struct ts_map)TS_MAP_INIT_FORK_PRIVATE(idem_hash);
     st->import_by_digest.hash = import_hash;
 }
 

@@ -111,6 +111,10 @@ struct thread {
  * entry carries the same, working key. */
 struct idem {
     uint64_t comment_id;
+    /* Its comment's thread_ix: the snapshot child finds the comment through
+     * it, since comment_by_id is not mapped there (ts__store_state_init).
+     * It fills what was padding. */
+    uint32_t thread_ix;
     uint8_t key_digest[TS__STORE_DIGEST_LEN];
     uint8_t content_digest[TS__STORE_DIGEST_LEN];
     uint8_t edit_hash[TS_STORE_HASH_LEN];
@@ -119,6 +123,8 @@ struct idem {
     uint8_t has_content;
     uint8_t derived;
 };
+
+_Static_assert(sizeof(struct idem) == 80, "an idempotency entry is 80 bytes (docs/DESIGN.md)");
 
 /* Written once the audit trail holds a record: 3's fields plus
  * StoreSnapshot.audit. */

@@ -3,12 +3,16 @@
  * keeps every other element findable even when all share a few home slots
  * (the backward shift); the load factor stays at most 3/4; a remove then an
  * insert does not grow; string hashes are stable within a process and
- * differ for different keys.
+ * differ for different keys. A fork-private map works the same and its
+ * slot array is absent from a forked child, a plain map's present.
  */
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ts_check_main.h"
 #include "ts_err.h"
@@ -40,11 +44,13 @@ static struct elem *find(const struct ts_map *m, uint64_t id)
     return ts_map_find(m, m->hash(&probe), &id, eq_id);
 }
 
+/* _i 0: a plain map; 1: a fork-private one. */
 START_TEST(test_insert_find_grow)
 {
     enum { N = 5000 };
     struct elem *v = calloc(N, sizeof(*v));
     struct ts_map m = TS_MAP_INIT(hash_good);
+    m.fork_private = _i;
     ck_assert_ptr_null(find(&m, 1)); /* empty: no slots at all */
     for (uint64_t i = 0; i < N; i++) {
         v[i].id = i * 7 + 1;
@@ -68,6 +74,7 @@ START_TEST(test_remove_with_collisions)
     enum { N = 200 };
     struct elem v[N];
     struct ts_map m = TS_MAP_INIT(hash_bad);
+    m.fork_private = _i;
     for (uint64_t i = 0; i < N; i++) {
         v[i].id = i;
         ck_assert_int_eq(ts_map_insert(&m, &v[i]), TS_OK);
@@ -113,6 +120,45 @@ START_TEST(test_replace_does_not_grow)
 }
 END_TEST
 
+/* Whether a forked child has m's slot array mapped (msync fails with
+ * ENOMEM on an unmapped range, where a read would crash). */
+static int mapped_in_child(const struct ts_map *m)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    void *start = (void *)((uintptr_t)m->slots & ~(uintptr_t)(page - 1));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(msync(start, (size_t)page, MS_ASYNC) == 0 ? 0 : 3);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    ck_assert(WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 3);
+    return WEXITSTATUS(st) == 0;
+}
+
+START_TEST(test_fork_private)
+{
+    struct elem v[100];
+    struct ts_map plain = TS_MAP_INIT(hash_good);
+    struct ts_map priv = TS_MAP_INIT_FORK_PRIVATE(hash_good);
+    for (uint64_t i = 0; i < 100; i++) {
+        v[i].id = i;
+        ck_assert_int_eq(ts_map_insert(&plain, &v[i]), TS_OK);
+        ck_assert_int_eq(ts_map_insert(&priv, &v[i]), TS_OK);
+    }
+    ck_assert_ptr_eq(find(&priv, 42), &v[42]);
+    ck_assert(mapped_in_child(&plain));
+    ck_assert(!mapped_in_child(&priv));
+    ts_map_free(&plain);
+    ts_map_free(&priv);
+    ck_assert_int_eq(priv.fork_private, 1); /* kept for reuse, like hash */
+    ck_assert_int_eq(ts_map_insert(&priv, &v[0]), TS_OK);
+    ck_assert(!mapped_in_child(&priv));
+    ts_map_free(&priv);
+}
+END_TEST
+
 START_TEST(test_string_hash)
 {
     uint64_t a = ts_map_hash_str("site/a", 6);
@@ -127,8 +173,9 @@ static Suite *map_suite(void)
 {
     Suite *s = suite_create("ts_map");
     TCase *tc = tcase_create("map");
-    tcase_add_test(tc, test_insert_find_grow);
-    tcase_add_test(tc, test_remove_with_collisions);
+    tcase_add_loop_test(tc, test_insert_find_grow, 0, 2);
+    tcase_add_loop_test(tc, test_remove_with_collisions, 0, 2);
+    tcase_add_test(tc, test_fork_private);
     tcase_add_test(tc, test_replace_does_not_grow);
     tcase_add_test(tc, test_string_hash);
     tcase_set_timeout(tc, 30);

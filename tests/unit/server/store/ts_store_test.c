@@ -16,7 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ts_check_main.h"
 #include "threadsync_state.pb-c.h"
@@ -406,6 +408,62 @@ START_TEST(test_snapshot_restore_digest)
 }
 END_TEST
 
+/* The Raft snapshot is serialised in a forked child, which has no
+ * fork-private maps (comment_by_id, idem_by_key: ts_map.h): the child's
+ * image is the parent's, byte for byte, replies and idempotency entries
+ * included. A serialiser that looked into such a map would crash the
+ * child. */
+START_TEST(test_snapshot_in_forked_child)
+{
+    struct ts_storefx f;
+    ts_storefx_init(&f);
+    char key[32], thread[32];
+    for (uint64_t i = 1; i <= 200; i++) {
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
+        snprintf(thread, sizeof(thread), "t/%llu", (unsigned long long)(i % 5));
+        uint64_t parent = i > 10 && i % 2 == 0 ? i - 5 : 0;
+        ck_assert_int_eq(post(&f, i, (int64_t)i, key, thread, parent, "body").status, TS_OK);
+    }
+    uint8_t *snap;
+    size_t len;
+    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        uint8_t *img;
+        size_t n;
+        if (ts_store_snapshot(f.s, &img, &n) != TS_OK)
+            _exit(1);
+        for (size_t off = 0; off < n;) {
+            ssize_t k = write(fds[1], img + off, n - off);
+            if (k <= 0)
+                _exit(1);
+            off += (size_t)k;
+        }
+        _exit(0);
+    }
+    close(fds[1]);
+    uint8_t *got = malloc(len + 1);
+    size_t n = 0;
+    ssize_t k;
+    while ((k = read(fds[0], got + n, len + 1 - n)) > 0)
+        n += (size_t)k;
+    close(fds[0]);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    ck_assert_int_eq(WEXITSTATUS(st), 0);
+    ck_assert_uint_eq(n, len);
+    ck_assert_mem_eq(got, snap, len);
+    free(got);
+    free(snap);
+    ts_storefx_free(&f);
+}
+END_TEST
+
 /* A restore that may discard its buffer builds the same state as one
  * that may not, and gives the buffer's pages back as it goes: pages
  * inside the records read as zeros afterwards (a private anonymous
@@ -705,7 +763,7 @@ static struct ts_store_result grant(struct ts_storefx *f, uint64_t index, const 
     return ts_storefx_apply(f, index, &cmd);
 }
 
-static struct ts_store_result revoke(struct ts_storefx *f, uint64_t index, const char *name)
+static struct ts_store_result revoke_token(struct ts_storefx *f, uint64_t index, const char *name)
 {
     Threadsync__TokenRevoke r = THREADSYNC__TOKEN_REVOKE__INIT;
     r.name = (char *)name;
@@ -1076,15 +1134,15 @@ START_TEST(test_tokens)
     ck_assert_int_eq(grant(&f, 4, "r", 9, "t").status, TS_E_INVALID_ARGUMENT);
     /* revoke: the hash no longer opens anything */
     gen = ts_store_auth_generation(f.s);
-    r = revoke(&f, 5, "mod-1");
+    r = revoke_token(&f, 5, "mod-1");
     ck_assert(r.changed);
     ck_assert_uint_gt(ts_store_auth_generation(f.s), gen);
     sha("tok-1", h);
     ck_assert_int_eq(ts_store_token_check(f.s, h, NULL, NULL), TS_E_UNAUTHENTICATED);
     ck_assert_int_eq(ts_store_token_state(f.s, "mod-1"), TS_STORE_TOKEN_REVOKED);
-    ck_assert(!revoke(&f, 6, "mod-1").changed);
+    ck_assert(!revoke_token(&f, 6, "mod-1").changed);
     /* a tokens-file name: a tombstone */
-    ck_assert(revoke(&f, 7, "file-admin").changed);
+    ck_assert(revoke_token(&f, 7, "file-admin").changed);
     ck_assert_int_eq(ts_store_token_state(f.s, "file-admin"), TS_STORE_TOKEN_REVOKED);
     ck_assert_int_eq(ts_store_token_state(f.s, "nobody"), TS_STORE_TOKEN_NONE);
     ts_storefx_free(&f);
@@ -1264,7 +1322,7 @@ START_TEST(test_snapshot_keeps_moderation)
     ts_storefx_thread_act(&f, 4, 4, "m/s", THREADSYNC__THREAD_ACTION__THREAD_LOCK);
     ts_storefx_ban(&f, 5, 120, "mod-alice", "spam@x.org", 100000);
     grant(&f, 6, "r1", THREADSYNC__ROLE__READER, "rtok");
-    revoke(&f, 7, "file-name");
+    revoke_token(&f, 7, "file-name");
     uint8_t *snap;
     size_t len;
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
@@ -2241,6 +2299,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_public_vs_full_event);
     tcase_add_test(tc, test_locked_thread);
     tcase_add_test(tc, test_snapshot_restore_digest);
+    tcase_add_test(tc, test_snapshot_in_forked_child);
     tcase_add_test(tc, test_restore_discard_releases_image);
     tcase_add_test(tc, test_restore_peak_heap);
     tcase_add_test(tc, test_same_log_same_digest);
