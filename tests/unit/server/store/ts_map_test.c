@@ -125,7 +125,7 @@ END_TEST
 static int mapped_in_child(const struct ts_map *m)
 {
     long page = sysconf(_SC_PAGESIZE);
-    void *start = (void *)((uintptr_t)m->slots & ~(uintptr_t)(page - 1));
+    void *start = (char *)m->slots - (uintptr_t)m->slots % (uintptr_t)page;
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0)
