@@ -24,6 +24,7 @@
 #include "threadsync_state.pb-c.h"
 #include "ts_err.h"
 #include "ts_evlog.h"
+#include "ts_file.h"
 #include "ts_store.h"
 #include "ts_storefx.h"
 #include "ts_testheap.h"
@@ -435,18 +436,13 @@ START_TEST(test_snapshot_in_forked_child)
         close(fds[0]);
         uint8_t *img;
         size_t n;
-        if (ts_store_snapshot(f.s, &img, &n) != TS_OK)
-            _exit(1);
-        for (size_t off = 0; off < n;) {
-            ssize_t k = write(fds[1], img + off, n - off);
-            if (k <= 0)
-                _exit(1);
-            off += (size_t)k;
-        }
-        _exit(0);
+        _exit(ts_store_snapshot(f.s, &img, &n) == TS_OK && ts_file_write_full(fds[1], img, n) == 0
+                  ? 0
+                  : 1);
     }
     close(fds[1]);
     uint8_t *got = malloc(len + 1);
+    ck_assert_ptr_nonnull(got);
     size_t n = 0;
     ssize_t k;
     while ((k = read(fds[0], got + n, len + 1 - n)) > 0)
