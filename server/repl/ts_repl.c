@@ -122,6 +122,7 @@
 #include "ts_file.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
+#include "ts_repl_heap.h"
 #include "ts_repl_int.h"
 
 #define REPL_DEFAULT_ELECTION_MS 1000
@@ -1188,6 +1189,9 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     *out = NULL;
     if (!fsm->apply || !fsm->snapshot || !fsm->restore)
         return TS_E_CONFIG;
+    if (ts_repl_heap_install() != TS_OK)
+        TS_WARN("event=repl_heap_unavailable msg=\"entry buffers come from malloc: a snapshot "
+                "child shares them\"");
     unsigned election =
         cfg->election_timeout_ms ? cfg->election_timeout_ms : REPL_DEFAULT_ELECTION_MS;
     unsigned heartbeat = cfg->heartbeat_ms ? cfg->heartbeat_ms : REPL_DEFAULT_HEARTBEAT_MS;
@@ -1340,7 +1344,8 @@ int ts_repl_propose(struct ts_repl *r, const uint8_t *payload, size_t len, ts_re
 
     size_t framed = (REPL_FRAME_HDR + len + 7) & ~(size_t)7;
     struct repl_prop *p = calloc(1, sizeof(*p) + (r->fsm.result_size ? r->fsm.result_size : 1));
-    uint8_t *buf = raft_malloc(framed);
+    /* Fork-private: the snapshot child never reads the log (ts_repl_heap.h). */
+    uint8_t *buf = ts_repl_heap_alloc(framed);
     if (!p || !buf) {
         free(p);
         raft_free(buf);

@@ -10,13 +10,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "ts_check_main.h"
 #include "ts_err.h"
 #include "ts_map.h"
+#include "ts_testfork.h"
 
 struct elem {
     uint64_t id;
@@ -120,21 +118,10 @@ START_TEST(test_replace_does_not_grow)
 }
 END_TEST
 
-/* Whether a forked child has m's slot array mapped (msync fails with
- * ENOMEM on an unmapped range, where a read would crash). */
+/* Whether a forked child has m's slot array mapped. */
 static int mapped_in_child(const struct ts_map *m)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    void *start = (char *)m->slots - (uintptr_t)m->slots % (uintptr_t)page;
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0)
-        _exit(msync(start, (size_t)page, MS_ASYNC) == 0 ? 0 : 3);
-    int st;
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-    ck_assert(WIFEXITED(st));
-    ck_assert(WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 3);
-    return WEXITSTATUS(st) == 0;
+    return ts_test_mapped_in_child(m->slots);
 }
 
 START_TEST(test_fork_private)
