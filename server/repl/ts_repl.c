@@ -122,6 +122,7 @@
 #include "ts_file.h"
 #include "ts_log.h"
 #include "ts_raft_tls.h"
+#include "ts_repl_aio.h"
 #include "ts_repl_heap.h"
 #include "ts_repl_int.h"
 
@@ -1189,6 +1190,9 @@ int ts_repl_start(uv_loop_t *loop, const struct ts_repl_config *cfg, const struc
     *out = NULL;
     if (!fsm->apply || !fsm->snapshot || !fsm->restore)
         return TS_E_CONFIG;
+    if (ts_repl_aio_install() != TS_OK)
+        TS_WARN("event=repl_aio_sync msg=\"io_destroy stays on the loop: each closed log "
+                "segment pauses it\"");
     if (ts_repl_heap_install() != TS_OK)
         TS_WARN("event=repl_heap_unavailable msg=\"entry buffers come from malloc: a snapshot "
                 "child shares them\"");

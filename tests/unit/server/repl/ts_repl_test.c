@@ -36,6 +36,7 @@
 #include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_repl.h"
+#include "ts_repl_aio.h"
 #include "ts_repl_heap.h"
 #include "ts_repl_int.h"
 #include "ts_testnode.h"
@@ -660,6 +661,29 @@ START_TEST(test_entry_buffers_fork_private)
     node_close(&a);
     ts_repl_heap_stats(&h2);
     ck_assert_uint_eq(h2.live, h0.live);
+    tfsm_clear(&a.fsm);
+    remove_dir();
+}
+END_TEST
+
+/* Every snapshot closes the open log segment, and libraft destroys that
+ * segment writer's AIO context: through ts_repl_aio, which answers at once
+ * and has its thread do it (the test binary, like threadsyncd, links
+ * libraft as a shared library, so libraft's syscall() is ts_repl_aio's). */
+START_TEST(test_segment_aio_destroyed_off_loop)
+{
+    struct node a = {0};
+    start_snapshotting(&a);
+    snapshot_with_tail(&a);
+    node_close(&a);
+    struct ts_repl_aio_stats st;
+    ts_repl_aio_stats(&st);
+    ck_assert_uint_gt(st.deferred, 0);
+    uint64_t deadline = ts_test_now_ms() + 10000;
+    while (st.destroyed < st.deferred && ts_test_poll(deadline))
+        ts_repl_aio_stats(&st);
+    ck_assert_uint_eq(st.destroyed, st.deferred);
+    ck_assert_uint_eq(st.failed, 0);
     tfsm_clear(&a.fsm);
     remove_dir();
 }
@@ -1458,6 +1482,7 @@ static Suite *repl_suite(void)
     tcase_add_test(tc, test_restart_replays_log);
     tcase_add_test(tc, test_restart_snapshot_and_replay);
     tcase_add_test(tc, test_entry_buffers_fork_private);
+    tcase_add_test(tc, test_segment_aio_destroyed_off_loop);
     tcase_add_test(tc, test_restart_from_format1_snapshot);
     tcase_add_test(tc, test_snapimg_pack_unpack);
     tcase_add_test(tc, test_restart_keeps_snapshot_pace);
