@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# bench/ingest_trace.sh [--build DIR] [--duration S] [-- threadsyncd flags...]:
+# one ingest run at 10 posting connections (16 posts in flight each, the
+# --versus ingest) on a fresh one-node threadsyncd at default settings, with
+# the node's latency trace (THREADSYNC_LATENCY_TRACE) and its snapshot log
+# lines (--log-level info), to see where the ack p99 comes from
+# (bench/README.md, "Where the snapshot p99 comes from" and "The 30 ms
+# segment switch"). Prints ts_loadgen's JSON figures, the node's minor page
+# faults per post, and from the trace: snapshots taken, the share of the
+# run inside a snapshot (fork to image written), the p99 of commit and
+# apply (the generator's stamp to "applied") over the run, for posts sent
+# inside and outside snapshots, and the posts over 20 ms. DIR (default
+# build-bench) must hold threadsyncd and bench/ts_loadgen; the scratch
+# directory (TS_TRACE_DIR, default a new one under /tmp) is kept and named.
+set -euo pipefail
+BUILD=build-bench DUR=15
+while [ $# -gt 0 ]; do
+    case $1 in
+    --build) BUILD=$2; shift 2 ;;
+    --duration) DUR=$2; shift 2 ;;
+    --) shift; break ;;
+    *) sed -n '2,15p' "$0"; exit 2 ;;
+    esac
+done
+[ -x "$BUILD/threadsyncd" ] && [ -x "$BUILD/bench/ts_loadgen" ] || {
+    echo "ingest_trace.sh: no $BUILD/threadsyncd or $BUILD/bench/ts_loadgen (build them first)" >&2
+    exit 1
+}
+S=${TS_TRACE_DIR:-$(mktemp -d /tmp/ts-trace.XXXXXX)}
+mkdir -p "$S"
+token() { openssl rand -hex 24; }
+sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
+R=$(token) P=$(token)
+printf '%s\n' "$R" >"$S/reader.token"
+printf '%s\n' "$P" >"$S/poster.token"
+printf 'reader bench-reader %s\nposter bench-poster %s gateway\n' "$(sha "$R")" "$(sha "$P")" \
+    >"$S/tokens"
+chmod 600 "$S"/tokens "$S"/*.token
+# shellcheck source=bench/free_port.sh
+. "$(dirname "$0")/free_port.sh"
+THREADSYNC_LATENCY_TRACE=$S/trace.txt "$BUILD/threadsyncd" --data-dir "$S/data" \
+    --listen 127.0.0.1:0 --raft-listen "127.0.0.1:$(free_port)" --tokens "$S/tokens" \
+    --rate-author off --rate-token off --max-conns-per-addr off --metrics-listen "" \
+    --addr-file "$S/addr" --log-level info "$@" 2>"$S/server.log" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+    [ -s "$S/addr" ] && break
+    kill -0 $PID 2>/dev/null || { cat "$S/server.log" >&2; exit 1; }
+    sleep 0.1
+done
+sleep 2 # the one-node cluster elects itself
+# The log's times are wall-clock, the trace's CLOCK_MONOTONIC.
+OFFSET=$(python3 -c 'import time; print(time.time() - time.monotonic())')
+f0=$(awk '{print $10}' /proc/$PID/stat)
+"$BUILD/bench/ts_loadgen" --addr "$(head -1 "$S/addr")" --ca "$S/data/ca.pem" --server-pid $PID \
+    --reader-token "@$S/reader.token" --poster-token "@$S/poster.token" --scenario ingest \
+    --posters 10 --window 16 --duration "$DUR" --timeout 120 >"$S/run.txt"
+f1=$(awk '{print $10}' /proc/$PID/stat)
+kill -INT $PID
+wait $PID || true
+trap - EXIT
+acked=$(grep -o '"acked":[0-9]*' "$S/run.txt" | cut -d: -f2)
+echo "$(grep -o '"acked_per_s":[0-9.]*\|"ack_p50_ms":[0-9.]*\|"ack_p99_ms":[0-9.]*' "$S/run.txt" |
+    tr '\n' ' ')minor_faults_per_post=$(echo "scale=3; ($f1 - $f0) / $acked" | bc)"
+python3 - "$S/trace.txt" "$S/server.log" "$OFFSET" <<'PY'
+import datetime, re, sys
+trace, log, offset = sys.argv[1], sys.argv[2], float(sys.argv[3])
+windows = []  # (start, end) of each snapshot, monotonic seconds
+for line in open(log):
+    if 'event=repl_snapshot ' not in line:
+        continue
+    ts = re.search(r'ts=(\S+)Z', line).group(1)
+    end = datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%S.%f').replace(
+        tzinfo=datetime.timezone.utc).timestamp() - offset
+    windows.append((end - float(re.search(r' ms=([0-9.]+)', line).group(1)) / 1e3, end))
+posts = []  # (stamp s, stamp to applied ms)
+for line in open(trace):
+    if not line.startswith('#'):
+        f = line.split()
+        if int(f[5]):
+            posts.append((int(f[0]) / 1e9, int(f[5]) / 1e6))
+posts.sort()
+posts = [p for p in posts if p[0] >= posts[0][0] + 1.0]  # as ts_loadgen: no first second
+def p99(v):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(0.99 * len(v)))] if v else 0.0
+def inside(t):
+    return any(a <= t <= b for a, b in windows)
+first, last = posts[0][0], posts[-1][0]
+share = sum(max(0.0, min(b, last) - max(a, first)) for a, b in windows) / (last - first)
+print("snapshots=%d share_inside=%.2f applied_p99_ms all=%.1f inside=%.1f outside=%.1f "
+      "posts_over_20ms=%d of %d" % (
+          len(windows), share, p99([l for _, l in posts]),
+          p99([l for t, l in posts if inside(t)]), p99([l for t, l in posts if not inside(t)]),
+          sum(1 for _, l in posts if l > 20), len(posts)))
+PY
+echo "scratch: $S"
