@@ -23,6 +23,7 @@
 #include "ts_log.h"
 #include "ts_metrics.h"
 #include "ts_repl.h"
+#include "ts_repl_heap.h"
 #include "ts_server.h"
 #include "ts_session.h"
 #include "ts_store.h"
@@ -48,7 +49,7 @@ struct ts_stats {
     struct ts_metric *frames_in, *frames_out, *bytes_in, *bytes_out, *errors;
     struct ts_metric *entries, *events, *restores, *post_latency, *lag, *lag_max;
     struct ts_metric *term, *commit, *applied, *last_index, *leader, *has_leader;
-    struct ts_metric *snapshots, *snapshot_bytes;
+    struct ts_metric *snapshots, *snapshot_bytes, *entry_pool_bytes;
     struct ts_metric *threads, *comments, *last_seq, *store_bytes, *evlog_events, *evlog_bytes;
     struct ts_metric *backups, *backup_bytes, *out_queued, *out_waiting;
     struct ts_metric *disk_free, *disk_reserve, *disk_low;
@@ -125,6 +126,8 @@ static int define_families(struct ts_stats *st)
                "Raft snapshots taken by this process.", NULL) &&
            ADD(snapshot_bytes, G, "threadsync_raft_snapshot_bytes",
                "Size of the last raft snapshot taken (0: none yet).", NULL) &&
+           ADD(entry_pool_bytes, G, "threadsync_raft_entry_pool_bytes",
+               "Memory the fork-private pool of Raft entry buffers holds (its chunks).", NULL) &&
            ADD(threads, G, "threadsync_store_threads", "Threads in the store.", NULL) &&
            ADD(comments, G, "threadsync_store_comments",
                "Comments in the store (every status, tombstones included).", NULL) &&
@@ -230,6 +233,9 @@ static void sample_state(struct ts_stats *st)
     }
     if (rs.snapshot_bytes)
         ts_metric_set(st->snapshot_bytes, NULL, (double)rs.snapshot_bytes);
+    struct ts_repl_heap_stats hs;
+    ts_repl_heap_stats(&hs);
+    ts_metric_set(st->entry_pool_bytes, NULL, (double)hs.chunks * (double)TS_REPL_HEAP_CHUNK);
     if (store) {
         ts_metric_set(st->threads, NULL, (double)ts_store_thread_count(store));
         ts_metric_set(st->comments, NULL, (double)ts_store_comment_count(store));

@@ -209,6 +209,8 @@ START_TEST(test_metrics_while_posting)
     ck_assert(get(p, "threadsync_store_last_seq", NULL) <= commit);
     ck_assert(get(p, "threadsync_healthy", NULL) == 1);
     ck_assert(get(p, "threadsync_raft_snapshots_total", NULL) >= 0);
+    /* The posts' entries were carved from the pool: at least one chunk. */
+    ck_assert(get(p, "threadsync_raft_entry_pool_bytes", NULL) >= 1 << 20);
     ck_assert_str_eq(ts_prom_type(p, "threadsync_subscriber_lag_seqs"), "histogram");
     ck_assert_str_eq(ts_prom_type(p, "threadsync_errors_total"), "counter");
     ck_assert_str_eq(ts_prom_type(p, "threadsync_connections"), "gauge");
