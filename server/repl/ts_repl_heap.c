@@ -55,15 +55,15 @@ struct block {
 
 static struct {
     pthread_mutex_t lock;
-    char *base;
-    size_t carved; /* chunks made writable, from base on */
+    size_t carved; /* chunks made writable, from heap_base on */
     struct chunk *cur, *free;
     struct ts_repl_heap_stats st;
 } H = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* H.base, published once installed: ts_repl_heap_owns reads it without
- * the lock (a thread holding a pool pointer got it after the store). */
-static _Atomic(uintptr_t) heap_base;
+/* The region's start, published once installed: ts_repl_heap_owns reads
+ * it without the lock (a thread holding a pool pointer got it after the
+ * store). */
+static _Atomic(char *) heap_base;
 
 static size_t block_size(size_t len)
 {
@@ -89,7 +89,8 @@ static struct chunk *chunk_take(void)
     } else {
         if (H.carved == TS_REPL_HEAP_REGION / CHUNK)
             return NULL;
-        c = (struct chunk *)(H.base + H.carved * CHUNK);
+        char *base = atomic_load_explicit(&heap_base, memory_order_relaxed);
+        c = (struct chunk *)(base + H.carved * CHUNK);
         if (mprotect(c, CHUNK, PROT_READ | PROT_WRITE) != 0)
             return NULL;
         H.carved++;
@@ -119,9 +120,9 @@ void *ts_repl_heap_alloc(size_t len)
     size_t need = block_size(len);
     pthread_mutex_lock(&H.lock);
     struct chunk *c = H.cur;
+    /* A current chunk without live buffers was started over by pool_free,
+     * so one that cannot fit need still holds some: it empties later. */
     if (!c || c->used + need > CHUNK) {
-        if (c && c->live == 0)
-            chunk_free_push(c);
         c = H.cur = chunk_take();
         if (!c) {
             pthread_mutex_unlock(&H.lock);
@@ -140,7 +141,7 @@ void *ts_repl_heap_alloc(size_t len)
 
 int ts_repl_heap_owns(const void *p)
 {
-    uintptr_t base = atomic_load_explicit(&heap_base, memory_order_acquire);
+    uintptr_t base = (uintptr_t)atomic_load_explicit(&heap_base, memory_order_acquire);
     uintptr_t a = (uintptr_t)p;
     return base && a >= base && a - base < TS_REPL_HEAP_REGION;
 }
@@ -244,11 +245,10 @@ static void install(void)
         munmap(base, TS_REPL_HEAP_REGION);
         return;
     }
-    H.base = base;
     /* The heap first: a pool pointer exists only once heap_base is set,
      * and by then raft_free already comes here. */
     raft_heap_set(&raft_heap);
-    atomic_store_explicit(&heap_base, (uintptr_t)base, memory_order_release);
+    atomic_store_explicit(&heap_base, base, memory_order_release);
     install_rc = TS_OK;
 }
 
