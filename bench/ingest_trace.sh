@@ -28,28 +28,11 @@ done
 }
 S=${TS_TRACE_DIR:-$(mktemp -d /tmp/ts-trace.XXXXXX)}
 mkdir -p "$S"
-token() { openssl rand -hex 24; }
-sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-R=$(token) P=$(token)
-printf '%s\n' "$R" >"$S/reader.token"
-printf '%s\n' "$P" >"$S/poster.token"
-printf 'reader bench-reader %s\nposter bench-poster %s gateway\n' "$(sha "$R")" "$(sha "$P")" \
-    >"$S/tokens"
-chmod 600 "$S"/tokens "$S"/*.token
-# shellcheck source=bench/free_port.sh
-. "$(dirname "$0")/free_port.sh"
-THREADSYNC_LATENCY_TRACE=$S/trace.txt "$BUILD/threadsyncd" --data-dir "$S/data" \
-    --listen 127.0.0.1:0 --raft-listen "127.0.0.1:$(free_port)" --tokens "$S/tokens" \
-    --rate-author off --rate-token off --max-conns-per-addr off --metrics-listen "" \
-    --addr-file "$S/addr" --log-level info "$@" 2>"$S/server.log" &
-PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-    [ -s "$S/addr" ] && break
-    kill -0 $PID 2>/dev/null || { cat "$S/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-sleep 2 # the one-node cluster elects itself
+# shellcheck source=bench/bench_node.sh
+. "$(dirname "$0")/bench_node.sh"
+NODE_CMD=(env THREADSYNC_LATENCY_TRACE="$S/trace.txt" "$BUILD/threadsyncd")
+bench_node_start "$S" info "$@"
+PID=$NODE_PID
 # The log's times are wall-clock, the trace's CLOCK_MONOTONIC.
 OFFSET=$(python3 -c 'import time; print(time.time() - time.monotonic())')
 f0=$(awk '{print $10}' /proc/$PID/stat)

@@ -55,16 +55,8 @@ SERVERD=$BUILD/threadsyncd LOADGEN=$BUILD/bench/ts_loadgen
 }
 
 S=$(mktemp -d /tmp/ts-profile.XXXXXX)
-token() { openssl rand -hex 24; }
-sha() { printf '%s' "$1" | sha256sum | cut -d' ' -f1; }
-READER=$(token) POSTER=$(token)
-printf '%s\n' "$READER" >"$S/reader.token"
-printf '%s\n' "$POSTER" >"$S/poster.token"
-printf 'reader bench-reader %s\nposter bench-poster %s gateway\n' "$(sha "$READER")" \
-    "$(sha "$POSTER")" >"$S/tokens"
-chmod 600 "$S"/tokens "$S"/*.token
-# shellcheck source=bench/free_port.sh
-. "$(dirname "$0")/free_port.sh"
+# shellcheck source=bench/bench_node.sh
+. "$(dirname "$0")/bench_node.sh"
 
 pre=()
 flags=(${TS_PROFILE_SERVER_FLAGS:-})
@@ -76,21 +68,9 @@ if [ "$MODE" = callgrind ]; then
         --callgrind-out-file="$S/callgrind.out" --dump-instr=no -q)
     flags+=(--io-threads 0)
 fi
-"${pre[@]}" "$SERVERD" --data-dir "$S/data" --listen 127.0.0.1:0 \
-    --raft-listen "127.0.0.1:$(free_port)" --tokens "$S/tokens" --rate-author off \
-    --rate-token off --max-conns-per-addr off --metrics-listen "" --addr-file "$S/addr" \
-    --log-level warn "${flags[@]}" 2>"$S/server.log" &
-PID=$!
-trap 'kill $PID 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-    [ -s "$S/addr" ] && break
-    kill -0 $PID 2>/dev/null || {
-        cat "$S/server.log" >&2
-        exit 1
-    }
-    sleep 0.1
-done
-sleep 2 # the one-node cluster elects itself
+NODE_CMD=("${pre[@]}" "$SERVERD")
+bench_node_start "$S" warn "${flags[@]}"
+PID=$NODE_PID
 lg() {
     "$LOADGEN" --addr "$(head -1 "$S/addr")" --ca "$S/data/ca.pem" --server-pid $PID \
         --reader-token "@$S/reader.token" --poster-token "@$S/poster.token" --threads 1 \
