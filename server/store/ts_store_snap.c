@@ -12,9 +12,9 @@
 #include "ts_store_int.h"
 
 #include "threadsync_state.pb-c.h"
+#include "ts_buf.h"
 #include "ts_err.h"
 #include "ts_hex.h"
-#include "ts_msglist.h"
 #include "ts_pbarena.h"
 #include "ts_valid.h"
 
@@ -26,153 +26,214 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
+/* ---- writing a snapshot ---- */
+
+/* The records go out one at a time through a buffer of this size, so a
+ * snapshot's own memory is this buffer (and a record larger than it), not
+ * a copy of the state: the snapshot child used to build a protobuf struct
+ * per record and the whole packed image before compressing it, hundreds of
+ * MB of fresh pages the kernel zeroed for every snapshot (issue 17). */
+#define SNAPW_CHUNK ((size_t)256 * 1024)
+
+struct snapw {
+    uint8_t *buf;
+    size_t n, cap;
+    ts_store_sink_fn *sink;
+    void *arg;
+    int rc;
+};
+
+static int snapw_flush(struct snapw *w)
+{
+    if (w->rc == TS_OK && w->n && w->sink(w->arg, w->buf, w->n) != 0)
+        w->rc = TS_E_IO;
+    w->n = 0;
+    return w->rc;
+}
+
+/* Room for need more bytes at w->buf + w->n, or NULL (w->rc says why). */
+static uint8_t *snapw_room(struct snapw *w, size_t need)
+{
+    if (w->n + need > w->cap && snapw_flush(w) != TS_OK)
+        return NULL;
+    if (need > w->cap) {
+        uint8_t *b = realloc(w->buf, need);
+        if (!b) {
+            w->rc = TS_E_NOMEM;
+            return NULL;
+        }
+        w->buf = b;
+        w->cap = need;
+    }
+    return w->buf + w->n;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t i = 0;
+    for (; v >= 0x80; v >>= 7)
+        p[i++] = (uint8_t)(v | 0x80);
+    p[i++] = (uint8_t)v;
+    return i;
+}
+
+/* m packed as it is (a part of the top-level message's fields). */
+static void snapw_fields(struct snapw *w, const ProtobufCMessage *m)
+{
+    size_t size = protobuf_c_message_get_packed_size(m);
+    uint8_t *p = snapw_room(w, size);
+    if (p)
+        w->n += protobuf_c_message_pack(m, p);
+}
+
+/* m as one element of the top level's repeated field `field`: the bytes
+ * protobuf-c's pack of the whole message gives it. */
+static void snapw_record(struct snapw *w, unsigned field, const ProtobufCMessage *m)
+{
+    if (w->rc != TS_OK)
+        return;
+    size_t size = protobuf_c_message_get_packed_size(m);
+    uint8_t *p = snapw_room(w, 20 + size);
+    if (!p)
+        return;
+    size_t k = put_varint(p, (uint64_t)field << 3 | 2); /* length-delimited */
+    k += put_varint(p + k, size);
+    w->n += k + protobuf_c_message_pack(m, p + k);
+}
+
+int ts_store_snapshot_write(const struct ts_store *s, ts_store_sink_fn *sink, void *arg)
 {
     const struct state *st = &s->st;
-    Threadsync__State__StoreSnapshot snap = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
-    snap.last_index = st->last_index;
-    Threadsync__State__EventSeq seq = THREADSYNC__STATE__EVENT_SEQ__INIT;
-    seq.value = st->seq;
-    snap.seq = &seq;
-    snap.format = TS__STORE_SNAPSHOT_FORMAT;
-    /* Format 3 only once an Import ran: other states stay readable by the
-     * releases before it. */
-    Threadsync__State__EventSeq position = THREADSYNC__STATE__EVENT_SEQ__INIT;
-    if (st->pos != st->last_index || st->n_imports) {
-        snap.format = TS__STORE_SNAPSHOT_FORMAT_IMPORT;
-        position.value = st->pos;
-        snap.position = &position;
+    struct snapw w = {.buf = malloc(SNAPW_CHUNK), .cap = SNAPW_CHUNK, .sink = sink, .arg = arg};
+    if (!w.buf)
+        return TS_E_NOMEM;
+    /* The top level's fields in field number order, as protobuf-c packs a
+     * whole StoreSnapshot (ts_store_test checks the bytes are the same):
+     * 1, then the records of 2-4, then 5-6, 30-31, 32-33, 34-35. */
+    Threadsync__State__StoreSnapshot part = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
+    part.last_index = st->last_index;
+    snapw_fields(&w, &part.base);
+
+    for (size_t i = 0; i < st->n_threads; i++) {
+        Threadsync__Thread v;
+        ts__store_thread_view(st, st->threads[i], &v);
+        snapw_record(&w, 2, &v.base);
     }
-    /* Format 4 only once the trail holds a record, likewise. */
-    if (st->audit_n) {
-        snap.format = TS__STORE_SNAPSHOT_FORMAT_AUDIT;
-        position.value = st->pos;
-        snap.position = &position;
-    }
-    /* Views point into the store, so the transient lists cost about one
-     * protobuf struct per record, not a copy of the text. */
-    struct ts_msglist tl = TS_MSGLIST_INIT(Threadsync__Thread);
-    struct ts_msglist cl = TS_MSGLIST_INIT(Threadsync__Comment);
-    struct ts_msglist il = TS_MSGLIST_INIT(Threadsync__State__IdempotencyEntry);
-    struct ts_msglist kl = TS_MSGLIST_INIT(Threadsync__State__TokenEntry);
-    struct ts_msglist bl = TS_MSGLIST_INIT(Threadsync__State__BanEntry);
-    struct ts_msglist ml = TS_MSGLIST_INIT(Threadsync__State__ImportRef);
-    struct ts_msglist al = TS_MSGLIST_INIT(Threadsync__AuditEntry);
-    Threadsync__AuditEntry *av = ts_msglist_add_n(&al, st->audit_n);
-    Threadsync__State__ImportRef *mv = ts_msglist_add_n(&ml, st->n_imports);
-    Threadsync__Thread *tv = ts_msglist_add_n(&tl, st->n_threads);
-    Threadsync__Comment *cv = ts_msglist_add_n(&cl, st->n_comments);
-    Threadsync__State__IdempotencyEntry *iv = ts_msglist_add_n(&il, st->idem_n);
-    Threadsync__State__TokenEntry *kv = ts_msglist_add_n(&kl, st->n_tokens);
-    Threadsync__State__BanEntry *bv = ts_msglist_add_n(&bl, st->n_bans);
-    int rc = TS_E_NOMEM;
-    if (!tv || !cv || !iv || !kv || !bv || !mv || !av)
-        goto out;
-    for (size_t i = 0; i < st->audit_n; i++) {
-        ts__store_audit_view(st, ts__store_audit_at(st, i), &av[i]);
-        av[i].thread_key = (char *)protobuf_c_empty_string; /* the thread says it */
-    }
-    /* In the map's slot order: the same state gives the same set, and
-     * restore does not depend on the order. */
-    for (size_t i = 0, k = 0; i < st->import_by_digest.cap; i++) {
-        const struct import_ref *r = st->import_by_digest.slots[i];
-        if (!r)
-            continue;
-        threadsync__state__import_ref__init(&mv[k]);
-        mv[k].digest.data = (uint8_t *)r->digest;
-        mv[k].digest.len = TS__STORE_DIGEST_LEN;
-        mv[k].comment_id = r->comment_id;
-        k++;
-    }
-    for (size_t i = 0; i < st->n_tokens; i++) {
-        const struct token *k = &st->tokens[i];
-        threadsync__state__token_entry__init(&kv[i]);
-        kv[i].name = (char *)k->name;
-        kv[i].role = (Threadsync__Role)k->role;
-        if (k->has_hash) {
-            kv[i].token_hash.data = (uint8_t *)k->hash;
-            kv[i].token_hash.len = TS_STORE_HASH_LEN;
-        }
-        kv[i].created_at_ms = k->created_at;
-        kv[i].created_by = (char *)k->created_by;
-        kv[i].revoked = k->revoked;
-        kv[i].revoked_at_ms = k->revoked_at;
-        kv[i].gateway = k->gateway;
-    }
-    for (size_t i = 0; i < st->n_bans; i++) {
-        threadsync__state__ban_entry__init(&bv[i]);
-        bv[i].author = st->bans[i].author;
-        bv[i].until_ms = st->bans[i].until;
-        bv[i].banned_by = st->bans[i].by;
-    }
-    size_t nc = 0;
     for (size_t i = 0; i < st->n_threads; i++) {
         const struct thread *t = st->threads[i];
-        ts__store_thread_view(st, t, &tv[i]);
-        for (uint32_t j = 0; j < t->n_comments; j++, nc++) {
-            ts__store_comment_view(st, t->comments[j], &cv[nc]);
+        for (uint32_t j = 0; j < t->n_comments; j++) {
+            Threadsync__Comment v;
+            ts__store_comment_view(st, t->comments[j], &v);
+            snapw_record(&w, 3, &v.base);
         }
     }
     for (size_t i = 0; i < st->idem_n; i++) {
         const struct idem *e = ts__store_idem_at(st, i);
-        threadsync__state__idempotency_entry__init(&iv[i]);
-        iv[i].key_digest.data = (uint8_t *)e->key_digest;
-        iv[i].key_digest.len = TS__STORE_DIGEST_LEN;
+        Threadsync__State__IdempotencyEntry v = THREADSYNC__STATE__IDEMPOTENCY_ENTRY__INIT;
+        v.key_digest.data = (uint8_t *)e->key_digest;
+        v.key_digest.len = TS__STORE_DIGEST_LEN;
         /* Not ts__store_find_comment: a forked child has no comment_by_id. */
         const struct thread *t = st->threads[e->thread_ix];
         const struct comment *c = t->comments[ts__store_comment_slot(t, e->comment_id)];
-        iv[i].seq = e->comment_id;
-        iv[i].thread_id = t->id;
-        iv[i].comment_id = e->comment_id;
-        iv[i].status = (Threadsync__Status)e->comment_status;
-        iv[i].time_ms = c->created_at;
+        v.seq = e->comment_id;
+        v.thread_id = t->id;
+        v.comment_id = e->comment_id;
+        v.status = (Threadsync__Status)e->comment_status;
+        v.time_ms = c->created_at;
         if (e->has_hash) {
-            iv[i].edit_key_hash.data = (uint8_t *)e->edit_hash;
-            iv[i].edit_key_hash.len = TS_STORE_HASH_LEN;
+            v.edit_key_hash.data = (uint8_t *)e->edit_hash;
+            v.edit_key_hash.len = TS_STORE_HASH_LEN;
         }
         if (e->has_content) {
-            iv[i].content_digest.data = (uint8_t *)e->content_digest;
-            iv[i].content_digest.len = TS__STORE_DIGEST_LEN;
+            v.content_digest.data = (uint8_t *)e->content_digest;
+            v.content_digest.len = TS__STORE_DIGEST_LEN;
         }
-        iv[i].derived = e->derived;
+        v.derived = e->derived;
+        snapw_record(&w, 4, &v.base);
     }
+
+    part = (Threadsync__State__StoreSnapshot)THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
+    Threadsync__State__EventSeq seq = THREADSYNC__STATE__EVENT_SEQ__INIT;
+    seq.value = st->seq;
+    part.seq = &seq;
+    part.format = TS__STORE_SNAPSHOT_FORMAT;
+    /* Format 3 only once an Import ran: other states stay readable by the
+     * releases before it. Format 4 only once the trail holds a record,
+     * likewise. */
+    if (st->pos != st->last_index || st->n_imports)
+        part.format = TS__STORE_SNAPSHOT_FORMAT_IMPORT;
+    if (st->audit_n)
+        part.format = TS__STORE_SNAPSHOT_FORMAT_AUDIT;
+    snapw_fields(&w, &part.base);
+
+    for (size_t i = 0; i < st->n_tokens; i++) {
+        const struct token *k = &st->tokens[i];
+        Threadsync__State__TokenEntry v = THREADSYNC__STATE__TOKEN_ENTRY__INIT;
+        v.name = (char *)k->name;
+        v.role = (Threadsync__Role)k->role;
+        if (k->has_hash) {
+            v.token_hash.data = (uint8_t *)k->hash;
+            v.token_hash.len = TS_STORE_HASH_LEN;
+        }
+        v.created_at_ms = k->created_at;
+        v.created_by = (char *)k->created_by;
+        v.revoked = k->revoked;
+        v.revoked_at_ms = k->revoked_at;
+        v.gateway = k->gateway;
+        snapw_record(&w, 30, &v.base);
+    }
+    for (size_t i = 0; i < st->n_bans; i++) {
+        Threadsync__State__BanEntry v = THREADSYNC__STATE__BAN_ENTRY__INIT;
+        v.author = st->bans[i].author;
+        v.until_ms = st->bans[i].until;
+        v.banned_by = st->bans[i].by;
+        snapw_record(&w, 31, &v.base);
+    }
+
+    part = (Threadsync__State__StoreSnapshot)THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
+    Threadsync__State__EventSeq position = THREADSYNC__STATE__EVENT_SEQ__INIT;
     if (st->has_edit_secret) {
-        snap.edit_secret.data = (uint8_t *)st->edit_secret;
-        snap.edit_secret.len = TS_STORE_HASH_LEN;
+        part.edit_secret.data = (uint8_t *)st->edit_secret;
+        part.edit_secret.len = TS_STORE_HASH_LEN;
     }
-    snap.n_threads = st->n_threads;
-    snap.threads = (Threadsync__Thread **)ts_msglist_ptrs(&tl);
-    snap.n_comments = nc;
-    snap.comments = (Threadsync__Comment **)ts_msglist_ptrs(&cl);
-    snap.n_idempotency = st->idem_n;
-    snap.idempotency = (Threadsync__State__IdempotencyEntry **)ts_msglist_ptrs(&il);
-    snap.n_tokens = st->n_tokens;
-    snap.tokens = (Threadsync__State__TokenEntry **)ts_msglist_ptrs(&kl);
-    snap.n_bans = st->n_bans;
-    snap.bans = (Threadsync__State__BanEntry **)ts_msglist_ptrs(&bl);
-    snap.n_imported = st->n_imports;
-    snap.imported = (Threadsync__State__ImportRef **)ts_msglist_ptrs(&ml);
-    snap.n_audit = st->audit_n;
-    snap.audit = (Threadsync__AuditEntry **)ts_msglist_ptrs(&al);
-    if (!snap.threads || !snap.comments || !snap.idempotency || !snap.tokens || !snap.bans ||
-        !snap.imported || !snap.audit)
-        goto out;
-    size_t n = threadsync__state__store_snapshot__get_packed_size(&snap);
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf)
-        goto out;
-    *len = threadsync__state__store_snapshot__pack(&snap, buf);
-    *out = buf;
-    rc = TS_OK;
-out:
-    ts_msglist_free(&tl);
-    ts_msglist_free(&cl);
-    ts_msglist_free(&il);
-    ts_msglist_free(&kl);
-    ts_msglist_free(&bl);
-    ts_msglist_free(&ml);
-    ts_msglist_free(&al);
+    if (st->pos != st->last_index || st->n_imports || st->audit_n) {
+        position.value = st->pos;
+        part.position = &position;
+    }
+    snapw_fields(&w, &part.base);
+
+    /* In the map's slot order: the same state gives the same set, and
+     * restore does not depend on the order. */
+    for (size_t i = 0; i < st->import_by_digest.cap; i++) {
+        const struct import_ref *r = st->import_by_digest.slots[i];
+        if (!r)
+            continue;
+        Threadsync__State__ImportRef v = THREADSYNC__STATE__IMPORT_REF__INIT;
+        v.digest.data = (uint8_t *)r->digest;
+        v.digest.len = TS__STORE_DIGEST_LEN;
+        v.comment_id = r->comment_id;
+        snapw_record(&w, 34, &v.base);
+    }
+    for (size_t i = 0; i < st->audit_n; i++) {
+        Threadsync__AuditEntry v;
+        ts__store_audit_view(st, ts__store_audit_at(st, i), &v);
+        v.thread_key = (char *)protobuf_c_empty_string; /* the thread says it */
+        snapw_record(&w, 35, &v.base);
+    }
+    int rc = snapw_flush(&w);
+    free(w.buf);
     return rc;
+}
+
+int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
+{
+    struct ts_buf b = TS_BUF_INIT;
+    int rc = ts_store_snapshot_write(s, ts_buf_sink, &b);
+    if (rc != TS_OK) {
+        ts_buf_free(&b);
+        return rc == TS_E_IO ? TS_E_NOMEM : rc; /* the buffer's sink fails for memory only */
+    }
+    return ts_buf_finish(&b, (char **)out, len);
 }
 
 /* ---- restore: one record at a time ----

@@ -201,7 +201,7 @@ START_TEST(test_snapshot_keeps_positions_and_sources)
     ts_storefx_apply(&f, 10, &m.cmd);
     uint8_t *snap;
     size_t len;
-    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    ts_storefx_snapshot(&f, &snap, &len);
     ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
     free(snap);
     char d1[65], d2[65];
@@ -313,7 +313,7 @@ START_TEST(test_import_digest_is_documented_sha256)
     ts_storefx_apply(&f, 10, &m.cmd);
     uint8_t *snap;
     size_t len;
-    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    ts_storefx_snapshot(&f, &snap, &len);
     Threadsync__State__StoreSnapshot *sn =
         threadsync__state__store_snapshot__unpack(NULL, len, snap);
     free(snap);

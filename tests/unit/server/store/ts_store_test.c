@@ -357,6 +357,59 @@ START_TEST(test_locked_thread)
 }
 END_TEST
 
+/* Posts n comments at entries 1..n over `threads` threads, each a body of
+ * body_len bytes that starts with its key. */
+static void fill(struct ts_storefx *f, uint64_t n, size_t body_len, unsigned threads)
+{
+    char key[32], thread[32], *body = malloc(body_len + 1);
+    ck_assert_ptr_nonnull(body);
+    memset(body, 'b', body_len);
+    body[body_len] = '\0';
+    for (uint64_t i = 1; i <= n; i++) {
+        snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
+        snprintf(thread, sizeof(thread), "t/%llu", (unsigned long long)(i % threads));
+        memcpy(body, key, strlen(key));
+        ck_assert_int_eq(post(f, i, (int64_t)i, key, thread, 0, body).status, TS_OK);
+    }
+    free(body);
+}
+
+static int refuse_second(void *arg, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    return ++*(int *)arg == 2;
+}
+
+/* A state larger than the writer's buffer goes out in several pieces,
+ * the same bytes as one buffer (ts_storefx_snapshot checks them), and
+ * restores; a sink that refuses a piece stops it with TS_E_IO. */
+START_TEST(test_snapshot_streamed)
+{
+    struct ts_storefx f, g;
+    ts_storefx_init(&f);
+    ts_storefx_init(&g);
+    fill(&f, 3000, 255, 5);
+    uint8_t *snap;
+    size_t len;
+    ck_assert_uint_ge(ts_storefx_snapshot(&f, &snap, &len), 3);
+    ck_assert_uint_gt(len, (size_t)3000 * 255);
+    ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
+    char d1[65], d2[65];
+    ts_store_digest(f.s, d1);
+    ts_store_digest(g.s, d2);
+    ck_assert_str_eq(d1, d2);
+    int calls = 0;
+    ck_assert_int_eq(ts_store_snapshot_write(f.s, refuse_second, &calls), TS_E_IO);
+    ck_assert_int_eq(calls, 2); /* nothing offered after the refusal */
+    ts_store_digest(f.s, d2);
+    ck_assert_str_eq(d1, d2);
+    free(snap);
+    ts_storefx_free(&f);
+    ts_storefx_free(&g);
+}
+END_TEST
+
 START_TEST(test_snapshot_restore_digest)
 {
     struct ts_storefx f, g;
@@ -372,7 +425,7 @@ START_TEST(test_snapshot_restore_digest)
     }
     uint8_t *snap;
     size_t len;
-    ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
+    ts_storefx_snapshot(&f, &snap, &len);
     ck_assert_int_eq(ts_store_restore(g.s, snap, len), TS_OK);
     char d1[65], d2[65];
     ts_store_digest(f.s, d1);
@@ -471,15 +524,7 @@ START_TEST(test_restore_discard_releases_image)
     ts_storefx_init(&f);
     ts_storefx_init(&g);
     ts_storefx_init(&h);
-    char key[32], thread[32], body[400];
-    memset(body, 'b', sizeof(body) - 1);
-    body[sizeof(body) - 1] = '\0';
-    for (uint64_t i = 1; i <= 20000; i++) { /* about 9 MB of snapshot */
-        snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
-        snprintf(thread, sizeof(thread), "t/%llu", (unsigned long long)(i % 13));
-        memcpy(body, key, strlen(key));
-        ck_assert_int_eq(post(&f, i, (int64_t)i, key, thread, 0, body).status, TS_OK);
-    }
+    fill(&f, 20000, 399, 13); /* about 9 MB of snapshot */
     uint8_t *snap;
     size_t len;
     ck_assert_int_eq(ts_store_snapshot(f.s, &snap, &len), TS_OK);
@@ -2295,6 +2340,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_public_vs_full_event);
     tcase_add_test(tc, test_locked_thread);
     tcase_add_test(tc, test_snapshot_restore_digest);
+    tcase_add_test(tc, test_snapshot_streamed);
     tcase_add_test(tc, test_snapshot_in_forked_child);
     tcase_add_test(tc, test_restore_discard_releases_image);
     tcase_add_test(tc, test_restore_peak_heap);
