@@ -5,8 +5,11 @@
 # the node's latency trace (THREADSYNC_LATENCY_TRACE) and its snapshot log
 # lines (--log-level info), to see where the ack p99 comes from
 # (bench/README.md, "Where the snapshot p99 comes from" and "The 30 ms
-# segment switch"). Prints ts_loadgen's JSON figures, the node's minor page
-# faults per post, and from the trace: snapshots taken, the share of the
+# segment switch", "The snapshot child's memory"). Prints ts_loadgen's JSON
+# figures, the node's minor page faults per post, the CPU per post of the
+# node and of its snapshot children (reaped ones: utime + stime from
+# /proc/PID/stat), the children's largest private memory (Private_* of
+# smaps_rollup, sampled every 50 ms), and from the trace: snapshots taken, the share of the
 # run inside a snapshot (fork to image written), the p99 of commit and
 # apply (the generator's stamp to "applied") over the run, for posts sent
 # inside and outside snapshots, and the posts over 20 ms. DIR (default
@@ -35,17 +38,36 @@ bench_node_start "$S" info "$@"
 PID=$NODE_PID
 # The log's times are wall-clock, the trace's CLOCK_MONOTONIC.
 OFFSET=$(python3 -c 'import time; print(time.time() - time.monotonic())')
-f0=$(awk '{print $10}' /proc/$PID/stat)
+# Fields 10, 14-15 and 16-17 of /proc/PID/stat: minor faults, the node's
+# CPU and its reaped children's, in clock ticks.
+node_stat() { awk '{print $10, $14 + $15, $16 + $17}' /proc/$PID/stat; }
+child_mem() {
+    local max=0 v c
+    while kill -0 $PID 2>/dev/null; do
+        for c in $(pgrep -P $PID); do
+            v=$(awk '/^Private_/ {s += $2} END {print s + 0}' /proc/$c/smaps_rollup 2>/dev/null || echo 0)
+            [ "${v:-0}" -gt "$max" ] && max=$v
+        done
+        echo "$max" >"$S/child_kb"
+        sleep 0.05
+    done
+}
+child_mem &
+read -r f0 c0 k0 <<<"$(node_stat)"
 "$BUILD/bench/ts_loadgen" --addr "$(head -1 "$S/addr")" --ca "$S/data/ca.pem" --server-pid $PID \
     --reader-token "@$S/reader.token" --poster-token "@$S/poster.token" --scenario ingest \
     --posters 10 --window 16 --duration "$DUR" --timeout 120 >"$S/run.txt"
-f1=$(awk '{print $10}' /proc/$PID/stat)
+read -r f1 c1 k1 <<<"$(node_stat)"
 kill -INT $PID
 wait $PID || true
 trap - EXIT
 acked=$(grep -o '"acked":[0-9]*' "$S/run.txt" | cut -d: -f2)
 echo "$(grep -o '"acked_per_s":[0-9.]*\|"ack_p50_ms":[0-9.]*\|"ack_p99_ms":[0-9.]*' "$S/run.txt" |
     tr '\n' ' ')minor_faults_per_post=$(echo "scale=3; ($f1 - $f0) / $acked" | bc)"
+tick_us=$((1000000 / $(getconf CLK_TCK)))
+echo "cpu_us_per_post node=$(echo "scale=2; ($c1 - $c0) * $tick_us / $acked" | bc)" \
+    "snapshot_children=$(echo "scale=2; ($k1 - $k0) * $tick_us / $acked" | bc)" \
+    "child_private_max_kb=$(cat "$S/child_kb" 2>/dev/null || echo 0)"
 python3 - "$S/trace.txt" "$S/server.log" "$OFFSET" <<'PY'
 import datetime, re, sys
 trace, log, offset = sys.argv[1], sys.argv[2], float(sys.argv[3])

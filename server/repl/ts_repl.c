@@ -52,19 +52,14 @@
  * while a snapshot is being taken, so the state is captured by fork(), as
  * Redis does: fsm_snapshot (on the loop) forks, and the child, a
  * copy-on-write image of the state at the snapshot's index, serialises it
- * with fsm->snapshot a record at a time, each piece compressed as it comes
- * (one LZ4 frame, struct repl_snap_stream) and written to a pipe, then a
- * trailer saying how much it sent (SNAP_TRAILER), then _exits: the child's
- * own memory is a few buffers, not the image (issue 17: it was the whole
- * image, its packed copy and a protobuf struct per record, about twice the
- * image, fresh pages the kernel zeroed for every snapshot).
- * fsm_snapshot_async (libuv's thread pool, through raft_uv's async_work)
- * reads the image to the child's end of file, checks it against the
- * trailer, reaps the child and builds raft's buffers;
+ * with fsm->snapshot (a record at a time into one buffer: snap_image),
+ * packs the bytes (LZ4, ts__repl_snap_pack) and writes
+ * [u64 LE length][packed bytes] to a pipe, then _exits. fsm_snapshot_async (libuv's thread pool,
+ * through raft_uv's async_work) reads the image, reaps the child and builds raft's buffers;
  * fsm_snapshot_finalize (on the loop) is the only part that touches r's
  * pacing and counters. The loop's pause is the fork (it copies the page
  * tables: 8 bytes per 4 KiB page), not the serialisation. The child:
- *   - calls nothing but fsm->snapshot and the LZ4 stream (malloc, memcpy:
+ *   - calls nothing but fsm->snapshot and the LZ4 packing (malloc, memcpy:
  *     glibc's malloc is consistent in the child of a threaded process),
  *     write and _exit; no
  *     logging, no libuv, no OpenSSL, no atexit handlers. Its signal
@@ -155,14 +150,6 @@
 #define SNAP_LOG_SHARE_DIV 8
 
 #define REPL_FRAME_HDR 4
-
-/* The snapshot child's pipe: the image as it is made (struct
- * repl_snap_stream), then a trailer [u64 LE raw length][u64 LE bytes sent
- * before the trailer][u64 LE SNAP_PIPE_END]. The reader takes it in
- * pieces of SNAP_READ_CHUNK. */
-#define SNAP_TRAILER 24
-#define SNAP_PIPE_END 0x444e455050414e53ULL /* bytes "SNAPPEND" */
-#define SNAP_READ_CHUNK (1u << 20)
 
 int ts__repl_err(int rv)
 {
@@ -330,13 +317,36 @@ struct repl_snap {
     uint8_t *data;   /* the image (malloc'd, packed): raft's second buffer */
     size_t len;
     size_t raw_len; /* the fsm bytes before packing: what paces snapshots */
-    size_t expect;  /* the last image's length, 0 none: what the reader allocates first */
 };
 
 int ts__repl_snap_fault;
 int ts__repl_snap_legacy;
 
-/* The child. Async-signal-safe calls only, plus fsm->snapshot (malloc is
+/* The image raft stores: the state machine's bytes, which fsm->snapshot
+ * hands over a record at a time into one growing buffer, packed (LZ4,
+ * ts__repl_snap_pack) unless ts__repl_snap_legacy. *out is malloc'd, *len
+ * its bytes. Only malloc, free and liblz4 besides fsm->snapshot: the
+ * snapshot child's work, and the loop's when fork fails. Compressing in
+ * pieces as the records come, so the child would never hold the raw
+ * image, was tried and not kept: it made the node itself slower while a
+ * child ran (bench/README.md, "Snapshots off the loop"). */
+static int snap_image(struct ts_repl *r, uint8_t **out, size_t *len)
+{
+    struct ts_buf b = TS_BUF_INIT;
+    int rc = r->fsm.snapshot(r->fsm.arg, ts_buf_sink, &b);
+    if (rc == 0)
+        rc = ts_buf_finish(&b, (char **)out, len);
+    ts_buf_free(&b);
+    if (rc != 0 || ts__repl_snap_legacy)
+        return rc;
+    uint8_t *packed = NULL;
+    rc = ts__repl_snap_pack(*out, *len, &packed, len) != 0 ? TS_E_NOMEM : TS_OK;
+    free(*out);
+    *out = packed;
+    return rc;
+}
+
+/* The child. Async-signal-safe calls only, plus snap_image (malloc is
  * usable: glibc's fork holds its arena locks across the fork). */
 static _Noreturn void snap_child(struct ts_repl *r, int wfd, pid_t parent, const sigset_t *mask)
 {
@@ -356,19 +366,34 @@ static _Noreturn void snap_child(struct ts_repl *r, int wfd, pid_t parent, const
     close_range((unsigned)wfd + 1, ~0U, 0);
     /* The loop and the I/O threads first: a snapshot may take longer. */
     setpriority(PRIO_PROCESS, 0, SNAP_CHILD_NICE);
-    struct repl_snap_stream st;
-    if (ts__repl_snap_stream_begin(&st, wfd, !ts__repl_snap_legacy) != 0)
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (snap_image(r, &data, &len) != 0)
         _exit(1);
-    int ok = r->fsm.snapshot(r->fsm.arg, ts__repl_snap_stream_put, &st) == 0;
-    if (ts__repl_snap_stream_end(&st, ok) != 0)
-        _exit(1);
-    uint8_t tr[SNAP_TRAILER];
-    ts_store_le64(tr, st.raw);
-    ts_store_le64(tr + 8, ts__repl_snap_fault == TS__REPL_SNAP_FAULT_SHORT ? st.sent * 2 : st.sent);
-    ts_store_le64(tr + 16, SNAP_PIPE_END);
-    if (ts_file_write_full(wfd, tr, sizeof(tr)) != 0)
+    uint8_t hdr[8];
+    ts_store_le64(hdr, len);
+    if (ts__repl_snap_fault == TS__REPL_SNAP_FAULT_SHORT)
+        len /= 2;
+    if (ts_file_write_full(wfd, hdr, sizeof(hdr)) != 0 || ts_file_write_full(wfd, data, len) != 0)
         _exit(1);
     _exit(0);
+}
+
+/* Reads up to n bytes; fewer only at end of file. -1 with errno. */
+static ssize_t read_full(int fd, uint8_t *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, p + got, n - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0)
+            return -1;
+        if (k == 0)
+            break;
+        got += (size_t)k;
+    }
+    return (ssize_t)got;
 }
 
 /* Kills the child unless it was reaped already (then its pid may be
@@ -398,78 +423,37 @@ static void snap_reap(struct repl_snap *s)
     uv_mutex_unlock(&s->lock);
 }
 
-/* The image's bytes as the child sent them, up to its end of file. */
-static void snap_read_all(struct repl_snap *s, struct ts_buf *b, int *early)
-{
-    /* One allocation of the expected size (an eighth more than the last
-     * image, which is what the state grew by at most since): growing the
-     * buffer as the bytes come moves it, and the moved pages were faulted
-     * in again 4 KiB at a time rather than as huge pages. */
-    size_t want = s->expect + s->expect / 8 + SNAP_READ_CHUNK;
-    for (;;) {
-        char *p = ts_buf_space(b, want);
-        if (!p) {
-            s->why = "no memory for the image";
-            *early = 1;
-            return;
-        }
-        ssize_t k = read(s->fd, p, want);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            s->err = errno;
-            s->why = "pipe read failed";
-            *early = 1;
-            return;
-        }
-        if (k == 0)
-            return;
-        ts_buf_commit(b, (size_t)k);
-        want = b->cap - b->len - 1 >= SNAP_READ_CHUNK / 16 ? b->cap - b->len - 1 : SNAP_READ_CHUNK;
-    }
-}
-
-/* The image in b checked against the child's trailer, which says how
- * many bytes it sent before it; a packed image gets its raw length. */
-static void snap_take(struct repl_snap *s, struct ts_buf *b)
-{
-    if (b->len < SNAP_TRAILER || ts_load_le64((uint8_t *)b->p + b->len - 8) != SNAP_PIPE_END) {
-        s->why = b->len ? "image shorter than declared" : "no image";
-        return;
-    }
-    size_t len = b->len - SNAP_TRAILER;
-    const uint8_t *tr = (uint8_t *)b->p + len;
-    uint64_t raw = ts_load_le64(tr), sent = ts_load_le64(tr + 8);
-    if (sent != len) {
-        s->why = sent > len ? "image shorter than declared" : "image longer than declared";
-        return;
-    }
-    if (!ts__repl_snap_legacy) {
-        if (len < 8) {
-            s->why = "no image";
-            return;
-        }
-        ts_store_le64((uint8_t *)b->p, raw);
-    }
-    char *p;
-    if (ts_buf_finish(b, &p, NULL) != TS_OK) {
-        s->why = "no memory for the image";
-        return;
-    }
-    s->data = (uint8_t *)p;
-    s->len = len;
-}
-
 /* The thread pool's part of a forked snapshot: the image from the pipe,
- * all of it and as much as its trailer says, from a child that exited 0. */
+ * all of it and no more than declared, from a child that exited 0. */
 static void snap_collect(struct repl_snap *s)
 {
     int early = 0; /* stopped reading before the child's end of file */
-    struct ts_buf b = TS_BUF_INIT;
-    snap_read_all(s, &b, &early);
-    if (!s->why)
-        snap_take(s, &b);
-    ts_buf_free(&b);
+    uint8_t hdr[8];
+    ssize_t k = read_full(s->fd, hdr, sizeof(hdr));
+    if (k == (ssize_t)sizeof(hdr)) {
+        uint64_t len = ts_load_le64(hdr);
+        s->data = len < SIZE_MAX / 2 ? malloc(len ? (size_t)len : 1) : NULL;
+        if (!s->data) {
+            s->why = "no memory for the image";
+            early = 1;
+        } else {
+            s->len = (size_t)len;
+            uint8_t extra;
+            if ((k = read_full(s->fd, s->data, s->len)) >= 0 && (size_t)k < s->len) {
+                s->why = "image shorter than declared";
+            } else if (k >= 0 && (k = read_full(s->fd, &extra, 1)) > 0) {
+                s->why = "image longer than declared";
+                early = 1;
+            }
+        }
+    } else if (k >= 0) {
+        s->why = "no image";
+    }
+    if (k < 0) {
+        s->err = errno;
+        s->why = "pipe read failed";
+        early = 1;
+    }
     close(s->fd);
     s->fd = -1;
     if (early)
@@ -510,7 +494,6 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
     s->t0 = uv_hrtime();
     s->entry_bytes = r->entry_bytes;
     s->entry_count = r->entry_count;
-    s->expect = r->snapshot_stored;
     s->fd = -1;
     int p[2];
     int err = 0;
@@ -542,18 +525,7 @@ static int fsm_snapshot(struct raft_fsm *rfsm, struct raft_buffer *bufs[], unsig
         TS_WARN("event=repl_snapshot_fork_failed dir=%s index=%llu err=%s msg=\"serialising "
                 "on the loop\"",
                 r->dir, (unsigned long long)s->index, strerror(err));
-        struct ts_buf b = TS_BUF_INIT;
-        int rc = r->fsm.snapshot(r->fsm.arg, ts_buf_sink, &b);
-        if (rc == 0)
-            rc = ts_buf_finish(&b, (char **)&s->data, &s->len);
-        ts_buf_free(&b);
-        if (rc == 0 && !ts__repl_snap_legacy) {
-            uint8_t *packed = NULL;
-            if (ts__repl_snap_pack(s->data, s->len, &packed, &s->len) != 0)
-                rc = TS_E_NOMEM;
-            free(s->data);
-            s->data = packed;
-        }
+        int rc = snap_image(r, &s->data, &s->len);
         if (rc != 0) {
             TS_ERROR("event=repl_snapshot_failed dir=%s index=%llu err=%d", r->dir,
                      (unsigned long long)s->index, rc);
@@ -641,7 +613,6 @@ static int fsm_snapshot_finalize(struct raft_fsm *rfsm, struct raft_buffer *bufs
         r->snap_backoff = 0;
         set_threshold(r);
         r->snapshots++, r->snapshot_bytes = s->raw_len;
-        r->snapshot_stored = s->len;
         r->snapshot_index = s->index;
         TS_INFO("event=repl_snapshot dir=%s index=%llu bytes=%zu stored=%zu forked=%d "
                 "loop_ms=%.1f ms=%.1f",

@@ -10,15 +10,10 @@
  * compressed copy of it at once), and a restore reads the file as it is
  * and unpacks it into a mapping of its own that goes back whole when freed.
  *
- * The child streams (ts__repl_snap_stream_*: malloc, free, write and
- * liblz4's frame compression only; no locks of the parent's threads are
- * taken there but malloc's, which fork leaves consistent): its frame cannot
- * say its content size, so the image's own raw length, which the reader
- * patches in from the child's trailer, is what unpacking holds it to. A
- * node serialising on its loop (fork failed) and a seeded data directory
- * pack in one go (ts__repl_snap_pack), and that frame says its size too.
- * Either frame checksums its content, so a damaged file is refused, not
- * decoded, and unpacking reads both.
+ * The child calls ts__repl_snap_pack: malloc, free and liblz4's one-shot
+ * frame compression only (no locks of the parent's threads are taken there
+ * but malloc's, which fork leaves consistent). The frame says its content
+ * size and checksums its content, so a damaged file is refused, not decoded.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -30,7 +25,6 @@
 
 #include "ts_endian.h"
 #include "ts_err.h"
-#include "ts_file.h"
 #include "ts_repl_int.h"
 
 /* LZ4 expands nothing past this ratio: a declared raw length beyond it is
@@ -59,88 +53,6 @@ int ts__repl_snap_pack(const uint8_t *raw, size_t len, uint8_t **out, size_t *ou
     *out = p;
     *out_len = 8 + n;
     return 0;
-}
-
-/* The streamed frame cannot say its content size (not known when its
- * header goes out); the image's own raw length, patched in by the reader
- * (ts_repl.c), is what unpacking checks. */
-static const LZ4F_preferences_t stream_prefs = {
-    .frameInfo = {.blockSizeID = LZ4F_max4MB, .contentChecksumFlag = LZ4F_contentChecksumEnabled},
-};
-
-static int stream_write(struct repl_snap_stream *st, const void *p, size_t n)
-{
-    if (ts_file_write_full(st->fd, p, n) != 0)
-        return -1;
-    st->sent += n;
-    return 0;
-}
-
-/* Room in st->out for what compressing len more bytes may emit. */
-static int stream_room(struct repl_snap_stream *st, size_t len)
-{
-    size_t need = LZ4F_compressBound(len, &stream_prefs);
-    if (need <= st->out_cap)
-        return 0;
-    uint8_t *o = realloc(st->out, need);
-    if (!o)
-        return -1;
-    st->out = o;
-    st->out_cap = need;
-    return 0;
-}
-
-int ts__repl_snap_stream_begin(struct repl_snap_stream *st, int fd, int packed)
-{
-    memset(st, 0, sizeof(*st));
-    st->fd = fd;
-    st->packed = packed;
-    if (!packed)
-        return 0;
-    LZ4F_cctx *c;
-    if (LZ4F_isError(LZ4F_createCompressionContext(&c, LZ4F_VERSION)))
-        return -1;
-    st->cctx = c;
-    static const uint8_t zero[8];
-    size_t n;
-    if (stream_room(st, 0) != 0 || stream_write(st, zero, sizeof(zero)) != 0 ||
-        LZ4F_isError(n = LZ4F_compressBegin(c, st->out, st->out_cap, &stream_prefs)) ||
-        stream_write(st, st->out, n) != 0) {
-        ts__repl_snap_stream_end(st, 0);
-        return -1;
-    }
-    return 0;
-}
-
-int ts__repl_snap_stream_put(void *arg, const void *data, size_t len)
-{
-    struct repl_snap_stream *st = arg;
-    st->raw += len;
-    if (!st->packed)
-        return stream_write(st, data, len);
-    if (stream_room(st, len) != 0)
-        return -1;
-    size_t n = LZ4F_compressUpdate(st->cctx, st->out, st->out_cap, data, len, NULL);
-    if (LZ4F_isError(n))
-        return -1;
-    return n ? stream_write(st, st->out, n) : 0;
-}
-
-int ts__repl_snap_stream_end(struct repl_snap_stream *st, int ok)
-{
-    int rc = ok ? 0 : -1;
-    if (ok && st->packed) {
-        size_t n;
-        if (stream_room(st, 0) != 0 ||
-            LZ4F_isError(n = LZ4F_compressEnd(st->cctx, st->out, st->out_cap, NULL)) ||
-            stream_write(st, st->out, n) != 0)
-            rc = -1;
-    }
-    LZ4F_freeCompressionContext(st->cctx);
-    st->cctx = NULL;
-    free(st->out);
-    st->out = NULL;
-    return rc;
 }
 
 uint64_t ts__repl_snap_raw_len(const uint8_t *p, size_t n)

@@ -39,30 +39,6 @@ extern int ts__repl_snap_legacy;
  * child. -1 on failure (no memory; *out is then untouched). */
 int ts__repl_snap_pack(const uint8_t *raw, size_t len, uint8_t **out, size_t *out_len);
 
-/* An image written to fd as the state machine produces it (the snapshot
- * child's pipe): packed, [8 bytes left for the raw length][one LZ4 frame,
- * compressed a piece at a time]; else the bytes as they are (format 1).
- * Only malloc, write and liblz4: callable in the snapshot child. raw and
- * sent count the bytes given and written. */
-struct repl_snap_stream {
-    int fd;
-    int packed;
-    void *cctx; /* LZ4F_cctx */
-    uint8_t *out;
-    size_t out_cap;
-    uint64_t raw, sent;
-};
-
-/* Starts st on fd; -1 on failure (nothing to end then). */
-int ts__repl_snap_stream_begin(struct repl_snap_stream *st, int fd, int packed);
-
-/* The sink (ts_repl_sink_fn) the state machine writes arg, a stream, through: 0, or
- * -1 when compressing or writing failed. */
-int ts__repl_snap_stream_put(void *arg, const void *data, size_t len);
-
-/* Ends the frame (when ok) and frees st's buffers; -1 when ending failed. */
-int ts__repl_snap_stream_end(struct repl_snap_stream *st, int ok);
-
 /* The raw length a packed image declares (p: the packed bytes). */
 uint64_t ts__repl_snap_raw_len(const uint8_t *p, size_t n);
 
@@ -173,7 +149,6 @@ struct ts_repl {
     uint64_t applied;
     uint64_t snapshots, snapshot_bytes; /* for ts_repl_get_status */
     uint64_t snapshot_index;            /* ... and the last one's index */
-    size_t snapshot_stored;             /* ... and its image's bytes as raft stored them */
     struct repl_snap *snap;             /* from fsm_snapshot to its finalize, else NULL */
     uint64_t snap_backoff;              /* entries added to the threshold after a failure */
     unsigned min_threshold;             /* the configured snapshot threshold */
