@@ -4,17 +4,18 @@
 # --versus ingest) on a fresh one-node threadsyncd at default settings, with
 # the node's latency trace (THREADSYNC_LATENCY_TRACE) and its snapshot log
 # lines (--log-level info), to see where the ack p99 comes from
-# (bench/README.md, "Where the snapshot p99 comes from" and "The 30 ms
-# segment switch", "The snapshot child's memory"). Prints ts_loadgen's JSON
-# figures, the node's minor page faults per post, the CPU per post of the
-# node and of its snapshot children (reaped ones: utime + stime from
+# (bench/README.md, "Where the snapshot p99 comes from", "The 30 ms segment
+# switch" and "The snapshot child's memory and CPU"). Prints ts_loadgen's
+# JSON figures, the node's minor page faults per post, the CPU per post of
+# the node and of its snapshot children (reaped ones: utime + stime from
 # /proc/PID/stat), the children's largest private memory (Private_* of
-# smaps_rollup, sampled every 50 ms), and from the trace: snapshots taken, the share of the
-# run inside a snapshot (fork to image written), the p99 of commit and
-# apply (the generator's stamp to "applied") over the run, for posts sent
-# inside and outside snapshots, and the posts over 20 ms. DIR (default
-# build-bench) must hold threadsyncd and bench/ts_loadgen; the scratch
-# directory (TS_TRACE_DIR, default a new one under /tmp) is kept and named.
+# smaps_rollup, sampled every 50 ms), and from the trace: snapshots taken,
+# the share of the run inside a snapshot (fork to image written), the p99
+# of commit and apply (the generator's stamp to "applied") over the run,
+# for posts sent inside and outside snapshots, and the posts over 20 ms.
+# DIR (default build-bench) must hold threadsyncd and bench/ts_loadgen; the
+# scratch directory (TS_TRACE_DIR, default a new one under /tmp) is kept
+# and named.
 set -euo pipefail
 BUILD=build-bench DUR=15
 while [ $# -gt 0 ]; do
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     --build) BUILD=$2; shift 2 ;;
     --duration) DUR=$2; shift 2 ;;
     --) shift; break ;;
-    *) sed -n '2,15p' "$0"; exit 2 ;;
+    *) sed -n '2,18p' "$0"; exit 2 ;;
     esac
 done
 [ -x "$BUILD/threadsyncd" ] && [ -x "$BUILD/bench/ts_loadgen" ] || {
