@@ -11,6 +11,7 @@
 
 #include "ts_assert.h"
 #include "ts_endian.h"
+#include "ts_varint.h"
 #include "ts_err.h"
 #include "ts_valid.h"
 
@@ -106,17 +107,6 @@ static void chunks_free(struct frame_chunk *first)
         free(first);
         first = next;
     }
-}
-
-static size_t put_varint(uint8_t *out, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
 }
 
 /* Reads a varint from p[0..end); returns bytes read, 0 when malformed. */
@@ -244,12 +234,12 @@ int ts_frame_request_encode(int msg_case, const uint8_t *msg, size_t msg_len, ui
     if (!rid || rid->type != PROTOBUF_C_TYPE_UINT64 || rid->label == PROTOBUF_C_LABEL_REPEATED)
         return TS_E_INVALID_ARGUMENT;
     uint8_t id_field[2 * 10];
-    size_t id_len = put_varint(id_field, ((uint64_t)rid->id << 3) | 0);
-    id_len += put_varint(id_field + id_len, id);
+    size_t id_len = ts_varint_put(id_field, ((uint64_t)rid->id << 3) | 0);
+    id_len += ts_varint_put(id_field + id_len, id);
     uint8_t head[2 * 10];
     size_t inner = msg_len + id_len;
-    size_t head_len = put_varint(head, ((uint64_t)slot->id << 3) | 2);
-    head_len += put_varint(head + head_len, inner);
+    size_t head_len = ts_varint_put(head, ((uint64_t)slot->id << 3) | 2);
+    head_len += ts_varint_put(head + head_len, inner);
     size_t body = head_len + inner;
     if (body > TS_FRAME_MAX_LIMIT)
         return TS_E_TOO_LARGE;
@@ -462,7 +452,7 @@ size_t ts_frame_event_element_sized(const Threadsync__Event *ev, size_t body, ui
 {
     size_t n = 0;
     out[n++] = (1 << 3) | 2; /* Events.events, length-delimited */
-    n += put_varint(out + n, body);
+    n += ts_varint_put(out + n, body);
     n += protobuf_c_message_pack(&ev->base, out + n);
     return n;
 }
@@ -474,7 +464,7 @@ void ts_frame_events_wrap(size_t elements_len, uint64_t last_seq, int caught_up,
     size_t t = 0;
     if (last_seq) {
         tail[t++] = (2 << 3) | 0; /* Events.last_seq */
-        t += put_varint(tail + t, last_seq);
+        t += ts_varint_put(tail + t, last_seq);
     }
     if (caught_up) {
         tail[t++] = (3 << 3) | 0; /* Events.caught_up */
@@ -484,8 +474,8 @@ void ts_frame_events_wrap(size_t elements_len, uint64_t last_seq, int caught_up,
     size_t events_len = elements_len + t;
     uint8_t inner[12];
     size_t i = 0;
-    i += put_varint(inner, (THREADSYNC__FRAME__MSG_EVENTS << 3) | 2); /* Frame.events */
-    i += put_varint(inner + i, events_len);
+    i += ts_varint_put(inner, (THREADSYNC__FRAME__MSG_EVENTS << 3) | 2); /* Frame.events */
+    i += ts_varint_put(inner + i, events_len);
     size_t frame_len = i + events_len;
     ts_store_be32(head, (uint32_t)frame_len);
     memcpy(head + TS_FRAME_HEADER, inner, i);

@@ -24,6 +24,7 @@
 #include "ts_stats.h"
 #include "ts_store.h"
 #include "ts_valid.h"
+#include "ts_varint.h"
 #include "ts_view.h"
 
 #include <openssl/crypto.h>
@@ -197,22 +198,6 @@ struct ts__post_batch {
     void *closed_arg;
 };
 
-static size_t varint_len(uint64_t v)
-{
-    size_t n = 1;
-    for (; v >= 0x80; v >>= 7)
-        n++;
-    return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-    for (; v >= 0x80; v >>= 7)
-        *p++ = (uint8_t)(v | 0x80);
-    *p++ = (uint8_t)v;
-    return p;
-}
-
 /* Answers each post of a batch from the store's per-post outcome. */
 static void batch_applied(void *arg, int status, const void *result)
 {
@@ -246,9 +231,9 @@ static void flush_posts(struct ts_server *srv)
         len = b->first_len;
     } else {
         size_t body = b->len - BATCH_HEAD;
-        size_t hl = varint_len(TAG_POST_BATCH) + varint_len(body);
+        size_t hl = ts_varint_len(TAG_POST_BATCH) + ts_varint_len(body);
         uint8_t *p = b->buf + BATCH_HEAD - hl;
-        put_varint(put_varint(p, TAG_POST_BATCH), body);
+        ts_varint_put(p + ts_varint_put(p, TAG_POST_BATCH), body);
         payload = p;
         len = hl + body;
     }
@@ -297,7 +282,7 @@ static int batch_add(struct ts_session *s, const Threadsync__State__Command *cmd
     if (!b) /* the server is stopping */
         return TS_E_UNAVAILABLE;
     size_t size = threadsync__state__command__get_packed_size(cmd);
-    size_t need = 1 + varint_len(size) + size;
+    size_t need = 1 + ts_varint_len(size) + size;
     if (b->n && (b->n >= TS_STORE_POST_BATCH_MAX || b->len + need > BATCH_BYTES_MAX))
         flush_posts(s->srv);
     if (b->len + need > b->cap) {
@@ -308,7 +293,9 @@ static int batch_add(struct ts_session *s, const Threadsync__State__Command *cmd
         b->buf = nb;
         b->cap = cap;
     }
-    uint8_t *p = put_varint(put_varint(b->buf + b->len, TAG_POSTS), size);
+    uint8_t *p = b->buf + b->len;
+    p += ts_varint_put(p, TAG_POSTS);
+    p += ts_varint_put(p, size);
     if (!b->n) {
         b->first_off = (size_t)(p - b->buf);
         b->first_len = size;
