@@ -54,6 +54,7 @@ child_mem() {
     done
 }
 child_mem &
+MEM_PID=$!
 read -r f0 c0 k0 <<<"$(node_stat)"
 "$BUILD/bench/ts_loadgen" --addr "$(head -1 "$S/addr")" --ca "$S/data/ca.pem" --server-pid $PID \
     --reader-token "@$S/reader.token" --poster-token "@$S/poster.token" --scenario ingest \
@@ -61,6 +62,7 @@ read -r f0 c0 k0 <<<"$(node_stat)"
 read -r f1 c1 k1 <<<"$(node_stat)"
 kill -INT $PID
 wait $PID || true
+wait $MEM_PID # its last sample written
 trap - EXIT
 acked=$(grep -o '"acked":[0-9]*' "$S/run.txt" | cut -d: -f2)
 echo "$(grep -o '"acked_per_s":[0-9.]*\|"ack_p50_ms":[0-9.]*\|"ack_p99_ms":[0-9.]*' "$S/run.txt" |

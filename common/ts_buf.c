@@ -57,13 +57,6 @@ void ts_buf_add(struct ts_buf *b, const void *s, size_t n)
     ts_buf_commit(b, n);
 }
 
-int ts_buf_sink(void *buf, const void *data, size_t len)
-{
-    struct ts_buf *b = buf;
-    ts_buf_add(b, data, len);
-    return b->failed ? -1 : 0;
-}
-
 void ts_buf_puts(struct ts_buf *b, const char *s)
 {
     ts_buf_add(b, s, strlen(s));

@@ -29,10 +29,6 @@ struct ts_buf {
 /* Appends n bytes of s. */
 void ts_buf_add(struct ts_buf *b, const void *s, size_t n);
 
-/* ts_buf_add(buf, data, len), shaped as the sink of a streaming writer
- * (ts_store_snapshot_write): -1 once buf has failed, else 0. */
-int ts_buf_sink(void *buf, const void *data, size_t len);
-
 /* Appends the string s. */
 void ts_buf_puts(struct ts_buf *b, const char *s);
 

@@ -87,10 +87,10 @@ static int fsm_apply(void *arg, uint64_t index, const uint8_t *payload, size_t l
     return ts_store_apply(srv->store, index, payload, len, result);
 }
 
-static int fsm_snapshot(void *arg, ts_repl_sink_fn *sink, void *sink_arg)
+static int fsm_snapshot(void *arg, uint8_t **out, size_t *len)
 {
     struct ts_server *srv = arg;
-    return ts_store_snapshot_write(srv->store, sink, sink_arg);
+    return ts_store_snapshot(srv->store, out, len);
 }
 
 static int fsm_restore(void *arg, uint64_t index, uint8_t *buf, size_t len)

@@ -52,8 +52,8 @@
  * while a snapshot is being taken, so the state is captured by fork(), as
  * Redis does: fsm_snapshot (on the loop) forks, and the child, a
  * copy-on-write image of the state at the snapshot's index, serialises it
- * with fsm->snapshot (a record at a time into one buffer: snap_image),
- * packs the bytes (LZ4, ts__repl_snap_pack) and writes
+ * with fsm->snapshot, packs the bytes (LZ4, ts__repl_snap_pack; both in
+ * snap_image) and writes
  * [u64 LE length][packed bytes] to a pipe, then _exits. fsm_snapshot_async (libuv's thread pool,
  * through raft_uv's async_work) reads the image, reaps the child and builds raft's buffers;
  * fsm_snapshot_finalize (on the loop) is the only part that touches r's
@@ -118,7 +118,6 @@
 #include <raft/uv.h>
 
 #include "ts_assert.h"
-#include "ts_buf.h"
 #include "ts_endian.h"
 #include "ts_err.h"
 #include "ts_file.h"
@@ -322,21 +321,16 @@ struct repl_snap {
 int ts__repl_snap_fault;
 int ts__repl_snap_legacy;
 
-/* The image raft stores: the state machine's bytes, which fsm->snapshot
- * hands over a record at a time into one growing buffer, packed (LZ4,
- * ts__repl_snap_pack) unless ts__repl_snap_legacy. *out is malloc'd, *len
- * its bytes. Only malloc, free and liblz4 besides fsm->snapshot: the
+/* The image raft stores: the state machine's bytes (fsm->snapshot), packed
+ * (LZ4, ts__repl_snap_pack) unless ts__repl_snap_legacy. *out is malloc'd,
+ * *len its bytes. Only malloc, free and liblz4 besides fsm->snapshot: the
  * snapshot child's work, and the loop's when fork fails. Compressing in
- * pieces as the records come, so the child would never hold the raw
+ * pieces as the records come, so that the child would never hold the raw
  * image, was tried and not kept: it made the node itself slower while a
- * child ran (bench/README.md, "Snapshots off the loop"). */
+ * child ran (bench/README.md, "The snapshot child's memory and CPU"). */
 static int snap_image(struct ts_repl *r, uint8_t **out, size_t *len)
 {
-    struct ts_buf b = TS_BUF_INIT;
-    int rc = r->fsm.snapshot(r->fsm.arg, ts_buf_sink, &b);
-    if (rc == 0)
-        rc = ts_buf_finish(&b, (char **)out, len);
-    ts_buf_free(&b);
+    int rc = r->fsm.snapshot(r->fsm.arg, out, len);
     if (rc != 0 || ts__repl_snap_legacy)
         return rc;
     uint8_t *packed = NULL;

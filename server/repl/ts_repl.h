@@ -68,20 +68,16 @@ struct ts_repl;
  * into a buffer of result_size bytes that ts_repl hands to the proposer's
  * callback. A non-zero return from apply or restore is fatal to the node
  * (out of memory, corrupt snapshot): raft stops.
- * snapshot hands the state machine's image to sink in order, in pieces
- * (sink copies them; a nonzero return from sink is returned as it is).
- * It runs in a forked child of the process (ts_repl.c), on a
+ * snapshot runs in a forked child of the process (ts_repl.c), on a
  * copy-on-write image of arg taken at the snapshot's index, while the
  * parent goes on applying: it may read arg and malloc, nothing else (no
  * logging, no locks other threads may hold, no file descriptor but its
  * own: the child has closed the others). Its failure there only fails that
  * snapshot. Only when fork() fails does it run in the process, on the
  * loop, and a failure is fatal as above. */
-typedef int ts_repl_sink_fn(void *sink_arg, const void *data, size_t len);
-
 struct ts_repl_fsm {
     int (*apply)(void *arg, uint64_t index, const uint8_t *payload, size_t len, void *result);
-    int (*snapshot)(void *arg, ts_repl_sink_fn *sink, void *sink_arg);
+    int (*snapshot)(void *arg, uint8_t **out, size_t *len); /* *out: malloc'd, ts_repl frees */
     /* buf is restore's to overwrite or release pages of (madvise) until it
      * returns; ts_repl frees it after. */
     int (*restore)(void *arg, uint64_t index, uint8_t *buf, size_t len);

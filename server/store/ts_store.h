@@ -216,16 +216,6 @@ int ts_store_comment(const struct ts_store *s, uint64_t id, Threadsync__Comment 
  * malloc (no logging, no locks, no file descriptors). */
 int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len);
 
-/* Receives a snapshot's bytes in order, a piece at a time (data is valid
- * during the call only); nonzero stops the snapshot. */
-typedef int ts_store_sink_fn(void *arg, const void *data, size_t len);
-
-/* The same bytes as ts_store_snapshot, handed to sink in pieces of about
- * 256 KiB, one record at a time: memory beyond s is that buffer, whatever
- * the state's size. TS_E_IO when sink refused a piece, TS_E_NOMEM. Same
- * rules as ts_store_snapshot in a forked child (sink's own calls included). */
-int ts_store_snapshot_write(const struct ts_store *s, ts_store_sink_fn *sink, void *arg);
-
 /* Replaces the whole state with a snapshot's. The evlog is not touched:
  * events before a restore are the caller's business. */
 int ts_store_restore(struct ts_store *s, const uint8_t *buf, size_t len);

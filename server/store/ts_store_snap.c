@@ -17,6 +17,7 @@
 #include "ts_hex.h"
 #include "ts_pbarena.h"
 #include "ts_valid.h"
+#include "ts_varint.h"
 
 #include <openssl/evp.h>
 #include <stdint.h>
@@ -26,105 +27,56 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* ---- writing a snapshot ---- */
-
-/* The records go out one at a time through a buffer of this size, so a
- * snapshot's own memory is this buffer (and a record larger than it), not
- * a copy of the state: the snapshot child used to build a protobuf struct
- * per record and the whole packed image before compressing it, hundreds of
- * MB of fresh pages the kernel zeroed for every snapshot (issue 17). */
-#define SNAPW_CHUNK ((size_t)256 * 1024)
-
-struct snapw {
-    uint8_t *buf;
-    size_t n, cap;
-    ts_store_sink_fn *sink;
-    void *arg;
-    int rc;
-};
-
-static int snapw_flush(struct snapw *w)
-{
-    if (w->rc == TS_OK && w->n && w->sink(w->arg, w->buf, w->n) != 0)
-        w->rc = TS_E_IO;
-    w->n = 0;
-    return w->rc;
-}
-
-/* Room for need more bytes at w->buf + w->n, or NULL (w->rc says why). */
-static uint8_t *snapw_room(struct snapw *w, size_t need)
-{
-    if (w->n + need > w->cap && snapw_flush(w) != TS_OK)
-        return NULL;
-    if (need > w->cap) {
-        uint8_t *b = realloc(w->buf, need);
-        if (!b) {
-            w->rc = TS_E_NOMEM;
-            return NULL;
-        }
-        w->buf = b;
-        w->cap = need;
-    }
-    return w->buf + w->n;
-}
-
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t i = 0;
-    for (; v >= 0x80; v >>= 7)
-        p[i++] = (uint8_t)(v | 0x80);
-    p[i++] = (uint8_t)v;
-    return i;
-}
+/* ---- writing a snapshot ----
+ *
+ * Each record is packed straight into the output buffer from a view on the
+ * stack: a snapshot's memory is its bytes, not a protobuf struct per record
+ * besides (issue 17: in the snapshot child those were fresh pages the
+ * kernel zeroed for every snapshot). */
 
 /* m packed as it is (a part of the top-level message's fields). */
-static void snapw_fields(struct snapw *w, const ProtobufCMessage *m)
+static void put_fields(struct ts_buf *b, const ProtobufCMessage *m)
 {
-    size_t size = protobuf_c_message_get_packed_size(m);
-    uint8_t *p = snapw_room(w, size);
+    uint8_t *p = (uint8_t *)ts_buf_space(b, protobuf_c_message_get_packed_size(m));
     if (p)
-        w->n += protobuf_c_message_pack(m, p);
+        ts_buf_commit(b, protobuf_c_message_pack(m, p));
 }
 
 /* m as one element of the top level's repeated field `field`: the bytes
  * protobuf-c's pack of the whole message gives it. */
-static void snapw_record(struct snapw *w, unsigned field, const ProtobufCMessage *m)
+static void put_record(struct ts_buf *b, unsigned field, const ProtobufCMessage *m)
 {
-    if (w->rc != TS_OK)
-        return;
     size_t size = protobuf_c_message_get_packed_size(m);
-    uint8_t *p = snapw_room(w, 20 + size);
+    uint8_t *p = (uint8_t *)ts_buf_space(b, 2 * TS_VARINT_MAX + size);
     if (!p)
         return;
-    size_t k = put_varint(p, (uint64_t)field << 3 | 2); /* length-delimited */
-    k += put_varint(p + k, size);
-    w->n += k + protobuf_c_message_pack(m, p + k);
+    size_t k = ts_varint_put(p, (uint64_t)field << 3 | 2); /* length-delimited */
+    k += ts_varint_put(p + k, size);
+    ts_buf_commit(b, k + protobuf_c_message_pack(m, p + k));
 }
 
-int ts_store_snapshot_write(const struct ts_store *s, ts_store_sink_fn *sink, void *arg)
+int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
 {
     const struct state *st = &s->st;
-    struct snapw w = {.buf = malloc(SNAPW_CHUNK), .cap = SNAPW_CHUNK, .sink = sink, .arg = arg};
-    if (!w.buf)
-        return TS_E_NOMEM;
+    struct ts_buf b = TS_BUF_INIT;
     /* The top level's fields in field number order, as protobuf-c packs a
      * whole StoreSnapshot (ts_store_test checks the bytes are the same):
      * 1, then the records of 2-4, then 5-6, 30-31, 32-33, 34-35. */
     Threadsync__State__StoreSnapshot part = THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
     part.last_index = st->last_index;
-    snapw_fields(&w, &part.base);
+    put_fields(&b, &part.base);
 
     for (size_t i = 0; i < st->n_threads; i++) {
         Threadsync__Thread v;
         ts__store_thread_view(st, st->threads[i], &v);
-        snapw_record(&w, 2, &v.base);
+        put_record(&b, 2, &v.base);
     }
     for (size_t i = 0; i < st->n_threads; i++) {
         const struct thread *t = st->threads[i];
         for (uint32_t j = 0; j < t->n_comments; j++) {
             Threadsync__Comment v;
             ts__store_comment_view(st, t->comments[j], &v);
-            snapw_record(&w, 3, &v.base);
+            put_record(&b, 3, &v.base);
         }
     }
     for (size_t i = 0; i < st->idem_n; i++) {
@@ -149,7 +101,7 @@ int ts_store_snapshot_write(const struct ts_store *s, ts_store_sink_fn *sink, vo
             v.content_digest.len = TS__STORE_DIGEST_LEN;
         }
         v.derived = e->derived;
-        snapw_record(&w, 4, &v.base);
+        put_record(&b, 4, &v.base);
     }
 
     part = (Threadsync__State__StoreSnapshot)THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
@@ -164,7 +116,7 @@ int ts_store_snapshot_write(const struct ts_store *s, ts_store_sink_fn *sink, vo
         part.format = TS__STORE_SNAPSHOT_FORMAT_IMPORT;
     if (st->audit_n)
         part.format = TS__STORE_SNAPSHOT_FORMAT_AUDIT;
-    snapw_fields(&w, &part.base);
+    put_fields(&b, &part.base);
 
     for (size_t i = 0; i < st->n_tokens; i++) {
         const struct token *k = &st->tokens[i];
@@ -180,14 +132,14 @@ int ts_store_snapshot_write(const struct ts_store *s, ts_store_sink_fn *sink, vo
         v.revoked = k->revoked;
         v.revoked_at_ms = k->revoked_at;
         v.gateway = k->gateway;
-        snapw_record(&w, 30, &v.base);
+        put_record(&b, 30, &v.base);
     }
     for (size_t i = 0; i < st->n_bans; i++) {
         Threadsync__State__BanEntry v = THREADSYNC__STATE__BAN_ENTRY__INIT;
         v.author = st->bans[i].author;
         v.until_ms = st->bans[i].until;
         v.banned_by = st->bans[i].by;
-        snapw_record(&w, 31, &v.base);
+        put_record(&b, 31, &v.base);
     }
 
     part = (Threadsync__State__StoreSnapshot)THREADSYNC__STATE__STORE_SNAPSHOT__INIT;
@@ -200,7 +152,7 @@ int ts_store_snapshot_write(const struct ts_store *s, ts_store_sink_fn *sink, vo
         position.value = st->pos;
         part.position = &position;
     }
-    snapw_fields(&w, &part.base);
+    put_fields(&b, &part.base);
 
     /* In the map's slot order: the same state gives the same set, and
      * restore does not depend on the order. */
@@ -212,27 +164,15 @@ int ts_store_snapshot_write(const struct ts_store *s, ts_store_sink_fn *sink, vo
         v.digest.data = (uint8_t *)r->digest;
         v.digest.len = TS__STORE_DIGEST_LEN;
         v.comment_id = r->comment_id;
-        snapw_record(&w, 34, &v.base);
+        put_record(&b, 34, &v.base);
     }
     for (size_t i = 0; i < st->audit_n; i++) {
         Threadsync__AuditEntry v;
         ts__store_audit_view(st, ts__store_audit_at(st, i), &v);
         v.thread_key = (char *)protobuf_c_empty_string; /* the thread says it */
-        snapw_record(&w, 35, &v.base);
+        put_record(&b, 35, &v.base);
     }
-    int rc = snapw_flush(&w);
-    free(w.buf);
-    return rc;
-}
-
-int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
-{
-    struct ts_buf b = TS_BUF_INIT;
-    int rc = ts_store_snapshot_write(s, ts_buf_sink, &b);
-    if (rc != TS_OK) {
-        ts_buf_free(&b);
-        return rc == TS_E_IO ? TS_E_NOMEM : rc; /* the buffer's sink fails for memory only */
-    }
+    /* An allocation failure sticks in b and is reported here, once. */
     return ts_buf_finish(&b, (char **)out, len);
 }
 

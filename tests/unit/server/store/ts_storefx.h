@@ -42,11 +42,10 @@ struct ts_store_result ts_storefx_ban(struct ts_storefx *f, uint64_t index, int6
 #define K_DELETE THREADSYNC__STATE__CHANGE_KIND__CHANGE_DELETE
 #define K_EDIT THREADSYNC__STATE__CHANGE_KIND__CHANGE_EDIT
 
-/* Takes f's snapshot into *snap (malloc'd, *len bytes) through
- * ts_store_snapshot_write, checking that the pieces are what protobuf-c
- * packs of the whole StoreSnapshot and what ts_store_snapshot gives; the
- * number of pieces the sink received. */
-size_t ts_storefx_snapshot(const struct ts_storefx *f, uint8_t **snap, size_t *len);
+/* Takes f's snapshot into *snap (malloc'd, *len bytes), checking that its
+ * bytes are what protobuf-c packs of the whole StoreSnapshot (the store
+ * packs it a record at a time). */
+void ts_storefx_snapshot(const struct ts_storefx *f, uint8_t **snap, size_t *len);
 
 /* Decodes one stored Events.events element (tag, varint length, Event)
  * of len bytes; free with threadsync__event__free_unpacked. */
