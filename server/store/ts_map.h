@@ -20,8 +20,8 @@ typedef uint64_t ts_map_hash_fn(const void *elem);
 typedef int ts_map_eq_fn(const void *elem, const void *key);
 
 struct ts_map {
-    void **slots;
-    size_t cap; /* power of two, or 0 */
+    void **slots; /* tagged pointers (ts_map.c): callers may test for NULL only */
+    size_t cap;   /* power of two, or 0 */
     size_t n;
     ts_map_hash_fn *hash;
     int fork_private; /* see TS_MAP_INIT_FORK_PRIVATE */

@@ -4,7 +4,8 @@
  * (the backward shift); the load factor stays at most 3/4; a remove then an
  * insert does not grow; string hashes are stable within a process and
  * differ for different keys. A fork-private map works the same and its
- * slot array is absent from a forked child, a plain map's present.
+ * slot array is absent from a forked child, a plain map's present. A
+ * lookup reads only the elements whose hash's tag matches the key's.
  */
 #include <check.h>
 #include <stdint.h>
@@ -31,8 +32,17 @@ static uint64_t hash_bad(const void *e)
     return ((const struct elem *)e)->id % 4;
 }
 
+/* One home slot (3), and a distinct top 16 bits (the tag) per id < 2^16. */
+static uint64_t hash_tagged(const void *e)
+{
+    return ((const struct elem *)e)->id << 48 | 3;
+}
+
+static unsigned eq_calls;
+
 static int eq_id(const void *e, const void *key)
 {
+    eq_calls++;
     return ((const struct elem *)e)->id == *(const uint64_t *)key;
 }
 
@@ -146,6 +156,44 @@ START_TEST(test_fork_private)
 }
 END_TEST
 
+/* Tagged slots (x86-64, see ts_map.c): a lookup reads only the elements
+ * whose tag matches, even down one long probe run; removal's backward
+ * shift keeps the tags with their elements, and growth re-tags. Elsewhere
+ * every probe reads, and only the results are checked. */
+START_TEST(test_tags_spare_reads)
+{
+    enum { N = 300 };
+    struct elem v[N];
+    struct ts_map m = TS_MAP_INIT(hash_tagged);
+    for (uint64_t i = 0; i < N; i++) {
+        v[i].id = i + 1;
+        ck_assert_int_eq(ts_map_insert(&m, &v[i]), TS_OK);
+    }
+    for (uint64_t i = 0; i < N; i += 2)
+        ts_map_remove(&m, &v[i]);
+    for (uint64_t i = 0; i < N; i++) {
+        eq_calls = 0;
+        ck_assert_ptr_eq(find(&m, i + 1), i % 2 ? &v[i] : NULL);
+#if defined(__x86_64__)
+        ck_assert_uint_eq(eq_calls, i % 2); /* the one element sought, if there */
+#else
+        ck_assert_uint_ge(eq_calls, i % 2);
+#endif
+    }
+    eq_calls = 0;
+    ck_assert_ptr_null(find(&m, N + 1)); /* a tag nobody has, at the run's start */
+#if defined(__x86_64__)
+    ck_assert_uint_eq(eq_calls, 0);
+#endif
+    /* Same tag (id + 2^16), same home: found only by the element read. */
+    struct elem twin = {v[1].id + (1ull << 16)};
+    ck_assert_int_eq(ts_map_insert(&m, &twin), TS_OK);
+    ck_assert_ptr_eq(find(&m, v[1].id), &v[1]);
+    ck_assert_ptr_eq(find(&m, twin.id), &twin);
+    ts_map_free(&m);
+}
+END_TEST
+
 START_TEST(test_string_hash)
 {
     uint64_t a = ts_map_hash_str("site/a", 6);
@@ -164,6 +212,7 @@ static Suite *map_suite(void)
     tcase_add_loop_test(tc, test_remove_with_collisions, 0, 2);
     tcase_add_test(tc, test_fork_private);
     tcase_add_test(tc, test_replace_does_not_grow);
+    tcase_add_test(tc, test_tags_spare_reads);
     tcase_add_test(tc, test_string_hash);
     tcase_set_timeout(tc, 30);
     suite_add_tcase(s, tc);
