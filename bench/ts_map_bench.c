@@ -106,8 +106,10 @@ static int run_round(struct elem *v, size_t n, size_t extra, uint8_t (*misses)[K
     for (size_t i = 0; i < n; i++) {
         size_t cap = m.cap;
         double a = now_ns();
-        if (ts_map_insert(&m, &v[i]) != 0)
+        if (ts_map_insert(&m, &v[i]) != 0) {
+            ts_map_free(&m);
             return -1;
+        }
         if (m.cap != cap && now_ns() - a > stall) {
             stall = now_ns() - a;
             out->stall_cap = m.cap;
@@ -139,8 +141,10 @@ static int run_round(struct elem *v, size_t n, size_t extra, uint8_t (*misses)[K
     for (size_t i = n; i < n + extra; i++) {
         struct elem *e = &v[i];
         sink += (uintptr_t)ts_map_find(&m, elem_hash(e), e->key, elem_eq);
-        if (ts_map_insert(&m, e) != 0)
+        if (ts_map_insert(&m, e) != 0) {
+            ts_map_free(&m);
             return -1;
+        }
     }
     double t4 = now_ns();
     (void)sink;
@@ -174,9 +178,11 @@ int main(int argc, char **argv)
     struct elem *v = calloc(n + extra, sizeof(*v));
     uint8_t(*misses)[KEY_LEN] = calloc(lookups, KEY_LEN);
     size_t *order = calloc(lookups, sizeof(*order));
+    int rc = 0;
     if (!v || !misses || !order) {
         fprintf(stderr, "ts_map_bench: out of memory\n");
-        return 1;
+        rc = 1;
+        goto done;
     }
     for (size_t i = 0; i < n + extra; i++) {
         v[i].id = i + 1;
@@ -192,7 +198,8 @@ int main(int argc, char **argv)
         struct round out = {0};
         if (run_round(v, n, extra, misses, order, lookups, &out) != 0) {
             fprintf(stderr, "ts_map_bench: insert failed (out of memory)\n");
-            return 1;
+            rc = 1;
+            goto done;
         }
         for (int k = 0; k < MEASURES; k++)
             ns[k][r] = out.ns[k];
@@ -206,8 +213,9 @@ int main(int argc, char **argv)
            "slot array %.1f B per element; growing to %zu slots %.1f ms\n",
            n, rounds, median(ns[0], rounds), median(ns[1], rounds), median(ns[2], rounds), post_n,
            median(ns[3], rounds), eq_hit, eq_miss, slot_bytes, stall_cap, median(stall, rounds));
+done:
     free(v);
     free(misses);
     free(order);
-    return 0;
+    return rc;
 }

@@ -64,9 +64,23 @@ uint64_t ts_map_hash_str(const char *s, size_t len)
 
 #define PREFETCH_AHEAD 16
 
+/* The two casts between a tagged slot and its element; the tag bits are
+ * the only ones changed, so each is the pointer as malloc gave it. */
 static void *slot_elem(const void *slot)
 {
+    /* NOLINTNEXTLINE(performance-no-int-to-ptr): a tagged slot, see the file comment */
     return (void *)((uintptr_t)slot & ELEM_BITS);
+}
+
+static void *slot_make(void *elem, uint64_t h)
+{
+    /* NOLINTNEXTLINE(performance-no-int-to-ptr): a tagged slot, see the file comment */
+    return (void *)((uintptr_t)elem | TAG_OF(h));
+}
+
+void *ts_map_slot(const struct ts_map *m, size_t i)
+{
+    return slot_elem(m->slots[i]);
 }
 
 void *ts_map_find(const struct ts_map *m, uint64_t h, const void *key, ts_map_eq_fn *eq)
@@ -76,11 +90,11 @@ void *ts_map_find(const struct ts_map *m, uint64_t h, const void *key, ts_map_eq
     size_t mask = m->cap - 1;
     uintptr_t tag = TAG_OF(h);
     for (size_t i = h & mask;; i = (i + 1) & mask) {
-        uintptr_t s = (uintptr_t)m->slots[i];
+        void *s = m->slots[i];
         if (!s)
             return NULL;
-        if ((s & ~ELEM_BITS) == tag && eq((void *)(s & ELEM_BITS), key))
-            return (void *)(s & ELEM_BITS);
+        if (((uintptr_t)s & ~ELEM_BITS) == tag && eq(slot_elem(s), key))
+            return slot_elem(s);
     }
 }
 
@@ -92,7 +106,7 @@ static void place(void **slots, size_t cap, void *elem, uint64_t h)
     size_t i = h & mask;
     while (slots[i])
         i = (i + 1) & mask;
-    slots[i] = (void *)((uintptr_t)elem | TAG_OF(h));
+    slots[i] = slot_make(elem, h);
 }
 
 /* A zeroed array of cap slots: malloc's, or a fork-private mapping. */

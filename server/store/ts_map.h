@@ -20,7 +20,7 @@ typedef uint64_t ts_map_hash_fn(const void *elem);
 typedef int ts_map_eq_fn(const void *elem, const void *key);
 
 struct ts_map {
-    void **slots; /* tagged pointers (ts_map.c): callers may test for NULL only */
+    void **slots; /* tagged (ts_map.c): read them through ts_map_slot */
     size_t cap;   /* power of two, or 0 */
     size_t n;
     ts_map_hash_fn *hash;
@@ -53,6 +53,10 @@ int ts_map_insert(struct ts_map *m, void *elem);
 
 /* Removes elem, which must be in m. */
 void ts_map_remove(struct ts_map *m, const void *elem);
+
+/* The element in slot i (i < m->cap), or NULL: to walk every element,
+ * for i from 0 to m->cap. */
+void *ts_map_slot(const struct ts_map *m, size_t i);
 
 /* Frees the slot array; m is empty again (its hash function is kept). */
 void ts_map_free(struct ts_map *m);

@@ -83,7 +83,7 @@ int ts__store_import_add(struct state *st, const uint8_t digest[TS__STORE_DIGEST
 void ts__store_import_free(struct state *st)
 {
     for (size_t i = 0; i < st->import_by_digest.cap; i++)
-        free(st->import_by_digest.slots[i]);
+        free(ts_map_slot(&st->import_by_digest, i));
     ts_map_free(&st->import_by_digest);
     st->n_imports = 0;
 }

@@ -157,7 +157,7 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     /* In the map's slot order: the same state gives the same set, and
      * restore does not depend on the order. */
     for (size_t i = 0; i < st->import_by_digest.cap; i++) {
-        const struct import_ref *r = st->import_by_digest.slots[i];
+        const struct import_ref *r = ts_map_slot(&st->import_by_digest, i);
         if (!r)
             continue;
         Threadsync__State__ImportRef v = THREADSYNC__STATE__IMPORT_REF__INIT;

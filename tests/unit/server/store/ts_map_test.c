@@ -5,7 +5,8 @@
  * insert does not grow; string hashes are stable within a process and
  * differ for different keys. A fork-private map works the same and its
  * slot array is absent from a forked child, a plain map's present. A
- * lookup reads only the elements whose hash's tag matches the key's.
+ * lookup reads only the elements whose hash's tag matches the key's, and a
+ * walk of the slots gives the elements themselves.
  */
 #include <check.h>
 #include <stdint.h>
@@ -103,7 +104,7 @@ START_TEST(test_remove_with_collisions)
             ts_map_remove(&m, &v[i]);
     ck_assert_uint_eq(m.n, 0);
     for (size_t i = 0; i < m.cap; i++)
-        ck_assert_ptr_null(m.slots[i]);
+        ck_assert_ptr_null(ts_map_slot(&m, i));
     ts_map_free(&m);
 }
 END_TEST
@@ -190,6 +191,16 @@ START_TEST(test_tags_spare_reads)
     ck_assert_int_eq(ts_map_insert(&m, &twin), TS_OK);
     ck_assert_ptr_eq(find(&m, v[1].id), &v[1]);
     ck_assert_ptr_eq(find(&m, twin.id), &twin);
+    /* A walk of the slots gives each element once, untagged. */
+    size_t seen = 0;
+    for (size_t i = 0; i < m.cap; i++) {
+        struct elem *e = ts_map_slot(&m, i);
+        if (!e)
+            continue;
+        seen++;
+        ck_assert(e == &twin || (e >= v && e < v + N && (e - v) % 2 == 1));
+    }
+    ck_assert_uint_eq(seen, m.n);
     ts_map_free(&m);
 }
 END_TEST
