@@ -59,6 +59,14 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
 {
     const struct state *st = &s->st;
     struct ts_buf b = TS_BUF_INIT;
+    /* Format 3 only once an Import ran, format 4 only once the trail holds
+     * a record: other states stay readable by the releases before them.
+     * Both carry the position. */
+    uint32_t format = TS__STORE_SNAPSHOT_FORMAT;
+    if (st->pos != st->last_index || st->n_imports)
+        format = TS__STORE_SNAPSHOT_FORMAT_IMPORT;
+    if (st->audit_n)
+        format = TS__STORE_SNAPSHOT_FORMAT_AUDIT;
     /* The top level's fields in field number order, as protobuf-c packs a
      * whole StoreSnapshot (ts_store_test checks the bytes are the same):
      * 1, then the records of 2-4, then 5-6, 30-31, 32-33, 34-35. */
@@ -108,14 +116,7 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
     Threadsync__State__EventSeq seq = THREADSYNC__STATE__EVENT_SEQ__INIT;
     seq.value = st->seq;
     part.seq = &seq;
-    part.format = TS__STORE_SNAPSHOT_FORMAT;
-    /* Format 3 only once an Import ran: other states stay readable by the
-     * releases before it. Format 4 only once the trail holds a record,
-     * likewise. */
-    if (st->pos != st->last_index || st->n_imports)
-        part.format = TS__STORE_SNAPSHOT_FORMAT_IMPORT;
-    if (st->audit_n)
-        part.format = TS__STORE_SNAPSHOT_FORMAT_AUDIT;
+    part.format = format;
     put_fields(&b, &part.base);
 
     for (size_t i = 0; i < st->n_tokens; i++) {
@@ -148,7 +149,7 @@ int ts_store_snapshot(const struct ts_store *s, uint8_t **out, size_t *len)
         part.edit_secret.data = (uint8_t *)st->edit_secret;
         part.edit_secret.len = TS_STORE_HASH_LEN;
     }
-    if (st->pos != st->last_index || st->n_imports || st->audit_n) {
+    if (format != TS__STORE_SNAPSHOT_FORMAT) {
         position.value = st->pos;
         part.position = &position;
     }
