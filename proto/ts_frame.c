@@ -11,9 +11,9 @@
 
 #include "ts_assert.h"
 #include "ts_endian.h"
-#include "ts_varint.h"
 #include "ts_err.h"
 #include "ts_valid.h"
+#include "ts_varint.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -233,10 +233,10 @@ int ts_frame_request_encode(int msg_case, const uint8_t *msg, size_t msg_len, ui
             : NULL;
     if (!rid || rid->type != PROTOBUF_C_TYPE_UINT64 || rid->label == PROTOBUF_C_LABEL_REPEATED)
         return TS_E_INVALID_ARGUMENT;
-    uint8_t id_field[2 * 10];
+    uint8_t id_field[2 * TS_VARINT_MAX];
     size_t id_len = ts_varint_put(id_field, ((uint64_t)rid->id << 3) | 0);
     id_len += ts_varint_put(id_field + id_len, id);
-    uint8_t head[2 * 10];
+    uint8_t head[2 * TS_VARINT_MAX];
     size_t inner = msg_len + id_len;
     size_t head_len = ts_varint_put(head, ((uint64_t)slot->id << 3) | 2);
     head_len += ts_varint_put(head + head_len, inner);
